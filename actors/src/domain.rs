@@ -1,0 +1,393 @@
+//! The support domain's values: projects, tickets, messages, participants and read cursors.
+//!
+//! Every value that arrives from outside is parsed once, at the edge, into one of these types; a
+//! value of the type is valid by construction, so the actors and stores never check it again.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::message_id::MessageId;
+
+/// Why a value from outside was refused. The text is written for the API client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+fn invalid(msg: impl Into<String>) -> InvalidValue {
+    InvalidValue(msg.into())
+}
+
+/// A tenant's id: 1 to 64 characters of `[A-Za-z0-9_-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ProjectId(String);
+
+impl ProjectId {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(invalid(
+                "project_id must be 1-64 characters of letters, digits, '_' or '-'",
+            ))
+        }
+    }
+
+    /// A fresh random id, `proj_` followed by 16 lowercase letters and digits.
+    pub fn generate() -> Self {
+        Self(format!("proj_{}", random_token(16)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProjectId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `n` random characters from `[a-z0-9]`.
+pub fn random_token(n: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// A ticket's public name within its project, shaped `adjective-noun-NNN`.
+///
+/// Parsing only checks the shape; whether such a ticket exists is the store's business.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        if Self::well_formed(raw) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(invalid("not a ticket slug"))
+        }
+    }
+
+    fn well_formed(raw: &str) -> bool {
+        if raw.len() > 40 {
+            return false;
+        }
+        let mut parts = raw.split('-');
+        let word = |p: Option<&str>| {
+            p.is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        };
+        let number =
+            |p: Option<&str>| p.is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()));
+        word(parts.next()) && word(parts.next()) && number(parts.next()) && parts.next().is_none()
+    }
+
+    /// Only for values built by [`crate::slug::SlugGenerator`], which are well formed by construction.
+    pub(crate) fn from_generated(s: String) -> Self {
+        debug_assert!(Self::well_formed(&s), "generated slug {s} is malformed");
+        Self(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Slug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Slug {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Trims the text and checks its length in characters.
+fn bounded_text(raw: &str, field: &str, min: usize, max: usize) -> Result<String, InvalidValue> {
+    let text = raw.trim();
+    let chars = text.chars().count();
+    if chars < min {
+        return Err(invalid(if min == 1 {
+            format!("{field} must not be empty")
+        } else {
+            format!("{field} must be at least {min} characters")
+        }));
+    }
+    if chars > max {
+        return Err(invalid(format!("{field} must be at most {max} characters")));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+        return Err(invalid(format!("{field} must not contain control characters")));
+    }
+    Ok(text.to_owned())
+}
+
+macro_rules! text_value {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $min:expr, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_CHARS: usize = $max;
+
+            pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+                bounded_text(raw, $field, $min, $max).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+text_value!(
+    /// A ticket's title: 1 to 200 characters after trimming.
+    Title, "title", 1, 200
+);
+text_value!(
+    /// A ticket's description: up to 10,000 characters; may be empty.
+    Description, "description", 0, 10_000
+);
+text_value!(
+    /// The text of one message on a ticket: 1 to 10,000 characters after trimming.
+    MessageBody, "content", 1, 10_000
+);
+text_value!(
+    /// A project's display name: 1 to 100 characters.
+    ProjectName, "name", 1, 100
+);
+
+/// Who speaks or reads on a ticket: the visitor, or the project's support agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Participant {
+    User,
+    Admin,
+}
+
+impl Participant {
+    pub const ALL: [Participant; 2] = [Participant::User, Participant::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Participant::User => "user",
+            Participant::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "user" => Ok(Participant::User),
+            "admin" => Ok(Participant::Admin),
+            _ => Err(invalid("must be \"user\" or \"admin\"")),
+        }
+    }
+}
+
+/// Where a ticket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketStatus {
+    /// Waiting for an agent.
+    Open,
+    /// Waiting for the visitor.
+    Pending,
+    /// The agent considers it solved; a visitor's reply reopens it.
+    Resolved,
+    /// Finished; nobody can post to it any more.
+    Closed,
+}
+
+impl TicketStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Open => "open",
+            TicketStatus::Pending => "pending",
+            TicketStatus::Resolved => "resolved",
+            TicketStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "open" => Ok(TicketStatus::Open),
+            "pending" => Ok(TicketStatus::Pending),
+            "resolved" => Ok(TicketStatus::Resolved),
+            "closed" => Ok(TicketStatus::Closed),
+            _ => Err(invalid(
+                "status must be one of \"open\", \"pending\", \"resolved\", \"closed\"",
+            )),
+        }
+    }
+}
+
+/// How a ticket came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketSource {
+    /// Created through the public ticket endpoint.
+    Api,
+    /// Opened by the assistant during a chat.
+    Chat,
+}
+
+/// A tenant: its settings and the hash of its admin key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    pub id: ProjectId,
+    pub name: String,
+    /// Exact origins (`scheme://host[:port]`) allowed to call the public API from a browser.
+    pub allowed_origins: Vec<String>,
+    /// Hex SHA-256 of the admin key; the key itself is never stored.
+    pub admin_key_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Normalises and checks a browser origin: `scheme://host[:port]`, lowercase, no path.
+pub fn parse_origin(raw: &str) -> Result<String, InvalidValue> {
+    let bad = || invalid(format!("{raw:?} is not an origin like https://example.com"));
+    let lower = raw.trim().to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    let host_ok = !rest.is_empty()
+        && rest.len() <= 253
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !host_ok || rest.starts_with(':') || rest.ends_with(':') {
+        return Err(bad());
+    }
+    Ok(lower)
+}
+
+/// A support ticket's own fields; its messages are stored separately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: Uuid,
+    pub slug: Slug,
+    pub project_id: ProjectId,
+    pub title: Title,
+    pub description: Description,
+    pub status: TicketStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub source: TicketSource,
+    /// The anonymous chat session that opened the ticket, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+/// One message on a ticket, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub author: Participant,
+    pub content: MessageBody,
+    pub timestamp: DateTime<Utc>,
+}
+
+/// How far one participant has read a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadCursor {
+    pub reader: Participant,
+    pub up_to: MessageId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_must_have_the_adjective_noun_number_shape() {
+        assert!(Slug::parse("swift-bear-053").is_ok());
+        for bad in [
+            "",
+            "swift-bear",
+            "swift-bear-53",
+            "swift-bear-0533",
+            "Swift-bear-053",
+            "swift-bear-053-x",
+            "swift--053",
+            "swift-be4r-053",
+            "../etc-passwd-001",
+        ] {
+            assert!(Slug::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn project_ids_are_short_and_url_safe() {
+        assert!(ProjectId::parse("demo").is_ok());
+        assert!(ProjectId::parse("proj_ab-12").is_ok());
+        assert!(ProjectId::parse("").is_err());
+        assert!(ProjectId::parse("a/b").is_err());
+        assert!(ProjectId::parse(&"x".repeat(65)).is_err());
+        assert!(ProjectId::parse(ProjectId::generate().as_str()).is_ok());
+    }
+
+    #[test]
+    fn text_is_trimmed_and_bounded_in_characters() {
+        assert_eq!(Title::parse("  hi  ").unwrap().as_str(), "hi");
+        assert!(Title::parse("   ").is_err());
+        assert!(Title::parse(&"é".repeat(200)).is_ok());
+        assert!(Title::parse(&"é".repeat(201)).is_err());
+        assert!(Description::parse("").is_ok());
+        assert!(MessageBody::parse("a\u{0}b").is_err());
+        assert!(MessageBody::parse("line\nbreak").is_ok());
+    }
+
+    #[test]
+    fn origins_are_normalised_and_paths_refused() {
+        assert_eq!(
+            parse_origin("HTTP://LocalHost:3000").unwrap(),
+            "http://localhost:3000"
+        );
+        assert!(parse_origin("https://example.com/path").is_err());
+        assert!(parse_origin("example.com").is_err());
+        assert!(parse_origin("*").is_err());
+        assert!(parse_origin("https://").is_err());
+    }
+
+    #[test]
+    fn statuses_and_participants_round_trip_through_their_names() {
+        for s in ["open", "pending", "resolved", "closed"] {
+            assert_eq!(TicketStatus::parse(s).unwrap().as_str(), s);
+        }
+        assert!(TicketStatus::parse("OPEN").is_err());
+        for p in Participant::ALL {
+            assert_eq!(Participant::parse(p.as_str()).unwrap(), p);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Fleety's core: the support domain, its actors, and the ports they use (storage, clock).
+//!
+//! This crate knows nothing of HTTP, CQL or any LLM client; the `fleety` crate plugs adapters
+//! into the ports and puts a web front on the actors.
+//!
+//! The supervision tree:
+//!
+//! ```text
+//! RootSupervisor
+//!  └── TicketSupervisor      restarts failed tickets from the store; keeps the registry true
+//!       └── TicketActor      one per active ticket: its state, its subscribers, its only writer;
+//!                            activated on demand, passivated when idle
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod domain;
+pub mod events;
+pub mod feed;
+pub mod message_id;
+pub mod root;
+pub mod slug;
+pub mod store;
+pub mod ticket;
+
+pub use message_id::MessageId;

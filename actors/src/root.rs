@@ -1,0 +1,70 @@
+//! `RootSupervisor`: the top of the actor tree. It starts the domain supervisors and stops the
+//! whole system if one of them fails, since they hold no state worth saving and a clean
+//! restart of the process is the honest answer.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use crate::clock::Clock;
+use crate::feed::ProjectFeeds;
+use crate::store::Store;
+use crate::ticket::{TicketConfig, Tickets};
+
+pub struct RootSupervisor;
+
+pub enum RootMsg {}
+
+/// Handles to everything the actor system offers its callers.
+#[derive(Clone)]
+pub struct System {
+    pub tickets: Tickets,
+    pub feeds: ProjectFeeds,
+    pub root: ActorRef<RootMsg>,
+}
+
+pub struct RootArgs {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub tickets: TicketConfig,
+}
+
+impl System {
+    pub async fn start(args: RootArgs) -> Result<System, ractor::SpawnErr> {
+        let (root, _) = Actor::spawn(None, RootSupervisor, ()).await?;
+        let feeds = ProjectFeeds::default();
+        let (tickets, _) =
+            Tickets::start(args.store, args.clock, feeds.clone(), args.tickets, Some(root.get_cell()))
+                .await?;
+        Ok(System { tickets, feeds, root })
+    }
+
+    /// Stops every actor, children first.
+    pub async fn stop(&self) {
+        self.root.stop_children_and_wait(None, Some(std::time::Duration::from_secs(5))).await;
+        self.root.stop(None);
+    }
+}
+
+impl Actor for RootSupervisor {
+    type Msg = RootMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _myself: ActorRef<RootMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        event: SupervisionEvent,
+        _state: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, error) = event {
+            tracing::error!(actor = ?cell.get_name(), %error, "a domain supervisor failed; stopping the actor system");
+            myself.stop(Some("child supervisor failed".into()));
+        }
+        Ok(())
+    }
+}

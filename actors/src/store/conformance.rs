@@ -1,0 +1,343 @@
+//! The storage conformance suite: the behaviour every [`Store`] backend must show.
+//!
+//! A backend's test file invokes [`store_conformance_tests!`](crate::store_conformance_tests)
+//! with an async expression that yields a ready `Arc<dyn Store>`. Each case uses fresh random
+//! project ids, so the cases may share one database (a CQL keyspace) and run concurrently.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use uuid::Uuid;
+
+use super::*;
+use crate::domain::*;
+use crate::slug::SlugGenerator;
+
+/// Expands to one `#[tokio::test]` per conformance case, each calling `$factory` for its store.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($factory:expr) => {
+        $crate::store_conformance_tests!(@cases $factory;
+            projects_are_created_read_updated_and_listed,
+            a_project_id_can_be_claimed_once,
+            tickets_are_created_and_read_back,
+            a_slug_can_be_claimed_once_per_project,
+            ticket_updates_persist_and_missing_tickets_are_reported,
+            tickets_list_newest_first_with_status_filter_and_cursor,
+            messages_come_back_in_id_order_and_per_ticket,
+            message_ranges_select_after_before_and_newest,
+            appending_the_same_message_twice_keeps_one_copy,
+            read_cursors_move_forward_only_and_per_reader,
+            concurrent_appends_are_all_durable,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store: ::std::sync::Arc<dyn $crate::store::Store> = $factory.await;
+                $crate::store::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn project() -> Project {
+    Project {
+        id: ProjectId::parse(&format!("conf_{}", Uuid::new_v4().simple())).unwrap(),
+        name: "Conformance".into(),
+        allowed_origins: vec!["https://example.com".into()],
+        admin_key_hash: "00".repeat(32),
+        created_at: Utc::now(),
+    }
+}
+
+fn ticket(project: &ProjectId, slug: &str, created_at: chrono::DateTime<Utc>) -> Ticket {
+    Ticket {
+        id: Uuid::new_v4(),
+        slug: Slug::parse(slug).unwrap(),
+        project_id: project.clone(),
+        title: Title::parse("Cannot log in").unwrap(),
+        description: Description::parse("Since this morning").unwrap(),
+        status: TicketStatus::Open,
+        created_at,
+        updated_at: created_at,
+        source: TicketSource::Api,
+        session_id: None,
+    }
+}
+
+fn messages(n: usize) -> Vec<Message> {
+    let mut out: Vec<Message> = Vec::with_capacity(n);
+    let now = Utc::now();
+    for i in 0..n {
+        let id = MessageId::next(out.last().map(|m| m.id), now);
+        out.push(Message {
+            id,
+            author: if i % 2 == 0 { Participant::User } else { Participant::Admin },
+            content: MessageBody::parse(&format!("message {i}")).unwrap(),
+            timestamp: id.timestamp(),
+        });
+    }
+    out
+}
+
+async fn stored_project(store: &Arc<dyn Store>) -> Project {
+    let p = project();
+    store.create_project(&p).await.expect("create project");
+    p
+}
+
+pub async fn projects_are_created_read_updated_and_listed(store: Arc<dyn Store>) {
+    let mut p = stored_project(&store).await;
+    assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p.clone()));
+
+    p.name = "Renamed".into();
+    p.allowed_origins = vec!["https://a.example".into(), "http://localhost:3000".into()];
+    store.update_project(&p).await.unwrap();
+    assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p.clone()));
+    assert!(store.list_projects().await.unwrap().contains(&p));
+
+    let missing = project();
+    assert_eq!(store.get_project(&missing.id).await.unwrap(), None);
+    assert!(matches!(store.update_project(&missing).await, Err(StoreError::NotFound)));
+}
+
+pub async fn a_project_id_can_be_claimed_once(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let mut again = project();
+    again.id = p.id.clone();
+    again.name = "Impostor".into();
+    assert!(matches!(store.create_project(&again).await, Err(StoreError::Conflict)));
+    assert_eq!(store.get_project(&p.id).await.unwrap().unwrap().name, p.name);
+}
+
+pub async fn tickets_are_created_and_read_back(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let mut t = ticket(&p.id, "swift-bear-053", Utc::now());
+    t.source = TicketSource::Chat;
+    t.session_id = Some("session-1".into());
+    store.create_ticket(&t).await.unwrap();
+    assert_eq!(store.get_ticket(&p.id, &t.slug).await.unwrap(), Some(t.clone()));
+    let other = Slug::parse("quiet-otter-001").unwrap();
+    assert_eq!(store.get_ticket(&p.id, &other).await.unwrap(), None);
+}
+
+pub async fn a_slug_can_be_claimed_once_per_project(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let q = stored_project(&store).await;
+    let first = ticket(&p.id, "swift-bear-053", Utc::now());
+    store.create_ticket(&first).await.unwrap();
+
+    let mut second = ticket(&p.id, "swift-bear-053", Utc::now());
+    second.title = Title::parse("Someone else").unwrap();
+    assert!(matches!(store.create_ticket(&second).await, Err(StoreError::Conflict)));
+    let kept = store.get_ticket(&p.id, &first.slug).await.unwrap().unwrap();
+    assert_eq!(kept.id, first.id);
+
+    // The same slug in another project is a different ticket.
+    store.create_ticket(&ticket(&q.id, "swift-bear-053", Utc::now())).await.unwrap();
+
+    // Racing creations of one slug: exactly one wins.
+    let racers = (0..8).map(|_| {
+        let store = store.clone();
+        let t = ticket(&p.id, "brave-lynx-777", Utc::now());
+        tokio::spawn(async move { store.create_ticket(&t).await })
+    });
+    let mut won = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+pub async fn ticket_updates_persist_and_missing_tickets_are_reported(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let mut t = ticket(&p.id, "swift-bear-053", Utc::now());
+    store.create_ticket(&t).await.unwrap();
+    t.status = TicketStatus::Resolved;
+    t.updated_at = t.created_at + Duration::seconds(5);
+    store.update_ticket(&t).await.unwrap();
+    assert_eq!(store.get_ticket(&p.id, &t.slug).await.unwrap(), Some(t.clone()));
+
+    let ghost = ticket(&p.id, "quiet-otter-001", Utc::now());
+    assert!(matches!(store.update_ticket(&ghost).await, Err(StoreError::NotFound)));
+}
+
+pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let base = Utc::now() - Duration::days(40);
+    let generator = SlugGenerator::new();
+    let mut created = Vec::new();
+    // Spread over more than a month so bucketed backends cross buckets.
+    for i in 0..25 {
+        let mut t = ticket(&p.id, generator.generate().as_str(), base + Duration::days(i * 2));
+        if i % 3 == 0 {
+            t.status = TicketStatus::Closed;
+        }
+        store.create_ticket(&t).await.unwrap();
+        created.push(t);
+    }
+    created.reverse();
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_tickets(&p.id, &TicketQuery { status: None, after, limit: 7 })
+            .await
+            .unwrap();
+        assert!(page.tickets.len() <= 7);
+        seen.extend(page.tickets.iter().map(|t| t.slug.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let expected: Vec<Slug> = created.iter().map(|t| t.slug.clone()).collect();
+    assert_eq!(seen, expected);
+
+    let closed = store
+        .list_tickets(
+            &p.id,
+            &TicketQuery { status: Some(TicketStatus::Closed), after: None, limit: 100 },
+        )
+        .await
+        .unwrap();
+    let expected_closed: Vec<Slug> = created
+        .iter()
+        .filter(|t| t.status == TicketStatus::Closed)
+        .map(|t| t.slug.clone())
+        .collect();
+    assert_eq!(closed.tickets.iter().map(|t| t.slug.clone()).collect::<Vec<_>>(), expected_closed);
+    assert!(closed.next.is_none());
+
+    // A status change is reflected in the filtered listing.
+    let mut reopened = created.iter().find(|t| t.status == TicketStatus::Closed).unwrap().clone();
+    reopened.status = TicketStatus::Open;
+    store.update_ticket(&reopened).await.unwrap();
+    let closed_now = store
+        .list_tickets(
+            &p.id,
+            &TicketQuery { status: Some(TicketStatus::Closed), after: None, limit: 100 },
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed_now.tickets.len(), expected_closed.len() - 1);
+    assert!(closed_now.tickets.iter().all(|t| t.slug != reopened.slug));
+}
+
+pub async fn messages_come_back_in_id_order_and_per_ticket(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let a = ticket(&p.id, "swift-bear-053", Utc::now());
+    let b = ticket(&p.id, "quiet-otter-001", Utc::now());
+    store.create_ticket(&a).await.unwrap();
+    store.create_ticket(&b).await.unwrap();
+    let msgs = messages(12);
+    for m in &msgs {
+        store.append_message(&p.id, &a.slug, m).await.unwrap();
+    }
+    store.append_message(&p.id, &b.slug, &messages(1)[0]).await.unwrap();
+
+    let back = store.list_messages(&p.id, &a.slug, MessageRange::all()).await.unwrap();
+    assert_eq!(back, msgs);
+    assert_eq!(store.list_messages(&p.id, &b.slug, MessageRange::all()).await.unwrap().len(), 1);
+}
+
+pub async fn message_ranges_select_after_before_and_newest(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let t = ticket(&p.id, "swift-bear-053", Utc::now());
+    store.create_ticket(&t).await.unwrap();
+    let msgs = messages(10);
+    for m in &msgs {
+        store.append_message(&p.id, &t.slug, m).await.unwrap();
+    }
+    let list = |range| {
+        let store = store.clone();
+        let (pid, slug) = (p.id.clone(), t.slug.clone());
+        async move { store.list_messages(&pid, &slug, range).await.unwrap() }
+    };
+    assert_eq!(list(MessageRange::after(Some(msgs[6].id))).await, msgs[7..]);
+    assert!(list(MessageRange::after(Some(msgs[9].id))).await.is_empty());
+    assert_eq!(list(MessageRange::newest(3)).await, msgs[7..]);
+    assert_eq!(
+        list(MessageRange { before: Some(msgs[5].id), limit: 2, newest: true, after: None }).await,
+        msgs[3..5]
+    );
+    assert_eq!(
+        list(MessageRange { after: Some(msgs[1].id), before: Some(msgs[5].id), limit: 10, newest: false })
+            .await,
+        msgs[2..5]
+    );
+    assert_eq!(
+        list(MessageRange { after: None, before: None, limit: 4, newest: false }).await,
+        msgs[..4]
+    );
+}
+
+pub async fn appending_the_same_message_twice_keeps_one_copy(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let t = ticket(&p.id, "swift-bear-053", Utc::now());
+    store.create_ticket(&t).await.unwrap();
+    let m = messages(1).remove(0);
+    store.append_message(&p.id, &t.slug, &m).await.unwrap();
+    store.append_message(&p.id, &t.slug, &m).await.unwrap();
+    assert_eq!(store.list_messages(&p.id, &t.slug, MessageRange::all()).await.unwrap(), vec![m]);
+}
+
+pub async fn read_cursors_move_forward_only_and_per_reader(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let t = ticket(&p.id, "swift-bear-053", Utc::now());
+    store.create_ticket(&t).await.unwrap();
+    let msgs = messages(5);
+    assert!(store.read_cursors(&p.id, &t.slug).await.unwrap().is_empty());
+
+    store.set_read_cursor(&p.id, &t.slug, Participant::Admin, msgs[2].id).await.unwrap();
+    store.set_read_cursor(&p.id, &t.slug, Participant::Admin, msgs[1].id).await.unwrap();
+    store.set_read_cursor(&p.id, &t.slug, Participant::User, msgs[4].id).await.unwrap();
+    let mut cursors = store.read_cursors(&p.id, &t.slug).await.unwrap();
+    cursors.sort_by_key(|c| c.reader);
+    assert_eq!(
+        cursors,
+        vec![
+            ReadCursor { reader: Participant::User, up_to: msgs[4].id },
+            ReadCursor { reader: Participant::Admin, up_to: msgs[2].id },
+        ]
+    );
+}
+
+pub async fn concurrent_appends_are_all_durable(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let generator = SlugGenerator::new();
+    let mut tickets = Vec::new();
+    for _ in 0..8 {
+        let t = ticket(&p.id, generator.generate().as_str(), Utc::now());
+        store.create_ticket(&t).await.unwrap();
+        tickets.push(t);
+    }
+    let writers = tickets.iter().map(|t| {
+        let store = store.clone();
+        let (pid, slug) = (p.id.clone(), t.slug.clone());
+        tokio::spawn(async move {
+            let msgs = messages(25);
+            let writes = msgs.iter().map(|m| store.append_message(&pid, &slug, m));
+            for r in futures_util::future::join_all(writes).await {
+                r.unwrap();
+            }
+            msgs
+        })
+    });
+    let written: Vec<Vec<Message>> = futures_util::future::join_all(writers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    for (t, msgs) in tickets.iter().zip(written) {
+        let back = store.list_messages(&p.id, &t.slug, MessageRange::all()).await.unwrap();
+        assert_eq!(back, msgs);
+    }
+}

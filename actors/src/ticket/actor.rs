@@ -1,0 +1,528 @@
+//! `TicketActor`: the single writer for one ticket, and the hub of its realtime subscribers.
+//!
+//! Writes are pipelined. A request is validated against the actor's state, given its message id,
+//! and queued to the ticket's *write lane*, a task that hands batches to the store. The mailbox
+//! keeps turning meanwhile. When the lane reports a batch durable (`Persisted`), the actor
+//! applies the batch to its state, fans the events out, and only then answers the callers, in
+//! the order the requests arrived.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{TicketDeps, TicketError, TicketKey};
+use crate::domain::{Message, MessageBody, Participant, ReadCursor, Ticket, TicketStatus};
+use crate::events::{
+    self, event_frame, ReadReceiptPayload, StatusChangePayload, SubscribedPayload, TicketView,
+};
+use crate::message_id::MessageId;
+use crate::store::{MessageRange, TicketWrite};
+
+/// Every message a `TicketActor` understands.
+pub enum TicketMsg {
+    /// The ticket as JSON, with all its messages, or with a page of them.
+    Get { page: Option<MessagePage>, reply: RpcReplyPort<Result<Bytes, TicketError>> },
+    /// Post a message; answered once it is durable.
+    Post { author: Participant, content: MessageBody, reply: RpcReplyPort<Result<Message, TicketError>> },
+    /// Mark every message so far as read by `reader`. Answers the id read up to (None on an empty ticket).
+    MarkRead { reader: Participant, reply: RpcReplyPort<Result<Option<MessageId>, TicketError>> },
+    /// Change the status; answers the ticket after the change.
+    SetStatus { status: TicketStatus, reply: RpcReplyPort<Result<Ticket, TicketError>> },
+    /// Join the ticket's realtime events, optionally replaying messages after `since`.
+    Subscribe { since: Option<MessageId>, reply: RpcReplyPort<Result<Subscription, TicketError>> },
+    /// From the write lane: the batch ending with write `through` is durable (or failed).
+    Persisted { through: u64, result: Result<(), crate::store::StoreError> },
+    /// Periodic housekeeping: prune gone subscribers, passivate when idle.
+    Tick,
+    /// Fail on purpose, so tests can watch the supervisor restart the actor.
+    #[cfg(feature = "testing")]
+    Crash,
+}
+
+/// A page of a ticket's messages: the newest `limit` before `before`.
+#[derive(Debug, Clone, Copy)]
+pub struct MessagePage {
+    pub limit: usize,
+    pub before: Option<MessageId>,
+}
+
+/// One realtime event, encoded once and shared by all subscribers.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub frame: Bytes,
+    /// For `new_message` events: lets a subscriber resume with `since=` after a reconnect.
+    pub message_id: Option<MessageId>,
+}
+
+/// What a subscriber gets back from [`TicketMsg::Subscribe`].
+pub struct Subscription {
+    /// The `subscribed` frame to send first.
+    pub subscribed: Bytes,
+    /// Messages missed since `since`, to send before live events.
+    pub replay: Replay,
+    /// Live events. The channel closes when the actor stops or cuts this subscriber off.
+    pub events: mpsc::Receiver<Event>,
+    /// Set when the actor cut this subscriber off for falling behind.
+    pub cut_off: Arc<AtomicBool>,
+    /// The newest message id the subscriber has now seen (after replay).
+    pub last_message_id: Option<MessageId>,
+}
+
+pub enum Replay {
+    Ready(Vec<Event>),
+    /// Older than the actor keeps in memory: read from the store by a spawned task.
+    Loading(oneshot::Receiver<Result<Vec<Event>, TicketError>>),
+}
+
+struct Subscriber {
+    tx: mpsc::Sender<Event>,
+    cut_off: Arc<AtomicBool>,
+}
+
+enum Effect {
+    Message(Message, RpcReplyPort<Result<Message, TicketError>>),
+    Read(Participant, MessageId, RpcReplyPort<Result<Option<MessageId>, TicketError>>),
+    Status(Ticket, RpcReplyPort<Result<Ticket, TicketError>>),
+}
+
+struct Pending {
+    seq: u64,
+    effect: Effect,
+}
+
+pub struct TicketActor;
+
+pub struct TicketArgs {
+    pub key: TicketKey,
+    pub ticket: Ticket,
+    pub deps: TicketDeps,
+}
+
+pub struct TicketState {
+    key: TicketKey,
+    deps: TicketDeps,
+    /// The ticket as durably stored.
+    ticket: Ticket,
+    /// The status after every queued change, for validating new requests.
+    tentative_status: TicketStatus,
+    /// The newest messages, oldest first; every message when `complete`.
+    recent: VecDeque<Message>,
+    complete: bool,
+    /// The newest id handed out, durable or not: new ids must exceed it.
+    last_assigned: Option<MessageId>,
+    cursors: Vec<ReadCursor>,
+    subscribers: Vec<Subscriber>,
+    pending: VecDeque<Pending>,
+    next_seq: u64,
+    lane: mpsc::UnboundedSender<(u64, TicketWrite)>,
+    /// The encoded full ticket, reused by every GET until something changes.
+    view_cache: Option<Bytes>,
+    last_activity: Instant,
+}
+
+impl TicketState {
+    fn last_message_id(&self) -> Option<MessageId> {
+        self.recent.back().map(|m| m.id)
+    }
+
+    fn queue(&mut self, write: TicketWrite, effect: Effect) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        // The lane lives as long as this state; if it is gone the actor is stopping anyway.
+        let _ = self.lane.send((seq, write));
+        self.pending.push_back(Pending { seq, effect });
+    }
+
+    /// Offers one event to every subscriber without waiting: a subscriber whose queue is full is
+    /// cut off rather than allowed to slow the ticket down.
+    fn fan_out(&mut self, kind: &'static str, payload: Bytes, message_id: Option<MessageId>) {
+        if let Some(feed) = self.deps.feeds.sender(&self.key.project) {
+            let _ = feed.send(events::envelope(kind, Some(&self.key.slug), &payload));
+        }
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let event = Event { frame: events::envelope(kind, None, &payload), message_id };
+        self.subscribers.retain(|s| match s.tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                s.cut_off.store(true, Ordering::Release);
+                tracing::info!(ticket = %self.key, "cutting off a slow subscriber");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
+    fn remember(&mut self, message: Message) {
+        self.recent.push_back(message);
+        if self.recent.len() > self.deps.config.recent_messages {
+            self.recent.pop_front();
+            self.complete = false;
+        }
+    }
+
+    fn full_view(&mut self) -> Bytes {
+        if let Some(cached) = &self.view_cache {
+            return cached.clone();
+        }
+        let bytes = TicketView::new(&self.ticket, self.recent.iter(), &self.cursors).to_bytes();
+        self.view_cache = Some(bytes.clone());
+        bytes
+    }
+
+    fn message_event(&self, message: &Message) -> Event {
+        message_event(message, &self.cursors)
+    }
+
+    /// Recomputes the tentative status from the durable one and the still-queued changes.
+    fn recompute_tentative_status(&mut self) {
+        self.tentative_status = self
+            .pending
+            .iter()
+            .rev()
+            .find_map(|p| match &p.effect {
+                Effect::Status(t, _) => Some(t.status),
+                _ => None,
+            })
+            .unwrap_or(self.ticket.status);
+    }
+
+    fn apply_durable(&mut self, pending: Pending) {
+        self.view_cache = None;
+        match pending.effect {
+            Effect::Message(message, reply) => {
+                let payload = events::encode(&events::MessageView::new(&message, &self.cursors));
+                self.fan_out("new_message", payload, Some(message.id));
+                self.remember(message.clone());
+                let _ = reply.send(Ok(message));
+            }
+            Effect::Read(reader, up_to, reply) => {
+                match self.cursors.iter_mut().find(|c| c.reader == reader) {
+                    Some(c) if c.up_to >= up_to => {}
+                    Some(c) => c.up_to = up_to,
+                    None => self.cursors.push(ReadCursor { reader, up_to }),
+                }
+                let payload = ReadReceiptPayload {
+                    reader,
+                    last_read_message_id: up_to,
+                    read_at: events::rfc3339(self.deps.clock.now()),
+                };
+                self.fan_out("ticket_update", events::encode(&payload), None);
+                let _ = reply.send(Ok(Some(up_to)));
+            }
+            Effect::Status(ticket, reply) => {
+                let previous = self.ticket.status;
+                self.ticket = ticket.clone();
+                if previous != ticket.status {
+                    let payload = StatusChangePayload {
+                        status: ticket.status,
+                        previous,
+                        updated_at: events::rfc3339(ticket.updated_at),
+                    };
+                    self.fan_out("status_change", events::encode(&payload), None);
+                }
+                let _ = reply.send(Ok(ticket));
+            }
+        }
+    }
+
+    fn fail(pending: Pending, error: TicketError) {
+        match pending.effect {
+            Effect::Message(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Effect::Read(_, _, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Effect::Status(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    fn too_busy(&self) -> bool {
+        self.pending.len() >= self.deps.config.max_pending_writes
+    }
+
+    fn status_change(&mut self, status: TicketStatus) -> Ticket {
+        let mut next = self.ticket.clone();
+        next.status = status;
+        next.updated_at = self.deps.clock.now();
+        self.tentative_status = status;
+        next
+    }
+}
+
+/// Takes queued writes in order and hands them to the store in batches: one durable write per
+/// batch instead of one per request, and never more than one batch of this ticket in flight,
+/// so the store sees the ticket's writes in the order the actor made them.
+async fn write_lane(
+    key: TicketKey,
+    deps: TicketDeps,
+    mut rx: mpsc::UnboundedReceiver<(u64, TicketWrite)>,
+    actor: ActorRef<TicketMsg>,
+) {
+    const MAX_BATCH: usize = 256;
+    let mut batch = Vec::with_capacity(16);
+    while let Some((seq, write)) = rx.recv().await {
+        let mut through = seq;
+        batch.push(write);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok((seq, write)) => {
+                    through = seq;
+                    batch.push(write);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = deps.store.apply(&key.project, &key.slug, &batch).await;
+        batch.clear();
+        if actor.send_message(TicketMsg::Persisted { through, result }).is_err() {
+            break;
+        }
+    }
+}
+
+impl Actor for TicketActor {
+    type Msg = TicketMsg;
+    type State = TicketState;
+    type Arguments = TicketArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TicketMsg>,
+        args: TicketArgs,
+    ) -> Result<TicketState, ActorProcessingErr> {
+        let TicketArgs { key, ticket, deps } = args;
+        let cap = deps.config.recent_messages;
+        let store = &deps.store;
+        let (mut newest, cursors) = tokio::try_join!(
+            store.list_messages(&key.project, &key.slug, MessageRange::newest(cap + 1)),
+            store.read_cursors(&key.project, &key.slug),
+        )?;
+        let complete = newest.len() <= cap;
+        if !complete {
+            newest.remove(0);
+        }
+        let (lane, lane_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_lane(key.clone(), deps.clone(), lane_rx, myself.clone()));
+        spawn_ticker(myself, deps.config.tick_interval);
+        tracing::debug!(ticket = %key, messages = newest.len(), "ticket actor started");
+        Ok(TicketState {
+            last_assigned: newest.last().map(|m| m.id),
+            tentative_status: ticket.status,
+            key,
+            ticket,
+            recent: newest.into(),
+            complete,
+            cursors,
+            subscribers: Vec::new(),
+            pending: VecDeque::new(),
+            next_seq: 0,
+            lane,
+            view_cache: None,
+            last_activity: Instant::now(),
+            deps,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TicketMsg>,
+        message: TicketMsg,
+        state: &mut TicketState,
+    ) -> Result<(), ActorProcessingErr> {
+        if !matches!(message, TicketMsg::Tick | TicketMsg::Persisted { .. }) {
+            state.last_activity = Instant::now();
+        }
+        match message {
+            TicketMsg::Get { page: None, reply } if state.complete => {
+                let _ = reply.send(Ok(state.full_view()));
+            }
+            TicketMsg::Get { page, reply } => read_page(state, page, reply),
+            TicketMsg::Post { author, content, reply } => {
+                if state.too_busy() {
+                    let _ = reply.send(Err(TicketError::Busy));
+                    return Ok(());
+                }
+                if state.tentative_status == TicketStatus::Closed {
+                    let _ = reply.send(Err(TicketError::Closed));
+                    return Ok(());
+                }
+                // A visitor replying to a solved ticket reopens it.
+                if author == Participant::User && state.tentative_status == TicketStatus::Resolved {
+                    let reopened = state.status_change(TicketStatus::Open);
+                    let (tx, _rx) = oneshot::channel();
+                    state.queue(TicketWrite::Ticket(reopened.clone()), Effect::Status(reopened, tx.into()));
+                }
+                let now = state.deps.clock.now();
+                let id = MessageId::next(state.last_assigned, now);
+                state.last_assigned = Some(id);
+                let message = Message { id, author, content, timestamp: id.timestamp() };
+                state.queue(TicketWrite::Message(message.clone()), Effect::Message(message, reply));
+            }
+            TicketMsg::MarkRead { reader, reply } => {
+                let Some(up_to) = state.last_assigned else {
+                    let _ = reply.send(Ok(None));
+                    return Ok(());
+                };
+                if state.too_busy() {
+                    let _ = reply.send(Err(TicketError::Busy));
+                    return Ok(());
+                }
+                state.queue(TicketWrite::ReadCursor { reader, up_to }, Effect::Read(reader, up_to, reply));
+            }
+            TicketMsg::SetStatus { status, reply } => {
+                if state.too_busy() {
+                    let _ = reply.send(Err(TicketError::Busy));
+                    return Ok(());
+                }
+                let next = state.status_change(status);
+                state.queue(TicketWrite::Ticket(next.clone()), Effect::Status(next, reply));
+            }
+            TicketMsg::Subscribe { since, reply } => {
+                let _ = reply.send(Ok(subscribe(state, since)));
+            }
+            TicketMsg::Persisted { through, result } => {
+                while state.pending.front().is_some_and(|p| p.seq <= through) {
+                    let Some(pending) = state.pending.pop_front() else { break };
+                    match &result {
+                        Ok(()) => state.apply_durable(pending),
+                        Err(e) => TicketState::fail(pending, TicketError::from(e.clone())),
+                    }
+                }
+                if let Err(e) = result {
+                    tracing::warn!(ticket = %state.key, error = %e, "ticket write failed");
+                    state.recompute_tentative_status();
+                }
+            }
+            TicketMsg::Tick => {
+                state.subscribers.retain(|s| !s.tx.is_closed());
+                let idle = state.last_activity.elapsed() >= state.deps.config.idle_timeout;
+                if idle && state.subscribers.is_empty() && state.pending.is_empty() {
+                    tracing::debug!(ticket = %state.key, "passivating idle ticket");
+                    state.deps.registry.retire(&state.key, &myself);
+                    // Requests already in the mailbox are still answered; later sends fail
+                    // and their callers activate a fresh actor.
+                    myself.drain()?;
+                }
+            }
+            #[cfg(feature = "testing")]
+            TicketMsg::Crash => return Err("crash requested by a test".into()),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<TicketMsg>,
+        state: &mut TicketState,
+    ) -> Result<(), ActorProcessingErr> {
+        for pending in state.pending.drain(..) {
+            TicketState::fail(pending, TicketError::Unavailable("ticket is restarting".into()));
+        }
+        Ok(())
+    }
+}
+
+fn message_event(message: &Message, cursors: &[ReadCursor]) -> Event {
+    let view = events::MessageView::new(message, cursors);
+    Event { frame: event_frame("new_message", None, view), message_id: Some(message.id) }
+}
+
+fn spawn_ticker(actor: ActorRef<TicketMsg>, every: Duration) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            if actor.send_message(TicketMsg::Tick).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn subscribe(state: &mut TicketState, since: Option<MessageId>) -> Subscription {
+    let (tx, events) = mpsc::channel(state.deps.config.subscriber_queue);
+    let cut_off = Arc::new(AtomicBool::new(false));
+    state.subscribers.push(Subscriber { tx, cut_off: cut_off.clone() });
+    let last = state.last_message_id();
+    let subscribed = event_frame(
+        "subscribed",
+        None,
+        SubscribedPayload {
+            project_id: state.key.project.as_str(),
+            slug: &state.key.slug,
+            status: state.ticket.status,
+            last_message_id: last,
+        },
+    );
+    let replay = match since {
+        None => Replay::Ready(Vec::new()),
+        Some(since) if last.is_none_or(|l| since >= l) => Replay::Ready(Vec::new()),
+        Some(since) if state.complete || state.recent.front().is_some_and(|m| m.id <= since) => {
+            Replay::Ready(
+                state.recent.iter().filter(|m| m.id > since).map(|m| state.message_event(m)).collect(),
+            )
+        }
+        Some(since) => {
+            // Everything up to `last` is durable; what follows arrives live.
+            let (tx, rx) = oneshot::channel();
+            let (deps, key, cursors) = (state.deps.clone(), state.key.clone(), state.cursors.clone());
+            tokio::spawn(async move {
+                let range = MessageRange { after: Some(since), before: None, limit: usize::MAX, newest: false };
+                let result = deps
+                    .store
+                    .list_messages(&key.project, &key.slug, range)
+                    .await
+                    .map(|msgs| {
+                        msgs.iter()
+                            .filter(|m| last.is_some_and(|l| m.id <= l))
+                            .map(|m| message_event(m, &cursors))
+                            .collect()
+                    })
+                    .map_err(TicketError::from);
+                let _ = tx.send(result);
+            });
+            Replay::Loading(rx)
+        }
+    };
+    Subscription { subscribed, replay, events, cut_off, last_message_id: last }
+}
+
+/// Answers a GET that the in-memory messages cannot: a page, or a ticket longer than the cache.
+fn read_page(state: &mut TicketState, page: Option<MessagePage>, reply: RpcReplyPort<Result<Bytes, TicketError>>) {
+    let (deps, key) = (state.deps.clone(), state.key.clone());
+    let (ticket, cursors) = (state.ticket.clone(), state.cursors.clone());
+    // Only durable messages are visible: cap the read at the newest one the actor has applied.
+    let newest_durable = state.last_message_id();
+    tokio::spawn(async move {
+        let range = match page {
+            None => MessageRange::all(),
+            Some(p) => MessageRange { after: None, before: p.before, limit: p.limit + 1, newest: true },
+        };
+        let result = deps.store.list_messages(&key.project, &key.slug, range).await;
+        let reply_value = result.map_err(TicketError::from).map(|mut msgs| {
+            msgs.retain(|m| newest_durable.is_some_and(|n| m.id <= n));
+            let more = page.is_some_and(|p| msgs.len() > p.limit);
+            if more {
+                msgs.remove(0);
+            }
+            let mut view = TicketView::new(&ticket, msgs.iter(), &cursors);
+            if more {
+                view.next_before = msgs.first().map(|m| m.id);
+            }
+            view.to_bytes()
+        });
+        let _ = reply.send(reply_value);
+    });
+}

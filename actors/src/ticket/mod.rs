@@ -1,0 +1,268 @@
+//! Tickets: one [`TicketActor`] per active ticket, activated on demand, supervised, and
+//! passivated when idle. [`Tickets`] is the handle the HTTP front uses to reach them.
+
+mod actor;
+mod supervisor;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorCell, ActorId, ActorRef, MessagingErr, RpcReplyPort};
+use tokio::sync::OnceCell;
+
+pub use actor::{Event, MessagePage, Replay, Subscription, TicketActor, TicketMsg};
+pub use supervisor::TicketSupervisor;
+
+use crate::clock::Clock;
+use crate::domain::{ProjectId, Slug};
+use crate::feed::ProjectFeeds;
+use crate::store::{Store, StoreError};
+
+/// Identifies a ticket across projects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TicketKey {
+    pub project: ProjectId,
+    pub slug: Slug,
+}
+
+impl fmt::Display for TicketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.project, self.slug)
+    }
+}
+
+/// What can go wrong when asking a ticket to do something. Shown to clients through the HTTP
+/// front's error mapping; `Unavailable` and `Internal` details go to the log only.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TicketError {
+    #[error("ticket not found")]
+    NotFound,
+    #[error("ticket is closed")]
+    Closed,
+    #[error("ticket is busy, retry shortly")]
+    Busy,
+    #[error("ticket unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for TicketError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => TicketError::NotFound,
+            StoreError::Unavailable(m) => TicketError::Unavailable(m),
+            StoreError::Conflict => TicketError::Internal("unexpected conflict".into()),
+            StoreError::Internal(m) => TicketError::Internal(m),
+        }
+    }
+}
+
+/// Tunables of ticket actors.
+#[derive(Debug, Clone)]
+pub struct TicketConfig {
+    /// Newest messages kept in memory per active ticket; a GET of a longer ticket reads the store.
+    pub recent_messages: usize,
+    /// An actor with no subscribers and no requests for this long passivates.
+    pub idle_timeout: Duration,
+    /// How often an actor checks whether it is idle.
+    pub tick_interval: Duration,
+    /// Events buffered per subscriber before it counts as too slow and is cut off.
+    pub subscriber_queue: usize,
+    /// Writes queued for the store per ticket before new ones are refused as busy.
+    pub max_pending_writes: usize,
+    /// How long a caller waits for a ticket's answer.
+    pub call_timeout: Duration,
+}
+
+impl Default for TicketConfig {
+    fn default() -> Self {
+        Self {
+            recent_messages: 500,
+            idle_timeout: Duration::from_secs(120),
+            tick_interval: Duration::from_secs(15),
+            subscriber_queue: 256,
+            max_pending_writes: 10_000,
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every ticket actor is built with.
+#[derive(Clone)]
+pub struct TicketDeps {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub feeds: ProjectFeeds,
+    pub config: Arc<TicketConfig>,
+    registry: Arc<Registry>,
+}
+
+/// Which actor serves which ticket.
+///
+/// A slot's `OnceCell` makes concurrent first requests for a ticket share one activation, so a
+/// ticket never has two writers. A passivating actor moves to `retiring` until it has stopped;
+/// a new activation for its ticket waits for that.
+#[derive(Default)]
+struct Registry {
+    live: DashMap<TicketKey, Arc<Slot>>,
+    retiring: DashMap<TicketKey, ActorCell>,
+    keys: DashMap<ActorId, TicketKey>,
+    supervisor: OnceLock<ActorCell>,
+}
+
+#[derive(Default)]
+struct Slot {
+    actor: OnceCell<ActorRef<TicketMsg>>,
+}
+
+impl Registry {
+    fn holds(slot: &Slot, actor: &ActorCell) -> bool {
+        slot.actor.get().is_some_and(|a| a.get_id() == actor.get_id())
+    }
+
+    /// Called by a passivating actor: no new requests are routed to it from now on.
+    fn retire(&self, key: &TicketKey, actor: &ActorRef<TicketMsg>) {
+        let cell = actor.get_cell();
+        if self.live.remove_if(key, |_, slot| Self::holds(slot, &cell)).is_some() {
+            self.retiring.insert(key.clone(), cell);
+        }
+    }
+
+    /// Called by the supervisor when an actor has stopped or failed.
+    fn forget(&self, actor: &ActorCell) -> Option<TicketKey> {
+        let (_, key) = self.keys.remove(&actor.get_id())?;
+        self.live.remove_if(&key, |_, slot| Self::holds(slot, actor));
+        self.retiring.remove_if(&key, |_, cell| cell.get_id() == actor.get_id());
+        Some(key)
+    }
+}
+
+/// The handle to all tickets: finds or activates a ticket's actor and calls it with a timeout.
+#[derive(Clone)]
+pub struct Tickets {
+    deps: TicketDeps,
+}
+
+impl Tickets {
+    /// Starts the ticket supervisor under `parent` (or unsupervised when `None`).
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        feeds: ProjectFeeds,
+        config: TicketConfig,
+        parent: Option<ActorCell>,
+    ) -> Result<(Tickets, ActorRef<supervisor::SupervisorMsg>), ractor::SpawnErr> {
+        let deps = TicketDeps {
+            store,
+            clock,
+            feeds,
+            config: Arc::new(config),
+            registry: Arc::new(Registry::default()),
+        };
+        let tickets = Tickets { deps };
+        let (sup, _) = match parent {
+            Some(parent) => {
+                Actor::spawn_linked(Some("tickets".into()), TicketSupervisor, tickets.clone(), parent).await?
+            }
+            None => Actor::spawn(Some("tickets".into()), TicketSupervisor, tickets.clone()).await?,
+        };
+        let _ = tickets.deps.registry.supervisor.set(sup.get_cell());
+        Ok((tickets, sup))
+    }
+
+    pub fn config(&self) -> &TicketConfig {
+        &self.deps.config
+    }
+
+    /// How many ticket actors are running now.
+    pub fn active(&self) -> usize {
+        self.deps.registry.keys.len()
+    }
+
+    /// The running actor for a ticket, activating it from the store if needed.
+    pub async fn actor(&self, key: &TicketKey) -> Result<ActorRef<TicketMsg>, TicketError> {
+        let registry = &self.deps.registry;
+        let slot = registry.live.entry(key.clone()).or_default().clone();
+        let activated = slot
+            .actor
+            .get_or_try_init(|| self.activate(key))
+            .await
+            .cloned();
+        if activated.is_err() {
+            registry.live.remove_if(key, |_, s| Arc::ptr_eq(s, &slot));
+        }
+        activated
+    }
+
+    async fn activate(&self, key: &TicketKey) -> Result<ActorRef<TicketMsg>, TicketError> {
+        let registry = &self.deps.registry;
+        let retiring = registry.retiring.get(key).map(|c| c.clone());
+        if let Some(old) = retiring {
+            // Wait for the passivating actor to finish its last requests: one writer at a time.
+            let _ = old.wait(Some(self.deps.config.call_timeout)).await;
+        }
+        let ticket = self
+            .deps
+            .store
+            .get_ticket(&key.project, &key.slug)
+            .await?
+            .ok_or(TicketError::NotFound)?;
+        let supervisor = registry
+            .supervisor
+            .get()
+            .cloned()
+            .ok_or_else(|| TicketError::Unavailable("ticket supervisor not started".into()))?;
+        let args = actor::TicketArgs { key: key.clone(), ticket, deps: self.deps.clone() };
+        let (actor, _) = Actor::spawn_linked(None, TicketActor, args, supervisor)
+            .await
+            .map_err(|e| TicketError::Unavailable(format!("could not start ticket actor: {e}")))?;
+        registry.keys.insert(actor.get_id(), key.clone());
+        metrics_started();
+        Ok(actor)
+    }
+
+    /// Sends a request to the ticket's actor and waits for the answer.
+    ///
+    /// If the actor stopped before taking the request (it passivated), a fresh one is activated
+    /// and the request is sent once more: nothing was processed, so repeating it is safe.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        key: &TicketKey,
+        make: impl Fn(RpcReplyPort<Result<T, TicketError>>) -> TicketMsg,
+    ) -> Result<T, TicketError> {
+        for _ in 0..3 {
+            let actor = self.actor(key).await?;
+            match actor.call(&make, Some(self.deps.config.call_timeout)).await {
+                Ok(ractor::rpc::CallResult::Success(answer)) => return answer,
+                Ok(ractor::rpc::CallResult::Timeout) => {
+                    return Err(TicketError::Unavailable("ticket did not answer in time".into()))
+                }
+                Ok(ractor::rpc::CallResult::SenderError) => {
+                    return Err(TicketError::Unavailable("ticket restarted while handling the request".into()))
+                }
+                Err(MessagingErr::SendErr(_) | MessagingErr::ChannelClosed) => {
+                    self.deps.registry.forget(&actor.get_cell());
+                    continue;
+                }
+                Err(e) => return Err(TicketError::Internal(e.to_string())),
+            }
+        }
+        Err(TicketError::Unavailable("ticket kept restarting".into()))
+    }
+
+    /// For tests: make the ticket's actor fail as if it had hit a bug.
+    #[cfg(feature = "testing")]
+    pub async fn crash(&self, key: &TicketKey) -> Result<(), TicketError> {
+        let actor = self.actor(key).await?;
+        actor
+            .send_message(TicketMsg::Crash)
+            .map_err(|e| TicketError::Internal(e.to_string()))
+    }
+}
+
+fn metrics_started() {
+    tracing::trace!("ticket actor activated");
+}
