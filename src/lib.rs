@@ -1,1 +1,15 @@
-pub fn x(){}
+//! Fleety server: the adapters around the actor core in `fleety-actors`: the warp HTTP,
+//! WebSocket and SSE front, the storage backends, authentication, configuration, telemetry
+//! and the command line.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod projects;
+pub mod server;
+pub mod store;
+pub mod telemetry;

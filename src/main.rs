@@ -1,1 +1,22 @@
-fn main(){}
+use clap::Parser;
+use fleety::{cli, config::Settings, telemetry};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(line) => {
+            eprintln!("{line}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log, settings.log_format);
+    match cli::run(args, settings).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fleety: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

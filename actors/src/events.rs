@@ -42,6 +42,36 @@ impl<'a> MessageView<'a> {
     }
 }
 
+/// A ticket's own fields without its messages: for listings and status changes.
+#[derive(Debug, Serialize)]
+pub struct TicketSummary<'a> {
+    pub id: uuid::Uuid,
+    pub slug: &'a Slug,
+    pub project_id: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub status: TicketStatus,
+    pub source: crate::domain::TicketSource,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl<'a> TicketSummary<'a> {
+    pub fn new(ticket: &'a Ticket) -> Self {
+        Self {
+            id: ticket.id,
+            slug: &ticket.slug,
+            project_id: ticket.project_id.as_str(),
+            title: ticket.title.as_str(),
+            description: ticket.description.as_str(),
+            status: ticket.status,
+            source: ticket.source,
+            created_at: rfc3339(ticket.created_at),
+            updated_at: rfc3339(ticket.updated_at),
+        }
+    }
+}
+
 /// A ticket with (a page of) its messages, as `GET /v1/tickets/{project}/{slug}` answers.
 #[derive(Debug, Serialize)]
 pub struct TicketView<'a> {

@@ -1,0 +1,137 @@
+//! `Application`: builds everything from `Settings`, binds the listener first (so tests can
+//! use port 0 and ask for the port), and runs until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleety_actors::clock::{Clock, SystemClock};
+use fleety_actors::domain::{ProjectId, ProjectName};
+use fleety_actors::root::{RootArgs, System};
+use fleety_actors::slug::SlugGenerator;
+use fleety_actors::store::Store;
+use fleety_actors::ticket::TicketConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{self, Tokens};
+use crate::config::Settings;
+use crate::http::ratelimit::RateLimiter;
+use crate::http::Ctx;
+use crate::projects::{parse_origins, Projects};
+
+pub struct Application {
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+}
+
+/// The demo project created on first start, so the server is usable at once.
+pub struct Demo {
+    pub project_id: String,
+    pub admin_key: String,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = crate::store::open(&settings).await?;
+        Self::build_with(settings, store, Arc::new(SystemClock)).await
+    }
+
+    /// Builds on a given store and clock (tests use these to control time and storage).
+    pub async fn build_with(settings: Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (FLEETY_LISTEN): {e}", settings.listen))?;
+        let secret = auth::load_or_create_secret(settings.jwt_secret.expose(), &settings.data_dir)?;
+        let ticket_config = TicketConfig {
+            idle_timeout: Duration::from_secs(settings.ticket_idle_secs),
+            tick_interval: Duration::from_secs(settings.ticket_idle_secs.clamp(1, 15)),
+            subscriber_queue: settings.ws_subscriber_queue,
+            ..TicketConfig::default()
+        };
+        let system = System::start(RootArgs { store: store.clone(), clock: clock.clone(), tickets: ticket_config })
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the actor system: {e}"))?;
+        let projects = Projects::new(store.clone());
+        projects.load_all().await.map_err(|e| anyhow::anyhow!("cannot read projects from the store: {e}"))?;
+        let ctx = Ctx {
+            tokens: Tokens::new(&secret, settings.session_ttl_secs, clock.clone()),
+            public_limit: RateLimiter::new(settings.public_rate_limit, clock.clone()),
+            session_limit: RateLimiter::new(settings.session_rate_limit, clock.clone()),
+            slugs: SlugGenerator::new(),
+            store,
+            system,
+            projects,
+            clock,
+            shutdown: CancellationToken::new(),
+            sockets: TaskTracker::new(),
+            settings,
+        };
+        Ok(Application { listener, ctx: Arc::new(ctx) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.ctx.settings.listen)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Shared state, for tests and the CLI.
+    pub fn ctx(&self) -> Arc<Ctx> {
+        self.ctx.clone()
+    }
+
+    /// Creates the demo project unless it exists; its admin key is kept in the data directory
+    /// (readable by the owner only) so it can be printed on every start.
+    pub async fn ensure_demo(&self) -> anyhow::Result<Demo> {
+        let id = ProjectId::parse("demo").map_err(|e| anyhow::anyhow!(e))?;
+        let key_file = self.ctx.settings.data_dir.join("demo-admin-key");
+        if self.ctx.projects.get(&id).await?.is_some() {
+            let admin_key = std::fs::read_to_string(&key_file).map(|k| k.trim().to_owned()).unwrap_or_default();
+            return Ok(Demo { project_id: id.to_string(), admin_key });
+        }
+        let origins = parse_origins(["http://localhost:8080", "http://localhost:3000", "http://127.0.0.1:8080", "http://127.0.0.1:3000"])
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let name = ProjectName::parse("Demo").map_err(|e| anyhow::anyhow!(e))?;
+        let created = self.ctx.projects.create(Some(id), name, origins).await?;
+        auth::write_private(&key_file, &created.admin_key)?;
+        Ok(Demo { project_id: created.project.id.to_string(), admin_key: created.admin_key })
+    }
+
+    /// Serves until `stop` completes, then drains and flushes the store.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let ctx = self.ctx.clone();
+        let shutdown = ctx.shutdown.clone();
+        tokio::spawn(async move {
+            stop.await;
+            shutdown.cancel();
+        });
+        crate::server::serve(self.listener, ctx.clone()).await;
+        ctx.system.stop().await;
+        ctx.store.flush().await.map_err(|e| anyhow::anyhow!("flushing the store at shutdown failed: {e}"))?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

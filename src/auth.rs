@@ -1,0 +1,258 @@
+//! Credentials: anonymous session tokens (HS256 JWTs), short-lived feed tokens for the agent
+//! inbox socket, project admin keys, and the operator token.
+//!
+//! Verification pins HS256, requires `exp`, `iss` and `aud`, allows a few seconds of clock
+//! leeway, and callers check that a token's project is the project of the resource it is used on.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use fleety_actors::clock::Clock;
+use fleety_actors::domain::ProjectId;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+const ISSUER: &str = "fleety";
+const SESSION_AUDIENCE: &str = "fleety-session";
+const FEED_AUDIENCE: &str = "fleety-feed";
+const LEEWAY_SECS: u64 = 5;
+/// Feed tokens only have to survive the moment between asking for one and opening the socket.
+pub const FEED_TOKEN_TTL_SECS: i64 = 60;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The anonymous session id (for feed tokens: "agent").
+    pub sub: String,
+    /// The project the token is for.
+    pub pid: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token")]
+    Invalid,
+    #[error("token is for another project")]
+    WrongProject,
+}
+
+pub struct IssuedToken {
+    pub token: String,
+    pub session_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Signs and checks our JWTs.
+pub struct Tokens {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    session_ttl_secs: i64,
+    clock: Arc<dyn Clock>,
+}
+
+impl Tokens {
+    pub fn new(secret: &[u8], session_ttl_secs: u64, clock: Arc<dyn Clock>) -> Self {
+        // The key id is a digest of the secret: rotating the secret changes it, and it says
+        // nothing about the secret itself.
+        let kid = hex(&Sha256::digest([b"fleety-kid:".as_slice(), secret].concat())[..8]);
+        Self {
+            kid,
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            session_ttl_secs: session_ttl_secs as i64,
+            clock,
+        }
+    }
+
+    fn issue(&self, sub: String, project: &ProjectId, audience: &str, ttl_secs: i64) -> IssuedToken {
+        let now = self.clock.now();
+        let exp = now.timestamp() + ttl_secs;
+        let claims = Claims {
+            sub: sub.clone(),
+            pid: project.to_string(),
+            iat: now.timestamp(),
+            exp,
+            iss: ISSUER.into(),
+            aud: audience.into(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        // Encoding our own claims with an HMAC key cannot fail.
+        let token = encode(&header, &claims, &self.encoding).unwrap_or_default();
+        IssuedToken {
+            token,
+            session_id: sub,
+            expires_at: DateTime::from_timestamp(exp, 0).unwrap_or(now),
+        }
+    }
+
+    /// A new anonymous session for `project`.
+    pub fn issue_session(&self, project: &ProjectId) -> IssuedToken {
+        let session_id = uuid::Uuid::new_v4().to_string();
+        self.issue(session_id, project, SESSION_AUDIENCE, self.session_ttl_secs)
+    }
+
+    /// A one-minute token that opens the agent inbox socket of `project`.
+    pub fn issue_feed(&self, project: &ProjectId) -> IssuedToken {
+        self.issue("agent".into(), project, FEED_AUDIENCE, FEED_TOKEN_TTL_SECS)
+    }
+
+    fn verify(&self, token: &str, audience: &str, project: &ProjectId) -> Result<Claims, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        // Expiry is checked below against our clock, so tests can move time.
+        validation.validate_exp = false;
+        let data = decode::<Claims>(token, &self.decoding, &validation).map_err(|_| TokenError::Invalid)?;
+        let claims = data.claims;
+        if claims.exp + (LEEWAY_SECS as i64) < self.clock.now().timestamp() {
+            return Err(TokenError::Expired);
+        }
+        if claims.pid != project.as_str() {
+            return Err(TokenError::WrongProject);
+        }
+        Ok(claims)
+    }
+
+    pub fn verify_session(&self, token: &str, project: &ProjectId) -> Result<Claims, TokenError> {
+        self.verify(token, SESSION_AUDIENCE, project)
+    }
+
+    pub fn verify_feed(&self, token: &str, project: &ProjectId) -> Result<Claims, TokenError> {
+        self.verify(token, FEED_AUDIENCE, project)
+    }
+}
+
+/// A project's admin key: shown once at creation, stored only as a hash.
+pub fn generate_admin_key() -> String {
+    format!("fk_{}", fleety_actors::domain::random_token(40))
+}
+
+pub fn hash_key(key: &str) -> String {
+    hex(&Sha256::digest(key.as_bytes()))
+}
+
+/// Compares a presented key with a stored hash in constant time.
+pub fn key_matches(presented: &str, stored_hash: &str) -> bool {
+    let presented = hash_key(presented);
+    presented.as_bytes().ct_eq(stored_hash.as_bytes()).into()
+}
+
+/// Compares two secrets in constant time (for the operator token).
+pub fn secret_matches(presented: &str, expected: &str) -> bool {
+    // Hash both so the comparison does not leak the expected length either.
+    let (a, b) = (Sha256::digest(presented.as_bytes()), Sha256::digest(expected.as_bytes()));
+    a.ct_eq(&b).into()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The secret that signs session tokens: configured, or a random one kept in the data directory
+/// so tokens survive a restart.
+pub fn load_or_create_secret(configured: &str, data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    if !configured.is_empty() {
+        return Ok(configured.as_bytes().to_vec());
+    }
+    let path = data_dir.join("jwt.secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= 32 {
+            return Ok(existing.as_bytes().to_vec());
+        }
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let secret = fleety_actors::domain::random_token(48);
+    write_private(&path, &secret)?;
+    tracing::info!(path = %path.display(), "generated a session-token secret");
+    Ok(secret.into_bytes())
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleety_actors::clock::ManualClock;
+
+    fn tokens(clock: ManualClock) -> Tokens {
+        Tokens::new(b"0123456789abcdef0123456789abcdef", 300, Arc::new(clock))
+    }
+
+    #[test]
+    fn a_session_token_verifies_for_its_project_only() {
+        let clock = ManualClock::new(Utc::now());
+        let t = tokens(clock);
+        let demo = ProjectId::parse("demo").unwrap();
+        let other = ProjectId::parse("other").unwrap();
+        let issued = t.issue_session(&demo);
+        let claims = t.verify_session(&issued.token, &demo).unwrap();
+        assert_eq!(claims.sub, issued.session_id);
+        assert_eq!(claims.exp - claims.iat, 300);
+        assert_eq!(t.verify_session(&issued.token, &other), Err(TokenError::WrongProject));
+        // A session token does not open the agent feed, nor the reverse.
+        assert_eq!(t.verify_feed(&issued.token, &demo), Err(TokenError::Invalid));
+        let feed = t.issue_feed(&demo);
+        assert_eq!(t.verify_session(&feed.token, &demo), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn tokens_expire_after_their_lifetime_plus_leeway() {
+        let clock = ManualClock::new(Utc::now());
+        let t = tokens(clock.clone());
+        let demo = ProjectId::parse("demo").unwrap();
+        let issued = t.issue_session(&demo);
+        clock.advance(chrono::Duration::seconds(300 + LEEWAY_SECS as i64));
+        assert!(t.verify_session(&issued.token, &demo).is_ok());
+        clock.advance(chrono::Duration::seconds(2));
+        assert_eq!(t.verify_session(&issued.token, &demo), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn tampered_or_foreign_tokens_are_refused() {
+        let clock = ManualClock::new(Utc::now());
+        let t = tokens(clock.clone());
+        let demo = ProjectId::parse("demo").unwrap();
+        let issued = t.issue_session(&demo);
+        let mut parts: Vec<String> = issued.token.split('.').map(String::from).collect();
+        parts[1] = parts[1].chars().rev().collect();
+        assert_eq!(t.verify_session(&parts.join("."), &demo), Err(TokenError::Invalid));
+        let stranger = Tokens::new(b"another-secret-another-secret-xx", 300, Arc::new(clock));
+        assert_eq!(t.verify_session(&stranger.issue_session(&demo).token, &demo), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn admin_keys_match_only_their_hash() {
+        let key = generate_admin_key();
+        let hash = hash_key(&key);
+        assert!(key_matches(&key, &hash));
+        assert!(!key_matches("fk_wrong", &hash));
+        assert!(secret_matches("operator-secret", "operator-secret"));
+        assert!(!secret_matches("operator-secreT", "operator-secret"));
+    }
+}

@@ -1,0 +1,84 @@
+//! The command line: `fleety` (serve), `fleety serve`, `fleety project create`.
+
+use clap::{Parser, Subcommand};
+use fleety_actors::domain::{ProjectId, ProjectName};
+
+use crate::app::{shutdown_signal, Application};
+use crate::config::Settings;
+use crate::projects::{parse_origins, Projects};
+
+#[derive(Parser)]
+#[command(name = "fleety", version, about = "Realtime customer-support server")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Manage projects (tenants) directly in the store.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create a project and print its id and admin key as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Project id; a random one when omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// An allowed browser origin such as https://example.com (repeatable).
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+    },
+}
+
+pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Project { command: ProjectCommand::Create { name, id, origins } } => {
+            let name = ProjectName::parse(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let id = id.map(|raw| ProjectId::parse(&raw)).transpose().map_err(|e| anyhow::anyhow!("--id: {e}"))?;
+            let origins = parse_origins(origins.iter().map(String::as_str)).map_err(|e| anyhow::anyhow!("--origin: {e}"))?;
+            let store = crate::store::open(&settings).await?;
+            let created = Projects::new(store.clone())
+                .create(id, name, origins)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create the project: {e}"))?;
+            store.flush().await?;
+            let out = serde_json::json!({
+                "project_id": created.project.id,
+                "name": created.project.name,
+                "allowed_origins": created.project.allowed_origins,
+                "admin_key": created.admin_key,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let demo_wanted = settings.demo;
+    let app = Application::build(settings).await?;
+    let url = format!("http://{}", app.local_addr());
+    tracing::info!(%url, "listening");
+    // The banner is for the person who just typed `cargo run`; logs go to stderr.
+    println!("Fleety is listening on {url}");
+    if demo_wanted {
+        let demo = app.ensure_demo().await?;
+        println!("  demo project id: {}", demo.project_id);
+        if !demo.admin_key.is_empty() {
+            println!("  demo admin key:  {}", demo.admin_key);
+        }
+        println!("  try: curl -s -X POST {url}/v1/tickets/{} -H 'Content-Type: application/json' -d '{{\"title\":\"Hello\"}}'", demo.project_id);
+    }
+    app.run_until(shutdown_signal()).await
+}

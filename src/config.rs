@@ -1,0 +1,227 @@
+//! Configuration: built-in defaults, then `fleety.toml` (or the file named by `FLEETY_CONFIG`),
+//! then `FLEETY_*` environment variables, where `__` reaches into nested tables.
+//!
+//! Everything is checked at start-up; a bad value stops the server with one line naming the
+//! setting and the reason.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// A value that must never reach a log line or an error message.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Embedded,
+    Scylla,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where the embedded store keeps its file.
+    pub data_dir: PathBuf,
+    pub storage: StorageBackend,
+    /// Signs anonymous session tokens. Empty: a random secret kept in the data directory.
+    pub jwt_secret: Secret,
+    /// Authorises `POST /v1/admin/projects`. Empty: that endpoint is disabled.
+    pub operator_token: Secret,
+    /// Public ticket requests per minute per client IP; 0 disables the limit.
+    pub public_rate_limit: u32,
+    /// `POST /v1/init-session` requests per minute per client IP; 0 disables the limit.
+    pub session_rate_limit: u32,
+    /// Reverse proxies in front of the server whose `X-Forwarded-For` entries are trusted.
+    pub trusted_proxies: usize,
+    /// Lifetime of anonymous session tokens, in seconds.
+    pub session_ttl_secs: u64,
+    /// Log filter, in `tracing` env-filter syntax.
+    pub log: String,
+    pub log_format: LogFormat,
+    /// Open connections at most; further ones are refused until some close.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// Largest WebSocket message accepted from a client, in bytes.
+    pub ws_max_message_bytes: usize,
+    /// How often the server pings WebSocket clients; a client silent for two intervals is dropped.
+    pub ws_ping_interval_secs: u64,
+    /// Events buffered per WebSocket subscriber before it is cut off as too slow.
+    pub ws_subscriber_queue: usize,
+    /// Seconds an unwatched, unused ticket actor stays in memory.
+    pub ticket_idle_secs: u64,
+    /// Seconds a graceful shutdown waits for open requests and sockets.
+    pub shutdown_grace_secs: u64,
+    /// Create the demo project on first start.
+    pub demo: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            storage: StorageBackend::Embedded,
+            jwt_secret: Secret::default(),
+            operator_token: Secret::default(),
+            public_rate_limit: 10,
+            session_rate_limit: 30,
+            trusted_proxies: 0,
+            session_ttl_secs: 300,
+            log: "info".into(),
+            log_format: LogFormat::Pretty,
+            max_connections: 10_000,
+            header_read_timeout_secs: 10,
+            max_body_bytes: 64 * 1024,
+            ws_max_message_bytes: 4096,
+            ws_ping_interval_secs: 20,
+            ws_subscriber_queue: 256,
+            ticket_idle_secs: 120,
+            shutdown_grace_secs: 10,
+            demo: true,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads defaults, then the config file, then the environment.
+    pub fn load() -> Result<Settings, String> {
+        let file = std::env::var("FLEETY_CONFIG").unwrap_or_else(|_| "fleety.toml".into());
+        let figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(&file))
+            .merge(Env::prefixed("FLEETY_").ignore(&["CONFIG"]).split("__"));
+        Self::from_figment(figment)
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Settings, String> {
+        let settings: Settings = figment.extract().map_err(|e| {
+            // figment names the key; say where it came from in terms of our variables too.
+            let key = e.path.join(".");
+            if key.is_empty() {
+                format!("configuration error: {e}")
+            } else {
+                format!(
+                    "configuration error in {key} (FLEETY_{}): {}",
+                    key.to_ascii_uppercase().replace('.', "__"),
+                    e.kind
+                )
+            }
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("session_ttl_secs", self.session_ttl_secs),
+            ("max_connections", self.max_connections as u64),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("max_body_bytes", self.max_body_bytes),
+            ("ws_max_message_bytes", self.ws_max_message_bytes as u64),
+            ("ws_ping_interval_secs", self.ws_ping_interval_secs),
+            ("ws_subscriber_queue", self.ws_subscriber_queue as u64),
+            ("ticket_idle_secs", self.ticket_idle_secs),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!(
+                    "configuration error in {name} (FLEETY_{}): must be greater than 0",
+                    name.to_ascii_uppercase()
+                ));
+            }
+        }
+        if !self.jwt_secret.is_empty() && self.jwt_secret.expose().len() < 32 {
+            return Err("configuration error in jwt_secret (FLEETY_JWT_SECRET): must be at least 32 characters".into());
+        }
+        if !self.operator_token.is_empty() && self.operator_token.expose().len() < 16 {
+            return Err(
+                "configuration error in operator_token (FLEETY_OPERATOR_TOKEN): must be at least 16 characters".into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+    pub fn ws_ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ws_ping_interval_secs)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        for (k, v) in pairs {
+            figment = figment.merge(Serialized::default(k, v));
+        }
+        Settings::from_figment(figment)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = with(&[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.public_rate_limit, 10);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_setting() {
+        let err = with(&[("listen", "not an address")]).unwrap_err();
+        assert!(err.contains("FLEETY_LISTEN"), "{err}");
+        let err = with(&[("storage", "postgres")]).unwrap_err();
+        assert!(err.contains("FLEETY_STORAGE"), "{err}");
+        let err = with(&[("jwt_secret", "short")]).unwrap_err();
+        assert!(err.contains("FLEETY_JWT_SECRET"), "{err}");
+        assert!(!err.contains("short"), "the secret must not be echoed: {err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2-hunter2-hunter2");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+    }
+}

@@ -1,0 +1,123 @@
+//! The one error type of the HTTP front, its mapping from domain and store errors, and the
+//! `recover` that turns every warp rejection into the same `{"error": "..."}` body.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+
+use fleety_actors::store::StoreError;
+use fleety_actors::ticket::TicketError;
+use http::StatusCode;
+use warp::reply::Response;
+use warp::Rejection;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: Cow<'static, str>,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { status, message: message.into() }
+    }
+    pub fn bad_request(m: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, m)
+    }
+    pub fn unauthorized(m: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, m)
+    }
+    pub fn forbidden(m: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, m)
+    }
+    pub fn not_found(m: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, m)
+    }
+    pub fn conflict(m: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::CONFLICT, m)
+    }
+    pub fn rate_limited() -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded; retry after the time in Retry-After")
+    }
+    pub fn unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service temporarily unavailable; retry shortly")
+    }
+    /// A failure that is ours, not the client's: the cause goes to the log, never the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+    }
+
+    pub fn into_response(self) -> Response {
+        super::json(self.status, &ErrorBody { error: &self.message })
+    }
+}
+
+impl From<TicketError> for ApiError {
+    fn from(e: TicketError) -> Self {
+        match e {
+            TicketError::NotFound => ApiError::not_found("ticket not found"),
+            TicketError::Closed => ApiError::conflict("ticket is closed"),
+            TicketError::Busy => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ticket is busy; retry shortly")
+            }
+            TicketError::Unavailable(cause) => {
+                tracing::warn!(%cause, "ticket unavailable");
+                ApiError::unavailable()
+            }
+            TicketError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found("not found"),
+            StoreError::Conflict => ApiError::conflict("already exists"),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "storage unavailable");
+                ApiError::unavailable()
+            }
+            StoreError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+/// Turns any rejection that reached the top into our error body, with the matching status.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    use warp::reject;
+    let error = if rejection.is_not_found() {
+        ApiError::not_found("no such endpoint")
+    } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+    } else if rejection.find::<super::routes::BodyTooLarge>().is_some() || rejection.find::<reject::PayloadTooLarge>().is_some() {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+    } else if rejection.find::<reject::LengthRequired>().is_some() {
+        ApiError::new(StatusCode::LENGTH_REQUIRED, "a Content-Length header is required")
+    } else if rejection.find::<reject::UnsupportedMediaType>().is_some() {
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported Content-Type")
+    } else if rejection.find::<reject::InvalidQuery>().is_some() {
+        ApiError::bad_request("invalid query string")
+    } else if let Some(e) = rejection.find::<reject::MissingHeader>() {
+        if e.name().eq_ignore_ascii_case("sec-websocket-key") || e.name().eq_ignore_ascii_case("connection") {
+            ApiError::bad_request("this endpoint expects a WebSocket upgrade")
+        } else {
+            ApiError::bad_request(format!("missing header {}", e.name()))
+        }
+    } else if let Some(e) = rejection.find::<reject::InvalidHeader>() {
+        if e.name().eq_ignore_ascii_case("upgrade") || e.name().eq_ignore_ascii_case("connection") {
+            ApiError::bad_request("this endpoint expects a WebSocket upgrade")
+        } else {
+            ApiError::bad_request(format!("invalid header {}", e.name()))
+        }
+    } else {
+        tracing::debug!(?rejection, "unhandled rejection");
+        ApiError::bad_request("bad request")
+    };
+    Ok(error.into_response())
+}

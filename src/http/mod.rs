@@ -1,0 +1,197 @@
+//! The HTTP, WebSocket and SSE front. `routes.rs` lists every route; each handler parses its
+//! input into domain types, asks the owning actor (or the project directory), and turns the
+//! answer or the error into a response. Nothing here touches ticket storage directly.
+
+pub mod error;
+pub mod openapi;
+pub mod projects_api;
+pub mod ratelimit;
+pub mod routes;
+pub mod session;
+pub mod tickets;
+pub mod ws;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fleety_actors::clock::Clock;
+use fleety_actors::domain::{Project, ProjectId};
+use fleety_actors::root::System;
+use fleety_actors::slug::SlugGenerator;
+use fleety_actors::store::Store;
+use http::header::{HeaderMap, HeaderValue};
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use warp::reply::Response;
+
+use crate::auth::Tokens;
+use crate::config::Settings;
+use crate::projects::Projects;
+pub use error::ApiError;
+use ratelimit::{Decision, RateLimiter};
+
+/// Everything a handler may use. Cloned per request as one `Arc`.
+pub struct Ctx {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub system: System,
+    pub projects: Projects,
+    pub tokens: Tokens,
+    pub slugs: SlugGenerator,
+    pub public_limit: RateLimiter,
+    pub session_limit: RateLimiter,
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled when the server starts draining: sockets close with "going away".
+    pub shutdown: CancellationToken,
+    /// Long-lived sockets, so a drain can wait for them.
+    pub sockets: TaskTracker,
+}
+
+/// The TCP peer of a connection, attached to each request by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// What a handler needs to know about who is calling.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub origin: Option<String>,
+    pub bearer: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl Client {
+    pub fn from_parts(peer: Option<PeerAddr>, headers: &HeaderMap, trusted_proxies: usize) -> Client {
+        let peer_ip = peer.map(|p| p.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let text = |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bearer = text(http::header::AUTHORIZATION).and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+        });
+        Client {
+            ip: client_ip(peer_ip, headers, trusted_proxies),
+            origin: text(http::header::ORIGIN),
+            bearer,
+            content_type: text(http::header::CONTENT_TYPE),
+        }
+    }
+
+    /// Whether the caller holds this project's admin key.
+    pub fn is_admin_of(&self, project: &Project) -> bool {
+        self.bearer.as_deref().is_some_and(|key| crate::auth::key_matches(key, &project.admin_key_hash))
+    }
+}
+
+/// The client's IP: the TCP peer, or, behind `trusted` proxies, the address the outermost
+/// trusted proxy saw (counted from the right of `X-Forwarded-For`, which proxies append to).
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: usize) -> IpAddr {
+    if trusted == 0 {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    hops.len()
+        .checked_sub(trusted)
+        .and_then(|i| hops.get(i))
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or(peer)
+}
+
+/// A JSON response from bytes that are already JSON.
+pub fn json_bytes(status: StatusCode, body: Bytes) -> Response {
+    let mut resp = Response::new(body.into());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    json_bytes(status, fleety_actors::events::encode(value))
+}
+
+/// Parses a JSON request body, insisting on a JSON content type.
+pub fn parse_body<T: DeserializeOwned>(client: &Client, body: &Bytes) -> Result<T, ApiError> {
+    let is_json = client.content_type.as_deref().is_some_and(|ct| {
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        mime.eq_ignore_ascii_case("application/json")
+    });
+    if !is_json {
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"));
+    }
+    if body.is_empty() {
+        return Err(ApiError::bad_request("request body is empty; a JSON object is expected"));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+pub fn parse_project_id(raw: &str) -> Result<ProjectId, ApiError> {
+    ProjectId::parse(raw).map_err(|_| ApiError::not_found("project not found"))
+}
+
+/// Adds the rate-limit headers (and `Retry-After` on a refusal).
+pub fn with_limit_headers(mut resp: Response, d: Option<Decision>) -> Response {
+    let Some(d) = d else { return resp };
+    if d.limit == 0 {
+        return resp;
+    }
+    let h = resp.headers_mut();
+    h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+    h.insert("x-ratelimit-reset", HeaderValue::from(d.reset_secs));
+    if !d.allowed {
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from(d.reset_secs));
+    }
+    resp
+}
+
+/// The CORS verdict for a request to `project`'s resources.
+///
+/// Requests without `Origin` are not cross-origin browser requests and pass. A browser origin
+/// must be one of the project's allowed origins exactly; it is then echoed back, never `*`.
+pub fn cors_origin(project: &Project, client: &Client) -> Result<Option<HeaderValue>, ApiError> {
+    let Some(origin) = client.origin.as_deref() else { return Ok(None) };
+    if crate::projects::allows(project, origin) {
+        Ok(HeaderValue::from_str(origin).ok())
+    } else {
+        Err(ApiError::forbidden("origin not allowed for this project"))
+    }
+}
+
+pub fn with_cors(mut resp: Response, origin: Option<HeaderValue>) -> Response {
+    if let Some(origin) = origin {
+        let h = resp.headers_mut();
+        h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.append(http::header::VARY, HeaderValue::from_static("Origin"));
+        h.insert(
+            http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After"),
+        );
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_ip_is_the_peer_unless_proxies_are_trusted() {
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 203.0.113.9"));
+        assert_eq!(client_ip(peer, &h, 0), peer);
+        // One proxy appended the address it saw: trust that one, not what the client claimed.
+        assert_eq!(client_ip(peer, &h, 1), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(peer, &h, 2), "6.6.6.6".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(peer, &h, 3), peer);
+        assert_eq!(client_ip(peer, &HeaderMap::new(), 1), peer);
+    }
+}

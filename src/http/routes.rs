@@ -1,0 +1,277 @@
+//! Every route of the server, in one place. Read a route here, then follow its handler.
+//!
+//! | method | path | who | handler |
+//! |---|---|---|---|
+//! | POST | /v1/init-session | public | [`session::init`] |
+//! | POST | /v1/tickets/{projectId} | public | [`tickets::create`] |
+//! | GET | /v1/tickets/{projectId}/{slug} | public | [`tickets::get`] |
+//! | PATCH | /v1/tickets/{projectId}/{slug} | admin key | [`tickets::change_status`] |
+//! | POST | /v1/tickets/{projectId}/{slug}/messages | public (admin key for `author: admin`) | [`tickets::post_message`] |
+//! | PATCH | /v1/tickets/{projectId}/{slug}/messages/read | public (admin key for `reader: admin`) | [`tickets::mark_read`] |
+//! | GET (WS) | /v1/tickets/{projectId}/{slug}/ws | public | [`ws::ticket_socket`] |
+//! | GET | /v1/projects/{projectId} | admin key | [`projects_api::get`] |
+//! | PATCH | /v1/projects/{projectId} | admin key | [`projects_api::update`] |
+//! | GET | /v1/projects/{projectId}/tickets | admin key | [`projects_api::list_tickets`] |
+//! | POST | /v1/projects/{projectId}/feed-token | admin key | [`projects_api::feed_token`] |
+//! | GET (WS) | /v1/projects/{projectId}/feed | feed token | [`ws::feed_socket`] |
+//! | POST | /v1/admin/projects | operator token | [`projects_api::create`] |
+//! | GET | /v1/openapi.json | public | [`openapi::document`] |
+//! | GET | /healthz | public | liveness |
+//! | OPTIONS | any | public | [`preflight`] (CORS) |
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::TryStreamExt;
+use http::header::HeaderValue;
+use http::StatusCode;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Buf, Filter, Rejection, Reply};
+
+use super::error::recover;
+use super::{json, openapi, projects_api, session, tickets, ws, ApiError, Client, Ctx, PeerAddr};
+
+fn with_ctx(ctx: Arc<Ctx>) -> impl Filter<Extract = (Arc<Ctx>,), Error = Infallible> + Clone {
+    warp::any().map(move || ctx.clone())
+}
+
+fn client(trusted_proxies: usize) -> impl Filter<Extract = (Client,), Error = Infallible> + Clone {
+    warp::ext::optional::<PeerAddr>()
+        .and(warp::header::headers_cloned())
+        .map(move |peer, headers| Client::from_parts(peer, &headers, trusted_proxies))
+}
+
+/// A body over the configured size.
+#[derive(Debug)]
+pub struct BodyTooLarge;
+impl warp::reject::Reject for BodyTooLarge {}
+
+/// The request body, refused with 413 once it passes `limit` bytes, whether or not the client
+/// declared its length.
+fn body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and_then(move |declared: Option<u64>| async move {
+            if declared.is_some_and(|n| n > limit) {
+                Err(warp::reject::custom(BodyTooLarge))
+            } else {
+                Ok(())
+            }
+        })
+        .untuple_one()
+        .and(warp::body::stream())
+        .and_then(move |stream| collect_body(stream, limit))
+}
+
+async fn collect_body<S, B>(stream: S, limit: u64) -> Result<Bytes, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut out = BytesMut::new();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(mut chunk) = stream.try_next().await.map_err(|_| warp::reject::custom(BodyTooLarge))? {
+        if out.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(warp::reject::custom(BodyTooLarge));
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            out.extend_from_slice(piece);
+            let n = piece.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
+}
+
+fn into_response<R: Reply>(reply: R) -> Response {
+    reply.into_response()
+}
+
+/// All routes, with errors recovered into `{"error": ...}` bodies.
+pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
+    use warp::path;
+    let c = || with_ctx(ctx.clone());
+    let who = || client(ctx.settings.trusted_proxies);
+    let limit = ctx.settings.max_body_bytes;
+
+    let init_session = c()
+        .and(path!("v1" / "init-session"))
+        .and(warp::post())
+        .and(who())
+        .and(body(limit))
+        .and_then(session::init)
+        .boxed();
+    let create_ticket = c()
+        .and(path!("v1" / "tickets" / String))
+        .and(warp::post())
+        .and(who())
+        .and(body(limit))
+        .and_then(tickets::create)
+        .boxed();
+    let get_ticket = c()
+        .and(path!("v1" / "tickets" / String / String))
+        .and(warp::get())
+        .and(warp::query::<tickets::GetQuery>())
+        .and(who())
+        .and_then(tickets::get)
+        .boxed();
+    let change_status = c()
+        .and(path!("v1" / "tickets" / String / String))
+        .and(warp::patch())
+        .and(who())
+        .and(body(limit))
+        .and_then(tickets::change_status)
+        .boxed();
+    let post_message = c()
+        .and(path!("v1" / "tickets" / String / String / "messages"))
+        .and(warp::post())
+        .and(who())
+        .and(body(limit))
+        .and_then(tickets::post_message)
+        .boxed();
+    let mark_read = c()
+        .and(path!("v1" / "tickets" / String / String / "messages" / "read"))
+        .and(warp::patch())
+        .and(who())
+        .and(body(limit))
+        .and_then(tickets::mark_read)
+        .boxed();
+    let ticket_socket = c()
+        .and(path!("v1" / "tickets" / String / String / "ws"))
+        .and(warp::get())
+        .and(warp::query::<ws::TicketSocketQuery>())
+        .and(who())
+        .and(warp::ws())
+        .and_then(ws::ticket_socket)
+        .boxed();
+    let get_project = c()
+        .and(path!("v1" / "projects" / String))
+        .and(warp::get())
+        .and(who())
+        .and_then(projects_api::get)
+        .boxed();
+    let update_project = c()
+        .and(path!("v1" / "projects" / String))
+        .and(warp::patch())
+        .and(who())
+        .and(body(limit))
+        .and_then(projects_api::update)
+        .boxed();
+    let list_tickets = c()
+        .and(path!("v1" / "projects" / String / "tickets"))
+        .and(warp::get())
+        .and(warp::query::<projects_api::ListQuery>())
+        .and(who())
+        .and_then(projects_api::list_tickets)
+        .boxed();
+    let feed_token = c()
+        .and(path!("v1" / "projects" / String / "feed-token"))
+        .and(warp::post())
+        .and(who())
+        .and_then(projects_api::feed_token)
+        .boxed();
+    let feed_socket = c()
+        .and(path!("v1" / "projects" / String / "feed"))
+        .and(warp::get())
+        .and(warp::query::<ws::FeedQuery>())
+        .and(who())
+        .and(warp::ws())
+        .and_then(ws::feed_socket)
+        .boxed();
+    let create_project = c()
+        .and(path!("v1" / "admin" / "projects"))
+        .and(warp::post())
+        .and(who())
+        .and(body(limit))
+        .and_then(projects_api::create)
+        .boxed();
+    let openapi = path!("v1" / "openapi.json")
+        .and(warp::get())
+        .map(|| openapi::document_response())
+        .boxed();
+    let health = path!("healthz")
+        .and(warp::get())
+        .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
+        .boxed();
+    let preflight = c()
+        .and(warp::options())
+        .and(warp::path::full())
+        .and(who())
+        .then(preflight)
+        .boxed();
+
+    preflight
+        .or(init_session)
+        .unify()
+        .or(create_ticket)
+        .unify()
+        .or(get_ticket)
+        .unify()
+        .or(change_status)
+        .unify()
+        .or(post_message)
+        .unify()
+        .or(mark_read)
+        .unify()
+        .or(ticket_socket)
+        .unify()
+        .or(get_project)
+        .unify()
+        .or(update_project)
+        .unify()
+        .or(list_tickets)
+        .unify()
+        .or(feed_token)
+        .unify()
+        .or(feed_socket)
+        .unify()
+        .or(create_project)
+        .unify()
+        .or(openapi)
+        .unify()
+        .or(health)
+        .unify()
+        .recover(recover)
+        .unify()
+        .with(warp::trace(|info| {
+            tracing::info_span!("request", method = %info.method(), path = %info.path())
+        }))
+        .map(into_response)
+        .boxed()
+}
+
+/// OPTIONS: the CORS preflight. The project comes from the path where there is one; for
+/// endpoints whose project is in the body or token, any project's allowed origin passes here
+/// and the real request is checked against its own project.
+async fn preflight(ctx: Arc<Ctx>, path: warp::path::FullPath, client: Client) -> Response {
+    let Some(origin) = client.origin.clone() else {
+        let mut resp = Response::new(Bytes::new().into());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("GET, POST, PATCH, OPTIONS"));
+        return resp;
+    };
+    let segments: Vec<&str> = path.as_str().trim_matches('/').split('/').collect();
+    let allowed = match segments.as_slice() {
+        ["v1", "tickets" | "projects", project, ..] => match super::parse_project_id(project) {
+            Ok(id) => matches!(ctx.projects.get(&id).await, Ok(Some(p)) if crate::projects::allows(&p, &origin)),
+            Err(_) => false,
+        },
+        _ => ctx.projects.any_allows(&origin),
+    };
+    if !allowed {
+        return ApiError::forbidden("origin not allowed").into_response();
+    }
+    let mut resp = Response::new(Bytes::new().into());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&origin) {
+        h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    h.insert(http::header::VARY, HeaderValue::from_static("Origin"));
+    h.insert(http::header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PATCH, OPTIONS"));
+    h.insert(http::header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type, Authorization"));
+    h.insert(http::header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    resp
+}

@@ -1,0 +1,256 @@
+//! Ticket endpoints: the public ones a widget calls (create, read, post, mark read) and the
+//! agent's status change. Each parses its input, then asks the ticket's actor.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fleety_actors::domain::{
+    Description, MessageBody, Participant, Project, Slug, Ticket, TicketSource, TicketStatus, Title,
+};
+use fleety_actors::events::{self, MessageView, TicketSummary};
+use fleety_actors::store::StoreError;
+use fleety_actors::ticket::{MessagePage, TicketKey, TicketMsg};
+use fleety_actors::MessageId;
+use http::StatusCode;
+use serde::Deserialize;
+use warp::reply::Response;
+
+use super::{
+    cors_origin, json, json_bytes, parse_body, parse_project_id, with_cors, with_limit_headers, ApiError, Client, Ctx,
+};
+
+/// Who is calling a public endpoint, once counted and checked.
+pub struct Caller {
+    pub project: Arc<Project>,
+    pub admin: bool,
+}
+
+/// Runs a public request: counts it against the client's per-IP limit (agents holding the
+/// project's admin key are not counted), checks the browser origin, runs `handle`, and puts
+/// the rate-limit and CORS headers on whatever comes back, errors included.
+pub async fn public<F>(ctx: &Ctx, project_id: &str, client: &Client, handle: F) -> Response
+where
+    F: AsyncFnOnce(Caller) -> Result<Response, ApiError>,
+{
+    let project = match parse_project_id(project_id) {
+        Ok(id) => ctx.projects.get(&id).await,
+        Err(_) => Ok(None),
+    };
+    let project = match project {
+        Ok(p) => p,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let admin = project.as_ref().is_some_and(|p| client.is_admin_of(p));
+    let decision = (!admin && ctx.public_limit.enabled()).then(|| ctx.public_limit.check(client.ip));
+    let cors = project.as_ref().and_then(|p| cors_origin(p, client).ok().flatten());
+    let result = async {
+        if decision.is_some_and(|d| !d.allowed) {
+            return Err(ApiError::rate_limited());
+        }
+        let project = project.ok_or_else(|| ApiError::not_found("project not found"))?;
+        cors_origin(&project, client)?;
+        handle(Caller { project, admin }).await
+    }
+    .await;
+    let resp = result.unwrap_or_else(ApiError::into_response);
+    with_limit_headers(with_cors(resp, cors), decision)
+}
+
+pub fn ticket_key(project: &Project, slug: &str) -> Result<TicketKey, ApiError> {
+    let slug = Slug::parse(slug).map_err(|_| ApiError::not_found("ticket not found"))?;
+    Ok(TicketKey { project: project.id.clone(), slug })
+}
+
+fn field<T>(parsed: Result<T, fleety_actors::domain::InvalidValue>, name: &str) -> Result<T, ApiError> {
+    parsed.map_err(|e| ApiError::bad_request(format!("{name}: {e}")))
+}
+
+#[derive(Deserialize)]
+pub struct CreateTicket {
+    title: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// POST /v1/tickets/{projectId}
+pub async fn create(ctx: Arc<Ctx>, project_id: String, client: Client, body: Bytes) -> Result<Response, Infallible> {
+    Ok(public(&ctx, &project_id, &client, async |caller| {
+        let req: CreateTicket = parse_body(&client, &body)?;
+        let title = Title::parse(&req.title).map_err(|e| ApiError::bad_request(e.0))?;
+        let description = Description::parse(&req.description).map_err(|e| ApiError::bad_request(e.0))?;
+        // A widget may send its session token: the ticket then remembers the session.
+        let session_id = client
+            .bearer
+            .as_deref()
+            .and_then(|t| ctx.tokens.verify_session(t, &caller.project.id).ok())
+            .map(|claims| claims.sub);
+        let now = ctx.clock.now();
+        let mut ticket = Ticket {
+            id: uuid::Uuid::new_v4(),
+            slug: ctx.slugs.generate(),
+            project_id: caller.project.id.clone(),
+            title,
+            description,
+            status: TicketStatus::Open,
+            created_at: now,
+            updated_at: now,
+            source: TicketSource::Api,
+            session_id,
+        };
+        // A slug collision is rare (over 2^30 slugs per project); draw again when it happens.
+        let mut attempts = 0;
+        loop {
+            match ctx.store.create_ticket(&ticket).await {
+                Ok(()) => break,
+                Err(StoreError::Conflict) if attempts < 8 => {
+                    attempts += 1;
+                    ticket.slug = ctx.slugs.generate();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::info!(project = %ticket.project_id, ticket = %ticket.slug, "ticket created");
+        let view = events::TicketView::new(&ticket, [], &[]);
+        let summary = events::encode(&TicketSummary::new(&ticket));
+        ctx.system.feeds.publish(&ticket.project_id, events::envelope("ticket_created", Some(&ticket.slug), &summary));
+        Ok(json(StatusCode::CREATED, &view))
+    })
+    .await)
+}
+
+#[derive(Deserialize)]
+pub struct GetQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+/// GET /v1/tickets/{projectId}/{slug}
+pub async fn get(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    slug: String,
+    query: GetQuery,
+    client: Client,
+) -> Result<Response, Infallible> {
+    Ok(public(&ctx, &project_id, &client, async |caller| {
+        let key = ticket_key(&caller.project, &slug)?;
+        let before = match query.before.as_deref() {
+            Some(raw) => Some(raw.parse::<MessageId>().map_err(|_| ApiError::bad_request("before: not a message id"))?),
+            None => None,
+        };
+        let page = match (query.limit, before) {
+            (None, None) => None,
+            (limit, before) => {
+                let limit = limit.unwrap_or(100);
+                if !(1..=500).contains(&limit) {
+                    return Err(ApiError::bad_request("limit must be between 1 and 500"));
+                }
+                Some(MessagePage { limit, before })
+            }
+        };
+        let body = ctx.system.tickets.call(&key, |reply| TicketMsg::Get { page, reply }).await?;
+        Ok(json_bytes(StatusCode::OK, body))
+    })
+    .await)
+}
+
+#[derive(Deserialize)]
+pub struct PostMessage {
+    #[serde(default = "default_author")]
+    author: String,
+    content: String,
+}
+
+fn default_author() -> String {
+    "user".into()
+}
+
+/// Agents act with the project's admin key; anyone else may only speak or read as the visitor.
+fn participant(raw: &str, field_name: &str, caller: &Caller) -> Result<Participant, ApiError> {
+    let who = field(Participant::parse(raw), field_name)?;
+    if who == Participant::Admin && !caller.admin {
+        return Err(ApiError::forbidden(format!("{field_name} \"admin\" requires the project's admin key")));
+    }
+    Ok(who)
+}
+
+#[derive(serde::Serialize)]
+struct PostedMessage<'a> {
+    message: &'static str,
+    data: MessageView<'a>,
+}
+
+/// POST /v1/tickets/{projectId}/{slug}/messages
+pub async fn post_message(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    slug: String,
+    client: Client,
+    body: Bytes,
+) -> Result<Response, Infallible> {
+    Ok(public(&ctx, &project_id, &client, async |caller| {
+        let key = ticket_key(&caller.project, &slug)?;
+        let req: PostMessage = parse_body(&client, &body)?;
+        let author = participant(&req.author, "author", &caller)?;
+        let content = field(MessageBody::parse(&req.content), "content")?;
+        let message =
+            ctx.system.tickets.call(&key, |reply| TicketMsg::Post { author, content: content.clone(), reply }).await?;
+        let data = MessageView::new(&message, &[]);
+        Ok(json(StatusCode::CREATED, &PostedMessage { message: "Message added successfully", data }))
+    })
+    .await)
+}
+
+#[derive(Deserialize)]
+pub struct MarkRead {
+    #[serde(default = "default_author")]
+    reader: String,
+}
+
+#[derive(serde::Serialize)]
+struct MarkedRead {
+    message: &'static str,
+    last_read_message_id: Option<MessageId>,
+}
+
+/// PATCH /v1/tickets/{projectId}/{slug}/messages/read
+pub async fn mark_read(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    slug: String,
+    client: Client,
+    body: Bytes,
+) -> Result<Response, Infallible> {
+    Ok(public(&ctx, &project_id, &client, async |caller| {
+        let key = ticket_key(&caller.project, &slug)?;
+        let req: MarkRead = if body.is_empty() { MarkRead { reader: default_author() } } else { parse_body(&client, &body)? };
+        let reader = participant(&req.reader, "reader", &caller)?;
+        let up_to = ctx.system.tickets.call(&key, |reply| TicketMsg::MarkRead { reader, reply }).await?;
+        Ok(json(StatusCode::OK, &MarkedRead { message: "Messages marked as read", last_read_message_id: up_to }))
+    })
+    .await)
+}
+
+#[derive(Deserialize)]
+pub struct ChangeStatus {
+    status: String,
+}
+
+/// PATCH /v1/tickets/{projectId}/{slug} (admin key): change the ticket's status.
+pub async fn change_status(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    slug: String,
+    client: Client,
+    body: Bytes,
+) -> Result<Response, Infallible> {
+    Ok(super::projects_api::agent(&ctx, &project_id, &client, async |project| {
+        let key = ticket_key(&project, &slug)?;
+        let req: ChangeStatus = parse_body(&client, &body)?;
+        let status = field(TicketStatus::parse(&req.status), "status")?;
+        let ticket = ctx.system.tickets.call(&key, |reply| TicketMsg::SetStatus { status, reply }).await?;
+        Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
+    })
+    .await)
+}

@@ -1,0 +1,305 @@
+//! WebSockets: a ticket's realtime events, and the project-wide inbox feed for agents.
+//!
+//! Every check (rate limit, project, origin, ticket, token) happens before the upgrade, so a
+//! refused client gets an ordinary `{"error"}` answer. After the upgrade a socket task relays
+//! events; it never blocks the ticket's actor, which cuts it off if it falls behind.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fleety_actors::domain::ProjectId;
+use fleety_actors::events::{event_frame, slow_consumer_frame, ErrorPayload};
+use fleety_actors::ticket::{Replay, Subscription, TicketKey, TicketMsg};
+use fleety_actors::MessageId;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::broadcast;
+use warp::reply::Response;
+use warp::ws::{Message, WebSocket, Ws};
+use warp::Reply;
+
+use super::tickets::{public, ticket_key};
+use super::{cors_origin, ApiError, Client, Ctx};
+
+/// Close codes (RFC 6455): going away, policy violation, try again later.
+const GOING_AWAY: u16 = 1001;
+const POLICY: u16 = 1008;
+const TRY_AGAIN: u16 = 1013;
+/// How long a socket may take to accept one frame before it counts as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Deserialize)]
+pub struct TicketSocketQuery {
+    since: Option<String>,
+}
+
+fn configure(ws: Ws, ctx: &Ctx) -> Ws {
+    let max = ctx.settings.ws_max_message_bytes;
+    ws.max_message_size(max).max_frame_size(max).max_write_buffer_size(256 * 1024)
+}
+
+/// GET /v1/tickets/{projectId}/{slug}/ws?since=<message id>
+pub async fn ticket_socket(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    slug: String,
+    query: TicketSocketQuery,
+    client: Client,
+    ws: Ws,
+) -> Result<Response, Infallible> {
+    let ctx2 = ctx.clone();
+    Ok(public(&ctx2, &project_id, &client, async |caller| {
+        let key = ticket_key(&caller.project, &slug)?;
+        let since = match query.since.as_deref() {
+            Some(raw) => Some(raw.parse::<MessageId>().map_err(|_| ApiError::bad_request("since: not a message id"))?),
+            None => None,
+        };
+        let subscription = ctx.system.tickets.call(&key, |reply| TicketMsg::Subscribe { since, reply }).await?;
+        let token = ctx.sockets.token();
+        let ctx3 = ctx.clone();
+        Ok(configure(ws, &ctx)
+            .on_upgrade(move |socket| async move {
+                relay_ticket(socket, ctx3, key, subscription).await;
+                drop(token);
+            })
+            .into_response())
+    })
+    .await)
+}
+
+/// Sends one frame, giving up on a peer that does not take it in time.
+async fn send(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await, Ok(Ok(())))
+}
+
+async fn send_frame(socket: &mut WebSocket, frame: &Bytes) -> bool {
+    // Frames are JSON we produced, hence UTF-8.
+    send(socket, Message::text(String::from_utf8_lossy(frame).into_owned())).await
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = send(socket, Message::close_with(code, reason)).await;
+    let _ = socket.close().await;
+}
+
+/// The peer side of the liveness check: any frame from the client counts as a sign of life.
+struct Liveness {
+    ping: tokio::time::Interval,
+    last_heard: Instant,
+    limit: Duration,
+}
+
+impl Liveness {
+    fn new(every: Duration) -> Self {
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { ping, last_heard: Instant::now(), limit: every * 2 }
+    }
+    fn silent_too_long(&self) -> bool {
+        self.last_heard.elapsed() > self.limit
+    }
+}
+
+enum Inbound {
+    Alive,
+    Gone,
+}
+
+/// Handles one frame from a client: clients have nothing to say on these sockets but pongs and
+/// closes; anything else is ignored rather than treated as an error.
+fn inbound(frame: Option<Result<Message, warp::Error>>) -> Inbound {
+    match frame {
+        Some(Ok(m)) if m.is_close() => Inbound::Gone,
+        Some(Ok(_)) => Inbound::Alive,
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "websocket read failed");
+            Inbound::Gone
+        }
+        None => Inbound::Gone,
+    }
+}
+
+async fn relay_ticket(mut socket: WebSocket, ctx: Arc<Ctx>, key: TicketKey, subscription: Subscription) {
+    let Subscription { subscribed, replay, mut events, mut cut_off, last_message_id } = subscription;
+    let mut last_seen = last_message_id;
+    if !send_frame(&mut socket, &subscribed).await {
+        return;
+    }
+    if !send_replay(&mut socket, replay, &mut last_seen).await {
+        return;
+    }
+    let mut alive = Liveness::new(ctx.settings.ws_ping_interval());
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => {
+                    if !send_frame(&mut socket, &event.frame).await {
+                        return;
+                    }
+                    if event.message_id.is_some() {
+                        last_seen = event.message_id;
+                    }
+                }
+                None if cut_off.load(Ordering::Acquire) => {
+                    let _ = send_frame(&mut socket, &slow_consumer_frame()).await;
+                    close(&mut socket, POLICY, "too slow").await;
+                    return;
+                }
+                None => {
+                    // The ticket's actor stopped (it failed and is being restarted): join the
+                    // new one and replay what this socket has not seen yet.
+                    match resubscribe(&ctx, &key, last_seen).await {
+                        Some(next) => {
+                            events = next.events;
+                            cut_off = next.cut_off;
+                            if !send_replay(&mut socket, next.replay, &mut last_seen).await {
+                                return;
+                            }
+                        }
+                        None => {
+                            let frame = event_frame("error", None, ErrorPayload { error: "ticket unavailable; reconnect shortly" });
+                            let _ = send_frame(&mut socket, &frame).await;
+                            close(&mut socket, TRY_AGAIN, "ticket unavailable").await;
+                            return;
+                        }
+                    }
+                }
+            },
+            frame = socket.next() => match inbound(frame) {
+                Inbound::Alive => alive.last_heard = Instant::now(),
+                Inbound::Gone => return,
+            },
+            _ = alive.ping.tick() => {
+                if alive.silent_too_long() {
+                    tracing::debug!(ticket = %key, "dropping a silent websocket");
+                    return;
+                }
+                if !send(&mut socket, Message::ping(Bytes::new())).await {
+                    return;
+                }
+            }
+            _ = ctx.shutdown.cancelled() => {
+                close(&mut socket, GOING_AWAY, "server shutting down").await;
+                return;
+            }
+        }
+    }
+}
+
+async fn send_replay(socket: &mut WebSocket, replay: Replay, last_seen: &mut Option<MessageId>) -> bool {
+    let events = match replay {
+        Replay::Ready(events) => events,
+        Replay::Loading(rx) => match rx.await {
+            Ok(Ok(events)) => events,
+            _ => {
+                let frame = event_frame("error", None, ErrorPayload { error: "could not replay missed messages; reconnect with ?since=" });
+                let _ = send_frame(socket, &frame).await;
+                close(socket, TRY_AGAIN, "replay failed").await;
+                return false;
+            }
+        },
+    };
+    for event in events {
+        // A message seen before (live, ahead of a resubscription) is not sent twice.
+        if event.message_id.is_some_and(|id| last_seen.is_some_and(|l| id <= l)) {
+            continue;
+        }
+        if !send_frame(socket, &event.frame).await {
+            return false;
+        }
+        if event.message_id.is_some() {
+            *last_seen = event.message_id;
+        }
+    }
+    true
+}
+
+async fn resubscribe(ctx: &Ctx, key: &TicketKey, since: Option<MessageId>) -> Option<Subscription> {
+    for attempt in 0..5u32 {
+        // Give the supervisor a moment to bring the ticket back.
+        tokio::time::sleep(Duration::from_millis(50 * (1 << attempt))).await;
+        if let Ok(sub) = ctx.system.tickets.call(key, |reply| TicketMsg::Subscribe { since, reply }).await {
+            return Some(sub);
+        }
+    }
+    None
+}
+
+#[derive(Deserialize)]
+pub struct FeedQuery {
+    token: Option<String>,
+}
+
+/// GET /v1/projects/{projectId}/feed?token=<feed token>: every event of every ticket of the
+/// project, tagged with the ticket's slug, for an agent's inbox.
+pub async fn feed_socket(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    query: FeedQuery,
+    client: Client,
+    ws: Ws,
+) -> Result<Response, Infallible> {
+    let result = async {
+        let id = ProjectId::parse(&project_id).map_err(|_| ApiError::not_found("project not found"))?;
+        let project = ctx.projects.get(&id).await?.ok_or_else(|| ApiError::not_found("project not found"))?;
+        let token = query
+            .token
+            .as_deref()
+            .ok_or_else(|| ApiError::unauthorized("token is required; get one from POST /v1/projects/{projectId}/feed-token"))?;
+        ctx.tokens.verify_feed(token, &project.id).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        cors_origin(&project, &client)?;
+        let events = ctx.system.feeds.subscribe(&project.id);
+        let guard = ctx.sockets.token();
+        let ctx2 = ctx.clone();
+        Ok(configure(ws, &ctx)
+            .on_upgrade(move |socket| async move {
+                relay_feed(socket, &ctx2, events).await;
+                ctx2.system.feeds.release(&project.id);
+                drop(guard);
+            })
+            .into_response())
+    }
+    .await;
+    Ok(result.unwrap_or_else(ApiError::into_response))
+}
+
+async fn relay_feed(mut socket: WebSocket, ctx: &Ctx, mut events: broadcast::Receiver<Bytes>) {
+    let hello = event_frame("subscribed", None, serde_json::json!({ "feed": "project" }));
+    if !send_frame(&mut socket, &hello).await {
+        return;
+    }
+    let mut alive = Liveness::new(ctx.settings.ws_ping_interval());
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(frame) => {
+                    if !send_frame(&mut socket, &frame).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let _ = send_frame(&mut socket, &slow_consumer_frame()).await;
+                    close(&mut socket, POLICY, "too slow").await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            frame = socket.next() => match inbound(frame) {
+                Inbound::Alive => alive.last_heard = Instant::now(),
+                Inbound::Gone => return,
+            },
+            _ = alive.ping.tick() => {
+                if alive.silent_too_long() || !send(&mut socket, Message::ping(Bytes::new())).await {
+                    return;
+                }
+            }
+            _ = ctx.shutdown.cancelled() => {
+                close(&mut socket, GOING_AWAY, "server shutting down").await;
+                return;
+            }
+        }
+    }
+}

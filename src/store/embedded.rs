@@ -1,0 +1,393 @@
+//! The embedded store: one redb file in the data directory, the default backend.
+//!
+//! All writes go through one writer thread that practises group commit: it takes every write
+//! waiting in its queue, applies them in a single transaction and makes that durable with one
+//! fsync, then answers each writer. Throughput therefore grows with concurrency instead of
+//! being capped at one fsync per message. Reads run concurrently on the blocking pool.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fleety_actors::domain::{Message, Participant, Project, ProjectId, ReadCursor, Slug, Ticket};
+use fleety_actors::store::{
+    MessageRange, Store, StoreError, StoreResult, TicketCursor, TicketPage, TicketQuery, TicketWrite,
+};
+use fleety_actors::MessageId;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{mpsc, oneshot};
+
+const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
+const TICKETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tickets");
+/// (project, created_at in ms, slug) -> status: the agent listing, newest first by reverse scan.
+const TICKETS_BY_TIME: TableDefinition<(&str, i64, &str), &str> = TableDefinition::new("tickets_by_time");
+/// (project, slug, id ticks) -> message JSON. Ticks are unique and increasing within a ticket.
+const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("messages");
+/// (project, slug, reader) -> id bytes of the newest message read.
+const READ_CURSORS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("read_cursors");
+
+/// Writes applied in one group commit at most; bounds the latency a large queue adds.
+const MAX_GROUP: usize = 4096;
+
+type Reply = oneshot::Sender<StoreResult<()>>;
+
+enum Write {
+    CreateProject(Project),
+    UpdateProject(Project),
+    CreateTicket(Ticket),
+    Ticket { project: ProjectId, slug: Slug, writes: Vec<TicketWrite> },
+    /// Nothing to write: answered once everything queued before it is durable.
+    Barrier,
+}
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writer: mpsc::UnboundedSender<(Write, Reply)>,
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(internal)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Internal(format!("corrupt record: {e}")))
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `fleety.redb` in `dir`.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+        let path = dir.join("fleety.redb");
+        let db = Database::create(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        // Create every table up front so readers never meet a missing one.
+        let txn = db.begin_write()?;
+        txn.open_table(PROJECTS)?;
+        txn.open_table(TICKETS)?;
+        txn.open_table(TICKETS_BY_TIME)?;
+        txn.open_table(MESSAGES)?;
+        txn.open_table(READ_CURSORS)?;
+        txn.commit()?;
+
+        let db = Arc::new(db);
+        let (writer, queue) = mpsc::unbounded_channel();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("fleety-store-writer".into())
+            .spawn(move || write_loop(&writer_db, queue))?;
+        Ok(Self { db, writer })
+    }
+
+    async fn write(&self, write: Write) -> StoreResult<()> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send((write, tx))
+            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(internal)?;
+            f(&txn)
+        })
+        .await
+        .map_err(internal)?
+    }
+}
+
+fn write_loop(db: &Database, mut queue: mpsc::UnboundedReceiver<(Write, Reply)>) {
+    let mut group = Vec::with_capacity(256);
+    while let Some(first) = queue.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let outcomes = commit_group(db, &group);
+        tracing::trace!(writes = group.len(), "group commit");
+        match outcomes {
+            Ok(results) => {
+                for ((_, reply), result) in group.drain(..).zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = group.len(), "group commit failed");
+                for (_, reply) in group.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a group in one transaction. The outer error fails the whole group (nothing was
+/// committed); the inner results are per write (a conflict fails only its own write).
+fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<StoreResult<()>>> {
+    let txn = db.begin_write().map_err(internal)?;
+    let mut results = Vec::with_capacity(group.len());
+    {
+        let mut projects = txn.open_table(PROJECTS).map_err(internal)?;
+        let mut tickets = txn.open_table(TICKETS).map_err(internal)?;
+        let mut by_time = txn.open_table(TICKETS_BY_TIME).map_err(internal)?;
+        let mut messages = txn.open_table(MESSAGES).map_err(internal)?;
+        let mut cursors = txn.open_table(READ_CURSORS).map_err(internal)?;
+        for (write, _) in group {
+            let result = match write {
+                Write::CreateProject(p) => {
+                    if projects.get(p.id.as_str()).map_err(internal)?.is_some() {
+                        Err(StoreError::Conflict)
+                    } else {
+                        projects.insert(p.id.as_str(), to_json(p)?.as_slice()).map_err(internal)?;
+                        Ok(())
+                    }
+                }
+                Write::UpdateProject(p) => {
+                    if projects.get(p.id.as_str()).map_err(internal)?.is_none() {
+                        Err(StoreError::NotFound)
+                    } else {
+                        projects.insert(p.id.as_str(), to_json(p)?.as_slice()).map_err(internal)?;
+                        Ok(())
+                    }
+                }
+                Write::CreateTicket(t) => {
+                    let key = (t.project_id.as_str(), t.slug.as_str());
+                    if tickets.get(key).map_err(internal)?.is_some() {
+                        Err(StoreError::Conflict)
+                    } else {
+                        tickets.insert(key, to_json(t)?.as_slice()).map_err(internal)?;
+                        let time_key = (t.project_id.as_str(), t.created_at.timestamp_millis(), t.slug.as_str());
+                        by_time.insert(time_key, t.status.as_str()).map_err(internal)?;
+                        Ok(())
+                    }
+                }
+                Write::Ticket { project, slug, writes } => {
+                    let mut result = Ok(());
+                    for w in writes {
+                        let step = match w {
+                            TicketWrite::Message(m) => {
+                                let key = (project.as_str(), slug.as_str(), m.id.ticks());
+                                messages.insert(key, to_json(m)?.as_slice()).map_err(internal)?;
+                                Ok(())
+                            }
+                            TicketWrite::Ticket(t) => {
+                                let key = (t.project_id.as_str(), t.slug.as_str());
+                                if tickets.get(key).map_err(internal)?.is_none() {
+                                    Err(StoreError::NotFound)
+                                } else {
+                                    tickets.insert(key, to_json(t)?.as_slice()).map_err(internal)?;
+                                    let time_key =
+                                        (t.project_id.as_str(), t.created_at.timestamp_millis(), t.slug.as_str());
+                                    by_time.insert(time_key, t.status.as_str()).map_err(internal)?;
+                                    Ok(())
+                                }
+                            }
+                            TicketWrite::ReadCursor { reader, up_to } => {
+                                let key = (project.as_str(), slug.as_str(), reader.as_str());
+                                let current = cursors
+                                    .get(key)
+                                    .map_err(internal)?
+                                    .and_then(|v| <[u8; 16]>::try_from(v.value()).ok())
+                                    .and_then(MessageId::from_bytes);
+                                if current.is_none_or(|c| c < *up_to) {
+                                    cursors.insert(key, up_to.to_bytes().as_slice()).map_err(internal)?;
+                                }
+                                Ok(())
+                            }
+                        };
+                        if step.is_err() {
+                            result = step;
+                            break;
+                        }
+                    }
+                    result
+                }
+                Write::Barrier => Ok(()),
+            };
+            results.push(result);
+        }
+    }
+    txn.commit().map_err(internal)?;
+    Ok(results)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn create_project(&self, project: &Project) -> StoreResult<()> {
+        self.write(Write::CreateProject(project.clone())).await
+    }
+
+    async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
+        let id = id.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(PROJECTS).map_err(internal)?;
+            let row = table.get(id.as_str()).map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn update_project(&self, project: &Project) -> StoreResult<()> {
+        self.write(Write::UpdateProject(project.clone())).await
+    }
+
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        self.read(|txn| {
+            let table = txn.open_table(PROJECTS).map_err(internal)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(internal)? {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
+        self.write(Write::CreateTicket(ticket.clone())).await
+    }
+
+    async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>> {
+        let (project, slug) = (project.clone(), slug.clone());
+        self.read(move |txn| {
+            let table = txn.open_table(TICKETS).map_err(internal)?;
+            let row = table.get((project.as_str(), slug.as_str())).map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
+        self.write(Write::Ticket {
+            project: ticket.project_id.clone(),
+            slug: ticket.slug.clone(),
+            writes: vec![TicketWrite::Ticket(ticket.clone())],
+        })
+        .await
+    }
+
+    async fn list_tickets(&self, project: &ProjectId, query: &TicketQuery) -> StoreResult<TicketPage> {
+        let project = project.clone();
+        let query = query.clone();
+        self.read(move |txn| {
+            let limit = query.limit.clamp(1, 100);
+            let by_time = txn.open_table(TICKETS_BY_TIME).map_err(internal)?;
+            let tickets = txn.open_table(TICKETS).map_err(internal)?;
+            let p = project.as_str();
+            let upper = match &query.after {
+                Some(c) => std::ops::Bound::Excluded((p, c.created_at.timestamp_millis(), c.slug.as_str())),
+                None => std::ops::Bound::Included((p, i64::MAX, "")),
+            };
+            let lower = std::ops::Bound::Included((p, i64::MIN, ""));
+            let mut out = Vec::with_capacity(limit + 1);
+            for row in by_time.range::<(&str, i64, &str)>((lower, upper)).map_err(internal)?.rev() {
+                let (key, status) = row.map_err(internal)?;
+                let (_, _, slug) = key.value();
+                if let Some(wanted) = query.status {
+                    if status.value() != wanted.as_str() {
+                        continue;
+                    }
+                }
+                let Some(raw) = tickets.get((p, slug)).map_err(internal)? else { continue };
+                out.push(from_json::<Ticket>(raw.value())?);
+                if out.len() > limit {
+                    break;
+                }
+            }
+            let next = if out.len() > limit {
+                out.truncate(limit);
+                out.last().map(|t| TicketCursor { created_at: t.created_at, slug: t.slug.clone() })
+            } else {
+                None
+            };
+            Ok(TicketPage { tickets: out, next })
+        })
+        .await
+    }
+
+    async fn append_message(&self, project: &ProjectId, slug: &Slug, message: &Message) -> StoreResult<()> {
+        self.apply(project, slug, &[TicketWrite::Message(message.clone())]).await
+    }
+
+    async fn list_messages(&self, project: &ProjectId, slug: &Slug, range: MessageRange) -> StoreResult<Vec<Message>> {
+        let (project, slug) = (project.clone(), slug.clone());
+        self.read(move |txn| {
+            let table = txn.open_table(MESSAGES).map_err(internal)?;
+            let (p, s) = (project.as_str(), slug.as_str());
+            let lower = match range.after {
+                Some(id) => std::ops::Bound::Excluded((p, s, id.ticks())),
+                None => std::ops::Bound::Included((p, s, 0)),
+            };
+            let upper = match range.before {
+                Some(id) => std::ops::Bound::Excluded((p, s, id.ticks())),
+                None => std::ops::Bound::Included((p, s, u64::MAX)),
+            };
+            let rows = table.range::<(&str, &str, u64)>((lower, upper)).map_err(internal)?;
+            let mut out = Vec::new();
+            let mut push = |row: Result<(redb::AccessGuard<'_, (&str, &str, u64)>, redb::AccessGuard<'_, &[u8]>), redb::StorageError>| -> StoreResult<()> {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<Message>(v.value())?);
+                Ok(())
+            };
+            if range.newest {
+                for row in rows.rev().take(range.limit) {
+                    push(row)?;
+                }
+                out.reverse();
+            } else {
+                for row in rows.take(range.limit) {
+                    push(row)?;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_read_cursor(&self, project: &ProjectId, slug: &Slug, reader: Participant, up_to: MessageId) -> StoreResult<()> {
+        self.apply(project, slug, &[TicketWrite::ReadCursor { reader, up_to }]).await
+    }
+
+    async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>> {
+        let (project, slug) = (project.clone(), slug.clone());
+        self.read(move |txn| {
+            let table = txn.open_table(READ_CURSORS).map_err(internal)?;
+            let mut out = Vec::new();
+            for reader in Participant::ALL {
+                let row = table.get((project.as_str(), slug.as_str(), reader.as_str())).map_err(internal)?;
+                if let Some(id) = row.and_then(|v| <[u8; 16]>::try_from(v.value()).ok()).and_then(MessageId::from_bytes) {
+                    out.push(ReadCursor { reader, up_to: id });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn apply(&self, project: &ProjectId, slug: &Slug, writes: &[TicketWrite]) -> StoreResult<()> {
+        self.write(Write::Ticket { project: project.clone(), slug: slug.clone(), writes: writes.to_vec() }).await
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.write(Write::Barrier).await
+    }
+}
