@@ -21,7 +21,7 @@ const LEEWAY_SECS: u64 = 5;
 /// Feed tokens only have to survive the moment between asking for one and opening the socket.
 pub const FEED_TOKEN_TTL_SECS: i64 = 60;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The anonymous session id (for feed tokens: "agent").
     pub sub: String,
@@ -106,6 +106,15 @@ impl Tokens {
     }
 
     fn verify(&self, token: &str, audience: &str, project: &ProjectId) -> Result<Claims, TokenError> {
+        let claims = self.verify_any_project(token, audience)?;
+        if claims.pid != project.as_str() {
+            return Err(TokenError::WrongProject);
+        }
+        Ok(claims)
+    }
+
+    /// Checks signature, issuer, audience and expiry; the caller checks the project.
+    fn verify_any_project(&self, token: &str, audience: &str) -> Result<Claims, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[audience]);
@@ -118,10 +127,12 @@ impl Tokens {
         if claims.exp + (LEEWAY_SECS as i64) < self.clock.now().timestamp() {
             return Err(TokenError::Expired);
         }
-        if claims.pid != project.as_str() {
-            return Err(TokenError::WrongProject);
-        }
         Ok(claims)
+    }
+
+    /// A session token for whichever project it names (used to describe the token itself).
+    pub fn verify_session_token(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_any_project(token, SESSION_AUDIENCE)
     }
 
     pub fn verify_session(&self, token: &str, project: &ProjectId) -> Result<Claims, TokenError> {

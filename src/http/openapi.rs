@@ -21,6 +21,7 @@ pub enum Access {
     AdminKey,
     Operator,
     FeedToken,
+    SessionToken,
 }
 
 pub struct Endpoint {
@@ -41,6 +42,8 @@ const fn ep(method: &'static str, path: &'static str, summary: &'static str, acc
 pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { body: true, responses: &[("200", "token, expires_at, project_id"), ("404", "unknown project"), ("429", "rate limited")],
         ..ep("POST", "/v1/init-session", "Start an anonymous session: a 5-minute HS256 token", Access::Public) },
+    Endpoint { responses: &[("200", "session_id, project_id, expires_at"), ("401", "missing, expired, tampered or foreign token")],
+        ..ep("GET", "/v1/session", "Describe the caller's own session token", Access::SessionToken) },
     Endpoint { body: true, responses: &[("201", "the new ticket"), ("400", "invalid title or description"), ("403", "origin not allowed"), ("404", "unknown project"), ("429", "rate limited")],
         ..ep("POST", "/v1/tickets/{projectId}", "Create a ticket", Access::Public) },
     Endpoint { query: &["limit", "before"], responses: &[("200", "the ticket with its messages and read_by"), ("404", "unknown ticket"), ("429", "rate limited")],
@@ -107,6 +110,7 @@ fn build() -> OpenApi {
             Access::AdminKey => Some("adminKey"),
             Access::Operator => Some("operatorToken"),
             Access::FeedToken => None,
+            Access::SessionToken => Some("sessionToken"),
         };
         if let Some(scheme) = scheme {
             op = op.security(SecurityRequirement::new::<_, _, &str>(scheme, []));
@@ -124,6 +128,7 @@ fn build() -> OpenApi {
             ComponentsBuilder::new()
                 .security_scheme("adminKey", bearer())
                 .security_scheme("operatorToken", bearer())
+                .security_scheme("sessionToken", bearer())
                 .build(),
         ))
         .build()

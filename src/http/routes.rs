@@ -3,6 +3,7 @@
 //! | method | path | who | handler |
 //! |---|---|---|---|
 //! | POST | /v1/init-session | public | [`session::init`] |
+//! | GET | /v1/session | session token | [`session::describe`] |
 //! | POST | /v1/tickets/{projectId} | public | [`tickets::create`] |
 //! | GET | /v1/tickets/{projectId}/{slug} | public | [`tickets::get`] |
 //! | PATCH | /v1/tickets/{projectId}/{slug} | admin key | [`tickets::change_status`] |
@@ -103,6 +104,12 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(body(limit))
         .and_then(session::init)
         .boxed();
+    let describe_session = c()
+        .and(path!("v1" / "session"))
+        .and(warp::get())
+        .and(who())
+        .and_then(session::describe)
+        .boxed();
     let create_ticket = c()
         .and(path!("v1" / "tickets" / String))
         .and(warp::post())
@@ -196,7 +203,7 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
         .boxed();
     let preflight = c()
-        .and(warp::options())
+        .and(only_options())
         .and(warp::path::full())
         .and(who())
         .then(preflight)
@@ -204,6 +211,8 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
 
     preflight
         .or(init_session)
+        .unify()
+        .or(describe_session)
         .unify()
         .or(create_ticket)
         .unify()
@@ -240,6 +249,20 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         }))
         .map(into_response)
         .boxed()
+}
+
+/// Matches OPTIONS. Other methods are passed over as "not found" rather than "method not
+/// allowed", so they do not mask the 404 of an unknown path.
+fn only_options() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::method()
+        .and_then(|m: http::Method| async move {
+            if m == http::Method::OPTIONS {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
 }
 
 /// OPTIONS: the CORS preflight. The project comes from the path where there is one; for

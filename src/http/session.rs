@@ -46,3 +46,27 @@ pub async fn init(ctx: Arc<Ctx>, client: Client, body: Bytes) -> Result<Response
     .await;
     Ok(with_limit_headers(with_cors(result.unwrap_or_else(ApiError::into_response), cors), decision))
 }
+
+#[derive(Serialize)]
+struct SessionInfo {
+    session_id: String,
+    project_id: String,
+    expires_at: String,
+}
+
+/// GET /v1/session: describes the bearer's own session token, so a widget can tell whether it
+/// still holds a valid one (401 when it is missing, expired, tampered with or foreign).
+pub async fn describe(ctx: Arc<Ctx>, client: Client) -> Result<Response, Infallible> {
+    let mut cors = None;
+    let result = async {
+        let token = client.bearer.as_deref().ok_or_else(|| ApiError::unauthorized("a session token is required as a bearer token"))?;
+        let claims = ctx.tokens.verify_session_token(token).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let id = ProjectId::parse(&claims.pid).map_err(|_| ApiError::unauthorized("invalid token"))?;
+        let project = ctx.projects.get(&id).await?.ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+        cors = cors_origin(&project, &client)?;
+        let expires_at = chrono::DateTime::from_timestamp(claims.exp, 0).map(rfc3339).unwrap_or_default();
+        Ok(json(StatusCode::OK, &SessionInfo { session_id: claims.sub, project_id: claims.pid, expires_at }))
+    }
+    .await;
+    Ok(with_cors(result.unwrap_or_else(ApiError::into_response), cors))
+}

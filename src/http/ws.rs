@@ -62,7 +62,7 @@ pub async fn ticket_socket(
         let ctx3 = ctx.clone();
         Ok(configure(ws, &ctx)
             .on_upgrade(move |socket| async move {
-                relay_ticket(socket, ctx3, key, subscription).await;
+                relay_ticket(socket, ctx3, key, subscription, since).await;
                 drop(token);
             })
             .into_response())
@@ -122,9 +122,16 @@ fn inbound(frame: Option<Result<Message, warp::Error>>) -> Inbound {
     }
 }
 
-async fn relay_ticket(mut socket: WebSocket, ctx: Arc<Ctx>, key: TicketKey, subscription: Subscription) {
-    let Subscription { subscribed, replay, mut events, mut cut_off, last_message_id } = subscription;
-    let mut last_seen = last_message_id;
+/// `since` is the newest message the client already has; the replay starts after it.
+async fn relay_ticket(
+    mut socket: WebSocket,
+    ctx: Arc<Ctx>,
+    key: TicketKey,
+    subscription: Subscription,
+    since: Option<MessageId>,
+) {
+    let Subscription { subscribed, replay, mut events, mut cut_off } = subscription;
+    let mut last_seen = since;
     if !send_frame(&mut socket, &subscribed).await {
         return;
     }

@@ -42,7 +42,19 @@ enum Write {
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    writer: mpsc::UnboundedSender<(Write, Reply)>,
+    writer: Option<mpsc::UnboundedSender<(Write, Reply)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Closing the queue lets the writer finish its last group and exit; joining it means the file
+/// lock is released when the store is dropped, so a restart in the same process can reopen it.
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -77,15 +89,17 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         let (writer, queue) = mpsc::unbounded_channel();
         let writer_db = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("fleety-store-writer".into())
             .spawn(move || write_loop(&writer_db, queue))?;
-        Ok(Self { db, writer })
+        Ok(Self { db, writer: Some(writer), thread: Some(thread) })
     }
 
     async fn write(&self, write: Write) -> StoreResult<()> {
         let (tx, rx) = oneshot::channel();
         self.writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?
             .send((write, tx))
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
         rx.await

@@ -69,8 +69,6 @@ pub struct Subscription {
     pub events: mpsc::Receiver<Event>,
     /// Set when the actor cut this subscriber off for falling behind.
     pub cut_off: Arc<AtomicBool>,
-    /// The newest message id the subscriber has now seen (after replay).
-    pub last_message_id: Option<MessageId>,
 }
 
 pub enum Replay {
@@ -496,7 +494,7 @@ fn subscribe(state: &mut TicketState, since: Option<MessageId>) -> Subscription 
             Replay::Loading(rx)
         }
     };
-    Subscription { subscribed, replay, events, cut_off, last_message_id: last }
+    Subscription { subscribed, replay, events, cut_off }
 }
 
 /// Answers a GET that the in-memory messages cannot: a page, or a ticket longer than the cache.

@@ -165,9 +165,9 @@ impl Tickets {
         let tickets = Tickets { deps };
         let (sup, _) = match parent {
             Some(parent) => {
-                Actor::spawn_linked(Some("tickets".into()), TicketSupervisor, tickets.clone(), parent).await?
+                Actor::spawn_linked(None, TicketSupervisor, tickets.clone(), parent).await?
             }
-            None => Actor::spawn(Some("tickets".into()), TicketSupervisor, tickets.clone()).await?,
+            None => Actor::spawn(None, TicketSupervisor, tickets.clone()).await?,
         };
         let _ = tickets.deps.registry.supervisor.set(sup.get_cell());
         Ok((tickets, sup))

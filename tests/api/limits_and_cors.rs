@@ -1,0 +1,104 @@
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn public_endpoints_allow_the_limit_per_minute_then_answer_429() {
+    let app = spawn_with_settings(|s| s.public_rate_limit = 3).await;
+    for remaining in ["2", "1", "0"] {
+        let resp = app.post_json("/v1/tickets/demo", json!({"title": "t"})).await;
+        assert_eq!(resp.status(), 201);
+        assert_eq!(header(&resp, "x-ratelimit-limit").as_deref(), Some("3"));
+        assert_eq!(header(&resp, "x-ratelimit-remaining").as_deref(), Some(remaining));
+        let reset: u32 = header(&resp, "x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&reset));
+    }
+    let resp = app.get("/v1/tickets/demo/quiet-otter-001").await;
+    assert_eq!(resp.status(), 429);
+    assert!(header(&resp, "retry-after").is_some());
+    assert_eq!(header(&resp, "x-ratelimit-remaining").as_deref(), Some("0"));
+    assert!(error_of(&resp.json::<Value>().await.unwrap()).contains("rate limit"));
+}
+
+#[tokio::test]
+async fn failed_slug_lookups_count_against_the_limit() {
+    let app = spawn_with_settings(|s| s.public_rate_limit = 2).await;
+    assert_eq!(app.get("/v1/tickets/demo/quiet-otter-001").await.status(), 404);
+    assert_eq!(app.get("/v1/tickets/demo/brave-lynx-002").await.status(), 404);
+    assert_eq!(app.get("/v1/tickets/demo/brave-lynx-003").await.status(), 429);
+}
+
+#[tokio::test]
+async fn agents_with_the_admin_key_are_not_counted() {
+    let app = spawn_with_settings(|s| s.public_rate_limit = 1).await;
+    let slug = app.create_ticket("t").await;
+    for _ in 0..3 {
+        let resp = app.http.get(app.url(&format!("/v1/tickets/demo/{slug}"))).bearer_auth(&app.admin_key).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(header(&resp, "x-ratelimit-limit").is_none());
+    }
+}
+
+#[tokio::test]
+async fn an_allowed_origin_is_echoed_exactly_with_vary() {
+    let app = spawn_app().await;
+    let resp = app
+        .http
+        .post(app.url("/v1/tickets/demo"))
+        .header("origin", "http://localhost:3000")
+        .json(&json!({"title": "from the widget"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(header(&resp, "access-control-allow-origin").as_deref(), Some("http://localhost:3000"));
+    assert_eq!(header(&resp, "vary").as_deref(), Some("Origin"));
+}
+
+#[tokio::test]
+async fn a_disallowed_origin_is_refused_with_403() {
+    let app = spawn_app().await;
+    let slug = app.create_ticket("t").await;
+    let resp = app
+        .http
+        .post(app.url(&format!("/v1/tickets/demo/{slug}/messages")))
+        .header("origin", "https://evil.example")
+        .json(&json!({"content": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(header(&resp, "access-control-allow-origin").is_none());
+    assert_eq!(app.ticket(&slug).await["messages"], json!([]));
+}
+
+#[tokio::test]
+async fn preflights_are_answered_for_allowed_origins_only() {
+    let app = spawn_app().await;
+    let preflight = |path: &str, origin: &str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let ok = preflight("/v1/tickets/demo", "http://localhost:3000").await.unwrap();
+    assert_eq!(ok.status(), 204);
+    assert_eq!(header(&ok, "access-control-allow-origin").as_deref(), Some("http://localhost:3000"));
+    assert!(header(&ok, "access-control-allow-methods").unwrap().contains("POST"));
+    assert!(header(&ok, "access-control-allow-headers").unwrap().to_lowercase().contains("content-type"));
+    assert_eq!(header(&ok, "vary").as_deref(), Some("Origin"));
+
+    let session = preflight("/v1/init-session", "http://localhost:8080").await.unwrap();
+    assert_eq!(session.status(), 204);
+
+    let refused = preflight("/v1/tickets/demo", "https://evil.example").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(header(&refused, "access-control-allow-origin").is_none());
+    assert_eq!(preflight("/v1/init-session", "https://evil.example").await.unwrap().status(), 403);
+}

@@ -1,0 +1,10 @@
+//! API tests: each starts a real server on port 0 and drives it over real sockets.
+
+mod agent;
+mod helpers;
+mod limits_and_cors;
+mod openapi;
+mod persistence;
+mod realtime;
+mod session;
+mod tickets;
