@@ -39,10 +39,14 @@ impl Application {
     }
 
     /// Builds on a given store and clock (tests use these to control time and storage).
-    pub async fn build_with(settings: Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {} (FLEETY_LISTEN): {e}", settings.listen))?;
+    pub async fn build_with(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {} (FLEETY_LISTEN): {e}", settings.listen)
+        })?;
         let secret = auth::load_or_create_secret(settings.jwt_secret.expose(), &settings.data_dir)?;
         let ticket_config = TicketConfig {
             idle_timeout: Duration::from_secs(settings.ticket_idle_secs),
@@ -50,11 +54,18 @@ impl Application {
             subscriber_queue: settings.ws_subscriber_queue,
             ..TicketConfig::default()
         };
-        let system = System::start(RootArgs { store: store.clone(), clock: clock.clone(), tickets: ticket_config })
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot start the actor system: {e}"))?;
+        let system = System::start(RootArgs {
+            store: store.clone(),
+            clock: clock.clone(),
+            tickets: ticket_config,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the actor system: {e}"))?;
         let projects = Projects::new(store.clone());
-        projects.load_all().await.map_err(|e| anyhow::anyhow!("cannot read projects from the store: {e}"))?;
+        projects
+            .load_all()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read projects from the store: {e}"))?;
         let ctx = Ctx {
             tokens: Tokens::new(&secret, settings.session_ttl_secs, clock.clone()),
             public_limit: RateLimiter::new(settings.public_rate_limit, clock.clone()),
@@ -68,11 +79,16 @@ impl Application {
             sockets: TaskTracker::new(),
             settings,
         };
-        Ok(Application { listener, ctx: Arc::new(ctx) })
+        Ok(Application {
+            listener,
+            ctx: Arc::new(ctx),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.ctx.settings.listen)
+        self.listener
+            .local_addr()
+            .unwrap_or(self.ctx.settings.listen)
     }
 
     pub fn port(&self) -> u16 {
@@ -90,19 +106,35 @@ impl Application {
         let id = ProjectId::parse("demo").map_err(|e| anyhow::anyhow!(e))?;
         let key_file = self.ctx.settings.data_dir.join("demo-admin-key");
         if self.ctx.projects.get(&id).await?.is_some() {
-            let admin_key = std::fs::read_to_string(&key_file).map(|k| k.trim().to_owned()).unwrap_or_default();
-            return Ok(Demo { project_id: id.to_string(), admin_key });
+            let admin_key = std::fs::read_to_string(&key_file)
+                .map(|k| k.trim().to_owned())
+                .unwrap_or_default();
+            return Ok(Demo {
+                project_id: id.to_string(),
+                admin_key,
+            });
         }
-        let origins = parse_origins(["http://localhost:8080", "http://localhost:3000", "http://127.0.0.1:8080", "http://127.0.0.1:3000"])
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let origins = parse_origins([
+            "http://localhost:8080",
+            "http://localhost:3000",
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:3000",
+        ])
+        .map_err(|e| anyhow::anyhow!(e))?;
         let name = ProjectName::parse("Demo").map_err(|e| anyhow::anyhow!(e))?;
         let created = self.ctx.projects.create(Some(id), name, origins).await?;
         auth::write_private(&key_file, &created.admin_key)?;
-        Ok(Demo { project_id: created.project.id.to_string(), admin_key: created.admin_key })
+        Ok(Demo {
+            project_id: created.project.id.to_string(),
+            admin_key: created.admin_key,
+        })
     }
 
     /// Serves until `stop` completes, then drains and flushes the store.
-    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let ctx = self.ctx.clone();
         let shutdown = ctx.shutdown.clone();
         tokio::spawn(async move {
@@ -111,7 +143,10 @@ impl Application {
         });
         crate::server::serve(self.listener, ctx.clone()).await;
         ctx.system.stop().await;
-        ctx.store.flush().await.map_err(|e| anyhow::anyhow!("flushing the store at shutdown failed: {e}"))?;
+        ctx.store
+            .flush()
+            .await
+            .map_err(|e| anyhow::anyhow!("flushing the store at shutdown failed: {e}"))?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -72,7 +72,13 @@ impl Tokens {
         }
     }
 
-    fn issue(&self, sub: String, project: &ProjectId, audience: &str, ttl_secs: i64) -> IssuedToken {
+    fn issue(
+        &self,
+        sub: String,
+        project: &ProjectId,
+        audience: &str,
+        ttl_secs: i64,
+    ) -> IssuedToken {
         let now = self.clock.now();
         let exp = now.timestamp() + ttl_secs;
         let claims = Claims {
@@ -105,7 +111,12 @@ impl Tokens {
         self.issue("agent".into(), project, FEED_AUDIENCE, FEED_TOKEN_TTL_SECS)
     }
 
-    fn verify(&self, token: &str, audience: &str, project: &ProjectId) -> Result<Claims, TokenError> {
+    fn verify(
+        &self,
+        token: &str,
+        audience: &str,
+        project: &ProjectId,
+    ) -> Result<Claims, TokenError> {
         let claims = self.verify_any_project(token, audience)?;
         if claims.pid != project.as_str() {
             return Err(TokenError::WrongProject);
@@ -122,7 +133,8 @@ impl Tokens {
         validation.leeway = LEEWAY_SECS;
         // Expiry is checked below against our clock, so tests can move time.
         validation.validate_exp = false;
-        let data = decode::<Claims>(token, &self.decoding, &validation).map_err(|_| TokenError::Invalid)?;
+        let data = decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|_| TokenError::Invalid)?;
         let claims = data.claims;
         if claims.exp + (LEEWAY_SECS as i64) < self.clock.now().timestamp() {
             return Err(TokenError::Expired);
@@ -162,7 +174,10 @@ pub fn key_matches(presented: &str, stored_hash: &str) -> bool {
 /// Compares two secrets in constant time (for the operator token).
 pub fn secret_matches(presented: &str, expected: &str) -> bool {
     // Hash both so the comparison does not leak the expected length either.
-    let (a, b) = (Sha256::digest(presented.as_bytes()), Sha256::digest(expected.as_bytes()));
+    let (a, b) = (
+        Sha256::digest(presented.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
     a.ct_eq(&b).into()
 }
 
@@ -172,7 +187,10 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The secret that signs session tokens: configured, or a random one kept in the data directory
 /// so tokens survive a restart.
-pub fn load_or_create_secret(configured: &str, data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+pub fn load_or_create_secret(
+    configured: &str,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Vec<u8>> {
     if !configured.is_empty() {
         return Ok(configured.as_bytes().to_vec());
     }
@@ -225,11 +243,20 @@ mod tests {
         let claims = t.verify_session(&issued.token, &demo).unwrap();
         assert_eq!(claims.sub, issued.session_id);
         assert_eq!(claims.exp - claims.iat, 300);
-        assert_eq!(t.verify_session(&issued.token, &other), Err(TokenError::WrongProject));
+        assert_eq!(
+            t.verify_session(&issued.token, &other),
+            Err(TokenError::WrongProject)
+        );
         // A session token does not open the agent feed, nor the reverse.
-        assert_eq!(t.verify_feed(&issued.token, &demo), Err(TokenError::Invalid));
+        assert_eq!(
+            t.verify_feed(&issued.token, &demo),
+            Err(TokenError::Invalid)
+        );
         let feed = t.issue_feed(&demo);
-        assert_eq!(t.verify_session(&feed.token, &demo), Err(TokenError::Invalid));
+        assert_eq!(
+            t.verify_session(&feed.token, &demo),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
@@ -241,7 +268,10 @@ mod tests {
         clock.advance(chrono::Duration::seconds(300 + LEEWAY_SECS as i64));
         assert!(t.verify_session(&issued.token, &demo).is_ok());
         clock.advance(chrono::Duration::seconds(2));
-        assert_eq!(t.verify_session(&issued.token, &demo), Err(TokenError::Expired));
+        assert_eq!(
+            t.verify_session(&issued.token, &demo),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]
@@ -252,9 +282,15 @@ mod tests {
         let issued = t.issue_session(&demo);
         let mut parts: Vec<String> = issued.token.split('.').map(String::from).collect();
         parts[1] = parts[1].chars().rev().collect();
-        assert_eq!(t.verify_session(&parts.join("."), &demo), Err(TokenError::Invalid));
+        assert_eq!(
+            t.verify_session(&parts.join("."), &demo),
+            Err(TokenError::Invalid)
+        );
         let stranger = Tokens::new(b"another-secret-another-secret-xx", 300, Arc::new(clock));
-        assert_eq!(t.verify_session(&stranger.issue_session(&demo).token, &demo), Err(TokenError::Invalid));
+        assert_eq!(
+            t.verify_session(&stranger.issue_session(&demo).token, &demo),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]

@@ -43,10 +43,16 @@ enum ProjectCommand {
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
-        Command::Project { command: ProjectCommand::Create { name, id, origins } } => {
+        Command::Project {
+            command: ProjectCommand::Create { name, id, origins },
+        } => {
             let name = ProjectName::parse(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
-            let id = id.map(|raw| ProjectId::parse(&raw)).transpose().map_err(|e| anyhow::anyhow!("--id: {e}"))?;
-            let origins = parse_origins(origins.iter().map(String::as_str)).map_err(|e| anyhow::anyhow!("--origin: {e}"))?;
+            let id = id
+                .map(|raw| ProjectId::parse(&raw))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--id: {e}"))?;
+            let origins = parse_origins(origins.iter().map(String::as_str))
+                .map_err(|e| anyhow::anyhow!("--origin: {e}"))?;
             let store = crate::store::open(&settings).await?;
             let created = Projects::new(store.clone())
                 .create(id, name, origins)

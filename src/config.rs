@@ -216,7 +216,10 @@ mod tests {
         assert!(err.contains("FLEETY_STORAGE"), "{err}");
         let err = with(&[("jwt_secret", "short")]).unwrap_err();
         assert!(err.contains("FLEETY_JWT_SECRET"), "{err}");
-        assert!(!err.contains("short"), "the secret must not be echoed: {err}");
+        assert!(
+            !err.contains("short"),
+            "the secret must not be echoed: {err}"
+        );
     }
 
     #[test]

@@ -30,7 +30,10 @@ pub struct CreatedProject {
 
 impl Projects {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, cache: Arc::default() }
+        Self {
+            store,
+            cache: Arc::default(),
+        }
     }
 
     /// Warms the cache with every project, so browser preflights can be answered at once.
@@ -38,7 +41,8 @@ impl Projects {
         let all = self.store.list_projects().await?;
         let n = all.len();
         for p in all {
-            self.cache.insert(p.id.clone(), (Arc::new(p), Instant::now()));
+            self.cache
+                .insert(p.id.clone(), (Arc::new(p), Instant::now()));
         }
         Ok(n)
     }
@@ -79,14 +83,16 @@ impl Projects {
         };
         self.store.create_project(&project).await?;
         let project = Arc::new(project);
-        self.cache.insert(project.id.clone(), (project.clone(), Instant::now()));
+        self.cache
+            .insert(project.id.clone(), (project.clone(), Instant::now()));
         Ok(CreatedProject { project, admin_key })
     }
 
     pub async fn update(&self, project: Project) -> Result<Arc<Project>, StoreError> {
         self.store.update_project(&project).await?;
         let project = Arc::new(project);
-        self.cache.insert(project.id.clone(), (project.clone(), Instant::now()));
+        self.cache
+            .insert(project.id.clone(), (project.clone(), Instant::now()));
         Ok(project)
     }
 
@@ -100,7 +106,7 @@ impl Projects {
 /// Whether the project lets a browser page on `origin` call it.
 pub fn allows(project: &Project, origin: &str) -> bool {
     match parse_origin(origin) {
-        Ok(origin) => project.allowed_origins.iter().any(|o| *o == origin),
+        Ok(origin) => project.allowed_origins.contains(&origin),
         Err(_) => false,
     }
 }

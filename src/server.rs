@@ -24,7 +24,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout())
         .max_buf_size(64 * 1024);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(64);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(64);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let shutdown = ctx.shutdown.clone();
@@ -54,7 +57,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
             let mut service = service.clone();
             service.call(req)
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), per_request).into_owned();
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), per_request)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -71,7 +76,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         graceful.shutdown().await;
         ctx.sockets.wait().await;
     };
-    if tokio::time::timeout(settings.shutdown_grace(), drained).await.is_err() {
+    if tokio::time::timeout(settings.shutdown_grace(), drained)
+        .await
+        .is_err()
+    {
         tracing::warn!(grace = ?settings.shutdown_grace(), "grace period ran out; closing the remaining connections");
     }
 }

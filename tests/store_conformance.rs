@@ -51,13 +51,22 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         let store = EmbeddedStore::open(dir.path()).unwrap();
         store.create_project(&project).await.unwrap();
         store.create_ticket(&ticket).await.unwrap();
-        store.append_message(&project.id, &ticket.slug, &message).await.unwrap();
+        store
+            .append_message(&project.id, &ticket.slug, &message)
+            .await
+            .unwrap();
         // No flush, no clean close: what was acknowledged must already be on disk.
     }
     let store = EmbeddedStore::open(dir.path()).unwrap();
-    assert_eq!(store.get_ticket(&project.id, &ticket.slug).await.unwrap(), Some(ticket.clone()));
     assert_eq!(
-        store.list_messages(&project.id, &ticket.slug, MessageRange::all()).await.unwrap(),
+        store.get_ticket(&project.id, &ticket.slug).await.unwrap(),
+        Some(ticket.clone())
+    );
+    assert_eq!(
+        store
+            .list_messages(&project.id, &ticket.slug, MessageRange::all())
+            .await
+            .unwrap(),
         vec![message]
     );
 }

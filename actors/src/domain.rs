@@ -100,8 +100,9 @@ impl Slug {
         let word = |p: Option<&str>| {
             p.is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
         };
-        let number =
-            |p: Option<&str>| p.is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()));
+        let number = |p: Option<&str>| {
+            p.is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()))
+        };
         word(parts.next()) && word(parts.next()) && number(parts.next()) && parts.next().is_none()
     }
 
@@ -143,8 +144,13 @@ fn bounded_text(raw: &str, field: &str, min: usize, max: usize) -> Result<String
     if chars > max {
         return Err(invalid(format!("{field} must be at most {max} characters")));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
-        return Err(invalid(format!("{field} must not contain control characters")));
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        return Err(invalid(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(text.to_owned())
 }

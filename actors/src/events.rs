@@ -106,7 +106,10 @@ impl<'a> TicketView<'a> {
             source: ticket.source,
             created_at: rfc3339(ticket.created_at),
             updated_at: rfc3339(ticket.updated_at),
-            messages: messages.into_iter().map(|m| MessageView::new(m, cursors)).collect(),
+            messages: messages
+                .into_iter()
+                .map(|m| MessageView::new(m, cursors))
+                .collect(),
             next_before: None,
         }
     }
@@ -202,18 +205,33 @@ mod tests {
             timestamp: now,
         };
         let cursors = [
-            ReadCursor { reader: Participant::Admin, up_to: b },
-            ReadCursor { reader: Participant::User, up_to: a },
+            ReadCursor {
+                reader: Participant::Admin,
+                up_to: b,
+            },
+            ReadCursor {
+                reader: Participant::User,
+                up_to: a,
+            },
         ];
         let (ma, mb) = (msg(a), msg(b));
-        assert_eq!(MessageView::new(&ma, &cursors).read_by, vec![Participant::User, Participant::Admin]);
-        assert_eq!(MessageView::new(&mb, &cursors).read_by, vec![Participant::Admin]);
+        assert_eq!(
+            MessageView::new(&ma, &cursors).read_by,
+            vec![Participant::User, Participant::Admin]
+        );
+        assert_eq!(
+            MessageView::new(&mb, &cursors).read_by,
+            vec![Participant::Admin]
+        );
     }
 
     #[test]
     fn events_have_a_type_and_a_payload() {
         let frame = event_frame("error", None, ErrorPayload { error: "boom" });
         let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
-        assert_eq!(v, serde_json::json!({"type": "error", "payload": {"error": "boom"}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "error", "payload": {"error": "boom"}})
+        );
     }
 }

@@ -36,7 +36,8 @@ impl ProjectFeeds {
 
     /// Drops the project's feed when its last listener has gone.
     pub fn release(&self, project: &ProjectId) {
-        self.feeds.remove_if(project, |_, feed| feed.receiver_count() == 0);
+        self.feeds
+            .remove_if(project, |_, feed| feed.receiver_count() == 0);
     }
 
     /// Publishes an event that does not come from a ticket actor (a ticket was created).

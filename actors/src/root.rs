@@ -33,15 +33,26 @@ impl System {
     pub async fn start(args: RootArgs) -> Result<System, ractor::SpawnErr> {
         let (root, _) = Actor::spawn(None, RootSupervisor, ()).await?;
         let feeds = ProjectFeeds::default();
-        let (tickets, _) =
-            Tickets::start(args.store, args.clock, feeds.clone(), args.tickets, Some(root.get_cell()))
-                .await?;
-        Ok(System { tickets, feeds, root })
+        let (tickets, _) = Tickets::start(
+            args.store,
+            args.clock,
+            feeds.clone(),
+            args.tickets,
+            Some(root.get_cell()),
+        )
+        .await?;
+        Ok(System {
+            tickets,
+            feeds,
+            root,
+        })
     }
 
     /// Stops every actor, children first.
     pub async fn stop(&self) {
-        self.root.stop_children_and_wait(None, Some(std::time::Duration::from_secs(5))).await;
+        self.root
+            .stop_children_and_wait(None, Some(std::time::Duration::from_secs(5)))
+            .await;
         self.root.stop(None);
     }
 }

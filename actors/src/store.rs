@@ -10,7 +10,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Message, Participant, Project, ProjectId, ReadCursor, Slug, Ticket, TicketStatus};
+use crate::domain::{
+    Message, Participant, Project, ProjectId, ReadCursor, Slug, Ticket, TicketStatus,
+};
 use crate::message_id::MessageId;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,15 +71,27 @@ pub struct MessageRange {
 
 impl MessageRange {
     pub fn all() -> Self {
-        Self { after: None, before: None, limit: usize::MAX, newest: false }
+        Self {
+            after: None,
+            before: None,
+            limit: usize::MAX,
+            newest: false,
+        }
     }
 
     pub fn after(id: Option<MessageId>) -> Self {
-        Self { after: id, ..Self::all() }
+        Self {
+            after: id,
+            ..Self::all()
+        }
     }
 
     pub fn newest(limit: usize) -> Self {
-        Self { limit, newest: true, ..Self::all() }
+        Self {
+            limit,
+            newest: true,
+            ..Self::all()
+        }
     }
 }
 
@@ -87,7 +101,10 @@ pub enum TicketWrite {
     Message(Message),
     /// The ticket's fields after a status change.
     Ticket(Ticket),
-    ReadCursor { reader: Participant, up_to: MessageId },
+    ReadCursor {
+        reader: Participant,
+        up_to: MessageId,
+    },
 }
 
 #[async_trait]
@@ -108,10 +125,19 @@ pub trait Store: Send + Sync + 'static {
     /// Saves a changed status and `updated_at`; [`StoreError::NotFound`] if there is no such ticket.
     async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<()>;
     /// Tickets newest first.
-    async fn list_tickets(&self, project: &ProjectId, query: &TicketQuery) -> StoreResult<TicketPage>;
+    async fn list_tickets(
+        &self,
+        project: &ProjectId,
+        query: &TicketQuery,
+    ) -> StoreResult<TicketPage>;
 
     /// Appends a message. Storing the same message (same id) twice keeps one copy.
-    async fn append_message(&self, project: &ProjectId, slug: &Slug, message: &Message) -> StoreResult<()>;
+    async fn append_message(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        message: &Message,
+    ) -> StoreResult<()>;
     async fn list_messages(
         &self,
         project: &ProjectId,
@@ -131,7 +157,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies one ticket's writes in order. Backends that can make them durable together
     /// (one transaction, one batch) should override this; the default applies them one by one.
-    async fn apply(&self, project: &ProjectId, slug: &Slug, writes: &[TicketWrite]) -> StoreResult<()> {
+    async fn apply(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        writes: &[TicketWrite],
+    ) -> StoreResult<()> {
         for write in writes {
             match write {
                 TicketWrite::Message(m) => self.append_message(project, slug, m).await?,

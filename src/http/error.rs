@@ -23,7 +23,10 @@ struct ErrorBody<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
     pub fn bad_request(m: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, m)
@@ -41,10 +44,16 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, m)
     }
     pub fn rate_limited() -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded; retry after the time in Retry-After")
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded; retry after the time in Retry-After",
+        )
     }
     pub fn unavailable() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service temporarily unavailable; retry shortly")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service temporarily unavailable; retry shortly",
+        )
     }
     /// A failure that is ours, not the client's: the cause goes to the log, never the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
@@ -53,7 +62,12 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response {
-        super::json(self.status, &ErrorBody { error: &self.message })
+        super::json(
+            self.status,
+            &ErrorBody {
+                error: &self.message,
+            },
+        )
     }
 }
 
@@ -62,9 +76,10 @@ impl From<TicketError> for ApiError {
         match e {
             TicketError::NotFound => ApiError::not_found("ticket not found"),
             TicketError::Closed => ApiError::conflict("ticket is closed"),
-            TicketError::Busy => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ticket is busy; retry shortly")
-            }
+            TicketError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ticket is busy; retry shortly",
+            ),
             TicketError::Unavailable(cause) => {
                 tracing::warn!(%cause, "ticket unavailable");
                 ApiError::unavailable()
@@ -94,17 +109,30 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let error = if rejection.is_not_found() {
         ApiError::not_found("no such endpoint")
     } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
-    } else if rejection.find::<super::routes::BodyTooLarge>().is_some() || rejection.find::<reject::PayloadTooLarge>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this endpoint",
+        )
+    } else if rejection.find::<super::routes::BodyTooLarge>().is_some()
+        || rejection.find::<reject::PayloadTooLarge>().is_some()
+    {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
     } else if rejection.find::<reject::LengthRequired>().is_some() {
-        ApiError::new(StatusCode::LENGTH_REQUIRED, "a Content-Length header is required")
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "a Content-Length header is required",
+        )
     } else if rejection.find::<reject::UnsupportedMediaType>().is_some() {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported Content-Type")
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported Content-Type",
+        )
     } else if rejection.find::<reject::InvalidQuery>().is_some() {
         ApiError::bad_request("invalid query string")
     } else if let Some(e) = rejection.find::<reject::MissingHeader>() {
-        if e.name().eq_ignore_ascii_case("sec-websocket-key") || e.name().eq_ignore_ascii_case("connection") {
+        if e.name().eq_ignore_ascii_case("sec-websocket-key")
+            || e.name().eq_ignore_ascii_case("connection")
+        {
             ApiError::bad_request("this endpoint expects a WebSocket upgrade")
         } else {
             ApiError::bad_request(format!("missing header {}", e.name()))

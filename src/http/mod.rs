@@ -64,12 +64,23 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn from_parts(peer: Option<PeerAddr>, headers: &HeaderMap, trusted_proxies: usize) -> Client {
+    pub fn from_parts(
+        peer: Option<PeerAddr>,
+        headers: &HeaderMap,
+        trusted_proxies: usize,
+    ) -> Client {
         let peer_ip = peer.map(|p| p.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let text = |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = |name: http::header::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let bearer = text(http::header::AUTHORIZATION).and_then(|v| {
             let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
         });
         Client {
             ip: client_ip(peer_ip, headers, trusted_proxies),
@@ -81,7 +92,9 @@ impl Client {
 
     /// Whether the caller holds this project's admin key.
     pub fn is_admin_of(&self, project: &Project) -> bool {
-        self.bearer.as_deref().is_some_and(|key| crate::auth::key_matches(key, &project.admin_key_hash))
+        self.bearer
+            .as_deref()
+            .is_some_and(|key| crate::auth::key_matches(key, &project.admin_key_hash))
     }
 }
 
@@ -109,7 +122,10 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: usize) -> IpAddr {
 pub fn json_bytes(status: StatusCode, body: Bytes) -> Response {
     let mut resp = Response::new(body.into());
     *resp.status_mut() = status;
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -124,12 +140,18 @@ pub fn parse_body<T: DeserializeOwned>(client: &Client, body: &Bytes) -> Result<
         mime.eq_ignore_ascii_case("application/json")
     });
     if !is_json {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ));
     }
     if body.is_empty() {
-        return Err(ApiError::bad_request("request body is empty; a JSON object is expected"));
+        return Err(ApiError::bad_request(
+            "request body is empty; a JSON object is expected",
+        ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 pub fn parse_project_id(raw: &str) -> Result<ProjectId, ApiError> {
@@ -157,7 +179,9 @@ pub fn with_limit_headers(mut resp: Response, d: Option<Decision>) -> Response {
 /// Requests without `Origin` are not cross-origin browser requests and pass. A browser origin
 /// must be one of the project's allowed origins exactly; it is then echoed back, never `*`.
 pub fn cors_origin(project: &Project, client: &Client) -> Result<Option<HeaderValue>, ApiError> {
-    let Some(origin) = client.origin.as_deref() else { return Ok(None) };
+    let Some(origin) = client.origin.as_deref() else {
+        return Ok(None);
+    };
     if crate::projects::allows(project, origin) {
         Ok(HeaderValue::from_str(origin).ok())
     } else {
@@ -172,7 +196,9 @@ pub fn with_cors(mut resp: Response, origin: Option<HeaderValue>) -> Response {
         h.append(http::header::VARY, HeaderValue::from_static("Origin"));
         h.insert(
             http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After"),
+            HeaderValue::from_static(
+                "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After",
+            ),
         );
     }
     resp
@@ -186,10 +212,16 @@ mod tests {
     fn the_client_ip_is_the_peer_unless_proxies_are_trusted() {
         let peer: IpAddr = "10.0.0.5".parse().unwrap();
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 203.0.113.9"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9"),
+        );
         assert_eq!(client_ip(peer, &h, 0), peer);
         // One proxy appended the address it saw: trust that one, not what the client claimed.
-        assert_eq!(client_ip(peer, &h, 1), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(peer, &h, 1),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(client_ip(peer, &h, 2), "6.6.6.6".parse::<IpAddr>().unwrap());
         assert_eq!(client_ip(peer, &h, 3), peer);
         assert_eq!(client_ip(peer, &HeaderMap::new(), 1), peer);

@@ -11,7 +11,10 @@ use http::StatusCode;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Required, ResponseBuilder};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Required,
+    ResponseBuilder,
+};
 use warp::reply::Response;
 
 /// Who may call an endpoint.
@@ -35,43 +38,236 @@ pub struct Endpoint {
     pub responses: &'static [(&'static str, &'static str)],
 }
 
-const fn ep(method: &'static str, path: &'static str, summary: &'static str, access: Access) -> Endpoint {
-    Endpoint { method, path, summary, access, body: false, websocket: false, query: &[], responses: &[] }
+const fn ep(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    access: Access,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        summary,
+        access,
+        body: false,
+        websocket: false,
+        query: &[],
+        responses: &[],
+    }
 }
 
 pub const ENDPOINTS: &[Endpoint] = &[
-    Endpoint { body: true, responses: &[("200", "token, expires_at, project_id"), ("404", "unknown project"), ("429", "rate limited")],
-        ..ep("POST", "/v1/init-session", "Start an anonymous session: a 5-minute HS256 token", Access::Public) },
-    Endpoint { responses: &[("200", "session_id, project_id, expires_at"), ("401", "missing, expired, tampered or foreign token")],
-        ..ep("GET", "/v1/session", "Describe the caller's own session token", Access::SessionToken) },
-    Endpoint { body: true, responses: &[("201", "the new ticket"), ("400", "invalid title or description"), ("403", "origin not allowed"), ("404", "unknown project"), ("429", "rate limited")],
-        ..ep("POST", "/v1/tickets/{projectId}", "Create a ticket", Access::Public) },
-    Endpoint { query: &["limit", "before"], responses: &[("200", "the ticket with its messages and read_by"), ("404", "unknown ticket"), ("429", "rate limited")],
-        ..ep("GET", "/v1/tickets/{projectId}/{slug}", "Read a ticket and its messages", Access::Public) },
-    Endpoint { body: true, responses: &[("200", "the ticket after the change"), ("400", "unknown status"), ("401", "no key"), ("403", "wrong key")],
-        ..ep("PATCH", "/v1/tickets/{projectId}/{slug}", "Change a ticket's status (open, pending, resolved, closed)", Access::AdminKey) },
-    Endpoint { body: true, responses: &[("201", "Message added successfully"), ("400", "invalid content"), ("403", "author admin without the admin key"), ("404", "unknown ticket"), ("409", "ticket closed"), ("429", "rate limited")],
-        ..ep("POST", "/v1/tickets/{projectId}/{slug}/messages", "Post a message to a ticket", Access::Public) },
-    Endpoint { body: true, responses: &[("200", "Messages marked as read"), ("403", "reader admin without the admin key"), ("404", "unknown ticket"), ("429", "rate limited")],
-        ..ep("PATCH", "/v1/tickets/{projectId}/{slug}/messages/read", "Mark every message of a ticket read", Access::Public) },
-    Endpoint { websocket: true, query: &["since"], responses: &[("101", "subscribed; then new_message, status_change, ticket_update, error events"), ("404", "unknown ticket"), ("403", "origin not allowed")],
-        ..ep("GET", "/v1/tickets/{projectId}/{slug}/ws", "A ticket's realtime events (WebSocket)", Access::Public) },
-    Endpoint { responses: &[("200", "the project's settings"), ("401", "no key"), ("403", "wrong key")],
-        ..ep("GET", "/v1/projects/{projectId}", "Read the project's settings", Access::AdminKey) },
-    Endpoint { body: true, responses: &[("200", "the project's settings"), ("400", "invalid name or origin")],
-        ..ep("PATCH", "/v1/projects/{projectId}", "Update the project's name or allowed origins", Access::AdminKey) },
-    Endpoint { query: &["status", "limit", "cursor"], responses: &[("200", "tickets newest first and next_cursor")],
-        ..ep("GET", "/v1/projects/{projectId}/tickets", "List the project's tickets", Access::AdminKey) },
-    Endpoint { responses: &[("200", "a one-minute token and the feed URL")],
-        ..ep("POST", "/v1/projects/{projectId}/feed-token", "Get a token for the agent inbox socket", Access::AdminKey) },
-    Endpoint { websocket: true, query: &["token"], responses: &[("101", "every event of every ticket, tagged with the ticket slug"), ("401", "missing or bad token")],
-        ..ep("GET", "/v1/projects/{projectId}/feed", "The project's agent inbox (WebSocket)", Access::FeedToken) },
-    Endpoint { body: true, responses: &[("201", "the project and its admin key, shown once"), ("401", "no token"), ("403", "wrong token or operator API disabled"), ("409", "id taken")],
-        ..ep("POST", "/v1/admin/projects", "Create a project", Access::Operator) },
-    Endpoint { responses: &[("200", "this document")],
-        ..ep("GET", "/v1/openapi.json", "This OpenAPI document", Access::Public) },
-    Endpoint { responses: &[("200", "the server is up")],
-        ..ep("GET", "/healthz", "Liveness", Access::Public) },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("200", "token, expires_at, project_id"),
+            ("404", "unknown project"),
+            ("429", "rate limited"),
+        ],
+        ..ep(
+            "POST",
+            "/v1/init-session",
+            "Start an anonymous session: a 5-minute HS256 token",
+            Access::Public,
+        )
+    },
+    Endpoint {
+        responses: &[
+            ("200", "session_id, project_id, expires_at"),
+            ("401", "missing, expired, tampered or foreign token"),
+        ],
+        ..ep(
+            "GET",
+            "/v1/session",
+            "Describe the caller's own session token",
+            Access::SessionToken,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("201", "the new ticket"),
+            ("400", "invalid title or description"),
+            ("403", "origin not allowed"),
+            ("404", "unknown project"),
+            ("429", "rate limited"),
+        ],
+        ..ep(
+            "POST",
+            "/v1/tickets/{projectId}",
+            "Create a ticket",
+            Access::Public,
+        )
+    },
+    Endpoint {
+        query: &["limit", "before"],
+        responses: &[
+            ("200", "the ticket with its messages and read_by"),
+            ("404", "unknown ticket"),
+            ("429", "rate limited"),
+        ],
+        ..ep(
+            "GET",
+            "/v1/tickets/{projectId}/{slug}",
+            "Read a ticket and its messages",
+            Access::Public,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("200", "the ticket after the change"),
+            ("400", "unknown status"),
+            ("401", "no key"),
+            ("403", "wrong key"),
+        ],
+        ..ep(
+            "PATCH",
+            "/v1/tickets/{projectId}/{slug}",
+            "Change a ticket's status (open, pending, resolved, closed)",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("201", "Message added successfully"),
+            ("400", "invalid content"),
+            ("403", "author admin without the admin key"),
+            ("404", "unknown ticket"),
+            ("409", "ticket closed"),
+            ("429", "rate limited"),
+        ],
+        ..ep(
+            "POST",
+            "/v1/tickets/{projectId}/{slug}/messages",
+            "Post a message to a ticket",
+            Access::Public,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("200", "Messages marked as read"),
+            ("403", "reader admin without the admin key"),
+            ("404", "unknown ticket"),
+            ("429", "rate limited"),
+        ],
+        ..ep(
+            "PATCH",
+            "/v1/tickets/{projectId}/{slug}/messages/read",
+            "Mark every message of a ticket read",
+            Access::Public,
+        )
+    },
+    Endpoint {
+        websocket: true,
+        query: &["since"],
+        responses: &[
+            (
+                "101",
+                "subscribed; then new_message, status_change, ticket_update, error events",
+            ),
+            ("404", "unknown ticket"),
+            ("403", "origin not allowed"),
+        ],
+        ..ep(
+            "GET",
+            "/v1/tickets/{projectId}/{slug}/ws",
+            "A ticket's realtime events (WebSocket)",
+            Access::Public,
+        )
+    },
+    Endpoint {
+        responses: &[
+            ("200", "the project's settings"),
+            ("401", "no key"),
+            ("403", "wrong key"),
+        ],
+        ..ep(
+            "GET",
+            "/v1/projects/{projectId}",
+            "Read the project's settings",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("200", "the project's settings"),
+            ("400", "invalid name or origin"),
+        ],
+        ..ep(
+            "PATCH",
+            "/v1/projects/{projectId}",
+            "Update the project's name or allowed origins",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        query: &["status", "limit", "cursor"],
+        responses: &[("200", "tickets newest first and next_cursor")],
+        ..ep(
+            "GET",
+            "/v1/projects/{projectId}/tickets",
+            "List the project's tickets",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        responses: &[("200", "a one-minute token and the feed URL")],
+        ..ep(
+            "POST",
+            "/v1/projects/{projectId}/feed-token",
+            "Get a token for the agent inbox socket",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        websocket: true,
+        query: &["token"],
+        responses: &[
+            (
+                "101",
+                "every event of every ticket, tagged with the ticket slug",
+            ),
+            ("401", "missing or bad token"),
+        ],
+        ..ep(
+            "GET",
+            "/v1/projects/{projectId}/feed",
+            "The project's agent inbox (WebSocket)",
+            Access::FeedToken,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("201", "the project and its admin key, shown once"),
+            ("401", "no token"),
+            ("403", "wrong token or operator API disabled"),
+            ("409", "id taken"),
+        ],
+        ..ep(
+            "POST",
+            "/v1/admin/projects",
+            "Create a project",
+            Access::Operator,
+        )
+    },
+    Endpoint {
+        responses: &[("200", "this document")],
+        ..ep(
+            "GET",
+            "/v1/openapi.json",
+            "This OpenAPI document",
+            Access::Public,
+        )
+    },
+    Endpoint {
+        responses: &[("200", "the server is up")],
+        ..ep("GET", "/healthz", "Liveness", Access::Public)
+    },
 ];
 
 fn method(m: &str) -> HttpMethod {
@@ -91,15 +287,32 @@ fn build() -> OpenApi {
     let mut paths = Paths::new();
     for e in ENDPOINTS {
         let mut op = OperationBuilder::new().summary(Some(e.summary));
-        for name in e.path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
-            op = op.parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True));
+        for name in e
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True),
+            );
         }
         for name in e.query {
-            op = op.parameter(ParameterBuilder::new().name(*name).parameter_in(ParameterIn::Query).required(Required::False));
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False),
+            );
         }
         if e.body {
             op = op.request_body(Some(
-                RequestBodyBuilder::new().required(Some(Required::True)).content("application/json", ContentBuilder::new().build()).build(),
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content("application/json", ContentBuilder::new().build())
+                    .build(),
             ));
         }
         for (code, description) in e.responses {
@@ -116,13 +329,20 @@ fn build() -> OpenApi {
             op = op.security(SecurityRequirement::new::<_, _, &str>(scheme, []));
         }
         if e.websocket {
-            op = op.description(Some("Upgrade to a WebSocket; events are JSON text frames {\"type\", \"payload\"}."));
+            op = op.description(Some(
+                "Upgrade to a WebSocket; events are JSON text frames {\"type\", \"payload\"}.",
+            ));
         }
         paths.add_path_operation(e.path, vec![method(e.method)], op.build());
     }
     let bearer = || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
     OpenApiBuilder::new()
-        .info(InfoBuilder::new().title("Fleety server").version(env!("CARGO_PKG_VERSION")).build())
+        .info(
+            InfoBuilder::new()
+                .title("Fleety server")
+                .version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        )
         .paths(paths)
         .components(Some(
             ComponentsBuilder::new()
@@ -136,7 +356,9 @@ fn build() -> OpenApi {
 
 pub fn document_response() -> warp::reply::Response {
     static JSON: OnceLock<Bytes> = OnceLock::new();
-    let body = JSON.get_or_init(|| Bytes::from(document().to_json().unwrap_or_else(|_| "{}".into()))).clone();
+    let body = JSON
+        .get_or_init(|| Bytes::from(document().to_json().unwrap_or_else(|_| "{}".into())))
+        .clone();
     let resp: Response = super::json_bytes(StatusCode::OK, body);
     resp
 }
@@ -145,10 +367,16 @@ pub fn document_response() -> warp::reply::Response {
 mod tests {
     #[test]
     fn the_document_is_openapi_3_1_and_lists_every_endpoint() {
-        let doc: serde_json::Value = serde_json::from_str(&super::document().to_json().unwrap()).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&super::document().to_json().unwrap()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
         for e in super::ENDPOINTS {
-            assert!(doc["paths"][e.path][e.method.to_ascii_lowercase()].is_object(), "{} {}", e.method, e.path);
+            assert!(
+                doc["paths"][e.path][e.method.to_ascii_lowercase()].is_object(),
+                "{} {}",
+                e.method,
+                e.path
+            );
         }
     }
 }

@@ -24,10 +24,16 @@ where
     let mut cors = None;
     let result = async {
         if client.bearer.is_none() {
-            return Err(ApiError::unauthorized("this endpoint needs the project's admin key as a bearer token"));
+            return Err(ApiError::unauthorized(
+                "this endpoint needs the project's admin key as a bearer token",
+            ));
         }
         let id = parse_project_id(project_id)?;
-        let project = ctx.projects.get(&id).await?.ok_or_else(|| ApiError::not_found("project not found"))?;
+        let project = ctx
+            .projects
+            .get(&id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("project not found"))?;
         if !client.is_admin_of(&project) {
             return Err(ApiError::forbidden("not the admin key of this project"));
         }
@@ -58,9 +64,15 @@ impl<'a> ProjectView<'a> {
 }
 
 /// GET /v1/projects/{projectId}
-pub async fn get(ctx: Arc<Ctx>, project_id: String, client: Client) -> Result<Response, Infallible> {
-    Ok(agent(&ctx, &project_id, &client, async |project| { Ok(json(StatusCode::OK, &ProjectView::new(&project))) })
-        .await)
+pub async fn get(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    client: Client,
+) -> Result<Response, Infallible> {
+    Ok(agent(&ctx, &project_id, &client, async |project| {
+        Ok(json(StatusCode::OK, &ProjectView::new(&project)))
+    })
+    .await)
 }
 
 #[derive(Deserialize)]
@@ -71,12 +83,20 @@ pub struct UpdateProject {
 }
 
 /// PATCH /v1/projects/{projectId}
-pub async fn update(ctx: Arc<Ctx>, project_id: String, client: Client, body: Bytes) -> Result<Response, Infallible> {
+pub async fn update(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    client: Client,
+    body: Bytes,
+) -> Result<Response, Infallible> {
     Ok(agent(&ctx, &project_id, &client, async |project| {
         let req: UpdateProject = parse_body(&client, &body)?;
         let mut next = (*project).clone();
         if let Some(name) = req.name {
-            next.name = ProjectName::parse(&name).map_err(|e| ApiError::bad_request(e.0))?.as_str().to_owned();
+            next.name = ProjectName::parse(&name)
+                .map_err(|e| ApiError::bad_request(e.0))?
+                .as_str()
+                .to_owned();
         }
         if let Some(origins) = req.allowed_origins {
             next.allowed_origins =
@@ -109,7 +129,10 @@ fn encode_cursor(c: &TicketCursor) -> String {
 fn decode_cursor(raw: &str) -> Option<TicketCursor> {
     let (ms, slug) = raw.split_once('.')?;
     let created_at = DateTime::<Utc>::from_timestamp_millis(ms.parse().ok()?)?;
-    Some(TicketCursor { created_at, slug: Slug::parse(slug).ok()? })
+    Some(TicketCursor {
+        created_at,
+        slug: Slug::parse(slug).ok()?,
+    })
 }
 
 /// GET /v1/projects/{projectId}/tickets?status=&limit=&cursor=
@@ -129,10 +152,23 @@ pub async fn list_tickets(
             return Err(ApiError::bad_request("limit must be between 1 and 100"));
         }
         let after = match query.cursor.as_deref() {
-            Some(raw) => Some(decode_cursor(raw).ok_or_else(|| ApiError::bad_request("cursor: not a cursor from this API"))?),
+            Some(raw) => Some(
+                decode_cursor(raw)
+                    .ok_or_else(|| ApiError::bad_request("cursor: not a cursor from this API"))?,
+            ),
             None => None,
         };
-        let page = ctx.store.list_tickets(&project.id, &TicketQuery { status, after, limit }).await?;
+        let page = ctx
+            .store
+            .list_tickets(
+                &project.id,
+                &TicketQuery {
+                    status,
+                    after,
+                    limit,
+                },
+            )
+            .await?;
         let body = TicketList {
             tickets: page.tickets.iter().map(TicketSummary::new).collect(),
             next_cursor: page.next.as_ref().map(encode_cursor),
@@ -151,11 +187,22 @@ struct FeedToken {
 
 /// POST /v1/projects/{projectId}/feed-token: a one-minute token for the inbox socket, so the
 /// long-lived admin key never appears in a URL.
-pub async fn feed_token(ctx: Arc<Ctx>, project_id: String, client: Client) -> Result<Response, Infallible> {
+pub async fn feed_token(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    client: Client,
+) -> Result<Response, Infallible> {
     Ok(agent(&ctx, &project_id, &client, async |project| {
         let issued = ctx.tokens.issue_feed(&project.id);
         let url = format!("/v1/projects/{}/feed?token={}", project.id, issued.token);
-        Ok(json(StatusCode::OK, &FeedToken { token: issued.token, expires_at: rfc3339(issued.expires_at), url }))
+        Ok(json(
+            StatusCode::OK,
+            &FeedToken {
+                token: issued.token,
+                expires_at: rfc3339(issued.expires_at),
+                url,
+            },
+        ))
     })
     .await)
 }
@@ -182,10 +229,14 @@ pub async fn create(ctx: Arc<Ctx>, client: Client, body: Bytes) -> Result<Respon
     let result = async {
         let expected = ctx.settings.operator_token.expose();
         if expected.is_empty() {
-            return Err(ApiError::forbidden("the operator API is disabled; set FLEETY_OPERATOR_TOKEN to enable it"));
+            return Err(ApiError::forbidden(
+                "the operator API is disabled; set FLEETY_OPERATOR_TOKEN to enable it",
+            ));
         }
         let Some(presented) = client.bearer.as_deref() else {
-            return Err(ApiError::unauthorized("this endpoint needs the operator token as a bearer token"));
+            return Err(ApiError::unauthorized(
+                "this endpoint needs the operator token as a bearer token",
+            ));
         };
         if !crate::auth::secret_matches(presented, expected) {
             return Err(ApiError::forbidden("invalid operator token"));
@@ -196,15 +247,21 @@ pub async fn create(ctx: Arc<Ctx>, client: Client, body: Bytes) -> Result<Respon
             Some(raw) => Some(ProjectId::parse(raw).map_err(|e| ApiError::bad_request(e.0))?),
             None => None,
         };
-        let origins = parse_origins(req.allowed_origins.iter().map(String::as_str)).map_err(ApiError::bad_request)?;
+        let origins = parse_origins(req.allowed_origins.iter().map(String::as_str))
+            .map_err(ApiError::bad_request)?;
         let created = match ctx.projects.create(id, name, origins).await {
-            Err(StoreError::Conflict) => return Err(ApiError::conflict("a project with this id exists")),
+            Err(StoreError::Conflict) => {
+                return Err(ApiError::conflict("a project with this id exists"))
+            }
             other => other?,
         };
         tracing::info!(project = %created.project.id, "project created");
         Ok(json(
             StatusCode::CREATED,
-            &CreatedProjectView { project: ProjectView::new(&created.project), admin_key: &created.admin_key },
+            &CreatedProjectView {
+                project: ProjectView::new(&created.project),
+                admin_key: &created.admin_key,
+            },
         ))
     }
     .await;

@@ -55,7 +55,12 @@ impl RateLimiter {
         let window = (now.div_euclid(WINDOW_SECS)) as u64 & 0xFFFF_FFFF;
         let reset_secs = (WINDOW_SECS - now.rem_euclid(WINDOW_SECS)) as u32;
         if self.limit == 0 {
-            return Decision { allowed: true, limit: 0, remaining: 0, reset_secs };
+            return Decision {
+                allowed: true,
+                limit: 0,
+                remaining: 0,
+                reset_secs,
+            };
         }
         let mut count = u32::MAX;
         for (table, hasher) in self.tables.iter().zip(&self.hashers) {
@@ -76,7 +81,11 @@ impl RateLimiter {
         let mut current = slot.load(Ordering::Relaxed);
         loop {
             let (w, c) = (current >> 32, (current & 0xFFFF_FFFF) as u32);
-            let next_count = if w == window { c.saturating_add(1).min(self.limit.saturating_add(1)) } else { 1 };
+            let next_count = if w == window {
+                c.saturating_add(1).min(self.limit.saturating_add(1))
+            } else {
+                1
+            };
             let next = (window << 32) | next_count as u64;
             match slot.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return next_count,
@@ -93,7 +102,10 @@ mod tests {
     use fleety_actors::clock::ManualClock;
 
     fn limiter(limit: u32) -> (RateLimiter, ManualClock) {
-        let clock = ManualClock::new(Utc.timestamp_opt(1_700_000_000 - 1_700_000_000 % 60, 0).unwrap());
+        let clock = ManualClock::new(
+            Utc.timestamp_opt(1_700_000_000 - 1_700_000_000 % 60, 0)
+                .unwrap(),
+        );
         (RateLimiter::new(limit, Arc::new(clock.clone())), clock)
     }
 

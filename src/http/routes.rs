@@ -72,7 +72,11 @@ where
 {
     let mut out = BytesMut::new();
     let mut stream = std::pin::pin!(stream);
-    while let Some(mut chunk) = stream.try_next().await.map_err(|_| warp::reject::custom(BodyTooLarge))? {
+    while let Some(mut chunk) = stream
+        .try_next()
+        .await
+        .map_err(|_| warp::reject::custom(BodyTooLarge))?
+    {
         if out.len() as u64 + chunk.remaining() as u64 > limit {
             return Err(warp::reject::custom(BodyTooLarge));
         }
@@ -139,7 +143,9 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and_then(tickets::post_message)
         .boxed();
     let mark_read = c()
-        .and(path!("v1" / "tickets" / String / String / "messages" / "read"))
+        .and(path!(
+            "v1" / "tickets" / String / String / "messages" / "read"
+        ))
         .and(warp::patch())
         .and(who())
         .and(body(limit))
@@ -196,7 +202,7 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .boxed();
     let openapi = path!("v1" / "openapi.json")
         .and(warp::get())
-        .map(|| openapi::document_response())
+        .map(openapi::document_response)
         .boxed();
     let health = path!("healthz")
         .and(warp::get())
@@ -244,9 +250,9 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .unify()
         .recover(recover)
         .unify()
-        .with(warp::trace(|info| {
-            tracing::info_span!("request", method = %info.method(), path = %info.path())
-        }))
+        .with(warp::trace(
+            |info| tracing::info_span!("request", method = %info.method(), path = %info.path()),
+        ))
         .map(into_response)
         .boxed()
 }
@@ -272,13 +278,18 @@ async fn preflight(ctx: Arc<Ctx>, path: warp::path::FullPath, client: Client) ->
     let Some(origin) = client.origin.clone() else {
         let mut resp = Response::new(Bytes::new().into());
         *resp.status_mut() = StatusCode::NO_CONTENT;
-        resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("GET, POST, PATCH, OPTIONS"));
+        resp.headers_mut().insert(
+            http::header::ALLOW,
+            HeaderValue::from_static("GET, POST, PATCH, OPTIONS"),
+        );
         return resp;
     };
     let segments: Vec<&str> = path.as_str().trim_matches('/').split('/').collect();
     let allowed = match segments.as_slice() {
         ["v1", "tickets" | "projects", project, ..] => match super::parse_project_id(project) {
-            Ok(id) => matches!(ctx.projects.get(&id).await, Ok(Some(p)) if crate::projects::allows(&p, &origin)),
+            Ok(id) => {
+                matches!(ctx.projects.get(&id).await, Ok(Some(p)) if crate::projects::allows(&p, &origin))
+            }
             Err(_) => false,
         },
         _ => ctx.projects.any_allows(&origin),
@@ -293,8 +304,17 @@ async fn preflight(ctx: Arc<Ctx>, path: warp::path::FullPath, client: Client) ->
         h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
     h.insert(http::header::VARY, HeaderValue::from_static("Origin"));
-    h.insert(http::header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PATCH, OPTIONS"));
-    h.insert(http::header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type, Authorization"));
-    h.insert(http::header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    h.insert(
+        http::header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PATCH, OPTIONS"),
+    );
+    h.insert(
+        http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, Authorization"),
+    );
+    h.insert(
+        http::header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
     resp
 }

@@ -26,25 +26,40 @@ struct Session {
 
 /// POST /v1/init-session
 pub async fn init(ctx: Arc<Ctx>, client: Client, body: Bytes) -> Result<Response, Infallible> {
-    let decision = ctx.session_limit.enabled().then(|| ctx.session_limit.check(client.ip));
+    let decision = ctx
+        .session_limit
+        .enabled()
+        .then(|| ctx.session_limit.check(client.ip));
     let mut cors = None;
     let result = async {
         if decision.is_some_and(|d| !d.allowed) {
             return Err(ApiError::rate_limited());
         }
         let req: InitSession = parse_body(&client, &body)?;
-        let id = ProjectId::parse(&req.project_id).map_err(|_| ApiError::not_found("project not found"))?;
-        let project = ctx.projects.get(&id).await?.ok_or_else(|| ApiError::not_found("project not found"))?;
+        let id = ProjectId::parse(&req.project_id)
+            .map_err(|_| ApiError::not_found("project not found"))?;
+        let project = ctx
+            .projects
+            .get(&id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("project not found"))?;
         cors = cors_origin(&project, &client)?;
         let issued = ctx.tokens.issue_session(&project.id);
         tracing::debug!(project = %project.id, session = %issued.session_id, "session started");
         Ok(json(
             StatusCode::OK,
-            &Session { token: issued.token, expires_at: rfc3339(issued.expires_at), project_id: project.id.to_string() },
+            &Session {
+                token: issued.token,
+                expires_at: rfc3339(issued.expires_at),
+                project_id: project.id.to_string(),
+            },
         ))
     }
     .await;
-    Ok(with_limit_headers(with_cors(result.unwrap_or_else(ApiError::into_response), cors), decision))
+    Ok(with_limit_headers(
+        with_cors(result.unwrap_or_else(ApiError::into_response), cors),
+        decision,
+    ))
 }
 
 #[derive(Serialize)]
@@ -59,14 +74,36 @@ struct SessionInfo {
 pub async fn describe(ctx: Arc<Ctx>, client: Client) -> Result<Response, Infallible> {
     let mut cors = None;
     let result = async {
-        let token = client.bearer.as_deref().ok_or_else(|| ApiError::unauthorized("a session token is required as a bearer token"))?;
-        let claims = ctx.tokens.verify_session_token(token).map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        let id = ProjectId::parse(&claims.pid).map_err(|_| ApiError::unauthorized("invalid token"))?;
-        let project = ctx.projects.get(&id).await?.ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+        let token = client.bearer.as_deref().ok_or_else(|| {
+            ApiError::unauthorized("a session token is required as a bearer token")
+        })?;
+        let claims = ctx
+            .tokens
+            .verify_session_token(token)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let id =
+            ProjectId::parse(&claims.pid).map_err(|_| ApiError::unauthorized("invalid token"))?;
+        let project = ctx
+            .projects
+            .get(&id)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
         cors = cors_origin(&project, &client)?;
-        let expires_at = chrono::DateTime::from_timestamp(claims.exp, 0).map(rfc3339).unwrap_or_default();
-        Ok(json(StatusCode::OK, &SessionInfo { session_id: claims.sub, project_id: claims.pid, expires_at }))
+        let expires_at = chrono::DateTime::from_timestamp(claims.exp, 0)
+            .map(rfc3339)
+            .unwrap_or_default();
+        Ok(json(
+            StatusCode::OK,
+            &SessionInfo {
+                session_id: claims.sub,
+                project_id: claims.pid,
+                expires_at,
+            },
+        ))
     }
     .await;
-    Ok(with_cors(result.unwrap_or_else(ApiError::into_response), cors))
+    Ok(with_cors(
+        result.unwrap_or_else(ApiError::into_response),
+        cors,
+    ))
 }

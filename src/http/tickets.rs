@@ -17,7 +17,8 @@ use serde::Deserialize;
 use warp::reply::Response;
 
 use super::{
-    cors_origin, json, json_bytes, parse_body, parse_project_id, with_cors, with_limit_headers, ApiError, Client, Ctx,
+    cors_origin, json, json_bytes, parse_body, parse_project_id, with_cors, with_limit_headers,
+    ApiError, Client, Ctx,
 };
 
 /// Who is calling a public endpoint, once counted and checked.
@@ -42,8 +43,11 @@ where
         Err(e) => return ApiError::from(e).into_response(),
     };
     let admin = project.as_ref().is_some_and(|p| client.is_admin_of(p));
-    let decision = (!admin && ctx.public_limit.enabled()).then(|| ctx.public_limit.check(client.ip));
-    let cors = project.as_ref().and_then(|p| cors_origin(p, client).ok().flatten());
+    let decision =
+        (!admin && ctx.public_limit.enabled()).then(|| ctx.public_limit.check(client.ip));
+    let cors = project
+        .as_ref()
+        .and_then(|p| cors_origin(p, client).ok().flatten());
     let result = async {
         if decision.is_some_and(|d| !d.allowed) {
             return Err(ApiError::rate_limited());
@@ -59,10 +63,16 @@ where
 
 pub fn ticket_key(project: &Project, slug: &str) -> Result<TicketKey, ApiError> {
     let slug = Slug::parse(slug).map_err(|_| ApiError::not_found("ticket not found"))?;
-    Ok(TicketKey { project: project.id.clone(), slug })
+    Ok(TicketKey {
+        project: project.id.clone(),
+        slug,
+    })
 }
 
-fn field<T>(parsed: Result<T, fleety_actors::domain::InvalidValue>, name: &str) -> Result<T, ApiError> {
+fn field<T>(
+    parsed: Result<T, fleety_actors::domain::InvalidValue>,
+    name: &str,
+) -> Result<T, ApiError> {
     parsed.map_err(|e| ApiError::bad_request(format!("{name}: {e}")))
 }
 
@@ -74,11 +84,17 @@ pub struct CreateTicket {
 }
 
 /// POST /v1/tickets/{projectId}
-pub async fn create(ctx: Arc<Ctx>, project_id: String, client: Client, body: Bytes) -> Result<Response, Infallible> {
+pub async fn create(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    client: Client,
+    body: Bytes,
+) -> Result<Response, Infallible> {
     Ok(public(&ctx, &project_id, &client, async |caller| {
         let req: CreateTicket = parse_body(&client, &body)?;
         let title = Title::parse(&req.title).map_err(|e| ApiError::bad_request(e.0))?;
-        let description = Description::parse(&req.description).map_err(|e| ApiError::bad_request(e.0))?;
+        let description =
+            Description::parse(&req.description).map_err(|e| ApiError::bad_request(e.0))?;
         // A widget may send its session token: the ticket then remembers the session.
         let session_id = client
             .bearer
@@ -113,7 +129,10 @@ pub async fn create(ctx: Arc<Ctx>, project_id: String, client: Client, body: Byt
         tracing::info!(project = %ticket.project_id, ticket = %ticket.slug, "ticket created");
         let view = events::TicketView::new(&ticket, [], &[]);
         let summary = events::encode(&TicketSummary::new(&ticket));
-        ctx.system.feeds.publish(&ticket.project_id, events::envelope("ticket_created", Some(&ticket.slug), &summary));
+        ctx.system.feeds.publish(
+            &ticket.project_id,
+            events::envelope("ticket_created", Some(&ticket.slug), &summary),
+        );
         Ok(json(StatusCode::CREATED, &view))
     })
     .await)
@@ -136,7 +155,10 @@ pub async fn get(
     Ok(public(&ctx, &project_id, &client, async |caller| {
         let key = ticket_key(&caller.project, &slug)?;
         let before = match query.before.as_deref() {
-            Some(raw) => Some(raw.parse::<MessageId>().map_err(|_| ApiError::bad_request("before: not a message id"))?),
+            Some(raw) => Some(
+                raw.parse::<MessageId>()
+                    .map_err(|_| ApiError::bad_request("before: not a message id"))?,
+            ),
             None => None,
         };
         let page = match (query.limit, before) {
@@ -149,7 +171,11 @@ pub async fn get(
                 Some(MessagePage { limit, before })
             }
         };
-        let body = ctx.system.tickets.call(&key, |reply| TicketMsg::Get { page, reply }).await?;
+        let body = ctx
+            .system
+            .tickets
+            .call(&key, |reply| TicketMsg::Get { page, reply })
+            .await?;
         Ok(json_bytes(StatusCode::OK, body))
     })
     .await)
@@ -170,7 +196,9 @@ fn default_author() -> String {
 fn participant(raw: &str, field_name: &str, caller: &Caller) -> Result<Participant, ApiError> {
     let who = field(Participant::parse(raw), field_name)?;
     if who == Participant::Admin && !caller.admin {
-        return Err(ApiError::forbidden(format!("{field_name} \"admin\" requires the project's admin key")));
+        return Err(ApiError::forbidden(format!(
+            "{field_name} \"admin\" requires the project's admin key"
+        )));
     }
     Ok(who)
 }
@@ -194,10 +222,23 @@ pub async fn post_message(
         let req: PostMessage = parse_body(&client, &body)?;
         let author = participant(&req.author, "author", &caller)?;
         let content = field(MessageBody::parse(&req.content), "content")?;
-        let message =
-            ctx.system.tickets.call(&key, |reply| TicketMsg::Post { author, content: content.clone(), reply }).await?;
+        let message = ctx
+            .system
+            .tickets
+            .call(&key, |reply| TicketMsg::Post {
+                author,
+                content: content.clone(),
+                reply,
+            })
+            .await?;
         let data = MessageView::new(&message, &[]);
-        Ok(json(StatusCode::CREATED, &PostedMessage { message: "Message added successfully", data }))
+        Ok(json(
+            StatusCode::CREATED,
+            &PostedMessage {
+                message: "Message added successfully",
+                data,
+            },
+        ))
     })
     .await)
 }
@@ -224,10 +265,26 @@ pub async fn mark_read(
 ) -> Result<Response, Infallible> {
     Ok(public(&ctx, &project_id, &client, async |caller| {
         let key = ticket_key(&caller.project, &slug)?;
-        let req: MarkRead = if body.is_empty() { MarkRead { reader: default_author() } } else { parse_body(&client, &body)? };
+        let req: MarkRead = if body.is_empty() {
+            MarkRead {
+                reader: default_author(),
+            }
+        } else {
+            parse_body(&client, &body)?
+        };
         let reader = participant(&req.reader, "reader", &caller)?;
-        let up_to = ctx.system.tickets.call(&key, |reply| TicketMsg::MarkRead { reader, reply }).await?;
-        Ok(json(StatusCode::OK, &MarkedRead { message: "Messages marked as read", last_read_message_id: up_to }))
+        let up_to = ctx
+            .system
+            .tickets
+            .call(&key, |reply| TicketMsg::MarkRead { reader, reply })
+            .await?;
+        Ok(json(
+            StatusCode::OK,
+            &MarkedRead {
+                message: "Messages marked as read",
+                last_read_message_id: up_to,
+            },
+        ))
     })
     .await)
 }
@@ -245,12 +302,18 @@ pub async fn change_status(
     client: Client,
     body: Bytes,
 ) -> Result<Response, Infallible> {
-    Ok(super::projects_api::agent(&ctx, &project_id, &client, async |project| {
-        let key = ticket_key(&project, &slug)?;
-        let req: ChangeStatus = parse_body(&client, &body)?;
-        let status = field(TicketStatus::parse(&req.status), "status")?;
-        let ticket = ctx.system.tickets.call(&key, |reply| TicketMsg::SetStatus { status, reply }).await?;
-        Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
-    })
-    .await)
+    Ok(
+        super::projects_api::agent(&ctx, &project_id, &client, async |project| {
+            let key = ticket_key(&project, &slug)?;
+            let req: ChangeStatus = parse_body(&client, &body)?;
+            let status = field(TicketStatus::parse(&req.status), "status")?;
+            let ticket = ctx
+                .system
+                .tickets
+                .call(&key, |reply| TicketMsg::SetStatus { status, reply })
+                .await?;
+            Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
+        })
+        .await,
+    )
 }

@@ -38,7 +38,9 @@ pub struct TicketSocketQuery {
 
 fn configure(ws: Ws, ctx: &Ctx) -> Ws {
     let max = ctx.settings.ws_max_message_bytes;
-    ws.max_message_size(max).max_frame_size(max).max_write_buffer_size(256 * 1024)
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .max_write_buffer_size(256 * 1024)
 }
 
 /// GET /v1/tickets/{projectId}/{slug}/ws?since=<message id>
@@ -54,10 +56,17 @@ pub async fn ticket_socket(
     Ok(public(&ctx2, &project_id, &client, async |caller| {
         let key = ticket_key(&caller.project, &slug)?;
         let since = match query.since.as_deref() {
-            Some(raw) => Some(raw.parse::<MessageId>().map_err(|_| ApiError::bad_request("since: not a message id"))?),
+            Some(raw) => Some(
+                raw.parse::<MessageId>()
+                    .map_err(|_| ApiError::bad_request("since: not a message id"))?,
+            ),
             None => None,
         };
-        let subscription = ctx.system.tickets.call(&key, |reply| TicketMsg::Subscribe { since, reply }).await?;
+        let subscription = ctx
+            .system
+            .tickets
+            .call(&key, |reply| TicketMsg::Subscribe { since, reply })
+            .await?;
         let token = ctx.sockets.token();
         let ctx3 = ctx.clone();
         Ok(configure(ws, &ctx)
@@ -72,12 +81,19 @@ pub async fn ticket_socket(
 
 /// Sends one frame, giving up on a peer that does not take it in time.
 async fn send(socket: &mut WebSocket, message: Message) -> bool {
-    matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
 }
 
 async fn send_frame(socket: &mut WebSocket, frame: &Bytes) -> bool {
     // Frames are JSON we produced, hence UTF-8.
-    send(socket, Message::text(String::from_utf8_lossy(frame).into_owned())).await
+    send(
+        socket,
+        Message::text(String::from_utf8_lossy(frame).into_owned()),
+    )
+    .await
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
@@ -96,7 +112,11 @@ impl Liveness {
     fn new(every: Duration) -> Self {
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Self { ping, last_heard: Instant::now(), limit: every * 2 }
+        Self {
+            ping,
+            last_heard: Instant::now(),
+            limit: every * 2,
+        }
     }
     fn silent_too_long(&self) -> bool {
         self.last_heard.elapsed() > self.limit
@@ -130,7 +150,12 @@ async fn relay_ticket(
     subscription: Subscription,
     since: Option<MessageId>,
 ) {
-    let Subscription { subscribed, replay, mut events, mut cut_off } = subscription;
+    let Subscription {
+        subscribed,
+        replay,
+        mut events,
+        mut cut_off,
+    } = subscription;
     let mut last_seen = since;
     if !send_frame(&mut socket, &subscribed).await {
         return;
@@ -196,13 +221,23 @@ async fn relay_ticket(
     }
 }
 
-async fn send_replay(socket: &mut WebSocket, replay: Replay, last_seen: &mut Option<MessageId>) -> bool {
+async fn send_replay(
+    socket: &mut WebSocket,
+    replay: Replay,
+    last_seen: &mut Option<MessageId>,
+) -> bool {
     let events = match replay {
         Replay::Ready(events) => events,
         Replay::Loading(rx) => match rx.await {
             Ok(Ok(events)) => events,
             _ => {
-                let frame = event_frame("error", None, ErrorPayload { error: "could not replay missed messages; reconnect with ?since=" });
+                let frame = event_frame(
+                    "error",
+                    None,
+                    ErrorPayload {
+                        error: "could not replay missed messages; reconnect with ?since=",
+                    },
+                );
                 let _ = send_frame(socket, &frame).await;
                 close(socket, TRY_AGAIN, "replay failed").await;
                 return false;
@@ -211,7 +246,10 @@ async fn send_replay(socket: &mut WebSocket, replay: Replay, last_seen: &mut Opt
     };
     for event in events {
         // A message seen before (live, ahead of a resubscription) is not sent twice.
-        if event.message_id.is_some_and(|id| last_seen.is_some_and(|l| id <= l)) {
+        if event
+            .message_id
+            .is_some_and(|id| last_seen.is_some_and(|l| id <= l))
+        {
             continue;
         }
         if !send_frame(socket, &event.frame).await {
@@ -228,7 +266,12 @@ async fn resubscribe(ctx: &Ctx, key: &TicketKey, since: Option<MessageId>) -> Op
     for attempt in 0..5u32 {
         // Give the supervisor a moment to bring the ticket back.
         tokio::time::sleep(Duration::from_millis(50 * (1 << attempt))).await;
-        if let Ok(sub) = ctx.system.tickets.call(key, |reply| TicketMsg::Subscribe { since, reply }).await {
+        if let Ok(sub) = ctx
+            .system
+            .tickets
+            .call(key, |reply| TicketMsg::Subscribe { since, reply })
+            .await
+        {
             return Some(sub);
         }
     }
@@ -250,13 +293,21 @@ pub async fn feed_socket(
     ws: Ws,
 ) -> Result<Response, Infallible> {
     let result = async {
-        let id = ProjectId::parse(&project_id).map_err(|_| ApiError::not_found("project not found"))?;
-        let project = ctx.projects.get(&id).await?.ok_or_else(|| ApiError::not_found("project not found"))?;
-        let token = query
-            .token
-            .as_deref()
-            .ok_or_else(|| ApiError::unauthorized("token is required; get one from POST /v1/projects/{projectId}/feed-token"))?;
-        ctx.tokens.verify_feed(token, &project.id).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let id =
+            ProjectId::parse(&project_id).map_err(|_| ApiError::not_found("project not found"))?;
+        let project = ctx
+            .projects
+            .get(&id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("project not found"))?;
+        let token = query.token.as_deref().ok_or_else(|| {
+            ApiError::unauthorized(
+                "token is required; get one from POST /v1/projects/{projectId}/feed-token",
+            )
+        })?;
+        ctx.tokens
+            .verify_feed(token, &project.id)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         cors_origin(&project, &client)?;
         let events = ctx.system.feeds.subscribe(&project.id);
         let guard = ctx.sockets.token();

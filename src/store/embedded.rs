@@ -11,7 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fleety_actors::domain::{Message, Participant, Project, ProjectId, ReadCursor, Slug, Ticket};
 use fleety_actors::store::{
-    MessageRange, Store, StoreError, StoreResult, TicketCursor, TicketPage, TicketQuery, TicketWrite,
+    MessageRange, Store, StoreError, StoreResult, TicketCursor, TicketPage, TicketQuery,
+    TicketWrite,
 };
 use fleety_actors::MessageId;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -20,11 +21,13 @@ use tokio::sync::{mpsc, oneshot};
 const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
 const TICKETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tickets");
 /// (project, created_at in ms, slug) -> status: the agent listing, newest first by reverse scan.
-const TICKETS_BY_TIME: TableDefinition<(&str, i64, &str), &str> = TableDefinition::new("tickets_by_time");
+const TICKETS_BY_TIME: TableDefinition<(&str, i64, &str), &str> =
+    TableDefinition::new("tickets_by_time");
 /// (project, slug, id ticks) -> message JSON. Ticks are unique and increasing within a ticket.
 const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("messages");
 /// (project, slug, reader) -> id bytes of the newest message read.
-const READ_CURSORS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("read_cursors");
+const READ_CURSORS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("read_cursors");
 
 /// Writes applied in one group commit at most; bounds the latency a large queue adds.
 const MAX_GROUP: usize = 4096;
@@ -35,7 +38,11 @@ enum Write {
     CreateProject(Project),
     UpdateProject(Project),
     CreateTicket(Ticket),
-    Ticket { project: ProjectId, slug: Slug, writes: Vec<TicketWrite> },
+    Ticket {
+        project: ProjectId,
+        slug: Slug,
+        writes: Vec<TicketWrite>,
+    },
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
 }
@@ -92,7 +99,11 @@ impl EmbeddedStore {
         let thread = std::thread::Builder::new()
             .name("fleety-store-writer".into())
             .spawn(move || write_loop(&writer_db, queue))?;
-        Ok(Self { db, writer: Some(writer), thread: Some(thread) })
+        Ok(Self {
+            db,
+            writer: Some(writer),
+            thread: Some(thread),
+        })
     }
 
     async fn write(&self, write: Write) -> StoreResult<()> {
@@ -166,7 +177,9 @@ fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<Stor
                     if projects.get(p.id.as_str()).map_err(internal)?.is_some() {
                         Err(StoreError::Conflict)
                     } else {
-                        projects.insert(p.id.as_str(), to_json(p)?.as_slice()).map_err(internal)?;
+                        projects
+                            .insert(p.id.as_str(), to_json(p)?.as_slice())
+                            .map_err(internal)?;
                         Ok(())
                     }
                 }
@@ -174,7 +187,9 @@ fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<Stor
                     if projects.get(p.id.as_str()).map_err(internal)?.is_none() {
                         Err(StoreError::NotFound)
                     } else {
-                        projects.insert(p.id.as_str(), to_json(p)?.as_slice()).map_err(internal)?;
+                        projects
+                            .insert(p.id.as_str(), to_json(p)?.as_slice())
+                            .map_err(internal)?;
                         Ok(())
                     }
                 }
@@ -183,19 +198,33 @@ fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<Stor
                     if tickets.get(key).map_err(internal)?.is_some() {
                         Err(StoreError::Conflict)
                     } else {
-                        tickets.insert(key, to_json(t)?.as_slice()).map_err(internal)?;
-                        let time_key = (t.project_id.as_str(), t.created_at.timestamp_millis(), t.slug.as_str());
-                        by_time.insert(time_key, t.status.as_str()).map_err(internal)?;
+                        tickets
+                            .insert(key, to_json(t)?.as_slice())
+                            .map_err(internal)?;
+                        let time_key = (
+                            t.project_id.as_str(),
+                            t.created_at.timestamp_millis(),
+                            t.slug.as_str(),
+                        );
+                        by_time
+                            .insert(time_key, t.status.as_str())
+                            .map_err(internal)?;
                         Ok(())
                     }
                 }
-                Write::Ticket { project, slug, writes } => {
+                Write::Ticket {
+                    project,
+                    slug,
+                    writes,
+                } => {
                     let mut result = Ok(());
                     for w in writes {
                         let step = match w {
                             TicketWrite::Message(m) => {
                                 let key = (project.as_str(), slug.as_str(), m.id.ticks());
-                                messages.insert(key, to_json(m)?.as_slice()).map_err(internal)?;
+                                messages
+                                    .insert(key, to_json(m)?.as_slice())
+                                    .map_err(internal)?;
                                 Ok(())
                             }
                             TicketWrite::Ticket(t) => {
@@ -203,10 +232,17 @@ fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<Stor
                                 if tickets.get(key).map_err(internal)?.is_none() {
                                     Err(StoreError::NotFound)
                                 } else {
-                                    tickets.insert(key, to_json(t)?.as_slice()).map_err(internal)?;
-                                    let time_key =
-                                        (t.project_id.as_str(), t.created_at.timestamp_millis(), t.slug.as_str());
-                                    by_time.insert(time_key, t.status.as_str()).map_err(internal)?;
+                                    tickets
+                                        .insert(key, to_json(t)?.as_slice())
+                                        .map_err(internal)?;
+                                    let time_key = (
+                                        t.project_id.as_str(),
+                                        t.created_at.timestamp_millis(),
+                                        t.slug.as_str(),
+                                    );
+                                    by_time
+                                        .insert(time_key, t.status.as_str())
+                                        .map_err(internal)?;
                                     Ok(())
                                 }
                             }
@@ -218,7 +254,9 @@ fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<Stor
                                     .and_then(|v| <[u8; 16]>::try_from(v.value()).ok())
                                     .and_then(MessageId::from_bytes);
                                 if current.is_none_or(|c| c < *up_to) {
-                                    cursors.insert(key, up_to.to_bytes().as_slice()).map_err(internal)?;
+                                    cursors
+                                        .insert(key, up_to.to_bytes().as_slice())
+                                        .map_err(internal)?;
                                 }
                                 Ok(())
                             }
@@ -284,7 +322,9 @@ impl Store for EmbeddedStore {
         let (project, slug) = (project.clone(), slug.clone());
         self.read(move |txn| {
             let table = txn.open_table(TICKETS).map_err(internal)?;
-            let row = table.get((project.as_str(), slug.as_str())).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), slug.as_str()))
+                .map_err(internal)?;
             row.map(|v| from_json(v.value())).transpose()
         })
         .await
@@ -299,7 +339,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn list_tickets(&self, project: &ProjectId, query: &TicketQuery) -> StoreResult<TicketPage> {
+    async fn list_tickets(
+        &self,
+        project: &ProjectId,
+        query: &TicketQuery,
+    ) -> StoreResult<TicketPage> {
         let project = project.clone();
         let query = query.clone();
         self.read(move |txn| {
@@ -308,12 +352,18 @@ impl Store for EmbeddedStore {
             let tickets = txn.open_table(TICKETS).map_err(internal)?;
             let p = project.as_str();
             let upper = match &query.after {
-                Some(c) => std::ops::Bound::Excluded((p, c.created_at.timestamp_millis(), c.slug.as_str())),
+                Some(c) => {
+                    std::ops::Bound::Excluded((p, c.created_at.timestamp_millis(), c.slug.as_str()))
+                }
                 None => std::ops::Bound::Included((p, i64::MAX, "")),
             };
             let lower = std::ops::Bound::Included((p, i64::MIN, ""));
             let mut out = Vec::with_capacity(limit + 1);
-            for row in by_time.range::<(&str, i64, &str)>((lower, upper)).map_err(internal)?.rev() {
+            for row in by_time
+                .range::<(&str, i64, &str)>((lower, upper))
+                .map_err(internal)?
+                .rev()
+            {
                 let (key, status) = row.map_err(internal)?;
                 let (_, _, slug) = key.value();
                 if let Some(wanted) = query.status {
@@ -321,7 +371,9 @@ impl Store for EmbeddedStore {
                         continue;
                     }
                 }
-                let Some(raw) = tickets.get((p, slug)).map_err(internal)? else { continue };
+                let Some(raw) = tickets.get((p, slug)).map_err(internal)? else {
+                    continue;
+                };
                 out.push(from_json::<Ticket>(raw.value())?);
                 if out.len() > limit {
                     break;
@@ -329,7 +381,10 @@ impl Store for EmbeddedStore {
             }
             let next = if out.len() > limit {
                 out.truncate(limit);
-                out.last().map(|t| TicketCursor { created_at: t.created_at, slug: t.slug.clone() })
+                out.last().map(|t| TicketCursor {
+                    created_at: t.created_at,
+                    slug: t.slug.clone(),
+                })
             } else {
                 None
             };
@@ -338,11 +393,22 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn append_message(&self, project: &ProjectId, slug: &Slug, message: &Message) -> StoreResult<()> {
-        self.apply(project, slug, &[TicketWrite::Message(message.clone())]).await
+    async fn append_message(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        message: &Message,
+    ) -> StoreResult<()> {
+        self.apply(project, slug, &[TicketWrite::Message(message.clone())])
+            .await
     }
 
-    async fn list_messages(&self, project: &ProjectId, slug: &Slug, range: MessageRange) -> StoreResult<Vec<Message>> {
+    async fn list_messages(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        range: MessageRange,
+    ) -> StoreResult<Vec<Message>> {
         let (project, slug) = (project.clone(), slug.clone());
         self.read(move |txn| {
             let table = txn.open_table(MESSAGES).map_err(internal)?;
@@ -355,9 +421,18 @@ impl Store for EmbeddedStore {
                 Some(id) => std::ops::Bound::Excluded((p, s, id.ticks())),
                 None => std::ops::Bound::Included((p, s, u64::MAX)),
             };
-            let rows = table.range::<(&str, &str, u64)>((lower, upper)).map_err(internal)?;
+            let rows = table
+                .range::<(&str, &str, u64)>((lower, upper))
+                .map_err(internal)?;
             let mut out = Vec::new();
-            let mut push = |row: Result<(redb::AccessGuard<'_, (&str, &str, u64)>, redb::AccessGuard<'_, &[u8]>), redb::StorageError>| -> StoreResult<()> {
+            let mut push = |row: Result<
+                (
+                    redb::AccessGuard<'_, (&str, &str, u64)>,
+                    redb::AccessGuard<'_, &[u8]>,
+                ),
+                redb::StorageError,
+            >|
+             -> StoreResult<()> {
                 let (_, v) = row.map_err(internal)?;
                 out.push(from_json::<Message>(v.value())?);
                 Ok(())
@@ -377,8 +452,15 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn set_read_cursor(&self, project: &ProjectId, slug: &Slug, reader: Participant, up_to: MessageId) -> StoreResult<()> {
-        self.apply(project, slug, &[TicketWrite::ReadCursor { reader, up_to }]).await
+    async fn set_read_cursor(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        reader: Participant,
+        up_to: MessageId,
+    ) -> StoreResult<()> {
+        self.apply(project, slug, &[TicketWrite::ReadCursor { reader, up_to }])
+            .await
     }
 
     async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>> {
@@ -387,8 +469,13 @@ impl Store for EmbeddedStore {
             let table = txn.open_table(READ_CURSORS).map_err(internal)?;
             let mut out = Vec::new();
             for reader in Participant::ALL {
-                let row = table.get((project.as_str(), slug.as_str(), reader.as_str())).map_err(internal)?;
-                if let Some(id) = row.and_then(|v| <[u8; 16]>::try_from(v.value()).ok()).and_then(MessageId::from_bytes) {
+                let row = table
+                    .get((project.as_str(), slug.as_str(), reader.as_str()))
+                    .map_err(internal)?;
+                if let Some(id) = row
+                    .and_then(|v| <[u8; 16]>::try_from(v.value()).ok())
+                    .and_then(MessageId::from_bytes)
+                {
                     out.push(ReadCursor { reader, up_to: id });
                 }
             }
@@ -397,8 +484,18 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn apply(&self, project: &ProjectId, slug: &Slug, writes: &[TicketWrite]) -> StoreResult<()> {
-        self.write(Write::Ticket { project: project.clone(), slug: slug.clone(), writes: writes.to_vec() }).await
+    async fn apply(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        writes: &[TicketWrite],
+    ) -> StoreResult<()> {
+        self.write(Write::Ticket {
+            project: project.clone(),
+            slug: slug.clone(),
+            writes: writes.to_vec(),
+        })
+        .await
     }
 
     async fn flush(&self) -> StoreResult<()> {

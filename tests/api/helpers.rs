@@ -47,7 +47,11 @@ impl Default for Options {
             session_rate_limit: 0,
             ..Settings::default()
         };
-        Self { settings, clock: Arc::new(SystemClock), dir: None }
+        Self {
+            settings,
+            clock: Arc::new(SystemClock),
+            dir: None,
+        }
     }
 }
 
@@ -62,7 +66,11 @@ pub async fn spawn_with_settings(change: impl FnOnce(&mut Settings)) -> TestApp 
 }
 
 pub async fn spawn_with_clock(clock: ManualClock) -> TestApp {
-    spawn_with(Options { clock: Arc::new(clock), ..Options::default() }).await
+    spawn_with(Options {
+        clock: Arc::new(clock),
+        ..Options::default()
+    })
+    .await
 }
 
 pub fn manual_clock() -> ManualClock {
@@ -71,11 +79,15 @@ pub fn manual_clock() -> ManualClock {
 
 pub async fn spawn_with(options: Options) -> TestApp {
     fleety::telemetry::init("warn", fleety::config::LogFormat::Pretty);
-    let dir = options.dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
+    let dir = options
+        .dir
+        .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
     let mut settings = options.settings;
     settings.data_dir = dir.path().to_path_buf();
     let store: Arc<dyn Store> = Arc::new(open_store(dir.path()).await);
-    let app = Application::build_with(settings, store, options.clock).await.expect("build app");
+    let app = Application::build_with(settings, store, options.clock)
+        .await
+        .expect("build app");
     let demo = app.ensure_demo().await.expect("demo project");
     let addr = app.local_addr();
     let ctx = app.ctx();
@@ -91,7 +103,10 @@ pub async fn spawn_with(options: Options) -> TestApp {
         base: format!("http://{addr}"),
         ws_base: format!("ws://{addr}"),
         admin_key: demo.admin_key,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
         ctx,
         dir,
         stop: Some(stop),
@@ -122,7 +137,10 @@ impl TestApp {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(30), task).await.expect("server stopped in time").unwrap();
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("server stopped in time")
+                .unwrap();
         }
         self.dir.clone()
     }
@@ -132,32 +150,68 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http.post(self.url(path)).json(&body).send().await.expect("request sent")
+        self.http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn patch_json(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http.patch(self.url(path)).json(&body).send().await.expect("request sent")
+        self.http
+            .patch(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).send().await.expect("request sent")
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn admin_patch(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http.patch(self.url(path)).bearer_auth(&self.admin_key).json(&body).send().await.unwrap()
+        self.http
+            .patch(self.url(path))
+            .bearer_auth(&self.admin_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http.post(self.url(path)).bearer_auth(&self.admin_key).json(&body).send().await.unwrap()
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&self.admin_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn admin_get(&self, path: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).bearer_auth(&self.admin_key).send().await.unwrap()
+        self.http
+            .get(self.url(path))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Creates a ticket in the demo project and returns its slug.
     pub async fn create_ticket(&self, title: &str) -> String {
-        let resp = self.post_json("/v1/tickets/demo", json!({ "title": title, "description": "details" })).await;
+        let resp = self
+            .post_json(
+                "/v1/tickets/demo",
+                json!({ "title": title, "description": "details" }),
+            )
+            .await;
         assert_eq!(resp.status(), 201);
         let body: Value = resp.json().await.unwrap();
         body["slug"].as_str().unwrap().to_owned()
@@ -165,7 +219,10 @@ impl TestApp {
 
     pub async fn post_message(&self, slug: &str, content: &str) -> Value {
         let resp = self
-            .post_json(&format!("/v1/tickets/demo/{slug}/messages"), json!({ "author": "user", "content": content }))
+            .post_json(
+                &format!("/v1/tickets/demo/{slug}/messages"),
+                json!({ "author": "user", "content": content }),
+            )
             .await;
         assert_eq!(resp.status(), 201, "posting failed");
         resp.json().await.unwrap()
@@ -178,14 +235,20 @@ impl TestApp {
     }
 
     pub async fn connect(&self, path: &str) -> Socket {
-        self.connect_with(path, None).await.expect("websocket connects")
+        self.connect_with(path, None)
+            .await
+            .expect("websocket connects")
     }
 
     /// Connects a WebSocket; on a refused upgrade returns the HTTP status.
     pub async fn connect_with(&self, path: &str, origin: Option<&str>) -> Result<Socket, u16> {
-        let mut request = format!("{}{}", self.ws_base, path).into_client_request().unwrap();
+        let mut request = format!("{}{}", self.ws_base, path)
+            .into_client_request()
+            .unwrap();
         if let Some(origin) = origin {
-            request.headers_mut().insert("origin", origin.parse().unwrap());
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
         }
         match tokio_tungstenite::connect_async(request).await {
             Ok((socket, _)) => Ok(socket),
@@ -197,7 +260,9 @@ impl TestApp {
 
 /// The next JSON event on a socket, skipping pings; panics after 10 s.
 pub async fn next_event(socket: &mut Socket) -> Value {
-    try_next_event(socket, Duration::from_secs(10)).await.expect("an event arrived")
+    try_next_event(socket, Duration::from_secs(10))
+        .await
+        .expect("an event arrived")
 }
 
 pub async fn try_next_event<S>(socket: &mut S, wait: Duration) -> Option<Value>
@@ -206,9 +271,13 @@ where
 {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let frame = tokio::time::timeout_at(deadline, socket.next()).await.ok()??;
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()??;
         match frame {
-            Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).expect("events are JSON")),
+            Ok(Message::Text(text)) => {
+                return Some(serde_json::from_str(&text).expect("events are JSON"))
+            }
             Ok(Message::Close(_)) | Err(_) => return None,
             Ok(_) => continue,
         }
@@ -216,5 +285,7 @@ where
 }
 
 pub fn error_of(body: &Value) -> &str {
-    body["error"].as_str().unwrap_or_else(|| panic!("not an error body: {body}"))
+    body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"))
 }

@@ -3,17 +3,24 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+    resp.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 #[tokio::test]
 async fn public_endpoints_allow_the_limit_per_minute_then_answer_429() {
     let app = spawn_with_settings(|s| s.public_rate_limit = 3).await;
     for remaining in ["2", "1", "0"] {
-        let resp = app.post_json("/v1/tickets/demo", json!({"title": "t"})).await;
+        let resp = app
+            .post_json("/v1/tickets/demo", json!({"title": "t"}))
+            .await;
         assert_eq!(resp.status(), 201);
         assert_eq!(header(&resp, "x-ratelimit-limit").as_deref(), Some("3"));
-        assert_eq!(header(&resp, "x-ratelimit-remaining").as_deref(), Some(remaining));
+        assert_eq!(
+            header(&resp, "x-ratelimit-remaining").as_deref(),
+            Some(remaining)
+        );
         let reset: u32 = header(&resp, "x-ratelimit-reset").unwrap().parse().unwrap();
         assert!((1..=60).contains(&reset));
     }
@@ -27,9 +34,18 @@ async fn public_endpoints_allow_the_limit_per_minute_then_answer_429() {
 #[tokio::test]
 async fn failed_slug_lookups_count_against_the_limit() {
     let app = spawn_with_settings(|s| s.public_rate_limit = 2).await;
-    assert_eq!(app.get("/v1/tickets/demo/quiet-otter-001").await.status(), 404);
-    assert_eq!(app.get("/v1/tickets/demo/brave-lynx-002").await.status(), 404);
-    assert_eq!(app.get("/v1/tickets/demo/brave-lynx-003").await.status(), 429);
+    assert_eq!(
+        app.get("/v1/tickets/demo/quiet-otter-001").await.status(),
+        404
+    );
+    assert_eq!(
+        app.get("/v1/tickets/demo/brave-lynx-002").await.status(),
+        404
+    );
+    assert_eq!(
+        app.get("/v1/tickets/demo/brave-lynx-003").await.status(),
+        429
+    );
 }
 
 #[tokio::test]
@@ -37,7 +53,13 @@ async fn agents_with_the_admin_key_are_not_counted() {
     let app = spawn_with_settings(|s| s.public_rate_limit = 1).await;
     let slug = app.create_ticket("t").await;
     for _ in 0..3 {
-        let resp = app.http.get(app.url(&format!("/v1/tickets/demo/{slug}"))).bearer_auth(&app.admin_key).send().await.unwrap();
+        let resp = app
+            .http
+            .get(app.url(&format!("/v1/tickets/demo/{slug}")))
+            .bearer_auth(&app.admin_key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         assert!(header(&resp, "x-ratelimit-limit").is_none());
     }
@@ -55,7 +77,10 @@ async fn an_allowed_origin_is_echoed_exactly_with_vary() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
-    assert_eq!(header(&resp, "access-control-allow-origin").as_deref(), Some("http://localhost:3000"));
+    assert_eq!(
+        header(&resp, "access-control-allow-origin").as_deref(),
+        Some("http://localhost:3000")
+    );
     assert_eq!(header(&resp, "vary").as_deref(), Some("Origin"));
 }
 
@@ -87,18 +112,38 @@ async fn preflights_are_answered_for_allowed_origins_only() {
             .header("access-control-request-headers", "content-type")
             .send()
     };
-    let ok = preflight("/v1/tickets/demo", "http://localhost:3000").await.unwrap();
+    let ok = preflight("/v1/tickets/demo", "http://localhost:3000")
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 204);
-    assert_eq!(header(&ok, "access-control-allow-origin").as_deref(), Some("http://localhost:3000"));
-    assert!(header(&ok, "access-control-allow-methods").unwrap().contains("POST"));
-    assert!(header(&ok, "access-control-allow-headers").unwrap().to_lowercase().contains("content-type"));
+    assert_eq!(
+        header(&ok, "access-control-allow-origin").as_deref(),
+        Some("http://localhost:3000")
+    );
+    assert!(header(&ok, "access-control-allow-methods")
+        .unwrap()
+        .contains("POST"));
+    assert!(header(&ok, "access-control-allow-headers")
+        .unwrap()
+        .to_lowercase()
+        .contains("content-type"));
     assert_eq!(header(&ok, "vary").as_deref(), Some("Origin"));
 
-    let session = preflight("/v1/init-session", "http://localhost:8080").await.unwrap();
+    let session = preflight("/v1/init-session", "http://localhost:8080")
+        .await
+        .unwrap();
     assert_eq!(session.status(), 204);
 
-    let refused = preflight("/v1/tickets/demo", "https://evil.example").await.unwrap();
+    let refused = preflight("/v1/tickets/demo", "https://evil.example")
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 403);
     assert!(header(&refused, "access-control-allow-origin").is_none());
-    assert_eq!(preflight("/v1/init-session", "https://evil.example").await.unwrap().status(), 403);
+    assert_eq!(
+        preflight("/v1/init-session", "https://evil.example")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 }

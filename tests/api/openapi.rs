@@ -11,9 +11,16 @@ async fn openapi_lists_every_route_and_every_listed_route_exists() {
     assert!(paths.len() >= 14);
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
-            let concrete = path.replace("{projectId}", "demo").replace("{slug}", "quiet-otter-001");
+            let concrete = path
+                .replace("{projectId}", "demo")
+                .replace("{slug}", "quiet-otter-001");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let resp = app.http.request(m, app.url(&concrete)).send().await.unwrap();
+            let resp = app
+                .http
+                .request(m, app.url(&concrete))
+                .send()
+                .await
+                .unwrap();
             let status = resp.status().as_u16();
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             assert_ne!(status, 405, "{method} {path} is documented but not routed");

@@ -7,18 +7,36 @@ async fn tickets_messages_and_receipts_survive_a_restart() {
     let app = spawn_app().await;
     let slug = app.create_ticket("Persist").await;
     app.post_message(&slug, "before restart").await;
-    app.admin_patch(&format!("/v1/tickets/demo/{slug}/messages/read"), json!({"reader": "admin"})).await;
-    app.admin_patch(&format!("/v1/tickets/demo/{slug}"), json!({"status": "pending"})).await;
+    app.admin_patch(
+        &format!("/v1/tickets/demo/{slug}/messages/read"),
+        json!({"reader": "admin"}),
+    )
+    .await;
+    app.admin_patch(
+        &format!("/v1/tickets/demo/{slug}"),
+        json!({"status": "pending"}),
+    )
+    .await;
     let before = app.ticket(&slug).await;
     let admin_key = app.admin_key.clone();
     let dir = app.stop().await;
 
-    let app = spawn_with(Options { dir: Some(dir), ..Options::default() }).await;
+    let app = spawn_with(Options {
+        dir: Some(dir),
+        ..Options::default()
+    })
+    .await;
     assert_eq!(app.admin_key, admin_key, "the demo project keeps its key");
     let after = app.ticket(&slug).await;
     assert_eq!(after, before);
     assert_eq!(after["status"], "pending");
     assert_eq!(after["messages"][0]["read_by"], json!(["admin"]));
     app.post_message(&slug, "after restart").await;
-    assert_eq!(app.ticket(&slug).await["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.ticket(&slug).await["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }

@@ -19,8 +19,16 @@ async fn a_subscriber_sees_subscribed_then_every_change_in_order() {
     assert_eq!(hello["payload"]["status"], "open");
 
     let posted = app.post_message(&slug, "hello agent").await;
-    app.admin_patch(&format!("/v1/tickets/demo/{slug}"), json!({"status": "pending"})).await;
-    app.admin_patch(&format!("/v1/tickets/demo/{slug}/messages/read"), json!({"reader": "admin"})).await;
+    app.admin_patch(
+        &format!("/v1/tickets/demo/{slug}"),
+        json!({"status": "pending"}),
+    )
+    .await;
+    app.admin_patch(
+        &format!("/v1/tickets/demo/{slug}/messages/read"),
+        json!({"reader": "admin"}),
+    )
+    .await;
 
     let msg = next_event(&mut ws).await;
     assert_eq!(msg["type"], "new_message");
@@ -34,7 +42,10 @@ async fn a_subscriber_sees_subscribed_then_every_change_in_order() {
     let receipt = next_event(&mut ws).await;
     assert_eq!(receipt["type"], "ticket_update");
     assert_eq!(receipt["payload"]["reader"], "admin");
-    assert_eq!(receipt["payload"]["last_read_message_id"], posted["data"]["id"]);
+    assert_eq!(
+        receipt["payload"]["last_read_message_id"],
+        posted["data"]["id"]
+    );
 }
 
 #[tokio::test]
@@ -45,14 +56,18 @@ async fn since_replays_exactly_the_messages_a_client_missed() {
     app.post_message(&slug, "two").await;
     app.post_message(&slug, "three").await;
     let since = first["data"]["id"].as_str().unwrap();
-    let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws?since={since}")).await;
+    let mut ws = app
+        .connect(&format!("/v1/tickets/demo/{slug}/ws?since={since}"))
+        .await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");
     assert_eq!(next_event(&mut ws).await["payload"]["content"], "two");
     assert_eq!(next_event(&mut ws).await["payload"]["content"], "three");
     app.post_message(&slug, "four").await;
     assert_eq!(next_event(&mut ws).await["payload"]["content"], "four");
 
-    let resp = app.get(&format!("/v1/tickets/demo/{slug}/ws?since=garbage")).await;
+    let resp = app
+        .get(&format!("/v1/tickets/demo/{slug}/ws?since=garbage"))
+        .await;
     assert_eq!(resp.status(), 400);
 }
 
@@ -60,11 +75,29 @@ async fn since_replays_exactly_the_messages_a_client_missed() {
 async fn sockets_are_refused_before_upgrade_for_unknown_tickets_and_foreign_origins() {
     let app = spawn_app().await;
     let slug = app.create_ticket("Guarded").await;
-    assert_eq!(app.connect_with("/v1/tickets/demo/quiet-otter-001/ws", None).await.err(), Some(404));
-    assert_eq!(app.connect_with("/v1/tickets/nope/quiet-otter-001/ws", None).await.err(), Some(404));
+    assert_eq!(
+        app.connect_with("/v1/tickets/demo/quiet-otter-001/ws", None)
+            .await
+            .err(),
+        Some(404)
+    );
+    assert_eq!(
+        app.connect_with("/v1/tickets/nope/quiet-otter-001/ws", None)
+            .await
+            .err(),
+        Some(404)
+    );
     let path = format!("/v1/tickets/demo/{slug}/ws");
-    assert_eq!(app.connect_with(&path, Some("https://evil.example")).await.err(), Some(403));
-    assert!(app.connect_with(&path, Some("http://localhost:3000")).await.is_ok());
+    assert_eq!(
+        app.connect_with(&path, Some("https://evil.example"))
+            .await
+            .err(),
+        Some(403)
+    );
+    assert!(app
+        .connect_with(&path, Some("http://localhost:3000"))
+        .await
+        .is_ok());
     // A plain GET on the socket path is a clear error, not a hang.
     assert_eq!(app.get(&path).await.status(), 400);
 }
@@ -79,9 +112,15 @@ async fn a_slow_subscriber_is_cut_off_while_others_keep_receiving() {
     let slow_tcp = {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
-        socket.connect(app.base.trim_start_matches("http://").parse().unwrap()).await.unwrap()
+        socket
+            .connect(app.base.trim_start_matches("http://").parse().unwrap())
+            .await
+            .unwrap()
     };
-    let (mut slow, _) = tokio_tungstenite::client_async(format!("{}{}", app.ws_base, path), slow_tcp).await.unwrap();
+    let (mut slow, _) =
+        tokio_tungstenite::client_async(format!("{}{}", app.ws_base, path), slow_tcp)
+            .await
+            .unwrap();
     let mut fast = app.connect(&path).await;
     assert_eq!(next_event(&mut fast).await["type"], "subscribed");
 
@@ -98,12 +137,29 @@ async fn a_slow_subscriber_is_cut_off_while_others_keep_receiving() {
     });
     for batch in 0..(total / 20) {
         let posts = (0..20).map(|i| {
-            let (http, url, content) = (app.http.clone(), app.url(&format!("/v1/tickets/demo/{slug}/messages")), format!("{:08}{big}", batch * 20 + i));
-            async move { assert_eq!(http.post(url).json(&json!({"content": content})).send().await.unwrap().status(), 201) }
+            let (http, url, content) = (
+                app.http.clone(),
+                app.url(&format!("/v1/tickets/demo/{slug}/messages")),
+                format!("{:08}{big}", batch * 20 + i),
+            );
+            async move {
+                assert_eq!(
+                    http.post(url)
+                        .json(&json!({"content": content}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status(),
+                    201
+                )
+            }
         });
         futures_util::future::join_all(posts).await;
     }
-    let got = tokio::time::timeout(Duration::from_secs(60), reader).await.expect("fast subscriber kept up").unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("fast subscriber kept up")
+        .unwrap();
     assert_eq!(got.len(), total);
 
     // The slow one, when it finally reads, finds its stream cut short.
@@ -116,7 +172,10 @@ async fn a_slow_subscriber_is_cut_off_while_others_keep_receiving() {
             _ => {}
         }
     }
-    assert!(seen < total, "the slow subscriber should have been cut off (saw {seen})");
+    assert!(
+        seen < total,
+        "the slow subscriber should have been cut off (saw {seen})"
+    );
     let _ = told; // The error frame is best effort: the socket it goes to is the one that is full.
 }
 
@@ -137,7 +196,10 @@ async fn a_silent_client_is_dropped_after_missing_pings() {
         }
     })
     .await;
-    assert!(ended.is_ok(), "the server should have closed the silent socket");
+    assert!(
+        ended.is_ok(),
+        "the server should have closed the silent socket"
+    );
 }
 
 #[tokio::test]
@@ -147,9 +209,14 @@ async fn a_responsive_client_stays_connected_across_pings() {
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");
     // Reading answers pings automatically; nothing else arrives for 3.5 s.
-    assert!(try_next_event(&mut ws, Duration::from_millis(3500)).await.is_none_or(|e| e["type"] != "error"));
+    assert!(try_next_event(&mut ws, Duration::from_millis(3500))
+        .await
+        .is_none_or(|e| e["type"] != "error"));
     app.post_message(&slug, "still there?").await;
-    assert_eq!(next_event(&mut ws).await["payload"]["content"], "still there?");
+    assert_eq!(
+        next_event(&mut ws).await["payload"]["content"],
+        "still there?"
+    );
     ws.send(Message::Close(None)).await.unwrap();
 }
 
@@ -161,7 +228,10 @@ async fn a_crashed_ticket_restarts_from_the_store_and_subscribers_keep_receiving
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");
 
-    let key = TicketKey { project: ProjectId::parse("demo").unwrap(), slug: Slug::parse(&slug).unwrap() };
+    let key = TicketKey {
+        project: ProjectId::parse("demo").unwrap(),
+        slug: Slug::parse(&slug).unwrap(),
+    };
     app.ctx.system.tickets.crash(&key).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -170,14 +240,21 @@ async fn a_crashed_ticket_restarts_from_the_store_and_subscribers_keep_receiving
     assert_eq!(e["type"], "new_message");
     assert_eq!(e["payload"]["content"], "after the crash");
     let t = app.ticket(&slug).await;
-    let contents: Vec<&str> = t["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+    let contents: Vec<&str> = t["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
     assert_eq!(contents, ["before the crash", "after the crash"]);
 }
 
 #[tokio::test]
 async fn the_agent_inbox_feed_carries_every_tickets_events() {
     let app = spawn_app().await;
-    let token_resp = app.admin_post("/v1/projects/demo/feed-token", json!({})).await;
+    let token_resp = app
+        .admin_post("/v1/projects/demo/feed-token", json!({}))
+        .await;
     assert_eq!(token_resp.status(), 200);
     let token: Value = token_resp.json().await.unwrap();
     let url = token["url"].as_str().unwrap();
@@ -194,10 +271,26 @@ async fn the_agent_inbox_feed_carries_every_tickets_events() {
     assert_eq!(msg["ticket"], slug.as_str());
     assert_eq!(msg["payload"]["content"], "for the inbox");
 
-    assert_eq!(app.connect_with("/v1/projects/demo/feed", None).await.err(), Some(401));
-    assert_eq!(app.connect_with("/v1/projects/demo/feed?token=forged", None).await.err(), Some(401));
+    assert_eq!(
+        app.connect_with("/v1/projects/demo/feed", None).await.err(),
+        Some(401)
+    );
+    assert_eq!(
+        app.connect_with("/v1/projects/demo/feed?token=forged", None)
+            .await
+            .err(),
+        Some(401)
+    );
     // A widget's session token does not open the agent feed.
-    let session: Value = app.post_json("/v1/init-session", json!({"project_id": "demo"})).await.json().await.unwrap();
-    let path = format!("/v1/projects/demo/feed?token={}", session["token"].as_str().unwrap());
+    let session: Value = app
+        .post_json("/v1/init-session", json!({"project_id": "demo"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!(
+        "/v1/projects/demo/feed?token={}",
+        session["token"].as_str().unwrap()
+    );
     assert_eq!(app.connect_with(&path, None).await.err(), Some(401));
 }

@@ -74,7 +74,11 @@ fn messages(n: usize) -> Vec<Message> {
         let id = MessageId::next(out.last().map(|m| m.id), now);
         out.push(Message {
             id,
-            author: if i % 2 == 0 { Participant::User } else { Participant::Admin },
+            author: if i % 2 == 0 {
+                Participant::User
+            } else {
+                Participant::Admin
+            },
             content: MessageBody::parse(&format!("message {i}")).unwrap(),
             timestamp: id.timestamp(),
         });
@@ -100,7 +104,10 @@ pub async fn projects_are_created_read_updated_and_listed(store: Arc<dyn Store>)
 
     let missing = project();
     assert_eq!(store.get_project(&missing.id).await.unwrap(), None);
-    assert!(matches!(store.update_project(&missing).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.update_project(&missing).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn a_project_id_can_be_claimed_once(store: Arc<dyn Store>) {
@@ -108,8 +115,14 @@ pub async fn a_project_id_can_be_claimed_once(store: Arc<dyn Store>) {
     let mut again = project();
     again.id = p.id.clone();
     again.name = "Impostor".into();
-    assert!(matches!(store.create_project(&again).await, Err(StoreError::Conflict)));
-    assert_eq!(store.get_project(&p.id).await.unwrap().unwrap().name, p.name);
+    assert!(matches!(
+        store.create_project(&again).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.get_project(&p.id).await.unwrap().unwrap().name,
+        p.name
+    );
 }
 
 pub async fn tickets_are_created_and_read_back(store: Arc<dyn Store>) {
@@ -118,7 +131,10 @@ pub async fn tickets_are_created_and_read_back(store: Arc<dyn Store>) {
     t.source = TicketSource::Chat;
     t.session_id = Some("session-1".into());
     store.create_ticket(&t).await.unwrap();
-    assert_eq!(store.get_ticket(&p.id, &t.slug).await.unwrap(), Some(t.clone()));
+    assert_eq!(
+        store.get_ticket(&p.id, &t.slug).await.unwrap(),
+        Some(t.clone())
+    );
     let other = Slug::parse("quiet-otter-001").unwrap();
     assert_eq!(store.get_ticket(&p.id, &other).await.unwrap(), None);
 }
@@ -131,12 +147,18 @@ pub async fn a_slug_can_be_claimed_once_per_project(store: Arc<dyn Store>) {
 
     let mut second = ticket(&p.id, "swift-bear-053", Utc::now());
     second.title = Title::parse("Someone else").unwrap();
-    assert!(matches!(store.create_ticket(&second).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.create_ticket(&second).await,
+        Err(StoreError::Conflict)
+    ));
     let kept = store.get_ticket(&p.id, &first.slug).await.unwrap().unwrap();
     assert_eq!(kept.id, first.id);
 
     // The same slug in another project is a different ticket.
-    store.create_ticket(&ticket(&q.id, "swift-bear-053", Utc::now())).await.unwrap();
+    store
+        .create_ticket(&ticket(&q.id, "swift-bear-053", Utc::now()))
+        .await
+        .unwrap();
 
     // Racing creations of one slug: exactly one wins.
     let racers = (0..8).map(|_| {
@@ -162,10 +184,16 @@ pub async fn ticket_updates_persist_and_missing_tickets_are_reported(store: Arc<
     t.status = TicketStatus::Resolved;
     t.updated_at = t.created_at + Duration::seconds(5);
     store.update_ticket(&t).await.unwrap();
-    assert_eq!(store.get_ticket(&p.id, &t.slug).await.unwrap(), Some(t.clone()));
+    assert_eq!(
+        store.get_ticket(&p.id, &t.slug).await.unwrap(),
+        Some(t.clone())
+    );
 
     let ghost = ticket(&p.id, "quiet-otter-001", Utc::now());
-    assert!(matches!(store.update_ticket(&ghost).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.update_ticket(&ghost).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<dyn Store>) {
@@ -175,7 +203,11 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
     let mut created = Vec::new();
     // Spread over more than a month so bucketed backends cross buckets.
     for i in 0..25 {
-        let mut t = ticket(&p.id, generator.generate().as_str(), base + Duration::days(i * 2));
+        let mut t = ticket(
+            &p.id,
+            generator.generate().as_str(),
+            base + Duration::days(i * 2),
+        );
         if i % 3 == 0 {
             t.status = TicketStatus::Closed;
         }
@@ -188,7 +220,14 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
     let mut after = None;
     loop {
         let page = store
-            .list_tickets(&p.id, &TicketQuery { status: None, after, limit: 7 })
+            .list_tickets(
+                &p.id,
+                &TicketQuery {
+                    status: None,
+                    after,
+                    limit: 7,
+                },
+            )
             .await
             .unwrap();
         assert!(page.tickets.len() <= 7);
@@ -204,7 +243,11 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
     let closed = store
         .list_tickets(
             &p.id,
-            &TicketQuery { status: Some(TicketStatus::Closed), after: None, limit: 100 },
+            &TicketQuery {
+                status: Some(TicketStatus::Closed),
+                after: None,
+                limit: 100,
+            },
         )
         .await
         .unwrap();
@@ -213,17 +256,32 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
         .filter(|t| t.status == TicketStatus::Closed)
         .map(|t| t.slug.clone())
         .collect();
-    assert_eq!(closed.tickets.iter().map(|t| t.slug.clone()).collect::<Vec<_>>(), expected_closed);
+    assert_eq!(
+        closed
+            .tickets
+            .iter()
+            .map(|t| t.slug.clone())
+            .collect::<Vec<_>>(),
+        expected_closed
+    );
     assert!(closed.next.is_none());
 
     // A status change is reflected in the filtered listing.
-    let mut reopened = created.iter().find(|t| t.status == TicketStatus::Closed).unwrap().clone();
+    let mut reopened = created
+        .iter()
+        .find(|t| t.status == TicketStatus::Closed)
+        .unwrap()
+        .clone();
     reopened.status = TicketStatus::Open;
     store.update_ticket(&reopened).await.unwrap();
     let closed_now = store
         .list_tickets(
             &p.id,
-            &TicketQuery { status: Some(TicketStatus::Closed), after: None, limit: 100 },
+            &TicketQuery {
+                status: Some(TicketStatus::Closed),
+                after: None,
+                limit: 100,
+            },
         )
         .await
         .unwrap();
@@ -241,11 +299,24 @@ pub async fn messages_come_back_in_id_order_and_per_ticket(store: Arc<dyn Store>
     for m in &msgs {
         store.append_message(&p.id, &a.slug, m).await.unwrap();
     }
-    store.append_message(&p.id, &b.slug, &messages(1)[0]).await.unwrap();
+    store
+        .append_message(&p.id, &b.slug, &messages(1)[0])
+        .await
+        .unwrap();
 
-    let back = store.list_messages(&p.id, &a.slug, MessageRange::all()).await.unwrap();
+    let back = store
+        .list_messages(&p.id, &a.slug, MessageRange::all())
+        .await
+        .unwrap();
     assert_eq!(back, msgs);
-    assert_eq!(store.list_messages(&p.id, &b.slug, MessageRange::all()).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_messages(&p.id, &b.slug, MessageRange::all())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 pub async fn message_ranges_select_after_before_and_newest(store: Arc<dyn Store>) {
@@ -265,16 +336,33 @@ pub async fn message_ranges_select_after_before_and_newest(store: Arc<dyn Store>
     assert!(list(MessageRange::after(Some(msgs[9].id))).await.is_empty());
     assert_eq!(list(MessageRange::newest(3)).await, msgs[7..]);
     assert_eq!(
-        list(MessageRange { before: Some(msgs[5].id), limit: 2, newest: true, after: None }).await,
+        list(MessageRange {
+            before: Some(msgs[5].id),
+            limit: 2,
+            newest: true,
+            after: None
+        })
+        .await,
         msgs[3..5]
     );
     assert_eq!(
-        list(MessageRange { after: Some(msgs[1].id), before: Some(msgs[5].id), limit: 10, newest: false })
-            .await,
+        list(MessageRange {
+            after: Some(msgs[1].id),
+            before: Some(msgs[5].id),
+            limit: 10,
+            newest: false
+        })
+        .await,
         msgs[2..5]
     );
     assert_eq!(
-        list(MessageRange { after: None, before: None, limit: 4, newest: false }).await,
+        list(MessageRange {
+            after: None,
+            before: None,
+            limit: 4,
+            newest: false
+        })
+        .await,
         msgs[..4]
     );
 }
@@ -286,7 +374,13 @@ pub async fn appending_the_same_message_twice_keeps_one_copy(store: Arc<dyn Stor
     let m = messages(1).remove(0);
     store.append_message(&p.id, &t.slug, &m).await.unwrap();
     store.append_message(&p.id, &t.slug, &m).await.unwrap();
-    assert_eq!(store.list_messages(&p.id, &t.slug, MessageRange::all()).await.unwrap(), vec![m]);
+    assert_eq!(
+        store
+            .list_messages(&p.id, &t.slug, MessageRange::all())
+            .await
+            .unwrap(),
+        vec![m]
+    );
 }
 
 pub async fn read_cursors_move_forward_only_and_per_reader(store: Arc<dyn Store>) {
@@ -296,16 +390,31 @@ pub async fn read_cursors_move_forward_only_and_per_reader(store: Arc<dyn Store>
     let msgs = messages(5);
     assert!(store.read_cursors(&p.id, &t.slug).await.unwrap().is_empty());
 
-    store.set_read_cursor(&p.id, &t.slug, Participant::Admin, msgs[2].id).await.unwrap();
-    store.set_read_cursor(&p.id, &t.slug, Participant::Admin, msgs[1].id).await.unwrap();
-    store.set_read_cursor(&p.id, &t.slug, Participant::User, msgs[4].id).await.unwrap();
+    store
+        .set_read_cursor(&p.id, &t.slug, Participant::Admin, msgs[2].id)
+        .await
+        .unwrap();
+    store
+        .set_read_cursor(&p.id, &t.slug, Participant::Admin, msgs[1].id)
+        .await
+        .unwrap();
+    store
+        .set_read_cursor(&p.id, &t.slug, Participant::User, msgs[4].id)
+        .await
+        .unwrap();
     let mut cursors = store.read_cursors(&p.id, &t.slug).await.unwrap();
     cursors.sort_by_key(|c| c.reader);
     assert_eq!(
         cursors,
         vec![
-            ReadCursor { reader: Participant::User, up_to: msgs[4].id },
-            ReadCursor { reader: Participant::Admin, up_to: msgs[2].id },
+            ReadCursor {
+                reader: Participant::User,
+                up_to: msgs[4].id
+            },
+            ReadCursor {
+                reader: Participant::Admin,
+                up_to: msgs[2].id
+            },
         ]
     );
 }
@@ -337,7 +446,10 @@ pub async fn concurrent_appends_are_all_durable(store: Arc<dyn Store>) {
         .map(|r| r.unwrap())
         .collect();
     for (t, msgs) in tickets.iter().zip(written) {
-        let back = store.list_messages(&p.id, &t.slug, MessageRange::all()).await.unwrap();
+        let back = store
+            .list_messages(&p.id, &t.slug, MessageRange::all())
+            .await
+            .unwrap();
         assert_eq!(back, msgs);
     }
 }

@@ -26,17 +26,36 @@ use crate::store::{MessageRange, TicketWrite};
 /// Every message a `TicketActor` understands.
 pub enum TicketMsg {
     /// The ticket as JSON, with all its messages, or with a page of them.
-    Get { page: Option<MessagePage>, reply: RpcReplyPort<Result<Bytes, TicketError>> },
+    Get {
+        page: Option<MessagePage>,
+        reply: RpcReplyPort<Result<Bytes, TicketError>>,
+    },
     /// Post a message; answered once it is durable.
-    Post { author: Participant, content: MessageBody, reply: RpcReplyPort<Result<Message, TicketError>> },
+    Post {
+        author: Participant,
+        content: MessageBody,
+        reply: RpcReplyPort<Result<Message, TicketError>>,
+    },
     /// Mark every message so far as read by `reader`. Answers the id read up to (None on an empty ticket).
-    MarkRead { reader: Participant, reply: RpcReplyPort<Result<Option<MessageId>, TicketError>> },
+    MarkRead {
+        reader: Participant,
+        reply: RpcReplyPort<Result<Option<MessageId>, TicketError>>,
+    },
     /// Change the status; answers the ticket after the change.
-    SetStatus { status: TicketStatus, reply: RpcReplyPort<Result<Ticket, TicketError>> },
+    SetStatus {
+        status: TicketStatus,
+        reply: RpcReplyPort<Result<Ticket, TicketError>>,
+    },
     /// Join the ticket's realtime events, optionally replaying messages after `since`.
-    Subscribe { since: Option<MessageId>, reply: RpcReplyPort<Result<Subscription, TicketError>> },
+    Subscribe {
+        since: Option<MessageId>,
+        reply: RpcReplyPort<Result<Subscription, TicketError>>,
+    },
     /// From the write lane: the batch ending with write `through` is durable (or failed).
-    Persisted { through: u64, result: Result<(), crate::store::StoreError> },
+    Persisted {
+        through: u64,
+        result: Result<(), crate::store::StoreError>,
+    },
     /// Periodic housekeeping: prune gone subscribers, passivate when idle.
     Tick,
     /// Fail on purpose, so tests can watch the supervisor restart the actor.
@@ -84,7 +103,11 @@ struct Subscriber {
 
 enum Effect {
     Message(Message, RpcReplyPort<Result<Message, TicketError>>),
-    Read(Participant, MessageId, RpcReplyPort<Result<Option<MessageId>, TicketError>>),
+    Read(
+        Participant,
+        MessageId,
+        RpcReplyPort<Result<Option<MessageId>, TicketError>>,
+    ),
     Status(Ticket, RpcReplyPort<Result<Ticket, TicketError>>),
 }
 
@@ -145,16 +168,20 @@ impl TicketState {
         if self.subscribers.is_empty() {
             return;
         }
-        let event = Event { frame: events::envelope(kind, None, &payload), message_id };
-        self.subscribers.retain(|s| match s.tx.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                s.cut_off.store(true, Ordering::Release);
-                tracing::info!(ticket = %self.key, "cutting off a slow subscriber");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
+        let event = Event {
+            frame: events::envelope(kind, None, &payload),
+            message_id,
+        };
+        self.subscribers
+            .retain(|s| match s.tx.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    s.cut_off.store(true, Ordering::Release);
+                    tracing::info!(ticket = %self.key, "cutting off a slow subscriber");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
     }
 
     fn remember(&mut self, message: Message) {
@@ -282,7 +309,10 @@ async fn write_lane(
         }
         let result = deps.store.apply(&key.project, &key.slug, &batch).await;
         batch.clear();
-        if actor.send_message(TicketMsg::Persisted { through, result }).is_err() {
+        if actor
+            .send_message(TicketMsg::Persisted { through, result })
+            .is_err()
+        {
             break;
         }
     }
@@ -310,7 +340,12 @@ impl Actor for TicketActor {
             newest.remove(0);
         }
         let (lane, lane_rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_lane(key.clone(), deps.clone(), lane_rx, myself.clone()));
+        tokio::spawn(write_lane(
+            key.clone(),
+            deps.clone(),
+            lane_rx,
+            myself.clone(),
+        ));
         spawn_ticker(myself, deps.config.tick_interval);
         tracing::debug!(ticket = %key, messages = newest.len(), "ticket actor started");
         Ok(TicketState {
@@ -345,7 +380,11 @@ impl Actor for TicketActor {
                 let _ = reply.send(Ok(state.full_view()));
             }
             TicketMsg::Get { page, reply } => read_page(state, page, reply),
-            TicketMsg::Post { author, content, reply } => {
+            TicketMsg::Post {
+                author,
+                content,
+                reply,
+            } => {
                 if state.too_busy() {
                     let _ = reply.send(Err(TicketError::Busy));
                     return Ok(());
@@ -358,13 +397,24 @@ impl Actor for TicketActor {
                 if author == Participant::User && state.tentative_status == TicketStatus::Resolved {
                     let reopened = state.status_change(TicketStatus::Open);
                     let (tx, _rx) = oneshot::channel();
-                    state.queue(TicketWrite::Ticket(reopened.clone()), Effect::Status(reopened, tx.into()));
+                    state.queue(
+                        TicketWrite::Ticket(reopened.clone()),
+                        Effect::Status(reopened, tx.into()),
+                    );
                 }
                 let now = state.deps.clock.now();
                 let id = MessageId::next(state.last_assigned, now);
                 state.last_assigned = Some(id);
-                let message = Message { id, author, content, timestamp: id.timestamp() };
-                state.queue(TicketWrite::Message(message.clone()), Effect::Message(message, reply));
+                let message = Message {
+                    id,
+                    author,
+                    content,
+                    timestamp: id.timestamp(),
+                };
+                state.queue(
+                    TicketWrite::Message(message.clone()),
+                    Effect::Message(message, reply),
+                );
             }
             TicketMsg::MarkRead { reader, reply } => {
                 let Some(up_to) = state.last_assigned else {
@@ -375,7 +425,10 @@ impl Actor for TicketActor {
                     let _ = reply.send(Err(TicketError::Busy));
                     return Ok(());
                 }
-                state.queue(TicketWrite::ReadCursor { reader, up_to }, Effect::Read(reader, up_to, reply));
+                state.queue(
+                    TicketWrite::ReadCursor { reader, up_to },
+                    Effect::Read(reader, up_to, reply),
+                );
             }
             TicketMsg::SetStatus { status, reply } => {
                 if state.too_busy() {
@@ -383,14 +436,19 @@ impl Actor for TicketActor {
                     return Ok(());
                 }
                 let next = state.status_change(status);
-                state.queue(TicketWrite::Ticket(next.clone()), Effect::Status(next, reply));
+                state.queue(
+                    TicketWrite::Ticket(next.clone()),
+                    Effect::Status(next, reply),
+                );
             }
             TicketMsg::Subscribe { since, reply } => {
                 let _ = reply.send(Ok(subscribe(state, since)));
             }
             TicketMsg::Persisted { through, result } => {
                 while state.pending.front().is_some_and(|p| p.seq <= through) {
-                    let Some(pending) = state.pending.pop_front() else { break };
+                    let Some(pending) = state.pending.pop_front() else {
+                        break;
+                    };
                     match &result {
                         Ok(()) => state.apply_durable(pending),
                         Err(e) => TicketState::fail(pending, TicketError::from(e.clone())),
@@ -424,7 +482,10 @@ impl Actor for TicketActor {
         state: &mut TicketState,
     ) -> Result<(), ActorProcessingErr> {
         for pending in state.pending.drain(..) {
-            TicketState::fail(pending, TicketError::Unavailable("ticket is restarting".into()));
+            TicketState::fail(
+                pending,
+                TicketError::Unavailable("ticket is restarting".into()),
+            );
         }
         Ok(())
     }
@@ -432,7 +493,10 @@ impl Actor for TicketActor {
 
 fn message_event(message: &Message, cursors: &[ReadCursor]) -> Event {
     let view = events::MessageView::new(message, cursors);
-    Event { frame: event_frame("new_message", None, view), message_id: Some(message.id) }
+    Event {
+        frame: event_frame("new_message", None, view),
+        message_id: Some(message.id),
+    }
 }
 
 fn spawn_ticker(actor: ActorRef<TicketMsg>, every: Duration) {
@@ -452,7 +516,10 @@ fn spawn_ticker(actor: ActorRef<TicketMsg>, every: Duration) {
 fn subscribe(state: &mut TicketState, since: Option<MessageId>) -> Subscription {
     let (tx, events) = mpsc::channel(state.deps.config.subscriber_queue);
     let cut_off = Arc::new(AtomicBool::new(false));
-    state.subscribers.push(Subscriber { tx, cut_off: cut_off.clone() });
+    state.subscribers.push(Subscriber {
+        tx,
+        cut_off: cut_off.clone(),
+    });
     let last = state.last_message_id();
     let subscribed = event_frame(
         "subscribed",
@@ -469,15 +536,26 @@ fn subscribe(state: &mut TicketState, since: Option<MessageId>) -> Subscription 
         Some(since) if last.is_none_or(|l| since >= l) => Replay::Ready(Vec::new()),
         Some(since) if state.complete || state.recent.front().is_some_and(|m| m.id <= since) => {
             Replay::Ready(
-                state.recent.iter().filter(|m| m.id > since).map(|m| state.message_event(m)).collect(),
+                state
+                    .recent
+                    .iter()
+                    .filter(|m| m.id > since)
+                    .map(|m| state.message_event(m))
+                    .collect(),
             )
         }
         Some(since) => {
             // Everything up to `last` is durable; what follows arrives live.
             let (tx, rx) = oneshot::channel();
-            let (deps, key, cursors) = (state.deps.clone(), state.key.clone(), state.cursors.clone());
+            let (deps, key, cursors) =
+                (state.deps.clone(), state.key.clone(), state.cursors.clone());
             tokio::spawn(async move {
-                let range = MessageRange { after: Some(since), before: None, limit: usize::MAX, newest: false };
+                let range = MessageRange {
+                    after: Some(since),
+                    before: None,
+                    limit: usize::MAX,
+                    newest: false,
+                };
                 let result = deps
                     .store
                     .list_messages(&key.project, &key.slug, range)
@@ -494,11 +572,20 @@ fn subscribe(state: &mut TicketState, since: Option<MessageId>) -> Subscription 
             Replay::Loading(rx)
         }
     };
-    Subscription { subscribed, replay, events, cut_off }
+    Subscription {
+        subscribed,
+        replay,
+        events,
+        cut_off,
+    }
 }
 
 /// Answers a GET that the in-memory messages cannot: a page, or a ticket longer than the cache.
-fn read_page(state: &mut TicketState, page: Option<MessagePage>, reply: RpcReplyPort<Result<Bytes, TicketError>>) {
+fn read_page(
+    state: &mut TicketState,
+    page: Option<MessagePage>,
+    reply: RpcReplyPort<Result<Bytes, TicketError>>,
+) {
     let (deps, key) = (state.deps.clone(), state.key.clone());
     let (ticket, cursors) = (state.ticket.clone(), state.cursors.clone());
     // Only durable messages are visible: cap the read at the newest one the actor has applied.
@@ -506,9 +593,17 @@ fn read_page(state: &mut TicketState, page: Option<MessagePage>, reply: RpcReply
     tokio::spawn(async move {
         let range = match page {
             None => MessageRange::all(),
-            Some(p) => MessageRange { after: None, before: p.before, limit: p.limit + 1, newest: true },
+            Some(p) => MessageRange {
+                after: None,
+                before: p.before,
+                limit: p.limit + 1,
+                newest: true,
+            },
         };
-        let result = deps.store.list_messages(&key.project, &key.slug, range).await;
+        let result = deps
+            .store
+            .list_messages(&key.project, &key.slug, range)
+            .await;
         let reply_value = result.map_err(TicketError::from).map(|mut msgs| {
             msgs.retain(|m| newest_durable.is_some_and(|n| m.id <= n));
             let more = page.is_some_and(|p| msgs.len() > p.limit);

@@ -120,13 +120,19 @@ struct Slot {
 
 impl Registry {
     fn holds(slot: &Slot, actor: &ActorCell) -> bool {
-        slot.actor.get().is_some_and(|a| a.get_id() == actor.get_id())
+        slot.actor
+            .get()
+            .is_some_and(|a| a.get_id() == actor.get_id())
     }
 
     /// Called by a passivating actor: no new requests are routed to it from now on.
     fn retire(&self, key: &TicketKey, actor: &ActorRef<TicketMsg>) {
         let cell = actor.get_cell();
-        if self.live.remove_if(key, |_, slot| Self::holds(slot, &cell)).is_some() {
+        if self
+            .live
+            .remove_if(key, |_, slot| Self::holds(slot, &cell))
+            .is_some()
+        {
             self.retiring.insert(key.clone(), cell);
         }
     }
@@ -134,8 +140,10 @@ impl Registry {
     /// Called by the supervisor when an actor has stopped or failed.
     fn forget(&self, actor: &ActorCell) -> Option<TicketKey> {
         let (_, key) = self.keys.remove(&actor.get_id())?;
-        self.live.remove_if(&key, |_, slot| Self::holds(slot, actor));
-        self.retiring.remove_if(&key, |_, cell| cell.get_id() == actor.get_id());
+        self.live
+            .remove_if(&key, |_, slot| Self::holds(slot, actor));
+        self.retiring
+            .remove_if(&key, |_, cell| cell.get_id() == actor.get_id());
         Some(key)
     }
 }
@@ -215,7 +223,11 @@ impl Tickets {
             .get()
             .cloned()
             .ok_or_else(|| TicketError::Unavailable("ticket supervisor not started".into()))?;
-        let args = actor::TicketArgs { key: key.clone(), ticket, deps: self.deps.clone() };
+        let args = actor::TicketArgs {
+            key: key.clone(),
+            ticket,
+            deps: self.deps.clone(),
+        };
         let (actor, _) = Actor::spawn_linked(None, TicketActor, args, supervisor)
             .await
             .map_err(|e| TicketError::Unavailable(format!("could not start ticket actor: {e}")))?;
@@ -238,10 +250,14 @@ impl Tickets {
             match actor.call(&make, Some(self.deps.config.call_timeout)).await {
                 Ok(ractor::rpc::CallResult::Success(answer)) => return answer,
                 Ok(ractor::rpc::CallResult::Timeout) => {
-                    return Err(TicketError::Unavailable("ticket did not answer in time".into()))
+                    return Err(TicketError::Unavailable(
+                        "ticket did not answer in time".into(),
+                    ))
                 }
                 Ok(ractor::rpc::CallResult::SenderError) => {
-                    return Err(TicketError::Unavailable("ticket restarted while handling the request".into()))
+                    return Err(TicketError::Unavailable(
+                        "ticket restarted while handling the request".into(),
+                    ))
                 }
                 Err(MessagingErr::SendErr(_) | MessagingErr::ChannelClosed) => {
                     self.deps.registry.forget(&actor.get_cell());

@@ -35,7 +35,10 @@ impl Actor for TicketSupervisor {
         _myself: ActorRef<SupervisorMsg>,
         tickets: Tickets,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        Ok(SupervisorState { tickets, restarts: HashMap::new() })
+        Ok(SupervisorState {
+            tickets,
+            restarts: HashMap::new(),
+        })
     }
 
     async fn handle_supervisor_evt(
@@ -52,7 +55,9 @@ impl Actor for TicketSupervisor {
                 }
             }
             SupervisionEvent::ActorFailed(cell, error) => {
-                let Some(key) = registry.forget(&cell) else { return Ok(()) };
+                let Some(key) = registry.forget(&cell) else {
+                    return Ok(());
+                };
                 let now = Instant::now();
                 let recent = state.restarts.entry(key.clone()).or_default();
                 recent.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
@@ -69,7 +74,11 @@ impl Actor for TicketSupervisor {
                         tracing::warn!(ticket = %key, error = %e, "restarting ticket actor failed");
                     }
                 });
-                state.restarts.retain(|_, times| times.last().is_some_and(|t| now.duration_since(*t) < RESTART_WINDOW));
+                state.restarts.retain(|_, times| {
+                    times
+                        .last()
+                        .is_some_and(|t| now.duration_since(*t) < RESTART_WINDOW)
+                });
             }
             _ => {}
         }
