@@ -1,0 +1,152 @@
+//! The server's own defences: timeouts, caps, limits, graceful drain, passivation.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+
+fn addr(app: &TestApp) -> String {
+    app.base.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(wait, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()?;
+    Some(out)
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let app = spawn_with_settings(|s| s.header_read_timeout_secs = 1).await;
+    let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(answer.is_some(), "the server should close a connection stuck in its headers");
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_until_one_closes() {
+    let app = spawn_with_settings(|s| s.max_connections = 2).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr(&app)).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        held.push(s);
+    }
+    let mut third = TcpStream::connect(addr(&app)).await.unwrap();
+    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let answer = read_until_closed(&mut third, Duration::from_secs(10)).await.expect("closed");
+    assert!(answer.is_empty(), "the third connection should be closed without an answer");
+
+    drop(held);
+    // Freed slots are reusable.
+    let mut ok = false;
+    for _ in 0..50 {
+        if app.http.get(app.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok);
+}
+
+#[tokio::test]
+async fn an_oversized_websocket_message_closes_the_socket() {
+    let app = spawn_with_settings(|s| s.ws_max_message_bytes = 1024).await;
+    let slug = app.create_ticket("Frames").await;
+    let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
+    assert_eq!(next_event(&mut ws).await["type"], "subscribed");
+    let _ = ws.send(Message::text("x".repeat(64 * 1024))).await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = ws.next().await {
+            if matches!(frame, Ok(Message::Close(_)) | Err(_)) {
+                return true;
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(closed, Ok(true));
+    // The server itself is fine.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn stopping_the_server_closes_sockets_with_going_away() {
+    let app = spawn_app().await;
+    let slug = app.create_ticket("Drain").await;
+    let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
+    assert_eq!(next_event(&mut ws).await["type"], "subscribed");
+    let stopping = tokio::spawn(app.stop());
+    let code = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(frame) = ws.next().await {
+            if let Ok(Message::Close(Some(close))) = frame {
+                return Some(close.code);
+            }
+        }
+        None
+    })
+    .await
+    .expect("socket closed in time");
+    assert_eq!(code, Some(CloseCode::Away));
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn idle_tickets_passivate_and_come_back_on_the_next_request() {
+    let app = spawn_with_settings(|s| s.ticket_idle_secs = 1).await;
+    let slug = app.create_ticket("Sleepy").await;
+    app.post_message(&slug, "remember me").await;
+    assert_eq!(app.ctx.system.tickets.active(), 1);
+    let mut passivated = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if app.ctx.system.tickets.active() == 0 {
+            passivated = true;
+            break;
+        }
+    }
+    assert!(passivated, "an idle, unwatched ticket should stop");
+    let t = app.ticket(&slug).await;
+    assert_eq!(t["messages"][0]["content"], "remember me");
+    assert_eq!(app.ctx.system.tickets.active(), 1);
+}
+
+#[tokio::test]
+async fn a_watched_ticket_does_not_passivate() {
+    let app = spawn_with_settings(|s| s.ticket_idle_secs = 1).await;
+    let slug = app.create_ticket("Watched").await;
+    let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
+    assert_eq!(next_event(&mut ws).await["type"], "subscribed");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.ctx.system.tickets.active(), 1);
+    app.post_message(&slug, "still live").await;
+    let mut got = None;
+    while let Some(e) = try_next_event(&mut ws, Duration::from_secs(5)).await {
+        if e["type"] == "new_message" {
+            got = Some(e);
+            break;
+        }
+    }
+    assert_eq!(got.expect("event")["payload"]["content"], "still live");
+}
