@@ -1,5 +1,7 @@
-//! The accept loop: warp's routes served through hyper-util, because warp's own `serve` has no
-//! header-read timeout. It caps open connections, tags each request with its TCP peer, and on
+//! The accept loop: warp's routes served through hyper's HTTP/1 connection with a timer,
+//! because warp's own `serve` has no header-read timeout. HTTP/1 only: WebSockets upgrade from
+//! it, browsers speak HTTP/2 only over TLS (which a proxy in front terminates), and HTTP/2's
+//! protocol sniffing would let a silent connection hold its slot with no timeout at all. It caps open connections, tags each request with its TCP peer, and on
 //! shutdown stops accepting, lets requests in flight finish, closes WebSockets with "going
 //! away", and gives up after the grace period with a warning.
 
@@ -7,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_service::Service;
@@ -18,17 +20,14 @@ use crate::http::{routes, Ctx, PeerAddr};
 pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
     let settings = ctx.settings.clone();
     let service = warp::service(routes::routes(ctx.clone()));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
+    // The header timeout also runs while a connection waits for its next request, so an idle
+    // keep-alive connection gives its slot back after the same time.
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout())
         .max_buf_size(64 * 1024);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(64);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = tokio_util::task::TaskTracker::new();
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let shutdown = ctx.shutdown.clone();
 
@@ -58,11 +57,21 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
             service.call(req)
         });
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), per_request)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            .serve_connection(TokioIo::new(stream), per_request)
+            .with_upgrades();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    // Finish the request in flight, then close; an upgraded socket has left
+                    // hyper already and is closed by its own task.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -72,8 +81,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
     drop(listener);
     tracing::info!("draining: no new connections; waiting for open requests and sockets");
     ctx.sockets.close();
+    connections.close();
     let drained = async {
-        graceful.shutdown().await;
+        connections.wait().await;
         ctx.sockets.wait().await;
     };
     if tokio::time::timeout(settings.shutdown_grace(), drained)

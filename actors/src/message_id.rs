@@ -45,6 +45,12 @@ impl MessageId {
         MessageId(Uuid::from_bytes(b))
     }
 
+    /// The smallest id of the next tick: an exclusive upper bound that admits `self` and every
+    /// id before it.
+    pub fn bound_after(self) -> MessageId {
+        Self::from_ticks(self.ticks() + 1, 0)
+    }
+
     /// The id's timestamp, in 100 ns ticks since 1582-10-15.
     pub fn ticks(self) -> u64 {
         let b = self.0.as_bytes();

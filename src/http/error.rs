@@ -76,6 +76,9 @@ impl From<TicketError> for ApiError {
         match e {
             TicketError::NotFound => ApiError::not_found("ticket not found"),
             TicketError::Closed => ApiError::conflict("ticket is closed"),
+            TicketError::TooFarBehind => ApiError::conflict(
+                "too many missed messages to replay; reload the ticket with GET and reconnect",
+            ),
             TicketError::Busy => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ticket is busy; retry shortly",

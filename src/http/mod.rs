@@ -114,8 +114,22 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: usize) -> IpAddr {
     hops.len()
         .checked_sub(trusted)
         .and_then(|i| hops.get(i))
-        .and_then(|ip| ip.parse().ok())
+        .and_then(|hop| parse_hop(hop))
         .unwrap_or(peer)
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port or IPv6 brackets.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Ok(sock) = hop.parse::<SocketAddr>() {
+        return Some(sock.ip());
+    }
+    hop.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// A JSON response from bytes that are already JSON.
@@ -189,11 +203,14 @@ pub fn cors_origin(project: &Project, client: &Client) -> Result<Option<HeaderVa
     }
 }
 
+/// Adds the CORS headers. `Vary: Origin` goes on every project-scoped answer, allowed or not,
+/// so no cache serves one origin's answer to another.
 pub fn with_cors(mut resp: Response, origin: Option<HeaderValue>) -> Response {
+    resp.headers_mut()
+        .insert(http::header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = origin {
         let h = resp.headers_mut();
         h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        h.append(http::header::VARY, HeaderValue::from_static("Origin"));
         h.insert(
             http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(
@@ -225,5 +242,19 @@ mod tests {
         assert_eq!(client_ip(peer, &h, 2), "6.6.6.6".parse::<IpAddr>().unwrap());
         assert_eq!(client_ip(peer, &h, 3), peer);
         assert_eq!(client_ip(peer, &HeaderMap::new(), 1), peer);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9:4711"),
+        );
+        assert_eq!(
+            client_ip(peer, &h, 1),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("[2001:db8::7]"));
+        assert_eq!(
+            client_ip(peer, &h, 1),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
+        );
     }
 }

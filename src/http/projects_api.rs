@@ -23,21 +23,22 @@ where
 {
     let mut cors = None;
     let result = async {
-        if client.bearer.is_none() {
-            return Err(ApiError::unauthorized(
-                "this endpoint needs the project's admin key as a bearer token",
-            ));
-        }
         let id = parse_project_id(project_id)?;
         let project = ctx
             .projects
             .get(&id)
             .await?
             .ok_or_else(|| ApiError::not_found("project not found"))?;
+        // Settle CORS first, so an agent dashboard on an allowed origin can read auth errors too.
+        cors = cors_origin(&project, client)?;
+        if client.bearer.is_none() {
+            return Err(ApiError::unauthorized(
+                "this endpoint needs the project's admin key as a bearer token",
+            ));
+        }
         if !client.is_admin_of(&project) {
             return Err(ApiError::forbidden("not the admin key of this project"));
         }
-        cors = cors_origin(&project, client)?;
         handle(project).await
     }
     .await;

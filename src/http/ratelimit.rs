@@ -3,8 +3,9 @@
 //! Counts live in a count-min sketch: two fixed tables of counters, each indexed by a different
 //! keyed hash of the client's IP. A client's count is the smaller of its two counters. Clients
 //! that share a counter only ever make each other's count larger, never smaller, so an abuser
-//! cannot slip under the limit, and the memory stays at [`SLOTS`] × 2 × 8 bytes (1 MiB) however
-//! many clients there are. Each counter remembers its window, so nothing needs sweeping.
+//! cannot slip under the limit, and the memory stays at [`SLOTS`] × 2 × 8 bytes (4 MiB) however
+//! many clients there are. An IPv6 client is its /64, the block one host or home is given, so
+//! rotating addresses within it gains nothing. Each counter remembers its window, so nothing needs sweeping.
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use fleety_actors::clock::Clock;
 
-const SLOTS: usize = 1 << 16;
+const SLOTS: usize = 1 << 18;
 const WINDOW_SECS: i64 = 60;
 
 pub struct RateLimiter {
@@ -62,9 +63,10 @@ impl RateLimiter {
                 reset_secs,
             };
         }
+        let client = client_key(ip);
         let mut count = u32::MAX;
         for (table, hasher) in self.tables.iter().zip(&self.hashers) {
-            let slot = &table[(hasher.hash_one(ip) as usize) & (SLOTS - 1)];
+            let slot = &table[(hasher.hash_one(client) as usize) & (SLOTS - 1)];
             count = count.min(self.bump(slot, window));
         }
         Decision {
@@ -92,6 +94,17 @@ impl RateLimiter {
                 Err(actual) => current = actual,
             }
         }
+    }
+}
+
+/// IPv4 addresses count one by one; IPv6 addresses by their /64 prefix.
+fn client_key(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u32::from(v4) as u128,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u32::from(v4) as u128,
+            None => (u128::from(v6) & !((1u128 << 64) - 1)) | 1,
+        },
     }
 }
 
@@ -149,6 +162,17 @@ mod tests {
             l.check(IpAddr::from(i.to_be_bytes()));
         }
         assert!(!l.check(victim).allowed);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let (l, _) = limiter(2);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_block: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_block: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(l.check(a).allowed && l.check(same_block).allowed);
+        assert!(!l.check(same_block).allowed);
+        assert!(l.check(other_block).allowed);
     }
 
     #[test]

@@ -295,7 +295,11 @@ async fn preflight(ctx: Arc<Ctx>, path: warp::path::FullPath, client: Client) ->
         _ => ctx.projects.any_allows(&origin),
     };
     if !allowed {
-        return ApiError::forbidden("origin not allowed").into_response();
+        let mut refused = ApiError::forbidden("origin not allowed").into_response();
+        refused
+            .headers_mut()
+            .insert(http::header::VARY, HeaderValue::from_static("Origin"));
+        return refused;
     }
     let mut resp = Response::new(Bytes::new().into());
     *resp.status_mut() = StatusCode::NO_CONTENT;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fleety_actors::domain::ProjectId;
 use fleety_actors::events::{event_frame, slow_consumer_frame, ErrorPayload};
-use fleety_actors::ticket::{Replay, Subscription, TicketKey, TicketMsg};
+use fleety_actors::ticket::{Replay, Subscription, TicketError, TicketKey, TicketMsg};
 use fleety_actors::MessageId;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -155,8 +155,10 @@ async fn relay_ticket(
         replay,
         mut events,
         mut cut_off,
+        last_message_id,
     } = subscription;
-    let mut last_seen = since;
+    // The client has everything up to `since`, or (without it) everything before it joined.
+    let mut last_seen = since.or(last_message_id);
     if !send_frame(&mut socket, &subscribed).await {
         return;
     }
@@ -187,6 +189,11 @@ async fn relay_ticket(
                         Some(next) => {
                             events = next.events;
                             cut_off = next.cut_off;
+                            // A fresh `subscribed` tells the client the ticket's current status,
+                            // which may have changed while it was being restarted.
+                            if !send_frame(&mut socket, &next.subscribed).await {
+                                return;
+                            }
                             if !send_replay(&mut socket, next.replay, &mut last_seen).await {
                                 return;
                             }
@@ -230,14 +237,14 @@ async fn send_replay(
         Replay::Ready(events) => events,
         Replay::Loading(rx) => match rx.await {
             Ok(Ok(events)) => events,
-            _ => {
-                let frame = event_frame(
-                    "error",
-                    None,
-                    ErrorPayload {
-                        error: "could not replay missed messages; reconnect with ?since=",
-                    },
-                );
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(TicketError::TooFarBehind)) => {
+                        "too many missed messages to replay; reload the ticket with GET and reconnect"
+                    }
+                    _ => "could not replay missed messages; reconnect with ?since=",
+                };
+                let frame = event_frame("error", None, ErrorPayload { error });
                 let _ = send_frame(socket, &frame).await;
                 close(socket, TRY_AGAIN, "replay failed").await;
                 return false;

@@ -160,6 +160,32 @@ fn write_loop(db: &Database, mut queue: mpsc::UnboundedReceiver<(Write, Reply)>)
     }
 }
 
+/// Checks one ticket's writes and encodes them, without changing anything. A refusal fails only
+/// this write; a storage error (the outer error) fails the whole group.
+fn prepare_ticket_writes(
+    tickets: &redb::Table<(&str, &str), &[u8]>,
+    writes: &[TicketWrite],
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut encoded = Vec::with_capacity(writes.len());
+    for w in writes {
+        encoded.push(match w {
+            TicketWrite::Message(m) => to_json(m)?,
+            TicketWrite::Ticket(t) => {
+                let exists = tickets
+                    .get((t.project_id.as_str(), t.slug.as_str()))
+                    .map_err(internal)?
+                    .is_some();
+                if !exists {
+                    return Err(StoreError::NotFound);
+                }
+                to_json(t)?
+            }
+            TicketWrite::ReadCursor { .. } => Vec::new(),
+        });
+    }
+    Ok(encoded)
+}
+
 /// Applies a group in one transaction. The outer error fails the whole group (nothing was
 /// committed); the inner results are per write (a conflict fails only its own write).
 fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<StoreResult<()>>> {
@@ -217,56 +243,47 @@ fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<Stor
                     slug,
                     writes,
                 } => {
-                    let mut result = Ok(());
-                    for w in writes {
-                        let step = match w {
-                            TicketWrite::Message(m) => {
-                                let key = (project.as_str(), slug.as_str(), m.id.ticks());
-                                messages
-                                    .insert(key, to_json(m)?.as_slice())
-                                    .map_err(internal)?;
-                                Ok(())
-                            }
-                            TicketWrite::Ticket(t) => {
-                                let key = (t.project_id.as_str(), t.slug.as_str());
-                                if tickets.get(key).map_err(internal)?.is_none() {
-                                    Err(StoreError::NotFound)
-                                } else {
-                                    tickets
-                                        .insert(key, to_json(t)?.as_slice())
-                                        .map_err(internal)?;
-                                    let time_key = (
-                                        t.project_id.as_str(),
-                                        t.created_at.timestamp_millis(),
-                                        t.slug.as_str(),
-                                    );
-                                    by_time
-                                        .insert(time_key, t.status.as_str())
-                                        .map_err(internal)?;
-                                    Ok(())
+                    // All or nothing: check and encode every part first, insert only if all pass.
+                    match prepare_ticket_writes(&tickets, writes) {
+                        Err(refused) => Err(refused),
+                        Ok(encoded) => {
+                            for (w, json) in writes.iter().zip(encoded) {
+                                match w {
+                                    TicketWrite::Message(m) => {
+                                        let key = (project.as_str(), slug.as_str(), m.id.ticks());
+                                        messages.insert(key, json.as_slice()).map_err(internal)?;
+                                    }
+                                    TicketWrite::Ticket(t) => {
+                                        let key = (t.project_id.as_str(), t.slug.as_str());
+                                        tickets.insert(key, json.as_slice()).map_err(internal)?;
+                                        let time_key = (
+                                            t.project_id.as_str(),
+                                            t.created_at.timestamp_millis(),
+                                            t.slug.as_str(),
+                                        );
+                                        by_time
+                                            .insert(time_key, t.status.as_str())
+                                            .map_err(internal)?;
+                                    }
+                                    TicketWrite::ReadCursor { reader, up_to } => {
+                                        let key =
+                                            (project.as_str(), slug.as_str(), reader.as_str());
+                                        let current = cursors
+                                            .get(key)
+                                            .map_err(internal)?
+                                            .and_then(|v| <[u8; 16]>::try_from(v.value()).ok())
+                                            .and_then(MessageId::from_bytes);
+                                        if current.is_none_or(|c| c < *up_to) {
+                                            cursors
+                                                .insert(key, up_to.to_bytes().as_slice())
+                                                .map_err(internal)?;
+                                        }
+                                    }
                                 }
                             }
-                            TicketWrite::ReadCursor { reader, up_to } => {
-                                let key = (project.as_str(), slug.as_str(), reader.as_str());
-                                let current = cursors
-                                    .get(key)
-                                    .map_err(internal)?
-                                    .and_then(|v| <[u8; 16]>::try_from(v.value()).ok())
-                                    .and_then(MessageId::from_bytes);
-                                if current.is_none_or(|c| c < *up_to) {
-                                    cursors
-                                        .insert(key, up_to.to_bytes().as_slice())
-                                        .map_err(internal)?;
-                                }
-                                Ok(())
-                            }
-                        };
-                        if step.is_err() {
-                            result = step;
-                            break;
+                            Ok(())
                         }
                     }
-                    result
                 }
                 Write::Barrier => Ok(()),
             };

@@ -235,6 +235,10 @@ async fn a_crashed_ticket_restarts_from_the_store_and_subscribers_keep_receiving
     app.ctx.system.tickets.crash(&key).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    // The socket joined the restarted ticket and says so with a fresh `subscribed`.
+    let again = next_event(&mut ws).await;
+    assert_eq!(again["type"], "subscribed");
+    assert_eq!(again["payload"]["status"], "open");
     app.post_message(&slug, "after the crash").await;
     let e = next_event(&mut ws).await;
     assert_eq!(e["type"], "new_message");
@@ -247,6 +251,82 @@ async fn a_crashed_ticket_restarts_from_the_store_and_subscribers_keep_receiving
         .map(|m| m["content"].as_str().unwrap())
         .collect();
     assert_eq!(contents, ["before the crash", "after the crash"]);
+}
+
+#[tokio::test]
+async fn a_crash_during_concurrent_posts_loses_and_duplicates_nothing_acknowledged() {
+    let app = spawn_app().await;
+    let slug = app.create_ticket("Crash under load").await;
+    let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
+    assert_eq!(next_event(&mut ws).await["type"], "subscribed");
+    let key = TicketKey {
+        project: ProjectId::parse("demo").unwrap(),
+        slug: Slug::parse(&slug).unwrap(),
+    };
+
+    let posts = (0..40).map(|i| {
+        let (http, url) = (
+            app.http.clone(),
+            app.url(&format!("/v1/tickets/demo/{slug}/messages")),
+        );
+        async move {
+            let resp = http
+                .post(url)
+                .json(&json!({"content": format!("m{i:02}")}))
+                .send()
+                .await
+                .unwrap();
+            (format!("m{i:02}"), resp.status().as_u16())
+        }
+    });
+    let crash = async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let _ = app.ctx.system.tickets.crash(&key).await;
+    };
+    let (results, ()) = tokio::join!(futures_util::future::join_all(posts), crash);
+    let acknowledged: Vec<&String> = results
+        .iter()
+        .filter(|(_, s)| *s == 201)
+        .map(|(c, _)| c)
+        .collect();
+    for (_, status) in &results {
+        assert!(
+            *status == 201 || *status == 503,
+            "unexpected status {status}"
+        );
+    }
+
+    let t = app.ticket(&slug).await;
+    let stored: Vec<String> = t["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    let mut unique = stored.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        stored.len(),
+        "a message was stored twice: {stored:?}"
+    );
+    for c in &acknowledged {
+        assert!(stored.contains(c), "acknowledged {c} is missing");
+    }
+
+    // The subscriber sees what was stored, in the stored order, once each.
+    let mut seen = Vec::new();
+    while seen.len() < stored.len() {
+        match try_next_event(&mut ws, Duration::from_secs(10)).await {
+            Some(e) if e["type"] == "new_message" => {
+                seen.push(e["payload"]["content"].as_str().unwrap().to_owned())
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(seen, stored);
 }
 
 #[tokio::test]

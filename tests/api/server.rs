@@ -35,9 +35,26 @@ async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Option<Vec
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let app = spawn_with_settings(|s| s.header_read_timeout_secs = 1).await;
     let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
-    assert!(answer.is_some(), "the server should close a connection stuck in its headers");
+    assert!(
+        answer.is_some(),
+        "the server should close a connection stuck in its headers"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_gives_its_slot_back() {
+    let app = spawn_with_settings(|s| s.header_read_timeout_secs = 1).await;
+    let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(
+        answer.is_some(),
+        "the server should close a connection that never speaks"
+    );
 }
 
 #[tokio::test]
@@ -46,22 +63,37 @@ async fn connections_over_the_cap_are_refused_until_one_closes() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(addr(&app)).await.unwrap();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = [0u8; 256];
         let n = s.read(&mut buf).await.unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
         held.push(s);
     }
     let mut third = TcpStream::connect(addr(&app)).await.unwrap();
-    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    let answer = read_until_closed(&mut third, Duration::from_secs(10)).await.expect("closed");
-    assert!(answer.is_empty(), "the third connection should be closed without an answer");
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let answer = read_until_closed(&mut third, Duration::from_secs(10))
+        .await
+        .expect("closed");
+    assert!(
+        answer.is_empty(),
+        "the third connection should be closed without an answer"
+    );
 
     drop(held);
     // Freed slots are reusable.
     let mut ok = false;
     for _ in 0..50 {
-        if app.http.get(app.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+        if app
+            .http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
             ok = true;
             break;
         }

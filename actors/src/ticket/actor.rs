@@ -15,13 +15,13 @@ use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{TicketDeps, TicketError, TicketKey};
+use super::{TicketDeps, TicketError, TicketKey, WriterLease};
 use crate::domain::{Message, MessageBody, Participant, ReadCursor, Ticket, TicketStatus};
 use crate::events::{
     self, event_frame, ReadReceiptPayload, StatusChangePayload, SubscribedPayload, TicketView,
 };
 use crate::message_id::MessageId;
-use crate::store::{MessageRange, TicketWrite};
+use crate::store::{MessageRange, StoreError, TicketWrite};
 
 /// Every message a `TicketActor` understands.
 pub enum TicketMsg {
@@ -88,7 +88,14 @@ pub struct Subscription {
     pub events: mpsc::Receiver<Event>,
     /// Set when the actor cut this subscriber off for falling behind.
     pub cut_off: Arc<AtomicBool>,
+    /// The newest durable message when the subscription began: live events come after it.
+    pub last_message_id: Option<MessageId>,
 }
+
+/// Messages replayed to one socket at most; a client further behind reloads with GET.
+pub const MAX_REPLAY: usize = 1000;
+/// Messages in a GET without paging at most: the newest ones, with `next_before` for the rest.
+pub const MAX_UNPAGED: usize = 1000;
 
 pub enum Replay {
     Ready(Vec<Event>),
@@ -122,7 +129,12 @@ pub struct TicketArgs {
     pub key: TicketKey,
     pub ticket: Ticket,
     pub deps: TicketDeps,
+    pub(crate) lease: WriterLease,
 }
+
+/// Batch results the lane could not deliver because the actor had stopped; `post_stop`
+/// settles them so callers hear the truth about writes that did land.
+type LateResults = Arc<std::sync::Mutex<Vec<(u64, Result<(), StoreError>)>>>;
 
 pub struct TicketState {
     key: TicketKey,
@@ -140,7 +152,10 @@ pub struct TicketState {
     subscribers: Vec<Subscriber>,
     pending: VecDeque<Pending>,
     next_seq: u64,
-    lane: mpsc::UnboundedSender<(u64, TicketWrite)>,
+    /// The write lane's queue; taken (closed) when the actor stops.
+    lane: Option<mpsc::UnboundedSender<(u64, TicketWrite)>>,
+    lane_task: Option<tokio::task::JoinHandle<()>>,
+    late: LateResults,
     /// The encoded full ticket, reused by every GET until something changes.
     view_cache: Option<Bytes>,
     last_activity: Instant,
@@ -155,7 +170,9 @@ impl TicketState {
         let seq = self.next_seq;
         self.next_seq += 1;
         // The lane lives as long as this state; if it is gone the actor is stopping anyway.
-        let _ = self.lane.send((seq, write));
+        if let Some(lane) = &self.lane {
+            let _ = lane.send((seq, write));
+        }
         self.pending.push_back(Pending { seq, effect });
     }
 
@@ -257,6 +274,24 @@ impl TicketState {
         }
     }
 
+    /// Applies the outcome of the batch ending with write `through`: durable writes take effect
+    /// and are fanned out; failed ones are refused. Returns the failure, if any.
+    fn settle(&mut self, through: u64, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        while self.pending.front().is_some_and(|p| p.seq <= through) {
+            let Some(pending) = self.pending.pop_front() else {
+                break;
+            };
+            match &result {
+                Ok(()) => self.apply_durable(pending),
+                Err(e) => TicketState::fail(pending, TicketError::from(e.clone())),
+            }
+        }
+        if result.is_err() {
+            self.recompute_tentative_status();
+        }
+        result
+    }
+
     fn fail(pending: Pending, error: TicketError) {
         match pending.effect {
             Effect::Message(_, reply) => {
@@ -292,6 +327,8 @@ async fn write_lane(
     deps: TicketDeps,
     mut rx: mpsc::UnboundedReceiver<(u64, TicketWrite)>,
     actor: ActorRef<TicketMsg>,
+    late: LateResults,
+    lease: WriterLease,
 ) {
     const MAX_BATCH: usize = 256;
     let mut batch = Vec::with_capacity(16);
@@ -309,13 +346,16 @@ async fn write_lane(
         }
         let result = deps.store.apply(&key.project, &key.slug, &batch).await;
         batch.clear();
-        if actor
-            .send_message(TicketMsg::Persisted { through, result })
-            .is_err()
+        if let Err(ractor::MessagingErr::SendErr(TicketMsg::Persisted { through, result })) =
+            actor.send_message(TicketMsg::Persisted { through, result })
         {
-            break;
+            late.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((through, result));
         }
     }
+    // Every write of this actor is settled: the next actor of the ticket may start.
+    drop(lease);
 }
 
 impl Actor for TicketActor {
@@ -328,7 +368,12 @@ impl Actor for TicketActor {
         myself: ActorRef<TicketMsg>,
         args: TicketArgs,
     ) -> Result<TicketState, ActorProcessingErr> {
-        let TicketArgs { key, ticket, deps } = args;
+        let TicketArgs {
+            key,
+            ticket,
+            deps,
+            lease,
+        } = args;
         let cap = deps.config.recent_messages;
         let store = &deps.store;
         let (mut newest, cursors) = tokio::try_join!(
@@ -340,11 +385,14 @@ impl Actor for TicketActor {
             newest.remove(0);
         }
         let (lane, lane_rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_lane(
+        let late = LateResults::default();
+        let lane_task = tokio::spawn(write_lane(
             key.clone(),
             deps.clone(),
             lane_rx,
             myself.clone(),
+            late.clone(),
+            lease,
         ));
         spawn_ticker(myself, deps.config.tick_interval);
         tracing::debug!(ticket = %key, messages = newest.len(), "ticket actor started");
@@ -359,7 +407,9 @@ impl Actor for TicketActor {
             subscribers: Vec::new(),
             pending: VecDeque::new(),
             next_seq: 0,
-            lane,
+            lane: Some(lane),
+            lane_task: Some(lane_task),
+            late,
             view_cache: None,
             last_activity: Instant::now(),
             deps,
@@ -445,18 +495,11 @@ impl Actor for TicketActor {
                 let _ = reply.send(Ok(subscribe(state, since)));
             }
             TicketMsg::Persisted { through, result } => {
-                while state.pending.front().is_some_and(|p| p.seq <= through) {
-                    let Some(pending) = state.pending.pop_front() else {
-                        break;
-                    };
-                    match &result {
-                        Ok(()) => state.apply_durable(pending),
-                        Err(e) => TicketState::fail(pending, TicketError::from(e.clone())),
-                    }
-                }
-                if let Err(e) = result {
-                    tracing::warn!(ticket = %state.key, error = %e, "ticket write failed");
-                    state.recompute_tentative_status();
+                if let Err(e) = state.settle(through, result) {
+                    // Later writes may already be on their way to the store; rather than
+                    // guess what landed, stop and let the next request reload the ticket.
+                    tracing::warn!(ticket = %state.key, error = %e, "ticket write failed; reloading the ticket");
+                    myself.stop(Some("a write failed".into()));
                 }
             }
             TicketMsg::Tick => {
@@ -464,9 +507,10 @@ impl Actor for TicketActor {
                 let idle = state.last_activity.elapsed() >= state.deps.config.idle_timeout;
                 if idle && state.subscribers.is_empty() && state.pending.is_empty() {
                     tracing::debug!(ticket = %state.key, "passivating idle ticket");
-                    state.deps.registry.retire(&state.key, &myself);
+                    state.deps.registry.unroute(&state.key, &myself.get_cell());
                     // Requests already in the mailbox are still answered; later sends fail
-                    // and their callers activate a fresh actor.
+                    // and their callers activate a fresh actor, which waits for this one's
+                    // writer lease.
                     myself.drain()?;
                 }
             }
@@ -481,6 +525,15 @@ impl Actor for TicketActor {
         _myself: ActorRef<TicketMsg>,
         state: &mut TicketState,
     ) -> Result<(), ActorProcessingErr> {
+        // Close the lane and wait for its last batch, then answer those callers truthfully.
+        state.lane.take();
+        if let Some(task) = state.lane_task.take() {
+            let _ = tokio::time::timeout(state.deps.config.call_timeout, task).await;
+        }
+        let late = std::mem::take(&mut *state.late.lock().unwrap_or_else(|e| e.into_inner()));
+        for (through, result) in late {
+            let _ = state.settle(through, result);
+        }
         for pending in state.pending.drain(..) {
             TicketState::fail(
                 pending,
@@ -552,21 +605,23 @@ fn subscribe(state: &mut TicketState, since: Option<MessageId>) -> Subscription 
             tokio::spawn(async move {
                 let range = MessageRange {
                     after: Some(since),
-                    before: None,
-                    limit: usize::MAX,
+                    before: last.map(MessageId::bound_after),
+                    limit: MAX_REPLAY + 1,
                     newest: false,
                 };
-                let result = deps
+                let result = match deps
                     .store
                     .list_messages(&key.project, &key.slug, range)
                     .await
-                    .map(|msgs| {
-                        msgs.iter()
-                            .filter(|m| last.is_some_and(|l| m.id <= l))
-                            .map(|m| message_event(m, &cursors))
-                            .collect()
-                    })
-                    .map_err(TicketError::from);
+                {
+                    Ok(msgs) if msgs.len() > MAX_REPLAY => Err(TicketError::TooFarBehind),
+                    Ok(msgs) => Ok(msgs
+                        .iter()
+                        .filter(|m| last.is_some_and(|l| m.id <= l))
+                        .map(|m| message_event(m, &cursors))
+                        .collect()),
+                    Err(e) => Err(TicketError::from(e)),
+                };
                 let _ = tx.send(result);
             });
             Replay::Loading(rx)
@@ -577,6 +632,7 @@ fn subscribe(state: &mut TicketState, since: Option<MessageId>) -> Subscription 
         replay,
         events,
         cut_off,
+        last_message_id: last,
     }
 }
 
@@ -591,22 +647,29 @@ fn read_page(
     // Only durable messages are visible: cap the read at the newest one the actor has applied.
     let newest_durable = state.last_message_id();
     tokio::spawn(async move {
-        let range = match page {
-            None => MessageRange::all(),
-            Some(p) => MessageRange {
-                after: None,
-                before: p.before,
-                limit: p.limit + 1,
-                newest: true,
-            },
+        let limit = page.map_or(MAX_UNPAGED, |p| p.limit);
+        // Read below the first id after the newest durable one, so a batch committed but not yet
+        // applied by the actor can neither show nor shorten the page.
+        let before = page
+            .and_then(|p| p.before)
+            .or(newest_durable.map(MessageId::bound_after));
+        let result = match newest_durable {
+            None => Ok(Vec::new()),
+            Some(_) => {
+                let range = MessageRange {
+                    after: None,
+                    before,
+                    limit: limit + 1,
+                    newest: true,
+                };
+                deps.store
+                    .list_messages(&key.project, &key.slug, range)
+                    .await
+            }
         };
-        let result = deps
-            .store
-            .list_messages(&key.project, &key.slug, range)
-            .await;
         let reply_value = result.map_err(TicketError::from).map(|mut msgs| {
             msgs.retain(|m| newest_durable.is_some_and(|n| m.id <= n));
-            let more = page.is_some_and(|p| msgs.len() > p.limit);
+            let more = msgs.len() > limit;
             if more {
                 msgs.remove(0);
             }

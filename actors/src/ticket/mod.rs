@@ -12,7 +12,9 @@ use dashmap::DashMap;
 use ractor::{Actor, ActorCell, ActorId, ActorRef, MessagingErr, RpcReplyPort};
 use tokio::sync::OnceCell;
 
-pub use actor::{Event, MessagePage, Replay, Subscription, TicketActor, TicketMsg};
+pub use actor::{
+    Event, MessagePage, Replay, Subscription, TicketActor, TicketMsg, MAX_REPLAY, MAX_UNPAGED,
+};
 pub use supervisor::TicketSupervisor;
 
 use crate::clock::Clock;
@@ -43,6 +45,9 @@ pub enum TicketError {
     Closed,
     #[error("ticket is busy, retry shortly")]
     Busy,
+    /// A subscriber asked to replay more messages than one socket may replay.
+    #[error("too many missed messages to replay")]
+    TooFarBehind,
     #[error("ticket unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -102,15 +107,35 @@ pub struct TicketDeps {
 
 /// Which actor serves which ticket.
 ///
-/// A slot's `OnceCell` makes concurrent first requests for a ticket share one activation, so a
-/// ticket never has two writers. A passivating actor moves to `retiring` until it has stopped;
-/// a new activation for its ticket waits for that.
+/// A ticket never has two writers. A slot's `OnceCell` makes concurrent first requests share
+/// one activation. Beyond that, each ticket has a writer *lease*: the actor's write lane holds
+/// it for as long as it runs, including the last batch after its actor stopped or failed, and
+/// an activation must take it before loading the ticket. So a new actor always starts from
+/// everything its predecessor wrote.
 #[derive(Default)]
 struct Registry {
     live: DashMap<TicketKey, Arc<Slot>>,
-    retiring: DashMap<TicketKey, ActorCell>,
     keys: DashMap<ActorId, TicketKey>,
+    leases: DashMap<TicketKey, Arc<tokio::sync::Mutex<()>>>,
     supervisor: OnceLock<ActorCell>,
+}
+
+/// Held by a ticket's write lane for its whole life.
+pub(crate) struct WriterLease {
+    key: TicketKey,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    registry: Arc<Registry>,
+}
+
+impl Drop for WriterLease {
+    fn drop(&mut self) {
+        self.guard.take();
+        // Forget the lease once nobody holds or awaits it, so the map does not grow with every
+        // ticket ever touched.
+        self.registry
+            .leases
+            .remove_if(&self.key, |_, lease| Arc::strong_count(lease) == 1);
+    }
 }
 
 #[derive(Default)]
@@ -125,25 +150,15 @@ impl Registry {
             .is_some_and(|a| a.get_id() == actor.get_id())
     }
 
-    /// Called by a passivating actor: no new requests are routed to it from now on.
-    fn retire(&self, key: &TicketKey, actor: &ActorRef<TicketMsg>) {
-        let cell = actor.get_cell();
-        if self
-            .live
-            .remove_if(key, |_, slot| Self::holds(slot, &cell))
-            .is_some()
-        {
-            self.retiring.insert(key.clone(), cell);
-        }
+    /// Stops routing requests for `key` to `actor` (it is passivating, or has gone).
+    fn unroute(&self, key: &TicketKey, actor: &ActorCell) {
+        self.live.remove_if(key, |_, slot| Self::holds(slot, actor));
     }
 
     /// Called by the supervisor when an actor has stopped or failed.
     fn forget(&self, actor: &ActorCell) -> Option<TicketKey> {
         let (_, key) = self.keys.remove(&actor.get_id())?;
-        self.live
-            .remove_if(&key, |_, slot| Self::holds(slot, actor));
-        self.retiring
-            .remove_if(&key, |_, cell| cell.get_id() == actor.get_id());
+        self.unroute(&key, actor);
         Some(key)
     }
 }
@@ -207,11 +222,18 @@ impl Tickets {
 
     async fn activate(&self, key: &TicketKey) -> Result<ActorRef<TicketMsg>, TicketError> {
         let registry = &self.deps.registry;
-        let retiring = registry.retiring.get(key).map(|c| c.clone());
-        if let Some(old) = retiring {
-            // Wait for the passivating actor to finish its last requests: one writer at a time.
-            let _ = old.wait(Some(self.deps.config.call_timeout)).await;
-        }
+        // Wait until any previous actor of this ticket has finished writing: one writer at a time.
+        let lease = registry.leases.entry(key.clone()).or_default().clone();
+        let guard = tokio::time::timeout(self.deps.config.call_timeout, lease.lock_owned())
+            .await
+            .map_err(|_| {
+                TicketError::Unavailable("previous writer of the ticket is still finishing".into())
+            })?;
+        let lease = WriterLease {
+            key: key.clone(),
+            guard: Some(guard),
+            registry: registry.clone(),
+        };
         let ticket = self
             .deps
             .store
@@ -227,6 +249,7 @@ impl Tickets {
             key: key.clone(),
             ticket,
             deps: self.deps.clone(),
+            lease,
         };
         let (actor, _) = Actor::spawn_linked(None, TicketActor, args, supervisor)
             .await
@@ -260,7 +283,7 @@ impl Tickets {
                     ))
                 }
                 Err(MessagingErr::SendErr(_) | MessagingErr::ChannelClosed) => {
-                    self.deps.registry.forget(&actor.get_cell());
+                    self.deps.registry.unroute(key, &actor.get_cell());
                     continue;
                 }
                 Err(e) => return Err(TicketError::Internal(e.to_string())),
