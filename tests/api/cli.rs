@@ -81,3 +81,82 @@ fn bad_configuration_stops_start_up_with_one_clear_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--origin"));
 }
+
+/// Starts the real binary on a free port and returns it with its base URL.
+fn start_server(dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = fleety(dir)
+        .env("FLEETY_LISTEN", "127.0.0.1:0")
+        .env("FLEETY_PUBLIC_RATE_LIMIT", "0")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let banner = lines.next().expect("a banner line").unwrap();
+    let url = banner.rsplit(' ').next().unwrap().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{banner}");
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+#[tokio::test]
+async fn a_killed_server_loses_nothing_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, base) = start_server(dir.path());
+    let http = reqwest::Client::new();
+    let ticket: Value = http
+        .post(format!("{base}/v1/tickets/demo"))
+        .json(&serde_json::json!({"title": "Survive a crash"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let slug = ticket["slug"].as_str().unwrap().to_owned();
+    let posts = (0..30).map(|i| {
+        let (http, url) = (
+            http.clone(),
+            format!("{base}/v1/tickets/demo/{slug}/messages"),
+        );
+        async move {
+            let resp = http
+                .post(url)
+                .json(&serde_json::json!({"content": format!("m{i}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201);
+            format!("m{i}")
+        }
+    });
+    let acknowledged = futures_util::future::join_all(posts).await;
+
+    // No graceful shutdown, no flush: the process just dies.
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let (mut server, base) = start_server(dir.path());
+    let after: Value = http
+        .get(format!("{base}/v1/tickets/demo/{slug}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored: Vec<String> = after["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    for m in &acknowledged {
+        assert!(stored.contains(m), "acknowledged {m} was lost");
+    }
+    assert_eq!(stored.len(), acknowledged.len());
+}

@@ -78,7 +78,7 @@ pub fn manual_clock() -> ManualClock {
 }
 
 pub async fn spawn_with(options: Options) -> TestApp {
-    fleety::telemetry::init("warn", fleety::config::LogFormat::Pretty);
+    fleety::telemetry::init("warn,warp=error", fleety::config::LogFormat::Pretty);
     let dir = options
         .dir
         .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
