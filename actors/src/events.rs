@@ -75,15 +75,8 @@ impl<'a> TicketSummary<'a> {
 /// A ticket with (a page of) its messages, as `GET /v1/tickets/{project}/{slug}` answers.
 #[derive(Debug, Serialize)]
 pub struct TicketView<'a> {
-    pub id: uuid::Uuid,
-    pub slug: &'a Slug,
-    pub project_id: &'a str,
-    pub title: &'a str,
-    pub description: &'a str,
-    pub status: TicketStatus,
-    pub source: crate::domain::TicketSource,
-    pub created_at: String,
-    pub updated_at: String,
+    #[serde(flatten)]
+    pub ticket: TicketSummary<'a>,
     pub messages: Vec<MessageView<'a>>,
     /// Set when the messages are a page and older ones exist: pass it as `before` to get them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,15 +90,7 @@ impl<'a> TicketView<'a> {
         cursors: &[ReadCursor],
     ) -> Self {
         Self {
-            id: ticket.id,
-            slug: &ticket.slug,
-            project_id: ticket.project_id.as_str(),
-            title: ticket.title.as_str(),
-            description: ticket.description.as_str(),
-            status: ticket.status,
-            source: ticket.source,
-            created_at: rfc3339(ticket.created_at),
-            updated_at: rfc3339(ticket.updated_at),
+            ticket: TicketSummary::new(ticket),
             messages: messages
                 .into_iter()
                 .map(|m| MessageView::new(m, cursors))

@@ -35,8 +35,11 @@ const MAX_GROUP: usize = 4096;
 type Reply = oneshot::Sender<StoreResult<()>>;
 
 enum Write {
-    CreateProject(Project),
-    UpdateProject(Project),
+    /// Creates the project (`create`) or replaces an existing one.
+    Project {
+        project: Project,
+        create: bool,
+    },
     CreateTicket(Ticket),
     Ticket {
         project: ProjectId,
@@ -62,6 +65,13 @@ impl Drop for EmbeddedStore {
             let _ = thread.join();
         }
     }
+}
+
+/// A stored read cursor: the 16 bytes of a message id.
+fn cursor_id(bytes: &[u8]) -> Option<MessageId> {
+    <[u8; 16]>::try_from(bytes)
+        .ok()
+        .and_then(MessageId::from_bytes)
 }
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -199,24 +209,17 @@ fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<Stor
         let mut cursors = txn.open_table(READ_CURSORS).map_err(internal)?;
         for (write, _) in group {
             let result = match write {
-                Write::CreateProject(p) => {
-                    if projects.get(p.id.as_str()).map_err(internal)?.is_some() {
-                        Err(StoreError::Conflict)
-                    } else {
-                        projects
-                            .insert(p.id.as_str(), to_json(p)?.as_slice())
-                            .map_err(internal)?;
-                        Ok(())
-                    }
-                }
-                Write::UpdateProject(p) => {
-                    if projects.get(p.id.as_str()).map_err(internal)?.is_none() {
-                        Err(StoreError::NotFound)
-                    } else {
-                        projects
-                            .insert(p.id.as_str(), to_json(p)?.as_slice())
-                            .map_err(internal)?;
-                        Ok(())
+                Write::Project { project: p, create } => {
+                    let exists = projects.get(p.id.as_str()).map_err(internal)?.is_some();
+                    match (create, exists) {
+                        (true, true) => Err(StoreError::Conflict),
+                        (false, false) => Err(StoreError::NotFound),
+                        _ => {
+                            projects
+                                .insert(p.id.as_str(), to_json(p)?.as_slice())
+                                .map_err(internal)?;
+                            Ok(())
+                        }
                     }
                 }
                 Write::CreateTicket(t) => {
@@ -271,8 +274,7 @@ fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<Stor
                                         let current = cursors
                                             .get(key)
                                             .map_err(internal)?
-                                            .and_then(|v| <[u8; 16]>::try_from(v.value()).ok())
-                                            .and_then(MessageId::from_bytes);
+                                            .and_then(|v| cursor_id(v.value()));
                                         if current.is_none_or(|c| c < *up_to) {
                                             cursors
                                                 .insert(key, up_to.to_bytes().as_slice())
@@ -301,7 +303,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn create_project(&self, project: &Project) -> StoreResult<()> {
-        self.write(Write::CreateProject(project.clone())).await
+        self.write(Write::Project {
+            project: project.clone(),
+            create: true,
+        })
+        .await
     }
 
     async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
@@ -315,7 +321,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn update_project(&self, project: &Project) -> StoreResult<()> {
-        self.write(Write::UpdateProject(project.clone())).await
+        self.write(Write::Project {
+            project: project.clone(),
+            create: false,
+        })
+        .await
     }
 
     async fn list_projects(&self) -> StoreResult<Vec<Project>> {
@@ -489,10 +499,7 @@ impl Store for EmbeddedStore {
                 let row = table
                     .get((project.as_str(), slug.as_str(), reader.as_str()))
                     .map_err(internal)?;
-                if let Some(id) = row
-                    .and_then(|v| <[u8; 16]>::try_from(v.value()).ok())
-                    .and_then(MessageId::from_bytes)
-                {
+                if let Some(id) = row.and_then(|v| cursor_id(v.value())) {
                     out.push(ReadCursor { reader, up_to: id });
                 }
             }
