@@ -18,6 +18,8 @@ pub struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve,
+    /// Create the CQL keyspace if needed and apply pending migrations (FLEETY_STORAGE=scylla).
+    Migrate,
     /// Manage projects (tenants) directly in the store.
     Project {
         #[command(subcommand)]
@@ -43,6 +45,15 @@ enum ProjectCommand {
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let config = crate::store::scylla::ScyllaConfig::from_settings(&settings)
+                .map_err(anyhow::Error::msg)?;
+            let session = crate::store::scylla::connect(&config).await?;
+            let applied = crate::store::scylla::migrate(&session, &config).await?;
+            let out = serde_json::json!({ "keyspace": config.keyspace, "applied": applied });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
         Command::Project {
             command: ProjectCommand::Create { name, id, origins },
         } => {

@@ -91,6 +91,17 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
     /// Create the demo project on first start.
     pub demo: bool,
+    /// CQL contact points, comma-separated `host:port`.
+    pub scylla_nodes: String,
+    pub scylla_keyspace: String,
+    /// Consistency of every statement: LOCAL_QUORUM, QUORUM, ONE, ...
+    pub scylla_consistency: String,
+    pub scylla_username: String,
+    pub scylla_password: Secret,
+    /// Replicas for a keyspace that `migrate` creates: `3`, or per data centre `dc1:3,dc2:3`.
+    pub scylla_replication: String,
+    /// Apply pending CQL migrations at start-up.
+    pub scylla_auto_migrate: bool,
 }
 
 impl Default for Settings {
@@ -116,6 +127,13 @@ impl Default for Settings {
             ticket_idle_secs: 120,
             shutdown_grace_secs: 10,
             demo: true,
+            scylla_nodes: "127.0.0.1:9042".into(),
+            scylla_keyspace: "fleety".into(),
+            scylla_consistency: "LOCAL_QUORUM".into(),
+            scylla_username: String::new(),
+            scylla_password: Secret::default(),
+            scylla_replication: "1".into(),
+            scylla_auto_migrate: false,
         }
     }
 }

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use dashmap::DashMap;
 use fleety_actors::domain::{parse_origin, Project, ProjectId, ProjectName};
 use fleety_actors::store::{Store, StoreError};
@@ -79,7 +78,7 @@ impl Projects {
             name: name.as_str().to_owned(),
             allowed_origins: origins,
             admin_key_hash: auth::hash_key(&admin_key),
-            created_at: Utc::now(),
+            created_at: fleety_actors::clock::now_millis(),
         };
         self.store.create_project(&project).await?;
         let project = Arc::new(project);

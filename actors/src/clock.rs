@@ -9,13 +9,23 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 }
 
+/// The current time to the millisecond: the precision every store keeps (CQL `timestamp` has
+/// no more), so a value read back equals the value written.
+pub fn now_millis() -> DateTime<Utc> {
+    truncate_millis(Utc::now())
+}
+
+pub fn truncate_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
 /// The wall clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        now_millis()
     }
 }
 
@@ -25,7 +35,7 @@ pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
 
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
-        Self(Arc::new(Mutex::new(start)))
+        Self(Arc::new(Mutex::new(truncate_millis(start))))
     }
 
     pub fn advance(&self, by: chrono::Duration) {

@@ -19,6 +19,16 @@ const GREGORIAN_TO_UNIX_TICKS: u64 = 0x01B2_1DD2_1381_4000;
 pub struct MessageId(Uuid);
 
 impl MessageId {
+    /// Below every real id (time zero): an open lower bound for range reads.
+    pub const MIN: MessageId = MessageId(Uuid::from_bytes([
+        0, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0, 0, 0, 0, 0,
+    ]));
+    /// Above every real id: an open upper bound for range reads.
+    pub const MAX: MessageId = MessageId(Uuid::from_bytes([
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff,
+    ]));
+
     /// The next id for a ticket whose newest message has id `previous`.
     pub fn next(previous: Option<MessageId>, now: DateTime<Utc>) -> MessageId {
         let now_ticks = unix_to_ticks(now);
@@ -165,6 +175,15 @@ mod tests {
         assert_eq!(text.parse::<MessageId>().unwrap(), id);
         assert!(Uuid::new_v4().to_string().parse::<MessageId>().is_err());
         assert!("nonsense".parse::<MessageId>().is_err());
+    }
+
+    #[test]
+    fn min_and_max_bound_every_id() {
+        let id = MessageId::next(None, Utc::now());
+        assert!(MessageId::MIN < id && id < MessageId::MAX);
+        assert_eq!(MessageId::MIN.as_uuid().get_version_num(), 1);
+        assert_eq!(MessageId::MAX.as_uuid().get_version_num(), 1);
+        assert!(id < id.bound_after());
     }
 
     #[test]

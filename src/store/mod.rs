@@ -1,6 +1,7 @@
 //! Storage backends behind the actors' storage port.
 
 pub mod embedded;
+pub mod scylla;
 
 use std::sync::Arc;
 
@@ -11,9 +12,15 @@ use crate::config::{Settings, StorageBackend};
 /// Opens the configured backend.
 pub async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     match settings.storage {
-        StorageBackend::Embedded => Ok(Arc::new(embedded::EmbeddedStore::open(&settings.data_dir)?)),
-        StorageBackend::Scylla => anyhow::bail!(
-            "FLEETY_STORAGE=scylla: the ScyllaDB backend is not available in this build yet; use \"embedded\""
-        ),
+        StorageBackend::Embedded => {
+            Ok(Arc::new(embedded::EmbeddedStore::open(&settings.data_dir)?))
+        }
+        StorageBackend::Scylla => {
+            let config =
+                scylla::ScyllaConfig::from_settings(settings).map_err(anyhow::Error::msg)?;
+            Ok(Arc::new(
+                scylla::ScyllaStore::open(&config, settings.scylla_auto_migrate).await?,
+            ))
+        }
     }
 }

@@ -7,6 +7,8 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+
+use crate::clock::now_millis;
 use uuid::Uuid;
 
 use super::*;
@@ -48,7 +50,7 @@ fn project() -> Project {
         name: "Conformance".into(),
         allowed_origins: vec!["https://example.com".into()],
         admin_key_hash: "00".repeat(32),
-        created_at: Utc::now(),
+        created_at: now_millis(),
     }
 }
 
@@ -127,7 +129,7 @@ pub async fn a_project_id_can_be_claimed_once(store: Arc<dyn Store>) {
 
 pub async fn tickets_are_created_and_read_back(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
-    let mut t = ticket(&p.id, "swift-bear-053", Utc::now());
+    let mut t = ticket(&p.id, "swift-bear-053", now_millis());
     t.source = TicketSource::Chat;
     t.session_id = Some("session-1".into());
     store.create_ticket(&t).await.unwrap();
@@ -142,10 +144,10 @@ pub async fn tickets_are_created_and_read_back(store: Arc<dyn Store>) {
 pub async fn a_slug_can_be_claimed_once_per_project(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let q = stored_project(&store).await;
-    let first = ticket(&p.id, "swift-bear-053", Utc::now());
+    let first = ticket(&p.id, "swift-bear-053", now_millis());
     store.create_ticket(&first).await.unwrap();
 
-    let mut second = ticket(&p.id, "swift-bear-053", Utc::now());
+    let mut second = ticket(&p.id, "swift-bear-053", now_millis());
     second.title = Title::parse("Someone else").unwrap();
     assert!(matches!(
         store.create_ticket(&second).await,
@@ -156,14 +158,14 @@ pub async fn a_slug_can_be_claimed_once_per_project(store: Arc<dyn Store>) {
 
     // The same slug in another project is a different ticket.
     store
-        .create_ticket(&ticket(&q.id, "swift-bear-053", Utc::now()))
+        .create_ticket(&ticket(&q.id, "swift-bear-053", now_millis()))
         .await
         .unwrap();
 
     // Racing creations of one slug: exactly one wins.
     let racers = (0..8).map(|_| {
         let store = store.clone();
-        let t = ticket(&p.id, "brave-lynx-777", Utc::now());
+        let t = ticket(&p.id, "brave-lynx-777", now_millis());
         tokio::spawn(async move { store.create_ticket(&t).await })
     });
     let mut won = 0;
@@ -179,7 +181,7 @@ pub async fn a_slug_can_be_claimed_once_per_project(store: Arc<dyn Store>) {
 
 pub async fn ticket_updates_persist_and_missing_tickets_are_reported(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
-    let mut t = ticket(&p.id, "swift-bear-053", Utc::now());
+    let mut t = ticket(&p.id, "swift-bear-053", now_millis());
     store.create_ticket(&t).await.unwrap();
     t.status = TicketStatus::Resolved;
     t.updated_at = t.created_at + Duration::seconds(5);
@@ -189,7 +191,7 @@ pub async fn ticket_updates_persist_and_missing_tickets_are_reported(store: Arc<
         Some(t.clone())
     );
 
-    let ghost = ticket(&p.id, "quiet-otter-001", Utc::now());
+    let ghost = ticket(&p.id, "quiet-otter-001", now_millis());
     assert!(matches!(
         store.update_ticket(&ghost).await,
         Err(StoreError::NotFound)
@@ -198,7 +200,7 @@ pub async fn ticket_updates_persist_and_missing_tickets_are_reported(store: Arc<
 
 pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
-    let base = Utc::now() - Duration::days(40);
+    let base = now_millis() - Duration::days(40);
     let generator = SlugGenerator::new();
     let mut created = Vec::new();
     // Spread over more than a month so bucketed backends cross buckets.
@@ -291,8 +293,8 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
 
 pub async fn messages_come_back_in_id_order_and_per_ticket(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
-    let a = ticket(&p.id, "swift-bear-053", Utc::now());
-    let b = ticket(&p.id, "quiet-otter-001", Utc::now());
+    let a = ticket(&p.id, "swift-bear-053", now_millis());
+    let b = ticket(&p.id, "quiet-otter-001", now_millis());
     store.create_ticket(&a).await.unwrap();
     store.create_ticket(&b).await.unwrap();
     let msgs = messages(12);
@@ -321,7 +323,7 @@ pub async fn messages_come_back_in_id_order_and_per_ticket(store: Arc<dyn Store>
 
 pub async fn message_ranges_select_after_before_and_newest(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
-    let t = ticket(&p.id, "swift-bear-053", Utc::now());
+    let t = ticket(&p.id, "swift-bear-053", now_millis());
     store.create_ticket(&t).await.unwrap();
     let msgs = messages(10);
     for m in &msgs {
@@ -369,7 +371,7 @@ pub async fn message_ranges_select_after_before_and_newest(store: Arc<dyn Store>
 
 pub async fn appending_the_same_message_twice_keeps_one_copy(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
-    let t = ticket(&p.id, "swift-bear-053", Utc::now());
+    let t = ticket(&p.id, "swift-bear-053", now_millis());
     store.create_ticket(&t).await.unwrap();
     let m = messages(1).remove(0);
     store.append_message(&p.id, &t.slug, &m).await.unwrap();
@@ -385,7 +387,7 @@ pub async fn appending_the_same_message_twice_keeps_one_copy(store: Arc<dyn Stor
 
 pub async fn read_cursors_move_forward_only_and_per_reader(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
-    let t = ticket(&p.id, "swift-bear-053", Utc::now());
+    let t = ticket(&p.id, "swift-bear-053", now_millis());
     store.create_ticket(&t).await.unwrap();
     let msgs = messages(5);
     assert!(store.read_cursors(&p.id, &t.slug).await.unwrap().is_empty());
@@ -424,7 +426,7 @@ pub async fn concurrent_appends_are_all_durable(store: Arc<dyn Store>) {
     let generator = SlugGenerator::new();
     let mut tickets = Vec::new();
     for _ in 0..8 {
-        let t = ticket(&p.id, generator.generate().as_str(), Utc::now());
+        let t = ticket(&p.id, generator.generate().as_str(), now_millis());
         store.create_ticket(&t).await.unwrap();
         tickets.push(t);
     }

@@ -1,0 +1,899 @@
+//! The ScyllaDB (CQL) store, for deployments that outgrow one machine. Any CQL cluster that
+//! speaks protocol v4 works; the tests run it against Apache Cassandra 5.0.
+//!
+//! Statements are prepared once at connect time, every read is paged, and lightweight
+//! transactions are used only to claim identifiers at creation (a ticket's slug, a project's
+//! id), never on the message path. Message inserts are idempotent (the id is the key), so the
+//! driver may retry them. Read cursors are written `USING TIMESTAMP` of the message read, so the
+//! newest cursor wins without a read or a transaction. A node that is down or slow becomes
+//! [`StoreError::Unavailable`] within the request timeout, which the HTTP front turns into 503.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, Utc};
+use fleety_actors::domain::{
+    Description, Message, MessageBody, Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
+    TicketSource, TicketStatus, Title,
+};
+use fleety_actors::store::{
+    MessageRange, Store, StoreError, StoreResult, TicketCursor, TicketPage, TicketQuery,
+    TicketWrite,
+};
+use fleety_actors::MessageId;
+use futures_util::TryStreamExt;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::ExecutionError;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Consistency;
+use scylla::value::{CqlTimeuuid, CqlValue, Row};
+
+use crate::config::Settings;
+
+/// The migrations compiled into the binary, applied in order by [`migrate`].
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "0001_init", include_str!("../../cql/0001_init.cql"))];
+
+/// How long one statement may take before the store reports the cluster unavailable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rows per page of a paged read.
+const PAGE_SIZE: i32 = 500;
+
+/// Connection settings, from `FLEETY_SCYLLA_*`.
+#[derive(Debug, Clone)]
+pub struct ScyllaConfig {
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    pub consistency: Consistency,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub replication: String,
+}
+
+impl ScyllaConfig {
+    pub fn from_settings(s: &Settings) -> Result<Self, String> {
+        let nodes: Vec<String> = s
+            .scylla_nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(String::from)
+            .collect();
+        if nodes.is_empty() {
+            return Err("configuration error in scylla_nodes (FLEETY_SCYLLA_NODES): list at least one host:port".into());
+        }
+        Ok(Self {
+            nodes,
+            keyspace: parse_keyspace(&s.scylla_keyspace)?,
+            consistency: parse_consistency(&s.scylla_consistency)?,
+            username: (!s.scylla_username.is_empty()).then(|| s.scylla_username.clone()),
+            password: (!s.scylla_password.is_empty())
+                .then(|| s.scylla_password.expose().to_owned()),
+            replication: replication_map(&s.scylla_replication)?,
+        })
+    }
+}
+
+/// Keyspace names are spliced into statements, so only plain identifiers are accepted.
+pub fn parse_keyspace(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 48
+        && raw.starts_with(|c: char| c.is_ascii_alphabetic())
+        && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(raw.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "configuration error in scylla_keyspace (FLEETY_SCYLLA_KEYSPACE): {raw:?} must be 1-48 letters, digits or '_', starting with a letter"
+        ))
+    }
+}
+
+pub fn parse_consistency(raw: &str) -> Result<Consistency, String> {
+    Ok(match raw.to_ascii_uppercase().as_str() {
+        "ONE" => Consistency::One,
+        "TWO" => Consistency::Two,
+        "THREE" => Consistency::Three,
+        "QUORUM" => Consistency::Quorum,
+        "ALL" => Consistency::All,
+        "LOCAL_QUORUM" => Consistency::LocalQuorum,
+        "EACH_QUORUM" => Consistency::EachQuorum,
+        "LOCAL_ONE" => Consistency::LocalOne,
+        _ => {
+            return Err(format!(
+                "configuration error in scylla_consistency (FLEETY_SCYLLA_CONSISTENCY): {raw:?} is not one of ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, EACH_QUORUM, LOCAL_ONE"
+            ))
+        }
+    })
+}
+
+/// `3` → every data centre gets 3 replicas; `dc1:3,dc2:2` → per data centre. Always
+/// NetworkTopologyStrategy, which both ScyllaDB and Cassandra accept.
+pub fn replication_map(raw: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "configuration error in scylla_replication (FLEETY_SCYLLA_REPLICATION): {raw:?} must be a replica count like 3, or data centres like dc1:3,dc2:3"
+        )
+    };
+    let raw = raw.trim();
+    if let Ok(n) = raw.parse::<u8>() {
+        if n == 0 {
+            return Err(bad());
+        }
+        return Ok(format!(
+            "{{'class': 'NetworkTopologyStrategy', 'replication_factor': {n}}}"
+        ));
+    }
+    let mut parts = Vec::new();
+    for entry in raw.split(',') {
+        let (dc, n) = entry.trim().split_once(':').ok_or_else(bad)?;
+        let dc = dc.trim();
+        let n: u8 = n.trim().parse().map_err(|_| bad())?;
+        let dc_ok = !dc.is_empty()
+            && dc
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !dc_ok || n == 0 {
+            return Err(bad());
+        }
+        parts.push(format!("'{dc}': {n}"));
+    }
+    Ok(format!(
+        "{{'class': 'NetworkTopologyStrategy', {}}}",
+        parts.join(", ")
+    ))
+}
+
+/// Connects to the cluster.
+pub async fn connect(config: &ScyllaConfig) -> anyhow::Result<Session> {
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&config.nodes)
+        .connection_timeout(Duration::from_secs(5));
+    if let (Some(user), Some(password)) = (&config.username, &config.password) {
+        builder = builder.user(user, password);
+    }
+    builder.build().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to the CQL cluster at {}: {e}",
+            config.nodes.join(",")
+        )
+    })
+}
+
+/// Creates the keyspace if it is missing and applies every migration not yet recorded in
+/// `schema_migrations`. Returns the names of the migrations it applied.
+pub async fn migrate(session: &Session, config: &ScyllaConfig) -> anyhow::Result<Vec<String>> {
+    let ks = &config.keyspace;
+    let ddl = |cql: String| async move {
+        session
+            .query_unpaged(cql.clone(), ())
+            .await
+            .map_err(|e| anyhow::anyhow!("migration statement failed: {e}\n{cql}"))?;
+        session
+            .await_schema_agreement()
+            .await
+            .map_err(|e| anyhow::anyhow!("the cluster did not agree on the schema: {e}"))?;
+        Ok::<_, anyhow::Error>(())
+    };
+    ddl(format!(
+        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {}",
+        config.replication
+    ))
+    .await?;
+    ddl(format!(
+        "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (version int PRIMARY KEY, name text, applied_at timestamp)"
+    ))
+    .await?;
+    let applied: Vec<i32> = session
+        .query_iter(format!("SELECT version FROM {ks}.schema_migrations"), ())
+        .await?
+        .rows_stream::<(i32,)>()?
+        .map_ok(|(v,)| v)
+        .try_collect()
+        .await?;
+    let mut done = Vec::new();
+    for (version, name, body) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        for statement in statements(body) {
+            ddl(statement.replace("{keyspace}", ks)).await?;
+        }
+        session
+            .query_unpaged(
+                format!("INSERT INTO {ks}.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"),
+                (*version, *name, Utc::now()),
+            )
+            .await?;
+        tracing::info!(migration = name, keyspace = %ks, "applied CQL migration");
+        done.push((*name).to_owned());
+    }
+    Ok(done)
+}
+
+/// Splits a migration file into statements: `;`-terminated, `--` comments dropped.
+fn statements(body: &str) -> Vec<String> {
+    let without_comments: String = body
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Every statement the store runs, prepared once.
+struct Statements {
+    insert_project: PreparedStatement,
+    upsert_project: PreparedStatement,
+    select_project: PreparedStatement,
+    select_projects: PreparedStatement,
+    insert_ticket: PreparedStatement,
+    upsert_ticket: PreparedStatement,
+    select_ticket: PreparedStatement,
+    upsert_by_time: PreparedStatement,
+    insert_bucket: PreparedStatement,
+    select_buckets: PreparedStatement,
+    select_by_time: PreparedStatement,
+    select_by_time_after: PreparedStatement,
+    insert_message: PreparedStatement,
+    select_messages_asc: PreparedStatement,
+    select_messages_desc: PreparedStatement,
+    upsert_cursor: PreparedStatement,
+    select_cursors: PreparedStatement,
+}
+
+pub struct ScyllaStore {
+    session: Arc<Session>,
+    st: Statements,
+}
+
+impl ScyllaStore {
+    /// Connects, optionally migrates, and prepares every statement.
+    pub async fn open(config: &ScyllaConfig, auto_migrate: bool) -> anyhow::Result<Self> {
+        let session = connect(config).await?;
+        if auto_migrate {
+            migrate(&session, config).await?;
+        }
+        let ks = &config.keyspace;
+        let prepare = |cql: String, idempotent: bool| {
+            let session = &session;
+            async move {
+                let mut p = session.prepare(cql.clone()).await.map_err(|e| {
+                    anyhow::anyhow!("cannot prepare a statement (is the schema migrated? run `fleety migrate`): {e}\n{cql}")
+                })?;
+                p.set_consistency(config.consistency);
+                p.set_is_idempotent(idempotent);
+                p.set_request_timeout(Some(REQUEST_TIMEOUT));
+                p.set_page_size(PAGE_SIZE);
+                Ok::<_, anyhow::Error>(p)
+            }
+        };
+        const PROJECT_COLS: &str = "project_id, name, allowed_origins, admin_key_hash, created_at";
+        const TICKET_COLS: &str =
+            "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at";
+        let st = Statements {
+            insert_project: prepare(format!("INSERT INTO {ks}.projects ({PROJECT_COLS}) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
+            upsert_project: prepare(format!("INSERT INTO {ks}.projects ({PROJECT_COLS}) VALUES (?, ?, ?, ?, ?)"), true).await?,
+            select_project: prepare(format!("SELECT {PROJECT_COLS} FROM {ks}.projects WHERE project_id = ?"), true).await?,
+            select_projects: prepare(format!("SELECT {PROJECT_COLS} FROM {ks}.projects"), true).await?,
+            insert_ticket: prepare(format!("INSERT INTO {ks}.tickets ({TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
+            upsert_ticket: prepare(format!("INSERT INTO {ks}.tickets ({TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), true).await?,
+            select_ticket: prepare(format!("SELECT {TICKET_COLS} FROM {ks}.tickets WHERE project_id = ? AND slug = ?"), true).await?,
+            upsert_by_time: prepare(format!("INSERT INTO {ks}.tickets_by_time (project_id, bucket, created_at, slug, status) VALUES (?, ?, ?, ?, ?)"), true).await?,
+            insert_bucket: prepare(format!("INSERT INTO {ks}.ticket_buckets (project_id, bucket) VALUES (?, ?)"), true).await?,
+            select_buckets: prepare(format!("SELECT bucket FROM {ks}.ticket_buckets WHERE project_id = ? AND bucket <= ?"), true).await?,
+            select_by_time: prepare(format!("SELECT created_at, slug, status FROM {ks}.tickets_by_time WHERE project_id = ? AND bucket = ?"), true).await?,
+            select_by_time_after: prepare(format!("SELECT created_at, slug, status FROM {ks}.tickets_by_time WHERE project_id = ? AND bucket = ? AND (created_at, slug) < (?, ?)"), true).await?,
+            insert_message: prepare(format!("INSERT INTO {ks}.messages (project_id, slug, message_id, author, content) VALUES (?, ?, ?, ?, ?)"), true).await?,
+            select_messages_asc: prepare(format!("SELECT message_id, author, content FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? LIMIT ?"), true).await?,
+            select_messages_desc: prepare(format!("SELECT message_id, author, content FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"), true).await?,
+            upsert_cursor: prepare(format!("INSERT INTO {ks}.read_cursors (project_id, slug, reader, up_to) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
+            select_cursors: prepare(format!("SELECT reader, up_to FROM {ks}.read_cursors WHERE project_id = ? AND slug = ?"), true).await?,
+        };
+        Ok(Self {
+            session: Arc::new(session),
+            st,
+        })
+    }
+
+    /// Runs an `INSERT ... IF NOT EXISTS` and says whether it applied. ScyllaDB returns
+    /// `[applied]` with every column, Cassandra only `[applied]`: read it by name.
+    async fn claim(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> StoreResult<bool> {
+        let result = self
+            .session
+            .execute_unpaged(st, values)
+            .await
+            .map_err(execution)?;
+        let rows = result.into_rows_result().map_err(internal)?;
+        let column = rows
+            .column_specs()
+            .iter()
+            .position(|c| c.name() == "[applied]")
+            .ok_or_else(|| StoreError::Internal("LWT result has no [applied] column".into()))?;
+        let row: Row = rows
+            .maybe_first_row::<Row>()
+            .map_err(internal)?
+            .ok_or_else(|| StoreError::Internal("LWT result has no row".into()))?;
+        Ok(matches!(
+            row.columns.get(column),
+            Some(Some(CqlValue::Boolean(true)))
+        ))
+    }
+
+    async fn ticket_writes(&self, ticket: &Ticket) -> StoreResult<()> {
+        let t = ticket;
+        self.session
+            .execute_unpaged(&self.st.upsert_ticket, ticket_values(t))
+            .await
+            .map_err(execution)?;
+        self.session
+            .execute_unpaged(
+                &self.st.upsert_by_time,
+                (
+                    t.project_id.as_str(),
+                    bucket(t.created_at),
+                    t.created_at,
+                    t.slug.as_str(),
+                    t.status.as_str(),
+                ),
+            )
+            .await
+            .map_err(execution)?;
+        Ok(())
+    }
+
+    async fn insert_message(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        m: &Message,
+    ) -> StoreResult<()> {
+        self.session
+            .execute_unpaged(
+                &self.st.insert_message,
+                (
+                    project.as_str(),
+                    slug.as_str(),
+                    CqlTimeuuid::from(m.id.as_uuid()),
+                    m.author.as_str(),
+                    m.content.as_str(),
+                ),
+            )
+            .await
+            .map_err(execution)?;
+        Ok(())
+    }
+
+    async fn upsert_cursor(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        reader: Participant,
+        up_to: MessageId,
+    ) -> StoreResult<()> {
+        // The write's own timestamp is the message's: the newest cursor wins by itself.
+        let micros = up_to.timestamp().timestamp_micros();
+        self.session
+            .execute_unpaged(
+                &self.st.upsert_cursor,
+                (
+                    project.as_str(),
+                    slug.as_str(),
+                    reader.as_str(),
+                    CqlTimeuuid::from(up_to.as_uuid()),
+                    micros,
+                ),
+            )
+            .await
+            .map_err(execution)?;
+        Ok(())
+    }
+}
+
+type TicketRow = (
+    String,
+    String,
+    uuid::Uuid,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+#[allow(clippy::type_complexity)]
+fn ticket_values(
+    t: &Ticket,
+) -> (
+    &str,
+    &str,
+    uuid::Uuid,
+    &str,
+    &str,
+    &str,
+    &str,
+    Option<&str>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+) {
+    (
+        t.project_id.as_str(),
+        t.slug.as_str(),
+        t.id,
+        t.title.as_str(),
+        t.description.as_str(),
+        t.status.as_str(),
+        source_name(t.source),
+        t.session_id.as_deref(),
+        t.created_at,
+        t.updated_at,
+    )
+}
+
+fn source_name(s: TicketSource) -> &'static str {
+    match s {
+        TicketSource::Api => "api",
+        TicketSource::Chat => "chat",
+    }
+}
+
+fn ticket_from_row(r: TicketRow) -> StoreResult<Ticket> {
+    let corrupt = |what: &str| StoreError::Internal(format!("corrupt ticket row: {what}"));
+    Ok(Ticket {
+        project_id: ProjectId::parse(&r.0).map_err(|_| corrupt("project_id"))?,
+        slug: Slug::parse(&r.1).map_err(|_| corrupt("slug"))?,
+        id: r.2,
+        title: Title::parse(&r.3).map_err(|_| corrupt("title"))?,
+        description: Description::parse(r.4.as_deref().unwrap_or(""))
+            .map_err(|_| corrupt("description"))?,
+        status: TicketStatus::parse(&r.5).map_err(|_| corrupt("status"))?,
+        source: match r.6.as_str() {
+            "chat" => TicketSource::Chat,
+            _ => TicketSource::Api,
+        },
+        session_id: r.7,
+        created_at: r.8,
+        updated_at: r.9,
+    })
+}
+
+type ProjectRow = (
+    String,
+    Option<String>,
+    Option<Vec<String>>,
+    Option<String>,
+    DateTime<Utc>,
+);
+
+fn project_from_row(r: ProjectRow) -> StoreResult<Project> {
+    Ok(Project {
+        id: ProjectId::parse(&r.0)
+            .map_err(|_| StoreError::Internal("corrupt project id".into()))?,
+        name: r.1.unwrap_or_default(),
+        allowed_origins: r.2.unwrap_or_default(),
+        admin_key_hash: r.3.unwrap_or_default(),
+        created_at: r.4,
+    })
+}
+
+fn message_from_row((id, author, content): (CqlTimeuuid, String, String)) -> StoreResult<Message> {
+    let corrupt = |what: &str| StoreError::Internal(format!("corrupt message row: {what}"));
+    let id = MessageId::from_uuid(id.into()).ok_or_else(|| corrupt("id"))?;
+    Ok(Message {
+        id,
+        author: Participant::parse(&author).map_err(|_| corrupt("author"))?,
+        content: MessageBody::parse(&content).map_err(|_| corrupt("content"))?,
+        timestamp: id.timestamp(),
+    })
+}
+
+/// The month a ticket is listed under: `YYYY-MM`, which sorts like time.
+fn bucket(t: DateTime<Utc>) -> String {
+    format!("{:04}-{:02}", t.year(), t.month())
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+/// A statement that could not run: the cluster is down, overloaded or slow (retry later),
+/// unless the statement itself was wrong.
+fn execution(e: ExecutionError) -> StoreError {
+    match e {
+        ExecutionError::BadQuery(_)
+        | ExecutionError::PrepareError(_)
+        | ExecutionError::UseKeyspaceError(_) => StoreError::Internal(e.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn paging(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+#[async_trait]
+impl Store for ScyllaStore {
+    fn backend(&self) -> &'static str {
+        "scylla"
+    }
+
+    async fn create_project(&self, p: &Project) -> StoreResult<()> {
+        let values = (
+            p.id.as_str(),
+            p.name.as_str(),
+            &p.allowed_origins,
+            p.admin_key_hash.as_str(),
+            p.created_at,
+        );
+        if self.claim(&self.st.insert_project, values).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
+        let result = self
+            .session
+            .execute_unpaged(&self.st.select_project, (id.as_str(),))
+            .await
+            .map_err(execution)?;
+        let rows = result.into_rows_result().map_err(internal)?;
+        rows.maybe_first_row::<ProjectRow>()
+            .map_err(internal)?
+            .map(project_from_row)
+            .transpose()
+    }
+
+    async fn update_project(&self, p: &Project) -> StoreResult<()> {
+        if self.get_project(&p.id).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let values = (
+            p.id.as_str(),
+            p.name.as_str(),
+            &p.allowed_origins,
+            p.admin_key_hash.as_str(),
+            p.created_at,
+        );
+        self.session
+            .execute_unpaged(&self.st.upsert_project, values)
+            .await
+            .map_err(execution)?;
+        Ok(())
+    }
+
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        let rows = self
+            .session
+            .execute_iter(self.st.select_projects.clone(), ())
+            .await
+            .map_err(paging)?
+            .rows_stream::<ProjectRow>()
+            .map_err(internal)?;
+        let rows: Vec<ProjectRow> = rows.try_collect().await.map_err(paging)?;
+        rows.into_iter().map(project_from_row).collect()
+    }
+
+    async fn create_ticket(&self, t: &Ticket) -> StoreResult<()> {
+        if !self.claim(&self.st.insert_ticket, ticket_values(t)).await? {
+            return Err(StoreError::Conflict);
+        }
+        let b = bucket(t.created_at);
+        let (by_time, bucket_row) = tokio::join!(
+            self.session.execute_unpaged(
+                &self.st.upsert_by_time,
+                (
+                    t.project_id.as_str(),
+                    b.as_str(),
+                    t.created_at,
+                    t.slug.as_str(),
+                    t.status.as_str()
+                ),
+            ),
+            self.session
+                .execute_unpaged(&self.st.insert_bucket, (t.project_id.as_str(), b.as_str())),
+        );
+        by_time.map_err(execution)?;
+        bucket_row.map_err(execution)?;
+        Ok(())
+    }
+
+    async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>> {
+        let result = self
+            .session
+            .execute_unpaged(&self.st.select_ticket, (project.as_str(), slug.as_str()))
+            .await
+            .map_err(execution)?;
+        let rows = result.into_rows_result().map_err(internal)?;
+        rows.maybe_first_row::<TicketRow>()
+            .map_err(internal)?
+            .map(ticket_from_row)
+            .transpose()
+    }
+
+    async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
+        // A CQL INSERT would create a missing ticket: check first. The ticket's actor is its
+        // only writer, so nothing can slip in between.
+        if self
+            .get_ticket(&ticket.project_id, &ticket.slug)
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::NotFound);
+        }
+        self.ticket_writes(ticket).await
+    }
+
+    async fn list_tickets(
+        &self,
+        project: &ProjectId,
+        query: &TicketQuery,
+    ) -> StoreResult<TicketPage> {
+        let limit = query.limit.clamp(1, 100);
+        let start_bucket = query
+            .after
+            .as_ref()
+            .map(|c| bucket(c.created_at))
+            .unwrap_or_else(|| "9999-12".into());
+        let buckets: Vec<(String,)> = self
+            .session
+            .execute_iter(
+                self.st.select_buckets.clone(),
+                (project.as_str(), start_bucket.as_str()),
+            )
+            .await
+            .map_err(paging)?
+            .rows_stream::<(String,)>()
+            .map_err(internal)?
+            .try_collect()
+            .await
+            .map_err(paging)?;
+        let mut out: Vec<Ticket> = Vec::with_capacity(limit + 1);
+        'buckets: for (b,) in buckets {
+            let pager = match &query.after {
+                Some(c) if bucket(c.created_at) == b => {
+                    self.session
+                        .execute_iter(
+                            self.st.select_by_time_after.clone(),
+                            (project.as_str(), b.as_str(), c.created_at, c.slug.as_str()),
+                        )
+                        .await
+                }
+                _ => {
+                    self.session
+                        .execute_iter(
+                            self.st.select_by_time.clone(),
+                            (project.as_str(), b.as_str()),
+                        )
+                        .await
+                }
+            };
+            let mut rows = pager
+                .map_err(paging)?
+                .rows_stream::<(DateTime<Utc>, String, String)>()
+                .map_err(internal)?;
+            while let Some((_, slug, status)) = rows.try_next().await.map_err(paging)? {
+                if query.status.is_some_and(|s| s.as_str() != status) {
+                    continue;
+                }
+                let Ok(slug) = Slug::parse(&slug) else {
+                    continue;
+                };
+                if let Some(t) = self.get_ticket(project, &slug).await? {
+                    out.push(t);
+                }
+                if out.len() > limit {
+                    break 'buckets;
+                }
+            }
+        }
+        let next = if out.len() > limit {
+            out.truncate(limit);
+            out.last().map(|t| TicketCursor {
+                created_at: t.created_at,
+                slug: t.slug.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(TicketPage { tickets: out, next })
+    }
+
+    async fn append_message(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        message: &Message,
+    ) -> StoreResult<()> {
+        self.insert_message(project, slug, message).await
+    }
+
+    async fn list_messages(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        range: MessageRange,
+    ) -> StoreResult<Vec<Message>> {
+        if range.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = range.after.unwrap_or(MessageId::MIN);
+        let before = range.before.unwrap_or(MessageId::MAX);
+        let st = if range.newest {
+            &self.st.select_messages_desc
+        } else {
+            &self.st.select_messages_asc
+        };
+        let limit = i32::try_from(range.limit).unwrap_or(i32::MAX);
+        let values = (
+            project.as_str(),
+            slug.as_str(),
+            CqlTimeuuid::from(after.as_uuid()),
+            CqlTimeuuid::from(before.as_uuid()),
+            limit,
+        );
+        let rows: Vec<(CqlTimeuuid, String, String)> = self
+            .session
+            .execute_iter(st.clone(), values)
+            .await
+            .map_err(paging)?
+            .rows_stream::<(CqlTimeuuid, String, String)>()
+            .map_err(internal)?
+            .try_collect()
+            .await
+            .map_err(paging)?;
+        let mut out = rows
+            .into_iter()
+            .map(message_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        if range.newest {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    async fn set_read_cursor(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        reader: Participant,
+        up_to: MessageId,
+    ) -> StoreResult<()> {
+        self.upsert_cursor(project, slug, reader, up_to).await
+    }
+
+    async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>> {
+        let rows: Vec<(String, CqlTimeuuid)> = self
+            .session
+            .execute_iter(
+                self.st.select_cursors.clone(),
+                (project.as_str(), slug.as_str()),
+            )
+            .await
+            .map_err(paging)?
+            .rows_stream::<(String, CqlTimeuuid)>()
+            .map_err(internal)?
+            .try_collect()
+            .await
+            .map_err(paging)?;
+        rows.into_iter()
+            .map(|(reader, id)| {
+                Ok(ReadCursor {
+                    reader: Participant::parse(&reader)
+                        .map_err(|_| StoreError::Internal("corrupt cursor reader".into()))?,
+                    up_to: MessageId::from_uuid(id.into())
+                        .ok_or_else(|| StoreError::Internal("corrupt cursor id".into()))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Messages and cursors of a batch are independent rows and go out concurrently; ticket
+    /// updates follow, in order. Everything is idempotent, so a failed batch may be retried.
+    async fn apply(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        writes: &[TicketWrite],
+    ) -> StoreResult<()> {
+        let rows = writes.iter().filter_map(|w| match w {
+            TicketWrite::Message(m) => Some(futures_util::future::Either::Left(
+                self.insert_message(project, slug, m),
+            )),
+            TicketWrite::ReadCursor { reader, up_to } => Some(futures_util::future::Either::Right(
+                self.upsert_cursor(project, slug, *reader, *up_to),
+            )),
+            TicketWrite::Ticket(_) => None,
+        });
+        for result in futures_util::future::join_all(rows).await {
+            result?;
+        }
+        for w in writes {
+            if let TicketWrite::Ticket(t) = w {
+                self.update_ticket(t).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every acknowledged write is already on the replicas the consistency level asked for.
+    async fn flush(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_cql_is_an_embedded_migration_in_order() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cql");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".cql"))
+            .collect();
+        files.sort();
+        let embedded: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|(_, name, _)| format!("{name}.cql"))
+            .collect();
+        assert_eq!(files, embedded);
+        for (i, (version, name, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version as usize, i + 1);
+            assert!(name.starts_with(&format!("{version:04}_")));
+        }
+    }
+
+    #[test]
+    fn migration_files_split_into_statements_without_comments() {
+        let s = statements(MIGRATIONS[0].2);
+        assert!(s.len() >= 6);
+        assert!(s
+            .iter()
+            .all(|st| st.starts_with("CREATE TABLE IF NOT EXISTS {keyspace}.")));
+    }
+
+    #[test]
+    fn replication_and_consistency_settings_are_checked() {
+        assert_eq!(
+            replication_map("3").unwrap(),
+            "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}"
+        );
+        assert_eq!(
+            replication_map("dc1:3, dc2:2").unwrap(),
+            "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
+        );
+        assert!(replication_map("0").is_err());
+        assert!(replication_map("dc1:3'; DROP").is_err());
+        assert!(matches!(
+            parse_consistency("local_quorum"),
+            Ok(Consistency::LocalQuorum)
+        ));
+        assert!(parse_consistency("most").is_err());
+        assert!(parse_keyspace("fleety").is_ok());
+        assert!(parse_keyspace("fleety; DROP").is_err());
+    }
+
+    #[test]
+    fn buckets_are_months_that_sort_like_time() {
+        let a = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        assert_eq!(bucket(a), "2023-11");
+        assert!(bucket(a) < bucket(a + chrono::Duration::days(40)));
+    }
+}
