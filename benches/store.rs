@@ -1,25 +1,54 @@
-//! Durable message appends through the embedded store, by number of concurrent writers.
+//! Durable message appends through each store, by number of concurrent writers.
 //!
-//! Every append is acknowledged only once it is on disk, so with one writer the rate is one
-//! fsync per message; with many, group commit shares each fsync among all waiting writers.
-//! Run: `cargo bench --bench store`.
+//! Every append is acknowledged only once it is durable. On the embedded store one writer pays
+//! one fsync per message, and many writers share each fsync through group commit. On the CQL
+//! store each append is one prepared INSERT at LOCAL_QUORUM.
+//! Run: `cargo bench --bench store` (embedded), with `FLEETY_TEST_CQL=host:port` also CQL.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fleety::store::embedded::EmbeddedStore;
+use fleety::store::scylla::{ScyllaConfig, ScyllaStore};
 use fleety_actors::domain::*;
 use fleety_actors::store::Store;
 use fleety_actors::MessageId;
 
+fn open(rt: &tokio::runtime::Runtime, backend: &str, dir: &std::path::Path) -> Arc<dyn Store> {
+    if backend == "embedded" {
+        return Arc::new(EmbeddedStore::open(dir).expect("open store"));
+    }
+    rt.block_on(async {
+        let node = std::env::var("FLEETY_TEST_CQL").expect("FLEETY_TEST_CQL");
+        let config = ScyllaConfig {
+            nodes: vec![node],
+            keyspace: format!("fleety_bench_{}", std::process::id()),
+            consistency: scylla::statement::Consistency::LocalQuorum,
+            username: None,
+            password: None,
+            replication: "{'class': 'NetworkTopologyStrategy', 'replication_factor': 1}".into(),
+        };
+        let session = fleety::store::scylla::connect(&config)
+            .await
+            .expect("connect");
+        fleety::store::scylla::migrate(&session, &config)
+            .await
+            .expect("migrate");
+        Arc::new(
+            ScyllaStore::open(&config, false)
+                .await
+                .expect("open CQL store"),
+        ) as Arc<dyn Store>
+    })
+}
+
 fn setup(
     rt: &tokio::runtime::Runtime,
-    dir: &std::path::Path,
+    store: Arc<dyn Store>,
     tickets: usize,
 ) -> (Arc<dyn Store>, ProjectId, Vec<Slug>) {
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir).expect("open store"));
-    let project = ProjectId::parse("bench").unwrap();
+    let project = ProjectId::parse(&format!("bench_{}", uuid::Uuid::new_v4().simple())).unwrap();
     let slugs: Vec<Slug> = (0..tickets)
         .map(|i| Slug::parse(&format!("bench-ticket-{:03}", i % 1000)).unwrap())
         .collect();
@@ -30,12 +59,12 @@ fn setup(
                 name: "bench".into(),
                 allowed_origins: vec![],
                 admin_key_hash: String::new(),
-                created_at: Utc::now(),
+                created_at: fleety_actors::clock::now_millis(),
             })
             .await
             .unwrap();
         for slug in &slugs {
-            let now = Utc::now();
+            let now = fleety_actors::clock::now_millis();
             store
                 .create_ticket(&Ticket {
                     id: uuid::Uuid::new_v4(),
@@ -62,36 +91,43 @@ fn appends(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let mut group = c.benchmark_group("embedded_append_durable");
-    group.sample_size(10);
-    for writers in [1usize, 16, 128] {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, project, slugs) = setup(&rt, dir.path(), writers);
-        let content = MessageBody::parse(&"x".repeat(200)).unwrap();
-        group.throughput(Throughput::Elements(writers as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(writers), &writers, |b, _| {
-            b.to_async(&rt).iter(|| {
-                let writes = slugs.iter().map(|slug| {
-                    let id = MessageId::next(None, Utc::now());
-                    let message = Message {
-                        id,
-                        author: Participant::User,
-                        content: content.clone(),
-                        timestamp: id.timestamp(),
-                    };
-                    let (store, project, slug) = (store.clone(), project.clone(), slug.clone());
-                    async move {
-                        store
-                            .append_message(&project, &slug, &message)
-                            .await
-                            .unwrap()
-                    }
-                });
-                futures_util::future::join_all(writes)
-            });
-        });
+    let mut backends = vec!["embedded"];
+    if std::env::var("FLEETY_TEST_CQL").is_ok() {
+        backends.push("cql");
     }
-    group.finish();
+    for backend in backends {
+        let mut group = c.benchmark_group(format!("{backend}_append_durable"));
+        group.sample_size(10);
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(&rt, backend, dir.path());
+        for writers in [1usize, 16, 128] {
+            let (store, project, slugs) = setup(&rt, opened.clone(), writers);
+            let content = MessageBody::parse(&"x".repeat(200)).unwrap();
+            group.throughput(Throughput::Elements(writers as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(writers), &writers, |b, _| {
+                b.to_async(&rt).iter(|| {
+                    let writes = slugs.iter().map(|slug| {
+                        let id = MessageId::next(None, Utc::now());
+                        let message = Message {
+                            id,
+                            author: Participant::User,
+                            content: content.clone(),
+                            timestamp: id.timestamp(),
+                        };
+                        let (store, project, slug) = (store.clone(), project.clone(), slug.clone());
+                        async move {
+                            store
+                                .append_message(&project, &slug, &message)
+                                .await
+                                .unwrap()
+                        }
+                    });
+                    futures_util::future::join_all(writes)
+                });
+            });
+        }
+        group.finish();
+    }
 }
 
 criterion_group!(benches, appends);

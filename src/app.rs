@@ -103,7 +103,9 @@ impl Application {
     /// Creates the demo project unless it exists; its admin key is kept in the data directory
     /// (readable by the owner only) so it can be printed on every start.
     pub async fn ensure_demo(&self) -> anyhow::Result<Demo> {
-        let id = ProjectId::parse("demo").map_err(|e| anyhow::anyhow!(e))?;
+        let id = ProjectId::parse(&self.ctx.settings.demo_project_id).map_err(|e| {
+            anyhow::anyhow!("configuration error in demo_project_id (FLEETY_DEMO_PROJECT_ID): {e}")
+        })?;
         let key_file = self.ctx.settings.data_dir.join("demo-admin-key");
         if self.ctx.projects.get(&id).await?.is_some() {
             let admin_key = std::fs::read_to_string(&key_file)

@@ -91,6 +91,8 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
     /// Create the demo project on first start.
     pub demo: bool,
+    /// The id the demo project gets.
+    pub demo_project_id: String,
     /// CQL contact points, comma-separated `host:port`.
     pub scylla_nodes: String,
     pub scylla_keyspace: String,
@@ -127,6 +129,7 @@ impl Default for Settings {
             ticket_idle_secs: 120,
             shutdown_grace_secs: 10,
             demo: true,
+            demo_project_id: "demo".into(),
             scylla_nodes: "127.0.0.1:9042".into(),
             scylla_keyspace: "fleety".into(),
             scylla_consistency: "LOCAL_QUORUM".into(),

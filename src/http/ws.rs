@@ -185,7 +185,7 @@ async fn relay_ticket(
                 None => {
                     // The ticket's actor stopped (it failed and is being restarted): join the
                     // new one and replay what this socket has not seen yet.
-                    match resubscribe(&ctx, &key, last_seen).await {
+                    match resubscribe(&ctx, &key, last_seen.unwrap_or(MessageId::MIN)).await {
                         Some(next) => {
                             events = next.events;
                             cut_off = next.cut_off;
@@ -269,7 +269,10 @@ async fn send_replay(
     true
 }
 
-async fn resubscribe(ctx: &Ctx, key: &TicketKey, since: Option<MessageId>) -> Option<Subscription> {
+/// Joins the ticket's new actor, replaying everything after `since`. A socket that has seen no
+/// message passes [`MessageId::MIN`]: it must get every message, not none.
+async fn resubscribe(ctx: &Ctx, key: &TicketKey, since: MessageId) -> Option<Subscription> {
+    let since = Some(since);
     for attempt in 0..5u32 {
         // Give the supervisor a moment to bring the ticket back.
         tokio::time::sleep(Duration::from_millis(50 * (1 << attempt))).await;

@@ -73,7 +73,7 @@ async fn agents_read_and_update_project_settings() {
         .json()
         .await
         .unwrap();
-    assert_eq!(settings["project_id"], "demo");
+    assert_eq!(settings["project_id"], app.project.as_str());
     assert!(settings["allowed_origins"]
         .as_array()
         .unwrap()

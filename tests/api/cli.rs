@@ -6,6 +6,10 @@ use serde_json::Value;
 
 fn fleety(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleety"));
+    // The binary refuses unknown FLEETY_* settings; give it none of the test run's own.
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("FLEETY_")) {
+        cmd.env_remove(name);
+    }
     cmd.env("FLEETY_DATA_DIR", dir)
         .env("FLEETY_LOG", "error")
         .env_remove("FLEETY_STORAGE");

@@ -27,6 +27,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub ctx: Arc<Ctx>,
     pub dir: Arc<tempfile::TempDir>,
+    pub keyspace: String,
+    /// The demo project's real id. Tests address it as `demo`; the helpers map that for them.
+    pub project: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -35,6 +38,33 @@ pub struct Options {
     pub settings: Settings,
     pub clock: Arc<dyn Clock>,
     pub dir: Option<Arc<tempfile::TempDir>>,
+    /// With the CQL backend: the keyspace to use (this run's shared one when `None`).
+    pub keyspace: Option<String>,
+    /// The demo project's id (a fresh one per server on the shared CQL keyspace when `None`).
+    pub project: Option<String>,
+}
+
+/// What a restarted server needs to find the same data.
+pub struct Restart {
+    pub dir: Arc<tempfile::TempDir>,
+    pub keyspace: String,
+    pub project: String,
+}
+
+impl Restart {
+    pub fn options(self) -> Options {
+        Options {
+            dir: Some(self.dir),
+            keyspace: Some(self.keyspace),
+            project: Some(self.project),
+            ..Options::default()
+        }
+    }
+}
+
+/// Which store the API tests run on: `FLEETY_TEST_BACKEND=cql` runs them on the CQL node.
+pub fn cql_backend() -> bool {
+    std::env::var("FLEETY_TEST_BACKEND").is_ok_and(|b| b == "cql")
 }
 
 impl Default for Options {
@@ -51,6 +81,8 @@ impl Default for Options {
             settings,
             clock: Arc::new(SystemClock),
             dir: None,
+            keyspace: None,
+            project: None,
         }
     }
 }
@@ -84,7 +116,24 @@ pub async fn spawn_with(options: Options) -> TestApp {
         .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
     let mut settings = options.settings;
     settings.data_dir = dir.path().to_path_buf();
-    let store: Arc<dyn Store> = Arc::new(open_store(dir.path()).await);
+    // On CQL, all servers of a run share one keyspace (a keyspace per server would exhaust a
+    // small test node), and each gets its own demo project instead.
+    let keyspace = options
+        .keyspace
+        .unwrap_or_else(|| format!("fleety_api_{}", std::process::id()));
+    let project = options.project.unwrap_or_else(|| {
+        if cql_backend() {
+            format!("demo_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+        } else {
+            "demo".to_owned()
+        }
+    });
+    settings.demo_project_id = project.clone();
+    let store: Arc<dyn Store> = if cql_backend() {
+        Arc::new(crate::support_cql::store(&keyspace).await)
+    } else {
+        Arc::new(open_store(dir.path()).await)
+    };
     let app = Application::build_with(settings, store, options.clock)
         .await
         .expect("build app");
@@ -109,6 +158,8 @@ pub async fn spawn_with(options: Options) -> TestApp {
             .unwrap(),
         ctx,
         dir,
+        keyspace,
+        project,
         stop: Some(stop),
         task: Some(task),
     }
@@ -131,8 +182,9 @@ async fn open_store(dir: &std::path::Path) -> EmbeddedStore {
 }
 
 impl TestApp {
-    /// Stops the server gracefully and waits until it has flushed its store.
-    pub async fn stop(mut self) -> Arc<tempfile::TempDir> {
+    /// Stops the server gracefully and waits until it has flushed its store. Returns what a
+    /// restart needs to find the same data.
+    pub async fn stop(mut self) -> Restart {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -142,14 +194,33 @@ impl TestApp {
                 .expect("server stopped in time")
                 .unwrap();
         }
-        self.dir.clone()
+        Restart {
+            dir: self.dir.clone(),
+            keyspace: self.keyspace.clone(),
+            project: self.project.clone(),
+        }
+    }
+
+    /// Maps the `demo` project in a path to this server's demo project.
+    pub fn at(&self, path: &str) -> String {
+        for prefix in ["/v1/tickets/", "/v1/projects/"] {
+            if let Some(rest) = path.strip_prefix(prefix) {
+                if rest == "demo" || rest.starts_with("demo/") || rest.starts_with("demo?") {
+                    return format!("{prefix}{}{}", self.project, &rest[4..]);
+                }
+            }
+        }
+        path.to_owned()
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+        format!("{}{}", self.base, self.at(path))
     }
 
-    pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
+    pub async fn post_json(&self, path: &str, mut body: Value) -> reqwest::Response {
+        if body["project_id"] == "demo" {
+            body["project_id"] = Value::String(self.project.clone());
+        }
         self.http
             .post(self.url(path))
             .json(&body)
@@ -242,7 +313,7 @@ impl TestApp {
 
     /// Connects a WebSocket; on a refused upgrade returns the HTTP status.
     pub async fn connect_with(&self, path: &str, origin: Option<&str>) -> Result<Socket, u16> {
-        let mut request = format!("{}{}", self.ws_base, path)
+        let mut request = format!("{}{}", self.ws_base, self.at(path))
             .into_client_request()
             .unwrap();
         if let Some(origin) = origin {

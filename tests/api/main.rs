@@ -1,5 +1,8 @@
 //! API tests: each starts a real server on port 0 and drives it over real sockets.
 
+#[path = "../support_cql.rs"]
+mod support_cql;
+
 mod agent;
 mod cli;
 mod helpers;

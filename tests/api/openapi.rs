@@ -12,7 +12,7 @@ async fn openapi_lists_every_route_and_every_listed_route_exists() {
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
             let concrete = path
-                .replace("{projectId}", "demo")
+                .replace("{projectId}", &app.project)
                 .replace("{slug}", "quiet-otter-001");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let resp = app

@@ -19,13 +19,9 @@ async fn tickets_messages_and_receipts_survive_a_restart() {
     .await;
     let before = app.ticket(&slug).await;
     let admin_key = app.admin_key.clone();
-    let dir = app.stop().await;
+    let restart = app.stop().await;
 
-    let app = spawn_with(Options {
-        dir: Some(dir),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_with(restart.options()).await;
     assert_eq!(app.admin_key, admin_key, "the demo project keeps its key");
     let after = app.ticket(&slug).await;
     assert_eq!(after, before);

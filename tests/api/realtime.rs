@@ -118,7 +118,7 @@ async fn a_slow_subscriber_is_cut_off_while_others_keep_receiving() {
             .unwrap()
     };
     let (mut slow, _) =
-        tokio_tungstenite::client_async(format!("{}{}", app.ws_base, path), slow_tcp)
+        tokio_tungstenite::client_async(format!("{}{}", app.ws_base, app.at(&path)), slow_tcp)
             .await
             .unwrap();
     let mut fast = app.connect(&path).await;
@@ -229,7 +229,7 @@ async fn a_crashed_ticket_restarts_from_the_store_and_subscribers_keep_receiving
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");
 
     let key = TicketKey {
-        project: ProjectId::parse("demo").unwrap(),
+        project: ProjectId::parse(&app.project).unwrap(),
         slug: Slug::parse(&slug).unwrap(),
     };
     app.ctx.system.tickets.crash(&key).await.unwrap();
@@ -260,7 +260,7 @@ async fn a_crash_during_concurrent_posts_loses_and_duplicates_nothing_acknowledg
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");
     let key = TicketKey {
-        project: ProjectId::parse("demo").unwrap(),
+        project: ProjectId::parse(&app.project).unwrap(),
         slug: Slug::parse(&slug).unwrap(),
     };
 

@@ -10,7 +10,7 @@ async fn init_session_returns_a_five_minute_token_for_the_project() {
         .await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["project_id"], "demo");
+    assert_eq!(body["project_id"], app.project.as_str());
     let token = body["token"].as_str().unwrap();
     assert_eq!(token.split('.').count(), 3);
     let expires =
@@ -27,7 +27,7 @@ async fn init_session_returns_a_five_minute_token_for_the_project() {
         .unwrap();
     assert_eq!(me.status(), 200);
     let me: Value = me.json().await.unwrap();
-    assert_eq!(me["project_id"], "demo");
+    assert_eq!(me["project_id"], app.project.as_str());
     assert!(me["session_id"].as_str().is_some_and(|s| !s.is_empty()));
 
     // Every session gets its own id.

@@ -16,7 +16,7 @@ async fn creating_a_ticket_answers_201_with_the_ticket() {
     assert_eq!(t["title"], "Login issue");
     assert_eq!(t["description"], "I can't log in");
     assert_eq!(t["status"], "open");
-    assert_eq!(t["project_id"], "demo");
+    assert_eq!(t["project_id"], app.project.as_str());
     assert_eq!(t["messages"], json!([]));
     assert!(t["id"].as_str().is_some() && t["created_at"].as_str().is_some());
     let slug = t["slug"].as_str().unwrap();

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, on both stores. Starts a local CQL node (Apache Cassandra, fetched from
+# Maven Central and cached on first use), runs every test, and stops the node again.
+#
+#   1. cargo test --workspace: unit tests, the storage conformance suite on the embedded store
+#      and on the CQL node, and the API tests on the embedded store.
+#   2. The API tests again, on the CQL store.
+#   3. Last, the outage test, which stops and restarts the node.
+#
+# The CQL tests never skip: without a node they fail, so this script cannot pass without them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port="${CASSANDRA_CQL_PORT:-9042}"
+started_here=false
+if ! bash scripts/cassandra.sh status; then
+  bash scripts/cassandra.sh start
+  started_here=true
+fi
+cleanup() { if $started_here; then bash scripts/cassandra.sh stop; fi; }
+trap cleanup EXIT
+
+export FLEETY_TEST_CQL="127.0.0.1:$port"
+
+echo "== all tests (API tests on the embedded store)"
+cargo test --workspace --locked
+
+echo "== API tests on the CQL store"
+FLEETY_TEST_BACKEND=cql cargo test --locked --test api
+
+echo "== CQL outage and recovery"
+cargo test --locked --test cql_outage -- --ignored
