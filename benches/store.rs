@@ -113,6 +113,7 @@ fn appends(c: &mut Criterion) {
                             author: Participant::User,
                             content: content.clone(),
                             timestamp: id.timestamp(),
+                            idempotency_key: None,
                         };
                         let (store, project, slug) = (store.clone(), project.clone(), slug.clone());
                         async move {

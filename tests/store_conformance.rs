@@ -46,6 +46,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         author: Participant::User,
         content: MessageBody::parse("persist me").unwrap(),
         timestamp: id.timestamp(),
+        idempotency_key: None,
     };
     {
         let store = EmbeddedStore::open(dir.path()).unwrap();

@@ -15,3 +15,22 @@ async fn cql() -> Arc<dyn Store> {
 }
 
 fleety_actors::store_conformance_tests!(cql());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrating_twice_applies_nothing_the_second_time() {
+    let keyspace = format!("fleety_migrate_{}", std::process::id());
+    let config = support_cql::config(&keyspace);
+    let session = fleety::store::scylla::connect(&config).await.unwrap();
+    let first = fleety::store::scylla::migrate(&session, &config)
+        .await
+        .unwrap();
+    let names: Vec<&str> = fleety::store::scylla::MIGRATIONS
+        .iter()
+        .map(|(_, n, _)| *n)
+        .collect();
+    assert_eq!(first, names);
+    let second = fleety::store::scylla::migrate(&session, &config)
+        .await
+        .unwrap();
+    assert!(second.is_empty(), "applied again: {second:?}");
+}

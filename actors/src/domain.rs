@@ -322,6 +322,32 @@ pub struct Message {
     pub author: Participant,
     pub content: MessageBody,
     pub timestamp: DateTime<Utc>,
+    /// The client's `Idempotency-Key`, so a retried request finds the message it already made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// A client's name for one request, 1 to 128 printable ASCII characters: a retry with the same
+/// key is answered with the original result instead of being carried out again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = !raw.is_empty() && raw.len() <= 128 && raw.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(invalid(
+                "Idempotency-Key must be 1-128 printable ASCII characters without spaces",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// How far one participant has read a ticket.
@@ -384,6 +410,14 @@ mod tests {
         assert!(parse_origin("example.com").is_err());
         assert!(parse_origin("*").is_err());
         assert!(parse_origin("https://").is_err());
+    }
+
+    #[test]
+    fn idempotency_keys_are_short_printable_tokens() {
+        assert!(IdempotencyKey::parse("3f0c9a2e-retry-1").is_ok());
+        assert!(IdempotencyKey::parse("").is_err());
+        assert!(IdempotencyKey::parse("has space").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(129)).is_err());
     }
 
     #[test]

@@ -188,6 +188,7 @@ mod tests {
             author: Participant::User,
             content: MessageBody::parse("hi").unwrap(),
             timestamp: now,
+            idempotency_key: None,
         };
         let cursors = [
             ReadCursor {

@@ -76,6 +76,13 @@ impl From<TicketError> for ApiError {
         match e {
             TicketError::NotFound => ApiError::not_found("ticket not found"),
             TicketError::Closed => ApiError::conflict("ticket is closed"),
+            TicketError::KeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "this Idempotency-Key was already used for a different message",
+            ),
+            TicketError::InProgress => ApiError::conflict(
+                "a request with this Idempotency-Key is still in progress; retry shortly",
+            ),
             TicketError::TooFarBehind => ApiError::conflict(
                 "too many missed messages to replay; reload the ticket with GET and reconnect",
             ),

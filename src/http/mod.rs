@@ -61,6 +61,7 @@ pub struct Client {
     pub origin: Option<String>,
     pub bearer: Option<String>,
     pub content_type: Option<String>,
+    pub idempotency_key: Option<String>,
 }
 
 impl Client {
@@ -87,6 +88,7 @@ impl Client {
             origin: text(http::header::ORIGIN),
             bearer,
             content_type: text(http::header::CONTENT_TYPE),
+            idempotency_key: text(http::header::HeaderName::from_static("idempotency-key")),
         }
     }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fleety_actors::domain::{
-    Description, MessageBody, Participant, Project, Slug, Ticket, TicketSource, TicketStatus, Title,
+    Description, IdempotencyKey, MessageBody, Participant, Project, Slug, Ticket, TicketSource,
+    TicketStatus, Title,
 };
 use fleety_actors::events::{self, MessageView, TicketSummary};
 use fleety_actors::store::StoreError;
@@ -222,12 +223,17 @@ pub async fn post_message(
         let req: PostMessage = parse_body(&client, &body)?;
         let author = participant(&req.author, "author", &caller)?;
         let content = field(MessageBody::parse(&req.content), "content")?;
+        let idempotency_key = match client.idempotency_key.as_deref() {
+            Some(raw) => Some(IdempotencyKey::parse(raw).map_err(|e| ApiError::bad_request(e.0))?),
+            None => None,
+        };
         let message = ctx
             .system
             .tickets
             .call(&key, |reply| TicketMsg::Post {
                 author,
                 content: content.clone(),
+                idempotency_key: idempotency_key.clone(),
                 reply,
             })
             .await?;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Utc};
 use fleety_actors::domain::{
-    Description, Message, MessageBody, Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
-    TicketSource, TicketStatus, Title,
+    Description, IdempotencyKey, Message, MessageBody, Participant, Project, ProjectId, ReadCursor,
+    Slug, Ticket, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::store::{
     MessageRange, Store, StoreError, StoreResult, TicketCursor, TicketPage, TicketQuery,
@@ -33,8 +33,14 @@ use scylla::value::{CqlTimeuuid, CqlValue, Row};
 use crate::config::Settings;
 
 /// The migrations compiled into the binary, applied in order by [`migrate`].
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "0001_init", include_str!("../../cql/0001_init.cql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "0001_init", include_str!("../../cql/0001_init.cql")),
+    (
+        2,
+        "0002_message_idempotency_key",
+        include_str!("../../cql/0002_message_idempotency_key.cql"),
+    ),
+];
 
 /// How long one statement may take before the store reports the cluster unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -291,9 +297,9 @@ impl ScyllaStore {
             select_buckets: prepare(format!("SELECT bucket FROM {ks}.ticket_buckets WHERE project_id = ? AND bucket <= ?"), true).await?,
             select_by_time: prepare(format!("SELECT created_at, slug, status FROM {ks}.tickets_by_time WHERE project_id = ? AND bucket = ?"), true).await?,
             select_by_time_after: prepare(format!("SELECT created_at, slug, status FROM {ks}.tickets_by_time WHERE project_id = ? AND bucket = ? AND (created_at, slug) < (?, ?)"), true).await?,
-            insert_message: prepare(format!("INSERT INTO {ks}.messages (project_id, slug, message_id, author, content) VALUES (?, ?, ?, ?, ?)"), true).await?,
-            select_messages_asc: prepare(format!("SELECT message_id, author, content FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? LIMIT ?"), true).await?,
-            select_messages_desc: prepare(format!("SELECT message_id, author, content FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"), true).await?,
+            insert_message: prepare(format!("INSERT INTO {ks}.messages (project_id, slug, message_id, author, content, idempotency_key) VALUES (?, ?, ?, ?, ?, ?)"), true).await?,
+            select_messages_asc: prepare(format!("SELECT message_id, author, content, idempotency_key FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? LIMIT ?"), true).await?,
+            select_messages_desc: prepare(format!("SELECT message_id, author, content, idempotency_key FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"), true).await?,
             upsert_cursor: prepare(format!("INSERT INTO {ks}.read_cursors (project_id, slug, reader, up_to) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
             select_cursors: prepare(format!("SELECT reader, up_to FROM {ks}.read_cursors WHERE project_id = ? AND slug = ?"), true).await?,
         };
@@ -368,6 +374,7 @@ impl ScyllaStore {
                     CqlTimeuuid::from(m.id.as_uuid()),
                     m.author.as_str(),
                     m.content.as_str(),
+                    m.idempotency_key.as_ref().map(IdempotencyKey::as_str),
                 ),
             )
             .await
@@ -489,7 +496,9 @@ fn project_from_row(r: ProjectRow) -> StoreResult<Project> {
     })
 }
 
-fn message_from_row((id, author, content): (CqlTimeuuid, String, String)) -> StoreResult<Message> {
+fn message_from_row(
+    (id, author, content, key): (CqlTimeuuid, String, String, Option<String>),
+) -> StoreResult<Message> {
     let corrupt = |what: &str| StoreError::Internal(format!("corrupt message row: {what}"));
     let id = MessageId::from_uuid(id.into()).ok_or_else(|| corrupt("id"))?;
     Ok(Message {
@@ -497,6 +506,10 @@ fn message_from_row((id, author, content): (CqlTimeuuid, String, String)) -> Sto
         author: Participant::parse(&author).map_err(|_| corrupt("author"))?,
         content: MessageBody::parse(&content).map_err(|_| corrupt("content"))?,
         timestamp: id.timestamp(),
+        idempotency_key: key
+            .map(|k| IdempotencyKey::parse(&k))
+            .transpose()
+            .map_err(|_| corrupt("idempotency_key"))?,
     })
 }
 
@@ -746,12 +759,12 @@ impl Store for ScyllaStore {
             CqlTimeuuid::from(before.as_uuid()),
             limit,
         );
-        let rows: Vec<(CqlTimeuuid, String, String)> = self
+        let rows: Vec<(CqlTimeuuid, String, String, Option<String>)> = self
             .session
             .execute_iter(st.clone(), values)
             .await
             .map_err(paging)?
-            .rows_stream::<(CqlTimeuuid, String, String)>()
+            .rows_stream::<(CqlTimeuuid, String, String, Option<String>)>()
             .map_err(internal)?
             .try_collect()
             .await

@@ -334,3 +334,31 @@ async fn concurrent_posts_are_all_stored_once_in_a_consistent_order() {
     contents.dedup();
     assert_eq!(contents.len(), 50);
 }
+
+#[tokio::test]
+async fn a_retried_post_with_the_same_idempotency_key_is_stored_once() {
+    let app = spawn_app().await;
+    let slug = app.create_ticket("Retries").await;
+    let url = app.url(&format!("/v1/tickets/demo/{slug}/messages"));
+    let post = |key: &str, content: &str| {
+        app.http
+            .post(&url)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "content": content }))
+            .send()
+    };
+    let first = post("retry-7f3a", "only once").await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = post("retry-7f3a", "only once").await.unwrap();
+    assert_eq!(again.status(), 201);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["data"]["id"], first["data"]["id"]);
+
+    let reused = post("retry-7f3a", "something else").await.unwrap();
+    assert_eq!(reused.status(), 422);
+    assert_eq!(post("has space", "x").await.unwrap().status(), 400);
+
+    let t = app.ticket(&slug).await;
+    assert_eq!(t["messages"].as_array().unwrap().len(), 1);
+}

@@ -75,6 +75,9 @@ fn messages(n: usize) -> Vec<Message> {
     for i in 0..n {
         let id = MessageId::next(out.last().map(|m| m.id), now);
         out.push(Message {
+            // Every third message carries a client's idempotency key, which must round-trip.
+            idempotency_key: (i % 3 == 0)
+                .then(|| IdempotencyKey::parse(&format!("key-{i}")).unwrap()),
             id,
             author: if i % 2 == 0 {
                 Participant::User

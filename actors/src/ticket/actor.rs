@@ -16,7 +16,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{TicketDeps, TicketError, TicketKey, WriterLease};
-use crate::domain::{Message, MessageBody, Participant, ReadCursor, Ticket, TicketStatus};
+use crate::domain::{
+    IdempotencyKey, Message, MessageBody, Participant, ReadCursor, Ticket, TicketStatus,
+};
 use crate::events::{
     self, event_frame, ReadReceiptPayload, StatusChangePayload, SubscribedPayload, TicketView,
 };
@@ -31,9 +33,11 @@ pub enum TicketMsg {
         reply: RpcReplyPort<Result<Bytes, TicketError>>,
     },
     /// Post a message; answered once it is durable.
+    /// With an idempotency key seen before, the original message is the answer.
     Post {
         author: Participant,
         content: MessageBody,
+        idempotency_key: Option<IdempotencyKey>,
         reply: RpcReplyPort<Result<Message, TicketError>>,
     },
     /// Mark every message so far as read by `reader`. Answers the id read up to (None on an empty ticket).
@@ -116,6 +120,12 @@ enum Effect {
         RpcReplyPort<Result<Option<MessageId>, TicketError>>,
     ),
     Status(Ticket, RpcReplyPort<Result<Ticket, TicketError>>),
+}
+
+enum KeySeen {
+    Durable(Message),
+    InFlight,
+    No,
 }
 
 struct Pending {
@@ -216,6 +226,26 @@ impl TicketState {
         let bytes = TicketView::new(&self.ticket, self.recent.iter(), &self.cursors).to_bytes();
         self.view_cache = Some(bytes.clone());
         bytes
+    }
+
+    /// Whether a request with this idempotency key has been made: among the messages the actor
+    /// keeps in memory (the newest 500), or still on its way to the store.
+    fn find_by_key(&self, key: &IdempotencyKey) -> KeySeen {
+        let in_flight = self.pending.iter().any(|p| {
+            matches!(&p.effect, Effect::Message(m, _) if m.idempotency_key.as_ref() == Some(key))
+        });
+        if in_flight {
+            return KeySeen::InFlight;
+        }
+        match self
+            .recent
+            .iter()
+            .rev()
+            .find(|m| m.idempotency_key.as_ref() == Some(key))
+        {
+            Some(m) => KeySeen::Durable(m.clone()),
+            None => KeySeen::No,
+        }
     }
 
     fn message_event(&self, message: &Message) -> Event {
@@ -433,8 +463,27 @@ impl Actor for TicketActor {
             TicketMsg::Post {
                 author,
                 content,
+                idempotency_key,
                 reply,
             } => {
+                if let Some(key) = &idempotency_key {
+                    match state.find_by_key(key) {
+                        KeySeen::Durable(original) => {
+                            let same = original.author == author && original.content == content;
+                            let _ = reply.send(if same {
+                                Ok(original)
+                            } else {
+                                Err(TicketError::KeyReused)
+                            });
+                            return Ok(());
+                        }
+                        KeySeen::InFlight => {
+                            let _ = reply.send(Err(TicketError::InProgress));
+                            return Ok(());
+                        }
+                        KeySeen::No => {}
+                    }
+                }
                 if state.too_busy() {
                     let _ = reply.send(Err(TicketError::Busy));
                     return Ok(());
@@ -460,6 +509,7 @@ impl Actor for TicketActor {
                     author,
                     content,
                     timestamp: id.timestamp(),
+                    idempotency_key,
                 };
                 state.queue(
                     TicketWrite::Message(message.clone()),

@@ -45,6 +45,12 @@ pub enum TicketError {
     Closed,
     #[error("ticket is busy, retry shortly")]
     Busy,
+    /// A request with the same idempotency key is still being carried out.
+    #[error("a request with this Idempotency-Key is still in progress")]
+    InProgress,
+    /// The idempotency key was used before for a different message.
+    #[error("this Idempotency-Key was used for a different message")]
+    KeyReused,
     /// A subscriber asked to replay more messages than one socket may replay.
     #[error("too many missed messages to replay")]
     TooFarBehind,
