@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use fleety::store::embedded::EmbeddedStore;
 use fleety::store::scylla::{ScyllaConfig, ScyllaStore};
 use fleety_actors::domain::*;
@@ -91,11 +91,7 @@ fn appends(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let mut backends = vec!["embedded"];
-    if std::env::var("FLEETY_TEST_CQL").is_ok() {
-        backends.push("cql");
-    }
-    for backend in backends {
+    for backend in backends() {
         let mut group = c.benchmark_group(format!("{backend}_append_durable"));
         group.sample_size(10);
         let dir = tempfile::tempdir().unwrap();
@@ -132,4 +128,80 @@ fn appends(c: &mut Criterion) {
 }
 
 criterion_group!(benches, appends);
-criterion_main!(benches);
+/// Per-append latency, which criterion's per-round times do not show: a fixed number of appends
+/// per writer, each timed into an HDR histogram, then one line per backend and concurrency.
+fn latencies() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("\nper-append latency (each append acknowledged durable)");
+    println!(
+        "{:<9} {:>7} {:>10} {:>9} {:>9} {:>9}",
+        "store", "writers", "appends/s", "p50 µs", "p99 µs", "p99.9 µs"
+    );
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(&rt, backend, dir.path());
+        for writers in [1usize, 16, 128] {
+            let (store, project, slugs) = setup(&rt, opened.clone(), writers);
+            let per_writer = (4000 / writers).max(50);
+            let started = std::time::Instant::now();
+            let histograms = rt.block_on(async {
+                let tasks = slugs.iter().cloned().map(|slug| {
+                    let (store, project) = (store.clone(), project.clone());
+                    tokio::spawn(async move {
+                        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+                        let content = MessageBody::parse(&"x".repeat(200)).unwrap();
+                        let mut last = None;
+                        for _ in 0..per_writer {
+                            let id = MessageId::next(last, Utc::now());
+                            last = Some(id);
+                            let m = Message {
+                                id,
+                                author: Participant::User,
+                                content: content.clone(),
+                                timestamp: id.timestamp(),
+                                idempotency_key: None,
+                            };
+                            let t = std::time::Instant::now();
+                            store.append_message(&project, &slug, &m).await.unwrap();
+                            h.record(t.elapsed().as_micros() as u64).unwrap();
+                        }
+                        h
+                    })
+                });
+                futures_util::future::join_all(tasks).await
+            });
+            let elapsed = started.elapsed();
+            let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+            for h in histograms {
+                all.add(h.unwrap()).unwrap();
+            }
+            println!(
+                "{:<9} {:>7} {:>10.0} {:>9} {:>9} {:>9}",
+                backend,
+                writers,
+                all.len() as f64 / elapsed.as_secs_f64(),
+                all.value_at_quantile(0.5),
+                all.value_at_quantile(0.99),
+                all.value_at_quantile(0.999)
+            );
+        }
+    }
+}
+
+fn backends() -> Vec<&'static str> {
+    let mut backends = vec!["embedded"];
+    if std::env::var("FLEETY_TEST_CQL").is_ok() {
+        backends.push("cql");
+    }
+    backends
+}
+
+fn main() {
+    benches();
+    latencies();
+    Criterion::default().configure_from_args().final_summary();
+}
