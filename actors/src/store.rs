@@ -57,6 +57,23 @@ pub struct TicketPage {
     pub next: Option<TicketCursor>,
 }
 
+impl TicketPage {
+    /// Backends read one ticket more than the page holds: if it is there, another page follows,
+    /// and it starts after the page's last ticket.
+    pub fn from_overfetch(mut tickets: Vec<Ticket>, limit: usize) -> TicketPage {
+        let next = if tickets.len() > limit {
+            tickets.truncate(limit);
+            tickets.last().map(|t| TicketCursor {
+                created_at: t.created_at,
+                slug: t.slug.clone(),
+            })
+        } else {
+            None
+        };
+        TicketPage { tickets, next }
+    }
+}
+
 /// A slice of one ticket's messages, always returned oldest first.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageRange {

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fleety_actors::domain::{Message, Participant, Project, ProjectId, ReadCursor, Slug, Ticket};
 use fleety_actors::store::{
-    MessageRange, Store, StoreError, StoreResult, TicketCursor, TicketPage, TicketQuery,
-    TicketWrite,
+    MessageRange, Store, StoreError, StoreResult, TicketPage, TicketQuery, TicketWrite,
 };
 use fleety_actors::MessageId;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -406,16 +405,7 @@ impl Store for EmbeddedStore {
                     break;
                 }
             }
-            let next = if out.len() > limit {
-                out.truncate(limit);
-                out.last().map(|t| TicketCursor {
-                    created_at: t.created_at,
-                    slug: t.slug.clone(),
-                })
-            } else {
-                None
-            };
-            Ok(TicketPage { tickets: out, next })
+            Ok(TicketPage::from_overfetch(out, limit))
         })
         .await
     }

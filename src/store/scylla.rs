@@ -18,8 +18,7 @@ use fleety_actors::domain::{
     Slug, Ticket, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::store::{
-    MessageRange, Store, StoreError, StoreResult, TicketCursor, TicketPage, TicketQuery,
-    TicketWrite,
+    MessageRange, Store, StoreError, StoreResult, TicketPage, TicketQuery, TicketWrite,
 };
 use fleety_actors::MessageId;
 use futures_util::TryStreamExt;
@@ -337,6 +336,24 @@ impl ScyllaStore {
         ))
     }
 
+    /// Runs a single-row read and decodes the row, if there is one.
+    async fn one_row<R>(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> StoreResult<Option<R>>
+    where
+        R: for<'frame, 'metadata> scylla::deserialize::row::DeserializeRow<'frame, 'metadata>,
+    {
+        let result = self
+            .session
+            .execute_unpaged(st, values)
+            .await
+            .map_err(execution)?;
+        let rows = result.into_rows_result().map_err(internal)?;
+        rows.maybe_first_row::<R>().map_err(internal)
+    }
+
     async fn ticket_writes(&self, ticket: &Ticket) -> StoreResult<()> {
         let t = ticket;
         self.session
@@ -559,14 +576,8 @@ impl Store for ScyllaStore {
     }
 
     async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
-        let result = self
-            .session
-            .execute_unpaged(&self.st.select_project, (id.as_str(),))
-            .await
-            .map_err(execution)?;
-        let rows = result.into_rows_result().map_err(internal)?;
-        rows.maybe_first_row::<ProjectRow>()
-            .map_err(internal)?
+        self.one_row::<ProjectRow>(&self.st.select_project, (id.as_str(),))
+            .await?
             .map(project_from_row)
             .transpose()
     }
@@ -626,14 +637,8 @@ impl Store for ScyllaStore {
     }
 
     async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>> {
-        let result = self
-            .session
-            .execute_unpaged(&self.st.select_ticket, (project.as_str(), slug.as_str()))
-            .await
-            .map_err(execution)?;
-        let rows = result.into_rows_result().map_err(internal)?;
-        rows.maybe_first_row::<TicketRow>()
-            .map_err(internal)?
+        self.one_row::<TicketRow>(&self.st.select_ticket, (project.as_str(), slug.as_str()))
+            .await?
             .map(ticket_from_row)
             .transpose()
     }
@@ -714,16 +719,7 @@ impl Store for ScyllaStore {
                 }
             }
         }
-        let next = if out.len() > limit {
-            out.truncate(limit);
-            out.last().map(|t| TicketCursor {
-                created_at: t.created_at,
-                slug: t.slug.clone(),
-            })
-        } else {
-            None
-        };
-        Ok(TicketPage { tickets: out, next })
+        Ok(TicketPage::from_overfetch(out, limit))
     }
 
     async fn append_message(
