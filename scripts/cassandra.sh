@@ -45,11 +45,30 @@ fetch() {
   touch "$LIB/.complete"
 }
 
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# Our node is running: the pid file names a live Cassandra of this data directory (a stale pid
+# file whose number was reused by another process does not count).
+running() {
+  [ -f "$PIDFILE" ] || return 1
+  local pid; pid=$(cat "$PIDFILE")
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "CassandraDaemon" || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF "$DIR/cassandra.yaml"
+}
+
+# Stops the node we started, if any: politely, then by force.
+kill_node() {
+  local pid="$1"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$PIDFILE"
+}
 
 start() {
   fetch
   if running && cql_answers; then log "already running on port $CQL_PORT"; return 0; fi
+  if running; then log "our node is starting already; waiting"; else
+  if cql_answers; then log "another CQL server answers on port $CQL_PORT; stop it or set CASSANDRA_CQL_PORT"; exit 1; fi
   mkdir -p "$DIR/logs"
   sed -e "s#@DIR@#$DIR#g" -e "s#@CQL_PORT@#$CQL_PORT#g" -e "s#@STORAGE_PORT@#$STORAGE_PORT#g" \
     "$HERE/cassandra/cassandra.yaml.tmpl" > "$DIR/cassandra.yaml"
@@ -99,23 +118,22 @@ start() {
     -cp "$LIB/*" org.apache.cassandra.service.CassandraDaemon \
     > "$DIR/logs/stdout.log" 2>&1 &
   echo $! > "$PIDFILE"
-  log "starting (pid $(cat "$PIDFILE")), waiting for CQL on 127.0.0.1:$CQL_PORT"
+  fi
+  local pid; pid=$(cat "$PIDFILE")
+  log "starting (pid $pid), waiting for CQL on 127.0.0.1:$CQL_PORT"
   for _ in $(seq 1 180); do
     if cql_answers; then log "ready"; return 0; fi
-    if ! running; then log "the node exited; last log lines:"; tail -30 "$DIR/logs/stdout.log" "$DIR/logs/system.log" 2>/dev/null >&2; exit 1; fi
+    if ! running; then log "the node exited; last log lines:"; tail -30 "$DIR/logs/stdout.log" "$DIR/logs/system.log" 2>/dev/null >&2; rm -f "$PIDFILE"; exit 1; fi
     sleep 1
   done
-  log "CQL did not answer within 180 s"; tail -30 "$DIR/logs/system.log" 2>/dev/null >&2
+  log "CQL did not answer within 180 s; stopping the node"; tail -30 "$DIR/logs/system.log" 2>/dev/null >&2
+  kill_node "$pid"
   exit 1
 }
 
 stop() {
   if ! running; then rm -f "$PIDFILE"; return 0; fi
-  local pid; pid=$(cat "$PIDFILE")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$PIDFILE"
+  kill_node "$(cat "$PIDFILE")"
   log "stopped"
 }
 

@@ -13,12 +13,21 @@ cd "$(dirname "$0")/.."
 
 port="${CASSANDRA_CQL_PORT:-9042}"
 started_here=false
-if ! bash scripts/cassandra.sh status; then
-  bash scripts/cassandra.sh start
-  started_here=true
-fi
-cleanup() { if $started_here; then bash scripts/cassandra.sh stop; fi; }
+cleanup() {
+  if $started_here; then
+    bash scripts/cassandra.sh stop
+    rm -rf "$CASSANDRA_DIR"
+  fi
+}
 trap cleanup EXIT
+if ! bash scripts/cassandra.sh status; then
+  # A node of our own, in a fresh directory that goes away afterwards: test keyspaces never
+  # pile up in it from run to run.
+  export CASSANDRA_DIR
+  CASSANDRA_DIR=$(mktemp -d /tmp/fleety-cassandra.XXXXXX)
+  started_here=true
+  bash scripts/cassandra.sh start
+fi
 
 export FLEETY_TEST_CQL="127.0.0.1:$port"
 

@@ -56,9 +56,13 @@ impl MessageId {
     }
 
     /// The smallest id of the next tick: an exclusive upper bound that admits `self` and every
-    /// id before it.
+    /// id before it. CQL orders timeuuids of one tick by their last 8 bytes as *signed* bytes,
+    /// so the smallest is 0x80 in each (what CQL's own `minTimeuuid` uses); ticks-only orders
+    /// (our own, the embedded store's) are indifferent to them.
     pub fn bound_after(self) -> MessageId {
-        Self::from_ticks(self.ticks() + 1, 0)
+        let mut b = Self::from_ticks(self.ticks() + 1, 0).to_bytes();
+        b[8..16].fill(0x80);
+        MessageId(Uuid::from_bytes(b))
     }
 
     /// The id's timestamp, in 100 ns ticks since 1582-10-15.

@@ -24,7 +24,8 @@ use fleety_actors::MessageId;
 use futures_util::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::errors::ExecutionError;
+use scylla::errors::{DbError, ExecutionError, NextRowError, RequestAttemptError};
+use scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
 use scylla::value::{CqlTimeuuid, CqlValue, Row};
@@ -43,6 +44,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 
 /// How long one statement may take before the store reports the cluster unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one listing of tickets may take in all.
+const LIST_DEADLINE: Duration = Duration::from_secs(10);
 /// Rows per page of a paged read.
 const PAGE_SIZE: i32 = 500;
 
@@ -153,7 +156,11 @@ pub fn replication_map(raw: &str) -> Result<String, String> {
 
 /// Connects to the cluster.
 pub async fn connect(config: &ScyllaConfig) -> anyhow::Result<Session> {
+    // Client-side, monotonic write timestamps: one server's successive writes to a row (a
+    // ticket reopened right after it was resolved) apply in the order it made them, whatever
+    // the coordinators' clocks say.
     let mut builder = SessionBuilder::new()
+        .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
         .known_nodes(&config.nodes)
         .connection_timeout(Duration::from_secs(5));
     if let (Some(user), Some(password)) = (&config.username, &config.password) {
@@ -182,8 +189,15 @@ pub async fn migrate(session: &Session, config: &ScyllaConfig) -> anyhow::Result
             .map_err(|e| anyhow::anyhow!("the cluster did not agree on the schema: {e}"))?;
         Ok::<_, anyhow::Error>(())
     };
+    // ScyllaDB 6 puts new keyspaces on tablets, where lightweight transactions (our slug
+    // claims) are not supported before 2025.4; Cassandra does not know the option at all.
+    let tablets = if is_scylladb(session).await {
+        " AND tablets = {'enabled': false}"
+    } else {
+        ""
+    };
     ddl(format!(
-        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {}",
+        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {}{tablets}",
         config.replication
     ))
     .await?;
@@ -204,7 +218,15 @@ pub async fn migrate(session: &Session, config: &ScyllaConfig) -> anyhow::Result
             continue;
         }
         for statement in statements(body) {
-            ddl(statement.replace("{keyspace}", ks)).await?;
+            let statement = statement.replace("{keyspace}", ks);
+            // CQL has no portable `ADD IF NOT EXISTS`: a column added by a run that died
+            // before recording the migration is simply there already.
+            if let Some((table, column)) = added_column(&statement, ks) {
+                if column_exists(session, ks, &table, &column).await? {
+                    continue;
+                }
+            }
+            ddl(statement).await?;
         }
         session
             .query_unpaged(
@@ -216,6 +238,45 @@ pub async fn migrate(session: &Session, config: &ScyllaConfig) -> anyhow::Result
         done.push((*name).to_owned());
     }
     Ok(done)
+}
+
+/// Whether the cluster is ScyllaDB (it has `system.scylla_local`; Cassandra does not).
+async fn is_scylladb(session: &Session) -> bool {
+    session
+        .query_unpaged("SELECT key FROM system.scylla_local LIMIT 1", ())
+        .await
+        .is_ok()
+}
+
+/// The table and column of an `ALTER TABLE <ks>.<table> ADD <column> <type>` statement.
+fn added_column(statement: &str, ks: &str) -> Option<(String, String)> {
+    let words: Vec<&str> = statement.split_whitespace().collect();
+    match words.as_slice() {
+        [alter, table, name, add, column, ..]
+            if alter.eq_ignore_ascii_case("ALTER")
+                && table.eq_ignore_ascii_case("TABLE")
+                && add.eq_ignore_ascii_case("ADD") =>
+        {
+            let table = name.strip_prefix(&format!("{ks}.")).unwrap_or(name);
+            Some((table.to_ascii_lowercase(), column.to_ascii_lowercase()))
+        }
+        _ => None,
+    }
+}
+
+async fn column_exists(
+    session: &Session,
+    ks: &str,
+    table: &str,
+    column: &str,
+) -> anyhow::Result<bool> {
+    let result = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+            (ks, table, column),
+        )
+        .await?;
+    Ok(result.into_rows_result()?.rows_num() > 0)
 }
 
 /// Splits a migration file into statements: `;`-terminated, `--` comments dropped.
@@ -262,6 +323,19 @@ pub struct ScyllaStore {
 impl ScyllaStore {
     /// Connects, optionally migrates, and prepares every statement.
     pub async fn open(config: &ScyllaConfig, auto_migrate: bool) -> anyhow::Result<Self> {
+        if matches!(
+            config.consistency,
+            Consistency::One
+                | Consistency::Two
+                | Consistency::Three
+                | Consistency::LocalOne
+                | Consistency::Any
+        ) {
+            tracing::warn!(
+                consistency = ?config.consistency,
+                "FLEETY_SCYLLA_CONSISTENCY below a quorum: a read may miss a write that was acknowledged"
+            );
+        }
         let session = connect(config).await?;
         if auto_migrate {
             migrate(&session, config).await?;
@@ -354,26 +428,107 @@ impl ScyllaStore {
         rows.maybe_first_row::<R>().map_err(internal)
     }
 
-    async fn ticket_writes(&self, ticket: &Ticket) -> StoreResult<()> {
-        let t = ticket;
-        self.session
-            .execute_unpaged(&self.st.upsert_ticket, ticket_values(t))
+    async fn list_tickets_within(
+        &self,
+        project: &ProjectId,
+        query: &TicketQuery,
+    ) -> StoreResult<TicketPage> {
+        let limit = query.limit.clamp(1, 100);
+        let start_bucket = query
+            .after
+            .as_ref()
+            .map(|c| bucket(c.created_at))
+            .unwrap_or_else(|| "9999-12".into());
+        let buckets: Vec<(String,)> = self
+            .session
+            .execute_iter(
+                self.st.select_buckets.clone(),
+                (project.as_str(), start_bucket.as_str()),
+            )
             .await
-            .map_err(execution)?;
-        self.session
-            .execute_unpaged(
+            .map_err(paging)?
+            .rows_stream::<(String,)>()
+            .map_err(internal)?
+            .try_collect()
+            .await
+            .map_err(paging)?;
+        let mut out: Vec<Ticket> = Vec::with_capacity(limit + 1);
+        'buckets: for (b,) in buckets {
+            let pager = match &query.after {
+                Some(c) if bucket(c.created_at) == b => {
+                    self.session
+                        .execute_iter(
+                            self.st.select_by_time_after.clone(),
+                            (project.as_str(), b.as_str(), c.created_at, c.slug.as_str()),
+                        )
+                        .await
+                }
+                _ => {
+                    self.session
+                        .execute_iter(
+                            self.st.select_by_time.clone(),
+                            (project.as_str(), b.as_str()),
+                        )
+                        .await
+                }
+            };
+            let mut rows = pager
+                .map_err(paging)?
+                .rows_stream::<(DateTime<Utc>, String, String)>()
+                .map_err(internal)?;
+            while let Some((created_at, slug, status)) = rows.try_next().await.map_err(paging)? {
+                if query.status.is_some_and(|s| s.as_str() != status) {
+                    continue;
+                }
+                let Ok(slug) = Slug::parse(&slug) else {
+                    continue;
+                };
+                // The ticket row is the truth: skip index rows of failed claims and of
+                // statuses that changed since the index row was written.
+                let Some(t) = self.get_ticket(project, &slug).await? else {
+                    continue;
+                };
+                if t.created_at != created_at || query.status.is_some_and(|s| s != t.status) {
+                    continue;
+                }
+                out.push(t);
+                if out.len() > limit {
+                    break 'buckets;
+                }
+            }
+        }
+        Ok(TicketPage::from_overfetch(out, limit))
+    }
+
+    /// The listing's rows for a ticket: its entry in the month and the month itself. Both are
+    /// idempotent, so they can be written again whenever the ticket is.
+    async fn index_rows(&self, t: &Ticket) -> StoreResult<()> {
+        let b = bucket(t.created_at);
+        let (by_time, bucket_row) = tokio::join!(
+            self.session.execute_unpaged(
                 &self.st.upsert_by_time,
                 (
                     t.project_id.as_str(),
-                    bucket(t.created_at),
+                    b.as_str(),
                     t.created_at,
                     t.slug.as_str(),
-                    t.status.as_str(),
+                    t.status.as_str()
                 ),
-            )
+            ),
+            self.session
+                .execute_unpaged(&self.st.insert_bucket, (t.project_id.as_str(), b.as_str())),
+        );
+        by_time.map_err(execution)?;
+        bucket_row.map_err(execution)?;
+        Ok(())
+    }
+
+    async fn ticket_writes(&self, ticket: &Ticket) -> StoreResult<()> {
+        self.session
+            .execute_unpaged(&self.st.upsert_ticket, ticket_values(ticket))
             .await
             .map_err(execution)?;
-        Ok(())
+        self.index_rows(ticket).await
     }
 
     async fn insert_message(
@@ -542,15 +697,52 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 /// A statement that could not run: the cluster is down, overloaded or slow (retry later),
 /// unless the statement itself was wrong.
 fn execution(e: ExecutionError) -> StoreError {
-    match e {
+    let transient = match &e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => transient_db(db),
+        ExecutionError::LastAttemptError(
+            RequestAttemptError::SerializationError(_)
+            | RequestAttemptError::CqlRequestSerialization(_)
+            | RequestAttemptError::CqlResultParseError(_)
+            | RequestAttemptError::CqlErrorParseError(_)
+            | RequestAttemptError::BodyExtensionsParseError(_),
+        ) => false,
         ExecutionError::BadQuery(_)
         | ExecutionError::PrepareError(_)
-        | ExecutionError::UseKeyspaceError(_) => StoreError::Internal(e.to_string()),
-        other => StoreError::Unavailable(other.to_string()),
+        | ExecutionError::UseKeyspaceError(_) => false,
+        // Broken connections, no reachable node, timeouts, schema disagreement.
+        _ => true,
+    };
+    if transient {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Internal(e.to_string())
     }
 }
 
-fn paging(e: impl std::fmt::Display) -> StoreError {
+/// Errors the cluster reports that pass with time: the rest (a syntax error, a missing grant,
+/// a configuration problem) will not, and are internal errors rather than "retry later".
+fn transient_db(e: &DbError) -> bool {
+    matches!(
+        e,
+        DbError::Unavailable { .. }
+            | DbError::Overloaded
+            | DbError::IsBootstrapping
+            | DbError::ReadTimeout { .. }
+            | DbError::WriteTimeout { .. }
+            | DbError::ReadFailure { .. }
+            | DbError::WriteFailure { .. }
+            | DbError::TruncateError
+            | DbError::RateLimitReached { .. }
+    )
+}
+
+/// A paged read that failed: fetching a page is like running a statement; a row that does not
+/// decode is corrupt data.
+fn paging(e: impl std::fmt::Display + std::any::Any) -> StoreError {
+    let any: &dyn std::any::Any = &e;
+    if let Some(NextRowError::RowDeserializationError(_)) = any.downcast_ref::<NextRowError>() {
+        return StoreError::Internal(e.to_string());
+    }
     StoreError::Unavailable(e.to_string())
 }
 
@@ -613,26 +805,13 @@ impl Store for ScyllaStore {
     }
 
     async fn create_ticket(&self, t: &Ticket) -> StoreResult<()> {
+        // Index rows first: if the claim then fails or its outcome is unknown, the listing
+        // holds a row whose ticket is missing or is someone else's, and skips it. The other
+        // order could leave a real ticket that no listing ever shows.
+        self.index_rows(t).await?;
         if !self.claim(&self.st.insert_ticket, ticket_values(t)).await? {
             return Err(StoreError::Conflict);
         }
-        let b = bucket(t.created_at);
-        let (by_time, bucket_row) = tokio::join!(
-            self.session.execute_unpaged(
-                &self.st.upsert_by_time,
-                (
-                    t.project_id.as_str(),
-                    b.as_str(),
-                    t.created_at,
-                    t.slug.as_str(),
-                    t.status.as_str()
-                ),
-            ),
-            self.session
-                .execute_unpaged(&self.st.insert_bucket, (t.project_id.as_str(), b.as_str())),
-        );
-        by_time.map_err(execution)?;
-        bucket_row.map_err(execution)?;
         Ok(())
     }
 
@@ -661,65 +840,10 @@ impl Store for ScyllaStore {
         project: &ProjectId,
         query: &TicketQuery,
     ) -> StoreResult<TicketPage> {
-        let limit = query.limit.clamp(1, 100);
-        let start_bucket = query
-            .after
-            .as_ref()
-            .map(|c| bucket(c.created_at))
-            .unwrap_or_else(|| "9999-12".into());
-        let buckets: Vec<(String,)> = self
-            .session
-            .execute_iter(
-                self.st.select_buckets.clone(),
-                (project.as_str(), start_bucket.as_str()),
-            )
+        // A listing walks pages and does point reads; bound the whole of it, not each step.
+        tokio::time::timeout(LIST_DEADLINE, self.list_tickets_within(project, query))
             .await
-            .map_err(paging)?
-            .rows_stream::<(String,)>()
-            .map_err(internal)?
-            .try_collect()
-            .await
-            .map_err(paging)?;
-        let mut out: Vec<Ticket> = Vec::with_capacity(limit + 1);
-        'buckets: for (b,) in buckets {
-            let pager = match &query.after {
-                Some(c) if bucket(c.created_at) == b => {
-                    self.session
-                        .execute_iter(
-                            self.st.select_by_time_after.clone(),
-                            (project.as_str(), b.as_str(), c.created_at, c.slug.as_str()),
-                        )
-                        .await
-                }
-                _ => {
-                    self.session
-                        .execute_iter(
-                            self.st.select_by_time.clone(),
-                            (project.as_str(), b.as_str()),
-                        )
-                        .await
-                }
-            };
-            let mut rows = pager
-                .map_err(paging)?
-                .rows_stream::<(DateTime<Utc>, String, String)>()
-                .map_err(internal)?;
-            while let Some((_, slug, status)) = rows.try_next().await.map_err(paging)? {
-                if query.status.is_some_and(|s| s.as_str() != status) {
-                    continue;
-                }
-                let Ok(slug) = Slug::parse(&slug) else {
-                    continue;
-                };
-                if let Some(t) = self.get_ticket(project, &slug).await? {
-                    out.push(t);
-                }
-                if out.len() > limit {
-                    break 'buckets;
-                }
-            }
-        }
-        Ok(TicketPage::from_overfetch(out, limit))
+            .map_err(|_| StoreError::Unavailable("listing tickets took too long".into()))?
     }
 
     async fn append_message(
@@ -897,6 +1021,24 @@ mod tests {
         assert!(parse_consistency("most").is_err());
         assert!(parse_keyspace("fleety").is_ok());
         assert!(parse_keyspace("fleety; DROP").is_err());
+    }
+
+    #[test]
+    fn added_columns_are_recognised_for_idempotent_migrations() {
+        assert_eq!(
+            added_column(
+                "ALTER TABLE fleety.messages ADD idempotency_key text",
+                "fleety"
+            ),
+            Some(("messages".into(), "idempotency_key".into()))
+        );
+        assert_eq!(
+            added_column(
+                "CREATE TABLE IF NOT EXISTS fleety.x (a int PRIMARY KEY)",
+                "fleety"
+            ),
+            None
+        );
     }
 
     #[test]
