@@ -192,6 +192,15 @@ text_value!(
     /// A project's display name: 1 to 100 characters.
     ProjectName, "name", 1, 100
 );
+text_value!(
+    /// A knowledge-base article's title: 1 to 200 characters.
+    ArticleTitle, "title", 1, 200
+);
+text_value!(
+    /// A knowledge-base article's text: 1 to 50,000 characters. Blank lines separate the
+    /// passages the assistant retrieves.
+    ArticleBody, "body", 1, 50_000
+);
 
 /// Who speaks or reads on a ticket: the visitor, or the project's support agents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -199,6 +208,9 @@ text_value!(
 pub enum Participant {
     User,
     Admin,
+    /// The AI assistant, as the author of the chat it hands over when it opens a ticket. It is
+    /// never a reader, and no client may speak as it.
+    Assistant,
 }
 
 impl Participant {
@@ -208,6 +220,7 @@ impl Participant {
         match self {
             Participant::User => "user",
             Participant::Admin => "admin",
+            Participant::Assistant => "assistant",
         }
     }
 
@@ -215,6 +228,7 @@ impl Participant {
         match raw {
             "user" => Ok(Participant::User),
             "admin" => Ok(Participant::Admin),
+            "assistant" => Ok(Participant::Assistant),
             _ => Err(invalid("must be \"user\" or \"admin\"")),
         }
     }
@@ -348,6 +362,68 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A knowledge-base article of one project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Article {
+    pub id: Uuid,
+    pub project_id: ProjectId,
+    pub title: ArticleTitle,
+    pub body: ArticleBody,
+    /// Free-form labels an agent filters by; searched too.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Checks an article's tags: at most 20, each 1 to 40 characters without control characters.
+pub fn parse_tags(raw: &[String]) -> Result<Vec<String>, InvalidValue> {
+    if raw.len() > 20 {
+        return Err(invalid("tags: at most 20"));
+    }
+    let mut tags = Vec::with_capacity(raw.len());
+    for tag in raw {
+        let tag = bounded_text(tag, "tag", 1, 40)?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    Ok(tags)
+}
+
+/// Who spoke in a chat with the assistant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatRole {
+    User,
+    Assistant,
+}
+
+impl ChatRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatRole::User => "user",
+            ChatRole::Assistant => "assistant",
+        }
+    }
+}
+
+/// One utterance of an anonymous chat session, as kept in its transcript.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatTurn {
+    /// Time-ordered within the session.
+    pub id: MessageId,
+    pub role: ChatRole,
+    pub content: String,
+    pub at: DateTime<Utc>,
+    /// The ticket the assistant opened in this turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_slug: Option<Slug>,
+    /// Knowledge-base articles the answer drew on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<Uuid>,
 }
 
 /// How far one participant has read a ticket.

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Message, Participant, Project, ProjectId, ReadCursor, Slug, Ticket, TicketStatus,
+    Article, ChatTurn, Message, Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
+    TicketStatus,
 };
 use crate::message_id::MessageId;
 
@@ -191,6 +192,28 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(())
     }
+
+    /// Appends turns to a chat session's transcript. Storing a turn again (same id) keeps one copy.
+    async fn append_chat_turns(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        turns: &[ChatTurn],
+    ) -> StoreResult<()>;
+    /// The newest `limit` turns of a session's transcript, oldest first.
+    async fn list_chat_turns(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ChatTurn>>;
+
+    /// Creates or replaces a knowledge-base article.
+    async fn put_article(&self, article: &Article) -> StoreResult<()>;
+    /// [`StoreError::NotFound`] if there is no such article.
+    async fn delete_article(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
+    /// Every article of a project, in no particular order.
+    async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>>;
 
     /// Makes everything written so far durable, for a graceful shutdown.
     async fn flush(&self) -> StoreResult<()>;

@@ -196,6 +196,11 @@ fn default_author() -> String {
 /// Agents act with the project's admin key; anyone else may only speak or read as the visitor.
 fn participant(raw: &str, field_name: &str, caller: &Caller) -> Result<Participant, ApiError> {
     let who = field(Participant::parse(raw), field_name)?;
+    if who == Participant::Assistant {
+        return Err(ApiError::bad_request(format!(
+            "{field_name}: must be \"user\" or \"admin\""
+        )));
+    }
     if who == Participant::Admin && !caller.admin {
         return Err(ApiError::forbidden(format!(
             "{field_name} \"admin\" requires the project's admin key"

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fleety_actors::domain::{Message, Participant, Project, ProjectId, ReadCursor, Slug, Ticket};
+use fleety_actors::domain::{
+    Article, ChatTurn, Message, Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
+};
 use fleety_actors::store::{
     MessageRange, Store, StoreError, StoreResult, TicketPage, TicketQuery, TicketWrite,
 };
@@ -27,6 +29,10 @@ const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new
 /// (project, slug, reader) -> id bytes of the newest message read.
 const READ_CURSORS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("read_cursors");
+/// (project, session, turn id ticks) -> turn JSON: a chat session's transcript in order.
+const CHAT_TURNS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("chat_turns");
+/// (project, article id) -> article JSON.
+const ARTICLES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kb_articles");
 
 /// Writes applied in one group commit at most; bounds the latency a large queue adds.
 const MAX_GROUP: usize = 4096;
@@ -44,6 +50,16 @@ enum Write {
         project: ProjectId,
         slug: Slug,
         writes: Vec<TicketWrite>,
+    },
+    ChatTurns {
+        project: ProjectId,
+        session: String,
+        turns: Vec<ChatTurn>,
+    },
+    PutArticle(Article),
+    DeleteArticle {
+        project: ProjectId,
+        id: uuid::Uuid,
     },
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
@@ -100,6 +116,8 @@ impl EmbeddedStore {
         txn.open_table(TICKETS_BY_TIME)?;
         txn.open_table(MESSAGES)?;
         txn.open_table(READ_CURSORS)?;
+        txn.open_table(CHAT_TURNS)?;
+        txn.open_table(ARTICLES)?;
         txn.commit()?;
 
         let db = Arc::new(db);
@@ -206,6 +224,8 @@ fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<Stor
         let mut by_time = txn.open_table(TICKETS_BY_TIME).map_err(internal)?;
         let mut messages = txn.open_table(MESSAGES).map_err(internal)?;
         let mut cursors = txn.open_table(READ_CURSORS).map_err(internal)?;
+        let mut chat = txn.open_table(CHAT_TURNS).map_err(internal)?;
+        let mut articles = txn.open_table(ARTICLES).map_err(internal)?;
         for (write, _) in group {
             let result = match write {
                 Write::Project { project: p, create } => {
@@ -284,6 +304,34 @@ fn commit_group(db: &Database, group: &[(Write, Reply)]) -> StoreResult<Vec<Stor
                             }
                             Ok(())
                         }
+                    }
+                }
+                Write::ChatTurns {
+                    project,
+                    session,
+                    turns,
+                } => {
+                    for t in turns {
+                        let key = (project.as_str(), session.as_str(), t.id.ticks());
+                        chat.insert(key, to_json(t)?.as_slice()).map_err(internal)?;
+                    }
+                    Ok(())
+                }
+                Write::PutArticle(a) => {
+                    let id = a.id.to_string();
+                    articles
+                        .insert((a.project_id.as_str(), id.as_str()), to_json(a)?.as_slice())
+                        .map_err(internal)?;
+                    Ok(())
+                }
+                Write::DeleteArticle { project, id } => {
+                    let id = id.to_string();
+                    match articles
+                        .remove((project.as_str(), id.as_str()))
+                        .map_err(internal)?
+                    {
+                        Some(_) => Ok(()),
+                        None => Err(StoreError::NotFound),
                     }
                 }
                 Write::Barrier => Ok(()),
@@ -508,6 +556,75 @@ impl Store for EmbeddedStore {
             project: project.clone(),
             slug: slug.clone(),
             writes: writes.to_vec(),
+        })
+        .await
+    }
+
+    async fn append_chat_turns(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        turns: &[ChatTurn],
+    ) -> StoreResult<()> {
+        self.write(Write::ChatTurns {
+            project: project.clone(),
+            session: session.to_owned(),
+            turns: turns.to_vec(),
+        })
+        .await
+    }
+
+    async fn list_chat_turns(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ChatTurn>> {
+        let (project, session) = (project.clone(), session.to_owned());
+        self.read(move |txn| {
+            let table = txn.open_table(CHAT_TURNS).map_err(internal)?;
+            let (p, s) = (project.as_str(), session.as_str());
+            let rows = table
+                .range::<(&str, &str, u64)>((p, s, 0)..=(p, s, u64::MAX))
+                .map_err(internal)?;
+            let mut out = Vec::new();
+            for row in rows.rev().take(limit) {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<ChatTurn>(v.value())?);
+            }
+            out.reverse();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_article(&self, article: &Article) -> StoreResult<()> {
+        self.write(Write::PutArticle(article.clone())).await
+    }
+
+    async fn delete_article(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
+        self.write(Write::DeleteArticle {
+            project: project.clone(),
+            id,
+        })
+        .await
+    }
+
+    async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>> {
+        let project = project.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(ARTICLES).map_err(internal)?;
+            let p = project.as_str();
+            // Article ids are UUIDs in hex-and-dash form, which sort between "" and "~".
+            let mut out = Vec::new();
+            for row in table
+                .range::<(&str, &str)>((p, "")..(p, "~"))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<Article>(v.value())?);
+            }
+            Ok(out)
         })
         .await
     }

@@ -14,8 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Utc};
 use fleety_actors::domain::{
-    Description, IdempotencyKey, Message, MessageBody, Participant, Project, ProjectId, ReadCursor,
-    Slug, Ticket, TicketSource, TicketStatus, Title,
+    Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, Description, IdempotencyKey, Message,
+    MessageBody, Participant, Project, ProjectId, ReadCursor, Slug, Ticket, TicketSource,
+    TicketStatus, Title,
 };
 use fleety_actors::store::{
     MessageRange, Store, StoreError, StoreResult, TicketPage, TicketQuery, TicketWrite,
@@ -39,6 +40,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "0002_message_idempotency_key",
         include_str!("../../cql/0002_message_idempotency_key.cql"),
+    ),
+    (
+        3,
+        "0003_chat_and_knowledge_base",
+        include_str!("../../cql/0003_chat_and_knowledge_base.cql"),
     ),
 ];
 
@@ -313,6 +319,12 @@ struct Statements {
     select_messages_desc: PreparedStatement,
     upsert_cursor: PreparedStatement,
     select_cursors: PreparedStatement,
+    insert_turn: PreparedStatement,
+    select_turns: PreparedStatement,
+    upsert_article: PreparedStatement,
+    select_article_id: PreparedStatement,
+    delete_article: PreparedStatement,
+    select_articles: PreparedStatement,
 }
 
 pub struct ScyllaStore {
@@ -357,6 +369,10 @@ impl ScyllaStore {
         const PROJECT_COLS: &str = "project_id, name, allowed_origins, admin_key_hash, created_at";
         const TICKET_COLS: &str =
             "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at";
+        const TURN_COLS: &str =
+            "project_id, session_id, turn_id, role, content, at, ticket_slug, citations";
+        const ARTICLE_COLS: &str =
+            "project_id, article_id, title, body, tags, created_at, updated_at";
         let st = Statements {
             insert_project: prepare(format!("INSERT INTO {ks}.projects ({PROJECT_COLS}) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
             upsert_project: prepare(format!("INSERT INTO {ks}.projects ({PROJECT_COLS}) VALUES (?, ?, ?, ?, ?)"), true).await?,
@@ -375,6 +391,12 @@ impl ScyllaStore {
             select_messages_desc: prepare(format!("SELECT message_id, author, content, idempotency_key FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"), true).await?,
             upsert_cursor: prepare(format!("INSERT INTO {ks}.read_cursors (project_id, slug, reader, up_to) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
             select_cursors: prepare(format!("SELECT reader, up_to FROM {ks}.read_cursors WHERE project_id = ? AND slug = ?"), true).await?,
+            insert_turn: prepare(format!("INSERT INTO {ks}.chat_turns ({TURN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"), true).await?,
+            select_turns: prepare(format!("SELECT {TURN_COLS} FROM {ks}.chat_turns WHERE project_id = ? AND session_id = ? ORDER BY turn_id DESC LIMIT ?"), true).await?,
+            upsert_article: prepare(format!("INSERT INTO {ks}.kb_articles ({ARTICLE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"), true).await?,
+            select_article_id: prepare(format!("SELECT article_id FROM {ks}.kb_articles WHERE project_id = ? AND article_id = ?"), true).await?,
+            delete_article: prepare(format!("DELETE FROM {ks}.kb_articles WHERE project_id = ? AND article_id = ?"), true).await?,
+            select_articles: prepare(format!("SELECT {ARTICLE_COLS} FROM {ks}.kb_articles WHERE project_id = ?"), true).await?,
         };
         Ok(Self {
             session: Arc::new(session),
@@ -685,6 +707,60 @@ fn message_from_row(
     })
 }
 
+type TurnRow = (
+    String,
+    String,
+    CqlTimeuuid,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<String>,
+    Option<Vec<uuid::Uuid>>,
+);
+
+fn turn_from_row(r: TurnRow) -> StoreResult<ChatTurn> {
+    let corrupt = |what: &str| StoreError::Internal(format!("corrupt chat turn: {what}"));
+    Ok(ChatTurn {
+        id: MessageId::from_uuid(r.2.into()).ok_or_else(|| corrupt("id"))?,
+        role: match r.3.as_str() {
+            "user" => ChatRole::User,
+            "assistant" => ChatRole::Assistant,
+            _ => return Err(corrupt("role")),
+        },
+        content: r.4,
+        at: r.5,
+        ticket_slug: r
+            .6
+            .map(|s| Slug::parse(&s))
+            .transpose()
+            .map_err(|_| corrupt("ticket_slug"))?,
+        citations: r.7.unwrap_or_default(),
+    })
+}
+
+type ArticleRow = (
+    String,
+    uuid::Uuid,
+    String,
+    String,
+    Option<Vec<String>>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+fn article_from_row(r: ArticleRow) -> StoreResult<Article> {
+    let corrupt = |what: &str| StoreError::Internal(format!("corrupt article: {what}"));
+    Ok(Article {
+        project_id: ProjectId::parse(&r.0).map_err(|_| corrupt("project id"))?,
+        id: r.1,
+        title: ArticleTitle::parse(&r.2).map_err(|_| corrupt("title"))?,
+        body: ArticleBody::parse(&r.3).map_err(|_| corrupt("body"))?,
+        tags: r.4.unwrap_or_default(),
+        created_at: r.5,
+        updated_at: r.6,
+    })
+}
+
 /// The month a ticket is listed under: `YYYY-MM`, which sorts like time.
 fn bucket(t: DateTime<Utc>) -> String {
     format!("{:04}-{:02}", t.year(), t.month())
@@ -961,6 +1037,113 @@ impl Store for ScyllaStore {
             }
         }
         Ok(())
+    }
+
+    /// Turns are independent rows keyed by their id: written concurrently, and a repeat
+    /// overwrites the same row.
+    async fn append_chat_turns(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        turns: &[ChatTurn],
+    ) -> StoreResult<()> {
+        let writes = turns.iter().map(|t| {
+            let values = (
+                project.as_str(),
+                session,
+                CqlTimeuuid::from(t.id.as_uuid()),
+                t.role.as_str(),
+                t.content.as_str(),
+                t.at,
+                t.ticket_slug.as_ref().map(Slug::as_str),
+                &t.citations,
+            );
+            self.session.execute_unpaged(&self.st.insert_turn, values)
+        });
+        for result in futures_util::future::join_all(writes).await {
+            result.map_err(execution)?;
+        }
+        Ok(())
+    }
+
+    async fn list_chat_turns(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ChatTurn>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let rows: Vec<TurnRow> = self
+            .session
+            .execute_iter(
+                self.st.select_turns.clone(),
+                (project.as_str(), session, limit),
+            )
+            .await
+            .map_err(paging)?
+            .rows_stream::<TurnRow>()
+            .map_err(internal)?
+            .try_collect()
+            .await
+            .map_err(paging)?;
+        let mut out = rows
+            .into_iter()
+            .map(turn_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn put_article(&self, a: &Article) -> StoreResult<()> {
+        let values = (
+            a.project_id.as_str(),
+            a.id,
+            a.title.as_str(),
+            a.body.as_str(),
+            &a.tags,
+            a.created_at,
+            a.updated_at,
+        );
+        self.session
+            .execute_unpaged(&self.st.upsert_article, values)
+            .await
+            .map_err(execution)?;
+        Ok(())
+    }
+
+    async fn delete_article(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
+        // Without LWT a DELETE cannot tell whether the row was there; read first. A racing
+        // delete of the same article makes both succeed, which is what a user expects.
+        let values = (project.as_str(), id);
+        if self
+            .one_row::<(uuid::Uuid,)>(&self.st.select_article_id, values)
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::NotFound);
+        }
+        self.session
+            .execute_unpaged(&self.st.delete_article, values)
+            .await
+            .map_err(execution)?;
+        Ok(())
+    }
+
+    async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>> {
+        let rows: Vec<ArticleRow> = self
+            .session
+            .execute_iter(self.st.select_articles.clone(), (project.as_str(),))
+            .await
+            .map_err(paging)?
+            .rows_stream::<ArticleRow>()
+            .map_err(internal)?
+            .try_collect()
+            .await
+            .map_err(paging)?;
+        rows.into_iter().map(article_from_row).collect()
     }
 
     /// Every acknowledged write is already on the replicas the consistency level asked for.

@@ -31,6 +31,9 @@ macro_rules! store_conformance_tests {
             appending_the_same_message_twice_keeps_one_copy,
             read_cursors_move_forward_only_and_per_reader,
             concurrent_appends_are_all_durable,
+            assistant_messages_round_trip,
+            chat_transcripts_keep_order_per_session_and_ignore_repeats,
+            articles_are_put_listed_replaced_and_deleted,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -457,4 +460,127 @@ pub async fn concurrent_appends_are_all_durable(store: Arc<dyn Store>) {
             .unwrap();
         assert_eq!(back, msgs);
     }
+}
+
+pub async fn assistant_messages_round_trip(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let t = ticket(&p.id, "calm-owl-001", now_millis());
+    store.create_ticket(&t).await.unwrap();
+    let m = Message {
+        id: MessageId::next(None, now_millis()),
+        author: Participant::Assistant,
+        content: MessageBody::parse("Try resetting your password.").unwrap(),
+        timestamp: now_millis(),
+        idempotency_key: None,
+    };
+    store.append_message(&p.id, &t.slug, &m).await.unwrap();
+    let back = store
+        .list_messages(&p.id, &t.slug, MessageRange::all())
+        .await
+        .unwrap();
+    assert_eq!(back, vec![m]);
+}
+
+fn turn(previous: Option<MessageId>, role: ChatRole, content: &str) -> ChatTurn {
+    let at = now_millis();
+    ChatTurn {
+        id: MessageId::next(previous, at),
+        role,
+        content: content.into(),
+        at,
+        ticket_slug: None,
+        citations: vec![],
+    }
+}
+
+pub async fn chat_transcripts_keep_order_per_session_and_ignore_repeats(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let session = Uuid::new_v4().to_string();
+    let other = Uuid::new_v4().to_string();
+    let mut turns = Vec::new();
+    let mut last = None;
+    for i in 0..5 {
+        let role = if i % 2 == 0 {
+            ChatRole::User
+        } else {
+            ChatRole::Assistant
+        };
+        let mut t = turn(last, role, &format!("turn {i}"));
+        if i == 3 {
+            t.ticket_slug = Some(Slug::parse("brave-fox-123").unwrap());
+            t.citations = vec![Uuid::new_v4()];
+        }
+        last = Some(t.id);
+        turns.push(t);
+    }
+    store
+        .append_chat_turns(&p.id, &session, &turns[..3])
+        .await
+        .unwrap();
+    // The last batch repeats turn 2, as a retried write would.
+    store
+        .append_chat_turns(&p.id, &session, &turns[2..])
+        .await
+        .unwrap();
+    store
+        .append_chat_turns(&p.id, &other, &[turn(None, ChatRole::User, "elsewhere")])
+        .await
+        .unwrap();
+
+    let all = store.list_chat_turns(&p.id, &session, 100).await.unwrap();
+    assert_eq!(all, turns);
+    let newest = store.list_chat_turns(&p.id, &session, 2).await.unwrap();
+    assert_eq!(newest, turns[3..].to_vec());
+    assert_eq!(
+        store
+            .list_chat_turns(&p.id, &other, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let unknown = Uuid::new_v4().to_string();
+    assert!(store
+        .list_chat_turns(&p.id, &unknown, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn articles_are_put_listed_replaced_and_deleted(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let other = stored_project(&store).await;
+    let now = now_millis();
+    let article = |title: &str, body: &str| Article {
+        id: Uuid::new_v4(),
+        project_id: p.id.clone(),
+        title: ArticleTitle::parse(title).unwrap(),
+        body: ArticleBody::parse(body).unwrap(),
+        tags: vec!["billing".into()],
+        created_at: now,
+        updated_at: now,
+    };
+    let a = article("Refunds", "Refunds take five days.");
+    let b = article("Passwords", "Use the reset link.");
+    store.put_article(&a).await.unwrap();
+    store.put_article(&b).await.unwrap();
+    let mut listed = store.list_articles(&p.id).await.unwrap();
+    listed.sort_by(|x, y| x.title.as_str().cmp(y.title.as_str()));
+    assert_eq!(listed, vec![b.clone(), a.clone()]);
+    assert!(store.list_articles(&other.id).await.unwrap().is_empty());
+
+    let mut changed = a.clone();
+    changed.body = ArticleBody::parse("Refunds take three days.").unwrap();
+    changed.updated_at = now + Duration::seconds(1);
+    store.put_article(&changed).await.unwrap();
+    store.delete_article(&p.id, b.id).await.unwrap();
+    assert_eq!(store.list_articles(&p.id).await.unwrap(), vec![changed]);
+    assert!(matches!(
+        store.delete_article(&p.id, b.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_article(&other.id, a.id).await,
+        Err(StoreError::NotFound)
+    ));
 }
