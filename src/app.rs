@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fleety_actors::chat::{ChatConfig, ChatQuotas};
 use fleety_actors::clock::{Clock, SystemClock};
 use fleety_actors::domain::{ProjectId, ProjectName};
+use fleety_actors::kb::KbConfig;
 use fleety_actors::root::{RootArgs, System};
 use fleety_actors::slug::SlugGenerator;
 use fleety_actors::store::Store;
@@ -54,10 +56,27 @@ impl Application {
             subscriber_queue: settings.ws_subscriber_queue,
             ..TicketConfig::default()
         };
+        let chat_config = ChatConfig {
+            quotas: ChatQuotas {
+                session_requests_per_minute: settings.chat_session_requests_per_minute,
+                session_token_budget: settings.chat_session_token_budget,
+                session_tickets: settings.chat_session_tickets,
+                project_requests_per_minute: settings.chat_project_requests_per_minute,
+                project_tokens_per_hour: settings.chat_project_tokens_per_hour,
+                project_tickets_per_hour: settings.chat_project_tickets_per_hour,
+            },
+            max_tokens: settings.llm_max_tokens,
+            ..ChatConfig::default()
+        };
+        let llm = crate::llm::from_settings(&settings)?;
+        tracing::info!(provider = llm.name(), "language model");
         let system = System::start(RootArgs {
             store: store.clone(),
             clock: clock.clone(),
             tickets: ticket_config,
+            llm,
+            kb: KbConfig::default(),
+            chat: chat_config,
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the actor system: {e}"))?;
@@ -126,6 +145,7 @@ impl Application {
         let name = ProjectName::parse("Demo").map_err(|e| anyhow::anyhow!(e))?;
         let created = self.ctx.projects.create(Some(id), name, origins).await?;
         auth::write_private(&key_file, &created.admin_key)?;
+        crate::demo::seed_knowledge_base(&self.ctx, &created.project.id).await?;
         Ok(Demo {
             project_id: created.project.id.to_string(),
             admin_key: created.admin_key,

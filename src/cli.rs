@@ -1,4 +1,5 @@
-//! The command line: `fleety` (serve), `fleety serve`, `fleety project create`.
+//! The command line: `fleety` (serve), `fleety serve`, `fleety migrate`, `fleety project create`,
+//! `fleety chat`.
 
 use clap::{Parser, Subcommand};
 use fleety_actors::domain::{ProjectId, ProjectName};
@@ -20,6 +21,18 @@ enum Command {
     Serve,
     /// Create the CQL keyspace if needed and apply pending migrations (FLEETY_STORAGE=scylla).
     Migrate,
+    /// Chat with a running server's assistant from the terminal.
+    Chat {
+        /// The project whose assistant to talk to.
+        #[arg(long)]
+        project: String,
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Do not let the assistant open tickets.
+        #[arg(long)]
+        no_tools: bool,
+    },
     /// Manage projects (tenants) directly in the store.
     Project {
         #[command(subcommand)]
@@ -54,6 +67,11 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
+        Command::Chat {
+            project,
+            server,
+            no_tools,
+        } => crate::chat_client::run(&server, &project, !no_tools).await,
         Command::Project {
             command: ProjectCommand::Create { name, id, origins },
         } => {
@@ -95,6 +113,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         if !demo.admin_key.is_empty() {
             println!("  demo admin key:  {}", demo.admin_key);
         }
+        println!(
+            "  chat: cargo run --release -- chat --project {}",
+            demo.project_id
+        );
         println!("  try: curl -s -X POST {url}/v1/tickets/{} -H 'Content-Type: application/json' -d '{{\"title\":\"Hello\"}}'", demo.project_id);
     }
     app.run_until(shutdown_signal()).await

@@ -43,6 +43,16 @@ pub enum StorageBackend {
     Scylla,
 }
 
+/// Which language model answers chats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmProviderKind {
+    /// `openai` when `llm_base_url` is set, otherwise `offline`.
+    Auto,
+    Openai,
+    Offline,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -104,6 +114,30 @@ pub struct Settings {
     pub scylla_replication: String,
     /// Apply pending CQL migrations at start-up.
     pub scylla_auto_migrate: bool,
+    pub llm_provider: LlmProviderKind,
+    /// An OpenAI-compatible API, up to and including `/v1`.
+    pub llm_base_url: String,
+    pub llm_api_key: Secret,
+    pub llm_model: String,
+    pub llm_connect_timeout_secs: u64,
+    /// How long the model may take to start answering.
+    pub llm_first_token_timeout_secs: u64,
+    /// Longest pause the model may make in the middle of an answer.
+    pub llm_idle_timeout_secs: u64,
+    /// Tokens the model may generate per answer.
+    pub llm_max_tokens: u32,
+    /// Chat requests per minute per session; 0 disables the limit.
+    pub chat_session_requests_per_minute: u32,
+    /// Model tokens one session may use in all; 0 disables the limit.
+    pub chat_session_token_budget: u64,
+    /// Tickets the assistant may open per session.
+    pub chat_session_tickets: u32,
+    /// Chat requests per minute per project; 0 disables the limit.
+    pub chat_project_requests_per_minute: u32,
+    /// Model tokens per hour per project; 0 disables the limit.
+    pub chat_project_tokens_per_hour: u64,
+    /// Tickets the assistant may open per hour per project; 0 disables the limit.
+    pub chat_project_tickets_per_hour: u32,
 }
 
 impl Default for Settings {
@@ -137,6 +171,20 @@ impl Default for Settings {
             scylla_password: Secret::default(),
             scylla_replication: "1".into(),
             scylla_auto_migrate: false,
+            llm_provider: LlmProviderKind::Auto,
+            llm_base_url: String::new(),
+            llm_api_key: Secret::default(),
+            llm_model: "gpt-4o-mini".into(),
+            llm_connect_timeout_secs: 5,
+            llm_first_token_timeout_secs: 30,
+            llm_idle_timeout_secs: 30,
+            llm_max_tokens: 512,
+            chat_session_requests_per_minute: 20,
+            chat_session_token_budget: 50_000,
+            chat_session_tickets: 3,
+            chat_project_requests_per_minute: 600,
+            chat_project_tokens_per_hour: 2_000_000,
+            chat_project_tickets_per_hour: 100,
         }
     }
 }
@@ -179,6 +227,13 @@ impl Settings {
             ("ws_ping_interval_secs", self.ws_ping_interval_secs),
             ("ws_subscriber_queue", self.ws_subscriber_queue as u64),
             ("ticket_idle_secs", self.ticket_idle_secs),
+            ("llm_connect_timeout_secs", self.llm_connect_timeout_secs),
+            (
+                "llm_first_token_timeout_secs",
+                self.llm_first_token_timeout_secs,
+            ),
+            ("llm_idle_timeout_secs", self.llm_idle_timeout_secs),
+            ("llm_max_tokens", u64::from(self.llm_max_tokens)),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -195,6 +250,21 @@ impl Settings {
             return Err(
                 "configuration error in operator_token (FLEETY_OPERATOR_TOKEN): must be at least 16 characters".into(),
             );
+        }
+        if self.llm_provider == LlmProviderKind::Openai && self.llm_base_url.is_empty() {
+            return Err("configuration error in llm_base_url (FLEETY_LLM_BASE_URL): required when llm_provider is openai".into());
+        }
+        if !self.llm_base_url.is_empty() {
+            let ok = self
+                .llm_base_url
+                .parse::<http::Uri>()
+                .ok()
+                .is_some_and(|u| {
+                    matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+                });
+            if !ok {
+                return Err("configuration error in llm_base_url (FLEETY_LLM_BASE_URL): must be an http or https URL".into());
+            }
         }
         Ok(())
     }

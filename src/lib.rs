@@ -6,9 +6,12 @@
 
 pub mod app;
 pub mod auth;
+pub mod chat_client;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod http;
+pub mod llm;
 pub mod projects;
 pub mod server;
 pub mod store;

@@ -7,17 +7,24 @@
 //!
 //! ```text
 //! RootSupervisor
-//!  └── TicketSupervisor      restarts failed tickets from the store; keeps the registry true
-//!       └── TicketActor      one per active ticket: its state, its subscribers, its only writer;
-//!                            activated on demand, passivated when idle
+//!  ├── TicketSupervisor      restarts failed tickets from the store; keeps the registry true
+//!  │    └── TicketActor      one per active ticket: its state, its subscribers, its only writer;
+//!  │                         activated on demand, passivated when idle
+//!  ├── KbSupervisor
+//!  │    └── KnowledgeBaseActor   one per project in use: its articles and their search index
+//!  └── ChatSupervisor
+//!       └── ChatSessionActor     one per anonymous session: transcript, quotas, model streams
 //! ```
 
 #![forbid(unsafe_code)]
 
+pub mod chat;
 pub mod clock;
 pub mod domain;
 pub mod events;
 pub mod feed;
+pub mod kb;
+pub mod llm;
 pub mod message_id;
 pub mod root;
 pub mod slug;

@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
+use crate::chat::{ChatArgs, ChatConfig, Chats};
 use crate::clock::Clock;
 use crate::feed::ProjectFeeds;
+use crate::kb::{KbConfig, KnowledgeBases};
+use crate::llm::LlmProvider;
 use crate::store::Store;
 use crate::ticket::{TicketConfig, Tickets};
 
@@ -19,6 +22,8 @@ pub enum RootMsg {}
 #[derive(Clone)]
 pub struct System {
     pub tickets: Tickets,
+    pub kb: KnowledgeBases,
+    pub chats: Chats,
     pub feeds: ProjectFeeds,
     pub root: ActorRef<RootMsg>,
 }
@@ -27,6 +32,9 @@ pub struct RootArgs {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub tickets: TicketConfig,
+    pub llm: Arc<dyn LlmProvider>,
+    pub kb: KbConfig,
+    pub chat: ChatConfig,
 }
 
 impl System {
@@ -34,15 +42,30 @@ impl System {
         let (root, _) = Actor::spawn(None, RootSupervisor, ()).await?;
         let feeds = ProjectFeeds::default();
         let (tickets, _) = Tickets::start(
-            args.store,
-            args.clock,
+            args.store.clone(),
+            args.clock.clone(),
             feeds.clone(),
             args.tickets,
             Some(root.get_cell()),
         )
         .await?;
+        let kb = KnowledgeBases::start(args.store.clone(), args.kb, Some(root.get_cell())).await?;
+        let chats = Chats::start(
+            ChatArgs {
+                store: args.store,
+                clock: args.clock,
+                llm: args.llm,
+                kb: kb.clone(),
+                tickets: tickets.clone(),
+                config: args.chat,
+            },
+            Some(root.get_cell()),
+        )
+        .await?;
         Ok(System {
             tickets,
+            kb,
+            chats,
             feeds,
             root,
         })

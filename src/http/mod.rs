@@ -2,7 +2,9 @@
 //! input into domain types, asks the owning actor (or the project directory), and turns the
 //! answer or the error into a response. Nothing here touches ticket storage directly.
 
+pub mod chat;
 pub mod error;
+pub mod kb;
 pub mod openapi;
 pub mod projects_api;
 pub mod ratelimit;

@@ -243,6 +243,133 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         body: true,
         responses: &[
+            ("200", "text/event-stream of data: {\"content\": ...} events, then data: [DONE]"),
+            ("400", "empty or over-long prompt"),
+            ("401", "missing, expired or tampered session token"),
+            ("429", "a session or project chat quota is used up (Retry-After)"),
+            ("502", "the language model failed"),
+            ("504", "the language model did not answer in time"),
+        ],
+        ..ep(
+            "POST",
+            "/v1/chat",
+            "Ask the assistant one question; the answer streams as SSE",
+            Access::SessionToken,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("200", "text/event-stream of OpenAI-style deltas then data: [DONE]; or application/json {type: tool_call, message, ticket_slug} when the assistant opened a ticket"),
+            ("400", "system role, bad roles, too many or too long messages"),
+            ("401", "missing, expired or tampered session token"),
+            ("429", "a session or project chat quota is used up (Retry-After)"),
+            ("502", "the language model failed"),
+            ("504", "the language model did not answer in time"),
+        ],
+        ..ep(
+            "POST",
+            "/v1/chat/tools",
+            "Chat with tool calling: the assistant may open a ticket",
+            Access::SessionToken,
+        )
+    },
+    Endpoint {
+        query: &["q", "limit"],
+        responses: &[
+            ("200", "results: the best passage of each matching article, best first"),
+            ("400", "missing or over-long q, bad limit"),
+            ("403", "origin not allowed"),
+            ("404", "unknown project"),
+            ("429", "rate limited"),
+        ],
+        ..ep(
+            "GET",
+            "/v1/kb/{projectId}/search",
+            "Search the project's help-center articles",
+            Access::Public,
+        )
+    },
+    Endpoint {
+        responses: &[("200", "articles, most recently changed first")],
+        ..ep(
+            "GET",
+            "/v1/projects/{projectId}/kb/articles",
+            "List knowledge-base articles",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("201", "the new article"),
+            ("400", "invalid title, body or tags"),
+            ("409", "the knowledge base is full"),
+        ],
+        ..ep(
+            "POST",
+            "/v1/projects/{projectId}/kb/articles",
+            "Create a knowledge-base article",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        responses: &[("200", "the article"), ("404", "unknown article")],
+        ..ep(
+            "GET",
+            "/v1/projects/{projectId}/kb/articles/{articleId}",
+            "Read an article",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("200", "the article after the change"),
+            ("400", "invalid title, body or tags"),
+            ("404", "unknown article"),
+        ],
+        ..ep(
+            "PATCH",
+            "/v1/projects/{projectId}/kb/articles/{articleId}",
+            "Change an article's title, body or tags",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        responses: &[("200", "deleted"), ("404", "unknown article")],
+        ..ep(
+            "DELETE",
+            "/v1/projects/{projectId}/kb/articles/{articleId}",
+            "Delete an article",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        query: &["q", "limit"],
+        responses: &[("200", "results, as the public search answers")],
+        ..ep(
+            "GET",
+            "/v1/projects/{projectId}/kb/search",
+            "Search the knowledge base as the assistant would",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        responses: &[
+            ("200", "ticket_slug, session_id and the chat's turns, oldest first"),
+            ("404", "unknown ticket"),
+        ],
+        ..ep(
+            "GET",
+            "/v1/projects/{projectId}/tickets/{slug}/chat",
+            "Read the chat with the assistant that led to a ticket",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
             ("201", "the project and its admin key, shown once"),
             ("401", "no token"),
             ("403", "wrong token or operator API disabled"),
@@ -274,6 +401,7 @@ fn method(m: &str) -> HttpMethod {
     match m {
         "POST" => HttpMethod::Post,
         "PATCH" => HttpMethod::Patch,
+        "DELETE" => HttpMethod::Delete,
         _ => HttpMethod::Get,
     }
 }

@@ -15,6 +15,13 @@
 //! | GET | /v1/projects/{projectId}/tickets | admin key | [`projects_api::list_tickets`] |
 //! | POST | /v1/projects/{projectId}/feed-token | admin key | [`projects_api::feed_token`] |
 //! | GET (WS) | /v1/projects/{projectId}/feed | feed token | [`ws::feed_socket`] |
+//! | GET | /v1/projects/{projectId}/tickets/{slug}/chat | admin key | [`kb::ticket_chat`] |
+//! | GET, POST | /v1/projects/{projectId}/kb/articles | admin key | [`kb::list`], [`kb::create`] |
+//! | GET, PATCH, DELETE | /v1/projects/{projectId}/kb/articles/{articleId} | admin key | [`kb::get`], [`kb::update`], [`kb::delete`] |
+//! | GET | /v1/projects/{projectId}/kb/search | admin key | [`kb::agent_search`] |
+//! | GET | /v1/kb/{projectId}/search | public | [`kb::public_search`] |
+//! | POST | /v1/chat | session token | [`chat::prompt`] (SSE) |
+//! | POST | /v1/chat/tools | session token | [`chat::tools`] (SSE or JSON) |
 //! | POST | /v1/admin/projects | operator token | [`projects_api::create`] |
 //! | GET | /v1/openapi.json | public | [`openapi::document`] |
 //! | GET | /healthz | public | liveness |
@@ -32,7 +39,9 @@ use warp::reply::Response;
 use warp::{Buf, Filter, Rejection, Reply};
 
 use super::error::recover;
-use super::{json, openapi, projects_api, session, tickets, ws, ApiError, Client, Ctx, PeerAddr};
+use super::{
+    chat, json, kb, openapi, projects_api, session, tickets, ws, ApiError, Client, Ctx, PeerAddr,
+};
 
 fn with_ctx(ctx: Arc<Ctx>) -> impl Filter<Extract = (Arc<Ctx>,), Error = Infallible> + Clone {
     warp::any().map(move || ctx.clone())
@@ -193,6 +202,80 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(warp::ws())
         .and_then(ws::feed_socket)
         .boxed();
+    let ticket_chat = c()
+        .and(path!(
+            "v1" / "projects" / String / "tickets" / String / "chat"
+        ))
+        .and(warp::get())
+        .and(who())
+        .and_then(kb::ticket_chat)
+        .boxed();
+    let list_articles = c()
+        .and(path!("v1" / "projects" / String / "kb" / "articles"))
+        .and(warp::get())
+        .and(who())
+        .and_then(kb::list)
+        .boxed();
+    let create_article = c()
+        .and(path!("v1" / "projects" / String / "kb" / "articles"))
+        .and(warp::post())
+        .and(who())
+        .and(body(limit))
+        .and_then(kb::create)
+        .boxed();
+    let get_article = c()
+        .and(path!(
+            "v1" / "projects" / String / "kb" / "articles" / String
+        ))
+        .and(warp::get())
+        .and(who())
+        .and_then(kb::get)
+        .boxed();
+    let update_article = c()
+        .and(path!(
+            "v1" / "projects" / String / "kb" / "articles" / String
+        ))
+        .and(warp::patch())
+        .and(who())
+        .and(body(limit))
+        .and_then(kb::update)
+        .boxed();
+    let delete_article = c()
+        .and(path!(
+            "v1" / "projects" / String / "kb" / "articles" / String
+        ))
+        .and(warp::delete())
+        .and(who())
+        .and_then(kb::delete)
+        .boxed();
+    let agent_search = c()
+        .and(path!("v1" / "projects" / String / "kb" / "search"))
+        .and(warp::get())
+        .and(warp::query::<kb::SearchQuery>())
+        .and(who())
+        .and_then(kb::agent_search)
+        .boxed();
+    let public_search = c()
+        .and(path!("v1" / "kb" / String / "search"))
+        .and(warp::get())
+        .and(warp::query::<kb::SearchQuery>())
+        .and(who())
+        .and_then(kb::public_search)
+        .boxed();
+    let chat_prompt = c()
+        .and(path!("v1" / "chat"))
+        .and(warp::post())
+        .and(who())
+        .and(body(limit))
+        .and_then(chat::prompt)
+        .boxed();
+    let chat_tools = c()
+        .and(path!("v1" / "chat" / "tools"))
+        .and(warp::post())
+        .and(who())
+        .and(body(limit))
+        .and_then(chat::tools)
+        .boxed();
     let create_project = c()
         .and(path!("v1" / "admin" / "projects"))
         .and(warp::post())
@@ -242,6 +325,26 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(feed_socket)
         .unify()
+        .or(ticket_chat)
+        .unify()
+        .or(list_articles)
+        .unify()
+        .or(create_article)
+        .unify()
+        .or(get_article)
+        .unify()
+        .or(update_article)
+        .unify()
+        .or(delete_article)
+        .unify()
+        .or(agent_search)
+        .unify()
+        .or(public_search)
+        .unify()
+        .or(chat_prompt)
+        .unify()
+        .or(chat_tools)
+        .unify()
         .or(create_project)
         .unify()
         .or(openapi)
@@ -280,18 +383,20 @@ async fn preflight(ctx: Arc<Ctx>, path: warp::path::FullPath, client: Client) ->
         *resp.status_mut() = StatusCode::NO_CONTENT;
         resp.headers_mut().insert(
             http::header::ALLOW,
-            HeaderValue::from_static("GET, POST, PATCH, OPTIONS"),
+            HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
         );
         return resp;
     };
     let segments: Vec<&str> = path.as_str().trim_matches('/').split('/').collect();
     let allowed = match segments.as_slice() {
-        ["v1", "tickets" | "projects", project, ..] => match super::parse_project_id(project) {
-            Ok(id) => {
-                matches!(ctx.projects.get(&id).await, Ok(Some(p)) if crate::projects::allows(&p, &origin))
+        ["v1", "tickets" | "projects" | "kb", project, ..] => {
+            match super::parse_project_id(project) {
+                Ok(id) => {
+                    matches!(ctx.projects.get(&id).await, Ok(Some(p)) if crate::projects::allows(&p, &origin))
+                }
+                Err(_) => false,
             }
-            Err(_) => false,
-        },
+        }
         _ => ctx.projects.any_allows(&origin),
     };
     if !allowed {
@@ -310,7 +415,7 @@ async fn preflight(ctx: Arc<Ctx>, path: warp::path::FullPath, client: Client) ->
     h.insert(http::header::VARY, HeaderValue::from_static("Origin"));
     h.insert(
         http::header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, PATCH, OPTIONS"),
+        HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
     );
     h.insert(
         http::header::ACCESS_CONTROL_ALLOW_HEADERS,

@@ -10,7 +10,6 @@ use fleety_actors::domain::{
     TicketStatus, Title,
 };
 use fleety_actors::events::{self, MessageView, TicketSummary};
-use fleety_actors::store::StoreError;
 use fleety_actors::ticket::{MessagePage, TicketKey, TicketMsg};
 use fleety_actors::MessageId;
 use http::StatusCode;
@@ -103,7 +102,7 @@ pub async fn create(
             .and_then(|t| ctx.tokens.verify_session(t, &caller.project.id).ok())
             .map(|claims| claims.sub);
         let now = ctx.clock.now();
-        let mut ticket = Ticket {
+        let ticket = Ticket {
             id: uuid::Uuid::new_v4(),
             slug: ctx.slugs.generate(),
             project_id: caller.project.id.clone(),
@@ -115,25 +114,8 @@ pub async fn create(
             source: TicketSource::Api,
             session_id,
         };
-        // A slug collision is rare (over 2^30 slugs per project); draw again when it happens.
-        let mut attempts = 0;
-        loop {
-            match ctx.store.create_ticket(&ticket).await {
-                Ok(()) => break,
-                Err(StoreError::Conflict) if attempts < 8 => {
-                    attempts += 1;
-                    ticket.slug = ctx.slugs.generate();
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        tracing::info!(project = %ticket.project_id, ticket = %ticket.slug, "ticket created");
+        let ticket = ctx.system.tickets.open(&ctx.slugs, ticket).await?;
         let view = events::TicketView::new(&ticket, [], &[]);
-        let summary = events::encode(&TicketSummary::new(&ticket));
-        ctx.system.feeds.publish(
-            &ticket.project_id,
-            events::envelope("ticket_created", Some(&ticket.slug), &summary),
-        );
         Ok(json(StatusCode::CREATED, &view))
     })
     .await)

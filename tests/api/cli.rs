@@ -164,3 +164,40 @@ async fn a_killed_server_loses_nothing_it_acknowledged() {
     }
     assert_eq!(stored.len(), acknowledged.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleety_chat_talks_to_a_running_server_from_the_terminal() {
+    use std::io::Write;
+    let app = crate::helpers::spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = fleety(dir.path())
+        .args(["chat", "--project", &app.project, "--server", &app.base])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"How do I reset my password?\nI want to talk to a human\n")
+        .unwrap();
+    // Closing stdin ends the session after both questions are answered.
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Forgot password"), "{stdout}");
+    assert!(stdout.contains("I've created a support ticket"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("/v1/tickets/{}/", app.project)),
+        "{stdout}"
+    );
+}

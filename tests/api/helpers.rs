@@ -203,7 +203,7 @@ impl TestApp {
 
     /// Maps the `demo` project in a path to this server's demo project.
     pub fn at(&self, path: &str) -> String {
-        for prefix in ["/v1/tickets/", "/v1/projects/"] {
+        for prefix in ["/v1/tickets/", "/v1/projects/", "/v1/kb/"] {
             if let Some(rest) = path.strip_prefix(prefix) {
                 if rest == "demo" || rest.starts_with("demo/") || rest.starts_with("demo?") {
                     return format!("{prefix}{}{}", self.project, &rest[4..]);
@@ -273,6 +273,36 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    pub async fn admin_delete(&self, path: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A fresh anonymous session token for the demo project.
+    pub async fn session_token(&self) -> String {
+        let resp = self
+            .post_json("/v1/init-session", json!({"project_id": "demo"}))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// POSTs a chat request with a session token.
+    pub async fn chat(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// Creates a ticket in the demo project and returns its slug.
@@ -359,4 +389,49 @@ pub fn error_of(body: &Value) -> &str {
     body["error"]
         .as_str()
         .unwrap_or_else(|| panic!("not an error body: {body}"))
+}
+
+/// Splits an SSE body into its `data:` payloads, checking the framing on the way: every event
+/// is exactly one `data: ` line followed by a blank line.
+pub fn sse_data(body: &str) -> Vec<String> {
+    assert!(
+        body.ends_with("\n\n"),
+        "an SSE body ends with a blank line: {body:?}"
+    );
+    body.trim_end_matches("\n\n")
+        .split("\n\n")
+        .map(|event| {
+            let data = event
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a `data: ` event: {event:?}"));
+            assert!(!data.contains('\n'), "one line per event: {event:?}");
+            data.to_owned()
+        })
+        .collect()
+}
+
+/// Reads an SSE answer: checks its content type and framing and that it ends with `[DONE]`;
+/// returns the JSON payloads before it.
+pub async fn sse_json(resp: reqwest::Response) -> Vec<Value> {
+    assert_eq!(resp.status(), 200);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("text/event-stream"), "{ct}");
+    let body = resp.text().await.unwrap();
+    let mut data = sse_data(&body);
+    assert_eq!(data.pop().as_deref(), Some("[DONE]"), "{body}");
+    data.iter()
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
+        .collect()
+}
+
+/// The text of `/v1/chat/tools` deltas.
+pub fn delta_text(events: &[Value]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .expect("a content delta")
+        })
+        .collect()
 }

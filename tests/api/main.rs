@@ -4,9 +4,14 @@
 mod support_cql;
 
 mod agent;
+mod chat;
+mod chat_llm;
 mod cli;
+mod fake_llm;
 mod helpers;
+mod kb;
 mod limits_and_cors;
+mod llm_e2e;
 mod openapi;
 mod persistence;
 mod realtime;

@@ -13,7 +13,8 @@ async fn openapi_lists_every_route_and_every_listed_route_exists() {
         for method in item.as_object().unwrap().keys() {
             let concrete = path
                 .replace("{projectId}", &app.project)
-                .replace("{slug}", "quiet-otter-001");
+                .replace("{slug}", "quiet-otter-001")
+                .replace("{articleId}", "3f0e8b1c-5d7a-4a53-9b5e-0c1d2e3f4a5b");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let resp = app
                 .http

@@ -298,6 +298,31 @@ impl Tickets {
         Err(TicketError::Unavailable("ticket kept restarting".into()))
     }
 
+    /// Creates a ticket with a fresh slug and announces it on the project's agent feed.
+    /// `ticket.slug` is replaced; a rare slug collision draws again.
+    pub async fn open(
+        &self,
+        slugs: &crate::slug::SlugGenerator,
+        mut ticket: crate::domain::Ticket,
+    ) -> Result<crate::domain::Ticket, TicketError> {
+        let mut attempts = 0;
+        loop {
+            ticket.slug = slugs.generate();
+            match self.deps.store.create_ticket(&ticket).await {
+                Ok(()) => break,
+                Err(StoreError::Conflict) if attempts < 8 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::info!(project = %ticket.project_id, ticket = %ticket.slug, source = ?ticket.source, "ticket created");
+        let summary = crate::events::encode(&crate::events::TicketSummary::new(&ticket));
+        self.deps.feeds.publish(
+            &ticket.project_id,
+            crate::events::envelope("ticket_created", Some(&ticket.slug), &summary),
+        );
+        Ok(ticket)
+    }
+
     /// For tests: make the ticket's actor fail as if it had hit a bug.
     #[cfg(feature = "testing")]
     pub async fn crash(&self, key: &TicketKey) -> Result<(), TicketError> {

@@ -1,0 +1,401 @@
+//! Knowledge bases: one [`KnowledgeBaseActor`] per project, holding the project's articles and
+//! their search index, activated on first use, passivated when idle, and supervised by
+//! [`KbSupervisor`]. [`KnowledgeBases`] is the handle callers use.
+//!
+//! The store is the source of truth: an article change is made durable first, then applied to
+//! the in-memory index. An actor that fails is forgotten, and the next request rebuilds the
+//! project's index from the store.
+
+pub mod index;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use crate::domain::{Article, ProjectId};
+use crate::llm::Passage;
+use crate::store::{Store, StoreError};
+use index::KbIndex;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KbError {
+    #[error("article not found")]
+    NotFound,
+    #[error("the knowledge base is full ({0} articles at most)")]
+    Full(usize),
+    #[error("knowledge base unavailable: {0}")]
+    Unavailable(String),
+    #[error("knowledge base failure: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for KbError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => KbError::NotFound,
+            StoreError::Unavailable(m) => KbError::Unavailable(m),
+            StoreError::Conflict => KbError::Internal("unexpected conflict".into()),
+            StoreError::Internal(m) => KbError::Internal(m),
+        }
+    }
+}
+
+impl From<index::IndexError> for KbError {
+    fn from(e: index::IndexError) -> Self {
+        KbError::Internal(e.to_string())
+    }
+}
+
+/// Tunables of knowledge-base actors.
+#[derive(Debug, Clone)]
+pub struct KbConfig {
+    /// Articles per project at most: bounds the memory of one project's index.
+    pub max_articles: usize,
+    /// An actor unused for this long passivates, freeing its index.
+    pub idle_timeout: Duration,
+    pub tick_interval: Duration,
+    pub call_timeout: Duration,
+}
+
+impl Default for KbConfig {
+    fn default() -> Self {
+        Self {
+            max_articles: 1000,
+            idle_timeout: Duration::from_secs(600),
+            tick_interval: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub enum KbMsg {
+    /// The best passages for a query, best first.
+    Search {
+        query: String,
+        limit: usize,
+        reply: RpcReplyPort<Result<Vec<Passage>, KbError>>,
+    },
+    /// Every article, newest change first.
+    List {
+        reply: RpcReplyPort<Result<Vec<Article>, KbError>>,
+    },
+    /// Creates the article, or replaces the one with its id (keeping its creation time).
+    Put {
+        article: Article,
+        reply: RpcReplyPort<Result<Article, KbError>>,
+    },
+    Delete {
+        id: Uuid,
+        reply: RpcReplyPort<Result<(), KbError>>,
+    },
+    Tick,
+}
+
+#[derive(Clone)]
+struct Deps {
+    store: Arc<dyn Store>,
+    config: Arc<KbConfig>,
+    registry: Arc<DashMap<ProjectId, Arc<OnceCell<ActorRef<KbMsg>>>>>,
+    supervisor: Arc<std::sync::OnceLock<ActorCell>>,
+}
+
+/// The handle to every project's knowledge base.
+#[derive(Clone)]
+pub struct KnowledgeBases {
+    deps: Deps,
+}
+
+impl KnowledgeBases {
+    /// Starts the supervisor under `parent` (or unsupervised when `None`).
+    pub async fn start(
+        store: Arc<dyn Store>,
+        config: KbConfig,
+        parent: Option<ActorCell>,
+    ) -> Result<KnowledgeBases, ractor::SpawnErr> {
+        let kb = KnowledgeBases {
+            deps: Deps {
+                store,
+                config: Arc::new(config),
+                registry: Arc::default(),
+                supervisor: Arc::default(),
+            },
+        };
+        let (sup, _) = match parent {
+            Some(parent) => Actor::spawn_linked(None, KbSupervisor, kb.clone(), parent).await?,
+            None => Actor::spawn(None, KbSupervisor, kb.clone()).await?,
+        };
+        let _ = kb.deps.supervisor.set(sup.get_cell());
+        Ok(kb)
+    }
+
+    /// How many projects have their knowledge base in memory now.
+    pub fn active(&self) -> usize {
+        self.deps.registry.len()
+    }
+
+    async fn actor(&self, project: &ProjectId) -> Result<ActorRef<KbMsg>, KbError> {
+        let slot = self
+            .deps
+            .registry
+            .entry(project.clone())
+            .or_default()
+            .clone();
+        let result = slot
+            .get_or_try_init(|| async {
+                let supervisor = self.deps.supervisor.get().cloned().ok_or_else(|| {
+                    KbError::Unavailable("knowledge base supervisor not started".into())
+                })?;
+                let args = KbArgs {
+                    project: project.clone(),
+                    deps: self.deps.clone(),
+                };
+                Actor::spawn_linked(None, KnowledgeBaseActor, args, supervisor)
+                    .await
+                    .map(|(actor, _)| actor)
+                    .map_err(|e| {
+                        KbError::Unavailable(format!("could not load the knowledge base: {e}"))
+                    })
+            })
+            .await
+            .cloned();
+        if result.is_err() {
+            self.deps
+                .registry
+                .remove_if(project, |_, s| Arc::ptr_eq(s, &slot));
+        }
+        result
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        project: &ProjectId,
+        make: impl Fn(RpcReplyPort<Result<T, KbError>>) -> KbMsg,
+    ) -> Result<T, KbError> {
+        // A passivating actor may refuse the message: activate a fresh one and ask again.
+        for _ in 0..3 {
+            let actor = self.actor(project).await?;
+            match actor.call(&make, Some(self.deps.config.call_timeout)).await {
+                Ok(ractor::rpc::CallResult::Success(answer)) => return answer,
+                Ok(ractor::rpc::CallResult::Timeout) => {
+                    return Err(KbError::Unavailable(
+                        "the knowledge base did not answer in time".into(),
+                    ))
+                }
+                Ok(ractor::rpc::CallResult::SenderError) => {
+                    return Err(KbError::Unavailable(
+                        "the knowledge base restarted while answering".into(),
+                    ))
+                }
+                Err(_) => {
+                    let cell = actor.get_cell();
+                    self.deps.registry.remove_if(project, |_, s| {
+                        s.get().is_some_and(|a| a.get_id() == cell.get_id())
+                    });
+                }
+            }
+        }
+        Err(KbError::Unavailable(
+            "the knowledge base kept restarting".into(),
+        ))
+    }
+
+    pub async fn search(
+        &self,
+        project: &ProjectId,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Passage>, KbError> {
+        self.call(project, |reply| KbMsg::Search {
+            query: query.to_owned(),
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn list(&self, project: &ProjectId) -> Result<Vec<Article>, KbError> {
+        self.call(project, |reply| KbMsg::List { reply }).await
+    }
+
+    pub async fn put(&self, article: Article) -> Result<Article, KbError> {
+        let project = article.project_id.clone();
+        self.call(&project, |reply| KbMsg::Put {
+            article: article.clone(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn delete(&self, project: &ProjectId, id: Uuid) -> Result<(), KbError> {
+        self.call(project, |reply| KbMsg::Delete { id, reply })
+            .await
+    }
+}
+
+pub struct KnowledgeBaseActor;
+
+pub struct KbArgs {
+    project: ProjectId,
+    deps: Deps,
+}
+
+pub struct KbState {
+    project: ProjectId,
+    deps: Deps,
+    articles: HashMap<Uuid, Article>,
+    index: Arc<KbIndex>,
+    last_used: Instant,
+}
+
+/// Runs index work on the blocking pool: tantivy's writer blocks while it commits.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, KbError> + Send + 'static,
+) -> Result<T, KbError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| KbError::Internal(e.to_string()))?
+}
+
+impl Actor for KnowledgeBaseActor {
+    type Msg = KbMsg;
+    type State = KbState;
+    type Arguments = KbArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<KbMsg>,
+        args: KbArgs,
+    ) -> Result<KbState, ActorProcessingErr> {
+        let articles = args.deps.store.list_articles(&args.project).await?;
+        let for_index = articles.clone();
+        let index = blocking(move || Ok(KbIndex::build(&for_index)?)).await?;
+        let every = args.deps.config.tick_interval;
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                if me.send_message(KbMsg::Tick).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(KbState {
+            project: args.project,
+            deps: args.deps,
+            articles: articles.into_iter().map(|a| (a.id, a)).collect(),
+            index: Arc::new(index),
+            last_used: Instant::now(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<KbMsg>,
+        message: KbMsg,
+        state: &mut KbState,
+    ) -> Result<(), ActorProcessingErr> {
+        if !matches!(message, KbMsg::Tick) {
+            state.last_used = Instant::now();
+        }
+        match message {
+            KbMsg::Search {
+                query,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(state.index.search(&query, limit).map_err(KbError::from));
+            }
+            KbMsg::List { reply } => {
+                let mut all: Vec<Article> = state.articles.values().cloned().collect();
+                all.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
+                let _ = reply.send(Ok(all));
+            }
+            KbMsg::Put { mut article, reply } => {
+                let result = async {
+                    match state.articles.get(&article.id) {
+                        Some(old) => article.created_at = old.created_at,
+                        None if state.articles.len() >= state.deps.config.max_articles => {
+                            return Err(KbError::Full(state.deps.config.max_articles));
+                        }
+                        None => {}
+                    }
+                    state.deps.store.put_article(&article).await?;
+                    state.articles.insert(article.id, article.clone());
+                    let (index, changed) = (state.index.clone(), article.clone());
+                    blocking(move || Ok(index.change([&changed], [])?)).await?;
+                    Ok(article)
+                }
+                .await;
+                let _ = reply.send(result);
+            }
+            KbMsg::Delete { id, reply } => {
+                let result = async {
+                    state.deps.store.delete_article(&state.project, id).await?;
+                    state.articles.remove(&id);
+                    let index = state.index.clone();
+                    blocking(move || Ok(index.change([], [id])?)).await
+                }
+                .await;
+                let _ = reply.send(result);
+            }
+            KbMsg::Tick => {
+                if state.last_used.elapsed() >= state.deps.config.idle_timeout {
+                    // Stop routing to this actor first, so no new request lands in a mailbox
+                    // that is about to close.
+                    let id = myself.get_id();
+                    state.deps.registry.remove_if(&state.project, |_, s| {
+                        s.get().is_some_and(|a| a.get_id() == id)
+                    });
+                    myself.stop(Some("idle".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The parent of every knowledge-base actor: forgets an actor as soon as it stops or fails, so
+/// the next request for its project loads the knowledge base afresh.
+pub struct KbSupervisor;
+
+impl Actor for KbSupervisor {
+    type Msg = ();
+    type State = KnowledgeBases;
+    type Arguments = KnowledgeBases;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<()>,
+        kb: KnowledgeBases,
+    ) -> Result<KnowledgeBases, ActorProcessingErr> {
+        Ok(kb)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<()>,
+        event: SupervisionEvent,
+        kb: &mut KnowledgeBases,
+    ) -> Result<(), ActorProcessingErr> {
+        let cell = match &event {
+            SupervisionEvent::ActorTerminated(cell, ..) => cell,
+            SupervisionEvent::ActorFailed(cell, error) => {
+                tracing::warn!(%error, "a knowledge-base actor failed; it reloads on next use");
+                cell
+            }
+            _ => return Ok(()),
+        };
+        let id = cell.get_id();
+        kb.deps
+            .registry
+            .retain(|_, s| s.get().is_none_or(|a| a.get_id() != id));
+        Ok(())
+    }
+}

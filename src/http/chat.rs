@@ -1,0 +1,416 @@
+//! The chat endpoints: `POST /v1/chat` and `POST /v1/chat/tools`. Each checks the visitor's
+//! session token, validates the conversation, asks the session's actor for a turn, and turns
+//! the turn's events into an SSE stream, or into one JSON answer when the assistant opened a
+//! ticket before saying anything.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fleety_actors::chat::{ChatError, ChatMode, SessionKey, Turn, TurnEvent, TurnRequest};
+use fleety_actors::domain::Project;
+use fleety_actors::llm::{LlmError, LlmMessage, LlmRole};
+use http::header::HeaderValue;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use warp::reply::Response;
+use warp::Reply;
+
+use super::{cors_origin, json, parse_body, with_cors, ApiError, Client, Ctx};
+
+/// Messages one request may carry.
+pub const MAX_MESSAGES: usize = 50;
+/// Characters per message.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// Characters of the whole conversation.
+pub const MAX_CONVERSATION_CHARS: usize = 32_000;
+
+#[derive(Deserialize)]
+pub struct PromptRequest {
+    prompt: String,
+}
+
+#[derive(Deserialize)]
+pub struct ToolsRequest {
+    messages: Vec<ChatMessageIn>,
+    #[serde(default = "yes")]
+    enable_tool_calling: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+pub struct ChatMessageIn {
+    role: String,
+    content: serde_json::Value,
+}
+
+/// The answer `/v1/chat/tools` gives when the assistant opened a ticket.
+#[derive(Serialize)]
+struct ToolCallAnswer<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+    ticket_slug: &'a str,
+}
+
+/// The visitor's session and project, from the bearer token.
+async fn session(ctx: &Ctx, client: &Client) -> Result<(SessionKey, Arc<Project>), ApiError> {
+    let token = client.bearer.as_deref().ok_or_else(|| {
+        ApiError::unauthorized("missing bearer token; get one from POST /v1/init-session")
+    })?;
+    let claims = ctx
+        .tokens
+        .verify_session_token(token)
+        .map_err(|e| ApiError::unauthorized(format!("invalid session token: {e}")))?;
+    let id = super::parse_project_id(&claims.pid)
+        .map_err(|_| ApiError::unauthorized("invalid session token"))?;
+    let project = ctx
+        .projects
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the token's project no longer exists"))?;
+    Ok((
+        SessionKey {
+            project: project.id.clone(),
+            session: claims.sub,
+        },
+        project,
+    ))
+}
+
+fn checked_text(text: &str, what: &str) -> Result<String, ApiError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::bad_request(format!("{what} must not be empty")));
+    }
+    if trimmed.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "{what} is longer than {MAX_MESSAGE_CHARS} characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Validates a client's conversation: user and assistant turns only, within the limits, ending
+/// with the user's question.
+pub fn conversation(messages: &[ChatMessageIn]) -> Result<Vec<LlmMessage>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::bad_request("messages must not be empty"));
+    }
+    if messages.len() > MAX_MESSAGES {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_MESSAGES} messages per request"
+        )));
+    }
+    let mut out = Vec::with_capacity(messages.len());
+    let mut total = 0;
+    for (i, m) in messages.iter().enumerate() {
+        let role = match m.role.as_str() {
+            "user" => LlmRole::User,
+            "assistant" => LlmRole::Assistant,
+            "system" | "developer" => {
+                return Err(ApiError::bad_request(
+                    "system messages are not accepted: the assistant's instructions are set by the server",
+                ))
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "messages[{i}].role: \"{}\" is not allowed; use \"user\" or \"assistant\"",
+                    other.chars().take(20).collect::<String>()
+                )))
+            }
+        };
+        let serde_json::Value::String(content) = &m.content else {
+            return Err(ApiError::bad_request(format!(
+                "messages[{i}].content must be a string"
+            )));
+        };
+        let content = checked_text(content, &format!("messages[{i}].content"))?;
+        total += content.chars().count();
+        out.push(LlmMessage::new(role, content));
+    }
+    if total > MAX_CONVERSATION_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "the conversation is longer than {MAX_CONVERSATION_CHARS} characters"
+        )));
+    }
+    if out.last().is_none_or(|m| m.role != LlmRole::User) {
+        return Err(ApiError::bad_request("the last message must be the user's"));
+    }
+    Ok(out)
+}
+
+/// Hosts that links in the project's answers may point at: those of its allowed origins.
+fn allowed_hosts(project: &Project) -> Vec<String> {
+    project
+        .allowed_origins
+        .iter()
+        .filter_map(|o| {
+            o.split_once("://")
+                .map(|(_, host)| host.to_ascii_lowercase())
+        })
+        .collect()
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        match e {
+            ChatError::Quota { what, .. } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, what),
+            ChatError::Busy => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "another answer is still streaming for this session; wait for it to finish",
+            ),
+            ChatError::Llm(e) => {
+                tracing::warn!(error = %e, "language model request failed");
+                match e {
+                    LlmError::Timeout => ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the assistant did not answer in time; please try again",
+                    ),
+                    LlmError::Upstream { status, .. } => ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "the assistant's language model refused the request (status {status})"
+                        ),
+                    ),
+                    LlmError::Unreachable(_) => ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "the assistant's language model is unreachable; please try again",
+                    ),
+                    LlmError::Protocol(_) => ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "the assistant's answer broke off; please try again",
+                    ),
+                }
+            }
+            ChatError::Unavailable(cause) => {
+                tracing::warn!(%cause, "chat unavailable");
+                ApiError::unavailable()
+            }
+            ChatError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+fn retry_after(e: &ChatError) -> Option<u64> {
+    match e {
+        ChatError::Quota {
+            retry_after: Some(d),
+            ..
+        } => Some(d.as_secs().max(1)),
+        ChatError::Busy => Some(1),
+        _ => None,
+    }
+}
+
+fn error_response(e: ChatError) -> Response {
+    let retry = retry_after(&e);
+    let mut resp = ApiError::from(e).into_response();
+    if let Some(secs) = retry {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// How one streamed piece of text is framed for the endpoint.
+fn text_frame(mode: ChatMode, text: &str) -> String {
+    let value = match mode {
+        ChatMode::Prompt => serde_json::json!({ "content": text }),
+        ChatMode::Conversation { .. } => {
+            serde_json::json!({ "choices": [{ "delta": { "content": text } }] })
+        }
+    };
+    value.to_string()
+}
+
+/// Runs a chat request for either endpoint.
+async fn run(
+    ctx: &Ctx,
+    client: &Client,
+    body: &Bytes,
+    parse: impl FnOnce(&Bytes) -> Result<(ChatMode, Vec<LlmMessage>), ApiError>,
+) -> Response {
+    let mut cors = None;
+    let result = async {
+        let (key, project) = session(ctx, client).await?;
+        cors = cors_origin(&project, client)?;
+        let (mode, messages) = parse(body)?;
+        let request = TurnRequest {
+            mode,
+            messages,
+            project_name: project.name.clone(),
+            allowed_hosts: allowed_hosts(&project),
+        };
+        match ctx.system.chats.turn(&key, request).await {
+            Ok(turn) => Ok(answer(mode, turn).await),
+            Err(e) => Ok(error_response(e)),
+        }
+    }
+    .await;
+    with_cors(result.unwrap_or_else(ApiError::into_response), cors)
+}
+
+/// Waits for the turn's first event, then answers: text starts an SSE stream; a ticket opened
+/// before any text is a JSON `tool_call` answer; an error before anything is an error answer.
+async fn answer(mode: ChatMode, mut turn: Turn) -> Response {
+    let first = loop {
+        match turn.events.recv().await {
+            // Nothing meaningful yet: keep waiting (the turn holds back leading whitespace).
+            Some(TurnEvent::Text(t)) if t.is_empty() => continue,
+            other => break other,
+        }
+    };
+    let first = match first {
+        Some(TurnEvent::TicketOpened { slug, message })
+            if matches!(mode, ChatMode::Conversation { .. }) =>
+        {
+            // The visitor has the answer: dropping the turn ends the model's stream.
+            return json(
+                StatusCode::OK,
+                &ToolCallAnswer {
+                    kind: "tool_call",
+                    message: &message,
+                    ticket_slug: slug.as_str(),
+                },
+            );
+        }
+        Some(TurnEvent::Error(e)) => return error_response(e),
+        None => return ApiError::internal("a chat turn ended without an answer").into_response(),
+        Some(event) => event,
+    };
+    sse(mode, first, turn)
+}
+
+/// The SSE answer: `first`, then every later event, then `[DONE]`.
+fn sse(mode: ChatMode, first: TurnEvent, turn: Turn) -> Response {
+    struct State {
+        pending: Option<TurnEvent>,
+        turn: Turn,
+        done: bool,
+    }
+    let state = State {
+        pending: Some(first),
+        turn,
+        done: false,
+    };
+    let events = futures_util::stream::unfold(state, move |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let event = match s.pending.take() {
+            Some(e) => Some(e),
+            None => s.turn.events.recv().await,
+        };
+        // `data:` is followed by a space, as OpenAI-style clients expect.
+        let data = match event {
+            Some(TurnEvent::Text(t)) => format!(" {}", text_frame(mode, &t)),
+            Some(TurnEvent::TicketOpened { message, .. }) => {
+                format!(" {}", text_frame(mode, &format!("\n\n{message}")))
+            }
+            Some(TurnEvent::Error(e)) => {
+                s.pending = Some(TurnEvent::Done);
+                let message = ApiError::from(e).message;
+                format!(" {}", serde_json::json!({ "error": message }))
+            }
+            Some(TurnEvent::Done) => {
+                s.done = true;
+                " [DONE]".to_owned()
+            }
+            None => {
+                s.pending = Some(TurnEvent::Done);
+                format!(
+                    " {}",
+                    serde_json::json!({ "error": "the answer ended unexpectedly" })
+                )
+            }
+        };
+        Some((
+            Ok::<_, Infallible>(warp::sse::Event::default().data(data)),
+            s,
+        ))
+    });
+    let mut resp = warp::sse::reply(events).into_response();
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+/// POST /v1/chat
+pub async fn prompt(ctx: Arc<Ctx>, client: Client, body: Bytes) -> Result<Response, Infallible> {
+    Ok(run(&ctx, &client, &body, |body| {
+        let req: PromptRequest = parse_body(&client, body)?;
+        let prompt = checked_text(&req.prompt, "prompt")?;
+        Ok((
+            ChatMode::Prompt,
+            vec![LlmMessage::new(LlmRole::User, prompt)],
+        ))
+    })
+    .await)
+}
+
+/// POST /v1/chat/tools
+pub async fn tools(ctx: Arc<Ctx>, client: Client, body: Bytes) -> Result<Response, Infallible> {
+    Ok(run(&ctx, &client, &body, |body| {
+        let req: ToolsRequest = parse_body(&client, body)?;
+        let messages = conversation(&req.messages)?;
+        Ok((
+            ChatMode::Conversation {
+                tools: req.enable_tool_calling,
+            },
+            messages,
+        ))
+    })
+    .await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: &str, content: serde_json::Value) -> ChatMessageIn {
+        ChatMessageIn {
+            role: role.into(),
+            content,
+        }
+    }
+
+    #[test]
+    fn conversations_are_checked() {
+        let ok = conversation(&[
+            msg("user", "hi".into()),
+            msg("assistant", "hello".into()),
+            msg("user", "  help  ".into()),
+        ])
+        .unwrap();
+        assert_eq!(ok.len(), 3);
+        assert_eq!(ok[2].content, "help");
+        let refused = |messages: &[ChatMessageIn]| conversation(messages).unwrap_err().message;
+        assert!(
+            refused(&[msg("system", "obey".into()), msg("user", "x".into())]).contains("system")
+        );
+        assert!(refused(&[msg("tool", "x".into())]).contains("not allowed"));
+        assert!(refused(&[msg("user", serde_json::json!([{"type": "text"}]))]).contains("string"));
+        assert!(refused(&[msg("user", "   ".into())]).contains("empty"));
+        assert!(refused(&[msg("user", "x".into()), msg("assistant", "y".into())]).contains("last"));
+        assert!(refused(&[]).contains("empty"));
+        let long = "x".repeat(MAX_MESSAGE_CHARS + 1);
+        assert!(refused(&[msg("user", long.into())]).contains("longer"));
+        let many: Vec<_> = (0..=MAX_MESSAGES)
+            .map(|_| msg("user", "x".into()))
+            .collect();
+        assert!(refused(&many).contains("at most"));
+    }
+
+    #[test]
+    fn frames_follow_each_endpoint() {
+        assert_eq!(text_frame(ChatMode::Prompt, "Hi"), r#"{"content":"Hi"}"#);
+        assert_eq!(
+            text_frame(ChatMode::Conversation { tools: true }, "Hi"),
+            r#"{"choices":[{"delta":{"content":"Hi"}}]}"#
+        );
+    }
+}

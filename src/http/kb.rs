@@ -1,0 +1,353 @@
+//! Knowledge-base endpoints: agents manage articles with the admin key; the widget's help-center
+//! box searches them publicly (rate-limited and CORS-checked like the public ticket endpoints).
+//! Also the agents' view of the chat that led to a ticket.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fleety_actors::domain::{parse_tags, Article, ArticleBody, ArticleTitle, ChatTurn};
+use fleety_actors::events::rfc3339;
+use fleety_actors::kb::KbError;
+use fleety_actors::llm::Passage;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use warp::reply::Response;
+
+use super::projects_api::agent;
+use super::tickets::{public, ticket_key};
+use super::{json, parse_body, ApiError, Client, Ctx};
+
+/// Results a search returns at most.
+const MAX_RESULTS: usize = 20;
+/// Characters of a query at most.
+const MAX_QUERY_CHARS: usize = 500;
+
+impl From<KbError> for ApiError {
+    fn from(e: KbError) -> Self {
+        match e {
+            KbError::NotFound => ApiError::not_found("article not found"),
+            KbError::Full(max) => ApiError::conflict(format!(
+                "the knowledge base is full ({max} articles at most); delete some first"
+            )),
+            KbError::Unavailable(cause) => {
+                tracing::warn!(%cause, "knowledge base unavailable");
+                ApiError::unavailable()
+            }
+            KbError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ArticleView<'a> {
+    id: Uuid,
+    project_id: &'a str,
+    title: &'a str,
+    body: &'a str,
+    tags: &'a [String],
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> ArticleView<'a> {
+    fn new(a: &'a Article) -> Self {
+        Self {
+            id: a.id,
+            project_id: a.project_id.as_str(),
+            title: a.title.as_str(),
+            body: a.body.as_str(),
+            tags: &a.tags,
+            created_at: rfc3339(a.created_at),
+            updated_at: rfc3339(a.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewArticle {
+    title: String,
+    body: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ArticleChange {
+    title: Option<String>,
+    body: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+fn bad(e: fleety_actors::domain::InvalidValue) -> ApiError {
+    ApiError::bad_request(e.0)
+}
+
+fn article_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found("article not found"))
+}
+
+/// POST /v1/projects/{projectId}/kb/articles
+pub async fn create(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    client: Client,
+    body: Bytes,
+) -> Result<Response, Infallible> {
+    Ok(agent(&ctx, &project_id, &client, async |project| {
+        let req: NewArticle = parse_body(&client, &body)?;
+        let now = ctx.clock.now();
+        let article = Article {
+            id: Uuid::new_v4(),
+            project_id: project.id.clone(),
+            title: ArticleTitle::parse(&req.title).map_err(bad)?,
+            body: ArticleBody::parse(&req.body).map_err(bad)?,
+            tags: parse_tags(&req.tags).map_err(bad)?,
+            created_at: now,
+            updated_at: now,
+        };
+        let article = ctx.system.kb.put(article).await?;
+        Ok(json(StatusCode::CREATED, &ArticleView::new(&article)))
+    })
+    .await)
+}
+
+/// GET /v1/projects/{projectId}/kb/articles
+pub async fn list(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    client: Client,
+) -> Result<Response, Infallible> {
+    Ok(agent(&ctx, &project_id, &client, async |project| {
+        let articles = ctx.system.kb.list(&project.id).await?;
+        let views: Vec<ArticleView> = articles.iter().map(ArticleView::new).collect();
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "articles": views }),
+        ))
+    })
+    .await)
+}
+
+async fn find(
+    ctx: &Ctx,
+    project: &fleety_actors::domain::ProjectId,
+    id: Uuid,
+) -> Result<Article, ApiError> {
+    ctx.system
+        .kb
+        .list(project)
+        .await?
+        .into_iter()
+        .find(|a| a.id == id)
+        .ok_or_else(|| ApiError::not_found("article not found"))
+}
+
+/// GET /v1/projects/{projectId}/kb/articles/{articleId}
+pub async fn get(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    id: String,
+    client: Client,
+) -> Result<Response, Infallible> {
+    Ok(agent(&ctx, &project_id, &client, async |project| {
+        let article = find(&ctx, &project.id, article_id(&id)?).await?;
+        Ok(json(StatusCode::OK, &ArticleView::new(&article)))
+    })
+    .await)
+}
+
+/// PATCH /v1/projects/{projectId}/kb/articles/{articleId}: changes the fields given.
+pub async fn update(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    id: String,
+    client: Client,
+    body: Bytes,
+) -> Result<Response, Infallible> {
+    Ok(agent(&ctx, &project_id, &client, async |project| {
+        let id = article_id(&id)?;
+        let req: ArticleChange = parse_body(&client, &body)?;
+        let mut article = find(&ctx, &project.id, id).await?;
+        if let Some(title) = req.title {
+            article.title = ArticleTitle::parse(&title).map_err(bad)?;
+        }
+        if let Some(body) = req.body {
+            article.body = ArticleBody::parse(&body).map_err(bad)?;
+        }
+        if let Some(tags) = req.tags {
+            article.tags = parse_tags(&tags).map_err(bad)?;
+        }
+        article.updated_at = ctx.clock.now();
+        let article = ctx.system.kb.put(article).await?;
+        Ok(json(StatusCode::OK, &ArticleView::new(&article)))
+    })
+    .await)
+}
+
+/// DELETE /v1/projects/{projectId}/kb/articles/{articleId}
+pub async fn delete(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    id: String,
+    client: Client,
+) -> Result<Response, Infallible> {
+    Ok(agent(&ctx, &project_id, &client, async |project| {
+        ctx.system.kb.delete(&project.id, article_id(&id)?).await?;
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "message": "Article deleted" }),
+        ))
+    })
+    .await)
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct SearchHit<'a> {
+    article_id: Uuid,
+    title: &'a str,
+    /// The passage that matched best.
+    snippet: &'a str,
+    score: f32,
+}
+
+/// Runs a search and keeps the best passage of each article.
+async fn search(
+    ctx: &Ctx,
+    project: &fleety_actors::domain::ProjectId,
+    query: &SearchQuery,
+) -> Result<Vec<Passage>, ApiError> {
+    let q = query.q.as_deref().unwrap_or("").trim();
+    if q.is_empty() {
+        return Err(ApiError::bad_request("q: a search text is required"));
+    }
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "q: at most {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    let limit = query.limit.unwrap_or(5);
+    if !(1..=MAX_RESULTS).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_RESULTS}"
+        )));
+    }
+    // Ask for more passages than articles wanted: several may come from one article.
+    let passages = ctx.system.kb.search(project, q, limit * 4).await?;
+    let mut best: Vec<Passage> = Vec::with_capacity(limit);
+    for p in passages {
+        if best.len() == limit {
+            break;
+        }
+        if !best.iter().any(|b| b.article_id == p.article_id) {
+            best.push(p);
+        }
+    }
+    Ok(best)
+}
+
+fn hits(passages: &[Passage]) -> serde_json::Value {
+    let results: Vec<SearchHit> = passages
+        .iter()
+        .map(|p| SearchHit {
+            article_id: p.article_id,
+            title: &p.title,
+            snippet: &p.text,
+            score: p.score,
+        })
+        .collect();
+    serde_json::json!({ "results": results })
+}
+
+/// GET /v1/kb/{projectId}/search?q=&limit= (public)
+pub async fn public_search(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    query: SearchQuery,
+    client: Client,
+) -> Result<Response, Infallible> {
+    Ok(public(&ctx, &project_id, &client, async |caller| {
+        let found = search(&ctx, &caller.project.id, &query).await?;
+        Ok(json(StatusCode::OK, &hits(&found)))
+    })
+    .await)
+}
+
+#[derive(Serialize)]
+struct TurnView<'a> {
+    id: String,
+    role: &'static str,
+    content: &'a str,
+    at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ticket_slug: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[Uuid]>::is_empty")]
+    citations: &'a [Uuid],
+}
+
+impl<'a> TurnView<'a> {
+    fn new(t: &'a ChatTurn) -> Self {
+        Self {
+            id: t.id.to_string(),
+            role: t.role.as_str(),
+            content: &t.content,
+            at: rfc3339(t.at),
+            ticket_slug: t.ticket_slug.as_ref().map(|s| s.as_str()),
+            citations: &t.citations,
+        }
+    }
+}
+
+/// GET /v1/projects/{projectId}/tickets/{slug}/chat (admin key): the chat with the assistant
+/// that led to the ticket, for the agent who picks it up.
+pub async fn ticket_chat(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    slug: String,
+    client: Client,
+) -> Result<Response, Infallible> {
+    Ok(agent(&ctx, &project_id, &client, async |project| {
+        let key = ticket_key(&project, &slug)?;
+        let ticket = ctx
+            .store
+            .get_ticket(&key.project, &key.slug)
+            .await?
+            .ok_or_else(|| ApiError::not_found("ticket not found"))?;
+        let turns = match &ticket.session_id {
+            Some(session) => ctx.store.list_chat_turns(&project.id, session, 500).await?,
+            None => Vec::new(),
+        };
+        let views: Vec<TurnView> = turns.iter().map(TurnView::new).collect();
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "ticket_slug": ticket.slug.as_str(),
+                "session_id": ticket.session_id,
+                "turns": views,
+            }),
+        ))
+    })
+    .await)
+}
+
+/// GET /v1/projects/{projectId}/kb/search?q=&limit= (admin key): the same search, for agents
+/// checking what the assistant would find.
+pub async fn agent_search(
+    ctx: Arc<Ctx>,
+    project_id: String,
+    query: SearchQuery,
+    client: Client,
+) -> Result<Response, Infallible> {
+    Ok(agent(&ctx, &project_id, &client, async |project| {
+        let found = search(&ctx, &project.id, &query).await?;
+        Ok(json(StatusCode::OK, &hits(&found)))
+    })
+    .await)
+}

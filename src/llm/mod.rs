@@ -1,0 +1,48 @@
+//! Language-model adapters behind the actors' [`LlmProvider`] port, and the choice between them.
+
+pub mod openai;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleety_actors::llm::offline::OfflineProvider;
+use fleety_actors::llm::LlmProvider;
+
+use crate::config::{LlmProviderKind, Settings};
+
+/// How to reach an OpenAI-compatible `/v1/chat/completions` endpoint.
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    /// Up to and including `/v1`, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8081/v1`.
+    pub base_url: String,
+    /// Sent as a bearer token when not empty.
+    pub api_key: crate::config::Secret,
+    pub model: String,
+    /// Time to open the TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Time from sending the request to the first streamed event.
+    pub first_token_timeout: Duration,
+    /// Longest silence allowed between two streamed events once the answer has begun.
+    pub idle_timeout: Duration,
+}
+
+/// The provider the settings ask for: `openai` when a base URL is set (or asked for
+/// explicitly), otherwise `offline`.
+pub fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn LlmProvider>> {
+    let kind = match settings.llm_provider {
+        LlmProviderKind::Auto if settings.llm_base_url.is_empty() => LlmProviderKind::Offline,
+        LlmProviderKind::Auto => LlmProviderKind::Openai,
+        other => other,
+    };
+    Ok(match kind {
+        LlmProviderKind::Offline | LlmProviderKind::Auto => Arc::new(OfflineProvider),
+        LlmProviderKind::Openai => Arc::new(openai::OpenAiProvider::new(OpenAiConfig {
+            base_url: settings.llm_base_url.trim_end_matches('/').to_owned(),
+            api_key: settings.llm_api_key.clone(),
+            model: settings.llm_model.clone(),
+            connect_timeout: Duration::from_secs(settings.llm_connect_timeout_secs),
+            first_token_timeout: Duration::from_secs(settings.llm_first_token_timeout_secs),
+            idle_timeout: Duration::from_secs(settings.llm_idle_timeout_secs),
+        })?),
+    })
+}

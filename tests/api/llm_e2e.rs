@@ -1,0 +1,58 @@
+//! End to end against a real model server: llama.cpp's `llama-server` running SmolLM2-135M,
+//! started by `scripts/llama.sh` (which `scripts/test.sh` runs). The test is ignored in a plain
+//! `cargo test`; the test script runs it with `--ignored` and fails when the server is missing.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn model_url() -> String {
+    std::env::var("FLEETY_TEST_LLM_URL")
+        .expect("FLEETY_TEST_LLM_URL must name a running llama-server (scripts/llama.sh start)")
+}
+
+#[tokio::test]
+#[ignore = "needs a llama-server; scripts/test.sh starts one and runs this"]
+async fn a_real_model_streams_its_answer_through_fleety_intact() {
+    let base = format!("{}/v1", model_url().trim_end_matches('/'));
+    let app = spawn_with_settings(|s| {
+        s.llm_base_url = base.clone();
+        s.llm_model = "SmolLM2-135M-Instruct".into();
+        s.llm_max_tokens = 48;
+        // A small model on a busy 2-core machine: allow it time to start.
+        s.llm_first_token_timeout_secs = 120;
+        s.llm_idle_timeout_secs = 60;
+    })
+    .await;
+    assert_eq!(app.ctx.system.chats.provider(), "openai");
+    let token = app.session_token().await;
+
+    let resp = app
+        .chat(
+            "/v1/chat/tools",
+            &token,
+            json!({
+                "messages": [{"role": "user", "content": "How do I reset my password?"}],
+                "enable_tool_calling": false
+            }),
+        )
+        .await;
+    // `sse_json` checks the framing of every event and the closing `[DONE]`.
+    let events = sse_json(resp).await;
+    let text = delta_text(&events);
+    assert!(
+        events.len() >= 3,
+        "the answer arrives in pieces: {events:?}"
+    );
+    assert!(!text.trim().is_empty(), "{events:?}");
+
+    let resp = app
+        .chat("/v1/chat", &token, json!({"prompt": "Say hello."}))
+        .await;
+    let events = sse_json(resp).await;
+    let text: String = events
+        .iter()
+        .map(|e| e["content"].as_str().expect("a content event"))
+        .collect();
+    assert!(!text.trim().is_empty(), "{events:?}");
+}
