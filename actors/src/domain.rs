@@ -424,6 +424,20 @@ pub struct ChatTurn {
     /// Knowledge-base articles the answer drew on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub citations: Vec<Uuid>,
+    /// Model tokens the turn cost (on the answer's turn), so quotas survive restarts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What a chat session has spent so far, summed over its whole transcript.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatUsage {
+    pub tokens: u64,
+    pub tickets: u32,
 }
 
 /// How far one participant has read a ticket.

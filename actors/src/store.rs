@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Article, ChatTurn, Message, Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
-    TicketStatus,
+    Article, ChatTurn, ChatUsage, Message, Participant, Project, ProjectId, ReadCursor, Slug,
+    Ticket, TicketStatus,
 };
 use crate::message_id::MessageId;
 
@@ -207,6 +207,13 @@ pub trait Store: Send + Sync + 'static {
         session: &str,
         limit: usize,
     ) -> StoreResult<Vec<ChatTurn>>;
+
+    /// Tokens and tickets of a session's whole transcript.
+    async fn chat_session_usage(
+        &self,
+        project: &ProjectId,
+        session: &str,
+    ) -> StoreResult<ChatUsage>;
 
     /// Creates or replaces a knowledge-base article.
     async fn put_article(&self, article: &Article) -> StoreResult<()>;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fleety_actors::domain::{parse_tags, Article, ArticleBody, ArticleTitle, ChatTurn};
 use fleety_actors::events::rfc3339;
-use fleety_actors::kb::KbError;
+use fleety_actors::kb::{ArticleChange, KbError};
 use fleety_actors::llm::Passage;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -74,7 +74,7 @@ pub struct NewArticle {
 }
 
 #[derive(Deserialize)]
-pub struct ArticleChange {
+pub struct ArticlePatch {
     title: Option<String>,
     body: Option<String>,
     tags: Option<Vec<String>>,
@@ -130,20 +130,6 @@ pub async fn list(
     .await)
 }
 
-async fn find(
-    ctx: &Ctx,
-    project: &fleety_actors::domain::ProjectId,
-    id: Uuid,
-) -> Result<Article, ApiError> {
-    ctx.system
-        .kb
-        .list(project)
-        .await?
-        .into_iter()
-        .find(|a| a.id == id)
-        .ok_or_else(|| ApiError::not_found("article not found"))
-}
-
 /// GET /v1/projects/{projectId}/kb/articles/{articleId}
 pub async fn get(
     ctx: Arc<Ctx>,
@@ -152,7 +138,7 @@ pub async fn get(
     client: Client,
 ) -> Result<Response, Infallible> {
     Ok(agent(&ctx, &project_id, &client, async |project| {
-        let article = find(&ctx, &project.id, article_id(&id)?).await?;
+        let article = ctx.system.kb.get(&project.id, article_id(&id)?).await?;
         Ok(json(StatusCode::OK, &ArticleView::new(&article)))
     })
     .await)
@@ -168,19 +154,29 @@ pub async fn update(
 ) -> Result<Response, Infallible> {
     Ok(agent(&ctx, &project_id, &client, async |project| {
         let id = article_id(&id)?;
-        let req: ArticleChange = parse_body(&client, &body)?;
-        let mut article = find(&ctx, &project.id, id).await?;
-        if let Some(title) = req.title {
-            article.title = ArticleTitle::parse(&title).map_err(bad)?;
-        }
-        if let Some(body) = req.body {
-            article.body = ArticleBody::parse(&body).map_err(bad)?;
-        }
-        if let Some(tags) = req.tags {
-            article.tags = parse_tags(&tags).map_err(bad)?;
-        }
-        article.updated_at = ctx.clock.now();
-        let article = ctx.system.kb.put(article).await?;
+        let req: ArticlePatch = parse_body(&client, &body)?;
+        let change = ArticleChange {
+            title: req
+                .title
+                .as_deref()
+                .map(ArticleTitle::parse)
+                .transpose()
+                .map_err(bad)?,
+            body: req
+                .body
+                .as_deref()
+                .map(ArticleBody::parse)
+                .transpose()
+                .map_err(bad)?,
+            tags: req
+                .tags
+                .as_deref()
+                .map(parse_tags)
+                .transpose()
+                .map_err(bad)?,
+            at: ctx.clock.now(),
+        };
+        let article = ctx.system.kb.patch(&project.id, id, change).await?;
         Ok(json(StatusCode::OK, &ArticleView::new(&article)))
     })
     .await)
@@ -253,13 +249,27 @@ async fn search(
     Ok(best)
 }
 
+/// A passage cut to about 300 characters at a word, for a result list.
+fn snippet(text: &str) -> &str {
+    const MAX: usize = 300;
+    if text.len() <= MAX {
+        return text;
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = &text[..end];
+    cut.rfind(char::is_whitespace).map_or(cut, |i| &cut[..i])
+}
+
 fn hits(passages: &[Passage]) -> serde_json::Value {
     let results: Vec<SearchHit> = passages
         .iter()
         .map(|p| SearchHit {
             article_id: p.article_id,
             title: &p.title,
-            snippet: &p.text,
+            snippet: snippet(&p.text),
             score: p.score,
         })
         .collect();

@@ -53,6 +53,9 @@ fn client(trusted_proxies: usize) -> impl Filter<Extract = (Client,), Error = In
         .map(move |peer, headers| Client::from_parts(peer, &headers, trusted_proxies))
 }
 
+/// Bodies of the chat and knowledge-base endpoints may be this large (or `max_body_bytes`, if larger).
+const LARGE_BODY_BYTES: u64 = 256 * 1024;
+
 /// A body over the configured size.
 #[derive(Debug)]
 pub struct BodyTooLarge;
@@ -109,6 +112,9 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
     let c = || with_ctx(ctx.clone());
     let who = || client(ctx.settings.trusted_proxies);
     let limit = ctx.settings.max_body_bytes;
+    // Conversations (32,000 characters) and articles (50,000) need more room than a ticket
+    // message, in bytes, with JSON escapes.
+    let large = limit.max(LARGE_BODY_BYTES);
 
     let init_session = c()
         .and(path!("v1" / "init-session"))
@@ -220,7 +226,7 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(path!("v1" / "projects" / String / "kb" / "articles"))
         .and(warp::post())
         .and(who())
-        .and(body(limit))
+        .and(body(large))
         .and_then(kb::create)
         .boxed();
     let get_article = c()
@@ -237,7 +243,7 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         ))
         .and(warp::patch())
         .and(who())
-        .and(body(limit))
+        .and(body(large))
         .and_then(kb::update)
         .boxed();
     let delete_article = c()
@@ -266,14 +272,14 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(path!("v1" / "chat"))
         .and(warp::post())
         .and(who())
-        .and(body(limit))
+        .and(body(large))
         .and_then(chat::prompt)
         .boxed();
     let chat_tools = c()
         .and(path!("v1" / "chat" / "tools"))
         .and(warp::post())
         .and(who())
-        .and(body(limit))
+        .and(body(large))
         .and_then(chat::tools)
         .boxed();
     let create_project = c()

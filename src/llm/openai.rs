@@ -194,7 +194,7 @@ impl LlmProvider for OpenAiProvider {
             });
         }
         let mut reader = Reader {
-            events: Some(Box::pin(response.bytes_stream().eventsource())),
+            events: Some(Box::pin(bounded_body(response).eventsource())),
             decoder: ChunkDecoder::default(),
             queue: VecDeque::new(),
             idle_timeout: self.config.idle_timeout,
@@ -208,6 +208,34 @@ impl LlmProvider for OpenAiProvider {
             |mut reader| async move { reader.next_item().await.map(|item| (item, reader)) },
         )))
     }
+}
+
+/// Bytes of one answer read at most: a runaway upstream ends with "the stream ended early"
+/// instead of filling memory (the SSE parser buffers a line of any length).
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Tool calls kept per answer; the assistant uses one, extra ones only cost memory.
+const MAX_TOOL_CALLS: usize = 8;
+/// Bytes of one tool call's arguments kept; longer ones are cut (and then fail to parse).
+const MAX_ARGUMENT_BYTES: usize = 16 * 1024;
+
+/// The response body, ended after [`MAX_BODY_BYTES`] and without a leading byte-order mark
+/// (which the SSE parser does not expect).
+fn bounded_body(
+    response: reqwest::Response,
+) -> impl futures_util::Stream<Item = Result<Bytes, reqwest::Error>> {
+    response.bytes_stream().scan(0usize, |seen, chunk| {
+        let item = match chunk {
+            Err(e) => Some(Err(e)),
+            Ok(mut chunk) => {
+                if *seen == 0 && chunk.starts_with(b"\xEF\xBB\xBF") {
+                    chunk = chunk.slice(3..);
+                }
+                *seen = seen.saturating_add(chunk.len());
+                (*seen <= MAX_BODY_BYTES).then_some(Ok(chunk))
+            }
+        };
+        std::future::ready(item)
+    })
 }
 
 /// The state behind a returned stream. It owns the response body, so dropping the stream
@@ -506,6 +534,7 @@ impl ChunkDecoder {
         };
         let at = match slot {
             Some(at) => at,
+            None if self.calls.len() >= MAX_TOOL_CALLS => return,
             None => {
                 self.calls.push(PartialCall {
                     index,
@@ -530,10 +559,13 @@ impl ChunkDecoder {
                 call.name = name;
             }
         }
-        match function.arguments {
-            Some(Value::String(piece)) => call.arguments.push_str(&piece),
-            Some(Value::Null) | None => {}
-            Some(whole) => call.arguments.push_str(&whole.to_string()),
+        let piece = match function.arguments {
+            Some(Value::String(piece)) => piece,
+            Some(Value::Null) | None => return,
+            Some(whole) => whole.to_string(),
+        };
+        if call.arguments.len() + piece.len() <= MAX_ARGUMENT_BYTES {
+            call.arguments.push_str(&piece);
         }
     }
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fleety_actors::domain::{
-    Article, ChatTurn, Message, Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
+    Article, ChatTurn, ChatUsage, Message, Participant, Project, ProjectId, ReadCursor, Slug,
+    Ticket,
 };
 use fleety_actors::store::{
     MessageRange, Store, StoreError, StoreResult, TicketPage, TicketQuery, TicketWrite,
@@ -594,6 +595,30 @@ impl Store for EmbeddedStore {
             }
             out.reverse();
             Ok(out)
+        })
+        .await
+    }
+
+    async fn chat_session_usage(
+        &self,
+        project: &ProjectId,
+        session: &str,
+    ) -> StoreResult<ChatUsage> {
+        let (project, session) = (project.clone(), session.to_owned());
+        self.read(move |txn| {
+            let table = txn.open_table(CHAT_TURNS).map_err(internal)?;
+            let (p, s) = (project.as_str(), session.as_str());
+            let mut usage = ChatUsage::default();
+            for row in table
+                .range::<(&str, &str, u64)>((p, s, 0)..=(p, s, u64::MAX))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                let turn = from_json::<ChatTurn>(v.value())?;
+                usage.tokens = usage.tokens.saturating_add(turn.tokens);
+                usage.tickets += u32::from(turn.ticket_slug.is_some());
+            }
+            Ok(usage)
         })
         .await
     }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Utc};
 use fleety_actors::domain::{
-    Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, Description, IdempotencyKey, Message,
-    MessageBody, Participant, Project, ProjectId, ReadCursor, Slug, Ticket, TicketSource,
+    Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, ChatUsage, Description, IdempotencyKey,
+    Message, MessageBody, Participant, Project, ProjectId, ReadCursor, Slug, Ticket, TicketSource,
     TicketStatus, Title,
 };
 use fleety_actors::store::{
@@ -52,6 +52,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one listing of tickets may take in all.
 const LIST_DEADLINE: Duration = Duration::from_secs(10);
+/// Rows per page when reading a knowledge base (articles are up to ~200 KB each).
+const ARTICLE_PAGE_SIZE: i32 = 25;
 /// Rows per page of a paged read.
 const PAGE_SIZE: i32 = 500;
 
@@ -320,6 +322,7 @@ struct Statements {
     upsert_cursor: PreparedStatement,
     select_cursors: PreparedStatement,
     insert_turn: PreparedStatement,
+    select_usage: PreparedStatement,
     select_turns: PreparedStatement,
     upsert_article: PreparedStatement,
     select_article_id: PreparedStatement,
@@ -370,7 +373,7 @@ impl ScyllaStore {
         const TICKET_COLS: &str =
             "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at";
         const TURN_COLS: &str =
-            "project_id, session_id, turn_id, role, content, at, ticket_slug, citations";
+            "project_id, session_id, turn_id, role, content, at, ticket_slug, citations, tokens";
         const ARTICLE_COLS: &str =
             "project_id, article_id, title, body, tags, created_at, updated_at";
         let st = Statements {
@@ -391,12 +394,18 @@ impl ScyllaStore {
             select_messages_desc: prepare(format!("SELECT message_id, author, content, idempotency_key FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"), true).await?,
             upsert_cursor: prepare(format!("INSERT INTO {ks}.read_cursors (project_id, slug, reader, up_to) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
             select_cursors: prepare(format!("SELECT reader, up_to FROM {ks}.read_cursors WHERE project_id = ? AND slug = ?"), true).await?,
-            insert_turn: prepare(format!("INSERT INTO {ks}.chat_turns ({TURN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"), true).await?,
+            insert_turn: prepare(format!("INSERT INTO {ks}.chat_turns ({TURN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), true).await?,
+            select_usage: prepare(format!("SELECT tokens, ticket_slug FROM {ks}.chat_turns WHERE project_id = ? AND session_id = ?"), true).await?,
             select_turns: prepare(format!("SELECT {TURN_COLS} FROM {ks}.chat_turns WHERE project_id = ? AND session_id = ? ORDER BY turn_id DESC LIMIT ?"), true).await?,
             upsert_article: prepare(format!("INSERT INTO {ks}.kb_articles ({ARTICLE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"), true).await?,
             select_article_id: prepare(format!("SELECT article_id FROM {ks}.kb_articles WHERE project_id = ? AND article_id = ?"), true).await?,
             delete_article: prepare(format!("DELETE FROM {ks}.kb_articles WHERE project_id = ? AND article_id = ?"), true).await?,
-            select_articles: prepare(format!("SELECT {ARTICLE_COLS} FROM {ks}.kb_articles WHERE project_id = ?"), true).await?,
+            select_articles: {
+                // Articles are large rows: small pages keep each one well under the request timeout.
+                let mut p = prepare(format!("SELECT {ARTICLE_COLS} FROM {ks}.kb_articles WHERE project_id = ?"), true).await?;
+                p.set_page_size(ARTICLE_PAGE_SIZE);
+                p
+            },
         };
         Ok(Self {
             session: Arc::new(session),
@@ -448,6 +457,20 @@ impl ScyllaStore {
             .map_err(execution)?;
         let rows = result.into_rows_result().map_err(internal)?;
         rows.maybe_first_row::<R>().map_err(internal)
+    }
+
+    async fn list_articles_within(&self, project: &ProjectId) -> StoreResult<Vec<Article>> {
+        let rows: Vec<ArticleRow> = self
+            .session
+            .execute_iter(self.st.select_articles.clone(), (project.as_str(),))
+            .await
+            .map_err(paging)?
+            .rows_stream::<ArticleRow>()
+            .map_err(internal)?
+            .try_collect()
+            .await
+            .map_err(paging)?;
+        rows.into_iter().map(article_from_row).collect()
     }
 
     async fn list_tickets_within(
@@ -716,6 +739,7 @@ type TurnRow = (
     DateTime<Utc>,
     Option<String>,
     Option<Vec<uuid::Uuid>>,
+    Option<i64>,
 );
 
 fn turn_from_row(r: TurnRow) -> StoreResult<ChatTurn> {
@@ -735,6 +759,7 @@ fn turn_from_row(r: TurnRow) -> StoreResult<ChatTurn> {
             .transpose()
             .map_err(|_| corrupt("ticket_slug"))?,
         citations: r.7.unwrap_or_default(),
+        tokens: r.8.and_then(|t| u64::try_from(t).ok()).unwrap_or(0),
     })
 }
 
@@ -1057,6 +1082,7 @@ impl Store for ScyllaStore {
                 t.at,
                 t.ticket_slug.as_ref().map(Slug::as_str),
                 &t.citations,
+                i64::try_from(t.tokens).unwrap_or(i64::MAX),
             );
             self.session.execute_unpaged(&self.st.insert_turn, values)
         });
@@ -1097,6 +1123,31 @@ impl Store for ScyllaStore {
         Ok(out)
     }
 
+    async fn chat_session_usage(
+        &self,
+        project: &ProjectId,
+        session: &str,
+    ) -> StoreResult<ChatUsage> {
+        let rows: Vec<(Option<i64>, Option<String>)> = self
+            .session
+            .execute_iter(self.st.select_usage.clone(), (project.as_str(), session))
+            .await
+            .map_err(paging)?
+            .rows_stream::<(Option<i64>, Option<String>)>()
+            .map_err(internal)?
+            .try_collect()
+            .await
+            .map_err(paging)?;
+        let mut usage = ChatUsage::default();
+        for (tokens, slug) in rows {
+            usage.tokens = usage
+                .tokens
+                .saturating_add(tokens.and_then(|t| u64::try_from(t).ok()).unwrap_or(0));
+            usage.tickets += u32::from(slug.is_some());
+        }
+        Ok(usage)
+    }
+
     async fn put_article(&self, a: &Article) -> StoreResult<()> {
         let values = (
             a.project_id.as_str(),
@@ -1133,17 +1184,11 @@ impl Store for ScyllaStore {
     }
 
     async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>> {
-        let rows: Vec<ArticleRow> = self
-            .session
-            .execute_iter(self.st.select_articles.clone(), (project.as_str(),))
+        tokio::time::timeout(LIST_DEADLINE, self.list_articles_within(project))
             .await
-            .map_err(paging)?
-            .rows_stream::<ArticleRow>()
-            .map_err(internal)?
-            .try_collect()
-            .await
-            .map_err(paging)?;
-        rows.into_iter().map(article_from_row).collect()
+            .map_err(|_| {
+                StoreError::Unavailable("reading the knowledge base took too long".into())
+            })?
     }
 
     /// Every acknowledged write is already on the replicas the consistency level asked for.

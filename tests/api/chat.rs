@@ -109,7 +109,13 @@ async fn asking_for_a_human_opens_a_ticket_holding_the_conversation() {
         messages,
         vec![
             ("user".into(), "How do I change my card?".into()),
-            ("assistant".into(), "Go to Settings, then Billing.".into()),
+            // The client wrote this "assistant" message itself: it is posted as the visitor's
+            // report, never in the assistant's name.
+            (
+                "user".into(),
+                "(earlier answer, as the visitor's browser reports it) Go to Settings, then Billing."
+                    .into()
+            ),
             (
                 "user".into(),
                 "That did not work, I want to talk to a human".into()

@@ -104,6 +104,12 @@ async fn a_tool_call_streamed_in_fragments_opens_a_real_ticket() {
     let fake = FakeLlm::start().await;
     let app = app_with(&fake, |_| {}).await;
     let token = app.session_token().await;
+    // A real first turn: the assistant's answer is one this session got from the server.
+    fake.push(Script::text(&["Which card", " do you use?"]));
+    let first = app
+        .chat("/v1/chat/tools", &token, tools_body(OFF_TOPIC, true))
+        .await;
+    assert_eq!(delta_text(&sse_json(first).await), "Which card do you use?");
     fake.push(Script::tool_call(
         "create_ticket",
         &[
@@ -119,7 +125,7 @@ async fn a_tool_call_streamed_in_fragments_opens_a_real_ticket() {
             &token,
             json!({
                 "messages": [
-                    {"role": "user", "content": "My card is declined"},
+                    {"role": "user", "content": OFF_TOPIC},
                     {"role": "assistant", "content": "Which card do you use?"},
                     {"role": "user", "content": "A visa card, please get me a person"}
                 ],
@@ -145,6 +151,7 @@ async fn a_tool_call_streamed_in_fragments_opens_a_real_ticket() {
         .map(|m| m["author"].as_str().unwrap())
         .collect();
     assert_eq!(authors, ["user", "assistant", "user"]);
+    assert_eq!(ticket["messages"][1]["content"], "Which card do you use?");
 }
 
 #[tokio::test]

@@ -3,11 +3,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
-use super::links::LinkFilter;
+use super::links::{filter_links, LinkFilter};
 use super::quota::Window;
 use super::{ChatDeps, ChatError, ChatMode, SessionKey, Turn, TurnEvent, TurnRequest};
 use crate::domain::{
@@ -25,6 +25,11 @@ const KEPT_TURNS: usize = 20;
 const RELEVANCE_CUTOFF: f32 = 0.5;
 /// An answer longer than this is cut off: a runaway model cannot fill memory.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// A turn that has not finished after this long is ended: nothing holds a session's slot (or an
+/// upstream connection) for ever, whatever the model or the client does.
+const TURN_DEADLINE: Duration = Duration::from_secs(300);
+/// How long a turn waits for a client that does not read its answer.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub enum ChatMsg {
     Start {
@@ -35,6 +40,8 @@ pub enum ChatMsg {
     ReserveTicket {
         reply: RpcReplyPort<Result<(), ChatError>>,
     },
+    /// From a turn: the reserved ticket could not be opened after all.
+    ReleaseTicket,
     /// From a turn: it has ended; here is what it said and spent.
     Finished(Outcome),
     Tick,
@@ -92,16 +99,20 @@ impl Actor for ChatSessionActor {
                 }
             }
         });
-        // A restarted session remembers the tickets it opened, so the quota survives restarts.
-        let tickets_opened = turns.iter().filter(|t| t.ticket_slug.is_some()).count();
+        // The whole transcript's spending, so quotas survive passivation and restarts.
+        let usage = args
+            .deps
+            .store
+            .chat_session_usage(&args.key.project, &args.key.session)
+            .await?;
         Ok(ChatState {
             last_id: turns.last().map(|t| t.id),
             key: args.key,
             deps: args.deps,
             transcript: turns.into(),
             requests: Window::new(Duration::from_secs(60)),
-            tokens_used: 0,
-            tickets_opened: u32::try_from(tickets_opened).unwrap_or(u32::MAX),
+            tokens_used: usage.tokens,
+            tickets_opened: usage.tickets,
             running: 0,
             last_used: Instant::now(),
         })
@@ -122,6 +133,12 @@ impl Actor for ChatSessionActor {
                     let (tx, rx) = mpsc::channel(state.deps.config.stream_buffer);
                     state.running += 1;
                     let history = state.history(&request);
+                    let verified = state
+                        .transcript
+                        .iter()
+                        .filter(|t| t.role == ChatRole::Assistant)
+                        .map(|t| t.content.clone())
+                        .collect();
                     let question = state.next_turn(ChatRole::User, request_question(&request));
                     let answer_id = state.next_id();
                     let run = TurnRun {
@@ -129,6 +146,7 @@ impl Actor for ChatSessionActor {
                         key: state.key.clone(),
                         request,
                         history,
+                        verified,
                         question,
                         answer_id,
                         events: tx,
@@ -141,6 +159,9 @@ impl Actor for ChatSessionActor {
             }
             ChatMsg::ReserveTicket { reply } => {
                 let _ = reply.send(state.reserve_ticket());
+            }
+            ChatMsg::ReleaseTicket => {
+                state.tickets_opened = state.tickets_opened.saturating_sub(1);
             }
             ChatMsg::Finished(outcome) => {
                 state.running = state.running.saturating_sub(1);
@@ -222,6 +243,7 @@ impl ChatState {
             at: self.deps.clock.now(),
             ticket_slug: None,
             citations: vec![],
+            tokens: 0,
         }
     }
 
@@ -271,7 +293,7 @@ impl ChatState {
 
     fn reserve_ticket(&mut self) -> Result<(), ChatError> {
         let q = &self.deps.config.quotas;
-        if self.tickets_opened >= q.session_tickets {
+        if q.session_tickets != 0 && self.tickets_opened >= q.session_tickets {
             return Err(quota(
                 "this chat session has opened as many tickets as it may",
                 None,
@@ -387,6 +409,9 @@ struct TurnRun {
     key: SessionKey,
     request: TurnRequest,
     history: Vec<LlmMessage>,
+    /// Answers the server really gave in this session: only these are handed to a ticket as
+    /// the assistant's words.
+    verified: std::collections::HashSet<String>,
     question: ChatTurn,
     answer_id: MessageId,
     events: mpsc::Sender<TurnEvent>,
@@ -406,24 +431,29 @@ impl TurnRun {
     async fn run(self) {
         let mut said = Said::default();
         let started = Instant::now();
-        let result = self.answer(&mut said).await;
+        // A bug in a turn (or a library it calls) must still end the turn properly, or the
+        // session would count it as running for ever.
+        let answered = std::panic::AssertUnwindSafe(tokio::time::timeout(
+            TURN_DEADLINE,
+            self.answer(&mut said),
+        ))
+        .catch_unwind()
+        .await;
+        let result = match answered {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Stop::Failed(ChatError::Llm(crate::llm::LlmError::Timeout))),
+            Err(_) => Err(Stop::Failed(ChatError::Internal(
+                "a chat turn panicked".into(),
+            ))),
+        };
         let cancelled = matches!(result, Err(Stop::Cancelled));
-        if let Err(Stop::Failed(e)) = result {
-            if matches!(e, ChatError::Quota { .. } | ChatError::Busy) {
-                tracing::debug!(project = %self.key.project, error = %e, "chat turn refused");
-            } else {
-                tracing::warn!(project = %self.key.project, provider = self.deps.llm.name(), error = %e, "chat turn failed");
-            }
-            let _ = self.events.send(TurnEvent::Error(e)).await;
-        } else if !cancelled {
-            let _ = self.events.send(TurnEvent::Done).await;
-        }
         tracing::debug!(project = %self.key.project, cancelled, elapsed_ms = started.elapsed().as_millis() as u64, "chat turn ended");
         // Estimate when the provider reported nothing: about four characters a token.
         if said.tokens == 0 {
             let prompt: usize = self.history.iter().map(|m| m.content.len()).sum();
             said.tokens = ((prompt + said.text.len()) / 4) as u64;
         }
+        let tokens = said.tokens;
         let answer = (!said.text.is_empty() || said.ticket.is_some()).then(|| ChatTurn {
             id: self.answer_id,
             role: ChatRole::Assistant,
@@ -431,17 +461,45 @@ impl TurnRun {
             at: self.deps.clock.now(),
             ticket_slug: said.ticket,
             citations: said.citations,
+            tokens,
         });
-        let _ = self.actor.send_message(ChatMsg::Finished(Outcome {
-            question: self.question,
+        // The session learns of the end before the client does: a client that asks again the
+        // moment its answer ends finds the turn counted and its answer in the transcript.
+        let TurnRun {
+            actor,
+            question,
+            events,
+            key,
+            deps,
+            ..
+        } = self;
+        let _ = actor.send_message(ChatMsg::Finished(Outcome {
+            question,
             answer,
-            tokens: said.tokens,
+            tokens,
         }));
+        match result {
+            Err(Stop::Failed(e)) => {
+                if matches!(e, ChatError::Quota { .. } | ChatError::Busy) {
+                    tracing::debug!(project = %key.project, error = %e, "chat turn refused");
+                } else {
+                    tracing::warn!(project = %key.project, provider = deps.llm.name(), error = %e, "chat turn failed");
+                }
+                let _ = events.send_timeout(TurnEvent::Error(e), SEND_TIMEOUT).await;
+            }
+            Err(Stop::Cancelled) => {}
+            Ok(()) => {
+                let _ = events.send_timeout(TurnEvent::Done, SEND_TIMEOUT).await;
+            }
+        }
     }
 
     /// Sends an event, or reports that the client has gone.
     async fn send(&self, event: TurnEvent) -> Result<(), Stop> {
-        self.events.send(event).await.map_err(|_| Stop::Cancelled)
+        self.events
+            .send_timeout(event, SEND_TIMEOUT)
+            .await
+            .map_err(|_| Stop::Cancelled)
     }
 
     async fn answer(&self, said: &mut Said) -> Result<(), Stop> {
@@ -501,6 +559,9 @@ impl TurnRun {
                     if !began {
                         lead.push_str(&piece);
                         if lead.trim().is_empty() {
+                            if lead.len() > MAX_ANSWER_BYTES {
+                                break;
+                            }
                             continue;
                         }
                         began = true;
@@ -529,6 +590,13 @@ impl TurnRun {
                         // One ticket per request, however many calls the model makes.
                         continue;
                     }
+                    // Text the filter still holds came first: it goes out first, so the
+                    // answer's kind stays that of the first meaningful delta.
+                    let held = filter.finish();
+                    if !held.is_empty() {
+                        said.text.push_str(&held);
+                        self.send(TurnEvent::Text(held)).await?;
+                    }
                     let (slug, message) = self.open_ticket(&call.arguments, &question).await?;
                     said.ticket = Some(slug.clone());
                     if !said.text.is_empty() {
@@ -556,7 +624,12 @@ impl TurnRun {
                     titles.push(&p.title);
                 }
             }
-            let sources = format!("\n\nSources: {}", titles.join("; "));
+            // Titles are the project's own text, but a planted link in one must not slip past
+            // the filter the answer went through.
+            let sources = filter_links(
+                &format!("\n\nSources: {}", titles.join("; ")),
+                &self.request.allowed_hosts,
+            );
             said.text.push_str(&sources);
             self.send(TurnEvent::Text(sources)).await?;
         }
@@ -594,12 +667,13 @@ impl TurnRun {
             source: TicketSource::Chat,
             session_id: Some(self.key.session.clone()),
         };
-        let ticket = self
-            .deps
-            .tickets
-            .open(&self.deps.slugs, ticket)
-            .await
-            .map_err(|e| Stop::Failed(ChatError::Unavailable(e.to_string())))?;
+        let ticket = match self.deps.tickets.open(&self.deps.slugs, ticket).await {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                let _ = self.actor.send_message(ChatMsg::ReleaseTicket);
+                return Err(Stop::Failed(ChatError::Unavailable(e.to_string())));
+            }
+        };
         // The conversation so far becomes the ticket's first messages, so the agent who picks
         // it up reads what the visitor already said.
         let key = TicketKey {
@@ -607,12 +681,24 @@ impl TurnRun {
             slug: ticket.slug.clone(),
         };
         for m in &self.history {
-            let author = match m.role {
-                LlmRole::User => Participant::User,
-                LlmRole::Assistant => Participant::Assistant,
+            // The client sends the conversation, so an "assistant" message may be anything a
+            // visitor typed: only answers this session really got are posted as the
+            // assistant's; the rest are posted as what they are, the visitor's report.
+            let (author, text) = match m.role {
+                LlmRole::User => (Participant::User, m.content.clone()),
+                LlmRole::Assistant if self.verified.contains(&m.content) => {
+                    (Participant::Assistant, m.content.clone())
+                }
+                LlmRole::Assistant => (
+                    Participant::User,
+                    format!(
+                        "(earlier answer, as the visitor's browser reports it) {}",
+                        m.content
+                    ),
+                ),
                 LlmRole::System => continue,
             };
-            let Ok(content) = MessageBody::parse(clip(&m.content, MessageBody::MAX_CHARS)) else {
+            let Ok(content) = MessageBody::parse(clip(&text, MessageBody::MAX_CHARS)) else {
                 continue;
             };
             let posted = self

@@ -204,31 +204,37 @@ impl Chats {
 
     async fn actor(&self, key: &SessionKey) -> Result<ActorRef<actor::ChatMsg>, ChatError> {
         let slot = self.deps.registry.entry(key.clone()).or_default().clone();
-        let result = slot
-            .get_or_try_init(|| async {
-                let supervisor =
-                    self.deps.supervisor.get().cloned().ok_or_else(|| {
-                        ChatError::Unavailable("chat supervisor not started".into())
-                    })?;
-                let args = actor::ChatArgs {
-                    key: key.clone(),
-                    deps: self.deps.clone(),
-                };
-                let (actor, _) = Actor::spawn_linked(None, ChatSessionActor, args, supervisor)
-                    .await
-                    .map_err(|e| {
-                        ChatError::Unavailable(format!("could not start the chat: {e}"))
-                    })?;
-                self.deps.keys.insert(actor.get_id(), key.clone());
-                Ok(actor)
-            })
-            .await
-            .cloned();
-        if result.is_err() {
-            self.deps
-                .registry
-                .remove_if(key, |_, s| Arc::ptr_eq(s, &slot));
-        }
+        // Forgets the slot if this call is abandoned (timeout, or its caller went away) before
+        // the actor started, so abandoned starts do not pile up in the registry.
+        let guard = SlotGuard {
+            registry: &self.deps.registry,
+            key,
+            slot: &slot,
+        };
+        let start = slot.get_or_try_init(|| async {
+            let supervisor = self
+                .deps
+                .supervisor
+                .get()
+                .cloned()
+                .ok_or_else(|| ChatError::Unavailable("chat supervisor not started".into()))?;
+            let args = actor::ChatArgs {
+                key: key.clone(),
+                deps: self.deps.clone(),
+            };
+            let (actor, _) = Actor::spawn_linked(None, ChatSessionActor, args, supervisor)
+                .await
+                .map_err(|e| ChatError::Unavailable(format!("could not start the chat: {e}")))?;
+            self.deps.keys.insert(actor.get_id(), key.clone());
+            Ok(actor)
+        });
+        let result = match tokio::time::timeout(self.deps.config.call_timeout, start).await {
+            Ok(started) => started.cloned(),
+            Err(_) => Err(ChatError::Unavailable(
+                "the chat session took too long to start".into(),
+            )),
+        };
+        drop(guard);
         result
     }
 
@@ -253,13 +259,9 @@ impl Chats {
                         "the chat session did not answer in time".into(),
                     ))
                 }
-                Ok(ractor::rpc::CallResult::SenderError) => {
-                    return Err(ChatError::Unavailable(
-                        "the chat session restarted while answering".into(),
-                    ))
-                }
-                // The actor passivated before taking the request: start a fresh one.
-                Err(_) => {
+                // The actor passivated before taking the request (which was dropped unanswered,
+                // so nothing was started): ask a fresh one.
+                Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
                     let id = actor.get_id();
                     self.deps
                         .registry
@@ -313,5 +315,22 @@ impl Actor for ChatSupervisor {
                 .remove_if(&key, |_, s| s.get().is_some_and(|a| a.get_id() == id));
         }
         Ok(())
+    }
+}
+
+/// See where it is made: removes a registry slot that is still empty when dropped.
+struct SlotGuard<'a, K: std::hash::Hash + Eq + Clone, V> {
+    registry: &'a DashMap<K, Arc<OnceCell<V>>>,
+    key: &'a K,
+    slot: &'a Arc<OnceCell<V>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> Drop for SlotGuard<'_, K, V> {
+    fn drop(&mut self) {
+        if !self.slot.initialized() {
+            self.registry.remove_if(self.key, |_, s| {
+                Arc::ptr_eq(s, self.slot) && !s.initialized()
+            });
+        }
     }
 }

@@ -57,23 +57,49 @@ pub struct KbIndex {
 }
 
 /// Splits an article's body into passages: paragraphs (separated by blank lines) are joined
-/// until a passage would pass [`PASSAGE_CHARS`]; a longer paragraph is its own passage.
+/// until a passage would pass [`PASSAGE_CHARS`]; a longer paragraph is cut at whitespace, so no
+/// passage is much longer than that and three of them fit any model's context.
 pub fn passages(body: &str) -> Vec<String> {
+    let body = body.replace("\r\n", "\n");
     let mut out: Vec<String> = Vec::new();
     let mut current = String::new();
     for paragraph in body.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
-        if !current.is_empty() && current.len() + paragraph.len() + 2 > PASSAGE_CHARS {
-            out.push(std::mem::take(&mut current));
+        for piece in cut(paragraph) {
+            if !current.is_empty() && current.len() + piece.len() + 2 > PASSAGE_CHARS {
+                out.push(std::mem::take(&mut current));
+            }
+            if !current.is_empty() {
+                current.push_str("\n\n");
+            }
+            current.push_str(piece);
         }
-        if !current.is_empty() {
-            current.push_str("\n\n");
-        }
-        current.push_str(paragraph);
     }
     if !current.is_empty() {
         out.push(current);
     }
     out
+}
+
+/// Cuts a paragraph into pieces of at most [`PASSAGE_CHARS`] bytes, at whitespace where there
+/// is some, at a character boundary otherwise.
+fn cut(mut text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    while text.len() > PASSAGE_CHARS {
+        let mut end = PASSAGE_CHARS;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let at = text[..end]
+            .rfind(char::is_whitespace)
+            .filter(|&i| i > PASSAGE_CHARS / 2)
+            .unwrap_or(end);
+        pieces.push(text[..at].trim_end());
+        text = text[at..].trim_start();
+    }
+    if !text.is_empty() {
+        pieces.push(text);
+    }
+    pieces
 }
 
 fn analyzer() -> TextAnalyzer {
@@ -238,6 +264,24 @@ mod tests {
         let long = format!("{}\n\n{}", "a".repeat(600), "b".repeat(600));
         assert_eq!(passages(&long).len(), 2);
         assert!(passages("  \n\n  ").is_empty());
+        // Windows line ends separate paragraphs too.
+        assert_eq!(passages("One.\r\n\r\nTwo.").len(), 1);
+        assert_eq!(
+            passages(&format!("{}\r\n\r\n{}", "a".repeat(600), "b".repeat(600))).len(),
+            2
+        );
+        // One huge paragraph is cut at whitespace, and multi-byte text at a character boundary.
+        let words = "word ".repeat(1000);
+        let cut = passages(&words);
+        assert!(
+            cut.len() > 5
+                && cut
+                    .iter()
+                    .all(|p| p.len() <= PASSAGE_CHARS && p.ends_with("word"))
+        );
+        let wide = "é".repeat(2000);
+        assert!(passages(&wide).iter().all(|p| p.len() <= PASSAGE_CHARS));
+        assert_eq!(passages(&wide).concat(), wide);
     }
 
     #[test]

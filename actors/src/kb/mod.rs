@@ -84,6 +84,16 @@ pub enum KbMsg {
     List {
         reply: RpcReplyPort<Result<Vec<Article>, KbError>>,
     },
+    Get {
+        id: Uuid,
+        reply: RpcReplyPort<Result<Article, KbError>>,
+    },
+    /// Changes the fields given of an existing article.
+    Patch {
+        id: Uuid,
+        change: ArticleChange,
+        reply: RpcReplyPort<Result<Article, KbError>>,
+    },
     /// Creates the article, or replaces the one with its id (keeping its creation time).
     Put {
         article: Article,
@@ -94,6 +104,15 @@ pub enum KbMsg {
         reply: RpcReplyPort<Result<(), KbError>>,
     },
     Tick,
+}
+
+/// New values for some of an article's fields.
+#[derive(Debug, Clone, Default)]
+pub struct ArticleChange {
+    pub title: Option<crate::domain::ArticleTitle>,
+    pub body: Option<crate::domain::ArticleBody>,
+    pub tags: Option<Vec<String>>,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Clone)]
@@ -145,24 +164,35 @@ impl KnowledgeBases {
             .entry(project.clone())
             .or_default()
             .clone();
-        let result = slot
-            .get_or_try_init(|| async {
-                let supervisor = self.deps.supervisor.get().cloned().ok_or_else(|| {
-                    KbError::Unavailable("knowledge base supervisor not started".into())
-                })?;
-                let args = KbArgs {
-                    project: project.clone(),
-                    deps: self.deps.clone(),
-                };
-                Actor::spawn_linked(None, KnowledgeBaseActor, args, supervisor)
-                    .await
-                    .map(|(actor, _)| actor)
-                    .map_err(|e| {
-                        KbError::Unavailable(format!("could not load the knowledge base: {e}"))
-                    })
-            })
-            .await
-            .cloned();
+        // Forgets the slot if this call is abandoned (timeout, or its caller went away) before
+        // the actor started, so abandoned starts do not pile up in the registry.
+        let guard = SlotGuard {
+            registry: &self.deps.registry,
+            key: project,
+            slot: &slot,
+        };
+        let start = slot.get_or_try_init(|| async {
+            let supervisor = self.deps.supervisor.get().cloned().ok_or_else(|| {
+                KbError::Unavailable("knowledge base supervisor not started".into())
+            })?;
+            let args = KbArgs {
+                project: project.clone(),
+                deps: self.deps.clone(),
+            };
+            Actor::spawn_linked(None, KnowledgeBaseActor, args, supervisor)
+                .await
+                .map(|(actor, _)| actor)
+                .map_err(|e| {
+                    KbError::Unavailable(format!("could not load the knowledge base: {e}"))
+                })
+        });
+        let result = match tokio::time::timeout(self.deps.config.call_timeout, start).await {
+            Ok(started) => started.cloned(),
+            Err(_) => Err(KbError::Unavailable(
+                "the knowledge base took too long to start".into(),
+            )),
+        };
+        drop(guard);
         if result.is_err() {
             self.deps
                 .registry
@@ -186,12 +216,9 @@ impl KnowledgeBases {
                         "the knowledge base did not answer in time".into(),
                     ))
                 }
-                Ok(ractor::rpc::CallResult::SenderError) => {
-                    return Err(KbError::Unavailable(
-                        "the knowledge base restarted while answering".into(),
-                    ))
-                }
-                Err(_) => {
+                // The actor stopped (it passivated) before taking the request, which was dropped
+                // unanswered: ask a fresh one.
+                Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
                     let cell = actor.get_cell();
                     self.deps.registry.remove_if(project, |_, s| {
                         s.get().is_some_and(|a| a.get_id() == cell.get_id())
@@ -222,6 +249,24 @@ impl KnowledgeBases {
         self.call(project, |reply| KbMsg::List { reply }).await
     }
 
+    pub async fn get(&self, project: &ProjectId, id: Uuid) -> Result<Article, KbError> {
+        self.call(project, |reply| KbMsg::Get { id, reply }).await
+    }
+
+    pub async fn patch(
+        &self,
+        project: &ProjectId,
+        id: Uuid,
+        change: ArticleChange,
+    ) -> Result<Article, KbError> {
+        self.call(project, |reply| KbMsg::Patch {
+            id,
+            change: change.clone(),
+            reply,
+        })
+        .await
+    }
+
     pub async fn put(&self, article: Article) -> Result<Article, KbError> {
         let project = article.project_id.clone();
         self.call(&project, |reply| KbMsg::Put {
@@ -250,6 +295,16 @@ pub struct KbState {
     articles: HashMap<Uuid, Article>,
     index: Arc<KbIndex>,
     last_used: Instant,
+}
+
+impl KbState {
+    async fn store_and_index(&mut self, article: Article) -> Result<Article, KbError> {
+        self.deps.store.put_article(&article).await?;
+        self.articles.insert(article.id, article.clone());
+        let (index, changed) = (self.index.clone(), article.clone());
+        blocking(move || Ok(index.change([&changed], [])?)).await?;
+        Ok(article)
+    }
 }
 
 /// Runs index work on the blocking pool: tantivy's writer blocks while it commits.
@@ -317,6 +372,31 @@ impl Actor for KnowledgeBaseActor {
                 all.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
                 let _ = reply.send(Ok(all));
             }
+            KbMsg::Get { id, reply } => {
+                let _ = reply.send(state.articles.get(&id).cloned().ok_or(KbError::NotFound));
+            }
+            KbMsg::Patch { id, change, reply } => {
+                // Applied here, the one writer of this knowledge base: a delete that came first
+                // wins, and the change cannot bring the article back.
+                let result = match state.articles.get(&id) {
+                    None => Err(KbError::NotFound),
+                    Some(old) => {
+                        let mut article = old.clone();
+                        if let Some(title) = change.title {
+                            article.title = title;
+                        }
+                        if let Some(body) = change.body {
+                            article.body = body;
+                        }
+                        if let Some(tags) = change.tags {
+                            article.tags = tags;
+                        }
+                        article.updated_at = change.at;
+                        state.store_and_index(article).await
+                    }
+                };
+                let _ = reply.send(result);
+            }
             KbMsg::Put { mut article, reply } => {
                 let result = async {
                     match state.articles.get(&article.id) {
@@ -326,11 +406,7 @@ impl Actor for KnowledgeBaseActor {
                         }
                         None => {}
                     }
-                    state.deps.store.put_article(&article).await?;
-                    state.articles.insert(article.id, article.clone());
-                    let (index, changed) = (state.index.clone(), article.clone());
-                    blocking(move || Ok(index.change([&changed], [])?)).await?;
-                    Ok(article)
+                    state.store_and_index(article).await
                 }
                 .await;
                 let _ = reply.send(result);
@@ -397,5 +473,22 @@ impl Actor for KbSupervisor {
             .registry
             .retain(|_, s| s.get().is_none_or(|a| a.get_id() != id));
         Ok(())
+    }
+}
+
+/// See where it is made: removes a registry slot that is still empty when dropped.
+struct SlotGuard<'a, K: std::hash::Hash + Eq + Clone, V> {
+    registry: &'a DashMap<K, Arc<OnceCell<V>>>,
+    key: &'a K,
+    slot: &'a Arc<OnceCell<V>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> Drop for SlotGuard<'_, K, V> {
+    fn drop(&mut self) {
+        if !self.slot.initialized() {
+            self.registry.remove_if(self.key, |_, s| {
+                Arc::ptr_eq(s, self.slot) && !s.initialized()
+            });
+        }
     }
 }

@@ -466,11 +466,13 @@ pub async fn assistant_messages_round_trip(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let t = ticket(&p.id, "calm-owl-001", now_millis());
     store.create_ticket(&t).await.unwrap();
+    let id = MessageId::next(None, now_millis());
     let m = Message {
-        id: MessageId::next(None, now_millis()),
+        id,
         author: Participant::Assistant,
         content: MessageBody::parse("Try resetting your password.").unwrap(),
-        timestamp: now_millis(),
+        // A message's time is its id's, as every writer makes it.
+        timestamp: id.timestamp(),
         idempotency_key: None,
     };
     store.append_message(&p.id, &t.slug, &m).await.unwrap();
@@ -490,6 +492,7 @@ fn turn(previous: Option<MessageId>, role: ChatRole, content: &str) -> ChatTurn 
         at,
         ticket_slug: None,
         citations: vec![],
+        tokens: 0,
     }
 }
 
@@ -509,6 +512,9 @@ pub async fn chat_transcripts_keep_order_per_session_and_ignore_repeats(store: A
         if i == 3 {
             t.ticket_slug = Some(Slug::parse("brave-fox-123").unwrap());
             t.citations = vec![Uuid::new_v4()];
+        }
+        if role == ChatRole::Assistant {
+            t.tokens = 100 + i as u64;
         }
         last = Some(t.id);
         turns.push(t);
@@ -539,7 +545,18 @@ pub async fn chat_transcripts_keep_order_per_session_and_ignore_repeats(store: A
             .len(),
         1
     );
+    assert_eq!(
+        store.chat_session_usage(&p.id, &session).await.unwrap(),
+        ChatUsage {
+            tokens: 101 + 103,
+            tickets: 1
+        }
+    );
     let unknown = Uuid::new_v4().to_string();
+    assert_eq!(
+        store.chat_session_usage(&p.id, &unknown).await.unwrap(),
+        ChatUsage::default()
+    );
     assert!(store
         .list_chat_turns(&p.id, &unknown, 100)
         .await
