@@ -66,6 +66,7 @@ impl Application {
                 project_tickets_per_hour: settings.chat_project_tickets_per_hour,
             },
             max_tokens: settings.llm_max_tokens,
+            max_sessions: settings.chat_max_sessions,
             ..ChatConfig::default()
         };
         let llm = crate::llm::from_settings(&settings)?;

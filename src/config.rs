@@ -138,6 +138,8 @@ pub struct Settings {
     pub chat_project_tokens_per_hour: u64,
     /// Tickets the assistant may open per hour per project; 0 disables the limit.
     pub chat_project_tickets_per_hour: u32,
+    /// Chat sessions held in memory at most; more are refused with 503 until some go idle.
+    pub chat_max_sessions: usize,
 }
 
 impl Default for Settings {
@@ -185,6 +187,7 @@ impl Default for Settings {
             chat_project_requests_per_minute: 600,
             chat_project_tokens_per_hour: 2_000_000,
             chat_project_tickets_per_hour: 100,
+            chat_max_sessions: 100_000,
         }
     }
 }
@@ -234,6 +237,7 @@ impl Settings {
             ),
             ("llm_idle_timeout_secs", self.llm_idle_timeout_secs),
             ("llm_max_tokens", u64::from(self.llm_max_tokens)),
+            ("chat_max_sessions", self.chat_max_sessions as u64),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -356,3 +356,27 @@ async fn a_prompt_is_answered_with_the_sessions_history() {
         .collect();
     assert!(text.contains("couldn't find"), "{text}");
 }
+
+#[tokio::test]
+async fn the_number_of_live_chat_sessions_is_bounded() {
+    let app = spawn_with_settings(|s| s.chat_max_sessions = 1).await;
+    let first = app.session_token().await;
+    sse_json(
+        app.chat("/v1/chat", &first, json!({"prompt": "refund"}))
+            .await,
+    )
+    .await;
+    let second = app.session_token().await;
+    let refused = app
+        .chat("/v1/chat", &second, json!({"prompt": "refund"}))
+        .await;
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert!(!error_of(&body).is_empty());
+    // The session already in memory carries on.
+    sse_json(
+        app.chat("/v1/chat", &first, json!({"prompt": "refund"}))
+            .await,
+    )
+    .await;
+}

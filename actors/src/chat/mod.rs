@@ -53,6 +53,9 @@ pub struct ChatConfig {
     pub call_timeout: Duration,
     /// Events buffered between a turn and the client reading it.
     pub stream_buffer: usize,
+    /// Chat sessions in memory at most; a new session beyond this is refused as unavailable,
+    /// so a flood of sessions cannot exhaust memory.
+    pub max_sessions: usize,
 }
 
 impl Default for ChatConfig {
@@ -67,6 +70,7 @@ impl Default for ChatConfig {
             tick_interval: Duration::from_secs(30),
             call_timeout: Duration::from_secs(10),
             stream_buffer: 64,
+            max_sessions: 100_000,
         }
     }
 }
@@ -203,6 +207,13 @@ impl Chats {
     }
 
     async fn actor(&self, key: &SessionKey) -> Result<ActorRef<actor::ChatMsg>, ChatError> {
+        if !self.deps.registry.contains_key(key)
+            && self.deps.registry.len() >= self.deps.config.max_sessions
+        {
+            return Err(ChatError::Unavailable(
+                "too many chat sessions are open; retry shortly".into(),
+            ));
+        }
         let slot = self.deps.registry.entry(key.clone()).or_default().clone();
         // Forgets the slot if this call is abandoned (timeout, or its caller went away) before
         // the actor started, so abandoned starts do not pile up in the registry.
