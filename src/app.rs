@@ -25,6 +25,8 @@ use crate::projects::{parse_origins, Projects};
 
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics` on its own address, when `FLEETY_METRICS_LISTEN` is set.
+    metrics_listener: Option<TcpListener>,
     ctx: Arc<Ctx>,
 }
 
@@ -46,9 +48,18 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
+        // Every storage operation is timed for /metrics.
+        crate::metrics::handle();
+        let store = crate::metrics::InstrumentedStore::wrap(store);
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
             anyhow::anyhow!("cannot listen on {} (FLEETY_LISTEN): {e}", settings.listen)
         })?;
+        let metrics_listener = match settings.metrics_listen.as_str() {
+            "" => None,
+            addr => Some(TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen on {addr} (FLEETY_METRICS_LISTEN): {e}")
+            })?),
+        };
         let secret = auth::load_or_create_secret(settings.jwt_secret.expose(), &settings.data_dir)?;
         let ticket_config = TicketConfig {
             idle_timeout: Duration::from_secs(settings.ticket_idle_secs),
@@ -101,6 +112,7 @@ impl Application {
         };
         Ok(Application {
             listener,
+            metrics_listener,
             ctx: Arc::new(ctx),
         })
     }
@@ -109,6 +121,13 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or(self.ctx.settings.listen)
+    }
+
+    /// Where `/metrics` is served when it has an address of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn port(&self) -> u16 {
@@ -164,6 +183,9 @@ impl Application {
             stop.await;
             shutdown.cancel();
         });
+        if let Some(listener) = self.metrics_listener {
+            tokio::spawn(crate::server::serve_metrics(listener, ctx.shutdown.clone()));
+        }
         crate::server::serve(self.listener, ctx.clone()).await;
         ctx.system.stop().await;
         ctx.store

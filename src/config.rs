@@ -140,6 +140,8 @@ pub struct Settings {
     pub chat_project_tickets_per_hour: u32,
     /// Chat sessions held in memory at most; more are refused with 503 until some go idle.
     pub chat_max_sessions: usize,
+    /// Serve `/metrics` on this address instead of the main one (empty: on the main one).
+    pub metrics_listen: String,
 }
 
 impl Default for Settings {
@@ -188,6 +190,7 @@ impl Default for Settings {
             chat_project_tokens_per_hour: 2_000_000,
             chat_project_tickets_per_hour: 100,
             chat_max_sessions: 100_000,
+            metrics_listen: String::new(),
         }
     }
 }
@@ -254,6 +257,9 @@ impl Settings {
             return Err(
                 "configuration error in operator_token (FLEETY_OPERATOR_TOKEN): must be at least 16 characters".into(),
             );
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            return Err("configuration error in metrics_listen (FLEETY_METRICS_LISTEN): must be an address such as 127.0.0.1:9090".into());
         }
         if self.llm_provider == LlmProviderKind::Openai && self.llm_base_url.is_empty() {
             return Err("configuration error in llm_base_url (FLEETY_LLM_BASE_URL): required when llm_provider is openai".into());

@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod llm;
+pub mod metrics;
 pub mod projects;
 pub mod server;
 pub mod store;

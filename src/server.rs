@@ -54,7 +54,16 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         let per_request = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
             let mut service = service.clone();
-            service.call(req)
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            let started = std::time::Instant::now();
+            let answer = service.call(req);
+            async move {
+                let resp = answer.await;
+                if let Ok(resp) = &resp {
+                    crate::metrics::http_request(&method, &path, resp.status().as_u16(), started);
+                }
+                resp
+            }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), per_request)
@@ -91,5 +100,41 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         .is_err()
     {
         tracing::warn!(grace = ?settings.shutdown_grace(), "grace period ran out; closing the remaining connections");
+    }
+}
+
+/// Serves `GET /metrics` (and a 404 for anything else) on a listener of its own, for scrapers
+/// on a private network. Stops accepting when `shutdown` is cancelled.
+pub async fn serve_metrics(listener: TcpListener, shutdown: tokio_util::sync::CancellationToken) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let conn = builder.serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(|req: hyper::Request<Incoming>| async move {
+                let resp = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
+                    crate::http::routes::metrics_response()
+                } else {
+                    crate::http::ApiError::not_found("no such endpoint").into_response()
+                };
+                Ok::<_, std::convert::Infallible>(resp)
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
     }
 }

@@ -29,6 +29,7 @@ pub mod message_id;
 pub mod root;
 pub mod slug;
 pub mod store;
+pub mod telemetry;
 pub mod ticket;
 
 pub use message_id::MessageId;

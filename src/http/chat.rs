@@ -291,11 +291,13 @@ fn sse(mode: ChatMode, first: TurnEvent, turn: Turn) -> Response {
         pending: Option<TurnEvent>,
         turn: Turn,
         done: bool,
+        _open: super::ws::OpenGauge,
     }
     let state = State {
         pending: Some(first),
         turn,
         done: false,
+        _open: super::ws::OpenGauge::new("fleety_sse_streams_open", "chat"),
     };
     let events = futures_util::stream::unfold(state, move |mut s| async move {
         if s.done {

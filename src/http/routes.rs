@@ -24,6 +24,7 @@
 //! | POST | /v1/chat/tools | session token | [`chat::tools`] (SSE or JSON) |
 //! | POST | /v1/admin/projects | operator token | [`projects_api::create`] |
 //! | GET | /v1/openapi.json | public | [`openapi::document`] |
+//! | GET | /metrics | public, or on `FLEETY_METRICS_LISTEN` | [`metrics_response`] (Prometheus) |
 //! | GET | /healthz | public | liveness |
 //! | OPTIONS | any | public | [`preflight`] (CORS) |
 
@@ -297,6 +298,18 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
         .boxed();
+    // On the main listener only when no separate metrics address is configured.
+    let on_main = ctx.settings.metrics_listen.is_empty();
+    let metrics = path!("metrics")
+        .and(warp::get())
+        .and_then(move || async move {
+            if on_main {
+                Ok(metrics_response())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .boxed();
     let preflight = c()
         .and(only_options())
         .and(warp::path::full())
@@ -357,6 +370,8 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(health)
         .unify()
+        .or(metrics)
+        .unify()
         .recover(recover)
         .unify()
         .with(warp::trace(
@@ -364,6 +379,16 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         ))
         .map(into_response)
         .boxed()
+}
+
+/// The Prometheus text exposition.
+pub fn metrics_response() -> Response {
+    let mut resp = Response::new(crate::metrics::render().into());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
 }
 
 /// Matches OPTIONS. Other methods are passed over as "not found" rather than "method not

@@ -33,6 +33,7 @@ pub async fn init(ctx: Arc<Ctx>, client: Client, body: Bytes) -> Result<Response
     let mut cors = None;
     let result = async {
         if decision.is_some_and(|d| !d.allowed) {
+            metrics::counter!("fleety_rate_limited_total", "limiter" => "session").increment(1);
             return Err(ApiError::rate_limited());
         }
         let req: InitSession = parse_body(&client, &body)?;

@@ -50,6 +50,7 @@ where
         .and_then(|p| cors_origin(p, client).ok().flatten());
     let result = async {
         if decision.is_some_and(|d| !d.allowed) {
+            metrics::counter!("fleety_rate_limited_total", "limiter" => "public").increment(1);
             return Err(ApiError::rate_limited());
         }
         let project = project.ok_or_else(|| ApiError::not_found("project not found"))?;

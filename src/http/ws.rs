@@ -71,12 +71,29 @@ pub async fn ticket_socket(
         let ctx3 = ctx.clone();
         Ok(configure(ws, &ctx)
             .on_upgrade(move |socket| async move {
+                let _open = OpenGauge::new("fleety_websockets_open", "ticket");
                 relay_ticket(socket, ctx3, key, subscription, since).await;
                 drop(token);
             })
             .into_response())
     })
     .await)
+}
+
+/// Counts an open connection in a gauge for as long as it lives.
+pub struct OpenGauge(&'static str, &'static str);
+
+impl OpenGauge {
+    pub fn new(name: &'static str, kind: &'static str) -> Self {
+        metrics::gauge!(name, "kind" => kind).increment(1.0);
+        OpenGauge(name, kind)
+    }
+}
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(self.0, "kind" => self.1).decrement(1.0);
+    }
 }
 
 /// Sends one frame, giving up on a peer that does not take it in time.
@@ -324,6 +341,7 @@ pub async fn feed_socket(
         let ctx2 = ctx.clone();
         Ok(configure(ws, &ctx)
             .on_upgrade(move |socket| async move {
+                let _open = OpenGauge::new("fleety_websockets_open", "feed");
                 relay_feed(socket, &ctx2, events).await;
                 ctx2.system.feeds.release(&project.id);
                 drop(guard);

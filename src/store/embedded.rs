@@ -171,6 +171,7 @@ fn write_loop(db: &Database, mut queue: mpsc::UnboundedReceiver<(Write, Reply)>)
             }
         }
         let outcomes = commit_group(db, &group);
+        metrics::histogram!("fleety_store_group_commit_writes").record(group.len() as f64);
         tracing::trace!(writes = group.len(), "group commit");
         match outcomes {
             Ok(results) => {

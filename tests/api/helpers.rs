@@ -30,6 +30,8 @@ pub struct TestApp {
     pub keyspace: String,
     /// The demo project's real id. Tests address it as `demo`; the helpers map that for them.
     pub project: String,
+    /// Where `/metrics` is served when the settings give it an address of its own.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -139,6 +141,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
         .expect("build app");
     let demo = app.ensure_demo().await.expect("demo project");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let ctx = app.ctx();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -160,6 +163,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
         dir,
         keyspace,
         project,
+        metrics_addr,
         stop: Some(stop),
         task: Some(task),
     }

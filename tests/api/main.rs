@@ -12,6 +12,7 @@ mod helpers;
 mod kb;
 mod limits_and_cors;
 mod llm_e2e;
+mod metrics;
 mod openapi;
 mod persistence;
 mod realtime;

@@ -105,6 +105,7 @@ impl Actor for ChatSessionActor {
             .store
             .chat_session_usage(&args.key.project, &args.key.session)
             .await?;
+        crate::telemetry::actor_started("chat_session");
         Ok(ChatState {
             last_id: turns.last().map(|t| t.id),
             key: args.key,
@@ -127,9 +128,38 @@ impl Actor for ChatSessionActor {
         if !matches!(message, ChatMsg::Tick) {
             state.last_used = Instant::now();
         }
+        let started = Instant::now();
+        let name = match &message {
+            ChatMsg::Start { .. } => "start",
+            ChatMsg::ReserveTicket { .. } => "reserve_ticket",
+            ChatMsg::ReleaseTicket => "release_ticket",
+            ChatMsg::Finished(_) => "finished",
+            ChatMsg::Tick => "tick",
+        };
+        self.handle_message(myself, message, state);
+        crate::telemetry::message_handled("chat_session", name, started);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ChatMsg>,
+        _state: &mut ChatState,
+    ) -> Result<(), ActorProcessingErr> {
+        crate::telemetry::actor_stopped("chat_session");
+        Ok(())
+    }
+}
+
+impl ChatSessionActor {
+    fn handle_message(&self, myself: ActorRef<ChatMsg>, message: ChatMsg, state: &mut ChatState) {
         match message {
             ChatMsg::Start { request, reply } => {
-                let answer = state.admit().map(|()| {
+                let admitted = state.admit();
+                if admitted.is_err() {
+                    metrics::counter!("fleety_chat_quota_refusals_total").increment(1);
+                }
+                let answer = admitted.map(|()| {
                     let (tx, rx) = mpsc::channel(state.deps.config.stream_buffer);
                     state.running += 1;
                     let history = state.history(&request);
@@ -202,11 +232,11 @@ impl Actor for ChatSessionActor {
                         .deps
                         .registry
                         .remove_if(&state.key, |_, s| s.get().is_some_and(|a| a.get_id() == id));
+                    crate::telemetry::actor_passivated("chat_session");
                     myself.stop(Some("idle".into()));
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -539,10 +569,13 @@ impl TurnRun {
             passages: passages.clone(),
             max_tokens: self.deps.config.max_tokens,
         };
+        let provider = self.deps.llm.name();
+        let asked = Instant::now();
         let mut stream = tokio::select! {
-            s = self.deps.llm.stream(request) => s.map_err(|e| Stop::Failed(e.into()))?,
+            s = self.deps.llm.stream(request) => s.map_err(|e| llm_failed(provider, e))?,
             _ = self.events.closed() => return Err(Stop::Cancelled),
         };
+        let mut first = true;
         let mut filter = LinkFilter::new(self.request.allowed_hosts.clone());
         // Whitespace before the first real word is held: the answer's kind (text or tool
         // call) is decided by the first meaningful delta.
@@ -554,7 +587,11 @@ impl TurnRun {
                 _ = self.events.closed() => return Err(Stop::Cancelled),
             };
             let Some(event) = next else { break };
-            match event.map_err(|e| Stop::Failed(e.into()))? {
+            if std::mem::take(&mut first) {
+                metrics::histogram!("fleety_llm_time_to_first_token_seconds", "provider" => provider)
+                    .record(asked.elapsed().as_secs_f64());
+            }
+            match event.map_err(|e| llm_failed(provider, e))? {
                 LlmEvent::Text(piece) => {
                     if !began {
                         lead.push_str(&piece);
@@ -608,7 +645,13 @@ impl TurnRun {
                 LlmEvent::Usage {
                     prompt_tokens,
                     completion_tokens,
-                } => said.tokens = u64::from(prompt_tokens) + u64::from(completion_tokens),
+                } => {
+                    metrics::counter!("fleety_llm_tokens_total", "provider" => provider, "kind" => "prompt")
+                        .increment(u64::from(prompt_tokens));
+                    metrics::counter!("fleety_llm_tokens_total", "provider" => provider, "kind" => "completion")
+                        .increment(u64::from(completion_tokens));
+                    said.tokens = u64::from(prompt_tokens) + u64::from(completion_tokens);
+                }
             }
         }
         let rest = filter.finish();
@@ -739,6 +782,20 @@ impl TurnRun {
             ))),
         }
     }
+}
+
+/// A model failure, counted by kind.
+fn llm_failed(provider: &'static str, e: crate::llm::LlmError) -> Stop {
+    use crate::llm::LlmError;
+    let kind = match &e {
+        LlmError::Unreachable(_) => "unreachable",
+        LlmError::Timeout => "timeout",
+        LlmError::Upstream { .. } => "upstream",
+        LlmError::Protocol(_) => "protocol",
+    };
+    metrics::counter!("fleety_llm_errors_total", "provider" => provider, "kind" => kind)
+        .increment(1);
+    Stop::Failed(e.into())
 }
 
 enum Stop {

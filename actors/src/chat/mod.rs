@@ -251,6 +251,7 @@ impl Chats {
 
     /// Starts answering `request` in `key`'s session.
     pub async fn turn(&self, key: &SessionKey, request: TurnRequest) -> Result<Turn, ChatError> {
+        let _in_flight = crate::telemetry::InFlight::new("chat_session");
         for _ in 0..3 {
             let actor = self.actor(key).await?;
             let req = request.clone();
@@ -314,6 +315,7 @@ impl Actor for ChatSupervisor {
             SupervisionEvent::ActorTerminated(cell, ..) => cell,
             SupervisionEvent::ActorFailed(cell, error) => {
                 tracing::warn!(%error, "a chat session actor failed; it restarts on next use");
+                crate::telemetry::actor_stopped("chat_session");
                 cell
             }
             _ => return Ok(()),

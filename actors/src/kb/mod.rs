@@ -206,6 +206,7 @@ impl KnowledgeBases {
         project: &ProjectId,
         make: impl Fn(RpcReplyPort<Result<T, KbError>>) -> KbMsg,
     ) -> Result<T, KbError> {
+        let _in_flight = crate::telemetry::InFlight::new("knowledge_base");
         // A passivating actor may refuse the message: activate a fresh one and ask again.
         for _ in 0..3 {
             let actor = self.actor(project).await?;
@@ -341,6 +342,7 @@ impl Actor for KnowledgeBaseActor {
                 }
             }
         });
+        crate::telemetry::actor_started("knowledge_base");
         Ok(KbState {
             project: args.project,
             deps: args.deps,
@@ -359,6 +361,38 @@ impl Actor for KnowledgeBaseActor {
         if !matches!(message, KbMsg::Tick) {
             state.last_used = Instant::now();
         }
+        let started = Instant::now();
+        let name = match &message {
+            KbMsg::Search { .. } => "search",
+            KbMsg::List { .. } => "list",
+            KbMsg::Get { .. } => "get",
+            KbMsg::Patch { .. } => "patch",
+            KbMsg::Put { .. } => "put",
+            KbMsg::Delete { .. } => "delete",
+            KbMsg::Tick => "tick",
+        };
+        let result = self.handle_message(myself, message, state).await;
+        crate::telemetry::message_handled("knowledge_base", name, started);
+        result
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<KbMsg>,
+        _state: &mut KbState,
+    ) -> Result<(), ActorProcessingErr> {
+        crate::telemetry::actor_stopped("knowledge_base");
+        Ok(())
+    }
+}
+
+impl KnowledgeBaseActor {
+    async fn handle_message(
+        &self,
+        myself: ActorRef<KbMsg>,
+        message: KbMsg,
+        state: &mut KbState,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             KbMsg::Search {
                 query,
@@ -429,6 +463,7 @@ impl Actor for KnowledgeBaseActor {
                     state.deps.registry.remove_if(&state.project, |_, s| {
                         s.get().is_some_and(|a| a.get_id() == id)
                     });
+                    crate::telemetry::actor_passivated("knowledge_base");
                     myself.stop(Some("idle".into()));
                 }
             }
@@ -464,6 +499,7 @@ impl Actor for KbSupervisor {
             SupervisionEvent::ActorTerminated(cell, ..) => cell,
             SupervisionEvent::ActorFailed(cell, error) => {
                 tracing::warn!(%error, "a knowledge-base actor failed; it reloads on next use");
+                crate::telemetry::actor_stopped("knowledge_base");
                 cell
             }
             _ => return Ok(()),

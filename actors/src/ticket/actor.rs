@@ -67,6 +67,23 @@ pub enum TicketMsg {
     Crash,
 }
 
+impl TicketMsg {
+    /// The message's type, as a metrics label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TicketMsg::Get { .. } => "get",
+            TicketMsg::Post { .. } => "post",
+            TicketMsg::MarkRead { .. } => "mark_read",
+            TicketMsg::SetStatus { .. } => "set_status",
+            TicketMsg::Subscribe { .. } => "subscribe",
+            TicketMsg::Persisted { .. } => "persisted",
+            TicketMsg::Tick => "tick",
+            #[cfg(feature = "testing")]
+            TicketMsg::Crash => "crash",
+        }
+    }
+}
+
 /// A page of a ticket's messages: the newest `limit` before `before`.
 #[derive(Debug, Clone, Copy)]
 pub struct MessagePage {
@@ -199,16 +216,19 @@ impl TicketState {
             frame: events::envelope(kind, None, &payload),
             message_id,
         };
+        let offered = self.subscribers.len() as u64;
         self.subscribers
             .retain(|s| match s.tx.try_send(event.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     s.cut_off.store(true, Ordering::Release);
                     tracing::info!(ticket = %self.key, "cutting off a slow subscriber");
+                    metrics::counter!("fleety_slow_subscribers_cut_total").increment(1);
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             });
+        metrics::counter!("fleety_events_fanned_out_total").increment(offered);
     }
 
     fn remember(&mut self, message: Message) {
@@ -426,6 +446,7 @@ impl Actor for TicketActor {
         ));
         spawn_ticker(myself, deps.config.tick_interval);
         tracing::debug!(ticket = %key, messages = newest.len(), "ticket actor started");
+        crate::telemetry::actor_started("ticket");
         Ok(TicketState {
             last_assigned: newest.last().map(|m| m.id),
             tentative_status: ticket.status,
@@ -455,6 +476,30 @@ impl Actor for TicketActor {
         if !matches!(message, TicketMsg::Tick | TicketMsg::Persisted { .. }) {
             state.last_activity = Instant::now();
         }
+        let started = Instant::now();
+        let name = message.name();
+        let result = self.handle_message(myself, message, state).await;
+        crate::telemetry::message_handled("ticket", name, started);
+        result
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<TicketMsg>,
+        state: &mut TicketState,
+    ) -> Result<(), ActorProcessingErr> {
+        crate::telemetry::actor_stopped("ticket");
+        self.finish(state).await
+    }
+}
+
+impl TicketActor {
+    async fn handle_message(
+        &self,
+        myself: ActorRef<TicketMsg>,
+        message: TicketMsg,
+        state: &mut TicketState,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             TicketMsg::Get { page: None, reply } if state.complete => {
                 let _ = reply.send(Ok(state.full_view()));
@@ -557,6 +602,7 @@ impl Actor for TicketActor {
                 let idle = state.last_activity.elapsed() >= state.deps.config.idle_timeout;
                 if idle && state.subscribers.is_empty() && state.pending.is_empty() {
                     tracing::debug!(ticket = %state.key, "passivating idle ticket");
+                    crate::telemetry::actor_passivated("ticket");
                     state.deps.registry.unroute(&state.key, &myself.get_cell());
                     // Requests already in the mailbox are still answered; later sends fail
                     // and their callers activate a fresh actor, which waits for this one's
@@ -570,11 +616,7 @@ impl Actor for TicketActor {
         Ok(())
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<TicketMsg>,
-        state: &mut TicketState,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn finish(&self, state: &mut TicketState) -> Result<(), ActorProcessingErr> {
         // Close the lane and wait for its last batch, then answer those callers truthfully.
         state.lane.take();
         if let Some(task) = state.lane_task.take() {

@@ -274,6 +274,7 @@ impl Tickets {
         key: &TicketKey,
         make: impl Fn(RpcReplyPort<Result<T, TicketError>>) -> TicketMsg,
     ) -> Result<T, TicketError> {
+        let _in_flight = crate::telemetry::InFlight::new("ticket");
         for _ in 0..3 {
             let actor = self.actor(key).await?;
             match actor.call(&make, Some(self.deps.config.call_timeout)).await {

@@ -55,6 +55,8 @@ impl Actor for TicketSupervisor {
                 }
             }
             SupervisionEvent::ActorFailed(cell, error) => {
+                // A failed actor skips `post_stop`, where stops are otherwise counted.
+                crate::telemetry::actor_stopped("ticket");
                 let Some(key) = registry.forget(&cell) else {
                     return Ok(());
                 };
@@ -67,6 +69,7 @@ impl Actor for TicketSupervisor {
                     return Ok(());
                 }
                 tracing::warn!(ticket = %key, %error, "ticket actor failed; restarting it from the store");
+                crate::telemetry::actor_restarted("ticket");
                 // Reloading reads the store: do it off the supervisor's mailbox.
                 let tickets = state.tickets.clone();
                 tokio::spawn(async move {

@@ -1,0 +1,378 @@
+//! Prometheus metrics: the recorder every `metrics::` macro in both crates writes to, the
+//! descriptions of every metric (docs/metrics.md lists the same), the HTTP route labels, and
+//! the store decorator that times every storage operation.
+//!
+//! One recorder serves the whole process. It is installed once; servers built later in the
+//! same process (tests) share it.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use fleety_actors::domain::{
+    Article, ChatTurn, ChatUsage, Message, Participant, Project, ProjectId, ReadCursor, Slug,
+    Ticket,
+};
+use fleety_actors::store::{
+    MessageRange, Store, StoreResult, TicketPage, TicketQuery, TicketWrite,
+};
+use fleety_actors::MessageId;
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds: from 100 µs (an actor round trip) to 60 s (a long answer).
+const SECONDS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+/// Writes per group commit.
+const GROUP_SIZES: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// The process's recorder, installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("fleety_store_group_commit_writes".into()),
+                    GROUP_SIZES,
+                )
+            });
+        let handle = match builder.and_then(|b| b.install_recorder()) {
+            Ok(handle) => handle,
+            // Another recorder is installed already (a test harness, an embedding program):
+            // serve an empty page from a recorder of our own rather than fail.
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed; /metrics stays empty");
+                PrometheusBuilder::new().build_recorder().handle()
+            }
+        };
+        describe();
+        // Histograms are kept in windows that upkeep folds together; without it they grow.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let upkeep = handle.clone();
+            rt.spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    every.tick().await;
+                    upkeep.run_upkeep();
+                }
+            });
+        }
+        handle
+    })
+}
+
+/// The text exposition of every metric.
+pub fn render() -> String {
+    handle().render()
+}
+
+fn describe() {
+    describe_counter!(
+        "fleety_http_requests_total",
+        "HTTP requests answered, by route, method and status"
+    );
+    describe_histogram!(
+        "fleety_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to the response head, by route and method"
+    );
+    describe_gauge!(
+        "fleety_actors_live",
+        "Actors running now, by kind (ticket, chat_session, knowledge_base)"
+    );
+    describe_counter!("fleety_actors_spawned_total", "Actors started, by kind");
+    describe_counter!(
+        "fleety_actors_stopped_total",
+        "Actors stopped for any reason, by kind"
+    );
+    describe_counter!(
+        "fleety_actors_restarted_total",
+        "Failed actors restarted by their supervisor, by kind"
+    );
+    describe_counter!(
+        "fleety_actors_passivated_total",
+        "Actors stopped because they were idle, by kind"
+    );
+    describe_gauge!("fleety_actor_calls_in_flight", "Requests sent to actors and not yet answered (waiting in a mailbox or being handled), by kind");
+    describe_histogram!(
+        "fleety_actor_message_duration_seconds",
+        Unit::Seconds,
+        "Time an actor spends handling one message, by kind and message"
+    );
+    describe_gauge!(
+        "fleety_websockets_open",
+        "Open WebSockets, by kind (ticket, feed)"
+    );
+    describe_gauge!(
+        "fleety_sse_streams_open",
+        "Chat answers streaming now (kind: chat)"
+    );
+    describe_counter!(
+        "fleety_events_fanned_out_total",
+        "Realtime events offered to ticket subscribers (one per subscriber)"
+    );
+    describe_counter!(
+        "fleety_slow_subscribers_cut_total",
+        "Ticket subscribers disconnected for falling behind"
+    );
+    describe_histogram!(
+        "fleety_store_operation_duration_seconds",
+        Unit::Seconds,
+        "Storage operation latency, by backend and operation"
+    );
+    describe_counter!(
+        "fleety_store_errors_total",
+        "Failed storage operations, by backend and operation"
+    );
+    describe_histogram!(
+        "fleety_store_group_commit_writes",
+        Unit::Count,
+        "Writes made durable by one group commit (embedded store)"
+    );
+    describe_histogram!(
+        "fleety_llm_time_to_first_token_seconds",
+        Unit::Seconds,
+        "Time from asking the model to its first event, by provider"
+    );
+    describe_counter!(
+        "fleety_llm_tokens_total",
+        "Model tokens, by provider and kind (prompt, completion)"
+    );
+    describe_counter!(
+        "fleety_llm_errors_total",
+        "Failed model requests, by provider and kind (unreachable, timeout, upstream, protocol)"
+    );
+    describe_counter!(
+        "fleety_rate_limited_total",
+        "Requests refused by a per-IP rate limit, by limiter (public, session)"
+    );
+    describe_counter!(
+        "fleety_chat_quota_refusals_total",
+        "Chat requests refused by a quota or the concurrency limit"
+    );
+}
+
+/// The route a path belongs to, as a label with bounded values: ids and slugs are replaced by
+/// their names, and anything unknown is `other`.
+pub fn route_label(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["v1", "init-session"] => "/v1/init-session",
+        ["v1", "session"] => "/v1/session",
+        ["v1", "chat"] => "/v1/chat",
+        ["v1", "chat", "tools"] => "/v1/chat/tools",
+        ["v1", "tickets", _] => "/v1/tickets/{projectId}",
+        ["v1", "tickets", _, _] => "/v1/tickets/{projectId}/{slug}",
+        ["v1", "tickets", _, _, "messages"] => "/v1/tickets/{projectId}/{slug}/messages",
+        ["v1", "tickets", _, _, "messages", "read"] => {
+            "/v1/tickets/{projectId}/{slug}/messages/read"
+        }
+        ["v1", "tickets", _, _, "ws"] => "/v1/tickets/{projectId}/{slug}/ws",
+        ["v1", "kb", _, "search"] => "/v1/kb/{projectId}/search",
+        ["v1", "projects", _] => "/v1/projects/{projectId}",
+        ["v1", "projects", _, "tickets"] => "/v1/projects/{projectId}/tickets",
+        ["v1", "projects", _, "tickets", _, "chat"] => {
+            "/v1/projects/{projectId}/tickets/{slug}/chat"
+        }
+        ["v1", "projects", _, "feed-token"] => "/v1/projects/{projectId}/feed-token",
+        ["v1", "projects", _, "feed"] => "/v1/projects/{projectId}/feed",
+        ["v1", "projects", _, "kb", "articles"] => "/v1/projects/{projectId}/kb/articles",
+        ["v1", "projects", _, "kb", "articles", _] => {
+            "/v1/projects/{projectId}/kb/articles/{articleId}"
+        }
+        ["v1", "projects", _, "kb", "search"] => "/v1/projects/{projectId}/kb/search",
+        ["v1", "admin", "projects"] => "/v1/admin/projects",
+        ["v1", "openapi.json"] => "/v1/openapi.json",
+        ["healthz"] => "/healthz",
+        ["metrics"] => "/metrics",
+        _ => "other",
+    }
+}
+
+/// Records one answered HTTP request.
+pub fn http_request(method: &http::Method, path: &str, status: u16, started: Instant) {
+    let route = route_label(path);
+    let method = match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    metrics::counter!("fleety_http_requests_total", "route" => route, "method" => method, "status" => status.to_string()).increment(1);
+    metrics::histogram!("fleety_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// A store that times every operation of the store it wraps.
+pub struct InstrumentedStore {
+    inner: Arc<dyn Store>,
+}
+
+impl InstrumentedStore {
+    pub fn wrap(inner: Arc<dyn Store>) -> Arc<dyn Store> {
+        Arc::new(Self { inner })
+    }
+
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        f: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let started = Instant::now();
+        let result = f.await;
+        let backend = self.inner.backend();
+        metrics::histogram!("fleety_store_operation_duration_seconds", "backend" => backend, "operation" => operation)
+            .record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics::counter!("fleety_store_errors_total", "backend" => backend, "operation" => operation).increment(1);
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Store for InstrumentedStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn create_project(&self, p: &Project) -> StoreResult<()> {
+        self.timed("create_project", self.inner.create_project(p))
+            .await
+    }
+    async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
+        self.timed("get_project", self.inner.get_project(id)).await
+    }
+    async fn update_project(&self, p: &Project) -> StoreResult<()> {
+        self.timed("update_project", self.inner.update_project(p))
+            .await
+    }
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        self.timed("list_projects", self.inner.list_projects())
+            .await
+    }
+    async fn create_ticket(&self, t: &Ticket) -> StoreResult<()> {
+        self.timed("create_ticket", self.inner.create_ticket(t))
+            .await
+    }
+    async fn get_ticket(&self, p: &ProjectId, s: &Slug) -> StoreResult<Option<Ticket>> {
+        self.timed("get_ticket", self.inner.get_ticket(p, s)).await
+    }
+    async fn update_ticket(&self, t: &Ticket) -> StoreResult<()> {
+        self.timed("update_ticket", self.inner.update_ticket(t))
+            .await
+    }
+    async fn list_tickets(&self, p: &ProjectId, q: &TicketQuery) -> StoreResult<TicketPage> {
+        self.timed("list_tickets", self.inner.list_tickets(p, q))
+            .await
+    }
+    async fn append_message(&self, p: &ProjectId, s: &Slug, m: &Message) -> StoreResult<()> {
+        self.timed("append_message", self.inner.append_message(p, s, m))
+            .await
+    }
+    async fn list_messages(
+        &self,
+        p: &ProjectId,
+        s: &Slug,
+        r: MessageRange,
+    ) -> StoreResult<Vec<Message>> {
+        self.timed("list_messages", self.inner.list_messages(p, s, r))
+            .await
+    }
+    async fn set_read_cursor(
+        &self,
+        p: &ProjectId,
+        s: &Slug,
+        reader: Participant,
+        up_to: MessageId,
+    ) -> StoreResult<()> {
+        self.timed(
+            "set_read_cursor",
+            self.inner.set_read_cursor(p, s, reader, up_to),
+        )
+        .await
+    }
+    async fn read_cursors(&self, p: &ProjectId, s: &Slug) -> StoreResult<Vec<ReadCursor>> {
+        self.timed("read_cursors", self.inner.read_cursors(p, s))
+            .await
+    }
+    async fn apply(&self, p: &ProjectId, s: &Slug, writes: &[TicketWrite]) -> StoreResult<()> {
+        self.timed("apply", self.inner.apply(p, s, writes)).await
+    }
+    async fn append_chat_turns(
+        &self,
+        p: &ProjectId,
+        session: &str,
+        turns: &[ChatTurn],
+    ) -> StoreResult<()> {
+        self.timed(
+            "append_chat_turns",
+            self.inner.append_chat_turns(p, session, turns),
+        )
+        .await
+    }
+    async fn list_chat_turns(
+        &self,
+        p: &ProjectId,
+        session: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ChatTurn>> {
+        self.timed(
+            "list_chat_turns",
+            self.inner.list_chat_turns(p, session, limit),
+        )
+        .await
+    }
+    async fn chat_session_usage(&self, p: &ProjectId, session: &str) -> StoreResult<ChatUsage> {
+        self.timed(
+            "chat_session_usage",
+            self.inner.chat_session_usage(p, session),
+        )
+        .await
+    }
+    async fn put_article(&self, a: &Article) -> StoreResult<()> {
+        self.timed("put_article", self.inner.put_article(a)).await
+    }
+    async fn delete_article(&self, p: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
+        self.timed("delete_article", self.inner.delete_article(p, id))
+            .await
+    }
+    async fn list_articles(&self, p: &ProjectId) -> StoreResult<Vec<Article>> {
+        self.timed("list_articles", self.inner.list_articles(p))
+            .await
+    }
+    async fn flush(&self) -> StoreResult<()> {
+        self.timed("flush", self.inner.flush()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_never_carry_ids() {
+        assert_eq!(
+            route_label("/v1/tickets/acme/swift-bear-053"),
+            "/v1/tickets/{projectId}/{slug}"
+        );
+        assert_eq!(
+            route_label("/v1/tickets/acme/swift-bear-053/messages/read"),
+            "/v1/tickets/{projectId}/{slug}/messages/read"
+        );
+        assert_eq!(
+            route_label("/v1/projects/acme/kb/articles/3f0e8b1c"),
+            "/v1/projects/{projectId}/kb/articles/{articleId}"
+        );
+        assert_eq!(route_label("/v1/chat/tools"), "/v1/chat/tools");
+        assert_eq!(route_label("/wp-admin/x/y"), "other");
+        assert_eq!(route_label("/v1/tickets/a/b/c/d/e/f"), "other");
+    }
+}
