@@ -30,6 +30,31 @@ const GROUP_SIZES: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
 ];
 
+/// Every metric the server records; docs/metrics.md and the Grafana dashboard use these names.
+pub const NAMES: &[&str] = &[
+    "fleety_http_requests_total",
+    "fleety_http_request_duration_seconds",
+    "fleety_actors_live",
+    "fleety_actors_spawned_total",
+    "fleety_actors_stopped_total",
+    "fleety_actors_restarted_total",
+    "fleety_actors_passivated_total",
+    "fleety_actor_calls_in_flight",
+    "fleety_actor_message_duration_seconds",
+    "fleety_websockets_open",
+    "fleety_sse_streams_open",
+    "fleety_events_fanned_out_total",
+    "fleety_slow_subscribers_cut_total",
+    "fleety_store_operation_duration_seconds",
+    "fleety_store_errors_total",
+    "fleety_store_group_commit_writes",
+    "fleety_llm_time_to_first_token_seconds",
+    "fleety_llm_tokens_total",
+    "fleety_llm_errors_total",
+    "fleety_rate_limited_total",
+    "fleety_chat_quota_refusals_total",
+];
+
 /// The process's recorder, installed on first use.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -356,6 +381,47 @@ impl Store for InstrumentedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The metric names a text mentions, without the `_bucket`/`_sum`/`_count` of histograms.
+    fn mentioned(text: &str) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for (i, _) in text.match_indices("fleety_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .map(str::to_owned)
+                .unwrap_or(name);
+            out.insert(name);
+        }
+        out
+    }
+
+    #[test]
+    fn the_docs_and_the_dashboard_match_the_metrics() {
+        let docs = include_str!("../docs/metrics.md");
+        let dashboard = include_str!("../docs/grafana/fleety.json");
+        for name in NAMES {
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "docs/metrics.md lacks {name}"
+            );
+            assert!(
+                dashboard.contains(name),
+                "the dashboard does not show {name}"
+            );
+        }
+        for name in mentioned(docs).into_iter().chain(mentioned(dashboard)) {
+            assert!(
+                NAMES.contains(&name.as_str()),
+                "{name} is documented but never recorded"
+            );
+        }
+        serde_json::from_str::<serde_json::Value>(dashboard).expect("the dashboard is JSON");
+    }
 
     #[test]
     fn route_labels_never_carry_ids() {
