@@ -29,6 +29,7 @@ pub mod message_id;
 pub mod root;
 pub mod slug;
 pub mod store;
+pub mod supervision;
 pub mod telemetry;
 pub mod ticket;
 

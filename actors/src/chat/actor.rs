@@ -87,17 +87,8 @@ impl Actor for ChatSessionActor {
             .store
             .list_chat_turns(&args.key.project, &args.key.session, KEPT_TURNS)
             .await?;
-        let every = args.deps.config.tick_interval;
-        let me = myself.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                if me.send_message(ChatMsg::Tick).is_err() {
-                    break;
-                }
-            }
+        crate::supervision::spawn_ticker(myself.clone(), args.deps.config.tick_interval, || {
+            ChatMsg::Tick
         });
         // The whole transcript's spending, so quotas survive passivation and restarts.
         let usage = args

@@ -217,7 +217,7 @@ impl Chats {
         let slot = self.deps.registry.entry(key.clone()).or_default().clone();
         // Forgets the slot if this call is abandoned (timeout, or its caller went away) before
         // the actor started, so abandoned starts do not pile up in the registry.
-        let guard = SlotGuard {
+        let guard = crate::supervision::SlotGuard {
             registry: &self.deps.registry,
             key,
             slot: &slot,
@@ -328,22 +328,5 @@ impl Actor for ChatSupervisor {
                 .remove_if(&key, |_, s| s.get().is_some_and(|a| a.get_id() == id));
         }
         Ok(())
-    }
-}
-
-/// See where it is made: removes a registry slot that is still empty when dropped.
-struct SlotGuard<'a, K: std::hash::Hash + Eq + Clone, V> {
-    registry: &'a DashMap<K, Arc<OnceCell<V>>>,
-    key: &'a K,
-    slot: &'a Arc<OnceCell<V>>,
-}
-
-impl<K: std::hash::Hash + Eq + Clone, V> Drop for SlotGuard<'_, K, V> {
-    fn drop(&mut self) {
-        if !self.slot.initialized() {
-            self.registry.remove_if(self.key, |_, s| {
-                Arc::ptr_eq(s, self.slot) && !s.initialized()
-            });
-        }
     }
 }

@@ -166,7 +166,7 @@ impl KnowledgeBases {
             .clone();
         // Forgets the slot if this call is abandoned (timeout, or its caller went away) before
         // the actor started, so abandoned starts do not pile up in the registry.
-        let guard = SlotGuard {
+        let guard = crate::supervision::SlotGuard {
             registry: &self.deps.registry,
             key: project,
             slot: &slot,
@@ -330,17 +330,8 @@ impl Actor for KnowledgeBaseActor {
         let articles = args.deps.store.list_articles(&args.project).await?;
         let for_index = articles.clone();
         let index = blocking(move || Ok(KbIndex::build(&for_index)?)).await?;
-        let every = args.deps.config.tick_interval;
-        let me = myself.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                if me.send_message(KbMsg::Tick).is_err() {
-                    break;
-                }
-            }
+        crate::supervision::spawn_ticker(myself.clone(), args.deps.config.tick_interval, || {
+            KbMsg::Tick
         });
         crate::telemetry::actor_started("knowledge_base");
         Ok(KbState {
@@ -509,22 +500,5 @@ impl Actor for KbSupervisor {
             .registry
             .retain(|_, s| s.get().is_none_or(|a| a.get_id() != id));
         Ok(())
-    }
-}
-
-/// See where it is made: removes a registry slot that is still empty when dropped.
-struct SlotGuard<'a, K: std::hash::Hash + Eq + Clone, V> {
-    registry: &'a DashMap<K, Arc<OnceCell<V>>>,
-    key: &'a K,
-    slot: &'a Arc<OnceCell<V>>,
-}
-
-impl<K: std::hash::Hash + Eq + Clone, V> Drop for SlotGuard<'_, K, V> {
-    fn drop(&mut self) {
-        if !self.slot.initialized() {
-            self.registry.remove_if(self.key, |_, s| {
-                Arc::ptr_eq(s, self.slot) && !s.initialized()
-            });
-        }
     }
 }

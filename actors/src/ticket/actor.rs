@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -444,7 +444,7 @@ impl Actor for TicketActor {
             late.clone(),
             lease,
         ));
-        spawn_ticker(myself, deps.config.tick_interval);
+        crate::supervision::spawn_ticker(myself, deps.config.tick_interval, || TicketMsg::Tick);
         tracing::debug!(ticket = %key, messages = newest.len(), "ticket actor started");
         crate::telemetry::actor_started("ticket");
         Ok(TicketState {
@@ -642,20 +642,6 @@ fn message_event(message: &Message, cursors: &[ReadCursor]) -> Event {
         frame: event_frame("new_message", None, view),
         message_id: Some(message.id),
     }
-}
-
-fn spawn_ticker(actor: ActorRef<TicketMsg>, every: Duration) {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        interval.tick().await;
-        loop {
-            interval.tick().await;
-            if actor.send_message(TicketMsg::Tick).is_err() {
-                break;
-            }
-        }
-    });
 }
 
 fn subscribe(state: &mut TicketState, since: Option<MessageId>) -> Subscription {
