@@ -278,12 +278,15 @@ async fn chat_requests_need_a_valid_session_and_a_valid_conversation() {
 
 #[tokio::test]
 async fn sessions_and_projects_have_chat_quotas() {
-    let app = spawn_with_settings(|s| {
-        s.chat_session_requests_per_minute = 2;
-        s.chat_session_tickets = 1;
-        s.chat_project_requests_per_minute = 5;
-    })
-    .await;
+    // A clock that stands still: the per-minute windows cannot roll over mid-test.
+    let mut options = Options {
+        clock: std::sync::Arc::new(manual_clock()),
+        ..Options::default()
+    };
+    options.settings.chat_session_requests_per_minute = 2;
+    options.settings.chat_session_tickets = 1;
+    options.settings.chat_project_requests_per_minute = 5;
+    let app = spawn_with(options).await;
     let token = app.session_token().await;
     for _ in 0..2 {
         let resp = app
