@@ -442,6 +442,27 @@ impl ScyllaStore {
     }
 
     /// Runs a single-row read and decodes the row, if there is one.
+    /// Every row a statement selects, read page by page.
+    async fn all_rows<R>(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> StoreResult<Vec<R>>
+    where
+        R: 'static
+            + for<'frame, 'metadata> scylla::deserialize::row::DeserializeRow<'frame, 'metadata>,
+    {
+        self.session
+            .execute_iter(st.clone(), values)
+            .await
+            .map_err(paging)?
+            .rows_stream::<R>()
+            .map_err(internal)?
+            .try_collect()
+            .await
+            .map_err(paging)
+    }
+
     async fn one_row<R>(
         &self,
         st: &PreparedStatement,
@@ -461,15 +482,8 @@ impl ScyllaStore {
 
     async fn list_articles_within(&self, project: &ProjectId) -> StoreResult<Vec<Article>> {
         let rows: Vec<ArticleRow> = self
-            .session
-            .execute_iter(self.st.select_articles.clone(), (project.as_str(),))
-            .await
-            .map_err(paging)?
-            .rows_stream::<ArticleRow>()
-            .map_err(internal)?
-            .try_collect()
-            .await
-            .map_err(paging)?;
+            .all_rows::<ArticleRow>(&self.st.select_articles, (project.as_str(),))
+            .await?;
         rows.into_iter().map(article_from_row).collect()
     }
 
@@ -485,18 +499,11 @@ impl ScyllaStore {
             .map(|c| bucket(c.created_at))
             .unwrap_or_else(|| "9999-12".into());
         let buckets: Vec<(String,)> = self
-            .session
-            .execute_iter(
-                self.st.select_buckets.clone(),
+            .all_rows::<(String,)>(
+                &self.st.select_buckets,
                 (project.as_str(), start_bucket.as_str()),
             )
-            .await
-            .map_err(paging)?
-            .rows_stream::<(String,)>()
-            .map_err(internal)?
-            .try_collect()
-            .await
-            .map_err(paging)?;
+            .await?;
         let mut out: Vec<Ticket> = Vec::with_capacity(limit + 1);
         'buckets: for (b,) in buckets {
             let pager = match &query.after {
@@ -894,14 +901,7 @@ impl Store for ScyllaStore {
     }
 
     async fn list_projects(&self) -> StoreResult<Vec<Project>> {
-        let rows = self
-            .session
-            .execute_iter(self.st.select_projects.clone(), ())
-            .await
-            .map_err(paging)?
-            .rows_stream::<ProjectRow>()
-            .map_err(internal)?;
-        let rows: Vec<ProjectRow> = rows.try_collect().await.map_err(paging)?;
+        let rows: Vec<ProjectRow> = self.all_rows(&self.st.select_projects, ()).await?;
         rows.into_iter().map(project_from_row).collect()
     }
 
@@ -981,15 +981,8 @@ impl Store for ScyllaStore {
             limit,
         );
         let rows: Vec<(CqlTimeuuid, String, String, Option<String>)> = self
-            .session
-            .execute_iter(st.clone(), values)
-            .await
-            .map_err(paging)?
-            .rows_stream::<(CqlTimeuuid, String, String, Option<String>)>()
-            .map_err(internal)?
-            .try_collect()
-            .await
-            .map_err(paging)?;
+            .all_rows::<(CqlTimeuuid, String, String, Option<String>)>(st, values)
+            .await?;
         let mut out = rows
             .into_iter()
             .map(message_from_row)
@@ -1012,18 +1005,11 @@ impl Store for ScyllaStore {
 
     async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>> {
         let rows: Vec<(String, CqlTimeuuid)> = self
-            .session
-            .execute_iter(
-                self.st.select_cursors.clone(),
+            .all_rows::<(String, CqlTimeuuid)>(
+                &self.st.select_cursors,
                 (project.as_str(), slug.as_str()),
             )
-            .await
-            .map_err(paging)?
-            .rows_stream::<(String, CqlTimeuuid)>()
-            .map_err(internal)?
-            .try_collect()
-            .await
-            .map_err(paging)?;
+            .await?;
         rows.into_iter()
             .map(|(reader, id)| {
                 Ok(ReadCursor {
@@ -1103,18 +1089,8 @@ impl Store for ScyllaStore {
         }
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
         let rows: Vec<TurnRow> = self
-            .session
-            .execute_iter(
-                self.st.select_turns.clone(),
-                (project.as_str(), session, limit),
-            )
-            .await
-            .map_err(paging)?
-            .rows_stream::<TurnRow>()
-            .map_err(internal)?
-            .try_collect()
-            .await
-            .map_err(paging)?;
+            .all_rows::<TurnRow>(&self.st.select_turns, (project.as_str(), session, limit))
+            .await?;
         let mut out = rows
             .into_iter()
             .map(turn_from_row)
@@ -1129,15 +1105,11 @@ impl Store for ScyllaStore {
         session: &str,
     ) -> StoreResult<ChatUsage> {
         let rows: Vec<(Option<i64>, Option<String>)> = self
-            .session
-            .execute_iter(self.st.select_usage.clone(), (project.as_str(), session))
-            .await
-            .map_err(paging)?
-            .rows_stream::<(Option<i64>, Option<String>)>()
-            .map_err(internal)?
-            .try_collect()
-            .await
-            .map_err(paging)?;
+            .all_rows::<(Option<i64>, Option<String>)>(
+                &self.st.select_usage,
+                (project.as_str(), session),
+            )
+            .await?;
         let mut usage = ChatUsage::default();
         for (tokens, slug) in rows {
             usage.tokens = usage
