@@ -356,10 +356,7 @@ async fn a_prompt_is_answered_with_the_sessions_history() {
             .await,
     )
     .await;
-    let text: String = events
-        .iter()
-        .map(|e| e["content"].as_str().unwrap())
-        .collect();
+    let text = content_text(&events);
     assert!(text.contains("couldn't find"), "{text}");
 }
 

@@ -439,3 +439,11 @@ pub fn delta_text(events: &[Value]) -> String {
         })
         .collect()
 }
+
+/// The text of `/v1/chat` events.
+pub fn content_text(events: &[Value]) -> String {
+    events
+        .iter()
+        .map(|e| e["content"].as_str().expect("a content event"))
+        .collect()
+}

@@ -50,9 +50,6 @@ async fn a_real_model_streams_its_answer_through_fleety_intact() {
         .chat("/v1/chat", &token, json!({"prompt": "Say hello."}))
         .await;
     let events = sse_json(resp).await;
-    let text: String = events
-        .iter()
-        .map(|e| e["content"].as_str().expect("a content event"))
-        .collect();
+    let text = content_text(&events);
     assert!(!text.trim().is_empty(), "{events:?}");
 }
