@@ -53,6 +53,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         let service = service.clone();
         let per_request = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
+            crate::http::upgrade::UpgradeSlot::attach(&mut req);
             let mut service = service.clone();
             let (method, path) = (req.method().clone(), req.uri().path().to_owned());
             let started = std::time::Instant::now();

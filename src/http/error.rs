@@ -139,6 +139,8 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         )
     } else if rejection.find::<reject::InvalidQuery>().is_some() {
         ApiError::bad_request("invalid query string")
+    } else if rejection.find::<super::upgrade::NotWebSocket>().is_some() {
+        ApiError::bad_request("this endpoint expects a WebSocket upgrade")
     } else if let Some(e) = rejection.find::<reject::MissingHeader>() {
         if e.name().eq_ignore_ascii_case("sec-websocket-key")
             || e.name().eq_ignore_ascii_case("connection")

@@ -11,6 +11,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod session;
 pub mod tickets;
+pub mod upgrade;
 pub mod ws;
 
 use std::net::{IpAddr, SocketAddr};

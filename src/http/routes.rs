@@ -172,7 +172,7 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(warp::query::<ws::TicketSocketQuery>())
         .and(who())
-        .and(warp::ws())
+        .and(super::upgrade::websocket())
         .and_then(ws::ticket_socket)
         .boxed();
     let get_project = c()
@@ -206,7 +206,7 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(warp::query::<ws::FeedQuery>())
         .and(who())
-        .and(warp::ws())
+        .and(super::upgrade::websocket())
         .and_then(ws::feed_socket)
         .boxed();
     let ticket_chat = c()

@@ -17,9 +17,12 @@ use fleety_actors::MessageId;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use warp::reply::Response;
-use warp::ws::{Message, WebSocket, Ws};
-use warp::Reply;
+
+use super::upgrade::{self, WebSocket, WsRequest};
 
 use super::tickets::{public, ticket_key};
 use super::{cors_origin, ApiError, Client, Ctx};
@@ -36,13 +39,6 @@ pub struct TicketSocketQuery {
     since: Option<String>,
 }
 
-fn configure(ws: Ws, ctx: &Ctx) -> Ws {
-    let max = ctx.settings.ws_max_message_bytes;
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .max_write_buffer_size(256 * 1024)
-}
-
 /// GET /v1/tickets/{projectId}/{slug}/ws?since=<message id>
 pub async fn ticket_socket(
     ctx: Arc<Ctx>,
@@ -50,7 +46,7 @@ pub async fn ticket_socket(
     slug: String,
     query: TicketSocketQuery,
     client: Client,
-    ws: Ws,
+    ws: WsRequest,
 ) -> Result<Response, Infallible> {
     let ctx2 = ctx.clone();
     Ok(public(&ctx2, &project_id, &client, async |caller| {
@@ -69,13 +65,12 @@ pub async fn ticket_socket(
             .await?;
         let token = ctx.sockets.token();
         let ctx3 = ctx.clone();
-        Ok(configure(ws, &ctx)
-            .on_upgrade(move |socket| async move {
-                let _open = OpenGauge::new("fleety_websockets_open", "ticket");
-                relay_ticket(socket, ctx3, key, subscription, since).await;
-                drop(token);
-            })
-            .into_response())
+        let config = upgrade::config(ctx.settings.ws_max_message_bytes);
+        Ok(ws.upgrade(config, move |socket| async move {
+            let _open = OpenGauge::new("fleety_websockets_open", "ticket");
+            relay_ticket(socket, ctx3, key, subscription, since).await;
+            drop(token);
+        }))
     })
     .await)
 }
@@ -105,17 +100,24 @@ async fn send(socket: &mut WebSocket, message: Message) -> bool {
 }
 
 async fn send_frame(socket: &mut WebSocket, frame: &Bytes) -> bool {
-    // Frames are JSON we produced, hence UTF-8.
-    send(
-        socket,
-        Message::text(String::from_utf8_lossy(frame).into_owned()),
-    )
-    .await
+    // Frames are JSON we produced, hence UTF-8; the check keeps that from being an assumption,
+    // and the frame's bytes are shared, not copied, for every subscriber.
+    match Utf8Bytes::try_from(frame.clone()) {
+        Ok(text) => send(socket, Message::Text(text)).await,
+        Err(_) => {
+            tracing::error!("an event frame is not UTF-8; dropping the socket");
+            false
+        }
+    }
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let _ = send(socket, Message::close_with(code, reason)).await;
-    let _ = socket.close().await;
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = send(socket, Message::Close(Some(frame))).await;
+    let _ = socket.close(None).await;
 }
 
 /// The peer side of the liveness check: any frame from the client counts as a sign of life.
@@ -147,9 +149,9 @@ enum Inbound {
 
 /// Handles one frame from a client: clients have nothing to say on these sockets but pongs and
 /// closes; anything else is ignored rather than treated as an error.
-fn inbound(frame: Option<Result<Message, warp::Error>>) -> Inbound {
+fn inbound(frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) -> Inbound {
     match frame {
-        Some(Ok(m)) if m.is_close() => Inbound::Gone,
+        Some(Ok(Message::Close(_))) => Inbound::Gone,
         Some(Ok(_)) => Inbound::Alive,
         Some(Err(e)) => {
             tracing::debug!(error = %e, "websocket read failed");
@@ -179,7 +181,9 @@ async fn relay_ticket(
     if !send_frame(&mut socket, &subscribed).await {
         return;
     }
-    if !send_replay(&mut socket, replay, &mut last_seen).await {
+    // Rare paths are boxed: every socket's future is as large as its largest state, and
+    // these would make each idle socket carry their space.
+    if !Box::pin(send_replay(&mut socket, replay, &mut last_seen)).await {
         return;
     }
     let mut alive = Liveness::new(ctx.settings.ws_ping_interval());
@@ -195,14 +199,17 @@ async fn relay_ticket(
                     }
                 }
                 None if cut_off.load(Ordering::Acquire) => {
-                    let _ = send_frame(&mut socket, &slow_consumer_frame()).await;
-                    close(&mut socket, POLICY, "too slow").await;
+                    Box::pin(async {
+                        let _ = send_frame(&mut socket, &slow_consumer_frame()).await;
+                        close(&mut socket, POLICY, "too slow").await;
+                    })
+                    .await;
                     return;
                 }
                 None => {
                     // The ticket's actor stopped (it failed and is being restarted): join the
                     // new one and replay what this socket has not seen yet.
-                    match resubscribe(&ctx, &key, last_seen.unwrap_or(MessageId::MIN)).await {
+                    match Box::pin(resubscribe(&ctx, &key, last_seen.unwrap_or(MessageId::MIN))).await {
                         Some(next) => {
                             events = next.events;
                             cut_off = next.cut_off;
@@ -211,14 +218,17 @@ async fn relay_ticket(
                             if !send_frame(&mut socket, &next.subscribed).await {
                                 return;
                             }
-                            if !send_replay(&mut socket, next.replay, &mut last_seen).await {
+                            if !Box::pin(send_replay(&mut socket, next.replay, &mut last_seen)).await {
                                 return;
                             }
                         }
                         None => {
-                            let frame = event_frame("error", None, ErrorPayload { error: "ticket unavailable; reconnect shortly" });
-                            let _ = send_frame(&mut socket, &frame).await;
-                            close(&mut socket, TRY_AGAIN, "ticket unavailable").await;
+                            Box::pin(async {
+                                let frame = event_frame("error", None, ErrorPayload { error: "ticket unavailable; reconnect shortly" });
+                                let _ = send_frame(&mut socket, &frame).await;
+                                close(&mut socket, TRY_AGAIN, "ticket unavailable").await;
+                            })
+                            .await;
                             return;
                         }
                     }
@@ -233,12 +243,12 @@ async fn relay_ticket(
                     tracing::debug!(ticket = %key, "dropping a silent websocket");
                     return;
                 }
-                if !send(&mut socket, Message::ping(Bytes::new())).await {
+                if !send(&mut socket, Message::Ping(Bytes::new())).await {
                     return;
                 }
             }
             _ = ctx.shutdown.cancelled() => {
-                close(&mut socket, GOING_AWAY, "server shutting down").await;
+                Box::pin(close(&mut socket, GOING_AWAY, "server shutting down")).await;
                 return;
             }
         }
@@ -317,7 +327,7 @@ pub async fn feed_socket(
     project_id: String,
     query: FeedQuery,
     client: Client,
-    ws: Ws,
+    ws: WsRequest,
 ) -> Result<Response, Infallible> {
     let result = async {
         let id =
@@ -339,14 +349,13 @@ pub async fn feed_socket(
         let events = ctx.system.feeds.subscribe(&project.id);
         let guard = ctx.sockets.token();
         let ctx2 = ctx.clone();
-        Ok(configure(ws, &ctx)
-            .on_upgrade(move |socket| async move {
-                let _open = OpenGauge::new("fleety_websockets_open", "feed");
-                relay_feed(socket, &ctx2, events).await;
-                ctx2.system.feeds.release(&project.id);
-                drop(guard);
-            })
-            .into_response())
+        let config = upgrade::config(ctx.settings.ws_max_message_bytes);
+        Ok(ws.upgrade(config, move |socket| async move {
+            let _open = OpenGauge::new("fleety_websockets_open", "feed");
+            relay_feed(socket, &ctx2, events).await;
+            ctx2.system.feeds.release(&project.id);
+            drop(guard);
+        }))
     }
     .await;
     Ok(result.unwrap_or_else(ApiError::into_response))
@@ -378,7 +387,7 @@ async fn relay_feed(mut socket: WebSocket, ctx: &Ctx, mut events: broadcast::Rec
                 Inbound::Gone => return,
             },
             _ = alive.ping.tick() => {
-                if alive.silent_too_long() || !send(&mut socket, Message::ping(Bytes::new())).await {
+                if alive.silent_too_long() || !send(&mut socket, Message::Ping(Bytes::new())).await {
                     return;
                 }
             }

@@ -1,0 +1,163 @@
+//! The WebSocket handshake, done here instead of by warp's `ws()` filter, because warp cannot
+//! set tungstenite's read buffer: its default (128 KiB, zero-filled on the first read) made
+//! each idle socket cost about 135 KiB of server memory. Our sockets only ever receive pongs,
+//! closes and the odd small frame, so a small read buffer costs nothing in speed.
+//!
+//! The accept loop takes hyper's upgrade handle out of each upgrade request and leaves it in
+//! an [`UpgradeSlot`]; [`websocket`] checks the handshake headers and finds the slot, and
+//! [`WsRequest::upgrade`] answers 101 and hands the socket to its task.
+
+use std::sync::{Arc, Mutex};
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::StatusCode;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use warp::reply::Response;
+use warp::Filter;
+
+/// A server-side WebSocket.
+pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// hyper's upgrade handle for one request, shareable so a warp filter can take it.
+#[derive(Clone, Default)]
+pub struct UpgradeSlot(Arc<Mutex<Option<OnUpgrade>>>);
+
+impl UpgradeSlot {
+    /// Moves the upgrade handle of an upgrade request into a slot in its extensions. Other
+    /// requests are left alone (taking the handle costs an allocation).
+    pub fn attach<B>(req: &mut http::Request<B>) {
+        if req.headers().contains_key(header::UPGRADE) {
+            let on_upgrade = hyper::upgrade::on(&mut *req);
+            req.extensions_mut()
+                .insert(UpgradeSlot(Arc::new(Mutex::new(Some(on_upgrade)))));
+        }
+    }
+
+    fn take(&self) -> Option<OnUpgrade> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+/// The request is not a WebSocket handshake.
+#[derive(Debug)]
+pub struct NotWebSocket;
+
+impl warp::reject::Reject for NotWebSocket {}
+
+/// A checked WebSocket handshake, ready to be accepted.
+pub struct WsRequest {
+    key: HeaderValue,
+    slot: UpgradeSlot,
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case(token))
+        })
+    })
+}
+
+/// Matches a WebSocket handshake (RFC 6455 §4.2.1); anything else is rejected with
+/// [`NotWebSocket`].
+pub fn websocket() -> impl Filter<Extract = (WsRequest,), Error = warp::Rejection> + Clone {
+    warp::header::headers_cloned()
+        .and(warp::ext::optional::<UpgradeSlot>())
+        .and_then(|headers: HeaderMap, slot: Option<UpgradeSlot>| async move {
+            let handshake = has_token(&headers, header::CONNECTION, "upgrade")
+                && has_token(&headers, header::UPGRADE, "websocket");
+            match (handshake, headers.get(header::SEC_WEBSOCKET_KEY), slot) {
+                (true, Some(key), Some(slot)) => Ok(WsRequest {
+                    key: key.clone(),
+                    slot,
+                }),
+                _ => Err(warp::reject::custom(NotWebSocket)),
+            }
+        })
+}
+
+/// The socket settings: client frames and messages up to `max_message`, a small read buffer
+/// that grows only for a frame that needs it, and a cap on what may queue for a slow peer.
+pub fn config(max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+}
+
+/// Bytes tungstenite reads at a time. Enough for a control frame or a typical small text
+/// frame in one read; larger frames grow the buffer to their size.
+const READ_BUFFER: usize = 512;
+
+impl WsRequest {
+    /// Answers 101 Switching Protocols and runs `on_socket` with the socket once hyper hands
+    /// the connection over.
+    pub fn upgrade<F, Fut>(self, config: WebSocketConfig, on_socket: F) -> Response
+    where
+        F: FnOnce(WebSocket) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Some(on_upgrade) = self.slot.take() else {
+            return super::ApiError::bad_request("this endpoint expects a WebSocket upgrade")
+                .into_response();
+        };
+        // Two tasks, so the long-lived one holds only the socket's own future: an async
+        // block keeps its captures for its whole life, and this one would keep the closure's
+        // captures beside the future made from them.
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let socket = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(config),
+                    )
+                    .await;
+                    tokio::spawn(on_socket(socket));
+                }
+                Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+            }
+        });
+        let accept = derive_accept_key(self.key.as_bytes());
+        let mut resp = Response::default();
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = resp.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_tokens_are_matched_case_blind_in_lists() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert!(has_token(&h, header::CONNECTION, "upgrade"));
+        assert!(!has_token(&h, header::CONNECTION, "close"));
+        assert!(!has_token(&h, header::UPGRADE, "websocket"));
+    }
+
+    #[test]
+    fn the_config_keeps_the_read_buffer_small() {
+        let c = config(4096);
+        assert_eq!(c.read_buffer_size, READ_BUFFER);
+        assert_eq!(c.max_message_size, Some(4096));
+    }
+}
