@@ -1,0 +1,870 @@
+//! The load generator. It drives a Fleety server over real sockets and measures what the
+//! performance goals are stated in: server memory per connection, deliveries per second and
+//! publish-to-delivery latency, durable writes per second, and hot-read throughput against a
+//! bare warp server.
+//!
+//! Run: `cargo bench --bench load -- <scenario> [options]` (`-- --help` lists them). By default
+//! it starts `target/release/fleety` on a fresh embedded store; `--url`/`--pid` point it at a
+//! server already running. Client sockets are spread over worker processes (this binary,
+//! re-run with a job) and over 127.0.0.x source addresses. Each run prints a table and writes
+//! `<out>/<scenario>.json` and `<out>/<scenario>.svg`.
+
+mod net;
+mod report;
+mod server;
+mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin};
+
+use report::Report;
+use server::Server;
+use worker::{Job, Outcome, Request};
+
+#[derive(Parser)]
+#[command(name = "load", about = "Fleety's load generator")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Where the JSON results, SVG plots and the server's log go.
+    #[arg(long, global = true, default_value = "target/load")]
+    out: PathBuf,
+    /// A running server to load instead of starting one (`host:port`, loopback).
+    #[arg(long, global = true, requires_all = ["pid", "admin_key"])]
+    url: Option<SocketAddr>,
+    /// The running server's process id, for its memory.
+    #[arg(long, global = true)]
+    pid: Option<u32>,
+    /// The running server's project admin key.
+    #[arg(long, global = true)]
+    admin_key: Option<String>,
+    /// The running server's project.
+    #[arg(long, global = true, default_value = "demo")]
+    project: String,
+    /// Client worker processes.
+    #[arg(long, global = true, default_value_t = 2)]
+    workers: usize,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// N idle subscribed WebSockets: server memory per connection.
+    Idle {
+        #[arg(long, default_value_t = 15_000)]
+        connections: usize,
+        /// Tickets the sockets are spread over.
+        #[arg(long, default_value_t = 100)]
+        tickets: usize,
+        /// How long to hold the sockets before measuring.
+        #[arg(long, default_value_t = 10)]
+        settle_secs: u64,
+    },
+    /// One ticket, N subscribers, one publisher at a fixed rate: deliveries/s and latency.
+    Fanout {
+        #[arg(long, default_value_t = 1_000)]
+        subscribers: usize,
+        /// Messages per second the publisher posts.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+    },
+    /// Many tickets with a few subscribers each, under a mix of posts, reads and read receipts.
+    Tickets {
+        #[arg(long, default_value_t = 500)]
+        tickets: usize,
+        #[arg(long, default_value_t = 3)]
+        subscribers: usize,
+        /// Requests per second in all.
+        #[arg(long, default_value_t = 3_000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+    },
+    /// Open-loop POST message and GET ticket at a fixed rate (0: as fast as answers come).
+    Http {
+        #[arg(long, value_enum, default_value_t = Mix::Both)]
+        mix: Mix,
+        #[arg(long, default_value_t = 10_000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 500)]
+        connections: usize,
+        /// Tickets the posts are spread over (GETs all read the first, the hot one).
+        #[arg(long, default_value_t = 500)]
+        tickets: usize,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        /// Messages on the hot ticket before the run.
+        #[arg(long, default_value_t = 20)]
+        messages: usize,
+        /// Load the bare warp server (the ceiling) with the same GETs instead of Fleety.
+        #[arg(long)]
+        bare: bool,
+    },
+    /// N concurrent chat streams on the offline assistant: time to first byte, memory.
+    Sse {
+        #[arg(long, default_value_t = 500)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10_000)]
+        total: usize,
+    },
+    /// (internal) run one worker job given as JSON.
+    #[command(hide = true)]
+    Worker { job: String },
+    /// (internal) the bare warp server.
+    #[command(hide = true)]
+    BareServer { addr: SocketAddr, body: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Mix {
+    Post,
+    Get,
+    Both,
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` adds `--bench`; it means nothing here.
+    let args = std::env::args().filter(|a| a != "--bench");
+    let cli = Cli::parse_from(args);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.scenario {
+            Scenario::Worker { ref job } => worker::run(serde_json::from_str(job)?).await,
+            Scenario::BareServer { addr, ref body } => server::run_bare(addr, body.clone()).await,
+            _ => coordinate(cli).await,
+        }
+    })
+}
+
+async fn coordinate(cli: Cli) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cli.out)?;
+    let server = match (cli.url, cli.pid, cli.admin_key.clone()) {
+        (Some(url), Some(pid), Some(key)) => Server::external(url, pid, cli.project.clone(), key),
+        _ => {
+            let log = cli.out.join("server.log");
+            let s = Server::start(&log, &[]).await?;
+            eprintln!(
+                "started fleety at {} (pid {}, log {})",
+                s.addr,
+                s.pid,
+                log.display()
+            );
+            s
+        }
+    };
+    let report = match cli.scenario {
+        Scenario::Idle {
+            connections,
+            tickets,
+            settle_secs,
+        } => idle(&cli, &server, connections, tickets, settle_secs).await?,
+        Scenario::Fanout {
+            subscribers,
+            rate,
+            duration_secs,
+        } => fanout(&cli, &server, subscribers, rate, duration_secs).await?,
+        Scenario::Tickets {
+            tickets,
+            subscribers,
+            rate,
+            connections,
+            duration_secs,
+        } => {
+            tickets_mix(
+                &cli,
+                &server,
+                tickets,
+                subscribers,
+                rate,
+                connections,
+                duration_secs,
+            )
+            .await?
+        }
+        Scenario::Http {
+            mix,
+            rate,
+            connections,
+            tickets,
+            duration_secs,
+            messages,
+            bare,
+        } => {
+            http(
+                &cli,
+                &server,
+                mix,
+                rate,
+                connections,
+                tickets,
+                duration_secs,
+                messages,
+                bare,
+            )
+            .await?
+        }
+        Scenario::Sse { concurrency, total } => sse(&cli, &server, concurrency, total).await?,
+        Scenario::Worker { .. } | Scenario::BareServer { .. } => unreachable!("handled in main"),
+    };
+    report.print();
+    report.write(&cli.out)?;
+    Ok(())
+}
+
+/// A worker process and the lines it reports.
+struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Worker {
+    fn spawn(job: &Job) -> anyhow::Result<Self> {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("worker")
+            .arg(serde_json::to_string(job)?)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start a worker")?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("worker stdout")?;
+        Ok(Worker {
+            child,
+            stdin,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        })
+    }
+
+    /// Reads reports until `READY` or `RESULT`, moving the bar on each `P`.
+    async fn until(&mut self, bar: &ProgressBar) -> anyhow::Result<Option<Outcome>> {
+        while let Some(line) = self.lines.next_line().await? {
+            if let Some(n) = line.strip_prefix("P ") {
+                bar.inc(n.parse().unwrap_or(0));
+            } else if line == "READY" {
+                return Ok(None);
+            } else if let Some(json) = line.strip_prefix("RESULT ") {
+                return Ok(Some(serde_json::from_str(json)?));
+            }
+        }
+        let status = self.child.wait().await?;
+        bail!("a worker ended without a result ({status})")
+    }
+
+    async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut stdin) = self.stdin.take() {
+            stdin.write_all(b"stop\n").await?;
+        }
+        Ok(())
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg:<22} [{bar:40}] {pos}/{len} ({per_sec}, {elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Splits `total` into `parts` near-equal shares.
+fn shares(total: usize, parts: usize) -> Vec<usize> {
+    let parts = parts.max(1);
+    (0..parts)
+        .map(|i| total / parts + usize::from(i < total % parts))
+        .filter(|n| *n > 0)
+        .collect()
+}
+
+/// Spawns subscribe workers for `count` sockets over `paths`; returns once all are connected.
+async fn subscribers(
+    cli: &Cli,
+    server: &Server,
+    paths: &[String],
+    count: usize,
+) -> anyhow::Result<(Vec<Worker>, f64)> {
+    let bar = bar(count as u64, "subscribing");
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    let mut first = 10_000u64;
+    for share in shares(count, cli.workers) {
+        workers.push(Worker::spawn(&Job::Subscribe {
+            server: server.addr,
+            paths: paths.to_vec(),
+            count: share,
+            first,
+        })?);
+        first += share as u64;
+    }
+    for w in &mut workers {
+        if let Some(outcome) = w.until(&bar).await? {
+            bail!("a subscriber worker ended early: {:?}", outcome.errors);
+        }
+    }
+    bar.finish();
+    Ok((workers, started.elapsed().as_secs_f64()))
+}
+
+/// Stops standing workers and gathers their outcomes.
+async fn finish(workers: &mut [Worker]) -> anyhow::Result<Vec<Outcome>> {
+    let bar = ProgressBar::hidden();
+    let mut out = Vec::new();
+    for w in workers.iter_mut() {
+        w.stop().await?;
+    }
+    for w in workers.iter_mut() {
+        match w.until(&bar).await? {
+            Some(o) => out.push(o),
+            None => bail!("a worker said READY twice"),
+        }
+    }
+    Ok(out)
+}
+
+async fn run_jobs(jobs: Vec<Job>, bar: &ProgressBar) -> anyhow::Result<Vec<Outcome>> {
+    let mut workers = jobs
+        .iter()
+        .map(Worker::spawn)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut out = Vec::new();
+    // Drain every worker's lines at once, so none blocks on a full pipe.
+    let results = futures_util::future::join_all(workers.iter_mut().map(|w| w.until(bar))).await;
+    for r in results {
+        match r? {
+            Some(o) => out.push(o),
+            None => bail!("a finite job said READY"),
+        }
+    }
+    Ok(out)
+}
+
+fn merged(outcomes: &[Outcome], name: &str) -> anyhow::Result<Histogram<u64>> {
+    let mut h = worker::histogram();
+    for o in outcomes {
+        for (n, enc) in &o.histograms {
+            if n == name {
+                h.add(worker::decode(enc)?)?;
+            }
+        }
+    }
+    Ok(h)
+}
+
+fn total(outcomes: &[Outcome], name: &str) -> u64 {
+    outcomes
+        .iter()
+        .flat_map(|o| o.counts.iter())
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+fn errors(report: &mut Report, outcomes: &[Outcome]) {
+    for o in outcomes {
+        for e in &o.errors {
+            if !report.errors.contains(e) {
+                report.errors.push(e.clone());
+            }
+        }
+    }
+    let n = total(outcomes, "errors");
+    report.figure("errors", "count", n as f64);
+}
+
+async fn admin(server: &Server) -> anyhow::Result<net::HttpConn> {
+    net::HttpConn::open(server.addr, 1).await
+}
+
+/// Creates `n` tickets; their slugs.
+async fn create_tickets(server: &Server, n: usize) -> anyhow::Result<Vec<String>> {
+    let bar = bar(n as u64, "creating tickets");
+    let mut conns = Vec::new();
+    for i in 0..8.min(n.max(1)) {
+        conns.push(net::HttpConn::open(server.addr, 2 + i as u64).await?);
+    }
+    let per = n.div_ceil(conns.len());
+    let project = server.project.clone();
+    let tasks = conns.into_iter().enumerate().map(|(c, mut conn)| {
+        let project = project.clone();
+        let bar = bar.clone();
+        async move {
+            let mut slugs = Vec::new();
+            for i in (c * per)..((c + 1) * per).min(n) {
+                let t = conn
+                    .json(
+                        hyper::Method::POST,
+                        &format!("/v1/tickets/{project}"),
+                        None,
+                        Some(json!({ "title": format!("load ticket {i}"), "description": "made by the load generator" })),
+                    )
+                    .await?;
+                slugs.push(t["slug"].as_str().context("ticket without slug")?.to_owned());
+                bar.inc(1);
+            }
+            anyhow::Ok(slugs)
+        }
+    });
+    let mut slugs = Vec::with_capacity(n);
+    for r in futures_util::future::join_all(tasks).await {
+        slugs.extend(r?);
+    }
+    bar.finish();
+    Ok(slugs)
+}
+
+fn ws_paths(server: &Server, slugs: &[String]) -> Vec<String> {
+    slugs
+        .iter()
+        .map(|s| format!("/v1/tickets/{}/{s}/ws", server.project))
+        .collect()
+}
+
+async fn idle(
+    cli: &Cli,
+    server: &Server,
+    connections: usize,
+    tickets: usize,
+    settle_secs: u64,
+) -> anyhow::Result<Report> {
+    let slugs = create_tickets(server, tickets).await?;
+    let paths = ws_paths(server, &slugs);
+    // Warm the ticket actors and the allocator with a short first round, so the baseline
+    // holds what any server with these tickets holds.
+    let (mut warm, _) = subscribers(cli, server, &paths, tickets.min(connections)).await?;
+    finish(&mut warm).await?;
+    drop(warm);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = server.rss_kib()?;
+    let (mut workers, connect_secs) = subscribers(cli, server, &paths, connections).await?;
+    eprintln!("holding {connections} sockets for {settle_secs} s");
+    tokio::time::sleep(Duration::from_secs(settle_secs)).await;
+    let after = server.rss_kib()?;
+    let peak = server.peak_rss_kib()?;
+    let outcomes = finish(&mut workers).await?;
+    let mut r = Report::new(
+        "idle",
+        json!({ "connections": connections, "tickets": tickets, "settle_secs": settle_secs }),
+    );
+    let connected = total(&outcomes, "connected");
+    r.figure("sockets connected", "count", connected as f64);
+    r.figure(
+        "sockets closed by the server",
+        "count",
+        total(&outcomes, "closed_by_server") as f64,
+    );
+    r.figure("connect rate", "sockets/s", connected as f64 / connect_secs);
+    r.figure("server RSS before", "MiB", before as f64 / 1024.0);
+    r.figure("server RSS with sockets", "MiB", after as f64 / 1024.0);
+    r.figure("server peak RSS", "MiB", peak as f64 / 1024.0);
+    r.figure(
+        "server RSS per socket",
+        "KiB",
+        after.saturating_sub(before) as f64 / connected.max(1) as f64,
+    );
+    errors(&mut r, &outcomes);
+    Ok(r)
+}
+
+async fn fanout(
+    cli: &Cli,
+    server: &Server,
+    subscribers_n: usize,
+    rate: f64,
+    duration_secs: u64,
+) -> anyhow::Result<Report> {
+    let slugs = create_tickets(server, 1).await?;
+    let paths = ws_paths(server, &slugs);
+    let (mut subs, _) = subscribers(cli, server, &paths, subscribers_n).await?;
+    let publisher = Request {
+        op: "publish".into(),
+        method: "POST".into(),
+        paths: vec![format!(
+            "/v1/tickets/{}/{}/messages",
+            server.project, slugs[0]
+        )],
+        auth: None,
+        body: Some(r#"{"author":"user","content":"{stamp}"}"#.into()),
+        weight: 1.0,
+    };
+    let expected = (rate * duration_secs as f64) as u64;
+    let bar = bar(expected, "publishing");
+    let cpu_before = server.cpu()?;
+    let started = Instant::now();
+    // A handful of connections, so a slow answer does not hold the publisher's schedule.
+    let pubs = run_jobs(
+        vec![Job::Http {
+            server: server.addr,
+            requests: vec![publisher],
+            connections: 4,
+            rate,
+            duration_ms: duration_secs * 1000,
+            first: 1_000,
+        }],
+        &bar,
+    )
+    .await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    // Let the last deliveries land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu = server.cpu()? - cpu_before;
+    bar.finish();
+    let outcomes = finish(&mut subs).await?;
+    let published = total(&pubs, "publish");
+    let received = total(&outcomes, "received");
+    let mut r = Report::new(
+        "fanout",
+        json!({ "subscribers": subscribers_n, "rate": rate, "duration_secs": duration_secs }),
+    );
+    r.figure("messages published", "count", published as f64);
+    r.figure("deliveries", "count", received as f64);
+    r.figure(
+        "deliveries expected",
+        "count",
+        (published * total(&outcomes, "connected")) as f64,
+    );
+    r.figure("deliveries per second", "1/s", received as f64 / elapsed);
+    r.figure(
+        "server CPU",
+        "% of one core",
+        cpu.as_secs_f64() / elapsed * 100.0,
+    );
+    r.figure(
+        "sockets closed by the server",
+        "count",
+        total(&outcomes, "closed_by_server") as f64,
+    );
+    r.latency("delivery", merged(&outcomes, "delivery")?);
+    r.latency("publish ack", merged(&pubs, "publish")?);
+    errors(&mut r, &pubs);
+    errors(&mut r, &outcomes);
+    Ok(r)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn tickets_mix(
+    cli: &Cli,
+    server: &Server,
+    tickets: usize,
+    subscribers_n: usize,
+    rate: f64,
+    connections: usize,
+    duration_secs: u64,
+) -> anyhow::Result<Report> {
+    let slugs = create_tickets(server, tickets).await?;
+    let paths = ws_paths(server, &slugs);
+    let (mut subs, _) = subscribers(cli, server, &paths, tickets * subscribers_n).await?;
+    let p = &server.project;
+    let mix = vec![
+        Request {
+            op: "post".into(),
+            method: "POST".into(),
+            paths: slugs
+                .iter()
+                .map(|s| format!("/v1/tickets/{p}/{s}/messages"))
+                .collect(),
+            auth: None,
+            body: Some(r#"{"author":"user","content":"{stamp}"}"#.into()),
+            weight: 0.4,
+        },
+        Request {
+            op: "agent post".into(),
+            method: "POST".into(),
+            paths: slugs
+                .iter()
+                .map(|s| format!("/v1/tickets/{p}/{s}/messages"))
+                .collect(),
+            auth: Some(server.admin_key.clone()),
+            body: Some(r#"{"author":"admin","content":"{stamp}"}"#.into()),
+            weight: 0.1,
+        },
+        Request {
+            op: "get".into(),
+            method: "GET".into(),
+            paths: slugs
+                .iter()
+                .map(|s| format!("/v1/tickets/{p}/{s}"))
+                .collect(),
+            auth: None,
+            body: None,
+            weight: 0.4,
+        },
+        Request {
+            op: "mark read".into(),
+            method: "PATCH".into(),
+            paths: slugs
+                .iter()
+                .map(|s| format!("/v1/tickets/{p}/{s}/messages/read"))
+                .collect(),
+            auth: Some(server.admin_key.clone()),
+            body: Some(r#"{"reader":"admin"}"#.into()),
+            weight: 0.1,
+        },
+    ];
+    let ops: Vec<String> = mix.iter().map(|m| m.op.clone()).collect();
+    let jobs = http_jobs(cli, server, mix, connections, rate, duration_secs);
+    let bar = bar((rate * duration_secs as f64) as u64, "mixed traffic");
+    let cpu_before = server.cpu()?;
+    let started = Instant::now();
+    let outcomes = run_jobs(jobs, &bar).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu = server.cpu()? - cpu_before;
+    bar.finish();
+    let socket_outcomes = finish(&mut subs).await?;
+    let mut r = Report::new(
+        "tickets",
+        json!({ "tickets": tickets, "subscribers": subscribers_n, "rate": rate,
+                "connections": connections, "duration_secs": duration_secs }),
+    );
+    let done: u64 = ops.iter().map(|op| total(&outcomes, op)).sum();
+    r.figure("requests answered", "count", done as f64);
+    r.figure("requests per second", "1/s", done as f64 / elapsed);
+    let received = total(&socket_outcomes, "received");
+    r.figure("deliveries", "count", received as f64);
+    r.figure("deliveries per second", "1/s", received as f64 / elapsed);
+    r.figure(
+        "server CPU",
+        "% of one core",
+        cpu.as_secs_f64() / elapsed * 100.0,
+    );
+    r.figure("server RSS", "MiB", server.rss_kib()? as f64 / 1024.0);
+    for op in &ops {
+        r.latency(op, merged(&outcomes, op)?);
+    }
+    r.latency("delivery", merged(&socket_outcomes, "delivery")?);
+    errors(&mut r, &outcomes);
+    errors(&mut r, &socket_outcomes);
+    Ok(r)
+}
+
+/// Splits a mix over the worker processes: connections and rate in equal shares.
+fn http_jobs(
+    cli: &Cli,
+    server: &Server,
+    mix: Vec<Request>,
+    connections: usize,
+    rate: f64,
+    duration_secs: u64,
+) -> Vec<Job> {
+    let parts = shares(connections, cli.workers);
+    let mut first = 1_000u64;
+    parts
+        .iter()
+        .map(|&c| {
+            let job = Job::Http {
+                server: server.addr,
+                requests: mix.clone(),
+                connections: c,
+                rate: rate * c as f64 / connections as f64,
+                duration_ms: duration_secs * 1000,
+                first,
+            };
+            first += c as u64;
+            job
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn http(
+    cli: &Cli,
+    fleety: &Server,
+    mix: Mix,
+    rate: f64,
+    connections: usize,
+    tickets: usize,
+    duration_secs: u64,
+    messages: usize,
+    bare: bool,
+) -> anyhow::Result<Report> {
+    let slugs = create_tickets(fleety, tickets.max(1)).await?;
+    let p = &fleety.project;
+    let hot = format!("/v1/tickets/{p}/{}", slugs[0]);
+    let mut conn = admin(fleety).await?;
+    for i in 0..messages {
+        conn.json(
+            hyper::Method::POST,
+            &format!("{hot}/messages"),
+            None,
+            Some(json!({ "author": if i % 2 == 0 { "user" } else { "admin" }, "content": format!("message {i} on the hot ticket, about a hundred bytes long, like a real support message") })),
+        )
+        .await
+        .or_else(|_| anyhow::Ok(serde_json::Value::Null))?;
+    }
+    let body = conn
+        .request(hyper::Method::GET, &hot, None, None)
+        .await?
+        .body;
+    let mut requests = Vec::new();
+    if mix != Mix::Get {
+        requests.push(Request {
+            op: "post".into(),
+            method: "POST".into(),
+            paths: slugs
+                .iter()
+                .map(|s| format!("/v1/tickets/{p}/{s}/messages"))
+                .collect(),
+            auth: None,
+            body: Some(r#"{"author":"user","content":"{stamp}"}"#.into()),
+            weight: 1.0,
+        });
+    }
+    if mix != Mix::Post {
+        requests.push(Request {
+            op: "get".into(),
+            method: "GET".into(),
+            paths: vec![hot.clone()],
+            auth: None,
+            body: None,
+            weight: 1.0,
+        });
+    }
+    let bare_server;
+    let target = if bare {
+        if mix != Mix::Get {
+            bail!("--bare answers GETs only; use --mix get");
+        }
+        let file = cli.out.join("bare-body.json");
+        std::fs::write(&file, &body)?;
+        bare_server = Server::bare(&file).await?;
+        &bare_server
+    } else {
+        fleety
+    };
+    let ops: Vec<String> = requests.iter().map(|m| m.op.clone()).collect();
+    let jobs = http_jobs(cli, target, requests, connections, rate, duration_secs);
+    let expected = if rate > 0.0 {
+        (rate * duration_secs as f64) as u64
+    } else {
+        0
+    };
+    let bar = bar(expected, if bare { "bare warp" } else { "requests" });
+    let cpu_before = target.cpu()?;
+    let started = Instant::now();
+    let outcomes = run_jobs(jobs, &bar).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = target.cpu()? - cpu_before;
+    bar.finish();
+    let name = if bare { "http-bare" } else { "http" };
+    let mut r = Report::new(
+        name,
+        json!({ "mix": match mix { Mix::Post => "post", Mix::Get => "get", Mix::Both => "both" },
+                "rate": rate, "connections": connections, "tickets": tickets,
+                "duration_secs": duration_secs, "target": if bare { "bare warp" } else { "fleety" },
+                "body_bytes": body.len() }),
+    );
+    for op in &ops {
+        let n = total(&outcomes, op);
+        r.figure(&format!("{op} answered"), "count", n as f64);
+        r.figure(&format!("{op} per second"), "1/s", n as f64 / elapsed);
+    }
+    r.figure(
+        "server CPU",
+        "% of one core",
+        cpu.as_secs_f64() / elapsed * 100.0,
+    );
+    r.figure("server RSS", "MiB", target.rss_kib()? as f64 / 1024.0);
+    for op in &ops {
+        r.latency(op, merged(&outcomes, op)?);
+    }
+    errors(&mut r, &outcomes);
+    Ok(r)
+}
+
+async fn sse(
+    cli: &Cli,
+    server: &Server,
+    concurrency: usize,
+    total_n: usize,
+) -> anyhow::Result<Report> {
+    let before = server.rss_kib()?;
+    let parts = shares(concurrency, cli.workers);
+    let mut first = 1_000u64;
+    let jobs: Vec<Job> = parts
+        .iter()
+        .map(|&c| {
+            let job = Job::Chat {
+                server: server.addr,
+                project: server.project.clone(),
+                concurrency: c,
+                total: total_n * c / concurrency,
+                first,
+            };
+            first += c as u64;
+            job
+        })
+        .collect();
+    let bar = bar(total_n as u64, "chat streams");
+    // Sample the server's memory while the streams run; the high-water mark is per process
+    // lifetime, so the samples are what belongs to this run.
+    let pid = server.pid;
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0u64;
+        loop {
+            if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                if let Some(v) = s
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                {
+                    peak = peak.max(v);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = tokio::signal::ctrl_c() => return peak,
+            }
+            if PEAK_STOP.load(std::sync::atomic::Ordering::Relaxed) {
+                return peak;
+            }
+        }
+    });
+    let started = Instant::now();
+    let outcomes = run_jobs(jobs, &bar).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    PEAK_STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await?;
+    bar.finish();
+    let mut r = Report::new(
+        "sse",
+        json!({ "concurrency": concurrency, "total": total_n }),
+    );
+    let streams = total(&outcomes, "streams");
+    r.figure("streams completed", "count", streams as f64);
+    r.figure("streams per second", "1/s", streams as f64 / elapsed);
+    r.figure("server RSS before", "MiB", before as f64 / 1024.0);
+    r.figure("server RSS peak during run", "MiB", peak as f64 / 1024.0);
+    r.figure(
+        "server RSS per concurrent stream",
+        "KiB",
+        peak.saturating_sub(before) as f64 / concurrency.max(1) as f64,
+    );
+    r.latency("ttfb", merged(&outcomes, "ttfb")?);
+    r.latency("whole stream", merged(&outcomes, "stream")?);
+    errors(&mut r, &outcomes);
+    Ok(r)
+}
+
+static PEAK_STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -1,0 +1,196 @@
+//! The servers under load: Fleety itself, started from the release binary on a fresh embedded
+//! store (or one already running, given by address and pid), and the ceiling for hot reads, a
+//! bare warp server answering one JSON document.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::net::HttpConn;
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub pid: u32,
+    pub project: String,
+    pub admin_key: String,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts `target/release/fleety` on a free loopback port with a fresh data directory, no
+    /// per-IP or chat limits (the generator is one client with many sockets), and room for
+    /// 19,000 connections.
+    pub async fn start(log: &Path, extra_env: &[(String, String)]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let log_file = std::fs::File::create(log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleety"));
+        cmd.env("FLEETY_LISTEN", addr.to_string())
+            .env("FLEETY_DATA_DIR", dir.path())
+            .env("FLEETY_LOG", "warn")
+            .env("FLEETY_PUBLIC_RATE_LIMIT", "0")
+            .env("FLEETY_SESSION_RATE_LIMIT", "0")
+            .env("FLEETY_MAX_CONNECTIONS", "19000")
+            .env("FLEETY_CHAT_SESSION_REQUESTS_PER_MINUTE", "0")
+            .env("FLEETY_CHAT_PROJECT_REQUESTS_PER_MINUTE", "0")
+            .env("FLEETY_CHAT_PROJECT_TOKENS_PER_HOUR", "0")
+            .env("FLEETY_LLM_PROVIDER", "offline")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("cannot start the fleety binary")?;
+        let pid = child.id();
+        let mut server = Server {
+            addr,
+            pid,
+            project: "demo".into(),
+            admin_key: String::new(),
+            child: Some(child),
+            _dir: None,
+        };
+        wait_healthy(addr, server.child.as_mut()).await?;
+        server.admin_key = std::fs::read_to_string(dir.path().join("demo-admin-key"))
+            .context("the demo admin key was not written")?
+            .trim()
+            .to_owned();
+        server._dir = Some(dir);
+        Ok(server)
+    }
+
+    /// A server someone else started.
+    pub fn external(addr: SocketAddr, pid: u32, project: String, admin_key: String) -> Self {
+        Server {
+            addr,
+            pid,
+            project,
+            admin_key,
+            child: None,
+            _dir: None,
+        }
+    }
+
+    /// Starts this binary as the bare warp server, answering `body` on every GET.
+    pub async fn bare(body_file: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let child = Command::new(std::env::current_exe()?)
+            .arg("bare-server")
+            .arg(addr.to_string())
+            .arg(body_file)
+            .stdin(Stdio::null())
+            .spawn()?;
+        let pid = child.id();
+        let mut server = Server {
+            addr,
+            pid,
+            project: String::new(),
+            admin_key: String::new(),
+            child: Some(child),
+            _dir: None,
+        };
+        wait_healthy(addr, server.child.as_mut()).await?;
+        Ok(server)
+    }
+
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        status_field(self.pid, "VmRSS:")
+    }
+
+    pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        status_field(self.pid, "VmHWM:")
+    }
+
+    /// CPU time (user + system) the server has used so far.
+    pub fn cpu(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Ok(Duration::from_millis(ticks * 1000 / hz))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            // SIGTERM drains; the store closes cleanly.
+            // SAFETY: kill has no memory preconditions; the pid is our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let until = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn status_field(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn wait_healthy(addr: SocketAddr, mut child: Option<&mut Child>) -> anyhow::Result<()> {
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        if let Some(c) = child.as_mut() {
+            if let Some(status) = c.try_wait()? {
+                bail!("the server exited at start-up ({status}); see its log");
+            }
+        }
+        if let Ok(mut conn) = HttpConn::open(addr, 0).await {
+            if let Ok(a) = conn
+                .request(hyper::Method::GET, "/healthz", None, None)
+                .await
+            {
+                if a.status == 200 {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the server at {addr} did not become healthy in 30 s")
+}
+
+/// The ceiling: warp with one route that serialises a JSON value per request, the least any
+/// warp JSON endpoint does. It answers `/healthz` too, so the same start-up check works.
+pub async fn run_bare(addr: SocketAddr, body_file: PathBuf) -> anyhow::Result<()> {
+    use warp::Filter;
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&body_file)?)?;
+    let doc = std::sync::Arc::new(doc);
+    let health =
+        warp::path("healthz").map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let any = warp::get().map(move || warp::reply::json(&*doc));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    warp::serve(health.or(any)).incoming(listener).run().await;
+    Ok(())
+}
