@@ -74,10 +74,13 @@ enum Scenario {
         #[arg(long, default_value_t = 1_000)]
         subscribers: usize,
         /// Messages per second the publisher posts.
-        #[arg(long, default_value_t = 200.0)]
+        #[arg(long, default_value_t = 160.0)]
         rate: f64,
         #[arg(long, default_value_t = 20)]
         duration_secs: u64,
+        /// Connections the publisher posts on (each on its own schedule).
+        #[arg(long, default_value_t = 32)]
+        publishers: usize,
     },
     /// Many tickets with a few subscribers each, under a mix of posts, reads and read receipts.
     Tickets {
@@ -139,9 +142,17 @@ fn main() -> anyhow::Result<()> {
     // `cargo bench` adds `--bench`; it means nothing here.
     let args = std::env::args().filter(|a| a != "--bench");
     let cli = Cli::parse_from(args);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // A worker is one thread: parallelism comes from worker processes, and on a small machine
+    // extra threads only add switches between them.
+    let runtime = if matches!(cli.scenario, Scenario::Worker { .. }) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(async move {
         match cli.scenario {
             Scenario::Worker { ref job } => worker::run(serde_json::from_str(job)?).await,
@@ -177,7 +188,8 @@ async fn coordinate(cli: Cli) -> anyhow::Result<()> {
             subscribers,
             rate,
             duration_secs,
-        } => fanout(&cli, &server, subscribers, rate, duration_secs).await?,
+            publishers,
+        } => fanout(&cli, &server, subscribers, rate, duration_secs, publishers).await?,
         Scenario::Tickets {
             tickets,
             subscribers,
@@ -251,6 +263,13 @@ impl Worker {
             stdin,
             lines: tokio::io::BufReader::new(stdout).lines(),
         })
+    }
+
+    fn cpu(&self) -> Duration {
+        self.child
+            .id()
+            .and_then(|pid| server::cpu_of(pid).ok())
+            .unwrap_or_default()
     }
 
     /// Reads reports until `READY` or `RESULT`, moving the bar on each `P`.
@@ -493,6 +512,7 @@ async fn fanout(
     subscribers_n: usize,
     rate: f64,
     duration_secs: u64,
+    publishers: usize,
 ) -> anyhow::Result<Report> {
     let slugs = create_tickets(server, 1).await?;
     let paths = ws_paths(server, &slugs);
@@ -511,13 +531,15 @@ async fn fanout(
     let expected = (rate * duration_secs as f64) as u64;
     let bar = bar(expected, "publishing");
     let cpu_before = server.cpu()?;
+    let clients_before: Duration = subs.iter().map(Worker::cpu).sum();
     let started = Instant::now();
-    // A handful of connections, so a slow answer does not hold the publisher's schedule.
+    // Several connections, as many visitors and agents would post on, so one slow answer does
+    // not hold the whole schedule.
     let pubs = run_jobs(
         vec![Job::Http {
             server: server.addr,
             requests: vec![publisher],
-            connections: 4,
+            connections: publishers,
             rate,
             duration_ms: duration_secs * 1000,
             first: 1_000,
@@ -529,13 +551,15 @@ async fn fanout(
     // Let the last deliveries land.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu = server.cpu()? - cpu_before;
+    let clients_cpu = subs.iter().map(Worker::cpu).sum::<Duration>() - clients_before;
     bar.finish();
     let outcomes = finish(&mut subs).await?;
     let published = total(&pubs, "publish");
     let received = total(&outcomes, "received");
     let mut r = Report::new(
         "fanout",
-        json!({ "subscribers": subscribers_n, "rate": rate, "duration_secs": duration_secs }),
+        json!({ "subscribers": subscribers_n, "rate": rate, "duration_secs": duration_secs,
+                "publishers": publishers }),
     );
     r.figure("messages published", "count", published as f64);
     r.figure("deliveries", "count", received as f64);
@@ -549,6 +573,11 @@ async fn fanout(
         "server CPU",
         "% of one core",
         cpu.as_secs_f64() / elapsed * 100.0,
+    );
+    r.figure(
+        "subscriber processes' CPU",
+        "% of one core",
+        clients_cpu.as_secs_f64() / elapsed * 100.0,
     );
     r.figure(
         "sockets closed by the server",

@@ -12,6 +12,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 
 /// Source addresses in use: 127.0.0.1 .. 127.0.0.SOURCES. Each gives about 28,000 ephemeral
@@ -132,13 +133,19 @@ impl HttpConn {
 
 pub type Socket = WebSocketStream<TcpStream>;
 
+/// tungstenite zero-fills its whole read buffer before every read, so its 128 KiB default
+/// costs a 128 KiB memset per frame received; 4 KiB holds several event frames.
+fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(4096)
+}
+
 /// Opens a WebSocket to `path` on `server` from the `n`-th source address.
 pub async fn websocket(server: SocketAddr, path: &str, n: u64) -> anyhow::Result<Socket> {
     let stream = connect(server, n).await?;
     let request = format!("ws://{server}{path}").into_client_request()?;
     let (socket, _) = tokio::time::timeout(
         Duration::from_secs(30),
-        tokio_tungstenite::client_async(request, stream),
+        tokio_tungstenite::client_async_with_config(request, stream, Some(client_config())),
     )
     .await
     .context("websocket handshake timed out")??;

@@ -111,7 +111,14 @@ impl Server {
 
     /// CPU time (user + system) the server has used so far.
     pub fn cpu(&self) -> anyhow::Result<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        cpu_of(self.pid)
+    }
+}
+
+/// CPU time (user + system) a process has used so far.
+pub fn cpu_of(pid: u32) -> anyhow::Result<Duration> {
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
         // Fields after the command name, which is in parentheses and may hold spaces.
         let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
         let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -86,11 +86,15 @@ pub fn websocket() -> impl Filter<Extract = (WsRequest,), Error = warp::Rejectio
 pub fn config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
 }
+
+/// Frames queued for one write before tungstenite writes without waiting for a flush. The
+/// buffer grows only when a socket has several frames waiting, so idle sockets do not pay.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Bytes tungstenite reads at a time. Enough for a control frame or a typical small text
 /// frame in one read; larger frames grow the buffer to their size.
@@ -120,7 +124,7 @@ impl WsRequest {
                         Some(config),
                     )
                     .await;
-                    tokio::spawn(on_socket(socket));
+                    relays().spawn(on_socket(socket));
                 }
                 Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
             }
@@ -135,6 +139,32 @@ impl WsRequest {
             headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
         }
         resp
+    }
+}
+
+/// The runtime that runs the sockets' relay tasks. A fan-out to a thousand sockets wakes a
+/// thousand tasks, each paying a send syscall; on the request runtime every request and actor
+/// message behind them would wait its turn in the same run queues. On their own threads they
+/// get the CPU by turns with request handling instead, so a post's round trip stays short
+/// while its fan-out runs.
+fn relays() -> tokio::runtime::Handle {
+    static RELAYS: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+        std::sync::OnceLock::new();
+    let runtime = RELAYS.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("fleety-ws")
+            .enable_all()
+            .build()
+            .inspect_err(|e| {
+                tracing::error!(error = %e, "cannot start the socket runtime; sockets share the request runtime");
+            })
+            .ok()
+    });
+    match runtime {
+        Some(rt) => rt.handle().clone(),
+        None => tokio::runtime::Handle::current(),
     }
 }
 

@@ -111,6 +111,25 @@ async fn send_frame(socket: &mut WebSocket, frame: &Bytes) -> bool {
     }
 }
 
+/// Frames written in one go at most; more wait for the next round, so one busy socket cannot
+/// hold a worker thread for long.
+const MAX_BATCH: usize = 64;
+
+/// Queues `frames` in the socket's write buffer and flushes once: one write for the lot while
+/// they fit in the buffer.
+async fn send_frames(socket: &mut WebSocket, frames: Vec<Bytes>) -> bool {
+    let all = async {
+        for frame in frames {
+            let text = Utf8Bytes::try_from(frame).map_err(|_| {
+                tracing::error!("an event frame is not UTF-8; dropping the socket");
+            })?;
+            socket.feed(Message::Text(text)).await.map_err(|_| ())?;
+        }
+        socket.flush().await.map_err(|_| ())
+    };
+    matches!(tokio::time::timeout(SEND_TIMEOUT, all).await, Ok(Ok(())))
+}
+
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
@@ -191,11 +210,19 @@ async fn relay_ticket(
         tokio::select! {
             event = events.recv() => match event {
                 Some(event) => {
-                    if !send_frame(&mut socket, &event.frame).await {
-                        return;
+                    // Everything already queued goes out in one write: under load a socket
+                    // wakes to several events, and a syscall per frame is most of the cost.
+                    let mut batch = Vec::new();
+                    let mut next = Some(event);
+                    while let Some(event) = next {
+                        if event.message_id.is_some() {
+                            last_seen = event.message_id;
+                        }
+                        batch.push(event.frame);
+                        next = if batch.len() < MAX_BATCH { events.try_recv().ok() } else { None };
                     }
-                    if event.message_id.is_some() {
-                        last_seen = event.message_id;
+                    if !send_frames(&mut socket, batch).await {
+                        return;
                     }
                 }
                 None if cut_off.load(Ordering::Acquire) => {
@@ -371,7 +398,15 @@ async fn relay_feed(mut socket: WebSocket, ctx: &Ctx, mut events: broadcast::Rec
         tokio::select! {
             event = events.recv() => match event {
                 Ok(frame) => {
-                    if !send_frame(&mut socket, &frame).await {
+                    let mut batch = vec![frame];
+                    while batch.len() < MAX_BATCH {
+                        match events.try_recv() {
+                            Ok(frame) => batch.push(frame),
+                            // Lagging and closing are handled by the next `recv`.
+                            Err(_) => break,
+                        }
+                    }
+                    if !send_frames(&mut socket, batch).await {
                         return;
                     }
                 }
