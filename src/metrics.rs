@@ -186,8 +186,17 @@ fn describe() {
 /// The route a path belongs to, as a label with bounded values: ids and slugs are replaced by
 /// their names, and anything unknown is `other`.
 pub fn route_label(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
+    // No allocation: at most seven segments matter, more make an unknown route.
+    let mut buf = [""; 8];
+    let mut n = 0;
+    for segment in path.trim_matches('/').split('/') {
+        if n == buf.len() {
+            return "other";
+        }
+        buf[n] = segment;
+        n += 1;
+    }
+    match &buf[..n] {
         ["v1", "init-session"] => "/v1/init-session",
         ["v1", "session"] => "/v1/session",
         ["v1", "chat"] => "/v1/chat",
@@ -221,8 +230,8 @@ pub fn route_label(path: &str) -> &'static str {
 }
 
 /// Records one answered HTTP request.
-pub fn http_request(method: &http::Method, path: &str, status: u16, started: Instant) {
-    let route = route_label(path);
+/// `route` is [`route_label`] of the request's path.
+pub fn http_request(method: &http::Method, route: &'static str, status: u16, started: Instant) {
     let method = match *method {
         http::Method::GET => "GET",
         http::Method::POST => "POST",
@@ -231,9 +240,27 @@ pub fn http_request(method: &http::Method, path: &str, status: u16, started: Ins
         http::Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
-    metrics::counter!("fleety_http_requests_total", "route" => route, "method" => method, "status" => status.to_string()).increment(1);
-    metrics::histogram!("fleety_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    // The handles are looked up once per (route, method, status) and kept: a registry lookup
+    // hashes every label and the status needs a string, which showed in the hot-read profile.
+    type Handles =
+        dashmap::DashMap<(&'static str, &'static str, u16), (metrics::Counter, metrics::Histogram)>;
+    static HANDLES: std::sync::LazyLock<Handles> = std::sync::LazyLock::new(Handles::new);
+    let key = (route, method, status);
+    let handles = match HANDLES.get(&key) {
+        Some(h) => h.value().clone(),
+        None => HANDLES
+            .entry(key)
+            .or_insert_with(|| {
+                (
+                    metrics::counter!("fleety_http_requests_total", "route" => route, "method" => method, "status" => status.to_string()),
+                    metrics::histogram!("fleety_http_request_duration_seconds", "route" => route, "method" => method),
+                )
+            })
+            .value()
+            .clone(),
+    };
+    handles.0.increment(1);
+    handles.1.record(started.elapsed().as_secs_f64());
 }
 
 /// A store that times every operation of the store it wraps.

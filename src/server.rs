@@ -55,13 +55,16 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
             req.extensions_mut().insert(PeerAddr(peer));
             crate::http::upgrade::UpgradeSlot::attach(&mut req);
             let mut service = service.clone();
-            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            let (method, route) = (
+                req.method().clone(),
+                crate::metrics::route_label(req.uri().path()),
+            );
             let started = std::time::Instant::now();
             let answer = service.call(req);
             async move {
                 let resp = answer.await;
                 if let Ok(resp) = &resp {
-                    crate::metrics::http_request(&method, &path, resp.status().as_u16(), started);
+                    crate::metrics::http_request(&method, route, resp.status().as_u16(), started);
                 }
                 resp
             }

@@ -391,6 +391,23 @@ fn merged(outcomes: &[Outcome], name: &str) -> anyhow::Result<Histogram<u64>> {
     Ok(h)
 }
 
+/// The longest measured span of any worker: rates are counted over the requests, not over
+/// starting processes and opening connections.
+fn measured_secs(outcomes: &[Outcome]) -> f64 {
+    outcomes
+        .iter()
+        .map(|o| o.elapsed_ms)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64
+        / 1000.0
+}
+
+/// CPU the client processes used, as a share of one core over `wall` seconds.
+fn clients_cpu(outcomes: &[Outcome], wall: f64) -> f64 {
+    outcomes.iter().map(|o| o.cpu_ms).sum::<u64>() as f64 / 1000.0 / wall * 100.0
+}
+
 fn total(outcomes: &[Outcome], name: &str) -> u64 {
     outcomes
         .iter()
@@ -657,7 +674,8 @@ async fn tickets_mix(
     let cpu_before = server.cpu()?;
     let started = Instant::now();
     let outcomes = run_jobs(jobs, &bar).await?;
-    let elapsed = started.elapsed().as_secs_f64();
+    let wall = started.elapsed().as_secs_f64();
+    let elapsed = measured_secs(&outcomes);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu = server.cpu()? - cpu_before;
     bar.finish();
@@ -676,7 +694,12 @@ async fn tickets_mix(
     r.figure(
         "server CPU",
         "% of one core",
-        cpu.as_secs_f64() / elapsed * 100.0,
+        cpu.as_secs_f64() / (wall + 2.0) * 100.0,
+    );
+    r.figure(
+        "client processes' CPU",
+        "% of one core",
+        clients_cpu(&outcomes, wall),
     );
     r.figure("server RSS", "MiB", server.rss_kib()? as f64 / 1024.0);
     for op in &ops {
@@ -793,7 +816,8 @@ async fn http(
     let cpu_before = target.cpu()?;
     let started = Instant::now();
     let outcomes = run_jobs(jobs, &bar).await?;
-    let elapsed = started.elapsed().as_secs_f64();
+    let wall = started.elapsed().as_secs_f64();
+    let elapsed = measured_secs(&outcomes);
     let cpu = target.cpu()? - cpu_before;
     bar.finish();
     let name = if bare { "http-bare" } else { "http" };
@@ -812,7 +836,12 @@ async fn http(
     r.figure(
         "server CPU",
         "% of one core",
-        cpu.as_secs_f64() / elapsed * 100.0,
+        cpu.as_secs_f64() / wall * 100.0,
+    );
+    r.figure(
+        "client processes' CPU",
+        "% of one core",
+        clients_cpu(&outcomes, wall),
     );
     r.figure("server RSS", "MiB", target.rss_kib()? as f64 / 1024.0);
     for op in &ops {

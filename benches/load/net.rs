@@ -131,6 +131,106 @@ impl HttpConn {
     }
 }
 
+/// A minimal HTTP/1.1 keep-alive client for the request loops: the request is formatted into
+/// one buffer and written with one syscall, and the answer is read in the same task. hyper's
+/// client hands each request to a connection task and back, which made the generator cost
+/// as much CPU as the server it measures.
+pub struct RawConn {
+    stream: TcpStream,
+    host: String,
+    out: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    pub async fn open(server: SocketAddr, n: u64) -> anyhow::Result<Self> {
+        Ok(Self {
+            stream: connect(server, n).await?,
+            host: server.to_string(),
+            out: Vec::with_capacity(512),
+            buf: Vec::with_capacity(8192),
+        })
+    }
+
+    /// Sends one request and reads its answer; the answer must carry a Content-Length.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> anyhow::Result<Answer> {
+        use std::io::Write;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.out.clear();
+        write!(
+            self.out,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n",
+            self.host
+        )?;
+        if let Some(token) = auth {
+            write!(self.out, "Authorization: Bearer {token}\r\n")?;
+        }
+        match body {
+            Some(b) => {
+                write!(
+                    self.out,
+                    "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    b.len()
+                )?;
+                self.out.extend_from_slice(b);
+            }
+            None => self.out.extend_from_slice(b"\r\n"),
+        }
+        self.stream.write_all(&self.out).await?;
+        self.buf.clear();
+        loop {
+            if let Some(answer) = parse_answer(&self.buf)? {
+                return Ok(answer);
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(8192);
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                bail!("the server closed the connection");
+            }
+        }
+    }
+}
+
+/// A whole answer in `buf`, or `None` when more bytes are needed.
+fn parse_answer(buf: &[u8]) -> anyhow::Result<Option<Answer>> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..end]).context("answer head is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .context("no status line")?;
+    let length: usize = lines
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())
+                .flatten()
+        })
+        .context("answer without Content-Length")?;
+    let start = end + 4;
+    if buf.len() < start + length {
+        return Ok(None);
+    }
+    if buf.len() > start + length {
+        bail!("bytes after the answer (the generator never pipelines)");
+    }
+    Ok(Some(Answer {
+        status,
+        body: Bytes::copy_from_slice(&buf[start..]),
+    }))
+}
+
 pub type Socket = WebSocketStream<TcpStream>;
 
 /// tungstenite zero-fills its whole read buffer before every read, so its 128 KiB default

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::net::{self, HttpConn};
+use crate::net::{self, HttpConn, RawConn};
 
 /// Latencies are recorded in microseconds, up to 100 s, with 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
@@ -121,7 +121,10 @@ pub struct Outcome {
     pub histograms: Vec<(String, String)>,
     pub counts: Vec<(String, u64)>,
     pub errors: Vec<String>,
+    /// Wall time of the measured part of the job.
     pub elapsed_ms: u64,
+    /// CPU time (user + system) this worker process used in all.
+    pub cpu_ms: u64,
 }
 
 impl Outcome {
@@ -199,8 +202,20 @@ pub async fn run(job: Job) -> anyhow::Result<()> {
             first,
         } => chat(server, project, concurrency, total, first).await?,
     };
+    let mut outcome = outcome;
+    outcome.cpu_ms = own_cpu_ms();
     println!("RESULT {}", serde_json::to_string(&outcome)?);
     Ok(())
+}
+
+fn own_cpu_ms() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
 }
 
 async fn wait_for_stop() {
@@ -343,7 +358,7 @@ async fn http(
     let mut conns = Vec::with_capacity(connections);
     for i in 0..connections {
         conns.push(
-            HttpConn::open(server, first + i as u64)
+            RawConn::open(server, first + i as u64)
                 .await
                 .with_context(|| format!("connection {i}"))?,
         );
@@ -394,9 +409,16 @@ async fn http(
                 let body = spec
                     .body
                     .as_ref()
-                    .map(|b| Bytes::from(b.replace("{stamp}", &stamped_content(100))));
-                let method = spec.method.parse().unwrap_or(hyper::Method::GET);
-                match conn.request(method, path, spec.auth.as_deref(), body).await {
+                    .map(|b| b.replace("{stamp}", &stamped_content(100)));
+                let answer = conn
+                    .request(
+                        &spec.method,
+                        path,
+                        spec.auth.as_deref(),
+                        body.as_deref().map(str::as_bytes),
+                    )
+                    .await;
+                match answer {
                     Ok(a) if (200..300).contains(&a.status) => {
                         let us = due.elapsed().as_micros() as u64;
                         let mut all = results.lock().unwrap();

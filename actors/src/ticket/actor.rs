@@ -245,7 +245,16 @@ impl TicketState {
         }
         let bytes = TicketView::new(&self.ticket, self.recent.iter(), &self.cursors).to_bytes();
         self.view_cache = Some(bytes.clone());
+        self.deps.views.insert(self.key.clone(), bytes.clone());
         bytes
+    }
+
+    /// Drops the encoded view, here and in the shared read cache; before any change is
+    /// acknowledged.
+    fn forget_view(&mut self) {
+        if self.view_cache.take().is_some() {
+            self.deps.views.remove(&self.key);
+        }
     }
 
     /// Whether a request with this idempotency key has been made: among the messages the actor
@@ -286,7 +295,7 @@ impl TicketState {
     }
 
     fn apply_durable(&mut self, pending: Pending) {
-        self.view_cache = None;
+        self.forget_view();
         match pending.effect {
             Effect::Message(message, reply) => {
                 let payload = events::encode(&events::MessageView::new(&message, &self.cursors));
@@ -445,6 +454,9 @@ impl Actor for TicketActor {
             lease,
         ));
         crate::supervision::spawn_ticker(myself, deps.config.tick_interval, || TicketMsg::Tick);
+        // A predecessor that failed may have left its view behind, and its last writes may
+        // have landed after it.
+        deps.views.remove(&key);
         tracing::debug!(ticket = %key, messages = newest.len(), "ticket actor started");
         crate::telemetry::actor_started("ticket");
         Ok(TicketState {
@@ -489,6 +501,7 @@ impl Actor for TicketActor {
         state: &mut TicketState,
     ) -> Result<(), ActorProcessingErr> {
         crate::telemetry::actor_stopped("ticket");
+        state.deps.views.remove(&state.key);
         self.finish(state).await
     }
 }

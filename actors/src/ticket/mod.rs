@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use dashmap::DashMap;
 use ractor::{Actor, ActorCell, ActorId, ActorRef, MessagingErr, RpcReplyPort};
 use tokio::sync::OnceCell;
@@ -109,6 +110,11 @@ pub struct TicketDeps {
     pub feeds: ProjectFeeds,
     pub config: Arc<TicketConfig>,
     registry: Arc<Registry>,
+    /// Each live ticket actor's encoded full view, for reads that need not queue in its
+    /// mailbox. The actor fills it when it encodes the view and removes it before it
+    /// acknowledges any change, so a client that was told its write is done never reads the
+    /// state from before it. Holds entries only for live actors.
+    views: Arc<DashMap<TicketKey, Bytes>>,
 }
 
 /// Which actor serves which ticket.
@@ -190,6 +196,7 @@ impl Tickets {
             feeds,
             config: Arc::new(config),
             registry: Arc::new(Registry::default()),
+            views: Arc::default(),
         };
         let tickets = Tickets { deps };
         let (sup, _) = match parent {
@@ -269,6 +276,12 @@ impl Tickets {
     ///
     /// If the actor stopped before taking the request (it passivated), a fresh one is activated
     /// and the request is sent once more: nothing was processed, so repeating it is safe.
+    /// The ticket's full view (what `Get` without a page answers) when its actor has it
+    /// encoded and nothing changed since; `None` means ask the actor.
+    pub fn cached_view(&self, key: &TicketKey) -> Option<Bytes> {
+        self.deps.views.get(key).map(|v| v.value().clone())
+    }
+
     pub async fn call<T: Send + 'static>(
         &self,
         key: &TicketKey,
