@@ -914,6 +914,15 @@ async fn sse(
     r.figure("streams per second", "1/s", streams as f64 / elapsed);
     r.figure("server RSS before", "MiB", before as f64 / 1024.0);
     r.figure("server RSS peak during run", "MiB", peak as f64 / 1024.0);
+    // Each stream opens a session, and sessions stay in memory until 5 idle minutes pass:
+    // what the server still holds after the run is theirs, not the streams'.
+    let after = server.rss_kib()?;
+    r.figure("server RSS after the run", "MiB", after as f64 / 1024.0);
+    r.figure(
+        "server RSS held per session",
+        "KiB",
+        after.saturating_sub(before) as f64 / streams.max(1) as f64,
+    );
     r.figure(
         "server RSS per concurrent stream",
         "KiB",
