@@ -51,9 +51,13 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        // Shared with a WebSocket the connection may become, so the slot stays taken while
+        // the socket lives.
+        let permit: crate::http::upgrade::Hold = Arc::new(permit);
+        let slot = permit.clone();
         let per_request = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
-            crate::http::upgrade::UpgradeSlot::attach(&mut req);
+            crate::http::upgrade::UpgradeSlot::attach(&mut req, &slot);
             let mut service = service.clone();
             let (method, route) = (
                 req.method().clone(),

@@ -22,23 +22,33 @@ use warp::Filter;
 /// A server-side WebSocket.
 pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
 
+/// Something the socket keeps until it closes: the connection's slot under
+/// `FLEETY_MAX_CONNECTIONS`, which hyper's connection task gives up when the connection
+/// leaves it at the upgrade.
+pub type Hold = Arc<dyn std::any::Any + Send + Sync>;
+
 /// hyper's upgrade handle for one request, shareable so a warp filter can take it.
-#[derive(Clone, Default)]
-pub struct UpgradeSlot(Arc<Mutex<Option<OnUpgrade>>>);
+#[derive(Clone)]
+pub struct UpgradeSlot {
+    on_upgrade: Arc<Mutex<Option<OnUpgrade>>>,
+    hold: Hold,
+}
 
 impl UpgradeSlot {
     /// Moves the upgrade handle of an upgrade request into a slot in its extensions. Other
     /// requests are left alone (taking the handle costs an allocation).
-    pub fn attach<B>(req: &mut http::Request<B>) {
+    pub fn attach<B>(req: &mut http::Request<B>, hold: &Hold) {
         if req.headers().contains_key(header::UPGRADE) {
             let on_upgrade = hyper::upgrade::on(&mut *req);
-            req.extensions_mut()
-                .insert(UpgradeSlot(Arc::new(Mutex::new(Some(on_upgrade)))));
+            req.extensions_mut().insert(UpgradeSlot {
+                on_upgrade: Arc::new(Mutex::new(Some(on_upgrade))),
+                hold: hold.clone(),
+            });
         }
     }
 
     fn take(&self) -> Option<OnUpgrade> {
-        self.0.lock().ok()?.take()
+        self.on_upgrade.lock().ok()?.take()
     }
 }
 
@@ -108,6 +118,7 @@ impl WsRequest {
         F: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
+        let hold = self.slot.hold.clone();
         let Some(on_upgrade) = self.slot.take() else {
             return super::ApiError::bad_request("this endpoint expects a WebSocket upgrade")
                 .into_response();
@@ -124,7 +135,11 @@ impl WsRequest {
                         Some(config),
                     )
                     .await;
-                    relays().spawn(on_socket(socket));
+                    let relay = on_socket(socket);
+                    relays().spawn(async move {
+                        relay.await;
+                        drop(hold);
+                    });
                 }
                 Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
             }

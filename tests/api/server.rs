@@ -58,6 +58,45 @@ async fn a_connection_that_sends_nothing_gives_its_slot_back() {
 }
 
 #[tokio::test]
+async fn websockets_hold_their_connection_slot() {
+    // Three slots: the test client's pooled HTTP connection (kept open by the long header
+    // timeout) and two sockets.
+    let app = spawn_with_settings(|s| {
+        s.max_connections = 3;
+        s.header_read_timeout_secs = 600;
+    })
+    .await;
+    let slug = app.create_ticket("Capped").await;
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        sockets.push(app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await);
+    }
+    let healthz = || async {
+        let mut s = TcpStream::connect(addr(&app)).await.unwrap();
+        let _ = s
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        read_until_closed(&mut s, Duration::from_secs(10))
+            .await
+            .expect("closed")
+    };
+    assert!(
+        healthz().await.is_empty(),
+        "with every slot taken by the client and two sockets, a new connection is refused"
+    );
+    drop(sockets);
+    let mut ok = false;
+    for _ in 0..50 {
+        if String::from_utf8_lossy(&healthz().await).starts_with("HTTP/1.1 200") {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "closed sockets give their slots back");
+}
+
+#[tokio::test]
 async fn connections_over_the_cap_are_refused_until_one_closes() {
     let app = spawn_with_settings(|s| s.max_connections = 2).await;
     let mut held = Vec::new();
