@@ -470,11 +470,28 @@ async fn create_tickets(server: &Server, n: usize) -> anyhow::Result<Vec<String>
     Ok(slugs)
 }
 
-fn ws_paths(server: &Server, slugs: &[String]) -> Vec<String> {
+/// `/v1/tickets/{project}/{slug}{suffix}` for each ticket.
+fn ticket_paths(server: &Server, slugs: &[String], suffix: &str) -> Vec<String> {
     slugs
         .iter()
-        .map(|s| format!("/v1/tickets/{}/{s}/ws", server.project))
+        .map(|s| format!("/v1/tickets/{}/{s}{suffix}", server.project))
         .collect()
+}
+
+fn ws_paths(server: &Server, slugs: &[String]) -> Vec<String> {
+    ticket_paths(server, slugs, "/ws")
+}
+
+/// Visitor messages stamped with their send time, spread over `slugs`.
+fn visitor_posts(op: &str, server: &Server, slugs: &[String], weight: f64) -> Request {
+    Request {
+        op: op.into(),
+        method: "POST".into(),
+        paths: ticket_paths(server, slugs, "/messages"),
+        auth: None,
+        body: Some(r#"{"author":"user","content":"{stamp}"}"#.into()),
+        weight,
+    }
 }
 
 async fn idle(
@@ -534,17 +551,7 @@ async fn fanout(
     let slugs = create_tickets(server, 1).await?;
     let paths = ws_paths(server, &slugs);
     let (mut subs, _) = subscribers(cli, server, &paths, subscribers_n).await?;
-    let publisher = Request {
-        op: "publish".into(),
-        method: "POST".into(),
-        paths: vec![format!(
-            "/v1/tickets/{}/{}/messages",
-            server.project, slugs[0]
-        )],
-        auth: None,
-        body: Some(r#"{"author":"user","content":"{stamp}"}"#.into()),
-        weight: 1.0,
-    };
+    let publisher = visitor_posts("publish", server, &slugs, 1.0);
     let expected = (rate * duration_secs as f64) as u64;
     let bar = bar(expected, "publishing");
     let cpu_before = server.cpu()?;
@@ -621,26 +628,12 @@ async fn tickets_mix(
     let slugs = create_tickets(server, tickets).await?;
     let paths = ws_paths(server, &slugs);
     let (mut subs, _) = subscribers(cli, server, &paths, tickets * subscribers_n).await?;
-    let p = &server.project;
     let mix = vec![
-        Request {
-            op: "post".into(),
-            method: "POST".into(),
-            paths: slugs
-                .iter()
-                .map(|s| format!("/v1/tickets/{p}/{s}/messages"))
-                .collect(),
-            auth: None,
-            body: Some(r#"{"author":"user","content":"{stamp}"}"#.into()),
-            weight: 0.4,
-        },
+        visitor_posts("post", server, &slugs, 0.4),
         Request {
             op: "agent post".into(),
             method: "POST".into(),
-            paths: slugs
-                .iter()
-                .map(|s| format!("/v1/tickets/{p}/{s}/messages"))
-                .collect(),
+            paths: ticket_paths(server, &slugs, "/messages"),
             auth: Some(server.admin_key.clone()),
             body: Some(r#"{"author":"admin","content":"{stamp}"}"#.into()),
             weight: 0.1,
@@ -648,10 +641,7 @@ async fn tickets_mix(
         Request {
             op: "get".into(),
             method: "GET".into(),
-            paths: slugs
-                .iter()
-                .map(|s| format!("/v1/tickets/{p}/{s}"))
-                .collect(),
+            paths: ticket_paths(server, &slugs, ""),
             auth: None,
             body: None,
             weight: 0.4,
@@ -659,10 +649,7 @@ async fn tickets_mix(
         Request {
             op: "mark read".into(),
             method: "PATCH".into(),
-            paths: slugs
-                .iter()
-                .map(|s| format!("/v1/tickets/{p}/{s}/messages/read"))
-                .collect(),
+            paths: ticket_paths(server, &slugs, "/messages/read"),
             auth: Some(server.admin_key.clone()),
             body: Some(r#"{"reader":"admin"}"#.into()),
             weight: 0.1,
@@ -771,17 +758,7 @@ async fn http(
         .body;
     let mut requests = Vec::new();
     if mix != Mix::Get {
-        requests.push(Request {
-            op: "post".into(),
-            method: "POST".into(),
-            paths: slugs
-                .iter()
-                .map(|s| format!("/v1/tickets/{p}/{s}/messages"))
-                .collect(),
-            auth: None,
-            body: Some(r#"{"author":"user","content":"{stamp}"}"#.into()),
-            weight: 1.0,
-        });
+        requests.push(visitor_posts("post", fleety, &slugs, 1.0));
     }
     if mix != Mix::Post {
         requests.push(Request {
