@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fleety_actors::domain::ProjectId;
 use fleety_actors::events::{event_frame, slow_consumer_frame, ErrorPayload};
-use fleety_actors::ticket::{Replay, Subscription, TicketError, TicketKey, TicketMsg};
+use fleety_actors::ticket::{Event, Replay, Subscription, TicketError, TicketKey, TicketMsg};
 use fleety_actors::MessageId;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -115,15 +115,23 @@ async fn send_frame(socket: &mut WebSocket, frame: &Bytes) -> bool {
 /// hold a worker thread for long.
 const MAX_BATCH: usize = 64;
 
-/// Queues `frames` in the socket's write buffer and flushes once: one write for the lot while
-/// they fit in the buffer.
-async fn send_frames(socket: &mut WebSocket, frames: Vec<Bytes>) -> bool {
+/// Queues `first`, then whatever `more` yields (up to [`MAX_BATCH`] frames), in the socket's
+/// write buffer and flushes once: one write for the lot while they fit in the buffer.
+async fn send_frames(
+    socket: &mut WebSocket,
+    first: Bytes,
+    mut more: impl FnMut() -> Option<Bytes>,
+) -> bool {
     let all = async {
-        for frame in frames {
+        let mut next = Some(first);
+        let mut sent = 0;
+        while let Some(frame) = next {
             let text = Utf8Bytes::try_from(frame).map_err(|_| {
                 tracing::error!("an event frame is not UTF-8; dropping the socket");
             })?;
             socket.feed(Message::Text(text)).await.map_err(|_| ())?;
+            sent += 1;
+            next = if sent < MAX_BATCH { more() } else { None };
         }
         socket.flush().await.map_err(|_| ())
     };
@@ -212,16 +220,14 @@ async fn relay_ticket(
                 Some(event) => {
                     // Everything already queued goes out in one write: under load a socket
                     // wakes to several events, and a syscall per frame is most of the cost.
-                    let mut batch = Vec::new();
-                    let mut next = Some(event);
-                    while let Some(event) = next {
+                    let mut seen = |event: Event| {
                         if event.message_id.is_some() {
                             last_seen = event.message_id;
                         }
-                        batch.push(event.frame);
-                        next = if batch.len() < MAX_BATCH { events.try_recv().ok() } else { None };
-                    }
-                    if !send_frames(&mut socket, batch).await {
+                        event.frame
+                    };
+                    let first = seen(event);
+                    if !send_frames(&mut socket, first, || events.try_recv().ok().map(&mut seen)).await {
                         return;
                     }
                 }
@@ -398,15 +404,8 @@ async fn relay_feed(mut socket: WebSocket, ctx: &Ctx, mut events: broadcast::Rec
         tokio::select! {
             event = events.recv() => match event {
                 Ok(frame) => {
-                    let mut batch = vec![frame];
-                    while batch.len() < MAX_BATCH {
-                        match events.try_recv() {
-                            Ok(frame) => batch.push(frame),
-                            // Lagging and closing are handled by the next `recv`.
-                            Err(_) => break,
-                        }
-                    }
-                    if !send_frames(&mut socket, batch).await {
+                    // Lagging and closing are left to the next `recv`.
+                    if !send_frames(&mut socket, frame, || events.try_recv().ok()).await {
                         return;
                     }
                 }
