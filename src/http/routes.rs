@@ -317,18 +317,19 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .then(preflight)
         .boxed();
 
-    preflight
+    // The hottest routes first: warp tries them in order, and each miss costs a filter run.
+    get_ticket
+        .or(post_message)
+        .unify()
+        .or(preflight)
+        .unify()
         .or(init_session)
         .unify()
         .or(describe_session)
         .unify()
         .or(create_ticket)
         .unify()
-        .or(get_ticket)
-        .unify()
         .or(change_status)
-        .unify()
-        .or(post_message)
         .unify()
         .or(mark_read)
         .unify()
