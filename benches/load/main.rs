@@ -403,9 +403,29 @@ fn measured_secs(outcomes: &[Outcome]) -> f64 {
         / 1000.0
 }
 
-/// CPU the client processes used, as a share of one core over `wall` seconds.
-fn clients_cpu(outcomes: &[Outcome], wall: f64) -> f64 {
-    outcomes.iter().map(|o| o.cpu_ms).sum::<u64>() as f64 / 1000.0 / wall * 100.0
+/// The server's CPU over `server_secs`, the client processes' CPU over `client_secs` (both as
+/// a share of one core), and the server's RSS now.
+fn usage(
+    r: &mut Report,
+    server: &Server,
+    cpu: Duration,
+    server_secs: f64,
+    outcomes: &[Outcome],
+    client_secs: f64,
+) -> anyhow::Result<()> {
+    let clients = outcomes.iter().map(|o| o.cpu_ms).sum::<u64>() as f64 / 1000.0;
+    r.figure(
+        "server CPU",
+        "% of one core",
+        cpu.as_secs_f64() / server_secs * 100.0,
+    );
+    r.figure(
+        "client processes' CPU",
+        "% of one core",
+        clients / client_secs * 100.0,
+    );
+    r.figure("server RSS", "MiB", server.rss_kib()? as f64 / 1024.0);
+    Ok(())
 }
 
 fn total(outcomes: &[Outcome], name: &str) -> u64 {
@@ -417,15 +437,19 @@ fn total(outcomes: &[Outcome], name: &str) -> u64 {
         .sum()
 }
 
-fn errors(report: &mut Report, outcomes: &[Outcome]) {
-    for o in outcomes {
-        for e in &o.errors {
-            if !report.errors.contains(e) {
-                report.errors.push(e.clone());
+/// The error count of all `groups` of workers in one figure, and their distinct samples.
+fn errors(report: &mut Report, groups: &[&[Outcome]]) {
+    let mut n = 0;
+    for outcomes in groups {
+        for o in outcomes.iter() {
+            for e in &o.errors {
+                if !report.errors.contains(e) {
+                    report.errors.push(e.clone());
+                }
             }
         }
+        n += total(outcomes, "errors");
     }
-    let n = total(outcomes, "errors");
     report.figure("errors", "count", n as f64);
 }
 
@@ -536,7 +560,7 @@ async fn idle(
         "KiB",
         after.saturating_sub(before) as f64 / connected.max(1) as f64,
     );
-    errors(&mut r, &outcomes);
+    errors(&mut r, &[&outcomes]);
     Ok(r)
 }
 
@@ -610,8 +634,7 @@ async fn fanout(
     );
     r.latency("delivery", merged(&outcomes, "delivery")?);
     r.latency("publish ack", merged(&pubs, "publish")?);
-    errors(&mut r, &pubs);
-    errors(&mut r, &outcomes);
+    errors(&mut r, &[&pubs, &outcomes]);
     Ok(r)
 }
 
@@ -678,23 +701,13 @@ async fn tickets_mix(
     let received = total(&socket_outcomes, "received");
     r.figure("deliveries", "count", received as f64);
     r.figure("deliveries per second", "1/s", received as f64 / elapsed);
-    r.figure(
-        "server CPU",
-        "% of one core",
-        cpu.as_secs_f64() / (wall + 2.0) * 100.0,
-    );
-    r.figure(
-        "client processes' CPU",
-        "% of one core",
-        clients_cpu(&outcomes, wall),
-    );
-    r.figure("server RSS", "MiB", server.rss_kib()? as f64 / 1024.0);
+    // The server's CPU also covers the 2 s left for the last deliveries.
+    usage(&mut r, server, cpu, wall + 2.0, &outcomes, wall)?;
     for op in &ops {
         r.latency(op, merged(&outcomes, op)?);
     }
     r.latency("delivery", merged(&socket_outcomes, "delivery")?);
-    errors(&mut r, &outcomes);
-    errors(&mut r, &socket_outcomes);
+    errors(&mut r, &[&outcomes, &socket_outcomes]);
     Ok(r)
 }
 
@@ -810,21 +823,11 @@ async fn http(
         r.figure(&format!("{op} answered"), "count", n as f64);
         r.figure(&format!("{op} per second"), "1/s", n as f64 / elapsed);
     }
-    r.figure(
-        "server CPU",
-        "% of one core",
-        cpu.as_secs_f64() / wall * 100.0,
-    );
-    r.figure(
-        "client processes' CPU",
-        "% of one core",
-        clients_cpu(&outcomes, wall),
-    );
-    r.figure("server RSS", "MiB", target.rss_kib()? as f64 / 1024.0);
+    usage(&mut r, target, cpu, wall, &outcomes, wall)?;
     for op in &ops {
         r.latency(op, merged(&outcomes, op)?);
     }
-    errors(&mut r, &outcomes);
+    errors(&mut r, &[&outcomes]);
     Ok(r)
 }
 
@@ -907,7 +910,7 @@ async fn sse(
     );
     r.latency("ttfb", merged(&outcomes, "ttfb")?);
     r.latency("whole stream", merged(&outcomes, "stream")?);
-    errors(&mut r, &outcomes);
+    errors(&mut r, &[&outcomes]);
     Ok(r)
 }
 
