@@ -142,19 +142,9 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     } else if rejection.find::<super::upgrade::NotWebSocket>().is_some() {
         ApiError::bad_request("this endpoint expects a WebSocket upgrade")
     } else if let Some(e) = rejection.find::<reject::MissingHeader>() {
-        if e.name().eq_ignore_ascii_case("sec-websocket-key")
-            || e.name().eq_ignore_ascii_case("connection")
-        {
-            ApiError::bad_request("this endpoint expects a WebSocket upgrade")
-        } else {
-            ApiError::bad_request(format!("missing header {}", e.name()))
-        }
+        ApiError::bad_request(format!("missing header {}", e.name()))
     } else if let Some(e) = rejection.find::<reject::InvalidHeader>() {
-        if e.name().eq_ignore_ascii_case("upgrade") || e.name().eq_ignore_ascii_case("connection") {
-            ApiError::bad_request("this endpoint expects a WebSocket upgrade")
-        } else {
-            ApiError::bad_request(format!("invalid header {}", e.name()))
-        }
+        ApiError::bad_request(format!("invalid header {}", e.name()))
     } else {
         tracing::debug!(?rejection, "unhandled rejection");
         ApiError::bad_request("bad request")

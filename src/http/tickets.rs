@@ -155,19 +155,7 @@ pub async fn get(
                 Some(MessagePage { limit, before })
             }
         };
-        let cached = page
-            .is_none()
-            .then(|| ctx.system.tickets.cached_view(&key))
-            .flatten();
-        let body = match cached {
-            Some(body) => body,
-            None => {
-                ctx.system
-                    .tickets
-                    .call(&key, |reply| TicketMsg::Get { page, reply })
-                    .await?
-            }
-        };
+        let body = ctx.system.tickets.view(&key, page).await?;
         Ok(json_bytes(StatusCode::OK, body))
     })
     .await)

@@ -276,10 +276,20 @@ impl Tickets {
     ///
     /// If the actor stopped before taking the request (it passivated), a fresh one is activated
     /// and the request is sent once more: nothing was processed, so repeating it is safe.
-    /// The ticket's full view (what `Get` without a page answers) when its actor has it
-    /// encoded and nothing changed since; `None` means ask the actor.
-    pub fn cached_view(&self, key: &TicketKey) -> Option<Bytes> {
-        self.deps.views.get(key).map(|v| v.value().clone())
+    /// The ticket as JSON, whole or one page: what `Get` answers. The whole view comes from
+    /// the shared cache when the actor has it encoded and nothing changed since, without a
+    /// trip through the actor's mailbox.
+    pub async fn view(
+        &self,
+        key: &TicketKey,
+        page: Option<MessagePage>,
+    ) -> Result<Bytes, TicketError> {
+        if page.is_none() {
+            if let Some(view) = self.deps.views.get(key) {
+                return Ok(view.value().clone());
+            }
+        }
+        self.call(key, |reply| TicketMsg::Get { page, reply }).await
     }
 
     pub async fn call<T: Send + 'static>(
