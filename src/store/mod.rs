@@ -2,6 +2,7 @@
 
 pub mod embedded;
 pub mod scylla;
+mod wal;
 
 use std::sync::Arc;
 

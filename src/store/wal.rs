@@ -1,0 +1,534 @@
+//! The embedded store's write-ahead log: the record format, the segment files, and reading them
+//! back after a crash.
+//!
+//! A group commit is acknowledged once its record is in the log and `fdatasync` has returned; the
+//! redb commit of the same group is not made durable on its own. Every few seconds the store
+//! makes redb durable (a checkpoint), notes the last group it covers, and starts a new segment,
+//! deleting the old ones. After a crash the store replays the records newer than its checkpoint.
+//!
+//! Records hold the *effects* of a group (rows put or removed, with their final encoding), never
+//! the requests: a conflict was already decided when the record was written, and replaying a
+//! record twice, or replaying records the checkpoint already holds, leaves the same rows.
+//!
+//! A record is `len: u32 | crc32(payload): u32 | payload`, where the payload is the group's
+//! sequence number (`u64`) followed by its operations. Integers are little-endian; strings and
+//! byte fields are a `u32` length and the bytes. Reading stops at the first record that is cut
+//! short, fails its checksum or does not advance the sequence: that is the tail a crash tore, or
+//! a record never acknowledged.
+
+use std::fs::File;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+/// One row-level change, borrowed from the group being committed or from a log being replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op<'a> {
+    Project {
+        id: &'a str,
+        json: &'a [u8],
+    },
+    /// The ticket row and its entry in the by-time listing.
+    Ticket {
+        project: &'a str,
+        slug: &'a str,
+        created_ms: i64,
+        status: &'a str,
+        json: &'a [u8],
+    },
+    Message {
+        project: &'a str,
+        slug: &'a str,
+        ticks: u64,
+        json: &'a [u8],
+    },
+    /// Moves a read cursor forward; it never moves back, so an old record cannot undo a newer one.
+    Cursor {
+        project: &'a str,
+        slug: &'a str,
+        reader: &'a str,
+        up_to: &'a [u8],
+    },
+    ChatTurn {
+        project: &'a str,
+        session: &'a str,
+        ticks: u64,
+        json: &'a [u8],
+    },
+    Article {
+        project: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    DeleteArticle {
+        project: &'a str,
+        id: &'a str,
+    },
+}
+
+const HEADER: usize = 8;
+/// A record larger than this is corrupt: a group holds at most a few thousand bounded writes.
+const MAX_RECORD: usize = 1 << 30;
+
+/// Builds one group's record. It stays empty (and is not written) if the group changed nothing.
+pub struct RecordBuf {
+    buf: Vec<u8>,
+    ops: usize,
+}
+
+impl RecordBuf {
+    pub fn new(seq: u64) -> Self {
+        let mut buf = Vec::with_capacity(4096);
+        buf.extend_from_slice(&[0; HEADER]);
+        buf.extend_from_slice(&seq.to_le_bytes());
+        Self { buf, ops: 0 }
+    }
+
+    pub fn push(&mut self, op: &Op<'_>) {
+        self.ops += 1;
+        let b = &mut self.buf;
+        match *op {
+            Op::Project { id, json } => {
+                b.push(1);
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::Ticket {
+                project,
+                slug,
+                created_ms,
+                status,
+                json,
+            } => {
+                b.push(2);
+                put(b, project.as_bytes());
+                put(b, slug.as_bytes());
+                b.extend_from_slice(&created_ms.to_le_bytes());
+                put(b, status.as_bytes());
+                put(b, json);
+            }
+            Op::Message {
+                project,
+                slug,
+                ticks,
+                json,
+            } => {
+                b.push(3);
+                put(b, project.as_bytes());
+                put(b, slug.as_bytes());
+                b.extend_from_slice(&ticks.to_le_bytes());
+                put(b, json);
+            }
+            Op::Cursor {
+                project,
+                slug,
+                reader,
+                up_to,
+            } => {
+                b.push(4);
+                put(b, project.as_bytes());
+                put(b, slug.as_bytes());
+                put(b, reader.as_bytes());
+                put(b, up_to);
+            }
+            Op::ChatTurn {
+                project,
+                session,
+                ticks,
+                json,
+            } => {
+                b.push(5);
+                put(b, project.as_bytes());
+                put(b, session.as_bytes());
+                b.extend_from_slice(&ticks.to_le_bytes());
+                put(b, json);
+            }
+            Op::Article { project, id, json } => {
+                b.push(6);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteArticle { project, id } => {
+                b.push(7);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+            }
+        }
+    }
+
+    /// The framed record, or nothing if no operation was pushed.
+    pub fn finish(mut self) -> Vec<u8> {
+        if self.ops == 0 {
+            return Vec::new();
+        }
+        let payload = &self.buf[HEADER..];
+        let len = u32::try_from(payload.len()).expect("a group's record fits in 4 GiB");
+        let crc = crc32fast::hash(payload);
+        self.buf[..4].copy_from_slice(&len.to_le_bytes());
+        self.buf[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        self.buf
+    }
+}
+
+fn put(b: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).expect("a field fits in 4 GiB");
+    b.extend_from_slice(&len.to_le_bytes());
+    b.extend_from_slice(bytes);
+}
+
+/// A record read back: its group's sequence number and its encoded operations.
+pub struct Record<'a> {
+    pub seq: u64,
+    body: &'a [u8],
+}
+
+/// The whole, checksummed records at the start of `bytes`, in order. Stops at the first record
+/// that is cut short or fails its checksum; `Records::torn` then says how many bytes were left.
+pub struct Records<'a> {
+    rest: &'a [u8],
+}
+
+pub fn records(bytes: &[u8]) -> Records<'_> {
+    Records { rest: bytes }
+}
+
+impl<'a> Records<'a> {
+    /// Bytes after the last whole record that are not all zero: a torn or corrupt tail.
+    pub fn torn(&self) -> usize {
+        if self.rest.iter().all(|b| *b == 0) {
+            0
+        } else {
+            self.rest.len()
+        }
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        let header = self.rest.get(..HEADER)?;
+        let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+        let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
+        if !(8..=MAX_RECORD).contains(&len) {
+            return None;
+        }
+        let payload = self.rest.get(HEADER..HEADER + len)?;
+        if crc32fast::hash(payload) != crc {
+            return None;
+        }
+        self.rest = &self.rest[HEADER + len..];
+        let (seq, body) = payload.split_at(8);
+        Some(Record {
+            seq: u64::from_le_bytes(seq.try_into().ok()?),
+            body,
+        })
+    }
+}
+
+/// A record whose checksum holds but whose operations cannot be read: written by a different
+/// version, or a bug. Replay refuses it rather than guess.
+#[derive(Debug, thiserror::Error)]
+#[error("write-ahead log record {seq} is unreadable at byte {at}")]
+pub struct Unreadable {
+    pub seq: u64,
+    pub at: usize,
+}
+
+impl<'a> Record<'a> {
+    pub fn ops(&self) -> Result<Vec<Op<'a>>, Unreadable> {
+        let mut r = Reader {
+            body: self.body,
+            at: 0,
+        };
+        let mut ops = Vec::new();
+        while r.at < r.body.len() {
+            let op = r.op().ok_or(Unreadable {
+                seq: self.seq,
+                at: r.at,
+            })?;
+            ops.push(op);
+        }
+        Ok(ops)
+    }
+}
+
+struct Reader<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let out = self.body.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(out)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?) as usize;
+        self.take(len)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    fn op(&mut self) -> Option<Op<'a>> {
+        let tag = *self.take(1)?.first()?;
+        Some(match tag {
+            1 => Op::Project {
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            2 => Op::Ticket {
+                project: self.str()?,
+                slug: self.str()?,
+                created_ms: self.u64()? as i64,
+                status: self.str()?,
+                json: self.bytes()?,
+            },
+            3 => Op::Message {
+                project: self.str()?,
+                slug: self.str()?,
+                ticks: self.u64()?,
+                json: self.bytes()?,
+            },
+            4 => Op::Cursor {
+                project: self.str()?,
+                slug: self.str()?,
+                reader: self.str()?,
+                up_to: self.bytes()?,
+            },
+            5 => Op::ChatTurn {
+                project: self.str()?,
+                session: self.str()?,
+                ticks: self.u64()?,
+                json: self.bytes()?,
+            },
+            6 => Op::Article {
+                project: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            7 => Op::DeleteArticle {
+                project: self.str()?,
+                id: self.str()?,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// The segment files, oldest first: `<first seq, 20 digits>.wal` in the log directory.
+pub fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let first = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first {
+            out.push((first, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.wal"))
+}
+
+/// Makes a directory entry created or removed in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The segment being appended to.
+pub struct Log {
+    dir: PathBuf,
+    file: File,
+    first_seq: u64,
+}
+
+impl Log {
+    /// Starts a segment for records from `first_seq` on and deletes every older segment: the
+    /// caller has made everything before `first_seq` durable elsewhere.
+    pub fn start(dir: &Path, first_seq: u64) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = segment_path(dir, first_seq);
+        let file = File::options()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
+        // The new file must exist after a crash before anything acknowledged is written to it.
+        file.sync_all()?;
+        sync_dir(dir)?;
+        for (first, old) in segments(dir)? {
+            if first < first_seq {
+                std::fs::remove_file(old)?;
+            }
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            file,
+            first_seq,
+        })
+    }
+
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// After a checkpoint that holds every group up to `checkpoint`.
+    pub fn rotate(&mut self, checkpoint: u64) -> io::Result<()> {
+        if checkpoint < self.first_seq {
+            return Ok(());
+        }
+        *self = Self::start(&self.dir, checkpoint + 1)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Op<'static>> {
+        vec![
+            Op::Project {
+                id: "p1",
+                json: b"{}",
+            },
+            Op::Ticket {
+                project: "p1",
+                slug: "swift-bear-053",
+                created_ms: -5,
+                status: "open",
+                json: b"{\"t\":1}",
+            },
+            Op::Message {
+                project: "p1",
+                slug: "swift-bear-053",
+                ticks: u64::MAX - 1,
+                json: b"{\"m\":1}",
+            },
+            Op::Cursor {
+                project: "p1",
+                slug: "swift-bear-053",
+                reader: "agent",
+                up_to: &[7; 16],
+            },
+            Op::ChatTurn {
+                project: "p1",
+                session: "s",
+                ticks: 9,
+                json: b"[]",
+            },
+            Op::Article {
+                project: "p1",
+                id: "a",
+                json: b"",
+            },
+            Op::DeleteArticle {
+                project: "p1",
+                id: "a",
+            },
+        ]
+    }
+
+    fn record(seq: u64, ops: &[Op<'_>]) -> Vec<u8> {
+        let mut r = RecordBuf::new(seq);
+        for op in ops {
+            r.push(op);
+        }
+        r.finish()
+    }
+
+    #[test]
+    fn every_operation_reads_back_as_written() {
+        let ops = sample();
+        let mut log = record(41, &ops);
+        log.extend(record(42, &ops[..1]));
+        let read: Vec<_> = records(&log).collect();
+        assert_eq!(read.len(), 2);
+        assert_eq!((read[0].seq, read[1].seq), (41, 42));
+        assert_eq!(read[0].ops().unwrap(), ops);
+        assert_eq!(read[1].ops().unwrap(), ops[..1]);
+    }
+
+    #[test]
+    fn a_group_that_changed_nothing_writes_nothing() {
+        assert!(RecordBuf::new(1).finish().is_empty());
+    }
+
+    #[test]
+    fn reading_stops_at_a_torn_or_corrupt_record() {
+        let ops = sample();
+        let first = record(1, &ops);
+        let second = record(2, &ops);
+        for cut in 1..second.len() {
+            let mut log = first.clone();
+            log.extend_from_slice(&second[..cut]);
+            let mut read = records(&log);
+            assert_eq!(read.by_ref().map(|r| r.seq).collect::<Vec<_>>(), [1]);
+            assert_eq!(read.torn(), cut, "cut at {cut}");
+        }
+        let mut log = first.clone();
+        log.extend_from_slice(&second);
+        let last = log.len() - 1;
+        log[last] ^= 1;
+        assert_eq!(records(&log).count(), 1);
+        // A zeroed tail (a file extended but never written) is not damage.
+        let mut log = first;
+        log.extend_from_slice(&[0; 64]);
+        let mut read = records(&log);
+        assert_eq!(read.by_ref().count(), 1);
+        assert_eq!(read.torn(), 0);
+    }
+
+    #[test]
+    fn a_checksummed_record_with_unknown_operations_is_refused() {
+        let mut r = RecordBuf::new(3);
+        r.push(&sample()[0]);
+        let mut bytes = r.finish();
+        // Rewrite the tag and fix the checksum, as a newer version's record would look.
+        bytes[HEADER + 8] = 99;
+        let crc = crc32fast::hash(&bytes[HEADER..]);
+        bytes[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        let read: Vec<_> = records(&bytes).collect();
+        assert_eq!(read.len(), 1);
+        assert!(read[0].ops().is_err());
+    }
+
+    #[test]
+    fn starting_a_segment_removes_the_older_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::start(dir.path(), 1).unwrap();
+        log.append(&record(1, &sample())).unwrap();
+        log.sync().unwrap();
+        log.rotate(0).unwrap();
+        assert_eq!(
+            segments(dir.path()).unwrap().len(),
+            1,
+            "nothing checkpointed yet"
+        );
+        log.rotate(7).unwrap();
+        let left = segments(dir.path()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, 8);
+        assert_eq!(std::fs::metadata(&left[0].1).unwrap().len(), 0);
+    }
+}
