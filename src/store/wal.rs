@@ -377,7 +377,11 @@ impl Log {
                 std::fs::rename(&largest, &path)?;
             }
         }
-        let file = File::options().create(true).write(true).open(&path)?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
         // The file must be found under this name after a crash before anything acknowledged is
         // written to it.
         file.sync_all()?;
