@@ -2,7 +2,6 @@
 
 pub mod embedded;
 pub mod scylla;
-mod wal;
 
 use std::sync::Arc;
 

@@ -1,10 +1,10 @@
 //! The embedded store's write-ahead log: the record format, the segment files, and reading them
 //! back after a crash.
 //!
-//! A group commit is acknowledged once its record is in the log and `fdatasync` has returned; the
-//! redb commit of the same group is not made durable on its own. Every few seconds the store
-//! makes redb durable (a checkpoint), notes the last group it covers, and starts a new segment,
-//! deleting the old ones. After a crash the store replays the records newer than its checkpoint.
+//! A group is acknowledged once its record is in the log and `fdatasync` has returned; redb
+//! receives it afterwards in commits that are not durable by themselves. Frequent checkpoints
+//! make redb durable and note the newest group they hold; a log segment whose groups are all
+//! checkpointed is reused. After a crash the store replays the records newer than the checkpoint.
 //!
 //! Records hold the *effects* of a group (rows put or removed, with their final encoding), never
 //! the requests: a conflict was already decided when the record was written, and replaying a
@@ -12,9 +12,10 @@
 //!
 //! A record is `len: u32 | crc32(payload): u32 | payload`, where the payload is the group's
 //! sequence number (`u64`) followed by its operations. Integers are little-endian; strings and
-//! byte fields are a `u32` length and the bytes. Reading stops at the first record that is cut
-//! short, fails its checksum or does not advance the sequence: that is the tail a crash tore, or
-//! a record never acknowledged.
+//! byte fields are a `u32` length and the bytes. Reading a segment stops at the first record
+//! that is cut short or fails its checksum: the tail a crash tore (never acknowledged), or the
+//! leftovers of the segment's previous use, which replay skips in any case because their groups
+//! are older than the checkpoint.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write as _};
@@ -342,19 +343,38 @@ fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("{first_seq:020}.wal"))
 }
 
+/// Gives a segment file its blocks up front (up to the segment size), so that a sync while it
+/// fills need not record a new file size. Where the file system cannot, the file grows as written.
+fn preallocate(file: &File) {
+    let mode = rustix::fs::FallocateFlags::empty();
+    if let Err(e) = rustix::fs::fallocate(file, mode, 0, SEGMENT_BYTES) {
+        tracing::debug!(error = %e, "cannot preallocate a log segment");
+    }
+}
+
 /// Makes a directory entry created or removed in `dir` durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// The segment being written. There is one segment file, reused: a checkpoint renames it for
-/// the next group and writing starts again at its beginning. Overwriting blocks the file already
-/// has lets `fdatasync` flush just the data; appending would make every sync commit the file
-/// system's journal as well, which costs twice as much here and sometimes stalls for hundreds of
-/// milliseconds. The stale records left after the new ones belong to groups the checkpoint holds,
-/// and replay skips them.
+/// Bytes after which the logger moves on to the next segment.
+const SEGMENT_BYTES: u64 = 32 << 20;
+
+/// The log's segment files: the one being written and the one before it. Once the current one
+/// is full and a checkpoint holds every group in the one before, that older file is renamed for
+/// the next group and written again from its start. Overwriting blocks a file already has lets
+/// `fdatasync` flush just the data; appending makes every sync commit the file system's journal
+/// too, which costs twice as much here and sometimes stalls for hundreds of milliseconds. The
+/// stale records left after the new ones belong to checkpointed groups, which replay skips.
 pub struct Log {
     dir: PathBuf,
+    current: Segment,
+    previous: Option<Segment>,
+    /// Bytes written to the current segment.
+    written: u64,
+}
+
+struct Segment {
     path: PathBuf,
     file: File,
     first_seq: u64,
@@ -382,6 +402,7 @@ impl Log {
             .truncate(false)
             .write(true)
             .open(&path)?;
+        preallocate(&file);
         // The file must be found under this name after a crash before anything acknowledged is
         // written to it.
         file.sync_all()?;
@@ -391,33 +412,63 @@ impl Log {
         }
         Ok(Self {
             dir: dir.to_owned(),
-            path,
-            file,
-            first_seq,
+            current: Segment {
+                path,
+                file,
+                first_seq,
+            },
+            previous: None,
+            written: 0,
         })
     }
 
+    /// Called before writing from group `next_seq` on. Once the current segment is full,
+    /// writing moves to the next one, reusing the older file if redb's checkpoint
+    /// (`checkpointed`) holds all of its groups. If it does not yet, the current segment grows.
+    pub fn make_room(&mut self, checkpointed: u64, next_seq: u64) -> io::Result<()> {
+        if self.written < SEGMENT_BYTES {
+            return Ok(());
+        }
+        let path = segment_path(&self.dir, next_seq);
+        let mut file = match self.previous.take() {
+            Some(old) if checkpointed + 1 >= self.current.first_seq => {
+                std::fs::rename(&old.path, &path)?;
+                old.file
+            }
+            Some(old) => {
+                self.previous = Some(old);
+                return Ok(());
+            }
+            None => {
+                let file = File::options()
+                    .create(true)
+                    .truncate(true)
+                    .write(true)
+                    .open(&path)?;
+                preallocate(&file);
+                file
+            }
+        };
+        file.seek(SeekFrom::Start(0))?;
+        sync_dir(&self.dir)?;
+        let next = Segment {
+            path,
+            file,
+            first_seq: next_seq,
+        };
+        self.previous = Some(std::mem::replace(&mut self.current, next));
+        self.written = 0;
+        Ok(())
+    }
+
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)
+        self.current.file.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        Ok(())
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
-    }
-
-    /// After a checkpoint that holds every group up to `checkpoint`: the segment is renamed for
-    /// the group after it and written again from the start.
-    pub fn rotate(&mut self, checkpoint: u64) -> io::Result<()> {
-        if checkpoint < self.first_seq {
-            return Ok(());
-        }
-        let path = segment_path(&self.dir, checkpoint + 1);
-        std::fs::rename(&self.path, &path)?;
-        sync_dir(&self.dir)?;
-        self.file.seek(SeekFrom::Start(0))?;
-        self.path = path;
-        self.first_seq = checkpoint + 1;
-        Ok(())
+        self.current.file.sync_data()
     }
 }
 
@@ -531,38 +582,55 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_reuses_the_segment_and_its_old_records_read_as_older() {
+    fn segments_are_reused_once_a_checkpoint_holds_their_groups() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(format!("{:020}.wal", 1)), b"old").unwrap();
         std::fs::write(dir.path().join(format!("{:020}.wal", 2)), b"older, longer").unwrap();
         let mut log = Log::start(dir.path(), 3).unwrap();
-        let left = segments(dir.path()).unwrap();
+        let names = |dir: &Path| -> Vec<u64> {
+            segments(dir).unwrap().into_iter().map(|(f, _)| f).collect()
+        };
         assert_eq!(
-            left.len(),
-            1,
+            names(dir.path()),
+            [3],
             "the largest file is reused, the rest deleted"
         );
-        assert_eq!(left[0].0, 3);
-        for seq in 3..=6 {
-            log.append(&record(seq, &sample())).unwrap();
-        }
-        log.sync().unwrap();
-        log.rotate(2).unwrap();
+        let big = vec![7u8; SEGMENT_BYTES as usize];
+        let fill = |log: &mut Log, seq: u64| {
+            let mut r = RecordBuf::new(seq);
+            r.push(&Op::Project {
+                id: "p",
+                json: &big,
+            });
+            log.append(&r.finish()).unwrap();
+            log.sync().unwrap();
+        };
+        fill(&mut log, 3);
+        log.make_room(0, 4).unwrap();
         assert_eq!(
-            segments(dir.path()).unwrap()[0].0,
-            3,
-            "nothing checkpointed yet"
+            names(dir.path()),
+            [3, 4],
+            "a second file while the first is needed"
         );
-        log.rotate(6).unwrap();
-        log.append(&record(7, &sample()[..1])).unwrap();
+        fill(&mut log, 4);
+        log.make_room(2, 5).unwrap();
+        assert_eq!(
+            names(dir.path()),
+            [3, 4],
+            "segment 3 is not checkpointed: 4 grows"
+        );
+        log.append(&record(5, &sample())).unwrap();
+        log.make_room(3, 6).unwrap();
+        assert_eq!(names(dir.path()), [4, 6], "segment 3's file now holds 6 on");
+        log.append(&record(6, &sample()[..1])).unwrap();
         log.sync().unwrap();
-        let left = segments(dir.path()).unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(left[0].0, 7);
-        let bytes = std::fs::read(&left[0].1).unwrap();
+        let bytes = std::fs::read(dir.path().join(format!("{:020}.wal", 6))).unwrap();
         let seqs: Vec<u64> = records(&bytes).map(|r| r.seq).collect();
-        // The new record first; what follows is from before the checkpoint (or unreadable).
-        assert_eq!(seqs[0], 7);
-        assert!(seqs[1..].iter().all(|s| *s <= 6), "{seqs:?}");
+        // The new record first; what follows is from before the checkpoint, or unreadable.
+        assert_eq!(seqs[0], 6);
+        assert!(seqs[1..].iter().all(|s| *s <= 3), "{seqs:?}");
+        let bytes = std::fs::read(dir.path().join(format!("{:020}.wal", 4))).unwrap();
+        let seqs: Vec<u64> = records(&bytes).map(|r| r.seq).collect();
+        assert_eq!(seqs, [4, 5]);
     }
 }

@@ -1,0 +1,745 @@
+//! The embedded store: one redb file plus a write-ahead log in the data directory; the default
+//! backend.
+//!
+//! A write is acknowledged once its group's record is in the log and synced; redb is brought up
+//! to date behind it and made durable every 100 ms or so (a checkpoint). Opening the store
+//! replays the log records newer than redb's last checkpoint. [`pipeline`] owns the write path,
+//! [`wal`] the log format and files, [`tables`] the row layout.
+//!
+//! Reads run concurrently on the blocking pool, once redb holds every write acknowledged before
+//! the read began.
+
+mod pipeline;
+mod tables;
+mod wal;
+
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fleety_actors::domain::{
+    Article, ChatTurn, ChatUsage, Message, Participant, Project, ProjectId, ReadCursor, Slug,
+    Ticket,
+};
+use fleety_actors::store::{
+    MessageRange, Store, StoreError, StoreResult, TicketPage, TicketQuery, TicketWrite,
+};
+use fleety_actors::MessageId;
+use redb::{Database, ReadableDatabase, ReadableTable};
+use tokio::sync::{oneshot, watch};
+
+use pipeline::{Reply, Shared, Write, CHECKPOINT_EVERY};
+use tables::{
+    cursor_id, from_json, internal, Tables, ARTICLES, CHAT_TURNS, CHECKPOINT_KEY, MESSAGES, META,
+    PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
+};
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writer: Option<std_mpsc::Sender<(Write, Reply)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    shared: Arc<Shared>,
+    /// The newest group redb holds.
+    applied: watch::Receiver<u64>,
+}
+
+/// Closing the queue lets the stages finish their last groups, checkpoint and exit; joining
+/// them means the file lock is released when the store is dropped, so a restart in the same
+/// process can reopen it.
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `fleety.redb` and the log directory `wal/` in `dir`, replaying what
+    /// the log holds beyond redb's last checkpoint.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        Self::open_with(dir, CHECKPOINT_EVERY)
+    }
+
+    fn open_with(dir: &Path, checkpoint_every: Duration) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+        let path = dir.join("fleety.redb");
+        let db = Database::create(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        // Create every table up front so readers never meet a missing one.
+        let txn = db.begin_write()?;
+        Tables::open(&txn).map_err(anyhow::Error::msg)?;
+        txn.commit()?;
+
+        let wal_dir = dir.join("wal");
+        let last = recover(&db, &wal_dir)?;
+        let log = wal::Log::start(&wal_dir, last + 1)
+            .map_err(|e| anyhow::anyhow!("cannot start the log in {}: {e}", wal_dir.display()))?;
+        let db = Arc::new(db);
+        let pipeline = pipeline::start(db.clone(), log, last, checkpoint_every)?;
+        Ok(Self {
+            db,
+            writer: Some(pipeline.writer),
+            thread: Some(pipeline.thread),
+            shared: pipeline.shared,
+            applied: pipeline.applied,
+        })
+    }
+
+    async fn write(&self, write: Write) -> StoreResult<()> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?
+            .send((write, tx))
+            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        // Every write acknowledged before this read began must be in what it reads.
+        let acknowledged = self.shared.durable();
+        if *self.applied.borrow() < acknowledged {
+            self.applied
+                .clone()
+                .wait_for(|applied| *applied >= acknowledged)
+                .await
+                .map_err(|_| pipeline::store_failed())?;
+        }
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(internal)?;
+            f(&txn)
+        })
+        .await
+        .map_err(internal)?
+    }
+}
+
+/// Replays the log records newer than redb's checkpoint, makes the result durable, and returns
+/// the newest group now held.
+fn recover(db: &Database, wal_dir: &Path) -> anyhow::Result<u64> {
+    std::fs::create_dir_all(wal_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", wal_dir.display()))?;
+    let checkpoint = {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let value = meta.get(CHECKPOINT_KEY)?.map(|v| v.value());
+        value.unwrap_or(0)
+    };
+    let segments = wal::segments(wal_dir)?;
+    let (mut last, mut replayed) = (checkpoint, 0usize);
+    let txn = db.begin_write()?;
+    {
+        let mut tables = Tables::open(&txn).map_err(anyhow::Error::msg)?;
+        for (_, path) in &segments {
+            let bytes = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let mut records = wal::records(&bytes);
+            for record in records.by_ref() {
+                if record.seq <= checkpoint {
+                    continue;
+                }
+                if record.seq <= last {
+                    // Sequence numbers only grow; anything after this is not ours to trust.
+                    tracing::warn!(segment = %path.display(), seq = record.seq, "log sequence went back; ignoring the rest of the segment");
+                    break;
+                }
+                for op in record.ops()? {
+                    tables.apply(&op).map_err(anyhow::Error::msg)?;
+                }
+                (last, replayed) = (record.seq, replayed + 1);
+            }
+            // After the newest record come older groups' records (the file is reused) or the
+            // tail a crash tore mid-append, which was never acknowledged.
+            tracing::debug!(segment = %path.display(), bytes = records.rest(), "end of the log");
+        }
+        tables
+            .meta
+            .insert(CHECKPOINT_KEY, last)
+            .map_err(anyhow::Error::msg)?;
+    }
+    txn.commit()?;
+    if replayed > 0 {
+        tracing::info!(
+            groups = replayed,
+            "replayed the write-ahead log after an unclean stop"
+        );
+    }
+    Ok(last)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn create_project(&self, project: &Project) -> StoreResult<()> {
+        self.write(Write::Project {
+            project: project.clone(),
+            create: true,
+        })
+        .await
+    }
+
+    async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
+        let id = id.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(PROJECTS).map_err(internal)?;
+            let row = table.get(id.as_str()).map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn update_project(&self, project: &Project) -> StoreResult<()> {
+        self.write(Write::Project {
+            project: project.clone(),
+            create: false,
+        })
+        .await
+    }
+
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        self.read(|txn| {
+            let table = txn.open_table(PROJECTS).map_err(internal)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(internal)? {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
+        self.write(Write::CreateTicket(ticket.clone())).await
+    }
+
+    async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>> {
+        let (project, slug) = (project.clone(), slug.clone());
+        self.read(move |txn| {
+            let table = txn.open_table(TICKETS).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), slug.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
+        self.write(Write::Ticket {
+            project: ticket.project_id.clone(),
+            slug: ticket.slug.clone(),
+            writes: vec![TicketWrite::Ticket(ticket.clone())],
+        })
+        .await
+    }
+
+    async fn list_tickets(
+        &self,
+        project: &ProjectId,
+        query: &TicketQuery,
+    ) -> StoreResult<TicketPage> {
+        let project = project.clone();
+        let query = query.clone();
+        self.read(move |txn| {
+            let limit = query.limit.clamp(1, 100);
+            let by_time = txn.open_table(TICKETS_BY_TIME).map_err(internal)?;
+            let tickets = txn.open_table(TICKETS).map_err(internal)?;
+            let p = project.as_str();
+            let upper = match &query.after {
+                Some(c) => {
+                    std::ops::Bound::Excluded((p, c.created_at.timestamp_millis(), c.slug.as_str()))
+                }
+                None => std::ops::Bound::Included((p, i64::MAX, "")),
+            };
+            let lower = std::ops::Bound::Included((p, i64::MIN, ""));
+            let mut out = Vec::with_capacity(limit + 1);
+            for row in by_time
+                .range::<(&str, i64, &str)>((lower, upper))
+                .map_err(internal)?
+                .rev()
+            {
+                let (key, status) = row.map_err(internal)?;
+                let (_, _, slug) = key.value();
+                if let Some(wanted) = query.status {
+                    if status.value() != wanted.as_str() {
+                        continue;
+                    }
+                }
+                let Some(raw) = tickets.get((p, slug)).map_err(internal)? else {
+                    continue;
+                };
+                out.push(from_json::<Ticket>(raw.value())?);
+                if out.len() > limit {
+                    break;
+                }
+            }
+            Ok(TicketPage::from_overfetch(out, limit))
+        })
+        .await
+    }
+
+    async fn append_message(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        message: &Message,
+    ) -> StoreResult<()> {
+        self.apply(project, slug, &[TicketWrite::Message(message.clone())])
+            .await
+    }
+
+    async fn list_messages(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        range: MessageRange,
+    ) -> StoreResult<Vec<Message>> {
+        let (project, slug) = (project.clone(), slug.clone());
+        self.read(move |txn| {
+            let table = txn.open_table(MESSAGES).map_err(internal)?;
+            let (p, s) = (project.as_str(), slug.as_str());
+            let lower = match range.after {
+                Some(id) => std::ops::Bound::Excluded((p, s, id.ticks())),
+                None => std::ops::Bound::Included((p, s, 0)),
+            };
+            let upper = match range.before {
+                Some(id) => std::ops::Bound::Excluded((p, s, id.ticks())),
+                None => std::ops::Bound::Included((p, s, u64::MAX)),
+            };
+            let rows = table
+                .range::<(&str, &str, u64)>((lower, upper))
+                .map_err(internal)?;
+            let mut out = Vec::new();
+            let mut push = |row: Result<
+                (
+                    redb::AccessGuard<'_, (&str, &str, u64)>,
+                    redb::AccessGuard<'_, &[u8]>,
+                ),
+                redb::StorageError,
+            >|
+             -> StoreResult<()> {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<Message>(v.value())?);
+                Ok(())
+            };
+            if range.newest {
+                for row in rows.rev().take(range.limit) {
+                    push(row)?;
+                }
+                out.reverse();
+            } else {
+                for row in rows.take(range.limit) {
+                    push(row)?;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_read_cursor(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        reader: Participant,
+        up_to: MessageId,
+    ) -> StoreResult<()> {
+        self.apply(project, slug, &[TicketWrite::ReadCursor { reader, up_to }])
+            .await
+    }
+
+    async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>> {
+        let (project, slug) = (project.clone(), slug.clone());
+        self.read(move |txn| {
+            let table = txn.open_table(READ_CURSORS).map_err(internal)?;
+            let mut out = Vec::new();
+            for reader in Participant::ALL {
+                let row = table
+                    .get((project.as_str(), slug.as_str(), reader.as_str()))
+                    .map_err(internal)?;
+                if let Some(id) = row.and_then(|v| cursor_id(v.value())) {
+                    out.push(ReadCursor { reader, up_to: id });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn apply(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        writes: &[TicketWrite],
+    ) -> StoreResult<()> {
+        self.write(Write::Ticket {
+            project: project.clone(),
+            slug: slug.clone(),
+            writes: writes.to_vec(),
+        })
+        .await
+    }
+
+    async fn append_chat_turns(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        turns: &[ChatTurn],
+    ) -> StoreResult<()> {
+        self.write(Write::ChatTurns {
+            project: project.clone(),
+            session: session.to_owned(),
+            turns: turns.to_vec(),
+        })
+        .await
+    }
+
+    async fn list_chat_turns(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ChatTurn>> {
+        let (project, session) = (project.clone(), session.to_owned());
+        self.read(move |txn| {
+            let table = txn.open_table(CHAT_TURNS).map_err(internal)?;
+            let (p, s) = (project.as_str(), session.as_str());
+            let rows = table
+                .range::<(&str, &str, u64)>((p, s, 0)..=(p, s, u64::MAX))
+                .map_err(internal)?;
+            let mut out = Vec::new();
+            for row in rows.rev().take(limit) {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<ChatTurn>(v.value())?);
+            }
+            out.reverse();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn chat_session_usage(
+        &self,
+        project: &ProjectId,
+        session: &str,
+    ) -> StoreResult<ChatUsage> {
+        let (project, session) = (project.clone(), session.to_owned());
+        self.read(move |txn| {
+            let table = txn.open_table(CHAT_TURNS).map_err(internal)?;
+            let (p, s) = (project.as_str(), session.as_str());
+            let mut usage = ChatUsage::default();
+            for row in table
+                .range::<(&str, &str, u64)>((p, s, 0)..=(p, s, u64::MAX))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                let turn = from_json::<ChatTurn>(v.value())?;
+                usage.tokens = usage.tokens.saturating_add(turn.tokens);
+                usage.tickets += u32::from(turn.ticket_slug.is_some());
+            }
+            Ok(usage)
+        })
+        .await
+    }
+
+    async fn put_article(&self, article: &Article) -> StoreResult<()> {
+        self.write(Write::PutArticle(article.clone())).await
+    }
+
+    async fn delete_article(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
+        self.write(Write::DeleteArticle {
+            project: project.clone(),
+            id,
+        })
+        .await
+    }
+
+    async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>> {
+        let project = project.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(ARTICLES).map_err(internal)?;
+            let p = project.as_str();
+            // Article ids are UUIDs in hex-and-dash form, which sort between "" and "~".
+            let mut out = Vec::new();
+            for row in table
+                .range::<(&str, &str)>((p, "")..(p, "~"))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<Article>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.write(Write::Barrier).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleety_actors::clock::now_millis;
+    use fleety_actors::domain::*;
+
+    /// Long enough that no checkpoint happens while a test runs, so redb's file holds only the
+    /// state as of opening and everything after it lives in the log.
+    const NEVER: Duration = Duration::from_secs(3600);
+
+    fn project() -> Project {
+        Project {
+            id: ProjectId::parse("p1").unwrap(),
+            name: "P".into(),
+            allowed_origins: vec![],
+            admin_key_hash: String::new(),
+            created_at: now_millis(),
+        }
+    }
+
+    fn ticket(project: &Project) -> Ticket {
+        Ticket {
+            id: uuid::Uuid::new_v4(),
+            slug: Slug::parse("swift-bear-053").unwrap(),
+            project_id: project.id.clone(),
+            title: Title::parse("t").unwrap(),
+            description: Description::parse("").unwrap(),
+            status: TicketStatus::Open,
+            created_at: now_millis(),
+            updated_at: now_millis(),
+            source: TicketSource::Api,
+            session_id: None,
+        }
+    }
+
+    fn messages(n: usize) -> Vec<Message> {
+        let mut out: Vec<Message> = Vec::new();
+        for i in 0..n {
+            let id = MessageId::next(out.last().map(|m| m.id), now_millis());
+            out.push(Message {
+                id,
+                author: Participant::User,
+                content: MessageBody::parse(&format!("m{i}")).unwrap(),
+                timestamp: id.timestamp(),
+                idempotency_key: None,
+            });
+        }
+        out
+    }
+
+    fn article(project: &Project, title: &str) -> Article {
+        Article {
+            id: uuid::Uuid::new_v4(),
+            project_id: project.id.clone(),
+            title: ArticleTitle::parse(title).unwrap(),
+            body: ArticleBody::parse("body").unwrap(),
+            tags: vec![],
+            created_at: now_millis(),
+            updated_at: now_millis(),
+        }
+    }
+
+    /// What a power cut would leave of a running store: redb's file as of its last durable
+    /// commit, and the log as far as it was synced. (Non-durable redb commits live only in the
+    /// process's memory.)
+    fn crash_copy(from: &Path, to: &Path) {
+        std::fs::copy(from.join("fleety.redb"), to.join("fleety.redb")).unwrap();
+        std::fs::create_dir_all(to.join("wal")).unwrap();
+        for (_, segment) in wal::segments(&from.join("wal")).unwrap() {
+            std::fs::copy(&segment, to.join("wal").join(segment.file_name().unwrap())).unwrap();
+        }
+    }
+
+    /// Log records a reopening would replay: those newer than redb's checkpoint.
+    fn unreplayed(dir: &Path) -> usize {
+        let checkpoint = {
+            let db = Database::open(dir.join("fleety.redb")).unwrap();
+            let txn = db.begin_read().unwrap();
+            let meta = txn.open_table(META).unwrap();
+            let value = meta.get(CHECKPOINT_KEY).unwrap().unwrap().value();
+            value
+        };
+        let segments = wal::segments(&dir.join("wal")).unwrap();
+        assert_eq!(segments.len(), 1, "one segment file, reused");
+        let bytes = std::fs::read(&segments[0].1).unwrap();
+        wal::records(&bytes).filter(|r| r.seq > checkpoint).count()
+    }
+
+    fn stored_messages(dir: &Path) -> u64 {
+        let db = Database::open(dir.join("fleety.redb")).unwrap();
+        let txn = db.begin_read().unwrap();
+        redb::ReadableTableMetadata::len(&txn.open_table(MESSAGES).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn acknowledged_writes_come_back_from_the_log_after_a_crash() {
+        let (live, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = EmbeddedStore::open_with(live.path(), NEVER).unwrap();
+        let p = project();
+        let mut t = ticket(&p);
+        let ms = messages(3);
+        let (kept, dropped) = (article(&p, "Kept"), article(&p, "Dropped"));
+        store.create_project(&p).await.unwrap();
+        store.create_ticket(&t).await.unwrap();
+        for m in &ms {
+            store.append_message(&p.id, &t.slug, m).await.unwrap();
+        }
+        store
+            .set_read_cursor(&p.id, &t.slug, Participant::Admin, ms[2].id)
+            .await
+            .unwrap();
+        // An older receipt arriving late must not win on replay either.
+        store
+            .set_read_cursor(&p.id, &t.slug, Participant::Admin, ms[0].id)
+            .await
+            .unwrap();
+        t.status = TicketStatus::Resolved;
+        store.update_ticket(&t).await.unwrap();
+        store.put_article(&kept).await.unwrap();
+        store.put_article(&dropped).await.unwrap();
+        store.delete_article(&p.id, dropped.id).await.unwrap();
+        let turn = ChatTurn {
+            id: MessageId::next(None, now_millis()),
+            role: ChatRole::User,
+            content: "hello".into(),
+            at: now_millis(),
+            ticket_slug: None,
+            citations: vec![],
+            tokens: 7,
+        };
+        store
+            .append_chat_turns(&p.id, "s1", std::slice::from_ref(&turn))
+            .await
+            .unwrap();
+
+        crash_copy(live.path(), crashed.path());
+        drop(store);
+        assert_eq!(
+            stored_messages(crashed.path()),
+            0,
+            "redb alone must not have them, or this test proves nothing"
+        );
+
+        for reopen in ["replaying the log", "from the checkpoint the replay made"] {
+            let store = EmbeddedStore::open(crashed.path()).unwrap();
+            assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p.clone()));
+            assert_eq!(
+                store.get_ticket(&p.id, &t.slug).await.unwrap(),
+                Some(t.clone()),
+                "{reopen}"
+            );
+            let page = store
+                .list_tickets(&p.id, &TicketQuery::default())
+                .await
+                .unwrap();
+            assert_eq!(page.tickets, vec![t.clone()], "{reopen}");
+            assert_eq!(
+                store
+                    .list_messages(&p.id, &t.slug, MessageRange::all())
+                    .await
+                    .unwrap(),
+                ms,
+                "{reopen}"
+            );
+            assert_eq!(
+                store.read_cursors(&p.id, &t.slug).await.unwrap(),
+                vec![ReadCursor {
+                    reader: Participant::Admin,
+                    up_to: ms[2].id
+                }],
+                "{reopen}"
+            );
+            assert_eq!(
+                store.list_articles(&p.id).await.unwrap(),
+                vec![kept.clone()]
+            );
+            assert_eq!(
+                store.list_chat_turns(&p.id, "s1", 10).await.unwrap(),
+                vec![turn.clone()]
+            );
+        }
+        // The replay was checkpointed: the log holds nothing newer.
+        assert_eq!(unreplayed(crashed.path()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_torn_log_tail_is_ignored_and_everything_before_it_kept() {
+        let (live, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = EmbeddedStore::open_with(live.path(), NEVER).unwrap();
+        let p = project();
+        let t = ticket(&p);
+        store.create_project(&p).await.unwrap();
+        store.create_ticket(&t).await.unwrap();
+        let ms = messages(5);
+        for m in &ms {
+            store.append_message(&p.id, &t.slug, m).await.unwrap();
+        }
+        crash_copy(live.path(), crashed.path());
+        drop(store);
+        // Half a record, as a crash during an append leaves it.
+        let (_, segment) = wal::segments(&crashed.path().join("wal")).unwrap()[0].clone();
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap();
+        std::io::Write::write_all(&mut log, &[200, 0, 0, 0, 1, 2, 3, 4, 5, 6]).unwrap();
+        drop(log);
+
+        let store = EmbeddedStore::open(crashed.path()).unwrap();
+        assert_eq!(
+            store
+                .list_messages(&p.id, &t.slug, MessageRange::all())
+                .await
+                .unwrap(),
+            ms
+        );
+        // New writes carry on after the replayed ones.
+        let more = MessageId::next(Some(ms[4].id), now_millis());
+        let m = Message {
+            id: more,
+            ..ms[0].clone()
+        };
+        store.append_message(&p.id, &t.slug, &m).await.unwrap();
+        drop(store);
+        let store = EmbeddedStore::open(crashed.path()).unwrap();
+        let stored = store
+            .list_messages(&p.id, &t.slug, MessageRange::all())
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_empties_the_log_and_a_clean_stop_leaves_nothing_to_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open_with(dir.path(), Duration::ZERO).unwrap();
+        let p = project();
+        store.create_project(&p).await.unwrap();
+        let t = ticket(&p);
+        // With a zero interval every group after the first is a checkpoint.
+        store.create_ticket(&t).await.unwrap();
+        store
+            .append_message(&p.id, &t.slug, &messages(1)[0])
+            .await
+            .unwrap();
+        drop(store);
+        assert_eq!(stored_messages(dir.path()), 1);
+        assert_eq!(unreplayed(dir.path()), 0);
+    }
+}

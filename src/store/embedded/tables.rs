@@ -1,0 +1,151 @@
+//! The embedded store's tables: their layout in redb, and the one place rows change.
+
+use fleety_actors::store::{StoreError, StoreResult};
+use fleety_actors::MessageId;
+use redb::{ReadableTable, TableDefinition};
+
+use super::wal::Op;
+
+pub(super) const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
+pub(super) const TICKETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tickets");
+/// (project, created_at in ms, slug) -> status: the agent listing, newest first by reverse scan.
+pub(super) const TICKETS_BY_TIME: TableDefinition<(&str, i64, &str), &str> =
+    TableDefinition::new("tickets_by_time");
+/// (project, slug, id ticks) -> message JSON. Ticks are unique and increasing within a ticket.
+pub(super) const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("messages");
+/// (project, slug, reader) -> id bytes of the newest message read.
+pub(super) const READ_CURSORS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("read_cursors");
+/// (project, session, turn id ticks) -> turn JSON: a chat session's transcript in order.
+pub(super) const CHAT_TURNS: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("chat_turns");
+/// (project, article id) -> article JSON.
+pub(super) const ARTICLES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("kb_articles");
+/// The store's own bookkeeping.
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The newest group a durable redb commit holds: replay starts after it.
+pub(super) const CHECKPOINT_KEY: &str = "log_checkpoint";
+
+/// A stored read cursor: the 16 bytes of a message id.
+pub(super) fn cursor_id(bytes: &[u8]) -> Option<MessageId> {
+    <[u8; 16]>::try_from(bytes)
+        .ok()
+        .and_then(MessageId::from_bytes)
+}
+
+pub(super) fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(internal)
+}
+
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Internal(format!("corrupt record: {e}")))
+}
+
+/// The open tables of one write transaction, and the one place rows change: live groups and
+/// replay both go through [`Tables::apply`].
+pub(super) struct Tables<'t> {
+    projects: redb::Table<'t, &'static str, &'static [u8]>,
+    tickets: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    by_time: redb::Table<'t, (&'static str, i64, &'static str), &'static str>,
+    messages: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
+    cursors: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
+    chat: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
+    articles: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    pub(super) meta: redb::Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    pub(super) fn open(txn: &'t redb::WriteTransaction) -> StoreResult<Self> {
+        Ok(Self {
+            projects: txn.open_table(PROJECTS).map_err(internal)?,
+            tickets: txn.open_table(TICKETS).map_err(internal)?,
+            by_time: txn.open_table(TICKETS_BY_TIME).map_err(internal)?,
+            messages: txn.open_table(MESSAGES).map_err(internal)?,
+            cursors: txn.open_table(READ_CURSORS).map_err(internal)?,
+            chat: txn.open_table(CHAT_TURNS).map_err(internal)?,
+            articles: txn.open_table(ARTICLES).map_err(internal)?,
+            meta: txn.open_table(META).map_err(internal)?,
+        })
+    }
+
+    /// Applies one change; false if it changed nothing (a cursor that would move back, an
+    /// article already gone).
+    pub(super) fn apply(&mut self, op: &Op<'_>) -> StoreResult<bool> {
+        match *op {
+            Op::Project { id, json } => {
+                self.projects.insert(id, json).map_err(internal)?;
+            }
+            Op::Ticket {
+                project,
+                slug,
+                created_ms,
+                status,
+                json,
+            } => {
+                self.tickets
+                    .insert((project, slug), json)
+                    .map_err(internal)?;
+                self.by_time
+                    .insert((project, created_ms, slug), status)
+                    .map_err(internal)?;
+            }
+            Op::Message {
+                project,
+                slug,
+                ticks,
+                json,
+            } => {
+                self.messages
+                    .insert((project, slug, ticks), json)
+                    .map_err(internal)?;
+            }
+            Op::Cursor {
+                project,
+                slug,
+                reader,
+                up_to,
+            } => {
+                let key = (project, slug, reader);
+                let current = self
+                    .cursors
+                    .get(key)
+                    .map_err(internal)?
+                    .and_then(|v| cursor_id(v.value()));
+                // `None` sorts first: an unreadable new id never wins.
+                if cursor_id(up_to) <= current {
+                    return Ok(false);
+                }
+                self.cursors.insert(key, up_to).map_err(internal)?;
+            }
+            Op::ChatTurn {
+                project,
+                session,
+                ticks,
+                json,
+            } => {
+                self.chat
+                    .insert((project, session, ticks), json)
+                    .map_err(internal)?;
+            }
+            Op::Article { project, id, json } => {
+                self.articles
+                    .insert((project, id), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteArticle { project, id } => {
+                return Ok(self
+                    .articles
+                    .remove((project, id))
+                    .map_err(internal)?
+                    .is_some());
+            }
+        }
+        Ok(true)
+    }
+}
