@@ -48,6 +48,9 @@ pub const NAMES: &[&str] = &[
     "fleety_store_operation_duration_seconds",
     "fleety_store_errors_total",
     "fleety_store_group_commit_writes",
+    "fleety_store_log_sync_seconds",
+    "fleety_store_checkpoint_seconds",
+    "fleety_store_apply_lag_groups",
     "fleety_llm_time_to_first_token_seconds",
     "fleety_llm_tokens_total",
     "fleety_llm_errors_total",
@@ -159,6 +162,20 @@ fn describe() {
         "fleety_store_group_commit_writes",
         Unit::Count,
         "Writes made durable by one group commit (embedded store)"
+    );
+    describe_histogram!(
+        "fleety_store_log_sync_seconds",
+        Unit::Seconds,
+        "Time to append and fdatasync a batch of groups to the write-ahead log (embedded store)"
+    );
+    describe_histogram!(
+        "fleety_store_checkpoint_seconds",
+        Unit::Seconds,
+        "Time to make redb durable up to the newest applied group (embedded store)"
+    );
+    describe_gauge!(
+        "fleety_store_apply_lag_groups",
+        "Groups acknowledged from the log that redb has not applied yet (embedded store)"
     );
     describe_histogram!(
         "fleety_llm_time_to_first_token_seconds",

@@ -538,6 +538,8 @@ impl Applier {
             // Forget overlay rows only once redb has them.
             self.shared.overlay().retain(|_, (_, seq)| *seq > newest);
             self.applied.send_replace(newest);
+            metrics::gauge!("fleety_store_apply_lag_groups")
+                .set(self.shared.durable().saturating_sub(newest) as f64);
         }
         if self.dirty_since.is_some() {
             // A clean stop leaves nothing to replay.
