@@ -159,7 +159,9 @@ pub(super) fn start(
     let logger = std::thread::Builder::new()
         .name("fleety-store-log".into())
         .spawn(move || {
-            log_loop(log, &log_queue, &to_apply, &logger_shared);
+            // The queue is dropped when the loop ends, so a decider waiting to hand over a
+            // group after a failure gets an error instead of waiting forever.
+            log_loop(log, log_queue, &to_apply, &logger_shared);
             // The applier finishes (and checkpoints) once its queue closes.
             drop(to_apply);
             let _ = applier.join();
@@ -416,7 +418,7 @@ fn ticket_op<'a>(t: &'a Ticket, json: &'a [u8]) -> Op<'a> {
 /// writers, and passes the records on to the applier.
 fn log_loop(
     mut log: wal::Log,
-    queue: &std_mpsc::Receiver<Logged>,
+    queue: std_mpsc::Receiver<Logged>,
     to_apply: &std_mpsc::SyncSender<(u64, Vec<u8>)>,
     shared: &Shared,
 ) {
