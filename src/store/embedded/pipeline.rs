@@ -365,13 +365,14 @@ impl Rows<'_> {
                 session,
                 turns,
             } => {
-                for t in turns {
-                    let json = to_json(t)?;
+                // All or nothing: encode every turn before recording any.
+                let encoded = turns.iter().map(to_json).collect::<StoreResult<Vec<_>>>()?;
+                for (t, json) in turns.iter().zip(&encoded) {
                     record.push(&Op::ChatTurn {
                         project: project.as_str(),
                         session,
                         ticks: t.id.ticks(),
-                        json: &json,
+                        json,
                     });
                 }
             }

@@ -392,11 +392,15 @@ impl Log {
             existing.push((std::fs::metadata(&old)?.len(), old));
         }
         existing.sort();
+        // The largest file is reused under the new name, replacing any file of that name.
         if let Some((_, largest)) = existing.pop() {
             if largest != path {
                 std::fs::rename(&largest, &path)?;
             }
         }
+        // A file already named `path` may still be listed (when it was not the largest): it was
+        // just replaced, and deleting it now would unlink the segment about to be written.
+        existing.retain(|(_, old)| *old != path);
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -407,8 +411,11 @@ impl Log {
         // written to it.
         file.sync_all()?;
         sync_dir(dir)?;
-        for (_, old) in existing {
+        for (_, old) in &existing {
             std::fs::remove_file(old)?;
+        }
+        if !existing.is_empty() {
+            sync_dir(dir)?;
         }
         Ok(Self {
             dir: dir.to_owned(),
@@ -579,6 +586,23 @@ mod tests {
         let read: Vec<_> = records(&bytes).collect();
         assert_eq!(read.len(), 1);
         assert!(read[0].ops().is_err());
+    }
+
+    /// A crash right after the logger started segment 5 (before anything was synced to it)
+    /// leaves an empty `5.wal` beside a larger older segment, and replay resumes at group 5.
+    #[test]
+    fn starting_where_an_empty_segment_already_is_keeps_the_file_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format!("{:020}.wal", 3)), [0u8; 40]).unwrap();
+        std::fs::write(dir.path().join(format!("{:020}.wal", 5)), [0u8; 10]).unwrap();
+        let mut log = Log::start(dir.path(), 5).unwrap();
+        log.append(&record(5, &sample())).unwrap();
+        log.sync().unwrap();
+        let left = segments(dir.path()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, 5);
+        let bytes = std::fs::read(&left[0].1).unwrap();
+        assert_eq!(records(&bytes).map(|r| r.seq).collect::<Vec<_>>(), [5]);
     }
 
     #[test]
