@@ -141,10 +141,10 @@ fn recover(db: &Database, wal_dir: &Path) -> anyhow::Result<u64> {
     let txn = db.begin_write()?;
     {
         let mut tables = Tables::open(&txn).map_err(anyhow::Error::msg)?;
-        for (_, path) in &segments {
+        for (first, path) in &segments {
             let bytes = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            let mut records = wal::records(&bytes);
+            let mut records = wal::segment(&bytes, *first);
             for record in records.by_ref() {
                 if record.seq <= checkpoint {
                     continue;
@@ -578,7 +578,9 @@ mod tests {
         let segments = wal::segments(&dir.join("wal")).unwrap();
         assert_eq!(segments.len(), 1, "one segment file, reused");
         let bytes = std::fs::read(&segments[0].1).unwrap();
-        wal::records(&bytes).filter(|r| r.seq > checkpoint).count()
+        wal::segment(&bytes, segments[0].0)
+            .filter(|r| r.seq > checkpoint)
+            .count()
     }
 
     fn stored_messages(dir: &Path) -> u64 {

@@ -429,14 +429,15 @@ fn log_loop(
         batch.push(first);
         batch.extend(queue.try_iter());
         let newest = batch.last().map_or(0, |g| g.seq);
-        for group in &batch {
-            bytes.extend_from_slice(&group.record);
-        }
         let mut written = Ok(());
-        if !bytes.is_empty() {
+        if batch.iter().any(|g| !g.record.is_empty()) {
             let started = Instant::now();
-            written = log
-                .make_room(shared.checkpointed.load(Ordering::Acquire), batch[0].seq)
+            written = log.make_room(shared.checkpointed.load(Ordering::Acquire), batch[0].seq);
+            for group in &mut batch {
+                log.seal(&mut group.record);
+                bytes.extend_from_slice(&group.record);
+            }
+            written = written
                 .and_then(|()| log.append(&bytes))
                 .and_then(|()| log.sync());
             metrics::histogram!("fleety_store_log_sync_seconds")
@@ -561,7 +562,8 @@ impl Applier {
         {
             let mut tables = Tables::open(&txn)?;
             for (_, bytes) in batch {
-                for record in wal::records(bytes) {
+                // Empty for a group that changed nothing.
+                if let Some(record) = wal::unsealed(bytes) {
                     for op in record.ops().map_err(internal)? {
                         tables.apply(&op)?;
                     }
@@ -672,7 +674,7 @@ mod tests {
         drop(rows);
         assert_eq!(overlay.lock().unwrap().len(), 2);
         let bytes = record.finish();
-        let ops = wal::records(&bytes).next().unwrap().ops().unwrap();
+        let ops = wal::unsealed(&bytes).unwrap().ops().unwrap();
         // Refused writes left nothing in the record.
         assert_eq!(ops.len(), 3);
     }

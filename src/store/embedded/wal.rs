@@ -10,12 +10,14 @@
 //! the requests: a conflict was already decided when the record was written, and replaying a
 //! record twice, or replaying records the checkpoint already holds, leaves the same rows.
 //!
-//! A record is `len: u32 | crc32(payload): u32 | payload`, where the payload is the group's
-//! sequence number (`u64`) followed by its operations. Integers are little-endian; strings and
-//! byte fields are a `u32` length and the bytes. Reading a segment stops at the first record
-//! that is cut short or fails its checksum: the tail a crash tore (never acknowledged), or the
-//! leftovers of the segment's previous use, which replay skips in any case because their groups
-//! are older than the checkpoint.
+//! A segment file starts with a 16-byte header: `FLTYWAL1` and a random salt, chosen afresh each
+//! time the file is (re)started. A record is `len: u32 | crc32(salt, payload): u32 | payload`,
+//! where the payload is the group's sequence number (`u64`) followed by its operations. Integers
+//! are little-endian; strings and byte fields are a `u32` length and the bytes. Reading a
+//! segment stops at the first record that is cut short, fails its checksum, or is older than the
+//! segment's name says: the tail a crash tore (never acknowledged), or the leftovers of the
+//! file's previous use. The salt also keeps bytes inside a stored message that happen to look
+//! like a record from ever being read as one.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write as _};
@@ -66,7 +68,13 @@ pub enum Op<'a> {
     },
 }
 
+/// A record's header: its payload's length and checksum.
 const HEADER: usize = 8;
+/// A segment file starts with this and a random salt, chosen each time the file is (re)started
+/// and mixed into every record's checksum. Records left from the file's earlier use, or bytes
+/// inside a stored message that look like a record, then fail the checksum.
+const MAGIC: &[u8; 8] = b"FLTYWAL1";
+const SEGMENT_HEADER: usize = 16;
 /// A record larger than this is corrupt: a group holds at most a few thousand bounded writes.
 const MAX_RECORD: usize = 1 << 30;
 
@@ -157,18 +165,44 @@ impl RecordBuf {
         }
     }
 
-    /// The framed record, or nothing if no operation was pushed.
+    /// The framed record, or nothing if no operation was pushed. Its checksum is filled in by
+    /// [`Log::seal`], because it covers the salt of the segment it is written to.
     pub fn finish(mut self) -> Vec<u8> {
         if self.ops == 0 {
             return Vec::new();
         }
-        let payload = &self.buf[HEADER..];
-        let len = u32::try_from(payload.len()).expect("a group's record fits in 4 GiB");
-        let crc = crc32fast::hash(payload);
+        // Groups are at most MAX_GROUP writes of bounded size: far below 4 GiB.
+        let len = u32::try_from(self.buf.len() - HEADER).unwrap_or(u32::MAX);
         self.buf[..4].copy_from_slice(&len.to_le_bytes());
-        self.buf[4..HEADER].copy_from_slice(&crc.to_le_bytes());
         self.buf
     }
+}
+
+/// The checksum of a record in a segment with `salt`.
+fn checksum(salt: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&salt.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// Fills in a finished record's checksum for a segment with `salt`.
+fn seal(record: &mut [u8], salt: u64) {
+    if record.len() >= HEADER {
+        let crc = checksum(salt, &record[HEADER..]);
+        record[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// A record as the decider built it, read back in memory without a checksum.
+pub fn unsealed(bytes: &[u8]) -> Option<Record<'_>> {
+    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let payload = bytes.get(HEADER..HEADER.checked_add(len)?)?;
+    let (seq, body) = payload.split_at_checked(8)?;
+    Some(Record {
+        seq: u64::from_le_bytes(seq.try_into().ok()?),
+        body,
+    })
 }
 
 fn put(b: &mut Vec<u8>, bytes: &[u8]) {
@@ -184,13 +218,32 @@ pub struct Record<'a> {
 }
 
 /// The whole, checksummed records at the start of `bytes`, in order. Stops at the first record
-/// that is cut short or fails its checksum.
+/// that is cut short, fails its checksum, or is older than the segment: the end of what was
+/// written since the segment was last started.
 pub struct Records<'a> {
     rest: &'a [u8],
+    salt: u64,
+    first_seq: u64,
 }
 
-pub fn records(bytes: &[u8]) -> Records<'_> {
-    Records { rest: bytes }
+fn records(bytes: &[u8], salt: u64, first_seq: u64) -> Records<'_> {
+    Records {
+        rest: bytes,
+        salt,
+        first_seq,
+    }
+}
+
+/// The records of a segment file whose name says it starts at group `first_seq`. A file without
+/// a valid header holds none.
+pub fn segment(bytes: &[u8], first_seq: u64) -> Records<'_> {
+    match bytes.get(..SEGMENT_HEADER) {
+        Some(header) if header[..8] == MAGIC[..] => {
+            let salt = u64::from_le_bytes(header[8..].try_into().unwrap_or_default());
+            records(&bytes[SEGMENT_HEADER..], salt, first_seq)
+        }
+        _ => records(&[], 0, first_seq),
+    }
 }
 
 impl<'a> Records<'a> {
@@ -211,15 +264,15 @@ impl<'a> Iterator for Records<'a> {
             return None;
         }
         let payload = self.rest.get(HEADER..HEADER + len)?;
-        if crc32fast::hash(payload) != crc {
+        if checksum(self.salt, payload) != crc {
+            return None;
+        }
+        let record = unsealed(self.rest)?;
+        if record.seq < self.first_seq {
             return None;
         }
         self.rest = &self.rest[HEADER + len..];
-        let (seq, body) = payload.split_at(8);
-        Some(Record {
-            seq: u64::from_le_bytes(seq.try_into().ok()?),
-            body,
-        })
+        Some(record)
     }
 }
 
@@ -378,6 +431,25 @@ struct Segment {
     path: PathBuf,
     file: File,
     first_seq: u64,
+    salt: u64,
+}
+
+impl Segment {
+    /// Starts writing `file` from its beginning, under a fresh salt.
+    fn begin(path: PathBuf, mut file: File, first_seq: u64) -> io::Result<Self> {
+        let salt = rand::random::<u64>();
+        file.seek(SeekFrom::Start(0))?;
+        let mut header = [0u8; SEGMENT_HEADER];
+        header[..8].copy_from_slice(MAGIC);
+        header[8..].copy_from_slice(&salt.to_le_bytes());
+        file.write_all(&header)?;
+        Ok(Self {
+            path,
+            file,
+            first_seq,
+            salt,
+        })
+    }
 }
 
 impl Log {
@@ -419,11 +491,7 @@ impl Log {
         }
         Ok(Self {
             dir: dir.to_owned(),
-            current: Segment {
-                path,
-                file,
-                first_seq,
-            },
+            current: Segment::begin(path, file, first_seq)?,
             previous: None,
             written: 0,
         })
@@ -437,7 +505,7 @@ impl Log {
             return Ok(());
         }
         let path = segment_path(&self.dir, next_seq);
-        let mut file = match self.previous.take() {
+        let file = match self.previous.take() {
             Some(old) if checkpointed + 1 >= self.current.first_seq => {
                 std::fs::rename(&old.path, &path)?;
                 old.file
@@ -456,16 +524,17 @@ impl Log {
                 file
             }
         };
-        file.seek(SeekFrom::Start(0))?;
         sync_dir(&self.dir)?;
-        let next = Segment {
-            path,
-            file,
-            first_seq: next_seq,
-        };
+        let next = Segment::begin(path, file, next_seq)?;
         self.previous = Some(std::mem::replace(&mut self.current, next));
         self.written = 0;
         Ok(())
+    }
+
+    /// Fills in a finished record's checksum for the current segment; call it after
+    /// [`Log::make_room`] and before appending the record.
+    pub fn seal(&self, record: &mut [u8]) {
+        seal(record, self.current.salt);
     }
 
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -526,12 +595,37 @@ mod tests {
         ]
     }
 
+    const SALT: u64 = 0x5eed;
+
+    /// A record sealed for a segment with [`SALT`].
     fn record(seq: u64, ops: &[Op<'_>]) -> Vec<u8> {
         let mut r = RecordBuf::new(seq);
         for op in ops {
             r.push(op);
         }
-        r.finish()
+        let mut bytes = r.finish();
+        seal(&mut bytes, SALT);
+        bytes
+    }
+
+    fn read(bytes: &[u8]) -> Records<'_> {
+        records(bytes, SALT, 0)
+    }
+
+    /// Appends one record to the log's current segment.
+    fn append(log: &mut Log, seq: u64, ops: &[Op<'_>]) {
+        let mut r = RecordBuf::new(seq);
+        for op in ops {
+            r.push(op);
+        }
+        let mut bytes = r.finish();
+        log.seal(&mut bytes);
+        log.append(&bytes).unwrap();
+    }
+
+    fn seqs_in(dir: &Path, first: u64) -> Vec<u64> {
+        let bytes = std::fs::read(dir.join(format!("{first:020}.wal"))).unwrap();
+        segment(&bytes, first).map(|r| r.seq).collect()
     }
 
     #[test]
@@ -539,7 +633,7 @@ mod tests {
         let ops = sample();
         let mut log = record(41, &ops);
         log.extend(record(42, &ops[..1]));
-        let read: Vec<_> = records(&log).collect();
+        let read: Vec<_> = read(&log).collect();
         assert_eq!(read.len(), 2);
         assert_eq!((read[0].seq, read[1].seq), (41, 42));
         assert_eq!(read[0].ops().unwrap(), ops);
@@ -559,7 +653,7 @@ mod tests {
         for cut in 1..second.len() {
             let mut log = first.clone();
             log.extend_from_slice(&second[..cut]);
-            let mut read = records(&log);
+            let mut read = read(&log);
             assert_eq!(read.by_ref().map(|r| r.seq).collect::<Vec<_>>(), [1]);
             assert_eq!(read.rest(), cut, "cut at {cut}");
         }
@@ -567,11 +661,11 @@ mod tests {
         log.extend_from_slice(&second);
         let last = log.len() - 1;
         log[last] ^= 1;
-        assert_eq!(records(&log).count(), 1);
+        assert_eq!(read(&log).count(), 1);
         // A zeroed tail (a file extended but never written) ends the records too.
         let mut log = first;
         log.extend_from_slice(&[0; 64]);
-        assert_eq!(records(&log).count(), 1);
+        assert_eq!(read(&log).count(), 1);
     }
 
     #[test]
@@ -579,11 +673,10 @@ mod tests {
         let mut r = RecordBuf::new(3);
         r.push(&sample()[0]);
         let mut bytes = r.finish();
-        // Rewrite the tag and fix the checksum, as a newer version's record would look.
+        // Rewrite the tag and seal it, as a newer version's record would look.
         bytes[HEADER + 8] = 99;
-        let crc = crc32fast::hash(&bytes[HEADER..]);
-        bytes[4..HEADER].copy_from_slice(&crc.to_le_bytes());
-        let read: Vec<_> = records(&bytes).collect();
+        seal(&mut bytes, SALT);
+        let read: Vec<_> = read(&bytes).collect();
         assert_eq!(read.len(), 1);
         assert!(read[0].ops().is_err());
     }
@@ -596,13 +689,12 @@ mod tests {
         std::fs::write(dir.path().join(format!("{:020}.wal", 3)), [0u8; 40]).unwrap();
         std::fs::write(dir.path().join(format!("{:020}.wal", 5)), [0u8; 10]).unwrap();
         let mut log = Log::start(dir.path(), 5).unwrap();
-        log.append(&record(5, &sample())).unwrap();
+        append(&mut log, 5, &sample());
         log.sync().unwrap();
         let left = segments(dir.path()).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].0, 5);
-        let bytes = std::fs::read(&left[0].1).unwrap();
-        assert_eq!(records(&bytes).map(|r| r.seq).collect::<Vec<_>>(), [5]);
+        assert_eq!(seqs_in(dir.path(), 5), [5]);
     }
 
     #[test]
@@ -621,12 +713,14 @@ mod tests {
         );
         let big = vec![7u8; SEGMENT_BYTES as usize];
         let fill = |log: &mut Log, seq: u64| {
-            let mut r = RecordBuf::new(seq);
-            r.push(&Op::Project {
-                id: "p",
-                json: &big,
-            });
-            log.append(&r.finish()).unwrap();
+            append(
+                log,
+                seq,
+                &[Op::Project {
+                    id: "p",
+                    json: &big,
+                }],
+            );
             log.sync().unwrap();
         };
         fill(&mut log, 3);
@@ -643,18 +737,25 @@ mod tests {
             [3, 4],
             "segment 3 is not checkpointed: 4 grows"
         );
-        log.append(&record(5, &sample())).unwrap();
+        append(&mut log, 5, &sample());
         log.make_room(3, 6).unwrap();
         assert_eq!(names(dir.path()), [4, 6], "segment 3's file now holds 6 on");
-        log.append(&record(6, &sample()[..1])).unwrap();
+        append(&mut log, 6, &sample()[..1]);
         log.sync().unwrap();
-        let bytes = std::fs::read(dir.path().join(format!("{:020}.wal", 6))).unwrap();
-        let seqs: Vec<u64> = records(&bytes).map(|r| r.seq).collect();
-        // The new record first; what follows is from before the checkpoint, or unreadable.
-        assert_eq!(seqs[0], 6);
-        assert!(seqs[1..].iter().all(|s| *s <= 3), "{seqs:?}");
-        let bytes = std::fs::read(dir.path().join(format!("{:020}.wal", 4))).unwrap();
-        let seqs: Vec<u64> = records(&bytes).map(|r| r.seq).collect();
-        assert_eq!(seqs, [4, 5]);
+        // Only the new record reads back: segment 3's record behind it has the old salt.
+        assert_eq!(seqs_in(dir.path(), 6), [6]);
+        assert_eq!(seqs_in(dir.path(), 4), [4, 5]);
+    }
+
+    #[test]
+    fn a_record_from_another_segment_or_older_than_the_segment_is_not_read() {
+        let ops = sample();
+        let mut log = record(7, &ops);
+        log.extend(record(8, &ops));
+        assert_eq!(records(&log, SALT, 0).count(), 2);
+        assert_eq!(records(&log, SALT + 1, 0).count(), 0, "another salt");
+        assert_eq!(records(&log, SALT, 8).count(), 0, "older than the segment");
+        // Without its header, a file holds no records.
+        assert_eq!(segment(&log, 0).count(), 0);
     }
 }
