@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fleety_actors::domain::{Article, ChatTurn, Project, ProjectId, Slug, Ticket};
@@ -30,9 +30,11 @@ use super::wal::{self, Op, RecordBuf};
 
 /// Writes decided as one group at most; bounds the latency a large queue adds.
 const MAX_GROUP: usize = 4096;
-/// Logged groups waiting for the applier at most. When redb falls this far behind, the logger
-/// waits, so acknowledgements slow down instead of memory growing.
+/// Logged groups waiting for the applier at most, and their record bytes at most. When redb
+/// falls this far behind, the logger waits, so acknowledgements slow down instead of memory
+/// growing.
 const APPLY_QUEUE: usize = 4096;
+const APPLY_QUEUE_BYTES: usize = 64 << 20;
 /// How long redb may hold commits that only the log makes durable. Short, because a checkpoint
 /// writes everything since the last one in a burst on the disk the log shares: at 10,000 posts/s
 /// 2 s of writes took about 60 ms to flush and the log's syncs queued behind them (p99 45 ms),
@@ -92,6 +94,9 @@ pub(super) struct Shared {
     checkpointed: AtomicU64,
     /// A stage failed: nothing more can be made durable until a restart replays the log.
     failed: AtomicBool,
+    /// Record bytes handed to the applier and not yet applied.
+    queued_bytes: Mutex<usize>,
+    applied_some: Condvar,
 }
 
 impl Shared {
@@ -101,7 +106,34 @@ impl Shared {
             durable: AtomicU64::new(last),
             checkpointed: AtomicU64::new(last),
             failed: AtomicBool::new(false),
+            queued_bytes: Mutex::new(0),
+            applied_some: Condvar::new(),
         }
+    }
+
+    /// Waits until `bytes` more fit in the applier's queue (a lone record always fits). False
+    /// if a stage failed meanwhile.
+    fn reserve(&self, bytes: usize) -> bool {
+        let mut queued = self.queued_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while *queued > 0 && *queued + bytes > APPLY_QUEUE_BYTES {
+            if self.failed.load(Ordering::Acquire) {
+                return false;
+            }
+            // Timed, so a failure that frees nothing is still noticed.
+            queued = self
+                .applied_some
+                .wait_timeout(queued, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *queued += bytes;
+        true
+    }
+
+    fn release(&self, bytes: usize) {
+        let mut queued = self.queued_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *queued = queued.saturating_sub(bytes);
+        self.applied_some.notify_all();
     }
 
     /// The newest acknowledged group: a read that starts now must see it.
@@ -457,13 +489,18 @@ fn log_loop(
             return;
         }
         shared.durable.store(newest, Ordering::Release);
-        for group in batch.drain(..) {
-            for (reply, result) in group.replies {
+        for group in &mut batch {
+            for (reply, result) in group.replies.drain(..) {
                 let _ = reply.send(result);
             }
+        }
+        for group in batch.drain(..) {
             // Every group goes on, even an empty one: readers wait for the applier to reach
             // the newest durable group.
-            if to_apply.send((group.seq, group.record)).is_err() {
+            if !shared.reserve(group.record.len())
+                || to_apply.send((group.seq, group.record)).is_err()
+            {
+                // The applier has stopped: redb cannot catch up until a restart replays.
                 shared.failed.store(true, Ordering::Release);
                 return;
             }
@@ -536,7 +573,9 @@ impl Applier {
                 return;
             }
             let newest = batch.last().map_or(self.last_applied, |(seq, _)| *seq);
-            self.applied_bytes += batch.iter().map(|(_, r)| r.len()).sum::<usize>();
+            let bytes = batch.iter().map(|(_, r)| r.len()).sum::<usize>();
+            self.applied_bytes += bytes;
+            self.shared.release(bytes);
             batch.clear();
             self.last_applied = newest;
             // Forget overlay rows only once redb has them.
@@ -618,6 +657,24 @@ mod tests {
             source: TicketSource::Api,
             session_id: None,
         }
+    }
+
+    #[test]
+    fn the_applier_queue_is_bounded_in_bytes() {
+        let shared = Arc::new(Shared::new(0));
+        // A lone record always fits, however large.
+        assert!(shared.reserve(APPLY_QUEUE_BYTES + 1));
+        let waiter = {
+            let shared = shared.clone();
+            std::thread::spawn(move || shared.reserve(10))
+        };
+        // The waiter can only finish once the applier has freed room.
+        shared.release(APPLY_QUEUE_BYTES + 1);
+        assert!(waiter.join().unwrap());
+        assert_eq!(*shared.queued_bytes.lock().unwrap(), 10);
+        // With a stage failed, a reservation that must wait gives up instead.
+        shared.failed.store(true, Ordering::Release);
+        assert!(!shared.reserve(APPLY_QUEUE_BYTES));
     }
 
     /// Decisions read the overlay before redb: redb here says the opposite of the overlay.
