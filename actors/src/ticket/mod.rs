@@ -272,10 +272,6 @@ impl Tickets {
         Ok(actor)
     }
 
-    /// Sends a request to the ticket's actor and waits for the answer.
-    ///
-    /// If the actor stopped before taking the request (it passivated), a fresh one is activated
-    /// and the request is sent once more: nothing was processed, so repeating it is safe.
     /// The ticket as JSON, whole or one page: what `Get` answers. The whole view comes from
     /// the shared cache when the actor has it encoded and nothing changed since, without a
     /// trip through the actor's mailbox.
@@ -292,6 +288,10 @@ impl Tickets {
         self.call(key, |reply| TicketMsg::Get { page, reply }).await
     }
 
+    /// Sends a request to the ticket's actor and waits for the answer.
+    ///
+    /// If the actor stopped before taking the request (it passivated), a fresh one is activated
+    /// and the request is sent once more: nothing was processed, so repeating it is safe.
     pub async fn call<T: Send + 'static>(
         &self,
         key: &TicketKey,
