@@ -503,7 +503,7 @@ mod tests {
     /// state as of opening and everything after it lives in the log.
     const NEVER: Duration = Duration::from_secs(3600);
 
-    fn project() -> Project {
+    pub(super) fn project() -> Project {
         Project {
             id: ProjectId::parse("p1").unwrap(),
             name: "P".into(),
@@ -513,7 +513,7 @@ mod tests {
         }
     }
 
-    fn ticket(project: &Project) -> Ticket {
+    pub(super) fn ticket(project: &Project) -> Ticket {
         Ticket {
             id: uuid::Uuid::new_v4(),
             slug: Slug::parse("swift-bear-053").unwrap(),

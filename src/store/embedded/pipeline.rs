@@ -294,8 +294,8 @@ struct Rows<'a> {
 }
 
 impl Rows<'_> {
-    fn exists(&mut self, row: Row) -> StoreResult<bool> {
-        if let Some((exists, _)) = self.overlay.get(&row) {
+    fn exists(&mut self, row: &Row) -> StoreResult<bool> {
+        if let Some((exists, _)) = self.overlay.get(row) {
             return Ok(*exists);
         }
         let txn = match &mut self.txn {
@@ -311,7 +311,7 @@ impl Rows<'_> {
             let row = redb::ReadableTable::get(&table, key).map_err(internal)?;
             Ok(row.is_some())
         }
-        match &row {
+        match row {
             Row::Project(id) => found(txn, PROJECTS, id.as_str()),
             Row::Ticket(p, s) => found(txn, TICKETS, (p.as_str(), s.as_str())),
             Row::Article(p, id) => found(txn, ARTICLES, (p.as_str(), id.as_str())),
@@ -332,7 +332,7 @@ impl Rows<'_> {
         match write {
             Write::Project { project: p, create } => {
                 let row = Row::Project(p.id.as_str().to_owned());
-                match (create, self.exists(row.clone())?) {
+                match (create, self.exists(&row)?) {
                     (true, true) => return Err(StoreError::Conflict),
                     (false, false) => return Err(StoreError::NotFound),
                     _ => {}
@@ -346,7 +346,7 @@ impl Rows<'_> {
             }
             Write::CreateTicket(t) => {
                 let row = Self::ticket_row(&t.project_id, &t.slug);
-                if self.exists(row.clone())? {
+                if self.exists(&row)? {
                     return Err(StoreError::Conflict);
                 }
                 let json = to_json(t)?;
@@ -364,7 +364,7 @@ impl Rows<'_> {
                     encoded.push(match w {
                         TicketWrite::Message(m) => to_json(m)?,
                         TicketWrite::Ticket(t) => {
-                            if !self.exists(Self::ticket_row(&t.project_id, &t.slug))? {
+                            if !self.exists(&Self::ticket_row(&t.project_id, &t.slug))? {
                                 return Err(StoreError::NotFound);
                             }
                             to_json(t)?
@@ -418,16 +418,14 @@ impl Rows<'_> {
                 self.set(Row::Article(a.project_id.as_str().to_owned(), id), true);
             }
             Write::DeleteArticle { project, id } => {
-                let row = Row::Article(project.as_str().to_owned(), id.to_string());
-                if !self.exists(row.clone())? {
+                let id = id.to_string();
+                let row = Row::Article(project.as_str().to_owned(), id.clone());
+                if !self.exists(&row)? {
                     return Err(StoreError::NotFound);
                 }
-                let Row::Article(_, id) = &row else {
-                    unreachable!("built as an article row above")
-                };
                 record.push(&Op::DeleteArticle {
                     project: project.as_str(),
-                    id,
+                    id: &id,
                 });
                 self.set(row, false);
             }
@@ -641,23 +639,7 @@ impl Applier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleety_actors::clock::now_millis;
-    use fleety_actors::domain::*;
-
-    fn ticket() -> Ticket {
-        Ticket {
-            id: uuid::Uuid::new_v4(),
-            slug: Slug::parse("swift-bear-053").unwrap(),
-            project_id: ProjectId::parse("p1").unwrap(),
-            title: Title::parse("t").unwrap(),
-            description: Description::parse("").unwrap(),
-            status: TicketStatus::Open,
-            created_at: now_millis(),
-            updated_at: now_millis(),
-            source: TicketSource::Api,
-            session_id: None,
-        }
-    }
+    use crate::store::embedded::tests::{project, ticket};
 
     #[test]
     fn the_applier_queue_is_bounded_in_bytes() {
@@ -682,7 +664,7 @@ mod tests {
     fn decisions_see_logged_rows_redb_does_not_have_yet() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("t.redb")).unwrap();
-        let t = ticket();
+        let t = ticket(&project());
         let article = uuid::Uuid::new_v4();
         let txn = db.begin_write().unwrap();
         {
