@@ -16,7 +16,6 @@ mod wal;
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use fleety_actors::domain::{
@@ -30,7 +29,7 @@ use fleety_actors::MessageId;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
-use pipeline::{Reply, Shared, Write, CHECKPOINT_EVERY};
+use pipeline::{ApplyTiming, Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ARTICLES, CHAT_TURNS, CHECKPOINT_KEY, MESSAGES, META,
     PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
@@ -39,6 +38,8 @@ use tables::{
 pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: Option<std_mpsc::Sender<(Write, Reply)>>,
+    /// Wakes the applier for a reader; `None` only while dropping.
+    nudger: Option<Nudger>,
     thread: Option<std::thread::JoinHandle<()>>,
     shared: Arc<Shared>,
     /// The newest group redb holds.
@@ -50,6 +51,7 @@ pub struct EmbeddedStore {
 /// process can reopen it.
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
+        self.nudger.take();
         self.writer.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -61,10 +63,10 @@ impl EmbeddedStore {
     /// Opens (or creates) `fleety.redb` and the log directory `wal/` in `dir`, replaying what
     /// the log holds beyond redb's last checkpoint.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        Self::open_with(dir, CHECKPOINT_EVERY)
+        Self::open_with(dir, ApplyTiming::default())
     }
 
-    fn open_with(dir: &Path, checkpoint_every: Duration) -> anyhow::Result<Self> {
+    fn open_with(dir: &Path, timing: ApplyTiming) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
         let path = dir.join("fleety.redb");
@@ -80,10 +82,11 @@ impl EmbeddedStore {
         let log = wal::Log::start(&wal_dir, last + 1)
             .map_err(|e| anyhow::anyhow!("cannot start the log in {}: {e}", wal_dir.display()))?;
         let db = Arc::new(db);
-        let pipeline = pipeline::start(db.clone(), log, last, checkpoint_every)?;
+        let pipeline = pipeline::start(db.clone(), log, last, timing)?;
         Ok(Self {
             db,
             writer: Some(pipeline.writer),
+            nudger: Some(pipeline.nudger),
             thread: Some(pipeline.thread),
             shared: pipeline.shared,
             applied: pipeline.applied,
@@ -109,6 +112,9 @@ impl EmbeddedStore {
         // Every write acknowledged before this read began must be in what it reads.
         let acknowledged = self.shared.durable();
         if *self.applied.borrow() < acknowledged {
+            if let Some(nudger) = &self.nudger {
+                nudger.nudge(acknowledged);
+            }
             self.applied
                 .clone()
                 .wait_for(|applied| *applied >= acknowledged)
@@ -498,10 +504,18 @@ mod tests {
     use super::*;
     use fleety_actors::clock::now_millis;
     use fleety_actors::domain::*;
+    use std::time::Duration;
 
     /// Long enough that no checkpoint happens while a test runs, so redb's file holds only the
     /// state as of opening and everything after it lives in the log.
     const NEVER: Duration = Duration::from_secs(3600);
+
+    fn checkpoint_every(checkpoint_every: Duration) -> ApplyTiming {
+        ApplyTiming {
+            checkpoint_every,
+            ..ApplyTiming::default()
+        }
+    }
 
     pub(super) fn project() -> Project {
         Project {
@@ -592,7 +606,7 @@ mod tests {
     #[tokio::test]
     async fn acknowledged_writes_come_back_from_the_log_after_a_crash() {
         let (live, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let store = EmbeddedStore::open_with(live.path(), NEVER).unwrap();
+        let store = EmbeddedStore::open_with(live.path(), checkpoint_every(NEVER)).unwrap();
         let p = project();
         let mut t = ticket(&p);
         let ms = messages(3);
@@ -683,7 +697,7 @@ mod tests {
     #[tokio::test]
     async fn a_torn_log_tail_is_ignored_and_everything_before_it_kept() {
         let (live, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let store = EmbeddedStore::open_with(live.path(), NEVER).unwrap();
+        let store = EmbeddedStore::open_with(live.path(), checkpoint_every(NEVER)).unwrap();
         let p = project();
         let t = ticket(&p);
         store.create_project(&p).await.unwrap();
@@ -730,7 +744,7 @@ mod tests {
     #[tokio::test]
     async fn a_checkpoint_empties_the_log_and_a_clean_stop_leaves_nothing_to_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open_with(dir.path(), Duration::ZERO).unwrap();
+        let store = EmbeddedStore::open_with(dir.path(), checkpoint_every(Duration::ZERO)).unwrap();
         let p = project();
         store.create_project(&p).await.unwrap();
         let t = ticket(&p);
@@ -743,5 +757,36 @@ mod tests {
         drop(store);
         assert_eq!(stored_messages(dir.path()), 1);
         assert_eq!(unreplayed(dir.path()), 0);
+    }
+
+    /// The applier gathers groups for its whole window unless a reader needs them: with a
+    /// window of an hour, reads after writes must still be answered, by nudging it.
+    #[tokio::test]
+    async fn a_reader_does_not_wait_for_the_applier_to_gather() {
+        let dir = tempfile::tempdir().unwrap();
+        let timing = ApplyTiming {
+            checkpoint_every: NEVER,
+            gather: NEVER,
+        };
+        let store = EmbeddedStore::open_with(dir.path(), timing).unwrap();
+        let p = project();
+        let t = ticket(&p);
+        let read_back = async {
+            store.create_project(&p).await.unwrap();
+            assert!(store.get_project(&p.id).await.unwrap().is_some());
+            store.create_ticket(&t).await.unwrap();
+            for (i, m) in messages(3).iter().enumerate() {
+                store.append_message(&p.id, &t.slug, m).await.unwrap();
+                let stored = store
+                    .list_messages(&p.id, &t.slug, MessageRange::all())
+                    .await
+                    .unwrap();
+                assert_eq!(stored.len(), i + 1);
+            }
+        };
+        // Generous: the point is that it finishes at all rather than after an hour.
+        tokio::time::timeout(Duration::from_secs(120), read_back)
+            .await
+            .expect("a read waited for the applier's gather window");
     }
 }

@@ -7,7 +7,8 @@
 //!   and only then answers the writers: a write is acknowledged once it is in the log.
 //! - The **applier** applies logged records to redb in non-durable commits, and every 100 ms
 //!   makes redb durable (a checkpoint), after which the log's older segment can be reused. A
-//!   checkpoint takes milliseconds of disk time; it delays only the applier.
+//!   checkpoint takes milliseconds of disk time; it delays only the applier. It gathers the
+//!   groups of a few milliseconds into each commit, unless a reader is waiting for them.
 //!
 //! Between the decider and the applier, rows that a decision depends on (projects, tickets,
 //! articles) and that are logged but not yet applied are remembered in the [`Overlay`]. Readers
@@ -44,6 +45,20 @@ pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// A checkpoint comes sooner when this many log bytes have been applied since the last one (a
 /// backlog after a stall).
 const CHECKPOINT_LOG_BYTES: usize = 8 << 20;
+/// How long the applier gathers groups into one redb commit when no reader waits for them.
+/// Each commit costs a fixed amount (eight tables opened, branch pages copied, checksums); at
+/// 6,000 posts/s, gathering 5 ms instead of committing each group as it came halved the
+/// applier's CPU (30 % to 16 % of a core). Reads never wait for it: a reader that needs a
+/// group the applier holds wakes it.
+pub(super) const APPLY_GATHER: Duration = Duration::from_millis(5);
+
+/// What the logger and readers hand the applier.
+enum ToApply {
+    /// A group's log record, in log order; empty if the group changed nothing.
+    Group(u64, Vec<u8>),
+    /// A reader waits for the groups logged so far: commit what is gathered now.
+    Nudge,
+}
 
 pub(super) type Reply = oneshot::Sender<StoreResult<()>>;
 
@@ -97,6 +112,10 @@ pub(super) struct Shared {
     /// Record bytes handed to the applier and not yet applied.
     queued_bytes: Mutex<usize>,
     applied_some: Condvar,
+    /// The newest group a reader waits for the applier to commit.
+    wanted: AtomicU64,
+    /// A nudge is on its way to the applier; readers need not send another.
+    nudged: AtomicBool,
 }
 
 impl Shared {
@@ -108,6 +127,8 @@ impl Shared {
             failed: AtomicBool::new(false),
             queued_bytes: Mutex::new(0),
             applied_some: Condvar::new(),
+            wanted: AtomicU64::new(last),
+            nudged: AtomicBool::new(false),
         }
     }
 
@@ -151,10 +172,31 @@ pub(super) fn store_failed() -> StoreError {
     StoreError::Unavailable("the store cannot make writes durable; restart the server".into())
 }
 
+/// Wakes the applier for a reader. Must be dropped before the store's threads are joined:
+/// the applier stops only once every sender of its queue is gone.
+pub(super) struct Nudger {
+    queue: std_mpsc::SyncSender<ToApply>,
+    shared: Arc<Shared>,
+}
+
+impl Nudger {
+    /// Asks the applier to commit group `seq` as soon as it has it, instead of at the end of
+    /// its gather window. If its queue is full it is already busy applying, so nothing is sent.
+    pub(super) fn nudge(&self, seq: u64) {
+        self.shared.wanted.fetch_max(seq, Ordering::AcqRel);
+        if !self.shared.nudged.swap(true, Ordering::AcqRel)
+            && self.queue.try_send(ToApply::Nudge).is_err()
+        {
+            self.shared.nudged.store(false, Ordering::Release);
+        }
+    }
+}
+
 /// The running stages, as the store holds them.
 pub(super) struct Pipeline {
     /// Where writes are queued for the decider.
     pub writer: std_mpsc::Sender<(Write, Reply)>,
+    pub nudger: Nudger,
     /// The decider's thread, which joins the others once the queue closes and they finish.
     pub thread: std::thread::JoinHandle<()>,
     pub shared: Arc<Shared>,
@@ -162,12 +204,28 @@ pub(super) struct Pipeline {
     pub applied: watch::Receiver<u64>,
 }
 
+/// How often the applier checkpoints, and how long it gathers groups into one commit.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ApplyTiming {
+    pub checkpoint_every: Duration,
+    pub gather: Duration,
+}
+
+impl Default for ApplyTiming {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: CHECKPOINT_EVERY,
+            gather: APPLY_GATHER,
+        }
+    }
+}
+
 /// Starts the three stages after group `last`.
 pub(super) fn start(
     db: Arc<Database>,
     log: wal::Log,
     last: u64,
-    checkpoint_every: Duration,
+    timing: ApplyTiming,
 ) -> std::io::Result<Pipeline> {
     let shared = Arc::new(Shared::new(last));
     let (applied_tx, applied) = watch::channel(last);
@@ -176,7 +234,7 @@ pub(super) fn start(
         db: db.clone(),
         shared: shared.clone(),
         applied: applied_tx,
-        checkpoint_every,
+        timing,
         last_applied: last,
         dirty_since: None,
         applied_bytes: 0,
@@ -187,6 +245,10 @@ pub(super) fn start(
     // A rendezvous: the decider hands a group over only when the logger starts its next sync,
     // and meanwhile gathers the writes that arrive into the group after it.
     let (to_log, log_queue) = std_mpsc::sync_channel(0);
+    let nudger = Nudger {
+        queue: to_apply.clone(),
+        shared: shared.clone(),
+    };
     let logger_shared = shared.clone();
     let logger = std::thread::Builder::new()
         .name("fleety-store-log".into())
@@ -214,6 +276,7 @@ pub(super) fn start(
         })?;
     Ok(Pipeline {
         writer,
+        nudger,
         thread,
         shared,
         applied,
@@ -450,7 +513,7 @@ fn ticket_op<'a>(t: &'a Ticket, json: &'a [u8]) -> Op<'a> {
 fn log_loop(
     mut log: wal::Log,
     queue: std_mpsc::Receiver<Logged>,
-    to_apply: &std_mpsc::SyncSender<(u64, Vec<u8>)>,
+    to_apply: &std_mpsc::SyncSender<ToApply>,
     shared: &Shared,
 ) {
     let mut batch = Vec::new();
@@ -496,7 +559,9 @@ fn log_loop(
             // Every group goes on, even an empty one: readers wait for the applier to reach
             // the newest durable group.
             if !shared.reserve(group.record.len())
-                || to_apply.send((group.seq, group.record)).is_err()
+                || to_apply
+                    .send(ToApply::Group(group.seq, group.record))
+                    .is_err()
             {
                 // The applier has stopped: redb cannot catch up until a restart replays.
                 shared.failed.store(true, Ordering::Release);
@@ -510,7 +575,7 @@ struct Applier {
     db: Arc<Database>,
     shared: Arc<Shared>,
     applied: watch::Sender<u64>,
-    checkpoint_every: Duration,
+    timing: ApplyTiming,
     last_applied: u64,
     /// When redb first held a commit only the log makes durable, since the last checkpoint.
     dirty_since: Option<Instant>,
@@ -519,13 +584,14 @@ struct Applier {
 }
 
 impl Applier {
-    fn run(&mut self, queue: &std_mpsc::Receiver<(u64, Vec<u8>)>) {
+    fn run(&mut self, queue: &std_mpsc::Receiver<ToApply>) {
         let mut batch = Vec::with_capacity(256);
         loop {
             let first = match self.dirty_since {
                 // Quiet, with commits only the log holds: checkpoint when they are due.
                 Some(since) => {
-                    match queue.recv_timeout(self.checkpoint_every.saturating_sub(since.elapsed()))
+                    match queue
+                        .recv_timeout(self.timing.checkpoint_every.saturating_sub(since.elapsed()))
                     {
                         Ok(first) => first,
                         Err(std_mpsc::RecvTimeoutError::Timeout) => {
@@ -544,16 +610,19 @@ impl Applier {
                     Err(_) => break,
                 },
             };
-            batch.push(first);
-            while batch.len() < MAX_GROUP {
-                match queue.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
+            match first {
+                ToApply::Group(seq, record) => batch.push((seq, record)),
+                ToApply::Nudge => {
+                    // Nothing gathered: the group the reader needs is still on its way, and
+                    // is committed as soon as it comes (see `gather`).
+                    self.shared.nudged.swap(false, Ordering::AcqRel);
+                    continue;
                 }
             }
+            let open = self.gather(queue, &mut batch);
             let due = self
                 .dirty_since
-                .is_some_and(|since| since.elapsed() >= self.checkpoint_every)
+                .is_some_and(|since| since.elapsed() >= self.timing.checkpoint_every)
                 || self.applied_bytes >= CHECKPOINT_LOG_BYTES;
             let applied = if due {
                 self.checkpoint(&batch)
@@ -581,11 +650,50 @@ impl Applier {
             self.applied.send_replace(newest);
             metrics::gauge!("fleety_store_apply_lag_groups")
                 .set(self.shared.durable().saturating_sub(newest) as f64);
+            if !open {
+                break;
+            }
         }
         if self.dirty_since.is_some() {
             // A clean stop leaves nothing to replay.
             if let Err(e) = self.checkpoint(&[]) {
                 tracing::error!(error = %e, "final checkpoint failed; the log will be replayed on start");
+            }
+        }
+    }
+
+    /// Adds to `batch` the groups that come within the gather window, and stops early once a
+    /// waiting reader's group is in it. False once the queue has closed.
+    fn gather(&self, queue: &std_mpsc::Receiver<ToApply>, batch: &mut Vec<(u64, Vec<u8>)>) -> bool {
+        let until = Instant::now() + self.timing.gather;
+        loop {
+            let newest = batch.last().map_or(self.last_applied, |(seq, _)| *seq);
+            // A reader waits for a group this batch holds.
+            if self.shared.wanted.load(Ordering::Acquire) > self.last_applied
+                && newest >= self.shared.wanted.load(Ordering::Acquire)
+            {
+                return true;
+            }
+            if batch.len() >= MAX_GROUP {
+                return true;
+            }
+            let next = match queue.try_recv() {
+                Ok(next) => next,
+                Err(std_mpsc::TryRecvError::Disconnected) => return false,
+                Err(std_mpsc::TryRecvError::Empty) => {
+                    match queue.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                        Ok(next) => next,
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => return true,
+                        Err(std_mpsc::RecvTimeoutError::Disconnected) => return false,
+                    }
+                }
+            };
+            match next {
+                ToApply::Group(seq, record) => batch.push((seq, record)),
+                ToApply::Nudge => {
+                    // Acquire the nudging reader's `wanted` before the check above reads it.
+                    self.shared.nudged.swap(false, Ordering::AcqRel);
+                }
             }
         }
     }
