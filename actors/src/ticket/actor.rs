@@ -205,8 +205,20 @@ impl TicketState {
 
     /// Offers one event to every subscriber without waiting: a subscriber whose queue is full is
     /// cut off rather than allowed to slow the ticket down.
-    fn fan_out(&mut self, kind: &'static str, payload: Bytes, message_id: Option<MessageId>) {
-        if let Some(feed) = self.deps.feeds.sender(&self.key.project) {
+    /// Sends an event to the ticket's subscribers and the project's feed. The payload is
+    /// encoded only if someone listens: most posts in a busy project have no audience.
+    fn fan_out(
+        &mut self,
+        kind: &'static str,
+        payload: impl FnOnce(&Self) -> Bytes,
+        message_id: Option<MessageId>,
+    ) {
+        let feed = self.deps.feeds.sender(&self.key.project);
+        if feed.is_none() && self.subscribers.is_empty() {
+            return;
+        }
+        let payload = payload(self);
+        if let Some(feed) = feed {
             let _ = feed.send(events::envelope(kind, Some(&self.key.slug), &payload));
         }
         if self.subscribers.is_empty() {
@@ -298,7 +310,8 @@ impl TicketState {
         self.forget_view();
         match pending.effect {
             Effect::Message(message, reply) => {
-                let payload = events::encode(&events::MessageView::new(&message, &self.cursors));
+                let payload =
+                    |s: &Self| events::encode(&events::MessageView::new(&message, &s.cursors));
                 self.fan_out("new_message", payload, Some(message.id));
                 self.remember(message.clone());
                 let _ = reply.send(Ok(message));
@@ -314,7 +327,7 @@ impl TicketState {
                     last_read_message_id: up_to,
                     read_at: events::rfc3339(self.deps.clock.now()),
                 };
-                self.fan_out("ticket_update", events::encode(&payload), None);
+                self.fan_out("ticket_update", |_| events::encode(&payload), None);
                 let _ = reply.send(Ok(Some(up_to)));
             }
             Effect::Status(ticket, reply) => {
@@ -326,7 +339,7 @@ impl TicketState {
                         previous,
                         updated_at: events::rfc3339(ticket.updated_at),
                     };
-                    self.fan_out("status_change", events::encode(&payload), None);
+                    self.fan_out("status_change", |_| events::encode(&payload), None);
                 }
                 let _ = reply.send(Ok(ticket));
             }
