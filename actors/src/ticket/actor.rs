@@ -203,10 +203,9 @@ impl TicketState {
         self.pending.push_back(Pending { seq, effect });
     }
 
-    /// Offers one event to every subscriber without waiting: a subscriber whose queue is full is
-    /// cut off rather than allowed to slow the ticket down.
-    /// Sends an event to the ticket's subscribers and the project's feed. The payload is
-    /// encoded only if someone listens: most posts in a busy project have no audience.
+    /// Offers one event to the project's feed and every subscriber without waiting: a
+    /// subscriber whose queue is full is cut off rather than allowed to slow the ticket down.
+    /// The payload is encoded only if someone listens; most posts have no audience.
     fn fan_out(
         &mut self,
         kind: &'static str,

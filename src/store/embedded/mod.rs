@@ -744,7 +744,12 @@ mod tests {
     #[tokio::test]
     async fn a_checkpoint_empties_the_log_and_a_clean_stop_leaves_nothing_to_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open_with(dir.path(), checkpoint_every(Duration::ZERO)).unwrap();
+        // Nor does the applier gather: each group is its own commit.
+        let timing = ApplyTiming {
+            checkpoint_every: Duration::ZERO,
+            gather: Duration::ZERO,
+        };
+        let store = EmbeddedStore::open_with(dir.path(), timing).unwrap();
         let p = project();
         store.create_project(&p).await.unwrap();
         let t = ticket(&p);
@@ -785,7 +790,7 @@ mod tests {
             }
         };
         // Generous: the point is that it finishes at all rather than after an hour.
-        tokio::time::timeout(Duration::from_secs(120), read_back)
+        tokio::time::timeout(Duration::from_secs(30), read_back)
             .await
             .expect("a read waited for the applier's gather window");
     }

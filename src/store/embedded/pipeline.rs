@@ -48,15 +48,19 @@ const CHECKPOINT_LOG_BYTES: usize = 8 << 20;
 /// How long the applier gathers groups into one redb commit when no reader waits for them.
 /// Each commit costs a fixed amount (eight tables opened, branch pages copied, checksums); at
 /// 6,000 posts/s, gathering 5 ms instead of committing each group as it came halved the
-/// applier's CPU (30 % to 16 % of a core). Reads never wait for it: a reader that needs a
-/// group the applier holds wakes it.
+/// applier's CPU (30 % to 16 % of a core). Reads do not wait for it: a reader that needs a
+/// group tells the applier, which commits as soon as it holds that group.
 pub(super) const APPLY_GATHER: Duration = Duration::from_millis(5);
+/// The applier stops gathering once a batch holds this many record bytes. Bytes are released
+/// to the logger only after the commit, so a batch near the queue's byte budget would leave the
+/// logger waiting for the rest of the window; a quarter keeps it well clear.
+const GATHER_BYTES: usize = APPLY_QUEUE_BYTES / 4;
 
 /// What the logger and readers hand the applier.
 enum ToApply {
     /// A group's log record, in log order; empty if the group changed nothing.
     Group(u64, Vec<u8>),
-    /// A reader waits for the groups logged so far: commit what is gathered now.
+    /// A reader waits for a group (`Shared::wanted`): wake up and commit once it is gathered.
     Nudge,
 }
 
@@ -256,7 +260,8 @@ pub(super) fn start(
             // The queue is dropped when the loop ends, so a decider waiting to hand over a
             // group after a failure gets an error instead of waiting forever.
             log_loop(log, log_queue, &to_apply, &logger_shared);
-            // The applier finishes (and checkpoints) once its queue closes.
+            // The applier finishes (and checkpoints) once its queue closes, which is when the
+            // store has also dropped its `Nudger`.
             drop(to_apply);
             let _ = applier.join();
         })?;
@@ -663,25 +668,37 @@ impl Applier {
     }
 
     /// Adds to `batch` the groups that come within the gather window, and stops early once a
-    /// waiting reader's group is in it. False once the queue has closed.
+    /// waiting reader's group is in it or the batch is large. False once the queue has closed.
+    ///
+    /// `wanted` is one number for all readers, so a reader may be held until the group a later
+    /// reader wants comes as well; that group is already durable and on its way from the
+    /// logger, so the wait is short.
     fn gather(&self, queue: &std_mpsc::Receiver<ToApply>, batch: &mut Vec<(u64, Vec<u8>)>) -> bool {
-        let until = Instant::now() + self.timing.gather;
+        // `None` (a window too long to represent) gathers until a reader or a full batch ends it.
+        let until = Instant::now().checked_add(self.timing.gather);
+        let mut bytes: usize = batch.iter().map(|(_, r)| r.len()).sum();
         loop {
             let newest = batch.last().map_or(self.last_applied, |(seq, _)| *seq);
-            // A reader waits for a group this batch holds.
-            if self.shared.wanted.load(Ordering::Acquire) > self.last_applied
-                && newest >= self.shared.wanted.load(Ordering::Acquire)
+            let wanted = self.shared.wanted.load(Ordering::Acquire);
+            if (wanted > self.last_applied && newest >= wanted)
+                || batch.len() >= MAX_GROUP
+                || bytes >= GATHER_BYTES
             {
-                return true;
-            }
-            if batch.len() >= MAX_GROUP {
                 return true;
             }
             let next = match queue.try_recv() {
                 Ok(next) => next,
                 Err(std_mpsc::TryRecvError::Disconnected) => return false,
                 Err(std_mpsc::TryRecvError::Empty) => {
-                    match queue.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    let next = match until {
+                        Some(until) => {
+                            queue.recv_timeout(until.saturating_duration_since(Instant::now()))
+                        }
+                        None => queue
+                            .recv()
+                            .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
+                    };
+                    match next {
                         Ok(next) => next,
                         Err(std_mpsc::RecvTimeoutError::Timeout) => return true,
                         Err(std_mpsc::RecvTimeoutError::Disconnected) => return false,
@@ -689,7 +706,10 @@ impl Applier {
                 }
             };
             match next {
-                ToApply::Group(seq, record) => batch.push((seq, record)),
+                ToApply::Group(seq, record) => {
+                    bytes += record.len();
+                    batch.push((seq, record));
+                }
                 ToApply::Nudge => {
                     // Acquire the nudging reader's `wanted` before the check above reads it.
                     self.shared.nudged.swap(false, Ordering::AcqRel);
