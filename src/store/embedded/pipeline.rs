@@ -686,24 +686,17 @@ impl Applier {
             {
                 return true;
             }
-            let next = match queue.try_recv() {
+            // Past the deadline this still takes whatever is already waiting.
+            let next = match until {
+                Some(until) => queue.recv_timeout(until.saturating_duration_since(Instant::now())),
+                None => queue
+                    .recv()
+                    .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
+            };
+            let next = match next {
                 Ok(next) => next,
-                Err(std_mpsc::TryRecvError::Disconnected) => return false,
-                Err(std_mpsc::TryRecvError::Empty) => {
-                    let next = match until {
-                        Some(until) => {
-                            queue.recv_timeout(until.saturating_duration_since(Instant::now()))
-                        }
-                        None => queue
-                            .recv()
-                            .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
-                    };
-                    match next {
-                        Ok(next) => next,
-                        Err(std_mpsc::RecvTimeoutError::Timeout) => return true,
-                        Err(std_mpsc::RecvTimeoutError::Disconnected) => return false,
-                    }
-                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => return true,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return false,
             };
             match next {
                 ToApply::Group(seq, record) => {
