@@ -762,6 +762,87 @@ mod tests {
     use super::*;
     use crate::store::embedded::tests::{project, ticket};
 
+    /// An applier whose window never ends on its own, after group `last`, with its queue.
+    fn gathering_applier(
+        dir: &std::path::Path,
+        last: u64,
+    ) -> (Applier, Nudger, std_mpsc::Receiver<ToApply>) {
+        let db = Arc::new(Database::create(dir.join("t.redb")).unwrap());
+        let shared = Arc::new(Shared::new(last));
+        let (tx, queue) = std_mpsc::sync_channel(16);
+        let never = Duration::from_secs(3600);
+        let applier = Applier {
+            db,
+            shared: shared.clone(),
+            applied: watch::channel(last).0,
+            timing: ApplyTiming {
+                checkpoint_every: never,
+                gather: never,
+            },
+            last_applied: last,
+            dirty_since: None,
+            applied_bytes: 0,
+        };
+        (applier, Nudger { queue: tx, shared }, queue)
+    }
+
+    /// A reader's nudge can come before the group it wants (the logger stores `durable` before
+    /// it hands the group on): gathering ends when that group arrives.
+    #[test]
+    fn gathering_ends_when_a_nudged_for_group_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        let (applier, nudger, queue) = gathering_applier(dir.path(), 0);
+        nudger.nudge(2);
+        nudger.queue.send(ToApply::Group(2, Vec::new())).unwrap();
+        nudger.queue.send(ToApply::Group(3, Vec::new())).unwrap();
+        let mut batch = vec![(1, Vec::new())];
+        assert!(applier.gather(&queue, &mut batch));
+        // It stopped at the wanted group, leaving the later one for the next commit.
+        let seqs: Vec<u64> = batch.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [1, 2]);
+        assert!(!applier.shared.nudged.load(Ordering::Acquire));
+        assert!(matches!(queue.try_recv(), Ok(ToApply::Group(3, _))));
+    }
+
+    /// A reader that needs a group the applier already holds wakes it from its window.
+    #[test]
+    fn a_nudge_wakes_an_applier_holding_the_wanted_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (applier, nudger, queue) = gathering_applier(dir.path(), 2);
+        let (done_tx, done) = std_mpsc::channel();
+        let (started_tx, started) = std_mpsc::channel();
+        let gathering = std::thread::spawn(move || {
+            let mut batch = vec![(3, Vec::new())];
+            let _ = started_tx.send(());
+            let open = applier.gather(&queue, &mut batch);
+            let _ = done_tx.send((open, batch.len()));
+        });
+        started.recv().unwrap();
+        // Lets the applier reach its wait first, so the nudge is what wakes it; if the nudge
+        // still came first, the applier would find it waiting and the test holds all the same.
+        std::thread::sleep(Duration::from_millis(100));
+        nudger.nudge(3);
+        // Generous: without the nudge it would wait an hour.
+        let (open, gathered) = done
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the nudge did not end the gather window");
+        assert!(open);
+        assert_eq!(gathered, 1);
+        gathering.join().unwrap();
+    }
+
+    /// When the logger stops, gathering ends and says so, keeping what it has.
+    #[test]
+    fn gathering_ends_when_the_queue_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (applier, nudger, queue) = gathering_applier(dir.path(), 0);
+        nudger.queue.send(ToApply::Group(2, Vec::new())).unwrap();
+        drop(nudger);
+        let mut batch = vec![(1, Vec::new())];
+        assert!(!applier.gather(&queue, &mut batch));
+        assert_eq!(batch.len(), 2);
+    }
+
     #[test]
     fn the_applier_queue_is_bounded_in_bytes() {
         let shared = Arc::new(Shared::new(0));
