@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_service::Service;
 
-use crate::http::{routes, Ctx, PeerAddr};
+use crate::http::{routes, Client, Ctx, PeerAddr};
 
 pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
     let settings = ctx.settings.clone();
@@ -55,8 +55,11 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         // the socket lives.
         let permit: crate::http::upgrade::Hold = Arc::new(permit);
         let slot = permit.clone();
+        let trusted_proxies = settings.trusted_proxies;
         let per_request = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(PeerAddr(peer));
+            // Read once here, where the headers can be borrowed; warp's header filters clone.
+            let client = Client::from_parts(Some(PeerAddr(peer)), req.headers(), trusted_proxies);
+            req.extensions_mut().insert(client);
             crate::http::upgrade::UpgradeSlot::attach(&mut req, &slot);
             let mut service = service.clone();
             let (method, route) = (

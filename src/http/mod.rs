@@ -53,18 +53,30 @@ pub struct Ctx {
     pub sockets: TaskTracker,
 }
 
-/// The TCP peer of a connection, attached to each request by the server.
+/// The TCP peer of a connection.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// What a handler needs to know about who is calling.
+/// What a handler needs to know about who is calling. Read from the request's headers once, by
+/// the server, and shared: the filters and handlers that take it clone an `Arc`, not the
+/// headers.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub struct Client(Arc<Caller>);
+
+#[derive(Debug)]
+pub struct Caller {
     pub ip: IpAddr,
     pub origin: Option<String>,
     pub bearer: Option<String>,
     pub content_type: Option<String>,
     pub idempotency_key: Option<String>,
+}
+
+impl std::ops::Deref for Client {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
 }
 
 impl Client {
@@ -86,13 +98,13 @@ impl Client {
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().to_owned())
         });
-        Client {
+        Client(Arc::new(Caller {
             ip: client_ip(peer_ip, headers, trusted_proxies),
             origin: text(http::header::ORIGIN),
             bearer,
             content_type: text(http::header::CONTENT_TYPE),
             idempotency_key: text(http::header::HeaderName::from_static("idempotency-key")),
-        }
+        }))
     }
 
     /// Whether the caller holds this project's admin key.

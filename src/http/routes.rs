@@ -40,18 +40,16 @@ use warp::reply::Response;
 use warp::{Buf, Filter, Rejection, Reply};
 
 use super::error::recover;
-use super::{
-    chat, json, kb, openapi, projects_api, session, tickets, ws, ApiError, Client, Ctx, PeerAddr,
-};
+use super::{chat, json, kb, openapi, projects_api, session, tickets, ws, ApiError, Client, Ctx};
 
 fn with_ctx(ctx: Arc<Ctx>) -> impl Filter<Extract = (Arc<Ctx>,), Error = Infallible> + Clone {
     warp::any().map(move || ctx.clone())
 }
 
-fn client(trusted_proxies: usize) -> impl Filter<Extract = (Client,), Error = Infallible> + Clone {
-    warp::ext::optional::<PeerAddr>()
-        .and(warp::header::headers_cloned())
-        .map(move |peer, headers| Client::from_parts(peer, &headers, trusted_proxies))
+/// Who is calling, as the server read it from the request (see [`crate::server::serve`]).
+/// A request that did not come through the server is refused.
+fn client() -> impl Filter<Extract = (Client,), Error = Rejection> + Clone {
+    warp::ext::get::<Client>()
 }
 
 /// Bodies of the chat and knowledge-base endpoints may be this large (or `max_body_bytes`, if larger).
@@ -111,7 +109,7 @@ fn into_response<R: Reply>(reply: R) -> Response {
 pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
     use warp::path;
     let c = || with_ctx(ctx.clone());
-    let who = || client(ctx.settings.trusted_proxies);
+    let who = client;
     let limit = ctx.settings.max_body_bytes;
     // Conversations (32,000 characters) and articles (50,000) need more room than a ticket
     // message, in bytes, with JSON escapes.
@@ -318,13 +316,9 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .boxed();
 
     // The hottest routes first: warp tries them in order, and each miss costs a filter run.
-    get_ticket
-        .or(post_message)
-        .unify()
-        .or(preflight)
-        .unify()
-        .or(init_session)
-        .unify()
+    // The rest are boxed as one filter: every poll of a request's future walks down the nested
+    // `or`s to the route that matched, so a hot route under thirty levels paid for all of them.
+    let cold = init_session
         .or(describe_session)
         .unify()
         .or(create_ticket)
@@ -372,6 +366,14 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .or(health)
         .unify()
         .or(metrics)
+        .unify()
+        .boxed();
+    get_ticket
+        .or(post_message)
+        .unify()
+        .or(preflight)
+        .unify()
+        .or(cold)
         .unify()
         .recover(recover)
         .unify()
