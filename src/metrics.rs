@@ -259,9 +259,11 @@ pub fn http_request(method: &http::Method, route: &'static str, status: u16, sta
     };
     // The handles are looked up once per (route, method, status) and kept: a registry lookup
     // hashes every label and the status needs a string, which showed in the hot-read profile.
-    type Handles =
-        dashmap::DashMap<(&'static str, &'static str, u16), (metrics::Counter, metrics::Histogram)>;
-    static HANDLES: std::sync::LazyLock<Handles> = std::sync::LazyLock::new(Handles::new);
+    type Handles = fleety_actors::FastMap<
+        (&'static str, &'static str, u16),
+        (metrics::Counter, metrics::Histogram),
+    >;
+    static HANDLES: std::sync::LazyLock<Handles> = std::sync::LazyLock::new(Handles::default);
     let key = (route, method, status);
     let handles = match HANDLES.get(&key) {
         Some(h) => h.value().clone(),

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
 use fleety_actors::domain::{parse_origin, Project, ProjectId, ProjectName};
 use fleety_actors::store::{Store, StoreError};
 
@@ -18,7 +17,7 @@ const REFRESH: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Projects {
     store: Arc<dyn Store>,
-    cache: Arc<DashMap<ProjectId, (Arc<Project>, Instant)>>,
+    cache: Arc<fleety_actors::FastMap<ProjectId, (Arc<Project>, Instant)>>,
 }
 
 /// A project as created: the admin key is returned this once and never stored.

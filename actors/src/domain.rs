@@ -92,18 +92,28 @@ impl Slug {
         }
     }
 
+    /// `word-word-123`: two runs of lowercase letters and three digits. One pass over the
+    /// bytes, because every ticket request parses a slug.
     fn well_formed(raw: &str) -> bool {
-        if raw.len() > 40 {
+        let b = raw.as_bytes();
+        if b.len() > 40 || b.len() < 7 {
             return false;
         }
-        let mut parts = raw.split('-');
-        let word = |p: Option<&str>| {
-            p.is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
-        };
-        let number = |p: Option<&str>| {
-            p.is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()))
-        };
-        word(parts.next()) && word(parts.next()) && number(parts.next()) && parts.next().is_none()
+        let (words, number) = b.split_at(b.len() - 4);
+        if number[0] != b'-' || !number[1..].iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        let mut hyphens = 0;
+        let mut previous = b'-';
+        for &c in words {
+            match c {
+                b'a'..=b'z' => {}
+                b'-' if previous != b'-' => hyphens += 1,
+                _ => return false,
+            }
+            previous = c;
+        }
+        hyphens == 1 && previous != b'-'
     }
 
     /// Only for values built by [`crate::slug::SlugGenerator`], which are well formed by construction.
@@ -464,9 +474,51 @@ mod tests {
             "swift--053",
             "swift-be4r-053",
             "../etc-passwd-001",
+            "-bear-053",
+            "swift-bear--053",
+            "swiftbear-053",
+            "swift-bear-05a",
+            "swift-bear-053-",
         ] {
             assert!(Slug::parse(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    /// The one-pass check agrees with the rule written the obvious way, on every string of up
+    /// to seven characters over a small alphabet that reaches each branch.
+    #[test]
+    fn the_slug_check_matches_the_plain_rule() {
+        fn plain(raw: &str) -> bool {
+            let mut parts = raw.split('-');
+            let word = |p: Option<&str>| {
+                p.is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+            };
+            let number = |p: Option<&str>| {
+                p.is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()))
+            };
+            raw.len() <= 40
+                && word(parts.next())
+                && word(parts.next())
+                && number(parts.next())
+                && parts.next().is_none()
+        }
+        let alphabet = ['a', 'z', '-', '0', '9', 'A', '/'];
+        let mut checked = 0;
+        for len in 0..=7u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                let mut s = String::new();
+                for _ in 0..len {
+                    s.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                assert_eq!(Slug::well_formed(&s), plain(&s), "{s:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 900_000);
+        let long = format!("{}-b-123", "a".repeat(34));
+        assert_eq!(Slug::well_formed(&long), plain(&long));
+        assert!(!Slug::well_formed(&format!("a{long}")));
     }
 
     #[test]

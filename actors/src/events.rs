@@ -10,8 +10,41 @@ use serde::Serialize;
 use crate::domain::{Message, Participant, ReadCursor, Slug, Ticket, TicketStatus};
 use crate::message_id::MessageId;
 
+/// `2026-11-26T22:01:53.775Z`. Written digit by digit: every message view carries one, and
+/// chrono's formatter goes through `fmt` machinery that cost more than the rest of the view.
+/// Years outside 0000–9999 and leap seconds are left to chrono.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    if !(0..=9999).contains(&year) || t.nanosecond() >= 1_000_000_000 {
+        return t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    }
+    let mut out = [0u8; 24];
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 3, t.nanosecond() / 1_000_000);
+    for (at, sep) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        out[at] = sep;
+    }
+    out.iter().map(|&b| b as char).collect()
 }
 
 /// A message as the API shows it: who has read it is derived from the read cursors.
@@ -175,6 +208,39 @@ pub fn slow_consumer_frame() -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        use chrono::{SecondsFormat, TimeZone, Utc};
+        let chrono = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        // A spread of instants from year 0 to 9999, with every millisecond value mixed in.
+        let first = Utc
+            .with_ymd_and_hms(0, 1, 1, 0, 0, 0)
+            .unwrap()
+            .timestamp_millis();
+        let last = Utc
+            .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+            .unwrap()
+            .timestamp_millis()
+            + 999;
+        let step = (last - first) / 200_003;
+        let mut ms = first;
+        while ms <= last {
+            let t = Utc.timestamp_millis_opt(ms).unwrap();
+            assert_eq!(super::rfc3339(t), chrono(t));
+            ms += step;
+        }
+        for t in [
+            Utc.timestamp_millis_opt(last).unwrap(),
+            Utc.timestamp_millis_opt(first).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(-1, 12, 31, 23, 59, 59).unwrap(),
+            Utc.timestamp_opt(1_483_228_799, 1_500_000_000).unwrap(),
+            Utc.timestamp_opt(1_700_000_000, 123_999_999).unwrap(),
+        ] {
+            assert_eq!(super::rfc3339(t), chrono(t));
+        }
+    }
+
     use super::*;
     use crate::domain::MessageBody;
 

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use tokio::sync::broadcast;
 
 use crate::domain::ProjectId;
@@ -17,7 +16,7 @@ const FEED_BUFFER: usize = 1024;
 
 #[derive(Clone, Default)]
 pub struct ProjectFeeds {
-    feeds: Arc<DashMap<ProjectId, broadcast::Sender<Bytes>>>,
+    feeds: Arc<crate::FastMap<ProjectId, broadcast::Sender<Bytes>>>,
 }
 
 impl ProjectFeeds {

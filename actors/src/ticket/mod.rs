@@ -9,7 +9,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use ractor::{Actor, ActorCell, ActorId, ActorRef, MessagingErr, RpcReplyPort};
 use tokio::sync::OnceCell;
 
@@ -22,6 +21,7 @@ use crate::clock::Clock;
 use crate::domain::{ProjectId, Slug};
 use crate::feed::ProjectFeeds;
 use crate::store::{Store, StoreError};
+use crate::FastMap;
 
 /// Identifies a ticket across projects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -114,7 +114,7 @@ pub struct TicketDeps {
     /// mailbox. The actor fills it when it encodes the view and removes it before it
     /// acknowledges any change, so a client that was told its write is done never reads the
     /// state from before it. Holds entries only for live actors.
-    views: Arc<DashMap<TicketKey, Bytes>>,
+    views: Arc<FastMap<TicketKey, Bytes>>,
 }
 
 /// Which actor serves which ticket.
@@ -126,9 +126,9 @@ pub struct TicketDeps {
 /// everything its predecessor wrote.
 #[derive(Default)]
 struct Registry {
-    live: DashMap<TicketKey, Arc<Slot>>,
-    keys: DashMap<ActorId, TicketKey>,
-    leases: DashMap<TicketKey, Arc<tokio::sync::Mutex<()>>>,
+    live: FastMap<TicketKey, Arc<Slot>>,
+    keys: FastMap<ActorId, TicketKey>,
+    leases: FastMap<TicketKey, Arc<tokio::sync::Mutex<()>>>,
     supervisor: OnceLock<ActorCell>,
 }
 
