@@ -147,11 +147,13 @@ fn recover(db: &Database, wal_dir: &Path) -> anyhow::Result<u64> {
     let txn = db.begin_write()?;
     {
         let mut tables = Tables::open(&txn).map_err(anyhow::Error::msg)?;
-        for (first, path) in &segments {
+        for (i, (first, path)) in segments.iter().enumerate() {
             let bytes = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             let mut records = wal::segment(&bytes, *first);
+            let mut newest_here = None;
             for record in records.by_ref() {
+                newest_here = Some(record.seq);
                 if record.seq <= checkpoint {
                     continue;
                 }
@@ -168,6 +170,20 @@ fn recover(db: &Database, wal_dir: &Path) -> anyhow::Result<u64> {
             // After the newest record come older groups' records (the file is reused) or the
             // tail a crash tore mid-append, which was never acknowledged.
             tracing::debug!(segment = %path.display(), bytes = records.rest(), "end of the log");
+            if let Some((next_first, _)) = segments.get(i + 1) {
+                let read = records.read();
+                if wal::ends_early(read, newest_here, *next_first, checkpoint) {
+                    anyhow::bail!(
+                        "write-ahead log segment {} is damaged at byte {}: groups after it \
+                         were acknowledged but cannot be read, and replaying past them would \
+                         lose them silently. Restore the data directory from a backup, or move \
+                         this file out of {} to start without them.",
+                        path.display(),
+                        wal::SEGMENT_HEADER + read,
+                        wal_dir.display()
+                    );
+                }
+            }
         }
         tables
             .meta
@@ -739,6 +755,53 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored.len(), 6);
+    }
+
+    /// A log of two segments: group 1 fills the first, group 2 starts the second.
+    fn two_segment_log(dir: &Path) -> std::path::PathBuf {
+        let wal_dir = dir.join("wal");
+        let mut log = wal::Log::start(&wal_dir, 1).unwrap();
+        let big = vec![b'x'; wal::SEGMENT_BYTES as usize];
+        let p2 = Project {
+            id: ProjectId::parse("p2").unwrap(),
+            ..project()
+        };
+        let p2 = serde_json::to_vec(&p2).unwrap();
+        for (seq, id, json) in [(1, "p1", &big), (2, "p2", &p2)] {
+            log.make_room(0, seq).unwrap();
+            let mut record = wal::RecordBuf::new(seq);
+            record.push(&wal::Op::Project { id, json });
+            let mut bytes = record.finish();
+            log.seal(&mut bytes);
+            log.append(&bytes).unwrap();
+            log.sync().unwrap();
+        }
+        let segments = wal::segments(&wal_dir).unwrap();
+        assert_eq!(segments.len(), 2);
+        segments[0].1.clone()
+    }
+
+    #[tokio::test]
+    async fn a_damaged_older_log_segment_stops_the_store_from_opening() {
+        let (intact, damaged) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        two_segment_log(intact.path());
+        let store = EmbeddedStore::open(intact.path()).unwrap();
+        let p2 = ProjectId::parse("p2").unwrap();
+        assert!(store.get_project(&p2).await.unwrap().is_some());
+        drop(store);
+
+        // One flipped bit in the first segment's only record: the group after it, in the next
+        // segment, was acknowledged later, so replaying it alone would skip group 1 silently.
+        let older = two_segment_log(damaged.path());
+        let mut bytes = std::fs::read(&older).unwrap();
+        bytes[4096] ^= 1;
+        std::fs::write(&older, &bytes).unwrap();
+        let error = format!("{:#}", EmbeddedStore::open(damaged.path()).err().unwrap());
+        assert!(error.contains("is damaged at byte 16"), "{error}");
+        assert!(error.contains("00000000000000000001.wal"), "{error}");
+        // Nothing was replayed or deleted: the operator still has every file to recover from.
+        assert_eq!(wal::segments(&damaged.path().join("wal")).unwrap().len(), 2);
+        assert_eq!(std::fs::read(&older).unwrap(), bytes);
     }
 
     #[tokio::test]

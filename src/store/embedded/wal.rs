@@ -74,7 +74,7 @@ const HEADER: usize = 8;
 /// and mixed into every record's checksum. Records left from the file's earlier use, or bytes
 /// inside a stored message that look like a record, then fail the checksum.
 const MAGIC: &[u8; 8] = b"FLTYWAL1";
-const SEGMENT_HEADER: usize = 16;
+pub const SEGMENT_HEADER: usize = 16;
 /// A record larger than this is corrupt: a group holds at most a few thousand bounded writes.
 const MAX_RECORD: usize = 1 << 30;
 
@@ -224,6 +224,8 @@ pub struct Records<'a> {
     rest: &'a [u8],
     salt: u64,
     first_seq: u64,
+    /// Record bytes read so far.
+    read: usize,
 }
 
 fn records(bytes: &[u8], salt: u64, first_seq: u64) -> Records<'_> {
@@ -231,6 +233,7 @@ fn records(bytes: &[u8], salt: u64, first_seq: u64) -> Records<'_> {
         rest: bytes,
         salt,
         first_seq,
+        read: 0,
     }
 }
 
@@ -246,10 +249,31 @@ pub fn segment(bytes: &[u8], first_seq: u64) -> Records<'_> {
     }
 }
 
+/// Whether a segment that is not the newest stopped reading before its end. The logger moves
+/// to a new segment only once the current one holds `SEGMENT_BYTES` of records, each synced
+/// before it was acknowledged, so an older segment whose records stop sooner was damaged after
+/// they were written: unlike the newest segment, it cannot have a tail torn by a crash.
+///
+/// `read` is how many bytes its records take up ([`Records::read`]), `newest` the last group
+/// read from it, and `next_first` the first group of the segment after it. Nothing is missing
+/// when every group the segment was to hold is already in redb's checkpoint (a file left over
+/// from a restart), or when its last record read is the group just before the next segment.
+pub fn ends_early(read: usize, newest: Option<u64>, next_first: u64, checkpoint: u64) -> bool {
+    let full = read as u64 >= SEGMENT_BYTES;
+    let needed = next_first.saturating_sub(1) > checkpoint;
+    let reached = newest.is_some_and(|seq| seq + 1 >= next_first);
+    !full && needed && !reached
+}
+
 impl<'a> Records<'a> {
     /// How many bytes follow the last record read.
     pub fn rest(&self) -> usize {
         self.rest.len()
+    }
+
+    /// How many bytes the records read so far take up.
+    pub fn read(&self) -> usize {
+        self.read
     }
 }
 
@@ -272,6 +296,7 @@ impl<'a> Iterator for Records<'a> {
             return None;
         }
         self.rest = &self.rest[HEADER + len..];
+        self.read += HEADER + len;
         Some(record)
     }
 }
@@ -411,7 +436,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Bytes after which the logger moves on to the next segment.
-const SEGMENT_BYTES: u64 = 32 << 20;
+pub const SEGMENT_BYTES: u64 = 32 << 20;
 
 /// The log's segment files: the one being written and the one before it. Once the current one
 /// is full and a checkpoint holds every group in the one before, that older file is renamed for
@@ -745,6 +770,33 @@ mod tests {
         // Only the new record reads back: segment 3's record behind it has the old salt.
         assert_eq!(seqs_in(dir.path(), 6), [6]);
         assert_eq!(seqs_in(dir.path(), 4), [4, 5]);
+    }
+
+    #[test]
+    fn an_older_segment_ends_early_only_if_groups_it_held_are_missing() {
+        let full = SEGMENT_BYTES as usize;
+        // Segment holding groups 10..=19, the next one starting at 20, checkpoint at 5.
+        assert!(
+            !ends_early(full, Some(12), 20, 5),
+            "a full segment is whole"
+        );
+        assert!(
+            ends_early(100, Some(12), 20, 5),
+            "stopped short, groups missing"
+        );
+        assert!(ends_early(0, None, 20, 5), "nothing readable at all");
+        assert!(
+            !ends_early(100, Some(19), 20, 5),
+            "short, but its last group is the one before the next segment"
+        );
+        assert!(
+            !ends_early(100, Some(12), 20, 19),
+            "short, but redb's checkpoint holds all its groups (left over from a restart)"
+        );
+        assert!(
+            ends_early(100, Some(12), 20, 18),
+            "group 19 is neither read nor in redb"
+        );
     }
 
     #[test]
