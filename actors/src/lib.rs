@@ -37,6 +37,7 @@ pub use message_id::MessageId;
 
 /// A concurrent map hashed with foldhash instead of SipHash. The maps of this type are looked
 /// up on every request (live tickets, cached views, projects, feeds), where SipHash showed in
-/// the profile. The seed is random per process, so keys that clients choose cannot be made to
-/// collide.
+/// the profile. foldhash seeds itself per process but claims only minimal resistance to
+/// collisions crafted on purpose, so these maps hold only keys that name things which exist:
+/// a ticket key a client made up stays in `live` just until its lookup fails.
 pub type FastMap<K, V> = dashmap::DashMap<K, V, foldhash::fast::RandomState>;

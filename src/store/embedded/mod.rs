@@ -147,10 +147,19 @@ fn recover(db: &Database, wal_dir: &Path) -> anyhow::Result<u64> {
     let txn = db.begin_write()?;
     {
         let mut tables = Tables::open(&txn).map_err(anyhow::Error::msg)?;
-        for (i, (first, path)) in segments.iter().enumerate() {
+        let mut files = Vec::with_capacity(segments.len());
+        for (first, path) in &segments {
             let bytes = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            let mut records = wal::segment(&bytes, *first);
+            files.push((*first, path, bytes));
+        }
+        // The first group each segment holds: what an older segment's records must reach.
+        let first_held: Vec<Option<u64>> = files
+            .iter()
+            .map(|(first, _, bytes)| wal::segment(bytes, *first).next().map(|r| r.seq))
+            .collect();
+        for (i, (first, path, bytes)) in files.iter().enumerate() {
+            let mut records = wal::segment(bytes, *first);
             let mut newest_here = None;
             for record in records.by_ref() {
                 newest_here = Some(record.seq);
@@ -170,9 +179,11 @@ fn recover(db: &Database, wal_dir: &Path) -> anyhow::Result<u64> {
             // After the newest record come older groups' records (the file is reused) or the
             // tail a crash tore mid-append, which was never acknowledged.
             tracing::debug!(segment = %path.display(), bytes = records.rest(), "end of the log");
-            if let Some((next_first, _)) = segments.get(i + 1) {
+            // A later segment that holds no record (a file just renamed for rotation, or one
+            // never written) cannot show that anything is missing here.
+            if let Some(next) = first_held[i + 1..].iter().flatten().next() {
                 let read = records.read();
-                if wal::ends_early(read, newest_here, *next_first, checkpoint) {
+                if wal::ends_early(read, newest_here, *next, checkpoint) {
                     anyhow::bail!(
                         "write-ahead log segment {} is damaged at byte {}: groups after it \
                          were acknowledged but cannot be read, and replaying past them would \
@@ -802,6 +813,35 @@ mod tests {
         // Nothing was replayed or deleted: the operator still has every file to recover from.
         assert_eq!(wal::segments(&damaged.path().join("wal")).unwrap().len(), 2);
         assert_eq!(std::fs::read(&older).unwrap(), bytes);
+    }
+
+    /// A short older segment is no sign of damage when no later segment holds a record: the
+    /// state two crashes in a row can leave (the second during the restart after the first).
+    #[tokio::test]
+    async fn a_short_segment_before_segments_without_records_is_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let mut log = wal::Log::start(&wal_dir, 1).unwrap();
+        let p1 = serde_json::to_vec(&project()).unwrap();
+        let mut record = wal::RecordBuf::new(1);
+        record.push(&wal::Op::Project {
+            id: "p1",
+            json: &p1,
+        });
+        let mut bytes = record.finish();
+        log.seal(&mut bytes);
+        log.append(&bytes).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        // A segment named for group 5 that holds nothing readable.
+        let other = tempfile::tempdir().unwrap();
+        drop(wal::Log::start(other.path(), 5).unwrap());
+        let (_, empty) = wal::segments(other.path()).unwrap().remove(0);
+        std::fs::copy(&empty, wal_dir.join(empty.file_name().unwrap())).unwrap();
+        assert_eq!(wal::segments(&wal_dir).unwrap().len(), 2);
+
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(store.get_project(&project().id).await.unwrap().is_some());
     }
 
     #[tokio::test]

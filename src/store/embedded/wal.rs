@@ -255,13 +255,16 @@ pub fn segment(bytes: &[u8], first_seq: u64) -> Records<'_> {
 /// they were written: unlike the newest segment, it cannot have a tail torn by a crash.
 ///
 /// `read` is how many bytes its records take up ([`Records::read`]), `newest` the last group
-/// read from it, and `next_first` the first group of the segment after it. Nothing is missing
-/// when every group the segment was to hold is already in redb's checkpoint (a file left over
-/// from a restart), or when its last record read is the group just before the next segment.
-pub fn ends_early(read: usize, newest: Option<u64>, next_first: u64, checkpoint: u64) -> bool {
+/// read from it, and `next` the first group a later segment holds. Nothing is missing when
+/// every group before `next` is already in redb's checkpoint (a file left over from a restart),
+/// or when its last record read is the group just before `next`.
+///
+/// A segment that grew past `SEGMENT_BYTES` (while the one before it awaited a checkpoint) and
+/// was damaged beyond that size is not caught: its end is not recorded anywhere.
+pub fn ends_early(read: usize, newest: Option<u64>, next: u64, checkpoint: u64) -> bool {
     let full = read as u64 >= SEGMENT_BYTES;
-    let needed = next_first.saturating_sub(1) > checkpoint;
-    let reached = newest.is_some_and(|seq| seq + 1 >= next_first);
+    let needed = next.saturating_sub(1) > checkpoint;
+    let reached = newest.is_some_and(|seq| seq + 1 >= next);
     !full && needed && !reached
 }
 
@@ -489,15 +492,22 @@ impl Log {
             existing.push((std::fs::metadata(&old)?.len(), old));
         }
         existing.sort();
-        // The largest file is reused under the new name, replacing any file of that name.
-        if let Some((_, largest)) = existing.pop() {
+        let largest = existing.pop();
+        // The others go first, durably. Renamed first, the reused file could sit after a crash
+        // beside a newer, empty segment with its own records too old for its new name, and
+        // recovery would have no way to tell that from a damaged log.
+        for (_, old) in &existing {
+            std::fs::remove_file(old)?;
+        }
+        if !existing.is_empty() {
+            sync_dir(dir)?;
+        }
+        // The largest file is reused under the new name.
+        if let Some((_, largest)) = largest {
             if largest != path {
                 std::fs::rename(&largest, &path)?;
             }
         }
-        // A file already named `path` may still be listed (when it was not the largest): it was
-        // just replaced, and deleting it now would unlink the segment about to be written.
-        existing.retain(|(_, old)| *old != path);
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -508,12 +518,6 @@ impl Log {
         // written to it.
         file.sync_all()?;
         sync_dir(dir)?;
-        for (_, old) in &existing {
-            std::fs::remove_file(old)?;
-        }
-        if !existing.is_empty() {
-            sync_dir(dir)?;
-        }
         Ok(Self {
             dir: dir.to_owned(),
             current: Segment::begin(path, file, first_seq)?,
