@@ -300,8 +300,12 @@ impl InstrumentedStore {
         let started = Instant::now();
         let result = f.await;
         let backend = self.inner.backend();
-        metrics::histogram!("fleety_store_operation_duration_seconds", "backend" => backend, "operation" => operation)
-            .record(started.elapsed().as_secs_f64());
+        fleety_actors::telemetry::record(
+            "fleety_store_operation_duration_seconds",
+            ("backend", backend),
+            ("operation", operation),
+            started.elapsed().as_secs_f64(),
+        );
         if result.is_err() {
             metrics::counter!("fleety_store_errors_total", "backend" => backend, "operation" => operation).increment(1);
         }

@@ -1,7 +1,53 @@
 //! The actors' metrics, written through the `metrics` facade; the server installs the
 //! Prometheus recorder that collects them. Names are listed in docs/metrics.md.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Instant;
+
+type Cache<K, V> = RefCell<HashMap<K, V, foldhash::fast::RandomState>>;
+
+thread_local! {
+    static HISTOGRAMS: Cache<(&'static str, &'static str, &'static str), metrics::Histogram> =
+        RefCell::default();
+    static GAUGES: Cache<(&'static str, &'static str), metrics::Gauge> = RefCell::default();
+}
+
+/// Records `value` in the histogram `name` with two labels. The handle is looked up in the
+/// recorder once per thread and kept: a lookup hashes every label and takes a lock the threads
+/// share, and these are recorded for every actor message and store operation.
+pub fn record(
+    name: &'static str,
+    (k1, v1): (&'static str, &'static str),
+    (k2, v2): (&'static str, &'static str),
+    value: f64,
+) {
+    let recorded = HISTOGRAMS.try_with(|cache| {
+        cache
+            .borrow_mut()
+            .entry((name, v1, v2))
+            .or_insert_with(|| metrics::histogram!(name, k1 => v1, k2 => v2))
+            .record(value)
+    });
+    if recorded.is_err() {
+        // This thread is exiting and its cache is gone.
+        metrics::histogram!(name, k1 => v1, k2 => v2).record(value);
+    }
+}
+
+/// Adds `delta` to the gauge `name` with one label; the handle is kept as in [`record`].
+fn gauge_add(name: &'static str, (k, v): (&'static str, &'static str), delta: f64) {
+    let added = GAUGES.try_with(|cache| {
+        cache
+            .borrow_mut()
+            .entry((name, v))
+            .or_insert_with(|| metrics::gauge!(name, k => v))
+            .increment(delta)
+    });
+    if added.is_err() {
+        metrics::gauge!(name, k => v).increment(delta);
+    }
+}
 
 /// An actor has started.
 pub fn actor_started(kind: &'static str) {
@@ -25,8 +71,12 @@ pub fn actor_restarted(kind: &'static str) {
 
 /// One message handled, timed from `started`.
 pub fn message_handled(kind: &'static str, message: &'static str, started: Instant) {
-    metrics::histogram!("fleety_actor_message_duration_seconds", "kind" => kind, "message" => message)
-        .record(started.elapsed().as_secs_f64());
+    record(
+        "fleety_actor_message_duration_seconds",
+        ("kind", kind),
+        ("message", message),
+        started.elapsed().as_secs_f64(),
+    );
 }
 
 /// Counts a request to an actor as in flight until dropped.
@@ -34,13 +84,13 @@ pub struct InFlight(&'static str);
 
 impl InFlight {
     pub fn new(kind: &'static str) -> Self {
-        metrics::gauge!("fleety_actor_calls_in_flight", "kind" => kind).increment(1.0);
+        gauge_add("fleety_actor_calls_in_flight", ("kind", kind), 1.0);
         InFlight(kind)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!("fleety_actor_calls_in_flight", "kind" => self.0).decrement(1.0);
+        gauge_add("fleety_actor_calls_in_flight", ("kind", self.0), -1.0);
     }
 }
