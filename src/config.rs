@@ -156,7 +156,7 @@ impl Default for Settings {
             session_rate_limit: 30,
             trusted_proxies: 0,
             session_ttl_secs: 300,
-            log: "info,warp=error".into(),
+            log: "info,warp=error,tantivy=warn".into(),
             log_format: LogFormat::Pretty,
             max_connections: 10_000,
             header_read_timeout_secs: 10,
