@@ -153,10 +153,14 @@ fn recover(db: &Database, wal_dir: &Path) -> anyhow::Result<u64> {
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             files.push((*first, path, bytes));
         }
-        // The first group each segment holds: what an older segment's records must reach.
-        let first_held: Vec<Option<u64>> = files
+        // The first group each segment holds, which an older segment's records must reach, and
+        // the length its header gives the segment before it.
+        let heads: Vec<(Option<u64>, Option<u64>)> = files
             .iter()
-            .map(|(first, _, bytes)| wal::segment(bytes, *first).next().map(|r| r.seq))
+            .map(|(first, _, bytes)| {
+                let mut records = wal::segment(bytes, *first);
+                (records.next().map(|r| r.seq), records.previous())
+            })
             .collect();
         for (i, (first, path, bytes)) in files.iter().enumerate() {
             let mut records = wal::segment(bytes, *first);
@@ -180,17 +184,22 @@ fn recover(db: &Database, wal_dir: &Path) -> anyhow::Result<u64> {
             // tail a crash tore mid-append, which was never acknowledged.
             tracing::debug!(segment = %path.display(), bytes = records.rest(), "end of the log");
             // A later segment that holds no record (a file just renamed for rotation, or one
-            // never written) cannot show that anything is missing here.
-            if let Some(next) = first_held[i + 1..].iter().flatten().next() {
-                let read = records.read();
-                if wal::ends_early(read, newest_here, *next, checkpoint) {
+            // never written) cannot show that anything is missing here, and only the header of
+            // the segment right after this one, written when this one was left, gives its end.
+            let next = heads[i + 1..].iter().find_map(|(first, _)| *first);
+            if let Some(next) = next {
+                let end = match heads.get(i + 1) {
+                    Some((Some(_), Some(end))) => *end,
+                    _ => wal::SEGMENT_BYTES,
+                };
+                if wal::ends_early(records.read(), end, newest_here, next, checkpoint) {
                     anyhow::bail!(
                         "write-ahead log segment {} is damaged at byte {}: groups after it \
                          were acknowledged but cannot be read, and replaying past them would \
                          lose them silently. Restore the data directory from a backup, or move \
                          this file out of {} to start without them.",
                         path.display(),
-                        wal::SEGMENT_HEADER + read,
+                        records.offset(),
                         wal_dir.display()
                     );
                 }
@@ -808,11 +817,61 @@ mod tests {
         bytes[4096] ^= 1;
         std::fs::write(&older, &bytes).unwrap();
         let error = format!("{:#}", EmbeddedStore::open(damaged.path()).err().unwrap());
-        assert!(error.contains("is damaged at byte 16"), "{error}");
+        assert!(error.contains("is damaged at byte 32"), "{error}");
         assert!(error.contains("00000000000000000001.wal"), "{error}");
         // Nothing was replayed or deleted: the operator still has every file to recover from.
         assert_eq!(wal::segments(&damaged.path().join("wal")).unwrap().len(), 2);
         assert_eq!(std::fs::read(&older).unwrap(), bytes);
+    }
+
+    /// Appends one project record as group `seq`, after letting the log move on if it would.
+    fn log_project(log: &mut wal::Log, checkpointed: u64, seq: u64, id: &str, json: &[u8]) {
+        log.make_room(checkpointed, seq).unwrap();
+        let mut record = wal::RecordBuf::new(seq);
+        record.push(&wal::Op::Project { id, json });
+        let mut bytes = record.finish();
+        log.seal(&mut bytes);
+        log.append(&bytes).unwrap();
+        log.sync().unwrap();
+    }
+
+    /// A segment grows past 32 MiB while the one before it awaits a checkpoint; the header of
+    /// the segment after it records where it ends, so damage past 32 MiB is caught too.
+    #[tokio::test]
+    async fn damage_beyond_32_mib_in_a_grown_segment_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let mut log = wal::Log::start(&wal_dir, 1).unwrap();
+        let big = vec![b'x'; wal::SEGMENT_BYTES as usize];
+        let small = |id: &str| {
+            serde_json::to_vec(&Project {
+                id: ProjectId::parse(id).unwrap(),
+                ..project()
+            })
+            .unwrap()
+        };
+        log_project(&mut log, 0, 1, "p1", &big);
+        log_project(&mut log, 0, 2, "p2", &big);
+        // Segment 1 is not checkpointed, so segment 2 grows past its size with group 3.
+        log_project(&mut log, 0, 3, "p3", &small("p3"));
+        // Now it is: its file is reused for group 4 on.
+        log_project(&mut log, 2, 4, "p4", &small("p4"));
+        drop(log);
+        let segments = wal::segments(&wal_dir).unwrap();
+        assert_eq!(segments.iter().map(|(f, _)| *f).collect::<Vec<_>>(), [2, 4]);
+
+        // Flip a bit in group 3, past the first 32 MiB of segment 2.
+        let grown = &segments[0].1;
+        let mut bytes = std::fs::read(grown).unwrap();
+        let at = bytes.len() - 40;
+        assert!(at > wal::SEGMENT_BYTES as usize);
+        bytes[at] ^= 1;
+        std::fs::write(grown, &bytes).unwrap();
+        let error = format!("{:#}", EmbeddedStore::open(dir.path()).err().unwrap());
+        assert!(
+            error.contains("00000000000000000002.wal is damaged"),
+            "{error}"
+        );
     }
 
     /// A short older segment is no sign of damage when no later segment holds a record: the

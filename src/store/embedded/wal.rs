@@ -72,9 +72,14 @@ pub enum Op<'a> {
 const HEADER: usize = 8;
 /// A segment file starts with this and a random salt, chosen each time the file is (re)started
 /// and mixed into every record's checksum. Records left from the file's earlier use, or bytes
-/// inside a stored message that look like a record, then fail the checksum.
-const MAGIC: &[u8; 8] = b"FLTYWAL1";
-pub const SEGMENT_HEADER: usize = 16;
+/// inside a stored message that look like a record, then fail the checksum. After the salt come
+/// the record bytes written to the segment before this one (0 for the first after a start), so
+/// recovery knows exactly where that segment should end, and the header's own checksum.
+const MAGIC: &[u8; 8] = b"FLTYWAL2";
+pub const SEGMENT_HEADER: usize = 32;
+/// The first format's header (magic and salt only), still read from logs it wrote.
+const MAGIC_V1: &[u8; 8] = b"FLTYWAL1";
+const SEGMENT_HEADER_V1: usize = 16;
 /// A record larger than this is corrupt: a group holds at most a few thousand bounded writes.
 const MAX_RECORD: usize = 1 << 30;
 
@@ -226,6 +231,10 @@ pub struct Records<'a> {
     first_seq: u64,
     /// Record bytes read so far.
     read: usize,
+    /// The bytes of the file's header.
+    header: usize,
+    /// From the header: the record bytes written to the segment before this one, if known.
+    previous: Option<u64>,
 }
 
 fn records(bytes: &[u8], salt: u64, first_seq: u64) -> Records<'_> {
@@ -234,35 +243,52 @@ fn records(bytes: &[u8], salt: u64, first_seq: u64) -> Records<'_> {
         salt,
         first_seq,
         read: 0,
+        header: 0,
+        previous: None,
     }
+}
+
+fn le_u64(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes.try_into().unwrap_or_default())
 }
 
 /// The records of a segment file whose name says it starts at group `first_seq`. A file without
 /// a valid header holds none.
 pub fn segment(bytes: &[u8], first_seq: u64) -> Records<'_> {
-    match bytes.get(..SEGMENT_HEADER) {
-        Some(header) if header[..8] == MAGIC[..] => {
-            let salt = u64::from_le_bytes(header[8..].try_into().unwrap_or_default());
-            records(&bytes[SEGMENT_HEADER..], salt, first_seq)
+    if let Some(h) = bytes.get(..SEGMENT_HEADER).filter(|h| h[..8] == MAGIC[..]) {
+        let crc = u32::from_le_bytes(h[24..28].try_into().unwrap_or_default());
+        if crc32fast::hash(&h[..24]) != crc {
+            return records(&[], 0, first_seq);
         }
+        let previous = le_u64(&h[16..24]);
+        return Records {
+            header: SEGMENT_HEADER,
+            previous: (previous > 0).then_some(previous),
+            ..records(&bytes[SEGMENT_HEADER..], le_u64(&h[8..16]), first_seq)
+        };
+    }
+    match bytes.get(..SEGMENT_HEADER_V1) {
+        Some(h) if h[..8] == MAGIC_V1[..] => Records {
+            header: SEGMENT_HEADER_V1,
+            ..records(&bytes[SEGMENT_HEADER_V1..], le_u64(&h[8..16]), first_seq)
+        },
         _ => records(&[], 0, first_seq),
     }
 }
 
-/// Whether a segment that is not the newest stopped reading before its end. The logger moves
-/// to a new segment only once the current one holds `SEGMENT_BYTES` of records, each synced
-/// before it was acknowledged, so an older segment whose records stop sooner was damaged after
-/// they were written: unlike the newest segment, it cannot have a tail torn by a crash.
+/// Whether a segment that is not the newest stopped reading before its end. Every record in it
+/// was synced before it was acknowledged and before the logger moved on, so an older segment
+/// whose records stop short was damaged after they were written: unlike the newest segment,
+/// it cannot have a tail torn by a crash.
 ///
-/// `read` is how many bytes its records take up ([`Records::read`]), `newest` the last group
-/// read from it, and `next` the first group a later segment holds. Nothing is missing when
-/// every group before `next` is already in redb's checkpoint (a file left over from a restart),
-/// or when its last record read is the group just before `next`.
-///
-/// A segment that grew past `SEGMENT_BYTES` (while the one before it awaited a checkpoint) and
-/// was damaged beyond that size is not caught: its end is not recorded anywhere.
-pub fn ends_early(read: usize, newest: Option<u64>, next: u64, checkpoint: u64) -> bool {
-    let full = read as u64 >= SEGMENT_BYTES;
+/// `read` is how many bytes its records take up ([`Records::read`]) and `end` how many it was
+/// written: the next segment's header says ([`Records::previous`]), or, for logs whose headers
+/// do not, at least `SEGMENT_BYTES`, since the logger moves on only once a segment is full.
+/// `newest` is the last group read from it, and `next` the first group a later segment holds.
+/// Nothing is missing when every group before `next` is already in redb's checkpoint (a file
+/// left over from a restart), or when its last record read is the group just before `next`.
+pub fn ends_early(read: usize, end: u64, newest: Option<u64>, next: u64, checkpoint: u64) -> bool {
+    let full = read as u64 >= end;
     let needed = next.saturating_sub(1) > checkpoint;
     let reached = newest.is_some_and(|seq| seq + 1 >= next);
     !full && needed && !reached
@@ -277,6 +303,16 @@ impl<'a> Records<'a> {
     /// How many bytes the records read so far take up.
     pub fn read(&self) -> usize {
         self.read
+    }
+
+    /// Where in the file reading stopped.
+    pub fn offset(&self) -> usize {
+        self.header + self.read
+    }
+
+    /// The record bytes written to the segment before this one, as this one's header records.
+    pub fn previous(&self) -> Option<u64> {
+        self.previous
     }
 }
 
@@ -464,12 +500,16 @@ struct Segment {
 
 impl Segment {
     /// Starts writing `file` from its beginning, under a fresh salt.
-    fn begin(path: PathBuf, mut file: File, first_seq: u64) -> io::Result<Self> {
+    /// `previous` is how many record bytes went into the segment before this one (0: none).
+    fn begin(path: PathBuf, mut file: File, first_seq: u64, previous: u64) -> io::Result<Self> {
         let salt = rand::random::<u64>();
         file.seek(SeekFrom::Start(0))?;
         let mut header = [0u8; SEGMENT_HEADER];
         header[..8].copy_from_slice(MAGIC);
-        header[8..].copy_from_slice(&salt.to_le_bytes());
+        header[8..16].copy_from_slice(&salt.to_le_bytes());
+        header[16..24].copy_from_slice(&previous.to_le_bytes());
+        let crc = crc32fast::hash(&header[..24]);
+        header[24..28].copy_from_slice(&crc.to_le_bytes());
         file.write_all(&header)?;
         Ok(Self {
             path,
@@ -520,7 +560,7 @@ impl Log {
         sync_dir(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
-            current: Segment::begin(path, file, first_seq)?,
+            current: Segment::begin(path, file, first_seq, 0)?,
             previous: None,
             written: 0,
         })
@@ -554,7 +594,7 @@ impl Log {
             }
         };
         sync_dir(&self.dir)?;
-        let next = Segment::begin(path, file, next_seq)?;
+        let next = Segment::begin(path, file, next_seq, self.written)?;
         self.previous = Some(std::mem::replace(&mut self.current, next));
         self.written = 0;
         Ok(())
@@ -777,28 +817,73 @@ mod tests {
     }
 
     #[test]
-    fn an_older_segment_ends_early_only_if_groups_it_held_are_missing() {
-        let full = SEGMENT_BYTES as usize;
-        // Segment holding groups 10..=19, the next one starting at 20, checkpoint at 5.
-        assert!(
-            !ends_early(full, Some(12), 20, 5),
-            "a full segment is whole"
+    fn a_segment_header_records_how_long_the_segment_before_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::start(dir.path(), 1).unwrap();
+        let big = vec![7u8; SEGMENT_BYTES as usize];
+        append(
+            &mut log,
+            1,
+            &[Op::Project {
+                id: "p",
+                json: &big,
+            }],
         );
+        let written = log.written;
+        log.make_room(0, 2).unwrap();
+        append(&mut log, 2, &sample());
+        log.sync().unwrap();
+        let read = |first: u64| std::fs::read(dir.path().join(format!("{first:020}.wal"))).unwrap();
+        let (first, second) = (read(1), read(2));
+        let mut older = segment(&first, 1);
+        assert_eq!(older.by_ref().count(), 1);
+        assert_eq!(older.read() as u64, written);
+        assert_eq!(
+            older.previous(),
+            None,
+            "the first segment after a start has none"
+        );
+        assert_eq!(segment(&second, 2).previous(), Some(written));
+
+        // A damaged header holds no records, rather than a wrong length.
+        let mut damaged = second.clone();
+        damaged[20] ^= 1;
+        assert_eq!(segment(&damaged, 2).count(), 0);
+    }
+
+    #[test]
+    fn segments_in_the_first_format_still_read() {
+        let mut file = MAGIC_V1.to_vec();
+        file.extend_from_slice(&SALT.to_le_bytes());
+        let one = record(7, &sample());
+        file.extend_from_slice(&one);
+        let mut records = segment(&file, 7);
+        assert_eq!(records.by_ref().map(|r| r.seq).collect::<Vec<_>>(), [7]);
+        assert_eq!(records.offset(), SEGMENT_HEADER_V1 + one.len());
+        assert_eq!(records.previous(), None);
+    }
+
+    #[test]
+    fn an_older_segment_ends_early_only_if_groups_it_held_are_missing() {
+        let end = 1000;
+        // A segment holding groups 10..=19 in 1,000 record bytes, the next one starting at 20,
+        // redb's checkpoint at 5.
+        assert!(!ends_early(1000, end, Some(12), 20, 5), "read to its end");
         assert!(
-            ends_early(100, Some(12), 20, 5),
+            ends_early(100, end, Some(12), 20, 5),
             "stopped short, groups missing"
         );
-        assert!(ends_early(0, None, 20, 5), "nothing readable at all");
+        assert!(ends_early(0, end, None, 20, 5), "nothing readable at all");
         assert!(
-            !ends_early(100, Some(19), 20, 5),
+            !ends_early(100, end, Some(19), 20, 5),
             "short, but its last group is the one before the next segment"
         );
         assert!(
-            !ends_early(100, Some(12), 20, 19),
+            !ends_early(100, end, Some(12), 20, 19),
             "short, but redb's checkpoint holds all its groups (left over from a restart)"
         );
         assert!(
-            ends_early(100, Some(12), 20, 18),
+            ends_early(100, end, Some(12), 20, 18),
             "group 19 is neither read nor in redb"
         );
     }
