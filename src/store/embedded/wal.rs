@@ -619,6 +619,24 @@ impl Log {
     }
 }
 
+/// A segment file in the first format (16-byte header, no length of the segment before), with
+/// one record per `(group, ops)`: what logs written before the v2 header look like.
+#[cfg(test)]
+pub(super) fn v1_segment(salt: u64, groups: &[(u64, Vec<Op<'_>>)]) -> Vec<u8> {
+    let mut file = MAGIC_V1.to_vec();
+    file.extend_from_slice(&salt.to_le_bytes());
+    for (seq, ops) in groups {
+        let mut record = RecordBuf::new(*seq);
+        for op in ops {
+            record.push(op);
+        }
+        let mut bytes = record.finish();
+        seal(&mut bytes, salt);
+        file.extend_from_slice(&bytes);
+    }
+    file
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -855,13 +873,10 @@ mod tests {
 
     #[test]
     fn segments_in_the_first_format_still_read() {
-        let mut file = MAGIC_V1.to_vec();
-        file.extend_from_slice(&SALT.to_le_bytes());
-        let one = record(7, &sample());
-        file.extend_from_slice(&one);
+        let file = v1_segment(SALT, &[(7, sample())]);
         let mut records = segment(&file, 7);
         assert_eq!(records.by_ref().map(|r| r.seq).collect::<Vec<_>>(), [7]);
-        assert_eq!(records.offset(), SEGMENT_HEADER_V1 + one.len());
+        assert_eq!(records.offset(), file.len());
         assert_eq!(records.previous(), None);
     }
 
