@@ -777,25 +777,33 @@ mod tests {
         assert_eq!(stored.len(), 6);
     }
 
+    /// Appends one project record as group `seq`, after letting the log move on if it would.
+    fn log_project(log: &mut wal::Log, checkpointed: u64, seq: u64, id: &str, json: &[u8]) {
+        log.make_room(checkpointed, seq).unwrap();
+        let mut record = wal::RecordBuf::new(seq);
+        record.push(&wal::Op::Project { id, json });
+        let mut bytes = record.finish();
+        log.seal(&mut bytes);
+        log.append(&bytes).unwrap();
+        log.sync().unwrap();
+    }
+
+    /// Project `id`, as the log stores it.
+    fn project_json(id: &str) -> Vec<u8> {
+        serde_json::to_vec(&Project {
+            id: ProjectId::parse(id).unwrap(),
+            ..project()
+        })
+        .unwrap()
+    }
+
     /// A log of two segments: group 1 fills the first, group 2 starts the second.
     fn two_segment_log(dir: &Path) -> std::path::PathBuf {
         let wal_dir = dir.join("wal");
         let mut log = wal::Log::start(&wal_dir, 1).unwrap();
         let big = vec![b'x'; wal::SEGMENT_BYTES as usize];
-        let p2 = Project {
-            id: ProjectId::parse("p2").unwrap(),
-            ..project()
-        };
-        let p2 = serde_json::to_vec(&p2).unwrap();
-        for (seq, id, json) in [(1, "p1", &big), (2, "p2", &p2)] {
-            log.make_room(0, seq).unwrap();
-            let mut record = wal::RecordBuf::new(seq);
-            record.push(&wal::Op::Project { id, json });
-            let mut bytes = record.finish();
-            log.seal(&mut bytes);
-            log.append(&bytes).unwrap();
-            log.sync().unwrap();
-        }
+        log_project(&mut log, 0, 1, "p1", &big);
+        log_project(&mut log, 0, 2, "p2", &project_json("p2"));
         let segments = wal::segments(&wal_dir).unwrap();
         assert_eq!(segments.len(), 2);
         segments[0].1.clone()
@@ -824,17 +832,6 @@ mod tests {
         assert_eq!(std::fs::read(&older).unwrap(), bytes);
     }
 
-    /// Appends one project record as group `seq`, after letting the log move on if it would.
-    fn log_project(log: &mut wal::Log, checkpointed: u64, seq: u64, id: &str, json: &[u8]) {
-        log.make_room(checkpointed, seq).unwrap();
-        let mut record = wal::RecordBuf::new(seq);
-        record.push(&wal::Op::Project { id, json });
-        let mut bytes = record.finish();
-        log.seal(&mut bytes);
-        log.append(&bytes).unwrap();
-        log.sync().unwrap();
-    }
-
     /// A segment grows past 32 MiB while the one before it awaits a checkpoint; the header of
     /// the segment after it records where it ends, so damage past 32 MiB is caught too.
     #[tokio::test]
@@ -843,19 +840,12 @@ mod tests {
         let wal_dir = dir.path().join("wal");
         let mut log = wal::Log::start(&wal_dir, 1).unwrap();
         let big = vec![b'x'; wal::SEGMENT_BYTES as usize];
-        let small = |id: &str| {
-            serde_json::to_vec(&Project {
-                id: ProjectId::parse(id).unwrap(),
-                ..project()
-            })
-            .unwrap()
-        };
         log_project(&mut log, 0, 1, "p1", &big);
         log_project(&mut log, 0, 2, "p2", &big);
         // Segment 1 is not checkpointed, so segment 2 grows past its size with group 3.
-        log_project(&mut log, 0, 3, "p3", &small("p3"));
+        log_project(&mut log, 0, 3, "p3", &project_json("p3"));
         // Now it is: its file is reused for group 4 on.
-        log_project(&mut log, 2, 4, "p4", &small("p4"));
+        log_project(&mut log, 2, 4, "p4", &project_json("p4"));
         drop(log);
         let segments = wal::segments(&wal_dir).unwrap();
         assert_eq!(segments.iter().map(|(f, _)| *f).collect::<Vec<_>>(), [2, 4]);
@@ -933,16 +923,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wal_dir = dir.path().join("wal");
         let mut log = wal::Log::start(&wal_dir, 1).unwrap();
-        let p1 = serde_json::to_vec(&project()).unwrap();
-        let mut record = wal::RecordBuf::new(1);
-        record.push(&wal::Op::Project {
-            id: "p1",
-            json: &p1,
-        });
-        let mut bytes = record.finish();
-        log.seal(&mut bytes);
-        log.append(&bytes).unwrap();
-        log.sync().unwrap();
+        log_project(&mut log, 0, 1, "p1", &project_json("p1"));
         drop(log);
         // A segment named for group 5 that holds nothing readable.
         let other = tempfile::tempdir().unwrap();
