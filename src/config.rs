@@ -13,6 +13,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::store::embedded::ApplyTiming;
+
 /// A value that must never reach a log line or an error message.
 #[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -68,6 +70,12 @@ pub struct Settings {
     /// Where the embedded store keeps its file.
     pub data_dir: PathBuf,
     pub storage: StorageBackend,
+    /// Embedded store: how often redb is made durable so the log's older segment can be reused,
+    /// in milliseconds. Longer means larger bursts of page writes and more log to replay.
+    pub store_checkpoint_ms: u64,
+    /// Embedded store: how long logged groups are gathered into one redb commit, in
+    /// milliseconds; 0 commits each group as it comes. Readers never wait for the window.
+    pub store_apply_gather_ms: u64,
     /// Signs anonymous session tokens. Empty: a random secret kept in the data directory.
     pub jwt_secret: Secret,
     /// Authorises `POST /v1/admin/projects`. Empty: that endpoint is disabled.
@@ -150,6 +158,8 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             storage: StorageBackend::Embedded,
+            store_checkpoint_ms: ApplyTiming::default().checkpoint_every.as_millis() as u64,
+            store_apply_gather_ms: ApplyTiming::default().gather.as_millis() as u64,
             jwt_secret: Secret::default(),
             operator_token: Secret::default(),
             public_rate_limit: 10,
@@ -226,6 +236,7 @@ impl Settings {
     fn validate(&self) -> Result<(), String> {
         let positive = [
             ("session_ttl_secs", self.session_ttl_secs),
+            ("store_checkpoint_ms", self.store_checkpoint_ms),
             ("max_connections", self.max_connections as u64),
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("max_body_bytes", self.max_body_bytes),
@@ -249,6 +260,13 @@ impl Settings {
                     name.to_ascii_uppercase()
                 ));
             }
+        }
+        // Past a checkpoint interval, gathering would only hold the applier back.
+        if self.store_apply_gather_ms >= self.store_checkpoint_ms {
+            return Err(format!(
+                "configuration error in store_apply_gather_ms (FLEETY_STORE_APPLY_GATHER_MS): must be less than store_checkpoint_ms ({})",
+                self.store_checkpoint_ms
+            ));
         }
         if !self.jwt_secret.is_empty() && self.jwt_secret.expose().len() < 32 {
             return Err("configuration error in jwt_secret (FLEETY_JWT_SECRET): must be at least 32 characters".into());
@@ -321,6 +339,31 @@ mod tests {
             !err.contains("short"),
             "the secret must not be echoed: {err}"
         );
+    }
+
+    #[test]
+    fn the_apply_gather_must_fit_inside_a_checkpoint_interval() {
+        let timing = |checkpoint: u64, gather: u64| {
+            Settings::from_figment(
+                Figment::from(Serialized::defaults(Settings::default()))
+                    .merge(Serialized::default("store_checkpoint_ms", checkpoint))
+                    .merge(Serialized::default("store_apply_gather_ms", gather)),
+            )
+        };
+        let err = timing(0, 0).unwrap_err();
+        assert!(
+            err.contains("FLEETY_STORE_CHECKPOINT_MS") && err.contains("greater than 0"),
+            "{err}"
+        );
+        let err = timing(50, 50).unwrap_err();
+        assert!(
+            err.contains("FLEETY_STORE_APPLY_GATHER_MS") && err.contains("less than"),
+            "{err}"
+        );
+        let s = timing(50, 0).unwrap();
+        assert_eq!((s.store_checkpoint_ms, s.store_apply_gather_ms), (50, 0));
+        let s = with(&[]).unwrap();
+        assert_eq!((s.store_checkpoint_ms, s.store_apply_gather_ms), (100, 5));
     }
 
     #[test]

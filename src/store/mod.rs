@@ -4,6 +4,7 @@ pub mod embedded;
 pub mod scylla;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use fleety_actors::store::Store;
 
@@ -13,7 +14,14 @@ use crate::config::{Settings, StorageBackend};
 pub async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     match settings.storage {
         StorageBackend::Embedded => {
-            Ok(Arc::new(embedded::EmbeddedStore::open(&settings.data_dir)?))
+            let timing = embedded::ApplyTiming {
+                checkpoint_every: Duration::from_millis(settings.store_checkpoint_ms),
+                gather: Duration::from_millis(settings.store_apply_gather_ms),
+            };
+            Ok(Arc::new(embedded::EmbeddedStore::open_with(
+                &settings.data_dir,
+                timing,
+            )?))
         }
         StorageBackend::Scylla => {
             let config =

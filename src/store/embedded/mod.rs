@@ -29,7 +29,8 @@ use fleety_actors::MessageId;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
-use pipeline::{ApplyTiming, Nudger, Reply, Shared, Write};
+pub use pipeline::ApplyTiming;
+use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ARTICLES, CHAT_TURNS, CHECKPOINT_KEY, MESSAGES, META,
     PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
@@ -66,7 +67,8 @@ impl EmbeddedStore {
         Self::open_with(dir, ApplyTiming::default())
     }
 
-    fn open_with(dir: &Path, timing: ApplyTiming) -> anyhow::Result<Self> {
+    /// [`open`](Self::open) with the applier's timing given.
+    pub fn open_with(dir: &Path, timing: ApplyTiming) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
         let path = dir.join("fleety.redb");

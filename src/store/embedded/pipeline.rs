@@ -209,9 +209,11 @@ pub(super) struct Pipeline {
 }
 
 /// How often the applier checkpoints, and how long it gathers groups into one commit.
+/// Both are settings (`store_checkpoint_ms`, `store_apply_gather_ms`).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct ApplyTiming {
+pub struct ApplyTiming {
     pub checkpoint_every: Duration,
+    /// Zero commits each group as it comes.
     pub gather: Duration,
 }
 
