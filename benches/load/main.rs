@@ -112,7 +112,9 @@ enum Scenario {
         /// Messages on the hot ticket before the run.
         #[arg(long, default_value_t = 20)]
         messages: usize,
-        /// Load the bare warp server (the ceiling) with the same GETs instead of Fleety.
+        /// Load the bare warp server (the ceiling) with the same requests instead of Fleety: it
+        /// answers GETs with the hot ticket's JSON and parses each post's JSON body and answers
+        /// with a real post's answer, storing nothing.
         #[arg(long)]
         bare: bool,
     },
@@ -755,8 +757,9 @@ async fn http(
     let p = &fleety.project;
     let hot = format!("/v1/tickets/{p}/{}", slugs[0]);
     let mut conn = admin(fleety).await?;
+    let mut posted = serde_json::Value::Null;
     for i in 0..messages {
-        conn.json(
+        posted = conn.json(
             hyper::Method::POST,
             &format!("{hot}/messages"),
             None,
@@ -785,11 +788,12 @@ async fn http(
     }
     let bare_server;
     let target = if bare {
-        if mix != Mix::Get {
-            bail!("--bare answers GETs only; use --mix get");
-        }
         let file = cli.out.join("bare-body.json");
-        std::fs::write(&file, &body)?;
+        let get: serde_json::Value = serde_json::from_slice(&body)?;
+        std::fs::write(
+            &file,
+            serde_json::to_vec(&json!({ "get": get, "post": posted }))?,
+        )?;
         bare_server = Server::bare(&file).await?;
         &bare_server
     } else {

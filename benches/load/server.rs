@@ -78,7 +78,7 @@ impl Server {
         }
     }
 
-    /// Starts this binary as the bare warp server, answering `body` on every GET.
+    /// Starts this binary as the bare warp server, answering from `body_file` (see [`run_bare`]).
     pub async fn bare(body_file: &Path) -> anyhow::Result<Self> {
         let port = free_port()?;
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
@@ -188,16 +188,28 @@ async fn wait_healthy(addr: SocketAddr, mut child: Option<&mut Child>) -> anyhow
     bail!("the server at {addr} did not become healthy in 30 s")
 }
 
-/// The ceiling: warp with one route that serialises a JSON value per request, the least any
-/// warp JSON endpoint does. It answers `/healthz` too, so the same start-up check works.
+/// The ceiling: warp serialising one JSON value per GET, the least any warp JSON endpoint does,
+/// and for a POST parsing the JSON body and answering with a stored post's answer, which is the
+/// least a message post does without storing anything. It answers `/healthz` too, so the same
+/// start-up check works. `body_file` holds `{"get": …, "post": …}`.
 pub async fn run_bare(addr: SocketAddr, body_file: PathBuf) -> anyhow::Result<()> {
     use warp::Filter;
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&body_file)?)?;
-    let doc = std::sync::Arc::new(doc);
+    let docs: serde_json::Value = serde_json::from_slice(&std::fs::read(&body_file)?)?;
+    let get = std::sync::Arc::new(docs["get"].clone());
+    let post = std::sync::Arc::new(docs["post"].clone());
     let health =
         warp::path("healthz").map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
-    let any = warp::get().map(move || warp::reply::json(&*doc));
+    let read = warp::get().map(move || warp::reply::json(&*get));
+    let write = warp::post()
+        .and(warp::body::content_length_limit(64 * 1024))
+        .and(warp::body::json())
+        .map(move |_: serde_json::Value| {
+            warp::reply::with_status(warp::reply::json(&*post), warp::http::StatusCode::CREATED)
+        });
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    warp::serve(health.or(any)).incoming(listener).run().await;
+    warp::serve(health.or(read).or(write))
+        .incoming(listener)
+        .run()
+        .await;
     Ok(())
 }
