@@ -74,7 +74,8 @@ pub struct Settings {
     /// in milliseconds. Longer means larger bursts of page writes and more log to replay.
     pub store_checkpoint_ms: u64,
     /// Embedded store: how long logged groups are gathered into one redb commit, in
-    /// milliseconds; 0 commits each group as it comes. Readers never wait for the window.
+    /// milliseconds; 0: no waiting, each commit takes what is already queued. Readers never
+    /// wait for the window.
     pub store_apply_gather_ms: u64,
     /// Signs anonymous session tokens. Empty: a random secret kept in the data directory.
     pub jwt_secret: Secret,

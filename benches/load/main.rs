@@ -788,6 +788,12 @@ async fn http(
     }
     let bare_server;
     let target = if bare {
+        if mix != Mix::Get && posted.is_null() {
+            // Without a real answer to copy the ceiling would answer `null`, and look cheaper.
+            bail!(
+                "--bare with posts needs a post to copy its answer from: use --messages 1 or more"
+            );
+        }
         let file = cli.out.join("bare-body.json");
         let get: serde_json::Value = serde_json::from_slice(&body)?;
         std::fs::write(

@@ -1,6 +1,6 @@
 //! The servers under load: Fleety itself, started from the release binary on a fresh embedded
-//! store (or one already running, given by address and pid), and the ceiling for hot reads, a
-//! bare warp server answering one JSON document.
+//! store (or one already running, given by address and pid), and the ceiling, a bare warp server
+//! answering GETs and posts with documents taken from Fleety.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

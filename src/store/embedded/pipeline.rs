@@ -213,7 +213,7 @@ pub(super) struct Pipeline {
 #[derive(Debug, Clone, Copy)]
 pub struct ApplyTiming {
     pub checkpoint_every: Duration,
-    /// Zero commits each group as it comes.
+    /// Zero: no waiting; each commit takes what is already queued.
     pub gather: Duration,
 }
 
