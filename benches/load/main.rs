@@ -757,16 +757,27 @@ async fn http(
     let p = &fleety.project;
     let hot = format!("/v1/tickets/{p}/{}", slugs[0]);
     let mut conn = admin(fleety).await?;
+    // A visitor's post answered, for the bare server to copy (the load posts as a visitor).
     let mut posted = serde_json::Value::Null;
     for i in 0..messages {
-        posted = conn.json(
-            hyper::Method::POST,
-            &format!("{hot}/messages"),
-            None,
-            Some(json!({ "author": if i % 2 == 0 { "user" } else { "admin" }, "content": format!("message {i} on the hot ticket, about a hundred bytes long, like a real support message") })),
-        )
-        .await
-        .or_else(|_| anyhow::Ok(serde_json::Value::Null))?;
+        let (author, auth) = match i % 2 {
+            0 => ("user", None),
+            _ => ("admin", Some(fleety.admin_key.as_str())),
+        };
+        let content = format!(
+            "message {i} on the hot ticket, about a hundred bytes long, like a real support message"
+        );
+        let answer = conn
+            .json(
+                hyper::Method::POST,
+                &format!("{hot}/messages"),
+                auth,
+                Some(json!({ "author": author, "content": content })),
+            )
+            .await?;
+        if auth.is_none() {
+            posted = answer;
+        }
     }
     let body = conn
         .request(hyper::Method::GET, &hot, None, None)
