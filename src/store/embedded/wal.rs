@@ -201,7 +201,7 @@ fn seal(record: &mut [u8], salt: u64) {
     }
 }
 
-/// A record as the decider built it, read back in memory without a checksum.
+/// A record as the writer built it, read back in memory without a checksum.
 pub fn unsealed(bytes: &[u8]) -> Option<Record<'_>> {
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
     let payload = bytes.get(HEADER..HEADER.checked_add(len)?)?;
@@ -279,13 +279,13 @@ pub fn segment(bytes: &[u8], first_seq: u64) -> Records<'_> {
 }
 
 /// Whether a segment that is not the newest stopped reading before its end. Every record in it
-/// was synced before it was acknowledged and before the logger moved on, so an older segment
+/// was synced before it was acknowledged and before the writer moved on, so an older segment
 /// whose records stop short was damaged after they were written: unlike the newest segment,
 /// it cannot have a tail torn by a crash.
 ///
 /// `read` is how many bytes its records take up ([`Records::read`]) and `end` how many it was
 /// written: the next segment's header says ([`Records::previous`]), or, for logs whose headers
-/// do not, at least `SEGMENT_BYTES`, since the logger moves on only once a segment is full.
+/// do not, at least `SEGMENT_BYTES`, since the writer moves on only once a segment is full.
 /// `newest` is the last group read from it, and `next` the first group a later segment holds.
 /// Nothing is missing when every group before `next` is already in redb's checkpoint (a file
 /// left over from a restart), or when its last record read is the group just before `next`.
@@ -476,7 +476,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Bytes after which the logger moves on to the next segment.
+/// Bytes after which the writer moves on to the next segment.
 pub const SEGMENT_BYTES: u64 = 32 << 20;
 
 /// The log's segment files: the one being written and the one before it. Once the current one
@@ -770,7 +770,7 @@ mod tests {
         assert!(read[0].ops().is_err());
     }
 
-    /// A crash right after the logger started segment 5 (before anything was synced to it)
+    /// A crash right after the writer started segment 5 (before anything was synced to it)
     /// leaves an empty `5.wal` beside a larger older segment, and replay resumes at group 5.
     #[test]
     fn starting_where_an_empty_segment_already_is_keeps_the_file_it_writes() {
