@@ -5,7 +5,8 @@
 //!   record, appends it to the write-ahead log and calls `fdatasync`, and only then answers the
 //!   writers: a write is acknowledged once it is in the log. Writes that arrive during a sync
 //!   wait in the queue and make the next group. It never touches redb's write transaction, so
-//!   nothing the applier does stalls it.
+//!   the applier's commits and checkpoints do not stall it; it waits only when the applier has
+//!   fallen far behind (see `APPLY_QUEUE`). Its thread is named `fleety-store-log`.
 //! - The **applier** applies logged records to redb in non-durable commits, and every 100 ms
 //!   makes redb durable (a checkpoint), after which the log's older segment can be reused. A
 //!   checkpoint takes milliseconds of disk time; it delays only the applier. It gathers the
