@@ -6,26 +6,22 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 type Cache<K, V> = RefCell<HashMap<K, V, foldhash::fast::RandomState>>;
+type Label = (&'static str, &'static str);
 
 thread_local! {
-    static HISTOGRAMS: Cache<(&'static str, &'static str, &'static str), metrics::Histogram> =
+    static HISTOGRAMS: Cache<(&'static str, Label, Label), metrics::Histogram> =
         RefCell::default();
-    static GAUGES: Cache<(&'static str, &'static str), metrics::Gauge> = RefCell::default();
+    static GAUGES: Cache<(&'static str, Label), metrics::Gauge> = RefCell::default();
 }
 
 /// Records `value` in the histogram `name` with two labels. The handle is looked up in the
 /// recorder once per thread and kept: a lookup hashes every label and takes a lock the threads
 /// share, and these are recorded for every actor message and store operation.
-pub fn record(
-    name: &'static str,
-    (k1, v1): (&'static str, &'static str),
-    (k2, v2): (&'static str, &'static str),
-    value: f64,
-) {
+pub fn record(name: &'static str, (k1, v1): Label, (k2, v2): Label, value: f64) {
     let recorded = HISTOGRAMS.try_with(|cache| {
         cache
             .borrow_mut()
-            .entry((name, v1, v2))
+            .entry((name, (k1, v1), (k2, v2)))
             .or_insert_with(|| metrics::histogram!(name, k1 => v1, k2 => v2))
             .record(value)
     });
@@ -36,11 +32,11 @@ pub fn record(
 }
 
 /// Adds `delta` to the gauge `name` with one label; the handle is kept as in [`record`].
-fn gauge_add(name: &'static str, (k, v): (&'static str, &'static str), delta: f64) {
+fn gauge_add(name: &'static str, (k, v): Label, delta: f64) {
     let added = GAUGES.try_with(|cache| {
         cache
             .borrow_mut()
-            .entry((name, v))
+            .entry((name, (k, v)))
             .or_insert_with(|| metrics::gauge!(name, k => v))
             .increment(delta)
     });
