@@ -876,32 +876,18 @@ mod tests {
             ..project()
         };
         let p2_json = serde_json::to_vec(&p2).unwrap();
+        // A first-format segment holding one project record as group `seq`.
+        let segment = |salt: u64, seq: u64, id: &str, json: &[u8]| {
+            wal::v1_segment(salt, &[(seq, vec![wal::Op::Project { id, json }])])
+        };
         let write = |dir: &Path, damage: bool| {
             let wal_dir = dir.join("wal");
             std::fs::create_dir_all(&wal_dir).unwrap();
-            let mut older = wal::v1_segment(
-                11,
-                &[(
-                    1,
-                    vec![wal::Op::Project {
-                        id: "p1",
-                        json: &big,
-                    }],
-                )],
-            );
+            let mut older = segment(11, 1, "p1", &big);
             if damage {
                 older[4096] ^= 1;
             }
-            let newer = wal::v1_segment(
-                12,
-                &[(
-                    2,
-                    vec![wal::Op::Project {
-                        id: "p2",
-                        json: &p2_json,
-                    }],
-                )],
-            );
+            let newer = segment(12, 2, "p2", &p2_json);
             std::fs::write(wal_dir.join(format!("{:020}.wal", 1)), older).unwrap();
             std::fs::write(wal_dir.join(format!("{:020}.wal", 2)), newer).unwrap();
         };
