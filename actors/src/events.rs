@@ -208,6 +208,9 @@ pub fn slow_consumer_frame() -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::domain::MessageBody;
+
     #[test]
     fn timestamps_are_written_as_chrono_writes_them() {
         use chrono::{SecondsFormat, TimeZone, Utc};
@@ -240,9 +243,6 @@ mod tests {
             assert_eq!(super::rfc3339(t), chrono(t));
         }
     }
-
-    use super::*;
-    use crate::domain::MessageBody;
 
     #[test]
     fn read_by_lists_every_reader_whose_cursor_is_at_or_past_the_message() {

@@ -13,9 +13,10 @@
 //! A segment file starts with a 32-byte header: `FLTYWAL2`, a random salt chosen afresh each
 //! time the file is (re)started, the record bytes written to the segment before it (`u64`, 0
 //! after a start), a CRC-32 of those 24 bytes, and 4 bytes of padding. Files in the first
-//! format start with 16 bytes, `FLTYWAL1` and the salt, and still read. A record is `len: u32 | crc32(salt, payload): u32 | payload`,
-//! where the payload is the group's sequence number (`u64`) followed by its operations. Integers
-//! are little-endian; strings and byte fields are a `u32` length and the bytes. Reading a
+//! format start with 16 bytes, `FLTYWAL1` and the salt, and still read. A record is
+//! `len: u32 | crc32(salt, payload): u32 | payload`, where the payload is the group's sequence
+//! number (`u64`) followed by its operations. Integers are little-endian; strings and byte
+//! fields are a `u32` length and the bytes. Reading a
 //! segment stops at the first record that is cut short, fails its checksum, or is older than the
 //! segment's name says: the tail a crash tore (never acknowledged), or the leftovers of the
 //! file's previous use. The salt also keeps bytes inside a stored message that happen to look
