@@ -14,7 +14,7 @@ use fleety_actors::domain::{
     Ticket,
 };
 use fleety_actors::store::{
-    MessageRange, Store, StoreResult, TicketPage, TicketQuery, TicketWrite,
+    Done, MessageRange, Store, StoreResult, TicketPage, TicketQuery, TicketWrite,
 };
 use fleety_actors::MessageId;
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -299,17 +299,25 @@ impl InstrumentedStore {
     ) -> StoreResult<T> {
         let started = Instant::now();
         let result = f.await;
-        let backend = self.inner.backend();
-        fleety_actors::telemetry::record(
-            "fleety_store_operation_duration_seconds",
-            ("backend", backend),
-            ("operation", operation),
-            started.elapsed().as_secs_f64(),
-        );
-        if result.is_err() {
-            metrics::counter!("fleety_store_errors_total", "backend" => backend, "operation" => operation).increment(1);
-        }
+        observe(self.inner.backend(), operation, started, &result);
         result
+    }
+}
+
+fn observe<T>(
+    backend: &'static str,
+    operation: &'static str,
+    started: Instant,
+    result: &StoreResult<T>,
+) {
+    fleety_actors::telemetry::record(
+        "fleety_store_operation_duration_seconds",
+        ("backend", backend),
+        ("operation", operation),
+        started.elapsed().as_secs_f64(),
+    );
+    if result.is_err() {
+        metrics::counter!("fleety_store_errors_total", "backend" => backend, "operation" => operation).increment(1);
     }
 }
 
@@ -380,6 +388,19 @@ impl Store for InstrumentedStore {
     }
     async fn apply(&self, p: &ProjectId, s: &Slug, writes: &[TicketWrite]) -> StoreResult<()> {
         self.timed("apply", self.inner.apply(p, s, writes)).await
+    }
+    fn submit(self: Arc<Self>, p: ProjectId, s: Slug, writes: Vec<TicketWrite>, done: Done) {
+        let started = Instant::now();
+        let backend = self.inner.backend();
+        self.inner.clone().submit(
+            p,
+            s,
+            writes,
+            Box::new(move |result| {
+                observe(backend, "apply", started, &result);
+                done(result);
+            }),
+        );
     }
     async fn append_chat_turns(
         &self,

@@ -7,6 +7,8 @@
 //! Contract common to all methods: a write has returned `Ok` only once it is durable, and a
 //! read observes every write that returned before it started.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -33,6 +35,10 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Receives the outcome of [`Store::submit`]. Called exactly once, on whichever thread learns
+/// the outcome, so it must not block.
+pub type Done = Box<dyn FnOnce(StoreResult<()>) + Send>;
 
 /// Which tickets an agent's listing wants.
 #[derive(Debug, Clone, Default)]
@@ -191,6 +197,21 @@ pub trait Store: Send + Sync + 'static {
             }
         }
         Ok(())
+    }
+
+    /// [`apply`](Store::apply) without a task waiting for it: `done` gets the outcome. A ticket
+    /// actor hands its batches over this way, so a backend with its own writer thread can
+    /// answer the actor straight from that thread, one task wake-up less per batch than a
+    /// waiting task would cost. The default runs `apply` on a spawned task; call it from
+    /// within the runtime.
+    fn submit(
+        self: Arc<Self>,
+        project: ProjectId,
+        slug: Slug,
+        writes: Vec<TicketWrite>,
+        done: Done,
+    ) {
+        tokio::spawn(async move { done(self.apply(&project, &slug, &writes).await) });
     }
 
     /// Appends turns to a chat session's transcript. Storing a turn again (same id) keeps one copy.

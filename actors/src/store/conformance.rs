@@ -31,6 +31,7 @@ macro_rules! store_conformance_tests {
             appending_the_same_message_twice_keeps_one_copy,
             read_cursors_move_forward_only_and_per_reader,
             concurrent_appends_are_all_durable,
+            submitted_batches_are_durable_when_reported,
             assistant_messages_round_trip,
             chat_transcripts_keep_order_per_session_and_ignore_repeats,
             articles_are_put_listed_replaced_and_deleted,
@@ -460,6 +461,67 @@ pub async fn concurrent_appends_are_all_durable(store: Arc<dyn Store>) {
             .unwrap();
         assert_eq!(back, msgs);
     }
+}
+
+/// `submit` reports through a callback; the writes must be readable once it reports `Ok`.
+async fn submitted(
+    store: &Arc<dyn Store>,
+    project: &ProjectId,
+    slug: &Slug,
+    writes: Vec<TicketWrite>,
+) -> StoreResult<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    store.clone().submit(
+        project.clone(),
+        slug.clone(),
+        writes,
+        Box::new(move |result| {
+            let _ = tx.send(result);
+        }),
+    );
+    rx.await
+        .expect("submit dropped its callback without calling it")
+}
+
+pub async fn submitted_batches_are_durable_when_reported(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let mut t = ticket(&p.id, "swift-bear-053", now_millis());
+    store.create_ticket(&t).await.unwrap();
+    let msgs = messages(3);
+    t.status = TicketStatus::Resolved;
+    t.updated_at = t.created_at + Duration::seconds(5);
+    let mut writes: Vec<TicketWrite> = msgs.iter().cloned().map(TicketWrite::Message).collect();
+    writes.push(TicketWrite::ReadCursor {
+        reader: Participant::Admin,
+        up_to: msgs[1].id,
+    });
+    writes.push(TicketWrite::Ticket(t.clone()));
+    submitted(&store, &p.id, &t.slug, writes).await.unwrap();
+
+    let back = store
+        .list_messages(&p.id, &t.slug, MessageRange::all())
+        .await
+        .unwrap();
+    assert_eq!(back, msgs);
+    assert_eq!(
+        store.read_cursors(&p.id, &t.slug).await.unwrap(),
+        vec![ReadCursor {
+            reader: Participant::Admin,
+            up_to: msgs[1].id
+        }]
+    );
+    assert_eq!(store.get_ticket(&p.id, &t.slug).await.unwrap(), Some(t));
+
+    // A batch that cannot land reports its error through the same callback.
+    let ghost = ticket(&p.id, "quiet-otter-001", now_millis());
+    let refused = submitted(
+        &store,
+        &p.id,
+        &ghost.slug,
+        vec![TicketWrite::Ticket(ghost.clone())],
+    )
+    .await;
+    assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}");
 }
 
 pub async fn assistant_messages_round_trip(store: Arc<dyn Store>) {

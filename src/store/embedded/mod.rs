@@ -23,7 +23,7 @@ use fleety_actors::domain::{
     Ticket,
 };
 use fleety_actors::store::{
-    MessageRange, Store, StoreError, StoreResult, TicketPage, TicketQuery, TicketWrite,
+    Done, MessageRange, Store, StoreError, StoreResult, TicketPage, TicketQuery, TicketWrite,
 };
 use fleety_actors::MessageId;
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -95,13 +95,26 @@ impl EmbeddedStore {
         })
     }
 
+    /// Queues `write` for the writer thread, which calls `reply` with the outcome.
+    fn send(&self, write: Write, reply: Reply) {
+        let Some(writer) = &self.writer else {
+            return reply(Err(StoreError::Unavailable("store is closed".into())));
+        };
+        if let Err(std_mpsc::SendError((_, reply))) = writer.send((write, reply)) {
+            reply(Err(StoreError::Unavailable(
+                "store writer has stopped".into(),
+            )));
+        }
+    }
+
     async fn write(&self, write: Write) -> StoreResult<()> {
         let (tx, rx) = oneshot::channel();
-        self.writer
-            .as_ref()
-            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?
-            .send((write, tx))
-            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
+        self.send(
+            write,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        );
         rx.await
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
     }
@@ -437,6 +450,24 @@ impl Store for EmbeddedStore {
             writes: writes.to_vec(),
         })
         .await
+    }
+
+    /// Straight to the writer thread, which calls `done` itself once the batch is in the log.
+    fn submit(
+        self: Arc<Self>,
+        project: ProjectId,
+        slug: Slug,
+        writes: Vec<TicketWrite>,
+        done: Done,
+    ) {
+        self.send(
+            Write::Ticket {
+                project,
+                slug,
+                writes,
+            },
+            done,
+        );
     }
 
     async fn append_chat_turns(

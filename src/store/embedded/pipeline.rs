@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use fleety_actors::domain::{Article, ChatTurn, Project, ProjectId, Slug, Ticket};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::tables::{internal, to_json, Tables, ARTICLES, CHECKPOINT_KEY, PROJECTS, TICKETS};
 use super::wal::{self, Op, RecordBuf};
@@ -70,7 +70,8 @@ enum ToApply {
     Nudge,
 }
 
-pub(super) type Reply = oneshot::Sender<StoreResult<()>>;
+/// How a write's outcome reaches its writer; called on the writer thread.
+pub(super) type Reply = fleety_actors::store::Done;
 
 pub(super) enum Write {
     /// Creates the project (`create`) or replaces an existing one.
@@ -313,7 +314,7 @@ impl Writer {
             metrics::histogram!("fleety_store_group_commit_writes").record(group.len() as f64);
             if self.shared.failed.load(Ordering::Acquire) {
                 for (_, reply) in group.drain(..) {
-                    let _ = reply.send(Err(store_failed()));
+                    reply(Err(store_failed()));
                 }
                 continue;
             }
@@ -338,14 +339,14 @@ impl Writer {
                 tracing::error!(error = %e, "cannot write the store's log; refusing writes until restart");
                 self.shared.failed.store(true, Ordering::Release);
                 for (reply, _) in replies {
-                    let _ = reply.send(Err(store_failed()));
+                    reply(Err(store_failed()));
                 }
                 // Later writes are answered with the same error at the top of the loop.
                 continue;
             }
             self.shared.durable.store(self.seq, Ordering::Release);
             for (reply, result) in replies {
-                let _ = reply.send(result);
+                reply(result);
             }
             // Every group goes on, even an empty one: readers wait for the applier to reach the
             // newest durable group.
