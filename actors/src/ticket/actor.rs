@@ -1,10 +1,15 @@
 //! `TicketActor`: the single writer for one ticket, and the hub of its realtime subscribers.
 //!
 //! Writes are pipelined. A request is validated against the actor's state, given its message id,
-//! and queued to the ticket's *write lane*, a task that hands batches to the store. The mailbox
-//! keeps turning meanwhile. When the lane reports a batch durable (`Persisted`), the actor
-//! applies the batch to its state, fans the events out, and only then answers the callers, in
-//! the order the requests arrived.
+//! and queued. Queued writes go to the store in batches, one batch in flight at a time, so the
+//! store sees the ticket's writes in the order the actor made them; the mailbox keeps turning
+//! meanwhile. The store reports each batch's outcome straight into the mailbox (`Persisted`),
+//! from its own writer thread when it has one. The actor then applies the batch to its state,
+//! fans the events out, answers the callers in the order the requests arrived, and sends the
+//! writes queued meanwhile as the next batch.
+//!
+//! An earlier design ran a *write lane* task per ticket between the actor and the store. It
+//! cost two task wake-ups per batch (actor to lane, lane to actor) and a task per live ticket.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +28,7 @@ use crate::events::{
     self, event_frame, ReadReceiptPayload, StatusChangePayload, SubscribedPayload, TicketView,
 };
 use crate::message_id::MessageId;
+use crate::store::Done;
 use crate::store::{MessageRange, StoreError, TicketWrite};
 
 /// Every message a `TicketActor` understands.
@@ -55,7 +61,7 @@ pub enum TicketMsg {
         since: Option<MessageId>,
         reply: RpcReplyPort<Result<Subscription, TicketError>>,
     },
-    /// From the write lane: the batch ending with write `through` is durable (or failed).
+    /// From the store: the batch ending with write `through` is durable (or failed).
     Persisted {
         through: u64,
         result: Result<(), crate::store::StoreError>,
@@ -159,9 +165,39 @@ pub struct TicketArgs {
     pub(crate) lease: WriterLease,
 }
 
-/// Batch results the lane could not deliver because the actor had stopped; `post_stop`
-/// settles them so callers hear the truth about writes that did land.
-type LateResults = Arc<std::sync::Mutex<Vec<(u64, Result<(), StoreError>)>>>;
+/// Writes in one batch at most.
+const MAX_BATCH: usize = 256;
+
+/// What a batch's outcome needs on its way back, shared by the actor and its batch in flight.
+struct Return {
+    actor: ActorRef<TicketMsg>,
+    /// Outcomes the mailbox refused because the actor was draining or stopping; `post_stop`
+    /// settles them, so callers hear the truth about writes that did land.
+    late: std::sync::Mutex<Vec<(u64, Result<(), StoreError>)>>,
+    landed: tokio::sync::Notify,
+    /// Released when the actor has stopped and its last batch has landed, whichever is later:
+    /// only then may the ticket's next actor load it.
+    _lease: WriterLease,
+}
+
+impl Return {
+    fn deliver(&self, through: u64, result: Result<(), StoreError>) {
+        if let Err(ractor::MessagingErr::SendErr(TicketMsg::Persisted { through, result })) = self
+            .actor
+            .send_message(TicketMsg::Persisted { through, result })
+        {
+            self.late
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((through, result));
+            self.landed.notify_one();
+        }
+    }
+
+    fn take_late(&self) -> Vec<(u64, Result<(), StoreError>)> {
+        std::mem::take(&mut *self.late.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
 
 pub struct TicketState {
     key: TicketKey,
@@ -179,10 +215,13 @@ pub struct TicketState {
     subscribers: Vec<Subscriber>,
     pending: VecDeque<Pending>,
     next_seq: u64,
-    /// The write lane's queue; taken (closed) when the actor stops.
-    lane: Option<mpsc::UnboundedSender<(u64, TicketWrite)>>,
-    lane_task: Option<tokio::task::JoinHandle<()>>,
-    late: LateResults,
+    /// Queued writes not yet handed to the store, oldest first, with their `seq`.
+    unsent: VecDeque<(u64, TicketWrite)>,
+    /// A batch is with the store; the next waits for its outcome.
+    in_flight: bool,
+    /// A batch failed: nothing more is sent, and the actor is stopping.
+    broken: bool,
+    back: Arc<Return>,
     /// The encoded full ticket, reused by every GET until something changes.
     view_cache: Option<Bytes>,
     last_activity: Instant,
@@ -196,11 +235,35 @@ impl TicketState {
     fn queue(&mut self, write: TicketWrite, effect: Effect) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        // The lane lives as long as this state; if it is gone the actor is stopping anyway.
-        if let Some(lane) = &self.lane {
-            let _ = lane.send((seq, write));
-        }
+        self.unsent.push_back((seq, write));
         self.pending.push_back(Pending { seq, effect });
+        self.send_batch();
+    }
+
+    /// Hands the unsent writes to the store as one batch, unless a batch is in flight.
+    fn send_batch(&mut self) {
+        if self.in_flight || self.broken || self.unsent.is_empty() {
+            return;
+        }
+        let take = self.unsent.len().min(MAX_BATCH);
+        let mut through = 0;
+        let writes: Vec<TicketWrite> = self
+            .unsent
+            .drain(..take)
+            .map(|(seq, write)| {
+                through = seq;
+                write
+            })
+            .collect();
+        self.in_flight = true;
+        let back = self.back.clone();
+        let done: Done = Box::new(move |result| back.deliver(through, result));
+        self.deps.store.clone().submit(
+            self.key.project.clone(),
+            self.key.slug.clone(),
+            writes,
+            done,
+        );
     }
 
     /// Offers one event to the project's feed and every subscriber without waiting: a
@@ -346,7 +409,8 @@ impl TicketState {
     }
 
     /// Applies the outcome of the batch ending with write `through`: durable writes take effect
-    /// and are fanned out; failed ones are refused. Returns the failure, if any.
+    /// and are fanned out; failed ones are refused, and nothing more is sent. Returns the
+    /// failure, if any.
     fn settle(&mut self, through: u64, result: Result<(), StoreError>) -> Result<(), StoreError> {
         while self.pending.front().is_some_and(|p| p.seq <= through) {
             let Some(pending) = self.pending.pop_front() else {
@@ -358,6 +422,7 @@ impl TicketState {
             }
         }
         if result.is_err() {
+            self.broken = true;
             self.recompute_tentative_status();
         }
         result
@@ -390,45 +455,6 @@ impl TicketState {
     }
 }
 
-/// Takes queued writes in order and hands them to the store in batches: one durable write per
-/// batch instead of one per request, and never more than one batch of this ticket in flight,
-/// so the store sees the ticket's writes in the order the actor made them.
-async fn write_lane(
-    key: TicketKey,
-    deps: TicketDeps,
-    mut rx: mpsc::UnboundedReceiver<(u64, TicketWrite)>,
-    actor: ActorRef<TicketMsg>,
-    late: LateResults,
-    lease: WriterLease,
-) {
-    const MAX_BATCH: usize = 256;
-    let mut batch = Vec::with_capacity(16);
-    while let Some((seq, write)) = rx.recv().await {
-        let mut through = seq;
-        batch.push(write);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok((seq, write)) => {
-                    through = seq;
-                    batch.push(write);
-                }
-                Err(_) => break,
-            }
-        }
-        let result = deps.store.apply(&key.project, &key.slug, &batch).await;
-        batch.clear();
-        if let Err(ractor::MessagingErr::SendErr(TicketMsg::Persisted { through, result })) =
-            actor.send_message(TicketMsg::Persisted { through, result })
-        {
-            late.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((through, result));
-        }
-    }
-    // Every write of this actor is settled: the next actor of the ticket may start.
-    drop(lease);
-}
-
 impl Actor for TicketActor {
     type Msg = TicketMsg;
     type State = TicketState;
@@ -455,16 +481,12 @@ impl Actor for TicketActor {
         if !complete {
             newest.remove(0);
         }
-        let (lane, lane_rx) = mpsc::unbounded_channel();
-        let late = LateResults::default();
-        let lane_task = tokio::spawn(write_lane(
-            key.clone(),
-            deps.clone(),
-            lane_rx,
-            myself.clone(),
-            late.clone(),
-            lease,
-        ));
+        let back = Arc::new(Return {
+            actor: myself.clone(),
+            late: std::sync::Mutex::default(),
+            landed: tokio::sync::Notify::new(),
+            _lease: lease,
+        });
         crate::supervision::spawn_ticker(myself, deps.config.tick_interval, || TicketMsg::Tick);
         // A predecessor that failed may have left its view behind, and its last writes may
         // have landed after it.
@@ -482,9 +504,10 @@ impl Actor for TicketActor {
             subscribers: Vec::new(),
             pending: VecDeque::new(),
             next_seq: 0,
-            lane: Some(lane),
-            lane_task: Some(lane_task),
-            late,
+            unsent: VecDeque::new(),
+            in_flight: false,
+            broken: false,
+            back,
             view_cache: None,
             last_activity: Instant::now(),
             deps,
@@ -615,11 +638,16 @@ impl TicketActor {
                 let _ = reply.send(Ok(subscribe(state, since)));
             }
             TicketMsg::Persisted { through, result } => {
-                if let Err(e) = state.settle(through, result) {
-                    // Later writes may already be on their way to the store; rather than
-                    // guess what landed, stop and let the next request reload the ticket.
-                    tracing::warn!(ticket = %state.key, error = %e, "ticket write failed; reloading the ticket");
-                    myself.stop(Some("a write failed".into()));
+                state.in_flight = false;
+                match state.settle(through, result) {
+                    Ok(()) => state.send_batch(),
+                    Err(e) => {
+                        // The batch may have landed in part, or after a timeout; rather than
+                        // guess, stop (the writes queued behind it are refused, never sent) and
+                        // let the next request reload the ticket.
+                        tracing::warn!(ticket = %state.key, error = %e, "ticket write failed; reloading the ticket");
+                        myself.stop(Some("a write failed".into()));
+                    }
                 }
             }
             TicketMsg::Tick => {
@@ -641,16 +669,31 @@ impl TicketActor {
         Ok(())
     }
 
+    /// Answers every caller still waiting as the actor stops. Writes taken in while draining
+    /// are still made durable, batch after batch, for up to one call timeout; whatever is
+    /// left after that, or after a failed batch, is refused.
     async fn finish(&self, state: &mut TicketState) -> Result<(), ActorProcessingErr> {
-        // Close the lane and wait for its last batch, then answer those callers truthfully.
-        state.lane.take();
-        if let Some(task) = state.lane_task.take() {
-            let _ = tokio::time::timeout(state.deps.config.call_timeout, task).await;
+        let deadline = tokio::time::Instant::now() + state.deps.config.call_timeout;
+        loop {
+            for (through, result) in state.back.take_late() {
+                state.in_flight = false;
+                let _ = state.settle(through, result);
+            }
+            if !state.in_flight {
+                if state.broken || state.unsent.is_empty() {
+                    break;
+                }
+                state.send_batch();
+            }
+            // The mailbox refuses outcomes now, so the batch's comes through `late`. One
+            // that reached the mailbox just before it closed is lost; its callers are
+            // refused below once the deadline passes.
+            let landed = state.back.landed.notified();
+            if tokio::time::timeout_at(deadline, landed).await.is_err() {
+                break;
+            }
         }
-        let late = std::mem::take(&mut *state.late.lock().unwrap_or_else(|e| e.into_inner()));
-        for (through, result) in late {
-            let _ = state.settle(through, result);
-        }
+        state.unsent.clear();
         for pending in state.pending.drain(..) {
             TicketState::fail(
                 pending,

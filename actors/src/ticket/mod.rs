@@ -120,9 +120,9 @@ pub struct TicketDeps {
 /// Which actor serves which ticket.
 ///
 /// A ticket never has two writers. A slot's `OnceCell` makes concurrent first requests share
-/// one activation. Beyond that, each ticket has a writer *lease*: the actor's write lane holds
-/// it for as long as it runs, including the last batch after its actor stopped or failed, and
-/// an activation must take it before loading the ticket. So a new actor always starts from
+/// one activation. Beyond that, each ticket has a writer *lease*: it is held until the actor
+/// has stopped and its last batch has landed, even when the actor failed first, and an
+/// activation must take it before loading the ticket. So a new actor always starts from
 /// everything its predecessor wrote.
 #[derive(Default)]
 struct Registry {
@@ -132,7 +132,7 @@ struct Registry {
     supervisor: OnceLock<ActorCell>,
 }
 
-/// Held by a ticket's write lane for its whole life.
+/// Held by a ticket actor and by its batch in flight; released when both are done.
 pub(crate) struct WriterLease {
     key: TicketKey,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
