@@ -9,6 +9,7 @@
 //! re-run with a job) and over 127.0.0.x source addresses. Each run prints a table and writes
 //! `<out>/<scenario>.json` and `<out>/<scenario>.svg`.
 
+mod host;
 mod net;
 mod report;
 mod server;
@@ -180,7 +181,8 @@ async fn coordinate(cli: Cli) -> anyhow::Result<()> {
             s
         }
     };
-    let report = match cli.scenario {
+    let probe_before = host::cross_cpu_round_trip_ns();
+    let mut report = match cli.scenario {
         Scenario::Idle {
             connections,
             tickets,
@@ -235,6 +237,12 @@ async fn coordinate(cli: Cli) -> anyhow::Result<()> {
         Scenario::Sse { concurrency, total } => sse(&cli, &server, concurrency, total).await?,
         Scenario::Worker { .. } | Scenario::BareServer { .. } => unreachable!("handled in main"),
     };
+    let probe_after = host::cross_cpu_round_trip_ns();
+    for (when, probe) in [("before", probe_before), ("after", probe_after)] {
+        if let Some(ns) = probe {
+            report.figure(&format!("cross-CPU round trip {when}"), "ns", ns);
+        }
+    }
     report.print();
     report.write(&cli.out)?;
     Ok(())
