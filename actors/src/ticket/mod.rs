@@ -221,7 +221,10 @@ impl Tickets {
     /// The running actor for a ticket, activating it from the store if needed.
     pub async fn actor(&self, key: &TicketKey) -> Result<ActorRef<TicketMsg>, TicketError> {
         let registry = &self.deps.registry;
-        let slot = registry.live.entry(key.clone()).or_default().clone();
+        // A running ticket is found under the shard's read lock, without cloning the key;
+        // only a first request takes the write lock to make a slot.
+        let found = registry.live.get(key).map(|slot| slot.clone());
+        let slot = found.unwrap_or_else(|| registry.live.entry(key.clone()).or_default().clone());
         let activated = slot
             .actor
             .get_or_try_init(|| self.activate(key))
