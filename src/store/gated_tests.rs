@@ -57,6 +57,11 @@ impl Gate {
             self.inner.clone().submit(p, s, writes, done);
         }
     }
+
+    /// Forgets the oldest held batch without a word, as a store whose writer died would.
+    fn lose(&self) {
+        drop(self.held.lock().unwrap().remove(0));
+    }
 }
 
 #[async_trait]
@@ -155,6 +160,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     gate: Arc<Gate>,
     tickets: Tickets,
+    supervisor: ractor::ActorCell,
     key: TicketKey,
 }
 
@@ -191,7 +197,7 @@ async fn fixture() -> Fixture {
         held: Mutex::default(),
         batches: Mutex::default(),
     });
-    let (tickets, _) = Tickets::start(
+    let (tickets, supervisor) = Tickets::start(
         gate.clone(),
         Arc::new(SystemClock),
         ProjectFeeds::default(),
@@ -208,6 +214,7 @@ async fn fixture() -> Fixture {
         _dir: dir,
         gate,
         tickets,
+        supervisor: supervisor.get_cell(),
         key,
     }
 }
@@ -346,4 +353,37 @@ async fn a_batch_in_flight_when_its_actor_crashes_lands_before_its_successor_loa
     let view: serde_json::Value = serde_json::from_slice(&next.await.unwrap().unwrap()).unwrap();
     assert_eq!(view["messages"][0]["content"], "one");
     assert_eq!(stored(&f).await, ["one"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_store_loses_is_refused_instead_of_waited_for() {
+    let f = fixture().await;
+    let first = post(&f, "one").await;
+    f.gate.holding(1).await;
+    f.gate.lose();
+    assert!(matches!(
+        first.await.unwrap(),
+        Err(TicketError::Unavailable(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_tickets_sends_their_queued_writes_and_answers_every_caller() {
+    let f = fixture().await;
+    let first = post(&f, "one").await;
+    f.gate.holding(1).await;
+    let second = post(&f, "two").await;
+    settled_mailbox(&f).await;
+
+    // As at shutdown: the supervisor stops, and with it every ticket actor.
+    let supervisor = f.supervisor.clone();
+    let stopped = tokio::spawn(async move { supervisor.stop_and_wait(None, None).await.unwrap() });
+    f.gate.release(false);
+    // The stopping actor sends what it had queued, as one more batch.
+    f.gate.holding(1).await;
+    f.gate.release(false);
+    assert_eq!(first.await.unwrap().unwrap().content.as_str(), "one");
+    assert_eq!(second.await.unwrap().unwrap().content.as_str(), "two");
+    stopped.await.unwrap();
+    assert_eq!(stored(&f).await, ["one", "two"]);
 }

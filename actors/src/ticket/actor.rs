@@ -61,11 +61,9 @@ pub enum TicketMsg {
         since: Option<MessageId>,
         reply: RpcReplyPort<Result<Subscription, TicketError>>,
     },
-    /// From the store: the batch ending with write `through` is durable (or failed).
-    Persisted {
-        through: u64,
-        result: Result<(), crate::store::StoreError>,
-    },
+    /// From the store: the batch in flight is durable or failed. The outcome itself waits in
+    /// the actor's return slot, where no stop can lose it.
+    Persisted,
     /// Periodic housekeeping: prune gone subscribers, passivate when idle.
     Tick,
     /// Fail on purpose, so tests can watch the supervisor restart the actor.
@@ -82,7 +80,7 @@ impl TicketMsg {
             TicketMsg::MarkRead { .. } => "mark_read",
             TicketMsg::SetStatus { .. } => "set_status",
             TicketMsg::Subscribe { .. } => "subscribe",
-            TicketMsg::Persisted { .. } => "persisted",
+            TicketMsg::Persisted => "persisted",
             TicketMsg::Tick => "tick",
             #[cfg(feature = "testing")]
             TicketMsg::Crash => "crash",
@@ -168,12 +166,15 @@ pub struct TicketArgs {
 /// Writes in one batch at most.
 const MAX_BATCH: usize = 256;
 
-/// What a batch's outcome needs on its way back, shared by the actor and its batch in flight.
+/// The way back from the store to the actor, shared by the actor and its batch in flight.
+///
+/// The outcome is left in a slot and the mailbox only gets a nudge: a stop is handled before
+/// the messages queued ahead of it, and an outcome carried in such a message would be lost,
+/// leaving `finish` to refuse callers whose writes did land.
 struct Return {
     actor: ActorRef<TicketMsg>,
-    /// Outcomes the mailbox refused because the actor was draining or stopping; `post_stop`
-    /// settles them, so callers hear the truth about writes that did land.
-    late: std::sync::Mutex<Vec<(u64, Result<(), StoreError>)>>,
+    /// The outcome of the batch in flight (there is at most one), with its last write.
+    outcome: std::sync::Mutex<Option<(u64, Result<(), StoreError>)>>,
     landed: tokio::sync::Notify,
     /// Released when the actor has stopped and its last batch has landed, whichever is later:
     /// only then may the ticket's next actor load it.
@@ -181,21 +182,47 @@ struct Return {
 }
 
 impl Return {
-    fn deliver(&self, through: u64, result: Result<(), StoreError>) {
-        if let Err(ractor::MessagingErr::SendErr(TicketMsg::Persisted { through, result })) = self
-            .actor
-            .send_message(TicketMsg::Persisted { through, result })
-        {
-            self.late
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((through, result));
-            self.landed.notify_one();
-        }
+    fn land(&self, through: u64, result: Result<(), StoreError>) {
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some((through, result));
+        // Refused while the actor drains or stops; `finish` waits on `landed` then.
+        let _ = self.actor.send_message(TicketMsg::Persisted);
+        self.landed.notify_one();
     }
 
-    fn take_late(&self) -> Vec<(u64, Result<(), StoreError>)> {
-        std::mem::take(&mut *self.late.lock().unwrap_or_else(|e| e.into_inner()))
+    fn take(&self) -> Option<(u64, Result<(), StoreError>)> {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// One batch's ticket home. A store that drops it without reporting (a panicking writer
+/// thread, a cancelled task) reports a failure through it instead, so the actor never waits
+/// for an outcome that cannot come.
+struct Landing {
+    back: Option<Arc<Return>>,
+    through: u64,
+}
+
+impl Landing {
+    fn land(mut self, result: Result<(), StoreError>) {
+        if let Some(back) = self.back.take() {
+            back.land(self.through, result);
+        }
+    }
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if let Some(back) = self.back.take() {
+            back.land(
+                self.through,
+                Err(StoreError::Unavailable(
+                    "the store dropped a batch without an outcome".into(),
+                )),
+            );
+        }
     }
 }
 
@@ -256,8 +283,11 @@ impl TicketState {
             })
             .collect();
         self.in_flight = true;
-        let back = self.back.clone();
-        let done: Done = Box::new(move |result| back.deliver(through, result));
+        let landing = Landing {
+            back: Some(self.back.clone()),
+            through,
+        };
+        let done: Done = Box::new(move |result| landing.land(result));
         self.deps.store.clone().submit(
             self.key.project.clone(),
             self.key.slug.clone(),
@@ -483,7 +513,7 @@ impl Actor for TicketActor {
         }
         let back = Arc::new(Return {
             actor: myself.clone(),
-            late: std::sync::Mutex::default(),
+            outcome: std::sync::Mutex::default(),
             landed: tokio::sync::Notify::new(),
             _lease: lease,
         });
@@ -520,7 +550,7 @@ impl Actor for TicketActor {
         message: TicketMsg,
         state: &mut TicketState,
     ) -> Result<(), ActorProcessingErr> {
-        if !matches!(message, TicketMsg::Tick | TicketMsg::Persisted { .. }) {
+        if !matches!(message, TicketMsg::Tick | TicketMsg::Persisted) {
             state.last_activity = Instant::now();
         }
         let started = Instant::now();
@@ -637,7 +667,10 @@ impl TicketActor {
             TicketMsg::Subscribe { since, reply } => {
                 let _ = reply.send(Ok(subscribe(state, since)));
             }
-            TicketMsg::Persisted { through, result } => {
+            TicketMsg::Persisted => {
+                let Some((through, result)) = state.back.take() else {
+                    return Ok(());
+                };
                 state.in_flight = false;
                 match state.settle(through, result) {
                     Ok(()) => state.send_batch(),
@@ -675,7 +708,7 @@ impl TicketActor {
     async fn finish(&self, state: &mut TicketState) -> Result<(), ActorProcessingErr> {
         let deadline = tokio::time::Instant::now() + state.deps.config.call_timeout;
         loop {
-            for (through, result) in state.back.take_late() {
+            if let Some((through, result)) = state.back.take() {
                 state.in_flight = false;
                 let _ = state.settle(through, result);
             }
@@ -685,9 +718,7 @@ impl TicketActor {
                 }
                 state.send_batch();
             }
-            // The mailbox refuses outcomes now, so the batch's comes through `late`. One
-            // that reached the mailbox just before it closed is lost; its callers are
-            // refused below once the deadline passes.
+            // The mailbox is closed now; the batch's outcome comes to the return slot.
             let landed = state.back.landed.notified();
             if tokio::time::timeout_at(deadline, landed).await.is_err() {
                 break;

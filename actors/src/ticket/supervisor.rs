@@ -14,6 +14,8 @@ use super::{TicketKey, Tickets};
 /// Restarts allowed per ticket within [`RESTART_WINDOW`] before the supervisor stops trying.
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// How long a shutdown waits for the ticket actors to finish their writes.
+const CHILDREN_STOP: Duration = Duration::from_secs(5);
 
 pub struct TicketSupervisor;
 
@@ -39,6 +41,20 @@ impl Actor for TicketSupervisor {
             tickets,
             restarts: HashMap::new(),
         })
+    }
+
+    /// On shutdown ractor kills the children of a supervisor that stops, and a killed actor
+    /// skips `post_stop`. Stopping them first lets each one send its queued writes and answer
+    /// its callers.
+    async fn post_stop(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        _state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself
+            .stop_children_and_wait(Some("shutting down".into()), Some(CHILDREN_STOP))
+            .await;
+        Ok(())
     }
 
     async fn handle_supervisor_evt(
