@@ -236,6 +236,15 @@ async fn post(f: &Fixture, text: &str) -> Answer {
     rx
 }
 
+/// Calls the ticket through `Tickets::call`, as the HTTP side does, from a task of its own.
+fn spawn_call<T: Send + 'static>(
+    f: &Fixture,
+    make: impl Fn(RpcReplyPort<Result<T, TicketError>>) -> TicketMsg + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<Result<T, TicketError>> {
+    let (tickets, key) = (f.tickets.clone(), f.key.clone());
+    tokio::spawn(async move { tickets.call(&key, make).await })
+}
+
 /// Returns once the actor has handled everything put in its mailbox before.
 async fn settled_mailbox(f: &Fixture) {
     f.tickets
@@ -299,20 +308,12 @@ async fn a_failed_batch_refuses_the_writes_queued_behind_it_and_the_ticket_reloa
 
     // The next request finds a fresh actor, loaded from what the store holds. It goes through
     // `Tickets::call`, which steps past the stopping actor if the registry still names it.
-    let third = {
-        let tickets = f.tickets.clone();
-        let key = f.key.clone();
-        tokio::spawn(async move {
-            tickets
-                .call(&key, |reply| TicketMsg::Post {
-                    author: Participant::User,
-                    content: MessageBody::parse("three").unwrap(),
-                    idempotency_key: None,
-                    reply,
-                })
-                .await
-        })
-    };
+    let third = spawn_call(&f, |reply| TicketMsg::Post {
+        author: Participant::User,
+        content: MessageBody::parse("three").unwrap(),
+        idempotency_key: None,
+        reply,
+    });
     f.gate.holding(1).await;
     f.gate.release(false);
     assert_eq!(third.await.unwrap().unwrap().content.as_str(), "three");
@@ -337,15 +338,7 @@ async fn a_batch_in_flight_when_its_actor_crashes_lands_before_its_successor_loa
     // idempotency key.
     assert!(first.await.is_err());
     // The successor cannot load the ticket while its predecessor's batch is out.
-    let next = {
-        let tickets = f.tickets.clone();
-        let key = f.key.clone();
-        tokio::spawn(async move {
-            tickets
-                .call(&key, |reply| TicketMsg::Get { page: None, reply })
-                .await
-        })
-    };
+    let next = spawn_call(&f, |reply| TicketMsg::Get { page: None, reply });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!next.is_finished());
 
