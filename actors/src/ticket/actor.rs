@@ -3,8 +3,9 @@
 //! Writes are pipelined. A request is validated against the actor's state, given its message id,
 //! and queued. Queued writes go to the store in batches, one batch in flight at a time, so the
 //! store sees the ticket's writes in the order the actor made them; the mailbox keeps turning
-//! meanwhile. The store reports each batch's outcome straight into the mailbox (`Persisted`),
-//! from its own writer thread when it has one. The actor then applies the batch to its state,
+//! meanwhile. The store reports each batch's outcome to the actor directly, from its own
+//! writer thread when it has one: the outcome goes into a slot the two share, and `Persisted`
+//! into the mailbox to say so. The actor then applies the batch to its state,
 //! fans the events out, answers the callers in the order the requests arrived, and sends the
 //! writes queued meanwhile as the next batch.
 //!
@@ -197,9 +198,9 @@ impl Return {
     }
 }
 
-/// One batch's ticket home. A store that drops it without reporting (a panicking writer
-/// thread, a cancelled task) reports a failure through it instead, so the actor never waits
-/// for an outcome that cannot come.
+/// What a batch's callback carries back. A store that drops the callback without calling it (a
+/// panicking writer thread, a cancelled task) reports a failure through it instead, so the
+/// actor never waits for an outcome that cannot come.
 struct Landing {
     back: Option<Arc<Return>>,
     through: u64,
@@ -438,6 +439,13 @@ impl TicketState {
         }
     }
 
+    /// Settles the batch in flight if the store has reported on it; `None` if not yet.
+    fn take_outcome(&mut self) -> Option<Result<(), StoreError>> {
+        let (through, result) = self.back.take()?;
+        self.in_flight = false;
+        Some(self.settle(through, result))
+    }
+
     /// Applies the outcome of the batch ending with write `through`: durable writes take effect
     /// and are fanned out; failed ones are refused, and nothing more is sent. Returns the
     /// failure, if any.
@@ -667,22 +675,17 @@ impl TicketActor {
             TicketMsg::Subscribe { since, reply } => {
                 let _ = reply.send(Ok(subscribe(state, since)));
             }
-            TicketMsg::Persisted => {
-                let Some((through, result)) = state.back.take() else {
-                    return Ok(());
-                };
-                state.in_flight = false;
-                match state.settle(through, result) {
-                    Ok(()) => state.send_batch(),
-                    Err(e) => {
-                        // The batch may have landed in part, or after a timeout; rather than
-                        // guess, stop (the writes queued behind it are refused, never sent) and
-                        // let the next request reload the ticket.
-                        tracing::warn!(ticket = %state.key, error = %e, "ticket write failed; reloading the ticket");
-                        myself.stop(Some("a write failed".into()));
-                    }
+            TicketMsg::Persisted => match state.take_outcome() {
+                None => {}
+                Some(Ok(())) => state.send_batch(),
+                Some(Err(e)) => {
+                    // The batch may have landed in part, or after a timeout; rather than
+                    // guess, stop (the writes queued behind it are refused, never sent) and
+                    // let the next request reload the ticket.
+                    tracing::warn!(ticket = %state.key, error = %e, "ticket write failed; reloading the ticket");
+                    myself.stop(Some("a write failed".into()));
                 }
-            }
+            },
             TicketMsg::Tick => {
                 state.subscribers.retain(|s| !s.tx.is_closed());
                 let idle = state.last_activity.elapsed() >= state.deps.config.idle_timeout;
@@ -708,10 +711,7 @@ impl TicketActor {
     async fn finish(&self, state: &mut TicketState) -> Result<(), ActorProcessingErr> {
         let deadline = tokio::time::Instant::now() + state.deps.config.call_timeout;
         loop {
-            if let Some((through, result)) = state.back.take() {
-                state.in_flight = false;
-                let _ = state.settle(through, result);
-            }
+            let _ = state.take_outcome();
             if !state.in_flight {
                 if state.broken || state.unsent.is_empty() {
                     break;
