@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use fleety_actors::domain::{Article, ChatTurn, Project, ProjectId, Slug, Ticket};
@@ -61,6 +61,9 @@ pub(super) const APPLY_GATHER: Duration = Duration::from_millis(5);
 /// to the writer only after the commit, so a batch near the queue's byte budget would leave the
 /// writer waiting for the rest of the window; a quarter keeps it well clear.
 const GATHER_BYTES: usize = APPLY_QUEUE_BYTES / 4;
+/// A gathering applier looks at its queue at least this often, so a batch that has grown past
+/// `GATHER_BYTES`, or a writer that has stopped, is seen within this long even in a long window.
+const GATHER_LOOK_EVERY: Duration = Duration::from_millis(10);
 
 /// What the writer and readers hand the applier.
 enum ToApply {
@@ -127,6 +130,8 @@ pub(super) struct Shared {
     wanted: AtomicU64,
     /// A nudge is on its way to the applier; readers need not send another.
     nudged: AtomicBool,
+    /// The thread gathering groups, which a nudge unparks (see `Applier::gather`).
+    gatherer: OnceLock<std::thread::Thread>,
 }
 
 impl Shared {
@@ -140,6 +145,7 @@ impl Shared {
             applied_some: Condvar::new(),
             wanted: AtomicU64::new(last),
             nudged: AtomicBool::new(false),
+            gatherer: OnceLock::new(),
         }
     }
 
@@ -195,10 +201,14 @@ impl Nudger {
     /// its gather window. If its queue is full it is already busy applying, so nothing is sent.
     pub(super) fn nudge(&self, seq: u64) {
         self.shared.wanted.fetch_max(seq, Ordering::AcqRel);
-        if !self.shared.nudged.swap(true, Ordering::AcqRel)
-            && self.queue.try_send(ToApply::Nudge).is_err()
-        {
-            self.shared.nudged.store(false, Ordering::Release);
+        if !self.shared.nudged.swap(true, Ordering::AcqRel) {
+            if self.queue.try_send(ToApply::Nudge).is_err() {
+                self.shared.nudged.store(false, Ordering::Release);
+            }
+            // The queue wakes an applier waiting for its first group; a gathering one is parked.
+            if let Some(gatherer) = self.shared.gatherer.get() {
+                gatherer.unpark();
+            }
         }
     }
 }
@@ -640,6 +650,7 @@ impl Applier {
         // `None` (a window too long to represent) gathers until a reader or a full batch ends it.
         let until = Instant::now().checked_add(self.timing.gather);
         let mut bytes: usize = batch.iter().map(|(_, r)| r.len()).sum();
+        self.shared.gatherer.get_or_init(std::thread::current);
         loop {
             let newest = batch.last().map_or(self.last_applied, |(seq, _)| *seq);
             let wanted = self.shared.wanted.load(Ordering::Acquire);
@@ -649,26 +660,30 @@ impl Applier {
             {
                 return true;
             }
-            // Past the deadline this still takes whatever is already waiting.
-            let next = match until {
-                Some(until) => queue.recv_timeout(until.saturating_duration_since(Instant::now())),
-                None => queue
-                    .recv()
-                    .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
-            };
-            let next = match next {
-                Ok(next) => next,
-                Err(std_mpsc::RecvTimeoutError::Timeout) => return true,
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => return false,
-            };
-            match next {
-                ToApply::Group(seq, record) => {
+            // The applier parks instead of waiting on the queue: a sender wakes a receiver
+            // blocked on the channel, so waiting there would cost the writer a wake-up and the
+            // applier a context switch for every group, thousands a second under load, for a
+            // window that only needs to end on time or when a reader nudges.
+            match queue.try_recv() {
+                Ok(ToApply::Group(seq, record)) => {
                     bytes += record.len();
                     batch.push((seq, record));
                 }
-                ToApply::Nudge => {
+                Ok(ToApply::Nudge) => {
                     // Acquire the nudging reader's `wanted` before the check above reads it.
                     self.shared.nudged.swap(false, Ordering::AcqRel);
+                }
+                Err(std_mpsc::TryRecvError::Disconnected) => return false,
+                // Past the deadline this still took whatever was already waiting.
+                Err(std_mpsc::TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    let left = match until {
+                        Some(until) if until <= now => return true,
+                        Some(until) => until - now,
+                        None => GATHER_LOOK_EVERY,
+                    };
+                    // A nudge between the look and the park leaves a token: no wake is lost.
+                    std::thread::park_timeout(left.min(GATHER_LOOK_EVERY));
                 }
             }
         }
