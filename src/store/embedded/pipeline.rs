@@ -175,6 +175,13 @@ impl Shared {
     }
 
     /// The newest acknowledged group: a read that starts now must see it.
+    /// Ends a gathering applier's park early (see `Applier::gather`).
+    fn wake_gatherer(&self) {
+        if let Some(gatherer) = self.gatherer.get() {
+            gatherer.unpark();
+        }
+    }
+
     pub(super) fn durable(&self) -> u64 {
         self.durable.load(Ordering::Acquire)
     }
@@ -206,9 +213,7 @@ impl Nudger {
                 self.shared.nudged.store(false, Ordering::Release);
             }
             // The queue wakes an applier waiting for its first group; a gathering one is parked.
-            if let Some(gatherer) = self.shared.gatherer.get() {
-                gatherer.unpark();
-            }
+            self.shared.wake_gatherer();
         }
     }
 }
@@ -365,6 +370,10 @@ impl Writer {
             {
                 // The applier has stopped: redb cannot catch up until a restart replays.
                 self.shared.failed.store(true, Ordering::Release);
+            } else if self.shared.wanted.load(Ordering::Acquire) >= self.seq {
+                // A reader nudged for this group before it was handed over; the parked
+                // applier would otherwise find it only at its next look.
+                self.shared.wake_gatherer();
             }
         }
     }
