@@ -253,6 +253,15 @@ async fn settled_mailbox(f: &Fixture) {
         .unwrap();
 }
 
+/// Posts "one", which the gate holds in flight, and "two", which the actor queues behind it.
+async fn one_held_one_queued(f: &Fixture) -> (Answer, Answer) {
+    let first = post(f, "one").await;
+    f.gate.holding(1).await;
+    let second = post(f, "two").await;
+    settled_mailbox(f).await;
+    (first, second)
+}
+
 async fn stored(f: &Fixture) -> Vec<String> {
     f.gate
         .inner
@@ -288,10 +297,7 @@ async fn writes_queued_behind_a_batch_in_flight_go_together_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_batch_refuses_the_writes_queued_behind_it_and_the_ticket_reloads() {
     let f = fixture().await;
-    let first = post(&f, "one").await;
-    f.gate.holding(1).await;
-    let second = post(&f, "two").await;
-    settled_mailbox(&f).await;
+    let (first, second) = one_held_one_queued(&f).await;
 
     f.gate.release(true);
     assert!(matches!(
@@ -363,10 +369,7 @@ async fn a_batch_the_store_loses_is_refused_instead_of_waited_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_tickets_sends_their_queued_writes_and_answers_every_caller() {
     let f = fixture().await;
-    let first = post(&f, "one").await;
-    f.gate.holding(1).await;
-    let second = post(&f, "two").await;
-    settled_mailbox(&f).await;
+    let (first, second) = one_held_one_queued(&f).await;
 
     // As at shutdown: the supervisor stops, and with it every ticket actor.
     let supervisor = f.supervisor.clone();
