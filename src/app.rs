@@ -98,9 +98,26 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("cannot read projects from the store: {e}"))?;
         let ctx = Ctx {
-            tokens: Tokens::new(&secret, settings.session_ttl_secs, clock.clone()),
-            public_limit: RateLimiter::new(settings.public_rate_limit, clock.clone()),
-            session_limit: RateLimiter::new(settings.session_rate_limit, clock.clone()),
+            tokens: Tokens::new(
+                &secret,
+                &settings
+                    .jwt_previous_secrets
+                    .iter()
+                    .map(|s| s.expose().as_bytes())
+                    .collect::<Vec<_>>(),
+                settings.session_ttl_secs,
+                clock.clone(),
+            ),
+            public_limit: RateLimiter::new(
+                settings.public_rate_limit,
+                settings.rate_limit_clients,
+                clock.clone(),
+            ),
+            session_limit: RateLimiter::new(
+                settings.session_rate_limit,
+                settings.rate_limit_clients,
+                clock.clone(),
+            ),
             slugs: SlugGenerator::new(),
             store,
             system,

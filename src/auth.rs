@@ -1,15 +1,24 @@
 //! Credentials: anonymous session tokens (HS256 JWTs), short-lived feed tokens for the agent
 //! inbox socket, project admin keys, and the operator token.
 //!
-//! Verification pins HS256, requires `exp`, `iss` and `aud`, allows a few seconds of clock
-//! leeway, and callers check that a token's project is the project of the resource it is used on.
+//! Verification pins HS256, picks the key by the token's `kid` (refusing a token whose `kid`
+//! names no key we hold), requires `exp`, `iss` and `aud`, honours `nbf`, allows a few seconds
+//! of clock leeway, and callers check that a token's project is the project of the resource it
+//! is used on.
+//!
+//! Keys rotate: new tokens are signed with the current secret, and previous secrets still
+//! verify the tokens they signed until the operator removes them (after the longest token
+//! lifetime has passed).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use fleety_actors::clock::Clock;
 use fleety_actors::domain::ProjectId;
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -28,6 +37,9 @@ pub struct Claims {
     /// The project the token is for.
     pub pid: String,
     pub iat: i64,
+    /// Not valid before; optional, as RFC 7519 has it, but checked whenever present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     pub exp: i64,
     pub iss: String,
     pub aud: String,
@@ -37,6 +49,8 @@ pub struct Claims {
 pub enum TokenError {
     #[error("token expired")]
     Expired,
+    #[error("token not valid yet")]
+    NotYetValid,
     #[error("invalid token")]
     Invalid,
     #[error("token is for another project")]
@@ -53,20 +67,34 @@ pub struct IssuedToken {
 pub struct Tokens {
     kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Every key that verifies, by its key id: the current one and the previous ones.
+    decoding: HashMap<String, DecodingKey>,
     session_ttl_secs: i64,
     clock: Arc<dyn Clock>,
 }
 
+/// The key id of a secret: a digest, so rotating the secret changes it and it says nothing
+/// about the secret itself.
+pub fn key_id(secret: &[u8]) -> String {
+    hex(&Sha256::digest([b"fleety-kid:".as_slice(), secret].concat())[..8])
+}
+
 impl Tokens {
-    pub fn new(secret: &[u8], session_ttl_secs: u64, clock: Arc<dyn Clock>) -> Self {
-        // The key id is a digest of the secret: rotating the secret changes it, and it says
-        // nothing about the secret itself.
-        let kid = hex(&Sha256::digest([b"fleety-kid:".as_slice(), secret].concat())[..8]);
+    /// Signs with `secret`; verifies tokens signed with it or with one of `previous`.
+    pub fn new(
+        secret: &[u8],
+        previous: &[&[u8]],
+        session_ttl_secs: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let decoding = std::iter::once(secret)
+            .chain(previous.iter().copied())
+            .map(|s| (key_id(s), DecodingKey::from_secret(s)))
+            .collect();
         Self {
-            kid,
+            kid: key_id(secret),
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding,
             session_ttl_secs: session_ttl_secs as i64,
             clock,
         }
@@ -85,6 +113,7 @@ impl Tokens {
             sub: sub.clone(),
             pid: project.to_string(),
             iat: now.timestamp(),
+            nbf: Some(now.timestamp()),
             exp,
             iss: ISSUER.into(),
             aud: audience.into(),
@@ -124,20 +153,35 @@ impl Tokens {
         Ok(claims)
     }
 
-    /// Checks signature, issuer, audience and expiry; the caller checks the project.
+    /// Checks key id, signature, issuer, audience, expiry and `nbf`; the caller checks the
+    /// project.
     fn verify_any_project(&self, token: &str, audience: &str) -> Result<Claims, TokenError> {
+        // The key id only selects among keys we hold; it is never used to find one anywhere
+        // else, so `../../etc/passwd` is just another unknown id.
+        let kid = decode_header(token)
+            .map_err(|_| TokenError::Invalid)?
+            .kid
+            .ok_or(TokenError::Invalid)?;
+        let key = self.decoding.get(&kid).ok_or(TokenError::Invalid)?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
-        // Expiry is checked below against our clock, so tests can move time.
+        // Expiry and `nbf` are checked below against our clock, so tests can move time.
         validation.validate_exp = false;
-        let data = decode::<Claims>(token, &self.decoding, &validation)
-            .map_err(|_| TokenError::Invalid)?;
+        validation.validate_nbf = false;
+        let data = decode::<Claims>(token, key, &validation).map_err(|_| TokenError::Invalid)?;
         let claims = data.claims;
-        if claims.exp + (LEEWAY_SECS as i64) < self.clock.now().timestamp() {
+        let now = self.clock.now().timestamp();
+        if claims.exp + (LEEWAY_SECS as i64) < now {
             return Err(TokenError::Expired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf - (LEEWAY_SECS as i64) > now)
+        {
+            return Err(TokenError::NotYetValid);
         }
         Ok(claims)
     }
@@ -229,8 +273,29 @@ mod tests {
     use super::*;
     use fleety_actors::clock::ManualClock;
 
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
     fn tokens(clock: ManualClock) -> Tokens {
-        Tokens::new(b"0123456789abcdef0123456789abcdef", 300, Arc::new(clock))
+        Tokens::new(SECRET, &[], 300, Arc::new(clock))
+    }
+
+    /// A token signed with `secret`, with the header and claims given.
+    fn forge(secret: &[u8], kid: Option<&str>, claims: &Claims) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.map(str::to_owned);
+        encode(&header, claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    fn claims_at(now: i64) -> Claims {
+        Claims {
+            sub: "s".into(),
+            pid: "demo".into(),
+            iat: now,
+            nbf: None,
+            exp: now + 300,
+            iss: ISSUER.into(),
+            aud: SESSION_AUDIENCE.into(),
+        }
     }
 
     #[test]
@@ -286,11 +351,87 @@ mod tests {
             t.verify_session(&parts.join("."), &demo),
             Err(TokenError::Invalid)
         );
-        let stranger = Tokens::new(b"another-secret-another-secret-xx", 300, Arc::new(clock));
+        let stranger = Tokens::new(
+            b"another-secret-another-secret-xx",
+            &[],
+            300,
+            Arc::new(clock),
+        );
         assert_eq!(
             t.verify_session(&stranger.issue_session(&demo).token, &demo),
             Err(TokenError::Invalid)
         );
+    }
+
+    #[test]
+    fn a_token_is_not_valid_before_its_nbf_beyond_the_leeway() {
+        let clock = ManualClock::new(Utc::now());
+        let t = tokens(clock.clone());
+        let demo = ProjectId::parse("demo").unwrap();
+        let now = clock.now().timestamp();
+        let mut claims = claims_at(now);
+        claims.nbf = Some(now + 120);
+        let early = forge(SECRET, Some(&key_id(SECRET)), &claims);
+        assert_eq!(
+            t.verify_session(&early, &demo),
+            Err(TokenError::NotYetValid)
+        );
+        claims.nbf = Some(now + LEEWAY_SECS as i64);
+        let within_leeway = forge(SECRET, Some(&key_id(SECRET)), &claims);
+        assert!(t.verify_session(&within_leeway, &demo).is_ok());
+        // Our own tokens carry `nbf`, and are valid at once.
+        let issued = t.issue_session(&demo);
+        assert_eq!(
+            t.verify_session(&issued.token, &demo).unwrap().nbf,
+            Some(now)
+        );
+    }
+
+    #[test]
+    fn a_token_whose_kid_names_no_key_we_hold_is_refused_even_if_well_signed() {
+        let clock = ManualClock::new(Utc::now());
+        let t = tokens(clock.clone());
+        let demo = ProjectId::parse("demo").unwrap();
+        let claims = claims_at(clock.now().timestamp());
+        for kid in [None, Some("unknown"), Some("../../etc/passwd"), Some("")] {
+            let token = forge(SECRET, kid, &claims);
+            assert_eq!(
+                t.verify_session(&token, &demo),
+                Err(TokenError::Invalid),
+                "{kid:?}"
+            );
+        }
+        let right = forge(SECRET, Some(&key_id(SECRET)), &claims);
+        assert!(t.verify_session(&right, &demo).is_ok());
+    }
+
+    #[test]
+    fn previous_secrets_verify_their_tokens_and_the_current_one_signs() {
+        let clock = ManualClock::new(Utc::now());
+        let old: &[u8] = b"the-old-secret-the-old-secret-old";
+        let before = Tokens::new(old, &[], 300, Arc::new(clock.clone()));
+        let demo = ProjectId::parse("demo").unwrap();
+        let old_token = before.issue_session(&demo).token;
+
+        let rotated = Tokens::new(SECRET, &[old], 300, Arc::new(clock.clone()));
+        assert!(rotated.verify_session(&old_token, &demo).is_ok());
+        let new_token = rotated.issue_session(&demo).token;
+        assert_eq!(decode_header(&new_token).unwrap().kid, Some(key_id(SECRET)));
+        // A token that names the old key but was signed with another secret is refused.
+        let claims = claims_at(clock.now().timestamp());
+        let mixed = forge(SECRET, Some(&key_id(old)), &claims);
+        assert_eq!(
+            rotated.verify_session(&mixed, &demo),
+            Err(TokenError::Invalid)
+        );
+
+        // Once the old secret is dropped, its tokens stop verifying.
+        let after = tokens(clock);
+        assert_eq!(
+            after.verify_session(&old_token, &demo),
+            Err(TokenError::Invalid)
+        );
+        assert!(after.verify_session(&new_token, &demo).is_ok());
     }
 
     #[test]

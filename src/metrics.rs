@@ -45,6 +45,7 @@ pub const NAMES: &[&str] = &[
     "fleety_sse_streams_open",
     "fleety_events_fanned_out_total",
     "fleety_slow_subscribers_cut_total",
+    "fleety_slow_websockets_dropped_total",
     "fleety_store_operation_duration_seconds",
     "fleety_store_errors_total",
     "fleety_store_group_commit_writes",
@@ -148,6 +149,10 @@ fn describe() {
     describe_counter!(
         "fleety_slow_subscribers_cut_total",
         "Ticket subscribers disconnected for falling behind"
+    );
+    describe_counter!(
+        "fleety_slow_websockets_dropped_total",
+        "WebSockets closed because their client fell behind or left a write waiting"
     );
     describe_histogram!(
         "fleety_store_operation_duration_seconds",

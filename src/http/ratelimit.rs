@@ -1,26 +1,28 @@
-//! Per-client request limits in fixed one-minute windows, in memory that does not grow.
+//! Per-client request limits in fixed one-minute windows, counted exactly for each client, in
+//! memory bounded by the number of clients remembered.
 //!
-//! Counts live in a count-min sketch: two fixed tables of counters, each indexed by a different
-//! keyed hash of the client's IP. A client's count is the smaller of its two counters. Clients
-//! that share a counter only ever make each other's count larger, never smaller, so an abuser
-//! cannot slip under the limit, and the memory stays at [`SLOTS`] × 2 × 8 bytes (4 MiB) however
-//! many clients there are. An IPv6 client is its /64, the block one host or home is given, so
-//! rotating addresses within it gains nothing. Each counter remembers its window, so nothing needs sweeping.
+//! Each client has a counter of its own, so one client's requests never count against another.
+//! The counters live in a cache that holds at most `capacity` clients and forgets the least
+//! recently seen first, and any client not seen for a window or two. A forgotten client starts
+//! again from zero: under a flood of new addresses the limit fails open for the oldest clients,
+//! never closed for an innocent one. An IPv6 client is its /64, the block one host or home is
+//! given, so rotating addresses within it gains nothing.
 
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fleety_actors::clock::Clock;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
 
-const SLOTS: usize = 1 << 18;
 const WINDOW_SECS: i64 = 60;
 
 pub struct RateLimiter {
     limit: u32,
-    tables: [Box<[AtomicU64]>; 2],
-    hashers: [std::collections::hash_map::RandomState; 2],
+    /// A client's window (high 32 bits) and count in it (low 32 bits), updated in place.
+    clients: Cache<u128, Arc<AtomicU64>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -35,13 +37,19 @@ pub struct Decision {
 }
 
 impl RateLimiter {
-    /// `limit` requests per minute; 0 means unlimited.
-    pub fn new(limit: u32, clock: Arc<dyn Clock>) -> Self {
-        let table = || (0..SLOTS).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
+    /// `limit` requests per minute; 0 means unlimited. At most `capacity` clients are
+    /// remembered at once.
+    pub fn new(limit: u32, capacity: u64, clock: Arc<dyn Clock>) -> Self {
+        let clients = Cache::builder()
+            .max_capacity(capacity)
+            .eviction_policy(EvictionPolicy::lru())
+            // A count older than its window is worth nothing; two windows covers a client
+            // seen at the end of one and the start of the next.
+            .time_to_idle(Duration::from_secs(2 * WINDOW_SECS as u64))
+            .build();
         Self {
             limit,
-            tables: [table(), table()],
-            hashers: [Default::default(), Default::default()],
+            clients,
             clock,
         }
     }
@@ -63,12 +71,10 @@ impl RateLimiter {
                 reset_secs,
             };
         }
-        let client = client_key(ip);
-        let mut count = u32::MAX;
-        for (table, hasher) in self.tables.iter().zip(&self.hashers) {
-            let slot = &table[(hasher.hash_one(client) as usize) & (SLOTS - 1)];
-            count = count.min(self.bump(slot, window));
-        }
+        let counter = self
+            .clients
+            .get_with(client_key(ip), || Arc::new(AtomicU64::new(0)));
+        let count = self.bump(&counter, window);
         Decision {
             allowed: count <= self.limit,
             limit: self.limit,
@@ -79,8 +85,8 @@ impl RateLimiter {
 
     /// Adds one to the counter for `window` (restarting it if it held an older window) and
     /// returns the new count. Counts stop just past the limit, so they cannot overflow.
-    fn bump(&self, slot: &AtomicU64, window: u64) -> u32 {
-        let mut current = slot.load(Ordering::Relaxed);
+    fn bump(&self, counter: &AtomicU64, window: u64) -> u32 {
+        let mut current = counter.load(Ordering::Relaxed);
         loop {
             let (w, c) = (current >> 32, (current & 0xFFFF_FFFF) as u32);
             let next_count = if w == window {
@@ -89,11 +95,18 @@ impl RateLimiter {
                 1
             };
             let next = (window << 32) | next_count as u64;
-            match slot.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match counter.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return next_count,
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Clients remembered now (after pending evictions), for the memory benchmark.
+    pub fn clients(&self) -> u64 {
+        self.clients.run_pending_tasks();
+        self.clients.entry_count()
     }
 }
 
@@ -114,12 +127,17 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use fleety_actors::clock::ManualClock;
 
-    fn limiter(limit: u32) -> (RateLimiter, ManualClock) {
+    fn limiter_of(limit: u32, capacity: u64) -> (RateLimiter, ManualClock) {
         let clock = ManualClock::new(
             Utc.timestamp_opt(1_700_000_000 - 1_700_000_000 % 60, 0)
                 .unwrap(),
         );
-        (RateLimiter::new(limit, Arc::new(clock.clone())), clock)
+        let limiter = RateLimiter::new(limit, capacity, Arc::new(clock.clone()));
+        (limiter, clock)
+    }
+
+    fn limiter(limit: u32) -> (RateLimiter, ManualClock) {
+        limiter_of(limit, 100_000)
     }
 
     #[test]
@@ -152,16 +170,34 @@ mod tests {
     }
 
     #[test]
-    fn many_clients_never_lower_anyones_count() {
-        let (l, _) = limiter(5);
-        let victim: IpAddr = "198.51.100.9".parse().unwrap();
-        for _ in 0..5 {
-            l.check(victim);
+    fn fifty_thousand_clients_each_get_exactly_their_limit() {
+        let (l, _) = limiter(10);
+        let clients = (0..50_000u32).map(|i| IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
+        let clients: Vec<IpAddr> = clients.collect();
+        // Round after round, as concurrent clients would arrive, not one client at a time.
+        for round in 0..11u32 {
+            for &ip in &clients {
+                let d = l.check(ip);
+                assert_eq!(d.allowed, round < 10, "{ip} in round {round}");
+                assert_eq!(d.remaining, 9u32.saturating_sub(round));
+            }
         }
-        for i in 0..200_000u32 {
-            l.check(IpAddr::from(i.to_be_bytes()));
+    }
+
+    #[test]
+    fn a_flood_of_new_clients_forgets_the_oldest_and_never_refuses_a_fresh_one() {
+        let (l, _) = limiter_of(3, 1_000);
+        let early: IpAddr = "198.51.100.9".parse().unwrap();
+        for _ in 0..3 {
+            assert!(l.check(early).allowed);
         }
-        assert!(!l.check(victim).allowed);
+        assert!(!l.check(early).allowed);
+        for i in 0..20_000u32 {
+            assert!(l.check(IpAddr::from(i.to_be_bytes())).allowed);
+        }
+        assert!(l.clients() <= 1_000, "remembered {}", l.clients());
+        // Forgotten, the early client starts afresh: the limiter fails open, never closed.
+        assert!(l.check(early).allowed);
     }
 
     #[test]

@@ -6,13 +6,20 @@
 //! The accept loop takes hyper's upgrade handle out of each upgrade request and leaves it in
 //! an [`UpgradeSlot`]; [`websocket`] checks the handshake headers and finds the slot, and
 //! [`WsRequest::upgrade`] answers 101 and hands the socket to its task.
+//!
+//! The socket task gets the TCP stream itself back from hyper, not a boxed stream, so it can
+//! cap the kernel's send buffer for the socket (a peer that stops reading pins at most that
+//! much) and, for a peer cut off as too slow, close with a reset that frees whatever is still
+//! queued at once ([`reset`]).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::StatusCode;
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -20,7 +27,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 /// A server-side WebSocket.
-pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
+pub type WebSocket = WebSocketStream<TcpStream>;
 
 /// Something the socket keeps until it closes: the connection's slot under
 /// `FLEETY_MAX_CONNECTIONS`, which hyper's connection task gives up when the connection
@@ -91,16 +98,32 @@ pub fn websocket() -> impl Filter<Extract = (WsRequest,), Error = warp::Rejectio
         })
 }
 
-/// The socket settings: client frames and messages up to `max_message`, a small read buffer
-/// that grows only for a frame that needs it, and a cap on what may queue for a slow peer.
-pub fn config(max_message: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(256 * 1024)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message))
+/// How an accepted socket is set up.
+#[derive(Clone, Copy)]
+pub struct SocketConfig {
+    pub ws: WebSocketConfig,
+    /// The kernel's send buffer for the socket, in bytes (Linux doubles it for bookkeeping).
+    pub send_buffer: usize,
 }
+
+/// The socket settings: client frames and messages up to `max_message`, a small read buffer
+/// that grows only for a frame that needs it, a cap on what may queue for a slow peer, and
+/// the kernel send buffer.
+pub fn config(max_message: usize, send_buffer: usize) -> SocketConfig {
+    SocketConfig {
+        ws: WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(WRITE_BUFFER)
+            .max_write_buffer_size(MAX_WRITE_BUFFER)
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message)),
+        send_buffer,
+    }
+}
+
+/// What tungstenite may hold for one socket beyond the kernel's buffer: a frame larger than
+/// the write buffer still fits, and a peer that takes nothing fills it soon.
+const MAX_WRITE_BUFFER: usize = 256 * 1024;
 
 /// Frames queued for one write before tungstenite writes without waiting for a flush. The
 /// buffer grows only when a socket has several frames waiting, so idle sockets do not pay.
@@ -113,7 +136,7 @@ const READ_BUFFER: usize = 512;
 impl WsRequest {
     /// Answers 101 Switching Protocols and runs `on_socket` with the socket once hyper hands
     /// the connection over.
-    pub fn upgrade<F, Fut>(self, config: WebSocketConfig, on_socket: F) -> Response
+    pub fn upgrade<F, Fut>(self, config: SocketConfig, on_socket: F) -> Response
     where
         F: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -127,22 +150,33 @@ impl WsRequest {
         // block keeps its captures for its whole life, and this one would keep the closure's
         // captures beside the future made from them.
         tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let socket = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        Role::Server,
-                        Some(config),
-                    )
-                    .await;
-                    let relay = on_socket(socket);
-                    relays().spawn(async move {
-                        relay.await;
-                        drop(hold);
-                    });
-                }
-                Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
+            };
+            // Our accept loop serves every connection as `TokioIo<TcpStream>`.
+            let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => parts,
+                Err(_) => return tracing::error!("an upgraded connection is not a TCP stream"),
+            };
+            let stream = parts.io.into_inner();
+            if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(config.send_buffer)
+            {
+                tracing::warn!(error = %e, "cannot cap a websocket's send buffer");
             }
+            // Bytes the client sent right behind its handshake belong to the socket.
+            let socket = WebSocketStream::from_partially_read(
+                stream,
+                parts.read_buf.to_vec(),
+                Role::Server,
+                Some(config.ws),
+            )
+            .await;
+            let relay = on_socket(socket);
+            relays().spawn(async move {
+                relay.await;
+                drop(hold);
+            });
         });
         let accept = derive_accept_key(self.key.as_bytes());
         let mut resp = Response::default();
@@ -155,6 +189,15 @@ impl WsRequest {
         }
         resp
     }
+}
+
+/// Closes a socket at once with a TCP reset, dropping whatever is still queued for the peer
+/// in the kernel, instead of leaving the kernel to keep trying to deliver it.
+pub fn reset(socket: WebSocket) {
+    if let Err(e) = socket2::SockRef::from(socket.get_ref()).set_linger(Some(Duration::ZERO)) {
+        tracing::debug!(error = %e, "cannot set a websocket to reset on close");
+    }
+    drop(socket);
 }
 
 /// The runtime that runs the sockets' relay tasks. A fan-out to a thousand sockets wakes a
@@ -201,8 +244,9 @@ mod tests {
 
     #[test]
     fn the_config_keeps_the_read_buffer_small() {
-        let c = config(4096);
-        assert_eq!(c.read_buffer_size, READ_BUFFER);
-        assert_eq!(c.max_message_size, Some(4096));
+        let c = config(4096, 65536);
+        assert_eq!(c.ws.read_buffer_size, READ_BUFFER);
+        assert_eq!(c.ws.max_message_size, Some(4096));
+        assert_eq!(c.send_buffer, 65536);
     }
 }

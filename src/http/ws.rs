@@ -3,18 +3,24 @@
 //! Every check (rate limit, project, origin, ticket, token) happens before the upgrade, so a
 //! refused client gets an ordinary `{"error"}` answer. After the upgrade a socket task relays
 //! events; it never blocks the ticket's actor, which cuts it off if it falls behind.
+//!
+//! A client that stops reading is dropped within a second either way: when its ticket cuts it
+//! off (the socket task hears it even while stuck in a write), or when one write to it has
+//! waited `ws_write_timeout_ms`. It is sent the `error` event and close 1008 only if the socket
+//! takes them at once, and otherwise reset, so nothing stays queued in the kernel for it.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fleety_actors::domain::ProjectId;
 use fleety_actors::events::{event_frame, slow_consumer_frame, ErrorPayload};
-use fleety_actors::ticket::{Event, Replay, Subscription, TicketError, TicketKey, TicketMsg};
+use fleety_actors::ticket::{
+    CutOff, Event, Replay, Subscription, TicketError, TicketKey, TicketMsg,
+};
 use fleety_actors::MessageId;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -31,8 +37,6 @@ use super::{cors_origin, ApiError, Client, Ctx};
 const GOING_AWAY: u16 = 1001;
 const POLICY: u16 = 1008;
 const TRY_AGAIN: u16 = 1013;
-/// How long a socket may take to accept one frame before it counts as gone.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 pub struct TicketSocketQuery {
@@ -65,7 +69,7 @@ pub async fn ticket_socket(
             .await?;
         let token = ctx.sockets.token();
         let ctx3 = ctx.clone();
-        let config = upgrade::config(ctx.settings.ws_max_message_bytes);
+        let config = socket_config(&ctx.settings);
         Ok(ws.upgrade(config, move |socket| async move {
             let _open = OpenGauge::new("fleety_websockets_open", "ticket");
             relay_ticket(socket, ctx3, key, subscription, since).await;
@@ -91,60 +95,123 @@ impl Drop for OpenGauge {
     }
 }
 
-/// Sends one frame, giving up on a peer that does not take it in time.
-async fn send(socket: &mut WebSocket, message: Message) -> bool {
-    matches!(
-        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
-        Ok(Ok(()))
-    )
+fn socket_config(settings: &crate::config::Settings) -> upgrade::SocketConfig {
+    upgrade::config(settings.ws_max_message_bytes, settings.ws_send_buffer_bytes)
 }
 
-async fn send_frame(socket: &mut WebSocket, frame: &Bytes) -> bool {
-    // Frames are JSON we produced, hence UTF-8; the check keeps that from being an assumption,
-    // and the frame's bytes are shared, not copied, for every subscriber.
-    match Utf8Bytes::try_from(frame.clone()) {
-        Ok(text) => send(socket, Message::Text(text)).await,
-        Err(_) => {
-            tracing::error!("an event frame is not UTF-8; dropping the socket");
-            false
-        }
+/// Why writing to a socket stopped.
+enum Stop {
+    /// The peer is gone, or the socket failed.
+    Gone,
+    /// One write waited longer than the write timeout: the peer is not reading.
+    Blocked,
+}
+
+/// One step of writing (a frame queued, or the buffer flushed), given up on once it has
+/// waited `limit`. A peer that reads at all lets each step through well within it.
+async fn step(
+    limit: Duration,
+    write: impl std::future::Future<Output = Result<(), tokio_tungstenite::tungstenite::Error>>,
+) -> Result<(), Stop> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Stop::Gone),
+        Err(_) => Err(Stop::Blocked),
     }
 }
 
-/// Frames written in one go at most; more wait for the next round, so one busy socket cannot
-/// hold a worker thread for long.
+fn text(frame: Bytes) -> Result<Message, Stop> {
+    // Frames are JSON we produced, hence UTF-8; the check keeps that from being an assumption,
+    // and the frame's bytes are shared, not copied, for every subscriber.
+    Utf8Bytes::try_from(frame).map(Message::Text).map_err(|_| {
+        tracing::error!("an event frame is not UTF-8; dropping the socket");
+        Stop::Gone
+    })
+}
+
+async fn send(socket: &mut WebSocket, limit: Duration, message: Message) -> Result<(), Stop> {
+    step(limit, socket.send(message)).await
+}
+
+async fn send_frame(socket: &mut WebSocket, limit: Duration, frame: &Bytes) -> Result<(), Stop> {
+    send(socket, limit, text(frame.clone())?).await
+}
+
+/// Frames written in one go at most, and bytes: more wait for the next round, so one busy
+/// socket cannot hold a worker thread for long, and one flush never needs the peer to take
+/// more than a buffer's worth.
 const MAX_BATCH: usize = 64;
+const MAX_BATCH_BYTES: usize = 16 * 1024;
 
 /// Queues `first`, then whatever `more` yields (up to [`MAX_BATCH`] frames), in the socket's
 /// write buffer and flushes once: one write for the lot while they fit in the buffer.
 async fn send_frames(
     socket: &mut WebSocket,
+    limit: Duration,
     first: Bytes,
     mut more: impl FnMut() -> Option<Bytes>,
-) -> bool {
-    let all = async {
-        let mut next = Some(first);
-        let mut sent = 0;
-        while let Some(frame) = next {
-            let text = Utf8Bytes::try_from(frame).map_err(|_| {
-                tracing::error!("an event frame is not UTF-8; dropping the socket");
-            })?;
-            socket.feed(Message::Text(text)).await.map_err(|_| ())?;
-            sent += 1;
-            next = if sent < MAX_BATCH { more() } else { None };
-        }
-        socket.flush().await.map_err(|_| ())
-    };
-    matches!(tokio::time::timeout(SEND_TIMEOUT, all).await, Ok(Ok(())))
+) -> Result<(), Stop> {
+    let mut next = Some(first);
+    let (mut sent, mut bytes) = (0, 0);
+    while let Some(frame) = next {
+        bytes += frame.len();
+        step(limit, socket.feed(text(frame)?)).await?;
+        sent += 1;
+        next = if sent < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            more()
+        } else {
+            None
+        };
+    }
+    step(limit, socket.flush()).await
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+/// Writes with `write`, unless `cut_off` trips first: a socket stuck on a peer that does not
+/// read must not wait out its write timeout once its ticket has dropped it.
+async fn unless_cut<T>(
+    cut_off: &CutOff,
+    write: impl std::future::Future<Output = Result<T, Stop>>,
+) -> Result<T, Stop> {
+    tokio::select! {
+        written = write => written,
+        _ = cut_off.cut_off() => Err(Stop::Blocked),
+    }
+}
+
+async fn close(socket: &mut WebSocket, limit: Duration, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: Utf8Bytes::from_static(reason),
     };
-    let _ = send(socket, Message::Close(Some(frame))).await;
-    let _ = socket.close(None).await;
+    let _ = send(socket, limit, Message::Close(Some(frame))).await;
+    let _ = step(limit, socket.close(None)).await;
+}
+
+/// Drops a consumer that fell behind. The `error` event and the 1008 close go out only if the
+/// socket takes them without waiting; then the connection is closed, with a reset when they
+/// did not fit, so nothing stays queued for a peer that is not reading.
+fn drop_slow(mut socket: WebSocket) {
+    metrics::counter!("fleety_slow_websockets_dropped_total").increment(1);
+    let farewell = async {
+        socket
+            .feed(text(slow_consumer_frame())?)
+            .await
+            .map_err(|_| Stop::Gone)?;
+        let frame = CloseFrame {
+            code: CloseCode::from(POLICY),
+            reason: Utf8Bytes::from_static("too slow"),
+        };
+        socket
+            .feed(Message::Close(Some(frame)))
+            .await
+            .map_err(|_| Stop::Gone)?;
+        socket.flush().await.map_err(|_| Stop::Gone)
+    };
+    match farewell.now_or_never() {
+        // The kernel holds the farewell; it goes out before the FIN.
+        Some(Ok(())) => drop(socket),
+        _ => upgrade::reset(socket),
+    }
 }
 
 /// The peer side of the liveness check: any frame from the client counts as a sign of life.
@@ -196,23 +263,38 @@ async fn relay_ticket(
     subscription: Subscription,
     since: Option<MessageId>,
 ) {
+    // The client has everything up to `since`, or (without it) everything before it joined.
+    let mut last_seen = since.or(subscription.last_message_id);
+    match relay_ticket_events(&mut socket, &ctx, &key, subscription, &mut last_seen).await {
+        Ok(()) | Err(Stop::Gone) => {}
+        Err(Stop::Blocked) => drop_slow(socket),
+    }
+}
+
+/// Relays until the socket or the ticket ends; `Stop::Blocked` means the client fell behind.
+async fn relay_ticket_events(
+    socket: &mut WebSocket,
+    ctx: &Ctx,
+    key: &TicketKey,
+    subscription: Subscription,
+    last_seen: &mut Option<MessageId>,
+) -> Result<(), Stop> {
+    let limit = ctx.settings.ws_write_timeout();
     let Subscription {
         subscribed,
         replay,
         mut events,
         mut cut_off,
-        last_message_id,
+        ..
     } = subscription;
-    // The client has everything up to `since`, or (without it) everything before it joined.
-    let mut last_seen = since.or(last_message_id);
-    if !send_frame(&mut socket, &subscribed).await {
-        return;
-    }
+    unless_cut(&cut_off, send_frame(socket, limit, &subscribed)).await?;
     // Rare paths are boxed: every socket's future is as large as its largest state, and
     // these would make each idle socket carry their space.
-    if !Box::pin(send_replay(&mut socket, replay, &mut last_seen)).await {
-        return;
-    }
+    unless_cut(
+        &cut_off,
+        Box::pin(send_replay(socket, limit, replay, last_seen)),
+    )
+    .await?;
     let mut alive = Liveness::new(ctx.settings.ws_ping_interval());
     loop {
         tokio::select! {
@@ -222,67 +304,51 @@ async fn relay_ticket(
                     // wakes to several events, and a syscall per frame is most of the cost.
                     let mut seen = |event: Event| {
                         if event.message_id.is_some() {
-                            last_seen = event.message_id;
+                            *last_seen = event.message_id;
                         }
                         event.frame
                     };
                     let first = seen(event);
-                    if !send_frames(&mut socket, first, || events.try_recv().ok().map(&mut seen)).await {
-                        return;
-                    }
+                    let more = || events.try_recv().ok().map(&mut seen);
+                    unless_cut(&cut_off, send_frames(socket, limit, first, more)).await?;
                 }
-                None if cut_off.load(Ordering::Acquire) => {
-                    Box::pin(async {
-                        let _ = send_frame(&mut socket, &slow_consumer_frame()).await;
-                        close(&mut socket, POLICY, "too slow").await;
-                    })
-                    .await;
-                    return;
-                }
+                None if cut_off.is_cut() => return Err(Stop::Blocked),
                 None => {
                     // The ticket's actor stopped (it failed and is being restarted): join the
                     // new one and replay what this socket has not seen yet.
-                    match Box::pin(resubscribe(&ctx, &key, last_seen.unwrap_or(MessageId::MIN))).await {
-                        Some(next) => {
-                            events = next.events;
-                            cut_off = next.cut_off;
-                            // A fresh `subscribed` tells the client the ticket's current status,
-                            // which may have changed while it was being restarted.
-                            if !send_frame(&mut socket, &next.subscribed).await {
-                                return;
-                            }
-                            if !Box::pin(send_replay(&mut socket, next.replay, &mut last_seen)).await {
-                                return;
-                            }
-                        }
-                        None => {
-                            Box::pin(async {
-                                let frame = event_frame("error", None, ErrorPayload { error: "ticket unavailable; reconnect shortly" });
-                                let _ = send_frame(&mut socket, &frame).await;
-                                close(&mut socket, TRY_AGAIN, "ticket unavailable").await;
-                            })
-                            .await;
-                            return;
-                        }
-                    }
+                    let since = last_seen.unwrap_or(MessageId::MIN);
+                    let Some(next) = Box::pin(resubscribe(ctx, key, since)).await else {
+                        return Box::pin(async {
+                            let frame = event_frame("error", None, ErrorPayload { error: "ticket unavailable; reconnect shortly" });
+                            send_frame(socket, limit, &frame).await?;
+                            close(socket, limit, TRY_AGAIN, "ticket unavailable").await;
+                            Ok(())
+                        })
+                        .await;
+                    };
+                    events = next.events;
+                    cut_off = next.cut_off;
+                    // A fresh `subscribed` tells the client the ticket's current status,
+                    // which may have changed while it was being restarted.
+                    unless_cut(&cut_off, send_frame(socket, limit, &next.subscribed)).await?;
+                    unless_cut(&cut_off, Box::pin(send_replay(socket, limit, next.replay, last_seen))).await?;
                 }
             },
+            _ = cut_off.cut_off() => return Err(Stop::Blocked),
             frame = socket.next() => match inbound(frame) {
                 Inbound::Alive => alive.last_heard = Instant::now(),
-                Inbound::Gone => return,
+                Inbound::Gone => return Ok(()),
             },
             _ = alive.ping.tick() => {
                 if alive.silent_too_long() {
                     tracing::debug!(ticket = %key, "dropping a silent websocket");
-                    return;
+                    return Ok(());
                 }
-                if !send(&mut socket, Message::Ping(Bytes::new())).await {
-                    return;
-                }
+                unless_cut(&cut_off, send(socket, limit, Message::Ping(Bytes::new()))).await?;
             }
             _ = ctx.shutdown.cancelled() => {
-                Box::pin(close(&mut socket, GOING_AWAY, "server shutting down")).await;
-                return;
+                Box::pin(close(socket, limit, GOING_AWAY, "server shutting down")).await;
+                return Ok(());
             }
         }
     }
@@ -290,9 +356,10 @@ async fn relay_ticket(
 
 async fn send_replay(
     socket: &mut WebSocket,
+    limit: Duration,
     replay: Replay,
     last_seen: &mut Option<MessageId>,
-) -> bool {
+) -> Result<(), Stop> {
     let events = match replay {
         Replay::Ready(events) => events,
         Replay::Loading(rx) => match rx.await {
@@ -305,9 +372,9 @@ async fn send_replay(
                     _ => "could not replay missed messages; reconnect with ?since=",
                 };
                 let frame = event_frame("error", None, ErrorPayload { error });
-                let _ = send_frame(socket, &frame).await;
-                close(socket, TRY_AGAIN, "replay failed").await;
-                return false;
+                send_frame(socket, limit, &frame).await?;
+                close(socket, limit, TRY_AGAIN, "replay failed").await;
+                return Err(Stop::Gone);
             }
         },
     };
@@ -319,14 +386,12 @@ async fn send_replay(
         {
             continue;
         }
-        if !send_frame(socket, &event.frame).await {
-            return false;
-        }
+        send_frame(socket, limit, &event.frame).await?;
         if event.message_id.is_some() {
             *last_seen = event.message_id;
         }
     }
-    true
+    Ok(())
 }
 
 /// Joins the ticket's new actor, replaying everything after `since`. A socket that has seen no
@@ -382,7 +447,7 @@ pub async fn feed_socket(
         let events = ctx.system.feeds.subscribe(&project.id);
         let guard = ctx.sockets.token();
         let ctx2 = ctx.clone();
-        let config = upgrade::config(ctx.settings.ws_max_message_bytes);
+        let config = socket_config(&ctx.settings);
         Ok(ws.upgrade(config, move |socket| async move {
             let _open = OpenGauge::new("fleety_websockets_open", "feed");
             relay_feed(socket, &ctx2, events).await;
@@ -394,40 +459,43 @@ pub async fn feed_socket(
     Ok(result.unwrap_or_else(ApiError::into_response))
 }
 
-async fn relay_feed(mut socket: WebSocket, ctx: &Ctx, mut events: broadcast::Receiver<Bytes>) {
-    let hello = event_frame("subscribed", None, serde_json::json!({ "feed": "project" }));
-    if !send_frame(&mut socket, &hello).await {
-        return;
+async fn relay_feed(mut socket: WebSocket, ctx: &Ctx, events: broadcast::Receiver<Bytes>) {
+    match relay_feed_events(&mut socket, ctx, events).await {
+        Ok(()) | Err(Stop::Gone) => {}
+        Err(Stop::Blocked) => drop_slow(socket),
     }
+}
+
+async fn relay_feed_events(
+    socket: &mut WebSocket,
+    ctx: &Ctx,
+    mut events: broadcast::Receiver<Bytes>,
+) -> Result<(), Stop> {
+    let limit = ctx.settings.ws_write_timeout();
+    let hello = event_frame("subscribed", None, serde_json::json!({ "feed": "project" }));
+    send_frame(socket, limit, &hello).await?;
     let mut alive = Liveness::new(ctx.settings.ws_ping_interval());
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(frame) => {
-                    // Lagging and closing are left to the next `recv`.
-                    if !send_frames(&mut socket, frame, || events.try_recv().ok()).await {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let _ = send_frame(&mut socket, &slow_consumer_frame()).await;
-                    close(&mut socket, POLICY, "too slow").await;
-                    return;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+                // Lagging and closing are left to the next `recv`.
+                Ok(frame) => send_frames(socket, limit, frame, || events.try_recv().ok()).await?,
+                Err(broadcast::error::RecvError::Lagged(_)) => return Err(Stop::Blocked),
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
             frame = socket.next() => match inbound(frame) {
                 Inbound::Alive => alive.last_heard = Instant::now(),
-                Inbound::Gone => return,
+                Inbound::Gone => return Ok(()),
             },
             _ = alive.ping.tick() => {
-                if alive.silent_too_long() || !send(&mut socket, Message::Ping(Bytes::new())).await {
-                    return;
+                if alive.silent_too_long() {
+                    return Ok(());
                 }
+                send(socket, limit, Message::Ping(Bytes::new())).await?;
             }
             _ = ctx.shutdown.cancelled() => {
-                close(&mut socket, GOING_AWAY, "server shutting down").await;
-                return;
+                close(socket, limit, GOING_AWAY, "server shutting down").await;
+                return Ok(());
             }
         }
     }

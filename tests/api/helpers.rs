@@ -18,6 +18,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const OPERATOR: &str = "operator-token-for-tests";
+/// The secret test servers sign session tokens with, so tests can sign tokens of their own.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub struct TestApp {
@@ -73,7 +75,7 @@ impl Default for Options {
     fn default() -> Self {
         let settings = Settings {
             listen: "127.0.0.1:0".parse().unwrap(),
-            jwt_secret: Secret::new("test-secret-test-secret-test-secret!"),
+            jwt_secret: Secret::new(JWT_SECRET),
             operator_token: Secret::new(OPERATOR),
             public_rate_limit: 0,
             session_rate_limit: 0,

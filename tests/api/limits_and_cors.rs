@@ -147,3 +147,57 @@ async fn preflights_are_answered_for_allowed_origins_only() {
         403
     );
 }
+
+#[tokio::test]
+async fn fifty_thousand_clients_behind_a_proxy_each_get_exactly_their_limit() {
+    use futures_util::StreamExt;
+    // A clock that stands still: both rounds fall in one window however long they take.
+    let mut options = Options {
+        clock: std::sync::Arc::new(manual_clock()),
+        ..Options::default()
+    };
+    options.settings.public_rate_limit = 1;
+    options.settings.trusted_proxies = 1;
+    let app = spawn_with(options).await;
+    let slug = app.create_ticket("shared by many visitors").await;
+    let url = app.url(&format!("/v1/tickets/demo/{slug}"));
+    const CLIENTS: u32 = 50_000;
+    // Addresses of the benchmarking range 198.18.0.0/15, one per visitor, as a proxy in front
+    // would report them.
+    let client = |i: u32| std::net::Ipv4Addr::from(0xC612_0000 + i).to_string();
+    let round = |expected: u16| {
+        let (http, url) = (app.http.clone(), url.clone());
+        futures_util::stream::iter(0..CLIENTS)
+            .map(move |i| {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    let resp = http
+                        .get(url)
+                        .header("x-forwarded-for", client(i))
+                        .send()
+                        .await
+                        .unwrap();
+                    (i, resp.status().as_u16())
+                }
+            })
+            .buffer_unordered(32)
+            .filter(move |&(_, status)| std::future::ready(status != expected))
+            .collect::<Vec<_>>()
+    };
+    // Every visitor's first request goes through, wherever its address would hash...
+    let wrongly_refused = round(200).await;
+    assert!(
+        wrongly_refused.is_empty(),
+        "{} of {CLIENTS} clients were refused their first request, e.g. {:?}",
+        wrongly_refused.len(),
+        &wrongly_refused[..wrongly_refused.len().min(5)]
+    );
+    // ...and every visitor's second is refused: exactly the limit, for each.
+    let wrongly_allowed = round(429).await;
+    assert!(
+        wrongly_allowed.is_empty(),
+        "{} clients got past their limit, e.g. {:?}",
+        wrongly_allowed.len(),
+        &wrongly_allowed[..wrongly_allowed.len().min(5)]
+    );
+}

@@ -374,3 +374,172 @@ async fn the_agent_inbox_feed_carries_every_tickets_events() {
     );
     assert_eq!(app.connect_with(&path, None).await.err(), Some(401));
 }
+
+/// The server's side of a loopback connection as the kernel reports it: its TCP state and the
+/// bytes queued for the peer that the peer has not taken.
+fn server_side(server_port: u16, client_port: u16) -> Option<(u8, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let port = |addr: &str| {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (port(f[1]) == Some(server_port) && port(f[2]) == Some(client_port)).then(|| {
+            let state = u8::from_str_radix(f[3], 16).unwrap();
+            let queued = u64::from_str_radix(f[4].split(':').next().unwrap(), 16).unwrap();
+            (state, queued)
+        })
+    })
+}
+
+const ESTABLISHED: u8 = 0x01;
+
+/// A WebSocket subscriber on a bare TCP socket with a 4 KiB receive buffer: it does the
+/// handshake, then never reads again.
+async fn raw_subscriber(app: &TestApp, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        app.at(path)
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 512];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the server closed during the handshake");
+        head.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// Posts `total` messages of 1 KiB to a ticket watched by a subscriber that never reads and
+/// by one that does. Checks that the kernel never queues much more than the send buffer for
+/// the one that does not read, that its connection leaves ESTABLISHED within 2 s of it falling
+/// behind, and that the reader receives every message exactly once.
+async fn a_peer_that_never_reads(app: TestApp) {
+    let slug = app.create_ticket("Firehose").await;
+    let path = format!("/v1/tickets/demo/{slug}/ws");
+    let slow = raw_subscriber(&app, &path).await;
+    let (server_port, client_port) = (
+        slow.peer_addr().unwrap().port(),
+        slow.local_addr().unwrap().port(),
+    );
+    let mut fast = app.connect(&path).await;
+    assert_eq!(next_event(&mut fast).await["type"], "subscribed");
+
+    // Behind: as much is queued that the peer has not taken as the send buffer setting names
+    // (the kernel doubles it, so the buffer is then about two thirds full), which a peer that
+    // reads never leaves for long.
+    let send_buffer = app.ctx.settings.ws_send_buffer_bytes as u64;
+    let watch = tokio::spawn(async move {
+        let (mut behind_at, mut most_queued) = (None, 0);
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            match server_side(server_port, client_port) {
+                Some((ESTABLISHED, queued)) => {
+                    most_queued = most_queued.max(queued);
+                    if behind_at.is_none() && queued >= send_buffer {
+                        behind_at = Some(tokio::time::Instant::now());
+                    }
+                }
+                _ => return (behind_at, tokio::time::Instant::now(), most_queued),
+            }
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "still established after 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+
+    let total = 1000;
+    let body = "x".repeat(1024);
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < total {
+            let e = next_event(&mut fast).await;
+            assert_eq!(e["type"], "new_message");
+            got.push(e["payload"]["content"].as_str().unwrap()[..8].to_owned());
+        }
+        got
+    });
+    for batch in 0..(total / 20) {
+        let posts = (0..20).map(|i| {
+            let (http, url, content) = (
+                app.http.clone(),
+                app.url(&format!("/v1/tickets/demo/{slug}/messages")),
+                format!("{:08}{body}", batch * 20 + i),
+            );
+            async move {
+                let resp = http
+                    .post(url)
+                    .json(&json!({ "content": content }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 201);
+            }
+        });
+        futures_util::future::join_all(posts).await;
+    }
+
+    let (behind_at, left_at, most_queued) = tokio::time::timeout(Duration::from_secs(130), watch)
+        .await
+        .expect("the watch ends")
+        .unwrap();
+    let behind_at = behind_at.expect("the peer that never reads fell behind");
+    let took = left_at - behind_at;
+    eprintln!("left ESTABLISHED {took:?} after falling behind; at most {most_queued} bytes queued");
+    assert!(
+        took <= Duration::from_secs(2),
+        "the connection stayed established {took:?} after its peer fell behind"
+    );
+    assert!(
+        most_queued <= 2 * send_buffer,
+        "the kernel queued {most_queued} bytes for a peer that does not read (send buffer {send_buffer})"
+    );
+    drop(slow);
+
+    let mut got = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("the reading subscriber kept up")
+        .unwrap();
+    got.sort();
+    let expected: Vec<String> = (0..total).map(|i| format!("{i:08}")).collect();
+    assert_eq!(got, expected, "every message exactly once");
+}
+
+#[tokio::test]
+async fn a_subscriber_its_ticket_cuts_off_is_disconnected_at_once_though_a_write_to_it_is_stuck() {
+    // Writes may wait a minute, so only the ticket's cut can end this connection in time.
+    let app = spawn_with_settings(|s| {
+        s.ws_subscriber_queue = 64;
+        s.ws_write_timeout_ms = 60_000;
+    })
+    .await;
+    a_peer_that_never_reads(app).await;
+}
+
+#[tokio::test]
+async fn a_subscriber_whose_write_is_stuck_for_a_second_is_disconnected() {
+    // The queue holds every event, so the ticket never cuts it: only the write timeout can.
+    let app = spawn_with_settings(|s| {
+        s.ws_subscriber_queue = 100_000;
+        s.ws_write_timeout_ms = 1000;
+    })
+    .await;
+    a_peer_that_never_reads(app).await;
+}

@@ -129,3 +129,157 @@ fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// A session token for the demo project signed with `secret`, naming key `kid`, not valid
+/// before `nbf`.
+fn sign(app: &TestApp, secret: &str, kid: Option<&str>, nbf: Option<i64>) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "sub": uuid::Uuid::new_v4().to_string(),
+        "pid": app.project,
+        "iat": now,
+        "exp": now + 300,
+        "iss": "fleety",
+        "aud": "fleety-session",
+    });
+    if let Some(nbf) = nbf {
+        claims["nbf"] = json!(nbf);
+    }
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+const HUMAN: &str = "I want to talk to a human";
+
+/// The three endpoints a session token opens, each asked something that would open a ticket
+/// (or describe the session) if the token were good.
+async fn use_token(app: &TestApp, token: &str) -> [(&'static str, reqwest::Response); 3] {
+    let session = app
+        .http
+        .get(app.url("/v1/session"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let chat = app
+        .chat("/v1/chat", token, json!({ "prompt": HUMAN }))
+        .await;
+    let tools = app
+        .chat(
+            "/v1/chat/tools",
+            token,
+            json!({"messages": [{"role": "user", "content": HUMAN}], "enable_tool_calling": true}),
+        )
+        .await;
+    [
+        ("/v1/session", session),
+        ("/v1/chat", chat),
+        ("/v1/chat/tools", tools),
+    ]
+}
+
+async fn ticket_count(app: &TestApp) -> usize {
+    let page: Value = app
+        .admin_get("/v1/projects/demo/tickets")
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["tickets"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn a_well_signed_token_that_is_not_valid_yet_or_names_an_unknown_key_is_refused_and_opens_nothing(
+) {
+    let app = spawn_app().await;
+    let kid = fleety::auth::key_id(JWT_SECRET.as_bytes());
+    let in_two_minutes = chrono::Utc::now().timestamp() + 120;
+    let refused = [
+        (
+            "nbf two minutes ahead",
+            sign(&app, JWT_SECRET, Some(&kid), Some(in_two_minutes)),
+        ),
+        (
+            "unknown kid",
+            sign(&app, JWT_SECRET, Some("0123456789abcdef"), None),
+        ),
+        (
+            "path-like kid",
+            sign(&app, JWT_SECRET, Some("../../etc/passwd"), None),
+        ),
+        ("no kid", sign(&app, JWT_SECRET, None, None)),
+    ];
+    for (case, token) in &refused {
+        for (endpoint, resp) in use_token(&app, token).await {
+            assert_eq!(resp.status(), 401, "{case} on {endpoint}");
+            let body: Value = resp.json().await.unwrap();
+            assert!(!error_of(&body).is_empty(), "{case} on {endpoint}");
+        }
+    }
+    assert_eq!(
+        ticket_count(&app).await,
+        0,
+        "a refused token opened a ticket"
+    );
+
+    // The same request with a good token does open one: the refusals above were the tokens'.
+    let good = sign(&app, JWT_SECRET, Some(&kid), None);
+    let [(_, session), (_, chat), (_, tools)] = use_token(&app, &good).await;
+    assert_eq!(session.status(), 200);
+    assert_eq!(chat.status(), 200);
+    assert_eq!(tools.status(), 200);
+    let answer: Value = tools.json().await.unwrap();
+    assert_eq!(answer["type"], "tool_call", "{answer}");
+    assert!(ticket_count(&app).await >= 1);
+}
+
+async fn describe(app: &TestApp, token: &str) -> u16 {
+    app.http
+        .get(app.url("/v1/session"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_rotated_secret_keeps_verifying_its_tokens_until_it_is_removed() {
+    const OLD: &str = "the-secret-before-rotation-0123456789";
+    const NEW: &str = "the-secret-after-rotation-9876543210";
+    let mut options = Options::default();
+    options.settings.jwt_secret = fleety::config::Secret::new(OLD);
+    let before = spawn_with(options).await;
+    let old_token = before.session_token().await;
+    assert_eq!(describe(&before, &old_token).await, 200);
+
+    // Rotated: the new secret signs, the old one still verifies.
+    let mut options = before.stop().await.options();
+    options.settings.jwt_secret = fleety::config::Secret::new(NEW);
+    options.settings.jwt_previous_secrets =
+        fleety::config::Secrets::new([fleety::config::Secret::new(OLD)]);
+    let rotated = spawn_with(options).await;
+    assert_eq!(describe(&rotated, &old_token).await, 200);
+    let new_token = rotated.session_token().await;
+    let header = jsonwebtoken::decode_header(&new_token).unwrap();
+    assert_eq!(
+        header.kid,
+        Some(fleety::auth::key_id(NEW.as_bytes())),
+        "new tokens are signed with the new secret"
+    );
+    assert_eq!(describe(&rotated, &new_token).await, 200);
+
+    // Once the old secret is removed, only its tokens stop working.
+    let mut options = rotated.stop().await.options();
+    options.settings.jwt_secret = fleety::config::Secret::new(NEW);
+    let after = spawn_with(options).await;
+    assert_eq!(describe(&after, &old_token).await, 401);
+    assert_eq!(describe(&after, &new_token).await, 200);
+}

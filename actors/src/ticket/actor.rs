@@ -112,8 +112,8 @@ pub struct Subscription {
     pub replay: Replay,
     /// Live events. The channel closes when the actor stops or cuts this subscriber off.
     pub events: mpsc::Receiver<Event>,
-    /// Set when the actor cut this subscriber off for falling behind.
-    pub cut_off: Arc<AtomicBool>,
+    /// Tripped when the actor cuts this subscriber off for falling behind.
+    pub cut_off: Arc<CutOff>,
     /// The newest durable message when the subscription began: live events come after it.
     pub last_message_id: Option<MessageId>,
 }
@@ -131,7 +131,36 @@ pub enum Replay {
 
 struct Subscriber {
     tx: mpsc::Sender<Event>,
-    cut_off: Arc<AtomicBool>,
+    cut_off: Arc<CutOff>,
+}
+
+/// The actor's word to one subscriber that it fell behind and was dropped. A socket task that
+/// is stuck writing to a peer that does not read must hear it without first draining its
+/// queue, so it can be awaited as well as read.
+#[derive(Debug, Default)]
+pub struct CutOff {
+    cut: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl CutOff {
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
+        // A permit is kept when nobody waits yet, so a later `cut_off()` returns at once.
+        self.notify.notify_one();
+    }
+
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
+
+    /// Returns once the subscriber has been cut off. One waiter at a time.
+    pub async fn cut_off(&self) {
+        if self.is_cut() {
+            return;
+        }
+        self.notify.notified().await;
+    }
 }
 
 enum Effect {
@@ -326,7 +355,7 @@ impl TicketState {
             .retain(|s| match s.tx.try_send(event.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.cut_off.store(true, Ordering::Release);
+                    s.cut_off.cut();
                     tracing::info!(ticket = %self.key, "cutting off a slow subscriber");
                     metrics::counter!("fleety_slow_subscribers_cut_total").increment(1);
                     false
@@ -745,7 +774,7 @@ fn message_event(message: &Message, cursors: &[ReadCursor]) -> Event {
 
 fn subscribe(state: &mut TicketState, since: Option<MessageId>) -> Subscription {
     let (tx, events) = mpsc::channel(state.deps.config.subscriber_queue);
-    let cut_off = Arc::new(AtomicBool::new(false));
+    let cut_off = Arc::new(CutOff::default());
     state.subscribers.push(Subscriber {
         tx,
         cut_off: cut_off.clone(),

@@ -13,7 +13,8 @@ use ractor::{Actor, ActorCell, ActorId, ActorRef, MessagingErr, RpcReplyPort};
 use tokio::sync::OnceCell;
 
 pub use actor::{
-    Event, MessagePage, Replay, Subscription, TicketActor, TicketMsg, MAX_REPLAY, MAX_UNPAGED,
+    CutOff, Event, MessagePage, Replay, Subscription, TicketActor, TicketMsg, MAX_REPLAY,
+    MAX_UNPAGED,
 };
 pub use supervisor::TicketSupervisor;
 
