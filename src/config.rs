@@ -522,6 +522,8 @@ mod tests {
         ];
         for (word, expected) in cases {
             figment::Jail::expect_with(|jail| {
+                // Only the variables set here: the test runner's own FLEETY_* ones must not leak in.
+                jail.clear_env();
                 jail.set_env("FLEETY_SCYLLA_AUTO_MIGRATE", word);
                 jail.set_env("FLEETY_DEMO", word);
                 let s = Settings::load().map_err(|e| e.to_string())?;
@@ -540,6 +542,8 @@ mod tests {
             };
             for value in [bare, format!("{word:?}")] {
                 figment::Jail::expect_with(|jail| {
+                    // Only the variables set here: the test runner's own FLEETY_* ones must not leak in.
+                    jail.clear_env();
                     jail.create_file(
                         "fleety.toml",
                         &format!("scylla_auto_migrate = {value}\ndemo = {value}\n"),
@@ -559,6 +563,8 @@ mod tests {
     #[test]
     fn a_boolean_setting_that_is_no_such_word_names_the_setting_and_the_choices() {
         figment::Jail::expect_with(|jail| {
+            // Only the variables set here: the test runner's own FLEETY_* ones must not leak in.
+            jail.clear_env();
             jail.set_env("FLEETY_SCYLLA_AUTO_MIGRATE", "2");
             let err = Settings::load().unwrap_err();
             assert!(err.contains("FLEETY_SCYLLA_AUTO_MIGRATE"), "{err}");
@@ -586,6 +592,8 @@ mod tests {
         let a = "a".repeat(32);
         let b = "b".repeat(40);
         figment::Jail::expect_with(|jail| {
+            // Only the variables set here: the test runner's own FLEETY_* ones must not leak in.
+            jail.clear_env();
             jail.set_env("FLEETY_JWT_PREVIOUS_SECRETS", format!("{a}, {b}"));
             let s = Settings::load().map_err(|e| e.to_string())?;
             let got: Vec<&str> = s.jwt_previous_secrets.iter().map(Secret::expose).collect();
@@ -593,6 +601,8 @@ mod tests {
             Ok(())
         });
         figment::Jail::expect_with(|jail| {
+            // Only the variables set here: the test runner's own FLEETY_* ones must not leak in.
+            jail.clear_env();
             jail.create_file("fleety.toml", &format!("jwt_previous_secrets = [{a:?}]\n"))?;
             let s = Settings::load().map_err(|e| e.to_string())?;
             assert_eq!(s.jwt_previous_secrets, Secrets::new([Secret::new(&a)]));
