@@ -12,7 +12,7 @@ use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use fleety::store::embedded::EmbeddedStore;
 use fleety::store::scylla::{ScyllaConfig, ScyllaStore};
 use fleety_actors::domain::*;
-use fleety_actors::store::Store;
+use fleety_actors::store::{write, Store, TicketWrite};
 use fleety_actors::MessageId;
 
 fn open(rt: &tokio::runtime::Runtime, backend: &str, dir: &std::path::Path) -> Arc<dyn Store> {
@@ -113,10 +113,8 @@ fn appends(c: &mut Criterion) {
                         };
                         let (store, project, slug) = (store.clone(), project.clone(), slug.clone());
                         async move {
-                            store
-                                .append_message(&project, &slug, &message)
-                                .await
-                                .unwrap()
+                            let writes = vec![TicketWrite::Message(message)];
+                            write(store, &project, &slug, writes).await.unwrap()
                         }
                     });
                     futures_util::future::join_all(writes)
@@ -166,7 +164,8 @@ fn latencies() {
                                 idempotency_key: None,
                             };
                             let t = std::time::Instant::now();
-                            store.append_message(&project, &slug, &m).await.unwrap();
+                            let writes = vec![TicketWrite::Message(m)];
+                            write(store.clone(), &project, &slug, writes).await.unwrap();
                             h.record(t.elapsed().as_micros() as u64).unwrap();
                         }
                         h

@@ -28,6 +28,8 @@ pub struct Application {
     /// `/metrics` on its own address, when `FLEETY_METRICS_LISTEN` is set.
     metrics_listener: Option<TcpListener>,
     ctx: Arc<Ctx>,
+    /// Flushed once everything has stopped.
+    store: Arc<dyn Store>,
 }
 
 /// The demo project created on first start, so the server is usable at once.
@@ -48,9 +50,7 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
-        // Every storage operation is timed for /metrics.
         crate::metrics::handle();
-        let store = crate::metrics::InstrumentedStore::wrap(store);
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
             anyhow::anyhow!("cannot listen on {} (FLEETY_LISTEN): {e}", settings.listen)
         })?;
@@ -119,7 +119,6 @@ impl Application {
                 clock.clone(),
             ),
             slugs: SlugGenerator::new(),
-            store,
             system,
             projects,
             clock,
@@ -131,6 +130,7 @@ impl Application {
             listener,
             metrics_listener,
             ctx: Arc::new(ctx),
+            store,
         })
     }
 
@@ -205,7 +205,7 @@ impl Application {
         }
         crate::server::serve(self.listener, ctx.clone()).await;
         ctx.system.stop().await;
-        ctx.store
+        self.store
             .flush()
             .await
             .map_err(|e| anyhow::anyhow!("flushing the store at shutdown failed: {e}"))?;

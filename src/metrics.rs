@@ -1,22 +1,13 @@
 //! Prometheus metrics: the recorder every `metrics::` macro in both crates writes to, the
-//! descriptions of every metric (docs/metrics.md lists the same), the HTTP route labels, and
-//! the store decorator that times every storage operation.
+//! descriptions of every metric (docs/metrics.md lists the same), and the HTTP route labels.
+//! The store backends time their own calls (`fleety_actors::store::timed`).
 //!
 //! One recorder serves the whole process. It is installed once; servers built later in the
 //! same process (tests) share it.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use fleety_actors::domain::{
-    Article, ChatTurn, ChatUsage, Message, Participant, Project, ProjectId, ReadCursor, Slug,
-    Ticket,
-};
-use fleety_actors::store::{
-    Done, MessageRange, Store, StoreResult, TicketPage, TicketQuery, TicketWrite,
-};
-use fleety_actors::MessageId;
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -285,173 +276,6 @@ pub fn http_request(method: &http::Method, route: &'static str, status: u16, sta
     };
     handles.0.increment(1);
     handles.1.record(started.elapsed().as_secs_f64());
-}
-
-/// A store that times every operation of the store it wraps.
-pub struct InstrumentedStore {
-    inner: Arc<dyn Store>,
-}
-
-impl InstrumentedStore {
-    pub fn wrap(inner: Arc<dyn Store>) -> Arc<dyn Store> {
-        Arc::new(Self { inner })
-    }
-
-    async fn timed<T>(
-        &self,
-        operation: &'static str,
-        f: impl std::future::Future<Output = StoreResult<T>>,
-    ) -> StoreResult<T> {
-        let started = Instant::now();
-        let result = f.await;
-        observe(self.inner.backend(), operation, started, &result);
-        result
-    }
-}
-
-fn observe<T>(
-    backend: &'static str,
-    operation: &'static str,
-    started: Instant,
-    result: &StoreResult<T>,
-) {
-    fleety_actors::telemetry::record(
-        "fleety_store_operation_duration_seconds",
-        ("backend", backend),
-        ("operation", operation),
-        started.elapsed().as_secs_f64(),
-    );
-    if result.is_err() {
-        metrics::counter!("fleety_store_errors_total", "backend" => backend, "operation" => operation).increment(1);
-    }
-}
-
-#[async_trait]
-impl Store for InstrumentedStore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    async fn create_project(&self, p: &Project) -> StoreResult<()> {
-        self.timed("create_project", self.inner.create_project(p))
-            .await
-    }
-    async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
-        self.timed("get_project", self.inner.get_project(id)).await
-    }
-    async fn update_project(&self, p: &Project) -> StoreResult<()> {
-        self.timed("update_project", self.inner.update_project(p))
-            .await
-    }
-    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
-        self.timed("list_projects", self.inner.list_projects())
-            .await
-    }
-    async fn create_ticket(&self, t: &Ticket) -> StoreResult<()> {
-        self.timed("create_ticket", self.inner.create_ticket(t))
-            .await
-    }
-    async fn get_ticket(&self, p: &ProjectId, s: &Slug) -> StoreResult<Option<Ticket>> {
-        self.timed("get_ticket", self.inner.get_ticket(p, s)).await
-    }
-    async fn update_ticket(&self, t: &Ticket) -> StoreResult<()> {
-        self.timed("update_ticket", self.inner.update_ticket(t))
-            .await
-    }
-    async fn list_tickets(&self, p: &ProjectId, q: &TicketQuery) -> StoreResult<TicketPage> {
-        self.timed("list_tickets", self.inner.list_tickets(p, q))
-            .await
-    }
-    async fn append_message(&self, p: &ProjectId, s: &Slug, m: &Message) -> StoreResult<()> {
-        self.timed("append_message", self.inner.append_message(p, s, m))
-            .await
-    }
-    async fn list_messages(
-        &self,
-        p: &ProjectId,
-        s: &Slug,
-        r: MessageRange,
-    ) -> StoreResult<Vec<Message>> {
-        self.timed("list_messages", self.inner.list_messages(p, s, r))
-            .await
-    }
-    async fn set_read_cursor(
-        &self,
-        p: &ProjectId,
-        s: &Slug,
-        reader: Participant,
-        up_to: MessageId,
-    ) -> StoreResult<()> {
-        self.timed(
-            "set_read_cursor",
-            self.inner.set_read_cursor(p, s, reader, up_to),
-        )
-        .await
-    }
-    async fn read_cursors(&self, p: &ProjectId, s: &Slug) -> StoreResult<Vec<ReadCursor>> {
-        self.timed("read_cursors", self.inner.read_cursors(p, s))
-            .await
-    }
-    async fn apply(&self, p: &ProjectId, s: &Slug, writes: &[TicketWrite]) -> StoreResult<()> {
-        self.timed("apply", self.inner.apply(p, s, writes)).await
-    }
-    fn submit(self: Arc<Self>, p: ProjectId, s: Slug, writes: Vec<TicketWrite>, done: Done) {
-        let started = Instant::now();
-        let backend = self.inner.backend();
-        self.inner.clone().submit(
-            p,
-            s,
-            writes,
-            Box::new(move |result| {
-                observe(backend, "apply", started, &result);
-                done(result);
-            }),
-        );
-    }
-    async fn append_chat_turns(
-        &self,
-        p: &ProjectId,
-        session: &str,
-        turns: &[ChatTurn],
-    ) -> StoreResult<()> {
-        self.timed(
-            "append_chat_turns",
-            self.inner.append_chat_turns(p, session, turns),
-        )
-        .await
-    }
-    async fn list_chat_turns(
-        &self,
-        p: &ProjectId,
-        session: &str,
-        limit: usize,
-    ) -> StoreResult<Vec<ChatTurn>> {
-        self.timed(
-            "list_chat_turns",
-            self.inner.list_chat_turns(p, session, limit),
-        )
-        .await
-    }
-    async fn chat_session_usage(&self, p: &ProjectId, session: &str) -> StoreResult<ChatUsage> {
-        self.timed(
-            "chat_session_usage",
-            self.inner.chat_session_usage(p, session),
-        )
-        .await
-    }
-    async fn put_article(&self, a: &Article) -> StoreResult<()> {
-        self.timed("put_article", self.inner.put_article(a)).await
-    }
-    async fn delete_article(&self, p: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
-        self.timed("delete_article", self.inner.delete_article(p, id))
-            .await
-    }
-    async fn list_articles(&self, p: &ProjectId) -> StoreResult<Vec<Article>> {
-        self.timed("list_articles", self.inner.list_articles(p))
-            .await
-    }
-    async fn flush(&self) -> StoreResult<()> {
-        self.timed("flush", self.inner.flush()).await
-    }
 }
 
 #[cfg(test)]

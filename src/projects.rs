@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleety_actors::domain::{parse_origin, Project, ProjectId, ProjectName};
-use fleety_actors::store::{Store, StoreError};
+use fleety_actors::store::{ProjectStore, StoreError};
 
 use crate::auth;
 
@@ -16,7 +16,7 @@ const REFRESH: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct Projects {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ProjectStore>,
     cache: Arc<fleety_actors::FastMap<ProjectId, (Arc<Project>, Instant)>>,
 }
 
@@ -27,7 +27,7 @@ pub struct CreatedProject {
 }
 
 impl Projects {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn ProjectStore>) -> Self {
         Self {
             store,
             cache: Arc::default(),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use fleety::store::embedded::EmbeddedStore;
-use fleety_actors::store::Store;
+use fleety_actors::store::{ProjectStore, Store, TicketStore};
 
 async fn embedded() -> Arc<dyn Store> {
     // Each case gets its own database; the directory lives as long as the test process.
@@ -17,7 +17,7 @@ fleety_actors::store_conformance_tests!(embedded());
 async fn acknowledged_writes_survive_reopening_the_database() {
     use chrono::Utc;
     use fleety_actors::domain::*;
-    use fleety_actors::store::MessageRange;
+    use fleety_actors::store::{write, MessageRange, TicketWrite};
     use fleety_actors::MessageId;
 
     let dir = tempfile::tempdir().unwrap();
@@ -49,11 +49,11 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         idempotency_key: None,
     };
     {
-        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
         store.create_project(&project).await.unwrap();
         store.create_ticket(&ticket).await.unwrap();
-        store
-            .append_message(&project.id, &ticket.slug, &message)
+        let writes = vec![TicketWrite::Message(message.clone())];
+        write(store, &project.id, &ticket.slug, writes)
             .await
             .unwrap();
         // No flush, no clean close: what was acknowledged must already be on disk.

@@ -26,10 +26,10 @@ pub mod feed;
 pub mod kb;
 pub mod llm;
 pub mod message_id;
+pub mod registry;
 pub mod root;
 pub mod slug;
 pub mod store;
-pub mod supervision;
 pub mod telemetry;
 pub mod ticket;
 

@@ -1,8 +1,9 @@
-//! The storage port: everything the actors persist, behind one object-safe async trait.
+//! The storage port: everything the actors persist, one trait per aggregate (projects,
+//! tickets, chat transcripts, knowledge bases), and [`Store`], a backend that has them all.
 //!
 //! Backends live outside this crate (the embedded redb store and the CQL store in the `fleety`
-//! crate). They are interchangeable because every one of them runs [`conformance`], the same
-//! suite of behavioural tests.
+//! crate), beside [`memory`], the in-memory store that tests use. They are interchangeable
+//! because every one of them runs [`conformance`], the same suite of behavioural tests.
 //!
 //! Contract common to all methods: a write has returned `Ok` only once it is durable, and a
 //! read observes every write that returned before it started.
@@ -36,7 +37,7 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Receives the outcome of [`Store::submit`]. Called exactly once, on whichever thread learns
+/// Receives the outcome of [`TicketStore::submit`]. Called exactly once, on whichever thread learns
 /// the outcome, so it must not block.
 pub type Done = Box<dyn FnOnce(StoreResult<()>) + Send>;
 
@@ -131,89 +132,57 @@ pub enum TicketWrite {
     },
 }
 
+/// Projects: the tenants, with their settings.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// A short name for logs and metrics: `embedded`, `scylla`.
-    fn backend(&self) -> &'static str;
-
+pub trait ProjectStore: Send + Sync + 'static {
     /// Fails with [`StoreError::Conflict`] when the id is taken.
     async fn create_project(&self, project: &Project) -> StoreResult<()>;
     async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>>;
     /// Replaces the project's settings; [`StoreError::NotFound`] if it does not exist.
     async fn update_project(&self, project: &Project) -> StoreResult<()>;
     async fn list_projects(&self) -> StoreResult<Vec<Project>>;
+}
 
+/// Tickets, their messages and read cursors. A ticket is created here; every later change to
+/// it goes through [`submit`](TicketStore::submit), from the ticket's actor, its only writer.
+#[async_trait]
+pub trait TicketStore: Send + Sync + 'static {
     /// Claims the ticket's slug within its project; [`StoreError::Conflict`] if it is taken.
     async fn create_ticket(&self, ticket: &Ticket) -> StoreResult<()>;
     async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>>;
-    /// Saves a changed status and `updated_at`; [`StoreError::NotFound`] if there is no such ticket.
-    async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<()>;
     /// Tickets newest first.
     async fn list_tickets(
         &self,
         project: &ProjectId,
         query: &TicketQuery,
     ) -> StoreResult<TicketPage>;
-
-    /// Appends a message. Storing the same message (same id) twice keeps one copy.
-    async fn append_message(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-        message: &Message,
-    ) -> StoreResult<()>;
     async fn list_messages(
         &self,
         project: &ProjectId,
         slug: &Slug,
         range: MessageRange,
     ) -> StoreResult<Vec<Message>>;
-
-    /// Moves a reader's cursor. Cursors never move backwards: an older id is ignored.
-    async fn set_read_cursor(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-        reader: Participant,
-        up_to: MessageId,
-    ) -> StoreResult<()>;
     async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>>;
 
-    /// Applies one ticket's writes in order. Backends that can make them durable together
-    /// (one transaction, one batch) should override this; the default applies them one by one.
-    async fn apply(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-        writes: &[TicketWrite],
-    ) -> StoreResult<()> {
-        for write in writes {
-            match write {
-                TicketWrite::Message(m) => self.append_message(project, slug, m).await?,
-                TicketWrite::Ticket(t) => self.update_ticket(t).await?,
-                TicketWrite::ReadCursor { reader, up_to } => {
-                    self.set_read_cursor(project, slug, *reader, *up_to).await?
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// [`apply`](Store::apply) without a task waiting for it: `done` gets the outcome. A ticket
-    /// actor hands its batches over this way, so a backend with its own writer thread can
-    /// answer the actor straight from that thread, one task wake-up less per batch than a
-    /// waiting task would cost. The default runs `apply` on a spawned task; call it from
-    /// within the runtime.
+    /// Makes one ticket's writes durable, in order, and calls `done` with the outcome; no task
+    /// waits for it, so a backend with a writer thread answers the actor from that thread.
+    ///
+    /// - A message stored twice (same id) keeps one copy.
+    /// - A read cursor never moves backwards: an older id is ignored.
+    /// - A [`TicketWrite::Ticket`] of a ticket that does not exist fails with
+    ///   [`StoreError::NotFound`].
     fn submit(
         self: Arc<Self>,
         project: ProjectId,
         slug: Slug,
         writes: Vec<TicketWrite>,
         done: Done,
-    ) {
-        tokio::spawn(async move { done(self.apply(&project, &slug, &writes).await) });
-    }
+    );
+}
 
+/// Chat transcripts: the turns of each anonymous session with the assistant.
+#[async_trait]
+pub trait ChatStore: Send + Sync + 'static {
     /// Appends turns to a chat session's transcript. Storing a turn again (same id) keeps one copy.
     async fn append_chat_turns(
         &self,
@@ -228,24 +197,69 @@ pub trait Store: Send + Sync + 'static {
         session: &str,
         limit: usize,
     ) -> StoreResult<Vec<ChatTurn>>;
-
     /// Tokens and tickets of a session's whole transcript.
     async fn chat_session_usage(
         &self,
         project: &ProjectId,
         session: &str,
     ) -> StoreResult<ChatUsage>;
+}
 
+/// Knowledge-base articles.
+#[async_trait]
+pub trait KbStore: Send + Sync + 'static {
     /// Creates or replaces a knowledge-base article.
     async fn put_article(&self, article: &Article) -> StoreResult<()>;
     /// [`StoreError::NotFound`] if there is no such article.
     async fn delete_article(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
     /// Every article of a project, in no particular order.
     async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>>;
+}
 
+/// A whole backend: every aggregate's store in one. Each part of the system is handed only the
+/// part it uses (an `Arc<dyn Store>` converts to an `Arc<dyn TicketStore>`, and so on).
+#[async_trait]
+pub trait Store: ProjectStore + TicketStore + ChatStore + KbStore {
+    /// A short name for logs and metrics: `embedded`, `scylla`, `memory`.
+    fn backend(&self) -> &'static str;
     /// Makes everything written so far durable, for a graceful shutdown.
     async fn flush(&self) -> StoreResult<()>;
 }
 
+/// Submits a ticket's writes and waits for their outcome: for callers that have a task to
+/// wait in anyway (tests, tools). Ticket actors use [`TicketStore::submit`] directly.
+pub async fn write(
+    store: Arc<dyn TicketStore>,
+    project: &ProjectId,
+    slug: &Slug,
+    writes: Vec<TicketWrite>,
+) -> StoreResult<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    store.submit(
+        project.clone(),
+        slug.clone(),
+        writes,
+        Box::new(move |result| {
+            let _ = tx.send(result);
+        }),
+    );
+    rx.await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("the store dropped a write".into())))
+}
+
+/// Times one storage call for `/metrics`; backends wrap their calls in it.
+pub async fn timed<T>(
+    backend: &'static str,
+    operation: &'static str,
+    call: impl std::future::Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    crate::telemetry::store_call(backend, operation, started, result.is_ok());
+    result
+}
+
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;

@@ -90,3 +90,16 @@ impl Drop for InFlight {
         gauge_add("fleety_actor_calls_in_flight", ("kind", self.0), -1.0);
     }
 }
+
+/// One storage-port call of `backend`, timed from `started`.
+pub fn store_call(backend: &'static str, operation: &'static str, started: Instant, ok: bool) {
+    record(
+        "fleety_store_operation_duration_seconds",
+        ("backend", backend),
+        ("operation", operation),
+        started.elapsed().as_secs_f64(),
+    );
+    if !ok {
+        metrics::counter!("fleety_store_errors_total", "backend" => backend, "operation" => operation).increment(1);
+    }
+}

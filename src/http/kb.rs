@@ -325,13 +325,14 @@ pub async fn ticket_chat(
 ) -> Result<Response, Infallible> {
     Ok(agent(&ctx, &project_id, &client, async |project| {
         let key = ticket_key(&project, &slug)?;
-        let ticket = ctx
-            .store
-            .get_ticket(&key.project, &key.slug)
-            .await?
-            .ok_or_else(|| ApiError::not_found("ticket not found"))?;
+        let ticket = ctx.system.tickets.find(&key).await?;
         let turns = match &ticket.session_id {
-            Some(session) => ctx.store.list_chat_turns(&project.id, session, 500).await?,
+            Some(session) => {
+                ctx.system
+                    .chats
+                    .transcript(&project.id, session, 500)
+                    .await?
+            }
             None => Vec::new(),
         };
         let views: Vec<TurnView> = turns.iter().map(TurnView::new).collect();

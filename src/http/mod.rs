@@ -22,7 +22,6 @@ use fleety_actors::clock::Clock;
 use fleety_actors::domain::{Project, ProjectId};
 use fleety_actors::root::System;
 use fleety_actors::slug::SlugGenerator;
-use fleety_actors::store::Store;
 use http::header::{HeaderMap, HeaderValue};
 use http::StatusCode;
 use serde::de::DeserializeOwned;
@@ -39,7 +38,6 @@ use ratelimit::{Decision, RateLimiter};
 /// Everything a handler may use. Cloned per request as one `Arc`.
 pub struct Ctx {
     pub settings: Settings,
-    pub store: Arc<dyn Store>,
     pub system: System,
     pub projects: Projects,
     pub tokens: Tokens,

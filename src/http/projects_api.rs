@@ -159,17 +159,12 @@ pub async fn list_tickets(
             ),
             None => None,
         };
-        let page = ctx
-            .store
-            .list_tickets(
-                &project.id,
-                &TicketQuery {
-                    status,
-                    after,
-                    limit,
-                },
-            )
-            .await?;
+        let query = TicketQuery {
+            status,
+            after,
+            limit,
+        };
+        let page = ctx.system.tickets.list(&project.id, &query).await?;
         let body = TicketList {
             tickets: page.tickets.iter().map(TicketSummary::new).collect(),
             next_cursor: page.next.as_ref().map(encode_cursor),

@@ -1,8 +1,6 @@
 //! Storage backends behind the actors' storage port.
 
 pub mod embedded;
-#[cfg(test)]
-mod gated_tests;
 pub mod scylla;
 
 use std::sync::Arc;

@@ -19,7 +19,8 @@ use fleety_actors::domain::{
     TicketStatus, Title,
 };
 use fleety_actors::store::{
-    MessageRange, Store, StoreError, StoreResult, TicketPage, TicketQuery, TicketWrite,
+    timed, ChatStore, Done, KbStore, MessageRange, ProjectStore, Store, StoreError, StoreResult,
+    TicketPage, TicketQuery, TicketStore, TicketWrite,
 };
 use fleety_actors::MessageId;
 use futures_util::TryStreamExt;
@@ -630,6 +631,47 @@ impl ScyllaStore {
             .map_err(execution)?;
         Ok(())
     }
+
+    async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
+        // A CQL INSERT would create a missing ticket: check first. The ticket's actor is its
+        // only writer, so nothing can slip in between.
+        if self
+            .get_ticket(&ticket.project_id, &ticket.slug)
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::NotFound);
+        }
+        self.ticket_writes(ticket).await
+    }
+
+    /// Messages and cursors of a batch are independent rows and go out concurrently; ticket
+    /// updates follow, in order. Everything is idempotent, so a failed batch may be retried.
+    async fn apply(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        writes: &[TicketWrite],
+    ) -> StoreResult<()> {
+        let rows = writes.iter().filter_map(|w| match w {
+            TicketWrite::Message(m) => Some(futures_util::future::Either::Left(
+                self.insert_message(project, slug, m),
+            )),
+            TicketWrite::ReadCursor { reader, up_to } => Some(futures_util::future::Either::Right(
+                self.upsert_cursor(project, slug, *reader, *up_to),
+            )),
+            TicketWrite::Ticket(_) => None,
+        });
+        for result in futures_util::future::join_all(rows).await {
+            result?;
+        }
+        for w in writes {
+            if let TicketWrite::Ticket(t) = w {
+                self.update_ticket(t).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 type TicketRow = (
@@ -855,85 +897,89 @@ fn paging(e: impl std::fmt::Display + std::any::Any) -> StoreError {
 }
 
 #[async_trait]
-impl Store for ScyllaStore {
-    fn backend(&self) -> &'static str {
-        "scylla"
-    }
-
+impl ProjectStore for ScyllaStore {
     async fn create_project(&self, p: &Project) -> StoreResult<()> {
-        let values = (
-            p.id.as_str(),
-            p.name.as_str(),
-            &p.allowed_origins,
-            p.admin_key_hash.as_str(),
-            p.created_at,
-        );
-        if self.claim(&self.st.insert_project, values).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
+        timed("scylla", "create_project", async {
+            let values = (
+                p.id.as_str(),
+                p.name.as_str(),
+                &p.allowed_origins,
+                p.admin_key_hash.as_str(),
+                p.created_at,
+            );
+            if self.claim(&self.st.insert_project, values).await? {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict)
+            }
+        })
+        .await
     }
 
     async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
-        self.one_row::<ProjectRow>(&self.st.select_project, (id.as_str(),))
-            .await?
-            .map(project_from_row)
-            .transpose()
+        timed("scylla", "get_project", async {
+            self.one_row::<ProjectRow>(&self.st.select_project, (id.as_str(),))
+                .await?
+                .map(project_from_row)
+                .transpose()
+        })
+        .await
     }
 
     async fn update_project(&self, p: &Project) -> StoreResult<()> {
-        if self.get_project(&p.id).await?.is_none() {
-            return Err(StoreError::NotFound);
-        }
-        let values = (
-            p.id.as_str(),
-            p.name.as_str(),
-            &p.allowed_origins,
-            p.admin_key_hash.as_str(),
-            p.created_at,
-        );
-        self.session
-            .execute_unpaged(&self.st.upsert_project, values)
-            .await
-            .map_err(execution)?;
-        Ok(())
+        timed("scylla", "update_project", async {
+            if self.get_project(&p.id).await?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let values = (
+                p.id.as_str(),
+                p.name.as_str(),
+                &p.allowed_origins,
+                p.admin_key_hash.as_str(),
+                p.created_at,
+            );
+            self.session
+                .execute_unpaged(&self.st.upsert_project, values)
+                .await
+                .map_err(execution)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn list_projects(&self) -> StoreResult<Vec<Project>> {
-        let rows: Vec<ProjectRow> = self.all_rows(&self.st.select_projects, ()).await?;
-        rows.into_iter().map(project_from_row).collect()
+        timed("scylla", "list_projects", async {
+            let rows: Vec<ProjectRow> = self.all_rows(&self.st.select_projects, ()).await?;
+            rows.into_iter().map(project_from_row).collect()
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl TicketStore for ScyllaStore {
     async fn create_ticket(&self, t: &Ticket) -> StoreResult<()> {
-        // Index rows first: if the claim then fails or its outcome is unknown, the listing
-        // holds a row whose ticket is missing or is someone else's, and skips it. The other
-        // order could leave a real ticket that no listing ever shows.
-        self.index_rows(t).await?;
-        if !self.claim(&self.st.insert_ticket, ticket_values(t)).await? {
-            return Err(StoreError::Conflict);
-        }
-        Ok(())
+        timed("scylla", "create_ticket", async {
+            // Index rows first: if the claim then fails or its outcome is unknown, the listing
+            // holds a row whose ticket is missing or is someone else's, and skips it. The other
+            // order could leave a real ticket that no listing ever shows.
+            self.index_rows(t).await?;
+            if !self.claim(&self.st.insert_ticket, ticket_values(t)).await? {
+                return Err(StoreError::Conflict);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>> {
-        self.one_row::<TicketRow>(&self.st.select_ticket, (project.as_str(), slug.as_str()))
-            .await?
-            .map(ticket_from_row)
-            .transpose()
-    }
-
-    async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
-        // A CQL INSERT would create a missing ticket: check first. The ticket's actor is its
-        // only writer, so nothing can slip in between.
-        if self
-            .get_ticket(&ticket.project_id, &ticket.slug)
-            .await?
-            .is_none()
-        {
-            return Err(StoreError::NotFound);
-        }
-        self.ticket_writes(ticket).await
+        timed("scylla", "get_ticket", async {
+            self.one_row::<TicketRow>(&self.st.select_ticket, (project.as_str(), slug.as_str()))
+                .await?
+                .map(ticket_from_row)
+                .transpose()
+        })
+        .await
     }
 
     async fn list_tickets(
@@ -941,19 +987,13 @@ impl Store for ScyllaStore {
         project: &ProjectId,
         query: &TicketQuery,
     ) -> StoreResult<TicketPage> {
-        // A listing walks pages and does point reads; bound the whole of it, not each step.
-        tokio::time::timeout(LIST_DEADLINE, self.list_tickets_within(project, query))
-            .await
-            .map_err(|_| StoreError::Unavailable("listing tickets took too long".into()))?
-    }
-
-    async fn append_message(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-        message: &Message,
-    ) -> StoreResult<()> {
-        self.insert_message(project, slug, message).await
+        timed("scylla", "list_tickets", async {
+            // A listing walks pages and does point reads; bound the whole of it, not each step.
+            tokio::time::timeout(LIST_DEADLINE, self.list_tickets_within(project, query))
+                .await
+                .map_err(|_| StoreError::Unavailable("listing tickets took too long".into()))?
+        })
+        .await
     }
 
     async fn list_messages(
@@ -962,94 +1002,78 @@ impl Store for ScyllaStore {
         slug: &Slug,
         range: MessageRange,
     ) -> StoreResult<Vec<Message>> {
-        if range.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let after = range.after.unwrap_or(MessageId::MIN);
-        let before = range.before.unwrap_or(MessageId::MAX);
-        let st = if range.newest {
-            &self.st.select_messages_desc
-        } else {
-            &self.st.select_messages_asc
-        };
-        let limit = i32::try_from(range.limit).unwrap_or(i32::MAX);
-        let values = (
-            project.as_str(),
-            slug.as_str(),
-            CqlTimeuuid::from(after.as_uuid()),
-            CqlTimeuuid::from(before.as_uuid()),
-            limit,
-        );
-        let rows: Vec<(CqlTimeuuid, String, String, Option<String>)> = self
-            .all_rows::<(CqlTimeuuid, String, String, Option<String>)>(st, values)
-            .await?;
-        let mut out = rows
-            .into_iter()
-            .map(message_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        if range.newest {
-            out.reverse();
-        }
-        Ok(out)
-    }
-
-    async fn set_read_cursor(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-        reader: Participant,
-        up_to: MessageId,
-    ) -> StoreResult<()> {
-        self.upsert_cursor(project, slug, reader, up_to).await
+        timed("scylla", "list_messages", async {
+            if range.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let after = range.after.unwrap_or(MessageId::MIN);
+            let before = range.before.unwrap_or(MessageId::MAX);
+            let st = if range.newest {
+                &self.st.select_messages_desc
+            } else {
+                &self.st.select_messages_asc
+            };
+            let limit = i32::try_from(range.limit).unwrap_or(i32::MAX);
+            let values = (
+                project.as_str(),
+                slug.as_str(),
+                CqlTimeuuid::from(after.as_uuid()),
+                CqlTimeuuid::from(before.as_uuid()),
+                limit,
+            );
+            let rows: Vec<(CqlTimeuuid, String, String, Option<String>)> = self
+                .all_rows::<(CqlTimeuuid, String, String, Option<String>)>(st, values)
+                .await?;
+            let mut out = rows
+                .into_iter()
+                .map(message_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            if range.newest {
+                out.reverse();
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>> {
-        let rows: Vec<(String, CqlTimeuuid)> = self
-            .all_rows::<(String, CqlTimeuuid)>(
-                &self.st.select_cursors,
-                (project.as_str(), slug.as_str()),
-            )
-            .await?;
-        rows.into_iter()
-            .map(|(reader, id)| {
-                Ok(ReadCursor {
-                    reader: Participant::parse(&reader)
-                        .map_err(|_| StoreError::Internal("corrupt cursor reader".into()))?,
-                    up_to: MessageId::from_uuid(id.into())
-                        .ok_or_else(|| StoreError::Internal("corrupt cursor id".into()))?,
+        timed("scylla", "read_cursors", async {
+            let rows: Vec<(String, CqlTimeuuid)> = self
+                .all_rows::<(String, CqlTimeuuid)>(
+                    &self.st.select_cursors,
+                    (project.as_str(), slug.as_str()),
+                )
+                .await?;
+            rows.into_iter()
+                .map(|(reader, id)| {
+                    Ok(ReadCursor {
+                        reader: Participant::parse(&reader)
+                            .map_err(|_| StoreError::Internal("corrupt cursor reader".into()))?,
+                        up_to: MessageId::from_uuid(id.into())
+                            .ok_or_else(|| StoreError::Internal("corrupt cursor id".into()))?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
-    /// Messages and cursors of a batch are independent rows and go out concurrently; ticket
-    /// updates follow, in order. Everything is idempotent, so a failed batch may be retried.
-    async fn apply(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-        writes: &[TicketWrite],
-    ) -> StoreResult<()> {
-        let rows = writes.iter().filter_map(|w| match w {
-            TicketWrite::Message(m) => Some(futures_util::future::Either::Left(
-                self.insert_message(project, slug, m),
-            )),
-            TicketWrite::ReadCursor { reader, up_to } => Some(futures_util::future::Either::Right(
-                self.upsert_cursor(project, slug, *reader, *up_to),
-            )),
-            TicketWrite::Ticket(_) => None,
+    fn submit(
+        self: Arc<Self>,
+        project: ProjectId,
+        slug: Slug,
+        writes: Vec<TicketWrite>,
+        done: Done,
+    ) {
+        tokio::spawn(async move {
+            let apply = self.apply(&project, &slug, &writes);
+            done(timed("scylla", "apply", apply).await);
         });
-        for result in futures_util::future::join_all(rows).await {
-            result?;
-        }
-        for w in writes {
-            if let TicketWrite::Ticket(t) = w {
-                self.update_ticket(t).await?;
-            }
-        }
-        Ok(())
     }
+}
 
+#[async_trait]
+impl ChatStore for ScyllaStore {
     /// Turns are independent rows keyed by their id: written concurrently, and a repeat
     /// overwrites the same row.
     async fn append_chat_turns(
@@ -1058,24 +1082,27 @@ impl Store for ScyllaStore {
         session: &str,
         turns: &[ChatTurn],
     ) -> StoreResult<()> {
-        let writes = turns.iter().map(|t| {
-            let values = (
-                project.as_str(),
-                session,
-                CqlTimeuuid::from(t.id.as_uuid()),
-                t.role.as_str(),
-                t.content.as_str(),
-                t.at,
-                t.ticket_slug.as_ref().map(Slug::as_str),
-                &t.citations,
-                i64::try_from(t.tokens).unwrap_or(i64::MAX),
-            );
-            self.session.execute_unpaged(&self.st.insert_turn, values)
-        });
-        for result in futures_util::future::join_all(writes).await {
-            result.map_err(execution)?;
-        }
-        Ok(())
+        timed("scylla", "append_chat_turns", async {
+            let writes = turns.iter().map(|t| {
+                let values = (
+                    project.as_str(),
+                    session,
+                    CqlTimeuuid::from(t.id.as_uuid()),
+                    t.role.as_str(),
+                    t.content.as_str(),
+                    t.at,
+                    t.ticket_slug.as_ref().map(Slug::as_str),
+                    &t.citations,
+                    i64::try_from(t.tokens).unwrap_or(i64::MAX),
+                );
+                self.session.execute_unpaged(&self.st.insert_turn, values)
+            });
+            for result in futures_util::future::join_all(writes).await {
+                result.map_err(execution)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn list_chat_turns(
@@ -1084,19 +1111,22 @@ impl Store for ScyllaStore {
         session: &str,
         limit: usize,
     ) -> StoreResult<Vec<ChatTurn>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let rows: Vec<TurnRow> = self
-            .all_rows::<TurnRow>(&self.st.select_turns, (project.as_str(), session, limit))
-            .await?;
-        let mut out = rows
-            .into_iter()
-            .map(turn_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        out.reverse();
-        Ok(out)
+        timed("scylla", "list_chat_turns", async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+            let rows: Vec<TurnRow> = self
+                .all_rows::<TurnRow>(&self.st.select_turns, (project.as_str(), session, limit))
+                .await?;
+            let mut out = rows
+                .into_iter()
+                .map(turn_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            out.reverse();
+            Ok(out)
+        })
+        .await
     }
 
     async fn chat_session_usage(
@@ -1104,68 +1134,90 @@ impl Store for ScyllaStore {
         project: &ProjectId,
         session: &str,
     ) -> StoreResult<ChatUsage> {
-        let rows: Vec<(Option<i64>, Option<String>)> = self
-            .all_rows::<(Option<i64>, Option<String>)>(
-                &self.st.select_usage,
-                (project.as_str(), session),
-            )
-            .await?;
-        let mut usage = ChatUsage::default();
-        for (tokens, slug) in rows {
-            usage.tokens = usage
-                .tokens
-                .saturating_add(tokens.and_then(|t| u64::try_from(t).ok()).unwrap_or(0));
-            usage.tickets += u32::from(slug.is_some());
-        }
-        Ok(usage)
+        timed("scylla", "chat_session_usage", async {
+            let rows: Vec<(Option<i64>, Option<String>)> = self
+                .all_rows::<(Option<i64>, Option<String>)>(
+                    &self.st.select_usage,
+                    (project.as_str(), session),
+                )
+                .await?;
+            let mut usage = ChatUsage::default();
+            for (tokens, slug) in rows {
+                usage.tokens = usage
+                    .tokens
+                    .saturating_add(tokens.and_then(|t| u64::try_from(t).ok()).unwrap_or(0));
+                usage.tickets += u32::from(slug.is_some());
+            }
+            Ok(usage)
+        })
+        .await
     }
+}
 
+#[async_trait]
+impl KbStore for ScyllaStore {
     async fn put_article(&self, a: &Article) -> StoreResult<()> {
-        let values = (
-            a.project_id.as_str(),
-            a.id,
-            a.title.as_str(),
-            a.body.as_str(),
-            &a.tags,
-            a.created_at,
-            a.updated_at,
-        );
-        self.session
-            .execute_unpaged(&self.st.upsert_article, values)
-            .await
-            .map_err(execution)?;
-        Ok(())
+        timed("scylla", "put_article", async {
+            let values = (
+                a.project_id.as_str(),
+                a.id,
+                a.title.as_str(),
+                a.body.as_str(),
+                &a.tags,
+                a.created_at,
+                a.updated_at,
+            );
+            self.session
+                .execute_unpaged(&self.st.upsert_article, values)
+                .await
+                .map_err(execution)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_article(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
-        // Without LWT a DELETE cannot tell whether the row was there; read first. A racing
-        // delete of the same article makes both succeed, which is what a user expects.
-        let values = (project.as_str(), id);
-        if self
-            .one_row::<(uuid::Uuid,)>(&self.st.select_article_id, values)
-            .await?
-            .is_none()
-        {
-            return Err(StoreError::NotFound);
-        }
-        self.session
-            .execute_unpaged(&self.st.delete_article, values)
-            .await
-            .map_err(execution)?;
-        Ok(())
+        timed("scylla", "delete_article", async {
+            // Without LWT a DELETE cannot tell whether the row was there; read first. A racing
+            // delete of the same article makes both succeed, which is what a user expects.
+            let values = (project.as_str(), id);
+            if self
+                .one_row::<(uuid::Uuid,)>(&self.st.select_article_id, values)
+                .await?
+                .is_none()
+            {
+                return Err(StoreError::NotFound);
+            }
+            self.session
+                .execute_unpaged(&self.st.delete_article, values)
+                .await
+                .map_err(execution)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>> {
-        tokio::time::timeout(LIST_DEADLINE, self.list_articles_within(project))
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable("reading the knowledge base took too long".into())
-            })?
+        timed("scylla", "list_articles", async {
+            tokio::time::timeout(LIST_DEADLINE, self.list_articles_within(project))
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable("reading the knowledge base took too long".into())
+                })?
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for ScyllaStore {
+    fn backend(&self) -> &'static str {
+        "scylla"
     }
 
     /// Every acknowledged write is already on the replicas the consistency level asked for.
     async fn flush(&self) -> StoreResult<()> {
-        Ok(())
+        timed("scylla", "flush", async { Ok(()) }).await
     }
 }
 

@@ -87,7 +87,7 @@ impl Actor for ChatSessionActor {
             .store
             .list_chat_turns(&args.key.project, &args.key.session, KEPT_TURNS)
             .await?;
-        crate::supervision::spawn_ticker(myself.clone(), args.deps.config.tick_interval, || {
+        crate::registry::spawn_ticker(myself.clone(), args.deps.config.tick_interval, || {
             ChatMsg::Tick
         });
         // The whole transcript's spending, so quotas survive passivation and restarts.
@@ -218,13 +218,11 @@ impl ChatSessionActor {
             ChatMsg::Tick => {
                 if state.running == 0 && state.last_used.elapsed() >= state.deps.config.idle_timeout
                 {
-                    let id = myself.get_id();
-                    state
-                        .deps
-                        .registry
-                        .remove_if(&state.key, |_, s| s.get().is_some_and(|a| a.get_id() == id));
+                    // Requests already in the mailbox are still answered; later ones start
+                    // a fresh actor.
+                    state.deps.registry.unroute(&state.key, &myself.get_cell());
                     crate::telemetry::actor_passivated("chat_session");
-                    myself.stop(Some("idle".into()));
+                    let _ = myself.drain();
                 }
             }
         }

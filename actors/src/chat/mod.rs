@@ -1,5 +1,5 @@
-//! Chats with the assistant: one [`ChatSessionActor`] per anonymous session, under a
-//! [`ChatSupervisor`]. [`Chats`] is the handle the HTTP front uses.
+//! Chats with the assistant: one [`ChatSessionActor`] per anonymous session, started on demand
+//! and passivated when idle. [`Chats`] is the handle the HTTP front uses.
 //!
 //! A session's actor keeps its transcript and quotas and starts each answer ("turn") as a task
 //! that retrieves knowledge-base passages, streams the model's answer through the link filter
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
-use tokio::sync::{mpsc, OnceCell};
+use ractor::{ActorCell, ActorRef};
+use tokio::sync::mpsc;
 
 pub use actor::ChatSessionActor;
 pub use quota::ChatQuotas;
@@ -24,6 +24,7 @@ use crate::clock::Clock;
 use crate::domain::{ProjectId, Slug};
 use crate::kb::KnowledgeBases;
 use crate::llm::{LlmError, LlmMessage, LlmProvider};
+use crate::registry::{CallError, Family, Keeper, Registry};
 use crate::slug::SlugGenerator;
 use crate::ticket::Tickets;
 
@@ -33,6 +34,12 @@ use crate::ticket::Tickets;
 pub struct SessionKey {
     pub project: ProjectId,
     pub session: String,
+}
+
+impl std::fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.project, self.session)
+    }
 }
 
 /// Tunables of chat sessions.
@@ -135,10 +142,22 @@ pub enum ChatError {
     Internal(String),
 }
 
+impl From<CallError> for ChatError {
+    fn from(e: CallError) -> Self {
+        let cause = match e {
+            CallError::Timeout => "the chat session did not answer in time",
+            CallError::Dropped => "the chat session restarted while handling the request",
+            CallError::KeptRestarting => "the chat session kept restarting",
+            CallError::Failed(e) => return ChatError::Internal(e),
+        };
+        ChatError::Unavailable(cause.into())
+    }
+}
+
 /// What every chat session actor is built with.
 #[derive(Clone)]
 pub struct ChatDeps {
-    pub store: Arc<dyn crate::store::Store>,
+    pub store: Arc<dyn crate::store::ChatStore>,
     pub clock: Arc<dyn Clock>,
     pub llm: Arc<dyn LlmProvider>,
     pub kb: KnowledgeBases,
@@ -146,10 +165,7 @@ pub struct ChatDeps {
     pub slugs: Arc<SlugGenerator>,
     pub config: Arc<ChatConfig>,
     projects: Arc<DashMap<ProjectId, quota::ProjectWindows>>,
-    registry: Arc<DashMap<SessionKey, Arc<OnceCell<ActorRef<actor::ChatMsg>>>>>,
-    /// Which session each running actor serves, so a stopped actor is forgotten in O(1).
-    keys: Arc<DashMap<ractor::ActorId, SessionKey>>,
-    supervisor: Arc<std::sync::OnceLock<ActorCell>>,
+    registry: Arc<Registry<SessionKey, actor::ChatMsg>>,
 }
 
 /// The handle to every chat session.
@@ -160,7 +176,7 @@ pub struct Chats {
 
 /// What [`Chats::start`] needs.
 pub struct ChatArgs {
-    pub store: Arc<dyn crate::store::Store>,
+    pub store: Arc<dyn crate::store::ChatStore>,
     pub clock: Arc<dyn Clock>,
     pub llm: Arc<dyn LlmProvider>,
     pub kb: KnowledgeBases,
@@ -184,15 +200,14 @@ impl Chats {
                 config: Arc::new(args.config),
                 projects: Arc::default(),
                 registry: Arc::default(),
-                keys: Arc::default(),
-                supervisor: Arc::default(),
             },
         };
-        let (sup, _) = match parent {
-            Some(p) => Actor::spawn_linked(None, ChatSupervisor, chats.clone(), p).await?,
-            None => Actor::spawn(None, ChatSupervisor, chats.clone()).await?,
+        let family = Family {
+            kind: "chat_session",
+            registry: chats.deps.registry.clone(),
+            restart: None,
         };
-        let _ = chats.deps.supervisor.set(sup.get_cell());
+        Keeper::start(family, parent).await?;
         Ok(chats)
     }
 
@@ -201,132 +216,61 @@ impl Chats {
         self.deps.llm.name()
     }
 
+    /// The newest `limit` turns of a session's transcript, oldest first: what an agent reads
+    /// when a chat became a ticket.
+    pub async fn transcript(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::ChatTurn>, ChatError> {
+        let turns = self
+            .deps
+            .store
+            .list_chat_turns(project, session, limit)
+            .await;
+        turns.map_err(|e| match e {
+            crate::store::StoreError::Unavailable(cause) => ChatError::Unavailable(cause),
+            other => ChatError::Internal(other.to_string()),
+        })
+    }
+
     /// How many chat sessions are in memory now.
     pub fn active(&self) -> usize {
         self.deps.registry.len()
     }
 
-    async fn actor(&self, key: &SessionKey) -> Result<ActorRef<actor::ChatMsg>, ChatError> {
-        if !self.deps.registry.contains_key(key)
-            && self.deps.registry.len() >= self.deps.config.max_sessions
-        {
+    /// Starts a session's actor, loading its transcript; refused once too many are open, so a
+    /// flood of sessions cannot exhaust memory.
+    async fn activate(&self, key: &SessionKey) -> Result<ActorRef<actor::ChatMsg>, ChatError> {
+        if self.deps.registry.len() >= self.deps.config.max_sessions {
             return Err(ChatError::Unavailable(
                 "too many chat sessions are open; retry shortly".into(),
             ));
         }
-        let slot = self.deps.registry.entry(key.clone()).or_default().clone();
-        // Forgets the slot if this call is abandoned (timeout, or its caller went away) before
-        // the actor started, so abandoned starts do not pile up in the registry.
-        let guard = crate::supervision::SlotGuard {
-            registry: &self.deps.registry,
-            key,
-            slot: &slot,
+        let args = actor::ChatArgs {
+            key: key.clone(),
+            deps: self.deps.clone(),
         };
-        let start = slot.get_or_try_init(|| async {
-            let supervisor = self
-                .deps
-                .supervisor
-                .get()
-                .cloned()
-                .ok_or_else(|| ChatError::Unavailable("chat supervisor not started".into()))?;
-            let args = actor::ChatArgs {
-                key: key.clone(),
-                deps: self.deps.clone(),
-            };
-            let (actor, _) = Actor::spawn_linked(None, ChatSessionActor, args, supervisor)
-                .await
-                .map_err(|e| ChatError::Unavailable(format!("could not start the chat: {e}")))?;
-            self.deps.keys.insert(actor.get_id(), key.clone());
-            Ok(actor)
-        });
-        let result = match tokio::time::timeout(self.deps.config.call_timeout, start).await {
-            Ok(started) => started.cloned(),
+        let started = self.deps.registry.spawn(ChatSessionActor, args);
+        match tokio::time::timeout(self.deps.config.call_timeout, started).await {
+            Ok(started) => started
+                .map_err(|e| ChatError::Unavailable(format!("could not start the chat: {e}"))),
             Err(_) => Err(ChatError::Unavailable(
                 "the chat session took too long to start".into(),
             )),
-        };
-        drop(guard);
-        result
+        }
     }
 
     /// Starts answering `request` in `key`'s session.
     pub async fn turn(&self, key: &SessionKey, request: TurnRequest) -> Result<Turn, ChatError> {
         let _in_flight = crate::telemetry::InFlight::new("chat_session");
-        for _ in 0..3 {
-            let actor = self.actor(key).await?;
-            let req = request.clone();
-            let asked = actor
-                .call(
-                    move |reply| actor::ChatMsg::Start {
-                        request: req,
-                        reply,
-                    },
-                    Some(self.deps.config.call_timeout),
-                )
-                .await;
-            match asked {
-                Ok(ractor::rpc::CallResult::Success(answer)) => return answer,
-                Ok(ractor::rpc::CallResult::Timeout) => {
-                    return Err(ChatError::Unavailable(
-                        "the chat session did not answer in time".into(),
-                    ))
-                }
-                // The actor passivated before taking the request (which was dropped unanswered,
-                // so nothing was started): ask a fresh one.
-                Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
-                    let id = actor.get_id();
-                    self.deps
-                        .registry
-                        .remove_if(key, |_, s| s.get().is_some_and(|a| a.get_id() == id));
-                }
-            }
-        }
-        Err(ChatError::Unavailable(
-            "the chat session kept restarting".into(),
-        ))
-    }
-}
-
-/// The parent of every chat session actor: forgets a session's actor as soon as it stops or
-/// fails. A failed session is not restarted eagerly; its next request starts it again from
-/// the stored transcript.
-pub struct ChatSupervisor;
-
-impl Actor for ChatSupervisor {
-    type Msg = ();
-    type State = Chats;
-    type Arguments = Chats;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<()>,
-        chats: Chats,
-    ) -> Result<Chats, ActorProcessingErr> {
-        Ok(chats)
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _myself: ActorRef<()>,
-        event: SupervisionEvent,
-        chats: &mut Chats,
-    ) -> Result<(), ActorProcessingErr> {
-        let cell = match &event {
-            SupervisionEvent::ActorTerminated(cell, ..) => cell,
-            SupervisionEvent::ActorFailed(cell, error) => {
-                tracing::warn!(%error, "a chat session actor failed; it restarts on next use");
-                crate::telemetry::actor_stopped("chat_session");
-                cell
-            }
-            _ => return Ok(()),
+        let timeout = self.deps.config.call_timeout;
+        let activate = || self.activate(key);
+        let ask = |reply| actor::ChatMsg::Start {
+            request: request.clone(),
+            reply,
         };
-        let id = cell.get_id();
-        if let Some((_, key)) = chats.deps.keys.remove(&id) {
-            chats
-                .deps
-                .registry
-                .remove_if(&key, |_, s| s.get().is_some_and(|a| a.get_id() == id));
-        }
-        Ok(())
+        self.deps.registry.call(key, timeout, activate, ask).await
     }
 }

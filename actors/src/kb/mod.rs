@@ -1,6 +1,6 @@
 //! Knowledge bases: one [`KnowledgeBaseActor`] per project, holding the project's articles and
-//! their search index, activated on first use, passivated when idle, and supervised by
-//! [`KbSupervisor`]. [`KnowledgeBases`] is the handle callers use.
+//! their search index, activated on first use and passivated when idle. [`KnowledgeBases`] is
+//! the handle callers use.
 //!
 //! The store is the source of truth: an article change is made durable first, then applied to
 //! the in-memory index. An actor that fails is forgotten, and the next request rebuilds the
@@ -12,14 +12,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::OnceCell;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
 use crate::domain::{Article, ProjectId};
 use crate::llm::Passage;
-use crate::store::{Store, StoreError};
+use crate::registry::{CallError, Family, Keeper, Registry};
+use crate::store::{KbStore, StoreError};
 use index::KbIndex;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -42,6 +41,18 @@ impl From<StoreError> for KbError {
             StoreError::Conflict => KbError::Internal("unexpected conflict".into()),
             StoreError::Internal(m) => KbError::Internal(m),
         }
+    }
+}
+
+impl From<CallError> for KbError {
+    fn from(e: CallError) -> Self {
+        let cause = match e {
+            CallError::Timeout => "the knowledge base did not answer in time",
+            CallError::Dropped => "the knowledge base restarted while handling the request",
+            CallError::KeptRestarting => "the knowledge base kept restarting",
+            CallError::Failed(e) => return KbError::Internal(e),
+        };
+        KbError::Unavailable(cause.into())
     }
 }
 
@@ -117,10 +128,9 @@ pub struct ArticleChange {
 
 #[derive(Clone)]
 struct Deps {
-    store: Arc<dyn Store>,
+    store: Arc<dyn KbStore>,
     config: Arc<KbConfig>,
-    registry: Arc<DashMap<ProjectId, Arc<OnceCell<ActorRef<KbMsg>>>>>,
-    supervisor: Arc<std::sync::OnceLock<ActorCell>>,
+    registry: Arc<Registry<ProjectId, KbMsg>>,
 }
 
 /// The handle to every project's knowledge base.
@@ -132,7 +142,7 @@ pub struct KnowledgeBases {
 impl KnowledgeBases {
     /// Starts the supervisor under `parent` (or unsupervised when `None`).
     pub async fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn KbStore>,
         config: KbConfig,
         parent: Option<ActorCell>,
     ) -> Result<KnowledgeBases, ractor::SpawnErr> {
@@ -141,14 +151,14 @@ impl KnowledgeBases {
                 store,
                 config: Arc::new(config),
                 registry: Arc::default(),
-                supervisor: Arc::default(),
             },
         };
-        let (sup, _) = match parent {
-            Some(parent) => Actor::spawn_linked(None, KbSupervisor, kb.clone(), parent).await?,
-            None => Actor::spawn(None, KbSupervisor, kb.clone()).await?,
+        let family = Family {
+            kind: "knowledge_base",
+            registry: kb.deps.registry.clone(),
+            restart: None,
         };
-        let _ = kb.deps.supervisor.set(sup.get_cell());
+        Keeper::start(family, parent).await?;
         Ok(kb)
     }
 
@@ -157,48 +167,21 @@ impl KnowledgeBases {
         self.deps.registry.len()
     }
 
-    async fn actor(&self, project: &ProjectId) -> Result<ActorRef<KbMsg>, KbError> {
-        let slot = self
-            .deps
-            .registry
-            .entry(project.clone())
-            .or_default()
-            .clone();
-        // Forgets the slot if this call is abandoned (timeout, or its caller went away) before
-        // the actor started, so abandoned starts do not pile up in the registry.
-        let guard = crate::supervision::SlotGuard {
-            registry: &self.deps.registry,
-            key: project,
-            slot: &slot,
+    /// Loads the project's knowledge base into a new actor.
+    async fn activate(&self, project: &ProjectId) -> Result<ActorRef<KbMsg>, KbError> {
+        let args = KbArgs {
+            project: project.clone(),
+            deps: self.deps.clone(),
         };
-        let start = slot.get_or_try_init(|| async {
-            let supervisor = self.deps.supervisor.get().cloned().ok_or_else(|| {
-                KbError::Unavailable("knowledge base supervisor not started".into())
-            })?;
-            let args = KbArgs {
-                project: project.clone(),
-                deps: self.deps.clone(),
-            };
-            Actor::spawn_linked(None, KnowledgeBaseActor, args, supervisor)
-                .await
-                .map(|(actor, _)| actor)
-                .map_err(|e| {
-                    KbError::Unavailable(format!("could not load the knowledge base: {e}"))
-                })
-        });
-        let result = match tokio::time::timeout(self.deps.config.call_timeout, start).await {
-            Ok(started) => started.cloned(),
+        let started = self.deps.registry.spawn(KnowledgeBaseActor, args);
+        match tokio::time::timeout(self.deps.config.call_timeout, started).await {
+            Ok(started) => started.map_err(|e| {
+                KbError::Unavailable(format!("could not load the knowledge base: {e}"))
+            }),
             Err(_) => Err(KbError::Unavailable(
                 "the knowledge base took too long to start".into(),
             )),
-        };
-        drop(guard);
-        if result.is_err() {
-            self.deps
-                .registry
-                .remove_if(project, |_, s| Arc::ptr_eq(s, &slot));
         }
-        result
     }
 
     async fn call<T: Send + 'static>(
@@ -207,29 +190,12 @@ impl KnowledgeBases {
         make: impl Fn(RpcReplyPort<Result<T, KbError>>) -> KbMsg,
     ) -> Result<T, KbError> {
         let _in_flight = crate::telemetry::InFlight::new("knowledge_base");
-        // A passivating actor may refuse the message: activate a fresh one and ask again.
-        for _ in 0..3 {
-            let actor = self.actor(project).await?;
-            match actor.call(&make, Some(self.deps.config.call_timeout)).await {
-                Ok(ractor::rpc::CallResult::Success(answer)) => return answer,
-                Ok(ractor::rpc::CallResult::Timeout) => {
-                    return Err(KbError::Unavailable(
-                        "the knowledge base did not answer in time".into(),
-                    ))
-                }
-                // The actor stopped (it passivated) before taking the request, which was dropped
-                // unanswered: ask a fresh one.
-                Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
-                    let cell = actor.get_cell();
-                    self.deps.registry.remove_if(project, |_, s| {
-                        s.get().is_some_and(|a| a.get_id() == cell.get_id())
-                    });
-                }
-            }
-        }
-        Err(KbError::Unavailable(
-            "the knowledge base kept restarting".into(),
-        ))
+        let timeout = self.deps.config.call_timeout;
+        let activate = || self.activate(project);
+        self.deps
+            .registry
+            .call(project, timeout, activate, make)
+            .await
     }
 
     pub async fn search(
@@ -330,7 +296,7 @@ impl Actor for KnowledgeBaseActor {
         let articles = args.deps.store.list_articles(&args.project).await?;
         let for_index = articles.clone();
         let index = blocking(move || Ok(KbIndex::build(&for_index)?)).await?;
-        crate::supervision::spawn_ticker(myself.clone(), args.deps.config.tick_interval, || {
+        crate::registry::spawn_ticker(myself.clone(), args.deps.config.tick_interval, || {
             KbMsg::Tick
         });
         crate::telemetry::actor_started("knowledge_base");
@@ -448,57 +414,15 @@ impl KnowledgeBaseActor {
             }
             KbMsg::Tick => {
                 if state.last_used.elapsed() >= state.deps.config.idle_timeout {
-                    // Stop routing to this actor first, so no new request lands in a mailbox
-                    // that is about to close.
-                    let id = myself.get_id();
-                    state.deps.registry.remove_if(&state.project, |_, s| {
-                        s.get().is_some_and(|a| a.get_id() == id)
-                    });
+                    // Stop routing to this actor first; requests already in its mailbox
+                    // are still answered, later ones start a fresh actor.
+                    let cell = myself.get_cell();
+                    state.deps.registry.unroute(&state.project, &cell);
                     crate::telemetry::actor_passivated("knowledge_base");
-                    myself.stop(Some("idle".into()));
+                    myself.drain()?;
                 }
             }
         }
-        Ok(())
-    }
-}
-
-/// The parent of every knowledge-base actor: forgets an actor as soon as it stops or fails, so
-/// the next request for its project loads the knowledge base afresh.
-pub struct KbSupervisor;
-
-impl Actor for KbSupervisor {
-    type Msg = ();
-    type State = KnowledgeBases;
-    type Arguments = KnowledgeBases;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<()>,
-        kb: KnowledgeBases,
-    ) -> Result<KnowledgeBases, ActorProcessingErr> {
-        Ok(kb)
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _myself: ActorRef<()>,
-        event: SupervisionEvent,
-        kb: &mut KnowledgeBases,
-    ) -> Result<(), ActorProcessingErr> {
-        let cell = match &event {
-            SupervisionEvent::ActorTerminated(cell, ..) => cell,
-            SupervisionEvent::ActorFailed(cell, error) => {
-                tracing::warn!(%error, "a knowledge-base actor failed; it reloads on next use");
-                crate::telemetry::actor_stopped("knowledge_base");
-                cell
-            }
-            _ => return Ok(()),
-        };
-        let id = cell.get_id();
-        kb.deps
-            .registry
-            .retain(|_, s| s.get().is_none_or(|a| a.get_id() != id));
         Ok(())
     }
 }

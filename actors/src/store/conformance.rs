@@ -1,7 +1,8 @@
 //! The storage conformance suite: the behaviour every [`Store`] backend must show.
 //!
 //! A backend's test file invokes [`store_conformance_tests!`](crate::store_conformance_tests)
-//! with an async expression that yields a ready `Arc<dyn Store>`. Each case uses fresh random
+//! with an async expression that yields a ready store (anything that converts to an
+//! `Arc<dyn Store>`). Each case uses fresh random
 //! project ids, so the cases may share one database (a CQL keyspace) and run concurrently.
 
 use std::sync::Arc;
@@ -93,6 +94,16 @@ fn messages(n: usize) -> Vec<Message> {
         });
     }
     out
+}
+
+/// One ticket write, handed over through `submit` as a ticket's actor hands its batches.
+async fn put(
+    store: &Arc<dyn Store>,
+    project: &ProjectId,
+    slug: &Slug,
+    w: TicketWrite,
+) -> StoreResult<()> {
+    write(store.clone(), project, slug, vec![w]).await
 }
 
 async fn stored_project(store: &Arc<dyn Store>) -> Project {
@@ -192,7 +203,14 @@ pub async fn ticket_updates_persist_and_missing_tickets_are_reported(store: Arc<
     store.create_ticket(&t).await.unwrap();
     t.status = TicketStatus::Resolved;
     t.updated_at = t.created_at + Duration::seconds(5);
-    store.update_ticket(&t).await.unwrap();
+    put(
+        &store,
+        &t.project_id,
+        &t.slug,
+        TicketWrite::Ticket(t.clone()),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         store.get_ticket(&p.id, &t.slug).await.unwrap(),
         Some(t.clone())
@@ -200,7 +218,13 @@ pub async fn ticket_updates_persist_and_missing_tickets_are_reported(store: Arc<
 
     let ghost = ticket(&p.id, "quiet-otter-001", now_millis());
     assert!(matches!(
-        store.update_ticket(&ghost).await,
+        put(
+            &store,
+            &ghost.project_id,
+            &ghost.slug,
+            TicketWrite::Ticket(ghost.clone())
+        )
+        .await,
         Err(StoreError::NotFound)
     ));
 }
@@ -282,7 +306,14 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
         .unwrap()
         .clone();
     reopened.status = TicketStatus::Open;
-    store.update_ticket(&reopened).await.unwrap();
+    put(
+        &store,
+        &reopened.project_id,
+        &reopened.slug,
+        TicketWrite::Ticket(reopened.clone()),
+    )
+    .await
+    .unwrap();
     let closed_now = store
         .list_tickets(
             &p.id,
@@ -306,12 +337,18 @@ pub async fn messages_come_back_in_id_order_and_per_ticket(store: Arc<dyn Store>
     store.create_ticket(&b).await.unwrap();
     let msgs = messages(12);
     for m in &msgs {
-        store.append_message(&p.id, &a.slug, m).await.unwrap();
+        put(&store, &p.id, &a.slug, TicketWrite::Message(m.clone()))
+            .await
+            .unwrap();
     }
-    store
-        .append_message(&p.id, &b.slug, &messages(1)[0])
-        .await
-        .unwrap();
+    put(
+        &store,
+        &p.id,
+        &b.slug,
+        TicketWrite::Message(messages(1)[0].clone()),
+    )
+    .await
+    .unwrap();
 
     let back = store
         .list_messages(&p.id, &a.slug, MessageRange::all())
@@ -334,7 +371,9 @@ pub async fn message_ranges_select_after_before_and_newest(store: Arc<dyn Store>
     store.create_ticket(&t).await.unwrap();
     let msgs = messages(10);
     for m in &msgs {
-        store.append_message(&p.id, &t.slug, m).await.unwrap();
+        put(&store, &p.id, &t.slug, TicketWrite::Message(m.clone()))
+            .await
+            .unwrap();
     }
     let list = |range| {
         let store = store.clone();
@@ -381,8 +420,12 @@ pub async fn appending_the_same_message_twice_keeps_one_copy(store: Arc<dyn Stor
     let t = ticket(&p.id, "swift-bear-053", now_millis());
     store.create_ticket(&t).await.unwrap();
     let m = messages(1).remove(0);
-    store.append_message(&p.id, &t.slug, &m).await.unwrap();
-    store.append_message(&p.id, &t.slug, &m).await.unwrap();
+    put(&store, &p.id, &t.slug, TicketWrite::Message(m.clone()))
+        .await
+        .unwrap();
+    put(&store, &p.id, &t.slug, TicketWrite::Message(m.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         store
             .list_messages(&p.id, &t.slug, MessageRange::all())
@@ -399,18 +442,39 @@ pub async fn read_cursors_move_forward_only_and_per_reader(store: Arc<dyn Store>
     let msgs = messages(5);
     assert!(store.read_cursors(&p.id, &t.slug).await.unwrap().is_empty());
 
-    store
-        .set_read_cursor(&p.id, &t.slug, Participant::Admin, msgs[2].id)
-        .await
-        .unwrap();
-    store
-        .set_read_cursor(&p.id, &t.slug, Participant::Admin, msgs[1].id)
-        .await
-        .unwrap();
-    store
-        .set_read_cursor(&p.id, &t.slug, Participant::User, msgs[4].id)
-        .await
-        .unwrap();
+    put(
+        &store,
+        &p.id,
+        &t.slug,
+        TicketWrite::ReadCursor {
+            reader: Participant::Admin,
+            up_to: msgs[2].id,
+        },
+    )
+    .await
+    .unwrap();
+    put(
+        &store,
+        &p.id,
+        &t.slug,
+        TicketWrite::ReadCursor {
+            reader: Participant::Admin,
+            up_to: msgs[1].id,
+        },
+    )
+    .await
+    .unwrap();
+    put(
+        &store,
+        &p.id,
+        &t.slug,
+        TicketWrite::ReadCursor {
+            reader: Participant::User,
+            up_to: msgs[4].id,
+        },
+    )
+    .await
+    .unwrap();
     let mut cursors = store.read_cursors(&p.id, &t.slug).await.unwrap();
     cursors.sort_by_key(|c| c.reader);
     assert_eq!(
@@ -442,7 +506,9 @@ pub async fn concurrent_appends_are_all_durable(store: Arc<dyn Store>) {
         let (pid, slug) = (p.id.clone(), t.slug.clone());
         tokio::spawn(async move {
             let msgs = messages(25);
-            let writes = msgs.iter().map(|m| store.append_message(&pid, &slug, m));
+            let writes = msgs
+                .iter()
+                .map(|m| put(&store, &pid, &slug, TicketWrite::Message(m.clone())));
             for r in futures_util::future::join_all(writes).await {
                 r.unwrap();
             }
@@ -463,26 +529,6 @@ pub async fn concurrent_appends_are_all_durable(store: Arc<dyn Store>) {
     }
 }
 
-/// `submit` reports through a callback; the writes must be readable once it reports `Ok`.
-async fn submitted(
-    store: &Arc<dyn Store>,
-    project: &ProjectId,
-    slug: &Slug,
-    writes: Vec<TicketWrite>,
-) -> StoreResult<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    store.clone().submit(
-        project.clone(),
-        slug.clone(),
-        writes,
-        Box::new(move |result| {
-            let _ = tx.send(result);
-        }),
-    );
-    rx.await
-        .expect("submit dropped its callback without calling it")
-}
-
 pub async fn submitted_batches_are_durable_when_reported(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let mut t = ticket(&p.id, "swift-bear-053", now_millis());
@@ -496,7 +542,7 @@ pub async fn submitted_batches_are_durable_when_reported(store: Arc<dyn Store>) 
         up_to: msgs[1].id,
     });
     writes.push(TicketWrite::Ticket(t.clone()));
-    submitted(&store, &p.id, &t.slug, writes).await.unwrap();
+    write(store.clone(), &p.id, &t.slug, writes).await.unwrap();
 
     let back = store
         .list_messages(&p.id, &t.slug, MessageRange::all())
@@ -514,8 +560,8 @@ pub async fn submitted_batches_are_durable_when_reported(store: Arc<dyn Store>) 
 
     // A batch that cannot land reports its error through the same callback.
     let ghost = ticket(&p.id, "quiet-otter-001", now_millis());
-    let refused = submitted(
-        &store,
+    let refused = write(
+        store.clone(),
         &p.id,
         &ghost.slug,
         vec![TicketWrite::Ticket(ghost.clone())],
@@ -537,7 +583,9 @@ pub async fn assistant_messages_round_trip(store: Arc<dyn Store>) {
         timestamp: id.timestamp(),
         idempotency_key: None,
     };
-    store.append_message(&p.id, &t.slug, &m).await.unwrap();
+    put(&store, &p.id, &t.slug, TicketWrite::Message(m.clone()))
+        .await
+        .unwrap();
     let back = store
         .list_messages(&p.id, &t.slug, MessageRange::all())
         .await

@@ -1,19 +1,12 @@
 //! `TicketActor`: the single writer for one ticket, and the hub of its realtime subscribers.
 //!
-//! Writes are pipelined. A request is validated against the actor's state, given its message id,
-//! and queued. Queued writes go to the store in batches, one batch in flight at a time, so the
-//! store sees the ticket's writes in the order the actor made them; the mailbox keeps turning
-//! meanwhile. The store reports each batch's outcome to the actor directly, from its own
-//! writer thread when it has one: the outcome goes into a slot the two share, and `Persisted`
-//! into the mailbox to say so. The actor then applies the batch to its state,
-//! fans the events out, answers the callers in the order the requests arrived, and sends the
-//! writes queued meanwhile as the next batch.
-//!
-//! An earlier design ran a *write lane* task per ticket between the actor and the store. It
-//! cost two task wake-ups per batch (actor to lane, lane to actor) and a task per live ticket.
+//! A request is checked against the actor's state, given its message id, and queued in the
+//! [`WriteQueue`], which hands the ticket's writes to the store a batch at a time. When the
+//! store reports a batch, the actor applies it to its state, fans the events out to its
+//! [`Subscribers`], answers the callers in the order their requests arrived, and sends the
+//! writes queued meanwhile. The mailbox keeps turning while a batch is with the store.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +14,9 @@ use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{mpsc, oneshot};
 
+use super::idempotency::{self, Retry};
+use super::subscribers::{CutOff, Event, Subscribers};
+use super::writes::{Landed, WriteQueue};
 use super::{TicketDeps, TicketError, TicketKey, WriterLease};
 use crate::domain::{
     IdempotencyKey, Message, MessageBody, Participant, ReadCursor, Ticket, TicketStatus,
@@ -29,7 +25,6 @@ use crate::events::{
     self, event_frame, ReadReceiptPayload, StatusChangePayload, SubscribedPayload, TicketView,
 };
 use crate::message_id::MessageId;
-use crate::store::Done;
 use crate::store::{MessageRange, StoreError, TicketWrite};
 
 /// Every message a `TicketActor` understands.
@@ -63,12 +58,12 @@ pub enum TicketMsg {
         reply: RpcReplyPort<Result<Subscription, TicketError>>,
     },
     /// From the store: the batch in flight is durable or failed. The outcome itself waits in
-    /// the actor's return slot, where no stop can lose it.
+    /// the write queue's slot, where no stop can lose it.
     Persisted,
     /// Periodic housekeeping: prune gone subscribers, passivate when idle.
     Tick,
     /// Fail on purpose, so tests can watch the supervisor restart the actor.
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     Crash,
 }
 
@@ -83,7 +78,7 @@ impl TicketMsg {
             TicketMsg::Subscribe { .. } => "subscribe",
             TicketMsg::Persisted => "persisted",
             TicketMsg::Tick => "tick",
-            #[cfg(feature = "testing")]
+            #[cfg(any(test, feature = "testing"))]
             TicketMsg::Crash => "crash",
         }
     }
@@ -94,14 +89,6 @@ impl TicketMsg {
 pub struct MessagePage {
     pub limit: usize,
     pub before: Option<MessageId>,
-}
-
-/// One realtime event, encoded once and shared by all subscribers.
-#[derive(Clone, Debug)]
-pub struct Event {
-    pub frame: Bytes,
-    /// For `new_message` events: lets a subscriber resume with `since=` after a reconnect.
-    pub message_id: Option<MessageId>,
 }
 
 /// What a subscriber gets back from [`TicketMsg::Subscribe`].
@@ -129,40 +116,7 @@ pub enum Replay {
     Loading(oneshot::Receiver<Result<Vec<Event>, TicketError>>),
 }
 
-struct Subscriber {
-    tx: mpsc::Sender<Event>,
-    cut_off: Arc<CutOff>,
-}
-
-/// The actor's word to one subscriber that it fell behind and was dropped. A socket task that
-/// is stuck writing to a peer that does not read must hear it without first draining its
-/// queue, so it can be awaited as well as read.
-#[derive(Debug, Default)]
-pub struct CutOff {
-    cut: AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-impl CutOff {
-    pub fn cut(&self) {
-        self.cut.store(true, Ordering::Release);
-        // A permit is kept when nobody waits yet, so a later `cut_off()` returns at once.
-        self.notify.notify_one();
-    }
-
-    pub fn is_cut(&self) -> bool {
-        self.cut.load(Ordering::Acquire)
-    }
-
-    /// Returns once the subscriber has been cut off. One waiter at a time.
-    pub async fn cut_off(&self) {
-        if self.is_cut() {
-            return;
-        }
-        self.notify.notified().await;
-    }
-}
-
+/// What a queued write's caller is owed once the write is durable.
 enum Effect {
     Message(Message, RpcReplyPort<Result<Message, TicketError>>),
     Read(
@@ -173,15 +127,40 @@ enum Effect {
     Status(Ticket, RpcReplyPort<Result<Ticket, TicketError>>),
 }
 
-enum KeySeen {
-    Durable(Message),
-    InFlight,
-    No,
+impl Effect {
+    fn refuse(self, error: TicketError) {
+        match self {
+            Effect::Message(_, reply) => drop(reply.send(Err(error))),
+            Effect::Read(_, _, reply) => drop(reply.send(Err(error))),
+            Effect::Status(_, reply) => drop(reply.send(Err(error))),
+        }
+    }
 }
 
-struct Pending {
-    seq: u64,
-    effect: Effect,
+/// The newest durable messages, oldest first; every message of the ticket when `complete`.
+struct Recent {
+    messages: VecDeque<Message>,
+    complete: bool,
+    cap: usize,
+}
+
+impl Recent {
+    fn push(&mut self, message: Message) {
+        self.messages.push_back(message);
+        if self.messages.len() > self.cap {
+            self.messages.pop_front();
+            self.complete = false;
+        }
+    }
+
+    fn last_id(&self) -> Option<MessageId> {
+        self.messages.back().map(|m| m.id)
+    }
+
+    /// Whether every message after `since` is in memory.
+    fn holds_after(&self, since: MessageId) -> bool {
+        self.complete || self.messages.front().is_some_and(|m| m.id <= since)
+    }
 }
 
 pub struct TicketActor;
@@ -193,333 +172,22 @@ pub struct TicketArgs {
     pub(crate) lease: WriterLease,
 }
 
-/// Writes in one batch at most.
-const MAX_BATCH: usize = 256;
-
-/// The way back from the store to the actor, shared by the actor and its batch in flight.
-///
-/// The outcome is left in a slot and the mailbox only gets a nudge: a stop is handled before
-/// the messages queued ahead of it, and an outcome carried in such a message would be lost,
-/// leaving `finish` to refuse callers whose writes did land.
-struct Return {
-    actor: ActorRef<TicketMsg>,
-    /// The outcome of the batch in flight (there is at most one), with its last write.
-    outcome: std::sync::Mutex<Option<(u64, Result<(), StoreError>)>>,
-    landed: tokio::sync::Notify,
-    /// Released when the actor has stopped and its last batch has landed, whichever is later:
-    /// only then may the ticket's next actor load it.
-    _lease: WriterLease,
-}
-
-impl Return {
-    fn land(&self, through: u64, result: Result<(), StoreError>) {
-        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some((through, result));
-        // Refused while the actor drains or stops; `finish` waits on `landed` then.
-        let _ = self.actor.send_message(TicketMsg::Persisted);
-        self.landed.notify_one();
-    }
-
-    fn take(&self) -> Option<(u64, Result<(), StoreError>)> {
-        self.outcome
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-    }
-}
-
-/// What a batch's callback carries back. A store that drops the callback without calling it (a
-/// panicking writer thread, a cancelled task) reports a failure through it instead, so the
-/// actor never waits for an outcome that cannot come.
-struct Landing {
-    back: Option<Arc<Return>>,
-    through: u64,
-}
-
-impl Landing {
-    fn land(mut self, result: Result<(), StoreError>) {
-        if let Some(back) = self.back.take() {
-            back.land(self.through, result);
-        }
-    }
-}
-
-impl Drop for Landing {
-    fn drop(&mut self) {
-        if let Some(back) = self.back.take() {
-            back.land(
-                self.through,
-                Err(StoreError::Unavailable(
-                    "the store dropped a batch without an outcome".into(),
-                )),
-            );
-        }
-    }
-}
-
 pub struct TicketState {
     key: TicketKey,
     deps: TicketDeps,
     /// The ticket as durably stored.
     ticket: Ticket,
-    /// The status after every queued change, for validating new requests.
+    /// The status after every queued change, for checking new requests.
     tentative_status: TicketStatus,
-    /// The newest messages, oldest first; every message when `complete`.
-    recent: VecDeque<Message>,
-    complete: bool,
+    recent: Recent,
     /// The newest id handed out, durable or not: new ids must exceed it.
     last_assigned: Option<MessageId>,
     cursors: Vec<ReadCursor>,
-    subscribers: Vec<Subscriber>,
-    pending: VecDeque<Pending>,
-    next_seq: u64,
-    /// Queued writes not yet handed to the store, oldest first, with their `seq`.
-    unsent: VecDeque<(u64, TicketWrite)>,
-    /// A batch is with the store; the next waits for its outcome.
-    in_flight: bool,
-    /// A batch failed: nothing more is sent, and the actor is stopping.
-    broken: bool,
-    back: Arc<Return>,
+    subscribers: Subscribers,
+    writes: WriteQueue<Effect>,
     /// The encoded full ticket, reused by every GET until something changes.
     view_cache: Option<Bytes>,
     last_activity: Instant,
-}
-
-impl TicketState {
-    fn last_message_id(&self) -> Option<MessageId> {
-        self.recent.back().map(|m| m.id)
-    }
-
-    fn queue(&mut self, write: TicketWrite, effect: Effect) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.unsent.push_back((seq, write));
-        self.pending.push_back(Pending { seq, effect });
-        self.send_batch();
-    }
-
-    /// Hands the unsent writes to the store as one batch, unless a batch is in flight.
-    fn send_batch(&mut self) {
-        if self.in_flight || self.broken || self.unsent.is_empty() {
-            return;
-        }
-        let take = self.unsent.len().min(MAX_BATCH);
-        let mut through = 0;
-        let writes: Vec<TicketWrite> = self
-            .unsent
-            .drain(..take)
-            .map(|(seq, write)| {
-                through = seq;
-                write
-            })
-            .collect();
-        self.in_flight = true;
-        let landing = Landing {
-            back: Some(self.back.clone()),
-            through,
-        };
-        let done: Done = Box::new(move |result| landing.land(result));
-        self.deps.store.clone().submit(
-            self.key.project.clone(),
-            self.key.slug.clone(),
-            writes,
-            done,
-        );
-    }
-
-    /// Offers one event to the project's feed and every subscriber without waiting: a
-    /// subscriber whose queue is full is cut off rather than allowed to slow the ticket down.
-    /// The payload is encoded only if someone listens; most posts have no audience.
-    fn fan_out(
-        &mut self,
-        kind: &'static str,
-        payload: impl FnOnce(&Self) -> Bytes,
-        message_id: Option<MessageId>,
-    ) {
-        let feed = self.deps.feeds.sender(&self.key.project);
-        if feed.is_none() && self.subscribers.is_empty() {
-            return;
-        }
-        let payload = payload(self);
-        if let Some(feed) = feed {
-            let _ = feed.send(events::envelope(kind, Some(&self.key.slug), &payload));
-        }
-        if self.subscribers.is_empty() {
-            return;
-        }
-        let event = Event {
-            frame: events::envelope(kind, None, &payload),
-            message_id,
-        };
-        let offered = self.subscribers.len() as u64;
-        self.subscribers
-            .retain(|s| match s.tx.try_send(event.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.cut_off.cut();
-                    tracing::info!(ticket = %self.key, "cutting off a slow subscriber");
-                    metrics::counter!("fleety_slow_subscribers_cut_total").increment(1);
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
-        metrics::counter!("fleety_events_fanned_out_total").increment(offered);
-    }
-
-    fn remember(&mut self, message: Message) {
-        self.recent.push_back(message);
-        if self.recent.len() > self.deps.config.recent_messages {
-            self.recent.pop_front();
-            self.complete = false;
-        }
-    }
-
-    fn full_view(&mut self) -> Bytes {
-        if let Some(cached) = &self.view_cache {
-            return cached.clone();
-        }
-        let bytes = TicketView::new(&self.ticket, self.recent.iter(), &self.cursors).to_bytes();
-        self.view_cache = Some(bytes.clone());
-        self.deps.views.insert(self.key.clone(), bytes.clone());
-        bytes
-    }
-
-    /// Drops the encoded view, here and in the shared read cache; before any change is
-    /// acknowledged.
-    fn forget_view(&mut self) {
-        if self.view_cache.take().is_some() {
-            self.deps.views.remove(&self.key);
-        }
-    }
-
-    /// Whether a request with this idempotency key has been made: among the messages the actor
-    /// keeps in memory (the newest 500), or still on its way to the store.
-    fn find_by_key(&self, key: &IdempotencyKey) -> KeySeen {
-        let in_flight = self.pending.iter().any(|p| {
-            matches!(&p.effect, Effect::Message(m, _) if m.idempotency_key.as_ref() == Some(key))
-        });
-        if in_flight {
-            return KeySeen::InFlight;
-        }
-        match self
-            .recent
-            .iter()
-            .rev()
-            .find(|m| m.idempotency_key.as_ref() == Some(key))
-        {
-            Some(m) => KeySeen::Durable(m.clone()),
-            None => KeySeen::No,
-        }
-    }
-
-    fn message_event(&self, message: &Message) -> Event {
-        message_event(message, &self.cursors)
-    }
-
-    /// Recomputes the tentative status from the durable one and the still-queued changes.
-    fn recompute_tentative_status(&mut self) {
-        self.tentative_status = self
-            .pending
-            .iter()
-            .rev()
-            .find_map(|p| match &p.effect {
-                Effect::Status(t, _) => Some(t.status),
-                _ => None,
-            })
-            .unwrap_or(self.ticket.status);
-    }
-
-    fn apply_durable(&mut self, pending: Pending) {
-        self.forget_view();
-        match pending.effect {
-            Effect::Message(message, reply) => {
-                let payload =
-                    |s: &Self| events::encode(&events::MessageView::new(&message, &s.cursors));
-                self.fan_out("new_message", payload, Some(message.id));
-                self.remember(message.clone());
-                let _ = reply.send(Ok(message));
-            }
-            Effect::Read(reader, up_to, reply) => {
-                match self.cursors.iter_mut().find(|c| c.reader == reader) {
-                    Some(c) if c.up_to >= up_to => {}
-                    Some(c) => c.up_to = up_to,
-                    None => self.cursors.push(ReadCursor { reader, up_to }),
-                }
-                let payload = ReadReceiptPayload {
-                    reader,
-                    last_read_message_id: up_to,
-                    read_at: events::rfc3339(self.deps.clock.now()),
-                };
-                self.fan_out("ticket_update", |_| events::encode(&payload), None);
-                let _ = reply.send(Ok(Some(up_to)));
-            }
-            Effect::Status(ticket, reply) => {
-                let previous = self.ticket.status;
-                self.ticket = ticket.clone();
-                if previous != ticket.status {
-                    let payload = StatusChangePayload {
-                        status: ticket.status,
-                        previous,
-                        updated_at: events::rfc3339(ticket.updated_at),
-                    };
-                    self.fan_out("status_change", |_| events::encode(&payload), None);
-                }
-                let _ = reply.send(Ok(ticket));
-            }
-        }
-    }
-
-    /// Settles the batch in flight if the store has reported on it; `None` if not yet.
-    fn take_outcome(&mut self) -> Option<Result<(), StoreError>> {
-        let (through, result) = self.back.take()?;
-        self.in_flight = false;
-        Some(self.settle(through, result))
-    }
-
-    /// Applies the outcome of the batch ending with write `through`: durable writes take effect
-    /// and are fanned out; failed ones are refused, and nothing more is sent. Returns the
-    /// failure, if any.
-    fn settle(&mut self, through: u64, result: Result<(), StoreError>) -> Result<(), StoreError> {
-        while self.pending.front().is_some_and(|p| p.seq <= through) {
-            let Some(pending) = self.pending.pop_front() else {
-                break;
-            };
-            match &result {
-                Ok(()) => self.apply_durable(pending),
-                Err(e) => TicketState::fail(pending, TicketError::from(e.clone())),
-            }
-        }
-        if result.is_err() {
-            self.broken = true;
-            self.recompute_tentative_status();
-        }
-        result
-    }
-
-    fn fail(pending: Pending, error: TicketError) {
-        match pending.effect {
-            Effect::Message(_, reply) => {
-                let _ = reply.send(Err(error));
-            }
-            Effect::Read(_, _, reply) => {
-                let _ = reply.send(Err(error));
-            }
-            Effect::Status(_, reply) => {
-                let _ = reply.send(Err(error));
-            }
-        }
-    }
-
-    fn too_busy(&self) -> bool {
-        self.pending.len() >= self.deps.config.max_pending_writes
-    }
-
-    fn status_change(&mut self, status: TicketStatus) -> Ticket {
-        let mut next = self.ticket.clone();
-        next.status = status;
-        next.updated_at = self.deps.clock.now();
-        self.tentative_status = status;
-        next
-    }
 }
 
 impl Actor for TicketActor {
@@ -548,13 +216,13 @@ impl Actor for TicketActor {
         if !complete {
             newest.remove(0);
         }
-        let back = Arc::new(Return {
-            actor: myself.clone(),
-            outcome: std::sync::Mutex::default(),
-            landed: tokio::sync::Notify::new(),
-            _lease: lease,
-        });
-        crate::supervision::spawn_ticker(myself, deps.config.tick_interval, || TicketMsg::Tick);
+        let nudge = myself.clone();
+        // Refused while the actor drains or stops; `finish` waits on the queue then.
+        let writes = WriteQueue::new(
+            move || drop(nudge.send_message(TicketMsg::Persisted)),
+            lease,
+        );
+        crate::registry::spawn_ticker(myself, deps.config.tick_interval, || TicketMsg::Tick);
         // A predecessor that failed may have left its view behind, and its last writes may
         // have landed after it.
         deps.views.remove(&key);
@@ -563,18 +231,16 @@ impl Actor for TicketActor {
         Ok(TicketState {
             last_assigned: newest.last().map(|m| m.id),
             tentative_status: ticket.status,
+            recent: Recent {
+                messages: newest.into(),
+                complete,
+                cap,
+            },
+            subscribers: Subscribers::new(deps.config.subscriber_queue),
             key,
             ticket,
-            recent: newest.into(),
-            complete,
             cursors,
-            subscribers: Vec::new(),
-            pending: VecDeque::new(),
-            next_seq: 0,
-            unsent: VecDeque::new(),
-            in_flight: false,
-            broken: false,
-            back,
+            writes,
             view_cache: None,
             last_activity: Instant::now(),
             deps,
@@ -587,14 +253,28 @@ impl Actor for TicketActor {
         message: TicketMsg,
         state: &mut TicketState,
     ) -> Result<(), ActorProcessingErr> {
+        let (started, name) = (Instant::now(), message.name());
         if !matches!(message, TicketMsg::Tick | TicketMsg::Persisted) {
-            state.last_activity = Instant::now();
+            state.last_activity = started;
         }
-        let started = Instant::now();
-        let name = message.name();
-        let result = self.handle_message(myself, message, state).await;
+        match message {
+            TicketMsg::Get { page, reply } => state.get(page, reply),
+            TicketMsg::Post {
+                author,
+                content,
+                idempotency_key,
+                reply,
+            } => state.post(author, content, idempotency_key, reply),
+            TicketMsg::MarkRead { reader, reply } => state.mark_read(reader, reply),
+            TicketMsg::SetStatus { status, reply } => state.set_status(status, reply),
+            TicketMsg::Subscribe { since, reply } => drop(reply.send(Ok(state.subscribe(since)))),
+            TicketMsg::Persisted => state.persisted(&myself),
+            TicketMsg::Tick => state.tick(&myself)?,
+            #[cfg(any(test, feature = "testing"))]
+            TicketMsg::Crash => return Err("crash requested by a test".into()),
+        }
         crate::telemetry::message_handled("ticket", name, started);
-        result
+        Ok(())
     }
 
     async fn post_stop(
@@ -604,163 +284,403 @@ impl Actor for TicketActor {
     ) -> Result<(), ActorProcessingErr> {
         crate::telemetry::actor_stopped("ticket");
         state.deps.views.remove(&state.key);
-        self.finish(state).await
+        state.finish().await;
+        Ok(())
     }
 }
 
-impl TicketActor {
-    async fn handle_message(
-        &self,
-        myself: ActorRef<TicketMsg>,
-        message: TicketMsg,
-        state: &mut TicketState,
-    ) -> Result<(), ActorProcessingErr> {
-        match message {
-            TicketMsg::Get { page: None, reply } if state.complete => {
-                let _ = reply.send(Ok(state.full_view()));
+impl TicketState {
+    fn get(&mut self, page: Option<MessagePage>, reply: RpcReplyPort<Result<Bytes, TicketError>>) {
+        if page.is_none() && self.recent.complete {
+            let _ = reply.send(Ok(self.full_view()));
+        } else {
+            self.read_page(page, reply);
+        }
+    }
+
+    fn post(
+        &mut self,
+        author: Participant,
+        content: MessageBody,
+        idempotency_key: Option<IdempotencyKey>,
+        reply: RpcReplyPort<Result<Message, TicketError>>,
+    ) {
+        if let Some(key) = &idempotency_key {
+            let queued = self.writes.queued().filter_map(|e| match e {
+                Effect::Message(m, _) => Some(m),
+                _ => None,
+            });
+            let recent = self.recent.messages.iter();
+            let refusal = match idempotency::check(key, author, &content, queued, recent) {
+                Retry::New => None,
+                Retry::Repeat(original) => return drop(reply.send(Ok(original))),
+                Retry::InProgress => Some(TicketError::InProgress),
+                Retry::KeyReused => Some(TicketError::KeyReused),
+            };
+            if let Some(refusal) = refusal {
+                return drop(reply.send(Err(refusal)));
             }
-            TicketMsg::Get { page, reply } => read_page(state, page, reply),
-            TicketMsg::Post {
-                author,
-                content,
-                idempotency_key,
-                reply,
-            } => {
-                if let Some(key) = &idempotency_key {
-                    match state.find_by_key(key) {
-                        KeySeen::Durable(original) => {
-                            let same = original.author == author && original.content == content;
-                            let _ = reply.send(if same {
-                                Ok(original)
-                            } else {
-                                Err(TicketError::KeyReused)
-                            });
-                            return Ok(());
-                        }
-                        KeySeen::InFlight => {
-                            let _ = reply.send(Err(TicketError::InProgress));
-                            return Ok(());
-                        }
-                        KeySeen::No => {}
-                    }
-                }
-                if state.too_busy() {
-                    let _ = reply.send(Err(TicketError::Busy));
-                    return Ok(());
-                }
-                if state.tentative_status == TicketStatus::Closed {
-                    let _ = reply.send(Err(TicketError::Closed));
-                    return Ok(());
-                }
-                // A visitor replying to a solved ticket reopens it.
-                if author == Participant::User && state.tentative_status == TicketStatus::Resolved {
-                    let reopened = state.status_change(TicketStatus::Open);
-                    let (tx, _rx) = oneshot::channel();
-                    state.queue(
-                        TicketWrite::Ticket(reopened.clone()),
-                        Effect::Status(reopened, tx.into()),
-                    );
-                }
-                let now = state.deps.clock.now();
-                let id = MessageId::next(state.last_assigned, now);
-                state.last_assigned = Some(id);
-                let message = Message {
-                    id,
-                    author,
-                    content,
-                    timestamp: id.timestamp(),
-                    idempotency_key,
-                };
-                state.queue(
-                    TicketWrite::Message(message.clone()),
-                    Effect::Message(message, reply),
-                );
+        }
+        if let Some(refusal) = self.refusal() {
+            return drop(reply.send(Err(refusal)));
+        }
+        if self.tentative_status == TicketStatus::Closed {
+            return drop(reply.send(Err(TicketError::Closed)));
+        }
+        // A visitor replying to a solved ticket reopens it.
+        if author == Participant::User && self.tentative_status == TicketStatus::Resolved {
+            let reopened = self.status_change(TicketStatus::Open);
+            let (nobody, _) = oneshot::channel();
+            let write = TicketWrite::Ticket(reopened.clone());
+            self.queue(write, Effect::Status(reopened, nobody.into()));
+        }
+        let id = MessageId::next(self.last_assigned, self.deps.clock.now());
+        self.last_assigned = Some(id);
+        let message = Message {
+            id,
+            author,
+            content,
+            timestamp: id.timestamp(),
+            idempotency_key,
+        };
+        self.queue(
+            TicketWrite::Message(message.clone()),
+            Effect::Message(message, reply),
+        );
+    }
+
+    fn mark_read(
+        &mut self,
+        reader: Participant,
+        reply: RpcReplyPort<Result<Option<MessageId>, TicketError>>,
+    ) {
+        let Some(up_to) = self.last_assigned else {
+            return drop(reply.send(Ok(None)));
+        };
+        if let Some(refusal) = self.refusal() {
+            return drop(reply.send(Err(refusal)));
+        }
+        let write = TicketWrite::ReadCursor { reader, up_to };
+        self.queue(write, Effect::Read(reader, up_to, reply));
+    }
+
+    fn set_status(
+        &mut self,
+        status: TicketStatus,
+        reply: RpcReplyPort<Result<Ticket, TicketError>>,
+    ) {
+        if let Some(refusal) = self.refusal() {
+            return drop(reply.send(Err(refusal)));
+        }
+        let next = self.status_change(status);
+        self.queue(
+            TicketWrite::Ticket(next.clone()),
+            Effect::Status(next, reply),
+        );
+    }
+
+    /// The store reported on the batch in flight.
+    fn persisted(&mut self, myself: &ActorRef<TicketMsg>) {
+        let Some(landed) = self.writes.take_outcome() else {
+            return;
+        };
+        match self.settle(landed) {
+            Ok(()) => self.send_batch(),
+            Err(e) => {
+                // The batch may have landed in part, or after a timeout; rather than guess,
+                // stop (the writes queued behind it are refused, never sent) and let the next
+                // request reload the ticket.
+                tracing::warn!(ticket = %self.key, error = %e, "ticket write failed; reloading the ticket");
+                myself.stop(Some("a write failed".into()));
             }
-            TicketMsg::MarkRead { reader, reply } => {
-                let Some(up_to) = state.last_assigned else {
-                    let _ = reply.send(Ok(None));
-                    return Ok(());
-                };
-                if state.too_busy() {
-                    let _ = reply.send(Err(TicketError::Busy));
-                    return Ok(());
-                }
-                state.queue(
-                    TicketWrite::ReadCursor { reader, up_to },
-                    Effect::Read(reader, up_to, reply),
-                );
-            }
-            TicketMsg::SetStatus { status, reply } => {
-                if state.too_busy() {
-                    let _ = reply.send(Err(TicketError::Busy));
-                    return Ok(());
-                }
-                let next = state.status_change(status);
-                state.queue(
-                    TicketWrite::Ticket(next.clone()),
-                    Effect::Status(next, reply),
-                );
-            }
-            TicketMsg::Subscribe { since, reply } => {
-                let _ = reply.send(Ok(subscribe(state, since)));
-            }
-            TicketMsg::Persisted => match state.take_outcome() {
-                None => {}
-                Some(Ok(())) => state.send_batch(),
-                Some(Err(e)) => {
-                    // The batch may have landed in part, or after a timeout; rather than
-                    // guess, stop (the writes queued behind it are refused, never sent) and
-                    // let the next request reload the ticket.
-                    tracing::warn!(ticket = %state.key, error = %e, "ticket write failed; reloading the ticket");
-                    myself.stop(Some("a write failed".into()));
-                }
-            },
-            TicketMsg::Tick => {
-                state.subscribers.retain(|s| !s.tx.is_closed());
-                let idle = state.last_activity.elapsed() >= state.deps.config.idle_timeout;
-                if idle && state.subscribers.is_empty() && state.pending.is_empty() {
-                    tracing::debug!(ticket = %state.key, "passivating idle ticket");
-                    crate::telemetry::actor_passivated("ticket");
-                    state.deps.registry.unroute(&state.key, &myself.get_cell());
-                    // Requests already in the mailbox are still answered; later sends fail
-                    // and their callers activate a fresh actor, which waits for this one's
-                    // writer lease.
-                    myself.drain()?;
-                }
-            }
-            #[cfg(feature = "testing")]
-            TicketMsg::Crash => return Err("crash requested by a test".into()),
+        }
+    }
+
+    fn tick(&mut self, myself: &ActorRef<TicketMsg>) -> Result<(), ActorProcessingErr> {
+        self.subscribers.prune();
+        let idle = self.last_activity.elapsed() >= self.deps.config.idle_timeout;
+        if idle && self.subscribers.is_empty() && self.writes.is_empty() {
+            tracing::debug!(ticket = %self.key, "passivating idle ticket");
+            crate::telemetry::actor_passivated("ticket");
+            self.deps.registry.unroute(&self.key, &myself.get_cell());
+            // Requests already in the mailbox are still answered; later sends fail and their
+            // callers activate a fresh actor, which waits for this one's writer lease.
+            myself.drain()?;
         }
         Ok(())
     }
 
+    /// A request that must wait: the ticket has too many writes queued already.
+    fn refusal(&self) -> Option<TicketError> {
+        (self.writes.len() >= self.deps.config.max_pending_writes).then_some(TicketError::Busy)
+    }
+
+    fn status_change(&mut self, status: TicketStatus) -> Ticket {
+        let mut next = self.ticket.clone();
+        next.status = status;
+        next.updated_at = self.deps.clock.now();
+        self.tentative_status = status;
+        next
+    }
+
+    fn queue(&mut self, write: TicketWrite, effect: Effect) {
+        self.writes.push(write, effect);
+        self.send_batch();
+    }
+
+    /// Hands the queued writes to the store as one batch, unless a batch is in flight.
+    fn send_batch(&mut self) {
+        if let Some((writes, done)) = self.writes.next_batch() {
+            let (project, slug) = (self.key.project.clone(), self.key.slug.clone());
+            self.deps.store.clone().submit(project, slug, writes, done);
+        }
+    }
+
+    /// Applies a batch's outcome: durable writes take effect and are fanned out, failed ones
+    /// are refused. Returns the failure, if any.
+    fn settle(&mut self, landed: Landed<Effect>) -> Result<(), StoreError> {
+        match landed.result {
+            Ok(()) => {
+                for effect in landed.effects {
+                    self.apply_durable(effect);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for effect in landed.effects {
+                    effect.refuse(TicketError::from(e.clone()));
+                }
+                self.tentative_status = self
+                    .writes
+                    .queued()
+                    .rev()
+                    .find_map(|e| match e {
+                        Effect::Status(t, _) => Some(t.status),
+                        _ => None,
+                    })
+                    .unwrap_or(self.ticket.status);
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_durable(&mut self, effect: Effect) {
+        self.forget_view();
+        match effect {
+            Effect::Message(message, reply) => {
+                let payload =
+                    |s: &Self| events::encode(&events::MessageView::new(&message, &s.cursors));
+                self.fan_out("new_message", payload, Some(message.id));
+                self.recent.push(message.clone());
+                let _ = reply.send(Ok(message));
+            }
+            Effect::Read(reader, up_to, reply) => {
+                match self.cursors.iter_mut().find(|c| c.reader == reader) {
+                    Some(c) => c.up_to = c.up_to.max(up_to),
+                    None => self.cursors.push(ReadCursor { reader, up_to }),
+                }
+                let payload = ReadReceiptPayload {
+                    reader,
+                    last_read_message_id: up_to,
+                    read_at: events::rfc3339(self.deps.clock.now()),
+                };
+                self.fan_out("ticket_update", |_| events::encode(&payload), None);
+                let _ = reply.send(Ok(Some(up_to)));
+            }
+            Effect::Status(ticket, reply) => {
+                let previous = self.ticket.status;
+                self.ticket = ticket.clone();
+                if previous != ticket.status {
+                    let payload = StatusChangePayload {
+                        status: ticket.status,
+                        previous,
+                        updated_at: events::rfc3339(ticket.updated_at),
+                    };
+                    self.fan_out("status_change", |_| events::encode(&payload), None);
+                }
+                let _ = reply.send(Ok(ticket));
+            }
+        }
+    }
+
+    /// Offers one event to the project's feed and every subscriber without waiting. The
+    /// payload is encoded only if someone listens; most posts have no audience.
+    fn fan_out(
+        &mut self,
+        kind: &'static str,
+        payload: impl FnOnce(&Self) -> Bytes,
+        message_id: Option<MessageId>,
+    ) {
+        let feed = self.deps.feeds.sender(&self.key.project);
+        if feed.is_none() && self.subscribers.is_empty() {
+            return;
+        }
+        let payload = payload(self);
+        if let Some(feed) = feed {
+            let _ = feed.send(events::envelope(kind, Some(&self.key.slug), &payload));
+        }
+        if !self.subscribers.is_empty() {
+            let event = Event {
+                frame: events::envelope(kind, None, &payload),
+                message_id,
+            };
+            let cut = self.subscribers.offer(&event);
+            if cut > 0 {
+                tracing::info!(ticket = %self.key, cut, "cut off slow subscribers");
+            }
+        }
+    }
+
+    fn full_view(&mut self) -> Bytes {
+        if let Some(cached) = &self.view_cache {
+            return cached.clone();
+        }
+        let messages = self.recent.messages.iter();
+        let bytes = TicketView::new(&self.ticket, messages, &self.cursors).to_bytes();
+        self.view_cache = Some(bytes.clone());
+        self.deps.views.insert(self.key.clone(), bytes.clone());
+        bytes
+    }
+
+    /// Drops the encoded view, here and in the shared read cache; before any change is
+    /// acknowledged.
+    fn forget_view(&mut self) {
+        if self.view_cache.take().is_some() {
+            self.deps.views.remove(&self.key);
+        }
+    }
+
+    fn subscribe(&mut self, since: Option<MessageId>) -> Subscription {
+        let (events, cut_off) = self.subscribers.add();
+        let last = self.recent.last_id();
+        let subscribed = event_frame(
+            "subscribed",
+            None,
+            SubscribedPayload {
+                project_id: self.key.project.as_str(),
+                slug: &self.key.slug,
+                status: self.ticket.status,
+                last_message_id: last,
+            },
+        );
+        let replay = match since {
+            Some(since) if last.is_some_and(|l| since < l) => self.replay(since, last),
+            _ => Replay::Ready(Vec::new()),
+        };
+        Subscription {
+            subscribed,
+            replay,
+            events,
+            cut_off,
+            last_message_id: last,
+        }
+    }
+
+    /// The messages after `since` up to `last` (everything durable when the subscriber
+    /// joined; what follows arrives live): from memory, or read by a spawned task.
+    fn replay(&self, since: MessageId, last: Option<MessageId>) -> Replay {
+        if self.recent.holds_after(since) {
+            let missed = self.recent.messages.iter().filter(|m| m.id > since);
+            return Replay::Ready(missed.map(|m| message_event(m, &self.cursors)).collect());
+        }
+        let (tx, rx) = oneshot::channel();
+        let (deps, key, cursors) = (self.deps.clone(), self.key.clone(), self.cursors.clone());
+        tokio::spawn(async move {
+            let range = MessageRange {
+                after: Some(since),
+                before: last.map(MessageId::bound_after),
+                limit: MAX_REPLAY + 1,
+                newest: false,
+            };
+            let read = deps.store.list_messages(&key.project, &key.slug, range);
+            let result = match read.await {
+                Ok(msgs) if msgs.len() > MAX_REPLAY => Err(TicketError::TooFarBehind),
+                Ok(msgs) => Ok(msgs
+                    .iter()
+                    .filter(|m| last.is_some_and(|l| m.id <= l))
+                    .map(|m| message_event(m, &cursors))
+                    .collect()),
+                Err(e) => Err(TicketError::from(e)),
+            };
+            let _ = tx.send(result);
+        });
+        Replay::Loading(rx)
+    }
+
+    /// Answers a GET that the in-memory messages cannot: a page, or a ticket longer than the
+    /// cache. The store is read by a spawned task, so the mailbox never waits on it.
+    fn read_page(
+        &self,
+        page: Option<MessagePage>,
+        reply: RpcReplyPort<Result<Bytes, TicketError>>,
+    ) {
+        let (deps, key) = (self.deps.clone(), self.key.clone());
+        let (ticket, cursors) = (self.ticket.clone(), self.cursors.clone());
+        // Only durable messages are visible: cap the read at the newest one the actor applied.
+        let newest_durable = self.recent.last_id();
+        tokio::spawn(async move {
+            let limit = page.map_or(MAX_UNPAGED, |p| p.limit);
+            // Read below the first id after the newest durable one, so a batch committed but
+            // not yet applied by the actor can neither show nor shorten the page.
+            let before = page
+                .and_then(|p| p.before)
+                .or(newest_durable.map(MessageId::bound_after));
+            let result = match newest_durable {
+                None => Ok(Vec::new()),
+                Some(_) => {
+                    let range = MessageRange {
+                        after: None,
+                        before,
+                        limit: limit + 1,
+                        newest: true,
+                    };
+                    deps.store
+                        .list_messages(&key.project, &key.slug, range)
+                        .await
+                }
+            };
+            let view = result.map_err(TicketError::from).map(|mut msgs| {
+                msgs.retain(|m| newest_durable.is_some_and(|n| m.id <= n));
+                let more = msgs.len() > limit;
+                if more {
+                    msgs.remove(0);
+                }
+                let mut view = TicketView::new(&ticket, msgs.iter(), &cursors);
+                if more {
+                    view.next_before = msgs.first().map(|m| m.id);
+                }
+                view.to_bytes()
+            });
+            let _ = reply.send(view);
+        });
+    }
+
     /// Answers every caller still waiting as the actor stops. Writes taken in while draining
-    /// are still made durable, batch after batch, for up to one call timeout; whatever is
-    /// left after that, or after a failed batch, is refused.
-    async fn finish(&self, state: &mut TicketState) -> Result<(), ActorProcessingErr> {
-        let deadline = tokio::time::Instant::now() + state.deps.config.call_timeout;
+    /// are still made durable, batch after batch, for up to one call timeout; whatever is left
+    /// after that, or after a failed batch, is refused.
+    async fn finish(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.deps.config.call_timeout;
         loop {
-            let _ = state.take_outcome();
-            if !state.in_flight {
-                if state.broken || state.unsent.is_empty() {
+            if let Some(landed) = self.writes.take_outcome() {
+                let _ = self.settle(landed);
+            }
+            if !self.writes.in_flight() {
+                if self.writes.is_broken() || self.writes.is_empty() {
                     break;
                 }
-                state.send_batch();
+                self.send_batch();
             }
-            // The mailbox is closed now; the batch's outcome comes to the return slot.
-            let landed = state.back.landed.notified();
-            if tokio::time::timeout_at(deadline, landed).await.is_err() {
+            // The mailbox is closed now; the batch's outcome comes to the queue's slot.
+            if tokio::time::timeout_at(deadline, self.writes.landed())
+                .await
+                .is_err()
+            {
                 break;
             }
         }
-        state.unsent.clear();
-        for pending in state.pending.drain(..) {
-            TicketState::fail(
-                pending,
-                TicketError::Unavailable("ticket is restarting".into()),
-            );
+        for effect in self.writes.abandon() {
+            effect.refuse(TicketError::Unavailable("ticket is restarting".into()));
         }
-        Ok(())
     }
 }
 
@@ -770,121 +690,4 @@ fn message_event(message: &Message, cursors: &[ReadCursor]) -> Event {
         frame: event_frame("new_message", None, view),
         message_id: Some(message.id),
     }
-}
-
-fn subscribe(state: &mut TicketState, since: Option<MessageId>) -> Subscription {
-    let (tx, events) = mpsc::channel(state.deps.config.subscriber_queue);
-    let cut_off = Arc::new(CutOff::default());
-    state.subscribers.push(Subscriber {
-        tx,
-        cut_off: cut_off.clone(),
-    });
-    let last = state.last_message_id();
-    let subscribed = event_frame(
-        "subscribed",
-        None,
-        SubscribedPayload {
-            project_id: state.key.project.as_str(),
-            slug: &state.key.slug,
-            status: state.ticket.status,
-            last_message_id: last,
-        },
-    );
-    let replay = match since {
-        None => Replay::Ready(Vec::new()),
-        Some(since) if last.is_none_or(|l| since >= l) => Replay::Ready(Vec::new()),
-        Some(since) if state.complete || state.recent.front().is_some_and(|m| m.id <= since) => {
-            Replay::Ready(
-                state
-                    .recent
-                    .iter()
-                    .filter(|m| m.id > since)
-                    .map(|m| state.message_event(m))
-                    .collect(),
-            )
-        }
-        Some(since) => {
-            // Everything up to `last` is durable; what follows arrives live.
-            let (tx, rx) = oneshot::channel();
-            let (deps, key, cursors) =
-                (state.deps.clone(), state.key.clone(), state.cursors.clone());
-            tokio::spawn(async move {
-                let range = MessageRange {
-                    after: Some(since),
-                    before: last.map(MessageId::bound_after),
-                    limit: MAX_REPLAY + 1,
-                    newest: false,
-                };
-                let result = match deps
-                    .store
-                    .list_messages(&key.project, &key.slug, range)
-                    .await
-                {
-                    Ok(msgs) if msgs.len() > MAX_REPLAY => Err(TicketError::TooFarBehind),
-                    Ok(msgs) => Ok(msgs
-                        .iter()
-                        .filter(|m| last.is_some_and(|l| m.id <= l))
-                        .map(|m| message_event(m, &cursors))
-                        .collect()),
-                    Err(e) => Err(TicketError::from(e)),
-                };
-                let _ = tx.send(result);
-            });
-            Replay::Loading(rx)
-        }
-    };
-    Subscription {
-        subscribed,
-        replay,
-        events,
-        cut_off,
-        last_message_id: last,
-    }
-}
-
-/// Answers a GET that the in-memory messages cannot: a page, or a ticket longer than the cache.
-fn read_page(
-    state: &mut TicketState,
-    page: Option<MessagePage>,
-    reply: RpcReplyPort<Result<Bytes, TicketError>>,
-) {
-    let (deps, key) = (state.deps.clone(), state.key.clone());
-    let (ticket, cursors) = (state.ticket.clone(), state.cursors.clone());
-    // Only durable messages are visible: cap the read at the newest one the actor has applied.
-    let newest_durable = state.last_message_id();
-    tokio::spawn(async move {
-        let limit = page.map_or(MAX_UNPAGED, |p| p.limit);
-        // Read below the first id after the newest durable one, so a batch committed but not yet
-        // applied by the actor can neither show nor shorten the page.
-        let before = page
-            .and_then(|p| p.before)
-            .or(newest_durable.map(MessageId::bound_after));
-        let result = match newest_durable {
-            None => Ok(Vec::new()),
-            Some(_) => {
-                let range = MessageRange {
-                    after: None,
-                    before,
-                    limit: limit + 1,
-                    newest: true,
-                };
-                deps.store
-                    .list_messages(&key.project, &key.slug, range)
-                    .await
-            }
-        };
-        let reply_value = result.map_err(TicketError::from).map(|mut msgs| {
-            msgs.retain(|m| newest_durable.is_some_and(|n| m.id <= n));
-            let more = msgs.len() > limit;
-            if more {
-                msgs.remove(0);
-            }
-            let mut view = TicketView::new(&ticket, msgs.iter(), &cursors);
-            if more {
-                view.next_before = msgs.first().map(|m| m.id);
-            }
-            view.to_bytes()
-        });
-        let _ = reply.send(reply_value);
-    });
 }

@@ -2,26 +2,29 @@
 //! passivated when idle. [`Tickets`] is the handle the HTTP front uses to reach them.
 
 mod actor;
-mod supervisor;
+mod idempotency;
+mod subscribers;
+#[cfg(test)]
+mod tests;
+mod writes;
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ractor::{Actor, ActorCell, ActorId, ActorRef, MessagingErr, RpcReplyPort};
-use tokio::sync::OnceCell;
+use ractor::{ActorCell, ActorRef, RpcReplyPort};
 
 pub use actor::{
-    CutOff, Event, MessagePage, Replay, Subscription, TicketActor, TicketMsg, MAX_REPLAY,
-    MAX_UNPAGED,
+    MessagePage, Replay, Subscription, TicketActor, TicketMsg, MAX_REPLAY, MAX_UNPAGED,
 };
-pub use supervisor::TicketSupervisor;
+pub use subscribers::{CutOff, Event};
 
 use crate::clock::Clock;
 use crate::domain::{ProjectId, Slug};
 use crate::feed::ProjectFeeds;
-use crate::store::{Store, StoreError};
+use crate::registry::{CallError, Family, Keeper, Registry};
+use crate::store::{StoreError, TicketStore};
 use crate::FastMap;
 
 /// Identifies a ticket across projects.
@@ -60,6 +63,18 @@ pub enum TicketError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<CallError> for TicketError {
+    fn from(e: CallError) -> Self {
+        let cause = match e {
+            CallError::Timeout => "ticket did not answer in time",
+            CallError::Dropped => "ticket restarted while handling the request",
+            CallError::KeptRestarting => "ticket kept restarting",
+            CallError::Failed(e) => return TicketError::Internal(e),
+        };
+        TicketError::Unavailable(cause.into())
+    }
 }
 
 impl From<StoreError> for TicketError {
@@ -106,11 +121,13 @@ impl Default for TicketConfig {
 /// What every ticket actor is built with.
 #[derive(Clone)]
 pub struct TicketDeps {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn TicketStore>,
     pub clock: Arc<dyn Clock>,
     pub feeds: ProjectFeeds,
     pub config: Arc<TicketConfig>,
-    registry: Arc<Registry>,
+    registry: Arc<Registry<TicketKey, TicketMsg>>,
+    /// Each ticket's writer lease, while an actor holds or awaits it.
+    leases: Arc<FastMap<TicketKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Each live ticket actor's encoded full view, for reads that need not queue in its
     /// mailbox. The actor fills it when it encodes the view and removes it before it
     /// acknowledges any change, so a client that was told its write is done never reads the
@@ -118,26 +135,15 @@ pub struct TicketDeps {
     views: Arc<FastMap<TicketKey, Bytes>>,
 }
 
-/// Which actor serves which ticket.
-///
-/// A ticket never has two writers. A slot's `OnceCell` makes concurrent first requests share
-/// one activation. Beyond that, each ticket has a writer *lease*: it is held until the actor
-/// has stopped and its last batch has landed, even when the actor failed first, and an
-/// activation must take it before loading the ticket. So a new actor always starts from
-/// everything its predecessor wrote.
-#[derive(Default)]
-struct Registry {
-    live: FastMap<TicketKey, Arc<Slot>>,
-    keys: FastMap<ActorId, TicketKey>,
-    leases: FastMap<TicketKey, Arc<tokio::sync::Mutex<()>>>,
-    supervisor: OnceLock<ActorCell>,
-}
-
 /// Held by a ticket actor and by its batch in flight; released when both are done.
+///
+/// A ticket never has two writers: an activation must take the lease before it loads the
+/// ticket, so a new actor always starts from everything its predecessor wrote, even when the
+/// predecessor failed with a batch still in flight.
 pub(crate) struct WriterLease {
     key: TicketKey,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-    registry: Arc<Registry>,
+    leases: Arc<FastMap<TicketKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Drop for WriterLease {
@@ -145,34 +151,8 @@ impl Drop for WriterLease {
         self.guard.take();
         // Forget the lease once nobody holds or awaits it, so the map does not grow with every
         // ticket ever touched.
-        self.registry
-            .leases
+        self.leases
             .remove_if(&self.key, |_, lease| Arc::strong_count(lease) == 1);
-    }
-}
-
-#[derive(Default)]
-struct Slot {
-    actor: OnceCell<ActorRef<TicketMsg>>,
-}
-
-impl Registry {
-    fn holds(slot: &Slot, actor: &ActorCell) -> bool {
-        slot.actor
-            .get()
-            .is_some_and(|a| a.get_id() == actor.get_id())
-    }
-
-    /// Stops routing requests for `key` to `actor` (it is passivating, or has gone).
-    fn unroute(&self, key: &TicketKey, actor: &ActorCell) {
-        self.live.remove_if(key, |_, slot| Self::holds(slot, actor));
-    }
-
-    /// Called by the supervisor when an actor has stopped or failed.
-    fn forget(&self, actor: &ActorCell) -> Option<TicketKey> {
-        let (_, key) = self.keys.remove(&actor.get_id())?;
-        self.unroute(&key, actor);
-        Some(key)
     }
 }
 
@@ -183,31 +163,41 @@ pub struct Tickets {
 }
 
 impl Tickets {
-    /// Starts the ticket supervisor under `parent` (or unsupervised when `None`).
+    /// Starts the tickets' supervisor under `parent` (or unsupervised when `None`). A ticket
+    /// whose actor fails is restarted from the store.
     pub async fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn TicketStore>,
         clock: Arc<dyn Clock>,
         feeds: ProjectFeeds,
         config: TicketConfig,
         parent: Option<ActorCell>,
-    ) -> Result<(Tickets, ActorRef<supervisor::SupervisorMsg>), ractor::SpawnErr> {
+    ) -> Result<(Tickets, ActorRef<()>), ractor::SpawnErr> {
         let deps = TicketDeps {
             store,
             clock,
             feeds,
             config: Arc::new(config),
-            registry: Arc::new(Registry::default()),
+            registry: Arc::default(),
+            leases: Arc::default(),
             views: Arc::default(),
         };
         let tickets = Tickets { deps };
-        let (sup, _) = match parent {
-            Some(parent) => {
-                Actor::spawn_linked(None, TicketSupervisor, tickets.clone(), parent).await?
-            }
-            None => Actor::spawn(None, TicketSupervisor, tickets.clone()).await?,
+        let restarter = tickets.clone();
+        let family = Family {
+            kind: "ticket",
+            registry: tickets.deps.registry.clone(),
+            restart: Some(Box::new(move |key: TicketKey| {
+                // Reloading reads the store: not on the supervisor's mailbox.
+                let tickets = restarter.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = tickets.actor(&key).await {
+                        tracing::warn!(ticket = %key, error = %e, "restarting ticket actor failed");
+                    }
+                });
+            })),
         };
-        let _ = tickets.deps.registry.supervisor.set(sup.get_cell());
-        Ok((tickets, sup))
+        let keeper = Keeper::start(family, parent).await?;
+        Ok((tickets, keeper))
     }
 
     pub fn config(&self) -> &TicketConfig {
@@ -216,31 +206,17 @@ impl Tickets {
 
     /// How many ticket actors are running now.
     pub fn active(&self) -> usize {
-        self.deps.registry.keys.len()
+        self.deps.registry.len()
     }
 
     /// The running actor for a ticket, activating it from the store if needed.
     pub async fn actor(&self, key: &TicketKey) -> Result<ActorRef<TicketMsg>, TicketError> {
-        let registry = &self.deps.registry;
-        // A running ticket is found under the shard's read lock, without cloning the key;
-        // only a first request takes the write lock to make a slot.
-        let found = registry.live.get(key).map(|slot| slot.clone());
-        let slot = found.unwrap_or_else(|| registry.live.entry(key.clone()).or_default().clone());
-        let activated = slot
-            .actor
-            .get_or_try_init(|| self.activate(key))
-            .await
-            .cloned();
-        if activated.is_err() {
-            registry.live.remove_if(key, |_, s| Arc::ptr_eq(s, &slot));
-        }
-        activated
+        self.deps.registry.actor(key, || self.activate(key)).await
     }
 
     async fn activate(&self, key: &TicketKey) -> Result<ActorRef<TicketMsg>, TicketError> {
-        let registry = &self.deps.registry;
         // Wait until any previous actor of this ticket has finished writing: one writer at a time.
-        let lease = registry.leases.entry(key.clone()).or_default().clone();
+        let lease = self.deps.leases.entry(key.clone()).or_default().clone();
         let guard = tokio::time::timeout(self.deps.config.call_timeout, lease.lock_owned())
             .await
             .map_err(|_| {
@@ -249,7 +225,7 @@ impl Tickets {
         let lease = WriterLease {
             key: key.clone(),
             guard: Some(guard),
-            registry: registry.clone(),
+            leases: self.deps.leases.clone(),
         };
         let ticket = self
             .deps
@@ -257,23 +233,14 @@ impl Tickets {
             .get_ticket(&key.project, &key.slug)
             .await?
             .ok_or(TicketError::NotFound)?;
-        let supervisor = registry
-            .supervisor
-            .get()
-            .cloned()
-            .ok_or_else(|| TicketError::Unavailable("ticket supervisor not started".into()))?;
         let args = actor::TicketArgs {
             key: key.clone(),
             ticket,
             deps: self.deps.clone(),
             lease,
         };
-        let (actor, _) = Actor::spawn_linked(None, TicketActor, args, supervisor)
-            .await
-            .map_err(|e| TicketError::Unavailable(format!("could not start ticket actor: {e}")))?;
-        registry.keys.insert(actor.get_id(), key.clone());
-        metrics_started();
-        Ok(actor)
+        let actor = self.deps.registry.spawn(TicketActor, args).await;
+        actor.map_err(|e| TicketError::Unavailable(format!("could not start ticket actor: {e}")))
     }
 
     /// The ticket as JSON, whole or one page: what `Get` answers. The whole view comes from
@@ -302,28 +269,9 @@ impl Tickets {
         make: impl Fn(RpcReplyPort<Result<T, TicketError>>) -> TicketMsg,
     ) -> Result<T, TicketError> {
         let _in_flight = crate::telemetry::InFlight::new("ticket");
-        for _ in 0..3 {
-            let actor = self.actor(key).await?;
-            match actor.call(&make, Some(self.deps.config.call_timeout)).await {
-                Ok(ractor::rpc::CallResult::Success(answer)) => return answer,
-                Ok(ractor::rpc::CallResult::Timeout) => {
-                    return Err(TicketError::Unavailable(
-                        "ticket did not answer in time".into(),
-                    ))
-                }
-                Ok(ractor::rpc::CallResult::SenderError) => {
-                    return Err(TicketError::Unavailable(
-                        "ticket restarted while handling the request".into(),
-                    ))
-                }
-                Err(MessagingErr::SendErr(_) | MessagingErr::ChannelClosed) => {
-                    self.deps.registry.unroute(key, &actor.get_cell());
-                    continue;
-                }
-                Err(e) => return Err(TicketError::Internal(e.to_string())),
-            }
-        }
-        Err(TicketError::Unavailable("ticket kept restarting".into()))
+        let timeout = self.deps.config.call_timeout;
+        let activate = || self.activate(key);
+        self.deps.registry.call(key, timeout, activate, make).await
     }
 
     /// Creates a ticket with a fresh slug and announces it on the project's agent feed.
@@ -351,16 +299,29 @@ impl Tickets {
         Ok(ticket)
     }
 
+    /// A project's tickets, newest first, a page at a time: for the agents' listing, from the
+    /// store (no ticket actor holds a project's tickets).
+    pub async fn list(
+        &self,
+        project: &ProjectId,
+        query: &crate::store::TicketQuery,
+    ) -> Result<crate::store::TicketPage, TicketError> {
+        Ok(self.deps.store.list_tickets(project, query).await?)
+    }
+
+    /// The ticket's fields as stored, without activating its actor: for what never changes
+    /// after creation (its source and chat session).
+    pub async fn find(&self, key: &TicketKey) -> Result<crate::domain::Ticket, TicketError> {
+        let stored = self.deps.store.get_ticket(&key.project, &key.slug).await?;
+        stored.ok_or(TicketError::NotFound)
+    }
+
     /// For tests: make the ticket's actor fail as if it had hit a bug.
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     pub async fn crash(&self, key: &TicketKey) -> Result<(), TicketError> {
         let actor = self.actor(key).await?;
         actor
             .send_message(TicketMsg::Crash)
             .map_err(|e| TicketError::Internal(e.to_string()))
     }
-}
-
-fn metrics_started() {
-    tracing::trace!("ticket actor activated");
 }

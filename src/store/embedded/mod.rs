@@ -23,9 +23,10 @@ use fleety_actors::domain::{
     Ticket,
 };
 use fleety_actors::store::{
-    Done, MessageRange, Store, StoreError, StoreResult, TicketPage, TicketQuery, TicketWrite,
+    timed, ChatStore, Done, KbStore, MessageRange, ProjectStore, Store, StoreError, StoreResult,
+    TicketPage, TicketQuery, TicketStore, TicketWrite,
 };
-use fleety_actors::MessageId;
+use fleety_actors::telemetry;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
@@ -107,7 +108,11 @@ impl EmbeddedStore {
         }
     }
 
-    async fn write(&self, write: Write) -> StoreResult<()> {
+    async fn write(&self, operation: &'static str, write: Write) -> StoreResult<()> {
+        timed("embedded", operation, self.write_untimed(write)).await
+    }
+
+    async fn write_untimed(&self, write: Write) -> StoreResult<()> {
         let (tx, rx) = oneshot::channel();
         self.send(
             write,
@@ -119,7 +124,15 @@ impl EmbeddedStore {
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
     }
 
-    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    async fn read<T, F>(&self, operation: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        timed("embedded", operation, self.read_untimed(f)).await
+    }
+
+    async fn read_untimed<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&redb::ReadTransaction) -> StoreResult<T> + Send + 'static,
@@ -236,22 +249,18 @@ fn recover(db: &Database, wal_dir: &Path) -> anyhow::Result<u64> {
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
-    fn backend(&self) -> &'static str {
-        "embedded"
-    }
-
+impl ProjectStore for EmbeddedStore {
     async fn create_project(&self, project: &Project) -> StoreResult<()> {
-        self.write(Write::Project {
+        let create = Write::Project {
             project: project.clone(),
             create: true,
-        })
-        .await
+        };
+        self.write("create_project", create).await
     }
 
     async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
         let id = id.clone();
-        self.read(move |txn| {
+        self.read("get_project", move |txn| {
             let table = txn.open_table(PROJECTS).map_err(internal)?;
             let row = table.get(id.as_str()).map_err(internal)?;
             row.map(|v| from_json(v.value())).transpose()
@@ -260,15 +269,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn update_project(&self, project: &Project) -> StoreResult<()> {
-        self.write(Write::Project {
+        let update = Write::Project {
             project: project.clone(),
             create: false,
-        })
-        .await
+        };
+        self.write("update_project", update).await
     }
 
     async fn list_projects(&self) -> StoreResult<Vec<Project>> {
-        self.read(|txn| {
+        self.read("list_projects", |txn| {
             let table = txn.open_table(PROJECTS).map_err(internal)?;
             let mut out = Vec::new();
             for row in table.iter().map_err(internal)? {
@@ -279,28 +288,23 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl TicketStore for EmbeddedStore {
     async fn create_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
-        self.write(Write::CreateTicket(ticket.clone())).await
+        self.write("create_ticket", Write::CreateTicket(ticket.clone()))
+            .await
     }
 
     async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>> {
         let (project, slug) = (project.clone(), slug.clone());
-        self.read(move |txn| {
+        self.read("get_ticket", move |txn| {
             let table = txn.open_table(TICKETS).map_err(internal)?;
             let row = table
                 .get((project.as_str(), slug.as_str()))
                 .map_err(internal)?;
             row.map(|v| from_json(v.value())).transpose()
-        })
-        .await
-    }
-
-    async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
-        self.write(Write::Ticket {
-            project: ticket.project_id.clone(),
-            slug: ticket.slug.clone(),
-            writes: vec![TicketWrite::Ticket(ticket.clone())],
         })
         .await
     }
@@ -312,7 +316,7 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<TicketPage> {
         let project = project.clone();
         let query = query.clone();
-        self.read(move |txn| {
+        self.read("list_tickets", move |txn| {
             let limit = query.limit.clamp(1, 100);
             let by_time = txn.open_table(TICKETS_BY_TIME).map_err(internal)?;
             let tickets = txn.open_table(TICKETS).map_err(internal)?;
@@ -350,16 +354,6 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn append_message(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-        message: &Message,
-    ) -> StoreResult<()> {
-        self.apply(project, slug, &[TicketWrite::Message(message.clone())])
-            .await
-    }
-
     async fn list_messages(
         &self,
         project: &ProjectId,
@@ -367,7 +361,7 @@ impl Store for EmbeddedStore {
         range: MessageRange,
     ) -> StoreResult<Vec<Message>> {
         let (project, slug) = (project.clone(), slug.clone());
-        self.read(move |txn| {
+        self.read("list_messages", move |txn| {
             let table = txn.open_table(MESSAGES).map_err(internal)?;
             let (p, s) = (project.as_str(), slug.as_str());
             let lower = match range.after {
@@ -409,20 +403,9 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn set_read_cursor(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-        reader: Participant,
-        up_to: MessageId,
-    ) -> StoreResult<()> {
-        self.apply(project, slug, &[TicketWrite::ReadCursor { reader, up_to }])
-            .await
-    }
-
     async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>> {
         let (project, slug) = (project.clone(), slug.clone());
-        self.read(move |txn| {
+        self.read("read_cursors", move |txn| {
             let table = txn.open_table(READ_CURSORS).map_err(internal)?;
             let mut out = Vec::new();
             for reader in Participant::ALL {
@@ -438,20 +421,6 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn apply(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-        writes: &[TicketWrite],
-    ) -> StoreResult<()> {
-        self.write(Write::Ticket {
-            project: project.clone(),
-            slug: slug.clone(),
-            writes: writes.to_vec(),
-        })
-        .await
-    }
-
     /// Straight to the writer thread, which calls `done` itself once the batch is in the log.
     fn submit(
         self: Arc<Self>,
@@ -460,27 +429,38 @@ impl Store for EmbeddedStore {
         writes: Vec<TicketWrite>,
         done: Done,
     ) {
+        let started = std::time::Instant::now();
+        let write = Write::Ticket {
+            project,
+            slug,
+            writes,
+        };
         self.send(
-            Write::Ticket {
-                project,
-                slug,
-                writes,
-            },
-            done,
+            write,
+            Box::new(move |result| {
+                telemetry::store_call("embedded", "apply", started, result.is_ok());
+                done(result);
+            }),
         );
     }
+}
 
+#[async_trait]
+impl ChatStore for EmbeddedStore {
     async fn append_chat_turns(
         &self,
         project: &ProjectId,
         session: &str,
         turns: &[ChatTurn],
     ) -> StoreResult<()> {
-        self.write(Write::ChatTurns {
-            project: project.clone(),
-            session: session.to_owned(),
-            turns: turns.to_vec(),
-        })
+        self.write(
+            "append_chat_turns",
+            Write::ChatTurns {
+                project: project.clone(),
+                session: session.to_owned(),
+                turns: turns.to_vec(),
+            },
+        )
         .await
     }
 
@@ -491,7 +471,7 @@ impl Store for EmbeddedStore {
         limit: usize,
     ) -> StoreResult<Vec<ChatTurn>> {
         let (project, session) = (project.clone(), session.to_owned());
-        self.read(move |txn| {
+        self.read("list_chat_turns", move |txn| {
             let table = txn.open_table(CHAT_TURNS).map_err(internal)?;
             let (p, s) = (project.as_str(), session.as_str());
             let rows = table
@@ -514,7 +494,7 @@ impl Store for EmbeddedStore {
         session: &str,
     ) -> StoreResult<ChatUsage> {
         let (project, session) = (project.clone(), session.to_owned());
-        self.read(move |txn| {
+        self.read("chat_session_usage", move |txn| {
             let table = txn.open_table(CHAT_TURNS).map_err(internal)?;
             let (p, s) = (project.as_str(), session.as_str());
             let mut usage = ChatUsage::default();
@@ -531,22 +511,29 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl KbStore for EmbeddedStore {
     async fn put_article(&self, article: &Article) -> StoreResult<()> {
-        self.write(Write::PutArticle(article.clone())).await
+        self.write("put_article", Write::PutArticle(article.clone()))
+            .await
     }
 
     async fn delete_article(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
-        self.write(Write::DeleteArticle {
-            project: project.clone(),
-            id,
-        })
+        self.write(
+            "delete_article",
+            Write::DeleteArticle {
+                project: project.clone(),
+                id,
+            },
+        )
         .await
     }
 
     async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>> {
         let project = project.clone();
-        self.read(move |txn| {
+        self.read("list_articles", move |txn| {
             let table = txn.open_table(ARTICLES).map_err(internal)?;
             let p = project.as_str();
             // Article ids are UUIDs in hex-and-dash form, which sort between "" and "~".
@@ -562,9 +549,16 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
 
     async fn flush(&self) -> StoreResult<()> {
-        self.write(Write::Barrier).await
+        self.write("flush", Write::Barrier).await
     }
 }
 
@@ -573,7 +567,20 @@ mod tests {
     use super::*;
     use fleety_actors::clock::now_millis;
     use fleety_actors::domain::*;
+    use fleety_actors::MessageId;
     use std::time::Duration;
+
+    /// One ticket write, handed to the writer thread as a ticket actor's batch is.
+    async fn put(store: &EmbeddedStore, t: &Ticket, write: TicketWrite) -> StoreResult<()> {
+        let writes = vec![write];
+        let (project, slug) = (t.project_id.clone(), t.slug.clone());
+        let batch = Write::Ticket {
+            project,
+            slug,
+            writes,
+        };
+        store.write_untimed(batch).await
+    }
 
     /// Long enough that no checkpoint happens while a test runs, so redb's file holds only the
     /// state as of opening and everything after it lives in the log.
@@ -683,19 +690,35 @@ mod tests {
         store.create_project(&p).await.unwrap();
         store.create_ticket(&t).await.unwrap();
         for m in &ms {
-            store.append_message(&p.id, &t.slug, m).await.unwrap();
+            put(&store, &t, TicketWrite::Message(m.clone()))
+                .await
+                .unwrap();
         }
-        store
-            .set_read_cursor(&p.id, &t.slug, Participant::Admin, ms[2].id)
-            .await
-            .unwrap();
+        put(
+            &store,
+            &t,
+            TicketWrite::ReadCursor {
+                reader: Participant::Admin,
+                up_to: ms[2].id,
+            },
+        )
+        .await
+        .unwrap();
         // An older receipt arriving late must not win on replay either.
-        store
-            .set_read_cursor(&p.id, &t.slug, Participant::Admin, ms[0].id)
+        put(
+            &store,
+            &t,
+            TicketWrite::ReadCursor {
+                reader: Participant::Admin,
+                up_to: ms[0].id,
+            },
+        )
+        .await
+        .unwrap();
+        t.status = TicketStatus::Resolved;
+        put(&store, &t, TicketWrite::Ticket(t.clone()))
             .await
             .unwrap();
-        t.status = TicketStatus::Resolved;
-        store.update_ticket(&t).await.unwrap();
         store.put_article(&kept).await.unwrap();
         store.put_article(&dropped).await.unwrap();
         store.delete_article(&p.id, dropped.id).await.unwrap();
@@ -773,7 +796,9 @@ mod tests {
         store.create_ticket(&t).await.unwrap();
         let ms = messages(5);
         for m in &ms {
-            store.append_message(&p.id, &t.slug, m).await.unwrap();
+            put(&store, &t, TicketWrite::Message(m.clone()))
+                .await
+                .unwrap();
         }
         crash_copy(live.path(), crashed.path());
         drop(store);
@@ -800,7 +825,9 @@ mod tests {
             id: more,
             ..ms[0].clone()
         };
-        store.append_message(&p.id, &t.slug, &m).await.unwrap();
+        put(&store, &t, TicketWrite::Message(m.clone()))
+            .await
+            .unwrap();
         drop(store);
         let store = EmbeddedStore::open(crashed.path()).unwrap();
         let stored = store
@@ -969,8 +996,7 @@ mod tests {
         let t = ticket(&p);
         // With a zero interval every group after the first is a checkpoint.
         store.create_ticket(&t).await.unwrap();
-        store
-            .append_message(&p.id, &t.slug, &messages(1)[0])
+        put(&store, &t, TicketWrite::Message(messages(1)[0].clone()))
             .await
             .unwrap();
         drop(store);
@@ -995,7 +1021,9 @@ mod tests {
             assert!(store.get_project(&p.id).await.unwrap().is_some());
             store.create_ticket(&t).await.unwrap();
             for (i, m) in messages(3).iter().enumerate() {
-                store.append_message(&p.id, &t.slug, m).await.unwrap();
+                put(&store, &t, TicketWrite::Message(m.clone()))
+                    .await
+                    .unwrap();
                 let stored = store
                     .list_messages(&p.id, &t.slug, MessageRange::all())
                     .await

@@ -1,0 +1,368 @@
+//! `MemoryStore`: the storage port held in memory, for tests. It passes the conformance suite
+//! like the real backends, so the actors can be tested beside their code without a disk.
+//!
+//! It can also hold ticket batches at a gate (see [`MemoryStore::hold_batches`]): a test then
+//! decides when each batch lands, whether it fails, or whether it is lost without an answer,
+//! and watches what the ticket actor does meanwhile.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::*;
+use crate::domain::{ChatTurn, ChatUsage, Participant};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    data: Mutex<Data>,
+    gate: Gate,
+}
+
+#[derive(Default)]
+struct Data {
+    projects: HashMap<ProjectId, Project>,
+    tickets: HashMap<(ProjectId, Slug), TicketRows>,
+    turns: HashMap<(ProjectId, String), BTreeMap<MessageId, ChatTurn>>,
+    articles: HashMap<(ProjectId, Uuid), Article>,
+}
+
+struct TicketRows {
+    ticket: Ticket,
+    messages: BTreeMap<MessageId, Message>,
+    cursors: BTreeMap<Participant, MessageId>,
+}
+
+type Held = (ProjectId, Slug, Vec<TicketWrite>, Done);
+
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    held: VecDeque<Held>,
+    /// The size of every batch submitted, in order.
+    sizes: Vec<usize>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemoryStore {
+    pub fn new() -> Arc<MemoryStore> {
+        Arc::default()
+    }
+
+    /// From now on, submitted batches wait at the gate until [`release`](Self::release),
+    /// [`fail`](Self::fail) or [`lose`](Self::lose) lets the oldest one go.
+    pub fn hold_batches(&self) {
+        lock(&self.gate.state).closed = true;
+    }
+
+    /// Lets every held batch land, and the ones submitted later go straight through.
+    pub fn open_gate(&self) {
+        lock(&self.gate.state).closed = false;
+        while self.held() > 0 {
+            self.release();
+        }
+    }
+
+    /// Batches waiting at the gate.
+    pub fn held(&self) -> usize {
+        lock(&self.gate.state).held.len()
+    }
+
+    /// Waits until at least `n` batches are held.
+    pub async fn holding(&self, n: usize) {
+        loop {
+            let changed = self.gate.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            // Registered before the look, so a batch held in between still wakes us.
+            changed.as_mut().enable();
+            if self.held() >= n {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// The size of every batch submitted so far, in order.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        lock(&self.gate.state).sizes.clone()
+    }
+
+    fn take_oldest(&self) -> Held {
+        lock(&self.gate.state)
+            .held
+            .pop_front()
+            .expect("no batch is held at the gate")
+    }
+
+    /// Lets the oldest held batch land.
+    pub fn release(&self) {
+        let (project, slug, writes, done) = self.take_oldest();
+        done(self.apply(&project, &slug, &writes));
+    }
+
+    /// Fails the oldest held batch without writing any of it.
+    pub fn fail(&self) {
+        let (.., done) = self.take_oldest();
+        done(Err(StoreError::Unavailable("failed by the test".into())));
+    }
+
+    /// Drops the oldest held batch without a word, as a store whose writer died would.
+    pub fn lose(&self) {
+        drop(self.take_oldest());
+    }
+
+    /// One ticket's writes, all or none.
+    fn apply(&self, project: &ProjectId, slug: &Slug, writes: &[TicketWrite]) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let rows = data
+            .tickets
+            .get_mut(&(project.clone(), slug.clone()))
+            .ok_or(StoreError::NotFound)?;
+        for write in writes {
+            match write {
+                TicketWrite::Message(m) => {
+                    rows.messages.insert(m.id, m.clone());
+                }
+                TicketWrite::Ticket(t) => rows.ticket = t.clone(),
+                TicketWrite::ReadCursor { reader, up_to } => {
+                    let cursor = rows.cursors.entry(*reader).or_insert(*up_to);
+                    *cursor = (*cursor).max(*up_to);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ProjectStore for MemoryStore {
+    async fn create_project(&self, project: &Project) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        if data.projects.contains_key(&project.id) {
+            return Err(StoreError::Conflict);
+        }
+        data.projects.insert(project.id.clone(), project.clone());
+        Ok(())
+    }
+
+    async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
+        Ok(lock(&self.data).projects.get(id).cloned())
+    }
+
+    async fn update_project(&self, project: &Project) -> StoreResult<()> {
+        match lock(&self.data).projects.get_mut(&project.id) {
+            Some(stored) => {
+                *stored = project.clone();
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        Ok(lock(&self.data).projects.values().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl TicketStore for MemoryStore {
+    async fn create_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let key = (ticket.project_id.clone(), ticket.slug.clone());
+        if data.tickets.contains_key(&key) {
+            return Err(StoreError::Conflict);
+        }
+        let rows = TicketRows {
+            ticket: ticket.clone(),
+            messages: BTreeMap::new(),
+            cursors: BTreeMap::new(),
+        };
+        data.tickets.insert(key, rows);
+        Ok(())
+    }
+
+    async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>> {
+        let data = lock(&self.data);
+        let rows = data.tickets.get(&(project.clone(), slug.clone()));
+        Ok(rows.map(|r| r.ticket.clone()))
+    }
+
+    async fn list_tickets(
+        &self,
+        project: &ProjectId,
+        query: &TicketQuery,
+    ) -> StoreResult<TicketPage> {
+        let limit = query.limit.clamp(1, 100);
+        let data = lock(&self.data);
+        let mut tickets: Vec<&Ticket> = data
+            .tickets
+            .values()
+            .map(|r| &r.ticket)
+            .filter(|t| &t.project_id == project)
+            .filter(|t| query.status.is_none_or(|s| s == t.status))
+            .filter(|t| {
+                query
+                    .after
+                    .as_ref()
+                    .is_none_or(|c| (t.created_at, &t.slug) < (c.created_at, &c.slug))
+            })
+            .collect();
+        tickets.sort_by(|a, b| (b.created_at, &b.slug).cmp(&(a.created_at, &a.slug)));
+        let page = tickets.into_iter().take(limit + 1).cloned().collect();
+        Ok(TicketPage::from_overfetch(page, limit))
+    }
+
+    async fn list_messages(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        range: MessageRange,
+    ) -> StoreResult<Vec<Message>> {
+        let data = lock(&self.data);
+        let Some(rows) = data.tickets.get(&(project.clone(), slug.clone())) else {
+            return Ok(Vec::new());
+        };
+        let within = rows
+            .messages
+            .values()
+            .filter(|m| range.after.is_none_or(|a| m.id > a))
+            .filter(|m| range.before.is_none_or(|b| m.id < b));
+        Ok(if range.newest {
+            let mut newest: Vec<Message> = within.rev().take(range.limit).cloned().collect();
+            newest.reverse();
+            newest
+        } else {
+            within.take(range.limit).cloned().collect()
+        })
+    }
+
+    async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>> {
+        let data = lock(&self.data);
+        let Some(rows) = data.tickets.get(&(project.clone(), slug.clone())) else {
+            return Ok(Vec::new());
+        };
+        Ok(rows
+            .cursors
+            .iter()
+            .map(|(&reader, &up_to)| ReadCursor { reader, up_to })
+            .collect())
+    }
+
+    fn submit(
+        self: Arc<Self>,
+        project: ProjectId,
+        slug: Slug,
+        writes: Vec<TicketWrite>,
+        done: Done,
+    ) {
+        let mut gate = lock(&self.gate.state);
+        gate.sizes.push(writes.len());
+        if gate.closed {
+            gate.held.push_back((project, slug, writes, done));
+            drop(gate);
+            self.gate.changed.notify_waiters();
+            return;
+        }
+        drop(gate);
+        done(self.apply(&project, &slug, &writes));
+    }
+}
+
+#[async_trait]
+impl ChatStore for MemoryStore {
+    async fn append_chat_turns(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        turns: &[ChatTurn],
+    ) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let transcript = data
+            .turns
+            .entry((project.clone(), session.to_owned()))
+            .or_default();
+        for turn in turns {
+            transcript.insert(turn.id, turn.clone());
+        }
+        Ok(())
+    }
+
+    async fn list_chat_turns(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ChatTurn>> {
+        let data = lock(&self.data);
+        let Some(transcript) = data.turns.get(&(project.clone(), session.to_owned())) else {
+            return Ok(Vec::new());
+        };
+        let mut newest: Vec<ChatTurn> = transcript.values().rev().take(limit).cloned().collect();
+        newest.reverse();
+        Ok(newest)
+    }
+
+    async fn chat_session_usage(
+        &self,
+        project: &ProjectId,
+        session: &str,
+    ) -> StoreResult<ChatUsage> {
+        let data = lock(&self.data);
+        let mut usage = ChatUsage::default();
+        if let Some(transcript) = data.turns.get(&(project.clone(), session.to_owned())) {
+            for turn in transcript.values() {
+                usage.tokens = usage.tokens.saturating_add(turn.tokens);
+                usage.tickets += u32::from(turn.ticket_slug.is_some());
+            }
+        }
+        Ok(usage)
+    }
+}
+
+#[async_trait]
+impl KbStore for MemoryStore {
+    async fn put_article(&self, article: &Article) -> StoreResult<()> {
+        let key = (article.project_id.clone(), article.id);
+        lock(&self.data).articles.insert(key, article.clone());
+        Ok(())
+    }
+
+    async fn delete_article(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
+        match lock(&self.data).articles.remove(&(project.clone(), id)) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>> {
+        let data = lock(&self.data);
+        let articles = data.articles.values().filter(|a| &a.project_id == project);
+        Ok(articles.cloned().collect())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod conformance {
+    crate::store_conformance_tests!(async { super::MemoryStore::new() });
+}
