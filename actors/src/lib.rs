@@ -31,6 +31,8 @@ pub mod root;
 pub mod slug;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+mod testkit;
 pub mod ticket;
 
 pub use message_id::MessageId;

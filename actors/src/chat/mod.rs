@@ -9,6 +9,8 @@
 mod actor;
 pub mod links;
 pub mod quota;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,6 +7,8 @@
 //! project's index from the store.
 
 pub mod index;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;

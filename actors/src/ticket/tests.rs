@@ -275,3 +275,190 @@ async fn an_activation_abandoned_mid_way_leaves_no_route_behind() {
     f.tickets.actor(&f.key).await.unwrap();
     assert_eq!(routes(&f), 1, "one route, to the running actor");
 }
+
+mod behaviour {
+    //! The ticket actor as its callers see it, on a whole actor system.
+
+    use super::*;
+    use crate::testkit::{eventually, kit, kit_with, quick_passivation, Kit};
+    use crate::MessageId;
+
+    async fn say(k: &Kit, key: &TicketKey, author: Participant, text: &str) -> Message {
+        let content = MessageBody::parse(text).unwrap();
+        let post = |reply| TicketMsg::Post {
+            author,
+            content: content.clone(),
+            idempotency_key: None,
+            reply,
+        };
+        k.system.tickets.call(key, post).await.unwrap()
+    }
+
+    async fn view(k: &Kit, key: &TicketKey) -> serde_json::Value {
+        let bytes = k.system.tickets.view(key, None).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn frame(event: &Event) -> serde_json::Value {
+        serde_json::from_slice(&event.frame).unwrap()
+    }
+
+    async fn subscribe(k: &Kit, key: &TicketKey, since: Option<MessageId>) -> Subscription {
+        let join = |reply| TicketMsg::Subscribe { since, reply };
+        k.system.tickets.call(key, join).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_change_reaches_a_subscriber_in_order_and_shows_in_the_view() {
+        let k = kit().await;
+        let key = k.open_ticket().await;
+        let mut sub = subscribe(&k, &key, None).await;
+        let first: serde_json::Value = serde_json::from_slice(&sub.subscribed).unwrap();
+        assert_eq!(first["type"], "subscribed");
+
+        let hello = say(&k, &key, Participant::User, "Hello?").await;
+        let read = |reply| TicketMsg::MarkRead {
+            reader: Participant::Admin,
+            reply,
+        };
+        assert_eq!(
+            k.system.tickets.call(&key, read).await.unwrap(),
+            Some(hello.id)
+        );
+        let pending = |reply| TicketMsg::SetStatus {
+            status: TicketStatus::Pending,
+            reply,
+        };
+        k.system.tickets.call(&key, pending).await.unwrap();
+
+        let mut kinds = Vec::new();
+        for _ in 0..3 {
+            kinds.push(frame(&sub.events.recv().await.unwrap())["type"].clone());
+        }
+        assert_eq!(kinds, ["new_message", "ticket_update", "status_change"]);
+        let v = view(&k, &key).await;
+        assert_eq!(v["status"], "pending");
+        assert_eq!(v["messages"][0]["content"], "Hello?");
+        assert_eq!(v["messages"][0]["read_by"], serde_json::json!(["admin"]));
+    }
+
+    #[tokio::test]
+    async fn a_post_retried_with_its_idempotency_key_is_made_once() {
+        let k = kit().await;
+        let key = k.open_ticket().await;
+        let post = |text: &str| {
+            let content = MessageBody::parse(text).unwrap();
+            let idempotency_key = Some(crate::domain::IdempotencyKey::parse("retry-1").unwrap());
+            move |reply| TicketMsg::Post {
+                author: Participant::User,
+                content: content.clone(),
+                idempotency_key: idempotency_key.clone(),
+                reply,
+            }
+        };
+        let made = k.system.tickets.call(&key, post("Once")).await.unwrap();
+        let again = k.system.tickets.call(&key, post("Once")).await.unwrap();
+        assert_eq!(made, again);
+        let other = k.system.tickets.call(&key, post("Something else")).await;
+        assert!(matches!(other, Err(TicketError::KeyReused)));
+        assert_eq!(
+            view(&k, &key).await["messages"].as_array().unwrap().len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_ticket_takes_no_posts_and_a_visitor_reply_reopens_a_resolved_one() {
+        let k = kit().await;
+        let key = k.open_ticket().await;
+        let set = |status| move |reply| TicketMsg::SetStatus { status, reply };
+        k.system
+            .tickets
+            .call(&key, set(TicketStatus::Resolved))
+            .await
+            .unwrap();
+        say(&k, &key, Participant::User, "Still broken").await;
+        assert_eq!(view(&k, &key).await["status"], "open");
+
+        k.system
+            .tickets
+            .call(&key, set(TicketStatus::Closed))
+            .await
+            .unwrap();
+        let content = MessageBody::parse("Hello?").unwrap();
+        let post = |reply| TicketMsg::Post {
+            author: Participant::User,
+            content: content.clone(),
+            idempotency_key: None,
+            reply,
+        };
+        assert!(matches!(
+            k.system.tickets.call(&key, post).await,
+            Err(TicketError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn missed_messages_are_replayed_from_memory_or_from_the_store() {
+        let tickets = TicketConfig {
+            recent_messages: 3,
+            ..TicketConfig::default()
+        };
+        let k = kit_with(tickets, Default::default(), Default::default()).await;
+        let key = k.open_ticket().await;
+        let mut sent = Vec::new();
+        for i in 0..6 {
+            sent.push(say(&k, &key, Participant::User, &format!("m{i}")).await);
+        }
+        let contents = |events: Vec<Event>| -> Vec<String> {
+            let payloads = events
+                .iter()
+                .map(|e| frame(e)["payload"]["content"].clone());
+            payloads.map(|c| c.as_str().unwrap().to_owned()).collect()
+        };
+
+        let recent = subscribe(&k, &key, Some(sent[3].id)).await;
+        let Replay::Ready(events) = recent.replay else {
+            panic!("the newest messages are in memory");
+        };
+        assert_eq!(contents(events), ["m4", "m5"]);
+
+        let older = subscribe(&k, &key, Some(sent[0].id)).await;
+        let Replay::Loading(loading) = older.replay else {
+            panic!("older messages come from the store");
+        };
+        let events = loading.await.unwrap().unwrap();
+        assert_eq!(contents(events), ["m1", "m2", "m3", "m4", "m5"]);
+        assert_eq!(older.last_message_id, Some(sent[5].id));
+    }
+
+    #[tokio::test]
+    async fn an_idle_ticket_passivates_and_comes_back_with_everything_it_wrote() {
+        let (tickets, kb, chat) = quick_passivation();
+        let k = kit_with(tickets, kb, chat).await;
+        let key = k.open_ticket().await;
+        say(&k, &key, Participant::User, "Before the nap").await;
+        assert_eq!(k.system.tickets.active(), 1);
+        eventually("the idle ticket passivates", async || {
+            k.system.tickets.active() == 0
+        })
+        .await;
+
+        say(&k, &key, Participant::Admin, "After the nap").await;
+        let v = view(&k, &key).await;
+        let messages = v["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0]["content"], "Before the nap");
+    }
+
+    #[tokio::test]
+    async fn a_watched_ticket_does_not_passivate() {
+        let (tickets, kb, chat) = quick_passivation();
+        let k = kit_with(tickets, kb, chat).await;
+        let key = k.open_ticket().await;
+        let _watching = subscribe(&k, &key, None).await;
+        // Several idle checks pass; the subscriber keeps the actor.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(k.system.tickets.active(), 1);
+    }
+}

@@ -1,0 +1,215 @@
+//! The chat session actor with the offline assistant, on the in-memory store.
+
+use super::*;
+use crate::llm::LlmRole;
+use crate::store::ChatStore;
+use crate::testkit::{eventually, kit, kit_with, quick_passivation, Kit};
+
+fn ask(question: &str) -> TurnRequest {
+    TurnRequest {
+        mode: ChatMode::Conversation { tools: true },
+        messages: vec![LlmMessage::new(LlmRole::User, question)],
+        project_name: "Acme".into(),
+        allowed_hosts: vec![],
+    }
+}
+
+fn session(k: &Kit, id: &str) -> SessionKey {
+    SessionKey {
+        project: k.project.clone(),
+        session: id.into(),
+    }
+}
+
+/// Everything a turn streams, up to its end.
+async fn answer(turn: Turn) -> Vec<TurnEvent> {
+    let mut turn = turn;
+    let mut events = Vec::new();
+    while let Some(event) = turn.events.recv().await {
+        let end = matches!(event, TurnEvent::Done | TurnEvent::Error(_));
+        events.push(event);
+        if end {
+            break;
+        }
+    }
+    events
+}
+
+fn text(events: &[TurnEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            TurnEvent::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_question_is_answered_from_the_knowledge_base_and_the_transcript_is_kept() {
+    let k = kit().await;
+    let refunds = k.article(
+        "Refunds",
+        "Refunds reach your card within five working days.",
+    );
+    k.system.kb.put(refunds).await.unwrap();
+    let key = session(&k, "s1");
+
+    let turn = k.system.chats.turn(&key, ask("How long do refunds take?"));
+    let events = answer(turn.await.unwrap()).await;
+    assert!(text(&events).contains("five working days"), "{events:?}");
+    assert_eq!(events.last(), Some(&TurnEvent::Done));
+
+    // The question and the answer are written once the turn ends.
+    eventually("the transcript is stored", async || {
+        let turns = k.store.list_chat_turns(&k.project, "s1", 10).await.unwrap();
+        turns.len() == 2
+    })
+    .await;
+    let turns = k
+        .system
+        .chats
+        .transcript(&k.project, "s1", 10)
+        .await
+        .unwrap();
+    assert_eq!(turns[0].content, "How long do refunds take?");
+    assert!(turns[1].content.contains("five working days"));
+}
+
+#[tokio::test]
+async fn asking_for_a_person_opens_a_ticket_until_the_session_quota_is_spent() {
+    let (tickets, kb, mut chat) = (
+        Default::default(),
+        Default::default(),
+        ChatConfig::default(),
+    );
+    chat.quotas.session_tickets = 1;
+    let k = kit_with(tickets, kb, chat).await;
+    let key = session(&k, "s2");
+
+    let events = answer(
+        k.system
+            .chats
+            .turn(&key, ask("I want to talk to a human"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let Some(TurnEvent::TicketOpened { slug, .. }) = events.first() else {
+        panic!("no ticket opened: {events:?}");
+    };
+    let ticket = k
+        .system
+        .tickets
+        .find(&crate::ticket::TicketKey {
+            project: k.project.clone(),
+            slug: slug.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(ticket.session_id.as_deref(), Some("s2"));
+
+    let again = answer(
+        k.system
+            .chats
+            .turn(&key, ask("A human, please"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        again
+            .iter()
+            .any(|e| matches!(e, TurnEvent::Error(ChatError::Quota { .. }))),
+        "a second ticket for the session is refused: {again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_over_its_request_quota_is_refused_with_a_retry_time() {
+    let mut chat = ChatConfig::default();
+    chat.quotas.session_requests_per_minute = 2;
+    let k = kit_with(Default::default(), Default::default(), chat).await;
+    let key = session(&k, "s3");
+    for _ in 0..2 {
+        answer(k.system.chats.turn(&key, ask("Hello")).await.unwrap()).await;
+    }
+    match k.system.chats.turn(&key, ask("Hello")).await {
+        Err(ChatError::Quota { retry_after, .. }) => assert!(retry_after.is_some()),
+        other => panic!("expected a quota refusal, got {:?}", other.map(|_| ())),
+    }
+    // Another session has its own quota.
+    let other = session(&k, "s4");
+    assert!(k.system.chats.turn(&other, ask("Hello")).await.is_ok());
+}
+
+#[tokio::test]
+async fn no_more_sessions_start_than_the_configured_maximum() {
+    let chat = ChatConfig {
+        max_sessions: 1,
+        ..ChatConfig::default()
+    };
+    let k = kit_with(Default::default(), Default::default(), chat).await;
+    answer(
+        k.system
+            .chats
+            .turn(&session(&k, "a"), ask("Hi"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let refused = k.system.chats.turn(&session(&k, "b"), ask("Hi")).await;
+    assert!(matches!(refused, Err(ChatError::Unavailable(_))));
+    // The running session is still served.
+    assert!(k
+        .system
+        .chats
+        .turn(&session(&k, "a"), ask("Hi"))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn an_idle_session_passivates_and_comes_back_with_its_spending_from_the_store() {
+    let (tickets, kb, mut chat) = quick_passivation();
+    chat.quotas.session_tickets = 1;
+    let k = kit_with(tickets, kb, chat).await;
+    let key = session(&k, "s5");
+    let events = answer(
+        k.system
+            .chats
+            .turn(&key, ask("Talk to a person"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(matches!(
+        events.first(),
+        Some(TurnEvent::TicketOpened { .. })
+    ));
+    eventually("the transcript is stored", async || {
+        let usage = k.store.chat_session_usage(&k.project, "s5").await.unwrap();
+        usage.tickets == 1
+    })
+    .await;
+
+    eventually("the idle session passivates", async || {
+        k.system.chats.active() == 0
+    })
+    .await;
+    // A fresh actor reads the transcript: the ticket it opened still counts.
+    let again = answer(
+        k.system
+            .chats
+            .turn(&key, ask("Talk to a person"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        again
+            .iter()
+            .any(|e| matches!(e, TurnEvent::Error(ChatError::Quota { .. }))),
+        "{again:?}"
+    );
+}
