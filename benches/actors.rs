@@ -8,7 +8,7 @@
 //! - `fanout`: one durable message on a ticket with N subscribers, until every subscriber has
 //!   received it: the real `TicketActor`, embedded store, and subscriber queues.
 //!
-//! Run: `cargo bench --bench actors`.
+//! Run: `cargo bench -p fleety-benches --bench actors`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 #   benches/instructions.sh [get|post] [requests per second]   (defaults: get 200)
 #
 # It builds the release server and the load generator, starts the server under callgrind on a
-# fresh data directory, drives it with `cargo bench --bench load -- http` at a low fixed rate
+# fresh data directory, drives it with `target/release/load http` at a low fixed rate
 # over 8 connections, and counts instructions over a 12-second window after a warm-up. Requests
 # in the window come from the server's own `fleety_http_requests_total`. Posts at this rate
 # are not batched, so the store threads' figure is far above what a post costs under load; the
@@ -21,8 +21,7 @@ rate=${2:-200}
 case $mix in get | post) ;; *) echo "usage: $0 [get|post] [rate]" >&2; exit 2 ;; esac
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 
-cargo build --release --locked --bin fleety
-cargo bench --locked --bench load --no-run 2>/dev/null
+cargo build --release --locked --workspace --bins
 
 port=28181
 dir=$(mktemp -d)
@@ -45,7 +44,7 @@ answered() {
         END { print s + 0 }'
 }
 
-cargo bench --locked --bench load -- http --mix "$mix" --rate "$rate" --connections 8 \
+target/release/load http --mix "$mix" --rate "$rate" --connections 8 \
     --tickets 20 --messages 20 --duration-secs 24 --url "127.0.0.1:$port" --pid "$server" \
     --admin-key "$(cat "$dir/demo-admin-key")" --out "$dir/load" >"$dir/load.log" 2>&1 &
 load=$!

@@ -6,7 +6,7 @@
 //! memory, the cost per request, and how many first requests were refused (it must be none:
 //! each client's count is its own). A limiter that remembers every client (capacity 1,000,000)
 //! is the peer the bounded default is measured against.
-//! Run: `cargo bench --bench ratelimit`.
+//! Run: `cargo bench -p fleety-benches --bench ratelimit`.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! Every append is acknowledged only once it is durable. On the embedded store one writer pays
 //! one fsync per message, and many writers share each fsync through group commit. On the CQL
 //! store each append is one prepared INSERT at LOCAL_QUORUM.
-//! Run: `cargo bench --bench store` (embedded), with `FLEETY_TEST_CQL=host:port` also CQL.
+//! Run: `cargo bench -p fleety-benches --bench store` (embedded), with `FLEETY_TEST_CQL=host:port` also CQL.
 
 use std::sync::Arc;
 

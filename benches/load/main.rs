@@ -3,8 +3,9 @@
 //! publish-to-delivery latency, durable writes per second, and hot-read throughput against a
 //! bare warp server.
 //!
-//! Run: `cargo bench --bench load -- <scenario> [options]` (`-- --help` lists them). By default
-//! it starts `target/release/fleety` on a fresh embedded store; `--url`/`--pid` point it at a
+//! Run: `cargo build --release --workspace`, then `target/release/load <scenario> [options]`
+//! (`--help` lists them). By default it starts the `fleety` binary beside it on a fresh
+//! embedded store; `--url`/`--pid` point it at a
 //! server already running. Client sockets are spread over worker processes (this binary,
 //! re-run with a job) and over 127.0.0.x source addresses. Each run prints a table and writes
 //! `<out>/<scenario>.json` and `<out>/<scenario>.svg`.
@@ -142,9 +143,7 @@ enum Mix {
 }
 
 fn main() -> anyhow::Result<()> {
-    // `cargo bench` adds `--bench`; it means nothing here.
-    let args = std::env::args().filter(|a| a != "--bench");
-    let cli = Cli::parse_from(args);
+    let cli = Cli::parse();
     // A worker is one thread: parallelism comes from worker processes, and on a small machine
     // extra threads only add switches between them.
     let runtime = if matches!(cli.scenario, Scenario::Worker { .. }) {

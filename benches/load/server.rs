@@ -21,7 +21,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `target/release/fleety` on a free loopback port with a fresh data directory, no
+    /// Starts the release `fleety` binary on a free loopback port with a fresh data directory, no
     /// per-IP or chat limits (the generator is one client with many sockets), and room for
     /// 19,000 connections.
     pub async fn start(log: &Path, extra_env: &[(String, String)]) -> anyhow::Result<Self> {
@@ -30,7 +30,7 @@ impl Server {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleety"));
+        let mut cmd = Command::new(server_binary()?);
         cmd.env("FLEETY_LISTEN", addr.to_string())
             .env("FLEETY_DATA_DIR", dir.path())
             .env("FLEETY_LOG", "warn")
@@ -212,4 +212,18 @@ pub async fn run_bare(addr: SocketAddr, body_file: PathBuf) -> anyhow::Result<()
         .run()
         .await;
     Ok(())
+}
+
+/// The `fleety` binary built beside this one (`cargo build --release --workspace` builds both
+/// into the same directory).
+fn server_binary() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let server = me.with_file_name("fleety");
+    if !server.exists() {
+        bail!(
+            "{} is missing: build the server first with `cargo build --release --workspace`",
+            server.display()
+        );
+    }
+    Ok(server)
 }
