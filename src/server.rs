@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_service::Service;
 
-use crate::http::{routes, Client, Ctx, PeerAddr};
+use crate::http::{routes, Ctx, PeerAddr, RequestMeta};
 
 pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
     let settings = ctx.settings.clone();
@@ -58,8 +58,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         let trusted_proxies = settings.trusted_proxies;
         let per_request = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             // Read once here, where the headers can be borrowed; warp's header filters clone.
-            let client = Client::from_parts(Some(PeerAddr(peer)), req.headers(), trusted_proxies);
-            req.extensions_mut().insert(client);
+            let meta =
+                RequestMeta::from_parts(Some(PeerAddr(peer)), req.headers(), trusted_proxies);
+            req.extensions_mut().insert(Arc::new(meta));
             crate::http::upgrade::UpgradeSlot::attach(&mut req, &slot);
             let mut service = service.clone();
             let (method, route) = (

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fleety_actors::chat::{ChatError, ChatMode, SessionKey, Turn, TurnEvent, TurnRequest};
+use fleety_actors::chat::{ChatError, ChatMode, Turn, TurnEvent, TurnRequest};
 use fleety_actors::domain::Project;
 use fleety_actors::llm::{LlmError, LlmMessage, LlmRole};
 use http::header::HeaderValue;
@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use warp::reply::Response;
 use warp::Reply;
 
-use super::{cors_origin, json, parse_body, with_cors, ApiError, Client, Ctx};
+use super::access::Session;
+use super::{json, parse_body, respond, ApiError, Ctx, RequestMeta};
 
 /// Messages one request may carry.
 pub const MAX_MESSAGES: usize = 50;
@@ -54,31 +55,6 @@ struct ToolCallAnswer<'a> {
     kind: &'static str,
     message: &'a str,
     ticket_slug: &'a str,
-}
-
-/// The visitor's session and project, from the bearer token.
-async fn session(ctx: &Ctx, client: &Client) -> Result<(SessionKey, Arc<Project>), ApiError> {
-    let token = client.bearer.as_deref().ok_or_else(|| {
-        ApiError::unauthorized("missing bearer token; get one from POST /v1/init-session")
-    })?;
-    let claims = ctx
-        .tokens
-        .verify_session_token(token)
-        .map_err(|e| ApiError::unauthorized(format!("invalid session token: {e}")))?;
-    let id = super::parse_project_id(&claims.pid)
-        .map_err(|_| ApiError::unauthorized("invalid session token"))?;
-    let project = ctx
-        .projects
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("the token's project no longer exists"))?;
-    Ok((
-        SessionKey {
-            project: project.id.clone(),
-            session: claims.sub,
-        },
-        project,
-    ))
 }
 
 fn checked_text(text: &str, what: &str) -> Result<String, ApiError> {
@@ -229,29 +205,28 @@ fn text_frame(mode: ChatMode, text: &str) -> String {
 
 /// Runs a chat request for either endpoint.
 async fn run(
+    session: Session,
     ctx: &Ctx,
-    client: &Client,
     body: &Bytes,
     parse: impl FnOnce(&Bytes) -> Result<(ChatMode, Vec<LlmMessage>), ApiError>,
 ) -> Response {
-    let mut cors = None;
-    let result = async {
-        let (key, project) = session(ctx, client).await?;
-        cors = cors_origin(&project, client)?;
-        let (mode, messages) = parse(body)?;
-        let request = TurnRequest {
-            mode,
-            messages,
-            project_name: project.name.clone(),
-            allowed_hosts: allowed_hosts(&project),
-        };
-        match ctx.system.chats.turn(&key, request).await {
-            Ok(turn) => Ok(answer(mode, turn).await),
-            Err(e) => Ok(error_response(e)),
+    respond(
+        async {
+            let Session { key, project, .. } = session;
+            let (mode, messages) = parse(body)?;
+            let request = TurnRequest {
+                mode,
+                messages,
+                project_name: project.name.clone(),
+                allowed_hosts: allowed_hosts(&project),
+            };
+            match ctx.system.chats.turn(&key, request).await {
+                Ok(turn) => Ok(answer(mode, turn).await),
+                Err(e) => Ok(error_response(e)),
+            }
         }
-    }
-    .await;
-    with_cors(result.unwrap_or_else(ApiError::into_response), cors)
+        .await,
+    )
 }
 
 /// Waits for the turn's first event, then answers: text starts an SSE stream; a ticket opened
@@ -342,22 +317,32 @@ fn sse(mode: ChatMode, first: TurnEvent, turn: Turn) -> Response {
 }
 
 /// POST /v1/chat
-pub async fn prompt(ctx: Arc<Ctx>, client: Client, body: Bytes) -> Result<Response, Infallible> {
-    Ok(run(&ctx, &client, &body, |body| {
-        let req: PromptRequest = parse_body(&client, body)?;
+pub async fn prompt(
+    session: Session,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
+    body: Bytes,
+) -> Response {
+    run(session, &ctx, &body, |body| {
+        let req: PromptRequest = parse_body(&meta, body)?;
         let prompt = checked_text(&req.prompt, "prompt")?;
         Ok((
             ChatMode::Prompt,
             vec![LlmMessage::new(LlmRole::User, prompt)],
         ))
     })
-    .await)
+    .await
 }
 
 /// POST /v1/chat/tools
-pub async fn tools(ctx: Arc<Ctx>, client: Client, body: Bytes) -> Result<Response, Infallible> {
-    Ok(run(&ctx, &client, &body, |body| {
-        let req: ToolsRequest = parse_body(&client, body)?;
+pub async fn tools(
+    session: Session,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
+    body: Bytes,
+) -> Response {
+    run(session, &ctx, &body, |body| {
+        let req: ToolsRequest = parse_body(&meta, body)?;
         let messages = conversation(&req.messages)?;
         Ok((
             ChatMode::Conversation {
@@ -366,7 +351,7 @@ pub async fn tools(ctx: Arc<Ctx>, client: Client, body: Bytes) -> Result<Respons
             messages,
         ))
     })
-    .await)
+    .await
 }
 
 #[cfg(test)]

@@ -62,6 +62,10 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response {
+        self.to_response()
+    }
+
+    pub fn to_response(&self) -> Response {
         super::json(
             self.status,
             &ErrorBody {
@@ -116,6 +120,9 @@ impl From<StoreError> for ApiError {
 /// Turns any rejection that reached the top into our error body, with the matching status.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     use warp::reject;
+    if let Some(super::access::Refused(refusal)) = rejection.find() {
+        return Ok(refusal.to_response());
+    }
     let error = if rejection.is_not_found() {
         ApiError::not_found("no such endpoint")
     } else if rejection.find::<reject::MethodNotAllowed>().is_some() {

@@ -2,11 +2,10 @@
 //! box searches them publicly (rate-limited and CORS-checked like the public ticket endpoints).
 //! Also the agents' view of the chat that led to a ticket.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fleety_actors::domain::{parse_tags, Article, ArticleBody, ArticleTitle, ChatTurn};
+use fleety_actors::domain::{parse_tags, Article, ArticleBody, ArticleTitle, ChatTurn, Project};
 use fleety_actors::events::rfc3339;
 use fleety_actors::kb::{ArticleChange, KbError};
 use fleety_actors::llm::Passage;
@@ -15,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use warp::reply::Response;
 
-use super::projects_api::agent;
-use super::tickets::{public, ticket_key};
-use super::{json, parse_body, ApiError, Client, Ctx};
+use super::access::Visitor;
+use super::tickets::ticket_key;
+use super::{json, parse_body, respond, ApiError, Ctx, RequestMeta};
 
 /// Results a search returns at most.
 const MAX_RESULTS: usize = 20;
@@ -90,113 +89,109 @@ fn article_id(raw: &str) -> Result<Uuid, ApiError> {
 
 /// POST /v1/projects/{projectId}/kb/articles
 pub async fn create(
+    project: Arc<Project>,
     ctx: Arc<Ctx>,
-    project_id: String,
-    client: Client,
+    meta: Arc<RequestMeta>,
     body: Bytes,
-) -> Result<Response, Infallible> {
-    Ok(agent(&ctx, &project_id, &client, async |project| {
-        let req: NewArticle = parse_body(&client, &body)?;
-        let now = ctx.clock.now();
-        let article = Article {
-            id: Uuid::new_v4(),
-            project_id: project.id.clone(),
-            title: ArticleTitle::parse(&req.title).map_err(bad)?,
-            body: ArticleBody::parse(&req.body).map_err(bad)?,
-            tags: parse_tags(&req.tags).map_err(bad)?,
-            created_at: now,
-            updated_at: now,
-        };
-        let article = ctx.system.kb.put(article).await?;
-        Ok(json(StatusCode::CREATED, &ArticleView::new(&article)))
-    })
-    .await)
+) -> Response {
+    respond(
+        async {
+            let req: NewArticle = parse_body(&meta, &body)?;
+            let now = ctx.clock.now();
+            let article = Article {
+                id: Uuid::new_v4(),
+                project_id: project.id.clone(),
+                title: ArticleTitle::parse(&req.title).map_err(bad)?,
+                body: ArticleBody::parse(&req.body).map_err(bad)?,
+                tags: parse_tags(&req.tags).map_err(bad)?,
+                created_at: now,
+                updated_at: now,
+            };
+            let article = ctx.system.kb.put(article).await?;
+            Ok(json(StatusCode::CREATED, &ArticleView::new(&article)))
+        }
+        .await,
+    )
 }
 
 /// GET /v1/projects/{projectId}/kb/articles
-pub async fn list(
-    ctx: Arc<Ctx>,
-    project_id: String,
-    client: Client,
-) -> Result<Response, Infallible> {
-    Ok(agent(&ctx, &project_id, &client, async |project| {
-        let articles = ctx.system.kb.list(&project.id).await?;
-        let views: Vec<ArticleView> = articles.iter().map(ArticleView::new).collect();
-        Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({ "articles": views }),
-        ))
-    })
-    .await)
+pub async fn list(project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let articles = ctx.system.kb.list(&project.id).await?;
+            let views: Vec<ArticleView> = articles.iter().map(ArticleView::new).collect();
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "articles": views }),
+            ))
+        }
+        .await,
+    )
 }
 
 /// GET /v1/projects/{projectId}/kb/articles/{articleId}
-pub async fn get(
-    ctx: Arc<Ctx>,
-    project_id: String,
-    id: String,
-    client: Client,
-) -> Result<Response, Infallible> {
-    Ok(agent(&ctx, &project_id, &client, async |project| {
-        let article = ctx.system.kb.get(&project.id, article_id(&id)?).await?;
-        Ok(json(StatusCode::OK, &ArticleView::new(&article)))
-    })
-    .await)
+pub async fn get(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let article = ctx.system.kb.get(&project.id, article_id(&id)?).await?;
+            Ok(json(StatusCode::OK, &ArticleView::new(&article)))
+        }
+        .await,
+    )
 }
 
 /// PATCH /v1/projects/{projectId}/kb/articles/{articleId}: changes the fields given.
 pub async fn update(
-    ctx: Arc<Ctx>,
-    project_id: String,
     id: String,
-    client: Client,
+    project: Arc<Project>,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
     body: Bytes,
-) -> Result<Response, Infallible> {
-    Ok(agent(&ctx, &project_id, &client, async |project| {
-        let id = article_id(&id)?;
-        let req: ArticlePatch = parse_body(&client, &body)?;
-        let change = ArticleChange {
-            title: req
-                .title
-                .as_deref()
-                .map(ArticleTitle::parse)
-                .transpose()
-                .map_err(bad)?,
-            body: req
-                .body
-                .as_deref()
-                .map(ArticleBody::parse)
-                .transpose()
-                .map_err(bad)?,
-            tags: req
-                .tags
-                .as_deref()
-                .map(parse_tags)
-                .transpose()
-                .map_err(bad)?,
-            at: ctx.clock.now(),
-        };
-        let article = ctx.system.kb.patch(&project.id, id, change).await?;
-        Ok(json(StatusCode::OK, &ArticleView::new(&article)))
-    })
-    .await)
+) -> Response {
+    respond(
+        async {
+            let id = article_id(&id)?;
+            let req: ArticlePatch = parse_body(&meta, &body)?;
+            let change = ArticleChange {
+                title: req
+                    .title
+                    .as_deref()
+                    .map(ArticleTitle::parse)
+                    .transpose()
+                    .map_err(bad)?,
+                body: req
+                    .body
+                    .as_deref()
+                    .map(ArticleBody::parse)
+                    .transpose()
+                    .map_err(bad)?,
+                tags: req
+                    .tags
+                    .as_deref()
+                    .map(parse_tags)
+                    .transpose()
+                    .map_err(bad)?,
+                at: ctx.clock.now(),
+            };
+            let article = ctx.system.kb.patch(&project.id, id, change).await?;
+            Ok(json(StatusCode::OK, &ArticleView::new(&article)))
+        }
+        .await,
+    )
 }
 
 /// DELETE /v1/projects/{projectId}/kb/articles/{articleId}
-pub async fn delete(
-    ctx: Arc<Ctx>,
-    project_id: String,
-    id: String,
-    client: Client,
-) -> Result<Response, Infallible> {
-    Ok(agent(&ctx, &project_id, &client, async |project| {
-        ctx.system.kb.delete(&project.id, article_id(&id)?).await?;
-        Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({ "message": "Article deleted" }),
-        ))
-    })
-    .await)
+pub async fn delete(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            ctx.system.kb.delete(&project.id, article_id(&id)?).await?;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "message": "Article deleted" }),
+            ))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -277,17 +272,14 @@ fn hits(passages: &[Passage]) -> serde_json::Value {
 }
 
 /// GET /v1/kb/{projectId}/search?q=&limit= (public)
-pub async fn public_search(
-    ctx: Arc<Ctx>,
-    project_id: String,
-    query: SearchQuery,
-    client: Client,
-) -> Result<Response, Infallible> {
-    Ok(public(&ctx, &project_id, &client, async |caller| {
-        let found = search(&ctx, &caller.project.id, &query).await?;
-        Ok(json(StatusCode::OK, &hits(&found)))
-    })
-    .await)
+pub async fn public_search(visitor: Visitor, ctx: Arc<Ctx>, query: SearchQuery) -> Response {
+    respond(
+        async {
+            let found = search(&ctx, &visitor.project.id, &query).await?;
+            Ok(json(StatusCode::OK, &hits(&found)))
+        }
+        .await,
+    )
 }
 
 #[derive(Serialize)]
@@ -317,48 +309,42 @@ impl<'a> TurnView<'a> {
 
 /// GET /v1/projects/{projectId}/tickets/{slug}/chat (admin key): the chat with the assistant
 /// that led to the ticket, for the agent who picks it up.
-pub async fn ticket_chat(
-    ctx: Arc<Ctx>,
-    project_id: String,
-    slug: String,
-    client: Client,
-) -> Result<Response, Infallible> {
-    Ok(agent(&ctx, &project_id, &client, async |project| {
-        let key = ticket_key(&project, &slug)?;
-        let ticket = ctx.system.tickets.find(&key).await?;
-        let turns = match &ticket.session_id {
-            Some(session) => {
-                ctx.system
-                    .chats
-                    .transcript(&project.id, session, 500)
-                    .await?
-            }
-            None => Vec::new(),
-        };
-        let views: Vec<TurnView> = turns.iter().map(TurnView::new).collect();
-        Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "ticket_slug": ticket.slug.as_str(),
-                "session_id": ticket.session_id,
-                "turns": views,
-            }),
-        ))
-    })
-    .await)
+pub async fn ticket_chat(slug: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&project, &slug)?;
+            let ticket = ctx.system.tickets.find(&key).await?;
+            let turns = match &ticket.session_id {
+                Some(session) => {
+                    ctx.system
+                        .chats
+                        .transcript(&project.id, session, 500)
+                        .await?
+                }
+                None => Vec::new(),
+            };
+            let views: Vec<TurnView> = turns.iter().map(TurnView::new).collect();
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "ticket_slug": ticket.slug.as_str(),
+                    "session_id": ticket.session_id,
+                    "turns": views,
+                }),
+            ))
+        }
+        .await,
+    )
 }
 
 /// GET /v1/projects/{projectId}/kb/search?q=&limit= (admin key): the same search, for agents
 /// checking what the assistant would find.
-pub async fn agent_search(
-    ctx: Arc<Ctx>,
-    project_id: String,
-    query: SearchQuery,
-    client: Client,
-) -> Result<Response, Infallible> {
-    Ok(agent(&ctx, &project_id, &client, async |project| {
-        let found = search(&ctx, &project.id, &query).await?;
-        Ok(json(StatusCode::OK, &hits(&found)))
-    })
-    .await)
+pub async fn agent_search(project: Arc<Project>, ctx: Arc<Ctx>, query: SearchQuery) -> Response {
+    respond(
+        async {
+            let found = search(&ctx, &project.id, &query).await?;
+            Ok(json(StatusCode::OK, &hits(&found)))
+        }
+        .await,
+    )
 }

@@ -1,7 +1,9 @@
-//! The HTTP, WebSocket and SSE front. `routes.rs` lists every route; each handler parses its
-//! input into domain types, asks the owning actor (or the project directory), and turns the
-//! answer or the error into a response. Nothing here touches ticket storage directly.
+//! The HTTP, WebSocket and SSE front. `routes.rs` lists every route with the guard from
+//! `access.rs` that decides who may call it; each handler parses its input into domain types,
+//! asks the owning actor (or the project directory), and turns the answer or the error into a
+//! response. Nothing here touches storage.
 
+pub mod access;
 pub mod chat;
 pub mod error;
 pub mod kb;
@@ -33,7 +35,7 @@ use crate::auth::Tokens;
 use crate::config::Settings;
 use crate::projects::Projects;
 pub use error::ApiError;
-use ratelimit::{Decision, RateLimiter};
+use ratelimit::RateLimiter;
 
 /// Everything a handler may use. Cloned per request as one `Arc`.
 pub struct Ctx {
@@ -55,34 +57,25 @@ pub struct Ctx {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// What a handler needs to know about who is calling. Read from the request's headers once, by
-/// the server, and shared: the filters and handlers that take it clone an `Arc`, not the
-/// headers.
-#[derive(Debug, Clone)]
-pub struct Client(Arc<Caller>);
-
+/// What the server reads from a request's connection and headers, once, for the guards and
+/// handlers: they share it as an `Arc`, never cloning the headers.
 #[derive(Debug)]
-pub struct Caller {
+pub struct RequestMeta {
     pub ip: IpAddr,
     pub origin: Option<String>,
     pub bearer: Option<String>,
     pub content_type: Option<String>,
     pub idempotency_key: Option<String>,
+    /// The rate-limit and CORS headers the request's answer gets, whatever it turns out to be.
+    pub seal: access::Seal,
 }
 
-impl std::ops::Deref for Client {
-    type Target = Caller;
-    fn deref(&self) -> &Caller {
-        &self.0
-    }
-}
-
-impl Client {
+impl RequestMeta {
     pub fn from_parts(
         peer: Option<PeerAddr>,
         headers: &HeaderMap,
         trusted_proxies: usize,
-    ) -> Client {
+    ) -> RequestMeta {
         let peer_ip = peer.map(|p| p.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let text = |name: http::header::HeaderName| {
             headers
@@ -96,13 +89,14 @@ impl Client {
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().to_owned())
         });
-        Client(Arc::new(Caller {
+        RequestMeta {
             ip: client_ip(peer_ip, headers, trusted_proxies),
             origin: text(http::header::ORIGIN),
             bearer,
             content_type: text(http::header::CONTENT_TYPE),
             idempotency_key: text(http::header::HeaderName::from_static("idempotency-key")),
-        }))
+            seal: access::Seal::default(),
+        }
     }
 
     /// Whether the caller holds this project's admin key.
@@ -163,8 +157,8 @@ pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
 }
 
 /// Parses a JSON request body, insisting on a JSON content type.
-pub fn parse_body<T: DeserializeOwned>(client: &Client, body: &Bytes) -> Result<T, ApiError> {
-    let is_json = client.content_type.as_deref().is_some_and(|ct| {
+pub fn parse_body<T: DeserializeOwned>(meta: &RequestMeta, body: &Bytes) -> Result<T, ApiError> {
+    let is_json = meta.content_type.as_deref().is_some_and(|ct| {
         let mime = ct.split(';').next().unwrap_or("").trim();
         mime.eq_ignore_ascii_case("application/json")
     });
@@ -187,53 +181,9 @@ pub fn parse_project_id(raw: &str) -> Result<ProjectId, ApiError> {
     ProjectId::parse(raw).map_err(|_| ApiError::not_found("project not found"))
 }
 
-/// Adds the rate-limit headers (and `Retry-After` on a refusal).
-pub fn with_limit_headers(mut resp: Response, d: Option<Decision>) -> Response {
-    let Some(d) = d else { return resp };
-    if d.limit == 0 {
-        return resp;
-    }
-    let h = resp.headers_mut();
-    h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
-    h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
-    h.insert("x-ratelimit-reset", HeaderValue::from(d.reset_secs));
-    if !d.allowed {
-        h.insert(http::header::RETRY_AFTER, HeaderValue::from(d.reset_secs));
-    }
-    resp
-}
-
-/// The CORS verdict for a request to `project`'s resources.
-///
-/// Requests without `Origin` are not cross-origin browser requests and pass. A browser origin
-/// must be one of the project's allowed origins exactly; it is then echoed back, never `*`.
-pub fn cors_origin(project: &Project, client: &Client) -> Result<Option<HeaderValue>, ApiError> {
-    let Some(origin) = client.origin.as_deref() else {
-        return Ok(None);
-    };
-    if crate::projects::allows(project, origin) {
-        Ok(HeaderValue::from_str(origin).ok())
-    } else {
-        Err(ApiError::forbidden("origin not allowed for this project"))
-    }
-}
-
-/// Adds the CORS headers. `Vary: Origin` goes on every project-scoped answer, allowed or not,
-/// so no cache serves one origin's answer to another.
-pub fn with_cors(mut resp: Response, origin: Option<HeaderValue>) -> Response {
-    resp.headers_mut()
-        .insert(http::header::VARY, HeaderValue::from_static("Origin"));
-    if let Some(origin) = origin {
-        let h = resp.headers_mut();
-        h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        h.insert(
-            http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(
-                "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After",
-            ),
-        );
-    }
-    resp
+/// A handler's answer, or its error as the `{"error": ...}` answer.
+pub fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
 }
 
 #[cfg(test)]

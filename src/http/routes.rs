@@ -1,34 +1,33 @@
 //! Every route of the server, in one place. Read a route here, then follow its handler.
 //!
-//! | method | path | who | handler |
+//! | method | path | guard (who may call) | handler |
 //! |---|---|---|---|
-//! | POST | /v1/init-session | public | [`session::init`] |
-//! | GET | /v1/session | session token | [`session::describe`] |
-//! | POST | /v1/tickets/{projectId} | public | [`tickets::create`] |
-//! | GET | /v1/tickets/{projectId}/{slug} | public | [`tickets::get`] |
-//! | PATCH | /v1/tickets/{projectId}/{slug} | admin key | [`tickets::change_status`] |
-//! | POST | /v1/tickets/{projectId}/{slug}/messages | public (admin key for `author: admin`) | [`tickets::post_message`] |
-//! | PATCH | /v1/tickets/{projectId}/{slug}/messages/read | public (admin key for `reader: admin`) | [`tickets::mark_read`] |
-//! | GET (WS) | /v1/tickets/{projectId}/{slug}/ws | public | [`ws::ticket_socket`] |
-//! | GET | /v1/projects/{projectId} | admin key | [`projects_api::get`] |
-//! | PATCH | /v1/projects/{projectId} | admin key | [`projects_api::update`] |
-//! | GET | /v1/projects/{projectId}/tickets | admin key | [`projects_api::list_tickets`] |
-//! | POST | /v1/projects/{projectId}/feed-token | admin key | [`projects_api::feed_token`] |
-//! | GET (WS) | /v1/projects/{projectId}/feed | feed token | [`ws::feed_socket`] |
-//! | GET | /v1/projects/{projectId}/tickets/{slug}/chat | admin key | [`kb::ticket_chat`] |
-//! | GET, POST | /v1/projects/{projectId}/kb/articles | admin key | [`kb::list`], [`kb::create`] |
-//! | GET, PATCH, DELETE | /v1/projects/{projectId}/kb/articles/{articleId} | admin key | [`kb::get`], [`kb::update`], [`kb::delete`] |
-//! | GET | /v1/projects/{projectId}/kb/search | admin key | [`kb::agent_search`] |
-//! | GET | /v1/kb/{projectId}/search | public | [`kb::public_search`] |
-//! | POST | /v1/chat | session token | [`chat::prompt`] (SSE) |
-//! | POST | /v1/chat/tools | session token | [`chat::tools`] (SSE or JSON) |
-//! | POST | /v1/admin/projects | operator token | [`projects_api::create`] |
-//! | GET | /v1/openapi.json | public | [`openapi::document`] |
-//! | GET | /metrics | public, or on `FLEETY_METRICS_LISTEN` | [`metrics_response`] (Prometheus) |
-//! | GET | /healthz | public | liveness |
-//! | OPTIONS | any | public | [`preflight`] (CORS) |
+//! | POST | /v1/init-session | [`session_limit`] | [`session::init`](super::session::init) |
+//! | GET | /v1/session | [`session`] | [`session::describe`](super::session::describe) |
+//! | POST | /v1/tickets/{projectId} | [`public`] | [`tickets::create`] |
+//! | GET | /v1/tickets/{projectId}/{slug} | [`public`] | [`tickets::get`] |
+//! | PATCH | /v1/tickets/{projectId}/{slug} | [`agent`] | [`tickets::change_status`] |
+//! | POST | /v1/tickets/{projectId}/{slug}/messages | [`public`] (`author: admin` needs the admin key) | [`tickets::post_message`] |
+//! | PATCH | /v1/tickets/{projectId}/{slug}/messages/read | [`public`] (`reader: admin` needs the admin key) | [`tickets::mark_read`] |
+//! | GET (WS) | /v1/tickets/{projectId}/{slug}/ws | [`public`] | [`ws::ticket_socket`] |
+//! | GET | /v1/projects/{projectId} | [`agent`] | [`projects_api::get`] |
+//! | PATCH | /v1/projects/{projectId} | [`agent`] | [`projects_api::update`] |
+//! | GET | /v1/projects/{projectId}/tickets | [`agent`] | [`projects_api::list_tickets`] |
+//! | POST | /v1/projects/{projectId}/feed-token | [`agent`] | [`projects_api::feed_token`] |
+//! | GET (WS) | /v1/projects/{projectId}/feed | [`feed`] | [`ws::feed_socket`] |
+//! | GET | /v1/projects/{projectId}/tickets/{slug}/chat | [`agent`] | [`kb::ticket_chat`] |
+//! | GET, POST | /v1/projects/{projectId}/kb/articles | [`agent`] | [`kb::list`], [`kb::create`] |
+//! | GET, PATCH, DELETE | /v1/projects/{projectId}/kb/articles/{articleId} | [`agent`] | [`kb::get`], [`kb::update`], [`kb::delete`] |
+//! | GET | /v1/projects/{projectId}/kb/search | [`agent`] | [`kb::agent_search`] |
+//! | GET | /v1/kb/{projectId}/search | [`public`] | [`kb::public_search`] |
+//! | POST | /v1/chat | [`session`] | [`chat::prompt`] (SSE) |
+//! | POST | /v1/chat/tools | [`session`] | [`chat::tools`] (SSE or JSON) |
+//! | POST | /v1/admin/projects | [`operator`] | [`projects_api::create`] |
+//! | GET | /v1/openapi.json | none | [`openapi::document`] |
+//! | GET | /metrics | none, or only on `FLEETY_METRICS_LISTEN` | [`metrics_response`] (Prometheus) |
+//! | GET | /healthz | none | liveness |
+//! | OPTIONS | any | none | [`preflight`] (CORS) |
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -39,18 +38,11 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Buf, Filter, Rejection, Reply};
 
+use super::access::{
+    agent, feed, meta, operator, project_id, public, session, session_limit, with_ctx,
+};
 use super::error::recover;
-use super::{chat, json, kb, openapi, projects_api, session, tickets, ws, ApiError, Client, Ctx};
-
-fn with_ctx(ctx: Arc<Ctx>) -> impl Filter<Extract = (Arc<Ctx>,), Error = Infallible> + Clone {
-    warp::any().map(move || ctx.clone())
-}
-
-/// Who is calling, as the server read it from the request (see [`crate::server::serve`]).
-/// A request that did not come through the server is refused.
-fn client() -> impl Filter<Extract = (Client,), Error = Rejection> + Clone {
-    warp::ext::get::<Client>()
-}
+use super::{chat, json, kb, openapi, projects_api, tickets, ws, ApiError, Ctx, RequestMeta};
 
 /// Bodies of the chat and knowledge-base endpoints may be this large (or `max_body_bytes`, if larger).
 const LARGE_BODY_BYTES: u64 = 256 * 1024;
@@ -101,192 +93,209 @@ where
     Ok(out.freeze())
 }
 
-fn into_response<R: Reply>(reply: R) -> Response {
-    reply.into_response()
-}
-
-/// All routes, with errors recovered into `{"error": ...}` bodies.
+/// All routes, with errors recovered into `{"error": ...}` bodies. Each route is its path and
+/// method, then its guard (who may call it, see `access.rs`), then what else it reads.
 pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
     use warp::path;
-    let c = || with_ctx(ctx.clone());
-    let who = client;
+    let c = || with_ctx(&ctx);
+    // The project-scoped prefixes; the rest of each path follows.
+    let under_tickets = || path!("v1" / "tickets" / ..).and(project_id());
+    let under_projects = || path!("v1" / "projects" / ..).and(project_id());
+    let under_kb = || path!("v1" / "kb" / ..).and(project_id());
     let limit = ctx.settings.max_body_bytes;
     // Conversations (32,000 characters) and articles (50,000) need more room than a ticket
     // message, in bytes, with JSON escapes.
     let large = limit.max(LARGE_BODY_BYTES);
 
-    let init_session = c()
-        .and(path!("v1" / "init-session"))
+    let init_session = path!("v1" / "init-session")
         .and(warp::post())
-        .and(who())
+        .and(session_limit(&ctx))
+        .and(c())
+        .and(meta())
         .and(body(limit))
-        .and_then(session::init)
+        .then(super::session::init)
         .boxed();
-    let describe_session = c()
-        .and(path!("v1" / "session"))
+    let describe_session = path!("v1" / "session")
         .and(warp::get())
-        .and(who())
-        .and_then(session::describe)
+        .and(session(&ctx))
+        .then(super::session::describe)
         .boxed();
-    let create_ticket = c()
-        .and(path!("v1" / "tickets" / String))
+    let create_ticket = under_tickets()
+        .and(warp::path::end())
         .and(warp::post())
-        .and(who())
+        .and(public(&ctx))
+        .and(c())
+        .and(meta())
         .and(body(limit))
-        .and_then(tickets::create)
+        .then(tickets::create)
         .boxed();
-    let get_ticket = c()
-        .and(path!("v1" / "tickets" / String / String))
+    let get_ticket = under_tickets()
+        .and(path!(String))
         .and(warp::get())
+        .and(public(&ctx))
+        .and(c())
         .and(warp::query::<tickets::GetQuery>())
-        .and(who())
-        .and_then(tickets::get)
+        .then(tickets::get)
         .boxed();
-    let change_status = c()
-        .and(path!("v1" / "tickets" / String / String))
+    let change_status = under_tickets()
+        .and(path!(String))
         .and(warp::patch())
-        .and(who())
+        .and(agent(&ctx))
+        .and(c())
+        .and(meta())
         .and(body(limit))
-        .and_then(tickets::change_status)
+        .then(tickets::change_status)
         .boxed();
-    let post_message = c()
-        .and(path!("v1" / "tickets" / String / String / "messages"))
+    let post_message = under_tickets()
+        .and(path!(String / "messages"))
         .and(warp::post())
-        .and(who())
+        .and(public(&ctx))
+        .and(c())
+        .and(meta())
         .and(body(limit))
-        .and_then(tickets::post_message)
+        .then(tickets::post_message)
         .boxed();
-    let mark_read = c()
-        .and(path!(
-            "v1" / "tickets" / String / String / "messages" / "read"
-        ))
+    let mark_read = under_tickets()
+        .and(path!(String / "messages" / "read"))
         .and(warp::patch())
-        .and(who())
+        .and(public(&ctx))
+        .and(c())
+        .and(meta())
         .and(body(limit))
-        .and_then(tickets::mark_read)
+        .then(tickets::mark_read)
         .boxed();
-    let ticket_socket = c()
-        .and(path!("v1" / "tickets" / String / String / "ws"))
+    let ticket_socket = under_tickets()
+        .and(path!(String / "ws"))
         .and(warp::get())
+        .and(super::upgrade::websocket())
+        .and(public(&ctx))
+        .and(c())
         .and(warp::query::<ws::TicketSocketQuery>())
-        .and(who())
-        .and(super::upgrade::websocket())
-        .and_then(ws::ticket_socket)
+        .then(ws::ticket_socket)
         .boxed();
-    let get_project = c()
-        .and(path!("v1" / "projects" / String))
+    let get_project = under_projects()
+        .and(warp::path::end())
         .and(warp::get())
-        .and(who())
-        .and_then(projects_api::get)
+        .and(agent(&ctx))
+        .then(projects_api::get)
         .boxed();
-    let update_project = c()
-        .and(path!("v1" / "projects" / String))
+    let update_project = under_projects()
+        .and(warp::path::end())
         .and(warp::patch())
-        .and(who())
+        .and(agent(&ctx))
+        .and(c())
+        .and(meta())
         .and(body(limit))
-        .and_then(projects_api::update)
+        .then(projects_api::update)
         .boxed();
-    let list_tickets = c()
-        .and(path!("v1" / "projects" / String / "tickets"))
+    let list_tickets = under_projects()
+        .and(path!("tickets"))
         .and(warp::get())
+        .and(agent(&ctx))
+        .and(c())
         .and(warp::query::<projects_api::ListQuery>())
-        .and(who())
-        .and_then(projects_api::list_tickets)
+        .then(projects_api::list_tickets)
         .boxed();
-    let feed_token = c()
-        .and(path!("v1" / "projects" / String / "feed-token"))
+    let feed_token = under_projects()
+        .and(path!("feed-token"))
         .and(warp::post())
-        .and(who())
-        .and_then(projects_api::feed_token)
+        .and(agent(&ctx))
+        .and(c())
+        .then(projects_api::feed_token)
         .boxed();
-    let feed_socket = c()
-        .and(path!("v1" / "projects" / String / "feed"))
+    let feed_socket = under_projects()
+        .and(path!("feed"))
         .and(warp::get())
-        .and(warp::query::<ws::FeedQuery>())
-        .and(who())
         .and(super::upgrade::websocket())
-        .and_then(ws::feed_socket)
+        .and(feed(&ctx))
+        .and(c())
+        .then(ws::feed_socket)
         .boxed();
-    let ticket_chat = c()
-        .and(path!(
-            "v1" / "projects" / String / "tickets" / String / "chat"
-        ))
+    let ticket_chat = under_projects()
+        .and(path!("tickets" / String / "chat"))
         .and(warp::get())
-        .and(who())
-        .and_then(kb::ticket_chat)
+        .and(agent(&ctx))
+        .and(c())
+        .then(kb::ticket_chat)
         .boxed();
-    let list_articles = c()
-        .and(path!("v1" / "projects" / String / "kb" / "articles"))
+    let list_articles = under_projects()
+        .and(path!("kb" / "articles"))
         .and(warp::get())
-        .and(who())
-        .and_then(kb::list)
+        .and(agent(&ctx))
+        .and(c())
+        .then(kb::list)
         .boxed();
-    let create_article = c()
-        .and(path!("v1" / "projects" / String / "kb" / "articles"))
+    let create_article = under_projects()
+        .and(path!("kb" / "articles"))
         .and(warp::post())
-        .and(who())
+        .and(agent(&ctx))
+        .and(c())
+        .and(meta())
         .and(body(large))
-        .and_then(kb::create)
+        .then(kb::create)
         .boxed();
-    let get_article = c()
-        .and(path!(
-            "v1" / "projects" / String / "kb" / "articles" / String
-        ))
+    let get_article = under_projects()
+        .and(path!("kb" / "articles" / String))
         .and(warp::get())
-        .and(who())
-        .and_then(kb::get)
+        .and(agent(&ctx))
+        .and(c())
+        .then(kb::get)
         .boxed();
-    let update_article = c()
-        .and(path!(
-            "v1" / "projects" / String / "kb" / "articles" / String
-        ))
+    let update_article = under_projects()
+        .and(path!("kb" / "articles" / String))
         .and(warp::patch())
-        .and(who())
+        .and(agent(&ctx))
+        .and(c())
+        .and(meta())
         .and(body(large))
-        .and_then(kb::update)
+        .then(kb::update)
         .boxed();
-    let delete_article = c()
-        .and(path!(
-            "v1" / "projects" / String / "kb" / "articles" / String
-        ))
+    let delete_article = under_projects()
+        .and(path!("kb" / "articles" / String))
         .and(warp::delete())
-        .and(who())
-        .and_then(kb::delete)
+        .and(agent(&ctx))
+        .and(c())
+        .then(kb::delete)
         .boxed();
-    let agent_search = c()
-        .and(path!("v1" / "projects" / String / "kb" / "search"))
+    let agent_search = under_projects()
+        .and(path!("kb" / "search"))
         .and(warp::get())
+        .and(agent(&ctx))
+        .and(c())
         .and(warp::query::<kb::SearchQuery>())
-        .and(who())
-        .and_then(kb::agent_search)
+        .then(kb::agent_search)
         .boxed();
-    let public_search = c()
-        .and(path!("v1" / "kb" / String / "search"))
+    let public_search = under_kb()
+        .and(path!("search"))
         .and(warp::get())
+        .and(public(&ctx))
+        .and(c())
         .and(warp::query::<kb::SearchQuery>())
-        .and(who())
-        .and_then(kb::public_search)
+        .then(kb::public_search)
         .boxed();
-    let chat_prompt = c()
-        .and(path!("v1" / "chat"))
+    let chat_prompt = path!("v1" / "chat")
         .and(warp::post())
-        .and(who())
+        .and(session(&ctx))
+        .and(c())
+        .and(meta())
         .and(body(large))
-        .and_then(chat::prompt)
+        .then(chat::prompt)
         .boxed();
-    let chat_tools = c()
-        .and(path!("v1" / "chat" / "tools"))
+    let chat_tools = path!("v1" / "chat" / "tools")
         .and(warp::post())
-        .and(who())
+        .and(session(&ctx))
+        .and(c())
+        .and(meta())
         .and(body(large))
-        .and_then(chat::tools)
+        .then(chat::tools)
         .boxed();
-    let create_project = c()
-        .and(path!("v1" / "admin" / "projects"))
+    let create_project = path!("v1" / "admin" / "projects")
         .and(warp::post())
-        .and(who())
+        .and(operator(&ctx))
+        .and(c())
+        .and(meta())
         .and(body(limit))
-        .and_then(projects_api::create)
+        .then(projects_api::create)
         .boxed();
     let openapi = path!("v1" / "openapi.json")
         .and(warp::get())
@@ -308,10 +317,10 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
             }
         })
         .boxed();
-    let preflight = c()
-        .and(only_options())
+    let preflight = only_options()
+        .and(c())
         .and(warp::path::full())
-        .and(who())
+        .and(meta())
         .then(preflight)
         .boxed();
 
@@ -377,10 +386,18 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .unify()
         .recover(recover)
         .unify()
+        // Whatever the answer, it gets the headers its guard decided.
+        .and(warp::ext::optional::<Arc<RequestMeta>>())
+        .map(
+            |resp: Response, meta: Option<Arc<RequestMeta>>| match meta {
+                Some(meta) => meta.seal(resp),
+                None => resp,
+            },
+        )
         .with(warp::trace(
             |info| tracing::info_span!("request", method = %info.method(), path = %info.path()),
         ))
-        .map(into_response)
+        .map(Reply::into_response)
         .boxed()
 }
 
@@ -411,8 +428,8 @@ fn only_options() -> impl Filter<Extract = (), Error = Rejection> + Clone {
 /// OPTIONS: the CORS preflight. The project comes from the path where there is one; for
 /// endpoints whose project is in the body or token, any project's allowed origin passes here
 /// and the real request is checked against its own project.
-async fn preflight(ctx: Arc<Ctx>, path: warp::path::FullPath, client: Client) -> Response {
-    let Some(origin) = client.origin.clone() else {
+async fn preflight(ctx: Arc<Ctx>, path: warp::path::FullPath, meta: Arc<RequestMeta>) -> Response {
+    let Some(origin) = meta.origin.clone() else {
         let mut resp = Response::new(Bytes::new().into());
         *resp.status_mut() = StatusCode::NO_CONTENT;
         resp.headers_mut().insert(

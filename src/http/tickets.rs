@@ -1,7 +1,6 @@
 //! Ticket endpoints: the public ones a widget calls (create, read, post, mark read) and the
 //! agent's status change. Each parses its input, then asks the ticket's actor.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,51 +15,8 @@ use http::StatusCode;
 use serde::Deserialize;
 use warp::reply::Response;
 
-use super::{
-    cors_origin, json, json_bytes, parse_body, parse_project_id, with_cors, with_limit_headers,
-    ApiError, Client, Ctx,
-};
-
-/// Who is calling a public endpoint, once counted and checked.
-pub struct Caller {
-    pub project: Arc<Project>,
-    pub admin: bool,
-}
-
-/// Runs a public request: counts it against the client's per-IP limit (agents holding the
-/// project's admin key are not counted), checks the browser origin, runs `handle`, and puts
-/// the rate-limit and CORS headers on whatever comes back, errors included.
-pub async fn public<F>(ctx: &Ctx, project_id: &str, client: &Client, handle: F) -> Response
-where
-    F: AsyncFnOnce(Caller) -> Result<Response, ApiError>,
-{
-    let project = match parse_project_id(project_id) {
-        Ok(id) => ctx.projects.get(&id).await,
-        Err(_) => Ok(None),
-    };
-    let project = match project {
-        Ok(p) => p,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let admin = project.as_ref().is_some_and(|p| client.is_admin_of(p));
-    let decision =
-        (!admin && ctx.public_limit.enabled()).then(|| ctx.public_limit.check(client.ip));
-    let cors = project
-        .as_ref()
-        .and_then(|p| cors_origin(p, client).ok().flatten());
-    let result = async {
-        if decision.is_some_and(|d| !d.allowed) {
-            metrics::counter!("fleety_rate_limited_total", "limiter" => "public").increment(1);
-            return Err(ApiError::rate_limited());
-        }
-        let project = project.ok_or_else(|| ApiError::not_found("project not found"))?;
-        cors_origin(&project, client)?;
-        handle(Caller { project, admin }).await
-    }
-    .await;
-    let resp = result.unwrap_or_else(ApiError::into_response);
-    with_limit_headers(with_cors(resp, cors), decision)
-}
+use super::access::Visitor;
+use super::{json, json_bytes, parse_body, respond, ApiError, Ctx, RequestMeta};
 
 pub fn ticket_key(project: &Project, slug: &str) -> Result<TicketKey, ApiError> {
     let slug = Slug::parse(slug).map_err(|_| ApiError::not_found("ticket not found"))?;
@@ -86,40 +42,42 @@ pub struct CreateTicket {
 
 /// POST /v1/tickets/{projectId}
 pub async fn create(
+    visitor: Visitor,
     ctx: Arc<Ctx>,
-    project_id: String,
-    client: Client,
+    meta: Arc<RequestMeta>,
     body: Bytes,
-) -> Result<Response, Infallible> {
-    Ok(public(&ctx, &project_id, &client, async |caller| {
-        let req: CreateTicket = parse_body(&client, &body)?;
-        let title = Title::parse(&req.title).map_err(|e| ApiError::bad_request(e.0))?;
-        let description =
-            Description::parse(&req.description).map_err(|e| ApiError::bad_request(e.0))?;
-        // A widget may send its session token: the ticket then remembers the session.
-        let session_id = client
-            .bearer
-            .as_deref()
-            .and_then(|t| ctx.tokens.verify_session(t, &caller.project.id).ok())
-            .map(|claims| claims.sub);
-        let now = ctx.clock.now();
-        let ticket = Ticket {
-            id: uuid::Uuid::new_v4(),
-            slug: ctx.slugs.generate(),
-            project_id: caller.project.id.clone(),
-            title,
-            description,
-            status: TicketStatus::Open,
-            created_at: now,
-            updated_at: now,
-            source: TicketSource::Api,
-            session_id,
-        };
-        let ticket = ctx.system.tickets.open(&ctx.slugs, ticket).await?;
-        let view = events::TicketView::new(&ticket, [], &[]);
-        Ok(json(StatusCode::CREATED, &view))
-    })
-    .await)
+) -> Response {
+    respond(
+        async {
+            let req: CreateTicket = parse_body(&meta, &body)?;
+            let title = Title::parse(&req.title).map_err(|e| ApiError::bad_request(e.0))?;
+            let description =
+                Description::parse(&req.description).map_err(|e| ApiError::bad_request(e.0))?;
+            // A widget may send its session token: the ticket then remembers the session.
+            let session_id = meta
+                .bearer
+                .as_deref()
+                .and_then(|t| ctx.tokens.verify_session(t, &visitor.project.id).ok())
+                .map(|claims| claims.sub);
+            let now = ctx.clock.now();
+            let ticket = Ticket {
+                id: uuid::Uuid::new_v4(),
+                slug: ctx.slugs.generate(),
+                project_id: visitor.project.id.clone(),
+                title,
+                description,
+                status: TicketStatus::Open,
+                created_at: now,
+                updated_at: now,
+                source: TicketSource::Api,
+                session_id,
+            };
+            let ticket = ctx.system.tickets.open(&ctx.slugs, ticket).await?;
+            let view = events::TicketView::new(&ticket, [], &[]);
+            Ok(json(StatusCode::CREATED, &view))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -129,36 +87,32 @@ pub struct GetQuery {
 }
 
 /// GET /v1/tickets/{projectId}/{slug}
-pub async fn get(
-    ctx: Arc<Ctx>,
-    project_id: String,
-    slug: String,
-    query: GetQuery,
-    client: Client,
-) -> Result<Response, Infallible> {
-    Ok(public(&ctx, &project_id, &client, async |caller| {
-        let key = ticket_key(&caller.project, &slug)?;
-        let before = match query.before.as_deref() {
-            Some(raw) => Some(
-                raw.parse::<MessageId>()
-                    .map_err(|_| ApiError::bad_request("before: not a message id"))?,
-            ),
-            None => None,
-        };
-        let page = match (query.limit, before) {
-            (None, None) => None,
-            (limit, before) => {
-                let limit = limit.unwrap_or(100);
-                if !(1..=500).contains(&limit) {
-                    return Err(ApiError::bad_request("limit must be between 1 and 500"));
+pub async fn get(slug: String, visitor: Visitor, ctx: Arc<Ctx>, query: GetQuery) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&visitor.project, &slug)?;
+            let before = match query.before.as_deref() {
+                Some(raw) => Some(
+                    raw.parse::<MessageId>()
+                        .map_err(|_| ApiError::bad_request("before: not a message id"))?,
+                ),
+                None => None,
+            };
+            let page = match (query.limit, before) {
+                (None, None) => None,
+                (limit, before) => {
+                    let limit = limit.unwrap_or(100);
+                    if !(1..=500).contains(&limit) {
+                        return Err(ApiError::bad_request("limit must be between 1 and 500"));
+                    }
+                    Some(MessagePage { limit, before })
                 }
-                Some(MessagePage { limit, before })
-            }
-        };
-        let body = ctx.system.tickets.view(&key, page).await?;
-        Ok(json_bytes(StatusCode::OK, body))
-    })
-    .await)
+            };
+            let body = ctx.system.tickets.view(&key, page).await?;
+            Ok(json_bytes(StatusCode::OK, body))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -173,14 +127,14 @@ fn default_author() -> String {
 }
 
 /// Agents act with the project's admin key; anyone else may only speak or read as the visitor.
-fn participant(raw: &str, field_name: &str, caller: &Caller) -> Result<Participant, ApiError> {
+fn participant(raw: &str, field_name: &str, visitor: &Visitor) -> Result<Participant, ApiError> {
     let who = field(Participant::parse(raw), field_name)?;
     if who == Participant::Assistant {
         return Err(ApiError::bad_request(format!(
             "{field_name}: must be \"user\" or \"admin\""
         )));
     }
-    if who == Participant::Admin && !caller.admin {
+    if who == Participant::Admin && !visitor.admin {
         return Err(ApiError::forbidden(format!(
             "{field_name} \"admin\" requires the project's admin key"
         )));
@@ -196,41 +150,45 @@ struct PostedMessage<'a> {
 
 /// POST /v1/tickets/{projectId}/{slug}/messages
 pub async fn post_message(
-    ctx: Arc<Ctx>,
-    project_id: String,
     slug: String,
-    client: Client,
+    visitor: Visitor,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
     body: Bytes,
-) -> Result<Response, Infallible> {
-    Ok(public(&ctx, &project_id, &client, async |caller| {
-        let key = ticket_key(&caller.project, &slug)?;
-        let req: PostMessage = parse_body(&client, &body)?;
-        let author = participant(&req.author, "author", &caller)?;
-        let content = field(MessageBody::parse(&req.content), "content")?;
-        let idempotency_key = match client.idempotency_key.as_deref() {
-            Some(raw) => Some(IdempotencyKey::parse(raw).map_err(|e| ApiError::bad_request(e.0))?),
-            None => None,
-        };
-        let message = ctx
-            .system
-            .tickets
-            .call(&key, |reply| TicketMsg::Post {
-                author,
-                content: content.clone(),
-                idempotency_key: idempotency_key.clone(),
-                reply,
-            })
-            .await?;
-        let data = MessageView::new(&message, &[]);
-        Ok(json(
-            StatusCode::CREATED,
-            &PostedMessage {
-                message: "Message added successfully",
-                data,
-            },
-        ))
-    })
-    .await)
+) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&visitor.project, &slug)?;
+            let req: PostMessage = parse_body(&meta, &body)?;
+            let author = participant(&req.author, "author", &visitor)?;
+            let content = field(MessageBody::parse(&req.content), "content")?;
+            let idempotency_key = match meta.idempotency_key.as_deref() {
+                Some(raw) => {
+                    Some(IdempotencyKey::parse(raw).map_err(|e| ApiError::bad_request(e.0))?)
+                }
+                None => None,
+            };
+            let message = ctx
+                .system
+                .tickets
+                .call(&key, |reply| TicketMsg::Post {
+                    author,
+                    content: content.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                    reply,
+                })
+                .await?;
+            let data = MessageView::new(&message, &[]);
+            Ok(json(
+                StatusCode::CREATED,
+                &PostedMessage {
+                    message: "Message added successfully",
+                    data,
+                },
+            ))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -247,36 +205,38 @@ struct MarkedRead {
 
 /// PATCH /v1/tickets/{projectId}/{slug}/messages/read
 pub async fn mark_read(
-    ctx: Arc<Ctx>,
-    project_id: String,
     slug: String,
-    client: Client,
+    visitor: Visitor,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
     body: Bytes,
-) -> Result<Response, Infallible> {
-    Ok(public(&ctx, &project_id, &client, async |caller| {
-        let key = ticket_key(&caller.project, &slug)?;
-        let req: MarkRead = if body.is_empty() {
-            MarkRead {
-                reader: default_author(),
-            }
-        } else {
-            parse_body(&client, &body)?
-        };
-        let reader = participant(&req.reader, "reader", &caller)?;
-        let up_to = ctx
-            .system
-            .tickets
-            .call(&key, |reply| TicketMsg::MarkRead { reader, reply })
-            .await?;
-        Ok(json(
-            StatusCode::OK,
-            &MarkedRead {
-                message: "Messages marked as read",
-                last_read_message_id: up_to,
-            },
-        ))
-    })
-    .await)
+) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&visitor.project, &slug)?;
+            let req: MarkRead = if body.is_empty() {
+                MarkRead {
+                    reader: default_author(),
+                }
+            } else {
+                parse_body(&meta, &body)?
+            };
+            let reader = participant(&req.reader, "reader", &visitor)?;
+            let up_to = ctx
+                .system
+                .tickets
+                .call(&key, |reply| TicketMsg::MarkRead { reader, reply })
+                .await?;
+            Ok(json(
+                StatusCode::OK,
+                &MarkedRead {
+                    message: "Messages marked as read",
+                    last_read_message_id: up_to,
+                },
+            ))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -286,16 +246,16 @@ pub struct ChangeStatus {
 
 /// PATCH /v1/tickets/{projectId}/{slug} (admin key): change the ticket's status.
 pub async fn change_status(
-    ctx: Arc<Ctx>,
-    project_id: String,
     slug: String,
-    client: Client,
+    project: Arc<Project>,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
     body: Bytes,
-) -> Result<Response, Infallible> {
-    Ok(
-        super::projects_api::agent(&ctx, &project_id, &client, async |project| {
+) -> Response {
+    respond(
+        async {
             let key = ticket_key(&project, &slug)?;
-            let req: ChangeStatus = parse_body(&client, &body)?;
+            let req: ChangeStatus = parse_body(&meta, &body)?;
             let status = field(TicketStatus::parse(&req.status), "status")?;
             let ticket = ctx
                 .system
@@ -303,7 +263,7 @@ pub async fn change_status(
                 .call(&key, |reply| TicketMsg::SetStatus { status, reply })
                 .await?;
             Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
-        })
+        }
         .await,
     )
 }

@@ -9,12 +9,11 @@
 //! waited `ws_write_timeout_ms`. It is sent the `error` event and close 1008 only if the socket
 //! takes them at once, and otherwise reset, so nothing stays queued in the kernel for it.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fleety_actors::domain::ProjectId;
+use fleety_actors::domain::Project;
 use fleety_actors::events::{event_frame, slow_consumer_frame, ErrorPayload};
 use fleety_actors::ticket::{
     CutOff, Event, Replay, Subscription, TicketError, TicketKey, TicketMsg,
@@ -30,8 +29,9 @@ use warp::reply::Response;
 
 use super::upgrade::{self, WebSocket, WsRequest};
 
-use super::tickets::{public, ticket_key};
-use super::{cors_origin, ApiError, Client, Ctx};
+use super::access::Visitor;
+use super::tickets::ticket_key;
+use super::{respond, ApiError, Ctx};
 
 /// Close codes (RFC 6455): going away, policy violation, try again later.
 const GOING_AWAY: u16 = 1001;
@@ -45,38 +45,38 @@ pub struct TicketSocketQuery {
 
 /// GET /v1/tickets/{projectId}/{slug}/ws?since=<message id>
 pub async fn ticket_socket(
-    ctx: Arc<Ctx>,
-    project_id: String,
     slug: String,
-    query: TicketSocketQuery,
-    client: Client,
     ws: WsRequest,
-) -> Result<Response, Infallible> {
-    let ctx2 = ctx.clone();
-    Ok(public(&ctx2, &project_id, &client, async |caller| {
-        let key = ticket_key(&caller.project, &slug)?;
-        let since = match query.since.as_deref() {
-            Some(raw) => Some(
-                raw.parse::<MessageId>()
-                    .map_err(|_| ApiError::bad_request("since: not a message id"))?,
-            ),
-            None => None,
-        };
-        let subscription = ctx
-            .system
-            .tickets
-            .call(&key, |reply| TicketMsg::Subscribe { since, reply })
-            .await?;
-        let token = ctx.sockets.token();
-        let ctx3 = ctx.clone();
-        let config = socket_config(&ctx.settings);
-        Ok(ws.upgrade(config, move |socket| async move {
-            let _open = OpenGauge::new("fleety_websockets_open", "ticket");
-            relay_ticket(socket, ctx3, key, subscription, since).await;
-            drop(token);
-        }))
-    })
-    .await)
+    visitor: Visitor,
+    ctx: Arc<Ctx>,
+    query: TicketSocketQuery,
+) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&visitor.project, &slug)?;
+            let since = match query.since.as_deref() {
+                Some(raw) => Some(
+                    raw.parse::<MessageId>()
+                        .map_err(|_| ApiError::bad_request("since: not a message id"))?,
+                ),
+                None => None,
+            };
+            let subscription = ctx
+                .system
+                .tickets
+                .call(&key, |reply| TicketMsg::Subscribe { since, reply })
+                .await?;
+            let token = ctx.sockets.token();
+            let ctx3 = ctx.clone();
+            let config = socket_config(&ctx.settings);
+            Ok(ws.upgrade(config, move |socket| async move {
+                let _open = OpenGauge::new("fleety_websockets_open", "ticket");
+                relay_ticket(socket, ctx3, key, subscription, since).await;
+                drop(token);
+            }))
+        }
+        .await,
+    )
 }
 
 /// Counts an open connection in a gauge for as long as it lives.
@@ -413,50 +413,18 @@ async fn resubscribe(ctx: &Ctx, key: &TicketKey, since: MessageId) -> Option<Sub
     None
 }
 
-#[derive(Deserialize)]
-pub struct FeedQuery {
-    token: Option<String>,
-}
-
 /// GET /v1/projects/{projectId}/feed?token=<feed token>: every event of every ticket of the
 /// project, tagged with the ticket's slug, for an agent's inbox.
-pub async fn feed_socket(
-    ctx: Arc<Ctx>,
-    project_id: String,
-    query: FeedQuery,
-    client: Client,
-    ws: WsRequest,
-) -> Result<Response, Infallible> {
-    let result = async {
-        let id =
-            ProjectId::parse(&project_id).map_err(|_| ApiError::not_found("project not found"))?;
-        let project = ctx
-            .projects
-            .get(&id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("project not found"))?;
-        let token = query.token.as_deref().ok_or_else(|| {
-            ApiError::unauthorized(
-                "token is required; get one from POST /v1/projects/{projectId}/feed-token",
-            )
-        })?;
-        ctx.tokens
-            .verify_feed(token, &project.id)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        cors_origin(&project, &client)?;
-        let events = ctx.system.feeds.subscribe(&project.id);
-        let guard = ctx.sockets.token();
-        let ctx2 = ctx.clone();
-        let config = socket_config(&ctx.settings);
-        Ok(ws.upgrade(config, move |socket| async move {
-            let _open = OpenGauge::new("fleety_websockets_open", "feed");
-            relay_feed(socket, &ctx2, events).await;
-            ctx2.system.feeds.release(&project.id);
-            drop(guard);
-        }))
-    }
-    .await;
-    Ok(result.unwrap_or_else(ApiError::into_response))
+pub async fn feed_socket(ws: WsRequest, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    let events = ctx.system.feeds.subscribe(&project.id);
+    let guard = ctx.sockets.token();
+    let config = socket_config(&ctx.settings);
+    ws.upgrade(config, move |socket| async move {
+        let _open = OpenGauge::new("fleety_websockets_open", "feed");
+        relay_feed(socket, &ctx, events).await;
+        ctx.system.feeds.release(&project.id);
+        drop(guard);
+    })
 }
 
 async fn relay_feed(mut socket: WebSocket, ctx: &Ctx, events: broadcast::Receiver<Bytes>) {

@@ -1,0 +1,323 @@
+//! Who may call what. Each guard is a filter that `routes.rs` puts on a route after its path and
+//! method: it checks the caller and yields what the handler may act on, or refuses with an
+//! `{"error": ...}` answer.
+//!
+//! | guard | who passes | the handler gets |
+//! |---|---|---|
+//! | [`public`] | anyone, counted per client IP unless they hold the project's admin key | [`Visitor`] |
+//! | [`agent`] | the project's admin key, as a bearer token | the project |
+//! | [`session`] | a visitor's session token, as a bearer token | [`Session`] |
+//! | [`feed`] | a feed token, in the query | the project |
+//! | [`operator`] | the operator token, as a bearer token | nothing |
+//! | [`session_limit`] | anyone, counted per client IP by the session limiter | nothing |
+//!
+//! Every guard that learns the project checks the browser origin against the project's allowed
+//! origins. The rate-limit standing and the CORS verdict go into the request's [`Seal`], and
+//! the server puts them on whatever answer the request gets, errors included, so a browser can
+//! read a 429 or a 404 too.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use fleety_actors::chat::SessionKey;
+use fleety_actors::domain::{Project, ProjectId};
+use http::header::HeaderValue;
+use serde::Deserialize;
+use warp::path::FullPath;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::ratelimit::{Decision, RateLimiter};
+use super::{parse_project_id, ApiError, Ctx, RequestMeta};
+
+/// A caller of a public endpoint, once counted and checked.
+pub struct Visitor {
+    pub project: Arc<Project>,
+    /// Holds the project's admin key: may act as an agent, and is not counted.
+    pub admin: bool,
+}
+
+/// A visitor's chat session, from a valid session token.
+pub struct Session {
+    pub key: SessionKey,
+    pub project: Arc<Project>,
+    /// When the token expires, in seconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// A guard's refusal; `recover` turns it into its answer.
+#[derive(Debug)]
+pub struct Refused(pub ApiError);
+
+impl warp::reject::Reject for Refused {}
+
+fn refuse(e: ApiError) -> Rejection {
+    warp::reject::custom(Refused(e))
+}
+
+/// The headers a request's answer gets from its guard.
+#[derive(Debug, Default)]
+pub struct Seal {
+    rate: OnceLock<Decision>,
+    /// The request concerns a project: its answer varies with the browser origin.
+    scoped: AtomicBool,
+    /// The browser origin, allowed by the project, echoed in `Access-Control-Allow-Origin`.
+    allowed_origin: OnceLock<HeaderValue>,
+}
+
+impl RequestMeta {
+    /// Counts the request against `limiter` (when it is on), and refuses it over the limit.
+    fn count(&self, limiter: &RateLimiter, name: &'static str) -> Result<(), ApiError> {
+        if !limiter.enabled() {
+            return Ok(());
+        }
+        let decision = limiter.check(self.ip);
+        let _ = self.seal.rate.set(decision);
+        if decision.allowed {
+            Ok(())
+        } else {
+            metrics::counter!("fleety_rate_limited_total", "limiter" => name).increment(1);
+            Err(ApiError::rate_limited())
+        }
+    }
+
+    /// Notes that the request concerns `project`, and whether its browser origin may see the
+    /// answer. Requests without `Origin` are not cross-origin browser requests and pass.
+    fn note_origin(&self, project: &Project) -> bool {
+        self.seal.scoped.store(true, Ordering::Relaxed);
+        let Some(origin) = self.origin.as_deref() else {
+            return true;
+        };
+        let allowed = crate::projects::allows(project, origin);
+        if allowed {
+            if let Ok(value) = HeaderValue::from_str(origin) {
+                let _ = self.seal.allowed_origin.set(value);
+            }
+        }
+        allowed
+    }
+
+    /// Refuses a browser origin the project does not allow.
+    pub fn check_origin(&self, project: &Project) -> Result<(), ApiError> {
+        if self.note_origin(project) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("origin not allowed for this project"))
+        }
+    }
+
+    /// Puts the request's rate-limit and CORS headers on its answer.
+    pub fn seal(&self, mut resp: Response) -> Response {
+        let h = resp.headers_mut();
+        if let Some(d) = self.seal.rate.get().filter(|d| d.limit > 0) {
+            h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+            h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+            h.insert("x-ratelimit-reset", HeaderValue::from(d.reset_secs));
+            if !d.allowed {
+                h.insert(http::header::RETRY_AFTER, HeaderValue::from(d.reset_secs));
+            }
+        }
+        // On every project-scoped answer, allowed or not, so no cache serves one origin's
+        // answer to another.
+        if self.seal.scoped.load(Ordering::Relaxed) {
+            h.insert(http::header::VARY, HeaderValue::from_static("Origin"));
+        }
+        if let Some(origin) = self.seal.allowed_origin.get() {
+            h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            h.insert(
+                http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(
+                    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After",
+                ),
+            );
+        }
+        resp
+    }
+}
+
+pub fn with_ctx(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Arc<Ctx>,), Error = Infallible> + Clone {
+    let ctx = ctx.clone();
+    warp::any().map(move || ctx.clone())
+}
+
+/// The request's [`RequestMeta`], as the server read it. A request that did not come through
+/// the server is refused.
+pub fn meta() -> impl Filter<Extract = (Arc<RequestMeta>,), Error = Rejection> + Clone {
+    warp::ext::get::<Arc<RequestMeta>>()
+}
+
+/// Matches the `{projectId}` segment of a route without extracting it: the route's guard reads
+/// it, and hands the handler the project it names, checked.
+pub fn project_id() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path::param::<String>().map(|_| ()).untuple_one()
+}
+
+/// The project id in a path `/v1/{tickets,projects,kb}/{projectId}/...`.
+fn path_project(path: &FullPath) -> &str {
+    path.as_str().split('/').nth(3).unwrap_or("")
+}
+
+/// Runs a guard's check with the context and the request, turning a refusal into a rejection.
+fn guard<T, F, Fut>(
+    ctx: &Arc<Ctx>,
+    check: F,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone
+where
+    T: Send,
+    F: Fn(Arc<Ctx>, FullPath, Arc<RequestMeta>) -> Fut + Clone + Send + Sync,
+    Fut: std::future::Future<Output = Result<T, ApiError>> + Send,
+{
+    with_ctx(ctx)
+        .and(warp::path::full())
+        .and(meta())
+        .and_then(move |ctx, path, meta| {
+            let checked = check.clone()(ctx, path, meta);
+            async move { checked.await.map_err(refuse) }
+        })
+}
+
+/// Anyone, for a widget's endpoints: counted against the client IP's limit unless they hold
+/// the project's admin key, and from a browser only on one of the project's origins.
+pub fn public(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Visitor,), Error = Rejection> + Clone {
+    guard(ctx, |ctx, path, meta| async move {
+        let project = match parse_project_id(path_project(&path)) {
+            Ok(id) => ctx.projects.get(&id).await?,
+            Err(_) => None,
+        };
+        // The origin's verdict first, so a refusal below is readable by an allowed page.
+        let origin_allowed = project.as_ref().is_none_or(|p| meta.note_origin(p));
+        let admin = project.as_ref().is_some_and(|p| meta.is_admin_of(p));
+        if !admin {
+            meta.count(&ctx.public_limit, "public")?;
+        }
+        let project = project.ok_or_else(|| ApiError::not_found("project not found"))?;
+        if !origin_allowed {
+            return Err(ApiError::forbidden("origin not allowed for this project"));
+        }
+        Ok(Visitor { project, admin })
+    })
+}
+
+/// The project's agents, holding its admin key.
+pub fn agent(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {
+    guard(ctx, |ctx, path, meta| async move {
+        meta.seal.scoped.store(true, Ordering::Relaxed);
+        let id = parse_project_id(path_project(&path))?;
+        let project = ctx.projects.get(&id).await?;
+        let project = project.ok_or_else(|| ApiError::not_found("project not found"))?;
+        // Origin first, so an agent dashboard on an allowed origin can read auth errors too.
+        meta.check_origin(&project)?;
+        if meta.bearer.is_none() {
+            return Err(ApiError::unauthorized(
+                "this endpoint needs the project's admin key as a bearer token",
+            ));
+        }
+        if !meta.is_admin_of(&project) {
+            return Err(ApiError::forbidden("not the admin key of this project"));
+        }
+        Ok(project)
+    })
+}
+
+/// A visitor with a valid session token, for the chat endpoints.
+pub fn session(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Session,), Error = Rejection> + Clone {
+    guard(ctx, |ctx, _path, meta| async move {
+        meta.seal.scoped.store(true, Ordering::Relaxed);
+        let token = meta.bearer.as_deref().ok_or_else(|| {
+            ApiError::unauthorized("missing bearer token; get one from POST /v1/init-session")
+        })?;
+        let claims = ctx
+            .tokens
+            .verify_session_token(token)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let id =
+            ProjectId::parse(&claims.pid).map_err(|_| ApiError::unauthorized("invalid token"))?;
+        let project = ctx.projects.get(&id).await?;
+        let project = project
+            .ok_or_else(|| ApiError::unauthorized("the token's project no longer exists"))?;
+        meta.check_origin(&project)?;
+        let key = SessionKey {
+            project: project.id.clone(),
+            session: claims.sub,
+        };
+        Ok(Session {
+            key,
+            project,
+            expires_at: claims.exp,
+        })
+    })
+}
+
+#[derive(Deserialize)]
+struct FeedQuery {
+    token: Option<String>,
+}
+
+/// An agent's inbox socket, with a short-lived feed token in the query (a browser cannot set
+/// headers on a WebSocket, and the admin key must never appear in a URL).
+pub fn feed(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {
+    warp::query::<FeedQuery>()
+        .and(with_ctx(ctx))
+        .and(warp::path::full())
+        .and(meta())
+        .and_then(
+            |query: FeedQuery, ctx: Arc<Ctx>, path: FullPath, meta: Arc<RequestMeta>| async move {
+                let token = query.token.as_deref();
+                check_feed(&ctx, &path, &meta, token).await.map_err(refuse)
+            },
+        )
+}
+
+async fn check_feed(
+    ctx: &Ctx,
+    path: &FullPath,
+    meta: &RequestMeta,
+    token: Option<&str>,
+) -> Result<Arc<Project>, ApiError> {
+    let id = parse_project_id(path_project(path))?;
+    let project = ctx.projects.get(&id).await?;
+    let project = project.ok_or_else(|| ApiError::not_found("project not found"))?;
+    let token = token.ok_or_else(|| {
+        ApiError::unauthorized(
+            "token is required; get one from POST /v1/projects/{projectId}/feed-token",
+        )
+    })?;
+    ctx.tokens
+        .verify_feed(token, &project.id)
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    meta.check_origin(&project)?;
+    Ok(project)
+}
+
+/// The operator, holding `FLEETY_OPERATOR_TOKEN`, for creating projects.
+pub fn operator(ctx: &Arc<Ctx>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    guard(ctx, |ctx, _path, meta| async move {
+        let expected = ctx.settings.operator_token.expose();
+        if expected.is_empty() {
+            return Err(ApiError::forbidden(
+                "the operator API is disabled; set FLEETY_OPERATOR_TOKEN to enable it",
+            ));
+        }
+        let Some(presented) = meta.bearer.as_deref() else {
+            return Err(ApiError::unauthorized(
+                "this endpoint needs the operator token as a bearer token",
+            ));
+        };
+        if !crate::auth::secret_matches(presented, expected) {
+            return Err(ApiError::forbidden("invalid operator token"));
+        }
+        Ok(())
+    })
+    .untuple_one()
+}
+
+/// Anyone, counted per client IP by the session limiter: for `POST /v1/init-session`, whose
+/// project (and so its origin check) comes in the body.
+pub fn session_limit(ctx: &Arc<Ctx>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    guard(ctx, |ctx, _path, meta| async move {
+        meta.seal.scoped.store(true, Ordering::Relaxed);
+        meta.count(&ctx.session_limit, "session")
+    })
+    .untuple_one()
+}
