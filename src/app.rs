@@ -40,7 +40,7 @@ pub struct Demo {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let store = crate::store::open(&settings).await?;
+        let store = crate::store::open(&settings.store, &settings.scylla).await?;
         Self::build_with(settings, store, Arc::new(SystemClock)).await
     }
 
@@ -51,36 +51,44 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
         crate::metrics::handle();
-        let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
-            anyhow::anyhow!("cannot listen on {} (FLEETY_LISTEN): {e}", settings.listen)
-        })?;
-        let metrics_listener = match settings.metrics_listen.as_str() {
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {} (FLEETY_LISTEN): {e}",
+                    settings.server.listen
+                )
+            })?;
+        let metrics_listener = match settings.server.metrics_listen.as_str() {
             "" => None,
             addr => Some(TcpListener::bind(addr).await.map_err(|e| {
                 anyhow::anyhow!("cannot listen on {addr} (FLEETY_METRICS_LISTEN): {e}")
             })?),
         };
-        let secret = auth::load_or_create_secret(settings.jwt_secret.expose(), &settings.data_dir)?;
+        let secret = auth::load_or_create_secret(
+            settings.auth.jwt_secret.expose(),
+            &settings.store.data_dir,
+        )?;
         let ticket_config = TicketConfig {
-            idle_timeout: Duration::from_secs(settings.ticket_idle_secs),
-            tick_interval: Duration::from_secs(settings.ticket_idle_secs.clamp(1, 15)),
-            subscriber_queue: settings.ws_subscriber_queue,
+            idle_timeout: Duration::from_secs(settings.tickets.idle_secs),
+            tick_interval: Duration::from_secs(settings.tickets.idle_secs.clamp(1, 15)),
+            subscriber_queue: settings.ws.subscriber_queue,
             ..TicketConfig::default()
         };
         let chat_config = ChatConfig {
             quotas: ChatQuotas {
-                session_requests_per_minute: settings.chat_session_requests_per_minute,
-                session_token_budget: settings.chat_session_token_budget,
-                session_tickets: settings.chat_session_tickets,
-                project_requests_per_minute: settings.chat_project_requests_per_minute,
-                project_tokens_per_hour: settings.chat_project_tokens_per_hour,
-                project_tickets_per_hour: settings.chat_project_tickets_per_hour,
+                session_requests_per_minute: settings.chat.session_requests_per_minute,
+                session_token_budget: settings.chat.session_token_budget,
+                session_tickets: settings.chat.session_tickets,
+                project_requests_per_minute: settings.chat.project_requests_per_minute,
+                project_tokens_per_hour: settings.chat.project_tokens_per_hour,
+                project_tickets_per_hour: settings.chat.project_tickets_per_hour,
             },
-            max_tokens: settings.llm_max_tokens,
-            max_sessions: settings.chat_max_sessions,
+            max_tokens: settings.llm.max_tokens,
+            max_sessions: settings.chat.max_sessions,
             ..ChatConfig::default()
         };
-        let llm = crate::llm::from_settings(&settings)?;
+        let llm = crate::llm::from_settings(&settings.llm)?;
         tracing::info!(provider = llm.name(), "language model");
         let system = System::start(RootArgs {
             store: store.clone(),
@@ -101,21 +109,22 @@ impl Application {
             tokens: Tokens::new(
                 &secret,
                 &settings
+                    .auth
                     .jwt_previous_secrets
                     .iter()
                     .map(|s| s.expose().as_bytes())
                     .collect::<Vec<_>>(),
-                settings.session_ttl_secs,
+                settings.auth.session_ttl_secs,
                 clock.clone(),
             ),
             public_limit: RateLimiter::new(
-                settings.public_rate_limit,
-                settings.rate_limit_clients,
+                settings.limits.public_per_minute,
+                settings.limits.clients,
                 clock.clone(),
             ),
             session_limit: RateLimiter::new(
-                settings.session_rate_limit,
-                settings.rate_limit_clients,
+                settings.limits.sessions_per_minute,
+                settings.limits.clients,
                 clock.clone(),
             ),
             slugs: SlugGenerator::new(),
@@ -137,7 +146,7 @@ impl Application {
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
-            .unwrap_or(self.ctx.settings.listen)
+            .unwrap_or(self.ctx.settings.server.listen)
     }
 
     /// Where `/metrics` is served when it has an address of its own.
@@ -159,10 +168,10 @@ impl Application {
     /// Creates the demo project unless it exists; its admin key is kept in the data directory
     /// (readable by the owner only) so it can be printed on every start.
     pub async fn ensure_demo(&self) -> anyhow::Result<Demo> {
-        let id = ProjectId::parse(&self.ctx.settings.demo_project_id).map_err(|e| {
+        let id = ProjectId::parse(&self.ctx.settings.demo.project_id).map_err(|e| {
             anyhow::anyhow!("configuration error in demo_project_id (FLEETY_DEMO_PROJECT_ID): {e}")
         })?;
-        let key_file = self.ctx.settings.data_dir.join("demo-admin-key");
+        let key_file = self.ctx.settings.store.data_dir.join("demo-admin-key");
         if self.ctx.projects.get(&id).await?.is_some() {
             let admin_key = std::fs::read_to_string(&key_file)
                 .map(|k| k.trim().to_owned())

@@ -59,7 +59,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
-            let config = crate::store::scylla::ScyllaConfig::from_settings(&settings)
+            let config = crate::store::scylla::ScyllaConfig::from_settings(&settings.scylla)
                 .map_err(anyhow::Error::msg)?;
             let session = crate::store::scylla::connect(&config).await?;
             let applied = crate::store::scylla::migrate(&session, &config).await?;
@@ -82,7 +82,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--id: {e}"))?;
             let origins = parse_origins(origins.iter().map(String::as_str))
                 .map_err(|e| anyhow::anyhow!("--origin: {e}"))?;
-            let store = crate::store::open(&settings).await?;
+            let store = crate::store::open(&settings.store, &settings.scylla).await?;
             let created = Projects::new(store.clone())
                 .create(id, name, origins)
                 .await
@@ -101,7 +101,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let demo_wanted = settings.demo;
+    let demo_wanted = settings.demo.enabled;
     let app = Application::build(settings).await?;
     let url = format!("http://{}", app.local_addr());
     tracing::info!(%url, "listening");

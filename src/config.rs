@@ -1,5 +1,11 @@
 //! Configuration: built-in defaults, then `fleety.toml` (or the file named by `FLEETY_CONFIG`),
-//! then `FLEETY_*` environment variables, where `__` reaches into nested tables.
+//! then `FLEETY_*` environment variables.
+//!
+//! [`Settings`] is grouped by concern (server, WebSockets, store, ScyllaDB, auth, limits, the
+//! language model, chat, tickets, the demo project), and each part of the server is handed its
+//! group. Operators write every setting under one flat name, `scylla_nodes` in the file and
+//! `FLEETY_SCYLLA_NODES` in the environment; [`NAMES`] says where each one goes. A group can
+//! also be written as a table (`[scylla]` with `nodes = ...`, or `FLEETY_SCYLLA__NODES`).
 //!
 //! Everything is checked at start-up; a bad value stops the server with one line naming the
 //! setting and the reason.
@@ -10,10 +16,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
-
-use crate::store::embedded::ApplyTiming;
 
 /// A value that must never reach a log line or an error message.
 #[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -105,21 +110,180 @@ pub enum LogFormat {
     Json,
 }
 
+/// Every setting's flat name, and its place in [`Settings`].
+pub const NAMES: &[(&str, &str)] = &[
+    ("listen", "server.listen"),
+    ("max_connections", "server.max_connections"),
+    (
+        "header_read_timeout_secs",
+        "server.header_read_timeout_secs",
+    ),
+    ("max_body_bytes", "server.max_body_bytes"),
+    ("shutdown_grace_secs", "server.shutdown_grace_secs"),
+    ("metrics_listen", "server.metrics_listen"),
+    ("log", "server.log"),
+    ("log_format", "server.log_format"),
+    ("ws_max_message_bytes", "ws.max_message_bytes"),
+    ("ws_ping_interval_secs", "ws.ping_interval_secs"),
+    ("ws_subscriber_queue", "ws.subscriber_queue"),
+    ("ws_write_timeout_ms", "ws.write_timeout_ms"),
+    ("ws_send_buffer_bytes", "ws.send_buffer_bytes"),
+    ("storage", "store.backend"),
+    ("data_dir", "store.data_dir"),
+    ("store_checkpoint_ms", "store.checkpoint_ms"),
+    ("store_apply_gather_ms", "store.apply_gather_ms"),
+    ("scylla_nodes", "scylla.nodes"),
+    ("scylla_keyspace", "scylla.keyspace"),
+    ("scylla_consistency", "scylla.consistency"),
+    ("scylla_username", "scylla.username"),
+    ("scylla_password", "scylla.password"),
+    ("scylla_replication", "scylla.replication"),
+    ("scylla_auto_migrate", "scylla.auto_migrate"),
+    ("jwt_secret", "auth.jwt_secret"),
+    ("jwt_previous_secrets", "auth.jwt_previous_secrets"),
+    ("operator_token", "auth.operator_token"),
+    ("session_ttl_secs", "auth.session_ttl_secs"),
+    ("public_rate_limit", "limits.public_per_minute"),
+    ("session_rate_limit", "limits.sessions_per_minute"),
+    ("rate_limit_clients", "limits.clients"),
+    ("trusted_proxies", "limits.trusted_proxies"),
+    ("llm_provider", "llm.provider"),
+    ("llm_base_url", "llm.base_url"),
+    ("llm_api_key", "llm.api_key"),
+    ("llm_model", "llm.model"),
+    ("llm_connect_timeout_secs", "llm.connect_timeout_secs"),
+    (
+        "llm_first_token_timeout_secs",
+        "llm.first_token_timeout_secs",
+    ),
+    ("llm_idle_timeout_secs", "llm.idle_timeout_secs"),
+    ("llm_max_tokens", "llm.max_tokens"),
+    (
+        "chat_session_requests_per_minute",
+        "chat.session_requests_per_minute",
+    ),
+    ("chat_session_token_budget", "chat.session_token_budget"),
+    ("chat_session_tickets", "chat.session_tickets"),
+    (
+        "chat_project_requests_per_minute",
+        "chat.project_requests_per_minute",
+    ),
+    (
+        "chat_project_tokens_per_hour",
+        "chat.project_tokens_per_hour",
+    ),
+    (
+        "chat_project_tickets_per_hour",
+        "chat.project_tickets_per_hour",
+    ),
+    ("chat_max_sessions", "chat.max_sessions"),
+    ("ticket_idle_secs", "tickets.idle_secs"),
+    ("demo", "demo.enabled"),
+    ("demo_project_id", "demo.project_id"),
+];
+
+/// The flat name of the setting at `place` (`scylla.nodes`), or the place itself.
+fn flat_name(place: &str) -> &str {
+    NAMES
+        .iter()
+        .find(|(_, p)| *p == place)
+        .map_or(place, |(flat, _)| flat)
+}
+
+/// The error line for a setting, named as operators write it.
+fn invalid(place: &str, why: impl fmt::Display) -> String {
+    let flat = flat_name(place);
+    format!(
+        "configuration error in {flat} (FLEETY_{}): {why}",
+        flat.to_ascii_uppercase()
+    )
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    pub server: ServerSettings,
+    pub ws: WsSettings,
+    pub store: StoreSettings,
+    pub scylla: ScyllaSettings,
+    pub auth: AuthSettings,
+    pub limits: LimitSettings,
+    pub llm: LlmSettings,
+    pub chat: ChatSettings,
+    pub tickets: TicketSettings,
+    pub demo: DemoSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
-    /// Where the embedded store keeps its file.
+    /// Open connections at most; further ones are refused until some close.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// Seconds a graceful shutdown waits for open requests and sockets.
+    pub shutdown_grace_secs: u64,
+    /// Serve `/metrics` on this address instead of the main one (empty: on the main one).
+    pub metrics_listen: String,
+    /// Log filter, in `tracing` env-filter syntax.
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsSettings {
+    /// Largest WebSocket message accepted from a client, in bytes.
+    pub max_message_bytes: usize,
+    /// How often the server pings clients; a client silent for two intervals is dropped.
+    pub ping_interval_secs: u64,
+    /// Events buffered per subscriber before it is cut off as too slow.
+    pub subscriber_queue: usize,
+    /// How long one write may wait for the peer before it is dropped as too slow, in ms.
+    pub write_timeout_ms: u64,
+    /// The kernel send buffer of each socket, in bytes: what a peer that stops reading can pin
+    /// at most (Linux doubles the figure for its bookkeeping).
+    pub send_buffer_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub backend: StorageBackend,
+    /// Where the embedded store keeps its files, and the server its generated secrets.
     pub data_dir: PathBuf,
-    pub storage: StorageBackend,
-    /// Embedded store: how often redb is made durable so the log's older segment can be reused,
-    /// in milliseconds. Longer means larger bursts of page writes and more log to replay.
-    pub store_checkpoint_ms: u64,
-    /// Embedded store: how long logged groups are gathered into one redb commit, in
-    /// milliseconds; 0: no waiting, each commit takes what is already queued. Readers never
-    /// wait for the window.
-    pub store_apply_gather_ms: u64,
+    /// Embedded store: how often redb is made durable so the log's older segment can be
+    /// reused, in ms. Longer means larger bursts of page writes and more log to replay.
+    pub checkpoint_ms: u64,
+    /// Embedded store: how long logged groups are gathered into one redb commit, in ms; 0: no
+    /// waiting. Readers never wait for the window.
+    pub apply_gather_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScyllaSettings {
+    /// CQL contact points, comma-separated `host:port`.
+    pub nodes: String,
+    pub keyspace: String,
+    /// Consistency of every statement: LOCAL_QUORUM, QUORUM, ONE, ...
+    pub consistency: String,
+    pub username: String,
+    pub password: Secret,
+    /// Replicas for a keyspace that `migrate` creates: `3`, or per data centre `dc1:3,dc2:3`.
+    pub replication: String,
+    /// Apply pending CQL migrations at start-up.
+    #[serde(deserialize_with = "flag::deserialize")]
+    pub auto_migrate: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
     /// Signs anonymous session tokens. Empty: a random secret kept in the data directory.
     pub jwt_secret: Secret,
     /// Secrets that signed tokens before the current one: they still verify, never sign. Keep
@@ -127,142 +291,183 @@ pub struct Settings {
     pub jwt_previous_secrets: Secrets,
     /// Authorises `POST /v1/admin/projects`. Empty: that endpoint is disabled.
     pub operator_token: Secret,
-    /// Public ticket requests per minute per client IP; 0 disables the limit.
-    pub public_rate_limit: u32,
-    /// `POST /v1/init-session` requests per minute per client IP; 0 disables the limit.
-    pub session_rate_limit: u32,
-    /// Clients each rate limiter remembers at most; beyond it the least recently seen are
-    /// forgotten and start afresh.
-    pub rate_limit_clients: u64,
-    /// Reverse proxies in front of the server whose `X-Forwarded-For` entries are trusted.
-    pub trusted_proxies: usize,
     /// Lifetime of anonymous session tokens, in seconds.
     pub session_ttl_secs: u64,
-    /// Log filter, in `tracing` env-filter syntax.
-    pub log: String,
-    pub log_format: LogFormat,
-    /// Open connections at most; further ones are refused until some close.
-    pub max_connections: usize,
-    /// How long a client may take to send a request's headers.
-    pub header_read_timeout_secs: u64,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: u64,
-    /// Largest WebSocket message accepted from a client, in bytes.
-    pub ws_max_message_bytes: usize,
-    /// How often the server pings WebSocket clients; a client silent for two intervals is dropped.
-    pub ws_ping_interval_secs: u64,
-    /// Events buffered per WebSocket subscriber before it is cut off as too slow.
-    pub ws_subscriber_queue: usize,
-    /// How long one write to a WebSocket may wait for the peer before it is dropped as too
-    /// slow, in milliseconds.
-    pub ws_write_timeout_ms: u64,
-    /// The kernel send buffer of each WebSocket, in bytes: what a peer that stops reading can
-    /// pin at most (Linux doubles the figure for its bookkeeping).
-    pub ws_send_buffer_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Public ticket requests per minute per client IP; 0 disables the limit.
+    pub public_per_minute: u32,
+    /// `POST /v1/init-session` per minute per client IP; 0 disables the limit.
+    pub sessions_per_minute: u32,
+    /// Clients each rate limiter remembers at most; beyond it the least recently seen are
+    /// forgotten and start afresh.
+    pub clients: u64,
+    /// Reverse proxies in front of the server whose `X-Forwarded-For` entries are trusted.
+    pub trusted_proxies: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    pub provider: LlmProviderKind,
+    /// An OpenAI-compatible API, up to and including `/v1`.
+    pub base_url: String,
+    pub api_key: Secret,
+    pub model: String,
+    pub connect_timeout_secs: u64,
+    /// How long the model may take to start answering.
+    pub first_token_timeout_secs: u64,
+    /// Longest pause the model may make in the middle of an answer.
+    pub idle_timeout_secs: u64,
+    /// Tokens the model may generate per answer.
+    pub max_tokens: u32,
+}
+
+/// The assistant's quotas (0 turns a limit off) and how many sessions it holds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSettings {
+    pub session_requests_per_minute: u32,
+    /// Model tokens one session may use in all.
+    pub session_token_budget: u64,
+    /// Tickets the assistant may open per session.
+    pub session_tickets: u32,
+    pub project_requests_per_minute: u32,
+    pub project_tokens_per_hour: u64,
+    pub project_tickets_per_hour: u32,
+    /// Sessions held in memory at most; more are refused with 503 until some go idle.
+    pub max_sessions: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketSettings {
     /// Seconds an unwatched, unused ticket actor stays in memory.
-    pub ticket_idle_secs: u64,
-    /// Seconds a graceful shutdown waits for open requests and sockets.
-    pub shutdown_grace_secs: u64,
+    pub idle_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSettings {
     /// Create the demo project on first start.
     #[serde(deserialize_with = "flag::deserialize")]
-    pub demo: bool,
-    /// The id the demo project gets.
-    pub demo_project_id: String,
-    /// CQL contact points, comma-separated `host:port`.
-    pub scylla_nodes: String,
-    pub scylla_keyspace: String,
-    /// Consistency of every statement: LOCAL_QUORUM, QUORUM, ONE, ...
-    pub scylla_consistency: String,
-    pub scylla_username: String,
-    pub scylla_password: Secret,
-    /// Replicas for a keyspace that `migrate` creates: `3`, or per data centre `dc1:3,dc2:3`.
-    pub scylla_replication: String,
-    /// Apply pending CQL migrations at start-up.
-    #[serde(deserialize_with = "flag::deserialize")]
-    pub scylla_auto_migrate: bool,
-    pub llm_provider: LlmProviderKind,
-    /// An OpenAI-compatible API, up to and including `/v1`.
-    pub llm_base_url: String,
-    pub llm_api_key: Secret,
-    pub llm_model: String,
-    pub llm_connect_timeout_secs: u64,
-    /// How long the model may take to start answering.
-    pub llm_first_token_timeout_secs: u64,
-    /// Longest pause the model may make in the middle of an answer.
-    pub llm_idle_timeout_secs: u64,
-    /// Tokens the model may generate per answer.
-    pub llm_max_tokens: u32,
-    /// Chat requests per minute per session; 0 disables the limit.
-    pub chat_session_requests_per_minute: u32,
-    /// Model tokens one session may use in all; 0 disables the limit.
-    pub chat_session_token_budget: u64,
-    /// Tickets the assistant may open per session.
-    pub chat_session_tickets: u32,
-    /// Chat requests per minute per project; 0 disables the limit.
-    pub chat_project_requests_per_minute: u32,
-    /// Model tokens per hour per project; 0 disables the limit.
-    pub chat_project_tokens_per_hour: u64,
-    /// Tickets the assistant may open per hour per project; 0 disables the limit.
-    pub chat_project_tickets_per_hour: u32,
-    /// Chat sessions held in memory at most; more are refused with 503 until some go idle.
-    pub chat_max_sessions: usize,
-    /// Serve `/metrics` on this address instead of the main one (empty: on the main one).
-    pub metrics_listen: String,
+    pub enabled: bool,
+    pub project_id: String,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            data_dir: PathBuf::from("./data"),
-            storage: StorageBackend::Embedded,
-            store_checkpoint_ms: ApplyTiming::default().checkpoint_every.as_millis() as u64,
-            store_apply_gather_ms: ApplyTiming::default().gather.as_millis() as u64,
-            jwt_secret: Secret::default(),
-            jwt_previous_secrets: Secrets::default(),
-            operator_token: Secret::default(),
-            public_rate_limit: 10,
-            session_rate_limit: 30,
-            rate_limit_clients: 100_000,
-            trusted_proxies: 0,
-            session_ttl_secs: 300,
-            log: "info,warp=error,tantivy=warn".into(),
-            log_format: LogFormat::Pretty,
-            max_connections: 10_000,
-            header_read_timeout_secs: 10,
-            max_body_bytes: 64 * 1024,
-            ws_max_message_bytes: 4096,
-            ws_ping_interval_secs: 20,
-            ws_subscriber_queue: 256,
-            ws_write_timeout_ms: 1000,
-            ws_send_buffer_bytes: 64 * 1024,
-            ticket_idle_secs: 120,
-            shutdown_grace_secs: 10,
-            demo: true,
-            demo_project_id: "demo".into(),
-            scylla_nodes: "127.0.0.1:9042".into(),
-            scylla_keyspace: "fleety".into(),
-            scylla_consistency: "LOCAL_QUORUM".into(),
-            scylla_username: String::new(),
-            scylla_password: Secret::default(),
-            scylla_replication: "1".into(),
-            scylla_auto_migrate: false,
-            llm_provider: LlmProviderKind::Auto,
-            llm_base_url: String::new(),
-            llm_api_key: Secret::default(),
-            llm_model: "gpt-4o-mini".into(),
-            llm_connect_timeout_secs: 5,
-            llm_first_token_timeout_secs: 30,
-            llm_idle_timeout_secs: 30,
-            llm_max_tokens: 512,
-            chat_session_requests_per_minute: 20,
-            chat_session_token_budget: 50_000,
-            chat_session_tickets: 3,
-            chat_project_requests_per_minute: 600,
-            chat_project_tokens_per_hour: 2_000_000,
-            chat_project_tickets_per_hour: 100,
-            chat_max_sessions: 100_000,
-            metrics_listen: String::new(),
+            server: ServerSettings {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                max_connections: 10_000,
+                header_read_timeout_secs: 10,
+                max_body_bytes: 64 * 1024,
+                shutdown_grace_secs: 10,
+                metrics_listen: String::new(),
+                log: "info,warp=error,tantivy=warn".into(),
+                log_format: LogFormat::Pretty,
+            },
+            ws: WsSettings {
+                max_message_bytes: 4096,
+                ping_interval_secs: 20,
+                subscriber_queue: 256,
+                write_timeout_ms: 1000,
+                send_buffer_bytes: 64 * 1024,
+            },
+            store: StoreSettings {
+                backend: StorageBackend::Embedded,
+                data_dir: PathBuf::from("./data"),
+                checkpoint_ms: 100,
+                apply_gather_ms: 5,
+            },
+            scylla: ScyllaSettings {
+                nodes: "127.0.0.1:9042".into(),
+                keyspace: "fleety".into(),
+                consistency: "LOCAL_QUORUM".into(),
+                username: String::new(),
+                password: Secret::default(),
+                replication: "1".into(),
+                auto_migrate: false,
+            },
+            auth: AuthSettings {
+                jwt_secret: Secret::default(),
+                jwt_previous_secrets: Secrets::default(),
+                operator_token: Secret::default(),
+                session_ttl_secs: 300,
+            },
+            limits: LimitSettings {
+                public_per_minute: 10,
+                sessions_per_minute: 30,
+                clients: 100_000,
+                trusted_proxies: 0,
+            },
+            llm: LlmSettings {
+                provider: LlmProviderKind::Auto,
+                base_url: String::new(),
+                api_key: Secret::default(),
+                model: "gpt-4o-mini".into(),
+                connect_timeout_secs: 5,
+                first_token_timeout_secs: 30,
+                idle_timeout_secs: 30,
+                max_tokens: 512,
+            },
+            chat: ChatSettings {
+                session_requests_per_minute: 20,
+                session_token_budget: 50_000,
+                session_tickets: 3,
+                project_requests_per_minute: 600,
+                project_tokens_per_hour: 2_000_000,
+                project_tickets_per_hour: 100,
+                max_sessions: 100_000,
+            },
+            tickets: TicketSettings { idle_secs: 120 },
+            demo: DemoSettings {
+                enabled: true,
+                project_id: "demo".into(),
+            },
+        }
+    }
+}
+
+/// A provider's settings with each flat name moved to its place in its group.
+struct Grouped<P>(P);
+
+impl<P: Provider> Provider for Grouped<P> {
+    fn metadata(&self) -> Metadata {
+        self.0.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut out = Map::new();
+        for (profile, flat) in self.0.data()? {
+            let mut grouped = Dict::new();
+            for (key, value) in flat {
+                let Some((_, place)) = NAMES.iter().find(|(name, _)| *name == key) else {
+                    // A group given as a table, or a name serde will refuse as unknown.
+                    merge(&mut grouped, key, value);
+                    continue;
+                };
+                let (group, field) = place.split_once('.').unwrap_or((place, ""));
+                let mut fields = Dict::new();
+                fields.insert(field.to_owned(), value);
+                merge(&mut grouped, group.to_owned(), Value::from(fields));
+            }
+            out.insert(profile, grouped);
+        }
+        Ok(out)
+    }
+}
+
+/// Puts `value` at `key`, joining two tables given for one group.
+fn merge(into: &mut Dict, key: String, value: Value) {
+    match (into.get_mut(&key), value) {
+        (Some(Value::Dict(_, have)), Value::Dict(_, more)) => have.extend(more),
+        (_, value) => {
+            into.insert(key, value);
         }
     }
 }
@@ -272,23 +477,22 @@ impl Settings {
     pub fn load() -> Result<Settings, String> {
         let file = std::env::var("FLEETY_CONFIG").unwrap_or_else(|_| "fleety.toml".into());
         let figment = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Toml::file(&file))
-            .merge(Env::prefixed("FLEETY_").ignore(&["CONFIG"]).split("__"));
+            .merge(Grouped(Toml::file(&file)))
+            .merge(Grouped(
+                Env::prefixed("FLEETY_").ignore(&["CONFIG"]).split("__"),
+            ));
         Self::from_figment(figment)
     }
 
     pub fn from_figment(figment: Figment) -> Result<Settings, String> {
         let settings: Settings = figment.extract().map_err(|e| {
-            // figment names the key; say where it came from in terms of our variables too.
-            let key = e.path.join(".");
-            if key.is_empty() {
-                format!("configuration error: {e}")
-            } else {
-                format!(
-                    "configuration error in {key} (FLEETY_{}): {}",
-                    key.to_ascii_uppercase().replace('.', "__"),
-                    e.kind
-                )
+            if let figment::error::Kind::UnknownField(name, _) = &e.kind {
+                let place = e.path.iter().chain([name]).cloned().collect::<Vec<_>>();
+                return invalid(&place.join("."), "no such setting");
+            }
+            match e.path.join(".") {
+                place if place.is_empty() => format!("configuration error: {e}"),
+                place => invalid(&place, &e.kind),
             }
         })?;
         settings.validate()?;
@@ -296,93 +500,100 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), String> {
+        let (server, ws, store, auth, llm) =
+            (&self.server, &self.ws, &self.store, &self.auth, &self.llm);
         let positive = [
-            ("session_ttl_secs", self.session_ttl_secs),
-            ("store_checkpoint_ms", self.store_checkpoint_ms),
-            ("max_connections", self.max_connections as u64),
-            ("rate_limit_clients", self.rate_limit_clients),
-            ("header_read_timeout_secs", self.header_read_timeout_secs),
-            ("max_body_bytes", self.max_body_bytes),
-            ("ws_max_message_bytes", self.ws_max_message_bytes as u64),
-            ("ws_ping_interval_secs", self.ws_ping_interval_secs),
-            ("ws_subscriber_queue", self.ws_subscriber_queue as u64),
-            ("ws_write_timeout_ms", self.ws_write_timeout_ms),
-            ("ticket_idle_secs", self.ticket_idle_secs),
-            ("llm_connect_timeout_secs", self.llm_connect_timeout_secs),
+            ("auth.session_ttl_secs", auth.session_ttl_secs),
+            ("store.checkpoint_ms", store.checkpoint_ms),
+            ("server.max_connections", server.max_connections as u64),
+            ("limits.clients", self.limits.clients),
             (
-                "llm_first_token_timeout_secs",
-                self.llm_first_token_timeout_secs,
+                "server.header_read_timeout_secs",
+                server.header_read_timeout_secs,
             ),
-            ("llm_idle_timeout_secs", self.llm_idle_timeout_secs),
-            ("llm_max_tokens", u64::from(self.llm_max_tokens)),
-            ("chat_max_sessions", self.chat_max_sessions as u64),
+            ("server.max_body_bytes", server.max_body_bytes),
+            ("ws.max_message_bytes", ws.max_message_bytes as u64),
+            ("ws.ping_interval_secs", ws.ping_interval_secs),
+            ("ws.subscriber_queue", ws.subscriber_queue as u64),
+            ("ws.write_timeout_ms", ws.write_timeout_ms),
+            ("tickets.idle_secs", self.tickets.idle_secs),
+            ("llm.connect_timeout_secs", llm.connect_timeout_secs),
+            ("llm.first_token_timeout_secs", llm.first_token_timeout_secs),
+            ("llm.idle_timeout_secs", llm.idle_timeout_secs),
+            ("llm.max_tokens", u64::from(llm.max_tokens)),
+            ("chat.max_sessions", self.chat.max_sessions as u64),
         ];
-        for (name, value) in positive {
-            if value == 0 {
-                return Err(format!(
-                    "configuration error in {name} (FLEETY_{}): must be greater than 0",
-                    name.to_ascii_uppercase()
-                ));
-            }
+        if let Some((place, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(invalid(place, "must be greater than 0"));
         }
         // Past a checkpoint interval, gathering would only hold the applier back.
-        if self.store_apply_gather_ms >= self.store_checkpoint_ms {
-            return Err(format!(
-                "configuration error in store_apply_gather_ms (FLEETY_STORE_APPLY_GATHER_MS): must be less than store_checkpoint_ms ({})",
-                self.store_checkpoint_ms
-            ));
+        if store.apply_gather_ms >= store.checkpoint_ms {
+            let why = format!(
+                "must be less than store_checkpoint_ms ({})",
+                store.checkpoint_ms
+            );
+            return Err(invalid("store.apply_gather_ms", why));
         }
-        if !self.jwt_secret.is_empty() && self.jwt_secret.expose().len() < 32 {
-            return Err("configuration error in jwt_secret (FLEETY_JWT_SECRET): must be at least 32 characters".into());
+        if !auth.jwt_secret.is_empty() && auth.jwt_secret.expose().len() < 32 {
+            return Err(invalid("auth.jwt_secret", "must be at least 32 characters"));
         }
-        if self
+        if auth
             .jwt_previous_secrets
             .iter()
             .any(|s| s.expose().len() < 32)
         {
-            return Err("configuration error in jwt_previous_secrets (FLEETY_JWT_PREVIOUS_SECRETS): each must be at least 32 characters".into());
+            let why = "each must be at least 32 characters";
+            return Err(invalid("auth.jwt_previous_secrets", why));
         }
-        if !self.operator_token.is_empty() && self.operator_token.expose().len() < 16 {
-            return Err(
-                "configuration error in operator_token (FLEETY_OPERATOR_TOKEN): must be at least 16 characters".into(),
-            );
+        if !auth.operator_token.is_empty() && auth.operator_token.expose().len() < 16 {
+            return Err(invalid(
+                "auth.operator_token",
+                "must be at least 16 characters",
+            ));
         }
         // Below a few KiB the kernel raises it anyway; far above, one idle peer pins megabytes.
-        if !(4096..=16 << 20).contains(&self.ws_send_buffer_bytes) {
-            return Err("configuration error in ws_send_buffer_bytes (FLEETY_WS_SEND_BUFFER_BYTES): must be between 4096 and 16777216".into());
+        if !(4096..=16 << 20).contains(&ws.send_buffer_bytes) {
+            let why = "must be between 4096 and 16777216";
+            return Err(invalid("ws.send_buffer_bytes", why));
         }
-        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
-            return Err("configuration error in metrics_listen (FLEETY_METRICS_LISTEN): must be an address such as 127.0.0.1:9090".into());
+        if !server.metrics_listen.is_empty() && server.metrics_listen.parse::<SocketAddr>().is_err()
+        {
+            let why = "must be an address such as 127.0.0.1:9090";
+            return Err(invalid("server.metrics_listen", why));
         }
-        if self.llm_provider == LlmProviderKind::Openai && self.llm_base_url.is_empty() {
-            return Err("configuration error in llm_base_url (FLEETY_LLM_BASE_URL): required when llm_provider is openai".into());
+        if llm.provider == LlmProviderKind::Openai && llm.base_url.is_empty() {
+            return Err(invalid(
+                "llm.base_url",
+                "required when llm_provider is openai",
+            ));
         }
-        if !self.llm_base_url.is_empty() {
-            let ok = self
-                .llm_base_url
-                .parse::<http::Uri>()
-                .ok()
-                .is_some_and(|u| {
-                    matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-                });
+        if !llm.base_url.is_empty() {
+            let ok = llm.base_url.parse::<http::Uri>().ok().is_some_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            });
             if !ok {
-                return Err("configuration error in llm_base_url (FLEETY_LLM_BASE_URL): must be an http or https URL".into());
+                return Err(invalid("llm.base_url", "must be an http or https URL"));
             }
         }
         Ok(())
     }
+}
 
+impl ServerSettings {
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
     }
-    pub fn ws_write_timeout(&self) -> Duration {
-        Duration::from_millis(self.ws_write_timeout_ms)
-    }
-    pub fn ws_ping_interval(&self) -> Duration {
-        Duration::from_secs(self.ws_ping_interval_secs)
-    }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+impl WsSettings {
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs)
     }
 }
 
@@ -457,7 +668,7 @@ mod tests {
     fn with(pairs: &[(&str, &str)]) -> Result<Settings, String> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         for (k, v) in pairs {
-            figment = figment.merge(Serialized::default(k, v));
+            figment = figment.merge(Grouped(Serialized::default(k, v)));
         }
         Settings::from_figment(figment)
     }
@@ -465,8 +676,8 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let s = with(&[]).unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.public_rate_limit, 10);
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.limits.public_per_minute, 10);
     }
 
     #[test]
@@ -488,8 +699,14 @@ mod tests {
         let timing = |checkpoint: u64, gather: u64| {
             Settings::from_figment(
                 Figment::from(Serialized::defaults(Settings::default()))
-                    .merge(Serialized::default("store_checkpoint_ms", checkpoint))
-                    .merge(Serialized::default("store_apply_gather_ms", gather)),
+                    .merge(Grouped(Serialized::default(
+                        "store_checkpoint_ms",
+                        checkpoint,
+                    )))
+                    .merge(Grouped(Serialized::default(
+                        "store_apply_gather_ms",
+                        gather,
+                    ))),
             )
         };
         let err = timing(0, 0).unwrap_err();
@@ -503,9 +720,9 @@ mod tests {
             "{err}"
         );
         let s = timing(50, 0).unwrap();
-        assert_eq!((s.store_checkpoint_ms, s.store_apply_gather_ms), (50, 0));
+        assert_eq!((s.store.checkpoint_ms, s.store.apply_gather_ms), (50, 0));
         let s = with(&[]).unwrap();
-        assert_eq!((s.store_checkpoint_ms, s.store_apply_gather_ms), (100, 5));
+        assert_eq!((s.store.checkpoint_ms, s.store.apply_gather_ms), (100, 5));
     }
 
     #[test]
@@ -528,7 +745,7 @@ mod tests {
                 jail.set_env("FLEETY_DEMO", word);
                 let s = Settings::load().map_err(|e| e.to_string())?;
                 assert_eq!(
-                    (s.scylla_auto_migrate, s.demo),
+                    (s.scylla.auto_migrate, s.demo.enabled),
                     (expected, expected),
                     "env {word}"
                 );
@@ -550,7 +767,7 @@ mod tests {
                     )?;
                     let s = Settings::load().map_err(|e| e.to_string())?;
                     assert_eq!(
-                        (s.scylla_auto_migrate, s.demo),
+                        (s.scylla.auto_migrate, s.demo.enabled),
                         (expected, expected),
                         "file {value}"
                     );
@@ -596,7 +813,12 @@ mod tests {
             jail.clear_env();
             jail.set_env("FLEETY_JWT_PREVIOUS_SECRETS", format!("{a}, {b}"));
             let s = Settings::load().map_err(|e| e.to_string())?;
-            let got: Vec<&str> = s.jwt_previous_secrets.iter().map(Secret::expose).collect();
+            let got: Vec<&str> = s
+                .auth
+                .jwt_previous_secrets
+                .iter()
+                .map(Secret::expose)
+                .collect();
             assert_eq!(got, [a.as_str(), b.as_str()]);
             Ok(())
         });
@@ -605,13 +827,65 @@ mod tests {
             jail.clear_env();
             jail.create_file("fleety.toml", &format!("jwt_previous_secrets = [{a:?}]\n"))?;
             let s = Settings::load().map_err(|e| e.to_string())?;
-            assert_eq!(s.jwt_previous_secrets, Secrets::new([Secret::new(&a)]));
+            assert_eq!(s.auth.jwt_previous_secrets, Secrets::new([Secret::new(&a)]));
             jail.set_env("FLEETY_JWT_PREVIOUS_SECRETS", "too-short");
             let err = Settings::load().unwrap_err();
             assert!(err.contains("FLEETY_JWT_PREVIOUS_SECRETS"), "{err}");
             assert!(
                 !err.contains("too-short"),
                 "the secret must not be echoed: {err}"
+            );
+            Ok(())
+        });
+    }
+
+    /// Every field of `Settings` has one flat name, and the README documents each of them.
+    #[test]
+    fn every_setting_has_one_flat_name_and_the_readme_lists_it() {
+        let defaults = serde_json::to_value(Settings::default()).unwrap();
+        let mut places = Vec::new();
+        for (group, fields) in defaults.as_object().unwrap() {
+            for field in fields.as_object().unwrap().keys() {
+                places.push(format!("{group}.{field}"));
+            }
+        }
+        let mut named: Vec<String> = NAMES.iter().map(|(_, p)| p.to_string()).collect();
+        places.sort();
+        named.sort();
+        assert_eq!(places, named);
+        let readme = include_str!("../README.md");
+        for (flat, _) in NAMES {
+            let row = format!("| `FLEETY_{}` | `{flat}` |", flat.to_ascii_uppercase());
+            assert!(readme.contains(&row), "the README's table lacks {flat}");
+        }
+    }
+
+    #[test]
+    fn a_group_may_be_given_as_a_table_beside_flat_names() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file(
+                "fleety.toml",
+                "scylla_keyspace = \"support\"\n[scylla]\nnodes = \"10.0.0.1:9042\"\n",
+            )?;
+            jail.set_env("FLEETY_CHAT__MAX_SESSIONS", "7");
+            let s = Settings::load()?;
+            assert_eq!(s.scylla.keyspace, "support");
+            assert_eq!(s.scylla.nodes, "10.0.0.1:9042");
+            assert_eq!(s.chat.max_sessions, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_setting_is_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("FLEETY_SCYLA_NODES", "x");
+            let err = Settings::load().unwrap_err();
+            assert!(
+                err.contains("FLEETY_SCYLA_NODES") && err.contains("no such setting"),
+                "{err}"
             );
             Ok(())
         });

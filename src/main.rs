@@ -16,7 +16,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log, settings.log_format);
+    telemetry::init(&settings.server.log, settings.server.log_format);
     match cli::run(args, settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

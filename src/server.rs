@@ -25,10 +25,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
     // keep-alive connection gives its slot back after the same time.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout())
+        .header_read_timeout(settings.server.header_read_timeout())
         .max_buf_size(64 * 1024);
     let connections = tokio_util::task::TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let slots = Arc::new(Semaphore::new(settings.server.max_connections));
     let shutdown = ctx.shutdown.clone();
 
     loop {
@@ -55,7 +55,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         // the socket lives.
         let permit: crate::http::upgrade::Hold = Arc::new(permit);
         let slot = permit.clone();
-        let trusted_proxies = settings.trusted_proxies;
+        let trusted_proxies = settings.limits.trusted_proxies;
         let per_request = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             // Read once here, where the headers can be borrowed; warp's header filters clone.
             let meta =
@@ -107,11 +107,11 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         connections.wait().await;
         ctx.sockets.wait().await;
     };
-    if tokio::time::timeout(settings.shutdown_grace(), drained)
+    if tokio::time::timeout(settings.server.shutdown_grace(), drained)
         .await
         .is_err()
     {
-        tracing::warn!(grace = ?settings.shutdown_grace(), "grace period ran out; closing the remaining connections");
+        tracing::warn!(grace = ?settings.server.shutdown_grace(), "grace period ran out; closing the remaining connections");
     }
 }
 

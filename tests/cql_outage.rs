@@ -30,13 +30,11 @@ async fn a_lost_cluster_answers_503_quickly_and_the_server_recovers() {
     let keyspace = format!("fleety_outage_{}", std::process::id());
     let store = Arc::new(support_cql::store(&keyspace).await);
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        jwt_secret: Secret::new("test-secret-test-secret-test-secret!"),
-        public_rate_limit: 0,
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.store.data_dir = dir.path().to_path_buf();
+    settings.auth.jwt_secret = Secret::new("test-secret-test-secret-test-secret!");
+    settings.limits.public_per_minute = 0;
     let app = Application::build_with(settings, store, Arc::new(SystemClock))
         .await
         .unwrap();

@@ -293,7 +293,7 @@ async fn check_feed(
 /// The operator, holding `FLEETY_OPERATOR_TOKEN`, for creating projects.
 pub fn operator(ctx: &Arc<Ctx>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     guard(ctx, |ctx, _path, meta| async move {
-        let expected = ctx.settings.operator_token.expose();
+        let expected = ctx.settings.auth.operator_token.expose();
         if expected.is_empty() {
             return Err(ApiError::forbidden(
                 "the operator API is disabled; set FLEETY_OPERATOR_TOKEN to enable it",

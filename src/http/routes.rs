@@ -102,7 +102,7 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
     let under_tickets = || path!("v1" / "tickets" / ..).and(project_id());
     let under_projects = || path!("v1" / "projects" / ..).and(project_id());
     let under_kb = || path!("v1" / "kb" / ..).and(project_id());
-    let limit = ctx.settings.max_body_bytes;
+    let limit = ctx.settings.server.max_body_bytes;
     // Conversations (32,000 characters) and articles (50,000) need more room than a ticket
     // message, in bytes, with JSON escapes.
     let large = limit.max(LARGE_BODY_BYTES);
@@ -306,7 +306,7 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
         .boxed();
     // On the main listener only when no separate metrics address is configured.
-    let on_main = ctx.settings.metrics_listen.is_empty();
+    let on_main = ctx.settings.server.metrics_listen.is_empty();
     let metrics = path!("metrics")
         .and(warp::get())
         .and_then(move || async move {

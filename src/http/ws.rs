@@ -96,7 +96,7 @@ impl Drop for OpenGauge {
 }
 
 fn socket_config(settings: &crate::config::Settings) -> upgrade::SocketConfig {
-    upgrade::config(settings.ws_max_message_bytes, settings.ws_send_buffer_bytes)
+    upgrade::config(settings.ws.max_message_bytes, settings.ws.send_buffer_bytes)
 }
 
 /// Why writing to a socket stopped.
@@ -279,7 +279,7 @@ async fn relay_ticket_events(
     subscription: Subscription,
     last_seen: &mut Option<MessageId>,
 ) -> Result<(), Stop> {
-    let limit = ctx.settings.ws_write_timeout();
+    let limit = ctx.settings.ws.write_timeout();
     let Subscription {
         subscribed,
         replay,
@@ -295,7 +295,7 @@ async fn relay_ticket_events(
         Box::pin(send_replay(socket, limit, replay, last_seen)),
     )
     .await?;
-    let mut alive = Liveness::new(ctx.settings.ws_ping_interval());
+    let mut alive = Liveness::new(ctx.settings.ws.ping_interval());
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -439,10 +439,10 @@ async fn relay_feed_events(
     ctx: &Ctx,
     mut events: broadcast::Receiver<Bytes>,
 ) -> Result<(), Stop> {
-    let limit = ctx.settings.ws_write_timeout();
+    let limit = ctx.settings.ws.write_timeout();
     let hello = event_frame("subscribed", None, serde_json::json!({ "feed": "project" }));
     send_frame(socket, limit, &hello).await?;
-    let mut alive = Liveness::new(ctx.settings.ws_ping_interval());
+    let mut alive = Liveness::new(ctx.settings.ws.ping_interval());
     loop {
         tokio::select! {
             event = events.recv() => match event {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use fleety_actors::llm::offline::OfflineProvider;
 use fleety_actors::llm::LlmProvider;
 
-use crate::config::{LlmProviderKind, Settings};
+use crate::config::{LlmProviderKind, LlmSettings};
 
 /// How to reach an OpenAI-compatible `/v1/chat/completions` endpoint.
 #[derive(Debug, Clone)]
@@ -28,21 +28,21 @@ pub struct OpenAiConfig {
 
 /// The provider the settings ask for: `openai` when a base URL is set (or asked for
 /// explicitly), otherwise `offline`.
-pub fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn LlmProvider>> {
-    let kind = match settings.llm_provider {
-        LlmProviderKind::Auto if settings.llm_base_url.is_empty() => LlmProviderKind::Offline,
+pub fn from_settings(llm: &LlmSettings) -> anyhow::Result<Arc<dyn LlmProvider>> {
+    let kind = match llm.provider {
+        LlmProviderKind::Auto if llm.base_url.is_empty() => LlmProviderKind::Offline,
         LlmProviderKind::Auto => LlmProviderKind::Openai,
         other => other,
     };
     Ok(match kind {
         LlmProviderKind::Offline | LlmProviderKind::Auto => Arc::new(OfflineProvider),
         LlmProviderKind::Openai => Arc::new(openai::OpenAiProvider::new(OpenAiConfig {
-            base_url: settings.llm_base_url.trim_end_matches('/').to_owned(),
-            api_key: settings.llm_api_key.clone(),
-            model: settings.llm_model.clone(),
-            connect_timeout: Duration::from_secs(settings.llm_connect_timeout_secs),
-            first_token_timeout: Duration::from_secs(settings.llm_first_token_timeout_secs),
-            idle_timeout: Duration::from_secs(settings.llm_idle_timeout_secs),
+            base_url: llm.base_url.trim_end_matches('/').to_owned(),
+            api_key: llm.api_key.clone(),
+            model: llm.model.clone(),
+            connect_timeout: Duration::from_secs(llm.connect_timeout_secs),
+            first_token_timeout: Duration::from_secs(llm.first_token_timeout_secs),
+            idle_timeout: Duration::from_secs(llm.idle_timeout_secs),
         })?),
     })
 }

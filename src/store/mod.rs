@@ -8,27 +8,26 @@ use std::time::Duration;
 
 use fleety_actors::store::Store;
 
-use crate::config::{Settings, StorageBackend};
+use crate::config::{ScyllaSettings, StorageBackend, StoreSettings};
 
 /// Opens the configured backend.
-pub async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    match settings.storage {
+pub async fn open(
+    store: &StoreSettings,
+    scylla: &ScyllaSettings,
+) -> anyhow::Result<Arc<dyn Store>> {
+    match store.backend {
         StorageBackend::Embedded => {
             let timing = embedded::ApplyTiming {
-                checkpoint_every: Duration::from_millis(settings.store_checkpoint_ms),
-                gather: Duration::from_millis(settings.store_apply_gather_ms),
+                checkpoint_every: Duration::from_millis(store.checkpoint_ms),
+                gather: Duration::from_millis(store.apply_gather_ms),
             };
-            Ok(Arc::new(embedded::EmbeddedStore::open_with(
-                &settings.data_dir,
-                timing,
-            )?))
+            let opened = embedded::EmbeddedStore::open_with(&store.data_dir, timing)?;
+            Ok(Arc::new(opened))
         }
         StorageBackend::Scylla => {
-            let config =
-                scylla::ScyllaConfig::from_settings(settings).map_err(anyhow::Error::msg)?;
-            Ok(Arc::new(
-                scylla::ScyllaStore::open(&config, settings.scylla_auto_migrate).await?,
-            ))
+            let config = scylla::ScyllaConfig::from_settings(scylla).map_err(anyhow::Error::msg)?;
+            let opened = scylla::ScyllaStore::open(&config, scylla.auto_migrate).await?;
+            Ok(Arc::new(opened))
         }
     }
 }

@@ -32,7 +32,7 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
 use scylla::value::{CqlTimeuuid, CqlValue, Row};
 
-use crate::config::Settings;
+use crate::config::ScyllaSettings;
 
 /// The migrations compiled into the binary, applied in order by [`migrate`].
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -70,9 +70,9 @@ pub struct ScyllaConfig {
 }
 
 impl ScyllaConfig {
-    pub fn from_settings(s: &Settings) -> Result<Self, String> {
+    pub fn from_settings(s: &ScyllaSettings) -> Result<Self, String> {
         let nodes: Vec<String> = s
-            .scylla_nodes
+            .nodes
             .split(',')
             .map(str::trim)
             .filter(|n| !n.is_empty())
@@ -83,12 +83,11 @@ impl ScyllaConfig {
         }
         Ok(Self {
             nodes,
-            keyspace: parse_keyspace(&s.scylla_keyspace)?,
-            consistency: parse_consistency(&s.scylla_consistency)?,
-            username: (!s.scylla_username.is_empty()).then(|| s.scylla_username.clone()),
-            password: (!s.scylla_password.is_empty())
-                .then(|| s.scylla_password.expose().to_owned()),
-            replication: replication_map(&s.scylla_replication)?,
+            keyspace: parse_keyspace(&s.keyspace)?,
+            consistency: parse_consistency(&s.consistency)?,
+            username: (!s.username.is_empty()).then(|| s.username.clone()),
+            password: (!s.password.is_empty()).then(|| s.password.expose().to_owned()),
+            replication: replication_map(&s.replication)?,
         })
     }
 }

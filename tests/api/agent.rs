@@ -204,7 +204,8 @@ async fn operators_create_projects_with_the_operator_token() {
 
 #[tokio::test]
 async fn the_operator_api_is_off_without_a_token() {
-    let app = spawn_with_settings(|s| s.operator_token = fleety::config::Secret::default()).await;
+    let app =
+        spawn_with_settings(|s| s.auth.operator_token = fleety::config::Secret::default()).await;
     let resp = app
         .http
         .post(app.url("/v1/admin/projects"))

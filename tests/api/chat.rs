@@ -283,9 +283,9 @@ async fn sessions_and_projects_have_chat_quotas() {
         clock: std::sync::Arc::new(manual_clock()),
         ..Options::default()
     };
-    options.settings.chat_session_requests_per_minute = 2;
-    options.settings.chat_session_tickets = 1;
-    options.settings.chat_project_requests_per_minute = 5;
+    options.settings.chat.session_requests_per_minute = 2;
+    options.settings.chat.session_tickets = 1;
+    options.settings.chat.project_requests_per_minute = 5;
     let app = spawn_with(options).await;
     let token = app.session_token().await;
     for _ in 0..2 {
@@ -362,7 +362,7 @@ async fn a_prompt_is_answered_with_the_sessions_history() {
 
 #[tokio::test]
 async fn the_number_of_live_chat_sessions_is_bounded() {
-    let app = spawn_with_settings(|s| s.chat_max_sessions = 1).await;
+    let app = spawn_with_settings(|s| s.chat.max_sessions = 1).await;
     let first = app.session_token().await;
     sse_json(
         app.chat("/v1/chat", &first, json!({"prompt": "refund"}))

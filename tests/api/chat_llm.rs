@@ -12,8 +12,8 @@ use crate::helpers::*;
 async fn app_with(fake: &FakeLlm, change: impl FnOnce(&mut fleety::config::Settings)) -> TestApp {
     let base = fake.base_url();
     spawn_with_settings(move |s| {
-        s.llm_base_url = base;
-        s.llm_model = "scripted".into();
+        s.llm.base_url = base;
+        s.llm.model = "scripted".into();
         change(s);
     })
     .await
@@ -296,7 +296,7 @@ async fn links_and_images_to_foreign_hosts_are_stripped_from_answers() {
 #[tokio::test]
 async fn upstream_errors_stalls_and_broken_streams_become_clear_answers() {
     let fake = FakeLlm::start().await;
-    let app = app_with(&fake, |s| s.llm_first_token_timeout_secs = 1).await;
+    let app = app_with(&fake, |s| s.llm.first_token_timeout_secs = 1).await;
     let token = app.session_token().await;
 
     fake.push(Script::Error {
@@ -356,7 +356,7 @@ async fn the_model_is_unreachable_is_a_502_not_a_hang() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let app = spawn_with_settings(move |s| {
-        s.llm_base_url = format!("http://127.0.0.1:{port}/v1");
+        s.llm.base_url = format!("http://127.0.0.1:{port}/v1");
     })
     .await;
     let token = app.session_token().await;
@@ -398,7 +398,7 @@ async fn a_client_that_disconnects_cancels_the_model_stream() {
 #[tokio::test]
 async fn the_models_token_counts_spend_the_session_budget() {
     let fake = FakeLlm::start().await;
-    let app = app_with(&fake, |s| s.chat_session_token_budget = 1500).await;
+    let app = app_with(&fake, |s| s.chat.session_token_budget = 1500).await;
     let token = app.session_token().await;
     fake.set_usage(1000, 1000);
     fake.push(Script::text(&["One"]));

@@ -73,14 +73,12 @@ pub fn cql_backend() -> bool {
 
 impl Default for Options {
     fn default() -> Self {
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            jwt_secret: Secret::new(JWT_SECRET),
-            operator_token: Secret::new(OPERATOR),
-            public_rate_limit: 0,
-            session_rate_limit: 0,
-            ..Settings::default()
-        };
+        let mut settings = Settings::default();
+        settings.server.listen = "127.0.0.1:0".parse().unwrap();
+        settings.auth.jwt_secret = Secret::new(JWT_SECRET);
+        settings.auth.operator_token = Secret::new(OPERATOR);
+        settings.limits.public_per_minute = 0;
+        settings.limits.sessions_per_minute = 0;
         Self {
             settings,
             clock: Arc::new(SystemClock),
@@ -119,7 +117,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
         .dir
         .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
     let mut settings = options.settings;
-    settings.data_dir = dir.path().to_path_buf();
+    settings.store.data_dir = dir.path().to_path_buf();
     // On CQL, all servers of a run share one keyspace (a keyspace per server would exhaust a
     // small test node), and each gets its own demo project instead.
     let keyspace = options
@@ -132,7 +130,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
             "demo".to_owned()
         }
     });
-    settings.demo_project_id = project.clone();
+    settings.demo.project_id = project.clone();
     let store: Arc<dyn Store> = if cql_backend() {
         Arc::new(crate::support_cql::store(&keyspace).await)
     } else {

@@ -158,7 +158,7 @@ async fn public_search_ranks_the_best_article_first() {
 
 #[tokio::test]
 async fn public_search_is_rate_limited_and_cors_checked() {
-    let app = spawn_with_settings(|s| s.public_rate_limit = 2).await;
+    let app = spawn_with_settings(|s| s.limits.public_per_minute = 2).await;
     let search = |origin: &'static str| {
         app.http
             .get(app.url("/v1/kb/demo/search?q=password"))

@@ -10,7 +10,7 @@ fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
 
 #[tokio::test]
 async fn public_endpoints_allow_the_limit_per_minute_then_answer_429() {
-    let app = spawn_with_settings(|s| s.public_rate_limit = 3).await;
+    let app = spawn_with_settings(|s| s.limits.public_per_minute = 3).await;
     for remaining in ["2", "1", "0"] {
         let resp = app
             .post_json("/v1/tickets/demo", json!({"title": "t"}))
@@ -33,7 +33,7 @@ async fn public_endpoints_allow_the_limit_per_minute_then_answer_429() {
 
 #[tokio::test]
 async fn failed_slug_lookups_count_against_the_limit() {
-    let app = spawn_with_settings(|s| s.public_rate_limit = 2).await;
+    let app = spawn_with_settings(|s| s.limits.public_per_minute = 2).await;
     assert_eq!(
         app.get("/v1/tickets/demo/quiet-otter-001").await.status(),
         404
@@ -50,7 +50,7 @@ async fn failed_slug_lookups_count_against_the_limit() {
 
 #[tokio::test]
 async fn agents_with_the_admin_key_are_not_counted() {
-    let app = spawn_with_settings(|s| s.public_rate_limit = 1).await;
+    let app = spawn_with_settings(|s| s.limits.public_per_minute = 1).await;
     let slug = app.create_ticket("t").await;
     for _ in 0..3 {
         let resp = app
@@ -156,8 +156,8 @@ async fn fifty_thousand_clients_behind_a_proxy_each_get_exactly_their_limit() {
         clock: std::sync::Arc::new(manual_clock()),
         ..Options::default()
     };
-    options.settings.public_rate_limit = 1;
-    options.settings.trusted_proxies = 1;
+    options.settings.limits.public_per_minute = 1;
+    options.settings.limits.trusted_proxies = 1;
     let app = spawn_with(options).await;
     let slug = app.create_ticket("shared by many visitors").await;
     let url = app.url(&format!("/v1/tickets/demo/{slug}"));

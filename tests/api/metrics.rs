@@ -7,7 +7,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn metrics_cover_http_actors_sockets_store_and_the_assistant() {
-    let app = spawn_with_settings(|s| s.public_rate_limit = 1000).await;
+    let app = spawn_with_settings(|s| s.limits.public_per_minute = 1000).await;
     let slug = app.create_ticket("Metrics").await;
     let mut socket = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     next_event(&mut socket).await; // subscribed
@@ -60,7 +60,7 @@ async fn metrics_cover_http_actors_sockets_store_and_the_assistant() {
 
 #[tokio::test]
 async fn metrics_can_have_a_listener_of_their_own() {
-    let app = spawn_with_settings(|s| s.metrics_listen = "127.0.0.1:0".into()).await;
+    let app = spawn_with_settings(|s| s.server.metrics_listen = "127.0.0.1:0".into()).await;
     // Not on the public listener then.
     assert_eq!(app.get("/metrics").await.status(), 404);
     let addr = app.metrics_addr.expect("a metrics listener");

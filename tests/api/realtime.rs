@@ -104,7 +104,7 @@ async fn sockets_are_refused_before_upgrade_for_unknown_tickets_and_foreign_orig
 
 #[tokio::test]
 async fn a_slow_subscriber_is_cut_off_while_others_keep_receiving() {
-    let app = spawn_with_settings(|s| s.ws_subscriber_queue = 64).await;
+    let app = spawn_with_settings(|s| s.ws.subscriber_queue = 64).await;
     let slug = app.create_ticket("Firehose").await;
     let path = format!("/v1/tickets/demo/{slug}/ws");
 
@@ -181,7 +181,7 @@ async fn a_slow_subscriber_is_cut_off_while_others_keep_receiving() {
 
 #[tokio::test]
 async fn a_silent_client_is_dropped_after_missing_pings() {
-    let app = spawn_with_settings(|s| s.ws_ping_interval_secs = 1).await;
+    let app = spawn_with_settings(|s| s.ws.ping_interval_secs = 1).await;
     let slug = app.create_ticket("Ping").await;
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");
@@ -204,7 +204,7 @@ async fn a_silent_client_is_dropped_after_missing_pings() {
 
 #[tokio::test]
 async fn a_responsive_client_stays_connected_across_pings() {
-    let app = spawn_with_settings(|s| s.ws_ping_interval_secs = 1).await;
+    let app = spawn_with_settings(|s| s.ws.ping_interval_secs = 1).await;
     let slug = app.create_ticket("Pong").await;
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");
@@ -443,7 +443,7 @@ async fn a_peer_that_never_reads(app: TestApp) {
     // Behind: as much is queued that the peer has not taken as the send buffer setting names
     // (the kernel doubles it, so the buffer is then about two thirds full), which a peer that
     // reads never leaves for long.
-    let send_buffer = app.ctx.settings.ws_send_buffer_bytes as u64;
+    let send_buffer = app.ctx.settings.ws.send_buffer_bytes as u64;
     let watch = tokio::spawn(async move {
         let (mut behind_at, mut most_queued) = (None, 0);
         let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -526,8 +526,8 @@ async fn a_peer_that_never_reads(app: TestApp) {
 async fn a_subscriber_its_ticket_cuts_off_is_disconnected_at_once_though_a_write_to_it_is_stuck() {
     // Writes may wait a minute, so only the ticket's cut can end this connection in time.
     let app = spawn_with_settings(|s| {
-        s.ws_subscriber_queue = 64;
-        s.ws_write_timeout_ms = 60_000;
+        s.ws.subscriber_queue = 64;
+        s.ws.write_timeout_ms = 60_000;
     })
     .await;
     a_peer_that_never_reads(app).await;
@@ -537,8 +537,8 @@ async fn a_subscriber_its_ticket_cuts_off_is_disconnected_at_once_though_a_write
 async fn a_subscriber_whose_write_is_stuck_for_a_second_is_disconnected() {
     // The queue holds every event, so the ticket never cuts it: only the write timeout can.
     let app = spawn_with_settings(|s| {
-        s.ws_subscriber_queue = 100_000;
-        s.ws_write_timeout_ms = 1000;
+        s.ws.subscriber_queue = 100_000;
+        s.ws.write_timeout_ms = 1000;
     })
     .await;
     a_peer_that_never_reads(app).await;

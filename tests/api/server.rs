@@ -33,7 +33,7 @@ async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Option<Vec
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
-    let app = spawn_with_settings(|s| s.header_read_timeout_secs = 1).await;
+    let app = spawn_with_settings(|s| s.server.header_read_timeout_secs = 1).await;
     let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -48,7 +48,7 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 
 #[tokio::test]
 async fn a_connection_that_sends_nothing_gives_its_slot_back() {
-    let app = spawn_with_settings(|s| s.header_read_timeout_secs = 1).await;
+    let app = spawn_with_settings(|s| s.server.header_read_timeout_secs = 1).await;
     let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
     let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
     assert!(
@@ -62,8 +62,8 @@ async fn websockets_hold_their_connection_slot() {
     // Three slots: the test client's pooled HTTP connection (kept open by the long header
     // timeout) and two sockets.
     let app = spawn_with_settings(|s| {
-        s.max_connections = 3;
-        s.header_read_timeout_secs = 600;
+        s.server.max_connections = 3;
+        s.server.header_read_timeout_secs = 600;
     })
     .await;
     let slug = app.create_ticket("Capped").await;
@@ -98,7 +98,7 @@ async fn websockets_hold_their_connection_slot() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_until_one_closes() {
-    let app = spawn_with_settings(|s| s.max_connections = 2).await;
+    let app = spawn_with_settings(|s| s.server.max_connections = 2).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(addr(&app)).await.unwrap();
@@ -143,7 +143,7 @@ async fn connections_over_the_cap_are_refused_until_one_closes() {
 
 #[tokio::test]
 async fn an_oversized_websocket_message_closes_the_socket() {
-    let app = spawn_with_settings(|s| s.ws_max_message_bytes = 1024).await;
+    let app = spawn_with_settings(|s| s.ws.max_message_bytes = 1024).await;
     let slug = app.create_ticket("Frames").await;
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");
@@ -185,7 +185,7 @@ async fn stopping_the_server_closes_sockets_with_going_away() {
 
 #[tokio::test]
 async fn idle_tickets_passivate_and_come_back_on_the_next_request() {
-    let app = spawn_with_settings(|s| s.ticket_idle_secs = 1).await;
+    let app = spawn_with_settings(|s| s.tickets.idle_secs = 1).await;
     let slug = app.create_ticket("Sleepy").await;
     app.post_message(&slug, "remember me").await;
     assert_eq!(app.ctx.system.tickets.active(), 1);
@@ -205,7 +205,7 @@ async fn idle_tickets_passivate_and_come_back_on_the_next_request() {
 
 #[tokio::test]
 async fn a_watched_ticket_does_not_passivate() {
-    let app = spawn_with_settings(|s| s.ticket_idle_secs = 1).await;
+    let app = spawn_with_settings(|s| s.tickets.idle_secs = 1).await;
     let slug = app.create_ticket("Watched").await;
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");

@@ -255,15 +255,15 @@ async fn a_rotated_secret_keeps_verifying_its_tokens_until_it_is_removed() {
     const OLD: &str = "the-secret-before-rotation-0123456789";
     const NEW: &str = "the-secret-after-rotation-9876543210";
     let mut options = Options::default();
-    options.settings.jwt_secret = fleety::config::Secret::new(OLD);
+    options.settings.auth.jwt_secret = fleety::config::Secret::new(OLD);
     let before = spawn_with(options).await;
     let old_token = before.session_token().await;
     assert_eq!(describe(&before, &old_token).await, 200);
 
     // Rotated: the new secret signs, the old one still verifies.
     let mut options = before.stop().await.options();
-    options.settings.jwt_secret = fleety::config::Secret::new(NEW);
-    options.settings.jwt_previous_secrets =
+    options.settings.auth.jwt_secret = fleety::config::Secret::new(NEW);
+    options.settings.auth.jwt_previous_secrets =
         fleety::config::Secrets::new([fleety::config::Secret::new(OLD)]);
     let rotated = spawn_with(options).await;
     assert_eq!(describe(&rotated, &old_token).await, 200);
@@ -278,7 +278,7 @@ async fn a_rotated_secret_keeps_verifying_its_tokens_until_it_is_removed() {
 
     // Once the old secret is removed, only its tokens stop working.
     let mut options = rotated.stop().await.options();
-    options.settings.jwt_secret = fleety::config::Secret::new(NEW);
+    options.settings.auth.jwt_secret = fleety::config::Secret::new(NEW);
     let after = spawn_with(options).await;
     assert_eq!(describe(&after, &old_token).await, 401);
     assert_eq!(describe(&after, &new_token).await, 200);
