@@ -12,9 +12,8 @@
 //!   checkpoint takes milliseconds of disk time; it delays only the applier. It gathers the
 //!   groups of a few milliseconds into each commit, unless a reader is waiting for them.
 //!
-//! Deciding and logging used to be two threads handing groups over at each sync. One thread
-//! does the same work with one wake-up less per group: at 10,000 posts/s more writes were
-//! acknowledged within a millisecond, and the store's threads took about 5 % of a core less.
+//! Why a log in front of redb at all, and the figures behind these choices, are in
+//! `docs/architecture.md` (The embedded store).
 //!
 //! Between the writer and the applier, rows that a decision depends on (projects, tickets,
 //! articles) and that are logged but not yet applied are remembered in the [`Overlay`]. Readers
@@ -43,18 +42,16 @@ const MAX_GROUP: usize = 4096;
 const APPLY_QUEUE: usize = 4096;
 const APPLY_QUEUE_BYTES: usize = 64 << 20;
 /// How long redb may hold commits that only the log makes durable. Short, because a checkpoint
-/// writes everything since the last one in a burst on the disk the log shares: at 10,000 posts/s
-/// 2 s of writes took about 60 ms to flush and the log's syncs queued behind them (p99 45 ms),
-/// while 100 ms of writes flush in about 15 ms (p99 18 ms). Longer would also mean more log to
+/// writes everything since the last one in a burst on the disk the log shares, and the log's
+/// syncs (so acknowledgements) wait behind that burst. Longer would also mean more log to
 /// replay after a crash.
 pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// A checkpoint comes sooner when this many log bytes have been applied since the last one (a
 /// backlog after a stall).
 const CHECKPOINT_LOG_BYTES: usize = 8 << 20;
 /// How long the applier gathers groups into one redb commit when no reader waits for them.
-/// Each commit costs a fixed amount (eight tables opened, branch pages copied, checksums); at
-/// 6,000 posts/s, gathering 5 ms instead of committing each group as it came halved the
-/// applier's CPU (30 % to 16 % of a core). Reads do not wait for it: a reader that needs a
+/// Each commit costs a fixed amount (eight tables opened, branch pages copied, checksums), so
+/// fewer, larger commits save CPU under load. Reads do not wait for it: a reader that needs a
 /// group tells the applier, which commits as soon as it holds that group.
 pub(super) const APPLY_GATHER: Duration = Duration::from_millis(5);
 /// The applier stops gathering once a batch holds this many record bytes. Bytes are released

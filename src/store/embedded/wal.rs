@@ -12,8 +12,7 @@
 //!
 //! A segment file starts with a 32-byte header: `FLTYWAL2`, a random salt chosen afresh each
 //! time the file is (re)started, the record bytes written to the segment before it (`u64`, 0
-//! after a start), a CRC-32 of those 24 bytes, and 4 bytes of padding. Files in the first
-//! format start with 16 bytes, `FLTYWAL1` and the salt, and still read. A record is
+//! after a start), a CRC-32 of those 24 bytes, and 4 bytes of padding. A record is
 //! `len: u32 | crc32(salt, payload): u32 | payload`, where the payload is the group's sequence
 //! number (`u64`) followed by its operations. Integers are little-endian; strings and byte
 //! fields are a `u32` length and the bytes. Reading a
@@ -80,9 +79,6 @@ const HEADER: usize = 8;
 /// recovery knows exactly where that segment should end, and the header's own checksum.
 const MAGIC: &[u8; 8] = b"FLTYWAL2";
 pub const SEGMENT_HEADER: usize = 32;
-/// The first format's header (magic and salt only), still read from logs it wrote.
-const MAGIC_V1: &[u8; 8] = b"FLTYWAL1";
-const SEGMENT_HEADER_V1: usize = 16;
 /// A record larger than this is corrupt: a group holds at most a few thousand bounded writes.
 const MAX_RECORD: usize = 1 << 30;
 
@@ -258,24 +254,18 @@ fn le_u64(bytes: &[u8]) -> u64 {
 /// The records of a segment file whose name says it starts at group `first_seq`. A file without
 /// a valid header holds none.
 pub fn segment(bytes: &[u8], first_seq: u64) -> Records<'_> {
-    if let Some(h) = bytes.get(..SEGMENT_HEADER).filter(|h| h[..8] == MAGIC[..]) {
+    let header = bytes.get(..SEGMENT_HEADER).filter(|h| h[..8] == MAGIC[..]);
+    let Some(h) = header.filter(|h| {
         let crc = u32::from_le_bytes(h[24..28].try_into().unwrap_or_default());
-        if crc32fast::hash(&h[..24]) != crc {
-            return records(&[], 0, first_seq);
-        }
-        let previous = le_u64(&h[16..24]);
-        return Records {
-            header: SEGMENT_HEADER,
-            previous: (previous > 0).then_some(previous),
-            ..records(&bytes[SEGMENT_HEADER..], le_u64(&h[8..16]), first_seq)
-        };
-    }
-    match bytes.get(..SEGMENT_HEADER_V1) {
-        Some(h) if h[..8] == MAGIC_V1[..] => Records {
-            header: SEGMENT_HEADER_V1,
-            ..records(&bytes[SEGMENT_HEADER_V1..], le_u64(&h[8..16]), first_seq)
-        },
-        _ => records(&[], 0, first_seq),
+        crc32fast::hash(&h[..24]) == crc
+    }) else {
+        return records(&[], 0, first_seq);
+    };
+    let previous = le_u64(&h[16..24]);
+    Records {
+        header: SEGMENT_HEADER,
+        previous: (previous > 0).then_some(previous),
+        ..records(&bytes[SEGMENT_HEADER..], le_u64(&h[8..16]), first_seq)
     }
 }
 
@@ -285,8 +275,9 @@ pub fn segment(bytes: &[u8], first_seq: u64) -> Records<'_> {
 /// it cannot have a tail torn by a crash.
 ///
 /// `read` is how many bytes its records take up ([`Records::read`]) and `end` how many it was
-/// written: the next segment's header says ([`Records::previous`]), or, for logs whose headers
-/// do not, at least `SEGMENT_BYTES`, since the writer moves on only once a segment is full.
+/// written, as the next segment's header says ([`Records::previous`]); a header that says
+/// nothing (the first segment after a start) leaves `SEGMENT_BYTES`, since the writer moves on
+/// only once a segment is full.
 /// `newest` is the last group read from it, and `next` the first group a later segment holds.
 /// Nothing is missing when every group before `next` is already in redb's checkpoint (a file
 /// left over from a restart), or when its last record read is the group just before `next`.
@@ -484,7 +475,7 @@ pub const SEGMENT_BYTES: u64 = 32 << 20;
 /// is full and a checkpoint holds every group in the one before, that older file is renamed for
 /// the next group and written again from its start. Overwriting blocks a file already has lets
 /// `fdatasync` flush just the data; appending makes every sync commit the file system's journal
-/// too, which costs twice as much here and sometimes stalls for hundreds of milliseconds. The
+/// too, which costs more and can stall (figures in `docs/benchmarks.md`). The
 /// stale records left after the new ones belong to checkpointed groups, which replay skips.
 pub struct Log {
     dir: PathBuf,
@@ -618,24 +609,6 @@ impl Log {
     pub fn sync(&mut self) -> io::Result<()> {
         self.current.file.sync_data()
     }
-}
-
-/// A segment file in the first format (16-byte header, no length of the segment before), with
-/// one record per `(group, ops)`: what logs written before the v2 header look like.
-#[cfg(test)]
-pub(super) fn v1_segment(salt: u64, groups: &[(u64, Vec<Op<'_>>)]) -> Vec<u8> {
-    let mut file = MAGIC_V1.to_vec();
-    file.extend_from_slice(&salt.to_le_bytes());
-    for (seq, ops) in groups {
-        let mut record = RecordBuf::new(*seq);
-        for op in ops {
-            record.push(op);
-        }
-        let mut bytes = record.finish();
-        seal(&mut bytes, salt);
-        file.extend_from_slice(&bytes);
-    }
-    file
 }
 
 #[cfg(test)]
@@ -870,15 +843,6 @@ mod tests {
         let mut damaged = second.clone();
         damaged[20] ^= 1;
         assert_eq!(segment(&damaged, 2).count(), 0);
-    }
-
-    #[test]
-    fn segments_in_the_first_format_still_read() {
-        let file = v1_segment(SALT, &[(7, sample())]);
-        let mut records = segment(&file, 7);
-        assert_eq!(records.by_ref().map(|r| r.seq).collect::<Vec<_>>(), [7]);
-        assert_eq!(records.offset(), file.len());
-        assert_eq!(records.previous(), None);
     }
 
     #[test]
