@@ -10,7 +10,6 @@ use fleety_actors::clock::{Clock, SystemClock};
 use fleety_actors::domain::{ProjectId, ProjectName};
 use fleety_actors::kb::KbConfig;
 use fleety_actors::root::{RootArgs, System};
-use fleety_actors::slug::SlugGenerator;
 use fleety_actors::store::Store;
 use fleety_actors::ticket::TicketConfig;
 use tokio::net::TcpListener;
@@ -127,7 +126,6 @@ impl Application {
                 settings.limits.clients,
                 clock.clone(),
             ),
-            slugs: SlugGenerator::new(),
             system,
             projects,
             clock,

@@ -9,16 +9,14 @@ use uuid::Uuid;
 use crate::chat::ChatConfig;
 use crate::clock::{now_millis, SystemClock};
 use crate::domain::{
-    Article, ArticleBody, ArticleTitle, Description, Project, ProjectId, Ticket, TicketSource,
-    TicketStatus, Title,
+    Article, ArticleBody, ArticleTitle, Description, Project, ProjectId, TicketSource, Title,
 };
 use crate::kb::KbConfig;
 use crate::llm::offline::OfflineProvider;
 use crate::root::{RootArgs, System};
-use crate::slug::SlugGenerator;
 use crate::store::memory::MemoryStore;
 use crate::store::ProjectStore;
-use crate::ticket::{TicketConfig, TicketKey};
+use crate::ticket::{NewTicket, TicketConfig, TicketKey};
 
 pub struct Kit {
     pub store: Arc<MemoryStore>,
@@ -90,21 +88,14 @@ pub async fn kit_with(tickets: TicketConfig, kb: KbConfig, chat: ChatConfig) -> 
 impl Kit {
     /// Opens a ticket, as `POST /v1/tickets/{project}` does.
     pub async fn open_ticket(&self) -> TicketKey {
-        let now = now_millis();
-        let ticket = Ticket {
-            id: Uuid::new_v4(),
-            slug: SlugGenerator::new().generate(),
-            project_id: self.project.clone(),
+        let ticket = self.system.tickets.open(NewTicket {
+            project: self.project.clone(),
             title: Title::parse("Cannot log in").unwrap(),
             description: Description::parse("Since this morning").unwrap(),
-            status: TicketStatus::Open,
-            created_at: now,
-            updated_at: now,
             source: TicketSource::Api,
             session_id: None,
-        };
-        let slugs = SlugGenerator::new();
-        let ticket = self.system.tickets.open(&slugs, ticket).await.unwrap();
+        });
+        let ticket = ticket.await.unwrap();
         TicketKey {
             project: ticket.project_id,
             slug: ticket.slug,

@@ -23,7 +23,6 @@ use bytes::Bytes;
 use fleety_actors::clock::Clock;
 use fleety_actors::domain::{Project, ProjectId};
 use fleety_actors::root::System;
-use fleety_actors::slug::SlugGenerator;
 use http::header::{HeaderMap, HeaderValue};
 use http::StatusCode;
 use serde::de::DeserializeOwned;
@@ -43,7 +42,6 @@ pub struct Ctx {
     pub system: System,
     pub projects: Projects,
     pub tokens: Tokens,
-    pub slugs: SlugGenerator,
     pub public_limit: RateLimiter,
     pub session_limit: RateLimiter,
     pub clock: Arc<dyn Clock>,

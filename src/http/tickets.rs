@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fleety_actors::domain::{
-    Description, IdempotencyKey, MessageBody, Participant, Project, Slug, Ticket, TicketSource,
+    Description, IdempotencyKey, MessageBody, Participant, Project, Slug, TicketSource,
     TicketStatus, Title,
 };
 use fleety_actors::events::{self, MessageView, TicketSummary};
-use fleety_actors::ticket::{MessagePage, TicketKey, TicketMsg};
+use fleety_actors::ticket::{MessagePage, NewTicket, TicketKey};
 use fleety_actors::MessageId;
 use http::StatusCode;
 use serde::Deserialize;
@@ -59,20 +59,17 @@ pub async fn create(
                 .as_deref()
                 .and_then(|t| ctx.tokens.verify_session(t, &visitor.project.id).ok())
                 .map(|claims| claims.sub);
-            let now = ctx.clock.now();
-            let ticket = Ticket {
-                id: uuid::Uuid::new_v4(),
-                slug: ctx.slugs.generate(),
-                project_id: visitor.project.id.clone(),
-                title,
-                description,
-                status: TicketStatus::Open,
-                created_at: now,
-                updated_at: now,
-                source: TicketSource::Api,
-                session_id,
-            };
-            let ticket = ctx.system.tickets.open(&ctx.slugs, ticket).await?;
+            let ticket = ctx
+                .system
+                .tickets
+                .open(NewTicket {
+                    project: visitor.project.id.clone(),
+                    title,
+                    description,
+                    source: TicketSource::Api,
+                    session_id,
+                })
+                .await?;
             let view = events::TicketView::new(&ticket, [], &[]);
             Ok(json(StatusCode::CREATED, &view))
         }
@@ -168,16 +165,8 @@ pub async fn post_message(
                 }
                 None => None,
             };
-            let message = ctx
-                .system
-                .tickets
-                .call(&key, |reply| TicketMsg::Post {
-                    author,
-                    content: content.clone(),
-                    idempotency_key: idempotency_key.clone(),
-                    reply,
-                })
-                .await?;
+            let tickets = &ctx.system.tickets;
+            let message = tickets.post(&key, author, content, idempotency_key).await?;
             let data = MessageView::new(&message, &[]);
             Ok(json(
                 StatusCode::CREATED,
@@ -222,11 +211,7 @@ pub async fn mark_read(
                 parse_body(&meta, &body)?
             };
             let reader = participant(&req.reader, "reader", &visitor)?;
-            let up_to = ctx
-                .system
-                .tickets
-                .call(&key, |reply| TicketMsg::MarkRead { reader, reply })
-                .await?;
+            let up_to = ctx.system.tickets.mark_read(&key, reader).await?;
             Ok(json(
                 StatusCode::OK,
                 &MarkedRead {
@@ -257,11 +242,7 @@ pub async fn change_status(
             let key = ticket_key(&project, &slug)?;
             let req: ChangeStatus = parse_body(&meta, &body)?;
             let status = field(TicketStatus::parse(&req.status), "status")?;
-            let ticket = ctx
-                .system
-                .tickets
-                .call(&key, |reply| TicketMsg::SetStatus { status, reply })
-                .await?;
+            let ticket = ctx.system.tickets.set_status(&key, status).await?;
             Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
         }
         .await,

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fleety_actors::domain::Project;
 use fleety_actors::events::{event_frame, slow_consumer_frame, ErrorPayload};
-use fleety_actors::ticket::{
-    CutOff, Event, Replay, Subscription, TicketError, TicketKey, TicketMsg,
-};
+use fleety_actors::ticket::{CutOff, Event, Replay, Subscription, TicketError, TicketKey};
 use fleety_actors::MessageId;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
@@ -61,11 +59,7 @@ pub async fn ticket_socket(
                 ),
                 None => None,
             };
-            let subscription = ctx
-                .system
-                .tickets
-                .call(&key, |reply| TicketMsg::Subscribe { since, reply })
-                .await?;
+            let subscription = ctx.system.tickets.subscribe(&key, since).await?;
             let token = ctx.sockets.token();
             let ctx3 = ctx.clone();
             let config = socket_config(&ctx.settings);
@@ -401,12 +395,7 @@ async fn resubscribe(ctx: &Ctx, key: &TicketKey, since: MessageId) -> Option<Sub
     for attempt in 0..5u32 {
         // Give the supervisor a moment to bring the ticket back.
         tokio::time::sleep(Duration::from_millis(50 * (1 << attempt))).await;
-        if let Ok(sub) = ctx
-            .system
-            .tickets
-            .call(key, |reply| TicketMsg::Subscribe { since, reply })
-            .await
-        {
+        if let Ok(sub) = ctx.system.tickets.subscribe(key, since).await {
             return Some(sub);
         }
     }

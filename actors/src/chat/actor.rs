@@ -11,12 +11,11 @@ use super::links::{filter_links, LinkFilter};
 use super::quota::Window;
 use super::{ChatDeps, ChatError, ChatMode, SessionKey, Turn, TurnEvent, TurnRequest};
 use crate::domain::{
-    ChatRole, ChatTurn, Description, MessageBody, Participant, Slug, Ticket, TicketSource,
-    TicketStatus, Title,
+    ChatRole, ChatTurn, Description, MessageBody, Participant, Slug, TicketSource, Title,
 };
 use crate::llm::offline::CREATE_TICKET;
 use crate::llm::{LlmEvent, LlmMessage, LlmRequest, LlmRole, Passage, ToolSpec};
-use crate::ticket::{TicketKey, TicketMsg};
+use crate::ticket::{NewTicket, TicketKey};
 use crate::MessageId;
 
 /// Turns of the transcript kept in memory: enough for a prompt's history.
@@ -686,20 +685,14 @@ impl TurnRun {
             Some(d) => d,
             None => Description::parse("").map_err(|e| Stop::Failed(ChatError::Internal(e.0)))?,
         };
-        let now = self.deps.clock.now();
-        let ticket = Ticket {
-            id: uuid::Uuid::new_v4(),
-            slug: self.deps.slugs.generate(),
-            project_id: self.key.project.clone(),
+        let new = NewTicket {
+            project: self.key.project.clone(),
             title,
             description,
-            status: TicketStatus::Open,
-            created_at: now,
-            updated_at: now,
             source: TicketSource::Chat,
             session_id: Some(self.key.session.clone()),
         };
-        let ticket = match self.deps.tickets.open(&self.deps.slugs, ticket).await {
+        let ticket = match self.deps.tickets.open(new).await {
             Ok(ticket) => ticket,
             Err(e) => {
                 let _ = self.actor.send_message(ChatMsg::ReleaseTicket);
@@ -733,16 +726,7 @@ impl TurnRun {
             let Ok(content) = MessageBody::parse(clip(&text, MessageBody::MAX_CHARS)) else {
                 continue;
             };
-            let posted = self
-                .deps
-                .tickets
-                .call(&key, |reply| TicketMsg::Post {
-                    author,
-                    content: content.clone(),
-                    idempotency_key: None,
-                    reply,
-                })
-                .await;
+            let posted = self.deps.tickets.post(&key, author, content, None).await;
             if let Err(e) = posted {
                 tracing::warn!(ticket = %key, error = %e, "could not copy the chat into its ticket");
                 break;

@@ -27,7 +27,6 @@ use crate::domain::{ProjectId, Slug};
 use crate::kb::KnowledgeBases;
 use crate::llm::{LlmError, LlmMessage, LlmProvider};
 use crate::registry::{CallError, Family, Keeper, Registry};
-use crate::slug::SlugGenerator;
 use crate::ticket::Tickets;
 
 /// Identifies a chat session: the anonymous session id from the visitor's token, within the
@@ -164,7 +163,6 @@ pub struct ChatDeps {
     pub llm: Arc<dyn LlmProvider>,
     pub kb: KnowledgeBases,
     pub tickets: Tickets,
-    pub slugs: Arc<SlugGenerator>,
     pub config: Arc<ChatConfig>,
     projects: Arc<DashMap<ProjectId, quota::ProjectWindows>>,
     registry: Arc<Registry<SessionKey, actor::ChatMsg>>,
@@ -198,7 +196,6 @@ impl Chats {
                 llm: args.llm,
                 kb: args.kb,
                 tickets: args.tickets,
-                slugs: Arc::new(SlugGenerator::new()),
                 config: Arc::new(args.config),
                 projects: Arc::default(),
                 registry: Arc::default(),

@@ -35,6 +35,16 @@ async fn answer(turn: Turn) -> Vec<TurnEvent> {
     events
 }
 
+/// Asks `question` in the session and reads the whole answer.
+async fn ask_in(k: &Kit, key: &SessionKey, question: &str) -> Vec<TurnEvent> {
+    answer(k.system.chats.turn(key, ask(question)).await.unwrap()).await
+}
+
+fn refused_for_quota(events: &[TurnEvent]) -> bool {
+    let quota = |e: &TurnEvent| matches!(e, TurnEvent::Error(ChatError::Quota { .. }));
+    events.iter().any(quota)
+}
+
 fn text(events: &[TurnEvent]) -> String {
     events
         .iter()
@@ -87,14 +97,7 @@ async fn asking_for_a_person_opens_a_ticket_until_the_session_quota_is_spent() {
     let k = kit_with(tickets, kb, chat).await;
     let key = session(&k, "s2");
 
-    let events = answer(
-        k.system
-            .chats
-            .turn(&key, ask("I want to talk to a human"))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let events = ask_in(&k, &key, "I want to talk to a human").await;
     let Some(TurnEvent::TicketOpened { slug, .. }) = events.first() else {
         panic!("no ticket opened: {events:?}");
     };
@@ -109,18 +112,9 @@ async fn asking_for_a_person_opens_a_ticket_until_the_session_quota_is_spent() {
         .unwrap();
     assert_eq!(ticket.session_id.as_deref(), Some("s2"));
 
-    let again = answer(
-        k.system
-            .chats
-            .turn(&key, ask("A human, please"))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let again = ask_in(&k, &key, "A human, please").await;
     assert!(
-        again
-            .iter()
-            .any(|e| matches!(e, TurnEvent::Error(ChatError::Quota { .. }))),
+        refused_for_quota(&again),
         "a second ticket for the session is refused: {again:?}"
     );
 }
@@ -132,7 +126,7 @@ async fn a_session_over_its_request_quota_is_refused_with_a_retry_time() {
     let k = kit_with(Default::default(), Default::default(), chat).await;
     let key = session(&k, "s3");
     for _ in 0..2 {
-        answer(k.system.chats.turn(&key, ask("Hello")).await.unwrap()).await;
+        ask_in(&k, &key, "Hello").await;
     }
     match k.system.chats.turn(&key, ask("Hello")).await {
         Err(ChatError::Quota { retry_after, .. }) => assert!(retry_after.is_some()),
@@ -150,14 +144,7 @@ async fn no_more_sessions_start_than_the_configured_maximum() {
         ..ChatConfig::default()
     };
     let k = kit_with(Default::default(), Default::default(), chat).await;
-    answer(
-        k.system
-            .chats
-            .turn(&session(&k, "a"), ask("Hi"))
-            .await
-            .unwrap(),
-    )
-    .await;
+    ask_in(&k, &session(&k, "a"), "Hi").await;
     let refused = k.system.chats.turn(&session(&k, "b"), ask("Hi")).await;
     assert!(matches!(refused, Err(ChatError::Unavailable(_))));
     // The running session is still served.
@@ -175,14 +162,7 @@ async fn an_idle_session_passivates_and_comes_back_with_its_spending_from_the_st
     chat.quotas.session_tickets = 1;
     let k = kit_with(tickets, kb, chat).await;
     let key = session(&k, "s5");
-    let events = answer(
-        k.system
-            .chats
-            .turn(&key, ask("Talk to a person"))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let events = ask_in(&k, &key, "Talk to a person").await;
     assert!(matches!(
         events.first(),
         Some(TurnEvent::TicketOpened { .. })
@@ -198,18 +178,6 @@ async fn an_idle_session_passivates_and_comes_back_with_its_spending_from_the_st
     })
     .await;
     // A fresh actor reads the transcript: the ticket it opened still counts.
-    let again = answer(
-        k.system
-            .chats
-            .turn(&key, ask("Talk to a person"))
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert!(
-        again
-            .iter()
-            .any(|e| matches!(e, TurnEvent::Error(ChatError::Quota { .. }))),
-        "{again:?}"
-    );
+    let again = ask_in(&k, &key, "Talk to a person").await;
+    assert!(refused_for_quota(&again), "{again:?}");
 }

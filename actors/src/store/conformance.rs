@@ -96,6 +96,10 @@ fn messages(n: usize) -> Vec<Message> {
     out
 }
 
+fn cursor(reader: Participant, up_to: MessageId) -> TicketWrite {
+    TicketWrite::ReadCursor { reader, up_to }
+}
+
 /// One ticket write, handed over through `submit` as a ticket's actor hands its batches.
 async fn put(
     store: &Arc<dyn Store>,
@@ -442,39 +446,17 @@ pub async fn read_cursors_move_forward_only_and_per_reader(store: Arc<dyn Store>
     let msgs = messages(5);
     assert!(store.read_cursors(&p.id, &t.slug).await.unwrap().is_empty());
 
-    put(
-        &store,
-        &p.id,
-        &t.slug,
-        TicketWrite::ReadCursor {
-            reader: Participant::Admin,
-            up_to: msgs[2].id,
-        },
-    )
-    .await
-    .unwrap();
-    put(
-        &store,
-        &p.id,
-        &t.slug,
-        TicketWrite::ReadCursor {
-            reader: Participant::Admin,
-            up_to: msgs[1].id,
-        },
-    )
-    .await
-    .unwrap();
-    put(
-        &store,
-        &p.id,
-        &t.slug,
-        TicketWrite::ReadCursor {
-            reader: Participant::User,
-            up_to: msgs[4].id,
-        },
-    )
-    .await
-    .unwrap();
+    // The admin's second cursor is older than its first, and must not move it back.
+    let moves = [
+        (Participant::Admin, msgs[2].id),
+        (Participant::Admin, msgs[1].id),
+        (Participant::User, msgs[4].id),
+    ];
+    for (reader, up_to) in moves {
+        put(&store, &p.id, &t.slug, cursor(reader, up_to))
+            .await
+            .unwrap();
+    }
     let mut cursors = store.read_cursors(&p.id, &t.slug).await.unwrap();
     cursors.sort_by_key(|c| c.reader);
     assert_eq!(

@@ -21,11 +21,14 @@ pub use actor::{
 pub use subscribers::{CutOff, Event};
 
 use crate::clock::Clock;
-use crate::domain::{ProjectId, Slug};
+use crate::domain::{
+    IdempotencyKey, Message, MessageBody, Participant, ProjectId, Slug, TicketStatus,
+};
 use crate::feed::ProjectFeeds;
 use crate::registry::{CallError, Family, Keeper, Registry};
 use crate::store::{StoreError, TicketStore};
 use crate::FastMap;
+use crate::MessageId;
 
 /// Identifies a ticket across projects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -125,6 +128,8 @@ pub struct TicketDeps {
     pub clock: Arc<dyn Clock>,
     pub feeds: ProjectFeeds,
     pub config: Arc<TicketConfig>,
+    /// Draws new tickets' slugs.
+    slugs: Arc<crate::slug::SlugGenerator>,
     registry: Arc<Registry<TicketKey, TicketMsg>>,
     /// Each ticket's writer lease, while an actor holds or awaits it.
     leases: Arc<FastMap<TicketKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -156,6 +161,17 @@ impl Drop for WriterLease {
     }
 }
 
+/// A ticket to open: what its opener decides.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub project: ProjectId,
+    pub title: crate::domain::Title,
+    pub description: crate::domain::Description,
+    pub source: crate::domain::TicketSource,
+    /// The anonymous chat session the ticket comes from, if any.
+    pub session_id: Option<String>,
+}
+
 /// The handle to all tickets: finds or activates a ticket's actor and calls it with a timeout.
 #[derive(Clone)]
 pub struct Tickets {
@@ -177,6 +193,7 @@ impl Tickets {
             clock,
             feeds,
             config: Arc::new(config),
+            slugs: Arc::default(),
             registry: Arc::default(),
             leases: Arc::default(),
             views: Arc::default(),
@@ -274,21 +291,30 @@ impl Tickets {
         self.deps.registry.call(key, timeout, activate, make).await
     }
 
-    /// Creates a ticket with a fresh slug and announces it on the project's agent feed.
-    /// `ticket.slug` is replaced; a rare slug collision draws again.
-    pub async fn open(
-        &self,
-        slugs: &crate::slug::SlugGenerator,
-        mut ticket: crate::domain::Ticket,
-    ) -> Result<crate::domain::Ticket, TicketError> {
+    /// Opens a ticket with a fresh slug and announces it on the project's agent feed. A rare
+    /// slug collision draws again.
+    pub async fn open(&self, new: NewTicket) -> Result<crate::domain::Ticket, TicketError> {
+        let now = self.deps.clock.now();
+        let mut ticket = crate::domain::Ticket {
+            id: uuid::Uuid::new_v4(),
+            slug: self.deps.slugs.generate(),
+            project_id: new.project,
+            title: new.title,
+            description: new.description,
+            status: crate::domain::TicketStatus::Open,
+            created_at: now,
+            updated_at: now,
+            source: new.source,
+            session_id: new.session_id,
+        };
         let mut attempts = 0;
         loop {
-            ticket.slug = slugs.generate();
             match self.deps.store.create_ticket(&ticket).await {
                 Ok(()) => break,
                 Err(StoreError::Conflict) if attempts < 8 => attempts += 1,
                 Err(e) => return Err(e.into()),
             }
+            ticket.slug = self.deps.slugs.generate();
         }
         tracing::info!(project = %ticket.project_id, ticket = %ticket.slug, source = ?ticket.source, "ticket created");
         let summary = crate::events::encode(&crate::events::TicketSummary::new(&ticket));
@@ -297,6 +323,54 @@ impl Tickets {
             crate::events::envelope("ticket_created", Some(&ticket.slug), &summary),
         );
         Ok(ticket)
+    }
+
+    /// Posts a message; answered once it is durable. With an idempotency key used before for
+    /// the same message, the original message is the answer.
+    pub async fn post(
+        &self,
+        key: &TicketKey,
+        author: Participant,
+        content: MessageBody,
+        idempotency_key: Option<IdempotencyKey>,
+    ) -> Result<Message, TicketError> {
+        let post = |reply| TicketMsg::Post {
+            author,
+            content: content.clone(),
+            idempotency_key: idempotency_key.clone(),
+            reply,
+        };
+        self.call(key, post).await
+    }
+
+    /// Marks everything so far read by `reader`; the id read up to (`None` on an empty ticket).
+    pub async fn mark_read(
+        &self,
+        key: &TicketKey,
+        reader: Participant,
+    ) -> Result<Option<MessageId>, TicketError> {
+        self.call(key, |reply| TicketMsg::MarkRead { reader, reply })
+            .await
+    }
+
+    /// Changes the status; the ticket after the change.
+    pub async fn set_status(
+        &self,
+        key: &TicketKey,
+        status: TicketStatus,
+    ) -> Result<crate::domain::Ticket, TicketError> {
+        self.call(key, |reply| TicketMsg::SetStatus { status, reply })
+            .await
+    }
+
+    /// Joins the ticket's realtime events, replaying the messages after `since`.
+    pub async fn subscribe(
+        &self,
+        key: &TicketKey,
+        since: Option<MessageId>,
+    ) -> Result<Subscription, TicketError> {
+        self.call(key, |reply| TicketMsg::Subscribe { since, reply })
+            .await
     }
 
     /// A project's tickets, newest first, a page at a time: for the agents' listing, from the

@@ -1,77 +1,29 @@
 //! The ticket actor's write pipeline, driven through the in-memory store's gate: a test holds
 //! each batch the actor submits and decides when it lands, fails, or is lost.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use ractor::RpcReplyPort;
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::clock::SystemClock;
-use crate::domain::{
-    Description, Message, MessageBody, Participant, Project, ProjectId, Slug, Ticket, TicketSource,
-    TicketStatus, Title,
-};
-use crate::feed::ProjectFeeds;
-use crate::store::memory::MemoryStore;
-use crate::store::{MessageRange, ProjectStore, TicketStore};
+use crate::domain::{Message, MessageBody, Participant, TicketStatus};
+use crate::store::{MessageRange, TicketStore};
+use crate::testkit::{kit, Kit};
 
 struct Fixture {
-    store: Arc<MemoryStore>,
+    kit: Kit,
     tickets: Tickets,
-    supervisor: ractor::ActorCell,
     key: TicketKey,
 }
 
+/// A ticket whose batches wait at the store's gate.
 async fn fixture() -> Fixture {
-    let store = MemoryStore::new();
-    let project = ProjectId::parse("gated").unwrap();
-    let now = Utc::now();
-    store
-        .create_project(&Project {
-            id: project.clone(),
-            name: "Gated".into(),
-            allowed_origins: vec![],
-            admin_key_hash: "00".repeat(32),
-            created_at: now,
-        })
-        .await
-        .unwrap();
-    let ticket = Ticket {
-        id: uuid::Uuid::new_v4(),
-        slug: Slug::parse("calm-heron-101").unwrap(),
-        project_id: project.clone(),
-        title: Title::parse("Gated writes").unwrap(),
-        description: Description::parse("Batches wait at the gate").unwrap(),
-        status: TicketStatus::Open,
-        created_at: now,
-        updated_at: now,
-        source: TicketSource::Api,
-        session_id: None,
-    };
-    store.create_ticket(&ticket).await.unwrap();
-    store.hold_batches();
-    let (tickets, supervisor) = Tickets::start(
-        store.clone(),
-        Arc::new(SystemClock),
-        ProjectFeeds::default(),
-        TicketConfig::default(),
-        None,
-    )
-    .await
-    .unwrap();
-    let key = TicketKey {
-        project,
-        slug: ticket.slug,
-    };
-    Fixture {
-        store,
-        tickets,
-        supervisor: supervisor.get_cell(),
-        key,
-    }
+    let kit = kit().await;
+    let key = kit.open_ticket().await;
+    kit.store.hold_batches();
+    let tickets = kit.system.tickets.clone();
+    Fixture { kit, tickets, key }
 }
 
 type Answer = oneshot::Receiver<Result<Message, TicketError>>;
@@ -111,14 +63,15 @@ async fn settled_mailbox(f: &Fixture) {
 /// Posts "one", which the gate holds in flight, and "two", which the actor queues behind it.
 async fn one_held_one_queued(f: &Fixture) -> (Answer, Answer) {
     let first = post(f, "one").await;
-    f.store.holding(1).await;
+    f.kit.store.holding(1).await;
     let second = post(f, "two").await;
     settled_mailbox(f).await;
     (first, second)
 }
 
 async fn stored(f: &Fixture) -> Vec<String> {
-    f.store
+    f.kit
+        .store
         .list_messages(&f.key.project, &f.key.slug, MessageRange::all())
         .await
         .unwrap()
@@ -131,20 +84,20 @@ async fn stored(f: &Fixture) -> Vec<String> {
 async fn writes_queued_behind_a_batch_in_flight_go_together_in_order() {
     let f = fixture().await;
     let first = post(&f, "one").await;
-    f.store.holding(1).await;
+    f.kit.store.holding(1).await;
     let second = post(&f, "two").await;
     let third = post(&f, "three").await;
     settled_mailbox(&f).await;
     // One batch per ticket at a time: the later posts wait for the first batch's outcome.
-    assert_eq!(f.store.held(), 1);
+    assert_eq!(f.kit.store.held(), 1);
 
-    f.store.release();
+    f.kit.store.release();
     assert_eq!(first.await.unwrap().unwrap().content.as_str(), "one");
-    f.store.holding(1).await;
-    f.store.release();
+    f.kit.store.holding(1).await;
+    f.kit.store.release();
     assert_eq!(second.await.unwrap().unwrap().content.as_str(), "two");
     assert_eq!(third.await.unwrap().unwrap().content.as_str(), "three");
-    assert_eq!(f.store.batch_sizes(), vec![1, 2]);
+    assert_eq!(f.kit.store.batch_sizes(), vec![1, 2]);
     assert_eq!(stored(&f).await, ["one", "two", "three"]);
 }
 
@@ -153,7 +106,7 @@ async fn a_failed_batch_refuses_the_writes_queued_behind_it_and_the_ticket_reloa
     let f = fixture().await;
     let (first, second) = one_held_one_queued(&f).await;
 
-    f.store.fail();
+    f.kit.store.fail();
     assert!(matches!(
         first.await.unwrap(),
         Err(TicketError::Unavailable(_))
@@ -163,7 +116,7 @@ async fn a_failed_batch_refuses_the_writes_queued_behind_it_and_the_ticket_reloa
         Err(TicketError::Unavailable(_))
     ));
     // The write behind the failed batch was never sent.
-    assert_eq!(f.store.batch_sizes(), vec![1]);
+    assert_eq!(f.kit.store.batch_sizes(), vec![1]);
     assert!(stored(&f).await.is_empty());
 
     // The next request finds a fresh actor, loaded from what the store holds. It goes through
@@ -174,8 +127,8 @@ async fn a_failed_batch_refuses_the_writes_queued_behind_it_and_the_ticket_reloa
         idempotency_key: None,
         reply,
     });
-    f.store.holding(1).await;
-    f.store.release();
+    f.kit.store.holding(1).await;
+    f.kit.store.release();
     assert_eq!(third.await.unwrap().unwrap().content.as_str(), "three");
     assert_eq!(stored(&f).await, ["three"]);
     let view = f
@@ -191,7 +144,7 @@ async fn a_failed_batch_refuses_the_writes_queued_behind_it_and_the_ticket_reloa
 async fn a_batch_in_flight_when_its_actor_crashes_lands_before_its_successor_loads() {
     let f = fixture().await;
     let first = post(&f, "one").await;
-    f.store.holding(1).await;
+    f.kit.store.holding(1).await;
     f.tickets.crash(&f.key).await.unwrap();
     // A crash drops the actor's state with its callers' reply ports: the HTTP side answers
     // 503 ("restarted while handling the request"), and a client retries with its
@@ -202,7 +155,7 @@ async fn a_batch_in_flight_when_its_actor_crashes_lands_before_its_successor_loa
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!next.is_finished());
 
-    f.store.release();
+    f.kit.store.release();
     let view: serde_json::Value = serde_json::from_slice(&next.await.unwrap().unwrap()).unwrap();
     assert_eq!(view["messages"][0]["content"], "one");
     assert_eq!(stored(&f).await, ["one"]);
@@ -212,8 +165,8 @@ async fn a_batch_in_flight_when_its_actor_crashes_lands_before_its_successor_loa
 async fn a_batch_the_store_loses_is_refused_instead_of_waited_for() {
     let f = fixture().await;
     let first = post(&f, "one").await;
-    f.store.holding(1).await;
-    f.store.lose();
+    f.kit.store.holding(1).await;
+    f.kit.store.lose();
     assert!(matches!(
         first.await.unwrap(),
         Err(TicketError::Unavailable(_))
@@ -225,13 +178,13 @@ async fn stopping_the_tickets_sends_their_queued_writes_and_answers_every_caller
     let f = fixture().await;
     let (first, second) = one_held_one_queued(&f).await;
 
-    // As at shutdown: the supervisor stops, and with it every ticket actor.
-    let supervisor = f.supervisor.clone();
-    let stopped = tokio::spawn(async move { supervisor.stop_and_wait(None, None).await.unwrap() });
-    f.store.release();
+    // As at shutdown: the actor system stops, and with it every ticket actor.
+    let system = f.kit.system.clone();
+    let stopped = tokio::spawn(async move { system.stop().await });
+    f.kit.store.release();
     // The stopping actor sends what it had queued, as one more batch.
-    f.store.holding(1).await;
-    f.store.release();
+    f.kit.store.holding(1).await;
+    f.kit.store.release();
     assert_eq!(first.await.unwrap().unwrap().content.as_str(), "one");
     assert_eq!(second.await.unwrap().unwrap().content.as_str(), "two");
     stopped.await.unwrap();
@@ -285,13 +238,11 @@ mod behaviour {
 
     async fn say(k: &Kit, key: &TicketKey, author: Participant, text: &str) -> Message {
         let content = MessageBody::parse(text).unwrap();
-        let post = |reply| TicketMsg::Post {
-            author,
-            content: content.clone(),
-            idempotency_key: None,
-            reply,
-        };
-        k.system.tickets.call(key, post).await.unwrap()
+        k.system
+            .tickets
+            .post(key, author, content, None)
+            .await
+            .unwrap()
     }
 
     async fn view(k: &Kit, key: &TicketKey) -> serde_json::Value {
@@ -304,8 +255,7 @@ mod behaviour {
     }
 
     async fn subscribe(k: &Kit, key: &TicketKey, since: Option<MessageId>) -> Subscription {
-        let join = |reply| TicketMsg::Subscribe { since, reply };
-        k.system.tickets.call(key, join).await.unwrap()
+        k.system.tickets.subscribe(key, since).await.unwrap()
     }
 
     #[tokio::test]
@@ -348,54 +298,38 @@ mod behaviour {
         let key = k.open_ticket().await;
         let post = |text: &str| {
             let content = MessageBody::parse(text).unwrap();
-            let idempotency_key = Some(crate::domain::IdempotencyKey::parse("retry-1").unwrap());
-            move |reply| TicketMsg::Post {
-                author: Participant::User,
-                content: content.clone(),
-                idempotency_key: idempotency_key.clone(),
-                reply,
-            }
+            let retry = crate::domain::IdempotencyKey::parse("retry-1").unwrap();
+            k.system
+                .tickets
+                .post(&key, Participant::User, content, Some(retry))
         };
-        let made = k.system.tickets.call(&key, post("Once")).await.unwrap();
-        let again = k.system.tickets.call(&key, post("Once")).await.unwrap();
-        assert_eq!(made, again);
-        let other = k.system.tickets.call(&key, post("Something else")).await;
+        let made = post("Once").await.unwrap();
+        assert_eq!(post("Once").await.unwrap(), made);
+        let other = post("Something else").await;
         assert!(matches!(other, Err(TicketError::KeyReused)));
-        assert_eq!(
-            view(&k, &key).await["messages"].as_array().unwrap().len(),
-            1
-        );
+        let messages = view(&k, &key).await["messages"].as_array().unwrap().len();
+        assert_eq!(messages, 1);
     }
 
     #[tokio::test]
     async fn a_closed_ticket_takes_no_posts_and_a_visitor_reply_reopens_a_resolved_one() {
         let k = kit().await;
         let key = k.open_ticket().await;
-        let set = |status| move |reply| TicketMsg::SetStatus { status, reply };
-        k.system
-            .tickets
-            .call(&key, set(TicketStatus::Resolved))
+        let tickets = &k.system.tickets;
+        tickets
+            .set_status(&key, TicketStatus::Resolved)
             .await
             .unwrap();
         say(&k, &key, Participant::User, "Still broken").await;
         assert_eq!(view(&k, &key).await["status"], "open");
 
-        k.system
-            .tickets
-            .call(&key, set(TicketStatus::Closed))
+        tickets
+            .set_status(&key, TicketStatus::Closed)
             .await
             .unwrap();
         let content = MessageBody::parse("Hello?").unwrap();
-        let post = |reply| TicketMsg::Post {
-            author: Participant::User,
-            content: content.clone(),
-            idempotency_key: None,
-            reply,
-        };
-        assert!(matches!(
-            k.system.tickets.call(&key, post).await,
-            Err(TicketError::Closed)
-        ));
+        let posted = tickets.post(&key, Participant::User, content, None).await;
+        assert!(matches!(posted, Err(TicketError::Closed)));
     }
 
     #[tokio::test]

@@ -689,32 +689,15 @@ mod tests {
         let (kept, dropped) = (article(&p, "Kept"), article(&p, "Dropped"));
         store.create_project(&p).await.unwrap();
         store.create_ticket(&t).await.unwrap();
-        for m in &ms {
-            put(&store, &t, TicketWrite::Message(m.clone()))
-                .await
-                .unwrap();
-        }
-        put(
-            &store,
-            &t,
-            TicketWrite::ReadCursor {
-                reader: Participant::Admin,
-                up_to: ms[2].id,
-            },
-        )
-        .await
-        .unwrap();
+        let mut writes: Vec<TicketWrite> = ms.iter().cloned().map(TicketWrite::Message).collect();
         // An older receipt arriving late must not win on replay either.
-        put(
-            &store,
-            &t,
-            TicketWrite::ReadCursor {
-                reader: Participant::Admin,
-                up_to: ms[0].id,
-            },
-        )
-        .await
-        .unwrap();
+        for up_to in [ms[2].id, ms[0].id] {
+            let reader = Participant::Admin;
+            writes.push(TicketWrite::ReadCursor { reader, up_to });
+        }
+        for write in writes {
+            put(&store, &t, write).await.unwrap();
+        }
         t.status = TicketStatus::Resolved;
         put(&store, &t, TicketWrite::Ticket(t.clone()))
             .await
