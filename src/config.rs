@@ -199,6 +199,8 @@ fn invalid(place: &str, why: impl fmt::Display) -> String {
     )
 }
 
+/// Every setting, by concern. What each means, its unit and its default are in the README's
+/// table, under the flat name [`NAMES`] gives it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -217,19 +219,12 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
-    /// Address the HTTP server listens on.
     pub listen: SocketAddr,
-    /// Open connections at most; further ones are refused until some close.
     pub max_connections: usize,
-    /// How long a client may take to send a request's headers.
     pub header_read_timeout_secs: u64,
-    /// Largest request body accepted, in bytes.
     pub max_body_bytes: u64,
-    /// Seconds a graceful shutdown waits for open requests and sockets.
     pub shutdown_grace_secs: u64,
-    /// Serve `/metrics` on this address instead of the main one (empty: on the main one).
     pub metrics_listen: String,
-    /// Log filter, in `tracing` env-filter syntax.
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -237,16 +232,10 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WsSettings {
-    /// Largest WebSocket message accepted from a client, in bytes.
     pub max_message_bytes: usize,
-    /// How often the server pings clients; a client silent for two intervals is dropped.
     pub ping_interval_secs: u64,
-    /// Events buffered per subscriber before it is cut off as too slow.
     pub subscriber_queue: usize,
-    /// How long one write may wait for the peer before it is dropped as too slow, in ms.
     pub write_timeout_ms: u64,
-    /// The kernel send buffer of each socket, in bytes: what a peer that stops reading can pin
-    /// at most (Linux doubles the figure for its bookkeeping).
     pub send_buffer_bytes: usize,
 }
 
@@ -254,29 +243,20 @@ pub struct WsSettings {
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
     pub backend: StorageBackend,
-    /// Where the embedded store keeps its files, and the server its generated secrets.
     pub data_dir: PathBuf,
-    /// Embedded store: how often redb is made durable so the log's older segment can be
-    /// reused, in ms. Longer means larger bursts of page writes and more log to replay.
     pub checkpoint_ms: u64,
-    /// Embedded store: how long logged groups are gathered into one redb commit, in ms; 0: no
-    /// waiting. Readers never wait for the window.
     pub apply_gather_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScyllaSettings {
-    /// CQL contact points, comma-separated `host:port`.
     pub nodes: String,
     pub keyspace: String,
-    /// Consistency of every statement: LOCAL_QUORUM, QUORUM, ONE, ...
     pub consistency: String,
     pub username: String,
     pub password: Secret,
-    /// Replicas for a keyspace that `migrate` creates: `3`, or per data centre `dc1:3,dc2:3`.
     pub replication: String,
-    /// Apply pending CQL migrations at start-up.
     #[serde(deserialize_with = "flag::deserialize")]
     pub auto_migrate: bool,
 }
@@ -284,28 +264,18 @@ pub struct ScyllaSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    /// Signs anonymous session tokens. Empty: a random secret kept in the data directory.
     pub jwt_secret: Secret,
-    /// Secrets that signed tokens before the current one: they still verify, never sign. Keep
-    /// one here for a session lifetime after rotating it out, then remove it.
     pub jwt_previous_secrets: Secrets,
-    /// Authorises `POST /v1/admin/projects`. Empty: that endpoint is disabled.
     pub operator_token: Secret,
-    /// Lifetime of anonymous session tokens, in seconds.
     pub session_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
-    /// Public ticket requests per minute per client IP; 0 disables the limit.
     pub public_per_minute: u32,
-    /// `POST /v1/init-session` per minute per client IP; 0 disables the limit.
     pub sessions_per_minute: u32,
-    /// Clients each rate limiter remembers at most; beyond it the least recently seen are
-    /// forgotten and start afresh.
     pub clients: u64,
-    /// Reverse proxies in front of the server whose `X-Forwarded-For` entries are trusted.
     pub trusted_proxies: usize,
 }
 
@@ -313,46 +283,36 @@ pub struct LimitSettings {
 #[serde(deny_unknown_fields)]
 pub struct LlmSettings {
     pub provider: LlmProviderKind,
-    /// An OpenAI-compatible API, up to and including `/v1`.
     pub base_url: String,
     pub api_key: Secret,
     pub model: String,
     pub connect_timeout_secs: u64,
-    /// How long the model may take to start answering.
     pub first_token_timeout_secs: u64,
-    /// Longest pause the model may make in the middle of an answer.
     pub idle_timeout_secs: u64,
-    /// Tokens the model may generate per answer.
     pub max_tokens: u32,
 }
 
-/// The assistant's quotas (0 turns a limit off) and how many sessions it holds.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatSettings {
     pub session_requests_per_minute: u32,
-    /// Model tokens one session may use in all.
     pub session_token_budget: u64,
-    /// Tickets the assistant may open per session.
     pub session_tickets: u32,
     pub project_requests_per_minute: u32,
     pub project_tokens_per_hour: u64,
     pub project_tickets_per_hour: u32,
-    /// Sessions held in memory at most; more are refused with 503 until some go idle.
     pub max_sessions: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TicketSettings {
-    /// Seconds an unwatched, unused ticket actor stays in memory.
     pub idle_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoSettings {
-    /// Create the demo project on first start.
     #[serde(deserialize_with = "flag::deserialize")]
     pub enabled: bool,
     pub project_id: String,

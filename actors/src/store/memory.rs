@@ -65,14 +65,6 @@ impl MemoryStore {
         lock(&self.gate.state).closed = true;
     }
 
-    /// Lets every held batch land, and the ones submitted later go straight through.
-    pub fn open_gate(&self) {
-        lock(&self.gate.state).closed = false;
-        while self.held() > 0 {
-            self.release();
-        }
-    }
-
     /// Batches waiting at the gate.
     pub fn held(&self) -> usize {
         lock(&self.gate.state).held.len()
