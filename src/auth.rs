@@ -29,6 +29,9 @@ const FEED_AUDIENCE: &str = "fleety-feed";
 const LEEWAY_SECS: u64 = 5;
 /// Feed tokens only have to survive the moment between asking for one and opening the socket.
 pub const FEED_TOKEN_TTL_SECS: i64 = 60;
+/// A session may be renewed for this long after it began; then the visitor starts a new one.
+/// Bounds what a stolen session token is worth.
+pub const SESSION_MAX_AGE_SECS: i64 = 24 * 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -43,6 +46,9 @@ pub struct Claims {
     pub exp: i64,
     pub iss: String,
     pub aud: String,
+    /// When the session began; renewed tokens keep it. Absent in feed tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sat: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,6 +112,7 @@ impl Tokens {
         project: &ProjectId,
         audience: &str,
         ttl_secs: i64,
+        sat: Option<i64>,
     ) -> IssuedToken {
         let now = self.clock.now();
         let exp = now.timestamp() + ttl_secs;
@@ -117,6 +124,7 @@ impl Tokens {
             exp,
             iss: ISSUER.into(),
             aud: audience.into(),
+            sat,
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.kid.clone());
@@ -132,12 +140,38 @@ impl Tokens {
     /// A new anonymous session for `project`.
     pub fn issue_session(&self, project: &ProjectId) -> IssuedToken {
         let session_id = uuid::Uuid::new_v4().to_string();
-        self.issue(session_id, project, SESSION_AUDIENCE, self.session_ttl_secs)
+        let started = Some(self.clock.now().timestamp());
+        self.issue(
+            session_id,
+            project,
+            SESSION_AUDIENCE,
+            self.session_ttl_secs,
+            started,
+        )
+    }
+
+    /// A fresh token for a session whose current token is still valid: same session, so its
+    /// quotas and transcript carry on. `None` once the session is older than
+    /// [`SESSION_MAX_AGE_SECS`].
+    pub fn renew_session(&self, project: &ProjectId, claims: &Claims) -> Option<IssuedToken> {
+        let started = claims.sat.unwrap_or(claims.iat);
+        if self.clock.now().timestamp() - started > SESSION_MAX_AGE_SECS {
+            return None;
+        }
+        let ttl = self.session_ttl_secs;
+        let sub = claims.sub.clone();
+        Some(self.issue(sub, project, SESSION_AUDIENCE, ttl, Some(started)))
     }
 
     /// A one-minute token that opens the agent inbox socket of `project`.
     pub fn issue_feed(&self, project: &ProjectId) -> IssuedToken {
-        self.issue("agent".into(), project, FEED_AUDIENCE, FEED_TOKEN_TTL_SECS)
+        self.issue(
+            "agent".into(),
+            project,
+            FEED_AUDIENCE,
+            FEED_TOKEN_TTL_SECS,
+            None,
+        )
     }
 
     fn verify(
@@ -295,7 +329,27 @@ mod tests {
             exp: now + 300,
             iss: ISSUER.into(),
             aud: SESSION_AUDIENCE.into(),
+            sat: None,
         }
+    }
+
+    #[test]
+    fn a_renewed_token_keeps_its_session_until_the_session_is_a_day_old() {
+        let clock = ManualClock::new(Utc::now());
+        let t = tokens(clock.clone());
+        let demo = ProjectId::parse("demo").unwrap();
+        let first = t.issue_session(&demo);
+        let claims = t.verify_session(&first.token, &demo).unwrap();
+        clock.advance(chrono::Duration::seconds(250));
+        let renewed = t.renew_session(&demo, &claims).unwrap();
+        let again = t.verify_session(&renewed.token, &demo).unwrap();
+        assert_eq!(
+            (again.sub.as_str(), again.sat),
+            (claims.sub.as_str(), claims.sat)
+        );
+        assert!(again.exp > claims.exp);
+        clock.advance(chrono::Duration::seconds(SESSION_MAX_AGE_SECS));
+        assert!(t.renew_session(&demo, &again).is_none());
     }
 
     #[test]

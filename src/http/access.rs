@@ -42,8 +42,8 @@ pub struct Visitor {
 pub struct Session {
     pub key: SessionKey,
     pub project: Arc<Project>,
-    /// When the token expires, in seconds since the epoch.
-    pub expires_at: i64,
+    /// The token's claims, checked.
+    pub claims: crate::auth::Claims,
 }
 
 /// A guard's refusal; `recover` turns it into its answer.
@@ -239,12 +239,12 @@ pub fn session(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Session,), Error = Reje
         meta.check_origin(&project)?;
         let key = SessionKey {
             project: project.id.clone(),
-            session: claims.sub,
+            session: claims.sub.clone(),
         };
         Ok(Session {
             key,
             project,
-            expires_at: claims.exp,
+            claims,
         })
     })
 }

@@ -84,6 +84,19 @@ pub const ENDPOINTS: &[Endpoint] = &[
         )
     },
     Endpoint {
+        responses: &[
+            ("200", "token, expires_at, project_id: the same session, a fresh token"),
+            ("401", "missing, expired or forged token, or a session older than a day"),
+            ("429", "rate limited"),
+        ],
+        ..ep(
+            "POST",
+            "/v1/session/renew",
+            "Renew the caller's session token before it expires, keeping the session",
+            Access::SessionToken,
+        )
+    },
+    Endpoint {
         body: true,
         responses: &[
             ("201", "the new ticket"),

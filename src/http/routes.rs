@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | POST | /v1/init-session | [`session_limit`] | [`session::init`](super::session::init) |
 //! | GET | /v1/session | [`session`] | [`session::describe`](super::session::describe) |
+//! | POST | /v1/session/renew | [`session_limit`], [`session`] | [`session::renew`](super::session::renew) |
 //! | POST | /v1/tickets/{projectId} | [`public`] | [`tickets::create`] |
 //! | GET | /v1/tickets/{projectId}/{slug} | [`public`] | [`tickets::get`] |
 //! | PATCH | /v1/tickets/{projectId}/{slug} | [`agent`] | [`tickets::change_status`] |
@@ -114,6 +115,13 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(meta())
         .and(body(limit))
         .then(super::session::init)
+        .boxed();
+    let renew_session = path!("v1" / "session" / "renew")
+        .and(warp::post())
+        .and(session_limit(&ctx))
+        .and(session(&ctx))
+        .and(c())
+        .then(super::session::renew)
         .boxed();
     let describe_session = path!("v1" / "session")
         .and(warp::get())
@@ -329,6 +337,8 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
     // `or`s to the route that matched, so a hot route under thirty levels paid for all of them.
     let cold = init_session
         .or(describe_session)
+        .unify()
+        .or(renew_session)
         .unify()
         .or(create_ticket)
         .unify()

@@ -62,7 +62,7 @@ struct SessionInfo {
 /// GET /v1/session: describes the bearer's own session token, so a widget can tell whether it
 /// still holds a valid one (401 when it is missing, expired, tampered with or foreign).
 pub async fn describe(session: Session) -> Response {
-    let expires_at = chrono::DateTime::from_timestamp(session.expires_at, 0)
+    let expires_at = chrono::DateTime::from_timestamp(session.claims.exp, 0)
         .map(rfc3339)
         .unwrap_or_default();
     json(
@@ -71,6 +71,27 @@ pub async fn describe(session: Session) -> Response {
             session_id: session.key.session,
             project_id: session.project.id.to_string(),
             expires_at,
+        },
+    )
+}
+
+/// POST /v1/session/renew: a fresh token for the bearer's session, before its token expires, so
+/// a visitor keeps one session (its quotas and transcript) for as long as it chats. A session
+/// older than a day is refused (401): the widget then starts a new one.
+pub async fn renew(session: Session, ctx: Arc<Ctx>) -> Response {
+    let Some(issued) = ctx
+        .tokens
+        .renew_session(&session.project.id, &session.claims)
+    else {
+        let refusal = ApiError::unauthorized("this session is too old to renew; start a new one");
+        return refusal.into_response();
+    };
+    json(
+        StatusCode::OK,
+        &IssuedSession {
+            token: issued.token,
+            expires_at: rfc3339(issued.expires_at),
+            project_id: session.project.id.to_string(),
         },
     )
 }

@@ -283,3 +283,50 @@ async fn a_rotated_secret_keeps_verifying_its_tokens_until_it_is_removed() {
     assert_eq!(describe(&after, &old_token).await, 401);
     assert_eq!(describe(&after, &new_token).await, 200);
 }
+
+#[tokio::test]
+async fn a_session_is_renewed_before_its_token_expires_and_keeps_its_id() {
+    let clock = manual_clock();
+    let app = spawn_with_clock(clock.clone()).await;
+    let first: Value = app
+        .post_json("/v1/init-session", json!({"project_id": "demo"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let session_of = |token: String| {
+        let (http, url) = (app.http.clone(), app.url("/v1/session"));
+        async move {
+            let resp = http.get(url).bearer_auth(token).send().await.unwrap();
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let renew = |token: String| {
+        let (http, url) = (app.http.clone(), app.url("/v1/session/renew"));
+        async move { http.post(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let token = first["token"].as_str().unwrap().to_owned();
+    clock.advance(chrono::Duration::seconds(250));
+    let resp = renew(token.clone()).await;
+    assert_eq!(resp.status(), 200);
+    let renewed: Value = resp.json().await.unwrap();
+    assert!(renewed["expires_at"].as_str() > first["expires_at"].as_str());
+    let (before, after) = (
+        session_of(token.clone()).await,
+        session_of(renewed["token"].as_str().unwrap().to_owned()).await,
+    );
+    assert_eq!(after["session_id"], before["session_id"]);
+
+    // An expired token cannot be renewed: the widget starts a new session instead.
+    clock.advance(chrono::Duration::seconds(400));
+    let late = renew(token).await;
+    assert_eq!(late.status(), 401);
+    assert!(error_of(&late.json().await.unwrap()).contains("expired"));
+    let anonymous = app
+        .http
+        .post(app.url("/v1/session/renew"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
