@@ -192,6 +192,12 @@ pub struct ReadReceiptPayload {
     pub read_at: String,
 }
 
+/// Someone is typing on the ticket; sent as it happens, never stored.
+#[derive(Debug, Serialize)]
+pub struct TypingPayload {
+    pub author: Participant,
+}
+
 #[derive(Serialize)]
 pub struct ErrorPayload<'a> {
     pub error: &'a str,

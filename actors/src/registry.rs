@@ -73,6 +73,11 @@ where
         self.live.contains_key(key)
     }
 
+    /// The running actor for `key`, without starting one.
+    pub fn running(&self, key: &K) -> Option<ActorRef<M>> {
+        self.live.get(key).and_then(|slot| slot.get().cloned())
+    }
+
     /// Keys routed, including those whose actor is still starting.
     #[cfg(test)]
     pub fn routes(&self) -> usize {

@@ -4,6 +4,7 @@
 //! response. Nothing here touches storage.
 
 pub mod access;
+pub mod assets;
 pub mod chat;
 pub mod error;
 pub mod kb;

@@ -27,6 +27,8 @@
 //! | GET | /v1/openapi.json | none | [`openapi::document`] |
 //! | GET | /metrics | none, or only on `FLEETY_METRICS_LISTEN` | [`metrics_response`] (Prometheus) |
 //! | GET | /healthz | none | liveness |
+//! | GET | /widget.js, /widget/ui.js | none | the embeddable widget ([`assets`]) |
+//! | GET | /inbox, /inbox/app.js | none (the page signs in with the admin key) | the agents' inbox ([`assets`]) |
 //! | OPTIONS | any | none | [`preflight`] (CORS) |
 
 use std::sync::Arc;
@@ -43,7 +45,9 @@ use super::access::{
     agent, feed, meta, operator, project_id, public, session, session_limit, with_ctx,
 };
 use super::error::recover;
-use super::{chat, json, kb, openapi, projects_api, tickets, ws, ApiError, Ctx, RequestMeta};
+use super::{
+    assets, chat, json, kb, openapi, projects_api, tickets, ws, ApiError, Ctx, RequestMeta,
+};
 
 /// Bodies of the chat and knowledge-base endpoints may be this large (or `max_body_bytes`, if larger).
 const LARGE_BODY_BYTES: u64 = 256 * 1024;
@@ -309,6 +313,37 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .map(openapi::document_response)
         .boxed();
+    let widget = path!("widget.js")
+        .and(warp::get())
+        .and(asset_request())
+        .map(|(encoding, etag, _): AssetRequest| {
+            assets::LOADER.answer(encoding.as_deref(), etag.as_deref(), None)
+        });
+    let widget_ui = path!("widget" / "ui.js")
+        .and(warp::get())
+        .and(asset_request())
+        .map(|(encoding, etag, version): AssetRequest| {
+            assets::WIDGET_UI.answer(encoding.as_deref(), etag.as_deref(), version.as_deref())
+        });
+    let inbox = path!("inbox").and(warp::get()).and(asset_request()).map(
+        |(encoding, etag, _): AssetRequest| {
+            assets::INBOX_PAGE.answer(encoding.as_deref(), etag.as_deref(), None)
+        },
+    );
+    let inbox_app = path!("inbox" / "app.js")
+        .and(warp::get())
+        .and(asset_request())
+        .map(|(encoding, etag, _): AssetRequest| {
+            assets::INBOX_JS.answer(encoding.as_deref(), etag.as_deref(), None)
+        });
+    let web = widget
+        .or(widget_ui)
+        .unify()
+        .or(inbox)
+        .unify()
+        .or(inbox_app)
+        .unify()
+        .boxed();
     let health = path!("healthz")
         .and(warp::get())
         .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
@@ -382,6 +417,8 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(openapi)
         .unify()
+        .or(web)
+        .unify()
         .or(health)
         .unify()
         .or(metrics)
@@ -409,6 +446,25 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         ))
         .map(Reply::into_response)
         .boxed()
+}
+
+/// What an asset's answer depends on: the accepted encodings, the client's cached `ETag`, and
+/// the version asked for (`?v=`).
+type AssetRequest = (Option<String>, Option<String>, Option<String>);
+
+fn asset_request() -> impl Filter<Extract = (AssetRequest,), Error = Rejection> + Clone {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        v: Option<String>,
+    }
+    warp::header::optional::<String>("accept-encoding")
+        .and(warp::header::optional::<String>("if-none-match"))
+        .and(
+            warp::query::<Version>()
+                .or(warp::any().map(|| Version { v: None }))
+                .unify(),
+        )
+        .map(|encoding, etag, version: Version| (encoding, etag, version.v))
 }
 
 /// The Prometheus text exposition.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fleety_actors::domain::Project;
+use fleety_actors::domain::{Participant, Project, Slug};
 use fleety_actors::events::{event_frame, slow_consumer_frame, ErrorPayload};
 use fleety_actors::ticket::{CutOff, Event, Replay, Subscription, TicketError, TicketKey};
 use fleety_actors::MessageId;
@@ -232,14 +232,30 @@ impl Liveness {
 
 enum Inbound {
     Alive,
+    /// `{"type": "typing"}`, with the ticket's slug on the project feed.
+    Typing(Option<String>),
     Gone,
 }
 
-/// Handles one frame from a client: clients have nothing to say on these sockets but pongs and
-/// closes; anything else is ignored rather than treated as an error.
+/// Typing signals a socket may pass on at most: one every two seconds. More are dropped
+/// silently; they carry nothing a later one would not.
+const TYPING_EVERY: Duration = Duration::from_secs(2);
+
+/// Handles one frame from a client: pongs, closes, and typing signals. Anything else is
+/// ignored rather than treated as an error.
 fn inbound(frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) -> Inbound {
+    #[derive(serde::Deserialize)]
+    struct ClientEvent {
+        #[serde(rename = "type")]
+        kind: String,
+        ticket: Option<String>,
+    }
     match frame {
         Some(Ok(Message::Close(_))) => Inbound::Gone,
+        Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientEvent>(&text) {
+            Ok(event) if event.kind == "typing" => Inbound::Typing(event.ticket),
+            _ => Inbound::Alive,
+        },
         Some(Ok(_)) => Inbound::Alive,
         Some(Err(e)) => {
             tracing::debug!(error = %e, "websocket read failed");
@@ -290,6 +306,7 @@ async fn relay_ticket_events(
     )
     .await?;
     let mut alive = Liveness::new(ctx.settings.ws.ping_interval());
+    let mut last_typing: Option<Instant> = None;
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -331,6 +348,13 @@ async fn relay_ticket_events(
             _ = cut_off.cut_off() => return Err(Stop::Blocked),
             frame = socket.next() => match inbound(frame) {
                 Inbound::Alive => alive.last_heard = Instant::now(),
+                Inbound::Typing(_) => {
+                    alive.last_heard = Instant::now();
+                    if last_typing.is_none_or(|t| t.elapsed() >= TYPING_EVERY) {
+                        last_typing = Some(Instant::now());
+                        ctx.system.tickets.typing(key, Participant::User);
+                    }
+                }
                 Inbound::Gone => return Ok(()),
             },
             _ = alive.ping.tick() => {
@@ -410,14 +434,19 @@ pub async fn feed_socket(ws: WsRequest, project: Arc<Project>, ctx: Arc<Ctx>) ->
     let config = socket_config(&ctx.settings);
     ws.upgrade(config, move |socket| async move {
         let _open = OpenGauge::new("fleety_websockets_open", "feed");
-        relay_feed(socket, &ctx, events).await;
+        relay_feed(socket, &ctx, &project, events).await;
         ctx.system.feeds.release(&project.id);
         drop(guard);
     })
 }
 
-async fn relay_feed(mut socket: WebSocket, ctx: &Ctx, events: broadcast::Receiver<Bytes>) {
-    match relay_feed_events(&mut socket, ctx, events).await {
+async fn relay_feed(
+    mut socket: WebSocket,
+    ctx: &Ctx,
+    project: &Project,
+    events: broadcast::Receiver<Bytes>,
+) {
+    match relay_feed_events(&mut socket, ctx, project, events).await {
         Ok(()) | Err(Stop::Gone) => {}
         Err(Stop::Blocked) => drop_slow(socket),
     }
@@ -426,12 +455,14 @@ async fn relay_feed(mut socket: WebSocket, ctx: &Ctx, events: broadcast::Receive
 async fn relay_feed_events(
     socket: &mut WebSocket,
     ctx: &Ctx,
+    project: &Project,
     mut events: broadcast::Receiver<Bytes>,
 ) -> Result<(), Stop> {
     let limit = ctx.settings.ws.write_timeout();
     let hello = event_frame("subscribed", None, serde_json::json!({ "feed": "project" }));
     send_frame(socket, limit, &hello).await?;
     let mut alive = Liveness::new(ctx.settings.ws.ping_interval());
+    let mut last_typing: Option<Instant> = None;
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -442,6 +473,15 @@ async fn relay_feed_events(
             },
             frame = socket.next() => match inbound(frame) {
                 Inbound::Alive => alive.last_heard = Instant::now(),
+                Inbound::Typing(ticket) => {
+                    alive.last_heard = Instant::now();
+                    let slug = ticket.as_deref().and_then(|s| Slug::parse(s).ok());
+                    if let Some(slug) = slug.filter(|_| last_typing.is_none_or(|t| t.elapsed() >= TYPING_EVERY)) {
+                        last_typing = Some(Instant::now());
+                        let key = TicketKey { project: project.id.clone(), slug };
+                        ctx.system.tickets.typing(&key, Participant::Admin);
+                    }
+                }
                 Inbound::Gone => return Ok(()),
             },
             _ = alive.ping.tick() => {

@@ -543,3 +543,50 @@ async fn a_subscriber_whose_write_is_stuck_for_a_second_is_disconnected() {
     .await;
     a_peer_that_never_reads(app).await;
 }
+
+#[tokio::test]
+async fn typing_reaches_the_other_side_at_once_is_rate_limited_and_never_stored() {
+    let app = spawn_app().await;
+    let slug = app.create_ticket("Typing").await;
+    let feed_url = app
+        .admin_post("/v1/projects/demo/feed-token", json!({}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut feed = app.connect(&feed_url).await;
+    assert_eq!(next_event(&mut feed).await["type"], "subscribed");
+    let mut visitor = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
+    assert_eq!(next_event(&mut visitor).await["type"], "subscribed");
+
+    // The visitor types: the agents' feed hears it once, though the widget sent it twice.
+    let typing = || Message::Text(r#"{"type":"typing"}"#.into());
+    visitor.send(typing()).await.unwrap();
+    visitor.send(typing()).await.unwrap();
+    let heard = next_event(&mut feed).await;
+    assert_eq!(
+        (heard["type"].as_str(), heard["ticket"].as_str()),
+        (Some("typing"), Some(slug.as_str()))
+    );
+    assert_eq!(heard["payload"]["author"], "user");
+    assert!(try_next_event(&mut feed, Duration::from_millis(300))
+        .await
+        .is_none());
+
+    // An agent types in the inbox: the visitor's socket hears it.
+    let agent = format!(r#"{{"type":"typing","ticket":"{slug}"}}"#);
+    feed.send(Message::Text(agent.into())).await.unwrap();
+    let mut heard = next_event(&mut visitor).await;
+    // The visitor's own signal comes back to its sockets too; the widget ignores it.
+    while heard["payload"]["author"] == "user" {
+        heard = next_event(&mut visitor).await;
+    }
+    assert_eq!(heard["type"], "typing");
+    assert_eq!(heard["payload"]["author"], "admin");
+
+    // Nothing of it is stored.
+    assert_eq!(app.ticket(&slug).await["messages"], json!([]));
+}

@@ -57,6 +57,9 @@ pub enum TicketMsg {
         since: Option<MessageId>,
         reply: RpcReplyPort<Result<Subscription, TicketError>>,
     },
+    /// Someone is typing a message on the ticket: told to its agents and subscribers at once,
+    /// never stored.
+    Typing { author: Participant },
     /// From the store: the batch in flight is durable or failed. The outcome itself waits in
     /// the write queue's slot, where no stop can lose it.
     Persisted,
@@ -76,6 +79,7 @@ impl TicketMsg {
             TicketMsg::MarkRead { .. } => "mark_read",
             TicketMsg::SetStatus { .. } => "set_status",
             TicketMsg::Subscribe { .. } => "subscribe",
+            TicketMsg::Typing { .. } => "typing",
             TicketMsg::Persisted => "persisted",
             TicketMsg::Tick => "tick",
             #[cfg(any(test, feature = "testing"))]
@@ -254,7 +258,10 @@ impl Actor for TicketActor {
         state: &mut TicketState,
     ) -> Result<(), ActorProcessingErr> {
         let (started, name) = (Instant::now(), message.name());
-        if !matches!(message, TicketMsg::Tick | TicketMsg::Persisted) {
+        if !matches!(
+            message,
+            TicketMsg::Tick | TicketMsg::Persisted | TicketMsg::Typing { .. }
+        ) {
             state.last_activity = started;
         }
         match message {
@@ -268,6 +275,7 @@ impl Actor for TicketActor {
             TicketMsg::MarkRead { reader, reply } => state.mark_read(reader, reply),
             TicketMsg::SetStatus { status, reply } => state.set_status(status, reply),
             TicketMsg::Subscribe { since, reply } => drop(reply.send(Ok(state.subscribe(since)))),
+            TicketMsg::Typing { author } => state.typing(author),
             TicketMsg::Persisted => state.persisted(&myself),
             TicketMsg::Tick => state.tick(&myself)?,
             #[cfg(any(test, feature = "testing"))]
@@ -377,6 +385,11 @@ impl TicketState {
             TicketWrite::Ticket(next.clone()),
             Effect::Status(next, reply),
         );
+    }
+
+    fn typing(&mut self, author: Participant) {
+        let payload = events::TypingPayload { author };
+        self.fan_out("typing", |_| events::encode(&payload), None);
     }
 
     /// The store reported on the batch in flight.

@@ -363,6 +363,15 @@ impl Tickets {
             .await
     }
 
+    /// Tells the ticket's agents and subscribers that `author` is typing. Only a ticket whose
+    /// actor is running hears it (someone is watching it, or just wrote): typing never
+    /// activates a ticket, and is never stored.
+    pub fn typing(&self, key: &TicketKey, author: Participant) {
+        if let Some(actor) = self.deps.registry.running(key) {
+            let _ = actor.send_message(TicketMsg::Typing { author });
+        }
+    }
+
     /// Joins the ticket's realtime events, replaying the messages after `since`.
     pub async fn subscribe(
         &self,

@@ -1,0 +1,206 @@
+// The inbox's frame: signing in, the live feed, the unread count (in the tab's title, with a
+// sound and a notification while the tab is hidden), and the three views.
+
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+
+import { ApiError } from "../shared/http";
+import { Api, type Credentials, saveCredentials, savedCredentials } from "./api";
+import { Feed, type FeedEvent, type FeedState } from "./feed";
+import { KnowledgeBase } from "./kb";
+import { Settings } from "./settings";
+import { INBOX_CSS } from "./styles";
+import { Tickets } from "./tickets";
+
+export function App() {
+  const [creds, setCreds] = useState<Credentials | undefined>(savedCredentials);
+  useEffect(() => {
+    const style = document.createElement("style");
+    style.textContent = INBOX_CSS;
+    document.head.appendChild(style);
+  }, []);
+  if (!creds) {
+    return (
+      <SignIn
+        onSignedIn={(c) => {
+          saveCredentials(c);
+          setCreds(c);
+        }}
+      />
+    );
+  }
+  return (
+    <Inbox
+      creds={creds}
+      onSignOut={() => {
+        saveCredentials(undefined);
+        setCreds(undefined);
+      }}
+    />
+  );
+}
+
+function SignIn({ onSignedIn }: { onSignedIn: (c: Credentials) => void }) {
+  const [project, setProject] = useState("");
+  const [key, setKey] = useState("");
+  const [name, setName] = useState("");
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    const creds = { project: project.trim(), key: key.trim(), name: name.trim() || "Agent" };
+    try {
+      await new Api(creds).project();
+      // Asked on the click, as browsers require: notifications for new messages later.
+      if ("Notification" in window && Notification.permission === "default") {
+        void Notification.requestPermission();
+      }
+      onSignedIn(creds);
+    } catch (err) {
+      setError(err instanceof ApiError && err.status < 500 ? "That project id and admin key do not match." : "The server did not answer. Try again.");
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="signin">
+      <form onSubmit={submit} aria-labelledby="signin-title">
+        <h1 id="signin-title">Fleety inbox</h1>
+        <label>
+          Project id
+          <input value={project} required autoComplete="username" onInput={(e) => setProject((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Admin key
+          <input type="password" value={key} required autoComplete="current-password" onInput={(e) => setKey((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Your name
+          <input value={name} placeholder="Shown on your notes and assignments" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+        </label>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? "Signing in…" : "Sign in"}
+        </button>
+        <p class="hint">The key stays in this tab only.</p>
+      </form>
+    </main>
+  );
+}
+
+export type Listener = (event: FeedEvent) => void;
+
+function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void }) {
+  const api = useMemo(() => new Api(creds), [creds]);
+  const [view, setView] = useState<"tickets" | "kb" | "settings">("tickets");
+  const [feedState, setFeedState] = useState<FeedState>("connecting");
+  const [unread, setUnread] = useState<Record<string, number>>({});
+  const [resumes, setResumes] = useState(0);
+  const listeners = useRef(new Set<Listener>());
+  const open = useRef<string | undefined>(undefined);
+  const feed = useMemo(
+    () =>
+      new Feed(
+        api,
+        (event) => {
+          for (const l of listeners.current) l(event);
+          if (event.type === "new_message" && event.ticket && (event.payload.author as string) === "user") {
+            const slug = event.ticket;
+            if (slug !== open.current || document.hidden) {
+              setUnread((u) => ({ ...u, [slug]: (u[slug] ?? 0) + 1 }));
+            }
+            if (document.hidden) alertAgent(`New message on ${slug}`, String(event.payload.content ?? ""));
+          }
+          if (event.type === "ticket_created" && document.hidden) {
+            alertAgent("New ticket", String(event.payload.title ?? ""));
+          }
+        },
+        (state, resumed) => {
+          setFeedState(state);
+          // Back after a drop: reload what is on screen, so nothing sent meanwhile is missed.
+          if (resumed) setResumes((n) => n + 1);
+        },
+      ),
+    [api],
+  );
+  useEffect(() => {
+    feed.start();
+    return () => feed.stop();
+  }, [feed]);
+
+  const total = Object.values(unread).reduce((a, b) => a + b, 0);
+  useEffect(() => {
+    document.title = total > 0 ? `(${total}) Fleety inbox` : "Fleety inbox";
+  }, [total]);
+
+  const subscribe = (l: Listener) => {
+    listeners.current.add(l);
+    return () => listeners.current.delete(l);
+  };
+
+  return (
+    <div class="inbox">
+      <header class="bar">
+        <strong>Fleety inbox</strong>
+        <span class="project">{creds.project}</span>
+        <nav aria-label="Views">
+          {(["tickets", "kb", "settings"] as const).map((v) => (
+            <button type="button" aria-current={view === v ? "page" : undefined} onClick={() => setView(v)} key={v}>
+              {v === "tickets" ? `Tickets${total ? ` (${total})` : ""}` : v === "kb" ? "Knowledge base" : "Settings"}
+            </button>
+          ))}
+        </nav>
+        <span class={`live ${feedState}`} role="status">
+          {feedState === "live" ? "Live" : feedState === "connecting" ? "Connecting…" : "Reconnecting…"}
+        </span>
+        <span class="who">{creds.name}</span>
+        <button type="button" class="link" onClick={onSignOut}>
+          Sign out
+        </button>
+      </header>
+      {view === "tickets" && (
+        <Tickets
+          api={api}
+          feed={feed}
+          subscribe={subscribe}
+          unread={unread}
+          resumes={resumes}
+          onOpen={(slug) => {
+            open.current = slug;
+            setUnread((u) => {
+              const { [slug]: _, ...rest } = u;
+              return rest;
+            });
+          }}
+        />
+      )}
+      {view === "kb" && <KnowledgeBase api={api} />}
+      {view === "settings" && <Settings api={api} />}
+    </div>
+  );
+}
+
+/** A sound and, when allowed, a notification: for an agent whose inbox tab is hidden. */
+function alertAgent(title: string, body: string) {
+  try {
+    const audio = new AudioContext();
+    const tone = audio.createOscillator();
+    const gain = audio.createGain();
+    tone.frequency.value = 880;
+    gain.gain.setValueAtTime(0.08, audio.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.3);
+    tone.connect(gain).connect(audio.destination);
+    tone.start();
+    tone.stop(audio.currentTime + 0.3);
+  } catch {
+    // No audio (a browser that blocks it until a click): the notification still shows.
+  }
+  if ("Notification" in window && Notification.permission === "granted") {
+    new Notification(title, { body: body.slice(0, 140), tag: "fleety" });
+  }
+}

@@ -1,0 +1,80 @@
+// The project's live feed for the inbox: every ticket event, over one WebSocket opened with a
+// fresh one-minute feed token each time, reconnected with backoff and jitter. Events the
+// inbox missed while disconnected are caught up by reloading what is on screen.
+
+import type { Api } from "./api";
+
+export interface FeedEvent {
+  type: string;
+  ticket?: string;
+  payload: Record<string, unknown>;
+}
+
+export type FeedState = "connecting" | "live" | "reconnecting";
+
+export class Feed {
+  private socket?: WebSocket;
+  private attempts = 0;
+  private timer?: ReturnType<typeof setTimeout>;
+  private stopped = false;
+
+  constructor(
+    private readonly api: Api,
+    private readonly onEvent: (event: FeedEvent) => void,
+    private readonly onState: (state: FeedState, resumed: boolean) => void,
+  ) {}
+
+  start() {
+    this.stopped = false;
+    void this.open();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.socket?.close(1000);
+    this.socket = undefined;
+  }
+
+  /** Tells the ticket's visitor that an agent is typing. */
+  typing(slug: string) {
+    if (this.socket?.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify({ type: "typing", ticket: slug }));
+    }
+  }
+
+  private async open() {
+    const resumed = this.attempts > 0;
+    this.onState(resumed ? "reconnecting" : "connecting", false);
+    let url: string;
+    try {
+      url = (await this.api.feedToken()).url;
+    } catch {
+      return this.retry();
+    }
+    if (this.stopped) return;
+    const socket = new WebSocket(`${location.origin.replace(/^http/, "ws")}${url}`);
+    this.socket = socket;
+    socket.onmessage = (message) => {
+      const event = JSON.parse(String(message.data)) as FeedEvent;
+      if (event.type === "subscribed") {
+        this.attempts = 0;
+        this.onState("live", resumed);
+        return;
+      }
+      this.onEvent(event);
+    };
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      this.socket = undefined;
+      if (!this.stopped) this.retry();
+    };
+  }
+
+  private retry() {
+    this.attempts += 1;
+    this.onState("reconnecting", false);
+    const ceiling = Math.min(30_000, 500 * 2 ** Math.min(this.attempts, 10));
+    this.timer = setTimeout(() => void this.open(), Math.round(Math.random() * ceiling));
+  }
+}

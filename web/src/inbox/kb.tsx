@@ -1,0 +1,113 @@
+// The knowledge base the assistant answers from: list, create, edit and delete articles.
+
+import { useEffect, useState } from "preact/hooks";
+
+import type { Api, Article } from "./api";
+
+interface Draft {
+  id?: string;
+  title: string;
+  body: string;
+  tags: string;
+}
+
+const EMPTY: Draft = { title: "", body: "", tags: "" };
+
+export function KnowledgeBase({ api }: { api: Api }) {
+  const [articles, setArticles] = useState<Article[]>([]);
+  const [draft, setDraft] = useState<Draft>(EMPTY);
+  const [message, setMessage] = useState<string>();
+  const [error, setError] = useState<string>();
+
+  const load = async () => {
+    try {
+      setArticles((await api.articles()).articles);
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  useEffect(() => {
+    void load();
+  }, []);
+
+  const save = async (e: Event) => {
+    e.preventDefault();
+    try {
+      const tags = draft.tags.split(",").map((t) => t.trim()).filter(Boolean);
+      const saved = await api.saveArticle({ id: draft.id, title: draft.title, body: draft.body, tags });
+      setMessage(draft.id ? "Article saved." : "Article created.");
+      setError(undefined);
+      setDraft({ id: saved.id, title: saved.title, body: saved.body, tags: saved.tags.join(", ") });
+      await load();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+
+  const remove = async () => {
+    if (!draft.id || !confirm(`Delete "${draft.title}"?`)) return;
+    try {
+      await api.deleteArticle(draft.id);
+      setDraft(EMPTY);
+      setMessage("Article deleted.");
+      await load();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+
+  return (
+    <div class="kb">
+      <section class="list" aria-label="Articles">
+        <button type="button" class="new" onClick={() => setDraft(EMPTY)}>
+          New article
+        </button>
+        <ul>
+          {articles.map((a) => (
+            <li key={a.id}>
+              <button
+                type="button"
+                class={draft.id === a.id ? "ticket selected" : "ticket"}
+                onClick={() => setDraft({ id: a.id, title: a.title, body: a.body, tags: a.tags.join(", ") })}
+              >
+                <span class="title">{a.title}</span>
+                <span class="sub">{a.tags.join(", ")}</span>
+              </button>
+            </li>
+          ))}
+        </ul>
+      </section>
+      <section class="detail">
+        <form class="article" onSubmit={save}>
+          <h1>{draft.id ? "Edit article" : "New article"}</h1>
+          <label>
+            Title
+            <input value={draft.title} required maxLength={200} onInput={(e) => setDraft({ ...draft, title: (e.target as HTMLInputElement).value })} />
+          </label>
+          <label>
+            Body <span class="hint">(blank lines separate the passages the assistant quotes)</span>
+            <textarea value={draft.body} required rows={14} onInput={(e) => setDraft({ ...draft, body: (e.target as HTMLTextAreaElement).value })} />
+          </label>
+          <label>
+            Tags <span class="hint">(comma-separated)</span>
+            <input value={draft.tags} onInput={(e) => setDraft({ ...draft, tags: (e.target as HTMLInputElement).value })} />
+          </label>
+          {error && (
+            <p class="error" role="alert">
+              {error}
+            </p>
+          )}
+          {message && !error && <p role="status">{message}</p>}
+          <div class="row">
+            <button type="submit">{draft.id ? "Save" : "Create"}</button>
+            {draft.id && (
+              <button type="button" class="danger" onClick={() => void remove()}>
+                Delete
+              </button>
+            )}
+          </div>
+        </form>
+      </section>
+    </div>
+  );
+}

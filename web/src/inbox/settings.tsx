@@ -1,0 +1,201 @@
+// The project's settings an agent manages: the origins the widget may run on, and the webhook
+// endpoints with their delivery logs.
+
+import { useEffect, useState } from "preact/hooks";
+
+import type { Api, Delivery, Webhook } from "./api";
+
+const EVENTS = ["ticket.created", "ticket.status_changed", "message.created", "ticket.assigned"];
+
+export function Settings({ api }: { api: Api }) {
+  return (
+    <div class="settings">
+      <Origins api={api} />
+      <Webhooks api={api} />
+    </div>
+  );
+}
+
+function Origins({ api }: { api: Api }) {
+  const [text, setText] = useState("");
+  const [note, setNote] = useState<string>();
+  const [error, setError] = useState<string>();
+  useEffect(() => {
+    api.project().then((p) => setText(p.allowed_origins.join("\n")), (e) => setError((e as Error).message));
+  }, []);
+  const save = async (e: Event) => {
+    e.preventDefault();
+    try {
+      const origins = text.split(/\s+/).map((o) => o.trim()).filter(Boolean);
+      const p = await api.setOrigins(origins);
+      setText(p.allowed_origins.join("\n"));
+      setNote("Saved.");
+      setError(undefined);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  return (
+    <section class="card" aria-labelledby="origins-title">
+      <h2 id="origins-title">Allowed origins</h2>
+      <p class="hint">The sites the widget may run on, one per line, like https://www.example.com.</p>
+      <form onSubmit={save}>
+        <textarea rows={5} value={text} aria-label="Allowed origins" onInput={(e) => setText((e.target as HTMLTextAreaElement).value)} />
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        {note && !error && <p role="status">{note}</p>}
+        <button type="submit">Save origins</button>
+      </form>
+    </section>
+  );
+}
+
+function Webhooks({ api }: { api: Api }) {
+  const [hooks, setHooks] = useState<Webhook[]>([]);
+  const [url, setUrl] = useState("");
+  const [events, setEvents] = useState<string[]>(EVENTS);
+  const [secret, setSecret] = useState<string>();
+  const [open, setOpen] = useState<string>();
+  const [error, setError] = useState<string>();
+  const load = async () => {
+    try {
+      setHooks((await api.webhooks()).webhooks);
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  useEffect(() => {
+    void load();
+  }, []);
+  const add = async (e: Event) => {
+    e.preventDefault();
+    try {
+      const hook = await api.addWebhook(url.trim(), events);
+      setSecret(hook.secret);
+      setUrl("");
+      setError(undefined);
+      await load();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  const change = async (hook: Webhook, enabled: boolean) => {
+    try {
+      await api.updateWebhook(hook.id, { enabled });
+      await load();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  const remove = async (hook: Webhook) => {
+    if (!confirm(`Delete the webhook to ${hook.url}?`)) return;
+    await api.deleteWebhook(hook.id).catch((err) => setError((err as Error).message));
+    await load();
+  };
+  return (
+    <section class="card" aria-labelledby="hooks-title">
+      <h2 id="hooks-title">Webhooks</h2>
+      <p class="hint">Signed with the Standard Webhooks scheme; failed deliveries are retried for about a day.</p>
+      <form class="hook-form" onSubmit={add}>
+        <label>
+          Endpoint URL
+          <input type="url" required placeholder="https://example.com/fleety" value={url} onInput={(e) => setUrl((e.target as HTMLInputElement).value)} />
+        </label>
+        <fieldset>
+          <legend>Events</legend>
+          {EVENTS.map((ev) => (
+            <label key={ev} class="check">
+              <input
+                type="checkbox"
+                checked={events.includes(ev)}
+                onChange={(e) =>
+                  setEvents((known) => ((e.target as HTMLInputElement).checked ? [...known, ev] : known.filter((k) => k !== ev)))
+                }
+              />{" "}
+              {ev}
+            </label>
+          ))}
+        </fieldset>
+        <button type="submit" disabled={events.length === 0}>
+          Add endpoint
+        </button>
+      </form>
+      {secret && (
+        <p class="secret" role="status">
+          Signing secret, shown once: <code>{secret}</code>
+        </p>
+      )}
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      <ul class="hooks">
+        {hooks.map((h) => (
+          <li key={h.id}>
+            <div class="hook-row">
+              <span class="url">{h.url}</span>
+              <span class={h.enabled ? "status open" : "status closed"}>{h.enabled ? "enabled" : "disabled"}</span>
+              <button type="button" onClick={() => void change(h, !h.enabled)}>
+                {h.enabled ? "Disable" : "Enable"}
+              </button>
+              <button type="button" onClick={() => setOpen(open === h.id ? undefined : h.id)} aria-expanded={open === h.id}>
+                Deliveries
+              </button>
+              <button type="button" class="danger" onClick={() => void remove(h)}>
+                Delete
+              </button>
+            </div>
+            <p class="sub">
+              {h.events.join(", ")}
+              {h.disabled_reason ? ` · ${h.disabled_reason}` : ""}
+            </p>
+            {open === h.id && <Deliveries api={api} hook={h} />}
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function Deliveries({ api, hook }: { api: Api; hook: Webhook }) {
+  const [rows, setRows] = useState<Delivery[]>([]);
+  const load = () => api.deliveries(hook.id).then((d) => setRows(d.deliveries), () => undefined);
+  useEffect(() => {
+    void load();
+  }, [hook.id]);
+  return (
+    <table class="deliveries">
+      <caption class="visually-hidden">Deliveries to {hook.url}</caption>
+      <thead>
+        <tr>
+          <th>Event</th>
+          <th>Status</th>
+          <th>Attempts</th>
+          <th>Last answer</th>
+          <th>
+            <span class="visually-hidden">Replay</span>
+          </th>
+        </tr>
+      </thead>
+      <tbody>
+        {rows.map((d) => (
+          <tr key={d.id}>
+            <td>{d.event_type}</td>
+            <td>{d.status}</td>
+            <td>{d.attempts}</td>
+            <td>{d.last_status ?? d.last_error ?? "—"}</td>
+            <td>
+              <button type="button" onClick={() => void api.replay(hook.id, d.id).then(load)}>
+                Replay
+              </button>
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}

@@ -1,0 +1,94 @@
+// The inbox's styles: a plain two-pane layout that follows the agent's dark-mode preference.
+
+export const INBOX_CSS = `
+:root {
+  --bg: #f6f7f9; --panel: #fff; --fg: #1d1d1f; --muted: #5f636a; --line: #dfe2e6;
+  --accent: #3b5bdb; --note: #fff8db; --note-line: #f0d264; --danger: #c92a2a;
+  color-scheme: light dark;
+}
+@media (prefers-color-scheme: dark) {
+  :root { --bg: #121316; --panel: #1c1d21; --fg: #ececef; --muted: #a3a7ae; --line: #2e3036;
+    --accent: #748ffc; --note: #3a3214; --note-line: #7d6a1f; --danger: #ff8787; }
+}
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; background: var(--bg); color: var(--fg); }
+button, input, select, textarea { font: inherit; color: inherit; }
+button { cursor: pointer; border: 1px solid var(--line); background: var(--panel); border-radius: 8px; padding: 6px 12px; }
+button[type="submit"], .new { background: var(--accent); border-color: var(--accent); color: #fff; }
+button[disabled] { opacity: 0.5; cursor: default; }
+button.link { border: none; background: none; color: var(--accent); text-decoration: underline; }
+button.danger { color: var(--danger); border-color: var(--danger); background: var(--panel); }
+input, select, textarea { border: 1px solid var(--line); border-radius: 8px; padding: 7px 10px; background: var(--panel); }
+:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
+.visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+.error { color: var(--danger); }
+.hint, .sub, .empty { color: var(--muted); font-size: 13px; }
+.signin { min-height: 100vh; display: grid; place-items: center; }
+.signin form { width: min(380px, 92vw); background: var(--panel); padding: 28px; border-radius: 14px; border: 1px solid var(--line); display: flex; flex-direction: column; gap: 14px; }
+.signin h1 { margin: 0 0 4px; font-size: 22px; }
+label { display: flex; flex-direction: column; gap: 4px; font-weight: 600; }
+label.check, .reply-bar label, .actions label { flex-direction: row; align-items: center; gap: 6px; font-weight: normal; }
+.inbox { height: 100vh; display: flex; flex-direction: column; }
+.bar { display: flex; align-items: center; gap: 14px; padding: 10px 16px; background: var(--panel); border-bottom: 1px solid var(--line); }
+.bar nav { display: flex; gap: 6px; margin-left: 12px; }
+.bar nav button[aria-current="page"] { background: var(--accent); border-color: var(--accent); color: #fff; }
+.bar .project { color: var(--muted); }
+.bar .live { margin-left: auto; font-size: 12px; padding: 2px 10px; border-radius: 10px; background: #fff3bf; color: #5c4400; }
+.bar .live.live { background: #d3f9d8; color: #1b5e20; }
+.tickets, .kb { flex: 1; display: grid; grid-template-columns: minmax(260px, 340px) 1fr; min-height: 0; }
+.list { border-right: 1px solid var(--line); overflow-y: auto; background: var(--panel); padding: 10px; display: flex; flex-direction: column; gap: 8px; }
+.filters { display: flex; gap: 6px; }
+.filters input { flex: 1; min-width: 0; }
+.list ul { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 4px; }
+.ticket { width: 100%; text-align: left; display: grid; grid-template-columns: 1fr auto; gap: 2px 8px; border: 1px solid transparent; background: none; padding: 8px 10px; }
+.ticket:hover { background: var(--bg); }
+.ticket.selected { border-color: var(--accent); background: var(--bg); }
+.ticket .title { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.ticket .sub { grid-column: 1; }
+.unread { grid-row: 1 / span 2; grid-column: 2; align-self: center; min-width: 22px; height: 22px; border-radius: 11px; background: #d6336c; color: #fff; font-size: 12px; font-weight: 700; text-align: center; line-height: 22px; padding: 0 6px; }
+.status { font-size: 11px; padding: 0 6px; border-radius: 8px; background: var(--bg); border: 1px solid var(--line); }
+.status.open { color: #1b5e20; } .status.pending { color: #8a5a00; } .status.resolved { color: #1c4f9c; } .status.closed { color: var(--muted); }
+.more { align-self: center; }
+.detail { overflow-y: auto; padding: 16px 22px; display: flex; flex-direction: column; gap: 12px; min-height: 0; }
+.detail.empty { display: grid; place-items: center; color: var(--muted); }
+.ticket-head { display: flex; justify-content: space-between; gap: 16px; flex-wrap: wrap; }
+.ticket-head h1 { margin: 0; font-size: 20px; }
+.actions { display: flex; align-items: center; gap: 10px; flex-wrap: wrap; }
+.assignee { color: var(--muted); }
+.description { margin: 0; white-space: pre-wrap; }
+.transcript { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 8px 12px; }
+.transcript summary { cursor: pointer; font-weight: 600; }
+.turn { margin: 6px 0; }
+.thread { flex: 1; display: flex; flex-direction: column; gap: 8px; min-height: 160px; overflow-y: auto; }
+.msg, .note { max-width: 78%; padding: 8px 12px; border-radius: 12px; background: var(--panel); border: 1px solid var(--line); }
+.msg p, .note p { margin: 2px 0 0; white-space: pre-wrap; word-break: break-word; }
+.msg.admin { align-self: flex-end; border-color: var(--accent); }
+.note { align-self: flex-end; background: var(--note); border-color: var(--note-line); }
+.who { font-size: 12px; color: var(--muted); }
+.typing { color: var(--muted); font-style: italic; margin: 0; }
+.reply { display: flex; flex-direction: column; gap: 6px; }
+.reply textarea { width: 100%; resize: vertical; }
+.reply.note-mode textarea { background: var(--note); border-color: var(--note-line); }
+.reply-bar { display: flex; justify-content: space-between; align-items: center; }
+.article { display: flex; flex-direction: column; gap: 12px; max-width: 760px; }
+.article h1 { margin: 0; font-size: 20px; }
+.article textarea { width: 100%; }
+.row { display: flex; gap: 8px; }
+.settings { overflow-y: auto; padding: 16px 22px; display: flex; flex-direction: column; gap: 16px; }
+.card { background: var(--panel); border: 1px solid var(--line); border-radius: 12px; padding: 16px 20px; max-width: 900px; }
+.card h2 { margin: 0 0 4px; font-size: 17px; }
+.card form { display: flex; flex-direction: column; gap: 10px; }
+.card textarea { width: 100%; }
+fieldset { border: 1px solid var(--line); border-radius: 8px; display: flex; flex-wrap: wrap; gap: 6px 16px; }
+.hooks { list-style: none; padding: 0; display: flex; flex-direction: column; gap: 10px; }
+.hook-row { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }
+.hook-row .url { font-family: ui-monospace, monospace; font-weight: 600; }
+.secret code { background: var(--note); padding: 2px 6px; border-radius: 4px; word-break: break-all; }
+.deliveries { width: 100%; border-collapse: collapse; margin-top: 6px; font-size: 13px; }
+.deliveries th, .deliveries td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); }
+@media (max-width: 760px) {
+  .tickets, .kb { grid-template-columns: 1fr; }
+  .list { max-height: 40vh; border-right: none; border-bottom: 1px solid var(--line); }
+  .bar { flex-wrap: wrap; }
+}
+`;

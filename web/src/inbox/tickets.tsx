@@ -1,0 +1,372 @@
+// The ticket list (filters, search by title, paging, live) and the open ticket: its whole
+// history, the chat that led to it, internal notes, status, assignment, and the reply box.
+
+import { useEffect, useRef, useState } from "preact/hooks";
+
+import type { Api, Message, Note, TicketSummary, Turn } from "./api";
+import type { Listener } from "./app";
+import type { Feed } from "./feed";
+
+const STATUSES = ["open", "pending", "resolved", "closed"];
+
+interface Props {
+  api: Api;
+  feed: Feed;
+  subscribe: (l: Listener) => () => void;
+  unread: Record<string, number>;
+  resumes: number;
+  onOpen: (slug: string) => void;
+}
+
+export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props) {
+  const [status, setStatus] = useState("");
+  const [query, setQuery] = useState("");
+  const [applied, setApplied] = useState("");
+  const [tickets, setTickets] = useState<TicketSummary[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
+  const [selected, setSelected] = useState<string>();
+  const [error, setError] = useState<string>();
+
+  const load = async (more: boolean) => {
+    try {
+      const page = await api.tickets(status, applied, more ? (cursor ?? undefined) : undefined);
+      setTickets((known) => (more ? [...known, ...page.tickets] : page.tickets));
+      setCursor(page.next_cursor);
+      setError(undefined);
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  useEffect(() => {
+    void load(false);
+  }, [status, applied, resumes]);
+
+  // New tickets and status changes appear without a reload.
+  useEffect(
+    () =>
+      subscribe((event) => {
+        const slug = event.ticket;
+        if (!slug) return;
+        if (event.type === "ticket_created") {
+          const t = event.payload as unknown as TicketSummary;
+          const wanted = (!status || t.status === status) && (!applied || t.title.toLowerCase().includes(applied.toLowerCase()));
+          if (wanted) setTickets((known) => [t, ...known.filter((k) => k.slug !== t.slug)]);
+        } else if (event.type === "status_change") {
+          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, status: String(event.payload.status) } : k)));
+        } else if (event.type === "assigned") {
+          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, assignee: (event.payload.assignee as string) ?? null } : k)));
+        } else if (event.type === "new_message") {
+          // The ticket moves to the top of what the agent sees as active.
+          setTickets((known) => {
+            const t = known.find((k) => k.slug === slug);
+            return t ? [t, ...known.filter((k) => k.slug !== slug)] : known;
+          });
+        }
+      }),
+    [status, applied],
+  );
+
+  return (
+    <div class="tickets">
+      <section class="list" aria-label="Tickets">
+        <form
+          class="filters"
+          role="search"
+          onSubmit={(e) => {
+            e.preventDefault();
+            setApplied(query);
+          }}
+        >
+          <label class="visually-hidden" for="status-filter">
+            Status
+          </label>
+          <select id="status-filter" value={status} onChange={(e) => setStatus((e.target as HTMLSelectElement).value)}>
+            <option value="">All statuses</option>
+            {STATUSES.map((s) => (
+              <option value={s} key={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+          <input
+            type="search"
+            placeholder="Search titles"
+            aria-label="Search titles"
+            value={query}
+            onInput={(e) => setQuery((e.target as HTMLInputElement).value)}
+          />
+        </form>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <ul>
+          {tickets.map((t) => (
+            <li key={t.slug}>
+              <button
+                type="button"
+                class={selected === t.slug ? "ticket selected" : "ticket"}
+                aria-current={selected === t.slug ? "true" : undefined}
+                onClick={() => {
+                  setSelected(t.slug);
+                  onOpen(t.slug);
+                }}
+              >
+                <span class="title">{t.title}</span>
+                <span class="sub">
+                  <span class={`status ${t.status}`}>{t.status}</span> {t.slug}
+                  {t.assignee ? ` · ${t.assignee}` : ""}
+                </span>
+                {unread[t.slug] ? (
+                  <span class="unread" aria-label={`${unread[t.slug]} unread`}>
+                    {unread[t.slug]}
+                  </span>
+                ) : null}
+              </button>
+            </li>
+          ))}
+        </ul>
+        {tickets.length === 0 && !error && <p class="empty">No tickets.</p>}
+        {cursor && (
+          <button type="button" class="more" onClick={() => void load(true)}>
+            Load more
+          </button>
+        )}
+      </section>
+      {selected ? (
+        <TicketView key={selected} api={api} feed={feed} slug={selected} subscribe={subscribe} resumes={resumes} onSeen={() => onOpen(selected)} />
+      ) : (
+        <section class="detail empty">Choose a ticket.</section>
+      )}
+    </div>
+  );
+}
+
+interface ViewProps {
+  api: Api;
+  feed: Feed;
+  slug: string;
+  subscribe: (l: Listener) => () => void;
+  resumes: number;
+  onSeen: () => void;
+}
+
+type Ticket = TicketSummary & { messages: Message[] };
+
+function TicketView({ api, feed, slug, subscribe, resumes, onSeen }: ViewProps) {
+  const [ticket, setTicket] = useState<Ticket>();
+  const [turns, setTurns] = useState<Turn[]>([]);
+  const [notes, setNotes] = useState<Note[]>([]);
+  const [draft, setDraft] = useState("");
+  const [asNote, setAsNote] = useState(false);
+  const [visitorTyping, setVisitorTyping] = useState(false);
+  const [error, setError] = useState<string>();
+  const log = useRef<HTMLDivElement>(null);
+  const typingTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  const lastTyping = useRef(0);
+
+  const reload = async () => {
+    try {
+      const [t, chat, n] = await Promise.all([api.ticket(slug), api.chat(slug), api.notes(slug)]);
+      setTicket(t);
+      setTurns(chat.turns);
+      setNotes(n.notes);
+      setError(undefined);
+      void api.markRead(slug).catch(() => undefined);
+      onSeen();
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  useEffect(() => {
+    void reload();
+  }, [slug, resumes]);
+
+  useEffect(
+    () =>
+      subscribe((event) => {
+        if (event.ticket !== slug) return;
+        const p = event.payload;
+        if (event.type === "new_message") {
+          const m = p as unknown as Message;
+          setTicket((t) => (t && !t.messages.some((x) => x.id === m.id) ? { ...t, messages: [...t.messages, m] } : t));
+          if (m.author === "user") {
+            setVisitorTyping(false);
+            if (!document.hidden) {
+              void api.markRead(slug).catch(() => undefined);
+              onSeen();
+            }
+          }
+        } else if (event.type === "status_change") {
+          setTicket((t) => t && { ...t, status: String(p.status) });
+        } else if (event.type === "assigned") {
+          setTicket((t) => t && { ...t, assignee: (p.assignee as string) ?? null });
+        } else if (event.type === "note_added") {
+          const n = p as unknown as Note;
+          setNotes((known) => (known.some((x) => x.id === n.id) ? known : [...known, n]));
+        } else if (event.type === "typing" && p.author === "user") {
+          setVisitorTyping(true);
+          clearTimeout(typingTimer.current);
+          typingTimer.current = setTimeout(() => setVisitorTyping(false), 5000);
+        } else if (event.type === "ticket_update" && p.reader === "user") {
+          const upTo = String(p.last_read_message_id);
+          setTicket((t) => {
+            if (!t) return t;
+            const index = t.messages.findIndex((m) => m.id === upTo);
+            return {
+              ...t,
+              messages: t.messages.map((m, i) => (i <= index && !m.read_by.includes("user") ? { ...m, read_by: [...m.read_by, "user"] } : m)),
+            };
+          });
+        }
+      }),
+    [slug],
+  );
+
+  useEffect(() => {
+    if (log.current) log.current.scrollTop = log.current.scrollHeight;
+  }, [ticket?.messages.length, notes.length]);
+
+  const send = async (e: Event) => {
+    e.preventDefault();
+    const text = draft.trim();
+    if (!text) return;
+    try {
+      if (asNote) {
+        const note = await api.addNote(slug, text);
+        setNotes((known) => (known.some((x) => x.id === note.id) ? known : [...known, note]));
+      } else {
+        const { data } = await api.reply(slug, text);
+        setTicket((t) => (t && !t.messages.some((x) => x.id === data.id) ? { ...t, messages: [...t.messages, data] } : t));
+      }
+      setDraft("");
+      setError(undefined);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+
+  const act = async (change: Promise<TicketSummary>) => {
+    try {
+      const t = await change;
+      setTicket((known) => known && { ...known, ...t, messages: known.messages });
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+
+  if (!ticket) {
+    return <section class="detail">{error ? <p class="error">{error}</p> : "Loading…"}</section>;
+  }
+  const me = api.creds.name;
+  return (
+    <section class="detail" aria-label={`Ticket ${slug}`}>
+      <header class="ticket-head">
+        <div>
+          <h1>{ticket.title}</h1>
+          <p class="sub">
+            {slug} · {ticket.source === "chat" ? "from the assistant" : "from the API"} · opened {new Date(ticket.created_at).toLocaleString()}
+          </p>
+        </div>
+        <div class="actions">
+          <label>
+            Status{" "}
+            <select value={ticket.status} onChange={(e) => void act(api.setStatus(slug, (e.target as HTMLSelectElement).value))}>
+              {STATUSES.map((s) => (
+                <option value={s} key={s}>
+                  {s}
+                </option>
+              ))}
+            </select>
+          </label>
+          {ticket.assignee === me ? (
+            <button type="button" onClick={() => void act(api.assign(slug, null))}>
+              Unassign me
+            </button>
+          ) : (
+            <button type="button" onClick={() => void act(api.assign(slug, me))}>
+              Assign to me
+            </button>
+          )}
+          <span class="assignee">{ticket.assignee ? `Assigned to ${ticket.assignee}` : "Unassigned"}</span>
+        </div>
+      </header>
+      {ticket.description && <p class="description">{ticket.description}</p>}
+      {turns.length > 0 && (
+        <details class="transcript">
+          <summary>The chat with the assistant ({turns.length} turns)</summary>
+          {turns.map((turn) => (
+            <p key={turn.id} class={`turn ${turn.role}`}>
+              <strong>{turn.role === "user" ? "Visitor" : "Assistant"}:</strong> {turn.content}
+            </p>
+          ))}
+        </details>
+      )}
+      <div class="thread" role="log" aria-live="polite" ref={log}>
+        {merge(ticket.messages, notes).map((item) =>
+          "author_kind" in item ? (
+            <article key={item.id} class="note" aria-label="Internal note">
+              <span class="who">Note · {item.author}</span>
+              <p>{item.content}</p>
+            </article>
+          ) : (
+            <article key={item.id} class={`msg ${item.author}`}>
+              <span class="who">
+                {item.author === "user" ? "Visitor" : item.author === "admin" ? "Agent" : "Assistant"} ·{" "}
+                {new Date(item.timestamp).toLocaleTimeString()}
+                {item.author === "admin" && item.read_by.includes("user") ? " · seen" : ""}
+              </span>
+              <p>{item.content}</p>
+            </article>
+          ),
+        )}
+        {visitorTyping && <p class="typing">The visitor is typing…</p>}
+      </div>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      <form class={asNote ? "reply note-mode" : "reply"} onSubmit={send}>
+        <textarea
+          value={draft}
+          rows={3}
+          aria-label={asNote ? "Internal note" : "Reply to the visitor"}
+          placeholder={asNote ? "An internal note (agents only)" : "Reply to the visitor"}
+          onInput={(e) => {
+            setDraft((e.target as HTMLTextAreaElement).value);
+            const now = Date.now();
+            if (!asNote && now - lastTyping.current > 3000) {
+              lastTyping.current = now;
+              feed.typing(slug);
+            }
+          }}
+          onKeyDown={(e) => {
+            if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) void send(e);
+          }}
+        />
+        <div class="reply-bar">
+          <label>
+            <input type="checkbox" checked={asNote} onChange={(e) => setAsNote((e.target as HTMLInputElement).checked)} /> Internal note
+          </label>
+          <button type="submit" disabled={!draft.trim()}>
+            {asNote ? "Add note" : "Send reply"}
+          </button>
+        </div>
+      </form>
+    </section>
+  );
+}
+
+type NoteItem = Note & { author_kind: "note"; at: number };
+type MessageItem = Message & { at: number };
+
+/** Messages and notes in one timeline. */
+function merge(messages: Message[], notes: Note[]): (NoteItem | MessageItem)[] {
+  const items: (NoteItem | MessageItem)[] = [
+    ...messages.map((m) => ({ ...m, at: Date.parse(m.timestamp) })),
+    ...notes.map((n) => ({ ...n, author_kind: "note" as const, at: Date.parse(n.created_at) })),
+  ];
+  return items.sort((a, b) => a.at - b.at);
+}

@@ -1,0 +1,502 @@
+// The visitor's conversation: the chat with the assistant, then the ticket it may open, kept
+// in the page's own storage so a reload or another tab finds it again. It owns the session
+// token (renewed before it expires), the ticket's socket (reconnected with backoff, resumed
+// with `?since=` so nothing is lost or shown twice), and the outbox of messages not yet sent.
+// The view subscribes to it and draws `state`.
+
+import { ApiError, json, randomKey, send } from "../shared/http";
+
+export type Author = "user" | "assistant" | "admin";
+
+export interface Entry {
+  /** The server's message id, or a local id until the server has acknowledged it. */
+  id: string;
+  author: Author;
+  content: string;
+  sources?: string[];
+  readByAgent?: boolean;
+  /** Waiting to be sent (`sending`), or refused (`failed`); absent once stored. */
+  delivery?: "sending" | "failed";
+  /** The idempotency key it is (re)sent with. */
+  key?: string;
+  /** A line about the ticket rather than a message. */
+  notice?: "ticket" | "status";
+}
+
+export type Connection = "idle" | "connecting" | "live" | "reconnecting";
+
+export interface State {
+  entries: Entry[];
+  streaming: boolean;
+  ticket?: { slug: string; status: string };
+  connection: Connection;
+  online: boolean;
+  /** Epoch ms until which the server refuses more requests. */
+  limitedUntil: number;
+  agentTyping: boolean;
+  error?: string;
+  unread: number;
+}
+
+interface Saved {
+  v: 1;
+  token?: string;
+  expires?: number;
+  chat: Entry[];
+  ticket?: { slug: string; status: string };
+}
+
+interface ServerMessage {
+  id: string;
+  author: Author;
+  content: string;
+  read_by?: string[];
+}
+
+/** Turns of the pre-ticket chat kept in storage and sent to the assistant. */
+const KEPT_CHAT = 40;
+const RENEW_BEFORE_MS = 60_000;
+const MAX_BACKOFF_MS = 30_000;
+
+export class Conversation {
+  state: State = {
+    entries: [],
+    streaming: false,
+    connection: "idle",
+    online: navigator.onLine,
+    limitedUntil: 0,
+    agentTyping: false,
+    unread: 0,
+  };
+  private saved: Saved;
+  private listeners = new Set<() => void>();
+  private socket?: WebSocket;
+  private attempts = 0;
+  private reconnectTimer?: ReturnType<typeof setTimeout>;
+  private renewTimer?: ReturnType<typeof setTimeout>;
+  private typingTimer?: ReturnType<typeof setTimeout>;
+  private lastTypingSent = 0;
+  private closedByUs = false;
+  private visible = false;
+  private readonly storageKey: string;
+
+  constructor(
+    private readonly base: string,
+    private readonly project: string,
+    private readonly onIncoming: (entry: Entry) => void,
+  ) {
+    this.storageKey = `fleety:v1:${project}`;
+    this.saved = this.load();
+    this.state.ticket = this.saved.ticket;
+    this.state.entries = [...this.saved.chat];
+    addEventListener("online", () => {
+      this.set({ online: true });
+      this.flush();
+      if (this.state.ticket && this.state.connection !== "live") this.connect(true);
+    });
+    addEventListener("offline", () => this.set({ online: false }));
+    // Another tab of the same site changed the conversation: follow it.
+    addEventListener("storage", (e) => {
+      if (e.key === this.storageKey) this.adopt();
+    });
+  }
+
+  /** Starts following the ticket, if there is one. */
+  start() {
+    if (this.state.ticket) void this.openTicket(this.state.ticket.slug);
+  }
+
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  setVisible(visible: boolean) {
+    this.visible = visible;
+    if (visible) {
+      this.set({ unread: 0 });
+      void this.markRead();
+    }
+  }
+
+  /** Sends what the visitor wrote: to the assistant before a ticket exists, to the ticket after. */
+  async say(text: string) {
+    const content = text.trim();
+    if (!content || this.limited()) return;
+    if (this.state.ticket) {
+      const entry: Entry = { id: `local-${randomKey()}`, author: "user", content, delivery: "sending", key: randomKey() };
+      return this.post(entry);
+    }
+    const question: Entry = { id: `local-${randomKey()}`, author: "user", content };
+    this.set({ entries: [...this.state.entries, question], error: undefined });
+    this.saveChat();
+    await this.ask();
+  }
+
+  retry(id: string) {
+    const entry = this.state.entries.find((e) => e.id === id);
+    if (entry?.delivery === "failed") this.post({ ...entry, delivery: "sending" });
+  }
+
+  /** Tells the agents the visitor is typing; at most every 3 s, never stored. */
+  typing() {
+    const now = Date.now();
+    if (now - this.lastTypingSent < 3000 || this.socket?.readyState !== WebSocket.OPEN) return;
+    this.lastTypingSent = now;
+    this.socket.send(JSON.stringify({ type: "typing" }));
+  }
+
+  reset() {
+    this.closedByUs = true;
+    this.socket?.close(1000);
+    this.socket = undefined;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.renewTimer);
+    try {
+      localStorage.removeItem(this.storageKey);
+    } catch {
+      // Storage refused (private mode): nothing was kept.
+    }
+    this.saved = { v: 1, chat: [] };
+    this.set({ entries: [], ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0 });
+  }
+
+  // ---- the assistant ----
+
+  private async ask() {
+    const history = this.state.entries
+      .filter((e) => !e.notice && (e.author === "user" || e.author === "assistant"))
+      .slice(-50)
+      .map((e) => ({ role: e.author, content: e.sources ? `${e.content}\n\nSources: ${e.sources.join("; ")}` : e.content }));
+    const answer: Entry = { id: `local-${randomKey()}`, author: "assistant", content: "" };
+    this.set({ streaming: true });
+    try {
+      const token = await this.token();
+      const response = await send(`${this.base}/v1/chat/tools`, {
+        token,
+        body: { messages: history, enable_tool_calling: true },
+      });
+      if ((response.headers.get("Content-Type") ?? "").includes("application/json")) {
+        const call = (await response.json()) as { message: string; ticket_slug: string };
+        this.set({ entries: [...this.state.entries, { ...answer, content: call.message }] });
+        await this.openTicket(call.ticket_slug);
+        return;
+      }
+      this.set({ entries: [...this.state.entries, answer] });
+      await readEvents(response, (data) => {
+        const piece = (data as { choices?: { delta?: { content?: string } }[] }).choices?.[0]?.delta?.content;
+        const failure = (data as { error?: string }).error;
+        if (failure) throw new ApiError(failure, 502);
+        if (piece) this.update(answer.id, (e) => ({ ...e, content: e.content + piece }));
+      });
+      this.update(answer.id, splitSources);
+      this.saveChat();
+    } catch (e) {
+      this.failed(e);
+      // An answer that never began leaves no empty bubble behind.
+      this.set({ entries: this.state.entries.filter((x) => x.id !== answer.id || x.content) });
+    } finally {
+      this.set({ streaming: false });
+    }
+  }
+
+  /** A session token that is valid for at least another minute. */
+  private async token(): Promise<string> {
+    const { token, expires } = this.saved;
+    if (token && expires && expires - Date.now() > RENEW_BEFORE_MS) return token;
+    if (token && expires && expires > Date.now()) {
+      try {
+        return this.keepToken(await json(`${this.base}/v1/session/renew`, { method: "POST", token }));
+      } catch (e) {
+        if (!(e instanceof ApiError) || e.status !== 401) throw e;
+      }
+    }
+    return this.keepToken(
+      await json(`${this.base}/v1/init-session`, { body: { project_id: this.project } }),
+    );
+  }
+
+  private keepToken(session: { token: string; expires_at: string }): string {
+    this.saved.token = session.token;
+    this.saved.expires = Date.parse(session.expires_at);
+    this.save();
+    // While the visitor chats, the token is renewed before it runs out.
+    clearTimeout(this.renewTimer);
+    const due = this.saved.expires - Date.now() - RENEW_BEFORE_MS;
+    if (due > 0 && !this.state.ticket) {
+      this.renewTimer = setTimeout(() => void this.token().catch(() => undefined), due + 1000);
+    }
+    return session.token;
+  }
+
+  // ---- the ticket ----
+
+  private async openTicket(slug: string) {
+    const known = this.state.ticket?.slug === slug;
+    const ticket = { slug, status: this.state.ticket?.status ?? "open" };
+    this.saved.ticket = ticket;
+    this.save();
+    this.set({ ticket });
+    clearTimeout(this.renewTimer);
+    try {
+      const view = await json<{ status: string; messages: ServerMessage[] }>(
+        `${this.base}/v1/tickets/${this.project}/${slug}`,
+      );
+      const entries = view.messages.map(fromServer);
+      if (!known) entries.push({ id: `notice-${slug}`, author: "assistant", content: slug, notice: "ticket" });
+      const pending = this.state.entries.filter((e) => e.delivery);
+      this.set({ entries: [...entries, ...pending], ticket: { slug, status: view.status } });
+      this.saved.ticket = { slug, status: view.status };
+      this.save();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) {
+        // The ticket is gone (another server, a reset): start over.
+        this.reset();
+        return;
+      }
+      this.failed(e);
+    }
+    this.connect(false);
+  }
+
+  private connect(now: boolean) {
+    const ticket = this.state.ticket;
+    if (!ticket || this.socket) return;
+    clearTimeout(this.reconnectTimer);
+    const delay = now || this.attempts === 0 ? 0 : backoff(this.attempts);
+    this.set({ connection: this.attempts === 0 ? "connecting" : "reconnecting" });
+    this.reconnectTimer = setTimeout(() => this.open(ticket.slug), delay);
+  }
+
+  private open(slug: string) {
+    const last = [...this.state.entries].reverse().find((e) => !e.delivery && !e.notice && !e.id.startsWith("local-"));
+    const since = last ? `?since=${encodeURIComponent(last.id)}` : "";
+    const url = `${this.base.replace(/^http/, "ws")}/v1/tickets/${this.project}/${slug}/ws${since}`;
+    this.closedByUs = false;
+    const socket = new WebSocket(url);
+    this.socket = socket;
+    socket.onmessage = (event) => this.onEvent(JSON.parse(String(event.data)));
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      this.socket = undefined;
+      if (this.closedByUs) return;
+      // Cut off for falling behind (1008), the server restarting (1001) or the network: come
+      // back with backoff and resume after the last message we have.
+      this.attempts += 1;
+      this.set({ connection: "reconnecting" });
+      this.connect(false);
+    };
+  }
+
+  private onEvent(event: { type: string; payload: Record<string, unknown> }) {
+    const p = event.payload ?? {};
+    switch (event.type) {
+      case "subscribed":
+        this.attempts = 0;
+        this.set({ connection: "live" });
+        this.flush();
+        return;
+      case "new_message": {
+        const message = fromServer(p as unknown as ServerMessage);
+        const mine = this.state.entries.find((e) => e.id === message.id);
+        if (mine) return;
+        this.set({ entries: [...this.state.entries, message], agentTyping: false });
+        if (message.author !== "user") {
+          this.onIncoming(message);
+          if (this.visible && document.visibilityState === "visible") void this.markRead();
+          else this.set({ unread: this.state.unread + 1 });
+        }
+        return;
+      }
+      case "status_change": {
+        const status = String(p.status);
+        const ticket = this.state.ticket && { ...this.state.ticket, status };
+        const line: Entry = { id: `status-${Date.now()}`, author: "admin", content: status, notice: "status" };
+        this.set({ ticket, entries: [...this.state.entries, line] });
+        if (ticket) {
+          this.saved.ticket = ticket;
+          this.save();
+        }
+        return;
+      }
+      case "ticket_update": {
+        if (p.reader !== "admin") return;
+        const upTo = String(p.last_read_message_id);
+        const index = this.state.entries.findIndex((e) => e.id === upTo);
+        if (index < 0) return;
+        this.set({
+          entries: this.state.entries.map((e, i) => (i <= index && e.author === "user" && !e.delivery ? { ...e, readByAgent: true } : e)),
+        });
+        return;
+      }
+      case "typing":
+        if (p.author === "user") return;
+        clearTimeout(this.typingTimer);
+        this.set({ agentTyping: true });
+        this.typingTimer = setTimeout(() => this.set({ agentTyping: false }), 5000);
+        return;
+      case "error":
+        // The server is closing this socket (we fell behind); the close handler reconnects.
+        return;
+    }
+  }
+
+  /** Sends a message to the ticket, with its idempotency key, so a retry never doubles it. */
+  private async post(entry: Entry) {
+    const ticket = this.state.ticket;
+    if (!ticket) return;
+    if (!this.state.entries.some((e) => e.id === entry.id)) {
+      this.set({ entries: [...this.state.entries, entry] });
+    } else {
+      this.update(entry.id, () => entry);
+    }
+    try {
+      const stored = await json<{ data: ServerMessage }>(
+        `${this.base}/v1/tickets/${this.project}/${ticket.slug}/messages`,
+        { body: { author: "user", content: entry.content }, headers: { "Idempotency-Key": entry.key ?? randomKey() } },
+      );
+      const message = fromServer(stored.data);
+      // The socket may have delivered it already.
+      const seen = this.state.entries.some((e) => e.id === message.id);
+      this.set({
+        entries: seen
+          ? this.state.entries.filter((e) => e.id !== entry.id)
+          : this.state.entries.map((e) => (e.id === entry.id ? message : e)),
+      });
+    } catch (e) {
+      this.update(entry.id, (x) => ({ ...x, delivery: "failed" }));
+      this.failed(e);
+    }
+  }
+
+  /** Sends the messages that failed while offline, once the connection is back. */
+  private flush() {
+    if (!navigator.onLine || this.limited()) return;
+    for (const entry of this.state.entries) {
+      if (entry.delivery === "failed" && entry.author === "user") this.retry(entry.id);
+    }
+  }
+
+  private async markRead() {
+    const ticket = this.state.ticket;
+    const last = this.state.entries[this.state.entries.length - 1];
+    if (!ticket || !last || last.author === "user" || last.notice || this.limited()) return;
+    try {
+      await send(`${this.base}/v1/tickets/${this.project}/${ticket.slug}/messages/read`, {
+        method: "PATCH",
+        body: { reader: "user" },
+      });
+    } catch (e) {
+      this.failed(e, true);
+    }
+  }
+
+  // ---- bookkeeping ----
+
+  private limited(): boolean {
+    return this.state.limitedUntil > Date.now();
+  }
+
+  private failed(e: unknown, quiet = false) {
+    if (!(e instanceof ApiError)) {
+      console.error("Fleety:", e);
+      if (!quiet) this.set({ error: "error" });
+      return;
+    }
+    if (e.status === 429) {
+      this.set({ limitedUntil: Date.now() + (e.retryAfter ?? 60) * 1000 });
+    } else if (e.offline) {
+      this.set({ online: false });
+    } else if (!quiet) {
+      this.set({ error: e.message });
+    }
+  }
+
+  private update(id: string, change: (e: Entry) => Entry) {
+    this.set({ entries: this.state.entries.map((e) => (e.id === id ? change(e) : e)) });
+  }
+
+  private set(change: Partial<State>) {
+    this.state = { ...this.state, ...change };
+    for (const fn of this.listeners) fn();
+  }
+
+  private load(): Saved {
+    try {
+      const raw = localStorage.getItem(this.storageKey);
+      const saved = raw ? (JSON.parse(raw) as Saved) : undefined;
+      if (saved?.v === 1 && Array.isArray(saved.chat)) return saved;
+    } catch {
+      // Unreadable or refused: start afresh.
+    }
+    return { v: 1, chat: [] };
+  }
+
+  /** Follows what another tab stored. */
+  private adopt() {
+    const saved = this.load();
+    const slug = saved.ticket?.slug;
+    this.saved = saved;
+    if (slug && slug !== this.state.ticket?.slug) {
+      void this.openTicket(slug);
+    } else if (!slug) {
+      this.set({ entries: [...saved.chat] });
+    }
+  }
+
+  private saveChat() {
+    this.saved.chat = this.state.entries.filter((e) => !e.notice && !e.delivery).slice(-KEPT_CHAT);
+    this.save();
+  }
+
+  private save() {
+    try {
+      localStorage.setItem(this.storageKey, JSON.stringify(this.saved));
+    } catch {
+      // Storage refused (private mode, quota): the conversation lasts as long as the page.
+    }
+  }
+}
+
+function fromServer(m: ServerMessage): Entry {
+  const entry: Entry = { id: m.id, author: m.author, content: m.content, readByAgent: m.read_by?.includes("admin") };
+  return m.author === "assistant" ? splitSources(entry) : entry;
+}
+
+/** Exponential backoff with full jitter: 0.5 s, 1 s, 2 s, ... up to 30 s. */
+export function backoff(attempt: number): number {
+  const ceiling = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(attempt, 10));
+  return Math.round(Math.random() * ceiling);
+}
+
+/** Moves the answer's closing `Sources: a; b` line into the entry's sources. */
+export function splitSources(entry: Entry): Entry {
+  const match = /\n*Sources: ([^\n]*)\s*$/.exec(entry.content);
+  if (!match) return entry;
+  const sources = match[1].split("; ").map((s) => s.trim()).filter(Boolean);
+  return { ...entry, content: entry.content.slice(0, match.index).trimEnd(), sources };
+}
+
+/** Reads a `text/event-stream` answer, calling `each` with every JSON `data:` event. */
+async function readEvents(response: Response, each: (data: unknown) => void) {
+  const reader = response.body?.getReader();
+  if (!reader) return;
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      for (const line of block.split("\n")) {
+        if (!line.startsWith("data:")) continue;
+        const data = line.slice(5).trim();
+        if (data === "[DONE]") return;
+        each(JSON.parse(data));
+      }
+    }
+  }
+}

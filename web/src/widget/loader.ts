@@ -1,0 +1,162 @@
+// The embed snippet's script:
+//   <script src="https://HOST/widget.js" data-project="ID" async></script>
+// It draws the launcher in a shadow root, takes commands from `window.Fleety` (an array a page
+// may fill before this script has loaded), and loads the rest of the widget on first open or
+// when the page is idle. It stays small because every page of the host site loads it.
+
+import { LAUNCHER_CSS } from "./launcher-css";
+import type { Command, Listener, Shell, Theme } from "./shell";
+
+declare const UI_VERSION: string;
+
+type Queue = Command[] | { push(command: Command): void };
+
+declare global {
+  interface Window {
+    Fleety?: Queue;
+  }
+}
+
+const ICON =
+  '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="true" focusable="false">' +
+  '<path fill="currentColor" d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z"/></svg>';
+
+function start(script: HTMLScriptElement) {
+  const project = script.dataset.project;
+  if (!project) {
+    console.warn("Fleety: the widget's script tag needs data-project");
+    return;
+  }
+  const base = new URL(script.src, location.href).origin;
+
+  // A custom element of our own: page CSS that targets `div` or classes never matches it.
+  const host = document.createElement("fleety-widget");
+  const root = host.attachShadow({ mode: "open" });
+  root.innerHTML =
+    `<style>${LAUNCHER_CSS}</style>` +
+    `<div class="panel" part="panel" hidden></div>` +
+    `<button class="launcher" type="button" aria-haspopup="dialog" aria-expanded="false">` +
+    `${ICON}<span class="badge" hidden></span></button>`;
+  const launcher = root.querySelector(".launcher") as HTMLButtonElement;
+  const badge = root.querySelector(".badge") as HTMLElement;
+  const panel = root.querySelector(".panel") as HTMLElement;
+
+  const listeners: Listener[] = [];
+  const state = {
+    open: false,
+    locale: (script.dataset.locale || navigator.language || "en").toLowerCase(),
+    theme: {} as Theme,
+  };
+  let ui: Promise<Shell["ui"]> | undefined;
+  let mounted: Shell["ui"] | undefined;
+
+  const shell: Shell = {
+    base,
+    project,
+    root,
+    panel,
+    launcher,
+    get locale() {
+      return state.locale;
+    },
+    setBadge(count) {
+      badge.hidden = count <= 0;
+      badge.textContent = count > 9 ? "9+" : String(count);
+      launcher.setAttribute("aria-label", shell.label(count));
+    },
+    label: (count) => (count > 0 ? `Open support chat (${count} unread)` : "Open support chat"),
+    emit(event, payload) {
+      for (const l of listeners) {
+        if (l.event === event) {
+          try {
+            l.fn(payload);
+          } catch (e) {
+            console.error("Fleety: a listener failed", e);
+          }
+        }
+      }
+    },
+    close: () => setOpen(false),
+    ui: undefined,
+  };
+
+  function load(): Promise<Shell["ui"]> {
+    ui ??= import(`${base}/widget/ui.js?v=${UI_VERSION}`).then((m) => {
+      mounted = m.mount(shell);
+      shell.ui = mounted;
+      mounted?.setLocale(state.locale);
+      return mounted;
+    });
+    return ui;
+  }
+
+  function setOpen(open: boolean) {
+    state.open = open;
+    host.toggleAttribute("data-open", open);
+    launcher.setAttribute("aria-expanded", String(open));
+    panel.hidden = !open;
+    if (open) {
+      load().then((u) => u?.opened());
+    } else {
+      mounted?.closed();
+      launcher.focus();
+    }
+  }
+
+  function applyTheme(theme: Theme) {
+    state.theme = { ...state.theme, ...theme };
+    const t = state.theme;
+    const vars: [string, string | undefined][] = [
+      ["--fleety-accent", t.color],
+      ["--fleety-font", t.font],
+      ["--fleety-radius", t.radius],
+    ];
+    for (const [name, value] of vars) {
+      if (value) host.style.setProperty(name, value);
+    }
+    host.setAttribute("data-position", t.position === "left" ? "left" : "right");
+  }
+
+  function run(command: Command) {
+    const [name, ...args] = command;
+    switch (name) {
+      case "open":
+        return setOpen(true);
+      case "close":
+        return setOpen(false);
+      case "toggle":
+        return setOpen(!state.open);
+      case "setLocale":
+        state.locale = String(args[0] || "en").toLowerCase();
+        return mounted?.setLocale(state.locale);
+      case "setTheme":
+        return applyTheme((args[0] || {}) as Theme);
+      case "on":
+        if (typeof args[1] === "function") {
+          listeners.push({ event: String(args[0]), fn: args[1] as (p: unknown) => void });
+        }
+        return;
+      case "reset":
+        return load().then((u) => u?.reset());
+      default:
+        console.warn(`Fleety: unknown command ${String(name)}`);
+    }
+  }
+
+  launcher.addEventListener("click", () => setOpen(!state.open));
+  applyTheme({});
+  shell.setBadge(0);
+  (document.body || document.documentElement).appendChild(host);
+
+  const queued = Array.isArray(window.Fleety) ? window.Fleety : [];
+  window.Fleety = { push: (command: Command) => run(command) };
+  for (const command of queued) run(command);
+
+  // The rest loads when the browser is idle, so a reply that arrives while the panel is closed
+  // can light the badge.
+  const idle = window.requestIdleCallback ?? ((fn: () => void) => setTimeout(fn, 1500));
+  idle(() => load(), { timeout: 4000 });
+}
+
+const current = document.currentScript as HTMLScriptElement | null;
+if (current) start(current);

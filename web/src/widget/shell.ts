@@ -1,0 +1,41 @@
+// What the loader hands the widget's UI when it mounts it: the page's settings, the shadow
+// root it draws in, and a way back to the launcher. Types only: the loader stays small.
+
+export type Command = [string, ...unknown[]];
+
+export interface Theme {
+  color?: string;
+  font?: string;
+  radius?: string;
+  position?: "left" | "right";
+}
+
+export interface Listener {
+  event: string;
+  fn: (payload: unknown) => void;
+}
+
+/** What the UI offers the loader once mounted. */
+export interface Ui {
+  opened(): void;
+  closed(): void;
+  setLocale(locale: string): void;
+  reset(): void;
+}
+
+export interface Shell {
+  /** The Fleety server's origin, from the script's own URL. */
+  base: string;
+  project: string;
+  root: ShadowRoot;
+  /** Where the UI draws its panel; hidden while the widget is closed. */
+  panel: HTMLElement;
+  launcher: HTMLButtonElement;
+  readonly locale: string;
+  setBadge(count: number): void;
+  label(count: number): string;
+  /** Calls the page's listeners registered with `Fleety.push(['on', event, fn])`. */
+  emit(event: string, payload: unknown): void;
+  close(): void;
+  ui: Ui | undefined;
+}

@@ -1,0 +1,163 @@
+// The panel's styles, inside the shadow root. Colours, font and corner radius come from the
+// host page's theme (`--fleety-*` custom properties); logical properties make right-to-left
+// languages mirror the layout; the visitor's dark-mode preference is followed.
+
+export const PANEL_CSS = `
+.dialog {
+  --bg: #ffffff;
+  --fg: #1d1d1f;
+  --muted: #6b6f76;
+  --line: #e3e5e8;
+  --bubble: #f1f3f5;
+  --accent: var(--fleety-accent, #3b5bdb);
+  --radius: var(--fleety-radius, 16px);
+  display: flex;
+  flex-direction: column;
+  width: min(380px, calc(100vw - 40px));
+  height: min(600px, calc(100vh - 120px));
+  background: var(--bg);
+  color: var(--fg);
+  border-radius: var(--radius);
+  box-shadow: 0 12px 40px rgba(0, 0, 0, 0.25);
+  overflow: hidden;
+  font: inherit;
+  text-align: start;
+}
+@media (prefers-color-scheme: dark) {
+  .dialog {
+    --bg: #1c1d21;
+    --fg: #ececef;
+    --muted: #9a9ea6;
+    --line: #2e3036;
+    --bubble: #2a2c31;
+  }
+}
+@media (max-width: 480px) {
+  .dialog { width: calc(100vw - 24px); height: calc(100vh - 110px); }
+}
+button, input, textarea { font: inherit; color: inherit; }
+header {
+  display: flex;
+  align-items: center;
+  justify-content: space-between;
+  gap: 8px;
+  padding: 14px 16px;
+  background: var(--accent);
+  color: #fff;
+}
+header h2 { margin: 0; font-size: 17px; font-weight: 700; }
+header p { margin: 2px 0 0; font-size: 13px; opacity: 0.9; }
+.icon {
+  all: unset;
+  cursor: pointer;
+  font-size: 26px;
+  line-height: 1;
+  padding: 2px 8px;
+  border-radius: 8px;
+}
+.icon:focus-visible, button:focus-visible, textarea:focus-visible, input:focus-visible {
+  outline: 2px solid var(--accent);
+  outline-offset: 2px;
+}
+header .icon:focus-visible { outline-color: #fff; }
+.tabs { display: flex; border-bottom: 1px solid var(--line); }
+.tabs button {
+  all: unset;
+  flex: 1;
+  text-align: center;
+  padding: 10px;
+  cursor: pointer;
+  color: var(--muted);
+  border-bottom: 2px solid transparent;
+}
+.tabs button[aria-selected="true"] { color: var(--fg); border-bottom-color: var(--accent); font-weight: 600; }
+.banner {
+  margin: 0;
+  padding: 8px 16px;
+  background: #fff3bf;
+  color: #5c4400;
+  font-size: 13px;
+}
+.log { flex: 1; overflow-y: auto; padding: 12px 16px; display: flex; flex-direction: column; gap: 10px; }
+.message { display: flex; flex-direction: column; align-items: flex-start; max-width: 85%; }
+.message.user { align-self: flex-end; align-items: flex-end; }
+.who { font-size: 11px; color: var(--muted); margin: 0 4px 2px; }
+.bubble {
+  margin: 0;
+  padding: 9px 12px;
+  border-radius: 14px;
+  background: var(--bubble);
+  white-space: pre-wrap;
+  word-break: break-word;
+}
+.bubble.user { background: var(--accent); color: #fff; }
+.bubble.admin { border: 1px solid var(--accent); }
+.sources { margin: 4px 4px 0; font-size: 12px; color: var(--muted); }
+.source {
+  display: inline-block;
+  margin-inline-start: 4px;
+  padding: 1px 8px;
+  border-radius: 10px;
+  background: var(--bubble);
+  color: var(--fg);
+}
+.meta { font-size: 11px; color: var(--muted); margin: 2px 4px 0; }
+.retry { all: unset; cursor: pointer; font-size: 11px; color: #c92a2a; margin: 2px 4px 0; }
+.notice { align-self: center; margin: 0; font-size: 12px; color: var(--muted); text-align: center; }
+.typing { display: flex; gap: 4px; margin: 0; padding: 10px 12px; background: var(--bubble); border-radius: 14px; align-self: flex-start; }
+.typing span { width: 6px; height: 6px; border-radius: 50%; background: var(--muted); animation: blink 1.2s infinite; }
+.typing span:nth-child(2) { animation-delay: 0.2s; }
+.typing span:nth-child(3) { animation-delay: 0.4s; }
+@keyframes blink { 0%, 80%, 100% { opacity: 0.25; } 40% { opacity: 1; } }
+@media (prefers-reduced-motion: reduce) { .typing span { animation: none; opacity: 0.7; } }
+.composer { border-top: 1px solid var(--line); padding: 10px 12px; display: flex; flex-direction: column; gap: 8px; }
+.human {
+  all: unset;
+  align-self: flex-start;
+  cursor: pointer;
+  font-size: 13px;
+  padding: 5px 12px;
+  border-radius: 14px;
+  border: 1px solid var(--accent);
+  color: var(--accent);
+}
+.human[disabled] { opacity: 0.5; cursor: default; }
+.row { display: flex; gap: 8px; align-items: flex-end; }
+textarea {
+  flex: 1;
+  resize: none;
+  max-height: 120px;
+  padding: 9px 12px;
+  border: 1px solid var(--line);
+  border-radius: 12px;
+  background: var(--bg);
+}
+.send {
+  all: unset;
+  display: grid;
+  place-items: center;
+  width: 40px;
+  height: 40px;
+  border-radius: 50%;
+  background: var(--accent);
+  color: #fff;
+  cursor: pointer;
+}
+.send[disabled] { opacity: 0.45; cursor: default; }
+[dir="rtl"] .send { transform: scaleX(-1); }
+.closed { margin: 0; padding: 14px 16px; border-top: 1px solid var(--line); color: var(--muted); text-align: center; }
+.help { flex: 1; overflow-y: auto; padding: 12px 16px; }
+.search { display: flex; gap: 8px; }
+.search input { flex: 1; padding: 8px 12px; border: 1px solid var(--line); border-radius: 10px; background: var(--bg); }
+.search button {
+  all: unset;
+  cursor: pointer;
+  padding: 8px 14px;
+  border-radius: 10px;
+  background: var(--accent);
+  color: #fff;
+}
+.hits { list-style: none; margin: 12px 0 0; padding: 0; display: flex; flex-direction: column; gap: 10px; }
+.hits li { padding: 10px 12px; border: 1px solid var(--line); border-radius: 12px; }
+.hits p, .empty { margin: 4px 0 0; font-size: 13px; color: var(--muted); }
+`;

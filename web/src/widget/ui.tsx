@@ -1,0 +1,289 @@
+// The widget's panel: the conversation, the composer and the help-center search, drawn with
+// Preact inside the loader's shadow root. Loaded on first open or when the page is idle.
+
+import { render } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+
+import { json } from "../shared/http";
+import { Conversation, type Entry, type State } from "./conversation";
+import { translator, type Translator } from "./i18n";
+import type { Shell, Ui } from "./shell";
+import { PANEL_CSS } from "./ui-css";
+
+export function mount(shell: Shell): Ui {
+  const style = document.createElement("style");
+  style.textContent = PANEL_CSS;
+  shell.root.prepend(style);
+  let t = translator(shell.locale);
+  let open = false;
+  const conversation = new Conversation(shell.base, shell.project, (entry) => {
+    shell.emit("message", { author: entry.author, content: entry.content });
+  });
+  conversation.subscribe(() => shell.setBadge(conversation.state.unread));
+  const draw = () => render(<Panel shell={shell} conversation={conversation} t={t} open={open} />, shell.panel);
+  conversation.start();
+  draw();
+  return {
+    opened() {
+      open = true;
+      conversation.setVisible(true);
+      draw();
+    },
+    closed() {
+      open = false;
+      conversation.setVisible(false);
+      draw();
+    },
+    setLocale(locale) {
+      t = translator(locale);
+      draw();
+    },
+    reset() {
+      conversation.reset();
+    },
+  };
+}
+
+function useConversation(conversation: Conversation): State {
+  const [state, setState] = useState(conversation.state);
+  useEffect(() => conversation.subscribe(() => setState(conversation.state)), [conversation]);
+  return state;
+}
+
+interface PanelProps {
+  shell: Shell;
+  conversation: Conversation;
+  t: Translator;
+  open: boolean;
+}
+
+function Panel({ shell, conversation, t, open }: PanelProps) {
+  const state = useConversation(conversation);
+  const [tab, setTab] = useState<"chat" | "help">("chat");
+  const dialog = useRef<HTMLDivElement>(null);
+
+  // Keyboard focus stays inside the open panel; Escape closes it.
+  useEffect(() => {
+    if (!open) return;
+    const el = dialog.current;
+    el?.querySelector<HTMLElement>("textarea, input")?.focus();
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === "Escape") {
+        e.preventDefault();
+        shell.close();
+        return;
+      }
+      if (e.key !== "Tab" || !el) return;
+      const focusable = [...el.querySelectorAll<HTMLElement>("button:not([disabled]), textarea:not([disabled]), input, a[href]")];
+      if (focusable.length === 0) return;
+      const first = focusable[0];
+      const last = focusable[focusable.length - 1];
+      const active = shell.root.activeElement;
+      if (e.shiftKey && active === first) {
+        e.preventDefault();
+        last.focus();
+      } else if (!e.shiftKey && active === last) {
+        e.preventDefault();
+        first.focus();
+      }
+    };
+    el?.addEventListener("keydown", onKey);
+    return () => el?.removeEventListener("keydown", onKey);
+  }, [open]);
+
+  return (
+    <div class="dialog" role="dialog" aria-modal="true" aria-labelledby="fleety-title" dir={t.dir} lang={t.lang} ref={dialog}>
+      <header>
+        <div>
+          <h2 id="fleety-title">{t("title")}</h2>
+          <p>{state.ticket ? `#${state.ticket.slug}` : t("subtitle")}</p>
+        </div>
+        <button class="icon" type="button" aria-label={t("close")} onClick={() => shell.close()}>
+          ×
+        </button>
+      </header>
+      <div class="tabs" role="tablist">
+        <button role="tab" type="button" aria-selected={tab === "chat"} onClick={() => setTab("chat")}>
+          {t("chatTab")}
+        </button>
+        <button role="tab" type="button" aria-selected={tab === "help"} onClick={() => setTab("help")}>
+          {t("helpTab")}
+        </button>
+      </div>
+      <Banner state={state} t={t} />
+      {tab === "chat" ? <Chat conversation={conversation} state={state} t={t} /> : <Help shell={shell} t={t} />}
+    </div>
+  );
+}
+
+function Banner({ state, t }: { state: State; t: Translator }) {
+  const [now, setNow] = useState(Date.now());
+  const limited = state.limitedUntil > now;
+  useEffect(() => {
+    if (!limited) return;
+    const timer = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(timer);
+  }, [limited, state.limitedUntil]);
+  let text: string | undefined;
+  if (!state.online) text = t("offline");
+  else if (limited) text = t("limited", { seconds: Math.ceil((state.limitedUntil - now) / 1000) });
+  else if (state.connection === "reconnecting") text = t("reconnecting");
+  else if (state.error) text = t("error");
+  if (!text) return null;
+  return (
+    <div class="banner" role="status">
+      {text}
+    </div>
+  );
+}
+
+function Chat({ conversation, state, t }: { conversation: Conversation; state: State; t: Translator }) {
+  const list = useRef<HTMLDivElement>(null);
+  const [draft, setDraft] = useState("");
+  const closed = state.ticket?.status === "closed";
+  const limited = state.limitedUntil > Date.now();
+
+  useEffect(() => {
+    const el = list.current;
+    if (el) el.scrollTop = el.scrollHeight;
+  }, [state.entries, state.streaming, state.agentTyping]);
+
+  const submit = (e?: Event) => {
+    e?.preventDefault();
+    if (!draft.trim() || state.streaming || limited) return;
+    void conversation.say(draft);
+    setDraft("");
+  };
+
+  const streamingEmpty = state.streaming && state.entries[state.entries.length - 1]?.author !== "assistant";
+  return (
+    <>
+      <div class="log" role="log" aria-live="polite" aria-relevant="additions" ref={list}>
+        {state.entries.length === 0 && <p class="bubble assistant">{t("welcome")}</p>}
+        {state.entries.map((entry) => (
+          <Line key={entry.id} entry={entry} t={t} onRetry={() => conversation.retry(entry.id)} />
+        ))}
+        {(streamingEmpty || state.agentTyping) && (
+          <p class="typing" aria-label={`${state.ticket ? t("agent") : t("assistant")} ${t("typing")}`}>
+            <span />
+            <span />
+            <span />
+          </p>
+        )}
+      </div>
+      {closed ? (
+        <p class="closed">{t("closedTicket")}</p>
+      ) : (
+        <form class="composer" onSubmit={submit}>
+          {!state.ticket && (
+            <button class="human" type="button" disabled={state.streaming || limited} onClick={() => void conversation.say(t("humanAsk"))}>
+              {t("human")}
+            </button>
+          )}
+          <div class="row">
+            <textarea
+              rows={1}
+              value={draft}
+              placeholder={t("placeholder")}
+              aria-label={t("placeholder")}
+              disabled={limited}
+              onInput={(e) => {
+                setDraft((e.target as HTMLTextAreaElement).value);
+                conversation.typing();
+              }}
+              onKeyDown={(e) => {
+                if (e.key === "Enter" && !e.shiftKey) submit(e);
+              }}
+            />
+            <button class="send" type="submit" aria-label={t("send")} disabled={!draft.trim() || state.streaming || limited}>
+              ➤
+            </button>
+          </div>
+        </form>
+      )}
+    </>
+  );
+}
+
+function statusWord(status: string, t: Translator): string {
+  const words: Record<string, Parameters<Translator>[0]> = {
+    open: "statusOpen",
+    pending: "statusPending",
+    resolved: "statusResolved",
+    closed: "statusClosed",
+  };
+  return words[status] ? t(words[status]) : status;
+}
+
+function Line({ entry, t, onRetry }: { entry: Entry; t: Translator; onRetry: () => void }) {
+  if (entry.notice === "ticket") return <p class="notice">{t("ticketOpened", { slug: entry.content })}</p>;
+  if (entry.notice === "status") return <p class="notice">{t("status", { status: statusWord(entry.content, t) })}</p>;
+  const who = entry.author === "user" ? t("you") : entry.author === "admin" ? t("agent") : t("assistant");
+  return (
+    <div class={`message ${entry.author}`} data-id={entry.id}>
+      <span class="who">{who}</span>
+      <p class={`bubble ${entry.author}`}>{entry.content}</p>
+      {entry.sources && entry.sources.length > 0 && (
+        <p class="sources">
+          {t("sources")}: {entry.sources.map((s) => <span class="source" key={s}>{s}</span>)}
+        </p>
+      )}
+      {entry.delivery === "sending" && <span class="meta">{t("sending")}</span>}
+      {entry.delivery === "failed" && (
+        <button class="meta retry" type="button" onClick={onRetry}>
+          {t("failed")}
+        </button>
+      )}
+      {entry.readByAgent && <span class="meta seen">{t("seen")}</span>}
+    </div>
+  );
+}
+
+interface Hit {
+  article_id: string;
+  title: string;
+  snippet: string;
+}
+
+function Help({ shell, t }: { shell: Shell; t: Translator }) {
+  const [query, setQuery] = useState("");
+  const [hits, setHits] = useState<Hit[] | undefined>();
+  const [failed, setFailed] = useState(false);
+  const search = async (e: Event) => {
+    e.preventDefault();
+    if (!query.trim()) return;
+    try {
+      const found = await json<{ results: Hit[] }>(
+        `${shell.base}/v1/kb/${shell.project}/search?q=${encodeURIComponent(query)}&limit=5`,
+      );
+      setHits(found.results);
+      setFailed(false);
+    } catch {
+      setFailed(true);
+    }
+  };
+  return (
+    <div class="help">
+      <form class="search" role="search" onSubmit={search}>
+        <input
+          type="search"
+          value={query}
+          placeholder={t("searchPlaceholder")}
+          aria-label={t("searchPlaceholder")}
+          onInput={(e) => setQuery((e.target as HTMLInputElement).value)}
+        />
+        <button type="submit">{t("search")}</button>
+      </form>
+      {failed && <p class="banner">{t("error")}</p>}
+      {hits && hits.length === 0 && <p class="empty">{t("noResults")}</p>}
+      <ul class="hits">
+        {hits?.map((hit) => (
+          <li key={hit.article_id}>
+            <strong>{hit.title}</strong>
+            <p>{hit.snippet}</p>
+          </li>
+        ))}
+      </ul>
+    </div>
+  );
+}
