@@ -154,6 +154,7 @@ fn encode(c: &mut Criterion) {
         updated_at: now_millis(),
         source: TicketSource::Api,
         session_id: None,
+        assignee: None,
     };
     let mut messages: Vec<Message> = Vec::new();
     for i in 0..100 {
@@ -209,6 +210,7 @@ async fn ticket_with_subscribers(
         updated_at: now,
         source: TicketSource::Api,
         session_id: None,
+        assignee: None,
     };
     store.create_ticket(&ticket).await.expect("ticket");
     let key = TicketKey {

@@ -169,6 +169,7 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     updated_at: now,
                     source: TicketSource::Api,
                     session_id: None,
+                    assignee: None,
                 };
                 store.create_ticket(&ticket).await.unwrap();
             }

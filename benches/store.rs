@@ -77,6 +77,7 @@ fn setup(
                     updated_at: now,
                     source: TicketSource::Api,
                     session_id: None,
+                    assignee: None,
                 })
                 .await
                 .unwrap();

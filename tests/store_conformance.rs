@@ -39,6 +39,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         updated_at: Utc::now(),
         source: TicketSource::Api,
         session_id: None,
+        assignee: None,
     };
     let id = MessageId::next(None, Utc::now());
     let message = Message {

@@ -203,6 +203,10 @@ text_value!(
     ProjectName, "name", 1, 100
 );
 text_value!(
+    /// An agent's display name, on assignments and internal notes: 1 to 80 characters.
+    AgentName, "agent name", 1, 80
+);
+text_value!(
     /// A knowledge-base article's title: 1 to 200 characters.
     ArticleTitle, "title", 1, 200
 );
@@ -337,6 +341,19 @@ pub struct Ticket {
     /// The anonymous chat session that opened the ticket, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// The agent the ticket is assigned to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<AgentName>,
+}
+
+/// An agent's note on a ticket: seen by agents only, never by the visitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    /// Time-ordered within the ticket, like message ids.
+    pub id: MessageId,
+    pub author: AgentName,
+    pub content: MessageBody,
+    pub created_at: DateTime<Utc>,
 }
 
 /// One message on a ticket, as stored.

@@ -85,6 +85,8 @@ pub struct TicketSummary<'a> {
     pub description: &'a str,
     pub status: TicketStatus,
     pub source: crate::domain::TicketSource,
+    /// The agent the ticket is assigned to; null when nobody is.
+    pub assignee: Option<&'a str>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -99,6 +101,7 @@ impl<'a> TicketSummary<'a> {
             description: ticket.description.as_str(),
             status: ticket.status,
             source: ticket.source,
+            assignee: ticket.assignee.as_ref().map(|a| a.as_str()),
             created_at: rfc3339(ticket.created_at),
             updated_at: rfc3339(ticket.updated_at),
         }
@@ -190,6 +193,34 @@ pub struct ReadReceiptPayload {
     pub reader: Participant,
     pub last_read_message_id: MessageId,
     pub read_at: String,
+}
+
+/// A ticket's assignee changed (to nobody, when `assignee` is null).
+#[derive(Debug, Serialize)]
+pub struct AssignedPayload<'a> {
+    pub assignee: Option<&'a str>,
+    pub previous: Option<&'a str>,
+    pub updated_at: String,
+}
+
+/// An agent's internal note, as agents see it.
+#[derive(Debug, Serialize)]
+pub struct NoteView<'a> {
+    pub id: MessageId,
+    pub author: &'a str,
+    pub content: &'a str,
+    pub created_at: String,
+}
+
+impl<'a> NoteView<'a> {
+    pub fn new(note: &'a crate::domain::Note) -> Self {
+        Self {
+            id: note.id,
+            author: note.author.as_str(),
+            content: note.content.as_str(),
+            created_at: rfc3339(note.created_at),
+        }
+    }
 }
 
 /// Someone is typing on the ticket; sent as it happens, never stored.

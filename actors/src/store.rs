@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Article, ChatTurn, ChatUsage, Message, Participant, Project, ProjectId, ReadCursor, Slug,
+    Article, ChatTurn, ChatUsage, Message, Note, Participant, Project, ProjectId, ReadCursor, Slug,
     Ticket, TicketStatus,
 };
 use crate::message_id::MessageId;
@@ -45,6 +45,12 @@ pub type Done = Box<dyn FnOnce(StoreResult<()>) + Send>;
 #[derive(Debug, Clone, Default)]
 pub struct TicketQuery {
     pub status: Option<TicketStatus>,
+    /// Only titles containing this, lower-cased. A search examines a bounded number of tickets
+    /// per page ([`TicketQuery::scan_limit`]); a page that comes back short with a `next`
+    /// cursor has more to look at.
+    pub title: Option<String>,
+    /// How many tickets a title search examines per page; `None`: [`SEARCH_SCAN`].
+    pub search_scan: Option<usize>,
     /// Continue after this position (exclusive), as returned in [`TicketPage::next`].
     pub after: Option<TicketCursor>,
     /// Page size; backends clamp it to 1..=100.
@@ -65,19 +71,55 @@ pub struct TicketPage {
     pub next: Option<TicketCursor>,
 }
 
+/// Tickets a title search examines per page at most, so one request stays bounded however
+/// many tickets a project has.
+pub const SEARCH_SCAN: usize = 2_000;
+
+impl TicketQuery {
+    /// Tickets one page may examine: all of them for a plain listing, a bounded number for a
+    /// search.
+    pub fn scan_limit(&self) -> usize {
+        match self.title {
+            Some(_) => self.search_scan.unwrap_or(SEARCH_SCAN).max(1),
+            None => usize::MAX,
+        }
+    }
+
+    /// Whether `ticket` belongs in the listing.
+    pub fn matches(&self, ticket: &Ticket) -> bool {
+        self.status.is_none_or(|s| s == ticket.status)
+            && self
+                .title
+                .as_deref()
+                .is_none_or(|needle| ticket.title.as_str().to_lowercase().contains(needle))
+    }
+}
+
 impl TicketPage {
     /// Backends read one ticket more than the page holds: if it is there, another page follows,
     /// and it starts after the page's last ticket.
-    pub fn from_overfetch(mut tickets: Vec<Ticket>, limit: usize) -> TicketPage {
-        let next = if tickets.len() > limit {
-            tickets.truncate(limit);
-            tickets.last().map(|t| TicketCursor {
-                created_at: t.created_at,
-                slug: t.slug.clone(),
-            })
-        } else {
-            None
-        };
+    pub fn from_overfetch(tickets: Vec<Ticket>, limit: usize) -> TicketPage {
+        Self::scanned(tickets, limit, None)
+    }
+
+    /// [`from_overfetch`](Self::from_overfetch) for a search that may have stopped at its scan
+    /// limit: the next page then continues after `stopped_at`, the last ticket examined.
+    pub fn scanned(
+        mut tickets: Vec<Ticket>,
+        limit: usize,
+        stopped_at: Option<TicketCursor>,
+    ) -> TicketPage {
+        if tickets.len() <= limit {
+            return TicketPage {
+                tickets,
+                next: stopped_at,
+            };
+        }
+        tickets.truncate(limit);
+        let next = tickets.last().map(|t| TicketCursor {
+            created_at: t.created_at,
+            slug: t.slug.clone(),
+        });
         TicketPage { tickets, next }
     }
 }
@@ -130,6 +172,8 @@ pub enum TicketWrite {
         reader: Participant,
         up_to: MessageId,
     },
+    /// An agent's internal note. Storing the same note (same id) twice keeps one copy.
+    Note(Note),
 }
 
 /// Projects: the tenants, with their settings.
@@ -150,7 +194,8 @@ pub trait TicketStore: Send + Sync + 'static {
     /// Claims the ticket's slug within its project; [`StoreError::Conflict`] if it is taken.
     async fn create_ticket(&self, ticket: &Ticket) -> StoreResult<()>;
     async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>>;
-    /// Tickets newest first.
+    /// Tickets newest first, those whose title contains `query.title` (ignoring case) when
+    /// it is set.
     async fn list_tickets(
         &self,
         project: &ProjectId,
@@ -163,6 +208,8 @@ pub trait TicketStore: Send + Sync + 'static {
         range: MessageRange,
     ) -> StoreResult<Vec<Message>>;
     async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>>;
+    /// The ticket's internal notes, oldest first.
+    async fn list_notes(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Note>>;
 
     /// Makes one ticket's writes durable, in order, and calls `done` with the outcome; no task
     /// waits for it, so a backend with a writer thread answers the actor from that thread.

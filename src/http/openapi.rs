@@ -137,7 +137,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         ..ep(
             "PATCH",
             "/v1/tickets/{projectId}/{slug}",
-            "Change a ticket's status (open, pending, resolved, closed)",
+            "Change a ticket's status (open, pending, resolved, closed) and/or its assignee (a name, or null)",
             Access::AdminKey,
         )
     },
@@ -218,8 +218,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
         )
     },
     Endpoint {
-        query: &["status", "limit", "cursor"],
-        responses: &[("200", "tickets newest first and next_cursor")],
+        query: &["status", "q", "limit", "cursor"],
+        responses: &[(
+            "200",
+            "tickets newest first (titles containing q, when given) and next_cursor",
+        )],
         ..ep(
             "GET",
             "/v1/projects/{projectId}/tickets",
@@ -377,6 +380,32 @@ pub const ENDPOINTS: &[Endpoint] = &[
             "GET",
             "/v1/projects/{projectId}/tickets/{slug}/chat",
             "Read the chat with the assistant that led to a ticket",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        responses: &[
+            ("200", "notes: the ticket's internal notes, oldest first"),
+            ("404", "unknown ticket"),
+        ],
+        ..ep(
+            "GET",
+            "/v1/projects/{projectId}/tickets/{slug}/notes",
+            "Read a ticket's internal notes (agents only)",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("201", "the note: id, author, content, created_at"),
+            ("400", "invalid author or content"),
+            ("404", "unknown ticket"),
+        ],
+        ..ep(
+            "POST",
+            "/v1/projects/{projectId}/tickets/{slug}/notes",
+            "Add an internal note, never shown to the visitor",
             Access::AdminKey,
         )
     },

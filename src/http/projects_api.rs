@@ -77,6 +77,8 @@ pub async fn update(
 #[derive(Deserialize)]
 pub struct ListQuery {
     status: Option<String>,
+    /// Only tickets whose title contains this, ignoring case.
+    q: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -101,7 +103,7 @@ fn decode_cursor(raw: &str) -> Option<TicketCursor> {
     })
 }
 
-/// GET /v1/projects/{projectId}/tickets?status=&limit=&cursor=
+/// GET /v1/projects/{projectId}/tickets?status=&q=&limit=&cursor=
 pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery) -> Response {
     respond(
         async {
@@ -120,8 +122,17 @@ pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery
                     })?),
                     None => None,
                 };
+            let title = match query.q.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(q) if q.chars().count() > 200 => {
+                    return Err(ApiError::bad_request("q: at most 200 characters"))
+                }
+                Some(q) => Some(q.to_lowercase()),
+            };
             let query = TicketQuery {
                 status,
+                title,
+                search_scan: None,
                 after,
                 limit,
             };

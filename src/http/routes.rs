@@ -7,7 +7,7 @@
 //! | POST | /v1/session/renew | [`session_limit`], [`session`] | [`session::renew`](super::session::renew) |
 //! | POST | /v1/tickets/{projectId} | [`public`] | [`tickets::create`] |
 //! | GET | /v1/tickets/{projectId}/{slug} | [`public`] | [`tickets::get`] |
-//! | PATCH | /v1/tickets/{projectId}/{slug} | [`agent`] | [`tickets::change_status`] |
+//! | PATCH | /v1/tickets/{projectId}/{slug} | [`agent`] | [`tickets::change`] (status, assignee) |
 //! | POST | /v1/tickets/{projectId}/{slug}/messages | [`public`] (`author: admin` needs the admin key) | [`tickets::post_message`] |
 //! | PATCH | /v1/tickets/{projectId}/{slug}/messages/read | [`public`] (`reader: admin` needs the admin key) | [`tickets::mark_read`] |
 //! | GET (WS) | /v1/tickets/{projectId}/{slug}/ws | [`public`] | [`ws::ticket_socket`] |
@@ -17,6 +17,7 @@
 //! | POST | /v1/projects/{projectId}/feed-token | [`agent`] | [`projects_api::feed_token`] |
 //! | GET (WS) | /v1/projects/{projectId}/feed | [`feed`] | [`ws::feed_socket`] |
 //! | GET | /v1/projects/{projectId}/tickets/{slug}/chat | [`agent`] | [`kb::ticket_chat`] |
+//! | GET, POST | /v1/projects/{projectId}/tickets/{slug}/notes | [`agent`] | [`tickets::notes`], [`tickets::add_note`] |
 //! | GET, POST | /v1/projects/{projectId}/kb/articles | [`agent`] | [`kb::list`], [`kb::create`] |
 //! | GET, PATCH, DELETE | /v1/projects/{projectId}/kb/articles/{articleId} | [`agent`] | [`kb::get`], [`kb::update`], [`kb::delete`] |
 //! | GET | /v1/projects/{projectId}/kb/search | [`agent`] | [`kb::agent_search`] |
@@ -156,7 +157,7 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(c())
         .and(meta())
         .and(body(limit))
-        .then(tickets::change_status)
+        .then(tickets::change)
         .boxed();
     let post_message = under_tickets()
         .and(path!(String / "messages"))
@@ -229,6 +230,22 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(agent(&ctx))
         .and(c())
         .then(kb::ticket_chat)
+        .boxed();
+    let notes = under_projects()
+        .and(path!("tickets" / String / "notes"))
+        .and(warp::get())
+        .and(agent(&ctx))
+        .and(c())
+        .then(tickets::notes)
+        .boxed();
+    let add_note = under_projects()
+        .and(path!("tickets" / String / "notes"))
+        .and(warp::post())
+        .and(agent(&ctx))
+        .and(c())
+        .and(meta())
+        .and(body(limit))
+        .then(tickets::add_note)
         .boxed();
     let list_articles = under_projects()
         .and(path!("kb" / "articles"))
@@ -394,6 +411,10 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .or(feed_socket)
         .unify()
         .or(ticket_chat)
+        .unify()
+        .or(notes)
+        .unify()
+        .or(add_note)
         .unify()
         .or(list_articles)
         .unify()

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fleety_actors::domain::{
-    Description, IdempotencyKey, MessageBody, Participant, Project, Slug, TicketSource,
+    AgentName, Description, IdempotencyKey, MessageBody, Participant, Project, Slug, TicketSource,
     TicketStatus, Title,
 };
-use fleety_actors::events::{self, MessageView, TicketSummary};
+use fleety_actors::events::{self, MessageView, NoteView, TicketSummary};
 use fleety_actors::ticket::{MessagePage, NewTicket, TicketKey};
 use fleety_actors::MessageId;
 use http::StatusCode;
@@ -225,12 +225,22 @@ pub async fn mark_read(
 }
 
 #[derive(Deserialize)]
-pub struct ChangeStatus {
-    status: String,
+#[serde(deny_unknown_fields)]
+pub struct ChangeTicket {
+    status: Option<String>,
+    /// Absent: unchanged; `null`: nobody; a name: that agent.
+    #[serde(default, deserialize_with = "present")]
+    assignee: Option<serde_json::Value>,
 }
 
-/// PATCH /v1/tickets/{projectId}/{slug} (admin key): change the ticket's status.
-pub async fn change_status(
+/// A field that is there, even as `null` (which serde would otherwise read as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// PATCH /v1/tickets/{projectId}/{slug} (admin key): change the ticket's status, its assignee,
+/// or both.
+pub async fn change(
     slug: String,
     project: Arc<Project>,
     ctx: Arc<Ctx>,
@@ -240,10 +250,74 @@ pub async fn change_status(
     respond(
         async {
             let key = ticket_key(&project, &slug)?;
-            let req: ChangeStatus = parse_body(&meta, &body)?;
-            let status = field(TicketStatus::parse(&req.status), "status")?;
-            let ticket = ctx.system.tickets.set_status(&key, status).await?;
+            let req: ChangeTicket = parse_body(&meta, &body)?;
+            let status = match req.status.as_deref() {
+                Some(s) => Some(field(TicketStatus::parse(s), "status")?),
+                None => None,
+            };
+            let assignee = match req.assignee {
+                None => None,
+                Some(serde_json::Value::Null) => Some(None),
+                Some(serde_json::Value::String(name)) => {
+                    Some(Some(field(AgentName::parse(&name), "assignee")?))
+                }
+                Some(_) => return Err(ApiError::bad_request("assignee: a name or null")),
+            };
+            if status.is_none() && assignee.is_none() {
+                return Err(ApiError::bad_request("give a status, an assignee, or both"));
+            }
+            let tickets = &ctx.system.tickets;
+            let mut ticket = None;
+            if let Some(status) = status {
+                ticket = Some(tickets.set_status(&key, status).await?);
+            }
+            if let Some(assignee) = assignee {
+                ticket = Some(tickets.assign(&key, assignee).await?);
+            }
+            let ticket = ticket.ok_or_else(|| ApiError::internal("no change made"))?;
             Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNote {
+    author: String,
+    content: String,
+}
+
+/// GET /v1/projects/{projectId}/tickets/{slug}/notes (admin key): the agents' internal notes.
+pub async fn notes(slug: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&project, &slug)?;
+            let notes = ctx.system.tickets.notes(&key).await?;
+            let views: Vec<NoteView> = notes.iter().map(NoteView::new).collect();
+            Ok(json(StatusCode::OK, &serde_json::json!({ "notes": views })))
+        }
+        .await,
+    )
+}
+
+/// POST /v1/projects/{projectId}/tickets/{slug}/notes (admin key): an internal note, seen by
+/// agents only; it never reaches the visitor's sockets or the ticket's public view.
+pub async fn add_note(
+    slug: String,
+    project: Arc<Project>,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&project, &slug)?;
+            let req: NewNote = parse_body(&meta, &body)?;
+            let author = field(AgentName::parse(&req.author), "author")?;
+            let content = field(MessageBody::parse(&req.content), "content")?;
+            let note = ctx.system.tickets.add_note(&key, author, content).await?;
+            Ok(json(StatusCode::CREATED, &NoteView::new(&note)))
         }
         .await,
     )

@@ -14,13 +14,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Utc};
 use fleety_actors::domain::{
-    Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, ChatUsage, Description, IdempotencyKey,
-    Message, MessageBody, Participant, Project, ProjectId, ReadCursor, Slug, Ticket, TicketSource,
-    TicketStatus, Title,
+    AgentName, Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, ChatUsage, Description,
+    IdempotencyKey, Message, MessageBody, Note, Participant, Project, ProjectId, ReadCursor, Slug,
+    Ticket, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::store::{
     timed, ChatStore, Done, KbStore, MessageRange, ProjectStore, Store, StoreError, StoreResult,
-    TicketPage, TicketQuery, TicketStore, TicketWrite,
+    TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite,
 };
 use fleety_actors::MessageId;
 use futures_util::TryStreamExt;
@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         3,
         "0003_chat_and_knowledge_base",
         include_str!("../../cql/0003_chat_and_knowledge_base.cql"),
+    ),
+    (
+        4,
+        "0004_notes_and_assignment",
+        include_str!("../../cql/0004_notes_and_assignment.cql"),
     ),
 ];
 
@@ -317,6 +322,8 @@ struct Statements {
     select_by_time: PreparedStatement,
     select_by_time_after: PreparedStatement,
     insert_message: PreparedStatement,
+    insert_note: PreparedStatement,
+    select_notes: PreparedStatement,
     select_messages_asc: PreparedStatement,
     select_messages_desc: PreparedStatement,
     upsert_cursor: PreparedStatement,
@@ -371,7 +378,7 @@ impl ScyllaStore {
         };
         const PROJECT_COLS: &str = "project_id, name, allowed_origins, admin_key_hash, created_at";
         const TICKET_COLS: &str =
-            "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at";
+            "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee";
         const TURN_COLS: &str =
             "project_id, session_id, turn_id, role, content, at, ticket_slug, citations, tokens";
         const ARTICLE_COLS: &str =
@@ -381,14 +388,16 @@ impl ScyllaStore {
             upsert_project: prepare(format!("INSERT INTO {ks}.projects ({PROJECT_COLS}) VALUES (?, ?, ?, ?, ?)"), true).await?,
             select_project: prepare(format!("SELECT {PROJECT_COLS} FROM {ks}.projects WHERE project_id = ?"), true).await?,
             select_projects: prepare(format!("SELECT {PROJECT_COLS} FROM {ks}.projects"), true).await?,
-            insert_ticket: prepare(format!("INSERT INTO {ks}.tickets ({TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
-            upsert_ticket: prepare(format!("INSERT INTO {ks}.tickets ({TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), true).await?,
+            insert_ticket: prepare(format!("INSERT INTO {ks}.tickets ({TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
+            upsert_ticket: prepare(format!("INSERT INTO {ks}.tickets ({TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), true).await?,
             select_ticket: prepare(format!("SELECT {TICKET_COLS} FROM {ks}.tickets WHERE project_id = ? AND slug = ?"), true).await?,
             upsert_by_time: prepare(format!("INSERT INTO {ks}.tickets_by_time (project_id, bucket, created_at, slug, status) VALUES (?, ?, ?, ?, ?)"), true).await?,
             insert_bucket: prepare(format!("INSERT INTO {ks}.ticket_buckets (project_id, bucket) VALUES (?, ?)"), true).await?,
             select_buckets: prepare(format!("SELECT bucket FROM {ks}.ticket_buckets WHERE project_id = ? AND bucket <= ?"), true).await?,
             select_by_time: prepare(format!("SELECT created_at, slug, status FROM {ks}.tickets_by_time WHERE project_id = ? AND bucket = ?"), true).await?,
             select_by_time_after: prepare(format!("SELECT created_at, slug, status FROM {ks}.tickets_by_time WHERE project_id = ? AND bucket = ? AND (created_at, slug) < (?, ?)"), true).await?,
+            insert_note: prepare(format!("INSERT INTO {ks}.ticket_notes (project_id, slug, note_id, author, content, created_at) VALUES (?, ?, ?, ?, ?, ?)"), true).await?,
+            select_notes: prepare(format!("SELECT note_id, author, content, created_at FROM {ks}.ticket_notes WHERE project_id = ? AND slug = ?"), true).await?,
             insert_message: prepare(format!("INSERT INTO {ks}.messages (project_id, slug, message_id, author, content, idempotency_key) VALUES (?, ?, ?, ?, ?, ?)"), true).await?,
             select_messages_asc: prepare(format!("SELECT message_id, author, content, idempotency_key FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? LIMIT ?"), true).await?,
             select_messages_desc: prepare(format!("SELECT message_id, author, content, idempotency_key FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"), true).await?,
@@ -505,6 +514,7 @@ impl ScyllaStore {
             )
             .await?;
         let mut out: Vec<Ticket> = Vec::with_capacity(limit + 1);
+        let (scan, mut examined, mut stopped_at) = (query.scan_limit(), 0usize, None);
         'buckets: for (b,) in buckets {
             let pager = match &query.after {
                 Some(c) if bucket(c.created_at) == b => {
@@ -529,18 +539,28 @@ impl ScyllaStore {
                 .rows_stream::<(DateTime<Utc>, String, String)>()
                 .map_err(internal)?;
             while let Some((created_at, slug, status)) = rows.try_next().await.map_err(paging)? {
-                if query.status.is_some_and(|s| s.as_str() != status) {
-                    continue;
+                if examined == scan {
+                    break 'buckets;
                 }
+                examined += 1;
                 let Ok(slug) = Slug::parse(&slug) else {
                     continue;
                 };
+                if examined == scan {
+                    stopped_at = Some(TicketCursor {
+                        created_at,
+                        slug: slug.clone(),
+                    });
+                }
+                if query.status.is_some_and(|s| s.as_str() != status) {
+                    continue;
+                }
                 // The ticket row is the truth: skip index rows of failed claims and of
                 // statuses that changed since the index row was written.
                 let Some(t) = self.get_ticket(project, &slug).await? else {
                     continue;
                 };
-                if t.created_at != created_at || query.status.is_some_and(|s| s != t.status) {
+                if t.created_at != created_at || !query.matches(&t) {
                     continue;
                 }
                 out.push(t);
@@ -549,7 +569,7 @@ impl ScyllaStore {
                 }
             }
         }
-        Ok(TicketPage::from_overfetch(out, limit))
+        Ok(TicketPage::scanned(out, limit, stopped_at))
     }
 
     /// The listing's rows for a ticket: its entry in the month and the month itself. Both are
@@ -606,6 +626,22 @@ impl ScyllaStore {
         Ok(())
     }
 
+    async fn insert_note(&self, project: &ProjectId, slug: &Slug, n: &Note) -> StoreResult<()> {
+        let values = (
+            project.as_str(),
+            slug.as_str(),
+            CqlTimeuuid::from(n.id.as_uuid()),
+            n.author.as_str(),
+            n.content.as_str(),
+            n.created_at,
+        );
+        self.session
+            .execute_unpaged(&self.st.insert_note, values)
+            .await
+            .map_err(execution)?;
+        Ok(())
+    }
+
     async fn upsert_cursor(
         &self,
         project: &ProjectId,
@@ -652,14 +688,15 @@ impl ScyllaStore {
         slug: &Slug,
         writes: &[TicketWrite],
     ) -> StoreResult<()> {
-        let rows = writes.iter().filter_map(|w| match w {
-            TicketWrite::Message(m) => Some(futures_util::future::Either::Left(
-                self.insert_message(project, slug, m),
-            )),
-            TicketWrite::ReadCursor { reader, up_to } => Some(futures_util::future::Either::Right(
-                self.upsert_cursor(project, slug, *reader, *up_to),
-            )),
-            TicketWrite::Ticket(_) => None,
+        let rows = writes.iter().filter_map(|w| -> Option<BoxedWrite<'_>> {
+            match w {
+                TicketWrite::Message(m) => Some(Box::pin(self.insert_message(project, slug, m))),
+                TicketWrite::ReadCursor { reader, up_to } => {
+                    Some(Box::pin(self.upsert_cursor(project, slug, *reader, *up_to)))
+                }
+                TicketWrite::Note(n) => Some(Box::pin(self.insert_note(project, slug, n))),
+                TicketWrite::Ticket(_) => None,
+            }
         });
         for result in futures_util::future::join_all(rows).await {
             result?;
@@ -673,6 +710,10 @@ impl ScyllaStore {
     }
 }
 
+/// One row write of a batch, run beside the others.
+type BoxedWrite<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<()>> + Send + 'a>>;
+
 type TicketRow = (
     String,
     String,
@@ -684,6 +725,7 @@ type TicketRow = (
     Option<String>,
     DateTime<Utc>,
     DateTime<Utc>,
+    Option<String>,
 );
 
 #[allow(clippy::type_complexity)]
@@ -700,6 +742,7 @@ fn ticket_values(
     Option<&str>,
     DateTime<Utc>,
     DateTime<Utc>,
+    Option<&str>,
 ) {
     (
         t.project_id.as_str(),
@@ -712,6 +755,7 @@ fn ticket_values(
         t.session_id.as_deref(),
         t.created_at,
         t.updated_at,
+        t.assignee.as_ref().map(AgentName::as_str),
     )
 }
 
@@ -739,6 +783,10 @@ fn ticket_from_row(r: TicketRow) -> StoreResult<Ticket> {
         session_id: r.7,
         created_at: r.8,
         updated_at: r.9,
+        assignee: match r.10 {
+            Some(name) => Some(AgentName::parse(&name).map_err(|_| corrupt("assignee"))?),
+            None => None,
+        },
     })
 }
 
@@ -1031,6 +1079,26 @@ impl TicketStore for ScyllaStore {
                 out.reverse();
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn list_notes(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Note>> {
+        timed("scylla", "list_notes", async {
+            type Row = (CqlTimeuuid, String, String, DateTime<Utc>);
+            let values = (project.as_str(), slug.as_str());
+            let rows: Vec<Row> = self.all_rows::<Row>(&self.st.select_notes, values).await?;
+            let corrupt = |what: &str| StoreError::Internal(format!("corrupt note row: {what}"));
+            rows.into_iter()
+                .map(|(id, author, content, created_at)| {
+                    Ok(Note {
+                        id: MessageId::from_uuid(id.into()).ok_or_else(|| corrupt("id"))?,
+                        author: AgentName::parse(&author).map_err(|_| corrupt("author"))?,
+                        content: MessageBody::parse(&content).map_err(|_| corrupt("content"))?,
+                        created_at,
+                    })
+                })
+                .collect()
         })
         .await
     }

@@ -216,3 +216,178 @@ async fn the_operator_api_is_off_without_a_token() {
         .unwrap();
     assert_eq!(resp.status(), 403);
 }
+
+#[tokio::test]
+async fn internal_notes_reach_agents_only() {
+    let app = spawn_app().await;
+    let slug = app.create_ticket("Refund").await;
+    app.post_message(&slug, "Where is my refund?").await;
+    let feed_url = app
+        .admin_post("/v1/projects/demo/feed-token", json!({}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut feed = app.connect(&feed_url).await;
+    assert_eq!(next_event(&mut feed).await["type"], "subscribed");
+    let mut visitor = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
+    assert_eq!(next_event(&mut visitor).await["type"], "subscribed");
+
+    let notes = format!("/v1/projects/demo/tickets/{slug}/notes");
+    let resp = app
+        .admin_post(
+            &notes,
+            json!({"author": "Alex", "content": "Finance approved it"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let note: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (note["author"].as_str(), note["content"].as_str()),
+        (Some("Alex"), Some("Finance approved it"))
+    );
+
+    // The agents' feed hears of it; the visitor's socket, GET and the public view never do.
+    let heard = next_event(&mut feed).await;
+    assert_eq!(
+        (heard["type"].as_str(), heard["ticket"].as_str()),
+        (Some("note_added"), Some(slug.as_str()))
+    );
+    assert_eq!(heard["payload"]["id"], note["id"]);
+    assert!(
+        try_next_event(&mut visitor, std::time::Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    let public = app.ticket(&slug).await;
+    assert_eq!(public["messages"].as_array().unwrap().len(), 1);
+    assert!(!public.to_string().contains("Finance approved"));
+
+    let listed: Value = app.admin_get(&notes).await.json().await.unwrap();
+    assert_eq!(listed["notes"], json!([note]));
+    // Notes are for agents: no key, no notes.
+    assert_eq!(app.get(&notes).await.status(), 401);
+    let empty = app
+        .admin_post(&notes, json!({"author": "Alex", "content": "  "}))
+        .await;
+    assert_eq!(empty.status(), 400);
+    let ghost = app
+        .admin_post(
+            "/v1/projects/demo/tickets/brave-lynx-777/notes",
+            json!({"author": "A", "content": "x"}),
+        )
+        .await;
+    assert_eq!(ghost.status(), 404);
+}
+
+#[tokio::test]
+async fn a_ticket_is_assigned_and_unassigned_and_everyone_hears_of_it() {
+    let app = spawn_app().await;
+    let slug = app.create_ticket("Login").await;
+    let mut visitor = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
+    assert_eq!(next_event(&mut visitor).await["type"], "subscribed");
+    let path = format!("/v1/tickets/demo/{slug}");
+
+    let resp = app.admin_patch(&path, json!({"assignee": "Alex"})).await;
+    assert_eq!(resp.status(), 200);
+    let ticket: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (ticket["assignee"].as_str(), ticket["status"].as_str()),
+        (Some("Alex"), Some("open"))
+    );
+    let event = next_event(&mut visitor).await;
+    assert_eq!(event["type"], "assigned");
+    assert_eq!(
+        (
+            event["payload"]["assignee"].as_str(),
+            event["payload"]["previous"].clone()
+        ),
+        (Some("Alex"), Value::Null)
+    );
+
+    // Status and assignee in one request; then back to nobody.
+    let both = app
+        .admin_patch(&path, json!({"status": "pending", "assignee": "Sam"}))
+        .await;
+    let both: Value = both.json().await.unwrap();
+    assert_eq!(
+        (both["assignee"].as_str(), both["status"].as_str()),
+        (Some("Sam"), Some("pending"))
+    );
+    let cleared = app.admin_patch(&path, json!({"assignee": null})).await;
+    assert_eq!(cleared.status(), 200);
+    let cleared: Value = cleared.json().await.unwrap();
+    assert_eq!(cleared["assignee"], Value::Null);
+    let listed: Value = app
+        .admin_get("/v1/projects/demo/tickets")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let row = listed["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["slug"] == slug.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (row["assignee"].clone(), row["status"].as_str()),
+        (Value::Null, Some("pending"))
+    );
+
+    for bad in [
+        json!({}),
+        json!({"assignee": 7}),
+        json!({"assignee": ""}),
+        json!({"owner": "x"}),
+    ] {
+        assert_eq!(
+            app.admin_patch(&path, bad.clone()).await.status(),
+            400,
+            "{bad}"
+        );
+    }
+    // Assigning is for agents.
+    assert_eq!(
+        app.patch_json(&path, json!({"assignee": "Eve"}))
+            .await
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn agents_search_tickets_by_title() {
+    let app = spawn_app().await;
+    for title in [
+        "Refund for order 12",
+        "Cannot log in",
+        "refund twice?",
+        "Billing address",
+    ] {
+        app.create_ticket(title).await;
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let found: Value = app
+        .admin_get("/v1/projects/demo/tickets?q=REFUND&limit=10")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let titles: Vec<&str> = found["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["refund twice?", "Refund for order 12"]);
+    let long = "x".repeat(201);
+    let resp = app
+        .admin_get(&format!("/v1/projects/demo/tickets?q={long}"))
+        .await;
+    assert_eq!(resp.status(), 400);
+}

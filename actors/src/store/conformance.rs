@@ -36,6 +36,9 @@ macro_rules! store_conformance_tests {
             assistant_messages_round_trip,
             chat_transcripts_keep_order_per_session_and_ignore_repeats,
             articles_are_put_listed_replaced_and_deleted,
+            notes_are_kept_per_ticket_in_order_and_a_repeat_is_one,
+            a_ticket_keeps_its_assignee,
+            a_title_search_finds_its_tickets_page_by_page_within_its_scan,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -71,6 +74,7 @@ fn ticket(project: &ProjectId, slug: &str, created_at: chrono::DateTime<Utc>) ->
         updated_at: created_at,
         source: TicketSource::Api,
         session_id: None,
+        assignee: None,
     }
 }
 
@@ -260,6 +264,8 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
             .list_tickets(
                 &p.id,
                 &TicketQuery {
+                    title: None,
+                    search_scan: None,
                     status: None,
                     after,
                     limit: 7,
@@ -281,6 +287,8 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
         .list_tickets(
             &p.id,
             &TicketQuery {
+                title: None,
+                search_scan: None,
                 status: Some(TicketStatus::Closed),
                 after: None,
                 limit: 100,
@@ -322,6 +330,8 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
         .list_tickets(
             &p.id,
             &TicketQuery {
+                title: None,
+                search_scan: None,
                 status: Some(TicketStatus::Closed),
                 after: None,
                 limit: 100,
@@ -692,4 +702,125 @@ pub async fn articles_are_put_listed_replaced_and_deleted(store: Arc<dyn Store>)
         store.delete_article(&other.id, a.id).await,
         Err(StoreError::NotFound)
     ));
+}
+
+fn note(previous: Option<MessageId>, author: &str, text: &str) -> Note {
+    let at = now_millis();
+    Note {
+        id: MessageId::next(previous, at),
+        author: AgentName::parse(author).unwrap(),
+        content: MessageBody::parse(text).unwrap(),
+        created_at: at,
+    }
+}
+
+pub async fn notes_are_kept_per_ticket_in_order_and_a_repeat_is_one(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let t = ticket(&p.id, "swift-bear-053", now_millis());
+    let u = ticket(&p.id, "quiet-otter-001", now_millis());
+    store.create_ticket(&t).await.unwrap();
+    store.create_ticket(&u).await.unwrap();
+    let first = note(None, "Alex", "Refund approved by finance");
+    let second = note(Some(first.id), "Sam", "Customer prefers email");
+    let elsewhere = note(None, "Alex", "Another ticket");
+    for n in [&first, &second, &second] {
+        put(&store, &p.id, &t.slug, TicketWrite::Note(n.clone()))
+            .await
+            .unwrap();
+    }
+    put(&store, &p.id, &u.slug, TicketWrite::Note(elsewhere.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_notes(&p.id, &t.slug).await.unwrap(),
+        vec![first, second]
+    );
+    assert_eq!(
+        store.list_notes(&p.id, &u.slug).await.unwrap(),
+        vec![elsewhere]
+    );
+    // Notes are not messages: nothing a visitor reads holds them.
+    let messages = store.list_messages(&p.id, &t.slug, MessageRange::all());
+    assert!(messages.await.unwrap().is_empty());
+    let missing = Slug::parse("brave-lynx-777").unwrap();
+    assert!(store.list_notes(&p.id, &missing).await.unwrap().is_empty());
+}
+
+pub async fn a_ticket_keeps_its_assignee(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let mut t = ticket(&p.id, "swift-bear-053", now_millis());
+    store.create_ticket(&t).await.unwrap();
+    t.assignee = Some(AgentName::parse("Alex Doe").unwrap());
+    put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &t.slug).await.unwrap(),
+        Some(t.clone())
+    );
+    t.assignee = None;
+    put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.get_ticket(&p.id, &t.slug).await.unwrap(), Some(t));
+}
+
+pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let base = now_millis() - Duration::days(3);
+    let generator = SlugGenerator::new();
+    let mut refunds = Vec::new();
+    for i in 0..9 {
+        let mut t = ticket(
+            &p.id,
+            generator.generate().as_str(),
+            base + Duration::minutes(i),
+        );
+        if i % 3 == 0 {
+            t.title = Title::parse(&format!("REFUND request {i}")).unwrap();
+            refunds.push(t.slug.clone());
+        }
+        store.create_ticket(&t).await.unwrap();
+    }
+    refunds.reverse();
+    let search = |after: Option<TicketCursor>, scan: Option<usize>| {
+        let store = store.clone();
+        let pid = p.id.clone();
+        async move {
+            let query = TicketQuery {
+                status: None,
+                title: Some("refund".into()),
+                search_scan: scan,
+                after,
+                limit: 2,
+            };
+            store.list_tickets(&pid, &query).await.unwrap()
+        }
+    };
+    // Page by page, newest first, only matching titles.
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let page = search(after, None).await;
+        seen.extend(page.tickets.iter().map(|t| t.slug.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, refunds);
+    // A search that may examine only 4 tickets a page still finds them all, a page at a time,
+    // some pages short or empty but always with a way on until the end.
+    let (mut seen, mut after, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let page = search(after, Some(4)).await;
+        pages += 1;
+        assert!(page.tickets.len() <= 2);
+        seen.extend(page.tickets.iter().map(|t| t.slug.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, refunds);
+    assert!(pages >= 3, "{pages} pages");
 }

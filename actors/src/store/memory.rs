@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::*;
-use crate::domain::{ChatTurn, ChatUsage, Participant};
+use crate::domain::{ChatTurn, ChatUsage, Note, Participant};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -32,6 +32,7 @@ struct TicketRows {
     ticket: Ticket,
     messages: BTreeMap<MessageId, Message>,
     cursors: BTreeMap<Participant, MessageId>,
+    notes: BTreeMap<MessageId, Note>,
 }
 
 type Held = (ProjectId, Slug, Vec<TicketWrite>, Done);
@@ -130,6 +131,9 @@ impl MemoryStore {
                     let cursor = rows.cursors.entry(*reader).or_insert(*up_to);
                     *cursor = (*cursor).max(*up_to);
                 }
+                TicketWrite::Note(n) => {
+                    rows.notes.insert(n.id, n.clone());
+                }
             }
         }
         Ok(())
@@ -178,6 +182,7 @@ impl TicketStore for MemoryStore {
             ticket: ticket.clone(),
             messages: BTreeMap::new(),
             cursors: BTreeMap::new(),
+            notes: BTreeMap::new(),
         };
         data.tickets.insert(key, rows);
         Ok(())
@@ -201,7 +206,6 @@ impl TicketStore for MemoryStore {
             .values()
             .map(|r| &r.ticket)
             .filter(|t| &t.project_id == project)
-            .filter(|t| query.status.is_none_or(|s| s == t.status))
             .filter(|t| {
                 query
                     .after
@@ -210,8 +214,26 @@ impl TicketStore for MemoryStore {
             })
             .collect();
         tickets.sort_by(|a, b| (b.created_at, &b.slug).cmp(&(a.created_at, &a.slug)));
-        let page = tickets.into_iter().take(limit + 1).cloned().collect();
-        Ok(TicketPage::from_overfetch(page, limit))
+        // As the other backends scan: a search looks at SEARCH_SCAN tickets per page at most.
+        let scan = query.scan_limit();
+        let mut page = Vec::new();
+        let mut stopped_at = None;
+        for (examined, t) in tickets.into_iter().enumerate() {
+            if examined == scan {
+                break;
+            }
+            if query.matches(t) {
+                page.push(t.clone());
+                if page.len() > limit {
+                    break;
+                }
+            }
+            stopped_at = (examined + 1 == scan).then(|| TicketCursor {
+                created_at: t.created_at,
+                slug: t.slug.clone(),
+            });
+        }
+        Ok(TicketPage::scanned(page, limit, stopped_at))
     }
 
     async fn list_messages(
@@ -248,6 +270,12 @@ impl TicketStore for MemoryStore {
             .iter()
             .map(|(&reader, &up_to)| ReadCursor { reader, up_to })
             .collect())
+    }
+
+    async fn list_notes(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Note>> {
+        let data = lock(&self.data);
+        let rows = data.tickets.get(&(project.clone(), slug.clone()));
+        Ok(rows.map_or_else(Vec::new, |r| r.notes.values().cloned().collect()))
     }
 
     fn submit(

@@ -19,7 +19,8 @@ use super::subscribers::{CutOff, Event, Subscribers};
 use super::writes::{Landed, WriteQueue};
 use super::{TicketDeps, TicketError, TicketKey, WriterLease};
 use crate::domain::{
-    IdempotencyKey, Message, MessageBody, Participant, ReadCursor, Ticket, TicketStatus,
+    AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, ReadCursor, Ticket,
+    TicketStatus,
 };
 use crate::events::{
     self, event_frame, ReadReceiptPayload, StatusChangePayload, SubscribedPayload, TicketView,
@@ -52,6 +53,17 @@ pub enum TicketMsg {
         status: TicketStatus,
         reply: RpcReplyPort<Result<Ticket, TicketError>>,
     },
+    /// Assign the ticket to an agent, or to nobody; answers the ticket after the change.
+    Assign {
+        assignee: Option<AgentName>,
+        reply: RpcReplyPort<Result<Ticket, TicketError>>,
+    },
+    /// Add an agent's internal note; told to the agents' feed only, never to the visitor.
+    AddNote {
+        author: AgentName,
+        content: MessageBody,
+        reply: RpcReplyPort<Result<Note, TicketError>>,
+    },
     /// Join the ticket's realtime events, optionally replaying messages after `since`.
     Subscribe {
         since: Option<MessageId>,
@@ -78,6 +90,8 @@ impl TicketMsg {
             TicketMsg::Post { .. } => "post",
             TicketMsg::MarkRead { .. } => "mark_read",
             TicketMsg::SetStatus { .. } => "set_status",
+            TicketMsg::Assign { .. } => "assign",
+            TicketMsg::AddNote { .. } => "add_note",
             TicketMsg::Subscribe { .. } => "subscribe",
             TicketMsg::Typing { .. } => "typing",
             TicketMsg::Persisted => "persisted",
@@ -128,7 +142,9 @@ enum Effect {
         MessageId,
         RpcReplyPort<Result<Option<MessageId>, TicketError>>,
     ),
-    Status(Ticket, RpcReplyPort<Result<Ticket, TicketError>>),
+    /// The ticket's fields after a change of status or assignee.
+    Ticket(Ticket, RpcReplyPort<Result<Ticket, TicketError>>),
+    Note(Note, RpcReplyPort<Result<Note, TicketError>>),
 }
 
 impl Effect {
@@ -136,7 +152,8 @@ impl Effect {
         match self {
             Effect::Message(_, reply) => drop(reply.send(Err(error))),
             Effect::Read(_, _, reply) => drop(reply.send(Err(error))),
-            Effect::Status(_, reply) => drop(reply.send(Err(error))),
+            Effect::Ticket(_, reply) => drop(reply.send(Err(error))),
+            Effect::Note(_, reply) => drop(reply.send(Err(error))),
         }
     }
 }
@@ -186,6 +203,8 @@ pub struct TicketState {
     recent: Recent,
     /// The newest id handed out, durable or not: new ids must exceed it.
     last_assigned: Option<MessageId>,
+    /// The newest note id this actor handed out.
+    last_note: Option<MessageId>,
     cursors: Vec<ReadCursor>,
     subscribers: Subscribers,
     writes: WriteQueue<Effect>,
@@ -234,6 +253,7 @@ impl Actor for TicketActor {
         crate::telemetry::actor_started("ticket");
         Ok(TicketState {
             last_assigned: newest.last().map(|m| m.id),
+            last_note: None,
             tentative_status: ticket.status,
             recent: Recent {
                 messages: newest.into(),
@@ -274,6 +294,12 @@ impl Actor for TicketActor {
             } => state.post(author, content, idempotency_key, reply),
             TicketMsg::MarkRead { reader, reply } => state.mark_read(reader, reply),
             TicketMsg::SetStatus { status, reply } => state.set_status(status, reply),
+            TicketMsg::Assign { assignee, reply } => state.assign(assignee, reply),
+            TicketMsg::AddNote {
+                author,
+                content,
+                reply,
+            } => state.add_note(author, content, reply),
             TicketMsg::Subscribe { since, reply } => drop(reply.send(Ok(state.subscribe(since)))),
             TicketMsg::Typing { author } => state.typing(author),
             TicketMsg::Persisted => state.persisted(&myself),
@@ -340,7 +366,7 @@ impl TicketState {
             let reopened = self.status_change(TicketStatus::Open);
             let (nobody, _) = oneshot::channel();
             let write = TicketWrite::Ticket(reopened.clone());
-            self.queue(write, Effect::Status(reopened, nobody.into()));
+            self.queue(write, Effect::Ticket(reopened, nobody.into()));
         }
         let id = MessageId::next(self.last_assigned, self.deps.clock.now());
         self.last_assigned = Some(id);
@@ -383,8 +409,49 @@ impl TicketState {
         let next = self.status_change(status);
         self.queue(
             TicketWrite::Ticket(next.clone()),
-            Effect::Status(next, reply),
+            Effect::Ticket(next, reply),
         );
+    }
+
+    fn assign(
+        &mut self,
+        assignee: Option<AgentName>,
+        reply: RpcReplyPort<Result<Ticket, TicketError>>,
+    ) {
+        if let Some(refusal) = self.refusal() {
+            return drop(reply.send(Err(refusal)));
+        }
+        // Built on the newest queued change, so an assignment never undoes a status change
+        // that is still on its way to the store, nor the other way round.
+        let mut next = self.tentative_ticket();
+        next.assignee = assignee;
+        next.updated_at = self.deps.clock.now();
+        self.queue(
+            TicketWrite::Ticket(next.clone()),
+            Effect::Ticket(next, reply),
+        );
+    }
+
+    fn add_note(
+        &mut self,
+        author: AgentName,
+        content: MessageBody,
+        reply: RpcReplyPort<Result<Note, TicketError>>,
+    ) {
+        if let Some(refusal) = self.refusal() {
+            return drop(reply.send(Err(refusal)));
+        }
+        let now = self.deps.clock.now();
+        // After every id handed out so far, so notes keep their order; messages keep theirs.
+        let id = MessageId::next(self.last_assigned.max(self.last_note), now);
+        self.last_note = Some(id);
+        let note = Note {
+            id,
+            author,
+            content,
+            created_at: id.timestamp(),
+        };
+        self.queue(TicketWrite::Note(note.clone()), Effect::Note(note, reply));
     }
 
     fn typing(&mut self, author: Participant) {
@@ -429,11 +496,20 @@ impl TicketState {
     }
 
     fn status_change(&mut self, status: TicketStatus) -> Ticket {
-        let mut next = self.ticket.clone();
+        let mut next = self.tentative_ticket();
         next.status = status;
         next.updated_at = self.deps.clock.now();
         self.tentative_status = status;
         next
+    }
+
+    /// The ticket's fields after every change still queued.
+    fn tentative_ticket(&self) -> Ticket {
+        let queued = self.writes.queued().rev().find_map(|e| match e {
+            Effect::Ticket(t, _) => Some(t),
+            _ => None,
+        });
+        queued.unwrap_or(&self.ticket).clone()
     }
 
     fn queue(&mut self, write: TicketWrite, effect: Effect) {
@@ -463,15 +539,7 @@ impl TicketState {
                 for effect in landed.effects {
                     effect.refuse(TicketError::from(e.clone()));
                 }
-                self.tentative_status = self
-                    .writes
-                    .queued()
-                    .rev()
-                    .find_map(|e| match e {
-                        Effect::Status(t, _) => Some(t.status),
-                        _ => None,
-                    })
-                    .unwrap_or(self.ticket.status);
+                self.tentative_status = self.tentative_ticket().status;
                 Err(e)
             }
         }
@@ -500,18 +568,38 @@ impl TicketState {
                 self.fan_out("ticket_update", |_| events::encode(&payload), None);
                 let _ = reply.send(Ok(Some(up_to)));
             }
-            Effect::Status(ticket, reply) => {
-                let previous = self.ticket.status;
-                self.ticket = ticket.clone();
-                if previous != ticket.status {
+            Effect::Ticket(ticket, reply) => {
+                let previous = std::mem::replace(&mut self.ticket, ticket.clone());
+                let updated_at = events::rfc3339(ticket.updated_at);
+                if previous.status != ticket.status {
                     let payload = StatusChangePayload {
                         status: ticket.status,
-                        previous,
-                        updated_at: events::rfc3339(ticket.updated_at),
+                        previous: previous.status,
+                        updated_at: updated_at.clone(),
                     };
                     self.fan_out("status_change", |_| events::encode(&payload), None);
                 }
+                if previous.assignee != ticket.assignee {
+                    let payload = events::AssignedPayload {
+                        assignee: ticket.assignee.as_ref().map(AgentName::as_str),
+                        previous: previous.assignee.as_ref().map(AgentName::as_str),
+                        updated_at,
+                    };
+                    self.fan_out("assigned", |_| events::encode(&payload), None);
+                }
                 let _ = reply.send(Ok(ticket));
+            }
+            Effect::Note(note, reply) => {
+                // Agents only: the feed, never the ticket's subscribers (the visitor's tabs).
+                if let Some(feed) = self.deps.feeds.sender(&self.key.project) {
+                    let payload = events::encode(&events::NoteView::new(&note));
+                    let _ = feed.send(events::envelope(
+                        "note_added",
+                        Some(&self.key.slug),
+                        &payload,
+                    ));
+                }
+                let _ = reply.send(Ok(note));
             }
         }
     }

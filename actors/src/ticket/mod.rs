@@ -306,6 +306,7 @@ impl Tickets {
             updated_at: now,
             source: new.source,
             session_id: new.session_id,
+            assignee: None,
         };
         let mut attempts = 0;
         loop {
@@ -361,6 +362,41 @@ impl Tickets {
     ) -> Result<crate::domain::Ticket, TicketError> {
         self.call(key, |reply| TicketMsg::SetStatus { status, reply })
             .await
+    }
+
+    /// Assigns the ticket to an agent, or to nobody; the ticket after the change.
+    pub async fn assign(
+        &self,
+        key: &TicketKey,
+        assignee: Option<crate::domain::AgentName>,
+    ) -> Result<crate::domain::Ticket, TicketError> {
+        let assign = |reply| TicketMsg::Assign {
+            assignee: assignee.clone(),
+            reply,
+        };
+        self.call(key, assign).await
+    }
+
+    /// Adds an agent's internal note, once it is durable.
+    pub async fn add_note(
+        &self,
+        key: &TicketKey,
+        author: crate::domain::AgentName,
+        content: MessageBody,
+    ) -> Result<crate::domain::Note, TicketError> {
+        let add = |reply| TicketMsg::AddNote {
+            author: author.clone(),
+            content: content.clone(),
+            reply,
+        };
+        self.call(key, add).await
+    }
+
+    /// The ticket's internal notes, oldest first, from the store (they are for agents, and
+    /// rarely read: the ticket's actor does not keep them).
+    pub async fn notes(&self, key: &TicketKey) -> Result<Vec<crate::domain::Note>, TicketError> {
+        self.find(key).await?;
+        Ok(self.deps.store.list_notes(&key.project, &key.slug).await?)
     }
 
     /// Tells the ticket's agents and subscribers that `author` is typing. Only a ticket whose

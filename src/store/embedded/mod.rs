@@ -19,12 +19,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fleety_actors::domain::{
-    Article, ChatTurn, ChatUsage, Message, Participant, Project, ProjectId, ReadCursor, Slug,
+    Article, ChatTurn, ChatUsage, Message, Note, Participant, Project, ProjectId, ReadCursor, Slug,
     Ticket,
 };
 use fleety_actors::store::{
     timed, ChatStore, Done, KbStore, MessageRange, ProjectStore, Store, StoreError, StoreResult,
-    TicketPage, TicketQuery, TicketStore, TicketWrite,
+    TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite,
 };
 use fleety_actors::telemetry;
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -34,7 +34,7 @@ pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ARTICLES, CHAT_TURNS, CHECKPOINT_KEY, MESSAGES, META,
-    PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
+    NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
 };
 
 pub struct EmbeddedStore {
@@ -328,28 +328,39 @@ impl TicketStore for EmbeddedStore {
                 None => std::ops::Bound::Included((p, i64::MAX, "")),
             };
             let lower = std::ops::Bound::Included((p, i64::MIN, ""));
+            let (scan, mut stopped_at) = (query.scan_limit(), None);
             let mut out = Vec::with_capacity(limit + 1);
-            for row in by_time
+            let rows = by_time
                 .range::<(&str, i64, &str)>((lower, upper))
                 .map_err(internal)?
-                .rev()
-            {
+                .rev();
+            for (examined, row) in rows.enumerate() {
+                if examined == scan {
+                    break;
+                }
                 let (key, status) = row.map_err(internal)?;
-                let (_, _, slug) = key.value();
-                if let Some(wanted) = query.status {
-                    if status.value() != wanted.as_str() {
-                        continue;
-                    }
+                let (_, created_ms, slug) = key.value();
+                if examined + 1 == scan {
+                    stopped_at = Slug::parse(slug).ok().and_then(|slug| {
+                        let created_at = chrono::DateTime::from_timestamp_millis(created_ms)?;
+                        Some(TicketCursor { created_at, slug })
+                    });
+                }
+                if query.status.is_some_and(|s| status.value() != s.as_str()) {
+                    continue;
                 }
                 let Some(raw) = tickets.get((p, slug)).map_err(internal)? else {
                     continue;
                 };
-                out.push(from_json::<Ticket>(raw.value())?);
-                if out.len() > limit {
-                    break;
+                let ticket = from_json::<Ticket>(raw.value())?;
+                if query.matches(&ticket) {
+                    out.push(ticket);
+                    if out.len() > limit {
+                        break;
+                    }
                 }
             }
-            Ok(TicketPage::from_overfetch(out, limit))
+            Ok(TicketPage::scanned(out, limit, stopped_at))
         })
         .await
     }
@@ -415,6 +426,24 @@ impl TicketStore for EmbeddedStore {
                 if let Some(id) = row.and_then(|v| cursor_id(v.value())) {
                     out.push(ReadCursor { reader, up_to: id });
                 }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_notes(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Note>> {
+        let (project, slug) = (project.clone(), slug.clone());
+        self.read("list_notes", move |txn| {
+            let table = txn.open_table(NOTES).map_err(internal)?;
+            let (p, s) = (project.as_str(), slug.as_str());
+            let mut out = Vec::new();
+            for row in table
+                .range::<(&str, &str, u64)>((p, s, 0)..=(p, s, u64::MAX))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<Note>(v.value())?);
             }
             Ok(out)
         })
@@ -615,6 +644,7 @@ mod tests {
             updated_at: now_millis(),
             source: TicketSource::Api,
             session_id: None,
+            assignee: None,
         }
     }
 

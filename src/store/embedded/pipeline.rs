@@ -480,6 +480,7 @@ impl Rows<'_> {
                             to_json(t)?
                         }
                         TicketWrite::ReadCursor { up_to, .. } => up_to.to_bytes().to_vec(),
+                        TicketWrite::Note(n) => to_json(n)?,
                     });
                 }
                 let (project, slug) = (project.as_str(), slug.as_str());
@@ -498,6 +499,12 @@ impl Rows<'_> {
                             slug,
                             reader: reader.as_str(),
                             up_to: json,
+                        },
+                        TicketWrite::Note(n) => Op::Note {
+                            project,
+                            slug,
+                            ticks: n.id.ticks(),
+                            json,
                         },
                     });
                 }

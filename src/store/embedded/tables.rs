@@ -17,6 +17,8 @@ pub(super) const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> =
 /// (project, slug, reader) -> id bytes of the newest message read.
 pub(super) const READ_CURSORS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("read_cursors");
+/// (project, slug, note id ticks) -> note JSON: agents' internal notes, in order.
+pub(super) const NOTES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("notes");
 /// (project, session, turn id ticks) -> turn JSON: a chat session's transcript in order.
 pub(super) const CHAT_TURNS: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("chat_turns");
@@ -54,6 +56,7 @@ pub(super) struct Tables<'t> {
     tickets: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     by_time: redb::Table<'t, (&'static str, i64, &'static str), &'static str>,
     messages: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
+    notes: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     cursors: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     chat: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     articles: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
@@ -67,6 +70,7 @@ impl<'t> Tables<'t> {
             tickets: txn.open_table(TICKETS).map_err(internal)?,
             by_time: txn.open_table(TICKETS_BY_TIME).map_err(internal)?,
             messages: txn.open_table(MESSAGES).map_err(internal)?,
+            notes: txn.open_table(NOTES).map_err(internal)?,
             cursors: txn.open_table(READ_CURSORS).map_err(internal)?,
             chat: txn.open_table(CHAT_TURNS).map_err(internal)?,
             articles: txn.open_table(ARTICLES).map_err(internal)?,
@@ -102,6 +106,16 @@ impl<'t> Tables<'t> {
                 json,
             } => {
                 self.messages
+                    .insert((project, slug, ticks), json)
+                    .map_err(internal)?;
+            }
+            Op::Note {
+                project,
+                slug,
+                ticks,
+                json,
+            } => {
+                self.notes
                     .insert((project, slug, ticks), json)
                     .map_err(internal)?;
             }

@@ -59,6 +59,12 @@ pub enum Op<'a> {
         ticks: u64,
         json: &'a [u8],
     },
+    Note {
+        project: &'a str,
+        slug: &'a str,
+        ticks: u64,
+        json: &'a [u8],
+    },
     Article {
         project: &'a str,
         id: &'a str,
@@ -165,6 +171,18 @@ impl RecordBuf {
                 b.push(7);
                 put(b, project.as_bytes());
                 put(b, id.as_bytes());
+            }
+            Op::Note {
+                project,
+                slug,
+                ticks,
+                json,
+            } => {
+                b.push(8);
+                put(b, project.as_bytes());
+                put(b, slug.as_bytes());
+                b.extend_from_slice(&ticks.to_le_bytes());
+                put(b, json);
             }
         }
     }
@@ -427,6 +445,12 @@ impl<'a> Reader<'a> {
                 project: self.str()?,
                 id: self.str()?,
             },
+            8 => Op::Note {
+                project: self.str()?,
+                slug: self.str()?,
+                ticks: self.u64()?,
+                json: self.bytes()?,
+            },
             _ => return None,
         })
     }
@@ -654,6 +678,12 @@ mod tests {
             Op::DeleteArticle {
                 project: "p1",
                 id: "a",
+            },
+            Op::Note {
+                project: "p1",
+                slug: "swift-bear-053",
+                ticks: 11,
+                json: b"{\"n\":1}",
             },
         ]
     }
