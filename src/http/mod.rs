@@ -61,6 +61,8 @@ pub struct PeerAddr(pub SocketAddr);
 #[derive(Debug)]
 pub struct RequestMeta {
     pub ip: IpAddr,
+    /// The browser origin of a cross-origin request; `None` for requests without one and for
+    /// the server's own pages (the inbox), which are not cross-origin.
     pub origin: Option<String>,
     pub bearer: Option<String>,
     pub content_type: Option<String>,
@@ -88,9 +90,11 @@ impl RequestMeta {
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().to_owned())
         });
+        let host = text(http::header::HOST);
+        let origin = text(http::header::ORIGIN).filter(|o| !same_origin(o, host.as_deref()));
         RequestMeta {
             ip: client_ip(peer_ip, headers, trusted_proxies),
-            origin: text(http::header::ORIGIN),
+            origin,
             bearer,
             content_type: text(http::header::CONTENT_TYPE),
             idempotency_key: text(http::header::HeaderName::from_static("idempotency-key")),
@@ -104,6 +108,14 @@ impl RequestMeta {
             .as_deref()
             .is_some_and(|key| crate::auth::key_matches(key, &project.admin_key_hash))
     }
+}
+
+/// Whether a browser's `Origin` is the server's own: its host (and port) is the one the request
+/// was sent to. Compared without the scheme, which a TLS-terminating proxy changes.
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    authority.eq_ignore_ascii_case(host)
 }
 
 /// The client's IP: the TCP peer, or, behind `trusted` proxies, the address the outermost
@@ -188,6 +200,24 @@ pub fn respond(result: Result<Response, ApiError>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_own_pages_are_not_cross_origin() {
+        assert!(same_origin("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
+        assert!(same_origin(
+            "https://Support.Example.com",
+            Some("support.example.com")
+        ));
+        assert!(!same_origin(
+            "https://evil.example",
+            Some("support.example.com")
+        ));
+        assert!(!same_origin(
+            "http://127.0.0.1:3000",
+            Some("127.0.0.1:8080")
+        ));
+        assert!(!same_origin("http://127.0.0.1:8080", None));
+    }
 
     #[test]
     fn the_client_ip_is_the_peer_unless_proxies_are_trusted() {

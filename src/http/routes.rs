@@ -557,7 +557,7 @@ async fn preflight(ctx: Arc<Ctx>, path: warp::path::FullPath, meta: Arc<RequestM
     );
     h.insert(
         http::header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Content-Type, Authorization"),
+        HeaderValue::from_static("Content-Type, Authorization, Idempotency-Key"),
     );
     h.insert(
         http::header::ACCESS_CONTROL_MAX_AGE,

@@ -123,10 +123,13 @@ async fn preflights_are_answered_for_allowed_origins_only() {
     assert!(header(&ok, "access-control-allow-methods")
         .unwrap()
         .contains("POST"));
-    assert!(header(&ok, "access-control-allow-headers")
+    let allowed = header(&ok, "access-control-allow-headers")
         .unwrap()
-        .to_lowercase()
-        .contains("content-type"));
+        .to_lowercase();
+    // A widget retries posts with an Idempotency-Key: browsers must be allowed to send it.
+    for wanted in ["content-type", "authorization", "idempotency-key"] {
+        assert!(allowed.contains(wanted), "{allowed}");
+    }
     assert_eq!(header(&ok, "vary").as_deref(), Some("Origin"));
 
     let session = preflight("/v1/init-session", "http://localhost:8080")

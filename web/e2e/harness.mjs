@@ -51,7 +51,6 @@ export async function startServer({ dataDir, port, env = {} } = {}) {
       FLEETY_LISTEN: `127.0.0.1:${port}`,
       FLEETY_DATA_DIR: dataDir,
       FLEETY_OPERATOR_TOKEN: OPERATOR,
-      FLEETY_LLM_PROVIDER: "offline",
       FLEETY_LOG: "warn",
       ...env,
     },

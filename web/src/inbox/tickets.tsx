@@ -303,7 +303,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen }: ViewProps) 
           ))}
         </details>
       )}
-      <div class="thread" role="log" aria-live="polite" ref={log}>
+      <div class="thread" role="log" aria-live="polite" aria-label="Conversation" tabIndex={0} ref={log}>
         {merge(ticket.messages, notes).map((item) =>
           "author_kind" in item ? (
             <article key={item.id} class="note" aria-label="Internal note">

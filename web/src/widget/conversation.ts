@@ -75,6 +75,8 @@ export class Conversation {
   private reconnectTimer?: ReturnType<typeof setTimeout>;
   private renewTimer?: ReturnType<typeof setTimeout>;
   private typingTimer?: ReturnType<typeof setTimeout>;
+  private retryTimer?: ReturnType<typeof setTimeout>;
+  private retries = 0;
   private lastTypingSent = 0;
   private closedByUs = false;
   private visible = false;
@@ -356,6 +358,8 @@ export class Conversation {
         { body: { author: "user", content: entry.content }, headers: { "Idempotency-Key": entry.key ?? randomKey() } },
       );
       const message = fromServer(stored.data);
+      this.retries = 0;
+      if (!this.state.online) this.set({ online: true });
       // The socket may have delivered it already.
       const seen = this.state.entries.some((e) => e.id === message.id);
       this.set({
@@ -366,12 +370,21 @@ export class Conversation {
     } catch (e) {
       this.update(entry.id, (x) => ({ ...x, delivery: "failed" }));
       this.failed(e);
+      // Sent again on its own, with the same key, once the network is back: the browser's
+      // `online` event is one cue, a reconnected socket another, and this timer the last word.
+      if (e instanceof ApiError && (e.offline || e.status >= 500 || e.status === 429)) this.retryLater();
     }
+  }
+
+  private retryLater() {
+    clearTimeout(this.retryTimer);
+    const wait = e429Wait(this.state.limitedUntil) ?? backoff(this.retries++) + 1000;
+    this.retryTimer = setTimeout(() => this.flush(), wait);
   }
 
   /** Sends the messages that failed while offline, once the connection is back. */
   private flush() {
-    if (!navigator.onLine || this.limited()) return;
+    if (this.limited()) return;
     for (const entry of this.state.entries) {
       if (entry.delivery === "failed" && entry.author === "user") this.retry(entry.id);
     }
@@ -461,6 +474,12 @@ export class Conversation {
 function fromServer(m: ServerMessage): Entry {
   const entry: Entry = { id: m.id, author: m.author, content: m.content, readByAgent: m.read_by?.includes("admin") };
   return m.author === "assistant" ? splitSources(entry) : entry;
+}
+
+/** How long until a rate limit ends, if one is in force. */
+function e429Wait(limitedUntil: number): number | undefined {
+  const left = limitedUntil - Date.now();
+  return left > 0 ? left + 250 : undefined;
 }
 
 /** Exponential backoff with full jitter: 0.5 s, 1 s, 2 s, ... up to 30 s. */

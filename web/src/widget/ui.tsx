@@ -158,7 +158,7 @@ function Chat({ conversation, state, t }: { conversation: Conversation; state: S
   const streamingEmpty = state.streaming && state.entries[state.entries.length - 1]?.author !== "assistant";
   return (
     <>
-      <div class="log" role="log" aria-live="polite" aria-relevant="additions" ref={list}>
+      <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabIndex={0} aria-label={t("chatTab")} ref={list}>
         {state.entries.length === 0 && <p class="bubble assistant">{t("welcome")}</p>}
         {state.entries.map((entry) => (
           <Line key={entry.id} entry={entry} t={t} onRetry={() => conversation.retry(entry.id)} />
