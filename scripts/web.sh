@@ -21,8 +21,9 @@ install() {
   npm ci --no-audit --no-fund --loglevel=error
 }
 
-chromium() {
-  if command -v chromium >/dev/null; then return 0; fi
+# Not named `chromium`: `command -v chromium` would then find this function, not the browser.
+ensure_chromium() {
+  if [ -x "$(type -P chromium)" ]; then return 0; fi
   log "installing Debian's chromium (once)"
   if [ "$(id -u)" != 0 ]; then
     log "chromium is missing and installing it needs root: apt-get install chromium"
@@ -44,8 +45,8 @@ case "${1:-}" in
     ;;
   test)
     install
-    chromium
-    export CHROMIUM="${CHROMIUM:-$(command -v chromium)}"
+    ensure_chromium
+    export CHROMIUM="${CHROMIUM:-$(type -P chromium)}"
     node --test e2e/
     ;;
   *)
