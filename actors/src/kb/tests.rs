@@ -80,12 +80,12 @@ async fn an_idle_knowledge_base_is_freed_and_rebuilt_from_the_store() {
         .put(k.article("Shipping", "Parcels leave the warehouse every morning."))
         .await
         .unwrap();
-    assert_eq!(kb.active(), 1);
+    // Whether it is still up right after the put depends on the machine's load (it idles out
+    // after 50 ms), so only the freeing and the rebuild are asserted.
     eventually("the idle knowledge base passivates", async || {
         kb.active() == 0
     })
     .await;
     let found = kb.search(&k.project, "parcels warehouse", 1).await.unwrap();
     assert_eq!(found[0].article_id, article.id);
-    assert_eq!(kb.active(), 1);
 }
