@@ -20,7 +20,9 @@ use fleety_actors::domain::*;
 use fleety_actors::events::{self, MessageView, TicketView};
 use fleety_actors::feed::ProjectFeeds;
 use fleety_actors::store::Store;
-use fleety_actors::ticket::{Subscription, TicketConfig, TicketKey, TicketMsg, Tickets};
+use fleety_actors::ticket::{
+    Subscription, TicketConfig, TicketKey, TicketMsg, TicketSetup, Tickets,
+};
 use fleety_actors::MessageId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{mpsc, oneshot};
@@ -212,7 +214,7 @@ async fn ticket_with_subscribers(
         session_id: None,
         assignee: None,
     };
-    store.create_ticket(&ticket).await.expect("ticket");
+    store.create_ticket(&ticket, &[]).await.expect("ticket");
     let key = TicketKey {
         project,
         slug: ticket.slug,
@@ -239,10 +241,13 @@ fn fanout(c: &mut Criterion) {
     };
     let tickets = rt
         .block_on(Tickets::start(
-            store.clone(),
-            Arc::new(SystemClock),
-            ProjectFeeds::default(),
-            config,
+            TicketSetup {
+                store: store.clone(),
+                clock: Arc::new(SystemClock),
+                feeds: ProjectFeeds::default(),
+                hooks: Default::default(),
+                config,
+            },
             None,
         ))
         .expect("tickets")

@@ -171,7 +171,7 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     session_id: None,
                     assignee: None,
                 };
-                store.create_ticket(&ticket).await.unwrap();
+                store.create_ticket(&ticket, &[]).await.unwrap();
             }
             (Some(store), None)
         }

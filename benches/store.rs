@@ -66,19 +66,22 @@ fn setup(
         for slug in &slugs {
             let now = fleety_actors::clock::now_millis();
             store
-                .create_ticket(&Ticket {
-                    id: uuid::Uuid::new_v4(),
-                    slug: slug.clone(),
-                    project_id: project.clone(),
-                    title: Title::parse("bench").unwrap(),
-                    description: Description::parse("").unwrap(),
-                    status: TicketStatus::Open,
-                    created_at: now,
-                    updated_at: now,
-                    source: TicketSource::Api,
-                    session_id: None,
-                    assignee: None,
-                })
+                .create_ticket(
+                    &Ticket {
+                        id: uuid::Uuid::new_v4(),
+                        slug: slug.clone(),
+                        project_id: project.clone(),
+                        title: Title::parse("bench").unwrap(),
+                        description: Description::parse("").unwrap(),
+                        status: TicketStatus::Open,
+                        created_at: now,
+                        updated_at: now,
+                        source: TicketSource::Api,
+                        session_id: None,
+                        assignee: None,
+                    },
+                    &[],
+                )
                 .await
                 .unwrap();
         }

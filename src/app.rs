@@ -29,6 +29,7 @@ pub struct Application {
     ctx: Arc<Ctx>,
     /// Flushed once everything has stopped.
     store: Arc<dyn Store>,
+    webhooks: Arc<crate::webhooks::Dispatcher>,
 }
 
 /// The demo project created on first start, so the server is usable at once.
@@ -89,6 +90,14 @@ impl Application {
         };
         let llm = crate::llm::from_settings(&settings.llm)?;
         tracing::info!(provider = llm.name(), "language model");
+        let hooks = fleety_actors::webhook::Hooks::default();
+        let webhooks = crate::webhooks::Dispatcher::new(
+            store.clone(),
+            hooks.clone(),
+            clock.clone(),
+            &settings.webhooks,
+        )?;
+        webhooks.load_endpoints().await?;
         let system = System::start(RootArgs {
             store: store.clone(),
             clock: clock.clone(),
@@ -96,6 +105,7 @@ impl Application {
             llm,
             kb: KbConfig::default(),
             chat: chat_config,
+            hooks,
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the actor system: {e}"))?;
@@ -129,6 +139,7 @@ impl Application {
             system,
             projects,
             clock,
+            webhook_store: store.clone(),
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
             settings,
@@ -138,6 +149,7 @@ impl Application {
             metrics_listener,
             ctx: Arc::new(ctx),
             store,
+            webhooks,
         })
     }
 
@@ -210,7 +222,9 @@ impl Application {
         if let Some(listener) = self.metrics_listener {
             tokio::spawn(crate::server::serve_metrics(listener, ctx.shutdown.clone()));
         }
+        let webhooks = tokio::spawn(self.webhooks.run(ctx.shutdown.clone()));
         crate::server::serve(self.listener, ctx.clone()).await;
+        let _ = webhooks.await;
         ctx.system.stop().await;
         self.store
             .flush()

@@ -18,6 +18,7 @@ use std::time::Duration;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
+use fleety_actors::webhook::RetrySchedule;
 use serde::{Deserialize, Serialize};
 
 /// A value that must never reach a log line or an error message.
@@ -178,6 +179,10 @@ pub const NAMES: &[(&str, &str)] = &[
     ),
     ("chat_max_sessions", "chat.max_sessions"),
     ("ticket_idle_secs", "tickets.idle_secs"),
+    ("webhook_allow_private", "webhooks.allow_private"),
+    ("webhook_retry_schedule", "webhooks.retry_schedule"),
+    ("webhook_timeout_secs", "webhooks.timeout_secs"),
+    ("webhook_concurrency", "webhooks.concurrency"),
     ("demo", "demo.enabled"),
     ("demo_project_id", "demo.project_id"),
 ];
@@ -213,6 +218,7 @@ pub struct Settings {
     pub llm: LlmSettings,
     pub chat: ChatSettings,
     pub tickets: TicketSettings,
+    pub webhooks: WebhookSettings,
     pub demo: DemoSettings,
 }
 
@@ -312,6 +318,20 @@ pub struct TicketSettings {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Lets webhooks reach loopback, private and link-local addresses (a test bench, an
+    /// intranet); off, so a tenant cannot point the server at its own network.
+    #[serde(deserialize_with = "flag::deserialize")]
+    pub allow_private: bool,
+    /// The waits between a failed delivery's attempts, like `5s,5m,30m,2h`.
+    pub retry_schedule: String,
+    pub timeout_secs: u64,
+    /// Deliveries in flight at once, over all endpoints.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct DemoSettings {
     #[serde(deserialize_with = "flag::deserialize")]
     pub enabled: bool,
@@ -385,6 +405,12 @@ impl Default for Settings {
                 max_sessions: 100_000,
             },
             tickets: TicketSettings { idle_secs: 120 },
+            webhooks: WebhookSettings {
+                allow_private: false,
+                retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
+                timeout_secs: 15,
+                concurrency: 16,
+            },
             demo: DemoSettings {
                 enabled: true,
                 project_id: "demo".into(),
@@ -482,9 +508,14 @@ impl Settings {
             ("llm.idle_timeout_secs", llm.idle_timeout_secs),
             ("llm.max_tokens", u64::from(llm.max_tokens)),
             ("chat.max_sessions", self.chat.max_sessions as u64),
+            ("webhooks.timeout_secs", self.webhooks.timeout_secs),
+            ("webhooks.concurrency", self.webhooks.concurrency as u64),
         ];
         if let Some((place, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(invalid(place, "must be greater than 0"));
+        }
+        if let Err(why) = RetrySchedule::parse(&self.webhooks.retry_schedule) {
+            return Err(invalid("webhooks.retry_schedule", why));
         }
         // Past a checkpoint interval, gathering would only hold the applier back.
         if store.apply_gather_ms >= store.checkpoint_ms {

@@ -17,3 +17,4 @@ pub mod projects;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;

@@ -108,6 +108,10 @@ fn describe() {
     );
     describe_counter!("fleety_actors_spawned_total", "Actors started, by kind");
     describe_counter!(
+        "fleety_webhook_attempts_total",
+        "Webhook attempts, by outcome (delivered, failed, dropped, not_yet)"
+    );
+    describe_counter!(
         "fleety_actors_stopped_total",
         "Actors stopped for any reason, by kind"
     );

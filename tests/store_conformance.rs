@@ -52,7 +52,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
     {
         let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
         store.create_project(&project).await.unwrap();
-        store.create_ticket(&ticket).await.unwrap();
+        store.create_ticket(&ticket, &[]).await.unwrap();
         let writes = vec![TicketWrite::Message(message.clone())];
         write(store, &project.id, &ticket.slug, writes)
             .await

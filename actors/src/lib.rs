@@ -34,6 +34,7 @@ pub mod telemetry;
 #[cfg(test)]
 mod testkit;
 pub mod ticket;
+pub mod webhook;
 
 pub use message_id::MessageId;
 

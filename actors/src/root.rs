@@ -12,7 +12,8 @@ use crate::feed::ProjectFeeds;
 use crate::kb::{KbConfig, KnowledgeBases};
 use crate::llm::LlmProvider;
 use crate::store::Store;
-use crate::ticket::{TicketConfig, Tickets};
+use crate::ticket::{TicketConfig, TicketSetup, Tickets};
+use crate::webhook::Hooks;
 
 pub struct RootSupervisor;
 
@@ -25,6 +26,7 @@ pub struct System {
     pub kb: KnowledgeBases,
     pub chats: Chats,
     pub feeds: ProjectFeeds,
+    pub hooks: Hooks,
     pub root: ActorRef<RootMsg>,
 }
 
@@ -35,20 +37,22 @@ pub struct RootArgs {
     pub llm: Arc<dyn LlmProvider>,
     pub kb: KbConfig,
     pub chat: ChatConfig,
+    /// Every project's webhook endpoints; the server fills it from the store at start.
+    pub hooks: Hooks,
 }
 
 impl System {
     pub async fn start(args: RootArgs) -> Result<System, ractor::SpawnErr> {
         let (root, _) = Actor::spawn(None, RootSupervisor, ()).await?;
         let feeds = ProjectFeeds::default();
-        let (tickets, _) = Tickets::start(
-            args.store.clone(),
-            args.clock.clone(),
-            feeds.clone(),
-            args.tickets,
-            Some(root.get_cell()),
-        )
-        .await?;
+        let setup = TicketSetup {
+            store: args.store.clone(),
+            clock: args.clock.clone(),
+            feeds: feeds.clone(),
+            hooks: args.hooks.clone(),
+            config: args.tickets,
+        };
+        let (tickets, _) = Tickets::start(setup, Some(root.get_cell())).await?;
         let kb = KnowledgeBases::start(args.store.clone(), args.kb, Some(root.get_cell())).await?;
         let chats = Chats::start(
             ChatArgs {
@@ -67,6 +71,7 @@ impl System {
             kb,
             chats,
             feeds,
+            hooks: args.hooks,
             root,
         })
     }

@@ -8,7 +8,8 @@
 //! Contract common to all methods: a write has returned `Ok` only once it is durable, and a
 //! read observes every write that returned before it started.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,6 +19,7 @@ use crate::domain::{
     Ticket, TicketStatus,
 };
 use crate::message_id::MessageId;
+use crate::webhook::{Delivery, Endpoint};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -174,6 +176,9 @@ pub enum TicketWrite {
     },
     /// An agent's internal note. Storing the same note (same id) twice keeps one copy.
     Note(Note),
+    /// A webhook delivery announcing a change of the batch: written with it, so the change is
+    /// never acknowledged without its webhook (the outbox).
+    Delivery(Delivery),
 }
 
 /// Projects: the tenants, with their settings.
@@ -192,7 +197,8 @@ pub trait ProjectStore: Send + Sync + 'static {
 #[async_trait]
 pub trait TicketStore: Send + Sync + 'static {
     /// Claims the ticket's slug within its project; [`StoreError::Conflict`] if it is taken.
-    async fn create_ticket(&self, ticket: &Ticket) -> StoreResult<()>;
+    /// `deliveries` are the webhooks announcing it, written with it.
+    async fn create_ticket(&self, ticket: &Ticket, deliveries: &[Delivery]) -> StoreResult<()>;
     async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>>;
     /// Tickets newest first, those whose title contains `query.title` (ignoring case) when
     /// it is set.
@@ -263,10 +269,84 @@ pub trait KbStore: Send + Sync + 'static {
     async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>>;
 }
 
+/// Webhook endpoints, and the deliveries owed to them.
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
+    /// Creates or replaces an endpoint.
+    async fn put_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
+    /// [`StoreError::NotFound`] if there is no such endpoint. Its deliveries stay, as a log.
+    async fn delete_endpoint(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
+    async fn list_endpoints(&self, project: &ProjectId) -> StoreResult<Vec<Endpoint>>;
+    /// Every project's endpoints.
+    async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>>;
+    /// Creates or replaces a delivery. `was_due` is when it was due before this write (`None`
+    /// for a new one), so the store can find it by its new due time instead.
+    async fn put_delivery(
+        &self,
+        delivery: &Delivery,
+        was_due: Option<DateTime<Utc>>,
+    ) -> StoreResult<()>;
+    /// Deliveries due at `now`, soonest first, `limit` at most.
+    async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Delivery>>;
+    /// An endpoint's deliveries, newest first, `limit` at most.
+    async fn list_deliveries(
+        &self,
+        project: &ProjectId,
+        endpoint: uuid::Uuid,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>>;
+    async fn get_delivery(
+        &self,
+        project: &ProjectId,
+        endpoint: uuid::Uuid,
+        id: &str,
+    ) -> StoreResult<Option<Delivery>>;
+    /// Claims the attempt of `delivery` that is due at its `next_attempt_at`, until `until`, so
+    /// that of several dispatchers on one store only one sends it. False if another claim holds
+    /// it, or if the delivery has moved on since it was read (another dispatcher tried it).
+    /// Writing the delivery ([`WebhookStore::put_delivery`]) ends the claim.
+    async fn claim_delivery(
+        &self,
+        delivery: &Delivery,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+}
+
+/// Claims of deliveries in one process (the embedded and memory stores): the delivery's id and
+/// when its claim ends. Claims need not outlive the process, whose attempts end with it.
+#[derive(Default)]
+pub struct Claims(Mutex<HashMap<String, DateTime<Utc>>>);
+
+impl Claims {
+    /// Claims `delivery` until `until` if no claim holds it at `now` and `current` (the stored
+    /// delivery) is still due when `delivery` says.
+    pub fn claim(
+        &self,
+        delivery: &Delivery,
+        current: Option<&Delivery>,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> bool {
+        let still_due = current.is_some_and(|c| c.next_attempt_at == delivery.next_attempt_at);
+        let mut claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        claims.retain(|_, ends| *ends > now);
+        if !still_due || claims.contains_key(&delivery.id) {
+            return false;
+        }
+        claims.insert(delivery.id.clone(), until);
+        true
+    }
+
+    pub fn release(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
+
 /// A whole backend: every aggregate's store in one. Each part of the system is handed only the
 /// part it uses (an `Arc<dyn Store>` converts to an `Arc<dyn TicketStore>`, and so on).
 #[async_trait]
-pub trait Store: ProjectStore + TicketStore + ChatStore + KbStore {
+pub trait Store: ProjectStore + TicketStore + ChatStore + KbStore + WebhookStore {
     /// A short name for logs and metrics: `embedded`, `scylla`, `memory`.
     fn backend(&self) -> &'static str;
     /// Makes everything written so far durable, for a graceful shutdown.

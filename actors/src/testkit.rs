@@ -75,6 +75,7 @@ pub async fn kit_with(tickets: TicketConfig, kb: KbConfig, chat: ChatConfig) -> 
         llm: Arc::new(OfflineProvider),
         kb,
         chat,
+        hooks: Default::default(),
     })
     .await
     .unwrap();

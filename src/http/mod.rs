@@ -15,6 +15,7 @@ pub mod routes;
 pub mod session;
 pub mod tickets;
 pub mod upgrade;
+pub mod webhooks;
 pub mod ws;
 
 use std::net::{IpAddr, SocketAddr};
@@ -46,6 +47,8 @@ pub struct Ctx {
     pub public_limit: RateLimiter,
     pub session_limit: RateLimiter,
     pub clock: Arc<dyn Clock>,
+    /// Webhook endpoints and their delivery logs.
+    pub webhook_store: Arc<dyn fleety_actors::store::WebhookStore>,
     /// Cancelled when the server starts draining: sockets close with "going away".
     pub shutdown: CancellationToken,
     /// Long-lived sockets, so a drain can wait for them.

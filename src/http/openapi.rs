@@ -362,6 +362,87 @@ pub const ENDPOINTS: &[Endpoint] = &[
         )
     },
     Endpoint {
+        responses: &[("200", "webhooks: the project's endpoints, without their secrets")],
+        ..ep(
+            "GET",
+            "/v1/projects/{projectId}/webhooks",
+            "List the project's webhook endpoints",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("201", "the endpoint and its signing secret, shown this once"),
+            ("400", "invalid or internal URL, unknown or no events"),
+            ("409", "the project has 20 endpoints already"),
+        ],
+        ..ep(
+            "POST",
+            "/v1/projects/{projectId}/webhooks",
+            "Register a webhook endpoint: url, events",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        responses: &[("200", "the endpoint"), ("404", "unknown endpoint")],
+        ..ep(
+            "GET",
+            "/v1/projects/{projectId}/webhooks/{webhookId}",
+            "Read a webhook endpoint",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        body: true,
+        responses: &[
+            ("200", "the endpoint after the change"),
+            ("400", "invalid URL or events"),
+            ("404", "unknown endpoint"),
+        ],
+        ..ep(
+            "PATCH",
+            "/v1/projects/{projectId}/webhooks/{webhookId}",
+            "Change a webhook endpoint's url, events or enabled",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        responses: &[("200", "deleted"), ("404", "unknown endpoint")],
+        ..ep(
+            "DELETE",
+            "/v1/projects/{projectId}/webhooks/{webhookId}",
+            "Delete a webhook endpoint",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        query: &["limit"],
+        responses: &[
+            ("200", "deliveries, newest first"),
+            ("404", "unknown endpoint"),
+        ],
+        ..ep(
+            "GET",
+            "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries",
+            "A webhook endpoint's delivery log",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
+        responses: &[
+            ("202", "the delivery, due again at once"),
+            ("404", "unknown endpoint or delivery"),
+            ("409", "the endpoint is disabled"),
+        ],
+        ..ep(
+            "POST",
+            "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries/{deliveryId}/replay",
+            "Send a delivery again, with its id and body",
+            Access::AdminKey,
+        )
+    },
+    Endpoint {
         query: &["q", "limit"],
         responses: &[("200", "results, as the public search answers")],
         ..ep(

@@ -21,6 +21,10 @@
 //! | GET, POST | /v1/projects/{projectId}/kb/articles | [`agent`] | [`kb::list`], [`kb::create`] |
 //! | GET, PATCH, DELETE | /v1/projects/{projectId}/kb/articles/{articleId} | [`agent`] | [`kb::get`], [`kb::update`], [`kb::delete`] |
 //! | GET | /v1/projects/{projectId}/kb/search | [`agent`] | [`kb::agent_search`] |
+//! | GET, POST | /v1/projects/{projectId}/webhooks | [`agent`] | [`webhooks::list`], [`webhooks::create`] |
+//! | GET, PATCH, DELETE | /v1/projects/{projectId}/webhooks/{webhookId} | [`agent`] | [`webhooks::get`], [`webhooks::update`], [`webhooks::delete`] |
+//! | GET | /v1/projects/{projectId}/webhooks/{webhookId}/deliveries | [`agent`] | [`webhooks::deliveries`] |
+//! | POST | /v1/projects/{projectId}/webhooks/{webhookId}/deliveries/{deliveryId}/replay | [`agent`] | [`webhooks::replay`] |
 //! | GET | /v1/kb/{projectId}/search | [`public`] | [`kb::public_search`] |
 //! | POST | /v1/chat | [`session`] | [`chat::prompt`] (SSE) |
 //! | POST | /v1/chat/tools | [`session`] | [`chat::tools`] (SSE or JSON) |
@@ -47,7 +51,8 @@ use super::access::{
 };
 use super::error::recover;
 use super::{
-    assets, chat, json, kb, openapi, projects_api, tickets, ws, ApiError, Ctx, RequestMeta,
+    assets, chat, json, kb, openapi, projects_api, tickets, webhooks, ws, ApiError, Ctx,
+    RequestMeta,
 };
 
 /// Bodies of the chat and knowledge-base endpoints may be this large (or `max_body_bytes`, if larger).
@@ -294,6 +299,76 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .and(warp::query::<kb::SearchQuery>())
         .then(kb::agent_search)
         .boxed();
+    let list_webhooks = under_projects()
+        .and(path!("webhooks"))
+        .and(warp::get())
+        .and(agent(&ctx))
+        .and(c())
+        .then(webhooks::list)
+        .boxed();
+    let create_webhook = under_projects()
+        .and(path!("webhooks"))
+        .and(warp::post())
+        .and(agent(&ctx))
+        .and(c())
+        .and(meta())
+        .and(body(limit))
+        .then(webhooks::create)
+        .boxed();
+    let get_webhook = under_projects()
+        .and(path!("webhooks" / String))
+        .and(warp::get())
+        .and(agent(&ctx))
+        .and(c())
+        .then(webhooks::get)
+        .boxed();
+    let update_webhook = under_projects()
+        .and(path!("webhooks" / String))
+        .and(warp::patch())
+        .and(agent(&ctx))
+        .and(c())
+        .and(meta())
+        .and(body(limit))
+        .then(webhooks::update)
+        .boxed();
+    let delete_webhook = under_projects()
+        .and(path!("webhooks" / String))
+        .and(warp::delete())
+        .and(agent(&ctx))
+        .and(c())
+        .then(webhooks::delete)
+        .boxed();
+    let webhook_log = under_projects()
+        .and(path!("webhooks" / String / "deliveries"))
+        .and(warp::get())
+        .and(agent(&ctx))
+        .and(c())
+        .and(warp::query::<webhooks::LogQuery>())
+        .then(webhooks::deliveries)
+        .boxed();
+    let replay = under_projects()
+        .and(path!(
+            "webhooks" / String / "deliveries" / String / "replay"
+        ))
+        .and(warp::post())
+        .and(agent(&ctx))
+        .and(c())
+        .then(webhooks::replay)
+        .boxed();
+    let webhook_routes = list_webhooks
+        .or(create_webhook)
+        .unify()
+        .or(get_webhook)
+        .unify()
+        .or(update_webhook)
+        .unify()
+        .or(delete_webhook)
+        .unify()
+        .or(webhook_log)
+        .unify()
+        .or(replay)
+        .unify()
+        .boxed();
     let public_search = under_kb()
         .and(path!("search"))
         .and(warp::get())
@@ -427,6 +502,8 @@ pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
         .or(delete_article)
         .unify()
         .or(agent_search)
+        .unify()
+        .or(webhook_routes)
         .unify()
         .or(public_search)
         .unify()

@@ -20,8 +20,9 @@ use fleety_actors::domain::{
 };
 use fleety_actors::store::{
     timed, ChatStore, Done, KbStore, MessageRange, ProjectStore, Store, StoreError, StoreResult,
-    TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite,
+    TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite, WebhookStore,
 };
+use fleety_actors::webhook::{Delivery, Endpoint};
 use fleety_actors::MessageId;
 use futures_util::TryStreamExt;
 use scylla::client::session::Session;
@@ -33,6 +34,8 @@ use scylla::statement::Consistency;
 use scylla::value::{CqlTimeuuid, CqlValue, Row};
 
 use crate::config::ScyllaSettings;
+
+mod webhooks;
 
 /// The migrations compiled into the binary, applied in order by [`migrate`].
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -51,6 +54,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         4,
         "0004_notes_and_assignment",
         include_str!("../../cql/0004_notes_and_assignment.cql"),
+    ),
+    (
+        5,
+        "0005_webhooks",
+        include_str!("../../cql/0005_webhooks.cql"),
     ),
 ];
 
@@ -307,6 +315,25 @@ fn statements(body: &str) -> Vec<String> {
         .collect()
 }
 
+/// Prepares one statement with the store's consistency, timeout and page size.
+async fn prepare(
+    session: &Session,
+    consistency: Consistency,
+    cql: String,
+    idempotent: bool,
+) -> anyhow::Result<PreparedStatement> {
+    let mut p = session.prepare(cql.clone()).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot prepare a statement (is the schema migrated? run `fleety migrate`): {e}\n{cql}"
+        )
+    })?;
+    p.set_consistency(consistency);
+    p.set_is_idempotent(idempotent);
+    p.set_request_timeout(Some(REQUEST_TIMEOUT));
+    p.set_page_size(PAGE_SIZE);
+    Ok(p)
+}
+
 /// Every statement the store runs, prepared once.
 struct Statements {
     insert_project: PreparedStatement,
@@ -340,6 +367,7 @@ struct Statements {
 pub struct ScyllaStore {
     session: Arc<Session>,
     st: Statements,
+    wh: webhooks::WebhookStatements,
 }
 
 impl ScyllaStore {
@@ -363,19 +391,8 @@ impl ScyllaStore {
             migrate(&session, config).await?;
         }
         let ks = &config.keyspace;
-        let prepare = |cql: String, idempotent: bool| {
-            let session = &session;
-            async move {
-                let mut p = session.prepare(cql.clone()).await.map_err(|e| {
-                    anyhow::anyhow!("cannot prepare a statement (is the schema migrated? run `fleety migrate`): {e}\n{cql}")
-                })?;
-                p.set_consistency(config.consistency);
-                p.set_is_idempotent(idempotent);
-                p.set_request_timeout(Some(REQUEST_TIMEOUT));
-                p.set_page_size(PAGE_SIZE);
-                Ok::<_, anyhow::Error>(p)
-            }
-        };
+        let prepare =
+            |cql: String, idempotent: bool| prepare(&session, config.consistency, cql, idempotent);
         const PROJECT_COLS: &str = "project_id, name, allowed_origins, admin_key_hash, created_at";
         const TICKET_COLS: &str =
             "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee";
@@ -416,14 +433,17 @@ impl ScyllaStore {
                 p
             },
         };
+        let wh = webhooks::WebhookStatements::prepare(&session, config.consistency, ks).await?;
         Ok(Self {
             session: Arc::new(session),
             st,
+            wh,
         })
     }
 
-    /// Runs an `INSERT ... IF NOT EXISTS` and says whether it applied. ScyllaDB returns
-    /// `[applied]` with every column, Cassandra only `[applied]`: read it by name.
+    /// Runs a lightweight transaction (`INSERT ... IF NOT EXISTS`, `UPDATE ... IF`) and says
+    /// whether it applied. ScyllaDB returns `[applied]` with every column, Cassandra only
+    /// `[applied]`: read it by name.
     async fn claim(
         &self,
         st: &PreparedStatement,
@@ -695,6 +715,7 @@ impl ScyllaStore {
                     Some(Box::pin(self.upsert_cursor(project, slug, *reader, *up_to)))
                 }
                 TicketWrite::Note(n) => Some(Box::pin(self.insert_note(project, slug, n))),
+                TicketWrite::Delivery(d) => Some(Box::pin(self.put_delivery_rows(d, None))),
                 TicketWrite::Ticket(_) => None,
             }
         });
@@ -1005,13 +1026,22 @@ impl ProjectStore for ScyllaStore {
 
 #[async_trait]
 impl TicketStore for ScyllaStore {
-    async fn create_ticket(&self, t: &Ticket) -> StoreResult<()> {
+    async fn create_ticket(&self, t: &Ticket, deliveries: &[Delivery]) -> StoreResult<()> {
         timed("scylla", "create_ticket", async {
-            // Index rows first: if the claim then fails or its outcome is unknown, the listing
-            // holds a row whose ticket is missing or is someone else's, and skips it. The other
-            // order could leave a real ticket that no listing ever shows.
+            // Index rows and announcements first: if the claim then fails or its outcome is
+            // unknown, the listing holds a row whose ticket is missing or is someone else's,
+            // and skips it, and the dispatcher drops an announcement whose ticket id does not
+            // match. The other order could leave a real ticket that nothing lists or announces.
             self.index_rows(t).await?;
+            let announce = deliveries.iter().map(|d| self.put_delivery_rows(d, None));
+            for result in futures_util::future::join_all(announce).await {
+                result?;
+            }
             if !self.claim(&self.st.insert_ticket, ticket_values(t)).await? {
+                for d in deliveries {
+                    // Best effort: the dispatcher's check covers one left behind.
+                    let _ = self.delete_new_delivery(d).await;
+                }
                 return Err(StoreError::Conflict);
             }
             Ok(())
@@ -1273,6 +1303,82 @@ impl KbStore for ScyllaStore {
                 })?
         })
         .await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for ScyllaStore {
+    async fn put_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+        timed("scylla", "put_endpoint", self.put_endpoint_row(endpoint)).await
+    }
+
+    async fn delete_endpoint(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
+        timed(
+            "scylla",
+            "delete_endpoint",
+            self.delete_endpoint_row(project, id),
+        )
+        .await
+    }
+
+    async fn list_endpoints(&self, project: &ProjectId) -> StoreResult<Vec<Endpoint>> {
+        timed(
+            "scylla",
+            "list_endpoints",
+            self.endpoint_rows(Some(project)),
+        )
+        .await
+    }
+
+    async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>> {
+        timed("scylla", "all_endpoints", self.endpoint_rows(None)).await
+    }
+
+    async fn put_delivery(
+        &self,
+        delivery: &Delivery,
+        was_due: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        timed(
+            "scylla",
+            "put_delivery",
+            self.put_delivery_rows(delivery, was_due),
+        )
+        .await
+    }
+
+    async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Delivery>> {
+        timed("scylla", "due_deliveries", self.due_rows(now, limit)).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        project: &ProjectId,
+        endpoint: uuid::Uuid,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        let rows = self.delivery_rows(project, endpoint, limit);
+        timed("scylla", "list_deliveries", rows).await
+    }
+
+    async fn get_delivery(
+        &self,
+        project: &ProjectId,
+        endpoint: uuid::Uuid,
+        id: &str,
+    ) -> StoreResult<Option<Delivery>> {
+        let row = self.delivery_row(project.as_str(), endpoint, id);
+        timed("scylla", "get_delivery", row).await
+    }
+
+    async fn claim_delivery(
+        &self,
+        delivery: &Delivery,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let claim = self.claim_delivery_row(delivery, now, until);
+        timed("scylla", "claim_delivery", claim).await
     }
 }
 

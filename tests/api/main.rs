@@ -19,3 +19,4 @@ mod realtime;
 mod server;
 mod session;
 mod tickets;
+mod webhooks;

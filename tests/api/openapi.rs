@@ -14,7 +14,9 @@ async fn openapi_lists_every_route_and_every_listed_route_exists() {
             let concrete = path
                 .replace("{projectId}", &app.project)
                 .replace("{slug}", "quiet-otter-001")
-                .replace("{articleId}", "3f0e8b1c-5d7a-4a53-9b5e-0c1d2e3f4a5b");
+                .replace("{articleId}", "3f0e8b1c-5d7a-4a53-9b5e-0c1d2e3f4a5b")
+                .replace("{webhookId}", "7b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4e")
+                .replace("{deliveryId}", "msg_0");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let resp = app
                 .http

@@ -39,6 +39,10 @@ macro_rules! store_conformance_tests {
             notes_are_kept_per_ticket_in_order_and_a_repeat_is_one,
             a_ticket_keeps_its_assignee,
             a_title_search_finds_its_tickets_page_by_page_within_its_scan,
+            webhook_endpoints_are_put_listed_replaced_and_deleted,
+            deliveries_come_due_in_order_and_move_when_rescheduled,
+            deliveries_ride_with_the_changes_they_announce,
+            a_delivery_is_claimed_by_one_dispatcher_at_a_time,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -158,7 +162,7 @@ pub async fn tickets_are_created_and_read_back(store: Arc<dyn Store>) {
     let mut t = ticket(&p.id, "swift-bear-053", now_millis());
     t.source = TicketSource::Chat;
     t.session_id = Some("session-1".into());
-    store.create_ticket(&t).await.unwrap();
+    store.create_ticket(&t, &[]).await.unwrap();
     assert_eq!(
         store.get_ticket(&p.id, &t.slug).await.unwrap(),
         Some(t.clone())
@@ -171,12 +175,12 @@ pub async fn a_slug_can_be_claimed_once_per_project(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let q = stored_project(&store).await;
     let first = ticket(&p.id, "swift-bear-053", now_millis());
-    store.create_ticket(&first).await.unwrap();
+    store.create_ticket(&first, &[]).await.unwrap();
 
     let mut second = ticket(&p.id, "swift-bear-053", now_millis());
     second.title = Title::parse("Someone else").unwrap();
     assert!(matches!(
-        store.create_ticket(&second).await,
+        store.create_ticket(&second, &[]).await,
         Err(StoreError::Conflict)
     ));
     let kept = store.get_ticket(&p.id, &first.slug).await.unwrap().unwrap();
@@ -184,7 +188,7 @@ pub async fn a_slug_can_be_claimed_once_per_project(store: Arc<dyn Store>) {
 
     // The same slug in another project is a different ticket.
     store
-        .create_ticket(&ticket(&q.id, "swift-bear-053", now_millis()))
+        .create_ticket(&ticket(&q.id, "swift-bear-053", now_millis()), &[])
         .await
         .unwrap();
 
@@ -192,7 +196,7 @@ pub async fn a_slug_can_be_claimed_once_per_project(store: Arc<dyn Store>) {
     let racers = (0..8).map(|_| {
         let store = store.clone();
         let t = ticket(&p.id, "brave-lynx-777", now_millis());
-        tokio::spawn(async move { store.create_ticket(&t).await })
+        tokio::spawn(async move { store.create_ticket(&t, &[]).await })
     });
     let mut won = 0;
     for r in racers {
@@ -208,7 +212,7 @@ pub async fn a_slug_can_be_claimed_once_per_project(store: Arc<dyn Store>) {
 pub async fn ticket_updates_persist_and_missing_tickets_are_reported(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let mut t = ticket(&p.id, "swift-bear-053", now_millis());
-    store.create_ticket(&t).await.unwrap();
+    store.create_ticket(&t, &[]).await.unwrap();
     t.status = TicketStatus::Resolved;
     t.updated_at = t.created_at + Duration::seconds(5);
     put(
@@ -252,7 +256,7 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
         if i % 3 == 0 {
             t.status = TicketStatus::Closed;
         }
-        store.create_ticket(&t).await.unwrap();
+        store.create_ticket(&t, &[]).await.unwrap();
         created.push(t);
     }
     created.reverse();
@@ -347,8 +351,8 @@ pub async fn messages_come_back_in_id_order_and_per_ticket(store: Arc<dyn Store>
     let p = stored_project(&store).await;
     let a = ticket(&p.id, "swift-bear-053", now_millis());
     let b = ticket(&p.id, "quiet-otter-001", now_millis());
-    store.create_ticket(&a).await.unwrap();
-    store.create_ticket(&b).await.unwrap();
+    store.create_ticket(&a, &[]).await.unwrap();
+    store.create_ticket(&b, &[]).await.unwrap();
     let msgs = messages(12);
     for m in &msgs {
         put(&store, &p.id, &a.slug, TicketWrite::Message(m.clone()))
@@ -382,7 +386,7 @@ pub async fn messages_come_back_in_id_order_and_per_ticket(store: Arc<dyn Store>
 pub async fn message_ranges_select_after_before_and_newest(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let t = ticket(&p.id, "swift-bear-053", now_millis());
-    store.create_ticket(&t).await.unwrap();
+    store.create_ticket(&t, &[]).await.unwrap();
     let msgs = messages(10);
     for m in &msgs {
         put(&store, &p.id, &t.slug, TicketWrite::Message(m.clone()))
@@ -432,7 +436,7 @@ pub async fn message_ranges_select_after_before_and_newest(store: Arc<dyn Store>
 pub async fn appending_the_same_message_twice_keeps_one_copy(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let t = ticket(&p.id, "swift-bear-053", now_millis());
-    store.create_ticket(&t).await.unwrap();
+    store.create_ticket(&t, &[]).await.unwrap();
     let m = messages(1).remove(0);
     put(&store, &p.id, &t.slug, TicketWrite::Message(m.clone()))
         .await
@@ -452,7 +456,7 @@ pub async fn appending_the_same_message_twice_keeps_one_copy(store: Arc<dyn Stor
 pub async fn read_cursors_move_forward_only_and_per_reader(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let t = ticket(&p.id, "swift-bear-053", now_millis());
-    store.create_ticket(&t).await.unwrap();
+    store.create_ticket(&t, &[]).await.unwrap();
     let msgs = messages(5);
     assert!(store.read_cursors(&p.id, &t.slug).await.unwrap().is_empty());
 
@@ -490,7 +494,7 @@ pub async fn concurrent_appends_are_all_durable(store: Arc<dyn Store>) {
     let mut tickets = Vec::new();
     for _ in 0..8 {
         let t = ticket(&p.id, generator.generate().as_str(), now_millis());
-        store.create_ticket(&t).await.unwrap();
+        store.create_ticket(&t, &[]).await.unwrap();
         tickets.push(t);
     }
     let writers = tickets.iter().map(|t| {
@@ -524,7 +528,7 @@ pub async fn concurrent_appends_are_all_durable(store: Arc<dyn Store>) {
 pub async fn submitted_batches_are_durable_when_reported(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let mut t = ticket(&p.id, "swift-bear-053", now_millis());
-    store.create_ticket(&t).await.unwrap();
+    store.create_ticket(&t, &[]).await.unwrap();
     let msgs = messages(3);
     t.status = TicketStatus::Resolved;
     t.updated_at = t.created_at + Duration::seconds(5);
@@ -565,7 +569,7 @@ pub async fn submitted_batches_are_durable_when_reported(store: Arc<dyn Store>) 
 pub async fn assistant_messages_round_trip(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let t = ticket(&p.id, "calm-owl-001", now_millis());
-    store.create_ticket(&t).await.unwrap();
+    store.create_ticket(&t, &[]).await.unwrap();
     let id = MessageId::next(None, now_millis());
     let m = Message {
         id,
@@ -718,8 +722,8 @@ pub async fn notes_are_kept_per_ticket_in_order_and_a_repeat_is_one(store: Arc<d
     let p = stored_project(&store).await;
     let t = ticket(&p.id, "swift-bear-053", now_millis());
     let u = ticket(&p.id, "quiet-otter-001", now_millis());
-    store.create_ticket(&t).await.unwrap();
-    store.create_ticket(&u).await.unwrap();
+    store.create_ticket(&t, &[]).await.unwrap();
+    store.create_ticket(&u, &[]).await.unwrap();
     let first = note(None, "Alex", "Refund approved by finance");
     let second = note(Some(first.id), "Sam", "Customer prefers email");
     let elsewhere = note(None, "Alex", "Another ticket");
@@ -749,7 +753,7 @@ pub async fn notes_are_kept_per_ticket_in_order_and_a_repeat_is_one(store: Arc<d
 pub async fn a_ticket_keeps_its_assignee(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let mut t = ticket(&p.id, "swift-bear-053", now_millis());
-    store.create_ticket(&t).await.unwrap();
+    store.create_ticket(&t, &[]).await.unwrap();
     t.assignee = Some(AgentName::parse("Alex Doe").unwrap());
     put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
         .await
@@ -780,7 +784,7 @@ pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store
             t.title = Title::parse(&format!("REFUND request {i}")).unwrap();
             refunds.push(t.slug.clone());
         }
-        store.create_ticket(&t).await.unwrap();
+        store.create_ticket(&t, &[]).await.unwrap();
     }
     refunds.reverse();
     let search = |after: Option<TicketCursor>, scan: Option<usize>| {
@@ -823,4 +827,181 @@ pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store
     }
     assert_eq!(seen, refunds);
     assert!(pages >= 3, "{pages} pages");
+}
+
+fn endpoint(project: &ProjectId, url: &str) -> crate::webhook::Endpoint {
+    crate::webhook::Endpoint {
+        id: Uuid::new_v4(),
+        project_id: project.clone(),
+        url: url.into(),
+        events: crate::webhook::EventType::ALL.to_vec(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: now_millis(),
+    }
+}
+
+fn delivery(
+    e: &crate::webhook::Endpoint,
+    n: usize,
+    at: chrono::DateTime<Utc>,
+) -> crate::webhook::Delivery {
+    let data = serde_json::json!({ "n": n });
+    let event = crate::webhook::EventType::MessageCreated;
+    crate::webhook::Delivery::new(e, event, &data, at)
+}
+
+pub async fn webhook_endpoints_are_put_listed_replaced_and_deleted(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let q = stored_project(&store).await;
+    let a = endpoint(&p.id, "https://a.example/hook");
+    let b = endpoint(&p.id, "https://b.example/hook");
+    let elsewhere = endpoint(&q.id, "https://c.example/hook");
+    for e in [&a, &b, &elsewhere] {
+        store.put_endpoint(e).await.unwrap();
+    }
+    let mut listed = store.list_endpoints(&p.id).await.unwrap();
+    listed.sort_by(|x, y| x.url.cmp(&y.url));
+    assert_eq!(listed, vec![a.clone(), b.clone()]);
+    let mut changed = a.clone();
+    changed.enabled = false;
+    changed.disabled_reason = Some("failing since yesterday".into());
+    changed.failing_since = Some(now_millis());
+    store.put_endpoint(&changed).await.unwrap();
+    store.delete_endpoint(&p.id, b.id).await.unwrap();
+    assert_eq!(
+        store.list_endpoints(&p.id).await.unwrap(),
+        vec![changed.clone()]
+    );
+    assert!(matches!(
+        store.delete_endpoint(&p.id, b.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let all = store.all_endpoints().await.unwrap();
+    assert!(all.contains(&changed) && all.contains(&elsewhere) && !all.contains(&b));
+}
+
+pub async fn deliveries_come_due_in_order_and_move_when_rescheduled(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let e = endpoint(&p.id, "https://a.example/hook");
+    store.put_endpoint(&e).await.unwrap();
+    // Due a little in the past, so other cases' deliveries (due now) may come first or not:
+    // only ours are looked at.
+    let start = now_millis() - Duration::seconds(60);
+    let made: Vec<_> = (0..3)
+        .map(|i| delivery(&e, i, start + Duration::seconds(i as i64)))
+        .collect();
+    for d in &made {
+        store.put_delivery(d, None).await.unwrap();
+    }
+    let ours = |due: Vec<crate::webhook::Delivery>| -> Vec<String> {
+        due.into_iter()
+            .filter(|d| d.endpoint_id == e.id)
+            .map(|d| d.id)
+            .collect()
+    };
+    let due = store.due_deliveries(now_millis(), 10_000).await.unwrap();
+    assert_eq!(
+        ours(due),
+        made.iter().map(|d| d.id.clone()).collect::<Vec<_>>()
+    );
+
+    // The first failed once and waits an hour; the second succeeded.
+    let mut retry = made[0].clone();
+    let was_due = retry.next_attempt_at;
+    retry.attempts = 1;
+    retry.last_status = Some(500);
+    retry.next_attempt_at = Some(now_millis() + Duration::hours(1));
+    store.put_delivery(&retry, was_due).await.unwrap();
+    let mut done = made[1].clone();
+    let was_due = done.next_attempt_at;
+    done.attempts = 1;
+    done.status = crate::webhook::DeliveryStatus::Succeeded;
+    done.last_status = Some(204);
+    done.next_attempt_at = None;
+    store.put_delivery(&done, was_due).await.unwrap();
+    let due = store.due_deliveries(now_millis(), 10_000).await.unwrap();
+    assert_eq!(ours(due), vec![made[2].id.clone()]);
+    let later = store
+        .due_deliveries(now_millis() + Duration::hours(2), 10_000)
+        .await
+        .unwrap();
+    assert_eq!(ours(later), vec![made[2].id.clone(), retry.id.clone()]);
+
+    // The log: newest first, each as last written.
+    let log = store.list_deliveries(&p.id, e.id, 2).await.unwrap();
+    assert_eq!(log, vec![made[2].clone(), done.clone()]);
+    let got = store.get_delivery(&p.id, e.id, &retry.id).await.unwrap();
+    assert_eq!(got, Some(retry));
+    assert_eq!(
+        store.get_delivery(&p.id, e.id, "msg_none").await.unwrap(),
+        None
+    );
+}
+
+pub async fn deliveries_ride_with_the_changes_they_announce(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let e = endpoint(&p.id, "https://a.example/hook");
+    store.put_endpoint(&e).await.unwrap();
+    let t = ticket(&p.id, "swift-bear-053", now_millis());
+    let created = delivery(&e, 0, now_millis());
+    store
+        .create_ticket(&t, std::slice::from_ref(&created))
+        .await
+        .unwrap();
+    // A slug that is taken writes neither the ticket nor its announcement.
+    let refused = delivery(&e, 1, now_millis());
+    let again = store
+        .create_ticket(&t, std::slice::from_ref(&refused))
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict)));
+    let m = messages(1).remove(0);
+    let posted = delivery(&e, 2, now_millis());
+    let batch = vec![
+        TicketWrite::Message(m.clone()),
+        TicketWrite::Delivery(posted.clone()),
+    ];
+    write(store.clone(), &p.id, &t.slug, batch).await.unwrap();
+    let log = store.list_deliveries(&p.id, e.id, 10).await.unwrap();
+    let ids: Vec<&str> = log.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, [posted.id.as_str(), created.id.as_str()]);
+    assert_eq!(
+        store
+            .list_messages(&p.id, &t.slug, MessageRange::all())
+            .await
+            .unwrap(),
+        vec![m]
+    );
+}
+
+pub async fn a_delivery_is_claimed_by_one_dispatcher_at_a_time(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let e = endpoint(&p.id, "https://a.example/hook");
+    store.put_endpoint(&e).await.unwrap();
+    let now = now_millis();
+    let d = delivery(&e, 0, now - Duration::seconds(1));
+    store.put_delivery(&d, None).await.unwrap();
+    let until = now + Duration::seconds(60);
+    assert!(store.claim_delivery(&d, now, until).await.unwrap());
+    assert!(!store.claim_delivery(&d, now, until).await.unwrap());
+    // A claim whose dispatcher died runs out.
+    let after = until + Duration::seconds(1);
+    assert!(store
+        .claim_delivery(&d, after, after + Duration::seconds(60))
+        .await
+        .unwrap());
+    // Writing the outcome ends the claim; a copy read before it is stale and cannot be claimed.
+    let mut retried = d.clone();
+    retried.attempts = 1;
+    retried.next_attempt_at = Some(now + Duration::seconds(5));
+    store
+        .put_delivery(&retried, d.next_attempt_at)
+        .await
+        .unwrap();
+    assert!(!store.claim_delivery(&d, now, until).await.unwrap());
+    assert!(store.claim_delivery(&retried, now, until).await.unwrap());
+    let unknown = delivery(&e, 1, now);
+    assert!(!store.claim_delivery(&unknown, now, until).await.unwrap());
 }

@@ -13,11 +13,13 @@ use uuid::Uuid;
 
 use super::*;
 use crate::domain::{ChatTurn, ChatUsage, Note, Participant};
+use crate::webhook::{Delivery, Endpoint};
 
 #[derive(Default)]
 pub struct MemoryStore {
     data: Mutex<Data>,
     gate: Gate,
+    claims: Claims,
 }
 
 #[derive(Default)]
@@ -26,6 +28,8 @@ struct Data {
     tickets: HashMap<(ProjectId, Slug), TicketRows>,
     turns: HashMap<(ProjectId, String), BTreeMap<MessageId, ChatTurn>>,
     articles: HashMap<(ProjectId, Uuid), Article>,
+    endpoints: BTreeMap<(ProjectId, Uuid), Endpoint>,
+    deliveries: BTreeMap<(ProjectId, Uuid, String), Delivery>,
 }
 
 struct TicketRows {
@@ -117,6 +121,7 @@ impl MemoryStore {
     /// One ticket's writes, all or none.
     fn apply(&self, project: &ProjectId, slug: &Slug, writes: &[TicketWrite]) -> StoreResult<()> {
         let mut data = lock(&self.data);
+        let data = &mut *data;
         let rows = data
             .tickets
             .get_mut(&(project.clone(), slug.clone()))
@@ -133,6 +138,9 @@ impl MemoryStore {
                 }
                 TicketWrite::Note(n) => {
                     rows.notes.insert(n.id, n.clone());
+                }
+                TicketWrite::Delivery(d) => {
+                    data.deliveries.insert(delivery_key(d), d.clone());
                 }
             }
         }
@@ -172,7 +180,7 @@ impl ProjectStore for MemoryStore {
 
 #[async_trait]
 impl TicketStore for MemoryStore {
-    async fn create_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
+    async fn create_ticket(&self, ticket: &Ticket, deliveries: &[Delivery]) -> StoreResult<()> {
         let mut data = lock(&self.data);
         let key = (ticket.project_id.clone(), ticket.slug.clone());
         if data.tickets.contains_key(&key) {
@@ -185,6 +193,9 @@ impl TicketStore for MemoryStore {
             notes: BTreeMap::new(),
         };
         data.tickets.insert(key, rows);
+        for d in deliveries {
+            data.deliveries.insert(delivery_key(d), d.clone());
+        }
         Ok(())
     }
 
@@ -368,6 +379,95 @@ impl KbStore for MemoryStore {
         let data = lock(&self.data);
         let articles = data.articles.values().filter(|a| &a.project_id == project);
         Ok(articles.cloned().collect())
+    }
+}
+
+fn delivery_key(d: &Delivery) -> (ProjectId, Uuid, String) {
+    (d.project_id.clone(), d.endpoint_id, d.id.clone())
+}
+
+#[async_trait]
+impl WebhookStore for MemoryStore {
+    async fn put_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+        let key = (endpoint.project_id.clone(), endpoint.id);
+        lock(&self.data).endpoints.insert(key, endpoint.clone());
+        Ok(())
+    }
+
+    async fn delete_endpoint(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
+        match lock(&self.data).endpoints.remove(&(project.clone(), id)) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn list_endpoints(&self, project: &ProjectId) -> StoreResult<Vec<Endpoint>> {
+        let data = lock(&self.data);
+        let mine = data.endpoints.values().filter(|e| &e.project_id == project);
+        Ok(mine.cloned().collect())
+    }
+
+    async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>> {
+        Ok(lock(&self.data).endpoints.values().cloned().collect())
+    }
+
+    async fn put_delivery(
+        &self,
+        delivery: &Delivery,
+        _was_due: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        lock(&self.data)
+            .deliveries
+            .insert(delivery_key(delivery), delivery.clone());
+        self.claims.release(&delivery.id);
+        Ok(())
+    }
+
+    async fn claim_delivery(
+        &self,
+        delivery: &Delivery,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let data = lock(&self.data);
+        let current = data.deliveries.get(&delivery_key(delivery));
+        Ok(self.claims.claim(delivery, current, now, until))
+    }
+
+    async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Delivery>> {
+        let data = lock(&self.data);
+        let mut due: Vec<&Delivery> = data
+            .deliveries
+            .values()
+            .filter(|d| d.next_attempt_at.is_some_and(|at| at <= now))
+            .collect();
+        due.sort_by_key(|d| (d.next_attempt_at, d.id.clone()));
+        Ok(due.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn list_deliveries(
+        &self,
+        project: &ProjectId,
+        endpoint: Uuid,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        let data = lock(&self.data);
+        let mine = data
+            .deliveries
+            .values()
+            .rev()
+            .filter(|d| &d.project_id == project && d.endpoint_id == endpoint);
+        Ok(mine.take(limit).cloned().collect())
+    }
+
+    async fn get_delivery(
+        &self,
+        project: &ProjectId,
+        endpoint: Uuid,
+        id: &str,
+    ) -> StoreResult<Option<Delivery>> {
+        let key = (project.clone(), endpoint, id.to_owned());
+        Ok(lock(&self.data).deliveries.get(&key).cloned())
     }
 }
 

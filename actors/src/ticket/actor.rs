@@ -27,6 +27,7 @@ use crate::events::{
 };
 use crate::message_id::MessageId;
 use crate::store::{MessageRange, StoreError, TicketWrite};
+use crate::webhook::EventType;
 
 /// Every message a `TicketActor` understands.
 pub enum TicketMsg {
@@ -365,8 +366,7 @@ impl TicketState {
         if author == Participant::User && self.tentative_status == TicketStatus::Resolved {
             let reopened = self.status_change(TicketStatus::Open);
             let (nobody, _) = oneshot::channel();
-            let write = TicketWrite::Ticket(reopened.clone());
-            self.queue(write, Effect::Ticket(reopened, nobody.into()));
+            self.change_ticket(reopened, nobody.into());
         }
         let id = MessageId::next(self.last_assigned, self.deps.clock.now());
         self.last_assigned = Some(id);
@@ -377,10 +377,15 @@ impl TicketState {
             timestamp: id.timestamp(),
             idempotency_key,
         };
-        self.queue(
-            TicketWrite::Message(message.clone()),
-            Effect::Message(message, reply),
-        );
+        let mut writes = vec![TicketWrite::Message(message.clone())];
+        writes.extend(self.announce(EventType::MessageCreated, || {
+            serde_json::json!({
+                "project_id": self.key.project.as_str(),
+                "ticket_slug": self.key.slug.as_str(),
+                "message": events::MessageView::new(&message, &[]),
+            })
+        }));
+        self.queue(writes, Effect::Message(message, reply));
     }
 
     fn mark_read(
@@ -395,7 +400,7 @@ impl TicketState {
             return drop(reply.send(Err(refusal)));
         }
         let write = TicketWrite::ReadCursor { reader, up_to };
-        self.queue(write, Effect::Read(reader, up_to, reply));
+        self.queue(vec![write], Effect::Read(reader, up_to, reply));
     }
 
     fn set_status(
@@ -407,10 +412,7 @@ impl TicketState {
             return drop(reply.send(Err(refusal)));
         }
         let next = self.status_change(status);
-        self.queue(
-            TicketWrite::Ticket(next.clone()),
-            Effect::Ticket(next, reply),
-        );
+        self.change_ticket(next, reply);
     }
 
     fn assign(
@@ -426,10 +428,7 @@ impl TicketState {
         let mut next = self.tentative_ticket();
         next.assignee = assignee;
         next.updated_at = self.deps.clock.now();
-        self.queue(
-            TicketWrite::Ticket(next.clone()),
-            Effect::Ticket(next, reply),
-        );
+        self.change_ticket(next, reply);
     }
 
     fn add_note(
@@ -451,7 +450,10 @@ impl TicketState {
             content,
             created_at: id.timestamp(),
         };
-        self.queue(TicketWrite::Note(note.clone()), Effect::Note(note, reply));
+        self.queue(
+            vec![TicketWrite::Note(note.clone())],
+            Effect::Note(note, reply),
+        );
     }
 
     fn typing(&mut self, author: Participant) {
@@ -495,11 +497,10 @@ impl TicketState {
         (self.writes.len() >= self.deps.config.max_pending_writes).then_some(TicketError::Busy)
     }
 
-    fn status_change(&mut self, status: TicketStatus) -> Ticket {
+    fn status_change(&self, status: TicketStatus) -> Ticket {
         let mut next = self.tentative_ticket();
         next.status = status;
         next.updated_at = self.deps.clock.now();
-        self.tentative_status = status;
         next
     }
 
@@ -512,9 +513,45 @@ impl TicketState {
         queued.unwrap_or(&self.ticket).clone()
     }
 
-    fn queue(&mut self, write: TicketWrite, effect: Effect) {
-        self.writes.push(write, effect);
+    fn queue(&mut self, writes: Vec<TicketWrite>, effect: Effect) {
+        self.writes.push(writes, effect);
         self.send_batch();
+    }
+
+    /// The webhook deliveries announcing `event`, to go in the same batch as the change.
+    fn announce(
+        &self,
+        event: EventType,
+        data: impl FnOnce() -> serde_json::Value,
+    ) -> Vec<TicketWrite> {
+        let now = self.deps.clock.now();
+        let deliveries = self
+            .deps
+            .hooks
+            .deliveries(&self.key.project, event, data, now);
+        deliveries.into_iter().map(TicketWrite::Delivery).collect()
+    }
+
+    /// A ticket change with its announcements: a new status, a new assignee, or both.
+    fn change_ticket(&mut self, next: Ticket, reply: RpcReplyPort<Result<Ticket, TicketError>>) {
+        let before = self.tentative_ticket();
+        let mut writes = vec![TicketWrite::Ticket(next.clone())];
+        let summary =
+            || serde_json::to_value(events::TicketSummary::new(&next)).unwrap_or_default();
+        if before.status != next.status {
+            writes.extend(self.announce(
+                EventType::TicketStatusChanged,
+                || serde_json::json!({ "ticket": summary(), "previous": before.status }),
+            ));
+        }
+        if before.assignee != next.assignee {
+            writes.extend(self.announce(
+                EventType::TicketAssigned,
+                || serde_json::json!({ "ticket": summary(), "previous": before.assignee }),
+            ));
+        }
+        self.tentative_status = next.status;
+        self.queue(writes, Effect::Ticket(next, reply));
     }
 
     /// Hands the queued writes to the store as one batch, unless a batch is in flight.

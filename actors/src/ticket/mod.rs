@@ -27,6 +27,7 @@ use crate::domain::{
 use crate::feed::ProjectFeeds;
 use crate::registry::{CallError, Family, Keeper, Registry};
 use crate::store::{StoreError, TicketStore};
+use crate::webhook::{EventType, Hooks};
 use crate::FastMap;
 use crate::MessageId;
 
@@ -121,12 +122,23 @@ impl Default for TicketConfig {
     }
 }
 
+/// What the tickets are started with.
+pub struct TicketSetup {
+    pub store: Arc<dyn TicketStore>,
+    pub clock: Arc<dyn Clock>,
+    pub feeds: ProjectFeeds,
+    /// Which changes the project's webhooks want to hear of.
+    pub hooks: Hooks,
+    pub config: TicketConfig,
+}
+
 /// What every ticket actor is built with.
 #[derive(Clone)]
 pub struct TicketDeps {
     pub store: Arc<dyn TicketStore>,
     pub clock: Arc<dyn Clock>,
     pub feeds: ProjectFeeds,
+    pub hooks: Hooks,
     pub config: Arc<TicketConfig>,
     /// Draws new tickets' slugs.
     slugs: Arc<crate::slug::SlugGenerator>,
@@ -182,16 +194,21 @@ impl Tickets {
     /// Starts the tickets' supervisor under `parent` (or unsupervised when `None`). A ticket
     /// whose actor fails is restarted from the store.
     pub async fn start(
-        store: Arc<dyn TicketStore>,
-        clock: Arc<dyn Clock>,
-        feeds: ProjectFeeds,
-        config: TicketConfig,
+        setup: TicketSetup,
         parent: Option<ActorCell>,
     ) -> Result<(Tickets, ActorRef<()>), ractor::SpawnErr> {
+        let TicketSetup {
+            store,
+            clock,
+            feeds,
+            hooks,
+            config,
+        } = setup;
         let deps = TicketDeps {
             store,
             clock,
             feeds,
+            hooks,
             config: Arc::new(config),
             slugs: Arc::default(),
             registry: Arc::default(),
@@ -310,7 +327,14 @@ impl Tickets {
         };
         let mut attempts = 0;
         loop {
-            match self.deps.store.create_ticket(&ticket).await {
+            // Built for each slug tried: the announcement names the ticket.
+            let summary = || serde_json::to_value(crate::events::TicketSummary::new(&ticket));
+            let data = || summary().unwrap_or_default();
+            let deliveries =
+                self.deps
+                    .hooks
+                    .deliveries(&ticket.project_id, EventType::TicketCreated, data, now);
+            match self.deps.store.create_ticket(&ticket, &deliveries).await {
                 Ok(()) => break,
                 Err(StoreError::Conflict) if attempts < 8 => attempts += 1,
                 Err(e) => return Err(e.into()),

@@ -98,11 +98,14 @@ impl<E> WriteQueue<E> {
         }
     }
 
-    pub fn push(&mut self, write: TicketWrite, effect: E) {
-        let n = self.next;
-        self.next += 1;
-        self.unsent.push_back((n, write));
-        self.owed.push_back((n, effect));
+    /// Queues `writes`, which land together or not at all as far as their caller is concerned:
+    /// it is owed `effect` once the last of them is durable.
+    pub fn push(&mut self, writes: impl IntoIterator<Item = TicketWrite>, effect: E) {
+        for write in writes {
+            self.unsent.push_back((self.next, write));
+            self.next += 1;
+        }
+        self.owed.push_back((self.next.saturating_sub(1), effect));
     }
 
     /// Writes queued and not yet settled.
@@ -205,11 +208,11 @@ mod tests {
     #[test]
     fn one_batch_is_in_flight_at_a_time_and_the_next_takes_what_queued_meanwhile() {
         let (mut q, nudges) = queue();
-        q.push(cursor(), "a");
+        q.push([cursor()], "a");
         let (writes, done) = q.next_batch().unwrap();
         assert_eq!(writes.len(), 1);
-        q.push(cursor(), "b");
-        q.push(cursor(), "c");
+        q.push([cursor()], "b");
+        q.push([cursor()], "c");
         assert!(q.next_batch().is_none(), "a batch is still in flight");
         assert!(q.take_outcome().is_none(), "nothing reported yet");
 
@@ -231,7 +234,7 @@ mod tests {
     fn batches_are_capped() {
         let (mut q, _) = queue();
         for _ in 0..MAX_BATCH + 10 {
-            q.push(cursor(), "w");
+            q.push([cursor()], "w");
         }
         let (writes, done) = q.next_batch().unwrap();
         assert_eq!(writes.len(), MAX_BATCH);
@@ -243,9 +246,9 @@ mod tests {
     #[test]
     fn a_failed_batch_stops_the_queue_and_leaves_the_writes_behind_it_owed() {
         let (mut q, _) = queue();
-        q.push(cursor(), "a");
+        q.push([cursor()], "a");
         let (_, done) = q.next_batch().unwrap();
-        q.push(cursor(), "b");
+        q.push([cursor()], "b");
         done(Err(StoreError::Unavailable("disk".into())));
         let landed = q.take_outcome().unwrap();
         assert!(landed.result.is_err());
@@ -259,7 +262,7 @@ mod tests {
     #[test]
     fn a_callback_dropped_unanswered_reports_a_failure() {
         let (mut q, nudges) = queue();
-        q.push(cursor(), "a");
+        q.push([cursor()], "a");
         let (_, done) = q.next_batch().unwrap();
         drop(done);
         assert_eq!(nudges.load(Ordering::SeqCst), 1);
@@ -271,7 +274,7 @@ mod tests {
     fn what_is_kept_goes_only_when_the_queue_and_its_batch_in_flight_are_both_gone() {
         let kept = Arc::new(());
         let mut q: WriteQueue<()> = WriteQueue::new(|| {}, kept.clone());
-        q.push(cursor(), ());
+        q.push([cursor()], ());
         let (_, done) = q.next_batch().unwrap();
         drop(q);
         assert_eq!(
@@ -286,7 +289,7 @@ mod tests {
     #[tokio::test]
     async fn an_owner_that_no_longer_takes_nudges_can_wait_for_the_outcome() {
         let (mut q, _) = queue();
-        q.push(cursor(), "a");
+        q.push([cursor()], "a");
         let (_, done) = q.next_batch().unwrap();
         std::thread::spawn(move || done(Ok(())));
         q.landed().await;

@@ -23,18 +23,20 @@ use fleety_actors::domain::{
     Ticket,
 };
 use fleety_actors::store::{
-    timed, ChatStore, Done, KbStore, MessageRange, ProjectStore, Store, StoreError, StoreResult,
-    TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite,
+    timed, ChatStore, Claims, Done, KbStore, MessageRange, ProjectStore, Store, StoreError,
+    StoreResult, TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite, WebhookStore,
 };
 use fleety_actors::telemetry;
+use fleety_actors::webhook::{Delivery, Endpoint};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
 pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
-    cursor_id, from_json, internal, Tables, ARTICLES, CHAT_TURNS, CHECKPOINT_KEY, MESSAGES, META,
-    NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
+    cursor_id, from_json, internal, Tables, ARTICLES, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES,
+    DELIVERIES_DUE, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
+    WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -46,6 +48,7 @@ pub struct EmbeddedStore {
     shared: Arc<Shared>,
     /// The newest group redb holds.
     applied: watch::Receiver<u64>,
+    claims: Claims,
 }
 
 /// Closing the queue lets the stages finish their last groups, checkpoint and exit; joining
@@ -93,6 +96,7 @@ impl EmbeddedStore {
             thread: Some(pipeline.thread),
             shared: pipeline.shared,
             applied: pipeline.applied,
+            claims: Claims::default(),
         })
     }
 
@@ -292,9 +296,9 @@ impl ProjectStore for EmbeddedStore {
 
 #[async_trait]
 impl TicketStore for EmbeddedStore {
-    async fn create_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
-        self.write("create_ticket", Write::CreateTicket(ticket.clone()))
-            .await
+    async fn create_ticket(&self, ticket: &Ticket, deliveries: &[Delivery]) -> StoreResult<()> {
+        let write = Write::CreateTicket(ticket.clone(), deliveries.to_vec());
+        self.write("create_ticket", write).await
     }
 
     async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>> {
@@ -581,6 +585,147 @@ impl KbStore for EmbeddedStore {
 }
 
 #[async_trait]
+impl WebhookStore for EmbeddedStore {
+    async fn put_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+        self.write("put_endpoint", Write::PutWebhook(endpoint.clone()))
+            .await
+    }
+
+    async fn delete_endpoint(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
+        let write = Write::DeleteWebhook {
+            project: project.clone(),
+            id,
+        };
+        self.write("delete_endpoint", write).await
+    }
+
+    async fn list_endpoints(&self, project: &ProjectId) -> StoreResult<Vec<Endpoint>> {
+        let project = project.clone();
+        self.read("list_endpoints", move |txn| {
+            let table = txn.open_table(WEBHOOKS).map_err(internal)?;
+            let p = project.as_str();
+            let mut out = Vec::new();
+            // Endpoint ids are UUIDs in hex-and-dash form, which sort between "" and "~".
+            for row in table
+                .range::<(&str, &str)>((p, "")..(p, "~"))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<Endpoint>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>> {
+        self.read("all_endpoints", |txn| {
+            let table = txn.open_table(WEBHOOKS).map_err(internal)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(internal)? {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<Endpoint>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The old due entry is found from the stored row ([`tables`]), so `was_due` is not needed.
+    async fn put_delivery(
+        &self,
+        delivery: &Delivery,
+        _was_due: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> StoreResult<()> {
+        self.write("put_delivery", Write::PutDelivery(delivery.clone()))
+            .await?;
+        self.claims.release(&delivery.id);
+        Ok(())
+    }
+
+    async fn claim_delivery(
+        &self,
+        delivery: &Delivery,
+        now: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<bool> {
+        let current = self
+            .get_delivery(&delivery.project_id, delivery.endpoint_id, &delivery.id)
+            .await?;
+        Ok(self.claims.claim(delivery, current.as_ref(), now, until))
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        let now = now.timestamp_millis();
+        self.read("due_deliveries", move |txn| {
+            let due = txn.open_table(DELIVERIES_DUE).map_err(internal)?;
+            let rows = txn.open_table(DELIVERIES).map_err(internal)?;
+            let mut out = Vec::new();
+            for entry in due
+                .range::<(i64, &str, &str, &str)>(..(now.saturating_add(1), "", "", ""))
+                .map_err(internal)?
+                .take(limit)
+            {
+                let (key, _) = entry.map_err(internal)?;
+                let (_, p, e, id) = key.value();
+                if let Some(row) = rows.get((p, e, id)).map_err(internal)? {
+                    out.push(from_json::<Delivery>(row.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        project: &ProjectId,
+        endpoint: uuid::Uuid,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        let (project, endpoint) = (project.clone(), endpoint.to_string());
+        self.read("list_deliveries", move |txn| {
+            let table = txn.open_table(DELIVERIES).map_err(internal)?;
+            let (p, e) = (project.as_str(), endpoint.as_str());
+            let mut out = Vec::new();
+            // Delivery ids are `msg_` and hex digits, which sort between "" and "~".
+            for row in table
+                .range::<(&str, &str, &str)>((p, e, "")..(p, e, "~"))
+                .map_err(internal)?
+                .rev()
+                .take(limit)
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<Delivery>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_delivery(
+        &self,
+        project: &ProjectId,
+        endpoint: uuid::Uuid,
+        id: &str,
+    ) -> StoreResult<Option<Delivery>> {
+        let (project, endpoint, id) = (project.clone(), endpoint.to_string(), id.to_owned());
+        self.read("get_delivery", move |txn| {
+            let table = txn.open_table(DELIVERIES).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), endpoint.as_str(), id.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+}
+
+#[async_trait]
 impl Store for EmbeddedStore {
     fn backend(&self) -> &'static str {
         "embedded"
@@ -718,7 +863,7 @@ mod tests {
         let ms = messages(3);
         let (kept, dropped) = (article(&p, "Kept"), article(&p, "Dropped"));
         store.create_project(&p).await.unwrap();
-        store.create_ticket(&t).await.unwrap();
+        store.create_ticket(&t, &[]).await.unwrap();
         let mut writes: Vec<TicketWrite> = ms.iter().cloned().map(TicketWrite::Message).collect();
         // An older receipt arriving late must not win on replay either.
         for up_to in [ms[2].id, ms[0].id] {
@@ -806,7 +951,7 @@ mod tests {
         let p = project();
         let t = ticket(&p);
         store.create_project(&p).await.unwrap();
-        store.create_ticket(&t).await.unwrap();
+        store.create_ticket(&t, &[]).await.unwrap();
         let ms = messages(5);
         for m in &ms {
             put(&store, &t, TicketWrite::Message(m.clone()))
@@ -970,7 +1115,7 @@ mod tests {
         store.create_project(&p).await.unwrap();
         let t = ticket(&p);
         // With a zero interval every group after the first is a checkpoint.
-        store.create_ticket(&t).await.unwrap();
+        store.create_ticket(&t, &[]).await.unwrap();
         put(&store, &t, TicketWrite::Message(messages(1)[0].clone()))
             .await
             .unwrap();
@@ -994,7 +1139,7 @@ mod tests {
         let read_back = async {
             store.create_project(&p).await.unwrap();
             assert!(store.get_project(&p.id).await.unwrap().is_some());
-            store.create_ticket(&t).await.unwrap();
+            store.create_ticket(&t, &[]).await.unwrap();
             for (i, m) in messages(3).iter().enumerate() {
                 put(&store, &t, TicketWrite::Message(m.clone()))
                     .await

@@ -28,10 +28,13 @@ use std::time::{Duration, Instant};
 
 use fleety_actors::domain::{Article, ChatTurn, Project, ProjectId, Slug, Ticket};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
+use fleety_actors::webhook::{Delivery, Endpoint};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
 
-use super::tables::{internal, to_json, Tables, ARTICLES, CHECKPOINT_KEY, PROJECTS, TICKETS};
+use super::tables::{
+    internal, to_json, Tables, ARTICLES, CHECKPOINT_KEY, PROJECTS, TICKETS, WEBHOOKS,
+};
 use super::wal::{self, Op, RecordBuf};
 
 /// Writes decided as one group at most; bounds the latency a large queue adds.
@@ -79,7 +82,8 @@ pub(super) enum Write {
         project: Project,
         create: bool,
     },
-    CreateTicket(Ticket),
+    /// A new ticket and the webhook deliveries announcing it.
+    CreateTicket(Ticket, Vec<Delivery>),
     Ticket {
         project: ProjectId,
         slug: Slug,
@@ -95,6 +99,12 @@ pub(super) enum Write {
         project: ProjectId,
         id: uuid::Uuid,
     },
+    PutWebhook(Endpoint),
+    DeleteWebhook {
+        project: ProjectId,
+        id: uuid::Uuid,
+    },
+    PutDelivery(Delivery),
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
 }
@@ -105,6 +115,7 @@ enum Row {
     Project(String),
     Ticket(String, String),
     Article(String, String),
+    Webhook(String, String),
 }
 
 /// Rows changed by groups the applier has not committed yet: whether each exists after the
@@ -425,6 +436,7 @@ impl Rows<'_> {
             Row::Project(id) => found(txn, PROJECTS, id.as_str()),
             Row::Ticket(p, s) => found(txn, TICKETS, (p.as_str(), s.as_str())),
             Row::Article(p, id) => found(txn, ARTICLES, (p.as_str(), id.as_str())),
+            Row::Webhook(p, id) => found(txn, WEBHOOKS, (p.as_str(), id.as_str())),
         }
     }
 
@@ -454,13 +466,20 @@ impl Rows<'_> {
                 });
                 self.set(row, true);
             }
-            Write::CreateTicket(t) => {
+            Write::CreateTicket(t, deliveries) => {
                 let row = Self::ticket_row(&t.project_id, &t.slug);
                 if self.exists(&row)? {
                     return Err(StoreError::Conflict);
                 }
                 let json = to_json(t)?;
+                let encoded = deliveries
+                    .iter()
+                    .map(DeliveryRow::new)
+                    .collect::<StoreResult<Vec<_>>>()?;
                 record.push(&ticket_op(t, &json));
+                for d in &encoded {
+                    record.push(&d.op());
+                }
                 self.set(row, true);
             }
             Write::Ticket {
@@ -471,20 +490,24 @@ impl Rows<'_> {
                 // All or nothing: check and encode every part before recording any.
                 let mut encoded = Vec::with_capacity(writes.len());
                 for w in writes {
-                    encoded.push(match w {
-                        TicketWrite::Message(m) => to_json(m)?,
+                    let (json, endpoint) = match w {
+                        TicketWrite::Message(m) => (to_json(m)?, String::new()),
                         TicketWrite::Ticket(t) => {
                             if !self.exists(&Self::ticket_row(&t.project_id, &t.slug))? {
                                 return Err(StoreError::NotFound);
                             }
-                            to_json(t)?
+                            (to_json(t)?, String::new())
                         }
-                        TicketWrite::ReadCursor { up_to, .. } => up_to.to_bytes().to_vec(),
-                        TicketWrite::Note(n) => to_json(n)?,
-                    });
+                        TicketWrite::ReadCursor { up_to, .. } => {
+                            (up_to.to_bytes().to_vec(), String::new())
+                        }
+                        TicketWrite::Note(n) => (to_json(n)?, String::new()),
+                        TicketWrite::Delivery(d) => (to_json(d)?, d.endpoint_id.to_string()),
+                    };
+                    encoded.push((json, endpoint));
                 }
                 let (project, slug) = (project.as_str(), slug.as_str());
-                for (w, json) in writes.iter().zip(&encoded) {
+                for (w, (json, endpoint)) in writes.iter().zip(&encoded) {
                     record.push(&match w {
                         TicketWrite::Message(m) => Op::Message {
                             project,
@@ -506,6 +529,7 @@ impl Rows<'_> {
                             ticks: n.id.ticks(),
                             json,
                         },
+                        TicketWrite::Delivery(d) => delivery_op(d, endpoint, json),
                     });
                 }
             }
@@ -546,9 +570,62 @@ impl Rows<'_> {
                 });
                 self.set(row, false);
             }
+            Write::PutWebhook(e) => {
+                let (id, json) = (e.id.to_string(), to_json(e)?);
+                record.push(&Op::Webhook {
+                    project: e.project_id.as_str(),
+                    id: &id,
+                    json: &json,
+                });
+                self.set(Row::Webhook(e.project_id.as_str().to_owned(), id), true);
+            }
+            Write::DeleteWebhook { project, id } => {
+                let id = id.to_string();
+                let row = Row::Webhook(project.as_str().to_owned(), id.clone());
+                if !self.exists(&row)? {
+                    return Err(StoreError::NotFound);
+                }
+                record.push(&Op::DeleteWebhook {
+                    project: project.as_str(),
+                    id: &id,
+                });
+                self.set(row, false);
+            }
+            Write::PutDelivery(d) => record.push(&DeliveryRow::new(d)?.op()),
             Write::Barrier => {}
         }
         Ok(())
+    }
+}
+
+/// A delivery encoded for the log.
+struct DeliveryRow<'a> {
+    delivery: &'a Delivery,
+    endpoint: String,
+    json: Vec<u8>,
+}
+
+impl<'a> DeliveryRow<'a> {
+    fn new(delivery: &'a Delivery) -> StoreResult<Self> {
+        Ok(Self {
+            delivery,
+            endpoint: delivery.endpoint_id.to_string(),
+            json: to_json(delivery)?,
+        })
+    }
+
+    fn op(&self) -> Op<'_> {
+        delivery_op(self.delivery, &self.endpoint, &self.json)
+    }
+}
+
+fn delivery_op<'a>(d: &'a Delivery, endpoint: &'a str, json: &'a [u8]) -> Op<'a> {
+    Op::Delivery {
+        project: d.project_id.as_str(),
+        endpoint,
+        id: &d.id,
+        due_ms: d.next_attempt_at.map(|at| at.timestamp_millis()),
+        json,
     }
 }
 
@@ -880,7 +957,7 @@ mod tests {
             seq: 7,
         };
         let mut record = RecordBuf::new(7);
-        let create = Write::CreateTicket(t.clone());
+        let create = Write::CreateTicket(t.clone(), Vec::new());
         assert!(rows.decide(&create, &mut record).is_ok());
         // The ticket is only in the overlay, yet a second create conflicts and an update finds it.
         assert!(matches!(

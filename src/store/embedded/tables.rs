@@ -1,6 +1,7 @@
 //! The embedded store's tables: their layout in redb, and the one place rows change.
 
 use fleety_actors::store::{StoreError, StoreResult};
+use fleety_actors::webhook::Delivery;
 use fleety_actors::MessageId;
 use redb::{ReadableTable, TableDefinition};
 
@@ -25,6 +26,16 @@ pub(super) const CHAT_TURNS: TableDefinition<(&str, &str, u64), &[u8]> =
 /// (project, article id) -> article JSON.
 pub(super) const ARTICLES: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("kb_articles");
+/// (project, endpoint id) -> webhook endpoint JSON.
+pub(super) const WEBHOOKS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("webhooks");
+/// (project, endpoint id, delivery id) -> delivery JSON. Ids grow with time, so a reverse scan
+/// lists an endpoint's newest deliveries first.
+pub(super) const DELIVERIES: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("webhook_deliveries");
+/// (due in ms, project, endpoint id, delivery id): the deliveries waiting for an attempt, soonest
+/// first. A delivery has an entry exactly while it has a due time.
+pub(super) const DELIVERIES_DUE: TableDefinition<(i64, &str, &str, &str), ()> =
+    TableDefinition::new("webhook_deliveries_due");
 /// The store's own bookkeeping.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest group a durable redb commit holds: replay starts after it.
@@ -60,6 +71,9 @@ pub(super) struct Tables<'t> {
     cursors: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     chat: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     articles: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    webhooks: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    deliveries: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
+    due: redb::Table<'t, (i64, &'static str, &'static str, &'static str), ()>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -74,6 +88,9 @@ impl<'t> Tables<'t> {
             cursors: txn.open_table(READ_CURSORS).map_err(internal)?,
             chat: txn.open_table(CHAT_TURNS).map_err(internal)?,
             articles: txn.open_table(ARTICLES).map_err(internal)?,
+            webhooks: txn.open_table(WEBHOOKS).map_err(internal)?,
+            deliveries: txn.open_table(DELIVERIES).map_err(internal)?,
+            due: txn.open_table(DELIVERIES_DUE).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
     }
@@ -158,6 +175,46 @@ impl<'t> Tables<'t> {
                     .remove((project, id))
                     .map_err(internal)?
                     .is_some());
+            }
+            Op::Webhook { project, id, json } => {
+                self.webhooks
+                    .insert((project, id), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteWebhook { project, id } => {
+                return Ok(self
+                    .webhooks
+                    .remove((project, id))
+                    .map_err(internal)?
+                    .is_some());
+            }
+            Op::Delivery {
+                project,
+                endpoint,
+                id,
+                due_ms,
+                json,
+            } => {
+                let key = (project, endpoint, id);
+                // The old due entry goes by the stored row, so replaying a record twice, or a
+                // caller's stale idea of when it was due, leaves no stray entry.
+                let old = self.deliveries.insert(key, json).map_err(internal)?;
+                let was_due = match old {
+                    Some(row) => from_json::<Delivery>(row.value())?
+                        .next_attempt_at
+                        .map(|at| at.timestamp_millis()),
+                    None => None,
+                };
+                if let Some(was) = was_due {
+                    self.due
+                        .remove((was, project, endpoint, id))
+                        .map_err(internal)?;
+                }
+                if let Some(due) = due_ms {
+                    self.due
+                        .insert((due, project, endpoint, id), ())
+                        .map_err(internal)?;
+                }
             }
         }
         Ok(true)

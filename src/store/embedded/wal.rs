@@ -74,6 +74,23 @@ pub enum Op<'a> {
         project: &'a str,
         id: &'a str,
     },
+    Webhook {
+        project: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    DeleteWebhook {
+        project: &'a str,
+        id: &'a str,
+    },
+    /// A delivery as now written, and when it is next due (`None` once settled).
+    Delivery {
+        project: &'a str,
+        endpoint: &'a str,
+        id: &'a str,
+        due_ms: Option<i64>,
+        json: &'a [u8],
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -182,6 +199,32 @@ impl RecordBuf {
                 put(b, project.as_bytes());
                 put(b, slug.as_bytes());
                 b.extend_from_slice(&ticks.to_le_bytes());
+                put(b, json);
+            }
+            Op::Webhook { project, id, json } => {
+                b.push(9);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteWebhook { project, id } => {
+                b.push(10);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+            }
+            Op::Delivery {
+                project,
+                endpoint,
+                id,
+                due_ms,
+                json,
+            } => {
+                b.push(11);
+                put(b, project.as_bytes());
+                put(b, endpoint.as_bytes());
+                put(b, id.as_bytes());
+                b.push(u8::from(due_ms.is_some()));
+                b.extend_from_slice(&due_ms.unwrap_or(0).to_le_bytes());
                 put(b, json);
             }
         }
@@ -451,6 +494,30 @@ impl<'a> Reader<'a> {
                 ticks: self.u64()?,
                 json: self.bytes()?,
             },
+            9 => Op::Webhook {
+                project: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            10 => Op::DeleteWebhook {
+                project: self.str()?,
+                id: self.str()?,
+            },
+            11 => Op::Delivery {
+                project: self.str()?,
+                endpoint: self.str()?,
+                id: self.str()?,
+                due_ms: {
+                    let present = *self.take(1)?.first()?;
+                    let due = self.u64()? as i64;
+                    match present {
+                        0 => None,
+                        1 => Some(due),
+                        _ => return None,
+                    }
+                },
+                json: self.bytes()?,
+            },
             _ => return None,
         })
     }
@@ -684,6 +751,29 @@ mod tests {
                 slug: "swift-bear-053",
                 ticks: 11,
                 json: b"{\"n\":1}",
+            },
+            Op::Webhook {
+                project: "p1",
+                id: "e",
+                json: b"{}",
+            },
+            Op::DeleteWebhook {
+                project: "p1",
+                id: "e",
+            },
+            Op::Delivery {
+                project: "p1",
+                endpoint: "e",
+                id: "msg_1",
+                due_ms: Some(-5),
+                json: b"{}",
+            },
+            Op::Delivery {
+                project: "p1",
+                endpoint: "e",
+                id: "msg_1",
+                due_ms: None,
+                json: b"{}",
             },
         ]
     }

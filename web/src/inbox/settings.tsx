@@ -163,39 +163,72 @@ function Webhooks({ api }: { api: Api }) {
 
 function Deliveries({ api, hook }: { api: Api; hook: Webhook }) {
   const [rows, setRows] = useState<Delivery[]>([]);
-  const load = () => api.deliveries(hook.id).then((d) => setRows(d.deliveries), () => undefined);
+  const [error, setError] = useState<string>();
+  const load = () =>
+    api.deliveries(hook.id).then(
+      (d) => {
+        setRows(d.deliveries);
+        setError(undefined);
+      },
+      (e) => setError((e as Error).message),
+    );
   useEffect(() => {
     void load();
   }, [hook.id]);
+  const replay = (d: Delivery) =>
+    api.replay(hook.id, d.id).then(load, (e) => setError((e as Error).message));
   return (
-    <table class="deliveries">
-      <caption class="visually-hidden">Deliveries to {hook.url}</caption>
-      <thead>
-        <tr>
-          <th>Event</th>
-          <th>Status</th>
-          <th>Attempts</th>
-          <th>Last answer</th>
-          <th>
-            <span class="visually-hidden">Replay</span>
-          </th>
-        </tr>
-      </thead>
-      <tbody>
-        {rows.map((d) => (
-          <tr key={d.id}>
-            <td>{d.event_type}</td>
-            <td>{d.status}</td>
-            <td>{d.attempts}</td>
-            <td>{d.last_status ?? d.last_error ?? "—"}</td>
-            <td>
-              <button type="button" onClick={() => void api.replay(hook.id, d.id).then(load)}>
-                Replay
-              </button>
-            </td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+    <div class="log">
+      <div class="log-bar">
+        <button type="button" onClick={() => void load()}>
+          Refresh
+        </button>
+        {error && (
+          <span class="error" role="alert">
+            {error}
+          </span>
+        )}
+      </div>
+      {rows.length === 0 ? (
+        <p class="hint">Nothing sent yet.</p>
+      ) : (
+        <table class="deliveries">
+          <caption class="visually-hidden">Deliveries to {hook.url}</caption>
+          <thead>
+            <tr>
+              <th>When</th>
+              <th>Event</th>
+              <th>Status</th>
+              <th>Attempts</th>
+              <th>Last answer</th>
+              <th>
+                <span class="visually-hidden">Replay</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((d) => (
+              <tr key={d.id} class={`delivery ${d.status}`}>
+                <td>
+                  <time dateTime={d.created_at}>{new Date(d.created_at).toLocaleString()}</time>
+                </td>
+                <td>{d.event_type}</td>
+                <td>
+                  {d.status}
+                  {d.status === "pending" && d.next_attempt_at ? ` (next ${new Date(d.next_attempt_at).toLocaleTimeString()})` : ""}
+                </td>
+                <td>{d.attempts}</td>
+                <td>{d.last_status ?? d.last_error ?? "—"}</td>
+                <td>
+                  <button type="button" onClick={() => void replay(d)} aria-label={`Replay ${d.event_type} ${d.id}`}>
+                    Replay
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
   );
 }

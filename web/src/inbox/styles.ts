@@ -84,6 +84,7 @@ fieldset { border: 1px solid var(--line); border-radius: 8px; display: flex; fle
 .hook-row { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }
 .hook-row .url { font-family: ui-monospace, monospace; font-weight: 600; }
 .secret code { background: var(--note); padding: 2px 6px; border-radius: 4px; word-break: break-all; }
+.log-bar { display: flex; gap: 8px; align-items: center; margin-top: 6px; }
 .deliveries { width: 100%; border-collapse: collapse; margin-top: 6px; font-size: 13px; }
 .deliveries th, .deliveries td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); }
 @media (max-width: 760px) {
