@@ -48,6 +48,7 @@ pub const NAMES: &[&str] = &[
     "fleety_llm_errors_total",
     "fleety_rate_limited_total",
     "fleety_chat_quota_refusals_total",
+    "fleety_webhook_attempts_total",
 ];
 
 /// The process's recorder, installed on first use.

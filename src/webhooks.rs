@@ -9,7 +9,7 @@
 //! each dispatcher claims an attempt in the store before sending it, so only one sends it; an
 //! attempt whose dispatcher died is claimed again once its claim runs out.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +33,11 @@ const ROUND: usize = 64;
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// How often endpoints changed through other nodes are picked up.
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// How long attempts under way may take to finish when the server stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How often deliveries past the log's retention are deleted, and how many per batch.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_BATCH: usize = 1000;
 /// Time to open a connection (and TLS) to a receiver.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest URL an endpoint may have.
@@ -205,7 +210,7 @@ pub struct Dispatcher {
     claim_for: chrono::TimeDelta,
     /// Deliveries being tried, so a round that reads one again before its outcome is written
     /// leaves it alone.
-    in_flight: Mutex<HashSet<String>>,
+    in_flight: Mutex<HashMap<String, Delivery>>,
 }
 
 impl Dispatcher {
@@ -233,7 +238,7 @@ impl Dispatcher {
                     + CONNECT_TIMEOUT.as_secs() as i64
                     + 10,
             ),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -247,13 +252,16 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Sends due deliveries until `shutdown`; attempts still running then are abandoned and
-    /// sent again after a restart (their outcome was never written).
+    /// Sends due deliveries until `shutdown`. Attempts still running then get a moment to
+    /// finish; the rest are abandoned and their claims given back, so another node, or this
+    /// one after a restart, sends them at once (their outcome was never written).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tasks = JoinSet::new();
         let mut refresh = tokio::time::interval(REFRESH_EVERY);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.tick().await;
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next = tokio::time::Instant::now();
         // After a wake-up the new deliveries may still be on their way to the store: look
         // again shortly after, once.
@@ -267,6 +275,7 @@ impl Dispatcher {
                         tracing::warn!(error = %e, "refreshing webhook endpoints failed");
                     }
                 }
+                _ = prune.tick() => self.prune().await,
                 () = self.hooks.made() => {
                     let soon = tokio::time::Instant::now() + Duration::from_millis(20);
                     next = next.min(soon);
@@ -282,7 +291,31 @@ impl Dispatcher {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
+        let finish = async { while tasks.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, finish).await;
         tasks.shutdown().await;
+        let abandoned: Vec<Delivery> = lock(&self.in_flight).drain().map(|(_, d)| d).collect();
+        for d in abandoned {
+            // Written back as it was read: that ends the claim and changes nothing else.
+            if let Err(e) = self.store.put_delivery(&d, d.next_attempt_at).await {
+                tracing::warn!(error = %e, "giving back a webhook claim failed; it runs out by itself");
+            }
+        }
+    }
+
+    /// Deletes deliveries past the log's retention, a batch at a time.
+    async fn prune(&self) {
+        let before = self.clock.now() - fleety_actors::webhook::LOG_RETENTION;
+        loop {
+            match self.store.prune_deliveries(before, PRUNE_BATCH).await {
+                Ok(n) if n == PRUNE_BATCH => tokio::task::yield_now().await,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning the webhook delivery log failed");
+                    return;
+                }
+            }
+        }
     }
 
     /// Reads what is due and starts an attempt for each delivery not already being tried, as
@@ -302,8 +335,12 @@ impl Dispatcher {
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 break;
             };
-            if !lock(&self.in_flight).insert(d.id.clone()) {
-                continue;
+            {
+                let mut in_flight = lock(&self.in_flight);
+                if in_flight.contains_key(&d.id) {
+                    continue;
+                }
+                in_flight.insert(d.id.clone(), d.clone());
             }
             let me = self.clone();
             tasks.spawn(async move {

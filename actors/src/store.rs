@@ -301,6 +301,11 @@ pub trait WebhookStore: Send + Sync + 'static {
         endpoint: uuid::Uuid,
         id: &str,
     ) -> StoreResult<Option<Delivery>>;
+    /// Deletes up to `limit` deliveries made before `before` (long settled: the log keeps
+    /// [`crate::webhook::LOG_RETENTION`]), with their due entries; how many it deleted. A
+    /// backend whose rows expire on their own (CQL, by TTL from `created_at`) deletes none and
+    /// never returns such a row.
+    async fn prune_deliveries(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<usize>;
     /// Claims the attempt of `delivery` that is due at its `next_attempt_at`, until `until`, so
     /// that of several dispatchers on one store only one sends it. False if another claim holds
     /// it, or if the delivery has moved on since it was read (another dispatcher tried it).

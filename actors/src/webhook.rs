@@ -19,6 +19,9 @@ use uuid::Uuid;
 use crate::domain::ProjectId;
 use crate::FastMap;
 
+/// How long a delivery stays in its endpoint's log: long after its last retry.
+pub const LOG_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
 /// What a webhook can announce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
@@ -132,17 +135,34 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
 }
 
-/// Microseconds for a new delivery id: never below the last one this process gave, so deliveries
-/// made in the same microsecond still list in the order they were made.
+/// The smallest delivery id made at `at` or later: ids sort by when they were made.
+pub fn first_id_at(at: DateTime<Utc>) -> String {
+    format!(
+        "msg_{:016x}",
+        u64::try_from(at.timestamp_micros()).unwrap_or(0)
+    )
+}
+
+/// Microseconds for a new delivery id: its time, nudged past the last id this process gave
+/// when that is the same or a little later, so deliveries made together still list in the order
+/// they were made. A time well before the last (a delivery dated back on purpose) is kept.
 fn id_micros(now: DateTime<Utc>) -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
+    const NUDGE_WITHIN: u64 = 1_000_000;
     let now = u64::try_from(now.timestamp_micros()).unwrap_or(0);
+    let pick = |last: u64| {
+        if now > last || last - now > NUDGE_WITHIN {
+            now
+        } else {
+            last + 1
+        }
+    };
     let prev = LAST
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
-            Some(now.max(last + 1))
+            Some(pick(last).max(last))
         })
         .unwrap_or(0);
-    now.max(prev + 1)
+    pick(prev)
 }
 
 impl Delivery {

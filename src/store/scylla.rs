@@ -1371,6 +1371,11 @@ impl WebhookStore for ScyllaStore {
         timed("scylla", "get_delivery", row).await
     }
 
+    /// Rows expire by TTL, counted from the delivery's `created_at` (see `put_delivery_rows`).
+    async fn prune_deliveries(&self, _before: DateTime<Utc>, _limit: usize) -> StoreResult<usize> {
+        Ok(0)
+    }
+
     async fn claim_delivery(
         &self,
         delivery: &Delivery,

@@ -174,15 +174,17 @@ fn verified(secret: &str, r: &Received) -> Value {
     serde_json::from_str(&r.body).unwrap()
 }
 
-/// A server with its own store. On CQL, test servers otherwise share a keyspace, and every
-/// dispatcher on a keyspace sends what is due there, with its own settings: another test's
-/// server would send this test's deliveries.
+/// The webhook tests run one at a time: on CQL they share a keyspace of their own, and every
+/// dispatcher on a keyspace sends what is due there, with its own settings, so another test's
+/// server would send this test's deliveries. (Each test's server stops with its runtime.)
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A server whose store no other test's dispatcher reads (see [`ONE_AT_A_TIME`]).
 async fn isolated(change: impl FnOnce(&mut fleety::config::Settings)) -> TestApp {
     let mut options = Options::default();
     change(&mut options.settings);
     if cql_backend() {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        options.keyspace = Some(format!("fleety_hooks_{}", &id[..12]));
+        options.keyspace = Some(format!("fleety_hooks_{}", std::process::id()));
     }
     spawn_with(options).await
 }
@@ -247,6 +249,7 @@ async fn endpoint(app: &TestApp, hook: &str) -> Value {
 
 #[tokio::test]
 async fn endpoints_are_managed_over_the_api_and_the_secret_is_shown_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let app = isolated(|_| {}).await;
     let resp = app
         .admin_post(
@@ -362,6 +365,7 @@ async fn endpoints_are_managed_over_the_api_and_the_secret_is_shown_once() {
 
 #[tokio::test]
 async fn every_event_arrives_signed_as_the_specification_says() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let receiver = Receiver::start().await;
     let app = app_with_schedule("5s").await;
     let all = [
@@ -431,6 +435,7 @@ async fn every_event_arrives_signed_as_the_specification_says() {
 
 #[tokio::test]
 async fn a_failed_delivery_is_retried_with_its_id_until_it_lands_and_retry_after_is_honoured() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let receiver = Receiver::start().await;
     let app = app_with_schedule("100ms,100ms,100ms").await;
     let (hook, secret) = register(&app, &receiver.url, &["ticket.created"]).await;
@@ -457,6 +462,7 @@ async fn a_failed_delivery_is_retried_with_its_id_until_it_lands_and_retry_after
 
 #[tokio::test]
 async fn an_endpoint_that_keeps_failing_is_disabled_and_a_replay_sends_again() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let receiver = Receiver::start().await;
     receiver.answer_always(Answer::status(500));
     let app = app_with_schedule("50ms,50ms").await;
@@ -509,6 +515,7 @@ async fn an_endpoint_that_keeps_failing_is_disabled_and_a_replay_sends_again() {
 
 #[tokio::test]
 async fn a_receiver_that_answers_410_is_turned_off_at_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let receiver = Receiver::start().await;
     receiver.answer_always(Answer::status(410));
     let app = app_with_schedule("50ms,50ms,50ms").await;
@@ -523,6 +530,7 @@ async fn a_receiver_that_answers_410_is_turned_off_at_once() {
 
 #[tokio::test]
 async fn redirects_are_not_followed_and_a_silent_receiver_times_out() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let target = Receiver::start().await;
     let receiver = Receiver::start().await;
     receiver.answer_always(Answer {
@@ -556,6 +564,7 @@ async fn redirects_are_not_followed_and_a_silent_receiver_times_out() {
 
 #[tokio::test]
 async fn an_internal_address_is_never_called_unless_the_operator_allows_it() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let receiver = Receiver::start().await;
     let app = isolated(|s| s.webhooks.retry_schedule = "1h".into()).await;
     // Registered while private addresses were allowed (or through another node's settings):
@@ -592,6 +601,7 @@ async fn an_internal_address_is_never_called_unless_the_operator_allows_it() {
 
 #[tokio::test]
 async fn deliveries_owed_when_the_server_stops_are_sent_after_it_restarts() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let receiver = Receiver::start().await;
     receiver.answer_always(Answer::status(500));
     let app = app_with_schedule("200ms,1s,1s,1s,1s,1s").await;

@@ -43,6 +43,7 @@ macro_rules! store_conformance_tests {
             deliveries_come_due_in_order_and_move_when_rescheduled,
             deliveries_ride_with_the_changes_they_announce,
             a_delivery_is_claimed_by_one_dispatcher_at_a_time,
+            deliveries_past_the_retention_leave_the_log,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1004,4 +1005,36 @@ pub async fn a_delivery_is_claimed_by_one_dispatcher_at_a_time(store: Arc<dyn St
     assert!(store.claim_delivery(&retried, now, until).await.unwrap());
     let unknown = delivery(&e, 1, now);
     assert!(!store.claim_delivery(&unknown, now, until).await.unwrap());
+}
+
+pub async fn deliveries_past_the_retention_leave_the_log(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let e = endpoint(&p.id, "https://a.example/hook");
+    store.put_endpoint(&e).await.unwrap();
+    let now = now_millis();
+    let mut old = delivery(
+        &e,
+        0,
+        now - crate::webhook::LOG_RETENTION - Duration::days(1),
+    );
+    old.status = crate::webhook::DeliveryStatus::Succeeded;
+    old.next_attempt_at = None;
+    let recent = delivery(&e, 1, now - Duration::days(2));
+    store.put_delivery(&old, None).await.unwrap();
+    store.put_delivery(&recent, None).await.unwrap();
+    // Other cases' deliveries share the store: prune until nothing old is left.
+    while store
+        .prune_deliveries(now - crate::webhook::LOG_RETENTION, 1000)
+        .await
+        .unwrap()
+        == 1000
+    {}
+    let log = store.list_deliveries(&p.id, e.id, 10).await.unwrap();
+    assert_eq!(log, vec![recent.clone()]);
+    assert_eq!(
+        store.get_delivery(&p.id, e.id, &old.id).await.unwrap(),
+        None
+    );
+    let due = store.due_deliveries(now, 10_000).await.unwrap();
+    assert!(due.iter().any(|d| d.id == recent.id));
 }

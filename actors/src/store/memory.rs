@@ -423,6 +423,21 @@ impl WebhookStore for MemoryStore {
         Ok(())
     }
 
+    async fn prune_deliveries(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
+        let mut data = lock(&self.data);
+        let old: Vec<_> = data
+            .deliveries
+            .iter()
+            .filter(|(_, d)| d.created_at < before)
+            .map(|(k, _)| k.clone())
+            .take(limit)
+            .collect();
+        for k in &old {
+            data.deliveries.remove(k);
+        }
+        Ok(old.len())
+    }
+
     async fn claim_delivery(
         &self,
         delivery: &Delivery,

@@ -643,6 +643,39 @@ impl WebhookStore for EmbeddedStore {
         Ok(())
     }
 
+    /// Ids grow with time, so each endpoint's old deliveries are the first rows of its range;
+    /// the scan still reads every key once, which is why it runs in batches, rarely.
+    async fn prune_deliveries(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreResult<usize> {
+        let cutoff = fleety_actors::webhook::first_id_at(before);
+        let keys = self
+            .read("prune_deliveries", move |txn| {
+                let table = txn.open_table(DELIVERIES).map_err(internal)?;
+                let mut out = Vec::new();
+                for row in table.iter().map_err(internal)? {
+                    let (k, _) = row.map_err(internal)?;
+                    let (p, e, id) = k.value();
+                    if id < cutoff.as_str() {
+                        out.push((p.to_owned(), e.to_owned(), id.to_owned()));
+                        if out.len() == limit {
+                            break;
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let n = keys.len();
+        if n > 0 {
+            self.write("prune_deliveries", Write::DeleteDeliveries(keys))
+                .await?;
+        }
+        Ok(n)
+    }
+
     async fn claim_delivery(
         &self,
         delivery: &Delivery,

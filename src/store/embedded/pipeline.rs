@@ -105,6 +105,8 @@ pub(super) enum Write {
         id: uuid::Uuid,
     },
     PutDelivery(Delivery),
+    /// Deliveries past the log's retention: (project, endpoint, delivery id).
+    DeleteDeliveries(Vec<(String, String, String)>),
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
 }
@@ -592,6 +594,15 @@ impl Rows<'_> {
                 self.set(row, false);
             }
             Write::PutDelivery(d) => record.push(&DeliveryRow::new(d)?.op()),
+            Write::DeleteDeliveries(keys) => {
+                for (project, endpoint, id) in keys {
+                    record.push(&Op::DeleteDelivery {
+                        project,
+                        endpoint,
+                        id,
+                    });
+                }
+            }
             Write::Barrier => {}
         }
         Ok(())

@@ -188,6 +188,24 @@ impl<'t> Tables<'t> {
                     .map_err(internal)?
                     .is_some());
             }
+            Op::DeleteDelivery {
+                project,
+                endpoint,
+                id,
+            } => {
+                let Some(old) = self
+                    .deliveries
+                    .remove((project, endpoint, id))
+                    .map_err(internal)?
+                else {
+                    return Ok(false);
+                };
+                let old = from_json::<Delivery>(old.value())?;
+                if let Some(at) = old.next_attempt_at {
+                    let due = (at.timestamp_millis(), project, endpoint, id);
+                    self.due.remove(due).map_err(internal)?;
+                }
+            }
             Op::Delivery {
                 project,
                 endpoint,

@@ -83,6 +83,12 @@ pub enum Op<'a> {
         project: &'a str,
         id: &'a str,
     },
+    /// A delivery past the log's retention, removed with its due entry.
+    DeleteDelivery {
+        project: &'a str,
+        endpoint: &'a str,
+        id: &'a str,
+    },
     /// A delivery as now written, and when it is next due (`None` once settled).
     Delivery {
         project: &'a str,
@@ -226,6 +232,16 @@ impl RecordBuf {
                 b.push(u8::from(due_ms.is_some()));
                 b.extend_from_slice(&due_ms.unwrap_or(0).to_le_bytes());
                 put(b, json);
+            }
+            Op::DeleteDelivery {
+                project,
+                endpoint,
+                id,
+            } => {
+                b.push(12);
+                put(b, project.as_bytes());
+                put(b, endpoint.as_bytes());
+                put(b, id.as_bytes());
             }
         }
     }
@@ -518,6 +534,11 @@ impl<'a> Reader<'a> {
                 },
                 json: self.bytes()?,
             },
+            12 => Op::DeleteDelivery {
+                project: self.str()?,
+                endpoint: self.str()?,
+                id: self.str()?,
+            },
             _ => return None,
         })
     }
@@ -774,6 +795,11 @@ mod tests {
                 id: "msg_1",
                 due_ms: None,
                 json: b"{}",
+            },
+            Op::DeleteDelivery {
+                project: "p1",
+                endpoint: "e",
+                id: "msg_1",
             },
         ]
     }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::ProjectId;
 use fleety_actors::store::{StoreError, StoreResult};
-use fleety_actors::webhook::{Delivery, DeliveryStatus, Endpoint, EventType};
+use fleety_actors::webhook::{Delivery, DeliveryStatus, Endpoint, EventType, LOG_RETENTION};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
@@ -49,7 +49,7 @@ impl WebhookStatements {
             delete_endpoint: p(format!("DELETE FROM {ks}.webhook_endpoints WHERE project_id = ? AND endpoint_id = ?")).await?,
             select_endpoints: p(format!("SELECT {ENDPOINT_COLS} FROM {ks}.webhook_endpoints WHERE project_id = ?")).await?,
             select_all_endpoints: p(format!("SELECT {ENDPOINT_COLS} FROM {ks}.webhook_endpoints")).await?,
-            upsert_delivery: p(format!("INSERT INTO {ks}.webhook_deliveries ({DELIVERY_WRITE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
+            upsert_delivery: p(format!("INSERT INTO {ks}.webhook_deliveries ({DELIVERY_WRITE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?")).await?,
             select_delivery: p(format!("SELECT {DELIVERY_COLS} FROM {ks}.webhook_deliveries WHERE project_id = ? AND endpoint_id = ? AND delivery_id = ?")).await?,
             select_deliveries: p(format!("SELECT {DELIVERY_COLS} FROM {ks}.webhook_deliveries WHERE project_id = ? AND endpoint_id = ? LIMIT ?")).await?,
             delete_delivery: p(format!("DELETE FROM {ks}.webhook_deliveries WHERE project_id = ? AND endpoint_id = ? AND delivery_id = ?")).await?,
@@ -191,12 +191,18 @@ impl ScyllaStore {
     }
 
     /// The row first, then its new due entry, then the old one's removal: a crash in between
-    /// leaves at worst an entry naming a delivery no longer due then, which reads skip.
+    /// leaves at worst an entry naming a delivery no longer due then, which reads skip. The
+    /// row expires [`LOG_RETENTION`] after the delivery was made; one already past it is not
+    /// written.
     pub(super) async fn put_delivery_rows(
         &self,
         d: &Delivery,
         was_due: Option<DateTime<Utc>>,
     ) -> StoreResult<()> {
+        let left = (d.created_at + LOG_RETENTION - Utc::now()).num_seconds();
+        let Ok(ttl @ 1..) = i32::try_from(left) else {
+            return Ok(());
+        };
         let values = (
             d.project_id.as_str(),
             d.endpoint_id,
@@ -210,6 +216,7 @@ impl ScyllaStore {
             d.last_error.as_deref(),
             d.created_at,
             DateTime::<Utc>::UNIX_EPOCH,
+            ttl,
         );
         self.session
             .execute_unpaged(&self.wh.upsert_delivery, values)
