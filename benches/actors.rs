@@ -247,6 +247,7 @@ fn fanout(c: &mut Criterion) {
                 feeds: ProjectFeeds::default(),
                 hooks: Default::default(),
                 config,
+                cluster: None,
             },
             None,
         ))

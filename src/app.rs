@@ -30,6 +30,8 @@ pub struct Application {
     /// Flushed once everything has stopped.
     store: Arc<dyn Store>,
     webhooks: Arc<crate::webhooks::Dispatcher>,
+    /// Set when several nodes serve the same tickets.
+    cluster: Option<crate::cluster::NatsCluster>,
 }
 
 /// The demo project created on first start, so the server is usable at once.
@@ -98,6 +100,17 @@ impl Application {
             &settings.webhooks,
         )?;
         webhooks.load_endpoints().await?;
+        let cluster = match settings.cluster.enabled() {
+            false => None,
+            true => Some(
+                crate::cluster::NatsCluster::connect(
+                    &settings.cluster,
+                    store.clone(),
+                    ticket_config.call_timeout,
+                )
+                .await?,
+            ),
+        };
         let system = System::start(RootArgs {
             store: store.clone(),
             clock: clock.clone(),
@@ -106,6 +119,7 @@ impl Application {
             kb: KbConfig::default(),
             chat: chat_config,
             hooks,
+            cluster: cluster.as_ref().map(|c| c.port()),
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the actor system: {e}"))?;
@@ -150,6 +164,7 @@ impl Application {
             ctx: Arc::new(ctx),
             store,
             webhooks,
+            cluster,
         })
     }
 
@@ -223,9 +238,19 @@ impl Application {
             tokio::spawn(crate::server::serve_metrics(listener, ctx.shutdown.clone()));
         }
         let webhooks = tokio::spawn(self.webhooks.run(ctx.shutdown.clone()));
+        if let Some(cluster) = &self.cluster {
+            let tickets = ctx.system.tickets.clone();
+            cluster
+                .serve(tickets, ctx.shutdown.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot subscribe to the cluster's subjects: {e}"))?;
+        }
         crate::server::serve(self.listener, ctx.clone()).await;
         let _ = webhooks.await;
         ctx.system.stop().await;
+        if let Some(cluster) = &self.cluster {
+            cluster.release_all().await;
+        }
         self.store
             .flush()
             .await

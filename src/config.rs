@@ -183,6 +183,10 @@ pub const NAMES: &[(&str, &str)] = &[
     ("webhook_retry_schedule", "webhooks.retry_schedule"),
     ("webhook_timeout_secs", "webhooks.timeout_secs"),
     ("webhook_concurrency", "webhooks.concurrency"),
+    ("cluster_nats_url", "cluster.nats_url"),
+    ("cluster_node_id", "cluster.node_id"),
+    ("cluster_lease_ttl_secs", "cluster.lease_ttl_secs"),
+    ("cluster_replicas", "cluster.replicas"),
     ("demo", "demo.enabled"),
     ("demo_project_id", "demo.project_id"),
 ];
@@ -219,6 +223,7 @@ pub struct Settings {
     pub chat: ChatSettings,
     pub tickets: TicketSettings,
     pub webhooks: WebhookSettings,
+    pub cluster: ClusterSettings,
     pub demo: DemoSettings,
 }
 
@@ -330,6 +335,28 @@ pub struct WebhookSettings {
     pub concurrency: usize,
 }
 
+/// Several nodes serving the same tickets, coordinated through NATS JetStream. Off (one node)
+/// while `nats_url` is empty.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// NATS servers, comma separated (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`).
+    pub nats_url: String,
+    /// This node's name among the nodes (letters, digits, `_` and `-`); drawn at start when
+    /// empty.
+    pub node_id: String,
+    /// How long a ticket stays with a node that stopped renewing its hold on it.
+    pub lease_ttl_secs: u64,
+    /// Copies JetStream keeps of the tickets' log and the leases (1, 3 or 5).
+    pub replicas: usize,
+}
+
+impl ClusterSettings {
+    pub fn enabled(&self) -> bool {
+        !self.nats_url.trim().is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoSettings {
@@ -410,6 +437,12 @@ impl Default for Settings {
                 retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
                 timeout_secs: 15,
                 concurrency: 16,
+            },
+            cluster: ClusterSettings {
+                nats_url: String::new(),
+                node_id: String::new(),
+                lease_ttl_secs: 6,
+                replicas: 3,
             },
             demo: DemoSettings {
                 enabled: true,
@@ -513,6 +546,28 @@ impl Settings {
         ];
         if let Some((place, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(invalid(place, "must be greater than 0"));
+        }
+        let cluster = &self.cluster;
+        if cluster.enabled() {
+            if store.backend != StorageBackend::Scylla {
+                let why = "several nodes share one store: set FLEETY_STORAGE=scylla";
+                return Err(invalid("cluster.nats_url", why));
+            }
+            if cluster.lease_ttl_secs < 2 {
+                return Err(invalid("cluster.lease_ttl_secs", "must be at least 2"));
+            }
+            if ![1, 3, 5].contains(&cluster.replicas) {
+                return Err(invalid("cluster.replicas", "must be 1, 3 or 5"));
+            }
+            let name_ok = cluster.node_id.len() <= 64
+                && cluster
+                    .node_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !name_ok {
+                let why = "must be up to 64 letters, digits, '_' or '-'";
+                return Err(invalid("cluster.node_id", why));
+            }
         }
         if let Err(why) = RetrySchedule::parse(&self.webhooks.retry_schedule) {
             return Err(invalid("webhooks.retry_schedule", why));
@@ -655,6 +710,35 @@ mod flag {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_nodes_need_the_shared_store_and_sound_leases() {
+        let cluster = [("cluster_nats_url", "nats://127.0.0.1:4222")];
+        let alone = with(&cluster).unwrap_err();
+        assert!(
+            alone.contains("FLEETY_CLUSTER_NATS_URL") && alone.contains("scylla"),
+            "{alone}"
+        );
+        let shared = [cluster[0], ("storage", "scylla")];
+        let settings = with(&shared).expect("a cluster on the CQL store");
+        assert!(settings.cluster.enabled());
+        assert!(
+            !Settings::default().cluster.enabled(),
+            "one node by default"
+        );
+        for (name, value, flat) in [
+            ("cluster_replicas", "2", "FLEETY_CLUSTER_REPLICAS"),
+            (
+                "cluster_lease_ttl_secs",
+                "1",
+                "FLEETY_CLUSTER_LEASE_TTL_SECS",
+            ),
+            ("cluster_node_id", "node.one", "FLEETY_CLUSTER_NODE_ID"),
+        ] {
+            let error = with(&[shared[0], shared[1], (name, value)]).unwrap_err();
+            assert!(error.contains(flat), "{name}={value}: {error}");
+        }
+    }
 
     fn with(pairs: &[(&str, &str)]) -> Result<Settings, String> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));

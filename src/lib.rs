@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod chat_client;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;

@@ -39,6 +39,8 @@ pub struct RootArgs {
     pub chat: ChatConfig,
     /// Every project's webhook endpoints; the server fills it from the store at start.
     pub hooks: Hooks,
+    /// Set when several nodes serve the same tickets.
+    pub cluster: Option<Arc<dyn crate::ticket::Cluster>>,
 }
 
 impl System {
@@ -51,6 +53,7 @@ impl System {
             feeds: feeds.clone(),
             hooks: args.hooks.clone(),
             config: args.tickets,
+            cluster: args.cluster,
         };
         let (tickets, _) = Tickets::start(setup, Some(root.get_cell())).await?;
         let kb = KnowledgeBases::start(args.store.clone(), args.kb, Some(root.get_cell())).await?;

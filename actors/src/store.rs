@@ -164,8 +164,10 @@ impl MessageRange {
     }
 }
 
-/// One change to a ticket, as the ticket's actor batches them.
-#[derive(Debug, Clone)]
+/// One change to a ticket, as the ticket's actor batches them. Serializable because, with
+/// several nodes, a batch travels in the ticket's log before it reaches the store.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum TicketWrite {
     Message(Message),
     /// The ticket's fields after a status change.

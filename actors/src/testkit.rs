@@ -76,6 +76,7 @@ pub async fn kit_with(tickets: TicketConfig, kb: KbConfig, chat: ChatConfig) -> 
         kb,
         chat,
         hooks: Default::default(),
+        cluster: None,
     })
     .await
     .unwrap();

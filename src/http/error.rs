@@ -98,6 +98,15 @@ impl From<TicketError> for ApiError {
                 tracing::warn!(%cause, "ticket unavailable");
                 ApiError::unavailable()
             }
+            // The ticket moved between nodes for longer than a request waits.
+            TicketError::Elsewhere(node) | TicketError::Unreachable(node) => {
+                tracing::warn!(%node, "ticket unavailable: its node did not answer in time");
+                ApiError::unavailable()
+            }
+            TicketError::Moved => {
+                tracing::warn!("ticket unavailable: it kept moving between nodes");
+                ApiError::unavailable()
+            }
             TicketError::Internal(cause) => ApiError::internal(cause),
         }
     }

@@ -295,6 +295,7 @@ async fn relay_ticket_events(
         replay,
         mut events,
         mut cut_off,
+        mut skip_through,
         ..
     } = subscription;
     unless_cut(&cut_off, send_frame(socket, limit, &subscribed)).await?;
@@ -310,6 +311,8 @@ async fn relay_ticket_events(
     loop {
         tokio::select! {
             event = events.recv() => match event {
+                // With several nodes, events the replay already covered come through too.
+                Some(event) if event.seq.is_some_and(|s| s <= skip_through) => {}
                 Some(event) => {
                     // Everything already queued goes out in one write: under load a socket
                     // wakes to several events, and a syscall per frame is most of the cost.
@@ -320,7 +323,8 @@ async fn relay_ticket_events(
                         event.frame
                     };
                     let first = seen(event);
-                    let more = || events.try_recv().ok().map(&mut seen);
+                    let fresh = |e: &Event| e.seq.is_none_or(|s| s > skip_through);
+                    let more = || events.try_recv().ok().filter(fresh).map(&mut seen);
                     unless_cut(&cut_off, send_frames(socket, limit, first, more)).await?;
                 }
                 None if cut_off.is_cut() => return Err(Stop::Blocked),
@@ -339,6 +343,7 @@ async fn relay_ticket_events(
                     };
                     events = next.events;
                     cut_off = next.cut_off;
+                    skip_through = next.skip_through;
                     // A fresh `subscribed` tells the client the ticket's current status,
                     // which may have changed while it was being restarted.
                     unless_cut(&cut_off, send_frame(socket, limit, &next.subscribed)).await?;

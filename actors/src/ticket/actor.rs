@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::cluster::{Claim, LogBatch, LogEvent};
 use super::idempotency::{self, Retry};
 use super::subscribers::{CutOff, Event, Subscribers};
 use super::writes::{Landed, WriteQueue};
@@ -65,6 +66,13 @@ pub enum TicketMsg {
         content: MessageBody,
         reply: RpcReplyPort<Result<Note, TicketError>>,
     },
+    /// What a subscriber on any node starts from: the `subscribed` frame, the messages after
+    /// `since`, the newest message id, and the position in the ticket's log all that is
+    /// complete up to. With several nodes.
+    Replay {
+        since: Option<MessageId>,
+        reply: RpcReplyPort<Result<Snapshot, TicketError>>,
+    },
     /// Join the ticket's realtime events, optionally replaying messages after `since`.
     Subscribe {
         since: Option<MessageId>,
@@ -94,6 +102,7 @@ impl TicketMsg {
             TicketMsg::Assign { .. } => "assign",
             TicketMsg::AddNote { .. } => "add_note",
             TicketMsg::Subscribe { .. } => "subscribe",
+            TicketMsg::Replay { .. } => "replay",
             TicketMsg::Typing { .. } => "typing",
             TicketMsg::Persisted => "persisted",
             TicketMsg::Tick => "tick",
@@ -104,11 +113,14 @@ impl TicketMsg {
 }
 
 /// A page of a ticket's messages: the newest `limit` before `before`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct MessagePage {
     pub limit: usize,
     pub before: Option<MessageId>,
 }
+
+/// What [`TicketMsg::Replay`] answers.
+pub type Snapshot = (Bytes, Replay, Option<MessageId>, u64);
 
 /// What a subscriber gets back from [`TicketMsg::Subscribe`].
 pub struct Subscription {
@@ -122,6 +134,9 @@ pub struct Subscription {
     pub cut_off: Arc<CutOff>,
     /// The newest durable message when the subscription began: live events come after it.
     pub last_message_id: Option<MessageId>,
+    /// Live events from log entries up to this position are in the replay already (several
+    /// nodes); 0 otherwise.
+    pub skip_through: u64,
 }
 
 /// Messages replayed to one socket at most; a client further behind reloads with GET.
@@ -192,6 +207,8 @@ pub struct TicketArgs {
     pub ticket: Ticket,
     pub deps: TicketDeps,
     pub(crate) lease: WriterLease,
+    /// With several nodes: this node's hold on the ticket.
+    pub(crate) claim: Option<Arc<dyn Claim>>,
 }
 
 pub struct TicketState {
@@ -212,6 +229,11 @@ pub struct TicketState {
     /// The encoded full ticket, reused by every GET until something changes.
     view_cache: Option<Bytes>,
     last_activity: Instant,
+    /// With several nodes: this node's hold on the ticket, through which every batch is
+    /// appended to the ticket's log before it goes to the store.
+    claim: Option<Arc<dyn Claim>>,
+    /// The position in the ticket's log of the last batch applied to this state.
+    through: u64,
 }
 
 impl Actor for TicketActor {
@@ -229,6 +251,7 @@ impl Actor for TicketActor {
             ticket,
             deps,
             lease,
+            claim,
         } = args;
         let cap = deps.config.recent_messages;
         let store = &deps.store;
@@ -268,6 +291,8 @@ impl Actor for TicketActor {
             writes,
             view_cache: None,
             last_activity: Instant::now(),
+            through: claim.as_ref().map_or(0, |c| c.last()),
+            claim,
             deps,
         })
     }
@@ -302,6 +327,7 @@ impl Actor for TicketActor {
                 reply,
             } => state.add_note(author, content, reply),
             TicketMsg::Subscribe { since, reply } => drop(reply.send(Ok(state.subscribe(since)))),
+            TicketMsg::Replay { since, reply } => drop(reply.send(Ok(state.snapshot(since)))),
             TicketMsg::Typing { author } => state.typing(author),
             TicketMsg::Persisted => state.persisted(&myself),
             TicketMsg::Tick => state.tick(&myself)?,
@@ -457,8 +483,17 @@ impl TicketState {
     }
 
     fn typing(&mut self, author: Participant) {
-        let payload = events::TypingPayload { author };
-        self.fan_out("typing", |_| events::encode(&payload), None);
+        let feed = self.deps.feeds.sender(&self.key.project);
+        if feed.is_none() && self.subscribers.is_empty() {
+            return;
+        }
+        let told = Told {
+            kind: "typing",
+            payload: events::encode(&events::TypingPayload { author }),
+            message_id: None,
+            agents_only: false,
+        };
+        self.tell(feed.as_ref(), vec![told]);
     }
 
     /// The store reported on the batch in flight.
@@ -479,6 +514,14 @@ impl TicketState {
     }
 
     fn tick(&mut self, myself: &ActorRef<TicketMsg>) -> Result<(), ActorProcessingErr> {
+        if self.claim.as_ref().is_some_and(|c| c.lost()) {
+            // Another node may own the ticket now; its log refuses this node's writes anyway,
+            // but requests should go to the new owner rather than fail here.
+            tracing::info!(ticket = %self.key, "lost the ticket's lease; stopping its actor here");
+            self.deps.registry.unroute(&self.key, &myself.get_cell());
+            myself.drain()?;
+            return Ok(());
+        }
         self.subscribers.prune();
         let idle = self.last_activity.elapsed() >= self.deps.config.idle_timeout;
         if idle && self.subscribers.is_empty() && self.writes.is_empty() {
@@ -555,11 +598,34 @@ impl TicketState {
     }
 
     /// Hands the queued writes to the store as one batch, unless a batch is in flight.
+    ///
+    /// With several nodes the batch goes to the ticket's log first, with the events it tells,
+    /// rendered from the state every earlier batch left (one batch is in flight at a time, so
+    /// that state is this actor's): every node's subscribers get them from the log.
     fn send_batch(&mut self) {
-        if let Some((writes, done)) = self.writes.next_batch() {
-            let (project, slug) = (self.key.project.clone(), self.key.slug.clone());
-            self.deps.store.clone().submit(project, slug, writes, done);
-        }
+        let Some((writes, done)) = self.writes.next_batch() else {
+            return;
+        };
+        let (project, slug) = (self.key.project.clone(), self.key.slug.clone());
+        let store = self.deps.store.clone();
+        let Some(claim) = self.claim.clone() else {
+            return store.submit(project, slug, writes, done);
+        };
+        let (mut ticket, mut cursors) = (self.ticket.clone(), self.cursors.clone());
+        let now = self.deps.clock.now();
+        let events = writes
+            .iter()
+            .filter_map(Change::of)
+            .flat_map(|change| change.apply(&mut ticket, &mut cursors, now, true))
+            .map(Told::into_log)
+            .collect();
+        let batch = LogBatch { writes, events };
+        tokio::spawn(async move {
+            match claim.append(&batch).await {
+                Ok(_) => store.submit(project, slug, batch.writes, done),
+                Err(e) => done(Err(e)),
+            }
+        });
     }
 
     /// Applies a batch's outcome: durable writes take effect and are fanned out, failed ones
@@ -570,11 +636,20 @@ impl TicketState {
                 for effect in landed.effects {
                     self.apply_durable(effect);
                 }
+                if let Some(claim) = &self.claim {
+                    self.through = claim.last();
+                }
                 Ok(())
             }
             Err(e) => {
+                // Refused by the ticket's log: another node owns the ticket now, and none of
+                // these writes was made.
+                let moved = self.claim.is_some() && matches!(e, StoreError::Conflict);
                 for effect in landed.effects {
-                    effect.refuse(TicketError::from(e.clone()));
+                    effect.refuse(match moved {
+                        true => TicketError::Moved,
+                        false => TicketError::from(e.clone()),
+                    });
                 }
                 self.tentative_status = self.tentative_ticket().status;
                 Err(e)
@@ -584,83 +659,48 @@ impl TicketState {
 
     fn apply_durable(&mut self, effect: Effect) {
         self.forget_view();
+        let now = self.deps.clock.now();
+        // With several nodes the events went out through the ticket's log; here only the
+        // state moves on. Alone, they are encoded only if someone listens: most posts have no
+        // audience.
+        let feed = match self.claim {
+            Some(_) => None,
+            None => self.deps.feeds.sender(&self.key.project),
+        };
+        let tell = self.claim.is_none() && (feed.is_some() || !self.subscribers.is_empty());
+        let change = match &effect {
+            Effect::Message(message, _) => Change::Message(message),
+            Effect::Read(reader, up_to, _) => Change::Read(*reader, *up_to),
+            Effect::Ticket(ticket, _) => Change::Ticket(ticket),
+            Effect::Note(note, _) => Change::Note(note),
+        };
+        let told = change.apply(&mut self.ticket, &mut self.cursors, now, tell);
+        self.tell(feed.as_ref(), told);
         match effect {
             Effect::Message(message, reply) => {
-                let payload =
-                    |s: &Self| events::encode(&events::MessageView::new(&message, &s.cursors));
-                self.fan_out("new_message", payload, Some(message.id));
                 self.recent.push(message.clone());
                 let _ = reply.send(Ok(message));
             }
-            Effect::Read(reader, up_to, reply) => {
-                match self.cursors.iter_mut().find(|c| c.reader == reader) {
-                    Some(c) => c.up_to = c.up_to.max(up_to),
-                    None => self.cursors.push(ReadCursor { reader, up_to }),
-                }
-                let payload = ReadReceiptPayload {
-                    reader,
-                    last_read_message_id: up_to,
-                    read_at: events::rfc3339(self.deps.clock.now()),
-                };
-                self.fan_out("ticket_update", |_| events::encode(&payload), None);
-                let _ = reply.send(Ok(Some(up_to)));
-            }
-            Effect::Ticket(ticket, reply) => {
-                let previous = std::mem::replace(&mut self.ticket, ticket.clone());
-                let updated_at = events::rfc3339(ticket.updated_at);
-                if previous.status != ticket.status {
-                    let payload = StatusChangePayload {
-                        status: ticket.status,
-                        previous: previous.status,
-                        updated_at: updated_at.clone(),
-                    };
-                    self.fan_out("status_change", |_| events::encode(&payload), None);
-                }
-                if previous.assignee != ticket.assignee {
-                    let payload = events::AssignedPayload {
-                        assignee: ticket.assignee.as_ref().map(AgentName::as_str),
-                        previous: previous.assignee.as_ref().map(AgentName::as_str),
-                        updated_at,
-                    };
-                    self.fan_out("assigned", |_| events::encode(&payload), None);
-                }
-                let _ = reply.send(Ok(ticket));
-            }
-            Effect::Note(note, reply) => {
-                // Agents only: the feed, never the ticket's subscribers (the visitor's tabs).
-                if let Some(feed) = self.deps.feeds.sender(&self.key.project) {
-                    let payload = events::encode(&events::NoteView::new(&note));
-                    let _ = feed.send(events::envelope(
-                        "note_added",
-                        Some(&self.key.slug),
-                        &payload,
-                    ));
-                }
-                let _ = reply.send(Ok(note));
-            }
+            Effect::Read(_, up_to, reply) => drop(reply.send(Ok(Some(up_to)))),
+            Effect::Ticket(ticket, reply) => drop(reply.send(Ok(ticket))),
+            Effect::Note(note, reply) => drop(reply.send(Ok(note))),
         }
     }
 
-    /// Offers one event to the project's feed and every subscriber without waiting. The
-    /// payload is encoded only if someone listens; most posts have no audience.
-    fn fan_out(
-        &mut self,
-        kind: &'static str,
-        payload: impl FnOnce(&Self) -> Bytes,
-        message_id: Option<MessageId>,
-    ) {
-        let feed = self.deps.feeds.sender(&self.key.project);
-        if feed.is_none() && self.subscribers.is_empty() {
-            return;
-        }
-        let payload = payload(self);
-        if let Some(feed) = feed {
-            let _ = feed.send(events::envelope(kind, Some(&self.key.slug), &payload));
-        }
-        if !self.subscribers.is_empty() {
+    /// Offers events to the project's feed and every subscriber here, without waiting.
+    fn tell(&mut self, feed: Option<&broadcast::Sender<Bytes>>, told: Vec<Told>) {
+        for told in told {
+            if let Some(feed) = feed {
+                let frame = events::envelope(told.kind, Some(&self.key.slug), &told.payload);
+                let _ = feed.send(frame);
+            }
+            if told.agents_only || self.subscribers.is_empty() {
+                continue;
+            }
             let event = Event {
-                frame: events::envelope(kind, None, &payload),
-                message_id,
+                frame: events::envelope(told.kind, None, &told.payload),
+                message_id: told.message_id,
+                seq: None,
             };
             let cut = self.subscribers.offer(&event);
             if cut > 0 {
@@ -690,6 +730,20 @@ impl TicketState {
 
     fn subscribe(&mut self, since: Option<MessageId>) -> Subscription {
         let (events, cut_off) = self.subscribers.add();
+        let (subscribed, replay, last, _) = self.snapshot(since);
+        Subscription {
+            subscribed,
+            replay,
+            events,
+            cut_off,
+            last_message_id: last,
+            skip_through: 0,
+        }
+    }
+
+    /// The `subscribed` frame, the messages after `since`, the newest message id, and the
+    /// position in the ticket's log they are complete up to.
+    fn snapshot(&mut self, since: Option<MessageId>) -> Snapshot {
         let last = self.recent.last_id();
         let subscribed = event_frame(
             "subscribed",
@@ -705,13 +759,7 @@ impl TicketState {
             Some(since) if last.is_some_and(|l| since < l) => self.replay(since, last),
             _ => Replay::Ready(Vec::new()),
         };
-        Subscription {
-            subscribed,
-            replay,
-            events,
-            cut_off,
-            last_message_id: last,
-        }
+        (subscribed, replay, last, self.through)
     }
 
     /// The messages after `since` up to `last` (everything durable when the subscriber
@@ -816,8 +864,13 @@ impl TicketState {
                 break;
             }
         }
+        let moved = self.claim.as_ref().is_some_and(|c| c.lost());
         for effect in self.writes.abandon() {
-            effect.refuse(TicketError::Unavailable("ticket is restarting".into()));
+            // Never sent: with the ticket gone to another node, the caller can go there.
+            effect.refuse(match moved {
+                true => TicketError::Moved,
+                false => TicketError::Unavailable("ticket is restarting".into()),
+            });
         }
     }
 }
@@ -827,5 +880,122 @@ fn message_event(message: &Message, cursors: &[ReadCursor]) -> Event {
     Event {
         frame: event_frame("new_message", None, view),
         message_id: Some(message.id),
+        seq: None,
+    }
+}
+
+/// A durable change to a ticket, as far as the ticket's watchers are concerned.
+enum Change<'a> {
+    Message(&'a Message),
+    Read(Participant, MessageId),
+    Ticket(&'a Ticket),
+    Note(&'a Note),
+}
+
+/// One event a change tells: to the ticket's subscribers and its project's feed, or (agents
+/// only) to the feed alone.
+struct Told {
+    kind: &'static str,
+    payload: Bytes,
+    message_id: Option<MessageId>,
+    agents_only: bool,
+}
+
+impl Told {
+    fn new(kind: &'static str, payload: Bytes) -> Told {
+        Told {
+            kind,
+            payload,
+            message_id: None,
+            agents_only: false,
+        }
+    }
+
+    fn into_log(self) -> LogEvent {
+        if self.agents_only {
+            LogEvent::for_agents(self.kind, self.payload)
+        } else {
+            LogEvent::new(self.kind, self.payload, self.message_id)
+        }
+    }
+}
+
+impl<'a> Change<'a> {
+    fn of(write: &'a TicketWrite) -> Option<Change<'a>> {
+        match write {
+            TicketWrite::Message(message) => Some(Change::Message(message)),
+            TicketWrite::ReadCursor { reader, up_to } => Some(Change::Read(*reader, *up_to)),
+            TicketWrite::Ticket(ticket) => Some(Change::Ticket(ticket)),
+            TicketWrite::Note(note) => Some(Change::Note(note)),
+            TicketWrite::Delivery(_) => None,
+        }
+    }
+
+    /// Applies the change to the ticket's fields and read cursors (a message goes to the
+    /// caller's list); with `tell`, returns the events it tells, rendered against the state
+    /// before it.
+    fn apply(
+        self,
+        ticket: &mut Ticket,
+        cursors: &mut Vec<ReadCursor>,
+        now: chrono::DateTime<chrono::Utc>,
+        tell: bool,
+    ) -> Vec<Told> {
+        match self {
+            Change::Message(message) if tell => vec![Told {
+                message_id: Some(message.id),
+                ..Told::new(
+                    "new_message",
+                    events::encode(&events::MessageView::new(message, cursors)),
+                )
+            }],
+            Change::Message(_) => Vec::new(),
+            Change::Read(reader, up_to) => {
+                match cursors.iter_mut().find(|c| c.reader == reader) {
+                    Some(c) => c.up_to = c.up_to.max(up_to),
+                    None => cursors.push(ReadCursor { reader, up_to }),
+                }
+                if !tell {
+                    return Vec::new();
+                }
+                let payload = ReadReceiptPayload {
+                    reader,
+                    last_read_message_id: up_to,
+                    read_at: events::rfc3339(now),
+                };
+                vec![Told::new("ticket_update", events::encode(&payload))]
+            }
+            Change::Ticket(next) => {
+                let previous = std::mem::replace(ticket, next.clone());
+                let mut told = Vec::new();
+                if !tell {
+                    return told;
+                }
+                let updated_at = events::rfc3339(next.updated_at);
+                if previous.status != next.status {
+                    let payload = StatusChangePayload {
+                        status: next.status,
+                        previous: previous.status,
+                        updated_at: updated_at.clone(),
+                    };
+                    told.push(Told::new("status_change", events::encode(&payload)));
+                }
+                if previous.assignee != next.assignee {
+                    let payload = events::AssignedPayload {
+                        assignee: next.assignee.as_ref().map(AgentName::as_str),
+                        previous: previous.assignee.as_ref().map(AgentName::as_str),
+                        updated_at,
+                    };
+                    told.push(Told::new("assigned", events::encode(&payload)));
+                }
+                told
+            }
+            // Agents only: the feed, never the ticket's subscribers (the visitor's tabs).
+            Change::Note(note) if tell => vec![Told {
+                agents_only: true,
+                ..Told::new("note_added", events::encode(&events::NoteView::new(note)))
+            }],
+            Change::Note(_) => Vec::new(),
+        }
     }
 }

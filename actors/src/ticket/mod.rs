@@ -2,6 +2,7 @@
 //! passivated when idle. [`Tickets`] is the handle the HTTP front uses to reach them.
 
 mod actor;
+pub mod cluster;
 mod idempotency;
 mod subscribers;
 #[cfg(test)]
@@ -17,6 +18,9 @@ use ractor::{ActorCell, ActorRef, RpcReplyPort};
 
 pub use actor::{
     MessagePage, Replay, Subscription, TicketActor, TicketMsg, MAX_REPLAY, MAX_UNPAGED,
+};
+pub use cluster::{
+    Answer, Claim, Cluster, Command, LogBatch, LogEvent, Logged, Placement, Snapshot, Watchers,
 };
 pub use subscribers::{CutOff, Event};
 
@@ -46,7 +50,9 @@ impl fmt::Display for TicketKey {
 
 /// What can go wrong when asking a ticket to do something. Shown to clients through the HTTP
 /// front's error mapping; `Unavailable` and `Internal` details go to the log only.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Serializable because, with several nodes, it comes back from the node that owns the ticket.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "error", content = "detail", rename_all = "snake_case")]
 pub enum TicketError {
     #[error("ticket not found")]
     NotFound,
@@ -67,6 +73,17 @@ pub enum TicketError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// With several nodes: the ticket's actor runs on the named node.
+    #[error("ticket is served by node {0}")]
+    Elsewhere(String),
+    /// With several nodes: the named node did not take the request (it is gone), so nothing
+    /// was done.
+    #[error("node {0} did not take the request")]
+    Unreachable(String),
+    /// With several nodes: another node took the ticket over before the request's write
+    /// could be made, so nothing was done; the new owner can take it.
+    #[error("the ticket moved to another node")]
+    Moved,
 }
 
 impl From<CallError> for TicketError {
@@ -130,6 +147,8 @@ pub struct TicketSetup {
     /// Which changes the project's webhooks want to hear of.
     pub hooks: Hooks,
     pub config: TicketConfig,
+    /// Set when several nodes serve the same tickets.
+    pub cluster: Option<Arc<dyn Cluster>>,
 }
 
 /// What every ticket actor is built with.
@@ -140,6 +159,9 @@ pub struct TicketDeps {
     pub feeds: ProjectFeeds,
     pub hooks: Hooks,
     pub config: Arc<TicketConfig>,
+    pub cluster: Option<Arc<dyn Cluster>>,
+    /// With several nodes: this node's subscribers of every ticket, fed from the tickets' log.
+    pub watchers: Watchers,
     /// Draws new tickets' slugs.
     slugs: Arc<crate::slug::SlugGenerator>,
     registry: Arc<Registry<TicketKey, TicketMsg>>,
@@ -160,11 +182,14 @@ pub struct TicketDeps {
 pub(crate) struct WriterLease {
     key: TicketKey,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// With several nodes: the ticket's lease, given back once the last batch is done.
+    claim: Option<Arc<dyn Claim>>,
     leases: Arc<FastMap<TicketKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Drop for WriterLease {
     fn drop(&mut self) {
+        self.claim.take();
         self.guard.take();
         // Forget the lease once nobody holds or awaits it, so the map does not grow with every
         // ticket ever touched.
@@ -203,13 +228,16 @@ impl Tickets {
             feeds,
             hooks,
             config,
+            cluster,
         } = setup;
         let deps = TicketDeps {
             store,
             clock,
             feeds,
             hooks,
+            watchers: Watchers::new(config.subscriber_queue),
             config: Arc::new(config),
+            cluster,
             slugs: Arc::default(),
             registry: Arc::default(),
             leases: Arc::default(),
@@ -256,9 +284,17 @@ impl Tickets {
             .map_err(|_| {
                 TicketError::Unavailable("previous writer of the ticket is still finishing".into())
             })?;
+        let claim = match &self.deps.cluster {
+            None => None,
+            Some(cluster) => match cluster.place(key).await? {
+                Placement::Here(claim) => Some(claim),
+                Placement::There(node) => return Err(TicketError::Elsewhere(node)),
+            },
+        };
         let lease = WriterLease {
             key: key.clone(),
             guard: Some(guard),
+            claim: claim.clone(),
             leases: self.deps.leases.clone(),
         };
         let ticket = self
@@ -272,6 +308,7 @@ impl Tickets {
             ticket,
             deps: self.deps.clone(),
             lease,
+            claim,
         };
         let actor = self.deps.registry.spawn(TicketActor, args).await;
         actor.map_err(|e| TicketError::Unavailable(format!("could not start ticket actor: {e}")))
@@ -290,7 +327,97 @@ impl Tickets {
                 return Ok(view.value().clone());
             }
         }
-        self.call(key, |reply| TicketMsg::Get { page, reply }).await
+        self.run(key, Command::Get { page }).await?.into_view()
+    }
+
+    /// Carries out a command on the ticket: here, or on the node that owns it. A command that
+    /// meets a ticket on its way between nodes waits for it to settle, for up to one call
+    /// timeout, and is sent again only when it certainly was not carried out.
+    async fn run(&self, key: &TicketKey, command: Command) -> Result<Answer, TicketError> {
+        let Some(cluster) = self.deps.cluster.clone() else {
+            return self.here(key, command).await;
+        };
+        let deadline = tokio::time::Instant::now() + self.deps.config.call_timeout;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let outcome = match self.here(key, command.clone()).await {
+                Err(TicketError::Elsewhere(node)) => {
+                    let _in_flight = crate::telemetry::InFlight::new("ticket_forward");
+                    cluster.forward(&node, key, command.clone()).await
+                }
+                other => other,
+            };
+            match outcome {
+                Err(
+                    TicketError::Elsewhere(_) | TicketError::Unreachable(_) | TicketError::Moved,
+                ) if tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Carries out a command on this node, activating the ticket's actor here if needed; with
+    /// several nodes, [`TicketError::Elsewhere`] when another node owns the ticket. What the
+    /// cluster adapter calls for commands other nodes forward.
+    pub async fn here(&self, key: &TicketKey, command: Command) -> Result<Answer, TicketError> {
+        match command {
+            Command::Get { page } => {
+                let view = self.call(key, |reply| TicketMsg::Get { page, reply });
+                Ok(Answer::view(view.await?))
+            }
+            Command::Post {
+                author,
+                content,
+                idempotency_key,
+            } => {
+                let post = |reply| TicketMsg::Post {
+                    author,
+                    content: content.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                    reply,
+                };
+                Ok(Answer::Message(self.call(key, post).await?))
+            }
+            Command::MarkRead { reader } => {
+                let read = |reply| TicketMsg::MarkRead { reader, reply };
+                Ok(Answer::Read(self.call(key, read).await?))
+            }
+            Command::SetStatus { status } => {
+                let set = |reply| TicketMsg::SetStatus { status, reply };
+                Ok(Answer::Ticket(self.call(key, set).await?))
+            }
+            Command::Assign { assignee } => {
+                let assign = |reply| TicketMsg::Assign {
+                    assignee: assignee.clone(),
+                    reply,
+                };
+                Ok(Answer::Ticket(self.call(key, assign).await?))
+            }
+            Command::AddNote { author, content } => {
+                let add = |reply| TicketMsg::AddNote {
+                    author: author.clone(),
+                    content: content.clone(),
+                    reply,
+                };
+                Ok(Answer::Note(self.call(key, add).await?))
+            }
+            Command::Replay { since } => {
+                let snapshot = self.call(key, |reply| TicketMsg::Replay { since, reply });
+                let (subscribed, replay, last, through) = snapshot.await?;
+                let replay = match replay {
+                    Replay::Ready(events) => events,
+                    Replay::Loading(rx) => rx.await.map_err(|_| {
+                        TicketError::Unavailable("ticket stopped while replaying".into())
+                    })??,
+                };
+                Ok(Answer::Replay(Snapshot::new(
+                    subscribed, replay, last, through,
+                )))
+            }
+        }
     }
 
     /// Sends a request to the ticket's actor and waits for the answer.
@@ -343,10 +470,19 @@ impl Tickets {
         }
         tracing::info!(project = %ticket.project_id, ticket = %ticket.slug, source = ?ticket.source, "ticket created");
         let summary = crate::events::encode(&crate::events::TicketSummary::new(&ticket));
-        self.deps.feeds.publish(
-            &ticket.project_id,
-            crate::events::envelope("ticket_created", Some(&ticket.slug), &summary),
-        );
+        match &self.deps.cluster {
+            None => self.deps.feeds.publish(
+                &ticket.project_id,
+                crate::events::envelope("ticket_created", Some(&ticket.slug), &summary),
+            ),
+            Some(cluster) => {
+                let key = TicketKey {
+                    project: ticket.project_id.clone(),
+                    slug: ticket.slug.clone(),
+                };
+                cluster.broadcast(&key, LogEvent::for_agents("ticket_created", summary));
+            }
+        }
         Ok(ticket)
     }
 
@@ -359,13 +495,12 @@ impl Tickets {
         content: MessageBody,
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Message, TicketError> {
-        let post = |reply| TicketMsg::Post {
+        let post = Command::Post {
             author,
-            content: content.clone(),
-            idempotency_key: idempotency_key.clone(),
-            reply,
+            content,
+            idempotency_key,
         };
-        self.call(key, post).await
+        self.run(key, post).await?.into_message()
     }
 
     /// Marks everything so far read by `reader`; the id read up to (`None` on an empty ticket).
@@ -374,8 +509,9 @@ impl Tickets {
         key: &TicketKey,
         reader: Participant,
     ) -> Result<Option<MessageId>, TicketError> {
-        self.call(key, |reply| TicketMsg::MarkRead { reader, reply })
-            .await
+        self.run(key, Command::MarkRead { reader })
+            .await?
+            .into_read()
     }
 
     /// Changes the status; the ticket after the change.
@@ -384,8 +520,9 @@ impl Tickets {
         key: &TicketKey,
         status: TicketStatus,
     ) -> Result<crate::domain::Ticket, TicketError> {
-        self.call(key, |reply| TicketMsg::SetStatus { status, reply })
-            .await
+        self.run(key, Command::SetStatus { status })
+            .await?
+            .into_ticket()
     }
 
     /// Assigns the ticket to an agent, or to nobody; the ticket after the change.
@@ -394,11 +531,9 @@ impl Tickets {
         key: &TicketKey,
         assignee: Option<crate::domain::AgentName>,
     ) -> Result<crate::domain::Ticket, TicketError> {
-        let assign = |reply| TicketMsg::Assign {
-            assignee: assignee.clone(),
-            reply,
-        };
-        self.call(key, assign).await
+        self.run(key, Command::Assign { assignee })
+            .await?
+            .into_ticket()
     }
 
     /// Adds an agent's internal note, once it is durable.
@@ -408,12 +543,9 @@ impl Tickets {
         author: crate::domain::AgentName,
         content: MessageBody,
     ) -> Result<crate::domain::Note, TicketError> {
-        let add = |reply| TicketMsg::AddNote {
-            author: author.clone(),
-            content: content.clone(),
-            reply,
-        };
-        self.call(key, add).await
+        self.run(key, Command::AddNote { author, content })
+            .await?
+            .into_note()
     }
 
     /// The ticket's internal notes, oldest first, from the store (they are for agents, and
@@ -427,6 +559,10 @@ impl Tickets {
     /// actor is running hears it (someone is watching it, or just wrote): typing never
     /// activates a ticket, and is never stored.
     pub fn typing(&self, key: &TicketKey, author: Participant) {
+        if let Some(cluster) = &self.deps.cluster {
+            let payload = crate::events::encode(&crate::events::TypingPayload { author });
+            return cluster.broadcast(key, LogEvent::new("typing", payload, None));
+        }
         if let Some(actor) = self.deps.registry.running(key) {
             let _ = actor.send_message(TicketMsg::Typing { author });
         }
@@ -438,8 +574,74 @@ impl Tickets {
         key: &TicketKey,
         since: Option<MessageId>,
     ) -> Result<Subscription, TicketError> {
-        self.call(key, |reply| TicketMsg::Subscribe { since, reply })
-            .await
+        let Some(cluster) = self.deps.cluster.clone() else {
+            return self
+                .call(key, |reply| TicketMsg::Subscribe { since, reply })
+                .await;
+        };
+        // Listening first, then asking for the ticket: whatever the log gets from now on
+        // reaches this subscriber, and the snapshot with the log entries after it (read from
+        // the log itself, in case this node heard some before it listened) covers the rest.
+        let (events, cut_off) = self.deps.watchers.add(key);
+        let snapshot = self
+            .run(key, Command::Replay { since })
+            .await?
+            .into_snapshot()?;
+        let missed = cluster.missed(key, snapshot.through).await?;
+        let mut replay = snapshot.replay_events();
+        let mut skip_through = snapshot.through;
+        for entry in missed {
+            skip_through = skip_through.max(entry.seq);
+            replay.extend(
+                entry
+                    .events
+                    .iter()
+                    .filter(|e| !e.agents_only)
+                    .map(|e| Event {
+                        frame: crate::events::envelope(&e.kind, None, e.payload()),
+                        message_id: e.message_id,
+                        seq: Some(entry.seq),
+                    }),
+            );
+        }
+        Ok(Subscription {
+            subscribed: snapshot.subscribed(),
+            replay: Replay::Ready(replay),
+            events,
+            cut_off,
+            last_message_id: snapshot.last_message_id,
+            skip_through,
+        })
+    }
+
+    /// Hands one entry of a ticket's log (or, without a position, an event never stored) to
+    /// this node's subscribers of the ticket and its project's feed. What the cluster adapter
+    /// calls for everything it reads from the log.
+    pub fn deliver(&self, key: &TicketKey, seq: Option<u64>, events: &[LogEvent]) {
+        let feed = self.deps.feeds.sender(&key.project);
+        for event in events {
+            if let Some(feed) = &feed {
+                let _ = feed.send(crate::events::envelope(
+                    &event.kind,
+                    Some(&key.slug),
+                    event.payload(),
+                ));
+            }
+            if !event.agents_only {
+                let frame = crate::events::envelope(&event.kind, None, event.payload());
+                let event = Event {
+                    frame,
+                    message_id: event.message_id,
+                    seq,
+                };
+                self.deps.watchers.offer(key, &event);
+            }
+        }
+    }
+
+    /// This node's subscribers of tickets, with several nodes.
+    pub fn watchers(&self) -> &Watchers {
+        &self.deps.watchers
     }
 
     /// A project's tickets, newest first, a page at a time: for the agents' listing, from the

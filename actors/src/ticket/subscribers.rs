@@ -18,6 +18,9 @@ pub struct Event {
     pub frame: Bytes,
     /// For `new_message` events: lets a subscriber resume with `since=` after a reconnect.
     pub message_id: Option<MessageId>,
+    /// With several nodes: the position in the ticket's log of the entry the event came from,
+    /// so a subscriber can skip what its replay already covered.
+    pub seq: Option<u64>,
 }
 
 /// The ticket's word to one subscriber that it fell behind and was dropped. A socket task that
@@ -123,6 +126,7 @@ mod tests {
         Event {
             frame: Bytes::from(vec![n]),
             message_id: None,
+            seq: None,
         }
     }
 
