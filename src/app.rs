@@ -238,10 +238,13 @@ impl Application {
             tokio::spawn(crate::server::serve_metrics(listener, ctx.shutdown.clone()));
         }
         let webhooks = tokio::spawn(self.webhooks.run(ctx.shutdown.clone()));
+        // The cluster's work stops last: the actors' last batches still go to the tickets'
+        // logs, and their leases are given back before the node stops answering for them.
+        let cluster_stop = CancellationToken::new();
         if let Some(cluster) = &self.cluster {
             let tickets = ctx.system.tickets.clone();
             cluster
-                .serve(tickets, ctx.shutdown.clone())
+                .serve(tickets, cluster_stop.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot subscribe to the cluster's subjects: {e}"))?;
         }
@@ -251,6 +254,7 @@ impl Application {
         if let Some(cluster) = &self.cluster {
             cluster.release_all().await;
         }
+        cluster_stop.cancel();
         self.store
             .flush()
             .await

@@ -203,27 +203,19 @@ impl NatsCluster {
         shutdown: CancellationToken,
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let inner = self.inner.clone();
+        // Subscribed before serving starts, so a node never answers HTTP without hearing the
+        // log; later losses are picked up again by the loops themselves.
         let requests = inner
             .client
             .subscribe(format!("fleety.node.{}", inner.node))
             .await?;
         let live = inner.client.subscribe("fleety.live.>").await?;
-        let ordered = consumer::pull::OrderedConfig {
-            filter_subject: "fleety.log.>".into(),
-            deliver_policy: consumer::DeliverPolicy::New,
-            ..Default::default()
-        };
-        let log = inner
-            .stream
-            .create_consumer(ordered)
-            .await?
-            .messages()
-            .await?;
+        let log = inner.log_reader(None).await?;
         let handle = tokio::spawn(async move {
             tokio::select! {
                 _ = serve_requests(inner.clone(), tickets.clone(), requests) => {}
-                _ = read_log(tickets.clone(), log) => {}
-                _ = read_live(tickets.clone(), live) => {}
+                _ = read_log(inner.clone(), tickets.clone(), log) => {}
+                _ = read_live(inner.clone(), tickets.clone(), live) => {}
                 _ = renew(inner.clone(), tickets.clone()) => {}
                 _ = shutdown.cancelled() => {}
             }
@@ -251,6 +243,30 @@ impl NatsCluster {
 
     pub fn node(&self) -> &str {
         &self.inner.node
+    }
+}
+
+impl Inner {
+    /// An ordered reader of every ticket's log: from the next entry appended, or right after
+    /// `after`.
+    async fn log_reader(&self, after: Option<u64>) -> anyhow::Result<consumer::pull::Ordered> {
+        let deliver_policy = match after {
+            None => consumer::DeliverPolicy::New,
+            Some(seq) => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: seq + 1,
+            },
+        };
+        let ordered = consumer::pull::OrderedConfig {
+            filter_subject: "fleety.log.>".into(),
+            deliver_policy,
+            ..Default::default()
+        };
+        Ok(self
+            .stream
+            .create_consumer(ordered)
+            .await?
+            .messages()
+            .await?)
     }
 }
 
@@ -334,13 +350,21 @@ impl Cluster for Port {
             .client
             .send_request(format!("fleety.node.{node}"), request)
             .await;
+        let forwarded = |outcome: &'static str| {
+            metrics::counter!("fleety_cluster_forwards_total", "outcome" => outcome).increment(1)
+        };
         let reply = match reply {
             Ok(reply) => reply,
             Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                return Err(TicketError::Unreachable(node.to_owned()))
+                forwarded("unreachable");
+                return Err(TicketError::Unreachable(node.to_owned()));
             }
-            Err(e) => return Err(unavailable(&format!("node {node}"), e)),
+            Err(e) => {
+                forwarded("failed");
+                return Err(unavailable(&format!("node {node}"), e));
+            }
         };
+        forwarded("answered");
         serde_json::from_slice::<Result<Answer, TicketError>>(&reply.payload)
             .map_err(|e| TicketError::Internal(format!("node {node} answered garbage: {e}")))?
     }
@@ -371,11 +395,18 @@ impl Cluster for Port {
             if prev <= after {
                 break;
             }
-            entry = inner
-                .stream
-                .get_raw_message(prev)
-                .await
-                .map_err(|_| TicketError::TooFarBehind)?;
+            entry = match inner.stream.get_raw_message(prev).await {
+                Ok(entry) if entry.subject.as_str() == subject => entry,
+                Ok(_) => {
+                    return Err(TicketError::Internal(format!(
+                        "entry {prev} of the log is not {subject}'s"
+                    )))
+                }
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {
+                    return Err(TicketError::TooFarBehind)
+                }
+                Err(e) => return Err(unavailable("reading the ticket's log", e)),
+            };
         }
         missed.reverse();
         Ok(missed)
@@ -386,6 +417,11 @@ impl Cluster for Port {
             return;
         };
         let client = self.0.client.clone();
+        // Never stored and never waited for: while NATS is away, such events are dropped
+        // rather than queued.
+        if client.connection_state() != async_nats::connection::State::Connected {
+            return;
+        }
         let subject = format!("fleety.live.{}.{}", key.project, key.slug);
         tokio::spawn(async move {
             if let Err(e) = client.publish(subject, payload.into()).await {
@@ -427,9 +463,27 @@ impl Inner {
             nonce: fleety_actors::domain::random_token(8),
         };
         // From here on, dropping the claim gives the lease back.
-        let last = self.catch_up(key, &claim.subject).await?;
-        claim.last.store(last, Ordering::Release);
-        Ok(Placement::Here(Arc::new(claim)))
+        //
+        // The store first catches up with the log; then an empty entry fences the ticket: a
+        // former owner that has not noticed losing it appends at a position that is taken
+        // now, and is refused, even if this node has nothing to write yet.
+        let fence = LogBatch {
+            writes: Vec::new(),
+            events: Vec::new(),
+        };
+        for _ in 0..5 {
+            let last = self.catch_up(key, &claim.subject).await?;
+            claim.last.store(last, Ordering::Release);
+            match claim.append(&fence).await {
+                Ok(_) => return Ok(Placement::Here(Arc::new(claim))),
+                // The former owner appended in between: catch up with that too.
+                Err(StoreError::Conflict) => claim.lease.lost.store(false, Ordering::Release),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(TicketError::Unavailable(
+            "the ticket's former owner kept writing".into(),
+        ))
     }
 
     /// Writes the ticket's last log entry to the store again (every write in it is idempotent,
@@ -440,8 +494,17 @@ impl Inner {
             Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => return Ok(0),
             Err(e) => return Err(unavailable("reading the ticket's log", e)),
         };
-        let batch: LogBatch = serde_json::from_slice(&last.payload)
-            .map_err(|e| TicketError::Internal(format!("a log entry is unreadable: {e}")))?;
+        let batch: LogBatch = match serde_json::from_slice(&last.payload) {
+            Ok(batch) => batch,
+            Err(e) => {
+                // Nothing in it can be applied; refusing the ticket for ever would not help.
+                tracing::error!(ticket = %key, seq = last.sequence, error = %e, "the ticket's last log entry is unreadable; not applied");
+                return Ok(last.sequence);
+            }
+        };
+        if batch.writes.is_empty() {
+            return Ok(last.sequence);
+        }
         let mut writes = Vec::with_capacity(batch.writes.len());
         for write in batch.writes {
             if let TicketWrite::Delivery(d) = &write {
@@ -495,12 +558,16 @@ impl Claim for NatsClaim {
             .await;
         let ack = match sent {
             Ok(ack) => ack.await,
-            Err(e) => {
-                return Err(StoreError::Unavailable(format!(
-                    "appending to the log: {e}"
-                )))
-            }
+            Err(e) => Err(e),
         };
+        let outcome = match &ack {
+            Ok(_) => "ok",
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                "refused"
+            }
+            Err(_) => "failed",
+        };
+        metrics::counter!("fleety_cluster_appends_total", "outcome" => outcome).increment(1);
         match ack {
             Ok(ack) => {
                 self.last.store(ack.sequence, Ordering::Release);
@@ -547,60 +614,96 @@ impl Drop for NatsClaim {
 }
 
 async fn serve_requests(inner: Arc<Inner>, tickets: Tickets, mut requests: async_nats::Subscriber) {
-    while let Some(request) = requests.next().await {
-        let Some(reply_to) = request.reply.clone() else {
-            continue;
-        };
-        let (client, tickets) = (inner.client.clone(), tickets.clone());
-        tokio::spawn(async move {
-            let answer = match serde_json::from_slice::<Forwarded>(&request.payload) {
-                Ok(f) => {
-                    let key = TicketKey {
-                        project: f.project,
-                        slug: f.slug,
-                    };
-                    tickets.here(&key, f.command).await
-                }
-                Err(e) => Err(TicketError::Internal(format!("unreadable command: {e}"))),
+    loop {
+        while let Some(request) = requests.next().await {
+            let Some(reply_to) = request.reply.clone() else {
+                continue;
             };
-            let payload = serde_json::to_vec(&answer).unwrap_or_default();
-            if let Err(e) = client.publish(reply_to, payload.into()).await {
-                tracing::debug!(error = %e, "a forwarded command's answer did not go out");
-            }
-        });
+            let (client, tickets) = (inner.client.clone(), tickets.clone());
+            tokio::spawn(async move {
+                let answer = match serde_json::from_slice::<Forwarded>(&request.payload) {
+                    Ok(f) => {
+                        let key = TicketKey {
+                            project: f.project,
+                            slug: f.slug,
+                        };
+                        tickets.here(&key, f.command).await
+                    }
+                    Err(e) => Err(TicketError::Internal(format!("unreadable command: {e}"))),
+                };
+                let payload = serde_json::to_vec(&answer).unwrap_or_default();
+                if let Err(e) = client.publish(reply_to, payload.into()).await {
+                    tracing::debug!(error = %e, "a forwarded command's answer did not go out");
+                }
+            });
+        }
+        tracing::error!("the forwarded commands' subscription ended; subscribing again");
+        requests = resubscribe(&inner, format!("fleety.node.{}", inner.node)).await;
     }
 }
 
 /// Reads every entry of every ticket's log, in order, into this node's subscribers and feeds.
 /// The ordered consumer starts again after the last entry it handed over whenever it misses
 /// one, so nothing is skipped while the stream keeps it.
-async fn read_log(tickets: Tickets, mut log: consumer::pull::Ordered) {
-    while let Some(entry) = log.next().await {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the tickets' log");
+async fn read_log(inner: Arc<Inner>, tickets: Tickets, mut log: consumer::pull::Ordered) {
+    let mut last = None;
+    loop {
+        while let Some(entry) = log.next().await {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the tickets' log");
+                    continue;
+                }
+            };
+            let Ok(info) = entry.info() else { continue };
+            let seq = info.stream_sequence;
+            last = Some(seq);
+            let Some(key) = ticket_of(entry.subject.as_str()) else {
                 continue;
+            };
+            match serde_json::from_slice::<EntryEvents>(&entry.payload) {
+                Ok(read) => tickets.deliver(&key, Some(seq), &read.events),
+                Err(e) => {
+                    tracing::error!(ticket = %key, seq, error = %e, "an unreadable log entry")
+                }
+            }
+        }
+        // The consumer gave up (the stream was unreachable for too long): a new one starts
+        // right after the last entry delivered, so nothing is skipped.
+        tracing::error!("the tickets' log reader stopped; starting it again");
+        log = loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match inner.log_reader(last).await {
+                Ok(log) => break log,
+                Err(e) => tracing::warn!(error = %e, "restarting the tickets' log reader"),
             }
         };
-        let (Some(key), Ok(info)) = (ticket_of(entry.subject.as_str()), entry.info()) else {
-            continue;
-        };
-        let seq = info.stream_sequence;
-        match serde_json::from_slice::<EntryEvents>(&entry.payload) {
-            Ok(read) => tickets.deliver(&key, Some(seq), &read.events),
-            Err(e) => tracing::error!(ticket = %key, seq, error = %e, "an unreadable log entry"),
-        }
     }
 }
 
-async fn read_live(tickets: Tickets, mut live: async_nats::Subscriber) {
-    while let Some(message) = live.next().await {
-        let Some(key) = ticket_of(message.subject.as_str()) else {
-            continue;
-        };
-        if let Ok(event) = serde_json::from_slice::<LogEvent>(&message.payload) {
-            tickets.deliver(&key, None, std::slice::from_ref(&event));
+async fn read_live(inner: Arc<Inner>, tickets: Tickets, mut live: async_nats::Subscriber) {
+    loop {
+        while let Some(message) = live.next().await {
+            let Some(key) = ticket_of(message.subject.as_str()) else {
+                continue;
+            };
+            if let Ok(event) = serde_json::from_slice::<LogEvent>(&message.payload) {
+                tickets.deliver(&key, None, std::slice::from_ref(&event));
+            }
+        }
+        tracing::error!("the unstored events' subscription ended; subscribing again");
+        live = resubscribe(&inner, "fleety.live.>".into()).await;
+    }
+}
+
+/// Subscribes again, until it works.
+async fn resubscribe(inner: &Inner, subject: String) -> async_nats::Subscriber {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match inner.client.subscribe(subject.clone()).await {
+            Ok(subscription) => return subscription,
+            Err(e) => tracing::warn!(%subject, error = %e, "subscribing again"),
         }
     }
 }

@@ -49,6 +49,8 @@ pub const NAMES: &[&str] = &[
     "fleety_rate_limited_total",
     "fleety_chat_quota_refusals_total",
     "fleety_webhook_attempts_total",
+    "fleety_cluster_appends_total",
+    "fleety_cluster_forwards_total",
 ];
 
 /// The process's recorder, installed on first use.
@@ -111,6 +113,14 @@ fn describe() {
     describe_counter!(
         "fleety_webhook_attempts_total",
         "Webhook attempts, by outcome (delivered, failed, dropped, not_yet)"
+    );
+    describe_counter!(
+        "fleety_cluster_appends_total",
+        "Batches appended to tickets' logs (several nodes), by outcome (ok, refused, failed)"
+    );
+    describe_counter!(
+        "fleety_cluster_forwards_total",
+        "Commands forwarded to a ticket's owner (several nodes), by outcome (answered, unreachable, failed)"
     );
     describe_counter!(
         "fleety_actors_stopped_total",

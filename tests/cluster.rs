@@ -656,3 +656,61 @@ async fn losing_one_nats_server_leaves_the_cluster_serving() {
     assert_eq!(&heard[1..], result.as_slice());
     assert_eq!(fleet.history(0, &slug).await, heard);
 }
+
+#[tokio::test]
+#[ignore = "needs three nats-servers; scripts/test.sh runs it with --ignored"]
+async fn a_write_from_a_node_that_lost_its_ticket_is_refused_by_the_log() {
+    use fleety_actors::domain::{ProjectId, Slug};
+    use fleety_actors::store::StoreError;
+    use fleety_actors::ticket::{LogBatch, Placement, TicketKey};
+
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let keyspace = format!("fleety_cluster_fence_{}", std::process::id());
+    let store: std::sync::Arc<dyn fleety_actors::store::Store> =
+        std::sync::Arc::new(support_cql::store(&keyspace).await);
+    let mut settings = fleety::config::Settings::default().cluster;
+    settings.nats_url = nats_urls();
+    settings.lease_ttl_secs = LEASE_TTL;
+    let timeout = Duration::from_secs(10);
+    settings.node_id = "fence-a".into();
+    let a = fleety::cluster::NatsCluster::connect(&settings, store.clone(), timeout)
+        .await
+        .unwrap();
+    settings.node_id = "fence-b".into();
+    let b = fleety::cluster::NatsCluster::connect(&settings, store.clone(), timeout)
+        .await
+        .unwrap();
+    let key = TicketKey {
+        project: ProjectId::parse(&format!("fence{}", std::process::id())).unwrap(),
+        slug: Slug::parse("quiet-heron-101").unwrap(),
+    };
+    let Placement::Here(held_by_a) = a.port().place(&key).await.unwrap() else {
+        panic!("a free ticket is taken by the first node to ask");
+    };
+    let Placement::There(owner) = b.port().place(&key).await.unwrap() else {
+        panic!("a held ticket is not taken");
+    };
+    assert_eq!(owner, "fence-a", "the other node is told who holds it");
+    let empty = || LogBatch {
+        writes: Vec::new(),
+        events: Vec::new(),
+    };
+    held_by_a.append(&empty()).await.expect("the owner appends");
+    // A stops renewing (paused) and its lease runs out; B takes the ticket.
+    tokio::time::sleep(Duration::from_secs(LEASE_TTL + 1)).await;
+    let Placement::Here(held_by_b) = b.port().place(&key).await.unwrap() else {
+        panic!("an expired lease is taken by the next node to ask");
+    };
+    assert!(
+        matches!(held_by_a.append(&empty()).await, Err(StoreError::Conflict)),
+        "the former owner's append is refused, though the new owner has not written yet"
+    );
+    assert!(
+        held_by_a.lost(),
+        "and the former owner knows it lost the ticket"
+    );
+    held_by_b
+        .append(&empty())
+        .await
+        .expect("the new owner appends");
+}

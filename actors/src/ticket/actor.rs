@@ -66,12 +66,11 @@ pub enum TicketMsg {
         content: MessageBody,
         reply: RpcReplyPort<Result<Note, TicketError>>,
     },
-    /// What a subscriber on any node starts from: the `subscribed` frame, the messages after
-    /// `since`, the newest message id, and the position in the ticket's log all that is
-    /// complete up to. With several nodes.
-    Replay {
-        since: Option<MessageId>,
-        reply: RpcReplyPort<Result<Snapshot, TicketError>>,
+    /// Where a subscriber on any node starts from (several nodes): the `subscribed` frame, the
+    /// newest message, the read cursors, and the position in the ticket's log they are
+    /// complete up to. The subscriber's node reads the messages it missed from the store.
+    Position {
+        reply: RpcReplyPort<Result<Position, TicketError>>,
     },
     /// Join the ticket's realtime events, optionally replaying messages after `since`.
     Subscribe {
@@ -102,7 +101,7 @@ impl TicketMsg {
             TicketMsg::Assign { .. } => "assign",
             TicketMsg::AddNote { .. } => "add_note",
             TicketMsg::Subscribe { .. } => "subscribe",
-            TicketMsg::Replay { .. } => "replay",
+            TicketMsg::Position { .. } => "position",
             TicketMsg::Typing { .. } => "typing",
             TicketMsg::Persisted => "persisted",
             TicketMsg::Tick => "tick",
@@ -119,8 +118,13 @@ pub struct MessagePage {
     pub before: Option<MessageId>,
 }
 
-/// What [`TicketMsg::Replay`] answers.
-pub type Snapshot = (Bytes, Replay, Option<MessageId>, u64);
+/// What [`TicketMsg::Position`] answers.
+pub struct Position {
+    pub subscribed: Bytes,
+    pub last_message_id: Option<MessageId>,
+    pub cursors: Vec<ReadCursor>,
+    pub through: u64,
+}
 
 /// What a subscriber gets back from [`TicketMsg::Subscribe`].
 pub struct Subscription {
@@ -327,7 +331,7 @@ impl Actor for TicketActor {
                 reply,
             } => state.add_note(author, content, reply),
             TicketMsg::Subscribe { since, reply } => drop(reply.send(Ok(state.subscribe(since)))),
-            TicketMsg::Replay { since, reply } => drop(reply.send(Ok(state.snapshot(since)))),
+            TicketMsg::Position { reply } => drop(reply.send(state.position())),
             TicketMsg::Typing { author } => state.typing(author),
             TicketMsg::Persisted => state.persisted(&myself),
             TicketMsg::Tick => state.tick(&myself)?,
@@ -352,6 +356,10 @@ impl Actor for TicketActor {
 
 impl TicketState {
     fn get(&mut self, page: Option<MessagePage>, reply: RpcReplyPort<Result<Bytes, TicketError>>) {
+        if self.claim.as_ref().is_some_and(|c| c.lost()) {
+            // Another node may have changed the ticket since: it answers now.
+            return drop(reply.send(Err(TicketError::Moved)));
+        }
         if page.is_none() && self.recent.complete {
             let _ = reply.send(Ok(self.full_view()));
         } else {
@@ -622,7 +630,7 @@ impl TicketState {
         let batch = LogBatch { writes, events };
         tokio::spawn(async move {
             match claim.append(&batch).await {
-                Ok(_) => store.submit(project, slug, batch.writes, done),
+                Ok(_) => done(store_committed(store, project, slug, batch.writes).await),
                 Err(e) => done(Err(e)),
             }
         });
@@ -730,7 +738,12 @@ impl TicketState {
 
     fn subscribe(&mut self, since: Option<MessageId>) -> Subscription {
         let (events, cut_off) = self.subscribers.add();
-        let (subscribed, replay, last, _) = self.snapshot(since);
+        let last = self.recent.last_id();
+        let subscribed = self.subscribed_frame(last);
+        let replay = match since {
+            Some(since) if last.is_some_and(|l| since < l) => self.replay(since, last),
+            _ => Replay::Ready(Vec::new()),
+        };
         Subscription {
             subscribed,
             replay,
@@ -741,11 +754,8 @@ impl TicketState {
         }
     }
 
-    /// The `subscribed` frame, the messages after `since`, the newest message id, and the
-    /// position in the ticket's log they are complete up to.
-    fn snapshot(&mut self, since: Option<MessageId>) -> Snapshot {
-        let last = self.recent.last_id();
-        let subscribed = event_frame(
+    fn subscribed_frame(&self, last: Option<MessageId>) -> Bytes {
+        event_frame(
             "subscribed",
             None,
             SubscribedPayload {
@@ -754,12 +764,20 @@ impl TicketState {
                 status: self.ticket.status,
                 last_message_id: last,
             },
-        );
-        let replay = match since {
-            Some(since) if last.is_some_and(|l| since < l) => self.replay(since, last),
-            _ => Replay::Ready(Vec::new()),
-        };
-        (subscribed, replay, last, self.through)
+        )
+    }
+
+    fn position(&self) -> Result<Position, TicketError> {
+        if self.claim.as_ref().is_some_and(|c| c.lost()) {
+            return Err(TicketError::Moved);
+        }
+        let last = self.recent.last_id();
+        Ok(Position {
+            subscribed: self.subscribed_frame(last),
+            last_message_id: last,
+            cursors: self.cursors.clone(),
+            through: self.through,
+        })
     }
 
     /// The messages after `since` up to `last` (everything durable when the subscriber
@@ -864,18 +882,45 @@ impl TicketState {
                 break;
             }
         }
-        let moved = self.claim.as_ref().is_some_and(|c| c.lost());
+        // Some of these may be in a batch whose outcome never came: not `Moved`, which
+        // promises nothing was written.
         for effect in self.writes.abandon() {
-            // Never sent: with the ticket gone to another node, the caller can go there.
-            effect.refuse(match moved {
-                true => TicketError::Moved,
-                false => TicketError::Unavailable("ticket is restarting".into()),
-            });
+            effect.refuse(TicketError::Unavailable("ticket is restarting".into()));
         }
     }
 }
 
-fn message_event(message: &Message, cursors: &[ReadCursor]) -> Event {
+/// Writes a batch the ticket's log already holds to the store. The log took it, so it will
+/// reach the store whatever happens (the next owner writes the log's last entry again); a
+/// failure is retried a few times before the callers hear of it, since an error answer for a
+/// write that then lands invites a retry that doubles it.
+async fn store_committed(
+    store: Arc<dyn crate::store::TicketStore>,
+    project: crate::domain::ProjectId,
+    slug: crate::domain::Slug,
+    writes: Vec<TicketWrite>,
+) -> Result<(), StoreError> {
+    let mut attempt = 0;
+    loop {
+        let (tx, rx) = oneshot::channel();
+        let done = Box::new(move |result| drop(tx.send(result)));
+        store
+            .clone()
+            .submit(project.clone(), slug.clone(), writes.clone(), done);
+        let result = rx
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store lost a batch".into())));
+        match result {
+            Err(StoreError::Unavailable(_)) if attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+pub(crate) fn message_event(message: &Message, cursors: &[ReadCursor]) -> Event {
     let view = events::MessageView::new(message, cursors);
     Event {
         frame: event_frame("new_message", None, view),

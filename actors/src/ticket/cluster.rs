@@ -23,7 +23,8 @@ use tokio::sync::mpsc;
 use super::subscribers::{CutOff, Event, Subscribers};
 use super::{MessagePage, TicketError, TicketKey};
 use crate::domain::{
-    AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, Ticket, TicketStatus,
+    AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, ReadCursor, Ticket,
+    TicketStatus,
 };
 use crate::message_id::MessageId;
 use crate::store::{StoreError, TicketWrite};
@@ -171,11 +172,8 @@ pub enum Command {
         author: AgentName,
         content: MessageBody,
     },
-    /// What a new subscriber on any node needs: the `subscribed` frame and the messages after
-    /// `since`, complete up to a position of the ticket's log.
-    Replay {
-        since: Option<MessageId>,
-    },
+    /// Where a new subscriber on any node starts: a [`Snapshot`].
+    Position,
 }
 
 impl Command {
@@ -187,7 +185,7 @@ impl Command {
             Command::SetStatus { .. } => "set_status",
             Command::Assign { .. } => "assign",
             Command::AddNote { .. } => "add_note",
-            Command::Replay { .. } => "replay",
+            Command::Position => "position",
         }
     }
 }
@@ -256,57 +254,31 @@ impl Answer {
     }
 }
 
-/// A ticket as a new subscriber first sees it.
+/// Where a new subscriber on any node starts: the ticket as its owner holds it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The `subscribed` frame.
     pub subscribed: Box<RawValue>,
-    /// `new_message` frames of the messages after the subscriber's `since`, oldest first.
-    pub replay: Vec<ReplayedMessage>,
     pub last_message_id: Option<MessageId>,
-    /// The position in the ticket's log that all this is complete up to.
+    /// For the replayed messages' `read_by`.
+    pub cursors: Vec<ReadCursor>,
+    /// The position in the ticket's log that all this is complete up to: the store has every
+    /// message up to `last_message_id`, and later events come from the log.
     pub through: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ReplayedMessage {
-    pub frame: Box<RawValue>,
-    pub message_id: Option<MessageId>,
-}
-
 impl Snapshot {
-    pub fn new(
-        subscribed: Bytes,
-        replay: Vec<Event>,
-        last: Option<MessageId>,
-        through: u64,
-    ) -> Self {
-        let replay = replay
-            .into_iter()
-            .map(|e| ReplayedMessage {
-                frame: raw(e.frame),
-                message_id: e.message_id,
-            })
-            .collect();
+    pub fn new(position: super::actor::Position) -> Self {
         Snapshot {
-            subscribed: raw(subscribed),
-            replay,
-            last_message_id: last,
-            through,
+            subscribed: raw(position.subscribed),
+            last_message_id: position.last_message_id,
+            cursors: position.cursors,
+            through: position.through,
         }
     }
 
     pub fn subscribed(&self) -> Bytes {
         bytes(&self.subscribed)
-    }
-
-    pub fn replay_events(&self) -> Vec<Event> {
-        let replayed = self.replay.iter().map(|r| Event {
-            frame: bytes(&r.frame),
-            message_id: r.message_id,
-            seq: None,
-        });
-        replayed.collect()
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ractor::{ActorCell, ActorRef, RpcReplyPort};
 
+pub use actor::Position;
 pub use actor::{
     MessagePage, Replay, Subscription, TicketActor, TicketMsg, MAX_REPLAY, MAX_UNPAGED,
 };
@@ -322,12 +323,52 @@ impl Tickets {
         key: &TicketKey,
         page: Option<MessagePage>,
     ) -> Result<Bytes, TicketError> {
-        if page.is_none() {
-            if let Some(view) = self.deps.views.get(key) {
+        if self.deps.cluster.is_none() {
+            if let Some(view) = page.is_none().then(|| self.deps.views.get(key)).flatten() {
                 return Ok(view.value().clone());
             }
+            return self.call(key, |reply| TicketMsg::Get { page, reply }).await;
         }
-        self.run(key, Command::Get { page }).await?.into_view()
+        // Several nodes: the actor here answers while it holds the ticket; otherwise the store,
+        // which has every acknowledged write (and a view can be too large to forward).
+        if self.deps.registry.running(key).is_some() {
+            match self.call(key, |reply| TicketMsg::Get { page, reply }).await {
+                Err(TicketError::Moved | TicketError::Elsewhere(_)) => {}
+                answer => return answer,
+            }
+        }
+        self.stored_view(key, page).await
+    }
+
+    /// The ticket as the store has it, whole or one page.
+    async fn stored_view(
+        &self,
+        key: &TicketKey,
+        page: Option<MessagePage>,
+    ) -> Result<Bytes, TicketError> {
+        let store = &self.deps.store;
+        let limit = page.map_or(MAX_UNPAGED, |p| p.limit);
+        let range = crate::store::MessageRange {
+            after: None,
+            before: page.and_then(|p| p.before),
+            limit: limit + 1,
+            newest: true,
+        };
+        let (ticket, cursors, mut messages) = tokio::try_join!(
+            store.get_ticket(&key.project, &key.slug),
+            store.read_cursors(&key.project, &key.slug),
+            store.list_messages(&key.project, &key.slug, range),
+        )?;
+        let ticket = ticket.ok_or(TicketError::NotFound)?;
+        let more = messages.len() > limit;
+        if more {
+            messages.remove(0);
+        }
+        let mut view = crate::events::TicketView::new(&ticket, messages.iter(), &cursors);
+        if more {
+            view.next_before = messages.first().map(|m| m.id);
+        }
+        Ok(view.to_bytes())
     }
 
     /// Carries out a command on the ticket: here, or on the node that owns it. A command that
@@ -404,18 +445,9 @@ impl Tickets {
                 };
                 Ok(Answer::Note(self.call(key, add).await?))
             }
-            Command::Replay { since } => {
-                let snapshot = self.call(key, |reply| TicketMsg::Replay { since, reply });
-                let (subscribed, replay, last, through) = snapshot.await?;
-                let replay = match replay {
-                    Replay::Ready(events) => events,
-                    Replay::Loading(rx) => rx.await.map_err(|_| {
-                        TicketError::Unavailable("ticket stopped while replaying".into())
-                    })??,
-                };
-                Ok(Answer::Replay(Snapshot::new(
-                    subscribed, replay, last, through,
-                )))
+            Command::Position => {
+                let position = self.call(key, |reply| TicketMsg::Position { reply });
+                Ok(Answer::Replay(Snapshot::new(position.await?)))
             }
         }
     }
@@ -583,12 +615,34 @@ impl Tickets {
         // reaches this subscriber, and the snapshot with the log entries after it (read from
         // the log itself, in case this node heard some before it listened) covers the rest.
         let (events, cut_off) = self.deps.watchers.add(key);
-        let snapshot = self
-            .run(key, Command::Replay { since })
-            .await?
-            .into_snapshot()?;
+        let snapshot = self.run(key, Command::Position).await?.into_snapshot()?;
+        let mut replay = match (since, snapshot.last_message_id) {
+            (Some(since), Some(last)) if since < last => {
+                // Read here rather than carried from the owner: a replay can be large, and the
+                // store has every message up to the snapshot's newest.
+                let range = crate::store::MessageRange {
+                    after: Some(since),
+                    before: Some(last.bound_after()),
+                    limit: MAX_REPLAY + 1,
+                    newest: false,
+                };
+                let missed = self
+                    .deps
+                    .store
+                    .list_messages(&key.project, &key.slug, range)
+                    .await?;
+                if missed.len() > MAX_REPLAY {
+                    return Err(TicketError::TooFarBehind);
+                }
+                let cursors = &snapshot.cursors;
+                missed
+                    .iter()
+                    .map(|m| actor::message_event(m, cursors))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
         let missed = cluster.missed(key, snapshot.through).await?;
-        let mut replay = snapshot.replay_events();
         let mut skip_through = snapshot.through;
         for entry in missed {
             skip_through = skip_through.max(entry.seq);
