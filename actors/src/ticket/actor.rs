@@ -143,6 +143,10 @@ pub struct Subscription {
     pub skip_through: u64,
 }
 
+/// A ticket log entry's writes weigh this much at most (by [`super::writes::weight`]), so an
+/// entry stays well under NATS' default message size limit of 1 MiB.
+const LOG_BATCH_BUDGET: usize = 256 * 1024;
+
 /// Messages replayed to one socket at most; a client further behind reloads with GET.
 pub const MAX_REPLAY: usize = 1000;
 /// Messages in a GET without paging at most: the newest ones, with `next_before` for the rest.
@@ -611,7 +615,11 @@ impl TicketState {
     /// rendered from the state every earlier batch left (one batch is in flight at a time, so
     /// that state is this actor's): every node's subscribers get them from the log.
     fn send_batch(&mut self) {
-        let Some((writes, done)) = self.writes.next_batch() else {
+        let budget = match self.claim {
+            None => usize::MAX,
+            Some(_) => LOG_BATCH_BUDGET,
+        };
+        let Some((writes, done)) = self.writes.next_batch_within(budget) else {
             return;
         };
         let (project, slug) = (self.key.project.clone(), self.key.slug.clone());

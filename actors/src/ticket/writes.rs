@@ -16,6 +16,17 @@ use crate::store::{Done, StoreError, TicketWrite};
 /// Writes in one batch at most.
 pub const MAX_BATCH: usize = 256;
 
+/// Roughly how many bytes a write takes in a ticket's log entry, with the event it tells.
+pub fn weight(write: &TicketWrite) -> usize {
+    match write {
+        TicketWrite::Message(m) => 256 + 2 * m.content.as_str().len(),
+        TicketWrite::Note(n) => 256 + 2 * n.content.as_str().len(),
+        TicketWrite::Ticket(t) => 512 + t.title.as_str().len() + t.description.as_str().len(),
+        TicketWrite::Delivery(d) => 256 + d.payload.len(),
+        TicketWrite::ReadCursor { .. } => 256,
+    }
+}
+
 /// The outcome of a batch: whether its writes are durable, and what their callers are owed.
 pub struct Landed<E> {
     pub effects: Vec<E>,
@@ -124,11 +135,29 @@ impl<E> WriteQueue<E> {
 
     /// The next batch to hand to the store, with the callback that reports its outcome:
     /// `None` while a batch is in flight, after a failure, or when nothing waits.
+    #[cfg(test)]
     pub fn next_batch(&mut self) -> Option<(Vec<TicketWrite>, Done)> {
+        self.next_batch_within(usize::MAX)
+    }
+
+    /// [`next_batch`](Self::next_batch), but no heavier than `budget` bytes by
+    /// [`weight`] (always at least one write): a batch that travels in one NATS message must
+    /// fit its size limit.
+    pub fn next_batch_within(&mut self, budget: usize) -> Option<(Vec<TicketWrite>, Done)> {
         if self.in_flight || self.broken || self.unsent.is_empty() {
             return None;
         }
-        let take = self.unsent.len().min(MAX_BATCH);
+        let mut used = 0;
+        let fits = self
+            .unsent
+            .iter()
+            .take(MAX_BATCH)
+            .take_while(|(_, w)| {
+                used += weight(w);
+                used <= budget
+            })
+            .count();
+        let take = fits.max(1);
         let writes: Vec<(u64, TicketWrite)> = self.unsent.drain(..take).collect();
         let through = writes.last().map_or(0, |(n, _)| *n);
         self.in_flight = true;
@@ -203,6 +232,33 @@ mod tests {
             (),
         );
         (q, nudges)
+    }
+
+    #[test]
+    fn a_batch_stays_within_its_budget_and_a_request_split_over_two_is_settled_by_the_second() {
+        let (mut q, _) = queue();
+        let per = weight(&cursor());
+        q.push([cursor(), cursor()], "a");
+        q.push([cursor()], "b");
+        let (writes, done) = q.next_batch_within(per).unwrap();
+        assert_eq!(writes.len(), 1, "one write fits");
+        done(Ok(()));
+        let landed = q.take_outcome().unwrap();
+        assert!(
+            landed.effects.is_empty(),
+            "half of a's writes is not a's answer"
+        );
+        let (writes, done) = q.next_batch_within(2 * per).unwrap();
+        assert_eq!(writes.len(), 2);
+        done(Ok(()));
+        assert_eq!(q.take_outcome().unwrap().effects, ["a", "b"]);
+        q.push([cursor()], "c");
+        let (writes, _) = q.next_batch_within(1).unwrap();
+        assert_eq!(
+            writes.len(),
+            1,
+            "a write heavier than the budget still goes, alone"
+        );
     }
 
     #[test]
