@@ -77,6 +77,10 @@ struct Inner {
     store: Arc<dyn Store>,
     /// This node's leases, by bucket key, for the renewal task.
     leases: FastMap<String, Arc<Lease>>,
+    /// Who owns tickets that other nodes own, as last read from the bucket: requests for them
+    /// go straight to the owner instead of reading the bucket each time. Forgotten after half
+    /// a lease's lifetime, or as soon as forwarding there fails.
+    known_owners: moka::sync::Cache<String, String>,
     ttl: Duration,
     /// How long a forwarded command may take: the owner's own timeout, and a margin.
     forward_timeout: Duration,
@@ -184,6 +188,10 @@ impl NatsCluster {
                 owners,
                 store,
                 leases: FastMap::default(),
+                known_owners: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(ttl / 2)
+                    .build(),
                 ttl,
                 forward_timeout: call_timeout + Duration::from_secs(1),
             }),
@@ -303,6 +311,9 @@ impl Cluster for Port {
     async fn place(&self, key: &TicketKey) -> Result<Placement, TicketError> {
         let inner = &self.0;
         let name = bucket_key(key);
+        if let Some(owner) = inner.known_owners.get(&name) {
+            return Ok(Placement::There(owner));
+        }
         let me = Bytes::from(inner.node.clone());
         for _ in 0..8 {
             match inner.owners.create(&name, me.clone()).await {
@@ -317,6 +328,7 @@ impl Cluster for Port {
             };
             let owner = String::from_utf8_lossy(&entry.value).into_owned();
             if owner != inner.node {
+                inner.known_owners.insert(name, owner.clone());
                 return Ok(Placement::There(owner));
             }
             // This node's own, from an actor that stopped here: carry it on.
@@ -356,17 +368,24 @@ impl Cluster for Port {
         let reply = match reply {
             Ok(reply) => reply,
             Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                inner.known_owners.invalidate(&bucket_key(key));
                 forwarded("unreachable");
                 return Err(TicketError::Unreachable(node.to_owned()));
             }
             Err(e) => {
+                inner.known_owners.invalidate(&bucket_key(key));
                 forwarded("failed");
                 return Err(unavailable(&format!("node {node}"), e));
             }
         };
         forwarded("answered");
-        serde_json::from_slice::<Result<Answer, TicketError>>(&reply.payload)
-            .map_err(|e| TicketError::Internal(format!("node {node} answered garbage: {e}")))?
+        let answer = serde_json::from_slice::<Result<Answer, TicketError>>(&reply.payload)
+            .map_err(|e| TicketError::Internal(format!("node {node} answered garbage: {e}")))?;
+        if let Err(TicketError::Elsewhere(_) | TicketError::Moved) = &answer {
+            // The ticket left that node: read the bucket again next time.
+            inner.known_owners.invalidate(&bucket_key(key));
+        }
+        answer
     }
 
     async fn missed(&self, key: &TicketKey, after: u64) -> Result<Vec<Logged>, TicketError> {
