@@ -46,6 +46,8 @@ const MAX_MISSED: usize = 64;
 /// How long the tickets' log keeps an entry. The store is the record; the log only needs to
 /// outlive an owner's crash between appending and storing, and a subscriber's reconnect.
 const LOG_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often the log reader's progress is checked against the stream's end.
+const LOG_CHECK: Duration = Duration::from_secs(2);
 /// Entries the log keeps per ticket at most.
 const LOG_PER_TICKET: i64 = 256;
 
@@ -218,11 +220,13 @@ impl NatsCluster {
             .subscribe(format!("fleety.node.{}", inner.node))
             .await?;
         let live = inner.client.subscribe("fleety.live.>").await?;
-        let log = inner.log_reader(None).await?;
+        // Read from the log's end as it is now; the reader keeps its place from there.
+        let start = inner.stream.get_info().await?.state.last_sequence;
+        let log = inner.log_reader(start).await?;
         let handle = tokio::spawn(async move {
             tokio::select! {
                 _ = serve_requests(inner.clone(), tickets.clone(), requests) => {}
-                _ = read_log(inner.clone(), tickets.clone(), log) => {}
+                _ = read_log(inner.clone(), tickets.clone(), log, start) => {}
                 _ = read_live(inner.clone(), tickets.clone(), live) => {}
                 _ = renew(inner.clone(), tickets.clone()) => {}
                 _ = shutdown.cancelled() => {}
@@ -255,14 +259,10 @@ impl NatsCluster {
 }
 
 impl Inner {
-    /// An ordered reader of every ticket's log: from the next entry appended, or right after
-    /// `after`.
-    async fn log_reader(&self, after: Option<u64>) -> anyhow::Result<consumer::pull::Ordered> {
-        let deliver_policy = match after {
-            None => consumer::DeliverPolicy::New,
-            Some(seq) => consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: seq + 1,
-            },
+    /// An ordered reader of every ticket's log, from the entry after `after`.
+    async fn log_reader(&self, after: u64) -> anyhow::Result<consumer::pull::Ordered> {
+        let deliver_policy = consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: after + 1,
         };
         let ordered = consumer::pull::OrderedConfig {
             filter_subject: "fleety.log.>".into(),
@@ -664,40 +664,75 @@ async fn serve_requests(inner: Arc<Inner>, tickets: Tickets, mut requests: async
 /// Reads every entry of every ticket's log, in order, into this node's subscribers and feeds.
 /// The ordered consumer starts again after the last entry it handed over whenever it misses
 /// one, so nothing is skipped while the stream keeps it.
-async fn read_log(inner: Arc<Inner>, tickets: Tickets, mut log: consumer::pull::Ordered) {
-    let mut last = None;
+///
+/// The reader is watched: when the stream has entries past the last one delivered and none
+/// arrives for two checks in a row (its consumer lived on a NATS server that died, or the
+/// connection moved to another server), a new reader starts right after the last entry
+/// delivered, so nothing is skipped and nothing waits for the client's own heartbeat checks.
+async fn read_log(
+    inner: Arc<Inner>,
+    tickets: Tickets,
+    mut log: consumer::pull::Ordered,
+    mut position: u64,
+) {
+    let mut check = tokio::time::interval(LOG_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stalled_at = None;
     loop {
-        while let Some(entry) = log.next().await {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the tickets' log");
+        let entry = tokio::select! {
+            entry = log.next() => entry,
+            _ = check.tick() => {
+                let behind = match inner.stream.get_info().await {
+                    Ok(info) => info.state.last_sequence > position,
+                    Err(_) => false,
+                };
+                let stuck = behind && stalled_at == Some(position);
+                stalled_at = behind.then_some(position);
+                if !stuck {
                     continue;
                 }
-            };
-            let Ok(info) = entry.info() else { continue };
-            let seq = info.stream_sequence;
-            last = Some(seq);
-            let Some(key) = ticket_of(entry.subject.as_str()) else {
+                tracing::warn!(position, "the tickets' log reader fell silent; starting it again");
+                log = restart_log(&inner, position).await;
+                stalled_at = None;
                 continue;
-            };
-            match serde_json::from_slice::<EntryEvents>(&entry.payload) {
-                Ok(read) => tickets.deliver(&key, Some(seq), &read.events),
-                Err(e) => {
-                    tracing::error!(ticket = %key, seq, error = %e, "an unreadable log entry")
-                }
-            }
-        }
-        // The consumer gave up (the stream was unreachable for too long): a new one starts
-        // right after the last entry delivered, so nothing is skipped.
-        tracing::error!("the tickets' log reader stopped; starting it again");
-        log = loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            match inner.log_reader(last).await {
-                Ok(log) => break log,
-                Err(e) => tracing::warn!(error = %e, "restarting the tickets' log reader"),
             }
         };
+        let Some(entry) = entry else {
+            tracing::error!(
+                position,
+                "the tickets' log reader stopped; starting it again"
+            );
+            log = restart_log(&inner, position).await;
+            continue;
+        };
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the tickets' log");
+                continue;
+            }
+        };
+        let Ok(info) = entry.info() else { continue };
+        let seq = info.stream_sequence;
+        position = position.max(seq);
+        let Some(key) = ticket_of(entry.subject.as_str()) else {
+            continue;
+        };
+        match serde_json::from_slice::<EntryEvents>(&entry.payload) {
+            Ok(read) => tickets.deliver(&key, Some(seq), &read.events),
+            Err(e) => tracing::error!(ticket = %key, seq, error = %e, "an unreadable log entry"),
+        }
+    }
+}
+
+/// A new log reader right after `position`, once one can be made.
+async fn restart_log(inner: &Inner, position: u64) -> consumer::pull::Ordered {
+    loop {
+        match inner.log_reader(position).await {
+            Ok(log) => return log,
+            Err(e) => tracing::warn!(error = %e, "restarting the tickets' log reader"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

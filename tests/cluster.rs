@@ -50,12 +50,22 @@ fn nats_script(args: &[&str]) {
     assert!(status.success(), "scripts/nats.sh {args:?} failed");
 }
 
+/// A port nothing listens on now, and never handed out before in this process (a node binds
+/// it only once it has started, so the same port must not go to two nodes meanwhile).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 struct Node {
@@ -75,6 +85,16 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // A failed test shows what each node said, since the directory goes with it.
+            let log =
+                std::fs::read_to_string(self._dir.path().join("node.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- node {} (port {}), last lines:", self.name, self.port);
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
@@ -94,7 +114,11 @@ impl Fleet {
         let mut fleet = Fleet {
             nodes: Vec::new(),
             keyspace,
-            http: reqwest::Client::new(),
+            // Idle connections are let go before the server's 10 s header timeout closes them.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
             project: String::new(),
             admin_key: String::new(),
         };
@@ -209,16 +233,25 @@ impl Fleet {
             self.node(i).base(),
             self.project
         );
-        let resp = self
-            .http
-            .post(url)
-            .bearer_auth(&self.admin_key)
-            .header("Idempotency-Key", format!("{slug}-{content}"))
-            .json(&json!({ "author": "admin", "content": content }))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| (0, e.to_string()))?;
+        let send = || {
+            self.http
+                .post(&url)
+                .bearer_auth(&self.admin_key)
+                .header("Idempotency-Key", format!("{slug}-{content}"))
+                .json(&json!({ "author": "admin", "content": content }))
+                .timeout(Duration::from_secs(30))
+                .send()
+        };
+        // A pooled connection the server was closing as it was reused fails without an
+        // answer; the Idempotency-Key makes sending again safe, as a real client would.
+        let mut resp = send().await;
+        for _ in 0..2 {
+            match &resp {
+                Err(e) if !e.is_timeout() => resp = send().await,
+                _ => break,
+            }
+        }
+        let resp = resp.map_err(|e| (0, e.to_string()))?;
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
         match status {
