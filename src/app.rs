@@ -53,9 +53,8 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
         crate::metrics::handle();
-        let listener = TcpListener::bind(settings.server.listen)
-            .await
-            .map_err(|e| {
+        let listener =
+            listen(settings.server.listen, settings.server.listen_backlog).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot listen on {} (FLEETY_LISTEN): {e}",
                     settings.server.listen
@@ -262,6 +261,20 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// A listener with an explicit accept backlog. `TcpListener::bind` asks for 128 (what the
+/// standard library passes to `listen`), and a storm of reconnecting sockets overflowed it:
+/// the kernel dropped their handshakes and the clients retried a second later.
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As the standard library does for listeners: a restart need not wait out TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

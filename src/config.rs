@@ -115,6 +115,7 @@ pub enum LogFormat {
 pub const NAMES: &[(&str, &str)] = &[
     ("listen", "server.listen"),
     ("max_connections", "server.max_connections"),
+    ("listen_backlog", "server.listen_backlog"),
     (
         "header_read_timeout_secs",
         "server.header_read_timeout_secs",
@@ -232,6 +233,10 @@ pub struct Settings {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub max_connections: usize,
+    /// Connections the kernel holds for the accept loop at most (capped by the kernel's
+    /// `net.core.somaxconn`): a reconnecting crowd past it has its handshakes dropped and
+    /// retried a second later.
+    pub listen_backlog: u32,
     pub header_read_timeout_secs: u64,
     pub max_body_bytes: u64,
     pub shutdown_grace_secs: u64,
@@ -371,6 +376,7 @@ impl Default for Settings {
             server: ServerSettings {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 max_connections: 10_000,
+                listen_backlog: 4096,
                 header_read_timeout_secs: 10,
                 max_body_bytes: 64 * 1024,
                 shutdown_grace_secs: 10,
@@ -525,6 +531,7 @@ impl Settings {
             ("auth.session_ttl_secs", auth.session_ttl_secs),
             ("store.checkpoint_ms", store.checkpoint_ms),
             ("server.max_connections", server.max_connections as u64),
+            ("server.listen_backlog", u64::from(server.listen_backlog)),
             ("limits.clients", self.limits.clients),
             (
                 "server.header_read_timeout_secs",

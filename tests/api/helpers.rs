@@ -171,7 +171,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
 
 /// Opens the store, waiting for a server that was just stopped to release the file lock: its
 /// writer thread lets go once the last handle to the old store is dropped.
-async fn open_store(dir: &std::path::Path) -> EmbeddedStore {
+pub async fn open_store(dir: &std::path::Path) -> EmbeddedStore {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         match EmbeddedStore::open(dir) {

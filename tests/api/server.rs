@@ -221,3 +221,44 @@ async fn a_watched_ticket_does_not_passivate() {
     }
     assert_eq!(got.expect("event")["payload"]["content"], "still live");
 }
+
+/// The accept backlog is the configured one: with the server not yet accepting, the kernel
+/// completes the handshakes of about that many connections and holds the rest back. The
+/// standard library's 128 once dropped the handshakes of a crowd reconnecting at once.
+#[tokio::test]
+async fn the_listen_backlog_is_the_configured_one() {
+    async fn completed(backlog: u32, tries: usize) -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = fleety::config::Settings::default();
+        settings.server.listen = "127.0.0.1:0".parse().unwrap();
+        settings.server.listen_backlog = backlog;
+        settings.store.data_dir = dir.path().to_path_buf();
+        let store: std::sync::Arc<dyn fleety_actors::store::Store> =
+            std::sync::Arc::new(open_store(dir.path()).await);
+        let clock = std::sync::Arc::new(fleety_actors::clock::SystemClock);
+        let app = fleety::app::Application::build_with(settings, store, clock)
+            .await
+            .unwrap();
+        // Built, not run: nothing accepts, so only the kernel's queue takes connections.
+        let addr = app.local_addr();
+        let mut held = Vec::new();
+        for _ in 0..tries {
+            let connect = TcpStream::connect(addr);
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(300), connect).await
+            {
+                held.push(stream);
+            }
+        }
+        held.len()
+    }
+    let small = completed(4, 12).await;
+    assert!(
+        (4..=6).contains(&small),
+        "a backlog of 4 holds about 4 connections, not {small}"
+    );
+    assert_eq!(
+        completed(64, 12).await,
+        12,
+        "a larger backlog holds them all"
+    );
+}
