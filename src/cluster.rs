@@ -715,7 +715,7 @@ async fn read_log(
         let Ok(info) = entry.info() else { continue };
         let seq = info.stream_sequence;
         position = position.max(seq);
-        let Some(key) = ticket_of(entry.subject.as_str()) else {
+        let Some(key) = ticket_of(entry.subject.as_str()).filter(|k| tickets.heard(k)) else {
             continue;
         };
         match serde_json::from_slice::<EntryEvents>(&entry.payload) {

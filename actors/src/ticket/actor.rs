@@ -112,7 +112,7 @@ impl TicketMsg {
 }
 
 /// A page of a ticket's messages: the newest `limit` before `before`.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct MessagePage {
     pub limit: usize,
     pub before: Option<MessageId>,
@@ -853,15 +853,7 @@ impl TicketState {
             };
             let view = result.map_err(TicketError::from).map(|mut msgs| {
                 msgs.retain(|m| newest_durable.is_some_and(|n| m.id <= n));
-                let more = msgs.len() > limit;
-                if more {
-                    msgs.remove(0);
-                }
-                let mut view = TicketView::new(&ticket, msgs.iter(), &cursors);
-                if more {
-                    view.next_before = msgs.first().map(|m| m.id);
-                }
-                view.to_bytes()
+                page_view(&ticket, &cursors, msgs, limit)
             });
             let _ = reply.send(view);
         });
@@ -896,6 +888,25 @@ impl TicketState {
             effect.refuse(TicketError::Unavailable("ticket is restarting".into()));
         }
     }
+}
+
+/// A page of the ticket from the newest `limit + 1` messages read, oldest first: the newest
+/// `limit`, with `next_before` when there are more.
+pub(crate) fn page_view(
+    ticket: &Ticket,
+    cursors: &[ReadCursor],
+    mut messages: Vec<Message>,
+    limit: usize,
+) -> Bytes {
+    let more = messages.len() > limit;
+    if more {
+        messages.remove(0);
+    }
+    let mut view = TicketView::new(ticket, messages.iter(), cursors);
+    if more {
+        view.next_before = messages.first().map(|m| m.id);
+    }
+    view.to_bytes()
 }
 
 /// Writes a batch the ticket's log already holds to the store. The log took it, so it will

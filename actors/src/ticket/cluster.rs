@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use super::subscribers::{CutOff, Event, Subscribers};
-use super::{MessagePage, TicketError, TicketKey};
+use super::{TicketError, TicketKey};
 use crate::domain::{
     AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, ReadCursor, Ticket,
     TicketStatus,
@@ -151,9 +151,6 @@ fn bytes(raw: &RawValue) -> Bytes {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
-    Get {
-        page: Option<MessagePage>,
-    },
     Post {
         author: Participant,
         content: MessageBody,
@@ -176,25 +173,10 @@ pub enum Command {
     Position,
 }
 
-impl Command {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Get { .. } => "get",
-            Command::Post { .. } => "post",
-            Command::MarkRead { .. } => "mark_read",
-            Command::SetStatus { .. } => "set_status",
-            Command::Assign { .. } => "assign",
-            Command::AddNote { .. } => "add_note",
-            Command::Position => "position",
-        }
-    }
-}
-
 /// A ticket's answer to a [`Command`].
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "answer", content = "value", rename_all = "snake_case")]
 pub enum Answer {
-    View(Box<RawValue>),
     Message(Message),
     Read(Option<MessageId>),
     Ticket(Ticket),
@@ -203,17 +185,6 @@ pub enum Answer {
 }
 
 impl Answer {
-    pub fn view(bytes: Bytes) -> Answer {
-        Answer::View(raw(bytes))
-    }
-
-    pub fn into_view(self) -> Result<Bytes, TicketError> {
-        match self {
-            Answer::View(v) => Ok(bytes(&v)),
-            other => Err(other.mismatch()),
-        }
-    }
-
     pub fn into_message(self) -> Result<Message, TicketError> {
         match self {
             Answer::Message(m) => Ok(m),
@@ -331,6 +302,11 @@ impl Watchers {
         });
     }
 
+    /// Whether the ticket has subscribers here.
+    pub fn watched(&self, key: &TicketKey) -> bool {
+        self.tickets.contains_key(key)
+    }
+
     /// Tickets with subscribers here.
     pub fn len(&self) -> usize {
         self.tickets.len()
@@ -393,14 +369,22 @@ mod tests {
         let back: Command = serde_json::from_str(&wire).unwrap();
         assert_eq!(serde_json::to_string(&back).unwrap(), wire);
 
-        let view = Answer::view(Bytes::from_static(b"{\"slug\":\"x\",\"messages\":[]}"));
-        let wire = serde_json::to_vec(&view).unwrap();
+        let frame = Bytes::from_static(b"{\"type\":\"subscribed\",\"payload\":{\"slug\":\"x\"}}");
+        let snapshot = Answer::Replay(Snapshot::new(super::super::Position {
+            subscribed: frame.clone(),
+            last_message_id: None,
+            cursors: Vec::new(),
+            through: 7,
+        }));
+        let wire = serde_json::to_vec(&snapshot).unwrap();
         let back: Answer = serde_json::from_slice(&wire).unwrap();
+        let back = back.into_snapshot().unwrap();
         assert_eq!(
-            back.into_view().unwrap(),
-            Bytes::from_static(b"{\"slug\":\"x\",\"messages\":[]}"),
-            "a view's bytes arrive as they were encoded"
+            back.subscribed(),
+            frame,
+            "a frame's bytes arrive as they were encoded"
         );
+        assert_eq!(back.through, 7);
         let wrong: Answer =
             serde_json::from_slice(&serde_json::to_vec(&Answer::Read(None)).unwrap()).unwrap();
         assert!(matches!(

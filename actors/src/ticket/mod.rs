@@ -354,21 +354,13 @@ impl Tickets {
             limit: limit + 1,
             newest: true,
         };
-        let (ticket, cursors, mut messages) = tokio::try_join!(
+        let (ticket, cursors, messages) = tokio::try_join!(
             store.get_ticket(&key.project, &key.slug),
             store.read_cursors(&key.project, &key.slug),
             store.list_messages(&key.project, &key.slug, range),
         )?;
         let ticket = ticket.ok_or(TicketError::NotFound)?;
-        let more = messages.len() > limit;
-        if more {
-            messages.remove(0);
-        }
-        let mut view = crate::events::TicketView::new(&ticket, messages.iter(), &cursors);
-        if more {
-            view.next_before = messages.first().map(|m| m.id);
-        }
-        Ok(view.to_bytes())
+        Ok(actor::page_view(&ticket, &cursors, messages, limit))
     }
 
     /// Carries out a command on the ticket: here, or on the node that owns it. A command that
@@ -405,10 +397,6 @@ impl Tickets {
     /// cluster adapter calls for commands other nodes forward.
     pub async fn here(&self, key: &TicketKey, command: Command) -> Result<Answer, TicketError> {
         match command {
-            Command::Get { page } => {
-                let view = self.call(key, |reply| TicketMsg::Get { page, reply });
-                Ok(Answer::view(view.await?))
-            }
             Command::Post {
                 author,
                 content,
@@ -691,6 +679,12 @@ impl Tickets {
                 self.deps.watchers.offer(key, &event);
             }
         }
+    }
+
+    /// Whether anyone on this node hears the ticket's events: a subscriber of it, or an agent
+    /// on its project's feed. Log entries nobody hears need not be read.
+    pub fn heard(&self, key: &TicketKey) -> bool {
+        self.deps.watchers.watched(key) || self.deps.feeds.sender(&key.project).is_some()
     }
 
     /// This node's subscribers of tickets, with several nodes.
