@@ -43,6 +43,9 @@ async function waitHealthy(base, child) {
 export async function startServer({ dataDir, port, env = {} } = {}) {
   const bin = process.env.FLEETY_BIN ?? join(ROOT, "target", "debug", "fleety");
   port ??= await freePort();
+  // A directory made here is the server's alone and goes when it stops: runs would otherwise
+  // leave a store behind each time.
+  const owned = dataDir === undefined;
   dataDir ??= mkdtempSync(join(tmpdir(), "fleety-e2e-"));
   const base = `http://127.0.0.1:${port}`;
   const child = spawn(bin, [], {
@@ -57,7 +60,9 @@ export async function startServer({ dataDir, port, env = {} } = {}) {
     stdio: ["ignore", "inherit", "inherit"],
   });
   await waitHealthy(base, child);
-  const exited = new Promise((done) => child.once("exit", done));
+  const exited = new Promise((done) => child.once("exit", done)).then(() => {
+    if (owned) rmSync(dataDir, { recursive: true, force: true });
+  });
   return {
     base,
     port,
