@@ -23,6 +23,7 @@ use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use warp::reply::Response;
 
 use super::upgrade::{self, WebSocket, WsRequest};
@@ -63,10 +64,10 @@ pub async fn ticket_socket(
             let token = ctx.sockets.token();
             let ctx3 = ctx.clone();
             let config = socket_config(&ctx.settings);
-            Ok(ws.upgrade(config, move |socket| async move {
-                let _open = OpenGauge::new("fleety_websockets_open", "ticket");
-                relay_ticket(socket, ctx3, key, subscription, since).await;
-                drop(token);
+            // Straight to the async fn: an async block here would keep its own copy of every
+            // argument beside the relay's for as long as the socket lives.
+            Ok(ws.upgrade(config, move |socket| {
+                relay_ticket(socket, ctx3, key, subscription, since, token)
             }))
         }
         .await,
@@ -266,13 +267,16 @@ fn inbound(frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>
 }
 
 /// `since` is the newest message the client already has; the replay starts after it.
+/// `_token` keeps the server's shutdown waiting for this socket while it lives.
 async fn relay_ticket(
     mut socket: WebSocket,
     ctx: Arc<Ctx>,
     key: TicketKey,
     subscription: Subscription,
     since: Option<MessageId>,
+    _token: TaskTrackerToken,
 ) {
+    let _open = OpenGauge::new("fleety_websockets_open", "ticket");
     // The client has everything up to `since`, or (without it) everything before it joined.
     let mut last_seen = since.or(subscription.last_message_id);
     match relay_ticket_events(&mut socket, &ctx, &key, subscription, &mut last_seen).await {
@@ -316,14 +320,14 @@ async fn relay_ticket_events(
                 Some(event) => {
                     // Everything already queued goes out in one write: under load a socket
                     // wakes to several events, and a syscall per frame is most of the cost.
-                    let mut seen = |event: Event| {
+                    let mut seen = |event: Arc<Event>| {
                         if event.message_id.is_some() {
                             *last_seen = event.message_id;
                         }
-                        event.frame
+                        event.frame.clone()
                     };
                     let first = seen(event);
-                    let fresh = |e: &Event| e.seq.is_none_or(|s| s > skip_through);
+                    let fresh = |e: &Arc<Event>| e.seq.is_none_or(|s| s > skip_through);
                     let more = || events.try_recv().ok().filter(fresh).map(&mut seen);
                     unless_cut(&cut_off, send_frames(socket, limit, first, more)).await?;
                 }
@@ -437,24 +441,24 @@ pub async fn feed_socket(ws: WsRequest, project: Arc<Project>, ctx: Arc<Ctx>) ->
     let events = ctx.system.feeds.subscribe(&project.id);
     let guard = ctx.sockets.token();
     let config = socket_config(&ctx.settings);
-    ws.upgrade(config, move |socket| async move {
-        let _open = OpenGauge::new("fleety_websockets_open", "feed");
-        relay_feed(socket, &ctx, &project, events).await;
-        ctx.system.feeds.release(&project.id);
-        drop(guard);
+    ws.upgrade(config, move |socket| {
+        relay_feed(socket, ctx, project, events, guard)
     })
 }
 
 async fn relay_feed(
     mut socket: WebSocket,
-    ctx: &Ctx,
-    project: &Project,
+    ctx: Arc<Ctx>,
+    project: Arc<Project>,
     events: broadcast::Receiver<Bytes>,
+    _token: TaskTrackerToken,
 ) {
-    match relay_feed_events(&mut socket, ctx, project, events).await {
+    let _open = OpenGauge::new("fleety_websockets_open", "feed");
+    match relay_feed_events(&mut socket, &ctx, &project, events).await {
         Ok(()) | Err(Stop::Gone) => {}
         Err(Stop::Blocked) => drop_slow(socket),
     }
+    ctx.system.feeds.release(&project.id);
 }
 
 async fn relay_feed_events(

@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
 use super::cluster::{Claim, LogBatch, LogEvent};
 use super::idempotency::{self, Retry};
-use super::subscribers::{CutOff, Event, Subscribers};
+use super::subscribers::{CutOff, Event, Queue, Subscribers};
 use super::writes::{Landed, WriteQueue};
 use super::{TicketDeps, TicketError, TicketKey, WriterLease};
 use crate::domain::{
@@ -133,7 +133,7 @@ pub struct Subscription {
     /// Messages missed since `since`, to send before live events.
     pub replay: Replay,
     /// Live events. The channel closes when the actor stops or cuts this subscriber off.
-    pub events: mpsc::Receiver<Event>,
+    pub events: Queue,
     /// Tripped when the actor cuts this subscriber off for falling behind.
     pub cut_off: Arc<CutOff>,
     /// The newest durable message when the subscription began: live events come after it.

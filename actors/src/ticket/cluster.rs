@@ -18,9 +18,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 
-use super::subscribers::{CutOff, Event, Subscribers};
+use super::subscribers::{CutOff, Event, Queue, Subscribers};
 use super::{TicketError, TicketKey};
 use crate::domain::{
     AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, ReadCursor, Ticket,
@@ -272,7 +271,7 @@ impl Watchers {
 
     /// A new subscriber of the ticket: its queue of events, and the word it gets if it is cut
     /// off for falling behind.
-    pub fn add(&self, key: &TicketKey) -> (mpsc::Receiver<Event>, Arc<CutOff>) {
+    pub fn add(&self, key: &TicketKey) -> (Queue, Arc<CutOff>) {
         let mut subscribers = self
             .tickets
             .entry(key.clone())

@@ -23,7 +23,7 @@ pub use actor::{
 pub use cluster::{
     Answer, Claim, Cluster, Command, LogBatch, LogEvent, Logged, Placement, Snapshot, Watchers,
 };
-pub use subscribers::{CutOff, Event};
+pub use subscribers::{CutOff, Event, Queue};
 
 use crate::clock::Clock;
 use crate::domain::{
