@@ -1,5 +1,5 @@
-//! A probe of the host the run shares: how long a cache line takes to travel from one CPU to
-//! another and back.
+//! The host the run shares: a probe of how long a cache line takes to travel from one CPU to
+//! another and back, pinning processes to CPUs, and the kernel's TCP counters.
 //!
 //! On the cloud VMs these benchmarks run on, it swings between about 100 ns and 500 ns from
 //! one second to the next, as the hypervisor places the two virtual CPUs on the same or on
@@ -59,13 +59,9 @@ pub fn cross_cpu_round_trip_ns() -> Option<f64> {
     .flatten()
 }
 
+/// Pins the calling thread.
 fn pin(cpu: usize) -> bool {
-    // SAFETY: `set` is a plain bit set owned by this frame; the call only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    }
+    affinity(cpu).is_ok()
 }
 
 /// One sample: the calling thread, pinned to CPU 0, writes odd numbers; a partner on CPU 1
@@ -105,4 +101,80 @@ fn sample() -> Option<f64> {
     });
     let _ = partner.join();
     result.flatten()
+}
+
+/// Makes a child process run on `cpu` alone. The mask is set in the child between fork and
+/// exec, so every thread it will start inherits it (pinning a running process by pid moves
+/// only its main thread).
+pub fn pin_child(cmd: &mut std::process::Command, cpu: usize) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook only makes one system call, which is async-signal-safe.
+    unsafe { cmd.pre_exec(move || affinity(cpu)) };
+}
+
+/// [`pin_child`] for a tokio command.
+pub fn pin_tokio_child(cmd: &mut tokio::process::Command, cpu: usize) {
+    // SAFETY: as in `pin_child`.
+    unsafe { cmd.pre_exec(move || affinity(cpu)) };
+}
+
+fn affinity(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: `set` is a plain bit set owned by this frame; the call only reads it.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The kernel's TCP counters that say whether connections waited on the accept queue: SYNs
+/// dropped because a listener's queue was full, and SYNs sent again by clients.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpCounters {
+    pub listen_overflows: u64,
+    pub listen_drops: u64,
+    pub syn_retransmits: u64,
+}
+
+impl TcpCounters {
+    /// The machine-wide counters now (from /proc/net/netstat); zeros where it cannot be read.
+    pub fn now() -> Self {
+        let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+        let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+        let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+            return TcpCounters::default();
+        };
+        let pairs: Vec<(&str, u64)> = names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .skip(1)
+            .map(|(n, v)| (n, v.parse().unwrap_or(0)))
+            .collect();
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, v)| *v)
+        };
+        TcpCounters {
+            listen_overflows: get("ListenOverflows"),
+            listen_drops: get("ListenDrops"),
+            syn_retransmits: get("TCPSynRetrans"),
+        }
+    }
+
+    pub fn since(self, before: TcpCounters) -> TcpCounters {
+        TcpCounters {
+            listen_overflows: self
+                .listen_overflows
+                .saturating_sub(before.listen_overflows),
+            listen_drops: self.listen_drops.saturating_sub(before.listen_drops),
+            syn_retransmits: self.syn_retransmits.saturating_sub(before.syn_retransmits),
+        }
+    }
 }

@@ -14,6 +14,7 @@ mod host;
 mod net;
 mod report;
 mod server;
+mod storm;
 mod worker;
 
 use std::net::SocketAddr;
@@ -56,7 +57,16 @@ struct Cli {
     /// Client worker processes.
     #[arg(long, global = true, default_value_t = 2)]
     workers: usize,
+    /// Pin the servers this run starts (Fleety, the bare server, Centrifugo) to this CPU.
+    #[arg(long, global = true)]
+    server_cpu: Option<usize>,
+    /// Pin the client worker processes to this CPU.
+    #[arg(long, global = true)]
+    client_cpu: Option<usize>,
 }
+
+/// `--client-cpu`, for every worker a scenario starts.
+static CLIENT_CPU: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Scenario {
@@ -127,6 +137,28 @@ enum Scenario {
         #[arg(long, default_value_t = 10_000)]
         total: usize,
     },
+    /// A reconnecting crowd: N WebSockets connect and subscribe, a fixed number in flight, each
+    /// timed from connect to subscription; against Fleety and, with --centrifugo, against
+    /// Centrifugo in the same run.
+    Storm {
+        #[arg(long, default_value_t = 5_000)]
+        connections: usize,
+        /// Connects in flight at once, over all workers.
+        #[arg(long, default_value_t = 200)]
+        in_flight: usize,
+        /// Tickets (Centrifugo: channels) the sockets subscribe to.
+        #[arg(long, default_value_t = 100)]
+        tickets: usize,
+        /// How long to hold the sockets before measuring memory.
+        #[arg(long, default_value_t = 5)]
+        settle_secs: u64,
+        /// The Centrifugo binary to run the same crowd against (`scripts/centrifugo.sh path`).
+        #[arg(long)]
+        centrifugo: Option<PathBuf>,
+        /// Run the crowd against Centrifugo first.
+        #[arg(long)]
+        peer_first: bool,
+    },
     /// (internal) run one worker job given as JSON.
     #[command(hide = true)]
     Worker { job: String },
@@ -166,11 +198,23 @@ fn main() -> anyhow::Result<()> {
 
 async fn coordinate(cli: Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.out)?;
+    if let Some(cpu) = cli.client_cpu {
+        let _ = CLIENT_CPU.set(cpu);
+    }
     let server = match (cli.url, cli.pid, cli.admin_key.clone()) {
         (Some(url), Some(pid), Some(key)) => Server::external(url, pid, cli.project.clone(), key),
         _ => {
             let log = cli.out.join("server.log");
-            let s = Server::start(&log, &[]).await?;
+            // The scenarios that report memory have mimalloc give freed pages back at once: by default it
+            // keeps them until later allocator activity, so the RSS before a crowd still held
+            // start-up's garbage and dropped by 20-30 MiB once sockets arrived.
+            let env: &[(String, String)] = match cli.scenario {
+                Scenario::Idle { .. } | Scenario::Storm { .. } => {
+                    &[("MIMALLOC_PURGE_DELAY".into(), "0".into())]
+                }
+                _ => &[],
+            };
+            let s = Server::start(&log, env, cli.server_cpu).await?;
             eprintln!(
                 "started fleety at {} (pid {}, log {})",
                 s.addr,
@@ -234,6 +278,29 @@ async fn coordinate(cli: Cli) -> anyhow::Result<()> {
             .await?
         }
         Scenario::Sse { concurrency, total } => sse(&cli, &server, concurrency, total).await?,
+        Scenario::Storm {
+            connections,
+            in_flight,
+            tickets,
+            settle_secs,
+            ref centrifugo,
+            peer_first,
+        } => {
+            let crowd = Crowd {
+                connections,
+                in_flight,
+                settle_secs,
+            };
+            storm(
+                &cli,
+                &server,
+                &crowd,
+                tickets,
+                centrifugo.as_deref(),
+                peer_first,
+            )
+            .await?
+        }
         Scenario::Worker { .. } | Scenario::BareServer { .. } => unreachable!("handled in main"),
     };
     let probe_after = host::cross_cpu_round_trip_ns();
@@ -256,15 +323,17 @@ struct Worker {
 
 impl Worker {
     fn spawn(job: &Job) -> anyhow::Result<Self> {
-        let mut child = tokio::process::Command::new(std::env::current_exe()?)
-            .arg("worker")
+        let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+        cmd.arg("worker")
             .arg(serde_json::to_string(job)?)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start a worker")?;
+            .kill_on_drop(true);
+        if let Some(cpu) = CLIENT_CPU.get() {
+            host::pin_tokio_child(&mut cmd, *cpu);
+        }
+        let mut child = cmd.spawn().context("cannot start a worker")?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("worker stdout")?;
         Ok(Worker {
@@ -541,12 +610,19 @@ async fn idle(
     let (mut warm, _) = subscribers(cli, server, &paths, tickets.min(connections)).await?;
     finish(&mut warm).await?;
     drop(warm);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = server.rss_kib()?;
-    let (mut workers, connect_secs) = subscribers(cli, server, &paths, connections).await?;
+    let before = server.settled_rss_kib().await?;
+    // In two halves: the server's baseline holds memory freed at start-up that the first
+    // sockets reuse, so (RSS after − RSS before) / sockets understates what a socket costs
+    // until that is used up (a few thousand sockets). The second half's growth does not.
+    let first_half = connections / 2;
+    let (mut workers, first_secs) = subscribers(cli, server, &paths, first_half).await?;
+    let half = server.settled_rss_kib().await?;
+    let (more, second_secs) = subscribers(cli, server, &paths, connections - first_half).await?;
+    workers.extend(more);
+    let connect_secs = first_secs + second_secs;
     eprintln!("holding {connections} sockets for {settle_secs} s");
     tokio::time::sleep(Duration::from_secs(settle_secs)).await;
-    let after = server.rss_kib()?;
+    let after = server.settled_rss_kib().await?;
     let peak = server.peak_rss_kib()?;
     let outcomes = finish(&mut workers).await?;
     let mut r = Report::new(
@@ -562,12 +638,22 @@ async fn idle(
     );
     r.figure("connect rate", "sockets/s", connected as f64 / connect_secs);
     r.figure("server RSS before", "MiB", before as f64 / 1024.0);
+    r.figure(
+        "server RSS at half the sockets",
+        "MiB",
+        half as f64 / 1024.0,
+    );
     r.figure("server RSS with sockets", "MiB", after as f64 / 1024.0);
     r.figure("server peak RSS", "MiB", peak as f64 / 1024.0);
     r.figure(
         "server RSS per socket",
         "KiB",
         after.saturating_sub(before) as f64 / connected.max(1) as f64,
+    );
+    r.figure(
+        "server RSS per socket, 2nd half",
+        "KiB",
+        after.saturating_sub(half) as f64 / (connections - first_half).max(1) as f64,
     );
     errors(&mut r, &[&outcomes]);
     Ok(r)
@@ -818,7 +904,7 @@ async fn http(
             &file,
             serde_json::to_vec(&json!({ "get": get, "post": posted }))?,
         )?;
-        bare_server = Server::bare(&file).await?;
+        bare_server = Server::bare(&file, cli.server_cpu).await?;
         &bare_server
     } else {
         fleety
@@ -943,3 +1029,142 @@ async fn sse(
 }
 
 static PEAK_STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The shape of a connect storm.
+struct Crowd {
+    connections: usize,
+    in_flight: usize,
+    settle_secs: u64,
+}
+
+async fn storm(
+    cli: &Cli,
+    server: &Server,
+    crowd: &Crowd,
+    tickets: usize,
+    centrifugo: Option<&std::path::Path>,
+    peer_first: bool,
+) -> anyhow::Result<Report> {
+    let slugs = create_tickets(server, tickets).await?;
+    let mut r = Report::new(
+        "storm",
+        json!({ "connections": crowd.connections, "in_flight": crowd.in_flight,
+                "tickets": tickets, "workers": cli.workers, "server_cpu": cli.server_cpu,
+                "client_cpu": cli.client_cpu, "peer": centrifugo.map(|_| "centrifugo 6.9.1") }),
+    );
+    let fleety = storm::Target::Fleety {
+        paths: ws_paths(server, &slugs),
+    };
+    let Some(binary) = centrifugo else {
+        storm_crowd(cli, &mut r, "fleety", server, fleety, crowd).await?;
+        return Ok(r);
+    };
+    // A fresh secret per run; the peer is started now so both servers idle alike beforehand.
+    let secret = uuid::Uuid::new_v4().simple().to_string();
+    let peer = Server::centrifugo(
+        binary,
+        &secret,
+        &cli.out.join("centrifugo.log"),
+        cli.server_cpu,
+    )
+    .await?;
+    let peer_target = storm::Target::Centrifugo {
+        token: storm::centrifugo_token(&secret)?,
+        channels: (0..tickets).map(|i| format!("ticket-{i}")).collect(),
+    };
+    let mut runs = vec![
+        ("fleety", server, fleety),
+        ("centrifugo", &peer, peer_target),
+    ];
+    if peer_first {
+        runs.reverse();
+    }
+    for (i, (name, s, target)) in runs.into_iter().enumerate() {
+        if i > 0 {
+            // The first crowd's closed sockets leave the machine before the next one.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        storm_crowd(cli, &mut r, name, s, target, crowd).await?;
+    }
+    Ok(r)
+}
+
+/// One crowd against one server: its figures, prefixed with `name`, and its latency histogram.
+async fn storm_crowd(
+    cli: &Cli,
+    r: &mut Report,
+    name: &str,
+    server: &Server,
+    target: storm::Target,
+    crowd: &Crowd,
+) -> anyhow::Result<()> {
+    let rss_before = server.settled_rss_kib().await?;
+    let tcp_before = host::TcpCounters::now();
+    let bar = bar(crowd.connections as u64, &format!("{name}: connecting"));
+    let mut workers = Vec::new();
+    let mut first = 10_000u64;
+    let in_flight = shares(crowd.in_flight, cli.workers);
+    for (w, count) in shares(crowd.connections, cli.workers)
+        .into_iter()
+        .enumerate()
+    {
+        workers.push(Worker::spawn(&Job::Storm {
+            server: server.addr,
+            target: target.clone(),
+            count,
+            in_flight: in_flight.get(w).copied().unwrap_or(1),
+            first,
+        })?);
+        first += count as u64;
+    }
+    for w in &mut workers {
+        if let Some(outcome) = w.until(&bar).await? {
+            bail!("a storm worker ended early: {:?}", outcome.errors);
+        }
+    }
+    bar.finish();
+    let tcp = host::TcpCounters::now().since(tcp_before);
+    tokio::time::sleep(Duration::from_secs(crowd.settle_secs)).await;
+    let rss_after = server.settled_rss_kib().await?;
+    let outcomes = finish(&mut workers).await?;
+    let connected = total(&outcomes, "connected");
+    let failed = total(&outcomes, "errors");
+    let figure = |r: &mut Report, what: &str, unit: &str, v: f64| {
+        r.figure(&format!("{name}: {what}"), unit, v)
+    };
+    figure(r, "sockets subscribed", "count", connected as f64);
+    figure(r, "failed connections", "count", failed as f64);
+    figure(
+        r,
+        "closed by the server",
+        "count",
+        total(&outcomes, "closed_by_server") as f64,
+    );
+    figure(
+        r,
+        "storm rate",
+        "sockets/s",
+        connected as f64 / measured_secs(&outcomes),
+    );
+    figure(r, "listen overflows", "count", tcp.listen_overflows as f64);
+    figure(r, "listen drops", "count", tcp.listen_drops as f64);
+    figure(r, "SYN retransmits", "count", tcp.syn_retransmits as f64);
+    figure(r, "RSS before", "MiB", rss_before as f64 / 1024.0);
+    figure(r, "RSS with sockets", "MiB", rss_after as f64 / 1024.0);
+    figure(
+        r,
+        "RSS per socket",
+        "KiB",
+        rss_after.saturating_sub(rss_before) as f64 / connected.max(1) as f64,
+    );
+    for o in &outcomes {
+        for e in &o.errors {
+            let e = format!("{name}: {e}");
+            if !r.errors.contains(&e) {
+                r.errors.push(e);
+            }
+        }
+    }
+    r.latency(name, merged(&outcomes, "connect")?);
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! The servers under load: Fleety itself, started from the release binary on a fresh embedded
-//! store (or one already running, given by address and pid), and the ceiling, a bare warp server
-//! answering GETs and posts with documents taken from Fleety.
+//! store (or one already running, given by address and pid); the ceiling, a bare warp server
+//! answering GETs and posts with documents taken from Fleety; and a peer, Centrifugo, for the
+//! connect storm.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,11 @@ impl Server {
     /// Starts the release `fleety` binary on a free loopback port with a fresh data directory, no
     /// per-IP or chat limits (the generator is one client with many sockets), and room for
     /// 19,000 connections.
-    pub async fn start(log: &Path, extra_env: &[(String, String)]) -> anyhow::Result<Self> {
+    pub async fn start(
+        log: &Path,
+        extra_env: &[(String, String)],
+        cpu: Option<usize>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
@@ -47,6 +52,9 @@ impl Server {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
+        if let Some(cpu) = cpu {
+            crate::host::pin_child(&mut cmd, cpu);
+        }
         let child = cmd.spawn().context("cannot start the fleety binary")?;
         let pid = child.id();
         let mut server = Server {
@@ -57,7 +65,7 @@ impl Server {
             child: Some(child),
             _dir: None,
         };
-        wait_healthy(addr, server.child.as_mut()).await?;
+        wait_healthy(addr, "/healthz", server.child.as_mut()).await?;
         server.admin_key = std::fs::read_to_string(dir.path().join("demo-admin-key"))
             .context("the demo admin key was not written")?
             .trim()
@@ -79,15 +87,18 @@ impl Server {
     }
 
     /// Starts this binary as the bare warp server, answering from `body_file` (see [`run_bare`]).
-    pub async fn bare(body_file: &Path) -> anyhow::Result<Self> {
+    pub async fn bare(body_file: &Path, cpu: Option<usize>) -> anyhow::Result<Self> {
         let port = free_port()?;
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let child = Command::new(std::env::current_exe()?)
-            .arg("bare-server")
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("bare-server")
             .arg(addr.to_string())
             .arg(body_file)
-            .stdin(Stdio::null())
-            .spawn()?;
+            .stdin(Stdio::null());
+        if let Some(cpu) = cpu {
+            crate::host::pin_child(&mut cmd, cpu);
+        }
+        let child = cmd.spawn()?;
         let pid = child.id();
         let mut server = Server {
             addr,
@@ -97,12 +108,83 @@ impl Server {
             child: Some(child),
             _dir: None,
         };
-        wait_healthy(addr, server.child.as_mut()).await?;
+        wait_healthy(addr, "/healthz", server.child.as_mut()).await?;
+        Ok(server)
+    }
+
+    /// Starts Centrifugo (`binary`) on a free loopback port with connection tokens signed by
+    /// `secret` (HS256) and clients allowed to subscribe to channels without a namespace: what
+    /// a site whose visitors subscribe to their own conversation would configure. Its logs go
+    /// to `log`.
+    pub async fn centrifugo(
+        binary: &Path,
+        secret: &str,
+        log: &Path,
+        cpu: Option<usize>,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let config = serde_json::json!({
+            "http_server": { "address": "127.0.0.1", "port": port },
+            "log": { "level": "warn" },
+            "client": { "token": { "hmac_secret_key": secret }, "allowed_origins": ["*"] },
+            "channel": { "without_namespace": { "allow_subscribe_for_client": true } },
+            "health": { "enabled": true },
+            "usage_stats": { "disabled": true },
+        });
+        let config_file = dir.path().join("config.json");
+        std::fs::write(&config_file, serde_json::to_vec_pretty(&config)?)?;
+        let log_file = std::fs::File::create(log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let mut cmd = Command::new(binary);
+        cmd.arg("--config")
+            .arg(&config_file)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        if let Some(cpu) = cpu {
+            crate::host::pin_child(&mut cmd, cpu);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let pid = child.id();
+        let mut server = Server {
+            addr,
+            pid,
+            project: String::new(),
+            admin_key: String::new(),
+            child: Some(child),
+            _dir: Some(dir),
+        };
+        wait_healthy(addr, "/health", server.child.as_mut()).await?;
         Ok(server)
     }
 
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         status_field(self.pid, "VmRSS:")
+    }
+
+    /// The RSS once it has stopped moving: allocators hand freed memory back to the kernel
+    /// some time after it was freed (mimalloc purges in the background), so a reading taken
+    /// soon after a burst still holds the burst's garbage, and the next one may be tens of MiB
+    /// lower. Reads every 500 ms until two readings a second apart differ by under 256 KiB,
+    /// for at most 20 s.
+    pub async fn settled_rss_kib(&self) -> anyhow::Result<u64> {
+        let until = Instant::now() + Duration::from_secs(20);
+        let mut readings = vec![self.rss_kib()?];
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            readings.push(self.rss_kib()?);
+            if let [.., a, _, b] = readings[..] {
+                if a.abs_diff(b) < 256 {
+                    return Ok(b);
+                }
+            }
+        }
+        Ok(*readings.last().unwrap_or(&0))
     }
 
     pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
@@ -165,7 +247,11 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-async fn wait_healthy(addr: SocketAddr, mut child: Option<&mut Child>) -> anyhow::Result<()> {
+async fn wait_healthy(
+    addr: SocketAddr,
+    path: &str,
+    mut child: Option<&mut Child>,
+) -> anyhow::Result<()> {
     let until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < until {
         if let Some(c) = child.as_mut() {
@@ -174,10 +260,7 @@ async fn wait_healthy(addr: SocketAddr, mut child: Option<&mut Child>) -> anyhow
             }
         }
         if let Ok(mut conn) = HttpConn::open(addr, 0).await {
-            if let Ok(a) = conn
-                .request(hyper::Method::GET, "/healthz", None, None)
-                .await
-            {
+            if let Ok(a) = conn.request(hyper::Method::GET, path, None, None).await {
                 if a.status == 200 {
                     return Ok(());
                 }

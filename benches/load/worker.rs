@@ -92,6 +92,15 @@ pub enum Job {
         duration_ms: u64,
         first: u64,
     },
+    /// A connect storm: open `count` WebSockets to `target`, `in_flight` at a time, timing each
+    /// from its connect to its subscription, and hold them until stopped.
+    Storm {
+        server: SocketAddr,
+        target: crate::storm::Target,
+        count: usize,
+        in_flight: usize,
+        first: u64,
+    },
     /// Run `total` chat streams, `concurrency` at a time, each on a new session.
     Chat {
         server: SocketAddr,
@@ -128,16 +137,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn count(&mut self, name: &str, n: u64) {
+    pub fn count(&mut self, name: &str, n: u64) {
         self.counts.push((name.to_owned(), n));
     }
 }
 
-struct Progress(AtomicU64);
+pub struct Progress(AtomicU64);
 
 impl Progress {
     /// Reports progress at most every 100 ms, so the pipe stays quiet.
-    fn spawn() -> Arc<Self> {
+    pub fn spawn() -> Arc<Self> {
         let p = Arc::new(Progress(AtomicU64::new(0)));
         let q = p.clone();
         tokio::spawn(async move {
@@ -151,20 +160,20 @@ impl Progress {
         });
         p
     }
-    fn add(&self, n: u64) {
+    pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
 }
 
 /// Keeps the first few distinct errors: enough to say what went wrong, bounded in memory.
 #[derive(Default)]
-struct Errors {
+pub struct Errors {
     total: AtomicU64,
     samples: Mutex<Vec<String>>,
 }
 
 impl Errors {
-    fn push(&self, e: impl std::fmt::Display) {
+    pub fn push(&self, e: impl std::fmt::Display) {
         self.total.fetch_add(1, Ordering::Relaxed);
         let mut s = self.samples.lock().unwrap();
         let text = e.to_string();
@@ -173,7 +182,7 @@ impl Errors {
         }
     }
     /// Moves the count and samples into `out`; every task holding the log has ended.
-    fn report(self: Arc<Self>, out: &mut Outcome) {
+    pub fn report(self: Arc<Self>, out: &mut Outcome) {
         out.count("errors", self.total.load(Ordering::Relaxed));
         out.errors = self.samples.lock().unwrap().clone();
     }
@@ -202,6 +211,13 @@ pub async fn run(job: Job) -> anyhow::Result<()> {
             total,
             first,
         } => chat(server, project, concurrency, total, first).await?,
+        Job::Storm {
+            server,
+            target,
+            count,
+            in_flight,
+            first,
+        } => crate::storm::run(server, target, count, in_flight, first).await?,
     };
     let mut outcome = outcome;
     outcome.cpu_ms = own_cpu_ms();
@@ -219,7 +235,7 @@ fn own_cpu_ms() -> u64 {
     ms(usage.ru_utime) + ms(usage.ru_stime)
 }
 
-async fn wait_for_stop() {
+pub async fn wait_for_stop() {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if line.trim() == "stop" {
