@@ -718,7 +718,7 @@ impl TicketState {
                 message_id: told.message_id,
                 seq: None,
             };
-            let cut = self.subscribers.offer(&event);
+            let cut = self.subscribers.offer(event);
             if cut > 0 {
                 tracing::info!(ticket = %self.key, cut, "cut off slow subscribers");
             }

@@ -280,7 +280,7 @@ impl Watchers {
     }
 
     /// Offers an event to the ticket's subscribers here; returns how many were cut off.
-    pub fn offer(&self, key: &TicketKey, event: &Event) -> usize {
+    pub fn offer(&self, key: &TicketKey, event: Event) -> usize {
         let Some(mut subscribers) = self.tickets.get_mut(key) else {
             return 0;
         };
@@ -341,12 +341,12 @@ mod tests {
         let watchers = Watchers::new(8);
         let (mut a, _) = watchers.add(&key("blue-fox-101"));
         let (b, _) = watchers.add(&key("red-owl-202"));
-        watchers.offer(&key("blue-fox-101"), &event(1));
-        watchers.offer(&key("green-elk-303"), &event(2));
+        watchers.offer(&key("blue-fox-101"), event(1));
+        watchers.offer(&key("green-elk-303"), event(2));
         assert_eq!(a.recv().await.unwrap().seq, Some(1));
         assert!(a.try_recv().is_err(), "another ticket's event is not heard");
         drop(b);
-        watchers.offer(&key("red-owl-202"), &event(3));
+        watchers.offer(&key("red-owl-202"), event(3));
         assert_eq!(
             watchers.len(),
             1,

@@ -676,7 +676,7 @@ impl Tickets {
                     message_id: event.message_id,
                     seq,
                 };
-                self.deps.watchers.offer(key, &event);
+                self.deps.watchers.offer(key, event);
             }
         }
     }

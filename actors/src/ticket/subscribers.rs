@@ -104,12 +104,12 @@ impl Subscribers {
 
     /// Offers `event` to every subscriber, cutting off those that are not keeping up. Returns
     /// how many were cut off.
-    pub fn offer(&mut self, event: &Event) -> usize {
+    pub fn offer(&mut self, event: Event) -> usize {
         let before = self.list.len();
         if before == 0 {
             return 0;
         }
-        let event = Arc::new(event.clone());
+        let event = Arc::new(event);
         let mut cut = 0;
         self.list.retain(|s| match s.tx.try_send(event.clone()) {
             Ok(()) => true,
@@ -147,7 +147,7 @@ mod tests {
         let (_idle, idle_cut) = subs.add();
         let mut got = Vec::new();
         for n in 0..5 {
-            let cut = subs.offer(&event(n));
+            let cut = subs.offer(event(n));
             assert_eq!(
                 cut,
                 usize::from(n == 2),
