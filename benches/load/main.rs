@@ -1128,7 +1128,7 @@ async fn storm_crowd(
     let rss_after = server.settled_rss_kib().await?;
     let outcomes = finish(&mut workers).await?;
     let connected = total(&outcomes, "connected");
-    let failed = total(&outcomes, "errors");
+    let failed = (crowd.connections as u64).saturating_sub(connected);
     let figure = |r: &mut Report, what: &str, unit: &str, v: f64| {
         r.figure(&format!("{name}: {what}"), unit, v)
     };

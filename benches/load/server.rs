@@ -52,25 +52,15 @@ impl Server {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        if let Some(cpu) = cpu {
-            crate::host::pin_child(&mut cmd, cpu);
-        }
-        let child = cmd.spawn().context("cannot start the fleety binary")?;
-        let pid = child.id();
-        let mut server = Server {
-            addr,
-            pid,
-            project: "demo".into(),
-            admin_key: String::new(),
-            child: Some(child),
-            _dir: None,
-        };
-        wait_healthy(addr, "/healthz", server.child.as_mut()).await?;
-        server.admin_key = std::fs::read_to_string(dir.path().join("demo-admin-key"))
+        let key_file = dir.path().join("demo-admin-key");
+        let mut server = Server::launch(cmd, cpu, addr, Some(dir), "/healthz")
+            .await
+            .context("the fleety binary")?;
+        server.project = "demo".into();
+        server.admin_key = std::fs::read_to_string(key_file)
             .context("the demo admin key was not written")?
             .trim()
             .to_owned();
-        server._dir = Some(dir);
         Ok(server)
     }
 
@@ -95,21 +85,7 @@ impl Server {
             .arg(addr.to_string())
             .arg(body_file)
             .stdin(Stdio::null());
-        if let Some(cpu) = cpu {
-            crate::host::pin_child(&mut cmd, cpu);
-        }
-        let child = cmd.spawn()?;
-        let pid = child.id();
-        let mut server = Server {
-            addr,
-            pid,
-            project: String::new(),
-            admin_key: String::new(),
-            child: Some(child),
-            _dir: None,
-        };
-        wait_healthy(addr, "/healthz", server.child.as_mut()).await?;
-        Ok(server)
+        Server::launch(cmd, cpu, addr, None, "/healthz").await
     }
 
     /// Starts Centrifugo (`binary`) on a free loopback port with connection tokens signed by
@@ -144,22 +120,33 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
+        Server::launch(cmd, cpu, addr, Some(dir), "/health")
+            .await
+            .with_context(|| format!("{}", binary.display()))
+    }
+
+    /// Spawns `cmd` (on `cpu` alone, if given) as a server at `addr`, owning `dir`, and waits
+    /// until `health` answers 200.
+    async fn launch(
+        mut cmd: Command,
+        cpu: Option<usize>,
+        addr: SocketAddr,
+        dir: Option<tempfile::TempDir>,
+        health: &str,
+    ) -> anyhow::Result<Self> {
         if let Some(cpu) = cpu {
             crate::host::pin_child(&mut cmd, cpu);
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let pid = child.id();
+        let child = cmd.spawn().context("cannot start the server")?;
         let mut server = Server {
             addr,
-            pid,
+            pid: child.id(),
             project: String::new(),
             admin_key: String::new(),
             child: Some(child),
-            _dir: Some(dir),
+            _dir: dir,
         };
-        wait_healthy(addr, "/health", server.child.as_mut()).await?;
+        wait_healthy(addr, health, server.child.as_mut()).await?;
         Ok(server)
     }
 

@@ -7,6 +7,9 @@
 //! The same crowd runs against Fleety and against a peer, Centrifugo, in one run. Centrifugo's
 //! clients speak its JSON protocol: one frame carrying the connect command (with an HS256
 //! connection token) and the subscribe command, the fastest way in that its protocol allows.
+//!
+//! The standing subscribers of the other scenarios are the same sockets: [`run`] also times
+//! every stamped message they receive.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::net::{self, Socket};
-use crate::worker::{encode, histogram, wait_for_stop, Errors, Outcome, Progress};
+use crate::worker::{
+    encode, histogram, now_micros, stamp_of, wait_for_stop, Errors, Outcome, Progress,
+};
 
 /// What the crowd connects to.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -91,7 +96,7 @@ async fn next_text(socket: &mut Socket) -> anyhow::Result<String> {
 
 /// A worker's share of the crowd: `count` sockets, at most `in_flight` connecting at once;
 /// reports `READY` when every socket is subscribed or has failed, and holds the subscribed ones
-/// until told to stop.
+/// until told to stop, recording the delay of every stamped message they receive.
 pub async fn run(
     server: SocketAddr,
     target: Target,
@@ -101,7 +106,10 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let progress = Progress::spawn();
     let errors = Arc::new(Errors::default());
+    // One histogram of each kind per process, not per socket: each is about 150 KB.
     let latency = Arc::new(Mutex::new(histogram()));
+    let delivery = Arc::new(Mutex::new(histogram()));
+    let received = Arc::new(AtomicU64::new(0));
     let closed = Arc::new(AtomicU64::new(0));
     let stop = tokio_util::sync::CancellationToken::new();
     let gate = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
@@ -110,16 +118,21 @@ pub async fn run(
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
-        let (gate, progress, errors, latency, closed, stop, ready, target) = (
+        let (gate, progress, errors, latency, stop, ready, target) = (
             gate.clone(),
             progress.clone(),
             errors.clone(),
             latency.clone(),
-            closed.clone(),
             stop.clone(),
             ready_tx.clone(),
             target.clone(),
         );
+        let held = Held {
+            errors: errors.clone(),
+            delivery: delivery.clone(),
+            received: received.clone(),
+            closed: closed.clone(),
+        };
         tasks.push(tokio::spawn(async move {
             let Ok(permit) = gate.acquire_owned().await else {
                 return;
@@ -143,7 +156,7 @@ pub async fn run(
             progress.add(1);
             let _ = ready.send(true).await;
             drop(ready);
-            hold(&mut socket, &stop, &closed).await;
+            held.hold(&mut socket, &stop).await;
         }));
     }
     drop(ready_tx);
@@ -164,35 +177,63 @@ pub async fn run(
     };
     out.count("connected", connected);
     out.count("closed_by_server", closed.load(Ordering::Relaxed));
+    out.count("received", received.load(Ordering::Relaxed));
     out.histograms
         .push(("connect".into(), encode(&latency.lock().unwrap())));
+    out.histograms
+        .push(("delivery".into(), encode(&delivery.lock().unwrap())));
     errors.report(&mut out);
     Ok(out)
 }
 
-/// Keeps a subscribed socket open, answering Centrifugo's pings (an empty JSON object) with a
-/// pong of the same form; WebSocket pings are answered by the library as frames are read.
-async fn hold(socket: &mut Socket, stop: &tokio_util::sync::CancellationToken, closed: &AtomicU64) {
-    loop {
-        tokio::select! {
-            frame = socket.next() => match frame {
-                Some(Ok(Message::Text(t))) if t.as_str() == "{}" => {
-                    if socket.send(Message::Text("{}".into())).await.is_err() {
-                        closed.fetch_add(1, Ordering::Relaxed);
-                        return;
+/// What the held sockets of one process share.
+struct Held {
+    errors: Arc<Errors>,
+    delivery: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    received: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
+}
+
+impl Held {
+    /// Keeps a subscribed socket open until `stop`: records each stamped message's delay and
+    /// answers Centrifugo's pings (an empty JSON object) with a pong of the same form;
+    /// WebSocket pings are answered by the library as frames are read.
+    async fn hold(&self, socket: &mut Socket, stop: &tokio_util::sync::CancellationToken) {
+        let mut n = 0u64;
+        loop {
+            tokio::select! {
+                frame = socket.next() => match frame {
+                    Some(Ok(Message::Text(t))) if t.as_str() == "{}" => {
+                        if socket.send(Message::Text("{}".into())).await.is_err() {
+                            self.closed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
                     }
+                    Some(Ok(Message::Text(t))) => {
+                        if let Some(stamp) = stamp_of(&t) {
+                            let us = now_micros().saturating_sub(stamp).max(1);
+                            let _ = self.delivery.lock().unwrap().record(us);
+                            n += 1;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        self.errors.push(format!("socket: {e}"));
+                        self.closed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    None => {
+                        self.closed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                },
+                _ = stop.cancelled() => {
+                    let _ = socket.close(None).await;
+                    break;
                 }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => {
-                    closed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            },
-            _ = stop.cancelled() => {
-                let _ = socket.close(None).await;
-                return;
             }
         }
+        self.received.fetch_add(n, Ordering::Relaxed);
     }
 }
 

@@ -12,15 +12,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use base64::Engine;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::net::{self, HttpConn, RawConn};
+use crate::net::{HttpConn, RawConn};
 
 /// Latencies are recorded in microseconds, up to 100 s, with 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
@@ -56,7 +54,7 @@ pub fn stamped_content(pad: usize) -> String {
 }
 
 /// Finds `"content":"t=<micros>` in a frame without parsing the JSON.
-fn stamp_of(frame: &str) -> Option<u64> {
+pub fn stamp_of(frame: &str) -> Option<u64> {
     let at = frame.find("\"content\":\"t=")? + "\"content\":\"t=".len();
     let digits = frame[at..]
         .bytes()
@@ -195,7 +193,12 @@ pub async fn run(job: Job) -> anyhow::Result<()> {
             paths,
             count,
             first,
-        } => subscribe(server, paths, count, first).await?,
+        } => {
+            // Connects in bounded parallel waves: a burst of thousands of handshakes at once
+            // only measures the accept queue.
+            let target = crate::storm::Target::Fleety { paths };
+            crate::storm::run(server, target, count, 64, first).await?
+        }
         Job::Http {
             server,
             requests,
@@ -242,117 +245,6 @@ pub async fn wait_for_stop() {
             return;
         }
     }
-}
-
-async fn subscribe(
-    server: SocketAddr,
-    paths: Vec<String>,
-    count: usize,
-    first: u64,
-) -> anyhow::Result<Outcome> {
-    let progress = Progress::spawn();
-    let errors = Arc::new(Errors::default());
-    let latency = Arc::new(Mutex::new(histogram()));
-    let received = Arc::new(AtomicU64::new(0));
-    let closed = Arc::new(AtomicU64::new(0));
-    let stop = tokio_util::sync::CancellationToken::new();
-    // Connect in bounded parallel waves: a burst of thousands of handshakes at once only
-    // measures the accept queue.
-    let gate = Arc::new(tokio::sync::Semaphore::new(64));
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<bool>(count.max(1));
-    let mut tasks = Vec::with_capacity(count);
-    for i in 0..count {
-        let path = paths[i % paths.len()].clone();
-        let (gate, progress, errors, latency, received, closed, stop, ready) = (
-            gate.clone(),
-            progress.clone(),
-            errors.clone(),
-            latency.clone(),
-            received.clone(),
-            closed.clone(),
-            stop.clone(),
-            ready_tx.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await;
-            let socket = net::websocket(server, &path, first + i as u64).await;
-            drop(permit);
-            let mut socket = match socket {
-                Ok(s) => s,
-                Err(e) => {
-                    errors.push(format!("{e:#}"));
-                    let _ = ready.send(false).await;
-                    return;
-                }
-            };
-            // The first frame (`subscribed`) says the subscription is in place.
-            match socket.next().await {
-                Some(Ok(Message::Text(t))) if t.contains("\"subscribed\"") => {}
-                other => {
-                    errors.push(format!("expected a subscribed frame, got {other:?}"));
-                    let _ = ready.send(false).await;
-                    return;
-                }
-            }
-            progress.add(1);
-            let _ = ready.send(true).await;
-            drop(ready);
-            // One histogram per process, not per socket: each is about 150 KB.
-            let mut n = 0u64;
-            loop {
-                tokio::select! {
-                    frame = socket.next() => match frame {
-                        Some(Ok(Message::Text(t))) => {
-                            if let Some(stamp) = stamp_of(&t) {
-                                let us = now_micros().saturating_sub(stamp).max(1);
-                                let _ = latency.lock().unwrap().record(us);
-                                n += 1;
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => {
-                            errors.push(format!("socket: {e}"));
-                            closed.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                        None => {
-                            closed.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                    },
-                    _ = stop.cancelled() => {
-                        let _ = socket.close(None).await;
-                        break;
-                    }
-                }
-            }
-            received.fetch_add(n, Ordering::Relaxed);
-        }));
-    }
-    drop(ready_tx);
-    let started = Instant::now();
-    let mut connected = 0u64;
-    while let Some(ok) = ready_rx.recv().await {
-        connected += u64::from(ok);
-    }
-    let connect_ms = started.elapsed().as_millis() as u64;
-    println!("READY");
-    wait_for_stop().await;
-    stop.cancel();
-    for t in tasks {
-        let _ = t.await;
-    }
-    let mut out = Outcome {
-        elapsed_ms: connect_ms,
-        ..Outcome::default()
-    };
-    out.count("connected", connected);
-    out.count("closed_by_server", closed.load(Ordering::Relaxed));
-    out.count("received", received.load(Ordering::Relaxed));
-    out.histograms
-        .push(("delivery".into(), encode(&latency.lock().unwrap())));
-    errors.report(&mut out);
-    Ok(out)
 }
 
 async fn http(
