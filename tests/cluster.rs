@@ -50,22 +50,20 @@ fn nats_script(args: &[&str]) {
     assert!(status.success(), "scripts/nats.sh {args:?} failed");
 }
 
-/// A port nothing listens on now, and never handed out before in this process (a node binds
-/// it only once it has started, so the same port must not go to two nodes meanwhile).
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap();
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
+/// The port in a starting node's banner ("Fleety is listening on http://host:port"); stdout is
+/// drained afterwards so the node never blocks on a full pipe.
+fn banner_port(child: &mut Child) -> Option<u16> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let banner = lines.next().and_then(Result::ok);
+        let _ = tx.send(banner);
+        for _ in lines {}
+    });
+    let banner = rx.recv_timeout(Duration::from_secs(30)).ok()??;
+    banner.rsplit(':').next()?.trim().parse().ok()
 }
 
 struct Node {
@@ -146,12 +144,14 @@ impl Fleet {
 
     fn spawn(&self, name: &str) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_fleety"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fleety"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("FLEETY_LISTEN", format!("127.0.0.1:{port}"))
+            // The node picks its own port and names it in its banner: a port found free here
+            // and handed over could be taken by someone's outgoing connection before the node
+            // binds it (a CI run failed that way).
+            .env("FLEETY_LISTEN", "127.0.0.1:0")
             .env("FLEETY_DATA_DIR", dir.path())
             .env("FLEETY_STORAGE", "scylla")
             .env("FLEETY_SCYLLA_NODES", support_cql::cql_node())
@@ -164,10 +164,14 @@ impl Fleet {
             .env("FLEETY_CLUSTER_NODE_ID", name)
             .env("FLEETY_CLUSTER_LEASE_TTL_SECS", LEASE_TTL.to_string())
             .env("FLEETY_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("start a fleety node");
+        let port = banner_port(&mut child).unwrap_or_else(|| {
+            let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap_or_default();
+            panic!("node {name} did not say where it listens:\n{log}")
+        });
         Node {
             name: name.to_owned(),
             port,

@@ -15,16 +15,6 @@ const ROOT = resolve(HERE, "../..");
 export const ARTIFACTS = process.env.FLEETY_E2E_ARTIFACTS ?? join(ROOT, "target", "e2e");
 const OPERATOR = "e2e-operator-token-0123456789";
 
-function freePort() {
-  return new Promise((done) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => done(port));
-    });
-  });
-}
-
 async function waitHealthy(base, child) {
   for (let i = 0; i < 600; i++) {
     if (child.exitCode !== null) throw new Error(`fleety exited with ${child.exitCode}`);
@@ -39,26 +29,51 @@ async function waitHealthy(base, child) {
   throw new Error("fleety did not become healthy");
 }
 
-/** Starts a Fleety server; `stop()` ends it (SIGTERM), `kill()` ends it at once. */
-export async function startServer({ dataDir, port, env = {} } = {}) {
+/** The port in a starting server's banner ("Fleety is listening on http://host:port"). */
+function bannerPort(child) {
+  return new Promise((done, fail) => {
+    let seen = "";
+    const onData = (chunk) => {
+      seen += chunk;
+      const end = seen.indexOf("\n");
+      if (end < 0) return;
+      child.stdout.off("data", onData);
+      // The rest of what it says still reaches the test's output.
+      process.stdout.write(seen.slice(end + 1));
+      child.stdout.pipe(process.stdout);
+      const port = Number(seen.slice(0, end).trim().split(":").pop());
+      if (Number.isInteger(port) && port > 0) done(port);
+      else fail(new Error(`no port in the banner: ${seen.slice(0, end)}`));
+    };
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", onData);
+    child.once("exit", (code) => fail(new Error(`fleety exited with ${code} before listening`)));
+  });
+}
+
+/**
+ * Starts a Fleety server; `stop()` ends it (SIGTERM), `kill()` ends it at once. The server picks
+ * its own port: one found free here could be taken before the server binds it.
+ */
+export async function startServer({ dataDir, env = {} } = {}) {
   const bin = process.env.FLEETY_BIN ?? join(ROOT, "target", "debug", "fleety");
-  port ??= await freePort();
   // A directory made here is the server's alone and goes when it stops: runs would otherwise
   // leave a store behind each time.
   const owned = dataDir === undefined;
   dataDir ??= mkdtempSync(join(tmpdir(), "fleety-e2e-"));
-  const base = `http://127.0.0.1:${port}`;
   const child = spawn(bin, [], {
     env: {
       PATH: process.env.PATH,
-      FLEETY_LISTEN: `127.0.0.1:${port}`,
+      FLEETY_LISTEN: "127.0.0.1:0",
       FLEETY_DATA_DIR: dataDir,
       FLEETY_OPERATOR_TOKEN: OPERATOR,
       FLEETY_LOG: "warn",
       ...env,
     },
-    stdio: ["ignore", "inherit", "inherit"],
+    stdio: ["ignore", "pipe", "inherit"],
   });
+  const port = await bannerPort(child);
+  const base = `http://127.0.0.1:${port}`;
   await waitHealthy(base, child);
   const exited = new Promise((done) => child.once("exit", done)).then(() => {
     if (owned) rmSync(dataDir, { recursive: true, force: true });
@@ -102,16 +117,17 @@ export async function createProject(base, origins, name = "Acme") {
 
 /**
  * Serves a customer's page with the embed snippet, and CSS hostile to embedded widgets. The
- * page is on its own origin, as on a real site.
+ * page is on its own origin, as on a real site. It listens before the project exists, since the
+ * project must allow its origin; set `project` on the returned object before a page loads it.
  */
-export async function startHostPage(base, project, { port, locale } = {}) {
+export async function startHostPage(base, { locale } = {}) {
   const hostile = `
     * { all: unset !important; }
     html, body { display: block !important; font: 40px/1 "Comic Sans MS", cursive !important; color: red !important; }
     div, span, button, p { display: inline !important; border: 5px dashed lime !important; }
     body * { transform: rotate(1deg) !important; }
   `;
-  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Acme shop</title>
+  const html = (project) => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Acme shop</title>
     <style>${hostile}</style></head><body>
     <main><h1>Acme shop</h1><p>Our products, with hostile global CSS.</p></main>
     <script>window.Fleety = window.Fleety || []; Fleety.push(['setTheme', {color: '#0b7285'}]);
@@ -121,15 +137,16 @@ export async function startHostPage(base, project, { port, locale } = {}) {
     </body></html>`;
   const server = createServer((req, res) => {
     res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
-    res.end(html);
+    res.end(html(host.project));
   });
-  await new Promise((done) => server.listen(port ?? 0, "127.0.0.1", done));
-  const origin = `http://127.0.0.1:${server.address().port}`;
-  return { origin, close: () => new Promise((done) => server.close(done)) };
+  await new Promise((done) => server.listen(0, "127.0.0.1", done));
+  const host = {
+    origin: `http://127.0.0.1:${server.address().port}`,
+    project: undefined,
+    close: () => new Promise((done) => server.close(done)),
+  };
+  return host;
 }
-
-/** A free port for a host page, known before the page exists (its origin must be allowed first). */
-export { freePort };
 
 export async function browser() {
   return chromium.launch({

@@ -7,7 +7,7 @@ import { createRequire } from "node:module";
 import { after, before, test } from "node:test";
 
 import { startFakeModel } from "./fake-model.mjs";
-import { browser, createProject, freePort, shot, startHostPage, startServer, writeArtifact } from "./harness.mjs";
+import { browser, createProject, shot, startHostPage, startServer, writeArtifact } from "./harness.mjs";
 
 const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
@@ -21,9 +21,9 @@ before(async () => {
   server = await startServer({
     env: { FLEETY_LLM_BASE_URL: model.baseUrl, FLEETY_LLM_MODEL: "e2e", FLEETY_PUBLIC_RATE_LIMIT: "100" },
   });
-  const port = await freePort();
-  project = await createProject(server.base, [`http://127.0.0.1:${port}`]);
-  host = await startHostPage(server.base, project.id, { port });
+  host = await startHostPage(server.base);
+  project = await createProject(server.base, [host.origin]);
+  host.project = project.id;
   chromium = await browser();
   visitorContext = await chromium.newContext({ viewport: { width: 1100, height: 760 } });
   // The inbox's CSP forbids inline scripts; axe-core is injected as one.

@@ -5,16 +5,16 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { browser, createProject, freePort, shot, startHostPage, startServer } from "./harness.mjs";
+import { browser, createProject, shot, startHostPage, startServer } from "./harness.mjs";
 
 let server, project, host, chromium;
 
 before(async () => {
   // Two questions a minute per visitor, so the third is refused.
   server = await startServer({ env: { FLEETY_CHAT_SESSION_REQUESTS_PER_MINUTE: "2" } });
-  const port = await freePort();
-  project = await createProject(server.base, [`http://127.0.0.1:${port}`], "Widget");
-  host = await startHostPage(server.base, project.id, { port });
+  host = await startHostPage(server.base);
+  project = await createProject(server.base, [host.origin], "Widget");
+  host.project = project.id;
   chromium = await browser();
 });
 
