@@ -226,6 +226,9 @@ pub trait TicketStore: Send + Sync + 'static {
     /// - A read cursor never moves backwards: an older id is ignored.
     /// - A [`TicketWrite::Ticket`] of a ticket that does not exist fails with
     ///   [`StoreError::NotFound`].
+    /// - A [`TicketWrite::Ticket`] older than the stored row (an earlier `updated_at`) is
+    ///   ignored, with the ticket's listing entry: a node that lost the ticket and wakes to
+    ///   write a batch late cannot undo a newer change. The same `updated_at` writes again.
     fn submit(
         self: Arc<Self>,
         project: ProjectId,

@@ -2,10 +2,13 @@
 //! speaks protocol v4 works; the tests run it against Apache Cassandra 5.0.
 //!
 //! Statements are prepared once at connect time, every read is paged, and lightweight
-//! transactions are used only to claim identifiers at creation (a ticket's slug, a project's
-//! id), never on the message path. Message inserts are idempotent (the id is the key), so the
-//! driver may retry them. Read cursors are written `USING TIMESTAMP` of the message read, so the
-//! newest cursor wins without a read or a transaction. A node that is down or slow becomes
+//! transactions are used only on a ticket's own row and to claim identifiers at creation (a
+//! ticket's slug, a project's id), never on the message path: a ticket row changes only when
+//! its status or assignee does, and the transaction keeps an older version from overwriting a
+//! newer one. Message inserts are idempotent (the id is the key), so the driver may retry them.
+//! Read cursors are written `USING TIMESTAMP` of the message read, and listing entries
+//! `USING TIMESTAMP` of the ticket's version, so the newest wins without a read or a
+//! transaction. A node that is down or slow becomes
 //! [`StoreError::Unavailable`] within the request timeout, which the HTTP front turns into 503.
 
 use std::sync::Arc;
@@ -341,7 +344,7 @@ struct Statements {
     select_project: PreparedStatement,
     select_projects: PreparedStatement,
     insert_ticket: PreparedStatement,
-    upsert_ticket: PreparedStatement,
+    update_ticket: PreparedStatement,
     select_ticket: PreparedStatement,
     upsert_by_time: PreparedStatement,
     insert_bucket: PreparedStatement,
@@ -406,9 +409,11 @@ impl ScyllaStore {
             select_project: prepare(format!("SELECT {PROJECT_COLS} FROM {ks}.projects WHERE project_id = ?"), true).await?,
             select_projects: prepare(format!("SELECT {PROJECT_COLS} FROM {ks}.projects"), true).await?,
             insert_ticket: prepare(format!("INSERT INTO {ks}.tickets ({TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
-            upsert_ticket: prepare(format!("INSERT INTO {ks}.tickets ({TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), true).await?,
+            // Conditional on the stored version: equal writes again, older is refused. Retrying
+            // it is harmless, hence idempotent.
+            update_ticket: prepare(format!("UPDATE {ks}.tickets SET title = ?, description = ?, status = ?, source = ?, session_id = ?, updated_at = ?, assignee = ? WHERE project_id = ? AND slug = ? IF updated_at <= ?"), true).await?,
             select_ticket: prepare(format!("SELECT {TICKET_COLS} FROM {ks}.tickets WHERE project_id = ? AND slug = ?"), true).await?,
-            upsert_by_time: prepare(format!("INSERT INTO {ks}.tickets_by_time (project_id, bucket, created_at, slug, status) VALUES (?, ?, ?, ?, ?)"), true).await?,
+            upsert_by_time: prepare(format!("INSERT INTO {ks}.tickets_by_time (project_id, bucket, created_at, slug, status) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
             insert_bucket: prepare(format!("INSERT INTO {ks}.ticket_buckets (project_id, bucket) VALUES (?, ?)"), true).await?,
             select_buckets: prepare(format!("SELECT bucket FROM {ks}.ticket_buckets WHERE project_id = ? AND bucket <= ?"), true).await?,
             select_by_time: prepare(format!("SELECT created_at, slug, status FROM {ks}.tickets_by_time WHERE project_id = ? AND bucket = ?"), true).await?,
@@ -593,7 +598,9 @@ impl ScyllaStore {
     }
 
     /// The listing's rows for a ticket: its entry in the month and the month itself. Both are
-    /// idempotent, so they can be written again whenever the ticket is.
+    /// idempotent, so they can be written again whenever the ticket is. The entry's write
+    /// timestamp is the ticket's version (`updated_at`), so of two versions' entries the newer
+    /// one's status stays, whichever arrives last.
     async fn index_rows(&self, t: &Ticket) -> StoreResult<()> {
         let b = bucket(t.created_at);
         let (by_time, bucket_row) = tokio::join!(
@@ -604,7 +611,8 @@ impl ScyllaStore {
                     b.as_str(),
                     t.created_at,
                     t.slug.as_str(),
-                    t.status.as_str()
+                    t.status.as_str(),
+                    t.updated_at.timestamp_micros(),
                 ),
             ),
             self.session
@@ -613,14 +621,6 @@ impl ScyllaStore {
         by_time.map_err(execution)?;
         bucket_row.map_err(execution)?;
         Ok(())
-    }
-
-    async fn ticket_writes(&self, ticket: &Ticket) -> StoreResult<()> {
-        self.session
-            .execute_unpaged(&self.st.upsert_ticket, ticket_values(ticket))
-            .await
-            .map_err(execution)?;
-        self.index_rows(ticket).await
     }
 
     async fn insert_message(
@@ -687,17 +687,32 @@ impl ScyllaStore {
         Ok(())
     }
 
-    async fn update_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
-        // A CQL INSERT would create a missing ticket: check first. The ticket's actor is its
-        // only writer, so nothing can slip in between.
-        if self
-            .get_ticket(&ticket.project_id, &ticket.slug)
-            .await?
-            .is_none()
-        {
-            return Err(StoreError::NotFound);
+    /// A ticket row change, unless the stored row is newer (see [`TicketStore::submit`]): one
+    /// lightweight transaction decides, so a late write from a node that lost the ticket
+    /// cannot land between the check and the write. The ticket is created the same way, so
+    /// its row only ever changes through Paxos.
+    async fn update_ticket(&self, t: &Ticket) -> StoreResult<()> {
+        let values = (
+            t.title.as_str(),
+            t.description.as_str(),
+            t.status.as_str(),
+            source_name(t.source),
+            t.session_id.as_deref(),
+            t.updated_at,
+            t.assignee.as_ref().map(AgentName::as_str),
+            t.project_id.as_str(),
+            t.slug.as_str(),
+            t.updated_at,
+        );
+        if !self.claim(&self.st.update_ticket, values).await? {
+            // Refused: either there is no such ticket (an UPDATE never creates one) or a newer
+            // version is stored, which this one must not undo; its listing entry stays too.
+            return match self.get_ticket(&t.project_id, &t.slug).await? {
+                None => Err(StoreError::NotFound),
+                Some(_) => Ok(()),
+            };
         }
-        self.ticket_writes(ticket).await
+        self.index_rows(t).await
     }
 
     /// Messages and cursors of a batch are independent rows and go out concurrently; ticket

@@ -26,6 +26,7 @@ macro_rules! store_conformance_tests {
             tickets_are_created_and_read_back,
             a_slug_can_be_claimed_once_per_project,
             ticket_updates_persist_and_missing_tickets_are_reported,
+            an_older_ticket_version_never_undoes_a_newer_one,
             tickets_list_newest_first_with_status_filter_and_cursor,
             messages_come_back_in_id_order_and_per_ticket,
             message_ranges_select_after_before_and_newest,
@@ -242,6 +243,77 @@ pub async fn ticket_updates_persist_and_missing_tickets_are_reported(store: Arc<
     ));
 }
 
+/// A node that lost a ticket may wake and write a version that another node has since
+/// replaced: the store keeps the newer one, the listing's status too.
+pub async fn an_older_ticket_version_never_undoes_a_newer_one(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let created = ticket(&p.id, "swift-bear-053", now_millis());
+    store.create_ticket(&created, &[]).await.unwrap();
+    let listed = |status| {
+        let store = store.clone();
+        let project = p.id.clone();
+        async move {
+            let query = TicketQuery {
+                title: None,
+                search_scan: None,
+                status: Some(status),
+                after: None,
+                limit: 10,
+            };
+            let page = store.list_tickets(&project, &query).await.unwrap();
+            page.tickets.into_iter().map(|t| t.slug).collect::<Vec<_>>()
+        }
+    };
+    let version = |status, assignee: Option<&str>, secs| {
+        let mut t = created.clone();
+        t.status = status;
+        t.assignee = assignee.map(|a| AgentName::parse(a).unwrap());
+        t.updated_at = created.created_at + Duration::seconds(secs);
+        t
+    };
+    let late = version(TicketStatus::Closed, Some("Alex Doe"), 1);
+    let newer = version(TicketStatus::Resolved, None, 2);
+    for t in [&newer, &late] {
+        put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.get_ticket(&p.id, &created.slug).await.unwrap(),
+        Some(newer.clone()),
+        "the late, older version changed nothing"
+    );
+    assert_eq!(
+        listed(TicketStatus::Resolved).await,
+        vec![created.slug.clone()]
+    );
+    assert!(listed(TicketStatus::Closed).await.is_empty());
+
+    // The same version again is a rewrite, as when a new owner replays its last log entry.
+    put(
+        &store,
+        &p.id,
+        &newer.slug,
+        TicketWrite::Ticket(newer.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &created.slug).await.unwrap(),
+        Some(newer)
+    );
+    let next = version(TicketStatus::Open, Some("Sam Roe"), 3);
+    put(&store, &p.id, &next.slug, TicketWrite::Ticket(next.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &created.slug).await.unwrap(),
+        Some(next)
+    );
+    assert_eq!(listed(TicketStatus::Open).await, vec![created.slug.clone()]);
+    assert!(listed(TicketStatus::Resolved).await.is_empty());
+}
+
 pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let base = now_millis() - Duration::days(40);
@@ -323,6 +395,7 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
         .unwrap()
         .clone();
     reopened.status = TicketStatus::Open;
+    reopened.updated_at += Duration::seconds(1);
     put(
         &store,
         &reopened.project_id,
@@ -756,6 +829,7 @@ pub async fn a_ticket_keeps_its_assignee(store: Arc<dyn Store>) {
     let mut t = ticket(&p.id, "swift-bear-053", now_millis());
     store.create_ticket(&t, &[]).await.unwrap();
     t.assignee = Some(AgentName::parse("Alex Doe").unwrap());
+    t.updated_at += Duration::seconds(1);
     put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
         .await
         .unwrap();
@@ -764,6 +838,7 @@ pub async fn a_ticket_keeps_its_assignee(store: Arc<dyn Store>) {
         Some(t.clone())
     );
     t.assignee = None;
+    t.updated_at += Duration::seconds(1);
     put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
         .await
         .unwrap();

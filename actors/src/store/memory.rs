@@ -131,7 +131,11 @@ impl MemoryStore {
                 TicketWrite::Message(m) => {
                     rows.messages.insert(m.id, m.clone());
                 }
-                TicketWrite::Ticket(t) => rows.ticket = t.clone(),
+                TicketWrite::Ticket(t) => {
+                    if t.updated_at >= rows.ticket.updated_at {
+                        rows.ticket = t.clone();
+                    }
+                }
                 TicketWrite::ReadCursor { reader, up_to } => {
                     let cursor = rows.cursors.entry(*reader).or_insert(*up_to);
                     *cursor = (*cursor).max(*up_to);

@@ -465,7 +465,7 @@ impl TicketState {
         // that is still on its way to the store, nor the other way round.
         let mut next = self.tentative_ticket();
         next.assignee = assignee;
-        next.updated_at = self.deps.clock.now();
+        next.updated_at = self.next_version(&next);
         self.change_ticket(next, reply);
     }
 
@@ -555,8 +555,20 @@ impl TicketState {
     fn status_change(&self, status: TicketStatus) -> Ticket {
         let mut next = self.tentative_ticket();
         next.status = status;
-        next.updated_at = self.deps.clock.now();
+        next.updated_at = self.next_version(&next);
         next
+    }
+
+    /// The `updated_at` of the change after `base`: now, but always past `base` by at least a
+    /// millisecond (the precision stores keep), so that it orders the ticket's versions even when
+    /// the clock stands still or the ticket moved here from a node whose clock runs ahead. The
+    /// stores keep the newer version of a ticket row by it, which is what stops a late write
+    /// from a node that lost the ticket from undoing a newer change.
+    fn next_version(&self, base: &Ticket) -> chrono::DateTime<chrono::Utc> {
+        self.deps
+            .clock
+            .now()
+            .max(base.updated_at + chrono::Duration::milliseconds(1))
     }
 
     /// The ticket's fields after every change still queued.

@@ -396,3 +396,32 @@ mod behaviour {
         assert_eq!(k.system.tickets.active(), 1);
     }
 }
+
+/// The stores keep a ticket row's newer version by its `updated_at`, so every change must move
+/// it forward, even several changes within one millisecond of the clock.
+#[tokio::test]
+async fn every_ticket_change_has_a_later_version_than_the_one_before() {
+    let k = kit().await;
+    let key = k.open_ticket().await;
+    let tickets = &k.system.tickets;
+    let opened = k.store.get_ticket(&key.project, &key.slug).await.unwrap();
+    let mut versions = vec![opened.unwrap().updated_at];
+    let mut last = None;
+    for i in 0..30 {
+        let changed = if i % 2 == 0 {
+            let status = [TicketStatus::Pending, TicketStatus::Open][i / 2 % 2];
+            tickets.set_status(&key, status).await.unwrap()
+        } else {
+            let agent = crate::domain::AgentName::parse(&format!("Agent {i}")).unwrap();
+            tickets.assign(&key, Some(agent)).await.unwrap()
+        };
+        versions.push(changed.updated_at);
+        last = Some(changed);
+    }
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "versions went backwards or stood still: {versions:?}"
+    );
+    let stored = k.store.get_ticket(&key.project, &key.slug).await.unwrap();
+    assert_eq!(stored, last, "the store holds the last change");
+}

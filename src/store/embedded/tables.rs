@@ -48,6 +48,18 @@ pub(super) fn cursor_id(bytes: &[u8]) -> Option<MessageId> {
         .and_then(MessageId::from_bytes)
 }
 
+/// A stored ticket's version: its `updated_at` (the ticket actor moves it forward with every
+/// change), read without decoding the rest of the row.
+fn ticket_version(json: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        updated_at: chrono::DateTime<chrono::Utc>,
+    }
+    serde_json::from_slice::<Version>(json)
+        .ok()
+        .map(|v| v.updated_at)
+}
+
 pub(super) fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
@@ -109,6 +121,14 @@ impl<'t> Tables<'t> {
                 status,
                 json,
             } => {
+                // `None` sorts first: an unreadable new version never wins over a stored one.
+                let older = match self.tickets.get((project, slug)).map_err(internal)? {
+                    Some(stored) => ticket_version(json) < ticket_version(stored.value()),
+                    None => false,
+                };
+                if older {
+                    return Ok(false);
+                }
                 self.tickets
                     .insert((project, slug), json)
                     .map_err(internal)?;
