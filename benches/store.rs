@@ -1,4 +1,5 @@
-//! Durable message appends through each store, by number of concurrent writers.
+//! Durable message appends through each store, by number of concurrent writers, and ticket
+//! status changes (a new version of the ticket's row) set against them.
 //!
 //! Every append is acknowledged only once it is durable. On the embedded store one writer pays
 //! one fsync per message, and many writers share each fsync through group commit. On the CQL
@@ -130,67 +131,119 @@ fn appends(c: &mut Criterion) {
 }
 
 criterion_group!(benches, appends);
-/// Per-append latency, which criterion's per-round times do not show: a fixed number of appends
-/// per writer, each timed into an HDR histogram, then one line per backend and concurrency.
+/// What a latency run writes on each step of a writer.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A new message: an insert of a new row.
+    Message,
+    /// A ticket's status change: a new version of the ticket's row, which must never undo a
+    /// newer one (on CQL a lightweight transaction, so it is timed against the message).
+    Ticket,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Ticket => "ticket",
+        }
+    }
+
+    /// The writes of step `i`, after `last` (the previous step's message id or version).
+    fn writes(
+        self,
+        project: &ProjectId,
+        slug: &Slug,
+        last: &mut Option<MessageId>,
+        i: usize,
+    ) -> Vec<TicketWrite> {
+        let id = MessageId::next(*last, Utc::now());
+        *last = Some(id);
+        match self {
+            Kind::Message => vec![TicketWrite::Message(Message {
+                id,
+                author: Participant::User,
+                content: MessageBody::parse(&"x".repeat(200)).unwrap(),
+                timestamp: id.timestamp(),
+                idempotency_key: None,
+            })],
+            Kind::Ticket => {
+                // Each version a millisecond past the one before, as the ticket actor makes them.
+                let at =
+                    chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + i as i64).unwrap();
+                vec![TicketWrite::Ticket(Ticket {
+                    id: uuid::Uuid::nil(),
+                    slug: slug.clone(),
+                    project_id: project.clone(),
+                    title: Title::parse("bench").unwrap(),
+                    description: Description::parse("").unwrap(),
+                    status: [TicketStatus::Pending, TicketStatus::Open][i % 2],
+                    created_at: at,
+                    updated_at: at,
+                    source: TicketSource::Api,
+                    session_id: None,
+                    assignee: None,
+                })]
+            }
+        }
+    }
+}
+
+/// Per-write latency, which criterion's per-round times do not show: a fixed number of writes
+/// per writer, each timed into an HDR histogram, then one line per backend, kind and concurrency.
+/// A status change is set against a message append of the same store in the same run.
 fn latencies() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    println!("\nper-append latency (each append acknowledged durable)");
+    println!("\nper-write latency (each write acknowledged durable)");
     println!(
-        "{:<9} {:>7} {:>10} {:>9} {:>9} {:>9}",
-        "store", "writers", "appends/s", "p50 µs", "p99 µs", "p99.9 µs"
+        "{:<9} {:<8} {:>7} {:>10} {:>9} {:>9} {:>9}",
+        "store", "write", "writers", "writes/s", "p50 µs", "p99 µs", "p99.9 µs"
     );
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(&rt, backend, dir.path());
-        for writers in [1usize, 16, 128] {
-            let (store, project, slugs) = setup(&rt, opened.clone(), writers);
-            let per_writer = (4000 / writers).max(50);
-            let started = std::time::Instant::now();
-            let histograms = rt.block_on(async {
-                let tasks = slugs.iter().cloned().map(|slug| {
-                    let (store, project) = (store.clone(), project.clone());
-                    tokio::spawn(async move {
-                        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-                        let content = MessageBody::parse(&"x".repeat(200)).unwrap();
-                        let mut last = None;
-                        for _ in 0..per_writer {
-                            let id = MessageId::next(last, Utc::now());
-                            last = Some(id);
-                            let m = Message {
-                                id,
-                                author: Participant::User,
-                                content: content.clone(),
-                                timestamp: id.timestamp(),
-                                idempotency_key: None,
-                            };
-                            let t = std::time::Instant::now();
-                            let writes = vec![TicketWrite::Message(m)];
-                            write(store.clone(), &project, &slug, writes).await.unwrap();
-                            h.record(t.elapsed().as_micros() as u64).unwrap();
-                        }
-                        h
-                    })
+        for kind in [Kind::Message, Kind::Ticket] {
+            for writers in [1usize, 16, 128] {
+                let (store, project, slugs) = setup(&rt, opened.clone(), writers);
+                let per_writer = (4000 / writers).max(50);
+                let started = std::time::Instant::now();
+                let histograms = rt.block_on(async {
+                    let tasks = slugs.iter().cloned().map(|slug| {
+                        let (store, project) = (store.clone(), project.clone());
+                        tokio::spawn(async move {
+                            let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+                            let mut last = None;
+                            for i in 0..per_writer {
+                                let writes = kind.writes(&project, &slug, &mut last, i);
+                                let t = std::time::Instant::now();
+                                write(store.clone(), &project, &slug, writes).await.unwrap();
+                                h.record(t.elapsed().as_micros() as u64).unwrap();
+                            }
+                            h
+                        })
+                    });
+                    futures_util::future::join_all(tasks).await
                 });
-                futures_util::future::join_all(tasks).await
-            });
-            let elapsed = started.elapsed();
-            let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-            for h in histograms {
-                all.add(h.unwrap()).unwrap();
+                let elapsed = started.elapsed();
+                let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+                for h in histograms {
+                    all.add(h.unwrap()).unwrap();
+                }
+                println!(
+                    "{:<9} {:<8} {:>7} {:>10.0} {:>9} {:>9} {:>9}",
+                    backend,
+                    kind.name(),
+                    writers,
+                    all.len() as f64 / elapsed.as_secs_f64(),
+                    all.value_at_quantile(0.5),
+                    all.value_at_quantile(0.99),
+                    all.value_at_quantile(0.999)
+                );
             }
-            println!(
-                "{:<9} {:>7} {:>10.0} {:>9} {:>9} {:>9}",
-                backend,
-                writers,
-                all.len() as f64 / elapsed.as_secs_f64(),
-                all.value_at_quantile(0.5),
-                all.value_at_quantile(0.99),
-                all.value_at_quantile(0.999)
-            );
         }
     }
 }
