@@ -48,12 +48,12 @@ fn setup(
     rt: &tokio::runtime::Runtime,
     store: Arc<dyn Store>,
     tickets: usize,
-) -> (Arc<dyn Store>, ProjectId, Vec<Slug>) {
+) -> (Arc<dyn Store>, ProjectId, Vec<Ticket>) {
     let project = ProjectId::parse(&format!("bench_{}", uuid::Uuid::new_v4().simple())).unwrap();
     let slugs: Vec<Slug> = (0..tickets)
         .map(|i| Slug::parse(&format!("bench-ticket-{:03}", i % 1000)).unwrap())
         .collect();
-    rt.block_on(async {
+    rt.block_on(async move {
         store
             .create_project(&Project {
                 id: project.clone(),
@@ -64,30 +64,27 @@ fn setup(
             })
             .await
             .unwrap();
-        for slug in &slugs {
+        let mut created = Vec::with_capacity(slugs.len());
+        for slug in slugs {
             let now = fleety_actors::clock::now_millis();
-            store
-                .create_ticket(
-                    &Ticket {
-                        id: uuid::Uuid::new_v4(),
-                        slug: slug.clone(),
-                        project_id: project.clone(),
-                        title: Title::parse("bench").unwrap(),
-                        description: Description::parse("").unwrap(),
-                        status: TicketStatus::Open,
-                        created_at: now,
-                        updated_at: now,
-                        source: TicketSource::Api,
-                        session_id: None,
-                        assignee: None,
-                    },
-                    &[],
-                )
-                .await
-                .unwrap();
+            let ticket = Ticket {
+                id: uuid::Uuid::new_v4(),
+                slug,
+                project_id: project.clone(),
+                title: Title::parse("bench").unwrap(),
+                description: Description::parse("").unwrap(),
+                status: TicketStatus::Open,
+                created_at: now,
+                updated_at: now,
+                source: TicketSource::Api,
+                session_id: None,
+                assignee: None,
+            };
+            store.create_ticket(&ticket, &[]).await.unwrap();
+            created.push(ticket);
         }
-    });
-    (store, project, slugs)
+        (store, project, created)
+    })
 }
 
 fn appends(c: &mut Criterion) {
@@ -102,7 +99,8 @@ fn appends(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(&rt, backend, dir.path());
         for writers in [1usize, 16, 128] {
-            let (store, project, slugs) = setup(&rt, opened.clone(), writers);
+            let (store, project, tickets) = setup(&rt, opened.clone(), writers);
+            let slugs: Vec<Slug> = tickets.into_iter().map(|t| t.slug).collect();
             let content = MessageBody::parse(&"x".repeat(200)).unwrap();
             group.throughput(Throughput::Elements(writers as u64));
             group.bench_with_input(BenchmarkId::from_parameter(writers), &writers, |b, _| {
@@ -149,41 +147,26 @@ impl Kind {
         }
     }
 
-    /// The writes of step `i`, after `last` (the previous step's message id or version).
-    fn writes(
-        self,
-        project: &ProjectId,
-        slug: &Slug,
-        last: &mut Option<MessageId>,
-        i: usize,
-    ) -> Vec<TicketWrite> {
-        let id = MessageId::next(*last, Utc::now());
-        *last = Some(id);
+    /// The writes of step `i` on `ticket`, after `last` (the previous step's message id).
+    fn writes(self, ticket: &Ticket, last: &mut Option<MessageId>, i: usize) -> Vec<TicketWrite> {
         match self {
-            Kind::Message => vec![TicketWrite::Message(Message {
-                id,
-                author: Participant::User,
-                content: MessageBody::parse(&"x".repeat(200)).unwrap(),
-                timestamp: id.timestamp(),
-                idempotency_key: None,
-            })],
+            Kind::Message => {
+                let id = MessageId::next(*last, Utc::now());
+                *last = Some(id);
+                vec![TicketWrite::Message(Message {
+                    id,
+                    author: Participant::User,
+                    content: MessageBody::parse(&"x".repeat(200)).unwrap(),
+                    timestamp: id.timestamp(),
+                    idempotency_key: None,
+                })]
+            }
             Kind::Ticket => {
                 // Each version a millisecond past the one before, as the ticket actor makes them.
-                let at =
-                    chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + i as i64).unwrap();
-                vec![TicketWrite::Ticket(Ticket {
-                    id: uuid::Uuid::nil(),
-                    slug: slug.clone(),
-                    project_id: project.clone(),
-                    title: Title::parse("bench").unwrap(),
-                    description: Description::parse("").unwrap(),
-                    status: [TicketStatus::Pending, TicketStatus::Open][i % 2],
-                    created_at: at,
-                    updated_at: at,
-                    source: TicketSource::Api,
-                    session_id: None,
-                    assignee: None,
-                })]
+                let mut next = ticket.clone();
+                next.status = [TicketStatus::Pending, TicketStatus::Open][i % 2];
+                next.updated_at = ticket.updated_at + chrono::Duration::milliseconds(i as i64 + 1);
+                vec![TicketWrite::Ticket(next)]
             }
         }
     }
@@ -208,19 +191,20 @@ fn latencies() {
         let opened = open(&rt, backend, dir.path());
         for kind in [Kind::Message, Kind::Ticket] {
             for writers in [1usize, 16, 128] {
-                let (store, project, slugs) = setup(&rt, opened.clone(), writers);
+                let (store, project, tickets) = setup(&rt, opened.clone(), writers);
                 let per_writer = (4000 / writers).max(50);
                 let started = std::time::Instant::now();
                 let histograms = rt.block_on(async {
-                    let tasks = slugs.iter().cloned().map(|slug| {
+                    let tasks = tickets.iter().cloned().map(|ticket| {
                         let (store, project) = (store.clone(), project.clone());
                         tokio::spawn(async move {
                             let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
                             let mut last = None;
                             for i in 0..per_writer {
-                                let writes = kind.writes(&project, &slug, &mut last, i);
+                                let writes = kind.writes(&ticket, &mut last, i);
                                 let t = std::time::Instant::now();
-                                write(store.clone(), &project, &slug, writes).await.unwrap();
+                                let slug = &ticket.slug;
+                                write(store.clone(), &project, slug, writes).await.unwrap();
                                 h.record(t.elapsed().as_micros() as u64).unwrap();
                             }
                             h
@@ -229,6 +213,16 @@ fn latencies() {
                     futures_util::future::join_all(tasks).await
                 });
                 let elapsed = started.elapsed();
+                if let Kind::Ticket = kind {
+                    // Timed writes the store refused as older would measure the wrong thing.
+                    let first = &tickets[0];
+                    let stored = rt
+                        .block_on(store.get_ticket(&project, &first.slug))
+                        .unwrap()
+                        .unwrap();
+                    let newest = chrono::Duration::milliseconds(per_writer as i64);
+                    assert_eq!(stored.updated_at, first.updated_at + newest);
+                }
                 let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
                 for h in histograms {
                     all.add(h.unwrap()).unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::chat::ChatConfig;
-use crate::clock::{now_millis, SystemClock};
+use crate::clock::{now_millis, Clock, SystemClock};
 use crate::domain::{
     Article, ArticleBody, ArticleTitle, Description, Project, ProjectId, TicketSource, Title,
 };
@@ -56,6 +56,16 @@ pub async fn kit() -> Kit {
 }
 
 pub async fn kit_with(tickets: TicketConfig, kb: KbConfig, chat: ChatConfig) -> Kit {
+    kit_clocked(tickets, kb, chat, Arc::new(SystemClock)).await
+}
+
+/// A kit whose actors read the time from `clock`.
+pub async fn kit_clocked(
+    tickets: TicketConfig,
+    kb: KbConfig,
+    chat: ChatConfig,
+    clock: Arc<dyn Clock>,
+) -> Kit {
     let store = MemoryStore::new();
     let project = ProjectId::parse(&format!("p{}", Uuid::new_v4().simple())).unwrap();
     store
@@ -70,7 +80,7 @@ pub async fn kit_with(tickets: TicketConfig, kb: KbConfig, chat: ChatConfig) -> 
         .unwrap();
     let system = System::start(RootArgs {
         store: store.clone(),
-        clock: Arc::new(SystemClock),
+        clock,
         tickets,
         llm: Arc::new(OfflineProvider),
         kb,

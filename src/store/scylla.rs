@@ -180,9 +180,9 @@ pub fn replication_map(raw: &str) -> Result<String, String> {
 
 /// Connects to the cluster.
 pub async fn connect(config: &ScyllaConfig) -> anyhow::Result<Session> {
-    // Client-side, monotonic write timestamps: one server's successive writes to a row (a
-    // ticket reopened right after it was resolved) apply in the order it made them, whatever
-    // the coordinators' clocks say.
+    // Client-side, monotonic write timestamps: one server's successive plain writes to a row
+    // apply in the order it made them, whatever the coordinators' clocks say. (Ticket rows
+    // change by transaction, and read cursors and listing entries carry their own timestamps.)
     let mut builder = SessionBuilder::new()
         .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
         .known_nodes(&config.nodes)
@@ -709,7 +709,18 @@ impl ScyllaStore {
             // version is stored, which this one must not undo; its listing entry stays too.
             return match self.get_ticket(&t.project_id, &t.slug).await? {
                 None => Err(StoreError::NotFound),
-                Some(_) => Ok(()),
+                Some(stored) => {
+                    // Expected of a node that lost the ticket; from its owner it would mean the
+                    // owner started from a stale row, so it is worth a line either way.
+                    tracing::warn!(
+                        project = %t.project_id.as_str(),
+                        slug = %t.slug.as_str(),
+                        version = %t.updated_at,
+                        stored = %stored.updated_at,
+                        "a ticket change older than the stored row was not written"
+                    );
+                    Ok(())
+                }
             };
         }
         self.index_rows(t).await

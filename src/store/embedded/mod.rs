@@ -907,6 +907,7 @@ mod tests {
             put(&store, &t, write).await.unwrap();
         }
         t.status = TicketStatus::Resolved;
+        t.updated_at += chrono::Duration::seconds(1);
         put(&store, &t, TicketWrite::Ticket(t.clone()))
             .await
             .unwrap();
