@@ -227,6 +227,7 @@ pub fn route_label(path: &str) -> &'static str {
     match &buf[..n] {
         ["v1", "init-session"] => "/v1/init-session",
         ["v1", "session"] => "/v1/session",
+        ["v1", "session", "renew"] => "/v1/session/renew",
         ["v1", "chat"] => "/v1/chat",
         ["v1", "chat", "tools"] => "/v1/chat/tools",
         ["v1", "tickets", _] => "/v1/tickets/{projectId}",
@@ -242,6 +243,17 @@ pub fn route_label(path: &str) -> &'static str {
         ["v1", "projects", _, "tickets", _, "chat"] => {
             "/v1/projects/{projectId}/tickets/{slug}/chat"
         }
+        ["v1", "projects", _, "tickets", _, "notes"] => {
+            "/v1/projects/{projectId}/tickets/{slug}/notes"
+        }
+        ["v1", "projects", _, "webhooks"] => "/v1/projects/{projectId}/webhooks",
+        ["v1", "projects", _, "webhooks", _] => "/v1/projects/{projectId}/webhooks/{webhookId}",
+        ["v1", "projects", _, "webhooks", _, "deliveries"] => {
+            "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries"
+        }
+        ["v1", "projects", _, "webhooks", _, "deliveries", _, "replay"] => {
+            "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries/{deliveryId}/replay"
+        }
         ["v1", "projects", _, "feed-token"] => "/v1/projects/{projectId}/feed-token",
         ["v1", "projects", _, "feed"] => "/v1/projects/{projectId}/feed",
         ["v1", "projects", _, "kb", "articles"] => "/v1/projects/{projectId}/kb/articles",
@@ -251,6 +263,10 @@ pub fn route_label(path: &str) -> &'static str {
         ["v1", "projects", _, "kb", "search"] => "/v1/projects/{projectId}/kb/search",
         ["v1", "admin", "projects"] => "/v1/admin/projects",
         ["v1", "openapi.json"] => "/v1/openapi.json",
+        ["widget.js"] => "/widget.js",
+        ["widget", "ui.js"] => "/widget/ui.js",
+        ["inbox"] => "/inbox",
+        ["inbox", "app.js"] => "/inbox/app.js",
         ["healthz"] => "/healthz",
         ["metrics"] => "/metrics",
         _ => "other",
@@ -354,6 +370,21 @@ mod tests {
         );
         assert_eq!(route_label("/v1/chat/tools"), "/v1/chat/tools");
         assert_eq!(route_label("/wp-admin/x/y"), "other");
+        assert_eq!(route_label("/inbox/app.js"), "/inbox/app.js");
         assert_eq!(route_label("/v1/tickets/a/b/c/d/e/f"), "other");
+    }
+
+    /// A documented endpoint labelled `other` would vanish into the unknown paths on the
+    /// dashboard.
+    #[test]
+    fn every_documented_endpoint_has_its_own_route_label() {
+        for e in crate::http::openapi::ENDPOINTS {
+            let concrete: Vec<&str> = e
+                .path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "x1" } else { s })
+                .collect();
+            assert_eq!(route_label(&concrete.join("/")), e.path, "{}", e.path);
+        }
     }
 }

@@ -53,7 +53,7 @@ pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// backlog after a stall).
 const CHECKPOINT_LOG_BYTES: usize = 8 << 20;
 /// How long the applier gathers groups into one redb commit when no reader waits for them.
-/// Each commit costs a fixed amount (eight tables opened, branch pages copied, checksums), so
+/// Each commit costs a fixed amount (twelve tables opened, branch pages copied, checksums), so
 /// fewer, larger commits save CPU under load. Reads do not wait for it: a reader that needs a
 /// group tells the applier, which commits as soon as it holds that group.
 pub(super) const APPLY_GATHER: Duration = Duration::from_millis(5);
