@@ -5,10 +5,11 @@ use std::sync::Arc;
 use fleety::store::embedded::EmbeddedStore;
 use fleety_actors::store::{ProjectStore, Store, TicketStore};
 
-async fn embedded() -> Arc<dyn Store> {
-    // Each case gets its own database; the directory lives as long as the test process.
-    let dir = tempfile::tempdir().expect("temp dir").keep();
-    Arc::new(EmbeddedStore::open(&dir).expect("open embedded store"))
+/// Each case gets its own database, in a directory removed when the case ends.
+async fn embedded() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(dir.path()).expect("open embedded store");
+    (Arc::new(store), dir)
 }
 
 fleety_actors::store_conformance_tests!(embedded());

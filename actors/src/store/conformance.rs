@@ -1,9 +1,10 @@
 //! The storage conformance suite: the behaviour every [`Store`] backend must show.
 //!
 //! A backend's test file invokes [`store_conformance_tests!`](crate::store_conformance_tests)
-//! with an async expression that yields a ready store (anything that converts to an
-//! `Arc<dyn Store>`). Each case uses fresh random
-//! project ids, so the cases may share one database (a CQL keyspace) and run concurrently.
+//! with an async expression that yields a ready store: an `Arc<dyn Store>`, or a pair of it and
+//! whatever must live exactly as long as the case (a temporary directory, removed when the
+//! case ends), both of which convert to a [`Backend`]. Each case uses fresh random project
+//! ids, so the cases may share one database (a CQL keyspace) and run concurrently.
 
 use std::sync::Arc;
 
@@ -51,11 +52,32 @@ macro_rules! store_conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let store: ::std::sync::Arc<dyn $crate::store::Store> = $factory.await;
-                $crate::store::conformance::$case(store).await;
+                let backend: $crate::store::conformance::Backend = $factory.await.into();
+                $crate::store::conformance::$case(backend.store.clone()).await;
             }
         )*
     };
+}
+
+/// A store under test, with what must outlive it until the case ends.
+pub struct Backend {
+    pub store: Arc<dyn Store>,
+    _keep: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl From<Arc<dyn Store>> for Backend {
+    fn from(store: Arc<dyn Store>) -> Self {
+        Backend { store, _keep: None }
+    }
+}
+
+impl<K: Send + 'static> From<(Arc<dyn Store>, K)> for Backend {
+    fn from((store, keep): (Arc<dyn Store>, K)) -> Self {
+        Backend {
+            store,
+            _keep: Some(Box::new(keep)),
+        }
+    }
 }
 
 fn project() -> Project {

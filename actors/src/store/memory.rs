@@ -503,5 +503,7 @@ impl Store for MemoryStore {
 
 #[cfg(test)]
 mod conformance {
-    crate::store_conformance_tests!(async { super::MemoryStore::new() });
+    crate::store_conformance_tests!(async {
+        super::MemoryStore::new() as std::sync::Arc<dyn crate::store::Store>
+    });
 }
