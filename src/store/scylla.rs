@@ -8,8 +8,8 @@
 //! newer one. Message inserts are idempotent (the id is the key), so the driver may retry them.
 //! Read cursors are written `USING TIMESTAMP` of the message read, and listing entries
 //! `USING TIMESTAMP` of the ticket's version, so the newest wins without a read or a
-//! transaction. A node that is down or slow becomes
-//! [`StoreError::Unavailable`] within the request timeout, which the HTTP front turns into 503.
+//! transaction. A node that is down or slow becomes [`StoreError::Unavailable`] within the
+//! request timeout, which the HTTP front turns into 503.
 
 use std::sync::Arc;
 use std::time::Duration;

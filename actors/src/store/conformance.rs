@@ -276,11 +276,9 @@ pub async fn an_older_ticket_version_never_undoes_a_newer_one(store: Arc<dyn Sto
         let project = p.id.clone();
         async move {
             let query = TicketQuery {
-                title: None,
-                search_scan: None,
                 status: Some(status),
-                after: None,
                 limit: 10,
+                ..TicketQuery::default()
             };
             let page = store.list_tickets(&project, &query).await.unwrap();
             page.tickets.into_iter().map(|t| t.slug).collect::<Vec<_>>()
@@ -363,11 +361,9 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
             .list_tickets(
                 &p.id,
                 &TicketQuery {
-                    title: None,
-                    search_scan: None,
-                    status: None,
                     after,
                     limit: 7,
+                    ..TicketQuery::default()
                 },
             )
             .await
@@ -386,11 +382,9 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
         .list_tickets(
             &p.id,
             &TicketQuery {
-                title: None,
-                search_scan: None,
                 status: Some(TicketStatus::Closed),
-                after: None,
                 limit: 100,
+                ..TicketQuery::default()
             },
         )
         .await
@@ -430,11 +424,9 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
         .list_tickets(
             &p.id,
             &TicketQuery {
-                title: None,
-                search_scan: None,
                 status: Some(TicketStatus::Closed),
-                after: None,
                 limit: 100,
+                ..TicketQuery::default()
             },
         )
         .await

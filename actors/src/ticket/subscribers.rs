@@ -1,9 +1,9 @@
 //! A ticket's realtime subscribers (its open WebSockets) and how an event reaches them.
 //!
 //! Each subscriber has a bounded queue of shared events. An event is offered to every queue
-//! without waiting: a
-//! subscriber whose queue is full is not reading, and it is dropped on the spot and told so
-//! through its [`CutOff`], rather than allowed to slow the ticket or the other subscribers.
+//! without waiting: a subscriber whose queue is full is not reading, and it is dropped on the
+//! spot and told so through its [`CutOff`], rather than allowed to slow the ticket or the other
+//! subscribers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
