@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fleety_actors::domain::{parse_origin, Project, ProjectId, ProjectName};
+use fleety_actors::domain::{parse_origin, Project, ProjectId, ProjectName, MAX_ORIGINS};
 use fleety_actors::store::{ProjectStore, StoreError};
 
 use crate::auth;
@@ -112,14 +112,14 @@ pub fn allows(project: &Project, origin: &str) -> bool {
 /// Parses a list of origins from configuration or a request, normalised and de-duplicated.
 pub fn parse_origins<'a>(raw: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
-    for o in raw {
+    for (i, o) in raw.into_iter().enumerate() {
+        if i == MAX_ORIGINS {
+            return Err(format!("at most {MAX_ORIGINS} allowed origins"));
+        }
         let o = parse_origin(o).map_err(|e| e.0)?;
         if !out.contains(&o) {
             out.push(o);
         }
-    }
-    if out.len() > 50 {
-        return Err("at most 50 allowed origins".into());
     }
     Ok(out)
 }

@@ -13,13 +13,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower_service::Service;
 
-use crate::http::{routes, Ctx, PeerAddr, RequestMeta};
+use crate::http::{router, Ctx, PeerAddr, RequestMeta};
 
 pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
     let settings = ctx.settings.clone();
-    let service = warp::service(routes::routes(ctx.clone()));
+    let router = Arc::new(router::router(&ctx));
     let mut builder = http1::Builder::new();
     // The header timeout also runs while a connection waits for its next request, so an idle
     // keep-alive connection gives its slot back after the same time.
@@ -50,7 +49,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        let router = router.clone();
         // Shared with a WebSocket the connection may become, so the slot stays taken while
         // the socket lives.
         let permit: crate::http::upgrade::Hold = Arc::new(permit);
@@ -62,13 +61,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
                 RequestMeta::from_parts(Some(PeerAddr(peer)), req.headers(), trusted_proxies);
             req.extensions_mut().insert(Arc::new(meta));
             crate::http::upgrade::UpgradeSlot::attach(&mut req, &slot);
-            let mut service = service.clone();
-            let (method, route) = (
-                req.method().clone(),
-                crate::metrics::route_label(req.uri().path()),
-            );
+            let method = req.method().clone();
             let started = std::time::Instant::now();
-            let answer = service.call(req);
+            let (route, answer) = router.call(req);
             async move {
                 let resp = answer.await;
                 if let Ok(resp) = &resp {
@@ -138,7 +133,7 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: tokio_util::sync::Ca
             TokioIo::new(stream),
             hyper::service::service_fn(|req: hyper::Request<Incoming>| async move {
                 let resp = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
-                    crate::http::routes::metrics_response()
+                    crate::http::metrics_response()
                 } else {
                     crate::http::ApiError::not_found("no such endpoint").into_response()
                 };

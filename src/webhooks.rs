@@ -41,7 +41,7 @@ const PRUNE_BATCH: usize = 1000;
 /// Time to open a connection (and TLS) to a receiver.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest URL an endpoint may have.
-const MAX_URL: usize = 2048;
+pub const MAX_URL: usize = 2048;
 /// How long a `ticket.created` announcement may wait for its ticket to become readable (the CQL
 /// store writes the announcement just before it claims the slug).
 const CLAIM_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);

@@ -84,6 +84,10 @@ pub fn random_token(n: usize) -> String {
 pub struct Slug(String);
 
 impl Slug {
+    /// Letters in each of the two words, at most (the generator's words have at most 10).
+    pub const MAX_WORD_LEN: usize = 16;
+    pub const MAX_LEN: usize = 2 * Self::MAX_WORD_LEN + 5;
+
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         if Self::well_formed(raw) {
             Ok(Self(raw.to_owned()))
@@ -92,28 +96,24 @@ impl Slug {
         }
     }
 
-    /// `word-word-123`: two runs of lowercase letters and three digits. One pass over the
+    /// `word-word-123`: two words of 1 to 16 lowercase letters and three digits. Checked on the
     /// bytes, because every ticket request parses a slug.
     fn well_formed(raw: &str) -> bool {
         let b = raw.as_bytes();
-        if b.len() > 40 || b.len() < 7 {
+        if b.len() > Self::MAX_LEN || b.len() < 7 {
             return false;
         }
         let (words, number) = b.split_at(b.len() - 4);
         if number[0] != b'-' || !number[1..].iter().all(u8::is_ascii_digit) {
             return false;
         }
-        let mut hyphens = 0;
-        let mut previous = b'-';
-        for &c in words {
-            match c {
-                b'a'..=b'z' => {}
-                b'-' if previous != b'-' => hyphens += 1,
-                _ => return false,
-            }
-            previous = c;
-        }
-        hyphens == 1 && previous != b'-'
+        let word = |w: Option<&[u8]>| {
+            w.is_some_and(|w| {
+                (1..=Self::MAX_WORD_LEN).contains(&w.len()) && w.iter().all(u8::is_ascii_lowercase)
+            })
+        };
+        let mut parts = words.split(|&c| c == b'-');
+        word(parts.next()) && word(parts.next()) && parts.next().is_none()
     }
 
     /// Only for values built by [`crate::slug::SlugGenerator`], which are well formed by construction.
@@ -140,27 +140,24 @@ impl<'de> Deserialize<'de> for Slug {
     }
 }
 
-/// Trims the text and checks its length in characters.
+/// Checks a text and trims it. The length is counted in characters before trimming, and at least
+/// one character must be other than whitespace when `min` is 1: the same rule the API
+/// description states (`schema::text`), so a client can check a value before sending it.
 fn bounded_text(raw: &str, field: &str, min: usize, max: usize) -> Result<String, InvalidValue> {
-    let text = raw.trim();
-    let chars = text.chars().count();
-    if chars < min {
-        return Err(invalid(if min == 1 {
-            format!("{field} must not be empty")
-        } else {
-            format!("{field} must be at least {min} characters")
-        }));
-    }
-    if chars > max {
+    if raw.chars().count() > max {
         return Err(invalid(format!("{field} must be at most {max} characters")));
     }
-    if text
+    if raw
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
     {
         return Err(invalid(format!(
             "{field} must not contain control characters"
         )));
+    }
+    let text = raw.trim();
+    if min > 0 && text.is_empty() {
+        return Err(invalid(format!("{field} must not be empty")));
     }
     Ok(text.to_owned())
 }
@@ -173,6 +170,8 @@ macro_rules! text_value {
         pub struct $name(String);
 
         impl $name {
+            /// 0 (may be empty) or 1 (must hold something besides whitespace).
+            pub const MIN_CHARS: usize = $min;
             pub const MAX_CHARS: usize = $max;
 
             pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
@@ -183,6 +182,14 @@ macro_rules! text_value {
                 &self.0
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::schema::text($min, $max).into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -217,7 +224,19 @@ text_value!(
 );
 
 /// Who speaks or reads on a ticket: the visitor, or the project's support agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Participant {
     User,
@@ -249,7 +268,7 @@ impl Participant {
 }
 
 /// Where a ticket is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TicketStatus {
     /// Waiting for an agent.
@@ -286,7 +305,7 @@ impl TicketStatus {
 }
 
 /// How a ticket came to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TicketSource {
     /// Created through the public ticket endpoint.
@@ -307,10 +326,13 @@ pub struct Project {
     pub created_at: DateTime<Utc>,
 }
 
+/// Origins a project may allow.
+pub const MAX_ORIGINS: usize = 50;
+
 /// Normalises and checks a browser origin: `scheme://host[:port]`, lowercase, no path.
 pub fn parse_origin(raw: &str) -> Result<String, InvalidValue> {
     let bad = || invalid(format!("{raw:?} is not an origin like https://example.com"));
-    let lower = raw.trim().to_ascii_lowercase();
+    let lower = raw.to_ascii_lowercase();
     let rest = lower
         .strip_prefix("https://")
         .or_else(|| lower.strip_prefix("http://"))
@@ -375,8 +397,12 @@ pub struct Message {
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    pub const MAX_LEN: usize = 128;
+
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let ok = !raw.is_empty() && raw.len() <= 128 && raw.bytes().all(|b| b.is_ascii_graphic());
+        let ok = !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw.bytes().all(|b| b.is_ascii_graphic());
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
@@ -405,14 +431,19 @@ pub struct Article {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Tags an article may have.
+pub const MAX_ARTICLE_TAGS: usize = 20;
+/// Characters of one article tag.
+pub const MAX_ARTICLE_TAG_CHARS: usize = 40;
+
 /// Checks an article's tags: at most 20, each 1 to 40 characters without control characters.
 pub fn parse_tags(raw: &[String]) -> Result<Vec<String>, InvalidValue> {
-    if raw.len() > 20 {
-        return Err(invalid("tags: at most 20"));
+    if raw.len() > MAX_ARTICLE_TAGS {
+        return Err(invalid(format!("tags: at most {MAX_ARTICLE_TAGS}")));
     }
     let mut tags = Vec::with_capacity(raw.len());
     for tag in raw {
-        let tag = bounded_text(tag, "tag", 1, 40)?;
+        let tag = bounded_text(tag, "tag", 1, MAX_ARTICLE_TAG_CHARS)?;
         if !tags.contains(&tag) {
             tags.push(tag);
         }
@@ -421,7 +452,7 @@ pub fn parse_tags(raw: &[String]) -> Result<Vec<String>, InvalidValue> {
 }
 
 /// Who spoke in a chat with the assistant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatRole {
     User,

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::{Message, Participant, ReadCursor, Slug, Ticket, TicketStatus};
 use crate::message_id::MessageId;
@@ -48,12 +49,15 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// A message as the API shows it: who has read it is derived from the read cursors.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Message)]
 pub struct MessageView<'a> {
     pub id: MessageId,
     pub author: Participant,
     pub content: &'a str,
+    #[schema(value_type = String, format = DateTime)]
     pub timestamp: String,
+    /// Who has read the message: every reader whose read cursor is at or past it.
     pub read_by: Vec<Participant>,
 }
 
@@ -76,10 +80,11 @@ impl<'a> MessageView<'a> {
 }
 
 /// A ticket's own fields without its messages: for listings and status changes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TicketSummary<'a> {
     pub id: uuid::Uuid,
     pub slug: &'a Slug,
+    #[schema(value_type = crate::domain::ProjectId)]
     pub project_id: &'a str,
     pub title: &'a str,
     pub description: &'a str,
@@ -87,7 +92,10 @@ pub struct TicketSummary<'a> {
     pub source: crate::domain::TicketSource,
     /// The agent the ticket is assigned to; null when nobody is.
     pub assignee: Option<&'a str>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
+    /// The ticket's version: it moves forward with every change.
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,
 }
 
@@ -109,7 +117,8 @@ impl<'a> TicketSummary<'a> {
 }
 
 /// A ticket with (a page of) its messages, as `GET /v1/tickets/{project}/{slug}` answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Ticket)]
 pub struct TicketView<'a> {
     #[serde(flatten)]
     pub ticket: TicketSummary<'a>,
@@ -173,42 +182,51 @@ pub fn event_frame<P: Serialize>(kind: &str, ticket: Option<&Slug>, payload: P) 
     envelope(kind, ticket, &encode(&payload))
 }
 
-#[derive(Serialize)]
+/// The first event on a ticket's socket: where the ticket stands.
+#[derive(Serialize, ToSchema)]
 pub struct SubscribedPayload<'a> {
+    #[schema(value_type = crate::domain::ProjectId)]
     pub project_id: &'a str,
     pub slug: &'a Slug,
     pub status: TicketStatus,
     pub last_message_id: Option<MessageId>,
 }
 
-#[derive(Serialize)]
+/// A ticket's status changed.
+#[derive(Serialize, ToSchema)]
 pub struct StatusChangePayload {
     pub status: TicketStatus,
     pub previous: TicketStatus,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,
 }
 
-#[derive(Serialize)]
+/// A reader marked the ticket's messages read, up to `last_read_message_id`.
+#[derive(Serialize, ToSchema)]
 pub struct ReadReceiptPayload {
     pub reader: Participant,
     pub last_read_message_id: MessageId,
+    #[schema(value_type = String, format = DateTime)]
     pub read_at: String,
 }
 
 /// A ticket's assignee changed (to nobody, when `assignee` is null).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AssignedPayload<'a> {
     pub assignee: Option<&'a str>,
     pub previous: Option<&'a str>,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,
 }
 
 /// An agent's internal note, as agents see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Note)]
 pub struct NoteView<'a> {
     pub id: MessageId,
     pub author: &'a str,
     pub content: &'a str,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
 }
 
@@ -224,12 +242,13 @@ impl<'a> NoteView<'a> {
 }
 
 /// Someone is typing on the ticket; sent as it happens, never stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TypingPayload {
     pub author: Participant,
 }
 
-#[derive(Serialize)]
+/// Why the server is about to close the socket.
+#[derive(Serialize, ToSchema)]
 pub struct ErrorPayload<'a> {
     pub error: &'a str,
 }

@@ -28,6 +28,7 @@ pub mod llm;
 pub mod message_id;
 pub mod registry;
 pub mod root;
+pub mod schema;
 pub mod slug;
 pub mod store;
 pub mod telemetry;

@@ -138,7 +138,12 @@ pub struct BadMessageId;
 impl FromStr for MessageId {
     type Err = BadMessageId;
 
+    /// Only the hyphenated form the API writes (36 characters), as its description says;
+    /// `Uuid::try_parse` alone would take the braced, URN and bare forms as well.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 36 {
+            return Err(BadMessageId);
+        }
         let uuid = Uuid::try_parse(s).map_err(|_| BadMessageId)?;
         MessageId::from_uuid(uuid).ok_or(BadMessageId)
     }

@@ -23,7 +23,6 @@ use std::sync::{Arc, OnceLock};
 use fleety_actors::chat::SessionKey;
 use fleety_actors::domain::{Project, ProjectId};
 use http::header::HeaderValue;
-use serde::Deserialize;
 use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
@@ -249,20 +248,15 @@ pub fn session(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Session,), Error = Reje
     })
 }
 
-#[derive(Deserialize)]
-struct FeedQuery {
-    token: Option<String>,
-}
-
 /// An agent's inbox socket, with a short-lived feed token in the query (a browser cannot set
 /// headers on a WebSocket, and the admin key must never appear in a URL).
 pub fn feed(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {
-    warp::query::<FeedQuery>()
+    warp::query::<super::ws::FeedQuery>()
         .and(with_ctx(ctx))
         .and(warp::path::full())
         .and(meta())
         .and_then(
-            |query: FeedQuery, ctx: Arc<Ctx>, path: FullPath, meta: Arc<RequestMeta>| async move {
+            |query: super::ws::FeedQuery, ctx: Arc<Ctx>, path: FullPath, meta: Arc<RequestMeta>| async move {
                 let token = query.token.as_deref();
                 check_feed(&ctx, &path, &meta, token).await.map_err(refuse)
             },

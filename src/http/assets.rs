@@ -49,7 +49,44 @@ pub static WIDGET_UI: Asset = asset!(
 pub static INBOX_JS: Asset = asset!("inbox.js", "text/javascript", "no-cache", false);
 pub static INBOX_PAGE: Asset = asset!("inbox.html", "text/html; charset=utf-8", "no-cache", false);
 
+/// What an asset's answer depends on besides its version: the accepted encodings and the
+/// client's cached `ETag`.
+pub struct AssetRequest {
+    encoding: Option<String>,
+    etag: Option<String>,
+}
+
+/// `?v=`: the version of an asset a page asks for (the widget's loader names the interface's).
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VersionQuery {
+    /// The version wanted; any other gets a short cache lifetime.
+    pub v: Option<String>,
+}
+
+/// Reads an [`AssetRequest`] from the headers.
+pub fn request(
+) -> impl warp::Filter<Extract = (AssetRequest,), Error = std::convert::Infallible> + Clone {
+    use warp::Filter;
+    warp::header::optional::<String>("accept-encoding")
+        .and(warp::header::optional::<String>("if-none-match"))
+        .map(|encoding, etag| AssetRequest { encoding, etag })
+        .or(warp::any().map(|| AssetRequest {
+            encoding: None,
+            etag: None,
+        }))
+        .unify()
+}
+
 impl Asset {
+    pub fn answer_to(&self, r: &AssetRequest) -> Response {
+        self.answer(r.encoding.as_deref(), r.etag.as_deref(), None)
+    }
+
+    pub fn answer_versioned(&self, r: &AssetRequest, version: Option<&str>) -> Response {
+        self.answer(r.encoding.as_deref(), r.etag.as_deref(), version)
+    }
+
     /// A short hash of the content: the `ETag`, and the version the loader asks for.
     pub fn version(&self) -> &str {
         self.etag.get_or_init(|| {

@@ -6,18 +6,20 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use fleety_actors::chat::{ChatError, ChatMode, Turn, TurnEvent, TurnRequest};
 use fleety_actors::domain::Project;
 use fleety_actors::llm::{LlmError, LlmMessage, LlmRole};
 use http::header::HeaderValue;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::ArrayBuilder;
+use utoipa::openapi::{Ref, RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 use warp::reply::Response;
 use warp::Reply;
 
 use super::access::Session;
-use super::{json, parse_body, respond, ApiError, Ctx, RequestMeta};
+use super::{json, respond, ApiError, Ctx};
 
 /// Messages one request may carry.
 pub const MAX_MESSAGES: usize = 50;
@@ -26,14 +28,19 @@ pub const MAX_MESSAGE_CHARS: usize = 4000;
 /// Characters of the whole conversation.
 pub const MAX_CONVERSATION_CHARS: usize = 32_000;
 
-#[derive(Deserialize)]
+/// One question for the assistant.
+#[derive(Deserialize, ToSchema)]
 pub struct PromptRequest {
+    #[schema(value_type = ChatText)]
     prompt: String,
 }
 
-#[derive(Deserialize)]
+/// A conversation for the assistant: user and assistant turns, ending with the user's.
+#[derive(Deserialize, ToSchema)]
 pub struct ToolsRequest {
+    #[schema(value_type = Conversation)]
     messages: Vec<ChatMessageIn>,
+    /// Whether the assistant may open a ticket (true by default).
     #[serde(default = "yes")]
     enable_tool_calling: bool,
 }
@@ -42,30 +49,88 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize)]
+/// One turn of a conversation.
+#[derive(Deserialize, ToSchema)]
 pub struct ChatMessageIn {
+    #[schema(value_type = ChatSpeaker)]
     role: String,
+    #[schema(value_type = ChatText)]
     content: serde_json::Value,
 }
 
+/// Who speaks in a conversation a client sends. The assistant's instructions are the
+/// server's: `system` is refused.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // A schema only: `conversation` reads the role.
+pub enum ChatSpeaker {
+    User,
+    Assistant,
+}
+
+/// The text of one chat message: up to 4,000 characters, not only whitespace.
+pub struct ChatText;
+
+impl PartialSchema for ChatText {
+    fn schema() -> RefOr<Schema> {
+        fleety_actors::schema::text(1, MAX_MESSAGE_CHARS).into()
+    }
+}
+impl ToSchema for ChatText {}
+
+/// A conversation: 1 to 50 messages of at most 32,000 characters in all, the last of them the
+/// user's.
+pub struct Conversation;
+
+impl PartialSchema for Conversation {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(Ref::from_schema_name("ChatMessageIn"))
+            .min_items(Some(1))
+            .max_items(Some(MAX_MESSAGES))
+            .into()
+    }
+}
+impl ToSchema for Conversation {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        out.push(("ChatMessageIn".into(), ChatMessageIn::schema()));
+        ChatMessageIn::schemas(out);
+    }
+}
+
 /// The answer `/v1/chat/tools` gives when the assistant opened a ticket.
-#[derive(Serialize)]
-struct ToolCallAnswer<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = ToolCall)]
+pub struct ToolCallAnswer<'a> {
+    /// Always `tool_call`.
     #[serde(rename = "type")]
     kind: &'static str,
+    /// What to tell the visitor.
     message: &'a str,
+    #[schema(value_type = fleety_actors::domain::Slug)]
     ticket_slug: &'a str,
 }
 
+/// A chat text: at most `MAX_MESSAGE_CHARS` characters (counted before trimming), not only
+/// whitespace, without control characters but tabs and line breaks; the rule `ChatText`
+/// states.
 fn checked_text(text: &str, what: &str) -> Result<String, ApiError> {
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return Err(ApiError::bad_request(format!("{what} must not be empty")));
-    }
-    if trimmed.chars().count() > MAX_MESSAGE_CHARS {
+    if text.chars().count() > MAX_MESSAGE_CHARS {
         return Err(ApiError::bad_request(format!(
             "{what} is longer than {MAX_MESSAGE_CHARS} characters"
         )));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::bad_request(format!("{what} must not be empty")));
     }
     Ok(trimmed.to_owned())
 }
@@ -207,13 +272,12 @@ fn text_frame(mode: ChatMode, text: &str) -> String {
 async fn run(
     session: Session,
     ctx: &Ctx,
-    body: &Bytes,
-    parse: impl FnOnce(&Bytes) -> Result<(ChatMode, Vec<LlmMessage>), ApiError>,
+    parsed: Result<(ChatMode, Vec<LlmMessage>), ApiError>,
 ) -> Response {
     respond(
         async {
             let Session { key, project, .. } = session;
-            let (mode, messages) = parse(body)?;
+            let (mode, messages) = parsed?;
             let request = TurnRequest {
                 mode,
                 messages,
@@ -317,41 +381,25 @@ fn sse(mode: ChatMode, first: TurnEvent, turn: Turn) -> Response {
 }
 
 /// POST /v1/chat
-pub async fn prompt(
-    session: Session,
-    ctx: Arc<Ctx>,
-    meta: Arc<RequestMeta>,
-    body: Bytes,
-) -> Response {
-    run(session, &ctx, &body, |body| {
-        let req: PromptRequest = parse_body(&meta, body)?;
-        let prompt = checked_text(&req.prompt, "prompt")?;
-        Ok((
+pub async fn prompt(session: Session, ctx: Arc<Ctx>, req: PromptRequest) -> Response {
+    let parsed = checked_text(&req.prompt, "prompt").map(|prompt| {
+        (
             ChatMode::Prompt,
             vec![LlmMessage::new(LlmRole::User, prompt)],
-        ))
-    })
-    .await
+        )
+    });
+    run(session, &ctx, parsed).await
 }
 
 /// POST /v1/chat/tools
-pub async fn tools(
-    session: Session,
-    ctx: Arc<Ctx>,
-    meta: Arc<RequestMeta>,
-    body: Bytes,
-) -> Response {
-    run(session, &ctx, &body, |body| {
-        let req: ToolsRequest = parse_body(&meta, body)?;
-        let messages = conversation(&req.messages)?;
-        Ok((
-            ChatMode::Conversation {
-                tools: req.enable_tool_calling,
-            },
-            messages,
-        ))
-    })
-    .await
+pub async fn tools(session: Session, ctx: Arc<Ctx>, req: ToolsRequest) -> Response {
+    let parsed = conversation(&req.messages).map(|messages| {
+        let mode = ChatMode::Conversation {
+            tools: req.enable_tool_calling,
+        };
+        (mode, messages)
+    });
+    run(session, &ctx, parsed).await
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed on this endpoint",
         )
-    } else if rejection.find::<super::routes::BodyTooLarge>().is_some()
+    } else if rejection.find::<super::route::BodyTooLarge>().is_some()
         || rejection.find::<reject::PayloadTooLarge>().is_some()
     {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")

@@ -4,19 +4,24 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use fleety_actors::domain::{parse_tags, Article, ArticleBody, ArticleTitle, ChatTurn, Project};
+use fleety_actors::domain::{
+    parse_tags, Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, Project, MAX_ARTICLE_TAGS,
+    MAX_ARTICLE_TAG_CHARS,
+};
 use fleety_actors::events::rfc3339;
 use fleety_actors::kb::{ArticleChange, KbError};
 use fleety_actors::llm::Passage;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::ArrayBuilder;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 use uuid::Uuid;
 use warp::reply::Response;
 
 use super::access::Visitor;
 use super::tickets::ticket_key;
-use super::{json, parse_body, respond, ApiError, Ctx, RequestMeta};
+use super::{json, respond, ApiError, Ctx};
 
 /// Results a search returns at most.
 const MAX_RESULTS: usize = 20;
@@ -39,16 +44,41 @@ impl From<KbError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
+/// A knowledge-base article.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Article)]
 pub struct ArticleView<'a> {
     id: Uuid,
+    #[schema(value_type = fleety_actors::domain::ProjectId)]
     project_id: &'a str,
     title: &'a str,
     body: &'a str,
     tags: &'a [String],
+    #[schema(value_type = String, format = DateTime)]
     created_at: String,
+    #[schema(value_type = String, format = DateTime)]
     updated_at: String,
 }
+
+/// The knowledge base's articles, most recently changed first.
+#[derive(Serialize, ToSchema)]
+pub struct ArticleList<'a> {
+    articles: Vec<ArticleView<'a>>,
+}
+
+/// An article's tags: at most 20, each 1 to 40 characters; repeats are dropped.
+pub struct Tags;
+
+impl PartialSchema for Tags {
+    fn schema() -> RefOr<Schema> {
+        let tag = fleety_actors::schema::text(1, MAX_ARTICLE_TAG_CHARS);
+        ArrayBuilder::new()
+            .items(tag)
+            .max_items(Some(MAX_ARTICLE_TAGS))
+            .into()
+    }
+}
+impl ToSchema for Tags {}
 
 impl<'a> ArticleView<'a> {
     fn new(a: &'a Article) -> Self {
@@ -64,18 +94,26 @@ impl<'a> ArticleView<'a> {
     }
 }
 
-#[derive(Deserialize)]
+/// A new article. Blank lines cut its body into the passages the assistant quotes.
+#[derive(Deserialize, ToSchema)]
 pub struct NewArticle {
+    #[schema(value_type = ArticleTitle)]
     title: String,
+    #[schema(value_type = ArticleBody)]
     body: String,
     #[serde(default)]
+    #[schema(value_type = Tags)]
     tags: Vec<String>,
 }
 
-#[derive(Deserialize)]
+/// The fields of an article to change; those left out stay as they are.
+#[derive(Deserialize, ToSchema)]
 pub struct ArticlePatch {
+    #[schema(value_type = Option<ArticleTitle>)]
     title: Option<String>,
+    #[schema(value_type = Option<ArticleBody>)]
     body: Option<String>,
+    #[schema(value_type = Option<Tags>)]
     tags: Option<Vec<String>>,
 }
 
@@ -88,15 +126,9 @@ fn article_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// POST /v1/projects/{projectId}/kb/articles
-pub async fn create(
-    project: Arc<Project>,
-    ctx: Arc<Ctx>,
-    meta: Arc<RequestMeta>,
-    body: Bytes,
-) -> Response {
+pub async fn create(project: Arc<Project>, ctx: Arc<Ctx>, req: NewArticle) -> Response {
     respond(
         async {
-            let req: NewArticle = parse_body(&meta, &body)?;
             let now = ctx.clock.now();
             let article = Article {
                 id: Uuid::new_v4(),
@@ -119,11 +151,8 @@ pub async fn list(project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
     respond(
         async {
             let articles = ctx.system.kb.list(&project.id).await?;
-            let views: Vec<ArticleView> = articles.iter().map(ArticleView::new).collect();
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "articles": views }),
-            ))
+            let articles = articles.iter().map(ArticleView::new).collect();
+            Ok(json(StatusCode::OK, &ArticleList { articles }))
         }
         .await,
     )
@@ -145,13 +174,11 @@ pub async fn update(
     id: String,
     project: Arc<Project>,
     ctx: Arc<Ctx>,
-    meta: Arc<RequestMeta>,
-    body: Bytes,
+    req: ArticlePatch,
 ) -> Response {
     respond(
         async {
             let id = article_id(&id)?;
-            let req: ArticlePatch = parse_body(&meta, &body)?;
             let change = ArticleChange {
                 title: req
                     .title
@@ -185,28 +212,38 @@ pub async fn delete(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Respons
     respond(
         async {
             ctx.system.kb.delete(&project.id, article_id(&id)?).await?;
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "message": "Article deleted" }),
-            ))
+            Ok(json(StatusCode::OK, &super::Done::new("Article deleted")))
         }
         .await,
     )
 }
 
-#[derive(Deserialize)]
+/// A search of the knowledge base.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
+    /// What to look for.
+    #[param(required = true, value_type = String, min_length = 1, max_length = 500, pattern = "\\S")]
     q: Option<String>,
+    /// Articles to return at most (5 by default).
+    #[param(minimum = 1, maximum = 20)]
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
-struct SearchHit<'a> {
+/// One matching article.
+#[derive(Serialize, ToSchema)]
+pub struct SearchHit<'a> {
     article_id: Uuid,
     title: &'a str,
     /// The passage that matched best.
     snippet: &'a str,
     score: f32,
+}
+
+/// Matching articles, best first.
+#[derive(Serialize, ToSchema)]
+pub struct SearchResults<'a> {
+    results: Vec<SearchHit<'a>>,
 }
 
 /// Runs a search and keeps the best passage of each article.
@@ -215,14 +252,15 @@ async fn search(
     project: &fleety_actors::domain::ProjectId,
     query: &SearchQuery,
 ) -> Result<Vec<Passage>, ApiError> {
-    let q = query.q.as_deref().unwrap_or("").trim();
-    if q.is_empty() {
-        return Err(ApiError::bad_request("q: a search text is required"));
-    }
-    if q.chars().count() > MAX_QUERY_CHARS {
+    let raw = query.q.as_deref().unwrap_or("");
+    if raw.chars().count() > MAX_QUERY_CHARS {
         return Err(ApiError::bad_request(format!(
             "q: at most {MAX_QUERY_CHARS} characters"
         )));
+    }
+    let q = raw.trim();
+    if q.is_empty() {
+        return Err(ApiError::bad_request("q: a search text is required"));
     }
     let limit = query.limit.unwrap_or(5);
     if !(1..=MAX_RESULTS).contains(&limit) {
@@ -258,8 +296,8 @@ fn snippet(text: &str) -> &str {
     cut.rfind(char::is_whitespace).map_or(cut, |i| &cut[..i])
 }
 
-fn hits(passages: &[Passage]) -> serde_json::Value {
-    let results: Vec<SearchHit> = passages
+fn hits(passages: &[Passage]) -> SearchResults<'_> {
+    let results = passages
         .iter()
         .map(|p| SearchHit {
             article_id: p.article_id,
@@ -268,7 +306,7 @@ fn hits(passages: &[Passage]) -> serde_json::Value {
             score: p.score,
         })
         .collect();
-    serde_json::json!({ "results": results })
+    SearchResults { results }
 }
 
 /// GET /v1/kb/{projectId}/search?q=&limit= (public)
@@ -282,23 +320,40 @@ pub async fn public_search(visitor: Visitor, ctx: Arc<Ctx>, query: SearchQuery) 
     )
 }
 
-#[derive(Serialize)]
-struct TurnView<'a> {
+/// One turn of a chat with the assistant.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChatTurn)]
+pub struct TurnView<'a> {
     id: String,
-    role: &'static str,
+    role: ChatRole,
     content: &'a str,
+    #[schema(value_type = String, format = DateTime)]
     at: String,
+    /// The ticket the assistant opened in this turn.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<fleety_actors::domain::Slug>)]
     ticket_slug: Option<&'a str>,
+    /// The articles the answer quoted.
     #[serde(skip_serializing_if = "<[Uuid]>::is_empty")]
     citations: &'a [Uuid],
+}
+
+/// The chat that led to a ticket.
+#[derive(Serialize, ToSchema)]
+pub struct TicketChat<'a> {
+    #[schema(value_type = fleety_actors::domain::Slug)]
+    ticket_slug: &'a str,
+    /// The visitor's session; null when the ticket was not opened from a chat.
+    session_id: Option<&'a str>,
+    /// The turns, oldest first.
+    turns: Vec<TurnView<'a>>,
 }
 
 impl<'a> TurnView<'a> {
     fn new(t: &'a ChatTurn) -> Self {
         Self {
             id: t.id.to_string(),
-            role: t.role.as_str(),
+            role: t.role,
             content: &t.content,
             at: rfc3339(t.at),
             ticket_slug: t.ticket_slug.as_ref().map(|s| s.as_str()),
@@ -323,15 +378,12 @@ pub async fn ticket_chat(slug: String, project: Arc<Project>, ctx: Arc<Ctx>) -> 
                 }
                 None => Vec::new(),
             };
-            let views: Vec<TurnView> = turns.iter().map(TurnView::new).collect();
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "ticket_slug": ticket.slug.as_str(),
-                    "session_id": ticket.session_id,
-                    "turns": views,
-                }),
-            ))
+            let chat = TicketChat {
+                ticket_slug: ticket.slug.as_str(),
+                session_id: ticket.session_id.as_deref(),
+                turns: turns.iter().map(TurnView::new).collect(),
+            };
+            Ok(json(StatusCode::OK, &chat))
         }
         .await,
     )

@@ -1,7 +1,9 @@
-//! The HTTP, WebSocket and SSE front. `routes.rs` lists every route with the guard from
-//! `access.rs` that decides who may call it; each handler parses its input into domain types,
-//! asks the owning actor (or the project directory), and turns the answer or the error into a
-//! response. Nothing here touches storage.
+//! The HTTP, WebSocket and SSE front. `routes.rs` is the one table of routes: the router
+//! (`router.rs`) dispatches by it, the metrics label requests by it, and the OpenAPI document
+//! (`openapi.rs`) is built from it. Each route names the guard from `access.rs` that decides
+//! who may call it; each handler parses its input into domain types, asks the owning actor (or
+//! the project directory), and turns the answer or the error into a response. Nothing here
+//! touches storage.
 
 pub mod access;
 pub mod assets;
@@ -11,6 +13,8 @@ pub mod kb;
 pub mod openapi;
 pub mod projects_api;
 pub mod ratelimit;
+pub mod route;
+pub mod router;
 pub mod routes;
 pub mod session;
 pub mod tickets;
@@ -189,6 +193,50 @@ pub fn parse_body<T: DeserializeOwned>(meta: &RequestMeta, body: &Bytes) -> Resu
     }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// An acknowledgement without anything else to say.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Done {
+    message: &'static str,
+}
+
+impl Done {
+    pub fn new(message: &'static str) -> Self {
+        Done { message }
+    }
+}
+
+/// The server's liveness.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// GET /healthz
+pub fn health() -> Response {
+    json(StatusCode::OK, &Health { status: "ok" })
+}
+
+/// GET /metrics on the main listener: served only when no separate metrics address is
+/// configured.
+pub async fn metrics_route(ctx: Arc<Ctx>) -> Response {
+    if ctx.settings.server.metrics_listen.is_empty() {
+        metrics_response()
+    } else {
+        ApiError::not_found("no such endpoint").into_response()
+    }
+}
+
+/// The Prometheus text exposition.
+pub fn metrics_response() -> Response {
+    let mut resp = Response::new(crate::metrics::render().into());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
 }
 
 pub fn parse_project_id(raw: &str) -> Result<ProjectId, ApiError> {

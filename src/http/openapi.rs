@@ -1,633 +1,471 @@
 //! The OpenAPI 3.1 document of the HTTP API, served at `/v1/openapi.json`.
 //!
-//! It is built with utoipa from [`ENDPOINTS`], the same list `routes.rs` documents; the
-//! integration test `openapi_lists_every_route_and_every_listed_route_exists` calls each listed
-//! operation against a real server, so the document and the router cannot drift apart.
+//! It is built from the route table (`routes.rs`), the same table the router dispatches by:
+//! each route's parameters, body and answers are the schemas of the types its handler reads
+//! and writes. What every route of a kind shares is added here once: the refusals of its guard
+//! (401, 403, 404, 429), of its body (400, 413, 415) and query (400), the `{"error"}` shape of
+//! every refusal, the rate-limit headers, and the security scheme.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::StatusCode;
-use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Required,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, Required,
     ResponseBuilder,
 };
 use warp::reply::Response;
 
-/// Who may call an endpoint.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Public,
-    AdminKey,
-    Operator,
-    FeedToken,
-    SessionToken,
-}
-
-pub struct Endpoint {
-    pub method: &'static str,
-    pub path: &'static str,
-    pub summary: &'static str,
-    pub access: Access,
-    pub body: bool,
-    pub websocket: bool,
-    pub query: &'static [&'static str],
-    pub responses: &'static [(&'static str, &'static str)],
-}
-
-const fn ep(
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    access: Access,
-) -> Endpoint {
-    Endpoint {
-        method,
-        path,
-        summary,
-        access,
-        body: false,
-        websocket: false,
-        query: &[],
-        responses: &[],
-    }
-}
-
-pub const ENDPOINTS: &[Endpoint] = &[
-    Endpoint {
-        body: true,
-        responses: &[
-            ("200", "token, expires_at, project_id"),
-            ("404", "unknown project"),
-            ("429", "rate limited"),
-        ],
-        ..ep(
-            "POST",
-            "/v1/init-session",
-            "Start an anonymous session: a 5-minute HS256 token",
-            Access::Public,
-        )
-    },
-    Endpoint {
-        responses: &[
-            ("200", "session_id, project_id, expires_at"),
-            ("401", "missing, expired, tampered or foreign token"),
-        ],
-        ..ep(
-            "GET",
-            "/v1/session",
-            "Describe the caller's own session token",
-            Access::SessionToken,
-        )
-    },
-    Endpoint {
-        responses: &[
-            ("200", "token, expires_at, project_id: the same session, a fresh token"),
-            ("401", "missing, expired or forged token, or a session older than a day"),
-            ("429", "rate limited"),
-        ],
-        ..ep(
-            "POST",
-            "/v1/session/renew",
-            "Renew the caller's session token before it expires, keeping the session",
-            Access::SessionToken,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("201", "the new ticket"),
-            ("400", "invalid title or description"),
-            ("403", "origin not allowed"),
-            ("404", "unknown project"),
-            ("429", "rate limited"),
-        ],
-        ..ep(
-            "POST",
-            "/v1/tickets/{projectId}",
-            "Create a ticket",
-            Access::Public,
-        )
-    },
-    Endpoint {
-        query: &["limit", "before"],
-        responses: &[
-            ("200", "the ticket with its messages and read_by"),
-            ("404", "unknown ticket"),
-            ("429", "rate limited"),
-        ],
-        ..ep(
-            "GET",
-            "/v1/tickets/{projectId}/{slug}",
-            "Read a ticket and its messages",
-            Access::Public,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("200", "the ticket after the change"),
-            ("400", "unknown status"),
-            ("401", "no key"),
-            ("403", "wrong key"),
-        ],
-        ..ep(
-            "PATCH",
-            "/v1/tickets/{projectId}/{slug}",
-            "Change a ticket's status (open, pending, resolved, closed) and/or its assignee (a name, or null)",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("201", "Message added successfully"),
-            ("400", "invalid content"),
-            ("403", "author admin without the admin key"),
-            ("404", "unknown ticket"),
-            ("409", "ticket closed"),
-            ("429", "rate limited"),
-        ],
-        ..ep(
-            "POST",
-            "/v1/tickets/{projectId}/{slug}/messages",
-            "Post a message to a ticket",
-            Access::Public,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("200", "Messages marked as read"),
-            ("403", "reader admin without the admin key"),
-            ("404", "unknown ticket"),
-            ("429", "rate limited"),
-        ],
-        ..ep(
-            "PATCH",
-            "/v1/tickets/{projectId}/{slug}/messages/read",
-            "Mark every message of a ticket read",
-            Access::Public,
-        )
-    },
-    Endpoint {
-        websocket: true,
-        query: &["since"],
-        responses: &[
-            (
-                "101",
-                "subscribed; then new_message, status_change, ticket_update, error events",
-            ),
-            ("404", "unknown ticket"),
-            ("403", "origin not allowed"),
-        ],
-        ..ep(
-            "GET",
-            "/v1/tickets/{projectId}/{slug}/ws",
-            "A ticket's realtime events (WebSocket)",
-            Access::Public,
-        )
-    },
-    Endpoint {
-        responses: &[
-            ("200", "the project's settings"),
-            ("401", "no key"),
-            ("403", "wrong key"),
-        ],
-        ..ep(
-            "GET",
-            "/v1/projects/{projectId}",
-            "Read the project's settings",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("200", "the project's settings"),
-            ("400", "invalid name or origin"),
-        ],
-        ..ep(
-            "PATCH",
-            "/v1/projects/{projectId}",
-            "Update the project's name or allowed origins",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        query: &["status", "q", "limit", "cursor"],
-        responses: &[(
-            "200",
-            "tickets newest first (titles containing q, when given) and next_cursor",
-        )],
-        ..ep(
-            "GET",
-            "/v1/projects/{projectId}/tickets",
-            "List the project's tickets",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        responses: &[("200", "a one-minute token and the feed URL")],
-        ..ep(
-            "POST",
-            "/v1/projects/{projectId}/feed-token",
-            "Get a token for the agent inbox socket",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        websocket: true,
-        query: &["token"],
-        responses: &[
-            (
-                "101",
-                "every event of every ticket, tagged with the ticket slug",
-            ),
-            ("401", "missing or bad token"),
-        ],
-        ..ep(
-            "GET",
-            "/v1/projects/{projectId}/feed",
-            "The project's agent inbox (WebSocket)",
-            Access::FeedToken,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("200", "text/event-stream of data: {\"content\": ...} events, then data: [DONE]"),
-            ("400", "empty or over-long prompt"),
-            ("401", "missing, expired or tampered session token"),
-            ("429", "a session or project chat quota is used up (Retry-After)"),
-            ("502", "the language model failed"),
-            ("504", "the language model did not answer in time"),
-        ],
-        ..ep(
-            "POST",
-            "/v1/chat",
-            "Ask the assistant one question; the answer streams as SSE",
-            Access::SessionToken,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("200", "text/event-stream of OpenAI-style deltas then data: [DONE]; or application/json {type: tool_call, message, ticket_slug} when the assistant opened a ticket"),
-            ("400", "system role, bad roles, too many or too long messages"),
-            ("401", "missing, expired or tampered session token"),
-            ("429", "a session or project chat quota is used up (Retry-After)"),
-            ("502", "the language model failed"),
-            ("504", "the language model did not answer in time"),
-        ],
-        ..ep(
-            "POST",
-            "/v1/chat/tools",
-            "Chat with tool calling: the assistant may open a ticket",
-            Access::SessionToken,
-        )
-    },
-    Endpoint {
-        query: &["q", "limit"],
-        responses: &[
-            ("200", "results: the best passage of each matching article, best first"),
-            ("400", "missing or over-long q, bad limit"),
-            ("403", "origin not allowed"),
-            ("404", "unknown project"),
-            ("429", "rate limited"),
-        ],
-        ..ep(
-            "GET",
-            "/v1/kb/{projectId}/search",
-            "Search the project's help-center articles",
-            Access::Public,
-        )
-    },
-    Endpoint {
-        responses: &[("200", "articles, most recently changed first")],
-        ..ep(
-            "GET",
-            "/v1/projects/{projectId}/kb/articles",
-            "List knowledge-base articles",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("201", "the new article"),
-            ("400", "invalid title, body or tags"),
-            ("409", "the knowledge base is full"),
-        ],
-        ..ep(
-            "POST",
-            "/v1/projects/{projectId}/kb/articles",
-            "Create a knowledge-base article",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        responses: &[("200", "the article"), ("404", "unknown article")],
-        ..ep(
-            "GET",
-            "/v1/projects/{projectId}/kb/articles/{articleId}",
-            "Read an article",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("200", "the article after the change"),
-            ("400", "invalid title, body or tags"),
-            ("404", "unknown article"),
-        ],
-        ..ep(
-            "PATCH",
-            "/v1/projects/{projectId}/kb/articles/{articleId}",
-            "Change an article's title, body or tags",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        responses: &[("200", "deleted"), ("404", "unknown article")],
-        ..ep(
-            "DELETE",
-            "/v1/projects/{projectId}/kb/articles/{articleId}",
-            "Delete an article",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        responses: &[("200", "webhooks: the project's endpoints, without their secrets")],
-        ..ep(
-            "GET",
-            "/v1/projects/{projectId}/webhooks",
-            "List the project's webhook endpoints",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("201", "the endpoint and its signing secret, shown this once"),
-            ("400", "invalid or internal URL, unknown or no events"),
-            ("409", "the project has 20 endpoints already"),
-        ],
-        ..ep(
-            "POST",
-            "/v1/projects/{projectId}/webhooks",
-            "Register a webhook endpoint: url, events",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        responses: &[("200", "the endpoint"), ("404", "unknown endpoint")],
-        ..ep(
-            "GET",
-            "/v1/projects/{projectId}/webhooks/{webhookId}",
-            "Read a webhook endpoint",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("200", "the endpoint after the change"),
-            ("400", "invalid URL or events"),
-            ("404", "unknown endpoint"),
-        ],
-        ..ep(
-            "PATCH",
-            "/v1/projects/{projectId}/webhooks/{webhookId}",
-            "Change a webhook endpoint's url, events or enabled",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        responses: &[("200", "deleted"), ("404", "unknown endpoint")],
-        ..ep(
-            "DELETE",
-            "/v1/projects/{projectId}/webhooks/{webhookId}",
-            "Delete a webhook endpoint",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        query: &["limit"],
-        responses: &[
-            ("200", "deliveries, newest first"),
-            ("404", "unknown endpoint"),
-        ],
-        ..ep(
-            "GET",
-            "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries",
-            "A webhook endpoint's delivery log",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        responses: &[
-            ("202", "the delivery, due again at once"),
-            ("404", "unknown endpoint or delivery"),
-            ("409", "the endpoint is disabled"),
-        ],
-        ..ep(
-            "POST",
-            "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries/{deliveryId}/replay",
-            "Send a delivery again, with its id and body",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        query: &["q", "limit"],
-        responses: &[("200", "results, as the public search answers")],
-        ..ep(
-            "GET",
-            "/v1/projects/{projectId}/kb/search",
-            "Search the knowledge base as the assistant would",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        responses: &[
-            ("200", "ticket_slug, session_id and the chat's turns, oldest first"),
-            ("404", "unknown ticket"),
-        ],
-        ..ep(
-            "GET",
-            "/v1/projects/{projectId}/tickets/{slug}/chat",
-            "Read the chat with the assistant that led to a ticket",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        responses: &[
-            ("200", "notes: the ticket's internal notes, oldest first"),
-            ("404", "unknown ticket"),
-        ],
-        ..ep(
-            "GET",
-            "/v1/projects/{projectId}/tickets/{slug}/notes",
-            "Read a ticket's internal notes (agents only)",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("201", "the note: id, author, content, created_at"),
-            ("400", "invalid author or content"),
-            ("404", "unknown ticket"),
-        ],
-        ..ep(
-            "POST",
-            "/v1/projects/{projectId}/tickets/{slug}/notes",
-            "Add an internal note, never shown to the visitor",
-            Access::AdminKey,
-        )
-    },
-    Endpoint {
-        body: true,
-        responses: &[
-            ("201", "the project and its admin key, shown once"),
-            ("401", "no token"),
-            ("403", "wrong token or operator API disabled"),
-            ("409", "id taken"),
-        ],
-        ..ep(
-            "POST",
-            "/v1/admin/projects",
-            "Create a project",
-            Access::Operator,
-        )
-    },
-    Endpoint {
-        responses: &[("200", "this document")],
-        ..ep(
-            "GET",
-            "/v1/openapi.json",
-            "This OpenAPI document",
-            Access::Public,
-        )
-    },
-    Endpoint {
-        responses: &[("200", "the server is up")],
-        ..ep("GET", "/healthz", "Liveness", Access::Public)
-    },
-];
-
-fn method(m: &str) -> HttpMethod {
-    match m {
-        "POST" => HttpMethod::Post,
-        "PATCH" => HttpMethod::Patch,
-        "DELETE" => HttpMethod::Delete,
-        _ => HttpMethod::Get,
-    }
-}
+use super::route::{schema, Access, Content, Route, Schemas};
+use super::routes::table;
 
 pub fn document() -> &'static OpenApi {
     static DOC: OnceLock<OpenApi> = OnceLock::new();
     DOC.get_or_init(build)
 }
 
-fn build() -> OpenApi {
-    let mut paths = Paths::new();
-    for e in ENDPOINTS {
-        let mut op = OperationBuilder::new().summary(Some(e.summary));
-        for name in e
-            .path
-            .split('/')
-            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
-        {
-            op = op.parameter(
-                ParameterBuilder::new()
-                    .name(name)
-                    .parameter_in(ParameterIn::Path)
-                    .required(Required::True),
-            );
-        }
-        for name in e.query {
-            op = op.parameter(
-                ParameterBuilder::new()
-                    .name(*name)
-                    .parameter_in(ParameterIn::Query)
-                    .required(Required::False),
-            );
-        }
-        if e.body {
-            op = op.request_body(Some(
-                RequestBodyBuilder::new()
-                    .required(Some(Required::True))
-                    .content("application/json", ContentBuilder::new().build())
-                    .build(),
-            ));
-        }
-        for (code, description) in e.responses {
-            op = op.response(*code, ResponseBuilder::new().description(*description));
-        }
-        let scheme = match e.access {
-            Access::Public => None,
-            Access::AdminKey => Some("adminKey"),
-            Access::Operator => Some("operatorToken"),
-            Access::FeedToken => None,
-            Access::SessionToken => Some("sessionToken"),
-        };
-        if let Some(scheme) = scheme {
-            op = op.security(SecurityRequirement::new::<_, _, &str>(scheme, []));
-        }
-        if e.websocket {
-            op = op.description(Some(
-                "Upgrade to a WebSocket; events are JSON text frames {\"type\", \"payload\"}.",
-            ));
-        }
-        paths.add_path_operation(e.path, vec![method(e.method)], op.build());
+pub fn document_response() -> Response {
+    static JSON: OnceLock<Bytes> = OnceLock::new();
+    let body = JSON
+        .get_or_init(|| Bytes::from(document().to_json().unwrap_or_else(|_| "{}".into())))
+        .clone();
+    super::json_bytes(StatusCode::OK, body)
+}
+
+/// The `{"error": "..."}` body of every refusal.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // A schema only: `ApiError` writes this shape.
+struct Error {
+    /// What went wrong, for a person to read.
+    error: String,
+}
+
+/// A refusal's answer.
+fn refusal(description: &str, retry_after: bool, rate_limited: bool) -> utoipa::openapi::Response {
+    let mut answer = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Error")))
+            .build(),
+    );
+    if rate_limited {
+        answer = rate_headers(answer);
     }
-    let bearer = || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+    if retry_after {
+        answer = answer.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0)),
+                )
+                .description(Some("Seconds to wait before trying again"))
+                .build(),
+        );
+    }
+    answer.build()
+}
+
+/// The rate-limit headers a counted request's answer carries (when the limit is on).
+fn rate_headers(answer: ResponseBuilder) -> ResponseBuilder {
+    let count = |what: &str| {
+        HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .description(Some(what))
+            .build()
+    };
+    answer
+        .header("X-RateLimit-Limit", count("Requests allowed per window"))
+        .header(
+            "X-RateLimit-Remaining",
+            count("Requests left in this window"),
+        )
+        .header(
+            "X-RateLimit-Reset",
+            count("Seconds until the window resets"),
+        )
+}
+
+/// The statuses every route of a kind may answer, besides its own.
+fn shared_refusals(route: &Route) -> Vec<(u16, &'static str)> {
+    let mut out = Vec::new();
+    match route.access {
+        Access::Anyone => {}
+        Access::Public => {
+            out.push((403, "The browser's origin is not one the project allows"));
+            out.push((404, "No such project"));
+            out.push((429, "Too many requests from this client (see Retry-After)"));
+        }
+        Access::SessionLimit => {
+            out.push((403, "The browser's origin is not one the project allows"));
+            out.push((429, "Too many requests from this client (see Retry-After)"));
+        }
+        Access::Session | Access::CountedSession => {
+            out.push((
+                401,
+                "No session token, or one that is expired, forged or for another project",
+            ));
+            out.push((403, "The browser's origin is not one the project allows"));
+            if route.access == Access::CountedSession {
+                out.push((429, "Too many requests from this client (see Retry-After)"));
+            }
+        }
+        Access::Agent => {
+            out.push((401, "No bearer token: this needs the project's admin key"));
+            out.push((
+                403,
+                "Not the project's admin key, or an origin the project does not allow",
+            ));
+            out.push((404, "No such project"));
+        }
+        Access::Feed => {
+            out.push((
+                401,
+                "No feed token, or one that is expired or for another project",
+            ));
+            out.push((403, "The browser's origin is not one the project allows"));
+            out.push((404, "No such project"));
+        }
+        Access::Operator => {
+            out.push((401, "No bearer token: this needs the operator token"));
+            out.push((403, "Not the operator token, or the operator API is off"));
+        }
+    }
+    if route.query.is_some() {
+        out.push((400, "A query parameter is malformed or out of range"));
+    }
+    if route.has_body() {
+        out.push((400, "The body is not the JSON this operation takes"));
+        out.push((413, "The body is too large"));
+        out.push((415, "The body is not application/json"));
+    }
+    if route.frames.is_some() {
+        out.push((400, "Not a WebSocket handshake"));
+    }
+    if route.access != Access::Anyone {
+        out.push((
+            500,
+            "The server failed; nothing about it is told to the client",
+        ));
+        out.push((
+            503,
+            "A store or a ticket is briefly unavailable: retry shortly",
+        ));
+    }
+    out
+}
+
+fn security(access: Access) -> Vec<SecurityRequirement> {
+    let scheme = |name: &str| SecurityRequirement::new::<_, _, &str>(name, []);
+    match access {
+        Access::Anyone | Access::SessionLimit => Vec::new(),
+        // Anyone; an agent with the admin key is not counted and may speak as `admin`.
+        Access::Public => vec![SecurityRequirement::default(), scheme("adminKey")],
+        Access::Session | Access::CountedSession => vec![scheme("sessionToken")],
+        Access::Agent => vec![scheme("adminKey")],
+        Access::Feed => vec![scheme("feedToken")],
+        Access::Operator => vec![scheme("operatorToken")],
+    }
+}
+
+fn http_method(method: &http::Method) -> HttpMethod {
+    match *method {
+        http::Method::POST => HttpMethod::Post,
+        http::Method::PATCH => HttpMethod::Patch,
+        http::Method::DELETE => HttpMethod::Delete,
+        http::Method::PUT => HttpMethod::Put,
+        _ => HttpMethod::Get,
+    }
+}
+
+fn operation(route: &Route, schemas: &mut Schemas) -> utoipa::openapi::path::Operation {
+    let mut op = OperationBuilder::new()
+        .operation_id(Some(route.id))
+        .summary(Some(route.summary))
+        .description(route.description)
+        .tag(route.tag);
+    for name in route.path_params() {
+        let (_, description, schema_of) = route
+            .params
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .copied()
+            .unwrap_or((name, "", schema::<String>));
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some(description))
+                .schema(Some(schema_of(schemas))),
+        );
+    }
+    if let Some(query) = &route.query {
+        for p in (query.params)() {
+            op = op.parameter(p);
+        }
+    }
+    for h in &route.headers {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(h.name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(h.description))
+                .schema(Some((h.schema)(schemas))),
+        );
+    }
+    if let Some(body) = &route.body {
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(match body.optional {
+                    true => Required::False,
+                    false => Required::True,
+                }))
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some((body.schema)(schemas)))
+                        .build(),
+                )
+                .build(),
+        ));
+    }
+    let counted = matches!(
+        route.access,
+        Access::Public | Access::SessionLimit | Access::CountedSession
+    );
+    for answer in &route.answers {
+        let mut response = ResponseBuilder::new().description(answer.description);
+        response = match &answer.content {
+            Content::Json(schema_of) => response.content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(schema_of(schemas)))
+                    .build(),
+            ),
+            Content::EventStream => response.content("text/event-stream", text()),
+            Content::EventStreamOrJson(schema_of) => {
+                response.content("text/event-stream", text()).content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(schema_of(schemas)))
+                        .build(),
+                )
+            }
+            Content::Other(media_type) => response.content(*media_type, text()),
+            Content::Nothing => response,
+        };
+        if counted {
+            response = rate_headers(response);
+        }
+        for link in &route.links {
+            let mut builder = LinkBuilder::new().operation_id(link.operation);
+            for (name, expression) in link.parameters {
+                builder = builder.parameter(*name, *expression);
+            }
+            response = response.link(link.name, builder.build());
+        }
+        op = op.response(answer.status.to_string(), response.build());
+    }
+    // A route's own description of a status replaces the shared one; the shared ones of one
+    // status (a bad query and a bad body) are joined.
+    let mut refusals: BTreeMap<u16, String> = BTreeMap::new();
+    for (status, description) in shared_refusals(route) {
+        refusals
+            .entry(status)
+            .and_modify(|d| {
+                d.push_str("; or: ");
+                d.push_str(description);
+            })
+            .or_insert_with(|| description.to_owned());
+    }
+    for (status, description) in &route.refusals {
+        refusals.insert(*status, (*description).to_owned());
+    }
+    for (status, description) in refusals {
+        let retry_after = matches!(status, 429 | 503);
+        op = op.response(
+            status.to_string(),
+            refusal(&description, retry_after, counted),
+        );
+    }
+    for requirement in security(route.access) {
+        op = op.security(requirement);
+    }
+    if let Some(frames) = &route.frames {
+        let frame = (frames.schema)(schemas);
+        let frame = serde_json::to_value(frame).unwrap_or_default();
+        op = op.extensions(Some(
+            ExtensionsBuilder::new()
+                .add("x-websocket-frames", frame)
+                .build(),
+        ));
+    }
+    op.build()
+}
+
+fn text() -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+fn build() -> OpenApi {
+    let mut schemas: Schemas = Vec::new();
+    schema::<Error>(&mut schemas);
+    let mut paths = Paths::new();
+    let mut tags: Vec<&str> = Vec::new();
+    for route in table() {
+        let op = operation(route, &mut schemas);
+        if !tags.contains(&route.tag) {
+            tags.push(route.tag);
+        }
+        let item = PathItem::new(http_method(&route.method), op);
+        match paths.paths.get_mut(route.path) {
+            Some(existing) => existing.merge_operations(item),
+            None => {
+                paths.paths.insert(route.path.to_owned(), item);
+            }
+        }
+    }
+    let bearer = |description: &str| {
+        let mut scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
+        scheme.description = Some(description.to_owned());
+        SecurityScheme::Http(scheme)
+    };
+    let mut components = ComponentsBuilder::new()
+        .security_scheme(
+            "sessionToken",
+            bearer("A visitor's session token, from POST /v1/init-session"),
+        )
+        .security_scheme("adminKey", bearer("The project's admin key"))
+        .security_scheme(
+            "operatorToken",
+            bearer("The operator token (FLEETY_OPERATOR_TOKEN)"),
+        )
+        .security_scheme(
+            "feedToken",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "A one-minute token from POST /v1/projects/{projectId}/feed-token",
+            ))),
+        );
+    for (name, schema) in schemas {
+        components = components.schema(name, schema);
+    }
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
                 .title("Fleety server")
                 .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "A self-hostable, multi-tenant, realtime customer-support server. Every refusal is `{\"error\": \"...\"}` with its status.",
+                ))
                 .build(),
         )
         .paths(paths)
-        .components(Some(
-            ComponentsBuilder::new()
-                .security_scheme("adminKey", bearer())
-                .security_scheme("operatorToken", bearer())
-                .security_scheme("sessionToken", bearer())
-                .build(),
-        ))
+        .tags(Some(tags.into_iter().map(|t| TagBuilder::new().name(t).build())))
+        .components(Some(components.build()))
         .build()
-}
-
-pub fn document_response() -> warp::reply::Response {
-    static JSON: OnceLock<Bytes> = OnceLock::new();
-    let body = JSON
-        .get_or_init(|| Bytes::from(document().to_json().unwrap_or_else(|_| "{}".into())))
-        .clone();
-    let resp: Response = super::json_bytes(StatusCode::OK, body);
-    resp
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
+    fn doc() -> Value {
+        serde_json::from_str(&super::document().to_json().unwrap()).unwrap()
+    }
+
     #[test]
-    fn the_document_is_openapi_3_1_and_lists_every_endpoint() {
-        let doc: serde_json::Value =
-            serde_json::from_str(&super::document().to_json().unwrap()).unwrap();
+    fn every_route_of_the_table_is_an_operation_and_no_other() {
+        let doc = doc();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-        for e in super::ENDPOINTS {
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                operations += 1;
+                let route = super::table()
+                    .iter()
+                    .find(|r| r.path == path && r.method.as_str().eq_ignore_ascii_case(method));
+                assert!(route.is_some(), "{method} {path} is in no route");
+                assert_eq!(op["operationId"], route.unwrap().id);
+            }
+        }
+        assert_eq!(operations, super::table().len());
+    }
+
+    #[test]
+    fn every_parameter_has_a_schema_and_every_refusal_the_error_shape() {
+        let doc = doc();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    assert!(p["schema"].is_object(), "{method} {path}: {p}");
+                }
+                for (status, answer) in op["responses"].as_object().unwrap() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        assert_eq!(
+                            answer["content"]["application/json"]["schema"]["$ref"],
+                            "#/components/schemas/Error",
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_reference_names_a_schema_of_the_document() {
+        let doc = doc();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = piece.split('"').next().unwrap();
             assert!(
-                doc["paths"][e.path][e.method.to_ascii_lowercase()].is_object(),
-                "{} {}",
-                e.method,
-                e.path
+                schemas.contains_key(name),
+                "{name} is referenced but not defined"
             );
         }
+    }
+
+    #[test]
+    fn operation_ids_are_unique_and_links_name_real_operations() {
+        let doc = doc();
+        let mut ids = std::collections::HashSet::new();
+        for r in super::table() {
+            assert!(ids.insert(r.id), "{} twice", r.id);
+        }
+        for r in super::table() {
+            for link in &r.links {
+                assert!(
+                    ids.contains(link.operation),
+                    "{} links to {}",
+                    r.id,
+                    link.operation
+                );
+            }
+        }
+        assert!(doc["components"]["securitySchemes"]["feedToken"].is_object());
     }
 }

@@ -3,23 +3,28 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{Project, ProjectId, ProjectName, Slug, TicketStatus};
 use fleety_actors::events::{rfc3339, TicketSummary};
 use fleety_actors::store::{StoreError, TicketCursor, TicketQuery};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use warp::reply::Response;
 
-use super::{json, parse_body, respond, ApiError, Ctx, RequestMeta};
+use super::{json, respond, ApiError, Ctx};
 use crate::projects::parse_origins;
 
-#[derive(Serialize)]
+/// A project's settings.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Project)]
 pub struct ProjectView<'a> {
+    #[schema(value_type = ProjectId)]
     pub project_id: &'a str,
     pub name: &'a str,
+    /// Browser origins allowed to call the public API.
     pub allowed_origins: &'a [String],
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
 }
 
@@ -39,23 +44,20 @@ pub async fn get(project: Arc<Project>) -> Response {
     json(StatusCode::OK, &ProjectView::new(&project))
 }
 
-#[derive(Deserialize)]
+/// The settings to change; those left out stay as they are.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
+    #[schema(value_type = Option<ProjectName>)]
     name: Option<String>,
+    #[schema(value_type = Option<fleety_actors::schema::Origins>)]
     allowed_origins: Option<Vec<String>>,
 }
 
 /// PATCH /v1/projects/{projectId}
-pub async fn update(
-    project: Arc<Project>,
-    ctx: Arc<Ctx>,
-    meta: Arc<RequestMeta>,
-    body: Bytes,
-) -> Response {
+pub async fn update(project: Arc<Project>, ctx: Arc<Ctx>, req: UpdateProject) -> Response {
     respond(
         async {
-            let req: UpdateProject = parse_body(&meta, &body)?;
             let mut next = (*project).clone();
             if let Some(name) = req.name {
                 next.name = ProjectName::parse(&name)
@@ -74,18 +76,29 @@ pub async fn update(
     )
 }
 
-#[derive(Deserialize)]
+/// Which tickets to list, and which page.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only tickets with this status.
+    #[param(value_type = Option<TicketStatus>)]
     status: Option<String>,
     /// Only tickets whose title contains this, ignoring case.
+    #[param(max_length = 200)]
     q: Option<String>,
+    /// Tickets in the page (50 by default).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// The `next_cursor` of the page before.
+    #[param(pattern = "^[0-9]{1,16}\\.[a-z]{1,16}-[a-z]{1,16}-[0-9]{3}$")]
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
-struct TicketList<'a> {
+/// A page of tickets, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct TicketList<'a> {
     tickets: Vec<TicketSummary<'a>>,
+    /// Pass it as `cursor` for the next page; null on the last.
     next_cursor: Option<String>,
 }
 
@@ -96,6 +109,10 @@ fn encode_cursor(c: &TicketCursor) -> String {
 
 fn decode_cursor(raw: &str) -> Option<TicketCursor> {
     let (ms, slug) = raw.split_once('.')?;
+    // Digits only, as the description's pattern says (`parse` would take a sign too).
+    if ms.is_empty() || ms.len() > 16 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let created_at = DateTime::<Utc>::from_timestamp_millis(ms.parse().ok()?)?;
     Some(TicketCursor {
         created_at,
@@ -122,11 +139,11 @@ pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery
                     })?),
                     None => None,
                 };
+            if query.q.as_deref().is_some_and(|q| q.chars().count() > 200) {
+                return Err(ApiError::bad_request("q: at most 200 characters"));
+            }
             let title = match query.q.as_deref().map(str::trim) {
                 None | Some("") => None,
-                Some(q) if q.chars().count() > 200 => {
-                    return Err(ApiError::bad_request("q: at most 200 characters"))
-                }
                 Some(q) => Some(q.to_lowercase()),
             };
             let query = TicketQuery {
@@ -147,9 +164,11 @@ pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery
     )
 }
 
-#[derive(Serialize)]
-struct FeedToken {
+/// A token for the inbox socket, and the socket's URL with it.
+#[derive(Serialize, ToSchema)]
+pub struct FeedToken {
     token: String,
+    #[schema(value_type = String, format = DateTime)]
     expires_at: String,
     url: String,
 }
@@ -169,16 +188,22 @@ pub async fn feed_token(project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
     )
 }
 
-#[derive(Deserialize)]
+/// A new project; without `project_id` one is made up.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
+    #[schema(value_type = ProjectName)]
     name: String,
+    #[schema(value_type = Option<ProjectId>)]
     project_id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = fleety_actors::schema::Origins)]
     allowed_origins: Vec<String>,
 }
 
-#[derive(Serialize)]
+/// A new project, with its admin key.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreatedProject)]
 pub struct CreatedProjectView<'a> {
     #[serde(flatten)]
     pub project: ProjectView<'a>,
@@ -187,10 +212,9 @@ pub struct CreatedProjectView<'a> {
 }
 
 /// POST /v1/admin/projects (operator token)
-pub async fn create(ctx: Arc<Ctx>, meta: Arc<RequestMeta>, body: Bytes) -> Response {
+pub async fn create(ctx: Arc<Ctx>, req: CreateProject) -> Response {
     respond(
         async {
-            let req: CreateProject = parse_body(&meta, &body)?;
             let name = ProjectName::parse(&req.name).map_err(|e| ApiError::bad_request(e.0))?;
             let id = match req.project_id.as_deref() {
                 Some(raw) => Some(ProjectId::parse(raw).map_err(|e| ApiError::bad_request(e.0))?),

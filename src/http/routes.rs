@@ -1,644 +1,392 @@
-//! Every route of the server, in one place. Read a route here, then follow its handler.
+//! Every route of the server, in one table ([`table`]). Read a route here, then follow its
+//! handler. The router (`router.rs`) dispatches by this table, the metrics label each request
+//! with its route's path, and the OpenAPI document (`openapi.rs`) describes each route from it:
+//! a route exists in all three or in none.
 //!
-//! | method | path | guard (who may call) | handler |
-//! |---|---|---|---|
-//! | POST | /v1/init-session | [`session_limit`] | [`session::init`](super::session::init) |
-//! | GET | /v1/session | [`session`] | [`session::describe`](super::session::describe) |
-//! | POST | /v1/session/renew | [`session_limit`], [`session`] | [`session::renew`](super::session::renew) |
-//! | POST | /v1/tickets/{projectId} | [`public`] | [`tickets::create`] |
-//! | GET | /v1/tickets/{projectId}/{slug} | [`public`] | [`tickets::get`] |
-//! | PATCH | /v1/tickets/{projectId}/{slug} | [`agent`] | [`tickets::change`] (status, assignee) |
-//! | POST | /v1/tickets/{projectId}/{slug}/messages | [`public`] (`author: admin` needs the admin key) | [`tickets::post_message`] |
-//! | PATCH | /v1/tickets/{projectId}/{slug}/messages/read | [`public`] (`reader: admin` needs the admin key) | [`tickets::mark_read`] |
-//! | GET (WS) | /v1/tickets/{projectId}/{slug}/ws | [`public`] | [`ws::ticket_socket`] |
-//! | GET | /v1/projects/{projectId} | [`agent`] | [`projects_api::get`] |
-//! | PATCH | /v1/projects/{projectId} | [`agent`] | [`projects_api::update`] |
-//! | GET | /v1/projects/{projectId}/tickets | [`agent`] | [`projects_api::list_tickets`] |
-//! | POST | /v1/projects/{projectId}/feed-token | [`agent`] | [`projects_api::feed_token`] |
-//! | GET (WS) | /v1/projects/{projectId}/feed | [`feed`] | [`ws::feed_socket`] |
-//! | GET | /v1/projects/{projectId}/tickets/{slug}/chat | [`agent`] | [`kb::ticket_chat`] |
-//! | GET, POST | /v1/projects/{projectId}/tickets/{slug}/notes | [`agent`] | [`tickets::notes`], [`tickets::add_note`] |
-//! | GET, POST | /v1/projects/{projectId}/kb/articles | [`agent`] | [`kb::list`], [`kb::create`] |
-//! | GET, PATCH, DELETE | /v1/projects/{projectId}/kb/articles/{articleId} | [`agent`] | [`kb::get`], [`kb::update`], [`kb::delete`] |
-//! | GET | /v1/projects/{projectId}/kb/search | [`agent`] | [`kb::agent_search`] |
-//! | GET, POST | /v1/projects/{projectId}/webhooks | [`agent`] | [`webhooks::list`], [`webhooks::create`] |
-//! | GET, PATCH, DELETE | /v1/projects/{projectId}/webhooks/{webhookId} | [`agent`] | [`webhooks::get`], [`webhooks::update`], [`webhooks::delete`] |
-//! | GET | /v1/projects/{projectId}/webhooks/{webhookId}/deliveries | [`agent`] | [`webhooks::deliveries`] |
-//! | POST | /v1/projects/{projectId}/webhooks/{webhookId}/deliveries/{deliveryId}/replay | [`agent`] | [`webhooks::replay`] |
-//! | GET | /v1/kb/{projectId}/search | [`public`] | [`kb::public_search`] |
-//! | POST | /v1/chat | [`session`] | [`chat::prompt`] (SSE) |
-//! | POST | /v1/chat/tools | [`session`] | [`chat::tools`] (SSE or JSON) |
-//! | POST | /v1/admin/projects | [`operator`] | [`projects_api::create`] |
-//! | GET | /v1/openapi.json | none | [`openapi::document`] |
-//! | GET | /metrics | none, or only on `FLEETY_METRICS_LISTEN` | [`metrics_response`] (Prometheus) |
-//! | GET | /healthz | none | liveness |
-//! | GET | /widget.js, /widget/ui.js | none | the embeddable widget ([`assets`]) |
-//! | GET | /inbox, /inbox/app.js | none (the page signs in with the admin key) | the agents' inbox ([`assets`]) |
-//! | OPTIONS | any | none | [`preflight`] (CORS) |
+//! Each entry is the route's method, path, `operationId` and summary, who may call it (its
+//! [`Access`]), what it reads and answers, and how its handler is built: the guard first, then
+//! what else it reads, then the handler function.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use bytes::{Bytes, BytesMut};
-use futures_util::TryStreamExt;
-use http::header::HeaderValue;
-use http::StatusCode;
-use warp::filters::BoxedFilter;
-use warp::reply::Response;
-use warp::{Buf, Filter, Rejection, Reply};
+use fleety_actors::domain::{IdempotencyKey, ProjectId, Slug};
+use http::Method;
+use warp::Filter;
 
-use super::access::{
-    agent, feed, meta, operator, project_id, public, session, session_limit, with_ctx,
-};
-use super::error::recover;
-use super::{
-    assets, chat, json, kb, openapi, projects_api, tickets, webhooks, ws, ApiError, Ctx,
-    RequestMeta,
-};
+use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
+use super::{assets, chat, kb, openapi, projects_api, session, tickets, webhooks, ws, Ctx};
 
-/// Bodies of the chat and knowledge-base endpoints may be this large (or `max_body_bytes`, if larger).
-const LARGE_BODY_BYTES: u64 = 256 * 1024;
+/// The routes, built once.
+pub fn table() -> &'static [Route] {
+    static TABLE: LazyLock<Vec<Route>> = LazyLock::new(routes);
+    &TABLE
+}
 
-/// A body over the configured size.
-#[derive(Debug)]
-pub struct BodyTooLarge;
-impl warp::reject::Reject for BodyTooLarge {}
+/// Builds each route's handler for a server.
+pub fn handlers(ctx: &Arc<Ctx>) -> Vec<super::route::Handler> {
+    table()
+        .iter()
+        .map(|route| (route.handler)(&Build { ctx, route }))
+        .collect()
+}
 
-/// The request body, refused with 413 once it passes `limit` bytes, whether or not the client
-/// declared its length.
-fn body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and_then(move |declared: Option<u64>| async move {
-            if declared.is_some_and(|n| n > limit) {
-                Err(warp::reject::custom(BodyTooLarge))
-            } else {
-                Ok(())
-            }
+const PROJECT: &str = "The project's id.";
+const SLUG: &str = "The ticket's slug.";
+const TICKET: (&str, &str) = ("projectId", "$request.path.projectId");
+const CREATED_SLUG: (&str, &str) = ("slug", "$response.body#/slug");
+const CREATED_ID: &str = "$response.body#/id";
+
+fn routes() -> Vec<Route> {
+    use Access::*;
+    use Content::*;
+    let get = || Method::GET;
+    let post = || Method::POST;
+    let patch = || Method::PATCH;
+    let delete = || Method::DELETE;
+    vec![
+        // The public API a widget calls.
+        Route::new(post(), "/v1/init-session", "initSession", "Start an anonymous visitor session", SessionLimit, |b| {
+            b.session_limit().and(b.ctx()).and(b.meta()).and(b.json()).then(session::init).boxed()
         })
-        .untuple_one()
-        .and(warp::body::stream())
-        .and_then(move |stream| collect_body(stream, limit))
-}
-
-async fn collect_body<S, B>(stream: S, limit: u64) -> Result<Bytes, Rejection>
-where
-    S: futures_util::Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
-    let mut out = BytesMut::new();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(mut chunk) = stream
-        .try_next()
-        .await
-        .map_err(|_| warp::reject::custom(BodyTooLarge))?
-    {
-        if out.len() as u64 + chunk.remaining() as u64 > limit {
-            return Err(warp::reject::custom(BodyTooLarge));
-        }
-        while chunk.has_remaining() {
-            let piece = chunk.chunk();
-            out.extend_from_slice(piece);
-            let n = piece.len();
-            chunk.advance(n);
-        }
-    }
-    Ok(out.freeze())
-}
-
-/// All routes, with errors recovered into `{"error": ...}` bodies. Each route is its path and
-/// method, then its guard (who may call it, see `access.rs`), then what else it reads.
-pub fn routes(ctx: Arc<Ctx>) -> BoxedFilter<(Response,)> {
-    use warp::path;
-    let c = || with_ctx(&ctx);
-    // The project-scoped prefixes; the rest of each path follows.
-    let under_tickets = || path!("v1" / "tickets" / ..).and(project_id());
-    let under_projects = || path!("v1" / "projects" / ..).and(project_id());
-    let under_kb = || path!("v1" / "kb" / ..).and(project_id());
-    let limit = ctx.settings.server.max_body_bytes;
-    // Conversations (32,000 characters) and articles (50,000) need more room than a ticket
-    // message, in bytes, with JSON escapes.
-    let large = limit.max(LARGE_BODY_BYTES);
-
-    let init_session = path!("v1" / "init-session")
-        .and(warp::post())
-        .and(session_limit(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(limit))
-        .then(super::session::init)
-        .boxed();
-    let renew_session = path!("v1" / "session" / "renew")
-        .and(warp::post())
-        .and(session_limit(&ctx))
-        .and(session(&ctx))
-        .and(c())
-        .then(super::session::renew)
-        .boxed();
-    let describe_session = path!("v1" / "session")
-        .and(warp::get())
-        .and(session(&ctx))
-        .then(super::session::describe)
-        .boxed();
-    let create_ticket = under_tickets()
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(public(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(limit))
-        .then(tickets::create)
-        .boxed();
-    let get_ticket = under_tickets()
-        .and(path!(String))
-        .and(warp::get())
-        .and(public(&ctx))
-        .and(c())
-        .and(warp::query::<tickets::GetQuery>())
-        .then(tickets::get)
-        .boxed();
-    let change_status = under_tickets()
-        .and(path!(String))
-        .and(warp::patch())
-        .and(agent(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(limit))
-        .then(tickets::change)
-        .boxed();
-    let post_message = under_tickets()
-        .and(path!(String / "messages"))
-        .and(warp::post())
-        .and(public(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(limit))
-        .then(tickets::post_message)
-        .boxed();
-    let mark_read = under_tickets()
-        .and(path!(String / "messages" / "read"))
-        .and(warp::patch())
-        .and(public(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(limit))
-        .then(tickets::mark_read)
-        .boxed();
-    let ticket_socket = under_tickets()
-        .and(path!(String / "ws"))
-        .and(warp::get())
-        .and(super::upgrade::websocket())
-        .and(public(&ctx))
-        .and(c())
-        .and(warp::query::<ws::TicketSocketQuery>())
-        .then(ws::ticket_socket)
-        .boxed();
-    let get_project = under_projects()
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(agent(&ctx))
-        .then(projects_api::get)
-        .boxed();
-    let update_project = under_projects()
-        .and(warp::path::end())
-        .and(warp::patch())
-        .and(agent(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(limit))
-        .then(projects_api::update)
-        .boxed();
-    let list_tickets = under_projects()
-        .and(path!("tickets"))
-        .and(warp::get())
-        .and(agent(&ctx))
-        .and(c())
-        .and(warp::query::<projects_api::ListQuery>())
-        .then(projects_api::list_tickets)
-        .boxed();
-    let feed_token = under_projects()
-        .and(path!("feed-token"))
-        .and(warp::post())
-        .and(agent(&ctx))
-        .and(c())
-        .then(projects_api::feed_token)
-        .boxed();
-    let feed_socket = under_projects()
-        .and(path!("feed"))
-        .and(warp::get())
-        .and(super::upgrade::websocket())
-        .and(feed(&ctx))
-        .and(c())
-        .then(ws::feed_socket)
-        .boxed();
-    let ticket_chat = under_projects()
-        .and(path!("tickets" / String / "chat"))
-        .and(warp::get())
-        .and(agent(&ctx))
-        .and(c())
-        .then(kb::ticket_chat)
-        .boxed();
-    let notes = under_projects()
-        .and(path!("tickets" / String / "notes"))
-        .and(warp::get())
-        .and(agent(&ctx))
-        .and(c())
-        .then(tickets::notes)
-        .boxed();
-    let add_note = under_projects()
-        .and(path!("tickets" / String / "notes"))
-        .and(warp::post())
-        .and(agent(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(limit))
-        .then(tickets::add_note)
-        .boxed();
-    let list_articles = under_projects()
-        .and(path!("kb" / "articles"))
-        .and(warp::get())
-        .and(agent(&ctx))
-        .and(c())
-        .then(kb::list)
-        .boxed();
-    let create_article = under_projects()
-        .and(path!("kb" / "articles"))
-        .and(warp::post())
-        .and(agent(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(large))
-        .then(kb::create)
-        .boxed();
-    let get_article = under_projects()
-        .and(path!("kb" / "articles" / String))
-        .and(warp::get())
-        .and(agent(&ctx))
-        .and(c())
-        .then(kb::get)
-        .boxed();
-    let update_article = under_projects()
-        .and(path!("kb" / "articles" / String))
-        .and(warp::patch())
-        .and(agent(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(large))
-        .then(kb::update)
-        .boxed();
-    let delete_article = under_projects()
-        .and(path!("kb" / "articles" / String))
-        .and(warp::delete())
-        .and(agent(&ctx))
-        .and(c())
-        .then(kb::delete)
-        .boxed();
-    let agent_search = under_projects()
-        .and(path!("kb" / "search"))
-        .and(warp::get())
-        .and(agent(&ctx))
-        .and(c())
-        .and(warp::query::<kb::SearchQuery>())
-        .then(kb::agent_search)
-        .boxed();
-    let list_webhooks = under_projects()
-        .and(path!("webhooks"))
-        .and(warp::get())
-        .and(agent(&ctx))
-        .and(c())
-        .then(webhooks::list)
-        .boxed();
-    let create_webhook = under_projects()
-        .and(path!("webhooks"))
-        .and(warp::post())
-        .and(agent(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(limit))
-        .then(webhooks::create)
-        .boxed();
-    let get_webhook = under_projects()
-        .and(path!("webhooks" / String))
-        .and(warp::get())
-        .and(agent(&ctx))
-        .and(c())
-        .then(webhooks::get)
-        .boxed();
-    let update_webhook = under_projects()
-        .and(path!("webhooks" / String))
-        .and(warp::patch())
-        .and(agent(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(limit))
-        .then(webhooks::update)
-        .boxed();
-    let delete_webhook = under_projects()
-        .and(path!("webhooks" / String))
-        .and(warp::delete())
-        .and(agent(&ctx))
-        .and(c())
-        .then(webhooks::delete)
-        .boxed();
-    let webhook_log = under_projects()
-        .and(path!("webhooks" / String / "deliveries"))
-        .and(warp::get())
-        .and(agent(&ctx))
-        .and(c())
-        .and(warp::query::<webhooks::LogQuery>())
-        .then(webhooks::deliveries)
-        .boxed();
-    let replay = under_projects()
-        .and(path!(
-            "webhooks" / String / "deliveries" / String / "replay"
-        ))
-        .and(warp::post())
-        .and(agent(&ctx))
-        .and(c())
-        .then(webhooks::replay)
-        .boxed();
-    let webhook_routes = list_webhooks
-        .or(create_webhook)
-        .unify()
-        .or(get_webhook)
-        .unify()
-        .or(update_webhook)
-        .unify()
-        .or(delete_webhook)
-        .unify()
-        .or(webhook_log)
-        .unify()
-        .or(replay)
-        .unify()
-        .boxed();
-    let public_search = under_kb()
-        .and(path!("search"))
-        .and(warp::get())
-        .and(public(&ctx))
-        .and(c())
-        .and(warp::query::<kb::SearchQuery>())
-        .then(kb::public_search)
-        .boxed();
-    let chat_prompt = path!("v1" / "chat")
-        .and(warp::post())
-        .and(session(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(large))
-        .then(chat::prompt)
-        .boxed();
-    let chat_tools = path!("v1" / "chat" / "tools")
-        .and(warp::post())
-        .and(session(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(large))
-        .then(chat::tools)
-        .boxed();
-    let create_project = path!("v1" / "admin" / "projects")
-        .and(warp::post())
-        .and(operator(&ctx))
-        .and(c())
-        .and(meta())
-        .and(body(limit))
-        .then(projects_api::create)
-        .boxed();
-    let openapi = path!("v1" / "openapi.json")
-        .and(warp::get())
-        .map(openapi::document_response)
-        .boxed();
-    let widget = path!("widget.js")
-        .and(warp::get())
-        .and(asset_request())
-        .map(|(encoding, etag, _): AssetRequest| {
-            assets::LOADER.answer(encoding.as_deref(), etag.as_deref(), None)
-        });
-    let widget_ui = path!("widget" / "ui.js")
-        .and(warp::get())
-        .and(asset_request())
-        .map(|(encoding, etag, version): AssetRequest| {
-            assets::WIDGET_UI.answer(encoding.as_deref(), etag.as_deref(), version.as_deref())
-        });
-    let inbox = path!("inbox").and(warp::get()).and(asset_request()).map(
-        |(encoding, etag, _): AssetRequest| {
-            assets::INBOX_PAGE.answer(encoding.as_deref(), etag.as_deref(), None)
-        },
-    );
-    let inbox_app = path!("inbox" / "app.js")
-        .and(warp::get())
-        .and(asset_request())
-        .map(|(encoding, etag, _): AssetRequest| {
-            assets::INBOX_JS.answer(encoding.as_deref(), etag.as_deref(), None)
-        });
-    let web = widget
-        .or(widget_ui)
-        .unify()
-        .or(inbox)
-        .unify()
-        .or(inbox_app)
-        .unify()
-        .boxed();
-    let health = path!("healthz")
-        .and(warp::get())
-        .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
-        .boxed();
-    // On the main listener only when no separate metrics address is configured.
-    let on_main = ctx.settings.server.metrics_listen.is_empty();
-    let metrics = path!("metrics")
-        .and(warp::get())
-        .and_then(move || async move {
-            if on_main {
-                Ok(metrics_response())
-            } else {
-                Err(warp::reject::not_found())
-            }
+        .tag("sessions")
+        .describe("A five-minute session token for the chat endpoints, for a project whose origin the browser is on.")
+        .body::<session::InitSession>(Limit::Standard)
+        .answers(200, "The session token", Json(schema::<session::IssuedSession>))
+        .refuses(404, "No such project"),
+        Route::new(get(), "/v1/session", "describeSession", "Describe the caller's own session token", Session, |b| {
+            b.session().then(session::describe).boxed()
         })
-        .boxed();
-    let preflight = only_options()
-        .and(c())
-        .and(warp::path::full())
-        .and(meta())
-        .then(preflight)
-        .boxed();
-
-    // The hottest routes first: warp tries them in order, and each miss costs a filter run.
-    // The rest are boxed as one filter: every poll of a request's future walks down the nested
-    // `or`s to the route that matched, so a hot route under thirty levels paid for all of them.
-    let cold = init_session
-        .or(describe_session)
-        .unify()
-        .or(renew_session)
-        .unify()
-        .or(create_ticket)
-        .unify()
-        .or(change_status)
-        .unify()
-        .or(mark_read)
-        .unify()
-        .or(ticket_socket)
-        .unify()
-        .or(get_project)
-        .unify()
-        .or(update_project)
-        .unify()
-        .or(list_tickets)
-        .unify()
-        .or(feed_token)
-        .unify()
-        .or(feed_socket)
-        .unify()
-        .or(ticket_chat)
-        .unify()
-        .or(notes)
-        .unify()
-        .or(add_note)
-        .unify()
-        .or(list_articles)
-        .unify()
-        .or(create_article)
-        .unify()
-        .or(get_article)
-        .unify()
-        .or(update_article)
-        .unify()
-        .or(delete_article)
-        .unify()
-        .or(agent_search)
-        .unify()
-        .or(webhook_routes)
-        .unify()
-        .or(public_search)
-        .unify()
-        .or(chat_prompt)
-        .unify()
-        .or(chat_tools)
-        .unify()
-        .or(create_project)
-        .unify()
-        .or(openapi)
-        .unify()
-        .or(web)
-        .unify()
-        .or(health)
-        .unify()
-        .or(metrics)
-        .unify()
-        .boxed();
-    get_ticket
-        .or(post_message)
-        .unify()
-        .or(preflight)
-        .unify()
-        .or(cold)
-        .unify()
-        .recover(recover)
-        .unify()
-        // Whatever the answer, it gets the headers its guard decided.
-        .and(warp::ext::optional::<Arc<RequestMeta>>())
-        .map(
-            |resp: Response, meta: Option<Arc<RequestMeta>>| match meta {
-                Some(meta) => meta.seal(resp),
-                None => resp,
-            },
-        )
-        .with(warp::trace(
-            |info| tracing::info_span!("request", method = %info.method(), path = %info.path()),
-        ))
-        .map(Reply::into_response)
-        .boxed()
-}
-
-/// What an asset's answer depends on: the accepted encodings, the client's cached `ETag`, and
-/// the version asked for (`?v=`).
-type AssetRequest = (Option<String>, Option<String>, Option<String>);
-
-fn asset_request() -> impl Filter<Extract = (AssetRequest,), Error = Rejection> + Clone {
-    #[derive(serde::Deserialize)]
-    struct Version {
-        v: Option<String>,
-    }
-    warp::header::optional::<String>("accept-encoding")
-        .and(warp::header::optional::<String>("if-none-match"))
-        .and(
-            warp::query::<Version>()
-                .or(warp::any().map(|| Version { v: None }))
-                .unify(),
-        )
-        .map(|encoding, etag, version: Version| (encoding, etag, version.v))
-}
-
-/// The Prometheus text exposition.
-pub fn metrics_response() -> Response {
-    let mut resp = Response::new(crate::metrics::render().into());
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
-    resp
-}
-
-/// Matches OPTIONS. Other methods are passed over as "not found" rather than "method not
-/// allowed", so they do not mask the 404 of an unknown path.
-fn only_options() -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::method()
-        .and_then(|m: http::Method| async move {
-            if m == http::Method::OPTIONS {
-                Ok(())
-            } else {
-                Err(warp::reject::not_found())
-            }
+        .tag("sessions")
+        .answers(200, "The session", Json(schema::<session::SessionInfo>)),
+        Route::new(post(), "/v1/session/renew", "renewSession", "Renew a session token before it expires, keeping the session", CountedSession, |b| {
+            b.session_limit().and(b.session()).and(b.ctx()).then(session::renew).boxed()
         })
-        .untuple_one()
-}
-
-/// OPTIONS: the CORS preflight. The project comes from the path where there is one; for
-/// endpoints whose project is in the body or token, any project's allowed origin passes here
-/// and the real request is checked against its own project.
-async fn preflight(ctx: Arc<Ctx>, path: warp::path::FullPath, meta: Arc<RequestMeta>) -> Response {
-    let Some(origin) = meta.origin.clone() else {
-        let mut resp = Response::new(Bytes::new().into());
-        *resp.status_mut() = StatusCode::NO_CONTENT;
-        resp.headers_mut().insert(
-            http::header::ALLOW,
-            HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
-        );
-        return resp;
-    };
-    let segments: Vec<&str> = path.as_str().trim_matches('/').split('/').collect();
-    let allowed = match segments.as_slice() {
-        ["v1", "tickets" | "projects" | "kb", project, ..] => {
-            match super::parse_project_id(project) {
-                Ok(id) => {
-                    matches!(ctx.projects.get(&id).await, Ok(Some(p)) if crate::projects::allows(&p, &origin))
-                }
-                Err(_) => false,
-            }
-        }
-        _ => ctx.projects.any_allows(&origin),
-    };
-    if !allowed {
-        let mut refused = ApiError::forbidden("origin not allowed").into_response();
-        refused
-            .headers_mut()
-            .insert(http::header::VARY, HeaderValue::from_static("Origin"));
-        return refused;
-    }
-    let mut resp = Response::new(Bytes::new().into());
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&origin) {
-        h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-    }
-    h.insert(http::header::VARY, HeaderValue::from_static("Origin"));
-    h.insert(
-        http::header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
-    );
-    h.insert(
-        http::header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Content-Type, Authorization, Idempotency-Key"),
-    );
-    h.insert(
-        http::header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
-    resp
+        .tag("sessions")
+        .describe("A session older than a day is refused (401): the widget then starts a new one.")
+        .answers(200, "A fresh token for the same session", Json(schema::<session::IssuedSession>)),
+        Route::new(post(), "/v1/tickets/{projectId}", "createTicket", "Open a ticket", Public, |b| {
+            b.public().and(b.ctx()).and(b.meta()).and(b.json()).then(tickets::create).boxed()
+        })
+        .tag("tickets")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("With a session token as the bearer, the ticket remembers the visitor's session.")
+        .body::<tickets::CreateTicket>(Limit::Standard)
+        .answers(201, "The new ticket", Json(schema::<fleety_actors::events::TicketView>))
+        .link("GetTicket", "getTicket", &[TICKET, CREATED_SLUG])
+        .link("PostMessage", "postMessage", &[TICKET, CREATED_SLUG])
+        .link("MarkRead", "markRead", &[TICKET, CREATED_SLUG])
+        .link("ChangeTicket", "changeTicket", &[TICKET, CREATED_SLUG])
+        .link("ListNotes", "listNotes", &[TICKET, CREATED_SLUG])
+        .link("AddNote", "addNote", &[TICKET, CREATED_SLUG])
+        .link("TicketChat", "ticketChat", &[TICKET, CREATED_SLUG]),
+        Route::new(get(), "/v1/tickets/{projectId}/{slug}", "getTicket", "Read a ticket and its messages", Public, |b| {
+            b.param("slug").and(b.public()).and(b.ctx()).and(b.query()).then(tickets::get).boxed()
+        })
+        .tag("tickets")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .describe("Every message in order. With `limit` or `before`, one page: the newest `limit` messages older than `before`, and `next_before` when older ones exist.")
+        .query::<tickets::GetQuery>()
+        .answers(200, "The ticket", Json(schema::<fleety_actors::events::TicketView>))
+        .refuses(404, "No such project or ticket"),
+        Route::new(patch(), "/v1/tickets/{projectId}/{slug}", "changeTicket", "Change a ticket's status, its assignee, or both", Agent, |b| {
+            b.param("slug").and(b.agent()).and(b.ctx()).and(b.json()).then(tickets::change).boxed()
+        })
+        .tag("agents")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .body::<tickets::ChangeTicket>(Limit::Standard)
+        .answers(200, "The ticket after the change", Json(schema::<fleety_actors::events::TicketSummary>))
+        .refuses(404, "No such ticket"),
+        Route::new(post(), "/v1/tickets/{projectId}/{slug}/messages", "postMessage", "Post a message to a ticket", Public, |b| {
+            b.param("slug").and(b.public()).and(b.ctx()).and(b.meta()).and(b.json()).then(tickets::post_message).boxed()
+        })
+        .tag("tickets")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .describe("`author: admin` needs the project's admin key. A retry with the same `Idempotency-Key` is answered with the original message instead of posting it again.")
+        .header::<IdempotencyKey>("Idempotency-Key", "Names this request, so a retry of it is not carried out twice.")
+        .body::<tickets::PostMessage>(Limit::Standard)
+        .answers(201, "The message, as stored", Json(schema::<tickets::PostedMessage>))
+        .refuses(403, "`author: admin` without the admin key, or an origin the project does not allow")
+        .refuses(404, "No such project or ticket")
+        .refuses(409, "The ticket is closed, or a request with this Idempotency-Key is still in progress")
+        .refuses(422, "This Idempotency-Key was used for a different message"),
+        Route::new(patch(), "/v1/tickets/{projectId}/{slug}/messages/read", "markRead", "Mark every message of a ticket read", Public, |b| {
+            b.param("slug").and(b.public()).and(b.ctx()).and(b.optional_json()).then(tickets::mark_read).boxed()
+        })
+        .tag("tickets")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .describe("Without a body the reader is the visitor (`user`). `reader: admin` needs the project's admin key.")
+        .optional_body::<tickets::MarkRead>()
+        .answers(200, "Read up to the newest message", Json(schema::<tickets::MarkedRead>))
+        .refuses(403, "`reader: admin` without the admin key, or an origin the project does not allow")
+        .refuses(404, "No such project or ticket"),
+        Route::new(get(), "/v1/tickets/{projectId}/{slug}/ws", "ticketSocket", "A ticket's realtime events (WebSocket)", Public, |b| {
+            b.param("slug").and(b.websocket()).and(b.public()).and(b.ctx()).and(b.query()).then(ws::ticket_socket).boxed()
+        })
+        .tag("realtime")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .describe("Upgrades to a WebSocket whose text frames are `TicketEvent`s: first `subscribed`, then (with `since`) every message after it, then each change as it happens. The client may send `{\"type\": \"typing\"}`.")
+        .query::<ws::TicketSocketQuery>()
+        .frames(schema::<ws::TicketEvent>)
+        .answers(101, "Switching to the WebSocket protocol", Nothing)
+        .refuses(404, "No such project or ticket")
+        .refuses(409, "Too many missed messages to replay: read the ticket with GET and connect without `since`"),
+        Route::new(get(), "/v1/kb/{projectId}/search", "searchHelpCenter", "Search the project's help-center articles", Public, |b| {
+            b.public().and(b.ctx()).and(b.query()).then(kb::public_search).boxed()
+        })
+        .tag("knowledge base")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .query::<kb::SearchQuery>()
+        .answers(200, "The best passage of each matching article, best first", Json(schema::<kb::SearchResults>)),
+        Route::new(post(), "/v1/chat", "chat", "Ask the assistant one question", Session, |b| {
+            b.session().and(b.ctx()).and(b.json()).then(chat::prompt).boxed()
+        })
+        .tag("chat")
+        .describe("The answer streams as server-sent events `data: {\"content\": \"...\"}`, then `data: [DONE]`; an error after the stream began comes as `data: {\"error\": \"...\"}`.")
+        .body::<chat::PromptRequest>(Limit::Large)
+        .answers(200, "The answer, streamed", EventStream)
+        .refuses(429, "A session or project chat quota is used up, or an answer is still streaming for this session (see Retry-After)")
+        .refuses(502, "The language model failed")
+        .refuses(504, "The language model did not answer in time"),
+        Route::new(post(), "/v1/chat/tools", "chatWithTools", "Chat with the assistant, which may open a ticket", Session, |b| {
+            b.session().and(b.ctx()).and(b.json()).then(chat::tools).boxed()
+        })
+        .tag("chat")
+        .describe("Text streams as OpenAI-style deltas `data: {\"choices\":[{\"delta\":{\"content\":\"...\"}}]}`, then `data: [DONE]`. When the assistant opens a ticket before saying anything, the answer is one JSON `tool_call` instead.")
+        .body::<chat::ToolsRequest>(Limit::Large)
+        .answers(200, "The answer, streamed; or the ticket the assistant opened", EventStreamOrJson(schema::<chat::ToolCallAnswer>))
+        .refuses(429, "A session or project chat quota is used up, or an answer is still streaming for this session (see Retry-After)")
+        .refuses(502, "The language model failed")
+        .refuses(504, "The language model did not answer in time"),
+        // The agents' API, with the project's admin key.
+        Route::new(get(), "/v1/projects/{projectId}", "getProject", "Read the project's settings", Agent, |b| {
+            b.agent().then(projects_api::get).boxed()
+        })
+        .tag("projects")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .answers(200, "The project", Json(schema::<projects_api::ProjectView>)),
+        Route::new(patch(), "/v1/projects/{projectId}", "updateProject", "Change the project's name or allowed origins", Agent, |b| {
+            b.agent().and(b.ctx()).and(b.json()).then(projects_api::update).boxed()
+        })
+        .tag("projects")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .body::<projects_api::UpdateProject>(Limit::Standard)
+        .answers(200, "The project after the change", Json(schema::<projects_api::ProjectView>)),
+        Route::new(get(), "/v1/projects/{projectId}/tickets", "listTickets", "List the project's tickets, newest first", Agent, |b| {
+            b.agent().and(b.ctx()).and(b.query()).then(projects_api::list_tickets).boxed()
+        })
+        .tag("agents")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .query::<projects_api::ListQuery>()
+        .answers(200, "A page of tickets, and the cursor of the next", Json(schema::<projects_api::TicketList>)),
+        Route::new(post(), "/v1/projects/{projectId}/feed-token", "feedToken", "A one-minute token for the inbox socket", Agent, |b| {
+            b.agent().and(b.ctx()).then(projects_api::feed_token).boxed()
+        })
+        .tag("realtime")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .answers(200, "The token and the socket's URL", Json(schema::<projects_api::FeedToken>)),
+        Route::new(get(), "/v1/projects/{projectId}/feed", "projectFeed", "Every event of every ticket of the project (WebSocket)", Feed, |b| {
+            b.websocket().and(b.feed()).and(b.ctx()).then(ws::feed_socket).boxed()
+        })
+        .tag("realtime")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Upgrades to a WebSocket whose text frames are `FeedEvent`s: each ticket event, tagged with the ticket's slug, plus `ticket_created` and the agents-only `note_added`. Agents may send `{\"type\": \"typing\", \"ticket\": \"<slug>\"}`.")
+        .frames(schema::<ws::FeedEvent>)
+        .answers(101, "Switching to the WebSocket protocol", Nothing),
+        Route::new(get(), "/v1/projects/{projectId}/tickets/{slug}/chat", "ticketChat", "The chat with the assistant that led to a ticket", Agent, |b| {
+            b.param("slug").and(b.agent()).and(b.ctx()).then(kb::ticket_chat).boxed()
+        })
+        .tag("agents")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .answers(200, "The chat's turns, oldest first", Json(schema::<kb::TicketChat>))
+        .refuses(404, "No such ticket"),
+        Route::new(get(), "/v1/projects/{projectId}/tickets/{slug}/notes", "listNotes", "A ticket's internal notes", Agent, |b| {
+            b.param("slug").and(b.agent()).and(b.ctx()).then(tickets::notes).boxed()
+        })
+        .tag("agents")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .answers(200, "The notes, oldest first", Json(schema::<tickets::NoteList>))
+        .refuses(404, "No such ticket"),
+        Route::new(post(), "/v1/projects/{projectId}/tickets/{slug}/notes", "addNote", "Add an internal note, never shown to the visitor", Agent, |b| {
+            b.param("slug").and(b.agent()).and(b.ctx()).and(b.json()).then(tickets::add_note).boxed()
+        })
+        .tag("agents")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .body::<tickets::NewNote>(Limit::Standard)
+        .answers(201, "The note", Json(schema::<fleety_actors::events::NoteView>))
+        .refuses(404, "No such ticket"),
+        Route::new(get(), "/v1/projects/{projectId}/kb/articles", "listArticles", "List the knowledge base's articles", Agent, |b| {
+            b.agent().and(b.ctx()).then(kb::list).boxed()
+        })
+        .tag("knowledge base")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .answers(200, "The articles, most recently changed first", Json(schema::<kb::ArticleList>)),
+        Route::new(post(), "/v1/projects/{projectId}/kb/articles", "createArticle", "Add an article to the knowledge base", Agent, |b| {
+            b.agent().and(b.ctx()).and(b.json()).then(kb::create).boxed()
+        })
+        .tag("knowledge base")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .body::<kb::NewArticle>(Limit::Large)
+        .answers(201, "The new article", Json(schema::<kb::ArticleView>))
+        .refuses(409, "The knowledge base is full")
+        .link("GetArticle", "getArticle", &[TICKET, ("articleId", CREATED_ID)])
+        .link("UpdateArticle", "updateArticle", &[TICKET, ("articleId", CREATED_ID)])
+        .link("DeleteArticle", "deleteArticle", &[TICKET, ("articleId", CREATED_ID)]),
+        Route::new(get(), "/v1/projects/{projectId}/kb/articles/{articleId}", "getArticle", "Read an article", Agent, |b| {
+            b.param("articleId").and(b.agent()).and(b.ctx()).then(kb::get).boxed()
+        })
+        .tag("knowledge base")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("articleId", "The article's id.", uuid)
+        .answers(200, "The article", Json(schema::<kb::ArticleView>))
+        .refuses(404, "No such article"),
+        Route::new(patch(), "/v1/projects/{projectId}/kb/articles/{articleId}", "updateArticle", "Change an article's title, body or tags", Agent, |b| {
+            b.param("articleId").and(b.agent()).and(b.ctx()).and(b.json()).then(kb::update).boxed()
+        })
+        .tag("knowledge base")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("articleId", "The article's id.", uuid)
+        .body::<kb::ArticlePatch>(Limit::Large)
+        .answers(200, "The article after the change", Json(schema::<kb::ArticleView>))
+        .refuses(404, "No such article"),
+        Route::new(delete(), "/v1/projects/{projectId}/kb/articles/{articleId}", "deleteArticle", "Delete an article", Agent, |b| {
+            b.param("articleId").and(b.agent()).and(b.ctx()).then(kb::delete).boxed()
+        })
+        .tag("knowledge base")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("articleId", "The article's id.", uuid)
+        .answers(200, "Deleted", Json(schema::<super::Done>))
+        .refuses(404, "No such article"),
+        Route::new(get(), "/v1/projects/{projectId}/kb/search", "searchArticles", "Search the knowledge base as the assistant would", Agent, |b| {
+            b.agent().and(b.ctx()).and(b.query()).then(kb::agent_search).boxed()
+        })
+        .tag("knowledge base")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .query::<kb::SearchQuery>()
+        .answers(200, "The best passage of each matching article, best first", Json(schema::<kb::SearchResults>)),
+        Route::new(get(), "/v1/projects/{projectId}/webhooks", "listWebhooks", "List the project's webhook endpoints", Agent, |b| {
+            b.agent().and(b.ctx()).then(webhooks::list).boxed()
+        })
+        .tag("webhooks")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .answers(200, "The endpoints, without their secrets", Json(schema::<webhooks::WebhookList>)),
+        Route::new(post(), "/v1/projects/{projectId}/webhooks", "createWebhook", "Register a webhook endpoint", Agent, |b| {
+            b.agent().and(b.ctx()).and(b.json()).then(webhooks::create).boxed()
+        })
+        .tag("webhooks")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("The URL must be http or https and must not name an internal address. The signing secret is shown in this answer only.")
+        .body::<webhooks::NewEndpoint>(Limit::Standard)
+        .answers(201, "The endpoint and its signing secret", Json(schema::<webhooks::EndpointView>))
+        .refuses(409, "The project has as many endpoints as it may")
+        .link("GetWebhook", "getWebhook", &[TICKET, ("webhookId", CREATED_ID)])
+        .link("UpdateWebhook", "updateWebhook", &[TICKET, ("webhookId", CREATED_ID)])
+        .link("DeleteWebhook", "deleteWebhook", &[TICKET, ("webhookId", CREATED_ID)])
+        .link("WebhookDeliveries", "webhookDeliveries", &[TICKET, ("webhookId", CREATED_ID)]),
+        Route::new(get(), "/v1/projects/{projectId}/webhooks/{webhookId}", "getWebhook", "Read a webhook endpoint", Agent, |b| {
+            b.param("webhookId").and(b.agent()).and(b.ctx()).then(webhooks::get).boxed()
+        })
+        .tag("webhooks")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("webhookId", "The endpoint's id.", uuid)
+        .answers(200, "The endpoint", Json(schema::<webhooks::EndpointView>))
+        .refuses(404, "No such endpoint"),
+        Route::new(patch(), "/v1/projects/{projectId}/webhooks/{webhookId}", "updateWebhook", "Change a webhook endpoint's URL, events, or whether it is on", Agent, |b| {
+            b.param("webhookId").and(b.agent()).and(b.ctx()).and(b.json()).then(webhooks::update).boxed()
+        })
+        .tag("webhooks")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("webhookId", "The endpoint's id.", uuid)
+        .body::<webhooks::EndpointChange>(Limit::Standard)
+        .answers(200, "The endpoint after the change", Json(schema::<webhooks::EndpointView>))
+        .refuses(404, "No such endpoint"),
+        Route::new(delete(), "/v1/projects/{projectId}/webhooks/{webhookId}", "deleteWebhook", "Delete a webhook endpoint", Agent, |b| {
+            b.param("webhookId").and(b.agent()).and(b.ctx()).then(webhooks::delete).boxed()
+        })
+        .tag("webhooks")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("webhookId", "The endpoint's id.", uuid)
+        .answers(200, "Deleted", Json(schema::<super::Done>))
+        .refuses(404, "No such endpoint"),
+        Route::new(get(), "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries", "webhookDeliveries", "A webhook endpoint's delivery log, newest first", Agent, |b| {
+            b.param("webhookId").and(b.agent()).and(b.ctx()).and(b.query()).then(webhooks::deliveries).boxed()
+        })
+        .tag("webhooks")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("webhookId", "The endpoint's id.", uuid)
+        .query::<webhooks::LogQuery>()
+        .answers(200, "The deliveries", Json(schema::<webhooks::DeliveryList>))
+        .refuses(404, "No such endpoint"),
+        Route::new(post(), "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries/{deliveryId}/replay", "replayDelivery", "Send a delivery again, with its id and body", Agent, |b| {
+            b.param("webhookId").and(b.param("deliveryId")).and(b.agent()).and(b.ctx()).then(webhooks::replay).boxed()
+        })
+        .tag("webhooks")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("webhookId", "The endpoint's id.", uuid)
+        .param("deliveryId", "The delivery's id (its `webhook-id`).", schema::<webhooks::DeliveryId>)
+        .answers(202, "The delivery, due again at once", Json(schema::<webhooks::DeliveryView>))
+        .refuses(404, "No such endpoint or delivery")
+        .refuses(409, "The endpoint is turned off"),
+        // The operator.
+        Route::new(post(), "/v1/admin/projects", "createProject", "Create a project", Operator, |b| {
+            b.operator().and(b.ctx()).and(b.json()).then(projects_api::create).boxed()
+        })
+        .tag("operators")
+        .body::<projects_api::CreateProject>(Limit::Standard)
+        .answers(201, "The project and its admin key, shown this once", Json(schema::<projects_api::CreatedProjectView>))
+        .refuses(409, "A project with this id exists"),
+        // The server itself.
+        Route::new(get(), "/v1/openapi.json", "openapi", "This API's description (OpenAPI 3.1)", Anyone, |_| {
+            warp::any().map(openapi::document_response).boxed()
+        })
+        .tag("server")
+        .answers(200, "The OpenAPI document", Json(object)),
+        Route::new(get(), "/healthz", "health", "Liveness", Anyone, |_| {
+            warp::any().map(super::health).boxed()
+        })
+        .tag("server")
+        .answers(200, "The server is up", Json(schema::<super::Health>)),
+        Route::new(get(), "/metrics", "metrics", "Metrics in the Prometheus text format", Anyone, |b| {
+            b.ctx().then(super::metrics_route).boxed()
+        })
+        .tag("server")
+        .describe("Served here only when `FLEETY_METRICS_LISTEN` gives no address of its own; then 404.")
+        .answers(200, "The metrics", Other("text/plain; version=0.0.4"))
+        .refuses(404, "Metrics are served on their own address"),
+        Route::new(get(), "/widget.js", "widgetLoader", "The embeddable widget's loader script", Anyone, |b| {
+            b.query().and(assets::request()).map(|_: assets::VersionQuery, r| assets::LOADER.answer_to(&r)).boxed()
+        })
+        .tag("web")
+        .query::<assets::VersionQuery>()
+        .answers(200, "The script", Other("text/javascript"))
+        .answers(304, "Not modified since the ETag the client holds", Nothing),
+        Route::new(get(), "/widget/ui.js", "widgetUi", "The widget's interface, loaded by the loader", Anyone, |b| {
+            b.query().and(assets::request()).map(|q: assets::VersionQuery, r| assets::WIDGET_UI.answer_versioned(&r, q.v.as_deref())).boxed()
+        })
+        .tag("web")
+        .query::<assets::VersionQuery>()
+        .answers(200, "The script", Other("text/javascript"))
+        .answers(304, "Not modified since the ETag the client holds", Nothing),
+        Route::new(get(), "/inbox", "inboxPage", "The agents' inbox", Anyone, |b| {
+            b.query().and(assets::request()).map(|_: assets::VersionQuery, r| assets::INBOX_PAGE.answer_to(&r)).boxed()
+        })
+        .tag("web")
+        .query::<assets::VersionQuery>()
+        .answers(200, "The page", Other("text/html; charset=utf-8"))
+        .answers(304, "Not modified since the ETag the client holds", Nothing),
+        Route::new(get(), "/inbox/app.js", "inboxApp", "The inbox's script", Anyone, |b| {
+            b.query().and(assets::request()).map(|_: assets::VersionQuery, r| assets::INBOX_JS.answer_to(&r)).boxed()
+        })
+        .tag("web")
+        .query::<assets::VersionQuery>()
+        .answers(200, "The script", Other("text/javascript"))
+        .answers(304, "Not modified since the ETag the client holds", Nothing),
+    ]
 }

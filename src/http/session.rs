@@ -2,33 +2,37 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use fleety_actors::domain::ProjectId;
 use fleety_actors::events::rfc3339;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::reply::Response;
 
 use super::access::Session;
-use super::{json, parse_body, respond, ApiError, Ctx, RequestMeta};
+use super::{json, respond, ApiError, Ctx, RequestMeta};
 
-#[derive(Deserialize)]
+/// The project a visitor's session belongs to.
+#[derive(Deserialize, ToSchema)]
 pub struct InitSession {
+    #[schema(value_type = ProjectId)]
     project_id: String,
 }
 
-#[derive(Serialize)]
-struct IssuedSession {
+/// A session token: a bearer token for the chat endpoints, valid until `expires_at`.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedSession {
     token: String,
+    #[schema(value_type = String, format = DateTime)]
     expires_at: String,
+    #[schema(value_type = ProjectId)]
     project_id: String,
 }
 
 /// POST /v1/init-session
-pub async fn init(ctx: Arc<Ctx>, meta: Arc<RequestMeta>, body: Bytes) -> Response {
+pub async fn init(ctx: Arc<Ctx>, meta: Arc<RequestMeta>, req: InitSession) -> Response {
     respond(
         async {
-            let req: InitSession = parse_body(&meta, &body)?;
             let id = ProjectId::parse(&req.project_id)
                 .map_err(|_| ApiError::not_found("project not found"))?;
             let project = ctx
@@ -52,10 +56,13 @@ pub async fn init(ctx: Arc<Ctx>, meta: Arc<RequestMeta>, body: Bytes) -> Respons
     )
 }
 
-#[derive(Serialize)]
-struct SessionInfo {
+/// The session a token names.
+#[derive(Serialize, ToSchema)]
+pub struct SessionInfo {
     session_id: String,
+    #[schema(value_type = ProjectId)]
     project_id: String,
+    #[schema(value_type = String, format = DateTime)]
     expires_at: String,
 }
 

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use fleety_actors::domain::{
     AgentName, Description, IdempotencyKey, MessageBody, Participant, Project, Slug, TicketSource,
     TicketStatus, Title,
@@ -13,10 +12,11 @@ use fleety_actors::ticket::{MessagePage, NewTicket, TicketKey};
 use fleety_actors::MessageId;
 use http::StatusCode;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 use warp::reply::Response;
 
 use super::access::Visitor;
-use super::{json, json_bytes, parse_body, respond, ApiError, Ctx, RequestMeta};
+use super::{json, json_bytes, respond, ApiError, Ctx, RequestMeta};
 
 pub fn ticket_key(project: &Project, slug: &str) -> Result<TicketKey, ApiError> {
     let slug = Slug::parse(slug).map_err(|_| ApiError::not_found("ticket not found"))?;
@@ -33,10 +33,13 @@ fn field<T>(
     parsed.map_err(|e| ApiError::bad_request(format!("{name}: {e}")))
 }
 
-#[derive(Deserialize)]
+/// A new ticket.
+#[derive(Deserialize, ToSchema)]
 pub struct CreateTicket {
+    #[schema(value_type = Title)]
     title: String,
     #[serde(default)]
+    #[schema(value_type = Description)]
     description: String,
 }
 
@@ -45,11 +48,10 @@ pub async fn create(
     visitor: Visitor,
     ctx: Arc<Ctx>,
     meta: Arc<RequestMeta>,
-    body: Bytes,
+    req: CreateTicket,
 ) -> Response {
     respond(
         async {
-            let req: CreateTicket = parse_body(&meta, &body)?;
             let title = Title::parse(&req.title).map_err(|e| ApiError::bad_request(e.0))?;
             let description =
                 Description::parse(&req.description).map_err(|e| ApiError::bad_request(e.0))?;
@@ -77,9 +79,15 @@ pub async fn create(
     )
 }
 
-#[derive(Deserialize)]
+/// A page of a ticket's messages.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GetQuery {
+    /// Messages in the page, newest last (100 when only `before` is given).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// Only messages older than this one.
+    #[param(value_type = Option<MessageId>)]
     before: Option<String>,
 }
 
@@ -112,15 +120,28 @@ pub async fn get(slug: String, visitor: Visitor, ctx: Arc<Ctx>, query: GetQuery)
     )
 }
 
-#[derive(Deserialize)]
+/// A message for a ticket.
+#[derive(Deserialize, ToSchema)]
 pub struct PostMessage {
+    /// Who speaks: the visitor (`user`, the default) or an agent (`admin`, with the admin key).
     #[serde(default = "default_author")]
+    #[schema(value_type = Speaker)]
     author: String,
+    #[schema(value_type = MessageBody)]
     content: String,
 }
 
 fn default_author() -> String {
     "user".into()
+}
+
+/// Who may speak or read on a ticket through the API.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // A schema only: the value is parsed by `participant`.
+pub enum Speaker {
+    User,
+    Admin,
 }
 
 /// Agents act with the project's admin key; anyone else may only speak or read as the visitor.
@@ -139,8 +160,10 @@ fn participant(raw: &str, field_name: &str, visitor: &Visitor) -> Result<Partici
     Ok(who)
 }
 
-#[derive(serde::Serialize)]
-struct PostedMessage<'a> {
+/// A message was stored.
+#[derive(serde::Serialize, ToSchema)]
+pub struct PostedMessage<'a> {
+    /// "Message added successfully".
     message: &'static str,
     data: MessageView<'a>,
 }
@@ -151,12 +174,11 @@ pub async fn post_message(
     visitor: Visitor,
     ctx: Arc<Ctx>,
     meta: Arc<RequestMeta>,
-    body: Bytes,
+    req: PostMessage,
 ) -> Response {
     respond(
         async {
             let key = ticket_key(&visitor.project, &slug)?;
-            let req: PostMessage = parse_body(&meta, &body)?;
             let author = participant(&req.author, "author", &visitor)?;
             let content = field(MessageBody::parse(&req.content), "content")?;
             let idempotency_key = match meta.idempotency_key.as_deref() {
@@ -180,36 +202,37 @@ pub async fn post_message(
     )
 }
 
-#[derive(Deserialize)]
+/// Who read the ticket.
+#[derive(Deserialize, ToSchema)]
 pub struct MarkRead {
+    /// The visitor (`user`, the default) or the agents (`admin`, with the admin key).
     #[serde(default = "default_author")]
+    #[schema(value_type = Speaker)]
     reader: String,
 }
 
-#[derive(serde::Serialize)]
-struct MarkedRead {
+impl Default for MarkRead {
+    fn default() -> Self {
+        MarkRead {
+            reader: default_author(),
+        }
+    }
+}
+
+/// The messages were marked read.
+#[derive(serde::Serialize, ToSchema)]
+pub struct MarkedRead {
+    /// "Messages marked as read".
     message: &'static str,
+    /// The newest message read; null when the ticket has none.
     last_read_message_id: Option<MessageId>,
 }
 
 /// PATCH /v1/tickets/{projectId}/{slug}/messages/read
-pub async fn mark_read(
-    slug: String,
-    visitor: Visitor,
-    ctx: Arc<Ctx>,
-    meta: Arc<RequestMeta>,
-    body: Bytes,
-) -> Response {
+pub async fn mark_read(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: MarkRead) -> Response {
     respond(
         async {
             let key = ticket_key(&visitor.project, &slug)?;
-            let req: MarkRead = if body.is_empty() {
-                MarkRead {
-                    reader: default_author(),
-                }
-            } else {
-                parse_body(&meta, &body)?
-            };
             let reader = participant(&req.reader, "reader", &visitor)?;
             let up_to = ctx.system.tickets.mark_read(&key, reader).await?;
             Ok(json(
@@ -224,13 +247,24 @@ pub async fn mark_read(
     )
 }
 
-#[derive(Deserialize)]
+/// What to change on a ticket: its status, its assignee, or both (at least one).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct ChangeTicket {
+    /// Absent: unchanged. Never null.
+    #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = TicketStatus)]
     status: Option<String>,
     /// Absent: unchanged; `null`: nobody; a name: that agent.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<AgentName>)]
     assignee: Option<serde_json::Value>,
+}
+
+/// A field that may be absent but, when there, is not `null`.
+fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
 }
 
 /// A field that is there, even as `null` (which serde would otherwise read as absent).
@@ -244,13 +278,11 @@ pub async fn change(
     slug: String,
     project: Arc<Project>,
     ctx: Arc<Ctx>,
-    meta: Arc<RequestMeta>,
-    body: Bytes,
+    req: ChangeTicket,
 ) -> Response {
     respond(
         async {
             let key = ticket_key(&project, &slug)?;
-            let req: ChangeTicket = parse_body(&meta, &body)?;
             let status = match req.status.as_deref() {
                 Some(s) => Some(field(TicketStatus::parse(s), "status")?),
                 None => None,
@@ -281,11 +313,20 @@ pub async fn change(
     )
 }
 
-#[derive(Deserialize)]
+/// An internal note: which agent writes it, and what.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewNote {
+    #[schema(value_type = AgentName)]
     author: String,
+    #[schema(value_type = MessageBody)]
     content: String,
+}
+
+/// A ticket's internal notes, oldest first.
+#[derive(serde::Serialize, ToSchema)]
+pub struct NoteList<'a> {
+    notes: Vec<NoteView<'a>>,
 }
 
 /// GET /v1/projects/{projectId}/tickets/{slug}/notes (admin key): the agents' internal notes.
@@ -294,8 +335,8 @@ pub async fn notes(slug: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Respon
         async {
             let key = ticket_key(&project, &slug)?;
             let notes = ctx.system.tickets.notes(&key).await?;
-            let views: Vec<NoteView> = notes.iter().map(NoteView::new).collect();
-            Ok(json(StatusCode::OK, &serde_json::json!({ "notes": views })))
+            let notes = notes.iter().map(NoteView::new).collect();
+            Ok(json(StatusCode::OK, &NoteList { notes }))
         }
         .await,
     )
@@ -307,13 +348,11 @@ pub async fn add_note(
     slug: String,
     project: Arc<Project>,
     ctx: Arc<Ctx>,
-    meta: Arc<RequestMeta>,
-    body: Bytes,
+    req: NewNote,
 ) -> Response {
     respond(
         async {
             let key = ticket_key(&project, &slug)?;
-            let req: NewNote = parse_body(&meta, &body)?;
             let author = field(AgentName::parse(&req.author), "author")?;
             let content = field(MessageBody::parse(&req.content), "content")?;
             let note = ctx.system.tickets.add_note(&key, author, content).await?;

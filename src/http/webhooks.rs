@@ -5,17 +5,19 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use fleety_actors::domain::Project;
 use fleety_actors::events::rfc3339;
 use fleety_actors::store::StoreError;
 use fleety_actors::webhook::{Delivery, DeliveryStatus, Endpoint, EventType};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+use utoipa::openapi::{Ref, RefOr, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 use uuid::Uuid;
 use warp::reply::Response;
 
-use super::{json, parse_body, respond, ApiError, Ctx, RequestMeta};
+use super::{json, respond, ApiError, Ctx};
 
 /// Endpoints one project may have.
 pub const MAX_ENDPOINTS: usize = 20;
@@ -23,18 +25,76 @@ pub const MAX_ENDPOINTS: usize = 20;
 const LOG_DEFAULT: usize = 50;
 const LOG_MAX: usize = 200;
 
-#[derive(Serialize)]
-struct EndpointView<'a> {
+/// A webhook endpoint.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Webhook)]
+pub struct EndpointView<'a> {
     id: Uuid,
     url: &'a str,
+    #[schema(value_type = Vec<EventType>)]
     events: Vec<&'static str>,
     enabled: bool,
+    /// Why the server turned the endpoint off.
     disabled_reason: Option<&'a str>,
+    /// Since when every delivery to it has failed.
+    #[schema(value_type = Option<String>, format = DateTime)]
     failing_since: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     created_at: String,
+    /// The signing secret: only in the answer that created the endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<&'a str>,
 }
+
+/// The project's webhook endpoints.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookList<'a> {
+    webhooks: Vec<EndpointView<'a>>,
+}
+
+/// A delivery's id, its `webhook-id` header: `msg_` and 24 hex digits.
+pub struct DeliveryId;
+
+impl PartialSchema for DeliveryId {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^msg_[0-9a-f]{24}$"))
+            .into()
+    }
+}
+impl ToSchema for DeliveryId {}
+
+/// The events an endpoint is sent: at least one.
+pub struct EventTypes;
+
+impl PartialSchema for EventTypes {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(Ref::from_schema_name("EventType"))
+            .min_items(Some(1))
+            .into()
+    }
+}
+impl ToSchema for EventTypes {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        out.push(("EventType".into(), EventType::schema()));
+    }
+}
+
+/// An http or https URL of at most 2,048 characters, naming no internal address.
+pub struct WebhookUrl;
+
+impl PartialSchema for WebhookUrl {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(crate::webhooks::MAX_URL))
+            .pattern(Some("^[hH][tT][tT][pP][sS]?://"))
+            .into()
+    }
+}
+impl ToSchema for WebhookUrl {}
 
 impl<'a> EndpointView<'a> {
     fn new(e: &'a Endpoint) -> Self {
@@ -51,18 +111,32 @@ impl<'a> EndpointView<'a> {
     }
 }
 
-#[derive(Serialize)]
-struct DeliveryView<'a> {
+/// One delivery of an event to an endpoint, and how its attempts went.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Delivery)]
+pub struct DeliveryView<'a> {
+    #[schema(value_type = DeliveryId)]
     id: &'a str,
+    #[schema(value_type = EventType)]
     event_type: &'static str,
     status: DeliveryStatus,
     attempts: u32,
+    /// The HTTP status of the last attempt.
     last_status: Option<u16>,
     last_error: Option<&'a str>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     next_attempt_at: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     created_at: String,
     /// The body as sent.
+    #[schema(value_type = Object)]
     payload: serde_json::Value,
+}
+
+/// An endpoint's deliveries, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryList<'a> {
+    deliveries: Vec<DeliveryView<'a>>,
 }
 
 impl<'a> DeliveryView<'a> {
@@ -133,21 +207,22 @@ pub async fn list(project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
         async {
             let mut all = ctx.webhook_store.list_endpoints(&project.id).await?;
             all.sort_by_key(|e| e.created_at);
-            let views: Vec<EndpointView> = all.iter().map(EndpointView::new).collect();
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "webhooks": views }),
-            ))
+            let webhooks = all.iter().map(EndpointView::new).collect();
+            Ok(json(StatusCode::OK, &WebhookList { webhooks }))
         }
         .await,
     )
 }
 
-#[derive(Deserialize)]
+/// A new webhook endpoint: where to send which events.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
+    #[schema(value_type = WebhookUrl)]
     url: String,
+    #[schema(value_type = EventTypes)]
     events: Vec<String>,
+    /// Whether to send it events now (true by default).
     #[serde(default = "yes")]
     enabled: bool,
 }
@@ -157,15 +232,9 @@ fn yes() -> bool {
 }
 
 /// POST /v1/projects/{projectId}/webhooks
-pub async fn create(
-    project: Arc<Project>,
-    ctx: Arc<Ctx>,
-    meta: Arc<RequestMeta>,
-    body: Bytes,
-) -> Response {
+pub async fn create(project: Arc<Project>, ctx: Arc<Ctx>, req: NewEndpoint) -> Response {
     respond(
         async {
-            let req: NewEndpoint = parse_body(&meta, &body)?;
             let url = check_url(&ctx, &req.url)?;
             let events = parse_events(&req.events)?;
             if ctx.webhook_store.list_endpoints(&project.id).await?.len() >= MAX_ENDPOINTS {
@@ -207,10 +276,14 @@ pub async fn get(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
     )
 }
 
-#[derive(Deserialize)]
+/// What to change on an endpoint; what is left out stays as it is. Turning an endpoint back on
+/// clears what the server recorded when it turned it off.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointChange {
+    #[schema(value_type = Option<WebhookUrl>)]
     url: Option<String>,
+    #[schema(value_type = Option<EventTypes>)]
     events: Option<Vec<String>>,
     enabled: Option<bool>,
 }
@@ -220,12 +293,10 @@ pub async fn update(
     id: String,
     project: Arc<Project>,
     ctx: Arc<Ctx>,
-    meta: Arc<RequestMeta>,
-    body: Bytes,
+    req: EndpointChange,
 ) -> Response {
     respond(
         async {
-            let req: EndpointChange = parse_body(&meta, &body)?;
             let mut e = find(&ctx, &project, &id).await?;
             if let Some(url) = &req.url {
                 e.url = check_url(&ctx, url)?;
@@ -259,17 +330,18 @@ pub async fn delete(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Respons
                 other => other?,
             }
             refresh(&ctx, &project).await?;
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "message": "Webhook deleted" }),
-            ))
+            Ok(json(StatusCode::OK, &super::Done::new("Webhook deleted")))
         }
         .await,
     )
 }
 
-#[derive(Deserialize)]
+/// How much of the delivery log to read.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// Deliveries to return (50 by default).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
@@ -283,16 +355,18 @@ pub async fn deliveries(
     respond(
         async {
             let e = find(&ctx, &project, &id).await?;
-            let limit = query.limit.unwrap_or(LOG_DEFAULT).clamp(1, LOG_MAX);
+            let limit = query.limit.unwrap_or(LOG_DEFAULT);
+            if !(1..=LOG_MAX).contains(&limit) {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be between 1 and {LOG_MAX}"
+                )));
+            }
             let log = ctx
                 .webhook_store
                 .list_deliveries(&project.id, e.id, limit)
                 .await?;
-            let views: Vec<DeliveryView> = log.iter().map(DeliveryView::new).collect();
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "deliveries": views }),
-            ))
+            let deliveries = log.iter().map(DeliveryView::new).collect();
+            Ok(json(StatusCode::OK, &DeliveryList { deliveries }))
         }
         .await,
     )

@@ -24,6 +24,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::task::task_tracker::TaskTrackerToken;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::{Ref, RefOr, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 use warp::reply::Response;
 
 use super::upgrade::{self, WebSocket, WsRequest};
@@ -37,9 +40,162 @@ const GOING_AWAY: u16 = 1001;
 const POLICY: u16 = 1008;
 const TRY_AGAIN: u16 = 1013;
 
-#[derive(Deserialize)]
+/// Where a reconnecting socket picks up.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TicketSocketQuery {
+    /// The newest message the client has: the socket first sends every message after it.
+    #[param(value_type = Option<MessageId>)]
     since: Option<String>,
+}
+
+/// The feed token, in the query: a browser cannot set headers on a WebSocket, and the admin
+/// key must never appear in a URL.
+#[derive(Deserialize)]
+pub struct FeedQuery {
+    /// From `POST /v1/projects/{projectId}/feed-token` (the `feedToken` security scheme).
+    pub token: Option<String>,
+}
+
+/// A frame of a ticket's socket: `{"type": ..., "payload": ...}`.
+pub struct TicketEvent;
+
+/// A frame of the project feed: a ticket's event with the ticket's slug in `ticket`, or
+/// `ticket_created` and the agents-only `note_added`.
+pub struct FeedEvent;
+
+/// The events a ticket's socket sends: (type, the payload's schema name, what it means).
+const TICKET_EVENTS: &[(&str, &str, &str)] = &[
+    (
+        "subscribed",
+        "SubscribedPayload",
+        "First on every connection: where the ticket stands",
+    ),
+    ("new_message", "Message", "A message was posted"),
+    (
+        "status_change",
+        "StatusChangePayload",
+        "The ticket's status changed",
+    ),
+    (
+        "ticket_update",
+        "ReadReceiptPayload",
+        "A reader marked the messages read",
+    ),
+    (
+        "assigned",
+        "AssignedPayload",
+        "The ticket's assignee changed",
+    ),
+    ("typing", "TypingPayload", "Someone is typing; never stored"),
+    (
+        "error",
+        "ErrorPayload",
+        "Sent before the server closes the socket",
+    ),
+];
+
+/// The events only the project feed sends.
+const FEED_EVENTS: &[(&str, &str, &str)] = &[
+    ("ticket_created", "TicketSummary", "A ticket was opened"),
+    ("note_added", "Note", "An agent added an internal note"),
+];
+
+/// `{"type": kind, "payload": <schema>}`, and on the feed the ticket's slug.
+fn frame_schema(kind: &str, payload: &str, meaning: &str, feed: bool) -> Schema {
+    let mut frame = ObjectBuilder::new()
+        .description(Some(meaning))
+        .property(
+            "type",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([kind])),
+        )
+        .required("type")
+        .property("payload", Ref::from_schema_name(payload))
+        .required("payload");
+    if feed {
+        frame = frame.property("ticket", Ref::from_schema_name("Slug"));
+    }
+    frame.into()
+}
+
+fn frames(out: &mut Vec<(String, RefOr<Schema>)>, feed: bool) -> RefOr<Schema> {
+    use fleety_actors::events as e;
+    out.push(("Slug".into(), Slug::schema()));
+    out.push(("Message".into(), e::MessageView::schema()));
+    e::MessageView::schemas(out);
+    out.push(("SubscribedPayload".into(), e::SubscribedPayload::schema()));
+    e::SubscribedPayload::schemas(out);
+    out.push((
+        "StatusChangePayload".into(),
+        e::StatusChangePayload::schema(),
+    ));
+    e::StatusChangePayload::schemas(out);
+    out.push(("ReadReceiptPayload".into(), e::ReadReceiptPayload::schema()));
+    e::ReadReceiptPayload::schemas(out);
+    out.push(("AssignedPayload".into(), e::AssignedPayload::schema()));
+    out.push(("TypingPayload".into(), e::TypingPayload::schema()));
+    out.push(("ErrorPayload".into(), e::ErrorPayload::schema()));
+    out.push(("TicketSummary".into(), e::TicketSummary::schema()));
+    e::TicketSummary::schemas(out);
+    out.push(("Note".into(), e::NoteView::schema()));
+    let mut one_of = OneOfBuilder::new();
+    let all = TICKET_EVENTS
+        .iter()
+        .chain(if feed { FEED_EVENTS } else { &[] });
+    for (kind, payload, meaning) in all {
+        one_of = one_of.item(frame_schema(kind, payload, meaning, feed));
+    }
+    if feed {
+        // The feed's own greeting carries no ticket.
+        one_of = one_of.item(
+            ObjectBuilder::new()
+                .description(Some("First on every connection"))
+                .property(
+                    "type",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(["subscribed"])),
+                )
+                .required("type")
+                .property(
+                    "payload",
+                    ObjectBuilder::new()
+                        .property(
+                            "feed",
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .enum_values(Some(["project"])),
+                        )
+                        .required("feed"),
+                )
+                .required("payload"),
+        );
+    }
+    one_of.into()
+}
+
+impl PartialSchema for TicketEvent {
+    fn schema() -> RefOr<Schema> {
+        frames(&mut Vec::new(), false)
+    }
+}
+impl ToSchema for TicketEvent {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        frames(out, false);
+    }
+}
+
+impl PartialSchema for FeedEvent {
+    fn schema() -> RefOr<Schema> {
+        frames(&mut Vec::new(), true)
+    }
+}
+impl ToSchema for FeedEvent {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        frames(out, true);
+    }
 }
 
 /// GET /v1/tickets/{projectId}/{slug}/ws?since=<message id>
