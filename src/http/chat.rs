@@ -12,7 +12,8 @@ use fleety_actors::llm::{LlmError, LlmMessage, LlmRole};
 use http::header::HeaderValue;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::schema::ArrayBuilder;
+use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::{Ref, RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
 use warp::reply::Response;
@@ -110,6 +111,78 @@ pub struct ToolCallAnswer<'a> {
     #[schema(value_type = fleety_actors::domain::Slug)]
     ticket_slug: &'a str,
 }
+
+/// One server-sent event of a chat answer: `data` is a JSON frame (its schema given by
+/// `contentSchema`) or, last, `[DONE]`.
+fn event_schema(frame: RefOr<Schema>) -> RefOr<Schema> {
+    let mut json = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("A JSON frame"))
+        .build();
+    json.content_media_type = "application/json".into();
+    let frame = serde_json::to_value(frame).unwrap_or_default();
+    // Written `x-contentSchema` by utoipa; `openapi.rs` names it `contentSchema`.
+    json.extensions = Some(ExtensionsBuilder::new().add("contentSchema", frame).build());
+    json.pattern = Some("^[{]".into());
+    let done = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["[DONE]"]))
+        .description(Some("The end of the answer"));
+    ObjectBuilder::new()
+        .property("data", OneOfBuilder::new().item(done).item(json))
+        .required("data")
+        .property("event", ObjectBuilder::new().schema_type(Type::String))
+        .into()
+}
+
+/// A piece of `/v1/chat`'s answer: `{"content": "..."}`, or `{"error": "..."}` when the answer
+/// broke off after it began.
+pub struct PromptEvent;
+
+impl PartialSchema for PromptEvent {
+    fn schema() -> RefOr<Schema> {
+        let content = ObjectBuilder::new()
+            .property("content", ObjectBuilder::new().schema_type(Type::String))
+            .required("content");
+        event_schema(
+            OneOfBuilder::new()
+                .item(content)
+                .item(Ref::from_schema_name("Error"))
+                .into(),
+        )
+    }
+}
+impl ToSchema for PromptEvent {}
+
+/// A piece of `/v1/chat/tools`' answer: an OpenAI-style delta
+/// `{"choices": [{"delta": {"content": "..."}}]}`, or `{"error": "..."}`.
+pub struct ToolsEvent;
+
+impl PartialSchema for ToolsEvent {
+    fn schema() -> RefOr<Schema> {
+        let delta = ObjectBuilder::new()
+            .property(
+                "delta",
+                ObjectBuilder::new()
+                    .property("content", ObjectBuilder::new().schema_type(Type::String))
+                    .required("content"),
+            )
+            .required("delta");
+        let choices = ObjectBuilder::new()
+            .property(
+                "choices",
+                ArrayBuilder::new().items(delta).min_items(Some(1)),
+            )
+            .required("choices");
+        event_schema(
+            OneOfBuilder::new()
+                .item(choices)
+                .item(Ref::from_schema_name("Error"))
+                .into(),
+        )
+    }
+}
+impl ToSchema for ToolsEvent {}
 
 /// A chat text: at most `MAX_MESSAGE_CHARS` characters (counted before trimming), not only
 /// whitespace, without control characters but tabs and line breaks; the rule `ChatText`

@@ -191,6 +191,10 @@ pub fn parse_body<T: DeserializeOwned>(meta: &RequestMeta, body: &Bytes) -> Resu
             "request body is empty; a JSON object is expected",
         ));
     }
+    // Every body of the API is an object; serde would also read a struct from an array.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }

@@ -32,17 +32,47 @@ use warp::reply::Response;
 use super::route::{schema, Access, Content, Route, Schemas};
 use super::routes::table;
 
-pub fn document() -> &'static OpenApi {
-    static DOC: OnceLock<OpenApi> = OnceLock::new();
-    DOC.get_or_init(build)
+/// The document, as served.
+pub fn document() -> &'static serde_json::Value {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(build()).unwrap_or_default();
+        fix_names(&mut doc);
+        doc
+    })
 }
 
 pub fn document_response() -> Response {
     static JSON: OnceLock<Bytes> = OnceLock::new();
     let body = JSON
-        .get_or_init(|| Bytes::from(document().to_json().unwrap_or_else(|_| "{}".into())))
+        .get_or_init(|| fleety_actors::events::encode(document()))
         .clone();
     super::json_bytes(StatusCode::OK, body)
+}
+
+/// Two names utoipa 5.5 cannot write: a link's `operationId` (it writes `operation_id`) and
+/// a string's `contentSchema` (its extensions all start with `x-`). Renamed here, anywhere in
+/// the document.
+fn fix_names(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (from, to) in [("x-contentSchema", "contentSchema")] {
+                if let Some(v) = map.remove(from) {
+                    map.insert(to.into(), v);
+                }
+            }
+            if let Some(links) = map.get_mut("links").and_then(|l| l.as_object_mut()) {
+                for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+                    if let Some(id) = link.remove("operation_id") {
+                        link.insert("operationId".into(), id);
+                    }
+                }
+            }
+            map.values_mut().for_each(fix_names);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(fix_names),
+        _ => {}
+    }
 }
 
 /// The `{"error": "..."}` body of every refusal.
@@ -262,15 +292,19 @@ fn operation(route: &Route, schemas: &mut Schemas) -> utoipa::openapi::path::Ope
                     .schema(Some(schema_of(schemas)))
                     .build(),
             ),
-            Content::EventStream => response.content("text/event-stream", text()),
-            Content::EventStreamOrJson(schema_of) => {
-                response.content("text/event-stream", text()).content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(schema_of(schemas)))
-                        .build(),
+            Content::EventStream(event) => response.content(
+                "text/event-stream",
+                ContentBuilder::new().schema(Some(event(schemas))).build(),
+            ),
+            Content::EventStreamOrJson(event, json) => response
+                .content(
+                    "text/event-stream",
+                    ContentBuilder::new().schema(Some(event(schemas))).build(),
                 )
-            }
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(json(schemas))).build(),
+                ),
             Content::Other(media_type) => response.content(*media_type, text()),
             Content::Nothing => response,
         };
@@ -393,7 +427,7 @@ mod tests {
     use serde_json::Value;
 
     fn doc() -> Value {
-        serde_json::from_str(&super::document().to_json().unwrap()).unwrap()
+        super::document().clone()
     }
 
     #[test]
@@ -467,5 +501,9 @@ mod tests {
             }
         }
         assert!(doc["components"]["securitySchemes"]["feedToken"].is_object());
+        let created = &doc["paths"]["/v1/tickets/{projectId}"]["post"]["responses"]["201"];
+        assert_eq!(created["links"]["GetTicket"]["operationId"], "getTicket");
+        let event = &doc["components"]["schemas"]["PromptEvent"]["properties"]["data"];
+        assert!(event["oneOf"][1]["contentSchema"].is_object(), "{event}");
     }
 }

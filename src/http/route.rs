@@ -104,10 +104,11 @@ pub struct Body {
 /// What an answer carries.
 pub enum Content {
     Json(SchemaFn),
-    /// `text/event-stream`: the chat's streamed answer.
-    EventStream,
-    /// The chat with tools: a stream, or one JSON answer when the assistant opened a ticket.
-    EventStreamOrJson(SchemaFn),
+    /// `text/event-stream`: the chat's streamed answer, each event of this schema.
+    EventStream(SchemaFn),
+    /// The chat with tools: a stream of events of the first schema, or one JSON answer of the
+    /// second when the assistant opened a ticket.
+    EventStreamOrJson(SchemaFn, SchemaFn),
     /// A fixed content type, described in words (pages, scripts, metrics).
     Other(&'static str),
     /// No body (a 304, a 101).

@@ -148,7 +148,7 @@ fn routes() -> Vec<Route> {
         .tag("chat")
         .describe("The answer streams as server-sent events `data: {\"content\": \"...\"}`, then `data: [DONE]`; an error after the stream began comes as `data: {\"error\": \"...\"}`.")
         .body::<chat::PromptRequest>(Limit::Large)
-        .answers(200, "The answer, streamed", EventStream)
+        .answers(200, "The answer, streamed", EventStream(schema::<chat::PromptEvent>))
         .refuses(429, "A session or project chat quota is used up, or an answer is still streaming for this session (see Retry-After)")
         .refuses(502, "The language model failed")
         .refuses(504, "The language model did not answer in time"),
@@ -158,7 +158,7 @@ fn routes() -> Vec<Route> {
         .tag("chat")
         .describe("Text streams as OpenAI-style deltas `data: {\"choices\":[{\"delta\":{\"content\":\"...\"}}]}`, then `data: [DONE]`. When the assistant opens a ticket before saying anything, the answer is one JSON `tool_call` instead.")
         .body::<chat::ToolsRequest>(Limit::Large)
-        .answers(200, "The answer, streamed; or the ticket the assistant opened", EventStreamOrJson(schema::<chat::ToolCallAnswer>))
+        .answers(200, "The answer, streamed; or the ticket the assistant opened", EventStreamOrJson(schema::<chat::ToolsEvent>, schema::<chat::ToolCallAnswer>))
         .refuses(429, "A session or project chat quota is used up, or an answer is still streaming for this session (see Retry-After)")
         .refuses(502, "The language model failed")
         .refuses(504, "The language model did not answer in time"),

@@ -12,7 +12,9 @@ use fleety_actors::ticket::{MessagePage, NewTicket, TicketKey};
 use fleety_actors::MessageId;
 use http::StatusCode;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::{Ref, RefOr, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 use warp::reply::Response;
 
 use super::access::Visitor;
@@ -248,18 +250,46 @@ pub async fn mark_read(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: MarkR
 }
 
 /// What to change on a ticket: its status, its assignee, or both (at least one).
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(min_properties = 1)]
 pub struct ChangeTicket {
     /// Absent: unchanged. Never null.
     #[serde(default, deserialize_with = "some")]
-    #[schema(value_type = TicketStatus)]
     status: Option<String>,
     /// Absent: unchanged; `null`: nobody; a name: that agent.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<AgentName>)]
     assignee: Option<serde_json::Value>,
+}
+
+// Written out rather than derived: utoipa-gen 5.5 writes `min_properties` as `maxProperties`.
+impl PartialSchema for ChangeTicket {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = ObjectBuilder::new()
+            .description(Some(
+                "What to change on a ticket: its status, its assignee, or both (at least one).",
+            ))
+            .property("status", Ref::from_schema_name("TicketStatus"))
+            .property(
+                "assignee",
+                OneOfBuilder::new()
+                    .item(ObjectBuilder::new().schema_type(Type::Null))
+                    .item(Ref::from_schema_name("AgentName"))
+                    .description(Some(
+                        "Absent: unchanged; `null`: nobody; a name: that agent.",
+                    )),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .build();
+        schema.min_properties = Some(1);
+        schema.into()
+    }
+}
+
+impl ToSchema for ChangeTicket {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        out.push(("TicketStatus".into(), TicketStatus::schema()));
+        out.push(("AgentName".into(), AgentName::schema()));
+    }
 }
 
 /// A field that may be absent but, when there, is not `null`.
