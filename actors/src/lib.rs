@@ -3,18 +3,23 @@
 //! This crate knows nothing of HTTP, CQL or any LLM client; the `fleety` crate plugs adapters
 //! into the ports and puts a web front on the actors.
 //!
-//! The supervision tree:
+//! The supervision tree ([`root::System::start`] builds it):
 //!
 //! ```text
-//! RootSupervisor
-//!  ├── TicketSupervisor      restarts failed tickets from the store; keeps the registry true
-//!  │    └── TicketActor      one per active ticket: its state, its subscribers, its only writer;
-//!  │                         activated on demand, passivated when idle
-//!  ├── KbSupervisor
+//! RootSupervisor                 stops the actor system if a keeper fails
+//!  ├── Keeper "ticket"           forgets tickets that stop; restarts failed ones from the store
+//!  │    └── TicketActor          one per active ticket: its state, its subscribers, its only
+//!  │                             writer; activated on demand, passivated when idle
+//!  ├── Keeper "knowledge_base"   forgets actors that stop or fail; the next request starts one
 //!  │    └── KnowledgeBaseActor   one per project in use: its articles and their search index
-//!  └── ChatSupervisor
+//!  └── Keeper "chat_session"     the same
 //!       └── ChatSessionActor     one per anonymous session: transcript, quotas, model streams
 //! ```
+//!
+//! Each `Keeper` is the one generic supervisor of [`registry`] (`Keeper<TicketKey, TicketMsg>`
+//! and so on), started per family with its [`registry::Registry`], which routes each key to
+//! its running actor. The tickers that drive idle checks and the tasks that do an actor's slow
+//! work are tokio tasks, not actors.
 
 #![forbid(unsafe_code)]
 

@@ -1,6 +1,7 @@
-//! `RootSupervisor`: the top of the actor tree. It starts the domain supervisors and stops the
-//! whole system if one of them fails, since they hold no state worth saving and a clean
-//! restart of the process is the honest answer.
+//! `RootSupervisor`: the top of the actor tree. [`System::start`] starts the families'
+//! supervisors (one `Keeper` each for tickets, knowledge bases and chat sessions) under it, and
+//! it stops the whole system if one of them fails, since they hold no state worth saving and a
+//! clean restart of the process is the honest answer.
 
 use std::sync::Arc;
 

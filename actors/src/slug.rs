@@ -38,9 +38,14 @@ impl SlugGenerator {
     }
 
     pub fn generate(&self) -> Slug {
-        let mut rng = rand::rng();
-        let adjective = self.adjectives.choose(&mut rng).copied().unwrap_or("quiet");
-        let noun = self.nouns.choose(&mut rng).copied().unwrap_or("otter");
+        self.generate_with(&mut rand::rng())
+    }
+
+    /// A slug drawn with `rng`: the thread's generator in [`generate`](Self::generate), a seeded
+    /// one in tests, so a test of the draws gives the same answer every run.
+    pub fn generate_with<R: Rng + ?Sized>(&self, rng: &mut R) -> Slug {
+        let adjective = self.adjectives.choose(rng).copied().unwrap_or("quiet");
+        let noun = self.nouns.choose(rng).copied().unwrap_or("otter");
         let number: u16 = rng.random_range(0..1000);
         Slug::from_generated(format!("{adjective}-{noun}-{number:03}"))
     }
@@ -68,14 +73,46 @@ mod tests {
 
     #[test]
     fn generated_slugs_parse_and_rarely_repeat() {
+        use rand::SeedableRng;
         let generator = SlugGenerator::new();
+        // Seeded, so the draws and the outcome are the same every run.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let draws = 10_000;
         let mut seen = std::collections::HashSet::new();
-        for _ in 0..10_000 {
-            let slug = generator.generate();
+        let (mut adjectives, mut nouns, mut numbers) = (
+            std::collections::HashSet::new(),
+            std::collections::HashSet::new(),
+            std::collections::HashSet::new(),
+        );
+        for _ in 0..draws {
+            let slug = generator.generate_with(&mut rng);
             assert!(Slug::parse(slug.as_str()).is_ok(), "{slug}");
+            let mut parts = slug.as_str().splitn(3, '-');
+            adjectives.extend(parts.next().map(str::to_owned));
+            nouns.extend(parts.next().map(str::to_owned));
+            numbers.extend(parts.next().map(str::to_owned));
             seen.insert(slug);
         }
-        // With ~1.2e9 slugs, 10k draws collide with probability ~4%; two collisions ~0.1%.
-        assert!(seen.len() >= 9_998, "{} distinct of 10000", seen.len());
+        // Over ~1.2e9 slugs, 10k draws repeat one about 4 % of the time: at most one repeat.
+        assert!(
+            seen.len() >= draws - 1,
+            "{} distinct of {draws}",
+            seen.len()
+        );
+        // Each part is drawn from the whole of its list, not from a corner of it: a fair draw
+        // leaves only a handful of words unused in 10k draws.
+        let covers = |used: usize, all: usize| used * 100 >= all * 99;
+        assert!(covers(numbers.len(), 1000), "{} numbers", numbers.len());
+        let (all_adjectives, all_nouns) = (generator.adjectives.len(), generator.nouns.len());
+        assert!(
+            covers(adjectives.len(), all_adjectives),
+            "{} of {all_adjectives} adjectives",
+            adjectives.len()
+        );
+        assert!(
+            covers(nouns.len(), all_nouns),
+            "{} of {all_nouns} nouns",
+            nouns.len()
+        );
     }
 }

@@ -4,11 +4,13 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn agents_list_tickets_newest_first_filtered_and_paged() {
-    let app = spawn_app().await;
+    // Each ticket is made a second after the one before, by the server's clock.
+    let clock = manual_clock();
+    let app = spawn_with_clock(clock.clone()).await;
     let mut slugs = Vec::new();
     for i in 0..5 {
         slugs.push(app.create_ticket(&format!("ticket {i}")).await);
-        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        clock.advance(chrono::Duration::seconds(1));
     }
     app.admin_patch(
         &format!("/v1/tickets/demo/{}", slugs[1]),
@@ -362,7 +364,8 @@ async fn a_ticket_is_assigned_and_unassigned_and_everyone_hears_of_it() {
 
 #[tokio::test]
 async fn agents_search_tickets_by_title() {
-    let app = spawn_app().await;
+    let clock = manual_clock();
+    let app = spawn_with_clock(clock.clone()).await;
     for title in [
         "Refund for order 12",
         "Cannot log in",
@@ -370,7 +373,7 @@ async fn agents_search_tickets_by_title() {
         "Billing address",
     ] {
         app.create_ticket(title).await;
-        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        clock.advance(chrono::Duration::seconds(1));
     }
     let found: Value = app
         .admin_get("/v1/projects/demo/tickets?q=REFUND&limit=10")

@@ -111,6 +111,16 @@ pub fn manual_clock() -> ManualClock {
     ManualClock::new(Utc::now())
 }
 
+/// A server whose actors read the time from `clock`, with `change` made to its settings.
+pub async fn spawn_clocked(clock: &ManualClock, change: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut options = Options {
+        clock: Arc::new(clock.clone()),
+        ..Options::default()
+    };
+    change(&mut options.settings);
+    spawn_with(options).await
+}
+
 pub async fn spawn_with(options: Options) -> TestApp {
     fleety::telemetry::init("warn,warp=error", fleety::config::LogFormat::Pretty);
     let dir = options
@@ -333,6 +343,14 @@ impl TestApp {
         resp.json().await.unwrap()
     }
 
+    /// The demo project's ticket `slug`, as the actors name it.
+    pub fn key(&self, slug: &str) -> fleety_actors::ticket::TicketKey {
+        fleety_actors::ticket::TicketKey {
+            project: fleety_actors::domain::ProjectId::parse(&self.project).unwrap(),
+            slug: fleety_actors::domain::Slug::parse(slug).unwrap(),
+        }
+    }
+
     pub async fn ticket(&self, slug: &str) -> Value {
         let resp = self.get(&format!("/v1/tickets/demo/{slug}")).await;
         assert_eq!(resp.status(), 200);
@@ -387,6 +405,19 @@ where
             Ok(_) => continue,
         }
     }
+}
+
+/// Waits until `done` holds: for effects that land on their own time (a ticket's ticker
+/// passivating it, a closed socket's task ending). A condition, not a timing: it checks every
+/// 20 ms and gives up after 20 s.
+pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..1000 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never happened: {what}");
 }
 
 pub fn error_of(body: &Value) -> &str {

@@ -2,8 +2,9 @@ use std::time::Duration;
 
 use fleety_actors::domain::{ProjectId, Slug};
 use fleety_actors::ticket::TicketKey;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
@@ -162,43 +163,106 @@ async fn a_slow_subscriber_is_cut_off_while_others_keep_receiving() {
         .unwrap();
     assert_eq!(got.len(), total);
 
-    // The slow one, when it finally reads, finds its stream cut short.
+    // The slow one, when it finally reads, finds its stream cut short and its connection
+    // ended: by the `error` event and close code 1008 if they fitted in its socket, else by a
+    // reset (docs/architecture.md, "Fan-out").
     let mut seen = 0;
-    let mut told = false;
-    while let Some(e) = try_next_event(&mut slow, Duration::from_secs(15)).await {
-        match e["type"].as_str() {
-            Some("new_message") => seen += 1,
-            Some("error") => told = true,
-            _ => {}
+    let mut told = None;
+    let end = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(15), slow.next())
+            .await
+            .expect("the slow subscriber's connection is ended, not left open");
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                let e: Value = serde_json::from_str(&text).expect("events are JSON");
+                assert!(told.is_none(), "an event after the error event: {e}");
+                match e["type"].as_str() {
+                    Some("new_message") => seen += 1,
+                    Some("error") => told = Some(e),
+                    _ => {}
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break Ok(frame),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break Err(Some(e)),
+            None => break Err(None),
         }
-    }
+    };
     assert!(
         seen < total,
         "the slow subscriber should have been cut off (saw {seen})"
     );
-    let _ = told; // The error frame is best effort: the socket it goes to is the one that is full.
+    if let Some(error) = &told {
+        let text = error["payload"]["error"].as_str().unwrap_or_default();
+        assert!(text.contains("not reading events fast enough"), "{error}");
+    }
+    match end {
+        Ok(close) => {
+            assert_eq!(close.map(|c| c.code), Some(CloseCode::Policy));
+            assert!(told.is_some(), "the 1008 close comes after the error event");
+        }
+        Err(e) => {
+            use tokio_tungstenite::tungstenite::Error;
+            let reset = matches!(&e, Some(Error::Io(io)) if io.kind() == std::io::ErrorKind::ConnectionReset);
+            assert!(reset, "ended by a reset, not by {e:?}");
+        }
+    }
 }
+
+/// The opcodes of the WebSocket frames a server sends on `stream` (unmasked, as a server's
+/// are), read until the server ends the connection.
+async fn frames_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let (mut bytes, mut opcodes) = (Vec::new(), Vec::new());
+    let mut chunk = [0u8; 4096];
+    // A read that fails is a reset: ended as surely as an end of stream.
+    while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+        bytes.extend_from_slice(&chunk[..n]);
+        // Take every whole frame: the header's 7-bit length, or 16 or 64 bits after it.
+        loop {
+            let (header, len) = match bytes.get(1).map(|b| b & 0x7f) {
+                None => break,
+                Some(126) if bytes.len() >= 4 => {
+                    (4, u16::from_be_bytes([bytes[2], bytes[3]]) as usize)
+                }
+                Some(127) if bytes.len() >= 10 => {
+                    let mut long = [0u8; 8];
+                    long.copy_from_slice(&bytes[2..10]);
+                    (10, u64::from_be_bytes(long) as usize)
+                }
+                Some(126 | 127) => break,
+                Some(short) => (2, short as usize),
+            };
+            if bytes.len() < header + len {
+                break;
+            }
+            opcodes.push(bytes[0] & 0x0f);
+            bytes.drain(..header + len);
+        }
+    }
+    opcodes
+}
+
+const TEXT: u8 = 0x1;
+const PING: u8 = 0x9;
 
 #[tokio::test]
 async fn a_silent_client_is_dropped_after_missing_pings() {
     let app = spawn_with_settings(|s| s.ws.ping_interval_secs = 1).await;
     let slug = app.create_ticket("Ping").await;
-    let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
-    assert_eq!(next_event(&mut ws).await["type"], "subscribed");
-    // Not reading means not answering pings.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        use futures_util::StreamExt;
-        while let Some(frame) = ws.next().await {
-            if matches!(frame, Ok(Message::Close(_)) | Err(_)) {
-                break;
-            }
-        }
-    })
-    .await;
+    // A client that reads but never answers a ping.
+    let mut silent = raw_subscriber(&app, &format!("/v1/tickets/demo/{slug}/ws")).await;
+    let opcodes = tokio::time::timeout(Duration::from_secs(20), frames_until_closed(&mut silent))
+        .await
+        .expect("the server should have closed the silent socket");
+    assert_eq!(
+        opcodes.first(),
+        Some(&TEXT),
+        "subscribed first: {opcodes:?}"
+    );
     assert!(
-        ended.is_ok(),
-        "the server should have closed the silent socket"
+        opcodes.contains(&PING),
+        "pinged before being dropped: {opcodes:?}"
     );
 }
 
@@ -208,10 +272,18 @@ async fn a_responsive_client_stays_connected_across_pings() {
     let slug = app.create_ticket("Pong").await;
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");
-    // Reading answers pings automatically; nothing else arrives for 3.5 s.
-    assert!(try_next_event(&mut ws, Duration::from_millis(3500))
-        .await
-        .is_none_or(|e| e["type"] != "error"));
+    // Reading answers each ping. A client silent for two intervals is dropped before the
+    // third ping, so a fourth shows the answers kept this one.
+    let mut pings = 0;
+    while pings < 4 {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the server pings");
+        match frame {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("only pings while nothing happens, got {other:?}"),
+        }
+    }
     app.post_message(&slug, "still there?").await;
     assert_eq!(
         next_event(&mut ws).await["payload"]["content"],
@@ -233,7 +305,6 @@ async fn a_crashed_ticket_restarts_from_the_store_and_subscribers_keep_receiving
         slug: Slug::parse(&slug).unwrap(),
     };
     app.ctx.system.tickets.crash(&key).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // The socket joined the restarted ticket and says so with a fresh `subscribed`.
     let again = next_event(&mut ws).await;
@@ -264,7 +335,7 @@ async fn a_crash_during_concurrent_posts_loses_and_duplicates_nothing_acknowledg
         slug: Slug::parse(&slug).unwrap(),
     };
 
-    let posts = (0..40).map(|i| {
+    let post = |i: usize| {
         let (http, url) = (
             app.http.clone(),
             app.url(&format!("/v1/tickets/demo/{slug}/messages")),
@@ -278,12 +349,24 @@ async fn a_crash_during_concurrent_posts_loses_and_duplicates_nothing_acknowledg
                 .unwrap();
             (format!("m{i:02}"), resp.status().as_u16())
         }
-    });
-    let crash = async {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let _ = app.ctx.system.tickets.crash(&key).await;
     };
-    let (results, ()) = tokio::join!(futures_util::future::join_all(posts), crash);
+    // The crash comes once a post of the first wave has landed, with the rest of that wave
+    // still being answered; a second wave is sent as the crash is asked for.
+    let (crashing, crash_asked) = tokio::sync::oneshot::channel::<()>();
+    let first_wave = futures_util::future::join_all((0..20).map(post));
+    let second_wave = async {
+        let _ = crash_asked.await;
+        futures_util::future::join_all((20..40).map(post)).await
+    };
+    let crash = async {
+        let landed = next_event(&mut ws).await;
+        assert_eq!(landed["type"], "new_message");
+        let _ = crashing.send(());
+        let _ = app.ctx.system.tickets.crash(&key).await;
+        landed["payload"]["content"].as_str().unwrap().to_owned()
+    };
+    let (mut results, second, landed) = tokio::join!(first_wave, second_wave, crash);
+    results.extend(second);
     let acknowledged: Vec<&String> = results
         .iter()
         .filter(|(_, s)| *s == 201)
@@ -316,7 +399,7 @@ async fn a_crash_during_concurrent_posts_loses_and_duplicates_nothing_acknowledg
     }
 
     // The subscriber sees what was stored, in the stored order, once each.
-    let mut seen = Vec::new();
+    let mut seen = vec![landed];
     while seen.len() < stored.len() {
         match try_next_event(&mut ws, Duration::from_secs(10)).await {
             Some(e) if e["type"] == "new_message" => {
@@ -410,12 +493,13 @@ async fn raw_subscriber(app: &TestApp, path: &str) -> tokio::net::TcpStream {
         app.at(path)
     );
     stream.write_all(request.as_bytes()).await.unwrap();
+    // A byte at a time, so the frames after the answer's head stay unread in the socket.
     let mut head = Vec::new();
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let mut chunk = [0u8; 512];
-        let n = stream.read(&mut chunk).await.unwrap();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = stream.read(&mut byte).await.unwrap();
         assert!(n > 0, "the server closed during the handshake");
-        head.extend_from_slice(&chunk[..n]);
+        head.push(byte[0]);
     }
     assert!(
         head.starts_with(b"HTTP/1.1 101"),
@@ -427,8 +511,9 @@ async fn raw_subscriber(app: &TestApp, path: &str) -> tokio::net::TcpStream {
 
 /// Posts `total` messages of 1 KiB to a ticket watched by a subscriber that never reads and
 /// by one that does. Checks that the kernel never queues much more than the send buffer for
-/// the one that does not read, that its connection leaves ESTABLISHED within 2 s of it falling
-/// behind, and that the reader receives every message exactly once.
+/// the one that does not read, that its connection leaves ESTABLISHED once it has fallen
+/// behind, and that the reader receives every message exactly once. How soon it leaves is a
+/// matter of speed, not for a test; the settings leave one way out for each test.
 async fn a_peer_that_never_reads(app: TestApp) {
     let slug = app.create_ticket("Firehose").await;
     let path = format!("/v1/tickets/demo/{slug}/ws");
@@ -445,17 +530,15 @@ async fn a_peer_that_never_reads(app: TestApp) {
     // reads never leaves for long.
     let send_buffer = app.ctx.settings.ws.send_buffer_bytes as u64;
     let watch = tokio::spawn(async move {
-        let (mut behind_at, mut most_queued) = (None, 0);
+        let (mut behind, mut most_queued) = (false, 0);
         let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
             match server_side(server_port, client_port) {
                 Some((ESTABLISHED, queued)) => {
                     most_queued = most_queued.max(queued);
-                    if behind_at.is_none() && queued >= send_buffer {
-                        behind_at = Some(tokio::time::Instant::now());
-                    }
+                    behind |= queued >= send_buffer;
                 }
-                _ => return (behind_at, tokio::time::Instant::now(), most_queued),
+                _ => return (behind, most_queued),
             }
             assert!(
                 tokio::time::Instant::now() < give_up,
@@ -496,17 +579,11 @@ async fn a_peer_that_never_reads(app: TestApp) {
         futures_util::future::join_all(posts).await;
     }
 
-    let (behind_at, left_at, most_queued) = tokio::time::timeout(Duration::from_secs(130), watch)
+    let (behind, most_queued) = tokio::time::timeout(Duration::from_secs(130), watch)
         .await
         .expect("the watch ends")
         .unwrap();
-    let behind_at = behind_at.expect("the peer that never reads fell behind");
-    let took = left_at - behind_at;
-    eprintln!("left ESTABLISHED {took:?} after falling behind; at most {most_queued} bytes queued");
-    assert!(
-        took <= Duration::from_secs(2),
-        "the connection stayed established {took:?} after its peer fell behind"
-    );
+    assert!(behind, "the peer that never reads fell behind");
     assert!(
         most_queued <= 2 * send_buffer,
         "the kernel queued {most_queued} bytes for a peer that does not read (send buffer {send_buffer})"
@@ -524,10 +601,10 @@ async fn a_peer_that_never_reads(app: TestApp) {
 
 #[tokio::test]
 async fn a_subscriber_its_ticket_cuts_off_is_disconnected_at_once_though_a_write_to_it_is_stuck() {
-    // Writes may wait a minute, so only the ticket's cut can end this connection in time.
+    // Writes may wait an hour, so only the ticket's cut can end this connection.
     let app = spawn_with_settings(|s| {
         s.ws.subscriber_queue = 64;
-        s.ws.write_timeout_ms = 60_000;
+        s.ws.write_timeout_ms = 3_600_000;
     })
     .await;
     a_peer_that_never_reads(app).await;

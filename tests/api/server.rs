@@ -183,21 +183,23 @@ async fn stopping_the_server_closes_sockets_with_going_away() {
     stopping.await.unwrap();
 }
 
+/// Time enough, by a test's clock, for a ticket that waits a second to passivate.
+const IDLE: chrono::Duration = chrono::Duration::seconds(2);
+
 #[tokio::test]
 async fn idle_tickets_passivate_and_come_back_on_the_next_request() {
-    let app = spawn_with_settings(|s| s.tickets.idle_secs = 1).await;
+    let clock = manual_clock();
+    let app = spawn_clocked(&clock, |s| s.tickets.idle_secs = 1).await;
     let slug = app.create_ticket("Sleepy").await;
     app.post_message(&slug, "remember me").await;
     assert_eq!(app.ctx.system.tickets.active(), 1);
-    let mut passivated = false;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if app.ctx.system.tickets.active() == 0 {
-            passivated = true;
-            break;
-        }
-    }
-    assert!(passivated, "an idle, unwatched ticket should stop");
+    // Until its clock has moved past the idle time, an idle check keeps it.
+    assert!(app.ctx.system.tickets.tick(&app.key(&slug)).await.unwrap());
+    clock.advance(IDLE);
+    eventually("an idle, unwatched ticket stops", async || {
+        app.ctx.system.tickets.active() == 0
+    })
+    .await;
     let t = app.ticket(&slug).await;
     assert_eq!(t["messages"][0]["content"], "remember me");
     assert_eq!(app.ctx.system.tickets.active(), 1);
@@ -205,11 +207,14 @@ async fn idle_tickets_passivate_and_come_back_on_the_next_request() {
 
 #[tokio::test]
 async fn a_watched_ticket_does_not_passivate() {
-    let app = spawn_with_settings(|s| s.tickets.idle_secs = 1).await;
+    let clock = manual_clock();
+    let app = spawn_clocked(&clock, |s| s.tickets.idle_secs = 1).await;
     let slug = app.create_ticket("Watched").await;
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    clock.advance(IDLE);
+    // Idle by its clock, but watched: the idle check keeps it.
+    assert!(app.ctx.system.tickets.tick(&app.key(&slug)).await.unwrap());
     assert_eq!(app.ctx.system.tickets.active(), 1);
     app.post_message(&slug, "still live").await;
     let mut got = None;
@@ -220,6 +225,13 @@ async fn a_watched_ticket_does_not_passivate() {
         }
     }
     assert_eq!(got.expect("event")["payload"]["content"], "still live");
+    // Once nobody watches, the same idle time lets it go.
+    ws.close(None).await.unwrap();
+    clock.advance(IDLE);
+    eventually("the unwatched ticket stops", async || {
+        app.ctx.system.tickets.active() == 0
+    })
+    .await;
 }
 
 /// The accept backlog is the configured one: with the server not yet accepting, the kernel

@@ -236,7 +236,8 @@ pub struct TicketState {
     writes: WriteQueue<Effect>,
     /// The encoded full ticket, reused by every GET until something changes.
     view_cache: Option<Bytes>,
-    last_activity: Instant,
+    /// From the ticket's clock, so a test can move time past the idle timeout.
+    last_activity: chrono::DateTime<chrono::Utc>,
     /// With several nodes: this node's hold on the ticket, through which every batch is
     /// appended to the ticket's log before it goes to the store.
     claim: Option<Arc<dyn Claim>>,
@@ -298,7 +299,7 @@ impl Actor for TicketActor {
             cursors,
             writes,
             view_cache: None,
-            last_activity: Instant::now(),
+            last_activity: deps.clock.now(),
             through: claim.as_ref().map_or(0, |c| c.last()),
             claim,
             deps,
@@ -316,7 +317,7 @@ impl Actor for TicketActor {
             message,
             TicketMsg::Tick | TicketMsg::Persisted | TicketMsg::Typing { .. }
         ) {
-            state.last_activity = started;
+            state.last_activity = state.deps.clock.now();
         }
         match message {
             TicketMsg::Get { page, reply } => state.get(page, reply),
@@ -535,7 +536,11 @@ impl TicketState {
             return Ok(());
         }
         self.subscribers.prune();
-        let idle = self.last_activity.elapsed() >= self.deps.config.idle_timeout;
+        let now = self.deps.clock.now();
+        // A clock stepped back must not keep an idle actor until it catches up.
+        self.last_activity = self.last_activity.min(now);
+        let quiet = (now - self.last_activity).to_std().unwrap_or_default();
+        let idle = quiet >= self.deps.config.idle_timeout;
         if idle && self.subscribers.is_empty() && self.writes.is_empty() {
             tracing::debug!(ticket = %self.key, "passivating idle ticket");
             crate::telemetry::actor_passivated("ticket");

@@ -717,4 +717,29 @@ impl Tickets {
             .send_message(TicketMsg::Crash)
             .map_err(|e| TicketError::Internal(e.to_string()))
     }
+
+    /// For tests: runs the running actor's idle check now, as its ticker does, and answers
+    /// once the actor has handled it: whether the ticket still routes requests to that actor
+    /// (`false`: it passivated). A test moves an injected clock instead of waiting for ticks.
+    /// The request that waits for the check counts as activity, as any request does.
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn tick(&self, key: &TicketKey) -> Result<bool, TicketError> {
+        let actor = self
+            .deps
+            .registry
+            .running(key)
+            .ok_or(TicketError::NotFound)?;
+        actor
+            .send_message(TicketMsg::Tick)
+            .map_err(|e| TicketError::Internal(e.to_string()))?;
+        // The mailbox keeps order, so this is answered after the tick; an actor that drained
+        // on it answers what was queued before, and refuses what came after.
+        let asked = |reply| TicketMsg::Position { reply };
+        let _ = actor.call(asked, Some(self.deps.config.call_timeout)).await;
+        Ok(self
+            .deps
+            .registry
+            .running(key)
+            .is_some_and(|running| running.get_id() == actor.get_id()))
+    }
 }

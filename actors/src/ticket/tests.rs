@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::domain::{Message, MessageBody, Participant, TicketStatus};
 use crate::store::{MessageRange, TicketStore};
-use crate::testkit::{kit, Kit};
+use crate::testkit::{eventually, kit, Kit};
 
 struct Fixture {
     kit: Kit,
@@ -152,7 +152,10 @@ async fn a_batch_in_flight_when_its_actor_crashes_lands_before_its_successor_loa
     assert!(first.await.is_err());
     // The successor cannot load the ticket while its predecessor's batch is out.
     let next = spawn_call(&f, |reply| TicketMsg::Get { page: None, reply });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("the successor waits for the writer lease", async || {
+        waiting_for_lease(&f)
+    })
+    .await;
     assert!(!next.is_finished());
 
     f.kit.store.release();
@@ -196,6 +199,14 @@ fn routes(f: &Fixture) -> usize {
     f.tickets.deps.registry.routes()
 }
 
+/// Whether an activation of the ticket waits for its writer lease. The lease's `Arc` is held
+/// by the map of leases, by the guard of the writer that has it, and by each activation
+/// waiting to take it (`WriterLease::drop` counts the same way).
+fn waiting_for_lease(f: &Fixture) -> bool {
+    let lease = f.tickets.deps.leases.get(&f.key);
+    lease.is_some_and(|lease| std::sync::Arc::strong_count(&lease) > 2)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_activation_abandoned_mid_way_leaves_no_route_behind() {
     let f = fixture().await;
@@ -213,7 +224,10 @@ async fn an_activation_abandoned_mid_way_leaves_no_route_behind() {
         let (tickets, key) = (f.tickets.clone(), f.key.clone());
         tokio::spawn(async move { tickets.actor(&key).await.map(|_| ()) })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("the activation waits for the lease", async || {
+        waiting_for_lease(&f)
+    })
+    .await;
     assert!(!waiting.is_finished(), "the activation waits for the lease");
     assert_eq!(routes(&f), 1);
     // The caller goes away, as a client that disconnects does.
@@ -233,7 +247,8 @@ mod behaviour {
     //! The ticket actor as its callers see it, on a whole actor system.
 
     use super::*;
-    use crate::testkit::{eventually, kit, kit_with, quick_passivation, Kit};
+    use crate::clock::ManualClock;
+    use crate::testkit::{eventually, kit, kit_clocked, kit_with, Kit};
     use crate::MessageId;
 
     async fn say(k: &Kit, key: &TicketKey, author: Participant, text: &str) -> Message {
@@ -366,13 +381,34 @@ mod behaviour {
         assert_eq!(older.last_message_id, Some(sent[5].id));
     }
 
+    /// A kit whose tickets check for idleness often, on a clock that moves only when told.
+    async fn clocked() -> (Kit, ManualClock) {
+        let clock = ManualClock::new(crate::clock::now_millis());
+        let tickets = TicketConfig {
+            tick_interval: Duration::from_millis(20),
+            ..TicketConfig::default()
+        };
+        let clocked = std::sync::Arc::new(clock.clone());
+        let k = kit_clocked(tickets, Default::default(), Default::default(), clocked).await;
+        (k, clock)
+    }
+
+    /// Time enough, by the ticket's clock, for an unused actor to passivate.
+    fn idle_timeout(k: &Kit) -> chrono::Duration {
+        let idle = k.system.tickets.config().idle_timeout;
+        chrono::Duration::from_std(idle).unwrap() + chrono::Duration::seconds(1)
+    }
+
     #[tokio::test]
     async fn an_idle_ticket_passivates_and_comes_back_with_everything_it_wrote() {
-        let (tickets, kb, chat) = quick_passivation();
-        let k = kit_with(tickets, kb, chat).await;
+        let (k, clock) = clocked().await;
         let key = k.open_ticket().await;
         say(&k, &key, Participant::User, "Before the nap").await;
         assert_eq!(k.system.tickets.active(), 1);
+        // Idle checks before the timeout has passed keep it.
+        assert!(k.system.tickets.tick(&key).await.unwrap());
+        clock.advance(idle_timeout(&k));
+        // Its own ticker, not the test, finds it idle now.
         eventually("the idle ticket passivates", async || {
             k.system.tickets.active() == 0
         })
@@ -387,13 +423,17 @@ mod behaviour {
 
     #[tokio::test]
     async fn a_watched_ticket_does_not_passivate() {
-        let (tickets, kb, chat) = quick_passivation();
-        let k = kit_with(tickets, kb, chat).await;
+        let (k, clock) = clocked().await;
         let key = k.open_ticket().await;
-        let _watching = subscribe(&k, &key, None).await;
-        // Several idle checks pass; the subscriber keeps the actor.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let watching = subscribe(&k, &key, None).await;
+        clock.advance(idle_timeout(&k));
+        // Idle by the clock, but the subscriber keeps the actor.
+        assert!(k.system.tickets.tick(&key).await.unwrap());
         assert_eq!(k.system.tickets.active(), 1);
+        // Unwatched and idle again (the probe `tick` waits with counts as a request), it goes.
+        drop(watching);
+        clock.advance(idle_timeout(&k));
+        assert!(!k.system.tickets.tick(&key).await.unwrap());
     }
 }
 
