@@ -5,7 +5,8 @@
 #   1. cargo test --workspace: unit tests, the storage conformance suite on the embedded store
 #      and on the CQL node, and the API tests on the embedded store.
 #   then the web front ends: their TypeScript check, a reproducible build with its size budgets,
-#      and the browser tests in headless Chromium (scripts/web.sh).
+#      and the browser tests in headless Chromium (scripts/web.sh);
+#   then schemathesis against the served API description (scripts/schemathesis.sh).
 #   2. The API tests again, on the CQL store.
 #   3. The cluster tests: three nodes on three NATS servers (scripts/nats.sh builds
 #      nats-server from the Go module proxy on first use and caches it).
@@ -56,6 +57,10 @@ bash scripts/web.sh check
 echo "== browser tests (headless Chromium)"
 cargo build --locked --bin fleety
 bash scripts/web.sh test
+
+echo "== the API against its own description: schemathesis, with the rate limits, then without"
+bash scripts/schemathesis.sh quick
+bash scripts/schemathesis.sh long
 
 echo "== API tests on the CQL store"
 FLEETY_TEST_BACKEND=cql cargo test --locked --test api
