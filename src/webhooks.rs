@@ -27,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WebhookSettings;
 
+mod addresses;
+pub use addresses::is_internal;
+
 /// Deliveries read from the store per round.
 const ROUND: usize = 64;
 /// How often the dispatcher looks for due deliveries when nothing wakes it.
@@ -72,36 +75,6 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String
     ))
 }
 
-/// Whether an address belongs to this machine or a private network: loopback, private,
-/// link-local (cloud metadata lives there), carrier-grade NAT, unspecified, multicast and
-/// broadcast, and their IPv4-in-IPv6 forms.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
-
 /// Checks an endpoint URL as it is registered: `http` or `https`, a host, no credentials, and
 /// (unless private addresses are allowed) no host that is an internal address or `localhost`.
 /// Names are checked again, by the addresses they resolve to, at every attempt.
@@ -126,7 +99,7 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<reqwest::Url, String>
         }
     };
     if internal && !allow_private {
-        return Err("url: points at a loopback, private or link-local address, which this server does not call".into());
+        return Err("url: points at a loopback, private, link-local or other non-public address, which this server does not call".into());
     }
     Ok(url)
 }
@@ -157,7 +130,7 @@ struct Refused;
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the address is loopback, private or link-local")
+        f.write_str("the address is loopback, private, link-local or otherwise not public")
     }
 }
 
@@ -687,6 +660,12 @@ mod tests {
             "http://api.localhost/",
             "http://169.254.169.254/latest/meta-data",
             "http://10.0.0.8/",
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+            "http://[2002:7f00:1::1]/",
+            "http://[::127.0.0.1]/",
+            "http://198.18.0.1/",
+            "http://240.0.0.1/",
+            "http://2130706433/",
         ] {
             assert!(check_url(bad, false).is_err(), "{bad}");
         }
