@@ -136,10 +136,13 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-/// The HTTP client webhooks go out on: no redirects, the configured timeout, and the address
-/// guard unless private addresses are allowed.
+/// The HTTP client webhooks go out on: no redirects, the configured timeout, the address
+/// guard unless private addresses are allowed, and no proxy. `HTTP_PROXY`, `HTTPS_PROXY` and
+/// `ALL_PROXY` are ignored: a proxy is handed the receiver's name unresolved and resolves it
+/// itself, out of the guard's sight, so a name pointing inside would reach the proxy's network.
 pub fn client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(Duration::from_secs(settings.timeout_secs))

@@ -644,3 +644,136 @@ async fn deliveries_owed_when_the_server_stops_are_sent_after_it_restarts() {
     logged.sort();
     assert_eq!(landed, logged);
 }
+
+/// The real binary, started with a proxy in its environment; killed when dropped.
+struct ProxiedServer {
+    child: std::process::Child,
+    base: String,
+    admin_key: String,
+}
+
+impl ProxiedServer {
+    fn start(dir: &std::path::Path, proxy: &str) -> ProxiedServer {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleety"));
+        // The binary refuses unknown FLEETY_* settings; give it none of the test run's own.
+        for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("FLEETY_")) {
+            cmd.env_remove(name);
+        }
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+            cmd.env(name, proxy).env(name.to_ascii_lowercase(), proxy);
+        }
+        let mut child = cmd
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .env("FLEETY_DATA_DIR", dir)
+            .env("FLEETY_LOG", "error")
+            .env("FLEETY_LISTEN", "127.0.0.1:0")
+            .env("FLEETY_PUBLIC_RATE_LIMIT", "0")
+            .env("FLEETY_WEBHOOK_RETRY_SCHEDULE", "1h")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut next = || lines.next().expect("a banner line").unwrap();
+        let base = next().rsplit(' ').next().unwrap().to_owned();
+        assert!(next().trim().ends_with("demo"));
+        let admin_key = next().rsplit(' ').next().unwrap().to_owned();
+        assert!(admin_key.starts_with("fk_"), "{admin_key}");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ProxiedServer {
+            child,
+            base,
+            admin_key,
+        }
+    }
+}
+
+impl Drop for ProxiedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn webhooks_ignore_a_proxy_in_the_environment_and_never_reach_inside_through_it() {
+    // A name that resolves to this machine: its own host name. (`localhost` would not do: the
+    // URL check refuses that name before any look-up.)
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("a Linux host name");
+    let host = host.trim().to_owned();
+    let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), 0))
+        .await
+        .expect("the host's own name resolves")
+        .collect();
+    assert!(
+        !addrs.is_empty() && addrs.iter().all(|a| fleety::webhooks::is_internal(a.ip())),
+        "{host} should resolve to this machine only: {addrs:?}"
+    );
+    // The proxy stand-in answers 200 to whatever it is asked, as a proxy that reached the
+    // receiver would; the receiver listens on loopback, where the name points.
+    let proxy = Receiver::start().await;
+    let receiver = Receiver::start().await;
+    let proxy_addr = proxy.url.trim_end_matches("/hooks").to_owned();
+    let port = receiver.url.rsplit(':').next().unwrap();
+    let target = format!("http://{host}:{port}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = ProxiedServer::start(dir.path(), &proxy_addr);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = http
+        .post(format!("{}/v1/projects/demo/webhooks", server.base))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"url": target, "events": ["ticket.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{target} is a name: registered");
+    let hook = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = http
+        .post(format!("{}/v1/tickets/demo", server.base))
+        .json(&json!({"title": "Through the proxy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    let log_url = format!(
+        "{}/v1/projects/demo/webhooks/{hook}/deliveries",
+        server.base
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log: Value = http
+            .get(&log_url)
+            .bearer_auth(&server.admin_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if log["deliveries"][0]["attempts"] == 1 {
+            break log["deliveries"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "never attempted: {log:#}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(log["status"], "pending", "{log:#}");
+    assert!(
+        log["last_error"].as_str().unwrap().contains("not public"),
+        "{log:#}"
+    );
+    assert!(
+        proxy.got().is_empty(),
+        "the proxy was asked: {:#?}",
+        proxy.got()
+    );
+    assert!(receiver.got().is_empty());
+    drop(server);
+}
