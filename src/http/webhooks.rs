@@ -1,7 +1,8 @@
 //! The webhook admin API (agents' admin key): endpoints, their delivery logs, and replay.
 //!
 //! The signing secret is returned once, when the endpoint is created; it is never shown
-//! again. Turning an endpoint back on clears what the dispatcher recorded when it turned it off.
+//! again. Turning an endpoint back on clears what the dispatcher recorded when it turned it off,
+//! and checks its URL against the address rule again.
 
 use std::sync::Arc;
 
@@ -235,6 +236,14 @@ pub async fn update(
             }
             if let Some(enabled) = req.enabled {
                 if enabled && !e.enabled {
+                    // The address rule may have tightened since the URL was checked (it was
+                    // registered while private addresses were allowed, or the rule grew).
+                    let allow_private = ctx.settings.webhooks.allow_private;
+                    if let Err(why) = crate::webhooks::check_url(&e.url, allow_private) {
+                        return Err(ApiError::bad_request(format!(
+                            "{why}; change the url to enable this webhook"
+                        )));
+                    }
                     // A fresh start: the failures that turned it off are history.
                     e.disabled_reason = None;
                     e.failing_since = None;

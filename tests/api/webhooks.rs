@@ -434,6 +434,31 @@ async fn every_event_arrives_signed_as_the_specification_says() {
 }
 
 #[tokio::test]
+async fn an_endpoint_whose_url_the_rule_now_refuses_cannot_be_turned_back_on() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // Registered while private addresses were allowed, and turned off.
+    let app = isolated(|s| s.webhooks.allow_private = true).await;
+    let (hook, _) = register(&app, "http://127.0.0.1:9/hooks", &["ticket.created"]).await;
+    let path = format!("/v1/projects/demo/webhooks/{hook}");
+    let resp = app.admin_patch(&path, json!({"enabled": false})).await;
+    assert_eq!(resp.status(), 200);
+    // The server restarts on the same data without that allowance.
+    let restart = app.stop().await;
+    let app = spawn_with(restart.options()).await;
+    let resp = app.admin_patch(&path, json!({"enabled": true})).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert!(error_of(&err).contains("loopback"), "{err}");
+    assert!(error_of(&err).contains("change the url"), "{err}");
+    assert_eq!(endpoint(&app, &hook).await["enabled"], false);
+    // With a url the rule accepts, it comes back on.
+    let public = json!({"enabled": true, "url": "https://hooks.example.com/x"});
+    let resp = app.admin_patch(&path, public).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(endpoint(&app, &hook).await["enabled"], true);
+}
+
+#[tokio::test]
 async fn a_failed_delivery_is_retried_with_its_id_until_it_lands_and_retry_after_is_honoured() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let receiver = Receiver::start().await;
