@@ -529,7 +529,11 @@ impl Dispatcher {
             e.disabled_reason = changed.disabled_reason;
             tracing::warn!(endpoint = %e.id, project = %e.project_id, url = %e.url, "webhook endpoint disabled: it kept failing");
         }
-        self.store.put_endpoint(&e).await?;
+        match self.store.update_endpoint(&e).await {
+            // Deleted meanwhile: nothing left to mark.
+            Err(fleety_actors::store::StoreError::NotFound) => return Ok(()),
+            other => other?,
+        }
         let endpoints = self.store.list_endpoints(&e.project_id).await?;
         self.hooks.set(&e.project_id, endpoints);
         Ok(())

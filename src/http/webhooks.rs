@@ -169,11 +169,6 @@ pub async fn create(
             let req: NewEndpoint = parse_body(&meta, &body)?;
             let url = check_url(&ctx, &req.url)?;
             let events = parse_events(&req.events)?;
-            if ctx.webhook_store.list_endpoints(&project.id).await?.len() >= MAX_ENDPOINTS {
-                return Err(ApiError::conflict(format!(
-                    "a project may have at most {MAX_ENDPOINTS} webhooks; delete one first"
-                )));
-            }
             let endpoint = Endpoint {
                 id: Uuid::new_v4(),
                 project_id: project.id.clone(),
@@ -185,7 +180,19 @@ pub async fn create(
                 failing_since: None,
                 created_at: ctx.clock.now(),
             };
-            ctx.webhook_store.put_endpoint(&endpoint).await?;
+            // The store counts and inserts in one step, so racing creates stop at the cap.
+            match ctx
+                .webhook_store
+                .create_endpoint(&endpoint, MAX_ENDPOINTS)
+                .await
+            {
+                Err(StoreError::Conflict) => {
+                    return Err(ApiError::conflict(format!(
+                        "a project may have at most {MAX_ENDPOINTS} webhooks; delete one first"
+                    )))
+                }
+                other => other?,
+            }
             refresh(&ctx, &project).await?;
             let view = EndpointView {
                 secret: Some(&endpoint.secret),
@@ -250,7 +257,11 @@ pub async fn update(
                 }
                 e.enabled = enabled;
             }
-            ctx.webhook_store.put_endpoint(&e).await?;
+            match ctx.webhook_store.update_endpoint(&e).await {
+                // Deleted since it was read.
+                Err(StoreError::NotFound) => return Err(ApiError::not_found("webhook not found")),
+                other => other?,
+            }
             refresh(&ctx, &project).await?;
             Ok(json(StatusCode::OK, &EndpointView::new(&e)))
         }

@@ -456,6 +456,41 @@ async fn every_event_arrives_signed_as_the_specification_says() {
 }
 
 #[tokio::test]
+async fn forty_creates_at_once_leave_exactly_the_twenty_endpoints_a_project_may_have() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let app = isolated(|_| {}).await;
+    let creates = (0..40).map(|i| {
+        let body =
+            json!({"url": format!("https://hooks-{i}.example.com/"), "events": ["ticket.created"]});
+        app.admin_post("/v1/projects/demo/webhooks", body)
+    });
+    let answers = futures_util::future::join_all(creates).await;
+    let (mut created, mut refused) = (0, 0);
+    for resp in answers {
+        match resp.status().as_u16() {
+            201 => created += 1,
+            409 => {
+                let err: Value = resp.json().await.unwrap();
+                assert_eq!(
+                    error_of(&err),
+                    "a project may have at most 20 webhooks; delete one first"
+                );
+                refused += 1;
+            }
+            other => panic!("a create answered {other}: {:?}", resp.text().await),
+        }
+    }
+    assert_eq!((created, refused), (20, 20));
+    let listed: Value = app
+        .admin_get("/v1/projects/demo/webhooks")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["webhooks"].as_array().unwrap().len(), 20);
+}
+
+#[tokio::test]
 async fn an_endpoint_whose_url_the_rule_now_refuses_cannot_be_turned_back_on() {
     let _serial = ONE_AT_A_TIME.lock().await;
     // Registered while private addresses were allowed, and turned off.
@@ -627,7 +662,11 @@ async fn an_internal_address_is_never_called_unless_the_operator_allows_it() {
         failing_since: None,
         created_at: chrono::Utc::now(),
     };
-    app.ctx.webhook_store.put_endpoint(&endpoint).await.unwrap();
+    app.ctx
+        .webhook_store
+        .create_endpoint(&endpoint, 20)
+        .await
+        .unwrap();
     let project = endpoint.project_id.clone();
     let all = app
         .ctx
