@@ -32,8 +32,14 @@ pub use addresses::is_internal;
 
 /// Deliveries read from the store per round.
 const ROUND: usize = 64;
-/// How often the dispatcher looks for due deliveries when nothing wakes it.
-const POLL_EVERY: Duration = Duration::from_secs(1);
+/// The longest the dispatcher goes without looking at the store. It wakes by itself when a
+/// delivery it knows of comes due (one it made, rescheduled or saw coming in its last look), so
+/// this bounds only how late it finds one it could not know of: due now, written by another
+/// node (whose dispatcher died) or left by this node before a restart.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// How far ahead a look reads, so that a delivery coming due before the next look is woken
+/// for on time. At least [`LOOK_EVERY`].
+const LOOK_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// How often endpoints changed through other nodes are picked up.
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
 /// How long attempts under way may take to finish when the server stops.
@@ -187,6 +193,9 @@ pub struct Dispatcher {
     /// Deliveries being tried, so a round that reads one again before its outcome is written
     /// leaves it alone.
     in_flight: Mutex<HashMap<String, Delivery>>,
+    /// The soonest due time known beyond what the last round started: what attempts have
+    /// rescheduled since, and the first delivery that round saw coming.
+    soonest: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Dispatcher {
@@ -215,6 +224,7 @@ impl Dispatcher {
                     + 10,
             ),
             in_flight: Mutex::new(HashMap::new()),
+            soonest: Mutex::new(None),
         }))
     }
 
@@ -238,12 +248,21 @@ impl Dispatcher {
         refresh.tick().await;
         let mut prune = tokio::time::interval(PRUNE_EVERY);
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The next look at the store: at once, then every `LOOK_EVERY` at least.
         let mut next = tokio::time::Instant::now();
         // After a wake-up the new deliveries may still be on their way to the store: look
         // again shortly after, once.
         let mut follow_up: Option<tokio::time::Instant> = None;
+        // The last round left due deliveries for want of a free slot or a longer read.
+        let mut backlog = false;
         loop {
-            let at = follow_up.map_or(next, |f| f.min(next));
+            // Recomputed whenever anything wakes the loop, an attempt ending included: a retry
+            // it scheduled is woken for when it comes due.
+            let at = [Some(next), follow_up, self.next_due()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = refresh.tick() => {
@@ -261,10 +280,14 @@ impl Dispatcher {
                     if follow_up.is_some_and(|f| f <= tokio::time::Instant::now()) {
                         follow_up = None;
                     }
-                    self.round(&mut tasks).await;
-                    next = tokio::time::Instant::now() + POLL_EVERY;
+                    backlog = self.round(&mut tasks).await;
+                    next = tokio::time::Instant::now() + LOOK_EVERY;
                 }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                    if backlog {
+                        next = tokio::time::Instant::now();
+                    }
+                }
             }
         }
         let finish = async { while tasks.join_next().await.is_some() {} };
@@ -294,22 +317,47 @@ impl Dispatcher {
         }
     }
 
-    /// Reads what is due and starts an attempt for each delivery not already being tried, as
-    /// far as there are free slots.
-    async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
+    /// Notes that a delivery comes due at `at`, so the loop wakes for it.
+    fn expect(&self, at: DateTime<Utc>) {
+        let mut soonest = lock(&self.soonest);
+        *soonest = Some(soonest.map_or(at, |s| s.min(at)));
+    }
+
+    /// When the soonest delivery known comes due, on tokio's clock.
+    fn next_due(&self) -> Option<tokio::time::Instant> {
+        let due = (*lock(&self.soonest))?;
+        let wait = (due - self.clock.now()).to_std().unwrap_or_default();
+        Some(tokio::time::Instant::now() + wait)
+    }
+
+    /// Reads what is due now or before the next look, starts an attempt for each delivery due
+    /// now that is not already being tried, as far as there are free slots, and notes when the
+    /// next one comes due. True when due deliveries were left for want of a slot, or the read
+    /// was full of them.
+    async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> bool {
+        let now = self.clock.now();
+        // What is due by now is this round's to start (a delivery is in the store before its
+        // due time is noted); what comes later stays noted.
+        lock(&self.soonest).take_if(|at| *at <= now);
         if self.permits.available_permits() == 0 {
-            return;
+            return true;
         }
-        let due = match self.store.due_deliveries(self.clock.now(), ROUND).await {
+        let due = match self.store.due_deliveries(now + LOOK_AHEAD, ROUND).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "reading due webhook deliveries failed");
-                return;
+                return false;
             }
         };
+        let full = due.len() == ROUND;
         for d in due {
+            if let Some(at) = d.next_attempt_at.filter(|at| *at > now) {
+                // Soonest first: this one and the rest come later.
+                self.expect(at);
+                return false;
+            }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                break;
+                return true;
             };
             {
                 let mut in_flight = lock(&self.in_flight);
@@ -326,6 +374,7 @@ impl Dispatcher {
                 drop(permit);
             });
         }
+        full
     }
 
     async fn attempt(&self, d: Delivery) {
@@ -510,6 +559,9 @@ impl Dispatcher {
             self.save_endpoint(e).await?;
         }
         self.store.put_delivery(&next, was_due).await?;
+        if let Some(at) = next.next_attempt_at {
+            self.expect(at);
+        }
         Ok(())
     }
 
@@ -744,6 +796,95 @@ mod tests {
             failing_since: None,
             created_at: Utc::now(),
         }
+    }
+
+    /// A clock on tokio's time, so that with the time paused, the dispatcher's due times and
+    /// its sleeps move together, and only when the test lets them.
+    struct TokioClock {
+        start: tokio::time::Instant,
+        at: DateTime<Utc>,
+    }
+
+    impl Clock for TokioClock {
+        fn now(&self) -> DateTime<Utc> {
+            let elapsed = chrono::TimeDelta::from_std(self.start.elapsed()).unwrap_or_default();
+            fleety_actors::clock::truncate_millis(self.at + elapsed)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_is_attempted_the_moment_it_comes_due() {
+        use fleety_actors::store::memory::MemoryStore;
+        use fleety_actors::store::WebhookStore;
+        let store = MemoryStore::new();
+        let clock = Arc::new(TokioClock {
+            start: tokio::time::Instant::now(),
+            at: fleety_actors::clock::now_millis(),
+        });
+        let mut settings = crate::config::Settings::default().webhooks;
+        settings.retry_schedule = "2s,1h".into();
+        // A loopback address: refused at every attempt, before any connection is tried.
+        let e = Endpoint {
+            url: "http://127.0.0.1:9/hook".into(),
+            ..endpoint()
+        };
+        store.create_endpoint(&e, 20).await.unwrap();
+        let hooks = Hooks::default();
+        hooks.load(vec![e.clone()]);
+        let d = Delivery::new(
+            &e,
+            EventType::MessageCreated,
+            &serde_json::json!({}),
+            clock.now(),
+        );
+        store.put_delivery(&d, None).await.unwrap();
+        let dispatcher = Dispatcher::new(store.clone(), hooks, clock.clone(), &settings).unwrap();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(dispatcher.run(stop.clone()));
+
+        async fn stored(store: &MemoryStore, d: &Delivery) -> Delivery {
+            let found = store.get_delivery(&d.project_id, d.endpoint_id, &d.id);
+            found.await.unwrap().unwrap()
+        }
+        // Lets the dispatcher run without moving the time (a yield never advances it) until
+        // the delivery has had `n` attempts.
+        async fn attempted(store: &MemoryStore, d: &Delivery, n: u32) -> Delivery {
+            for _ in 0..10_000 {
+                let now = stored(store, d).await;
+                if now.attempts >= n {
+                    return now;
+                }
+                tokio::task::yield_now().await;
+            }
+            panic!("attempt {n} was not made");
+        }
+        let first = attempted(&store, &d, 1).await;
+        assert_eq!(
+            first.last_error.as_deref().map(|e| e.starts_with("url:")),
+            Some(true)
+        );
+        let due = first.next_attempt_at.unwrap();
+        let wait = (due - clock.now()).to_std().unwrap();
+        assert!(
+            (1600..=2400).contains(&wait.as_millis()),
+            "{wait:?}: 2 s ±20 %"
+        );
+
+        // Up to a millisecond before it is due, nothing: the paused time jumps from one timer to
+        // the next, so every look the dispatcher takes meanwhile happens.
+        tokio::time::sleep(wait - Duration::from_millis(1)).await;
+        assert_eq!(
+            stored(&store, &d).await.attempts,
+            1,
+            "tried before it was due"
+        );
+        // At the due time the attempt is made, with the time standing still.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let second = attempted(&store, &d, 2).await;
+        assert_eq!(clock.now(), due);
+        assert_eq!(second.status, DeliveryStatus::Pending);
+        stop.cancel();
+        running.await.unwrap();
     }
 
     #[test]
