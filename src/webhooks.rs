@@ -27,10 +27,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WebhookSettings;
 
+mod addresses;
+pub use addresses::is_internal;
+
 /// Deliveries read from the store per round.
 const ROUND: usize = 64;
-/// How often the dispatcher looks for due deliveries when nothing wakes it.
-const POLL_EVERY: Duration = Duration::from_secs(1);
+/// The longest the dispatcher goes without looking at the store. It wakes by itself when a
+/// delivery it knows of comes due (one it made, rescheduled or saw coming in its last look), so
+/// this bounds only how late it finds one it could not know of: due now, written by another
+/// node (whose dispatcher died) or left by this node before a restart.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// How far ahead a look reads, so that a delivery coming due before the next look is woken
+/// for on time. At least [`LOOK_EVERY`].
+const LOOK_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// How often endpoints changed through other nodes are picked up.
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
 /// How long attempts under way may take to finish when the server stops.
@@ -72,36 +81,6 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String
     ))
 }
 
-/// Whether an address belongs to this machine or a private network: loopback, private,
-/// link-local (cloud metadata lives there), carrier-grade NAT, unspecified, multicast and
-/// broadcast, and their IPv4-in-IPv6 forms.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
-
 /// Checks an endpoint URL as it is registered: `http` or `https`, a host, no credentials, and
 /// (unless private addresses are allowed) no host that is an internal address or `localhost`.
 /// Names are checked again, by the addresses they resolve to, at every attempt.
@@ -126,7 +105,7 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<reqwest::Url, String>
         }
     };
     if internal && !allow_private {
-        return Err("url: points at a loopback, private or link-local address, which this server does not call".into());
+        return Err("url: points at a loopback, private, link-local or other non-public address, which this server does not call".into());
     }
     Ok(url)
 }
@@ -157,16 +136,19 @@ struct Refused;
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the address is loopback, private or link-local")
+        f.write_str("the address is loopback, private, link-local or otherwise not public")
     }
 }
 
 impl std::error::Error for Refused {}
 
-/// The HTTP client webhooks go out on: no redirects, the configured timeout, and the address
-/// guard unless private addresses are allowed.
+/// The HTTP client webhooks go out on: no redirects, the configured timeout, the address
+/// guard unless private addresses are allowed, and no proxy. `HTTP_PROXY`, `HTTPS_PROXY` and
+/// `ALL_PROXY` are ignored: a proxy is handed the receiver's name unresolved and resolves it
+/// itself, out of the guard's sight, so a name pointing inside would reach the proxy's network.
 pub fn client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(Duration::from_secs(settings.timeout_secs))
@@ -211,6 +193,9 @@ pub struct Dispatcher {
     /// Deliveries being tried, so a round that reads one again before its outcome is written
     /// leaves it alone.
     in_flight: Mutex<HashMap<String, Delivery>>,
+    /// The soonest due time known beyond what the last round started: what attempts have
+    /// rescheduled since, and the first delivery that round saw coming.
+    soonest: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Dispatcher {
@@ -239,6 +224,7 @@ impl Dispatcher {
                     + 10,
             ),
             in_flight: Mutex::new(HashMap::new()),
+            soonest: Mutex::new(None),
         }))
     }
 
@@ -262,12 +248,21 @@ impl Dispatcher {
         refresh.tick().await;
         let mut prune = tokio::time::interval(PRUNE_EVERY);
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The next look at the store: at once, then every `LOOK_EVERY` at least.
         let mut next = tokio::time::Instant::now();
         // After a wake-up the new deliveries may still be on their way to the store: look
         // again shortly after, once.
         let mut follow_up: Option<tokio::time::Instant> = None;
+        // The last round left due deliveries for want of a free slot or a longer read.
+        let mut backlog = false;
         loop {
-            let at = follow_up.map_or(next, |f| f.min(next));
+            // Recomputed whenever anything wakes the loop, an attempt ending included: a retry
+            // it scheduled is woken for when it comes due.
+            let at = [Some(next), follow_up, self.next_due()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = refresh.tick() => {
@@ -285,10 +280,14 @@ impl Dispatcher {
                     if follow_up.is_some_and(|f| f <= tokio::time::Instant::now()) {
                         follow_up = None;
                     }
-                    self.round(&mut tasks).await;
-                    next = tokio::time::Instant::now() + POLL_EVERY;
+                    backlog = self.round(&mut tasks).await;
+                    next = tokio::time::Instant::now() + LOOK_EVERY;
                 }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                    if backlog {
+                        next = tokio::time::Instant::now();
+                    }
+                }
             }
         }
         let finish = async { while tasks.join_next().await.is_some() {} };
@@ -318,22 +317,47 @@ impl Dispatcher {
         }
     }
 
-    /// Reads what is due and starts an attempt for each delivery not already being tried, as
-    /// far as there are free slots.
-    async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
+    /// Notes that a delivery comes due at `at`, so the loop wakes for it.
+    fn expect(&self, at: DateTime<Utc>) {
+        let mut soonest = lock(&self.soonest);
+        *soonest = Some(soonest.map_or(at, |s| s.min(at)));
+    }
+
+    /// When the soonest delivery known comes due, on tokio's clock.
+    fn next_due(&self) -> Option<tokio::time::Instant> {
+        let due = (*lock(&self.soonest))?;
+        let wait = (due - self.clock.now()).to_std().unwrap_or_default();
+        Some(tokio::time::Instant::now() + wait)
+    }
+
+    /// Reads what is due now or before the next look, starts an attempt for each delivery due
+    /// now that is not already being tried, as far as there are free slots, and notes when the
+    /// next one comes due. True when due deliveries were left for want of a slot, or the read
+    /// was full of them.
+    async fn round(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> bool {
+        let now = self.clock.now();
+        // What is due by now is this round's to start (a delivery is in the store before its
+        // due time is noted); what comes later stays noted.
+        lock(&self.soonest).take_if(|at| *at <= now);
         if self.permits.available_permits() == 0 {
-            return;
+            return true;
         }
-        let due = match self.store.due_deliveries(self.clock.now(), ROUND).await {
+        let due = match self.store.due_deliveries(now + LOOK_AHEAD, ROUND).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "reading due webhook deliveries failed");
-                return;
+                return false;
             }
         };
+        let full = due.len() == ROUND;
         for d in due {
+            if let Some(at) = d.next_attempt_at.filter(|at| *at > now) {
+                // Soonest first: this one and the rest come later.
+                self.expect(at);
+                return false;
+            }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                break;
+                return true;
             };
             {
                 let mut in_flight = lock(&self.in_flight);
@@ -350,6 +374,7 @@ impl Dispatcher {
                 drop(permit);
             });
         }
+        full
     }
 
     async fn attempt(&self, d: Delivery) {
@@ -534,6 +559,9 @@ impl Dispatcher {
             self.save_endpoint(e).await?;
         }
         self.store.put_delivery(&next, was_due).await?;
+        if let Some(at) = next.next_attempt_at {
+            self.expect(at);
+        }
         Ok(())
     }
 
@@ -553,7 +581,11 @@ impl Dispatcher {
             e.disabled_reason = changed.disabled_reason;
             tracing::warn!(endpoint = %e.id, project = %e.project_id, url = %e.url, "webhook endpoint disabled: it kept failing");
         }
-        self.store.put_endpoint(&e).await?;
+        match self.store.update_endpoint(&e).await {
+            // Deleted meanwhile: nothing left to mark.
+            Err(fleety_actors::store::StoreError::NotFound) => return Ok(()),
+            other => other?,
+        }
         let endpoints = self.store.list_endpoints(&e.project_id).await?;
         self.hooks.set(&e.project_id, endpoints);
         Ok(())
@@ -687,6 +719,12 @@ mod tests {
             "http://api.localhost/",
             "http://169.254.169.254/latest/meta-data",
             "http://10.0.0.8/",
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+            "http://[2002:7f00:1::1]/",
+            "http://[::127.0.0.1]/",
+            "http://198.18.0.1/",
+            "http://240.0.0.1/",
+            "http://2130706433/",
         ] {
             assert!(check_url(bad, false).is_err(), "{bad}");
         }
@@ -758,6 +796,95 @@ mod tests {
             failing_since: None,
             created_at: Utc::now(),
         }
+    }
+
+    /// A clock on tokio's time, so that with the time paused, the dispatcher's due times and
+    /// its sleeps move together, and only when the test lets them.
+    struct TokioClock {
+        start: tokio::time::Instant,
+        at: DateTime<Utc>,
+    }
+
+    impl Clock for TokioClock {
+        fn now(&self) -> DateTime<Utc> {
+            let elapsed = chrono::TimeDelta::from_std(self.start.elapsed()).unwrap_or_default();
+            fleety_actors::clock::truncate_millis(self.at + elapsed)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_is_attempted_the_moment_it_comes_due() {
+        use fleety_actors::store::memory::MemoryStore;
+        use fleety_actors::store::WebhookStore;
+        let store = MemoryStore::new();
+        let clock = Arc::new(TokioClock {
+            start: tokio::time::Instant::now(),
+            at: fleety_actors::clock::now_millis(),
+        });
+        let mut settings = crate::config::Settings::default().webhooks;
+        settings.retry_schedule = "2s,1h".into();
+        // A loopback address: refused at every attempt, before any connection is tried.
+        let e = Endpoint {
+            url: "http://127.0.0.1:9/hook".into(),
+            ..endpoint()
+        };
+        store.create_endpoint(&e, 20).await.unwrap();
+        let hooks = Hooks::default();
+        hooks.load(vec![e.clone()]);
+        let d = Delivery::new(
+            &e,
+            EventType::MessageCreated,
+            &serde_json::json!({}),
+            clock.now(),
+        );
+        store.put_delivery(&d, None).await.unwrap();
+        let dispatcher = Dispatcher::new(store.clone(), hooks, clock.clone(), &settings).unwrap();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(dispatcher.run(stop.clone()));
+
+        async fn stored(store: &MemoryStore, d: &Delivery) -> Delivery {
+            let found = store.get_delivery(&d.project_id, d.endpoint_id, &d.id);
+            found.await.unwrap().unwrap()
+        }
+        // Lets the dispatcher run without moving the time (a yield never advances it) until
+        // the delivery has had `n` attempts.
+        async fn attempted(store: &MemoryStore, d: &Delivery, n: u32) -> Delivery {
+            for _ in 0..10_000 {
+                let now = stored(store, d).await;
+                if now.attempts >= n {
+                    return now;
+                }
+                tokio::task::yield_now().await;
+            }
+            panic!("attempt {n} was not made");
+        }
+        let first = attempted(&store, &d, 1).await;
+        assert_eq!(
+            first.last_error.as_deref().map(|e| e.starts_with("url:")),
+            Some(true)
+        );
+        let due = first.next_attempt_at.unwrap();
+        let wait = (due - clock.now()).to_std().unwrap();
+        assert!(
+            (1600..=2400).contains(&wait.as_millis()),
+            "{wait:?}: 2 s ±20 %"
+        );
+
+        // Up to a millisecond before it is due, nothing: the paused time jumps from one timer to
+        // the next, so every look the dispatcher takes meanwhile happens.
+        tokio::time::sleep(wait - Duration::from_millis(1)).await;
+        assert_eq!(
+            stored(&store, &d).await.attempts,
+            1,
+            "tried before it was due"
+        );
+        // At the due time the attempt is made, with the time standing still.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let second = attempted(&store, &d, 2).await;
+        assert_eq!(clock.now(), due);
+        assert_eq!(second.status, DeliveryStatus::Pending);
+        stop.cancel();
+        running.await.unwrap();
     }
 
     #[test]

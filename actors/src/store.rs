@@ -277,8 +277,13 @@ pub trait KbStore: Send + Sync + 'static {
 /// Webhook endpoints, and the deliveries owed to them.
 #[async_trait]
 pub trait WebhookStore: Send + Sync + 'static {
-    /// Creates or replaces an endpoint.
-    async fn put_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
+    /// Creates an endpoint, unless its project has `max` endpoints already:
+    /// [`StoreError::Conflict`] then. Counting and inserting are one step, so creates racing on
+    /// one node or several never leave a project more than `max`.
+    async fn create_endpoint(&self, endpoint: &Endpoint, max: usize) -> StoreResult<()>;
+    /// Replaces an endpoint; [`StoreError::NotFound`] if there is no such endpoint (it was
+    /// deleted meanwhile: a change never brings one back, which would also pass the cap).
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
     /// [`StoreError::NotFound`] if there is no such endpoint. Its deliveries stay, as a log.
     async fn delete_endpoint(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
     async fn list_endpoints(&self, project: &ProjectId) -> StoreResult<Vec<Endpoint>>;

@@ -1,7 +1,8 @@
 //! The webhook admin API (agents' admin key): endpoints, their delivery logs, and replay.
 //!
 //! The signing secret is returned once, when the endpoint is created; it is never shown
-//! again. Turning an endpoint back on clears what the dispatcher recorded when it turned it off.
+//! again. Turning an endpoint back on clears what the dispatcher recorded when it turned it off,
+//! and checks its URL against the address rule again.
 
 use std::sync::Arc;
 
@@ -237,11 +238,6 @@ pub async fn create(project: Arc<Project>, ctx: Arc<Ctx>, req: NewEndpoint) -> R
         async {
             let url = check_url(&ctx, &req.url)?;
             let events = parse_events(&req.events)?;
-            if ctx.webhook_store.list_endpoints(&project.id).await?.len() >= MAX_ENDPOINTS {
-                return Err(ApiError::conflict(format!(
-                    "a project may have at most {MAX_ENDPOINTS} webhooks; delete one first"
-                )));
-            }
             let endpoint = Endpoint {
                 id: Uuid::new_v4(),
                 project_id: project.id.clone(),
@@ -253,7 +249,19 @@ pub async fn create(project: Arc<Project>, ctx: Arc<Ctx>, req: NewEndpoint) -> R
                 failing_since: None,
                 created_at: ctx.clock.now(),
             };
-            ctx.webhook_store.put_endpoint(&endpoint).await?;
+            // The store counts and inserts in one step, so racing creates stop at the cap.
+            match ctx
+                .webhook_store
+                .create_endpoint(&endpoint, MAX_ENDPOINTS)
+                .await
+            {
+                Err(StoreError::Conflict) => {
+                    return Err(ApiError::conflict(format!(
+                        "a project may have at most {MAX_ENDPOINTS} webhooks; delete one first"
+                    )))
+                }
+                other => other?,
+            }
             refresh(&ctx, &project).await?;
             let view = EndpointView {
                 secret: Some(&endpoint.secret),
@@ -306,13 +314,25 @@ pub async fn update(
             }
             if let Some(enabled) = req.enabled {
                 if enabled && !e.enabled {
+                    // The address rule may have tightened since the URL was checked (it was
+                    // registered while private addresses were allowed, or the rule grew).
+                    let allow_private = ctx.settings.webhooks.allow_private;
+                    if let Err(why) = crate::webhooks::check_url(&e.url, allow_private) {
+                        return Err(ApiError::bad_request(format!(
+                            "{why}; change the url to enable this webhook"
+                        )));
+                    }
                     // A fresh start: the failures that turned it off are history.
                     e.disabled_reason = None;
                     e.failing_since = None;
                 }
                 e.enabled = enabled;
             }
-            ctx.webhook_store.put_endpoint(&e).await?;
+            match ctx.webhook_store.update_endpoint(&e).await {
+                // Deleted since it was read.
+                Err(StoreError::NotFound) => return Err(ApiError::not_found("webhook not found")),
+                other => other?,
+            }
             refresh(&ctx, &project).await?;
             Ok(json(StatusCode::OK, &EndpointView::new(&e)))
         }

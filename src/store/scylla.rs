@@ -63,10 +63,15 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_webhooks",
         include_str!("../../cql/0005_webhooks.cql"),
     ),
+    (
+        6,
+        "0006_webhook_endpoint_cap",
+        include_str!("../../cql/0006_webhook_endpoint_cap.cql"),
+    ),
 ];
 
 /// How long one statement may take before the store reports the cluster unavailable.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one listing of tickets may take in all.
 const LIST_DEADLINE: Duration = Duration::from_secs(10);
 /// Rows per page when reading a knowledge base (articles are up to ~200 KB each).
@@ -447,8 +452,7 @@ impl ScyllaStore {
     }
 
     /// Runs a lightweight transaction (`INSERT ... IF NOT EXISTS`, `UPDATE ... IF`) and says
-    /// whether it applied. ScyllaDB returns `[applied]` with every column, Cassandra only
-    /// `[applied]`: read it by name.
+    /// whether it applied.
     async fn claim(
         &self,
         st: &PreparedStatement,
@@ -459,20 +463,7 @@ impl ScyllaStore {
             .execute_unpaged(st, values)
             .await
             .map_err(execution)?;
-        let rows = result.into_rows_result().map_err(internal)?;
-        let column = rows
-            .column_specs()
-            .iter()
-            .position(|c| c.name() == "[applied]")
-            .ok_or_else(|| StoreError::Internal("LWT result has no [applied] column".into()))?;
-        let row: Row = rows
-            .maybe_first_row::<Row>()
-            .map_err(internal)?
-            .ok_or_else(|| StoreError::Internal("LWT result has no row".into()))?;
-        Ok(matches!(
-            row.columns.get(column),
-            Some(Some(CqlValue::Boolean(true)))
-        ))
+        applied(result)
     }
 
     /// Runs a single-row read and decodes the row, if there is one.
@@ -929,6 +920,25 @@ fn article_from_row(r: ArticleRow) -> StoreResult<Article> {
     })
 }
 
+/// Whether a lightweight transaction (a statement or a conditional batch) applied.
+/// ScyllaDB returns `[applied]` with every column, Cassandra only `[applied]`: read it by name.
+fn applied(result: scylla::response::query_result::QueryResult) -> StoreResult<bool> {
+    let rows = result.into_rows_result().map_err(internal)?;
+    let column = rows
+        .column_specs()
+        .iter()
+        .position(|c| c.name() == "[applied]")
+        .ok_or_else(|| StoreError::Internal("LWT result has no [applied] column".into()))?;
+    let row: Row = rows
+        .maybe_first_row::<Row>()
+        .map_err(internal)?
+        .ok_or_else(|| StoreError::Internal("LWT result has no row".into()))?;
+    Ok(matches!(
+        row.columns.get(column),
+        Some(Some(CqlValue::Boolean(true)))
+    ))
+}
+
 /// The month a ticket is listed under: `YYYY-MM`, which sorts like time.
 fn bucket(t: DateTime<Utc>) -> String {
     format!("{:04}-{:02}", t.year(), t.month())
@@ -1334,8 +1344,14 @@ impl KbStore for ScyllaStore {
 
 #[async_trait]
 impl WebhookStore for ScyllaStore {
-    async fn put_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
-        timed("scylla", "put_endpoint", self.put_endpoint_row(endpoint)).await
+    async fn create_endpoint(&self, endpoint: &Endpoint, max: usize) -> StoreResult<()> {
+        let create = self.create_endpoint_row(endpoint, max);
+        timed("scylla", "create_endpoint", create).await
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+        let update = self.update_endpoint_row(endpoint);
+        timed("scylla", "update_endpoint", update).await
     }
 
     async fn delete_endpoint(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {

@@ -428,9 +428,91 @@ async fn every_event_arrives_signed_as_the_specification_says() {
     // Newest first.
     assert_eq!(log[0]["event_type"], "ticket.assigned");
     assert_eq!(log[3]["event_type"], "ticket.created");
-    // Nothing else went out: no endpoint wants the ticket's read receipts.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(receiver.got().len(), 4);
+
+    // Read receipts are announced to no endpoint, even one that takes every event there is.
+    // The ticket is marked read by the visitor and by an agent, then resolved. The ticket
+    // writes its changes in order, each with the deliveries it owes, so once the resolution's
+    // delivery is in the log, any delivery owed for the receipts is in it too.
+    let read = format!("{path}/messages/read");
+    let resp = app.patch_json(&read, json!({"reader": "user"})).await;
+    assert_eq!(resp.status(), 200);
+    let resp = app.admin_patch(&read, json!({"reader": "admin"})).await;
+    assert_eq!(resp.status(), 200);
+    let resp = app.admin_patch(&path, json!({"status": "resolved"})).await;
+    assert_eq!(resp.status(), 200);
+    let resolved = |d: &Value| d["payload"]["data"]["ticket"]["status"] == "resolved";
+    let log = log_until(&app, &hook, |log| log.iter().any(resolved)).await;
+    let since: Vec<&Value> = log
+        .iter()
+        .filter(|d| !ids.contains(d["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(since.len(), 1, "{since:#?}");
+    assert!(resolved(since[0]), "{since:#?}");
+    let got = receiver.wait_for(5).await;
+    assert_eq!(
+        got[4].headers["webhook-id"],
+        since[0]["id"].as_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn forty_creates_at_once_leave_exactly_the_twenty_endpoints_a_project_may_have() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let app = isolated(|_| {}).await;
+    let creates = (0..40).map(|i| {
+        let body =
+            json!({"url": format!("https://hooks-{i}.example.com/"), "events": ["ticket.created"]});
+        app.admin_post("/v1/projects/demo/webhooks", body)
+    });
+    let answers = futures_util::future::join_all(creates).await;
+    let (mut created, mut refused) = (0, 0);
+    for resp in answers {
+        match resp.status().as_u16() {
+            201 => created += 1,
+            409 => {
+                let err: Value = resp.json().await.unwrap();
+                assert_eq!(
+                    error_of(&err),
+                    "a project may have at most 20 webhooks; delete one first"
+                );
+                refused += 1;
+            }
+            other => panic!("a create answered {other}: {:?}", resp.text().await),
+        }
+    }
+    assert_eq!((created, refused), (20, 20));
+    let listed: Value = app
+        .admin_get("/v1/projects/demo/webhooks")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["webhooks"].as_array().unwrap().len(), 20);
+}
+
+#[tokio::test]
+async fn an_endpoint_whose_url_the_rule_now_refuses_cannot_be_turned_back_on() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // Registered while private addresses were allowed, and turned off.
+    let app = isolated(|s| s.webhooks.allow_private = true).await;
+    let (hook, _) = register(&app, "http://127.0.0.1:9/hooks", &["ticket.created"]).await;
+    let path = format!("/v1/projects/demo/webhooks/{hook}");
+    let resp = app.admin_patch(&path, json!({"enabled": false})).await;
+    assert_eq!(resp.status(), 200);
+    // The server restarts on the same data without that allowance.
+    let restart = app.stop().await;
+    let app = spawn_with(restart.options()).await;
+    let resp = app.admin_patch(&path, json!({"enabled": true})).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert!(error_of(&err).contains("loopback"), "{err}");
+    assert!(error_of(&err).contains("change the url"), "{err}");
+    assert_eq!(endpoint(&app, &hook).await["enabled"], false);
+    // With a url the rule accepts, it comes back on.
+    let public = json!({"enabled": true, "url": "https://hooks.example.com/x"});
+    let resp = app.admin_patch(&path, public).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(endpoint(&app, &hook).await["enabled"], true);
 }
 
 #[tokio::test]
@@ -580,7 +662,11 @@ async fn an_internal_address_is_never_called_unless_the_operator_allows_it() {
         failing_since: None,
         created_at: chrono::Utc::now(),
     };
-    app.ctx.webhook_store.put_endpoint(&endpoint).await.unwrap();
+    app.ctx
+        .webhook_store
+        .create_endpoint(&endpoint, 20)
+        .await
+        .unwrap();
     let project = endpoint.project_id.clone();
     let all = app
         .ctx
@@ -643,4 +729,137 @@ async fn deliveries_owed_when_the_server_stops_are_sent_after_it_restarts() {
         .collect();
     logged.sort();
     assert_eq!(landed, logged);
+}
+
+/// The real binary, started with a proxy in its environment; killed when dropped.
+struct ProxiedServer {
+    child: std::process::Child,
+    base: String,
+    admin_key: String,
+}
+
+impl ProxiedServer {
+    fn start(dir: &std::path::Path, proxy: &str) -> ProxiedServer {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleety"));
+        // The binary refuses unknown FLEETY_* settings; give it none of the test run's own.
+        for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("FLEETY_")) {
+            cmd.env_remove(name);
+        }
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+            cmd.env(name, proxy).env(name.to_ascii_lowercase(), proxy);
+        }
+        let mut child = cmd
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .env("FLEETY_DATA_DIR", dir)
+            .env("FLEETY_LOG", "error")
+            .env("FLEETY_LISTEN", "127.0.0.1:0")
+            .env("FLEETY_PUBLIC_RATE_LIMIT", "0")
+            .env("FLEETY_WEBHOOK_RETRY_SCHEDULE", "1h")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut next = || lines.next().expect("a banner line").unwrap();
+        let base = next().rsplit(' ').next().unwrap().to_owned();
+        assert!(next().trim().ends_with("demo"));
+        let admin_key = next().rsplit(' ').next().unwrap().to_owned();
+        assert!(admin_key.starts_with("fk_"), "{admin_key}");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ProxiedServer {
+            child,
+            base,
+            admin_key,
+        }
+    }
+}
+
+impl Drop for ProxiedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn webhooks_ignore_a_proxy_in_the_environment_and_never_reach_inside_through_it() {
+    // A name that resolves to this machine: its own host name. (`localhost` would not do: the
+    // URL check refuses that name before any look-up.)
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("a Linux host name");
+    let host = host.trim().to_owned();
+    let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), 0))
+        .await
+        .expect("the host's own name resolves")
+        .collect();
+    assert!(
+        !addrs.is_empty() && addrs.iter().all(|a| fleety::webhooks::is_internal(a.ip())),
+        "{host} should resolve to this machine only: {addrs:?}"
+    );
+    // The proxy stand-in answers 200 to whatever it is asked, as a proxy that reached the
+    // receiver would; the receiver listens on loopback, where the name points.
+    let proxy = Receiver::start().await;
+    let receiver = Receiver::start().await;
+    let proxy_addr = proxy.url.trim_end_matches("/hooks").to_owned();
+    let port = receiver.url.rsplit(':').next().unwrap();
+    let target = format!("http://{host}:{port}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = ProxiedServer::start(dir.path(), &proxy_addr);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = http
+        .post(format!("{}/v1/projects/demo/webhooks", server.base))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"url": target, "events": ["ticket.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{target} is a name: registered");
+    let hook = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = http
+        .post(format!("{}/v1/tickets/demo", server.base))
+        .json(&json!({"title": "Through the proxy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    let log_url = format!(
+        "{}/v1/projects/demo/webhooks/{hook}/deliveries",
+        server.base
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log: Value = http
+            .get(&log_url)
+            .bearer_auth(&server.admin_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if log["deliveries"][0]["attempts"] == 1 {
+            break log["deliveries"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "never attempted: {log:#}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(log["status"], "pending", "{log:#}");
+    assert!(
+        log["last_error"].as_str().unwrap().contains("not public"),
+        "{log:#}"
+    );
+    assert!(
+        proxy.got().is_empty(),
+        "the proxy was asked: {:#?}",
+        proxy.got()
+    );
+    assert!(receiver.got().is_empty());
+    drop(server);
 }

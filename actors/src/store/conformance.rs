@@ -46,6 +46,7 @@ macro_rules! store_conformance_tests {
             deliveries_ride_with_the_changes_they_announce,
             a_delivery_is_claimed_by_one_dispatcher_at_a_time,
             deliveries_past_the_retention_leave_the_log,
+            creates_racing_for_a_projects_last_endpoints_never_pass_its_cap,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -950,7 +951,7 @@ pub async fn webhook_endpoints_are_put_listed_replaced_and_deleted(store: Arc<dy
     let b = endpoint(&p.id, "https://b.example/hook");
     let elsewhere = endpoint(&q.id, "https://c.example/hook");
     for e in [&a, &b, &elsewhere] {
-        store.put_endpoint(e).await.unwrap();
+        store.create_endpoint(e, 20).await.unwrap();
     }
     let mut listed = store.list_endpoints(&p.id).await.unwrap();
     listed.sort_by(|x, y| x.url.cmp(&y.url));
@@ -959,7 +960,7 @@ pub async fn webhook_endpoints_are_put_listed_replaced_and_deleted(store: Arc<dy
     changed.enabled = false;
     changed.disabled_reason = Some("failing since yesterday".into());
     changed.failing_since = Some(now_millis());
-    store.put_endpoint(&changed).await.unwrap();
+    store.update_endpoint(&changed).await.unwrap();
     store.delete_endpoint(&p.id, b.id).await.unwrap();
     assert_eq!(
         store.list_endpoints(&p.id).await.unwrap(),
@@ -969,6 +970,15 @@ pub async fn webhook_endpoints_are_put_listed_replaced_and_deleted(store: Arc<dy
         store.delete_endpoint(&p.id, b.id).await,
         Err(StoreError::NotFound)
     ));
+    // A change to an endpoint deleted meanwhile does not bring it back.
+    assert!(matches!(
+        store.update_endpoint(&b).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.list_endpoints(&p.id).await.unwrap(),
+        vec![changed.clone()]
+    );
     let all = store.all_endpoints().await.unwrap();
     assert!(all.contains(&changed) && all.contains(&elsewhere) && !all.contains(&b));
 }
@@ -976,7 +986,7 @@ pub async fn webhook_endpoints_are_put_listed_replaced_and_deleted(store: Arc<dy
 pub async fn deliveries_come_due_in_order_and_move_when_rescheduled(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let e = endpoint(&p.id, "https://a.example/hook");
-    store.put_endpoint(&e).await.unwrap();
+    store.create_endpoint(&e, 20).await.unwrap();
     // Due a little in the past, so other cases' deliveries (due now) may come first or not:
     // only ours are looked at.
     let start = now_millis() - Duration::seconds(60);
@@ -1034,7 +1044,7 @@ pub async fn deliveries_come_due_in_order_and_move_when_rescheduled(store: Arc<d
 pub async fn deliveries_ride_with_the_changes_they_announce(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let e = endpoint(&p.id, "https://a.example/hook");
-    store.put_endpoint(&e).await.unwrap();
+    store.create_endpoint(&e, 20).await.unwrap();
     let t = ticket(&p.id, "swift-bear-053", now_millis());
     let created = delivery(&e, 0, now_millis());
     store
@@ -1069,7 +1079,7 @@ pub async fn deliveries_ride_with_the_changes_they_announce(store: Arc<dyn Store
 pub async fn a_delivery_is_claimed_by_one_dispatcher_at_a_time(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let e = endpoint(&p.id, "https://a.example/hook");
-    store.put_endpoint(&e).await.unwrap();
+    store.create_endpoint(&e, 20).await.unwrap();
     let now = now_millis();
     let d = delivery(&e, 0, now - Duration::seconds(1));
     store.put_delivery(&d, None).await.unwrap();
@@ -1099,7 +1109,7 @@ pub async fn a_delivery_is_claimed_by_one_dispatcher_at_a_time(store: Arc<dyn St
 pub async fn deliveries_past_the_retention_leave_the_log(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let e = endpoint(&p.id, "https://a.example/hook");
-    store.put_endpoint(&e).await.unwrap();
+    store.create_endpoint(&e, 20).await.unwrap();
     let now = now_millis();
     let mut old = delivery(
         &e,
@@ -1126,4 +1136,53 @@ pub async fn deliveries_past_the_retention_leave_the_log(store: Arc<dyn Store>) 
     );
     let due = store.due_deliveries(now, 10_000).await.unwrap();
     assert!(due.iter().any(|d| d.id == recent.id));
+}
+
+pub async fn creates_racing_for_a_projects_last_endpoints_never_pass_its_cap(
+    store: Arc<dyn Store>,
+) {
+    const CAP: usize = 5;
+    let p = stored_project(&store).await;
+    let q = stored_project(&store).await;
+    // Another project's endpoints do not count.
+    let theirs = endpoint(&q.id, "https://q.example/hook");
+    store.create_endpoint(&theirs, 1).await.unwrap();
+    let first = endpoint(&p.id, "https://first.example/hook");
+    store.create_endpoint(&first, CAP).await.unwrap();
+    let race = |n: usize| {
+        let mut racing = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let store = store.clone();
+            let e = endpoint(&p.id, &format!("https://racer-{i}.example/hook"));
+            racing.spawn(async move { store.create_endpoint(&e, CAP).await });
+        }
+        async move {
+            let (mut created, mut refused) = (0, 0);
+            while let Some(outcome) = racing.join_next().await {
+                match outcome.unwrap() {
+                    Ok(()) => created += 1,
+                    Err(StoreError::Conflict) => refused += 1,
+                    Err(e) => panic!("a create failed: {e}"),
+                }
+            }
+            (created, refused)
+        }
+    };
+    assert_eq!(race(16).await, (CAP - 1, 16 - (CAP - 1)));
+    assert_eq!(store.list_endpoints(&p.id).await.unwrap().len(), CAP);
+    // A place freed by a deletion is taken once.
+    store.delete_endpoint(&p.id, first.id).await.unwrap();
+    assert_eq!(race(4).await, (1, 3));
+    assert_eq!(store.list_endpoints(&p.id).await.unwrap().len(), CAP);
+    assert_eq!(
+        store.list_endpoints(&q.id).await.unwrap(),
+        vec![theirs.clone()]
+    );
+    // A project whose every endpoint was deleted has none, and may have one again.
+    store.delete_endpoint(&q.id, theirs.id).await.unwrap();
+    assert_eq!(store.list_endpoints(&q.id).await.unwrap(), vec![]);
+    assert!(!store.all_endpoints().await.unwrap().contains(&theirs));
+    let again = endpoint(&q.id, "https://q.example/again");
+    store.create_endpoint(&again, 1).await.unwrap();
+    assert_eq!(store.list_endpoints(&q.id).await.unwrap(), vec![again]);
 }

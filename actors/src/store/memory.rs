@@ -392,10 +392,27 @@ fn delivery_key(d: &Delivery) -> (ProjectId, Uuid, String) {
 
 #[async_trait]
 impl WebhookStore for MemoryStore {
-    async fn put_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+    async fn create_endpoint(&self, endpoint: &Endpoint, max: usize) -> StoreResult<()> {
         let key = (endpoint.project_id.clone(), endpoint.id);
-        lock(&self.data).endpoints.insert(key, endpoint.clone());
+        let mut data = lock(&self.data);
+        let project = &endpoint.project_id;
+        let has = data.endpoints.keys().filter(|(p, _)| p == project).count();
+        if has >= max || data.endpoints.contains_key(&key) {
+            return Err(StoreError::Conflict);
+        }
+        data.endpoints.insert(key, endpoint.clone());
         Ok(())
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+        let key = (endpoint.project_id.clone(), endpoint.id);
+        match lock(&self.data).endpoints.get_mut(&key) {
+            Some(stored) => {
+                *stored = endpoint.clone();
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        }
     }
 
     async fn delete_endpoint(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {

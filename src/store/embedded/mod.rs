@@ -586,8 +586,16 @@ impl KbStore for EmbeddedStore {
 
 #[async_trait]
 impl WebhookStore for EmbeddedStore {
-    async fn put_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
-        self.write("put_endpoint", Write::PutWebhook(endpoint.clone()))
+    async fn create_endpoint(&self, endpoint: &Endpoint, max: usize) -> StoreResult<()> {
+        let write = Write::CreateWebhook {
+            endpoint: endpoint.clone(),
+            max,
+        };
+        self.write("create_endpoint", write).await
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+        self.write("update_endpoint", Write::PutWebhook(endpoint.clone()))
             .await
     }
 

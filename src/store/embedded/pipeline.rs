@@ -99,6 +99,12 @@ pub(super) enum Write {
         project: ProjectId,
         id: uuid::Uuid,
     },
+    /// A new endpoint, unless its project has `max` already.
+    CreateWebhook {
+        endpoint: Endpoint,
+        max: usize,
+    },
+    /// Replaces an existing endpoint.
     PutWebhook(Endpoint),
     DeleteWebhook {
         project: ProjectId,
@@ -442,6 +448,32 @@ impl Rows<'_> {
         }
     }
 
+    /// How many endpoints `project` has: those in redb, as the overlay has changed them since.
+    fn webhooks_of(&mut self, project: &str) -> StoreResult<usize> {
+        let txn = match &mut self.txn {
+            Some(txn) => txn,
+            slot => slot.insert(self.db.begin_read().map_err(internal)?),
+        };
+        let table = txn.open_table(WEBHOOKS).map_err(internal)?;
+        let mut ids = std::collections::HashSet::new();
+        // Endpoint ids are UUIDs in hex-and-dash form, which sort between "" and "~".
+        let stored =
+            redb::ReadableTable::range::<(&str, &str)>(&table, (project, "")..(project, "~"))
+                .map_err(internal)?;
+        for row in stored {
+            let (key, _) = row.map_err(internal)?;
+            ids.insert(key.value().1.to_owned());
+        }
+        for (row, (exists, _)) in self.overlay.iter() {
+            match row {
+                Row::Webhook(p, id) if p == project && *exists => ids.insert(id.clone()),
+                Row::Webhook(p, id) if p == project => ids.remove(id),
+                _ => false,
+            };
+        }
+        Ok(ids.len())
+    }
+
     fn set(&mut self, row: Row, exists: bool) {
         self.overlay.insert(row, (exists, self.seq));
     }
@@ -572,14 +604,34 @@ impl Rows<'_> {
                 });
                 self.set(row, false);
             }
+            Write::CreateWebhook { endpoint: e, max } => {
+                let (id, json) = (e.id.to_string(), to_json(e)?);
+                let project = e.project_id.as_str();
+                let row = Row::Webhook(project.to_owned(), id.clone());
+                // Decided on the writer thread, one write at a time: no other create can come
+                // between the count and the insert.
+                if self.exists(&row)? || self.webhooks_of(project)? >= *max {
+                    return Err(StoreError::Conflict);
+                }
+                record.push(&Op::Webhook {
+                    project,
+                    id: &id,
+                    json: &json,
+                });
+                self.set(row, true);
+            }
             Write::PutWebhook(e) => {
                 let (id, json) = (e.id.to_string(), to_json(e)?);
+                let row = Row::Webhook(e.project_id.as_str().to_owned(), id.clone());
+                if !self.exists(&row)? {
+                    return Err(StoreError::NotFound);
+                }
                 record.push(&Op::Webhook {
                     project: e.project_id.as_str(),
                     id: &id,
                     json: &json,
                 });
-                self.set(Row::Webhook(e.project_id.as_str().to_owned(), id), true);
+                self.set(row, true);
             }
             Write::DeleteWebhook { project, id } => {
                 let id = id.to_string();

@@ -1,23 +1,39 @@
 //! The CQL store's webhook tables: endpoints, the delivery log, and the sharded index of
 //! deliveries waiting for an attempt (`cql/0005_webhooks.cql`).
+//!
+//! Endpoints change only through lightweight transactions on their project's partition, so
+//! the cap on a project's endpoints holds across nodes: a create counts the partition's rows
+//! and inserts with a condition on the partition's count of creates
+//! (`cql/0006_webhook_endpoint_cap.cql`); a change or a deletion applies only to a row that
+//! exists, so none brings a deleted endpoint back.
 
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::ProjectId;
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::webhook::{Delivery, DeliveryStatus, Endpoint, EventType, LOG_RETENTION};
 use scylla::client::session::Session;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
 
-use super::{execution, prepare, ScyllaStore};
+use super::{execution, prepare, ScyllaStore, REQUEST_TIMEOUT};
 
 /// Shards of the due index: a delivery's shard is fixed by its id.
 const DUE_SHARDS: i32 = 8;
+/// Rounds of count-and-insert one create tries when other creates of its project keep coming
+/// first. Each round one racing create applies, so a create that runs out had that many
+/// others land meanwhile.
+const CREATE_ROUNDS: usize = 64;
 
 pub(super) struct WebhookStatements {
-    upsert_endpoint: PreparedStatement,
-    select_endpoint_id: PreparedStatement,
+    /// Inserts the endpoint and moves the partition's count of creates on, if it is what the
+    /// creator read.
+    create_endpoint: Batch,
+    update_endpoint: PreparedStatement,
     delete_endpoint: PreparedStatement,
+    /// The project's endpoint ids and its count of creates, read with a serial consistency so
+    /// that every transaction on the partition before it is seen.
+    census_endpoints: PreparedStatement,
     select_endpoints: PreparedStatement,
     select_all_endpoints: PreparedStatement,
     upsert_delivery: PreparedStatement,
@@ -43,10 +59,22 @@ impl WebhookStatements {
         ks: &str,
     ) -> anyhow::Result<Self> {
         let p = |cql: String| prepare(session, consistency, cql, true);
+        let insert_endpoint = p(format!("INSERT INTO {ks}.webhook_endpoints ({ENDPOINT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?;
+        let count_create = p(format!("UPDATE {ks}.webhook_endpoints SET endpoints_created = ? WHERE project_id = ? IF endpoints_created = ?")).await?;
+        let mut create_endpoint = Batch::new(BatchType::Logged);
+        create_endpoint.append_statement(insert_endpoint);
+        create_endpoint.append_statement(count_create);
+        create_endpoint.set_consistency(consistency);
+        create_endpoint.set_request_timeout(Some(REQUEST_TIMEOUT));
+        create_endpoint.set_is_idempotent(false);
+        let mut census_endpoints = p(format!("SELECT endpoint_id, endpoints_created FROM {ks}.webhook_endpoints WHERE project_id = ?")).await?;
+        census_endpoints.set_consistency(Consistency::LocalSerial);
         Ok(Self {
-            upsert_endpoint: p(format!("INSERT INTO {ks}.webhook_endpoints ({ENDPOINT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
-            select_endpoint_id: p(format!("SELECT endpoint_id FROM {ks}.webhook_endpoints WHERE project_id = ? AND endpoint_id = ?")).await?,
-            delete_endpoint: p(format!("DELETE FROM {ks}.webhook_endpoints WHERE project_id = ? AND endpoint_id = ?")).await?,
+            create_endpoint,
+            // Writing the same values again is harmless, hence idempotent.
+            update_endpoint: p(format!("UPDATE {ks}.webhook_endpoints SET url = ?, events = ?, secret = ?, enabled = ?, disabled_reason = ?, failing_since = ?, created_at = ? WHERE project_id = ? AND endpoint_id = ? IF EXISTS")).await?,
+            delete_endpoint: prepare(session, consistency, format!("DELETE FROM {ks}.webhook_endpoints WHERE project_id = ? AND endpoint_id = ? IF EXISTS"), false).await?,
+            census_endpoints,
             select_endpoints: p(format!("SELECT {ENDPOINT_COLS} FROM {ks}.webhook_endpoints WHERE project_id = ?")).await?,
             select_all_endpoints: p(format!("SELECT {ENDPOINT_COLS} FROM {ks}.webhook_endpoints")).await?,
             upsert_delivery: p(format!("INSERT INTO {ks}.webhook_deliveries ({DELIVERY_WRITE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?")).await?,
@@ -61,16 +89,18 @@ impl WebhookStatements {
     }
 }
 
+/// Every column but the partition key optional: a partition whose endpoints were all deleted
+/// keeps its static count of creates, which a read returns as a row with nothing else.
 type EndpointRow = (
     String,
-    uuid::Uuid,
-    String,
+    Option<uuid::Uuid>,
+    Option<String>,
     Option<Vec<String>>,
     Option<String>,
     Option<bool>,
     Option<String>,
     Option<DateTime<Utc>>,
-    DateTime<Utc>,
+    Option<DateTime<Utc>>,
 );
 
 type DeliveryRow = (
@@ -91,12 +121,16 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Internal(format!("corrupt webhook row: {what}"))
 }
 
-fn endpoint_from_row(r: EndpointRow) -> StoreResult<Endpoint> {
+/// The endpoint a row holds; `None` for the row of a partition without endpoints.
+fn endpoint_from_row(r: EndpointRow) -> StoreResult<Option<Endpoint>> {
+    let Some(id) = r.1 else {
+        return Ok(None);
+    };
     let events = r.3.unwrap_or_default();
-    Ok(Endpoint {
+    Ok(Some(Endpoint {
         project_id: ProjectId::parse(&r.0).map_err(|_| corrupt("project_id"))?,
-        id: r.1,
-        url: r.2,
+        id,
+        url: r.2.ok_or_else(|| corrupt("url"))?,
         events: events
             .iter()
             .map(|e| EventType::parse(e).ok_or_else(|| corrupt("events")))
@@ -105,8 +139,8 @@ fn endpoint_from_row(r: EndpointRow) -> StoreResult<Endpoint> {
         enabled: r.5.unwrap_or(false),
         disabled_reason: r.6,
         failing_since: r.7,
-        created_at: r.8,
-    })
+        created_at: r.8.ok_or_else(|| corrupt("created_at"))?,
+    }))
 }
 
 fn delivery_from_row(r: DeliveryRow) -> StoreResult<Delivery> {
@@ -135,11 +169,81 @@ fn same_ms(a: Option<DateTime<Utc>>, b: DateTime<Utc>) -> bool {
 }
 
 impl ScyllaStore {
-    pub(super) async fn put_endpoint_row(&self, e: &Endpoint) -> StoreResult<()> {
+    /// Counts the project's endpoints and inserts this one in one transaction, again as long
+    /// as other creates of the project come first (each round, one of them applies).
+    pub(super) async fn create_endpoint_row(&self, e: &Endpoint, max: usize) -> StoreResult<()> {
+        let events: Vec<&str> = e.events.iter().map(|e| e.as_str()).collect();
+        let project = e.project_id.as_str();
+        for _ in 0..CREATE_ROUNDS {
+            let (ids, created) = self.endpoint_census(project).await?;
+            if ids.contains(&e.id) {
+                // An earlier round's answer was lost (a timeout), but it applied.
+                return Ok(());
+            }
+            if ids.len() >= max {
+                return Err(StoreError::Conflict);
+            }
+            let row = (
+                project,
+                e.id,
+                e.url.as_str(),
+                &events,
+                e.secret.as_str(),
+                e.enabled,
+                e.disabled_reason.as_deref(),
+                e.failing_since,
+                e.created_at,
+            );
+            let count = (created.unwrap_or(0).saturating_add(1), project, created);
+            match self
+                .session
+                .batch(&self.wh.create_endpoint, (row, count))
+                .await
+            {
+                Ok(result) => {
+                    if super::applied(result)? {
+                        return Ok(());
+                    }
+                }
+                // A timeout leaves the outcome unknown: the next round's count tells.
+                Err(err) => match execution(err) {
+                    StoreError::Unavailable(_) => {}
+                    other => return Err(other),
+                },
+            }
+        }
+        Err(StoreError::Unavailable(
+            "too many webhook endpoints being created at once in the project".into(),
+        ))
+    }
+
+    /// The project's endpoint ids and its count of creates (`None` before the first create
+    /// since the count was added).
+    async fn endpoint_census(&self, project: &str) -> StoreResult<(Vec<uuid::Uuid>, Option<i32>)> {
+        // Unpaged: the cap keeps the partition to a handful of rows.
+        let result = self
+            .session
+            .execute_unpaged(&self.wh.census_endpoints, (project,))
+            .await
+            .map_err(execution)?;
+        let rows = result.into_rows_result().map_err(super::internal)?;
+        let mut ids = Vec::new();
+        let mut created = None;
+        for row in rows
+            .rows::<(Option<uuid::Uuid>, Option<i32>)>()
+            .map_err(super::internal)?
+        {
+            let (id, count) = row.map_err(super::internal)?;
+            ids.extend(id);
+            created = created.or(count);
+        }
+        Ok((ids, created))
+    }
+
+    /// Replaces an endpoint that exists; [`StoreError::NotFound`] if it does not.
+    pub(super) async fn update_endpoint_row(&self, e: &Endpoint) -> StoreResult<()> {
         let events: Vec<&str> = e.events.iter().map(|e| e.as_str()).collect();
         let values = (
-            e.project_id.as_str(),
-            e.id,
             e.url.as_str(),
             events,
             e.secret.as_str(),
@@ -147,12 +251,13 @@ impl ScyllaStore {
             e.disabled_reason.as_deref(),
             e.failing_since,
             e.created_at,
+            e.project_id.as_str(),
+            e.id,
         );
-        self.session
-            .execute_unpaged(&self.wh.upsert_endpoint, values)
-            .await
-            .map_err(execution)?;
-        Ok(())
+        match self.claim(&self.wh.update_endpoint, values).await? {
+            true => Ok(()),
+            false => Err(StoreError::NotFound),
+        }
     }
 
     pub(super) async fn delete_endpoint_row(
@@ -160,20 +265,13 @@ impl ScyllaStore {
         project: &ProjectId,
         id: uuid::Uuid,
     ) -> StoreResult<()> {
-        // Without LWT a DELETE cannot tell whether the row was there; read first.
-        let values = (project.as_str(), id);
-        if self
-            .one_row::<(uuid::Uuid,)>(&self.wh.select_endpoint_id, values)
+        match self
+            .claim(&self.wh.delete_endpoint, (project.as_str(), id))
             .await?
-            .is_none()
         {
-            return Err(StoreError::NotFound);
+            true => Ok(()),
+            false => Err(StoreError::NotFound),
         }
-        self.session
-            .execute_unpaged(&self.wh.delete_endpoint, values)
-            .await
-            .map_err(execution)?;
-        Ok(())
     }
 
     pub(super) async fn endpoint_rows(
@@ -187,7 +285,9 @@ impl ScyllaStore {
             }
             None => self.all_rows(&self.wh.select_all_endpoints, ()).await?,
         };
-        rows.into_iter().map(endpoint_from_row).collect()
+        rows.into_iter()
+            .filter_map(|r| endpoint_from_row(r).transpose())
+            .collect()
     }
 
     /// The row first, then its new due entry, then the old one's removal: a crash in between
