@@ -529,6 +529,99 @@ async fn a_receiver_that_answers_410_is_turned_off_at_once() {
 }
 
 #[tokio::test]
+async fn a_status_and_an_assignee_patched_together_are_one_change_heard_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let receiver = Receiver::start().await;
+    let app = app_with_schedule("5s").await;
+    let events = [
+        "ticket.status_changed",
+        "ticket.assigned",
+        "message.created",
+    ];
+    let (hook, secret) = register(&app, &receiver.url, &events).await;
+    let slug = app.create_ticket("Login").await;
+    let mut visitor = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
+    assert_eq!(next_event(&mut visitor).await["type"], "subscribed");
+    let feed: Value = app
+        .admin_post("/v1/projects/demo/feed-token", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut feed = app.connect(feed["url"].as_str().unwrap()).await;
+    assert_eq!(next_event(&mut feed).await["type"], "subscribed");
+
+    let path = format!("/v1/tickets/demo/{slug}");
+    let resp = app
+        .admin_patch(&path, json!({"status": "pending", "assignee": "Sam"}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let changed: Value = resp.json().await.unwrap();
+    let version = changed["updated_at"].as_str().unwrap().to_owned();
+    assert_eq!(app.ticket(&slug).await["updated_at"], version.as_str());
+    // A later message marks the end of what the change told.
+    let marker = app.post_message(&slug, "Thanks").await;
+
+    for (who, socket) in [("visitor", &mut visitor), ("feed", &mut feed)] {
+        let mut heard = Vec::new();
+        let last = loop {
+            let event = next_event(socket).await;
+            if event["type"] == "new_message" {
+                break event;
+            }
+            heard.push(event);
+        };
+        assert_eq!(last["payload"]["id"], marker["data"]["id"], "{who}");
+        let kinds: Vec<&str> = heard.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["status_change", "assigned"], "{who}: {heard:?}");
+        for event in &heard {
+            // One version: the ticket's updated_at moved once, to what the PATCH answered.
+            assert_eq!(
+                event["payload"]["updated_at"],
+                version.as_str(),
+                "{who}: {event}"
+            );
+        }
+    }
+
+    // Every delivery is written with the change it announces, so once these have landed the
+    // log holds all there will ever be.
+    let log = log_until(&app, &hook, |log| {
+        log.len() >= 3 && log.iter().all(|d| d["status"] == "succeeded")
+    })
+    .await;
+    let mut types: Vec<&str> = log
+        .iter()
+        .map(|d| d["event_type"].as_str().unwrap())
+        .collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        [
+            "message.created",
+            "ticket.assigned",
+            "ticket.status_changed"
+        ]
+    );
+    let got = receiver.got();
+    assert_eq!(got.len(), 3, "one delivery per event");
+    for r in &got {
+        let payload = verified(&secret, r);
+        if payload["type"] == "message.created" {
+            continue;
+        }
+        // Both announce the ticket after the whole change.
+        let ticket = &payload["data"]["ticket"];
+        assert_eq!(ticket["updated_at"], version.as_str(), "{payload}");
+        assert_eq!(
+            (ticket["status"].as_str(), ticket["assignee"].as_str()),
+            (Some("pending"), Some("Sam")),
+            "{payload}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn redirects_are_not_followed_and_a_silent_receiver_times_out() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let target = Receiver::start().await;

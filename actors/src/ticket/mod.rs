@@ -210,6 +210,46 @@ pub struct NewTicket {
     pub session_id: Option<String>,
 }
 
+/// A change to a ticket's own fields: its status, its assignee, or both. Both at once make one
+/// change: one version of the ticket, one set of events, one webhook delivery per event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TicketChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TicketStatus>,
+    /// `None` leaves the assignee as it is; `Some(None)` assigns the ticket to nobody.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub assignee: Option<Option<crate::domain::AgentName>>,
+}
+
+impl TicketChange {
+    pub fn status(status: TicketStatus) -> Self {
+        TicketChange {
+            status: Some(status),
+            assignee: None,
+        }
+    }
+
+    pub fn assignee(assignee: Option<crate::domain::AgentName>) -> Self {
+        TicketChange {
+            status: None,
+            assignee: Some(assignee),
+        }
+    }
+}
+
+/// A field that is there, even as `null` (which serde would otherwise read as absent).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 /// The handle to all tickets: finds or activates a ticket's actor and calls it with a timeout.
 #[derive(Clone)]
 pub struct Tickets {
@@ -414,16 +454,12 @@ impl Tickets {
                 let read = |reply| TicketMsg::MarkRead { reader, reply };
                 Ok(Answer::Read(self.call(key, read).await?))
             }
-            Command::SetStatus { status } => {
-                let set = |reply| TicketMsg::SetStatus { status, reply };
-                Ok(Answer::Ticket(self.call(key, set).await?))
-            }
-            Command::Assign { assignee } => {
-                let assign = |reply| TicketMsg::Assign {
-                    assignee: assignee.clone(),
+            Command::Change(change) => {
+                let make = |reply| TicketMsg::Change {
+                    change: change.clone(),
                     reply,
                 };
-                Ok(Answer::Ticket(self.call(key, assign).await?))
+                Ok(Answer::Ticket(self.call(key, make).await?))
             }
             Command::AddNote { author, content } => {
                 let add = |reply| TicketMsg::AddNote {
@@ -534,26 +570,13 @@ impl Tickets {
             .into_read()
     }
 
-    /// Changes the status; the ticket after the change.
-    pub async fn set_status(
+    /// Changes the status, the assignee, or both, as one change; the ticket after it.
+    pub async fn change(
         &self,
         key: &TicketKey,
-        status: TicketStatus,
+        change: TicketChange,
     ) -> Result<crate::domain::Ticket, TicketError> {
-        self.run(key, Command::SetStatus { status })
-            .await?
-            .into_ticket()
-    }
-
-    /// Assigns the ticket to an agent, or to nobody; the ticket after the change.
-    pub async fn assign(
-        &self,
-        key: &TicketKey,
-        assignee: Option<crate::domain::AgentName>,
-    ) -> Result<crate::domain::Ticket, TicketError> {
-        self.run(key, Command::Assign { assignee })
-            .await?
-            .into_ticket()
+        self.run(key, Command::Change(change)).await?.into_ticket()
     }
 
     /// Adds an agent's internal note, once it is durable.
