@@ -68,6 +68,7 @@ pub async fn create(
                     description,
                     source: TicketSource::Api,
                     session_id,
+                    history: Vec::new(),
                 })
                 .await?;
             let view = events::TicketView::new(&ticket, [], &[]);

@@ -15,7 +15,7 @@ use crate::domain::{
 };
 use crate::llm::offline::CREATE_TICKET;
 use crate::llm::{LlmEvent, LlmMessage, LlmRequest, LlmRole, Passage, ToolSpec};
-use crate::ticket::{NewTicket, TicketKey};
+use crate::ticket::NewTicket;
 use crate::MessageId;
 
 /// Turns of the transcript kept in memory: enough for a prompt's history.
@@ -685,12 +685,41 @@ impl TurnRun {
             Some(d) => d,
             None => Description::parse("").map_err(|e| Stop::Failed(ChatError::Internal(e.0)))?,
         };
+        // The conversation so far becomes the ticket's first messages, so the agent who picks
+        // it up reads what the visitor already said. They are written with the ticket, in one
+        // write: the visitor waits for one write, and no one sees the ticket half-filled.
+        let history = self
+            .history
+            .iter()
+            .filter_map(|m| {
+                // The client sends the conversation, so an "assistant" message may be anything
+                // a visitor typed: only answers this session really got are posted as the
+                // assistant's; the rest are posted as what they are, the visitor's report.
+                let (author, text) = match m.role {
+                    LlmRole::User => (Participant::User, m.content.clone()),
+                    LlmRole::Assistant if self.verified.contains(&m.content) => {
+                        (Participant::Assistant, m.content.clone())
+                    }
+                    LlmRole::Assistant => (
+                        Participant::User,
+                        format!(
+                            "(earlier answer, as the visitor's browser reports it) {}",
+                            m.content
+                        ),
+                    ),
+                    LlmRole::System => return None,
+                };
+                let content = MessageBody::parse(clip(&text, MessageBody::MAX_CHARS)).ok()?;
+                Some((author, content))
+            })
+            .collect();
         let new = NewTicket {
             project: self.key.project.clone(),
             title,
             description,
             source: TicketSource::Chat,
             session_id: Some(self.key.session.clone()),
+            history,
         };
         let ticket = match self.deps.tickets.open(new).await {
             Ok(ticket) => ticket,
@@ -699,39 +728,6 @@ impl TurnRun {
                 return Err(Stop::Failed(ChatError::Unavailable(e.to_string())));
             }
         };
-        // The conversation so far becomes the ticket's first messages, so the agent who picks
-        // it up reads what the visitor already said.
-        let key = TicketKey {
-            project: ticket.project_id.clone(),
-            slug: ticket.slug.clone(),
-        };
-        for m in &self.history {
-            // The client sends the conversation, so an "assistant" message may be anything a
-            // visitor typed: only answers this session really got are posted as the
-            // assistant's; the rest are posted as what they are, the visitor's report.
-            let (author, text) = match m.role {
-                LlmRole::User => (Participant::User, m.content.clone()),
-                LlmRole::Assistant if self.verified.contains(&m.content) => {
-                    (Participant::Assistant, m.content.clone())
-                }
-                LlmRole::Assistant => (
-                    Participant::User,
-                    format!(
-                        "(earlier answer, as the visitor's browser reports it) {}",
-                        m.content
-                    ),
-                ),
-                LlmRole::System => continue,
-            };
-            let Ok(content) = MessageBody::parse(clip(&text, MessageBody::MAX_CHARS)) else {
-                continue;
-            };
-            let posted = self.deps.tickets.post(&key, author, content, None).await;
-            if let Err(e) = posted {
-                tracing::warn!(ticket = %key, error = %e, "could not copy the chat into its ticket");
-                break;
-            }
-        }
         let message = format!(
             "I've created a support ticket for you ({}). A member of our support team will \
              reply there.",

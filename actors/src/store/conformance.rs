@@ -46,6 +46,7 @@ macro_rules! store_conformance_tests {
             deliveries_ride_with_the_changes_they_announce,
             a_delivery_is_claimed_by_one_dispatcher_at_a_time,
             deliveries_past_the_retention_leave_the_log,
+            a_ticket_created_with_its_history_reads_back_whole,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1126,4 +1127,66 @@ pub async fn deliveries_past_the_retention_leave_the_log(store: Arc<dyn Store>) 
     );
     let due = store.due_deliveries(now, 10_000).await.unwrap();
     assert!(due.iter().any(|d| d.id == recent.id));
+}
+
+pub async fn a_ticket_created_with_its_history_reads_back_whole(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let e = endpoint(&p.id, "https://a.example/hook");
+    store.put_endpoint(&e).await.unwrap();
+    let t = ticket(&p.id, "calm-heron-101", now_millis());
+    let mut history = messages(7);
+    history[3].author = Participant::Assistant;
+    let announced: Vec<crate::webhook::Delivery> = (0..=history.len())
+        .map(|n| delivery(&e, n, now_millis()))
+        .collect();
+    store
+        .create_ticket_with_history(&t, &history, &announced)
+        .await
+        .unwrap();
+
+    // One read brings the whole history back, in order, as it was written.
+    let read = store.list_messages(&p.id, &t.slug, MessageRange::all());
+    assert_eq!(read.await.unwrap(), history);
+    assert_eq!(
+        store.get_ticket(&p.id, &t.slug).await.unwrap(),
+        Some(t.clone())
+    );
+    let newest = TicketQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    let listed = store.list_tickets(&p.id, &newest).await.unwrap();
+    assert_eq!(listed.tickets, vec![t.clone()]);
+    let log = store.list_deliveries(&p.id, e.id, 100).await.unwrap();
+    let mut ids: Vec<&str> = log.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut want: Vec<&str> = announced.iter().map(|d| d.id.as_str()).collect();
+    want.sort_unstable();
+    assert_eq!(ids, want, "every announcement is written with the ticket");
+
+    // Another creation on the slug is refused, and leaves the ticket's history as it was.
+    let mut other = ticket(&p.id, "calm-heron-101", now_millis());
+    other.title = Title::parse("Someone else's").unwrap();
+    let intruders = messages(2);
+    let refused = store.create_ticket_with_history(&other, &intruders, &[]);
+    assert!(matches!(refused.await, Err(StoreError::Conflict)));
+    let read = store.list_messages(&p.id, &t.slug, MessageRange::all());
+    assert_eq!(read.await.unwrap(), history);
+    assert_eq!(
+        store.get_ticket(&p.id, &t.slug).await.unwrap(),
+        Some(t.clone())
+    );
+
+    // The ticket's actor carries on after the history.
+    let id = MessageId::next(history.last().map(|m| m.id), Utc::now());
+    let next = Message {
+        id,
+        timestamp: id.timestamp(),
+        idempotency_key: None,
+        ..history[0].clone()
+    };
+    let posted = put(&store, &p.id, &t.slug, TicketWrite::Message(next.clone()));
+    posted.await.unwrap();
+    let read = store.list_messages(&p.id, &t.slug, MessageRange::newest(1));
+    assert_eq!(read.await.unwrap(), vec![next]);
 }

@@ -184,7 +184,12 @@ impl ProjectStore for MemoryStore {
 
 #[async_trait]
 impl TicketStore for MemoryStore {
-    async fn create_ticket(&self, ticket: &Ticket, deliveries: &[Delivery]) -> StoreResult<()> {
+    async fn create_ticket_with_history(
+        &self,
+        ticket: &Ticket,
+        messages: &[Message],
+        deliveries: &[Delivery],
+    ) -> StoreResult<()> {
         let mut data = lock(&self.data);
         let key = (ticket.project_id.clone(), ticket.slug.clone());
         if data.tickets.contains_key(&key) {
@@ -192,7 +197,7 @@ impl TicketStore for MemoryStore {
         }
         let rows = TicketRows {
             ticket: ticket.clone(),
-            messages: BTreeMap::new(),
+            messages: messages.iter().map(|m| (m.id, m.clone())).collect(),
             cursors: BTreeMap::new(),
             notes: BTreeMap::new(),
         };

@@ -410,11 +410,7 @@ impl TicketState {
         };
         let mut writes = vec![TicketWrite::Message(message.clone())];
         writes.extend(self.announce(EventType::MessageCreated, || {
-            serde_json::json!({
-                "project_id": self.key.project.as_str(),
-                "ticket_slug": self.key.slug.as_str(),
-                "message": events::MessageView::new(&message, &[]),
-            })
+            message_created(&self.key.project, &self.key.slug, &message)
         }));
         self.queue(writes, Effect::Message(message, reply));
     }
@@ -932,6 +928,19 @@ async fn store_committed(
             result => return result,
         }
     }
+}
+
+/// The `data` of a `message.created` webhook.
+pub(crate) fn message_created(
+    project: &crate::domain::ProjectId,
+    slug: &crate::domain::Slug,
+    message: &Message,
+) -> serde_json::Value {
+    serde_json::json!({
+        "project_id": project.as_str(),
+        "ticket_slug": slug.as_str(),
+        "message": events::MessageView::new(message, &[]),
+    })
 }
 
 pub(crate) fn message_event(message: &Message, cursors: &[ReadCursor]) -> Event {
