@@ -172,7 +172,8 @@ impl ChatSessionActor {
                         events: tx,
                         actor: myself.clone(),
                     };
-                    tokio::spawn(run.run());
+                    // Tracked, so a clean stop waits for the turn and its transcript.
+                    state.deps.tasks.spawn(run.run());
                     Turn { events: rx }
                 });
                 let _ = reply.send(answer);
@@ -194,25 +195,11 @@ impl ChatSessionActor {
                     .or_default()
                     .tokens
                     .add(now, outcome.tokens);
-                let mut turns = vec![outcome.question];
-                turns.extend(outcome.answer);
-                for t in &turns {
-                    state.transcript.push_back(t.clone());
-                }
+                state.transcript.push_back(outcome.question);
+                state.transcript.extend(outcome.answer);
                 while state.transcript.len() > KEPT_TURNS {
                     state.transcript.pop_front();
                 }
-                // The transcript is for agents to read later; the visitor already has the
-                // answer, so the write need not hold up this mailbox.
-                let (store, key) = (state.deps.store.clone(), state.key.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = store
-                        .append_chat_turns(&key.project, &key.session, &turns)
-                        .await
-                    {
-                        tracing::error!(project = %key.project, error = %e, "could not store a chat transcript");
-                    }
-                });
             }
             ChatMsg::Tick => {
                 if state.running == 0 && state.last_used.elapsed() >= state.deps.config.idle_timeout
@@ -491,25 +478,44 @@ impl TurnRun {
             deps,
             ..
         } = self;
+        let mut turns = vec![question.clone()];
+        turns.extend(answer.clone());
         let _ = actor.send_message(ChatMsg::Finished(Outcome {
             question,
             answer,
             tokens,
         }));
-        match result {
+        let last = match result {
             Err(Stop::Failed(e)) => {
                 if matches!(e, ChatError::Quota { .. } | ChatError::Busy) {
                     tracing::debug!(project = %key.project, error = %e, "chat turn refused");
                 } else {
                     tracing::warn!(project = %key.project, provider = deps.llm.name(), error = %e, "chat turn failed");
                 }
-                let _ = events.send_timeout(TurnEvent::Error(e), SEND_TIMEOUT).await;
+                Some(TurnEvent::Error(e))
             }
-            Err(Stop::Cancelled) => {}
-            Ok(()) => {
-                let _ = events.send_timeout(TurnEvent::Done, SEND_TIMEOUT).await;
+            Err(Stop::Cancelled) => None,
+            Ok(()) => Some(TurnEvent::Done),
+        };
+        let told = async {
+            if let Some(last) = last {
+                let _ = events.send_timeout(last, SEND_TIMEOUT).await;
             }
-        }
+        };
+        // The turn stores its transcript itself, rather than the session's actor: a stop is
+        // handled before the messages queued ahead of it, so a transcript handed to the actor
+        // as the system stops would be lost with its `Finished`. The turn is tracked, and a
+        // clean stop waits for it. The visitor has the answer already: the end of the stream
+        // does not wait for the write.
+        let stored = async {
+            let store = deps
+                .store
+                .append_chat_turns(&key.project, &key.session, &turns);
+            if let Err(e) = store.await {
+                tracing::error!(project = %key.project, error = %e, "could not store a chat transcript");
+            }
+        };
+        tokio::join!(told, stored);
     }
 
     /// Sends an event, or reports that the client has gone.

@@ -248,3 +248,28 @@ async fn a_ticket_opened_from_a_chat_is_written_with_its_whole_conversation_at_o
         .post(&ticket, Participant::Admin, content, None);
     assert!(reply.await.unwrap().id > messages[2].id);
 }
+
+/// A clean stop waits for the transcript a turn is still writing: the actor system stops only
+/// once it is stored, so the store can be flushed after it.
+#[tokio::test(start_paused = true)]
+async fn stopping_the_system_waits_for_a_transcript_still_being_written() {
+    let k = kit().await;
+    k.store.hold_transcripts();
+    let key = session(&k, "s7");
+    let events = ask_in(&k, &key, "Hello").await;
+    assert!(matches!(events.last(), Some(TurnEvent::Done)), "{events:?}");
+    k.store.holding_transcripts(1).await;
+
+    let system = k.system.clone();
+    let mut stopping = tokio::spawn(async move { system.stop().await });
+    // Paused time moves on only once every task is waiting, so this returns once the stop has
+    // gone as far as it can without the write (a wait on the clock, not for it).
+    tokio::select! {
+        _ = &mut stopping => panic!("the system stopped with a transcript write still held"),
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+    }
+    k.store.release_transcript();
+    stopping.await.unwrap();
+    let stored = k.store.list_chat_turns(&k.project, "s7", 10).await.unwrap();
+    assert_eq!(stored.len(), 2, "the question and its answer are stored");
+}
