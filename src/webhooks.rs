@@ -420,19 +420,27 @@ impl Dispatcher {
         found
     }
 
-    /// For a `ticket.created` delivery: `None` when its ticket is there, or why it is not sent
-    /// (yet). A CQL store writes the announcement before claiming the slug, and a claim that
-    /// lost leaves an announcement of a ticket that is not ours.
+    /// For a `ticket.created` or `message.created` delivery: `None` when its ticket is there,
+    /// or why it is not sent (yet). A CQL store writes a new ticket's announcements, those of
+    /// its history included, before it claims the slug, and a claim that lost or never came
+    /// (a crash) leaves announcements of a ticket that is not ours.
     async fn announced_ticket_exists(&self, d: &Delivery) -> Option<Outcome> {
-        if d.event != EventType::TicketCreated {
-            return None;
-        }
+        let slug_field = match d.event {
+            EventType::TicketCreated => "slug",
+            EventType::MessageCreated => "ticket_slug",
+            _ => return None,
+        };
         let payload: serde_json::Value = serde_json::from_str(&d.payload).ok()?;
         let data = &payload["data"];
-        let slug = Slug::parse(data["slug"].as_str()?).ok()?;
-        let id = data["id"].as_str()?;
+        let slug = data[slug_field].as_str()?;
+        // A message's announcement names only the slug; a ticket's has the ticket's id too.
+        let id = match d.event {
+            EventType::TicketCreated => Some(data["id"].as_str()?),
+            _ => None,
+        };
+        let slug = Slug::parse(slug).ok()?;
         match self.store.get_ticket(&d.project_id, &slug).await {
-            Ok(Some(t)) if t.id.to_string() == id => None,
+            Ok(Some(t)) if id.is_none_or(|id| t.id.to_string() == id) => None,
             Ok(Some(_)) => Some(Outcome::Dropped(
                 "the ticket it announced was never created",
             )),

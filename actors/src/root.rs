@@ -80,8 +80,10 @@ impl System {
         })
     }
 
-    /// Stops every actor, children first.
+    /// Stops every actor, children first, once the chat turns in flight have ended and stored
+    /// their transcripts (or 5 s have passed).
     pub async fn stop(&self) {
+        self.chats.finish(std::time::Duration::from_secs(5)).await;
         self.root
             .stop_children_and_wait(None, Some(std::time::Duration::from_secs(5)))
             .await;

@@ -199,8 +199,22 @@ pub trait ProjectStore: Send + Sync + 'static {
 #[async_trait]
 pub trait TicketStore: Send + Sync + 'static {
     /// Claims the ticket's slug within its project; [`StoreError::Conflict`] if it is taken.
-    /// `deliveries` are the webhooks announcing it, written with it.
-    async fn create_ticket(&self, ticket: &Ticket, deliveries: &[Delivery]) -> StoreResult<()>;
+    /// `messages` are its first messages, oldest first (the chat it was opened from), and
+    /// `deliveries` the webhooks announcing it and them. All of it is one write: once the
+    /// ticket can be read, so can every one of its messages, and a failed or refused creation
+    /// leaves no ticket.
+    async fn create_ticket_with_history(
+        &self,
+        ticket: &Ticket,
+        messages: &[Message],
+        deliveries: &[Delivery],
+    ) -> StoreResult<()>;
+    /// [`create_ticket_with_history`](TicketStore::create_ticket_with_history) of a ticket
+    /// without messages.
+    async fn create_ticket(&self, ticket: &Ticket, deliveries: &[Delivery]) -> StoreResult<()> {
+        self.create_ticket_with_history(ticket, &[], deliveries)
+            .await
+    }
     async fn get_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Option<Ticket>>;
     /// Tickets newest first, those whose title contains `query.title` (ignoring case) when
     /// it is set.

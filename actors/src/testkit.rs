@@ -106,6 +106,7 @@ impl Kit {
             description: Description::parse("Since this morning").unwrap(),
             source: TicketSource::Api,
             session_id: None,
+            history: Vec::new(),
         });
         let ticket = ticket.await.unwrap();
         TicketKey {

@@ -72,6 +72,7 @@ pub async fn create(
                     description,
                     source: TicketSource::Api,
                     session_id,
+                    history: Vec::new(),
                 })
                 .await?;
             let view = events::TicketView::new(&ticket, [], &[]);
@@ -328,15 +329,9 @@ pub async fn change(
             if status.is_none() && assignee.is_none() {
                 return Err(ApiError::bad_request("give a status, an assignee, or both"));
             }
-            let tickets = &ctx.system.tickets;
-            let mut ticket = None;
-            if let Some(status) = status {
-                ticket = Some(tickets.set_status(&key, status).await?);
-            }
-            if let Some(assignee) = assignee {
-                ticket = Some(tickets.assign(&key, assignee).await?);
-            }
-            let ticket = ticket.ok_or_else(|| ApiError::internal("no change made"))?;
+            // Both fields are one change: one version of the ticket, one set of events.
+            let change = fleety_actors::ticket::TicketChange { status, assignee };
+            let ticket = ctx.system.tickets.change(&key, change).await?;
             Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
         }
         .await,

@@ -357,6 +357,7 @@ struct Statements {
     select_by_time: PreparedStatement,
     select_by_time_after: PreparedStatement,
     insert_message: PreparedStatement,
+    delete_message: PreparedStatement,
     insert_note: PreparedStatement,
     select_notes: PreparedStatement,
     select_messages_asc: PreparedStatement,
@@ -426,6 +427,7 @@ impl ScyllaStore {
             insert_note: prepare(format!("INSERT INTO {ks}.ticket_notes (project_id, slug, note_id, author, content, created_at) VALUES (?, ?, ?, ?, ?, ?)"), true).await?,
             select_notes: prepare(format!("SELECT note_id, author, content, created_at FROM {ks}.ticket_notes WHERE project_id = ? AND slug = ?"), true).await?,
             insert_message: prepare(format!("INSERT INTO {ks}.messages (project_id, slug, message_id, author, content, idempotency_key) VALUES (?, ?, ?, ?, ?, ?)"), true).await?,
+            delete_message: prepare(format!("DELETE FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id = ?"), true).await?,
             select_messages_asc: prepare(format!("SELECT message_id, author, content, idempotency_key FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? LIMIT ?"), true).await?,
             select_messages_desc: prepare(format!("SELECT message_id, author, content, idempotency_key FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"), true).await?,
             upsert_cursor: prepare(format!("INSERT INTO {ks}.read_cursors (project_id, slug, reader, up_to) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
@@ -1062,21 +1064,57 @@ impl ProjectStore for ScyllaStore {
 
 #[async_trait]
 impl TicketStore for ScyllaStore {
-    async fn create_ticket(&self, t: &Ticket, deliveries: &[Delivery]) -> StoreResult<()> {
+    /// The rows of a new ticket live in several partitions (the ticket, its listing entry, its
+    /// messages, the deliveries), which no CQL write makes atomic; a logged batch would only
+    /// promise that all of them land eventually, not when, and it cannot hold the ticket's
+    /// lightweight transaction. So the order makes it safe: everything that hangs off the
+    /// ticket is written first, and the ticket row, claimed with `IF NOT EXISTS`, last. Until
+    /// the claim the ticket cannot be read, and once it can, its whole history is there. A
+    /// crash or a failure before the claim leaves rows that nothing serves: the listing skips
+    /// an entry whose ticket is missing, the dispatcher drops an announcement of a ticket that
+    /// never came, and no ticket holds the slug the history was written under (a later ticket
+    /// would have to draw that very slug, one chance in about 2^30, to show it).
+    async fn create_ticket_with_history(
+        &self,
+        t: &Ticket,
+        messages: &[Message],
+        deliveries: &[Delivery],
+    ) -> StoreResult<()> {
         timed("scylla", "create_ticket", async {
-            // Index rows and announcements first: if the claim then fails or its outcome is
-            // unknown, the listing holds a row whose ticket is missing or is someone else's,
-            // and skips it, and the dispatcher drops an announcement whose ticket id does not
-            // match. The other order could leave a real ticket that nothing lists or announces.
+            let (project, slug) = (&t.project_id, &t.slug);
+            // A history must not land in the partition of a ticket that already has the slug.
+            // The claim below still decides: two creations that draw one slug at once both
+            // pass this look, and the loser takes its messages back.
+            if !messages.is_empty() && self.get_ticket(project, slug).await?.is_some() {
+                return Err(StoreError::Conflict);
+            }
             self.index_rows(t).await?;
-            let announce = deliveries.iter().map(|d| self.put_delivery_rows(d, None));
-            for result in futures_util::future::join_all(announce).await {
+            let announce = deliveries
+                .iter()
+                .map(|d| -> BoxedWrite<'_> { Box::pin(self.put_delivery_rows(d, None)) });
+            let history = messages
+                .iter()
+                .map(|m| -> BoxedWrite<'_> { Box::pin(self.insert_message(project, slug, m)) });
+            for result in futures_util::future::join_all(announce.chain(history)).await {
                 result?;
             }
             if !self.claim(&self.st.insert_ticket, ticket_values(t)).await? {
+                // Best effort: the dispatcher's check covers an announcement left behind. A
+                // message is left in the other ticket only if two creations drew one slug at
+                // the same moment and its take-back failed too.
                 for d in deliveries {
-                    // Best effort: the dispatcher's check covers one left behind.
                     let _ = self.delete_new_delivery(d).await;
+                }
+                for m in messages {
+                    let key = (
+                        project.as_str(),
+                        slug.as_str(),
+                        CqlTimeuuid::from(m.id.as_uuid()),
+                    );
+                    let _ = self
+                        .session
+                        .execute_unpaged(&self.st.delete_message, key)
+                        .await;
                 }
                 return Err(StoreError::Conflict);
             }

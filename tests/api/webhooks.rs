@@ -611,6 +611,212 @@ async fn a_receiver_that_answers_410_is_turned_off_at_once() {
 }
 
 #[tokio::test]
+async fn a_status_and_an_assignee_patched_together_are_one_change_heard_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let receiver = Receiver::start().await;
+    let app = app_with_schedule("5s").await;
+    let events = [
+        "ticket.status_changed",
+        "ticket.assigned",
+        "message.created",
+    ];
+    let (hook, secret) = register(&app, &receiver.url, &events).await;
+    let slug = app.create_ticket("Login").await;
+    let mut visitor = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
+    assert_eq!(next_event(&mut visitor).await["type"], "subscribed");
+    let feed: Value = app
+        .admin_post("/v1/projects/demo/feed-token", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut feed = app.connect(feed["url"].as_str().unwrap()).await;
+    assert_eq!(next_event(&mut feed).await["type"], "subscribed");
+
+    let path = format!("/v1/tickets/demo/{slug}");
+    let resp = app
+        .admin_patch(&path, json!({"status": "pending", "assignee": "Sam"}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let changed: Value = resp.json().await.unwrap();
+    let version = changed["updated_at"].as_str().unwrap().to_owned();
+    assert_eq!(app.ticket(&slug).await["updated_at"], version.as_str());
+    // A later message marks the end of what the change told.
+    let marker = app.post_message(&slug, "Thanks").await;
+
+    for (who, socket) in [("visitor", &mut visitor), ("feed", &mut feed)] {
+        let mut heard = Vec::new();
+        let last = loop {
+            let event = next_event(socket).await;
+            if event["type"] == "new_message" {
+                break event;
+            }
+            heard.push(event);
+        };
+        assert_eq!(last["payload"]["id"], marker["data"]["id"], "{who}");
+        let kinds: Vec<&str> = heard.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["status_change", "assigned"], "{who}: {heard:?}");
+        for event in &heard {
+            // One version: the ticket's updated_at moved once, to what the PATCH answered.
+            assert_eq!(
+                event["payload"]["updated_at"],
+                version.as_str(),
+                "{who}: {event}"
+            );
+        }
+    }
+
+    // Every delivery is written with the change it announces, so once these have landed the
+    // log holds all there will ever be.
+    let log = log_until(&app, &hook, |log| {
+        log.len() >= 3 && log.iter().all(|d| d["status"] == "succeeded")
+    })
+    .await;
+    let mut types: Vec<&str> = log
+        .iter()
+        .map(|d| d["event_type"].as_str().unwrap())
+        .collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        [
+            "message.created",
+            "ticket.assigned",
+            "ticket.status_changed"
+        ]
+    );
+    let got = receiver.got();
+    assert_eq!(got.len(), 3, "one delivery per event");
+    for r in &got {
+        let payload = verified(&secret, r);
+        if payload["type"] == "message.created" {
+            continue;
+        }
+        // Both announce the ticket after the whole change.
+        let ticket = &payload["data"]["ticket"];
+        assert_eq!(ticket["updated_at"], version.as_str(), "{payload}");
+        assert_eq!(
+            (ticket["status"].as_str(), ticket["assignee"].as_str()),
+            (Some("pending"), Some("Sam")),
+            "{payload}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_opened_from_a_chat_arrives_whole_and_is_announced_with_its_history() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let receiver = Receiver::start().await;
+    let app = app_with_schedule("5s").await;
+    let events = ["ticket.created", "message.created"];
+    let (hook, secret) = register(&app, &receiver.url, &events).await;
+    let feed: Value = app
+        .admin_post("/v1/projects/demo/feed-token", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut feed = app.connect(feed["url"].as_str().unwrap()).await;
+    assert_eq!(next_event(&mut feed).await["type"], "subscribed");
+
+    let token = app.session_token().await;
+    let conversation = json!([
+        {"role": "user", "content": "I was charged twice"},
+        {"role": "assistant", "content": "Refunds take five days."},
+        {"role": "user", "content": "I want to talk to a human"}
+    ]);
+    let resp = app
+        .chat(
+            "/v1/chat/tools",
+            &token,
+            json!({"messages": conversation, "enable_tool_calling": true}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    let slug = answer["ticket_slug"].as_str().unwrap().to_owned();
+    // The history is there the moment the visitor hears of the ticket.
+    let ticket = app.ticket(&slug).await;
+    let messages = ticket["messages"].as_array().unwrap().clone();
+    assert_eq!(messages.len(), 3, "{ticket}");
+
+    // Agents hear of the ticket once, whole; then of the next one (the marker), and of
+    // nothing between.
+    let created = next_event(&mut feed).await;
+    assert_eq!(
+        (created["type"].as_str(), created["ticket"].as_str()),
+        (Some("ticket_created"), Some(slug.as_str()))
+    );
+    let marker = app.create_ticket("Marker").await;
+    let next = next_event(&mut feed).await;
+    assert_eq!(
+        (next["type"].as_str(), next["ticket"].as_str()),
+        (Some("ticket_created"), Some(marker.as_str())),
+        "the copied messages are not announced one by one"
+    );
+
+    // Webhooks: the ticket, and each of its messages, in order.
+    let log = log_until(&app, &hook, |log| {
+        log.len() >= 5 && log.iter().all(|d| d["status"] == "succeeded")
+    })
+    .await;
+    assert_eq!(log.len(), 5, "{log:#?}");
+    let mut payloads: Vec<Value> = receiver
+        .got()
+        .iter()
+        .map(|r| verified(&secret, r))
+        .filter(|p| p["data"]["slug"] == slug.as_str() || p["data"]["ticket_slug"] == slug.as_str())
+        .collect();
+    payloads.sort_by_key(|p| p["type"] != "ticket.created");
+    assert_eq!(payloads.len(), 4);
+    assert_eq!(payloads[0]["type"], "ticket.created");
+    let mut announced: Vec<&Value> = payloads[1..]
+        .iter()
+        .map(|p| &p["data"]["message"])
+        .collect();
+    announced.sort_by_key(|m| m["id"].as_str().unwrap().to_owned());
+    let announced: Vec<(&Value, &Value)> = announced
+        .iter()
+        .map(|m| (&m["id"], &m["content"]))
+        .collect();
+    let stored: Vec<(&Value, &Value)> =
+        messages.iter().map(|m| (&m["id"], &m["content"])).collect();
+    assert_eq!(announced, stored);
+}
+
+#[tokio::test]
+async fn a_message_announced_for_a_ticket_that_never_came_is_not_sent() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let receiver = Receiver::start().await;
+    let app = app_with_schedule("5s").await;
+    let (hook, _) = register(&app, &receiver.url, &["message.created"]).await;
+    // What a CQL store leaves when it crashes between writing a new ticket's history and
+    // claiming its slug: an announcement of a message of a ticket that does not exist.
+    let project = fleety_actors::domain::ProjectId::parse(&app.project).unwrap();
+    let id = uuid::Uuid::parse_str(&hook).unwrap();
+    let e = app.ctx.system.hooks.endpoint(&project, id).unwrap();
+    let made = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let data = json!({
+        "project_id": app.project,
+        "ticket_slug": "never-made-001",
+        "message": {"id": "x", "author": "user", "content": "lost", "timestamp": "x", "read_by": []}
+    });
+    let event = fleety_actors::webhook::EventType::MessageCreated;
+    let orphan = fleety_actors::webhook::Delivery::new(&e, event, &data, made);
+    app.ctx
+        .webhook_store
+        .put_delivery(&orphan, None)
+        .await
+        .unwrap();
+
+    let log = log_until(&app, &hook, |log| log[0]["status"] != "pending").await;
+    assert_eq!(log[0]["id"], orphan.id.as_str());
+    assert_eq!(log[0]["status"], "failed");
+    assert_eq!(log[0]["attempts"], 0, "never sent");
+    assert!(receiver.got().is_empty());
+}
+
+#[tokio::test]
 async fn redirects_are_not_followed_and_a_silent_receiver_times_out() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let target = Receiver::start().await;

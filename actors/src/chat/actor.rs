@@ -15,7 +15,7 @@ use crate::domain::{
 };
 use crate::llm::offline::CREATE_TICKET;
 use crate::llm::{LlmEvent, LlmMessage, LlmRequest, LlmRole, Passage, ToolSpec};
-use crate::ticket::{NewTicket, TicketKey};
+use crate::ticket::NewTicket;
 use crate::MessageId;
 
 /// Turns of the transcript kept in memory: enough for a prompt's history.
@@ -172,7 +172,8 @@ impl ChatSessionActor {
                         events: tx,
                         actor: myself.clone(),
                     };
-                    tokio::spawn(run.run());
+                    // Tracked, so a clean stop waits for the turn and its transcript.
+                    state.deps.tasks.spawn(run.run());
                     Turn { events: rx }
                 });
                 let _ = reply.send(answer);
@@ -194,25 +195,11 @@ impl ChatSessionActor {
                     .or_default()
                     .tokens
                     .add(now, outcome.tokens);
-                let mut turns = vec![outcome.question];
-                turns.extend(outcome.answer);
-                for t in &turns {
-                    state.transcript.push_back(t.clone());
-                }
+                state.transcript.push_back(outcome.question);
+                state.transcript.extend(outcome.answer);
                 while state.transcript.len() > KEPT_TURNS {
                     state.transcript.pop_front();
                 }
-                // The transcript is for agents to read later; the visitor already has the
-                // answer, so the write need not hold up this mailbox.
-                let (store, key) = (state.deps.store.clone(), state.key.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = store
-                        .append_chat_turns(&key.project, &key.session, &turns)
-                        .await
-                    {
-                        tracing::error!(project = %key.project, error = %e, "could not store a chat transcript");
-                    }
-                });
             }
             ChatMsg::Tick => {
                 if state.running == 0 && state.last_used.elapsed() >= state.deps.config.idle_timeout
@@ -491,25 +478,44 @@ impl TurnRun {
             deps,
             ..
         } = self;
+        let mut turns = vec![question.clone()];
+        turns.extend(answer.clone());
         let _ = actor.send_message(ChatMsg::Finished(Outcome {
             question,
             answer,
             tokens,
         }));
-        match result {
+        let last = match result {
             Err(Stop::Failed(e)) => {
                 if matches!(e, ChatError::Quota { .. } | ChatError::Busy) {
                     tracing::debug!(project = %key.project, error = %e, "chat turn refused");
                 } else {
                     tracing::warn!(project = %key.project, provider = deps.llm.name(), error = %e, "chat turn failed");
                 }
-                let _ = events.send_timeout(TurnEvent::Error(e), SEND_TIMEOUT).await;
+                Some(TurnEvent::Error(e))
             }
-            Err(Stop::Cancelled) => {}
-            Ok(()) => {
-                let _ = events.send_timeout(TurnEvent::Done, SEND_TIMEOUT).await;
+            Err(Stop::Cancelled) => None,
+            Ok(()) => Some(TurnEvent::Done),
+        };
+        let told = async {
+            if let Some(last) = last {
+                let _ = events.send_timeout(last, SEND_TIMEOUT).await;
             }
-        }
+        };
+        // The turn stores its transcript itself, rather than the session's actor: a stop is
+        // handled before the messages queued ahead of it, so a transcript handed to the actor
+        // as the system stops would be lost with its `Finished`. The turn is tracked, and a
+        // clean stop waits for it. The visitor has the answer already: the end of the stream
+        // does not wait for the write.
+        let stored = async {
+            let store = deps
+                .store
+                .append_chat_turns(&key.project, &key.session, &turns);
+            if let Err(e) = store.await {
+                tracing::error!(project = %key.project, error = %e, "could not store a chat transcript");
+            }
+        };
+        tokio::join!(told, stored);
     }
 
     /// Sends an event, or reports that the client has gone.
@@ -685,12 +691,41 @@ impl TurnRun {
             Some(d) => d,
             None => Description::parse("").map_err(|e| Stop::Failed(ChatError::Internal(e.0)))?,
         };
+        // The conversation so far becomes the ticket's first messages, so the agent who picks
+        // it up reads what the visitor already said. They are written with the ticket, in one
+        // write: the visitor waits for one write, and no one sees the ticket half-filled.
+        let history = self
+            .history
+            .iter()
+            .filter_map(|m| {
+                // The client sends the conversation, so an "assistant" message may be anything
+                // a visitor typed: only answers this session really got are posted as the
+                // assistant's; the rest are posted as what they are, the visitor's report.
+                let (author, text) = match m.role {
+                    LlmRole::User => (Participant::User, m.content.clone()),
+                    LlmRole::Assistant if self.verified.contains(&m.content) => {
+                        (Participant::Assistant, m.content.clone())
+                    }
+                    LlmRole::Assistant => (
+                        Participant::User,
+                        format!(
+                            "(earlier answer, as the visitor's browser reports it) {}",
+                            m.content
+                        ),
+                    ),
+                    LlmRole::System => return None,
+                };
+                let content = MessageBody::parse(clip(&text, MessageBody::MAX_CHARS)).ok()?;
+                Some((author, content))
+            })
+            .collect();
         let new = NewTicket {
             project: self.key.project.clone(),
             title,
             description,
             source: TicketSource::Chat,
             session_id: Some(self.key.session.clone()),
+            history,
         };
         let ticket = match self.deps.tickets.open(new).await {
             Ok(ticket) => ticket,
@@ -699,39 +734,6 @@ impl TurnRun {
                 return Err(Stop::Failed(ChatError::Unavailable(e.to_string())));
             }
         };
-        // The conversation so far becomes the ticket's first messages, so the agent who picks
-        // it up reads what the visitor already said.
-        let key = TicketKey {
-            project: ticket.project_id.clone(),
-            slug: ticket.slug.clone(),
-        };
-        for m in &self.history {
-            // The client sends the conversation, so an "assistant" message may be anything a
-            // visitor typed: only answers this session really got are posted as the
-            // assistant's; the rest are posted as what they are, the visitor's report.
-            let (author, text) = match m.role {
-                LlmRole::User => (Participant::User, m.content.clone()),
-                LlmRole::Assistant if self.verified.contains(&m.content) => {
-                    (Participant::Assistant, m.content.clone())
-                }
-                LlmRole::Assistant => (
-                    Participant::User,
-                    format!(
-                        "(earlier answer, as the visitor's browser reports it) {}",
-                        m.content
-                    ),
-                ),
-                LlmRole::System => continue,
-            };
-            let Ok(content) = MessageBody::parse(clip(&text, MessageBody::MAX_CHARS)) else {
-                continue;
-            };
-            let posted = self.deps.tickets.post(&key, author, content, None).await;
-            if let Err(e) = posted {
-                tracing::warn!(ticket = %key, error = %e, "could not copy the chat into its ticket");
-                break;
-            }
-        }
         let message = format!(
             "I've created a support ticket for you ({}). A member of our support team will \
              reply there.",

@@ -18,6 +18,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use ractor::{ActorCell, ActorRef};
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 pub use actor::ChatSessionActor;
 pub use quota::ChatQuotas;
@@ -166,6 +167,8 @@ pub struct ChatDeps {
     pub config: Arc<ChatConfig>,
     projects: Arc<DashMap<ProjectId, quota::ProjectWindows>>,
     registry: Arc<Registry<SessionKey, actor::ChatMsg>>,
+    /// Every running turn, each until its transcript is stored: what a clean stop waits for.
+    tasks: TaskTracker,
 }
 
 /// The handle to every chat session.
@@ -199,6 +202,7 @@ impl Chats {
                 config: Arc::new(args.config),
                 projects: Arc::default(),
                 registry: Arc::default(),
+                tasks: TaskTracker::new(),
             },
         };
         let family = Family {
@@ -208,6 +212,21 @@ impl Chats {
         };
         Keeper::start(family, parent).await?;
         Ok(chats)
+    }
+
+    /// Waits for the running turns to end and store their transcripts, for up to `grace`:
+    /// for a clean stop, before the store is flushed. Turns started meanwhile are waited for
+    /// too.
+    pub async fn finish(&self, grace: Duration) {
+        let tasks = &self.deps.tasks;
+        tasks.close();
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!(
+                turns = tasks.len(),
+                ?grace,
+                "chat turns still running at shutdown; their transcripts may be lost"
+            );
+        }
     }
 
     /// The model behind the assistant.

@@ -181,3 +181,95 @@ async fn an_idle_session_passivates_and_comes_back_with_its_spending_from_the_st
     let again = ask_in(&k, &key, "Talk to a person").await;
     assert!(refused_for_quota(&again), "{again:?}");
 }
+
+/// The conversation a ticket is opened from goes into the store with the ticket, in one write:
+/// nothing passes through the ticket's actor one message at a time, so the visitor waits for
+/// one write and nobody ever sees the ticket half-filled.
+#[tokio::test]
+async fn a_ticket_opened_from_a_chat_is_written_with_its_whole_conversation_at_once() {
+    use crate::domain::{MessageBody, Participant};
+    use crate::store::{MessageRange, TicketStore};
+    let k = kit().await;
+    let key = session(&k, "s6");
+    let mut feed = k.system.feeds.subscribe(&k.project);
+    let request = TurnRequest {
+        messages: vec![
+            LlmMessage::new(LlmRole::User, "I was charged twice"),
+            LlmMessage::new(LlmRole::Assistant, "Refunds take five days."),
+            LlmMessage::new(LlmRole::User, "I want to talk to a human"),
+        ],
+        ..ask("")
+    };
+    let events = answer(k.system.chats.turn(&key, request).await.unwrap()).await;
+    let Some(TurnEvent::TicketOpened { slug, .. }) = events.first() else {
+        panic!("no ticket opened: {events:?}");
+    };
+
+    assert_eq!(
+        k.store.batch_sizes(),
+        Vec::<usize>::new(),
+        "no message went through the ticket's actor"
+    );
+    let messages = k
+        .store
+        .list_messages(&k.project, slug, MessageRange::all())
+        .await
+        .unwrap();
+    let said: Vec<(Participant, &str)> = messages
+        .iter()
+        .map(|m| (m.author, m.content.as_str()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (Participant::User, "I was charged twice"),
+            (
+                Participant::User,
+                "(earlier answer, as the visitor's browser reports it) Refunds take five days."
+            ),
+            (Participant::User, "I want to talk to a human"),
+        ]
+    );
+    assert!(messages.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(messages.iter().all(|m| m.timestamp == m.id.timestamp()));
+    // The agents' feed hears of the ticket once, not of each copied message.
+    let heard: serde_json::Value = serde_json::from_slice(&feed.recv().await.unwrap()).unwrap();
+    assert_eq!(heard["type"], "ticket_created");
+    assert!(feed.try_recv().is_err(), "nothing else was announced");
+    // The ticket's actor carries on after the copied history.
+    let ticket = crate::ticket::TicketKey {
+        project: k.project.clone(),
+        slug: slug.clone(),
+    };
+    let content = MessageBody::parse("An agent here").unwrap();
+    let reply = k
+        .system
+        .tickets
+        .post(&ticket, Participant::Admin, content, None);
+    assert!(reply.await.unwrap().id > messages[2].id);
+}
+
+/// A clean stop waits for the transcript a turn is still writing: the actor system stops only
+/// once it is stored, so the store can be flushed after it.
+#[tokio::test(start_paused = true)]
+async fn stopping_the_system_waits_for_a_transcript_still_being_written() {
+    let k = kit().await;
+    k.store.hold_transcripts();
+    let key = session(&k, "s7");
+    let events = ask_in(&k, &key, "Hello").await;
+    assert!(matches!(events.last(), Some(TurnEvent::Done)), "{events:?}");
+    k.store.holding_transcripts(1).await;
+
+    let system = k.system.clone();
+    let mut stopping = tokio::spawn(async move { system.stop().await });
+    // Paused time moves on only once every task is waiting, so this returns once the stop has
+    // gone as far as it can without the write (a wait on the clock, not for it).
+    tokio::select! {
+        _ = &mut stopping => panic!("the system stopped with a transcript write still held"),
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+    }
+    k.store.release_transcript();
+    stopping.await.unwrap();
+    let stored = k.store.list_chat_turns(&k.project, "s7", 10).await.unwrap();
+    assert_eq!(stored.len(), 2, "the question and its answer are stored");
+}

@@ -47,6 +47,7 @@ macro_rules! store_conformance_tests {
             a_delivery_is_claimed_by_one_dispatcher_at_a_time,
             deliveries_past_the_retention_leave_the_log,
             creates_racing_for_a_projects_last_endpoints_never_pass_its_cap,
+            a_ticket_created_with_its_history_reads_back_whole,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1185,4 +1186,66 @@ pub async fn creates_racing_for_a_projects_last_endpoints_never_pass_its_cap(
     let again = endpoint(&q.id, "https://q.example/again");
     store.create_endpoint(&again, 1).await.unwrap();
     assert_eq!(store.list_endpoints(&q.id).await.unwrap(), vec![again]);
+}
+
+pub async fn a_ticket_created_with_its_history_reads_back_whole(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let e = endpoint(&p.id, "https://a.example/hook");
+    store.create_endpoint(&e, 20).await.unwrap();
+    let t = ticket(&p.id, "calm-heron-101", now_millis());
+    let mut history = messages(7);
+    history[3].author = Participant::Assistant;
+    let announced: Vec<crate::webhook::Delivery> = (0..=history.len())
+        .map(|n| delivery(&e, n, now_millis()))
+        .collect();
+    store
+        .create_ticket_with_history(&t, &history, &announced)
+        .await
+        .unwrap();
+
+    // One read brings the whole history back, in order, as it was written.
+    let read = store.list_messages(&p.id, &t.slug, MessageRange::all());
+    assert_eq!(read.await.unwrap(), history);
+    assert_eq!(
+        store.get_ticket(&p.id, &t.slug).await.unwrap(),
+        Some(t.clone())
+    );
+    let newest = TicketQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    let listed = store.list_tickets(&p.id, &newest).await.unwrap();
+    assert_eq!(listed.tickets, vec![t.clone()]);
+    let log = store.list_deliveries(&p.id, e.id, 100).await.unwrap();
+    let mut ids: Vec<&str> = log.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut want: Vec<&str> = announced.iter().map(|d| d.id.as_str()).collect();
+    want.sort_unstable();
+    assert_eq!(ids, want, "every announcement is written with the ticket");
+
+    // Another creation on the slug is refused, and leaves the ticket's history as it was.
+    let mut other = ticket(&p.id, "calm-heron-101", now_millis());
+    other.title = Title::parse("Someone else's").unwrap();
+    let intruders = messages(2);
+    let refused = store.create_ticket_with_history(&other, &intruders, &[]);
+    assert!(matches!(refused.await, Err(StoreError::Conflict)));
+    let read = store.list_messages(&p.id, &t.slug, MessageRange::all());
+    assert_eq!(read.await.unwrap(), history);
+    assert_eq!(
+        store.get_ticket(&p.id, &t.slug).await.unwrap(),
+        Some(t.clone())
+    );
+
+    // The ticket's actor carries on after the history.
+    let id = MessageId::next(history.last().map(|m| m.id), Utc::now());
+    let next = Message {
+        id,
+        timestamp: id.timestamp(),
+        idempotency_key: None,
+        ..history[0].clone()
+    };
+    let posted = put(&store, &p.id, &t.slug, TicketWrite::Message(next.clone()));
+    posted.await.unwrap();
+    let read = store.list_messages(&p.id, &t.slug, MessageRange::newest(1));
+    assert_eq!(read.await.unwrap(), vec![next]);
 }

@@ -3,7 +3,8 @@
 //!
 //! It can also hold ticket batches at a gate (see [`MemoryStore::hold_batches`]): a test then
 //! decides when each batch lands, whether it fails, or whether it is lost without an answer,
-//! and watches what the ticket actor does meanwhile.
+//! and watches what the ticket actor does meanwhile. Chat transcript writes can be held the
+//! same way ([`MemoryStore::hold_transcripts`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,7 +20,22 @@ use crate::webhook::{Delivery, Endpoint};
 pub struct MemoryStore {
     data: Mutex<Data>,
     gate: Gate,
+    transcripts: TranscriptGate,
     claims: Claims,
+}
+
+/// Holds chat transcript writes until a test lets each go.
+#[derive(Default)]
+struct TranscriptGate {
+    state: Mutex<TranscriptGateState>,
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct TranscriptGateState {
+    closed: bool,
+    /// The writes waiting, oldest first: each goes on when its sender is used or dropped.
+    held: VecDeque<tokio::sync::oneshot::Sender<()>>,
 }
 
 #[derive(Default)]
@@ -118,6 +134,31 @@ impl MemoryStore {
         drop(self.take_oldest());
     }
 
+    /// From now on, chat transcript writes wait until [`release_transcript`]
+    /// (Self::release_transcript) lets the oldest one go.
+    pub fn hold_transcripts(&self) {
+        lock(&self.transcripts.state).closed = true;
+    }
+
+    /// Waits until at least `n` transcript writes are held.
+    pub async fn holding_transcripts(&self, n: usize) {
+        loop {
+            let changed = self.transcripts.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if lock(&self.transcripts.state).held.len() >= n {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Lets the oldest held transcript write land.
+    pub fn release_transcript(&self) {
+        let next = lock(&self.transcripts.state).held.pop_front();
+        let _ = next.expect("no transcript write is held").send(());
+    }
+
     /// One ticket's writes, all or none.
     fn apply(&self, project: &ProjectId, slug: &Slug, writes: &[TicketWrite]) -> StoreResult<()> {
         let mut data = lock(&self.data);
@@ -184,7 +225,12 @@ impl ProjectStore for MemoryStore {
 
 #[async_trait]
 impl TicketStore for MemoryStore {
-    async fn create_ticket(&self, ticket: &Ticket, deliveries: &[Delivery]) -> StoreResult<()> {
+    async fn create_ticket_with_history(
+        &self,
+        ticket: &Ticket,
+        messages: &[Message],
+        deliveries: &[Delivery],
+    ) -> StoreResult<()> {
         let mut data = lock(&self.data);
         let key = (ticket.project_id.clone(), ticket.slug.clone());
         if data.tickets.contains_key(&key) {
@@ -192,7 +238,7 @@ impl TicketStore for MemoryStore {
         }
         let rows = TicketRows {
             ticket: ticket.clone(),
-            messages: BTreeMap::new(),
+            messages: messages.iter().map(|m| (m.id, m.clone())).collect(),
             cursors: BTreeMap::new(),
             notes: BTreeMap::new(),
         };
@@ -321,6 +367,18 @@ impl ChatStore for MemoryStore {
         session: &str,
         turns: &[ChatTurn],
     ) -> StoreResult<()> {
+        let held = {
+            let mut gate = lock(&self.transcripts.state);
+            gate.closed.then(|| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                gate.held.push_back(tx);
+                rx
+            })
+        };
+        if let Some(held) = held {
+            self.transcripts.changed.notify_waiters();
+            let _ = held.await;
+        }
         let mut data = lock(&self.data);
         let transcript = data
             .turns

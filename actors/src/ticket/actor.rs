@@ -18,7 +18,7 @@ use super::cluster::{Claim, LogBatch, LogEvent};
 use super::idempotency::{self, Retry};
 use super::subscribers::{CutOff, Event, Queue, Subscribers};
 use super::writes::{Landed, WriteQueue};
-use super::{TicketDeps, TicketError, TicketKey, WriterLease};
+use super::{TicketChange, TicketDeps, TicketError, TicketKey, WriterLease};
 use crate::domain::{
     AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, ReadCursor, Ticket,
     TicketStatus,
@@ -50,14 +50,9 @@ pub enum TicketMsg {
         reader: Participant,
         reply: RpcReplyPort<Result<Option<MessageId>, TicketError>>,
     },
-    /// Change the status; answers the ticket after the change.
-    SetStatus {
-        status: TicketStatus,
-        reply: RpcReplyPort<Result<Ticket, TicketError>>,
-    },
-    /// Assign the ticket to an agent, or to nobody; answers the ticket after the change.
-    Assign {
-        assignee: Option<AgentName>,
+    /// Change the status, the assignee, or both, in one write; answers the ticket after it.
+    Change {
+        change: TicketChange,
         reply: RpcReplyPort<Result<Ticket, TicketError>>,
     },
     /// Add an agent's internal note; told to the agents' feed only, never to the visitor.
@@ -97,8 +92,7 @@ impl TicketMsg {
             TicketMsg::Get { .. } => "get",
             TicketMsg::Post { .. } => "post",
             TicketMsg::MarkRead { .. } => "mark_read",
-            TicketMsg::SetStatus { .. } => "set_status",
-            TicketMsg::Assign { .. } => "assign",
+            TicketMsg::Change { .. } => "change",
             TicketMsg::AddNote { .. } => "add_note",
             TicketMsg::Subscribe { .. } => "subscribe",
             TicketMsg::Position { .. } => "position",
@@ -328,8 +322,7 @@ impl Actor for TicketActor {
                 reply,
             } => state.post(author, content, idempotency_key, reply),
             TicketMsg::MarkRead { reader, reply } => state.mark_read(reader, reply),
-            TicketMsg::SetStatus { status, reply } => state.set_status(status, reply),
-            TicketMsg::Assign { assignee, reply } => state.assign(assignee, reply),
+            TicketMsg::Change { change, reply } => state.change(change, reply),
             TicketMsg::AddNote {
                 author,
                 content,
@@ -418,11 +411,7 @@ impl TicketState {
         };
         let mut writes = vec![TicketWrite::Message(message.clone())];
         writes.extend(self.announce(EventType::MessageCreated, || {
-            serde_json::json!({
-                "project_id": self.key.project.as_str(),
-                "ticket_slug": self.key.slug.as_str(),
-                "message": events::MessageView::new(&message, &[]),
-            })
+            message_created(&self.key.project, &self.key.slug, &message)
         }));
         self.queue(writes, Effect::Message(message, reply));
     }
@@ -442,30 +431,20 @@ impl TicketState {
         self.queue(vec![write], Effect::Read(reader, up_to, reply));
     }
 
-    fn set_status(
-        &mut self,
-        status: TicketStatus,
-        reply: RpcReplyPort<Result<Ticket, TicketError>>,
-    ) {
+    /// A new status, a new assignee, or both: one version of the ticket, one write.
+    fn change(&mut self, change: TicketChange, reply: RpcReplyPort<Result<Ticket, TicketError>>) {
         if let Some(refusal) = self.refusal() {
             return drop(reply.send(Err(refusal)));
         }
-        let next = self.status_change(status);
-        self.change_ticket(next, reply);
-    }
-
-    fn assign(
-        &mut self,
-        assignee: Option<AgentName>,
-        reply: RpcReplyPort<Result<Ticket, TicketError>>,
-    ) {
-        if let Some(refusal) = self.refusal() {
-            return drop(reply.send(Err(refusal)));
-        }
-        // Built on the newest queued change, so an assignment never undoes a status change
-        // that is still on its way to the store, nor the other way round.
+        // Built on the newest queued change, so a change never undoes another that is still
+        // on its way to the store.
         let mut next = self.tentative_ticket();
-        next.assignee = assignee;
+        if let Some(status) = change.status {
+            next.status = status;
+        }
+        if let Some(assignee) = change.assignee {
+            next.assignee = assignee;
+        }
         next.updated_at = self.next_version(&next);
         self.change_ticket(next, reply);
     }
@@ -954,6 +933,19 @@ async fn store_committed(
             result => return result,
         }
     }
+}
+
+/// The `data` of a `message.created` webhook.
+pub(crate) fn message_created(
+    project: &crate::domain::ProjectId,
+    slug: &crate::domain::Slug,
+    message: &Message,
+) -> serde_json::Value {
+    serde_json::json!({
+        "project_id": project.as_str(),
+        "ticket_slug": slug.as_str(),
+        "message": events::MessageView::new(message, &[]),
+    })
 }
 
 pub(crate) fn message_event(message: &Message, cursors: &[ReadCursor]) -> Event {

@@ -20,10 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::subscribers::{CutOff, Event, Queue, Subscribers};
-use super::{TicketError, TicketKey};
+use super::{TicketChange, TicketError, TicketKey};
 use crate::domain::{
     AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, ReadCursor, Ticket,
-    TicketStatus,
 };
 use crate::message_id::MessageId;
 use crate::store::{StoreError, TicketWrite};
@@ -158,12 +157,10 @@ pub enum Command {
     MarkRead {
         reader: Participant,
     },
-    SetStatus {
-        status: TicketStatus,
-    },
-    Assign {
-        assignee: Option<AgentName>,
-    },
+    /// A new status, a new assignee, or both, as one change. On the wire:
+    /// `{"op": "change", "status"?: ..., "assignee"?: name | null}`, where a missing field is
+    /// left as it is and a null assignee means nobody.
+    Change(TicketChange),
     AddNote {
         author: AgentName,
         content: MessageBody,
@@ -390,6 +387,36 @@ mod tests {
             wrong.into_message(),
             Err(TicketError::Internal(_))
         ));
+    }
+
+    #[test]
+    fn a_change_crosses_nodes_with_its_missing_fields_and_its_null_assignee_kept_apart() {
+        use crate::domain::TicketStatus;
+        let sam = AgentName::parse("Sam").unwrap();
+        for (change, wire) in [
+            (
+                TicketChange {
+                    status: Some(TicketStatus::Pending),
+                    assignee: Some(Some(sam.clone())),
+                },
+                r#"{"op":"change","status":"pending","assignee":"Sam"}"#,
+            ),
+            (
+                TicketChange::assignee(None),
+                r#"{"op":"change","assignee":null}"#,
+            ),
+            (
+                TicketChange::status(TicketStatus::Closed),
+                r#"{"op":"change","status":"closed"}"#,
+            ),
+        ] {
+            let command = Command::Change(change.clone());
+            assert_eq!(serde_json::to_string(&command).unwrap(), wire);
+            let Command::Change(back) = serde_json::from_str(wire).unwrap() else {
+                panic!("{wire} is not a change");
+            };
+            assert_eq!(back, change, "{wire}");
+        }
     }
 
     #[test]

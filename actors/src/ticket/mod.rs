@@ -208,6 +208,49 @@ pub struct NewTicket {
     pub source: crate::domain::TicketSource,
     /// The anonymous chat session the ticket comes from, if any.
     pub session_id: Option<String>,
+    /// The ticket's first messages, oldest first: the chat it was opened from. They are
+    /// written with the ticket, in the same write, so nobody ever sees it without them.
+    pub history: Vec<(Participant, MessageBody)>,
+}
+
+/// A change to a ticket's own fields: its status, its assignee, or both. Both at once make one
+/// change: one version of the ticket, one set of events, one webhook delivery per event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TicketChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TicketStatus>,
+    /// `None` leaves the assignee as it is; `Some(None)` assigns the ticket to nobody.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub assignee: Option<Option<crate::domain::AgentName>>,
+}
+
+impl TicketChange {
+    pub fn status(status: TicketStatus) -> Self {
+        TicketChange {
+            status: Some(status),
+            assignee: None,
+        }
+    }
+
+    pub fn assignee(assignee: Option<crate::domain::AgentName>) -> Self {
+        TicketChange {
+            status: None,
+            assignee: Some(assignee),
+        }
+    }
+}
+
+/// A field that is there, even as `null` (which serde would otherwise read as absent).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// The handle to all tickets: finds or activates a ticket's actor and calls it with a timeout.
@@ -414,16 +457,12 @@ impl Tickets {
                 let read = |reply| TicketMsg::MarkRead { reader, reply };
                 Ok(Answer::Read(self.call(key, read).await?))
             }
-            Command::SetStatus { status } => {
-                let set = |reply| TicketMsg::SetStatus { status, reply };
-                Ok(Answer::Ticket(self.call(key, set).await?))
-            }
-            Command::Assign { assignee } => {
-                let assign = |reply| TicketMsg::Assign {
-                    assignee: assignee.clone(),
+            Command::Change(change) => {
+                let make = |reply| TicketMsg::Change {
+                    change: change.clone(),
                     reply,
                 };
-                Ok(Answer::Ticket(self.call(key, assign).await?))
+                Ok(Answer::Ticket(self.call(key, make).await?))
             }
             Command::AddNote { author, content } => {
                 let add = |reply| TicketMsg::AddNote {
@@ -455,40 +494,79 @@ impl Tickets {
         self.deps.registry.call(key, timeout, activate, make).await
     }
 
-    /// Opens a ticket with a fresh slug and announces it on the project's agent feed. A rare
-    /// slug collision draws again.
+    /// Opens a ticket with a fresh slug, with its history if it has one, and announces it on
+    /// the project's agent feed. A rare slug collision draws again.
+    ///
+    /// The ticket, its history and every webhook announcing them are one store write: a crash
+    /// never leaves a ticket with half its history, and the opener waits for one durable write
+    /// however long the history. The feed hears of the ticket once, with `ticket_created`, and
+    /// its history is there when an agent opens it; the webhooks are the ones the ticket and
+    /// a post of each message would have made (`ticket.created`, then one `message.created`
+    /// per message), so a receiver that mirrors conversations gets the whole of it.
     pub async fn open(&self, new: NewTicket) -> Result<crate::domain::Ticket, TicketError> {
         let now = self.deps.clock.now();
+        let NewTicket {
+            project,
+            title,
+            description,
+            source,
+            session_id,
+            history,
+        } = new;
         let mut ticket = crate::domain::Ticket {
             id: uuid::Uuid::new_v4(),
             slug: self.deps.slugs.generate(),
-            project_id: new.project,
-            title: new.title,
-            description: new.description,
+            project_id: project,
+            title,
+            description,
             status: crate::domain::TicketStatus::Open,
             created_at: now,
             updated_at: now,
-            source: new.source,
-            session_id: new.session_id,
+            source,
+            session_id,
             assignee: None,
         };
+        // Ids minted as the ticket's actor mints them, one after the other; the actor that
+        // starts later reads the newest and carries on after it.
+        let mut last = None;
+        let messages: Vec<Message> = history
+            .into_iter()
+            .map(|(author, content)| {
+                let id = MessageId::next(last, now);
+                last = Some(id);
+                Message {
+                    id,
+                    author,
+                    content,
+                    timestamp: id.timestamp(),
+                    idempotency_key: None,
+                }
+            })
+            .collect();
         let mut attempts = 0;
         loop {
-            // Built for each slug tried: the announcement names the ticket.
+            // Built for each slug tried: the announcements name the ticket.
             let summary = || serde_json::to_value(crate::events::TicketSummary::new(&ticket));
             let data = || summary().unwrap_or_default();
-            let deliveries =
+            let hooks = &self.deps.hooks;
+            let project = &ticket.project_id;
+            let mut deliveries = hooks.deliveries(project, EventType::TicketCreated, data, now);
+            for message in &messages {
+                let data = || actor::message_created(project, &ticket.slug, message);
+                deliveries.extend(hooks.deliveries(project, EventType::MessageCreated, data, now));
+            }
+            let created =
                 self.deps
-                    .hooks
-                    .deliveries(&ticket.project_id, EventType::TicketCreated, data, now);
-            match self.deps.store.create_ticket(&ticket, &deliveries).await {
+                    .store
+                    .create_ticket_with_history(&ticket, &messages, &deliveries);
+            match created.await {
                 Ok(()) => break,
                 Err(StoreError::Conflict) if attempts < 8 => attempts += 1,
                 Err(e) => return Err(e.into()),
             }
             ticket.slug = self.deps.slugs.generate();
         }
-        tracing::info!(project = %ticket.project_id, ticket = %ticket.slug, source = ?ticket.source, "ticket created");
+        tracing::info!(project = %ticket.project_id, ticket = %ticket.slug, source = ?ticket.source, messages = messages.len(), "ticket created");
         let summary = crate::events::encode(&crate::events::TicketSummary::new(&ticket));
         match &self.deps.cluster {
             None => self.deps.feeds.publish(
@@ -534,26 +612,13 @@ impl Tickets {
             .into_read()
     }
 
-    /// Changes the status; the ticket after the change.
-    pub async fn set_status(
+    /// Changes the status, the assignee, or both, as one change; the ticket after it.
+    pub async fn change(
         &self,
         key: &TicketKey,
-        status: TicketStatus,
+        change: TicketChange,
     ) -> Result<crate::domain::Ticket, TicketError> {
-        self.run(key, Command::SetStatus { status })
-            .await?
-            .into_ticket()
-    }
-
-    /// Assigns the ticket to an agent, or to nobody; the ticket after the change.
-    pub async fn assign(
-        &self,
-        key: &TicketKey,
-        assignee: Option<crate::domain::AgentName>,
-    ) -> Result<crate::domain::Ticket, TicketError> {
-        self.run(key, Command::Assign { assignee })
-            .await?
-            .into_ticket()
+        self.run(key, Command::Change(change)).await?.into_ticket()
     }
 
     /// Adds an agent's internal note, once it is durable.

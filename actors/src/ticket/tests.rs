@@ -290,8 +290,8 @@ mod behaviour {
             k.system.tickets.call(&key, read).await.unwrap(),
             Some(hello.id)
         );
-        let pending = |reply| TicketMsg::SetStatus {
-            status: TicketStatus::Pending,
+        let pending = |reply| TicketMsg::Change {
+            change: TicketChange::status(TicketStatus::Pending),
             reply,
         };
         k.system.tickets.call(&key, pending).await.unwrap();
@@ -331,17 +331,13 @@ mod behaviour {
         let k = kit().await;
         let key = k.open_ticket().await;
         let tickets = &k.system.tickets;
-        tickets
-            .set_status(&key, TicketStatus::Resolved)
-            .await
-            .unwrap();
+        let resolved = TicketChange::status(TicketStatus::Resolved);
+        tickets.change(&key, resolved).await.unwrap();
         say(&k, &key, Participant::User, "Still broken").await;
         assert_eq!(view(&k, &key).await["status"], "open");
 
-        tickets
-            .set_status(&key, TicketStatus::Closed)
-            .await
-            .unwrap();
+        let closed = TicketChange::status(TicketStatus::Closed);
+        tickets.change(&key, closed).await.unwrap();
         let content = MessageBody::parse("Hello?").unwrap();
         let posted = tickets.post(&key, Participant::User, content, None).await;
         assert!(matches!(posted, Err(TicketError::Closed)));
@@ -458,10 +454,12 @@ async fn every_ticket_change_has_a_later_version_than_the_one_before() {
         }
         let changed = if i % 2 == 0 {
             let status = [TicketStatus::Pending, TicketStatus::Open][i / 2 % 2];
-            tickets.set_status(&key, status).await.unwrap()
+            let change = TicketChange::status(status);
+            tickets.change(&key, change).await.unwrap()
         } else {
             let agent = crate::domain::AgentName::parse(&format!("Agent {i}")).unwrap();
-            tickets.assign(&key, Some(agent)).await.unwrap()
+            let change = TicketChange::assignee(Some(agent));
+            tickets.change(&key, change).await.unwrap()
         };
         versions.push(changed.updated_at);
         last = Some(changed);
@@ -477,4 +475,75 @@ async fn every_ticket_change_has_a_later_version_than_the_one_before() {
     );
     let stored = k.store.get_ticket(&key.project, &key.slug).await.unwrap();
     assert_eq!(stored, last, "the store holds the last change");
+}
+
+/// A status and an assignee changed together are one change: the ticket's one new version and
+/// both webhooks go to the store in one batch, and subscribers hear one event of each kind,
+/// both of that version.
+#[tokio::test]
+async fn a_status_and_an_assignee_changed_together_are_one_batch() {
+    use crate::store::WebhookStore;
+    use crate::webhook::{Endpoint, EventType};
+    let k = kit().await;
+    let key = k.open_ticket().await;
+    let hook = Endpoint {
+        id: uuid::Uuid::new_v4(),
+        project_id: k.project.clone(),
+        url: "https://hooks.example.com/fleety".into(),
+        events: vec![EventType::TicketStatusChanged, EventType::TicketAssigned],
+        secret: "whsec_dGVzdA==".into(),
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: crate::clock::now_millis(),
+    };
+    k.system.hooks.set(&k.project, vec![hook.clone()]);
+    let mut sub = k.system.tickets.subscribe(&key, None).await.unwrap();
+    let batches_before = k.store.batch_sizes().len();
+
+    let sam = crate::domain::AgentName::parse("Sam").unwrap();
+    let change = TicketChange {
+        status: Some(TicketStatus::Pending),
+        assignee: Some(Some(sam.clone())),
+    };
+    let changed = k.system.tickets.change(&key, change).await.unwrap();
+    assert_eq!(
+        (changed.status, changed.assignee.as_ref()),
+        (TicketStatus::Pending, Some(&sam))
+    );
+
+    assert_eq!(
+        k.store.batch_sizes()[batches_before..],
+        [3],
+        "one batch: the ticket's new version and its two webhooks"
+    );
+    let stored = k.store.get_ticket(&key.project, &key.slug).await.unwrap();
+    assert_eq!(stored.as_ref(), Some(&changed));
+    let deliveries = k.store.list_deliveries(&k.project, hook.id, 10).await;
+    let mut events: Vec<EventType> = deliveries.unwrap().iter().map(|d| d.event).collect();
+    events.sort_by_key(|e| e.as_str());
+    assert_eq!(
+        events,
+        [EventType::TicketAssigned, EventType::TicketStatusChanged]
+    );
+
+    let version = crate::events::rfc3339(changed.updated_at);
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        let event = sub.events.recv().await.unwrap();
+        let event: serde_json::Value = serde_json::from_slice(&event.frame).unwrap();
+        assert_eq!(event["payload"]["updated_at"], version.as_str(), "{event}");
+        heard.push(event["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(heard, ["status_change", "assigned"]);
+    // A later post is the next thing heard: nothing else came of the change.
+    let content = MessageBody::parse("Thanks").unwrap();
+    let posted = k
+        .system
+        .tickets
+        .post(&key, Participant::User, content, None);
+    posted.await.unwrap();
+    let next = sub.events.recv().await.unwrap();
+    let next: serde_json::Value = serde_json::from_slice(&next.frame).unwrap();
+    assert_eq!(next["type"], "new_message");
 }

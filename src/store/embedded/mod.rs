@@ -296,8 +296,17 @@ impl ProjectStore for EmbeddedStore {
 
 #[async_trait]
 impl TicketStore for EmbeddedStore {
-    async fn create_ticket(&self, ticket: &Ticket, deliveries: &[Delivery]) -> StoreResult<()> {
-        let write = Write::CreateTicket(ticket.clone(), deliveries.to_vec());
+    async fn create_ticket_with_history(
+        &self,
+        ticket: &Ticket,
+        messages: &[Message],
+        deliveries: &[Delivery],
+    ) -> StoreResult<()> {
+        let write = Write::CreateTicket {
+            ticket: ticket.clone(),
+            messages: messages.to_vec(),
+            deliveries: deliveries.to_vec(),
+        };
         self.write("create_ticket", write).await
     }
 

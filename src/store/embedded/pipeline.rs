@@ -26,7 +26,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use fleety_actors::domain::{Article, ChatTurn, Project, ProjectId, Slug, Ticket};
+use fleety_actors::domain::{Article, ChatTurn, Message, Project, ProjectId, Slug, Ticket};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
 use fleety_actors::webhook::{Delivery, Endpoint};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
@@ -82,8 +82,12 @@ pub(super) enum Write {
         project: Project,
         create: bool,
     },
-    /// A new ticket and the webhook deliveries announcing it.
-    CreateTicket(Ticket, Vec<Delivery>),
+    /// A new ticket with its first messages, and the webhook deliveries announcing them.
+    CreateTicket {
+        ticket: Ticket,
+        messages: Vec<Message>,
+        deliveries: Vec<Delivery>,
+    },
     Ticket {
         project: ProjectId,
         slug: Slug,
@@ -500,17 +504,37 @@ impl Rows<'_> {
                 });
                 self.set(row, true);
             }
-            Write::CreateTicket(t, deliveries) => {
+            Write::CreateTicket {
+                ticket: t,
+                messages,
+                deliveries,
+            } => {
                 let row = Self::ticket_row(&t.project_id, &t.slug);
                 if self.exists(&row)? {
                     return Err(StoreError::Conflict);
                 }
+                // All or nothing: encode every part before recording any. The whole creation
+                // is in this one record, so a replay restores the ticket with all its history
+                // or, from a torn record, none of it.
                 let json = to_json(t)?;
+                let texts = messages
+                    .iter()
+                    .map(to_json)
+                    .collect::<StoreResult<Vec<_>>>()?;
                 let encoded = deliveries
                     .iter()
                     .map(DeliveryRow::new)
                     .collect::<StoreResult<Vec<_>>>()?;
                 record.push(&ticket_op(t, &json));
+                let (project, slug) = (t.project_id.as_str(), t.slug.as_str());
+                for (m, json) in messages.iter().zip(&texts) {
+                    record.push(&Op::Message {
+                        project,
+                        slug,
+                        ticks: m.id.ticks(),
+                        json,
+                    });
+                }
                 for d in &encoded {
                     record.push(&d.op());
                 }
@@ -1020,7 +1044,11 @@ mod tests {
             seq: 7,
         };
         let mut record = RecordBuf::new(7);
-        let create = Write::CreateTicket(t.clone(), Vec::new());
+        let create = Write::CreateTicket {
+            ticket: t.clone(),
+            messages: Vec::new(),
+            deliveries: Vec::new(),
+        };
         assert!(rows.decide(&create, &mut record).is_ok());
         // The ticket is only in the overlay, yet a second create conflicts and an update finds it.
         assert!(matches!(
