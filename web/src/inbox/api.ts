@@ -2,7 +2,10 @@
 // this tab's session storage only and travels in the Authorization header, never in a URL:
 // the live feed's socket is opened with a one-minute feed token instead.
 
+import type { components } from "../shared/api-types";
 import { json, send } from "../shared/http";
+
+type Schemas = components["schemas"];
 
 export interface Credentials {
   project: string;
@@ -11,74 +14,18 @@ export interface Credentials {
   name: string;
 }
 
-export interface TicketSummary {
-  id: string;
-  slug: string;
-  title: string;
-  description: string;
-  status: string;
-  source: string;
-  assignee?: string | null;
-  created_at: string;
-  updated_at: string;
-}
-
-export interface Message {
-  id: string;
-  author: "user" | "admin" | "assistant";
-  content: string;
-  timestamp: string;
-  read_by: string[];
-}
-
-export interface Note {
-  id: string;
-  author: string;
-  content: string;
-  created_at: string;
-}
-
-export interface Turn {
-  id: string;
-  role: string;
-  content: string;
-  at: string;
-}
-
-export interface Article {
-  id: string;
-  title: string;
-  body: string;
-  tags: string[];
-  updated_at: string;
-}
-
-export interface Project {
-  project_id: string;
-  name: string;
-  allowed_origins: string[];
-}
-
-export interface Webhook {
-  id: string;
-  url: string;
-  events: string[];
-  enabled: boolean;
-  disabled_reason?: string | null;
-  secret?: string;
-  created_at: string;
-}
-
-export interface Delivery {
-  id: string;
-  event_type: string;
-  status: string;
-  attempts: number;
-  last_status?: number | null;
-  last_error?: string | null;
-  next_attempt_at?: string | null;
-  created_at: string;
-}
+// The API's shapes, generated from its OpenAPI document (`../shared/api-types.ts`).
+export type TicketSummary = Schemas["TicketSummary"];
+export type Ticket = Schemas["Ticket"];
+export type TicketStatus = Schemas["TicketStatus"];
+export type Message = Schemas["Message"];
+export type Note = Schemas["Note"];
+export type Turn = Schemas["ChatTurn"];
+export type Article = Schemas["Article"];
+export type Project = Schemas["Project"];
+export type Webhook = Schemas["Webhook"];
+export type WebhookEvent = Schemas["EventType"];
+export type Delivery = Schemas["Delivery"];
 
 export class Api {
   constructor(readonly creds: Credentials) {}
@@ -112,59 +59,61 @@ export class Api {
     if (status) params.set("status", status);
     if (q.trim()) params.set("q", q.trim());
     if (cursor) params.set("cursor", cursor);
-    return this.get<{ tickets: TicketSummary[]; next_cursor: string | null }>(
+    return this.get<Schemas["TicketList"]>(
       `/v1/projects/${this.p}/tickets?${params}`,
     );
   }
 
   ticket(slug: string) {
-    return this.get<TicketSummary & { messages: Message[] }>(`/v1/tickets/${this.p}/${slug}`);
+    return this.get<Ticket>(`/v1/tickets/${this.p}/${slug}`);
   }
 
   chat(slug: string) {
-    return this.get<{ turns: Turn[] }>(`/v1/projects/${this.p}/tickets/${slug}/chat`);
+    return this.get<Schemas["TicketChat"]>(`/v1/projects/${this.p}/tickets/${slug}/chat`);
   }
 
   notes(slug: string) {
-    return this.get<{ notes: Note[] }>(`/v1/projects/${this.p}/tickets/${slug}/notes`);
+    return this.get<Schemas["NoteList"]>(`/v1/projects/${this.p}/tickets/${slug}/notes`);
   }
 
   addNote(slug: string, content: string) {
     return this.post<Note>(`/v1/projects/${this.p}/tickets/${slug}/notes`, {
       author: this.creds.name,
       content,
-    });
+    } satisfies Schemas["NewNote"]);
   }
 
   reply(slug: string, content: string) {
-    return this.post<{ data: Message }>(`/v1/tickets/${this.p}/${slug}/messages`, {
+    return this.post<Schemas["PostedMessage"]>(`/v1/tickets/${this.p}/${slug}/messages`, {
       author: "admin",
       content,
-    });
+    } satisfies Schemas["PostMessage"]);
   }
 
-  setStatus(slug: string, status: string) {
-    return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { status });
+  setStatus(slug: string, status: TicketStatus) {
+    return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { status } satisfies Schemas["ChangeTicket"]);
   }
 
   assign(slug: string, assignee: string | null) {
-    return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { assignee });
+    return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { assignee } satisfies Schemas["ChangeTicket"]);
   }
 
   markRead(slug: string) {
-    return this.patch<unknown>(`/v1/tickets/${this.p}/${slug}/messages/read`, { reader: "admin" });
+    return this.patch<Schemas["MarkedRead"]>(`/v1/tickets/${this.p}/${slug}/messages/read`, {
+      reader: "admin",
+    } satisfies Schemas["MarkRead"]);
   }
 
   feedToken() {
-    return this.post<{ url: string }>(`/v1/projects/${this.p}/feed-token`, {});
+    return this.post<Schemas["FeedToken"]>(`/v1/projects/${this.p}/feed-token`, {});
   }
 
   articles() {
-    return this.get<{ articles: Article[] }>(`/v1/projects/${this.p}/kb/articles`);
+    return this.get<Schemas["ArticleList"]>(`/v1/projects/${this.p}/kb/articles`);
   }
 
   saveArticle(article: { id?: string; title: string; body: string; tags: string[] }) {
-    const body = { title: article.title, body: article.body, tags: article.tags };
+    const body = { title: article.title, body: article.body, tags: article.tags } satisfies Schemas["NewArticle"];
     return article.id
       ? this.patch<Article>(`/v1/projects/${this.p}/kb/articles/${article.id}`, body)
       : this.post<Article>(`/v1/projects/${this.p}/kb/articles`, body);
@@ -175,18 +124,18 @@ export class Api {
   }
 
   setOrigins(origins: string[]) {
-    return this.patch<Project>(`/v1/projects/${this.p}`, { allowed_origins: origins });
+    return this.patch<Project>(`/v1/projects/${this.p}`, { allowed_origins: origins } satisfies Schemas["UpdateProject"]);
   }
 
   webhooks() {
-    return this.get<{ webhooks: Webhook[] }>(`/v1/projects/${this.p}/webhooks`);
+    return this.get<Schemas["WebhookList"]>(`/v1/projects/${this.p}/webhooks`);
   }
 
-  addWebhook(url: string, events: string[]) {
-    return this.post<Webhook>(`/v1/projects/${this.p}/webhooks`, { url, events });
+  addWebhook(url: string, events: WebhookEvent[]) {
+    return this.post<Webhook>(`/v1/projects/${this.p}/webhooks`, { url, events } satisfies Schemas["NewEndpoint"]);
   }
 
-  updateWebhook(id: string, change: { enabled?: boolean; events?: string[]; url?: string }) {
+  updateWebhook(id: string, change: Schemas["EndpointChange"]) {
     return this.patch<Webhook>(`/v1/projects/${this.p}/webhooks/${id}`, change);
   }
 
@@ -195,7 +144,7 @@ export class Api {
   }
 
   deliveries(id: string) {
-    return this.get<{ deliveries: Delivery[] }>(`/v1/projects/${this.p}/webhooks/${id}/deliveries`);
+    return this.get<Schemas["DeliveryList"]>(`/v1/projects/${this.p}/webhooks/${id}/deliveries`);
   }
 
   replay(id: string, delivery: string) {

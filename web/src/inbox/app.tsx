@@ -109,7 +109,7 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
         api,
         (event) => {
           for (const l of listeners.current) l(event);
-          if (event.type === "new_message" && event.ticket && (event.payload.author as string) === "user") {
+          if (event.type === "new_message" && event.ticket && event.payload.author === "user") {
             const slug = event.ticket;
             if (slug !== open.current || document.hidden) {
               setUnread((u) => ({ ...u, [slug]: (u[slug] ?? 0) + 1 }));

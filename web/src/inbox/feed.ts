@@ -2,13 +2,13 @@
 // fresh one-minute feed token each time, reconnected with backoff and jitter. Events the
 // inbox missed while disconnected are caught up by reloading what is on screen.
 
+import type { components } from "../shared/api-types";
 import type { Api } from "./api";
 
-export interface FeedEvent {
-  type: string;
-  ticket?: string;
-  payload: Record<string, unknown>;
-}
+/** One frame of the feed socket, as the API's document describes it. */
+type Frame = components["schemas"]["FeedEvent"];
+/** A ticket's event: every frame but the feed's own `subscribed`, which the feed keeps. */
+export type FeedEvent = Exclude<Frame, { type: "subscribed" }>;
 
 export type FeedState = "connecting" | "live" | "reconnecting";
 
@@ -56,7 +56,7 @@ export class Feed {
     const socket = new WebSocket(`${location.origin.replace(/^http/, "ws")}${url}`);
     this.socket = socket;
     socket.onmessage = (message) => {
-      const event = JSON.parse(String(message.data)) as FeedEvent;
+      const event = JSON.parse(String(message.data)) as Frame;
       if (event.type === "subscribed") {
         this.attempts = 0;
         this.onState("live", resumed);

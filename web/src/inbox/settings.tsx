@@ -3,9 +3,9 @@
 
 import { useEffect, useState } from "preact/hooks";
 
-import type { Api, Delivery, Webhook } from "./api";
+import type { Api, Delivery, Webhook, WebhookEvent } from "./api";
 
-const EVENTS = ["ticket.created", "ticket.status_changed", "message.created", "ticket.assigned"];
+const EVENTS: WebhookEvent[] = ["ticket.created", "ticket.status_changed", "message.created", "ticket.assigned"];
 
 export function Settings({ api }: { api: Api }) {
   return (
@@ -56,8 +56,8 @@ function Origins({ api }: { api: Api }) {
 function Webhooks({ api }: { api: Api }) {
   const [hooks, setHooks] = useState<Webhook[]>([]);
   const [url, setUrl] = useState("");
-  const [events, setEvents] = useState<string[]>(EVENTS);
-  const [secret, setSecret] = useState<string>();
+  const [events, setEvents] = useState<WebhookEvent[]>(EVENTS);
+  const [secret, setSecret] = useState<string | null>();
   const [open, setOpen] = useState<string>();
   const [error, setError] = useState<string>();
   const load = async () => {

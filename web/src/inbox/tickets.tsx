@@ -3,7 +3,7 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
-import type { Api, Message, Note, TicketSummary, Turn } from "./api";
+import type { Api, Message, Note, Ticket, TicketStatus, TicketSummary, Turn } from "./api";
 import type { Listener } from "./app";
 import type { Feed } from "./feed";
 
@@ -23,7 +23,7 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
   const [query, setQuery] = useState("");
   const [applied, setApplied] = useState("");
   const [tickets, setTickets] = useState<TicketSummary[]>([]);
-  const [cursor, setCursor] = useState<string | null>(null);
+  const [cursor, setCursor] = useState<string | null | undefined>(null);
   const [selected, setSelected] = useState<string>();
   const [error, setError] = useState<string>();
 
@@ -48,13 +48,13 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
         const slug = event.ticket;
         if (!slug) return;
         if (event.type === "ticket_created") {
-          const t = event.payload as unknown as TicketSummary;
+          const t = event.payload;
           const wanted = (!status || t.status === status) && (!applied || t.title.toLowerCase().includes(applied.toLowerCase()));
           if (wanted) setTickets((known) => [t, ...known.filter((k) => k.slug !== t.slug)]);
         } else if (event.type === "status_change") {
-          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, status: String(event.payload.status) } : k)));
+          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, status: String(event.payload.status) as TicketStatus } : k)));
         } else if (event.type === "assigned") {
-          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, assignee: (event.payload.assignee as string) ?? null } : k)));
+          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, assignee: event.payload.assignee ?? null } : k)));
         } else if (event.type === "new_message") {
           // The ticket moves to the top of what the agent sees as active.
           setTickets((known) => {
@@ -152,8 +152,6 @@ interface ViewProps {
   onSeen: () => void;
 }
 
-type Ticket = TicketSummary & { messages: Message[] };
-
 function TicketView({ api, feed, slug, subscribe, resumes, onSeen }: ViewProps) {
   const [ticket, setTicket] = useState<Ticket>();
   const [turns, setTurns] = useState<Turn[]>([]);
@@ -187,7 +185,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen }: ViewProps) 
     () =>
       subscribe((event) => {
         if (event.ticket !== slug) return;
-        const p = event.payload;
+        const p: Record<string, unknown> = event.payload;
         if (event.type === "new_message") {
           const m = p as unknown as Message;
           setTicket((t) => (t && !t.messages.some((x) => x.id === m.id) ? { ...t, messages: [...t.messages, m] } : t));
@@ -199,7 +197,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen }: ViewProps) 
             }
           }
         } else if (event.type === "status_change") {
-          setTicket((t) => t && { ...t, status: String(p.status) });
+          setTicket((t) => t && { ...t, status: String(p.status) as TicketStatus });
         } else if (event.type === "assigned") {
           setTicket((t) => t && { ...t, assignee: (p.assignee as string) ?? null });
         } else if (event.type === "note_added") {
@@ -272,7 +270,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen }: ViewProps) 
         <div class="actions">
           <label>
             Status{" "}
-            <select value={ticket.status} onChange={(e) => void act(api.setStatus(slug, (e.target as HTMLSelectElement).value))}>
+            <select value={ticket.status} onChange={(e) => void act(api.setStatus(slug, (e.target as HTMLSelectElement).value as TicketStatus))}>
               {STATUSES.map((s) => (
                 <option value={s} key={s}>
                   {s}

@@ -4,9 +4,15 @@
 // with `?since=` so nothing is lost or shown twice), and the outbox of messages not yet sent.
 // The view subscribes to it and draws `state`.
 
+import type { components } from "../shared/api-types";
 import { ApiError, json, randomKey, send } from "../shared/http";
 
-export type Author = "user" | "assistant" | "admin";
+/** The API's shapes, generated from its OpenAPI document. */
+type Schemas = components["schemas"];
+/** A message as the server stores and sends it. */
+type ServerMessage = Schemas["Message"];
+
+export type Author = Schemas["Participant"];
 
 export interface Entry {
   /** The server's message id, or a local id until the server has acknowledged it. */
@@ -44,13 +50,6 @@ interface Saved {
   expires?: number;
   chat: Entry[];
   ticket?: { slug: string; status: string };
-}
-
-interface ServerMessage {
-  id: string;
-  author: Author;
-  content: string;
-  read_by?: string[];
 }
 
 /** Turns of the pre-ticket chat kept in storage and sent to the assistant. */
@@ -179,7 +178,7 @@ export class Conversation {
         body: { messages: history, enable_tool_calling: true },
       });
       if ((response.headers.get("Content-Type") ?? "").includes("application/json")) {
-        const call = (await response.json()) as { message: string; ticket_slug: string };
+        const call = (await response.json()) as Schemas["ToolCall"];
         this.set({ entries: [...this.state.entries, { ...answer, content: call.message }] });
         await this.openTicket(call.ticket_slug);
         return;
@@ -214,11 +213,11 @@ export class Conversation {
       }
     }
     return this.keepToken(
-      await json(`${this.base}/v1/init-session`, { body: { project_id: this.project } }),
+      await json(`${this.base}/v1/init-session`, { body: { project_id: this.project } satisfies Schemas["InitSession"] }),
     );
   }
 
-  private keepToken(session: { token: string; expires_at: string }): string {
+  private keepToken(session: Schemas["IssuedSession"]): string {
     this.saved.token = session.token;
     this.saved.expires = Date.parse(session.expires_at);
     this.save();
@@ -241,7 +240,7 @@ export class Conversation {
     this.set({ ticket });
     clearTimeout(this.renewTimer);
     try {
-      const view = await json<{ status: string; messages: ServerMessage[] }>(
+      const view = await json<Schemas["Ticket"]>(
         `${this.base}/v1/tickets/${this.project}/${slug}`,
       );
       const entries = view.messages.map(fromServer);
@@ -290,8 +289,8 @@ export class Conversation {
     };
   }
 
-  private onEvent(event: { type: string; payload: Record<string, unknown> }) {
-    const p = event.payload ?? {};
+  private onEvent(event: Schemas["TicketEvent"]) {
+    const p: Record<string, unknown> = event.payload ?? {};
     switch (event.type) {
       case "subscribed":
         this.attempts = 0;
@@ -353,9 +352,9 @@ export class Conversation {
       this.update(entry.id, () => entry);
     }
     try {
-      const stored = await json<{ data: ServerMessage }>(
+      const stored = await json<Schemas["PostedMessage"]>(
         `${this.base}/v1/tickets/${this.project}/${ticket.slug}/messages`,
-        { body: { author: "user", content: entry.content }, headers: { "Idempotency-Key": entry.key ?? randomKey() } },
+        { body: { author: "user", content: entry.content } satisfies Schemas["PostMessage"], headers: { "Idempotency-Key": entry.key ?? randomKey() } },
       );
       const message = fromServer(stored.data);
       this.retries = 0;
@@ -397,7 +396,7 @@ export class Conversation {
     try {
       await send(`${this.base}/v1/tickets/${this.project}/${ticket.slug}/messages/read`, {
         method: "PATCH",
-        body: { reader: "user" },
+        body: { reader: "user" } satisfies Schemas["MarkRead"],
       });
     } catch (e) {
       this.failed(e, true);

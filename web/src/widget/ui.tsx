@@ -4,6 +4,7 @@
 import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 
+import type { components } from "../shared/api-types";
 import { json } from "../shared/http";
 import { Conversation, type Entry, type State } from "./conversation";
 import { translator, type Translator } from "./i18n";
@@ -239,11 +240,7 @@ function Line({ entry, t, onRetry }: { entry: Entry; t: Translator; onRetry: () 
   );
 }
 
-interface Hit {
-  article_id: string;
-  title: string;
-  snippet: string;
-}
+type Hit = components["schemas"]["SearchHit"];
 
 function Help({ shell, t }: { shell: Shell; t: Translator }) {
   const [query, setQuery] = useState("");
@@ -253,7 +250,7 @@ function Help({ shell, t }: { shell: Shell; t: Translator }) {
     e.preventDefault();
     if (!query.trim()) return;
     try {
-      const found = await json<{ results: Hit[] }>(
+      const found = await json<components["schemas"]["SearchResults"]>(
         `${shell.base}/v1/kb/${shell.project}/search?q=${encodeURIComponent(query)}&limit=5`,
       );
       setHits(found.results);
