@@ -77,7 +77,10 @@ case "$MODE" in
     ;;
 esac
 
-env "${settings[@]}" "$BIN" > "$DATA/server.log" 2>&1 &
+# The log exists before the server does: the loop below reads it at once. FLEETY_BIN and
+# FLEETY_CACHE are this script's, not settings, and the server refuses unknown FLEETY_* names.
+: > "$DATA/server.log"
+env -u FLEETY_BIN -u FLEETY_CACHE "${settings[@]}" "$BIN" > "$DATA/server.log" 2>&1 &
 server=$!
 url=""
 for _ in $(seq 1 100); do

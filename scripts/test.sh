@@ -6,7 +6,9 @@
 #      and on the CQL node, and the API tests on the embedded store.
 #   then the web front ends: their TypeScript check, a reproducible build with its size budgets,
 #      and the browser tests in headless Chromium (scripts/web.sh);
-#   then schemathesis against the served API description (scripts/schemathesis.sh).
+#   then clients generated from the served API description, TypeScript and Python, each
+#      type-checked and run (scripts/clients.sh), and schemathesis against the description
+#      (scripts/schemathesis.sh).
 #   2. The API tests again, on the CQL store.
 #   3. The cluster tests: three nodes on three NATS servers (scripts/nats.sh builds
 #      nats-server from the Go module proxy on first use and caches it).
@@ -57,6 +59,9 @@ bash scripts/web.sh check
 echo "== browser tests (headless Chromium)"
 cargo build --locked --bin fleety
 bash scripts/web.sh test
+
+echo "== generated clients (TypeScript and Python) against the served OpenAPI document"
+bash scripts/clients.sh
 
 echo "== the API against its own description: schemathesis, with the rate limits, then without"
 bash scripts/schemathesis.sh quick

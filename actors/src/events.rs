@@ -91,6 +91,7 @@ pub struct TicketSummary<'a> {
     pub status: TicketStatus,
     pub source: crate::domain::TicketSource,
     /// The agent the ticket is assigned to; null when nobody is.
+    #[schema(required = true)]
     pub assignee: Option<&'a str>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
@@ -189,6 +190,8 @@ pub struct SubscribedPayload<'a> {
     pub project_id: &'a str,
     pub slug: &'a Slug,
     pub status: TicketStatus,
+    /// The newest message; null when the ticket has none.
+    #[schema(required = true)]
     pub last_message_id: Option<MessageId>,
 }
 
@@ -213,7 +216,9 @@ pub struct ReadReceiptPayload {
 /// A ticket's assignee changed (to nobody, when `assignee` is null).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AssignedPayload<'a> {
+    #[schema(required = true)]
     pub assignee: Option<&'a str>,
+    #[schema(required = true)]
     pub previous: Option<&'a str>,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,

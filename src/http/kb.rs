@@ -344,6 +344,7 @@ pub struct TicketChat<'a> {
     #[schema(value_type = fleety_actors::domain::Slug)]
     ticket_slug: &'a str,
     /// The visitor's session; null when the ticket was not opened from a chat.
+    #[schema(required = true)]
     session_id: Option<&'a str>,
     /// The turns, oldest first.
     turns: Vec<TurnView<'a>>,

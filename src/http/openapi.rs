@@ -203,11 +203,16 @@ fn shared_refusals(route: &Route) -> Vec<(u16, &'static str)> {
     out
 }
 
-fn security(access: Access) -> Vec<SecurityRequirement> {
+fn security(route: &Route) -> Vec<SecurityRequirement> {
     let scheme = |name: &str| SecurityRequirement::new::<_, _, &str>(name, []);
-    match access {
+    match route.access {
         Access::Anyone | Access::SessionLimit => Vec::new(),
         // Anyone; an agent with the admin key is not counted and may speak as `admin`.
+        Access::Public if route.reads_session => vec![
+            SecurityRequirement::default(),
+            scheme("adminKey"),
+            scheme("sessionToken"),
+        ],
         Access::Public => vec![SecurityRequirement::default(), scheme("adminKey")],
         Access::Session | Access::CountedSession => vec![scheme("sessionToken")],
         Access::Agent => vec![scheme("adminKey")],
@@ -342,7 +347,7 @@ fn operation(route: &Route, schemas: &mut Schemas) -> utoipa::openapi::path::Ope
             refusal(&description, retry_after, counted),
         );
     }
-    for requirement in security(route.access) {
+    for requirement in security(route) {
         op = op.security(requirement);
     }
     if let Some(frames) = &route.frames {

@@ -99,6 +99,7 @@ pub struct ListQuery {
 pub struct TicketList<'a> {
     tickets: Vec<TicketSummary<'a>>,
     /// Pass it as `cursor` for the next page; null on the last.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 

@@ -44,8 +44,12 @@ pub fn schema<T: ToSchema>(out: &mut Schemas) -> RefOr<Schema> {
 
 /// Any JSON object (the OpenAPI document itself).
 pub fn object(_: &mut Schemas) -> RefOr<Schema> {
+    use utoipa::openapi::schema::AdditionalProperties;
     use utoipa::openapi::schema::{ObjectBuilder, Type};
-    ObjectBuilder::new().schema_type(Type::Object).into()
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .into()
 }
 
 /// A UUID, as a path parameter.
@@ -171,6 +175,8 @@ pub struct Route {
     pub refusals: Vec<(u16, &'static str)>,
     pub links: Vec<LinkTo>,
     pub frames: Option<Frames>,
+    /// A public route that also reads a visitor's session token when one is sent.
+    pub reads_session: bool,
     pub handler: fn(&Build) -> Handler,
 }
 
@@ -199,6 +205,7 @@ impl Route {
             refusals: Vec::new(),
             links: Vec::new(),
             frames: None,
+            reads_session: false,
             handler,
         }
     }
@@ -286,6 +293,12 @@ impl Route {
             operation,
             parameters,
         });
+        self
+    }
+
+    /// The route also reads a visitor's session token, when one is sent.
+    pub fn reads_session(mut self) -> Self {
+        self.reads_session = true;
         self
     }
 

@@ -70,6 +70,7 @@ fn routes() -> Vec<Route> {
         .tag("tickets")
         .param("projectId", PROJECT, schema::<ProjectId>)
         .describe("With a session token as the bearer, the ticket remembers the visitor's session.")
+        .reads_session()
         .body::<tickets::CreateTicket>(Limit::Standard)
         .answers(201, "The new ticket", Json(schema::<fleety_actors::events::TicketView>))
         .link("GetTicket", "getTicket", &[TICKET, CREATED_SLUG])

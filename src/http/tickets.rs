@@ -228,6 +228,7 @@ pub struct MarkedRead {
     /// "Messages marked as read".
     message: &'static str,
     /// The newest message read; null when the ticket has none.
+    #[schema(required = true)]
     last_read_message_id: Option<MessageId>,
 }
 

@@ -36,9 +36,10 @@ pub struct EndpointView<'a> {
     events: Vec<&'static str>,
     enabled: bool,
     /// Why the server turned the endpoint off.
+    #[schema(required = true)]
     disabled_reason: Option<&'a str>,
     /// Since when every delivery to it has failed.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     failing_since: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     created_at: String,
@@ -123,14 +124,16 @@ pub struct DeliveryView<'a> {
     status: DeliveryStatus,
     attempts: u32,
     /// The HTTP status of the last attempt.
+    #[schema(required = true)]
     last_status: Option<u16>,
+    #[schema(required = true)]
     last_error: Option<&'a str>,
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     next_attempt_at: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     created_at: String,
     /// The body as sent.
-    #[schema(value_type = Object)]
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     payload: serde_json::Value,
 }
 

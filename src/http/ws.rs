@@ -149,29 +149,22 @@ fn frames(out: &mut Vec<(String, RefOr<Schema>)>, feed: bool) -> RefOr<Schema> {
     }
     if feed {
         // The feed's own greeting carries no ticket.
-        one_of = one_of.item(
-            ObjectBuilder::new()
-                .description(Some("First on every connection"))
-                .property(
-                    "type",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .enum_values(Some(["subscribed"])),
-                )
-                .required("type")
-                .property(
-                    "payload",
-                    ObjectBuilder::new()
-                        .property(
-                            "feed",
-                            ObjectBuilder::new()
-                                .schema_type(Type::String)
-                                .enum_values(Some(["project"])),
-                        )
-                        .required("feed"),
-                )
-                .required("payload"),
-        );
+        let greeting = ObjectBuilder::new()
+            .description(Some("The project feed's greeting"))
+            .property(
+                "feed",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["project"])),
+            )
+            .required("feed");
+        out.push(("FeedSubscribedPayload".into(), greeting.into()));
+        one_of = one_of.item(frame_schema(
+            "subscribed",
+            "FeedSubscribedPayload",
+            "First on every connection",
+            false,
+        ));
     }
     one_of.into()
 }

@@ -625,8 +625,8 @@ export interface components {
         ArticleTitle: string;
         /** @description A ticket's assignee changed (to nobody, when `assignee` is null). */
         AssignedPayload: {
-            assignee?: string | null;
-            previous?: string | null;
+            assignee: string | null;
+            previous: string | null;
             /** Format: date-time */
             updated_at: string;
         };
@@ -689,16 +689,18 @@ export interface components {
             created_at: string;
             event_type: components["schemas"]["EventType"];
             id: components["schemas"]["DeliveryId"];
-            last_error?: string | null;
+            last_error: string | null;
             /**
              * Format: int32
              * @description The HTTP status of the last attempt.
              */
-            last_status?: number | null;
+            last_status: number | null;
             /** Format: date-time */
-            next_attempt_at?: string | null;
+            next_attempt_at: string | null;
             /** @description The body as sent. */
-            payload: Record<string, unknown>;
+            payload: {
+                [key: string]: unknown;
+            };
             status: components["schemas"]["DeliveryStatus"];
         };
         DeliveryId: string;
@@ -786,12 +788,14 @@ export interface components {
             /** @enum {string} */
             type: "note_added";
         } | {
-            payload: {
-                /** @enum {string} */
-                feed: "project";
-            };
+            payload: components["schemas"]["FeedSubscribedPayload"];
             /** @enum {string} */
             type: "subscribed";
+        };
+        /** @description The project feed's greeting */
+        FeedSubscribedPayload: {
+            /** @enum {string} */
+            feed: "project";
         };
         /** @description A token for the inbox socket, and the socket's URL with it. */
         FeedToken: {
@@ -825,7 +829,7 @@ export interface components {
         };
         /** @description The messages were marked read. */
         MarkedRead: {
-            last_read_message_id?: null | components["schemas"]["MessageId"];
+            last_read_message_id: null | components["schemas"]["MessageId"];
             /** @description "Messages marked as read". */
             message: string;
         };
@@ -965,7 +969,7 @@ export interface components {
         };
         /** @description The first event on a ticket's socket: where the ticket stands. */
         SubscribedPayload: {
-            last_message_id?: null | components["schemas"]["MessageId"];
+            last_message_id: null | components["schemas"]["MessageId"];
             project_id: components["schemas"]["ProjectId"];
             slug: components["schemas"]["Slug"];
             status: components["schemas"]["TicketStatus"];
@@ -979,7 +983,7 @@ export interface components {
         /** @description The chat that led to a ticket. */
         TicketChat: {
             /** @description The visitor's session; null when the ticket was not opened from a chat. */
-            session_id?: string | null;
+            session_id: string | null;
             ticket_slug: components["schemas"]["Slug"];
             /** @description The turns, oldest first. */
             turns: components["schemas"]["ChatTurn"][];
@@ -1016,7 +1020,7 @@ export interface components {
         /** @description A page of tickets, newest first. */
         TicketList: {
             /** @description Pass it as `cursor` for the next page; null on the last. */
-            next_cursor?: string | null;
+            next_cursor: string | null;
             tickets: components["schemas"]["TicketSummary"][];
         };
         /**
@@ -1032,7 +1036,7 @@ export interface components {
         /** @description A ticket's own fields without its messages: for listings and status changes. */
         TicketSummary: {
             /** @description The agent the ticket is assigned to; null when nobody is. */
-            assignee?: string | null;
+            assignee: string | null;
             /** Format: date-time */
             created_at: string;
             description: string;
@@ -1082,14 +1086,14 @@ export interface components {
             /** Format: date-time */
             created_at: string;
             /** @description Why the server turned the endpoint off. */
-            disabled_reason?: string | null;
+            disabled_reason: string | null;
             enabled: boolean;
             events: components["schemas"]["EventType"][];
             /**
              * Format: date-time
              * @description Since when every delivery to it has failed.
              */
-            failing_since?: string | null;
+            failing_since: string | null;
             /** Format: uuid */
             id: string;
             /** @description The signing secret: only in the answer that created the endpoint. */
@@ -1869,7 +1873,9 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, unknown>;
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
                 };
             };
         };
