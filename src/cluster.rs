@@ -15,7 +15,12 @@
 //! owner's node name. The bucket's maximum age is the lease's lifetime: an owner renews its
 //! leases (compare-and-set on the revision) three times per lifetime, and a node that stops
 //! renewing loses its tickets once that time has passed.
+//!
+//! Every request that JetStream answers through a stream's leader (the log's appends and
+//! reads, the leases) waits [`ATTEMPT`] for its answer and is then sent again, until the
+//! caller's patience runs out: see [`until_answered`].
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,10 +55,29 @@ const LOG_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 const LOG_CHECK: Duration = Duration::from_secs(2);
 /// Entries the log keeps per ticket at most.
 const LOG_PER_TICKET: i64 = 256;
+/// How long one JetStream request waits for its answer before it is sent again.
+///
+/// JetStream answers a stream's appends and reads through the stream's leader. When the
+/// server leading it dies, nothing answers until the others elect a new leader (about five
+/// seconds), and a request sent before that gets no answer at all: with the client's own
+/// timeouts (10 s for a read, 5 s for an append's acknowledgement) a write waited out the
+/// whole timeout after the election. Sent again after a short wait, a request reaches the new
+/// leader within about this long of its election. A healthy cluster answers in milliseconds,
+/// and sending a request twice is harmless: reads are reads, an append carries a message id
+/// that JetStream de-duplicates, and the leases are compare-and-set.
+const ATTEMPT: Duration = Duration::from_secs(1);
+/// The pause before a request that failed at once (no server took it) is sent again; it
+/// doubles up to [`PAUSE_MAX`].
+const PAUSE: Duration = Duration::from_millis(20);
+const PAUSE_MAX: Duration = Duration::from_millis(200);
 
 /// A command on its way to a ticket's owner.
 #[derive(Serialize, Deserialize)]
 struct Forwarded {
+    /// Unique to the command: the owner carries out a command sent again under the same id
+    /// once, and answers every copy.
+    #[serde(default)]
+    id: Option<String>,
     project: ProjectId,
     slug: Slug,
     command: Command,
@@ -73,6 +97,7 @@ pub struct NatsCluster {
 struct Inner {
     node: String,
     client: async_nats::Client,
+    /// Its requests, and the handles made from it, wait [`ATTEMPT`] for an answer.
     js: jetstream::Context,
     stream: stream::Stream,
     owners: kv::Store,
@@ -86,12 +111,24 @@ struct Inner {
     ttl: Duration,
     /// How long a forwarded command may take: the owner's own timeout, and a margin.
     forward_timeout: Duration,
+    /// How long a request that waits on a JetStream leader keeps being sent again: a
+    /// caller's whole wait for its ticket (the call timeout).
+    patience: Duration,
+    /// The answers to commands other nodes forwarded here, by the command's id, for as long
+    /// as the sender may send it again: a command sent again is answered, not carried out
+    /// twice.
+    answered: moka::sync::Cache<String, Arc<tokio::sync::OnceCell<Bytes>>>,
 }
 
 /// One lease this node holds.
 struct Lease {
     revision: AtomicU64,
+    /// Another node has the lease, or the log refused this node's write: the ticket is no
+    /// longer this node's.
     lost: AtomicBool,
+    /// Not renewed for a whole lifetime (the bucket did not answer, or this node could not
+    /// reach it): another node may have taken it. Cleared when it is renewed again.
+    lapsed: AtomicBool,
     renewed: Mutex<Instant>,
 }
 
@@ -123,7 +160,12 @@ impl NatsCluster {
             .connect(addrs)
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach NATS at {}: {e}", settings.nats_url))?;
-        let js = jetstream::new(client.clone());
+        // Setting the log and the bucket up may take a while on a cluster that is starting too:
+        // those requests keep the client's timeouts. Everything after waits `ATTEMPT` and
+        // sends again.
+        let setup = jetstream::new(client.clone());
+        let mut js = setup.clone();
+        js.set_timeout(ATTEMPT);
         let replicas = settings.replicas;
         let hint = |e: &dyn std::fmt::Display| {
             anyhow::anyhow!(
@@ -139,13 +181,17 @@ impl NatsCluster {
             max_messages_per_subject: LOG_PER_TICKET,
             discard: stream::DiscardPolicy::Old,
             duplicate_window: Duration::from_secs(120),
+            // Any replica answers a read of a ticket's last entry (the catch-up): the stream's
+            // leader answers reads only while the cluster's meta leader is known, and electing
+            // that one again can take seconds longer than the stream's own election.
+            allow_direct: true,
             ..Default::default()
         };
         // Nodes starting together race to create these; a loser's request can time out while
         // the winner's takes effect, so each step is tried again before giving up.
         let mut attempt = 0;
         let stream = loop {
-            let made = match js.create_or_update_stream(log.clone()).await {
+            let made = match setup.create_or_update_stream(log.clone()).await {
                 Ok(_) => js.get_stream(STREAM).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
@@ -170,7 +216,11 @@ impl NatsCluster {
         };
         let mut attempt = 0;
         let owners = loop {
-            match js.create_or_update_key_value(bucket.clone()).await {
+            let made = match setup.create_or_update_key_value(bucket.clone()).await {
+                Ok(_) => js.get_key_value(BUCKET).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match made {
                 Ok(owners) => break owners,
                 Err(e) if attempt < 4 => {
                     attempt += 1;
@@ -196,6 +246,11 @@ impl NatsCluster {
                     .build(),
                 ttl,
                 forward_timeout: call_timeout + Duration::from_secs(1),
+                patience: call_timeout,
+                answered: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(2 * (call_timeout + Duration::from_secs(1)))
+                    .build(),
             }),
         })
     }
@@ -221,8 +276,21 @@ impl NatsCluster {
             .await?;
         let live = inner.client.subscribe("fleety.live.>").await?;
         // Read from the log's end as it is now; the reader keeps its place from there.
-        let start = inner.stream.get_info().await?.state.last_sequence;
-        let log = inner.log_reader(start).await?;
+        let deadline = inner.deadline();
+        let info = until_answered(
+            "reading the log's end",
+            deadline,
+            |_| false,
+            || inner.stream.get_info(),
+        );
+        let start = info.await?.state.last_sequence;
+        let reader = until_answered(
+            "reading the log",
+            deadline,
+            |_| false,
+            || inner.log_reader(start),
+        );
+        let log = reader.await?;
         let handle = tokio::spawn(async move {
             tokio::select! {
                 _ = serve_requests(inner.clone(), tickets.clone(), requests) => {}
@@ -259,6 +327,11 @@ impl NatsCluster {
 }
 
 impl Inner {
+    /// When a request that waits on a JetStream leader, made now, stops being sent again.
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.patience
+    }
+
     /// An ordered reader of every ticket's log, from the entry after `after`.
     async fn log_reader(&self, after: u64) -> anyhow::Result<consumer::pull::Ordered> {
         let deliver_policy = consumer::DeliverPolicy::ByStartSequence {
@@ -300,6 +373,51 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> TicketError {
     TicketError::Unavailable(format!("{what}: {e}"))
 }
 
+/// Sends a JetStream request (`send` makes each attempt, each waiting [`ATTEMPT`] at most)
+/// until it is answered, until it fails in a way that sending it again cannot change
+/// (`final_`: a refusal, an absent entry), or until `deadline` has passed; then its last error.
+///
+/// A request to a stream or bucket whose leader died gets no answer until a new leader is
+/// elected; sent again, it is answered as soon as there is one.
+async fn until_answered<T, E, F, Fut>(
+    what: &'static str,
+    deadline: tokio::time::Instant,
+    final_: impl Fn(&E) -> bool,
+    mut send: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut pause = PAUSE;
+    let mut attempts = 1;
+    loop {
+        let error = match send().await {
+            Ok(answer) => {
+                if attempts > 1 {
+                    tracing::info!(
+                        what,
+                        attempts,
+                        "a JetStream request was answered after being sent again"
+                    );
+                }
+                return Ok(answer);
+            }
+            Err(e) if final_(&e) => return Err(e),
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() + pause >= deadline {
+            tracing::warn!(what, attempts, error = %error, "a JetStream request went unanswered; giving up");
+            return Err(error);
+        }
+        tracing::debug!(what, attempts, error = %error, "a JetStream request went unanswered; sending it again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(PAUSE_MAX);
+        attempts += 1;
+    }
+}
+
 struct Port(Arc<Inner>);
 
 #[async_trait]
@@ -315,14 +433,36 @@ impl Cluster for Port {
             return Ok(Placement::There(owner));
         }
         let me = Bytes::from(inner.node.clone());
+        // One deadline for the whole placement: the lease, the catch-up and the fence.
+        let deadline = inner.deadline();
         for _ in 0..8 {
-            match inner.owners.create(&name, me.clone()).await {
-                Ok(revision) => return inner.claim(key, name, revision).await,
+            // A create sent again after the first one landed finds the lease taken, by this
+            // node: it is carried on below.
+            let created = until_answered(
+                "taking a ticket's lease",
+                deadline,
+                |e: &kv::CreateError| {
+                    matches!(
+                        e.kind(),
+                        kv::CreateErrorKind::AlreadyExists | kv::CreateErrorKind::InvalidKey
+                    )
+                },
+                || inner.owners.create(&name, me.clone()),
+            );
+            match created.await {
+                Ok(revision) => return inner.claim(key, name, revision, deadline).await,
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
                 Err(e) => return Err(unavailable("taking the ticket's lease", e)),
             }
-            let entry = inner.owners.entry(name.clone()).await;
-            let entry = entry.map_err(|e| unavailable("reading the ticket's lease", e))?;
+            let entry = until_answered(
+                "reading a ticket's lease",
+                deadline,
+                |e: &kv::EntryError| e.kind() == kv::EntryErrorKind::InvalidKey,
+                || inner.owners.entry(name.clone()),
+            );
+            let entry = entry
+                .await
+                .map_err(|e| unavailable("reading the ticket's lease", e))?;
             let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
                 continue; // given back or expired meanwhile: take it
             };
@@ -331,9 +471,21 @@ impl Cluster for Port {
                 inner.known_owners.insert(name, owner.clone());
                 return Ok(Placement::There(owner));
             }
-            // This node's own, from an actor that stopped here: carry it on.
-            if let Ok(revision) = inner.owners.update(&name, me.clone(), entry.revision).await {
-                return inner.claim(key, name, revision).await;
+            // This node's own, from an actor that stopped here: carry it on. (One sent again
+            // after it landed is refused; the next turn reads the lease again.)
+            let updated = until_answered(
+                "carrying on a ticket's lease",
+                deadline,
+                |e: &kv::UpdateError| {
+                    matches!(
+                        e.kind(),
+                        kv::UpdateErrorKind::WrongLastRevision | kv::UpdateErrorKind::InvalidKey
+                    )
+                },
+                || inner.owners.update(&name, me.clone(), entry.revision),
+            );
+            if let Ok(revision) = updated.await {
+                return inner.claim(key, name, revision, deadline).await;
             }
         }
         Err(TicketError::Unavailable(
@@ -349,33 +501,58 @@ impl Cluster for Port {
     ) -> Result<Answer, TicketError> {
         let inner = &self.0;
         let forwarded = Forwarded {
+            id: Some(fleety_actors::domain::random_token(16)),
             project: key.project.clone(),
             slug: key.slug.clone(),
             command,
         };
-        let payload = serde_json::to_vec(&forwarded)
-            .map_err(|e| TicketError::Internal(format!("encoding a command: {e}")))?;
-        let request = async_nats::Request::new()
-            .payload(payload.into())
-            .timeout(Some(inner.forward_timeout));
-        let reply = inner
-            .client
-            .send_request(format!("fleety.node.{node}"), request)
-            .await;
+        let payload: Bytes = serde_json::to_vec(&forwarded)
+            .map_err(|e| TicketError::Internal(format!("encoding a command: {e}")))?
+            .into();
         let forwarded = |outcome: &'static str| {
             metrics::counter!("fleety_cluster_forwards_total", "outcome" => outcome).increment(1)
         };
-        let reply = match reply {
-            Ok(reply) => reply,
-            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                inner.known_owners.invalidate(&bucket_key(key));
-                forwarded("unreachable");
-                return Err(TicketError::Unreachable(node.to_owned()));
-            }
-            Err(e) => {
-                inner.known_owners.invalidate(&bucket_key(key));
-                forwarded("failed");
-                return Err(unavailable(&format!("node {node}"), e));
+        // A command can be lost on its way, with a NATS server that dies under it, and then its
+        // answer never comes. So it is sent again each `ATTEMPT` until answered, under the same
+        // id: the owner carries it out once and answers every copy, however long it takes.
+        let deadline = tokio::time::Instant::now() + inner.forward_timeout;
+        let mut sent_before = false;
+        let reply = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let request = async_nats::Request::new()
+                .payload(payload.clone())
+                .timeout(Some(ATTEMPT.min(left)));
+            let reply = inner
+                .client
+                .send_request(format!("fleety.node.{node}"), request)
+                .await;
+            match reply {
+                Ok(reply) => break reply,
+                // Nobody took it: certainly not carried out, unless a copy sent before reached
+                // the node before it went away.
+                Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                    inner.known_owners.invalidate(&bucket_key(key));
+                    if sent_before {
+                        forwarded("failed");
+                        return Err(unavailable(
+                            &format!("node {node}"),
+                            "gone with the command",
+                        ));
+                    }
+                    forwarded("unreachable");
+                    return Err(TicketError::Unreachable(node.to_owned()));
+                }
+                Err(e)
+                    if e.kind() == async_nats::RequestErrorKind::TimedOut
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    sent_before = true;
+                }
+                Err(e) => {
+                    inner.known_owners.invalidate(&bucket_key(key));
+                    forwarded("failed");
+                    return Err(unavailable(&format!("node {node}"), e));
+                }
             }
         };
         forwarded("answered");
@@ -391,7 +568,8 @@ impl Cluster for Port {
     async fn missed(&self, key: &TicketKey, after: u64) -> Result<Vec<Logged>, TicketError> {
         let inner = &self.0;
         let subject = log_subject(key);
-        let last = inner.stream.get_last_raw_message_by_subject(&subject).await;
+        let deadline = inner.deadline();
+        let last = inner.last_entry(&subject, deadline).await;
         let mut entry = match last {
             Ok(entry) => entry,
             Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
@@ -414,7 +592,15 @@ impl Cluster for Port {
             if prev <= after {
                 break;
             }
-            entry = match inner.stream.get_raw_message(prev).await {
+            let read = until_answered(
+                "reading a ticket's log",
+                deadline,
+                |e: &stream::RawMessageError| {
+                    e.kind() == stream::RawMessageErrorKind::NoMessageFound
+                },
+                || inner.stream.get_raw_message(prev),
+            );
+            entry = match read.await {
                 Ok(entry) if entry.subject.as_str() == subject => entry,
                 Ok(_) => {
                     return Err(TicketError::Internal(format!(
@@ -465,10 +651,12 @@ impl Inner {
         key: &TicketKey,
         name: String,
         revision: u64,
+        deadline: tokio::time::Instant,
     ) -> Result<Placement, TicketError> {
         let lease = Arc::new(Lease {
             revision: AtomicU64::new(revision),
             lost: AtomicBool::new(false),
+            lapsed: AtomicBool::new(false),
             renewed: Mutex::new(Instant::now()),
         });
         self.leases.insert(name.clone(), lease.clone());
@@ -491,9 +679,9 @@ impl Inner {
             events: Vec::new(),
         };
         for _ in 0..5 {
-            let last = self.catch_up(key, &claim.subject).await?;
+            let last = self.catch_up(key, &claim.subject, deadline).await?;
             claim.last.store(last, Ordering::Release);
-            match claim.append(&fence).await {
+            match claim.append_until(&fence, deadline).await {
                 Ok(_) => return Ok(Placement::Here(Arc::new(claim))),
                 // The former owner appended in between: catch up with that too.
                 Err(StoreError::Conflict) => claim.lease.lost.store(false, Ordering::Release),
@@ -505,12 +693,49 @@ impl Inner {
         ))
     }
 
+    /// The last entry of a ticket's log, from the stream's leader: every entry appended so
+    /// far is there.
+    async fn last_entry(
+        &self,
+        subject: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<jetstream::message::StreamMessage, stream::LastRawMessageError> {
+        let last_or_none = |e: &stream::LastRawMessageError| {
+            matches!(
+                e.kind(),
+                stream::LastRawMessageErrorKind::NoMessageFound
+                    | stream::LastRawMessageErrorKind::InvalidSubject
+            )
+        };
+        until_answered("reading a ticket's log", deadline, last_or_none, || {
+            self.stream.get_last_raw_message_by_subject(subject)
+        })
+        .await
+    }
+
     /// Writes the ticket's last log entry to the store again (every write in it is idempotent,
     /// and webhook deliveries already stored are left alone); returns its position.
-    async fn catch_up(&self, key: &TicketKey, subject: &str) -> Result<u64, TicketError> {
-        let last = match self.stream.get_last_raw_message_by_subject(subject).await {
+    ///
+    /// The last entry is read from any replica of the log, which may lag behind its leader by
+    /// an entry: then the fence that follows is refused, and the catch-up runs again.
+    async fn catch_up(
+        &self,
+        key: &TicketKey,
+        subject: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<u64, TicketError> {
+        let final_ = |e: &stream::DirectGetError| {
+            matches!(
+                e.kind(),
+                stream::DirectGetErrorKind::NotFound | stream::DirectGetErrorKind::InvalidSubject
+            )
+        };
+        let read = until_answered("reading a ticket's log", deadline, final_, || {
+            self.stream.direct_get_last_for_subject(subject)
+        });
+        let last = match read.await {
             Ok(entry) => entry,
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => return Ok(0),
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(unavailable("reading the ticket's log", e)),
         };
         let batch: LogBatch = match serde_json::from_slice(&last.payload) {
@@ -559,31 +784,43 @@ struct NatsClaim {
     nonce: String,
 }
 
-#[async_trait]
-impl Claim for NatsClaim {
-    async fn append(&self, batch: &LogBatch) -> Result<u64, StoreError> {
+impl NatsClaim {
+    /// Appends a batch right after the last entry this claim knows of, sending it again while
+    /// no leader answers, until `deadline`. Sending again is safe: the message id is the same
+    /// each time, so an append that landed already is answered as a duplicate, with its
+    /// position, and is never written twice.
+    async fn append_until(
+        &self,
+        batch: &LogBatch,
+        deadline: tokio::time::Instant,
+    ) -> Result<u64, StoreError> {
+        use jetstream::context::PublishErrorKind;
         let prev = self.last.load(Ordering::Acquire);
-        let payload = serde_json::to_vec(batch)
-            .map_err(|e| StoreError::Internal(format!("encoding a log entry: {e}")))?;
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(payload.into())
-            .expected_last_subject_sequence(prev)
-            .message_id(format!("{}.{}.{prev}", self.inner.node, self.nonce))
-            .header(PREV, prev.to_string().as_str());
-        let sent = self
-            .inner
-            .js
-            .send_publish(self.subject.clone(), publish)
-            .await;
-        let ack = match sent {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
+        let payload: Bytes = serde_json::to_vec(batch)
+            .map_err(|e| StoreError::Internal(format!("encoding a log entry: {e}")))?
+            .into();
+        let id = format!("{}.{}.{prev}", self.inner.node, self.nonce);
+        let refused = |e: &jetstream::context::PublishError| {
+            matches!(
+                e.kind(),
+                PublishErrorKind::WrongLastSequence
+                    | PublishErrorKind::WrongLastMessageId
+                    | PublishErrorKind::MaxPayloadExceeded
+            )
         };
+        let ack = until_answered("appending to a ticket's log", deadline, refused, || async {
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .expected_last_subject_sequence(prev)
+                .message_id(id.as_str())
+                .header(PREV, prev.to_string().as_str());
+            let sent = self.inner.js.send_publish(self.subject.clone(), publish);
+            sent.await?.await
+        })
+        .await;
         let outcome = match &ack {
             Ok(_) => "ok",
-            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
-                "refused"
-            }
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => "refused",
             Err(_) => "failed",
         };
         metrics::counter!("fleety_cluster_appends_total", "outcome" => outcome).increment(1);
@@ -592,7 +829,7 @@ impl Claim for NatsClaim {
                 self.last.store(ack.sequence, Ordering::Release);
                 Ok(ack.sequence)
             }
-            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                 tracing::warn!(ticket = %self.key, "another node wrote to the ticket; this node's write is refused");
                 self.lease.lost.store(true, Ordering::Release);
                 Err(StoreError::Conflict)
@@ -602,12 +839,23 @@ impl Claim for NatsClaim {
             ))),
         }
     }
+}
+
+#[async_trait]
+impl Claim for NatsClaim {
+    async fn append(&self, batch: &LogBatch) -> Result<u64, StoreError> {
+        self.append_until(batch, self.inner.deadline()).await
+    }
 
     fn last(&self) -> u64 {
         self.last.load(Ordering::Acquire)
     }
 
     fn lost(&self) -> bool {
+        self.lease.lost.load(Ordering::Acquire) || self.lease.lapsed.load(Ordering::Acquire)
+    }
+
+    fn taken(&self) -> bool {
         self.lease.lost.load(Ordering::Acquire)
     }
 }
@@ -638,20 +886,32 @@ async fn serve_requests(inner: Arc<Inner>, tickets: Tickets, mut requests: async
             let Some(reply_to) = request.reply.clone() else {
                 continue;
             };
-            let (client, tickets) = (inner.client.clone(), tickets.clone());
+            let (inner, tickets) = (inner.clone(), tickets.clone());
             tokio::spawn(async move {
                 let answer = match serde_json::from_slice::<Forwarded>(&request.payload) {
                     Ok(f) => {
+                        // A copy of a command already taken waits for that one's answer.
+                        let once = match &f.id {
+                            Some(id) => inner.answered.get_with(id.clone(), Arc::default),
+                            None => Arc::default(),
+                        };
                         let key = TicketKey {
                             project: f.project,
                             slug: f.slug,
                         };
-                        tickets.here(&key, f.command).await
+                        let carried_out = once.get_or_init(|| async {
+                            let answer = tickets.here(&key, f.command).await;
+                            Bytes::from(serde_json::to_vec(&answer).unwrap_or_default())
+                        });
+                        carried_out.await.clone()
                     }
-                    Err(e) => Err(TicketError::Internal(format!("unreadable command: {e}"))),
+                    Err(e) => {
+                        let answer: Result<Answer, TicketError> =
+                            Err(TicketError::Internal(format!("unreadable command: {e}")));
+                        Bytes::from(serde_json::to_vec(&answer).unwrap_or_default())
+                    }
                 };
-                let payload = serde_json::to_vec(&answer).unwrap_or_default();
-                if let Err(e) = client.publish(reply_to, payload.into()).await {
+                if let Err(e) = inner.client.publish(reply_to, answer).await {
                     tracing::debug!(error = %e, "a forwarded command's answer did not go out");
                 }
             });
@@ -762,15 +1022,25 @@ async fn resubscribe(inner: &Inner, subject: String) -> async_nats::Subscriber {
     }
 }
 
-/// Renews every lease this node holds, three times per lifetime; a lease another node took,
-/// or one not renewed for a whole lifetime, is lost, and its ticket's actor stops here.
+/// Renews every lease this node holds, three times per lifetime. A lease another node took is
+/// lost, and its ticket's actor stops here. One not renewed for a whole lifetime has lapsed:
+/// another node may have taken it, so this node's actor answers reads from the store rather
+/// than its memory, but it keeps the ticket (the log decides every write, and nobody could
+/// take the lease while the bucket did not answer) and takes the lease again once the bucket
+/// answers and the lease is free.
+///
+/// A renewal that goes unanswered (the bucket's leader died) is sent again until the next
+/// round; renewals a round had no time to send wait for the next one, so a round never takes
+/// much longer than its period however many leases the node holds.
 async fn renew(inner: Arc<Inner>, tickets: Tickets) {
-    let mut every = tokio::time::interval(inner.ttl / 3);
+    let period = inner.ttl / 3;
+    let mut every = tokio::time::interval(period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let me = Bytes::from(inner.node.clone());
     loop {
         every.tick().await;
         tickets.watchers().prune();
+        let round_ends = tokio::time::Instant::now() + period;
         let held: Vec<(String, Arc<Lease>)> = inner
             .leases
             .iter()
@@ -779,23 +1049,16 @@ async fn renew(inner: Arc<Inner>, tickets: Tickets) {
         let renewals = held.into_iter().map(|(name, lease)| {
             let (owners, me, ttl) = (inner.owners.clone(), me.clone(), inner.ttl);
             async move {
-                let revision = lease.revision.load(Ordering::Acquire);
-                match owners.update(&name, me, revision).await {
-                    Ok(next) => {
-                        lease.revision.store(next, Ordering::Release);
-                        *lease.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                    }
-                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                        tracing::info!(lease = %name, "a ticket's lease was taken by another node");
-                        lease.lost.store(true, Ordering::Release);
-                    }
-                    Err(e) => {
-                        tracing::warn!(lease = %name, error = %e, "renewing a ticket's lease")
-                    }
+                // A lost lease stays lost: its actor is stopping, and the next claim is new.
+                if lease.lost.load(Ordering::Acquire) {
+                    return;
+                }
+                if tokio::time::Instant::now() < round_ends {
+                    renew_one(&owners, &name, &lease, me, round_ends).await;
                 }
                 let renewed = *lease.renewed.lock().unwrap_or_else(|e| e.into_inner());
                 if renewed.elapsed() >= ttl {
-                    lease.lost.store(true, Ordering::Release);
+                    lease.lapsed.store(true, Ordering::Release);
                 }
             }
         });
@@ -803,6 +1066,70 @@ async fn renew(inner: Arc<Inner>, tickets: Tickets) {
             .buffer_unordered(64)
             .collect::<Vec<()>>()
             .await;
+    }
+}
+
+async fn renew_one(
+    owners: &kv::Store,
+    name: &str,
+    lease: &Lease,
+    me: Bytes,
+    until: tokio::time::Instant,
+) {
+    let revision = lease.revision.load(Ordering::Acquire);
+    let refused = |e: &kv::UpdateError| {
+        matches!(
+            e.kind(),
+            kv::UpdateErrorKind::WrongLastRevision | kv::UpdateErrorKind::InvalidKey
+        )
+    };
+    let renewed = until_answered("renewing a ticket's lease", until, refused, || {
+        owners.update(name, me.clone(), revision)
+    });
+    let next = match renewed.await {
+        Ok(next) => Some(next),
+        // The lease changed since this node last wrote it: by this node's own renewal, sent
+        // again after it landed; or it expired (the bucket had no leader for a whole
+        // lifetime) and is free; or another node has it.
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+            match owners.entry(name).await {
+                Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
+                    if entry.value == me {
+                        Some(entry.revision)
+                    } else {
+                        tracing::info!(lease = %name, "a ticket's lease was taken by another node");
+                        lease.lost.store(true, Ordering::Release);
+                        None
+                    }
+                }
+                // Free: this node's actor still serves the ticket, so it takes the lease again.
+                Ok(_) => match owners.create(name, me.clone()).await {
+                    Ok(next) => Some(next),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                        tracing::info!(lease = %name, "a ticket's lease was taken by another node");
+                        lease.lost.store(true, Ordering::Release);
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(lease = %name, error = %e, "taking a ticket's lease again");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(lease = %name, error = %e, "reading a ticket's lease");
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(lease = %name, error = %e, "renewing a ticket's lease");
+            None
+        }
+    };
+    if let Some(next) = next {
+        lease.revision.store(next, Ordering::Release);
+        *lease.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        lease.lapsed.store(false, Ordering::Release);
     }
 }
 
@@ -830,6 +1157,61 @@ mod tests {
         ] {
             assert_eq!(ticket_of(bad), None, "{bad}");
         }
+    }
+
+    /// A request that fails `failures` times, then is answered; counts its attempts.
+    async fn flaky(
+        attempts: &std::sync::atomic::AtomicUsize,
+        failures: usize,
+    ) -> Result<&'static str, &'static str> {
+        let n = attempts.fetch_add(1, Ordering::SeqCst);
+        match n < failures {
+            true => Err("timed out"),
+            false => Ok("answered"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_nobody_answers_is_sent_again_until_a_leader_answers() {
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let answer = until_answered("a test", deadline, |_| false, || flaky(&attempts, 3));
+        assert_eq!(answer.await, Ok("answered"));
+        assert_eq!(attempts.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_not_sent_again() {
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let refused = |e: &&str| *e == "timed out";
+        let answer = until_answered("a test", deadline, refused, || flaky(&attempts, 3));
+        assert_eq!(answer.await, Err("timed out"));
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sending_again_stops_at_the_deadline_with_the_last_error() {
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_secs(2);
+        // Each attempt waits out its whole timeout, as one sent to a dead leader does.
+        let unanswered = || async {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(ATTEMPT).await;
+            Err::<(), _>("timed out")
+        };
+        let answer = until_answered("a test", deadline, |_| false, unanswered);
+        assert_eq!(answer.await, Err("timed out"));
+        let attempts = attempts.load(Ordering::SeqCst);
+        assert!(
+            attempts >= 2,
+            "sent again while there was time ({attempts} attempts)"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline + ATTEMPT,
+            "no attempt starts after the deadline"
+        );
     }
 
     #[test]

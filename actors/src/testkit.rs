@@ -16,7 +16,7 @@ use crate::llm::offline::OfflineProvider;
 use crate::root::{RootArgs, System};
 use crate::store::memory::MemoryStore;
 use crate::store::ProjectStore;
-use crate::ticket::{NewTicket, TicketConfig, TicketKey};
+use crate::ticket::{Cluster, NewTicket, TicketConfig, TicketKey};
 
 pub struct Kit {
     pub store: Arc<MemoryStore>,
@@ -66,6 +66,22 @@ pub async fn kit_clocked(
     chat: ChatConfig,
     clock: Arc<dyn Clock>,
 ) -> Kit {
+    kit_of(tickets, kb, chat, clock, None).await
+}
+
+/// A kit whose tickets are one node's of several, on `cluster`.
+pub async fn kit_clustered(cluster: Arc<dyn Cluster>) -> Kit {
+    let (tickets, kb, chat) = Default::default();
+    kit_of(tickets, kb, chat, Arc::new(SystemClock), Some(cluster)).await
+}
+
+async fn kit_of(
+    tickets: TicketConfig,
+    kb: KbConfig,
+    chat: ChatConfig,
+    clock: Arc<dyn Clock>,
+    cluster: Option<Arc<dyn Cluster>>,
+) -> Kit {
     let store = MemoryStore::new();
     let project = ProjectId::parse(&format!("p{}", Uuid::new_v4().simple())).unwrap();
     store
@@ -86,7 +102,7 @@ pub async fn kit_clocked(
         kb,
         chat,
         hooks: Default::default(),
-        cluster: None,
+        cluster,
     })
     .await
     .unwrap();

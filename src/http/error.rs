@@ -66,14 +66,26 @@ impl ApiError {
     }
 
     pub fn to_response(&self) -> Response {
-        super::json(
+        let mut response = super::json(
             self.status,
             &ErrorBody {
                 error: &self.message,
             },
-        )
+        );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is a passing state (a ticket restarting or moving between nodes, the
+            // store or NATS out of reach): say when to come back rather than invite a storm.
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
+
+/// The `Retry-After` of a 503, in seconds.
+const RETRY_AFTER_SECS: &str = "1";
 
 impl From<TicketError> for ApiError {
     fn from(e: TicketError) -> Self {
@@ -166,4 +178,22 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         ApiError::bad_request("bad request")
     };
     Ok(error.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ticket_that_may_have_taken_a_write_answers_503_with_retry_after() {
+        let response =
+            ApiError::from(TicketError::Unavailable("ticket is restarting".into())).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(http::header::RETRY_AFTER),
+            Some(&http::HeaderValue::from_static("1"))
+        );
+        let refused = ApiError::from(TicketError::Closed).into_response();
+        assert_eq!(refused.headers().get(http::header::RETRY_AFTER), None);
+    }
 }

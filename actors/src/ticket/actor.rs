@@ -237,6 +237,8 @@ pub struct TicketState {
     claim: Option<Arc<dyn Claim>>,
     /// The position in the ticket's log of the last batch applied to this state.
     through: u64,
+    /// With several nodes: the actor stopped taking requests and is draining its mailbox.
+    leaving: bool,
 }
 
 impl Actor for TicketActor {
@@ -295,6 +297,7 @@ impl Actor for TicketActor {
             view_cache: None,
             last_activity: deps.clock.now(),
             through: claim.as_ref().map_or(0, |c| c.last()),
+            leaving: false,
             claim,
             deps,
         })
@@ -331,7 +334,7 @@ impl Actor for TicketActor {
             TicketMsg::Subscribe { since, reply } => drop(reply.send(Ok(state.subscribe(since)))),
             TicketMsg::Position { reply } => drop(reply.send(state.position())),
             TicketMsg::Typing { author } => state.typing(author),
-            TicketMsg::Persisted => state.persisted(&myself),
+            TicketMsg::Persisted => state.persisted(&myself)?,
             TicketMsg::Tick => state.tick(&myself)?,
             #[cfg(any(test, feature = "testing"))]
             TicketMsg::Crash => return Err("crash requested by a test".into()),
@@ -489,12 +492,20 @@ impl TicketState {
     }
 
     /// The store reported on the batch in flight.
-    fn persisted(&mut self, myself: &ActorRef<TicketMsg>) {
+    fn persisted(&mut self, myself: &ActorRef<TicketMsg>) -> Result<(), ActorProcessingErr> {
         let Some(landed) = self.writes.take_outcome() else {
-            return;
+            return Ok(());
         };
         match self.settle(landed) {
             Ok(()) => self.send_batch(),
+            // With several nodes the requests behind the failed batch, queued or still in the
+            // mailbox, were certainly not carried out: they are answered `Moved` as the actor
+            // drains, and their callers send them on (to a fresh actor, here or on the new
+            // owner) instead of failing with the batch.
+            Err(e) if self.claim.is_some() => {
+                tracing::warn!(ticket = %self.key, error = %e, "ticket write failed; reloading the ticket");
+                self.leave(myself, "a write failed")?;
+            }
             Err(e) => {
                 // The batch may have landed in part, or after a timeout; rather than guess,
                 // stop (the writes queued behind it are refused, never sent) and let the next
@@ -503,16 +514,35 @@ impl TicketState {
                 myself.stop(Some("a write failed".into()));
             }
         }
+        Ok(())
+    }
+
+    /// With several nodes, when this node may no longer own the ticket (its lease was taken,
+    /// or a write of it failed): requests stop coming here (the next one activates the ticket
+    /// afresh, here or on its new owner), and the actor answers the requests it holds and
+    /// stops. Writes it did not send are answered `Moved`, so they go on to the new owner.
+    fn leave(
+        &mut self,
+        myself: &ActorRef<TicketMsg>,
+        why: &'static str,
+    ) -> Result<(), ActorProcessingErr> {
+        if self.leaving {
+            return Ok(());
+        }
+        self.leaving = true;
+        tracing::info!(ticket = %self.key, why, "stopping the ticket's actor here");
+        self.deps.registry.unroute(&self.key, &myself.get_cell());
+        myself.drain()?;
+        Ok(())
     }
 
     fn tick(&mut self, myself: &ActorRef<TicketMsg>) -> Result<(), ActorProcessingErr> {
-        if self.claim.as_ref().is_some_and(|c| c.lost()) {
-            // Another node may own the ticket now; its log refuses this node's writes anyway,
-            // but requests should go to the new owner rather than fail here.
-            tracing::info!(ticket = %self.key, "lost the ticket's lease; stopping its actor here");
-            self.deps.registry.unroute(&self.key, &myself.get_cell());
-            myself.drain()?;
-            return Ok(());
+        if self.claim.as_ref().is_some_and(|c| c.taken()) {
+            // Another node owns the ticket now; its log refuses this node's writes anyway,
+            // but requests should go to the new owner rather than fail here. (A lease that
+            // only lapsed, unconfirmed while the leases' bucket did not answer, keeps its
+            // actor: nobody could take the lease then, and the log decides every write.)
+            return self.leave(myself, "the ticket's lease was taken");
         }
         self.subscribers.prune();
         let now = self.deps.clock.now();
@@ -531,8 +561,14 @@ impl TicketState {
         Ok(())
     }
 
-    /// A request that must wait: the ticket has too many writes queued already.
+    /// Why a write cannot be taken now, if it cannot: with several nodes, a write failed and
+    /// the actor is leaving, so nothing is done here and the caller sends it on (to the
+    /// ticket's next actor, here or on its new owner); or it must wait, with too many writes
+    /// queued already. The lease is not asked: the ticket's log decides every write.
     fn refusal(&self) -> Option<TicketError> {
+        if self.claim.is_some() && self.writes.is_broken() {
+            return Some(TicketError::Moved);
+        }
         (self.writes.len() >= self.deps.config.max_pending_writes).then_some(TicketError::Busy)
     }
 
@@ -878,10 +914,19 @@ impl TicketState {
                 break;
             }
         }
-        // Some of these may be in a batch whose outcome never came: not `Moved`, which
-        // promises nothing was written.
-        for effect in self.writes.abandon() {
+        // Those in a batch whose outcome never came may have been written: not `Moved`, which
+        // promises nothing was, but a 503 after which the client retries with its
+        // idempotency key. Those never sent were not written: with several nodes their
+        // callers send them on.
+        let abandoned = self.writes.abandon();
+        for effect in abandoned.in_doubt {
             effect.refuse(TicketError::Unavailable("ticket is restarting".into()));
+        }
+        for effect in abandoned.unsent {
+            effect.refuse(match self.claim {
+                Some(_) => TicketError::Moved,
+                None => TicketError::Unavailable("ticket is restarting".into()),
+            });
         }
     }
 }

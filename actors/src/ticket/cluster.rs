@@ -79,6 +79,12 @@ pub trait Claim: Send + Sync + 'static {
 
     /// Whether the lease was lost: another node may own the ticket now.
     fn lost(&self) -> bool;
+
+    /// Whether another node is known to own the ticket now (its lease was taken, or the log
+    /// refused this node's write), rather than only may: then this node's actor stops.
+    fn taken(&self) -> bool {
+        self.lost()
+    }
 }
 
 /// One entry of a ticket's log: a batch of writes and the events it tells subscribers.

@@ -33,12 +33,23 @@ pub struct Landed<E> {
     pub result: Result<(), StoreError>,
 }
 
+/// What [`WriteQueue::abandon`] gives up on.
+pub struct Abandoned<E> {
+    /// Requests with a write in a batch whose outcome never came: they may have been made.
+    pub in_doubt: Vec<E>,
+    /// Requests none of whose writes was handed to the store: certainly not made.
+    pub unsent: Vec<E>,
+}
+
 pub struct WriteQueue<E> {
-    /// What each queued write's caller is owed, oldest first, with the write's number.
-    owed: VecDeque<(u64, E)>,
+    /// What each queued request's caller is owed, oldest first, with the numbers of the
+    /// request's first and last writes.
+    owed: VecDeque<(u64, u64, E)>,
     /// Queued writes not yet handed to the store, oldest first, with their numbers.
     unsent: VecDeque<(u64, TicketWrite)>,
     next: u64,
+    /// Writes handed to the store so far: every write numbered below this one.
+    sent: u64,
     in_flight: bool,
     /// A batch failed: nothing more is sent.
     broken: bool,
@@ -98,6 +109,7 @@ impl<E> WriteQueue<E> {
             owed: VecDeque::new(),
             unsent: VecDeque::new(),
             next: 0,
+            sent: 0,
             in_flight: false,
             broken: false,
             slot: Arc::new(Slot {
@@ -112,11 +124,13 @@ impl<E> WriteQueue<E> {
     /// Queues `writes`, which land together or not at all as far as their caller is concerned:
     /// it is owed `effect` once the last of them is durable.
     pub fn push(&mut self, writes: impl IntoIterator<Item = TicketWrite>, effect: E) {
+        let first = self.next;
         for write in writes {
             self.unsent.push_back((self.next, write));
             self.next += 1;
         }
-        self.owed.push_back((self.next.saturating_sub(1), effect));
+        self.owed
+            .push_back((first, self.next.saturating_sub(1), effect));
     }
 
     /// Writes queued and not yet settled.
@@ -130,7 +144,7 @@ impl<E> WriteQueue<E> {
 
     /// What the callers of the unsettled writes are owed, oldest first.
     pub fn queued(&self) -> impl DoubleEndedIterator<Item = &E> {
-        self.owed.iter().map(|(_, e)| e)
+        self.owed.iter().map(|(_, _, e)| e)
     }
 
     /// The next batch to hand to the store, with the callback that reports its outcome:
@@ -160,6 +174,7 @@ impl<E> WriteQueue<E> {
         let take = fits.max(1);
         let writes: Vec<(u64, TicketWrite)> = self.unsent.drain(..take).collect();
         let through = writes.last().map_or(0, |(n, _)| *n);
+        self.sent = through + 1;
         self.in_flight = true;
         let landing = Landing {
             slot: Some(self.slot.clone()),
@@ -181,8 +196,12 @@ impl<E> WriteQueue<E> {
             .take()?;
         self.in_flight = false;
         self.broken |= result.is_err();
-        let settled = self.owed.iter().take_while(|(n, _)| *n <= through).count();
-        let effects = self.owed.drain(..settled).map(|(_, e)| e).collect();
+        let settled = self
+            .owed
+            .iter()
+            .take_while(|(_, n, _)| *n <= through)
+            .count();
+        let effects = self.owed.drain(..settled).map(|(_, _, e)| e).collect();
         Some(Landed { effects, result })
     }
 
@@ -201,10 +220,17 @@ impl<E> WriteQueue<E> {
     }
 
     /// Gives up on every write not yet settled: they are never sent, and their callers are
-    /// owed a refusal.
-    pub fn abandon(&mut self) -> Vec<E> {
+    /// owed a refusal; told apart by whether any of a request's writes went to the store.
+    pub fn abandon(&mut self) -> Abandoned<E> {
         self.unsent.clear();
-        self.owed.drain(..).map(|(_, e)| e).collect()
+        let (mut in_doubt, mut unsent) = (Vec::new(), Vec::new());
+        for (first, _, effect) in self.owed.drain(..) {
+            match first < self.sent {
+                true => in_doubt.push(effect),
+                false => unsent.push(effect),
+            }
+        }
+        Abandoned { in_doubt, unsent }
     }
 }
 
@@ -311,8 +337,30 @@ mod tests {
         assert_eq!(landed.effects, ["a"]);
         assert!(q.is_broken());
         assert!(q.next_batch().is_none(), "nothing is sent after a failure");
-        assert_eq!(q.abandon(), ["b"]);
+        let abandoned = q.abandon();
+        assert_eq!(abandoned.unsent, ["b"], "b was never sent");
+        assert!(abandoned.in_doubt.is_empty());
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn what_is_abandoned_is_told_apart_by_whether_any_of_it_was_sent() {
+        let (mut q, _) = queue();
+        let per = weight(&cursor());
+        q.push([cursor()], "landed");
+        q.push([cursor(), cursor()], "split");
+        q.push([cursor()], "in flight");
+        q.push([cursor()], "unsent");
+        let (_, done) = q.next_batch_within(2 * per).unwrap();
+        done(Ok(()));
+        assert_eq!(q.take_outcome().unwrap().effects, ["landed"]);
+        // Half of "split" is durable; its other half goes out with "in flight", whose
+        // outcome never comes.
+        let (writes, _lost) = q.next_batch_within(2 * per).unwrap();
+        assert_eq!(writes.len(), 2);
+        let abandoned = q.abandon();
+        assert_eq!(abandoned.in_doubt, ["split", "in flight"]);
+        assert_eq!(abandoned.unsent, ["unsent"]);
     }
 
     #[test]
