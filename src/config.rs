@@ -232,6 +232,8 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+    /// Open connections at most, WebSockets included. By default as many as the process's
+    /// open files and memory allow ([`default_max_connections`]).
     pub max_connections: usize,
     /// Connections the kernel holds for the accept loop at most (capped by the kernel's
     /// `net.core.somaxconn`): a reconnecting crowd past it has its handshakes dropped and
@@ -375,7 +377,7 @@ impl Default for Settings {
         Self {
             server: ServerSettings {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-                max_connections: 10_000,
+                max_connections: default_max_connections(),
                 listen_backlog: 4096,
                 header_read_timeout_secs: 10,
                 max_body_bytes: 64 * 1024,
@@ -636,6 +638,17 @@ impl ServerSettings {
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
     }
+    /// Connections past `max_connections` that are answered 503 at once, beyond which more
+    /// are closed unread: see [`refusal_allowance`].
+    pub fn refusal_allowance(&self) -> usize {
+        refusal_allowance(self.max_connections)
+    }
+    /// How long a connection past the cap may take to send its request and read the 503: a
+    /// fifth of the time a served client has for its headers (2 s at the default), since a
+    /// client that is turned away only needs to be told so.
+    pub fn refusal_time(&self) -> Duration {
+        self.header_read_timeout() / 5
+    }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }
@@ -648,6 +661,116 @@ impl WsSettings {
     pub fn ping_interval(&self) -> Duration {
         Duration::from_secs(self.ping_interval_secs)
     }
+}
+
+/// Memory an open connection is budgeted at when the default cap is sized from memory: the
+/// costlier of the two kinds measured (docs/operations.md), a keep-alive HTTP connection
+/// waiting for its next request, at 19.7 KiB of server RSS and 3.7 KiB in the kernel. An idle
+/// WebSocket costs 5.5 and 3.7 KiB.
+pub const MEMORY_PER_CONNECTION: u64 = 24 * 1024;
+
+/// Open files kept back from connections at least: the store's files, the listeners and the
+/// runtimes' own descriptors (18 in all on the embedded store), and outgoing connections to
+/// ScyllaDB, NATS, webhook receivers and the model, which grow with the load.
+pub const FILES_RESERVED: u64 = 256;
+
+/// The open-file limit assumed where it cannot be read (not Linux): the usual soft limit.
+const ASSUMED_OPEN_FILES: u64 = 1024;
+
+/// A cap below this is no use to anyone; a limit that low is a mistake the start-up log names.
+const MIN_CONNECTIONS: u64 = 64;
+
+/// The default connection cap, from this process's open-file soft limit and the memory it may
+/// use (see [`connection_cap`]). Read once: the limits do not change while the server runs.
+pub fn default_max_connections() -> usize {
+    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| connection_cap(open_file_limit(), memory_limit()))
+}
+
+/// As many connections as fit in both budgets:
+/// - open files: the soft limit (`ulimit -n`, systemd's `LimitNOFILE`) less a reserve of
+///   [`FILES_RESERVED`] or a sixteenth of the limit, whichever is more, and less the refusal
+///   allowance, since a refused connection holds a file too while it is answered;
+/// - memory: half the memory the process may use (the machine's, or its control group's limit
+///   when lower) at [`MEMORY_PER_CONNECTION`] each; the other half is for the tickets, chat
+///   sessions, search indexes and the store.
+pub fn connection_cap(open_files: Option<u64>, memory: Option<u64>) -> usize {
+    let files = open_files.unwrap_or(ASSUMED_OPEN_FILES);
+    let usable = files.saturating_sub((files / 16).max(FILES_RESERVED));
+    let refusals = refusal_allowance(usize::try_from(usable).unwrap_or(usize::MAX)) as u64;
+    let by_files = usable.saturating_sub(refusals);
+    let by_memory = memory.map_or(u64::MAX, |bytes| bytes / 2 / MEMORY_PER_CONNECTION);
+    let cap = by_files.min(by_memory).max(MIN_CONNECTIONS);
+    usize::try_from(cap).unwrap_or(usize::MAX)
+}
+
+/// Connections past a cap of `max_connections` that are answered 503 at once: a thirty-second
+/// of the cap, from 8 to 512. Each holds a file and a few KiB until its request is answered,
+/// and at most [`ServerSettings::refusal_time`]; past them, connections are closed unread.
+pub fn refusal_allowance(max_connections: usize) -> usize {
+    (max_connections / 32).clamp(8, 512)
+}
+
+/// The soft limit on open files (`RLIMIT_NOFILE`), where the system says (Linux).
+pub fn open_file_limit() -> Option<u64> {
+    parse_open_file_limit(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+/// The soft limit from `/proc/self/limits`: `Max open files  <soft>  <hard>  files`.
+fn parse_open_file_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The memory this process may use: the machine's, or its control group's limit when that is
+/// lower (a container).
+fn memory_limit() -> Option<u64> {
+    let machine = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| parse_mem_total(&m));
+    let group = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|groups| cgroup_memory_limit(&groups, |path| std::fs::read_to_string(path).ok()));
+    match (machine, group) {
+        (Some(m), Some(g)) => Some(m.min(g)),
+        (m, g) => m.or(g),
+    }
+}
+
+/// `MemTotal` from `/proc/meminfo`, in bytes.
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line["MemTotal:".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The memory limit of the control group named in `/proc/self/cgroup` (`groups`): cgroup v2's
+/// `memory.max` (`0::/path`) or v1's `memory.limit_in_bytes` (`N:memory:/path`). `read` reads
+/// a file under `/sys/fs/cgroup`. `None` when there is no limit or it cannot be read.
+fn cgroup_memory_limit(groups: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    groups.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let path = path.trim_end_matches('/');
+        let file = if controllers.is_empty() {
+            format!("/sys/fs/cgroup{path}/memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+        } else {
+            return None;
+        };
+        // v2 writes "max" for no limit; v1 a number near 2^63, which the machine's memory
+        // undercuts anyway.
+        read(&file)?.trim().parse().ok()
+    })
 }
 
 /// Boolean settings as people write them: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, in
@@ -760,6 +883,81 @@ mod tests {
         let s = with(&[]).unwrap();
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.limits.public_per_minute, 10);
+    }
+
+    #[test]
+    fn the_default_connection_cap_fits_the_open_files_and_the_memory() {
+        const GIB: u64 = 1 << 30;
+        // 20,000 files (this machine's limit): 1,250 kept back, 512 for refusals.
+        assert_eq!(connection_cap(Some(20_000), Some(24 * GIB)), 18_238);
+        // systemd's default soft limit: 256 kept back, 24 for refusals.
+        assert_eq!(connection_cap(Some(1024), Some(24 * GIB)), 744);
+        // A container with a million files and 512 MiB: memory decides, 256 MiB at 24 KiB.
+        assert_eq!(connection_cap(Some(1 << 20), Some(512 << 20)), 10_922);
+        // Where the open-file limit cannot be read, 1,024 files are assumed.
+        assert_eq!(connection_cap(None, Some(32 << 20)), 682);
+        assert_eq!(connection_cap(None, None), 744);
+        // A limit too low to be meant still leaves a usable server.
+        assert_eq!(connection_cap(Some(100), None), 64);
+        for files in [1024, 4096, 20_000, 65_536, 1 << 20] {
+            let cap = connection_cap(Some(files), None);
+            let needed = (cap + refusal_allowance(cap)) as u64 + FILES_RESERVED;
+            assert!(
+                needed <= files,
+                "{files} files: a cap of {cap} needs {needed}"
+            );
+        }
+        assert_eq!(
+            (
+                refusal_allowance(3),
+                refusal_allowance(10_000),
+                refusal_allowance(1 << 20)
+            ),
+            (8, 312, 512)
+        );
+    }
+
+    #[test]
+    fn the_limits_are_read_as_linux_writes_them() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             95393                95393                processes \n\
+                      Max open files            20000                524288               files     \n";
+        assert_eq!(parse_open_file_limit(limits), Some(20_000));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_file_limit(unlimited), None);
+        assert_eq!(
+            parse_mem_total("MemTotal:       24683772 kB\nMemFree: 1 kB\n"),
+            Some(24_683_772 * 1024)
+        );
+        let files = |path: &str| match path {
+            "/sys/fs/cgroup/system.slice/fleety.service/memory.max" => Some("536870912\n".into()),
+            "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes" => Some("268435456\n".into()),
+            "/sys/fs/cgroup/memory.max" => Some("max\n".into()),
+            _ => None,
+        };
+        let v2 = cgroup_memory_limit("0::/system.slice/fleety.service\n", files);
+        assert_eq!(v2, Some(512 << 20));
+        let v1 = "5:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n0::/\n";
+        assert_eq!(cgroup_memory_limit(v1, files), Some(256 << 20));
+        assert_eq!(cgroup_memory_limit("0::/\n", files), None, "no limit");
+    }
+
+    #[test]
+    fn an_explicit_connection_cap_overrides_the_derived_one() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            let s = Settings::load()?;
+            assert_eq!(s.server.max_connections, default_max_connections());
+            jail.set_env("FLEETY_MAX_CONNECTIONS", "123");
+            let s = Settings::load()?;
+            assert_eq!(s.server.max_connections, 123);
+            assert_eq!(s.server.refusal_allowance(), 8);
+            jail.set_env("FLEETY_MAX_CONNECTIONS", "0");
+            let err = Settings::load().unwrap_err();
+            assert!(err.contains("FLEETY_MAX_CONNECTIONS"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

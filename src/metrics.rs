@@ -25,6 +25,7 @@ const GROUP_SIZES: &[f64] = &[
 pub const NAMES: &[&str] = &[
     "fleety_http_requests_total",
     "fleety_http_request_duration_seconds",
+    "fleety_connections_refused_total",
     "fleety_actors_live",
     "fleety_actors_spawned_total",
     "fleety_actors_stopped_total",
@@ -104,6 +105,10 @@ fn describe() {
         "fleety_http_request_duration_seconds",
         Unit::Seconds,
         "Time to the response head, by route and method"
+    );
+    describe_counter!(
+        "fleety_connections_refused_total",
+        "Connections past FLEETY_MAX_CONNECTIONS, by outcome (answered, unanswered, dropped)"
     );
     describe_gauge!(
         "fleety_actors_live",
@@ -209,6 +214,12 @@ fn describe() {
         "fleety_chat_quota_refusals_total",
         "Chat requests refused by a quota or the concurrency limit"
     );
+}
+
+/// Counts a connection past the cap: `answered` 503, `unanswered` (no request read in time),
+/// or `dropped` unread past the refusal allowance.
+pub fn connection_refused(outcome: &'static str) {
+    metrics::counter!("fleety_connections_refused_total", "outcome" => outcome).increment(1);
 }
 
 /// Records one answered HTTP request.

@@ -4,17 +4,28 @@
 //! protocol sniffing would let a silent connection hold its slot with no timeout at all. It caps open connections, tags each request with its TCP peer, and on
 //! shutdown stops accepting, lets requests in flight finish, closes WebSockets with "going
 //! away", and gives up after the grace period with a warning.
+//!
+//! Past the cap, a connection is answered 503 with `Retry-After` and closed ([`Refusals`]), so
+//! a crowd larger than the server learns when to come back instead of retrying at once. Those
+//! answers have an allowance of their own, and past it connections are closed unread: the
+//! refusals can never cost more than a few hundred files and a few MiB.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use http::header::{HeaderValue, CONNECTION, RETRY_AFTER};
+use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
 
-use crate::http::{router, Ctx, PeerAddr, RequestMeta};
+use crate::config::ServerSettings;
+use crate::http::{router, ApiError, Ctx, PeerAddr, RequestMeta};
 
 pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
     let settings = ctx.settings.clone();
@@ -26,8 +37,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         .timer(TokioTimer::new())
         .header_read_timeout(settings.server.header_read_timeout())
         .max_buf_size(64 * 1024);
-    let connections = tokio_util::task::TaskTracker::new();
+    let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(settings.server.max_connections));
+    let mut refusals = Refusals::new(&settings.server);
+    check_open_files(&settings.server);
     let shutdown = ctx.shutdown.clone();
 
     loop {
@@ -44,8 +57,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
             _ = shutdown.cancelled() => break,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; refusing a connection");
-            drop(stream);
+            refusals.refuse(stream, &connections);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -107,6 +119,190 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         .is_err()
     {
         tracing::warn!(grace = ?settings.server.shutdown_grace(), "grace period ran out; closing the remaining connections");
+    }
+}
+
+/// Connections past `FLEETY_MAX_CONNECTIONS`. While the allowance of its own lasts, each is
+/// read for one request and answered 503 with `Retry-After` and `Connection: close`, within
+/// [`ServerSettings::refusal_time`]; past the allowance it is closed unread, with a reset.
+struct Refusals {
+    allowance: Arc<Semaphore>,
+    http: http1::Builder,
+    within: Duration,
+    /// When the last warning was logged, and what was refused since.
+    logged: Option<Instant>,
+    refused: u64,
+    dropped: u64,
+}
+
+/// How often refusals are logged at most: a crowd over the cap would otherwise write a line
+/// per connection.
+const LOG_REFUSALS_EVERY: Duration = Duration::from_secs(10);
+
+/// The seconds a refused client is told to wait, drawn for each refusal so a crowd turned away
+/// together does not come back together.
+const RETRY_AFTER_SECS: std::ops::RangeInclusive<u64> = 5..=15;
+
+/// What of a refused request's body is read and thrown away at most.
+const DRAIN_BYTES: usize = 64 * 1024;
+
+impl Refusals {
+    fn new(server: &ServerSettings) -> Self {
+        let within = server.refusal_time();
+        let mut http = http1::Builder::new();
+        // The smallest buffer hyper takes; a refused client needs no more than its request line
+        // and headers read.
+        http.timer(TokioTimer::new())
+            .header_read_timeout(within)
+            .keep_alive(false)
+            .max_buf_size(8 * 1024);
+        Refusals {
+            allowance: Arc::new(Semaphore::new(server.refusal_allowance())),
+            http,
+            within,
+            logged: None,
+            refused: 0,
+            dropped: 0,
+        }
+    }
+
+    fn refuse(&mut self, stream: TcpStream, tasks: &TaskTracker) {
+        match self.allowance.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.refused += 1;
+                tasks.spawn(answer_503(stream, self.http.clone(), self.within, permit));
+            }
+            Err(_) => {
+                self.dropped += 1;
+                crate::metrics::connection_refused("dropped");
+                reset(stream);
+            }
+        }
+        let now = Instant::now();
+        if self
+            .logged
+            .is_none_or(|at| now.duration_since(at) >= LOG_REFUSALS_EVERY)
+        {
+            tracing::warn!(
+                refused_503 = self.refused,
+                closed_unread = self.dropped,
+                "connection limit reached (FLEETY_MAX_CONNECTIONS): connections turned away since \
+                 the last such line (fleety_connections_refused_total counts them all)"
+            );
+            self.logged = Some(now);
+            (self.refused, self.dropped) = (0, 0);
+        }
+    }
+}
+
+/// Reads one request from a connection past the cap and answers it 503. Everything, the
+/// client's silence included, ends within `within`.
+async fn answer_503(
+    stream: TcpStream,
+    http: http1::Builder,
+    within: Duration,
+    permit: OwnedSemaphorePermit,
+) {
+    let answered = Arc::new(AtomicU8::new(UNANSWERED));
+    let told = answered.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let with_body = !hyper::body::Body::is_end_stream(req.body());
+        told.store(
+            if with_body {
+                ANSWERED_BODY_UNREAD
+            } else {
+                ANSWERED
+            },
+            Ordering::Relaxed,
+        );
+        std::future::ready(Ok::<_, std::convert::Infallible>(over_capacity()))
+    });
+    let refusal = async {
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        // hyper gives the stream back instead of closing it, so a body can be drained below.
+        let Ok(parts) = conn.without_shutdown().await else {
+            return;
+        };
+        let mut stream = parts.io.into_inner();
+        if answered.load(Ordering::Relaxed) != ANSWERED_BODY_UNREAD
+            || stream.shutdown().await.is_err()
+        {
+            return;
+        }
+        // Closing with the body still unread would reset the connection, and some clients
+        // report the reset instead of the answer before it (a client on Windows drops what it
+        // has not read; one still writing its body sees the write fail): read on until the
+        // client, told the connection ends, closes its side.
+        let mut sink = [0u8; 1024];
+        let mut left = DRAIN_BYTES;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(within, refusal).await;
+    let outcome = match answered.load(Ordering::Relaxed) {
+        UNANSWERED => "unanswered",
+        _ => "answered",
+    };
+    crate::metrics::connection_refused(outcome);
+    // Given back only now, with the connection closed: the allowance counts open files.
+    drop(permit);
+}
+
+/// What became of a refused connection's request.
+const UNANSWERED: u8 = 0;
+const ANSWERED: u8 = 1;
+/// Answered while the client still had a body to send.
+const ANSWERED_BODY_UNREAD: u8 = 2;
+
+/// The answer past the cap: 503 with the usual error body, when to come back, and that this
+/// connection ends here.
+fn over_capacity() -> warp::reply::Response {
+    let mut resp = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is at its connection limit; retry after the time in Retry-After",
+    )
+    .into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        RETRY_AFTER,
+        HeaderValue::from(rand::random_range(RETRY_AFTER_SECS)),
+    );
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Closes a connection at once with a reset, so the kernel keeps nothing of it either.
+fn reset(stream: TcpStream) {
+    if let Err(e) = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)) {
+        tracing::debug!(error = %e, "cannot set a refused connection to reset on close");
+    }
+    drop(stream);
+}
+
+/// Says what the connection cap is, and warns when the open-file limit cannot hold it: past the
+/// limit, accepting fails and the kernel leaves the crowd waiting in the backlog, unanswered.
+fn check_open_files(server: &ServerSettings) {
+    let (cap, refusals) = (server.max_connections, server.refusal_allowance());
+    let limit = crate::config::open_file_limit();
+    tracing::info!(
+        max_connections = cap,
+        refusal_allowance = refusals,
+        open_file_limit = limit,
+        "connection cap"
+    );
+    let needed = (cap + refusals) as u64 + crate::config::FILES_RESERVED;
+    if let Some(limit) = limit.filter(|&limit| needed > limit) {
+        tracing::warn!(
+            max_connections = cap,
+            open_file_limit = limit,
+            needed,
+            "FLEETY_MAX_CONNECTIONS needs more open files than the process may have: raise the \
+             limit (ulimit -n, systemd LimitNOFILE) or lower the cap; see docs/operations.md"
+        );
     }
 }
 

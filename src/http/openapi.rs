@@ -197,7 +197,13 @@ fn shared_refusals(route: &Route) -> Vec<(u16, &'static str)> {
         ));
         out.push((
             503,
-            "A store or a ticket is briefly unavailable: retry shortly",
+            "A store or a ticket is briefly unavailable, or the server holds as many \
+             connections as it may: retry after Retry-After",
+        ));
+    } else {
+        out.push((
+            503,
+            "The server holds as many connections as it may: retry after Retry-After",
         ));
     }
     out

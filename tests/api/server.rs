@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -57,88 +58,243 @@ async fn a_connection_that_sends_nothing_gives_its_slot_back() {
     );
 }
 
+/// An HTTP/1.1 answer as it came over the wire.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn parse(raw: &[u8]) -> Option<Answer> {
+        let text = String::from_utf8_lossy(raw);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()?
+            .strip_prefix("HTTP/1.1 ")?
+            .get(..3)?
+            .parse()
+            .ok()?;
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Some(Answer {
+            status,
+            headers,
+            body: body.to_owned(),
+        })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// What the server answers past its connection cap: 503, the error body, when to come
+    /// back, and the end of the connection.
+    fn assert_over_capacity(&self) {
+        assert_eq!(self.status, 503, "{}", self.body);
+        let retry: u64 = self
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("a Retry-After in seconds");
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        assert_eq!(self.header("connection"), Some("close"));
+        let body: serde_json::Value = serde_json::from_str(&self.body).expect("a JSON body");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+    }
+}
+
+/// Sends one request on a new connection and reads until the server closes it.
+async fn one_shot(app: &TestApp, request: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr(app)).await.unwrap();
+    // A write can fail when the server resets the connection first; the answer tells.
+    let _ = s.write_all(request.as_bytes()).await;
+    read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("the server closes the connection")
+}
+
+/// Reads one answer (with a Content-Length) from a keep-alive connection.
+async fn read_answer(stream: &mut TcpStream) -> Answer {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(n > 0, "closed before a whole answer");
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(answer) = Answer::parse(&raw) {
+            let length: usize = answer
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .expect("a Content-Length");
+            if answer.body.len() >= length {
+                return answer;
+            }
+        }
+    }
+}
+
+/// A keep-alive connection that has been served, and so holds a connection slot.
+async fn held_connection(app: &TestApp) -> TcpStream {
+    let mut s = TcpStream::connect(addr(app)).await.unwrap();
+    s.write_all(HEALTHZ.as_bytes()).await.unwrap();
+    assert_eq!(read_answer(&mut s).await.status, 200);
+    s
+}
+
+const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// A new connection's `GET /healthz`, once a slot is free. Slots are given back by the
+/// connection's task right after it closes the socket, so a request that reaches the server in
+/// between is still refused; the first answer that is not a refusal must be the healthz one.
+async fn healthz_once_served(app: &TestApp) -> Answer {
+    for _ in 0..100 {
+        let raw = one_shot(
+            app,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let answer = Answer::parse(&raw).expect("an HTTP answer");
+        if answer.status != 503 {
+            return answer;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("no connection slot came free");
+}
+
 #[tokio::test]
-async fn websockets_hold_their_connection_slot() {
+async fn connections_past_the_cap_are_answered_503_with_retry_after_while_held_ones_go_on() {
     // Three slots: the test client's pooled HTTP connection (kept open by the long header
-    // timeout) and two sockets.
+    // timeout), a WebSocket and a plain keep-alive connection.
     let app = spawn_with_settings(|s| {
         s.server.max_connections = 3;
         s.server.header_read_timeout_secs = 600;
     })
     .await;
-    let slug = app.create_ticket("Capped").await;
-    let mut sockets = Vec::new();
-    for _ in 0..2 {
-        sockets.push(app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await);
-    }
-    let healthz = || async {
-        let mut s = TcpStream::connect(addr(&app)).await.unwrap();
-        let _ = s
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await;
-        read_until_closed(&mut s, Duration::from_secs(10))
-            .await
-            .expect("closed")
-    };
-    assert!(
-        healthz().await.is_empty(),
-        "with every slot taken by the client and two sockets, a new connection is refused"
+    let slug = app.create_ticket("Crowded").await;
+    let ws_path = format!("/v1/tickets/demo/{slug}/ws");
+    let mut socket = app.connect(&ws_path).await;
+    assert_eq!(next_event(&mut socket).await["type"], "subscribed");
+    let mut held = held_connection(&app).await;
+
+    let get = format!(
+        "GET /v1/tickets/{}/{slug} HTTP/1.1\r\nHost: x\r\n\r\n",
+        app.project
     );
-    drop(sockets);
-    let mut ok = false;
-    for _ in 0..50 {
-        if String::from_utf8_lossy(&healthz().await).starts_with("HTTP/1.1 200") {
-            ok = true;
+    Answer::parse(&one_shot(&app, &get).await)
+        .expect("an HTTP answer, not a reset")
+        .assert_over_capacity();
+    // A request with a body larger than the server reads with the headers is answered too.
+    let body = json!({ "author": "user", "content": "x".repeat(32 * 1024) }).to_string();
+    let post = format!(
+        "POST /v1/tickets/{}/{slug}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        app.project,
+        body.len()
+    );
+    Answer::parse(&one_shot(&app, &post).await)
+        .expect("an HTTP answer to a request with a body")
+        .assert_over_capacity();
+    // A WebSocket handshake gets the same answer, never a 101.
+    let handshake = format!(
+        "GET /v1/tickets/{}/{slug}/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        app.project
+    );
+    Answer::parse(&one_shot(&app, &handshake).await)
+        .expect("an HTTP answer to a handshake")
+        .assert_over_capacity();
+    assert_eq!(app.connect_with(&ws_path, None).await.err(), Some(503));
+
+    // The connections that were in keep working: the pooled one posts, the socket hears it,
+    // and the plain one is answered.
+    app.post_message(&slug, "still here").await;
+    let mut heard = None;
+    while let Some(e) = try_next_event(&mut socket, Duration::from_secs(10)).await {
+        if e["type"] == "new_message" {
+            heard = Some(e);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(ok, "closed sockets give their slots back");
+    assert_eq!(heard.expect("an event")["payload"]["content"], "still here");
+    held.write_all(HEALTHZ.as_bytes()).await.unwrap();
+    assert_eq!(read_answer(&mut held).await.status, 200);
+
+    // Once one of them closes, a new connection is served: here the WebSocket, whose place
+    // its socket's task holds until the socket is closed.
+    socket.close(None).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = socket.next().await {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the server closes the socket");
+    assert_eq!(healthz_once_served(&app).await.status, 200);
+}
+
+/// Connections past the cap refused so far with `outcome`, by the metrics: every server of the
+/// test binary counts there, so only growth tells.
+fn refused(outcome: &str) -> u64 {
+    let line = format!("fleety_connections_refused_total{{outcome=\"{outcome}\"}} ");
+    fleety::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or(0, |n| n.trim().parse().expect("a count"))
 }
 
 #[tokio::test]
-async fn connections_over_the_cap_are_refused_until_one_closes() {
-    let app = spawn_with_settings(|s| s.server.max_connections = 2).await;
-    let mut held = Vec::new();
-    for _ in 0..2 {
+async fn past_the_refusal_allowance_connections_are_closed_unread() {
+    // With a 600 s header timeout a refused connection has 120 s to send its request, so the
+    // silent ones below keep their places in the allowance for the whole test.
+    let app = spawn_with_settings(|s| {
+        s.server.max_connections = 1;
+        s.server.header_read_timeout_secs = 600;
+    })
+    .await;
+    let allowance = app.ctx.settings.server.refusal_allowance();
+    let mut held = held_connection(&app).await;
+    let mut silent = Vec::new();
+    for _ in 0..allowance {
         let mut s = TcpStream::connect(addr(&app)).await.unwrap();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = [0u8; 256];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-        held.push(s);
+        s.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        silent.push(s);
     }
-    let mut third = TcpStream::connect(addr(&app)).await.unwrap();
-    let _ = third
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await;
-    let answer = read_until_closed(&mut third, Duration::from_secs(10))
-        .await
-        .expect("closed");
+    let dropped = refused("dropped");
+    // The kernel hands connections to the accept loop in the order they came, so this one
+    // finds every place in the allowance taken.
+    let answer = one_shot(&app, HEALTHZ).await;
     assert!(
         answer.is_empty(),
-        "the third connection should be closed without an answer"
+        "closed without an answer, not {:?}",
+        String::from_utf8_lossy(&answer)
     );
+    assert!(refused("dropped") > dropped, "the drop is counted");
 
-    drop(held);
-    // Freed slots are reusable.
-    let mut ok = false;
-    for _ in 0..50 {
-        if app
-            .http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            ok = true;
+    // A silent one leaving makes room for a refusal that is answered.
+    drop(silent.pop());
+    let mut answered = None;
+    for _ in 0..100 {
+        let raw = one_shot(&app, HEALTHZ).await;
+        if !raw.is_empty() {
+            answered = Answer::parse(&raw);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::task::yield_now().await;
     }
-    assert!(ok);
+    answered.expect("an answer").assert_over_capacity();
+    // The served connection never noticed.
+    held.write_all(HEALTHZ.as_bytes()).await.unwrap();
+    assert_eq!(read_answer(&mut held).await.status, 200);
 }
 
 #[tokio::test]
