@@ -1132,6 +1132,17 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            /** @description The server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     inboxPage: {
@@ -1165,6 +1176,17 @@ export interface operations {
             /** @description A query parameter is malformed or out of range */
             400: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1210,6 +1232,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     metrics: {
@@ -1233,6 +1266,17 @@ export interface operations {
             /** @description Metrics are served on their own address */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1326,7 +1370,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -1435,7 +1479,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -1554,7 +1598,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -1711,7 +1755,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -1839,7 +1883,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -1876,6 +1920,17 @@ export interface operations {
                     "application/json": {
                         [key: string]: unknown;
                     };
+                };
+            };
+            /** @description The server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -1937,7 +1992,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2038,7 +2093,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2115,7 +2170,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2185,7 +2240,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2255,7 +2310,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2365,7 +2420,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2437,7 +2492,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2509,7 +2564,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2612,7 +2667,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2696,7 +2751,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2784,7 +2839,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2856,7 +2911,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -2928,7 +2983,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -3031,7 +3086,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -3101,7 +3156,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -3211,7 +3266,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -3283,7 +3338,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -3355,7 +3410,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -3458,7 +3513,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -3542,7 +3597,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -3625,7 +3680,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -3683,7 +3738,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -3782,7 +3837,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -3939,7 +3994,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -4069,7 +4124,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -4178,7 +4233,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -4364,7 +4419,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -4523,7 +4578,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -4664,7 +4719,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable: retry shortly */
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -4720,6 +4775,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     widgetUi: {
@@ -4753,6 +4819,17 @@ export interface operations {
             /** @description A query parameter is malformed or out of range */
             400: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
