@@ -224,16 +224,7 @@ async fn internal_notes_reach_agents_only() {
     let app = spawn_app().await;
     let slug = app.create_ticket("Refund").await;
     app.post_message(&slug, "Where is my refund?").await;
-    let feed_url = app
-        .admin_post("/v1/projects/demo/feed-token", json!({}))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut feed = app.connect(&feed_url).await;
+    let mut feed = app.connect_feed().await;
     assert_eq!(next_event(&mut feed).await["type"], "subscribed");
     let mut visitor = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut visitor).await["type"], "subscribed");

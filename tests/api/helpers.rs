@@ -357,6 +357,18 @@ impl TestApp {
         resp.json().await.unwrap()
     }
 
+    /// The project feed, as the inbox opens it: a feed token first, then the socket.
+    pub async fn connect_feed(&self) -> Socket {
+        let token: Value = self
+            .admin_post("/v1/projects/demo/feed-token", serde_json::json!({}))
+            .await
+            .json()
+            .await
+            .expect("a feed token");
+        self.connect(token["url"].as_str().expect("the feed's URL"))
+            .await
+    }
+
     pub async fn connect(&self, path: &str) -> Socket {
         self.connect_with(path, None)
             .await

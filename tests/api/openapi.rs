@@ -205,16 +205,7 @@ async fn socket_and_feed_frames_match_the_schemas_the_document_gives_them() {
     let ticket_event = validator(&doc, "TicketEvent");
     let feed_event = validator(&doc, "FeedEvent");
 
-    let feed_url = app
-        .admin_post("/v1/projects/demo/feed-token", serde_json::json!({}))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut feed = app.connect(&feed_url).await;
+    let mut feed = app.connect_feed().await;
     let slug = app.create_ticket("Frames").await;
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
 

@@ -625,16 +625,7 @@ async fn a_subscriber_whose_write_is_stuck_for_a_second_is_disconnected() {
 async fn typing_reaches_the_other_side_at_once_is_rate_limited_and_never_stored() {
     let app = spawn_app().await;
     let slug = app.create_ticket("Typing").await;
-    let feed_url = app
-        .admin_post("/v1/projects/demo/feed-token", json!({}))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut feed = app.connect(&feed_url).await;
+    let mut feed = app.connect_feed().await;
     assert_eq!(next_event(&mut feed).await["type"], "subscribed");
     let mut visitor = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut visitor).await["type"], "subscribed");

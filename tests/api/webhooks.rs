@@ -624,13 +624,7 @@ async fn a_status_and_an_assignee_patched_together_are_one_change_heard_once() {
     let slug = app.create_ticket("Login").await;
     let mut visitor = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut visitor).await["type"], "subscribed");
-    let feed: Value = app
-        .admin_post("/v1/projects/demo/feed-token", json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let mut feed = app.connect(feed["url"].as_str().unwrap()).await;
+    let mut feed = app.connect_feed().await;
     assert_eq!(next_event(&mut feed).await["type"], "subscribed");
 
     let path = format!("/v1/tickets/demo/{slug}");
@@ -710,13 +704,7 @@ async fn a_ticket_opened_from_a_chat_arrives_whole_and_is_announced_with_its_his
     let app = app_with_schedule("5s").await;
     let events = ["ticket.created", "message.created"];
     let (hook, secret) = register(&app, &receiver.url, &events).await;
-    let feed: Value = app
-        .admin_post("/v1/projects/demo/feed-token", json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let mut feed = app.connect(feed["url"].as_str().unwrap()).await;
+    let mut feed = app.connect_feed().await;
     assert_eq!(next_event(&mut feed).await["type"], "subscribed");
 
     let token = app.session_token().await;
