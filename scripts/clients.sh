@@ -69,11 +69,13 @@ cleanup() {
 trap cleanup EXIT
 
 # The two journeys make ten public ticket requests from one address within a minute, the
-# default per-IP limit: the limit is not what they test. The script's own FLEETY_BIN and
-# FLEETY_CACHE are not settings, and the server refuses unknown FLEETY_* variables.
+# default per-IP limit: the limit is not what they test. The server refuses
+# FLEETY_* names that are not settings (this script's FLEETY_BIN, the test suite's
+# FLEETY_TEST_*), so it starts with none but its own.
 # The log exists before the server does: the loop below reads it at once.
 : > "$ROOT/server.log"
-env -u FLEETY_BIN -u FLEETY_CACHE \
+# shellcheck disable=SC2046 # one -u per name, split on purpose
+env $(compgen -e | sed -n 's/^FLEETY_.*/-u &/p') \
   FLEETY_DATA_DIR="$DATA" \
   FLEETY_LISTEN=127.0.0.1:0 \
   FLEETY_PUBLIC_RATE_LIMIT=0 \

@@ -77,10 +77,12 @@ case "$MODE" in
     ;;
 esac
 
-# The log exists before the server does: the loop below reads it at once. FLEETY_BIN and
-# FLEETY_CACHE are this script's, not settings, and the server refuses unknown FLEETY_* names.
+# The log exists before the server does: the loop below reads it at once. The server refuses
+# FLEETY_* names that are not settings (this script's FLEETY_BIN, the test suite's
+# FLEETY_TEST_*), so it starts with none but the run's own.
 : > "$DATA/server.log"
-env -u FLEETY_BIN -u FLEETY_CACHE "${settings[@]}" "$BIN" > "$DATA/server.log" 2>&1 &
+# shellcheck disable=SC2046 # one -u per name, split on purpose
+env $(compgen -e | sed -n 's/^FLEETY_.*/-u &/p') "${settings[@]}" "$BIN" > "$DATA/server.log" 2>&1 &
 server=$!
 url=""
 for _ in $(seq 1 100); do
