@@ -1,7 +1,7 @@
 //! The load generator. It drives a Fleety server over real sockets and measures what the
 //! performance goals are stated in: server memory per connection, deliveries per second and
-//! publish-to-delivery latency, durable writes per second, and hot-read throughput against a
-//! bare warp server.
+//! publish-to-delivery latency, durable writes per second, hot-read throughput against a
+//! bare warp server, and how long a peer that stops reading stays connected.
 //!
 //! Run: `cargo build --release --workspace`, then `target/release/load <scenario> [options]`
 //! (`--help` lists them). By default it starts the `fleety` binary beside it on a fresh
@@ -14,6 +14,7 @@ mod host;
 mod net;
 mod report;
 mod server;
+mod slow;
 mod storm;
 mod worker;
 
@@ -159,6 +160,46 @@ enum Scenario {
         #[arg(long)]
         peer_first: bool,
     },
+    /// Subscribers that read and peers that subscribe and never read, on one ticket under
+    /// steady posts: how long the server keeps a peer that fell behind (Linux: read from
+    /// /proc/net/tcp), what the kernel queues for it, and the readers' latency without and with
+    /// such peers, in alternating phases.
+    Slow {
+        /// Subscribers that read.
+        #[arg(long, default_value_t = 200)]
+        readers: usize,
+        /// Peers that never read, joining one after another over a phase's first 4/5.
+        #[arg(long, default_value_t = 40)]
+        peers: usize,
+        /// Posts per second.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Each post's content, in bytes.
+        #[arg(long, default_value_t = 1024)]
+        message_bytes: usize,
+        /// Each phase's posting time.
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        /// Connections the posts go out on.
+        #[arg(long, default_value_t = 32)]
+        publishers: usize,
+        /// The receive buffer a never-reading peer asks its kernel for.
+        #[arg(long, default_value_t = 4096)]
+        peer_recv_buffer: usize,
+        /// The server's FLEETY_WS_SEND_BUFFER_BYTES (set on a server this run starts): a peer
+        /// has fallen behind once this many bytes are queued for it.
+        #[arg(long, default_value_t = 65_536)]
+        send_buffer_bytes: usize,
+        /// FLEETY_WS_SUBSCRIBER_QUEUE for the server this run starts (its default otherwise).
+        #[arg(long)]
+        subscriber_queue: Option<usize>,
+        /// FLEETY_WS_WRITE_TIMEOUT_MS for the server this run starts (its default otherwise).
+        #[arg(long)]
+        write_timeout_ms: Option<u64>,
+        /// Pairs of phases: the readers alone, then with the peers.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
     /// (internal) run one worker job given as JSON.
     #[command(hide = true)]
     Worker { job: String },
@@ -208,13 +249,16 @@ async fn coordinate(cli: Cli) -> anyhow::Result<()> {
             // The scenarios that report memory have mimalloc give freed pages back at once: by default it
             // keeps them until later allocator activity, so the RSS before a crowd still held
             // start-up's garbage and dropped by 20-30 MiB once sockets arrived.
-            let env: &[(String, String)] = match cli.scenario {
+            let env: Vec<(String, String)> = match cli.scenario {
                 Scenario::Idle { .. } | Scenario::Storm { .. } => {
-                    &[("MIMALLOC_PURGE_DELAY".into(), "0".into())]
+                    vec![("MIMALLOC_PURGE_DELAY".into(), "0".into())]
                 }
-                _ => &[],
+                Scenario::Slow { .. } => slow_shape(&cli.scenario)
+                    .map(|s| s.server_env())
+                    .unwrap_or_default(),
+                _ => Vec::new(),
             };
-            let s = Server::start(&log, env, cli.server_cpu).await?;
+            let s = Server::start(&log, &env, cli.server_cpu).await?;
             eprintln!(
                 "started fleety at {} (pid {}, log {})",
                 s.addr,
@@ -301,6 +345,10 @@ async fn coordinate(cli: Cli) -> anyhow::Result<()> {
             )
             .await?
         }
+        Scenario::Slow { .. } => {
+            let shape = slow_shape(&cli.scenario).context("the slow scenario's settings")?;
+            slow::run(&cli, &server, &shape).await?
+        }
         Scenario::Worker { .. } | Scenario::BareServer { .. } => unreachable!("handled in main"),
     };
     let probe_after = host::cross_cpu_round_trip_ns();
@@ -312,6 +360,39 @@ async fn coordinate(cli: Cli) -> anyhow::Result<()> {
     report.print();
     report.write(&cli.out)?;
     Ok(())
+}
+
+/// The slow scenario's settings, when that is the scenario.
+fn slow_shape(scenario: &Scenario) -> Option<slow::Shape> {
+    let Scenario::Slow {
+        readers,
+        peers,
+        rate,
+        message_bytes,
+        duration_secs,
+        publishers,
+        peer_recv_buffer,
+        send_buffer_bytes,
+        subscriber_queue,
+        write_timeout_ms,
+        rounds,
+    } = *scenario
+    else {
+        return None;
+    };
+    Some(slow::Shape {
+        readers,
+        peers,
+        rate,
+        message_bytes,
+        duration_secs,
+        publishers,
+        peer_recv_buffer,
+        send_buffer_bytes,
+        subscriber_queue,
+        write_timeout_ms,
+        rounds,
+    })
 }
 
 /// A worker process and the lines it reports.
