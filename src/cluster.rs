@@ -39,7 +39,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ClusterSettings;
+use crate::config::{ClusterSettings, NodeId};
 
 const STREAM: &str = "FLEETY_TICKETS";
 const BUCKET: &str = "fleety_owners";
@@ -139,10 +139,11 @@ impl NatsCluster {
         store: Arc<dyn Store>,
         call_timeout: Duration,
     ) -> anyhow::Result<NatsCluster> {
-        let node = match settings.node_id.as_str() {
-            "" => format!("node-{}", fleety_actors::domain::random_token(8)),
-            name => name.to_owned(),
-        };
+        let node = settings
+            .node_id
+            .clone()
+            .unwrap_or_else(NodeId::drawn)
+            .to_string();
         let addrs = settings
             .nats_url
             .split(',')

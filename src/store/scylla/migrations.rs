@@ -62,7 +62,7 @@ pub async fn migrate(session: &Session, config: &ScyllaConfig) -> anyhow::Result
     };
     ddl(format!(
         "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {}{tablets}",
-        config.replication
+        config.replication.cql_map()
     ))
     .await?;
     ddl(format!(

@@ -40,7 +40,7 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
 use scylla::value::{CqlValue, Row};
 
-pub use config::ScyllaConfig;
+pub use config::{Replication, ScyllaConfig};
 pub use migrations::{migrate, MIGRATIONS};
 
 /// How long one statement may take before the store reports the cluster unavailable.
@@ -60,7 +60,7 @@ pub async fn connect(config: &ScyllaConfig) -> anyhow::Result<Session> {
         .known_nodes(&config.nodes)
         .connection_timeout(Duration::from_secs(5));
     if let (Some(user), Some(password)) = (&config.username, &config.password) {
-        builder = builder.user(user, password);
+        builder = builder.user(user, password.expose());
     }
     builder.build().await.map_err(|e| {
         anyhow::anyhow!(
@@ -100,8 +100,8 @@ pub struct ScyllaStore {
 }
 
 impl ScyllaStore {
-    /// Connects, optionally migrates, and prepares every statement.
-    pub async fn open(config: &ScyllaConfig, auto_migrate: bool) -> anyhow::Result<Self> {
+    /// Connects, migrates if the settings say so, and prepares every statement.
+    pub async fn open(config: &ScyllaConfig) -> anyhow::Result<Self> {
         if matches!(
             config.consistency,
             Consistency::One
@@ -116,7 +116,7 @@ impl ScyllaStore {
             );
         }
         let session = connect(config).await?;
-        if auto_migrate {
+        if config.auto_migrate {
             migrate(&session, config).await?;
         }
         let (ks, consistency) = (config.keyspace.as_str(), config.consistency);
