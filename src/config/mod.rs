@@ -26,7 +26,7 @@ use fleety_actors::webhook::RetrySchedule;
 use serde::{Deserialize, Serialize};
 
 pub use crate::store::scylla::ScyllaConfig;
-pub use values::{HttpUrl, NodeId, Secret, Secrets};
+pub use values::{HttpUrl, LogFilter, NodeId, Secret, Secrets};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -193,7 +193,8 @@ pub struct ServerSettings {
     /// `/metrics` on an address of its own; on the main listener when `None`.
     #[serde(with = "values::optional_address")]
     pub metrics_listen: Option<SocketAddr>,
-    pub log: String,
+    #[serde(with = "values::text")]
+    pub log: LogFilter,
     pub log_format: LogFormat,
 }
 
@@ -324,25 +325,30 @@ pub struct WebhookSettings {
 #[serde(deny_unknown_fields)]
 pub struct ClusterSettings {
     /// NATS servers, comma separated (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`).
-    pub nats_url: String,
+    #[serde(with = "values::nats_servers")]
+    pub nats_url: Vec<async_nats::ServerAddr>,
     /// This node's name among the nodes; drawn at start when not given.
     #[serde(with = "values::optional_text")]
     pub node_id: Option<NodeId>,
     /// How long a ticket stays with a node that stopped renewing its hold on it.
-    #[serde(deserialize_with = "lease_ttl_secs")]
-    pub lease_ttl_secs: u64,
+    #[serde(
+        rename = "lease_ttl_secs",
+        serialize_with = "values::secs::serialize",
+        deserialize_with = "lease_ttl"
+    )]
+    pub lease_ttl: Duration,
     /// Copies JetStream keeps of the tickets' log and the leases (1, 3 or 5).
     #[serde(deserialize_with = "replicas")]
     pub replicas: usize,
 }
 
 /// A lease renewed three times per lifetime needs a lifetime of a few seconds.
-fn lease_ttl_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let secs = u64::deserialize(d)?;
-    if secs < 2 {
+fn lease_ttl<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let ttl = values::secs::deserialize(d)?;
+    if ttl < Duration::from_secs(2) {
         return Err(serde::de::Error::custom("must be at least 2"));
     }
-    Ok(secs)
+    Ok(ttl)
 }
 
 /// JetStream's replication: an odd number of copies, so a majority exists.
@@ -356,7 +362,7 @@ fn replicas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 
 impl ClusterSettings {
     pub fn enabled(&self) -> bool {
-        !self.nats_url.trim().is_empty()
+        !self.nats_url.is_empty()
     }
 }
 
@@ -381,7 +387,9 @@ impl Default for Settings {
                 max_body_bytes: 64 * 1024,
                 shutdown_grace: secs(10),
                 metrics_listen: None,
-                log: "info,warp=error,tantivy=warn".into(),
+                log: "info,warp=error,tantivy=warn"
+                    .parse()
+                    .expect("a valid log filter"),
                 log_format: LogFormat::Pretty,
             },
             ws: WsSettings {
@@ -437,9 +445,9 @@ impl Default for Settings {
                 concurrency: 16,
             },
             cluster: ClusterSettings {
-                nats_url: String::new(),
+                nats_url: Vec::new(),
                 node_id: None,
-                lease_ttl_secs: 6,
+                lease_ttl: secs(6),
                 replicas: 3,
             },
             demo: DemoSettings {
@@ -1071,6 +1079,18 @@ mod tests {
             ("cluster_replicas", "2", "must be 1, 3 or 5"),
             ("cluster_lease_ttl_secs", "1", "must be at least 2"),
             ("operator_token", "short", "must be at least 16 characters"),
+            ("listen", "localhost", "invalid socket address"),
+            (
+                "log",
+                "info,warp=loud",
+                "\"warp=loud\" is not a log filter directive",
+            ),
+            (
+                "cluster_nats_url",
+                "nats://10.0.0.1:4222,http://10.0.0.2:4222",
+                "invalid scheme for NATS server URL: http",
+            ),
+            ("cluster_lease_ttl_secs", "soon", "invalid type"),
         ];
         for (name, value, why) in cases {
             let err = refused(name, value);
@@ -1099,7 +1119,27 @@ mod tests {
             jail.set_env("FLEETY_SCYLLA_REPLICATION", "dc1:3,dc2:2");
             jail.set_env("FLEETY_SCYLLA_USERNAME", "fleety");
             jail.set_env("FLEETY_CLUSTER_NODE_ID", "node-a");
+            jail.set_env("FLEETY_LISTEN", "[::1]:8443");
+            jail.set_env("FLEETY_LOG", "debug,fleety::http=trace");
+            jail.set_env("FLEETY_CLUSTER_NATS_URL", "nats://10.0.0.1:4222, 10.0.0.2");
+            jail.set_env("FLEETY_CLUSTER_LEASE_TTL_SECS", "9");
+            jail.set_env("FLEETY_STORAGE", "scylla");
+            jail.set_env("FLEETY_DEMO_PROJECT_ID", "acme_1");
             let s = Settings::load()?;
+            assert_eq!(s.server.listen, "[::1]:8443".parse().unwrap());
+            let directives: Vec<String> = s
+                .server
+                .log
+                .directives()
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            assert_eq!(directives, ["debug", "fleety::http=trace"]);
+            let nats: Vec<&str> = s.cluster.nats_url.iter().map(|a| a.as_url_str()).collect();
+            assert_eq!(nats, ["nats://10.0.0.1:4222", "nats://10.0.0.2"]);
+            assert!(s.cluster.enabled());
+            assert_eq!(s.cluster.lease_ttl, Duration::from_secs(9));
+            assert_eq!(s.demo.project_id.as_str(), "acme_1");
             assert_eq!(s.scylla.nodes, ["10.0.0.1:9042", "10.0.0.2:9042"]);
             assert_eq!(s.server.header_read_timeout, Duration::from_secs(7));
             assert_eq!(s.server.refusal_time(), Duration::from_millis(1400));
@@ -1125,9 +1165,11 @@ mod tests {
             jail.set_env("FLEETY_METRICS_LISTEN", "");
             jail.set_env("FLEETY_LLM_BASE_URL", "");
             jail.set_env("FLEETY_CLUSTER_NODE_ID", "");
+            jail.set_env("FLEETY_CLUSTER_NATS_URL", "");
             let s = Settings::load()?;
             assert_eq!(s.server.metrics_listen, None);
             assert!(s.llm.base_url.is_none() && s.cluster.node_id.is_none());
+            assert!(!s.cluster.enabled(), "one node without NATS servers");
             Ok(())
         });
     }
@@ -1160,6 +1202,9 @@ mod tests {
         assert_eq!(written["scylla"]["nodes"], "127.0.0.1:9042");
         assert_eq!(written["scylla"]["consistency"], "LOCAL_QUORUM");
         assert_eq!(written["scylla"]["replication"], "1");
+        assert_eq!(written["server"]["log"], "info,warp=error,tantivy=warn");
+        assert_eq!(written["cluster"]["nats_url"], "");
+        assert_eq!(written["cluster"]["lease_ttl_secs"], 6);
         assert_eq!(
             written["webhooks"]["retry_schedule"],
             "5s,5m,30m,2h,5h,10h,10h"

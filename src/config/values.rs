@@ -14,8 +14,10 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use async_nats::ServerAddr;
 use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
+use tracing_subscriber::filter::Directive;
 use url::Url;
 
 /// A value that must never reach a log line or an error message.
@@ -184,6 +186,64 @@ impl FromStr for HttpUrl {
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0.as_str())
+    }
+}
+
+/// A `tracing` filter (`info,warp=error`), read directive by directive as `tracing`'s own
+/// `EnvFilter` reads it, so that a filter with a typo stops start-up instead of logging at a
+/// level nobody asked for.
+#[derive(Debug, Clone)]
+pub struct LogFilter {
+    /// As the operator wrote it, for writing it back.
+    text: String,
+    directives: Vec<Directive>,
+}
+
+impl LogFilter {
+    pub fn directives(&self) -> &[Directive] {
+        &self.directives
+    }
+}
+
+impl FromStr for LogFilter {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let directives = raw
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                d.parse()
+                    .map_err(|e| format!("{d:?} is not a log filter directive: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            text: raw.to_owned(),
+            directives,
+        })
+    }
+}
+
+impl fmt::Display for LogFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// NATS servers (`cluster_nats_url`): a list, or one string separated by commas.
+pub mod nats_servers {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &[ServerAddr], s: S) -> Result<S::Ok, S::Error> {
+        let urls: Vec<&str> = v.iter().map(ServerAddr::as_url_str).collect();
+        s.serialize_str(&urls.join(","))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ServerAddr>, D::Error> {
+        list::deserialize(d)?
+            .iter()
+            .map(|url| url.parse().map_err(de::Error::custom))
+            .collect()
     }
 }
 

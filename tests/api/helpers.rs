@@ -123,7 +123,8 @@ pub async fn spawn_clocked(clock: &ManualClock, change: impl FnOnce(&mut Setting
 }
 
 pub async fn spawn_with(options: Options) -> TestApp {
-    fleety::telemetry::init("warn,warp=error", fleety::config::LogFormat::Pretty);
+    let filter = "warn,warp=error".parse().expect("a log filter");
+    fleety::telemetry::init(&filter, fleety::config::LogFormat::Pretty);
     let dir = options
         .dir
         .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
