@@ -10,7 +10,6 @@
 //! `USING TIMESTAMP` of the ticket's version, so the newest wins without a read or a
 //! transaction. A node that is down or slow becomes [`StoreError::Unavailable`] within the
 //! request timeout, which the HTTP front turns into 503.
-
 //!
 //! One file per aggregate prepares its statements and implements its storage trait
 //! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`]); [`rows`]
