@@ -102,10 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let config = fleety::store::scylla::ScyllaConfig {
         nodes: vec![cli.cql.clone()],
         keyspace: keyspace.clone(),
-        consistency: scylla::statement::Consistency::LocalQuorum,
-        username: None,
-        password: None,
-        replication: "{'class': 'NetworkTopologyStrategy', 'replication_factor': 1}".into(),
+        ..Default::default()
     };
     let session = fleety::store::scylla::connect(&config).await?;
     fleety::store::scylla::migrate(&session, &config).await?;

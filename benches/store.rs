@@ -25,10 +25,7 @@ fn open(rt: &tokio::runtime::Runtime, backend: &str, dir: &std::path::Path) -> A
         let config = ScyllaConfig {
             nodes: vec![node],
             keyspace: format!("fleety_bench_{}", std::process::id()),
-            consistency: scylla::statement::Consistency::LocalQuorum,
-            username: None,
-            password: None,
-            replication: "{'class': 'NetworkTopologyStrategy', 'replication_factor': 1}".into(),
+            ..ScyllaConfig::default()
         };
         let session = fleety::store::scylla::connect(&config)
             .await
@@ -36,11 +33,7 @@ fn open(rt: &tokio::runtime::Runtime, backend: &str, dir: &std::path::Path) -> A
         fleety::store::scylla::migrate(&session, &config)
             .await
             .expect("migrate");
-        Arc::new(
-            ScyllaStore::open(&config, false)
-                .await
-                .expect("open CQL store"),
-        ) as Arc<dyn Store>
+        Arc::new(ScyllaStore::open(&config).await.expect("open CQL store")) as Arc<dyn Store>
     })
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fleety_actors::chat::{ChatConfig, ChatQuotas};
 use fleety_actors::clock::{Clock, SystemClock};
-use fleety_actors::domain::{ProjectId, ProjectName};
+use fleety_actors::domain::ProjectName;
 use fleety_actors::kb::KbConfig;
 use fleety_actors::root::{RootArgs, System};
 use fleety_actors::store::Store;
@@ -60,9 +60,9 @@ impl Application {
                     settings.server.listen
                 )
             })?;
-        let metrics_listener = match settings.server.metrics_listen.as_str() {
-            "" => None,
-            addr => Some(TcpListener::bind(addr).await.map_err(|e| {
+        let metrics_listener = match settings.server.metrics_listen {
+            None => None,
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
                 anyhow::anyhow!("cannot listen on {addr} (FLEETY_METRICS_LISTEN): {e}")
             })?),
         };
@@ -71,8 +71,11 @@ impl Application {
             &settings.store.data_dir,
         )?;
         let ticket_config = TicketConfig {
-            idle_timeout: Duration::from_secs(settings.tickets.idle_secs),
-            tick_interval: Duration::from_secs(settings.tickets.idle_secs.clamp(1, 15)),
+            idle_timeout: settings.tickets.idle,
+            tick_interval: settings
+                .tickets
+                .idle
+                .clamp(Duration::from_secs(1), Duration::from_secs(15)),
             subscriber_queue: settings.ws.subscriber_queue,
             ..TicketConfig::default()
         };
@@ -136,7 +139,7 @@ impl Application {
                     .iter()
                     .map(|s| s.expose().as_bytes())
                     .collect::<Vec<_>>(),
-                settings.auth.session_ttl_secs,
+                settings.auth.session_ttl.as_secs(),
                 clock.clone(),
             ),
             public_limit: RateLimiter::new(
@@ -192,9 +195,7 @@ impl Application {
     /// Creates the demo project unless it exists; its admin key is kept in the data directory
     /// (readable by the owner only) so it can be printed on every start.
     pub async fn ensure_demo(&self) -> anyhow::Result<Demo> {
-        let id = ProjectId::parse(&self.ctx.settings.demo.project_id).map_err(|e| {
-            anyhow::anyhow!("configuration error in demo_project_id (FLEETY_DEMO_PROJECT_ID): {e}")
-        })?;
+        let id = self.ctx.settings.demo.project_id.clone();
         let key_file = self.ctx.settings.store.data_dir.join("demo-admin-key");
         if self.ctx.projects.get(&id).await?.is_some() {
             let admin_key = std::fs::read_to_string(&key_file)

@@ -59,10 +59,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
-            let config = crate::store::scylla::ScyllaConfig::from_settings(&settings.scylla)
-                .map_err(anyhow::Error::msg)?;
-            let session = crate::store::scylla::connect(&config).await?;
-            let applied = crate::store::scylla::migrate(&session, &config).await?;
+            let config = &settings.scylla;
+            let session = crate::store::scylla::connect(config).await?;
+            let applied = crate::store::scylla::migrate(&session, config).await?;
             let out = serde_json::json!({ "keyspace": config.keyspace, "applied": applied });
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())

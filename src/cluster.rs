@@ -39,7 +39,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ClusterSettings;
+use crate::config::{ClusterSettings, NodeId};
 
 const STREAM: &str = "FLEETY_TICKETS";
 const BUCKET: &str = "fleety_owners";
@@ -139,27 +139,21 @@ impl NatsCluster {
         store: Arc<dyn Store>,
         call_timeout: Duration,
     ) -> anyhow::Result<NatsCluster> {
-        let node = match settings.node_id.as_str() {
-            "" => format!("node-{}", fleety_actors::domain::random_token(8)),
-            name => name.to_owned(),
-        };
-        let addrs = settings
-            .nats_url
-            .split(',')
-            .map(|url| url.trim().parse::<async_nats::ServerAddr>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "configuration error in cluster_nats_url (FLEETY_CLUSTER_NATS_URL): {e}"
-                )
-            })?;
+        let node = settings
+            .node_id
+            .clone()
+            .unwrap_or_else(NodeId::drawn)
+            .to_string();
+        let addrs = settings.nats_url.clone();
+        let urls: Vec<&str> = addrs.iter().map(|a| a.as_url_str()).collect();
+        let urls = urls.join(",");
         let client = async_nats::ConnectOptions::new()
             .name(format!("fleety {node}"))
             // Reconnects go on for ever: a node without NATS serves nothing, but comes back.
             .max_reconnects(None)
             .connect(addrs)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot reach NATS at {}: {e}", settings.nats_url))?;
+            .map_err(|e| anyhow::anyhow!("cannot reach NATS at {urls}: {e}"))?;
         // Setting the log and the bucket up may take a while on a cluster that is starting too:
         // those requests keep the client's timeouts. Everything after waits `ATTEMPT` and
         // sends again.
@@ -205,7 +199,7 @@ impl NatsCluster {
                 Err(e) => return Err(hint(&e)),
             }
         };
-        let ttl = Duration::from_secs(settings.lease_ttl_secs);
+        let ttl = settings.lease_ttl;
         let bucket = kv::Config {
             bucket: BUCKET.into(),
             history: 1,

@@ -35,7 +35,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
     // keep-alive connection gives its slot back after the same time.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.server.header_read_timeout())
+        .header_read_timeout(settings.server.header_read_timeout)
         .max_buf_size(64 * 1024);
     let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(settings.server.max_connections));
@@ -114,11 +114,11 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         connections.wait().await;
         ctx.sockets.wait().await;
     };
-    if tokio::time::timeout(settings.server.shutdown_grace(), drained)
+    if tokio::time::timeout(settings.server.shutdown_grace, drained)
         .await
         .is_err()
     {
-        tracing::warn!(grace = ?settings.server.shutdown_grace(), "grace period ran out; closing the remaining connections");
+        tracing::warn!(grace = ?settings.server.shutdown_grace, "grace period ran out; closing the remaining connections");
     }
 }
 

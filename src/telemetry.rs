@@ -2,11 +2,15 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::config::{LogFilter, LogFormat};
 
 /// Installs the global subscriber. A second call (tests start many servers) is a no-op.
-pub fn init(filter: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(filter: &LogFilter, format: LogFormat) {
+    let filter = filter
+        .directives()
+        .iter()
+        .cloned()
+        .fold(EnvFilter::default(), EnvFilter::add_directive);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -151,7 +151,7 @@ pub fn client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(Duration::from_secs(settings.timeout_secs))
+        .timeout(settings.timeout)
         .user_agent(concat!("Fleety-Webhooks/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(2);
     if !settings.allow_private {
@@ -205,24 +205,20 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
         settings: &WebhookSettings,
     ) -> anyhow::Result<Arc<Self>> {
-        let schedule = RetrySchedule::parse(&settings.retry_schedule).map_err(|e| {
-            anyhow::anyhow!(
-                "configuration error in webhook_retry_schedule (FLEETY_WEBHOOK_RETRY_SCHEDULE): {e}"
-            )
-        })?;
+        // Room to record the outcome, past the longest an attempt can take.
+        let claim_for = settings
+            .timeout
+            .saturating_add(CONNECT_TIMEOUT + Duration::from_secs(10));
         Ok(Arc::new(Self {
             store,
             hooks,
             clock,
             client: client(settings)?,
-            schedule,
+            schedule: settings.retry_schedule.clone(),
             allow_private: settings.allow_private,
             permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
-            claim_for: chrono::TimeDelta::seconds(
-                i64::try_from(settings.timeout_secs).unwrap_or(3600)
-                    + CONNECT_TIMEOUT.as_secs() as i64
-                    + 10,
-            ),
+            claim_for: chrono::TimeDelta::from_std(claim_for)
+                .unwrap_or(chrono::TimeDelta::hours(1)),
             in_flight: Mutex::new(HashMap::new()),
             soonest: Mutex::new(None),
         }))
@@ -830,7 +826,7 @@ mod tests {
             at: fleety_actors::clock::now_millis(),
         });
         let mut settings = crate::config::Settings::default().webhooks;
-        settings.retry_schedule = "2s,1h".into();
+        settings.retry_schedule = "2s,1h".parse().unwrap();
         // A loopback address: refused at every attempt, before any connection is tried.
         let e = Endpoint {
             url: "http://127.0.0.1:9/hook".into(),

@@ -938,14 +938,14 @@ async fn a_write_from_a_node_that_lost_its_ticket_is_refused_by_the_log() {
     let store: std::sync::Arc<dyn fleety_actors::store::Store> =
         std::sync::Arc::new(support_cql::store(&keyspace).await);
     let mut settings = fleety::config::Settings::default().cluster;
-    settings.nats_url = nats_urls();
-    settings.lease_ttl_secs = LEASE_TTL;
+    settings.nats_url = nats_urls().split(',').map(|u| u.parse().unwrap()).collect();
+    settings.lease_ttl = Duration::from_secs(LEASE_TTL);
     let timeout = Duration::from_secs(10);
-    settings.node_id = "fence-a".into();
+    settings.node_id = Some("fence-a".parse().unwrap());
     let a = fleety::cluster::NatsCluster::connect(&settings, store.clone(), timeout)
         .await
         .unwrap();
-    settings.node_id = "fence-b".into();
+    settings.node_id = Some("fence-b".parse().unwrap());
     let b = fleety::cluster::NatsCluster::connect(&settings, store.clone(), timeout)
         .await
         .unwrap();

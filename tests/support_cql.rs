@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use fleety::store::scylla::{migrate, ScyllaConfig, ScyllaStore};
-use scylla::statement::Consistency;
 
 pub fn cql_node() -> String {
     std::env::var("FLEETY_TEST_CQL").unwrap_or_else(|_| {
@@ -21,10 +20,7 @@ pub fn config(keyspace: &str) -> ScyllaConfig {
     ScyllaConfig {
         nodes: vec![cql_node()],
         keyspace: keyspace.to_owned(),
-        consistency: Consistency::LocalQuorum,
-        username: None,
-        password: None,
-        replication: "{'class': 'NetworkTopologyStrategy', 'replication_factor': 1}".into(),
+        ..ScyllaConfig::default()
     }
 }
 
@@ -44,7 +40,7 @@ pub async fn store(keyspace: &str) -> ScyllaStore {
             .await
             .expect("migrate the test keyspace");
     }
-    ScyllaStore::open(&config, false)
+    ScyllaStore::open(&config)
         .await
         .expect("open the CQL store")
 }

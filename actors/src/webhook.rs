@@ -285,6 +285,33 @@ impl RetrySchedule {
     }
 }
 
+impl std::str::FromStr for RetrySchedule {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        Self::parse(raw)
+    }
+}
+
+/// The schedule as [`RetrySchedule::parse`] reads it, each wait in its largest whole unit.
+impl std::fmt::Display for RetrySchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, wait) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            let ms = wait.as_millis();
+            match ms {
+                ms if ms > 0 && ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000)?,
+                ms if ms > 0 && ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000)?,
+                ms if ms > 0 && ms % 1000 == 0 => write!(f, "{}s", ms / 1000)?,
+                ms => write!(f, "{ms}ms")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Every project's webhook endpoints, kept in memory so that writing a change knows at once
 /// whether anyone wants to hear of it. Filled from the store at start, changed here when this
 /// server changes an endpoint, and refreshed from the store every 30 s for changes made through
@@ -457,6 +484,13 @@ mod tests {
             Some(Duration::from_secs(2))
         );
         assert!(RetrySchedule::parse("5 minutes").is_err());
+        // Written back as it is read, each wait in its largest whole unit.
+        let written = RetrySchedule::parse("5s, 120s, 90m, 2h, 1500ms").unwrap();
+        assert_eq!(written.to_string(), "5s,2m,90m,2h,1500ms");
+        assert_eq!(
+            RetrySchedule::default().to_string(),
+            "5s,5m,30m,2h,5h,10h,10h"
+        );
         assert!(RetrySchedule::parse("").is_err());
         assert_eq!(s.shortest_span(), Duration::from_secs(7265).mul_f64(0.8));
         let total: Duration = RetrySchedule::default().0.iter().sum();

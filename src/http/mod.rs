@@ -226,7 +226,7 @@ pub fn health() -> Response {
 /// GET /metrics on the main listener: served only when no separate metrics address is
 /// configured.
 pub async fn metrics_route(ctx: Arc<Ctx>) -> Response {
-    if ctx.settings.server.metrics_listen.is_empty() {
+    if ctx.settings.server.metrics_listen.is_none() {
         metrics_response()
     } else {
         ApiError::not_found("no such endpoint").into_response()

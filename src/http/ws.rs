@@ -442,7 +442,7 @@ async fn relay_ticket_events(
     subscription: Subscription,
     last_seen: &mut Option<MessageId>,
 ) -> Result<(), Stop> {
-    let limit = ctx.settings.ws.write_timeout();
+    let limit = ctx.settings.ws.write_timeout;
     let Subscription {
         subscribed,
         replay,
@@ -459,7 +459,7 @@ async fn relay_ticket_events(
         Box::pin(send_replay(socket, limit, replay, last_seen)),
     )
     .await?;
-    let mut alive = Liveness::new(ctx.settings.ws.ping_interval());
+    let mut alive = Liveness::new(ctx.settings.ws.ping_interval);
     let mut last_typing: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -616,10 +616,10 @@ async fn relay_feed_events(
     project: &Project,
     mut events: broadcast::Receiver<Bytes>,
 ) -> Result<(), Stop> {
-    let limit = ctx.settings.ws.write_timeout();
+    let limit = ctx.settings.ws.write_timeout;
     let hello = event_frame("subscribed", None, serde_json::json!({ "feed": "project" }));
     send_frame(socket, limit, &hello).await?;
-    let mut alive = Liveness::new(ctx.settings.ws.ping_interval());
+    let mut alive = Liveness::new(ctx.settings.ws.ping_interval);
     let mut last_typing: Option<Instant> = None;
     loop {
         tokio::select! {

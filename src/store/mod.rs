@@ -4,29 +4,27 @@ pub mod embedded;
 pub mod scylla;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use fleety_actors::store::Store;
 
-use crate::config::{ScyllaSettings, StorageBackend, StoreSettings};
+use crate::config::{StorageBackend, StoreSettings};
 
 /// Opens the configured backend.
 pub async fn open(
     store: &StoreSettings,
-    scylla: &ScyllaSettings,
+    scylla: &scylla::ScyllaConfig,
 ) -> anyhow::Result<Arc<dyn Store>> {
     match store.backend {
         StorageBackend::Embedded => {
             let timing = embedded::ApplyTiming {
-                checkpoint_every: Duration::from_millis(store.checkpoint_ms),
-                gather: Duration::from_millis(store.apply_gather_ms),
+                checkpoint_every: store.checkpoint,
+                gather: store.apply_gather,
             };
             let opened = embedded::EmbeddedStore::open_with(&store.data_dir, timing)?;
             Ok(Arc::new(opened))
         }
         StorageBackend::Scylla => {
-            let config = scylla::ScyllaConfig::from_settings(scylla).map_err(anyhow::Error::msg)?;
-            let opened = scylla::ScyllaStore::open(&config, scylla.auto_migrate).await?;
+            let opened = scylla::ScyllaStore::open(scylla).await?;
             Ok(Arc::new(opened))
         }
     }

@@ -12,7 +12,7 @@ use crate::helpers::*;
 async fn app_with(fake: &FakeLlm, change: impl FnOnce(&mut fleety::config::Settings)) -> TestApp {
     let base = fake.base_url();
     spawn_with_settings(move |s| {
-        s.llm.base_url = base;
+        s.llm.base_url = Some(base.parse().unwrap());
         s.llm.model = "scripted".into();
         change(s);
     })
@@ -296,7 +296,10 @@ async fn links_and_images_to_foreign_hosts_are_stripped_from_answers() {
 #[tokio::test]
 async fn upstream_errors_stalls_and_broken_streams_become_clear_answers() {
     let fake = FakeLlm::start().await;
-    let app = app_with(&fake, |s| s.llm.first_token_timeout_secs = 1).await;
+    let app = app_with(&fake, |s| {
+        s.llm.first_token_timeout = std::time::Duration::from_secs(1)
+    })
+    .await;
     let token = app.session_token().await;
 
     fake.push(Script::Error {
@@ -356,7 +359,7 @@ async fn the_model_is_unreachable_is_a_502_not_a_hang() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let app = spawn_with_settings(move |s| {
-        s.llm.base_url = format!("http://127.0.0.1:{port}/v1");
+        s.llm.base_url = Some(format!("http://127.0.0.1:{port}/v1").parse().unwrap());
     })
     .await;
     let token = app.session_token().await;

@@ -9,6 +9,7 @@ use fleety::config::{Secret, Settings};
 use fleety::http::Ctx;
 use fleety::store::embedded::EmbeddedStore;
 use fleety_actors::clock::{Clock, ManualClock, SystemClock};
+use fleety_actors::domain::ProjectId;
 use fleety_actors::store::Store;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -122,7 +123,8 @@ pub async fn spawn_clocked(clock: &ManualClock, change: impl FnOnce(&mut Setting
 }
 
 pub async fn spawn_with(options: Options) -> TestApp {
-    fleety::telemetry::init("warn,warp=error", fleety::config::LogFormat::Pretty);
+    let filter = "warn,warp=error".parse().expect("a log filter");
+    fleety::telemetry::init(&filter, fleety::config::LogFormat::Pretty);
     let dir = options
         .dir
         .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
@@ -140,7 +142,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
             "demo".to_owned()
         }
     });
-    settings.demo.project_id = project.clone();
+    settings.demo.project_id = ProjectId::parse(&project).expect("a project id");
     let store: Arc<dyn Store> = if cql_backend() {
         Arc::new(crate::support_cql::store(&keyspace).await)
     } else {

@@ -16,12 +16,12 @@ fn model_url() -> String {
 async fn a_real_model_streams_its_answer_through_fleety_intact() {
     let base = format!("{}/v1", model_url().trim_end_matches('/'));
     let app = spawn_with_settings(|s| {
-        s.llm.base_url = base.clone();
+        s.llm.base_url = Some(base.parse().unwrap());
         s.llm.model = "SmolLM2-135M-Instruct".into();
         s.llm.max_tokens = 48;
         // A small model on a busy 2-core machine: allow it time to start.
-        s.llm.first_token_timeout_secs = 120;
-        s.llm.idle_timeout_secs = 60;
+        s.llm.first_token_timeout = std::time::Duration::from_secs(120);
+        s.llm.idle_timeout = std::time::Duration::from_secs(60);
     })
     .await;
     assert_eq!(app.ctx.system.chats.provider(), "openai");

@@ -60,7 +60,9 @@ async fn metrics_cover_http_actors_sockets_store_and_the_assistant() {
 
 #[tokio::test]
 async fn metrics_can_have_a_listener_of_their_own() {
-    let app = spawn_with_settings(|s| s.server.metrics_listen = "127.0.0.1:0".into()).await;
+    let app =
+        spawn_with_settings(|s| s.server.metrics_listen = Some("127.0.0.1:0".parse().unwrap()))
+            .await;
     // Not on the public listener then.
     assert_eq!(app.get("/metrics").await.status(), 404);
     let addr = app.metrics_addr.expect("a metrics listener");

@@ -248,7 +248,7 @@ const PING: u8 = 0x9;
 
 #[tokio::test]
 async fn a_silent_client_is_dropped_after_missing_pings() {
-    let app = spawn_with_settings(|s| s.ws.ping_interval_secs = 1).await;
+    let app = spawn_with_settings(|s| s.ws.ping_interval = std::time::Duration::from_secs(1)).await;
     let slug = app.create_ticket("Ping").await;
     // A client that reads but never answers a ping.
     let mut silent = raw_subscriber(&app, &format!("/v1/tickets/demo/{slug}/ws")).await;
@@ -268,7 +268,7 @@ async fn a_silent_client_is_dropped_after_missing_pings() {
 
 #[tokio::test]
 async fn a_responsive_client_stays_connected_across_pings() {
-    let app = spawn_with_settings(|s| s.ws.ping_interval_secs = 1).await;
+    let app = spawn_with_settings(|s| s.ws.ping_interval = std::time::Duration::from_secs(1)).await;
     let slug = app.create_ticket("Pong").await;
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");
@@ -604,7 +604,7 @@ async fn a_subscriber_its_ticket_cuts_off_is_disconnected_at_once_though_a_write
     // Writes may wait an hour, so only the ticket's cut can end this connection.
     let app = spawn_with_settings(|s| {
         s.ws.subscriber_queue = 64;
-        s.ws.write_timeout_ms = 3_600_000;
+        s.ws.write_timeout = std::time::Duration::from_millis(3_600_000);
     })
     .await;
     a_peer_that_never_reads(app).await;
@@ -615,7 +615,7 @@ async fn a_subscriber_whose_write_is_stuck_for_a_second_is_disconnected() {
     // The queue holds every event, so the ticket never cuts it: only the write timeout can.
     let app = spawn_with_settings(|s| {
         s.ws.subscriber_queue = 100_000;
-        s.ws.write_timeout_ms = 1000;
+        s.ws.write_timeout = std::time::Duration::from_millis(1000);
     })
     .await;
     a_peer_that_never_reads(app).await;

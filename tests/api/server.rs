@@ -34,7 +34,9 @@ async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Option<Vec
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
-    let app = spawn_with_settings(|s| s.server.header_read_timeout_secs = 1).await;
+    let app =
+        spawn_with_settings(|s| s.server.header_read_timeout = std::time::Duration::from_secs(1))
+            .await;
     let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -49,7 +51,9 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 
 #[tokio::test]
 async fn a_connection_that_sends_nothing_gives_its_slot_back() {
-    let app = spawn_with_settings(|s| s.server.header_read_timeout_secs = 1).await;
+    let app =
+        spawn_with_settings(|s| s.server.header_read_timeout = std::time::Duration::from_secs(1))
+            .await;
     let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
     let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
     assert!(
@@ -181,7 +185,7 @@ async fn connections_past_the_cap_are_answered_503_with_retry_after_while_held_o
     // timeout), a WebSocket and a plain keep-alive connection.
     let app = spawn_with_settings(|s| {
         s.server.max_connections = 3;
-        s.server.header_read_timeout_secs = 600;
+        s.server.header_read_timeout = std::time::Duration::from_secs(600);
     })
     .await;
     let slug = app.create_ticket("Crowded").await;
@@ -258,7 +262,7 @@ async fn past_the_refusal_allowance_connections_are_closed_unread() {
     // silent ones below keep their places in the allowance for the whole test.
     let app = spawn_with_settings(|s| {
         s.server.max_connections = 1;
-        s.server.header_read_timeout_secs = 600;
+        s.server.header_read_timeout = std::time::Duration::from_secs(600);
     })
     .await;
     let allowance = app.ctx.settings.server.refusal_allowance();
@@ -345,7 +349,10 @@ const IDLE: chrono::Duration = chrono::Duration::seconds(2);
 #[tokio::test]
 async fn idle_tickets_passivate_and_come_back_on_the_next_request() {
     let clock = manual_clock();
-    let app = spawn_clocked(&clock, |s| s.tickets.idle_secs = 1).await;
+    let app = spawn_clocked(&clock, |s| {
+        s.tickets.idle = std::time::Duration::from_secs(1)
+    })
+    .await;
     let slug = app.create_ticket("Sleepy").await;
     app.post_message(&slug, "remember me").await;
     assert_eq!(app.ctx.system.tickets.active(), 1);
@@ -364,7 +371,10 @@ async fn idle_tickets_passivate_and_come_back_on_the_next_request() {
 #[tokio::test]
 async fn a_watched_ticket_does_not_passivate() {
     let clock = manual_clock();
-    let app = spawn_clocked(&clock, |s| s.tickets.idle_secs = 1).await;
+    let app = spawn_clocked(&clock, |s| {
+        s.tickets.idle = std::time::Duration::from_secs(1)
+    })
+    .await;
     let slug = app.create_ticket("Watched").await;
     let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut ws).await["type"], "subscribed");

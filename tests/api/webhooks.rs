@@ -191,7 +191,7 @@ async fn isolated(change: impl FnOnce(&mut fleety::config::Settings)) -> TestApp
 
 /// A server that may call the receiver on 127.0.0.1, retrying on `schedule`.
 async fn app_with_schedule(schedule: &str) -> TestApp {
-    let schedule = schedule.to_owned();
+    let schedule = schedule.parse().expect("a retry schedule");
     isolated(move |s| {
         s.webhooks.allow_private = true;
         s.webhooks.retry_schedule = schedule;
@@ -815,8 +815,8 @@ async fn redirects_are_not_followed_and_a_silent_receiver_times_out() {
     });
     let app = isolated(|s| {
         s.webhooks.allow_private = true;
-        s.webhooks.retry_schedule = "1h".into();
-        s.webhooks.timeout_secs = 1;
+        s.webhooks.retry_schedule = "1h".parse().unwrap();
+        s.webhooks.timeout = std::time::Duration::from_secs(1);
     })
     .await;
     let (hook, _) = register(&app, &receiver.url, &["ticket.created"]).await;
@@ -842,7 +842,7 @@ async fn redirects_are_not_followed_and_a_silent_receiver_times_out() {
 async fn an_internal_address_is_never_called_unless_the_operator_allows_it() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let receiver = Receiver::start().await;
-    let app = isolated(|s| s.webhooks.retry_schedule = "1h".into()).await;
+    let app = isolated(|s| s.webhooks.retry_schedule = "1h".parse().unwrap()).await;
     // Registered while private addresses were allowed (or through another node's settings):
     // the check at delivery refuses it all the same.
     let endpoint = fleety_actors::webhook::Endpoint {
@@ -898,7 +898,7 @@ async fn deliveries_owed_when_the_server_stops_are_sent_after_it_restarts() {
     receiver.answer_always(Answer::status(200));
     let mut options = restart.options();
     options.settings.webhooks.allow_private = true;
-    options.settings.webhooks.retry_schedule = "200ms,1s,1s,1s,1s,1s".into();
+    options.settings.webhooks.retry_schedule = "200ms,1s,1s,1s,1s,1s".parse().unwrap();
     let app = spawn_with(options).await;
     let log = log_until(&app, &hook, |log| {
         log.len() == 6 && log.iter().all(|d| d["status"] == "succeeded")

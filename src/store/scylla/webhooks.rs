@@ -7,15 +7,19 @@
 //! (`cql/0006_webhook_endpoint_cap.cql`); a change or a deletion applies only to a row that
 //! exists, so none brings a deleted endpoint back.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::ProjectId;
-use fleety_actors::store::{StoreError, StoreResult};
-use fleety_actors::webhook::{Delivery, DeliveryStatus, Endpoint, EventType, LOG_RETENTION};
+use fleety_actors::store::{timed, StoreError, StoreResult, WebhookStore};
+use fleety_actors::webhook::{Delivery, Endpoint, LOG_RETENTION};
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
 
+use super::rows::{
+    CensusRow, DeliveryRow, DeliveryValues, DueKey, DueRow, EndpointRow, EndpointValues,
+};
 use super::{execution, prepare, ScyllaStore, REQUEST_TIMEOUT};
 
 /// Shards of the due index: a delivery's shard is fixed by its id.
@@ -25,7 +29,7 @@ const DUE_SHARDS: i32 = 8;
 /// others land meanwhile.
 const CREATE_ROUNDS: usize = 64;
 
-pub(super) struct WebhookStatements {
+pub(super) struct Statements {
     /// Inserts the endpoint and moves the partition's count of creates on, if it is what the
     /// creator read.
     create_endpoint: Batch,
@@ -52,7 +56,7 @@ const DELIVERY_COLS: &str = "project_id, endpoint_id, delivery_id, event, payloa
 /// Writing a delivery ends any claim on it: `lease_until` goes back to the epoch.
 const DELIVERY_WRITE_COLS: &str = "project_id, endpoint_id, delivery_id, event, payload, status, attempts, next_attempt_at, last_status, last_error, created_at, lease_until";
 
-impl WebhookStatements {
+impl Statements {
     pub(super) async fn prepare(
         session: &Session,
         consistency: Consistency,
@@ -89,76 +93,6 @@ impl WebhookStatements {
     }
 }
 
-/// Every column but the partition key optional: a partition whose endpoints were all deleted
-/// keeps its static count of creates, which a read returns as a row with nothing else.
-type EndpointRow = (
-    String,
-    Option<uuid::Uuid>,
-    Option<String>,
-    Option<Vec<String>>,
-    Option<String>,
-    Option<bool>,
-    Option<String>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-);
-
-type DeliveryRow = (
-    String,
-    uuid::Uuid,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<i32>,
-    Option<DateTime<Utc>>,
-    Option<i32>,
-    Option<String>,
-    DateTime<Utc>,
-);
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Internal(format!("corrupt webhook row: {what}"))
-}
-
-/// The endpoint a row holds; `None` for the row of a partition without endpoints.
-fn endpoint_from_row(r: EndpointRow) -> StoreResult<Option<Endpoint>> {
-    let Some(id) = r.1 else {
-        return Ok(None);
-    };
-    let events = r.3.unwrap_or_default();
-    Ok(Some(Endpoint {
-        project_id: ProjectId::parse(&r.0).map_err(|_| corrupt("project_id"))?,
-        id,
-        url: r.2.ok_or_else(|| corrupt("url"))?,
-        events: events
-            .iter()
-            .map(|e| EventType::parse(e).ok_or_else(|| corrupt("events")))
-            .collect::<StoreResult<_>>()?,
-        secret: r.4.unwrap_or_default(),
-        enabled: r.5.unwrap_or(false),
-        disabled_reason: r.6,
-        failing_since: r.7,
-        created_at: r.8.ok_or_else(|| corrupt("created_at"))?,
-    }))
-}
-
-fn delivery_from_row(r: DeliveryRow) -> StoreResult<Delivery> {
-    Ok(Delivery {
-        project_id: ProjectId::parse(&r.0).map_err(|_| corrupt("project_id"))?,
-        endpoint_id: r.1,
-        id: r.2,
-        event: EventType::parse(&r.3).ok_or_else(|| corrupt("event"))?,
-        payload: r.4.unwrap_or_default(),
-        status: DeliveryStatus::parse(&r.5).ok_or_else(|| corrupt("status"))?,
-        attempts: r.6.and_then(|a| u32::try_from(a).ok()).unwrap_or(0),
-        next_attempt_at: r.7,
-        last_status: r.8.and_then(|s| u16::try_from(s).ok()),
-        last_error: r.9,
-        created_at: r.10,
-    })
-}
-
 fn shard(delivery_id: &str) -> i32 {
     (crc32fast::hash(delivery_id.as_bytes()) % DUE_SHARDS as u32) as i32
 }
@@ -171,8 +105,7 @@ fn same_ms(a: Option<DateTime<Utc>>, b: DateTime<Utc>) -> bool {
 impl ScyllaStore {
     /// Counts the project's endpoints and inserts this one in one transaction, again as long
     /// as other creates of the project come first (each round, one of them applies).
-    pub(super) async fn create_endpoint_row(&self, e: &Endpoint, max: usize) -> StoreResult<()> {
-        let events: Vec<&str> = e.events.iter().map(|e| e.as_str()).collect();
+    async fn create_endpoint_row(&self, e: &Endpoint, max: usize) -> StoreResult<()> {
         let project = e.project_id.as_str();
         for _ in 0..CREATE_ROUNDS {
             let (ids, created) = self.endpoint_census(project).await?;
@@ -183,21 +116,11 @@ impl ScyllaStore {
             if ids.len() >= max {
                 return Err(StoreError::Conflict);
             }
-            let row = (
-                project,
-                e.id,
-                e.url.as_str(),
-                &events,
-                e.secret.as_str(),
-                e.enabled,
-                e.disabled_reason.as_deref(),
-                e.failing_since,
-                e.created_at,
-            );
             let count = (created.unwrap_or(0).saturating_add(1), project, created);
+            let values = (EndpointValues::from(e), count);
             match self
                 .session
-                .batch(&self.wh.create_endpoint, (row, count))
+                .batch(&self.webhooks.create_endpoint, values)
                 .await
             {
                 Ok(result) => {
@@ -223,70 +146,33 @@ impl ScyllaStore {
         // Unpaged: the cap keeps the partition to a handful of rows.
         let result = self
             .session
-            .execute_unpaged(&self.wh.census_endpoints, (project,))
+            .execute_unpaged(&self.webhooks.census_endpoints, (project,))
             .await
             .map_err(execution)?;
         let rows = result.into_rows_result().map_err(super::internal)?;
         let mut ids = Vec::new();
         let mut created = None;
-        for row in rows
-            .rows::<(Option<uuid::Uuid>, Option<i32>)>()
-            .map_err(super::internal)?
-        {
-            let (id, count) = row.map_err(super::internal)?;
-            ids.extend(id);
-            created = created.or(count);
+        for row in rows.rows::<CensusRow>().map_err(super::internal)? {
+            let row = row.map_err(super::internal)?;
+            ids.extend(row.endpoint_id);
+            created = created.or(row.endpoints_created);
         }
         Ok((ids, created))
     }
 
-    /// Replaces an endpoint that exists; [`StoreError::NotFound`] if it does not.
-    pub(super) async fn update_endpoint_row(&self, e: &Endpoint) -> StoreResult<()> {
-        let events: Vec<&str> = e.events.iter().map(|e| e.as_str()).collect();
-        let values = (
-            e.url.as_str(),
-            events,
-            e.secret.as_str(),
-            e.enabled,
-            e.disabled_reason.as_deref(),
-            e.failing_since,
-            e.created_at,
-            e.project_id.as_str(),
-            e.id,
-        );
-        match self.claim(&self.wh.update_endpoint, values).await? {
-            true => Ok(()),
-            false => Err(StoreError::NotFound),
-        }
-    }
-
-    pub(super) async fn delete_endpoint_row(
-        &self,
-        project: &ProjectId,
-        id: uuid::Uuid,
-    ) -> StoreResult<()> {
-        match self
-            .claim(&self.wh.delete_endpoint, (project.as_str(), id))
-            .await?
-        {
-            true => Ok(()),
-            false => Err(StoreError::NotFound),
-        }
-    }
-
-    pub(super) async fn endpoint_rows(
-        &self,
-        project: Option<&ProjectId>,
-    ) -> StoreResult<Vec<Endpoint>> {
+    async fn endpoint_rows(&self, project: Option<&ProjectId>) -> StoreResult<Vec<Endpoint>> {
         let rows: Vec<EndpointRow> = match project {
             Some(p) => {
-                self.all_rows(&self.wh.select_endpoints, (p.as_str(),))
+                self.all_rows(&self.webhooks.select_endpoints, (p.as_str(),))
                     .await?
             }
-            None => self.all_rows(&self.wh.select_all_endpoints, ()).await?,
+            None => {
+                self.all_rows(&self.webhooks.select_all_endpoints, ())
+                    .await?
+            }
         };
         rows.into_iter()
-            .filter_map(|r| endpoint_from_row(r).transpose())
+            .filter_map(|r| r.into_endpoint().transpose())
             .collect()
     }
 
@@ -303,152 +189,201 @@ impl ScyllaStore {
         let Ok(ttl @ 1..) = i32::try_from(left) else {
             return Ok(());
         };
-        let values = (
-            d.project_id.as_str(),
-            d.endpoint_id,
-            d.id.as_str(),
-            d.event.as_str(),
-            d.payload.as_str(),
-            d.status.as_str(),
-            i32::try_from(d.attempts).unwrap_or(i32::MAX),
-            d.next_attempt_at,
-            d.last_status.map(i32::from),
-            d.last_error.as_deref(),
-            d.created_at,
-            DateTime::<Utc>::UNIX_EPOCH,
-            ttl,
-        );
-        self.session
-            .execute_unpaged(&self.wh.upsert_delivery, values)
-            .await
-            .map_err(execution)?;
-        let key = |at: DateTime<Utc>| {
-            (
-                shard(&d.id),
-                at,
-                d.project_id.as_str(),
-                d.endpoint_id,
-                d.id.as_str(),
-            )
-        };
+        self.write(&self.webhooks.upsert_delivery, DeliveryValues::new(d, ttl))
+            .await?;
         if let Some(at) = d.next_attempt_at {
-            self.session
-                .execute_unpaged(&self.wh.insert_due, key(at))
-                .await
-                .map_err(execution)?;
+            self.write(&self.webhooks.insert_due, due_key(d, at))
+                .await?;
         }
         if let Some(was) = was_due.filter(|was| !same_ms(d.next_attempt_at, *was)) {
-            self.session
-                .execute_unpaged(&self.wh.delete_due, key(was))
-                .await
-                .map_err(execution)?;
+            self.write(&self.webhooks.delete_due, due_key(d, was))
+                .await?;
         }
         Ok(())
-    }
-
-    /// A lightweight transaction: the claim applies only if no claim holds the row now and the
-    /// row is still due when the caller read it.
-    pub(super) async fn claim_delivery_row(
-        &self,
-        d: &Delivery,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let Some(due) = d.next_attempt_at else {
-            return Ok(false);
-        };
-        let values = (
-            until,
-            d.project_id.as_str(),
-            d.endpoint_id,
-            d.id.as_str(),
-            now,
-            due,
-        );
-        self.claim(&self.wh.claim_delivery, values).await
     }
 
     /// Takes back a new delivery (the announcement of a ticket whose slug turned out taken).
     pub(super) async fn delete_new_delivery(&self, d: &Delivery) -> StoreResult<()> {
         if let Some(at) = d.next_attempt_at {
-            let key = (
-                shard(&d.id),
-                at,
-                d.project_id.as_str(),
-                d.endpoint_id,
-                d.id.as_str(),
-            );
-            self.session
-                .execute_unpaged(&self.wh.delete_due, key)
-                .await
-                .map_err(execution)?;
+            self.write(&self.webhooks.delete_due, due_key(d, at))
+                .await?;
         }
-        let values = (d.project_id.as_str(), d.endpoint_id, d.id.as_str());
-        self.session
-            .execute_unpaged(&self.wh.delete_delivery, values)
-            .await
-            .map_err(execution)?;
-        Ok(())
+        let key = (d.project_id.as_str(), d.endpoint_id, d.id.as_str());
+        self.write(&self.webhooks.delete_delivery, key).await
     }
 
-    pub(super) async fn delivery_row(
+    async fn delivery_row(
         &self,
         project: &str,
         endpoint: uuid::Uuid,
         id: &str,
     ) -> StoreResult<Option<Delivery>> {
-        self.one_row::<DeliveryRow>(&self.wh.select_delivery, (project, endpoint, id))
+        self.one_row::<DeliveryRow>(&self.webhooks.select_delivery, (project, endpoint, id))
             .await?
-            .map(delivery_from_row)
+            .map(Delivery::try_from)
             .transpose()
     }
 
-    pub(super) async fn delivery_rows(
+    /// Reads every shard's soonest entries, keeps those whose delivery is still due then, and
+    /// removes the entries that are not (left by a crash, or by a delivery that expired).
+    async fn due_rows(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Delivery>> {
+        let per_shard = i32::try_from(limit).unwrap_or(i32::MAX);
+        let reads = (0..DUE_SHARDS)
+            .map(|s| self.all_rows::<DueRow>(&self.webhooks.select_due, (s, now, per_shard)));
+        let mut entries = Vec::new();
+        for rows in futures_util::future::join_all(reads).await {
+            entries.extend(rows?);
+        }
+        entries.sort_by(|a, b| (a.due_at, &a.delivery_id).cmp(&(b.due_at, &b.delivery_id)));
+        entries.truncate(limit);
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            match self
+                .delivery_row(&e.project_id, e.endpoint_id, &e.delivery_id)
+                .await?
+            {
+                Some(d) if same_ms(d.next_attempt_at, e.due_at) => out.push(d),
+                _ => {
+                    let key = DueKey {
+                        shard: shard(&e.delivery_id),
+                        due_at: e.due_at,
+                        project_id: &e.project_id,
+                        endpoint_id: e.endpoint_id,
+                        delivery_id: &e.delivery_id,
+                    };
+                    self.write(&self.webhooks.delete_due, key).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A delivery's entry in the due index for an attempt at `at`.
+fn due_key(d: &Delivery, at: DateTime<Utc>) -> DueKey<'_> {
+    DueKey {
+        shard: shard(&d.id),
+        due_at: at,
+        project_id: d.project_id.as_str(),
+        endpoint_id: d.endpoint_id,
+        delivery_id: &d.id,
+    }
+}
+
+#[async_trait]
+impl WebhookStore for ScyllaStore {
+    async fn create_endpoint(&self, endpoint: &Endpoint, max: usize) -> StoreResult<()> {
+        let create = self.create_endpoint_row(endpoint, max);
+        timed("scylla", "create_endpoint", create).await
+    }
+
+    /// Replaces an endpoint that exists; [`StoreError::NotFound`] if it does not.
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+        timed("scylla", "update_endpoint", async {
+            let values = EndpointValues::from(endpoint);
+            match self.claim(&self.webhooks.update_endpoint, values).await? {
+                true => Ok(()),
+                false => Err(StoreError::NotFound),
+            }
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
+        timed("scylla", "delete_endpoint", async {
+            let key = (project.as_str(), id);
+            match self.claim(&self.webhooks.delete_endpoint, key).await? {
+                true => Ok(()),
+                false => Err(StoreError::NotFound),
+            }
+        })
+        .await
+    }
+
+    async fn list_endpoints(&self, project: &ProjectId) -> StoreResult<Vec<Endpoint>> {
+        timed(
+            "scylla",
+            "list_endpoints",
+            self.endpoint_rows(Some(project)),
+        )
+        .await
+    }
+
+    async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>> {
+        timed("scylla", "all_endpoints", self.endpoint_rows(None)).await
+    }
+
+    async fn put_delivery(
+        &self,
+        delivery: &Delivery,
+        was_due: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        timed(
+            "scylla",
+            "put_delivery",
+            self.put_delivery_rows(delivery, was_due),
+        )
+        .await
+    }
+
+    async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Delivery>> {
+        timed("scylla", "due_deliveries", self.due_rows(now, limit)).await
+    }
+
+    async fn list_deliveries(
         &self,
         project: &ProjectId,
         endpoint: uuid::Uuid,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>> {
-        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let rows: Vec<DeliveryRow> = self
-            .all_rows(
-                &self.wh.select_deliveries,
-                (project.as_str(), endpoint, limit),
-            )
-            .await?;
-        rows.into_iter().map(delivery_from_row).collect()
+        timed("scylla", "list_deliveries", async {
+            let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+            let values = (project.as_str(), endpoint, limit);
+            let rows: Vec<DeliveryRow> = self
+                .all_rows(&self.webhooks.select_deliveries, values)
+                .await?;
+            rows.into_iter().map(Delivery::try_from).collect()
+        })
+        .await
     }
 
-    /// Reads every shard's soonest entries, keeps those whose delivery is still due then, and
-    /// removes the entries that are not (left by a crash, or by a delivery that expired).
-    pub(super) async fn due_rows(
+    async fn get_delivery(
         &self,
+        project: &ProjectId,
+        endpoint: uuid::Uuid,
+        id: &str,
+    ) -> StoreResult<Option<Delivery>> {
+        let row = self.delivery_row(project.as_str(), endpoint, id);
+        timed("scylla", "get_delivery", row).await
+    }
+
+    /// Rows expire by TTL, counted from the delivery's `created_at` (see `put_delivery_rows`).
+    async fn prune_deliveries(&self, _before: DateTime<Utc>, _limit: usize) -> StoreResult<usize> {
+        Ok(0)
+    }
+
+    /// A lightweight transaction: the claim applies only if no claim holds the row now and the
+    /// row is still due when the caller read it.
+    async fn claim_delivery(
+        &self,
+        d: &Delivery,
         now: DateTime<Utc>,
-        limit: usize,
-    ) -> StoreResult<Vec<Delivery>> {
-        type DueRow = (DateTime<Utc>, String, uuid::Uuid, String);
-        let per_shard = i32::try_from(limit).unwrap_or(i32::MAX);
-        let reads = (0..DUE_SHARDS)
-            .map(|s| self.all_rows::<DueRow>(&self.wh.select_due, (s, now, per_shard)));
-        let mut entries = Vec::new();
-        for rows in futures_util::future::join_all(reads).await {
-            entries.extend(rows?);
-        }
-        entries.sort_by(|a, b| (a.0, &a.3).cmp(&(b.0, &b.3)));
-        entries.truncate(limit);
-        let mut out = Vec::with_capacity(entries.len());
-        for (due_at, project, endpoint, id) in entries {
-            match self.delivery_row(&project, endpoint, &id).await? {
-                Some(d) if same_ms(d.next_attempt_at, due_at) => out.push(d),
-                _ => {
-                    let key = (shard(&id), due_at, project.as_str(), endpoint, id.as_str());
-                    self.session
-                        .execute_unpaged(&self.wh.delete_due, key)
-                        .await
-                        .map_err(execution)?;
-                }
-            }
-        }
-        Ok(out)
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        timed("scylla", "claim_delivery", async {
+            let Some(due) = d.next_attempt_at else {
+                return Ok(false);
+            };
+            let values = (
+                until,
+                d.project_id.as_str(),
+                d.endpoint_id,
+                d.id.as_str(),
+                now,
+                due,
+            );
+            self.claim(&self.webhooks.claim_delivery, values).await
+        })
+        .await
     }
 }

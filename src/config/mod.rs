@@ -7,8 +7,11 @@
 //! `FLEETY_SCYLLA_NODES` in the environment; [`NAMES`] says where each one goes. A group can
 //! also be written as a table (`[scylla]` with `nodes = ...`, or `FLEETY_SCYLLA__NODES`).
 //!
-//! Everything is checked at start-up; a bad value stops the server with one line naming the
-//! setting and the reason.
+//! Each setting is read straight into the type the server uses ([`values`] says how), so a bad
+//! value stops the server at start-up with one line naming the setting and the reason, and no
+//! module parses a setting again. [`Settings::validate`] checks only the rules between settings.
+
+pub mod values;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,74 +21,12 @@ use std::time::Duration;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
+use fleety_actors::domain::ProjectId;
 use fleety_actors::webhook::RetrySchedule;
 use serde::{Deserialize, Serialize};
 
-/// A value that must never reach a log line or an error message.
-#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// Secrets given as a TOML list, or in the environment as one string separated by commas.
-#[derive(Clone, Default, Serialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secrets(Vec<Secret>);
-
-impl Secrets {
-    pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Self {
-        Self(secrets.into_iter().collect())
-    }
-    pub fn iter(&self) -> impl Iterator<Item = &Secret> {
-        self.0.iter()
-    }
-}
-
-impl fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{} redacted]", self.0.len())
-    }
-}
-
-impl<'de> Deserialize<'de> for Secrets {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Given {
-            List(Vec<String>),
-            Joined(String),
-        }
-        let secrets = match Given::deserialize(d)? {
-            Given::List(list) => list,
-            Given::Joined(joined) => joined.split(',').map(str::to_owned).collect(),
-        };
-        Ok(Self(
-            secrets
-                .into_iter()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .map(Secret)
-                .collect(),
-        ))
-    }
-}
+pub use crate::store::scylla::ScyllaConfig;
+pub use values::{HttpUrl, LogFilter, NodeId, Secret, Secrets};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -210,14 +151,15 @@ fn invalid(place: &str, why: impl fmt::Display) -> String {
 }
 
 /// Every setting, by concern. What each means, its unit and its default are in the README's
-/// table, under the flat name [`NAMES`] gives it.
+/// table, under the flat name [`NAMES`] gives it. A field whose name lacks the unit its setting
+/// is written in (`header_read_timeout`, written `header_read_timeout_secs`) is a `Duration`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
     pub ws: WsSettings,
     pub store: StoreSettings,
-    pub scylla: ScyllaSettings,
+    pub scylla: ScyllaConfig,
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub llm: LlmSettings,
@@ -234,27 +176,52 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Open connections at most, WebSockets included. By default as many as the process's
     /// open files and memory allow ([`default_max_connections`]).
+    #[serde(deserialize_with = "values::positive")]
     pub max_connections: usize,
     /// Connections the kernel holds for the accept loop at most (capped by the kernel's
     /// `net.core.somaxconn`): a reconnecting crowd past it has its handshakes dropped and
     /// retried a second later.
+    #[serde(deserialize_with = "values::positive")]
     pub listen_backlog: u32,
-    pub header_read_timeout_secs: u64,
+    #[serde(rename = "header_read_timeout_secs", with = "values::secs::positive")]
+    pub header_read_timeout: Duration,
+    #[serde(deserialize_with = "values::positive")]
     pub max_body_bytes: u64,
-    pub shutdown_grace_secs: u64,
-    pub metrics_listen: String,
-    pub log: String,
+    /// How long a stopping server waits for its connections to finish.
+    #[serde(rename = "shutdown_grace_secs", with = "values::secs")]
+    pub shutdown_grace: Duration,
+    /// `/metrics` on an address of its own; on the main listener when `None`.
+    #[serde(with = "values::optional_address")]
+    pub metrics_listen: Option<SocketAddr>,
+    #[serde(with = "values::text")]
+    pub log: LogFilter,
     pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WsSettings {
+    #[serde(deserialize_with = "values::positive")]
     pub max_message_bytes: usize,
-    pub ping_interval_secs: u64,
+    #[serde(rename = "ping_interval_secs", with = "values::secs::positive")]
+    pub ping_interval: Duration,
+    #[serde(deserialize_with = "values::positive")]
     pub subscriber_queue: usize,
-    pub write_timeout_ms: u64,
+    #[serde(rename = "write_timeout_ms", with = "values::millis::positive")]
+    pub write_timeout: Duration,
+    /// Below a few KiB the kernel raises it anyway; far above, one idle peer pins megabytes.
+    #[serde(deserialize_with = "send_buffer_bytes")]
     pub send_buffer_bytes: usize,
+}
+
+fn send_buffer_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let bytes = usize::deserialize(d)?;
+    if !(4096..=16 << 20).contains(&bytes) {
+        return Err(serde::de::Error::custom(
+            "must be between 4096 and 16777216",
+        ));
+    }
+    Ok(bytes)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -262,30 +229,26 @@ pub struct WsSettings {
 pub struct StoreSettings {
     pub backend: StorageBackend,
     pub data_dir: PathBuf,
-    pub checkpoint_ms: u64,
-    pub apply_gather_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScyllaSettings {
-    pub nodes: String,
-    pub keyspace: String,
-    pub consistency: String,
-    pub username: String,
-    pub password: Secret,
-    pub replication: String,
-    #[serde(deserialize_with = "flag::deserialize")]
-    pub auto_migrate: bool,
+    /// How often the embedded store makes what it applied durable.
+    #[serde(rename = "checkpoint_ms", with = "values::millis::positive")]
+    pub checkpoint: Duration,
+    /// How long the embedded store's applier waits to gather more writes into one commit.
+    #[serde(rename = "apply_gather_ms", with = "values::millis")]
+    pub apply_gather: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
+    #[serde(deserialize_with = "values::secret_of_at_least::<32, _>")]
     pub jwt_secret: Secret,
+    #[serde(deserialize_with = "values::secrets_of_at_least::<32, _>")]
     pub jwt_previous_secrets: Secrets,
+    #[serde(deserialize_with = "values::secret_of_at_least::<16, _>")]
     pub operator_token: Secret,
-    pub session_ttl_secs: u64,
+    /// How long a session token is valid.
+    #[serde(rename = "session_ttl_secs", with = "values::secs::positive")]
+    pub session_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -293,6 +256,7 @@ pub struct AuthSettings {
 pub struct LimitSettings {
     pub public_per_minute: u32,
     pub sessions_per_minute: u32,
+    #[serde(deserialize_with = "values::positive")]
     pub clients: u64,
     pub trusted_proxies: usize,
 }
@@ -301,12 +265,18 @@ pub struct LimitSettings {
 #[serde(deny_unknown_fields)]
 pub struct LlmSettings {
     pub provider: LlmProviderKind,
-    pub base_url: String,
+    /// Up to and including `/v1`; none means no model is configured.
+    #[serde(with = "values::optional_text")]
+    pub base_url: Option<HttpUrl>,
     pub api_key: Secret,
     pub model: String,
-    pub connect_timeout_secs: u64,
-    pub first_token_timeout_secs: u64,
-    pub idle_timeout_secs: u64,
+    #[serde(rename = "connect_timeout_secs", with = "values::secs::positive")]
+    pub connect_timeout: Duration,
+    #[serde(rename = "first_token_timeout_secs", with = "values::secs::positive")]
+    pub first_token_timeout: Duration,
+    #[serde(rename = "idle_timeout_secs", with = "values::secs::positive")]
+    pub idle_timeout: Duration,
+    #[serde(deserialize_with = "values::positive")]
     pub max_tokens: u32,
 }
 
@@ -319,13 +289,16 @@ pub struct ChatSettings {
     pub project_requests_per_minute: u32,
     pub project_tokens_per_hour: u64,
     pub project_tickets_per_hour: u32,
+    #[serde(deserialize_with = "values::positive")]
     pub max_sessions: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TicketSettings {
-    pub idle_secs: u64,
+    /// How long a ticket's actor stays without traffic before it stops.
+    #[serde(rename = "idle_secs", with = "values::secs::positive")]
+    pub idle: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -333,12 +306,16 @@ pub struct TicketSettings {
 pub struct WebhookSettings {
     /// Lets webhooks reach loopback, private and link-local addresses (a test bench, an
     /// intranet); off, so a tenant cannot point the server at its own network.
-    #[serde(deserialize_with = "flag::deserialize")]
+    #[serde(deserialize_with = "values::flag::deserialize")]
     pub allow_private: bool,
-    /// The waits between a failed delivery's attempts, like `5s,5m,30m,2h`.
-    pub retry_schedule: String,
-    pub timeout_secs: u64,
+    /// The waits between a failed delivery's attempts, written like `5s,5m,30m,2h`.
+    #[serde(with = "values::text")]
+    pub retry_schedule: RetrySchedule,
+    /// How long one attempt may take.
+    #[serde(rename = "timeout_secs", with = "values::secs::positive")]
+    pub timeout: Duration,
     /// Deliveries in flight at once, over all endpoints.
+    #[serde(deserialize_with = "values::positive")]
     pub concurrency: usize,
 }
 
@@ -348,71 +325,92 @@ pub struct WebhookSettings {
 #[serde(deny_unknown_fields)]
 pub struct ClusterSettings {
     /// NATS servers, comma separated (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`).
-    pub nats_url: String,
-    /// This node's name among the nodes (letters, digits, `_` and `-`); drawn at start when
-    /// empty.
-    pub node_id: String,
+    #[serde(with = "values::nats_servers")]
+    pub nats_url: Vec<async_nats::ServerAddr>,
+    /// This node's name among the nodes; drawn at start when not given.
+    #[serde(with = "values::optional_text")]
+    pub node_id: Option<NodeId>,
     /// How long a ticket stays with a node that stopped renewing its hold on it.
-    pub lease_ttl_secs: u64,
+    #[serde(
+        rename = "lease_ttl_secs",
+        serialize_with = "values::secs::serialize",
+        deserialize_with = "lease_ttl"
+    )]
+    pub lease_ttl: Duration,
     /// Copies JetStream keeps of the tickets' log and the leases (1, 3 or 5).
+    #[serde(deserialize_with = "replicas")]
     pub replicas: usize,
+}
+
+/// A lease renewed three times per lifetime needs a lifetime of a few seconds.
+fn lease_ttl<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let ttl = values::secs::deserialize(d)?;
+    if ttl < Duration::from_secs(2) {
+        return Err(serde::de::Error::custom("must be at least 2"));
+    }
+    Ok(ttl)
+}
+
+/// JetStream's replication: an odd number of copies, so a majority exists.
+fn replicas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let replicas = usize::deserialize(d)?;
+    if ![1, 3, 5].contains(&replicas) {
+        return Err(serde::de::Error::custom("must be 1, 3 or 5"));
+    }
+    Ok(replicas)
 }
 
 impl ClusterSettings {
     pub fn enabled(&self) -> bool {
-        !self.nats_url.trim().is_empty()
+        !self.nats_url.is_empty()
     }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoSettings {
-    #[serde(deserialize_with = "flag::deserialize")]
+    #[serde(deserialize_with = "values::flag::deserialize")]
     pub enabled: bool,
-    pub project_id: String,
+    pub project_id: ProjectId,
 }
 
 impl Default for Settings {
     fn default() -> Self {
+        let secs = Duration::from_secs;
+        let millis = Duration::from_millis;
         Self {
             server: ServerSettings {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 max_connections: default_max_connections(),
                 listen_backlog: 4096,
-                header_read_timeout_secs: 10,
+                header_read_timeout: secs(10),
                 max_body_bytes: 64 * 1024,
-                shutdown_grace_secs: 10,
-                metrics_listen: String::new(),
-                log: "info,warp=error,tantivy=warn".into(),
+                shutdown_grace: secs(10),
+                metrics_listen: None,
+                log: "info,warp=error,tantivy=warn"
+                    .parse()
+                    .expect("a valid log filter"),
                 log_format: LogFormat::Pretty,
             },
             ws: WsSettings {
                 max_message_bytes: 4096,
-                ping_interval_secs: 20,
+                ping_interval: secs(20),
                 subscriber_queue: 256,
-                write_timeout_ms: 1000,
+                write_timeout: millis(1000),
                 send_buffer_bytes: 64 * 1024,
             },
             store: StoreSettings {
                 backend: StorageBackend::Embedded,
                 data_dir: PathBuf::from("./data"),
-                checkpoint_ms: 100,
-                apply_gather_ms: 5,
+                checkpoint: millis(100),
+                apply_gather: millis(5),
             },
-            scylla: ScyllaSettings {
-                nodes: "127.0.0.1:9042".into(),
-                keyspace: "fleety".into(),
-                consistency: "LOCAL_QUORUM".into(),
-                username: String::new(),
-                password: Secret::default(),
-                replication: "1".into(),
-                auto_migrate: false,
-            },
+            scylla: ScyllaConfig::default(),
             auth: AuthSettings {
                 jwt_secret: Secret::default(),
                 jwt_previous_secrets: Secrets::default(),
                 operator_token: Secret::default(),
-                session_ttl_secs: 300,
+                session_ttl: secs(300),
             },
             limits: LimitSettings {
                 public_per_minute: 10,
@@ -422,12 +420,12 @@ impl Default for Settings {
             },
             llm: LlmSettings {
                 provider: LlmProviderKind::Auto,
-                base_url: String::new(),
+                base_url: None,
                 api_key: Secret::default(),
                 model: "gpt-4o-mini".into(),
-                connect_timeout_secs: 5,
-                first_token_timeout_secs: 30,
-                idle_timeout_secs: 30,
+                connect_timeout: secs(5),
+                first_token_timeout: secs(30),
+                idle_timeout: secs(30),
                 max_tokens: 512,
             },
             chat: ChatSettings {
@@ -439,22 +437,22 @@ impl Default for Settings {
                 project_tickets_per_hour: 100,
                 max_sessions: 100_000,
             },
-            tickets: TicketSettings { idle_secs: 120 },
+            tickets: TicketSettings { idle: secs(120) },
             webhooks: WebhookSettings {
                 allow_private: false,
-                retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
-                timeout_secs: 15,
+                retry_schedule: RetrySchedule::default(),
+                timeout: secs(15),
                 concurrency: 16,
             },
             cluster: ClusterSettings {
-                nats_url: String::new(),
-                node_id: String::new(),
-                lease_ttl_secs: 6,
+                nats_url: Vec::new(),
+                node_id: None,
+                lease_ttl: secs(6),
                 replicas: 3,
             },
             demo: DemoSettings {
                 enabled: true,
-                project_id: "demo".into(),
+                project_id: ProjectId::parse("demo").expect("a valid project id"),
             },
         }
     }
@@ -526,118 +524,32 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The rules between settings; each setting's own rules hold by its type.
     fn validate(&self) -> Result<(), String> {
-        let (server, ws, store, auth, llm) =
-            (&self.server, &self.ws, &self.store, &self.auth, &self.llm);
-        let positive = [
-            ("auth.session_ttl_secs", auth.session_ttl_secs),
-            ("store.checkpoint_ms", store.checkpoint_ms),
-            ("server.max_connections", server.max_connections as u64),
-            ("server.listen_backlog", u64::from(server.listen_backlog)),
-            ("limits.clients", self.limits.clients),
-            (
-                "server.header_read_timeout_secs",
-                server.header_read_timeout_secs,
-            ),
-            ("server.max_body_bytes", server.max_body_bytes),
-            ("ws.max_message_bytes", ws.max_message_bytes as u64),
-            ("ws.ping_interval_secs", ws.ping_interval_secs),
-            ("ws.subscriber_queue", ws.subscriber_queue as u64),
-            ("ws.write_timeout_ms", ws.write_timeout_ms),
-            ("tickets.idle_secs", self.tickets.idle_secs),
-            ("llm.connect_timeout_secs", llm.connect_timeout_secs),
-            ("llm.first_token_timeout_secs", llm.first_token_timeout_secs),
-            ("llm.idle_timeout_secs", llm.idle_timeout_secs),
-            ("llm.max_tokens", u64::from(llm.max_tokens)),
-            ("chat.max_sessions", self.chat.max_sessions as u64),
-            ("webhooks.timeout_secs", self.webhooks.timeout_secs),
-            ("webhooks.concurrency", self.webhooks.concurrency as u64),
-        ];
-        if let Some((place, _)) = positive.iter().find(|(_, value)| *value == 0) {
-            return Err(invalid(place, "must be greater than 0"));
-        }
-        let cluster = &self.cluster;
-        if cluster.enabled() {
-            if store.backend != StorageBackend::Scylla {
-                let why = "several nodes share one store: set FLEETY_STORAGE=scylla";
-                return Err(invalid("cluster.nats_url", why));
-            }
-            if cluster.lease_ttl_secs < 2 {
-                return Err(invalid("cluster.lease_ttl_secs", "must be at least 2"));
-            }
-            if ![1, 3, 5].contains(&cluster.replicas) {
-                return Err(invalid("cluster.replicas", "must be 1, 3 or 5"));
-            }
-            let name_ok = cluster.node_id.len() <= 64
-                && cluster
-                    .node_id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !name_ok {
-                let why = "must be up to 64 letters, digits, '_' or '-'";
-                return Err(invalid("cluster.node_id", why));
-            }
-        }
-        if let Err(why) = RetrySchedule::parse(&self.webhooks.retry_schedule) {
-            return Err(invalid("webhooks.retry_schedule", why));
+        if self.cluster.enabled() && self.store.backend != StorageBackend::Scylla {
+            let why = "several nodes share one store: set FLEETY_STORAGE=scylla";
+            return Err(invalid("cluster.nats_url", why));
         }
         // Past a checkpoint interval, gathering would only hold the applier back.
-        if store.apply_gather_ms >= store.checkpoint_ms {
+        let store = &self.store;
+        if store.apply_gather >= store.checkpoint {
             let why = format!(
                 "must be less than store_checkpoint_ms ({})",
-                store.checkpoint_ms
+                store.checkpoint.as_millis()
             );
             return Err(invalid("store.apply_gather_ms", why));
         }
-        if !auth.jwt_secret.is_empty() && auth.jwt_secret.expose().len() < 32 {
-            return Err(invalid("auth.jwt_secret", "must be at least 32 characters"));
-        }
-        if auth
-            .jwt_previous_secrets
-            .iter()
-            .any(|s| s.expose().len() < 32)
-        {
-            let why = "each must be at least 32 characters";
-            return Err(invalid("auth.jwt_previous_secrets", why));
-        }
-        if !auth.operator_token.is_empty() && auth.operator_token.expose().len() < 16 {
-            return Err(invalid(
-                "auth.operator_token",
-                "must be at least 16 characters",
-            ));
-        }
-        // Below a few KiB the kernel raises it anyway; far above, one idle peer pins megabytes.
-        if !(4096..=16 << 20).contains(&ws.send_buffer_bytes) {
-            let why = "must be between 4096 and 16777216";
-            return Err(invalid("ws.send_buffer_bytes", why));
-        }
-        if !server.metrics_listen.is_empty() && server.metrics_listen.parse::<SocketAddr>().is_err()
-        {
-            let why = "must be an address such as 127.0.0.1:9090";
-            return Err(invalid("server.metrics_listen", why));
-        }
-        if llm.provider == LlmProviderKind::Openai && llm.base_url.is_empty() {
+        if self.llm.provider == LlmProviderKind::Openai && self.llm.base_url.is_none() {
             return Err(invalid(
                 "llm.base_url",
                 "required when llm_provider is openai",
             ));
-        }
-        if !llm.base_url.is_empty() {
-            let ok = llm.base_url.parse::<http::Uri>().ok().is_some_and(|u| {
-                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-            });
-            if !ok {
-                return Err(invalid("llm.base_url", "must be an http or https URL"));
-            }
         }
         Ok(())
     }
 }
 
 impl ServerSettings {
-    pub fn header_read_timeout(&self) -> Duration {
-        Duration::from_secs(self.header_read_timeout_secs)
-    }
     /// Connections past `max_connections` that are answered 503 at once, beyond which more
     /// are closed unread: see [`refusal_allowance`].
     pub fn refusal_allowance(&self) -> usize {
@@ -647,19 +559,7 @@ impl ServerSettings {
     /// fifth of the time a served client has for its headers (2 s at the default), since a
     /// client that is turned away only needs to be told so.
     pub fn refusal_time(&self) -> Duration {
-        self.header_read_timeout() / 5
-    }
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
-    }
-}
-
-impl WsSettings {
-    pub fn write_timeout(&self) -> Duration {
-        Duration::from_millis(self.write_timeout_ms)
-    }
-    pub fn ping_interval(&self) -> Duration {
-        Duration::from_secs(self.ping_interval_secs)
+        self.header_read_timeout / 5
     }
 }
 
@@ -773,73 +673,12 @@ fn cgroup_memory_limit(groups: &str, read: impl Fn(&str) -> Option<String>) -> O
     })
 }
 
-/// Boolean settings as people write them: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, in
-/// any case. The environment has no types, so figment hands over `1` as a number and `Yes` as
-/// a string; both must mean what they say.
-mod flag {
-    use serde::de::{self, Deserializer, Unexpected, Visitor};
-    use std::fmt;
-
-    const EXPECTED: &str = "true/false, 1/0, yes/no or on/off";
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(Flag)
-    }
-
-    /// The word a flag is written as, if it is one.
-    fn parse(word: &str) -> Option<bool> {
-        const WORDS: [(&str, bool); 8] = [
-            ("true", true),
-            ("false", false),
-            ("1", true),
-            ("0", false),
-            ("yes", true),
-            ("no", false),
-            ("on", true),
-            ("off", false),
-        ];
-        let word = word.trim();
-        WORDS
-            .iter()
-            .find(|(w, _)| w.eq_ignore_ascii_case(word))
-            .map(|&(_, value)| value)
-    }
-
-    struct Flag;
-
-    impl Visitor<'_> for Flag {
-        type Value = bool;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(EXPECTED)
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
-            Ok(v)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
-            match v {
-                0 => Ok(false),
-                1 => Ok(true),
-                _ => Err(E::invalid_value(Unexpected::Unsigned(v), &EXPECTED)),
-            }
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
-            match u64::try_from(v) {
-                Ok(v) => self.visit_u64(v),
-                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &EXPECTED)),
-            }
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-            parse(v).ok_or_else(|| E::invalid_value(Unexpected::Str(v), &EXPECTED))
-        }
-    }
-}
-
 #[cfg(test)]
 // figment's `Jail` fixes its closures' error type, which is large.
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+    use crate::store::scylla::Replication;
 
     #[test]
     fn several_nodes_need_the_shared_store_and_sound_leases() {
@@ -999,10 +838,11 @@ mod tests {
             err.contains("FLEETY_STORE_APPLY_GATHER_MS") && err.contains("less than"),
             "{err}"
         );
+        let ms = Duration::from_millis;
         let s = timing(50, 0).unwrap();
-        assert_eq!((s.store.checkpoint_ms, s.store.apply_gather_ms), (50, 0));
+        assert_eq!((s.store.checkpoint, s.store.apply_gather), (ms(50), ms(0)));
         let s = with(&[]).unwrap();
-        assert_eq!((s.store.checkpoint_ms, s.store.apply_gather_ms), (100, 5));
+        assert_eq!((s.store.checkpoint, s.store.apply_gather), (ms(100), ms(5)));
     }
 
     #[test]
@@ -1133,7 +973,7 @@ mod tests {
         places.sort();
         named.sort();
         assert_eq!(places, named);
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         for (flat, _) in NAMES {
             let row = format!("| `FLEETY_{}` | `{flat}` |", flat.to_ascii_uppercase());
             assert!(readme.contains(&row), "the README's table lacks {flat}");
@@ -1151,7 +991,7 @@ mod tests {
             jail.set_env("FLEETY_CHAT__MAX_SESSIONS", "7");
             let s = Settings::load()?;
             assert_eq!(s.scylla.keyspace, "support");
-            assert_eq!(s.scylla.nodes, "10.0.0.1:9042");
+            assert_eq!(s.scylla.nodes, ["10.0.0.1:9042"]);
             assert_eq!(s.chat.max_sessions, 7);
             Ok(())
         });
@@ -1169,5 +1009,207 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    /// The full line for a bad value of `name`, read from the environment.
+    fn refused(name: &str, value: &str) -> String {
+        let mut err = String::new();
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env(format!("FLEETY_{}", name.to_ascii_uppercase()), value);
+            err = Settings::load().expect_err("refused");
+            Ok(())
+        });
+        err
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_is_refused_in_one_line_naming_the_setting_and_why() {
+        let cases = [
+            (
+                "metrics_listen",
+                "localhost",
+                "must be an address such as 127.0.0.1:9090",
+            ),
+            (
+                "llm_base_url",
+                "ftp://models.example",
+                "must be an http or https URL",
+            ),
+            ("llm_base_url", "not a url", "must be an http or https URL"),
+            (
+                "webhook_retry_schedule",
+                "5 minutes",
+                "the unit must be ms, s, m or h",
+            ),
+            ("scylla_nodes", " , ", "list at least one host:port"),
+            (
+                "scylla_keyspace",
+                "fleety;drop",
+                "must be 1-48 letters, digits or '_'",
+            ),
+            (
+                "scylla_consistency",
+                "most",
+                "is not one of ONE, TWO, THREE",
+            ),
+            (
+                "scylla_replication",
+                "dc1:0",
+                "must be a replica count like 3",
+            ),
+            (
+                "cluster_node_id",
+                "node.one",
+                "must be up to 64 letters, digits",
+            ),
+            (
+                "demo_project_id",
+                "demo project",
+                "project_id must be 1-64 characters",
+            ),
+            ("ws_ping_interval_secs", "0", "must be greater than 0"),
+            ("store_checkpoint_ms", "0", "must be greater than 0"),
+            ("chat_max_sessions", "0", "must be greater than 0"),
+            (
+                "ws_send_buffer_bytes",
+                "1024",
+                "must be between 4096 and 16777216",
+            ),
+            ("cluster_replicas", "2", "must be 1, 3 or 5"),
+            ("cluster_lease_ttl_secs", "1", "must be at least 2"),
+            ("operator_token", "short", "must be at least 16 characters"),
+            ("listen", "localhost", "invalid socket address"),
+            (
+                "log",
+                "info,warp=loud",
+                "\"warp=loud\" is not a log filter directive",
+            ),
+            (
+                "cluster_nats_url",
+                "nats://10.0.0.1:4222,http://10.0.0.2:4222",
+                "invalid scheme for NATS server URL: http",
+            ),
+            ("cluster_lease_ttl_secs", "soon", "invalid type"),
+        ];
+        for (name, value, why) in cases {
+            let err = refused(name, value);
+            let upper = name.to_ascii_uppercase();
+            let line = format!("configuration error in {name} (FLEETY_{upper}): ");
+            assert!(err.starts_with(&line), "{name}={value}: {err}");
+            assert!(err.contains(why), "{name}={value}: {err}");
+            assert_eq!(err.lines().count(), 1, "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn settings_are_read_into_the_types_the_server_uses() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file(
+                "fleety.toml",
+                "scylla_nodes = [\"10.0.0.1:9042\", \"10.0.0.2:9042\"]\n\
+                 header_read_timeout_secs = 7\n\
+                 ws_write_timeout_ms = 250\n\
+                 webhook_retry_schedule = \"1s, 90m\"\n",
+            )?;
+            jail.set_env("FLEETY_METRICS_LISTEN", "127.0.0.1:9090");
+            jail.set_env("FLEETY_LLM_BASE_URL", "http://127.0.0.1:8081/v1");
+            jail.set_env("FLEETY_SCYLLA_CONSISTENCY", "each_quorum");
+            jail.set_env("FLEETY_SCYLLA_REPLICATION", "dc1:3,dc2:2");
+            jail.set_env("FLEETY_SCYLLA_USERNAME", "fleety");
+            jail.set_env("FLEETY_CLUSTER_NODE_ID", "node-a");
+            jail.set_env("FLEETY_LISTEN", "[::1]:8443");
+            jail.set_env("FLEETY_LOG", "debug,fleety::http=trace");
+            jail.set_env("FLEETY_CLUSTER_NATS_URL", "nats://10.0.0.1:4222, 10.0.0.2");
+            jail.set_env("FLEETY_CLUSTER_LEASE_TTL_SECS", "9");
+            jail.set_env("FLEETY_STORAGE", "scylla");
+            jail.set_env("FLEETY_DEMO_PROJECT_ID", "acme_1");
+            let s = Settings::load()?;
+            assert_eq!(s.server.listen, "[::1]:8443".parse().unwrap());
+            let directives: Vec<String> = s
+                .server
+                .log
+                .directives()
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            assert_eq!(directives, ["debug", "fleety::http=trace"]);
+            let nats: Vec<&str> = s.cluster.nats_url.iter().map(|a| a.as_url_str()).collect();
+            assert_eq!(nats, ["nats://10.0.0.1:4222", "nats://10.0.0.2"]);
+            assert!(s.cluster.enabled());
+            assert_eq!(s.cluster.lease_ttl, Duration::from_secs(9));
+            assert_eq!(s.demo.project_id.as_str(), "acme_1");
+            assert_eq!(s.scylla.nodes, ["10.0.0.1:9042", "10.0.0.2:9042"]);
+            assert_eq!(s.server.header_read_timeout, Duration::from_secs(7));
+            assert_eq!(s.server.refusal_time(), Duration::from_millis(1400));
+            assert_eq!(s.ws.write_timeout, Duration::from_millis(250));
+            let waits = [Duration::from_secs(1), Duration::from_secs(90 * 60)];
+            assert_eq!(s.webhooks.retry_schedule.0, waits);
+            assert_eq!(s.server.metrics_listen, Some(([127, 0, 0, 1], 9090).into()));
+            let base = s.llm.base_url.as_ref().map(|u| u.as_url().as_str());
+            assert_eq!(base, Some("http://127.0.0.1:8081/v1"));
+            assert_eq!(
+                s.scylla.consistency,
+                scylla::statement::Consistency::EachQuorum
+            );
+            let dcs = vec![("dc1".to_owned(), 3), ("dc2".to_owned(), 2)];
+            assert_eq!(s.scylla.replication, Replication::PerDataCentre(dcs));
+            assert_eq!(s.scylla.username.as_deref(), Some("fleety"));
+            assert!(s.scylla.password.is_none(), "unset when empty");
+            assert_eq!(
+                s.cluster.node_id.as_ref().map(NodeId::as_str),
+                Some("node-a")
+            );
+            // Left empty, the optional ones are unset.
+            jail.set_env("FLEETY_METRICS_LISTEN", "");
+            jail.set_env("FLEETY_LLM_BASE_URL", "");
+            jail.set_env("FLEETY_CLUSTER_NODE_ID", "");
+            jail.set_env("FLEETY_CLUSTER_NATS_URL", "");
+            let s = Settings::load()?;
+            assert_eq!(s.server.metrics_listen, None);
+            assert!(s.llm.base_url.is_none() && s.cluster.node_id.is_none());
+            assert!(!s.cluster.enabled(), "one node without NATS servers");
+            Ok(())
+        });
+    }
+
+    /// The README writes `FLEETY_SCYLLA_REPLICATION=3`; the environment hands that over as a
+    /// number, which a setting read as a string refused.
+    #[test]
+    fn a_replica_count_or_a_node_name_may_be_a_bare_number() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("FLEETY_SCYLLA_REPLICATION", "3");
+            jail.set_env("FLEETY_CLUSTER_NODE_ID", "7");
+            let s = Settings::load()?;
+            assert_eq!(s.scylla.replication, Replication::Factor(3));
+            assert_eq!(s.cluster.node_id.as_ref().map(NodeId::as_str), Some("7"));
+            jail.clear_env();
+            jail.create_file("fleety.toml", "scylla_replication = 5\n")?;
+            let s = Settings::load()?;
+            assert_eq!(s.scylla.replication, Replication::Factor(5));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_defaults_are_written_as_operators_write_them_and_read_back_the_same() {
+        let written = serde_json::to_value(Settings::default()).unwrap();
+        assert_eq!(written["server"]["header_read_timeout_secs"], 10);
+        assert_eq!(written["server"]["metrics_listen"], "");
+        assert_eq!(written["ws"]["write_timeout_ms"], 1000);
+        assert_eq!(written["scylla"]["nodes"], "127.0.0.1:9042");
+        assert_eq!(written["scylla"]["consistency"], "LOCAL_QUORUM");
+        assert_eq!(written["scylla"]["replication"], "1");
+        assert_eq!(written["server"]["log"], "info,warp=error,tantivy=warn");
+        assert_eq!(written["cluster"]["nats_url"], "");
+        assert_eq!(written["cluster"]["lease_ttl_secs"], 6);
+        assert_eq!(
+            written["webhooks"]["retry_schedule"],
+            "5s,5m,30m,2h,5h,10h,10h"
+        );
+        let read = with(&[]).unwrap();
+        assert_eq!(serde_json::to_value(&read).unwrap(), written);
     }
 }
