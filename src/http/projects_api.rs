@@ -259,7 +259,10 @@ mod tests {
         // Every cursor the pattern allows decodes; schemathesis found a 16-digit one that
         // the pattern allowed and the decoder refused.
         assert!(decode_cursor("999999999999999.wna-ogowapdfhfzkgsuj-240").is_some());
-        assert_eq!(decode_cursor("8395903498977420.wna-ogowapdfhfzkgsuj-240"), None);
+        assert_eq!(
+            decode_cursor("8395903498977420.wna-ogowapdfhfzkgsuj-240"),
+            None
+        );
         assert_eq!(decode_cursor("12.not a slug"), None);
     }
 }
