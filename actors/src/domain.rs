@@ -368,6 +368,39 @@ pub struct Ticket {
     pub assignee: Option<AgentName>,
 }
 
+impl Ticket {
+    /// A ticket as it is opened at `now`: open, with nobody assigned, its version its creation
+    /// time, and a fresh id.
+    pub fn opened(
+        project_id: ProjectId,
+        slug: Slug,
+        title: Title,
+        description: Description,
+        source: TicketSource,
+        session_id: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Ticket {
+        Ticket {
+            id: Uuid::new_v4(),
+            slug,
+            project_id,
+            title,
+            description,
+            status: TicketStatus::Open,
+            created_at: now,
+            updated_at: now,
+            source,
+            session_id,
+            assignee: None,
+        }
+    }
+
+    /// Roughly how many bytes of text the ticket carries, beyond its fixed-size fields.
+    pub fn text_len(&self) -> usize {
+        self.title.as_str().len() + self.description.as_str().len()
+    }
+}
+
 /// An agent's note on a ticket: seen by agents only, never by the visitor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Note {

@@ -8,7 +8,7 @@ use fleety_actors::domain::{
     TicketStatus, Title,
 };
 use fleety_actors::events::{self, MessageView, NoteView, TicketSummary};
-use fleety_actors::ticket::{MessagePage, NewTicket, TicketKey};
+use fleety_actors::ticket::{Command, MessagePage, NewTicket, TicketChange, TicketKey};
 use fleety_actors::MessageId;
 use http::StatusCode;
 use serde::Deserialize;
@@ -190,8 +190,12 @@ pub async fn post_message(
                 }
                 None => None,
             };
-            let tickets = &ctx.system.tickets;
-            let message = tickets.post(&key, author, content, idempotency_key).await?;
+            let post = Command::Post {
+                author,
+                content,
+                idempotency_key,
+            };
+            let message = ctx.system.tickets.run(&key, post).await?.into_message()?;
             let data = MessageView::new(&message, &[]);
             Ok(json(
                 StatusCode::CREATED,
@@ -238,7 +242,8 @@ pub async fn mark_read(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: MarkR
         async {
             let key = ticket_key(&visitor.project, &slug)?;
             let reader = participant(&req.reader, "reader", &visitor)?;
-            let up_to = ctx.system.tickets.mark_read(&key, reader).await?;
+            let read = ctx.system.tickets.run(&key, Command::MarkRead { reader });
+            let up_to = read.await?.into_read()?;
             Ok(json(
                 StatusCode::OK,
                 &MarkedRead {
@@ -331,8 +336,9 @@ pub async fn change(
                 return Err(ApiError::bad_request("give a status, an assignee, or both"));
             }
             // Both fields are one change: one version of the ticket, one set of events.
-            let change = fleety_actors::ticket::TicketChange { status, assignee };
-            let ticket = ctx.system.tickets.change(&key, change).await?;
+            let change = TicketChange { status, assignee };
+            let change = ctx.system.tickets.run(&key, Command::Change(change));
+            let ticket = change.await?.into_ticket()?;
             Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
         }
         .await,
@@ -381,7 +387,8 @@ pub async fn add_note(
             let key = ticket_key(&project, &slug)?;
             let author = field(AgentName::parse(&req.author), "author")?;
             let content = field(MessageBody::parse(&req.content), "content")?;
-            let note = ctx.system.tickets.add_note(&key, author, content).await?;
+            let add = Command::AddNote { author, content };
+            let note = ctx.system.tickets.run(&key, add).await?.into_note()?;
             Ok(json(StatusCode::CREATED, &NoteView::new(&note)))
         }
         .await,

@@ -93,19 +93,15 @@ fn project() -> Project {
 }
 
 fn ticket(project: &ProjectId, slug: &str, created_at: chrono::DateTime<Utc>) -> Ticket {
-    Ticket {
-        id: Uuid::new_v4(),
-        slug: Slug::parse(slug).unwrap(),
-        project_id: project.clone(),
-        title: Title::parse("Cannot log in").unwrap(),
-        description: Description::parse("Since this morning").unwrap(),
-        status: TicketStatus::Open,
+    Ticket::opened(
+        project.clone(),
+        Slug::parse(slug).unwrap(),
+        Title::parse("Cannot log in").unwrap(),
+        Description::parse("Since this morning").unwrap(),
+        TicketSource::Api,
+        None,
         created_at,
-        updated_at: created_at,
-        source: TicketSource::Api,
-        session_id: None,
-        assignee: None,
-    }
+    )
 }
 
 fn messages(n: usize) -> Vec<Message> {
