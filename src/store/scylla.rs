@@ -19,7 +19,7 @@ use chrono::{DateTime, Datelike, Utc};
 use fleety_actors::domain::{
     AgentName, Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, ChatUsage, Description,
     IdempotencyKey, Message, MessageBody, Note, Participant, Project, ProjectId, ReadCursor, Slug,
-    Ticket, TicketSource, TicketStatus, Title,
+    Tag, Tags, Ticket, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::store::{
     timed, ChatStore, Done, KbStore, MessageRange, ProjectStore, Store, StoreError, StoreResult,
@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         6,
         "0006_webhook_endpoint_cap",
         include_str!("../../cql/0006_webhook_endpoint_cap.cql"),
+    ),
+    (
+        7,
+        "0007_ticket_tags",
+        include_str!("../../cql/0007_ticket_tags.cql"),
     ),
 ];
 
@@ -404,7 +409,7 @@ impl ScyllaStore {
             |cql: String, idempotent: bool| prepare(&session, config.consistency, cql, idempotent);
         const PROJECT_COLS: &str = "project_id, name, allowed_origins, admin_key_hash, created_at";
         const TICKET_COLS: &str =
-            "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee";
+            "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee, tags";
         const TURN_COLS: &str =
             "project_id, session_id, turn_id, role, content, at, ticket_slug, citations, tokens";
         const ARTICLE_COLS: &str =
@@ -414,10 +419,10 @@ impl ScyllaStore {
             upsert_project: prepare(format!("INSERT INTO {ks}.projects ({PROJECT_COLS}) VALUES (?, ?, ?, ?, ?)"), true).await?,
             select_project: prepare(format!("SELECT {PROJECT_COLS} FROM {ks}.projects WHERE project_id = ?"), true).await?,
             select_projects: prepare(format!("SELECT {PROJECT_COLS} FROM {ks}.projects"), true).await?,
-            insert_ticket: prepare(format!("INSERT INTO {ks}.tickets ({TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
+            insert_ticket: prepare(format!("INSERT INTO {ks}.tickets ({TICKET_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
             // Conditional on the stored version: equal writes again, older is refused. Retrying
             // it is harmless, hence idempotent.
-            update_ticket: prepare(format!("UPDATE {ks}.tickets SET title = ?, description = ?, status = ?, source = ?, session_id = ?, updated_at = ?, assignee = ? WHERE project_id = ? AND slug = ? IF updated_at <= ?"), true).await?,
+            update_ticket: prepare(format!("UPDATE {ks}.tickets SET title = ?, description = ?, status = ?, source = ?, session_id = ?, updated_at = ?, assignee = ?, tags = ? WHERE project_id = ? AND slug = ? IF updated_at <= ?"), true).await?,
             select_ticket: prepare(format!("SELECT {TICKET_COLS} FROM {ks}.tickets WHERE project_id = ? AND slug = ?"), true).await?,
             upsert_by_time: prepare(format!("INSERT INTO {ks}.tickets_by_time (project_id, bucket, created_at, slug, status) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
             insert_bucket: prepare(format!("INSERT INTO {ks}.ticket_buckets (project_id, bucket) VALUES (?, ?)"), true).await?,
@@ -693,6 +698,7 @@ impl ScyllaStore {
             t.session_id.as_deref(),
             t.updated_at,
             t.assignee.as_ref().map(AgentName::as_str),
+            tag_names(&t.tags),
             t.project_id.as_str(),
             t.slug.as_str(),
             t.updated_at,
@@ -766,6 +772,7 @@ type TicketRow = (
     DateTime<Utc>,
     DateTime<Utc>,
     Option<String>,
+    Option<Vec<String>>,
 );
 
 #[allow(clippy::type_complexity)]
@@ -783,6 +790,7 @@ fn ticket_values(
     DateTime<Utc>,
     DateTime<Utc>,
     Option<&str>,
+    Vec<&str>,
 ) {
     (
         t.project_id.as_str(),
@@ -796,7 +804,13 @@ fn ticket_values(
         t.created_at,
         t.updated_at,
         t.assignee.as_ref().map(AgentName::as_str),
+        tag_names(&t.tags),
     )
+}
+
+/// A ticket's tags as the `tags` column holds them.
+fn tag_names(tags: &Tags) -> Vec<&str> {
+    tags.iter().map(Tag::as_str).collect()
 }
 
 fn source_name(s: TicketSource) -> &'static str {
@@ -827,6 +841,7 @@ fn ticket_from_row(r: TicketRow) -> StoreResult<Ticket> {
             Some(name) => Some(AgentName::parse(&name).map_err(|_| corrupt("assignee"))?),
             None => None,
         },
+        tags: Tags::parse(&r.11.unwrap_or_default()).map_err(|_| corrupt("tags"))?,
     })
 }
 

@@ -40,6 +40,7 @@ macro_rules! store_conformance_tests {
             articles_are_put_listed_replaced_and_deleted,
             notes_are_kept_per_ticket_in_order_and_a_repeat_is_one,
             a_ticket_keeps_its_assignee,
+            a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one,
             a_title_search_finds_its_tickets_page_by_page_within_its_scan,
             webhook_endpoints_are_put_listed_replaced_and_deleted,
             deliveries_come_due_in_order_and_move_when_rescheduled,
@@ -857,6 +858,67 @@ pub async fn a_ticket_keeps_its_assignee(store: Arc<dyn Store>) {
     assert_eq!(store.get_ticket(&p.id, &t.slug).await.unwrap(), Some(t));
 }
 
+pub async fn a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let base = now_millis() - Duration::days(1);
+    let mut tagged = ticket(&p.id, "swift-bear-053", base);
+    let plain = ticket(&p.id, "brave-lynx-777", base + Duration::minutes(1));
+    store.create_ticket(&tagged, &[]).await.unwrap();
+    store.create_ticket(&plain, &[]).await.unwrap();
+    assert!(
+        store
+            .get_ticket(&p.id, &plain.slug)
+            .await
+            .unwrap()
+            .unwrap()
+            .tags
+            .is_empty(),
+        "a ticket never tagged has no tags"
+    );
+    tagged.tags = Tags::parse(&["vip", "billing"]).unwrap();
+    tagged.updated_at += Duration::seconds(1);
+    put(
+        &store,
+        &p.id,
+        &tagged.slug,
+        TicketWrite::Ticket(tagged.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &tagged.slug).await.unwrap(),
+        Some(tagged.clone())
+    );
+    let by_tag = |tag: &str| TicketQuery {
+        tag: Some(Tag::parse(tag).unwrap()),
+        limit: 10,
+        ..TicketQuery::default()
+    };
+    let found = store.list_tickets(&p.id, &by_tag("billing")).await.unwrap();
+    let slugs: Vec<&Slug> = found.tickets.iter().map(|t| &t.slug).collect();
+    assert_eq!(slugs, [&tagged.slug]);
+    assert_eq!(found.tickets[0].tags, tagged.tags);
+    let none = store.list_tickets(&p.id, &by_tag("Billing")).await.unwrap();
+    assert!(none.tickets.is_empty(), "tags are compared exactly");
+    // Cleared: the tags go, and so does the ticket from the tag's listing.
+    tagged.tags = Tags::default();
+    tagged.updated_at += Duration::seconds(1);
+    put(
+        &store,
+        &p.id,
+        &tagged.slug,
+        TicketWrite::Ticket(tagged.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &tagged.slug).await.unwrap(),
+        Some(tagged)
+    );
+    let gone = store.list_tickets(&p.id, &by_tag("vip")).await.unwrap();
+    assert!(gone.tickets.is_empty());
+}
+
 pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let base = now_millis() - Duration::days(3);
@@ -882,6 +944,7 @@ pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store
             let query = TicketQuery {
                 status: None,
                 title: Some("refund".into()),
+                tag: None,
                 search_scan: scan,
                 after,
                 limit: 2,

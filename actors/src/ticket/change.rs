@@ -14,7 +14,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::subscribers::Event;
-use crate::domain::{AgentName, Message, Note, Participant, ReadCursor, Ticket, TicketStatus};
+use crate::domain::{
+    AgentName, Message, Note, Participant, ReadCursor, Tags, Ticket, TicketStatus,
+};
 use crate::events::{self, event_frame, ReadReceiptPayload, StatusChangePayload};
 use crate::message_id::MessageId;
 use crate::store::TicketWrite;
@@ -33,6 +35,9 @@ pub struct TicketChange {
         deserialize_with = "present"
     )]
     pub assignee: Option<Option<AgentName>>,
+    /// `None` leaves the tags as they are; a list replaces them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
 }
 
 impl TicketChange {
@@ -57,6 +62,9 @@ impl TicketChange {
         }
         if let Some(assignee) = self.assignee {
             ticket.assignee = assignee;
+        }
+        if let Some(tags) = self.tags {
+            ticket.tags = tags;
         }
     }
 }
@@ -181,9 +189,17 @@ fn ticket_told(previous: &Ticket, next: &Ticket) -> Vec<Told> {
         let payload = events::AssignedPayload {
             assignee: next.assignee.as_ref().map(AgentName::as_str),
             previous: previous.assignee.as_ref().map(AgentName::as_str),
-            updated_at,
+            updated_at: updated_at.clone(),
         };
         told.push(Told::new("assigned", events::encode(&payload)));
+    }
+    if previous.tags != next.tags {
+        let payload = events::TagsPayload {
+            tags: &next.tags,
+            previous: &previous.tags,
+            updated_at: events::rfc3339(next.updated_at),
+        };
+        told.push(Told::new("ticket_update", events::encode(&payload)));
     }
     told
 }
@@ -276,6 +292,35 @@ mod tests {
         let mut unchanged = previous.clone();
         TicketChange::default().apply_to(&mut unchanged);
         assert_eq!(unchanged, previous, "a change of nothing changes nothing");
+    }
+
+    #[test]
+    fn new_tags_are_one_ticket_update_with_the_whole_set_and_the_one_before() {
+        let previous = ticket();
+        let mut next = previous.clone();
+        let change = TicketChange {
+            tags: Some(Tags::parse(&["vip", "billing"]).unwrap()),
+            ..TicketChange::default()
+        };
+        change.apply_to(&mut next);
+        let writes = [TicketWrite::Ticket(next.clone())];
+        let told = told(&writes, &previous, &[], chrono::Utc::now());
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].kind, "ticket_update");
+        assert_eq!(
+            payload(&told[0])["tags"],
+            serde_json::json!(["vip", "billing"])
+        );
+        assert_eq!(payload(&told[0])["previous"], serde_json::json!([]));
+        let same = [TicketWrite::Ticket(next.clone())];
+        assert!(
+            told_of(&same, &next).is_empty(),
+            "the same tags again tell nothing"
+        );
+    }
+
+    fn told_of(writes: &[TicketWrite], before: &Ticket) -> Vec<Told> {
+        told(writes, before, &[], chrono::Utc::now())
     }
 
     #[test]
