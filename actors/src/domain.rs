@@ -392,7 +392,12 @@ impl utoipa::PartialSchema for Tag {
             .into()
     }
 }
-impl utoipa::ToSchema for Tag {}
+/// Named apart from the knowledge base's article tags, which follow other rules.
+impl utoipa::ToSchema for Tag {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "TicketTag".into()
+    }
+}
 
 /// A ticket's tags: at most [`Tags::MAX`], each once, in the order they were given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -441,7 +446,7 @@ impl<'de> Deserialize<'de> for Tags {
 impl utoipa::PartialSchema for Tags {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::schema::ArrayBuilder::new()
-            .items(utoipa::openapi::Ref::from_schema_name("Tag"))
+            .items(utoipa::openapi::Ref::from_schema_name("TicketTag"))
             .max_items(Some(Self::MAX))
             .description(Some(
                 "A ticket's tags, at most 20; a tag given twice is kept once.",
@@ -450,13 +455,17 @@ impl utoipa::PartialSchema for Tags {
     }
 }
 impl utoipa::ToSchema for Tags {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "TicketTags".into()
+    }
+
     fn schemas(
         out: &mut Vec<(
             String,
             utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
         )>,
     ) {
-        out.push(("Tag".into(), <Tag as utoipa::PartialSchema>::schema()));
+        out.push(("TicketTag".into(), <Tag as utoipa::PartialSchema>::schema()));
     }
 }
 

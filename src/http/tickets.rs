@@ -289,7 +289,7 @@ impl PartialSchema for ChangeTicket {
                     )),
             )
             .property("tags", {
-                let mut tags = Ref::from_schema_name("Tags");
+                let mut tags = Ref::from_schema_name("TicketTags");
                 tags.description =
                     "Absent: unchanged; a list: the ticket's tags from now on (`[]` removes them all)."
                         .into();
@@ -306,7 +306,7 @@ impl ToSchema for ChangeTicket {
     fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
         out.push(("TicketStatus".into(), TicketStatus::schema()));
         out.push(("AgentName".into(), AgentName::schema()));
-        out.push(("Tags".into(), Tags::schema()));
+        out.push(("TicketTags".into(), Tags::schema()));
         Tags::schemas(out);
     }
 }
