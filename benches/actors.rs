@@ -20,9 +20,7 @@ use fleety_actors::domain::*;
 use fleety_actors::events::{self, MessageView, TicketView};
 use fleety_actors::feed::ProjectFeeds;
 use fleety_actors::store::Store;
-use fleety_actors::ticket::{
-    Subscription, TicketConfig, TicketKey, TicketMsg, TicketSetup, Tickets,
-};
+use fleety_actors::ticket::{Command, Subscription, TicketConfig, TicketKey, TicketSetup, Tickets};
 use fleety_actors::MessageId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{mpsc, oneshot};
@@ -145,19 +143,15 @@ fn sample_message(i: usize, previous: Option<MessageId>) -> Message {
 }
 
 fn encode(c: &mut Criterion) {
-    let ticket = Ticket {
-        id: uuid::Uuid::new_v4(),
-        slug: Slug::parse("swift-bear-053").expect("slug"),
-        project_id: ProjectId::parse("bench").expect("project"),
-        title: Title::parse("Login issue").expect("title"),
-        description: Description::parse("I can't log in").expect("description"),
-        status: TicketStatus::Open,
-        created_at: now_millis(),
-        updated_at: now_millis(),
-        source: TicketSource::Api,
-        session_id: None,
-        assignee: None,
-    };
+    let ticket = Ticket::opened(
+        ProjectId::parse("bench").expect("project"),
+        Slug::parse("swift-bear-053").expect("slug"),
+        Title::parse("Login issue").expect("title"),
+        Description::parse("I can't log in").expect("description"),
+        TicketSource::Api,
+        None,
+        now_millis(),
+    );
     let mut messages: Vec<Message> = Vec::new();
     for i in 0..100 {
         let previous = messages.last().map(|m| m.id);
@@ -201,19 +195,15 @@ async fn ticket_with_subscribers(
         .await
         .expect("project");
     let now = now_millis();
-    let ticket = Ticket {
-        id: uuid::Uuid::new_v4(),
-        slug: Slug::parse("bench-fanout-001").expect("slug"),
-        project_id: project.clone(),
-        title: Title::parse("fan-out").expect("title"),
-        description: Description::parse("").expect("description"),
-        status: TicketStatus::Open,
-        created_at: now,
-        updated_at: now,
-        source: TicketSource::Api,
-        session_id: None,
-        assignee: None,
-    };
+    let ticket = Ticket::opened(
+        project.clone(),
+        Slug::parse("bench-fanout-001").expect("slug"),
+        Title::parse("fan-out").expect("title"),
+        Description::parse("").expect("description"),
+        TicketSource::Api,
+        None,
+        now,
+    );
     store.create_ticket(&ticket, &[]).await.expect("ticket");
     let key = TicketKey {
         project,
@@ -221,12 +211,7 @@ async fn ticket_with_subscribers(
     };
     let mut subs = Vec::with_capacity(subscribers);
     for _ in 0..subscribers {
-        subs.push(
-            tickets
-                .call(&key, |reply| TicketMsg::Subscribe { since: None, reply })
-                .await
-                .expect("subscribe"),
-        );
+        subs.push(tickets.subscribe(&key, None).await.expect("subscribe"));
     }
     (key, subs)
 }
@@ -261,15 +246,12 @@ fn fanout(c: &mut Criterion) {
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.to_async(&rt).iter(|| async {
-                tickets
-                    .call(&key, |reply| TicketMsg::Post {
-                        author: Participant::Admin,
-                        content: MessageBody::parse("fan-out").expect("body"),
-                        idempotency_key: None,
-                        reply,
-                    })
-                    .await
-                    .expect("post");
+                let post = Command::Post {
+                    author: Participant::Admin,
+                    content: MessageBody::parse("fan-out").expect("body"),
+                    idempotency_key: None,
+                };
+                tickets.run(&key, post).await.expect("post");
                 let mut subs = subs.lock().await;
                 for sub in subs.iter_mut() {
                     sub.events.recv().await.expect("delivered");

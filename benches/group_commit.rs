@@ -170,6 +170,7 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     source: TicketSource::Api,
                     session_id: None,
                     assignee: None,
+                    tags: Default::default(),
                 };
                 store.create_ticket(&ticket, &[]).await.unwrap();
             }

@@ -72,6 +72,7 @@ fn setup(
                 source: TicketSource::Api,
                 session_id: None,
                 assignee: None,
+                tags: Default::default(),
             };
             store.create_ticket(&ticket, &[]).await.unwrap();
             created.push(ticket);

@@ -31,8 +31,8 @@ use bytes::Bytes;
 use fleety_actors::domain::{ProjectId, Slug};
 use fleety_actors::store::{Store, StoreError, TicketStore, TicketWrite};
 use fleety_actors::ticket::{
-    Answer, Claim, Cluster, Command, LogBatch, LogEvent, Logged, Placement, TicketError, TicketKey,
-    Tickets,
+    Answer, Claim, Cluster, Command, LogBatch, LogEntry, LogEvent, Placement, TicketError,
+    TicketKey, TicketMsg, Tickets,
 };
 use fleety_actors::FastMap;
 use futures_util::StreamExt;
@@ -559,7 +559,7 @@ impl Cluster for Port {
         answer
     }
 
-    async fn missed(&self, key: &TicketKey, after: u64) -> Result<Vec<Logged>, TicketError> {
+    async fn missed(&self, key: &TicketKey, after: u64) -> Result<Vec<LogEntry>, TicketError> {
         let inner = &self.0;
         let subject = log_subject(key);
         let deadline = inner.deadline();
@@ -579,7 +579,7 @@ impl Cluster for Port {
             let events: EntryEvents = serde_json::from_slice(&entry.payload)
                 .map_err(|e| TicketError::Internal(format!("a log entry is unreadable: {e}")))?;
             let prev = prev_of(&entry.headers);
-            missed.push(Logged {
+            missed.push(LogEntry {
                 seq: entry.sequence,
                 events: events.events,
             });
@@ -894,7 +894,12 @@ async fn serve_requests(inner: Arc<Inner>, tickets: Tickets, mut requests: async
                             slug: f.slug,
                         };
                         let carried_out = once.get_or_init(|| async {
-                            let answer = tickets.here(&key, f.command).await;
+                            let cmd = f.command;
+                            let run = |reply| TicketMsg::Run {
+                                cmd: cmd.clone(),
+                                reply,
+                            };
+                            let answer = tickets.call(&key, run).await;
                             Bytes::from(serde_json::to_vec(&answer).unwrap_or_default())
                         });
                         carried_out.await.clone()

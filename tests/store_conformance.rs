@@ -41,6 +41,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         source: TicketSource::Api,
         session_id: None,
         assignee: None,
+        tags: Default::default(),
     };
     let id = MessageId::next(None, Utc::now());
     let message = Message {

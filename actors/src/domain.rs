@@ -348,6 +348,127 @@ pub fn parse_origin(raw: &str) -> Result<String, InvalidValue> {
     Ok(lower)
 }
 
+/// A label agents put on tickets to sort them: 1 to 32 letters, digits, `-` or `_`, compared
+/// exactly (`Billing` and `billing` are two tags).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Tag(String);
+
+impl Tag {
+    pub const MAX_LEN: usize = 32;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = (1..=Self::MAX_LEN).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        match ok {
+            true => Ok(Tag(raw.to_owned())),
+            false => Err(invalid("a tag is 1 to 32 letters, digits, '-' or '_'")),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Tag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for Tag {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(Self::MAX_LEN))
+            .pattern(Some("^[A-Za-z0-9_-]{1,32}$"))
+            .description(Some("A ticket's tag: 1 to 32 letters, digits, '-' or '_'."))
+            .into()
+    }
+}
+/// Named apart from the knowledge base's article tags, which follow other rules.
+impl utoipa::ToSchema for Tag {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "TicketTag".into()
+    }
+}
+
+/// A ticket's tags: at most [`Tags::MAX`], each once, in the order they were given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Tags(Vec<Tag>);
+
+impl Tags {
+    pub const MAX: usize = 20;
+
+    /// Parses a list as a client sends it: at most [`Tags::MAX`] entries, each a [`Tag`]; a
+    /// tag given twice is kept once.
+    pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<Self, InvalidValue> {
+        if raw.len() > Self::MAX {
+            return Err(invalid(format!("at most {} tags", Self::MAX)));
+        }
+        let mut tags: Vec<Tag> = Vec::with_capacity(raw.len());
+        for tag in raw {
+            let tag = Tag::parse(tag.as_ref())?;
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        Ok(Tags(tags))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, tag: &Tag) -> bool {
+        self.0.contains(tag)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Tag> {
+        self.0.iter()
+    }
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Vec::<String>::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for Tags {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("TicketTag"))
+            .max_items(Some(Self::MAX))
+            .description(Some(
+                "A ticket's tags, at most 20; a tag given twice is kept once.",
+            ))
+            .into()
+    }
+}
+impl utoipa::ToSchema for Tags {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "TicketTags".into()
+    }
+
+    fn schemas(
+        out: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        out.push(("TicketTag".into(), <Tag as utoipa::PartialSchema>::schema()));
+    }
+}
+
 /// A support ticket's own fields; its messages are stored separately.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
@@ -366,6 +487,43 @@ pub struct Ticket {
     /// The agent the ticket is assigned to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<AgentName>,
+    /// The agents' labels; a ticket stored before tags existed has none.
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
+}
+
+impl Ticket {
+    /// A ticket as it is opened at `now`: open, with nobody assigned, its version its creation
+    /// time, and a fresh id.
+    pub fn opened(
+        project_id: ProjectId,
+        slug: Slug,
+        title: Title,
+        description: Description,
+        source: TicketSource,
+        session_id: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Ticket {
+        Ticket {
+            id: Uuid::new_v4(),
+            slug,
+            project_id,
+            title,
+            description,
+            status: TicketStatus::Open,
+            created_at: now,
+            updated_at: now,
+            source,
+            session_id,
+            assignee: None,
+            tags: Tags::default(),
+        }
+    }
+
+    /// Roughly how many bytes of text the ticket carries, beyond its fixed-size fields.
+    pub fn text_len(&self) -> usize {
+        self.title.as_str().len() + self.description.as_str().len()
+    }
 }
 
 /// An agent's note on a ticket: seen by agents only, never by the visitor.
@@ -508,6 +666,51 @@ pub struct ReadCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_letters_digits_dashes_and_underscores_at_most_twenty_each_kept_once() {
+        let longest = "a".repeat(Tag::MAX_LEN);
+        for good in [
+            "vip",
+            "Billing",
+            "refund-2026",
+            "needs_review",
+            longest.as_str(),
+        ] {
+            assert_eq!(Tag::parse(good).unwrap().as_str(), good);
+        }
+        let too_long = "a".repeat(Tag::MAX_LEN + 1);
+        for bad in ["", "two words", "é", "a/b", "tag!", too_long.as_str()] {
+            assert!(Tag::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        let tags = Tags::parse(&["vip", "billing", "vip"]).unwrap();
+        let kept: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+        assert_eq!(kept, ["vip", "billing"]);
+        let many: Vec<String> = (0..=Tags::MAX).map(|i| format!("t{i}")).collect();
+        assert!(Tags::parse(&many[..Tags::MAX]).is_ok());
+        assert!(Tags::parse(&many).is_err());
+        // Read back from storage through the same rules.
+        assert!(serde_json::from_str::<Tags>(r#"["ok","not ok"]"#).is_err());
+        let back: Tags = serde_json::from_str(&serde_json::to_string(&tags).unwrap()).unwrap();
+        assert_eq!(back, tags);
+    }
+
+    #[test]
+    fn a_ticket_stored_before_tags_reads_with_none_and_an_untagged_one_is_stored_as_before() {
+        let ticket = Ticket::opened(
+            ProjectId::parse("acme").unwrap(),
+            Slug::parse("swift-bear-053").unwrap(),
+            Title::parse("Cannot log in").unwrap(),
+            Description::parse("").unwrap(),
+            TicketSource::Api,
+            None,
+            Utc::now(),
+        );
+        let stored = serde_json::to_value(&ticket).unwrap();
+        assert!(stored.get("tags").is_none(), "{stored}");
+        let back: Ticket = serde_json::from_value(stored).unwrap();
+        assert!(back.tags.is_empty());
+    }
 
     #[test]
     fn slugs_must_have_the_adjective_noun_number_shape() {

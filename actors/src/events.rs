@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{Message, Participant, ReadCursor, Slug, Ticket, TicketStatus};
+use crate::domain::{Message, Participant, ReadCursor, Slug, Tags, Ticket, TicketStatus};
 use crate::message_id::MessageId;
 
 /// `2026-11-26T22:01:53.775Z`. Written digit by digit: every message view carries one, and
@@ -93,6 +93,8 @@ pub struct TicketSummary<'a> {
     /// The agent the ticket is assigned to; null when nobody is.
     #[schema(required = true)]
     pub assignee: Option<&'a str>,
+    /// The agents' labels on the ticket; empty when it has none.
+    pub tags: &'a Tags,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
     /// The ticket's version: it moves forward with every change.
@@ -111,6 +113,7 @@ impl<'a> TicketSummary<'a> {
             status: ticket.status,
             source: ticket.source,
             assignee: ticket.assignee.as_ref().map(|a| a.as_str()),
+            tags: &ticket.tags,
             created_at: rfc3339(ticket.created_at),
             updated_at: rfc3339(ticket.updated_at),
         }
@@ -220,6 +223,15 @@ pub struct AssignedPayload<'a> {
     pub assignee: Option<&'a str>,
     #[schema(required = true)]
     pub previous: Option<&'a str>,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: String,
+}
+
+/// A ticket's tags changed (a `ticket_update`): the whole set after the change, and before.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagsPayload<'a> {
+    pub tags: &'a Tags,
+    pub previous: &'a Tags,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,
 }

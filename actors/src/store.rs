@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     Article, ChatTurn, ChatUsage, Message, Note, Participant, Project, ProjectId, ReadCursor, Slug,
-    Ticket, TicketStatus,
+    Tag, Ticket, TicketStatus,
 };
 use crate::message_id::MessageId;
 use crate::webhook::{Delivery, Endpoint};
@@ -51,6 +51,8 @@ pub struct TicketQuery {
     /// per page ([`TicketQuery::scan_limit`]); a page that comes back short with a `next`
     /// cursor has more to look at.
     pub title: Option<String>,
+    /// Only tickets with this tag. Searched like a title: a bounded number per page.
+    pub tag: Option<Tag>,
     /// How many tickets a title search examines per page; `None`: [`SEARCH_SCAN`].
     pub search_scan: Option<usize>,
     /// Continue after this position (exclusive), as returned in [`TicketPage::next`].
@@ -81,9 +83,9 @@ impl TicketQuery {
     /// Tickets one page may examine: all of them for a plain listing, a bounded number for a
     /// search.
     pub fn scan_limit(&self) -> usize {
-        match self.title {
-            Some(_) => self.search_scan.unwrap_or(SEARCH_SCAN).max(1),
-            None => usize::MAX,
+        match self.title.is_some() || self.tag.is_some() {
+            true => self.search_scan.unwrap_or(SEARCH_SCAN).max(1),
+            false => usize::MAX,
         }
     }
 
@@ -94,6 +96,10 @@ impl TicketQuery {
                 .title
                 .as_deref()
                 .is_none_or(|needle| ticket.title.as_str().to_lowercase().contains(needle))
+            && self
+                .tag
+                .as_ref()
+                .is_none_or(|tag| ticket.tags.contains(tag))
     }
 }
 

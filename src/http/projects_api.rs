@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use fleety_actors::domain::{Project, ProjectId, ProjectName, Slug, TicketStatus};
+use fleety_actors::domain::{Project, ProjectId, ProjectName, Slug, Tag, TicketStatus};
 use fleety_actors::events::{rfc3339, TicketSummary};
 use fleety_actors::store::{StoreError, TicketCursor, TicketQuery};
 use http::StatusCode;
@@ -86,6 +86,9 @@ pub struct ListQuery {
     /// Only tickets whose title contains this, ignoring case.
     #[param(max_length = 200)]
     q: Option<String>,
+    /// Only tickets with this tag (compared exactly).
+    #[param(value_type = Option<Tag>)]
+    tag: Option<String>,
     /// Tickets in the page (50 by default).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
@@ -123,7 +126,7 @@ fn decode_cursor(raw: &str) -> Option<TicketCursor> {
     })
 }
 
-/// GET /v1/projects/{projectId}/tickets?status=&q=&limit=&cursor=
+/// GET /v1/projects/{projectId}/tickets?status=&q=&tag=&limit=&cursor=
 pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery) -> Response {
     respond(
         async {
@@ -149,9 +152,16 @@ pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery
                 None | Some("") => None,
                 Some(q) => Some(q.to_lowercase()),
             };
+            let tag = match query.tag.as_deref() {
+                Some(t) => {
+                    Some(Tag::parse(t).map_err(|e| ApiError::bad_request(format!("tag: {e}")))?)
+                }
+                None => None,
+            };
             let query = TicketQuery {
                 status,
                 title,
+                tag,
                 search_scan: None,
                 after,
                 limit,

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use fleety_actors::domain::{
-    AgentName, Description, IdempotencyKey, MessageBody, Participant, Project, Slug, TicketSource,
-    TicketStatus, Title,
+    AgentName, Description, IdempotencyKey, MessageBody, Participant, Project, Slug, Tags,
+    TicketSource, TicketStatus, Title,
 };
 use fleety_actors::events::{self, MessageView, NoteView, TicketSummary};
-use fleety_actors::ticket::{MessagePage, NewTicket, TicketKey};
+use fleety_actors::ticket::{Command, MessagePage, NewTicket, TicketChange, TicketKey};
 use fleety_actors::MessageId;
 use http::StatusCode;
 use serde::Deserialize;
@@ -190,8 +190,12 @@ pub async fn post_message(
                 }
                 None => None,
             };
-            let tickets = &ctx.system.tickets;
-            let message = tickets.post(&key, author, content, idempotency_key).await?;
+            let post = Command::Post {
+                author,
+                content,
+                idempotency_key,
+            };
+            let message = ctx.system.tickets.run(&key, post).await?.into_message()?;
             let data = MessageView::new(&message, &[]);
             Ok(json(
                 StatusCode::CREATED,
@@ -238,7 +242,8 @@ pub async fn mark_read(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: MarkR
         async {
             let key = ticket_key(&visitor.project, &slug)?;
             let reader = participant(&req.reader, "reader", &visitor)?;
-            let up_to = ctx.system.tickets.mark_read(&key, reader).await?;
+            let read = ctx.system.tickets.run(&key, Command::MarkRead { reader });
+            let up_to = read.await?.into_read()?;
             Ok(json(
                 StatusCode::OK,
                 &MarkedRead {
@@ -251,7 +256,7 @@ pub async fn mark_read(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: MarkR
     )
 }
 
-/// What to change on a ticket: its status, its assignee, or both (at least one).
+/// What to change on a ticket: its status, its assignee, its tags (at least one of them).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeTicket {
@@ -261,6 +266,9 @@ pub struct ChangeTicket {
     /// Absent: unchanged; `null`: nobody; a name: that agent.
     #[serde(default, deserialize_with = "present")]
     assignee: Option<serde_json::Value>,
+    /// Absent: unchanged; a list: the ticket's tags from now on (`[]` removes them all).
+    #[serde(default, deserialize_with = "present")]
+    tags: Option<serde_json::Value>,
 }
 
 // Written out rather than derived: utoipa-gen 5.5 writes `min_properties` as `maxProperties`.
@@ -268,7 +276,7 @@ impl PartialSchema for ChangeTicket {
     fn schema() -> RefOr<Schema> {
         let mut schema = ObjectBuilder::new()
             .description(Some(
-                "What to change on a ticket: its status, its assignee, or both (at least one).",
+                "What to change on a ticket: its status, its assignee, its tags (at least one of them).",
             ))
             .property("status", Ref::from_schema_name("TicketStatus"))
             .property(
@@ -280,6 +288,13 @@ impl PartialSchema for ChangeTicket {
                         "Absent: unchanged; `null`: nobody; a name: that agent.",
                     )),
             )
+            .property("tags", {
+                let mut tags = Ref::from_schema_name("TicketTags");
+                tags.description =
+                    "Absent: unchanged; a list: the ticket's tags from now on (`[]` removes them all)."
+                        .into();
+                tags
+            })
             .additional_properties(Some(AdditionalProperties::FreeForm(false)))
             .build();
         schema.min_properties = Some(1);
@@ -291,6 +306,8 @@ impl ToSchema for ChangeTicket {
     fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
         out.push(("TicketStatus".into(), TicketStatus::schema()));
         out.push(("AgentName".into(), AgentName::schema()));
+        out.push(("TicketTags".into(), Tags::schema()));
+        Tags::schemas(out);
     }
 }
 
@@ -327,12 +344,29 @@ pub async fn change(
                 }
                 Some(_) => return Err(ApiError::bad_request("assignee: a name or null")),
             };
-            if status.is_none() && assignee.is_none() {
-                return Err(ApiError::bad_request("give a status, an assignee, or both"));
+            let tags = match req.tags {
+                None => None,
+                Some(serde_json::Value::Array(list)) => {
+                    let names: Option<Vec<&str>> = list.iter().map(|t| t.as_str()).collect();
+                    let names =
+                        names.ok_or_else(|| ApiError::bad_request("tags: a list of tags"))?;
+                    Some(field(Tags::parse(&names), "tags")?)
+                }
+                Some(_) => return Err(ApiError::bad_request("tags: a list of tags")),
+            };
+            if status.is_none() && assignee.is_none() && tags.is_none() {
+                return Err(ApiError::bad_request(
+                    "give a status, an assignee or tags (at least one)",
+                ));
             }
-            // Both fields are one change: one version of the ticket, one set of events.
-            let change = fleety_actors::ticket::TicketChange { status, assignee };
-            let ticket = ctx.system.tickets.change(&key, change).await?;
+            // The fields are one change: one version of the ticket, one set of events.
+            let change = TicketChange {
+                status,
+                assignee,
+                tags,
+            };
+            let change = ctx.system.tickets.run(&key, Command::Change(change));
+            let ticket = change.await?.into_ticket()?;
             Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
         }
         .await,
@@ -381,7 +415,8 @@ pub async fn add_note(
             let key = ticket_key(&project, &slug)?;
             let author = field(AgentName::parse(&req.author), "author")?;
             let content = field(MessageBody::parse(&req.content), "content")?;
-            let note = ctx.system.tickets.add_note(&key, author, content).await?;
+            let add = Command::AddNote { author, content };
+            let note = ctx.system.tickets.run(&key, add).await?.into_note()?;
             Ok(json(StatusCode::CREATED, &NoteView::new(&note)))
         }
         .await,

@@ -82,6 +82,7 @@ const TICKET_EVENTS: &[(&str, &str, &str)] = &[
         "ReadReceiptPayload",
         "A reader marked the messages read",
     ),
+    ("ticket_update", "TagsPayload", "The ticket's tags changed"),
     (
         "assigned",
         "AssignedPayload",
@@ -134,6 +135,8 @@ fn frames(out: &mut Vec<(String, RefOr<Schema>)>, feed: bool) -> RefOr<Schema> {
     e::StatusChangePayload::schemas(out);
     out.push(("ReadReceiptPayload".into(), e::ReadReceiptPayload::schema()));
     e::ReadReceiptPayload::schemas(out);
+    out.push(("TagsPayload".into(), e::TagsPayload::schema()));
+    e::TagsPayload::schemas(out);
     out.push(("AssignedPayload".into(), e::AssignedPayload::schema()));
     out.push(("TypingPayload".into(), e::TypingPayload::schema()));
     out.push(("ErrorPayload".into(), e::ErrorPayload::schema()));

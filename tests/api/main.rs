@@ -18,5 +18,6 @@ mod persistence;
 mod realtime;
 mod server;
 mod session;
+mod tags;
 mod tickets;
 mod webhooks;

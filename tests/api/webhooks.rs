@@ -1057,3 +1057,25 @@ async fn webhooks_ignore_a_proxy_in_the_environment_and_never_reach_inside_throu
     assert!(receiver.got().is_empty());
     drop(server);
 }
+
+#[tokio::test]
+async fn a_tickets_tags_ride_in_the_ticket_of_its_webhooks() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let receiver = Receiver::start().await;
+    let app = app_with_schedule("5s").await;
+    let events = ["ticket.created", "ticket.status_changed"];
+    let (_, secret) = register(&app, &receiver.url, &events).await;
+    let slug = app.create_ticket("Tag me").await;
+    let path = format!("/v1/tickets/demo/{slug}");
+    let resp = app.admin_patch(&path, json!({"tags": ["vip"]})).await;
+    assert_eq!(resp.status(), 200);
+    let resp = app.admin_patch(&path, json!({"status": "pending"})).await;
+    assert_eq!(resp.status(), 200);
+
+    let got = receiver.wait_for(2).await;
+    let mut payloads: Vec<Value> = got.iter().map(|r| verified(&secret, r)).collect();
+    payloads.sort_by_key(|p| events.iter().position(|e| *e == p["type"]).unwrap());
+    assert_eq!(payloads[0]["data"]["tags"], json!([]));
+    assert_eq!(payloads[1]["data"]["ticket"]["tags"], json!(["vip"]));
+    assert_eq!(payloads[1]["data"]["ticket"]["status"], "pending");
+}

@@ -290,3 +290,30 @@ test("the agent resolves the ticket and the visitor sees the status change", asy
   await v.widget.locator(".notice", { hasText: "resolved" }).waitFor();
   await shot(inbox, "inbox-resolved");
 });
+
+test("the agent tags the ticket and the list filters by the tag", async (t) => {
+  const { agent: inbox, slug } = await conversation(t);
+  const addTag = async (name) => {
+    await inbox.getByLabel("Add a tag").fill(name);
+    await inbox.getByRole("button", { name: "Tag", exact: true }).click();
+  };
+  await addTag("refund");
+  await inbox.locator(".ticket-tags .tag", { hasText: "refund" }).waitFor();
+  // The list hears of it from the feed, without a reload.
+  await inbox.locator(".ticket", { hasText: slug }).locator(".tag", { hasText: "refund" }).waitFor();
+  // The server's rule, and its words when a tag breaks it.
+  await addTag("two words");
+  await inbox.getByRole("alert").filter({ hasText: "tags" }).waitFor();
+  const filtered = inbox.waitForResponse((r) => r.url().includes("tag=refund"));
+  await inbox.locator(".ticket-tags .tag-name", { hasText: "refund" }).click();
+  assert.equal((await filtered).status(), 200);
+  await inbox.locator(".tag-filter").waitFor();
+  const rows = inbox.locator(".list .ticket");
+  await rows.first().waitFor();
+  const count = await rows.count();
+  assert.equal(await inbox.locator(".list .ticket", { has: inbox.locator(".tag", { hasText: "refund" }) }).count(), count);
+  await shot(inbox, "inbox-tags");
+  assert.deepEqual(await axe(inbox), []);
+  await inbox.getByRole("button", { name: `Remove tag refund` }).click();
+  await inbox.locator(".ticket-tags .tag").waitFor({ state: "detached" });
+});

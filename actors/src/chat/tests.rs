@@ -242,11 +242,13 @@ async fn a_ticket_opened_from_a_chat_is_written_with_its_whole_conversation_at_o
         slug: slug.clone(),
     };
     let content = MessageBody::parse("An agent here").unwrap();
-    let reply = k
-        .system
-        .tickets
-        .post(&ticket, Participant::Admin, content, None);
-    assert!(reply.await.unwrap().id > messages[2].id);
+    let post = crate::ticket::Command::Post {
+        author: Participant::Admin,
+        content,
+        idempotency_key: None,
+    };
+    let reply = k.system.tickets.run(&ticket, post);
+    assert!(reply.await.unwrap().into_message().unwrap().id > messages[2].id);
 }
 
 /// A clean stop waits for the transcript a turn is still writing: the actor system stops only

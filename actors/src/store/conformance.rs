@@ -40,6 +40,7 @@ macro_rules! store_conformance_tests {
             articles_are_put_listed_replaced_and_deleted,
             notes_are_kept_per_ticket_in_order_and_a_repeat_is_one,
             a_ticket_keeps_its_assignee,
+            a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one,
             a_title_search_finds_its_tickets_page_by_page_within_its_scan,
             webhook_endpoints_are_put_listed_replaced_and_deleted,
             deliveries_come_due_in_order_and_move_when_rescheduled,
@@ -93,19 +94,15 @@ fn project() -> Project {
 }
 
 fn ticket(project: &ProjectId, slug: &str, created_at: chrono::DateTime<Utc>) -> Ticket {
-    Ticket {
-        id: Uuid::new_v4(),
-        slug: Slug::parse(slug).unwrap(),
-        project_id: project.clone(),
-        title: Title::parse("Cannot log in").unwrap(),
-        description: Description::parse("Since this morning").unwrap(),
-        status: TicketStatus::Open,
+    Ticket::opened(
+        project.clone(),
+        Slug::parse(slug).unwrap(),
+        Title::parse("Cannot log in").unwrap(),
+        Description::parse("Since this morning").unwrap(),
+        TicketSource::Api,
+        None,
         created_at,
-        updated_at: created_at,
-        source: TicketSource::Api,
-        session_id: None,
-        assignee: None,
-    }
+    )
 }
 
 fn messages(n: usize) -> Vec<Message> {
@@ -861,6 +858,40 @@ pub async fn a_ticket_keeps_its_assignee(store: Arc<dyn Store>) {
     assert_eq!(store.get_ticket(&p.id, &t.slug).await.unwrap(), Some(t));
 }
 
+pub async fn a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let base = now_millis() - Duration::days(1);
+    let mut tagged = ticket(&p.id, "swift-bear-053", base);
+    let plain = ticket(&p.id, "brave-lynx-777", base + Duration::minutes(1));
+    store.create_ticket(&tagged, &[]).await.unwrap();
+    store.create_ticket(&plain, &[]).await.unwrap();
+    let stored = store.get_ticket(&p.id, &plain.slug).await.unwrap();
+    assert!(stored.unwrap().tags.is_empty(), "never tagged: no tags");
+    let by_tag = |tag: &str| TicketQuery {
+        tag: Some(Tag::parse(tag).unwrap()),
+        limit: 10,
+        ..TicketQuery::default()
+    };
+    // Tagged, then cleared: each version reads back whole, and the listing follows it.
+    for (tags, listed) in [(&["vip", "billing"][..], 1), (&[][..], 0)] {
+        tagged.tags = Tags::parse(tags).unwrap();
+        tagged.updated_at += Duration::seconds(1);
+        let write = TicketWrite::Ticket(tagged.clone());
+        put(&store, &p.id, &tagged.slug, write).await.unwrap();
+        let stored = store.get_ticket(&p.id, &tagged.slug).await.unwrap();
+        assert_eq!(stored.as_ref(), Some(&tagged));
+        let found = store.list_tickets(&p.id, &by_tag("vip")).await.unwrap();
+        assert_eq!(found.tickets.len(), listed, "{tags:?}");
+        assert!(found.tickets.iter().all(|t| t == &tagged));
+    }
+    tagged.tags = Tags::parse(&["billing"]).unwrap();
+    tagged.updated_at += Duration::seconds(1);
+    let write = TicketWrite::Ticket(tagged.clone());
+    put(&store, &p.id, &tagged.slug, write).await.unwrap();
+    let none = store.list_tickets(&p.id, &by_tag("Billing")).await.unwrap();
+    assert!(none.tickets.is_empty(), "tags are compared exactly");
+}
+
 pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let base = now_millis() - Duration::days(3);
@@ -886,6 +917,7 @@ pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store
             let query = TicketQuery {
                 status: None,
                 title: Some("refund".into()),
+                tag: None,
                 search_scan: scan,
                 after,
                 limit: 2,

@@ -13,17 +13,16 @@
 //! forking when a node that lost its lease still writes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::subscribe::raw;
 use super::subscribers::{CutOff, Event, Queue, Subscribers};
-use super::{TicketChange, TicketError, TicketKey};
-use crate::domain::{
-    AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, ReadCursor, Ticket,
-};
+use super::{Answer, Command, TicketError, TicketKey, Tickets};
 use crate::message_id::MessageId;
 use crate::store::{StoreError, TicketWrite};
 
@@ -58,7 +57,7 @@ pub trait Cluster: Send + Sync + 'static {
     ) -> Result<Answer, TicketError>;
 
     /// The ticket's log entries after position `after`, oldest first.
-    async fn missed(&self, key: &TicketKey, after: u64) -> Result<Vec<Logged>, TicketError>;
+    async fn missed(&self, key: &TicketKey, after: u64) -> Result<Vec<LogEntry>, TicketError>;
 
     /// Tells every node's watchers of the ticket (and its project's feeds) an event that is
     /// never stored: someone typing, a ticket opened.
@@ -96,7 +95,7 @@ pub struct LogBatch {
 
 /// An entry read back from a ticket's log, with its position.
 #[derive(Debug, Clone)]
-pub struct Logged {
+pub struct LogEntry {
     pub seq: u64,
     pub events: Vec<LogEvent>,
 }
@@ -134,124 +133,6 @@ impl LogEvent {
 
     pub fn payload(&self) -> &[u8] {
         self.payload.get().as_bytes()
-    }
-}
-
-/// Encoded JSON as a raw value; what the event encoders produce is always valid JSON.
-fn raw(json: Bytes) -> Box<RawValue> {
-    let text = String::from_utf8(json.to_vec()).unwrap_or_else(|_| "null".into());
-    RawValue::from_string(text).unwrap_or_else(|_| null())
-}
-
-fn null() -> Box<RawValue> {
-    RawValue::from_string("null".into()).expect("null is JSON")
-}
-
-fn bytes(raw: &RawValue) -> Bytes {
-    Bytes::copy_from_slice(raw.get().as_bytes())
-}
-
-/// A request to a ticket, as it travels to the node that owns it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Command {
-    Post {
-        author: Participant,
-        content: MessageBody,
-        idempotency_key: Option<IdempotencyKey>,
-    },
-    MarkRead {
-        reader: Participant,
-    },
-    /// A new status, a new assignee, or both, as one change. On the wire:
-    /// `{"op": "change", "status"?: ..., "assignee"?: name | null}`, where a missing field is
-    /// left as it is and a null assignee means nobody.
-    Change(TicketChange),
-    AddNote {
-        author: AgentName,
-        content: MessageBody,
-    },
-    /// Where a new subscriber on any node starts: a [`Snapshot`].
-    Position,
-}
-
-/// A ticket's answer to a [`Command`].
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "answer", content = "value", rename_all = "snake_case")]
-pub enum Answer {
-    Message(Message),
-    Read(Option<MessageId>),
-    Ticket(Ticket),
-    Note(Note),
-    Replay(Snapshot),
-}
-
-impl Answer {
-    pub fn into_message(self) -> Result<Message, TicketError> {
-        match self {
-            Answer::Message(m) => Ok(m),
-            other => Err(other.mismatch()),
-        }
-    }
-
-    pub fn into_read(self) -> Result<Option<MessageId>, TicketError> {
-        match self {
-            Answer::Read(r) => Ok(r),
-            other => Err(other.mismatch()),
-        }
-    }
-
-    pub fn into_ticket(self) -> Result<Ticket, TicketError> {
-        match self {
-            Answer::Ticket(t) => Ok(t),
-            other => Err(other.mismatch()),
-        }
-    }
-
-    pub fn into_note(self) -> Result<Note, TicketError> {
-        match self {
-            Answer::Note(n) => Ok(n),
-            other => Err(other.mismatch()),
-        }
-    }
-
-    pub fn into_snapshot(self) -> Result<Snapshot, TicketError> {
-        match self {
-            Answer::Replay(s) => Ok(s),
-            other => Err(other.mismatch()),
-        }
-    }
-
-    fn mismatch(&self) -> TicketError {
-        TicketError::Internal(format!("a node answered with the wrong kind: {self:?}"))
-    }
-}
-
-/// Where a new subscriber on any node starts: the ticket as its owner holds it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// The `subscribed` frame.
-    pub subscribed: Box<RawValue>,
-    pub last_message_id: Option<MessageId>,
-    /// For the replayed messages' `read_by`.
-    pub cursors: Vec<ReadCursor>,
-    /// The position in the ticket's log that all this is complete up to: the store has every
-    /// message up to `last_message_id`, and later events come from the log.
-    pub through: u64,
-}
-
-impl Snapshot {
-    pub fn new(position: super::actor::Position) -> Self {
-        Snapshot {
-            subscribed: raw(position.subscribed),
-            last_message_id: position.last_message_id,
-            cursors: position.cursors,
-            through: position.through,
-        }
-    }
-
-    pub fn subscribed(&self) -> Bytes {
-        bytes(&self.subscribed)
     }
 }
 
@@ -319,10 +200,83 @@ impl Watchers {
     }
 }
 
+impl Tickets {
+    /// Carries out a command on the node that owns the ticket: here, or forwarded there. A
+    /// command that meets a ticket on its way between nodes waits for it to settle, for up to
+    /// one call timeout, and is sent again only when it certainly was not carried out.
+    pub(super) async fn run_on_owner(
+        &self,
+        cluster: &Arc<dyn Cluster>,
+        key: &TicketKey,
+        cmd: Command,
+    ) -> Result<Answer, TicketError> {
+        let deadline = tokio::time::Instant::now() + self.deps.config.call_timeout;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let here = |reply| super::TicketMsg::Run {
+                cmd: cmd.clone(),
+                reply,
+            };
+            let outcome = match self.call(key, here).await {
+                Err(TicketError::Elsewhere(node)) => {
+                    let _in_flight = crate::telemetry::InFlight::new("ticket_forward");
+                    cluster.forward(&node, key, cmd.clone()).await
+                }
+                other => other,
+            };
+            match outcome {
+                Err(
+                    TicketError::Elsewhere(_) | TicketError::Unreachable(_) | TicketError::Moved,
+                ) if tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Hands one entry of a ticket's log (or, without a position, an event never stored) to
+    /// this node's subscribers of the ticket and its project's feed. What the cluster adapter
+    /// calls for everything it reads from the log.
+    pub fn deliver(&self, key: &TicketKey, seq: Option<u64>, events: &[LogEvent]) {
+        let feed = self.deps.feeds.sender(&key.project);
+        for event in events {
+            if let Some(feed) = &feed {
+                let _ = feed.send(crate::events::envelope(
+                    &event.kind,
+                    Some(&key.slug),
+                    event.payload(),
+                ));
+            }
+            if !event.agents_only {
+                let frame = crate::events::envelope(&event.kind, None, event.payload());
+                let event = Event {
+                    frame,
+                    message_id: event.message_id,
+                    seq,
+                };
+                self.deps.watchers.offer(key, event);
+            }
+        }
+    }
+
+    /// Whether anyone on this node hears the ticket's events: a subscriber of it, or an agent
+    /// on its project's feed. Log entries nobody hears need not be read.
+    pub fn heard(&self, key: &TicketKey) -> bool {
+        self.deps.watchers.watched(key) || self.deps.feeds.sender(&key.project).is_some()
+    }
+
+    /// This node's subscribers of tickets, with several nodes.
+    pub fn watchers(&self) -> &Watchers {
+        &self.deps.watchers
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ProjectId, Slug};
+    use crate::domain::{Participant, ProjectId, Slug};
 
     fn key(slug: &str) -> TicketKey {
         TicketKey {
@@ -358,71 +312,6 @@ mod tests {
         drop(a);
         watchers.prune();
         assert!(watchers.is_empty());
-    }
-
-    #[test]
-    fn commands_and_answers_cross_nodes_unchanged() {
-        let command = Command::Post {
-            author: Participant::Admin,
-            content: MessageBody::parse("hello").unwrap(),
-            idempotency_key: Some(IdempotencyKey::parse("k-1").unwrap()),
-        };
-        let wire = serde_json::to_string(&command).unwrap();
-        let back: Command = serde_json::from_str(&wire).unwrap();
-        assert_eq!(serde_json::to_string(&back).unwrap(), wire);
-
-        let frame = Bytes::from_static(b"{\"type\":\"subscribed\",\"payload\":{\"slug\":\"x\"}}");
-        let snapshot = Answer::Replay(Snapshot::new(super::super::Position {
-            subscribed: frame.clone(),
-            last_message_id: None,
-            cursors: Vec::new(),
-            through: 7,
-        }));
-        let wire = serde_json::to_vec(&snapshot).unwrap();
-        let back: Answer = serde_json::from_slice(&wire).unwrap();
-        let back = back.into_snapshot().unwrap();
-        assert_eq!(
-            back.subscribed(),
-            frame,
-            "a frame's bytes arrive as they were encoded"
-        );
-        assert_eq!(back.through, 7);
-        let wrong: Answer =
-            serde_json::from_slice(&serde_json::to_vec(&Answer::Read(None)).unwrap()).unwrap();
-        assert!(matches!(
-            wrong.into_message(),
-            Err(TicketError::Internal(_))
-        ));
-    }
-
-    #[test]
-    fn a_change_crosses_nodes_with_its_missing_fields_and_its_null_assignee_kept_apart() {
-        use crate::domain::TicketStatus;
-        let sam = AgentName::parse("Sam").unwrap();
-        for (change, wire) in [
-            (
-                TicketChange {
-                    status: Some(TicketStatus::Pending),
-                    assignee: Some(Some(sam.clone())),
-                },
-                r#"{"op":"change","status":"pending","assignee":"Sam"}"#,
-            ),
-            (
-                TicketChange::assignee(None),
-                r#"{"op":"change","assignee":null}"#,
-            ),
-            (
-                TicketChange::status(TicketStatus::Closed),
-                r#"{"op":"change","status":"closed"}"#,
-            ),
-        ] {
-            let command = Command::Change(change.clone());
-            assert_eq!(serde_json::to_string(&command).unwrap(), wire);
-            let Command::Change(back) = serde_json::from_str(wire).unwrap() else {
-                panic!("{wire} is not a change");
-            };
-            assert_eq!(back, change, "{wire}");
-        }
     }
 
     #[test]

@@ -40,11 +40,12 @@ pub fn check<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::MessageId;
 
-    fn message(text: &str, key: Option<&str>) -> Message {
+    /// A message by the visitor, with its idempotency key if it has one.
+    pub(crate) fn message(text: &str, key: Option<&str>) -> Message {
         let id = MessageId::next(None, chrono::Utc::now());
         Message {
             id,

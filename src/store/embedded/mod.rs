@@ -840,6 +840,7 @@ mod tests {
             source: TicketSource::Api,
             session_id: None,
             assignee: None,
+            tags: Default::default(),
         }
     }
 

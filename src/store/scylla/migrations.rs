@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0006_webhook_endpoint_cap",
         include_str!("../../../cql/0006_webhook_endpoint_cap.cql"),
     ),
+    (
+        7,
+        "0007_ticket_tags",
+        include_str!("../../../cql/0007_ticket_tags.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

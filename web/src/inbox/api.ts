@@ -54,10 +54,11 @@ export class Api {
     return this.get<Project>(`/v1/projects/${this.p}`);
   }
 
-  tickets(status: string, q: string, cursor?: string) {
+  tickets(status: string, q: string, cursor?: string, tag?: string) {
     const params = new URLSearchParams({ limit: "25" });
     if (status) params.set("status", status);
     if (q.trim()) params.set("q", q.trim());
+    if (tag) params.set("tag", tag);
     if (cursor) params.set("cursor", cursor);
     return this.get<Schemas["TicketList"]>(
       `/v1/projects/${this.p}/tickets?${params}`,
@@ -96,6 +97,10 @@ export class Api {
 
   assign(slug: string, assignee: string | null) {
     return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { assignee } satisfies Schemas["ChangeTicket"]);
+  }
+
+  setTags(slug: string, tags: string[]) {
+    return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { tags } satisfies Schemas["ChangeTicket"]);
   }
 
   markRead(slug: string) {

@@ -55,6 +55,11 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .ticket-head h1 { margin: 0; font-size: 20px; }
 .actions { display: flex; align-items: center; gap: 10px; flex-wrap: wrap; }
 .assignee { color: var(--muted); }
+.tags, .ticket-tags, .tag-filter { display: flex; flex-wrap: wrap; align-items: center; gap: 4px; margin: 0; }
+.ticket .tags { grid-column: 1; }
+.tag { display: inline-flex; align-items: center; font-size: 11px; padding: 0 6px; border-radius: 8px; background: var(--bg); border: 1px solid var(--line); }
+.tag button { border: none; background: none; padding: 0 2px; font-size: 11px; }
+.ticket-tags input { width: 130px; }
 .description { margin: 0; white-space: pre-wrap; }
 .transcript { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 8px 12px; }
 .transcript summary { cursor: pointer; font-weight: 600; }

@@ -1,5 +1,6 @@
-// The ticket list (filters, search by title, paging, live) and the open ticket: its whole
-// history, the chat that led to it, internal notes, status, assignment, and the reply box.
+// The ticket list (filters, search by title, a tag, paging, live) and the open ticket: its
+// whole history, the chat that led to it, internal notes, status, assignment, tags, and the
+// reply box.
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
@@ -22,6 +23,7 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
   const [status, setStatus] = useState("");
   const [query, setQuery] = useState("");
   const [applied, setApplied] = useState("");
+  const [tag, setTag] = useState("");
   const [tickets, setTickets] = useState<TicketSummary[]>([]);
   const [cursor, setCursor] = useState<string | null | undefined>(null);
   const [selected, setSelected] = useState<string>();
@@ -29,7 +31,7 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
 
   const load = async (more: boolean) => {
     try {
-      const page = await api.tickets(status, applied, more ? (cursor ?? undefined) : undefined);
+      const page = await api.tickets(status, applied, more ? (cursor ?? undefined) : undefined, tag);
       setTickets((known) => (more ? [...known, ...page.tickets] : page.tickets));
       setCursor(page.next_cursor);
       setError(undefined);
@@ -39,7 +41,7 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
   };
   useEffect(() => {
     void load(false);
-  }, [status, applied, resumes]);
+  }, [status, applied, tag, resumes]);
 
   // New tickets and status changes appear without a reload.
   useEffect(
@@ -49,12 +51,16 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
         if (!slug) return;
         if (event.type === "ticket_created") {
           const t = event.payload;
-          const wanted = (!status || t.status === status) && (!applied || t.title.toLowerCase().includes(applied.toLowerCase()));
+          const wanted =
+            (!status || t.status === status) && (!applied || t.title.toLowerCase().includes(applied.toLowerCase())) && (!tag || t.tags.includes(tag));
           if (wanted) setTickets((known) => [t, ...known.filter((k) => k.slug !== t.slug)]);
         } else if (event.type === "status_change") {
           setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, status: String(event.payload.status) as TicketStatus } : k)));
         } else if (event.type === "assigned") {
           setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, assignee: event.payload.assignee ?? null } : k)));
+        } else if (event.type === "ticket_update" && "tags" in event.payload) {
+          const tags = event.payload.tags;
+          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, tags } : k)));
         } else if (event.type === "new_message") {
           // The ticket moves to the top of what the agent sees as active.
           setTickets((known) => {
@@ -63,7 +69,7 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
           });
         }
       }),
-    [status, applied],
+    [status, applied, tag],
   );
 
   return (
@@ -96,6 +102,14 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
             onInput={(e) => setQuery((e.target as HTMLInputElement).value)}
           />
         </form>
+        {tag && (
+          <p class="tag-filter">
+            Tagged <span class="tag">{tag}</span>{" "}
+            <button type="button" onClick={() => setTag("")}>
+              Show all
+            </button>
+          </p>
+        )}
         {error && (
           <p class="error" role="alert">
             {error}
@@ -118,6 +132,15 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
                   <span class={`status ${t.status}`}>{t.status}</span> {t.slug}
                   {t.assignee ? ` · ${t.assignee}` : ""}
                 </span>
+                {t.tags.length > 0 && (
+                  <span class="tags">
+                    {t.tags.map((name) => (
+                      <span class="tag" key={name}>
+                        {name}
+                      </span>
+                    ))}
+                  </span>
+                )}
                 {unread[t.slug] ? (
                   <span class="unread" aria-label={`${unread[t.slug]} unread`}>
                     {unread[t.slug]}
@@ -135,7 +158,16 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
         )}
       </section>
       {selected ? (
-        <TicketView key={selected} api={api} feed={feed} slug={selected} subscribe={subscribe} resumes={resumes} onSeen={() => onOpen(selected)} />
+        <TicketView
+          key={selected}
+          api={api}
+          feed={feed}
+          slug={selected}
+          subscribe={subscribe}
+          resumes={resumes}
+          onSeen={() => onOpen(selected)}
+          onTag={setTag}
+        />
       ) : (
         <section class="detail empty">Choose a ticket.</section>
       )}
@@ -150,15 +182,18 @@ interface ViewProps {
   subscribe: (l: Listener) => () => void;
   resumes: number;
   onSeen: () => void;
+  /** Shows only the tickets with this tag in the list. */
+  onTag: (tag: string) => void;
 }
 
-function TicketView({ api, feed, slug, subscribe, resumes, onSeen }: ViewProps) {
+function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: ViewProps) {
   const [ticket, setTicket] = useState<Ticket>();
   const [turns, setTurns] = useState<Turn[]>([]);
   const [notes, setNotes] = useState<Note[]>([]);
   const [draft, setDraft] = useState("");
   const [asNote, setAsNote] = useState(false);
   const [visitorTyping, setVisitorTyping] = useState(false);
+  const [newTag, setNewTag] = useState("");
   const [error, setError] = useState<string>();
   const log = useRef<HTMLDivElement>(null);
   const typingTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
@@ -207,6 +242,8 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen }: ViewProps) 
           setVisitorTyping(true);
           clearTimeout(typingTimer.current);
           typingTimer.current = setTimeout(() => setVisitorTyping(false), 5000);
+        } else if (event.type === "ticket_update" && Array.isArray(p.tags)) {
+          setTicket((t) => t && { ...t, tags: p.tags as string[] });
         } else if (event.type === "ticket_update" && p.reader === "user") {
           const upTo = String(p.last_read_message_id);
           setTicket((t) => {
@@ -254,6 +291,15 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen }: ViewProps) 
     }
   };
 
+  const retag = (tags: string[]) => void act(api.setTags(slug, tags));
+  const addTag = (e: Event) => {
+    e.preventDefault();
+    const name = newTag.trim();
+    if (!name || !ticket) return;
+    if (!ticket.tags.includes(name)) retag([...ticket.tags, name]);
+    setNewTag("");
+  };
+
   if (!ticket) {
     return <section class="detail">{error ? <p class="error">{error}</p> : "Loading…"}</section>;
   }
@@ -290,6 +336,28 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen }: ViewProps) 
           <span class="assignee">{ticket.assignee ? `Assigned to ${ticket.assignee}` : "Unassigned"}</span>
         </div>
       </header>
+      <form class="ticket-tags" aria-label="Tags" onSubmit={addTag}>
+        {ticket.tags.map((name) => (
+          <span class="tag" key={name}>
+            <button type="button" class="tag-name" title={`Tickets tagged ${name}`} onClick={() => onTag(name)}>
+              {name}
+            </button>
+            <button type="button" class="tag-remove" aria-label={`Remove tag ${name}`} onClick={() => retag(ticket.tags.filter((t) => t !== name))}>
+              ×
+            </button>
+          </span>
+        ))}
+        <input
+          aria-label="Add a tag"
+          placeholder="Add a tag"
+          maxLength={32}
+          value={newTag}
+          onInput={(e) => setNewTag((e.target as HTMLInputElement).value)}
+        />
+        <button type="submit" disabled={!newTag.trim()}>
+          Tag
+        </button>
+      </form>
       {ticket.description && <p class="description">{ticket.description}</p>}
       {turns.length > 0 && (
         <details class="transcript">

@@ -630,11 +630,13 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
-        /** @description What to change on a ticket: its status, its assignee, or both (at least one). */
+        /** @description What to change on a ticket: its status, its assignee, its tags (at least one of them). */
         ChangeTicket: {
             /** @description Absent: unchanged; `null`: nobody; a name: that agent. */
             assignee?: null | components["schemas"]["AgentName"];
             status?: components["schemas"]["TicketStatus"];
+            /** @description Absent: unchanged; a list: the ticket's tags from now on (`[]` removes them all). */
+            tags?: components["schemas"]["TicketTags"];
         };
         /** @description One turn of a conversation. */
         ChatMessageIn: {
@@ -759,6 +761,11 @@ export interface components {
             type: "status_change";
         } | {
             payload: components["schemas"]["ReadReceiptPayload"];
+            ticket?: components["schemas"]["Slug"];
+            /** @enum {string} */
+            type: "ticket_update";
+        } | {
+            payload: components["schemas"]["TagsPayload"];
             ticket?: components["schemas"]["Slug"];
             /** @enum {string} */
             type: "ticket_update";
@@ -975,6 +982,13 @@ export interface components {
             status: components["schemas"]["TicketStatus"];
         };
         Tags: string[];
+        /** @description A ticket's tags changed (a `ticket_update`): the whole set after the change, and before. */
+        TagsPayload: {
+            previous: components["schemas"]["TicketTags"];
+            tags: components["schemas"]["TicketTags"];
+            /** Format: date-time */
+            updated_at: string;
+        };
         /** @description A ticket with (a page of) its messages, as `GET /v1/tickets/{project}/{slug}` answers. */
         Ticket: components["schemas"]["TicketSummary"] & {
             messages: components["schemas"]["Message"][];
@@ -1002,6 +1016,10 @@ export interface components {
             type: "status_change";
         } | {
             payload: components["schemas"]["ReadReceiptPayload"];
+            /** @enum {string} */
+            type: "ticket_update";
+        } | {
+            payload: components["schemas"]["TagsPayload"];
             /** @enum {string} */
             type: "ticket_update";
         } | {
@@ -1046,6 +1064,8 @@ export interface components {
             slug: components["schemas"]["Slug"];
             source: components["schemas"]["TicketSource"];
             status: components["schemas"]["TicketStatus"];
+            /** @description The agents' labels on the ticket; empty when it has none. */
+            tags: components["schemas"]["TicketTags"];
             title: string;
             /**
              * Format: date-time
@@ -1053,6 +1073,10 @@ export interface components {
              */
             updated_at: string;
         };
+        /** @description A ticket's tag: 1 to 32 letters, digits, '-' or '_'. */
+        TicketTag: string;
+        /** @description A ticket's tags, at most 20; a tag given twice is kept once. */
+        TicketTags: components["schemas"]["TicketTag"][];
         Title: string;
         /** @description The answer `/v1/chat/tools` gives when the assistant opened a ticket. */
         ToolCall: {
@@ -2771,6 +2795,8 @@ export interface operations {
                 status?: components["schemas"]["TicketStatus"];
                 /** @description Only tickets whose title contains this, ignoring case. */
                 q?: string;
+                /** @description Only tickets with this tag (compared exactly). */
+                tag?: components["schemas"]["TicketTag"];
                 /** @description Tickets in the page (50 by default). */
                 limit?: number;
                 /** @description The `next_cursor` of the page before. */

@@ -8,8 +8,8 @@
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
     AgentName, Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, Description, IdempotencyKey,
-    Message, MessageBody, Note, Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
-    TicketSource, TicketStatus, Title,
+    Message, MessageBody, Note, Participant, Project, ProjectId, ReadCursor, Slug, Tag, Tags,
+    Ticket, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::MessageId;
@@ -94,6 +94,7 @@ pub(super) struct TicketValues<'a> {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     assignee: Option<&'a str>,
+    tags: Vec<&'a str>,
 }
 
 impl<'a> From<&'a Ticket> for TicketValues<'a> {
@@ -110,8 +111,14 @@ impl<'a> From<&'a Ticket> for TicketValues<'a> {
             created_at: t.created_at,
             updated_at: t.updated_at,
             assignee: t.assignee.as_ref().map(AgentName::as_str),
+            tags: tag_names(&t.tags),
         }
     }
+}
+
+/// A ticket's tags as the `tags` column holds them.
+fn tag_names(tags: &Tags) -> Vec<&str> {
+    tags.iter().map(Tag::as_str).collect()
 }
 
 /// `tickets`, as a ticket changes: everything but its id and creation time. `updated_at` is
@@ -125,6 +132,7 @@ pub(super) struct TicketChange<'a> {
     session_id: Option<&'a str>,
     updated_at: DateTime<Utc>,
     assignee: Option<&'a str>,
+    tags: Vec<&'a str>,
     project_id: &'a str,
     slug: &'a str,
 }
@@ -139,6 +147,7 @@ impl<'a> From<&'a Ticket> for TicketChange<'a> {
             session_id: t.session_id.as_deref(),
             updated_at: t.updated_at,
             assignee: t.assignee.as_ref().map(AgentName::as_str),
+            tags: tag_names(&t.tags),
             project_id: t.project_id.as_str(),
             slug: t.slug.as_str(),
         }
@@ -158,6 +167,8 @@ pub(super) struct TicketRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     assignee: Option<String>,
+    /// Null in rows written before migration 0007 and for tickets without tags.
+    tags: Option<Vec<String>>,
 }
 
 impl TryFrom<TicketRow> for Ticket {
@@ -184,6 +195,7 @@ impl TryFrom<TicketRow> for Ticket {
                 Some(name) => Some(AgentName::parse(&name).map_err(|_| corrupt("assignee"))?),
                 None => None,
             },
+            tags: Tags::parse(&r.tags.unwrap_or_default()).map_err(|_| corrupt("tags"))?,
         })
     }
 }

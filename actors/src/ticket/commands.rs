@@ -1,0 +1,241 @@
+//! What the ticket's actor does with each [`Command`]: checks it against the ticket, decides
+//! its writes (with the webhook deliveries that announce them) and what its caller is owed, and
+//! queues them. A command that writes nothing is answered at once.
+
+use ractor::RpcReplyPort;
+
+use super::actor::TicketState;
+use super::change::{message_created, TicketChange};
+use super::idempotency::{self, Retry};
+use super::{Answer, Command, TicketError};
+use crate::domain::TicketStatus;
+use crate::domain::{AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, Ticket};
+use crate::message_id::MessageId;
+use crate::store::TicketWrite;
+use crate::webhook::EventType;
+
+/// Where a command's answer goes.
+pub type Reply = RpcReplyPort<Result<Answer, TicketError>>;
+
+/// What a queued command's caller is owed once its writes are durable.
+pub struct Owed {
+    pub answer: Answer,
+    /// `None` for a change the actor makes of its own accord (a visitor's reply reopening a
+    /// resolved ticket).
+    pub reply: Option<Reply>,
+}
+
+impl Owed {
+    pub fn pay(self) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(Ok(self.answer));
+        }
+    }
+
+    pub fn refuse(self, error: TicketError) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(Err(error));
+        }
+    }
+}
+
+/// What a command comes to, unless it is refused.
+enum Decided {
+    /// An answer at once: the command writes nothing.
+    Answer(Answer),
+    /// Writes to make durable, and what the caller is owed once they are.
+    Write(Vec<TicketWrite>, Answer),
+}
+
+impl TicketState {
+    /// Carries out a command, or refuses it.
+    pub fn run(&mut self, command: Command, reply: Reply) {
+        let decided = match command {
+            Command::Post {
+                author,
+                content,
+                idempotency_key,
+            } => self.post(author, content, idempotency_key),
+            Command::MarkRead { reader } => self.mark_read(reader),
+            Command::Change(change) => self.change(change),
+            Command::AddNote { author, content } => self.add_note(author, content),
+            Command::Position => self
+                .position()
+                .map(|start| Decided::Answer(Answer::Replay(start))),
+        };
+        match decided {
+            Ok(Decided::Answer(answer)) => drop(reply.send(Ok(answer))),
+            Ok(Decided::Write(writes, answer)) => {
+                let reply = Some(reply);
+                self.writes.push(writes, Owed { answer, reply });
+                self.send_batch();
+            }
+            Err(refusal) => drop(reply.send(Err(refusal))),
+        }
+    }
+
+    fn post(
+        &mut self,
+        author: Participant,
+        content: MessageBody,
+        idempotency_key: Option<IdempotencyKey>,
+    ) -> Result<Decided, TicketError> {
+        if let Some(key) = &idempotency_key {
+            let queued = self.writes.queued().filter_map(|owed| match &owed.answer {
+                Answer::Message(m) => Some(m),
+                _ => None,
+            });
+            let recent = self.recent.messages.iter();
+            match idempotency::check(key, author, &content, queued, recent) {
+                Retry::New => {}
+                Retry::Repeat(original) => return Ok(Decided::Answer(Answer::Message(original))),
+                Retry::InProgress => return Err(TicketError::InProgress),
+                Retry::KeyReused => return Err(TicketError::KeyReused),
+            }
+        }
+        self.refusal()?;
+        if self.tentative_status == TicketStatus::Closed {
+            return Err(TicketError::Closed);
+        }
+        // A visitor replying to a solved ticket reopens it, owing nobody an answer.
+        if author == Participant::User && self.tentative_status == TicketStatus::Resolved {
+            if let Decided::Write(writes, answer) =
+                self.change(TicketChange::status(TicketStatus::Open))?
+            {
+                self.writes.push(
+                    writes,
+                    Owed {
+                        answer,
+                        reply: None,
+                    },
+                );
+            }
+        }
+        let id = MessageId::next(self.last_assigned, self.deps.clock.now());
+        self.last_assigned = Some(id);
+        let message = Message {
+            id,
+            author,
+            content,
+            timestamp: id.timestamp(),
+            idempotency_key,
+        };
+        let mut writes = vec![TicketWrite::Message(message.clone())];
+        writes.extend(self.announce(EventType::MessageCreated, || {
+            message_created(&self.key.project, &self.key.slug, &message)
+        }));
+        Ok(Decided::Write(writes, Answer::Message(message)))
+    }
+
+    fn mark_read(&mut self, reader: Participant) -> Result<Decided, TicketError> {
+        let Some(up_to) = self.last_assigned else {
+            return Ok(Decided::Answer(Answer::Read(None)));
+        };
+        self.refusal()?;
+        let write = TicketWrite::ReadCursor { reader, up_to };
+        Ok(Decided::Write(vec![write], Answer::Read(Some(up_to))))
+    }
+
+    /// A change of the ticket's own fields, with its announcements: one version of the ticket,
+    /// one write.
+    fn change(&mut self, change: TicketChange) -> Result<Decided, TicketError> {
+        self.refusal()?;
+        // Built on the newest queued change, so a change never undoes another that is still
+        // on its way to the store.
+        let before = self.tentative_ticket();
+        let mut next = before.clone();
+        change.apply_to(&mut next);
+        next.updated_at = self.next_version(&before);
+        let mut writes = vec![TicketWrite::Ticket(next.clone())];
+        let summary =
+            || serde_json::to_value(crate::events::TicketSummary::new(&next)).unwrap_or_default();
+        if before.status != next.status {
+            writes.extend(self.announce(
+                EventType::TicketStatusChanged,
+                || serde_json::json!({ "ticket": summary(), "previous": before.status }),
+            ));
+        }
+        if before.assignee != next.assignee {
+            writes.extend(self.announce(
+                EventType::TicketAssigned,
+                || serde_json::json!({ "ticket": summary(), "previous": before.assignee }),
+            ));
+        }
+        self.tentative_status = next.status;
+        Ok(Decided::Write(writes, Answer::Ticket(next)))
+    }
+
+    fn add_note(
+        &mut self,
+        author: AgentName,
+        content: MessageBody,
+    ) -> Result<Decided, TicketError> {
+        self.refusal()?;
+        let now = self.deps.clock.now();
+        // After every id handed out so far, so notes keep their order; messages keep theirs.
+        let id = MessageId::next(self.last_assigned.max(self.last_note), now);
+        self.last_note = Some(id);
+        let note = Note {
+            id,
+            author,
+            content,
+            created_at: id.timestamp(),
+        };
+        Ok(Decided::Write(
+            vec![TicketWrite::Note(note.clone())],
+            Answer::Note(note),
+        ))
+    }
+
+    /// Why a write cannot be taken now, if it cannot: a write failed and the actor is leaving
+    /// (with several nodes the caller sends it on, to the ticket's next actor, here or on its
+    /// new owner); or it must wait, with too many writes queued already.
+    fn refusal(&self) -> Result<(), TicketError> {
+        if self.writes.is_broken() {
+            return Err(self.durability.not_carried_out());
+        }
+        match self.writes.len() >= self.deps.config.max_pending_writes {
+            true => Err(TicketError::Busy),
+            false => Ok(()),
+        }
+    }
+
+    /// The `updated_at` of the change after `base`: now, but always past `base` by at least a
+    /// millisecond (the precision stores keep), so that it orders the ticket's versions even when
+    /// the clock stands still or the ticket moved here from a node whose clock runs ahead. The
+    /// stores keep the newer version of a ticket row by it, which is what stops a late write
+    /// from a node that lost the ticket from undoing a newer change.
+    fn next_version(&self, base: &Ticket) -> chrono::DateTime<chrono::Utc> {
+        self.deps
+            .clock
+            .now()
+            .max(base.updated_at + chrono::Duration::milliseconds(1))
+    }
+
+    /// The ticket's fields after every change still queued.
+    pub(super) fn tentative_ticket(&self) -> Ticket {
+        let queued = self
+            .writes
+            .queued()
+            .rev()
+            .find_map(|owed| match &owed.answer {
+                Answer::Ticket(t) => Some(t),
+                _ => None,
+            });
+        queued.unwrap_or(&self.ticket).clone()
+    }
+
+    /// The webhook deliveries announcing `event`, to go in the same batch as the change.
+    fn announce(
+        &self,
+        event: EventType,
+        data: impl FnOnce() -> serde_json::Value,
+    ) -> Vec<TicketWrite> {
+        let now = self.deps.clock.now();
+        let deliveries = self
+            .deps
+            .hooks
+            .deliveries(&self.key.project, event, data, now);
+        deliveries.into_iter().map(TicketWrite::Delivery).collect()
+    }
+}
