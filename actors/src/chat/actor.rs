@@ -7,6 +7,7 @@ use futures_util::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
+use super::bare_call::{BareCalls, Piece};
 use super::links::{filter_links, LinkFilter};
 use super::quota::Window;
 use super::{ChatDeps, ChatError, ChatMode, SessionKey, Turn, TurnEvent, TurnRequest};
@@ -15,7 +16,7 @@ use crate::domain::{
 };
 use crate::handoff::{self, Next, Reason};
 use crate::llm::offline::{title_from, CREATE_TICKET};
-use crate::llm::{LlmEvent, LlmMessage, LlmRequest, LlmRole, Passage, ToolSpec};
+use crate::llm::{LlmEvent, LlmMessage, LlmRequest, LlmRole, Passage, ToolCall, ToolSpec};
 use crate::ticket::{NewTicket, TicketKey};
 use crate::MessageId;
 
@@ -589,6 +590,7 @@ impl TurnRun {
         // call) is decided by the first meaningful delta.
         let mut lead = String::new();
         let mut began = false;
+        let mut bare = BareCalls::new();
         loop {
             let next = tokio::select! {
                 n = stream.next() => n,
@@ -616,10 +618,21 @@ impl TurnRun {
                     } else {
                         std::mem::take(&mut lead)
                     };
-                    let safe = filter.push(&piece);
-                    if !safe.is_empty() {
-                        said.text.push_str(&safe);
-                        self.send(TurnEvent::Text(safe)).await?;
+                    // Only a model offered the tool may write a call as text.
+                    let pieces = if tools {
+                        bare.push(&piece)
+                    } else {
+                        vec![Piece::Text(piece)]
+                    };
+                    for piece in pieces {
+                        match piece {
+                            Piece::Text(text) => self.say(said, &mut filter, &text).await?,
+                            Piece::Call(call) => {
+                                tracing::info!(project = %self.key.project, provider, "the model wrote its tool call as text");
+                                self.on_call(said, &mut filter, call, tools, decision)
+                                    .await?;
+                            }
+                        }
                     }
                     if said.text.len() > MAX_ANSWER_BYTES {
                         tracing::warn!(project = %self.key.project, "a model answer was cut off at its size limit");
@@ -627,27 +640,14 @@ impl TurnRun {
                     }
                 }
                 LlmEvent::ToolCall(call) => {
-                    if !tools || call.name != CREATE_TICKET {
-                        tracing::warn!(project = %self.key.project, tool = %clip(&call.name, 64), "ignored a call to a tool that was not offered");
-                        continue;
+                    // Text held back in case it was a call came first, and was not one.
+                    for piece in bare.finish() {
+                        if let Piece::Text(text) = piece {
+                            self.say(said, &mut filter, &text).await?;
+                        }
                     }
-                    if said.ticket.is_some() {
-                        // One ticket per request, however many calls the model makes.
-                        continue;
-                    }
-                    // Text the filter still holds came first: it goes out first, so the
-                    // answer's kind stays that of the first meaningful delta.
-                    let held = filter.finish();
-                    if !held.is_empty() {
-                        said.text.push_str(&held);
-                        self.send(TurnEvent::Text(held)).await?;
-                    }
-                    let reason = match decision {
-                        Next::HandOver(reason) => reason,
-                        // The model judged that the help center does not answer it.
-                        _ => Reason::NoAnswer,
-                    };
-                    self.hand_over(said, &call.arguments, reason).await?;
+                    self.on_call(said, &mut filter, call, tools, decision)
+                        .await?;
                 }
                 LlmEvent::Usage {
                     prompt_tokens,
@@ -659,6 +659,11 @@ impl TurnRun {
                         .increment(u64::from(completion_tokens));
                     said.tokens = u64::from(prompt_tokens) + u64::from(completion_tokens);
                 }
+            }
+        }
+        for piece in bare.finish() {
+            if let Piece::Text(text) = piece {
+                self.say(said, &mut filter, &text).await?;
             }
         }
         let rest = filter.finish();
@@ -692,6 +697,48 @@ impl TurnRun {
             self.send(TurnEvent::Text(sources)).await?;
         }
         Ok(())
+    }
+
+    /// Passes a piece of the answer through the link filter to the visitor.
+    async fn say(&self, said: &mut Said, filter: &mut LinkFilter, text: &str) -> Result<(), Stop> {
+        let safe = filter.push(text);
+        if safe.is_empty() {
+            return Ok(());
+        }
+        said.text.push_str(&safe);
+        self.send(TurnEvent::Text(safe)).await
+    }
+
+    /// A call the model made, as a tool call or written as text.
+    async fn on_call(
+        &self,
+        said: &mut Said,
+        filter: &mut LinkFilter,
+        call: ToolCall,
+        tools: bool,
+        decision: Next,
+    ) -> Result<(), Stop> {
+        if !tools || call.name != CREATE_TICKET {
+            tracing::warn!(project = %self.key.project, tool = %clip(&call.name, 64), "ignored a call to a tool that was not offered");
+            return Ok(());
+        }
+        if said.ticket.is_some() {
+            // One ticket per request, however many calls the model makes.
+            return Ok(());
+        }
+        // Text the filter still holds came first: it goes out first, so the answer's kind
+        // stays that of the first meaningful delta.
+        let held = filter.finish();
+        if !held.is_empty() {
+            said.text.push_str(&held);
+            self.send(TurnEvent::Text(held)).await?;
+        }
+        let reason = match decision {
+            Next::HandOver(reason) => reason,
+            // The model judged that the help center does not answer it.
+            _ => Reason::NoAnswer,
+        };
+        self.hand_over(said, &call.arguments, reason).await
     }
 
     /// Opens the ticket and tells the visitor.
