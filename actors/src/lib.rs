@@ -28,6 +28,7 @@ pub mod clock;
 pub mod domain;
 pub mod events;
 pub mod feed;
+pub mod handoff;
 pub mod kb;
 pub mod llm;
 pub mod message_id;

@@ -269,7 +269,8 @@ async fn a_model_that_talks_then_calls_the_tool_opens_the_ticket_within_the_stre
         .json()
         .await
         .unwrap();
-    assert_eq!(mine["tickets"][0]["title"], "Needs a person");
+    // A title that names no problem gives way to the visitor's question.
+    assert_eq!(mine["tickets"][0]["title"], OFF_TOPIC);
 }
 
 #[tokio::test]
@@ -435,4 +436,127 @@ async fn the_models_token_counts_spend_the_session_budget() {
             .await,
     )
     .await;
+}
+
+async fn ticket_titles(app: &TestApp) -> Vec<String> {
+    let mine: Value = app
+        .admin_get("/v1/projects/demo/tickets")
+        .await
+        .json()
+        .await
+        .unwrap();
+    mine["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tool_call_written_as_bare_json_opens_one_ticket_and_is_never_shown() {
+    let fake = FakeLlm::start().await;
+    let app = app_with(&fake, |_| {}).await;
+
+    // The whole answer is the call, in fragments, as llama.cpp's small models write it.
+    fake.push(Script::text(&[
+        "{\"name\": \"create_",
+        "ticket\", \"arguments\": {\"title\": \"Card declined at checkout\", ",
+        "\"description\": \"My card is declined\"}}",
+    ]));
+    let token = app.session_token().await;
+    let resp = app
+        .chat("/v1/chat/tools", &token, tools_body(OFF_TOPIC, true))
+        .await;
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["type"], "tool_call");
+    let ticket = app.ticket(answer["ticket_slug"].as_str().unwrap()).await;
+    assert_eq!(ticket["title"], "Card declined at checkout");
+    assert_eq!(ticket["description"], "My card is declined");
+
+    // Words, then the call in a Markdown fence, twice: the words reach the visitor, the JSON
+    // does not, and one ticket is opened.
+    let call = "```json\n{\"name\": \"create_ticket\", \"parameters\": {\"title\": \"Export stuck\"}}\n```";
+    fake.push(Script::Text(vec![
+        "I'll pass this ".into(),
+        "on.\n".into(),
+        call.into(),
+        "\n".into(),
+        call.into(),
+    ]));
+    let token = app.session_token().await;
+    let resp = app
+        .chat("/v1/chat/tools", &token, tools_body(OFF_TOPIC, true))
+        .await;
+    let text = delta_text(&sse_json(resp).await);
+    assert!(
+        text.starts_with("I'll pass this on.\n\n\nI've created a support ticket"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('{') && !text.contains("create_ticket"),
+        "{text}"
+    );
+    assert_eq!(
+        ticket_titles(&app).await,
+        ["Export stuck", "Card declined at checkout"]
+    );
+
+    // Braces that are no call are shown as written.
+    fake.push(Script::text(&["Use {name} in ", "templates: {\"a\": 1}."]));
+    let resp = app
+        .chat("/v1/chat/tools", &token, tools_body(OFF_TOPIC, true))
+        .await;
+    assert_eq!(
+        delta_text(&sse_json(resp).await),
+        "Use {name} in templates: {\"a\": 1}."
+    );
+    assert_eq!(ticket_titles(&app).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_model_that_ignores_a_request_for_a_person_still_hands_over() {
+    let fake = FakeLlm::start().await;
+    let app = app_with(&fake, |_| {}).await;
+    let token = app.session_token().await;
+    fake.push(Script::text(&["I am only", " a bot."]));
+    let resp = app
+        .chat(
+            "/v1/chat/tools",
+            &token,
+            json!({
+                "messages": [
+                    {"role": "user", "content": "My export has been stuck for hours"},
+                    {"role": "assistant", "content": "Exports take a few minutes."},
+                    {"role": "user", "content": "I want to talk to a human"}
+                ],
+                "enable_tool_calling": true
+            }),
+        )
+        .await;
+    let text = delta_text(&sse_json(resp).await);
+    assert!(
+        text.starts_with("I am only a bot.\n\nI've created a support ticket"),
+        "{text}"
+    );
+    assert_eq!(
+        ticket_titles(&app).await,
+        ["My export has been stuck for hours"]
+    );
+    // The model was told when to hand over, and how to offer a person.
+    let requests = fake.requests();
+    let system = requests[0]["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("Shall I pass this to the team?"),
+        "{system}"
+    );
+
+    // A greeting is the model's to answer: no ticket.
+    fake.push(Script::text(&["Hello!"]));
+    let resp = app
+        .chat("/v1/chat/tools", &token, tools_body("Hi there", true))
+        .await;
+    assert_eq!(delta_text(&sse_json(resp).await), "Hello!");
+    assert_eq!(ticket_titles(&app).await.len(), 1);
 }

@@ -4,6 +4,7 @@
 mod support_cql;
 
 mod agent;
+mod assistant;
 mod chat;
 mod chat_llm;
 mod cli;

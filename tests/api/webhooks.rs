@@ -728,12 +728,18 @@ async fn a_ticket_opened_from_a_chat_arrives_whole_and_is_announced_with_its_his
     let messages = ticket["messages"].as_array().unwrap().clone();
     assert_eq!(messages.len(), 3, "{ticket}");
 
-    // Agents hear of the ticket once, whole; then of the next one (the marker), and of
-    // nothing between.
+    // Agents hear of the ticket once, whole, and of its hand-off note; then of the next one
+    // (the marker), and of nothing between.
     let created = next_event(&mut feed).await;
     assert_eq!(
         (created["type"].as_str(), created["ticket"].as_str()),
         (Some("ticket_created"), Some(slug.as_str()))
+    );
+    // Then of the assistant's hand-off note, written once the ticket stands.
+    let note = next_event(&mut feed).await;
+    assert_eq!(
+        (note["type"].as_str(), note["ticket"].as_str()),
+        (Some("note_added"), Some(slug.as_str()))
     );
     let marker = app.create_ticket("Marker").await;
     let next = next_event(&mut feed).await;

@@ -7,21 +7,29 @@ use futures_util::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
+use super::bare_call::{BareCalls, Piece};
 use super::links::{filter_links, LinkFilter};
 use super::quota::Window;
 use super::{ChatDeps, ChatError, ChatMode, SessionKey, Turn, TurnEvent, TurnRequest};
 use crate::domain::{
-    ChatRole, ChatTurn, Description, MessageBody, Participant, Slug, TicketSource, Title,
+    AgentName, ChatRole, ChatTurn, Description, MessageBody, Participant, Slug, TicketSource, Title,
 };
-use crate::llm::offline::CREATE_TICKET;
-use crate::llm::{LlmEvent, LlmMessage, LlmRequest, LlmRole, Passage, ToolSpec};
-use crate::ticket::NewTicket;
+use crate::handoff::{self, Next, Reason};
+use crate::llm::offline::{title_from, CREATE_TICKET};
+use crate::llm::{LlmEvent, LlmMessage, LlmRequest, LlmRole, Passage, ToolCall, ToolSpec};
+use crate::ticket::{NewTicket, TicketKey};
 use crate::MessageId;
 
 /// Turns of the transcript kept in memory: enough for a prompt's history.
 const KEPT_TURNS: usize = 20;
 /// Passages scoring below this share of the best passage's score are left out.
 const RELEVANCE_CUTOFF: f32 = 0.5;
+/// Passages covering less of the question than this are not an answer to it (see
+/// [`Passage::coverage`]): the assistant says it has none rather than quote an unrelated
+/// article.
+const MIN_COVERAGE: f32 = 0.5;
+/// Who the hand-off notes are from, in the inbox.
+const NOTE_AUTHOR: &str = "Assistant";
 /// An answer longer than this is cut off: a runaway model cannot fill memory.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// A turn that has not finished after this long is ended: nothing holds a session's slot (or an
@@ -362,11 +370,15 @@ fn system_prompt(project_name: &str, passages: &[Passage], tools: bool) -> Strin
          these instructions."
     );
     if tools {
-        prompt.push_str(
-            " If the passages do not answer the question, or the visitor asks for a person or \
-             a ticket, call the create_ticket function once with a short title and a \
-             description of the problem.",
-        );
+        prompt.push_str(&format!(
+            " Call the create_ticket function once, with a short title that names the problem \
+             and a description of it, when the visitor asks for a person or a ticket, has a \
+             problem only someone with access to their account can solve (a charge they do not \
+             recognise, missing data, a bug, a security incident), or says yes after you \
+             offered a person. If the passages do not answer the question, say so plainly, \
+             quote nothing unrelated, and end with: {}",
+            crate::handoff::OFFER
+        ));
     } else {
         prompt.push_str(
             " If the passages do not answer the question, say so and suggest opening a \
@@ -539,7 +551,7 @@ impl TurnRun {
             // citations.
             Ok(mut p) => {
                 let best = p.first().map_or(0.0, |b| b.score);
-                p.retain(|x| x.score >= best * RELEVANCE_CUTOFF);
+                p.retain(|x| x.score >= best * RELEVANCE_CUTOFF && x.coverage >= MIN_COVERAGE);
                 p
             }
             Err(e) => {
@@ -548,6 +560,9 @@ impl TurnRun {
                 Vec::new()
             }
         };
+        // The same decision the offline provider follows; beside a remote model it is the
+        // safety net below, and it gives every hand-off its reason.
+        let decision = handoff::decide(&self.history, !passages.is_empty());
         let mut messages = vec![LlmMessage::new(
             LlmRole::System,
             system_prompt(&self.request.project_name, &passages, tools),
@@ -575,6 +590,7 @@ impl TurnRun {
         // call) is decided by the first meaningful delta.
         let mut lead = String::new();
         let mut began = false;
+        let mut bare = BareCalls::new();
         loop {
             let next = tokio::select! {
                 n = stream.next() => n,
@@ -602,10 +618,21 @@ impl TurnRun {
                     } else {
                         std::mem::take(&mut lead)
                     };
-                    let safe = filter.push(&piece);
-                    if !safe.is_empty() {
-                        said.text.push_str(&safe);
-                        self.send(TurnEvent::Text(safe)).await?;
+                    // Only a model offered the tool may write a call as text.
+                    let pieces = if tools {
+                        bare.push(&piece)
+                    } else {
+                        vec![Piece::Text(piece)]
+                    };
+                    for piece in pieces {
+                        match piece {
+                            Piece::Text(text) => self.say(said, &mut filter, &text).await?,
+                            Piece::Call(call) => {
+                                tracing::info!(project = %self.key.project, provider, "the model wrote its tool call as text");
+                                self.on_call(said, &mut filter, call, tools, decision)
+                                    .await?;
+                            }
+                        }
                     }
                     if said.text.len() > MAX_ANSWER_BYTES {
                         tracing::warn!(project = %self.key.project, "a model answer was cut off at its size limit");
@@ -613,28 +640,14 @@ impl TurnRun {
                     }
                 }
                 LlmEvent::ToolCall(call) => {
-                    if !tools || call.name != CREATE_TICKET {
-                        tracing::warn!(project = %self.key.project, tool = %clip(&call.name, 64), "ignored a call to a tool that was not offered");
-                        continue;
+                    // Text held back in case it was a call came first, and was not one.
+                    for piece in bare.finish() {
+                        if let Piece::Text(text) = piece {
+                            self.say(said, &mut filter, &text).await?;
+                        }
                     }
-                    if said.ticket.is_some() {
-                        // One ticket per request, however many calls the model makes.
-                        continue;
-                    }
-                    // Text the filter still holds came first: it goes out first, so the
-                    // answer's kind stays that of the first meaningful delta.
-                    let held = filter.finish();
-                    if !held.is_empty() {
-                        said.text.push_str(&held);
-                        self.send(TurnEvent::Text(held)).await?;
-                    }
-                    let (slug, message) = self.open_ticket(&call.arguments, &question).await?;
-                    said.ticket = Some(slug.clone());
-                    if !said.text.is_empty() {
-                        said.text.push_str("\n\n");
-                    }
-                    said.text.push_str(&message);
-                    self.send(TurnEvent::TicketOpened { slug, message }).await?;
+                    self.on_call(said, &mut filter, call, tools, decision)
+                        .await?;
                 }
                 LlmEvent::Usage {
                     prompt_tokens,
@@ -648,10 +661,23 @@ impl TurnRun {
                 }
             }
         }
+        for piece in bare.finish() {
+            if let Piece::Text(text) = piece {
+                self.say(said, &mut filter, &text).await?;
+            }
+        }
         let rest = filter.finish();
         if !rest.is_empty() {
             said.text.push_str(&rest);
             self.send(TurnEvent::Text(rest)).await?;
+        }
+        // The safety net: a visitor who asked for a person, or said yes to the offer of one,
+        // gets one even when the model did not call the tool.
+        if let Next::HandOver(reason @ (Reason::ExplicitRequest | Reason::NoAnswer)) = decision {
+            if tools && said.ticket.is_none() {
+                tracing::info!(project = %self.key.project, provider, reason = ?reason, "handing over although the model did not call the tool");
+                self.hand_over(said, "{}", reason).await?;
+            }
         }
         if !said.text.is_empty() && said.ticket.is_none() && !passages.is_empty() {
             let mut titles: Vec<&str> = Vec::new();
@@ -673,19 +699,85 @@ impl TurnRun {
         Ok(())
     }
 
+    /// Passes a piece of the answer through the link filter to the visitor.
+    async fn say(&self, said: &mut Said, filter: &mut LinkFilter, text: &str) -> Result<(), Stop> {
+        let safe = filter.push(text);
+        if safe.is_empty() {
+            return Ok(());
+        }
+        said.text.push_str(&safe);
+        self.send(TurnEvent::Text(safe)).await
+    }
+
+    /// A call the model made, as a tool call or written as text.
+    async fn on_call(
+        &self,
+        said: &mut Said,
+        filter: &mut LinkFilter,
+        call: ToolCall,
+        tools: bool,
+        decision: Next,
+    ) -> Result<(), Stop> {
+        if !tools || call.name != CREATE_TICKET {
+            tracing::warn!(project = %self.key.project, tool = %clip(&call.name, 64), "ignored a call to a tool that was not offered");
+            return Ok(());
+        }
+        if said.ticket.is_some() {
+            // One ticket per request, however many calls the model makes.
+            return Ok(());
+        }
+        // Text the filter still holds came first: it goes out first, so the answer's kind
+        // stays that of the first meaningful delta.
+        let held = filter.finish();
+        if !held.is_empty() {
+            said.text.push_str(&held);
+            self.send(TurnEvent::Text(held)).await?;
+        }
+        let reason = match decision {
+            Next::HandOver(reason) => reason,
+            // The model judged that the help center does not answer it.
+            _ => Reason::NoAnswer,
+        };
+        self.hand_over(said, &call.arguments, reason).await
+    }
+
+    /// Opens the ticket and tells the visitor.
+    async fn hand_over(
+        &self,
+        said: &mut Said,
+        arguments: &str,
+        reason: Reason,
+    ) -> Result<(), Stop> {
+        let (slug, message) = self.open_ticket(arguments, reason).await?;
+        said.ticket = Some(slug.clone());
+        if !said.text.is_empty() {
+            said.text.push_str("\n\n");
+        }
+        said.text.push_str(&message);
+        self.send(TurnEvent::TicketOpened { slug, message }).await
+    }
+
     /// Opens the ticket the model asked for. Nothing the model wrote decides where the ticket
     /// goes: the project is the session's, the slug is ours; its words only fill the title and
-    /// description, after the usual checks.
-    async fn open_ticket(&self, arguments: &str, question: &str) -> Result<(Slug, String), Stop> {
+    /// description, after the usual checks. A title that says nothing of the problem ("Talk
+    /// to a human") gives way to the visitor's own words about it.
+    async fn open_ticket(&self, arguments: &str, reason: Reason) -> Result<(Slug, String), Stop> {
         self.reserve_ticket().await?;
         let args: serde_json::Value = serde_json::from_str(arguments).unwrap_or_default();
         let text = |name: &str| args.get(name).and_then(|v| v.as_str()).unwrap_or("").trim();
-        let title = Title::parse(clip(text("title"), Title::MAX_CHARS))
-            .or_else(|_| Title::parse(clip(question, Title::MAX_CHARS)))
-            .or_else(|_| Title::parse("Support request from chat"))
-            .map_err(|e| Stop::Failed(ChatError::Internal(e.0)))?;
-        let description = match [text("description"), question]
+        let problem = handoff::substantive(&self.history);
+        let written = text("title");
+        let title = (!handoff::says_nothing(written))
+            .then_some(written)
             .into_iter()
+            .chain(problem.map(title_from).as_deref())
+            .chain([handoff::FALLBACK_TITLE])
+            .find_map(|t| Title::parse(clip(t, Title::MAX_CHARS)).ok())
+            .ok_or_else(|| Stop::Failed(ChatError::Internal("no ticket title".into())))?;
+        let question = request_question(&self.request);
+        let description = match [text("description"), problem.unwrap_or(""), &question]
+            .into_iter()
+            .filter(|d| !d.trim().is_empty())
             .find_map(|d| Description::parse(clip(d, Description::MAX_CHARS)).ok())
         {
             Some(d) => d,
@@ -734,12 +826,33 @@ impl TurnRun {
                 return Err(Stop::Failed(ChatError::Unavailable(e.to_string())));
             }
         };
+        self.add_note(&ticket.slug, reason).await;
         let message = format!(
             "I've created a support ticket for you ({}). A member of our support team will \
              reply there.",
             ticket.slug
         );
         Ok((ticket.slug, message))
+    }
+
+    /// Leaves agents the reason for the hand-off and a summary of the chat, as an internal
+    /// note. The ticket stands without it: a note that cannot be written is logged, and the
+    /// transcript is on the ticket anyway.
+    async fn add_note(&self, slug: &Slug, reason: Reason) {
+        let text = handoff::note(reason, &self.history);
+        let (Ok(author), Ok(content)) = (
+            AgentName::parse(NOTE_AUTHOR),
+            MessageBody::parse(clip(&text, MessageBody::MAX_CHARS)),
+        ) else {
+            return;
+        };
+        let key = TicketKey {
+            project: self.key.project.clone(),
+            slug: slug.clone(),
+        };
+        if let Err(e) = self.deps.tickets.add_note(&key, author, content).await {
+            tracing::warn!(project = %self.key.project, ticket = %slug, error = %e, "could not add the hand-off note");
+        }
     }
 
     async fn reserve_ticket(&self) -> Result<(), Stop> {
@@ -797,6 +910,7 @@ mod tests {
             title: "Refunds".into(),
             text: "Refunds take five days.".into(),
             score: 1.0,
+            coverage: 1.0,
         };
         let with = system_prompt("Acme", std::slice::from_ref(&p), true);
         assert!(with.contains("[1] Refunds\nRefunds take five days."));

@@ -7,6 +7,7 @@
 //! actor when it is done. The actor's mailbox never waits on the model.
 
 mod actor;
+mod bare_call;
 pub mod links;
 pub mod quota;
 #[cfg(test)]

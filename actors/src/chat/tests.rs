@@ -205,9 +205,10 @@ async fn a_ticket_opened_from_a_chat_is_written_with_its_whole_conversation_at_o
         panic!("no ticket opened: {events:?}");
     };
 
+    // The hand-off note is the one write through the ticket's actor, after the ticket.
     assert_eq!(
         k.store.batch_sizes(),
-        Vec::<usize>::new(),
+        vec![1],
         "no message went through the ticket's actor"
     );
     let messages = k
@@ -232,10 +233,24 @@ async fn a_ticket_opened_from_a_chat_is_written_with_its_whole_conversation_at_o
     );
     assert!(messages.windows(2).all(|w| w[0].id < w[1].id));
     assert!(messages.iter().all(|m| m.timestamp == m.id.timestamp()));
-    // The agents' feed hears of the ticket once, not of each copied message.
+    // The agents' feed hears of the ticket once, not of each copied message, then of the note.
     let heard: serde_json::Value = serde_json::from_slice(&feed.recv().await.unwrap()).unwrap();
     assert_eq!(heard["type"], "ticket_created");
+    // The title is the problem, not the request for a person.
+    assert_eq!(heard["payload"]["title"], "I was charged twice", "{heard}");
+    let heard: serde_json::Value = serde_json::from_slice(&feed.recv().await.unwrap()).unwrap();
+    assert_eq!(heard["type"], "note_added");
     assert!(feed.try_recv().is_err(), "nothing else was announced");
+    let notes = k.store.list_notes(&k.project, slug).await.unwrap();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].author.as_str(), "Assistant");
+    assert!(
+        notes[0]
+            .content
+            .as_str()
+            .contains("Reason: explicit request"),
+        "{notes:?}"
+    );
     // The ticket's actor carries on after the copied history.
     let ticket = crate::ticket::TicketKey {
         project: k.project.clone(),

@@ -27,6 +27,149 @@ const WRITER_MEMORY: usize = 15_000_000;
 /// A query is cut to this many terms, so a pasted essay cannot make a search expensive.
 const MAX_QUERY_TERMS: usize = 32;
 
+/// Words of a question that say nothing about its topic ("How do I get ..."): left out when
+/// measuring how much of a question a passage covers. The analyser's stop words are Lucene's
+/// short English list, so pronouns and question words are here too.
+const FILLER: &[&str] = &[
+    "i",
+    "me",
+    "my",
+    "mine",
+    "myself",
+    "you",
+    "your",
+    "yours",
+    "we",
+    "us",
+    "our",
+    "he",
+    "she",
+    "him",
+    "her",
+    "his",
+    "its",
+    "them",
+    "how",
+    "what",
+    "why",
+    "when",
+    "where",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "do",
+    "does",
+    "did",
+    "doing",
+    "done",
+    "have",
+    "has",
+    "had",
+    "having",
+    "am",
+    "was",
+    "were",
+    "been",
+    "being",
+    "should",
+    "so",
+    "than",
+    "too",
+    "very",
+    "from",
+    "about",
+    "up",
+    "out",
+    "any",
+    "some",
+    "all",
+    "each",
+    "every",
+    "here",
+    "now",
+    "again",
+    "don",
+    "doesn",
+    "didn",
+    "can't",
+    "t",
+    "s",
+    "m",
+    "ve",
+    "ll",
+    "d",
+    "re",
+    "want",
+    "wanted",
+    "wants",
+    "need",
+    "needs",
+    "get",
+    "gets",
+    "got",
+    "please",
+    "pls",
+    "help",
+    "hi",
+    "hello",
+    "hey",
+    "thanks",
+    "thank",
+    "know",
+    "like",
+    "would",
+    "could",
+    "can",
+    "will",
+    "shall",
+    "may",
+    "might",
+    "must",
+    "use",
+    "using",
+    "way",
+    "possible",
+    "tell",
+    "able",
+    "anyone",
+    "someone",
+    "something",
+    "anything",
+    "thing",
+    "things",
+    "also",
+    "really",
+    "just",
+    "still",
+    "already",
+    "ok",
+    "okay",
+    "yes",
+    "make",
+    "let",
+    "go",
+    "one",
+    "much",
+    "many",
+    "there",
+    "there's",
+    "it's",
+    "i'm",
+    "long",
+    "take",
+    "takes",
+    "took",
+    "time",
+    "soon",
+    "often",
+    "happen",
+    "happens",
+    "even",
+    "ever",
+    "anymore",
+];
+
 /// Field weights: a word in the title says more about an article than one in its body.
 const TITLE_BOOST: f32 = 2.0;
 const TAGS_BOOST: f32 = 1.5;
@@ -114,6 +257,35 @@ fn analyzer() -> TextAnalyzer {
         .build()
 }
 
+/// The analyser for measuring coverage: the index's, without filler words.
+fn topic_analyzer() -> TextAnalyzer {
+    let stop = StopWordFilter::new(Language::English)
+        .unwrap_or_else(|| StopWordFilter::remove(Vec::<String>::new()));
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(stop)
+        .filter(StopWordFilter::remove(FILLER.iter().map(|w| w.to_string())))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// The distinct tokens `analyzer` makes of `text`, at most `limit` of them.
+fn tokens(mut analyzer: TextAnalyzer, text: &str, limit: usize) -> Vec<String> {
+    let mut stream = analyzer.token_stream(text);
+    let mut terms: Vec<String> = Vec::new();
+    while stream.advance() {
+        let text = &stream.token().text;
+        if !terms.contains(text) {
+            terms.push(text.clone());
+        }
+        if terms.len() == limit {
+            break;
+        }
+    }
+    terms
+}
+
 impl KbIndex {
     /// An index holding `articles`.
     pub fn build<'a>(articles: impl IntoIterator<Item = &'a Article>) -> Result<Self, IndexError> {
@@ -180,26 +352,38 @@ impl KbIndex {
 
     /// The query's words as the index stores them (lower-cased, stemmed, no stop words).
     fn terms(&self, query: &str) -> Vec<String> {
-        let mut analyzer = analyzer();
-        let mut stream = analyzer.token_stream(query);
-        let mut terms: Vec<String> = Vec::new();
-        while stream.advance() {
-            let text = &stream.token().text;
-            if !terms.contains(text) {
-                terms.push(text.clone());
+        tokens(analyzer(), query, MAX_QUERY_TERMS)
+    }
+
+    /// Each topic word of a question with its weight: its smoothed inverse document frequency
+    /// (the highest over the fields). A word no article has weighs most: a question about
+    /// "PDF" is not answered by a passage that shares only "export" with it. Smoothed, so that
+    /// in a small knowledge base the words it has still count.
+    fn topic_weights(
+        &self,
+        searcher: &tantivy::Searcher,
+        query: &str,
+    ) -> Result<Vec<(String, f32)>, IndexError> {
+        let f = self.fields;
+        let docs = searcher.num_docs() as f32;
+        let mut out = Vec::new();
+        for term in tokens(topic_analyzer(), query, MAX_QUERY_TERMS) {
+            let mut df: u64 = 0;
+            for field in [f.title, f.body, f.tags] {
+                df = df.max(searcher.doc_freq(&Term::from_field_text(field, &term))?);
             }
-            if terms.len() == MAX_QUERY_TERMS {
-                break;
-            }
+            let df = df as f32;
+            let idf = ((docs + 1.0) / (df + 1.0)).ln() + 1.0;
+            out.push((term, idf));
         }
-        terms
+        Ok(out)
     }
 
     /// The best passages for `query`, best first. The query is plain words: nothing in it is
     /// query syntax, so a visitor's text cannot form an expensive or failing query.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Passage>, IndexError> {
+    pub fn search(&self, query_text: &str, limit: usize) -> Result<Vec<Passage>, IndexError> {
         let f = self.fields;
-        let terms = self.terms(query);
+        let terms = self.terms(query_text);
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -216,6 +400,8 @@ impl KbIndex {
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
         let hits = searcher.search(&query, &TopDocs::with_limit(limit))?;
+        let topics = self.topic_weights(&searcher, query_text)?;
+        let total: f32 = topics.iter().map(|(_, w)| w).sum();
         let mut out = Vec::with_capacity(hits.len());
         for (score, address) in hits {
             let doc: TantivyDocument = searcher.doc(address)?;
@@ -228,11 +414,24 @@ impl KbIndex {
             let Ok(article_id) = Uuid::parse_str(&text(f.article_id)) else {
                 continue;
             };
+            let (title, body) = (text(f.title), text(f.body));
+            let words = tokens(
+                analyzer(),
+                &format!("{title}\n{body}\n{}", text(f.tags)),
+                usize::MAX,
+            );
+            let covered: f32 = topics
+                .iter()
+                .filter(|(t, _)| words.contains(t))
+                .map(|(_, w)| w)
+                .sum();
             out.push(Passage {
                 article_id,
-                title: text(f.title),
-                text: text(f.body),
+                title,
+                text: body,
                 score,
+                // A question of filler words only ("can you help?") is covered by nothing.
+                coverage: if total > 0.0 { covered / total } else { 0.0 },
             });
         }
         Ok(out)
@@ -309,6 +508,39 @@ mod tests {
         assert_eq!(kb.search("invoice", 5).unwrap()[0].article_id, billing.id);
         // Stop words alone match nothing.
         assert!(kb.search("how do I", 5).unwrap().is_empty());
+    }
+
+    #[test]
+    fn coverage_tells_an_answer_from_a_shared_word() {
+        let delete = article(
+            "Deleting your account",
+            "Before you delete your account, export your data from Settings, then Privacy.",
+            &["account"],
+        );
+        let reset = article(
+            "Resetting your password",
+            "Choose 'Forgot password' on the sign-in page, or in the app under Account.",
+            &["login"],
+        );
+        let backup = article(
+            "Backing up a workspace",
+            "Export the whole workspace as a ZIP archive from Settings, then Backup.",
+            &[],
+        );
+        let kb = KbIndex::build([&delete, &reset, &backup]).unwrap();
+        let best = |q: &str| kb.search(q, 5).unwrap().first().cloned();
+        let answered = best("How do I reset my password?").unwrap();
+        assert_eq!(answered.article_id, reset.id);
+        assert!(answered.coverage > 0.99, "{answered:?}");
+        // One shared word among rare ones is not an answer.
+        let pdf = best("Can I export my dashboards to PDF?").unwrap();
+        assert!(pdf.coverage < 0.5, "{pdf:?}");
+        let app = best("Do you have a mobile app?").unwrap();
+        assert!(app.coverage < 0.5, "{app:?}");
+        // Filler words do not count against a question.
+        let hit = best("Hi, I need help, how can I get my workspace backed up please?").unwrap();
+        assert_eq!(hit.article_id, backup.id);
+        assert!(hit.coverage > 0.99, "{hit:?}");
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub struct Passage {
     pub text: String,
     /// BM25 relevance; higher is better. Only comparable within one search.
     pub score: f32,
+    /// How much of the question the passage covers, from 0 to 1: the share of the question's
+    /// words (weighted by how rare they are in the knowledge base, filler words left out) that
+    /// occur in the passage, its title or its tags. Comparable across searches, so a passage
+    /// that shares one common word with the question is told from one that answers it.
+    pub coverage: f32,
 }
 
 /// One request to a model.

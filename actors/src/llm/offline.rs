@@ -1,52 +1,23 @@
 //! The offline provider: a deterministic stand-in for a language model that needs no network,
 //! so a fresh install answers real questions from its knowledge base.
 //!
-//! It streams the best retrieved passage word by word, and calls `create_ticket` when the
-//! visitor asks for a person or a ticket, or when the knowledge base has nothing on the question.
+//! What it does with a message is the hand-off decision ([`crate::handoff::decide`]): it calls
+//! `create_ticket` at once when the visitor asks for a person, has a problem only a person can
+//! solve, or is fed up; streams the best passage word by word when the knowledge base has one
+//! close to the question; and otherwise says it has no answer and offers a person, whom a "yes"
+//! then brings in.
 
 use async_trait::async_trait;
 use futures_util::stream;
 
 use super::{LlmError, LlmEvent, LlmProvider, LlmRequest, LlmStream, ToolCall};
+use crate::handoff::{self, Next, OFFER};
 
 /// The tool the assistant opens tickets with; its name is part of the tool-calling contract.
 pub const CREATE_TICKET: &str = "create_ticket";
 
-/// Phrases that mean "let me talk to a person". Matched on whole words of the lower-cased text.
-const HANDOFF_PHRASES: &[&str] = &[
-    "human",
-    "person",
-    "real person",
-    "someone",
-    "agent",
-    "representative",
-    "operator",
-    "support team",
-    "ticket",
-    "escalate",
-    "talk to",
-    "speak to",
-    "speak with",
-    "talk with",
-    "contact support",
-];
-
 #[derive(Debug, Default, Clone)]
 pub struct OfflineProvider;
-
-/// Whether the visitor asks to be handed over to a person.
-pub fn wants_handoff(question: &str) -> bool {
-    let words: Vec<String> = question
-        .to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.strip_suffix('s').unwrap_or(w).to_owned())
-        .collect();
-    let text = format!(" {} ", words.join(" "));
-    HANDOFF_PHRASES
-        .iter()
-        .any(|phrase| text.contains(&format!(" {phrase} ")))
-}
 
 /// Splits text into pieces that concatenate back to it: each word with the space before it.
 fn words(text: &str) -> Vec<String> {
@@ -65,11 +36,8 @@ fn words(text: &str) -> Vec<String> {
 }
 
 /// A ticket title from the visitor's words: the first line, cut at a word near 80 characters.
-fn title_from(question: &str) -> String {
-    let line = question
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
+pub fn title_from(text: &str) -> String {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     let mut title = String::new();
     for word in line.split_whitespace() {
         if title.len() + word.len() + 1 > 80 {
@@ -81,7 +49,7 @@ fn title_from(question: &str) -> String {
         title.push_str(word);
     }
     if title.is_empty() {
-        "Support request from chat".into()
+        handoff::FALLBACK_TITLE.into()
     } else {
         title
     }
@@ -91,6 +59,14 @@ fn estimate_tokens(text: &str) -> u32 {
     u32::try_from(text.len().div_ceil(4)).unwrap_or(u32::MAX)
 }
 
+const NO_TOOL: &str = "I can't open a ticket from this chat, but the support team can help: \
+                       please open a support ticket and they will reply there.";
+const NOTHING_FOUND: &str = "I couldn't find anything about that in our help articles. Please \
+                             open a support ticket and the support team will reply there.";
+const SMALL_TALK: &str = "Happy to help! Ask me anything about the product, or ask for a \
+                          person at any time.";
+const DECLINED: &str = "Alright. If there is anything else, just ask.";
+
 #[async_trait]
 impl LlmProvider for OfflineProvider {
     fn name(&self) -> &'static str {
@@ -98,34 +74,35 @@ impl LlmProvider for OfflineProvider {
     }
 
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, LlmError> {
-        let question = request.question().trim().to_owned();
         let can_open_ticket = request.tools.iter().any(|t| t.name == CREATE_TICKET);
+        // The chat turn hands over only passages close to the question.
         let best = request.passages.first();
-        let handoff = wants_handoff(&question);
+        let next = handoff::decide(&request.messages, best.is_some());
         let mut events: Vec<Result<LlmEvent, LlmError>> = Vec::new();
-        let answer = if can_open_ticket && (handoff || best.is_none()) {
-            let arguments = serde_json::json!({
-                "title": title_from(&question),
-                "description": question,
-            });
-            events.push(Ok(LlmEvent::ToolCall(ToolCall {
-                name: CREATE_TICKET.into(),
-                arguments: arguments.to_string(),
-            })));
-            String::new()
-        } else {
-            let answer = match best {
-                Some(p) if !handoff => format!("From \"{}\": {}", p.title, p.text),
-                _ if handoff => "I can't open a ticket from this chat, but the support team can \
-                                 help: please open a support ticket and they will reply there."
-                    .to_owned(),
-                _ => "I couldn't find anything about that in our help articles. Please open a \
-                      support ticket and the support team will reply there."
-                    .to_owned(),
-            };
-            events.extend(words(&answer).into_iter().map(|w| Ok(LlmEvent::Text(w))));
-            answer
+        let answer = match (next, best) {
+            (Next::HandOver(_), _) if can_open_ticket => {
+                let conversation = &request.messages;
+                let problem = handoff::substantive(conversation);
+                let arguments = serde_json::json!({
+                    "title": problem.map_or_else(|| handoff::FALLBACK_TITLE.to_owned(), title_from),
+                    "description": problem.unwrap_or(request.question().trim()),
+                });
+                events.push(Ok(LlmEvent::ToolCall(ToolCall {
+                    name: CREATE_TICKET.into(),
+                    arguments: arguments.to_string(),
+                })));
+                String::new()
+            }
+            (Next::HandOver(_), _) => NO_TOOL.to_owned(),
+            (Next::Answer, Some(p)) => format!("From \"{}\": {}", p.title, p.text),
+            (Next::Offer | Next::Answer, _) if can_open_ticket => {
+                format!("I couldn't find an answer to that in our help center. {OFFER}")
+            }
+            (Next::Offer | Next::Answer, _) => NOTHING_FOUND.to_owned(),
+            (Next::SmallTalk, _) => SMALL_TALK.to_owned(),
+            (Next::Declined, _) => DECLINED.to_owned(),
         };
+        events.extend(words(&answer).into_iter().map(|w| Ok(LlmEvent::Text(w))));
         let prompt: usize = request.messages.iter().map(|m| m.content.len()).sum();
         events.push(Ok(LlmEvent::Usage {
             prompt_tokens: u32::try_from(prompt.div_ceil(4)).unwrap_or(u32::MAX),
@@ -169,6 +146,7 @@ mod tests {
             title: "Resetting your password".into(),
             text: "Choose 'Forgot password' on the sign-in page.".into(),
             score: 3.2,
+            coverage: 1.0,
         }
     }
 
@@ -180,25 +158,6 @@ mod tests {
             .map(|e| e.unwrap())
             .collect()
             .await
-    }
-
-    #[test]
-    fn handoff_is_recognised_on_whole_words() {
-        for q in [
-            "Can I talk to a human?",
-            "I want to speak with someone",
-            "please open a TICKET",
-            "Are there agents online?",
-        ] {
-            assert!(wants_handoff(q), "{q}");
-        }
-        for q in [
-            "How do I reset my password?",
-            "humanitarian aid",
-            "tickety-boo",
-        ] {
-            assert!(!wants_handoff(q), "{q}");
-        }
     }
 
     #[test]
@@ -226,25 +185,62 @@ mod tests {
         assert!(matches!(events.last(), Some(LlmEvent::Usage { .. })));
     }
 
+    fn text_of(events: &[LlmEvent]) -> String {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                LlmEvent::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[tokio::test]
-    async fn it_opens_a_ticket_on_request_or_when_nothing_matches() {
-        for (q, passages) in [
-            ("I want to talk to a human", vec![passage()]),
-            ("My parcel never arrived", vec![]),
-        ] {
-            let events = run(request(q, passages, true)).await;
-            let LlmEvent::ToolCall(call) = &events[0] else {
-                panic!("{events:?}");
-            };
-            assert_eq!(call.name, CREATE_TICKET);
-            let args: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
-            assert_eq!(args["title"], q);
-            assert_eq!(args["description"], q);
-        }
+    async fn it_opens_a_ticket_on_request_and_offers_one_when_nothing_matches() {
+        let events = run(request("I want to talk to a human", vec![passage()], true)).await;
+        let LlmEvent::ToolCall(call) = &events[0] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(call.name, CREATE_TICKET);
+        let args: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
+        assert_eq!(args["title"], handoff::FALLBACK_TITLE);
+        assert_eq!(args["description"], "I want to talk to a human");
+
+        // No answer: an offer, not a ticket, and no unrelated article.
+        let events = run(request(
+            "My parcel never arrived, where is it?",
+            vec![],
+            true,
+        ))
+        .await;
+        assert!(events.iter().all(|e| !matches!(e, LlmEvent::ToolCall(_))));
+        assert!(text_of(&events).ends_with(OFFER), "{events:?}");
+
+        // A greeting gets a friendly word, whatever the knowledge base holds.
+        let events = run(request("Hello!", vec![], true)).await;
+        assert_eq!(text_of(&events), SMALL_TALK);
+
         // Without the tool it says how to reach a person instead.
         let events = run(request("I want to talk to a human", vec![passage()], false)).await;
-        assert!(matches!(&events[0], LlmEvent::Text(_)));
+        assert_eq!(text_of(&events), NO_TOOL);
         assert!(events.iter().all(|e| !matches!(e, LlmEvent::ToolCall(_))));
+    }
+
+    #[tokio::test]
+    async fn a_yes_to_the_offer_opens_a_ticket_titled_by_the_question() {
+        let mut req = request("Can I export my dashboards to PDF?", vec![], true);
+        req.messages.push(LlmMessage::new(
+            LlmRole::Assistant,
+            format!("I couldn't find an answer to that in our help center. {OFFER}"),
+        ));
+        req.messages
+            .push(LlmMessage::new(LlmRole::User, "yes please"));
+        let events = run(req).await;
+        let LlmEvent::ToolCall(call) = &events[0] else {
+            panic!("{events:?}");
+        };
+        let args: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
+        assert_eq!(args["title"], "Can I export my dashboards to PDF?");
     }
 
     #[test]
@@ -252,6 +248,6 @@ mod tests {
         let long = "word ".repeat(40);
         let t = title_from(&long);
         assert!(t.len() <= 80 && t.ends_with("word"));
-        assert_eq!(title_from("   "), "Support request from chat");
+        assert_eq!(title_from("   "), handoff::FALLBACK_TITLE);
     }
 }
