@@ -17,7 +17,7 @@ use crate::domain::{
 use crate::handoff::{self, Next, Reason};
 use crate::llm::offline::{title_from, CREATE_TICKET};
 use crate::llm::{LlmEvent, LlmMessage, LlmRequest, LlmRole, Passage, ToolCall, ToolSpec};
-use crate::ticket::{NewTicket, TicketKey};
+use crate::ticket::{Command, NewTicket, TicketKey};
 use crate::MessageId;
 
 /// Turns of the transcript kept in memory: enough for a prompt's history.
@@ -850,7 +850,8 @@ impl TurnRun {
             project: self.key.project.clone(),
             slug: slug.clone(),
         };
-        if let Err(e) = self.deps.tickets.add_note(&key, author, content).await {
+        let note = Command::AddNote { author, content };
+        if let Err(e) = self.deps.tickets.run(&key, note).await {
             tracing::warn!(project = %self.key.project, ticket = %slug, error = %e, "could not add the hand-off note");
         }
     }
