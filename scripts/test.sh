@@ -32,6 +32,7 @@ cleanup() {
     # Its own process group (setsid below), so the compilers under pip stop with it.
     kill -- "-$llama_install" 2>/dev/null || true
   fi
+  rm -f "${LLAMA_INSTALL_LOG:-}"
   if $nats_here; then
     bash scripts/nats.sh stop || true
     rm -rf "$NATS_DIR"
