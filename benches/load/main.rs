@@ -164,42 +164,7 @@ enum Scenario {
     /// steady posts: how long the server keeps a peer that fell behind (Linux: read from
     /// /proc/net/tcp), what the kernel queues for it, and the readers' latency without and with
     /// such peers, in alternating phases.
-    Slow {
-        /// Subscribers that read.
-        #[arg(long, default_value_t = 200)]
-        readers: usize,
-        /// Peers that never read, joining one after another over a phase's first 4/5.
-        #[arg(long, default_value_t = 40)]
-        peers: usize,
-        /// Posts per second.
-        #[arg(long, default_value_t = 200.0)]
-        rate: f64,
-        /// Each post's content, in bytes.
-        #[arg(long, default_value_t = 1024)]
-        message_bytes: usize,
-        /// Each phase's posting time.
-        #[arg(long, default_value_t = 20)]
-        duration_secs: u64,
-        /// Connections the posts go out on.
-        #[arg(long, default_value_t = 32)]
-        publishers: usize,
-        /// The receive buffer a never-reading peer asks its kernel for.
-        #[arg(long, default_value_t = 4096)]
-        peer_recv_buffer: usize,
-        /// The server's FLEETY_WS_SEND_BUFFER_BYTES (set on a server this run starts): a peer
-        /// has fallen behind once this many bytes are queued for it.
-        #[arg(long, default_value_t = 65_536)]
-        send_buffer_bytes: usize,
-        /// FLEETY_WS_SUBSCRIBER_QUEUE for the server this run starts (its default otherwise).
-        #[arg(long)]
-        subscriber_queue: Option<usize>,
-        /// FLEETY_WS_WRITE_TIMEOUT_MS for the server this run starts (its default otherwise).
-        #[arg(long)]
-        write_timeout_ms: Option<u64>,
-        /// Pairs of phases: the readers alone, then with the peers.
-        #[arg(long, default_value_t = 2)]
-        rounds: usize,
-    },
+    Slow(slow::Shape),
     /// (internal) run one worker job given as JSON.
     #[command(hide = true)]
     Worker { job: String },
@@ -253,9 +218,7 @@ async fn coordinate(cli: Cli) -> anyhow::Result<()> {
                 Scenario::Idle { .. } | Scenario::Storm { .. } => {
                     vec![("MIMALLOC_PURGE_DELAY".into(), "0".into())]
                 }
-                Scenario::Slow { .. } => slow_shape(&cli.scenario)
-                    .map(|s| s.server_env())
-                    .unwrap_or_default(),
+                Scenario::Slow(ref shape) => shape.server_env(),
                 _ => Vec::new(),
             };
             let s = Server::start(&log, &env, cli.server_cpu).await?;
@@ -345,10 +308,7 @@ async fn coordinate(cli: Cli) -> anyhow::Result<()> {
             )
             .await?
         }
-        Scenario::Slow { .. } => {
-            let shape = slow_shape(&cli.scenario).context("the slow scenario's settings")?;
-            slow::run(&cli, &server, &shape).await?
-        }
+        Scenario::Slow(ref shape) => slow::run(&cli, &server, shape).await?,
         Scenario::Worker { .. } | Scenario::BareServer { .. } => unreachable!("handled in main"),
     };
     let probe_after = host::cross_cpu_round_trip_ns();
@@ -360,39 +320,6 @@ async fn coordinate(cli: Cli) -> anyhow::Result<()> {
     report.print();
     report.write(&cli.out)?;
     Ok(())
-}
-
-/// The slow scenario's settings, when that is the scenario.
-fn slow_shape(scenario: &Scenario) -> Option<slow::Shape> {
-    let Scenario::Slow {
-        readers,
-        peers,
-        rate,
-        message_bytes,
-        duration_secs,
-        publishers,
-        peer_recv_buffer,
-        send_buffer_bytes,
-        subscriber_queue,
-        write_timeout_ms,
-        rounds,
-    } = *scenario
-    else {
-        return None;
-    };
-    Some(slow::Shape {
-        readers,
-        peers,
-        rate,
-        message_bytes,
-        duration_secs,
-        publishers,
-        peer_recv_buffer,
-        send_buffer_bytes,
-        subscriber_queue,
-        write_timeout_ms,
-        rounds,
-    })
 }
 
 /// A worker process and the lines it reports.

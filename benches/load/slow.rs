@@ -40,17 +40,41 @@ const AFTER_POSTS: Duration = Duration::from_secs(15);
 const ESTABLISHED: u8 = 0x01;
 
 /// The scenario's settings, from its command line.
+#[derive(clap::Args, Clone, Debug)]
 pub struct Shape {
+    /// Subscribers that read.
+    #[arg(long, default_value_t = 200)]
     pub readers: usize,
+    /// Peers that never read, joining one after another over a phase's first 4/5.
+    #[arg(long, default_value_t = 40)]
     pub peers: usize,
+    /// Posts per second.
+    #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
+    /// Each post's content, in bytes.
+    #[arg(long, default_value_t = 1024)]
     pub message_bytes: usize,
+    /// Each phase's posting time.
+    #[arg(long, default_value_t = 20)]
     pub duration_secs: u64,
+    /// Connections the posts go out on.
+    #[arg(long, default_value_t = 32)]
     pub publishers: usize,
+    /// The receive buffer a never-reading peer asks its kernel for.
+    #[arg(long, default_value_t = 4096)]
     pub peer_recv_buffer: usize,
+    /// The server's FLEETY_WS_SEND_BUFFER_BYTES (set on a server this run starts): a peer
+    /// has fallen behind once this many bytes are queued for it.
+    #[arg(long, default_value_t = 65_536)]
     pub send_buffer_bytes: usize,
+    /// FLEETY_WS_SUBSCRIBER_QUEUE for the server this run starts (its default otherwise).
+    #[arg(long)]
     pub subscriber_queue: Option<usize>,
+    /// FLEETY_WS_WRITE_TIMEOUT_MS for the server this run starts (its default otherwise).
+    #[arg(long)]
     pub write_timeout_ms: Option<u64>,
+    /// Pairs of phases: the readers alone, then with the peers.
+    #[arg(long, default_value_t = 2)]
     pub rounds: usize,
 }
 
