@@ -1,20 +1,24 @@
 //! The accept loop: warp's routes served through hyper's HTTP/1 connection with a timer,
 //! because warp's own `serve` has no header-read timeout. HTTP/1 only: WebSockets upgrade from
 //! it, browsers speak HTTP/2 only over TLS (which a proxy in front terminates), and HTTP/2's
-//! protocol sniffing would let a silent connection hold its slot with no timeout at all. It caps open connections, tags each request with its TCP peer, and on
-//! shutdown stops accepting, lets requests in flight finish, closes WebSockets with "going
-//! away", and gives up after the grace period with a warning.
+//! protocol sniffing would let a silent connection hold its slot with no timeout at all.
+//!
+//! It caps open connections, reads what the guards and handlers need from each request once
+//! ([`RequestMeta`]), puts the headers its guard decided on every answer, and on shutdown stops
+//! accepting, lets requests in flight finish, closes WebSockets with "going away", and gives up
+//! after the grace period with a warning.
 //!
 //! Past the cap, a connection is answered 503 with `Retry-After` and closed ([`Refusals`]), so
 //! a crowd larger than the server learns when to come back instead of retrying at once. Those
 //! answers have an allowance of their own, and past it connections are closed unread: the
 //! refusals can never cost more than a few hundred files and a few MiB.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderValue, CONNECTION, RETRY_AFTER};
+use http::header::{HeaderMap, HeaderValue, CONNECTION, RETRY_AFTER, UPGRADE};
 use http::StatusCode;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -25,7 +29,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerSettings;
-use crate::http::{router, ApiError, Ctx, PeerAddr, RequestMeta};
+use crate::http::access::Seal;
+use crate::http::upgrade::UpgradeSlot;
+use crate::http::{router, ApiError, Ctx};
 
 pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
     let settings = ctx.settings.clone();
@@ -69,15 +75,22 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
         let trusted_proxies = settings.limits.trusted_proxies;
         let per_request = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             // Read once here, where the headers can be borrowed; warp's header filters clone.
-            let meta =
-                RequestMeta::from_parts(Some(PeerAddr(peer)), req.headers(), trusted_proxies);
-            req.extensions_mut().insert(Arc::new(meta));
-            crate::http::upgrade::UpgradeSlot::attach(&mut req, &slot);
+            let meta = Arc::new(RequestMeta::from_parts(
+                Some(PeerAddr(peer)),
+                req.headers(),
+                trusted_proxies,
+            ));
+            req.extensions_mut().insert(meta.clone());
+            if req.headers().contains_key(UPGRADE) {
+                UpgradeSlot::attach(&mut req, &slot);
+            }
             let method = req.method().clone();
             let started = std::time::Instant::now();
             let (route, answer) = router.call(req);
             async move {
-                let resp = answer.await;
+                // Every answer, refusals and errors included, gets the headers its guard
+                // decided, so a browser can read a 429 or a 404 too.
+                let resp = answer.await.map(|resp| meta.seal(resp));
                 if let Ok(resp) = &resp {
                     crate::metrics::http_request(&method, route, resp.status().as_u16(), started);
                 }
@@ -339,5 +352,182 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: tokio_util::sync::Ca
         tokio::spawn(async move {
             let _ = conn.await;
         });
+    }
+}
+
+/// The TCP peer of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// What the server reads from a request's connection and headers, once, for the guards and
+/// handlers: they share it as an `Arc`, never cloning the headers.
+#[derive(Debug)]
+pub struct RequestMeta {
+    pub ip: IpAddr,
+    /// The browser origin of a cross-origin request; `None` for requests without one and for
+    /// the server's own pages (the inbox), which are not cross-origin.
+    pub origin: Option<String>,
+    pub bearer: Option<String>,
+    pub content_type: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// The rate-limit and CORS headers the request's answer gets, whatever it turns out to be.
+    pub seal: Seal,
+}
+
+impl RequestMeta {
+    pub fn from_parts(
+        peer: Option<PeerAddr>,
+        headers: &HeaderMap,
+        trusted_proxies: usize,
+    ) -> RequestMeta {
+        let peer_ip = peer.map(|p| p.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let text = |name: http::header::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let bearer = text(http::header::AUTHORIZATION).and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        });
+        let host = text(http::header::HOST);
+        let origin = text(http::header::ORIGIN).filter(|o| !same_origin(o, host.as_deref()));
+        RequestMeta {
+            ip: client_ip(peer_ip, headers, trusted_proxies),
+            origin,
+            bearer,
+            content_type: text(http::header::CONTENT_TYPE),
+            idempotency_key: text(http::header::HeaderName::from_static("idempotency-key")),
+            seal: Seal::default(),
+        }
+    }
+
+    /// Puts the request's rate-limit and CORS headers on its answer.
+    pub fn seal(&self, mut resp: warp::reply::Response) -> warp::reply::Response {
+        let h = resp.headers_mut();
+        if let Some(d) = self.seal.rate.get().filter(|d| d.limit > 0) {
+            h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+            h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+            h.insert("x-ratelimit-reset", HeaderValue::from(d.reset_secs));
+            if !d.allowed {
+                h.insert(http::header::RETRY_AFTER, HeaderValue::from(d.reset_secs));
+            }
+        }
+        // On every project-scoped answer, allowed or not, so no cache serves one origin's
+        // answer to another.
+        if self.seal.scoped.load(Ordering::Relaxed) {
+            h.insert(http::header::VARY, HeaderValue::from_static("Origin"));
+        }
+        if let Some(origin) = self.seal.allowed_origin.get() {
+            h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            h.insert(
+                http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(
+                    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After",
+                ),
+            );
+        }
+        resp
+    }
+}
+
+/// Whether a browser's `Origin` is the server's own: its host (and port) is the one the request
+/// was sent to. Compared without the scheme, which a TLS-terminating proxy changes.
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    authority.eq_ignore_ascii_case(host)
+}
+
+/// The client's IP: the TCP peer, or, behind `trusted` proxies, the address the outermost
+/// trusted proxy saw (counted from the right of `X-Forwarded-For`, which proxies append to).
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: usize) -> IpAddr {
+    if trusted == 0 {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    hops.len()
+        .checked_sub(trusted)
+        .and_then(|i| hops.get(i))
+        .and_then(|hop| parse_hop(hop))
+        .unwrap_or(peer)
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port or IPv6 brackets.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Ok(sock) = hop.parse::<SocketAddr>() {
+        return Some(sock.ip());
+    }
+    hop.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_own_pages_are_not_cross_origin() {
+        assert!(same_origin("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
+        assert!(same_origin(
+            "https://Support.Example.com",
+            Some("support.example.com")
+        ));
+        assert!(!same_origin(
+            "https://evil.example",
+            Some("support.example.com")
+        ));
+        assert!(!same_origin(
+            "http://127.0.0.1:3000",
+            Some("127.0.0.1:8080")
+        ));
+        assert!(!same_origin("http://127.0.0.1:8080", None));
+    }
+
+    #[test]
+    fn the_client_ip_is_the_peer_unless_proxies_are_trusted() {
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9"),
+        );
+        assert_eq!(client_ip(peer, &h, 0), peer);
+        // One proxy appended the address it saw: trust that one, not what the client claimed.
+        assert_eq!(
+            client_ip(peer, &h, 1),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(peer, &h, 2), "6.6.6.6".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(peer, &h, 3), peer);
+        assert_eq!(client_ip(peer, &HeaderMap::new(), 1), peer);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9:4711"),
+        );
+        assert_eq!(
+            client_ip(peer, &h, 1),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("[2001:db8::7]"));
+        assert_eq!(
+            client_ip(peer, &h, 1),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -24,11 +24,11 @@ use fleety_actors::chat::SessionKey;
 use fleety_actors::domain::{Project, ProjectId};
 use http::header::HeaderValue;
 use warp::path::FullPath;
-use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::ratelimit::{Decision, RateLimiter};
-use super::{parse_project_id, ApiError, Ctx, RequestMeta};
+use super::{ApiError, Ctx};
+use crate::server::RequestMeta;
 
 /// A caller of a public endpoint, once counted and checked.
 pub struct Visitor {
@@ -58,14 +58,21 @@ fn refuse(e: ApiError) -> Rejection {
 /// The headers a request's answer gets from its guard.
 #[derive(Debug, Default)]
 pub struct Seal {
-    rate: OnceLock<Decision>,
+    pub(crate) rate: OnceLock<Decision>,
     /// The request concerns a project: its answer varies with the browser origin.
-    scoped: AtomicBool,
+    pub(crate) scoped: AtomicBool,
     /// The browser origin, allowed by the project, echoed in `Access-Control-Allow-Origin`.
-    allowed_origin: OnceLock<HeaderValue>,
+    pub(crate) allowed_origin: OnceLock<HeaderValue>,
 }
 
 impl RequestMeta {
+    /// Whether the caller holds this project's admin key.
+    pub fn is_admin_of(&self, project: &Project) -> bool {
+        self.bearer
+            .as_deref()
+            .is_some_and(|key| crate::auth::key_matches(key, &project.admin_key_hash))
+    }
+
     /// Counts the request against `limiter` (when it is on), and refuses it over the limit.
     fn count(&self, limiter: &RateLimiter, name: &'static str) -> Result<(), ApiError> {
         if !limiter.enabled() {
@@ -104,34 +111,6 @@ impl RequestMeta {
         } else {
             Err(ApiError::forbidden("origin not allowed for this project"))
         }
-    }
-
-    /// Puts the request's rate-limit and CORS headers on its answer.
-    pub fn seal(&self, mut resp: Response) -> Response {
-        let h = resp.headers_mut();
-        if let Some(d) = self.seal.rate.get().filter(|d| d.limit > 0) {
-            h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
-            h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
-            h.insert("x-ratelimit-reset", HeaderValue::from(d.reset_secs));
-            if !d.allowed {
-                h.insert(http::header::RETRY_AFTER, HeaderValue::from(d.reset_secs));
-            }
-        }
-        // On every project-scoped answer, allowed or not, so no cache serves one origin's
-        // answer to another.
-        if self.seal.scoped.load(Ordering::Relaxed) {
-            h.insert(http::header::VARY, HeaderValue::from_static("Origin"));
-        }
-        if let Some(origin) = self.seal.allowed_origin.get() {
-            h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-            h.insert(
-                http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static(
-                    "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After",
-                ),
-            );
-        }
-        resp
     }
 }
 
@@ -314,4 +293,8 @@ pub fn session_limit(ctx: &Arc<Ctx>) -> impl Filter<Extract = (), Error = Reject
         meta.count(&ctx.session_limit, "session")
     })
     .untuple_one()
+}
+
+pub fn parse_project_id(raw: &str) -> Result<ProjectId, ApiError> {
+    ProjectId::parse(raw).map_err(|_| ApiError::not_found("project not found"))
 }

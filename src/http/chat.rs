@@ -20,7 +20,8 @@ use warp::reply::Response;
 use warp::Reply;
 
 use super::access::Session;
-use super::{json, respond, ApiError, Ctx};
+use super::error::{json, respond};
+use super::{ApiError, Ctx};
 
 /// Messages one request may carry.
 pub const MAX_MESSAGES: usize = 50;

@@ -4,8 +4,10 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 
+use bytes::Bytes;
 use fleety_actors::store::StoreError;
 use fleety_actors::ticket::TicketError;
+use http::header::HeaderValue;
 use http::StatusCode;
 use warp::reply::Response;
 use warp::Rejection;
@@ -66,7 +68,7 @@ impl ApiError {
     }
 
     pub fn to_response(&self) -> Response {
-        let mut response = super::json(
+        let mut response = json(
             self.status,
             &ErrorBody {
                 error: &self.message,
@@ -178,6 +180,26 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         ApiError::bad_request("bad request")
     };
     Ok(error.into_response())
+}
+
+/// A JSON response from bytes that are already JSON.
+pub fn json_bytes(status: StatusCode, body: Bytes) -> Response {
+    let mut resp = Response::new(body.into());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    json_bytes(status, fleety_actors::events::encode(value))
+}
+
+/// A handler's answer, or its error as the `{"error": ...}` answer.
+pub fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
 }
 
 #[cfg(test)]

@@ -20,8 +20,9 @@ use uuid::Uuid;
 use warp::reply::Response;
 
 use super::access::Visitor;
+use super::error::{json, respond};
 use super::tickets::ticket_key;
-use super::{json, respond, ApiError, Ctx};
+use super::{ApiError, Ctx};
 
 /// Results a search returns at most.
 const MAX_RESULTS: usize = 20;

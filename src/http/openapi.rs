@@ -47,7 +47,7 @@ pub fn document_response() -> Response {
     let body = JSON
         .get_or_init(|| fleety_actors::events::encode(document()))
         .clone();
-    super::json_bytes(StatusCode::OK, body)
+    super::error::json_bytes(StatusCode::OK, body)
 }
 
 /// Two names utoipa 5.5 cannot write: a link's `operationId` (it writes `operation_id`) and

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warp::reply::Response;
 
-use super::{json, respond, ApiError, Ctx};
+use super::error::{json, respond};
+use super::{ApiError, Ctx};
 use crate::projects::parse_origins;
 
 /// A project's settings.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
-use http::Method;
+use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::{Ref, RefOr, Schema};
@@ -24,7 +24,8 @@ use warp::{Buf, Filter, Rejection};
 
 use super::access::{self, Refused, Session, Visitor};
 use super::upgrade::WsRequest;
-use super::{ApiError, Ctx, RequestMeta};
+use super::{ApiError, Ctx};
+use crate::server::RequestMeta;
 use fleety_actors::domain::Project;
 
 /// A handler, ready to serve the requests the router gives it.
@@ -417,7 +418,7 @@ impl Build<'_> {
                 if optional && bytes.is_empty() {
                     return Ok(None);
                 }
-                super::parse_body(&meta, &bytes)
+                parse_body(&meta, &bytes)
                     .map(Some)
                     .map_err(|e| warp::reject::custom(Refused(e)))
             },
@@ -524,4 +525,29 @@ where
         }
     }
     Ok(out.freeze())
+}
+
+/// Parses a JSON request body, insisting on a JSON content type.
+pub fn parse_body<T: DeserializeOwned>(meta: &RequestMeta, body: &Bytes) -> Result<T, ApiError> {
+    let is_json = meta.content_type.as_deref().is_some_and(|ct| {
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        mime.eq_ignore_ascii_case("application/json")
+    });
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ));
+    }
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "request body is empty; a JSON object is expected",
+        ));
+    }
+    // Every body of the API is an object; serde would also read a struct from an array.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }

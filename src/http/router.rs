@@ -25,7 +25,8 @@ use warp::Filter;
 
 use super::route::PathParams;
 use super::routes::table;
-use super::{ApiError, Ctx, RequestMeta};
+use super::{ApiError, Ctx};
+use crate::server::RequestMeta;
 
 /// One path of the table: its segments, and its routes.
 struct PathEntry {
@@ -160,19 +161,12 @@ pub fn router(
     }
 }
 
-/// What every route's answer goes through: refusals become `{"error"}` answers, and every
-/// answer gets the headers its guard decided.
+/// What every route's answer goes through: refusals become `{"error"}` answers. (The server
+/// puts the headers the guard decided on every answer, see `RequestMeta::seal`.)
 fn finish(handler: super::route::Handler) -> super::route::Handler {
     handler
         .recover(super::error::recover)
         .unify()
-        .and(warp::ext::optional::<Arc<RequestMeta>>())
-        .map(
-            |resp: Response, meta: Option<Arc<RequestMeta>>| match meta {
-                Some(meta) => meta.seal(resp),
-                None => resp,
-            },
-        )
         .with(warp::trace(
             |info| tracing::info_span!("request", method = %info.method(), path = %info.path()),
         ))
@@ -246,7 +240,7 @@ async fn preflight(
     let segments: Vec<&str> = path.as_str().trim_matches('/').split('/').collect();
     let allowed = match segments.as_slice() {
         ["v1", "tickets" | "projects" | "kb", project, ..] => {
-            match super::parse_project_id(project) {
+            match super::access::parse_project_id(project) {
                 Ok(id) => {
                     matches!(ctx.projects.get(&id).await, Ok(Some(p)) if crate::projects::allows(&p, &origin))
                 }

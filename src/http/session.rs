@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 use warp::reply::Response;
 
 use super::access::Session;
-use super::{json, respond, ApiError, Ctx, RequestMeta};
+use super::error::{json, respond};
+use super::{ApiError, Ctx};
+use crate::server::RequestMeta;
 
 /// The project a visitor's session belongs to.
 #[derive(Deserialize, ToSchema)]

@@ -18,7 +18,9 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 use warp::reply::Response;
 
 use super::access::Visitor;
-use super::{json, json_bytes, respond, ApiError, Ctx, RequestMeta};
+use super::error::{json, json_bytes, respond};
+use super::{ApiError, Ctx};
+use crate::server::RequestMeta;
 
 pub fn ticket_key(project: &Project, slug: &str) -> Result<TicketKey, ApiError> {
     let slug = Slug::parse(slug).map_err(|_| ApiError::not_found("ticket not found"))?;

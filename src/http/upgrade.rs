@@ -43,16 +43,15 @@ pub struct UpgradeSlot {
 }
 
 impl UpgradeSlot {
-    /// Moves the upgrade handle of an upgrade request into a slot in its extensions. Other
-    /// requests are left alone (taking the handle costs an allocation).
+    /// Moves the upgrade handle of an upgrade request into a slot in its extensions. The
+    /// server calls it only for requests with `Upgrade` (taking the handle costs an
+    /// allocation).
     pub fn attach<B>(req: &mut http::Request<B>, hold: &Hold) {
-        if req.headers().contains_key(header::UPGRADE) {
-            let on_upgrade = hyper::upgrade::on(&mut *req);
-            req.extensions_mut().insert(UpgradeSlot {
-                on_upgrade: Arc::new(Mutex::new(Some(on_upgrade))),
-                hold: hold.clone(),
-            });
-        }
+        let on_upgrade = hyper::upgrade::on(&mut *req);
+        req.extensions_mut().insert(UpgradeSlot {
+            on_upgrade: Arc::new(Mutex::new(Some(on_upgrade))),
+            hold: hold.clone(),
+        });
     }
 
     fn take(&self) -> Option<OnUpgrade> {

@@ -18,7 +18,8 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 use uuid::Uuid;
 use warp::reply::Response;
 
-use super::{json, respond, ApiError, Ctx};
+use super::error::{json, respond};
+use super::{ApiError, Ctx};
 
 /// Endpoints one project may have.
 pub const MAX_ENDPOINTS: usize = 20;

@@ -32,8 +32,9 @@ use warp::reply::Response;
 use super::upgrade::{self, WebSocket, WsRequest};
 
 use super::access::Visitor;
+use super::error::respond;
 use super::tickets::ticket_key;
-use super::{respond, ApiError, Ctx};
+use super::{ApiError, Ctx};
 
 /// Close codes (RFC 6455): going away, policy violation, try again later.
 const GOING_AWAY: u16 = 1001;

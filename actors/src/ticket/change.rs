@@ -267,7 +267,7 @@ mod tests {
     }
 
     fn message(text: &str) -> Message {
-        super::super::idempotency::tests::message(text, None)
+        super::super::commands::tests::message(text, None)
     }
 
     fn payload(told: &Told) -> serde_json::Value {

@@ -7,11 +7,12 @@
 //! in `commands.rs`, and, if it writes something new, what that write changes and tells in
 //! `change.rs`.
 
+use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 
 use super::change::TicketChange;
 use super::subscribe::Snapshot;
-use super::TicketError;
+use super::{actor, TicketError, TicketKey, TicketMsg, Tickets};
 use crate::domain::{AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, Ticket};
 use crate::message_id::MessageId;
 
@@ -105,6 +106,41 @@ impl Answer {
 
     fn mismatch(&self) -> TicketError {
         TicketError::Internal(format!("a ticket answered with the wrong kind: {self:?}"))
+    }
+}
+
+/// How a command reaches the ticket's actor.
+impl Tickets {
+    /// Carries out a command on the ticket: here, or with several nodes on the node that owns
+    /// it.
+    pub async fn run(&self, key: &TicketKey, cmd: Command) -> Result<Answer, TicketError> {
+        match &self.deps.cluster {
+            None => {
+                self.call(key, |reply| TicketMsg::Run {
+                    cmd: cmd.clone(),
+                    reply,
+                })
+                .await
+            }
+            Some(cluster) => self.run_on_owner(cluster, key, cmd).await,
+        }
+    }
+
+    /// Sends a request to the ticket's actor here and waits for the answer; with several
+    /// nodes, [`TicketError::Elsewhere`] when another node owns the ticket. What the cluster
+    /// adapter calls for the commands other nodes forward.
+    ///
+    /// If the actor stopped before taking the request (it passivated), a fresh one is activated
+    /// and the request is sent once more: nothing was processed, so repeating it is safe.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        key: &TicketKey,
+        make: impl Fn(RpcReplyPort<Result<T, TicketError>>) -> TicketMsg,
+    ) -> Result<T, TicketError> {
+        let _in_flight = crate::telemetry::InFlight::new("ticket");
+        let timeout = self.deps.config.call_timeout;
+        let activate = || actor::activate(&self.deps, key);
+        self.deps.registry.call(key, timeout, activate, make).await
     }
 }
 

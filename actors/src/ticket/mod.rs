@@ -17,7 +17,6 @@ pub mod cluster;
 mod command;
 mod commands;
 mod durability;
-mod idempotency;
 mod logged;
 mod open;
 mod reads;
@@ -32,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ractor::{ActorCell, ActorRef, RpcReplyPort};
+use ractor::{ActorCell, ActorRef};
 
 pub use actor::{TicketActor, TicketMsg};
 pub use change::TicketChange;
@@ -297,38 +296,6 @@ impl Tickets {
             .registry
             .actor(key, || actor::activate(&self.deps, key))
             .await
-    }
-
-    /// Carries out a command on the ticket: here, or with several nodes on the node that owns
-    /// it.
-    pub async fn run(&self, key: &TicketKey, cmd: Command) -> Result<Answer, TicketError> {
-        match &self.deps.cluster {
-            None => {
-                self.call(key, |reply| TicketMsg::Run {
-                    cmd: cmd.clone(),
-                    reply,
-                })
-                .await
-            }
-            Some(cluster) => self.run_on_owner(cluster, key, cmd).await,
-        }
-    }
-
-    /// Sends a request to the ticket's actor here and waits for the answer; with several
-    /// nodes, [`TicketError::Elsewhere`] when another node owns the ticket. What the cluster
-    /// adapter calls for the commands other nodes forward.
-    ///
-    /// If the actor stopped before taking the request (it passivated), a fresh one is activated
-    /// and the request is sent once more: nothing was processed, so repeating it is safe.
-    pub async fn call<T: Send + 'static>(
-        &self,
-        key: &TicketKey,
-        make: impl Fn(RpcReplyPort<Result<T, TicketError>>) -> TicketMsg,
-    ) -> Result<T, TicketError> {
-        let _in_flight = crate::telemetry::InFlight::new("ticket");
-        let timeout = self.deps.config.call_timeout;
-        let activate = || actor::activate(&self.deps, key);
-        self.deps.registry.call(key, timeout, activate, make).await
     }
 
     /// The ticket's internal notes, oldest first, from the store (they are for agents, and
