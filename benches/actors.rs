@@ -190,6 +190,7 @@ async fn ticket_with_subscribers(
             name: "bench".into(),
             allowed_origins: vec![],
             admin_key_hash: "00".repeat(32),
+            assistant: Default::default(),
             created_at: now_millis(),
         })
         .await

@@ -153,6 +153,7 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     name: "Bench".into(),
                     allowed_origins: vec![],
                     admin_key_hash: String::new(),
+                    assistant: Default::default(),
                     created_at: now,
                 })
                 .await

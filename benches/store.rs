@@ -53,6 +53,7 @@ fn setup(
                 name: "bench".into(),
                 allowed_origins: vec![],
                 admin_key_hash: String::new(),
+                assistant: Default::default(),
                 created_at: fleety_actors::clock::now_millis(),
             })
             .await

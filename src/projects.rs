@@ -77,6 +77,7 @@ impl Projects {
             name: name.as_str().to_owned(),
             allowed_origins: origins,
             admin_key_hash: auth::hash_key(&admin_key),
+            assistant: Default::default(),
             created_at: fleety_actors::clock::now_millis(),
         };
         self.store.create_project(&project).await?;

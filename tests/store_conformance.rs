@@ -27,6 +27,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         name: "P".into(),
         allowed_origins: vec![],
         admin_key_hash: String::new(),
+        assistant: Default::default(),
         created_at: Utc::now(),
     };
     let ticket = Ticket {

@@ -222,6 +222,20 @@ text_value!(
     /// passages the assistant retrieves.
     ArticleBody, "body", 1, 50_000
 );
+text_value!(
+    /// The assistant's name, as the visitor sees it ("Ava"): up to 60 characters; empty for
+    /// none.
+    AssistantName, "assistant_name", 0, 60
+);
+text_value!(
+    /// The assistant's first words to a visitor: up to 500 characters; empty for the default.
+    AssistantGreeting, "assistant_greeting", 0, 500
+);
+text_value!(
+    /// The admins' instructions to the assistant (tone, what never to promise): up to 4,000
+    /// characters; empty for none.
+    AssistantGuidance, "assistant_guidance", 0, 4_000
+);
 
 /// Who speaks or reads on a ticket: the visitor, or the project's support agents.
 #[derive(
@@ -324,6 +338,39 @@ pub struct Project {
     /// Hex SHA-256 of the admin key; the key itself is never stored.
     pub admin_key_hash: String,
     pub created_at: DateTime<Utc>,
+    /// How the assistant introduces itself, and the admins' guidance to it. Absent from
+    /// projects stored before it existed: the defaults.
+    #[serde(default)]
+    pub assistant: AssistantProfile,
+}
+
+/// A project's settings for its assistant. Each text is trimmed; an empty one is unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssistantProfile {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub greeting: String,
+    #[serde(default)]
+    pub guidance: String,
+}
+
+impl AssistantProfile {
+    /// The name on one line, or `None` when unset.
+    pub fn name(&self) -> Option<String> {
+        let name = self.name.split_whitespace().collect::<Vec<_>>().join(" ");
+        (!name.is_empty()).then_some(name)
+    }
+
+    pub fn greeting(&self) -> Option<&str> {
+        let g = self.greeting.trim();
+        (!g.is_empty()).then_some(g)
+    }
+
+    pub fn guidance(&self) -> Option<&str> {
+        let g = self.guidance.trim();
+        (!g.is_empty()).then_some(g)
+    }
 }
 
 /// Origins a project may allow.
@@ -666,6 +713,20 @@ pub struct ReadCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_project_stored_before_the_assistant_settings_reads_with_the_defaults() {
+        let old = r#"{"id":"acme","name":"Acme","allowed_origins":[],"admin_key_hash":"00","created_at":"2026-01-01T00:00:00Z"}"#;
+        let project: Project = serde_json::from_str(old).unwrap();
+        assert_eq!(project.assistant, AssistantProfile::default());
+        assert_eq!(project.assistant.name(), None);
+        assert_eq!(project.assistant.guidance(), None);
+        let named = AssistantProfile {
+            name: " Ava \u{2028} Lee ".into(),
+            ..AssistantProfile::default()
+        };
+        assert_eq!(named.name().as_deref(), Some("Ava Lee"));
+    }
 
     #[test]
     fn tags_are_letters_digits_dashes_and_underscores_at_most_twenty_each_kept_once() {

@@ -41,6 +41,7 @@ pub mod telemetry;
 #[cfg(test)]
 mod testkit;
 pub mod ticket;
+pub mod unanswered;
 pub mod webhook;
 
 pub use message_id::MessageId;

@@ -60,6 +60,7 @@ impl System {
         let kb = KnowledgeBases::start(args.store.clone(), args.kb, Some(root.get_cell())).await?;
         let chats = Chats::start(
             ChatArgs {
+                unanswered: args.store.clone(),
                 store: args.store,
                 clock: args.clock,
                 llm: args.llm,

@@ -19,6 +19,7 @@ use crate::domain::{
     Tag, Ticket, TicketStatus,
 };
 use crate::message_id::MessageId;
+use crate::unanswered::{Asked, UnansweredQuestion};
 use crate::webhook::{Delivery, Endpoint};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -294,6 +295,25 @@ pub trait KbStore: Send + Sync + 'static {
     async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>>;
 }
 
+/// The questions the assistant could not answer, per project ([`crate::unanswered`]).
+#[async_trait]
+pub trait UnansweredStore: Send + Sync + 'static {
+    /// Counts one more asking of a question: a new entry, or one more on the entry with its
+    /// id. A project keeps [`MAX_PER_PROJECT`](crate::unanswered::MAX_PER_PROJECT) entries at
+    /// most: a new one beyond that drops those asked least recently. Askings of one question
+    /// recorded at the same moment through different nodes may count as one.
+    async fn record_unanswered(&self, project: &ProjectId, asked: &Asked) -> StoreResult<()>;
+    /// The project's entries, most asked first ([`crate::unanswered::sort`]), `limit` at most.
+    async fn list_unanswered(
+        &self,
+        project: &ProjectId,
+        limit: usize,
+    ) -> StoreResult<Vec<UnansweredQuestion>>;
+    /// Removes an entry (an article now answers it); [`StoreError::NotFound`] if there is none.
+    /// Asked again later, the question starts a new entry.
+    async fn dismiss_unanswered(&self, project: &ProjectId, id: &str) -> StoreResult<()>;
+}
+
 /// Webhook endpoints, and the deliveries owed to them.
 #[async_trait]
 pub trait WebhookStore: Send + Sync + 'static {
@@ -381,7 +401,9 @@ impl Claims {
 /// A whole backend: every aggregate's store in one. Each part of the system is handed only the
 /// part it uses (an `Arc<dyn Store>` converts to an `Arc<dyn TicketStore>`, and so on).
 #[async_trait]
-pub trait Store: ProjectStore + TicketStore + ChatStore + KbStore + WebhookStore {
+pub trait Store:
+    ProjectStore + TicketStore + ChatStore + KbStore + WebhookStore + UnansweredStore
+{
     /// A short name for logs and metrics: `embedded`, `scylla`, `memory`.
     fn backend(&self) -> &'static str;
     /// Makes everything written so far durable, for a graceful shutdown.

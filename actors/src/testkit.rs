@@ -90,6 +90,7 @@ async fn kit_of(
             name: "Acme".into(),
             allowed_origins: vec![],
             admin_key_hash: "00".repeat(32),
+            assistant: Default::default(),
             created_at: now_millis(),
         })
         .await

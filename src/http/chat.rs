@@ -357,6 +357,7 @@ async fn run(
                 messages,
                 project_name: project.name.clone(),
                 allowed_hosts: allowed_hosts(&project),
+                assistant: project.assistant.clone(),
             };
             match ctx.system.chats.turn(&key, request).await {
                 Ok(turn) => Ok(answer(mode, turn).await),

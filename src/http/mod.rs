@@ -18,6 +18,7 @@ pub mod router;
 pub mod routes;
 pub mod session;
 pub mod tickets;
+pub mod unanswered;
 pub mod upgrade;
 pub mod webhooks;
 pub mod ws;

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use fleety_actors::domain::{Project, ProjectId, ProjectName, Slug, Tag, TicketStatus};
+use fleety_actors::domain::{
+    AssistantGreeting, AssistantGuidance, AssistantName, InvalidValue, Project, ProjectId,
+    ProjectName, Slug, Tag, TicketStatus,
+};
 use fleety_actors::events::{rfc3339, TicketSummary};
 use fleety_actors::store::{StoreError, TicketCursor, TicketQuery};
 use http::StatusCode;
@@ -27,6 +30,16 @@ pub struct ProjectView<'a> {
     pub allowed_origins: &'a [String],
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
+    /// The assistant's name, shown to visitors; empty for none.
+    #[schema(value_type = AssistantName)]
+    pub assistant_name: &'a str,
+    /// The assistant's first words to a visitor; empty for the widget's default.
+    #[schema(value_type = AssistantGreeting)]
+    pub assistant_greeting: &'a str,
+    /// The admins' instructions to the assistant (tone, what never to promise); empty for
+    /// none. Never shown to visitors.
+    #[schema(value_type = AssistantGuidance)]
+    pub assistant_guidance: &'a str,
 }
 
 impl<'a> ProjectView<'a> {
@@ -36,6 +49,9 @@ impl<'a> ProjectView<'a> {
             name: &p.name,
             allowed_origins: &p.allowed_origins,
             created_at: rfc3339(p.created_at),
+            assistant_name: &p.assistant.name,
+            assistant_greeting: &p.assistant.greeting,
+            assistant_guidance: &p.assistant.guidance,
         }
     }
 }
@@ -53,6 +69,15 @@ pub struct UpdateProject {
     name: Option<String>,
     #[schema(value_type = Option<fleety_actors::schema::Origins>)]
     allowed_origins: Option<Vec<String>>,
+    /// An empty text clears it.
+    #[schema(value_type = Option<AssistantName>)]
+    assistant_name: Option<String>,
+    /// An empty text restores the widget's default.
+    #[schema(value_type = Option<AssistantGreeting>)]
+    assistant_greeting: Option<String>,
+    /// An empty text clears it.
+    #[schema(value_type = Option<AssistantGuidance>)]
+    assistant_guidance: Option<String>,
 }
 
 /// PATCH /v1/projects/{projectId}
@@ -69,6 +94,22 @@ pub async fn update(project: Arc<Project>, ctx: Arc<Ctx>, req: UpdateProject) ->
             if let Some(origins) = req.allowed_origins {
                 next.allowed_origins = parse_origins(origins.iter().map(String::as_str))
                     .map_err(ApiError::bad_request)?;
+            }
+            let bad = |e: InvalidValue| ApiError::bad_request(e.0);
+            if let Some(name) = req.assistant_name {
+                next.assistant.name = AssistantName::parse(&name).map_err(bad)?.as_str().into();
+            }
+            if let Some(greeting) = req.assistant_greeting {
+                next.assistant.greeting = AssistantGreeting::parse(&greeting)
+                    .map_err(bad)?
+                    .as_str()
+                    .into();
+            }
+            if let Some(guidance) = req.assistant_guidance {
+                next.assistant.guidance = AssistantGuidance::parse(&guidance)
+                    .map_err(bad)?
+                    .as_str()
+                    .into();
             }
             let saved = ctx.projects.update(next).await?;
             Ok(json(StatusCode::OK, &ProjectView::new(&saved)))

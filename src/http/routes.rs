@@ -14,7 +14,9 @@ use http::Method;
 use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
-use super::{assets, chat, kb, openapi, projects_api, session, tickets, webhooks, ws, Ctx};
+use super::{
+    assets, chat, kb, openapi, projects_api, session, tickets, unanswered, webhooks, ws, Ctx,
+};
 
 /// The routes, built once.
 pub fn table() -> &'static [Route] {
@@ -170,7 +172,7 @@ fn routes() -> Vec<Route> {
         .tag("projects")
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The project", Json(schema::<projects_api::ProjectView>)),
-        Route::new(patch(), "/v1/projects/{projectId}", "updateProject", "Change the project's name or allowed origins", Agent, |b| {
+        Route::new(patch(), "/v1/projects/{projectId}", "updateProject", "Change the project's name, allowed origins or assistant", Agent, |b| {
             b.agent().and(b.ctx()).and(b.json()).then(projects_api::update).boxed()
         })
         .tag("projects")
@@ -272,6 +274,23 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .query::<kb::SearchQuery>()
         .answers(200, "The best passage of each matching article, best first", Json(schema::<kb::SearchResults>)),
+        Route::new(get(), "/v1/projects/{projectId}/kb/unanswered", "listUnansweredQuestions", "The questions the assistant could not answer, most asked first", Agent, |b| {
+            b.agent().and(b.ctx()).and(b.query()).then(unanswered::list).boxed()
+        })
+        .tag("knowledge base")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Questions the help center had nothing close to, and questions answered just before the visitor asked for a person. Trivial variants (case, punctuation, spacing) count as one; a project keeps the 500 asked most recently.")
+        .query::<unanswered::ListQuery>()
+        .answers(200, "The questions, most asked first", Json(schema::<unanswered::UnansweredList>)),
+        Route::new(delete(), "/v1/projects/{projectId}/kb/unanswered/{questionId}", "dismissUnansweredQuestion", "Take a question off the unanswered list", Agent, |b| {
+            b.param("questionId").and(b.agent()).and(b.ctx()).then(unanswered::dismiss).boxed()
+        })
+        .tag("knowledge base")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("questionId", "The question's id.", schema::<unanswered::QuestionId>)
+        .describe("Once an article answers it. Asked again later, it starts a new count.")
+        .answers(200, "Dismissed", Json(schema::<super::Done>))
+        .refuses(404, "No such question"),
         Route::new(get(), "/v1/projects/{projectId}/webhooks", "listWebhooks", "List the project's webhook endpoints", Agent, |b| {
             b.agent().and(b.ctx()).then(webhooks::list).boxed()
         })

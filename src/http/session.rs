@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use fleety_actors::domain::ProjectId;
+use fleety_actors::domain::{Project, ProjectId};
 use fleety_actors::events::rfc3339;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,28 @@ pub struct IssuedSession {
     expires_at: String,
     #[schema(value_type = ProjectId)]
     project_id: String,
+    assistant: AssistantIntro,
+}
+
+/// How the project's assistant introduces itself in the widget. Public: the guidance is not
+/// here.
+#[derive(Serialize, ToSchema)]
+pub struct AssistantIntro {
+    /// The assistant's name; null when the project gave none.
+    #[schema(required = true)]
+    name: Option<String>,
+    /// Its first words to a visitor; null for the widget's own.
+    #[schema(required = true)]
+    greeting: Option<String>,
+}
+
+impl AssistantIntro {
+    fn of(project: &Project) -> Self {
+        Self {
+            name: project.assistant.name(),
+            greeting: project.assistant.greeting().map(str::to_owned),
+        }
+    }
 }
 
 /// POST /v1/init-session
@@ -51,6 +73,7 @@ pub async fn init(ctx: Arc<Ctx>, meta: Arc<RequestMeta>, req: InitSession) -> Re
                     token: issued.token,
                     expires_at: rfc3339(issued.expires_at),
                     project_id: project.id.to_string(),
+                    assistant: AssistantIntro::of(&project),
                 },
             ))
         }
@@ -101,6 +124,7 @@ pub async fn renew(session: Session, ctx: Arc<Ctx>) -> Response {
             token: issued.token,
             expires_at: rfc3339(issued.expires_at),
             project_id: session.project.id.to_string(),
+            assistant: AssistantIntro::of(&session.project),
         },
     )
 }

@@ -979,6 +979,7 @@ mod tests {
             tools,
             passages: vec![],
             max_tokens: 256,
+            persona: Default::default(),
         }
     }
 

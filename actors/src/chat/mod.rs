@@ -105,6 +105,8 @@ pub struct TurnRequest {
     pub project_name: String,
     /// Hosts that links in answers may point at.
     pub allowed_hosts: Vec<String>,
+    /// The assistant's name, greeting and the admins' guidance, from the project's settings.
+    pub assistant: crate::domain::AssistantProfile,
 }
 
 /// What a turn streams to its caller. It ends with `Done` or `Error`.
@@ -161,6 +163,8 @@ impl From<CallError> for ChatError {
 #[derive(Clone)]
 pub struct ChatDeps {
     pub store: Arc<dyn crate::store::ChatStore>,
+    /// Where the questions the assistant could not answer are counted.
+    pub unanswered: Arc<dyn crate::store::UnansweredStore>,
     pub clock: Arc<dyn Clock>,
     pub llm: Arc<dyn LlmProvider>,
     pub kb: KnowledgeBases,
@@ -181,6 +185,7 @@ pub struct Chats {
 /// What [`Chats::start`] needs.
 pub struct ChatArgs {
     pub store: Arc<dyn crate::store::ChatStore>,
+    pub unanswered: Arc<dyn crate::store::UnansweredStore>,
     pub clock: Arc<dyn Clock>,
     pub llm: Arc<dyn LlmProvider>,
     pub kb: KnowledgeBases,
@@ -196,6 +201,7 @@ impl Chats {
         let chats = Chats {
             deps: ChatDeps {
                 store: args.store,
+                unanswered: args.unanswered,
                 clock: args.clock,
                 llm: args.llm,
                 kb: args.kb,
@@ -252,6 +258,25 @@ impl Chats {
             crate::store::StoreError::Unavailable(cause) => ChatError::Unavailable(cause),
             other => ChatError::Internal(other.to_string()),
         })
+    }
+
+    /// The questions the assistant could not answer in a project, most asked first, `limit`
+    /// at most.
+    pub async fn unanswered(
+        &self,
+        project: &ProjectId,
+        limit: usize,
+    ) -> Result<Vec<crate::unanswered::UnansweredQuestion>, crate::store::StoreError> {
+        self.deps.unanswered.list_unanswered(project, limit).await
+    }
+
+    /// Takes a question off that list (an article now answers it).
+    pub async fn dismiss_unanswered(
+        &self,
+        project: &ProjectId,
+        id: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        self.deps.unanswered.dismiss_unanswered(project, id).await
     }
 
     /// How many chat sessions are in memory now.

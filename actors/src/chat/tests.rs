@@ -11,6 +11,7 @@ fn ask(question: &str) -> TurnRequest {
         messages: vec![LlmMessage::new(LlmRole::User, question)],
         project_name: "Acme".into(),
         allowed_hosts: vec![],
+        assistant: Default::default(),
     }
 }
 

@@ -71,6 +71,20 @@ pub struct LlmRequest {
     pub passages: Vec<Passage>,
     /// Upper bound on the tokens the model may generate.
     pub max_tokens: u32,
+    /// Who the assistant is, for a provider that writes its own words (the offline one); a
+    /// remote model reads the same in the system prompt.
+    pub persona: Persona,
+}
+
+/// How the assistant introduces itself, from the project's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Persona {
+    /// The project's display name.
+    pub project: String,
+    /// The assistant's name, on one line.
+    pub name: Option<String>,
+    /// The assistant's first words to a visitor.
+    pub greeting: Option<String>,
 }
 
 impl LlmRequest {

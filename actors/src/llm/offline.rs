@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use futures_util::stream;
 
-use super::{LlmError, LlmEvent, LlmProvider, LlmRequest, LlmStream, ToolCall};
+use super::{LlmError, LlmEvent, LlmProvider, LlmRequest, LlmRole, LlmStream, ToolCall};
 use crate::handoff::{self, Next, OFFER};
 
 /// The tool the assistant opens tickets with; its name is part of the tool-calling contract.
@@ -67,6 +67,24 @@ const SMALL_TALK: &str = "Happy to help! Ask me anything about the product, or a
                           person at any time.";
 const DECLINED: &str = "Alright. If there is anything else, just ask.";
 
+/// A friendly word: the project's greeting to open a conversation, else the default, which
+/// names the assistant when it has a name ("Hi, I'm Ava from Acme!").
+fn small_talk(request: &LlmRequest) -> String {
+    let persona = &request.persona;
+    let opening = !request
+        .messages
+        .iter()
+        .any(|m| m.role == LlmRole::Assistant);
+    match (&persona.greeting, &persona.name) {
+        (Some(greeting), _) if opening => greeting.clone(),
+        (_, Some(name)) if opening && !persona.project.is_empty() => {
+            format!("Hi, I'm {name} from {}! {SMALL_TALK}", persona.project)
+        }
+        (_, Some(name)) => format!("I'm {name}. {SMALL_TALK}"),
+        _ => SMALL_TALK.to_owned(),
+    }
+}
+
 #[async_trait]
 impl LlmProvider for OfflineProvider {
     fn name(&self) -> &'static str {
@@ -99,7 +117,7 @@ impl LlmProvider for OfflineProvider {
                 format!("I couldn't find an answer to that in our help center. {OFFER}")
             }
             (Next::Offer | Next::Answer, _) => NOTHING_FOUND.to_owned(),
-            (Next::SmallTalk, _) => SMALL_TALK.to_owned(),
+            (Next::SmallTalk, _) => small_talk(&request),
             (Next::Declined, _) => DECLINED.to_owned(),
         };
         events.extend(words(&answer).into_iter().map(|w| Ok(LlmEvent::Text(w))));
@@ -137,6 +155,7 @@ mod tests {
             },
             passages,
             max_tokens: 100,
+            persona: Default::default(),
         }
     }
 
@@ -241,6 +260,29 @@ mod tests {
         };
         let args: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
         assert_eq!(args["title"], "Can I export my dashboards to PDF?");
+    }
+
+    #[tokio::test]
+    async fn the_greeting_and_name_of_the_project_open_the_conversation() {
+        let persona = |name: Option<&str>, greeting: Option<&str>| crate::llm::Persona {
+            project: "Acme".into(),
+            name: name.map(Into::into),
+            greeting: greeting.map(Into::into),
+        };
+        let mut req = request("Hello!", vec![], true);
+        req.persona = persona(Some("Ava"), Some("Welcome to Acme, I'm Ava."));
+        assert_eq!(
+            text_of(&run(req.clone()).await),
+            "Welcome to Acme, I'm Ava."
+        );
+        req.persona = persona(Some("Ava"), None);
+        assert!(text_of(&run(req.clone()).await).starts_with("Hi, I'm Ava from Acme! "));
+        // Later in the conversation a thank-you is not greeted again.
+        req.messages
+            .push(LlmMessage::new(LlmRole::Assistant, "Hi!"));
+        req.messages.push(LlmMessage::new(LlmRole::User, "Thanks!"));
+        req.persona = persona(Some("Ava"), Some("Welcome to Acme, I'm Ava."));
+        assert_eq!(text_of(&run(req).await), format!("I'm Ava. {SMALL_TALK}"));
     }
 
     #[test]

@@ -49,6 +49,9 @@ macro_rules! store_conformance_tests {
             deliveries_past_the_retention_leave_the_log,
             creates_racing_for_a_projects_last_endpoints_never_pass_its_cap,
             a_ticket_created_with_its_history_reads_back_whole,
+            unanswered_questions_count_up_sort_first_and_are_dismissed,
+            a_project_keeps_its_most_recently_unanswered_questions,
+            a_project_keeps_its_assistant_profile,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -89,6 +92,7 @@ fn project() -> Project {
         name: "Conformance".into(),
         allowed_origins: vec!["https://example.com".into()],
         admin_key_hash: "00".repeat(32),
+        assistant: Default::default(),
         created_at: now_millis(),
     }
 }
@@ -793,6 +797,110 @@ pub async fn articles_are_put_listed_replaced_and_deleted(store: Arc<dyn Store>)
         store.delete_article(&other.id, a.id).await,
         Err(StoreError::NotFound)
     ));
+}
+
+pub async fn unanswered_questions_count_up_sort_first_and_are_dismissed(store: Arc<dyn Store>) {
+    use crate::unanswered::Asked;
+    let p = stored_project(&store).await;
+    let other = stored_project(&store).await;
+    let t0 = now_millis();
+    let at = |s: i64| t0 + Duration::seconds(s);
+    let pdf = Asked::new("Can I export to PDF?", at(0)).unwrap();
+    let app = Asked::new("Do you have a mobile app?", at(1)).unwrap();
+    let pdf_again = Asked::new("can i export to pdf", at(2)).unwrap();
+    assert_eq!(pdf.id, pdf_again.id);
+    for asked in [&pdf, &app, &pdf_again] {
+        store.record_unanswered(&p.id, asked).await.unwrap();
+    }
+    let listed = store.list_unanswered(&p.id, 10).await.unwrap();
+    let summary: Vec<(&str, u64)> = listed
+        .iter()
+        .map(|q| (q.question.as_str(), q.count))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("can i export to pdf", 2), ("do you have a mobile app", 1)]
+    );
+    assert_eq!(listed[0].id, pdf.id);
+    assert_eq!(listed[0].example, "can i export to pdf");
+    assert_eq!((listed[0].first_seen, listed[0].last_seen), (at(0), at(2)));
+    assert_eq!(listed[0].project_id, p.id);
+    assert_eq!(store.list_unanswered(&p.id, 1).await.unwrap().len(), 1);
+    assert!(store
+        .list_unanswered(&other.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Dismissed once an article answers it; only in its own project.
+    assert!(matches!(
+        store.dismiss_unanswered(&other.id, &pdf.id).await,
+        Err(StoreError::NotFound)
+    ));
+    store.dismiss_unanswered(&p.id, &pdf.id).await.unwrap();
+    assert!(matches!(
+        store.dismiss_unanswered(&p.id, &pdf.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let listed = store.list_unanswered(&p.id, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(),
+        vec![app.id.as_str()]
+    );
+    // Asked again, it starts over.
+    let later = Asked::new("Can I export to PDF?!", at(3)).unwrap();
+    store.record_unanswered(&p.id, &later).await.unwrap();
+    let listed = store.list_unanswered(&p.id, 10).await.unwrap();
+    let again = listed.iter().find(|q| q.id == pdf.id).unwrap();
+    assert_eq!((again.count, again.first_seen), (1, at(3)));
+}
+
+pub async fn a_project_keeps_its_most_recently_unanswered_questions(store: Arc<dyn Store>) {
+    use crate::unanswered::{Asked, MAX_PER_PROJECT};
+    let p = stored_project(&store).await;
+    let t0 = now_millis();
+    let asked: Vec<Asked> = (0..=MAX_PER_PROJECT)
+        .map(|i| {
+            Asked::new(
+                &format!("question number {i}"),
+                t0 + Duration::seconds(i as i64),
+            )
+            .unwrap()
+        })
+        .collect();
+    // The first question is asked again before the others come: it is the second oldest.
+    store.record_unanswered(&p.id, &asked[1]).await.unwrap();
+    store.record_unanswered(&p.id, &asked[0]).await.unwrap();
+    let mut repeat = asked[0].clone();
+    repeat.at = t0 + Duration::milliseconds(1_500);
+    store.record_unanswered(&p.id, &repeat).await.unwrap();
+    for a in &asked[2..] {
+        store.record_unanswered(&p.id, a).await.unwrap();
+    }
+    let listed = store.list_unanswered(&p.id, 1_000).await.unwrap();
+    assert_eq!(listed.len(), MAX_PER_PROJECT);
+    assert_eq!(listed[0].id, asked[0].id);
+    assert!(
+        listed.iter().all(|q| q.id != asked[1].id),
+        "the least recently asked went"
+    );
+}
+
+pub async fn a_project_keeps_its_assistant_profile(store: Arc<dyn Store>) {
+    let mut p = stored_project(&store).await;
+    assert_eq!(
+        store.get_project(&p.id).await.unwrap().unwrap().assistant,
+        AssistantProfile::default()
+    );
+    p.assistant = AssistantProfile {
+        name: "Ava".into(),
+        greeting: "Hi, I'm Ava from Acme.".into(),
+        guidance: "Be brief.\nNever promise refunds.".into(),
+    };
+    store.update_project(&p).await.unwrap();
+    assert_eq!(store.get_project(&p.id).await.unwrap().unwrap(), p);
+    let listed = store.list_projects().await.unwrap();
+    assert!(listed.contains(&p));
 }
 
 fn note(previous: Option<MessageId>, author: &str, text: &str) -> Note {

@@ -46,6 +46,7 @@ struct Data {
     articles: HashMap<(ProjectId, Uuid), Article>,
     endpoints: BTreeMap<(ProjectId, Uuid), Endpoint>,
     deliveries: BTreeMap<(ProjectId, Uuid, String), Delivery>,
+    unanswered: HashMap<ProjectId, HashMap<String, UnansweredQuestion>>,
 }
 
 struct TicketRows {
@@ -441,6 +442,45 @@ impl KbStore for MemoryStore {
         let data = lock(&self.data);
         let articles = data.articles.values().filter(|a| &a.project_id == project);
         Ok(articles.cloned().collect())
+    }
+}
+
+#[async_trait]
+impl UnansweredStore for MemoryStore {
+    async fn record_unanswered(&self, project: &ProjectId, asked: &Asked) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let entries = data.unanswered.entry(project.clone()).or_default();
+        let entry = asked.apply(project, entries.remove(&asked.id));
+        entries.insert(entry.id.clone(), entry);
+        let all: Vec<UnansweredQuestion> = entries.values().cloned().collect();
+        for id in crate::unanswered::overflow(&all) {
+            entries.remove(&id);
+        }
+        Ok(())
+    }
+
+    async fn list_unanswered(
+        &self,
+        project: &ProjectId,
+        limit: usize,
+    ) -> StoreResult<Vec<UnansweredQuestion>> {
+        let data = lock(&self.data);
+        let mut all: Vec<UnansweredQuestion> = data
+            .unanswered
+            .get(project)
+            .map(|e| e.values().cloned().collect())
+            .unwrap_or_default();
+        crate::unanswered::sort(&mut all);
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    async fn dismiss_unanswered(&self, project: &ProjectId, id: &str) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        match data.unanswered.get_mut(project).and_then(|e| e.remove(id)) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
     }
 }
 

@@ -24,9 +24,11 @@ use fleety_actors::domain::{
 };
 use fleety_actors::store::{
     timed, ChatStore, Claims, Done, KbStore, MessageRange, ProjectStore, Store, StoreError,
-    StoreResult, TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite, WebhookStore,
+    StoreResult, TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite, UnansweredStore,
+    WebhookStore,
 };
 use fleety_actors::telemetry;
+use fleety_actors::unanswered::{self, Asked, UnansweredQuestion};
 use fleety_actors::webhook::{Delivery, Endpoint};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{oneshot, watch};
@@ -36,7 +38,7 @@ use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ARTICLES, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES,
     DELIVERIES_DUE, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
-    WEBHOOKS,
+    UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -49,6 +51,9 @@ pub struct EmbeddedStore {
     /// The newest group redb holds.
     applied: watch::Receiver<u64>,
     claims: Claims,
+    /// Counting an unanswered question reads its entry and writes it back: one at a time, so
+    /// no asking is lost between the read and the write.
+    unanswered: tokio::sync::Mutex<()>,
 }
 
 /// Closing the queue lets the stages finish their last groups, checkpoint and exit; joining
@@ -97,6 +102,7 @@ impl EmbeddedStore {
             shared: pipeline.shared,
             applied: pipeline.applied,
             claims: Claims::default(),
+            unanswered: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -593,6 +599,83 @@ impl KbStore for EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// Every entry of a project's unanswered questions, in no particular order.
+    async fn unanswered_of(&self, project: &ProjectId) -> StoreResult<Vec<UnansweredQuestion>> {
+        let project = project.clone();
+        self.read("list_unanswered", move |txn| {
+            let table = txn.open_table(UNANSWERED).map_err(internal)?;
+            let p = project.as_str();
+            // Ids are 16 lowercase hex digits, which sort between "" and "~".
+            let mut out = Vec::new();
+            for row in table
+                .range::<(&str, &str)>((p, "")..(p, "~"))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<UnansweredQuestion>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UnansweredStore for EmbeddedStore {
+    async fn record_unanswered(&self, project: &ProjectId, asked: &Asked) -> StoreResult<()> {
+        let _one_at_a_time = self.unanswered.lock().await;
+        let mut all = self.unanswered_of(project).await?;
+        let before = all
+            .iter()
+            .position(|q| q.id == asked.id)
+            .map(|i| all.swap_remove(i));
+        let is_new = before.is_none();
+        let entry = asked.apply(project, before);
+        all.push(entry.clone());
+        let delete = match is_new {
+            true => unanswered::overflow(&all)
+                .into_iter()
+                .map(|id| (project.as_str().to_owned(), id))
+                .collect(),
+            false => Vec::new(),
+        };
+        let write = Write::Unanswered {
+            put: vec![entry],
+            delete,
+        };
+        self.write("record_unanswered", write).await
+    }
+
+    async fn list_unanswered(
+        &self,
+        project: &ProjectId,
+        limit: usize,
+    ) -> StoreResult<Vec<UnansweredQuestion>> {
+        let mut all = self.unanswered_of(project).await?;
+        unanswered::sort(&mut all);
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    async fn dismiss_unanswered(&self, project: &ProjectId, id: &str) -> StoreResult<()> {
+        let _one_at_a_time = self.unanswered.lock().await;
+        if !self
+            .unanswered_of(project)
+            .await?
+            .iter()
+            .any(|q| q.id == id)
+        {
+            return Err(StoreError::NotFound);
+        }
+        let write = Write::Unanswered {
+            put: Vec::new(),
+            delete: vec![(project.as_str().to_owned(), id.to_owned())],
+        };
+        self.write("dismiss_unanswered", write).await
+    }
+}
+
 #[async_trait]
 impl WebhookStore for EmbeddedStore {
     async fn create_endpoint(&self, endpoint: &Endpoint, max: usize) -> StoreResult<()> {
@@ -823,6 +906,7 @@ mod tests {
             name: "P".into(),
             allowed_origins: vec![],
             admin_key_hash: String::new(),
+            assistant: Default::default(),
             created_at: now_millis(),
         }
     }

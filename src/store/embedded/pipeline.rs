@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use fleety_actors::domain::{Article, ChatTurn, Message, Project, ProjectId, Slug, Ticket};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
+use fleety_actors::unanswered::UnansweredQuestion;
 use fleety_actors::webhook::{Delivery, Endpoint};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
@@ -117,6 +118,12 @@ pub(super) enum Write {
     PutDelivery(Delivery),
     /// Deliveries past the log's retention: (project, endpoint, delivery id).
     DeleteDeliveries(Vec<(String, String, String)>),
+    /// Questions the assistant could not answer: entries to put, then (project, id) of
+    /// entries to remove.
+    Unanswered {
+        put: Vec<UnansweredQuestion>,
+        delete: Vec<(String, String)>,
+    },
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
 }
@@ -615,6 +622,19 @@ impl Rows<'_> {
                     json: &json,
                 });
                 self.set(Row::Article(a.project_id.as_str().to_owned(), id), true);
+            }
+            Write::Unanswered { put, delete } => {
+                let encoded = put.iter().map(to_json).collect::<StoreResult<Vec<_>>>()?;
+                for (q, json) in put.iter().zip(&encoded) {
+                    record.push(&Op::Unanswered {
+                        project: q.project_id.as_str(),
+                        id: &q.id,
+                        json,
+                    });
+                }
+                for (project, id) in delete {
+                    record.push(&Op::DeleteUnanswered { project, id });
+                }
             }
             Write::DeleteArticle { project, id } => {
                 let id = id.to_string();

@@ -36,6 +36,9 @@ pub(super) const DELIVERIES: TableDefinition<(&str, &str, &str), &[u8]> =
 /// first. A delivery has an entry exactly while it has a due time.
 pub(super) const DELIVERIES_DUE: TableDefinition<(i64, &str, &str, &str), ()> =
     TableDefinition::new("webhook_deliveries_due");
+/// (project, question id) -> the question's JSON: what the assistant could not answer.
+pub(super) const UNANSWERED: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("kb_unanswered");
 /// The store's own bookkeeping.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest group a durable redb commit holds: replay starts after it.
@@ -86,6 +89,7 @@ pub(super) struct Tables<'t> {
     webhooks: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     deliveries: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     due: redb::Table<'t, (i64, &'static str, &'static str, &'static str), ()>,
+    unanswered: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -103,6 +107,7 @@ impl<'t> Tables<'t> {
             webhooks: txn.open_table(WEBHOOKS).map_err(internal)?,
             deliveries: txn.open_table(DELIVERIES).map_err(internal)?,
             due: txn.open_table(DELIVERIES_DUE).map_err(internal)?,
+            unanswered: txn.open_table(UNANSWERED).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
     }
@@ -192,6 +197,18 @@ impl<'t> Tables<'t> {
             Op::DeleteArticle { project, id } => {
                 return Ok(self
                     .articles
+                    .remove((project, id))
+                    .map_err(internal)?
+                    .is_some());
+            }
+            Op::Unanswered { project, id, json } => {
+                self.unanswered
+                    .insert((project, id), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteUnanswered { project, id } => {
+                return Ok(self
+                    .unanswered
                     .remove((project, id))
                     .map_err(internal)?
                     .is_some());

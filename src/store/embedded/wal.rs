@@ -97,6 +97,16 @@ pub enum Op<'a> {
         due_ms: Option<i64>,
         json: &'a [u8],
     },
+    /// A question the assistant could not answer, as now counted.
+    Unanswered {
+        project: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    DeleteUnanswered {
+        project: &'a str,
+        id: &'a str,
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -232,6 +242,18 @@ impl RecordBuf {
                 b.push(u8::from(due_ms.is_some()));
                 b.extend_from_slice(&due_ms.unwrap_or(0).to_le_bytes());
                 put(b, json);
+            }
+            // 20 and up: numbers well apart from those other changes may add meanwhile.
+            Op::Unanswered { project, id, json } => {
+                b.push(20);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteUnanswered { project, id } => {
+                b.push(21);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
             }
             Op::DeleteDelivery {
                 project,
@@ -539,6 +561,15 @@ impl<'a> Reader<'a> {
                 endpoint: self.str()?,
                 id: self.str()?,
             },
+            20 => Op::Unanswered {
+                project: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            21 => Op::DeleteUnanswered {
+                project: self.str()?,
+                id: self.str()?,
+            },
             _ => return None,
         })
     }
@@ -800,6 +831,15 @@ mod tests {
                 project: "p1",
                 endpoint: "e",
                 id: "msg_1",
+            },
+            Op::Unanswered {
+                project: "p1",
+                id: "0123456789abcdef",
+                json: b"{}",
+            },
+            Op::DeleteUnanswered {
+                project: "p1",
+                id: "0123456789abcdef",
             },
         ]
     }

@@ -41,6 +41,16 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0007_ticket_tags",
         include_str!("../../../cql/0007_ticket_tags.cql"),
     ),
+    (
+        8,
+        "0008_assistant_profile",
+        include_str!("../../../cql/0008_assistant_profile.cql"),
+    ),
+    (
+        9,
+        "0009_unanswered_questions",
+        include_str!("../../../cql/0009_unanswered_questions.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

@@ -23,6 +23,7 @@ mod migrations;
 mod projects;
 mod rows;
 mod tickets;
+mod unanswered;
 mod webhooks;
 
 use std::sync::Arc;
@@ -96,6 +97,7 @@ pub struct ScyllaStore {
     chat: chat::Statements,
     kb: kb::Statements,
     webhooks: webhooks::Statements,
+    unanswered: unanswered::Statements,
 }
 
 impl ScyllaStore {
@@ -126,6 +128,7 @@ impl ScyllaStore {
             chat: chat::Statements::prepare(&session, consistency, ks).await?,
             kb: kb::Statements::prepare(&session, consistency, ks).await?,
             webhooks: webhooks::Statements::prepare(&session, consistency, ks).await?,
+            unanswered: unanswered::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }

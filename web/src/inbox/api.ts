@@ -26,6 +26,7 @@ export type Project = Schemas["Project"];
 export type Webhook = Schemas["Webhook"];
 export type WebhookEvent = Schemas["EventType"];
 export type Delivery = Schemas["Delivery"];
+export type Unanswered = Schemas["UnansweredView"];
 
 export class Api {
   constructor(readonly creds: Credentials) {}
@@ -154,6 +155,18 @@ export class Api {
 
   replay(id: string, delivery: string) {
     return this.post<Delivery>(`/v1/projects/${this.p}/webhooks/${id}/deliveries/${delivery}/replay`, {});
+  }
+
+  setAssistant(assistant: Pick<Schemas["UpdateProject"], "assistant_name" | "assistant_greeting" | "assistant_guidance">) {
+    return this.patch<Project>(`/v1/projects/${this.p}`, assistant satisfies Schemas["UpdateProject"]);
+  }
+
+  unanswered(limit = 100) {
+    return this.get<Schemas["UnansweredList"]>(`/v1/projects/${this.p}/kb/unanswered?limit=${limit}`);
+  }
+
+  dismissUnanswered(id: string) {
+    return this.delete(`/v1/projects/${this.p}/kb/unanswered/${encodeURIComponent(id)}`);
   }
 }
 

@@ -1,8 +1,9 @@
-// The knowledge base the assistant answers from: list, create, edit and delete articles.
+// The knowledge base the assistant answers from: list, create, edit and delete articles, and
+// the questions it could not answer, most asked first, so admins know what to write next.
 
 import { useEffect, useState } from "preact/hooks";
 
-import type { Api, Article } from "./api";
+import type { Api, Article, Unanswered } from "./api";
 
 interface Draft {
   id?: string;
@@ -107,7 +108,68 @@ export function KnowledgeBase({ api }: { api: Api }) {
             )}
           </div>
         </form>
+        <UnansweredQuestions api={api} onWrite={(question) => setDraft({ ...EMPTY, title: question })} />
       </section>
     </div>
+  );
+}
+
+function UnansweredQuestions({ api, onWrite }: { api: Api; onWrite: (question: string) => void }) {
+  const [questions, setQuestions] = useState<Unanswered[]>();
+  const [error, setError] = useState<string>();
+  const load = async () => {
+    try {
+      setQuestions((await api.unanswered()).questions);
+      setError(undefined);
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  useEffect(() => {
+    void load();
+  }, []);
+  const dismiss = async (q: Unanswered) => {
+    try {
+      await api.dismissUnanswered(q.id);
+      await load();
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  return (
+    <section class="card unanswered" aria-labelledby="unanswered-title">
+      <div class="log-bar">
+        <h2 id="unanswered-title">Unanswered questions</h2>
+        <button type="button" onClick={() => void load()}>
+          Refresh
+        </button>
+      </div>
+      <p class="hint">Questions the assistant had no answer to, or that visitors took to a person right after an answer. Most asked first.</p>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      {questions && questions.length === 0 && <p class="hint">None so far.</p>}
+      <ul>
+        {questions?.map((q) => (
+          <li key={q.id} class="question" data-id={q.id}>
+            <span class="count" title="Times asked">
+              {q.count}×
+            </span>
+            <span class="title">{q.example}</span>
+            <span class="sub">
+              last asked <time dateTime={q.last_seen}>{new Date(q.last_seen).toLocaleString()}</time>
+            </span>
+            <button type="button" onClick={() => onWrite(q.example)}>
+              Write article
+            </button>
+            <button type="button" onClick={() => void dismiss(q)} aria-label={`Dismiss "${q.example}"`}>
+              Dismiss
+            </button>
+          </li>
+        ))}
+      </ul>
+    </section>
   );
 }

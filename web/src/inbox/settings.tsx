@@ -1,18 +1,100 @@
-// The project's settings an agent manages: the origins the widget may run on, and the webhook
-// endpoints with their delivery logs.
+// The project's settings an agent manages: the assistant's name, greeting and guidance, the
+// origins the widget may run on, and the webhook endpoints with their delivery logs.
 
 import { useEffect, useState } from "preact/hooks";
 
-import type { Api, Delivery, Webhook, WebhookEvent } from "./api";
+import type { Api, Delivery, Project, Webhook, WebhookEvent } from "./api";
 
 const EVENTS: WebhookEvent[] = ["ticket.created", "ticket.status_changed", "message.created", "ticket.assigned"];
 
 export function Settings({ api }: { api: Api }) {
   return (
     <div class="settings">
+      <Assistant api={api} />
       <Origins api={api} />
       <Webhooks api={api} />
     </div>
+  );
+}
+
+/** The server's limits (characters), as the API description states them. */
+const LIMITS = { name: 60, greeting: 500, guidance: 4000 } as const;
+
+function Assistant({ api }: { api: Api }) {
+  const [name, setName] = useState("");
+  const [greeting, setGreeting] = useState("");
+  const [guidance, setGuidance] = useState("");
+  const [note, setNote] = useState<string>();
+  const [error, setError] = useState<string>();
+  const show = (p: Project) => {
+    setName(p.assistant_name);
+    setGreeting(p.assistant_greeting);
+    setGuidance(p.assistant_guidance);
+  };
+  useEffect(() => {
+    api.project().then(show, (e) => setError((e as Error).message));
+  }, []);
+  const save = async (e: Event) => {
+    e.preventDefault();
+    try {
+      show(await api.setAssistant({ assistant_name: name, assistant_greeting: greeting, assistant_guidance: guidance }));
+      setNote("Saved.");
+      setError(undefined);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  // Counted in code points, as the server counts characters.
+  const count = (text: string, max: number, id: string) => {
+    const n = [...text].length;
+    return (
+      <span id={id} class={n > max ? "counter over" : "counter"} aria-live="polite">
+        {n} / {max}
+      </span>
+    );
+  };
+  const over = [...name].length > LIMITS.name || [...greeting].length > LIMITS.greeting || [...guidance].length > LIMITS.guidance;
+  return (
+    <section class="card" aria-labelledby="assistant-title">
+      <h2 id="assistant-title">Assistant</h2>
+      <p class="hint">How the assistant introduces itself in the widget, and your instructions to it. Leave a field empty for the default.</p>
+      <form onSubmit={save}>
+        <label>
+          Name {count(name, LIMITS.name, "assistant-name-count")}
+          <input value={name} placeholder="Ava" aria-describedby="assistant-name-count" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Greeting {count(greeting, LIMITS.greeting, "assistant-greeting-count")}
+          <textarea
+            rows={2}
+            value={greeting}
+            placeholder="Hi, I'm Ava from Acme. How can I help?"
+            aria-describedby="assistant-greeting-count"
+            onInput={(e) => setGreeting((e.target as HTMLTextAreaElement).value)}
+          />
+        </label>
+        <label>
+          Guidance <span class="hint">(tone, what never to promise; visitors never see it)</span>{" "}
+          {count(guidance, LIMITS.guidance, "assistant-guidance-count")}
+          <textarea
+            rows={6}
+            value={guidance}
+            placeholder="Be warm and brief. Never promise refunds or delivery dates."
+            aria-describedby="assistant-guidance-count"
+            onInput={(e) => setGuidance((e.target as HTMLTextAreaElement).value)}
+          />
+        </label>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        {note && !error && <p role="status">{note}</p>}
+        <button type="submit" disabled={over}>
+          Save assistant
+        </button>
+      </form>
+    </section>
   );
 }
 

@@ -91,6 +91,13 @@ fieldset { border: 1px solid var(--line); border-radius: 8px; display: flex; fle
 .secret code { background: var(--note); padding: 2px 6px; border-radius: 4px; word-break: break-all; }
 .log-bar { display: flex; gap: 8px; align-items: center; margin-top: 6px; }
 .deliveries { width: 100%; border-collapse: collapse; margin-top: 6px; font-size: 13px; }
+.counter { float: right; color: var(--muted); font-size: 12px; }
+.counter.over { color: var(--danger); font-weight: 700; }
+.unanswered { margin: 16px 0; }
+.unanswered ul { list-style: none; padding: 0; display: flex; flex-direction: column; gap: 6px; }
+.unanswered li { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }
+.unanswered .count { min-width: 36px; font-weight: 700; }
+.unanswered .title { flex: 1; }
 .deliveries th, .deliveries td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); }
 @media (max-width: 760px) {
   .tickets, .kb { grid-template-columns: 1fr; }

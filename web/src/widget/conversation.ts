@@ -42,7 +42,11 @@ export interface State {
   agentTyping: boolean;
   error?: string;
   unread: number;
+  /** How the project's assistant introduces itself, once the server has said. */
+  assistant?: Intro;
 }
+
+export type Intro = Schemas["AssistantIntro"];
 
 interface Saved {
   v: 1;
@@ -50,6 +54,7 @@ interface Saved {
   expires?: number;
   chat: Entry[];
   ticket?: { slug: string; status: string };
+  assistant?: Intro;
 }
 
 /** Turns of the pre-ticket chat kept in storage and sent to the assistant. */
@@ -90,6 +95,7 @@ export class Conversation {
     this.saved = this.load();
     this.state.ticket = this.saved.ticket;
     this.state.entries = [...this.saved.chat];
+    this.state.assistant = this.saved.assistant;
     addEventListener("online", () => {
       this.set({ online: true });
       this.flush();
@@ -114,6 +120,11 @@ export class Conversation {
 
   setVisible(visible: boolean) {
     this.visible = visible;
+    // The session's answer says how the assistant introduces itself: fetched when the panel
+    // first opens on an empty chat, so the greeting is there before the visitor writes.
+    if (visible && !this.state.assistant && !this.state.ticket && this.state.entries.length === 0) {
+      void this.token().catch(() => undefined);
+    }
     if (visible) {
       this.set({ unread: 0 });
       void this.markRead();
@@ -220,6 +231,8 @@ export class Conversation {
   private keepToken(session: Schemas["IssuedSession"]): string {
     this.saved.token = session.token;
     this.saved.expires = Date.parse(session.expires_at);
+    this.saved.assistant = session.assistant;
+    this.set({ assistant: session.assistant });
     this.save();
     // While the visitor chats, the token is renewed before it runs out.
     clearTimeout(this.renewTimer);

@@ -160,9 +160,14 @@ function Chat({ conversation, state, t }: { conversation: Conversation; state: S
   return (
     <>
       <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabIndex={0} aria-label={t("chatTab")} ref={list}>
-        {state.entries.length === 0 && <p class="bubble assistant">{t("welcome")}</p>}
+        {state.entries.length === 0 && (
+          <div class="message assistant">
+            {state.assistant?.name && <span class="who">{state.assistant.name}</span>}
+            <p class="bubble assistant greeting">{state.assistant?.greeting ?? t("welcome")}</p>
+          </div>
+        )}
         {state.entries.map((entry) => (
-          <Line key={entry.id} entry={entry} t={t} onRetry={() => conversation.retry(entry.id)} />
+          <Line key={entry.id} entry={entry} t={t} name={state.assistant?.name} onRetry={() => conversation.retry(entry.id)} />
         ))}
         {(streamingEmpty || state.agentTyping) && (
           <p class="typing" aria-label={`${state.ticket ? t("agent") : t("assistant")} ${t("typing")}`}>
@@ -216,10 +221,10 @@ function statusWord(status: string, t: Translator): string {
   return words[status] ? t(words[status]) : status;
 }
 
-function Line({ entry, t, onRetry }: { entry: Entry; t: Translator; onRetry: () => void }) {
+function Line({ entry, t, name, onRetry }: { entry: Entry; t: Translator; name?: string | null; onRetry: () => void }) {
   if (entry.notice === "ticket") return <p class="notice">{t("ticketOpened", { slug: entry.content })}</p>;
   if (entry.notice === "status") return <p class="notice">{t("status", { status: statusWord(entry.content, t) })}</p>;
-  const who = entry.author === "user" ? t("you") : entry.author === "admin" ? t("agent") : t("assistant");
+  const who = entry.author === "user" ? t("you") : entry.author === "admin" ? t("agent") : (name ?? t("assistant"));
   return (
     <div class={`message ${entry.author}`} data-id={entry.id}>
       <span class="who">{who}</span>

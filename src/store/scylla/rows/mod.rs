@@ -7,9 +7,9 @@
 
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
-    AgentName, Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, Description, IdempotencyKey,
-    Message, MessageBody, Note, Participant, Project, ProjectId, ReadCursor, Slug, Tag, Tags,
-    Ticket, TicketSource, TicketStatus, Title,
+    AgentName, Article, ArticleBody, ArticleTitle, AssistantProfile, ChatRole, ChatTurn,
+    Description, IdempotencyKey, Message, MessageBody, Note, Participant, Project, ProjectId,
+    ReadCursor, Slug, Tag, Tags, Ticket, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::MessageId;
@@ -35,6 +35,9 @@ pub(super) struct ProjectValues<'a> {
     allowed_origins: &'a [String],
     admin_key_hash: &'a str,
     created_at: DateTime<Utc>,
+    assistant_name: &'a str,
+    assistant_greeting: &'a str,
+    assistant_guidance: &'a str,
 }
 
 impl<'a> From<&'a Project> for ProjectValues<'a> {
@@ -45,6 +48,9 @@ impl<'a> From<&'a Project> for ProjectValues<'a> {
             allowed_origins: &p.allowed_origins,
             admin_key_hash: &p.admin_key_hash,
             created_at: p.created_at,
+            assistant_name: &p.assistant.name,
+            assistant_greeting: &p.assistant.greeting,
+            assistant_guidance: &p.assistant.guidance,
         }
     }
 }
@@ -56,6 +62,10 @@ pub(super) struct ProjectRow {
     allowed_origins: Option<Vec<String>>,
     admin_key_hash: Option<String>,
     created_at: DateTime<Utc>,
+    // Null in rows written before migration 0008: the defaults.
+    assistant_name: Option<String>,
+    assistant_greeting: Option<String>,
+    assistant_guidance: Option<String>,
 }
 
 impl TryFrom<ProjectRow> for Project {
@@ -69,6 +79,11 @@ impl TryFrom<ProjectRow> for Project {
             allowed_origins: r.allowed_origins.unwrap_or_default(),
             admin_key_hash: r.admin_key_hash.unwrap_or_default(),
             created_at: r.created_at,
+            assistant: AssistantProfile {
+                name: r.assistant_name.unwrap_or_default(),
+                greeting: r.assistant_greeting.unwrap_or_default(),
+                guidance: r.assistant_guidance.unwrap_or_default(),
+            },
         })
     }
 }
