@@ -59,6 +59,13 @@ pub enum Op<'a> {
         ticks: u64,
         json: &'a [u8],
     },
+    /// A chat session's conversation row, placed by when it started.
+    ChatConversation {
+        project: &'a str,
+        started_ms: i64,
+        session: &'a str,
+        json: &'a [u8],
+    },
     Note {
         project: &'a str,
         slug: &'a str,
@@ -182,6 +189,19 @@ impl RecordBuf {
                 put(b, project.as_bytes());
                 put(b, session.as_bytes());
                 b.extend_from_slice(&ticks.to_le_bytes());
+                put(b, json);
+            }
+            Op::ChatConversation {
+                project,
+                started_ms,
+                session,
+                json,
+            } => {
+                // Tag 20, clear of the numbers after 12 that other changes may take.
+                b.push(20);
+                put(b, project.as_bytes());
+                b.extend_from_slice(&started_ms.to_le_bytes());
+                put(b, session.as_bytes());
                 put(b, json);
             }
             Op::Article { project, id, json } => {
@@ -539,6 +559,12 @@ impl<'a> Reader<'a> {
                 endpoint: self.str()?,
                 id: self.str()?,
             },
+            20 => Op::ChatConversation {
+                project: self.str()?,
+                started_ms: self.u64()? as i64,
+                session: self.str()?,
+                json: self.bytes()?,
+            },
             _ => return None,
         })
     }
@@ -757,6 +783,12 @@ mod tests {
                 session: "s",
                 ticks: 9,
                 json: b"[]",
+            },
+            Op::ChatConversation {
+                project: "p1",
+                started_ms: -7,
+                session: "s",
+                json: b"{}",
             },
             Op::Article {
                 project: "p1",
