@@ -335,12 +335,13 @@ pub async fn serve_metrics(
             hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let chats = chats.clone();
                 async move {
-                let resp = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
-                    crate::http::metrics_response(&chats)
-                } else {
-                    crate::http::ApiError::not_found("no such endpoint").into_response()
-                };
-                Ok::<_, std::convert::Infallible>(resp)
+                    let resp =
+                        if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
+                            crate::http::metrics_response(&chats)
+                        } else {
+                            crate::http::ApiError::not_found("no such endpoint").into_response()
+                        };
+                    Ok::<_, std::convert::Infallible>(resp)
                 }
             }),
         );

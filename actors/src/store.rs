@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Article, ChatConversation, ChatTurn, ChatUsage, OutcomeCounts, Message, Note, Participant, Project, ProjectId, ReadCursor, Slug,
-    Tag, Ticket, TicketStatus,
+    Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
+    Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
 };
 use crate::message_id::MessageId;
 use crate::webhook::{Delivery, Endpoint};

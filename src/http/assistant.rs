@@ -73,8 +73,8 @@ pub struct OutcomesQuery {
     /// Conversations that started at or after this (30 days before `to` by default).
     #[param(format = DateTime)]
     from: Option<String>,
-    /// Conversations that started before this (now by default). At most 366 days after
-    /// `from`.
+    /// Conversations that started before this (by default, up to now). At most 366 days
+    /// after `from`.
     #[param(format = DateTime)]
     to: Option<String>,
 }
@@ -122,7 +122,9 @@ fn instant(raw: Option<&str>, name: &str) -> Result<Option<DateTime<Utc>>, ApiEr
 pub async fn outcomes(project: Arc<Project>, ctx: Arc<Ctx>, query: OutcomesQuery) -> Response {
     respond(
         async {
-            let to = instant(query.to.as_deref(), "to")?.unwrap_or_else(|| ctx.clock.now());
+            // By default up to now, this millisecond included.
+            let to = instant(query.to.as_deref(), "to")?
+                .unwrap_or_else(|| ctx.clock.now() + chrono::Duration::milliseconds(1));
             let from = instant(query.from.as_deref(), "from")?
                 .unwrap_or(to - chrono::Duration::days(DEFAULT_RANGE_DAYS));
             if from >= to {

@@ -430,40 +430,40 @@ fn sse(mode: ChatMode, first: TurnEvent, turn: Turn) -> Response {
     let events = futures_util::stream::unfold(state, move |mut s| {
         let id = id.clone();
         async move {
-        if s.done {
-            return None;
-        }
-        let event = match s.pending.take() {
-            Some(e) => Some(e),
-            None => s.turn.events.recv().await,
-        };
-        // `data:` is followed by a space, as OpenAI-style clients expect.
-        let data = match event {
-            Some(TurnEvent::Text(t)) => format!(" {}", text_frame(mode, &t, &id)),
-            Some(TurnEvent::TicketOpened { message, .. }) => {
-                format!(" {}", text_frame(mode, &format!("\n\n{message}"), &id))
+            if s.done {
+                return None;
             }
-            Some(TurnEvent::Error(e)) => {
-                s.pending = Some(TurnEvent::Done);
-                let message = ApiError::from(e).message;
-                format!(" {}", serde_json::json!({ "error": message }))
-            }
-            Some(TurnEvent::Done) => {
-                s.done = true;
-                " [DONE]".to_owned()
-            }
-            None => {
-                s.pending = Some(TurnEvent::Done);
-                format!(
-                    " {}",
-                    serde_json::json!({ "error": "the answer ended unexpectedly" })
-                )
-            }
-        };
-        Some((
-            Ok::<_, Infallible>(warp::sse::Event::default().data(data)),
-            s,
-        ))
+            let event = match s.pending.take() {
+                Some(e) => Some(e),
+                None => s.turn.events.recv().await,
+            };
+            // `data:` is followed by a space, as OpenAI-style clients expect.
+            let data = match event {
+                Some(TurnEvent::Text(t)) => format!(" {}", text_frame(mode, &t, &id)),
+                Some(TurnEvent::TicketOpened { message, .. }) => {
+                    format!(" {}", text_frame(mode, &format!("\n\n{message}"), &id))
+                }
+                Some(TurnEvent::Error(e)) => {
+                    s.pending = Some(TurnEvent::Done);
+                    let message = ApiError::from(e).message;
+                    format!(" {}", serde_json::json!({ "error": message }))
+                }
+                Some(TurnEvent::Done) => {
+                    s.done = true;
+                    " [DONE]".to_owned()
+                }
+                None => {
+                    s.pending = Some(TurnEvent::Done);
+                    format!(
+                        " {}",
+                        serde_json::json!({ "error": "the answer ended unexpectedly" })
+                    )
+                }
+            };
+            Some((
+                Ok::<_, Infallible>(warp::sse::Event::default().data(data)),
+                s,
+            ))
         }
     });
     let mut resp = warp::sse::reply(events).into_response();

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use fleety_actors::domain::{
     parse_tags, Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, Project, Rating,
-    MAX_ARTICLE_TAGS,
-    MAX_ARTICLE_TAG_CHARS,
+    MAX_ARTICLE_TAGS, MAX_ARTICLE_TAG_CHARS,
 };
 use fleety_actors::events::rfc3339;
 use fleety_actors::kb::{ArticleChange, KbError};

@@ -404,7 +404,10 @@ impl ChatState {
 
     /// A turn ended: the conversation's facts move on, and its row is written.
     fn conversed(&mut self, outcome: &Outcome) {
-        let at = outcome.answer.as_ref().map_or(outcome.question.at, |a| a.at);
+        let at = outcome
+            .answer
+            .as_ref()
+            .map_or(outcome.question.at, |a| a.at);
         let c = self.conversation.get_or_insert_with(|| ChatConversation {
             session: self.key.session.clone(),
             started_at: outcome.question.at,

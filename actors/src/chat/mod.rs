@@ -29,11 +29,11 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::domain::{OutcomeCounts, ProjectId, Rating, Slug};
-use crate::MessageId;
 use crate::kb::KnowledgeBases;
 use crate::llm::{LlmError, LlmMessage, LlmProvider};
 use crate::registry::{CallError, Family, Keeper, Registry};
 use crate::ticket::Tickets;
+use crate::MessageId;
 
 /// Identifies a chat session: the anonymous session id from the visitor's token, within the
 /// project the token is for.

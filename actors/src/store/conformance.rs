@@ -767,9 +767,16 @@ pub async fn a_rating_is_kept_with_its_turn_and_changed_only_by_another(store: A
     let p = stored_project(&store).await;
     let session = Uuid::new_v4().to_string();
     let question = turn(None, ChatRole::User, "How do I export?");
-    let answer = turn(Some(question.id), ChatRole::Assistant, "Use the export menu.");
+    let answer = turn(
+        Some(question.id),
+        ChatRole::Assistant,
+        "Use the export menu.",
+    );
     let turns = [question.clone(), answer.clone()];
-    store.append_chat_turns(&p.id, &session, &turns).await.unwrap();
+    store
+        .append_chat_turns(&p.id, &session, &turns)
+        .await
+        .unwrap();
     assert_eq!(
         store.chat_turn(&p.id, &session, answer.id).await.unwrap(),
         Some(answer.clone())
@@ -806,9 +813,15 @@ pub async fn a_rating_is_kept_with_its_turn_and_changed_only_by_another(store: A
 
     // A turn is found only in its own session.
     let other = Uuid::new_v4().to_string();
-    assert_eq!(store.chat_turn(&p.id, &other, answer.id).await.unwrap(), None);
+    assert_eq!(
+        store.chat_turn(&p.id, &other, answer.id).await.unwrap(),
+        None
+    );
     let unknown = MessageId::next(Some(answer.id), now_millis());
-    assert_eq!(store.chat_turn(&p.id, &session, unknown).await.unwrap(), None);
+    assert_eq!(
+        store.chat_turn(&p.id, &session, unknown).await.unwrap(),
+        None
+    );
 }
 
 pub async fn conversations_are_counted_by_outcome_over_a_time_range(store: Arc<dyn Store>) {
@@ -847,7 +860,13 @@ pub async fn conversations_are_counted_by_outcome_over_a_time_range(store: Arc<d
     store.put_chat_conversation(&p.id, &resolved).await.unwrap();
 
     let all = store
-        .count_chat_outcomes(&p.id, now - Duration::days(7), now + Duration::seconds(1), now, ends)
+        .count_chat_outcomes(
+            &p.id,
+            now - Duration::days(7),
+            now + Duration::seconds(1),
+            now,
+            ends,
+        )
         .await
         .unwrap();
     assert_eq!(

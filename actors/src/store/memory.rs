@@ -463,7 +463,8 @@ impl ChatStore for MemoryStore {
         let data = lock(&self.data);
         let mut counts = OutcomeCounts::default();
         if from < to {
-            let range = (project.clone(), from, String::new())..(project.clone(), to, String::new());
+            let range =
+                (project.clone(), from, String::new())..(project.clone(), to, String::new());
             for c in data.conversations.range(range).map(|(_, c)| c) {
                 counts.add(c, now, ends_after);
             }

@@ -28,17 +28,17 @@ use fleety_actors::store::{
     StoreResult, TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite, WebhookStore,
 };
 use fleety_actors::telemetry;
-use fleety_actors::MessageId;
 use fleety_actors::webhook::{Delivery, Endpoint};
+use fleety_actors::MessageId;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
 pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
-    cursor_id, from_json, internal, Tables, ARTICLES, CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES,
-    DELIVERIES_DUE, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
-    WEBHOOKS,
+    cursor_id, from_json, internal, Tables, ARTICLES, CHAT_CONVERSATIONS, CHAT_TURNS,
+    CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS,
+    TICKETS, TICKETS_BY_TIME, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {

@@ -26,7 +26,9 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use fleety_actors::domain::{Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket};
+use fleety_actors::domain::{
+    Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
+};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
 use fleety_actors::webhook::{Delivery, Endpoint};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};

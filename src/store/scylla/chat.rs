@@ -8,14 +8,12 @@ use fleety_actors::domain::{
 use fleety_actors::store::{timed, ChatStore, StoreResult};
 use fleety_actors::MessageId;
 use futures_util::TryStreamExt;
-use scylla::value::CqlTimeuuid;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
+use scylla::value::CqlTimeuuid;
 
-use super::rows::{
-    day_of, ConversationRow, ConversationValues, TurnRow, TurnValues, UsageRow,
-};
+use super::rows::{day_of, ConversationRow, ConversationValues, TurnRow, TurnValues, UsageRow};
 use super::{internal, paging, prepare, ScyllaStore};
 
 pub(super) struct Statements {

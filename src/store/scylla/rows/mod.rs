@@ -7,10 +7,9 @@
 
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
-    AgentName, Article, ArticleBody, ArticleTitle, ChatConversation, ChatRole, ChatTurn, Description,
-    IdempotencyKey, Rating,
-    Message, MessageBody, Note, Participant, Project, ProjectId, ReadCursor, Slug, Tag, Tags,
-    Ticket, TicketSource, TicketStatus, Title,
+    AgentName, Article, ArticleBody, ArticleTitle, ChatConversation, ChatRole, ChatTurn,
+    Description, IdempotencyKey, Message, MessageBody, Note, Participant, Project, ProjectId,
+    Rating, ReadCursor, Slug, Tag, Tags, Ticket, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::MessageId;
