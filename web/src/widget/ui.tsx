@@ -6,7 +6,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 
 import type { components } from "../shared/api-types";
 import { json } from "../shared/http";
-import { Conversation, type Entry, type State } from "./conversation";
+import { Conversation, type Entry, type Rating, type State } from "./conversation";
 import { translator, type Translator } from "./i18n";
 import type { Shell, Ui } from "./shell";
 import { PANEL_CSS } from "./ui-css";
@@ -161,8 +161,15 @@ function Chat({ conversation, state, t }: { conversation: Conversation; state: S
     <>
       <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabIndex={0} aria-label={t("chatTab")} ref={list}>
         {state.entries.length === 0 && <p class="bubble assistant">{t("welcome")}</p>}
-        {state.entries.map((entry) => (
-          <Line key={entry.id} entry={entry} t={t} onRetry={() => conversation.retry(entry.id)} />
+        {state.entries.map((entry, i) => (
+          <Line
+            key={entry.id}
+            entry={entry}
+            t={t}
+            onRetry={() => conversation.retry(entry.id)}
+            // An answer is rated once it is whole, and only in the chat with the assistant.
+            onRate={entry.turn && !state.ticket && !(state.streaming && i === state.entries.length - 1) ? (r) => void conversation.rate(entry.id, r) : undefined}
+          />
         ))}
         {(streamingEmpty || state.agentTyping) && (
           <p class="typing" aria-label={`${state.ticket ? t("agent") : t("assistant")} ${t("typing")}`}>
@@ -216,7 +223,14 @@ function statusWord(status: string, t: Translator): string {
   return words[status] ? t(words[status]) : status;
 }
 
-function Line({ entry, t, onRetry }: { entry: Entry; t: Translator; onRetry: () => void }) {
+interface LineProps {
+  entry: Entry;
+  t: Translator;
+  onRetry: () => void;
+  onRate?: (rating: Rating) => void;
+}
+
+function Line({ entry, t, onRetry, onRate }: LineProps) {
   if (entry.notice === "ticket") return <p class="notice">{t("ticketOpened", { slug: entry.content })}</p>;
   if (entry.notice === "status") return <p class="notice">{t("status", { status: statusWord(entry.content, t) })}</p>;
   const who = entry.author === "user" ? t("you") : entry.author === "admin" ? t("agent") : t("assistant");
@@ -236,6 +250,16 @@ function Line({ entry, t, onRetry }: { entry: Entry; t: Translator; onRetry: () 
         </button>
       )}
       {entry.readByAgent && <span class="meta seen">{t("seen")}</span>}
+      {onRate && (
+        <div class="rating" role="group" aria-label={t("rateAnswer")}>
+          <button class="rate up" type="button" aria-label={t("helpful")} aria-pressed={entry.rating === "up"} onClick={() => onRate("up")}>
+            👍
+          </button>
+          <button class="rate down" type="button" aria-label={t("notHelpful")} aria-pressed={entry.rating === "down"} onClick={() => onRate("down")}>
+            👎
+          </button>
+        </div>
+      )}
     </div>
   );
 }
