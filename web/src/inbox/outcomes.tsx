@@ -75,11 +75,11 @@ export function AssistantOutcomesPanel({ api }: { api: Api }) {
           </div>
           <div data-outcome="up">
             <dt>Rated helpful</dt>
-            <dd>👍 {counts.feedback.up}</dd>
+            <dd>{counts.feedback.up}</dd>
           </div>
           <div data-outcome="down">
             <dt>Rated not helpful</dt>
-            <dd>👎 {counts.feedback.down}</dd>
+            <dd>{counts.feedback.down}</dd>
           </div>
         </dl>
       )}

@@ -253,14 +253,23 @@ function Line({ entry, t, onRetry, onRate }: LineProps) {
       {onRate && (
         <div class="rating" role="group" aria-label={t("rateAnswer")}>
           <button class="rate up" type="button" aria-label={t("helpful")} aria-pressed={entry.rating === "up"} onClick={() => onRate("up")}>
-            👍
+            <Thumb />
           </button>
           <button class="rate down" type="button" aria-label={t("notHelpful")} aria-pressed={entry.rating === "down"} onClick={() => onRate("down")}>
-            👎
+            <Thumb />
           </button>
         </div>
       )}
     </div>
+  );
+}
+
+/** A thumb, drawn rather than an emoji: not every system has an emoji font. */
+function Thumb() {
+  return (
+    <svg viewBox="0 0 24 24" width="14" height="14" aria-hidden="true">
+      <path d="M2 10h4v11H2zM8 21h9.5a2 2 0 0 0 2-1.6l1.4-7A2 2 0 0 0 19 10h-5.2l.8-4.1A2.2 2.2 0 0 0 12.4 3L8 10z" fill="currentColor" />
+    </svg>
   );
 }
 
