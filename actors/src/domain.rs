@@ -834,6 +834,57 @@ mod tests {
     }
 
     #[test]
+    fn a_turn_stored_before_ratings_reads_with_none_and_an_unrated_one_is_stored_as_before() {
+        let before = r#"{"id":"3f0c9a52-d3e1-11f1-8000-5b1e2c4d6f70","role":"assistant","content":"Hi","at":"2026-12-01T10:00:00Z"}"#;
+        let turn: ChatTurn = serde_json::from_str(before).unwrap();
+        assert_eq!(turn.feedback, None);
+        assert!(!serde_json::to_string(&turn).unwrap().contains("feedback"));
+        let rated = ChatTurn {
+            feedback: Some(Rating::Down),
+            ..turn
+        };
+        let json = serde_json::to_string(&rated).unwrap();
+        assert!(json.contains(r#""feedback":"down""#), "{json}");
+        assert_eq!(serde_json::from_str::<ChatTurn>(&json).unwrap(), rated);
+        assert!(serde_json::from_str::<ChatTurn>(&json.replace("down", "meh")).is_err());
+    }
+
+    #[test]
+    fn a_conversation_ends_escalated_at_once_and_otherwise_after_its_quiet_time() {
+        let t0 = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let ends = chrono::Duration::minutes(30);
+        let c = ChatConversation {
+            session: "s".into(),
+            started_at: t0,
+            last_at: t0,
+            escalated: false,
+            unanswered: false,
+            up: 1,
+            down: 0,
+        };
+        let at = |m| t0 + chrono::Duration::minutes(m);
+        assert_eq!(c.outcome(at(29), ends), None);
+        assert_eq!(c.outcome(at(30), ends), Some(ChatOutcome::Resolved));
+        let offered = ChatConversation {
+            unanswered: true,
+            ..c.clone()
+        };
+        assert_eq!(offered.outcome(at(30), ends), Some(ChatOutcome::Abandoned));
+        let disliked = ChatConversation {
+            down: 1,
+            ..c.clone()
+        };
+        assert_eq!(disliked.outcome(at(30), ends), Some(ChatOutcome::Abandoned));
+        let handed = ChatConversation {
+            escalated: true,
+            ..offered
+        };
+        assert_eq!(handed.outcome(at(0), ends), Some(ChatOutcome::Escalated));
+    }
+
+    #[test]
     fn a_ticket_stored_before_tags_reads_with_none_and_an_untagged_one_is_stored_as_before() {
         let ticket = Ticket::opened(
             ProjectId::parse("acme").unwrap(),
