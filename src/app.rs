@@ -235,7 +235,11 @@ impl Application {
             shutdown.cancel();
         });
         if let Some(listener) = self.metrics_listener {
-            tokio::spawn(crate::server::serve_metrics(listener, ctx.shutdown.clone()));
+            tokio::spawn(crate::server::serve_metrics(
+                listener,
+                ctx.shutdown.clone(),
+                ctx.system.chats.clone(),
+            ));
         }
         let webhooks = tokio::spawn(self.webhooks.run(ctx.shutdown.clone()));
         // The cluster's work stops last: the actors' last batches still go to the tickets'

@@ -49,6 +49,8 @@ pub const NAMES: &[&str] = &[
     "fleety_llm_errors_total",
     "fleety_rate_limited_total",
     "fleety_chat_quota_refusals_total",
+    "fleety_assistant_conversations_total",
+    "fleety_assistant_feedback_total",
     "fleety_webhook_attempts_total",
     "fleety_cluster_appends_total",
     "fleety_cluster_forwards_total",
@@ -213,6 +215,14 @@ fn describe() {
     describe_counter!(
         "fleety_chat_quota_refusals_total",
         "Chat requests refused by a quota or the concurrency limit"
+    );
+    describe_counter!(
+        "fleety_assistant_conversations_total",
+        "Conversations with the assistant that ended, by project and outcome (resolved, escalated, abandoned)"
+    );
+    describe_counter!(
+        "fleety_assistant_feedback_total",
+        "Ratings visitors gave the assistant's answers, by project and rating (up, down)"
     );
 }
 

@@ -321,7 +321,11 @@ fn check_open_files(server: &ServerSettings) {
 
 /// Serves `GET /metrics` (and a 404 for anything else) on a listener of its own, for scrapers
 /// on a private network. Stops accepting when `shutdown` is cancelled.
-pub async fn serve_metrics(listener: TcpListener, shutdown: tokio_util::sync::CancellationToken) {
+pub async fn serve_metrics(
+    listener: TcpListener,
+    shutdown: tokio_util::sync::CancellationToken,
+    chats: fleety_actors::chat::Chats,
+) {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -338,15 +342,20 @@ pub async fn serve_metrics(listener: TcpListener, shutdown: tokio_util::sync::Ca
             },
             _ = shutdown.cancelled() => return,
         };
+        let chats = chats.clone();
         let conn = builder.serve_connection(
             TokioIo::new(stream),
-            hyper::service::service_fn(|req: hyper::Request<Incoming>| async move {
-                let resp = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
-                    crate::http::metrics_response()
-                } else {
-                    crate::http::ApiError::not_found("no such endpoint").into_response()
-                };
-                Ok::<_, std::convert::Infallible>(resp)
+            hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let chats = chats.clone();
+                async move {
+                    let resp =
+                        if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
+                            crate::http::metrics_response(&chats)
+                        } else {
+                            crate::http::ApiError::not_found("no such endpoint").into_response()
+                        };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             }),
         );
         tokio::spawn(async move {

@@ -690,6 +690,125 @@ pub struct ChatTurn {
     /// Model tokens the turn cost (on the answer's turn), so quotas survive restarts.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub tokens: u64,
+    /// The visitor's thumbs up or down on an answer; a turn stored before ratings existed
+    /// reads with none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<Rating>,
+}
+
+/// A visitor's verdict on one of the assistant's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Rating {
+    Up,
+    Down,
+}
+
+impl Rating {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rating::Up => "up",
+            Rating::Down => "down",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "up" => Ok(Rating::Up),
+            "down" => Ok(Rating::Down),
+            _ => Err(invalid("rating must be \"up\" or \"down\"")),
+        }
+    }
+}
+
+/// How a conversation with the assistant ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatOutcome {
+    /// No hand-off, no answer left rated down, and the last answer was one.
+    Resolved,
+    /// The assistant opened a ticket.
+    Escalated,
+    /// No ticket, but the visitor left after the offer of a person, without an answer to the
+    /// last question, or with an answer rated down.
+    Abandoned,
+}
+
+impl ChatOutcome {
+    pub const ALL: [ChatOutcome; 3] = [
+        ChatOutcome::Resolved,
+        ChatOutcome::Escalated,
+        ChatOutcome::Abandoned,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatOutcome::Resolved => "resolved",
+            ChatOutcome::Escalated => "escalated",
+            ChatOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// One chat session seen as a conversation with the assistant: the facts its outcome is
+/// decided from, kept as one row per session and found by the time it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatConversation {
+    pub session: String,
+    /// The session's first turn: the row's place in time, never changed.
+    pub started_at: DateTime<Utc>,
+    /// The newest question, answer or rating.
+    pub last_at: DateTime<Utc>,
+    /// The assistant opened a ticket.
+    pub escalated: bool,
+    /// The last question got the offer of a person (no answer found) or no answer at all.
+    pub unanswered: bool,
+    /// Answers rated up and down now (a changed rating moves from one to the other).
+    pub up: u32,
+    pub down: u32,
+}
+
+impl ChatConversation {
+    /// The outcome once the conversation has ended, `None` while it is still open. An escalated
+    /// conversation has ended at its hand-off; any other ends `ends_after` past its last
+    /// activity.
+    pub fn outcome(&self, now: DateTime<Utc>, ends_after: chrono::Duration) -> Option<ChatOutcome> {
+        if self.escalated {
+            Some(ChatOutcome::Escalated)
+        } else if now - self.last_at < ends_after {
+            None
+        } else if self.unanswered || self.down > 0 {
+            Some(ChatOutcome::Abandoned)
+        } else {
+            Some(ChatOutcome::Resolved)
+        }
+    }
+}
+
+/// Conversations of a project over a time range, by outcome, and the ratings they hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutcomeCounts {
+    pub resolved: u64,
+    pub escalated: u64,
+    pub abandoned: u64,
+    /// Not ended yet: active within the end time, and no hand-off.
+    pub open: u64,
+    pub up: u64,
+    pub down: u64,
+}
+
+impl OutcomeCounts {
+    /// Counts one conversation as it stands at `now`.
+    pub fn add(&mut self, c: &ChatConversation, now: DateTime<Utc>, ends_after: chrono::Duration) {
+        match c.outcome(now, ends_after) {
+            Some(ChatOutcome::Resolved) => self.resolved += 1,
+            Some(ChatOutcome::Escalated) => self.escalated += 1,
+            Some(ChatOutcome::Abandoned) => self.abandoned += 1,
+            None => self.open += 1,
+        }
+        self.up += u64::from(c.up);
+        self.down += u64::from(c.down);
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -701,6 +820,25 @@ fn is_zero(n: &u64) -> bool {
 pub struct ChatUsage {
     pub tokens: u64,
     pub tickets: u32,
+    /// The first turn's time: when the session's conversation started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Answers rated up and down.
+    pub up: u32,
+    pub down: u32,
+}
+
+impl ChatUsage {
+    /// Adds one stored turn.
+    pub fn add(&mut self, turn: &ChatTurn) {
+        self.tokens = self.tokens.saturating_add(turn.tokens);
+        self.tickets += u32::from(turn.ticket_slug.is_some());
+        self.started_at = Some(self.started_at.map_or(turn.at, |s| s.min(turn.at)));
+        match turn.feedback {
+            Some(Rating::Up) => self.up += 1,
+            Some(Rating::Down) => self.down += 1,
+            None => {}
+        }
+    }
 }
 
 /// How far one participant has read a ticket.
@@ -754,6 +892,57 @@ mod tests {
         assert!(serde_json::from_str::<Tags>(r#"["ok","not ok"]"#).is_err());
         let back: Tags = serde_json::from_str(&serde_json::to_string(&tags).unwrap()).unwrap();
         assert_eq!(back, tags);
+    }
+
+    #[test]
+    fn a_turn_stored_before_ratings_reads_with_none_and_an_unrated_one_is_stored_as_before() {
+        let before = r#"{"id":"3f0c9a52-d3e1-11f1-8000-5b1e2c4d6f70","role":"assistant","content":"Hi","at":"2026-12-01T10:00:00Z"}"#;
+        let turn: ChatTurn = serde_json::from_str(before).unwrap();
+        assert_eq!(turn.feedback, None);
+        assert!(!serde_json::to_string(&turn).unwrap().contains("feedback"));
+        let rated = ChatTurn {
+            feedback: Some(Rating::Down),
+            ..turn
+        };
+        let json = serde_json::to_string(&rated).unwrap();
+        assert!(json.contains(r#""feedback":"down""#), "{json}");
+        assert_eq!(serde_json::from_str::<ChatTurn>(&json).unwrap(), rated);
+        assert!(serde_json::from_str::<ChatTurn>(&json.replace("down", "meh")).is_err());
+    }
+
+    #[test]
+    fn a_conversation_ends_escalated_at_once_and_otherwise_after_its_quiet_time() {
+        let t0 = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let ends = chrono::Duration::minutes(30);
+        let c = ChatConversation {
+            session: "s".into(),
+            started_at: t0,
+            last_at: t0,
+            escalated: false,
+            unanswered: false,
+            up: 1,
+            down: 0,
+        };
+        let at = |m| t0 + chrono::Duration::minutes(m);
+        assert_eq!(c.outcome(at(29), ends), None);
+        assert_eq!(c.outcome(at(30), ends), Some(ChatOutcome::Resolved));
+        let offered = ChatConversation {
+            unanswered: true,
+            ..c.clone()
+        };
+        assert_eq!(offered.outcome(at(30), ends), Some(ChatOutcome::Abandoned));
+        let disliked = ChatConversation {
+            down: 1,
+            ..c.clone()
+        };
+        assert_eq!(disliked.outcome(at(30), ends), Some(ChatOutcome::Abandoned));
+        let handed = ChatConversation {
+            escalated: true,
+            ..offered
+        };
+        assert_eq!(handed.outcome(at(0), ends), Some(ChatOutcome::Escalated));
     }
 
     #[test]

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Article, ChatTurn, ChatUsage, Message, Note, Participant, Project, ProjectId, ReadCursor, Slug,
-    Tag, Ticket, TicketStatus,
+    Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
+    Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
 };
 use crate::message_id::MessageId;
 use crate::unanswered::{Asked, UnansweredQuestion};
@@ -282,6 +282,31 @@ pub trait ChatStore: Send + Sync + 'static {
         project: &ProjectId,
         session: &str,
     ) -> StoreResult<ChatUsage>;
+    /// One turn of a session's transcript, `None` if that session has no such turn.
+    async fn chat_turn(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        id: MessageId,
+    ) -> StoreResult<Option<ChatTurn>>;
+    /// Creates or replaces a session's conversation row, found by its `started_at` (which
+    /// never changes for a session) and its session.
+    async fn put_chat_conversation(
+        &self,
+        project: &ProjectId,
+        conversation: &ChatConversation,
+    ) -> StoreResult<()>;
+    /// Counts the project's conversations that started in `[from, to)` by their outcome at
+    /// `now` (see [`ChatConversation::outcome`]), reading the rows one page at a time rather
+    /// than all at once.
+    async fn count_chat_outcomes(
+        &self,
+        project: &ProjectId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+        ends_after: chrono::Duration,
+    ) -> StoreResult<OutcomeCounts>;
 }
 
 /// Knowledge-base articles.

@@ -111,6 +111,8 @@ pub struct ToolCallAnswer<'a> {
     message: &'a str,
     #[schema(value_type = fleety_actors::domain::Slug)]
     ticket_slug: &'a str,
+    /// The id of this answer, to rate it by (`POST /v1/chat/turns/{turnId}/feedback`).
+    turn_id: String,
 }
 
 /// One server-sent event of a chat answer: `data` is a JSON frame (its schema given by
@@ -136,15 +138,16 @@ fn event_schema(frame: RefOr<Schema>) -> RefOr<Schema> {
         .into()
 }
 
-/// A piece of `/v1/chat`'s answer: `{"content": "..."}`, or `{"error": "..."}` when the answer
-/// broke off after it began.
+/// A piece of `/v1/chat`'s answer: `{"content": "...", "turn_id": "..."}`, or
+/// `{"error": "..."}` when the answer broke off after it began.
 pub struct PromptEvent;
 
 impl PartialSchema for PromptEvent {
     fn schema() -> RefOr<Schema> {
         let content = ObjectBuilder::new()
             .property("content", ObjectBuilder::new().schema_type(Type::String))
-            .required("content");
+            .required("content")
+            .property("turn_id", turn_id_schema());
         event_schema(
             OneOfBuilder::new()
                 .item(content)
@@ -156,7 +159,7 @@ impl PartialSchema for PromptEvent {
 impl ToSchema for PromptEvent {}
 
 /// A piece of `/v1/chat/tools`' answer: an OpenAI-style delta
-/// `{"choices": [{"delta": {"content": "..."}}]}`, or `{"error": "..."}`.
+/// `{"choices": [{"delta": {"content": "..."}}], "turn_id": "..."}`, or `{"error": "..."}`.
 pub struct ToolsEvent;
 
 impl PartialSchema for ToolsEvent {
@@ -174,7 +177,8 @@ impl PartialSchema for ToolsEvent {
                 "choices",
                 ArrayBuilder::new().items(delta).min_items(Some(1)),
             )
-            .required("choices");
+            .required("choices")
+            .property("turn_id", turn_id_schema());
         event_schema(
             OneOfBuilder::new()
                 .item(choices)
@@ -184,6 +188,14 @@ impl PartialSchema for ToolsEvent {
     }
 }
 impl ToSchema for ToolsEvent {}
+
+/// The answer's id, the same in each of its frames: what the visitor rates it by
+/// (`POST /v1/chat/turns/{turnId}/feedback`).
+fn turn_id_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("The answer's id, to rate it by"))
+}
 
 /// A chat text: at most `MAX_MESSAGE_CHARS` characters (counted before trimming), not only
 /// whitespace, without control characters but tabs and line breaks; the rule `ChatText`
@@ -306,6 +318,7 @@ impl From<ChatError> for ApiError {
                 ApiError::unavailable()
             }
             ChatError::Internal(cause) => ApiError::internal(cause),
+            ChatError::UnknownTurn => ApiError::not_found("this session has no such answer"),
         }
     }
 }
@@ -331,12 +344,13 @@ fn error_response(e: ChatError) -> Response {
     resp
 }
 
-/// How one streamed piece of text is framed for the endpoint.
-fn text_frame(mode: ChatMode, text: &str) -> String {
+/// How one streamed piece of text is framed for the endpoint. Each frame names the answer's
+/// turn (a field the seed's format lacks: clients that do not know it ignore it).
+fn text_frame(mode: ChatMode, text: &str, turn: &str) -> String {
     let value = match mode {
-        ChatMode::Prompt => serde_json::json!({ "content": text }),
+        ChatMode::Prompt => serde_json::json!({ "content": text, "turn_id": turn }),
         ChatMode::Conversation { .. } => {
-            serde_json::json!({ "choices": [{ "delta": { "content": text } }] })
+            serde_json::json!({ "choices": [{ "delta": { "content": text } }], "turn_id": turn })
         }
     };
     value.to_string()
@@ -389,6 +403,7 @@ async fn answer(mode: ChatMode, mut turn: Turn) -> Response {
                     kind: "tool_call",
                     message: &message,
                     ticket_slug: slug.as_str(),
+                    turn_id: turn.answer.to_string(),
                 },
             );
         }
@@ -407,47 +422,51 @@ fn sse(mode: ChatMode, first: TurnEvent, turn: Turn) -> Response {
         done: bool,
         _open: super::ws::OpenGauge,
     }
+    let id = turn.answer.to_string();
     let state = State {
         pending: Some(first),
         turn,
         done: false,
         _open: super::ws::OpenGauge::new("fleety_sse_streams_open", "chat"),
     };
-    let events = futures_util::stream::unfold(state, move |mut s| async move {
-        if s.done {
-            return None;
+    let events = futures_util::stream::unfold(state, move |mut s| {
+        let id = id.clone();
+        async move {
+            if s.done {
+                return None;
+            }
+            let event = match s.pending.take() {
+                Some(e) => Some(e),
+                None => s.turn.events.recv().await,
+            };
+            // `data:` is followed by a space, as OpenAI-style clients expect.
+            let data = match event {
+                Some(TurnEvent::Text(t)) => format!(" {}", text_frame(mode, &t, &id)),
+                Some(TurnEvent::TicketOpened { message, .. }) => {
+                    format!(" {}", text_frame(mode, &format!("\n\n{message}"), &id))
+                }
+                Some(TurnEvent::Error(e)) => {
+                    s.pending = Some(TurnEvent::Done);
+                    let message = ApiError::from(e).message;
+                    format!(" {}", serde_json::json!({ "error": message }))
+                }
+                Some(TurnEvent::Done) => {
+                    s.done = true;
+                    " [DONE]".to_owned()
+                }
+                None => {
+                    s.pending = Some(TurnEvent::Done);
+                    format!(
+                        " {}",
+                        serde_json::json!({ "error": "the answer ended unexpectedly" })
+                    )
+                }
+            };
+            Some((
+                Ok::<_, Infallible>(warp::sse::Event::default().data(data)),
+                s,
+            ))
         }
-        let event = match s.pending.take() {
-            Some(e) => Some(e),
-            None => s.turn.events.recv().await,
-        };
-        // `data:` is followed by a space, as OpenAI-style clients expect.
-        let data = match event {
-            Some(TurnEvent::Text(t)) => format!(" {}", text_frame(mode, &t)),
-            Some(TurnEvent::TicketOpened { message, .. }) => {
-                format!(" {}", text_frame(mode, &format!("\n\n{message}")))
-            }
-            Some(TurnEvent::Error(e)) => {
-                s.pending = Some(TurnEvent::Done);
-                let message = ApiError::from(e).message;
-                format!(" {}", serde_json::json!({ "error": message }))
-            }
-            Some(TurnEvent::Done) => {
-                s.done = true;
-                " [DONE]".to_owned()
-            }
-            None => {
-                s.pending = Some(TurnEvent::Done);
-                format!(
-                    " {}",
-                    serde_json::json!({ "error": "the answer ended unexpectedly" })
-                )
-            }
-        };
-        Some((
-            Ok::<_, Infallible>(warp::sse::Event::default().data(data)),
-            s,
-        ))
     });
     let mut resp = warp::sse::reply(events).into_response();
     resp.headers_mut()
@@ -517,10 +536,13 @@ mod tests {
 
     #[test]
     fn frames_follow_each_endpoint() {
-        assert_eq!(text_frame(ChatMode::Prompt, "Hi"), r#"{"content":"Hi"}"#);
         assert_eq!(
-            text_frame(ChatMode::Conversation { tools: true }, "Hi"),
-            r#"{"choices":[{"delta":{"content":"Hi"}}]}"#
+            text_frame(ChatMode::Prompt, "Hi", "t1"),
+            r#"{"content":"Hi","turn_id":"t1"}"#
+        );
+        assert_eq!(
+            text_frame(ChatMode::Conversation { tools: true }, "Hi", "t1"),
+            r#"{"choices":[{"delta":{"content":"Hi"}}],"turn_id":"t1"}"#
         );
     }
 }

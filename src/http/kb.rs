@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use fleety_actors::domain::{
-    parse_tags, Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, Project, MAX_ARTICLE_TAGS,
-    MAX_ARTICLE_TAG_CHARS,
+    parse_tags, Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, Project, Rating,
+    MAX_ARTICLE_TAGS, MAX_ARTICLE_TAG_CHARS,
 };
 use fleety_actors::events::rfc3339;
 use fleety_actors::kb::{ArticleChange, KbError};
@@ -337,6 +337,9 @@ pub struct TurnView<'a> {
     /// The articles the answer quoted.
     #[serde(skip_serializing_if = "<[Uuid]>::is_empty")]
     citations: &'a [Uuid],
+    /// The visitor's thumbs up or down on this answer, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    feedback: Option<Rating>,
 }
 
 /// The chat that led to a ticket.
@@ -360,6 +363,7 @@ impl<'a> TurnView<'a> {
             at: rfc3339(t.at),
             ticket_slug: t.ticket_slug.as_ref().map(|s| s.as_str()),
             citations: &t.citations,
+            feedback: t.feedback,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod assets;
+pub mod assistant;
 pub mod chat;
 pub mod error;
 pub mod kb;
@@ -85,14 +86,16 @@ pub fn health() -> Response {
 /// configured.
 pub async fn metrics_route(ctx: Arc<Ctx>) -> Response {
     if ctx.settings.server.metrics_listen.is_none() {
-        metrics_response()
+        metrics_response(&ctx.system.chats)
     } else {
         ApiError::not_found("no such endpoint").into_response()
     }
 }
 
-/// The Prometheus text exposition.
-pub fn metrics_response() -> Response {
+/// The Prometheus text exposition. Conversations that have ended are counted first, so a
+/// scrape never lags a ticker behind.
+pub fn metrics_response(chats: &fleety_actors::chat::Chats) -> Response {
+    chats.settle_outcomes();
     let mut resp = Response::new(crate::metrics::render().into());
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -15,7 +15,8 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, chat, kb, openapi, projects_api, session, tickets, unanswered, webhooks, ws, Ctx,
+    assets, assistant, chat, kb, openapi, projects_api, session, tickets, unanswered, webhooks, ws,
+    Ctx,
 };
 
 /// The routes, built once.
@@ -165,6 +166,15 @@ fn routes() -> Vec<Route> {
         .refuses(429, "A session or project chat quota is used up, or an answer is still streaming for this session (see Retry-After)")
         .refuses(502, "The language model failed")
         .refuses(504, "The language model did not answer in time"),
+        Route::new(post(), "/v1/chat/turns/{turnId}/feedback", "rateAnswer", "Rate one of the assistant's answers, thumbs up or down", CountedSession, |b| {
+            b.param("turnId").and(b.session_limit()).and(b.session()).and(b.ctx()).and(b.json()).then(assistant::feedback).boxed()
+        })
+        .tag("chat")
+        .param("turnId", "The answer's `turn_id`, from its chat frames.", schema::<String>)
+        .describe("Only the session's own answers; a later rating replaces the earlier. Agents see the rating in the ticket's chat.")
+        .body::<assistant::NewFeedback>(Limit::Standard)
+        .answers(200, "The rating, as stored", Json(schema::<assistant::Feedback>))
+        .refuses(404, "The session has no answer with this id"),
         // The agents' API, with the project's admin key.
         Route::new(get(), "/v1/projects/{projectId}", "getProject", "Read the project's settings", Agent, |b| {
             b.agent().then(projects_api::get).boxed()
@@ -291,6 +301,14 @@ fn routes() -> Vec<Route> {
         .describe("Once an article answers it. Asked again later, it starts a new count.")
         .answers(200, "Dismissed", Json(schema::<super::Done>))
         .refuses(404, "No such question"),
+        Route::new(get(), "/v1/projects/{projectId}/assistant/outcomes", "assistantOutcomes", "How the assistant's conversations ended over a time range", Agent, |b| {
+            b.agent().and(b.ctx()).and(b.query()).then(assistant::outcomes).boxed()
+        })
+        .tag("agents")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Conversations that started in `[from, to)`, counted by outcome as they stand now: resolved, escalated, abandoned, or still open; and the ratings their answers hold.")
+        .query::<assistant::OutcomesQuery>()
+        .answers(200, "The counts", Json(schema::<assistant::AssistantOutcomes>)),
         Route::new(get(), "/v1/projects/{projectId}/webhooks", "listWebhooks", "List the project's webhook endpoints", Agent, |b| {
             b.agent().and(b.ctx()).then(webhooks::list).boxed()
         })

@@ -18,10 +18,13 @@ async fn the_offline_assistant_answers_a_prompt_from_the_knowledge_base() {
         .await;
     let events = sse_json(resp).await;
     assert!(events.len() > 10, "streamed word by word: {events:?}");
+    // The seed's `content`, and the answer's `turn_id` (the same in every frame) to rate it by.
+    let turn = events[0]["turn_id"].as_str().unwrap();
     let text: String = events
         .iter()
         .map(|e| {
-            assert_eq!(e.as_object().unwrap().len(), 1, "{e}");
+            assert_eq!(e.as_object().unwrap().len(), 2, "{e}");
+            assert_eq!(e["turn_id"], turn, "{e}");
             e["content"].as_str().unwrap()
         })
         .collect();
@@ -83,7 +86,9 @@ async fn asking_for_a_human_opens_a_ticket_holding_the_conversation() {
     )
     .await;
     assert_eq!(answer["type"], "tool_call");
-    assert_eq!(answer.as_object().unwrap().len(), 3, "{answer}");
+    // The seed's three fields, and the answer's `turn_id` to rate it by.
+    assert_eq!(answer.as_object().unwrap().len(), 4, "{answer}");
+    assert!(answer["turn_id"].is_string(), "{answer}");
     let slug = answer["ticket_slug"].as_str().unwrap();
     assert!(answer["message"].as_str().unwrap().contains(slug));
 

@@ -44,24 +44,26 @@ async fn streamed_text_arrives_with_the_exact_sse_framing() {
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
-    assert_eq!(
-        resp.text().await.unwrap(),
-        concat!(
-            "data: {\"choices\":[{\"delta\":{\"content\":\"Good\"}}]}\n\n",
-            "data: {\"choices\":[{\"delta\":{\"content\":\" day\"}}]}\n\n",
-            "data: {\"choices\":[{\"delta\":{\"content\":\" to\"}}]}\n\n",
-            "data: {\"choices\":[{\"delta\":{\"content\":\" you.\"}}]}\n\n",
-            "data: [DONE]\n\n",
-        )
-    );
+    // Each frame is the seed's, plus the answer's `turn_id` (the same in every frame).
+    let body = resp.text().await.unwrap();
+    let turn = turn_id_of(&body);
+    let delta = |text: &str| {
+        format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{text}\"}}}}],\"turn_id\":\"{turn}\"}}\n\n")
+    };
+    let expected = ["Good", " day", " to", " you."].map(delta).concat() + "data: [DONE]\n\n";
+    assert_eq!(body, expected);
 
     fake.push(Script::text(&["Good", " day"]));
     let resp = app
         .chat("/v1/chat", &token, json!({"prompt": OFF_TOPIC}))
         .await;
+    let body = resp.text().await.unwrap();
+    let turn = turn_id_of(&body);
     assert_eq!(
-        resp.text().await.unwrap(),
-        "data: {\"content\":\"Good\"}\n\ndata: {\"content\":\" day\"}\n\ndata: [DONE]\n\n"
+        body,
+        format!(
+            "data: {{\"content\":\"Good\",\"turn_id\":\"{turn}\"}}\n\ndata: {{\"content\":\" day\",\"turn_id\":\"{turn}\"}}\n\ndata: [DONE]\n\n"
+        )
     );
 
     // What the model was sent: the server's system prompt first, the visitor's words after,
@@ -559,4 +561,11 @@ async fn a_model_that_ignores_a_request_for_a_person_still_hands_over() {
         .await;
     assert_eq!(delta_text(&sse_json(resp).await), "Hello!");
     assert_eq!(ticket_titles(&app).await.len(), 1);
+}
+
+/// The `turn_id` of an SSE answer's first frame.
+fn turn_id_of(body: &str) -> String {
+    let first = &sse_data(body)[0];
+    let frame: serde_json::Value = serde_json::from_str(first).unwrap();
+    frame["turn_id"].as_str().expect("a turn id").to_owned()
 }

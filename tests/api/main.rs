@@ -9,6 +9,7 @@ mod chat;
 mod chat_llm;
 mod cli;
 mod fake_llm;
+mod feedback;
 mod guidance;
 mod helpers;
 mod kb;

@@ -12,8 +12,8 @@ use super::links::{filter_links, LinkFilter};
 use super::quota::Window;
 use super::{ChatDeps, ChatError, ChatMode, SessionKey, Turn, TurnEvent, TurnRequest};
 use crate::domain::{
-    AgentName, AssistantProfile, ChatRole, ChatTurn, Description, MessageBody, Participant, Slug,
-    TicketSource, Title,
+    AgentName, AssistantProfile, ChatConversation, ChatRole, ChatTurn, Description, MessageBody,
+    Participant, Rating, Slug, TicketSource, Title,
 };
 use crate::handoff::{self, Next, Reason};
 use crate::llm::offline::{title_from, CREATE_TICKET};
@@ -52,6 +52,14 @@ pub enum ChatMsg {
     ReleaseTicket,
     /// From a turn: it has ended; here is what it said and spent.
     Finished(Outcome),
+    /// The visitor rates one of the assistant's answers.
+    Rate {
+        turn: MessageId,
+        rating: Rating,
+        reply: RpcReplyPort<Result<(), ChatError>>,
+    },
+    /// From a store job: it is done.
+    JobDone(JobDone),
     Tick,
 }
 
@@ -59,6 +67,47 @@ pub struct Outcome {
     question: ChatTurn,
     answer: Option<ChatTurn>,
     tokens: u64,
+    /// The question got the offer of a person (no answer found), or the visitor declined it.
+    unanswered: bool,
+}
+
+/// A store write of the session's, run one at a time so they land in the order the session
+/// decided them.
+enum Job {
+    Rate {
+        turn: MessageId,
+        rating: Rating,
+        reply: RpcReplyPort<Result<(), ChatError>>,
+    },
+    /// Writes the conversation row as it stands when the job starts.
+    SaveConversation,
+}
+
+pub enum JobDone {
+    /// The turn as now stored, with the rating it had before.
+    Rated {
+        result: Result<(ChatTurn, Option<Rating>), ChatError>,
+        reply: RpcReplyPort<Result<(), ChatError>>,
+    },
+    Saved,
+}
+
+/// Ratings waiting for the store at most per session; more are refused as busy.
+const MAX_QUEUED_JOBS: usize = 16;
+
+/// The session's store jobs: one in flight, the rest in order, and the conversation row's
+/// write coalesced into one.
+#[derive(Default)]
+struct Jobs {
+    queue: std::collections::VecDeque<Job>,
+    running: bool,
+    save: bool,
+}
+
+impl Jobs {
+    fn idle(&self) -> bool {
+        !self.running && !self.save && self.queue.is_empty()
+    }
 }
 
 pub struct ChatArgs {
@@ -76,6 +125,9 @@ pub struct ChatState {
     tickets_opened: u32,
     running: usize,
     last_used: Instant,
+    /// The session's conversation, once it has a turn.
+    conversation: Option<ChatConversation>,
+    jobs: Jobs,
 }
 
 pub struct ChatSessionActor;
@@ -105,7 +157,18 @@ impl Actor for ChatSessionActor {
             .chat_session_usage(&args.key.project, &args.key.session)
             .await?;
         crate::telemetry::actor_started("chat_session");
+        let conversation = usage.started_at.map(|started_at| ChatConversation {
+            session: args.key.session.clone(),
+            started_at,
+            last_at: turns.last().map_or(started_at, |t| t.at),
+            escalated: usage.tickets > 0,
+            unanswered: left_unanswered(&turns),
+            up: usage.up,
+            down: usage.down,
+        });
         Ok(ChatState {
+            conversation,
+            jobs: Jobs::default(),
             last_id: turns.last().map(|t| t.id),
             key: args.key,
             deps: args.deps,
@@ -133,6 +196,8 @@ impl Actor for ChatSessionActor {
             ChatMsg::ReserveTicket { .. } => "reserve_ticket",
             ChatMsg::ReleaseTicket => "release_ticket",
             ChatMsg::Finished(_) => "finished",
+            ChatMsg::Rate { .. } => "rate",
+            ChatMsg::JobDone(_) => "job_done",
             ChatMsg::Tick => "tick",
         };
         self.handle_message(myself, message, state);
@@ -190,7 +255,10 @@ impl ChatSessionActor {
                     };
                     // Tracked, so a clean stop waits for the turn and its transcript.
                     state.deps.tasks.spawn(run.run());
-                    Turn { events: rx }
+                    Turn {
+                        events: rx,
+                        answer: answer_id,
+                    }
                 });
                 let _ = reply.send(answer);
             }
@@ -211,14 +279,42 @@ impl ChatSessionActor {
                     .or_default()
                     .tokens
                     .add(now, outcome.tokens);
+                state.conversed(&outcome);
                 state.transcript.push_back(outcome.question);
                 state.transcript.extend(outcome.answer);
                 while state.transcript.len() > KEPT_TURNS {
                     state.transcript.pop_front();
                 }
+                state.pump(&myself);
+            }
+            ChatMsg::Rate {
+                turn,
+                rating,
+                reply,
+            } => {
+                if state.jobs.queue.len() >= MAX_QUEUED_JOBS {
+                    let _ = reply.send(Err(ChatError::Busy));
+                    return;
+                }
+                state.jobs.queue.push_back(Job::Rate {
+                    turn,
+                    rating,
+                    reply,
+                });
+                state.pump(&myself);
+            }
+            ChatMsg::JobDone(done) => {
+                state.jobs.running = false;
+                if let JobDone::Rated { result, reply } = done {
+                    let result = result.map(|(turn, before)| state.rated(turn, before));
+                    let _ = reply.send(result);
+                }
+                state.pump(&myself);
             }
             ChatMsg::Tick => {
-                if state.running == 0 && state.last_used.elapsed() >= state.deps.config.idle_timeout
+                if state.running == 0
+                    && state.jobs.idle()
+                    && state.last_used.elapsed() >= state.deps.config.idle_timeout
                 {
                     // Requests already in the mailbox are still answered; later ones start
                     // a fresh actor.
@@ -228,6 +324,50 @@ impl ChatSessionActor {
                 }
             }
         }
+    }
+}
+
+/// Stores a rating of the session's answer `turn`, given the turn if the session holds it in
+/// memory. Answers the turn as stored and the rating it had before.
+async fn rate(
+    store: &dyn crate::store::ChatStore,
+    key: &SessionKey,
+    known: Option<ChatTurn>,
+    turn: MessageId,
+    rating: Rating,
+) -> Result<(ChatTurn, Option<Rating>), ChatError> {
+    let failed = |e: crate::store::StoreError| match e {
+        crate::store::StoreError::Unavailable(cause) => ChatError::Unavailable(cause),
+        other => ChatError::Internal(other.to_string()),
+    };
+    let found = match known {
+        Some(t) => Some(t),
+        None => store
+            .chat_turn(&key.project, &key.session, turn)
+            .await
+            .map_err(failed)?,
+    };
+    let mut found = match found {
+        Some(t) if t.role == ChatRole::Assistant => t,
+        _ => return Err(ChatError::UnknownTurn),
+    };
+    let before = found.feedback.replace(rating);
+    if before != Some(rating) {
+        store
+            .append_chat_turns(&key.project, &key.session, std::slice::from_ref(&found))
+            .await
+            .map_err(failed)?;
+    }
+    Ok((found, before))
+}
+
+/// Whether the newest question of a transcript went without an answer: none came, or it was
+/// the offer of a person.
+fn left_unanswered(turns: &[ChatTurn]) -> bool {
+    match turns.last() {
+        None => false,
+        Some(t) if t.role == ChatRole::User => true,
+        Some(t) => t.ticket_slug.is_none() && t.content.contains(crate::handoff::OFFER),
     }
 }
 
@@ -265,6 +405,121 @@ impl ChatState {
             ticket_slug: None,
             citations: vec![],
             tokens: 0,
+            feedback: None,
+        }
+    }
+
+    /// A turn ended: the conversation's facts move on, and its row is written.
+    fn conversed(&mut self, outcome: &Outcome) {
+        let at = outcome
+            .answer
+            .as_ref()
+            .map_or(outcome.question.at, |a| a.at);
+        let c = self.conversation.get_or_insert_with(|| ChatConversation {
+            session: self.key.session.clone(),
+            started_at: outcome.question.at,
+            last_at: at,
+            escalated: false,
+            unanswered: false,
+            up: 0,
+            down: 0,
+        });
+        c.last_at = c.last_at.max(at);
+        let ticket = outcome
+            .answer
+            .as_ref()
+            .is_some_and(|a| a.ticket_slug.is_some());
+        c.escalated |= ticket;
+        c.unanswered = !ticket && (outcome.unanswered || outcome.answer.is_none());
+        self.conversation_changed();
+    }
+
+    /// A rating landed: the transcript and the conversation's counts follow it.
+    fn rated(&mut self, turn: ChatTurn, before: Option<Rating>) {
+        let now = self.deps.clock.now();
+        if let Some(kept) = self.transcript.iter_mut().find(|t| t.id == turn.id) {
+            kept.feedback = turn.feedback;
+        }
+        if before == turn.feedback {
+            return;
+        }
+        if let Some(rating) = turn.feedback {
+            metrics::counter!(
+                "fleety_assistant_feedback_total",
+                "project" => self.key.project.to_string(),
+                "rating" => rating.as_str()
+            )
+            .increment(1);
+        }
+        let c = self.conversation.get_or_insert_with(|| ChatConversation {
+            session: self.key.session.clone(),
+            started_at: turn.at,
+            last_at: now,
+            escalated: false,
+            unanswered: false,
+            up: 0,
+            down: 0,
+        });
+        for (rating, delta) in [(before, -1i64), (turn.feedback, 1)] {
+            let count = match rating {
+                Some(Rating::Up) => &mut c.up,
+                Some(Rating::Down) => &mut c.down,
+                None => continue,
+            };
+            *count = u32::try_from(i64::from(*count) + delta).unwrap_or(0);
+        }
+        c.last_at = c.last_at.max(now);
+        self.conversation_changed();
+    }
+
+    fn conversation_changed(&mut self) {
+        self.jobs.save = true;
+        if let Some(c) = &self.conversation {
+            self.deps.outcomes.touch(&self.key, c);
+        }
+    }
+
+    /// Starts the next store job unless one is running. It runs as a task, so the mailbox never
+    /// waits on the store, and reports back with [`ChatMsg::JobDone`].
+    fn pump(&mut self, myself: &ActorRef<ChatMsg>) {
+        if self.jobs.running {
+            return;
+        }
+        let job = match self.jobs.queue.pop_front() {
+            Some(job) => job,
+            None if std::mem::take(&mut self.jobs.save) => Job::SaveConversation,
+            None => return,
+        };
+        self.jobs.running = true;
+        let store = self.deps.store.clone();
+        let key = self.key.clone();
+        let me = myself.clone();
+        match job {
+            Job::Rate {
+                turn,
+                rating,
+                reply,
+            } => {
+                // The newest answers are in memory (and may not be stored yet); older ones are
+                // read from the store.
+                let known = self.transcript.iter().find(|t| t.id == turn).cloned();
+                self.deps.tasks.spawn(async move {
+                    let result = rate(&*store, &key, known, turn, rating).await;
+                    let _ = me.send_message(ChatMsg::JobDone(JobDone::Rated { result, reply }));
+                });
+            }
+            Job::SaveConversation => {
+                let Some(c) = self.conversation.clone() else {
+                    self.jobs.running = false;
+                    return;
+                };
+                self.deps.tasks.spawn(async move {
+                    if let Err(e) = store.put_chat_conversation(&key.project, &c).await {
+                        tracing::warn!(project = %key.project, error = %e, "could not store a chat conversation");
+                    }
+                    let _ = me.send_message(ChatMsg::JobDone(JobDone::Saved));
+                });
+            }
         }
     }
 
@@ -495,6 +750,8 @@ struct TurnRun {
 #[derive(Default)]
 struct Said {
     text: String,
+    /// The question had no answer in the help center, or the visitor declined a person.
+    unanswered: bool,
     ticket: Option<Slug>,
     citations: Vec<uuid::Uuid>,
     tokens: u64,
@@ -535,7 +792,9 @@ impl TurnRun {
             ticket_slug: said.ticket,
             citations: said.citations,
             tokens,
+            feedback: None,
         });
+        let unanswered = said.unanswered;
         // The session learns of the end before the client does: a client that asks again the
         // moment its answer ends finds the turn counted and its answer in the transcript.
         let TurnRun {
@@ -552,6 +811,7 @@ impl TurnRun {
             question,
             answer,
             tokens,
+            unanswered,
         }));
         let last = match result {
             Err(Stop::Failed(e)) => {
@@ -619,6 +879,7 @@ impl TurnRun {
         // The same decision the offline provider follows; beside a remote model it is the
         // safety net below, and it gives every hand-off its reason.
         let decision = handoff::decide(&self.history, !passages.is_empty());
+        said.unanswered = matches!(decision, Next::Offer | Next::Declined);
         let mut messages = vec![LlmMessage::new(
             LlmRole::System,
             system_prompt(

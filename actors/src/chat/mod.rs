@@ -9,6 +9,7 @@
 mod actor;
 mod bare_call;
 pub mod links;
+pub mod outcome;
 pub mod quota;
 #[cfg(test)]
 mod tests;
@@ -24,12 +25,15 @@ use tokio_util::task::TaskTracker;
 pub use actor::ChatSessionActor;
 pub use quota::ChatQuotas;
 
+use chrono::{DateTime, Utc};
+
 use crate::clock::Clock;
-use crate::domain::{ProjectId, Slug};
+use crate::domain::{OutcomeCounts, ProjectId, Rating, Slug};
 use crate::kb::KnowledgeBases;
 use crate::llm::{LlmError, LlmMessage, LlmProvider};
 use crate::registry::{CallError, Family, Keeper, Registry};
 use crate::ticket::Tickets;
+use crate::MessageId;
 
 /// Identifies a chat session: the anonymous session id from the visitor's token, within the
 /// project the token is for.
@@ -66,6 +70,9 @@ pub struct ChatConfig {
     /// Chat sessions in memory at most; a new session beyond this is refused as unavailable,
     /// so a flood of sessions cannot exhaust memory.
     pub max_sessions: usize,
+    /// A conversation without a hand-off ends this long after its last question, answer or
+    /// rating (docs/assistant.md, "Outcomes").
+    pub conversation_ends_after: Duration,
 }
 
 impl Default for ChatConfig {
@@ -81,6 +88,7 @@ impl Default for ChatConfig {
             call_timeout: Duration::from_secs(10),
             stream_buffer: 64,
             max_sessions: 100_000,
+            conversation_ends_after: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -126,6 +134,8 @@ pub enum TurnEvent {
 /// A running turn: read its events; dropping it cancels the turn and the model's stream.
 pub struct Turn {
     pub events: mpsc::Receiver<TurnEvent>,
+    /// The id the answer is stored under: what the visitor rates it by.
+    pub answer: MessageId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,6 +153,9 @@ pub enum ChatError {
     Llm(#[from] LlmError),
     #[error("chat unavailable: {0}")]
     Unavailable(String),
+    /// The session has no answer of the assistant with that id.
+    #[error("this session has no such answer")]
+    UnknownTurn,
     #[error("chat failure: {0}")]
     Internal(String),
 }
@@ -172,6 +185,7 @@ pub struct ChatDeps {
     pub config: Arc<ChatConfig>,
     projects: Arc<DashMap<ProjectId, quota::ProjectWindows>>,
     registry: Arc<Registry<SessionKey, actor::ChatMsg>>,
+    outcomes: Arc<outcome::Outcomes>,
     /// Every running turn, each until its transcript is stored: what a clean stop waits for.
     tasks: TaskTracker,
 }
@@ -198,8 +212,13 @@ impl Chats {
         args: ChatArgs,
         parent: Option<ActorCell>,
     ) -> Result<Chats, ractor::SpawnErr> {
+        let ends_after = chrono::Duration::from_std(args.config.conversation_ends_after)
+            .unwrap_or(chrono::Duration::MAX);
+        let outcomes = outcome::Outcomes::new(ends_after, args.config.max_sessions);
+        spawn_settling(&outcomes, args.clock.clone(), args.config.tick_interval);
         let chats = Chats {
             deps: ChatDeps {
+                outcomes,
                 store: args.store,
                 unanswered: args.unanswered,
                 clock: args.clock,
@@ -279,6 +298,46 @@ impl Chats {
         self.deps.unanswered.dismiss_unanswered(project, id).await
     }
 
+    /// Rates one of the assistant's answers in `key`'s session; a rating may be changed.
+    /// [`ChatError::UnknownTurn`] unless `turn` is an answer of this session.
+    pub async fn rate(
+        &self,
+        key: &SessionKey,
+        turn: MessageId,
+        rating: Rating,
+    ) -> Result<(), ChatError> {
+        let timeout = self.deps.config.call_timeout;
+        let activate = || self.activate(key);
+        let ask = |reply| actor::ChatMsg::Rate {
+            turn,
+            rating,
+            reply,
+        };
+        self.deps.registry.call(key, timeout, activate, ask).await
+    }
+
+    /// The project's conversations that started in `[from, to)`, by outcome as they stand now.
+    pub async fn outcomes(
+        &self,
+        project: &ProjectId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<OutcomeCounts, ChatError> {
+        let now = self.deps.clock.now();
+        let ends_after = self.deps.outcomes.ends_after();
+        let store = &self.deps.store;
+        let counts = store.count_chat_outcomes(project, from, to, now, ends_after);
+        counts.await.map_err(|e| match e {
+            crate::store::StoreError::Unavailable(cause) => ChatError::Unavailable(cause),
+            other => ChatError::Internal(other.to_string()),
+        })
+    }
+
+    /// Counts on `/metrics` the conversations that have ended by now: called before a scrape.
+    pub fn settle_outcomes(&self) {
+        self.deps.outcomes.settle(self.deps.clock.now());
+    }
+
     /// How many chat sessions are in memory now.
     pub fn active(&self) -> usize {
         self.deps.registry.len()
@@ -317,4 +376,23 @@ impl Chats {
         };
         self.deps.registry.call(key, timeout, activate, ask).await
     }
+}
+
+/// Counts ended conversations every `every`, for as long as the chats exist.
+fn spawn_settling(outcomes: &Arc<outcome::Outcomes>, clock: Arc<dyn Clock>, every: Duration) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let outcomes = Arc::downgrade(outcomes);
+    rt.spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(outcomes) = outcomes.upgrade() else {
+                return;
+            };
+            outcomes.settle(clock.now());
+        }
+    });
 }

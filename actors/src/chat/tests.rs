@@ -1,6 +1,7 @@
 //! The chat session actor with the offline assistant, on the in-memory store.
 
 use super::*;
+use crate::domain::ChatRole;
 use crate::llm::LlmRole;
 use crate::store::ChatStore;
 use crate::testkit::{eventually, kit, kit_with, quick_passivation, Kit};
@@ -290,4 +291,55 @@ async fn stopping_the_system_waits_for_a_transcript_still_being_written() {
     stopping.await.unwrap();
     let stored = k.store.list_chat_turns(&k.project, "s7", 10).await.unwrap();
     assert_eq!(stored.len(), 2, "the question and its answer are stored");
+}
+
+/// An answer older than the turns a session keeps in memory is rated from the store, and a
+/// visitor's own message is no answer to rate.
+#[tokio::test]
+async fn an_older_answer_is_rated_from_the_store_and_a_question_is_not_an_answer() {
+    let k = kit().await;
+    let mut turns = Vec::new();
+    let mut last = None;
+    let at = crate::clock::now_millis();
+    for i in 0..30 {
+        let role = if i % 2 == 0 {
+            ChatRole::User
+        } else {
+            ChatRole::Assistant
+        };
+        let id = MessageId::next(last, at);
+        last = Some(id);
+        turns.push(crate::domain::ChatTurn {
+            id,
+            role,
+            content: format!("turn {i}"),
+            at,
+            ticket_slug: None,
+            citations: vec![],
+            tokens: 0,
+            feedback: None,
+        });
+    }
+    k.store
+        .append_chat_turns(&k.project, "s8", &turns)
+        .await
+        .unwrap();
+    let key = session(&k, "s8");
+    let (oldest_question, oldest_answer) = (turns[0].id, turns[1].id);
+    k.system
+        .chats
+        .rate(&key, oldest_answer, Rating::Up)
+        .await
+        .unwrap();
+    let stored = k.store.chat_turn(&k.project, "s8", oldest_answer).await;
+    assert_eq!(stored.unwrap().unwrap().feedback, Some(Rating::Up));
+    let refused = k.system.chats.rate(&key, oldest_question, Rating::Up).await;
+    assert_eq!(refused, Err(ChatError::UnknownTurn));
+    // Another session does not know it.
+    let other = k
+        .system
+        .chats
+        .rate(&session(&k, "s9"), oldest_answer, Rating::Down)
+        .await;
+    assert_eq!(other, Err(ChatError::UnknownTurn));
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::now_millis;
 use uuid::Uuid;
@@ -37,6 +37,8 @@ macro_rules! store_conformance_tests {
             submitted_batches_are_durable_when_reported,
             assistant_messages_round_trip,
             chat_transcripts_keep_order_per_session_and_ignore_repeats,
+            a_rating_is_kept_with_its_turn_and_changed_only_by_another,
+            conversations_are_counted_by_outcome_over_a_time_range,
             articles_are_put_listed_replaced_and_deleted,
             notes_are_kept_per_ticket_in_order_and_a_repeat_is_one,
             a_ticket_keeps_its_assignee,
@@ -690,6 +692,7 @@ fn turn(previous: Option<MessageId>, role: ChatRole, content: &str) -> ChatTurn 
         ticket_slug: None,
         citations: vec![],
         tokens: 0,
+        feedback: None,
     }
 }
 
@@ -746,7 +749,10 @@ pub async fn chat_transcripts_keep_order_per_session_and_ignore_repeats(store: A
         store.chat_session_usage(&p.id, &session).await.unwrap(),
         ChatUsage {
             tokens: 101 + 103,
-            tickets: 1
+            tickets: 1,
+            started_at: Some(turns[0].at),
+            up: 0,
+            down: 0,
         }
     );
     let unknown = Uuid::new_v4().to_string();
@@ -759,6 +765,142 @@ pub async fn chat_transcripts_keep_order_per_session_and_ignore_repeats(store: A
         .await
         .unwrap()
         .is_empty());
+}
+
+pub async fn a_rating_is_kept_with_its_turn_and_changed_only_by_another(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let session = Uuid::new_v4().to_string();
+    let question = turn(None, ChatRole::User, "How do I export?");
+    let answer = turn(
+        Some(question.id),
+        ChatRole::Assistant,
+        "Use the export menu.",
+    );
+    let turns = [question.clone(), answer.clone()];
+    store
+        .append_chat_turns(&p.id, &session, &turns)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.chat_turn(&p.id, &session, answer.id).await.unwrap(),
+        Some(answer.clone())
+    );
+
+    let mut rated = answer.clone();
+    rated.feedback = Some(Rating::Up);
+    store
+        .append_chat_turns(&p.id, &session, std::slice::from_ref(&rated))
+        .await
+        .unwrap();
+    // The answer's own write landing after the rating (or retried) keeps the rating.
+    store
+        .append_chat_turns(&p.id, &session, std::slice::from_ref(&answer))
+        .await
+        .unwrap();
+    let listed = store.list_chat_turns(&p.id, &session, 10).await.unwrap();
+    assert_eq!(listed, vec![question.clone(), rated.clone()]);
+    let usage = store.chat_session_usage(&p.id, &session).await.unwrap();
+    assert_eq!((usage.up, usage.down), (1, 0));
+    assert_eq!(usage.started_at, Some(question.at));
+
+    rated.feedback = Some(Rating::Down);
+    store
+        .append_chat_turns(&p.id, &session, std::slice::from_ref(&rated))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.chat_turn(&p.id, &session, answer.id).await.unwrap(),
+        Some(rated)
+    );
+    let usage = store.chat_session_usage(&p.id, &session).await.unwrap();
+    assert_eq!((usage.up, usage.down), (0, 1));
+
+    // A turn is found only in its own session.
+    let other = Uuid::new_v4().to_string();
+    assert_eq!(
+        store.chat_turn(&p.id, &other, answer.id).await.unwrap(),
+        None
+    );
+    let unknown = MessageId::next(Some(answer.id), now_millis());
+    assert_eq!(
+        store.chat_turn(&p.id, &session, unknown).await.unwrap(),
+        None
+    );
+}
+
+pub async fn conversations_are_counted_by_outcome_over_a_time_range(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let other = stored_project(&store).await;
+    let now = now_millis();
+    let ends = Duration::minutes(30);
+    let conversation = |started: DateTime<Utc>, last: DateTime<Utc>| ChatConversation {
+        session: Uuid::new_v4().to_string(),
+        started_at: started,
+        last_at: last,
+        escalated: false,
+        unanswered: false,
+        up: 0,
+        down: 0,
+    };
+    // Three days back, so a range spans days (partitions, on CQL).
+    let old = now - Duration::days(3);
+    let mut resolved = conversation(old, old + Duration::minutes(2));
+    resolved.up = 2;
+    let mut escalated = conversation(now - Duration::hours(30), now - Duration::minutes(1));
+    escalated.escalated = true;
+    let mut abandoned = conversation(now - Duration::hours(2), now - Duration::hours(1));
+    abandoned.down = 1;
+    let open = conversation(now - Duration::minutes(10), now - Duration::minutes(5));
+    for c in [&resolved, &escalated, &abandoned, &open] {
+        store.put_chat_conversation(&p.id, c).await.unwrap();
+    }
+    store
+        .put_chat_conversation(&other.id, &conversation(old, old))
+        .await
+        .unwrap();
+    // Written again with newer facts: still one conversation.
+    resolved.last_at += Duration::minutes(1);
+    resolved.up = 3;
+    store.put_chat_conversation(&p.id, &resolved).await.unwrap();
+
+    let all = store
+        .count_chat_outcomes(
+            &p.id,
+            now - Duration::days(7),
+            now + Duration::seconds(1),
+            now,
+            ends,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        all,
+        OutcomeCounts {
+            resolved: 1,
+            escalated: 1,
+            abandoned: 1,
+            open: 1,
+            up: 3,
+            down: 1,
+        }
+    );
+    // `from` is included, `to` is not.
+    let recent = store
+        .count_chat_outcomes(&p.id, abandoned.started_at, open.started_at, now, ends)
+        .await
+        .unwrap();
+    assert_eq!((recent.abandoned, recent.open, recent.escalated), (1, 0, 0));
+    // Later, the open one has ended, as resolved.
+    let later = store
+        .count_chat_outcomes(&p.id, now - Duration::days(7), now, now + ends, ends)
+        .await
+        .unwrap();
+    assert_eq!((later.resolved, later.open), (2, 0));
+    let empty = store
+        .count_chat_outcomes(&p.id, now, now - Duration::days(1), now, ends)
+        .await
+        .unwrap();
+    assert_eq!(empty, OutcomeCounts::default());
 }
 
 pub async fn articles_are_put_listed_replaced_and_deleted(store: Arc<dyn Store>) {

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::*;
-use crate::domain::{ChatTurn, ChatUsage, Note, Participant};
+use crate::domain::{ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant};
 use crate::webhook::{Delivery, Endpoint};
 
 #[derive(Default)]
@@ -43,6 +43,7 @@ struct Data {
     projects: HashMap<ProjectId, Project>,
     tickets: HashMap<(ProjectId, Slug), TicketRows>,
     turns: HashMap<(ProjectId, String), BTreeMap<MessageId, ChatTurn>>,
+    conversations: BTreeMap<(ProjectId, DateTime<Utc>, String), ChatConversation>,
     articles: HashMap<(ProjectId, Uuid), Article>,
     endpoints: BTreeMap<(ProjectId, Uuid), Endpoint>,
     deliveries: BTreeMap<(ProjectId, Uuid, String), Delivery>,
@@ -386,7 +387,11 @@ impl ChatStore for MemoryStore {
             .entry((project.clone(), session.to_owned()))
             .or_default();
         for turn in turns {
-            transcript.insert(turn.id, turn.clone());
+            let mut turn = turn.clone();
+            if turn.feedback.is_none() {
+                turn.feedback = transcript.get(&turn.id).and_then(|t| t.feedback);
+            }
+            transcript.insert(turn.id, turn);
         }
         Ok(())
     }
@@ -415,11 +420,57 @@ impl ChatStore for MemoryStore {
         let mut usage = ChatUsage::default();
         if let Some(transcript) = data.turns.get(&(project.clone(), session.to_owned())) {
             for turn in transcript.values() {
-                usage.tokens = usage.tokens.saturating_add(turn.tokens);
-                usage.tickets += u32::from(turn.ticket_slug.is_some());
+                usage.add(turn);
             }
         }
         Ok(usage)
+    }
+
+    async fn chat_turn(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        id: MessageId,
+    ) -> StoreResult<Option<ChatTurn>> {
+        let data = lock(&self.data);
+        let transcript = data.turns.get(&(project.clone(), session.to_owned()));
+        Ok(transcript.and_then(|t| t.get(&id)).cloned())
+    }
+
+    async fn put_chat_conversation(
+        &self,
+        project: &ProjectId,
+        conversation: &ChatConversation,
+    ) -> StoreResult<()> {
+        let key = (
+            project.clone(),
+            conversation.started_at,
+            conversation.session.clone(),
+        );
+        lock(&self.data)
+            .conversations
+            .insert(key, conversation.clone());
+        Ok(())
+    }
+
+    async fn count_chat_outcomes(
+        &self,
+        project: &ProjectId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+        ends_after: chrono::Duration,
+    ) -> StoreResult<OutcomeCounts> {
+        let data = lock(&self.data);
+        let mut counts = OutcomeCounts::default();
+        if from < to {
+            let range =
+                (project.clone(), from, String::new())..(project.clone(), to, String::new());
+            for c in data.conversations.range(range).map(|(_, c)| c) {
+                counts.add(c, now, ends_after);
+            }
+        }
+        Ok(counts)
     }
 }
 

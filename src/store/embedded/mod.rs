@@ -18,9 +18,10 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
-    Article, ChatTurn, ChatUsage, Message, Note, Participant, Project, ProjectId, ReadCursor, Slug,
-    Ticket,
+    Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
+    Project, ProjectId, ReadCursor, Slug, Ticket,
 };
 use fleety_actors::store::{
     timed, ChatStore, Claims, Done, KbStore, MessageRange, ProjectStore, Store, StoreError,
@@ -30,15 +31,16 @@ use fleety_actors::store::{
 use fleety_actors::telemetry;
 use fleety_actors::unanswered::{self, Asked, UnansweredQuestion};
 use fleety_actors::webhook::{Delivery, Endpoint};
+use fleety_actors::MessageId;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
 pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
-    cursor_id, from_json, internal, Tables, ARTICLES, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES,
-    DELIVERIES_DUE, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
-    UNANSWERED, WEBHOOKS,
+    cursor_id, from_json, internal, Tables, ARTICLES, CHAT_CONVERSATIONS, CHAT_TURNS,
+    CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS,
+    TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -551,11 +553,72 @@ impl ChatStore for EmbeddedStore {
                 .map_err(internal)?
             {
                 let (_, v) = row.map_err(internal)?;
-                let turn = from_json::<ChatTurn>(v.value())?;
-                usage.tokens = usage.tokens.saturating_add(turn.tokens);
-                usage.tickets += u32::from(turn.ticket_slug.is_some());
+                usage.add(&from_json::<ChatTurn>(v.value())?);
             }
             Ok(usage)
+        })
+        .await
+    }
+
+    async fn chat_turn(
+        &self,
+        project: &ProjectId,
+        session: &str,
+        id: MessageId,
+    ) -> StoreResult<Option<ChatTurn>> {
+        let (project, session) = (project.clone(), session.to_owned());
+        self.read("chat_turn", move |txn| {
+            let table = txn.open_table(CHAT_TURNS).map_err(internal)?;
+            let key = (project.as_str(), session.as_str(), id.ticks());
+            match table.get(key).map_err(internal)? {
+                Some(v) => Ok(Some(from_json::<ChatTurn>(v.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn put_chat_conversation(
+        &self,
+        project: &ProjectId,
+        conversation: &ChatConversation,
+    ) -> StoreResult<()> {
+        self.write(
+            "put_chat_conversation",
+            Write::ChatConversation {
+                project: project.clone(),
+                conversation: conversation.clone(),
+            },
+        )
+        .await
+    }
+
+    async fn count_chat_outcomes(
+        &self,
+        project: &ProjectId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+        ends_after: chrono::Duration,
+    ) -> StoreResult<OutcomeCounts> {
+        let project = project.clone();
+        self.read("count_chat_outcomes", move |txn| {
+            let mut counts = OutcomeCounts::default();
+            if from >= to {
+                return Ok(counts);
+            }
+            let table = txn.open_table(CHAT_CONVERSATIONS).map_err(internal)?;
+            let p = project.as_str();
+            let (from, to) = (from.timestamp_millis(), to.timestamp_millis());
+            // One row decoded at a time: the range may hold many conversations.
+            for row in table
+                .range::<(&str, i64, &str)>((p, from, "")..(p, to, ""))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                counts.add(&from_json::<ChatConversation>(v.value())?, now, ends_after);
+            }
+            Ok(counts)
         })
         .await
     }
@@ -1024,6 +1087,7 @@ mod tests {
             ticket_slug: None,
             citations: vec![],
             tokens: 7,
+            feedback: None,
         };
         store
             .append_chat_turns(&p.id, "s1", std::slice::from_ref(&turn))

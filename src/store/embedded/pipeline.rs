@@ -26,7 +26,9 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use fleety_actors::domain::{Article, ChatTurn, Message, Project, ProjectId, Slug, Ticket};
+use fleety_actors::domain::{
+    Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
+};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
 use fleety_actors::unanswered::UnansweredQuestion;
 use fleety_actors::webhook::{Delivery, Endpoint};
@@ -98,6 +100,10 @@ pub(super) enum Write {
         project: ProjectId,
         session: String,
         turns: Vec<ChatTurn>,
+    },
+    ChatConversation {
+        project: ProjectId,
+        conversation: ChatConversation,
     },
     PutArticle(Article),
     DeleteArticle {
@@ -613,6 +619,17 @@ impl Rows<'_> {
                         json,
                     });
                 }
+            }
+            Write::ChatConversation {
+                project,
+                conversation: c,
+            } => {
+                record.push(&Op::ChatConversation {
+                    project: project.as_str(),
+                    started_ms: c.started_at.timestamp_millis(),
+                    session: &c.session,
+                    json: &to_json(c)?,
+                });
             }
             Write::PutArticle(a) => {
                 let (id, json) = (a.id.to_string(), to_json(a)?);

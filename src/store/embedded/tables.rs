@@ -23,6 +23,10 @@ pub(super) const NOTES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinit
 /// (project, session, turn id ticks) -> turn JSON: a chat session's transcript in order.
 pub(super) const CHAT_TURNS: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("chat_turns");
+/// (project, started at in ms, session) -> conversation JSON: a session's conversation with
+/// the assistant, found by when it started (the outcome counts read a range of them).
+pub(super) const CHAT_CONVERSATIONS: TableDefinition<(&str, i64, &str), &[u8]> =
+    TableDefinition::new("chat_conversations");
 /// (project, article id) -> article JSON.
 pub(super) const ARTICLES: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("kb_articles");
@@ -63,6 +67,23 @@ fn ticket_version(json: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|v| v.updated_at)
 }
 
+/// The new encoding of a turn with the stored one's rating, when the new one has none and the
+/// stored one has; `None` when the new encoding stands as it is.
+fn keep_feedback(stored: &[u8], new: &[u8]) -> Option<Vec<u8>> {
+    let rating = |json: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v.get("feedback").cloned())
+    };
+    if rating(new).is_some() {
+        return None;
+    }
+    let kept = rating(stored)?;
+    let mut turn: serde_json::Value = serde_json::from_slice(new).ok()?;
+    turn.as_object_mut()?.insert("feedback".into(), kept);
+    serde_json::to_vec(&turn).ok()
+}
+
 pub(super) fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
@@ -85,6 +106,7 @@ pub(super) struct Tables<'t> {
     notes: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     cursors: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     chat: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
+    conversations: redb::Table<'t, (&'static str, i64, &'static str), &'static [u8]>,
     articles: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     webhooks: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     deliveries: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
@@ -103,6 +125,7 @@ impl<'t> Tables<'t> {
             notes: txn.open_table(NOTES).map_err(internal)?,
             cursors: txn.open_table(READ_CURSORS).map_err(internal)?,
             chat: txn.open_table(CHAT_TURNS).map_err(internal)?,
+            conversations: txn.open_table(CHAT_CONVERSATIONS).map_err(internal)?,
             articles: txn.open_table(ARTICLES).map_err(internal)?,
             webhooks: txn.open_table(WEBHOOKS).map_err(internal)?,
             deliveries: txn.open_table(DELIVERIES).map_err(internal)?,
@@ -185,8 +208,24 @@ impl<'t> Tables<'t> {
                 ticks,
                 json,
             } => {
-                self.chat
-                    .insert((project, session, ticks), json)
+                let key = (project, session, ticks);
+                // A turn stored again without a rating (a retried write, or the answer's
+                // transcript landing after the visitor rated it) keeps the rating it has.
+                let kept = match self.chat.get(key).map_err(internal)? {
+                    Some(stored) => keep_feedback(stored.value(), json),
+                    None => None,
+                };
+                let json = kept.as_deref().unwrap_or(json);
+                self.chat.insert(key, json).map_err(internal)?;
+            }
+            Op::ChatConversation {
+                project,
+                started_ms,
+                session,
+                json,
+            } => {
+                self.conversations
+                    .insert((project, started_ms, session), json)
                     .map_err(internal)?;
             }
             Op::Article { project, id, json } => {

@@ -59,6 +59,13 @@ pub enum Op<'a> {
         ticks: u64,
         json: &'a [u8],
     },
+    /// A chat session's conversation row, placed by when it started.
+    ChatConversation {
+        project: &'a str,
+        started_ms: i64,
+        session: &'a str,
+        json: &'a [u8],
+    },
     Note {
         project: &'a str,
         slug: &'a str,
@@ -192,6 +199,19 @@ impl RecordBuf {
                 put(b, project.as_bytes());
                 put(b, session.as_bytes());
                 b.extend_from_slice(&ticks.to_le_bytes());
+                put(b, json);
+            }
+            Op::ChatConversation {
+                project,
+                started_ms,
+                session,
+                json,
+            } => {
+                // Tag 22 (20 and 21 are the unanswered questions' ops).
+                b.push(22);
+                put(b, project.as_bytes());
+                b.extend_from_slice(&started_ms.to_le_bytes());
+                put(b, session.as_bytes());
                 put(b, json);
             }
             Op::Article { project, id, json } => {
@@ -570,6 +590,12 @@ impl<'a> Reader<'a> {
                 project: self.str()?,
                 id: self.str()?,
             },
+            22 => Op::ChatConversation {
+                project: self.str()?,
+                started_ms: self.u64()? as i64,
+                session: self.str()?,
+                json: self.bytes()?,
+            },
             _ => return None,
         })
     }
@@ -788,6 +814,12 @@ mod tests {
                 session: "s",
                 ticks: 9,
                 json: b"[]",
+            },
+            Op::ChatConversation {
+                project: "p1",
+                started_ms: -7,
+                session: "s",
+                json: b"{}",
             },
             Op::Article {
                 project: "p1",

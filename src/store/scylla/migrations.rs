@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0009_unanswered_questions",
         include_str!("../../../cql/0009_unanswered_questions.cql"),
     ),
+    (
+        10,
+        "0010_chat_feedback_and_outcomes",
+        include_str!("../../../cql/0010_chat_feedback_and_outcomes.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

@@ -27,6 +27,7 @@ export type Webhook = Schemas["Webhook"];
 export type WebhookEvent = Schemas["EventType"];
 export type Delivery = Schemas["Delivery"];
 export type Unanswered = Schemas["UnansweredView"];
+export type AssistantOutcomes = Schemas["AssistantOutcomes"];
 
 export class Api {
   constructor(readonly creds: Credentials) {}
@@ -72,6 +73,12 @@ export class Api {
 
   chat(slug: string) {
     return this.get<Schemas["TicketChat"]>(`/v1/projects/${this.p}/tickets/${slug}/chat`);
+  }
+
+  /** The assistant's conversation outcomes since `from` (an ISO time), up to now. */
+  outcomes(from: string) {
+    const params = new URLSearchParams({ from });
+    return this.get<AssistantOutcomes>(`/v1/projects/${this.p}/assistant/outcomes?${params}`);
   }
 
   notes(slug: string) {

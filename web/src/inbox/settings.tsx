@@ -4,12 +4,14 @@
 import { useEffect, useState } from "preact/hooks";
 
 import type { Api, Delivery, Project, Webhook, WebhookEvent } from "./api";
+import { AssistantOutcomesPanel } from "./outcomes";
 
 const EVENTS: WebhookEvent[] = ["ticket.created", "ticket.status_changed", "message.created", "ticket.assigned"];
 
 export function Settings({ api }: { api: Api }) {
   return (
     <div class="settings">
+      <AssistantOutcomesPanel api={api} />
       <Assistant api={api} />
       <Origins api={api} />
       <Webhooks api={api} />

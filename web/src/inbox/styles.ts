@@ -64,6 +64,11 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .transcript { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 8px 12px; }
 .transcript summary { cursor: pointer; font-weight: 600; }
 .turn { margin: 6px 0; }
+.feedback { font-size: 12px; margin-left: 6px; padding: 0 6px; border-radius: 8px; border: 1px solid var(--line); white-space: nowrap; }
+.figures { display: flex; flex-wrap: wrap; gap: 10px 24px; margin: 8px 0 0; }
+.figures div { display: flex; flex-direction: column; }
+.figures dt { font-size: 12px; color: var(--muted); }
+.figures dd { margin: 0; font-size: 20px; font-weight: 600; }
 .thread { flex: 1; display: flex; flex-direction: column; gap: 8px; min-height: 160px; overflow-y: auto; }
 .msg, .note { max-width: 78%; padding: 8px 12px; border-radius: 12px; background: var(--panel); border: 1px solid var(--line); }
 .msg p, .note p { margin: 2px 0 0; white-space: pre-wrap; word-break: break-word; }

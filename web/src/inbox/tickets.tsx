@@ -365,6 +365,11 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
           {turns.map((turn) => (
             <p key={turn.id} class={`turn ${turn.role}`}>
               <strong>{turn.role === "user" ? "Visitor" : "Assistant"}:</strong> {turn.content}
+              {turn.feedback && (
+                <span class={`feedback ${turn.feedback}`} title="The visitor's rating of this answer">
+                  {turn.feedback === "up" ? " 👍 Helpful" : " 👎 Not helpful"}
+                </span>
+              )}
             </p>
           ))}
         </details>

@@ -132,6 +132,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/chat/turns/{turnId}/feedback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rate one of the assistant's answers, thumbs up or down
+         * @description Only the session's own answers; a later rating replaces the earlier. Agents see the rating in the ticket's chat.
+         */
+        post: operations["rateAnswer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/init-session": {
         parameters: {
             query?: never;
@@ -200,8 +220,28 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        /** Change the project's name, allowed origins or assistant */
+        /** Change the project's name or allowed origins */
         patch: operations["updateProject"];
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/assistant/outcomes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How the assistant's conversations ended over a time range
+         * @description Conversations that started in `[from, to)`, counted by outcome as they stand now: resolved, escalated, abandoned, or still open; and the ratings their answers hold.
+         */
+        get: operations["assistantOutcomes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/v1/projects/{projectId}/feed": {
@@ -290,46 +330,6 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/projects/{projectId}/kb/unanswered": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * The questions the assistant could not answer, most asked first
-         * @description Questions the help center had nothing close to, and questions answered just before the visitor asked for a person. Trivial variants (case, punctuation, spacing) count as one; a project keeps the 500 asked most recently.
-         */
-        get: operations["listUnansweredQuestions"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/projects/{projectId}/kb/unanswered/{questionId}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        /**
-         * Take a question off the unanswered list
-         * @description Once an article answers it. Asked again later, it starts a new count.
-         */
-        delete: operations["dismissUnansweredQuestion"];
         options?: never;
         head?: never;
         patch?: never;
@@ -670,19 +670,35 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
-        AssistantGreeting: string;
-        AssistantGuidance: string;
-        /**
-         * @description How the project's assistant introduces itself in the widget. Public: the guidance is not
-         *     here.
-         */
-        AssistantIntro: {
-            /** @description Its first words to a visitor; null for the widget's own. */
-            greeting: string | null;
-            /** @description The assistant's name; null when the project gave none. */
-            name: string | null;
+        /** @description The project's conversations with the assistant that started in the range, by outcome. */
+        AssistantOutcomes: {
+            /**
+             * Format: int64
+             * @description Ended without a ticket after the offer of a person, without an answer to the last
+             *     question, or with an answer rated down.
+             */
+            abandoned: number;
+            /**
+             * Format: int64
+             * @description The assistant opened a ticket.
+             */
+            escalated: number;
+            feedback: components["schemas"]["FeedbackCounts"];
+            /** Format: date-time */
+            from: string;
+            /**
+             * Format: int64
+             * @description Not ended yet: active in the last 30 minutes, without a hand-off.
+             */
+            open: number;
+            /**
+             * Format: int64
+             * @description Ended without a hand-off, with no answer left rated down, the last question answered.
+             */
+            resolved: number;
+            /** Format: date-time */
+            to: string;
         };
-        AssistantName: string;
         /** @description What to change on a ticket: its status, its assignee, its tags (at least one of them). */
         ChangeTicket: {
             /** @description Absent: unchanged; `null`: nobody; a name: that agent. */
@@ -715,6 +731,7 @@ export interface components {
             /** @description The articles the answer quoted. */
             citations?: string[];
             content: string;
+            feedback?: null | components["schemas"]["Rating"];
             id: string;
             role: components["schemas"]["ChatRole"];
             ticket_slug?: null | components["schemas"]["Slug"];
@@ -864,6 +881,19 @@ export interface components {
             token: string;
             url: string;
         };
+        /** @description The rating as stored. */
+        Feedback: {
+            rating: components["schemas"]["Rating"];
+            /** @description The answer's turn id. */
+            turn_id: string;
+        };
+        /** @description Ratings given in the range's conversations, as they stand. */
+        FeedbackCounts: {
+            /** Format: int64 */
+            down: number;
+            /** Format: int64 */
+            up: number;
+        };
         /** @description The server's liveness. */
         Health: {
             /** @description Always `ok`. */
@@ -877,7 +907,6 @@ export interface components {
         };
         /** @description A session token: a bearer token for the chat endpoints, valid until `expires_at`. */
         IssuedSession: {
-            assistant: components["schemas"]["AssistantIntro"];
             /** Format: date-time */
             expires_at: string;
             project_id: components["schemas"]["ProjectId"];
@@ -923,6 +952,11 @@ export interface components {
             events: components["schemas"]["EventTypes"];
             url: components["schemas"]["WebhookUrl"];
         };
+        /** @description The visitor's verdict on an answer. */
+        NewFeedback: {
+            /** @description `up` or `down`; a later rating of the same answer replaces it. */
+            rating: components["schemas"]["Rating"];
+        };
         /** @description An internal note: which agent writes it, and what. */
         NewNote: {
             author: components["schemas"]["AgentName"];
@@ -967,15 +1001,6 @@ export interface components {
         Project: {
             /** @description Browser origins allowed to call the public API. */
             allowed_origins: string[];
-            /** @description The assistant's first words to a visitor; empty for the widget's default. */
-            assistant_greeting: components["schemas"]["AssistantGreeting"];
-            /**
-             * @description The admins' instructions to the assistant (tone, what never to promise); empty for
-             *     none. Never shown to visitors.
-             */
-            assistant_guidance: components["schemas"]["AssistantGuidance"];
-            /** @description The assistant's name, shown to visitors; empty for none. */
-            assistant_name: components["schemas"]["AssistantName"];
             /** Format: date-time */
             created_at: string;
             name: string;
@@ -992,6 +1017,11 @@ export interface components {
         PromptRequest: {
             prompt: components["schemas"]["ChatText"];
         };
+        /**
+         * @description A visitor's verdict on one of the assistant's answers.
+         * @enum {string}
+         */
+        Rating: "up" | "down";
         /** @description A reader marked the ticket's messages read, up to `last_read_message_id`. */
         ReadReceiptPayload: {
             last_read_message_id: components["schemas"]["MessageId"];
@@ -1037,6 +1067,7 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        String: string;
         /** @description The first event on a ticket's socket: where the ticket stands. */
         SubscribedPayload: {
             last_message_id: null | components["schemas"]["MessageId"];
@@ -1146,6 +1177,8 @@ export interface components {
             /** @description What to tell the visitor. */
             message: string;
             ticket_slug: components["schemas"]["Slug"];
+            /** @description The id of this answer, to rate it by (`POST /v1/chat/turns/{turnId}/feedback`). */
+            turn_id: string;
             /** @description Always `tool_call`. */
             type: string;
         };
@@ -1163,35 +1196,9 @@ export interface components {
         TypingPayload: {
             author: components["schemas"]["Participant"];
         };
-        /** @description The questions, most asked first. */
-        UnansweredList: {
-            questions: components["schemas"]["UnansweredView"][];
-        };
-        /** @description An unanswered question's id. */
-        UnansweredQuestionId: string;
-        /** @description A question the assistant could not answer, with how often it was asked. */
-        UnansweredView: {
-            /**
-             * Format: int64
-             * @description How many times it was asked.
-             */
-            count: number;
-            /** @description The newest wording a visitor used. */
-            example: string;
-            /** Format: date-time */
-            first_seen: string;
-            id: components["schemas"]["UnansweredQuestionId"];
-            /** Format: date-time */
-            last_seen: string;
-            /** @description The question as grouped: lower case, without punctuation. */
-            question: string;
-        };
         /** @description The settings to change; those left out stay as they are. */
         UpdateProject: {
             allowed_origins?: null | components["schemas"]["Origins"];
-            assistant_greeting?: null | components["schemas"]["AssistantGreeting"];
-            assistant_guidance?: null | components["schemas"]["AssistantGuidance"];
-            assistant_name?: null | components["schemas"]["AssistantName"];
             name?: null | components["schemas"]["ProjectName"];
         };
         /** @description A webhook endpoint. */
@@ -1733,6 +1740,178 @@ export interface operations {
             };
         };
     };
+    rateAnswer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The answer's `turn_id`, from its chat frames. */
+                turnId: components["schemas"]["String"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewFeedback"];
+            };
+        };
+        responses: {
+            /** @description The rating, as stored */
+            200: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Feedback"];
+                };
+            };
+            /** @description The body is not the JSON this operation takes */
+            400: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No session token, or one that is expired, forged or for another project */
+            401: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The browser's origin is not one the project allows */
+            403: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The session has no answer with this id */
+            404: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests from this client (see Retry-After) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     initSession: {
         parameters: {
             query?: never;
@@ -2190,6 +2369,93 @@ export interface operations {
             };
             /** @description The body is not application/json */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    assistantOutcomes: {
+        parameters: {
+            query?: {
+                /** @description Conversations that started at or after this (30 days before `to` by default). */
+                from?: string;
+                /**
+                 * @description Conversations that started before this (by default, up to now). At most 366 days
+                 *     after `from`.
+                 */
+                to?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The counts */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AssistantOutcomes"];
+                };
+            };
+            /** @description A query parameter is malformed or out of range */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No bearer token: this needs the project's admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2847,160 +3113,6 @@ export interface operations {
                 };
             };
             /** @description No such project */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description The server failed; nothing about it is told to the client */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
-            503: {
-                headers: {
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-        };
-    };
-    listUnansweredQuestions: {
-        parameters: {
-            query?: {
-                /** @description Questions to return at most (50 by default). */
-                limit?: number;
-            };
-            header?: never;
-            path: {
-                /** @description The project's id. */
-                projectId: components["schemas"]["ProjectId"];
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The questions, most asked first */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["UnansweredList"];
-                };
-            };
-            /** @description A query parameter is malformed or out of range */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description No bearer token: this needs the project's admin key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Not the project's admin key, or an origin the project does not allow */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description No such project */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description The server failed; nothing about it is told to the client */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
-            503: {
-                headers: {
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-        };
-    };
-    dismissUnansweredQuestion: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The project's id. */
-                projectId: components["schemas"]["ProjectId"];
-                /** @description The question's id. */
-                questionId: components["schemas"]["UnansweredQuestionId"];
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Dismissed */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Done"];
-                };
-            };
-            /** @description No bearer token: this needs the project's admin key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Not the project's admin key, or an origin the project does not allow */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description No such question */
             404: {
                 headers: {
                     [name: string]: unknown;

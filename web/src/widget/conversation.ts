@@ -27,7 +27,13 @@ export interface Entry {
   key?: string;
   /** A line about the ticket rather than a message. */
   notice?: "ticket" | "status";
+  /** The assistant's answer's turn id, to rate it by. */
+  turn?: string;
+  /** The visitor's thumbs up or down on this answer. */
+  rating?: Rating;
 }
+
+export type Rating = Schemas["Rating"];
 
 export type Connection = "idle" | "connecting" | "live" | "reconnecting";
 
@@ -145,6 +151,23 @@ export class Conversation {
     await this.ask();
   }
 
+  /** Rates one of the assistant's answers; a second click on the other thumb changes it. */
+  async rate(id: string, rating: Rating) {
+    const entry = this.state.entries.find((e) => e.id === id);
+    if (!entry?.turn || entry.rating === rating || this.limited()) return;
+    try {
+      const token = await this.token();
+      await json<Schemas["Feedback"]>(`${this.base}/v1/chat/turns/${encodeURIComponent(entry.turn)}/feedback`, {
+        token,
+        body: { rating } satisfies Schemas["NewFeedback"],
+      });
+      this.update(id, (e) => ({ ...e, rating }));
+      this.saveChat();
+    } catch (e) {
+      this.failed(e);
+    }
+  }
+
   retry(id: string) {
     const entry = this.state.entries.find((e) => e.id === id);
     if (entry?.delivery === "failed") this.post({ ...entry, delivery: "sending" });
@@ -190,16 +213,16 @@ export class Conversation {
       });
       if ((response.headers.get("Content-Type") ?? "").includes("application/json")) {
         const call = (await response.json()) as Schemas["ToolCall"];
-        this.set({ entries: [...this.state.entries, { ...answer, content: call.message }] });
+        this.set({ entries: [...this.state.entries, { ...answer, content: call.message, turn: call.turn_id }] });
         await this.openTicket(call.ticket_slug);
         return;
       }
       this.set({ entries: [...this.state.entries, answer] });
       await readEvents(response, (data) => {
-        const piece = (data as { choices?: { delta?: { content?: string } }[] }).choices?.[0]?.delta?.content;
-        const failure = (data as { error?: string }).error;
-        if (failure) throw new ApiError(failure, 502);
-        if (piece) this.update(answer.id, (e) => ({ ...e, content: e.content + piece }));
+        const frame = data as { choices?: { delta?: { content?: string } }[]; turn_id?: string; error?: string };
+        const piece = frame.choices?.[0]?.delta?.content;
+        if (frame.error) throw new ApiError(frame.error, 502);
+        if (piece) this.update(answer.id, (e) => ({ ...e, content: e.content + piece, turn: e.turn ?? frame.turn_id }));
       });
       this.update(answer.id, splitSources);
       this.saveChat();

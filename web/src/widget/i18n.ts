@@ -34,6 +34,9 @@ const en = {
   search: "Search",
   noResults: "No articles found.",
   closedTicket: "This conversation is closed.",
+  rateAnswer: "Was this answer helpful?",
+  helpful: "Helpful",
+  notHelpful: "Not helpful",
 };
 
 type Words = typeof en;
@@ -72,6 +75,9 @@ const de: Words = {
   search: "Suchen",
   noResults: "Keine Artikel gefunden.",
   closedTicket: "Dieses Gespräch ist geschlossen.",
+  rateAnswer: "War diese Antwort hilfreich?",
+  helpful: "Hilfreich",
+  notHelpful: "Nicht hilfreich",
 };
 
 const ar: Words = {
@@ -107,6 +113,9 @@ const ar: Words = {
   search: "بحث",
   noResults: "لم يتم العثور على مقالات.",
   closedTicket: "هذه المحادثة مغلقة.",
+  rateAnswer: "هل كانت هذه الإجابة مفيدة؟",
+  helpful: "مفيدة",
+  notHelpful: "غير مفيدة",
 };
 
 const LANGUAGES: Record<string, Words> = { en, de, ar };

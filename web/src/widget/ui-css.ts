@@ -103,6 +103,12 @@ header .icon:focus-visible { outline-color: #fff; }
 }
 .meta { font-size: 11px; color: var(--muted); margin: 2px 4px 0; }
 .retry { all: unset; cursor: pointer; font-size: 11px; color: #c92a2a; margin: 2px 4px 0; }
+.rating { display: flex; gap: 4px; margin: 2px 4px 0; }
+.rate { all: unset; cursor: pointer; font-size: 13px; line-height: 1; padding: 3px 6px; border-radius: 10px; opacity: .55; border: 1px solid transparent; }
+.rate:hover, .rate:focus-visible { opacity: 1; border-color: var(--muted); }
+.rate[aria-pressed="true"] { opacity: 1; color: var(--accent); border-color: var(--accent); }
+.rate svg { display: block; }
+.rate.down svg { transform: rotate(180deg); }
 .notice { align-self: center; margin: 0; font-size: 12px; color: var(--muted); text-align: center; }
 .typing { display: flex; gap: 4px; margin: 0; padding: 10px 12px; background: var(--bubble); border-radius: 14px; align-self: flex-start; }
 .typing span { width: 6px; height: 6px; border-radius: 50%; background: var(--muted); animation: blink 1.2s infinite; }

@@ -6,7 +6,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 
 import type { components } from "../shared/api-types";
 import { json } from "../shared/http";
-import { Conversation, type Entry, type State } from "./conversation";
+import { Conversation, type Entry, type Rating, type State } from "./conversation";
 import { translator, type Translator } from "./i18n";
 import type { Shell, Ui } from "./shell";
 import { PANEL_CSS } from "./ui-css";
@@ -166,8 +166,16 @@ function Chat({ conversation, state, t }: { conversation: Conversation; state: S
             <p class="bubble assistant greeting">{state.assistant?.greeting ?? t("welcome")}</p>
           </div>
         )}
-        {state.entries.map((entry) => (
-          <Line key={entry.id} entry={entry} t={t} name={state.assistant?.name} onRetry={() => conversation.retry(entry.id)} />
+        {state.entries.map((entry, i) => (
+          <Line
+            key={entry.id}
+            entry={entry}
+            t={t}
+            name={state.assistant?.name}
+            onRetry={() => conversation.retry(entry.id)}
+            // An answer is rated once it is whole, and only in the chat with the assistant.
+            onRate={entry.turn && !state.ticket && !(state.streaming && i === state.entries.length - 1) ? (r) => void conversation.rate(entry.id, r) : undefined}
+          />
         ))}
         {(streamingEmpty || state.agentTyping) && (
           <p class="typing" aria-label={`${state.ticket ? t("agent") : t("assistant")} ${t("typing")}`}>
@@ -221,7 +229,15 @@ function statusWord(status: string, t: Translator): string {
   return words[status] ? t(words[status]) : status;
 }
 
-function Line({ entry, t, name, onRetry }: { entry: Entry; t: Translator; name?: string | null; onRetry: () => void }) {
+interface LineProps {
+  entry: Entry;
+  t: Translator;
+  name?: string | null;
+  onRetry: () => void;
+  onRate?: (rating: Rating) => void;
+}
+
+function Line({ entry, t, name, onRetry, onRate }: LineProps) {
   if (entry.notice === "ticket") return <p class="notice">{t("ticketOpened", { slug: entry.content })}</p>;
   if (entry.notice === "status") return <p class="notice">{t("status", { status: statusWord(entry.content, t) })}</p>;
   const who = entry.author === "user" ? t("you") : entry.author === "admin" ? t("agent") : (name ?? t("assistant"));
@@ -241,7 +257,26 @@ function Line({ entry, t, name, onRetry }: { entry: Entry; t: Translator; name?:
         </button>
       )}
       {entry.readByAgent && <span class="meta seen">{t("seen")}</span>}
+      {onRate && (
+        <div class="rating" role="group" aria-label={t("rateAnswer")}>
+          <button class="rate up" type="button" aria-label={t("helpful")} aria-pressed={entry.rating === "up"} onClick={() => onRate("up")}>
+            <Thumb />
+          </button>
+          <button class="rate down" type="button" aria-label={t("notHelpful")} aria-pressed={entry.rating === "down"} onClick={() => onRate("down")}>
+            <Thumb />
+          </button>
+        </div>
+      )}
     </div>
+  );
+}
+
+/** A thumb, drawn rather than an emoji: not every system has an emoji font. */
+function Thumb() {
+  return (
+    <svg viewBox="0 0 24 24" width="14" height="14" aria-hidden="true">
+      <path d="M2 10h4v11H2zM8 21h9.5a2 2 0 0 0 2-1.6l1.4-7A2 2 0 0 0 19 10h-5.2l.8-4.1A2.2 2.2 0 0 0 12.4 3L8 10z" fill="currentColor" />
+    </svg>
   );
 }
 

@@ -7,13 +7,13 @@
 
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
-    AgentName, Article, ArticleBody, ArticleTitle, AssistantProfile, ChatRole, ChatTurn,
-    Description, IdempotencyKey, Message, MessageBody, Note, Participant, Project, ProjectId,
-    ReadCursor, Slug, Tag, Tags, Ticket, TicketSource, TicketStatus, Title,
+    AgentName, Article, ArticleBody, ArticleTitle, AssistantProfile, ChatConversation, ChatRole,
+    ChatTurn, Description, IdempotencyKey, Message, MessageBody, Note, Participant, Project,
+    ProjectId, Rating, ReadCursor, Slug, Tag, Tags, Ticket, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::MessageId;
-use scylla::value::CqlTimeuuid;
+use scylla::value::{CqlTimeuuid, MaybeUnset};
 use scylla::{DeserializeRow, SerializeRow};
 use uuid::Uuid;
 
@@ -407,6 +407,8 @@ pub(super) struct TurnValues<'a> {
     ticket_slug: Option<&'a str>,
     citations: &'a [Uuid],
     tokens: i64,
+    /// Unset without a rating: a turn written again keeps the rating it has.
+    feedback: MaybeUnset<&'a str>,
 }
 
 impl<'a> TurnValues<'a> {
@@ -421,6 +423,10 @@ impl<'a> TurnValues<'a> {
             ticket_slug: t.ticket_slug.as_ref().map(Slug::as_str),
             citations: &t.citations,
             tokens: i64::try_from(t.tokens).unwrap_or(i64::MAX),
+            feedback: match t.feedback {
+                Some(r) => MaybeUnset::Set(r.as_str()),
+                None => MaybeUnset::Unset,
+            },
         }
     }
 }
@@ -434,6 +440,7 @@ pub(super) struct TurnRow {
     ticket_slug: Option<String>,
     citations: Option<Vec<Uuid>>,
     tokens: Option<i64>,
+    feedback: Option<String>,
 }
 
 impl TryFrom<TurnRow> for ChatTurn {
@@ -457,15 +464,84 @@ impl TryFrom<TurnRow> for ChatTurn {
                 .map_err(|_| corrupt("ticket_slug"))?,
             citations: r.citations.unwrap_or_default(),
             tokens: r.tokens.and_then(|t| u64::try_from(t).ok()).unwrap_or(0),
+            feedback: r
+                .feedback
+                .map(|f| Rating::parse(&f))
+                .transpose()
+                .map_err(|_| corrupt("feedback"))?,
         })
     }
 }
 
-/// What a chat session has used: the tokens and the ticket of each turn.
+/// What a chat session has used: the tokens, the ticket and the rating of each turn.
 #[derive(DeserializeRow)]
 pub(super) struct UsageRow {
+    pub(super) at: DateTime<Utc>,
     pub(super) tokens: Option<i64>,
     pub(super) ticket_slug: Option<String>,
+    pub(super) feedback: Option<String>,
+}
+
+/// `chat_conversations`: a session's conversation, in its project's partition for the day it
+/// started.
+#[derive(SerializeRow)]
+pub(super) struct ConversationValues<'a> {
+    project_id: &'a str,
+    day: i32,
+    started_at: DateTime<Utc>,
+    session_id: &'a str,
+    last_at: DateTime<Utc>,
+    escalated: bool,
+    unanswered: bool,
+    up: i32,
+    down: i32,
+}
+
+/// The UTC day a time falls on, counted from 1970-01-01: the partition of `chat_conversations`.
+pub(super) fn day_of(t: DateTime<Utc>) -> i32 {
+    i32::try_from(t.timestamp().div_euclid(86_400)).unwrap_or(i32::MAX)
+}
+
+impl<'a> ConversationValues<'a> {
+    pub(super) fn new(project: &'a ProjectId, c: &'a ChatConversation) -> Self {
+        Self {
+            project_id: project.as_str(),
+            day: day_of(c.started_at),
+            started_at: c.started_at,
+            session_id: &c.session,
+            last_at: c.last_at,
+            escalated: c.escalated,
+            unanswered: c.unanswered,
+            up: i32::try_from(c.up).unwrap_or(i32::MAX),
+            down: i32::try_from(c.down).unwrap_or(i32::MAX),
+        }
+    }
+}
+
+#[derive(DeserializeRow)]
+pub(super) struct ConversationRow {
+    started_at: DateTime<Utc>,
+    session_id: String,
+    last_at: Option<DateTime<Utc>>,
+    escalated: Option<bool>,
+    unanswered: Option<bool>,
+    up: Option<i32>,
+    down: Option<i32>,
+}
+
+impl From<ConversationRow> for ChatConversation {
+    fn from(r: ConversationRow) -> Self {
+        let count = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+        ChatConversation {
+            last_at: r.last_at.unwrap_or(r.started_at),
+            session: r.session_id,
+            started_at: r.started_at,
+            escalated: r.escalated.unwrap_or(false),
+            unanswered: r.unanswered.unwrap_or(false),
+            up: count(r.up),
+            down: count(r.down),
+        }
+    }
 }
 
 /// `kb_articles`: one article of a project's knowledge base.
