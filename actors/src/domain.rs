@@ -587,7 +587,183 @@ pub struct Article {
     pub tags: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The language it is written in, which decides how it is searched. Articles stored before
+    /// languages existed are English.
+    #[serde(default)]
+    pub language: Language,
+    /// Where the article is published, for the assistant to link to when it cites it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<ArticleUrl>,
 }
+
+/// A language the knowledge base can search in: articles are written in one, and a visitor's
+/// question is read in the widget's. Written as its BCP-47 primary language subtag.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Ar,
+    De,
+    #[default]
+    En,
+    Es,
+    Fr,
+    It,
+    Nl,
+    Pt,
+}
+
+impl Language {
+    pub const ALL: [Language; 8] = [
+        Language::Ar,
+        Language::De,
+        Language::En,
+        Language::Es,
+        Language::Fr,
+        Language::It,
+        Language::Nl,
+        Language::Pt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Ar => "ar",
+            Language::De => "de",
+            Language::En => "en",
+            Language::Es => "es",
+            Language::Fr => "fr",
+            Language::It => "it",
+            Language::Nl => "nl",
+            Language::Pt => "pt",
+        }
+    }
+
+    /// Reads a BCP-47 tag (`de`, `de-AT`, `pt-BR`, any case) as the language of its primary
+    /// subtag. `Ok(None)` for a well-formed tag of a language the search has no analyser for.
+    pub fn from_tag(raw: &str) -> Result<Option<Language>, InvalidValue> {
+        let bad = || {
+            invalid(format!(
+                "language: {:?} is not a language tag like \"en\" or \"de-AT\"",
+                raw.chars().take(40).collect::<String>()
+            ))
+        };
+        let tag = raw.trim();
+        if tag.is_empty()
+            || tag.len() > 35
+            || !tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad());
+        }
+        let primary = tag.split(['-', '_']).next().unwrap_or("");
+        if !(2..=3).contains(&primary.len()) || !primary.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(bad());
+        }
+        let primary = primary.to_ascii_lowercase();
+        Ok(Language::ALL.into_iter().find(|l| l.as_str() == primary))
+    }
+
+    /// Reads an article's language: a tag whose primary subtag is a supported language.
+    pub fn parse(raw: &str) -> Result<Language, InvalidValue> {
+        Language::from_tag(raw)?.ok_or_else(|| {
+            let all: Vec<&str> = Language::ALL.iter().map(|l| l.as_str()).collect();
+            invalid(format!(
+                "language: {:?} is not supported; use one of {}",
+                raw.trim(),
+                all.join(", ")
+            ))
+        })
+    }
+}
+
+/// Characters of an article's link at most.
+pub const MAX_ARTICLE_URL_CHARS: usize = 2048;
+
+/// Where an article is published: an absolute http or https URL with a host and no user name or
+/// password, at most 2,048 characters. Visitors see it, so nothing else (no `javascript:`, no
+/// `data:`) is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ArticleUrl(String);
+
+impl ArticleUrl {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let text = raw.trim();
+        let bad = |why: &str| {
+            invalid(format!(
+                "url: {:?} {why}",
+                text.chars().take(80).collect::<String>()
+            ))
+        };
+        if text.chars().count() > MAX_ARTICLE_URL_CHARS {
+            return Err(invalid(format!(
+                "url: at most {MAX_ARTICLE_URL_CHARS} characters"
+            )));
+        }
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("must not contain spaces or control characters"));
+        }
+        let parsed = url::Url::parse(text).map_err(|_| bad("is not an absolute URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("must be an http or https URL"));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(bad("has no host"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(bad("must not carry a user name or password"));
+        }
+        Ok(ArticleUrl(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The host (and port, if any), lower-case: what the answer's link filter allows.
+    pub fn host(&self) -> Option<String> {
+        let parsed = url::Url::parse(&self.0).ok()?;
+        let host = parsed.host_str()?.to_ascii_lowercase();
+        Some(match parsed.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ArticleUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        ArticleUrl::parse(&raw).map_err(|e| serde::de::Error::custom(e.0))
+    }
+}
+
+impl utoipa::PartialSchema for ArticleUrl {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .max_length(Some(MAX_ARTICLE_URL_CHARS))
+            .pattern(Some("^[hH][tT][tT][pP][sS]?://[^\\s]+$"))
+            .description(Some(
+                "An http or https URL, without a user name or password",
+            ))
+            .into()
+    }
+}
+impl utoipa::ToSchema for ArticleUrl {}
 
 /// Tags an article may have.
 pub const MAX_ARTICLE_TAGS: usize = 20;

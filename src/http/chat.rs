@@ -6,8 +6,8 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use fleety_actors::chat::{ChatError, ChatMode, Turn, TurnEvent, TurnRequest};
-use fleety_actors::domain::Project;
+use fleety_actors::chat::{ChatError, ChatMode, Citation, Turn, TurnEvent, TurnRequest};
+use fleety_actors::domain::{Language, Project};
 use fleety_actors::llm::{LlmError, LlmMessage, LlmRole};
 use http::header::HeaderValue;
 use http::StatusCode;
@@ -34,6 +34,10 @@ pub const MAX_CONVERSATION_CHARS: usize = 32_000;
 pub struct PromptRequest {
     #[schema(value_type = ChatText)]
     prompt: String,
+    #[schema(value_type = Option<String>, max_length = 35)]
+    /// The language the visitor writes in (a BCP-47 tag such as `de` or `pt-BR`): the help
+    /// center's articles in it are searched first.
+    language: Option<String>,
 }
 
 /// A conversation for the assistant: user and assistant turns, ending with the user's.
@@ -44,6 +48,19 @@ pub struct ToolsRequest {
     /// Whether the assistant may open a ticket (true by default).
     #[serde(default = "yes")]
     enable_tool_calling: bool,
+    /// The language the visitor writes in (a BCP-47 tag such as `de` or `pt-BR`): the help
+    /// center's articles in it are searched first.
+    #[schema(value_type = Option<String>, max_length = 35)]
+    language: Option<String>,
+}
+
+/// The visitor's language, if the client gave one: a malformed tag is refused, a language the
+/// search has no analyser for is as good as none.
+fn visitor_language(raw: Option<&str>) -> Result<Option<Language>, ApiError> {
+    raw.map(Language::from_tag)
+        .transpose()
+        .map(Option::flatten)
+        .map_err(|e| ApiError::bad_request(e.0))
 }
 
 fn yes() -> bool {
@@ -135,6 +152,16 @@ fn event_schema(frame: RefOr<Schema>) -> RefOr<Schema> {
         .into()
 }
 
+/// The articles an answer cites, on the frame of its closing "Sources" piece only.
+fn citations() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(Ref::from_schema_name("Citation"))
+        .description(Some(
+            "The articles the answer cites, each with its link when it has one; only on the \
+             frame that carries the answer's closing \"Sources\" line",
+        ))
+}
+
 /// A piece of `/v1/chat`'s answer: `{"content": "..."}`, or `{"error": "..."}` when the answer
 /// broke off after it began.
 pub struct PromptEvent;
@@ -143,7 +170,8 @@ impl PartialSchema for PromptEvent {
     fn schema() -> RefOr<Schema> {
         let content = ObjectBuilder::new()
             .property("content", ObjectBuilder::new().schema_type(Type::String))
-            .required("content");
+            .required("content")
+            .property("citations", citations());
         event_schema(
             OneOfBuilder::new()
                 .item(content)
@@ -152,7 +180,11 @@ impl PartialSchema for PromptEvent {
         )
     }
 }
-impl ToSchema for PromptEvent {}
+impl ToSchema for PromptEvent {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        out.push(("Citation".into(), Citation::schema()));
+    }
+}
 
 /// A piece of `/v1/chat/tools`' answer: an OpenAI-style delta
 /// `{"choices": [{"delta": {"content": "..."}}]}`, or `{"error": "..."}`.
@@ -173,7 +205,8 @@ impl PartialSchema for ToolsEvent {
                 "choices",
                 ArrayBuilder::new().items(delta).min_items(Some(1)),
             )
-            .required("choices");
+            .required("choices")
+            .property("citations", citations());
         event_schema(
             OneOfBuilder::new()
                 .item(choices)
@@ -182,7 +215,11 @@ impl PartialSchema for ToolsEvent {
         )
     }
 }
-impl ToSchema for ToolsEvent {}
+impl ToSchema for ToolsEvent {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        out.push(("Citation".into(), Citation::schema()));
+    }
+}
 
 /// A chat text: at most `MAX_MESSAGE_CHARS` characters (counted before trimming), not only
 /// whitespace, without control characters but tabs and line breaks; the rule `ChatText`
@@ -341,11 +378,23 @@ fn text_frame(mode: ChatMode, text: &str) -> String {
     value.to_string()
 }
 
+/// The answer's closing "Sources" piece, framed like any text with the cited articles beside
+/// it: `citations` is an addition to the seed's frames, which clients that do not know it skip.
+fn sources_frame(mode: ChatMode, text: &str, citations: &[Citation]) -> String {
+    let mut frame: serde_json::Value =
+        serde_json::from_str(&text_frame(mode, text)).unwrap_or_default();
+    if let Some(object) = frame.as_object_mut() {
+        object.insert("citations".into(), serde_json::json!(citations));
+    }
+    frame.to_string()
+}
+
 /// Runs a chat request for either endpoint.
 async fn run(
     session: Session,
     ctx: &Ctx,
     parsed: Result<(ChatMode, Vec<LlmMessage>), ApiError>,
+    language: Option<&str>,
 ) -> Response {
     respond(
         async {
@@ -356,6 +405,7 @@ async fn run(
                 messages,
                 project_name: project.name.clone(),
                 allowed_hosts: allowed_hosts(&project),
+                language: visitor_language(language)?,
             };
             match ctx.system.chats.turn(&key, request).await {
                 Ok(turn) => Ok(answer(mode, turn).await),
@@ -422,6 +472,9 @@ fn sse(mode: ChatMode, first: TurnEvent, turn: Turn) -> Response {
         // `data:` is followed by a space, as OpenAI-style clients expect.
         let data = match event {
             Some(TurnEvent::Text(t)) => format!(" {}", text_frame(mode, &t)),
+            Some(TurnEvent::Sources { text, citations }) => {
+                format!(" {}", sources_frame(mode, &text, &citations))
+            }
             Some(TurnEvent::TicketOpened { message, .. }) => {
                 format!(" {}", text_frame(mode, &format!("\n\n{message}")))
             }
@@ -461,7 +514,7 @@ pub async fn prompt(session: Session, ctx: Arc<Ctx>, req: PromptRequest) -> Resp
             vec![LlmMessage::new(LlmRole::User, prompt)],
         )
     });
-    run(session, &ctx, parsed).await
+    run(session, &ctx, parsed, req.language.as_deref()).await
 }
 
 /// POST /v1/chat/tools
@@ -472,7 +525,7 @@ pub async fn tools(session: Session, ctx: Arc<Ctx>, req: ToolsRequest) -> Respon
         };
         (mode, messages)
     });
-    run(session, &ctx, parsed).await
+    run(session, &ctx, parsed, req.language.as_deref()).await
 }
 
 #[cfg(test)]

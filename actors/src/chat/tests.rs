@@ -11,6 +11,7 @@ fn ask(question: &str) -> TurnRequest {
         messages: vec![LlmMessage::new(LlmRole::User, question)],
         project_name: "Acme".into(),
         allowed_hosts: vec![],
+        language: None,
     }
 }
 
@@ -49,7 +50,7 @@ fn text(events: &[TurnEvent]) -> String {
     events
         .iter()
         .filter_map(|e| match e {
-            TurnEvent::Text(t) => Some(t.as_str()),
+            TurnEvent::Text(t) | TurnEvent::Sources { text: t, .. } => Some(t.as_str()),
             _ => None,
         })
         .collect()

@@ -868,6 +868,8 @@ mod tests {
             tags: vec![],
             created_at: now_millis(),
             updated_at: now_millis(),
+            language: Default::default(),
+            url: None,
         }
     }
 

@@ -7,9 +7,9 @@
 
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
-    AgentName, Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, Description, IdempotencyKey,
-    Message, MessageBody, Note, Participant, Project, ProjectId, ReadCursor, Slug, Tag, Tags,
-    Ticket, TicketSource, TicketStatus, Title,
+    AgentName, Article, ArticleBody, ArticleTitle, ArticleUrl, ChatRole, ChatTurn, Description,
+    IdempotencyKey, Language, Message, MessageBody, Note, Participant, Project, ProjectId,
+    ReadCursor, Slug, Tag, Tags, Ticket, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::MessageId;
@@ -463,6 +463,8 @@ pub(super) struct ArticleValues<'a> {
     tags: &'a [String],
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    language: &'static str,
+    url: Option<&'a str>,
 }
 
 impl<'a> From<&'a Article> for ArticleValues<'a> {
@@ -475,6 +477,8 @@ impl<'a> From<&'a Article> for ArticleValues<'a> {
             tags: &a.tags,
             created_at: a.created_at,
             updated_at: a.updated_at,
+            language: a.language.as_str(),
+            url: a.url.as_ref().map(|u| u.as_str()),
         }
     }
 }
@@ -488,6 +492,9 @@ pub(super) struct ArticleRow {
     tags: Option<Vec<String>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// Null in a row written before languages existed: English.
+    language: Option<String>,
+    url: Option<String>,
 }
 
 impl TryFrom<ArticleRow> for Article {
@@ -503,6 +510,19 @@ impl TryFrom<ArticleRow> for Article {
             tags: r.tags.unwrap_or_default(),
             created_at: r.created_at,
             updated_at: r.updated_at,
+            language: r
+                .language
+                .as_deref()
+                .map(Language::parse)
+                .transpose()
+                .map_err(|_| corrupt("language"))?
+                .unwrap_or_default(),
+            url: r
+                .url
+                .as_deref()
+                .map(ArticleUrl::parse)
+                .transpose()
+                .map_err(|_| corrupt("url"))?,
         })
     }
 }
