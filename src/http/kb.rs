@@ -368,7 +368,8 @@ fn hits(passages: &[Passage]) -> SearchResults<'_> {
             article_id: p.article_id,
             title: &p.title,
             snippet: snippet(&p.text),
-            score: p.score,
+            // The order's own measure: BM25 weighted by how much of the query it covers.
+            score: p.score * p.coverage,
             url: p.url.as_deref(),
         })
         .collect();

@@ -473,7 +473,9 @@ impl KbIndex {
     }
 
     /// Each topic word of a question, analysed in `language`, with its weight: its smoothed
-    /// inverse document frequency (the highest over the fields, its synonyms counted with it).
+    /// inverse document frequency (the highest over the fields). Its synonyms cover it, but
+    /// do not make it commoner: "mobile" stays a rare word in a help center that speaks of
+    /// phones, so "Do you have a mobile app?" is not answered by an article on other apps.
     /// A word no article has weighs most: a question about "PDF" is not answered by a passage
     /// that shares only "export" with it. Smoothed, so that in a small knowledge base the words
     /// it has still count.
@@ -489,13 +491,11 @@ impl KbIndex {
         let docs = searcher.num_docs() as f32;
         let mut out = Vec::new();
         for term in tokens(topic_analyzer(language), query, MAX_QUERY_TERMS) {
-            let alike = self.alike(language, &term);
             let mut df: u64 = 0;
-            for word in &alike {
-                for field in [f.title, f.body, f.tags] {
-                    df = df.max(searcher.doc_freq(&Term::from_field_text(field, word))?);
-                }
+            for field in [f.title, f.body, f.tags] {
+                df = df.max(searcher.doc_freq(&Term::from_field_text(field, &term))?);
             }
+            let alike = self.alike(language, &term);
             let df = df as f32;
             let weight = ((docs + 1.0) / (df + 1.0)).ln() + 1.0;
             out.push(Topic { alike, weight });
