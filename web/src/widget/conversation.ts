@@ -19,7 +19,10 @@ export interface Entry {
   id: string;
   author: Author;
   content: string;
+  /** The closing "Sources" line's items, as the answer's text has them. */
   sources?: string[];
+  /** The articles the answer cites, each with its link when it has one. */
+  citations?: Schemas["Citation"][];
   readByAgent?: boolean;
   /** Waiting to be sent (`sending`), or refused (`failed`); absent once stored. */
   delivery?: "sending" | "failed";
@@ -85,6 +88,8 @@ export class Conversation {
     private readonly base: string,
     private readonly project: string,
     private readonly onIncoming: (entry: Entry) => void,
+    /** The widget's language, for the help center's search. */
+    private readonly language: () => string = () => "en",
   ) {
     this.storageKey = `fleety:v1:${project}`;
     this.saved = this.load();
@@ -175,7 +180,7 @@ export class Conversation {
       const token = await this.token();
       const response = await send(`${this.base}/v1/chat/tools`, {
         token,
-        body: { messages: history, enable_tool_calling: true },
+        body: { messages: history, enable_tool_calling: true, language: this.language() },
       });
       if ((response.headers.get("Content-Type") ?? "").includes("application/json")) {
         const call = (await response.json()) as Schemas["ToolCall"];
@@ -189,6 +194,8 @@ export class Conversation {
         const failure = (data as { error?: string }).error;
         if (failure) throw new ApiError(failure, 502);
         if (piece) this.update(answer.id, (e) => ({ ...e, content: e.content + piece }));
+        const citations = (data as { citations?: Schemas["Citation"][] }).citations;
+        if (citations) this.update(answer.id, (e) => ({ ...e, citations }));
       });
       this.update(answer.id, splitSources);
       this.saveChat();
