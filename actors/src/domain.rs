@@ -668,6 +668,12 @@ impl Language {
         {
             return Err(bad());
         }
+        if tag
+            .split(['-', '_'])
+            .any(|part| !(1..=8).contains(&part.len()))
+        {
+            return Err(bad());
+        }
         let primary = tag.split(['-', '_']).next().unwrap_or("");
         if !(2..=3).contains(&primary.len()) || !primary.chars().all(|c| c.is_ascii_alphabetic()) {
             return Err(bad());
@@ -842,6 +848,76 @@ pub struct ReadCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn languages_are_read_from_tags_and_checked_against_those_searched() {
+        assert_eq!(Language::parse("de").unwrap(), Language::De);
+        assert_eq!(Language::parse(" PT-br ").unwrap(), Language::Pt);
+        assert_eq!(Language::parse("ar_EG").unwrap(), Language::Ar);
+        assert!(Language::parse("ja")
+            .unwrap_err()
+            .0
+            .contains("not supported"));
+        for bad in ["", "e", "english", "de-", "<b>", "d3", &"x".repeat(40)] {
+            assert!(Language::from_tag(bad).is_err(), "{bad:?}");
+        }
+        // A well-formed tag without an analyser is no language, not an error.
+        assert_eq!(Language::from_tag("ja-JP").unwrap(), None);
+        for l in Language::ALL {
+            assert_eq!(Language::parse(l.as_str()).unwrap(), l);
+            let json = serde_json::to_string(&l).unwrap();
+            assert_eq!(json, format!("\"{}\"", l.as_str()));
+        }
+    }
+
+    #[test]
+    fn article_links_are_http_or_https_urls_without_credentials() {
+        let url = ArticleUrl::parse(" https://help.example.com:8443/a?b=c#d ").unwrap();
+        assert_eq!(url.as_str(), "https://help.example.com:8443/a?b=c#d");
+        assert_eq!(url.host().unwrap(), "help.example.com:8443");
+        assert_eq!(
+            ArticleUrl::parse("http://Help.Example.com/x")
+                .unwrap()
+                .host()
+                .unwrap(),
+            "help.example.com"
+        );
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "ftp://example.com/",
+            "https://user:pw@example.com/",
+            "https://user@example.com/",
+            "//example.com/a",
+            "example.com/a",
+            "https://exa mple.com/",
+            "https://example.com/\u{7}",
+            "",
+        ] {
+            assert!(ArticleUrl::parse(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_ARTICLE_URL_CHARS));
+        assert!(ArticleUrl::parse(&long).is_err());
+        let fits = format!(
+            "https://example.com/{}",
+            "a".repeat(MAX_ARTICLE_URL_CHARS - 20)
+        );
+        assert!(ArticleUrl::parse(&fits).is_ok());
+    }
+
+    #[test]
+    fn an_article_stored_before_languages_and_links_reads_as_english_without_a_link() {
+        // The JSON the embedded store kept for an article before these fields existed.
+        let old = r#"{"id":"3f0e8b1c-5d7a-4a53-9b5e-0c1d2e3f4a5b","project_id":"demo",
+            "title":"Refunds","body":"Five days.","tags":["billing"],
+            "created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}"#;
+        let article: Article = serde_json::from_str(old).unwrap();
+        assert_eq!(article.language, Language::En);
+        assert_eq!(article.url, None);
+        // And a stored link that is no longer valid is refused rather than shown.
+        let planted = old.replace(r#""tags""#, r#""url":"javascript:alert(1)","tags""#);
+        assert!(serde_json::from_str::<Article>(&planted).is_err());
+    }
 
     #[test]
     fn tags_are_letters_digits_dashes_and_underscores_at_most_twenty_each_kept_once() {
