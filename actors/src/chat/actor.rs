@@ -385,7 +385,13 @@ fn system_prompt(project_name: &str, passages: &[Passage], tools: bool) -> Strin
     } else {
         prompt.push_str("\n\nHelp-center passages:");
         for (i, p) in passages.iter().enumerate() {
-            prompt.push_str(&format!("\n\n[{}] {}\n{}", i + 1, p.title, p.text));
+            // The article's own link is the one link the model may give for it.
+            let link = p
+                .url
+                .as_deref()
+                .map(|u| format!(" <{u}>"))
+                .unwrap_or_default();
+            prompt.push_str(&format!("\n\n[{}] {}{link}\n{}", i + 1, p.title, p.text));
         }
     }
     prompt
@@ -934,6 +940,12 @@ mod tests {
         let with = system_prompt("Acme", std::slice::from_ref(&p), true);
         assert!(with.contains("[1] Refunds\nRefunds take five days."));
         assert!(with.contains("create_ticket"));
+        let linked = Passage {
+            url: Some("https://help.example.com/refunds".into()),
+            ..p.clone()
+        };
+        let with = system_prompt("Acme", &[linked], true);
+        assert!(with.contains("[1] Refunds <https://help.example.com/refunds>\nRefunds take"));
         let without = system_prompt("Acme", &[], false);
         assert!(!without.contains("create_ticket"));
         assert!(without.contains("No help-center passage"));
