@@ -67,6 +67,8 @@ pub async fn seed_knowledge_base(ctx: &Arc<Ctx>, project: &ProjectId) -> anyhow:
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             created_at: now,
             updated_at: now,
+            language: Default::default(),
+            url: None,
         };
         ctx.system
             .kb

@@ -34,3 +34,42 @@ async fn migrating_twice_applies_nothing_the_second_time() {
         .unwrap();
     assert!(second.is_empty(), "applied again: {second:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_article_written_before_languages_and_links_reads_as_english_without_a_link() {
+    let keyspace = format!("fleety_conformance_{}", std::process::id());
+    let store = support_cql::store(&keyspace).await;
+    let session = fleety::store::scylla::connect(&support_cql::config(&keyspace))
+        .await
+        .unwrap();
+    // The row as the columns before migration 0011 held it: no language, no url.
+    let project = format!("old{}", std::process::id());
+    let id = uuid::Uuid::new_v4();
+    let now = chrono::Utc::now();
+    session
+        .query_unpaged(
+            format!(
+                "INSERT INTO {keyspace}.kb_articles (project_id, article_id, title, body, tags, \
+                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ),
+            (
+                &project,
+                id,
+                "Refunds",
+                "Five days.",
+                vec!["billing"],
+                now,
+                now,
+            ),
+        )
+        .await
+        .unwrap();
+    let project = fleety_actors::domain::ProjectId::parse(&project).unwrap();
+    let articles = fleety_actors::store::KbStore::list_articles(&store, &project)
+        .await
+        .unwrap();
+    assert_eq!(articles.len(), 1);
+    assert_eq!(articles[0].id, id);
+    assert_eq!(articles[0].language, fleety_actors::domain::Language::En);
+    assert_eq!(articles[0].url, None);
+}

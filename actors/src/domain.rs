@@ -634,7 +634,189 @@ pub struct Article {
     pub tags: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The language it is written in, which decides how it is searched. Articles stored before
+    /// languages existed are English.
+    #[serde(default)]
+    pub language: Language,
+    /// Where the article is published, for the assistant to link to when it cites it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<ArticleUrl>,
 }
+
+/// A language the knowledge base can search in: articles are written in one, and a visitor's
+/// question is read in the widget's. Written as its BCP-47 primary language subtag.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Ar,
+    De,
+    #[default]
+    En,
+    Es,
+    Fr,
+    It,
+    Nl,
+    Pt,
+}
+
+impl Language {
+    pub const ALL: [Language; 8] = [
+        Language::Ar,
+        Language::De,
+        Language::En,
+        Language::Es,
+        Language::Fr,
+        Language::It,
+        Language::Nl,
+        Language::Pt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Ar => "ar",
+            Language::De => "de",
+            Language::En => "en",
+            Language::Es => "es",
+            Language::Fr => "fr",
+            Language::It => "it",
+            Language::Nl => "nl",
+            Language::Pt => "pt",
+        }
+    }
+
+    /// Reads a BCP-47 tag (`de`, `de-AT`, `pt-BR`, any case) as the language of its primary
+    /// subtag. `Ok(None)` for a well-formed tag of a language the search has no analyser for.
+    pub fn from_tag(raw: &str) -> Result<Option<Language>, InvalidValue> {
+        let bad = || {
+            invalid(format!(
+                "language: {:?} is not a language tag like \"en\" or \"de-AT\"",
+                raw.chars().take(40).collect::<String>()
+            ))
+        };
+        let tag = raw.trim();
+        if tag.is_empty()
+            || tag.len() > 35
+            || !tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad());
+        }
+        if tag
+            .split(['-', '_'])
+            .any(|part| !(1..=8).contains(&part.len()))
+        {
+            return Err(bad());
+        }
+        let primary = tag.split(['-', '_']).next().unwrap_or("");
+        if !(2..=3).contains(&primary.len()) || !primary.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(bad());
+        }
+        let primary = primary.to_ascii_lowercase();
+        Ok(Language::ALL.into_iter().find(|l| l.as_str() == primary))
+    }
+
+    /// Reads an article's language: a tag whose primary subtag is a supported language.
+    pub fn parse(raw: &str) -> Result<Language, InvalidValue> {
+        Language::from_tag(raw)?.ok_or_else(|| {
+            let all: Vec<&str> = Language::ALL.iter().map(|l| l.as_str()).collect();
+            invalid(format!(
+                "language: {:?} is not supported; use one of {}",
+                raw.trim(),
+                all.join(", ")
+            ))
+        })
+    }
+}
+
+/// Characters of an article's link at most.
+pub const MAX_ARTICLE_URL_CHARS: usize = 2048;
+
+/// Where an article is published: an absolute http or https URL with a host and no user name or
+/// password, at most 2,048 characters. Visitors see it, so nothing else (no `javascript:`, no
+/// `data:`) is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ArticleUrl(String);
+
+impl ArticleUrl {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let text = raw.trim();
+        let bad = |why: &str| {
+            invalid(format!(
+                "url: {:?} {why}",
+                text.chars().take(80).collect::<String>()
+            ))
+        };
+        if text.chars().count() > MAX_ARTICLE_URL_CHARS {
+            return Err(invalid(format!(
+                "url: at most {MAX_ARTICLE_URL_CHARS} characters"
+            )));
+        }
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("must not contain spaces or control characters"));
+        }
+        let parsed = url::Url::parse(text).map_err(|_| bad("is not an absolute URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("must be an http or https URL"));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(bad("has no host"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(bad("must not carry a user name or password"));
+        }
+        Ok(ArticleUrl(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The host (and port, if any), lower-case: what the answer's link filter allows.
+    pub fn host(&self) -> Option<String> {
+        let parsed = url::Url::parse(&self.0).ok()?;
+        let host = parsed.host_str()?.to_ascii_lowercase();
+        Some(match parsed.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ArticleUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        ArticleUrl::parse(&raw).map_err(|e| serde::de::Error::custom(e.0))
+    }
+}
+
+impl utoipa::PartialSchema for ArticleUrl {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .max_length(Some(MAX_ARTICLE_URL_CHARS))
+            .pattern(Some("^[hH][tT][tT][pP][sS]?://[^\\s]+$"))
+            .description(Some(
+                "An http or https URL, without a user name or password",
+            ))
+            .into()
+    }
+}
+impl utoipa::ToSchema for ArticleUrl {}
 
 /// Tags an article may have.
 pub const MAX_ARTICLE_TAGS: usize = 20;
@@ -864,6 +1046,76 @@ mod tests {
             ..AssistantProfile::default()
         };
         assert_eq!(named.name().as_deref(), Some("Ava Lee"));
+    }
+
+    #[test]
+    fn languages_are_read_from_tags_and_checked_against_those_searched() {
+        assert_eq!(Language::parse("de").unwrap(), Language::De);
+        assert_eq!(Language::parse(" PT-br ").unwrap(), Language::Pt);
+        assert_eq!(Language::parse("ar_EG").unwrap(), Language::Ar);
+        assert!(Language::parse("ja")
+            .unwrap_err()
+            .0
+            .contains("not supported"));
+        for bad in ["", "e", "english", "de-", "<b>", "d3", &"x".repeat(40)] {
+            assert!(Language::from_tag(bad).is_err(), "{bad:?}");
+        }
+        // A well-formed tag without an analyser is no language, not an error.
+        assert_eq!(Language::from_tag("ja-JP").unwrap(), None);
+        for l in Language::ALL {
+            assert_eq!(Language::parse(l.as_str()).unwrap(), l);
+            let json = serde_json::to_string(&l).unwrap();
+            assert_eq!(json, format!("\"{}\"", l.as_str()));
+        }
+    }
+
+    #[test]
+    fn article_links_are_http_or_https_urls_without_credentials() {
+        let url = ArticleUrl::parse(" https://help.example.com:8443/a?b=c#d ").unwrap();
+        assert_eq!(url.as_str(), "https://help.example.com:8443/a?b=c#d");
+        assert_eq!(url.host().unwrap(), "help.example.com:8443");
+        assert_eq!(
+            ArticleUrl::parse("http://Help.Example.com/x")
+                .unwrap()
+                .host()
+                .unwrap(),
+            "help.example.com"
+        );
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "ftp://example.com/",
+            "https://user:pw@example.com/",
+            "https://user@example.com/",
+            "//example.com/a",
+            "example.com/a",
+            "https://exa mple.com/",
+            "https://example.com/\u{7}",
+            "",
+        ] {
+            assert!(ArticleUrl::parse(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_ARTICLE_URL_CHARS));
+        assert!(ArticleUrl::parse(&long).is_err());
+        let fits = format!(
+            "https://example.com/{}",
+            "a".repeat(MAX_ARTICLE_URL_CHARS - 20)
+        );
+        assert!(ArticleUrl::parse(&fits).is_ok());
+    }
+
+    #[test]
+    fn an_article_stored_before_languages_and_links_reads_as_english_without_a_link() {
+        // The JSON the embedded store kept for an article before these fields existed.
+        let old = r#"{"id":"3f0e8b1c-5d7a-4a53-9b5e-0c1d2e3f4a5b","project_id":"demo",
+            "title":"Refunds","body":"Five days.","tags":["billing"],
+            "created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}"#;
+        let article: Article = serde_json::from_str(old).unwrap();
+        assert_eq!(article.language, Language::En);
+        assert_eq!(article.url, None);
+        // And a stored link that is no longer valid is refused rather than shown.
+        let planted = old.replace(r#""tags""#, r#""url":"javascript:alert(1)","tags""#);
+        assert!(serde_json::from_str::<Article>(&planted).is_err());
     }
 
     #[test]

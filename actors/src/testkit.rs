@@ -142,6 +142,8 @@ impl Kit {
             tags: vec![],
             created_at: now,
             updated_at: now,
+            language: Default::default(),
+            url: None,
         }
     }
 }

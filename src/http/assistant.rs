@@ -14,7 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 use warp::reply::Response;
 
 use super::access::Session;
-use super::{json, respond, ApiError, Ctx};
+use super::error::{json, respond};
+use super::{ApiError, Ctx};
 
 /// The longest time range one outcomes request may count.
 pub const MAX_RANGE_DAYS: i64 = 366;

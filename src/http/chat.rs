@@ -6,8 +6,8 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use fleety_actors::chat::{ChatError, ChatMode, Turn, TurnEvent, TurnRequest};
-use fleety_actors::domain::Project;
+use fleety_actors::chat::{ChatError, ChatMode, Citation, Turn, TurnEvent, TurnRequest};
+use fleety_actors::domain::{Language, Project};
 use fleety_actors::llm::{LlmError, LlmMessage, LlmRole};
 use http::header::HeaderValue;
 use http::StatusCode;
@@ -35,6 +35,10 @@ pub const MAX_CONVERSATION_CHARS: usize = 32_000;
 pub struct PromptRequest {
     #[schema(value_type = ChatText)]
     prompt: String,
+    #[schema(value_type = Option<String>, max_length = 35)]
+    /// The language the visitor writes in (a BCP-47 tag such as `de` or `pt-BR`): the help
+    /// center's articles in it are searched first.
+    language: Option<String>,
 }
 
 /// A conversation for the assistant: user and assistant turns, ending with the user's.
@@ -45,6 +49,19 @@ pub struct ToolsRequest {
     /// Whether the assistant may open a ticket (true by default).
     #[serde(default = "yes")]
     enable_tool_calling: bool,
+    /// The language the visitor writes in (a BCP-47 tag such as `de` or `pt-BR`): the help
+    /// center's articles in it are searched first.
+    #[schema(value_type = Option<String>, max_length = 35)]
+    language: Option<String>,
+}
+
+/// The visitor's language, if the client gave one: a malformed tag is refused, a language the
+/// search has no analyser for is as good as none.
+fn visitor_language(raw: Option<&str>) -> Result<Option<Language>, ApiError> {
+    raw.map(Language::from_tag)
+        .transpose()
+        .map(Option::flatten)
+        .map_err(|e| ApiError::bad_request(e.0))
 }
 
 fn yes() -> bool {
@@ -138,6 +155,16 @@ fn event_schema(frame: RefOr<Schema>) -> RefOr<Schema> {
         .into()
 }
 
+/// The articles an answer cites, on the frame of its closing "Sources" piece only.
+fn citations() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(Ref::from_schema_name("Citation"))
+        .description(Some(
+            "The articles the answer cites, each with its link when it has one; only on the \
+             frame that carries the answer's closing \"Sources\" line",
+        ))
+}
+
 /// A piece of `/v1/chat`'s answer: `{"content": "...", "turn_id": "..."}`, or
 /// `{"error": "..."}` when the answer broke off after it began.
 pub struct PromptEvent;
@@ -147,7 +174,8 @@ impl PartialSchema for PromptEvent {
         let content = ObjectBuilder::new()
             .property("content", ObjectBuilder::new().schema_type(Type::String))
             .required("content")
-            .property("turn_id", turn_id_schema());
+            .property("turn_id", turn_id_schema())
+            .property("citations", citations());
         event_schema(
             OneOfBuilder::new()
                 .item(content)
@@ -156,7 +184,11 @@ impl PartialSchema for PromptEvent {
         )
     }
 }
-impl ToSchema for PromptEvent {}
+impl ToSchema for PromptEvent {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        out.push(("Citation".into(), Citation::schema()));
+    }
+}
 
 /// A piece of `/v1/chat/tools`' answer: an OpenAI-style delta
 /// `{"choices": [{"delta": {"content": "..."}}], "turn_id": "..."}`, or `{"error": "..."}`.
@@ -178,7 +210,8 @@ impl PartialSchema for ToolsEvent {
                 ArrayBuilder::new().items(delta).min_items(Some(1)),
             )
             .required("choices")
-            .property("turn_id", turn_id_schema());
+            .property("turn_id", turn_id_schema())
+            .property("citations", citations());
         event_schema(
             OneOfBuilder::new()
                 .item(choices)
@@ -187,7 +220,11 @@ impl PartialSchema for ToolsEvent {
         )
     }
 }
-impl ToSchema for ToolsEvent {}
+impl ToSchema for ToolsEvent {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        out.push(("Citation".into(), Citation::schema()));
+    }
+}
 
 /// The answer's id, the same in each of its frames: what the visitor rates it by
 /// (`POST /v1/chat/turns/{turnId}/feedback`).
@@ -356,11 +393,23 @@ fn text_frame(mode: ChatMode, text: &str, turn: &str) -> String {
     value.to_string()
 }
 
+/// The answer's closing "Sources" piece, framed like any text with the cited articles beside
+/// it: `citations` is an addition to the seed's frames, which clients that do not know it skip.
+fn sources_frame(mode: ChatMode, text: &str, citations: &[Citation], turn: &str) -> String {
+    let mut frame: serde_json::Value =
+        serde_json::from_str(&text_frame(mode, text, turn)).unwrap_or_default();
+    if let Some(object) = frame.as_object_mut() {
+        object.insert("citations".into(), serde_json::json!(citations));
+    }
+    frame.to_string()
+}
+
 /// Runs a chat request for either endpoint.
 async fn run(
     session: Session,
     ctx: &Ctx,
     parsed: Result<(ChatMode, Vec<LlmMessage>), ApiError>,
+    language: Option<&str>,
 ) -> Response {
     respond(
         async {
@@ -372,6 +421,7 @@ async fn run(
                 project_name: project.name.clone(),
                 allowed_hosts: allowed_hosts(&project),
                 assistant: project.assistant.clone(),
+                language: visitor_language(language)?,
             };
             match ctx.system.chats.turn(&key, request).await {
                 Ok(turn) => Ok(answer(mode, turn).await),
@@ -442,6 +492,9 @@ fn sse(mode: ChatMode, first: TurnEvent, turn: Turn) -> Response {
             // `data:` is followed by a space, as OpenAI-style clients expect.
             let data = match event {
                 Some(TurnEvent::Text(t)) => format!(" {}", text_frame(mode, &t, &id)),
+                Some(TurnEvent::Sources { text, citations }) => {
+                    format!(" {}", sources_frame(mode, &text, &citations, &id))
+                }
                 Some(TurnEvent::TicketOpened { message, .. }) => {
                     format!(" {}", text_frame(mode, &format!("\n\n{message}"), &id))
                 }
@@ -482,7 +535,7 @@ pub async fn prompt(session: Session, ctx: Arc<Ctx>, req: PromptRequest) -> Resp
             vec![LlmMessage::new(LlmRole::User, prompt)],
         )
     });
-    run(session, &ctx, parsed).await
+    run(session, &ctx, parsed, req.language.as_deref()).await
 }
 
 /// POST /v1/chat/tools
@@ -493,7 +546,7 @@ pub async fn tools(session: Session, ctx: Arc<Ctx>, req: ToolsRequest) -> Respon
         };
         (mode, messages)
     });
-    run(session, &ctx, parsed).await
+    run(session, &ctx, parsed, req.language.as_deref()).await
 }
 
 #[cfg(test)]

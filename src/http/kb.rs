@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use fleety_actors::domain::{
-    parse_tags, Article, ArticleBody, ArticleTitle, ChatRole, ChatTurn, Project, Rating,
-    MAX_ARTICLE_TAGS, MAX_ARTICLE_TAG_CHARS,
+    parse_tags, Article, ArticleBody, ArticleTitle, ArticleUrl, ChatRole, ChatTurn, Language,
+    Project, Rating, MAX_ARTICLE_TAGS, MAX_ARTICLE_TAG_CHARS,
 };
 use fleety_actors::events::rfc3339;
 use fleety_actors::kb::{ArticleChange, KbError};
@@ -59,6 +59,11 @@ pub struct ArticleView<'a> {
     created_at: String,
     #[schema(value_type = String, format = DateTime)]
     updated_at: String,
+    /// The language it is written in; it is searched with that language's analyser.
+    language: Language,
+    /// Where it is published; the assistant links to it when it cites the article.
+    #[schema(value_type = Option<ArticleUrl>, required = true)]
+    url: Option<&'a str>,
 }
 
 /// The knowledge base's articles, most recently changed first.
@@ -91,6 +96,8 @@ impl<'a> ArticleView<'a> {
             tags: &a.tags,
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),
+            language: a.language,
+            url: a.url.as_ref().map(|u| u.as_str()),
         }
     }
 }
@@ -105,6 +112,13 @@ pub struct NewArticle {
     #[serde(default)]
     #[schema(value_type = Tags)]
     tags: Vec<String>,
+    /// The language it is written in (a BCP-47 tag whose primary language is supported;
+    /// `en` when left out).
+    #[schema(value_type = Option<Language>)]
+    language: Option<String>,
+    /// Where it is published: an http or https URL.
+    #[schema(value_type = Option<ArticleUrl>)]
+    url: Option<String>,
 }
 
 /// The fields of an article to change; those left out stay as they are.
@@ -116,6 +130,25 @@ pub struct ArticlePatch {
     body: Option<String>,
     #[schema(value_type = Option<Tags>)]
     tags: Option<Vec<String>>,
+    #[schema(value_type = Option<Language>)]
+    language: Option<String>,
+    /// A new link, or `null` to remove it.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<ArticleUrl>, nullable)]
+    url: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+fn language(raw: &str) -> Result<Language, ApiError> {
+    Language::parse(raw).map_err(bad)
+}
+
+fn url(raw: &str) -> Result<ArticleUrl, ApiError> {
+    ArticleUrl::parse(raw).map_err(bad)
 }
 
 fn bad(e: fleety_actors::domain::InvalidValue) -> ApiError {
@@ -139,6 +172,13 @@ pub async fn create(project: Arc<Project>, ctx: Arc<Ctx>, req: NewArticle) -> Re
                 tags: parse_tags(&req.tags).map_err(bad)?,
                 created_at: now,
                 updated_at: now,
+                language: req
+                    .language
+                    .as_deref()
+                    .map(language)
+                    .transpose()?
+                    .unwrap_or_default(),
+                url: req.url.as_deref().map(url).transpose()?,
             };
             let article = ctx.system.kb.put(article).await?;
             Ok(json(StatusCode::CREATED, &ArticleView::new(&article)))
@@ -199,6 +239,11 @@ pub async fn update(
                     .map(parse_tags)
                     .transpose()
                     .map_err(bad)?,
+                language: req.language.as_deref().map(language).transpose()?,
+                url: req
+                    .url
+                    .map(|u| u.as_deref().map(url).transpose())
+                    .transpose()?,
                 at: ctx.clock.now(),
             };
             let article = ctx.system.kb.patch(&project.id, id, change).await?;
@@ -229,6 +274,11 @@ pub struct SearchQuery {
     /// Articles to return at most (5 by default).
     #[param(minimum = 1, maximum = 20)]
     limit: Option<usize>,
+    /// The language the query is written in (a BCP-47 tag such as `de` or `pt-BR`): articles
+    /// in it are searched first. Left out, or a language without an analyser: every language
+    /// the knowledge base has.
+    #[param(value_type = Option<String>, max_length = 35, pattern = "^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")]
+    language: Option<String>,
 }
 
 /// One matching article.
@@ -239,6 +289,10 @@ pub struct SearchHit<'a> {
     /// The passage that matched best.
     snippet: &'a str,
     score: f32,
+    /// Where the article is published, when it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ArticleUrl>)]
+    url: Option<&'a str>,
 }
 
 /// Matching articles, best first.
@@ -269,8 +323,19 @@ async fn search(
             "limit must be between 1 and {MAX_RESULTS}"
         )));
     }
+    let language = query
+        .language
+        .as_deref()
+        .map(Language::from_tag)
+        .transpose()
+        .map_err(bad)?
+        .flatten();
     // Ask for more passages than articles wanted: several may come from one article.
-    let passages = ctx.system.kb.search(project, q, limit * 4).await?;
+    let passages = ctx
+        .system
+        .kb
+        .search_in(project, q, language, limit * 4)
+        .await?;
     let mut best: Vec<Passage> = Vec::with_capacity(limit);
     for p in passages {
         if best.len() == limit {
@@ -304,7 +369,9 @@ fn hits(passages: &[Passage]) -> SearchResults<'_> {
             article_id: p.article_id,
             title: &p.title,
             snippet: snippet(&p.text),
-            score: p.score,
+            // The order's own measure: BM25 weighted by how much of the query it covers.
+            score: p.score * p.coverage,
+            url: p.url.as_deref(),
         })
         .collect();
     SearchResults { results }

@@ -260,7 +260,7 @@ fn routes() -> Vec<Route> {
         .param("articleId", "The article's id.", uuid)
         .answers(200, "The article", Json(schema::<kb::ArticleView>))
         .refuses(404, "No such article"),
-        Route::new(patch(), "/v1/projects/{projectId}/kb/articles/{articleId}", "updateArticle", "Change an article's title, body or tags", Agent, |b| {
+        Route::new(patch(), "/v1/projects/{projectId}/kb/articles/{articleId}", "updateArticle", "Change an article's title, body, tags, language or link", Agent, |b| {
             b.param("articleId").and(b.agent()).and(b.ctx()).and(b.json()).then(kb::update).boxed()
         })
         .tag("knowledge base")

@@ -14,7 +14,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 use warp::reply::Response;
 
-use super::{json, respond, ApiError, Ctx};
+use super::error::{json, respond};
+use super::{ApiError, Ctx};
 
 /// A question's id: 16 hexadecimal digits naming its normalised wording.
 pub struct QuestionId;

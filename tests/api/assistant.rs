@@ -332,3 +332,106 @@ async fn each_hand_off_reason_leaves_its_note_and_a_title_that_names_the_problem
         );
     }
 }
+
+#[tokio::test]
+async fn an_answer_cites_its_article_with_the_article_s_link() {
+    let app = spawn_app().await;
+    help_center(&app, &[]).await;
+    let link = "https://help.example.com/articles/password-reset";
+    let resp = app
+        .admin_post(
+            "/v1/projects/demo/kb/articles",
+            json!({
+                "title": "Resetting your password",
+                "body": "Choose \"Forgot password\" on the sign-in page and we email you a reset link.",
+                "url": link,
+            }),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let article: Value = resp.json().await.unwrap();
+    let token = app.session_token().await;
+    let question = "How do I reset my password?";
+
+    // /v1/chat/tools: the link in the answer's text, and the citation beside the Sources line.
+    let resp = app
+        .chat(
+            "/v1/chat/tools",
+            &token,
+            json!({"messages": [{"role": "user", "content": question}], "language": "en"}),
+        )
+        .await;
+    let frames = sse_json(resp).await;
+    let text = delta_text(&frames);
+    assert!(
+        text.starts_with(&format!(
+            "From \"Resetting your password\" ({link}): Choose"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!("Sources: Resetting your password ({link})")),
+        "{text}"
+    );
+    let cited: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f.get("citations").is_some())
+        .collect();
+    assert_eq!(cited.len(), 1, "{frames:?}");
+    assert_eq!(
+        cited[0]["citations"],
+        json!([{"article_id": article["id"], "title": "Resetting your password", "url": link}])
+    );
+    // The frame is still the seed's delta, carrying the Sources line.
+    assert!(cited[0]["choices"][0]["delta"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Sources:"));
+
+    // /v1/chat: the same, on its `content` frames.
+    let resp = app
+        .chat("/v1/chat", &token, json!({"prompt": question}))
+        .await;
+    let frames = sse_json(resp).await;
+    let text: String = frames
+        .iter()
+        .filter_map(|f| f["content"].as_str())
+        .collect();
+    assert!(text.contains(link), "{text}");
+    let cited = frames
+        .iter()
+        .find(|f| f.get("citations").is_some())
+        .unwrap();
+    assert_eq!(cited["citations"][0]["url"], link);
+
+    // An article without a link is cited by its title alone.
+    let path = format!(
+        "/v1/projects/demo/kb/articles/{}",
+        article["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        app.admin_patch(&path, json!({"url": null})).await.status(),
+        200
+    );
+    let resp = app
+        .chat("/v1/chat", &token, json!({"prompt": question}))
+        .await;
+    let frames = sse_json(resp).await;
+    let cited = frames
+        .iter()
+        .find(|f| f.get("citations").is_some())
+        .unwrap();
+    assert_eq!(
+        cited["citations"],
+        json!([{"article_id": article["id"], "title": "Resetting your password"}])
+    );
+    // A malformed language tag is refused before anything is asked.
+    let resp = app
+        .chat(
+            "/v1/chat",
+            &token,
+            json!({"prompt": question, "language": "<script>"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+}

@@ -178,3 +178,160 @@ async fn public_search_is_rate_limited_and_cors_checked() {
     assert_eq!(limited.status(), 429);
     assert!(limited.headers().contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn articles_carry_a_language_and_a_link() {
+    let app = spawn_app().await;
+    // Left out: English, without a link.
+    let plain = create(&app, "Gift cards", "Gift cards never expire.", &[]).await;
+    assert_eq!(plain["language"], "en");
+    assert_eq!(plain["url"], Value::Null);
+
+    let resp = app
+        .admin_post(
+            "/v1/projects/demo/kb/articles",
+            json!({
+                "title": "Geschenkkarten",
+                "body": "Geschenkkarten verfallen nie.",
+                "language": "de-AT",
+                "url": "https://help.example.com/de/geschenkkarten",
+            }),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    // A regional tag is kept as its language.
+    assert_eq!(created["language"], "de");
+    assert_eq!(created["url"], "https://help.example.com/de/geschenkkarten");
+    let path = format!(
+        "/v1/projects/demo/kb/articles/{}",
+        created["id"].as_str().unwrap()
+    );
+    let read: Value = app.admin_get(&path).await.json().await.unwrap();
+    assert_eq!(read, created);
+
+    // A change of the title keeps both; `null` removes the link; the language can change.
+    let changed: Value = app
+        .admin_patch(&path, json!({"title": "Gutscheine"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changed["language"], "de");
+    assert_eq!(changed["url"], created["url"]);
+    let changed: Value = app
+        .admin_patch(&path, json!({"url": null, "language": "fr"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changed["url"], Value::Null);
+    assert_eq!(changed["language"], "fr");
+    let list: Value = app
+        .admin_get("/v1/projects/demo/kb/articles")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["articles"][0], changed);
+}
+
+#[tokio::test]
+async fn bad_languages_and_links_are_refused() {
+    let app = spawn_app().await;
+    let long = format!("https://help.example.com/{}", "a".repeat(2040));
+    let cases = [
+        (json!({"language": "xx"}), "language"),
+        (json!({"language": "english"}), "language"),
+        (json!({"language": ""}), "language"),
+        (json!({"language": 7}), "string"),
+        (json!({"url": "javascript:alert(1)"}), "url"),
+        (json!({"url": "ftp://help.example.com/a"}), "url"),
+        (
+            json!({"url": "https://user:secret@help.example.com/"}),
+            "url",
+        ),
+        (json!({"url": "help.example.com/a"}), "url"),
+        (json!({"url": "https://help.example.com/a b"}), "url"),
+        (json!({"url": long}), "url"),
+    ];
+    let article = create(&app, "Gift cards", "Gift cards never expire.", &[]).await;
+    let path = format!(
+        "/v1/projects/demo/kb/articles/{}",
+        article["id"].as_str().unwrap()
+    );
+    for (fields, expected) in cases {
+        let mut body = json!({"title": "x", "body": "y"});
+        for (k, v) in fields.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let resp = app
+            .admin_post("/v1/projects/demo/kb/articles", body.clone())
+            .await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let answer: Value = resp.json().await.unwrap();
+        assert!(error_of(&answer).contains(expected), "{body} -> {answer}");
+        let resp = app.admin_patch(&path, fields.clone()).await;
+        assert_eq!(resp.status(), 400, "{fields}");
+        let answer: Value = resp.json().await.unwrap();
+        assert!(error_of(&answer).contains(expected), "{fields} -> {answer}");
+    }
+    // Nothing was changed by the refused requests.
+    let read: Value = app.admin_get(&path).await.json().await.unwrap();
+    assert_eq!(read, article);
+    // A search's language is a tag too; one without an analyser is searched in all languages.
+    assert_eq!(
+        app.get("/v1/kb/demo/search?q=gift&language=%3Cb%3E")
+            .await
+            .status(),
+        400
+    );
+    let found: Value = app
+        .get("/v1/kb/demo/search?q=gift%20cards&language=ja")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["results"][0]["article_id"], article["id"]);
+}
+
+#[tokio::test]
+async fn search_reads_the_question_in_its_language() {
+    let app = spawn_app().await;
+    let english = create(
+        &app,
+        "Changing your password",
+        "Open Settings, then Security, and choose a new password.",
+        &[],
+    )
+    .await;
+    let resp = app
+        .admin_post(
+            "/v1/projects/demo/kb/articles",
+            json!({
+                "title": "Passwort ändern",
+                "body": "Öffnen Sie Einstellungen, dann Sicherheit, und wählen Sie ein neues Passwort.",
+                "language": "de",
+                "url": "https://help.example.com/de/passwort",
+            }),
+        )
+        .await;
+    let german: Value = resp.json().await.unwrap();
+    let first = |q: &str| {
+        let app = &app;
+        let q = q.to_owned();
+        async move {
+            let found: Value = app.get(&q).await.json().await.unwrap();
+            found["results"][0].clone()
+        }
+    };
+    // Asked in German, the German article comes first, with its link.
+    let hit =
+        first("/v1/kb/demo/search?q=Wie%20kann%20ich%20mein%20Passwort%20%C3%A4ndern&language=de")
+            .await;
+    assert_eq!(hit["article_id"], german["id"]);
+    assert_eq!(hit["url"], "https://help.example.com/de/passwort");
+    let hit = first("/v1/kb/demo/search?q=change%20my%20password&language=en").await;
+    assert_eq!(hit["article_id"], english["id"]);
+    assert!(hit.get("url").is_none(), "{hit}");
+}

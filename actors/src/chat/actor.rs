@@ -10,10 +10,10 @@ use tokio::sync::mpsc;
 use super::bare_call::{BareCalls, Piece};
 use super::links::{filter_links, LinkFilter};
 use super::quota::Window;
-use super::{ChatDeps, ChatError, ChatMode, SessionKey, Turn, TurnEvent, TurnRequest};
+use super::{ChatDeps, ChatError, ChatMode, Citation, SessionKey, Turn, TurnEvent, TurnRequest};
 use crate::domain::{
-    AgentName, AssistantProfile, ChatConversation, ChatRole, ChatTurn, Description, MessageBody,
-    Participant, Rating, Slug, TicketSource, Title,
+    AgentName, ArticleUrl, AssistantProfile, ChatConversation, ChatRole, ChatTurn, Description,
+    MessageBody, Participant, Rating, Slug, TicketSource, Title,
 };
 use crate::handoff::{self, Next, Reason};
 use crate::llm::offline::{title_from, CREATE_TICKET};
@@ -23,12 +23,6 @@ use crate::MessageId;
 
 /// Turns of the transcript kept in memory: enough for a prompt's history.
 const KEPT_TURNS: usize = 20;
-/// Passages scoring below this share of the best passage's score are left out.
-const RELEVANCE_CUTOFF: f32 = 0.5;
-/// Passages covering less of the question than this are not an answer to it (see
-/// [`Passage::coverage`]): the assistant says it has none rather than quote an unrelated
-/// article.
-const MIN_COVERAGE: f32 = 0.5;
 /// Who the hand-off notes are from, in the inbox.
 const NOTE_AUTHOR: &str = "Assistant";
 /// An answer longer than this is cut off: a runaway model cannot fill memory.
@@ -674,7 +668,13 @@ fn system_prompt(
     } else {
         prompt.push_str("\n\nHelp-center passages:");
         for (i, p) in passages.iter().enumerate() {
-            prompt.push_str(&format!("\n\n[{}] {}\n{}", i + 1, p.title, p.text));
+            // The article's own link is the one link the model may give for it.
+            let link = p
+                .url
+                .as_deref()
+                .map(|u| format!(" <{u}>"))
+                .unwrap_or_default();
+            prompt.push_str(&format!("\n\n[{}] {}{link}\n{}", i + 1, p.title, p.text));
         }
     }
     prompt
@@ -860,16 +860,15 @@ impl TurnRun {
         let passages = match self
             .deps
             .kb
-            .search(&self.key.project, &question, self.deps.config.passages)
+            .search_in(
+                &self.key.project,
+                &question,
+                self.request.language,
+                self.deps.config.passages,
+            )
             .await
         {
-            // Passages far below the best are noise: they would dilute the prompt and the
-            // citations.
-            Ok(mut p) => {
-                let best = p.first().map_or(0.0, |b| b.score);
-                p.retain(|x| x.score >= best * RELEVANCE_CUTOFF && x.coverage >= MIN_COVERAGE);
-                p
-            }
+            Ok(p) => crate::kb::index::answering(p),
             Err(e) => {
                 // An answer without the knowledge base is still an answer.
                 tracing::warn!(project = %self.key.project, error = %e, "knowledge-base search failed");
@@ -912,7 +911,18 @@ impl TurnRun {
             _ = self.events.closed() => return Err(Stop::Cancelled),
         };
         let mut first = true;
-        let mut filter = LinkFilter::new(self.request.allowed_hosts.clone());
+        // Links may point at the project's own sites and at the articles the answer draws on.
+        let mut hosts = self.request.allowed_hosts.clone();
+        for p in &passages {
+            let host = p
+                .url
+                .as_deref()
+                .and_then(|u| ArticleUrl::parse(u).ok()?.host());
+            if let Some(host) = host.filter(|h| !hosts.contains(h)) {
+                hosts.push(host);
+            }
+        }
+        let mut filter = LinkFilter::new(hosts.clone());
         // Whitespace before the first real word is held: the answer's kind (text or tool
         // call) is decided by the first meaningful delta.
         let mut lead = String::new();
@@ -1007,21 +1017,33 @@ impl TurnRun {
             }
         }
         if !said.text.is_empty() && said.ticket.is_none() && !passages.is_empty() {
-            let mut titles: Vec<&str> = Vec::new();
+            let mut cited: Vec<Citation> = Vec::new();
             for p in &passages {
                 if !said.citations.contains(&p.article_id) {
                     said.citations.push(p.article_id);
-                    titles.push(&p.title);
+                    cited.push(Citation {
+                        article_id: p.article_id,
+                        title: p.title.clone(),
+                        url: p.url.clone(),
+                    });
                 }
             }
+            let names: Vec<String> = cited
+                .iter()
+                .map(|c| match &c.url {
+                    Some(url) => format!("{} ({url})", c.title),
+                    None => c.title.clone(),
+                })
+                .collect();
             // Titles are the project's own text, but a planted link in one must not slip past
             // the filter the answer went through.
-            let sources = filter_links(
-                &format!("\n\nSources: {}", titles.join("; ")),
-                &self.request.allowed_hosts,
-            );
-            said.text.push_str(&sources);
-            self.send(TurnEvent::Text(sources)).await?;
+            let text = filter_links(&format!("\n\nSources: {}", names.join("; ")), &hosts);
+            said.text.push_str(&text);
+            self.send(TurnEvent::Sources {
+                text,
+                citations: cited,
+            })
+            .await?;
         }
         // Before the turn ends, so an admin who looks right after the visitor saw the answer
         // finds the question counted.
@@ -1286,6 +1308,7 @@ mod tests {
             article_id: uuid::Uuid::new_v4(),
             title: "Refunds".into(),
             text: "Refunds take five days.".into(),
+            url: None,
             score: 1.0,
             coverage: 1.0,
         };
@@ -1293,6 +1316,13 @@ mod tests {
         let with = system_prompt("Acme", &none, std::slice::from_ref(&p), true);
         assert!(with.contains("[1] Refunds\nRefunds take five days."));
         assert!(with.contains("create_ticket"));
+        let linked = Passage {
+            url: Some("https://help.example.com/refunds".into()),
+            ..p.clone()
+        };
+        let with = system_prompt("Acme", &none, &[linked], true);
+        assert!(with.contains("[1] Refunds <https://help.example.com/refunds>
+Refunds take"));
         let without = system_prompt("Acme", &none, &[], false);
         assert!(!without.contains("create_ticket"));
         assert!(without.contains("No help-center passage"));

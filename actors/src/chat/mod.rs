@@ -115,6 +115,9 @@ pub struct TurnRequest {
     pub allowed_hosts: Vec<String>,
     /// The assistant's name, greeting and the admins' guidance, from the project's settings.
     pub assistant: crate::domain::AssistantProfile,
+    /// The language the visitor writes in, when the client says: the knowledge base is
+    /// searched in it first.
+    pub language: Option<crate::domain::Language>,
 }
 
 /// What a turn streams to its caller. It ends with `Done` or `Error`.
@@ -122,6 +125,12 @@ pub struct TurnRequest {
 pub enum TurnEvent {
     /// A piece of the answer, already filtered.
     Text(String),
+    /// The answer's closing list of the articles it drew on: `text` as a piece of the answer
+    /// ("Sources: ..."), and the articles themselves.
+    Sources {
+        text: String,
+        citations: Vec<Citation>,
+    },
     /// The assistant opened a ticket; `message` tells the visitor so.
     TicketOpened {
         slug: Slug,
@@ -129,6 +138,16 @@ pub enum TurnEvent {
     },
     Error(ChatError),
     Done,
+}
+
+/// An article an answer cites.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Citation {
+    pub article_id: uuid::Uuid,
+    pub title: String,
+    /// Where the article is published, when it says: an http or https URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// A running turn: read its events; dropping it cancels the turn and the model's stream.

@@ -13,6 +13,7 @@ fn ask(question: &str) -> TurnRequest {
         project_name: "Acme".into(),
         allowed_hosts: vec![],
         assistant: Default::default(),
+        language: None,
     }
 }
 
@@ -51,7 +52,7 @@ fn text(events: &[TurnEvent]) -> String {
     events
         .iter()
         .filter_map(|e| match e {
-            TurnEvent::Text(t) => Some(t.as_str()),
+            TurnEvent::Text(t) | TurnEvent::Sources { text: t, .. } => Some(t.as_str()),
             _ => None,
         })
         .collect()

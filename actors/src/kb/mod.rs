@@ -6,9 +6,12 @@
 //! the in-memory index. An actor that fails is forgotten, and the next request rebuilds the
 //! project's index from the store.
 
+#[cfg(test)]
+mod eval;
 pub mod index;
 #[cfg(test)]
 mod tests;
+mod words;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
-use crate::domain::{Article, ProjectId};
+use crate::domain::{Article, Language, ProjectId};
 use crate::llm::Passage;
 use crate::registry::{CallError, Family, Keeper, Registry};
 use crate::store::{KbStore, StoreError};
@@ -87,9 +90,10 @@ impl Default for KbConfig {
 }
 
 pub enum KbMsg {
-    /// The best passages for a query, best first.
+    /// The best passages for a query, best first, asked in `language` when known.
     Search {
         query: String,
+        language: Option<Language>,
         limit: usize,
         reply: RpcReplyPort<Result<Vec<Passage>, KbError>>,
     },
@@ -125,6 +129,9 @@ pub struct ArticleChange {
     pub title: Option<crate::domain::ArticleTitle>,
     pub body: Option<crate::domain::ArticleBody>,
     pub tags: Option<Vec<String>>,
+    pub language: Option<Language>,
+    /// `Some(None)` removes the link.
+    pub url: Option<Option<crate::domain::ArticleUrl>>,
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -206,8 +213,20 @@ impl KnowledgeBases {
         query: &str,
         limit: usize,
     ) -> Result<Vec<Passage>, KbError> {
+        self.search_in(project, query, None, limit).await
+    }
+
+    /// The best passages for a question asked in `language` (see [`KbIndex::search`]).
+    pub async fn search_in(
+        &self,
+        project: &ProjectId,
+        query: &str,
+        language: Option<Language>,
+        limit: usize,
+    ) -> Result<Vec<Passage>, KbError> {
         self.call(project, |reply| KbMsg::Search {
             query: query.to_owned(),
+            language,
             limit,
             reply,
         })
@@ -355,10 +374,12 @@ impl KnowledgeBaseActor {
         match message {
             KbMsg::Search {
                 query,
+                language,
                 limit,
                 reply,
             } => {
-                let _ = reply.send(state.index.search(&query, limit).map_err(KbError::from));
+                let found = state.index.search(&query, language, limit);
+                let _ = reply.send(found.map_err(KbError::from));
             }
             KbMsg::List { reply } => {
                 let mut all: Vec<Article> = state.articles.values().cloned().collect();
@@ -383,6 +404,12 @@ impl KnowledgeBaseActor {
                         }
                         if let Some(tags) = change.tags {
                             article.tags = tags;
+                        }
+                        if let Some(language) = change.language {
+                            article.language = language;
+                        }
+                        if let Some(url) = change.url {
+                            article.url = url;
                         }
                         article.updated_at = change.at;
                         state.store_and_index(article).await

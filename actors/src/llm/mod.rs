@@ -50,6 +50,8 @@ pub struct Passage {
     pub article_id: Uuid,
     pub title: String,
     pub text: String,
+    /// Where the article is published, when it says.
+    pub url: Option<String>,
     /// BM25 relevance; higher is better. Only comparable within one search.
     pub score: f32,
     /// How much of the question the passage covers, from 0 to 1: the share of the question's

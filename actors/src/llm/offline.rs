@@ -112,7 +112,10 @@ impl LlmProvider for OfflineProvider {
                 String::new()
             }
             (Next::HandOver(_), _) => NO_TOOL.to_owned(),
-            (Next::Answer, Some(p)) => format!("From \"{}\": {}", p.title, p.text),
+            (Next::Answer, Some(p)) => match &p.url {
+                Some(url) => format!("From \"{}\" ({url}): {}", p.title, p.text),
+                None => format!("From \"{}\": {}", p.title, p.text),
+            },
             (Next::Offer | Next::Answer, _) if can_open_ticket => {
                 format!("I couldn't find an answer to that in our help center. {OFFER}")
             }
@@ -164,6 +167,7 @@ mod tests {
             article_id: Uuid::new_v4(),
             title: "Resetting your password".into(),
             text: "Choose 'Forgot password' on the sign-in page.".into(),
+            url: None,
             score: 3.2,
             coverage: 1.0,
         }
@@ -202,6 +206,19 @@ mod tests {
         );
         assert!(events.len() > 5);
         assert!(matches!(events.last(), Some(LlmEvent::Usage { .. })));
+    }
+
+    #[tokio::test]
+    async fn it_cites_the_article_with_its_link_when_it_has_one() {
+        let mut p = passage();
+        p.url = Some("https://help.example.com/reset".into());
+        let events = run(request("reset password", vec![p], true)).await;
+        assert!(
+            text_of(&events).starts_with(
+                "From \"Resetting your password\" (https://help.example.com/reset): Choose"
+            ),
+            "{events:?}"
+        );
     }
 
     fn text_of(events: &[LlmEvent]) -> String {

@@ -915,9 +915,14 @@ pub async fn articles_are_put_listed_replaced_and_deleted(store: Arc<dyn Store>)
         tags: vec!["billing".into()],
         created_at: now,
         updated_at: now,
+        language: Default::default(),
+        url: None,
     };
     let a = article("Refunds", "Refunds take five days.");
-    let b = article("Passwords", "Use the reset link.");
+    let mut b = article("Passwords", "Use the reset link.");
+    // An article's language and link are kept as given.
+    b.language = crate::domain::Language::De;
+    b.url = Some(crate::domain::ArticleUrl::parse("https://help.example.com/de/passwort").unwrap());
     store.put_article(&a).await.unwrap();
     store.put_article(&b).await.unwrap();
     let mut listed = store.list_articles(&p.id).await.unwrap();

@@ -1015,6 +1015,8 @@ mod tests {
             tags: vec![],
             created_at: now_millis(),
             updated_at: now_millis(),
+            language: Default::default(),
+            url: None,
         }
     }
 

@@ -12,7 +12,8 @@ use super::{prepare, ScyllaStore, LIST_DEADLINE};
 
 /// Rows per page when reading a knowledge base (articles are up to ~200 KB each).
 const ARTICLE_PAGE_SIZE: i32 = 25;
-const COLUMNS: &str = "project_id, article_id, title, body, tags, created_at, updated_at";
+const COLUMNS: &str =
+    "project_id, article_id, title, body, tags, created_at, updated_at, language, url";
 
 pub(super) struct Statements {
     upsert_article: PreparedStatement,
@@ -36,7 +37,7 @@ impl Statements {
         select_articles.set_page_size(ARTICLE_PAGE_SIZE);
         Ok(Self {
             upsert_article: p(format!(
-                "INSERT INTO {ks}.kb_articles ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO {ks}.kb_articles ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ))
             .await?,
             select_article_id: p(format!(

@@ -314,7 +314,7 @@ export interface paths {
         delete: operations["deleteArticle"];
         options?: never;
         head?: never;
-        /** Change an article's title, body or tags */
+        /** Change an article's title, body, tags, language or link */
         patch: operations["updateArticle"];
         trace?: never;
     };
@@ -645,11 +645,14 @@ export interface components {
             created_at: string;
             /** Format: uuid */
             id: string;
+            /** @description The language it is written in; it is searched with that language's analyser. */
+            language: components["schemas"]["Language"];
             project_id: components["schemas"]["ProjectId"];
             tags: string[];
             title: string;
             /** Format: date-time */
             updated_at: string;
+            url: null | components["schemas"]["ArticleUrl"];
         };
         ArticleBody: string;
         /** @description The knowledge base's articles, most recently changed first. */
@@ -659,10 +662,14 @@ export interface components {
         /** @description The fields of an article to change; those left out stay as they are. */
         ArticlePatch: {
             body?: null | components["schemas"]["ArticleBody"];
+            language?: null | components["schemas"]["Language"];
             tags?: null | components["schemas"]["Tags"];
             title?: null | components["schemas"]["ArticleTitle"];
+            url?: null | components["schemas"]["ArticleUrl"];
         };
         ArticleTitle: string;
+        /** @description An http or https URL, without a user name or password */
+        ArticleUrl: string;
         /** @description A ticket's assignee changed (to nobody, when `assignee` is null). */
         AssignedPayload: {
             assignee: string | null;
@@ -735,6 +742,14 @@ export interface components {
             id: string;
             role: components["schemas"]["ChatRole"];
             ticket_slug?: null | components["schemas"]["Slug"];
+        };
+        /** @description An article an answer cites. */
+        Citation: {
+            /** Format: uuid */
+            article_id: string;
+            title: string;
+            /** @description Where the article is published, when it says: an http or https URL. */
+            url?: string | null;
         };
         Conversation: components["schemas"]["ChatMessageIn"][];
         /** @description A new project; without `project_id` one is made up. */
@@ -912,6 +927,12 @@ export interface components {
             project_id: components["schemas"]["ProjectId"];
             token: string;
         };
+        /**
+         * @description A language the knowledge base can search in: articles are written in one, and a visitor's
+         *     question is read in the widget's. Written as its BCP-47 primary language subtag.
+         * @enum {string}
+         */
+        Language: "ar" | "de" | "en" | "es" | "fr" | "it" | "nl" | "pt";
         /** @description Who read the ticket. */
         MarkRead: {
             /** @description The visitor (`user`, the default) or the agents (`admin`, with the admin key). */
@@ -942,8 +963,10 @@ export interface components {
         /** @description A new article. Blank lines cut its body into the passages the assistant quotes. */
         NewArticle: {
             body: components["schemas"]["ArticleBody"];
+            language?: null | components["schemas"]["Language"];
             tags?: components["schemas"]["Tags"];
             title: components["schemas"]["ArticleTitle"];
+            url?: null | components["schemas"]["ArticleUrl"];
         };
         /** @description A new webhook endpoint: where to send which events. */
         NewEndpoint: {
@@ -1015,6 +1038,11 @@ export interface components {
         };
         /** @description One question for the assistant. */
         PromptRequest: {
+            /**
+             * @description The language the visitor writes in (a BCP-47 tag such as `de` or `pt-BR`): the help
+             *     center's articles in it are searched first.
+             */
+            language?: string | null;
             prompt: components["schemas"]["ChatText"];
         };
         /**
@@ -1038,6 +1066,7 @@ export interface components {
             /** @description The passage that matched best. */
             snippet: string;
             title: string;
+            url?: null | components["schemas"]["ArticleUrl"];
         };
         /** @description Matching articles, best first. */
         SearchResults: {
@@ -1190,6 +1219,11 @@ export interface components {
         ToolsRequest: {
             /** @description Whether the assistant may open a ticket (true by default). */
             enable_tool_calling?: boolean;
+            /**
+             * @description The language the visitor writes in (a BCP-47 tag such as `de` or `pt-BR`): the help
+             *     center's articles in it are searched first.
+             */
+            language?: string | null;
             messages: components["schemas"]["Conversation"];
         };
         /** @description Someone is typing on the ticket; sent as it happens, never stored. */
@@ -2073,6 +2107,12 @@ export interface operations {
                 q: string;
                 /** @description Articles to return at most (5 by default). */
                 limit?: number;
+                /**
+                 * @description The language the query is written in (a BCP-47 tag such as `de` or `pt-BR`): articles
+                 *     in it are searched first. Left out, or a language without an analyser: every language
+                 *     the knowledge base has.
+                 */
+                language?: string;
             };
             header?: never;
             path: {
@@ -3066,6 +3106,12 @@ export interface operations {
                 q: string;
                 /** @description Articles to return at most (5 by default). */
                 limit?: number;
+                /**
+                 * @description The language the query is written in (a BCP-47 tag such as `de` or `pt-BR`): articles
+                 *     in it are searched first. Left out, or a language without an analyser: every language
+                 *     the knowledge base has.
+                 */
+                language?: string;
             };
             header?: never;
             path: {

@@ -19,7 +19,10 @@ export interface Entry {
   id: string;
   author: Author;
   content: string;
+  /** The closing "Sources" line's items, as the answer's text has them. */
   sources?: string[];
+  /** The articles the answer cites, each with its link when it has one. */
+  citations?: Schemas["Citation"][];
   readByAgent?: boolean;
   /** Waiting to be sent (`sending`), or refused (`failed`); absent once stored. */
   delivery?: "sending" | "failed";
@@ -96,6 +99,8 @@ export class Conversation {
     private readonly base: string,
     private readonly project: string,
     private readonly onIncoming: (entry: Entry) => void,
+    /** The widget's language, for the help center's search. */
+    private readonly language: () => string = () => "en",
   ) {
     this.storageKey = `fleety:v1:${project}`;
     this.saved = this.load();
@@ -209,7 +214,7 @@ export class Conversation {
       const token = await this.token();
       const response = await send(`${this.base}/v1/chat/tools`, {
         token,
-        body: { messages: history, enable_tool_calling: true },
+        body: { messages: history, enable_tool_calling: true, language: this.language() },
       });
       if ((response.headers.get("Content-Type") ?? "").includes("application/json")) {
         const call = (await response.json()) as Schemas["ToolCall"];
@@ -219,10 +224,17 @@ export class Conversation {
       }
       this.set({ entries: [...this.state.entries, answer] });
       await readEvents(response, (data) => {
-        const frame = data as { choices?: { delta?: { content?: string } }[]; turn_id?: string; error?: string };
+        const frame = data as {
+          choices?: { delta?: { content?: string } }[];
+          turn_id?: string;
+          error?: string;
+          citations?: Schemas["Citation"][];
+        };
         const piece = frame.choices?.[0]?.delta?.content;
         if (frame.error) throw new ApiError(frame.error, 502);
         if (piece) this.update(answer.id, (e) => ({ ...e, content: e.content + piece, turn: e.turn ?? frame.turn_id }));
+        const citations = frame.citations;
+        if (citations) this.update(answer.id, (e) => ({ ...e, citations }));
       });
       this.update(answer.id, splitSources);
       this.saveChat();

@@ -101,6 +101,7 @@ header .icon:focus-visible { outline-color: #fff; }
   background: var(--bubble);
   color: var(--fg);
 }
+a.source { color: var(--accent); text-decoration: underline; }
 .meta { font-size: 11px; color: var(--muted); margin: 2px 4px 0; }
 .retry { all: unset; cursor: pointer; font-size: 11px; color: #c92a2a; margin: 2px 4px 0; }
 .rating { display: flex; gap: 4px; margin: 2px 4px 0; }

@@ -17,9 +17,14 @@ export function mount(shell: Shell): Ui {
   shell.root.prepend(style);
   let t = translator(shell.locale);
   let open = false;
-  const conversation = new Conversation(shell.base, shell.project, (entry) => {
-    shell.emit("message", { author: entry.author, content: entry.content });
-  });
+  const conversation = new Conversation(
+    shell.base,
+    shell.project,
+    (entry) => {
+      shell.emit("message", { author: entry.author, content: entry.content });
+    },
+    () => t.lang,
+  );
   conversation.subscribe(() => shell.setBadge(conversation.state.unread));
   const draw = () => render(<Panel shell={shell} conversation={conversation} t={t} open={open} />, shell.panel);
   conversation.start();
@@ -229,6 +234,28 @@ function statusWord(status: string, t: Translator): string {
   return words[status] ? t(words[status]) : status;
 }
 
+/** An http(s) link, or nothing: a link from the server is still never a `javascript:` one. */
+export function safeLink(url: string | null | undefined): string | undefined {
+  if (!url) return undefined;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A cited article: its title, linked to where it is published when it says. */
+function Citation({ title, url }: { title: string; url?: string | null }) {
+  const href = safeLink(url);
+  if (!href) return <span class="source">{title}</span>;
+  return (
+    <a class="source" href={href} target="_blank" rel="noopener noreferrer">
+      {title}
+    </a>
+  );
+}
+
 interface LineProps {
   entry: Entry;
   t: Translator;
@@ -245,10 +272,17 @@ function Line({ entry, t, name, onRetry, onRate }: LineProps) {
     <div class={`message ${entry.author}`} data-id={entry.id}>
       <span class="who">{who}</span>
       <p class={`bubble ${entry.author}`}>{entry.content}</p>
-      {entry.sources && entry.sources.length > 0 && (
+      {entry.citations && entry.citations.length > 0 ? (
         <p class="sources">
-          {t("sources")}: {entry.sources.map((s) => <span class="source" key={s}>{s}</span>)}
+          {t("sources")}: {entry.citations.map((c) => <Citation key={c.article_id} title={c.title} url={c.url} />)}
         </p>
+      ) : (
+        entry.sources &&
+        entry.sources.length > 0 && (
+          <p class="sources">
+            {t("sources")}: {entry.sources.map((s) => <span class="source" key={s}>{s}</span>)}
+          </p>
+        )
       )}
       {entry.delivery === "sending" && <span class="meta">{t("sending")}</span>}
       {entry.delivery === "failed" && (

@@ -7,9 +7,10 @@
 
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
-    AgentName, Article, ArticleBody, ArticleTitle, AssistantProfile, ChatConversation, ChatRole,
-    ChatTurn, Description, IdempotencyKey, Message, MessageBody, Note, Participant, Project,
-    ProjectId, Rating, ReadCursor, Slug, Tag, Tags, Ticket, TicketSource, TicketStatus, Title,
+    AgentName, Article, ArticleBody, ArticleTitle, ArticleUrl, AssistantProfile, ChatConversation,
+    ChatRole, ChatTurn, Description, IdempotencyKey, Language, Message, MessageBody, Note,
+    Participant, Project, ProjectId, Rating, ReadCursor, Slug, Tag, Tags, Ticket, TicketSource,
+    TicketStatus, Title,
 };
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::MessageId;
@@ -554,6 +555,8 @@ pub(super) struct ArticleValues<'a> {
     tags: &'a [String],
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    language: &'static str,
+    url: Option<&'a str>,
 }
 
 impl<'a> From<&'a Article> for ArticleValues<'a> {
@@ -566,6 +569,8 @@ impl<'a> From<&'a Article> for ArticleValues<'a> {
             tags: &a.tags,
             created_at: a.created_at,
             updated_at: a.updated_at,
+            language: a.language.as_str(),
+            url: a.url.as_ref().map(|u| u.as_str()),
         }
     }
 }
@@ -579,6 +584,9 @@ pub(super) struct ArticleRow {
     tags: Option<Vec<String>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// Null in a row written before languages existed: English.
+    language: Option<String>,
+    url: Option<String>,
 }
 
 impl TryFrom<ArticleRow> for Article {
@@ -594,6 +602,19 @@ impl TryFrom<ArticleRow> for Article {
             tags: r.tags.unwrap_or_default(),
             created_at: r.created_at,
             updated_at: r.updated_at,
+            language: r
+                .language
+                .as_deref()
+                .map(Language::parse)
+                .transpose()
+                .map_err(|_| corrupt("language"))?
+                .unwrap_or_default(),
+            url: r
+                .url
+                .as_deref()
+                .map(ArticleUrl::parse)
+                .transpose()
+                .map_err(|_| corrupt("url"))?,
         })
     }
 }
