@@ -1321,8 +1321,10 @@ mod tests {
             ..p.clone()
         };
         let with = system_prompt("Acme", &none, &[linked], true);
-        assert!(with.contains("[1] Refunds <https://help.example.com/refunds>
-Refunds take"));
+        assert!(with.contains(
+            "[1] Refunds <https://help.example.com/refunds>
+Refunds take"
+        ));
         let without = system_prompt("Acme", &none, &[], false);
         assert!(!without.contains("create_ticket"));
         assert!(without.contains("No help-center passage"));
@@ -1335,6 +1337,7 @@ Refunds take"));
             article_id: uuid::Uuid::new_v4(),
             title: "Refunds".into(),
             text: "Refunds take five days.".into(),
+            url: None,
             score: 1.0,
             coverage: 1.0,
         };

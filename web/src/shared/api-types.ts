@@ -220,7 +220,7 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        /** Change the project's name or allowed origins */
+        /** Change the project's name, allowed origins or assistant */
         patch: operations["updateProject"];
         trace?: never;
     };
@@ -330,6 +330,46 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/kb/unanswered": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The questions the assistant could not answer, most asked first
+         * @description Questions the help center had nothing close to, and questions answered just before the visitor asked for a person. Trivial variants (case, punctuation, spacing) count as one; a project keeps the 500 asked most recently.
+         */
+        get: operations["listUnansweredQuestions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/kb/unanswered/{questionId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Take a question off the unanswered list
+         * @description Once an article answers it. Asked again later, it starts a new count.
+         */
+        delete: operations["dismissUnansweredQuestion"];
         options?: never;
         head?: never;
         patch?: never;
@@ -677,6 +717,19 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        AssistantGreeting: string;
+        AssistantGuidance: string;
+        /**
+         * @description How the project's assistant introduces itself in the widget. Public: the guidance is not
+         *     here.
+         */
+        AssistantIntro: {
+            /** @description Its first words to a visitor; null for the widget's own. */
+            greeting: string | null;
+            /** @description The assistant's name; null when the project gave none. */
+            name: string | null;
+        };
+        AssistantName: string;
         /** @description The project's conversations with the assistant that started in the range, by outcome. */
         AssistantOutcomes: {
             /**
@@ -922,6 +975,7 @@ export interface components {
         };
         /** @description A session token: a bearer token for the chat endpoints, valid until `expires_at`. */
         IssuedSession: {
+            assistant: components["schemas"]["AssistantIntro"];
             /** Format: date-time */
             expires_at: string;
             project_id: components["schemas"]["ProjectId"];
@@ -1024,6 +1078,15 @@ export interface components {
         Project: {
             /** @description Browser origins allowed to call the public API. */
             allowed_origins: string[];
+            /** @description The assistant's first words to a visitor; empty for the widget's default. */
+            assistant_greeting: components["schemas"]["AssistantGreeting"];
+            /**
+             * @description The admins' instructions to the assistant (tone, what never to promise); empty for
+             *     none. Never shown to visitors.
+             */
+            assistant_guidance: components["schemas"]["AssistantGuidance"];
+            /** @description The assistant's name, shown to visitors; empty for none. */
+            assistant_name: components["schemas"]["AssistantName"];
             /** Format: date-time */
             created_at: string;
             name: string;
@@ -1230,9 +1293,35 @@ export interface components {
         TypingPayload: {
             author: components["schemas"]["Participant"];
         };
+        /** @description The questions, most asked first. */
+        UnansweredList: {
+            questions: components["schemas"]["UnansweredView"][];
+        };
+        /** @description An unanswered question's id. */
+        UnansweredQuestionId: string;
+        /** @description A question the assistant could not answer, with how often it was asked. */
+        UnansweredView: {
+            /**
+             * Format: int64
+             * @description How many times it was asked.
+             */
+            count: number;
+            /** @description The newest wording a visitor used. */
+            example: string;
+            /** Format: date-time */
+            first_seen: string;
+            id: components["schemas"]["UnansweredQuestionId"];
+            /** Format: date-time */
+            last_seen: string;
+            /** @description The question as grouped: lower case, without punctuation. */
+            question: string;
+        };
         /** @description The settings to change; those left out stay as they are. */
         UpdateProject: {
             allowed_origins?: null | components["schemas"]["Origins"];
+            assistant_greeting?: null | components["schemas"]["AssistantGreeting"];
+            assistant_guidance?: null | components["schemas"]["AssistantGuidance"];
+            assistant_name?: null | components["schemas"]["AssistantName"];
             name?: null | components["schemas"]["ProjectName"];
         };
         /** @description A webhook endpoint. */
@@ -3159,6 +3248,160 @@ export interface operations {
                 };
             };
             /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listUnansweredQuestions: {
+        parameters: {
+            query?: {
+                /** @description Questions to return at most (50 by default). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The questions, most asked first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnansweredList"];
+                };
+            };
+            /** @description A query parameter is malformed or out of range */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No bearer token: this needs the project's admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    dismissUnansweredQuestion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The question's id. */
+                questionId: components["schemas"]["UnansweredQuestionId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Dismissed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Done"];
+                };
+            };
+            /** @description No bearer token: this needs the project's admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such question */
             404: {
                 headers: {
                     [name: string]: unknown;
