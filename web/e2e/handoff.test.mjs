@@ -55,14 +55,15 @@ async function openWidget(t) {
   return { page: visitor, widget };
 }
 
-/** Asks `question` and waits for the whole answer; the answer's bubble. */
+/** Asks `question` and waits for the whole answer; the answer's bubble. (Counted among the
+ * conversation's own messages, `[data-id]`: the greeting an empty chat shows goes once it starts.) */
 async function ask(widget, question) {
-  const before = await widget.locator(".message.assistant").count();
+  const before = await widget.locator(".message.assistant[data-id]").count();
   const input = widget.locator("textarea");
   await input.fill(question);
   await input.press("Enter");
   await widget.locator(".message.user", { hasText: question }).waitFor();
-  const answer = widget.locator(".message.assistant").nth(before);
+  const answer = widget.locator(".message.assistant[data-id]").nth(before);
   await answer.locator(".bubble").filter({ hasText: /\w/ }).waitFor();
   await widget.locator(".typing").waitFor({ state: "hidden" });
   return answer;
