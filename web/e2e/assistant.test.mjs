@@ -119,3 +119,38 @@ test("a question the help center cannot answer is listed for the agent, who dism
   const r = await fetch(`${server.base}/v1/projects/${project.id}/kb/unanswered`, { headers: { Authorization: `Bearer ${project.key}` } });
   assert.deepEqual((await r.json()).questions, []);
 });
+
+test("an agent writes an article in German with a link, then takes the link away", async () => {
+  await agent.getByRole("button", { name: "Knowledge base" }).click();
+  await agent.getByRole("button", { name: "New article" }).click();
+  const form = agent.locator("form.article");
+  await form.getByLabel("Title").fill("Rückerstattungen");
+  await form.getByLabel(/^Body/).fill("Rückerstattungen dauern fünf Werktage.");
+  await form.getByLabel(/^Language/).selectOption("de");
+  await form.getByLabel(/^Link/).fill("https://help.example.com/de/rueckerstattung");
+  await form.getByRole("button", { name: "Create" }).click();
+  await form.getByRole("status").filter({ hasText: "Article created." }).waitFor();
+  await shot(agent, "inbox-article-language");
+
+  const headers = { Authorization: `Bearer ${project.key}` };
+  const find = async () => {
+    const r = await fetch(`${server.base}/v1/projects/${project.id}/kb/articles`, { headers });
+    return (await r.json()).articles.find((a) => a.title === "Rückerstattungen");
+  };
+  const created = await find();
+  assert.equal(created.language, "de");
+  assert.equal(created.url, "https://help.example.com/de/rueckerstattung");
+
+  // An empty link field removes the link; the language stays.
+  await form.getByLabel(/^Link/).fill("");
+  await form.getByRole("button", { name: "Save" }).click();
+  await form.getByRole("status").filter({ hasText: "Article saved." }).waitFor();
+  const saved = await find();
+  assert.equal(saved.language, "de");
+  assert.equal(saved.url ?? null, null);
+  // Opened again from the list, the article shows what it holds.
+  await agent.getByRole("button", { name: "New article" }).click();
+  await agent.locator(".list button", { hasText: "Rückerstattungen" }).click();
+  assert.equal(await form.getByLabel(/^Language/).inputValue(), "de");
+  assert.equal(await form.getByLabel(/^Link/).inputValue(), "");
+});

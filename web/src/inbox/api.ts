@@ -27,6 +27,7 @@ export type Webhook = Schemas["Webhook"];
 export type WebhookEvent = Schemas["EventType"];
 export type Delivery = Schemas["Delivery"];
 export type Unanswered = Schemas["UnansweredView"];
+export type Language = Schemas["Language"];
 export type AssistantOutcomes = Schemas["AssistantOutcomes"];
 
 export class Api {
@@ -125,8 +126,15 @@ export class Api {
     return this.get<Schemas["ArticleList"]>(`/v1/projects/${this.p}/kb/articles`);
   }
 
-  saveArticle(article: { id?: string; title: string; body: string; tags: string[] }) {
-    const body = { title: article.title, body: article.body, tags: article.tags } satisfies Schemas["NewArticle"];
+  saveArticle(article: { id?: string; title: string; body: string; tags: string[]; language: Language; url: string | null }) {
+    // `url: null` removes an article's link; a new article without one needs no field.
+    const body = {
+      title: article.title,
+      body: article.body,
+      tags: article.tags,
+      language: article.language,
+      url: article.url ?? (article.id ? null : undefined),
+    } satisfies Schemas["NewArticle"];
     return article.id
       ? this.patch<Article>(`/v1/projects/${this.p}/kb/articles/${article.id}`, body)
       : this.post<Article>(`/v1/projects/${this.p}/kb/articles`, body);

@@ -3,16 +3,34 @@
 
 import { useEffect, useState } from "preact/hooks";
 
-import type { Api, Article, Unanswered } from "./api";
+import type { Api, Article, Language, Unanswered } from "./api";
 
 interface Draft {
   id?: string;
   title: string;
   body: string;
   tags: string;
+  language: Language;
+  url: string;
 }
 
-const EMPTY: Draft = { title: "", body: "", tags: "" };
+const EMPTY: Draft = { title: "", body: "", tags: "", language: "en", url: "" };
+
+/** The languages the help center's search has an analyser for (the API's `Language`). */
+const LANGUAGES: [Language, string][] = [
+  ["en", "English"],
+  ["de", "Deutsch"],
+  ["es", "Español"],
+  ["fr", "Français"],
+  ["it", "Italiano"],
+  ["nl", "Nederlands"],
+  ["pt", "Português"],
+  ["ar", "العربية"],
+];
+
+function draftOf(a: Article): Draft {
+  return { id: a.id, title: a.title, body: a.body, tags: a.tags.join(", "), language: a.language, url: a.url ?? "" };
+}
 
 export function KnowledgeBase({ api }: { api: Api }) {
   const [articles, setArticles] = useState<Article[]>([]);
@@ -35,10 +53,11 @@ export function KnowledgeBase({ api }: { api: Api }) {
     e.preventDefault();
     try {
       const tags = draft.tags.split(",").map((t) => t.trim()).filter(Boolean);
-      const saved = await api.saveArticle({ id: draft.id, title: draft.title, body: draft.body, tags });
+      const url = draft.url.trim() || null;
+      const saved = await api.saveArticle({ id: draft.id, title: draft.title, body: draft.body, tags, language: draft.language, url });
       setMessage(draft.id ? "Article saved." : "Article created.");
       setError(undefined);
-      setDraft({ id: saved.id, title: saved.title, body: saved.body, tags: saved.tags.join(", ") });
+      setDraft(draftOf(saved));
       await load();
     } catch (err) {
       setError((err as Error).message);
@@ -69,10 +88,10 @@ export function KnowledgeBase({ api }: { api: Api }) {
               <button
                 type="button"
                 class={draft.id === a.id ? "ticket selected" : "ticket"}
-                onClick={() => setDraft({ id: a.id, title: a.title, body: a.body, tags: a.tags.join(", ") })}
+                onClick={() => setDraft(draftOf(a))}
               >
                 <span class="title">{a.title}</span>
-                <span class="sub">{a.tags.join(", ")}</span>
+                <span class="sub">{[a.language, ...a.tags].join(", ")}</span>
               </button>
             </li>
           ))}
@@ -93,6 +112,22 @@ export function KnowledgeBase({ api }: { api: Api }) {
             Tags <span class="hint">(comma-separated)</span>
             <input value={draft.tags} onInput={(e) => setDraft({ ...draft, tags: (e.target as HTMLInputElement).value })} />
           </label>
+          <div class="row">
+            <label>
+              Language <span class="hint">(how search reads it)</span>
+              <select value={draft.language} onChange={(e) => setDraft({ ...draft, language: (e.target as HTMLSelectElement).value as Language })}>
+                {LANGUAGES.map(([code, name]) => (
+                  <option key={code} value={code}>
+                    {name}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label class="grow">
+              Link <span class="hint">(where it is published; the assistant cites it)</span>
+              <input type="url" value={draft.url} maxLength={2048} placeholder="https://help.example.com/..." onInput={(e) => setDraft({ ...draft, url: (e.target as HTMLInputElement).value })} />
+            </label>
+          </div>
           {error && (
             <p class="error" role="alert">
               {error}

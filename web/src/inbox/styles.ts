@@ -84,6 +84,7 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .article h1 { margin: 0; font-size: 20px; }
 .article textarea { width: 100%; }
 .row { display: flex; gap: 8px; }
+.row .grow { flex: 1; }
 .settings { overflow-y: auto; padding: 16px 22px; display: flex; flex-direction: column; gap: 16px; }
 .card { background: var(--panel); border: 1px solid var(--line); border-radius: 12px; padding: 16px 20px; max-width: 900px; }
 .card h2 { margin: 0 0 4px; font-size: 17px; }
