@@ -35,7 +35,7 @@ pub const MAX_CONVERSATION_CHARS: usize = 32_000;
 pub struct PromptRequest {
     #[schema(value_type = ChatText)]
     prompt: String,
-    #[schema(value_type = Option<String>, max_length = 35)]
+    #[schema(value_type = Option<String>, max_length = 35, pattern = "^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")]
     /// The language the visitor writes in (a BCP-47 tag such as `de` or `pt-BR`): the help
     /// center's articles in it are searched first.
     language: Option<String>,
@@ -51,7 +51,7 @@ pub struct ToolsRequest {
     enable_tool_calling: bool,
     /// The language the visitor writes in (a BCP-47 tag such as `de` or `pt-BR`): the help
     /// center's articles in it are searched first.
-    #[schema(value_type = Option<String>, max_length = 35)]
+    #[schema(value_type = Option<String>, max_length = 35, pattern = "^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")]
     language: Option<String>,
 }
 
