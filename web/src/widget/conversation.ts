@@ -651,7 +651,9 @@ export class Conversation {
     if (slug && slug !== this.state.ticket?.slug) {
       void this.openTicket(slug);
     } else if (!slug) {
-      this.set({ entries: [...saved.chat], earlier: saved.earlier ?? [], ticket: undefined });
+      // The other tab left the ticket (a new conversation, a reset): so does this one.
+      if (this.state.ticket) this.closeSocket();
+      this.set({ entries: [...saved.chat], earlier: saved.earlier ?? [], ticket: undefined, connection: "idle" });
     }
   }
 
