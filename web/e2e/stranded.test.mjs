@@ -6,9 +6,13 @@
 // built-in offline one. Screenshots go to target/e2e/.
 
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { after, before, test } from "node:test";
 
 import { browser, createProject, shot, startHostPage, startServer } from "./harness.mjs";
+
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 let server, project, host, chromium;
 
@@ -84,6 +88,16 @@ function stored(visitor) {
   return visitor.evaluate((id) => JSON.parse(localStorage.getItem(`fleety:v1:${id}`) ?? "null"), project.id);
 }
 
+/** Serious or critical accessibility problems axe-core finds in the widget. */
+async function axe(visitor) {
+  await visitor.addScriptTag({ content: AXE });
+  const found = await visitor.evaluate(async () => {
+    const r = await window.axe.run({ include: [["fleety-widget"]] }, { resultTypes: ["violations"] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help }));
+  });
+  return found.filter((v) => v.impact === "serious" || v.impact === "critical");
+}
+
 /** `promise`, or a failure naming `what` if it has not settled within `ms`. */
 function within(promise, ms, what) {
   let timer;
@@ -115,6 +129,7 @@ test("a message over the limit is held in the composer, and one the server refus
   assert.equal(await send.isDisabled(), true);
   await input.press("Enter");
   assert.equal(await widget.locator(".message.user").count(), 0, "nothing was sent");
+  assert.deepEqual(await axe(visitor), [], "the counter is accessible");
   await shot(visitor, "widget-too-long");
 
   // A question the server refuses anyway: the reason is shown, the question leaves the
@@ -162,6 +177,7 @@ test("a closed ticket offers a new conversation, with the earlier one still read
   await visitor.reload();
   await widget.locator(".launcher").click();
   await closed.waitFor();
+  assert.deepEqual(await axe(visitor), [], "the closed state is accessible");
   await shot(visitor, "widget-closed");
   await widget.getByRole("button", { name: "Start a new conversation" }).click();
   await widget.locator("textarea").waitFor();
@@ -176,6 +192,7 @@ test("a closed ticket offers a new conversation, with the earlier one still read
   await widget.locator(".launcher").click();
   await widget.locator(".earlier .message.admin", { hasText: "Anything else I can do?" }).waitFor();
   assert.equal((await stored(visitor)).ticket.slug, second);
+  assert.deepEqual(await axe(visitor), [], "earlier conversations are accessible");
   await shot(visitor, "widget-new-conversation");
 });
 
@@ -262,6 +279,7 @@ test("on a site the project does not allow, the widget says so and the console n
   assert.equal(said.length, 1, `one warning: ${said}`);
   assert.ok(said[0].includes(page_.origin) && said[0].includes("allowed_origins"), said[0]);
   assert.equal(await widget.locator(".banner", { hasText: "offline" }).count(), 0);
+  assert.deepEqual(await axe(visitor), []);
   await shot(visitor, "widget-origin-refused");
 });
 
@@ -417,6 +435,7 @@ test("on a phone the open panel fills the screen and the composer does not make 
   const size = await widget.locator("textarea").evaluate((el) => parseFloat(getComputedStyle(el).fontSize));
   assert.ok(size >= 16, `the composer's font is ${size}px`);
   await ask(widget, "How long do refunds take?");
+  assert.deepEqual(await axe(visitor), []);
   await shot(visitor, "widget-phone");
   // Its own close button brings the launcher back.
   await widget.getByRole("button", { name: "Close" }).click();

@@ -162,7 +162,7 @@ textarea {
 .restart:focus-visible, .human:focus-visible, .send:focus-visible, .rate:focus-visible, .retry:focus-visible, .search button:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
 .count { margin: 0; font-size: 12px; color: var(--muted); text-align: end; }
 .count.over { color: #c92a2a; font-weight: 600; }
-.earlier { display: flex; flex-direction: column; gap: 10px; opacity: 0.75; }
+.earlier { display: flex; flex-direction: column; gap: 10px; }
 .earlier .message { max-width: 85%; }
 .divider { border-top: 1px solid var(--line); padding-top: 8px; align-self: stretch; }
 .help { flex: 1; overflow-y: auto; padding: 12px 16px; }
