@@ -178,7 +178,7 @@ test("a closed ticket offers a new conversation, with the earlier one still read
   await widget.locator(".launcher").click();
   await closed.waitFor();
   assert.deepEqual(await axe(visitor), [], "the closed state is accessible");
-  await shot(visitor, "widget-closed");
+  await shot(visitor, "widget-ticket-closed");
   await widget.getByRole("button", { name: "Start a new conversation" }).click();
   await widget.locator("textarea").waitFor();
   const earlier = widget.locator(".earlier");
