@@ -152,6 +152,11 @@ impl Application {
                 settings.limits.clients,
                 clock.clone(),
             ),
+            visitor_limit: RateLimiter::new(
+                settings.limits.visitor_per_minute,
+                settings.limits.clients,
+                clock.clone(),
+            ),
             system,
             projects,
             clock,

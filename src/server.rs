@@ -396,12 +396,14 @@ impl RequestMeta {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let bearer = text(http::header::AUTHORIZATION).and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_owned())
-        });
+        let bearer = text(http::header::AUTHORIZATION)
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim().to_owned())
+            })
+            .or_else(|| crate::http::upgrade::protocol_bearer(headers));
         let host = text(http::header::HOST);
         let origin = text(http::header::ORIGIN).filter(|o| !same_origin(o, host.as_deref()));
         RequestMeta {
@@ -430,6 +432,13 @@ impl RequestMeta {
         if self.seal.scoped.load(Ordering::Relaxed) {
             h.insert(http::header::VARY, HeaderValue::from_static("Origin"));
         }
+        if let Some(origin) = self.seal.refused_origin.get() {
+            if resp.status() == http::StatusCode::FORBIDDEN {
+                resp.headers_mut()
+                    .insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            }
+        }
+        let h = resp.headers_mut();
         if let Some(origin) = self.seal.allowed_origin.get() {
             h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             h.insert(

@@ -88,6 +88,7 @@ pub const NAMES: &[(&str, &str)] = &[
     ("session_ttl_secs", "auth.session_ttl_secs"),
     ("public_rate_limit", "limits.public_per_minute"),
     ("session_rate_limit", "limits.sessions_per_minute"),
+    ("visitor_rate_limit", "limits.visitor_per_minute"),
     ("rate_limit_clients", "limits.clients"),
     ("trusted_proxies", "limits.trusted_proxies"),
     ("llm_provider", "llm.provider"),
@@ -256,6 +257,8 @@ pub struct AuthSettings {
 pub struct LimitSettings {
     pub public_per_minute: u32,
     pub sessions_per_minute: u32,
+    /// A visitor's ticket requests per minute per session token.
+    pub visitor_per_minute: u32,
     #[serde(deserialize_with = "values::positive")]
     pub clients: u64,
     pub trusted_proxies: usize,
@@ -415,6 +418,7 @@ impl Default for Settings {
             limits: LimitSettings {
                 public_per_minute: 10,
                 sessions_per_minute: 30,
+                visitor_per_minute: 120,
                 clients: 100_000,
                 trusted_proxies: 0,
             },

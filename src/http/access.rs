@@ -4,7 +4,7 @@
 //!
 //! | guard | who passes | the handler gets |
 //! |---|---|---|
-//! | [`public`] | anyone, counted per client IP unless they hold the project's admin key | [`Visitor`] |
+//! | [`public`] | anyone, counted per client IP unless they hold the project's admin key; on a ticket's routes, a visitor with the project's session token is counted per session instead | [`Visitor`] |
 //! | [`agent`] | the project's admin key, as a bearer token | the project |
 //! | [`session`] | a visitor's session token, as a bearer token | [`Session`] |
 //! | [`feed`] | a feed token, in the query | the project |
@@ -18,7 +18,7 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use fleety_actors::chat::SessionKey;
 use fleety_actors::domain::{Project, ProjectId};
@@ -63,6 +63,9 @@ pub struct Seal {
     pub(crate) scoped: AtomicBool,
     /// The browser origin, allowed by the project, echoed in `Access-Control-Allow-Origin`.
     pub(crate) allowed_origin: OnceLock<HeaderValue>,
+    /// The browser origin the project refused: its 403 (and only that answer) is made readable
+    /// to the page, so a widget embedded on the wrong site can say why it cannot work.
+    pub(crate) refused_origin: OnceLock<HeaderValue>,
 }
 
 impl RequestMeta {
@@ -75,10 +78,19 @@ impl RequestMeta {
 
     /// Counts the request against `limiter` (when it is on), and refuses it over the limit.
     fn count(&self, limiter: &RateLimiter, name: &'static str) -> Result<(), ApiError> {
+        self.count_by(limiter, name, |l| l.check(self.ip))
+    }
+
+    fn count_by(
+        &self,
+        limiter: &RateLimiter,
+        name: &'static str,
+        check: impl FnOnce(&RateLimiter) -> Decision,
+    ) -> Result<(), ApiError> {
         if !limiter.enabled() {
             return Ok(());
         }
-        let decision = limiter.check(self.ip);
+        let decision = check(limiter);
         let _ = self.seal.rate.set(decision);
         if decision.allowed {
             Ok(())
@@ -96,10 +108,14 @@ impl RequestMeta {
             return true;
         };
         let allowed = crate::projects::allows(project, origin);
-        if allowed {
-            if let Ok(value) = HeaderValue::from_str(origin) {
-                let _ = self.seal.allowed_origin.set(value);
-            }
+        if let Ok(value) = HeaderValue::from_str(origin) {
+            let _ = match allowed {
+                true => self.seal.allowed_origin.set(value),
+                false => self.seal.refused_origin.set(value),
+            };
+        }
+        if !allowed {
+            warn_refused_origin(&project.id.to_string(), origin);
         }
         allowed
     }
@@ -112,6 +128,33 @@ impl RequestMeta {
             Err(ApiError::forbidden("origin not allowed for this project"))
         }
     }
+}
+
+/// Logs a warning that `project` refused a page on `origin`, at most once a minute for each
+/// pair (and for at most a thousand pairs a minute), so an operator learns of a widget
+/// embedded on a site that is not allowed without a flood of lines from its visitors. Whether
+/// it logged.
+pub fn warn_refused_origin(project: &str, origin: &str) -> bool {
+    static SEEN: LazyLock<moka::sync::Cache<(String, String), ()>> = LazyLock::new(|| {
+        moka::sync::Cache::builder()
+            .max_capacity(1_000)
+            .time_to_live(std::time::Duration::from_secs(60))
+            .build()
+    });
+    // A page's origin is short; anything longer is not a real browser's and is cut.
+    let origin: String = origin.chars().take(200).collect();
+    let first = SEEN
+        .entry((project.to_owned(), origin.clone()))
+        .or_insert(())
+        .is_fresh();
+    if first {
+        tracing::warn!(
+            project,
+            %origin,
+            "a browser page on an origin the project does not allow was refused; add the origin to the project's allowed_origins if the widget belongs there"
+        );
+    }
+    first
 }
 
 pub fn with_ctx(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Arc<Ctx>,), Error = Infallible> + Clone {
@@ -157,8 +200,16 @@ where
 
 /// Anyone, for a widget's endpoints: counted against the client IP's limit unless they hold
 /// the project's admin key, and from a browser only on one of the project's origins.
-pub fn public(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Visitor,), Error = Rejection> + Clone {
-    guard(ctx, |ctx, path, meta| async move {
+///
+/// With `per_session` (a ticket's own routes), a caller holding a valid session token of the
+/// project is counted per session by the visitor limiter instead: a widget's conversation
+/// (reads, posts, read receipts for every agent reply, reconnects) then never spends the IP's
+/// public budget, which colleagues behind one office address share.
+pub fn public(
+    ctx: &Arc<Ctx>,
+    per_session: bool,
+) -> impl Filter<Extract = (Visitor,), Error = Rejection> + Clone {
+    guard(ctx, move |ctx, path, meta| async move {
         let project = match parse_project_id(path_project(&path)) {
             Ok(id) => ctx.projects.get(&id).await?,
             Err(_) => None,
@@ -167,7 +218,16 @@ pub fn public(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Visitor,), Error = Rejec
         let origin_allowed = project.as_ref().is_none_or(|p| meta.note_origin(p));
         let admin = project.as_ref().is_some_and(|p| meta.is_admin_of(p));
         if !admin {
-            meta.count(&ctx.public_limit, "public")?;
+            match project
+                .as_ref()
+                .filter(|_| per_session)
+                .and_then(|p| session_of(&ctx, &meta, p))
+            {
+                Some(session) => {
+                    meta.count_by(&ctx.visitor_limit, "visitor", |l| l.check_session(&session))?
+                }
+                None => meta.count(&ctx.public_limit, "public")?,
+            }
         }
         let project = project.ok_or_else(|| ApiError::not_found("project not found"))?;
         if !origin_allowed {
@@ -175,6 +235,13 @@ pub fn public(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Visitor,), Error = Rejec
         }
         Ok(Visitor { project, admin })
     })
+}
+
+/// The session id of the request's bearer, when it is a valid session token of `project`. Any
+/// other bearer (none, expired, forged, another project's) leaves the request counted per IP.
+fn session_of(ctx: &Ctx, meta: &RequestMeta, project: &Project) -> Option<String> {
+    let token = meta.bearer.as_deref()?;
+    Some(ctx.tokens.verify_session(token, &project.id).ok()?.sub)
 }
 
 /// The project's agents, holding its admin key.
@@ -297,4 +364,18 @@ pub fn session_limit(ctx: &Arc<Ctx>) -> impl Filter<Extract = (), Error = Reject
 
 pub fn parse_project_id(raw: &str) -> Result<ProjectId, ApiError> {
     ProjectId::parse(raw).map_err(|_| ApiError::not_found("project not found"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::warn_refused_origin;
+
+    #[test]
+    fn a_refused_origin_is_logged_once_a_minute_per_project() {
+        let project = "warn-test-project";
+        assert!(warn_refused_origin(project, "https://a.example"));
+        assert!(!warn_refused_origin(project, "https://a.example"));
+        assert!(warn_refused_origin(project, "https://b.example"));
+        assert!(warn_refused_origin("warn-test-other", "https://a.example"));
+    }
 }

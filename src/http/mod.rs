@@ -49,6 +49,8 @@ pub struct Ctx {
     pub tokens: Tokens,
     pub public_limit: RateLimiter,
     pub session_limit: RateLimiter,
+    /// A visitor's requests on their ticket, per session token.
+    pub visitor_limit: RateLimiter,
     pub clock: Arc<dyn Clock>,
     /// Webhook endpoints and their delivery logs.
     pub webhook_store: Arc<dyn fleety_actors::store::WebhookStore>,

@@ -142,7 +142,15 @@ fn shared_refusals(route: &Route) -> Vec<(u16, &'static str)> {
         Access::Public => {
             out.push((403, "The browser's origin is not one the project allows"));
             out.push((404, "No such project"));
-            out.push((429, "Too many requests from this client (see Retry-After)"));
+            out.push((
+                429,
+                if route.per_session {
+                    "Too many requests from this client, or from this visitor session when the \
+                     request carries its session token (see Retry-After)"
+                } else {
+                    "Too many requests from this client (see Retry-After)"
+                },
+            ));
         }
         Access::SessionLimit => {
             out.push((403, "The browser's origin is not one the project allows"));

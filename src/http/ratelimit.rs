@@ -6,7 +6,8 @@
 //! recently seen first, and any client not seen for a window or two. A forgotten client starts
 //! again from zero: under a flood of new addresses the limit fails open for the oldest clients,
 //! never closed for an innocent one. An IPv6 client is its /64, the block one host or home is
-//! given, so rotating addresses within it gains nothing.
+//! given, so rotating addresses within it gains nothing. A visitor's session is counted by a
+//! hash of its id ([`RateLimiter::check_session`]).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use std::time::Duration;
 use fleety_actors::clock::Clock;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
+use sha2::Digest;
 
 const WINDOW_SECS: i64 = 60;
 
@@ -60,6 +62,19 @@ impl RateLimiter {
 
     /// Counts a request from `ip`.
     pub fn check(&self, ip: IpAddr) -> Decision {
+        self.check_key(client_key(ip))
+    }
+
+    /// Counts a request of the visitor session `session` (a session token's subject).
+    pub fn check_session(&self, session: &str) -> Decision {
+        // 128 bits of SHA-256: two sessions sharing a counter is not a practical concern.
+        let digest = sha2::Sha256::digest(session.as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        self.check_key(u128::from_be_bytes(key))
+    }
+
+    fn check_key(&self, key: u128) -> Decision {
         let now = self.clock.now().timestamp();
         let window = (now.div_euclid(WINDOW_SECS)) as u64 & 0xFFFF_FFFF;
         let reset_secs = (WINDOW_SECS - now.rem_euclid(WINDOW_SECS)) as u32;
@@ -71,9 +86,7 @@ impl RateLimiter {
                 reset_secs,
             };
         }
-        let counter = self
-            .clients
-            .get_with(client_key(ip), || Arc::new(AtomicU64::new(0)));
+        let counter = self.clients.get_with(key, || Arc::new(AtomicU64::new(0)));
         let count = self.bump(&counter, window);
         Decision {
             allowed: count <= self.limit,
@@ -209,6 +222,14 @@ mod tests {
         assert!(l.check(a).allowed && l.check(same_block).allowed);
         assert!(!l.check(same_block).allowed);
         assert!(l.check(other_block).allowed);
+    }
+
+    #[test]
+    fn sessions_are_counted_separately_from_each_other() {
+        let (l, _) = limiter(2);
+        assert!(l.check_session("a").allowed && l.check_session("a").allowed);
+        assert!(!l.check_session("a").allowed);
+        assert!(l.check_session("b").allowed);
     }
 
     #[test]

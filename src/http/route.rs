@@ -178,6 +178,9 @@ pub struct Route {
     pub frames: Option<Frames>,
     /// A public route that also reads a visitor's session token when one is sent.
     pub reads_session: bool,
+    /// A public route of one ticket: with a valid session token for the project, it is counted
+    /// per session by the visitor limiter instead of per client IP.
+    pub per_session: bool,
     pub handler: fn(&Build) -> Handler,
 }
 
@@ -207,6 +210,7 @@ impl Route {
             links: Vec::new(),
             frames: None,
             reads_session: false,
+            per_session: false,
             handler,
         }
     }
@@ -300,6 +304,14 @@ impl Route {
     /// The route also reads a visitor's session token, when one is sent.
     pub fn reads_session(mut self) -> Self {
         self.reads_session = true;
+        self
+    }
+
+    /// The route is counted per visitor session when it comes with the project's session
+    /// token (and per client IP without one).
+    pub fn counted_per_session(mut self) -> Self {
+        self.reads_session = true;
+        self.per_session = true;
         self
     }
 
@@ -437,7 +449,7 @@ impl Build<'_> {
 
     pub fn public(&self) -> impl Filter<Extract = (Visitor,), Error = Rejection> + Clone {
         self.expect(Access::Public);
-        access::public(self.ctx)
+        access::public(self.ctx, self.route.per_session)
     }
 
     pub fn agent(&self) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {

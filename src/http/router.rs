@@ -238,8 +238,10 @@ async fn preflight(
         return resp;
     };
     let segments: Vec<&str> = path.as_str().trim_matches('/').split('/').collect();
+    let mut named = None;
     let allowed = match segments.as_slice() {
         ["v1", "tickets" | "projects" | "kb", project, ..] => {
+            named = Some(*project);
             match super::access::parse_project_id(project) {
                 Ok(id) => {
                     matches!(ctx.projects.get(&id).await, Ok(Some(p)) if crate::projects::allows(&p, &origin))
@@ -250,7 +252,7 @@ async fn preflight(
         _ => ctx.projects.any_allows(&origin),
     };
     if !allowed {
-        tracing::info!(%origin, path = path.as_str(), "preflight refused: origin not allowed");
+        super::access::warn_refused_origin(named.unwrap_or("(any)"), &origin);
         let mut refused = ApiError::forbidden("origin not allowed").into_response();
         refused
             .headers_mut()

@@ -69,6 +69,27 @@ impl warp::reject::Reject for NotWebSocket {}
 pub struct WsRequest {
     key: HeaderValue,
     slot: UpgradeSlot,
+    /// The client offered the [`PROTOCOL`] subprotocol, which the answer then selects.
+    protocol: bool,
+}
+
+/// The subprotocol a browser offers to pass a bearer token on a WebSocket, which cannot carry
+/// an `Authorization` header: `new WebSocket(url, ["fleety", "fleety.bearer." + token])`. The
+/// token stays out of the URL (and so out of access logs); the answer selects `fleety`, as a
+/// browser requires of a server when it offers subprotocols.
+pub const PROTOCOL: &str = "fleety";
+const BEARER_PROTOCOL: &str = "fleety.bearer.";
+
+/// The bearer token offered as a `fleety.bearer.{token}` subprotocol, if any.
+pub fn protocol_bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL))
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
 }
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -92,6 +113,7 @@ pub fn websocket() -> impl Filter<Extract = (WsRequest,), Error = warp::Rejectio
                 (true, Some(key), Some(slot)) => Ok(WsRequest {
                     key: key.clone(),
                     slot,
+                    protocol: has_token(&headers, header::SEC_WEBSOCKET_PROTOCOL, PROTOCOL),
                 }),
                 _ => Err(warp::reject::custom(NotWebSocket)),
             }
@@ -187,6 +209,12 @@ impl WsRequest {
         if let Ok(v) = HeaderValue::from_str(&accept) {
             headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
         }
+        if self.protocol {
+            headers.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(PROTOCOL),
+            );
+        }
         resp
     }
 }
@@ -240,6 +268,22 @@ mod tests {
         assert!(has_token(&h, header::CONNECTION, "upgrade"));
         assert!(!has_token(&h, header::CONNECTION, "close"));
         assert!(!has_token(&h, header::UPGRADE, "websocket"));
+    }
+
+    #[test]
+    fn a_bearer_token_may_come_as_a_subprotocol() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("fleety, fleety.bearer.abc.def-g_h"),
+        );
+        assert_eq!(protocol_bearer(&h).as_deref(), Some("abc.def-g_h"));
+        assert!(has_token(&h, header::SEC_WEBSOCKET_PROTOCOL, PROTOCOL));
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("fleety.bearer."),
+        );
+        assert_eq!(protocol_bearer(&h), None);
     }
 
     #[test]

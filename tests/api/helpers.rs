@@ -80,6 +80,7 @@ impl Default for Options {
         settings.auth.operator_token = Secret::new(OPERATOR);
         settings.limits.public_per_minute = 0;
         settings.limits.sessions_per_minute = 0;
+        settings.limits.visitor_per_minute = 0;
         Self {
             settings,
             clock: Arc::new(SystemClock),

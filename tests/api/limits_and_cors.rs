@@ -66,6 +66,112 @@ async fn agents_with_the_admin_key_are_not_counted() {
 }
 
 #[tokio::test]
+async fn a_visitor_with_a_session_token_is_counted_per_session_and_anyone_else_per_ip() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    // A clock that stands still: every request falls in one window however long they take.
+    let clock = manual_clock();
+    let app = spawn_clocked(&clock, |s| {
+        s.limits.public_per_minute = 10;
+        s.limits.visitor_per_minute = 40;
+    })
+    .await;
+    let slug = app.create_ticket("a busy conversation").await; // the IP's first request
+    let token = app.session_token().await;
+    let ticket = format!("/v1/tickets/demo/{slug}");
+    let as_visitor = |req: reqwest::RequestBuilder| req.bearer_auth(&token).send();
+
+    // Twelve quick agent replies, each read by the visitor's widget and marked read, and a
+    // reply from the visitor: 36 requests, far past the IP's 10, all on the session's budget.
+    for i in 0..12 {
+        let reply = app
+            .admin_post(
+                &format!("{ticket}/messages"),
+                json!({"author": "admin", "content": format!("reply {i}")}),
+            )
+            .await;
+        assert_eq!(reply.status(), 201);
+        let read = as_visitor(app.http.patch(app.url(&format!("{ticket}/messages/read"))))
+            .await
+            .unwrap();
+        assert_eq!(read.status(), 200, "mark read {i}");
+        assert_eq!(header(&read, "x-ratelimit-limit").as_deref(), Some("40"));
+        let got = as_visitor(app.http.get(app.url(&ticket))).await.unwrap();
+        assert_eq!(got.status(), 200, "get {i}");
+        let posted = as_visitor(
+            app.http
+                .post(app.url(&format!("{ticket}/messages")))
+                .json(&json!({"author": "user", "content": format!("thanks {i}")})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(posted.status(), 201, "post {i}");
+    }
+    // The socket takes the token as a subprotocol (a browser cannot set headers on one), and
+    // the answer selects `fleety`, as browsers require.
+    let mut request = format!("{}{}/ws", app.ws_base, app.at(&ticket))
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("fleety, fleety.bearer.{token}").parse().unwrap(),
+    );
+    let (_socket, answer) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        answer.headers()["sec-websocket-protocol"].to_str().unwrap(),
+        "fleety"
+    );
+    let left = as_visitor(app.http.get(app.url(&ticket))).await.unwrap();
+    assert_eq!(header(&left, "x-ratelimit-remaining").as_deref(), Some("2"));
+
+    // Anyone without a token (or with a token that is not a valid session of this project)
+    // still has exactly the IP's 10 a minute, the ticket's creation included.
+    for i in 2..=10 {
+        let bearer = if i % 2 == 0 {
+            "not-a-session-token"
+        } else {
+            ""
+        };
+        let mut req = app.http.get(app.url(&ticket));
+        if !bearer.is_empty() {
+            req = req.bearer_auth(bearer);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "anonymous request {i}");
+        assert_eq!(header(&resp, "x-ratelimit-limit").as_deref(), Some("10"));
+    }
+    let refused = app.get(&ticket).await;
+    assert_eq!(refused.status(), 429);
+    assert!(header(&refused, "retry-after").is_some());
+
+    // The session's own budget ends too, and another session's is its own.
+    for _ in 0..2 {
+        assert_eq!(
+            as_visitor(app.http.get(app.url(&ticket)))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let over = as_visitor(app.http.get(app.url(&ticket))).await.unwrap();
+    assert_eq!(over.status(), 429);
+    assert!(header(&over, "retry-after").is_some());
+    let other = app.session_token().await;
+    let fresh = app
+        .http
+        .get(app.url(&ticket))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+    assert_eq!(
+        header(&fresh, "x-ratelimit-remaining").as_deref(),
+        Some("39")
+    );
+}
+
+#[tokio::test]
 async fn an_allowed_origin_is_echoed_exactly_with_vary() {
     let app = spawn_app().await;
     let resp = app
@@ -97,7 +203,13 @@ async fn a_disallowed_origin_is_refused_with_403() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
-    assert!(header(&resp, "access-control-allow-origin").is_none());
+    // The refusal, and only it, is readable by the page, so a widget embedded on the wrong
+    // site can say why it does not work.
+    assert_eq!(
+        header(&resp, "access-control-allow-origin").as_deref(),
+        Some("https://evil.example")
+    );
+    assert!(error_of(&resp.json::<Value>().await.unwrap()).contains("origin not allowed"));
     assert_eq!(app.ticket(&slug).await["messages"], json!([]));
 }
 

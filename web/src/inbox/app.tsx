@@ -155,7 +155,7 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
             </button>
           ))}
         </nav>
-        <span class={`live ${feedState}`} role="status">
+        <span class={`feed ${feedState}`} role="status">
           {feedState === "live" ? "Live" : feedState === "connecting" ? "Connecting…" : "Reconnecting…"}
         </span>
         <span class="who">{creds.name}</span>

@@ -33,8 +33,8 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .bar nav { display: flex; gap: 6px; margin-left: 12px; }
 .bar nav button[aria-current="page"] { background: var(--accent); border-color: var(--accent); color: #fff; }
 .bar .project { color: var(--muted); }
-.bar .live { margin-left: auto; font-size: 12px; padding: 2px 10px; border-radius: 10px; background: #fff3bf; color: #5c4400; }
-.bar .live.live { background: #d3f9d8; color: #1b5e20; }
+.bar .feed { margin-left: auto; font-size: 12px; padding: 2px 10px; border-radius: 10px; background: #fff3bf; color: #5c4400; }
+.bar .feed.live { background: #d3f9d8; color: #1b5e20; }
 .tickets, .kb { flex: 1; display: grid; grid-template-columns: minmax(260px, 340px) 1fr; min-height: 0; }
 .list { border-right: 1px solid var(--line); overflow-y: auto; background: var(--panel); padding: 10px; display: flex; flex-direction: column; gap: 8px; }
 .filters { display: flex; gap: 6px; }
@@ -75,7 +75,7 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .msg.admin { align-self: flex-end; border-color: var(--accent); }
 .note { align-self: flex-end; background: var(--note); border-color: var(--note-line); }
 .who { font-size: 12px; color: var(--muted); }
-.typing { color: var(--muted); font-style: italic; margin: 0; }
+.typing { color: var(--muted); font-style: italic; margin: 0; min-height: 1.45em; }
 .reply { display: flex; flex-direction: column; gap: 6px; }
 .reply textarea { width: 100%; resize: vertical; }
 .reply.note-mode textarea { background: var(--note); border-color: var(--note-line); }

@@ -392,8 +392,11 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
             </article>
           ),
         )}
-        {visitorTyping && <p class="typing">The visitor is typing…</p>}
       </div>
+      {/* Outside the scrolled thread, so it is seen wherever the agent has scrolled to. */}
+      <p class="typing" aria-live="polite">
+        {visitorTyping ? "The visitor is typing…" : ""}
+      </p>
       {error && (
         <p class="error" role="alert">
           {error}

@@ -4762,7 +4762,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many requests from this client (see Retry-After) */
+            /** @description Too many requests from this client, or from this visitor session when the request carries its session token (see Retry-After) */
             429: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -5057,7 +5057,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many requests from this client (see Retry-After) */
+            /** @description Too many requests from this client, or from this visitor session when the request carries its session token (see Retry-After) */
             429: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -5216,7 +5216,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many requests from this client (see Retry-After) */
+            /** @description Too many requests from this client, or from this visitor session when the request carries its session token (see Retry-After) */
             429: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -5357,7 +5357,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many requests from this client (see Retry-After) */
+            /** @description Too many requests from this client, or from this visitor session when the request carries its session token (see Retry-After) */
             429: {
                 headers: {
                     /** @description Seconds to wait before trying again */

@@ -40,6 +40,18 @@ export type Rating = Schemas["Rating"];
 
 export type Connection = "idle" | "connecting" | "live" | "reconnecting";
 
+/** The longest question the assistant takes, in characters (the server's chat limit). */
+export const CHAT_LIMIT = 4000;
+/** The longest message a ticket takes, in characters. */
+export const TICKET_LIMIT = 10_000;
+
+/** A text's length as the server counts it: in characters, not UTF-16 units. */
+export function chars(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
 export interface State {
   entries: Entry[];
   streaming: boolean;
@@ -49,7 +61,16 @@ export interface State {
   /** Epoch ms until which the server refuses more requests. */
   limitedUntil: number;
   agentTyping: boolean;
+  /** The visitor is online but the server does not answer. */
+  unreachable: boolean;
+  /** The project does not allow this page's origin: the chat cannot work here. */
+  refusedOrigin: boolean;
+  /** `"error"` for a failure the visitor can do nothing about, else the server's reason. */
   error?: string;
+  /** A refused message's text, handed back to the composer; `n` tells one hand-back from the next. */
+  returned?: { text: string; n: number };
+  /** The visitor's earlier conversations, read only, oldest first. */
+  earlier: Entry[];
   unread: number;
   /** How the project's assistant introduces itself, once the server has said. */
   assistant?: Intro;
@@ -64,7 +85,14 @@ interface Saved {
   chat: Entry[];
   ticket?: { slug: string; status: string };
   assistant?: Intro;
+  /** Lines of the ticket's conversation the server does not keep (the assistant's hand-off,
+   * the ticket's opening, status changes), each after the stored message it followed. */
+  lines?: { entry: Entry; after: string | null }[];
+  earlier?: Entry[];
 }
+
+/** Entries of earlier conversations kept in storage. */
+const KEPT_EARLIER = 60;
 
 /** Turns of the pre-ticket chat kept in storage and sent to the assistant. */
 const KEPT_CHAT = 40;
@@ -79,6 +107,9 @@ export class Conversation {
     online: navigator.onLine,
     limitedUntil: 0,
     agentTyping: false,
+    unreachable: false,
+    refusedOrigin: false,
+    earlier: [],
     unread: 0,
   };
   private saved: Saved;
@@ -89,6 +120,8 @@ export class Conversation {
   private renewTimer?: ReturnType<typeof setTimeout>;
   private typingTimer?: ReturnType<typeof setTimeout>;
   private retryTimer?: ReturnType<typeof setTimeout>;
+  private limitTimer?: ReturnType<typeof setTimeout>;
+  private probing = false;
   private retries = 0;
   private lastTypingSent = 0;
   private closedByUs = false;
@@ -107,6 +140,7 @@ export class Conversation {
     this.state.ticket = this.saved.ticket;
     this.state.entries = [...this.saved.chat];
     this.state.assistant = this.saved.assistant;
+    this.state.earlier = this.saved.earlier ?? [];
     addEventListener("online", () => {
       this.set({ online: true });
       this.flush();
@@ -134,7 +168,7 @@ export class Conversation {
     // The session's answer says how the assistant introduces itself: fetched when the panel
     // first opens on an empty chat, so the greeting is there before the visitor writes.
     if (visible && !this.state.assistant && !this.state.ticket && this.state.entries.length === 0) {
-      void this.token().catch(() => undefined);
+      void this.token().catch((e) => this.failed(e, true));
     }
     if (visible) {
       this.set({ unread: 0 });
@@ -145,7 +179,7 @@ export class Conversation {
   /** Sends what the visitor wrote: to the assistant before a ticket exists, to the ticket after. */
   async say(text: string) {
     const content = text.trim();
-    if (!content || this.limited()) return;
+    if (!content || this.limited() || chars(content) > this.limit()) return;
     if (this.state.ticket) {
       const entry: Entry = { id: `local-${randomKey()}`, author: "user", content, delivery: "sending", key: randomKey() };
       return this.post(entry);
@@ -153,7 +187,22 @@ export class Conversation {
     const question: Entry = { id: `local-${randomKey()}`, author: "user", content };
     this.set({ entries: [...this.state.entries, question], error: undefined });
     this.saveChat();
-    await this.ask();
+    await this.ask(question);
+  }
+
+  /** How long a message may be now: to the assistant, or on the ticket. */
+  limit(): number {
+    return this.state.ticket ? TICKET_LIMIT : CHAT_LIMIT;
+  }
+
+  /** Leaves a closed ticket behind: its conversation stays readable above a new chat. */
+  startOver() {
+    const kept = this.state.entries.filter((e) => !e.delivery && !(e.notice === "ticket"));
+    const earlier = [...this.state.earlier, ...kept].slice(-KEPT_EARLIER);
+    this.closeSocket();
+    this.saved = { v: 1, token: this.saved.token, expires: this.saved.expires, assistant: this.saved.assistant, chat: [], earlier };
+    this.save();
+    this.set({ entries: [], earlier, ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, agentTyping: false });
   }
 
   /** Rates one of the assistant's answers; a second click on the other thumb changes it. */
@@ -186,24 +235,29 @@ export class Conversation {
     this.socket.send(JSON.stringify({ type: "typing" }));
   }
 
-  reset() {
+  private closeSocket() {
     this.closedByUs = true;
     this.socket?.close(1000);
     this.socket = undefined;
+    this.attempts = 0;
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.renewTimer);
+  }
+
+  reset() {
+    this.closeSocket();
     try {
       localStorage.removeItem(this.storageKey);
     } catch {
       // Storage refused (private mode): nothing was kept.
     }
     this.saved = { v: 1, chat: [] };
-    this.set({ entries: [], ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0 });
+    this.set({ entries: [], earlier: [], ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0 });
   }
 
   // ---- the assistant ----
 
-  private async ask() {
+  private async ask(question: Entry) {
     const history = this.state.entries
       .filter((e) => !e.notice && (e.author === "user" || e.author === "assistant"))
       .slice(-50)
@@ -218,10 +272,13 @@ export class Conversation {
       });
       if ((response.headers.get("Content-Type") ?? "").includes("application/json")) {
         const call = (await response.json()) as Schemas["ToolCall"];
-        this.set({ entries: [...this.state.entries, { ...answer, content: call.message, turn: call.turn_id }] });
-        await this.openTicket(call.ticket_slug);
+        this.reached();
+        const handoff: Entry = { ...answer, content: call.message, turn: call.turn_id };
+        this.set({ entries: [...this.state.entries, handoff] });
+        await this.openTicket(call.ticket_slug, handoff);
         return;
       }
+      this.reached();
       this.set({ entries: [...this.state.entries, answer] });
       await readEvents(response, (data) => {
         const frame = data as {
@@ -242,6 +299,15 @@ export class Conversation {
       this.failed(e);
       // An answer that never began leaves no empty bubble behind.
       this.set({ entries: this.state.entries.filter((x) => x.id !== answer.id || x.content) });
+      // A question the server refuses would be refused again with every later one, since the
+      // history goes with each: it leaves the history, and goes back to the composer.
+      if (e instanceof ApiError && refusal(e)) {
+        this.set({
+          entries: this.state.entries.filter((x) => x.id !== question.id),
+          returned: { text: question.content, n: (this.state.returned?.n ?? 0) + 1 },
+        });
+        this.saveChat();
+      }
     } finally {
       this.set({ streaming: false });
     }
@@ -280,21 +346,28 @@ export class Conversation {
 
   // ---- the ticket ----
 
-  private async openTicket(slug: string) {
+  private async openTicket(slug: string, handoff?: Entry) {
     const known = this.state.ticket?.slug === slug;
     const ticket = { slug, status: this.state.ticket?.status ?? "open" };
+    if (!known) this.saved.lines = [];
     this.saved.ticket = ticket;
     this.save();
     this.set({ ticket });
     clearTimeout(this.renewTimer);
     try {
-      const view = await json<Schemas["Ticket"]>(
-        `${this.base}/v1/tickets/${this.project}/${slug}`,
-      );
-      const entries = view.messages.map(fromServer);
-      if (!known) entries.push({ id: `notice-${slug}`, author: "assistant", content: slug, notice: "ticket" });
+      const view = await json<Schemas["Ticket"]>(`${this.base}/v1/tickets/${this.project}/${slug}`, {
+        token: await this.sessionToken(),
+      });
+      this.reached();
+      const messages = view.messages.map(fromServer);
+      if (!known) {
+        // The assistant's hand-off and the ticket's opening follow the conversation it copied.
+        const after = messages.length ? messages[messages.length - 1].id : null;
+        const opened: Entry = { id: `notice-${slug}`, author: "assistant", content: slug, notice: "ticket" };
+        this.saved.lines = [...(handoff ? [handoff] : []), opened].map((entry) => ({ entry, after }));
+      }
       const pending = this.state.entries.filter((e) => e.delivery);
-      this.set({ entries: [...entries, ...pending], ticket: { slug, status: view.status } });
+      this.set({ entries: [...withLines(messages, this.saved.lines ?? []), ...pending], ticket: { slug, status: view.status } });
       this.saved.ticket = { slug, status: view.status };
       this.save();
     } catch (e) {
@@ -322,7 +395,10 @@ export class Conversation {
     const since = last ? `?since=${encodeURIComponent(last.id)}` : "";
     const url = `${this.base.replace(/^http/, "ws")}/v1/tickets/${this.project}/${slug}/ws${since}`;
     this.closedByUs = false;
-    const socket = new WebSocket(url);
+    // A browser cannot set headers on a socket: the session token (which counts the visitor's
+    // requests per session, not per address) goes as a subprotocol, never in the URL.
+    const token = this.saved.token && (this.saved.expires ?? 0) > Date.now() ? this.saved.token : undefined;
+    const socket = new WebSocket(url, token ? ["fleety", `fleety.bearer.${token}`] : undefined);
     this.socket = socket;
     socket.onmessage = (event) => this.onEvent(JSON.parse(String(event.data)));
     socket.onclose = () => {
@@ -340,11 +416,16 @@ export class Conversation {
   private onEvent(event: Schemas["TicketEvent"]) {
     const p: Record<string, unknown> = event.payload ?? {};
     switch (event.type) {
-      case "subscribed":
+      case "subscribed": {
         this.attempts = 0;
+        this.reached();
         this.set({ connection: "live" });
+        // Where the ticket stands now: a change made while the socket was away is not replayed.
+        const status = typeof p.status === "string" ? p.status : undefined;
+        if (status && this.state.ticket && status !== this.state.ticket.status) this.statusChanged(status);
         this.flush();
         return;
+      }
       case "new_message": {
         const message = fromServer(p as unknown as ServerMessage);
         const mine = this.state.entries.find((e) => e.id === message.id);
@@ -357,17 +438,9 @@ export class Conversation {
         }
         return;
       }
-      case "status_change": {
-        const status = String(p.status);
-        const ticket = this.state.ticket && { ...this.state.ticket, status };
-        const line: Entry = { id: `status-${Date.now()}`, author: "admin", content: status, notice: "status" };
-        this.set({ ticket, entries: [...this.state.entries, line] });
-        if (ticket) {
-          this.saved.ticket = ticket;
-          this.save();
-        }
+      case "status_change":
+        if (this.state.ticket?.status !== String(p.status)) this.statusChanged(String(p.status));
         return;
-      }
       case "ticket_update": {
         if (p.reader !== "admin") return;
         const upTo = String(p.last_read_message_id);
@@ -390,6 +463,25 @@ export class Conversation {
     }
   }
 
+  /** Shows and keeps the ticket's new status, with a line in the conversation. */
+  private statusChanged(status: string) {
+    const ticket = this.state.ticket && { ...this.state.ticket, status };
+    const line: Entry = { id: `status-${Date.now()}-${randomKey().slice(0, 6)}`, author: "admin", content: status, notice: "status" };
+    const last = [...this.state.entries].reverse().find(stored);
+    this.saved.lines = [...(this.saved.lines ?? []), { entry: line, after: last?.id ?? null }].slice(-50);
+    this.set({ ticket, entries: [...this.state.entries, line] });
+    if (ticket) this.saved.ticket = ticket;
+    this.save();
+  }
+
+  /** The session token, if the visitor has one still valid (it is not renewed for this). */
+  private async sessionToken(): Promise<string | undefined> {
+    const { token, expires } = this.saved;
+    if (token && expires && expires - Date.now() > 5_000) return token;
+    // Renewing costs a request of the address's own budget; a ticket's reads work without.
+    return this.token().catch(() => undefined);
+  }
+
   /** Sends a message to the ticket, with its idempotency key, so a retry never doubles it. */
   private async post(entry: Entry) {
     const ticket = this.state.ticket;
@@ -402,10 +494,15 @@ export class Conversation {
     try {
       const stored = await json<Schemas["PostedMessage"]>(
         `${this.base}/v1/tickets/${this.project}/${ticket.slug}/messages`,
-        { body: { author: "user", content: entry.content } satisfies Schemas["PostMessage"], headers: { "Idempotency-Key": entry.key ?? randomKey() } },
+        {
+          token: await this.sessionToken(),
+          body: { author: "user", content: entry.content } satisfies Schemas["PostMessage"],
+          headers: { "Idempotency-Key": entry.key ?? randomKey() },
+        },
       );
       const message = fromServer(stored.data);
       this.retries = 0;
+      this.reached();
       if (!this.state.online) this.set({ online: true });
       // The socket may have delivered it already.
       const seen = this.state.entries.some((e) => e.id === message.id);
@@ -444,6 +541,7 @@ export class Conversation {
     try {
       await send(`${this.base}/v1/tickets/${this.project}/${ticket.slug}/messages/read`, {
         method: "PATCH",
+        token: await this.sessionToken(),
         body: { reader: "user" } satisfies Schemas["MarkRead"],
       });
     } catch (e) {
@@ -464,12 +562,60 @@ export class Conversation {
       return;
     }
     if (e.status === 429) {
-      this.set({ limitedUntil: Date.now() + (e.retryAfter ?? 60) * 1000 });
+      this.limitFor(e.retryAfter ?? 60);
     } else if (e.offline) {
-      this.set({ online: false });
+      // No answer at all. The browser knows when it is offline; otherwise the server is down,
+      // or it refused this page's origin before the request was made (a failed preflight
+      // looks the same to a page), which a simple request can tell apart.
+      if (!navigator.onLine) this.set({ online: false });
+      else void this.probe();
+    } else if (e.status === 403 && /origin/.test(e.message)) {
+      this.originRefused();
     } else if (!quiet) {
-      this.set({ error: e.message });
+      this.set({ error: refusal(e) ? e.message : "error" });
     }
+  }
+
+  /** Holds sending until the rate limit ends, then lets the visitor write again. */
+  private limitFor(seconds: number) {
+    const until = Date.now() + seconds * 1000;
+    this.set({ limitedUntil: until });
+    clearTimeout(this.limitTimer);
+    this.limitTimer = setTimeout(() => {
+      this.set({ limitedUntil: 0 });
+      this.flush();
+    }, until - Date.now());
+  }
+
+  /** After a request got no answer while the browser is online: is this origin refused, or
+   * is the server unreachable? A GET without headers needs no preflight, and the server makes
+   * an origin's refusal (only that) readable by the page. */
+  private async probe() {
+    if (this.probing || this.state.refusedOrigin) return;
+    this.probing = true;
+    try {
+      const r = await fetch(`${this.base}/v1/kb/${encodeURIComponent(this.project)}/search?q=origin&limit=1`, { credentials: "omit" });
+      if (r.status === 403 && /origin/.test(String((await r.json().catch(() => ({})))?.error))) this.originRefused();
+      else this.set({ unreachable: true });
+    } catch {
+      this.set({ unreachable: true });
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  private originRefused() {
+    if (this.state.refusedOrigin) return;
+    console.warn(
+      `Fleety: the chat is not available on ${location.origin}: it is not among the allowed origins of project ` +
+        `${this.project}. Add it to the project's allowed_origins (the inbox's Settings, or PATCH /v1/projects/${this.project}).`,
+    );
+    this.set({ refusedOrigin: true, unreachable: false });
+  }
+
+  /** The server answered: it is reachable again. */
+  private reached() {
+    if (this.state.unreachable) this.set({ unreachable: false });
   }
 
   private update(id: string, change: (e: Entry) => Entry) {
@@ -485,7 +631,12 @@ export class Conversation {
     try {
       const raw = localStorage.getItem(this.storageKey);
       const saved = raw ? (JSON.parse(raw) as Saved) : undefined;
-      if (saved?.v === 1 && Array.isArray(saved.chat)) return saved;
+      if (saved?.v === 1 && Array.isArray(saved.chat)) {
+        // A question over the limit (kept by an older widget) would make every later question
+        // fail along with it: it is dropped.
+        saved.chat = saved.chat.filter((e) => e.author !== "user" || chars(e.content) <= CHAT_LIMIT);
+        return saved;
+      }
     } catch {
       // Unreadable or refused: start afresh.
     }
@@ -500,7 +651,9 @@ export class Conversation {
     if (slug && slug !== this.state.ticket?.slug) {
       void this.openTicket(slug);
     } else if (!slug) {
-      this.set({ entries: [...saved.chat] });
+      // The other tab left the ticket (a new conversation, a reset): so does this one.
+      if (this.state.ticket) this.closeSocket();
+      this.set({ entries: [...saved.chat], earlier: saved.earlier ?? [], ticket: undefined, connection: "idle" });
     }
   }
 
@@ -518,8 +671,33 @@ export class Conversation {
   }
 }
 
+/** Whether an entry is a message the server stores (not a local line or an unsent message). */
+function stored(e: Entry): boolean {
+  return !e.notice && !e.delivery && !e.id.startsWith("local-");
+}
+
+/** The ticket's messages with the lines kept beside them, each after the message it followed. */
+function withLines(messages: Entry[], lines: { entry: Entry; after: string | null }[]): Entry[] {
+  const ids = new Set(messages.map((m) => m.id));
+  const out = lines.filter((l) => l.after === null).map((l) => l.entry);
+  for (const m of messages) {
+    out.push(m);
+    for (const l of lines) if (l.after === m.id) out.push(l.entry);
+  }
+  // A line after a message this view does not have goes last.
+  for (const l of lines) if (l.after !== null && !ids.has(l.after)) out.push(l.entry);
+  return out;
+}
+
+/** A refusal the visitor should read: the server's reason, not a generic failure. */
+function refusal(e: ApiError): boolean {
+  return e.status >= 400 && e.status < 500 && e.status !== 401 && e.status !== 429;
+}
+
 function fromServer(m: ServerMessage): Entry {
-  const entry: Entry = { id: m.id, author: m.author, content: m.content, readByAgent: m.read_by?.includes("admin") };
+  // "Seen" is the visitor's to know of their own messages only.
+  const readByAgent = m.author === "user" && !!m.read_by?.includes("admin");
+  const entry: Entry = { id: m.id, author: m.author, content: m.content, readByAgent };
   return m.author === "assistant" ? splitSources(entry) : entry;
 }
 

@@ -37,6 +37,14 @@ const en = {
   rateAnswer: "Was this answer helpful?",
   helpful: "Helpful",
   notHelpful: "Not helpful",
+  startNew: "Start a new conversation",
+  earlier: "Earlier conversations",
+  newConversation: "New conversation",
+  unavailable: "Chat is not available on this site.",
+  unreachable: "Can't reach support right now. Retrying…",
+  refused: "Not sent: {reason}",
+  count: "{n} / {max}",
+  tooLong: "Too long: at most {max} characters.",
 };
 
 type Words = typeof en;
@@ -78,6 +86,14 @@ const de: Words = {
   rateAnswer: "War diese Antwort hilfreich?",
   helpful: "Hilfreich",
   notHelpful: "Nicht hilfreich",
+  startNew: "Neues Gespräch beginnen",
+  earlier: "Frühere Gespräche",
+  newConversation: "Neues Gespräch",
+  unavailable: "Der Chat ist auf dieser Website nicht verfügbar.",
+  unreachable: "Der Support ist gerade nicht erreichbar. Neuer Versuch…",
+  refused: "Nicht gesendet: {reason}",
+  count: "{n} / {max}",
+  tooLong: "Zu lang: höchstens {max} Zeichen.",
 };
 
 const ar: Words = {
@@ -116,6 +132,14 @@ const ar: Words = {
   rateAnswer: "هل كانت هذه الإجابة مفيدة؟",
   helpful: "مفيدة",
   notHelpful: "غير مفيدة",
+  startNew: "بدء محادثة جديدة",
+  earlier: "المحادثات السابقة",
+  newConversation: "محادثة جديدة",
+  unavailable: "الدردشة غير متاحة على هذا الموقع.",
+  unreachable: "تعذر الوصول إلى الدعم الآن. جارٍ إعادة المحاولة…",
+  refused: "لم تُرسل: {reason}",
+  count: "{n} / {max}",
+  tooLong: "طويلة جدًا: {max} حرف على الأكثر.",
 };
 
 const LANGUAGES: Record<string, Words> = { en, de, ar };

@@ -52,4 +52,14 @@ export const LAUNCHER_CSS = `
   text-align: center;
 }
 .panel { margin-bottom: 12px; }
+/* Open, the launcher shows what a click does: close. */
+.launcher .shut { display: none; }
+:host([data-open]) .launcher .chat { display: none; }
+:host([data-open]) .launcher .shut { display: block; }
+@media (max-width: 480px) {
+  /* A phone's open panel fills the screen, over the launcher. */
+  :host([data-open]) { inset: 0 !important; }
+  :host([data-open]) .launcher { display: none; }
+  :host([data-open]) .panel { margin: 0; }
+}
 `;

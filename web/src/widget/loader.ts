@@ -18,8 +18,10 @@ declare global {
 }
 
 const ICON =
-  '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="true" focusable="false">' +
-  '<path fill="currentColor" d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z"/></svg>';
+  '<svg class="chat" viewBox="0 0 24 24" width="28" height="28" aria-hidden="true" focusable="false">' +
+  '<path fill="currentColor" d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z"/></svg>' +
+  '<svg class="shut" viewBox="0 0 24 24" width="24" height="24" aria-hidden="true" focusable="false">' +
+  '<path stroke="currentColor" stroke-width="2.5" stroke-linecap="round" d="M6 6l12 12M18 6L6 18"/></svg>';
 
 function start(script: HTMLScriptElement) {
   const project = script.dataset.project;

@@ -33,7 +33,8 @@ export const PANEL_CSS = `
   }
 }
 @media (max-width: 480px) {
-  .dialog { width: calc(100vw - 24px); height: calc(100vh - 110px); }
+  /* On a phone the open panel is the whole screen; its header's button closes it. */
+  .dialog { width: 100vw; height: 100vh; height: 100dvh; border-radius: 0; box-shadow: none; }
 }
 button, input, textarea { font: inherit; color: inherit; }
 header {
@@ -70,6 +71,7 @@ header .icon:focus-visible { outline-color: #fff; }
   color: var(--muted);
   border-bottom: 2px solid transparent;
 }
+.tabs button:focus-visible { outline: 2px solid var(--accent); outline-offset: -2px; }
 .tabs button[aria-selected="true"] { color: var(--fg); border-bottom-color: var(--accent); font-weight: 600; }
 .banner {
   margin: 0;
@@ -132,6 +134,8 @@ a.source { color: var(--accent); text-decoration: underline; }
 .row { display: flex; gap: 8px; align-items: flex-end; }
 textarea {
   flex: 1;
+  /* 16 px at least: iOS zooms into a smaller field on focus. */
+  font-size: 16px;
   resize: none;
   max-height: 120px;
   padding: 9px 12px;
@@ -152,7 +156,15 @@ textarea {
 }
 .send[disabled] { opacity: 0.45; cursor: default; }
 [dir="rtl"] .send { transform: scaleX(-1); }
-.closed { margin: 0; padding: 14px 16px; border-top: 1px solid var(--line); color: var(--muted); text-align: center; }
+.closed { padding: 12px 16px; border-top: 1px solid var(--line); color: var(--muted); text-align: center; display: flex; flex-direction: column; align-items: center; gap: 8px; }
+.closed p { margin: 0; }
+.restart { all: unset; cursor: pointer; padding: 8px 16px; border-radius: 16px; background: var(--accent); color: #fff; font-weight: 600; }
+.restart:focus-visible, .human:focus-visible, .send:focus-visible, .rate:focus-visible, .retry:focus-visible, .search button:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
+.count { margin: 0; font-size: 12px; color: var(--muted); text-align: end; }
+.count.over { color: #c92a2a; font-weight: 600; }
+.earlier { display: flex; flex-direction: column; gap: 10px; }
+.earlier .message { max-width: 85%; }
+.divider { border-top: 1px solid var(--line); padding-top: 8px; align-self: stretch; }
 .help { flex: 1; overflow-y: auto; padding: 12px 16px; }
 .search { display: flex; gap: 8px; }
 .search input { flex: 1; padding: 8px 12px; border: 1px solid var(--line); border-radius: 10px; background: var(--bg); }

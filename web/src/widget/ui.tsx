@@ -6,7 +6,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 
 import type { components } from "../shared/api-types";
 import { json } from "../shared/http";
-import { Conversation, type Entry, type Rating, type State } from "./conversation";
+import { chars, Conversation, type Entry, type Rating, type State } from "./conversation";
 import { translator, type Translator } from "./i18n";
 import type { Shell, Ui } from "./shell";
 import { PANEL_CSS } from "./ui-css";
@@ -102,7 +102,7 @@ function Panel({ shell, conversation, t, open }: PanelProps) {
       <header>
         <div>
           <h2 id="fleety-title">{t("title")}</h2>
-          <p>{state.ticket ? `#${state.ticket.slug}` : t("subtitle")}</p>
+          <p>{t("subtitle")}</p>
         </div>
         <button class="icon" type="button" aria-label={t("close")} onClick={() => shell.close()}>
           ×
@@ -117,7 +117,7 @@ function Panel({ shell, conversation, t, open }: PanelProps) {
         </button>
       </div>
       <Banner state={state} t={t} />
-      {tab === "chat" ? <Chat conversation={conversation} state={state} t={t} /> : <Help shell={shell} t={t} />}
+      {tab === "chat" ? <Chat conversation={conversation} state={state} t={t} open={open} /> : <Help shell={shell} t={t} />}
     </div>
   );
 }
@@ -131,10 +131,12 @@ function Banner({ state, t }: { state: State; t: Translator }) {
     return () => clearInterval(timer);
   }, [limited, state.limitedUntil]);
   let text: string | undefined;
-  if (!state.online) text = t("offline");
+  if (state.refusedOrigin) text = t("unavailable");
+  else if (!state.online) text = t("offline");
+  else if (state.unreachable) text = t("unreachable");
   else if (limited) text = t("limited", { seconds: Math.ceil((state.limitedUntil - now) / 1000) });
   else if (state.connection === "reconnecting") text = t("reconnecting");
-  else if (state.error) text = t("error");
+  else if (state.error) text = state.error === "error" ? t("error") : t("refused", { reason: state.error });
   if (!text) return null;
   return (
     <div class="banner" role="status">
@@ -143,20 +145,31 @@ function Banner({ state, t }: { state: State; t: Translator }) {
   );
 }
 
-function Chat({ conversation, state, t }: { conversation: Conversation; state: State; t: Translator }) {
+function Chat({ conversation, state, t, open }: { conversation: Conversation; state: State; t: Translator; open: boolean }) {
   const list = useRef<HTMLDivElement>(null);
   const [draft, setDraft] = useState("");
   const closed = state.ticket?.status === "closed";
   const limited = state.limitedUntil > Date.now();
+  const blocked = limited || state.refusedOrigin;
+  const max = conversation.limit();
+  const length = chars(draft.trim());
+  const over = length > max;
 
+  // The newest message is in view: as messages arrive, and when the panel opens (a hidden
+  // panel has no layout to scroll).
   useEffect(() => {
     const el = list.current;
-    if (el) el.scrollTop = el.scrollHeight;
-  }, [state.entries, state.streaming, state.agentTyping]);
+    if (el && open) el.scrollTop = el.scrollHeight;
+  }, [state.entries, state.streaming, state.agentTyping, open]);
+
+  // A message the server refused comes back to the composer, to shorten or change.
+  useEffect(() => {
+    if (state.returned) setDraft(state.returned.text);
+  }, [state.returned?.n]);
 
   const submit = (e?: Event) => {
     e?.preventDefault();
-    if (!draft.trim() || state.streaming || limited) return;
+    if (!draft.trim() || state.streaming || blocked || over) return;
     void conversation.say(draft);
     setDraft("");
   };
@@ -165,6 +178,15 @@ function Chat({ conversation, state, t }: { conversation: Conversation; state: S
   return (
     <>
       <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabIndex={0} aria-label={t("chatTab")} ref={list}>
+        {state.earlier.length > 0 && (
+          <div class="earlier" aria-label={t("earlier")}>
+            <p class="notice">{t("earlier")}</p>
+            {state.earlier.map((entry) => (
+              <Line key={`earlier-${entry.id}`} entry={entry} t={t} name={state.assistant?.name} onRetry={() => undefined} />
+            ))}
+            <p class="notice divider">{t("newConversation")}</p>
+          </div>
+        )}
         {state.entries.length === 0 && (
           <div class="message assistant">
             {state.assistant?.name && <span class="who">{state.assistant.name}</span>}
@@ -191,11 +213,16 @@ function Chat({ conversation, state, t }: { conversation: Conversation; state: S
         )}
       </div>
       {closed ? (
-        <p class="closed">{t("closedTicket")}</p>
+        <div class="closed">
+          <p>{t("closedTicket")}</p>
+          <button class="restart" type="button" onClick={() => conversation.startOver()}>
+            {t("startNew")}
+          </button>
+        </div>
       ) : (
         <form class="composer" onSubmit={submit}>
           {!state.ticket && (
-            <button class="human" type="button" disabled={state.streaming || limited} onClick={() => void conversation.say(t("humanAsk"))}>
+            <button class="human" type="button" disabled={state.streaming || blocked} onClick={() => void conversation.say(t("humanAsk"))}>
               {t("human")}
             </button>
           )}
@@ -205,7 +232,9 @@ function Chat({ conversation, state, t }: { conversation: Conversation; state: S
               value={draft}
               placeholder={t("placeholder")}
               aria-label={t("placeholder")}
-              disabled={limited}
+              aria-describedby={length > max * 0.8 ? "fleety-count" : undefined}
+              aria-invalid={over || undefined}
+              disabled={blocked}
               onInput={(e) => {
                 setDraft((e.target as HTMLTextAreaElement).value);
                 conversation.typing();
@@ -214,10 +243,15 @@ function Chat({ conversation, state, t }: { conversation: Conversation; state: S
                 if (e.key === "Enter" && !e.shiftKey) submit(e);
               }}
             />
-            <button class="send" type="submit" aria-label={t("send")} disabled={!draft.trim() || state.streaming || limited}>
+            <button class="send" type="submit" aria-label={t("send")} disabled={!draft.trim() || state.streaming || blocked || over}>
               ➤
             </button>
           </div>
+          {length > max * 0.8 && (
+            <p id="fleety-count" class={over ? "count over" : "count"} aria-live="polite">
+              {over ? t("tooLong", { max }) : t("count", { n: length, max })}
+            </p>
+          )}
         </form>
       )}
     </>
