@@ -1710,7 +1710,7 @@ pub async fn member_sessions_are_kept_listed_and_ended(store: Arc<dyn Store>) {
         created_at: now,
         last_seen_at: now,
         expires_at: now + Duration::days(1),
-        user_agent: (n % 2 == 0).then(|| "Mozilla/5.0".into()),
+        user_agent: n.is_multiple_of(2).then(|| "Mozilla/5.0".into()),
         ip: Some("203.0.113.7".into()),
     };
     let (a, b, c) = (session(&dana, 1), session(&dana, 2), session(&eli, 3));
