@@ -53,7 +53,7 @@ pub enum Principal {
     /// The project's admin key: the owner's bootstrap credential, which may do everything.
     AdminKey,
     /// A signed-in member.
-    Member(SignedIn),
+    Member(Box<SignedIn>),
 }
 
 impl Principal {
@@ -68,7 +68,7 @@ impl Principal {
     pub fn member(&self) -> Option<&SignedIn> {
         match self {
             Principal::AdminKey => None,
-            Principal::Member(m) => Some(m),
+            Principal::Member(m) => Some(m.as_ref()),
         }
     }
 }
@@ -259,7 +259,8 @@ pub async fn principal(
     if let Some(bearer) = meta.bearer.as_deref() {
         if crate::accounts::is_session_secret(bearer) {
             let signed_in = ctx.accounts.session(&project.id, bearer).await?;
-            return signed_in.map(Principal::Member).map(Some).ok_or_else(ended);
+            let signed_in = signed_in.map(|s| Principal::Member(Box::new(s)));
+            return signed_in.map(Some).ok_or_else(ended);
         }
         if !meta.is_admin_of(project) {
             return Err(ApiError::forbidden("not the admin key of this project"));
@@ -285,7 +286,7 @@ pub async fn principal(
             "a request signed in by the session cookie must carry its X-CSRF-Token",
         ));
     }
-    Ok(Some(Principal::Member(signed_in)))
+    Ok(Some(Principal::Member(Box::new(signed_in))))
 }
 
 /// The project's agents: its admin key, or a signed-in member whose role is at least `least`.
