@@ -309,6 +309,7 @@ pub struct AddMember {
     pub name: String,
     /// At least 10 characters, of at least two kinds (lower case, upper case, digits,
     /// others); at most 256 bytes.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
     /// `agent` when left out. Only owners add owners and admins.
     pub role: Option<Role>,
@@ -330,7 +331,8 @@ pub struct ChangeMember {
     pub role: Option<Role>,
     /// `active` or `deactivated`; deactivating ends the member's sessions.
     pub state: Option<MemberState>,
-    /// A new password, which ends the member's sessions.
+    /// A new password, which ends the member's sessions: the same rule as a new member's.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: Option<String>,
 }
 

@@ -945,7 +945,7 @@ export interface components {
             /** @description An http or https URL; an empty text removes the avatar. */
             avatar_url?: string | null;
             name?: string | null;
-            /** @description A new password, which ends the member's sessions. */
+            /** @description A new password, which ends the member's sessions: the same rule as a new member's. */
             password?: string | null;
             role?: null | components["schemas"]["Role"];
             state?: null | components["schemas"]["MemberState"];
