@@ -5,7 +5,7 @@
 // feed's socket is opened with a one-minute feed token instead.
 
 import type { components } from "../shared/api-types";
-import { json, send } from "../shared/http";
+import { ApiError, json, send } from "../shared/http";
 
 type Schemas = components["schemas"];
 
@@ -56,7 +56,22 @@ export async function signIn(project: string, email: string, password: string): 
 }
 
 export class Api {
-  constructor(readonly creds: Credentials) {}
+  constructor(
+    readonly creds: Credentials,
+    /** Called when a member's session turns out to have ended (signed out elsewhere,
+     * deactivated, a new password): the inbox goes back to its sign-in page. */
+    private readonly onSessionEnded?: () => void,
+  ) {}
+
+  /** Runs a call, noticing a member's session that has ended. */
+  private async watch<T>(call: Promise<T>): Promise<T> {
+    try {
+      return await call;
+    } catch (e) {
+      if (this.creds.csrf && e instanceof ApiError && e.status === 401) this.onSessionEnded?.();
+      throw e;
+    }
+  }
 
   /** The admin key as the bearer, or the member's cookie with its CSRF token. */
   private get auth() {
@@ -70,19 +85,19 @@ export class Api {
   }
 
   get<T>(path: string): Promise<T> {
-    return json<T>(path, { ...this.auth });
+    return this.watch(json<T>(path, { ...this.auth }));
   }
 
   post<T>(path: string, body: unknown): Promise<T> {
-    return json<T>(path, { ...this.auth, body });
+    return this.watch(json<T>(path, { ...this.auth, body }));
   }
 
   patch<T>(path: string, body: unknown): Promise<T> {
-    return json<T>(path, { ...this.auth, method: "PATCH", body });
+    return this.watch(json<T>(path, { ...this.auth, method: "PATCH", body }));
   }
 
   async delete(path: string): Promise<void> {
-    await send(path, { ...this.auth, method: "DELETE" });
+    await this.watch(send(path, { ...this.auth, method: "DELETE" }));
   }
 
   /** Ends a member's session (and clears its cookie); nothing to end for the admin key. */

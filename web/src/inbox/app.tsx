@@ -196,7 +196,7 @@ function KeySignIn({ onSignedIn, onMember }: { onSignedIn: (c: Credentials) => v
 export type Listener = (event: FeedEvent) => void;
 
 function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void }) {
-  const api = useMemo(() => new Api(creds), [creds]);
+  const api = useMemo(() => new Api(creds, onSignOut), [creds]);
   const [view, setView] = useState<"tickets" | "kb" | "settings" | "members">("tickets");
   // Agents answer tickets; the settings and the team are their owners' and admins'.
   const manages = api.role !== "agent";
