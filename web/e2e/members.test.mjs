@@ -79,6 +79,11 @@ test("the agent signs in elsewhere, sees tickets but no settings, and deactivati
   assert.match(await agent.locator(".bar .who").textContent(), /Eli.*agent/);
   const views = await agent.getByRole("navigation", { name: "Views" }).getByRole("button").allTextContents();
   assert.deepEqual(views, ["Tickets", "Knowledge base"]);
+  // The knowledge base is theirs to read, not to write.
+  await agent.getByRole("button", { name: "Knowledge base" }).click();
+  await agent.getByText("Read only: owners and admins edit the knowledge base.").waitFor();
+  assert.equal(await agent.getByRole("button", { name: "New article" }).count(), 0);
+  await agent.getByRole("button", { name: /^Tickets/ }).click();
 
   await owner.reload();
   await owner.getByRole("button", { name: "Members" }).click();
