@@ -262,6 +262,9 @@ pub struct Accounts {
     pub throttle: Throttle,
     /// Checked when the email is unknown, so that answer takes as long as a wrong password.
     dummy_hash: String,
+    /// Password checks running at once at most: each holds 19 MiB while it runs, so sign-ins
+    /// from many addresses at once queue here instead of filling memory.
+    hash_slots: tokio::sync::Semaphore,
 }
 
 impl Accounts {
@@ -279,6 +282,9 @@ impl Accounts {
             clock,
             policy,
             dummy_hash,
+            hash_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            ),
         })
     }
 
@@ -316,9 +322,15 @@ impl Accounts {
             .filter(|m| !m.password_hash.is_empty())
             .map_or(self.dummy_hash.clone(), |m| m.password_hash.clone());
         let password = password.to_owned();
+        let slot = self
+            .hash_slots
+            .acquire()
+            .await
+            .map_err(|e| SignInError::Internal(e.to_string()))?;
         let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
             .map_err(|e| SignInError::Internal(e.to_string()))?;
+        drop(slot);
         let member = match member {
             Some(m) if matches && m.state != MemberState::Deactivated => m,
             _ => {
