@@ -130,7 +130,17 @@ impl Application {
             .load_all()
             .await
             .map_err(|e| anyhow::anyhow!("cannot read projects from the store: {e}"))?;
+        let accounts = crate::accounts::Accounts::new(
+            store.clone(),
+            clock.clone(),
+            crate::accounts::SessionPolicy {
+                idle: settings.auth.member_idle_timeout,
+                max_age: settings.auth.member_session_max_age,
+            },
+            settings.limits.clients,
+        )?;
         let ctx = Ctx {
+            accounts,
             tokens: Tokens::new(
                 &secret,
                 &settings

@@ -1,8 +1,11 @@
 //! The command line: `fleety` (serve), `fleety serve`, `fleety migrate`, `fleety project create`,
-//! `fleety chat`.
+//! `fleety member add|list|set-role|deactivate`, `fleety chat`.
 
 use clap::{Parser, Subcommand};
 use fleety_actors::domain::{ProjectId, ProjectName};
+use fleety_actors::member::{MemberState, Role};
+
+use crate::members::{MemberChange, MemberError, NewMember};
 
 use crate::app::{shutdown_signal, Application};
 use crate::config::Settings;
@@ -37,6 +40,52 @@ enum Command {
     Project {
         #[command(subcommand)]
         command: ProjectCommand,
+    },
+    /// Manage a project's members directly in the store, with an owner's rights.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Add a member; the password is read from the first line of standard input, so it never
+    /// shows in the process list or the shell's history. Prints the member as JSON.
+    Add {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// owner, admin or agent.
+        #[arg(long, default_value = "agent")]
+        role: String,
+        #[arg(long)]
+        avatar_url: Option<String>,
+    },
+    /// Print the project's members as JSON.
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    /// Change a member's role.
+    SetRole {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        email: String,
+        /// owner, admin or agent.
+        #[arg(long)]
+        role: String,
+    },
+    /// Deactivate a member, ending their sessions.
+    Deactivate {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -96,7 +145,102 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
+        Command::Member { command } => member(command, settings).await,
     }
+}
+
+/// A member as the command line prints it: the API's view.
+fn member_json(m: &fleety_actors::member::Member) -> serde_json::Value {
+    serde_json::to_value(crate::http::members::MemberView::from(m)).unwrap_or_default()
+}
+
+fn parse_role(raw: &str) -> anyhow::Result<Role> {
+    Role::parse(raw).ok_or_else(|| anyhow::anyhow!("--role: must be owner, admin or agent"))
+}
+
+async fn member(command: MemberCommand, settings: Settings) -> anyhow::Result<()> {
+    let project = match &command {
+        MemberCommand::Add { project, .. }
+        | MemberCommand::List { project }
+        | MemberCommand::SetRole { project, .. }
+        | MemberCommand::Deactivate { project, .. } => project.clone(),
+    };
+    let project = ProjectId::parse(&project).map_err(|e| anyhow::anyhow!("--project: {e}"))?;
+    let store = crate::store::open(&settings.store, &settings.scylla).await?;
+    if store.get_project(&project).await?.is_none() {
+        anyhow::bail!("no project {project}");
+    }
+    let accounts = crate::accounts::Accounts::new(
+        store.clone(),
+        std::sync::Arc::new(fleety_actors::clock::SystemClock),
+        crate::accounts::SessionPolicy {
+            idle: settings.auth.member_idle_timeout,
+            max_age: settings.auth.member_session_max_age,
+        },
+        1,
+    )?;
+    let failed = |e: MemberError| anyhow::anyhow!("{e}");
+    let out = match command {
+        MemberCommand::Add {
+            email,
+            name,
+            role,
+            avatar_url,
+            ..
+        } => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let new = NewMember {
+                email,
+                name,
+                password,
+                role: parse_role(&role)?,
+                avatar_url,
+            };
+            let added =
+                crate::members::add(store.as_ref(), &project, new, Role::Owner, accounts.now())
+                    .await
+                    .map_err(failed)?;
+            member_json(&added)
+        }
+        MemberCommand::List { .. } => {
+            let mut members = store.list_members(&project).await?;
+            members.sort_by(|a, b| a.name.cmp(&b.name).then(a.email.cmp(&b.email)));
+            serde_json::json!({ "members": members.iter().map(member_json).collect::<Vec<_>>() })
+        }
+        MemberCommand::SetRole { email, role, .. } => {
+            let found = crate::members::by_email(store.as_ref(), &project, &email)
+                .await
+                .map_err(failed)?;
+            let change = MemberChange {
+                role: Some(parse_role(&role)?),
+                ..MemberChange::default()
+            };
+            let changed =
+                crate::members::change(&accounts, &project, found.id, change, Role::Owner, None)
+                    .await
+                    .map_err(failed)?;
+            member_json(&changed)
+        }
+        MemberCommand::Deactivate { email, .. } => {
+            let found = crate::members::by_email(store.as_ref(), &project, &email)
+                .await
+                .map_err(failed)?;
+            let change = MemberChange {
+                state: Some(MemberState::Deactivated),
+                ..MemberChange::default()
+            };
+            let changed =
+                crate::members::change(&accounts, &project, found.id, change, Role::Owner, None)
+                    .await
+                    .map_err(failed)?;
+            member_json(&changed)
+        }
+    };
+    store.flush().await?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

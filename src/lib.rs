@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod chat_client;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod llm;
+pub mod members;
 pub mod metrics;
 pub mod projects;
 pub mod server;

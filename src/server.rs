@@ -77,6 +77,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>) {
             // Read once here, where the headers can be borrowed; warp's header filters clone.
             let meta = Arc::new(RequestMeta::from_parts(
                 Some(PeerAddr(peer)),
+                req.method(),
                 req.headers(),
                 trusted_proxies,
             ));
@@ -379,6 +380,15 @@ pub struct RequestMeta {
     pub bearer: Option<String>,
     pub content_type: Option<String>,
     pub idempotency_key: Option<String>,
+    /// A member's session secret, from the session cookie.
+    pub cookie: Option<String>,
+    /// The `X-CSRF-Token` header.
+    pub csrf: Option<String>,
+    pub user_agent: Option<String>,
+    /// The request came over HTTPS, as a trusted proxy says (`X-Forwarded-Proto`).
+    pub https: bool,
+    /// GET, HEAD or OPTIONS: a request that changes nothing, which needs no CSRF token.
+    pub safe: bool,
     /// The rate-limit and CORS headers the request's answer gets, whatever it turns out to be.
     pub seal: Seal,
 }
@@ -386,6 +396,7 @@ pub struct RequestMeta {
 impl RequestMeta {
     pub fn from_parts(
         peer: Option<PeerAddr>,
+        method: &http::Method,
         headers: &HeaderMap,
         trusted_proxies: usize,
     ) -> RequestMeta {
@@ -412,6 +423,22 @@ impl RequestMeta {
             bearer,
             content_type: text(http::header::CONTENT_TYPE),
             idempotency_key: text(http::header::HeaderName::from_static("idempotency-key")),
+            cookie: session_cookie(headers),
+            csrf: text(http::header::HeaderName::from_static("x-csrf-token")),
+            user_agent: text(http::header::USER_AGENT),
+            // The nearest proxy's word, and only when proxies are trusted at all.
+            https: trusted_proxies > 0
+                && text(http::header::HeaderName::from_static("x-forwarded-proto"))
+                    .and_then(|v| {
+                        v.rsplit(',')
+                            .next()
+                            .map(|p| p.trim().eq_ignore_ascii_case("https"))
+                    })
+                    .unwrap_or(false),
+            safe: matches!(
+                *method,
+                http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+            ),
             seal: Seal::default(),
         }
     }
@@ -458,6 +485,19 @@ fn same_origin(origin: &str, host: Option<&str>) -> bool {
     let Some(host) = host else { return false };
     let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
     authority.eq_ignore_ascii_case(host)
+}
+
+/// The member session cookie's value, if the request carries one.
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == crate::accounts::COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
 }
 
 /// The client's IP: the TCP peer, or, behind `trusted` proxies, the address the outermost

@@ -31,6 +31,7 @@ pub mod feed;
 pub mod handoff;
 pub mod kb;
 pub mod llm;
+pub mod member;
 pub mod message_id;
 pub mod registry;
 pub mod root;

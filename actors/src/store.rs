@@ -1,5 +1,5 @@
 //! The storage port: everything the actors persist, one trait per aggregate (projects,
-//! tickets, chat transcripts, knowledge bases), and [`Store`], a backend that has them all.
+//! tickets, chat transcripts, knowledge bases, members and their sessions), and [`Store`], a backend that has them all.
 //!
 //! Backends live outside this crate (the embedded redb store and the CQL store in the `fleety`
 //! crate), beside [`memory`], the in-memory store that tests use. They are interchangeable
@@ -18,6 +18,7 @@ use crate::domain::{
     Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
     Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
 };
+use crate::member::{Member, MemberSession};
 use crate::message_id::MessageId;
 use crate::unanswered::{Asked, UnansweredQuestion};
 use crate::webhook::{Delivery, Endpoint};
@@ -393,6 +394,54 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 }
 
+/// A project's members and their signed-in sessions ([`crate::member`]).
+#[async_trait]
+pub trait MemberStore: Send + Sync + 'static {
+    /// Adds a member; [`StoreError::Conflict`] if the project has a member with this id or
+    /// this email already. Checking and inserting are one step, across nodes too.
+    async fn create_member(&self, member: &Member) -> StoreResult<()>;
+    /// Replaces a member's row; [`StoreError::NotFound`] if there is none. The email never
+    /// changes: the stored one is kept.
+    async fn update_member(&self, member: &Member) -> StoreResult<()>;
+    async fn get_member(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<Option<Member>>;
+    /// The member with this normalised email.
+    async fn member_by_email(
+        &self,
+        project: &ProjectId,
+        email: &str,
+    ) -> StoreResult<Option<Member>>;
+    /// Every member of the project, in no particular order.
+    async fn list_members(&self, project: &ProjectId) -> StoreResult<Vec<Member>>;
+    /// Creates or replaces a session (a new one at sign-in; its `last_seen_at` moved on later).
+    /// A backend whose rows expire on their own (CQL) keeps it until its `expires_at`.
+    async fn put_member_session(&self, session: &MemberSession) -> StoreResult<()>;
+    async fn get_member_session(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+        id: &str,
+    ) -> StoreResult<Option<MemberSession>>;
+    /// A member's sessions, in no particular order (expired ones included until removed).
+    async fn list_member_sessions(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+    ) -> StoreResult<Vec<MemberSession>>;
+    /// Ends one session; [`StoreError::NotFound`] if the member has no such session.
+    async fn delete_member_session(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+        id: &str,
+    ) -> StoreResult<()>;
+    /// Ends every session of a member (deactivation, a new password); how many there were.
+    async fn delete_member_sessions(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+    ) -> StoreResult<usize>;
+}
+
 /// Claims of deliveries in one process (the embedded and memory stores): the delivery's id and
 /// when its claim ends. Claims need not outlive the process, whose attempts end with it.
 #[derive(Default)]
@@ -427,7 +476,7 @@ impl Claims {
 /// part it uses (an `Arc<dyn Store>` converts to an `Arc<dyn TicketStore>`, and so on).
 #[async_trait]
 pub trait Store:
-    ProjectStore + TicketStore + ChatStore + KbStore + WebhookStore + UnansweredStore
+    ProjectStore + TicketStore + ChatStore + KbStore + WebhookStore + UnansweredStore + MemberStore
 {
     /// A short name for logs and metrics: `embedded`, `scylla`, `memory`.
     fn backend(&self) -> &'static str;

@@ -86,6 +86,12 @@ pub const NAMES: &[(&str, &str)] = &[
     ("jwt_previous_secrets", "auth.jwt_previous_secrets"),
     ("operator_token", "auth.operator_token"),
     ("session_ttl_secs", "auth.session_ttl_secs"),
+    ("member_idle_timeout_secs", "auth.member_idle_timeout_secs"),
+    (
+        "member_session_max_age_secs",
+        "auth.member_session_max_age_secs",
+    ),
+    ("secure_cookies", "auth.secure_cookies"),
     ("public_rate_limit", "limits.public_per_minute"),
     ("session_rate_limit", "limits.sessions_per_minute"),
     ("visitor_rate_limit", "limits.visitor_per_minute"),
@@ -250,6 +256,28 @@ pub struct AuthSettings {
     /// How long a session token is valid.
     #[serde(rename = "session_ttl_secs", with = "values::secs::positive")]
     pub session_ttl: Duration,
+    /// A member's session unused this long ends.
+    #[serde(rename = "member_idle_timeout_secs", with = "values::secs::positive")]
+    pub member_idle_timeout: Duration,
+    /// A member's session ends this long after sign-in, however used.
+    #[serde(
+        rename = "member_session_max_age_secs",
+        with = "values::secs::positive"
+    )]
+    pub member_session_max_age: Duration,
+    /// When the session cookie is marked `Secure`.
+    pub secure_cookies: SecureCookies,
+}
+
+/// When a member's session cookie carries `Secure` (sent over HTTPS only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureCookies {
+    /// When the request came over HTTPS: `X-Forwarded-Proto: https` from a trusted proxy
+    /// (`trusted_proxies` above 0). The server itself speaks plain HTTP.
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -414,6 +442,9 @@ impl Default for Settings {
                 jwt_previous_secrets: Secrets::default(),
                 operator_token: Secret::default(),
                 session_ttl: secs(300),
+                member_idle_timeout: secs(12 * 3600),
+                member_session_max_age: secs(7 * 24 * 3600),
+                secure_cookies: SecureCookies::Auto,
             },
             limits: LimitSettings {
                 public_per_minute: 10,

@@ -4,12 +4,19 @@
 //!
 //! | guard | who passes | the handler gets |
 //! |---|---|---|
-//! | [`public`] | anyone, counted per client IP unless they hold the project's admin key; on a ticket's routes, a visitor with the project's session token is counted per session instead | [`Visitor`] |
-//! | [`agent`] | the project's admin key, as a bearer token | the project |
+//! | [`public`] | anyone, counted per client IP unless they hold the project's admin key or are its signed-in member; on a ticket's routes, a visitor with the project's session token is counted per session instead | [`Visitor`] |
+//! | [`agent`] | the project's admin key, or a member of at least the route's role | the project |
+//! | [`member`] | the same as [`agent`] | the project and the [`Principal`] |
 //! | [`session`] | a visitor's session token, as a bearer token | [`Session`] |
 //! | [`feed`] | a feed token, in the query | the project |
 //! | [`operator`] | the operator token, as a bearer token | nothing |
 //! | [`session_limit`] | anyone, counted per client IP by the session limiter | nothing |
+//!
+//! A member is signed in by a session secret as a bearer token, or by the session cookie; a
+//! request that changes something and is signed in by the cookie alone must carry the
+//! session's CSRF token in `X-CSRF-Token`, or it is refused (403). On the public routes a
+//! cookie without its CSRF token is simply not looked at: the widget is a visitor there, even
+//! in a browser where an agent is signed in.
 //!
 //! Every guard that learns the project checks the browser origin against the project's allowed
 //! origins. The rate-limit standing and the CORS verdict go into the request's [`Seal`], and
@@ -28,13 +35,60 @@ use warp::{Filter, Rejection};
 
 use super::ratelimit::{Decision, RateLimiter};
 use super::{ApiError, Ctx};
+use crate::accounts::SignedIn;
 use crate::server::RequestMeta;
+use fleety_actors::member::Role;
 
 /// A caller of a public endpoint, once counted and checked.
 pub struct Visitor {
     pub project: Arc<Project>,
-    /// Holds the project's admin key: may act as an agent, and is not counted.
+    /// Holds the project's admin key or is its signed-in member: may act as an agent, and is
+    /// not counted.
     pub admin: bool,
+}
+
+/// Who calls a project's agent routes.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// The project's admin key: the owner's bootstrap credential, which may do everything.
+    AdminKey,
+    /// A signed-in member.
+    Member(Box<SignedIn>),
+}
+
+impl Principal {
+    /// The key acts as an owner.
+    pub fn role(&self) -> Role {
+        match self {
+            Principal::AdminKey => Role::Owner,
+            Principal::Member(m) => m.member.role,
+        }
+    }
+
+    pub fn member(&self) -> Option<&SignedIn> {
+        match self {
+            Principal::AdminKey => None,
+            Principal::Member(m) => Some(m.as_ref()),
+        }
+    }
+}
+
+/// The least role a route's callers need; `None` for routes that are not a project's agents'.
+pub fn least_role(access: super::route::Access) -> Option<Role> {
+    use super::route::Access;
+    match access {
+        Access::Agent => Some(Role::Agent),
+        Access::Admin => Some(Role::Admin),
+        Access::Owner => Some(Role::Owner),
+        Access::Anyone
+        | Access::Public
+        | Access::SessionLimit
+        | Access::Session
+        | Access::CountedSession
+        | Access::Feed
+        | Access::Operator
+        | Access::SignIn => None,
+    }
 }
 
 /// A visitor's chat session, from a valid session token.
@@ -216,7 +270,10 @@ pub fn public(
         };
         // The origin's verdict first, so a refusal below is readable by an allowed page.
         let origin_allowed = project.as_ref().is_none_or(|p| meta.note_origin(p));
-        let admin = project.as_ref().is_some_and(|p| meta.is_admin_of(p));
+        let admin = match &project {
+            Some(p) => meta.is_admin_of(p) || signed_in_quietly(&ctx, &meta, &p.id).await?,
+            None => false,
+        };
         if !admin {
             match project
                 .as_ref()
@@ -244,23 +301,108 @@ fn session_of(ctx: &Ctx, meta: &RequestMeta, project: &Project) -> Option<String
     Some(ctx.tokens.verify_session(token, &project.id).ok()?.sub)
 }
 
-/// The project's agents, holding its admin key.
-pub fn agent(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {
-    guard(ctx, |ctx, path, meta| async move {
+/// Whether a public route's caller is a signed-in member of `project`: by a session secret as
+/// the bearer, or by the cookie with its CSRF token. Anything less is a visitor, not an error.
+async fn signed_in_quietly(
+    ctx: &Ctx,
+    meta: &RequestMeta,
+    project: &ProjectId,
+) -> Result<bool, ApiError> {
+    let secret = match (&meta.bearer, &meta.cookie, &meta.csrf) {
+        (Some(bearer), _, _) if crate::accounts::is_session_secret(bearer) => bearer,
+        (None, Some(cookie), Some(csrf)) if crate::accounts::csrf_matches(cookie, csrf) => cookie,
+        _ => return Ok(false),
+    };
+    Ok(ctx.accounts.session(project, secret).await?.is_some())
+}
+
+/// Who the request is, for `project`; `None` if it presents no credential at all.
+pub async fn principal(
+    ctx: &Ctx,
+    meta: &RequestMeta,
+    project: &Project,
+) -> Result<Option<Principal>, ApiError> {
+    let ended = || ApiError::unauthorized("not signed in: the session has ended or never was");
+    if let Some(bearer) = meta.bearer.as_deref() {
+        if crate::accounts::is_session_secret(bearer) {
+            let signed_in = ctx.accounts.session(&project.id, bearer).await?;
+            let signed_in = signed_in.map(|s| Principal::Member(Box::new(s)));
+            return signed_in.map(Some).ok_or_else(ended);
+        }
+        if !meta.is_admin_of(project) {
+            return Err(ApiError::forbidden("not the admin key of this project"));
+        }
+        return Ok(Some(Principal::AdminKey));
+    }
+    let Some(cookie) = meta.cookie.as_deref() else {
+        return Ok(None);
+    };
+    let signed_in = ctx
+        .accounts
+        .session(&project.id, cookie)
+        .await?
+        .ok_or_else(ended)?;
+    // A browser sends the cookie with any request to this server, a forged one from another
+    // site too; only our own page knows the token.
+    let csrf_ok = meta
+        .csrf
+        .as_deref()
+        .is_some_and(|t| crate::accounts::csrf_matches(cookie, t));
+    if !meta.safe && !csrf_ok {
+        return Err(ApiError::forbidden(
+            "a request signed in by the session cookie must carry its X-CSRF-Token",
+        ));
+    }
+    Ok(Some(Principal::Member(Box::new(signed_in))))
+}
+
+/// The project's agents: its admin key, or a signed-in member whose role is at least `least`.
+pub fn agent(
+    ctx: &Arc<Ctx>,
+    least: Role,
+) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {
+    member(ctx, least).map(|project, _principal: Principal| project)
+}
+
+/// [`agent`], handing the handler the caller too.
+pub fn member(
+    ctx: &Arc<Ctx>,
+    least: Role,
+) -> impl Filter<Extract = (Arc<Project>, Principal), Error = Rejection> + Clone {
+    guard(ctx, move |ctx, path, meta| async move {
         meta.seal.scoped.store(true, Ordering::Relaxed);
         let id = parse_project_id(path_project(&path))?;
         let project = ctx.projects.get(&id).await?;
         let project = project.ok_or_else(|| ApiError::not_found("project not found"))?;
         // Origin first, so an agent dashboard on an allowed origin can read auth errors too.
         meta.check_origin(&project)?;
-        if meta.bearer.is_none() {
+        let Some(principal) = principal(&ctx, &meta, &project).await? else {
             return Err(ApiError::unauthorized(
-                "this endpoint needs the project's admin key as a bearer token",
+                "this endpoint needs the project's admin key or a member's session as a bearer token, or the session cookie",
             ));
+        };
+        if principal.role() < least {
+            return Err(ApiError::forbidden(match least {
+                Role::Owner => "only the project's owners may do this",
+                _ => "only the project's owners and admins may do this",
+            }));
         }
-        if !meta.is_admin_of(&project) {
-            return Err(ApiError::forbidden("not the admin key of this project"));
-        }
+        Ok((project, principal))
+    })
+    .untuple_one()
+}
+
+/// A sign-in: anyone, on an allowed origin of an existing project. Guessing is braked by the
+/// sign-in's own throttle, per account and per client.
+pub fn sign_in(
+    ctx: &Arc<Ctx>,
+) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {
+    guard(ctx, |ctx, path, meta| async move {
+        meta.seal.scoped.store(true, Ordering::Relaxed);
+        let id = parse_project_id(path_project(&path))?;
+        let project = ctx.projects.get(&id).await?;
+        let project = project.ok_or_else(|| ApiError::not_found("project not found"))?;
+        meta.check_origin(&project)?;
         Ok(project)
     })
 }

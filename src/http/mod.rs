@@ -11,6 +11,7 @@ pub mod assistant;
 pub mod chat;
 pub mod error;
 pub mod kb;
+pub mod members;
 pub mod openapi;
 pub mod projects_api;
 pub mod ratelimit;
@@ -47,6 +48,8 @@ pub struct Ctx {
     pub system: System,
     pub projects: Projects,
     pub tokens: Tokens,
+    /// Members' sign-in and sessions.
+    pub accounts: crate::accounts::Accounts,
     pub public_limit: RateLimiter,
     pub session_limit: RateLimiter,
     /// A visitor's requests on their ticket, per session token.

@@ -166,12 +166,23 @@ fn shared_refusals(route: &Route) -> Vec<(u16, &'static str)> {
                 out.push((429, "Too many requests from this client (see Retry-After)"));
             }
         }
-        Access::Agent => {
-            out.push((401, "No bearer token: this needs the project's admin key"));
+        Access::Agent | Access::Admin | Access::Owner => {
+            out.push((
+                401,
+                "No credential, or a member's session that has ended: this needs the project's admin key or a member's session",
+            ));
             out.push((
                 403,
-                "Not the project's admin key, or an origin the project does not allow",
+                match route.access {
+                    Access::Agent => "Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow",
+                    Access::Admin => "Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow",
+                    _ => "Not the project's admin key nor an owner, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow",
+                },
             ));
+            out.push((404, "No such project"));
+        }
+        Access::SignIn => {
+            out.push((403, "The browser's origin is not one the project allows"));
             out.push((404, "No such project"));
         }
         Access::Feed => {
@@ -227,9 +238,18 @@ fn security(route: &Route) -> Vec<SecurityRequirement> {
             scheme("adminKey"),
             scheme("sessionToken"),
         ],
-        Access::Public => vec![SecurityRequirement::default(), scheme("adminKey")],
+        Access::Public => vec![
+            SecurityRequirement::default(),
+            scheme("adminKey"),
+            scheme("memberSession"),
+        ],
         Access::Session | Access::CountedSession => vec![scheme("sessionToken")],
-        Access::Agent => vec![scheme("adminKey")],
+        Access::Agent | Access::Admin | Access::Owner => vec![
+            scheme("adminKey"),
+            scheme("memberSession"),
+            scheme("memberCookie"),
+        ],
+        Access::SignIn => Vec::new(),
         Access::Feed => vec![scheme("feedToken")],
         Access::Operator => vec![scheme("operatorToken")],
     }
@@ -411,6 +431,17 @@ fn build() -> OpenApi {
             bearer("A visitor's session token, from POST /v1/init-session"),
         )
         .security_scheme("adminKey", bearer("The project's admin key"))
+        .security_scheme(
+            "memberSession",
+            bearer("A member's session secret, from POST /v1/projects/{projectId}/sign-in"),
+        )
+        .security_scheme(
+            "memberCookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::accounts::COOKIE,
+                "A member's session cookie, set by the sign-in; a request that changes something also sends the session's X-CSRF-Token",
+            ))),
+        )
         .security_scheme(
             "operatorToken",
             bearer("The operator token (FLEETY_OPERATOR_TOKEN)"),

@@ -76,8 +76,14 @@ pub enum Access {
     Session,
     /// A visitor's session token, counted per client IP by the session limiter.
     CountedSession,
-    /// The project's admin key.
+    /// The project's admin key, or any signed-in member of the project.
     Agent,
+    /// The project's admin key, or a signed-in owner or admin.
+    Admin,
+    /// The project's admin key, or a signed-in owner.
+    Owner,
+    /// Anyone, on an allowed origin: a member signing in (with its own brake on guessing).
+    SignIn,
     /// A short-lived feed token in the query.
     Feed,
     /// The operator token.
@@ -452,9 +458,34 @@ impl Build<'_> {
         access::public(self.ctx, self.route.per_session)
     }
 
+    /// The least role the route's [`Access`] names.
+    fn least_role(&self) -> fleety_actors::member::Role {
+        let role = access::least_role(self.route.access);
+        assert!(
+            role.is_some(),
+            "{} {} is described as {:?} but its handler checks a member's role",
+            self.route.method,
+            self.route.path,
+            self.route.access
+        );
+        role.unwrap_or(fleety_actors::member::Role::Owner)
+    }
+
+    /// The project's admin key or a member with the route's role.
     pub fn agent(&self) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {
-        self.expect(Access::Agent);
-        access::agent(self.ctx)
+        access::agent(self.ctx, self.least_role())
+    }
+
+    /// [`agent`](Self::agent), with the caller.
+    pub fn member(
+        &self,
+    ) -> impl Filter<Extract = (Arc<Project>, access::Principal), Error = Rejection> + Clone {
+        access::member(self.ctx, self.least_role())
+    }
+
+    pub fn sign_in(&self) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {
+        self.expect(Access::SignIn);
+        access::sign_in(self.ctx)
     }
 
     pub fn session(&self) -> impl Filter<Extract = (Session,), Error = Rejection> + Clone {

@@ -15,8 +15,8 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, assistant, chat, kb, openapi, projects_api, session, tickets, unanswered, webhooks, ws,
-    Ctx,
+    assets, assistant, chat, kb, members, openapi, projects_api, session, tickets, unanswered,
+    webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
@@ -186,7 +186,7 @@ fn routes() -> Vec<Route> {
         .tag("projects")
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The project", Json(schema::<projects_api::ProjectView>)),
-        Route::new(patch(), "/v1/projects/{projectId}", "updateProject", "Change the project's name, allowed origins or assistant", Agent, |b| {
+        Route::new(patch(), "/v1/projects/{projectId}", "updateProject", "Change the project's name, allowed origins or assistant", Admin, |b| {
             b.agent().and(b.ctx()).and(b.json()).then(projects_api::update).boxed()
         })
         .tag("projects")
@@ -245,7 +245,7 @@ fn routes() -> Vec<Route> {
         .tag("knowledge base")
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The articles, most recently changed first", Json(schema::<kb::ArticleList>)),
-        Route::new(post(), "/v1/projects/{projectId}/kb/articles", "createArticle", "Add an article to the knowledge base", Agent, |b| {
+        Route::new(post(), "/v1/projects/{projectId}/kb/articles", "createArticle", "Add an article to the knowledge base", Admin, |b| {
             b.agent().and(b.ctx()).and(b.json()).then(kb::create).boxed()
         })
         .tag("knowledge base")
@@ -264,7 +264,7 @@ fn routes() -> Vec<Route> {
         .param("articleId", "The article's id.", uuid)
         .answers(200, "The article", Json(schema::<kb::ArticleView>))
         .refuses(404, "No such article"),
-        Route::new(patch(), "/v1/projects/{projectId}/kb/articles/{articleId}", "updateArticle", "Change an article's title, body, tags, language or link", Agent, |b| {
+        Route::new(patch(), "/v1/projects/{projectId}/kb/articles/{articleId}", "updateArticle", "Change an article's title, body, tags, language or link", Admin, |b| {
             b.param("articleId").and(b.agent()).and(b.ctx()).and(b.json()).then(kb::update).boxed()
         })
         .tag("knowledge base")
@@ -273,7 +273,7 @@ fn routes() -> Vec<Route> {
         .body::<kb::ArticlePatch>(Limit::Large)
         .answers(200, "The article after the change", Json(schema::<kb::ArticleView>))
         .refuses(404, "No such article"),
-        Route::new(delete(), "/v1/projects/{projectId}/kb/articles/{articleId}", "deleteArticle", "Delete an article", Agent, |b| {
+        Route::new(delete(), "/v1/projects/{projectId}/kb/articles/{articleId}", "deleteArticle", "Delete an article", Admin, |b| {
             b.param("articleId").and(b.agent()).and(b.ctx()).then(kb::delete).boxed()
         })
         .tag("knowledge base")
@@ -296,7 +296,7 @@ fn routes() -> Vec<Route> {
         .describe("Questions the help center had nothing close to, and questions answered just before the visitor asked for a person. Trivial variants (case, punctuation, spacing) count as one; a project keeps the 500 asked most recently.")
         .query::<unanswered::ListQuery>()
         .answers(200, "The questions, most asked first", Json(schema::<unanswered::UnansweredList>)),
-        Route::new(delete(), "/v1/projects/{projectId}/kb/unanswered/{questionId}", "dismissUnansweredQuestion", "Take a question off the unanswered list", Agent, |b| {
+        Route::new(delete(), "/v1/projects/{projectId}/kb/unanswered/{questionId}", "dismissUnansweredQuestion", "Take a question off the unanswered list", Admin, |b| {
             b.param("questionId").and(b.agent()).and(b.ctx()).then(unanswered::dismiss).boxed()
         })
         .tag("knowledge base")
@@ -313,13 +313,13 @@ fn routes() -> Vec<Route> {
         .describe("Conversations that started in `[from, to)`, counted by outcome as they stand now: resolved, escalated, abandoned, or still open; and the ratings their answers hold.")
         .query::<assistant::OutcomesQuery>()
         .answers(200, "The counts", Json(schema::<assistant::AssistantOutcomes>)),
-        Route::new(get(), "/v1/projects/{projectId}/webhooks", "listWebhooks", "List the project's webhook endpoints", Agent, |b| {
+        Route::new(get(), "/v1/projects/{projectId}/webhooks", "listWebhooks", "List the project's webhook endpoints", Admin, |b| {
             b.agent().and(b.ctx()).then(webhooks::list).boxed()
         })
         .tag("webhooks")
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The endpoints, without their secrets", Json(schema::<webhooks::WebhookList>)),
-        Route::new(post(), "/v1/projects/{projectId}/webhooks", "createWebhook", "Register a webhook endpoint", Agent, |b| {
+        Route::new(post(), "/v1/projects/{projectId}/webhooks", "createWebhook", "Register a webhook endpoint", Admin, |b| {
             b.agent().and(b.ctx()).and(b.json()).then(webhooks::create).boxed()
         })
         .tag("webhooks")
@@ -332,7 +332,7 @@ fn routes() -> Vec<Route> {
         .link("UpdateWebhook", "updateWebhook", &[TICKET, ("webhookId", CREATED_ID)])
         .link("DeleteWebhook", "deleteWebhook", &[TICKET, ("webhookId", CREATED_ID)])
         .link("WebhookDeliveries", "webhookDeliveries", &[TICKET, ("webhookId", CREATED_ID)]),
-        Route::new(get(), "/v1/projects/{projectId}/webhooks/{webhookId}", "getWebhook", "Read a webhook endpoint", Agent, |b| {
+        Route::new(get(), "/v1/projects/{projectId}/webhooks/{webhookId}", "getWebhook", "Read a webhook endpoint", Admin, |b| {
             b.param("webhookId").and(b.agent()).and(b.ctx()).then(webhooks::get).boxed()
         })
         .tag("webhooks")
@@ -340,7 +340,7 @@ fn routes() -> Vec<Route> {
         .param("webhookId", "The endpoint's id.", uuid)
         .answers(200, "The endpoint", Json(schema::<webhooks::EndpointView>))
         .refuses(404, "No such endpoint"),
-        Route::new(patch(), "/v1/projects/{projectId}/webhooks/{webhookId}", "updateWebhook", "Change a webhook endpoint's URL, events, or whether it is on", Agent, |b| {
+        Route::new(patch(), "/v1/projects/{projectId}/webhooks/{webhookId}", "updateWebhook", "Change a webhook endpoint's URL, events, or whether it is on", Admin, |b| {
             b.param("webhookId").and(b.agent()).and(b.ctx()).and(b.json()).then(webhooks::update).boxed()
         })
         .tag("webhooks")
@@ -349,7 +349,7 @@ fn routes() -> Vec<Route> {
         .body::<webhooks::EndpointChange>(Limit::Standard)
         .answers(200, "The endpoint after the change", Json(schema::<webhooks::EndpointView>))
         .refuses(404, "No such endpoint"),
-        Route::new(delete(), "/v1/projects/{projectId}/webhooks/{webhookId}", "deleteWebhook", "Delete a webhook endpoint", Agent, |b| {
+        Route::new(delete(), "/v1/projects/{projectId}/webhooks/{webhookId}", "deleteWebhook", "Delete a webhook endpoint", Admin, |b| {
             b.param("webhookId").and(b.agent()).and(b.ctx()).then(webhooks::delete).boxed()
         })
         .tag("webhooks")
@@ -357,7 +357,7 @@ fn routes() -> Vec<Route> {
         .param("webhookId", "The endpoint's id.", uuid)
         .answers(200, "Deleted", Json(schema::<super::Done>))
         .refuses(404, "No such endpoint"),
-        Route::new(get(), "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries", "webhookDeliveries", "A webhook endpoint's delivery log, newest first", Agent, |b| {
+        Route::new(get(), "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries", "webhookDeliveries", "A webhook endpoint's delivery log, newest first", Admin, |b| {
             b.param("webhookId").and(b.agent()).and(b.ctx()).and(b.query()).then(webhooks::deliveries).boxed()
         })
         .tag("webhooks")
@@ -366,7 +366,7 @@ fn routes() -> Vec<Route> {
         .query::<webhooks::LogQuery>()
         .answers(200, "The deliveries", Json(schema::<webhooks::DeliveryList>))
         .refuses(404, "No such endpoint"),
-        Route::new(post(), "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries/{deliveryId}/replay", "replayDelivery", "Send a delivery again, with its id and body", Agent, |b| {
+        Route::new(post(), "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries/{deliveryId}/replay", "replayDelivery", "Send a delivery again, with its id and body", Admin, |b| {
             b.param("webhookId").and(b.param("deliveryId")).and(b.agent()).and(b.ctx()).then(webhooks::replay).boxed()
         })
         .tag("webhooks")
@@ -376,6 +376,90 @@ fn routes() -> Vec<Route> {
         .answers(202, "The delivery, due again at once", Json(schema::<webhooks::DeliveryView>))
         .refuses(404, "No such endpoint or delivery")
         .refuses(409, "The endpoint is turned off"),
+        // Members: signing in, the caller's own identity and sessions, and the project's members.
+        Route::new(post(), "/v1/projects/{projectId}/sign-in", "signIn", "Sign a member in with their email and password", SignIn, |b| {
+            b.sign_in().and(b.ctx()).and(b.meta()).and(b.json()).then(members::sign_in).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Sets the session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS) and answers the session's secret, to send as a bearer token instead, and its CSRF token, to send in `X-CSRF-Token` with each cookie-signed request that changes something. An unknown email and a wrong password get the same answer. Repeated failures, per account and per client, make the next attempt wait longer (429 with Retry-After).")
+        .body::<members::SignIn>(Limit::Standard)
+        .answers(200, "The member and their new session", Json(schema::<members::SignedInView>))
+        .refuses(401, "Wrong email or password, or a deactivated member")
+        .refuses(429, "Too many failed sign-ins lately for this account or from this client (see Retry-After)"),
+        Route::new(post(), "/v1/projects/{projectId}/sign-out", "signOut", "End the caller's session", Agent, |b| {
+            b.member().and(b.ctx()).and(b.meta()).then(members::sign_out).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Ends the session the request is signed in with and clears the cookie. With the admin key there is no session: only the cookie is cleared.")
+        .answers(200, "Signed out", Json(schema::<super::Done>)),
+        Route::new(get(), "/v1/projects/{projectId}/me", "getMe", "Who the caller is", Agent, |b| {
+            b.member().then(members::me).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("The signed-in member, their role and the session's CSRF token; for the admin key, the owner role and no member.")
+        .answers(200, "The caller", Json(schema::<members::Me>)),
+        Route::new(get(), "/v1/projects/{projectId}/me/sessions", "listMySessions", "The caller's live sessions, newest first", Agent, |b| {
+            b.member().and(b.ctx()).then(members::sessions).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .answers(200, "The sessions", Json(schema::<members::SessionList>)),
+        Route::new(delete(), "/v1/projects/{projectId}/me/sessions/{sessionId}", "revokeMySession", "End one of the caller's sessions", Agent, |b| {
+            b.param("sessionId").and(b.member()).and(b.ctx()).then(members::revoke_session).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("sessionId", "The session's id, from the listing.", schema::<String>)
+        .answers(200, "Ended", Json(schema::<super::Done>))
+        .refuses(404, "The caller has no such session"),
+        Route::new(get(), "/v1/projects/{projectId}/members", "listMembers", "List the project's members", Admin, |b| {
+            b.agent().and(b.ctx()).then(members::list).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .answers(200, "The members, by name", Json(schema::<members::MemberList>)),
+        Route::new(post(), "/v1/projects/{projectId}/members", "addMember", "Add a member, with a password", Admin, |b| {
+            b.member().and(b.ctx()).and(b.json()).then(members::add).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("The member is `invited` until their first sign-in. Admins add agents only.")
+        .body::<members::AddMember>(Limit::Standard)
+        .answers(201, "The new member", Json(schema::<members::MemberView>))
+        .refuses(409, "The project has a member with this email")
+        .link("GetMember", "getMember", &[TICKET, ("memberId", CREATED_ID)])
+        .link("UpdateMember", "updateMember", &[TICKET, ("memberId", CREATED_ID)])
+        .link("DeactivateMember", "deactivateMember", &[TICKET, ("memberId", CREATED_ID)]),
+        Route::new(get(), "/v1/projects/{projectId}/members/{memberId}", "getMember", "Read a member", Admin, |b| {
+            b.param("memberId").and(b.agent()).and(b.ctx()).then(members::get).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("memberId", "The member's id.", uuid)
+        .answers(200, "The member", Json(schema::<members::MemberView>))
+        .refuses(404, "No such member"),
+        Route::new(patch(), "/v1/projects/{projectId}/members/{memberId}", "updateMember", "Change a member's name, avatar, role, state or password", Admin, |b| {
+            b.param("memberId").and(b.member()).and(b.ctx()).and(b.json()).then(members::update).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("memberId", "The member's id.", uuid)
+        .describe("Deactivating a member or giving them a new password ends every session of theirs. Only owners change owners and admins, or give those roles; nobody changes their own role or state.")
+        .body::<members::ChangeMember>(Limit::Standard)
+        .answers(200, "The member after the change", Json(schema::<members::MemberView>))
+        .refuses(404, "No such member"),
+        Route::new(delete(), "/v1/projects/{projectId}/members/{memberId}", "deactivateMember", "Deactivate a member, ending their sessions", Admin, |b| {
+            b.param("memberId").and(b.member()).and(b.ctx()).then(members::deactivate).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("memberId", "The member's id.", uuid)
+        .describe("Members are never removed, so what they did keeps a name; a deactivated member cannot sign in.")
+        .answers(200, "The member, deactivated", Json(schema::<members::MemberView>))
+        .refuses(404, "No such member"),
         // The operator.
         Route::new(post(), "/v1/admin/projects", "createProject", "Create a project", Operator, |b| {
             b.operator().and(b.ctx()).and(b.json()).then(projects_api::create).boxed()
@@ -384,6 +468,23 @@ fn routes() -> Vec<Route> {
         .body::<projects_api::CreateProject>(Limit::Standard)
         .answers(201, "The project and its admin key, shown this once", Json(schema::<projects_api::CreatedProjectView>))
         .refuses(409, "A project with this id exists"),
+        Route::new(get(), "/v1/admin/projects/{projectId}/members", "operatorListMembers", "List a project's members", Operator, |b| {
+            b.param("projectId").and(b.operator()).and(b.ctx()).then(members::operator_list).boxed()
+        })
+        .tag("operators")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .answers(200, "The members, by name", Json(schema::<members::MemberList>))
+        .refuses(404, "No such project"),
+        Route::new(post(), "/v1/admin/projects/{projectId}/members", "operatorAddMember", "Add a member of any role to a project", Operator, |b| {
+            b.param("projectId").and(b.operator()).and(b.ctx()).and(b.json()).then(members::operator_add).boxed()
+        })
+        .tag("operators")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("How a project gets its first owner besides its admin key.")
+        .body::<members::AddMember>(Limit::Standard)
+        .answers(201, "The new member", Json(schema::<members::MemberView>))
+        .refuses(404, "No such project")
+        .refuses(409, "The project has a member with this email"),
         // The server itself.
         Route::new(get(), "/v1/openapi.json", "openapi", "This API's description (OpenAPI 3.1)", Anyone, |_| {
             warp::any().map(openapi::document_response).boxed()
@@ -431,4 +532,110 @@ fn routes() -> Vec<Route> {
         .answers(200, "The script", Other("text/javascript"))
         .answers(304, "Not modified since the ETag the client holds", Nothing),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::route::Access::{self, *};
+    use super::table;
+
+    /// Who may call each route, decided here once more: a route added to the table without a
+    /// line here fails, so none is left out of the role decision by accident.
+    const WHO: &[(&str, Access)] = &[
+        ("initSession", SessionLimit),
+        ("describeSession", Session),
+        ("renewSession", CountedSession),
+        ("createTicket", Public),
+        ("getTicket", Public),
+        ("changeTicket", Agent),
+        ("postMessage", Public),
+        ("markRead", Public),
+        ("ticketSocket", Public),
+        ("searchHelpCenter", Public),
+        ("chat", Session),
+        ("chatWithTools", Session),
+        ("rateAnswer", CountedSession),
+        ("getProject", Agent),
+        // The project's settings and origins.
+        ("updateProject", Admin),
+        ("listTickets", Agent),
+        ("feedToken", Agent),
+        ("projectFeed", Feed),
+        ("ticketChat", Agent),
+        ("listNotes", Agent),
+        ("addNote", Agent),
+        // The knowledge base: agents read it, admins write it.
+        ("listArticles", Agent),
+        ("createArticle", Admin),
+        ("getArticle", Agent),
+        ("updateArticle", Admin),
+        ("deleteArticle", Admin),
+        ("searchArticles", Agent),
+        ("listUnansweredQuestions", Agent),
+        ("dismissUnansweredQuestion", Admin),
+        ("assistantOutcomes", Agent),
+        // Webhooks carry every ticket's content to another system: admins only.
+        ("listWebhooks", Admin),
+        ("createWebhook", Admin),
+        ("getWebhook", Admin),
+        ("updateWebhook", Admin),
+        ("deleteWebhook", Admin),
+        ("webhookDeliveries", Admin),
+        ("replayDelivery", Admin),
+        ("signIn", SignIn),
+        ("signOut", Agent),
+        ("getMe", Agent),
+        ("listMySessions", Agent),
+        ("revokeMySession", Agent),
+        ("listMembers", Admin),
+        ("addMember", Admin),
+        ("getMember", Admin),
+        ("updateMember", Admin),
+        ("deactivateMember", Admin),
+        ("createProject", Operator),
+        ("operatorListMembers", Operator),
+        ("operatorAddMember", Operator),
+        ("openapi", Anyone),
+        ("health", Anyone),
+        ("metrics", Anyone),
+        ("widgetLoader", Anyone),
+        ("widgetUi", Anyone),
+        ("inboxPage", Anyone),
+        ("inboxApp", Anyone),
+    ];
+
+    #[test]
+    fn every_route_has_its_role_decided_here() {
+        for route in table() {
+            let decided = WHO.iter().find(|(id, _)| *id == route.id);
+            let Some((_, access)) = decided else {
+                panic!(
+                    "{} {} ({}) is not in the role table: decide who may call it",
+                    route.method, route.path, route.id
+                );
+            };
+            assert_eq!(
+                route.access, *access,
+                "{} {} ({})",
+                route.method, route.path, route.id
+            );
+        }
+        for (id, _) in WHO {
+            assert!(
+                table().iter().any(|r| r.id == *id),
+                "{id} is in the role table but not a route"
+            );
+        }
+    }
+
+    #[test]
+    fn every_route_under_a_project_but_the_public_ones_and_sign_in_needs_a_role() {
+        for route in table() {
+            let project_route = route.path.starts_with("/v1/projects/{projectId}");
+            let role = super::super::access::least_role(route.access);
+            if project_route && !matches!(route.access, Feed | SignIn) {
+                assert!(role.is_some(), "{} {}", route.method, route.path);
+            }
+        }
+    }
 }

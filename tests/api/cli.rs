@@ -59,6 +59,72 @@ fn project_create_prints_the_id_and_admin_key_as_json() {
         .starts_with("proj_"));
 }
 
+/// Runs `fleety member ...` with `stdin` as its input and returns its JSON answer, or its
+/// error line.
+fn member(dir: &std::path::Path, args: &[&str], stdin: &str) -> Result<Value, String> {
+    use std::io::Write;
+    let mut child = fleety(dir)
+        .arg("member")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    match out.status.success() {
+        true => Ok(serde_json::from_slice(&out.stdout).unwrap()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+#[test]
+fn members_are_added_listed_given_a_role_and_deactivated_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = fleety(dir.path())
+        .args(["project", "create", "--name", "Acme", "--id", "acme"])
+        .output()
+        .unwrap();
+    assert!(created.status.success());
+    let p = dir.path();
+    let base = ["--project", "acme", "--email", "Dana@Example.com"];
+    let add = [&["add"], &base[..], &["--name", "Dana", "--role", "admin"]].concat();
+    let dana = member(p, &add, "correct horse battery\n").unwrap();
+    assert_eq!(
+        (&dana["email"], &dana["role"], &dana["state"]),
+        (
+            &Value::from("dana@example.com"),
+            &Value::from("admin"),
+            &Value::from("invited")
+        )
+    );
+    assert!(dana.get("password_hash").is_none());
+    // A weak password, a taken email, an unknown project: one clear line each.
+    let weak = [&["add"], &base[..], &["--name", "Dana"]].concat();
+    assert!(member(p, &weak, "short\n")
+        .unwrap_err()
+        .contains("at least 10"));
+    assert!(member(p, &add, "correct horse battery\n")
+        .unwrap_err()
+        .contains("has a member with this email"));
+    let nowhere = ["list", "--project", "nowhere"];
+    assert!(member(p, &nowhere, "").unwrap_err().contains("no project"));
+
+    let set = [&["set-role"], &base[..], &["--role", "owner"]].concat();
+    assert_eq!(member(p, &set, "").unwrap()["role"], "owner");
+    let off = [&["deactivate"], &base[..]].concat();
+    assert_eq!(member(p, &off, "").unwrap()["state"], "deactivated");
+    let list = member(p, &["list", "--project", "acme"], "").unwrap();
+    assert_eq!(list["members"].as_array().unwrap().len(), 1);
+    assert_eq!(list["members"][0]["state"], "deactivated");
+}
+
 #[test]
 fn bad_configuration_stops_start_up_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();

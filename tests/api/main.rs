@@ -15,6 +15,7 @@ mod helpers;
 mod kb;
 mod limits_and_cors;
 mod llm_e2e;
+mod members;
 mod metrics;
 mod openapi;
 mod persistence;

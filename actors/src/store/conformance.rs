@@ -54,6 +54,9 @@ macro_rules! store_conformance_tests {
             unanswered_questions_count_up_sort_first_and_are_dismissed,
             a_project_keeps_its_most_recently_unanswered_questions,
             a_project_keeps_its_assistant_profile,
+            members_are_added_found_by_email_changed_and_listed,
+            members_racing_for_one_email_leave_one_member,
+            member_sessions_are_kept_listed_and_ended,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1535,4 +1538,243 @@ pub async fn a_ticket_created_with_its_history_reads_back_whole(store: Arc<dyn S
     posted.await.unwrap();
     let read = store.list_messages(&p.id, &t.slug, MessageRange::newest(1));
     assert_eq!(read.await.unwrap(), vec![next]);
+}
+
+fn member(project: &ProjectId, email: &str, role: crate::member::Role) -> crate::member::Member {
+    crate::member::Member {
+        id: Uuid::new_v4(),
+        project_id: project.clone(),
+        email: email.into(),
+        name: "Dana".into(),
+        avatar_url: None,
+        role,
+        state: crate::member::MemberState::Invited,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        created_at: now_millis(),
+        updated_at: now_millis(),
+    }
+}
+
+pub async fn members_are_added_found_by_email_changed_and_listed(store: Arc<dyn Store>) {
+    use crate::member::{MemberState, Role};
+    let p = project();
+    let other = project();
+    let dana = member(&p.id, "dana@example.com", Role::Owner);
+    let eli = member(&p.id, "eli@example.com", Role::Agent);
+    store.create_member(&dana).await.unwrap();
+    store.create_member(&eli).await.unwrap();
+    // The same email in another project is another member.
+    let elsewhere = member(&other.id, "dana@example.com", Role::Agent);
+    store.create_member(&elsewhere).await.unwrap();
+
+    assert_eq!(
+        store.get_member(&p.id, dana.id).await.unwrap(),
+        Some(dana.clone())
+    );
+    assert_eq!(
+        store
+            .member_by_email(&p.id, "dana@example.com")
+            .await
+            .unwrap(),
+        Some(dana.clone())
+    );
+    assert_eq!(
+        store
+            .member_by_email(&other.id, "dana@example.com")
+            .await
+            .unwrap(),
+        Some(elsewhere.clone())
+    );
+    assert_eq!(
+        store
+            .member_by_email(&p.id, "nobody@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.get_member(&other.id, dana.id).await.unwrap(), None);
+
+    // Neither the id nor the email can be taken twice within a project.
+    let same_email = member(&p.id, "dana@example.com", Role::Agent);
+    assert!(matches!(
+        store.create_member(&same_email).await,
+        Err(StoreError::Conflict)
+    ));
+    let same_id = crate::member::Member {
+        email: "new@example.com".into(),
+        ..dana.clone()
+    };
+    assert!(matches!(
+        store.create_member(&same_id).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store
+            .member_by_email(&p.id, "new@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A change keeps the stored email whatever the row says.
+    let changed = crate::member::Member {
+        email: "changed@example.com".into(),
+        name: "Dana Scully".into(),
+        avatar_url: Some("https://example.com/d.png".into()),
+        role: Role::Admin,
+        state: MemberState::Deactivated,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3".into(),
+        updated_at: now_millis() + Duration::seconds(1),
+        ..eli.clone()
+    };
+    store.update_member(&changed).await.unwrap();
+    let stored = store.get_member(&p.id, eli.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        crate::member::Member {
+            email: eli.email.clone(),
+            ..changed.clone()
+        }
+    );
+    assert_eq!(
+        store
+            .member_by_email(&p.id, "eli@example.com")
+            .await
+            .unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(
+        store
+            .member_by_email(&p.id, "changed@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let missing = member(&p.id, "ghost@example.com", Role::Agent);
+    assert!(matches!(
+        store.update_member(&missing).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let mut listed = store.list_members(&p.id).await.unwrap();
+    listed.sort_by_key(|m| m.email.clone());
+    assert_eq!(listed, vec![dana, stored]);
+    assert_eq!(
+        store.list_members(&other.id).await.unwrap(),
+        vec![elsewhere]
+    );
+}
+
+pub async fn members_racing_for_one_email_leave_one_member(store: Arc<dyn Store>) {
+    let p = project();
+    let racers: Vec<_> = (0..6)
+        .map(|_| member(&p.id, "race@example.com", crate::member::Role::Agent))
+        .collect();
+    let results = futures_util::future::join_all(racers.iter().map(|m| {
+        let store = store.clone();
+        async move { store.create_member(m).await }
+    }))
+    .await;
+    let won: Vec<_> = racers
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(m, _)| m.id)
+        .collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Ok(()) | Err(StoreError::Conflict))));
+    let listed = store.list_members(&p.id).await.unwrap();
+    assert_eq!(listed.iter().map(|m| m.id).collect::<Vec<_>>(), won);
+    let found = store
+        .member_by_email(&p.id, "race@example.com")
+        .await
+        .unwrap();
+    assert_eq!(found.map(|m| m.id), won.first().copied());
+}
+
+pub async fn member_sessions_are_kept_listed_and_ended(store: Arc<dyn Store>) {
+    use crate::member::{MemberSession, Role};
+    let p = project();
+    let dana = member(&p.id, "dana@example.com", Role::Owner);
+    let eli = member(&p.id, "eli@example.com", Role::Agent);
+    store.create_member(&dana).await.unwrap();
+    store.create_member(&eli).await.unwrap();
+    let now = now_millis();
+    let session = |m: &crate::member::Member, n: u8| MemberSession {
+        id: format!("{n:02x}").repeat(32),
+        project_id: p.id.clone(),
+        member_id: m.id,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + Duration::days(1),
+        user_agent: n.is_multiple_of(2).then(|| "Mozilla/5.0".into()),
+        ip: Some("203.0.113.7".into()),
+    };
+    let (a, b, c) = (session(&dana, 1), session(&dana, 2), session(&eli, 3));
+    for s in [&a, &b, &c] {
+        store.put_member_session(s).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .get_member_session(&p.id, dana.id, &a.id)
+            .await
+            .unwrap(),
+        Some(a.clone())
+    );
+    // A session is found only under its own member.
+    assert_eq!(
+        store
+            .get_member_session(&p.id, eli.id, &a.id)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let seen = MemberSession {
+        last_seen_at: now + Duration::minutes(5),
+        ..b.clone()
+    };
+    store.put_member_session(&seen).await.unwrap();
+    let mut listed = store.list_member_sessions(&p.id, dana.id).await.unwrap();
+    listed.sort_by_key(|s| s.id.clone());
+    assert_eq!(listed, vec![a.clone(), seen.clone()]);
+
+    store
+        .delete_member_session(&p.id, dana.id, &a.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_member_session(&p.id, dana.id, &a.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store
+            .get_member_session(&p.id, dana.id, &a.id)
+            .await
+            .unwrap(),
+        None
+    );
+
+    store.put_member_session(&a).await.unwrap();
+    assert_eq!(
+        store.delete_member_sessions(&p.id, dana.id).await.unwrap(),
+        2
+    );
+    assert!(store
+        .list_member_sessions(&p.id, dana.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.delete_member_sessions(&p.id, dana.id).await.unwrap(),
+        0
+    );
+    // Another member's sessions stay.
+    assert_eq!(
+        store.list_member_sessions(&p.id, eli.id).await.unwrap(),
+        vec![c]
+    );
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::domain::{ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant};
+use crate::member::{Member, MemberSession};
 use crate::webhook::{Delivery, Endpoint};
 
 #[derive(Default)]
@@ -48,6 +49,8 @@ struct Data {
     endpoints: BTreeMap<(ProjectId, Uuid), Endpoint>,
     deliveries: BTreeMap<(ProjectId, Uuid, String), Delivery>,
     unanswered: HashMap<ProjectId, HashMap<String, UnansweredQuestion>>,
+    members: BTreeMap<(ProjectId, Uuid), Member>,
+    member_sessions: BTreeMap<(ProjectId, Uuid, String), MemberSession>,
 }
 
 struct TicketRows {
@@ -653,6 +656,122 @@ impl WebhookStore for MemoryStore {
     ) -> StoreResult<Option<Delivery>> {
         let key = (project.clone(), endpoint, id.to_owned());
         Ok(lock(&self.data).deliveries.get(&key).cloned())
+    }
+}
+
+#[async_trait]
+impl MemberStore for MemoryStore {
+    async fn create_member(&self, member: &Member) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let key = (member.project_id.clone(), member.id);
+        let taken = data.members.contains_key(&key)
+            || data
+                .members
+                .values()
+                .any(|m| m.project_id == member.project_id && m.email == member.email);
+        if taken {
+            return Err(StoreError::Conflict);
+        }
+        data.members.insert(key, member.clone());
+        Ok(())
+    }
+
+    async fn update_member(&self, member: &Member) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let key = (member.project_id.clone(), member.id);
+        let stored = data.members.get_mut(&key).ok_or(StoreError::NotFound)?;
+        let email = std::mem::take(&mut stored.email);
+        *stored = Member {
+            email,
+            ..member.clone()
+        };
+        Ok(())
+    }
+
+    async fn get_member(&self, project: &ProjectId, id: Uuid) -> StoreResult<Option<Member>> {
+        Ok(lock(&self.data)
+            .members
+            .get(&(project.clone(), id))
+            .cloned())
+    }
+
+    async fn member_by_email(
+        &self,
+        project: &ProjectId,
+        email: &str,
+    ) -> StoreResult<Option<Member>> {
+        let data = lock(&self.data);
+        let found = data
+            .members
+            .values()
+            .find(|m| &m.project_id == project && m.email == email);
+        Ok(found.cloned())
+    }
+
+    async fn list_members(&self, project: &ProjectId) -> StoreResult<Vec<Member>> {
+        let data = lock(&self.data);
+        let members = data.members.values().filter(|m| &m.project_id == project);
+        Ok(members.cloned().collect())
+    }
+
+    async fn put_member_session(&self, session: &MemberSession) -> StoreResult<()> {
+        let key = (
+            session.project_id.clone(),
+            session.member_id,
+            session.id.clone(),
+        );
+        lock(&self.data)
+            .member_sessions
+            .insert(key, session.clone());
+        Ok(())
+    }
+
+    async fn get_member_session(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+        id: &str,
+    ) -> StoreResult<Option<MemberSession>> {
+        let key = (project.clone(), member, id.to_owned());
+        Ok(lock(&self.data).member_sessions.get(&key).cloned())
+    }
+
+    async fn list_member_sessions(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+    ) -> StoreResult<Vec<MemberSession>> {
+        let data = lock(&self.data);
+        let sessions = data
+            .member_sessions
+            .values()
+            .filter(|s| &s.project_id == project && s.member_id == member);
+        Ok(sessions.cloned().collect())
+    }
+
+    async fn delete_member_session(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+        id: &str,
+    ) -> StoreResult<()> {
+        let key = (project.clone(), member, id.to_owned());
+        match lock(&self.data).member_sessions.remove(&key) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn delete_member_sessions(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+    ) -> StoreResult<usize> {
+        let mut data = lock(&self.data);
+        let before = data.member_sessions.len();
+        data.member_sessions
+            .retain(|(p, m, _), _| !(p == project && *m == member));
+        Ok(before - data.member_sessions.len())
     }
 }
 

@@ -23,10 +23,11 @@ use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
     Project, ProjectId, ReadCursor, Slug, Ticket,
 };
+use fleety_actors::member::{Member, MemberSession};
 use fleety_actors::store::{
-    timed, ChatStore, Claims, Done, KbStore, MessageRange, ProjectStore, Store, StoreError,
-    StoreResult, TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite, UnansweredStore,
-    WebhookStore,
+    timed, ChatStore, Claims, Done, KbStore, MemberStore, MessageRange, ProjectStore, Store,
+    StoreError, StoreResult, TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite,
+    UnansweredStore, WebhookStore,
 };
 use fleety_actors::telemetry;
 use fleety_actors::unanswered::{self, Asked, UnansweredQuestion};
@@ -39,8 +40,8 @@ pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ARTICLES, CHAT_CONVERSATIONS, CHAT_TURNS,
-    CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS,
-    TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
+    CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS, MEMBER_EMAILS, MEMBER_SESSIONS, MESSAGES,
+    META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -918,6 +919,164 @@ impl WebhookStore for EmbeddedStore {
             row.map(|v| from_json(v.value())).transpose()
         })
         .await
+    }
+}
+
+#[async_trait]
+impl MemberStore for EmbeddedStore {
+    async fn create_member(&self, member: &Member) -> StoreResult<()> {
+        self.write("create_member", Write::CreateMember(member.clone()))
+            .await
+    }
+
+    async fn update_member(&self, member: &Member) -> StoreResult<()> {
+        // The email never changes, and members are never removed: the stored one stays right
+        // between this read and the write.
+        let stored = self
+            .get_member(&member.project_id, member.id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let member = Member {
+            email: stored.email,
+            ..member.clone()
+        };
+        self.write("update_member", Write::UpdateMember(member))
+            .await
+    }
+
+    async fn get_member(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<Option<Member>> {
+        let (project, id) = (project.clone(), id.to_string());
+        self.read("get_member", move |txn| {
+            let table = txn.open_table(MEMBERS).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), id.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn member_by_email(
+        &self,
+        project: &ProjectId,
+        email: &str,
+    ) -> StoreResult<Option<Member>> {
+        let (project, email) = (project.clone(), email.to_owned());
+        self.read("member_by_email", move |txn| {
+            let emails = txn.open_table(MEMBER_EMAILS).map_err(internal)?;
+            let p = project.as_str();
+            let Some(id) = emails.get((p, email.as_str())).map_err(internal)? else {
+                return Ok(None);
+            };
+            let id = String::from_utf8(id.value().to_vec()).map_err(internal)?;
+            let members = txn.open_table(MEMBERS).map_err(internal)?;
+            let row = members.get((p, id.as_str())).map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_members(&self, project: &ProjectId) -> StoreResult<Vec<Member>> {
+        let project = project.clone();
+        self.read("list_members", move |txn| {
+            let table = txn.open_table(MEMBERS).map_err(internal)?;
+            let p = project.as_str();
+            // Member ids are UUIDs in hex-and-dash form, which sort between "" and "~".
+            let mut out = Vec::new();
+            for row in table
+                .range::<(&str, &str)>((p, "")..(p, "~"))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<Member>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_member_session(&self, session: &MemberSession) -> StoreResult<()> {
+        self.write(
+            "put_member_session",
+            Write::PutMemberSession(session.clone()),
+        )
+        .await
+    }
+
+    async fn get_member_session(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+        id: &str,
+    ) -> StoreResult<Option<MemberSession>> {
+        let (project, member, id) = (project.clone(), member.to_string(), id.to_owned());
+        self.read("get_member_session", move |txn| {
+            let table = txn.open_table(MEMBER_SESSIONS).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), member.as_str(), id.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_member_sessions(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+    ) -> StoreResult<Vec<MemberSession>> {
+        let (project, member) = (project.clone(), member.to_string());
+        self.read("list_member_sessions", move |txn| {
+            let table = txn.open_table(MEMBER_SESSIONS).map_err(internal)?;
+            let (p, m) = (project.as_str(), member.as_str());
+            // Session ids are hex digests, which sort between "" and "~".
+            let mut out = Vec::new();
+            for row in table
+                .range::<(&str, &str, &str)>((p, m, "")..(p, m, "~"))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<MemberSession>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_member_session(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+        id: &str,
+    ) -> StoreResult<()> {
+        let key = (
+            project.as_str().to_owned(),
+            member.to_string(),
+            id.to_owned(),
+        );
+        let write = Write::DeleteMemberSessions {
+            keys: vec![key],
+            one: true,
+        };
+        self.write("delete_member_session", write).await
+    }
+
+    async fn delete_member_sessions(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+    ) -> StoreResult<usize> {
+        let sessions = self.list_member_sessions(project, member).await?;
+        let keys: Vec<_> = sessions
+            .into_iter()
+            .map(|s| (project.as_str().to_owned(), member.to_string(), s.id))
+            .collect();
+        let n = keys.len();
+        if n > 0 {
+            let write = Write::DeleteMemberSessions { keys, one: false };
+            self.write("delete_member_sessions", write).await?;
+        }
+        Ok(n)
     }
 }
 

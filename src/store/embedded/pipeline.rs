@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
 };
+use fleety_actors::member::{Member, MemberSession};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
 use fleety_actors::unanswered::UnansweredQuestion;
 use fleety_actors::webhook::{Delivery, Endpoint};
@@ -36,7 +37,8 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
 
 use super::tables::{
-    internal, to_json, Tables, ARTICLES, CHECKPOINT_KEY, PROJECTS, TICKETS, WEBHOOKS,
+    internal, to_json, Tables, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS, MEMBER_SESSIONS,
+    PROJECTS, TICKETS, WEBHOOKS,
 };
 use super::wal::{self, Op, RecordBuf};
 
@@ -130,6 +132,17 @@ pub(super) enum Write {
         put: Vec<UnansweredQuestion>,
         delete: Vec<(String, String)>,
     },
+    /// A new member, unless the project has one with its id or email.
+    CreateMember(Member),
+    /// Replaces an existing member; the caller puts the stored email in it.
+    UpdateMember(Member),
+    PutMemberSession(MemberSession),
+    /// Ends sessions (project, member id, session id); with `one`, refused with NotFound
+    /// unless the session exists.
+    DeleteMemberSessions {
+        keys: Vec<(String, String, String)>,
+        one: bool,
+    },
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
 }
@@ -141,6 +154,9 @@ enum Row {
     Ticket(String, String),
     Article(String, String),
     Webhook(String, String),
+    Member(String, String),
+    MemberEmail(String, String),
+    MemberSession(String, String, String),
 }
 
 /// Rows changed by groups the applier has not committed yet: whether each exists after the
@@ -462,6 +478,11 @@ impl Rows<'_> {
             Row::Ticket(p, s) => found(txn, TICKETS, (p.as_str(), s.as_str())),
             Row::Article(p, id) => found(txn, ARTICLES, (p.as_str(), id.as_str())),
             Row::Webhook(p, id) => found(txn, WEBHOOKS, (p.as_str(), id.as_str())),
+            Row::Member(p, id) => found(txn, MEMBERS, (p.as_str(), id.as_str())),
+            Row::MemberEmail(p, e) => found(txn, MEMBER_EMAILS, (p.as_str(), e.as_str())),
+            Row::MemberSession(p, m, id) => {
+                found(txn, MEMBER_SESSIONS, (p.as_str(), m.as_str(), id.as_str()))
+            }
         }
     }
 
@@ -714,6 +735,53 @@ impl Rows<'_> {
                         endpoint,
                         id,
                     });
+                }
+            }
+            Write::CreateMember(m) | Write::UpdateMember(m) => {
+                let create = matches!(write, Write::CreateMember(_));
+                let (project, id) = (m.project_id.as_str(), m.id.to_string());
+                let row = Row::Member(project.to_owned(), id.clone());
+                let email = Row::MemberEmail(project.to_owned(), m.email.clone());
+                // Decided on the writer thread, one write at a time: two creates with one
+                // email cannot both find it free.
+                match (create, self.exists(&row)?) {
+                    (true, true) => return Err(StoreError::Conflict),
+                    (true, false) if self.exists(&email)? => return Err(StoreError::Conflict),
+                    (false, false) => return Err(StoreError::NotFound),
+                    _ => {}
+                }
+                record.push(&Op::Member {
+                    project,
+                    id: &id,
+                    email: &m.email,
+                    json: &to_json(m)?,
+                });
+                self.set(row, true);
+                self.set(email, true);
+            }
+            Write::PutMemberSession(s) => {
+                let (project, member) = (s.project_id.as_str(), s.member_id.to_string());
+                record.push(&Op::MemberSession {
+                    project,
+                    member: &member,
+                    id: &s.id,
+                    json: &to_json(s)?,
+                });
+                let row = Row::MemberSession(project.to_owned(), member, s.id.clone());
+                self.set(row, true);
+            }
+            Write::DeleteMemberSessions { keys, one } => {
+                for (project, member, id) in keys {
+                    let row = Row::MemberSession(project.clone(), member.clone(), id.clone());
+                    if *one && !self.exists(&row)? {
+                        return Err(StoreError::NotFound);
+                    }
+                    record.push(&Op::DeleteMemberSession {
+                        project,
+                        member,
+                        id,
+                    });
+                    self.set(row, false);
                 }
             }
             Write::Barrier => {}

@@ -43,6 +43,14 @@ pub(super) const DELIVERIES_DUE: TableDefinition<(i64, &str, &str, &str), ()> =
 /// (project, question id) -> the question's JSON: what the assistant could not answer.
 pub(super) const UNANSWERED: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("kb_unanswered");
+/// (project, member id) -> member JSON.
+pub(super) const MEMBERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("members");
+/// (project, normalised email) -> member id: an email names one member per project.
+pub(super) const MEMBER_EMAILS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("member_emails");
+/// (project, member id, session id) -> session JSON: a member's signed-in sessions.
+pub(super) const MEMBER_SESSIONS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("member_sessions");
 /// The store's own bookkeeping.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest group a durable redb commit holds: replay starts after it.
@@ -112,6 +120,9 @@ pub(super) struct Tables<'t> {
     deliveries: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     due: redb::Table<'t, (i64, &'static str, &'static str, &'static str), ()>,
     unanswered: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    members: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    member_emails: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    member_sessions: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -131,6 +142,9 @@ impl<'t> Tables<'t> {
             deliveries: txn.open_table(DELIVERIES).map_err(internal)?,
             due: txn.open_table(DELIVERIES_DUE).map_err(internal)?,
             unanswered: txn.open_table(UNANSWERED).map_err(internal)?,
+            members: txn.open_table(MEMBERS).map_err(internal)?,
+            member_emails: txn.open_table(MEMBER_EMAILS).map_err(internal)?,
+            member_sessions: txn.open_table(MEMBER_SESSIONS).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
     }
@@ -249,6 +263,38 @@ impl<'t> Tables<'t> {
                 return Ok(self
                     .unanswered
                     .remove((project, id))
+                    .map_err(internal)?
+                    .is_some());
+            }
+            Op::Member {
+                project,
+                id,
+                email,
+                json,
+            } => {
+                self.members.insert((project, id), json).map_err(internal)?;
+                self.member_emails
+                    .insert((project, email), id.as_bytes())
+                    .map_err(internal)?;
+            }
+            Op::MemberSession {
+                project,
+                member,
+                id,
+                json,
+            } => {
+                self.member_sessions
+                    .insert((project, member, id), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteMemberSession {
+                project,
+                member,
+                id,
+            } => {
+                return Ok(self
+                    .member_sessions
+                    .remove((project, member, id))
                     .map_err(internal)?
                     .is_some());
             }

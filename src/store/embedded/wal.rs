@@ -114,6 +114,24 @@ pub enum Op<'a> {
         project: &'a str,
         id: &'a str,
     },
+    /// A member's row and the entry of its email in the project's email index.
+    Member {
+        project: &'a str,
+        id: &'a str,
+        email: &'a str,
+        json: &'a [u8],
+    },
+    MemberSession {
+        project: &'a str,
+        member: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    DeleteMemberSession {
+        project: &'a str,
+        member: &'a str,
+        id: &'a str,
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -273,6 +291,42 @@ impl RecordBuf {
             Op::DeleteUnanswered { project, id } => {
                 b.push(21);
                 put(b, project.as_bytes());
+                put(b, id.as_bytes());
+            }
+            // 30 to 34 are the members' (issue 26); 31 to 34 beside 30 leave room for its
+            // invitations and tokens.
+            Op::Member {
+                project,
+                id,
+                email,
+                json,
+            } => {
+                b.push(30);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, email.as_bytes());
+                put(b, json);
+            }
+            Op::MemberSession {
+                project,
+                member,
+                id,
+                json,
+            } => {
+                b.push(31);
+                put(b, project.as_bytes());
+                put(b, member.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteMemberSession {
+                project,
+                member,
+                id,
+            } => {
+                b.push(32);
+                put(b, project.as_bytes());
+                put(b, member.as_bytes());
                 put(b, id.as_bytes());
             }
             Op::DeleteDelivery {
@@ -596,6 +650,23 @@ impl<'a> Reader<'a> {
                 session: self.str()?,
                 json: self.bytes()?,
             },
+            30 => Op::Member {
+                project: self.str()?,
+                id: self.str()?,
+                email: self.str()?,
+                json: self.bytes()?,
+            },
+            31 => Op::MemberSession {
+                project: self.str()?,
+                member: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            32 => Op::DeleteMemberSession {
+                project: self.str()?,
+                member: self.str()?,
+                id: self.str()?,
+            },
             _ => return None,
         })
     }
@@ -872,6 +943,23 @@ mod tests {
             Op::DeleteUnanswered {
                 project: "p1",
                 id: "0123456789abcdef",
+            },
+            Op::Member {
+                project: "p1",
+                id: "m",
+                email: "dana@example.com",
+                json: b"{}",
+            },
+            Op::MemberSession {
+                project: "p1",
+                member: "m",
+                id: "ab",
+                json: b"{}",
+            },
+            Op::DeleteMemberSession {
+                project: "p1",
+                member: "m",
+                id: "ab",
             },
         ]
     }

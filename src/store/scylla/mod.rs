@@ -12,13 +12,14 @@
 //! request timeout, which the HTTP front turns into 503.
 //!
 //! One file per aggregate prepares its statements and implements its storage trait
-//! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`]); [`rows`]
+//! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`], [`members`]); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
 mod chat;
 mod config;
 mod kb;
 mod listing;
+mod members;
 mod migrations;
 mod projects;
 mod rows;
@@ -98,6 +99,7 @@ pub struct ScyllaStore {
     kb: kb::Statements,
     webhooks: webhooks::Statements,
     unanswered: unanswered::Statements,
+    members: members::Statements,
 }
 
 impl ScyllaStore {
@@ -129,6 +131,7 @@ impl ScyllaStore {
             kb: kb::Statements::prepare(&session, consistency, ks).await?,
             webhooks: webhooks::Statements::prepare(&session, consistency, ks).await?,
             unanswered: unanswered::Statements::prepare(&session, consistency, ks).await?,
+            members: members::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }

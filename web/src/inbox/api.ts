@@ -1,17 +1,24 @@
-// The inbox's calls to the Fleety API, all with the project's admin key. The key lives in
-// this tab's session storage only and travels in the Authorization header, never in a URL:
-// the live feed's socket is opened with a one-minute feed token instead.
+// The inbox's calls to the Fleety API, as a signed-in member or with the project's admin key.
+// A member's session secret lives in an HttpOnly cookie the page cannot read; the inbox keeps
+// only the session's CSRF token, sent with every call. The admin key lives in this tab's
+// session storage only and travels in the Authorization header, never in a URL: the live
+// feed's socket is opened with a one-minute feed token instead.
 
 import type { components } from "../shared/api-types";
-import { json, send } from "../shared/http";
+import { ApiError, json, send } from "../shared/http";
 
 type Schemas = components["schemas"];
 
 export interface Credentials {
   project: string;
+  /** The admin key; empty for a member, whose session the cookie carries. */
   key: string;
   /** The agent's display name, for assignments and notes. */
   name: string;
+  /** A member's session: its CSRF token, and who they are. */
+  csrf?: string;
+  role?: Role;
+  memberId?: string;
 }
 
 // The API's shapes, generated from its OpenAPI document (`../shared/api-types.ts`).
@@ -29,24 +36,89 @@ export type Delivery = Schemas["Delivery"];
 export type Unanswered = Schemas["UnansweredView"];
 export type Language = Schemas["Language"];
 export type AssistantOutcomes = Schemas["AssistantOutcomes"];
+export type Role = Schemas["Role"];
+export type Member = Schemas["Member"];
+
+/** Signs a member in: the session cookie is set, and the credentials the inbox keeps. */
+export async function signIn(project: string, email: string, password: string): Promise<Credentials> {
+  const signed = await json<Schemas["SignedInView"]>(`/v1/projects/${encodeURIComponent(project)}/sign-in`, {
+    body: { email, password } satisfies Schemas["SignIn"],
+    cookie: true,
+  });
+  return {
+    project,
+    key: "",
+    name: signed.member.name,
+    csrf: signed.csrf_token,
+    role: signed.member.role,
+    memberId: signed.member.id,
+  };
+}
 
 export class Api {
-  constructor(readonly creds: Credentials) {}
+  constructor(
+    readonly creds: Credentials,
+    /** Called when a member's session turns out to have ended (signed out elsewhere,
+     * deactivated, a new password): the inbox goes back to its sign-in page. */
+    private readonly onSessionEnded?: () => void,
+  ) {}
+
+  /** Runs a call, noticing a member's session that has ended. */
+  private async watch<T>(call: Promise<T>): Promise<T> {
+    try {
+      return await call;
+    } catch (e) {
+      if (this.creds.csrf && e instanceof ApiError && e.status === 401) this.onSessionEnded?.();
+      throw e;
+    }
+  }
+
+  /** The admin key as the bearer, or the member's cookie with its CSRF token. */
+  private get auth() {
+    if (this.creds.csrf) return { cookie: true, headers: { "X-CSRF-Token": this.creds.csrf } };
+    return { token: this.creds.key };
+  }
+
+  /** The admin key acts as an owner. */
+  get role(): Role {
+    return this.creds.role ?? "owner";
+  }
 
   get<T>(path: string): Promise<T> {
-    return json<T>(path, { token: this.creds.key });
+    return this.watch(json<T>(path, { ...this.auth }));
   }
 
   post<T>(path: string, body: unknown): Promise<T> {
-    return json<T>(path, { token: this.creds.key, body });
+    return this.watch(json<T>(path, { ...this.auth, body }));
   }
 
   patch<T>(path: string, body: unknown): Promise<T> {
-    return json<T>(path, { token: this.creds.key, method: "PATCH", body });
+    return this.watch(json<T>(path, { ...this.auth, method: "PATCH", body }));
   }
 
   async delete(path: string): Promise<void> {
-    await send(path, { token: this.creds.key, method: "DELETE" });
+    await this.watch(send(path, { ...this.auth, method: "DELETE" }));
+  }
+
+  /** Ends a member's session (and clears its cookie); nothing to end for the admin key. */
+  async signOut(): Promise<void> {
+    if (this.creds.csrf) await this.post(`/v1/projects/${this.p}/sign-out`, {});
+  }
+
+  members() {
+    return this.get<Schemas["MemberList"]>(`/v1/projects/${this.p}/members`);
+  }
+
+  addMember(member: Schemas["AddMember"]) {
+    return this.post<Member>(`/v1/projects/${this.p}/members`, member);
+  }
+
+  updateMember(id: string, change: Schemas["ChangeMember"]) {
+    return this.patch<Member>(`/v1/projects/${this.p}/members/${id}`, change);
+  }
+
+  deactivateMember(id: string) {
+    return this.delete(`/v1/projects/${this.p}/members/${id}`);
   }
 
   get p() {

@@ -1,12 +1,14 @@
-// The inbox's frame: signing in, the live feed, the unread count (in the tab's title, with a
+// The inbox's frame: signing in (a member's email and password, or the project's admin key),
+// the live feed, the unread count (in the tab's title, with a
 // sound and a notification while the tab is hidden), and the three views.
 
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { ApiError } from "../shared/http";
-import { Api, type Credentials, saveCredentials, savedCredentials } from "./api";
+import { Api, type Credentials, saveCredentials, savedCredentials, signIn } from "./api";
 import { Feed, type FeedEvent, type FeedState } from "./feed";
 import { KnowledgeBase } from "./kb";
+import { Members } from "./members";
 import { Settings } from "./settings";
 import { INBOX_CSS } from "./styles";
 import { Tickets } from "./tickets";
@@ -39,7 +41,105 @@ export function App() {
   );
 }
 
+/** Asked on the click, as browsers require: notifications for new messages later. */
+function askForNotifications() {
+  if ("Notification" in window && Notification.permission === "default") {
+    void Notification.requestPermission();
+  }
+}
+
+const SIGN_IN_MODE = "fleety:inbox-sign-in";
+
+/** The way this browser signed in last; the admin key until a member has signed in here. */
+function lastSignIn(): "member" | "key" {
+  try {
+    return localStorage.getItem(SIGN_IN_MODE) === "member" ? "member" : "key";
+  } catch {
+    return "key";
+  }
+}
+
+function rememberSignIn(mode: "member" | "key") {
+  try {
+    localStorage.setItem(SIGN_IN_MODE, mode);
+  } catch {
+    // Storage refused: the admin key's form comes first next time.
+  }
+}
+
 function SignIn({ onSignedIn }: { onSignedIn: (c: Credentials) => void }) {
+  const [mode, setMode] = useState(lastSignIn);
+  const done = (c: Credentials) => {
+    rememberSignIn(c.csrf ? "member" : "key");
+    onSignedIn(c);
+  };
+  return mode === "key" ? (
+    <KeySignIn onSignedIn={done} onMember={() => setMode("member")} />
+  ) : (
+    <MemberSignIn onSignedIn={done} onKey={() => setMode("key")} />
+  );
+}
+
+function MemberSignIn({ onSignedIn, onKey }: { onSignedIn: (c: Credentials) => void; onKey: () => void }) {
+  const [project, setProject] = useState("");
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      const creds = await signIn(project.trim(), email.trim(), password);
+      askForNotifications();
+      onSignedIn(creds);
+    } catch (err) {
+      const status = err instanceof ApiError ? err.status : 0;
+      setError(
+        status === 429
+          ? `Too many failed attempts. Try again in ${(err as ApiError).retryAfter ?? 30} seconds.`
+          : status === 401 || status === 404
+            ? "That email and password do not match."
+            : "The server did not answer. Try again.",
+      );
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="signin">
+      <form onSubmit={submit} aria-labelledby="signin-title">
+        <h1 id="signin-title">Fleety inbox</h1>
+        <label>
+          Project id
+          <input value={project} required onInput={(e) => setProject((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Email
+          <input type="email" value={email} required autoComplete="username" onInput={(e) => setEmail((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Password
+          <input type="password" value={password} required autoComplete="current-password" onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
+        </label>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? "Signing in…" : "Sign in"}
+        </button>
+        <button type="button" class="link" onClick={onKey}>
+          Use the project's admin key instead
+        </button>
+      </form>
+    </main>
+  );
+}
+
+function KeySignIn({ onSignedIn, onMember }: { onSignedIn: (c: Credentials) => void; onMember: () => void }) {
   const [project, setProject] = useState("");
   const [key, setKey] = useState("");
   const [name, setName] = useState("");
@@ -52,10 +152,7 @@ function SignIn({ onSignedIn }: { onSignedIn: (c: Credentials) => void }) {
     const creds = { project: project.trim(), key: key.trim(), name: name.trim() || "Agent" };
     try {
       await new Api(creds).project();
-      // Asked on the click, as browsers require: notifications for new messages later.
-      if ("Notification" in window && Notification.permission === "default") {
-        void Notification.requestPermission();
-      }
+      askForNotifications();
       onSignedIn(creds);
     } catch (err) {
       setError(err instanceof ApiError && err.status < 500 ? "That project id and admin key do not match." : "The server did not answer. Try again.");
@@ -88,6 +185,9 @@ function SignIn({ onSignedIn }: { onSignedIn: (c: Credentials) => void }) {
           {busy ? "Signing in…" : "Sign in"}
         </button>
         <p class="hint">The key stays in this tab only.</p>
+        <button type="button" class="link" onClick={onMember}>
+          Use your email and password instead
+        </button>
       </form>
     </main>
   );
@@ -96,8 +196,12 @@ function SignIn({ onSignedIn }: { onSignedIn: (c: Credentials) => void }) {
 export type Listener = (event: FeedEvent) => void;
 
 function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void }) {
-  const api = useMemo(() => new Api(creds), [creds]);
-  const [view, setView] = useState<"tickets" | "kb" | "settings">("tickets");
+  const api = useMemo(() => new Api(creds, onSignOut), [creds]);
+  const [view, setView] = useState<"tickets" | "kb" | "settings" | "members">("tickets");
+  // Agents answer tickets; the settings and the team are their owners' and admins'.
+  const manages = api.role !== "agent";
+  const views = manages ? (["tickets", "kb", "settings", "members"] as const) : (["tickets", "kb"] as const);
+  const label = { tickets: "Tickets", kb: "Knowledge base", settings: "Settings", members: "Members" } as const;
   const [feedState, setFeedState] = useState<FeedState>("connecting");
   const [unread, setUnread] = useState<Record<string, number>>({});
   const [resumes, setResumes] = useState(0);
@@ -149,17 +253,28 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
         <strong>Fleety inbox</strong>
         <span class="project">{creds.project}</span>
         <nav aria-label="Views">
-          {(["tickets", "kb", "settings"] as const).map((v) => (
+          {views.map((v) => (
             <button type="button" aria-current={view === v ? "page" : undefined} onClick={() => setView(v)} key={v}>
-              {v === "tickets" ? `Tickets${total ? ` (${total})` : ""}` : v === "kb" ? "Knowledge base" : "Settings"}
+              {v === "tickets" && total ? `Tickets (${total})` : label[v]}
             </button>
           ))}
         </nav>
         <span class={`feed ${feedState}`} role="status">
           {feedState === "live" ? "Live" : feedState === "connecting" ? "Connecting…" : "Reconnecting…"}
         </span>
-        <span class="who">{creds.name}</span>
-        <button type="button" class="link" onClick={onSignOut}>
+        <span class="who">
+          {creds.name}
+          {creds.role && <span class="sub"> · {creds.role}</span>}
+        </span>
+        <button
+          type="button"
+          class="link"
+          onClick={() => {
+            // Signed out here whatever the server says: the session ends there, or its cookie
+            // expires.
+            api.signOut().catch(() => undefined).finally(onSignOut);
+          }}
+        >
           Sign out
         </button>
       </header>
@@ -180,7 +295,8 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
         />
       )}
       {view === "kb" && <KnowledgeBase api={api} />}
-      {view === "settings" && <Settings api={api} />}
+      {view === "settings" && manages && <Settings api={api} />}
+      {view === "members" && manages && <Members api={api} />}
     </div>
   );
 }

@@ -33,6 +33,8 @@ function draftOf(a: Article): Draft {
 }
 
 export function KnowledgeBase({ api }: { api: Api }) {
+  // Agents read the knowledge base; owners and admins write it.
+  const readOnly = api.role === "agent";
   const [articles, setArticles] = useState<Article[]>([]);
   const [draft, setDraft] = useState<Draft>(EMPTY);
   const [message, setMessage] = useState<string>();
@@ -79,9 +81,13 @@ export function KnowledgeBase({ api }: { api: Api }) {
   return (
     <div class="kb">
       <section class="list" aria-label="Articles">
-        <button type="button" class="new" onClick={() => setDraft(EMPTY)}>
-          New article
-        </button>
+        {readOnly ? (
+          <p class="hint">Read only: owners and admins edit the knowledge base.</p>
+        ) : (
+          <button type="button" class="new" onClick={() => setDraft(EMPTY)}>
+            New article
+          </button>
+        )}
         <ul>
           {articles.map((a) => (
             <li key={a.id}>
@@ -134,22 +140,24 @@ export function KnowledgeBase({ api }: { api: Api }) {
             </p>
           )}
           {message && !error && <p role="status">{message}</p>}
-          <div class="row">
-            <button type="submit">{draft.id ? "Save" : "Create"}</button>
-            {draft.id && (
-              <button type="button" class="danger" onClick={() => void remove()}>
-                Delete
-              </button>
-            )}
-          </div>
+          {!readOnly && (
+            <div class="row">
+              <button type="submit">{draft.id ? "Save" : "Create"}</button>
+              {draft.id && (
+                <button type="button" class="danger" onClick={() => void remove()}>
+                  Delete
+                </button>
+              )}
+            </div>
+          )}
         </form>
-        <UnansweredQuestions api={api} onWrite={(question) => setDraft({ ...EMPTY, title: question })} />
+        <UnansweredQuestions api={api} readOnly={readOnly} onWrite={(question) => setDraft({ ...EMPTY, title: question })} />
       </section>
     </div>
   );
 }
 
-function UnansweredQuestions({ api, onWrite }: { api: Api; onWrite: (question: string) => void }) {
+function UnansweredQuestions({ api, readOnly, onWrite }: { api: Api; readOnly: boolean; onWrite: (question: string) => void }) {
   const [questions, setQuestions] = useState<Unanswered[]>();
   const [error, setError] = useState<string>();
   const load = async () => {
@@ -196,12 +204,16 @@ function UnansweredQuestions({ api, onWrite }: { api: Api; onWrite: (question: s
             <span class="sub">
               last asked <time dateTime={q.last_seen}>{new Date(q.last_seen).toLocaleString()}</time>
             </span>
-            <button type="button" onClick={() => onWrite(q.example)}>
-              Write article
-            </button>
-            <button type="button" onClick={() => void dismiss(q)} aria-label={`Dismiss "${q.example}"`}>
-              Dismiss
-            </button>
+            {!readOnly && (
+              <>
+                <button type="button" onClick={() => onWrite(q.example)}>
+                  Write article
+                </button>
+                <button type="button" onClick={() => void dismiss(q)} aria-label={`Dismiss "${q.example}"`}>
+                  Dismiss
+                </button>
+              </>
+            )}
           </li>
         ))}
       </ul>

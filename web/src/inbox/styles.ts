@@ -90,6 +90,8 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .card h2 { margin: 0 0 4px; font-size: 17px; }
 .card form { display: flex; flex-direction: column; gap: 10px; }
 .card textarea { width: 100%; }
+table.members { width: 100%; border-collapse: collapse; margin-top: 8px; }
+table.members th, table.members td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); }
 fieldset { border: 1px solid var(--line); border-radius: 8px; display: flex; flex-wrap: wrap; gap: 6px 16px; }
 .hooks { list-style: none; padding: 0; display: flex; flex-direction: column; gap: 10px; }
 .hook-row { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }

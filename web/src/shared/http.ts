@@ -25,6 +25,8 @@ export interface Call {
   body?: unknown;
   headers?: Record<string, string>;
   signal?: AbortSignal;
+  /** Send and accept this server's cookies (a member's session); off for everything else. */
+  cookie?: boolean;
 }
 
 /** Sends the request; the answer if it is a 2xx, else an `ApiError`. */
@@ -39,7 +41,7 @@ export async function send(url: string, call: Call = {}): Promise<Response> {
       headers,
       body: call.body === undefined ? undefined : JSON.stringify(call.body),
       signal: call.signal,
-      credentials: "omit",
+      credentials: call.cookie ? "same-origin" : "omit",
     });
   } catch (e) {
     if ((e as Error).name === "AbortError") throw e;

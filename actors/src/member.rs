@@ -1,0 +1,184 @@
+//! A project's members (the people who answer its tickets) and their signed-in sessions: the
+//! rows the storage port keeps for them, and the rules those rows obey whatever the backend
+//! (an email is normalised and unique per project; a session is found by the hash of its
+//! secret, never by the secret).
+//!
+//! Hashing passwords and issuing session secrets is the server's business (`src/accounts.rs`);
+//! this module only holds what is stored.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::ProjectId;
+
+/// What a member may do. Ordered by power: an owner can do all an admin can, an admin all an
+/// agent can.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Tickets, notes, replies, assignment; the knowledge base read-only.
+    Agent,
+    /// Everything an agent does, plus the project's settings, origins, webhooks, knowledge
+    /// base, and its agents and admins.
+    Admin,
+    /// Everything, including the other owners.
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Role> {
+        match raw {
+            "agent" => Some(Role::Agent),
+            "admin" => Some(Role::Admin),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+}
+
+/// Where a member stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberState {
+    /// Added, not signed in yet.
+    Invited,
+    /// Has signed in at least once.
+    Active,
+    /// May not sign in; every session of theirs has ended.
+    Deactivated,
+}
+
+impl MemberState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Invited => "invited",
+            MemberState::Active => "active",
+            MemberState::Deactivated => "deactivated",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<MemberState> {
+        match raw {
+            "invited" => Some(MemberState::Invited),
+            "active" => Some(MemberState::Active),
+            "deactivated" => Some(MemberState::Deactivated),
+            _ => None,
+        }
+    }
+}
+
+/// A member of a project, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: Uuid,
+    pub project_id: ProjectId,
+    /// Normalised ([`normalise_email`]); unique within the project, and never changes.
+    pub email: String,
+    pub name: String,
+    pub avatar_url: Option<String>,
+    pub role: Role,
+    pub state: MemberState,
+    /// A PHC string (Argon2id); empty for a member who has no password yet.
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One signed-in session of a member. The secret the browser holds is never stored: only its
+/// SHA-256 digest, which is the session's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSession {
+    /// The hex SHA-256 digest of the session's secret.
+    pub id: String,
+    pub project_id: ProjectId,
+    pub member_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// When the session ends whatever its use (its maximum age).
+    pub expires_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// Longest email address accepted (RFC 5321's path limit).
+pub const MAX_EMAIL: usize = 254;
+
+/// An email address as stored and compared: trimmed and lower-cased. `None` if it is not
+/// shaped like an address (one `@`, something on each side, no spaces or control characters).
+pub fn normalise_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let valid = !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.len() <= MAX_EMAIL
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    valid.then_some(email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_lower_cased_and_shaped_like_addresses() {
+        assert_eq!(
+            normalise_email("  Dana@Example.COM ").as_deref(),
+            Some("dana@example.com")
+        );
+        for bad in [
+            "",
+            "dana",
+            "@example.com",
+            "dana@",
+            "da na@example.com",
+            "a@b@c.d",
+            "a@b",
+        ] {
+            assert_eq!(normalise_email(bad), None, "{bad}");
+        }
+        assert_eq!(
+            normalise_email(&format!("{}@example.com", "a".repeat(250))),
+            None
+        );
+    }
+
+    #[test]
+    fn roles_are_ordered_by_power_and_round_trip() {
+        assert!(Role::Owner > Role::Admin && Role::Admin > Role::Agent);
+        for role in [Role::Agent, Role::Admin, Role::Owner] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        for state in [
+            MemberState::Invited,
+            MemberState::Active,
+            MemberState::Deactivated,
+        ] {
+            assert_eq!(MemberState::parse(state.as_str()), Some(state));
+        }
+    }
+}

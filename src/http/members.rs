@@ -1,0 +1,493 @@
+//! Members' endpoints: signing in and out, the caller's own identity and sessions, and the
+//! members of a project (owners and admins manage them; the operator may add them too).
+//!
+//! Sign-in sets the session cookie (HttpOnly, SameSite=Strict, and Secure over HTTPS) and
+//! answers the session's secret, for API clients that send it as a bearer token instead, and
+//! its CSRF token, which the inbox sends with each request that changes something.
+
+use std::sync::Arc;
+
+use fleety_actors::domain::{Project, ProjectId};
+use fleety_actors::events::rfc3339;
+use fleety_actors::member::{Member, MemberSession, MemberState, Role};
+use fleety_actors::store::StoreError;
+use http::header::{HeaderValue, SET_COOKIE};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use warp::reply::Response;
+
+use super::access::Principal;
+use super::error::{json, respond};
+use super::{ApiError, Ctx, Done};
+use crate::accounts::{SignInError, COOKIE};
+use crate::config::SecureCookies;
+use crate::members::{MemberChange, MemberError, NewMember};
+use crate::server::RequestMeta;
+
+impl From<MemberError> for ApiError {
+    fn from(e: MemberError) -> Self {
+        match e {
+            MemberError::Invalid(why) => ApiError::bad_request(why),
+            MemberError::Forbidden(why) => ApiError::forbidden(why),
+            MemberError::NotFound => ApiError::not_found("no such member"),
+            MemberError::Taken => ApiError::conflict("the project has a member with this email"),
+            MemberError::Store(e) => e.into(),
+            MemberError::Internal(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// A member, as the API shows them: never their password hash.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Member)]
+pub struct MemberView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub avatar_url: Option<String>,
+    pub role: Role,
+    pub state: MemberState,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<&Member> for MemberView {
+    fn from(m: &Member) -> Self {
+        Self {
+            id: m.id.to_string(),
+            email: m.email.clone(),
+            name: m.name.clone(),
+            avatar_url: m.avatar_url.clone(),
+            role: m.role,
+            state: m.state,
+            created_at: rfc3339(m.created_at),
+            updated_at: rfc3339(m.updated_at),
+        }
+    }
+}
+
+/// An email and a password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    pub email: String,
+    pub password: String,
+}
+
+/// A new session.
+#[derive(Serialize, ToSchema)]
+pub struct SignedInView {
+    pub member: MemberView,
+    /// The session's secret: a bearer token for API clients. The inbox need not keep it; the
+    /// cookie carries it.
+    pub token: String,
+    /// Send it in `X-CSRF-Token` with every request signed in by the cookie that changes
+    /// something.
+    pub csrf_token: String,
+    /// When the session ends at the latest; unused for the idle timeout, it ends sooner.
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: String,
+}
+
+fn cookie(ctx: &Ctx, meta: &RequestMeta, value: &str, max_age: u64) -> HeaderValue {
+    let secure = match ctx.settings.auth.secure_cookies {
+        SecureCookies::Always => true,
+        SecureCookies::Never => false,
+        SecureCookies::Auto => meta.https,
+    };
+    let secure = if secure { "; Secure" } else { "" };
+    let text =
+        format!("{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}");
+    // The secret is base64url and the rest is ours: always a valid header value.
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// POST /v1/projects/{projectId}/sign-in
+pub async fn sign_in(
+    project: Arc<Project>,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
+    body: SignIn,
+) -> Response {
+    let signed = ctx
+        .accounts
+        .sign_in(
+            &project.id,
+            &body.email,
+            &body.password,
+            meta.ip,
+            meta.user_agent.clone(),
+        )
+        .await;
+    let new = match signed {
+        Ok(new) => new,
+        Err(SignInError::Refused) => {
+            return ApiError::unauthorized("wrong email or password").into_response()
+        }
+        Err(SignInError::Throttled(wait)) => {
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed sign-ins; retry after the time in Retry-After",
+            )
+            .into_response();
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            return resp;
+        }
+        Err(SignInError::Store(e)) => return ApiError::from(e).into_response(),
+        Err(SignInError::Internal(e)) => return ApiError::internal(e).into_response(),
+    };
+    let view = SignedInView {
+        member: MemberView::from(&new.member),
+        csrf_token: crate::accounts::csrf_token(&new.secret),
+        expires_at: rfc3339(new.session.expires_at),
+        token: new.secret.clone(),
+    };
+    let mut resp = json(StatusCode::OK, &view);
+    let max_age = ctx.settings.auth.member_session_max_age.as_secs();
+    let set = cookie(&ctx, &meta, &new.secret, max_age);
+    resp.headers_mut().insert(SET_COOKIE, set);
+    resp
+}
+
+/// POST /v1/projects/{projectId}/sign-out
+pub async fn sign_out(
+    project: Arc<Project>,
+    principal: Principal,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
+) -> Response {
+    if let Some(m) = principal.member() {
+        let ended = ctx
+            .accounts
+            .store()
+            .delete_member_session(&project.id, m.member.id, &m.session.id)
+            .await;
+        match ended {
+            Ok(()) | Err(StoreError::NotFound) => {}
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    }
+    let mut resp = json(StatusCode::OK, &Done::new("signed out"));
+    resp.headers_mut()
+        .insert(SET_COOKIE, cookie(&ctx, &meta, "", 0));
+    resp
+}
+
+/// Who the caller is.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    /// What the caller may do; the admin key acts as an owner.
+    pub role: Role,
+    /// The signed-in member; null for the admin key.
+    pub member: Option<MemberView>,
+    /// The session's CSRF token, for a member; null for the admin key.
+    pub csrf_token: Option<String>,
+}
+
+/// GET /v1/projects/{projectId}/me
+pub async fn me(_project: Arc<Project>, principal: Principal) -> Response {
+    let me = Me {
+        role: principal.role(),
+        member: principal.member().map(|m| MemberView::from(&m.member)),
+        csrf_token: principal
+            .member()
+            .map(|m| crate::accounts::csrf_token(&m.secret)),
+    };
+    json(StatusCode::OK, &me)
+}
+
+/// One of the caller's sessions.
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    /// The session's id (a digest of its secret, which cannot be recovered from it).
+    pub id: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// The session this request is signed in with.
+    pub current: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    /// Newest first.
+    pub sessions: Vec<SessionView>,
+}
+
+fn session_view(s: &MemberSession, current: &str) -> SessionView {
+    SessionView {
+        id: s.id.clone(),
+        created_at: rfc3339(s.created_at),
+        last_seen_at: rfc3339(s.last_seen_at),
+        expires_at: rfc3339(s.expires_at),
+        user_agent: s.user_agent.clone(),
+        ip: s.ip.clone(),
+        current: s.id == current,
+    }
+}
+
+/// GET /v1/projects/{projectId}/me/sessions
+pub async fn sessions(project: Arc<Project>, principal: Principal, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            // The admin key is no member and has no sessions.
+            let Some(me) = principal.member() else {
+                return Ok(json(
+                    StatusCode::OK,
+                    &SessionList {
+                        sessions: Vec::new(),
+                    },
+                ));
+            };
+            let now = ctx.accounts.now();
+            let mut sessions = ctx
+                .accounts
+                .store()
+                .list_member_sessions(&project.id, me.member.id)
+                .await?;
+            let idle = chrono::Duration::from_std(ctx.accounts.policy.idle).unwrap_or_default();
+            sessions.retain(|s| now < s.expires_at && now - s.last_seen_at < idle);
+            sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+            let sessions = sessions
+                .iter()
+                .map(|s| session_view(s, &me.session.id))
+                .collect();
+            Ok(json(StatusCode::OK, &SessionList { sessions }))
+        }
+        .await,
+    )
+}
+
+/// DELETE /v1/projects/{projectId}/me/sessions/{sessionId}
+pub async fn revoke_session(
+    id: String,
+    project: Arc<Project>,
+    principal: Principal,
+    ctx: Arc<Ctx>,
+) -> Response {
+    respond(
+        async {
+            let gone = || ApiError::not_found("no such session");
+            let well_formed = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+            let Some(me) = principal.member().filter(|_| well_formed) else {
+                return Err(gone());
+            };
+            let deleted = ctx
+                .accounts
+                .store()
+                .delete_member_session(&project.id, me.member.id, &id.to_ascii_lowercase())
+                .await;
+            match deleted {
+                Ok(()) => Ok(json(StatusCode::OK, &Done::new("session ended"))),
+                Err(StoreError::NotFound) => Err(gone()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        .await,
+    )
+}
+
+/// A member to add.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    /// Unique within the project; compared without regard to case.
+    #[schema(format = "email", max_length = 254)]
+    pub email: String,
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    /// At least 10 characters, of at least two kinds (lower case, upper case, digits,
+    /// others); at most 256 bytes.
+    #[schema(min_length = 10, max_length = 256)]
+    pub password: String,
+    /// `agent` when left out. Only owners add owners and admins.
+    pub role: Option<Role>,
+    /// An http or https URL.
+    #[schema(format = "uri", max_length = 2048)]
+    pub avatar_url: Option<String>,
+}
+
+/// A change to a member; fields left out stay as they are.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeMember {
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: Option<String>,
+    /// An http or https URL; an empty text removes the avatar.
+    #[schema(max_length = 2048)]
+    pub avatar_url: Option<String>,
+    /// Only owners give or change the owner and admin roles.
+    pub role: Option<Role>,
+    /// `active` or `deactivated`; deactivating ends the member's sessions.
+    pub state: Option<MemberState>,
+    /// A new password, which ends the member's sessions: the same rule as a new member's.
+    #[schema(min_length = 10, max_length = 256)]
+    pub password: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberList {
+    /// By name.
+    pub members: Vec<MemberView>,
+}
+
+fn parse_member_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::try_parse(raw).map_err(|_| ApiError::not_found("no such member"))
+}
+
+async fn list_of(ctx: &Ctx, project: &ProjectId) -> Result<Response, ApiError> {
+    let mut members = ctx.accounts.store().list_members(project).await?;
+    members.sort_by(|a, b| a.name.cmp(&b.name).then(a.email.cmp(&b.email)));
+    let members = members.iter().map(MemberView::from).collect();
+    Ok(json(StatusCode::OK, &MemberList { members }))
+}
+
+/// GET /v1/projects/{projectId}/members
+pub async fn list(project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    respond(list_of(&ctx, &project.id).await)
+}
+
+async fn add_to(
+    ctx: &Ctx,
+    project: &ProjectId,
+    body: AddMember,
+    by: Role,
+) -> Result<Response, ApiError> {
+    let new = NewMember {
+        email: body.email,
+        name: body.name,
+        password: body.password,
+        role: body.role.unwrap_or(Role::Agent),
+        avatar_url: body.avatar_url,
+    };
+    let member = crate::members::add(
+        ctx.accounts.store().as_ref(),
+        project,
+        new,
+        by,
+        ctx.accounts.now(),
+    )
+    .await?;
+    Ok(json(StatusCode::CREATED, &MemberView::from(&member)))
+}
+
+/// POST /v1/projects/{projectId}/members
+pub async fn add(
+    project: Arc<Project>,
+    principal: Principal,
+    ctx: Arc<Ctx>,
+    body: AddMember,
+) -> Response {
+    respond(add_to(&ctx, &project.id, body, principal.role()).await)
+}
+
+/// GET /v1/projects/{projectId}/members/{memberId}
+pub async fn get(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let id = parse_member_id(&id)?;
+            let member = ctx.accounts.store().get_member(&project.id, id).await?;
+            let member = member.ok_or_else(|| ApiError::not_found("no such member"))?;
+            Ok(json(StatusCode::OK, &MemberView::from(&member)))
+        }
+        .await,
+    )
+}
+
+async fn apply(
+    ctx: &Ctx,
+    project: &ProjectId,
+    id: &str,
+    change: MemberChange,
+    principal: &Principal,
+) -> Result<Response, ApiError> {
+    let id = parse_member_id(id)?;
+    let by_member = principal.member().map(|m| m.member.id);
+    let member = crate::members::change(
+        &ctx.accounts,
+        project,
+        id,
+        change,
+        principal.role(),
+        by_member,
+    )
+    .await?;
+    Ok(json(StatusCode::OK, &MemberView::from(&member)))
+}
+
+/// PATCH /v1/projects/{projectId}/members/{memberId}
+pub async fn update(
+    id: String,
+    project: Arc<Project>,
+    principal: Principal,
+    ctx: Arc<Ctx>,
+    body: ChangeMember,
+) -> Response {
+    let change = MemberChange {
+        name: body.name,
+        avatar_url: body
+            .avatar_url
+            .map(|url| Some(url).filter(|u| !u.is_empty())),
+        role: body.role,
+        state: body.state,
+        password: body.password,
+    };
+    respond(apply(&ctx, &project.id, &id, change, &principal).await)
+}
+
+/// DELETE /v1/projects/{projectId}/members/{memberId}: deactivates; members are never
+/// removed, so what they did keeps a name.
+pub async fn deactivate(
+    id: String,
+    project: Arc<Project>,
+    principal: Principal,
+    ctx: Arc<Ctx>,
+) -> Response {
+    let change = MemberChange {
+        state: Some(MemberState::Deactivated),
+        ..MemberChange::default()
+    };
+    respond(apply(&ctx, &project.id, &id, change, &principal).await)
+}
+
+async fn operator_project(ctx: &Ctx, raw: &str) -> Result<Arc<Project>, ApiError> {
+    let id = super::access::parse_project_id(raw)?;
+    ctx.projects
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("project not found"))
+}
+
+/// GET /v1/admin/projects/{projectId}/members
+pub async fn operator_list(project: String, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let project = operator_project(&ctx, &project).await?;
+            list_of(&ctx, &project.id).await
+        }
+        .await,
+    )
+}
+
+/// POST /v1/admin/projects/{projectId}/members: the operator adds anyone, an owner first of
+/// all.
+pub async fn operator_add(project: String, ctx: Arc<Ctx>, body: AddMember) -> Response {
+    respond(
+        async {
+            let project = operator_project(&ctx, &project).await?;
+            add_to(&ctx, &project.id, body, Role::Owner).await
+        }
+        .await,
+    )
+}

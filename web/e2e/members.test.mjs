@@ -1,0 +1,101 @@
+// A project's owner signs in to the inbox with an email and password, sees their name, adds an
+// agent on the members page; the agent signs in in a browser of their own, sees no settings
+// nor members, and is signed out for good once the owner deactivates them: their open inbox
+// goes back to the sign-in page at its next call.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { browser, createProject, shot, startServer } from "./harness.mjs";
+
+const OPERATOR = "e2e-operator-token-0123456789";
+const PASSWORD = "correct horse battery";
+
+let server, project, chromium, owner;
+
+async function signIn(page, email, password) {
+  await page.goto(`${server.base}/inbox`);
+  await page.getByRole("button", { name: "Use your email and password instead" }).click();
+  await page.getByLabel("Project id").fill(project.id);
+  await page.getByLabel("Email", { exact: true }).fill(email);
+  await page.getByLabel("Password", { exact: true }).fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+before(async () => {
+  server = await startServer();
+  project = await createProject(server.base, ["http://127.0.0.1:9"], "Team");
+  const r = await fetch(`${server.base}/v1/admin/projects/${project.id}/members`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${OPERATOR}` },
+    body: JSON.stringify({ email: "olga@example.com", name: "Olga", password: PASSWORD, role: "owner" }),
+  });
+  assert.equal(r.status, 201);
+  chromium = await browser();
+  const context = await chromium.newContext({ viewport: { width: 1280, height: 800 } });
+  owner = await context.newPage();
+  owner.on("pageerror", (e) => console.error("owner page error:", e.message));
+});
+
+after(async () => {
+  await chromium?.close();
+  await server?.stop();
+});
+
+test("a wrong password is refused, the right one signs the owner in under their name", async () => {
+  await signIn(owner, "olga@example.com", "not the password");
+  await owner.getByRole("alert").filter({ hasText: "do not match" }).waitFor();
+  await owner.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await owner.getByRole("button", { name: "Sign in" }).click();
+  await owner.getByRole("status").filter({ hasText: "Live" }).waitFor();
+  assert.match(await owner.locator(".bar .who").textContent(), /Olga.*owner/);
+  // The session is a cookie the page cannot read.
+  const cookies = await owner.context().cookies();
+  const session = cookies.find((c) => c.name === "fleety_member");
+  assert.ok(session?.httpOnly && session.sameSite === "Strict");
+  assert.equal(await owner.evaluate(() => document.cookie), "");
+});
+
+test("the owner adds an agent on the members page", async () => {
+  await owner.getByRole("button", { name: "Members" }).click();
+  await owner.getByLabel("Email", { exact: true }).fill("eli@example.com");
+  await owner.getByLabel("Name", { exact: true }).fill("Eli");
+  await owner.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await owner.getByLabel("Role", { exact: true }).selectOption("agent");
+  await owner.getByRole("button", { name: "Add member" }).click();
+  await owner.getByRole("status").filter({ hasText: "Eli can sign in" }).waitFor();
+  const row = owner.locator("table.members tr", { hasText: "eli@example.com" });
+  await row.waitFor();
+  assert.match(await row.textContent(), /Eli.*agent.*invited/);
+  await shot(owner, "members-page");
+});
+
+test("the agent signs in elsewhere, sees tickets but no settings, and deactivation ends it", async () => {
+  const context = await chromium.newContext({ viewport: { width: 1280, height: 800 } });
+  const agent = await context.newPage();
+  agent.on("pageerror", (e) => console.error("agent page error:", e.message));
+  await signIn(agent, "eli@example.com", PASSWORD);
+  await agent.getByRole("status").filter({ hasText: "Live" }).waitFor();
+  assert.match(await agent.locator(".bar .who").textContent(), /Eli.*agent/);
+  const views = await agent.getByRole("navigation", { name: "Views" }).getByRole("button").allTextContents();
+  assert.deepEqual(views, ["Tickets", "Knowledge base"]);
+  // The knowledge base is theirs to read, not to write.
+  await agent.getByRole("button", { name: "Knowledge base" }).click();
+  await agent.getByText("Read only: owners and admins edit the knowledge base.").waitFor();
+  assert.equal(await agent.getByRole("button", { name: "New article" }).count(), 0);
+  await agent.getByRole("button", { name: /^Tickets/ }).click();
+
+  await owner.reload();
+  await owner.getByRole("button", { name: "Members" }).click();
+  const row = owner.locator("table.members tr", { hasText: "eli@example.com" });
+  assert.match(await row.textContent(), /active/);
+  await owner.getByRole("button", { name: "Deactivate Eli" }).click();
+  await owner.locator("table.members tr", { hasText: "deactivated" }).waitFor();
+  // The agent's cookie no longer opens anything.
+  const status = await agent.evaluate(async (id) => (await fetch(`/v1/projects/${id}/me`)).status, project.id);
+  assert.equal(status, 401);
+  // The agent's open inbox finds out at its next call, and goes back to the sign-in page.
+  await agent.getByRole("button", { name: "Knowledge base" }).click();
+  await agent.getByRole("button", { name: "Use the project's admin key instead" }).waitFor();
+  await context.close();
+});
