@@ -26,6 +26,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use fleety_actors::canned::CannedReply;
 use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
 };
@@ -129,6 +130,13 @@ pub(super) enum Write {
     Unanswered {
         put: Vec<UnansweredQuestion>,
         delete: Vec<(String, String)>,
+    },
+    /// A canned reply to put, or (project, id) of one to remove: decided by the caller, which
+    /// writes a project's replies one at a time (`EmbeddedStore::canned`).
+    PutCanned(CannedReply),
+    DeleteCanned {
+        project: String,
+        id: String,
     },
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
@@ -715,6 +723,17 @@ impl Rows<'_> {
                         id,
                     });
                 }
+            }
+            Write::PutCanned(r) => {
+                let (id, json) = (r.id.to_string(), to_json(r)?);
+                record.push(&Op::Canned {
+                    project: r.project_id.as_str(),
+                    id: &id,
+                    json: &json,
+                });
+            }
+            Write::DeleteCanned { project, id } => {
+                record.push(&Op::DeleteCanned { project, id });
             }
             Write::Barrier => {}
         }

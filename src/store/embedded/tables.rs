@@ -43,6 +43,9 @@ pub(super) const DELIVERIES_DUE: TableDefinition<(i64, &str, &str, &str), ()> =
 /// (project, question id) -> the question's JSON: what the assistant could not answer.
 pub(super) const UNANSWERED: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("kb_unanswered");
+/// (project, reply id) -> canned reply JSON.
+pub(super) const CANNED: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("canned_replies");
 /// The store's own bookkeeping.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest group a durable redb commit holds: replay starts after it.
@@ -112,6 +115,7 @@ pub(super) struct Tables<'t> {
     deliveries: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     due: redb::Table<'t, (i64, &'static str, &'static str, &'static str), ()>,
     unanswered: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    canned: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -131,6 +135,7 @@ impl<'t> Tables<'t> {
             deliveries: txn.open_table(DELIVERIES).map_err(internal)?,
             due: txn.open_table(DELIVERIES_DUE).map_err(internal)?,
             unanswered: txn.open_table(UNANSWERED).map_err(internal)?,
+            canned: txn.open_table(CANNED).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
     }
@@ -248,6 +253,16 @@ impl<'t> Tables<'t> {
             Op::DeleteUnanswered { project, id } => {
                 return Ok(self
                     .unanswered
+                    .remove((project, id))
+                    .map_err(internal)?
+                    .is_some());
+            }
+            Op::Canned { project, id, json } => {
+                self.canned.insert((project, id), json).map_err(internal)?;
+            }
+            Op::DeleteCanned { project, id } => {
+                return Ok(self
+                    .canned
                     .remove((project, id))
                     .map_err(internal)?
                     .is_some());

@@ -114,6 +114,16 @@ pub enum Op<'a> {
         project: &'a str,
         id: &'a str,
     },
+    /// A canned reply as now written.
+    Canned {
+        project: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    DeleteCanned {
+        project: &'a str,
+        id: &'a str,
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -272,6 +282,18 @@ impl RecordBuf {
             }
             Op::DeleteUnanswered { project, id } => {
                 b.push(21);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+            }
+            // 40 to 44 are the canned replies' (40 and 41 taken).
+            Op::Canned { project, id, json } => {
+                b.push(40);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteCanned { project, id } => {
+                b.push(41);
                 put(b, project.as_bytes());
                 put(b, id.as_bytes());
             }
@@ -596,6 +618,15 @@ impl<'a> Reader<'a> {
                 session: self.str()?,
                 json: self.bytes()?,
             },
+            40 => Op::Canned {
+                project: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            41 => Op::DeleteCanned {
+                project: self.str()?,
+                id: self.str()?,
+            },
             _ => return None,
         })
     }
@@ -872,6 +903,15 @@ mod tests {
             Op::DeleteUnanswered {
                 project: "p1",
                 id: "0123456789abcdef",
+            },
+            Op::Canned {
+                project: "p1",
+                id: "c",
+                json: b"{\"shortcut\":\"hi\"}",
+            },
+            Op::DeleteCanned {
+                project: "p1",
+                id: "c",
             },
         ]
     }

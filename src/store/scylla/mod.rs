@@ -15,6 +15,7 @@
 //! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`]); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
+mod canned;
 mod chat;
 mod config;
 mod kb;
@@ -98,6 +99,7 @@ pub struct ScyllaStore {
     kb: kb::Statements,
     webhooks: webhooks::Statements,
     unanswered: unanswered::Statements,
+    canned: canned::Statements,
 }
 
 impl ScyllaStore {
@@ -129,6 +131,7 @@ impl ScyllaStore {
             kb: kb::Statements::prepare(&session, consistency, ks).await?,
             webhooks: webhooks::Statements::prepare(&session, consistency, ks).await?,
             unanswered: unanswered::Statements::prepare(&session, consistency, ks).await?,
+            canned: canned::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }
