@@ -29,6 +29,7 @@ export type Delivery = Schemas["Delivery"];
 export type Unanswered = Schemas["UnansweredView"];
 export type Language = Schemas["Language"];
 export type AssistantOutcomes = Schemas["AssistantOutcomes"];
+export type CannedReply = Schemas["CannedReply"];
 
 export class Api {
   constructor(readonly creds: Credentials) {}
@@ -174,6 +175,21 @@ export class Api {
 
   setAssistant(assistant: Pick<Schemas["UpdateProject"], "assistant_name" | "assistant_greeting" | "assistant_guidance">) {
     return this.patch<Project>(`/v1/projects/${this.p}`, assistant satisfies Schemas["UpdateProject"]);
+  }
+
+  cannedReplies() {
+    return this.get<Schemas["CannedReplyList"]>(`/v1/projects/${this.p}/canned-replies`);
+  }
+
+  saveCannedReply(reply: { id?: string; name: string; shortcut: string; body: string }) {
+    const body = { name: reply.name, shortcut: reply.shortcut, body: reply.body } satisfies Schemas["NewCannedReply"];
+    return reply.id
+      ? this.patch<CannedReply>(`/v1/projects/${this.p}/canned-replies/${reply.id}`, body satisfies Schemas["CannedReplyChange"])
+      : this.post<CannedReply>(`/v1/projects/${this.p}/canned-replies`, body);
+  }
+
+  deleteCannedReply(id: string) {
+    return this.delete(`/v1/projects/${this.p}/canned-replies/${id}`);
   }
 
   unanswered(limit = 100) {
