@@ -47,21 +47,21 @@ async function axe(page) {
 test("a canned reply saved in the settings is inserted with / and sent filled in", async () => {
   await agent.getByRole("button", { name: "Settings" }).click();
   const card = agent.locator("section", { has: agent.getByRole("heading", { name: "Canned replies" }) });
-  await card.getByLabel(/^Name/).fill("Refund timeline");
+  await card.getByLabel(/^Reply name/).fill("Refund timeline");
   await card.getByLabel("Shortcut").fill("refund");
-  await card.getByLabel(/^Text/).fill("Hi {{visitor.name}}, refunds take five working days. {{agent.name}}");
+  await card.getByLabel(/^Reply text/).fill("Hi {{visitor.name}}, refunds take five working days. {{agent.name}}");
   await card.getByRole("button", { name: "Add canned reply" }).click();
   await card.getByRole("status").filter({ hasText: "Added /refund" }).waitFor();
   // A second one, so the picker has something to filter out.
-  await card.getByLabel(/^Name/).fill("Greeting");
+  await card.getByLabel(/^Reply name/).fill("Greeting");
   await card.getByLabel("Shortcut").fill("hello");
-  await card.getByLabel(/^Text/).fill("Hello {{visitor.name}}!");
+  await card.getByLabel(/^Reply text/).fill("Hello {{visitor.name}}!");
   await card.getByRole("button", { name: "Add canned reply" }).click();
   await card.locator(".canned-list li", { hasText: "/hello" }).waitFor();
   // A typo in a placeholder is refused with the server's reason.
-  await card.getByLabel(/^Name/).fill("Broken");
+  await card.getByLabel(/^Reply name/).fill("Broken");
   await card.getByLabel("Shortcut").fill("broken");
-  await card.getByLabel(/^Text/).fill("Hi {{visitor.email}}");
+  await card.getByLabel(/^Reply text/).fill("Hi {{visitor.email}}");
   await card.getByRole("button", { name: "Add canned reply" }).click();
   await card.getByRole("alert").filter({ hasText: "unknown placeholder {{visitor.email}}" }).waitFor();
   await shot(agent, "inbox-canned-settings");

@@ -236,7 +236,7 @@ export function CannedReplies({ api }: { api: Api }) {
       <form class="canned-form" onSubmit={save}>
         <div class="row">
           <label class="grow">
-            Name {count(name, LIMITS.name, "canned-name-count")}
+            Reply name {count(name, LIMITS.name, "canned-name-count")}
             <input required value={name} placeholder="Refund timeline" aria-describedby="canned-name-count" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
           </label>
           <label>
@@ -252,7 +252,7 @@ export function CannedReplies({ api }: { api: Api }) {
           </label>
         </div>
         <label>
-          Text {count(body, LIMITS.body, "canned-body-count")}
+          Reply text {count(body, LIMITS.body, "canned-body-count")}
           <textarea
             required
             rows={3}
