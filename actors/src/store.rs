@@ -420,14 +420,15 @@ pub trait CannedStore: Send + Sync + 'static {
     async fn list_canned_replies(&self, project: &ProjectId) -> StoreResult<Vec<CannedReply>>;
 }
 
-/// Whether `reply` may be saved beside the project's `others` (every reply but itself): its
-/// shortcut must be free, and a new reply must fit under `max`.
+/// What refuses saving `reply` beside the replies stored now (`stored`, of any project, the
+/// reply's own earlier version among them or not): another of its project's replies with its
+/// shortcut, or, for a new reply (`max` given), a project already at `max`.
 pub fn canned_conflict(
     reply: &CannedReply,
-    others: &[CannedReply],
+    stored: &[CannedReply],
     max: Option<usize>,
 ) -> Option<CannedConflict> {
-    let mine: Vec<&CannedReply> = others
+    let mine: Vec<&CannedReply> = stored
         .iter()
         .filter(|o| o.project_id == reply.project_id && o.id != reply.id)
         .collect();
