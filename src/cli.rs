@@ -129,51 +129,32 @@ fn invocation() -> String {
 /// What the server prints when it is ready: where to go first, and, with the demo, how to use
 /// the demo project.
 fn banner(url: &str, demo: Option<&crate::app::Demo>, fleety: &str) -> String {
-    let mut out = format!(
-        "Fleety is listening on {url}
-"
-    );
-    let Some(demo) = demo else {
-        out += &format!(
-            "  inbox:         {url}/inbox
-"
-        );
-        out += &format!(
-            "  API reference: {url}/v1/openapi.json
-"
-        );
-        return out;
-    };
-    out += &format!(
-        "  demo site: {url}/  (chat with the widget there)
-"
-    );
-    out += &format!(
-        "  inbox:     {url}/inbox  (sign in with the project id and admin key below)
-"
-    );
-    out += &format!(
-        "  demo project id: {}
-",
-        demo.project_id
-    );
-    if !demo.admin_key.is_empty() {
-        out += &format!(
-            "  demo admin key:  {}
-",
-            demo.admin_key
-        );
+    let mut out = vec![format!("Fleety is listening on {url}")];
+    match demo {
+        None => {
+            out.push(format!("  inbox:         {url}/inbox"));
+            out.push(format!("  API reference: {url}/v1/openapi.json"));
+        }
+        Some(demo) => {
+            let id = &demo.project_id;
+            // The id and the key come first, in the lines scripts read them from.
+            out.push(format!("  demo project id: {id}"));
+            if !demo.admin_key.is_empty() {
+                out.push(format!("  demo admin key:  {}", demo.admin_key));
+            }
+            out.push(format!("  demo site: {url}/  (chat with the widget there)"));
+            out.push(format!(
+                "  inbox:     {url}/inbox  (sign in with the project id and admin key above)"
+            ));
+            out.push(format!(
+                "  chat in the terminal: {fleety} chat --project {id}"
+            ));
+            out.push(format!(
+                "  try: curl -s -X POST {url}/v1/tickets/{id} -H 'Content-Type: application/json' -d '{{\"title\":\"Hello\"}}'"
+            ));
+        }
     }
-    out += &format!(
-        "  chat in the terminal: {fleety} chat --project {}
-",
-        demo.project_id
-    );
-    out += &format!(
-        "  try: curl -s -X POST {url}/v1/tickets/{} -H 'Content-Type: application/json' -d '{{\"title\":\"Hello\"}}'\n",
-        demo.project_id
-    );
-    out
+    out.join("\n") + "\n"
 }
 
 #[cfg(test)]
@@ -187,8 +168,10 @@ mod tests {
             admin_key: "fk_secret".into(),
         };
         let text = banner("http://127.0.0.1:8080", Some(&demo), "./fleety");
-        let first = text.lines().next().unwrap();
-        assert_eq!(first, "Fleety is listening on http://127.0.0.1:8080");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "Fleety is listening on http://127.0.0.1:8080");
+        assert_eq!(lines[1], "  demo project id: demo");
+        assert_eq!(lines[2], "  demo admin key:  fk_secret");
         assert!(text.contains("http://127.0.0.1:8080/inbox"));
         assert!(text.contains("demo site: http://127.0.0.1:8080/ "));
         assert!(text.contains("fk_secret"));
