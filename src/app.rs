@@ -171,6 +171,7 @@ impl Application {
             projects,
             clock,
             webhook_store: store.clone(),
+            canned_store: store.clone(),
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
             settings,

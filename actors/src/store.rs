@@ -1,5 +1,6 @@
 //! The storage port: everything the actors persist, one trait per aggregate (projects,
-//! tickets, chat transcripts, knowledge bases, members and their sessions), and [`Store`], a backend that has them all.
+//! tickets, chat transcripts, knowledge bases, webhooks, canned replies, members and their
+//! sessions), and [`Store`], a backend that has them all.
 //!
 //! Backends live outside this crate (the embedded redb store and the CQL store in the `fleety`
 //! crate), beside [`memory`], the in-memory store that tests use. They are interchangeable
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::canned::{CannedConflict, CannedReply};
 use crate::domain::{
     Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
     Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
@@ -442,6 +444,51 @@ pub trait MemberStore: Send + Sync + 'static {
     ) -> StoreResult<usize>;
 }
 
+/// Canned replies ([`crate::canned`]), per project.
+#[async_trait]
+pub trait CannedStore: Send + Sync + 'static {
+    /// Creates a reply, unless its project has `max` already ([`CannedConflict::Full`]) or
+    /// another of its replies has the same shortcut ([`CannedConflict::ShortcutTaken`]).
+    /// Checking and inserting are one step, so creates racing on one node or several never
+    /// pass the cap or share a shortcut.
+    async fn create_canned_reply(
+        &self,
+        reply: &CannedReply,
+        max: usize,
+    ) -> StoreResult<Result<(), CannedConflict>>;
+    /// Replaces a reply; [`StoreError::NotFound`] if there is no such reply (deleted
+    /// meanwhile: a change never brings one back), [`CannedConflict::ShortcutTaken`] if
+    /// another of the project's replies has its new shortcut.
+    async fn update_canned_reply(
+        &self,
+        reply: &CannedReply,
+    ) -> StoreResult<Result<(), CannedConflict>>;
+    /// [`StoreError::NotFound`] if there is no such reply.
+    async fn delete_canned_reply(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
+    /// The project's replies, in no particular order.
+    async fn list_canned_replies(&self, project: &ProjectId) -> StoreResult<Vec<CannedReply>>;
+}
+
+/// What refuses saving `reply` beside the replies stored now (`stored`, of any project, the
+/// reply's own earlier version among them or not): another of its project's replies with its
+/// shortcut, or, for a new reply (`max` given), a project already at `max`.
+pub fn canned_conflict(
+    reply: &CannedReply,
+    stored: &[CannedReply],
+    max: Option<usize>,
+) -> Option<CannedConflict> {
+    let mine: Vec<&CannedReply> = stored
+        .iter()
+        .filter(|o| o.project_id == reply.project_id && o.id != reply.id)
+        .collect();
+    if max.is_some_and(|max| mine.len() >= max) {
+        return Some(CannedConflict::Full);
+    }
+    mine.iter()
+        .any(|o| o.shortcut == reply.shortcut)
+        .then_some(CannedConflict::ShortcutTaken)
+}
+
 /// Claims of deliveries in one process (the embedded and memory stores): the delivery's id and
 /// when its claim ends. Claims need not outlive the process, whose attempts end with it.
 #[derive(Default)]
@@ -476,7 +523,14 @@ impl Claims {
 /// part it uses (an `Arc<dyn Store>` converts to an `Arc<dyn TicketStore>`, and so on).
 #[async_trait]
 pub trait Store:
-    ProjectStore + TicketStore + ChatStore + KbStore + WebhookStore + UnansweredStore + MemberStore
+    ProjectStore
+    + TicketStore
+    + ChatStore
+    + KbStore
+    + WebhookStore
+    + UnansweredStore
+    + MemberStore
+    + CannedStore
 {
     /// A short name for logs and metrics: `embedded`, `scylla`, `memory`.
     fn backend(&self) -> &'static str;

@@ -141,21 +141,32 @@ impl Asset {
                 HeaderValue::from_static("*"),
             );
         } else {
-            h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-            h.insert(
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            );
-            h.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
-                ),
-            );
+            page_headers(h);
         }
         resp
     }
 }
+
+/// The security headers of the server's own pages (the inbox, `/`): never framed, no referrer,
+/// and scripts from this server only.
+pub fn page_headers(h: &mut http::HeaderMap) {
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+}
+
+/// The pages' Content-Security-Policy.
+pub const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'";
 
 fn accepts_gzip(header: &str) -> bool {
     header.split(',').any(|part| {

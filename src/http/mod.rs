@@ -8,8 +8,10 @@
 pub mod access;
 pub mod assets;
 pub mod assistant;
+pub mod canned;
 pub mod chat;
 pub mod error;
+pub mod home;
 pub mod kb;
 pub mod members;
 pub mod openapi;
@@ -57,6 +59,8 @@ pub struct Ctx {
     pub clock: Arc<dyn Clock>,
     /// Webhook endpoints and their delivery logs.
     pub webhook_store: Arc<dyn fleety_actors::store::WebhookStore>,
+    /// The projects' canned replies.
+    pub canned_store: Arc<dyn fleety_actors::store::CannedStore>,
     /// Cancelled when the server starts draining: sockets close with "going away".
     pub shutdown: CancellationToken,
     /// Long-lived sockets, so a drain can wait for them.

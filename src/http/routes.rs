@@ -15,8 +15,8 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, assistant, chat, kb, members, openapi, projects_api, session, tickets, unanswered,
-    webhooks, ws, Ctx,
+    assets, assistant, canned, chat, kb, members, openapi, projects_api, session, tickets,
+    unanswered, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
@@ -460,6 +460,50 @@ fn routes() -> Vec<Route> {
         .describe("Members are never removed, so what they did keeps a name; a deactivated member cannot sign in.")
         .answers(200, "The member, deactivated", Json(schema::<members::MemberView>))
         .refuses(404, "No such member"),
+        Route::new(get(), "/v1/projects/{projectId}/canned-replies", "listCannedReplies", "List the project's canned replies", Agent, |b| {
+            b.agent().and(b.ctx()).then(canned::list).boxed()
+        })
+        .tag("canned replies")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .answers(200, "The replies, by shortcut", Json(schema::<canned::CannedReplyList>)),
+        Route::new(post(), "/v1/projects/{projectId}/canned-replies", "createCannedReply", "Save a canned reply", Admin, |b| {
+            b.agent().and(b.ctx()).and(b.json()).then(canned::create).boxed()
+        })
+        .tag("canned replies")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("A name, a shortcut the inbox picks it by after `/`, and a body whose `{{visitor.name}}` and `{{agent.name}}` the inbox fills in. A project has at most 200.")
+        .body::<canned::NewCannedReply>(Limit::Standard)
+        .answers(201, "The reply", Json(schema::<canned::CannedReplyView>))
+        .refuses(409, "The project has as many canned replies as it may, or another has this shortcut")
+        .link("GetCannedReply", "getCannedReply", &[TICKET, ("replyId", CREATED_ID)])
+        .link("UpdateCannedReply", "updateCannedReply", &[TICKET, ("replyId", CREATED_ID)])
+        .link("DeleteCannedReply", "deleteCannedReply", &[TICKET, ("replyId", CREATED_ID)]),
+        Route::new(get(), "/v1/projects/{projectId}/canned-replies/{replyId}", "getCannedReply", "Read a canned reply", Agent, |b| {
+            b.param("replyId").and(b.agent()).and(b.ctx()).then(canned::get).boxed()
+        })
+        .tag("canned replies")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("replyId", "The reply's id.", uuid)
+        .answers(200, "The reply", Json(schema::<canned::CannedReplyView>))
+        .refuses(404, "No such canned reply"),
+        Route::new(patch(), "/v1/projects/{projectId}/canned-replies/{replyId}", "updateCannedReply", "Change a canned reply's name, shortcut or body", Admin, |b| {
+            b.param("replyId").and(b.agent()).and(b.ctx()).and(b.json()).then(canned::update).boxed()
+        })
+        .tag("canned replies")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("replyId", "The reply's id.", uuid)
+        .body::<canned::CannedReplyChange>(Limit::Standard)
+        .answers(200, "The reply after the change", Json(schema::<canned::CannedReplyView>))
+        .refuses(404, "No such canned reply")
+        .refuses(409, "Another canned reply has this shortcut"),
+        Route::new(delete(), "/v1/projects/{projectId}/canned-replies/{replyId}", "deleteCannedReply", "Delete a canned reply", Admin, |b| {
+            b.param("replyId").and(b.agent()).and(b.ctx()).then(canned::delete).boxed()
+        })
+        .tag("canned replies")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("replyId", "The reply's id.", uuid)
+        .answers(200, "Deleted", Json(schema::<super::Done>))
+        .refuses(404, "No such canned reply"),
         // The operator.
         Route::new(post(), "/v1/admin/projects", "createProject", "Create a project", Operator, |b| {
             b.operator().and(b.ctx()).and(b.json()).then(projects_api::create).boxed()
@@ -517,6 +561,13 @@ fn routes() -> Vec<Route> {
         .query::<assets::VersionQuery>()
         .answers(200, "The script", Other("text/javascript"))
         .answers(304, "Not modified since the ETag the client holds", Nothing),
+        Route::new(get(), "/", "home", "The home page: the demo, or where the inbox and this reference are", Anyone, |b| {
+            let host = warp::header::optional::<String>("host").or(warp::any().map(|| None)).unify();
+            b.ctx().and(host).map(super::home::page).boxed()
+        })
+        .tag("web")
+        .describe("With the demo on (`FLEETY_DEMO`), a sample customer site with the widget embedded, a link to the inbox and the next steps; otherwise a short page naming the inbox and the API reference. Never an admin key.")
+        .answers(200, "The page", Other("text/html; charset=utf-8")),
         Route::new(get(), "/inbox", "inboxPage", "The agents' inbox", Anyone, |b| {
             b.query().and(assets::request()).map(|_: assets::VersionQuery, r| assets::INBOX_PAGE.answer_to(&r)).boxed()
         })
@@ -592,9 +643,16 @@ mod tests {
         ("getMember", Admin),
         ("updateMember", Admin),
         ("deactivateMember", Admin),
+        // Canned replies: every agent inserts them, admins keep them.
+        ("listCannedReplies", Agent),
+        ("createCannedReply", Admin),
+        ("getCannedReply", Agent),
+        ("updateCannedReply", Admin),
+        ("deleteCannedReply", Admin),
         ("createProject", Operator),
         ("operatorListMembers", Operator),
         ("operatorAddMember", Operator),
+        ("home", Anyone),
         ("openapi", Anyone),
         ("health", Anyone),
         ("metrics", Anyone),

@@ -5,6 +5,7 @@ mod support_cql;
 
 mod agent;
 mod assistant;
+mod canned;
 mod chat;
 mod chat_llm;
 mod cli;
@@ -12,6 +13,7 @@ mod fake_llm;
 mod feedback;
 mod guidance;
 mod helpers;
+mod home;
 mod kb;
 mod limits_and_cors;
 mod llm_e2e;

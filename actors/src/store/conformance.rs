@@ -57,6 +57,8 @@ macro_rules! store_conformance_tests {
             members_are_added_found_by_email_changed_and_listed,
             members_racing_for_one_email_leave_one_member,
             member_sessions_are_kept_listed_and_ended,
+            canned_replies_are_created_listed_replaced_and_deleted,
+            canned_replies_racing_never_pass_the_cap_or_share_a_shortcut,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1777,4 +1779,122 @@ pub async fn member_sessions_are_kept_listed_and_ended(store: Arc<dyn Store>) {
         store.list_member_sessions(&p.id, eli.id).await.unwrap(),
         vec![c]
     );
+}
+
+fn canned(project: &ProjectId, shortcut: &str) -> crate::canned::CannedReply {
+    use crate::canned::*;
+    let now = now_millis();
+    CannedReply {
+        id: Uuid::new_v4(),
+        project_id: project.clone(),
+        name: CannedName::parse(&format!("Reply {shortcut}")).unwrap(),
+        shortcut: Shortcut::parse(shortcut).unwrap(),
+        body: CannedBody::parse("Hi {{visitor.name}}, {{agent.name}} here.\nLine two.").unwrap(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn by_shortcut(mut replies: Vec<crate::canned::CannedReply>) -> Vec<crate::canned::CannedReply> {
+    replies.sort_by(|a, b| a.shortcut.as_str().cmp(b.shortcut.as_str()));
+    replies
+}
+
+pub async fn canned_replies_are_created_listed_replaced_and_deleted(store: Arc<dyn Store>) {
+    use crate::canned::*;
+    let p = stored_project(&store).await;
+    let q = stored_project(&store).await;
+    let hello = canned(&p.id, "hello");
+    let refund = canned(&p.id, "refund");
+    // Another project's shortcuts are its own.
+    let theirs = canned(&q.id, "hello");
+    for r in [&hello, &refund, &theirs] {
+        assert_eq!(store.create_canned_reply(r, 10).await.unwrap(), Ok(()));
+    }
+    assert_eq!(
+        by_shortcut(store.list_canned_replies(&p.id).await.unwrap()),
+        vec![hello.clone(), refund.clone()]
+    );
+    let twin = canned(&p.id, "hello");
+    assert_eq!(
+        store.create_canned_reply(&twin, 10).await.unwrap(),
+        Err(CannedConflict::ShortcutTaken)
+    );
+    // A change may keep its own shortcut, but not take another reply's.
+    let mut changed = hello.clone();
+    changed.body = CannedBody::parse("Hello again, {{visitor.name}}.").unwrap();
+    changed.name = CannedName::parse("Greeting").unwrap();
+    changed.updated_at = now_millis();
+    assert_eq!(store.update_canned_reply(&changed).await.unwrap(), Ok(()));
+    let mut clash = refund.clone();
+    clash.shortcut = Shortcut::parse("hello").unwrap();
+    assert_eq!(
+        store.update_canned_reply(&clash).await.unwrap(),
+        Err(CannedConflict::ShortcutTaken)
+    );
+    let mut renamed = refund.clone();
+    renamed.shortcut = Shortcut::parse("refunds").unwrap();
+    assert_eq!(store.update_canned_reply(&renamed).await.unwrap(), Ok(()));
+    assert_eq!(
+        by_shortcut(store.list_canned_replies(&p.id).await.unwrap()),
+        vec![changed.clone(), renamed.clone()]
+    );
+    store.delete_canned_reply(&p.id, refund.id).await.unwrap();
+    assert!(matches!(
+        store.delete_canned_reply(&p.id, refund.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // A change to a reply deleted meanwhile does not bring it back.
+    assert!(matches!(
+        store.update_canned_reply(&renamed).await,
+        Err(StoreError::NotFound)
+    ));
+    // Its shortcut is free again.
+    let again = canned(&p.id, "refunds");
+    assert_eq!(store.create_canned_reply(&again, 10).await.unwrap(), Ok(()));
+    assert_eq!(
+        by_shortcut(store.list_canned_replies(&p.id).await.unwrap()),
+        vec![changed, again]
+    );
+    assert_eq!(
+        store.list_canned_replies(&q.id).await.unwrap(),
+        vec![theirs]
+    );
+}
+
+pub async fn canned_replies_racing_never_pass_the_cap_or_share_a_shortcut(store: Arc<dyn Store>) {
+    use crate::canned::*;
+    const CAP: usize = 3;
+    let p = stored_project(&store).await;
+    let race = |shortcuts: Vec<String>| {
+        let mut racing = tokio::task::JoinSet::new();
+        for shortcut in shortcuts {
+            let store = store.clone();
+            let r = canned(&p.id, &shortcut);
+            racing.spawn(async move { store.create_canned_reply(&r, CAP).await });
+        }
+        async move {
+            let (mut created, mut full, mut taken) = (0, 0, 0);
+            while let Some(outcome) = racing.join_next().await {
+                match outcome.unwrap() {
+                    Ok(Ok(())) => created += 1,
+                    Ok(Err(CannedConflict::Full)) => full += 1,
+                    Ok(Err(CannedConflict::ShortcutTaken)) => taken += 1,
+                    Err(e) => panic!("a create failed: {e}"),
+                }
+            }
+            (created, full, taken)
+        }
+    };
+    // One shortcut, claimed by six at once: one gets it.
+    assert_eq!(race(vec!["same".to_owned(); 6]).await, (1, 0, 5));
+    let distinct = (0..8).map(|i| format!("racer-{i}")).collect();
+    assert_eq!(race(distinct).await, (CAP - 1, 8 - (CAP - 1), 0));
+    let all = store.list_canned_replies(&p.id).await.unwrap();
+    assert_eq!(all.len(), CAP);
+    // A place freed by a deletion is taken once.
+    store.delete_canned_reply(&p.id, all[0].id).await.unwrap();
+    let distinct = (0..4).map(|i| format!("late-{i}")).collect();
+    assert_eq!(race(distinct).await, (1, 3, 0));
+    assert_eq!(store.list_canned_replies(&p.id).await.unwrap().len(), CAP);
 }

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::*;
+use crate::canned::{CannedConflict, CannedReply};
 use crate::domain::{ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant};
 use crate::member::{Member, MemberSession};
 use crate::webhook::{Delivery, Endpoint};
@@ -51,6 +52,7 @@ struct Data {
     unanswered: HashMap<ProjectId, HashMap<String, UnansweredQuestion>>,
     members: BTreeMap<(ProjectId, Uuid), Member>,
     member_sessions: BTreeMap<(ProjectId, Uuid, String), MemberSession>,
+    canned: BTreeMap<(ProjectId, Uuid), CannedReply>,
 }
 
 struct TicketRows {
@@ -772,6 +774,57 @@ impl MemberStore for MemoryStore {
         data.member_sessions
             .retain(|(p, m, _), _| !(p == project && *m == member));
         Ok(before - data.member_sessions.len())
+    }
+}
+
+#[async_trait]
+impl CannedStore for MemoryStore {
+    async fn create_canned_reply(
+        &self,
+        reply: &CannedReply,
+        max: usize,
+    ) -> StoreResult<Result<(), CannedConflict>> {
+        let mut data = lock(&self.data);
+        let key = (reply.project_id.clone(), reply.id);
+        if data.canned.contains_key(&key) {
+            return Err(StoreError::Conflict);
+        }
+        let others: Vec<CannedReply> = data.canned.values().cloned().collect();
+        if let Some(conflict) = canned_conflict(reply, &others, Some(max)) {
+            return Ok(Err(conflict));
+        }
+        data.canned.insert(key, reply.clone());
+        Ok(Ok(()))
+    }
+
+    async fn update_canned_reply(
+        &self,
+        reply: &CannedReply,
+    ) -> StoreResult<Result<(), CannedConflict>> {
+        let mut data = lock(&self.data);
+        let key = (reply.project_id.clone(), reply.id);
+        if !data.canned.contains_key(&key) {
+            return Err(StoreError::NotFound);
+        }
+        let others: Vec<CannedReply> = data.canned.values().cloned().collect();
+        if let Some(conflict) = canned_conflict(reply, &others, None) {
+            return Ok(Err(conflict));
+        }
+        data.canned.insert(key, reply.clone());
+        Ok(Ok(()))
+    }
+
+    async fn delete_canned_reply(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
+        match lock(&self.data).canned.remove(&(project.clone(), id)) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn list_canned_replies(&self, project: &ProjectId) -> StoreResult<Vec<CannedReply>> {
+        let data = lock(&self.data);
+        let mine = data.canned.values().filter(|r| &r.project_id == project);
+        Ok(mine.cloned().collect())
     }
 }
 

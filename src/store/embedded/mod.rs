@@ -19,15 +19,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use fleety_actors::canned::{CannedConflict, CannedReply};
 use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
     Project, ProjectId, ReadCursor, Slug, Ticket,
 };
 use fleety_actors::member::{Member, MemberSession};
 use fleety_actors::store::{
-    timed, ChatStore, Claims, Done, KbStore, MemberStore, MessageRange, ProjectStore, Store,
-    StoreError, StoreResult, TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite,
-    UnansweredStore, WebhookStore,
+    canned_conflict, timed, CannedStore, ChatStore, Claims, Done, KbStore, MemberStore,
+    MessageRange, ProjectStore, Store, StoreError, StoreResult, TicketCursor, TicketPage,
+    TicketQuery, TicketStore, TicketWrite, UnansweredStore, WebhookStore,
 };
 use fleety_actors::telemetry;
 use fleety_actors::unanswered::{self, Asked, UnansweredQuestion};
@@ -39,7 +40,7 @@ use tokio::sync::{oneshot, watch};
 pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
-    cursor_id, from_json, internal, Tables, ARTICLES, CHAT_CONVERSATIONS, CHAT_TURNS,
+    cursor_id, from_json, internal, Tables, ARTICLES, CANNED, CHAT_CONVERSATIONS, CHAT_TURNS,
     CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS, MEMBER_EMAILS, MEMBER_SESSIONS, MESSAGES,
     META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
 };
@@ -57,6 +58,9 @@ pub struct EmbeddedStore {
     /// Counting an unanswered question reads its entry and writes it back: one at a time, so
     /// no asking is lost between the read and the write.
     unanswered: tokio::sync::Mutex<()>,
+    /// Saving a canned reply checks the project's others (the cap, the shortcut) and then
+    /// writes: one at a time, so no two saves decide on the same state.
+    canned: tokio::sync::Mutex<()>,
 }
 
 /// Closing the queue lets the stages finish their last groups, checkpoint and exit; joining
@@ -106,6 +110,7 @@ impl EmbeddedStore {
             applied: pipeline.applied,
             claims: Claims::default(),
             unanswered: tokio::sync::Mutex::new(()),
+            canned: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -737,6 +742,76 @@ impl UnansweredStore for EmbeddedStore {
             delete: vec![(project.as_str().to_owned(), id.to_owned())],
         };
         self.write("dismiss_unanswered", write).await
+    }
+}
+
+#[async_trait]
+impl CannedStore for EmbeddedStore {
+    async fn create_canned_reply(
+        &self,
+        reply: &CannedReply,
+        max: usize,
+    ) -> StoreResult<Result<(), CannedConflict>> {
+        let _one_at_a_time = self.canned.lock().await;
+        let all = self.list_canned_replies(&reply.project_id).await?;
+        if all.iter().any(|r| r.id == reply.id) {
+            return Err(StoreError::Conflict);
+        }
+        if let Some(conflict) = canned_conflict(reply, &all, Some(max)) {
+            return Ok(Err(conflict));
+        }
+        self.write("create_canned_reply", Write::PutCanned(reply.clone()))
+            .await
+            .map(Ok)
+    }
+
+    async fn update_canned_reply(
+        &self,
+        reply: &CannedReply,
+    ) -> StoreResult<Result<(), CannedConflict>> {
+        let _one_at_a_time = self.canned.lock().await;
+        let all = self.list_canned_replies(&reply.project_id).await?;
+        if !all.iter().any(|r| r.id == reply.id) {
+            return Err(StoreError::NotFound);
+        }
+        if let Some(conflict) = canned_conflict(reply, &all, None) {
+            return Ok(Err(conflict));
+        }
+        self.write("update_canned_reply", Write::PutCanned(reply.clone()))
+            .await
+            .map(Ok)
+    }
+
+    async fn delete_canned_reply(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
+        let _one_at_a_time = self.canned.lock().await;
+        let all = self.list_canned_replies(project).await?;
+        if !all.iter().any(|r| r.id == id) {
+            return Err(StoreError::NotFound);
+        }
+        let write = Write::DeleteCanned {
+            project: project.as_str().to_owned(),
+            id: id.to_string(),
+        };
+        self.write("delete_canned_reply", write).await
+    }
+
+    async fn list_canned_replies(&self, project: &ProjectId) -> StoreResult<Vec<CannedReply>> {
+        let project = project.clone();
+        self.read("list_canned_replies", move |txn| {
+            let table = txn.open_table(CANNED).map_err(internal)?;
+            let p = project.as_str();
+            let mut out = Vec::new();
+            // Reply ids are UUIDs in hex-and-dash form, which sort between "" and "~".
+            for row in table
+                .range::<(&str, &str)>((p, "")..(p, "~"))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<CannedReply>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 

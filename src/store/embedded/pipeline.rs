@@ -26,6 +26,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use fleety_actors::canned::CannedReply;
 use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
 };
@@ -142,6 +143,13 @@ pub(super) enum Write {
     DeleteMemberSessions {
         keys: Vec<(String, String, String)>,
         one: bool,
+    },
+    /// A canned reply to put, or (project, id) of one to remove: decided by the caller, which
+    /// writes a project's replies one at a time (`EmbeddedStore::canned`).
+    PutCanned(CannedReply),
+    DeleteCanned {
+        project: String,
+        id: String,
     },
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
@@ -783,6 +791,17 @@ impl Rows<'_> {
                     });
                     self.set(row, false);
                 }
+            }
+            Write::PutCanned(r) => {
+                let (id, json) = (r.id.to_string(), to_json(r)?);
+                record.push(&Op::Canned {
+                    project: r.project_id.as_str(),
+                    id: &id,
+                    json: &json,
+                });
+            }
+            Write::DeleteCanned { project, id } => {
+                record.push(&Op::DeleteCanned { project, id });
             }
             Write::Barrier => {}
         }

@@ -51,6 +51,9 @@ pub(super) const MEMBER_EMAILS: TableDefinition<(&str, &str), &[u8]> =
 /// (project, member id, session id) -> session JSON: a member's signed-in sessions.
 pub(super) const MEMBER_SESSIONS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("member_sessions");
+/// (project, reply id) -> canned reply JSON.
+pub(super) const CANNED: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("canned_replies");
 /// The store's own bookkeeping.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest group a durable redb commit holds: replay starts after it.
@@ -123,6 +126,7 @@ pub(super) struct Tables<'t> {
     members: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     member_emails: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     member_sessions: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
+    canned: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -145,6 +149,7 @@ impl<'t> Tables<'t> {
             members: txn.open_table(MEMBERS).map_err(internal)?,
             member_emails: txn.open_table(MEMBER_EMAILS).map_err(internal)?,
             member_sessions: txn.open_table(MEMBER_SESSIONS).map_err(internal)?,
+            canned: txn.open_table(CANNED).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
     }
@@ -295,6 +300,16 @@ impl<'t> Tables<'t> {
                 return Ok(self
                     .member_sessions
                     .remove((project, member, id))
+                    .map_err(internal)?
+                    .is_some());
+            }
+            Op::Canned { project, id, json } => {
+                self.canned.insert((project, id), json).map_err(internal)?;
+            }
+            Op::DeleteCanned { project, id } => {
+                return Ok(self
+                    .canned
+                    .remove((project, id))
                     .map_err(internal)?
                     .is_some());
             }

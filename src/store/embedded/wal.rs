@@ -132,6 +132,16 @@ pub enum Op<'a> {
         member: &'a str,
         id: &'a str,
     },
+    /// A canned reply as now written.
+    Canned {
+        project: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    DeleteCanned {
+        project: &'a str,
+        id: &'a str,
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -327,6 +337,18 @@ impl RecordBuf {
                 b.push(32);
                 put(b, project.as_bytes());
                 put(b, member.as_bytes());
+                put(b, id.as_bytes());
+            }
+            // 40 to 44 are the canned replies' (40 and 41 taken).
+            Op::Canned { project, id, json } => {
+                b.push(40);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteCanned { project, id } => {
+                b.push(41);
+                put(b, project.as_bytes());
                 put(b, id.as_bytes());
             }
             Op::DeleteDelivery {
@@ -667,6 +689,15 @@ impl<'a> Reader<'a> {
                 member: self.str()?,
                 id: self.str()?,
             },
+            40 => Op::Canned {
+                project: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            41 => Op::DeleteCanned {
+                project: self.str()?,
+                id: self.str()?,
+            },
             _ => return None,
         })
     }
@@ -960,6 +991,15 @@ mod tests {
                 project: "p1",
                 member: "m",
                 id: "ab",
+            },
+            Op::Canned {
+                project: "p1",
+                id: "c",
+                json: b"{\"shortcut\":\"hi\"}",
+            },
+            Op::DeleteCanned {
+                project: "p1",
+                id: "c",
             },
         ]
     }

@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0012_members_and_sessions",
         include_str!("../../../cql/0012_members_and_sessions.cql"),
     ),
+    (
+        13,
+        "0013_canned_replies",
+        include_str!("../../../cql/0013_canned_replies.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

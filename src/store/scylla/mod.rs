@@ -15,6 +15,7 @@
 //! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`], [`members`]); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
+mod canned;
 mod chat;
 mod config;
 mod kb;
@@ -100,6 +101,7 @@ pub struct ScyllaStore {
     webhooks: webhooks::Statements,
     unanswered: unanswered::Statements,
     members: members::Statements,
+    canned: canned::Statements,
 }
 
 impl ScyllaStore {
@@ -132,6 +134,7 @@ impl ScyllaStore {
             webhooks: webhooks::Statements::prepare(&session, consistency, ks).await?,
             unanswered: unanswered::Statements::prepare(&session, consistency, ks).await?,
             members: members::Statements::prepare(&session, consistency, ks).await?,
+            canned: canned::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }

@@ -54,6 +54,7 @@ export async function signIn(project: string, email: string, password: string): 
     memberId: signed.member.id,
   };
 }
+export type CannedReply = Schemas["CannedReply"];
 
 export class Api {
   constructor(
@@ -246,6 +247,21 @@ export class Api {
 
   setAssistant(assistant: Pick<Schemas["UpdateProject"], "assistant_name" | "assistant_greeting" | "assistant_guidance">) {
     return this.patch<Project>(`/v1/projects/${this.p}`, assistant satisfies Schemas["UpdateProject"]);
+  }
+
+  cannedReplies() {
+    return this.get<Schemas["CannedReplyList"]>(`/v1/projects/${this.p}/canned-replies`);
+  }
+
+  saveCannedReply(reply: { id?: string; name: string; shortcut: string; body: string }) {
+    const body = { name: reply.name, shortcut: reply.shortcut, body: reply.body } satisfies Schemas["NewCannedReply"];
+    return reply.id
+      ? this.patch<CannedReply>(`/v1/projects/${this.p}/canned-replies/${reply.id}`, body satisfies Schemas["CannedReplyChange"])
+      : this.post<CannedReply>(`/v1/projects/${this.p}/canned-replies`, body);
+  }
+
+  deleteCannedReply(id: string) {
+    return this.delete(`/v1/projects/${this.p}/canned-replies/${id}`);
   }
 
   unanswered(limit = 100) {

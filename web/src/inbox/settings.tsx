@@ -1,9 +1,11 @@
 // The project's settings an agent manages: the assistant's name, greeting and guidance, the
-// origins the widget may run on, and the webhook endpoints with their delivery logs.
+// origins the widget may run on, the canned replies, and the webhook endpoints with their
+// delivery logs.
 
 import { useEffect, useState } from "preact/hooks";
 
 import type { Api, Delivery, Project, Webhook, WebhookEvent } from "./api";
+import { CannedReplies } from "./canned";
 import { AssistantOutcomesPanel } from "./outcomes";
 
 const EVENTS: WebhookEvent[] = ["ticket.created", "ticket.status_changed", "message.created", "ticket.assigned"];
@@ -14,6 +16,7 @@ export function Settings({ api }: { api: Api }) {
       <AssistantOutcomesPanel api={api} />
       <Assistant api={api} />
       <Origins api={api} />
+      <CannedReplies api={api} />
       <Webhooks api={api} />
     </div>
   );

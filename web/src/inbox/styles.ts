@@ -106,6 +106,16 @@ fieldset { border: 1px solid var(--line); border-radius: 8px; display: flex; fle
 .unanswered li { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }
 .unanswered .count { min-width: 36px; font-weight: 700; }
 .unanswered .title { flex: 1; }
+.canned-picker { border: 1px solid var(--accent); border-radius: 8px; background: var(--panel); padding: 4px; }
+.canned-picker ul { list-style: none; margin: 0; padding: 0; max-height: 220px; overflow-y: auto; }
+.canned-picker li { padding: 6px 8px; border-radius: 6px; cursor: pointer; display: grid; grid-template-columns: auto 1fr; gap: 0 8px; }
+.canned-picker li.active { background: #3b5bdb; color: #fff; }
+.canned-picker li.active .preview { color: inherit; }
+.canned-picker .shortcut { font-family: ui-monospace, monospace; font-weight: 700; }
+.canned-picker .preview { grid-column: 1 / span 2; color: var(--muted); font-size: 12px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.canned-picker .hint { margin: 4px 8px; }
+.canned-list { list-style: none; padding: 0; display: flex; flex-direction: column; gap: 10px; }
+.canned-list .sub { margin: 2px 0 0; white-space: pre-wrap; }
 .deliveries th, .deliveries td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); }
 @media (max-width: 760px) {
   .tickets, .kb { grid-template-columns: 1fr; }

@@ -6,6 +6,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 
 import type { Api, Message, Note, Ticket, TicketStatus, TicketSummary, Turn } from "./api";
 import type { Listener } from "./app";
+import { useCannedPicker } from "./canned";
 import type { Feed } from "./feed";
 
 const STATUSES = ["open", "pending", "resolved", "closed"];
@@ -198,6 +199,8 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
   const log = useRef<HTMLDivElement>(null);
   const typingTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const lastTyping = useRef(0);
+  // Tickets record no visitor name yet, so {{visitor.name}} takes the picker's fallback.
+  const canned = useCannedPicker({ api, id: `canned-${slug}`, enabled: !asNote, visitor: null, setDraft });
 
   const reload = async () => {
     try {
@@ -403,13 +406,16 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
         </p>
       )}
       <form class={asNote ? "reply note-mode" : "reply"} onSubmit={send}>
+        {canned.list}
         <textarea
           value={draft}
           rows={3}
           aria-label={asNote ? "Internal note" : "Reply to the visitor"}
-          placeholder={asNote ? "An internal note (agents only)" : "Reply to the visitor"}
+          placeholder={asNote ? "An internal note (agents only)" : "Reply to the visitor (/ for canned replies)"}
+          {...canned.aria}
           onInput={(e) => {
             setDraft((e.target as HTMLTextAreaElement).value);
+            canned.onInput(e.target as HTMLTextAreaElement);
             const now = Date.now();
             if (!asNote && now - lastTyping.current > 3000) {
               lastTyping.current = now;
@@ -417,6 +423,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
             }
           }}
           onKeyDown={(e) => {
+            if (canned.onKeyDown(e)) return;
             if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) void send(e);
           }}
         />
