@@ -987,6 +987,24 @@ export interface components {
          * @enum {string}
          */
         Language: "ar" | "de" | "en" | "es" | "fr" | "it" | "nl" | "pt";
+        /** @description The start of a ticket's newest message, for a listing. */
+        LastMessage: {
+            author: components["schemas"]["Participant"];
+            id: components["schemas"]["MessageId"];
+            /** @description The message's first characters, whitespace runs folded to one space. */
+            preview: string;
+            /** Format: date-time */
+            timestamp: string;
+        };
+        /** @description A ticket in the agents' listing: its fields, and what triage needs of its messages. */
+        ListedTicket: components["schemas"]["TicketSummary"] & {
+            last_message: null | components["schemas"]["LastMessage"];
+            /**
+             * @description The visitor's messages the agents have not read (past the agents' read cursor), counted
+             *     among the ticket's newest 100 messages: 100 means "100 or more".
+             */
+            unread_count: number;
+        };
         /** @description Who read the ticket. */
         MarkRead: {
             /** @description The visitor (`user`, the default) or the agents (`admin`, with the admin key). */
@@ -1225,7 +1243,7 @@ export interface components {
         TicketList: {
             /** @description Pass it as `cursor` for the next page; null on the last. */
             next_cursor: string | null;
-            tickets: components["schemas"]["TicketSummary"][];
+            tickets: components["schemas"]["ListedTicket"][];
         };
         /**
          * @description How a ticket came to be.
