@@ -87,6 +87,12 @@ kbd { font-family: ui-monospace, monospace; font-size: 12px; padding: 1px 6px; b
 .msg, .note { max-width: 78%; padding: 8px 12px; border-radius: 12px; background: var(--panel); border: 1px solid var(--line); }
 .msg p, .note p { margin: 2px 0 0; white-space: pre-wrap; word-break: break-word; }
 .msg.admin { align-self: flex-end; border-color: var(--accent); }
+.msg .body { margin-top: 2px; white-space: pre-wrap; word-break: break-word; }
+.msg .body p, .msg .body ul, .msg .body ol { margin: 0; }
+.msg .body > * + * { margin-top: 6px; }
+.msg .body ul, .msg .body ol { padding-inline-start: 20px; }
+.msg .body code { font-family: ui-monospace, monospace; font-size: 0.9em; padding: 0 4px; border-radius: 4px; background: var(--bg); border: 1px solid var(--line); }
+.msg .body a { color: var(--accent); }
 .note { align-self: flex-end; background: var(--note); border-color: var(--note-line); }
 .who { font-size: 12px; color: var(--muted); }
 .typing { color: var(--muted); font-style: italic; margin: 0; min-height: 1.45em; }

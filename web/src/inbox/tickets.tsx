@@ -5,6 +5,7 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
+import { Markdown } from "../shared/markdown";
 import type { Api, ListedTicket, Message, Note, Ticket, TicketStatus, TicketSummary, Turn } from "./api";
 import type { Listener } from "./app";
 import type { Feed } from "./feed";
@@ -518,7 +519,9 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
                 {new Date(item.timestamp).toLocaleTimeString()}
                 {item.author === "admin" && item.read_by.includes("user") ? " · seen" : ""}
               </span>
-              <p>{item.content}</p>
+              <div class="body">
+                <Markdown text={item.content} />
+              </div>
             </article>
           ),
         )}
