@@ -469,3 +469,59 @@ async fn agents_list_each_tickets_last_message_and_unread_count() {
     // The other ticket is untouched by all this.
     assert_eq!(listed(&app, &quiet).await["last_message"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_visitors_name_and_email_given_at_opening_are_listed() {
+    let app = spawn_app().await;
+    let open = |body: Value| app.post_json("/v1/tickets/demo", body);
+    let both = open(json!({"title": "Refund", "visitor": {"name": " Ada Lovelace ", "email": "ada@example.org"}})).await;
+    assert_eq!(both.status(), 201);
+    let both: Value = both.json().await.unwrap();
+    assert_eq!(
+        both["visitor"],
+        json!({"name": "Ada Lovelace", "email": "ada@example.org"})
+    );
+    let email_only =
+        open(json!({"title": "Invoice", "visitor": {"email": "b.c+d@mail.example.com"}})).await;
+    let email_only: Value = email_only.json().await.unwrap();
+    let nobody = app.create_ticket("Anonymous").await;
+    let empty = open(json!({"title": "Empty", "visitor": {"name": null}})).await;
+    let empty: Value = empty.json().await.unwrap();
+
+    let slug = |v: &Value| v["slug"].as_str().unwrap().to_owned();
+    assert_eq!(
+        listed(&app, &slug(&both)).await["visitor"],
+        json!({"name": "Ada Lovelace", "email": "ada@example.org"})
+    );
+    assert_eq!(
+        listed(&app, &slug(&email_only)).await["visitor"],
+        json!({"name": null, "email": "b.c+d@mail.example.com"})
+    );
+    assert_eq!(listed(&app, &nobody).await["visitor"], Value::Null);
+    assert_eq!(listed(&app, &slug(&empty)).await["visitor"], Value::Null);
+    // The ticket itself shows it too, after a change to the ticket.
+    let changed = app
+        .admin_patch(
+            &format!("/v1/tickets/demo/{}", slug(&both)),
+            json!({"status": "pending"}),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(
+        app.ticket(&slug(&both)).await["visitor"]["name"],
+        "Ada Lovelace"
+    );
+
+    for (visitor, error) in [
+        (json!({"email": "not an address"}), "visitor.email"),
+        (json!({"email": "a@localhost"}), "visitor.email"),
+        (json!({"email": "ä@example.org"}), "visitor.email"),
+        (json!({"name": "x".repeat(81)}), "visitor.name"),
+        (json!({"name": "   "}), "visitor.name"),
+    ] {
+        let resp = open(json!({"title": "Bad", "visitor": visitor})).await;
+        assert_eq!(resp.status(), 400, "{visitor}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(error_of(&body).starts_with(error), "{visitor}: {body}");
+    }
+}

@@ -1,5 +1,5 @@
-// Triage in the inbox with 200 tickets: each ticket's last message, its time, its unread count
-// and tags in the list; the keyboard shortcuts (j/k, Enter, e, ? and Esc), which never fire
+// Triage in the inbox with 200 tickets: each ticket's last message, its time, its unread count,
+// the visitor's name or email and tags in the list; the keyboard shortcuts (j/k, Enter, e, ? and Esc), which never fire
 // while the agent types. The tickets are made through the API before the inbox opens.
 // Screenshots go to target/e2e/.
 
@@ -32,7 +32,9 @@ before(async () => {
   chromium = await browser();
   // One at a time, so the list's order (newest first) is the order made.
   for (let i = 0; i < TICKETS; i++) {
-    const t = await call("POST", `/v1/tickets/${project.id}`, { title: `Order ${i} went missing`, description: "" });
+    // A third of the visitors are known by name, a third by email only, a third not at all.
+    const visitor = [{ name: `Customer ${i}`, email: `c${i}@example.com` }, { email: `c${i}@example.com` }, undefined][i % 3];
+    const t = await call("POST", `/v1/tickets/${project.id}`, { title: `Order ${i} went missing`, description: "", visitor });
     slugs.push(t.slug);
     await call("POST", `/v1/tickets/${project.id}/${t.slug}/messages`, { author: "user", content: `Where is   order\n${i}?` });
     if (i % 10 === 0) await call("PATCH", `/v1/tickets/${project.id}/${t.slug}`, { tags: ["shipping"] });
@@ -72,6 +74,10 @@ test("an agent triages 200 tickets from the keyboard", async (t) => {
   assert.equal((await row(TICKETS - 2).locator(".preview").textContent()).trim(), `Where is order ${TICKETS - 2}?`);
   assert.equal(await row(TICKETS - 2).locator(".unread").textContent(), "1");
   assert.equal(await row(TICKETS - 10).locator(".tag").textContent(), "shipping");
+  // The visitor by name when known, else by email.
+  assert.equal((await row(198).locator(".visitor").textContent()).trim(), "Customer 198");
+  assert.equal((await row(199).locator(".visitor").textContent()).trim(), "c199@example.com");
+  assert.equal(await row(197).locator(".visitor").count(), 0);
   await shot(agent, "inbox-list");
 
   const focused = () => agent.locator(".ticket.focused .title").textContent();

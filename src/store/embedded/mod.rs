@@ -988,6 +988,7 @@ mod tests {
             session_id: None,
             assignee: None,
             tags: Default::default(),
+            visitor: None,
         }
     }
 

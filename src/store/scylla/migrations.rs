@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0011_article_language_and_url",
         include_str!("../../../cql/0011_article_language_and_url.cql"),
     ),
+    (
+        12,
+        "0012_ticket_visitor",
+        include_str!("../../../cql/0012_ticket_visitor.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

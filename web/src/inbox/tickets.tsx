@@ -35,6 +35,11 @@ function preview(content: string): string {
   return folded.length > 140 ? `${folded.slice(0, 140)}…` : folded;
 }
 
+/** The visitor as the agents know them: their name, or else their email. */
+function visitorName(v: NonNullable<TicketSummary["visitor"]>): string {
+  return v.name ?? v.email ?? "";
+}
+
 /** Where a key press belongs to what the agent is typing, not to the list's shortcuts. */
 function typing(target: EventTarget | null): boolean {
   if (!(target instanceof HTMLElement)) return false;
@@ -245,6 +250,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
                 )}
                 <span class="sub">
                   <span class={`status ${t.status}`}>{t.status}</span>
+                  {t.visitor ? <span class="visitor"> {visitorName(t.visitor)}</span> : ""}
                   {t.assignee ? ` · ${t.assignee}` : ""}
                 </span>
                 {t.tags.length > 0 && (
@@ -441,6 +447,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
         <div>
           <h1>{ticket.title}</h1>
           <p class="sub">
+            {ticket.visitor ? `${visitorName(ticket.visitor)}${ticket.visitor.name && ticket.visitor.email ? ` <${ticket.visitor.email}>` : ""} · ` : ""}
             {slug} · {ticket.source === "chat" ? "from the assistant" : "from the API"} · opened {new Date(ticket.created_at).toLocaleString()}
           </p>
         </div>

@@ -815,6 +815,7 @@ export interface components {
         CreateTicket: {
             description?: components["schemas"]["Description"];
             title: components["schemas"]["Title"];
+            visitor?: null | components["schemas"]["NewVisitor"];
         };
         /** @description A new project, with its admin key. */
         CreatedProject: components["schemas"]["Project"] & {
@@ -858,6 +859,8 @@ export interface components {
         Done: {
             message: string;
         };
+        /** @description An email address, checked for its shape only */
+        Email: string;
         /**
          * @description What to change on an endpoint; what is left out stays as it is. Turning an endpoint back on
          *     clears what the server recorded when it turned it off.
@@ -1056,6 +1059,11 @@ export interface components {
         NewNote: {
             author: components["schemas"]["AgentName"];
             content: components["schemas"]["MessageBody"];
+        };
+        /** @description Who the visitor is: either or both, each may be null or left out. */
+        NewVisitor: {
+            email?: null | components["schemas"]["Email"];
+            name?: null | components["schemas"]["VisitorName"];
         };
         /** @description An agent's internal note, as agents see it. */
         Note: {
@@ -1276,6 +1284,7 @@ export interface components {
              * @description The ticket's version: it moves forward with every change.
              */
             updated_at: string;
+            visitor: null | components["schemas"]["VisitorContact"];
         };
         /** @description A ticket's tag: 1 to 32 letters, digits, '-' or '_'. */
         TicketTag: string;
@@ -1342,6 +1351,12 @@ export interface components {
             assistant_name?: null | components["schemas"]["AssistantName"];
             name?: null | components["schemas"]["ProjectName"];
         };
+        /** @description Who the visitor behind a ticket is, when the site knows: either may be missing. */
+        VisitorContact: {
+            email: null | components["schemas"]["Email"];
+            name: null | components["schemas"]["VisitorName"];
+        };
+        VisitorName: string;
         /** @description A webhook endpoint. */
         Webhook: {
             /** Format: date-time */
