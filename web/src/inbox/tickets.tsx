@@ -250,7 +250,15 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
                 )}
                 <span class="sub">
                   <span class={`status ${t.status}`}>{t.status}</span>
-                  {t.visitor ? <span class="visitor"> {visitorName(t.visitor)}</span> : ""}
+                  {t.visitor ? (
+                    <>
+                      {" "}
+                      <span class="visitor">{visitorName(t.visitor)}</span> ·
+                    </>
+                  ) : (
+                    ""
+                  )}{" "}
+                  {t.slug}
                   {t.assignee ? ` · ${t.assignee}` : ""}
                 </span>
                 {t.tags.length > 0 && (
