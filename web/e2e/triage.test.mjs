@@ -140,4 +140,29 @@ test("an agent triages 200 tickets from the keyboard", async (t) => {
   const after = await call("GET", `/v1/projects/${project.id}/tickets?status=resolved`);
   assert.equal(after.tickets.length, 1);
   await shot(agent, "inbox-thread");
+  // A ticket the assistant opens while the agent watches arrives with its chat: the list shows
+  // the chat's last message and counts the visitor's messages in it.
+  const session = await fetch(`${server.base}/v1/init-session`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ project_id: project.id }),
+  }).then((r) => r.json());
+  const handoff = await fetch(`${server.base}/v1/chat/tools`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${session.token}` },
+    body: JSON.stringify({
+      messages: [
+        { role: "user", content: "My parcel never came." },
+        { role: "assistant", content: "Sorry to hear that." },
+        { role: "user", content: "I'd like to talk to a person, please." },
+      ],
+      enable_tool_calling: true,
+    }),
+  }).then((r) => r.json());
+  const live = agent.locator(".ticket", { hasText: handoff.ticket_slug });
+  await live.locator(".preview", { hasText: "I'd like to talk to a person, please." }).waitFor();
+  // The visitor's two messages, and the assistant's answer the widget reported, which the
+  // ticket keeps as the visitor's (marked as such).
+  assert.equal(await live.locator(".unread").textContent(), "3");
+  await shot(agent, "inbox-list-live");
 });

@@ -143,7 +143,24 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
           const t = event.payload;
           const wanted =
             (!status || t.status === status) && (!applied || t.title.toLowerCase().includes(applied.toLowerCase())) && (!tag || t.tags.includes(tag));
-          if (wanted) setTickets((known) => [{ ...t, last_message: null, unread_count: 0 }, ...known.filter((k) => k.slug !== t.slug)]);
+          if (!wanted) return;
+          setTickets((known) => [{ ...t, last_message: null, unread_count: 0 }, ...known.filter((k) => k.slug !== t.slug)]);
+          // A ticket from the assistant arrives with its chat as messages, which the feed does
+          // not announce one by one: read them once for the list's preview and count.
+          void api
+            .ticket(t.slug)
+            .then((full) => {
+              const last = full.messages[full.messages.length - 1];
+              const unseen = full.messages.filter((m) => m.author === "user" && !m.read_by.includes("admin")).length;
+              setTickets((known) =>
+                known.map((k) =>
+                  k.slug === t.slug && !k.last_message && last
+                    ? { ...k, last_message: { id: last.id, author: last.author, preview: preview(last.content), timestamp: last.timestamp }, unread_count: k.unread_count + unseen }
+                    : k,
+                ),
+              );
+            })
+            .catch(() => undefined);
         } else if (event.type === "status_change") {
           setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, status: String(event.payload.status) as TicketStatus } : k)));
         } else if (event.type === "assigned") {
