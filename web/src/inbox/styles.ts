@@ -48,7 +48,7 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .ticket .when { grid-column: 2; color: var(--muted); font-size: 12px; white-space: nowrap; }
 .ticket .preview { grid-column: 1; color: var(--muted); overflow: hidden; text-overflow: ellipsis; white-space: nowrap; font-size: 13px; }
 .ticket.has-unread .preview { color: var(--fg); font-weight: 600; }
-.ticket .sub { grid-column: 1; }
+.ticket .sub { grid-column: 1; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .unread { grid-column: 2; justify-self: end; min-width: 22px; height: 22px; border-radius: 11px; background: #c2255c; color: #fff; font-size: 12px; font-weight: 700; text-align: center; line-height: 22px; padding: 0 6px; }
 .filters .keys { padding: 6px 10px; }
 .overlay { position: fixed; inset: 0; background: rgb(0 0 0 / 0.35); display: grid; place-items: center; z-index: 10; }
