@@ -47,9 +47,25 @@ pub struct CreateTicket {
     #[schema(value_type = Description)]
     description: String,
     /// Who the visitor is, when the caller knows: shown to the agents beside the ticket.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     #[schema(value_type = Option<NewVisitor>)]
     visitor: Option<NewVisitor>,
+}
+
+/// An object only: serde would also take a struct written as an array of its fields, which the
+/// API description does not allow.
+fn object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)? {
+        Some(map) => T::deserialize(serde_json::Value::Object(map))
+            .map(Some)
+            .map_err(D::Error::custom),
+        None => Ok(None),
+    }
 }
 
 /// Who the visitor is: either or both, each may be null or left out.

@@ -518,6 +518,8 @@ async fn a_visitors_name_and_email_given_at_opening_are_listed() {
         (json!({"email": "ä@example.org"}), "visitor.email"),
         (json!({"name": "x".repeat(81)}), "visitor.name"),
         (json!({"name": "   "}), "visitor.name"),
+        (json!([null, null]), "invalid JSON body"),
+        (json!({"name": 7}), "invalid JSON body"),
     ] {
         let resp = open(json!({"title": "Bad", "visitor": visitor})).await;
         assert_eq!(resp.status(), 400, "{visitor}");
