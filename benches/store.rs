@@ -74,6 +74,7 @@ fn setup(
                 session_id: None,
                 assignee: None,
                 tags: Default::default(),
+                visitor: None,
             };
             store.create_ticket(&ticket, &[]).await.unwrap();
             created.push(ticket);

@@ -43,6 +43,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         session_id: None,
         assignee: None,
         tags: Default::default(),
+        visitor: None,
     };
     let id = MessageId::next(None, Utc::now());
     let message = Message {

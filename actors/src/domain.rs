@@ -214,6 +214,80 @@ text_value!(
     AgentName, "agent name", 1, 80
 );
 text_value!(
+    /// A visitor's name, as the site that embeds the widget or calls the API knows it: 1 to 80
+    /// characters.
+    VisitorName, "visitor.name", 1, 80
+);
+
+/// A visitor's email address, checked for its shape only (nobody is mailed): a local part of 1
+/// to 64 of the characters RFC 5322 allows unquoted, `@`, and a domain of two or more labels
+/// of letters, digits and hyphens, 254 characters at most. Exactly what
+/// [`Email::PATTERN`] says, so a client can check an address before sending it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub const MAX_CHARS: usize = 254;
+    pub const PATTERN: &'static str =
+        r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$";
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let bad = || invalid("visitor.email must be an email address (name@example.com)");
+        if raw.len() > Self::MAX_CHARS {
+            return Err(invalid(format!(
+                "visitor.email must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        let (local, domain) = raw.split_once('@').ok_or_else(bad)?;
+        let local_ok = (1..=64).contains(&local.len())
+            && local
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|l| {
+                (1..=63).contains(&l.len())
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if local_ok && domain_ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(bad())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl utoipa::PartialSchema for Email {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .max_length(Some(Self::MAX_CHARS))
+            .pattern(Some(Self::PATTERN))
+            .description(Some("An email address, checked for its shape only"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Email {}
+
+/// Who the visitor behind a ticket is, when the site knows: either may be missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VisitorContact {
+    /// Null when not known.
+    #[schema(required = true)]
+    pub name: Option<VisitorName>,
+    /// Null when not known.
+    #[schema(required = true)]
+    pub email: Option<Email>,
+}
+
+text_value!(
     /// A knowledge-base article's title: 1 to 200 characters.
     ArticleTitle, "title", 1, 200
 );
@@ -537,6 +611,9 @@ pub struct Ticket {
     /// The agents' labels; a ticket stored before tags existed has none.
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
     pub tags: Tags,
+    /// Who the visitor is, when whoever opened the ticket said; never changes afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor: Option<VisitorContact>,
 }
 
 impl Ticket {
@@ -564,6 +641,7 @@ impl Ticket {
             session_id,
             assignee: None,
             tags: Tags::default(),
+            visitor: None,
         }
     }
 

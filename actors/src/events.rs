@@ -95,6 +95,9 @@ pub struct TicketSummary<'a> {
     pub assignee: Option<&'a str>,
     /// The agents' labels on the ticket; empty when it has none.
     pub tags: &'a Tags,
+    /// Who the visitor is, when whoever opened the ticket said; null when nobody did.
+    #[schema(required = true)]
+    pub visitor: Option<&'a crate::domain::VisitorContact>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
     /// The ticket's version: it moves forward with every change.
@@ -114,6 +117,7 @@ impl<'a> TicketSummary<'a> {
             source: ticket.source,
             assignee: ticket.assignee.as_ref().map(|a| a.as_str()),
             tags: &ticket.tags,
+            visitor: ticket.visitor.as_ref(),
             created_at: rfc3339(ticket.created_at),
             updated_at: rfc3339(ticket.updated_at),
         }

@@ -124,6 +124,7 @@ impl Kit {
             source: TicketSource::Api,
             session_id: None,
             history: Vec::new(),
+            visitor: None,
         });
         let ticket = ticket.await.unwrap();
         TicketKey {

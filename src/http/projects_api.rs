@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
-    AssistantGreeting, AssistantGuidance, AssistantName, InvalidValue, Project, ProjectId,
-    ProjectName, Slug, Tag, TicketStatus,
+    AssistantGreeting, AssistantGuidance, AssistantName, InvalidValue, Message, Participant,
+    Project, ProjectId, ProjectName, Slug, Tag, TicketStatus,
 };
 use fleety_actors::events::{rfc3339, TicketSummary};
 use fleety_actors::store::{StoreError, TicketCursor, TicketQuery};
+use fleety_actors::MessageId;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -142,10 +143,60 @@ pub struct ListQuery {
 /// A page of tickets, newest first.
 #[derive(Serialize, ToSchema)]
 pub struct TicketList<'a> {
-    tickets: Vec<TicketSummary<'a>>,
+    tickets: Vec<ListedTicket<'a>>,
     /// Pass it as `cursor` for the next page; null on the last.
     #[schema(required = true)]
     next_cursor: Option<String>,
+}
+
+/// A ticket in the agents' listing: its fields, and what triage needs of its messages.
+#[derive(Serialize, ToSchema)]
+pub struct ListedTicket<'a> {
+    #[serde(flatten)]
+    ticket: TicketSummary<'a>,
+    /// The newest message; null when the ticket has none.
+    #[schema(required = true)]
+    last_message: Option<LastMessage>,
+    /// The visitor's messages the agents have not read (past the agents' read cursor), counted
+    /// among the ticket's newest 100 messages: 100 means "100 or more".
+    #[schema(minimum = 0, maximum = 100)]
+    unread_count: usize,
+}
+
+/// The start of a ticket's newest message, for a listing.
+#[derive(Serialize, ToSchema)]
+pub struct LastMessage {
+    id: MessageId,
+    author: Participant,
+    /// The message's first characters, whitespace runs folded to one space.
+    #[schema(max_length = 141)]
+    preview: String,
+    #[schema(value_type = String, format = DateTime)]
+    timestamp: String,
+}
+
+/// Characters of a message a listing shows; a longer one ends with an ellipsis.
+const PREVIEW_CHARS: usize = 140;
+
+impl LastMessage {
+    fn new(m: &Message) -> Self {
+        let folded = m
+            .content
+            .as_str()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let preview = match folded.char_indices().nth(PREVIEW_CHARS) {
+            Some((cut, _)) => format!("{}…", &folded[..cut]),
+            None => folded,
+        };
+        Self {
+            id: m.id,
+            author: m.author,
+            preview,
+            timestamp: rfc3339(m.timestamp),
+        }
+    }
 }
 
 /// Cursors are opaque to clients: `<created_at ms>.<slug>`.
@@ -209,8 +260,19 @@ pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery
                 limit,
             };
             let page = ctx.system.tickets.list(&project.id, &query).await?;
+            let slugs: Vec<Slug> = page.tickets.iter().map(|t| t.slug.clone()).collect();
+            let activity = ctx.system.tickets.activity(&project.id, &slugs).await?;
             let body = TicketList {
-                tickets: page.tickets.iter().map(TicketSummary::new).collect(),
+                tickets: page
+                    .tickets
+                    .iter()
+                    .zip(&activity)
+                    .map(|(t, a)| ListedTicket {
+                        ticket: TicketSummary::new(t),
+                        last_message: a.last.as_ref().map(LastMessage::new),
+                        unread_count: a.unread,
+                    })
+                    .collect(),
                 next_cursor: page.next.as_ref().map(encode_cursor),
             };
             Ok(json(StatusCode::OK, &body))

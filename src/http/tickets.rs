@@ -7,6 +7,7 @@ use fleety_actors::domain::{
     AgentName, Description, IdempotencyKey, MessageBody, Participant, Project, Slug, Tags,
     TicketSource, TicketStatus, Title,
 };
+use fleety_actors::domain::{Email, VisitorContact, VisitorName};
 use fleety_actors::events::{self, MessageView, NoteView, TicketSummary};
 use fleety_actors::ticket::{Command, MessagePage, NewTicket, TicketChange, TicketKey};
 use fleety_actors::MessageId;
@@ -45,6 +46,50 @@ pub struct CreateTicket {
     #[serde(default)]
     #[schema(value_type = Description)]
     description: String,
+    /// Who the visitor is, when the caller knows: shown to the agents beside the ticket.
+    #[serde(default, deserialize_with = "object")]
+    #[schema(value_type = Option<NewVisitor>)]
+    visitor: Option<NewVisitor>,
+}
+
+/// An object only: serde would also take a struct written as an array of its fields, which the
+/// API description does not allow.
+fn object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)? {
+        Some(map) => T::deserialize(serde_json::Value::Object(map))
+            .map(Some)
+            .map_err(D::Error::custom),
+        None => Ok(None),
+    }
+}
+
+/// Who the visitor is: either or both, each may be null or left out.
+#[derive(Deserialize, ToSchema)]
+pub struct NewVisitor {
+    #[serde(default)]
+    #[schema(value_type = Option<fleety_actors::domain::VisitorName>)]
+    name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<fleety_actors::domain::Email>)]
+    email: Option<String>,
+}
+
+impl NewVisitor {
+    /// The contact to store; none when neither part is given.
+    fn parse(self) -> Result<Option<VisitorContact>, ApiError> {
+        let name = self.name.as_deref().map(VisitorName::parse).transpose();
+        let email = self.email.as_deref().map(Email::parse).transpose();
+        let contact = VisitorContact {
+            name: name.map_err(|e| ApiError::bad_request(e.0))?,
+            email: email.map_err(|e| ApiError::bad_request(e.0))?,
+        };
+        Ok((contact.name.is_some() || contact.email.is_some()).then_some(contact))
+    }
 }
 
 /// POST /v1/tickets/{projectId}
@@ -59,6 +104,10 @@ pub async fn create(
             let title = Title::parse(&req.title).map_err(|e| ApiError::bad_request(e.0))?;
             let description =
                 Description::parse(&req.description).map_err(|e| ApiError::bad_request(e.0))?;
+            let contact = match req.visitor {
+                Some(v) => v.parse()?,
+                None => None,
+            };
             // A widget may send its session token: the ticket then remembers the session.
             let session_id = meta
                 .bearer
@@ -75,6 +124,7 @@ pub async fn create(
                     source: TicketSource::Api,
                     session_id,
                     history: Vec::new(),
+                    visitor: contact,
                 })
                 .await?;
             let view = events::TicketView::new(&ticket, [], &[]);

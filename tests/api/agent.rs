@@ -385,3 +385,145 @@ async fn agents_search_tickets_by_title() {
         .await;
     assert_eq!(resp.status(), 400);
 }
+
+/// The listing's entry for `slug` on the demo project's first page.
+async fn listed(app: &TestApp, slug: &str) -> Value {
+    let page: Value = app
+        .admin_get("/v1/projects/demo/tickets")
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["slug"] == slug)
+        .cloned()
+        .unwrap_or_else(|| panic!("{slug} is not listed: {page}"))
+}
+
+#[tokio::test]
+async fn agents_list_each_tickets_last_message_and_unread_count() {
+    let app = spawn_app().await;
+    let quiet = app.create_ticket("nothing said yet").await;
+    let busy = app.create_ticket("a visitor writes").await;
+
+    let empty = listed(&app, &quiet).await;
+    assert_eq!(empty["last_message"], Value::Null);
+    assert_eq!(empty["unread_count"], 0);
+    assert_eq!(empty["title"], "nothing said yet");
+    assert!(empty["tags"].as_array().unwrap().is_empty());
+
+    app.post_message(&busy, "first").await;
+    let second = app.post_message(&busy, "second\n\n  with   gaps").await;
+    let t = listed(&app, &busy).await;
+    assert_eq!(t["unread_count"], 2);
+    assert_eq!(t["last_message"]["author"], "user");
+    assert_eq!(t["last_message"]["preview"], "second with gaps");
+    assert_eq!(t["last_message"]["id"], second["data"]["id"]);
+    assert_eq!(t["last_message"]["timestamp"], second["data"]["timestamp"]);
+
+    // An agent's reply is the newest message but not the visitor's: the count stays.
+    let reply = app
+        .admin_post(
+            &format!("/v1/tickets/demo/{busy}/messages"),
+            json!({"author": "admin", "content": "an agent answers"}),
+        )
+        .await;
+    assert_eq!(reply.status(), 201);
+    let t = listed(&app, &busy).await;
+    assert_eq!(t["unread_count"], 2);
+    assert_eq!(t["last_message"]["author"], "admin");
+    assert_eq!(t["last_message"]["preview"], "an agent answers");
+
+    // The visitor reading does not change what the agents have not read; the agents do.
+    let read = |reader: &'static str| {
+        let app = &app;
+        let busy = busy.clone();
+        async move {
+            let path = format!("/v1/tickets/demo/{busy}/messages/read");
+            let body = json!({ "reader": reader });
+            let resp = if reader == "admin" {
+                app.admin_patch(&path, body).await
+            } else {
+                app.patch_json(&path, body).await
+            };
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    read("user").await;
+    assert_eq!(listed(&app, &busy).await["unread_count"], 2);
+    read("admin").await;
+    let t = listed(&app, &busy).await;
+    assert_eq!(t["unread_count"], 0);
+    assert_eq!(t["last_message"]["preview"], "an agent answers");
+
+    // A long message is cut at 140 characters, and counted as unread.
+    let long = "é".repeat(300);
+    app.post_message(&busy, &long).await;
+    let t = listed(&app, &busy).await;
+    assert_eq!(t["unread_count"], 1);
+    let preview = t["last_message"]["preview"].as_str().unwrap();
+    assert_eq!(preview, format!("{}…", "é".repeat(140)));
+    // The other ticket is untouched by all this.
+    assert_eq!(listed(&app, &quiet).await["last_message"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_visitors_name_and_email_given_at_opening_are_listed() {
+    let app = spawn_app().await;
+    let open = |body: Value| app.post_json("/v1/tickets/demo", body);
+    let both = open(json!({"title": "Refund", "visitor": {"name": " Ada Lovelace ", "email": "ada@example.org"}})).await;
+    assert_eq!(both.status(), 201);
+    let both: Value = both.json().await.unwrap();
+    assert_eq!(
+        both["visitor"],
+        json!({"name": "Ada Lovelace", "email": "ada@example.org"})
+    );
+    let email_only =
+        open(json!({"title": "Invoice", "visitor": {"email": "b.c+d@mail.example.com"}})).await;
+    let email_only: Value = email_only.json().await.unwrap();
+    let nobody = app.create_ticket("Anonymous").await;
+    let empty = open(json!({"title": "Empty", "visitor": {"name": null}})).await;
+    let empty: Value = empty.json().await.unwrap();
+
+    let slug = |v: &Value| v["slug"].as_str().unwrap().to_owned();
+    assert_eq!(
+        listed(&app, &slug(&both)).await["visitor"],
+        json!({"name": "Ada Lovelace", "email": "ada@example.org"})
+    );
+    assert_eq!(
+        listed(&app, &slug(&email_only)).await["visitor"],
+        json!({"name": null, "email": "b.c+d@mail.example.com"})
+    );
+    assert_eq!(listed(&app, &nobody).await["visitor"], Value::Null);
+    assert_eq!(listed(&app, &slug(&empty)).await["visitor"], Value::Null);
+    // The ticket itself shows it too, after a change to the ticket.
+    let changed = app
+        .admin_patch(
+            &format!("/v1/tickets/demo/{}", slug(&both)),
+            json!({"status": "pending"}),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(
+        app.ticket(&slug(&both)).await["visitor"]["name"],
+        "Ada Lovelace"
+    );
+
+    for (visitor, error) in [
+        (json!({"email": "not an address"}), "visitor.email"),
+        (json!({"email": "a@localhost"}), "visitor.email"),
+        (json!({"email": "ä@example.org"}), "visitor.email"),
+        (json!({"name": "x".repeat(81)}), "visitor.name"),
+        (json!({"name": "   "}), "visitor.name"),
+        (json!([null, null]), "invalid JSON body"),
+        (json!({"name": 7}), "invalid JSON body"),
+    ] {
+        let resp = open(json!({"title": "Bad", "visitor": visitor})).await;
+        assert_eq!(resp.status(), 400, "{visitor}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(error_of(&body).starts_with(error), "{visitor}: {body}");
+    }
+}

@@ -196,10 +196,25 @@ pub async fn tickets_are_created_and_read_back(store: Arc<dyn Store>) {
     let mut t = ticket(&p.id, "swift-bear-053", now_millis());
     t.source = TicketSource::Chat;
     t.session_id = Some("session-1".into());
+    t.visitor = Some(crate::domain::VisitorContact {
+        name: Some(crate::domain::VisitorName::parse("Ada Lovelace").unwrap()),
+        email: Some(crate::domain::Email::parse("ada@example.org").unwrap()),
+    });
     store.create_ticket(&t, &[]).await.unwrap();
     assert_eq!(
         store.get_ticket(&p.id, &t.slug).await.unwrap(),
         Some(t.clone())
+    );
+    // A visitor known by email alone keeps the name unknown.
+    let mut by_email = ticket(&p.id, "brave-lynx-002", now_millis());
+    by_email.visitor = Some(crate::domain::VisitorContact {
+        name: None,
+        email: Some(crate::domain::Email::parse("b@example.com").unwrap()),
+    });
+    store.create_ticket(&by_email, &[]).await.unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &by_email.slug).await.unwrap(),
+        Some(by_email)
     );
     let other = Slug::parse("quiet-otter-001").unwrap();
     assert_eq!(store.get_ticket(&p.id, &other).await.unwrap(), None);

@@ -50,6 +50,23 @@ use crate::store::{StoreError, TicketStore};
 use crate::webhook::Hooks;
 use crate::FastMap;
 
+/// The newest messages past the agents' read cursor that the listing looks at: an unread count
+/// stops there (the inbox shows it as "99+").
+pub const UNREAD_WINDOW: usize = 100;
+
+/// Tickets whose activity is read at once: enough to hide the store's latency, few enough that
+/// one listing does not crowd out the other requests.
+const ACTIVITY_READS: usize = 8;
+
+/// A ticket's messages as the agents' listing shows them.
+#[derive(Debug, Clone, Default)]
+pub struct TicketActivity {
+    /// The newest message; `None` when the ticket has none.
+    pub last: Option<crate::domain::Message>,
+    /// The visitor's messages past the agents' read cursor, among the newest [`UNREAD_WINDOW`].
+    pub unread: usize,
+}
+
 /// Identifies a ticket across projects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TicketKey {
@@ -326,6 +343,63 @@ impl Tickets {
         query: &crate::store::TicketQuery,
     ) -> Result<crate::store::TicketPage, TicketError> {
         Ok(self.deps.store.list_tickets(project, query).await?)
+    }
+
+    /// What the agents' listing shows of each ticket's messages: the newest message and how
+    /// many of the visitor's the agents have not read, in the order of `slugs`.
+    ///
+    /// Read from the store rather than kept on the ticket's row: keeping it there would mean
+    /// rewriting the row (a conditional write on the CQL store) with every message, and a
+    /// migration of both stores. Instead each ticket costs two or three small reads on its
+    /// own partition, each bounded ([`UNREAD_WINDOW`] messages at most), never the whole
+    /// thread; a page holds at most 100 tickets and a few are read at a time.
+    pub async fn activity(
+        &self,
+        project: &ProjectId,
+        slugs: &[Slug],
+    ) -> Result<Vec<TicketActivity>, TicketError> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+        // Each read owns what it uses: futures borrowing into a stream's closure are not `Send`
+        // to the compiler (its higher-ranked lifetimes), and warp's handlers must be.
+        let reads: Vec<_> = slugs
+            .iter()
+            .map(|slug| {
+                let (store, project, slug) =
+                    (self.deps.store.clone(), project.clone(), slug.clone());
+                async move {
+                    let (store, project, slug) = (&store, &project, &slug);
+                    let cursors = store.read_cursors(project, slug).await?;
+                    let seen = cursors
+                        .iter()
+                        .find(|c| c.reader == Participant::Admin)
+                        .map(|c| c.up_to);
+                    let range = crate::store::MessageRange {
+                        after: seen,
+                        ..crate::store::MessageRange::newest(UNREAD_WINDOW)
+                    };
+                    let mut unseen = store.list_messages(project, slug, range).await?;
+                    let unread = unseen
+                        .iter()
+                        .filter(|m| m.author == Participant::User)
+                        .count();
+                    // The newest message past the cursor is the ticket's newest; with nothing past
+                    // it, one more read finds the newest.
+                    let last = match unseen.pop() {
+                        Some(m) => Some(m),
+                        None => store
+                            .list_messages(project, slug, crate::store::MessageRange::newest(1))
+                            .await?
+                            .pop(),
+                    };
+                    Ok::<_, TicketError>(TicketActivity { last, unread })
+                }
+            })
+            .collect();
+        stream::iter(reads)
+            .buffered(ACTIVITY_READS)
+            .try_collect()
+            .await
     }
 
     /// The ticket's fields as stored, without activating its actor: for what never changes

@@ -21,6 +21,8 @@ pub struct NewTicket {
     /// The ticket's first messages, oldest first: the chat it was opened from. They are
     /// written with the ticket, in the same write, so nobody ever sees it without them.
     pub history: Vec<(Participant, MessageBody)>,
+    /// Who the visitor is, when the site said.
+    pub visitor: Option<crate::domain::VisitorContact>,
 }
 
 impl Tickets {
@@ -42,9 +44,11 @@ impl Tickets {
             source,
             session_id,
             history,
+            visitor,
         } = new;
         let slug = self.deps.slugs.generate();
         let mut ticket = Ticket::opened(project, slug, title, description, source, session_id, now);
+        ticket.visitor = visitor;
         // Ids minted as the ticket's actor mints them, one after the other; the actor that
         // starts later reads the newest and carries on after it.
         let mut last = None;

@@ -1222,6 +1222,7 @@ mod tests {
             session_id: None,
             assignee: None,
             tags: Default::default(),
+            visitor: None,
         }
     }
 

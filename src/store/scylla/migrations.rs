@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0013_canned_replies",
         include_str!("../../../cql/0013_canned_replies.cql"),
     ),
+    (
+        14,
+        "0014_ticket_visitor",
+        include_str!("../../../cql/0014_ticket_visitor.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

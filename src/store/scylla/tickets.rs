@@ -24,7 +24,7 @@ use super::rows::{
 use super::{prepare, BoxedWrite, ScyllaStore, LIST_DEADLINE};
 
 const TICKET_COLUMNS: &str =
-    "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee, tags";
+    "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee, tags, visitor_name, visitor_email";
 
 pub(super) struct Statements {
     insert_ticket: PreparedStatement,
@@ -48,7 +48,7 @@ impl Statements {
     ) -> anyhow::Result<Self> {
         let p = |cql: String, idempotent| prepare(session, consistency, cql, idempotent);
         Ok(Self {
-            insert_ticket: p(format!("INSERT INTO {ks}.tickets ({TICKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
+            insert_ticket: p(format!("INSERT INTO {ks}.tickets ({TICKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
             // Conditional on the stored version: equal writes again, older is refused. Retrying
             // it is harmless, hence idempotent.
             update_ticket: p(format!("UPDATE {ks}.tickets SET title = ?, description = ?, status = ?, source = ?, session_id = ?, updated_at = ?, assignee = ?, tags = ? WHERE project_id = ? AND slug = ? IF updated_at <= ?"), true).await?,

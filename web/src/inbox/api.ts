@@ -23,6 +23,7 @@ export interface Credentials {
 
 // The API's shapes, generated from its OpenAPI document (`../shared/api-types.ts`).
 export type TicketSummary = Schemas["TicketSummary"];
+export type ListedTicket = Schemas["ListedTicket"];
 export type Ticket = Schemas["Ticket"];
 export type TicketStatus = Schemas["TicketStatus"];
 export type Message = Schemas["Message"];

@@ -283,7 +283,6 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
           api={api}
           feed={feed}
           subscribe={subscribe}
-          unread={unread}
           resumes={resumes}
           onOpen={(slug) => {
             open.current = slug;

@@ -40,12 +40,26 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .filters { display: flex; gap: 6px; }
 .filters input { flex: 1; min-width: 0; }
 .list ul { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 4px; }
-.ticket { width: 100%; text-align: left; display: grid; grid-template-columns: 1fr auto; gap: 2px 8px; border: 1px solid transparent; background: none; padding: 8px 10px; }
+.ticket { width: 100%; text-align: left; display: grid; grid-template-columns: minmax(0, 1fr) auto; gap: 2px 8px; border: 1px solid transparent; background: none; padding: 8px 10px; }
 .ticket:hover { background: var(--bg); }
 .ticket.selected { border-color: var(--accent); background: var(--bg); }
+.ticket.focused:not(.selected) { border-color: var(--line); }
 .ticket .title { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.ticket .sub { grid-column: 1; }
-.unread { grid-row: 1 / span 2; grid-column: 2; align-self: center; min-width: 22px; height: 22px; border-radius: 11px; background: #d6336c; color: #fff; font-size: 12px; font-weight: 700; text-align: center; line-height: 22px; padding: 0 6px; }
+.ticket .when { grid-column: 2; color: var(--muted); font-size: 12px; white-space: nowrap; }
+.ticket .preview { grid-column: 1; color: var(--muted); overflow: hidden; text-overflow: ellipsis; white-space: nowrap; font-size: 13px; }
+.ticket.has-unread .preview { color: var(--fg); font-weight: 600; }
+.ticket .sub { grid-column: 1; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.unread { grid-column: 2; justify-self: end; min-width: 22px; height: 22px; border-radius: 11px; background: #c2255c; color: #fff; font-size: 12px; font-weight: 700; text-align: center; line-height: 22px; padding: 0 6px; }
+.filters .keys { padding: 6px 10px; }
+.overlay { position: fixed; inset: 0; background: rgb(0 0 0 / 0.35); display: grid; place-items: center; z-index: 10; }
+.help { background: var(--panel); border: 1px solid var(--line); border-radius: 14px; padding: 20px 24px; width: min(360px, 92vw); display: flex; flex-direction: column; gap: 10px; }
+.help h2 { margin: 0; font-size: 17px; }
+.help dl { margin: 0; display: flex; flex-direction: column; gap: 6px; }
+.help dl div { display: flex; gap: 12px; align-items: baseline; }
+.help dt { min-width: 56px; }
+.help dd { margin: 0; }
+kbd { font-family: ui-monospace, monospace; font-size: 12px; padding: 1px 6px; border: 1px solid var(--line); border-bottom-width: 2px; border-radius: 4px; background: var(--bg); }
+.help button { align-self: flex-end; }
 .status { font-size: 11px; padding: 0 6px; border-radius: 8px; background: var(--bg); border: 1px solid var(--line); }
 .status.open { color: #1b5e20; } .status.pending { color: #8a5a00; } .status.resolved { color: #1c4f9c; } .status.closed { color: var(--muted); }
 .more { align-self: center; }
@@ -73,6 +87,12 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .msg, .note { max-width: 78%; padding: 8px 12px; border-radius: 12px; background: var(--panel); border: 1px solid var(--line); }
 .msg p, .note p { margin: 2px 0 0; white-space: pre-wrap; word-break: break-word; }
 .msg.admin { align-self: flex-end; border-color: var(--accent); }
+.msg .body { margin-top: 2px; white-space: pre-wrap; word-break: break-word; }
+.msg .body p, .msg .body ul, .msg .body ol { margin: 0; }
+.msg .body > * + * { margin-top: 6px; }
+.msg .body ul, .msg .body ol { padding-inline-start: 20px; }
+.msg .body code { font-family: ui-monospace, monospace; font-size: 0.9em; padding: 0 4px; border-radius: 4px; background: var(--bg); border: 1px solid var(--line); }
+.msg .body a { color: var(--accent); }
 .note { align-self: flex-end; background: var(--note); border-color: var(--note-line); }
 .who { font-size: 12px; color: var(--muted); }
 .typing { color: var(--muted); font-style: italic; margin: 0; min-height: 1.45em; }

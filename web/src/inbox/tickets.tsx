@@ -1,10 +1,12 @@
-// The ticket list (filters, search by title, a tag, paging, live) and the open ticket: its
+// The ticket list (filters, search by title, a tag, paging, live, each ticket's last message and
+// unread count, keyboard shortcuts) and the open ticket: its
 // whole history, the chat that led to it, internal notes, status, assignment, tags, and the
 // reply box.
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
-import type { Api, Message, Note, Ticket, TicketStatus, TicketSummary, Turn } from "./api";
+import { Markdown } from "../shared/markdown";
+import type { Api, ListedTicket, Message, Note, Ticket, TicketStatus, TicketSummary, Turn } from "./api";
 import type { Listener } from "./app";
 import { useCannedPicker } from "./canned";
 import type { Feed } from "./feed";
@@ -15,20 +17,58 @@ interface Props {
   api: Api;
   feed: Feed;
   subscribe: (l: Listener) => () => void;
-  unread: Record<string, number>;
   resumes: number;
   onOpen: (slug: string) => void;
 }
 
-export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props) {
+type Listed = ListedTicket;
+
+/** When a message was sent: the time today, the date before. */
+function when(iso: string): string {
+  const at = new Date(iso);
+  const today = new Date().toDateString() === at.toDateString();
+  return today ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : at.toLocaleDateString([], { day: "numeric", month: "short" });
+}
+
+/** A message's start for the list, as the server makes its previews. */
+function preview(content: string): string {
+  const folded = content.split(/\s+/).filter(Boolean).join(" ");
+  return folded.length > 140 ? `${folded.slice(0, 140)}…` : folded;
+}
+
+/** The visitor as the agents know them: their name, or else their email. */
+function visitorName(v: NonNullable<TicketSummary["visitor"]>): string {
+  return v.name ?? v.email ?? "";
+}
+
+/** Where a key press belongs to what the agent is typing, not to the list's shortcuts. */
+function typing(target: EventTarget | null): boolean {
+  if (!(target instanceof HTMLElement)) return false;
+  return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
+}
+
+const SHORTCUTS: [string, string][] = [
+  ["j", "Next ticket"],
+  ["k", "Previous ticket"],
+  ["Enter", "Open the ticket"],
+  ["e", "Resolve the ticket"],
+  ["?", "Show this help"],
+  ["Esc", "Close this help"],
+];
+
+export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
   const [status, setStatus] = useState("");
   const [query, setQuery] = useState("");
   const [applied, setApplied] = useState("");
   const [tag, setTag] = useState("");
-  const [tickets, setTickets] = useState<TicketSummary[]>([]);
+  const [tickets, setTickets] = useState<Listed[]>([]);
   const [cursor, setCursor] = useState<string | null | undefined>(null);
   const [selected, setSelected] = useState<string>();
+  // The ticket j and k move to; Enter opens it and e resolves it.
+  const [focused, setFocused] = useState<string>();
+  const [help, setHelp] = useState(false);
   const [error, setError] = useState<string>();
+  const list = useRef<HTMLUListElement>(null);
 
   const load = async (more: boolean) => {
     try {
@@ -44,6 +84,56 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
     void load(false);
   }, [status, applied, tag, resumes]);
 
+  const open = (slug: string) => {
+    setSelected(slug);
+    setFocused(slug);
+    setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, unread_count: 0 } : k)));
+    onOpen(slug);
+  };
+  const resolve = async (slug: string) => {
+    try {
+      const t = await api.setStatus(slug, "resolved");
+      setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, ...t } : k)));
+      setError(undefined);
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+
+  // The shortcuts live on the document, so they work wherever the focus is, except while typing.
+  const state = useRef({ tickets, focused, selected, help });
+  state.current = { tickets, focused, selected, help };
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const { tickets, focused, selected, help } = state.current;
+      if (help) {
+        if (e.key === "Escape" || e.key === "?") {
+          e.preventDefault();
+          setHelp(false);
+        }
+        return;
+      }
+      if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
+      const at = tickets.findIndex((t) => t.slug === (focused ?? selected));
+      const move = (to: number) => {
+        const t = tickets[Math.max(0, Math.min(tickets.length - 1, to))];
+        if (!t) return;
+        setFocused(t.slug);
+        list.current?.querySelector<HTMLButtonElement>(`[data-slug="${t.slug}"]`)?.focus();
+      };
+      if (e.key === "j") move(at + 1);
+      else if (e.key === "k") move(at < 0 ? 0 : at - 1);
+      else if (e.key === "?") setHelp(true);
+      else if (e.key === "e" && at >= 0) void resolve(tickets[at].slug);
+      // A focused button opens on Enter by itself; elsewhere (the page) Enter opens the ticket.
+      else if (e.key === "Enter" && at >= 0 && !(e.target instanceof HTMLButtonElement) && !(e.target instanceof HTMLAnchorElement)) open(tickets[at].slug);
+      else return;
+      e.preventDefault();
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, []);
+
   // New tickets and status changes appear without a reload.
   useEffect(
     () =>
@@ -54,7 +144,24 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
           const t = event.payload;
           const wanted =
             (!status || t.status === status) && (!applied || t.title.toLowerCase().includes(applied.toLowerCase())) && (!tag || t.tags.includes(tag));
-          if (wanted) setTickets((known) => [t, ...known.filter((k) => k.slug !== t.slug)]);
+          if (!wanted) return;
+          setTickets((known) => [{ ...t, last_message: null, unread_count: 0 }, ...known.filter((k) => k.slug !== t.slug)]);
+          // A ticket from the assistant arrives with its chat as messages, which the feed does
+          // not announce one by one: read them once for the list's preview and count.
+          void api
+            .ticket(t.slug)
+            .then((full) => {
+              const last = full.messages[full.messages.length - 1];
+              const unseen = full.messages.filter((m) => m.author === "user" && !m.read_by.includes("admin")).length;
+              setTickets((known) =>
+                known.map((k) =>
+                  k.slug === t.slug && !k.last_message && last
+                    ? { ...k, last_message: { id: last.id, author: last.author, preview: preview(last.content), timestamp: last.timestamp }, unread_count: k.unread_count + unseen }
+                    : k,
+                ),
+              );
+            })
+            .catch(() => undefined);
         } else if (event.type === "status_change") {
           setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, status: String(event.payload.status) as TicketStatus } : k)));
         } else if (event.type === "assigned") {
@@ -63,10 +170,18 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
           const tags = event.payload.tags;
           setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, tags } : k)));
         } else if (event.type === "new_message") {
-          // The ticket moves to the top of what the agent sees as active.
+          // The ticket moves to the top of what the agent sees as active, with its new message.
+          const m = event.payload as unknown as Message;
           setTickets((known) => {
             const t = known.find((k) => k.slug === slug);
-            return t ? [t, ...known.filter((k) => k.slug !== slug)] : known;
+            if (!t) return known;
+            const counted = m.author === "user" && (slug !== state.current.selected || document.hidden);
+            const moved: Listed = {
+              ...t,
+              last_message: { id: m.id, author: m.author, preview: preview(m.content), timestamp: m.timestamp },
+              unread_count: t.unread_count + (counted ? 1 : 0),
+            };
+            return [moved, ...known.filter((k) => k.slug !== slug)];
           });
         }
       }),
@@ -102,6 +217,9 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
             value={query}
             onInput={(e) => setQuery((e.target as HTMLInputElement).value)}
           />
+          <button type="button" class="keys" aria-label="Keyboard shortcuts" title="Keyboard shortcuts (?)" onClick={() => setHelp(true)}>
+            ?
+          </button>
         </form>
         {tag && (
           <p class="tag-filter">
@@ -116,21 +234,49 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
             {error}
           </p>
         )}
-        <ul>
+        <ul ref={list}>
           {tickets.map((t) => (
             <li key={t.slug}>
               <button
                 type="button"
-                class={selected === t.slug ? "ticket selected" : "ticket"}
+                data-slug={t.slug}
+                class={`ticket${selected === t.slug ? " selected" : ""}${focused === t.slug ? " focused" : ""}${t.unread_count > 0 ? " has-unread" : ""}`}
                 aria-current={selected === t.slug ? "true" : undefined}
-                onClick={() => {
-                  setSelected(t.slug);
-                  onOpen(t.slug);
-                }}
+                onFocus={() => setFocused(t.slug)}
+                onClick={() => open(t.slug)}
               >
                 <span class="title">{t.title}</span>
+                {t.last_message && (
+                  <time class="when" dateTime={t.last_message.timestamp}>
+                    {when(t.last_message.timestamp)}
+                  </time>
+                )}
+                <span class="preview">
+                  {t.last_message ? (
+                    <>
+                      {t.last_message.author === "admin" ? "You: " : t.last_message.author === "assistant" ? "Assistant: " : ""}
+                      {t.last_message.preview}
+                    </>
+                  ) : (
+                    <em>No messages yet</em>
+                  )}
+                </span>
+                {t.unread_count > 0 && (
+                  <span class="unread" aria-label={`${t.unread_count >= 100 ? "99+" : t.unread_count} unread`}>
+                    {t.unread_count >= 100 ? "99+" : t.unread_count}
+                  </span>
+                )}
                 <span class="sub">
-                  <span class={`status ${t.status}`}>{t.status}</span> {t.slug}
+                  <span class={`status ${t.status}`}>{t.status}</span>
+                  {t.visitor ? (
+                    <>
+                      {" "}
+                      <span class="visitor">{visitorName(t.visitor)}</span> ·
+                    </>
+                  ) : (
+                    ""
+                  )}{" "}
+                  {t.slug}
                   {t.assignee ? ` · ${t.assignee}` : ""}
                 </span>
                 {t.tags.length > 0 && (
@@ -142,11 +288,6 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
                     ))}
                   </span>
                 )}
-                {unread[t.slug] ? (
-                  <span class="unread" aria-label={`${unread[t.slug]} unread`}>
-                    {unread[t.slug]}
-                  </span>
-                ) : null}
               </button>
             </li>
           ))}
@@ -171,6 +312,27 @@ export function Tickets({ api, feed, subscribe, unread, resumes, onOpen }: Props
         />
       ) : (
         <section class="detail empty">Choose a ticket.</section>
+      )}
+      {help && (
+        <div class="overlay" onClick={() => setHelp(false)}>
+          <div class="help" role="dialog" aria-modal="true" aria-labelledby="keys-title" onClick={(e) => e.stopPropagation()}>
+            <h2 id="keys-title">Keyboard shortcuts</h2>
+            <dl>
+              {SHORTCUTS.map(([key, what]) => (
+                <div key={key}>
+                  <dt>
+                    <kbd>{key}</kbd>
+                  </dt>
+                  <dd>{what}</dd>
+                </div>
+              ))}
+            </dl>
+            <p class="hint">They do nothing while you type in a field.</p>
+            <button type="button" autoFocus onClick={() => setHelp(false)}>
+              Close
+            </button>
+          </div>
+        </div>
       )}
     </div>
   );
@@ -313,6 +475,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
         <div>
           <h1>{ticket.title}</h1>
           <p class="sub">
+            {ticket.visitor ? `${visitorName(ticket.visitor)}${ticket.visitor.name && ticket.visitor.email ? ` <${ticket.visitor.email}>` : ""} · ` : ""}
             {slug} · {ticket.source === "chat" ? "from the assistant" : "from the API"} · opened {new Date(ticket.created_at).toLocaleString()}
           </p>
         </div>
@@ -391,7 +554,9 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
                 {new Date(item.timestamp).toLocaleTimeString()}
                 {item.author === "admin" && item.read_by.includes("user") ? " · seen" : ""}
               </span>
-              <p>{item.content}</p>
+              <div class="body">
+                <Markdown text={item.content} />
+              </div>
             </article>
           ),
         )}

@@ -1095,6 +1095,7 @@ export interface components {
         CreateTicket: {
             description?: components["schemas"]["Description"];
             title: components["schemas"]["Title"];
+            visitor?: null | components["schemas"]["NewVisitor"];
         };
         /** @description A new project, with its admin key. */
         CreatedProject: components["schemas"]["Project"] & {
@@ -1138,6 +1139,8 @@ export interface components {
         Done: {
             message: string;
         };
+        /** @description An email address, checked for its shape only */
+        Email: string;
         /**
          * @description What to change on an endpoint; what is left out stays as it is. Turning an endpoint back on
          *     clears what the server recorded when it turned it off.
@@ -1267,6 +1270,24 @@ export interface components {
          * @enum {string}
          */
         Language: "ar" | "de" | "en" | "es" | "fr" | "it" | "nl" | "pt";
+        /** @description The start of a ticket's newest message, for a listing. */
+        LastMessage: {
+            author: components["schemas"]["Participant"];
+            id: components["schemas"]["MessageId"];
+            /** @description The message's first characters, whitespace runs folded to one space. */
+            preview: string;
+            /** Format: date-time */
+            timestamp: string;
+        };
+        /** @description A ticket in the agents' listing: its fields, and what triage needs of its messages. */
+        ListedTicket: components["schemas"]["TicketSummary"] & {
+            last_message: null | components["schemas"]["LastMessage"];
+            /**
+             * @description The visitor's messages the agents have not read (past the agents' read cursor), counted
+             *     among the ticket's newest 100 messages: 100 means "100 or more".
+             */
+            unread_count: number;
+        };
         /** @description Who read the ticket. */
         MarkRead: {
             /** @description The visitor (`user`, the default) or the agents (`admin`, with the admin key). */
@@ -1357,6 +1378,11 @@ export interface components {
         NewNote: {
             author: components["schemas"]["AgentName"];
             content: components["schemas"]["MessageBody"];
+        };
+        /** @description Who the visitor is: either or both, each may be null or left out. */
+        NewVisitor: {
+            email?: null | components["schemas"]["Email"];
+            name?: null | components["schemas"]["VisitorName"];
         };
         /** @description An agent's internal note, as agents see it. */
         Note: {
@@ -1594,7 +1620,7 @@ export interface components {
         TicketList: {
             /** @description Pass it as `cursor` for the next page; null on the last. */
             next_cursor: string | null;
-            tickets: components["schemas"]["TicketSummary"][];
+            tickets: components["schemas"]["ListedTicket"][];
         };
         /**
          * @description How a ticket came to be.
@@ -1627,6 +1653,7 @@ export interface components {
              * @description The ticket's version: it moves forward with every change.
              */
             updated_at: string;
+            visitor: null | components["schemas"]["VisitorContact"];
         };
         /** @description A ticket's tag: 1 to 32 letters, digits, '-' or '_'. */
         TicketTag: string;
@@ -1693,6 +1720,12 @@ export interface components {
             assistant_name?: null | components["schemas"]["AssistantName"];
             name?: null | components["schemas"]["ProjectName"];
         };
+        /** @description Who the visitor behind a ticket is, when the site knows: either may be missing. */
+        VisitorContact: {
+            email: null | components["schemas"]["Email"];
+            name: null | components["schemas"]["VisitorName"];
+        };
+        VisitorName: string;
         /** @description A webhook endpoint. */
         Webhook: {
             /** Format: date-time */

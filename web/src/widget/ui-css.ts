@@ -93,6 +93,11 @@ header .icon:focus-visible { outline-color: #fff; }
   word-break: break-word;
 }
 .bubble.user { background: var(--accent); color: #fff; }
+.bubble p, .bubble ul, .bubble ol { margin: 0; }
+.bubble > * + * { margin-top: 6px; }
+.bubble ul, .bubble ol { padding-inline-start: 20px; }
+.bubble code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.9em; padding: 0 4px; border-radius: 4px; background: rgb(127 127 127 / 0.18); }
+.bubble a { color: inherit; text-decoration: underline; }
 .bubble.admin { border: 1px solid var(--accent); }
 .sources { margin: 4px 4px 0; font-size: 12px; color: var(--muted); }
 .source {

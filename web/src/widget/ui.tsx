@@ -6,6 +6,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 
 import type { components } from "../shared/api-types";
 import { json } from "../shared/http";
+import { Markdown } from "../shared/markdown";
 import { chars, Conversation, type Entry, type Rating, type State } from "./conversation";
 import { translator, type Translator } from "./i18n";
 import type { Shell, Ui } from "./shell";
@@ -305,7 +306,9 @@ function Line({ entry, t, name, onRetry, onRate }: LineProps) {
   return (
     <div class={`message ${entry.author}`} data-id={entry.id}>
       <span class="who">{who}</span>
-      <p class={`bubble ${entry.author}`}>{entry.content}</p>
+      <div class={`bubble ${entry.author}`}>
+        <Markdown text={entry.content} />
+      </div>
       {entry.citations && entry.citations.length > 0 ? (
         <p class="sources">
           {t("sources")}: {entry.citations.map((c) => <Citation key={c.article_id} title={c.title} url={c.url} />)}

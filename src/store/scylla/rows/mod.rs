@@ -8,9 +8,9 @@
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
     AgentName, Article, ArticleBody, ArticleTitle, ArticleUrl, AssistantProfile, ChatConversation,
-    ChatRole, ChatTurn, Description, IdempotencyKey, Language, Message, MessageBody, Note,
+    ChatRole, ChatTurn, Description, Email, IdempotencyKey, Language, Message, MessageBody, Note,
     Participant, Project, ProjectId, Rating, ReadCursor, Slug, Tag, Tags, Ticket, TicketSource,
-    TicketStatus, Title,
+    TicketStatus, Title, VisitorContact, VisitorName,
 };
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::MessageId;
@@ -111,6 +111,8 @@ pub(super) struct TicketValues<'a> {
     updated_at: DateTime<Utc>,
     assignee: Option<&'a str>,
     tags: Vec<&'a str>,
+    visitor_name: Option<&'a str>,
+    visitor_email: Option<&'a str>,
 }
 
 impl<'a> From<&'a Ticket> for TicketValues<'a> {
@@ -128,6 +130,16 @@ impl<'a> From<&'a Ticket> for TicketValues<'a> {
             updated_at: t.updated_at,
             assignee: t.assignee.as_ref().map(AgentName::as_str),
             tags: tag_names(&t.tags),
+            visitor_name: t
+                .visitor
+                .as_ref()
+                .and_then(|v| v.name.as_ref())
+                .map(|n| n.as_str()),
+            visitor_email: t
+                .visitor
+                .as_ref()
+                .and_then(|v| v.email.as_ref())
+                .map(|e| e.as_str()),
         }
     }
 }
@@ -185,6 +197,9 @@ pub(super) struct TicketRow {
     assignee: Option<String>,
     /// Null in rows written before migration 0007 and for tickets without tags.
     tags: Option<Vec<String>>,
+    /// Null in rows written before migration 0014, and when the visitor's name is not known.
+    visitor_name: Option<String>,
+    visitor_email: Option<String>,
 }
 
 impl TryFrom<TicketRow> for Ticket {
@@ -212,6 +227,21 @@ impl TryFrom<TicketRow> for Ticket {
                 None => None,
             },
             tags: Tags::parse(&r.tags.unwrap_or_default()).map_err(|_| corrupt("tags"))?,
+            visitor: match (r.visitor_name, r.visitor_email) {
+                (None, None) => None,
+                (name, email) => Some(VisitorContact {
+                    name: match name {
+                        Some(n) => {
+                            Some(VisitorName::parse(&n).map_err(|_| corrupt("visitor_name"))?)
+                        }
+                        None => None,
+                    },
+                    email: match email {
+                        Some(e) => Some(Email::parse(&e).map_err(|_| corrupt("visitor_email"))?),
+                        None => None,
+                    },
+                }),
+            },
         })
     }
 }
