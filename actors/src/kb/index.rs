@@ -685,6 +685,42 @@ mod tests {
         assert_eq!(passages(&wide).concat(), wide);
     }
 
+    /// Bodies of the largest size with the shapes that could stall a cutting loop: each
+    /// passage takes at least half a passage's worth of text (so the count is bounded by the
+    /// body's length), none is over the limit, and no word is lost.
+    #[test]
+    fn adversarial_bodies_are_cut_in_bounded_steps() {
+        let max = 50_000;
+        let bodies = [
+            "a".repeat(max),
+            "a ".repeat(max / 2),
+            "漢".repeat(max),
+            "😀".repeat(max),
+            "# h\n\n".repeat(max / 5),
+            format!("{}x", "\n\n".repeat(max / 2 - 1)),
+            format!("{}x", "\r\n".repeat(max / 2 - 1)),
+            format!("{}x", " ".repeat(max - 1)),
+            format!("a{}", "\u{0301}".repeat(max - 1)),
+            "x\u{00a0}".repeat(max / 2),
+            format!("{} {}", "b".repeat(PASSAGE_CHARS / 2), "c".repeat(max)),
+        ];
+        for body in &bodies {
+            let cut = passages(body);
+            let text: usize = cut.iter().map(|p| p.len()).sum();
+            assert!(cut
+                .iter()
+                .all(|p| p.len() <= PASSAGE_CHARS && !p.is_empty()));
+            assert!(
+                cut.len() <= body.len() / (PASSAGE_CHARS / 2) + 1,
+                "{}",
+                cut.len()
+            );
+            let words = |s: &str| s.split_whitespace().collect::<String>();
+            assert_eq!(words(&cut.concat()), words(body));
+            assert!(text <= body.len());
+        }
+    }
+
     #[test]
     fn the_most_relevant_article_ranks_first_and_stems_match() {
         let reset = article(
