@@ -172,6 +172,7 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     session_id: None,
                     assignee: None,
                     tags: Default::default(),
+                    visitor: None,
                 };
                 store.create_ticket(&ticket, &[]).await.unwrap();
             }
