@@ -548,7 +548,7 @@ async fn the_operator_adds_a_projects_first_owner() {
 
 /// A path of the table with every parameter filled in: the project, a real ticket, and ids
 /// that name nothing (the role is decided before anything is looked up).
-fn concrete(path: &str, project: &str, slug: &str) -> String {
+pub(crate) fn concrete(path: &str, project: &str, slug: &str) -> String {
     path.split('/')
         .map(|segment| match segment {
             "{projectId}" => project.to_owned(),
