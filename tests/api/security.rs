@@ -106,3 +106,207 @@ async fn two_hundred_wrong_passwords_from_twenty_addresses_open_nothing_and_the_
     let body: Value = owner.json().await.unwrap();
     assert_eq!(body["member"]["email"], "dana@example.com");
 }
+
+#[tokio::test]
+async fn a_cookie_without_its_own_csrf_token_changes_nothing() {
+    let app = spawn_app().await;
+    add_member(&app, "olga@example.com", "owner").await;
+    let agent = add_member(&app, "eli@example.com", "agent").await;
+    let agent_path = format!(
+        "/v1/projects/demo/members/{}",
+        agent["id"].as_str().unwrap()
+    );
+    let (first, first_csrf) = sign_in(&app, "olga@example.com").await;
+    let (_, second_csrf) = sign_in(&app, "olga@example.com").await;
+    let cookie = format!("fleety_member={first}");
+    let new =
+        json!({"email": "new@example.com", "name": "New", "password": PASSWORD, "role": "admin"});
+
+    // What a forged page could send: the cookie, no token, or the token of another session
+    // (its own, say), in JSON or as a form; each is refused before anything happens.
+    let send = |method: reqwest::Method, path: &str, csrf: Option<&str>| {
+        let mut req = app
+            .http
+            .request(method, app.url(path))
+            .header(COOKIE, &cookie);
+        if let Some(csrf) = csrf {
+            req = req.header("x-csrf-token", csrf);
+        }
+        req
+    };
+    for csrf in [None, Some(second_csrf.as_str()), Some("")] {
+        let post = send(reqwest::Method::POST, "/v1/projects/demo/members", csrf);
+        let resp = post.json(&new).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{csrf:?}");
+        assert!(error_of(&resp.json().await.unwrap()).contains("X-CSRF-Token"));
+        let patch = send(reqwest::Method::PATCH, &agent_path, csrf);
+        let resp = patch.json(&json!({"role": "owner"})).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{csrf:?}");
+        let delete = send(reqwest::Method::DELETE, &agent_path, csrf);
+        assert_eq!(
+            delete.send().await.unwrap().status(),
+            StatusCode::FORBIDDEN,
+            "{csrf:?}"
+        );
+    }
+    let form = send(reqwest::Method::POST, "/v1/projects/demo/members", None)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=new%40example.com&name=New&password=correct+horse+battery&role=owner")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::FORBIDDEN);
+    let members: Value = app
+        .admin_get("/v1/projects/demo/members")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let members = members["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    let eli = members.iter().find(|m| m["id"] == agent["id"]).unwrap();
+    assert_eq!(
+        (&eli["role"], &eli["state"]),
+        (&json!("agent"), &json!("invited"))
+    );
+
+    // The session's own token does what the forgeries could not.
+    let post = send(
+        reqwest::Method::POST,
+        "/v1/projects/demo/members",
+        Some(&first_csrf),
+    );
+    assert_eq!(
+        post.json(&new).send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn a_session_cookie_replayed_after_sign_out_a_new_password_or_deactivation_is_refused() {
+    let app = spawn_app().await;
+    let eli = add_member(&app, "eli@example.com", "agent").await;
+    let eli_path = format!("/v1/projects/demo/members/{}", eli["id"].as_str().unwrap());
+    let slug = app.create_ticket("Replay").await;
+    let note_path = format!("/v1/projects/demo/tickets/{slug}/notes");
+
+    // What an attacker holding a copy of the cookie (and its token) would try: reading, and
+    // changing something with the token.
+    let replay = |token: String, csrf: String| {
+        let app = &app;
+        let note_path = note_path.clone();
+        async move {
+            let cookie = format!("fleety_member={token}");
+            let me = app
+                .http
+                .get(app.url("/v1/projects/demo/me"))
+                .header(COOKIE, &cookie)
+                .send()
+                .await
+                .unwrap();
+            let note = app
+                .http
+                .post(app.url(&note_path))
+                .header(COOKIE, &cookie)
+                .header("x-csrf-token", csrf)
+                .json(&json!({"author": "Eli", "content": "replayed"}))
+                .send()
+                .await
+                .unwrap();
+            (me.status(), note.status())
+        }
+    };
+    let ok = (StatusCode::OK, StatusCode::CREATED);
+    let refused = (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED);
+
+    let (token, csrf) = sign_in(&app, "eli@example.com").await;
+    assert_eq!(replay(token.clone(), csrf.clone()).await, ok);
+    let out = app
+        .http
+        .post(app.url("/v1/projects/demo/sign-out"))
+        .header(COOKIE, format!("fleety_member={token}"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+    assert_eq!(replay(token, csrf).await, refused);
+
+    let (token, csrf) = sign_in(&app, "eli@example.com").await;
+    assert_eq!(replay(token.clone(), csrf.clone()).await, ok);
+    let changed = app
+        .admin_patch(&eli_path, json!({"password": "another Password 2"}))
+        .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_eq!(replay(token, csrf).await, refused);
+
+    let resp = sign_in_from(&app, "eli@example.com", "another Password 2", "192.0.2.1").await;
+    let body: Value = resp.json().await.unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(replay(token.clone(), csrf.clone()).await, ok);
+    assert_eq!(app.admin_delete(&eli_path).await.status(), StatusCode::OK);
+    assert_eq!(replay(token.clone(), csrf.clone()).await, refused);
+    // Reactivated, the member signs in afresh; the old cookie stays dead.
+    let back = app.admin_patch(&eli_path, json!({"state": "active"})).await;
+    assert_eq!(back.status(), StatusCode::OK);
+    assert_eq!(replay(token, csrf).await, refused);
+
+    // Only the three notes written while signed in landed.
+    let notes: Value = app.admin_get(&note_path).await.json().await.unwrap();
+    let notes = notes["notes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{notes}"));
+    assert_eq!(notes.len(), 3);
+}
+
+#[tokio::test]
+async fn an_agents_session_is_refused_every_admin_and_owner_route_by_cookie_and_by_bearer() {
+    use fleety::http::route::Access;
+    let app = spawn_app().await;
+    add_member(&app, "eli@example.com", "agent").await;
+    let slug = app.create_ticket("Agent walk").await;
+    let (token, csrf) = sign_in(&app, "eli@example.com").await;
+    let cookie = format!("fleety_member={token}");
+    let routes: Vec<_> = fleety::http::routes::table()
+        .iter()
+        .filter(|r| matches!(r.access, Access::Admin | Access::Owner))
+        .collect();
+    assert!(routes.len() > 10, "{}", routes.len());
+    for route in routes {
+        let path = crate::members::concrete(route.path, &app.project, &slug);
+        let by_cookie = app
+            .http
+            .request(route.method.clone(), app.url(&path))
+            .header(COOKIE, &cookie)
+            .header("x-csrf-token", &csrf)
+            .json(&json!({}));
+        let by_bearer = app
+            .http
+            .request(route.method.clone(), app.url(&path))
+            .bearer_auth(&token)
+            .json(&json!({}));
+        for (how, req) in [("cookie", by_cookie), ("bearer", by_bearer)] {
+            let resp = req.send().await.unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::FORBIDDEN,
+                "{how} {} {}",
+                route.method,
+                route.path
+            );
+            let body: Value = resp.json().await.unwrap();
+            assert!(body["error"].is_string(), "{body}");
+        }
+    }
+    // Refused, not signed out: the session still works where an agent may go.
+    let me = app
+        .http
+        .get(app.url("/v1/projects/demo/me"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(me.json::<Value>().await.unwrap()["role"], "agent");
+}
