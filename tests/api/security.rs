@@ -310,3 +310,293 @@ async fn an_agents_session_is_refused_every_admin_and_owner_route_by_cookie_and_
     assert_eq!(me.status(), StatusCode::OK);
     assert_eq!(me.json::<Value>().await.unwrap()["role"], "agent");
 }
+
+/// The real binary with every log line at trace level written to a file; killed when dropped.
+struct LoggedServer {
+    child: std::process::Child,
+    base: String,
+    admin_key: String,
+    log: std::path::PathBuf,
+}
+
+const LOGGED_OPERATOR: &str = "operator-token-that-must-not-be-logged";
+const LOGGED_JWT_SECRET: &str = "jwt-secret-that-must-not-be-logged-anywhere";
+
+impl LoggedServer {
+    fn start(dir: &std::path::Path) -> LoggedServer {
+        use std::io::BufRead;
+        let log = dir.join("server.log");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleety"));
+        // The binary refuses unknown FLEETY_* settings; give it none of the test run's own.
+        for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("FLEETY_")) {
+            cmd.env_remove(name);
+        }
+        let mut child = cmd
+            .env("FLEETY_DATA_DIR", dir.join("data"))
+            .env("FLEETY_LOG", "trace")
+            .env("FLEETY_LOG_FORMAT", "json")
+            .env("FLEETY_LISTEN", "127.0.0.1:0")
+            .env("FLEETY_PUBLIC_RATE_LIMIT", "0")
+            .env("FLEETY_OPERATOR_TOKEN", LOGGED_OPERATOR)
+            .env("FLEETY_JWT_SECRET", LOGGED_JWT_SECRET)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        // The banner on standard output is where the admin key is handed over, not a log.
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut next = || lines.next().expect("a banner line").unwrap();
+        let base = next().rsplit(' ').next().unwrap().to_owned();
+        assert!(next().trim().ends_with("demo"));
+        let admin_key = next().rsplit(' ').next().unwrap().to_owned();
+        assert!(admin_key.starts_with("fk_"), "{admin_key}");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        LoggedServer {
+            child,
+            base,
+            admin_key,
+            log,
+        }
+    }
+}
+
+impl Drop for LoggedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every answer of the run, by what was asked.
+struct Answers {
+    http: reqwest::Client,
+    base: String,
+    seen: Vec<(String, String)>,
+}
+
+impl Answers {
+    /// Sends `req`, keeps its status, headers and body, and returns the status and body.
+    async fn send(&mut self, what: &str, req: reqwest::RequestBuilder) -> (StatusCode, String) {
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = format!("{:?}", resp.headers());
+        let body = resp.text().await.unwrap();
+        self.seen
+            .push((what.to_owned(), format!("{status}\n{headers}\n{body}")));
+        (status, body)
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_the_metrics_or_an_answer_that_does_not_issue_it() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let server = LoggedServer::start(dir.path());
+    let key = server.admin_key.clone();
+    let mut api = Answers {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+        seen: Vec::new(),
+    };
+    let owner_password = "owner Password 1";
+    let agent_password = "agent Password 2";
+    let agent_new_password = "agent Password 3";
+    let wrong_password = "wrong Password 4";
+
+    let owner = json!({"email": "olga@example.com", "name": "Olga", "password": owner_password, "role": "owner"});
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/members")
+        .bearer_auth(&key)
+        .json(&owner);
+    assert_eq!(api.send("add owner", req).await.0, StatusCode::CREATED);
+    let wrong = json!({"email": "olga@example.com", "password": wrong_password});
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/sign-in")
+        .json(&wrong);
+    assert_eq!(
+        api.send("wrong sign-in", req).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let right = json!({"email": "olga@example.com", "password": owner_password});
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/sign-in")
+        .json(&right);
+    let (status, body) = api.send("sign-in", req).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    let cookie = format!("fleety_member={token}");
+
+    // The bearer reads; the cookie with its token writes.
+    let req = api
+        .req(Method::GET, "/v1/projects/demo/me")
+        .bearer_auth(&token);
+    assert_eq!(api.send("me", req).await.0, StatusCode::OK);
+    let agent = json!({"email": "eli@example.com", "name": "Eli", "password": agent_password, "role": "agent"});
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/members")
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&agent);
+    let (status, body) = api.send("add agent", req).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let agent_id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent_path = format!("/v1/projects/demo/members/{agent_id}");
+    let req = api
+        .req(Method::PATCH, &agent_path)
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"password": agent_new_password}));
+    assert_eq!(api.send("new password", req).await.0, StatusCode::OK);
+    let agent_in = json!({"email": "eli@example.com", "password": agent_new_password});
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/sign-in")
+        .json(&agent_in);
+    let (status, body) = api.send("agent sign-in", req).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let agent_token = body["token"].as_str().unwrap().to_owned();
+    let agent_csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    // An agent refused somewhere, and a forged cookie request: errors must not echo anything.
+    let req = api
+        .req(Method::GET, "/v1/projects/demo/members")
+        .bearer_auth(&agent_token);
+    assert_eq!(
+        api.send("agent refused", req).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let req = api
+        .req(Method::DELETE, &agent_path)
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &agent_csrf);
+    assert_eq!(api.send("forged", req).await.0, StatusCode::FORBIDDEN);
+
+    // Bodies that fail to parse or validate: their errors (answered, and logged) must not
+    // quote the password they carried.
+    let truncated = format!(r#"{{"email":"olga@example.com","password":"{owner_password}""#);
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/sign-in")
+        .header("content-type", "application/json")
+        .body(truncated);
+    assert_eq!(api.send("truncated", req).await.0, StatusCode::BAD_REQUEST);
+    let unknown =
+        json!({"email": "olga@example.com", "password": owner_password, "otp": owner_password});
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/sign-in")
+        .json(&unknown);
+    let status = api.send("unknown field", req).await.0;
+    assert!(
+        status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED,
+        "{status}"
+    );
+    let long =
+        json!({"email": "w@example.com", "name": "W", "password": agent_password.repeat(20)});
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/members")
+        .bearer_auth(&key)
+        .json(&long);
+    assert_eq!(
+        api.send("long password", req).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let weak = json!({"name": "Eli", "password": "weakpasswordonly"});
+    let req = api
+        .req(Method::PATCH, &agent_path)
+        .bearer_auth(&key)
+        .json(&weak);
+    assert_eq!(
+        api.send("weak password", req).await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    for (what, path) in [
+        ("members", "/v1/projects/demo/members".to_owned()),
+        ("member", agent_path.clone()),
+        ("sessions", "/v1/projects/demo/me/sessions".to_owned()),
+        ("project", "/v1/projects/demo".to_owned()),
+    ] {
+        let req = api.req(Method::GET, &path).header(COOKIE, &cookie);
+        assert_eq!(api.send(what, req).await.0, StatusCode::OK, "{what}");
+    }
+    let req = api
+        .req(Method::GET, "/v1/admin/projects/demo/members")
+        .bearer_auth(LOGGED_OPERATOR);
+    assert_eq!(api.send("operator members", req).await.0, StatusCode::OK);
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/sign-out")
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf);
+    assert_eq!(api.send("sign-out", req).await.0, StatusCode::OK);
+    let req = api.req(Method::GET, "/metrics");
+    let (status, metrics) = api.send("metrics", req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics.contains("sign-in") || metrics.contains("signIn"),
+        "{metrics}"
+    );
+    drop(server);
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+
+    // The log did capture the run: requests, at levels below info too.
+    assert!(log.contains("/sign-in"), "{log}");
+    assert!(
+        log.contains("\"DEBUG\"") || log.contains("\"TRACE\""),
+        "{log}"
+    );
+
+    let always_secret = [
+        ("the owner's password", owner_password),
+        ("the agent's password", agent_password),
+        ("the agent's new password", agent_new_password),
+        ("a wrong password", wrong_password),
+        ("a weak password", "weakpasswordonly"),
+        ("the operator token", LOGGED_OPERATOR),
+        ("the JWT secret", LOGGED_JWT_SECRET),
+        ("a password hash", "$argon2"),
+    ];
+    let issued = [
+        ("the admin key", key.as_str(), &[][..]),
+        ("the owner's session", &token, &["sign-in"][..]),
+        ("the owner's CSRF token", &csrf, &["sign-in", "me"][..]),
+        ("the agent's session", &agent_token, &["agent sign-in"][..]),
+        (
+            "the agent's CSRF token",
+            &agent_csrf,
+            &["agent sign-in"][..],
+        ),
+    ];
+    for (name, secret) in always_secret {
+        assert!(!log.contains(secret), "{name} is in the log");
+        for (what, answer) in &api.seen {
+            assert!(
+                !answer.contains(secret),
+                "{name} is in the answer to {what}"
+            );
+        }
+    }
+    for (name, secret, issuers) in issued {
+        assert!(!log.contains(secret), "{name} is in the log");
+        for (what, answer) in &api.seen {
+            if !issuers.contains(&what.as_str()) {
+                assert!(
+                    !answer.contains(secret),
+                    "{name} is in the answer to {what}"
+                );
+            }
+        }
+    }
+    // The issuing answers really do carry them, so the checks above are looking for the
+    // right strings.
+    let answer = |what: &str| &api.seen.iter().find(|(w, _)| w == what).unwrap().1;
+    assert!(answer("sign-in").contains(&token) && answer("sign-in").contains(&csrf));
+}
