@@ -165,11 +165,43 @@ pub enum SignInError {
 /// addresses slows it down without locking its owner out; a client's ceiling is long (15 min).
 /// An attempt refused for waiting counts as nothing. Both tables are bounded caches that forget
 /// the least recently seen entries and those idle for an hour.
+///
+/// An account, and a client, has one password check in flight at most: a failure is known
+/// only once its check ends, so guesses sent all at once would otherwise all pass the brake
+/// before the first of them counted. A second attempt meanwhile waits a second.
 pub struct Throttle {
     accounts: Cache<String, Failures>,
     clients: Cache<u128, Failures>,
     clock: Arc<dyn Clock>,
+    /// The accounts and clients with a check in flight: as many entries as requests in
+    /// progress, each removed when its attempt ends (or its request is dropped).
+    in_flight: std::sync::Mutex<InFlight>,
 }
+
+#[derive(Default)]
+struct InFlight {
+    accounts: std::collections::HashSet<String>,
+    clients: std::collections::HashSet<u128>,
+}
+
+/// A sign-in attempt under way; ending it (dropping it) lets the next one for its account and
+/// client begin.
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    account: String,
+    client: u128,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.throttle.lock_in_flight();
+        in_flight.accounts.remove(&self.account);
+        in_flight.clients.remove(&self.client);
+    }
+}
+
+/// What an attempt made while another for the same account or client is in flight waits.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 struct Failures {
@@ -204,7 +236,41 @@ impl Throttle {
             accounts: cache(capacity),
             clients: cache(capacity),
             clock,
+            in_flight: std::sync::Mutex::default(),
         }
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        // The sets stay consistent whatever panicked while holding the lock.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Begins an attempt, or says how long it must wait: for earlier failures, or for an
+    /// attempt on the same account or from the same client still in flight.
+    pub fn begin(
+        &self,
+        project: &ProjectId,
+        email: &str,
+        ip: IpAddr,
+    ) -> Result<Attempt<'_>, Duration> {
+        if let Some(wait) = self.waiting(project, email, ip) {
+            return Err(wait);
+        }
+        let account = Self::account_key(project, email);
+        let client = client_key(ip);
+        let mut in_flight = self.lock_in_flight();
+        if in_flight.accounts.contains(&account) || in_flight.clients.contains(&client) {
+            return Err(IN_FLIGHT_WAIT);
+        }
+        in_flight.accounts.insert(account.clone());
+        in_flight.clients.insert(client);
+        Ok(Attempt {
+            throttle: self,
+            account,
+            client,
+        })
     }
 
     fn account_key(project: &ProjectId, email: &str) -> String {
@@ -306,9 +372,11 @@ impl Accounts {
         user_agent: Option<String>,
     ) -> Result<NewSession, SignInError> {
         let email = fleety_actors::member::normalise_email(email).unwrap_or_default();
-        if let Some(wait) = self.throttle.waiting(project, &email, ip) {
-            return Err(SignInError::Throttled(wait));
-        }
+        // Held until the check's outcome is counted, below.
+        let attempt = self
+            .throttle
+            .begin(project, &email, ip)
+            .map_err(SignInError::Throttled)?;
         let member = match email.is_empty() {
             true => None,
             false => self
@@ -335,10 +403,12 @@ impl Accounts {
             Some(m) if matches && m.state != MemberState::Deactivated => m,
             _ => {
                 self.throttle.failed(project, &email, ip);
+                drop(attempt);
                 return Err(SignInError::Refused);
             }
         };
         self.throttle.succeeded(project, &email);
+        drop(attempt);
         let now = self.now();
         let member = match member.state {
             MemberState::Invited => {
@@ -534,5 +604,23 @@ mod tests {
         assert!(throttle.waiting(&project, "eli@example.com", ip) > Some(ACCOUNT_CEILING));
         throttle.succeeded(&project, "dana@example.com");
         assert_eq!(throttle.waiting(&project, "dana@example.com", other), None);
+    }
+
+    #[test]
+    fn an_account_and_a_client_have_one_attempt_in_flight_at_a_time() {
+        let throttle = Throttle::new(1000, Arc::new(ManualClock::new(Utc::now())));
+        let project = ProjectId::parse("demo").unwrap();
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let other: IpAddr = "198.51.100.4".parse().unwrap();
+        let first = throttle.begin(&project, "dana@example.com", ip).unwrap();
+        let same_account = throttle.begin(&project, "dana@example.com", other);
+        assert_eq!(same_account.err(), Some(IN_FLIGHT_WAIT));
+        let same_client = throttle.begin(&project, "eli@example.com", ip);
+        assert_eq!(same_client.err(), Some(IN_FLIGHT_WAIT));
+        let unrelated = throttle.begin(&project, "eli@example.com", other);
+        assert!(unrelated.is_ok());
+        drop(unrelated);
+        drop(first);
+        assert!(throttle.begin(&project, "dana@example.com", other).is_ok());
     }
 }

@@ -108,6 +108,47 @@ async fn two_hundred_wrong_passwords_from_twenty_addresses_open_nothing_and_the_
 }
 
 #[tokio::test]
+async fn a_burst_of_guesses_sent_at_once_is_braked_like_guesses_sent_one_by_one() {
+    let clock = manual_clock();
+    let app = spawn_clocked(&clock, |s| s.limits.trusted_proxies = 1).await;
+    add_member(&app, "dana@example.com", "owner").await;
+    // 200 guesses in flight together from 20 addresses, on a clock that does not move: were
+    // the brake consulted only before each password check, all of them would be checked.
+    let guesses = (0..200).map(|i| {
+        let ip = format!("198.51.100.{}", i % 20 + 1);
+        let guess = format!("guess Number {i}");
+        let app = &app;
+        async move {
+            sign_in_from(app, "dana@example.com", &guess, &ip)
+                .await
+                .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let braked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + braked, 200, "{statuses:?}");
+    // The free failures and the one that starts the first wait, no more.
+    assert!((1..=4).contains(&checked), "{checked} guesses were checked");
+
+    // The owner, elsewhere, still gets in once the account's wait is over.
+    let owner = sign_in_from(&app, "dana@example.com", PASSWORD, "203.0.113.7").await;
+    if owner.status() == StatusCode::TOO_MANY_REQUESTS {
+        let wait = retry_after(&owner);
+        assert!(wait <= 30, "{wait}");
+        clock.advance(chrono::Duration::seconds(wait));
+    }
+    let owner = sign_in_from(&app, "dana@example.com", PASSWORD, "203.0.113.7").await;
+    assert_eq!(owner.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_cookie_without_its_own_csrf_token_changes_nothing() {
     let app = spawn_app().await;
     add_member(&app, "olga@example.com", "owner").await;
