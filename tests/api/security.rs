@@ -585,8 +585,10 @@ async fn no_secret_reaches_the_logs_the_metrics_or_an_answer_that_does_not_issue
         metrics.contains("sign-in") || metrics.contains("signIn"),
         "{metrics}"
     );
+    let log_path = server.log.clone();
+    // Stopped first, so every line it wrote is in the file.
     drop(server);
-    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    let log = std::fs::read_to_string(log_path).unwrap();
 
     // The log did capture the run: requests, at levels below info too.
     assert!(log.contains("/sign-in"), "{log}");
