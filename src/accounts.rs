@@ -152,7 +152,8 @@ pub struct NewSession {
 pub enum SignInError {
     /// Unknown email, wrong password or a member who may not sign in: one answer for all.
     Refused,
-    /// Too many failures lately, for this account or this client: wait this long.
+    /// Too many failures lately, or an attempt in flight, for this account or this client:
+    /// wait this long.
     Throttled(Duration),
     Store(StoreError),
     Internal(String),

@@ -131,7 +131,7 @@ pub async fn sign_in(
         Err(SignInError::Throttled(wait)) => {
             let mut resp = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too many failed sign-ins; retry after the time in Retry-After",
+                "too many sign-in attempts; retry after the time in Retry-After",
             )
             .into_response();
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
