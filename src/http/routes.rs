@@ -386,7 +386,7 @@ fn routes() -> Vec<Route> {
         .body::<members::SignIn>(Limit::Standard)
         .answers(200, "The member and their new session", Json(schema::<members::SignedInView>))
         .refuses(401, "Wrong email or password, or a deactivated member")
-        .refuses(429, "Too many failed sign-ins lately for this account or from this client (see Retry-After)"),
+        .refuses(429, "Too many failed sign-ins lately, or one still under way, for this account or from this client (see Retry-After)"),
         Route::new(post(), "/v1/projects/{projectId}/sign-out", "signOut", "End the caller's session", Agent, |b| {
             b.member().and(b.ctx()).and(b.meta()).then(members::sign_out).boxed()
         })

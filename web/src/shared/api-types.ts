@@ -5199,7 +5199,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many failed sign-ins lately for this account or from this client (see Retry-After) */
+            /** @description Too many failed sign-ins lately, or one still under way, for this account or from this client (see Retry-After) */
             429: {
                 headers: {
                     /** @description Seconds to wait before trying again */
