@@ -131,13 +131,23 @@ pub struct SessionPolicy {
     pub max_age: Duration,
 }
 
-/// A signed-in member, as a request finds it.
-#[derive(Debug, Clone)]
+/// A signed-in member, as a request finds it. Its `Debug` leaves the secret out.
+#[derive(Clone)]
 pub struct SignedIn {
     pub member: Member,
     pub session: MemberSession,
     /// The secret the request carried.
     pub secret: String,
+}
+
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedIn")
+            .field("member", &self.member)
+            .field("session", &self.session)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// What a sign-in gives.
@@ -623,5 +633,45 @@ mod tests {
         drop(unrelated);
         drop(first);
         assert!(throttle.begin(&project, "dana@example.com", other).is_ok());
+    }
+
+    #[test]
+    fn printing_a_signed_in_member_shows_neither_the_secret_nor_the_hash() {
+        let now = Utc::now();
+        let hash = hash_password("correct horse").unwrap();
+        let member = Member {
+            id: Uuid::new_v4(),
+            project_id: ProjectId::parse("demo").unwrap(),
+            email: "dana@example.com".into(),
+            name: "Dana".into(),
+            avatar_url: None,
+            role: fleety_actors::member::Role::Agent,
+            state: MemberState::Active,
+            password_hash: hash.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        let secret = new_secret(member.id);
+        let signed_in = SignedIn {
+            session: MemberSession {
+                id: session_id(&secret),
+                project_id: member.project_id.clone(),
+                member_id: member.id,
+                created_at: now,
+                last_seen_at: now,
+                expires_at: now,
+                user_agent: None,
+                ip: None,
+            },
+            member,
+            secret: secret.clone(),
+        };
+        let printed = format!("{signed_in:?} {signed_in:#?}");
+        assert!(printed.contains("dana@example.com"), "{printed}");
+        assert!(!printed.contains(&secret), "{printed}");
+        assert!(
+            !printed.contains(&hash) && !printed.contains("$argon2"),
+            "{printed}"
+        );
     }
 }

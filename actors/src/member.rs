@@ -88,8 +88,9 @@ impl MemberState {
     }
 }
 
-/// A member of a project, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A member of a project, as stored. Its `Debug` leaves the password hash out, so no log line
+/// or failed assertion that prints a member can carry it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub id: Uuid,
     pub project_id: ProjectId,
@@ -103,6 +104,27 @@ pub struct Member {
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hash = match self.password_hash.is_empty() {
+            true => "none",
+            false => "<redacted>",
+        };
+        f.debug_struct("Member")
+            .field("id", &self.id)
+            .field("project_id", &self.project_id)
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field("avatar_url", &self.avatar_url)
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("password_hash", &hash)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 /// One signed-in session of a member. The secret the browser holds is never stored: only its
