@@ -149,6 +149,34 @@ async fn a_burst_of_guesses_sent_at_once_is_braked_like_guesses_sent_one_by_one(
 }
 
 #[tokio::test]
+async fn a_forged_forwarded_for_does_not_make_a_new_client_without_a_trusted_proxy() {
+    let clock = manual_clock();
+    let app = spawn_clocked(&clock, |_| {}).await;
+    // A different account and a different claimed address for each guess: with no proxy
+    // trusted, the header is the client's say-so, and all of them are one client.
+    let mut statuses = Vec::new();
+    for i in 1..=5 {
+        let email = format!("user{i}@example.com");
+        let claimed = format!("198.51.100.{i}");
+        statuses.push(
+            sign_in_from(&app, &email, "guess Number 1", &claimed)
+                .await
+                .status(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_cookie_without_its_own_csrf_token_changes_nothing() {
     let app = spawn_app().await;
     add_member(&app, "olga@example.com", "owner").await;
