@@ -542,16 +542,12 @@ export interface paths {
         get: operations["getMember"];
         put?: never;
         post?: never;
-        /**
-         * Deactivate a member, ending their sessions
-         * @description Members are never removed, so what they did keeps a name; a deactivated member cannot sign in.
-         */
-        delete: operations["deactivateMember"];
+        delete?: never;
         options?: never;
         head?: never;
         /**
          * Change a member's name, avatar, role, state or password
-         * @description Deactivating a member or giving them a new password ends every session of theirs. Only owners change owners and admins, or give those roles; nobody changes their own role or state.
+         * @description Members are never removed, so what they did keeps a name: `state: deactivated` deactivates one. Deactivating a member or giving them a new password ends every session of theirs. Only owners change owners and admins, or give those roles; nobody changes their own role or state.
          */
         patch: operations["updateMember"];
         trace?: never;
@@ -4888,78 +4884,6 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description The member */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Member"];
-                };
-            };
-            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description No such member */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description The server failed; nothing about it is told to the client */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
-            503: {
-                headers: {
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-        };
-    };
-    deactivateMember: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The project's id. */
-                projectId: components["schemas"]["ProjectId"];
-                /** @description The member's id. */
-                memberId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The member, deactivated */
             200: {
                 headers: {
                     [name: string]: unknown;
