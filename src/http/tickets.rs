@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use fleety_actors::domain::{
-    AgentName, Description, IdempotencyKey, MessageBody, Participant, Project, Slug, Tags,
-    TicketSource, TicketStatus, Title,
+    AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project, Slug,
+    Tags, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::domain::{Email, VisitorContact, VisitorName};
 use fleety_actors::events::{self, MessageView, NoteView, TicketSummary};
@@ -242,10 +242,20 @@ pub async fn post_message(
                 }
                 None => None,
             };
+            let agent = visitor
+                .member
+                .as_deref()
+                .filter(|_| author == Participant::Admin)
+                .map(|signed_in| MessageAgent {
+                    id: signed_in.member.id,
+                    name: signed_in.member.name.clone(),
+                    avatar_url: signed_in.member.avatar_url.clone(),
+                });
             let post = Command::Post {
                 author,
                 content,
                 idempotency_key,
+                agent,
             };
             let message = ctx.system.tickets.run(&key, post).await?.into_message()?;
             let data = MessageView::new(&message, &[]);

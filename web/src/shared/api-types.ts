@@ -1332,6 +1332,7 @@ export interface components {
         MemberState: "invited" | "active" | "deactivated";
         /** @description A message as the API shows it: who has read it is derived from the read cursors. */
         Message: {
+            agent?: null | components["schemas"]["MessageAgent"];
             author: components["schemas"]["Participant"];
             content: string;
             id: components["schemas"]["MessageId"];
@@ -1339,6 +1340,21 @@ export interface components {
             read_by: components["schemas"]["Participant"][];
             /** Format: date-time */
             timestamp: string;
+        };
+        /**
+         * @description Who of a project's members wrote an agent's message: copied into the message when it is
+         *     posted, so a later change of name or avatar does not rewrite what was said.
+         */
+        MessageAgent: {
+            /** @description The member's avatar, an http or https URL; null when they have none. */
+            avatar_url: string | null;
+            /**
+             * Format: uuid
+             * @description The member's id.
+             */
+            id: string;
+            /** @description The member's display name. */
+            name: string;
         };
         MessageBody: string;
         /**
