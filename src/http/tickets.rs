@@ -178,7 +178,8 @@ pub async fn get(slug: String, visitor: Visitor, ctx: Arc<Ctx>, query: GetQuery)
 /// A message for a ticket.
 #[derive(Deserialize, ToSchema)]
 pub struct PostMessage {
-    /// Who speaks: the visitor (`user`, the default) or an agent (`admin`, with the admin key).
+    /// Who speaks: the visitor (`user`, the default) or an agent (`admin`, with the admin key or
+    /// as a signed-in member).
     #[serde(default = "default_author")]
     #[schema(value_type = Speaker)]
     author: String,
@@ -199,7 +200,8 @@ pub enum Speaker {
     Admin,
 }
 
-/// Agents act with the project's admin key; anyone else may only speak or read as the visitor.
+/// Agents act with the project's admin key or as signed-in members; anyone else may only speak or
+/// read as the visitor.
 fn participant(raw: &str, field_name: &str, visitor: &Visitor) -> Result<Participant, ApiError> {
     let who = field(Participant::parse(raw), field_name)?;
     if who == Participant::Assistant {

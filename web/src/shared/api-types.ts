@@ -811,7 +811,7 @@ export interface paths {
         put?: never;
         /**
          * Post a message to a ticket
-         * @description `author: admin` needs the project's admin key. A retry with the same `Idempotency-Key` is answered with the original message instead of posting it again.
+         * @description `author: admin` needs the project's admin key or a signed-in member; a member's message carries `agent`, the member who wrote it. A retry with the same `Idempotency-Key` is answered with the original message instead of posting it again.
          */
         post: operations["postMessage"];
         delete?: never;
@@ -1425,7 +1425,10 @@ export interface components {
         Participant: "user" | "admin" | "assistant";
         /** @description A message for a ticket. */
         PostMessage: {
-            /** @description Who speaks: the visitor (`user`, the default) or an agent (`admin`, with the admin key). */
+            /**
+             * @description Who speaks: the visitor (`user`, the default) or an agent (`admin`, with the admin key or
+             *     as a signed-in member).
+             */
             author?: components["schemas"]["Speaker"];
             content: components["schemas"]["MessageBody"];
         };
@@ -6853,7 +6856,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `author: admin` without the admin key, or an origin the project does not allow */
+            /** @description `author: admin` without the admin key or a member's session, or an origin the project does not allow */
             403: {
                 headers: {
                     /** @description Requests allowed per window */
