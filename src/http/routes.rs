@@ -110,11 +110,11 @@ fn routes() -> Vec<Route> {
         .counted_per_session()
         .param("projectId", PROJECT, schema::<ProjectId>)
         .param("slug", SLUG, schema::<Slug>)
-        .describe("`author: admin` needs the project's admin key. A retry with the same `Idempotency-Key` is answered with the original message instead of posting it again.")
+        .describe("`author: admin` needs the project's admin key or a signed-in member; a member's message carries `agent`, the member who wrote it. A retry with the same `Idempotency-Key` is answered with the original message instead of posting it again.")
         .header::<IdempotencyKey>("Idempotency-Key", "Names this request, so a retry of it is not carried out twice.")
         .body::<tickets::PostMessage>(Limit::Standard)
         .answers(201, "The message, as stored", Json(schema::<tickets::PostedMessage>))
-        .refuses(403, "`author: admin` without the admin key, or an origin the project does not allow")
+        .refuses(403, "`author: admin` without the admin key or a member's session, or an origin the project does not allow")
         .refuses(404, "No such project or ticket")
         .refuses(409, "The ticket is closed, or a request with this Idempotency-Key is still in progress")
         .refuses(422, "This Idempotency-Key was used for a different message"),

@@ -807,7 +807,7 @@ export interface paths {
         put?: never;
         /**
          * Post a message to a ticket
-         * @description `author: admin` needs the project's admin key. A retry with the same `Idempotency-Key` is answered with the original message instead of posting it again.
+         * @description `author: admin` needs the project's admin key or a signed-in member; a member's message carries `agent`, the member who wrote it. A retry with the same `Idempotency-Key` is answered with the original message instead of posting it again.
          */
         post: operations["postMessage"];
         delete?: never;
@@ -1328,6 +1328,7 @@ export interface components {
         MemberState: "invited" | "active" | "deactivated";
         /** @description A message as the API shows it: who has read it is derived from the read cursors. */
         Message: {
+            agent?: null | components["schemas"]["MessageAgent"];
             author: components["schemas"]["Participant"];
             content: string;
             id: components["schemas"]["MessageId"];
@@ -1335,6 +1336,21 @@ export interface components {
             read_by: components["schemas"]["Participant"][];
             /** Format: date-time */
             timestamp: string;
+        };
+        /**
+         * @description Who of a project's members wrote an agent's message: copied into the message when it is
+         *     posted, so a later change of name or avatar does not rewrite what was said.
+         */
+        MessageAgent: {
+            /** @description The member's avatar, an http or https URL; null when they have none. */
+            avatar_url: string | null;
+            /**
+             * Format: uuid
+             * @description The member's id.
+             */
+            id: string;
+            /** @description The member's display name. */
+            name: string;
         };
         MessageBody: string;
         /**
@@ -1405,7 +1421,10 @@ export interface components {
         Participant: "user" | "admin" | "assistant";
         /** @description A message for a ticket. */
         PostMessage: {
-            /** @description Who speaks: the visitor (`user`, the default) or an agent (`admin`, with the admin key). */
+            /**
+             * @description Who speaks: the visitor (`user`, the default) or an agent (`admin`, with the admin key or
+             *     as a signed-in member).
+             */
             author?: components["schemas"]["Speaker"];
             content: components["schemas"]["MessageBody"];
         };
@@ -6761,7 +6780,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `author: admin` without the admin key, or an origin the project does not allow */
+            /** @description `author: admin` without the admin key or a member's session, or an origin the project does not allow */
             403: {
                 headers: {
                     /** @description Requests allowed per window */
