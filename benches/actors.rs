@@ -139,6 +139,7 @@ fn sample_message(i: usize, previous: Option<MessageId>) -> Message {
         .expect("valid body"),
         timestamp: id.timestamp(),
         idempotency_key: None,
+        agent: None,
     }
 }
 
@@ -251,6 +252,7 @@ fn fanout(c: &mut Criterion) {
                     author: Participant::Admin,
                     content: MessageBody::parse("fan-out").expect("body"),
                     idempotency_key: None,
+                    agent: None,
                 };
                 tickets.run(&key, post).await.expect("post");
                 let mut subs = subs.lock().await;

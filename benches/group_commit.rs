@@ -128,6 +128,7 @@ fn message(previous: Option<MessageId>, content: &MessageBody) -> Message {
         content: content.clone(),
         timestamp: id.timestamp(),
         idempotency_key: None,
+        agent: None,
     }
 }
 

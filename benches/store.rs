@@ -109,6 +109,7 @@ fn appends(c: &mut Criterion) {
                             content: content.clone(),
                             timestamp: id.timestamp(),
                             idempotency_key: None,
+                            agent: None,
                         };
                         let (store, project, slug) = (store.clone(), project.clone(), slug.clone());
                         async move {
@@ -155,6 +156,7 @@ impl Kind {
                     content: MessageBody::parse(&"x".repeat(200)).unwrap(),
                     timestamp: id.timestamp(),
                     idempotency_key: None,
+                    agent: None,
                 })]
             }
             Kind::Ticket => {

@@ -52,6 +52,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         content: MessageBody::parse("persist me").unwrap(),
         timestamp: id.timestamp(),
         idempotency_key: None,
+        agent: None,
     };
     {
         let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());

@@ -671,6 +671,24 @@ pub struct Message {
     /// The client's `Idempotency-Key`, so a retried request finds the message it already made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The member who wrote an agent's message, as they were when they wrote it; `None` for
+    /// the visitor's and the assistant's messages, for the admin key's, and for every message
+    /// stored before members existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<MessageAgent>,
+}
+
+/// Who of a project's members wrote an agent's message: copied into the message when it is
+/// posted, so a later change of name or avatar does not rewrite what was said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MessageAgent {
+    /// The member's id.
+    pub id: Uuid,
+    /// The member's display name.
+    pub name: String,
+    /// The member's avatar, an http or https URL; null when they have none.
+    #[schema(required = true)]
+    pub avatar_url: Option<String>,
 }
 
 /// A client's name for one request, 1 to 128 printable ASCII characters: a retry with the same
@@ -1111,6 +1129,28 @@ pub struct ReadCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_stored_before_members_reads_as_no_members_and_keeps_its_agent_after() {
+        let id = MessageId::next(None, Utc::now());
+        // Exactly the fields a message was stored with before members existed.
+        let old = serde_json::json!({
+            "id": id, "author": "admin", "content": "hi", "timestamp": id.timestamp(),
+        });
+        let message: Message = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(message.agent, None);
+        assert_eq!(serde_json::to_value(&message).unwrap(), old);
+        let named = Message {
+            agent: Some(MessageAgent {
+                id: Uuid::from_u128(1),
+                name: "Dana".into(),
+                avatar_url: Some("https://example.com/d.png".into()),
+            }),
+            ..message
+        };
+        let back: Message = serde_json::from_slice(&serde_json::to_vec(&named).unwrap()).unwrap();
+        assert_eq!(back, named);
+    }
 
     #[test]
     fn a_project_stored_before_the_assistant_settings_reads_with_the_defaults() {

@@ -59,6 +59,10 @@ pub struct MessageView<'a> {
     pub timestamp: String,
     /// Who has read the message: every reader whose read cursor is at or past it.
     pub read_by: Vec<Participant>,
+    /// The member who wrote an agent's message; absent on the visitor's and the assistant's
+    /// messages, and on those the project's admin key posted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<&'a crate::domain::MessageAgent>,
 }
 
 impl<'a> MessageView<'a> {
@@ -75,6 +79,7 @@ impl<'a> MessageView<'a> {
             content: message.content.as_str(),
             timestamp: rfc3339(message.timestamp),
             read_by,
+            agent: message.agent.as_ref(),
         }
     }
 }
@@ -332,6 +337,7 @@ mod tests {
             content: MessageBody::parse("hi").unwrap(),
             timestamp: now,
             idempotency_key: None,
+            agent: None,
         };
         let cursors = [
             ReadCursor {

@@ -45,6 +45,8 @@ pub struct Visitor {
     /// Holds the project's admin key or is its signed-in member: may act as an agent, and is
     /// not counted.
     pub admin: bool,
+    /// The signed-in member, when that is who calls: an agent's message names them.
+    pub member: Option<Box<SignedIn>>,
 }
 
 /// Who calls a project's agent routes.
@@ -270,9 +272,14 @@ pub fn public(
         };
         // The origin's verdict first, so a refusal below is readable by an allowed page.
         let origin_allowed = project.as_ref().is_none_or(|p| meta.note_origin(p));
-        let admin = match &project {
-            Some(p) => meta.is_admin_of(p) || signed_in_quietly(&ctx, &meta, &p.id).await?,
-            None => false,
+        // The admin key first: a request that holds it speaks for the project, not a member.
+        let (admin, member) = match &project {
+            Some(p) if meta.is_admin_of(p) => (true, None),
+            Some(p) => match signed_in_quietly(&ctx, &meta, &p.id).await? {
+                Some(m) => (true, Some(Box::new(m))),
+                None => (false, None),
+            },
+            None => (false, None),
         };
         if !admin {
             match project
@@ -290,7 +297,11 @@ pub fn public(
         if !origin_allowed {
             return Err(ApiError::forbidden("origin not allowed for this project"));
         }
-        Ok(Visitor { project, admin })
+        Ok(Visitor {
+            project,
+            admin,
+            member,
+        })
     })
 }
 
@@ -301,19 +312,19 @@ fn session_of(ctx: &Ctx, meta: &RequestMeta, project: &Project) -> Option<String
     Some(ctx.tokens.verify_session(token, &project.id).ok()?.sub)
 }
 
-/// Whether a public route's caller is a signed-in member of `project`: by a session secret as
-/// the bearer, or by the cookie with its CSRF token. Anything less is a visitor, not an error.
+/// The public route's caller, when a signed-in member of `project`: by a session secret as the
+/// bearer, or by the cookie with its CSRF token. Anything less is a visitor, not an error.
 async fn signed_in_quietly(
     ctx: &Ctx,
     meta: &RequestMeta,
     project: &ProjectId,
-) -> Result<bool, ApiError> {
+) -> Result<Option<SignedIn>, ApiError> {
     let secret = match (&meta.bearer, &meta.cookie, &meta.csrf) {
         (Some(bearer), _, _) if crate::accounts::is_session_secret(bearer) => bearer,
         (None, Some(cookie), Some(csrf)) if crate::accounts::csrf_matches(cookie, csrf) => cookie,
-        _ => return Ok(false),
+        _ => return Ok(None),
     };
-    Ok(ctx.accounts.session(project, secret).await?.is_some())
+    Ok(ctx.accounts.session(project, secret).await?)
 }
 
 /// Who the request is, for `project`; `None` if it presents no credential at all.

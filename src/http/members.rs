@@ -446,21 +446,6 @@ pub async fn update(
     respond(apply(&ctx, &project.id, &id, change, &principal).await)
 }
 
-/// DELETE /v1/projects/{projectId}/members/{memberId}: deactivates; members are never
-/// removed, so what they did keeps a name.
-pub async fn deactivate(
-    id: String,
-    project: Arc<Project>,
-    principal: Principal,
-    ctx: Arc<Ctx>,
-) -> Response {
-    let change = MemberChange {
-        state: Some(MemberState::Deactivated),
-        ..MemberChange::default()
-    };
-    respond(apply(&ctx, &project.id, &id, change, &principal).await)
-}
-
 async fn operator_project(ctx: &Ctx, raw: &str) -> Result<Arc<Project>, ApiError> {
     let id = super::access::parse_project_id(raw)?;
     ctx.projects

@@ -110,11 +110,11 @@ fn routes() -> Vec<Route> {
         .counted_per_session()
         .param("projectId", PROJECT, schema::<ProjectId>)
         .param("slug", SLUG, schema::<Slug>)
-        .describe("`author: admin` needs the project's admin key. A retry with the same `Idempotency-Key` is answered with the original message instead of posting it again.")
+        .describe("`author: admin` needs the project's admin key or a signed-in member; a member's message carries `agent`, the member who wrote it. A retry with the same `Idempotency-Key` is answered with the original message instead of posting it again.")
         .header::<IdempotencyKey>("Idempotency-Key", "Names this request, so a retry of it is not carried out twice.")
         .body::<tickets::PostMessage>(Limit::Standard)
         .answers(201, "The message, as stored", Json(schema::<tickets::PostedMessage>))
-        .refuses(403, "`author: admin` without the admin key, or an origin the project does not allow")
+        .refuses(403, "`author: admin` without the admin key or a member's session, or an origin the project does not allow")
         .refuses(404, "No such project or ticket")
         .refuses(409, "The ticket is closed, or a request with this Idempotency-Key is still in progress")
         .refuses(422, "This Idempotency-Key was used for a different message"),
@@ -431,8 +431,7 @@ fn routes() -> Vec<Route> {
         .answers(201, "The new member", Json(schema::<members::MemberView>))
         .refuses(409, "The project has a member with this email")
         .link("GetMember", "getMember", &[TICKET, ("memberId", CREATED_ID)])
-        .link("UpdateMember", "updateMember", &[TICKET, ("memberId", CREATED_ID)])
-        .link("DeactivateMember", "deactivateMember", &[TICKET, ("memberId", CREATED_ID)]),
+        .link("UpdateMember", "updateMember", &[TICKET, ("memberId", CREATED_ID)]),
         Route::new(get(), "/v1/projects/{projectId}/members/{memberId}", "getMember", "Read a member", Admin, |b| {
             b.param("memberId").and(b.agent()).and(b.ctx()).then(members::get).boxed()
         })
@@ -447,18 +446,9 @@ fn routes() -> Vec<Route> {
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
         .param("memberId", "The member's id.", uuid)
-        .describe("Deactivating a member or giving them a new password ends every session of theirs. Only owners change owners and admins, or give those roles; nobody changes their own role or state.")
+        .describe("Members are never removed, so what they did keeps a name: `state: deactivated` deactivates one. Deactivating a member or giving them a new password ends every session of theirs. Only owners change owners and admins, or give those roles; nobody changes their own role or state.")
         .body::<members::ChangeMember>(Limit::Standard)
         .answers(200, "The member after the change", Json(schema::<members::MemberView>))
-        .refuses(404, "No such member"),
-        Route::new(delete(), "/v1/projects/{projectId}/members/{memberId}", "deactivateMember", "Deactivate a member, ending their sessions", Admin, |b| {
-            b.param("memberId").and(b.member()).and(b.ctx()).then(members::deactivate).boxed()
-        })
-        .tag("members")
-        .param("projectId", PROJECT, schema::<ProjectId>)
-        .param("memberId", "The member's id.", uuid)
-        .describe("Members are never removed, so what they did keeps a name; a deactivated member cannot sign in.")
-        .answers(200, "The member, deactivated", Json(schema::<members::MemberView>))
         .refuses(404, "No such member"),
         Route::new(get(), "/v1/projects/{projectId}/canned-replies", "listCannedReplies", "List the project's canned replies", Agent, |b| {
             b.agent().and(b.ctx()).then(canned::list).boxed()
@@ -642,7 +632,6 @@ mod tests {
         ("addMember", Admin),
         ("getMember", Admin),
         ("updateMember", Admin),
-        ("deactivateMember", Admin),
         // Canned replies: every agent inserts them, admins keep them.
         ("listCannedReplies", Agent),
         ("createCannedReply", Admin),

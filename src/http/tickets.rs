@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use fleety_actors::domain::{
-    AgentName, Description, IdempotencyKey, MessageBody, Participant, Project, Slug, Tags,
-    TicketSource, TicketStatus, Title,
+    AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project, Slug,
+    Tags, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::domain::{Email, VisitorContact, VisitorName};
 use fleety_actors::events::{self, MessageView, NoteView, TicketSummary};
@@ -178,7 +178,8 @@ pub async fn get(slug: String, visitor: Visitor, ctx: Arc<Ctx>, query: GetQuery)
 /// A message for a ticket.
 #[derive(Deserialize, ToSchema)]
 pub struct PostMessage {
-    /// Who speaks: the visitor (`user`, the default) or an agent (`admin`, with the admin key).
+    /// Who speaks: the visitor (`user`, the default) or an agent (`admin`, with the admin key or
+    /// as a signed-in member).
     #[serde(default = "default_author")]
     #[schema(value_type = Speaker)]
     author: String,
@@ -199,7 +200,8 @@ pub enum Speaker {
     Admin,
 }
 
-/// Agents act with the project's admin key; anyone else may only speak or read as the visitor.
+/// Agents act with the project's admin key or as signed-in members; anyone else may only speak or
+/// read as the visitor.
 fn participant(raw: &str, field_name: &str, visitor: &Visitor) -> Result<Participant, ApiError> {
     let who = field(Participant::parse(raw), field_name)?;
     if who == Participant::Assistant {
@@ -242,10 +244,20 @@ pub async fn post_message(
                 }
                 None => None,
             };
+            let agent = visitor
+                .member
+                .as_deref()
+                .filter(|_| author == Participant::Admin)
+                .map(|signed_in| MessageAgent {
+                    id: signed_in.member.id,
+                    name: signed_in.member.name.clone(),
+                    avatar_url: signed_in.member.avatar_url.clone(),
+                });
             let post = Command::Post {
                 author,
                 content,
                 idempotency_key,
+                agent,
             };
             let message = ctx.system.tickets.run(&key, post).await?.into_message()?;
             let data = MessageView::new(&message, &[]);

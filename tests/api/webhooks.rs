@@ -1085,3 +1085,100 @@ async fn a_tickets_tags_ride_in_the_ticket_of_its_webhooks() {
     assert_eq!(payloads[1]["data"]["ticket"]["tags"], json!(["vip"]));
     assert_eq!(payloads[1]["data"]["ticket"]["status"], "pending");
 }
+
+/// A signed-in member's reply names them in the answer, in GET, in the ticket's socket event
+/// and in the webhook; the admin key's reply names nobody.
+#[tokio::test]
+async fn a_members_reply_names_the_member_everywhere_and_the_admin_keys_names_nobody() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let receiver = Receiver::start().await;
+    let app = app_with_schedule("50ms").await;
+    let (_hook, secret) = register(&app, &receiver.url, &["message.created"]).await;
+    let password = "correct horse battery";
+    let added = app
+        .admin_post(
+            "/v1/projects/demo/members",
+            json!({"email": "dana@example.com", "name": "Dana", "password": password,
+                   "role": "agent", "avatar_url": "https://example.com/dana.png"}),
+        )
+        .await;
+    assert_eq!(added.status(), 201);
+    let member: Value = added.json().await.unwrap();
+    let signed_in: Value = app
+        .post_json(
+            "/v1/projects/demo/sign-in",
+            json!({"email": "dana@example.com", "password": password}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = signed_in["token"].as_str().expect("a session token");
+    let slug = app.create_ticket("Who answers?").await;
+    let mut ws = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
+    assert_eq!(next_event(&mut ws).await["type"], "subscribed");
+
+    let path = format!("/v1/tickets/demo/{slug}/messages");
+    let resp = app
+        .http
+        .post(app.url(&path))
+        .bearer_auth(token)
+        .json(&json!({"author": "admin", "content": "Dana here"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let by_member: Value = resp.json().await.unwrap();
+    let agent =
+        json!({"id": member["id"], "name": "Dana", "avatar_url": "https://example.com/dana.png"});
+    assert_eq!(by_member["data"]["author"], "admin");
+    assert_eq!(by_member["data"]["agent"], agent);
+    let resp = app
+        .admin_post(&path, json!({"author": "admin", "content": "the key"}))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let by_key: Value = resp.json().await.unwrap();
+    assert!(by_key["data"].get("agent").is_none(), "{by_key}");
+
+    let ticket = app.ticket(&slug).await;
+    let messages = ticket["messages"].as_array().unwrap();
+    let listed = |content: &str| {
+        messages
+            .iter()
+            .find(|m| m["content"] == content)
+            .unwrap_or_else(|| panic!("{content} is listed"))
+            .clone()
+    };
+    assert_eq!(listed("Dana here")["agent"], agent);
+    assert!(listed("the key").get("agent").is_none());
+
+    let first = next_event(&mut ws).await;
+    assert_eq!(first["type"], "new_message");
+    assert_eq!(first["payload"], by_member["data"]);
+    let second = next_event(&mut ws).await;
+    assert_eq!(second["type"], "new_message");
+    assert_eq!(second["payload"], by_key["data"]);
+
+    let got = receiver.wait_for(2).await;
+    let mut said: Vec<(String, Value)> = got
+        .iter()
+        .map(|r| {
+            let payload = verified(&secret, r);
+            assert_eq!(payload["type"], "message.created");
+            let message = &payload["data"]["message"];
+            let content = message["content"].as_str().unwrap().to_owned();
+            (
+                content,
+                message.get("agent").cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    said.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        said,
+        [
+            ("Dana here".to_owned(), agent.clone()),
+            ("the key".to_owned(), Value::Null)
+        ]
+    );
+}

@@ -264,6 +264,7 @@ async fn a_ticket_opened_from_a_chat_is_written_with_its_whole_conversation_at_o
         author: Participant::Admin,
         content,
         idempotency_key: None,
+        agent: None,
     };
     let reply = k.system.tickets.run(&ticket, post);
     assert!(reply.await.unwrap().into_message().unwrap().id > messages[2].id);

@@ -133,6 +133,16 @@ fn messages(n: usize) -> Vec<Message> {
             },
             content: MessageBody::parse(&format!("message {i}")).unwrap(),
             timestamp: id.timestamp(),
+            // Some agents' messages name the member who wrote them, with or without an
+            // avatar; the rest came from the admin key. Each must come back as it went in.
+            agent: match i % 8 {
+                1 | 5 => Some(MessageAgent {
+                    id: Uuid::from_u128(i as u128 + 1),
+                    name: format!("Agent {i}"),
+                    avatar_url: (i % 8 == 1).then(|| format!("https://example.com/{i}.png")),
+                }),
+                _ => None,
+            },
         });
     }
     out
@@ -691,6 +701,7 @@ pub async fn assistant_messages_round_trip(store: Arc<dyn Store>) {
         // A message's time is its id's, as every writer makes it.
         timestamp: id.timestamp(),
         idempotency_key: None,
+        agent: None,
     };
     put(&store, &p.id, &t.slug, TicketWrite::Message(m.clone()))
         .await
@@ -1549,6 +1560,7 @@ pub async fn a_ticket_created_with_its_history_reads_back_whole(store: Arc<dyn S
         id,
         timestamp: id.timestamp(),
         idempotency_key: None,
+        agent: None,
         ..history[0].clone()
     };
     let posted = put(&store, &p.id, &t.slug, TicketWrite::Message(next.clone()));

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::change::TicketChange;
 use super::subscribe::Snapshot;
 use super::{actor, TicketError, TicketKey, TicketMsg, Tickets};
-use crate::domain::{AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, Ticket};
+use crate::domain::{
+    AgentName, IdempotencyKey, Message, MessageAgent, MessageBody, Note, Participant, Ticket,
+};
 use crate::message_id::MessageId;
 
 /// An operation on a ticket. On the wire between nodes: `{"op": "<name>", ...fields}`.
@@ -26,6 +28,9 @@ pub enum Command {
         author: Participant,
         content: MessageBody,
         idempotency_key: Option<IdempotencyKey>,
+        /// The member posting as an agent; absent for anyone else (and from older nodes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<MessageAgent>,
     },
     /// Mark every message so far read by `reader` ([`Answer::Read`]: the id read up to, `None`
     /// on an empty ticket).
@@ -156,10 +161,20 @@ mod tests {
             author: Participant::Admin,
             content: MessageBody::parse("hello").unwrap(),
             idempotency_key: Some(IdempotencyKey::parse("k-1").unwrap()),
+            agent: Some(MessageAgent {
+                id: uuid::Uuid::from_u128(7),
+                name: "Dana".into(),
+                avatar_url: None,
+            }),
         };
         let wire = serde_json::to_string(&command).unwrap();
         let back: Command = serde_json::from_str(&wire).unwrap();
         assert_eq!(serde_json::to_string(&back).unwrap(), wire);
+
+        // A node from before members sends a post without an agent.
+        let older = r#"{"op":"post","author":"admin","content":"hi","idempotency_key":null}"#;
+        let older: Command = serde_json::from_str(older).unwrap();
+        assert!(matches!(older, Command::Post { agent: None, .. }));
 
         let frame = Bytes::from_static(b"{\"type\":\"subscribed\",\"payload\":{\"slug\":\"x\"}}");
         let snapshot = Answer::Replay(Snapshot {

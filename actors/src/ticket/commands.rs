@@ -9,7 +9,9 @@ use super::actor::TicketState;
 use super::change::{message_created, TicketChange};
 use super::{Answer, Command, TicketError};
 use crate::domain::TicketStatus;
-use crate::domain::{AgentName, IdempotencyKey, Message, MessageBody, Note, Participant, Ticket};
+use crate::domain::{
+    AgentName, IdempotencyKey, Message, MessageAgent, MessageBody, Note, Participant, Ticket,
+};
 use crate::message_id::MessageId;
 use crate::store::TicketWrite;
 use crate::webhook::EventType;
@@ -55,7 +57,8 @@ impl TicketState {
                 author,
                 content,
                 idempotency_key,
-            } => self.post(author, content, idempotency_key),
+                agent,
+            } => self.post(author, content, idempotency_key, agent),
             Command::MarkRead { reader } => self.mark_read(reader),
             Command::Change(change) => self.change(change),
             Command::AddNote { author, content } => self.add_note(author, content),
@@ -79,6 +82,7 @@ impl TicketState {
         author: Participant,
         content: MessageBody,
         idempotency_key: Option<IdempotencyKey>,
+        agent: Option<MessageAgent>,
     ) -> Result<Decided, TicketError> {
         if let Some(key) = &idempotency_key {
             let queued = self.writes.queued().filter_map(|owed| match &owed.answer {
@@ -119,6 +123,8 @@ impl TicketState {
             content,
             timestamp: id.timestamp(),
             idempotency_key,
+            // Only an agent's message says which member wrote it.
+            agent: agent.filter(|_| author == Participant::Admin),
         };
         let mut writes = vec![TicketWrite::Message(message.clone())];
         writes.extend(self.announce(EventType::MessageCreated, || {
@@ -292,6 +298,7 @@ pub(super) mod tests {
             content: MessageBody::parse(text).unwrap(),
             timestamp: id.timestamp(),
             idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+            agent: None,
         }
     }
 

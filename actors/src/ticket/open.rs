@@ -63,6 +63,7 @@ impl Tickets {
                     content,
                     timestamp: id.timestamp(),
                     idempotency_key: None,
+                    agent: None,
                 }
             })
             .collect();

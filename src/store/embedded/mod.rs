@@ -1236,6 +1236,7 @@ mod tests {
                 content: MessageBody::parse(&format!("m{i}")).unwrap(),
                 timestamp: id.timestamp(),
                 idempotency_key: None,
+                agent: None,
             });
         }
         out

@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0014_ticket_visitor",
         include_str!("../../../cql/0014_ticket_visitor.cql"),
     ),
+    (
+        15,
+        "0015_message_agent",
+        include_str!("../../../cql/0015_message_agent.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

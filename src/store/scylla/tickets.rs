@@ -53,10 +53,10 @@ impl Statements {
             // it is harmless, hence idempotent.
             update_ticket: p(format!("UPDATE {ks}.tickets SET title = ?, description = ?, status = ?, source = ?, session_id = ?, updated_at = ?, assignee = ?, tags = ? WHERE project_id = ? AND slug = ? IF updated_at <= ?"), true).await?,
             select_ticket: p(format!("SELECT {TICKET_COLUMNS} FROM {ks}.tickets WHERE project_id = ? AND slug = ?"), true).await?,
-            insert_message: p(format!("INSERT INTO {ks}.messages (project_id, slug, message_id, author, content, idempotency_key) VALUES (?, ?, ?, ?, ?, ?)"), true).await?,
+            insert_message: p(format!("INSERT INTO {ks}.messages (project_id, slug, message_id, author, content, idempotency_key, agent_id, agent_name, agent_avatar_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), true).await?,
             delete_message: p(format!("DELETE FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id = ?"), true).await?,
-            select_messages_asc: p(format!("SELECT message_id, author, content, idempotency_key FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? LIMIT ?"), true).await?,
-            select_messages_desc: p(format!("SELECT message_id, author, content, idempotency_key FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"), true).await?,
+            select_messages_asc: p(format!("SELECT message_id, author, content, idempotency_key, agent_id, agent_name, agent_avatar_url FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? LIMIT ?"), true).await?,
+            select_messages_desc: p(format!("SELECT message_id, author, content, idempotency_key, agent_id, agent_name, agent_avatar_url FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"), true).await?,
             insert_note: p(format!("INSERT INTO {ks}.ticket_notes (project_id, slug, note_id, author, content, created_at) VALUES (?, ?, ?, ?, ?, ?)"), true).await?,
             select_notes: p(format!("SELECT note_id, author, content, created_at FROM {ks}.ticket_notes WHERE project_id = ? AND slug = ?"), true).await?,
             upsert_cursor: p(format!("INSERT INTO {ks}.read_cursors (project_id, slug, reader, up_to) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,

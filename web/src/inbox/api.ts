@@ -120,7 +120,7 @@ export class Api {
   }
 
   deactivateMember(id: string) {
-    return this.delete(`/v1/projects/${this.p}/members/${id}`);
+    return this.patch<Member>(`/v1/projects/${this.p}/members/${id}`, { state: "deactivated" });
   }
 
   get p() {

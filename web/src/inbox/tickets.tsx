@@ -550,7 +550,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
           ) : (
             <article key={item.id} class={`msg ${item.author}`}>
               <span class="who">
-                {item.author === "user" ? "Visitor" : item.author === "admin" ? "Agent" : "Assistant"} ·{" "}
+                {item.author === "user" ? "Visitor" : item.author === "admin" ? (item.agent?.name ?? "Agent") : "Assistant"} ·{" "}
                 {new Date(item.timestamp).toLocaleTimeString()}
                 {item.author === "admin" && item.read_by.includes("user") ? " · seen" : ""}
               </span>

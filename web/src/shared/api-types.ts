@@ -542,16 +542,12 @@ export interface paths {
         get: operations["getMember"];
         put?: never;
         post?: never;
-        /**
-         * Deactivate a member, ending their sessions
-         * @description Members are never removed, so what they did keeps a name; a deactivated member cannot sign in.
-         */
-        delete: operations["deactivateMember"];
+        delete?: never;
         options?: never;
         head?: never;
         /**
          * Change a member's name, avatar, role, state or password
-         * @description Deactivating a member or giving them a new password ends every session of theirs. Only owners change owners and admins, or give those roles; nobody changes their own role or state.
+         * @description Members are never removed, so what they did keeps a name: `state: deactivated` deactivates one. Deactivating a member or giving them a new password ends every session of theirs. Only owners change owners and admins, or give those roles; nobody changes their own role or state.
          */
         patch: operations["updateMember"];
         trace?: never;
@@ -811,7 +807,7 @@ export interface paths {
         put?: never;
         /**
          * Post a message to a ticket
-         * @description `author: admin` needs the project's admin key. A retry with the same `Idempotency-Key` is answered with the original message instead of posting it again.
+         * @description `author: admin` needs the project's admin key or a signed-in member; a member's message carries `agent`, the member who wrote it. A retry with the same `Idempotency-Key` is answered with the original message instead of posting it again.
          */
         post: operations["postMessage"];
         delete?: never;
@@ -1332,6 +1328,7 @@ export interface components {
         MemberState: "invited" | "active" | "deactivated";
         /** @description A message as the API shows it: who has read it is derived from the read cursors. */
         Message: {
+            agent?: null | components["schemas"]["MessageAgent"];
             author: components["schemas"]["Participant"];
             content: string;
             id: components["schemas"]["MessageId"];
@@ -1339,6 +1336,21 @@ export interface components {
             read_by: components["schemas"]["Participant"][];
             /** Format: date-time */
             timestamp: string;
+        };
+        /**
+         * @description Who of a project's members wrote an agent's message: copied into the message when it is
+         *     posted, so a later change of name or avatar does not rewrite what was said.
+         */
+        MessageAgent: {
+            /** @description The member's avatar, an http or https URL; null when they have none. */
+            avatar_url: string | null;
+            /**
+             * Format: uuid
+             * @description The member's id.
+             */
+            id: string;
+            /** @description The member's display name. */
+            name: string;
         };
         MessageBody: string;
         /**
@@ -1409,7 +1421,10 @@ export interface components {
         Participant: "user" | "admin" | "assistant";
         /** @description A message for a ticket. */
         PostMessage: {
-            /** @description Who speaks: the visitor (`user`, the default) or an agent (`admin`, with the admin key). */
+            /**
+             * @description Who speaks: the visitor (`user`, the default) or an agent (`admin`, with the admin key or
+             *     as a signed-in member).
+             */
             author?: components["schemas"]["Speaker"];
             content: components["schemas"]["MessageBody"];
         };
@@ -4945,78 +4960,6 @@ export interface operations {
             };
         };
     };
-    deactivateMember: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The project's id. */
-                projectId: components["schemas"]["ProjectId"];
-                /** @description The member's id. */
-                memberId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The member, deactivated */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Member"];
-                };
-            };
-            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description No such member */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description The server failed; nothing about it is told to the client */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
-            503: {
-                headers: {
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-        };
-    };
     updateMember: {
         parameters: {
             query?: never;
@@ -6837,7 +6780,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `author: admin` without the admin key, or an origin the project does not allow */
+            /** @description `author: admin` without the admin key or a member's session, or an origin the project does not allow */
             403: {
                 headers: {
                     /** @description Requests allowed per window */

@@ -34,6 +34,8 @@ export interface Entry {
   turn?: string;
   /** The visitor's thumbs up or down on this answer. */
   rating?: Rating;
+  /** The member who wrote an agent's message, when the server named one. */
+  agent?: { name: string; avatar?: string };
 }
 
 export type Rating = Schemas["Rating"];
@@ -698,7 +700,22 @@ function fromServer(m: ServerMessage): Entry {
   // "Seen" is the visitor's to know of their own messages only.
   const readByAgent = m.author === "user" && !!m.read_by?.includes("admin");
   const entry: Entry = { id: m.id, author: m.author, content: m.content, readByAgent };
+  if (m.author === "admin" && m.agent?.name) {
+    entry.agent = { name: m.agent.name, avatar: safeImageUrl(m.agent.avatar_url) };
+  }
   return m.author === "assistant" ? splitSources(entry) : entry;
+}
+
+/** `raw` when it is an absolute http(s) URL: nothing else (javascript:, data:, relative) is
+ * ever put in an image's `src`. */
+export function safeImageUrl(raw: string | null | undefined): string | undefined {
+  if (!raw) return undefined;
+  try {
+    const url = new URL(raw);
+    return url.protocol === "https:" || url.protocol === "http:" ? url.href : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** How long until a rate limit ends, if one is in force. */

@@ -84,6 +84,7 @@ header .icon:focus-visible { outline-color: #fff; }
 .message { display: flex; flex-direction: column; align-items: flex-start; max-width: 85%; }
 .message.user { align-self: flex-end; align-items: flex-end; }
 .who { font-size: 11px; color: var(--muted); margin: 0 4px 2px; }
+.who .avatar { width: 16px; height: 16px; border-radius: 50%; vertical-align: middle; margin-right: 4px; object-fit: cover; }
 .bubble {
   margin: 0;
   padding: 9px 12px;

@@ -302,10 +302,16 @@ interface LineProps {
 function Line({ entry, t, name, onRetry, onRate }: LineProps) {
   if (entry.notice === "ticket") return <p class="notice">{t("ticketOpened", { slug: entry.content })}</p>;
   if (entry.notice === "status") return <p class="notice">{t("status", { status: statusWord(entry.content, t) })}</p>;
-  const who = entry.author === "user" ? t("you") : entry.author === "admin" ? t("agent") : (name ?? t("assistant"));
+  const who =
+    entry.author === "user" ? t("you") : entry.author === "admin" ? (entry.agent?.name ?? t("agent")) : (name ?? t("assistant"));
   return (
     <div class={`message ${entry.author}`} data-id={entry.id}>
-      <span class="who">{who}</span>
+      <span class="who">
+        {entry.agent?.avatar && (
+          <img class="avatar" src={entry.agent.avatar} alt="" width={16} height={16} referrerpolicy="no-referrer" loading="lazy" />
+        )}
+        {who}
+      </span>
       <div class={`bubble ${entry.author}`}>
         <Markdown text={entry.content} />
       </div>

@@ -31,6 +31,7 @@ async fn post_message(
         author,
         content,
         idempotency_key,
+        agent: None,
     };
     tickets.run(key, post).await?.into_message()
 }
@@ -73,6 +74,7 @@ async fn post(f: &Fixture, text: &str) -> Posted {
         author: Participant::User,
         content: MessageBody::parse(text).unwrap(),
         idempotency_key: None,
+        agent: None,
     };
     let reply = RpcReplyPort::from(tx);
     actor.send_message(TicketMsg::Run { cmd, reply }).unwrap();

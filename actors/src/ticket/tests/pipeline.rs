@@ -49,6 +49,7 @@ async fn a_failed_batch_refuses_the_writes_queued_behind_it_and_the_ticket_reloa
             author: Participant::User,
             content: MessageBody::parse("three").unwrap(),
             idempotency_key: None,
+            agent: None,
         },
         reply,
     });

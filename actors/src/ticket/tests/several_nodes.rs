@@ -87,6 +87,7 @@ impl Cluster for TwoNodes {
             author,
             content,
             idempotency_key,
+            agent,
         } = command
         else {
             return Err(TicketError::Internal(
@@ -104,6 +105,7 @@ impl Cluster for TwoNodes {
             content,
             timestamp: id.timestamp(),
             idempotency_key,
+            agent,
         }))
     }
 

@@ -8,9 +8,9 @@
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
     AgentName, Article, ArticleBody, ArticleTitle, ArticleUrl, AssistantProfile, ChatConversation,
-    ChatRole, ChatTurn, Description, Email, IdempotencyKey, Language, Message, MessageBody, Note,
-    Participant, Project, ProjectId, Rating, ReadCursor, Slug, Tag, Tags, Ticket, TicketSource,
-    TicketStatus, Title, VisitorContact, VisitorName,
+    ChatRole, ChatTurn, Description, Email, IdempotencyKey, Language, Message, MessageAgent,
+    MessageBody, Note, Participant, Project, ProjectId, Rating, ReadCursor, Slug, Tag, Tags,
+    Ticket, TicketSource, TicketStatus, Title, VisitorContact, VisitorName,
 };
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::MessageId;
@@ -289,6 +289,9 @@ pub(super) struct MessageValues<'a> {
     author: &'a str,
     content: &'a str,
     idempotency_key: Option<&'a str>,
+    agent_id: Option<Uuid>,
+    agent_name: Option<&'a str>,
+    agent_avatar_url: Option<&'a str>,
 }
 
 impl<'a> MessageValues<'a> {
@@ -300,6 +303,9 @@ impl<'a> MessageValues<'a> {
             author: m.author.as_str(),
             content: m.content.as_str(),
             idempotency_key: m.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+            agent_id: m.agent.as_ref().map(|a| a.id),
+            agent_name: m.agent.as_ref().map(|a| a.name.as_str()),
+            agent_avatar_url: m.agent.as_ref().and_then(|a| a.avatar_url.as_deref()),
         }
     }
 }
@@ -310,6 +316,9 @@ pub(super) struct MessageRow {
     author: String,
     content: String,
     idempotency_key: Option<String>,
+    agent_id: Option<Uuid>,
+    agent_name: Option<String>,
+    agent_avatar_url: Option<String>,
 }
 
 impl TryFrom<MessageRow> for Message {
@@ -328,6 +337,17 @@ impl TryFrom<MessageRow> for Message {
                 .map(|k| IdempotencyKey::parse(&k))
                 .transpose()
                 .map_err(|_| corrupt("idempotency_key"))?,
+            // The id and the name are written together; a row with one and not the other
+            // was never written by us.
+            agent: match (r.agent_id, r.agent_name) {
+                (Some(id), Some(name)) => Some(MessageAgent {
+                    id,
+                    name,
+                    avatar_url: r.agent_avatar_url,
+                }),
+                (None, None) => None,
+                _ => return Err(corrupt("agent")),
+            },
         })
     }
 }
