@@ -211,12 +211,13 @@ async fn a_cookie_without_its_own_csrf_token_changes_nothing() {
         let patch = send(reqwest::Method::PATCH, &agent_path, csrf);
         let resp = patch.json(&json!({"role": "owner"})).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{csrf:?}");
-        let delete = send(reqwest::Method::DELETE, &agent_path, csrf);
-        assert_eq!(
-            delete.send().await.unwrap().status(),
-            StatusCode::FORBIDDEN,
-            "{csrf:?}"
-        );
+        let deactivate = send(reqwest::Method::PATCH, &agent_path, csrf);
+        let resp = deactivate
+            .json(&json!({"state": "deactivated"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{csrf:?}");
     }
     let form = send(reqwest::Method::POST, "/v1/projects/demo/members", None)
         .header("content-type", "application/x-www-form-urlencoded")
@@ -314,7 +315,10 @@ async fn a_session_cookie_replayed_after_sign_out_a_new_password_or_deactivation
     let token = body["token"].as_str().unwrap().to_owned();
     let csrf = body["csrf_token"].as_str().unwrap().to_owned();
     assert_eq!(replay(token.clone(), csrf.clone()).await, ok);
-    assert_eq!(app.admin_delete(&eli_path).await.status(), StatusCode::OK);
+    let gone = app
+        .admin_patch(&eli_path, json!({"state": "deactivated"}))
+        .await;
+    assert_eq!(gone.status(), StatusCode::OK);
     assert_eq!(replay(token.clone(), csrf.clone()).await, refused);
     // Reactivated, the member signs in afresh; the old cookie stays dead.
     let back = app.admin_patch(&eli_path, json!({"state": "active"})).await;
@@ -545,9 +549,10 @@ async fn no_secret_reaches_the_logs_the_metrics_or_an_answer_that_does_not_issue
         StatusCode::FORBIDDEN
     );
     let req = api
-        .req(Method::DELETE, &agent_path)
+        .req(Method::PATCH, &agent_path)
         .header(COOKIE, &cookie)
-        .header("x-csrf-token", &agent_csrf);
+        .header("x-csrf-token", &agent_csrf)
+        .json(&json!({"state": "deactivated"}));
     assert_eq!(api.send("forged", req).await.0, StatusCode::FORBIDDEN);
 
     // Bodies that fail to parse or validate: their errors (answered, and logged) must not
