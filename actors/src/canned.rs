@@ -60,24 +60,27 @@ impl CannedName {
     pub const MAX_CHARS: usize = 80;
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let text = raw.trim();
-        if text.is_empty() {
-            return Err(InvalidValue("name must not be empty".into()));
-        }
-        if text.chars().count() > Self::MAX_CHARS {
+        // The rule of every text field (`domain::bounded_text`), in its order: the length and
+        // the control characters of what was sent, then the trim. Trimming first would pass a
+        // name that starts with U+0085, which is both white space and a control character.
+        if raw.chars().count() > Self::MAX_CHARS {
             return Err(InvalidValue(format!(
                 "name must be at most {} characters",
                 Self::MAX_CHARS
             )));
         }
-        // The rule of every text field (`domain::bounded_text`): line breaks and tabs pass.
-        if text
+        // Line breaks and tabs pass.
+        if raw
             .chars()
             .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
         {
             return Err(InvalidValue(
                 "name must not contain control characters".into(),
             ));
+        }
+        let text = raw.trim();
+        if text.is_empty() {
+            return Err(InvalidValue("name must not be empty".into()));
         }
         Ok(Self(text.to_owned()))
     }
@@ -115,23 +118,24 @@ impl CannedBody {
     pub const MAX_CHARS: usize = 5_000;
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let text = raw.trim();
-        if text.is_empty() {
-            return Err(InvalidValue("body must not be empty".into()));
-        }
-        if text.chars().count() > Self::MAX_CHARS {
+        // As for names: what was sent is checked, then trimmed.
+        if raw.chars().count() > Self::MAX_CHARS {
             return Err(InvalidValue(format!(
                 "body must be at most {} characters",
                 Self::MAX_CHARS
             )));
         }
-        if text
+        if raw
             .chars()
             .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
         {
             return Err(InvalidValue(
                 "body must not contain control characters".into(),
             ));
+        }
+        let text = raw.trim();
+        if text.is_empty() {
+            return Err(InvalidValue("body must not be empty".into()));
         }
         check_placeholders(text)?;
         Ok(Self(text.to_owned()))
@@ -213,5 +217,9 @@ mod tests {
         assert!(CannedBody::parse("   ").is_err());
         assert!(CannedBody::parse(&"x".repeat(CannedBody::MAX_CHARS + 1)).is_err());
         assert!(CannedName::parse(&"n".repeat(81)).is_err());
+        // U+0085 is white space and a control character: refused, as the description says,
+        // not trimmed away.
+        assert!(CannedBody::parse("\u{85}x").is_err());
+        assert!(CannedName::parse("\u{85}x").is_err());
     }
 }
