@@ -142,6 +142,34 @@ impl EmbeddedStore {
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
     }
 
+    /// Every row of `project` in a table keyed by (project, id), decoded from JSON. The ids
+    /// (UUIDs in hex-and-dash form, or lowercase hex) sort between "" and "~".
+    async fn project_rows<T>(
+        &self,
+        operation: &'static str,
+        table: redb::TableDefinition<'static, (&'static str, &'static str), &'static [u8]>,
+        project: &ProjectId,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let project = project.clone();
+        self.read(operation, move |txn| {
+            let table = txn.open_table(table).map_err(internal)?;
+            let p = project.as_str();
+            let mut out = Vec::new();
+            for row in table
+                .range::<(&str, &str)>((p, "")..(p, "~"))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<T>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn read<T, F>(&self, operation: &'static str, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -649,44 +677,15 @@ impl KbStore for EmbeddedStore {
     }
 
     async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>> {
-        let project = project.clone();
-        self.read("list_articles", move |txn| {
-            let table = txn.open_table(ARTICLES).map_err(internal)?;
-            let p = project.as_str();
-            // Article ids are UUIDs in hex-and-dash form, which sort between "" and "~".
-            let mut out = Vec::new();
-            for row in table
-                .range::<(&str, &str)>((p, "")..(p, "~"))
-                .map_err(internal)?
-            {
-                let (_, v) = row.map_err(internal)?;
-                out.push(from_json::<Article>(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.project_rows("list_articles", ARTICLES, project).await
     }
 }
 
 impl EmbeddedStore {
     /// Every entry of a project's unanswered questions, in no particular order.
     async fn unanswered_of(&self, project: &ProjectId) -> StoreResult<Vec<UnansweredQuestion>> {
-        let project = project.clone();
-        self.read("list_unanswered", move |txn| {
-            let table = txn.open_table(UNANSWERED).map_err(internal)?;
-            let p = project.as_str();
-            // Ids are 16 lowercase hex digits, which sort between "" and "~".
-            let mut out = Vec::new();
-            for row in table
-                .range::<(&str, &str)>((p, "")..(p, "~"))
-                .map_err(internal)?
-            {
-                let (_, v) = row.map_err(internal)?;
-                out.push(from_json::<UnansweredQuestion>(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.project_rows("list_unanswered", UNANSWERED, project)
+            .await
     }
 }
 
@@ -796,22 +795,8 @@ impl CannedStore for EmbeddedStore {
     }
 
     async fn list_canned_replies(&self, project: &ProjectId) -> StoreResult<Vec<CannedReply>> {
-        let project = project.clone();
-        self.read("list_canned_replies", move |txn| {
-            let table = txn.open_table(CANNED).map_err(internal)?;
-            let p = project.as_str();
-            let mut out = Vec::new();
-            // Reply ids are UUIDs in hex-and-dash form, which sort between "" and "~".
-            for row in table
-                .range::<(&str, &str)>((p, "")..(p, "~"))
-                .map_err(internal)?
-            {
-                let (_, v) = row.map_err(internal)?;
-                out.push(from_json::<CannedReply>(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.project_rows("list_canned_replies", CANNED, project)
+            .await
     }
 }
 
@@ -839,22 +824,7 @@ impl WebhookStore for EmbeddedStore {
     }
 
     async fn list_endpoints(&self, project: &ProjectId) -> StoreResult<Vec<Endpoint>> {
-        let project = project.clone();
-        self.read("list_endpoints", move |txn| {
-            let table = txn.open_table(WEBHOOKS).map_err(internal)?;
-            let p = project.as_str();
-            let mut out = Vec::new();
-            // Endpoint ids are UUIDs in hex-and-dash form, which sort between "" and "~".
-            for row in table
-                .range::<(&str, &str)>((p, "")..(p, "~"))
-                .map_err(internal)?
-            {
-                let (_, v) = row.map_err(internal)?;
-                out.push(from_json::<Endpoint>(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.project_rows("list_endpoints", WEBHOOKS, project).await
     }
 
     async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>> {
@@ -1052,22 +1022,7 @@ impl MemberStore for EmbeddedStore {
     }
 
     async fn list_members(&self, project: &ProjectId) -> StoreResult<Vec<Member>> {
-        let project = project.clone();
-        self.read("list_members", move |txn| {
-            let table = txn.open_table(MEMBERS).map_err(internal)?;
-            let p = project.as_str();
-            // Member ids are UUIDs in hex-and-dash form, which sort between "" and "~".
-            let mut out = Vec::new();
-            for row in table
-                .range::<(&str, &str)>((p, "")..(p, "~"))
-                .map_err(internal)?
-            {
-                let (_, v) = row.map_err(internal)?;
-                out.push(from_json::<Member>(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.project_rows("list_members", MEMBERS, project).await
     }
 
     async fn put_member_session(&self, session: &MemberSession) -> StoreResult<()> {
