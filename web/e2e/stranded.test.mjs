@@ -141,6 +141,8 @@ test("a message over the limit is held in the composer, and one the server refus
   await input.press("Enter");
   await widget.locator(".banner", { hasText: `Not sent: ${reason}` }).waitFor();
   assert.equal(await widget.locator(".message.user").count(), 0, "the refused question is not in the history");
+  // The composer gets it back in the render after the banner's.
+  await visitor.waitForFunction((q) => document.querySelector("fleety-widget")?.shadowRoot?.querySelector("textarea")?.value === q, question);
   assert.equal(await input.inputValue(), question, "the composer has it back");
   assert.ok(!JSON.stringify((await stored(visitor))?.chat ?? []).includes(question));
 

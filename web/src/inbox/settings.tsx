@@ -31,7 +31,11 @@ function Assistant({ api }: { api: Api }) {
   const [guidance, setGuidance] = useState("");
   const [note, setNote] = useState<string>();
   const [error, setError] = useState<string>();
+  // Until the saved values arrive the fields stay locked, or what the agent typed first would
+  // be overwritten by them.
+  const [loaded, setLoaded] = useState(false);
   const show = (p: Project) => {
+    setLoaded(true);
     setName(p.assistant_name);
     setGreeting(p.assistant_greeting);
     setGuidance(p.assistant_guidance);
@@ -64,31 +68,33 @@ function Assistant({ api }: { api: Api }) {
       <h2 id="assistant-title">Assistant</h2>
       <p class="hint">How the assistant introduces itself in the widget, and your instructions to it. Leave a field empty for the default.</p>
       <form onSubmit={save}>
-        <label>
-          Name {count(name, LIMITS.name, "assistant-name-count")}
-          <input value={name} placeholder="Ava" aria-describedby="assistant-name-count" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
-        </label>
-        <label>
-          Greeting {count(greeting, LIMITS.greeting, "assistant-greeting-count")}
-          <textarea
-            rows={2}
-            value={greeting}
-            placeholder="Hi, I'm Ava from Acme. How can I help?"
-            aria-describedby="assistant-greeting-count"
-            onInput={(e) => setGreeting((e.target as HTMLTextAreaElement).value)}
-          />
-        </label>
-        <label>
-          Guidance <span class="hint">(tone, what never to promise; visitors never see it)</span>{" "}
-          {count(guidance, LIMITS.guidance, "assistant-guidance-count")}
-          <textarea
-            rows={6}
-            value={guidance}
-            placeholder="Be warm and brief. Never promise refunds or delivery dates."
-            aria-describedby="assistant-guidance-count"
-            onInput={(e) => setGuidance((e.target as HTMLTextAreaElement).value)}
-          />
-        </label>
+        <fieldset class="plain" disabled={!loaded}>
+          <label>
+            Name {count(name, LIMITS.name, "assistant-name-count")}
+            <input value={name} placeholder="Ava" aria-describedby="assistant-name-count" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+          </label>
+          <label>
+            Greeting {count(greeting, LIMITS.greeting, "assistant-greeting-count")}
+            <textarea
+              rows={2}
+              value={greeting}
+              placeholder="Hi, I'm Ava from Acme. How can I help?"
+              aria-describedby="assistant-greeting-count"
+              onInput={(e) => setGreeting((e.target as HTMLTextAreaElement).value)}
+            />
+          </label>
+          <label>
+            Guidance <span class="hint">(tone, what never to promise; visitors never see it)</span>{" "}
+            {count(guidance, LIMITS.guidance, "assistant-guidance-count")}
+            <textarea
+              rows={6}
+              value={guidance}
+              placeholder="Be warm and brief. Never promise refunds or delivery dates."
+              aria-describedby="assistant-guidance-count"
+              onInput={(e) => setGuidance((e.target as HTMLTextAreaElement).value)}
+            />
+          </label>
+        </fieldset>
         {error && (
           <p class="error" role="alert">
             {error}
@@ -104,7 +110,8 @@ function Assistant({ api }: { api: Api }) {
 }
 
 function Origins({ api }: { api: Api }) {
-  const [text, setText] = useState("");
+  // Null until the saved list arrives: saving before then would replace it with what was typed.
+  const [text, setText] = useState<string | null>(null);
   const [note, setNote] = useState<string>();
   const [error, setError] = useState<string>();
   useEffect(() => {
@@ -113,6 +120,7 @@ function Origins({ api }: { api: Api }) {
   const save = async (e: Event) => {
     e.preventDefault();
     try {
+      if (text === null) return;
       const origins = text.split(/\s+/).map((o) => o.trim()).filter(Boolean);
       const p = await api.setOrigins(origins);
       setText(p.allowed_origins.join("\n"));
@@ -127,14 +135,16 @@ function Origins({ api }: { api: Api }) {
       <h2 id="origins-title">Allowed origins</h2>
       <p class="hint">The sites the widget may run on, one per line, like https://www.example.com.</p>
       <form onSubmit={save}>
-        <textarea rows={5} value={text} aria-label="Allowed origins" onInput={(e) => setText((e.target as HTMLTextAreaElement).value)} />
+        <textarea rows={5} value={text ?? ""} disabled={text === null} aria-label="Allowed origins" onInput={(e) => setText((e.target as HTMLTextAreaElement).value)} />
         {error && (
           <p class="error" role="alert">
             {error}
           </p>
         )}
         {note && !error && <p role="status">{note}</p>}
-        <button type="submit">Save origins</button>
+        <button type="submit" disabled={text === null}>
+          Save origins
+        </button>
       </form>
     </section>
   );

@@ -109,6 +109,7 @@ kbd { font-family: ui-monospace, monospace; font-size: 12px; padding: 1px 6px; b
 .card { background: var(--panel); border: 1px solid var(--line); border-radius: 12px; padding: 16px 20px; max-width: 900px; }
 .card h2 { margin: 0 0 4px; font-size: 17px; }
 .card form { display: flex; flex-direction: column; gap: 10px; }
+fieldset.plain { border: 0; padding: 0; margin: 0; min-width: 0; display: flex; flex-direction: column; gap: 10px; }
 .card textarea { width: 100%; }
 table.members { width: 100%; border-collapse: collapse; margin-top: 8px; }
 table.members th, table.members td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); }
