@@ -572,6 +572,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
           <label>
             Assignee{" "}
             <select
+              class="assignee-picker"
               value={ticket.assignee_member?.id ?? (ticket.assignee ? "typed" : "")}
               onChange={(e) => {
                 const id = (e.target as HTMLSelectElement).value;
