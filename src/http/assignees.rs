@@ -41,9 +41,8 @@ pub fn member_ref(member: &Member) -> MessageAgent {
 /// characters where a member's may have 100, so a longer one is cut.
 pub fn display_name(name: &str) -> AgentName {
     let cut: String = name.chars().take(80).collect();
-    AgentName::parse(cut.trim()).unwrap_or_else(|_| {
-        AgentName::parse("Member").expect("a valid agent name")
-    })
+    AgentName::parse(cut.trim())
+        .unwrap_or_else(|_| AgentName::parse("Member").expect("a valid agent name"))
 }
 
 /// The member `id` names, if they may be assigned tickets; a clear 400 otherwise.
@@ -128,8 +127,7 @@ pub async fn show_view(ctx: &Ctx, project: &ProjectId, body: Bytes) -> Result<By
     let Some(member) = ctx.accounts.store().get_member(project, id).await? else {
         return Ok(body);
     };
-    let mut view: serde_json::Value =
-        serde_json::from_slice(&body).map_err(ApiError::internal)?;
+    let mut view: serde_json::Value = serde_json::from_slice(&body).map_err(ApiError::internal)?;
     if assignable(&member) {
         view["assignee"] = display_name(&member.name).as_str().into();
         view["assignee_member"] = serde_json::to_value(member_ref(&member)).unwrap_or_default();

@@ -136,7 +136,9 @@ pub struct ListQuery {
     tag: Option<String>,
     /// Only tickets assigned to: `me` (the signed-in member), `none` (nobody, or a deactivated
     /// member), or a member's id.
-    #[param(pattern = "^(me|none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
+    #[param(
+        pattern = "^(me|none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
     assignee: Option<String>,
     /// Tickets in the page (50 by default).
     #[param(minimum = 1, maximum = 100)]

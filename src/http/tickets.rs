@@ -435,9 +435,8 @@ pub async fn change(
                 }
                 (Some(_), None) => return Err(ApiError::bad_request("assignee: a name or null")),
                 (None, Some(serde_json::Value::String(id))) => {
-                    let id = uuid::Uuid::try_parse(&id).map_err(|_| {
-                        ApiError::bad_request("assignee_id: a member's id or null")
-                    })?;
+                    let id = uuid::Uuid::try_parse(&id)
+                        .map_err(|_| ApiError::bad_request("assignee_id: a member's id or null"))?;
                     let member = super::assignees::pick(&ctx, &project.id, id).await?;
                     let name = super::assignees::display_name(&member.name);
                     assignee_member = Some(super::assignees::member_ref(&member));

@@ -86,7 +86,10 @@ async fn a_ticket_assigned_to_a_member_carries_them_in_its_answer_events_view_an
     let (status, ticket) = as_member(&app, &token, reqwest::Method::PATCH, &path, Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{ticket}");
     let member = json!({"id": dana, "name": "Dana", "avatar_url": null});
-    assert_eq!((&ticket["assignee"], &ticket["assignee_member"]), (&json!("Dana"), &member));
+    assert_eq!(
+        (&ticket["assignee"], &ticket["assignee_member"]),
+        (&json!("Dana"), &member)
+    );
     for socket in [&mut visitor, &mut feed] {
         let event = loop {
             let event = next_event(socket).await;
@@ -95,8 +98,14 @@ async fn a_ticket_assigned_to_a_member_carries_them_in_its_answer_events_view_an
             }
         };
         let p = &event["payload"];
-        assert_eq!((&p["assignee"], &p["assignee_member"]), (&json!("Dana"), &member));
-        assert_eq!((&p["previous"], &p["previous_member"]), (&Value::Null, &Value::Null));
+        assert_eq!(
+            (&p["assignee"], &p["assignee_member"]),
+            (&json!("Dana"), &member)
+        );
+        assert_eq!(
+            (&p["previous"], &p["previous_member"]),
+            (&Value::Null, &Value::Null)
+        );
     }
     let view = app.ticket(&mine).await;
     assert_eq!(view["assignee_member"], member);
@@ -108,17 +117,39 @@ async fn a_ticket_assigned_to_a_member_carries_them_in_its_answer_events_view_an
     let typed_ticket: Value = resp.json().await.unwrap();
     assert_eq!(typed_ticket["assignee_member"], Value::Null);
 
-    assert_eq!(listed(&app, Some(&token), "me").await, (StatusCode::OK, vec![mine.clone()]));
-    assert_eq!(listed(&app, None, &dana).await, (StatusCode::OK, vec![mine.clone()]));
+    assert_eq!(
+        listed(&app, Some(&token), "me").await,
+        (StatusCode::OK, vec![mine.clone()])
+    );
+    assert_eq!(
+        listed(&app, None, &dana).await,
+        (StatusCode::OK, vec![mine.clone()])
+    );
     assert_eq!(listed(&app, None, &sam).await, (StatusCode::OK, vec![]));
-    assert_eq!(listed(&app, None, "none").await, (StatusCode::OK, vec![other.clone()]));
-    let all: Value = app.admin_get("/v1/projects/demo/tickets").await.json().await.unwrap();
-    let row = all["tickets"].as_array().unwrap().iter().find(|t| t["slug"] == mine.as_str());
+    assert_eq!(
+        listed(&app, None, "none").await,
+        (StatusCode::OK, vec![other.clone()])
+    );
+    let all: Value = app
+        .admin_get("/v1/projects/demo/tickets")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let row = all["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["slug"] == mine.as_str());
     assert_eq!(row.unwrap()["assignee_member"], member);
     // The admin key is nobody: "me" means nothing for it; other bad filters are refused too.
     let unknown = uuid::Uuid::new_v4().to_string();
     for bad in ["me", "someone", unknown.as_str(), ""] {
-        assert_eq!(listed(&app, None, bad).await.0, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(
+            listed(&app, None, bad).await.0,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
     }
 
     // Unknown members, malformed ids, both fields at once: a clear 400, nothing changes.
@@ -166,8 +197,14 @@ async fn a_ticket_assigned_to_a_member_carries_them_in_its_answer_events_view_an
     assert_eq!(event["payload"]["previous_member"]["id"], dana.as_str());
     let cleared = app.admin_patch(&path, json!({"assignee_id": null})).await;
     let cleared: Value = cleared.json().await.unwrap();
-    assert_eq!((&cleared["assignee"], &cleared["assignee_member"]), (&Value::Null, &Value::Null));
-    assert_eq!(listed(&app, Some(&token), "me").await, (StatusCode::OK, vec![]));
+    assert_eq!(
+        (&cleared["assignee"], &cleared["assignee_member"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(
+        listed(&app, Some(&token), "me").await,
+        (StatusCode::OK, vec![])
+    );
 }
 
 #[tokio::test]
@@ -181,29 +218,56 @@ async fn a_deactivated_members_tickets_read_as_unassigned_until_they_are_reactiv
     assert_eq!(listed(&app, None, "none").await, (StatusCode::OK, vec![]));
 
     let member = format!("/v1/projects/demo/members/{sam}");
-    let resp = app.admin_patch(&member, json!({"state": "deactivated"})).await;
+    let resp = app
+        .admin_patch(&member, json!({"state": "deactivated"}))
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let view = app.ticket(&slug).await;
-    assert_eq!((&view["assignee"], &view["assignee_member"]), (&Value::Null, &Value::Null));
-    let all: Value = app.admin_get("/v1/projects/demo/tickets").await.json().await.unwrap();
+    assert_eq!(
+        (&view["assignee"], &view["assignee_member"]),
+        (&Value::Null, &Value::Null)
+    );
+    let all: Value = app
+        .admin_get("/v1/projects/demo/tickets")
+        .await
+        .json()
+        .await
+        .unwrap();
     let row = &all["tickets"][0];
-    assert_eq!((&row["assignee"], &row["assignee_member"]), (&Value::Null, &Value::Null));
-    assert_eq!(listed(&app, None, "none").await, (StatusCode::OK, vec![slug.clone()]));
+    assert_eq!(
+        (&row["assignee"], &row["assignee_member"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(
+        listed(&app, None, "none").await,
+        (StatusCode::OK, vec![slug.clone()])
+    );
     assert_eq!(listed(&app, None, &sam).await, (StatusCode::OK, vec![]));
     // Nobody picks them any more.
     let resp = app.admin_patch(&path, json!({"assignee_id": sam})).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let body: Value = resp.json().await.unwrap();
     assert!(error_of(&body).contains("deactivated"), "{body}");
-    let picks: Value = app.admin_get("/v1/projects/demo/assignees").await.json().await.unwrap();
+    let picks: Value = app
+        .admin_get("/v1/projects/demo/assignees")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(picks["assignees"], json!([]));
 
     // Reactivated (and renamed meanwhile): their ticket is theirs again, under the new name.
     let back = json!({"state": "active", "name": "Samantha"});
-    assert_eq!(app.admin_patch(&member, back).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.admin_patch(&member, back).await.status(),
+        StatusCode::OK
+    );
     let view = app.ticket(&slug).await;
     assert_eq!(view["assignee"], "Samantha");
     assert_eq!(view["assignee_member"]["id"], sam.as_str());
-    assert_eq!(listed(&app, None, &sam).await, (StatusCode::OK, vec![slug.clone()]));
+    assert_eq!(
+        listed(&app, None, &sam).await,
+        (StatusCode::OK, vec![slug.clone()])
+    );
     assert_eq!(listed(&app, None, "none").await, (StatusCode::OK, vec![]));
 }

@@ -1205,13 +1205,23 @@ async fn an_assignment_to_a_member_announces_the_member_and_the_one_before() {
     }
     let got = receiver.wait_for(2).await;
     let mut payloads: Vec<Value> = got.iter().map(|r| verified(&secret, r)).collect();
-    payloads.sort_by_key(|p| p["data"]["ticket"]["updated_at"].as_str().map(str::to_owned));
+    payloads.sort_by_key(|p| {
+        p["data"]["ticket"]["updated_at"]
+            .as_str()
+            .map(str::to_owned)
+    });
     let dana = json!({"id": ids[0], "name": "Dana", "avatar_url": null});
     let first = &payloads[0]["data"];
     assert_eq!(first["ticket"]["assignee"], "Dana");
     assert_eq!(first["ticket"]["assignee_member"], dana);
-    assert_eq!((&first["previous"], &first["previous_member"]), (&Value::Null, &Value::Null));
+    assert_eq!(
+        (&first["previous"], &first["previous_member"]),
+        (&Value::Null, &Value::Null)
+    );
     let second = &payloads[1]["data"];
     assert_eq!(second["ticket"]["assignee_member"]["id"], ids[1].as_str());
-    assert_eq!((&second["previous"], &second["previous_member"]), (&json!("Dana"), &dana));
+    assert_eq!(
+        (&second["previous"], &second["previous_member"]),
+        (&json!("Dana"), &dana)
+    );
 }

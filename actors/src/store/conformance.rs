@@ -1168,14 +1168,22 @@ pub async fn a_ticket_keeps_its_assigned_member_and_a_listing_finds_it_by_them(
         t.assignee_member = who;
         t.updated_at += Duration::seconds(1);
     };
-    assign(&mut dana, "Dana", Some(member(dana_id, "Dana", Some("https://a.example/d.png"))));
+    assign(
+        &mut dana,
+        "Dana",
+        Some(member(dana_id, "Dana", Some("https://a.example/d.png"))),
+    );
     assign(&mut typed, "Alex", None);
     assign(&mut sam, "Sam", Some(member(sam_id, "Sam", None)));
     for t in [&dana, &typed, &sam] {
         let write = TicketWrite::Ticket(t.clone());
         put(&store, &p.id, &t.slug, write).await.unwrap();
         let stored = store.get_ticket(&p.id, &t.slug).await.unwrap();
-        assert_eq!(stored.as_ref(), Some(t), "the member, avatar and all, reads back");
+        assert_eq!(
+            stored.as_ref(),
+            Some(t),
+            "the member, avatar and all, reads back"
+        );
     }
     let listed = |filter: AssigneeFilter| {
         let store = store.clone();
@@ -1193,12 +1201,24 @@ pub async fn a_ticket_keeps_its_assigned_member_and_a_listing_finds_it_by_them(
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(listed(AssigneeFilter::Member(dana_id)).await, ["swift-bear-053"]);
-    assert_eq!(listed(AssigneeFilter::Member(Uuid::new_v4())).await, Vec::<String>::new());
+    assert_eq!(
+        listed(AssigneeFilter::Member(dana_id)).await,
+        ["swift-bear-053"]
+    );
+    assert_eq!(
+        listed(AssigneeFilter::Member(Uuid::new_v4())).await,
+        Vec::<String>::new()
+    );
     let plain_nobody = AssigneeFilter::Nobody { hidden: Vec::new() };
-    assert_eq!(listed(plain_nobody).await, ["calm-owl-123"], "a typed name is somebody");
+    assert_eq!(
+        listed(plain_nobody).await,
+        ["calm-owl-123"],
+        "a typed name is somebody"
+    );
     // The caller's hidden members (deactivated ones) count as nobody.
-    let sam_gone = AssigneeFilter::Nobody { hidden: vec![sam_id] };
+    let sam_gone = AssigneeFilter::Nobody {
+        hidden: vec![sam_id],
+    };
     assert_eq!(listed(sam_gone).await, ["quiet-fox-456", "calm-owl-123"]);
 
     // Unassigned again: the member goes with the name.
@@ -1209,7 +1229,10 @@ pub async fn a_ticket_keeps_its_assigned_member_and_a_listing_finds_it_by_them(
     put(&store, &p.id, &dana.slug, write).await.unwrap();
     let stored = store.get_ticket(&p.id, &dana.slug).await.unwrap();
     assert_eq!(stored.as_ref(), Some(&dana));
-    assert_eq!(listed(AssigneeFilter::Member(dana_id)).await, Vec::<String>::new());
+    assert_eq!(
+        listed(AssigneeFilter::Member(dana_id)).await,
+        Vec::<String>::new()
+    );
 }
 
 pub async fn a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one(store: Arc<dyn Store>) {

@@ -334,7 +334,10 @@ mod tests {
         let writes = [TicketWrite::Ticket(other.clone())];
         let told_then = told(&writes, &next, &[], chrono::Utc::now());
         assert_eq!(told_then.len(), 1);
-        assert_eq!(payload(&told_then[0])["previous_member"]["id"], first.to_string());
+        assert_eq!(
+            payload(&told_then[0])["previous_member"]["id"],
+            first.to_string()
+        );
         // Nobody: the member goes with the name, even if a stray member came along.
         let mut cleared = other.clone();
         let change = TicketChange {

@@ -162,14 +162,13 @@ impl TicketState {
             ));
         }
         if !before.same_assignee(&next) {
-            writes.extend(self.announce(
-                EventType::TicketAssigned,
-                || serde_json::json!({
+            writes.extend(self.announce(EventType::TicketAssigned, || {
+                serde_json::json!({
                     "ticket": summary(),
                     "previous": before.assignee,
                     "previous_member": before.assignee_member,
-                }),
-            ));
+                })
+            }));
         }
         self.tentative_status = next.status;
         Ok(Decided::Write(writes, Answer::Ticket(next)))

@@ -57,7 +57,7 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .view-tabs button:first-child { border-radius: 6px 0 0 6px; }
 .view-tabs button:last-child { border-radius: 0 6px 6px 0; }
 .view-tabs button[aria-pressed="true"] { background: var(--accent); color: #fff; border-color: var(--accent); }
-.views select { max-width: 50%; }
+.views select { flex: 1; min-width: 0; }
 .overlay { position: fixed; inset: 0; background: rgb(0 0 0 / 0.35); display: grid; place-items: center; z-index: 10; }
 .help { background: var(--panel); border: 1px solid var(--line); border-radius: 14px; padding: 20px 24px; width: min(360px, 92vw); display: flex; flex-direction: column; gap: 10px; }
 .help h2 { margin: 0; font-size: 17px; }
