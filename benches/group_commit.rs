@@ -172,6 +172,7 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     source: TicketSource::Api,
                     session_id: None,
                     assignee: None,
+                    assignee_member: None,
                     tags: Default::default(),
                     visitor: None,
                 };

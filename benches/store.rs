@@ -73,6 +73,7 @@ fn setup(
                 source: TicketSource::Api,
                 session_id: None,
                 assignee: None,
+                assignee_member: None,
                 tags: Default::default(),
                 visitor: None,
             };

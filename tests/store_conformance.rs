@@ -42,6 +42,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         source: TicketSource::Api,
         session_id: None,
         assignee: None,
+        assignee_member: None,
         tags: Default::default(),
         visitor: None,
     };

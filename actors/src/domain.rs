@@ -608,6 +608,11 @@ pub struct Ticket {
     /// The agent the ticket is assigned to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<AgentName>,
+    /// The member the ticket is assigned to, as they were when it was assigned (`assignee` is
+    /// then their name); `None` for nobody, for a free-text assignee and for tickets assigned
+    /// before members existed. Readers show a deactivated member's tickets as unassigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee_member: Option<MessageAgent>,
     /// The agents' labels; a ticket stored before tags existed has none.
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
     pub tags: Tags,
@@ -640,9 +645,18 @@ impl Ticket {
             source,
             session_id,
             assignee: None,
+            assignee_member: None,
             tags: Tags::default(),
             visitor: None,
         }
+    }
+
+    /// Whether the two versions are assigned to the same one: the same name and the same
+    /// member (two members may share a name).
+    pub fn same_assignee(&self, other: &Ticket) -> bool {
+        self.assignee == other.assignee
+            && self.assignee_member.as_ref().map(|m| m.id)
+                == other.assignee_member.as_ref().map(|m| m.id)
     }
 
     /// Roughly how many bytes of text the ticket carries, beyond its fixed-size fields.
@@ -679,7 +693,8 @@ pub struct Message {
 }
 
 /// Who of a project's members wrote an agent's message: copied into the message when it is
-/// posted, so a later change of name or avatar does not rewrite what was said.
+/// posted, so a later change of name or avatar does not rewrite what was said. Also the member
+/// a ticket is assigned to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageAgent {
     /// The member's id.

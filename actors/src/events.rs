@@ -98,6 +98,10 @@ pub struct TicketSummary<'a> {
     /// The agent the ticket is assigned to; null when nobody is.
     #[schema(required = true)]
     pub assignee: Option<&'a str>,
+    /// The member the ticket is assigned to; null when nobody is, when the assignee was typed
+    /// as free text, and when the member has been deactivated (the ticket is then unassigned).
+    #[schema(required = true)]
+    pub assignee_member: Option<&'a crate::domain::MessageAgent>,
     /// The agents' labels on the ticket; empty when it has none.
     pub tags: &'a Tags,
     /// Who the visitor is, when whoever opened the ticket said; null when nobody did.
@@ -121,6 +125,7 @@ impl<'a> TicketSummary<'a> {
             status: ticket.status,
             source: ticket.source,
             assignee: ticket.assignee.as_ref().map(|a| a.as_str()),
+            assignee_member: ticket.assignee_member.as_ref(),
             tags: &ticket.tags,
             visitor: ticket.visitor.as_ref(),
             created_at: rfc3339(ticket.created_at),
@@ -232,6 +237,12 @@ pub struct AssignedPayload<'a> {
     pub assignee: Option<&'a str>,
     #[schema(required = true)]
     pub previous: Option<&'a str>,
+    /// The member now assigned; null for nobody or a free-text assignee.
+    #[schema(required = true)]
+    pub assignee_member: Option<&'a crate::domain::MessageAgent>,
+    /// The member assigned before; null for nobody or a free-text assignee.
+    #[schema(required = true)]
+    pub previous_member: Option<&'a crate::domain::MessageAgent>,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,
 }

@@ -57,12 +57,36 @@ pub struct TicketQuery {
     pub title: Option<String>,
     /// Only tickets with this tag. Searched like a title: a bounded number per page.
     pub tag: Option<Tag>,
+    /// Only tickets with this assignee. Searched like a title: a bounded number per page.
+    pub assignee: Option<AssigneeFilter>,
     /// How many tickets a title search examines per page; `None`: [`SEARCH_SCAN`].
     pub search_scan: Option<usize>,
     /// Continue after this position (exclusive), as returned in [`TicketPage::next`].
     pub after: Option<TicketCursor>,
     /// Page size; backends clamp it to 1..=100.
     pub limit: usize,
+}
+
+/// Whose tickets a listing wants. Members' states are not the store's business: the caller
+/// names the members whose tickets count as nobody's (the deactivated ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssigneeFilter {
+    /// Tickets nobody is assigned to, counting those of the members in `hidden` as such.
+    Nobody { hidden: Vec<uuid::Uuid> },
+    /// Tickets assigned to this member.
+    Member(uuid::Uuid),
+}
+
+impl AssigneeFilter {
+    pub fn matches(&self, ticket: &Ticket) -> bool {
+        let member = ticket.assignee_member.as_ref().map(|m| m.id);
+        match self {
+            AssigneeFilter::Nobody { hidden } => {
+                ticket.assignee.is_none() || member.is_some_and(|id| hidden.contains(&id))
+            }
+            AssigneeFilter::Member(id) => member == Some(*id),
+        }
+    }
 }
 
 /// A position in a project's tickets, newest first.
@@ -87,7 +111,7 @@ impl TicketQuery {
     /// Tickets one page may examine: all of them for a plain listing, a bounded number for a
     /// search.
     pub fn scan_limit(&self) -> usize {
-        match self.title.is_some() || self.tag.is_some() {
+        match self.title.is_some() || self.tag.is_some() || self.assignee.is_some() {
             true => self.search_scan.unwrap_or(SEARCH_SCAN).max(1),
             false => usize::MAX,
         }
@@ -104,6 +128,7 @@ impl TicketQuery {
                 .tag
                 .as_ref()
                 .is_none_or(|tag| ticket.tags.contains(tag))
+            && self.assignee.as_ref().is_none_or(|a| a.matches(ticket))
     }
 }
 

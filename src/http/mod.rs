@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod assets;
+pub mod assignees;
 pub mod assistant;
 pub mod canned;
 pub mod chat;

@@ -9,13 +9,15 @@ use fleety_actors::domain::{
     Project, ProjectId, ProjectName, Slug, Tag, TicketStatus,
 };
 use fleety_actors::events::{rfc3339, TicketSummary};
-use fleety_actors::store::{StoreError, TicketCursor, TicketQuery};
+use fleety_actors::store::{AssigneeFilter, StoreError, TicketCursor, TicketQuery};
 use fleety_actors::MessageId;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warp::reply::Response;
 
+use super::access::Principal;
+use super::assignees::{assignable, Roster};
 use super::error::{json, respond};
 use super::{ApiError, Ctx};
 use crate::projects::parse_origins;
@@ -132,6 +134,12 @@ pub struct ListQuery {
     /// Only tickets with this tag (compared exactly).
     #[param(value_type = Option<Tag>)]
     tag: Option<String>,
+    /// Only tickets assigned to: `me` (the signed-in member), `none` (nobody, or a deactivated
+    /// member), or a member's id.
+    #[param(
+        pattern = "^(me|none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
+    assignee: Option<String>,
     /// Tickets in the page (50 by default).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
@@ -220,7 +228,12 @@ fn decode_cursor(raw: &str) -> Option<TicketCursor> {
 }
 
 /// GET /v1/projects/{projectId}/tickets?status=&q=&tag=&limit=&cursor=
-pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery) -> Response {
+pub async fn list_tickets(
+    project: Arc<Project>,
+    principal: Principal,
+    ctx: Arc<Ctx>,
+    query: ListQuery,
+) -> Response {
     respond(
         async {
             let status = match query.status.as_deref() {
@@ -251,15 +264,55 @@ pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery
                 }
                 None => None,
             };
+            let roster = Roster::load(&ctx, &project.id).await?;
+            let assignee = match query.assignee.as_deref() {
+                None => None,
+                Some("none") => Some(AssigneeFilter::Nobody {
+                    hidden: roster.hidden(),
+                }),
+                Some("me") => match principal.member() {
+                    Some(signed_in) => Some(AssigneeFilter::Member(signed_in.member.id)),
+                    None => {
+                        return Err(ApiError::bad_request(
+                            "assignee: `me` needs a signed-in member; the admin key is nobody",
+                        ))
+                    }
+                },
+                Some(raw) => {
+                    let id = uuid::Uuid::try_parse(raw).map_err(|_| {
+                        ApiError::bad_request("assignee: `me`, `none` or a member's id")
+                    })?;
+                    if roster.get(id).is_none() {
+                        return Err(ApiError::bad_request(
+                            "assignee: the project has no member with this id",
+                        ));
+                    }
+                    Some(AssigneeFilter::Member(id))
+                }
+            };
+            // A deactivated member's tickets count as nobody's, so asking for theirs finds none.
+            let nobody_has = match &assignee {
+                Some(AssigneeFilter::Member(id)) => roster.get(*id).is_some_and(|m| !assignable(m)),
+                _ => false,
+            };
+            if nobody_has {
+                let body = TicketList {
+                    tickets: Vec::new(),
+                    next_cursor: None,
+                };
+                return Ok(json(StatusCode::OK, &body));
+            }
             let query = TicketQuery {
                 status,
                 title,
                 tag,
+                assignee,
                 search_scan: None,
                 after,
                 limit,
             };
-            let page = ctx.system.tickets.list(&project.id, &query).await?;
+            let mut page = ctx.system.tickets.list(&project.id, &query).await?;
+            page.tickets.iter_mut().for_each(|t| roster.show(t));
             let slugs: Vec<Slug> = page.tickets.iter().map(|t| t.slug.clone()).collect();
             let activity = ctx.system.tickets.activity(&project.id, &slugs).await?;
             let body = TicketList {

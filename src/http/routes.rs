@@ -15,8 +15,8 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, assistant, canned, chat, kb, members, openapi, projects_api, session, tickets,
-    unanswered, webhooks, ws, Ctx,
+    assets, assignees, assistant, canned, chat, kb, members, openapi, projects_api, session,
+    tickets, unanswered, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
@@ -194,12 +194,19 @@ fn routes() -> Vec<Route> {
         .body::<projects_api::UpdateProject>(Limit::Standard)
         .answers(200, "The project after the change", Json(schema::<projects_api::ProjectView>)),
         Route::new(get(), "/v1/projects/{projectId}/tickets", "listTickets", "List the project's tickets, newest first", Agent, |b| {
-            b.agent().and(b.ctx()).and(b.query()).then(projects_api::list_tickets).boxed()
+            b.member().and(b.ctx()).and(b.query()).then(projects_api::list_tickets).boxed()
         })
         .tag("agents")
         .param("projectId", PROJECT, schema::<ProjectId>)
         .query::<projects_api::ListQuery>()
         .answers(200, "A page of tickets, and the cursor of the next", Json(schema::<projects_api::TicketList>)),
+        Route::new(get(), "/v1/projects/{projectId}/assignees", "listAssignees", "The members tickets may be assigned to", Agent, |b| {
+            b.agent().and(b.ctx()).then(assignees::list).boxed()
+        })
+        .tag("agents")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Every member who is not deactivated, by name: what an agent picks an assignee from. Each is the `assignee_member` a ticket would carry.")
+        .answers(200, "The members, by name", Json(schema::<assignees::AssigneeList>)),
         Route::new(post(), "/v1/projects/{projectId}/feed-token", "feedToken", "A one-minute token for the inbox socket", Agent, |b| {
             b.agent().and(b.ctx()).then(projects_api::feed_token).boxed()
         })
@@ -600,6 +607,7 @@ mod tests {
         // The project's settings and origins.
         ("updateProject", Admin),
         ("listTickets", Agent),
+        ("listAssignees", Agent),
         ("feedToken", Agent),
         ("projectFeed", Feed),
         ("ticketChat", Agent),

@@ -169,6 +169,7 @@ pub async fn get(slug: String, visitor: Visitor, ctx: Arc<Ctx>, query: GetQuery)
                 }
             };
             let body = ctx.system.tickets.view(&key, page).await?;
+            let body = super::assignees::show_view(&ctx, &visitor.project.id, body).await?;
             Ok(json_bytes(StatusCode::OK, body))
         }
         .await,
@@ -330,6 +331,9 @@ pub struct ChangeTicket {
     /// Absent: unchanged; `null`: nobody; a name: that agent.
     #[serde(default, deserialize_with = "present")]
     assignee: Option<serde_json::Value>,
+    /// Absent: unchanged; `null`: nobody; a member's id: that member, under their name.
+    #[serde(default, deserialize_with = "present")]
+    assignee_id: Option<serde_json::Value>,
     /// Absent: unchanged; a list: the ticket's tags from now on (`[]` removes them all).
     #[serde(default, deserialize_with = "present")]
     tags: Option<serde_json::Value>,
@@ -349,7 +353,22 @@ impl PartialSchema for ChangeTicket {
                     .item(ObjectBuilder::new().schema_type(Type::Null))
                     .item(Ref::from_schema_name("AgentName"))
                     .description(Some(
-                        "Absent: unchanged; `null`: nobody; a name: that agent.",
+                        "Absent: unchanged; `null`: nobody; a name: that agent, as free text (kept for existing clients; prefer `assignee_id`).",
+                    )),
+            )
+            .property(
+                "assignee_id",
+                OneOfBuilder::new()
+                    .item(ObjectBuilder::new().schema_type(Type::Null))
+                    .item(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                                utoipa::openapi::KnownFormat::Uuid,
+                            ))),
+                    )
+                    .description(Some(
+                        "Absent: unchanged; `null`: nobody; a member's id: that member, who must not be deactivated. Not with `assignee`.",
                     )),
             )
             .property("tags", {
@@ -400,13 +419,32 @@ pub async fn change(
                 Some(s) => Some(field(TicketStatus::parse(s), "status")?),
                 None => None,
             };
-            let assignee = match req.assignee {
-                None => None,
-                Some(serde_json::Value::Null) => Some(None),
-                Some(serde_json::Value::String(name)) => {
+            let mut assignee_member = None;
+            let assignee = match (req.assignee, req.assignee_id) {
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::bad_request(
+                        "give assignee_id or assignee, not both",
+                    ))
+                }
+                (None, None) => None,
+                (Some(serde_json::Value::Null), None) | (None, Some(serde_json::Value::Null)) => {
+                    Some(None)
+                }
+                (Some(serde_json::Value::String(name)), None) => {
                     Some(Some(field(AgentName::parse(&name), "assignee")?))
                 }
-                Some(_) => return Err(ApiError::bad_request("assignee: a name or null")),
+                (Some(_), None) => return Err(ApiError::bad_request("assignee: a name or null")),
+                (None, Some(serde_json::Value::String(id))) => {
+                    let id = uuid::Uuid::try_parse(&id)
+                        .map_err(|_| ApiError::bad_request("assignee_id: a member's id or null"))?;
+                    let member = super::assignees::pick(&ctx, &project.id, id).await?;
+                    let name = super::assignees::display_name(&member.name);
+                    assignee_member = Some(super::assignees::member_ref(&member));
+                    Some(Some(name))
+                }
+                (None, Some(_)) => {
+                    return Err(ApiError::bad_request("assignee_id: a member's id or null"))
+                }
             };
             let tags = match req.tags {
                 None => None,
@@ -420,17 +458,23 @@ pub async fn change(
             };
             if status.is_none() && assignee.is_none() && tags.is_none() {
                 return Err(ApiError::bad_request(
-                    "give a status, an assignee or tags (at least one)",
+                    "give a status, an assignee (assignee_id or assignee) or tags (at least one)",
                 ));
             }
             // The fields are one change: one version of the ticket, one set of events.
             let change = TicketChange {
                 status,
                 assignee,
+                assignee_member,
                 tags,
             };
             let change = ctx.system.tickets.run(&key, Command::Change(change));
-            let ticket = change.await?.into_ticket()?;
+            let mut ticket = change.await?.into_ticket()?;
+            if ticket.assignee_member.is_some() {
+                super::assignees::Roster::load(&ctx, &project.id)
+                    .await?
+                    .show(&mut ticket);
+            }
             Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
         }
         .await,

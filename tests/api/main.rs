@@ -4,6 +4,7 @@
 mod support_cql;
 
 mod agent;
+mod assignment;
 mod assistant;
 mod canned;
 mod chat;

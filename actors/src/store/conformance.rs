@@ -42,6 +42,7 @@ macro_rules! store_conformance_tests {
             articles_are_put_listed_replaced_and_deleted,
             notes_are_kept_per_ticket_in_order_and_a_repeat_is_one,
             a_ticket_keeps_its_assignee,
+            a_ticket_keeps_its_assigned_member_and_a_listing_finds_it_by_them,
             a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one,
             a_title_search_finds_its_tickets_page_by_page_within_its_scan,
             webhook_endpoints_are_put_listed_replaced_and_deleted,
@@ -1144,6 +1145,96 @@ pub async fn a_ticket_keeps_its_assignee(store: Arc<dyn Store>) {
     assert_eq!(store.get_ticket(&p.id, &t.slug).await.unwrap(), Some(t));
 }
 
+pub async fn a_ticket_keeps_its_assigned_member_and_a_listing_finds_it_by_them(
+    store: Arc<dyn Store>,
+) {
+    let p = stored_project(&store).await;
+    let base = now_millis() - Duration::days(1);
+    let mut dana = ticket(&p.id, "swift-bear-053", base);
+    let mut typed = ticket(&p.id, "brave-lynx-777", base + Duration::minutes(1));
+    let nobody = ticket(&p.id, "calm-owl-123", base + Duration::minutes(2));
+    let mut sam = ticket(&p.id, "quiet-fox-456", base + Duration::minutes(3));
+    for t in [&dana, &typed, &nobody, &sam] {
+        store.create_ticket(t, &[]).await.unwrap();
+    }
+    let (dana_id, sam_id) = (Uuid::new_v4(), Uuid::new_v4());
+    let member = |id, name: &str, avatar: Option<&str>| MessageAgent {
+        id,
+        name: name.into(),
+        avatar_url: avatar.map(Into::into),
+    };
+    let assign = |t: &mut Ticket, name: &str, who: Option<MessageAgent>| {
+        t.assignee = Some(AgentName::parse(name).unwrap());
+        t.assignee_member = who;
+        t.updated_at += Duration::seconds(1);
+    };
+    assign(
+        &mut dana,
+        "Dana",
+        Some(member(dana_id, "Dana", Some("https://a.example/d.png"))),
+    );
+    assign(&mut typed, "Alex", None);
+    assign(&mut sam, "Sam", Some(member(sam_id, "Sam", None)));
+    for t in [&dana, &typed, &sam] {
+        let write = TicketWrite::Ticket(t.clone());
+        put(&store, &p.id, &t.slug, write).await.unwrap();
+        let stored = store.get_ticket(&p.id, &t.slug).await.unwrap();
+        assert_eq!(
+            stored.as_ref(),
+            Some(t),
+            "the member, avatar and all, reads back"
+        );
+    }
+    let listed = |filter: AssigneeFilter| {
+        let store = store.clone();
+        let id = p.id.clone();
+        async move {
+            let query = TicketQuery {
+                assignee: Some(filter),
+                limit: 10,
+                ..TicketQuery::default()
+            };
+            let page = store.list_tickets(&id, &query).await.unwrap();
+            page.tickets
+                .into_iter()
+                .map(|t| t.slug.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(AssigneeFilter::Member(dana_id)).await,
+        ["swift-bear-053"]
+    );
+    assert_eq!(
+        listed(AssigneeFilter::Member(Uuid::new_v4())).await,
+        Vec::<String>::new()
+    );
+    let plain_nobody = AssigneeFilter::Nobody { hidden: Vec::new() };
+    assert_eq!(
+        listed(plain_nobody).await,
+        ["calm-owl-123"],
+        "a typed name is somebody"
+    );
+    // The caller's hidden members (deactivated ones) count as nobody.
+    let sam_gone = AssigneeFilter::Nobody {
+        hidden: vec![sam_id],
+    };
+    assert_eq!(listed(sam_gone).await, ["quiet-fox-456", "calm-owl-123"]);
+
+    // Unassigned again: the member goes with the name.
+    dana.assignee = None;
+    dana.assignee_member = None;
+    dana.updated_at += Duration::seconds(1);
+    let write = TicketWrite::Ticket(dana.clone());
+    put(&store, &p.id, &dana.slug, write).await.unwrap();
+    let stored = store.get_ticket(&p.id, &dana.slug).await.unwrap();
+    assert_eq!(stored.as_ref(), Some(&dana));
+    assert_eq!(
+        listed(AssigneeFilter::Member(dana_id)).await,
+        Vec::<String>::new()
+    );
+}
+
 pub async fn a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let base = now_millis() - Duration::days(1);
@@ -1204,6 +1295,7 @@ pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store
                 status: None,
                 title: Some("refund".into()),
                 tag: None,
+                assignee: None,
                 search_scan: scan,
                 after,
                 limit: 2,

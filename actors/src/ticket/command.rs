@@ -217,6 +217,18 @@ mod tests {
                 TicketChange::status(TicketStatus::Closed),
                 r#"{"op":"change","status":"closed"}"#,
             ),
+            // The member picked travels with the change, so the owning node stores it.
+            (
+                TicketChange::member(
+                    crate::domain::MessageAgent {
+                        id: uuid::Uuid::nil(),
+                        name: "Sam".into(),
+                        avatar_url: None,
+                    },
+                    sam.clone(),
+                ),
+                r#"{"op":"change","assignee":"Sam","assignee_member":{"id":"00000000-0000-0000-0000-000000000000","name":"Sam","avatar_url":null}}"#,
+            ),
         ] {
             let command = Command::Change(change.clone());
             assert_eq!(serde_json::to_string(&command).unwrap(), wire);

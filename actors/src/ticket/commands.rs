@@ -161,11 +161,14 @@ impl TicketState {
                 || serde_json::json!({ "ticket": summary(), "previous": before.status }),
             ));
         }
-        if before.assignee != next.assignee {
-            writes.extend(self.announce(
-                EventType::TicketAssigned,
-                || serde_json::json!({ "ticket": summary(), "previous": before.assignee }),
-            ));
+        if !before.same_assignee(&next) {
+            writes.extend(self.announce(EventType::TicketAssigned, || {
+                serde_json::json!({
+                    "ticket": summary(),
+                    "previous": before.assignee,
+                    "previous_member": before.assignee_member,
+                })
+            }));
         }
         self.tentative_status = next.status;
         Ok(Decided::Write(writes, Answer::Ticket(next)))

@@ -1176,6 +1176,7 @@ mod tests {
             source: TicketSource::Api,
             session_id: None,
             assignee: None,
+            assignee_member: None,
             tags: Default::default(),
             visitor: None,
         }

@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0015_message_agent",
         include_str!("../../../cql/0015_message_agent.cql"),
     ),
+    (
+        18,
+        "0018_ticket_assignee_member",
+        include_str!("../../../cql/0018_ticket_assignee_member.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

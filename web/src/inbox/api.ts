@@ -56,6 +56,7 @@ export async function signIn(project: string, email: string, password: string): 
   };
 }
 export type CannedReply = Schemas["CannedReply"];
+export type Assignee = Schemas["MessageAgent"];
 
 export class Api {
   constructor(
@@ -131,9 +132,11 @@ export class Api {
     return this.get<Project>(`/v1/projects/${this.p}`);
   }
 
-  tickets(status: string, q: string, cursor?: string, tag?: string) {
+  /** `assignee`: "me", "none", a member's id, or "" for anyone. */
+  tickets(status: string, q: string, cursor?: string, tag?: string, assignee?: string) {
     const params = new URLSearchParams({ limit: "25" });
     if (status) params.set("status", status);
+    if (assignee) params.set("assignee", assignee);
     if (q.trim()) params.set("q", q.trim());
     if (tag) params.set("tag", tag);
     if (cursor) params.set("cursor", cursor);
@@ -178,8 +181,19 @@ export class Api {
     return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { status } satisfies Schemas["ChangeTicket"]);
   }
 
-  assign(slug: string, assignee: string | null) {
-    return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { assignee } satisfies Schemas["ChangeTicket"]);
+  /** Assigns the ticket to a member (by id), or to nobody. */
+  assign(slug: string, memberId: string | null) {
+    return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { assignee_id: memberId } satisfies Schemas["ChangeTicket"]);
+  }
+
+  /** Assigns the ticket to a typed name: the admin key is nobody's member, so "Assign to me" names its agent. */
+  assignName(slug: string, name: string | null) {
+    return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { assignee: name } satisfies Schemas["ChangeTicket"]);
+  }
+
+  /** The members a ticket may be assigned to. */
+  assignees() {
+    return this.get<Schemas["AssigneeList"]>(`/v1/projects/${this.p}/assignees`);
   }
 
   setTags(slug: string, tags: string[]) {

@@ -51,6 +51,13 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .ticket .sub { grid-column: 1; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .unread { grid-column: 2; justify-self: end; min-width: 22px; height: 22px; border-radius: 11px; background: #c2255c; color: #fff; font-size: 12px; font-weight: 700; text-align: center; line-height: 22px; padding: 0 6px; }
 .filters .keys { padding: 6px 10px; }
+.views { display: flex; gap: 6px; align-items: center; justify-content: space-between; }
+.view-tabs { display: flex; gap: 0; }
+.view-tabs button { border-radius: 0; padding: 4px 10px; }
+.view-tabs button:first-child { border-radius: 6px 0 0 6px; }
+.view-tabs button:last-child { border-radius: 0 6px 6px 0; }
+.view-tabs button[aria-pressed="true"] { background: var(--accent); color: #fff; border-color: var(--accent); }
+.views select { flex: 1; min-width: 0; }
 .overlay { position: fixed; inset: 0; background: rgb(0 0 0 / 0.35); display: grid; place-items: center; z-index: 10; }
 .help { background: var(--panel); border: 1px solid var(--line); border-radius: 14px; padding: 20px 24px; width: min(360px, 92vw); display: flex; flex-direction: column; gap: 10px; }
 .help h2 { margin: 0; font-size: 17px; }

@@ -1,4 +1,4 @@
-// The ticket list (filters, search by title, a tag, paging, live, each ticket's last message and
+// The ticket list (views Mine, Unassigned and All, filters by status and assignee, search by title, a tag, paging, live, each ticket's last message and
 // unread count, keyboard shortcuts) and the open ticket: its
 // whole history, the chat that led to it, internal notes, status, assignment, tags, and the
 // reply box.
@@ -6,7 +6,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { Markdown } from "../shared/markdown";
-import type { Api, ListedTicket, Message, Note, Ticket, TicketStatus, TicketSummary, Turn } from "./api";
+import type { Api, Assignee, ListedTicket, Message, Note, Ticket, TicketStatus, TicketSummary, Turn } from "./api";
 import type { Listener } from "./app";
 import { useCannedPicker } from "./canned";
 import type { Feed } from "./feed";
@@ -22,6 +22,29 @@ interface Props {
 }
 
 type Listed = ListedTicket;
+
+/** Whose tickets the list shows: "me", "none" (unassigned), a member's id, or "" (all). */
+type Whose = string;
+
+/** Whether a ticket assigned as `a` belongs in the list of `whose`, for `me` (a member's id). */
+function belongs(whose: Whose, a: { assignee: string | null; assignee_member: Assignee | null }, me: string | undefined): boolean {
+  if (!whose) return true;
+  if (whose === "none") return a.assignee === null;
+  const id = whose === "me" ? me : whose;
+  return a.assignee_member?.id === id;
+}
+
+/** The members tickets may be assigned to, loaded once per inbox. */
+function useAssignees(api: Api): Assignee[] {
+  const [assignees, setAssignees] = useState<Assignee[]>([]);
+  useEffect(() => {
+    api
+      .assignees()
+      .then((list) => setAssignees(list.assignees))
+      .catch(() => undefined);
+  }, [api]);
+  return assignees;
+}
 
 /** When a message was sent: the time today, the date before. */
 function when(iso: string): string {
@@ -61,6 +84,10 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
   const [query, setQuery] = useState("");
   const [applied, setApplied] = useState("");
   const [tag, setTag] = useState("");
+  // The list opens on All, as it always has; Mine is there for a signed-in member only.
+  const [whose, setWhose] = useState<Whose>("");
+  const me = api.creds.memberId;
+  const assignees = useAssignees(api);
   const [tickets, setTickets] = useState<Listed[]>([]);
   const [cursor, setCursor] = useState<string | null | undefined>(null);
   const [selected, setSelected] = useState<string>();
@@ -72,7 +99,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
 
   const load = async (more: boolean) => {
     try {
-      const page = await api.tickets(status, applied, more ? (cursor ?? undefined) : undefined, tag);
+      const page = await api.tickets(status, applied, more ? (cursor ?? undefined) : undefined, tag, whose);
       setTickets((known) => (more ? [...known, ...page.tickets] : page.tickets));
       setCursor(page.next_cursor);
       setError(undefined);
@@ -82,7 +109,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
   };
   useEffect(() => {
     void load(false);
-  }, [status, applied, tag, resumes]);
+  }, [status, applied, tag, whose, resumes]);
 
   const open = (slug: string) => {
     setSelected(slug);
@@ -143,7 +170,10 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
         if (event.type === "ticket_created") {
           const t = event.payload;
           const wanted =
-            (!status || t.status === status) && (!applied || t.title.toLowerCase().includes(applied.toLowerCase())) && (!tag || t.tags.includes(tag));
+            (!status || t.status === status) &&
+            (!applied || t.title.toLowerCase().includes(applied.toLowerCase())) &&
+            (!tag || t.tags.includes(tag)) &&
+            belongs(whose, t, me);
           if (!wanted) return;
           setTickets((known) => [{ ...t, last_message: null, unread_count: 0 }, ...known.filter((k) => k.slug !== t.slug)]);
           // A ticket from the assistant arrives with its chat as messages, which the feed does
@@ -165,7 +195,9 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
         } else if (event.type === "status_change") {
           setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, status: String(event.payload.status) as TicketStatus } : k)));
         } else if (event.type === "assigned") {
-          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, assignee: event.payload.assignee ?? null } : k)));
+          const assigned = { assignee: event.payload.assignee ?? null, assignee_member: event.payload.assignee_member ?? null };
+          // A ticket assigned away from this view leaves it; one assigned into it shows at the next load.
+          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, ...assigned } : k)).filter((k) => k.slug !== slug || belongs(whose, assigned, me)));
         } else if (event.type === "ticket_update" && "tags" in event.payload) {
           const tags = event.payload.tags;
           setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, tags } : k)));
@@ -185,7 +217,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
           });
         }
       }),
-    [status, applied, tag],
+    [status, applied, tag, whose],
   );
 
   return (
@@ -221,6 +253,38 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
             ?
           </button>
         </form>
+        <div class="views">
+          <div class="view-tabs" role="group" aria-label="Whose tickets">
+            {(
+              [
+                ["me", "Mine"],
+                ["none", "Unassigned"],
+                ["", "All"],
+              ] as const
+            )
+              .filter(([v]) => v !== "me" || me)
+              .map(([v, label]) => (
+                <button type="button" key={label} aria-pressed={whose === v} onClick={() => setWhose(v)}>
+                  {label}
+                </button>
+              ))}
+          </div>
+          <label class="visually-hidden" for="assignee-filter">
+            Assignee
+          </label>
+          <select id="assignee-filter" value={whose} onChange={(e) => setWhose((e.target as HTMLSelectElement).value)}>
+            <option value="">Anyone</option>
+            {me && <option value="me">Me</option>}
+            <option value="none">Unassigned</option>
+            {assignees
+              .filter((a) => a.id !== me)
+              .map((a) => (
+                <option value={a.id} key={a.id}>
+                  {a.name}
+                </option>
+              ))}
+          </select>
+        </div>
         {tag && (
           <p class="tag-filter">
             Tagged <span class="tag">{tag}</span>{" "}
@@ -309,6 +373,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
           resumes={resumes}
           onSeen={() => onOpen(selected)}
           onTag={setTag}
+          assignees={assignees}
         />
       ) : (
         <section class="detail empty">Choose a ticket.</section>
@@ -347,9 +412,11 @@ interface ViewProps {
   onSeen: () => void;
   /** Shows only the tickets with this tag in the list. */
   onTag: (tag: string) => void;
+  /** Whom the ticket may be assigned to. */
+  assignees: Assignee[];
 }
 
-function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: ViewProps) {
+function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assignees }: ViewProps) {
   const [ticket, setTicket] = useState<Ticket>();
   const [turns, setTurns] = useState<Turn[]>([]);
   const [notes, setNotes] = useState<Note[]>([]);
@@ -399,7 +466,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
         } else if (event.type === "status_change") {
           setTicket((t) => t && { ...t, status: String(p.status) as TicketStatus });
         } else if (event.type === "assigned") {
-          setTicket((t) => t && { ...t, assignee: (p.assignee as string) ?? null });
+          setTicket((t) => t && { ...t, assignee: (p.assignee as string) ?? null, assignee_member: (p.assignee_member as Assignee | null) ?? null });
         } else if (event.type === "note_added") {
           const n = p as unknown as Note;
           setNotes((known) => (known.some((x) => x.id === n.id) ? known : [...known, n]));
@@ -469,6 +536,9 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
     return <section class="detail">{error ? <p class="error">{error}</p> : "Loading…"}</section>;
   }
   const me = api.creds.name;
+  const memberId = api.creds.memberId;
+  const mine = memberId ? ticket.assignee_member?.id === memberId : ticket.assignee === me && !ticket.assignee_member;
+  const assignMe = () => (memberId ? api.assign(slug, memberId) : api.assignName(slug, me));
   return (
     <section class="detail" aria-label={`Ticket ${slug}`}>
       <header class="ticket-head">
@@ -490,16 +560,37 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
               ))}
             </select>
           </label>
-          {ticket.assignee === me ? (
+          {mine ? (
             <button type="button" onClick={() => void act(api.assign(slug, null))}>
               Unassign me
             </button>
           ) : (
-            <button type="button" onClick={() => void act(api.assign(slug, me))}>
+            <button type="button" onClick={() => void act(assignMe())}>
               Assign to me
             </button>
           )}
-          <span class="assignee">{ticket.assignee ? `Assigned to ${ticket.assignee}` : "Unassigned"}</span>
+          <label>
+            Assignee{" "}
+            <select
+              class="assignee-picker"
+              value={ticket.assignee_member?.id ?? (ticket.assignee ? "typed" : "")}
+              onChange={(e) => {
+                const id = (e.target as HTMLSelectElement).value;
+                if (id !== "typed") void act(api.assign(slug, id || null));
+              }}
+            >
+              <option value="">Unassigned</option>
+              {ticket.assignee && !ticket.assignee_member && <option value="typed">{ticket.assignee}</option>}
+              {ticket.assignee_member && !assignees.some((a) => a.id === ticket.assignee_member?.id) && (
+                <option value={ticket.assignee_member.id}>{ticket.assignee_member.name}</option>
+              )}
+              {assignees.map((a) => (
+                <option value={a.id} key={a.id}>
+                  {a.name}
+                </option>
+              ))}
+            </select>
+          </label>
         </div>
       </header>
       <form class="ticket-tags" aria-label="Tags" onSubmit={addTag}>

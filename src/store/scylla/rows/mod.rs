@@ -113,6 +113,9 @@ pub(super) struct TicketValues<'a> {
     tags: Vec<&'a str>,
     visitor_name: Option<&'a str>,
     visitor_email: Option<&'a str>,
+    assignee_member_id: Option<Uuid>,
+    assignee_member_name: Option<&'a str>,
+    assignee_member_avatar_url: Option<&'a str>,
 }
 
 impl<'a> From<&'a Ticket> for TicketValues<'a> {
@@ -140,6 +143,12 @@ impl<'a> From<&'a Ticket> for TicketValues<'a> {
                 .as_ref()
                 .and_then(|v| v.email.as_ref())
                 .map(|e| e.as_str()),
+            assignee_member_id: t.assignee_member.as_ref().map(|m| m.id),
+            assignee_member_name: t.assignee_member.as_ref().map(|m| m.name.as_str()),
+            assignee_member_avatar_url: t
+                .assignee_member
+                .as_ref()
+                .and_then(|m| m.avatar_url.as_deref()),
         }
     }
 }
@@ -161,6 +170,9 @@ pub(super) struct TicketChange<'a> {
     updated_at: DateTime<Utc>,
     assignee: Option<&'a str>,
     tags: Vec<&'a str>,
+    assignee_member_id: Option<Uuid>,
+    assignee_member_name: Option<&'a str>,
+    assignee_member_avatar_url: Option<&'a str>,
     project_id: &'a str,
     slug: &'a str,
 }
@@ -176,6 +188,12 @@ impl<'a> From<&'a Ticket> for TicketChange<'a> {
             updated_at: t.updated_at,
             assignee: t.assignee.as_ref().map(AgentName::as_str),
             tags: tag_names(&t.tags),
+            assignee_member_id: t.assignee_member.as_ref().map(|m| m.id),
+            assignee_member_name: t.assignee_member.as_ref().map(|m| m.name.as_str()),
+            assignee_member_avatar_url: t
+                .assignee_member
+                .as_ref()
+                .and_then(|m| m.avatar_url.as_deref()),
             project_id: t.project_id.as_str(),
             slug: t.slug.as_str(),
         }
@@ -200,6 +218,10 @@ pub(super) struct TicketRow {
     /// Null in rows written before migration 0014, and when the visitor's name is not known.
     visitor_name: Option<String>,
     visitor_email: Option<String>,
+    /// Null in rows written before migration 0018, and unless a member is assigned.
+    assignee_member_id: Option<Uuid>,
+    assignee_member_name: Option<String>,
+    assignee_member_avatar_url: Option<String>,
 }
 
 impl TryFrom<TicketRow> for Ticket {
@@ -225,6 +247,14 @@ impl TryFrom<TicketRow> for Ticket {
             assignee: match r.assignee {
                 Some(name) => Some(AgentName::parse(&name).map_err(|_| corrupt("assignee"))?),
                 None => None,
+            },
+            assignee_member: match (r.assignee_member_id, r.assignee_member_name) {
+                (Some(id), Some(name)) => Some(MessageAgent {
+                    id,
+                    name,
+                    avatar_url: r.assignee_member_avatar_url,
+                }),
+                _ => None,
             },
             tags: Tags::parse(&r.tags.unwrap_or_default()).map_err(|_| corrupt("tags"))?,
             visitor: match (r.visitor_name, r.visitor_email) {
