@@ -95,11 +95,16 @@ impl TicketQuery {
 
     /// Whether `ticket` belongs in the listing.
     pub fn matches(&self, ticket: &Ticket) -> bool {
-        self.status.is_none_or(|s| s == ticket.status)
+        self.matches_fields(ticket)
             && self
                 .title
                 .as_deref()
                 .is_none_or(|needle| ticket.title.as_str().to_lowercase().contains(needle))
+    }
+
+    /// Whether `ticket` has the status and the tag the listing wants, whatever its title.
+    pub fn matches_fields(&self, ticket: &Ticket) -> bool {
+        self.status.is_none_or(|s| s == ticket.status)
             && self
                 .tag
                 .as_ref()
