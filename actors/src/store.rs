@@ -53,7 +53,8 @@ pub struct TicketQuery {
     pub status: Option<TicketStatus>,
     /// Only titles containing this, lower-cased. A search examines a bounded number of tickets
     /// per page ([`TicketQuery::scan_limit`]); a page that comes back short with a `next`
-    /// cursor has more to look at.
+    /// cursor has more to look at. The agents' `q` does not come here: it is answered by the
+    /// ticket search index ([`crate::search`]), which also searches messages.
     pub title: Option<String>,
     /// Only tickets with this tag. Searched like a title: a bounded number per page.
     pub tag: Option<Tag>,

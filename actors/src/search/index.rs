@@ -439,7 +439,10 @@ mod tests {
         index.commit().unwrap();
         let q = query(10);
         // A word of the title and one of a message, in any case.
-        assert_eq!(slugs(&index.search("refund PAYPAL", &q).unwrap()), ["calm-fox-001"]);
+        assert_eq!(
+            slugs(&index.search("refund PAYPAL", &q).unwrap()),
+            ["calm-fox-001"]
+        );
         assert_eq!(slugs(&index.search("passw", &q).unwrap()), ["calm-fox-002"]);
         // Only the last word is a prefix; short prefixes must be whole words.
         assert!(index.search("passw reset", &q).unwrap().tickets.is_empty());
@@ -468,7 +471,11 @@ mod tests {
         let page = index.search("invoice", &query(10)).unwrap();
         assert_eq!(page.tickets.len(), 1);
         assert_eq!(page.tickets[0].status, TicketStatus::Closed);
-        assert!(index.search("missing", &query(10)).unwrap().tickets.is_empty());
+        assert!(index
+            .search("missing", &query(10))
+            .unwrap()
+            .tickets
+            .is_empty());
         assert_eq!(index.search("found", &query(10)).unwrap().tickets.len(), 1);
     }
 
@@ -515,7 +522,13 @@ mod tests {
         // Odd (open) and divisible by three (vip), newest first.
         assert_eq!(
             seen,
-            ["calm-fox-027", "calm-fox-021", "calm-fox-015", "calm-fox-009", "calm-fox-003"]
+            [
+                "calm-fox-027",
+                "calm-fox-021",
+                "calm-fox-015",
+                "calm-fox-009",
+                "calm-fox-003"
+            ]
         );
     }
 }

@@ -30,8 +30,7 @@ use tokio::sync::{mpsc, OnceCell, Semaphore};
 
 use crate::domain::{Message, Note, ProjectId, ReadCursor, Slug, Ticket};
 use crate::store::{
-    Done, MessageRange, StoreError, StoreResult, TicketPage, TicketQuery, TicketStore,
-    TicketWrite,
+    Done, MessageRange, StoreError, StoreResult, TicketPage, TicketQuery, TicketStore, TicketWrite,
 };
 use index::{IndexError, Item, TicketIndex};
 
@@ -239,7 +238,10 @@ async fn apply_queued(shared: Weak<Shared>, mut woken: mpsc::Receiver<ProjectId>
             if let Err(e) = apply(&shared.store, &project, &entry).await {
                 tracing::warn!(%project, error = %e, "applying writes to the ticket search index");
                 let mut projects = lock(&shared.projects);
-                if projects.get(&project).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+                if projects
+                    .get(&project)
+                    .is_some_and(|e| Arc::ptr_eq(e, &entry))
+                {
                     projects.remove(&project);
                 }
             }
@@ -284,7 +286,10 @@ async fn apply(
         .await
         .map_err(joined)??;
         // A ticket read again and still unknown is not in the store: nothing to index.
-        let missing: Vec<Slug> = unknown.into_iter().filter(|s| !reload.contains(s)).collect();
+        let missing: Vec<Slug> = unknown
+            .into_iter()
+            .filter(|s| !reload.contains(s))
+            .collect();
         lock(&entry.queued).reload.extend(missing);
     }
     Ok(())
@@ -417,7 +422,11 @@ impl TicketStore for Indexed {
         self.search.took(&ticket.project_id, || {
             let slug = &ticket.slug;
             std::iter::once(Item::Ticket(ticket.clone()))
-                .chain(messages.iter().map(|m| Item::Message(slug.clone(), m.clone())))
+                .chain(
+                    messages
+                        .iter()
+                        .map(|m| Item::Message(slug.clone(), m.clone())),
+                )
                 .collect()
         });
         Ok(())
@@ -516,7 +525,15 @@ mod tests {
             limit: 10,
             ..TicketQuery::default()
         };
-        assert_eq!(search.search(&project, "printer", &all).await.unwrap().tickets.len(), 1);
+        assert_eq!(
+            search
+                .search(&project, "printer", &all)
+                .await
+                .unwrap()
+                .tickets
+                .len(),
+            1
+        );
         assert!(search.indexes(&project));
 
         let new = opened("new-owl-002", "Another");
@@ -535,7 +552,10 @@ mod tests {
         // A ticket opened on another node is read from the store when its announcement
         // arrives.
         let elsewhere = opened("far-elk-003", "Printer again");
-        memory_of(&store).create_ticket(&elsewhere, &[]).await.unwrap();
+        memory_of(&store)
+            .create_ticket(&elsewhere, &[])
+            .await
+            .unwrap();
         search.reload(&project, &elsewhere.slug);
         let found = search.search(&project, "printer", &all).await.unwrap();
         assert_eq!(found.tickets.len(), 2);

@@ -372,9 +372,8 @@ impl Tickets {
     /// of the ticket's project, if it has one. What the cluster adapter calls for the entries
     /// it reads when [`indexes`](Self::indexes) says so.
     pub fn index_logged(&self, key: &TicketKey, writes: &[crate::store::TicketWrite]) {
-        self.search.took(&key.project, || {
-            crate::search::items_of(&key.slug, writes)
-        });
+        self.search
+            .took(&key.project, || crate::search::items_of(&key.slug, writes));
     }
 
     /// Whether this node keeps a search index of the project, so the writes of its tickets'
