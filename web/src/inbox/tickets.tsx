@@ -95,7 +95,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
   }, [query]);
   // While searching, what the feed announces may or may not match: the server says, once a
   // burst of events has passed.
-  const research = useRef<ReturnType<typeof setTimeout>>();
+  const research = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const searchAgain = () => {
     clearTimeout(research.current);
     research.current = setTimeout(() => void load(false), SEARCH_PAUSE_MS);
