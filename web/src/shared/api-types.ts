@@ -5250,7 +5250,13 @@ export interface operations {
             query?: {
                 /** @description Only tickets with this status. */
                 status?: components["schemas"]["TicketStatus"];
-                /** @description Only tickets whose title contains this, ignoring case. */
+                /**
+                 * @description Only tickets holding every word of this in their title, description, messages (the
+                 *     visitor's, the agents' and the assistant's) or the agents' internal notes, ignoring
+                 *     case; the last word also matches the start of a longer one (from three characters).
+                 *     Text without any word matches no ticket. The order stays newest first, so `cursor`
+                 *     pages through the matches as through the listing.
+                 */
                 q?: string;
                 /** @description Only tickets with this tag (compared exactly). */
                 tag?: components["schemas"]["TicketTag"];
