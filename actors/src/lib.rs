@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod canned;
 pub mod chat;
 pub mod clock;
@@ -37,6 +38,7 @@ pub mod message_id;
 pub mod registry;
 pub mod root;
 pub mod schema;
+pub mod search;
 pub mod slug;
 pub mod store;
 pub mod telemetry;

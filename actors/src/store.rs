@@ -53,7 +53,8 @@ pub struct TicketQuery {
     pub status: Option<TicketStatus>,
     /// Only titles containing this, lower-cased. A search examines a bounded number of tickets
     /// per page ([`TicketQuery::scan_limit`]); a page that comes back short with a `next`
-    /// cursor has more to look at.
+    /// cursor has more to look at. The agents' `q` does not come here: it is answered by the
+    /// ticket search index ([`crate::search`]), which also searches messages.
     pub title: Option<String>,
     /// Only tickets with this tag. Searched like a title: a bounded number per page.
     pub tag: Option<Tag>,
@@ -119,11 +120,16 @@ impl TicketQuery {
 
     /// Whether `ticket` belongs in the listing.
     pub fn matches(&self, ticket: &Ticket) -> bool {
-        self.status.is_none_or(|s| s == ticket.status)
+        self.matches_fields(ticket)
             && self
                 .title
                 .as_deref()
                 .is_none_or(|needle| ticket.title.as_str().to_lowercase().contains(needle))
+    }
+
+    /// Whether `ticket` has the status and the tag the listing wants, whatever its title.
+    pub fn matches_fields(&self, ticket: &Ticket) -> bool {
+        self.status.is_none_or(|s| s == ticket.status)
             && self
                 .tag
                 .as_ref()

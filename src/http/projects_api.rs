@@ -128,7 +128,11 @@ pub struct ListQuery {
     /// Only tickets with this status.
     #[param(value_type = Option<TicketStatus>)]
     status: Option<String>,
-    /// Only tickets whose title contains this, ignoring case.
+    /// Only tickets holding every word of this in their title, description, messages (the
+    /// visitor's, the agents' and the assistant's) or the agents' internal notes, ignoring
+    /// case; the last word also matches the start of a longer one (from three characters).
+    /// Text without any word matches no ticket. The order stays newest first, so `cursor`
+    /// pages through the matches as through the listing.
     #[param(max_length = 200)]
     q: Option<String>,
     /// Only tickets with this tag (compared exactly).
@@ -254,9 +258,9 @@ pub async fn list_tickets(
             if query.q.as_deref().is_some_and(|q| q.chars().count() > 200) {
                 return Err(ApiError::bad_request("q: at most 200 characters"));
             }
-            let title = match query.q.as_deref().map(str::trim) {
+            let text = match query.q.as_deref().map(str::trim) {
                 None | Some("") => None,
-                Some(q) => Some(q.to_lowercase()),
+                Some(q) => Some(q),
             };
             let tag = match query.tag.as_deref() {
                 Some(t) => {
@@ -304,14 +308,18 @@ pub async fn list_tickets(
             }
             let query = TicketQuery {
                 status,
-                title,
+                title: None,
                 tag,
                 assignee,
                 search_scan: None,
                 after,
                 limit,
             };
-            let mut page = ctx.system.tickets.list(&project.id, &query).await?;
+            let tickets = &ctx.system.tickets;
+            let mut page = match text {
+                Some(text) => tickets.search(&project.id, text, &query).await?,
+                None => tickets.list(&project.id, &query).await?,
+            };
             page.tickets.iter_mut().for_each(|t| roster.show(t));
             let slugs: Vec<Slug> = page.tickets.iter().map(|t| t.slug.clone()).collect();
             let activity = ctx.system.tickets.activity(&project.id, &slugs).await?;

@@ -23,6 +23,7 @@ mod metrics;
 mod openapi;
 mod persistence;
 mod realtime;
+mod search;
 mod security;
 mod server;
 mod session;

@@ -249,6 +249,7 @@ impl Drop for WriterLease {
 #[derive(Clone)]
 pub struct Tickets {
     deps: TicketDeps,
+    search: crate::search::TicketSearch,
 }
 
 impl Tickets {
@@ -266,6 +267,10 @@ impl Tickets {
             config,
             cluster,
         } = setup;
+        // Every ticket write goes through the search indexes on its way to the store.
+        let search = crate::search::TicketSearch::new(store.clone());
+        let store: Arc<dyn TicketStore> =
+            Arc::new(crate::search::Indexed::new(store, search.clone()));
         let deps = TicketDeps {
             store,
             clock,
@@ -279,7 +284,7 @@ impl Tickets {
             leases: Arc::default(),
             views: Arc::default(),
         };
-        let tickets = Tickets { deps };
+        let tickets = Tickets { deps, search };
         let restarter = tickets.clone();
         let family = Family {
             kind: "ticket",
@@ -343,6 +348,44 @@ impl Tickets {
         query: &crate::store::TicketQuery,
     ) -> Result<crate::store::TicketPage, TicketError> {
         Ok(self.deps.store.list_tickets(project, query).await?)
+    }
+
+    /// [`list`](Self::list) of the tickets holding every word of `text` in their title,
+    /// description, messages or notes, from the project's search index ([`crate::search`]).
+    pub async fn search(
+        &self,
+        project: &ProjectId,
+        text: &str,
+        query: &crate::store::TicketQuery,
+    ) -> Result<crate::store::TicketPage, TicketError> {
+        use crate::search::SearchError;
+        self.search
+            .search(project, text, query)
+            .await
+            .map_err(|e| match e {
+                SearchError::Store(e) => e.into(),
+                SearchError::Index(e) => TicketError::Internal(e),
+            })
+    }
+
+    /// Hands the writes of a ticket's log entry, made on any node, to this node's search index
+    /// of the ticket's project, if it has one. What the cluster adapter calls for the entries
+    /// it reads when [`indexes`](Self::indexes) says so.
+    pub fn index_logged(&self, key: &TicketKey, writes: &[crate::store::TicketWrite]) {
+        self.search
+            .took(&key.project, || crate::search::items_of(&key.slug, writes));
+    }
+
+    /// Whether this node keeps a search index of the project, so the writes of its tickets'
+    /// log entries must reach it ([`index_logged`](Self::index_logged)).
+    pub fn indexes(&self, project: &ProjectId) -> bool {
+        self.search.indexes(project)
+    }
+
+    /// A ticket was opened on another node: this node's search index of its project (if any)
+    /// reads it from the store.
+    pub fn opened_elsewhere(&self, key: &TicketKey) {
+        self.search.reload(&key.project, &key.slug);
     }
 
     /// What the agents' listing shows of each ticket's messages: the newest message and how

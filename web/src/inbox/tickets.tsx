@@ -1,4 +1,6 @@
-// The ticket list (views Mine, Unassigned and All, filters by status and assignee, search by title, a tag, paging, live, each ticket's last message and
+// The ticket list (views Mine, Unassigned and All, filters by status and assignee, the
+// server's search of titles, messages and notes as the agent types, a tag, paging, live, each
+// ticket's last message and
 // unread count, keyboard shortcuts) and the open ticket: its
 // whole history, the chat that led to it, internal notes, status, assignment, tags, and the
 // reply box.
@@ -12,6 +14,8 @@ import { useCannedPicker } from "./canned";
 import type { Feed } from "./feed";
 
 const STATUSES = ["open", "pending", "resolved", "closed"];
+/** How long the agent pauses typing before the search runs. */
+const SEARCH_PAUSE_MS = 300;
 
 interface Props {
   api: Api;
@@ -110,6 +114,21 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
   useEffect(() => {
     void load(false);
   }, [status, applied, tag, whose, resumes]);
+  // The search runs once the agent pauses typing (Enter runs it at once), so each key press
+  // does not cost a request.
+  useEffect(() => {
+    if (query.trim() === applied.trim()) return;
+    const timer = setTimeout(() => setApplied(query), SEARCH_PAUSE_MS);
+    return () => clearTimeout(timer);
+  }, [query]);
+  // While searching, what the feed announces may or may not match: the server says, once a
+  // burst of events has passed.
+  const research = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  const searchAgain = () => {
+    clearTimeout(research.current);
+    research.current = setTimeout(() => void load(false), SEARCH_PAUSE_MS);
+  };
+  useEffect(() => () => clearTimeout(research.current), []);
 
   const open = (slug: string) => {
     setSelected(slug);
@@ -169,11 +188,8 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
         if (!slug) return;
         if (event.type === "ticket_created") {
           const t = event.payload;
-          const wanted =
-            (!status || t.status === status) &&
-            (!applied || t.title.toLowerCase().includes(applied.toLowerCase())) &&
-            (!tag || t.tags.includes(tag)) &&
-            belongs(whose, t, me);
+          if (applied.trim()) return searchAgain();
+          const wanted = (!status || t.status === status) && (!tag || t.tags.includes(tag)) && belongs(whose, t, me);
           if (!wanted) return;
           setTickets((known) => [{ ...t, last_message: null, unread_count: 0 }, ...known.filter((k) => k.slug !== t.slug)]);
           // A ticket from the assistant arrives with its chat as messages, which the feed does
@@ -204,6 +220,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
         } else if (event.type === "new_message") {
           // The ticket moves to the top of what the agent sees as active, with its new message.
           const m = event.payload as unknown as Message;
+          if (applied.trim() && !state.current.tickets.some((k) => k.slug === slug)) return searchAgain();
           setTickets((known) => {
             const t = known.find((k) => k.slug === slug);
             if (!t) return known;
@@ -244,8 +261,8 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
           </select>
           <input
             type="search"
-            placeholder="Search titles"
-            aria-label="Search titles"
+            placeholder="Search tickets"
+            aria-label="Search tickets"
             value={query}
             onInput={(e) => setQuery((e.target as HTMLInputElement).value)}
           />

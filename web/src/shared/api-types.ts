@@ -265,26 +265,6 @@ export interface paths {
         patch: operations["updateProject"];
         trace?: never;
     };
-    "/v1/projects/{projectId}/assignees": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * The members tickets may be assigned to
-         * @description Every member who is not deactivated, by name: what an agent picks an assignee from. Each is the `assignee_member` a ticket would carry.
-         */
-        get: operations["listAssignees"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/v1/projects/{projectId}/assistant/outcomes": {
         parameters: {
             query?: never;
@@ -970,15 +950,9 @@ export interface components {
         /** @description A ticket's assignee changed (to nobody, when `assignee` is null). */
         AssignedPayload: {
             assignee: string | null;
-            assignee_member: null | components["schemas"]["MessageAgent"];
             previous: string | null;
-            previous_member: null | components["schemas"]["MessageAgent"];
             /** Format: date-time */
             updated_at: string;
-        };
-        /** @description The members tickets may be assigned to, by name. */
-        AssigneeList: {
-            assignees: components["schemas"]["MessageAgent"][];
         };
         AssistantGreeting: string;
         AssistantGuidance: string;
@@ -1063,10 +1037,8 @@ export interface components {
         };
         /** @description What to change on a ticket: its status, its assignee, its tags (at least one of them). */
         ChangeTicket: {
-            /** @description Absent: unchanged; `null`: nobody; a name: that agent, as free text (kept for existing clients; prefer `assignee_id`). */
+            /** @description Absent: unchanged; `null`: nobody; a name: that agent. */
             assignee?: null | components["schemas"]["AgentName"];
-            /** @description Absent: unchanged; `null`: nobody; a member's id: that member, who must not be deactivated. Not with `assignee`. */
-            assignee_id?: null | string;
             status?: components["schemas"]["TicketStatus"];
             /** @description Absent: unchanged; a list: the ticket's tags from now on (`[]` removes them all). */
             tags?: components["schemas"]["TicketTags"];
@@ -1367,8 +1339,7 @@ export interface components {
         };
         /**
          * @description Who of a project's members wrote an agent's message: copied into the message when it is
-         *     posted, so a later change of name or avatar does not rewrite what was said. Also the member
-         *     a ticket is assigned to.
+         *     posted, so a later change of name or avatar does not rewrite what was said.
          */
         MessageAgent: {
             /** @description The member's avatar, an http or https URL; null when they have none. */
@@ -1680,7 +1651,6 @@ export interface components {
         TicketSummary: {
             /** @description The agent the ticket is assigned to; null when nobody is. */
             assignee: string | null;
-            assignee_member: null | components["schemas"]["MessageAgent"];
             /** Format: date-time */
             created_at: string;
             description: string;
@@ -3156,76 +3126,6 @@ export interface operations {
             };
             /** @description The body is not application/json */
             415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description The server failed; nothing about it is told to the client */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
-            503: {
-                headers: {
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-        };
-    };
-    listAssignees: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The project's id. */
-                projectId: components["schemas"]["ProjectId"];
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The members, by name */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AssigneeList"];
-                };
-            };
-            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description No such project */
-            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5354,11 +5254,6 @@ export interface operations {
                 q?: string;
                 /** @description Only tickets with this tag (compared exactly). */
                 tag?: components["schemas"]["TicketTag"];
-                /**
-                 * @description Only tickets assigned to: `me` (the signed-in member), `none` (nobody, or a deactivated
-                 *     member), or a member's id.
-                 */
-                assignee?: string;
                 /** @description Tickets in the page (50 by default). */
                 limit?: number;
                 /** @description The `next_cursor` of the page before. */
