@@ -358,11 +358,27 @@ function Thumb() {
 }
 
 type Hit = components["schemas"]["SearchHit"];
+type Article = components["schemas"]["Article"];
+
+/** The article's paragraphs, cut as the server cuts passages, and which of them the hit's
+ * passage is: the paragraph holding the passage's start, and those after it in the passage. */
+export function passageIn(body: string, snippet: string): { paragraphs: string[]; first: number; count: number } {
+  const paragraphs = body
+    .replace(/\r\n/g, "\n")
+    .split("\n\n")
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const pieces = snippet.split("\n\n").map((p) => p.trim());
+  const start = pieces[0].slice(0, 80);
+  const first = start ? paragraphs.findIndex((p) => p.includes(start)) : -1;
+  return { paragraphs, first, count: first < 0 ? 0 : pieces.length };
+}
 
 function Help({ shell, t }: { shell: Shell; t: Translator }) {
   const [query, setQuery] = useState("");
   const [hits, setHits] = useState<Hit[] | undefined>();
   const [failed, setFailed] = useState(false);
+  const [open, setOpen] = useState<{ hit: Hit; article: Article }>();
   const search = async (e: Event) => {
     e.preventDefault();
     if (!query.trim()) return;
@@ -376,6 +392,30 @@ function Help({ shell, t }: { shell: Shell; t: Translator }) {
       setFailed(true);
     }
   };
+  const read = async (hit: Hit) => {
+    try {
+      const article = await json<Article>(`${shell.base}/v1/kb/${shell.project}/articles/${hit.article_id}`);
+      setOpen({ hit, article });
+      setFailed(false);
+    } catch {
+      setFailed(true);
+    }
+  };
+  if (open) {
+    return (
+      <ArticleView
+        article={open.article}
+        snippet={open.hit.snippet}
+        t={t}
+        onBack={() => {
+          const id = open.hit.article_id;
+          setOpen(undefined);
+          // Back where the visitor was: on the result they opened.
+          requestAnimationFrame(() => shell.root.querySelector<HTMLElement>(`[data-article="${id}"]`)?.focus());
+        }}
+      />
+    );
+  }
   return (
     <div class="help">
       <form class="search" role="search" onSubmit={search}>
@@ -393,11 +433,50 @@ function Help({ shell, t }: { shell: Shell; t: Translator }) {
       <ul class="hits">
         {hits?.map((hit) => (
           <li key={hit.article_id}>
-            <strong>{hit.title}</strong>
-            <p>{hit.snippet}</p>
+            <button type="button" data-article={hit.article_id} onClick={() => void read(hit)}>
+              <strong>{hit.title}</strong>
+              <p>{hit.snippet}</p>
+            </button>
           </li>
         ))}
       </ul>
+    </div>
+  );
+}
+
+/** An article in the panel, scrolled to the passage the search matched, which is marked. */
+function ArticleView({ article, snippet, t, onBack }: { article: Article; snippet: string; t: Translator; onBack: () => void }) {
+  const { paragraphs, first, count } = passageIn(article.body, snippet);
+  const match = useRef<HTMLParagraphElement>(null);
+  const top = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const el = match.current;
+    if (el) {
+      el.scrollIntoView({ block: "start" });
+      el.focus({ preventScroll: true });
+    } else top.current?.focus();
+  }, [article.id]);
+  return (
+    <div class="help article" ref={top} tabIndex={-1}>
+      <button type="button" class="back" onClick={onBack}>
+        ← {t("backToResults")}
+      </button>
+      <h2>{article.title}</h2>
+      {paragraphs.map((p, i) => {
+        const marked = i >= first && i < first + count;
+        return (
+          <p key={i} class={marked ? "match" : undefined} ref={i === first ? match : undefined} tabIndex={i === first ? -1 : undefined}>
+            {p}
+          </p>
+        );
+      })}
+      {article.url && (
+        <p>
+          <a href={article.url} target="_blank" rel="noopener noreferrer">
+            {article.url}
+          </a>
+        </p>
+      )}
     </div>
   );
 }
