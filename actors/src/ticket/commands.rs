@@ -115,7 +115,9 @@ impl TicketState {
                 );
             }
         }
-        let id = MessageId::next(self.last_assigned, self.deps.clock.now());
+        // After the timeline entry of a reopening just made, too, so the thread shows the
+        // ticket reopened before the reply that reopened it.
+        let id = MessageId::next(self.last_assigned.max(self.last_note), self.deps.clock.now());
         self.last_assigned = Some(id);
         let message = Message {
             id,
@@ -158,7 +160,8 @@ impl TicketState {
             for field in ActivityChange::between(&before, &next) {
                 // After every id handed out so far, like a note, so the thread shows each
                 // entry where it happened among the messages and notes.
-                let id = MessageId::next(self.last_assigned.max(self.last_note), next.updated_at);
+                let now = self.deps.clock.now();
+                let id = MessageId::next(self.last_assigned.max(self.last_note), now);
                 self.last_note = Some(id);
                 writes.push(TicketWrite::Activity(Activity {
                     id,

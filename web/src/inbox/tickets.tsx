@@ -693,15 +693,27 @@ type NoteItem = Note & { author_kind: "note"; at: number };
 type MessageItem = Message & { at: number };
 type EntryItem = TimelineEntry & { at: number };
 
-/** Messages, notes and timeline entries in one thread, in the order they happened (their ids
- * are time-ordered UUIDs, so equal times keep the order they were made in). */
+/** Messages, notes and timeline entries in one thread, in the order they happened. */
 function merge(messages: Message[], notes: Note[], entries: TimelineEntry[]): (NoteItem | MessageItem | EntryItem)[] {
   const items: (NoteItem | MessageItem | EntryItem)[] = [
     ...messages.map((m) => ({ ...m, at: Date.parse(m.timestamp) })),
     ...notes.map((n) => ({ ...n, author_kind: "note" as const, at: Date.parse(n.created_at) })),
     ...entries.map((e) => ({ ...e, at: Date.parse(e.created_at) })),
   ];
-  return items.sort((a, b) => a.at - b.at);
+  const order = new Map(items.map((item) => [item.id, ticks(item.id)]));
+  return items.sort((a, b) => {
+    const x = order.get(a.id) ?? 0n;
+    const y = order.get(b.id) ?? 0n;
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+}
+
+/** The time in a version 1 UUID, in 100 ns steps: messages, notes and entries are ordered by
+ * it on the server, finer than the milliseconds their times show. */
+function ticks(id: string): bigint {
+  const hex = id.replace(/-/g, "");
+  if (hex.length !== 32) return 0n;
+  return (BigInt(`0x${hex.slice(13, 16)}`) << 48n) | (BigInt(`0x${hex.slice(8, 12)}`) << 32n) | BigInt(`0x${hex.slice(0, 8)}`);
 }
 
 /** A timeline entry as a sentence: who changed what. */

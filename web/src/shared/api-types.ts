@@ -213,6 +213,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/kb/{projectId}/articles/{articleId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read one help-center article
+         * @description The whole article a search result points to, so a widget can show it where the matching passage is.
+         */
+        get: operations["readHelpCenterArticle"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/kb/{projectId}/search": {
         parameters: {
             query?: never;
@@ -644,6 +664,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{projectId}/tickets/{slug}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who changed a ticket's status, assignee and tags, and when
+         * @description The ticket's timeline, oldest first: one entry per field a change touched, naming the member who acted (or the admin key, or the visitor whose reply reopened the ticket). Entry ids order with message and note ids.
+         */
+        get: operations["listTimeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{projectId}/webhooks": {
         parameters: {
             query?: never;
@@ -894,6 +934,16 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description A ticket field a timeline entry records a change of.
+         * @enum {string}
+         */
+        ActivityField: "status" | "assignee" | "tags";
+        /**
+         * @description Whether a member, the project's admin key or the visitor acted.
+         * @enum {string}
+         */
+        ActorKind: "member" | "admin_key" | "visitor";
         /** @description A member to add. */
         AddMember: {
             /**
@@ -1211,6 +1261,11 @@ export interface components {
             ticket?: components["schemas"]["Slug"];
             /** @enum {string} */
             type: "note_added";
+        } | {
+            payload: components["schemas"]["TimelineEntry"];
+            ticket?: components["schemas"]["Slug"];
+            /** @enum {string} */
+            type: "timeline_entry";
         } | {
             payload: components["schemas"]["FeedSubscribedPayload"];
             /** @enum {string} */
@@ -1674,6 +1729,35 @@ export interface components {
         TicketTag: string;
         /** @description A ticket's tags, at most 20; a tag given twice is kept once. */
         TicketTags: components["schemas"]["TicketTag"][];
+        /** @description A ticket's timeline entries, oldest first. */
+        Timeline: {
+            entries: components["schemas"]["TimelineEntry"][];
+        };
+        /** @description Who changed a ticket. */
+        TimelineActor: {
+            kind: components["schemas"]["ActorKind"];
+            member: null | components["schemas"]["MessageAgent"];
+            /** @description What the thread shows: the member's name, "admin key" or "visitor". */
+            name: string;
+        };
+        /** @description One entry of a ticket's timeline: who changed its status, assignee or tags, and when. */
+        TimelineEntry: {
+            actor: components["schemas"]["TimelineActor"];
+            /** @description The tags added; empty unless `field` is `tags`. */
+            added: string[];
+            /** Format: date-time */
+            created_at: string;
+            /** @description Which field changed. */
+            field: components["schemas"]["ActivityField"];
+            /** @description The status or assignee before: null for tags, and for a ticket that was unassigned. */
+            from: string | null;
+            /** @description Ordered with the ticket's message and note ids. */
+            id: components["schemas"]["MessageId"];
+            /** @description The tags removed; empty unless `field` is `tags`. */
+            removed: string[];
+            /** @description The status or assignee after: null for tags, and for a ticket now unassigned. */
+            to: string | null;
+        };
         Title: string;
         /** @description The answer `/v1/chat/tools` gives when the assistant opened a ticket. */
         ToolCall: {
@@ -2753,6 +2837,116 @@ export interface operations {
             };
             /** @description The body is not application/json */
             415: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests from this client (see Retry-After) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    readHelpCenterArticle: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The article's id, as a search result gives it. */
+                articleId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The article */
+            200: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Article"];
+                };
+            };
+            /** @description The browser's origin is not one the project allows */
+            403: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such article */
+            404: {
                 headers: {
                     /** @description Requests allowed per window */
                     "X-RateLimit-Limit"?: number;
@@ -5553,6 +5747,78 @@ export interface operations {
             };
             /** @description The body is not application/json */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listTimeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The ticket's slug. */
+                slug: components["schemas"]["Slug"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The timeline entries, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Timeline"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such ticket */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
