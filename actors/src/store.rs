@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 
 use crate::canned::{CannedConflict, CannedReply};
 use crate::domain::{
-    Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
-    Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
+    Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
+    Participant, Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
 };
 use crate::member::{Member, MemberSession};
 use crate::message_id::MessageId;
@@ -246,8 +246,7 @@ pub trait TicketStore: Send + Sync + 'static {
     /// The ticket's internal notes, oldest first.
     async fn list_notes(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Note>>;
     /// The ticket's timeline entries, oldest first.
-    async fn list_activity(&self, project: &ProjectId, slug: &Slug)
-        -> StoreResult<Vec<Activity>>;
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>>;
 
     /// Makes one ticket's writes durable, in order, and calls `done` with the outcome; no task
     /// waits for it, so a backend with a writer thread answers the actor from that thread.

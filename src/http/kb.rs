@@ -393,7 +393,11 @@ pub async fn public_search(visitor: Visitor, ctx: Arc<Ctx>, query: SearchQuery) 
 pub async fn public_get(id: String, visitor: Visitor, ctx: Arc<Ctx>) -> Response {
     respond(
         async {
-            let article = ctx.system.kb.get(&visitor.project.id, article_id(&id)?).await?;
+            let article = ctx
+                .system
+                .kb
+                .get(&visitor.project.id, article_id(&id)?)
+                .await?;
             Ok(json(StatusCode::OK, &ArticleView::new(&article)))
         }
         .await,

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use fleety_actors::domain::{
-    Actor, AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project, Slug,
-    Tags, TicketSource, TicketStatus, Title,
+    Actor, AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project,
+    Slug, Tags, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::domain::{Email, VisitorContact, VisitorName};
 use fleety_actors::events::{self, ActivityView, MessageView, NoteView, TicketSummary};

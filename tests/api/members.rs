@@ -651,15 +651,41 @@ async fn the_timeline_names_the_member_who_changed_a_ticket_and_the_admin_key() 
     let entries = body["entries"].as_array().unwrap();
     let brief: Vec<Value> = entries
         .iter()
-        .map(|e| json!([e["field"], e["actor"]["kind"], e["actor"]["name"], e["from"], e["to"], e["added"], e["removed"]]))
+        .map(|e| {
+            json!([
+                e["field"],
+                e["actor"]["kind"],
+                e["actor"]["name"],
+                e["from"],
+                e["to"],
+                e["added"],
+                e["removed"]
+            ])
+        })
         .collect();
     assert_eq!(
         brief,
         vec![
             json!(["status", "member", "dana", "open", "pending", [], []]),
-            json!(["tags", "member", "dana", null, null, ["shipping", "vip"], []]),
+            json!([
+                "tags",
+                "member",
+                "dana",
+                null,
+                null,
+                ["shipping", "vip"],
+                []
+            ]),
             json!(["assignee", "admin_key", "admin key", null, "Dana", [], []]),
-            json!(["tags", "admin_key", "admin key", null, null, [], ["shipping"]]),
+            json!([
+                "tags",
+                "admin_key",
+                "admin key",
+                null,
+                null,
+                [],
+                ["shipping"]
+            ]),
         ]
     );
     assert_eq!(entries[0]["actor"]["member"]["id"], dana.member["id"]);

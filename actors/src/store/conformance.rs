@@ -1186,9 +1186,14 @@ pub async fn timeline_entries_are_kept_per_ticket_in_order_and_a_repeat_is_one(
             .await
             .unwrap();
     }
-    put(&store, &p.id, &u.slug, TicketWrite::Activity(reopened.clone()))
-        .await
-        .unwrap();
+    put(
+        &store,
+        &p.id,
+        &u.slug,
+        TicketWrite::Activity(reopened.clone()),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         store.list_activity(&p.id, &t.slug).await.unwrap(),
         vec![status, assignee, tags]
@@ -1202,7 +1207,11 @@ pub async fn timeline_entries_are_kept_per_ticket_in_order_and_a_repeat_is_one(
     assert!(messages.await.unwrap().is_empty());
     assert!(store.list_notes(&p.id, &t.slug).await.unwrap().is_empty());
     let missing = Slug::parse("brave-lynx-777").unwrap();
-    assert!(store.list_activity(&p.id, &missing).await.unwrap().is_empty());
+    assert!(store
+        .list_activity(&p.id, &missing)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn a_ticket_keeps_its_assignee(store: Arc<dyn Store>) {

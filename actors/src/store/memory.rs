@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use super::*;
 use crate::canned::{CannedConflict, CannedReply};
-use crate::domain::{Activity, ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant};
+use crate::domain::{
+    Activity, ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant,
+};
 use crate::member::{Member, MemberSession};
 use crate::webhook::{Delivery, Endpoint};
 
@@ -351,11 +353,7 @@ impl TicketStore for MemoryStore {
         Ok(rows.map_or_else(Vec::new, |r| r.notes.values().cloned().collect()))
     }
 
-    async fn list_activity(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-    ) -> StoreResult<Vec<Activity>> {
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>> {
         let data = lock(&self.data);
         let rows = data.tickets.get(&(project.clone(), slug.clone()));
         Ok(rows.map_or_else(Vec::new, |r| r.activity.values().cloned().collect()))

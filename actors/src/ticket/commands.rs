@@ -117,7 +117,10 @@ impl TicketState {
         }
         // After the timeline entry of a reopening just made, too, so the thread shows the
         // ticket reopened before the reply that reopened it.
-        let id = MessageId::next(self.last_assigned.max(self.last_note), self.deps.clock.now());
+        let id = MessageId::next(
+            self.last_assigned.max(self.last_note),
+            self.deps.clock.now(),
+        );
         self.last_assigned = Some(id);
         let message = Message {
             id,

@@ -329,7 +329,11 @@ impl Tickets {
         key: &TicketKey,
     ) -> Result<Vec<crate::domain::Activity>, TicketError> {
         self.find(key).await?;
-        Ok(self.deps.store.list_activity(&key.project, &key.slug).await?)
+        Ok(self
+            .deps
+            .store
+            .list_activity(&key.project, &key.slug)
+            .await?)
     }
 
     /// Tells the ticket's agents and subscribers that `author` is typing. Only a ticket whose

@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleety_actors::canned::{CannedConflict, CannedReply};
 use fleety_actors::domain::{
-    Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
-    Project, ProjectId, ReadCursor, Slug, Ticket,
+    Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
+    Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
 };
 use fleety_actors::member::{Member, MemberSession};
 use fleety_actors::store::{
@@ -40,9 +40,10 @@ use tokio::sync::{oneshot, watch};
 pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
-    cursor_id, from_json, internal, Tables, ARTICLES, CANNED, CHAT_CONVERSATIONS, CHAT_TURNS,
-    CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS, MEMBER_EMAILS, MEMBER_SESSIONS, MESSAGES,
-    ACTIVITY, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
+    cursor_id, from_json, internal, Tables, ACTIVITY, ARTICLES, CANNED, CHAT_CONVERSATIONS,
+    CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS, MEMBER_EMAILS,
+    MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
+    UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -505,11 +506,7 @@ impl TicketStore for EmbeddedStore {
         .await
     }
 
-    async fn list_activity(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-    ) -> StoreResult<Vec<Activity>> {
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>> {
         let (project, slug) = (project.clone(), slug.clone());
         self.read("list_activity", move |txn| {
             let table = txn.open_table(ACTIVITY).map_err(internal)?;

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fleety_actors::domain::{Activity, Message, Note, Participant, ProjectId, ReadCursor, Slug, Ticket};
+use fleety_actors::domain::{
+    Activity, Message, Note, Participant, ProjectId, ReadCursor, Slug, Ticket,
+};
 use fleety_actors::store::{
     timed, Done, MessageRange, StoreError, StoreResult, TicketPage, TicketQuery, TicketStore,
     TicketWrite,
@@ -154,9 +156,7 @@ impl ScyllaStore {
                     Some(Box::pin(self.upsert_cursor(project, slug, *reader, *up_to)))
                 }
                 TicketWrite::Note(n) => Some(Box::pin(self.insert_note(project, slug, n))),
-                TicketWrite::Activity(a) => {
-                    Some(Box::pin(self.insert_activity(project, slug, a)))
-                }
+                TicketWrite::Activity(a) => Some(Box::pin(self.insert_activity(project, slug, a))),
                 TicketWrite::Delivery(d) => Some(Box::pin(self.put_delivery_rows(d, None))),
                 TicketWrite::Ticket(_) => None,
             }
@@ -306,11 +306,7 @@ impl TicketStore for ScyllaStore {
         .await
     }
 
-    async fn list_activity(
-        &self,
-        project: &ProjectId,
-        slug: &Slug,
-    ) -> StoreResult<Vec<Activity>> {
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>> {
         timed("scylla", "list_activity", async {
             let key = (project.as_str(), slug.as_str());
             let rows: Vec<(CqlTimeuuid, String)> =
