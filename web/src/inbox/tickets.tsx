@@ -517,7 +517,8 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
   // The chat that led to the ticket is its first messages: its turns show only where they
   // are not (none, usually), once the oldest page is in.
   const said = new Set(ticket?.messages.map((m) => m.content));
-  const unsaid = older ? [] : turns.filter((turn) => !said.has(turn.content));
+  // The assistant's hand-off answer (the turn that opened the ticket) says only that.
+  const unsaid = older ? [] : turns.filter((turn) => !said.has(turn.content) && !turn.ticket_slug);
   const ratings = new Map(turns.filter((turn) => turn.role === "assistant" && turn.feedback).map((turn) => [turn.content, turn.feedback]));
   // Notes and entries older than the oldest message shown wait for its page.
   const from = older && ticket?.messages.length ? Date.parse(ticket.messages[0].timestamp) : -Infinity;
