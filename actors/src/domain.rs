@@ -675,6 +675,83 @@ pub struct Note {
     pub created_at: DateTime<Utc>,
 }
 
+/// One change to a ticket's fields, kept with the ticket so the agents' thread can show who
+/// changed what, and when, among the messages and notes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    /// Time-ordered within the ticket, after every message and note id handed out before it.
+    pub id: MessageId,
+    pub created_at: DateTime<Utc>,
+    pub actor: Actor,
+    pub change: ActivityChange,
+}
+
+/// Who changed a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Actor {
+    /// A signed-in member, as they were when they acted.
+    Member { member: MessageAgent },
+    /// The project's admin key, which names nobody.
+    AdminKey,
+    /// The visitor: their reply reopens a resolved ticket.
+    Visitor,
+}
+
+/// What changed. Assignees are kept as the names the ticket showed, so the entry reads the
+/// same after the member is renamed or leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "field", rename_all = "snake_case")]
+pub enum ActivityChange {
+    Status {
+        from: TicketStatus,
+        to: TicketStatus,
+    },
+    Assignee {
+        from: Option<String>,
+        to: Option<String>,
+    },
+    Tags {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+}
+
+impl ActivityChange {
+    /// The entries a new version of a ticket's fields makes: one per field that changed.
+    pub fn between(before: &Ticket, after: &Ticket) -> Vec<ActivityChange> {
+        let mut out = Vec::new();
+        if before.status != after.status {
+            out.push(ActivityChange::Status {
+                from: before.status,
+                to: after.status,
+            });
+        }
+        if before.assignee != after.assignee {
+            let name = |a: &Option<AgentName>| a.as_ref().map(|n| n.as_str().to_owned());
+            out.push(ActivityChange::Assignee {
+                from: name(&before.assignee),
+                to: name(&after.assignee),
+            });
+        }
+        if before.tags != after.tags {
+            let names = |a: &Tags, b: &Tags| -> Vec<String> {
+                a.iter()
+                    .filter(|t| !b.contains(t))
+                    .map(|t| t.as_str().to_owned())
+                    .collect()
+            };
+            let added = names(&after.tags, &before.tags);
+            let removed = names(&before.tags, &after.tags);
+            // Reordering the same tags is not worth an entry.
+            if !added.is_empty() || !removed.is_empty() {
+                out.push(ActivityChange::Tags { added, removed });
+            }
+        }
+        out
+    }
+}
+
 /// One message on a ticket, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {

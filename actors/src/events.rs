@@ -278,6 +278,115 @@ impl<'a> NoteView<'a> {
     }
 }
 
+/// One entry of a ticket's timeline: who changed its status, assignee or tags, and when.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TimelineEntry)]
+pub struct ActivityView<'a> {
+    /// Ordered with the ticket's message and note ids.
+    pub id: MessageId,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    pub actor: ActorView<'a>,
+    /// Which field changed.
+    pub field: ActivityField,
+    /// The status or assignee before: null for tags, and for a ticket that was unassigned.
+    #[schema(required = true)]
+    pub from: Option<&'a str>,
+    /// The status or assignee after: null for tags, and for a ticket now unassigned.
+    #[schema(required = true)]
+    pub to: Option<&'a str>,
+    /// The tags added; empty unless `field` is `tags`.
+    pub added: Vec<&'a str>,
+    /// The tags removed; empty unless `field` is `tags`.
+    pub removed: Vec<&'a str>,
+}
+
+/// A ticket field a timeline entry records a change of.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityField {
+    Status,
+    Assignee,
+    Tags,
+}
+
+/// Who changed a ticket.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TimelineActor)]
+pub struct ActorView<'a> {
+    pub kind: ActorKind,
+    /// What the thread shows: the member's name, "admin key" or "visitor".
+    pub name: &'a str,
+    /// The member, as they were when they acted; null for the admin key and the visitor.
+    #[schema(required = true)]
+    pub member: Option<&'a crate::domain::MessageAgent>,
+}
+
+/// Whether a member, the project's admin key or the visitor acted.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    Member,
+    AdminKey,
+    Visitor,
+}
+
+impl<'a> ActivityView<'a> {
+    pub fn new(entry: &'a crate::domain::Activity) -> Self {
+        use crate::domain::{ActivityChange, Actor};
+        let actor = match &entry.actor {
+            Actor::Member { member } => ActorView {
+                kind: ActorKind::Member,
+                name: &member.name,
+                member: Some(member),
+            },
+            Actor::AdminKey => ActorView {
+                kind: ActorKind::AdminKey,
+                name: "admin key",
+                member: None,
+            },
+            Actor::Visitor => ActorView {
+                kind: ActorKind::Visitor,
+                name: "visitor",
+                member: None,
+            },
+        };
+        let (field, from, to, added, removed) = match &entry.change {
+            ActivityChange::Status { from, to } => (
+                ActivityField::Status,
+                Some(from.as_str()),
+                Some(to.as_str()),
+                Vec::new(),
+                Vec::new(),
+            ),
+            ActivityChange::Assignee { from, to } => (
+                ActivityField::Assignee,
+                from.as_deref(),
+                to.as_deref(),
+                Vec::new(),
+                Vec::new(),
+            ),
+            ActivityChange::Tags { added, removed } => (
+                ActivityField::Tags,
+                None,
+                None,
+                added.iter().map(String::as_str).collect(),
+                removed.iter().map(String::as_str).collect(),
+            ),
+        };
+        Self {
+            id: entry.id,
+            created_at: rfc3339(entry.created_at),
+            actor,
+            field,
+            from,
+            to,
+            added,
+            removed,
+        }
+    }
+}
+
 /// Someone is typing on the ticket; sent as it happens, never stored.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TypingPayload {

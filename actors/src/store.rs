@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 
 use crate::canned::{CannedConflict, CannedReply};
 use crate::domain::{
-    Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
-    Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
+    Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
+    Participant, Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
 };
 use crate::member::{Member, MemberSession};
 use crate::message_id::MessageId;
@@ -219,6 +219,9 @@ pub enum TicketWrite {
     },
     /// An agent's internal note. Storing the same note (same id) twice keeps one copy.
     Note(Note),
+    /// A timeline entry: who changed the ticket's fields, and how. Storing the same entry (same
+    /// id) twice keeps one copy.
+    Activity(Activity),
     /// A webhook delivery announcing a change of the batch: written with it, so the change is
     /// never acknowledged without its webhook (the outbox).
     Delivery(Delivery),
@@ -273,6 +276,8 @@ pub trait TicketStore: Send + Sync + 'static {
     async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>>;
     /// The ticket's internal notes, oldest first.
     async fn list_notes(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Note>>;
+    /// The ticket's timeline entries, oldest first.
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>>;
 
     /// Makes one ticket's writes durable, in order, and calls `done` with the outcome; no task
     /// waits for it, so a backend with a writer thread answers the actor from that thread.

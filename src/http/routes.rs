@@ -82,6 +82,7 @@ fn routes() -> Vec<Route> {
         .link("ChangeTicket", "changeTicket", &[TICKET, CREATED_SLUG])
         .link("ListNotes", "listNotes", &[TICKET, CREATED_SLUG])
         .link("AddNote", "addNote", &[TICKET, CREATED_SLUG])
+        .link("Timeline", "listTimeline", &[TICKET, CREATED_SLUG])
         .link("TicketChat", "ticketChat", &[TICKET, CREATED_SLUG]),
         Route::new(get(), "/v1/tickets/{projectId}/{slug}", "getTicket", "Read a ticket and its messages", Public, |b| {
             b.param("slug").and(b.public()).and(b.ctx()).and(b.query()).then(tickets::get).boxed()
@@ -95,7 +96,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The ticket", Json(schema::<fleety_actors::events::TicketView>))
         .refuses(404, "No such project or ticket"),
         Route::new(patch(), "/v1/tickets/{projectId}/{slug}", "changeTicket", "Change a ticket's status, its assignee, or both", Agent, |b| {
-            b.param("slug").and(b.agent()).and(b.ctx()).and(b.json()).then(tickets::change).boxed()
+            b.param("slug").and(b.member()).and(b.ctx()).and(b.json()).then(tickets::change).boxed()
         })
         .tag("agents")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -150,6 +151,15 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .query::<kb::SearchQuery>()
         .answers(200, "The best passage of each matching article, best first", Json(schema::<kb::SearchResults>)),
+        Route::new(get(), "/v1/kb/{projectId}/articles/{articleId}", "readHelpCenterArticle", "Read one help-center article", Public, |b| {
+            b.param("articleId").and(b.public()).and(b.ctx()).then(kb::public_get).boxed()
+        })
+        .tag("knowledge base")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("articleId", "The article's id, as a search result gives it.", uuid)
+        .describe("The whole article a search result points to, so a widget can show it where the matching passage is.")
+        .answers(200, "The article", Json(schema::<kb::ArticleView>))
+        .refuses(404, "No such article"),
         Route::new(post(), "/v1/chat", "chat", "Ask the assistant one question", Session, |b| {
             b.session().and(b.ctx()).and(b.json()).then(chat::prompt).boxed()
         })
@@ -236,6 +246,15 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .param("slug", SLUG, schema::<Slug>)
         .answers(200, "The notes, oldest first", Json(schema::<tickets::NoteList>))
+        .refuses(404, "No such ticket"),
+        Route::new(get(), "/v1/projects/{projectId}/tickets/{slug}/timeline", "listTimeline", "Who changed a ticket's status, assignee and tags, and when", Agent, |b| {
+            b.param("slug").and(b.agent()).and(b.ctx()).then(tickets::timeline).boxed()
+        })
+        .tag("agents")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .describe("The ticket's timeline, oldest first: one entry per field a change touched, naming the member who acted (or the admin key, or the visitor whose reply reopened the ticket). Entry ids order with message and note ids.")
+        .answers(200, "The timeline entries, oldest first", Json(schema::<tickets::Timeline>))
         .refuses(404, "No such ticket"),
         Route::new(post(), "/v1/projects/{projectId}/tickets/{slug}/notes", "addNote", "Add an internal note, never shown to the visitor", Agent, |b| {
             b.param("slug").and(b.agent()).and(b.ctx()).and(b.json()).then(tickets::add_note).boxed()
@@ -600,6 +619,7 @@ mod tests {
         ("markRead", Public),
         ("ticketSocket", Public),
         ("searchHelpCenter", Public),
+        ("readHelpCenterArticle", Public),
         ("chat", Session),
         ("chatWithTools", Session),
         ("rateAnswer", CountedSession),
@@ -613,6 +633,7 @@ mod tests {
         ("ticketChat", Agent),
         ("listNotes", Agent),
         ("addNote", Agent),
+        ("listTimeline", Agent),
         // The knowledge base: agents read it, admins write it.
         ("listArticles", Agent),
         ("createArticle", Admin),

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use fleety_actors::domain::{
-    AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project, Slug,
-    Tags, TicketSource, TicketStatus, Title,
+    Actor, AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project,
+    Slug, Tags, TicketSource, TicketStatus, Title,
 };
 use fleety_actors::domain::{Email, VisitorContact, VisitorName};
-use fleety_actors::events::{self, MessageView, NoteView, TicketSummary};
+use fleety_actors::events::{self, ActivityView, MessageView, NoteView, TicketSummary};
 use fleety_actors::ticket::{Command, MessagePage, NewTicket, TicketChange, TicketKey};
 use fleety_actors::MessageId;
 use http::StatusCode;
@@ -18,7 +18,7 @@ use utoipa::openapi::{Ref, RefOr, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 use warp::reply::Response;
 
-use super::access::Visitor;
+use super::access::{Principal, Visitor};
 use super::error::{json, json_bytes, respond};
 use super::{ApiError, Ctx};
 use crate::server::RequestMeta;
@@ -409,6 +409,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::
 pub async fn change(
     slug: String,
     project: Arc<Project>,
+    principal: Principal,
     ctx: Arc<Ctx>,
     req: ChangeTicket,
 ) -> Response {
@@ -462,11 +463,22 @@ pub async fn change(
                 ));
             }
             // The fields are one change: one version of the ticket, one set of events.
+            let by = match principal {
+                Principal::AdminKey => Actor::AdminKey,
+                Principal::Member(signed_in) => Actor::Member {
+                    member: MessageAgent {
+                        id: signed_in.member.id,
+                        name: signed_in.member.name.clone(),
+                        avatar_url: signed_in.member.avatar_url.clone(),
+                    },
+                },
+            };
             let change = TicketChange {
                 status,
                 assignee,
                 assignee_member,
                 tags,
+                by: Some(by),
             };
             let change = ctx.system.tickets.run(&key, Command::Change(change));
             let mut ticket = change.await?.into_ticket()?;
@@ -476,6 +488,26 @@ pub async fn change(
                     .show(&mut ticket);
             }
             Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
+        }
+        .await,
+    )
+}
+
+/// A ticket's timeline entries, oldest first.
+#[derive(serde::Serialize, ToSchema)]
+pub struct Timeline<'a> {
+    entries: Vec<ActivityView<'a>>,
+}
+
+/// GET /v1/projects/{projectId}/tickets/{slug}/timeline: who changed the ticket's status,
+/// assignee and tags, and when.
+pub async fn timeline(slug: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&project, &slug)?;
+            let stored = ctx.system.tickets.timeline(&key).await?;
+            let entries = stored.iter().map(ActivityView::new).collect();
+            Ok(json(StatusCode::OK, &Timeline { entries }))
         }
         .await,
     )

@@ -101,6 +101,11 @@ const TICKET_EVENTS: &[(&str, &str, &str)] = &[
 const FEED_EVENTS: &[(&str, &str, &str)] = &[
     ("ticket_created", "TicketSummary", "A ticket was opened"),
     ("note_added", "Note", "An agent added an internal note"),
+    (
+        "timeline_entry",
+        "TimelineEntry",
+        "Someone changed the ticket's status, assignee or tags (the timeline entry)",
+    ),
 ];
 
 /// `{"type": kind, "payload": <schema>}`, and on the feed the ticket's slug.
@@ -144,6 +149,8 @@ fn frames(out: &mut Vec<(String, RefOr<Schema>)>, feed: bool) -> RefOr<Schema> {
     out.push(("TicketSummary".into(), e::TicketSummary::schema()));
     e::TicketSummary::schemas(out);
     out.push(("Note".into(), e::NoteView::schema()));
+    out.push(("TimelineEntry".into(), e::ActivityView::schema()));
+    e::ActivityView::schemas(out);
     let mut one_of = OneOfBuilder::new();
     let all = TICKET_EVENTS
         .iter()

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, OnceCell, Semaphore};
 
-use crate::domain::{Message, Note, ProjectId, ReadCursor, Slug, Ticket};
+use crate::domain::{Activity, Message, Note, ProjectId, ReadCursor, Slug, Ticket};
 use crate::store::{
     Done, MessageRange, StoreError, StoreResult, TicketPage, TicketQuery, TicketStore, TicketWrite,
 };
@@ -391,7 +391,9 @@ pub fn items_of(slug: &Slug, writes: &[TicketWrite]) -> Vec<Item> {
             TicketWrite::Message(m) => Some(Item::Message(slug.clone(), m.clone())),
             TicketWrite::Ticket(t) => Some(Item::Ticket(t.clone())),
             TicketWrite::Note(n) => Some(Item::Note(slug.clone(), n.clone())),
-            TicketWrite::ReadCursor { .. } | TicketWrite::Delivery(_) => None,
+            TicketWrite::ReadCursor { .. }
+            | TicketWrite::Delivery(_)
+            | TicketWrite::Activity(_) => None,
         })
         .collect()
 }
@@ -459,6 +461,10 @@ impl TicketStore for Indexed {
 
     async fn list_notes(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Note>> {
         self.store.list_notes(project, slug).await
+    }
+
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>> {
+        self.store.list_activity(project, slug).await
     }
 
     fn submit(

@@ -41,6 +41,7 @@ macro_rules! store_conformance_tests {
             conversations_are_counted_by_outcome_over_a_time_range,
             articles_are_put_listed_replaced_and_deleted,
             notes_are_kept_per_ticket_in_order_and_a_repeat_is_one,
+            timeline_entries_are_kept_per_ticket_in_order_and_a_repeat_is_one,
             a_ticket_keeps_its_assignee,
             a_ticket_keeps_its_assigned_member_and_a_listing_finds_it_by_them,
             a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one,
@@ -1122,6 +1123,96 @@ pub async fn notes_are_kept_per_ticket_in_order_and_a_repeat_is_one(store: Arc<d
     assert!(messages.await.unwrap().is_empty());
     let missing = Slug::parse("brave-lynx-777").unwrap();
     assert!(store.list_notes(&p.id, &missing).await.unwrap().is_empty());
+}
+
+pub async fn timeline_entries_are_kept_per_ticket_in_order_and_a_repeat_is_one(
+    store: Arc<dyn Store>,
+) {
+    let p = stored_project(&store).await;
+    let t = ticket(&p.id, "swift-bear-053", now_millis());
+    let u = ticket(&p.id, "quiet-otter-001", now_millis());
+    store.create_ticket(&t, &[]).await.unwrap();
+    store.create_ticket(&u, &[]).await.unwrap();
+    let entry = |previous: Option<MessageId>, actor: Actor, change: ActivityChange| {
+        let at = now_millis();
+        Activity {
+            id: MessageId::next(previous, at),
+            created_at: at,
+            actor,
+            change,
+        }
+    };
+    let member = Actor::Member {
+        member: MessageAgent {
+            id: Uuid::new_v4(),
+            name: "Alex Doe".into(),
+            avatar_url: Some("https://example.com/alex.png".into()),
+        },
+    };
+    let status = entry(
+        None,
+        member.clone(),
+        ActivityChange::Status {
+            from: TicketStatus::Open,
+            to: TicketStatus::Pending,
+        },
+    );
+    let assignee = entry(
+        Some(status.id),
+        Actor::AdminKey,
+        ActivityChange::Assignee {
+            from: None,
+            to: Some("Alex Doe".into()),
+        },
+    );
+    let tags = entry(
+        Some(assignee.id),
+        member,
+        ActivityChange::Tags {
+            added: vec!["billing".into(), "vip".into()],
+            removed: vec!["new".into()],
+        },
+    );
+    let reopened = entry(
+        None,
+        Actor::Visitor,
+        ActivityChange::Status {
+            from: TicketStatus::Resolved,
+            to: TicketStatus::Open,
+        },
+    );
+    // Written out of order, and one twice, as a retried batch would.
+    for a in [&tags, &status, &assignee, &tags] {
+        put(&store, &p.id, &t.slug, TicketWrite::Activity(a.clone()))
+            .await
+            .unwrap();
+    }
+    put(
+        &store,
+        &p.id,
+        &u.slug,
+        TicketWrite::Activity(reopened.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.list_activity(&p.id, &t.slug).await.unwrap(),
+        vec![status, assignee, tags]
+    );
+    assert_eq!(
+        store.list_activity(&p.id, &u.slug).await.unwrap(),
+        vec![reopened]
+    );
+    // Timeline entries are neither messages nor notes.
+    let messages = store.list_messages(&p.id, &t.slug, MessageRange::all());
+    assert!(messages.await.unwrap().is_empty());
+    assert!(store.list_notes(&p.id, &t.slug).await.unwrap().is_empty());
+    let missing = Slug::parse("brave-lynx-777").unwrap();
+    assert!(store
+        .list_activity(&p.id, &missing)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn a_ticket_keeps_its_assignee(store: Arc<dyn Store>) {

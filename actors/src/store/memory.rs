@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use super::*;
 use crate::canned::{CannedConflict, CannedReply};
-use crate::domain::{ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant};
+use crate::domain::{
+    Activity, ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant,
+};
 use crate::member::{Member, MemberSession};
 use crate::webhook::{Delivery, Endpoint};
 
@@ -60,6 +62,7 @@ struct TicketRows {
     messages: BTreeMap<MessageId, Message>,
     cursors: BTreeMap<Participant, MessageId>,
     notes: BTreeMap<MessageId, Note>,
+    activity: BTreeMap<MessageId, Activity>,
 }
 
 type Held = (ProjectId, Slug, Vec<TicketWrite>, Done);
@@ -191,6 +194,9 @@ impl MemoryStore {
                 TicketWrite::Note(n) => {
                     rows.notes.insert(n.id, n.clone());
                 }
+                TicketWrite::Activity(a) => {
+                    rows.activity.insert(a.id, a.clone());
+                }
                 TicketWrite::Delivery(d) => {
                     data.deliveries.insert(delivery_key(d), d.clone());
                 }
@@ -248,6 +254,7 @@ impl TicketStore for MemoryStore {
             messages: messages.iter().map(|m| (m.id, m.clone())).collect(),
             cursors: BTreeMap::new(),
             notes: BTreeMap::new(),
+            activity: BTreeMap::new(),
         };
         data.tickets.insert(key, rows);
         for d in deliveries {
@@ -344,6 +351,12 @@ impl TicketStore for MemoryStore {
         let data = lock(&self.data);
         let rows = data.tickets.get(&(project.clone(), slug.clone()));
         Ok(rows.map_or_else(Vec::new, |r| r.notes.values().cloned().collect()))
+    }
+
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>> {
+        let data = lock(&self.data);
+        let rows = data.tickets.get(&(project.clone(), slug.clone()));
+        Ok(rows.map_or_else(Vec::new, |r| r.activity.values().cloned().collect()))
     }
 
     fn submit(

@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::subscribers::Event;
 use crate::domain::{
-    AgentName, Message, MessageAgent, Note, Participant, ReadCursor, Tags, Ticket, TicketStatus,
+    Activity, Actor, AgentName, Message, MessageAgent, Note, Participant, ReadCursor, Tags, Ticket,
+    TicketStatus,
 };
 use crate::events::{self, event_frame, ReadReceiptPayload, StatusChangePayload};
 use crate::message_id::MessageId;
@@ -42,6 +43,9 @@ pub struct TicketChange {
     /// `None` leaves the tags as they are; a list replaces them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Tags>,
+    /// Who asks, for the ticket's timeline; a change without one leaves no entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Actor>,
 }
 
 impl TicketChange {
@@ -65,6 +69,13 @@ impl TicketChange {
             assignee: Some(Some(name)),
             assignee_member: Some(member),
             ..TicketChange::default()
+        }
+    }
+
+    pub fn by(self, actor: Actor) -> Self {
+        TicketChange {
+            by: Some(actor),
+            ..self
         }
     }
 
@@ -98,6 +109,7 @@ pub enum Change<'a> {
     Read(Participant, MessageId),
     Ticket(&'a Ticket),
     Note(&'a Note),
+    Activity(&'a Activity),
 }
 
 /// One event a change tells: to the ticket's subscribers and its project's feed, or (agents
@@ -136,6 +148,7 @@ impl<'a> Change<'a> {
             TicketWrite::ReadCursor { reader, up_to } => Some(Change::Read(*reader, *up_to)),
             TicketWrite::Ticket(ticket) => Some(Change::Ticket(ticket)),
             TicketWrite::Note(note) => Some(Change::Note(note)),
+            TicketWrite::Activity(entry) => Some(Change::Activity(entry)),
             TicketWrite::Delivery(_) => None,
         }
     }
@@ -182,6 +195,14 @@ impl<'a> Change<'a> {
                 ..Told::new("note_added", events::encode(&events::NoteView::new(note)))
             }],
             Change::Note(_) => Vec::new(),
+            Change::Activity(entry) if tell => vec![Told {
+                agents_only: true,
+                ..Told::new(
+                    "timeline_entry",
+                    events::encode(&events::ActivityView::new(entry)),
+                )
+            }],
+            Change::Activity(_) => Vec::new(),
         }
     }
 }

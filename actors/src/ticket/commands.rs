@@ -8,7 +8,7 @@ use ractor::RpcReplyPort;
 use super::actor::TicketState;
 use super::change::{message_created, TicketChange};
 use super::{Answer, Command, TicketError};
-use crate::domain::TicketStatus;
+use crate::domain::{Activity, ActivityChange, Actor, TicketStatus};
 use crate::domain::{
     AgentName, IdempotencyKey, Message, MessageAgent, MessageBody, Note, Participant, Ticket,
 };
@@ -104,7 +104,7 @@ impl TicketState {
         // A visitor replying to a solved ticket reopens it, owing nobody an answer.
         if author == Participant::User && self.tentative_status == TicketStatus::Resolved {
             if let Decided::Write(writes, answer) =
-                self.change(TicketChange::status(TicketStatus::Open))?
+                self.change(TicketChange::status(TicketStatus::Open).by(Actor::Visitor))?
             {
                 self.writes.push(
                     writes,
@@ -115,7 +115,12 @@ impl TicketState {
                 );
             }
         }
-        let id = MessageId::next(self.last_assigned, self.deps.clock.now());
+        // After the timeline entry of a reopening just made, too, so the thread shows the
+        // ticket reopened before the reply that reopened it.
+        let id = MessageId::next(
+            self.last_assigned.max(self.last_note),
+            self.deps.clock.now(),
+        );
         self.last_assigned = Some(id);
         let message = Message {
             id,
@@ -150,9 +155,25 @@ impl TicketState {
         // on its way to the store.
         let before = self.tentative_ticket();
         let mut next = before.clone();
+        let by = change.by.clone();
         change.apply_to(&mut next);
         next.updated_at = self.next_version(&before);
         let mut writes = vec![TicketWrite::Ticket(next.clone())];
+        if let Some(actor) = by {
+            for field in ActivityChange::between(&before, &next) {
+                // After every id handed out so far, like a note, so the thread shows each
+                // entry where it happened among the messages and notes.
+                let now = self.deps.clock.now();
+                let id = MessageId::next(self.last_assigned.max(self.last_note), now);
+                self.last_note = Some(id);
+                writes.push(TicketWrite::Activity(Activity {
+                    id,
+                    created_at: id.timestamp(),
+                    actor: actor.clone(),
+                    change: field,
+                }));
+            }
+        }
         let summary =
             || serde_json::to_value(crate::events::TicketSummary::new(&next)).unwrap_or_default();
         if before.status != next.status {

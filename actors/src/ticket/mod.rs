@@ -327,6 +327,20 @@ impl Tickets {
         Ok(self.deps.store.list_notes(&key.project, &key.slug).await?)
     }
 
+    /// The ticket's timeline entries, oldest first, from the store (like notes, for agents
+    /// only and not kept by the actor).
+    pub async fn timeline(
+        &self,
+        key: &TicketKey,
+    ) -> Result<Vec<crate::domain::Activity>, TicketError> {
+        self.find(key).await?;
+        Ok(self
+            .deps
+            .store
+            .list_activity(&key.project, &key.slug)
+            .await?)
+    }
+
     /// Tells the ticket's agents and subscribers that `author` is typing. Only a ticket whose
     /// actor is running hears it (someone is watching it, or just wrote): typing never
     /// activates a ticket, and is never stored.

@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleety_actors::canned::{CannedConflict, CannedReply};
 use fleety_actors::domain::{
-    Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
-    Project, ProjectId, ReadCursor, Slug, Ticket,
+    Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
+    Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
 };
 use fleety_actors::member::{Member, MemberSession};
 use fleety_actors::store::{
@@ -40,9 +40,10 @@ use tokio::sync::{oneshot, watch};
 pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
-    cursor_id, from_json, internal, Tables, ARTICLES, CANNED, CHAT_CONVERSATIONS, CHAT_TURNS,
-    CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS, MEMBER_EMAILS, MEMBER_SESSIONS, MESSAGES,
-    META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
+    cursor_id, from_json, internal, Tables, ACTIVITY, ARTICLES, CANNED, CHAT_CONVERSATIONS,
+    CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS, MEMBER_EMAILS,
+    MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
+    UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -499,6 +500,24 @@ impl TicketStore for EmbeddedStore {
             {
                 let (_, v) = row.map_err(internal)?;
                 out.push(from_json::<Note>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>> {
+        let (project, slug) = (project.clone(), slug.clone());
+        self.read("list_activity", move |txn| {
+            let table = txn.open_table(ACTIVITY).map_err(internal)?;
+            let (p, s) = (project.as_str(), slug.as_str());
+            let mut out = Vec::new();
+            for row in table
+                .range::<(&str, &str, u64)>((p, s, 0)..=(p, s, u64::MAX))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<Activity>(v.value())?);
             }
             Ok(out)
         })

@@ -602,6 +602,7 @@ impl Rows<'_> {
                             (up_to.to_bytes().to_vec(), String::new())
                         }
                         TicketWrite::Note(n) => (to_json(n)?, String::new()),
+                        TicketWrite::Activity(a) => (to_json(a)?, String::new()),
                         TicketWrite::Delivery(d) => (to_json(d)?, d.endpoint_id.to_string()),
                     };
                     encoded.push((json, endpoint));
@@ -627,6 +628,12 @@ impl Rows<'_> {
                             project,
                             slug,
                             ticks: n.id.ticks(),
+                            json,
+                        },
+                        TicketWrite::Activity(a) => Op::Activity {
+                            project,
+                            slug,
+                            ticks: a.id.ticks(),
                             json,
                         },
                         TicketWrite::Delivery(d) => delivery_op(d, endpoint, json),

@@ -20,6 +20,9 @@ pub(super) const READ_CURSORS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("read_cursors");
 /// (project, slug, note id ticks) -> note JSON: agents' internal notes, in order.
 pub(super) const NOTES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("notes");
+/// (project, slug, entry id ticks) -> timeline entry JSON: who changed the ticket's fields.
+pub(super) const ACTIVITY: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("ticket_activity");
 /// (project, session, turn id ticks) -> turn JSON: a chat session's transcript in order.
 pub(super) const CHAT_TURNS: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("chat_turns");
@@ -115,6 +118,7 @@ pub(super) struct Tables<'t> {
     by_time: redb::Table<'t, (&'static str, i64, &'static str), &'static str>,
     messages: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     notes: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
+    activity: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     cursors: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     chat: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     conversations: redb::Table<'t, (&'static str, i64, &'static str), &'static [u8]>,
@@ -138,6 +142,7 @@ impl<'t> Tables<'t> {
             by_time: txn.open_table(TICKETS_BY_TIME).map_err(internal)?,
             messages: txn.open_table(MESSAGES).map_err(internal)?,
             notes: txn.open_table(NOTES).map_err(internal)?,
+            activity: txn.open_table(ACTIVITY).map_err(internal)?,
             cursors: txn.open_table(READ_CURSORS).map_err(internal)?,
             chat: txn.open_table(CHAT_TURNS).map_err(internal)?,
             conversations: txn.open_table(CHAT_CONVERSATIONS).map_err(internal)?,
@@ -200,6 +205,16 @@ impl<'t> Tables<'t> {
                 json,
             } => {
                 self.notes
+                    .insert((project, slug, ticks), json)
+                    .map_err(internal)?;
+            }
+            Op::Activity {
+                project,
+                slug,
+                ticks,
+                json,
+            } => {
+                self.activity
                     .insert((project, slug, ticks), json)
                     .map_err(internal)?;
             }

@@ -72,6 +72,13 @@ pub enum Op<'a> {
         ticks: u64,
         json: &'a [u8],
     },
+    /// A ticket's timeline entry.
+    Activity {
+        project: &'a str,
+        slug: &'a str,
+        ticks: u64,
+        json: &'a [u8],
+    },
     Article {
         project: &'a str,
         id: &'a str,
@@ -260,6 +267,18 @@ impl RecordBuf {
                 json,
             } => {
                 b.push(8);
+                put(b, project.as_bytes());
+                put(b, slug.as_bytes());
+                b.extend_from_slice(&ticks.to_le_bytes());
+                put(b, json);
+            }
+            Op::Activity {
+                project,
+                slug,
+                ticks,
+                json,
+            } => {
+                b.push(75);
                 put(b, project.as_bytes());
                 put(b, slug.as_bytes());
                 b.extend_from_slice(&ticks.to_le_bytes());
@@ -628,6 +647,12 @@ impl<'a> Reader<'a> {
                 ticks: self.u64()?,
                 json: self.bytes()?,
             },
+            75 => Op::Activity {
+                project: self.str()?,
+                slug: self.str()?,
+                ticks: self.u64()?,
+                json: self.bytes()?,
+            },
             9 => Op::Webhook {
                 project: self.str()?,
                 id: self.str()?,
@@ -937,6 +962,12 @@ mod tests {
                 slug: "swift-bear-053",
                 ticks: 11,
                 json: b"{\"n\":1}",
+            },
+            Op::Activity {
+                project: "p1",
+                slug: "swift-bear-053",
+                ticks: 12,
+                json: b"{\"a\":1}",
             },
             Op::Webhook {
                 project: "p1",

@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0018_ticket_assignee_member",
         include_str!("../../../cql/0018_ticket_assignee_member.cql"),
     ),
+    (
+        21,
+        "0021_ticket_activity",
+        include_str!("../../../cql/0021_ticket_activity.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

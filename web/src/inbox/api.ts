@@ -28,6 +28,7 @@ export type Ticket = Schemas["Ticket"];
 export type TicketStatus = Schemas["TicketStatus"];
 export type Message = Schemas["Message"];
 export type Note = Schemas["Note"];
+export type TimelineEntry = Schemas["TimelineEntry"];
 export type Turn = Schemas["ChatTurn"];
 export type Article = Schemas["Article"];
 export type Project = Schemas["Project"];
@@ -147,6 +148,18 @@ export class Api {
 
   ticket(slug: string) {
     return this.get<Ticket>(`/v1/tickets/${this.p}/${slug}`);
+  }
+
+  /** The newest `limit` messages older than `before` (the newest of all without it), with
+   * `next_before` while older ones exist. */
+  ticketPage(slug: string, limit: number, before?: string) {
+    const params = new URLSearchParams({ limit: String(limit) });
+    if (before) params.set("before", before);
+    return this.get<Ticket>(`/v1/tickets/${this.p}/${slug}?${params}`);
+  }
+
+  timeline(slug: string) {
+    return this.get<Schemas["Timeline"]>(`/v1/projects/${this.p}/tickets/${slug}/timeline`);
   }
 
   chat(slug: string) {

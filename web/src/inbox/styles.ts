@@ -102,6 +102,8 @@ kbd { font-family: ui-monospace, monospace; font-size: 12px; padding: 1px 6px; b
 .msg .body a { color: var(--accent); }
 .note { align-self: flex-end; background: var(--note); border-color: var(--note-line); }
 .who { font-size: 12px; color: var(--muted); }
+.event { align-self: center; margin: 0; font-size: 12px; color: var(--muted); text-align: center; }
+.older { align-self: center; margin: 0; }
 .typing { color: var(--muted); font-style: italic; margin: 0; min-height: 1.45em; }
 .reply { display: flex; flex-direction: column; gap: 6px; }
 .reply textarea { width: 100%; resize: vertical; }

@@ -2,13 +2,14 @@
 // server's search of titles, messages and notes as the agent types, a tag, paging, live, each
 // ticket's last message and
 // unread count, keyboard shortcuts) and the open ticket: its
-// whole history, the chat that led to it, internal notes, status, assignment, tags, and the
-// reply box.
+// history (newest page first, older pages as the agent scrolls up), the chat that led to it
+// (once: its turns are the ticket's first messages), internal notes, the timeline of status,
+// assignment and tag changes, and the reply box.
 
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import { Markdown } from "../shared/markdown";
-import type { Api, Assignee, ListedTicket, Message, Note, Ticket, TicketStatus, TicketSummary, Turn } from "./api";
+import type { Api, Assignee, ListedTicket, Message, Note, Ticket, TicketStatus, TicketSummary, TimelineEntry, Turn } from "./api";
 import type { Listener } from "./app";
 import { useCannedPicker } from "./canned";
 import type { Feed } from "./feed";
@@ -16,6 +17,9 @@ import type { Feed } from "./feed";
 const STATUSES = ["open", "pending", "resolved", "closed"];
 /** How long the agent pauses typing before the search runs. */
 const SEARCH_PAUSE_MS = 300;
+
+/** Messages per page of a ticket's history. */
+const PAGE = 50;
 
 interface Props {
   api: Api;
@@ -437,6 +441,14 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
   const [ticket, setTicket] = useState<Ticket>();
   const [turns, setTurns] = useState<Turn[]>([]);
   const [notes, setNotes] = useState<Note[]>([]);
+  const [entries, setEntries] = useState<TimelineEntry[]>([]);
+  // Where the next older page starts; undefined once the oldest message is shown.
+  const [older, setOlder] = useState<string>();
+  const loadingOlder = useRef(false);
+  // The thread's height from its bottom before older messages went in on top, to keep what
+  // the agent was reading in place.
+  const keep = useRef<number | undefined>(undefined);
+  const lastShown = useRef<string | undefined>(undefined);
   const [draft, setDraft] = useState("");
   const [asNote, setAsNote] = useState(false);
   const [visitorTyping, setVisitorTyping] = useState(false);
@@ -450,10 +462,12 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
 
   const reload = async () => {
     try {
-      const [t, chat, n] = await Promise.all([api.ticket(slug), api.chat(slug), api.notes(slug)]);
+      const [t, chat, n, tl] = await Promise.all([api.ticketPage(slug, PAGE), api.chat(slug), api.notes(slug), api.timeline(slug)]);
       setTicket(t);
+      setOlder(t.next_before ?? undefined);
       setTurns(chat.turns);
       setNotes(n.notes);
+      setEntries(tl.entries);
       setError(undefined);
       void api.markRead(slug).catch(() => undefined);
       onSeen();
@@ -465,6 +479,22 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
     void reload();
   }, [slug, resumes]);
 
+  const loadOlder = async () => {
+    if (!older || loadingOlder.current || !log.current) return;
+    loadingOlder.current = true;
+    try {
+      const page = await api.ticketPage(slug, PAGE, older);
+      if (log.current) keep.current = log.current.scrollHeight - log.current.scrollTop;
+      setTicket((t) => t && { ...t, messages: [...page.messages.filter((m) => !t.messages.some((x) => x.id === m.id)), ...t.messages] });
+      setOlder(page.next_before ?? undefined);
+    } catch (e) {
+      setError((e as Error).message);
+    } finally {
+      loadingOlder.current = false;
+    }
+  };
+  const addEntries = (more: TimelineEntry[]) =>
+    setEntries((known) => [...known, ...more.filter((e) => !known.some((k) => k.id === e.id))].sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at)));
   useEffect(
     () =>
       subscribe((event) => {
@@ -484,6 +514,8 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
           setTicket((t) => t && { ...t, status: String(p.status) as TicketStatus });
         } else if (event.type === "assigned") {
           setTicket((t) => t && { ...t, assignee: (p.assignee as string) ?? null, assignee_member: (p.assignee_member as Assignee | null) ?? null });
+        } else if (event.type === "timeline_entry") {
+          addEntries([p as unknown as TimelineEntry]);
         } else if (event.type === "note_added") {
           const n = p as unknown as Note;
           setNotes((known) => (known.some((x) => x.id === n.id) ? known : [...known, n]));
@@ -508,9 +540,21 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
     [slug],
   );
 
-  useEffect(() => {
-    if (log.current) log.current.scrollTop = log.current.scrollHeight;
-  }, [ticket?.messages.length, notes.length]);
+  // New items at the bottom scroll into view; an older page going in on top leaves the
+  // agent where they were. A first page too short to scroll brings the next one at once.
+  useLayoutEffect(() => {
+    const el = log.current;
+    if (!el || !ticket) return;
+    if (keep.current !== undefined) {
+      el.scrollTop = el.scrollHeight - keep.current;
+      keep.current = undefined;
+    } else {
+      const last = shown[shown.length - 1]?.id;
+      if (last !== lastShown.current) el.scrollTop = el.scrollHeight;
+      lastShown.current = last;
+    }
+    if (older && el.scrollHeight <= el.clientHeight) void loadOlder();
+  });
 
   const send = async (e: Event) => {
     e.preventDefault();
@@ -535,6 +579,11 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
     try {
       const t = await change;
       setTicket((known) => known && { ...known, ...t, messages: known.messages });
+      // The feed brings the entry too; asking covers an agent whose feed is reconnecting.
+      void api
+        .timeline(slug)
+        .then((tl) => addEntries(tl.entries))
+        .catch(() => undefined);
     } catch (err) {
       setError((err as Error).message);
     }
@@ -548,6 +597,16 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
     if (!ticket.tags.includes(name)) retag([...ticket.tags, name]);
     setNewTag("");
   };
+
+  // The chat that led to the ticket is its first messages: its turns show only where they
+  // are not (none, usually), once the oldest page is in.
+  const said = new Set(ticket?.messages.map((m) => m.content));
+  // The assistant's hand-off answer (the turn that opened the ticket) says only that.
+  const unsaid = older ? [] : turns.filter((turn) => !said.has(turn.content) && !turn.ticket_slug);
+  const ratings = new Map(turns.filter((turn) => turn.role === "assistant" && turn.feedback).map((turn) => [turn.content, turn.feedback]));
+  // Notes and entries older than the oldest message shown wait for its page.
+  const from = older && ticket?.messages.length ? Date.parse(ticket.messages[0].timestamp) : -Infinity;
+  const shown = ticket ? merge(ticket.messages, notes, entries).filter((item) => item.at >= from) : [];
 
   if (!ticket) {
     return <section class="detail">{error ? <p class="error">{error}</p> : "Loading…"}</section>;
@@ -633,10 +692,10 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
         </button>
       </form>
       {ticket.description && <p class="description">{ticket.description}</p>}
-      {turns.length > 0 && (
+      {unsaid.length > 0 && (
         <details class="transcript">
-          <summary>The chat with the assistant ({turns.length} turns)</summary>
-          {turns.map((turn) => (
+          <summary>The chat with the assistant ({unsaid.length} turns)</summary>
+          {unsaid.map((turn) => (
             <p key={turn.id} class={`turn ${turn.role}`}>
               <strong>{turn.role === "user" ? "Visitor" : "Assistant"}:</strong> {turn.content}
               {turn.feedback && (
@@ -648,9 +707,30 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
           ))}
         </details>
       )}
-      <div class="thread" role="log" aria-live="polite" aria-label="Conversation" tabIndex={0} ref={log}>
-        {merge(ticket.messages, notes).map((item) =>
-          "author_kind" in item ? (
+      <div
+        class="thread"
+        role="log"
+        aria-live="polite"
+        aria-label="Conversation"
+        tabIndex={0}
+        ref={log}
+        onScroll={(e) => {
+          if ((e.target as HTMLElement).scrollTop < 120) void loadOlder();
+        }}
+      >
+        {older && (
+          <p class="older">
+            <button type="button" onClick={() => void loadOlder()}>
+              Earlier messages
+            </button>
+          </p>
+        )}
+        {shown.map((item) =>
+          "field" in item ? (
+            <p key={item.id} class="event">
+              {describe(item)} · <time dateTime={item.created_at}>{new Date(item.created_at).toLocaleTimeString()}</time>
+            </p>
+          ) : "author_kind" in item ? (
             <article key={item.id} class="note" aria-label="Internal note">
               <span class="who">Note · {item.author}</span>
               <p>{item.content}</p>
@@ -665,6 +745,11 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
               <div class="body">
                 <Markdown text={item.content} />
               </div>
+              {item.author === "assistant" && ratings.has(item.content) && (
+                <span class={`feedback ${ratings.get(item.content)}`} title="The visitor's rating of this answer">
+                  {ratings.get(item.content) === "up" ? "👍 Helpful" : "👎 Not helpful"}
+                </span>
+              )}
             </article>
           ),
         )}
@@ -715,12 +800,41 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
 
 type NoteItem = Note & { author_kind: "note"; at: number };
 type MessageItem = Message & { at: number };
+type EntryItem = TimelineEntry & { at: number };
 
-/** Messages and notes in one timeline. */
-function merge(messages: Message[], notes: Note[]): (NoteItem | MessageItem)[] {
-  const items: (NoteItem | MessageItem)[] = [
+/** Messages, notes and timeline entries in one thread, in the order they happened. */
+function merge(messages: Message[], notes: Note[], entries: TimelineEntry[]): (NoteItem | MessageItem | EntryItem)[] {
+  const items: (NoteItem | MessageItem | EntryItem)[] = [
     ...messages.map((m) => ({ ...m, at: Date.parse(m.timestamp) })),
     ...notes.map((n) => ({ ...n, author_kind: "note" as const, at: Date.parse(n.created_at) })),
+    ...entries.map((e) => ({ ...e, at: Date.parse(e.created_at) })),
   ];
-  return items.sort((a, b) => a.at - b.at);
+  const order = new Map(items.map((item) => [item.id, ticks(item.id)]));
+  return items.sort((a, b) => {
+    const x = order.get(a.id) ?? 0n;
+    const y = order.get(b.id) ?? 0n;
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+}
+
+/** The time in a version 1 UUID, in 100 ns steps: messages, notes and entries are ordered by
+ * it on the server, finer than the milliseconds their times show. */
+function ticks(id: string): bigint {
+  const hex = id.replace(/-/g, "");
+  if (hex.length !== 32) return 0n;
+  return (BigInt(`0x${hex.slice(13, 16)}`) << 48n) | (BigInt(`0x${hex.slice(8, 12)}`) << 32n) | BigInt(`0x${hex.slice(0, 8)}`);
+}
+
+/** A timeline entry as a sentence: who changed what. */
+function describe(e: TimelineEntry): string {
+  const who = e.actor.kind === "member" ? e.actor.name : e.actor.kind === "admin_key" ? "The admin key" : "The visitor";
+  if (e.field === "status") return `${who} changed the status from ${e.from} to ${e.to}`;
+  if (e.field === "assignee") {
+    if (!e.to) return `${who} unassigned ${e.from ?? "the ticket"}`;
+    return e.from ? `${who} reassigned the ticket from ${e.from} to ${e.to}` : `${who} assigned the ticket to ${e.to}`;
+  }
+  const parts = [];
+  if (e.added.length) parts.push(`added the tag${e.added.length > 1 ? "s" : ""} ${e.added.join(", ")}`);
+  if (e.removed.length) parts.push(`removed the tag${e.removed.length > 1 ? "s" : ""} ${e.removed.join(", ")}`);
+  return `${who} ${parts.join(" and ")}`;
 }

@@ -213,6 +213,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/kb/{projectId}/articles/{articleId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read one help-center article
+         * @description The whole article a search result points to, so a widget can show it where the matching passage is.
+         */
+        get: operations["readHelpCenterArticle"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/kb/{projectId}/search": {
         parameters: {
             query?: never;
@@ -263,6 +283,26 @@ export interface paths {
         head?: never;
         /** Change the project's name, allowed origins or assistant */
         patch: operations["updateProject"];
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/assignees": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The members tickets may be assigned to
+         * @description Every member who is not deactivated, by name: what an agent picks an assignee from. Each is the `assignee_member` a ticket would carry.
+         */
+        get: operations["listAssignees"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/v1/projects/{projectId}/assistant/outcomes": {
@@ -644,6 +684,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{projectId}/tickets/{slug}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who changed a ticket's status, assignee and tags, and when
+         * @description The ticket's timeline, oldest first: one entry per field a change touched, naming the member who acted (or the admin key, or the visitor whose reply reopened the ticket). Entry ids order with message and note ids.
+         */
+        get: operations["listTimeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{projectId}/webhooks": {
         parameters: {
             query?: never;
@@ -894,6 +954,16 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description A ticket field a timeline entry records a change of.
+         * @enum {string}
+         */
+        ActivityField: "status" | "assignee" | "tags";
+        /**
+         * @description Whether a member, the project's admin key or the visitor acted.
+         * @enum {string}
+         */
+        ActorKind: "member" | "admin_key" | "visitor";
         /** @description A member to add. */
         AddMember: {
             /**
@@ -950,9 +1020,15 @@ export interface components {
         /** @description A ticket's assignee changed (to nobody, when `assignee` is null). */
         AssignedPayload: {
             assignee: string | null;
+            assignee_member: null | components["schemas"]["MessageAgent"];
             previous: string | null;
+            previous_member: null | components["schemas"]["MessageAgent"];
             /** Format: date-time */
             updated_at: string;
+        };
+        /** @description The members tickets may be assigned to, by name. */
+        AssigneeList: {
+            assignees: components["schemas"]["MessageAgent"][];
         };
         AssistantGreeting: string;
         AssistantGuidance: string;
@@ -1037,8 +1113,10 @@ export interface components {
         };
         /** @description What to change on a ticket: its status, its assignee, its tags (at least one of them). */
         ChangeTicket: {
-            /** @description Absent: unchanged; `null`: nobody; a name: that agent. */
+            /** @description Absent: unchanged; `null`: nobody; a name: that agent, as free text (kept for existing clients; prefer `assignee_id`). */
             assignee?: null | components["schemas"]["AgentName"];
+            /** @description Absent: unchanged; `null`: nobody; a member's id: that member, who must not be deactivated. Not with `assignee`. */
+            assignee_id?: null | string;
             status?: components["schemas"]["TicketStatus"];
             /** @description Absent: unchanged; a list: the ticket's tags from now on (`[]` removes them all). */
             tags?: components["schemas"]["TicketTags"];
@@ -1212,6 +1290,11 @@ export interface components {
             /** @enum {string} */
             type: "note_added";
         } | {
+            payload: components["schemas"]["TimelineEntry"];
+            ticket?: components["schemas"]["Slug"];
+            /** @enum {string} */
+            type: "timeline_entry";
+        } | {
             payload: components["schemas"]["FeedSubscribedPayload"];
             /** @enum {string} */
             type: "subscribed";
@@ -1339,7 +1422,8 @@ export interface components {
         };
         /**
          * @description Who of a project's members wrote an agent's message: copied into the message when it is
-         *     posted, so a later change of name or avatar does not rewrite what was said.
+         *     posted, so a later change of name or avatar does not rewrite what was said. Also the member
+         *     a ticket is assigned to.
          */
         MessageAgent: {
             /** @description The member's avatar, an http or https URL; null when they have none. */
@@ -1651,6 +1735,7 @@ export interface components {
         TicketSummary: {
             /** @description The agent the ticket is assigned to; null when nobody is. */
             assignee: string | null;
+            assignee_member: null | components["schemas"]["MessageAgent"];
             /** Format: date-time */
             created_at: string;
             description: string;
@@ -1674,6 +1759,35 @@ export interface components {
         TicketTag: string;
         /** @description A ticket's tags, at most 20; a tag given twice is kept once. */
         TicketTags: components["schemas"]["TicketTag"][];
+        /** @description A ticket's timeline entries, oldest first. */
+        Timeline: {
+            entries: components["schemas"]["TimelineEntry"][];
+        };
+        /** @description Who changed a ticket. */
+        TimelineActor: {
+            kind: components["schemas"]["ActorKind"];
+            member: null | components["schemas"]["MessageAgent"];
+            /** @description What the thread shows: the member's name, "admin key" or "visitor". */
+            name: string;
+        };
+        /** @description One entry of a ticket's timeline: who changed its status, assignee or tags, and when. */
+        TimelineEntry: {
+            actor: components["schemas"]["TimelineActor"];
+            /** @description The tags added; empty unless `field` is `tags`. */
+            added: string[];
+            /** Format: date-time */
+            created_at: string;
+            /** @description Which field changed. */
+            field: components["schemas"]["ActivityField"];
+            /** @description The status or assignee before: null for tags, and for a ticket that was unassigned. */
+            from: string | null;
+            /** @description Ordered with the ticket's message and note ids. */
+            id: components["schemas"]["MessageId"];
+            /** @description The tags removed; empty unless `field` is `tags`. */
+            removed: string[];
+            /** @description The status or assignee after: null for tags, and for a ticket now unassigned. */
+            to: string | null;
+        };
         Title: string;
         /** @description The answer `/v1/chat/tools` gives when the assistant opened a ticket. */
         ToolCall: {
@@ -2817,6 +2931,116 @@ export interface operations {
             };
         };
     };
+    readHelpCenterArticle: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The article's id, as a search result gives it. */
+                articleId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The article */
+            200: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Article"];
+                };
+            };
+            /** @description The browser's origin is not one the project allows */
+            403: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such article */
+            404: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests from this client (see Retry-After) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     searchHelpCenter: {
         parameters: {
             query: {
@@ -3126,6 +3350,76 @@ export interface operations {
             };
             /** @description The body is not application/json */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listAssignees: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The members, by name */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AssigneeList"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5250,10 +5544,21 @@ export interface operations {
             query?: {
                 /** @description Only tickets with this status. */
                 status?: components["schemas"]["TicketStatus"];
-                /** @description Only tickets whose title contains this, ignoring case. */
+                /**
+                 * @description Only tickets holding every word of this in their title, description, messages (the
+                 *     visitor's, the agents' and the assistant's) or the agents' internal notes, ignoring
+                 *     case; the last word also matches the start of a longer one (from three characters).
+                 *     Text without any word matches no ticket. The order stays newest first, so `cursor`
+                 *     pages through the matches as through the listing.
+                 */
                 q?: string;
                 /** @description Only tickets with this tag (compared exactly). */
                 tag?: components["schemas"]["TicketTag"];
+                /**
+                 * @description Only tickets assigned to: `me` (the signed-in member), `none` (nobody, or a deactivated
+                 *     member), or a member's id.
+                 */
+                assignee?: string;
                 /** @description Tickets in the page (50 by default). */
                 limit?: number;
                 /** @description The `next_cursor` of the page before. */
@@ -5553,6 +5858,78 @@ export interface operations {
             };
             /** @description The body is not application/json */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listTimeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The ticket's slug. */
+                slug: components["schemas"]["Slug"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The timeline entries, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Timeline"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such ticket */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -185,4 +185,11 @@ textarea {
 .hits { list-style: none; margin: 12px 0 0; padding: 0; display: flex; flex-direction: column; gap: 10px; }
 .hits li { padding: 10px 12px; border: 1px solid var(--line); border-radius: 12px; }
 .hits p, .empty { margin: 4px 0 0; font-size: 13px; color: var(--muted); }
+.hits button { all: unset; cursor: pointer; display: block; width: 100%; }
+.hits button:focus-visible, .article .back:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; border-radius: 6px; }
+.hits strong { color: var(--accent); }
+.article h2 { font-size: 17px; margin: 10px 0 6px; }
+.article p { margin: 0 0 10px; white-space: pre-wrap; word-break: break-word; font-size: 14px; line-height: 1.5; }
+.article p.match { background: color-mix(in srgb, var(--accent) 14%, transparent); border-inline-start: 3px solid var(--accent); padding: 4px 8px; border-radius: 4px; outline: none; }
+.article .back { all: unset; cursor: pointer; color: var(--accent); font-size: 13px; }
 `;
