@@ -14,6 +14,7 @@ pub mod error;
 pub mod home;
 pub mod kb;
 pub mod members;
+pub mod tokens;
 pub mod openapi;
 pub mod projects_api;
 pub mod ratelimit;

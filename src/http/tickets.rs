@@ -248,10 +248,10 @@ pub async fn post_message(
                 .member
                 .as_deref()
                 .filter(|_| author == Participant::Admin)
-                .map(|signed_in| MessageAgent {
-                    id: signed_in.member.id,
-                    name: signed_in.member.name.clone(),
-                    avatar_url: signed_in.member.avatar_url.clone(),
+                .map(|member| MessageAgent {
+                    id: member.id,
+                    name: member.name.clone(),
+                    avatar_url: member.avatar_url.clone(),
                 });
             let post = Command::Post {
                 author,

@@ -27,4 +27,5 @@ mod server;
 mod session;
 mod tags;
 mod tickets;
+mod tokens;
 mod webhooks;

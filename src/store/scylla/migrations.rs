@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0015_message_agent",
         include_str!("../../../cql/0015_message_agent.cql"),
     ),
+    (
+        17,
+        "0017_api_tokens",
+        include_str!("../../../cql/0017_api_tokens.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in
