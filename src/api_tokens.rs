@@ -82,7 +82,9 @@ impl Accounts {
             ));
         }
         if name.chars().any(char::is_control) {
-            return Err(TokenError::Invalid("name must not contain control characters"));
+            return Err(TokenError::Invalid(
+                "name must not contain control characters",
+            ));
         }
         let project = &member.project_id;
         let held = self
@@ -170,7 +172,10 @@ mod tests {
         let secret = format!("{PREFIX}{}_{}", id.simple(), "a".repeat(43));
         assert_eq!(token_id(&secret), Some(id));
         assert!(is_api_token(&secret));
-        assert_eq!(token_id(&format!("{PREFIX}{}_{}", id.simple(), "a".repeat(42))), None);
+        assert_eq!(
+            token_id(&format!("{PREFIX}{}_{}", id.simple(), "a".repeat(42))),
+            None
+        );
         assert_eq!(token_id("fpt_nothex_aaaa"), None);
         assert!(!is_api_token("fms_x"));
         assert_eq!(digest(&secret).len(), 64);

@@ -352,7 +352,11 @@ async fn signed_in_quietly(
         (None, Some(cookie), Some(csrf)) if crate::accounts::csrf_matches(cookie, csrf) => cookie,
         _ => return Ok(None),
     };
-    Ok(ctx.accounts.session(project, secret).await?.map(|s| s.member))
+    Ok(ctx
+        .accounts
+        .session(project, secret)
+        .await?
+        .map(|s| s.member))
 }
 
 /// Who the request is, for `project`; `None` if it presents no credential at all.
@@ -366,7 +370,9 @@ pub async fn principal(
         if crate::api_tokens::is_api_token(bearer) {
             let caller = ctx.accounts.token(&project.id, bearer).await?;
             let caller = caller.ok_or_else(|| {
-                ApiError::unauthorized("the token is revoked, its member deactivated, or it never was")
+                ApiError::unauthorized(
+                    "the token is revoked, its member deactivated, or it never was",
+                )
             })?;
             if caller.token.scope == TokenScope::Read && !meta.safe {
                 return Err(ApiError::forbidden(

@@ -90,7 +90,11 @@ fn signed_in(principal: &Principal) -> Result<&Member, ApiError> {
     }
 }
 
-async fn tokens_of(ctx: &Ctx, project: &ProjectId, member: uuid::Uuid) -> Result<Response, ApiError> {
+async fn tokens_of(
+    ctx: &Ctx,
+    project: &ProjectId,
+    member: uuid::Uuid,
+) -> Result<Response, ApiError> {
     let mut tokens: Vec<_> = ctx
         .accounts
         .store()

@@ -629,11 +629,17 @@ async fn no_secret_reaches_the_logs_the_metrics_or_an_answer_that_does_not_issue
         .req(Method::POST, "/v1/projects/demo/me/tokens")
         .bearer_auth(&api_token)
         .json(&json!({"name": "child", "scope": "write"}));
-    assert_eq!(api.send("token refused", req).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.send("token refused", req).await.0,
+        StatusCode::FORBIDDEN
+    );
     let req = api
         .req(
             Method::DELETE,
-            &format!("/v1/projects/demo/me/tokens/{}", made["id"].as_str().unwrap()),
+            &format!(
+                "/v1/projects/demo/me/tokens/{}",
+                made["id"].as_str().unwrap()
+            ),
         )
         .header(COOKIE, &cookie)
         .header("x-csrf-token", &csrf);
@@ -641,7 +647,10 @@ async fn no_secret_reaches_the_logs_the_metrics_or_an_answer_that_does_not_issue
     let req = api
         .req(Method::GET, "/v1/projects/demo/me")
         .bearer_auth(&api_token);
-    assert_eq!(api.send("revoked token", req).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.send("revoked token", req).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let req = api
         .req(Method::GET, "/v1/admin/projects/demo/members")
         .bearer_auth(LOGGED_OPERATOR);

@@ -794,7 +794,10 @@ impl MemberStore for MemoryStore {
 
     async fn list_api_tokens(&self, project: &ProjectId) -> StoreResult<Vec<ApiToken>> {
         let data = lock(&self.data);
-        let tokens = data.api_tokens.values().filter(|t| &t.project_id == project);
+        let tokens = data
+            .api_tokens
+            .values()
+            .filter(|t| &t.project_id == project);
         Ok(tokens.cloned().collect())
     }
 
