@@ -39,11 +39,17 @@ export function Account({ api }: { api: Api }) {
           </p>
         )}
         {made && (
-          <div class="stack" role="status">
+          <div role="status">
             <p>
               Copy the token for “{made.name}” now: it will not be shown again.
             </p>
-            <input aria-label="New token" readOnly value={made.secret} onFocus={(e) => (e.target as HTMLInputElement).select()} />
+            <input
+              aria-label="New token"
+              readOnly
+              style={{ width: "100%", fontFamily: "monospace" }}
+              value={made.secret}
+              onFocus={(e) => (e.target as HTMLInputElement).select()}
+            />
             <button type="button" onClick={() => setMade(undefined)}>
               Done, I copied it
             </button>
