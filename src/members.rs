@@ -93,7 +93,7 @@ async fn hash(password: String) -> Result<String, MemberError> {
 }
 
 /// Whether a caller of role `by` may give someone role `role`, or change a member who has it.
-fn may_manage(by: Role, role: Role) -> bool {
+pub fn may_manage(by: Role, role: Role) -> bool {
     match by {
         Role::Owner => true,
         Role::Admin => role == Role::Agent,

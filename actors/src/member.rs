@@ -143,6 +143,49 @@ pub struct MemberSession {
     pub ip: Option<String>,
 }
 
+/// What a personal API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Reads only (GET and HEAD).
+    Read,
+    /// Whatever its member's role allows.
+    Write,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Write => "write",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<TokenScope> {
+        match raw {
+            "read" => Some(TokenScope::Read),
+            "write" => Some(TokenScope::Write),
+            _ => None,
+        }
+    }
+}
+
+/// A member's personal API token, for integrations. The secret is shown once when the token
+/// is made and never stored: only its SHA-256 digest is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub project_id: ProjectId,
+    pub member_id: Uuid,
+    pub name: String,
+    pub scope: TokenScope,
+    /// The hex SHA-256 digest of the whole secret.
+    pub secret_hash: String,
+    pub created_at: DateTime<Utc>,
+    /// Written at most once a minute, so it is that coarse.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
 /// Longest email address accepted (RFC 5321's path limit).
 pub const MAX_EMAIL: usize = 254;
 

@@ -20,7 +20,7 @@ use crate::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
     Participant, Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
 };
-use crate::member::{Member, MemberSession};
+use crate::member::{ApiToken, Member, MemberSession};
 use crate::message_id::MessageId;
 use crate::unanswered::{Asked, UnansweredQuestion};
 use crate::webhook::{Delivery, Endpoint};
@@ -478,6 +478,26 @@ pub trait MemberStore: Send + Sync + 'static {
         project: &ProjectId,
         member: uuid::Uuid,
     ) -> StoreResult<usize>;
+    /// Stores a new personal API token (its id is fresh); [`StoreError::Conflict`] if the
+    /// project has a token with this id.
+    async fn create_api_token(&self, token: &ApiToken) -> StoreResult<()>;
+    async fn get_api_token(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<ApiToken>>;
+    /// Every token of the project (every member's), in no particular order.
+    async fn list_api_tokens(&self, project: &ProjectId) -> StoreResult<Vec<ApiToken>>;
+    /// Notes a token's use; [`StoreError::NotFound`] if it is gone. Never brings back a
+    /// revoked token, even racing its revocation.
+    async fn touch_api_token(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Revokes a token; [`StoreError::NotFound`] if there is none.
+    async fn delete_api_token(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
 }
 
 /// Canned replies ([`crate::canned`]), per project.

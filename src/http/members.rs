@@ -184,9 +184,9 @@ pub async fn sign_out(
 pub struct Me {
     /// What the caller may do; the admin key acts as an owner.
     pub role: Role,
-    /// The signed-in member; null for the admin key.
+    /// The member who calls (signed in, or by a personal token); null for the admin key.
     pub member: Option<MemberView>,
-    /// The session's CSRF token, for a member; null for the admin key.
+    /// The session's CSRF token, for a signed-in member; null for the admin key and a token.
     pub csrf_token: Option<String>,
 }
 
@@ -194,7 +194,7 @@ pub struct Me {
 pub async fn me(_project: Arc<Project>, principal: Principal) -> Response {
     let me = Me {
         role: principal.role(),
-        member: principal.member().map(|m| MemberView::from(&m.member)),
+        member: principal.person().map(MemberView::from),
         csrf_token: principal
             .member()
             .map(|m| crate::accounts::csrf_token(&m.secret)),
@@ -413,7 +413,8 @@ async fn apply(
     principal: &Principal,
 ) -> Result<Response, ApiError> {
     let id = parse_member_id(id)?;
-    let by_member = principal.member().map(|m| m.member.id);
+    // A token acts as its member: nobody changes their own role or state, by token either.
+    let by_member = principal.person().map(|m| m.id);
     let member = crate::members::change(
         &ctx.accounts,
         project,

@@ -23,6 +23,7 @@ pub mod router;
 pub mod routes;
 pub mod session;
 pub mod tickets;
+pub mod tokens;
 pub mod unanswered;
 pub mod upgrade;
 pub mod webhooks;

@@ -274,11 +274,11 @@ pub async fn list_tickets(
                 Some("none") => Some(AssigneeFilter::Nobody {
                     hidden: roster.hidden(),
                 }),
-                Some("me") => match principal.member() {
-                    Some(signed_in) => Some(AssigneeFilter::Member(signed_in.member.id)),
+                Some("me") => match principal.person() {
+                    Some(member) => Some(AssigneeFilter::Member(member.id)),
                     None => {
                         return Err(ApiError::bad_request(
-                            "assignee: `me` needs a signed-in member; the admin key is nobody",
+                            "assignee: `me` needs a member (signed in or by a token); the admin key is nobody",
                         ))
                     }
                 },

@@ -16,7 +16,7 @@ use warp::Filter;
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
     assets, assignees, assistant, canned, chat, kb, members, openapi, projects_api, session,
-    tickets, unanswered, webhooks, ws, Ctx,
+    tickets, tokens, unanswered, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
@@ -441,6 +441,30 @@ fn routes() -> Vec<Route> {
         .param("sessionId", "The session's id, from the listing.", schema::<String>)
         .answers(200, "Ended", Json(schema::<super::Done>))
         .refuses(404, "The caller has no such session"),
+        Route::new(get(), "/v1/projects/{projectId}/me/tokens", "listMyTokens", "The caller's personal API tokens, newest first", Agent, |b| {
+            b.member().and(b.ctx()).then(tokens::list_mine).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Never their secrets. Empty for the admin key, which is no member.")
+        .answers(200, "The tokens", Json(schema::<tokens::TokenList>)),
+        Route::new(post(), "/v1/projects/{projectId}/me/tokens", "createMyToken", "Make a personal API token", Agent, |b| {
+            b.member().and(b.ctx()).and(b.json()).then(tokens::create).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("The answer carries the token's secret, `fpt_...`, this once: send it as `Authorization: Bearer`. It acts as the member, with their role as it is at each request; a `read` token is refused (403) on anything but GET and HEAD. It stops working when revoked or when its member is deactivated. Only a signed-in member makes tokens: not a token, not the admin key.")
+        .body::<tokens::NewToken>(Limit::Standard)
+        .answers(201, "The token and its secret", Json(schema::<tokens::CreatedToken>))
+        .refuses(409, "The member holds 20 tokens already"),
+        Route::new(delete(), "/v1/projects/{projectId}/me/tokens/{tokenId}", "revokeMyToken", "Revoke one of the caller's personal API tokens", Agent, |b| {
+            b.param("tokenId").and(b.member()).and(b.ctx()).then(tokens::revoke_mine).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("tokenId", "The token's id, from the listing.", uuid)
+        .answers(200, "Revoked", Json(schema::<super::Done>))
+        .refuses(404, "The caller has no such token"),
         Route::new(get(), "/v1/projects/{projectId}/members", "listMembers", "List the project's members", Admin, |b| {
             b.agent().and(b.ctx()).then(members::list).boxed()
         })
@@ -476,6 +500,25 @@ fn routes() -> Vec<Route> {
         .body::<members::ChangeMember>(Limit::Standard)
         .answers(200, "The member after the change", Json(schema::<members::MemberView>))
         .refuses(404, "No such member"),
+        Route::new(get(), "/v1/projects/{projectId}/members/{memberId}/tokens", "listMemberTokens", "A member's personal API tokens, newest first", Admin, |b| {
+            b.param("memberId").and(b.member()).and(b.ctx()).then(tokens::list_members).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("memberId", "The member's id.", uuid)
+        .describe("Never their secrets. Admins see agents' tokens only.")
+        .answers(200, "The tokens", Json(schema::<tokens::TokenList>))
+        .refuses(404, "No such member"),
+        Route::new(delete(), "/v1/projects/{projectId}/members/{memberId}/tokens/{tokenId}", "revokeMemberToken", "Revoke a member's personal API token", Admin, |b| {
+            b.param("memberId").and(b.param("tokenId")).and(b.member()).and(b.ctx()).then(tokens::revoke_members).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("memberId", "The member's id.", uuid)
+        .param("tokenId", "The token's id.", uuid)
+        .describe("Admins revoke agents' tokens only.")
+        .answers(200, "Revoked", Json(schema::<super::Done>))
+        .refuses(404, "No such member, or the member has no such token"),
         Route::new(get(), "/v1/projects/{projectId}/canned-replies", "listCannedReplies", "List the project's canned replies", Agent, |b| {
             b.agent().and(b.ctx()).then(canned::list).boxed()
         })
@@ -657,10 +700,17 @@ mod tests {
         ("getMe", Agent),
         ("listMySessions", Agent),
         ("revokeMySession", Agent),
+        // Personal API tokens: each member their own; owners and admins those of whom they
+        // manage.
+        ("listMyTokens", Agent),
+        ("createMyToken", Agent),
+        ("revokeMyToken", Agent),
         ("listMembers", Admin),
         ("addMember", Admin),
         ("getMember", Admin),
         ("updateMember", Admin),
+        ("listMemberTokens", Admin),
+        ("revokeMemberToken", Admin),
         // Canned replies: every agent inserts them, admins keep them.
         ("listCannedReplies", Agent),
         ("createCannedReply", Admin),

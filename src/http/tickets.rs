@@ -249,10 +249,10 @@ pub async fn post_message(
                 .member
                 .as_deref()
                 .filter(|_| author == Participant::Admin)
-                .map(|signed_in| MessageAgent {
-                    id: signed_in.member.id,
-                    name: signed_in.member.name.clone(),
-                    avatar_url: signed_in.member.avatar_url.clone(),
+                .map(|member| MessageAgent {
+                    id: member.id,
+                    name: member.name.clone(),
+                    avatar_url: member.avatar_url.clone(),
                 });
             let post = Command::Post {
                 author,
@@ -463,13 +463,13 @@ pub async fn change(
                 ));
             }
             // The fields are one change: one version of the ticket, one set of events.
-            let by = match principal {
-                Principal::AdminKey => Actor::AdminKey,
-                Principal::Member(signed_in) => Actor::Member {
+            let by = match principal.person() {
+                None => Actor::AdminKey,
+                Some(member) => Actor::Member {
                     member: MessageAgent {
-                        id: signed_in.member.id,
-                        name: signed_in.member.name.clone(),
-                        avatar_url: signed_in.member.avatar_url.clone(),
+                        id: member.id,
+                        name: member.name.clone(),
+                        avatar_url: member.avatar_url.clone(),
                     },
                 },
             };

@@ -29,4 +29,5 @@ mod server;
 mod session;
 mod tags;
 mod tickets;
+mod tokens;
 mod webhooks;

@@ -59,6 +59,7 @@ macro_rules! store_conformance_tests {
             members_are_added_found_by_email_changed_and_listed,
             members_racing_for_one_email_leave_one_member,
             member_sessions_are_kept_listed_and_ended,
+            api_tokens_are_created_touched_listed_and_revoked,
             canned_replies_are_created_listed_replaced_and_deleted,
             canned_replies_racing_never_pass_the_cap_or_share_a_shortcut,
         );
@@ -2107,4 +2108,67 @@ pub async fn canned_replies_racing_never_pass_the_cap_or_share_a_shortcut(store:
     let distinct = (0..4).map(|i| format!("late-{i}")).collect();
     assert_eq!(race(distinct).await, (1, 3, 0));
     assert_eq!(store.list_canned_replies(&p.id).await.unwrap().len(), CAP);
+}
+
+pub async fn api_tokens_are_created_touched_listed_and_revoked(store: Arc<dyn Store>) {
+    use crate::member::{ApiToken, Role, TokenScope};
+    let p = project();
+    let other = project();
+    let dana = member(&p.id, "dana@example.com", Role::Owner);
+    store.create_member(&dana).await.unwrap();
+    let now = now_millis();
+    let token = |project: &ProjectId, n: u8, scope| ApiToken {
+        id: Uuid::new_v4(),
+        project_id: project.clone(),
+        member_id: dana.id,
+        name: format!("integration {n}"),
+        scope,
+        secret_hash: format!("{n:02x}").repeat(32),
+        created_at: now,
+        last_used_at: None,
+    };
+    let read = token(&p.id, 1, TokenScope::Read);
+    let write = token(&p.id, 2, TokenScope::Write);
+    let elsewhere = token(&other.id, 3, TokenScope::Write);
+    for t in [&read, &write, &elsewhere] {
+        store.create_api_token(t).await.unwrap();
+    }
+    assert!(matches!(
+        store.create_api_token(&read).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.get_api_token(&p.id, read.id).await.unwrap(),
+        Some(read.clone())
+    );
+    // A token is found only in its own project.
+    assert_eq!(store.get_api_token(&other.id, read.id).await.unwrap(), None);
+
+    let later = now + Duration::minutes(3);
+    store.touch_api_token(&p.id, write.id, later).await.unwrap();
+    let touched = ApiToken {
+        last_used_at: Some(later),
+        ..write.clone()
+    };
+    let mut listed = store.list_api_tokens(&p.id).await.unwrap();
+    listed.sort_by_key(|t| t.name.clone());
+    assert_eq!(listed, vec![read.clone(), touched.clone()]);
+    assert_eq!(
+        store.list_api_tokens(&other.id).await.unwrap(),
+        vec![elsewhere.clone()]
+    );
+
+    store.delete_api_token(&p.id, read.id).await.unwrap();
+    assert!(matches!(
+        store.delete_api_token(&p.id, read.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.get_api_token(&p.id, read.id).await.unwrap(), None);
+    // A use noted after the revocation does not bring the token back.
+    assert!(matches!(
+        store.touch_api_token(&p.id, read.id, later).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.get_api_token(&p.id, read.id).await.unwrap(), None);
+    assert_eq!(store.list_api_tokens(&p.id).await.unwrap(), vec![touched]);
 }

@@ -17,7 +17,7 @@ use crate::canned::{CannedConflict, CannedReply};
 use crate::domain::{
     Activity, ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant,
 };
-use crate::member::{Member, MemberSession};
+use crate::member::{ApiToken, Member, MemberSession};
 use crate::webhook::{Delivery, Endpoint};
 
 #[derive(Default)]
@@ -54,6 +54,7 @@ struct Data {
     unanswered: HashMap<ProjectId, HashMap<String, UnansweredQuestion>>,
     members: BTreeMap<(ProjectId, Uuid), Member>,
     member_sessions: BTreeMap<(ProjectId, Uuid, String), MemberSession>,
+    api_tokens: BTreeMap<(ProjectId, Uuid), ApiToken>,
     canned: BTreeMap<(ProjectId, Uuid), CannedReply>,
 }
 
@@ -787,6 +788,52 @@ impl MemberStore for MemoryStore {
         data.member_sessions
             .retain(|(p, m, _), _| !(p == project && *m == member));
         Ok(before - data.member_sessions.len())
+    }
+
+    async fn create_api_token(&self, token: &ApiToken) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let key = (token.project_id.clone(), token.id);
+        if data.api_tokens.contains_key(&key) {
+            return Err(StoreError::Conflict);
+        }
+        data.api_tokens.insert(key, token.clone());
+        Ok(())
+    }
+
+    async fn get_api_token(&self, project: &ProjectId, id: Uuid) -> StoreResult<Option<ApiToken>> {
+        let key = (project.clone(), id);
+        Ok(lock(&self.data).api_tokens.get(&key).cloned())
+    }
+
+    async fn list_api_tokens(&self, project: &ProjectId) -> StoreResult<Vec<ApiToken>> {
+        let data = lock(&self.data);
+        let tokens = data
+            .api_tokens
+            .values()
+            .filter(|t| &t.project_id == project);
+        Ok(tokens.cloned().collect())
+    }
+
+    async fn touch_api_token(
+        &self,
+        project: &ProjectId,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let token = data
+            .api_tokens
+            .get_mut(&(project.clone(), id))
+            .ok_or(StoreError::NotFound)?;
+        token.last_used_at = Some(at);
+        Ok(())
+    }
+
+    async fn delete_api_token(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
+        match lock(&self.data).api_tokens.remove(&(project.clone(), id)) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use fleety_actors::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
     Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
 };
-use fleety_actors::member::{Member, MemberSession};
+use fleety_actors::member::{ApiToken, Member, MemberSession};
 use fleety_actors::store::{
     canned_conflict, timed, CannedStore, ChatStore, Claims, Done, KbStore, MemberStore,
     MessageRange, ProjectStore, Store, StoreError, StoreResult, TicketCursor, TicketPage,
@@ -40,10 +40,10 @@ use tokio::sync::{oneshot, watch};
 pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
-    cursor_id, from_json, internal, Tables, ACTIVITY, ARTICLES, CANNED, CHAT_CONVERSATIONS,
-    CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS, MEMBER_EMAILS,
-    MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
-    UNANSWERED, WEBHOOKS,
+    cursor_id, from_json, internal, Tables, ACTIVITY, API_TOKENS, ARTICLES, CANNED,
+    CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS,
+    MEMBER_EMAILS, MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS,
+    TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -1126,6 +1126,64 @@ impl MemberStore for EmbeddedStore {
             self.write("delete_member_sessions", write).await?;
         }
         Ok(n)
+    }
+
+    async fn create_api_token(&self, token: &ApiToken) -> StoreResult<()> {
+        let write = Write::PutApiToken {
+            token: token.clone(),
+            create: true,
+        };
+        self.write("create_api_token", write).await
+    }
+
+    async fn get_api_token(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<ApiToken>> {
+        let (project, id) = (project.clone(), id.to_string());
+        self.read("get_api_token", move |txn| {
+            let table = txn.open_table(API_TOKENS).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), id.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_api_tokens(&self, project: &ProjectId) -> StoreResult<Vec<ApiToken>> {
+        self.project_rows("list_api_tokens", API_TOKENS, project)
+            .await
+    }
+
+    async fn touch_api_token(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let token = self
+            .get_api_token(project, id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        // Only the last use changes; the writer refuses it if the token went meanwhile.
+        let write = Write::PutApiToken {
+            token: ApiToken {
+                last_used_at: Some(at),
+                ..token
+            },
+            create: false,
+        };
+        self.write("touch_api_token", write).await
+    }
+
+    async fn delete_api_token(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
+        let write = Write::DeleteApiToken {
+            project: project.as_str().to_owned(),
+            id: id.to_string(),
+        };
+        self.write("delete_api_token", write).await
     }
 }
 

@@ -30,7 +30,7 @@ use fleety_actors::canned::CannedReply;
 use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
 };
-use fleety_actors::member::{Member, MemberSession};
+use fleety_actors::member::{ApiToken, Member, MemberSession};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
 use fleety_actors::unanswered::UnansweredQuestion;
 use fleety_actors::webhook::{Delivery, Endpoint};
@@ -38,8 +38,8 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
 
 use super::tables::{
-    internal, to_json, Tables, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS, MEMBER_SESSIONS,
-    PROJECTS, TICKETS, WEBHOOKS,
+    internal, to_json, Tables, API_TOKENS, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS,
+    MEMBER_SESSIONS, PROJECTS, TICKETS, WEBHOOKS,
 };
 use super::wal::{self, Op, RecordBuf};
 
@@ -151,6 +151,16 @@ pub(super) enum Write {
         project: String,
         id: String,
     },
+    /// A personal API token: new (refused if its id is taken), or a change to one that must
+    /// still exist (its last use), so a revoked token never comes back.
+    PutApiToken {
+        token: ApiToken,
+        create: bool,
+    },
+    DeleteApiToken {
+        project: String,
+        id: String,
+    },
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
 }
@@ -165,6 +175,7 @@ enum Row {
     Member(String, String),
     MemberEmail(String, String),
     MemberSession(String, String, String),
+    ApiToken(String, String),
 }
 
 /// Rows changed by groups the applier has not committed yet: whether each exists after the
@@ -491,6 +502,7 @@ impl Rows<'_> {
             Row::MemberSession(p, m, id) => {
                 found(txn, MEMBER_SESSIONS, (p.as_str(), m.as_str(), id.as_str()))
             }
+            Row::ApiToken(p, id) => found(txn, API_TOKENS, (p.as_str(), id.as_str())),
         }
     }
 
@@ -809,6 +821,30 @@ impl Rows<'_> {
             }
             Write::DeleteCanned { project, id } => {
                 record.push(&Op::DeleteCanned { project, id });
+            }
+            Write::PutApiToken { token, create } => {
+                let (project, id) = (token.project_id.as_str(), token.id.to_string());
+                let row = Row::ApiToken(project.to_owned(), id.clone());
+                if self.exists(&row)? == *create {
+                    return Err(match create {
+                        true => StoreError::Conflict,
+                        false => StoreError::NotFound,
+                    });
+                }
+                record.push(&Op::ApiToken {
+                    project,
+                    id: &id,
+                    json: &to_json(token)?,
+                });
+                self.set(row, true);
+            }
+            Write::DeleteApiToken { project, id } => {
+                let row = Row::ApiToken(project.clone(), id.clone());
+                if !self.exists(&row)? {
+                    return Err(StoreError::NotFound);
+                }
+                record.push(&Op::DeleteApiToken { project, id });
+                self.set(row, false);
             }
             Write::Barrier => {}
         }

@@ -51,6 +51,9 @@ pub(super) const MEMBERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition
 /// (project, normalised email) -> member id: an email names one member per project.
 pub(super) const MEMBER_EMAILS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("member_emails");
+/// (project, token id) -> personal API token JSON (its secret's digest, never the secret).
+pub(super) const API_TOKENS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("api_tokens");
 /// (project, member id, session id) -> session JSON: a member's signed-in sessions.
 pub(super) const MEMBER_SESSIONS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("member_sessions");
@@ -131,6 +134,7 @@ pub(super) struct Tables<'t> {
     member_emails: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     member_sessions: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     canned: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    api_tokens: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -155,6 +159,7 @@ impl<'t> Tables<'t> {
             member_emails: txn.open_table(MEMBER_EMAILS).map_err(internal)?,
             member_sessions: txn.open_table(MEMBER_SESSIONS).map_err(internal)?,
             canned: txn.open_table(CANNED).map_err(internal)?,
+            api_tokens: txn.open_table(API_TOKENS).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
     }
@@ -320,6 +325,18 @@ impl<'t> Tables<'t> {
             }
             Op::Canned { project, id, json } => {
                 self.canned.insert((project, id), json).map_err(internal)?;
+            }
+            Op::ApiToken { project, id, json } => {
+                self.api_tokens
+                    .insert((project, id), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteApiToken { project, id } => {
+                return Ok(self
+                    .api_tokens
+                    .remove((project, id))
+                    .map_err(internal)?
+                    .is_some());
             }
             Op::DeleteCanned { project, id } => {
                 return Ok(self

@@ -139,6 +139,16 @@ pub enum Op<'a> {
         member: &'a str,
         id: &'a str,
     },
+    /// A member's personal API token as now written.
+    ApiToken {
+        project: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    DeleteApiToken {
+        project: &'a str,
+        id: &'a str,
+    },
     /// A canned reply as now written.
     Canned {
         project: &'a str,
@@ -356,6 +366,18 @@ impl RecordBuf {
                 b.push(32);
                 put(b, project.as_bytes());
                 put(b, member.as_bytes());
+                put(b, id.as_bytes());
+            }
+            // 55 to 59 are the members' second factor and tokens (55 and 56 taken).
+            Op::ApiToken { project, id, json } => {
+                b.push(55);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteApiToken { project, id } => {
+                b.push(56);
+                put(b, project.as_bytes());
                 put(b, id.as_bytes());
             }
             // 40 to 44 are the canned replies' (40 and 41 taken).
@@ -714,6 +736,15 @@ impl<'a> Reader<'a> {
                 member: self.str()?,
                 id: self.str()?,
             },
+            55 => Op::ApiToken {
+                project: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            56 => Op::DeleteApiToken {
+                project: self.str()?,
+                id: self.str()?,
+            },
             40 => Op::Canned {
                 project: self.str()?,
                 id: self.str()?,
@@ -1022,6 +1053,15 @@ mod tests {
                 project: "p1",
                 member: "m",
                 id: "ab",
+            },
+            Op::ApiToken {
+                project: "p1",
+                id: "t",
+                json: b"{}",
+            },
+            Op::DeleteApiToken {
+                project: "p1",
+                id: "t",
             },
             Op::Canned {
                 project: "p1",

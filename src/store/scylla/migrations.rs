@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../cql/0015_message_agent.cql"),
     ),
     (
+        17,
+        "0017_api_tokens",
+        include_str!("../../../cql/0017_api_tokens.cql"),
+    ),
+    (
         18,
         "0018_ticket_assignee_member",
         include_str!("../../../cql/0018_ticket_assignee_member.cql"),

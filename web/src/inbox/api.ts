@@ -40,6 +40,8 @@ export type Language = Schemas["Language"];
 export type AssistantOutcomes = Schemas["AssistantOutcomes"];
 export type Role = Schemas["Role"];
 export type Member = Schemas["Member"];
+export type ApiToken = Schemas["ApiToken"];
+export type TokenScope = Schemas["TokenScope"];
 
 /** Signs a member in: the session cookie is set, and the credentials the inbox keeps. */
 export async function signIn(project: string, email: string, password: string): Promise<Credentials> {
@@ -123,6 +125,18 @@ export class Api {
 
   deactivateMember(id: string) {
     return this.patch<Member>(`/v1/projects/${this.p}/members/${id}`, { state: "deactivated" });
+  }
+
+  myTokens() {
+    return this.get<Schemas["TokenList"]>(`/v1/projects/${this.p}/me/tokens`);
+  }
+
+  createToken(token: Schemas["NewToken"]) {
+    return this.post<Schemas["CreatedToken"]>(`/v1/projects/${this.p}/me/tokens`, token);
+  }
+
+  revokeToken(id: string) {
+    return this.delete(`/v1/projects/${this.p}/me/tokens/${encodeURIComponent(id)}`);
   }
 
   get p() {

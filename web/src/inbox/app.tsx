@@ -8,6 +8,7 @@ import { ApiError } from "../shared/http";
 import { Api, type Credentials, saveCredentials, savedCredentials, signIn } from "./api";
 import { Feed, type FeedEvent, type FeedState } from "./feed";
 import { KnowledgeBase } from "./kb";
+import { Account } from "./account";
 import { Members } from "./members";
 import { Settings } from "./settings";
 import { INBOX_CSS } from "./styles";
@@ -197,11 +198,13 @@ export type Listener = (event: FeedEvent) => void;
 
 function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void }) {
   const api = useMemo(() => new Api(creds, onSignOut), [creds]);
-  const [view, setView] = useState<"tickets" | "kb" | "settings" | "members">("tickets");
+  const [view, setView] = useState<"tickets" | "kb" | "settings" | "members" | "account">("tickets");
   // Agents answer tickets; the settings and the team are their owners' and admins'.
   const manages = api.role !== "agent";
-  const views = manages ? (["tickets", "kb", "settings", "members"] as const) : (["tickets", "kb"] as const);
-  const label = { tickets: "Tickets", kb: "Knowledge base", settings: "Settings", members: "Members" } as const;
+  const shared = manages ? (["tickets", "kb", "settings", "members"] as const) : (["tickets", "kb"] as const);
+  // A signed-in member has an account of their own; the admin key is nobody's.
+  const views = creds.memberId ? [...shared, "account" as const] : shared;
+  const label = { tickets: "Tickets", kb: "Knowledge base", settings: "Settings", members: "Members", account: "Account" } as const;
   const [feedState, setFeedState] = useState<FeedState>("connecting");
   const [unread, setUnread] = useState<Record<string, number>>({});
   const [resumes, setResumes] = useState(0);
@@ -296,6 +299,7 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
       {view === "kb" && <KnowledgeBase api={api} />}
       {view === "settings" && manages && <Settings api={api} />}
       {view === "members" && manages && <Members api={api} />}
+      {view === "account" && creds.memberId && <Account api={api} />}
     </div>
   );
 }
