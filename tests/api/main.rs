@@ -13,6 +13,7 @@ mod fake_llm;
 mod feedback;
 mod guidance;
 mod helpers;
+mod invitations;
 mod home;
 mod kb;
 mod limits_and_cors;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::*;
 use crate::canned::{CannedConflict, CannedReply};
 use crate::domain::{ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant};
-use crate::member::{Member, MemberSession};
+use crate::member::{Member, MemberLink, MemberSession};
 use crate::webhook::{Delivery, Endpoint};
 
 #[derive(Default)]
@@ -52,6 +52,7 @@ struct Data {
     unanswered: HashMap<ProjectId, HashMap<String, UnansweredQuestion>>,
     members: BTreeMap<(ProjectId, Uuid), Member>,
     member_sessions: BTreeMap<(ProjectId, Uuid, String), MemberSession>,
+    member_links: BTreeMap<(ProjectId, String), MemberLink>,
     canned: BTreeMap<(ProjectId, Uuid), CannedReply>,
 }
 
@@ -774,6 +775,35 @@ impl MemberStore for MemoryStore {
         data.member_sessions
             .retain(|(p, m, _), _| !(p == project && *m == member));
         Ok(before - data.member_sessions.len())
+    }
+
+    async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()> {
+        let key = (link.project_id.clone(), link.id.clone());
+        lock(&self.data).member_links.insert(key, link.clone());
+        Ok(())
+    }
+
+    async fn get_member_link(
+        &self,
+        project: &ProjectId,
+        id: &str,
+    ) -> StoreResult<Option<MemberLink>> {
+        let key = (project.clone(), id.to_owned());
+        Ok(lock(&self.data).member_links.get(&key).cloned())
+    }
+
+    async fn list_member_links(&self, project: &ProjectId) -> StoreResult<Vec<MemberLink>> {
+        let data = lock(&self.data);
+        let links = data.member_links.values();
+        Ok(links.filter(|l| &l.project_id == project).cloned().collect())
+    }
+
+    async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()> {
+        let key = (project.clone(), id.to_owned());
+        match lock(&self.data).member_links.remove(&key) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use fleety_actors::canned::CannedReply;
 use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
 };
-use fleety_actors::member::{Member, MemberSession};
+use fleety_actors::member::{Member, MemberLink, MemberSession};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
 use fleety_actors::unanswered::UnansweredQuestion;
 use fleety_actors::webhook::{Delivery, Endpoint};
@@ -38,7 +38,7 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
 
 use super::tables::{
-    internal, to_json, Tables, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS, MEMBER_SESSIONS,
+    internal, to_json, Tables, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS,
     PROJECTS, TICKETS, WEBHOOKS,
 };
 use super::wal::{self, Op, RecordBuf};
@@ -151,6 +151,12 @@ pub(super) enum Write {
         project: String,
         id: String,
     },
+    PutMemberLink(MemberLink),
+    /// Refused with NotFound unless the link exists: of two deletes, one wins.
+    DeleteMemberLink {
+        project: String,
+        id: String,
+    },
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
 }
@@ -165,6 +171,7 @@ enum Row {
     Member(String, String),
     MemberEmail(String, String),
     MemberSession(String, String, String),
+    MemberLink(String, String),
 }
 
 /// Rows changed by groups the applier has not committed yet: whether each exists after the
@@ -491,6 +498,7 @@ impl Rows<'_> {
             Row::MemberSession(p, m, id) => {
                 found(txn, MEMBER_SESSIONS, (p.as_str(), m.as_str(), id.as_str()))
             }
+            Row::MemberLink(p, id) => found(txn, MEMBER_LINKS, (p.as_str(), id.as_str())),
         }
     }
 
@@ -802,6 +810,25 @@ impl Rows<'_> {
             }
             Write::DeleteCanned { project, id } => {
                 record.push(&Op::DeleteCanned { project, id });
+            }
+            Write::PutMemberLink(l) => {
+                let project = l.project_id.as_str();
+                record.push(&Op::MemberLink {
+                    project,
+                    id: &l.id,
+                    json: &to_json(l)?,
+                });
+                self.set(Row::MemberLink(project.to_owned(), l.id.clone()), true);
+            }
+            Write::DeleteMemberLink { project, id } => {
+                let row = Row::MemberLink(project.clone(), id.clone());
+                // Decided on the writer thread, one write at a time: of two uses of a link,
+                // the second finds it gone.
+                if !self.exists(&row)? {
+                    return Err(StoreError::NotFound);
+                }
+                record.push(&Op::DeleteMemberLink { project, id });
+                self.set(row, false);
             }
             Write::Barrier => {}
         }

@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0015_message_agent",
         include_str!("../../../cql/0015_message_agent.cql"),
     ),
+    (
+        16,
+        "0016_member_links",
+        include_str!("../../../cql/0016_member_links.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in
