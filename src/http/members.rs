@@ -632,7 +632,7 @@ pub struct AcceptInvitation {
     pub password: String,
 }
 
-/// POST /v1/projects/{projectId}/invitations/accept
+/// POST /v1/projects/{projectId}/join
 pub async fn accept_invitation(
     project: Arc<Project>,
     ctx: Arc<Ctx>,

@@ -484,7 +484,7 @@ fn routes() -> Vec<Route> {
         .describe("Its link stops working (410). Admins revoke invitations to the agent role only.")
         .answers(200, "Revoked", Json(schema::<super::Done>))
         .refuses(404, "No such pending invitation"),
-        Route::new(post(), "/v1/projects/{projectId}/invitations/accept", "acceptInvitation", "Accept an invitation: choose a name and password, and sign in", SignIn, |b| {
+        Route::new(post(), "/v1/projects/{projectId}/join", "acceptInvitation", "Accept an invitation: choose a name and password, and sign in", SignIn, |b| {
             b.sign_in().and(b.ctx()).and(b.meta()).and(b.json()).then(members::accept_invitation).boxed()
         })
         .tag("members")

@@ -24,7 +24,7 @@ async fn invite(app: &TestApp, email: &str, role: &str) -> Value {
 
 async fn accept(app: &TestApp, token: &str, name: &str, password: &str) -> reqwest::Response {
     app.http
-        .post(app.url("/v1/projects/demo/invitations/accept"))
+        .post(app.url("/v1/projects/demo/join"))
         .json(&json!({"token": token, "name": name, "password": password}))
         .send()
         .await

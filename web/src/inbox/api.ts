@@ -58,7 +58,7 @@ export async function signIn(project: string, email: string, password: string): 
 
 /** Accepts an invitation: the new member is signed in, as by `signIn`. */
 export async function acceptInvitation(project: string, token: string, name: string, password: string): Promise<Credentials> {
-  const signed = await json<Schemas["SignedInView"]>(`/v1/projects/${encodeURIComponent(project)}/invitations/accept`, {
+  const signed = await json<Schemas["SignedInView"]>(`/v1/projects/${encodeURIComponent(project)}/join`, {
     body: { token, name, password } satisfies Schemas["AcceptInvitation"],
     cookie: true,
   });
