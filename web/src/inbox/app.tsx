@@ -38,6 +38,10 @@ export function App() {
     const style = document.createElement("style");
     style.textContent = INBOX_CSS;
     document.head.appendChild(style);
+    // A link opened in a tab already on the inbox changes only the fragment.
+    const follow = () => setLink(linkPage());
+    window.addEventListener("hashchange", follow);
+    return () => window.removeEventListener("hashchange", follow);
   }, []);
   const signedIn = (c: Credentials) => {
     saveCredentials(c);
