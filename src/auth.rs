@@ -166,13 +166,7 @@ impl Tokens {
     /// A one-minute token that opens the agent inbox socket of `project`. `sub` says whose
     /// socket it is: [`feed_subject`].
     pub fn issue_feed(&self, project: &ProjectId, sub: String) -> IssuedToken {
-        self.issue(
-            sub,
-            project,
-            FEED_AUDIENCE,
-            FEED_TOKEN_TTL_SECS,
-            None,
-        )
+        self.issue(sub, project, FEED_AUDIENCE, FEED_TOKEN_TTL_SECS, None)
     }
 
     fn verify(

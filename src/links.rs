@@ -74,8 +74,9 @@ impl Issued {
             LinkKind::Invitation => "accept",
             LinkKind::PasswordReset => "reset",
         };
-        let project = url::form_urlencoded::byte_serialize(self.link.project_id.as_str().as_bytes())
-            .collect::<String>();
+        let project =
+            url::form_urlencoded::byte_serialize(self.link.project_id.as_str().as_bytes())
+                .collect::<String>();
         format!("/inbox#/{page}?project={project}&token={}", self.token)
     }
 }

@@ -491,7 +491,9 @@ async fn check_feed(
     // A session that ended in the minute since its token was issued opens nothing.
     if let Some((member, id)) = &session {
         if !ctx.accounts.session_alive(&project.id, *member, id).await? {
-            return Err(ApiError::unauthorized("the session has ended; sign in again"));
+            return Err(ApiError::unauthorized(
+                "the session has ended; sign in again",
+            ));
         }
     }
     Ok((project, session))

@@ -664,11 +664,7 @@ pub struct ResetRequest {
 }
 
 /// POST /v1/projects/{projectId}/password-reset
-pub async fn request_reset(
-    project: Arc<Project>,
-    ctx: Arc<Ctx>,
-    body: ResetRequest,
-) -> Response {
+pub async fn request_reset(project: Arc<Project>, ctx: Arc<Ctx>, body: ResetRequest) -> Response {
     // Looked up after answering, so neither the answer nor its time tells whether the
     // address has an account. A bounded number at a time: beyond it a request is answered
     // and dropped, so a flood of them cannot pile up work.

@@ -630,9 +630,7 @@ impl SessionWatch {
                 Ok(e) if e.ends(project, *member, id) => return,
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => return,
-                Err(broadcast::error::RecvError::Closed) => {
-                    return std::future::pending().await
-                }
+                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
             }
         }
     }

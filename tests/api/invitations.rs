@@ -173,7 +173,10 @@ async fn expired_revoked_and_replaced_invitations_are_gone() {
     let id = revoked["invitation"]["id"].as_str().unwrap();
     let path = format!("/v1/projects/demo/invitations/{id}");
     assert_eq!(app.admin_delete(&path).await.status(), StatusCode::OK);
-    assert_eq!(app.admin_delete(&path).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.admin_delete(&path).await.status(),
+        StatusCode::NOT_FOUND
+    );
     let resp = accept(&app, token_of(&revoked), "Gone", PASSWORD).await;
     assert_eq!(resp.status(), StatusCode::GONE);
 
@@ -215,17 +218,26 @@ async fn admins_invite_and_revoke_agents_only_and_agents_neither() {
 
     // An owner's invitation to an admin is not an admin's to revoke.
     let owners = invite(&app, "boss@example.com", "admin").await;
-    let path = format!("{invitations}/{}", owners["invitation"]["id"].as_str().unwrap());
+    let path = format!(
+        "{invitations}/{}",
+        owners["invitation"]["id"].as_str().unwrap()
+    );
     let resp = with_bearer(&app, reqwest::Method::DELETE, &path, &ada, None).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let path = format!("{invitations}/{}", made["invitation"]["id"].as_str().unwrap());
+    let path = format!(
+        "{invitations}/{}",
+        made["invitation"]["id"].as_str().unwrap()
+    );
     let resp = with_bearer(&app, reqwest::Method::DELETE, &path, &eli_token, None).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let resp = with_bearer(&app, reqwest::Method::DELETE, &path, &ada, None).await;
     assert_eq!(resp.status(), StatusCode::OK);
 
     // Reset links follow the same rules: an admin makes one for an agent, not for an owner.
-    let reset = format!("/v1/projects/demo/members/{}/password-reset", eli["id"].as_str().unwrap());
+    let reset = format!(
+        "/v1/projects/demo/members/{}/password-reset",
+        eli["id"].as_str().unwrap()
+    );
     let resp = with_bearer(&app, post.clone(), &reset, &eli_token, None).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let resp = with_bearer(&app, post.clone(), &reset, &ada, None).await;
@@ -239,7 +251,10 @@ async fn admins_invite_and_revoke_agents_only_and_agents_neither() {
         .json::<Value>()
         .await
         .unwrap();
-    let reset = format!("/v1/projects/demo/members/{}/password-reset", owner["id"].as_str().unwrap());
+    let reset = format!(
+        "/v1/projects/demo/members/{}/password-reset",
+        owner["id"].as_str().unwrap()
+    );
     let resp = with_bearer(&app, post, &reset, &ada, None).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }
@@ -250,7 +265,12 @@ async fn a_reset_request_answers_the_same_whoever_asks() {
     member(&app, "dana@example.com", "owner").await;
     let mut answers = Vec::new();
     for email in ["dana@example.com", "nobody@example.com", "not an address"] {
-        let resp = post(&app, "/v1/projects/demo/password-reset", json!({"email": email})).await;
+        let resp = post(
+            &app,
+            "/v1/projects/demo/password-reset",
+            json!({"email": email}),
+        )
+        .await;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap();
         answers.push((status, body));
@@ -298,25 +318,50 @@ async fn a_completed_reset_ends_every_session_and_closes_the_open_inbox() {
     let mut feed = member_feed(&app, &old).await;
     let mut admin_feed = app.connect_feed().await;
     assert_eq!(next_event(&mut admin_feed).await["type"], "subscribed");
-    let reset = format!("/v1/projects/demo/members/{}/password-reset", eli["id"].as_str().unwrap());
+    let reset = format!(
+        "/v1/projects/demo/members/{}/password-reset",
+        eli["id"].as_str().unwrap()
+    );
     let resp = app.admin_post(&reset, json!({})).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let link: Value = resp.json().await.unwrap();
     let token = link["token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("fmr_"));
-    assert!(link["path"].as_str().unwrap().starts_with("/inbox#/reset?project="));
+    assert!(link["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("/inbox#/reset?project="));
     // Making the link alone ends nothing.
-    let me = with_bearer(&app, reqwest::Method::GET, "/v1/projects/demo/me", &old, None).await;
+    let me = with_bearer(
+        &app,
+        reqwest::Method::GET,
+        "/v1/projects/demo/me",
+        &old,
+        None,
+    )
+    .await;
     assert_eq!(me.status(), StatusCode::OK);
 
     let complete = "/v1/projects/demo/password-reset/complete";
     let weak = post(&app, complete, json!({"token": token, "password": "weak"})).await;
     assert_eq!(weak.status(), StatusCode::BAD_REQUEST);
     let new_password = "a brand new passphrase";
-    let done = post(&app, complete, json!({"token": token, "password": new_password})).await;
+    let done = post(
+        &app,
+        complete,
+        json!({"token": token, "password": new_password}),
+    )
+    .await;
     assert_eq!(done.status(), StatusCode::OK);
     assert_eq!(closed_with(&mut feed).await, Some(4401));
-    let me = with_bearer(&app, reqwest::Method::GET, "/v1/projects/demo/me", &old, None).await;
+    let me = with_bearer(
+        &app,
+        reqwest::Method::GET,
+        "/v1/projects/demo/me",
+        &old,
+        None,
+    )
+    .await;
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         sign_in(&app, "eli@example.com", PASSWORD).await.status(),
@@ -325,7 +370,12 @@ async fn a_completed_reset_ends_every_session_and_closes_the_open_inbox() {
     let resp = sign_in(&app, "eli@example.com", new_password).await;
     assert_eq!(resp.status(), StatusCode::OK);
     // Used once.
-    let again = post(&app, complete, json!({"token": token, "password": "yet another one 2"})).await;
+    let again = post(
+        &app,
+        complete,
+        json!({"token": token, "password": "yet another one 2"}),
+    )
+    .await;
     assert_eq!(again.status(), StatusCode::GONE);
 
     // The admin key's socket never was a session's: it stays open.
@@ -363,7 +413,10 @@ async fn an_inbox_is_closed_when_its_member_is_deactivated_or_signs_out() {
         .await
         .unwrap();
     let token = signed["token"].as_str().unwrap();
-    let (mut one, mut other) = (member_feed(&app, token).await, member_feed(&app, token).await);
+    let (mut one, mut other) = (
+        member_feed(&app, token).await,
+        member_feed(&app, token).await,
+    );
     let second: Value = sign_in(&app, "eli@example.com", PASSWORD)
         .await
         .json()

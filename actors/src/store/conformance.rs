@@ -1755,7 +1755,10 @@ pub async fn member_links_are_kept_listed_and_deleted_once(store: Arc<dyn Store>
         Some(invite.clone())
     );
     // A link is found only in its own project.
-    assert_eq!(store.get_member_link(&q.id, &invite.id).await.unwrap(), None);
+    assert_eq!(
+        store.get_member_link(&q.id, &invite.id).await.unwrap(),
+        None
+    );
     let mut listed = store.list_member_links(&p.id).await.unwrap();
     listed.sort_by_key(|l| l.id.clone());
     assert_eq!(listed, vec![invite.clone(), reset.clone()]);
@@ -1765,7 +1768,10 @@ pub async fn member_links_are_kept_listed_and_deleted_once(store: Arc<dyn Store>
         store.delete_member_link(&p.id, &invite.id).await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(store.get_member_link(&p.id, &invite.id).await.unwrap(), None);
+    assert_eq!(
+        store.get_member_link(&p.id, &invite.id).await.unwrap(),
+        None
+    );
     assert_eq!(store.list_member_links(&p.id).await.unwrap(), vec![reset]);
     assert_eq!(
         store.list_member_links(&q.id).await.unwrap(),

@@ -795,7 +795,10 @@ impl MemberStore for MemoryStore {
     async fn list_member_links(&self, project: &ProjectId) -> StoreResult<Vec<MemberLink>> {
         let data = lock(&self.data);
         let links = data.member_links.values();
-        Ok(links.filter(|l| &l.project_id == project).cloned().collect())
+        Ok(links
+            .filter(|l| &l.project_id == project)
+            .cloned()
+            .collect())
     }
 
     async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()> {

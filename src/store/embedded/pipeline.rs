@@ -38,8 +38,8 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
 
 use super::tables::{
-    internal, to_json, Tables, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS,
-    PROJECTS, TICKETS, WEBHOOKS,
+    internal, to_json, Tables, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS, MEMBER_LINKS,
+    MEMBER_SESSIONS, PROJECTS, TICKETS, WEBHOOKS,
 };
 use super::wal::{self, Op, RecordBuf};
 
