@@ -665,6 +665,10 @@ pub struct ResetRequest {
 
 /// POST /v1/projects/{projectId}/password-reset
 pub async fn request_reset(project: Arc<Project>, ctx: Arc<Ctx>, body: ResetRequest) -> Response {
+    // The shape is checked as the schema says; that tells nothing about accounts.
+    if body.email.len() > fleety_actors::member::MAX_EMAIL {
+        return ApiError::bad_request("email must be at most 254 bytes").into_response();
+    }
     // Looked up after answering, so neither the answer nor its time tells whether the
     // address has an account. A bounded number at a time: beyond it a request is answered
     // and dropped, so a flood of them cannot pile up work.
