@@ -122,13 +122,17 @@ pub fn csrf_matches(secret: &str, presented: &str) -> bool {
         .into()
 }
 
-/// How long sessions last.
+/// How long sessions and one-time links last.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionPolicy {
     /// A session unused this long ends.
     pub idle: Duration,
     /// A session ends this long after sign-in, however used.
     pub max_age: Duration,
+    /// An invitation link works this long.
+    pub invitation_ttl: Duration,
+    /// A password-reset link works this long.
+    pub reset_ttl: Duration,
 }
 
 /// A signed-in member, as a request finds it. Its `Debug` leaves the secret out.
@@ -331,6 +335,23 @@ fn client_key(ip: IpAddr) -> u128 {
     }
 }
 
+/// Sessions that ended: one (`session`), or all of a member's (`None`).
+#[derive(Debug, Clone)]
+pub struct SessionsEnded {
+    pub project: ProjectId,
+    pub member: Uuid,
+    pub session: Option<String>,
+}
+
+impl SessionsEnded {
+    /// Whether this ends the session `id` of `member` in `project`.
+    pub fn ends(&self, project: &ProjectId, member: Uuid, id: &str) -> bool {
+        &self.project == project
+            && self.member == member
+            && self.session.as_deref().is_none_or(|s| s == id)
+    }
+}
+
 /// Members' sign-in and sessions, over the store.
 pub struct Accounts {
     store: Arc<dyn MemberStore>,
@@ -342,6 +363,8 @@ pub struct Accounts {
     /// Password checks running at once at most: each holds 19 MiB while it runs, so sign-ins
     /// from many addresses at once queue here instead of filling memory.
     hash_slots: tokio::sync::Semaphore,
+    /// Sessions ended here, told to the inbox sockets of this node.
+    ended: tokio::sync::broadcast::Sender<SessionsEnded>,
 }
 
 impl Accounts {
@@ -362,6 +385,9 @@ impl Accounts {
             hash_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             ),
+            // A socket that falls this far behind closes and its inbox reconnects, rechecking
+            // its session.
+            ended: tokio::sync::broadcast::channel(256).0,
         })
     }
 
@@ -436,12 +462,26 @@ impl Accounts {
             }
             _ => member,
         };
-        self.prune(&member, now).await.map_err(SignInError::Store)?;
+        self.open_session(member, ip, user_agent)
+            .await
+            .map_err(SignInError::Store)
+    }
+
+    /// Opens a session for a member whose credentials were just checked (a sign-in, or an
+    /// accepted invitation).
+    pub async fn open_session(
+        &self,
+        member: Member,
+        ip: IpAddr,
+        user_agent: Option<String>,
+    ) -> Result<NewSession, StoreError> {
+        let now = self.now();
+        self.prune(&member, now).await?;
         let secret = new_secret(member.id);
         let max_age = chrono::Duration::from_std(self.policy.max_age).unwrap_or_default();
         let session = MemberSession {
             id: session_id(&secret),
-            project_id: project.clone(),
+            project_id: member.project_id.clone(),
             member_id: member.id,
             created_at: now,
             last_seen_at: now,
@@ -449,10 +489,7 @@ impl Accounts {
             user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
             ip: Some(ip.to_string()),
         };
-        self.store
-            .put_member_session(&session)
-            .await
-            .map_err(SignInError::Store)?;
+        self.store.put_member_session(&session).await?;
         Ok(NewSession {
             member,
             session,
@@ -541,11 +578,63 @@ impl Accounts {
         }))
     }
 
-    /// Ends every session of `member`: on deactivation and on a new password.
+    /// Ends every session of `member`: on deactivation and on a new password. Their open
+    /// inboxes are told at once.
     pub async fn end_sessions(&self, member: &Member) -> Result<usize, StoreError> {
-        self.store
+        let ended = self
+            .store
             .delete_member_sessions(&member.project_id, member.id)
-            .await
+            .await;
+        // Told even when the delete failed part-way: a socket that rechecks finds out anyway.
+        self.announce(&member.project_id, member.id, None);
+        ended
+    }
+
+    /// Ends one session of a member (sign-out, or the member ending it from their list);
+    /// [`StoreError::NotFound`] if there is no such session. Its open inbox is told at once.
+    pub async fn end_session(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        self.store
+            .delete_member_session(project, member, id)
+            .await?;
+        self.announce(project, member, Some(id.to_owned()));
+        Ok(())
+    }
+
+    fn announce(&self, project: &ProjectId, member: Uuid, session: Option<String>) {
+        // No receiver (no inbox open on this node) is not an error.
+        let _ = self.ended.send(SessionsEnded {
+            project: project.clone(),
+            member,
+            session,
+        });
+    }
+
+    /// Sessions ended on this node from now on, for the inbox sockets to close theirs.
+    pub fn ended_sessions(&self) -> tokio::sync::broadcast::Receiver<SessionsEnded> {
+        self.ended.subscribe()
+    }
+
+    /// Whether a session is still live, its member active: what a socket opened with it
+    /// checks now and then, for sessions ended on another node.
+    pub async fn session_alive(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(session) = self.store.get_member_session(project, member, id).await? else {
+            return Ok(false);
+        };
+        if !self.alive(&session, self.now()) {
+            return Ok(false);
+        }
+        let member = self.store.get_member(project, member).await?;
+        Ok(member.is_some_and(|m| m.state != MemberState::Deactivated))
     }
 }
 

@@ -20,7 +20,7 @@ use crate::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
     Participant, Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
 };
-use crate::member::{ApiToken, Member, MemberSession};
+use crate::member::{ApiToken, Member, MemberLink, MemberSession};
 use crate::message_id::MessageId;
 use crate::unanswered::{Asked, UnansweredQuestion};
 use crate::webhook::{Delivery, Endpoint};
@@ -442,6 +442,21 @@ pub trait MemberStore: Send + Sync + 'static {
     /// changes: the stored one is kept.
     async fn update_member(&self, member: &Member) -> StoreResult<()>;
     async fn get_member(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<Option<Member>>;
+    /// Stores a new invitation or reset link. Its id is the digest of 256 random bits, so it
+    /// is new; a backend whose rows expire on their own (CQL) keeps it until its `expires_at`.
+    async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()>;
+    async fn get_member_link(
+        &self,
+        project: &ProjectId,
+        id: &str,
+    ) -> StoreResult<Option<MemberLink>>;
+    /// Every link of the project, both kinds, in no particular order (expired ones included
+    /// until removed).
+    async fn list_member_links(&self, project: &ProjectId) -> StoreResult<Vec<MemberLink>>;
+    /// Removes a link; [`StoreError::NotFound`] if there is none. Of two deletes of one link,
+    /// on one node or several, exactly one succeeds: using a link is deleting it, so a link
+    /// is used once.
+    async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()>;
     /// The member with this normalised email.
     async fn member_by_email(
         &self,

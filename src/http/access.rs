@@ -495,7 +495,12 @@ pub fn session(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Session,), Error = Reje
 
 /// An agent's inbox socket, with a short-lived feed token in the query (a browser cannot set
 /// headers on a WebSocket, and the admin key must never appear in a URL).
-pub fn feed(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {
+/// The member session a feed socket was opened for: `None` for the admin key's.
+pub type FeedSession = Option<(uuid::Uuid, String)>;
+
+pub fn feed(
+    ctx: &Arc<Ctx>,
+) -> impl Filter<Extract = (Arc<Project>, FeedSession), Error = Rejection> + Clone {
     warp::query::<super::ws::FeedQuery>()
         .and(with_ctx(ctx))
         .and(warp::path::full())
@@ -506,6 +511,7 @@ pub fn feed(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Arc<Project>,), Error = Re
                 check_feed(&ctx, &path, &meta, token).await.map_err(refuse)
             },
         )
+        .untuple_one()
 }
 
 async fn check_feed(
@@ -513,7 +519,7 @@ async fn check_feed(
     path: &FullPath,
     meta: &RequestMeta,
     token: Option<&str>,
-) -> Result<Arc<Project>, ApiError> {
+) -> Result<(Arc<Project>, FeedSession), ApiError> {
     let id = parse_project_id(path_project(path))?;
     let project = ctx.projects.get(&id).await?;
     let project = project.ok_or_else(|| ApiError::not_found("project not found"))?;
@@ -522,11 +528,21 @@ async fn check_feed(
             "token is required; get one from POST /v1/projects/{projectId}/feed-token",
         )
     })?;
-    ctx.tokens
+    let claims = ctx
+        .tokens
         .verify_feed(token, &project.id)
         .map_err(|e| ApiError::unauthorized(e.to_string()))?;
     meta.check_origin(&project)?;
-    Ok(project)
+    let session = crate::auth::feed_session(&claims.sub);
+    // A session that ended in the minute since its token was issued opens nothing.
+    if let Some((member, id)) = &session {
+        if !ctx.accounts.session_alive(&project.id, *member, id).await? {
+            return Err(ApiError::unauthorized(
+                "the session has ended; sign in again",
+            ));
+        }
+    }
+    Ok((project, session))
 }
 
 /// The operator, holding `FLEETY_OPERATOR_TOKEN`, for creating projects.

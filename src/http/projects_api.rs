@@ -353,8 +353,17 @@ pub struct FeedToken {
 
 /// POST /v1/projects/{projectId}/feed-token: a one-minute token for the inbox socket, so the
 /// long-lived admin key never appears in a URL.
-pub async fn feed_token(project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
-    let issued = ctx.tokens.issue_feed(&project.id);
+pub async fn feed_token(
+    project: Arc<Project>,
+    principal: super::access::Principal,
+    ctx: Arc<Ctx>,
+) -> Response {
+    // A member's socket names its session, so it closes when the session ends.
+    let session = principal
+        .member()
+        .map(|m| (m.member.id, m.session.id.as_str()));
+    let sub = crate::auth::feed_subject(session);
+    let issued = ctx.tokens.issue_feed(&project.id, sub);
     let url = format!("/v1/projects/{}/feed?token={}", project.id, issued.token);
     json(
         StatusCode::OK,

@@ -218,7 +218,7 @@ fn routes() -> Vec<Route> {
         .describe("Every member who is not deactivated, by name: what an agent picks an assignee from. Each is the `assignee_member` a ticket would carry.")
         .answers(200, "The members, by name", Json(schema::<assignees::AssigneeList>)),
         Route::new(post(), "/v1/projects/{projectId}/feed-token", "feedToken", "A one-minute token for the inbox socket", Agent, |b| {
-            b.agent().and(b.ctx()).then(projects_api::feed_token).boxed()
+            b.member().and(b.ctx()).then(projects_api::feed_token).boxed()
         })
         .tag("realtime")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -228,7 +228,7 @@ fn routes() -> Vec<Route> {
         })
         .tag("realtime")
         .param("projectId", PROJECT, schema::<ProjectId>)
-        .describe("Upgrades to a WebSocket whose text frames are `FeedEvent`s: each ticket event, tagged with the ticket's slug, plus `ticket_created` and the agents-only `note_added`. Agents may send `{\"type\": \"typing\", \"ticket\": \"<slug>\"}`.")
+        .describe("Upgrades to a WebSocket whose text frames are `FeedEvent`s: each ticket event, tagged with the ticket's slug, plus `ticket_created` and the agents-only `note_added`. Agents may send `{\"type\": \"typing\", \"ticket\": \"<slug>\"}`. A member's socket closes with code 4401 as soon as the session its feed token came from ends (sign-out, a new password, deactivation).")
         .frames(schema::<ws::FeedEvent>)
         .answers(101, "Switching to the WebSocket protocol", Nothing),
         Route::new(get(), "/v1/projects/{projectId}/tickets/{slug}/chat", "ticketChat", "The chat with the assistant that led to a ticket", Agent, |b| {
@@ -471,6 +471,67 @@ fn routes() -> Vec<Route> {
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The members, by name", Json(schema::<members::MemberList>)),
+        Route::new(post(), "/v1/projects/{projectId}/members/{memberId}/password-reset", "resetMemberPassword", "Make a password-reset link for a member", Admin, |b| {
+            b.param("memberId").and(b.member()).and(b.ctx()).then(members::reset_member).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("memberId", "The member's id.", uuid)
+        .describe("A single-use link, expiring after `FLEETY_PASSWORD_RESET_TTL_SECS`, to hand to the member; it replaces their earlier one. The token is shown in this answer only. Admins make links for agents only; anyone for themself.")
+        .answers(201, "The link", Json(schema::<members::IssuedReset>))
+        .refuses(400, "The member is deactivated")
+        .refuses(404, "No such member"),
+        Route::new(get(), "/v1/projects/{projectId}/invitations", "listInvitations", "The project's pending invitations", Admin, |b| {
+            b.agent().and(b.ctx()).then(members::invitations).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .answers(200, "The invitations, newest first", Json(schema::<members::InvitationList>)),
+        Route::new(post(), "/v1/projects/{projectId}/invitations", "inviteMember", "Invite someone by email", Admin, |b| {
+            b.member().and(b.ctx()).and(b.json()).then(members::invite).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("A single-use link, expiring after `FLEETY_INVITATION_TTL_SECS`, that lets the invitee choose a name and password and join as an active member. The token is shown in this answer only. Inviting an address again replaces its earlier invitation. Admins invite agents only.")
+        .body::<members::NewInvitation>(Limit::Standard)
+        .answers(201, "The invitation and its link", Json(schema::<members::IssuedInvitation>))
+        .refuses(409, "The address is a member's already, or the project has as many pending invitations as it may"),
+        Route::new(delete(), "/v1/projects/{projectId}/invitations/{invitationId}", "revokeInvitation", "Revoke a pending invitation", Admin, |b| {
+            b.param("invitationId").and(b.member()).and(b.ctx()).then(members::revoke_invitation).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("invitationId", "The invitation's id, from the listing.", schema::<String>)
+        .describe("Its link stops working (410). Admins revoke invitations to the agent role only.")
+        .answers(200, "Revoked", Json(schema::<super::Done>))
+        .refuses(404, "No such pending invitation"),
+        Route::new(post(), "/v1/projects/{projectId}/join", "acceptInvitation", "Accept an invitation: choose a name and password, and sign in", SignIn, |b| {
+            b.sign_in().and(b.ctx()).and(b.meta()).and(b.json()).then(members::accept_invitation).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("The invitee becomes an active member with the invitation's role and is signed in, as by `signIn`. A refused name or password leaves the link working.")
+        .body::<members::AcceptInvitation>(Limit::Standard)
+        .answers(200, "The new member and their session", Json(schema::<members::SignedInView>))
+        .refuses(409, "The address became a member's meanwhile")
+        .refuses(410, "The link was used, revoked or has expired"),
+        Route::new(post(), "/v1/projects/{projectId}/password-reset", "requestPasswordReset", "Ask for a password reset", SignIn, |b| {
+            b.sign_in().and(b.ctx()).and(b.json()).then(members::request_reset).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Answered the same, at once, whether or not the address has an account. Until the server sends email, the link made for a member is delivered to nobody: an owner or admin makes one with `resetMemberPassword` and hands it over.")
+        .body::<members::ResetRequest>(Limit::Standard)
+        .answers(202, "Taken", Json(schema::<super::Done>)),
+        Route::new(post(), "/v1/projects/{projectId}/password-reset/complete", "completePasswordReset", "Set a new password with a reset link", SignIn, |b| {
+            b.sign_in().and(b.ctx()).and(b.json()).then(members::complete_reset).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Ends every session of the member, as a password change does: they sign in again.")
+        .body::<members::CompleteReset>(Limit::Standard)
+        .answers(200, "The password is changed", Json(schema::<super::Done>))
+        .refuses(410, "The link was used or has expired"),
         Route::new(post(), "/v1/projects/{projectId}/members", "addMember", "Add a member, with a password", Admin, |b| {
             b.member().and(b.ctx()).and(b.json()).then(members::add).boxed()
         })
@@ -728,6 +789,14 @@ mod tests {
         ("widgetUi", Anyone),
         ("inboxPage", Anyone),
         ("inboxApp", Anyone),
+        // Invitations and resets follow the members' rules; using a link needs only the link.
+        ("resetMemberPassword", Admin),
+        ("listInvitations", Admin),
+        ("inviteMember", Admin),
+        ("revokeInvitation", Admin),
+        ("acceptInvitation", SignIn),
+        ("requestPasswordReset", SignIn),
+        ("completePasswordReset", SignIn),
     ];
 
     #[test]

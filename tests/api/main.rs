@@ -15,6 +15,7 @@ mod feedback;
 mod guidance;
 mod helpers;
 mod home;
+mod invitations;
 mod kb;
 mod limits_and_cors;
 mod llm_e2e;

@@ -1,7 +1,7 @@
 // A project's owner signs in to the inbox with an email and password, sees their name, adds an
 // agent on the members page; the agent signs in in a browser of their own, sees no settings
 // nor members, and is signed out for good once the owner deactivates them: their open inbox
-// goes back to the sign-in page at its next call. On their account page the owner makes a
+// goes back to the sign-in page at once. On their account page the owner makes a
 // personal API token, sees its secret once, uses it, and revokes it.
 
 import assert from "node:assert/strict";
@@ -95,8 +95,8 @@ test("the agent signs in elsewhere, sees tickets but no settings, and deactivati
   // The agent's cookie no longer opens anything.
   const status = await agent.evaluate(async (id) => (await fetch(`/v1/projects/${id}/me`)).status, project.id);
   assert.equal(status, 401);
-  // The agent's open inbox finds out at its next call, and goes back to the sign-in page.
-  await agent.getByRole("button", { name: "Knowledge base" }).click();
+  // The agent's open inbox is told at once, and goes back to the sign-in page with a notice.
+  await agent.getByRole("status").filter({ hasText: "You were signed out" }).waitFor();
   await agent.getByRole("button", { name: "Use the project's admin key instead" }).waitFor();
   await context.close();
 });

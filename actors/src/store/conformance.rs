@@ -57,6 +57,8 @@ macro_rules! store_conformance_tests {
             a_project_keeps_its_most_recently_unanswered_questions,
             a_project_keeps_its_assistant_profile,
             members_are_added_found_by_email_changed_and_listed,
+            member_links_are_kept_listed_and_deleted_once,
+            a_member_link_used_at_once_twice_is_used_once,
             members_racing_for_one_email_leave_one_member,
             member_sessions_are_kept_listed_and_ended,
             api_tokens_are_created_touched_listed_and_revoked,
@@ -1906,6 +1908,78 @@ pub async fn members_racing_for_one_email_leave_one_member(store: Arc<dyn Store>
         .await
         .unwrap();
     assert_eq!(found.map(|m| m.id), won.first().copied());
+}
+
+fn link(project: &ProjectId, n: u8, kind: crate::member::LinkKind) -> crate::member::MemberLink {
+    let now = now_millis();
+    crate::member::MemberLink {
+        id: format!("{n:02x}").repeat(32),
+        project_id: project.clone(),
+        kind,
+        email: format!("person{n}@example.com"),
+        role: crate::member::Role::Agent,
+        member_id: (kind == crate::member::LinkKind::PasswordReset).then(uuid::Uuid::new_v4),
+        created_by: n.is_multiple_of(2).then(uuid::Uuid::new_v4),
+        created_at: now,
+        expires_at: now + Duration::days(7),
+    }
+}
+
+pub async fn member_links_are_kept_listed_and_deleted_once(store: Arc<dyn Store>) {
+    use crate::member::LinkKind;
+    let (p, q) = (project(), project());
+    let invite = link(&p.id, 1, LinkKind::Invitation);
+    let reset = link(&p.id, 2, LinkKind::PasswordReset);
+    let elsewhere = link(&q.id, 3, LinkKind::Invitation);
+    for l in [&invite, &reset, &elsewhere] {
+        store.put_member_link(l).await.unwrap();
+    }
+    assert_eq!(
+        store.get_member_link(&p.id, &invite.id).await.unwrap(),
+        Some(invite.clone())
+    );
+    // A link is found only in its own project.
+    assert_eq!(
+        store.get_member_link(&q.id, &invite.id).await.unwrap(),
+        None
+    );
+    let mut listed = store.list_member_links(&p.id).await.unwrap();
+    listed.sort_by_key(|l| l.id.clone());
+    assert_eq!(listed, vec![invite.clone(), reset.clone()]);
+
+    store.delete_member_link(&p.id, &invite.id).await.unwrap();
+    assert!(matches!(
+        store.delete_member_link(&p.id, &invite.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.get_member_link(&p.id, &invite.id).await.unwrap(),
+        None
+    );
+    assert_eq!(store.list_member_links(&p.id).await.unwrap(), vec![reset]);
+    assert_eq!(
+        store.list_member_links(&q.id).await.unwrap(),
+        vec![elsewhere]
+    );
+}
+
+pub async fn a_member_link_used_at_once_twice_is_used_once(store: Arc<dyn Store>) {
+    let p = project();
+    let invite = link(&p.id, 4, crate::member::LinkKind::Invitation);
+    store.put_member_link(&invite).await.unwrap();
+    let uses = (0..4).map(|_| {
+        let (store, project, id) = (store.clone(), p.id.clone(), invite.id.clone());
+        tokio::spawn(async move { store.delete_member_link(&project, &id).await })
+    });
+    let mut won = 0;
+    for use_ in uses {
+        match use_.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::NotFound) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1);
 }
 
 pub async fn member_sessions_are_kept_listed_and_ended(store: Arc<dyn Store>) {

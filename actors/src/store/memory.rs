@@ -17,7 +17,7 @@ use crate::canned::{CannedConflict, CannedReply};
 use crate::domain::{
     Activity, ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant,
 };
-use crate::member::{ApiToken, Member, MemberSession};
+use crate::member::{ApiToken, Member, MemberLink, MemberSession};
 use crate::webhook::{Delivery, Endpoint};
 
 #[derive(Default)]
@@ -52,6 +52,7 @@ struct Data {
     endpoints: BTreeMap<(ProjectId, Uuid), Endpoint>,
     deliveries: BTreeMap<(ProjectId, Uuid, String), Delivery>,
     unanswered: HashMap<ProjectId, HashMap<String, UnansweredQuestion>>,
+    member_links: BTreeMap<(ProjectId, String), MemberLink>,
     members: BTreeMap<(ProjectId, Uuid), Member>,
     member_sessions: BTreeMap<(ProjectId, Uuid, String), MemberSession>,
     api_tokens: BTreeMap<(ProjectId, Uuid), ApiToken>,
@@ -831,6 +832,38 @@ impl MemberStore for MemoryStore {
 
     async fn delete_api_token(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
         match lock(&self.data).api_tokens.remove(&(project.clone(), id)) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()> {
+        let key = (link.project_id.clone(), link.id.clone());
+        lock(&self.data).member_links.insert(key, link.clone());
+        Ok(())
+    }
+
+    async fn get_member_link(
+        &self,
+        project: &ProjectId,
+        id: &str,
+    ) -> StoreResult<Option<MemberLink>> {
+        let key = (project.clone(), id.to_owned());
+        Ok(lock(&self.data).member_links.get(&key).cloned())
+    }
+
+    async fn list_member_links(&self, project: &ProjectId) -> StoreResult<Vec<MemberLink>> {
+        let data = lock(&self.data);
+        let links = data.member_links.values();
+        Ok(links
+            .filter(|l| &l.project_id == project)
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()> {
+        let key = (project.clone(), id.to_owned());
+        match lock(&self.data).member_links.remove(&key) {
             Some(_) => Ok(()),
             None => Err(StoreError::NotFound),
         }

@@ -24,7 +24,7 @@ use fleety_actors::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
     Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
 };
-use fleety_actors::member::{ApiToken, Member, MemberSession};
+use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession};
 use fleety_actors::store::{
     canned_conflict, timed, CannedStore, ChatStore, Claims, Done, KbStore, MemberStore,
     MessageRange, ProjectStore, Store, StoreError, StoreResult, TicketCursor, TicketPage,
@@ -42,8 +42,8 @@ use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ACTIVITY, API_TOKENS, ARTICLES, CANNED,
     CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS,
-    MEMBER_EMAILS, MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS,
-    TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
+    MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS,
+    TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -1184,6 +1184,40 @@ impl MemberStore for EmbeddedStore {
             id: id.to_string(),
         };
         self.write("delete_api_token", write).await
+    }
+
+    async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()> {
+        self.write("put_member_link", Write::PutMemberLink(link.clone()))
+            .await
+    }
+
+    async fn get_member_link(
+        &self,
+        project: &ProjectId,
+        id: &str,
+    ) -> StoreResult<Option<MemberLink>> {
+        let (project, id) = (project.clone(), id.to_owned());
+        self.read("get_member_link", move |txn| {
+            let table = txn.open_table(MEMBER_LINKS).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), id.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_member_links(&self, project: &ProjectId) -> StoreResult<Vec<MemberLink>> {
+        self.project_rows("list_member_links", MEMBER_LINKS, project)
+            .await
+    }
+
+    async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()> {
+        let write = Write::DeleteMemberLink {
+            project: project.as_str().to_owned(),
+            id: id.to_owned(),
+        };
+        self.write("delete_member_link", write).await
     }
 }
 

@@ -30,7 +30,7 @@ use fleety_actors::canned::CannedReply;
 use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
 };
-use fleety_actors::member::{ApiToken, Member, MemberSession};
+use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
 use fleety_actors::unanswered::UnansweredQuestion;
 use fleety_actors::webhook::{Delivery, Endpoint};
@@ -39,7 +39,7 @@ use tokio::sync::watch;
 
 use super::tables::{
     internal, to_json, Tables, API_TOKENS, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS,
-    MEMBER_SESSIONS, PROJECTS, TICKETS, WEBHOOKS,
+    MEMBER_LINKS, MEMBER_SESSIONS, PROJECTS, TICKETS, WEBHOOKS,
 };
 use super::wal::{self, Op, RecordBuf};
 
@@ -161,6 +161,12 @@ pub(super) enum Write {
         project: String,
         id: String,
     },
+    PutMemberLink(MemberLink),
+    /// Refused with NotFound unless the link exists: of two deletes, one wins.
+    DeleteMemberLink {
+        project: String,
+        id: String,
+    },
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
 }
@@ -175,6 +181,7 @@ enum Row {
     Member(String, String),
     MemberEmail(String, String),
     MemberSession(String, String, String),
+    MemberLink(String, String),
     ApiToken(String, String),
 }
 
@@ -503,6 +510,7 @@ impl Rows<'_> {
                 found(txn, MEMBER_SESSIONS, (p.as_str(), m.as_str(), id.as_str()))
             }
             Row::ApiToken(p, id) => found(txn, API_TOKENS, (p.as_str(), id.as_str())),
+            Row::MemberLink(p, id) => found(txn, MEMBER_LINKS, (p.as_str(), id.as_str())),
         }
     }
 
@@ -844,6 +852,25 @@ impl Rows<'_> {
                     return Err(StoreError::NotFound);
                 }
                 record.push(&Op::DeleteApiToken { project, id });
+                self.set(row, false);
+            }
+            Write::PutMemberLink(l) => {
+                let project = l.project_id.as_str();
+                record.push(&Op::MemberLink {
+                    project,
+                    id: &l.id,
+                    json: &to_json(l)?,
+                });
+                self.set(Row::MemberLink(project.to_owned(), l.id.clone()), true);
+            }
+            Write::DeleteMemberLink { project, id } => {
+                let row = Row::MemberLink(project.clone(), id.clone());
+                // Decided on the writer thread, one write at a time: of two uses of a link,
+                // the second finds it gone.
+                if !self.exists(&row)? {
+                    return Err(StoreError::NotFound);
+                }
+                record.push(&Op::DeleteMemberLink { project, id });
                 self.set(row, false);
             }
             Write::Barrier => {}

@@ -57,6 +57,10 @@ pub(super) const API_TOKENS: TableDefinition<(&str, &str), &[u8]> =
 /// (project, member id, session id) -> session JSON: a member's signed-in sessions.
 pub(super) const MEMBER_SESSIONS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("member_sessions");
+/// (project, link id) -> invitation or password-reset link JSON; the id is the digest of the
+/// link's token.
+pub(super) const MEMBER_LINKS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("member_links");
 /// (project, reply id) -> canned reply JSON.
 pub(super) const CANNED: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("canned_replies");
@@ -133,6 +137,7 @@ pub(super) struct Tables<'t> {
     members: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     member_emails: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     member_sessions: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
+    member_links: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     canned: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     api_tokens: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
@@ -156,6 +161,7 @@ impl<'t> Tables<'t> {
             due: txn.open_table(DELIVERIES_DUE).map_err(internal)?,
             unanswered: txn.open_table(UNANSWERED).map_err(internal)?,
             members: txn.open_table(MEMBERS).map_err(internal)?,
+            member_links: txn.open_table(MEMBER_LINKS).map_err(internal)?,
             member_emails: txn.open_table(MEMBER_EMAILS).map_err(internal)?,
             member_sessions: txn.open_table(MEMBER_SESSIONS).map_err(internal)?,
             canned: txn.open_table(CANNED).map_err(internal)?,
@@ -334,6 +340,18 @@ impl<'t> Tables<'t> {
             Op::DeleteApiToken { project, id } => {
                 return Ok(self
                     .api_tokens
+                    .remove((project, id))
+                    .map_err(internal)?
+                    .is_some());
+            }
+            Op::MemberLink { project, id, json } => {
+                self.member_links
+                    .insert((project, id), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteMemberLink { project, id } => {
+                return Ok(self
+                    .member_links
                     .remove((project, id))
                     .map_err(internal)?
                     .is_some());

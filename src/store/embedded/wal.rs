@@ -159,6 +159,16 @@ pub enum Op<'a> {
         project: &'a str,
         id: &'a str,
     },
+    /// An invitation or password-reset link (its id is its token's digest).
+    MemberLink {
+        project: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    DeleteMemberLink {
+        project: &'a str,
+        id: &'a str,
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -389,6 +399,18 @@ impl RecordBuf {
             }
             Op::DeleteCanned { project, id } => {
                 b.push(41);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+            }
+            // 50 to 54 are the invitation and reset links' (50 and 51 taken).
+            Op::MemberLink { project, id, json } => {
+                b.push(50);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteMemberLink { project, id } => {
+                b.push(51);
                 put(b, project.as_bytes());
                 put(b, id.as_bytes());
             }
@@ -754,6 +776,15 @@ impl<'a> Reader<'a> {
                 project: self.str()?,
                 id: self.str()?,
             },
+            50 => Op::MemberLink {
+                project: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            51 => Op::DeleteMemberLink {
+                project: self.str()?,
+                id: self.str()?,
+            },
             _ => return None,
         })
     }
@@ -1071,6 +1102,15 @@ mod tests {
             Op::DeleteCanned {
                 project: "p1",
                 id: "c",
+            },
+            Op::MemberLink {
+                project: "p1",
+                id: "ab",
+                json: b"{}",
+            },
+            Op::DeleteMemberLink {
+                project: "p1",
+                id: "ab",
             },
         ]
     }

@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../cql/0015_message_agent.cql"),
     ),
     (
+        16,
+        "0016_member_links",
+        include_str!("../../../cql/0016_member_links.cql"),
+    ),
+    (
         17,
         "0017_api_tokens",
         include_str!("../../../cql/0017_api_tokens.cql"),

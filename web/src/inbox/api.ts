@@ -58,6 +58,38 @@ export async function signIn(project: string, email: string, password: string): 
     memberId: signed.member.id,
   };
 }
+
+/** Accepts an invitation: the new member is signed in, as by `signIn`. */
+export async function acceptInvitation(project: string, token: string, name: string, password: string): Promise<Credentials> {
+  const signed = await json<Schemas["SignedInView"]>(`/v1/projects/${encodeURIComponent(project)}/join`, {
+    body: { token, name, password } satisfies Schemas["AcceptInvitation"],
+    cookie: true,
+  });
+  return {
+    project,
+    key: "",
+    name: signed.member.name,
+    csrf: signed.csrf_token,
+    role: signed.member.role,
+    memberId: signed.member.id,
+  };
+}
+
+/** Sets a new password with a reset link; every session of the member ends. */
+export async function completeReset(project: string, token: string, password: string): Promise<void> {
+  await json(`/v1/projects/${encodeURIComponent(project)}/password-reset/complete`, {
+    body: { token, password } satisfies Schemas["CompleteReset"],
+  });
+}
+
+/** Asks for a reset link; answered the same whether or not the address has an account. */
+export async function requestReset(project: string, email: string): Promise<void> {
+  await json(`/v1/projects/${encodeURIComponent(project)}/password-reset`, {
+    body: { email } satisfies Schemas["ResetRequest"],
+  });
+}
+
+export type Invitation = Schemas["Invitation"];
 export type CannedReply = Schemas["CannedReply"];
 export type Assignee = Schemas["MessageAgent"];
 
@@ -121,6 +153,22 @@ export class Api {
 
   updateMember(id: string, change: Schemas["ChangeMember"]) {
     return this.patch<Member>(`/v1/projects/${this.p}/members/${id}`, change);
+  }
+
+  invitations() {
+    return this.get<Schemas["InvitationList"]>(`/v1/projects/${this.p}/invitations`);
+  }
+
+  invite(invitation: Schemas["NewInvitation"]) {
+    return this.post<Schemas["IssuedInvitation"]>(`/v1/projects/${this.p}/invitations`, invitation);
+  }
+
+  revokeInvitation(id: string) {
+    return this.delete(`/v1/projects/${this.p}/invitations/${id}`);
+  }
+
+  resetLink(memberId: string) {
+    return this.post<Schemas["IssuedReset"]>(`/v1/projects/${this.p}/members/${memberId}/password-reset`, {});
   }
 
   deactivateMember(id: string) {

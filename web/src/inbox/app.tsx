@@ -5,7 +5,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { ApiError } from "../shared/http";
-import { Api, type Credentials, saveCredentials, savedCredentials, signIn } from "./api";
+import { acceptInvitation, Api, completeReset, type Credentials, requestReset, saveCredentials, savedCredentials, signIn } from "./api";
 import { Feed, type FeedEvent, type FeedState } from "./feed";
 import { KnowledgeBase } from "./kb";
 import { Account } from "./account";
@@ -14,31 +14,167 @@ import { Settings } from "./settings";
 import { INBOX_CSS } from "./styles";
 import { Tickets } from "./tickets";
 
+/** An invitation or reset link's page: `#/accept?project=…&token=…` or `#/reset?…`. The
+ * token travels in the fragment, which the browser never sends to the server. */
+function linkPage(): { page: "accept" | "reset"; project: string; token: string } | undefined {
+  const match = /^#\/(accept|reset)\?(.*)$/.exec(location.hash);
+  if (!match) return undefined;
+  const params = new URLSearchParams(match[2]);
+  const project = params.get("project") ?? "";
+  const token = params.get("token") ?? "";
+  if (!project || !token) return undefined;
+  return { page: match[1] as "accept" | "reset", project, token };
+}
+
+/** Leaves a link's page: the token goes out of the address bar and the history entry. */
+function leaveLinkPage() {
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
 export function App() {
   const [creds, setCreds] = useState<Credentials | undefined>(savedCredentials);
+  const [link, setLink] = useState(linkPage);
+  const [notice, setNotice] = useState<string>();
   useEffect(() => {
     const style = document.createElement("style");
     style.textContent = INBOX_CSS;
     document.head.appendChild(style);
+    // A link opened in a tab already on the inbox changes only the fragment.
+    const follow = () => setLink(linkPage());
+    window.addEventListener("hashchange", follow);
+    return () => window.removeEventListener("hashchange", follow);
   }, []);
-  if (!creds) {
+  const signedIn = (c: Credentials) => {
+    saveCredentials(c);
+    setNotice(undefined);
+    setCreds(c);
+  };
+  const signedOut = (why?: string) => {
+    saveCredentials(undefined);
+    setNotice(why);
+    setCreds(undefined);
+  };
+  if (link?.page === "accept") {
     return (
-      <SignIn
+      <AcceptInvitation
+        project={link.project}
+        token={link.token}
         onSignedIn={(c) => {
-          saveCredentials(c);
-          setCreds(c);
+          leaveLinkPage();
+          setLink(undefined);
+          rememberSignIn("member");
+          signedIn(c);
         }}
       />
     );
   }
+  if (link?.page === "reset") {
+    return (
+      <ResetPassword
+        project={link.project}
+        token={link.token}
+        onDone={() => {
+          leaveLinkPage();
+          setLink(undefined);
+          rememberSignIn("member");
+          signedOut("Your password is changed. Sign in with it.");
+        }}
+      />
+    );
+  }
+  if (!creds) {
+    return <SignIn notice={notice} onSignedIn={signedIn} />;
+  }
   return (
     <Inbox
       creds={creds}
-      onSignOut={() => {
-        saveCredentials(undefined);
-        setCreds(undefined);
-      }}
+      onSignOut={signedOut}
     />
+  );
+}
+
+function AcceptInvitation({ project, token, onSignedIn }: { project: string; token: string; onSignedIn: (c: Credentials) => void }) {
+  const [name, setName] = useState("");
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      const creds = await acceptInvitation(project, token, name.trim(), password);
+      askForNotifications();
+      onSignedIn(creds);
+    } catch (err) {
+      setError(err instanceof ApiError && err.status < 500 ? err.message : "The server did not answer. Try again.");
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="signin">
+      <form onSubmit={submit} aria-labelledby="accept-title">
+        <h1 id="accept-title">Join {project}</h1>
+        <p class="hint">You were invited to answer this project's tickets. Choose the name your visitors and team will see, and a password.</p>
+        <label>
+          Your name
+          <input required maxLength={100} value={name} autoComplete="name" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Password
+          <input type="password" required minLength={10} autoComplete="new-password" value={password} onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
+        </label>
+        <p class="hint">At least 10 characters, of two kinds or more (lower case, upper case, digits, others).</p>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? "Joining…" : "Join and sign in"}
+        </button>
+      </form>
+    </main>
+  );
+}
+
+function ResetPassword({ project, token, onDone }: { project: string; token: string; onDone: () => void }) {
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      await completeReset(project, token, password);
+      onDone();
+    } catch (err) {
+      setError(err instanceof ApiError && err.status < 500 ? err.message : "The server did not answer. Try again.");
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="signin">
+      <form onSubmit={submit} aria-labelledby="reset-title">
+        <h1 id="reset-title">A new password</h1>
+        <label>
+          New password
+          <input type="password" required minLength={10} autoComplete="new-password" value={password} onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
+        </label>
+        <p class="hint">At least 10 characters, of two kinds or more. Every device signed in with the old one is signed out.</p>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? "Saving…" : "Set the password"}
+        </button>
+      </form>
+    </main>
   );
 }
 
@@ -68,7 +204,7 @@ function rememberSignIn(mode: "member" | "key") {
   }
 }
 
-function SignIn({ onSignedIn }: { onSignedIn: (c: Credentials) => void }) {
+function SignIn({ notice, onSignedIn }: { notice?: string; onSignedIn: (c: Credentials) => void }) {
   const [mode, setMode] = useState(lastSignIn);
   const done = (c: Credentials) => {
     rememberSignIn(c.csrf ? "member" : "key");
@@ -77,16 +213,17 @@ function SignIn({ onSignedIn }: { onSignedIn: (c: Credentials) => void }) {
   return mode === "key" ? (
     <KeySignIn onSignedIn={done} onMember={() => setMode("member")} />
   ) : (
-    <MemberSignIn onSignedIn={done} onKey={() => setMode("key")} />
+    <MemberSignIn notice={notice} onSignedIn={done} onKey={() => setMode("key")} />
   );
 }
 
-function MemberSignIn({ onSignedIn, onKey }: { onSignedIn: (c: Credentials) => void; onKey: () => void }) {
+function MemberSignIn({ notice, onSignedIn, onKey }: { notice?: string; onSignedIn: (c: Credentials) => void; onKey: () => void }) {
   const [project, setProject] = useState("");
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
+  const [forgot, setForgot] = useState(false);
   const submit = async (e: Event) => {
     e.preventDefault();
     setBusy(true);
@@ -112,6 +249,11 @@ function MemberSignIn({ onSignedIn, onKey }: { onSignedIn: (c: Credentials) => v
     <main class="signin">
       <form onSubmit={submit} aria-labelledby="signin-title">
         <h1 id="signin-title">Fleety inbox</h1>
+        {notice && (
+          <p class="notice" role="status">
+            {notice}
+          </p>
+        )}
         <label>
           Project id
           <input value={project} required onInput={(e) => setProject((e.target as HTMLInputElement).value)} />
@@ -132,6 +274,22 @@ function MemberSignIn({ onSignedIn, onKey }: { onSignedIn: (c: Credentials) => v
         <button type="submit" disabled={busy}>
           {busy ? "Signing in…" : "Sign in"}
         </button>
+        <button
+          type="button"
+          class="link"
+          onClick={async () => {
+            if (!project.trim() || !email.trim()) {
+              setError("Type the project id and your email first.");
+              return;
+            }
+            await requestReset(project.trim(), email.trim()).catch(() => undefined);
+            setError(undefined);
+            setForgot(true);
+          }}
+        >
+          Forgot your password?
+        </button>
+        {forgot && <p class="hint">Asked. Until this server sends email, an owner or admin of the project gives you a reset link from the members page.</p>}
         <button type="button" class="link" onClick={onKey}>
           Use the project's admin key instead
         </button>
@@ -196,8 +354,10 @@ function KeySignIn({ onSignedIn, onMember }: { onSignedIn: (c: Credentials) => v
 
 export type Listener = (event: FeedEvent) => void;
 
-function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void }) {
-  const api = useMemo(() => new Api(creds, onSignOut), [creds]);
+const SIGNED_OUT = "You were signed out: your session ended (signed out elsewhere, a new password, or your access changed).";
+
+function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: (why?: string) => void }) {
+  const api = useMemo(() => new Api(creds, () => onSignOut(SIGNED_OUT)), [creds]);
   const [view, setView] = useState<"tickets" | "kb" | "settings" | "members" | "account">("tickets");
   // Agents answer tickets; the settings and the team are their owners' and admins'.
   const manages = api.role !== "agent";
@@ -232,6 +392,7 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
           // Back after a drop: reload what is on screen, so nothing sent meanwhile is missed.
           if (resumed) setResumes((n) => n + 1);
         },
+        () => onSignOut(SIGNED_OUT),
       ),
     [api],
   );
@@ -275,7 +436,8 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
           onClick={() => {
             // Signed out here whatever the server says: the session ends there, or its cookie
             // expires.
-            api.signOut().catch(() => undefined).finally(onSignOut);
+            feed.stop();
+            api.signOut().catch(() => undefined).finally(() => onSignOut());
           }}
         >
           Sign out

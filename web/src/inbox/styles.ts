@@ -26,6 +26,9 @@ input, select, textarea { border: 1px solid var(--line); border-radius: 8px; pad
 .signin { min-height: 100vh; display: grid; place-items: center; }
 .signin form { width: min(380px, 92vw); background: var(--panel); padding: 28px; border-radius: 14px; border: 1px solid var(--line); display: flex; flex-direction: column; gap: 14px; }
 .signin h1 { margin: 0 0 4px; font-size: 22px; }
+.notice { margin: 0; padding: 10px 12px; border-radius: 8px; background: #fff7e0; border: 1px solid #f0d68a; color: #5c4400; font-size: 14px; }
+.link-out { display: flex; gap: 8px; align-items: center; }
+.link-out input { flex: 1; font-family: ui-monospace, monospace; font-size: 12px; }
 label { display: flex; flex-direction: column; gap: 4px; font-weight: 600; }
 label.check, .reply-bar label, .actions label { flex-direction: row; align-items: center; gap: 6px; font-weight: normal; }
 .inbox { height: 100vh; display: flex; flex-direction: column; }
