@@ -24,6 +24,7 @@ mod persistence;
 mod realtime;
 mod security;
 mod server;
+mod satisfaction;
 mod session;
 mod tags;
 mod tickets;

@@ -1159,6 +1159,7 @@ mod tests {
             allowed_origins: vec![],
             admin_key_hash: String::new(),
             assistant: Default::default(),
+            csat_disabled: false,
             created_at: now_millis(),
         }
     }
@@ -1178,6 +1179,7 @@ mod tests {
             assignee: None,
             tags: Default::default(),
             visitor: None,
+            satisfaction: None,
         }
     }
 

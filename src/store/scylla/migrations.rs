@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0015_message_agent",
         include_str!("../../../cql/0015_message_agent.cql"),
     ),
+    (
+        20,
+        "0020_satisfaction",
+        include_str!("../../../cql/0020_satisfaction.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in
