@@ -190,10 +190,7 @@ const PREVIEW_CHARS: usize = 140;
 impl LastMessage {
     fn new(m: &Message) -> Self {
         let plain = plain_text(m.content.as_str());
-        let folded = plain
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let folded = plain.split_whitespace().collect::<Vec<_>>().join(" ");
         let preview = match folded.char_indices().nth(PREVIEW_CHARS) {
             Some((cut, _)) => format!("{}…", &folded[..cut]),
             None => folded,
@@ -263,8 +260,9 @@ fn inline_plain(line: &str) -> String {
         let before = out.chars().next_back();
         let found = match c {
             '`' => enclosed(rest, "`", "`").map(|(inner, after)| (inner.to_owned(), after)),
-            '*' if rest.starts_with("**") => enclosed(rest, "**", "**")
-                .map(|(inner, after)| (inline_plain(inner), after)),
+            '*' if rest.starts_with("**") => {
+                enclosed(rest, "**", "**").map(|(inner, after)| (inline_plain(inner), after))
+            }
             '*' => enclosed(rest, "*", "*").map(|(inner, after)| (inline_plain(inner), after)),
             '_' if !word(before) => enclosed(rest, "_", "_")
                 .filter(|(_, after)| !word(after.chars().next()))
@@ -274,7 +272,9 @@ fn inline_plain(line: &str) -> String {
                 let target = &rest[1 + mid + 2..];
                 let end = target.find(')')?;
                 let address = &target[..end];
-                let ok = !label.is_empty() && !address.is_empty() && !address.contains(char::is_whitespace);
+                let ok = !label.is_empty()
+                    && !address.is_empty()
+                    && !address.contains(char::is_whitespace);
                 ok.then(|| (inline_plain(label), &target[end + 1..]))
             }),
             _ => None,
@@ -480,10 +480,16 @@ mod tests {
             ("**Refund** please", "Refund please"),
             ("it is *really* _urgent_ now", "it is really urgent now"),
             ("run `make test` first", "run make test first"),
-            ("see [the guide](https://example.com/a) now", "see the guide now"),
+            (
+                "see [the guide](https://example.com/a) now",
+                "see the guide now",
+            ),
             ("- one\n- two\n1. three", "one\ntwo\nthree"),
             ("**[bold link](https://x.io)**", "bold link"),
-            ("snake_case_name and 2 * 3 * 4", "snake_case_name and 2 * 3 * 4"),
+            (
+                "snake_case_name and 2 * 3 * 4",
+                "snake_case_name and 2 * 3 * 4",
+            ),
             ("** not bold ** and *", "** not bold ** and *"),
             ("-5 degrees, 10.5 km", "-5 degrees, 10.5 km"),
             ("[no address]() [x](a b)", "[no address]() [x](a b)"),

@@ -7,7 +7,9 @@ use fleety_actors::domain::{
     AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project, Slug,
     Tags, TicketSource, TicketStatus, Title,
 };
-use fleety_actors::domain::{Email, Satisfaction, SatisfactionComment, VisitorContact, VisitorName};
+use fleety_actors::domain::{
+    Email, Satisfaction, SatisfactionComment, VisitorContact, VisitorName,
+};
 use fleety_actors::events::{self, MessageView, NoteView, TicketSummary};
 use fleety_actors::ticket::{Command, MessagePage, NewTicket, TicketChange, TicketKey};
 use fleety_actors::MessageId;
@@ -517,7 +519,10 @@ pub async fn rate(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: RateTicket
                     "this project does not ask for satisfaction ratings",
                 ));
             }
-            let rate = ctx.system.tickets.run(&key, Command::Rate { score, comment });
+            let rate = ctx
+                .system
+                .tickets
+                .run(&key, Command::Rate { score, comment });
             let ticket = rate.await?.into_ticket()?;
             metrics::counter!(
                 "fleety_csat_ratings_total",

@@ -133,7 +133,12 @@ async fn ratings_are_validated_and_a_closed_ticket_can_be_rated_with_no_comment(
 #[tokio::test]
 async fn a_project_that_turns_ratings_off_refuses_them_until_it_turns_them_on() {
     let app = spawn_app().await;
-    let project: Value = app.admin_get("/v1/projects/demo").await.json().await.unwrap();
+    let project: Value = app
+        .admin_get("/v1/projects/demo")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(project["csat_enabled"], true, "on by default");
     let slug = app.create_ticket("Refund please").await;
     resolve(&app, &slug).await;

@@ -13,7 +13,6 @@ fn ask(question: &str) -> TurnRequest {
         project_name: "Acme".into(),
         allowed_hosts: vec![],
         assistant: Default::default(),
-        csat_disabled: false,
         language: None,
     }
 }

@@ -1182,7 +1182,14 @@ pub async fn a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one(store: Arc<dy
 
 pub async fn a_ticket_keeps_its_rating_and_a_project_its_csat_setting(store: Arc<dyn Store>) {
     let mut p = stored_project(&store).await;
-    assert!(!store.get_project(&p.id).await.unwrap().unwrap().csat_disabled);
+    assert!(
+        !store
+            .get_project(&p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .csat_disabled
+    );
     p.csat_disabled = true;
     store.update_project(&p).await.unwrap();
     assert_eq!(store.get_project(&p.id).await.unwrap().unwrap(), p);
@@ -1212,7 +1219,11 @@ pub async fn a_ticket_keeps_its_rating_and_a_project_its_csat_setting(store: Arc
         ..TicketQuery::default()
     };
     let listed = store.list_tickets(&p.id, &query).await.unwrap();
-    assert_eq!(listed.tickets, vec![t.clone()], "the listing shows the rating");
+    assert_eq!(
+        listed.tickets,
+        vec![t.clone()],
+        "the listing shows the rating"
+    );
 
     // A rating without a comment reads back with an empty one; a later change keeps it.
     let mut plain = ticket(&p.id, "brave-lynx-777", now_millis());
@@ -1224,10 +1235,18 @@ pub async fn a_ticket_keeps_its_rating_and_a_project_its_csat_setting(store: Arc
     store.create_ticket(&plain, &[]).await.unwrap();
     plain.tags = Tags::parse(&["vip"]).unwrap();
     plain.updated_at += Duration::seconds(1);
-    put(&store, &p.id, &plain.slug, TicketWrite::Ticket(plain.clone()))
-        .await
-        .unwrap();
-    assert_eq!(store.get_ticket(&p.id, &plain.slug).await.unwrap(), Some(plain));
+    put(
+        &store,
+        &p.id,
+        &plain.slug,
+        TicketWrite::Ticket(plain.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &plain.slug).await.unwrap(),
+        Some(plain)
+    );
 }
 
 pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store: Arc<dyn Store>) {

@@ -119,10 +119,10 @@ export function AlertSettings() {
       {open && (
         <div id="alert-settings" class="alert-settings" role="group" aria-label="Alerts while this tab is hidden">
           <p class="hint">For a new ticket, and for a reply on a ticket assigned to you, while this tab is hidden.</p>
-          <label>
+          <label class="check">
             <input type="checkbox" checked={prefs.sound} onChange={(e) => change({ ...prefs, sound: (e.target as HTMLInputElement).checked })} /> Play a sound
           </label>
-          <label>
+          <label class="check">
             <input type="checkbox" checked={prefs.notify} onChange={(e) => change({ ...prefs, notify: (e.target as HTMLInputElement).checked })} /> Show a
             notification
           </label>

@@ -133,7 +133,7 @@ function Satisfaction({ api }: { api: Api }) {
     <section class="card" aria-labelledby="csat-title">
       <h2 id="csat-title">Satisfaction survey</h2>
       <p class="hint">When a ticket is resolved, the widget asks the visitor once for a rating from 1 to 5 and an optional comment.</p>
-      <label>
+      <label class="check">
         <input type="checkbox" checked={enabled ?? false} disabled={enabled === null} onChange={(e) => void change((e.target as HTMLInputElement).checked)} /> Ask visitors to
         rate resolved tickets
       </label>

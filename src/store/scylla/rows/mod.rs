@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
     AgentName, Article, ArticleBody, ArticleTitle, ArticleUrl, AssistantProfile, ChatConversation,
     ChatRole, ChatTurn, Description, Email, IdempotencyKey, Language, Message, MessageAgent,
-    MessageBody, Note, Participant, Project, ProjectId, Rating, ReadCursor, Satisfaction, SatisfactionComment, Slug, Tag, Tags,
-    Ticket, TicketSource, TicketStatus, Title, VisitorContact, VisitorName,
+    MessageBody, Note, Participant, Project, ProjectId, Rating, ReadCursor, Satisfaction,
+    SatisfactionComment, Slug, Tag, Tags, Ticket, TicketSource, TicketStatus, Title,
+    VisitorContact, VisitorName,
 };
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::MessageId;
