@@ -183,7 +183,8 @@ test("a visitor who declines is not asked again, and a project that turns the su
   await agent.getByRole("button", { name: "Sign in" }).click();
   await agent.getByRole("button", { name: "Settings" }).click();
   const box = agent.getByLabel("Ask visitors to rate resolved tickets");
-  await box.waitFor();
+  // Locked until the saved setting arrives.
+  await agent.locator("#csat-title ~ label.check input:not([disabled])").waitFor();
   assert.equal(await box.isChecked(), true);
   await box.uncheck();
   await agent.getByText("Visitors are not asked.").waitFor();
