@@ -507,9 +507,18 @@ pub async fn rate(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: RateTicket
     respond(
         async {
             let key = ticket_key(&visitor.project, &slug)?;
+            // A whole number, however JSON writes it: `3.0` is the integer 3, as JSON Schema says.
+            let whole = |n: &serde_json::Number| {
+                n.as_i64().or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() <= 1e9)
+                        .map(|f| f as i64)
+                })
+            };
             let score = req
                 .score
-                .as_i64()
+                .as_number()
+                .and_then(whole)
                 .ok_or_else(|| ApiError::bad_request("score must be a whole number from 1 to 5"))
                 .and_then(|n| Satisfaction::score(n).map_err(|e| ApiError::bad_request(e.0)))?;
             let comment = SatisfactionComment::parse(req.comment.as_deref().unwrap_or(""))

@@ -119,6 +119,12 @@ async fn ratings_are_validated_and_a_closed_ticket_can_be_rated_with_no_comment(
         .await;
     assert_eq!(missing.status(), 404);
 
+    // JSON Schema's integer: 5.0 is 5.
+    let whole = app.create_ticket("Whole number").await;
+    resolve(&app, &whole).await;
+    let resp = app.post_json(&rating(&whole), json!({"score": 5.0})).await;
+    assert_eq!(resp.status(), 201);
+
     let closed = app.create_ticket("Old problem").await;
     let path = format!("/v1/tickets/demo/{closed}");
     let resp = app.admin_patch(&path, json!({"status": "closed"})).await;
