@@ -311,6 +311,37 @@ text_value!(
     AssistantGuidance, "assistant_guidance", 0, 4_000
 );
 
+text_value!(
+    /// What a visitor adds to their satisfaction rating: up to 1,000 characters; may be empty.
+    SatisfactionComment, "comment", 0, 1_000
+);
+
+/// A visitor's satisfaction with how their ticket was handled (CSAT), given once, after the
+/// ticket was resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Satisfaction {
+    /// 1 (very unhappy) to 5 (very happy).
+    #[schema(minimum = 1, maximum = 5)]
+    pub score: u8,
+    /// Empty when the visitor wrote nothing.
+    #[schema(value_type = SatisfactionComment)]
+    pub comment: SatisfactionComment,
+    #[schema(value_type = String, format = DateTime)]
+    pub rated_at: DateTime<Utc>,
+}
+
+impl Satisfaction {
+    pub const MAX_SCORE: u8 = 5;
+
+    /// Checks a score: a whole number from 1 to 5.
+    pub fn score(raw: i64) -> Result<u8, InvalidValue> {
+        match u8::try_from(raw) {
+            Ok(n @ 1..=Self::MAX_SCORE) => Ok(n),
+            _ => Err(invalid("score must be a whole number from 1 to 5")),
+        }
+    }
+}
+
 /// Who speaks or reads on a ticket: the visitor, or the project's support agents.
 #[derive(
     Debug,
@@ -416,6 +447,10 @@ pub struct Project {
     /// projects stored before it existed: the defaults.
     #[serde(default)]
     pub assistant: AssistantProfile,
+    /// Set when the project asks its visitors no satisfaction rating; projects stored before
+    /// the setting existed ask.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub csat_disabled: bool,
 }
 
 /// A project's settings for its assistant. Each text is trimmed; an empty one is unset.
@@ -619,6 +654,9 @@ pub struct Ticket {
     /// Who the visitor is, when whoever opened the ticket said; never changes afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visitor: Option<VisitorContact>,
+    /// The visitor's rating, once given; never changes afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satisfaction: Option<Satisfaction>,
 }
 
 impl Ticket {
@@ -648,6 +686,7 @@ impl Ticket {
             assignee_member: None,
             tags: Tags::default(),
             visitor: None,
+            satisfaction: None,
         }
     }
 

@@ -107,6 +107,9 @@ pub struct TicketSummary<'a> {
     /// Who the visitor is, when whoever opened the ticket said; null when nobody did.
     #[schema(required = true)]
     pub visitor: Option<&'a crate::domain::VisitorContact>,
+    /// The visitor's satisfaction rating; null until they give one.
+    #[schema(required = true)]
+    pub satisfaction: Option<&'a crate::domain::Satisfaction>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
     /// The ticket's version: it moves forward with every change.
@@ -128,6 +131,7 @@ impl<'a> TicketSummary<'a> {
             assignee_member: ticket.assignee_member.as_ref(),
             tags: &ticket.tags,
             visitor: ticket.visitor.as_ref(),
+            satisfaction: ticket.satisfaction.as_ref(),
             created_at: rfc3339(ticket.created_at),
             updated_at: rfc3339(ticket.updated_at),
         }
@@ -252,6 +256,14 @@ pub struct AssignedPayload<'a> {
 pub struct TagsPayload<'a> {
     pub tags: &'a Tags,
     pub previous: &'a Tags,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: String,
+}
+
+/// The visitor rated the ticket (a `ticket_update`): the rating, once given.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RatedPayload<'a> {
+    pub satisfaction: &'a crate::domain::Satisfaction,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,
 }

@@ -43,6 +43,8 @@ pub struct ProjectView<'a> {
     /// none. Never shown to visitors.
     #[schema(value_type = AssistantGuidance)]
     pub assistant_guidance: &'a str,
+    /// Whether the widget asks visitors to rate a resolved ticket (1 to 5).
+    pub csat_enabled: bool,
 }
 
 impl<'a> ProjectView<'a> {
@@ -55,6 +57,7 @@ impl<'a> ProjectView<'a> {
             assistant_name: &p.assistant.name,
             assistant_greeting: &p.assistant.greeting,
             assistant_guidance: &p.assistant.guidance,
+            csat_enabled: !p.csat_disabled,
         }
     }
 }
@@ -81,6 +84,8 @@ pub struct UpdateProject {
     /// An empty text clears it.
     #[schema(value_type = Option<AssistantGuidance>)]
     assistant_guidance: Option<String>,
+    /// Whether the widget asks visitors to rate a resolved ticket.
+    csat_enabled: Option<bool>,
 }
 
 /// PATCH /v1/projects/{projectId}
@@ -113,6 +118,9 @@ pub async fn update(project: Arc<Project>, ctx: Arc<Ctx>, req: UpdateProject) ->
                     .map_err(bad)?
                     .as_str()
                     .into();
+            }
+            if let Some(enabled) = req.csat_enabled {
+                next.csat_disabled = !enabled;
             }
             let saved = ctx.projects.update(next).await?;
             Ok(json(StatusCode::OK, &ProjectView::new(&saved)))
@@ -180,7 +188,8 @@ pub struct ListedTicket<'a> {
 pub struct LastMessage {
     id: MessageId,
     author: Participant,
-    /// The message's first characters, whitespace runs folded to one space.
+    /// The message's first characters as plain text: its Markdown marks (bold, italics, code,
+    /// list bullets, links' addresses) left out, whitespace runs folded to one space.
     #[schema(max_length = 141)]
     preview: String,
     #[schema(value_type = String, format = DateTime)]
@@ -192,12 +201,8 @@ const PREVIEW_CHARS: usize = 140;
 
 impl LastMessage {
     fn new(m: &Message) -> Self {
-        let folded = m
-            .content
-            .as_str()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let plain = plain_text(m.content.as_str());
+        let folded = plain.split_whitespace().collect::<Vec<_>>().join(" ");
         let preview = match folded.char_indices().nth(PREVIEW_CHARS) {
             Some((cut, _)) => format!("{}…", &folded[..cut]),
             None => folded,
@@ -209,6 +214,95 @@ impl LastMessage {
             timestamp: rfc3339(m.timestamp),
         }
     }
+}
+
+/// A message's text without the marks of the Markdown subset messages render (the inbox's and
+/// widget's `shared/markdown.tsx`): a list item's bullet or number, `**bold**`, `*italics*`,
+/// `_italics_`, `` `code` `` and `[label](address)`, which keeps its label. Anything else
+/// stays as written.
+pub fn plain_text(text: &str) -> String {
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| inline_plain(without_bullet(line)))
+        .collect();
+    lines.join("\n")
+}
+
+fn without_bullet(line: &str) -> &str {
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    if indent > 3 {
+        return line;
+    }
+    let rest = &line[indent..];
+    let after = if let Some(r) = rest.strip_prefix(['-', '*']) {
+        r
+    } else {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        match (1..=9).contains(&digits) {
+            true => match rest[digits..].strip_prefix(['.', ')']) {
+                Some(r) => r,
+                None => return line,
+            },
+            false => return line,
+        }
+    };
+    match after.starts_with(char::is_whitespace) {
+        true => after.trim_start(),
+        false => line,
+    }
+}
+
+/// The text between `open` and the next `close` in `s` (past `open`), when there is some
+/// that is not blank at either end, and the rest after `close`.
+fn enclosed<'a>(s: &'a str, open: &str, close: &str) -> Option<(&'a str, &'a str)> {
+    let body = s.strip_prefix(open)?;
+    let end = body.find(close)?;
+    let inner = &body[..end];
+    let tight = !inner.is_empty()
+        && !inner.starts_with(char::is_whitespace)
+        && !inner.ends_with(char::is_whitespace);
+    tight.then(|| (inner, &body[end + close.len()..]))
+}
+
+fn inline_plain(line: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        let before = out.chars().next_back();
+        let found = match c {
+            '`' => enclosed(rest, "`", "`").map(|(inner, after)| (inner.to_owned(), after)),
+            '*' if rest.starts_with("**") => {
+                enclosed(rest, "**", "**").map(|(inner, after)| (inline_plain(inner), after))
+            }
+            '*' => enclosed(rest, "*", "*").map(|(inner, after)| (inline_plain(inner), after)),
+            '_' if !word(before) => enclosed(rest, "_", "_")
+                .filter(|(_, after)| !word(after.chars().next()))
+                .map(|(inner, after)| (inline_plain(inner), after)),
+            '[' => rest[1..].find("](").and_then(|mid| {
+                let label = &rest[1..1 + mid];
+                let target = &rest[1 + mid + 2..];
+                let end = target.find(')')?;
+                let address = &target[..end];
+                let ok = !label.is_empty()
+                    && !address.is_empty()
+                    && !address.contains(char::is_whitespace);
+                ok.then(|| (inline_plain(label), &target[end + 1..]))
+            }),
+            _ => None,
+        };
+        match found {
+            Some((text, after)) => {
+                out.push_str(&text);
+                rest = after;
+            }
+            None => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
 }
 
 /// Cursors are opaque to clients: `<created_at ms>.<slug>`.
@@ -448,5 +542,30 @@ mod tests {
             None
         );
         assert_eq!(decode_cursor("12.not a slug"), None);
+    }
+
+    #[test]
+    fn a_preview_leaves_the_markdown_marks_out() {
+        for (text, plain) in [
+            ("**Refund** please", "Refund please"),
+            ("it is *really* _urgent_ now", "it is really urgent now"),
+            ("run `make test` first", "run make test first"),
+            (
+                "see [the guide](https://example.com/a) now",
+                "see the guide now",
+            ),
+            ("- one\n- two\n1. three", "one\ntwo\nthree"),
+            ("**[bold link](https://x.io)**", "bold link"),
+            (
+                "snake_case_name and 2 * 3 * 4",
+                "snake_case_name and 2 * 3 * 4",
+            ),
+            ("** not bold ** and *", "** not bold ** and *"),
+            ("-5 degrees, 10.5 km", "-5 degrees, 10.5 km"),
+            ("[no address]() [x](a b)", "[no address]() [x](a b)"),
+            ("Ünïcödé **fëtt**", "Ünïcödé fëtt"),
+        ] {
+            assert_eq!(plain_text(text), plain, "{text}");
+        }
     }
 }

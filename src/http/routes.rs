@@ -131,6 +131,19 @@ fn routes() -> Vec<Route> {
         .answers(200, "Read up to the newest message", Json(schema::<tickets::MarkedRead>))
         .refuses(403, "`reader: admin` without the admin key, or an origin the project does not allow")
         .refuses(404, "No such project or ticket"),
+        Route::new(post(), "/v1/tickets/{projectId}/{slug}/satisfaction", "rateTicket", "Rate one's satisfaction with a resolved ticket", Public, |b| {
+            b.param("slug").and(b.public()).and(b.ctx()).and(b.json()).then(tickets::rate).boxed()
+        })
+        .tag("tickets")
+        .counted_per_session()
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .describe("The visitor's CSAT rating, given once, after the ticket was resolved or closed. Sent as the `ticket.rated` webhook and told to the ticket's watchers as a `ticket_update`.")
+        .body::<tickets::RateTicket>(Limit::Standard)
+        .answers(201, "The ticket with its rating", Json(schema::<fleety_actors::events::TicketSummary>))
+        .refuses(403, "An origin the project does not allow")
+        .refuses(404, "No such project or ticket")
+        .refuses(409, "The ticket was rated already, is not resolved yet, or the project asks for no ratings"),
         Route::new(get(), "/v1/tickets/{projectId}/{slug}/ws", "ticketSocket", "A ticket's realtime events (WebSocket)", Public, |b| {
             b.param("slug").and(b.websocket()).and(b.public()).and(b.ctx()).and(b.query()).then(ws::ticket_socket).boxed()
         })
@@ -721,6 +734,7 @@ mod tests {
         ("changeTicket", Agent),
         ("postMessage", Public),
         ("markRead", Public),
+        ("rateTicket", Public),
         ("ticketSocket", Public),
         ("searchHelpCenter", Public),
         ("readHelpCenterArticle", Public),

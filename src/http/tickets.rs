@@ -1,4 +1,4 @@
-//! Ticket endpoints: the public ones a widget calls (create, read, post, mark read) and the
+//! Ticket endpoints: the public ones a widget calls (create, read, post, mark read, rate) and the
 //! agent's status change. Each parses its input, then asks the ticket's actor.
 
 use std::sync::Arc;
@@ -7,7 +7,9 @@ use fleety_actors::domain::{
     Actor, AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project,
     Slug, Tags, TicketSource, TicketStatus, Title,
 };
-use fleety_actors::domain::{Email, VisitorContact, VisitorName};
+use fleety_actors::domain::{
+    Email, Satisfaction, SatisfactionComment, VisitorContact, VisitorName,
+};
 use fleety_actors::events::{self, ActivityView, MessageView, NoteView, TicketSummary};
 use fleety_actors::ticket::{Command, MessagePage, NewTicket, TicketChange, TicketKey};
 use fleety_actors::MessageId;
@@ -558,6 +560,62 @@ pub async fn add_note(
             let add = Command::AddNote { author, content };
             let note = ctx.system.tickets.run(&key, add).await?.into_note()?;
             Ok(json(StatusCode::CREATED, &NoteView::new(&note)))
+        }
+        .await,
+    )
+}
+
+/// The visitor's satisfaction rating of a resolved ticket.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateTicket {
+    /// 1 (very unhappy) to 5 (very happy), a whole number.
+    #[schema(value_type = u8, minimum = 1, maximum = 5)]
+    score: serde_json::Value,
+    /// Anything the visitor adds; absent or empty for nothing.
+    #[schema(value_type = Option<fleety_actors::domain::SatisfactionComment>)]
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// POST /v1/tickets/{projectId}/{slug}/satisfaction: the visitor rates a resolved ticket, once.
+pub async fn rate(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: RateTicket) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&visitor.project, &slug)?;
+            // A whole number, however JSON writes it: `3.0` is the integer 3, as JSON Schema says.
+            let whole = |n: &serde_json::Number| {
+                n.as_i64().or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() <= 1e9)
+                        .map(|f| f as i64)
+                })
+            };
+            let score = req
+                .score
+                .as_number()
+                .and_then(whole)
+                .ok_or_else(|| ApiError::bad_request("score must be a whole number from 1 to 5"))
+                .and_then(|n| Satisfaction::score(n).map_err(|e| ApiError::bad_request(e.0)))?;
+            let comment = SatisfactionComment::parse(req.comment.as_deref().unwrap_or(""))
+                .map_err(|e| ApiError::bad_request(e.0))?;
+            if visitor.project.csat_disabled {
+                return Err(ApiError::conflict(
+                    "this project does not ask for satisfaction ratings",
+                ));
+            }
+            let rate = ctx
+                .system
+                .tickets
+                .run(&key, Command::Rate { score, comment });
+            let ticket = rate.await?.into_ticket()?;
+            metrics::counter!(
+                "fleety_csat_ratings_total",
+                "project" => ticket.project_id.as_str().to_owned(),
+                "score" => score.to_string(),
+            )
+            .increment(1);
+            Ok(json(StatusCode::CREATED, &TicketSummary::new(&ticket)))
         }
         .await,
     )

@@ -85,6 +85,11 @@ const TICKET_EVENTS: &[(&str, &str, &str)] = &[
     ),
     ("ticket_update", "TagsPayload", "The ticket's tags changed"),
     (
+        "ticket_update",
+        "RatedPayload",
+        "The visitor rated the ticket",
+    ),
+    (
         "assigned",
         "AssignedPayload",
         "The ticket's assignee changed",
@@ -143,6 +148,8 @@ fn frames(out: &mut Vec<(String, RefOr<Schema>)>, feed: bool) -> RefOr<Schema> {
     e::ReadReceiptPayload::schemas(out);
     out.push(("TagsPayload".into(), e::TagsPayload::schema()));
     e::TagsPayload::schemas(out);
+    out.push(("RatedPayload".into(), e::RatedPayload::schema()));
+    e::RatedPayload::schemas(out);
     out.push(("AssignedPayload".into(), e::AssignedPayload::schema()));
     out.push(("TypingPayload".into(), e::TypingPayload::schema()));
     out.push(("ErrorPayload".into(), e::ErrorPayload::schema()));

@@ -24,6 +24,7 @@ mod metrics;
 mod openapi;
 mod persistence;
 mod realtime;
+mod satisfaction;
 mod search;
 mod security;
 mod server;

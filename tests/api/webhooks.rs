@@ -1225,3 +1225,33 @@ async fn an_assignment_to_a_member_announces_the_member_and_the_one_before() {
         (&json!("Dana"), &dana)
     );
 }
+
+#[tokio::test]
+async fn a_rating_is_announced_as_ticket_rated_with_the_ticket_and_its_rating() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let receiver = Receiver::start().await;
+    let app = app_with_schedule("5s").await;
+    let (hook, secret) = register(&app, &receiver.url, &["ticket.rated"]).await;
+    let slug = app.create_ticket("Printer on fire").await;
+    let path = format!("/v1/tickets/demo/{slug}");
+    let resp = app.admin_patch(&path, json!({"status": "resolved"})).await;
+    assert_eq!(resp.status(), 200);
+    let rate = format!("{path}/satisfaction");
+    let resp = app
+        .post_json(&rate, json!({"score": 2, "comment": "Slow answer"}))
+        .await;
+    assert_eq!(resp.status(), 201);
+
+    let got = receiver.wait_for(1).await;
+    let payload = verified(&secret, &got[0]);
+    assert_eq!(payload["type"], "ticket.rated");
+    assert_eq!(payload["data"]["ticket"]["slug"], slug);
+    assert_eq!(payload["data"]["ticket"]["status"], "resolved");
+    assert_eq!(payload["data"]["satisfaction"]["score"], 2);
+    assert_eq!(payload["data"]["satisfaction"]["comment"], "Slow answer");
+    let log = log_until(&app, &hook, |log| {
+        log.len() == 1 && log[0]["status"] == "succeeded"
+    })
+    .await;
+    assert_eq!(log[0]["event_type"], "ticket.rated");
+}

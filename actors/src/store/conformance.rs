@@ -45,6 +45,7 @@ macro_rules! store_conformance_tests {
             a_ticket_keeps_its_assignee,
             a_ticket_keeps_its_assigned_member_and_a_listing_finds_it_by_them,
             a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one,
+            a_ticket_keeps_its_rating_and_a_project_its_csat_setting,
             a_title_search_finds_its_tickets_page_by_page_within_its_scan,
             webhook_endpoints_are_put_listed_replaced_and_deleted,
             deliveries_come_due_in_order_and_move_when_rescheduled,
@@ -105,6 +106,7 @@ fn project() -> Project {
         allowed_origins: vec!["https://example.com".into()],
         admin_key_hash: "00".repeat(32),
         assistant: Default::default(),
+        csat_disabled: false,
         created_at: now_millis(),
     }
 }
@@ -1361,6 +1363,75 @@ pub async fn a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one(store: Arc<dy
     put(&store, &p.id, &tagged.slug, write).await.unwrap();
     let none = store.list_tickets(&p.id, &by_tag("Billing")).await.unwrap();
     assert!(none.tickets.is_empty(), "tags are compared exactly");
+}
+
+pub async fn a_ticket_keeps_its_rating_and_a_project_its_csat_setting(store: Arc<dyn Store>) {
+    let mut p = stored_project(&store).await;
+    assert!(
+        !store
+            .get_project(&p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .csat_disabled
+    );
+    p.csat_disabled = true;
+    store.update_project(&p).await.unwrap();
+    assert_eq!(store.get_project(&p.id).await.unwrap().unwrap(), p);
+
+    let mut t = ticket(&p.id, "swift-bear-053", now_millis() - Duration::hours(1));
+    store.create_ticket(&t, &[]).await.unwrap();
+    let stored = store.get_ticket(&p.id, &t.slug).await.unwrap().unwrap();
+    assert_eq!(stored.satisfaction, None, "never rated: no rating");
+    t.status = TicketStatus::Resolved;
+    t.updated_at += Duration::seconds(1);
+    put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
+        .await
+        .unwrap();
+    t.updated_at += Duration::seconds(1);
+    t.satisfaction = Some(Satisfaction {
+        score: 4,
+        comment: SatisfactionComment::parse("Quick and kind, thanks!\nWould ask again.").unwrap(),
+        rated_at: t.updated_at,
+    });
+    put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
+        .await
+        .unwrap();
+    let stored = store.get_ticket(&p.id, &t.slug).await.unwrap();
+    assert_eq!(stored.as_ref(), Some(&t));
+    let query = TicketQuery {
+        limit: 10,
+        ..TicketQuery::default()
+    };
+    let listed = store.list_tickets(&p.id, &query).await.unwrap();
+    assert_eq!(
+        listed.tickets,
+        vec![t.clone()],
+        "the listing shows the rating"
+    );
+
+    // A rating without a comment reads back with an empty one; a later change keeps it.
+    let mut plain = ticket(&p.id, "brave-lynx-777", now_millis());
+    plain.satisfaction = Some(Satisfaction {
+        score: 1,
+        comment: SatisfactionComment::parse("").unwrap(),
+        rated_at: plain.updated_at,
+    });
+    store.create_ticket(&plain, &[]).await.unwrap();
+    plain.tags = Tags::parse(&["vip"]).unwrap();
+    plain.updated_at += Duration::seconds(1);
+    put(
+        &store,
+        &p.id,
+        &plain.slug,
+        TicketWrite::Ticket(plain.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &plain.slug).await.unwrap(),
+        Some(plain)
+    );
 }
 
 pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store: Arc<dyn Store>) {

@@ -238,6 +238,13 @@ fn ticket_told(previous: &Ticket, next: &Ticket) -> Vec<Told> {
         };
         told.push(Told::new("ticket_update", events::encode(&payload)));
     }
+    if let (None, Some(satisfaction)) = (&previous.satisfaction, &next.satisfaction) {
+        let payload = events::RatedPayload {
+            satisfaction,
+            updated_at: events::rfc3339(next.updated_at),
+        };
+        told.push(Told::new("ticket_update", events::encode(&payload)));
+    }
     told
 }
 

@@ -45,6 +45,12 @@ pub enum Command {
         author: AgentName,
         content: MessageBody,
     },
+    /// The visitor's satisfaction rating ([`Answer::Ticket`]: the ticket after it), taken once
+    /// and only on a resolved or closed ticket; `rated_at` is the ticket's to set.
+    Rate {
+        score: u8,
+        comment: crate::domain::SatisfactionComment,
+    },
     /// Where a new subscriber, on any node, starts ([`Answer::Replay`]).
     Position,
 }
@@ -57,6 +63,7 @@ impl Command {
             Command::MarkRead { .. } => "mark_read",
             Command::Change(_) => "change",
             Command::AddNote { .. } => "add_note",
+            Command::Rate { .. } => "rate",
             Command::Position => "position",
         }
     }

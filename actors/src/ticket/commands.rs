@@ -62,6 +62,7 @@ impl TicketState {
             Command::MarkRead { reader } => self.mark_read(reader),
             Command::Change(change) => self.change(change),
             Command::AddNote { author, content } => self.add_note(author, content),
+            Command::Rate { score, comment } => self.rate(score, comment),
             Command::Position => self
                 .position()
                 .map(|start| Decided::Answer(Answer::Replay(start))),
@@ -192,6 +193,36 @@ impl TicketState {
             }));
         }
         self.tentative_status = next.status;
+        Ok(Decided::Write(writes, Answer::Ticket(next)))
+    }
+
+    /// The visitor's rating: once, on a solved ticket. Checked against the newest queued
+    /// version, so two ratings racing each other cannot both be taken.
+    fn rate(
+        &mut self,
+        score: u8,
+        comment: crate::domain::SatisfactionComment,
+    ) -> Result<Decided, TicketError> {
+        self.refusal()?;
+        let before = self.tentative_ticket();
+        if before.satisfaction.is_some() {
+            return Err(TicketError::AlreadyRated);
+        }
+        if !matches!(before.status, TicketStatus::Resolved | TicketStatus::Closed) {
+            return Err(TicketError::NotResolved);
+        }
+        let mut next = before.clone();
+        next.updated_at = self.next_version(&before);
+        next.satisfaction = Some(crate::domain::Satisfaction {
+            score,
+            comment,
+            rated_at: next.updated_at,
+        });
+        let mut writes = vec![TicketWrite::Ticket(next.clone())];
+        writes.extend(self.announce(EventType::TicketRated, || {
+            let summary = crate::events::TicketSummary::new(&next);
+            serde_json::json!({ "ticket": summary, "satisfaction": next.satisfaction })
+        }));
         Ok(Decided::Write(writes, Answer::Ticket(next)))
     }
 

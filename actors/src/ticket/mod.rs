@@ -90,6 +90,12 @@ pub enum TicketError {
     NotFound,
     #[error("ticket is closed")]
     Closed,
+    /// The visitor rated the ticket before: a rating is given once.
+    #[error("this ticket was rated already")]
+    AlreadyRated,
+    /// A rating is asked for once the ticket is solved (resolved or closed), not before.
+    #[error("a ticket is rated once it is resolved")]
+    NotResolved,
     #[error("ticket is busy, retry shortly")]
     Busy,
     /// A request with the same idempotency key is still being carried out.

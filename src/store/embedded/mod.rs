@@ -1270,6 +1270,7 @@ mod tests {
             allowed_origins: vec![],
             admin_key_hash: String::new(),
             assistant: Default::default(),
+            csat_disabled: false,
             created_at: now_millis(),
         }
     }
@@ -1290,6 +1291,7 @@ mod tests {
             assignee_member: None,
             tags: Default::default(),
             visitor: None,
+            satisfaction: None,
         }
     }
 

@@ -339,6 +339,11 @@ export class Api {
     return this.patch<Project>(`/v1/projects/${this.p}`, assistant satisfies Schemas["UpdateProject"]);
   }
 
+  /** Turns the satisfaction survey (CSAT) of resolved tickets on or off. */
+  setCsat(csat_enabled: boolean) {
+    return this.patch<Project>(`/v1/projects/${this.p}`, { csat_enabled } satisfies Schemas["UpdateProject"]);
+  }
+
   cannedReplies() {
     return this.get<Schemas["CannedReplyList"]>(`/v1/projects/${this.p}/canned-replies`);
   }

@@ -5,6 +5,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { ApiError } from "../shared/http";
+import { AlertSettings, alertAgent } from "./alerts";
 import { acceptInvitation, Api, completeReset, type Credentials, requestReset, saveCredentials, savedCredentials, signIn } from "./api";
 import { Feed, type FeedEvent, type FeedState } from "./feed";
 import { KnowledgeBase } from "./kb";
@@ -370,6 +371,16 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: (why?: str
   const [resumes, setResumes] = useState(0);
   const listeners = useRef(new Set<Listener>());
   const open = useRef<string | undefined>(undefined);
+  // Who each ticket is assigned to, as far as the feed told or a read found: a reply alerts
+  // only the agent the ticket is assigned to.
+  const assignees = useRef(new Map<string, string | null>());
+  const assignee = async (slug: string): Promise<string | null> => {
+    const known = assignees.current.get(slug);
+    if (known !== undefined) return known;
+    const t = await api.ticket(slug);
+    assignees.current.set(slug, t.assignee ?? null);
+    return t.assignee ?? null;
+  };
   const feed = useMemo(
     () =>
       new Feed(
@@ -381,10 +392,19 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: (why?: str
             if (slug !== open.current || document.hidden) {
               setUnread((u) => ({ ...u, [slug]: (u[slug] ?? 0) + 1 }));
             }
-            if (document.hidden) alertAgent(`New message on ${slug}`, String(event.payload.content ?? ""));
+            if (document.visibilityState === "hidden") {
+              const content = String(event.payload.content ?? "");
+              void assignee(slug)
+                .then((who) => who === creds.name && alertAgent(`New reply on a ticket assigned to you (${slug})`, content))
+                .catch(() => undefined);
+            }
           }
-          if (event.type === "ticket_created" && document.hidden) {
+          if (event.type === "ticket_created" && event.ticket) {
+            assignees.current.set(event.ticket, event.payload.assignee ?? null);
             alertAgent("New ticket", String(event.payload.title ?? ""));
+          }
+          if (event.type === "assigned" && event.ticket) {
+            assignees.current.set(event.ticket, (event.payload.assignee as string | null) ?? null);
           }
         },
         (state, resumed) => {
@@ -426,6 +446,7 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: (why?: str
         <span class={`feed ${feedState}`} role="status">
           {feedState === "live" ? "Live" : feedState === "connecting" ? "Connecting…" : "Reconnecting…"}
         </span>
+        <AlertSettings />
         <span class="who">
           {creds.name}
           {creds.role && <span class="sub"> · {creds.role}</span>}
@@ -464,24 +485,4 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: (why?: str
       {view === "account" && creds.memberId && <Account api={api} />}
     </div>
   );
-}
-
-/** A sound and, when allowed, a notification: for an agent whose inbox tab is hidden. */
-function alertAgent(title: string, body: string) {
-  try {
-    const audio = new AudioContext();
-    const tone = audio.createOscillator();
-    const gain = audio.createGain();
-    tone.frequency.value = 880;
-    gain.gain.setValueAtTime(0.08, audio.currentTime);
-    gain.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.3);
-    tone.connect(gain).connect(audio.destination);
-    tone.start();
-    tone.stop(audio.currentTime + 0.3);
-  } catch {
-    // No audio (a browser that blocks it until a click): the notification still shows.
-  }
-  if ("Notification" in window && Notification.permission === "granted") {
-    new Notification(title, { body: body.slice(0, 140), tag: "fleety" });
-  }
 }

@@ -79,6 +79,15 @@ kbd { font-family: ui-monospace, monospace; font-size: 12px; padding: 1px 6px; b
 .ticket-head h1 { margin: 0; font-size: 20px; }
 .actions { display: flex; align-items: center; gap: 10px; flex-wrap: wrap; }
 .assignee { color: var(--muted); }
+.alerts { position: relative; }
+.alert-settings { position: absolute; inset-inline-end: 0; top: 100%; z-index: 5; width: 280px; padding: 10px 12px; background: var(--panel); border: 1px solid var(--line); border-radius: 8px; box-shadow: 0 6px 20px rgba(0, 0, 0, 0.15); display: flex; flex-direction: column; gap: 6px; font-size: 13px; }
+.alert-settings .hint { margin: 0; }
+.notice.blocked { margin: 0; padding: 6px 8px; border-radius: 6px; background: #fff4e5; color: #6b3d00; }
+.csat { color: #8a5a00; letter-spacing: 1px; font-size: 12px; white-space: nowrap; }
+@media (prefers-color-scheme: dark) { .csat { color: #f0c060; } }
+.ticket .csat { grid-column: 1; }
+.csat-given { margin: 0 0 8px; padding: 6px 10px; border: 1px solid var(--line); border-radius: 8px; font-size: 13px; }
+.csat-given q { margin-inline-start: 6px; font-style: italic; }
 .tags, .ticket-tags, .tag-filter { display: flex; flex-wrap: wrap; align-items: center; gap: 4px; margin: 0; }
 .ticket .tags { grid-column: 1; }
 .tag { display: inline-flex; align-items: center; font-size: 11px; padding: 0 6px; border-radius: 8px; background: var(--bg); border: 1px solid var(--line); }

@@ -8,7 +8,7 @@
 
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
-import { Markdown } from "../shared/markdown";
+import { Markdown, plainText } from "../shared/markdown";
 import type { Api, Assignee, ListedTicket, Message, Note, Ticket, TicketStatus, TicketSummary, TimelineEntry, Turn } from "./api";
 import type { Listener } from "./app";
 import { useCannedPicker } from "./canned";
@@ -61,9 +61,9 @@ function when(iso: string): string {
   return today ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : at.toLocaleDateString([], { day: "numeric", month: "short" });
 }
 
-/** A message's start for the list, as the server makes its previews. */
+/** A message's start for the list, as the server makes its previews: plain text, not Markdown. */
 function preview(content: string): string {
-  const folded = content.split(/\s+/).filter(Boolean).join(" ");
+  const folded = plainText(content).split(/\s+/).filter(Boolean).join(" ");
   return folded.length > 140 ? `${folded.slice(0, 140)}…` : folded;
 }
 
@@ -221,6 +221,9 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
         } else if (event.type === "ticket_update" && "tags" in event.payload) {
           const tags = event.payload.tags;
           setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, tags } : k)));
+        } else if (event.type === "ticket_update" && "satisfaction" in event.payload) {
+          const satisfaction = event.payload.satisfaction;
+          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, satisfaction } : k)));
         } else if (event.type === "new_message") {
           // The ticket moves to the top of what the agent sees as active, with its new message.
           const m = event.payload as unknown as Message;
@@ -364,6 +367,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
                   {t.slug}
                   {t.assignee ? ` · ${t.assignee}` : ""}
                 </span>
+                {t.satisfaction && <Rated score={t.satisfaction.score} />}
                 {t.tags.length > 0 && (
                   <span class="tags">
                     {t.tags.map((name) => (
@@ -523,6 +527,8 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
           setVisitorTyping(true);
           clearTimeout(typingTimer.current);
           typingTimer.current = setTimeout(() => setVisitorTyping(false), 5000);
+        } else if (event.type === "ticket_update" && p.satisfaction) {
+          setTicket((t) => t && { ...t, satisfaction: p.satisfaction as Ticket["satisfaction"] });
         } else if (event.type === "ticket_update" && Array.isArray(p.tags)) {
           setTicket((t) => t && { ...t, tags: p.tags as string[] });
         } else if (event.type === "ticket_update" && p.reader === "user") {
@@ -691,6 +697,12 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
           Tag
         </button>
       </form>
+      {ticket.satisfaction && (
+        <p class="csat-given" aria-label="The visitor's rating">
+          <Rated score={ticket.satisfaction.score} /> The visitor rated this conversation {ticket.satisfaction.score} of 5
+          {ticket.satisfaction.comment ? <q>{ticket.satisfaction.comment}</q> : ""} · {new Date(ticket.satisfaction.rated_at).toLocaleString()}
+        </p>
+      )}
       {ticket.description && <p class="description">{ticket.description}</p>}
       {unsaid.length > 0 && (
         <details class="transcript">
@@ -837,4 +849,13 @@ function describe(e: TimelineEntry): string {
   if (e.added.length) parts.push(`added the tag${e.added.length > 1 ? "s" : ""} ${e.added.join(", ")}`);
   if (e.removed.length) parts.push(`removed the tag${e.removed.length > 1 ? "s" : ""} ${e.removed.join(", ")}`);
   return `${who} ${parts.join(" and ")}`;
+}
+
+/** A satisfaction score as five stars, the score's filled: read as "Rated n of 5". */
+function Rated({ score }: { score: number }) {
+  return (
+    <span class={`csat score-${score}`} role="img" aria-label={`Rated ${score} of 5`} title={`Rated ${score} of 5`}>
+      {"★".repeat(score) + "☆".repeat(5 - score)}
+    </span>
+  );
 }

@@ -1098,6 +1098,26 @@ export interface paths {
         patch: operations["markRead"];
         trace?: never;
     };
+    "/v1/tickets/{projectId}/{slug}/satisfaction": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rate one's satisfaction with a resolved ticket
+         * @description The visitor's CSAT rating, given once, after the ticket was resolved or closed. Sent as the `ticket.rated` webhook and told to the ticket's watchers as a `ticket_update`.
+         */
+        post: operations["rateTicket"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tickets/{projectId}/{slug}/ws": {
         parameters: {
             query?: never;
@@ -1475,7 +1495,7 @@ export interface components {
          * @description What a webhook can announce.
          * @enum {string}
          */
-        EventType: "ticket.created" | "ticket.status_changed" | "message.created" | "ticket.assigned";
+        EventType: "ticket.created" | "ticket.status_changed" | "message.created" | "ticket.assigned" | "ticket.rated";
         EventTypes: components["schemas"]["EventType"][];
         FeedEvent: {
             payload: components["schemas"]["SubscribedPayload"];
@@ -1499,6 +1519,11 @@ export interface components {
             type: "ticket_update";
         } | {
             payload: components["schemas"]["TagsPayload"];
+            ticket?: components["schemas"]["Slug"];
+            /** @enum {string} */
+            type: "ticket_update";
+        } | {
+            payload: components["schemas"]["RatedPayload"];
             ticket?: components["schemas"]["Slug"];
             /** @enum {string} */
             type: "ticket_update";
@@ -1613,6 +1638,8 @@ export interface components {
         /** @description A session token: a bearer token for the chat endpoints, valid until `expires_at`. */
         IssuedSession: {
             assistant: components["schemas"]["AssistantIntro"];
+            /** @description Whether the widget asks the visitor to rate a resolved ticket (the project's setting). */
+            csat_enabled: boolean;
             /** Format: date-time */
             expires_at: string;
             project_id: components["schemas"]["ProjectId"];
@@ -1628,7 +1655,10 @@ export interface components {
         LastMessage: {
             author: components["schemas"]["Participant"];
             id: components["schemas"]["MessageId"];
-            /** @description The message's first characters, whitespace runs folded to one space. */
+            /**
+             * @description The message's first characters as plain text: its Markdown marks (bold, italics, code,
+             *     list bullets, links' addresses) left out, whitespace runs folded to one space.
+             */
             preview: string;
             /** Format: date-time */
             timestamp: string;
@@ -1825,6 +1855,8 @@ export interface components {
             assistant_name: components["schemas"]["AssistantName"];
             /** Format: date-time */
             created_at: string;
+            /** @description Whether the widget asks visitors to rate a resolved ticket (1 to 5). */
+            csat_enabled: boolean;
             name: string;
             project_id: components["schemas"]["ProjectId"];
         };
@@ -1843,6 +1875,21 @@ export interface components {
              */
             language?: string | null;
             prompt: components["schemas"]["ChatText"];
+        };
+        /** @description The visitor's satisfaction rating of a resolved ticket. */
+        RateTicket: {
+            comment?: null | components["schemas"]["SatisfactionComment"];
+            /**
+             * Format: int32
+             * @description 1 (very unhappy) to 5 (very happy), a whole number.
+             */
+            score: number;
+        };
+        /** @description The visitor rated the ticket (a `ticket_update`): the rating, once given. */
+        RatedPayload: {
+            satisfaction: components["schemas"]["Satisfaction"];
+            /** Format: date-time */
+            updated_at: string;
         };
         /**
          * @description A visitor's verdict on one of the assistant's answers.
@@ -1866,6 +1913,22 @@ export interface components {
          * @enum {string}
          */
         Role: "agent" | "admin" | "owner";
+        /**
+         * @description A visitor's satisfaction with how their ticket was handled (CSAT), given once, after the
+         *     ticket was resolved.
+         */
+        Satisfaction: {
+            /** @description Empty when the visitor wrote nothing. */
+            comment: components["schemas"]["SatisfactionComment"];
+            /** Format: date-time */
+            rated_at: string;
+            /**
+             * Format: int32
+             * @description 1 (very unhappy) to 5 (very happy).
+             */
+            score: number;
+        };
+        SatisfactionComment: string;
         /** @description One matching article. */
         SearchHit: {
             /** Format: uuid */
@@ -1999,6 +2062,10 @@ export interface components {
             /** @enum {string} */
             type: "ticket_update";
         } | {
+            payload: components["schemas"]["RatedPayload"];
+            /** @enum {string} */
+            type: "ticket_update";
+        } | {
             payload: components["schemas"]["AssignedPayload"];
             /** @enum {string} */
             type: "assigned";
@@ -2038,6 +2105,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             project_id: components["schemas"]["ProjectId"];
+            satisfaction: null | components["schemas"]["Satisfaction"];
             slug: components["schemas"]["Slug"];
             source: components["schemas"]["TicketSource"];
             status: components["schemas"]["TicketStatus"];
@@ -2152,6 +2220,8 @@ export interface components {
             assistant_greeting?: null | components["schemas"]["AssistantGreeting"];
             assistant_guidance?: null | components["schemas"]["AssistantGuidance"];
             assistant_name?: null | components["schemas"]["AssistantName"];
+            /** @description Whether the widget asks visitors to rate a resolved ticket. */
+            csat_enabled?: boolean | null;
             name?: null | components["schemas"]["ProjectName"];
         };
         /** @description Who the visitor behind a ticket is, when the site knows: either may be missing. */
@@ -8702,6 +8772,180 @@ export interface operations {
             };
             /** @description No such project or ticket */
             404: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests from this client, or from this visitor session when the request carries its session token (see Retry-After) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    rateTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The ticket's slug. */
+                slug: components["schemas"]["Slug"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RateTicket"];
+            };
+        };
+        responses: {
+            /** @description The ticket with its rating */
+            201: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketSummary"];
+                };
+            };
+            /** @description The body is not the JSON this operation takes */
+            400: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An origin the project does not allow */
+            403: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project or ticket */
+            404: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The ticket was rated already, is not resolved yet, or the project asks for no ratings */
+            409: {
                 headers: {
                     /** @description Requests allowed per window */
                     "X-RateLimit-Limit"?: number;

@@ -213,6 +213,12 @@ function Chat({ conversation, state, t, open }: { conversation: Conversation; st
           </p>
         )}
       </div>
+      {state.survey?.ask && <Survey conversation={conversation} t={t} busy={blocked} />}
+      {state.survey?.thanked && state.survey.score !== undefined && (
+        <p class="survey thanks" role="status">
+          {t("csatThanks")} {t("csatGiven", { n: state.survey.score })}
+        </p>
+      )}
       {closed ? (
         <div class="closed">
           <p>{t("closedTicket")}</p>
@@ -256,6 +262,64 @@ function Chat({ conversation, state, t, open }: { conversation: Conversation; st
         </form>
       )}
     </>
+  );
+}
+
+/** The satisfaction survey: five scores, an optional comment, and a way to decline. */
+function Survey({ conversation, t, busy }: { conversation: Conversation; t: Translator; busy: boolean }) {
+  const [score, setScore] = useState<number | undefined>();
+  const [comment, setComment] = useState("");
+  const [sending, setSending] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (score === undefined || sending) return;
+    setSending(true);
+    try {
+      await conversation.rateTicket(score, comment);
+    } finally {
+      setSending(false);
+    }
+  };
+  return (
+    <form class="survey" onSubmit={submit} aria-labelledby="fleety-csat">
+      <p id="fleety-csat" class="ask">
+        {t("csatAsk")}
+      </p>
+      <div class="scores" role="radiogroup" aria-labelledby="fleety-csat">
+        {[1, 2, 3, 4, 5].map((n) => (
+          <button
+            key={n}
+            type="button"
+            role="radio"
+            class="score"
+            aria-checked={score === n}
+            aria-label={t("csatScore", { n })}
+            onClick={() => setScore(n)}
+          >
+            {n}
+          </button>
+        ))}
+      </div>
+      {score !== undefined && (
+        <textarea
+          class="comment"
+          rows={2}
+          maxLength={1000}
+          value={comment}
+          placeholder={t("csatComment")}
+          aria-label={t("csatComment")}
+          onInput={(e) => setComment((e.target as HTMLTextAreaElement).value)}
+        />
+      )}
+      <div class="actions">
+        <button class="skip" type="button" onClick={() => conversation.dismissSurvey()}>
+          {t("csatSkip")}
+        </button>
+        <button class="send-rating" type="submit" disabled={score === undefined || sending || busy}>
+          {t("csatSend")}
+        </button>
+      </div>
+    </form>
   );
 }
 

@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
     AgentName, Article, ArticleBody, ArticleTitle, ArticleUrl, AssistantProfile, ChatConversation,
     ChatRole, ChatTurn, Description, Email, IdempotencyKey, Language, Message, MessageAgent,
-    MessageBody, Note, Participant, Project, ProjectId, Rating, ReadCursor, Slug, Tag, Tags,
-    Ticket, TicketSource, TicketStatus, Title, VisitorContact, VisitorName,
+    MessageBody, Note, Participant, Project, ProjectId, Rating, ReadCursor, Satisfaction,
+    SatisfactionComment, Slug, Tag, Tags, Ticket, TicketSource, TicketStatus, Title,
+    VisitorContact, VisitorName,
 };
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::MessageId;
@@ -39,6 +40,7 @@ pub(super) struct ProjectValues<'a> {
     assistant_name: &'a str,
     assistant_greeting: &'a str,
     assistant_guidance: &'a str,
+    csat_disabled: bool,
 }
 
 impl<'a> From<&'a Project> for ProjectValues<'a> {
@@ -52,6 +54,7 @@ impl<'a> From<&'a Project> for ProjectValues<'a> {
             assistant_name: &p.assistant.name,
             assistant_greeting: &p.assistant.greeting,
             assistant_guidance: &p.assistant.guidance,
+            csat_disabled: p.csat_disabled,
         }
     }
 }
@@ -67,6 +70,8 @@ pub(super) struct ProjectRow {
     assistant_name: Option<String>,
     assistant_greeting: Option<String>,
     assistant_guidance: Option<String>,
+    // Null in rows written before migration 0020: the project asks for ratings.
+    csat_disabled: Option<bool>,
 }
 
 impl TryFrom<ProjectRow> for Project {
@@ -85,6 +90,7 @@ impl TryFrom<ProjectRow> for Project {
                 greeting: r.assistant_greeting.unwrap_or_default(),
                 guidance: r.assistant_guidance.unwrap_or_default(),
             },
+            csat_disabled: r.csat_disabled.unwrap_or(false),
         })
     }
 }
@@ -116,6 +122,9 @@ pub(super) struct TicketValues<'a> {
     assignee_member_id: Option<Uuid>,
     assignee_member_name: Option<&'a str>,
     assignee_member_avatar_url: Option<&'a str>,
+    satisfaction_score: Option<i32>,
+    satisfaction_comment: Option<&'a str>,
+    satisfaction_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> From<&'a Ticket> for TicketValues<'a> {
@@ -149,6 +158,9 @@ impl<'a> From<&'a Ticket> for TicketValues<'a> {
                 .assignee_member
                 .as_ref()
                 .and_then(|m| m.avatar_url.as_deref()),
+            satisfaction_score: t.satisfaction.as_ref().map(|s| i32::from(s.score)),
+            satisfaction_comment: t.satisfaction.as_ref().map(|s| s.comment.as_str()),
+            satisfaction_at: t.satisfaction.as_ref().map(|s| s.rated_at),
         }
     }
 }
@@ -173,6 +185,9 @@ pub(super) struct TicketChange<'a> {
     assignee_member_id: Option<Uuid>,
     assignee_member_name: Option<&'a str>,
     assignee_member_avatar_url: Option<&'a str>,
+    satisfaction_score: Option<i32>,
+    satisfaction_comment: Option<&'a str>,
+    satisfaction_at: Option<DateTime<Utc>>,
     project_id: &'a str,
     slug: &'a str,
 }
@@ -194,6 +209,9 @@ impl<'a> From<&'a Ticket> for TicketChange<'a> {
                 .assignee_member
                 .as_ref()
                 .and_then(|m| m.avatar_url.as_deref()),
+            satisfaction_score: t.satisfaction.as_ref().map(|s| i32::from(s.score)),
+            satisfaction_comment: t.satisfaction.as_ref().map(|s| s.comment.as_str()),
+            satisfaction_at: t.satisfaction.as_ref().map(|s| s.rated_at),
             project_id: t.project_id.as_str(),
             slug: t.slug.as_str(),
         }
@@ -222,6 +240,10 @@ pub(super) struct TicketRow {
     assignee_member_id: Option<Uuid>,
     assignee_member_name: Option<String>,
     assignee_member_avatar_url: Option<String>,
+    /// Null in rows written before migration 0020, and until the visitor rates.
+    satisfaction_score: Option<i32>,
+    satisfaction_comment: Option<String>,
+    satisfaction_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<TicketRow> for Ticket {
@@ -271,6 +293,19 @@ impl TryFrom<TicketRow> for Ticket {
                         None => None,
                     },
                 }),
+            },
+            satisfaction: match (r.satisfaction_score, r.satisfaction_at) {
+                (Some(score), Some(rated_at)) => Some(Satisfaction {
+                    score: Satisfaction::score(i64::from(score))
+                        .map_err(|_| corrupt("satisfaction_score"))?,
+                    comment: SatisfactionComment::parse(
+                        r.satisfaction_comment.as_deref().unwrap_or(""),
+                    )
+                    .map_err(|_| corrupt("satisfaction_comment"))?,
+                    rated_at,
+                }),
+                (None, None) => None,
+                _ => return Err(corrupt("satisfaction")),
             },
         })
     }
