@@ -656,7 +656,7 @@ pub struct Ticket {
     pub visitor: Option<VisitorContact>,
     /// The visitor's rating, once given; never changes afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub satisfaction: Option<Satisfaction>,
+    pub satisfaction: Option<Box<Satisfaction>>,
 }
 
 impl Ticket {

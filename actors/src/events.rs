@@ -131,7 +131,7 @@ impl<'a> TicketSummary<'a> {
             assignee_member: ticket.assignee_member.as_ref(),
             tags: &ticket.tags,
             visitor: ticket.visitor.as_ref(),
-            satisfaction: ticket.satisfaction.as_ref(),
+            satisfaction: ticket.satisfaction.as_deref(),
             created_at: rfc3339(ticket.created_at),
             updated_at: rfc3339(ticket.updated_at),
         }

@@ -1389,11 +1389,11 @@ pub async fn a_ticket_keeps_its_rating_and_a_project_its_csat_setting(store: Arc
         .await
         .unwrap();
     t.updated_at += Duration::seconds(1);
-    t.satisfaction = Some(Satisfaction {
+    t.satisfaction = Some(Box::new(Satisfaction {
         score: 4,
         comment: SatisfactionComment::parse("Quick and kind, thanks!\nWould ask again.").unwrap(),
         rated_at: t.updated_at,
-    });
+    }));
     put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
         .await
         .unwrap();
@@ -1412,11 +1412,11 @@ pub async fn a_ticket_keeps_its_rating_and_a_project_its_csat_setting(store: Arc
 
     // A rating without a comment reads back with an empty one; a later change keeps it.
     let mut plain = ticket(&p.id, "brave-lynx-777", now_millis());
-    plain.satisfaction = Some(Satisfaction {
+    plain.satisfaction = Some(Box::new(Satisfaction {
         score: 1,
         comment: SatisfactionComment::parse("").unwrap(),
         rated_at: plain.updated_at,
-    });
+    }));
     store.create_ticket(&plain, &[]).await.unwrap();
     plain.tags = Tags::parse(&["vip"]).unwrap();
     plain.updated_at += Duration::seconds(1);

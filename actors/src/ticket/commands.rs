@@ -213,11 +213,11 @@ impl TicketState {
         }
         let mut next = before.clone();
         next.updated_at = self.next_version(&before);
-        next.satisfaction = Some(crate::domain::Satisfaction {
+        next.satisfaction = Some(Box::new(crate::domain::Satisfaction {
             score,
             comment,
             rated_at: next.updated_at,
-        });
+        }));
         let mut writes = vec![TicketWrite::Ticket(next.clone())];
         writes.extend(self.announce(EventType::TicketRated, || {
             let summary = crate::events::TicketSummary::new(&next);

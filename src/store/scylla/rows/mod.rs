@@ -295,7 +295,7 @@ impl TryFrom<TicketRow> for Ticket {
                 }),
             },
             satisfaction: match (r.satisfaction_score, r.satisfaction_at) {
-                (Some(score), Some(rated_at)) => Some(Satisfaction {
+                (Some(score), Some(rated_at)) => Some(Box::new(Satisfaction {
                     score: Satisfaction::score(i64::from(score))
                         .map_err(|_| corrupt("satisfaction_score"))?,
                     comment: SatisfactionComment::parse(
@@ -303,7 +303,7 @@ impl TryFrom<TicketRow> for Ticket {
                     )
                     .map_err(|_| corrupt("satisfaction_comment"))?,
                     rated_at,
-                }),
+                })),
                 (None, None) => None,
                 _ => return Err(corrupt("satisfaction")),
             },
