@@ -118,7 +118,7 @@ test("resolved in the inbox, rated in the widget, shown in the inbox, announced 
   await agent.getByRole("button", { name: "Sign in" }).click();
   await agent.getByRole("status").filter({ hasText: "Live" }).waitFor();
   await agent.locator(`[data-slug="${slug}"]`).click();
-  await agent.locator(".ticket-head select").selectOption("resolved");
+  await agent.locator(".ticket-head").getByLabel("Status").selectOption("resolved");
 
   // The widget asks, live, once the ticket is resolved.
   const survey = widget.locator("form.survey");

@@ -90,7 +90,7 @@ test("an invited agent joins by link, answers a visitor, and is signed out at on
   assert.equal(new URL(agent.url()).hash, "");
   // No settings, members or webhooks for an agent: not in the inbox, not in the API.
   const views = await agent.getByRole("navigation", { name: "Views" }).getByRole("button").allTextContents();
-  assert.deepEqual(views, ["Tickets", "Knowledge base"]);
+  assert.deepEqual(views, ["Tickets", "Knowledge base", "Account"]);
   const settings = await agent.evaluate(async (id) => {
     const paths = [`/v1/projects/${id}/webhooks`, `/v1/projects/${id}/members`, `/v1/projects/${id}/invitations`];
     return Promise.all(paths.map(async (p) => (await fetch(p)).status));
