@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod canned;
 pub mod chat;
 pub mod clock;

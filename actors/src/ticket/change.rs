@@ -122,7 +122,7 @@ impl<'a> Change<'a> {
             TicketWrite::ReadCursor { reader, up_to } => Some(Change::Read(*reader, *up_to)),
             TicketWrite::Ticket(ticket) => Some(Change::Ticket(ticket)),
             TicketWrite::Note(note) => Some(Change::Note(note)),
-            TicketWrite::Delivery(_) => None,
+            TicketWrite::Delivery(_) | TicketWrite::Audit(_) => None,
         }
     }
 

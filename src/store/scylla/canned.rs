@@ -8,6 +8,7 @@
 //! writers racing on one node or several, one applies per round; the others read again.
 
 use async_trait::async_trait;
+use futures_util::TryFutureExt;
 use chrono::{DateTime, Utc};
 use fleety_actors::canned::{CannedBody, CannedConflict, CannedName, CannedReply, Shortcut};
 use fleety_actors::domain::ProjectId;
@@ -223,6 +224,11 @@ impl ScyllaStore {
     }
 }
 
+/// A change of a reply refused by the store or by the project's other replies.
+fn refused_reply<T, E>(outcome: &StoreResult<Result<T, E>>) -> bool {
+    super::audit::refused(outcome) || matches!(outcome, Ok(Err(_)))
+}
+
 #[async_trait]
 impl CannedStore for ScyllaStore {
     async fn create_canned_reply(
@@ -232,7 +238,7 @@ impl CannedStore for ScyllaStore {
     ) -> StoreResult<Result<(), CannedConflict>> {
         timed("scylla", "create_canned_reply", async {
             let mut first = true;
-            self.change_canned(&reply.project_id, Some(reply), |all| {
+            let create = self.change_canned(&reply.project_id, Some(reply), |all| {
                 let again = !std::mem::replace(&mut first, false);
                 match all.iter().find(|r| r.id == reply.id) {
                     // An earlier round's answer was lost (a timeout), but it applied.
@@ -244,11 +250,11 @@ impl CannedStore for ScyllaStore {
                     }),
                 }
             })
-            .await
-            .map(|outcome| match outcome {
+            .map_ok(|outcome| match outcome {
                 Ok(()) | Err(None) => Ok(()),
                 Err(Some(conflict)) => Err(conflict),
-            })
+            });
+            self.transaction_audited(create, refused_reply).await
         })
         .await
     }
@@ -258,7 +264,7 @@ impl CannedStore for ScyllaStore {
         reply: &CannedReply,
     ) -> StoreResult<Result<(), CannedConflict>> {
         timed("scylla", "update_canned_reply", async {
-            self.change_canned(&reply.project_id, Some(reply), |all| {
+            let update = self.change_canned(&reply.project_id, Some(reply), |all| {
                 if !all.iter().any(|r| r.id == reply.id) {
                     return Err(StoreError::NotFound);
                 }
@@ -266,8 +272,8 @@ impl CannedStore for ScyllaStore {
                     Some(conflict) => Err(conflict),
                     None => Ok(Decision::Put),
                 })
-            })
-            .await
+            });
+            self.transaction_audited(update, refused_reply).await
         })
         .await
     }
@@ -276,16 +282,18 @@ impl CannedStore for ScyllaStore {
         timed("scylla", "delete_canned_reply", async {
             let mut first = true;
             // Either way the reply is gone: deleted now, or by a round whose answer was lost.
-            self.change_canned(project, None, |all| {
-                let again = !std::mem::replace(&mut first, false);
-                match all.iter().any(|r| r.id == id) {
-                    true => Ok(Ok(Decision::Delete(id))),
-                    false if again => Ok(Err(())),
-                    false => Err(StoreError::NotFound),
-                }
-            })
-            .await
-            .map(|_deleted| ())
+            let delete = self
+                .change_canned(project, None, |all| {
+                    let again = !std::mem::replace(&mut first, false);
+                    match all.iter().any(|r| r.id == id) {
+                        true => Ok(Ok(Decision::Delete(id))),
+                        false if again => Ok(Err(())),
+                        false => Err(StoreError::NotFound),
+                    }
+                })
+                .map_ok(|_deleted| ());
+            self.transaction_audited(delete, super::audit::refused)
+                .await
         })
         .await
     }

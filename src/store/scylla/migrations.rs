@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0015_message_agent",
         include_str!("../../../cql/0015_message_agent.cql"),
     ),
+    (
+        19,
+        "0019_audit_log",
+        include_str!("../../../cql/0019_audit_log.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in
