@@ -9,6 +9,7 @@
 //! Sign-in answers the same for an unknown email, a wrong password and a deactivated member,
 //! and does the same work for each: an unknown email is checked against a dummy hash.
 
+use fleety_actors::audit::{self, AuditActor, AuditRecord};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -449,8 +450,18 @@ impl Accounts {
             user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
             ip: Some(ip.to_string()),
         };
-        self.store
-            .put_member_session(&session)
+        let record = AuditRecord::new(
+            project,
+            now,
+            AuditActor::Member {
+                id: member.id,
+                name: member.name.clone(),
+            },
+            Some(ip.to_string()),
+            "member.signed_in",
+        )
+        .target(crate::members::target(&member));
+        audit::recorded(Some(record), self.store.put_member_session(&session))
             .await
             .map_err(SignInError::Store)?;
         Ok(NewSession {

@@ -1,6 +1,7 @@
 //! The command line: `fleety` (serve), `fleety serve`, `fleety migrate`, `fleety project create`,
 //! `fleety member add|list|set-role|deactivate`, `fleety chat`.
 
+use fleety_actors::audit::AuditBy;
 use clap::{Parser, Subcommand};
 use fleety_actors::domain::{ProjectId, ProjectName};
 use fleety_actors::member::{MemberState, Role};
@@ -199,7 +200,14 @@ async fn member(command: MemberCommand, settings: Settings) -> anyhow::Result<()
                 avatar_url,
             };
             let added =
-                crate::members::add(store.as_ref(), &project, new, Role::Owner, accounts.now())
+                crate::members::add(
+                    store.as_ref(),
+                    &project,
+                    new,
+                    Role::Owner,
+                    &AuditBy::operator(),
+                    accounts.now(),
+                )
                     .await
                     .map_err(failed)?;
             member_json(&added)
@@ -218,7 +226,15 @@ async fn member(command: MemberCommand, settings: Settings) -> anyhow::Result<()
                 ..MemberChange::default()
             };
             let changed =
-                crate::members::change(&accounts, &project, found.id, change, Role::Owner, None)
+                crate::members::change(
+                    &accounts,
+                    &project,
+                    found.id,
+                    change,
+                    Role::Owner,
+                    None,
+                    &AuditBy::operator(),
+                )
                     .await
                     .map_err(failed)?;
             member_json(&changed)
@@ -232,7 +248,15 @@ async fn member(command: MemberCommand, settings: Settings) -> anyhow::Result<()
                 ..MemberChange::default()
             };
             let changed =
-                crate::members::change(&accounts, &project, found.id, change, Role::Owner, None)
+                crate::members::change(
+                    &accounts,
+                    &project,
+                    found.id,
+                    change,
+                    Role::Owner,
+                    None,
+                    &AuditBy::operator(),
+                )
                     .await
                     .map_err(failed)?;
             member_json(&changed)

@@ -30,6 +30,8 @@ pub enum AuditActor {
     Member { id: Uuid, name: String },
     /// The project's admin key.
     AdminKey,
+    /// The operator: the operator API's token, or the `fleety` command line.
+    Operator,
     /// Someone not signed in (a failed sign-in): who they claimed to be is the target.
     Anonymous,
 }
@@ -40,6 +42,29 @@ impl AuditActor {
             AuditActor::Member { id, .. } => Some(*id),
             _ => None,
         }
+    }
+}
+
+/// Who makes a change and from where: all a record needs besides what changed. Handlers
+/// build it once per request and hand it to whatever makes the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditBy {
+    pub actor: AuditActor,
+    pub ip: Option<String>,
+}
+
+impl AuditBy {
+    /// The operator, from the command line (no address).
+    pub fn operator() -> Self {
+        Self {
+            actor: AuditActor::Operator,
+            ip: None,
+        }
+    }
+
+    /// A record of `action` by this actor, at `at`.
+    pub fn record(&self, project: &ProjectId, at: DateTime<Utc>, action: &str) -> AuditRecord {
+        AuditRecord::new(project, at, self.actor.clone(), self.ip.clone(), action)
     }
 }
 
