@@ -5,6 +5,7 @@ mod support_cql;
 
 mod agent;
 mod assistant;
+mod audit;
 mod canned;
 mod chat;
 mod chat_llm;
