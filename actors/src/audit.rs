@@ -143,12 +143,7 @@ impl AuditRecord {
     }
 
     /// Adds `field` changed from `before` to `after`; nothing if they are equal.
-    pub fn changed(
-        self,
-        field: &str,
-        before: impl Serialize,
-        after: impl Serialize,
-    ) -> Self {
+    pub fn changed(self, field: &str, before: impl Serialize, after: impl Serialize) -> Self {
         let (before, after) = (json(before), json(after));
         if before != after {
             self.detail(field, serde_json::json!({"before": before, "after": after}))
@@ -238,10 +233,13 @@ impl AuditQuery {
     pub fn matches(&self, r: &AuditRecord) -> bool {
         self.member.is_none_or(|m| r.actor.member_id() == Some(m))
             && self.since.is_none_or(|s| r.at >= s)
-            && self.action.as_deref().is_none_or(|a| match a.strip_suffix('*') {
-                Some(prefix) => r.action.starts_with(prefix),
-                None => r.action == a,
-            })
+            && self
+                .action
+                .as_deref()
+                .is_none_or(|a| match a.strip_suffix('*') {
+                    Some(prefix) => r.action.starts_with(prefix),
+                    None => r.action == a,
+                })
     }
 }
 

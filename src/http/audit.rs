@@ -76,7 +76,11 @@ fn parse(q: AuditListQuery) -> Result<AuditQuery, ApiError> {
         Some(a) if a.is_empty() || a.len() > 64 => {
             return Err(ApiError::bad_request("action must be 1 to 64 characters"))
         }
-        Some(a) if !a.bytes().all(|b| b.is_ascii_lowercase() || b"._*".contains(&b)) => {
+        Some(a)
+            if !a
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b"._*".contains(&b)) =>
+        {
             return Err(ApiError::bad_request(
                 "action is a dotted name such as member.signed_in, or a prefix such as member.*",
             ))
@@ -113,11 +117,7 @@ fn parse(q: AuditListQuery) -> Result<AuditQuery, ApiError> {
 }
 
 /// GET /v1/projects/{projectId}/audit
-pub async fn list(
-    project: Arc<Project>,
-    ctx: Arc<Ctx>,
-    query: AuditListQuery,
-) -> Response {
+pub async fn list(project: Arc<Project>, ctx: Arc<Ctx>, query: AuditListQuery) -> Response {
     respond(
         async {
             let query = parse(query)?;

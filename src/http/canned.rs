@@ -158,7 +158,9 @@ pub async fn create(
                 .target(target(&reply))
                 .with("shortcut", &reply.shortcut)
                 .with("body", &reply.body);
-            let create = ctx.canned_store.create_canned_reply(&reply, MAX_PER_PROJECT);
+            let create = ctx
+                .canned_store
+                .create_canned_reply(&reply, MAX_PER_PROJECT);
             audit::recorded(Some(record), create)
                 .await?
                 .map_err(|c| refused(c, &reply.shortcut))?;

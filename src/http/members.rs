@@ -185,7 +185,8 @@ pub async fn sign_out(
         let record = super::audit::by(&principal, &meta)
             .record(&project.id, ctx.accounts.now(), "member.signed_out")
             .target(crate::members::target(&m.member));
-        let end = (ctx.accounts.store()).delete_member_session(&project.id, m.member.id, &m.session.id);
+        let end =
+            (ctx.accounts.store()).delete_member_session(&project.id, m.member.id, &m.session.id);
         let ended = audit::recorded(Some(record), end).await;
         match ended {
             Ok(()) | Err(StoreError::NotFound) => {}

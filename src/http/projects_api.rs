@@ -123,7 +123,11 @@ pub async fn update(
                 .record(&project.id, ctx.clock.now(), "project.changed")
                 .target(AuditTarget::new("project", &project.id).named(&next.name))
                 .changed("name", &project.name, &next.name)
-                .changed("allowed_origins", &project.allowed_origins, &next.allowed_origins)
+                .changed(
+                    "allowed_origins",
+                    &project.allowed_origins,
+                    &next.allowed_origins,
+                )
                 .changed("assistant_name", &before.name, &after.name)
                 .changed("assistant_greeting", &before.greeting, &after.greeting)
                 .changed("assistant_guidance", &before.guidance, &after.guidance);

@@ -1961,7 +1961,12 @@ pub async fn audit_records_list_newest_first_filtered_and_paged(store: Arc<dyn S
         written.push(r);
     }
     // Two records of one millisecond both come back, in a stable order.
-    let twin = audit_record(&p.id, start + Duration::seconds(11), dana.clone(), "member.signed_out");
+    let twin = audit_record(
+        &p.id,
+        start + Duration::seconds(11),
+        dana.clone(),
+        "member.signed_out",
+    );
     store.record_audit(&twin).await.unwrap();
     written.push(twin);
     let elsewhere = audit_record(&other.id, start, dana.clone(), "member.signed_in");
@@ -1980,10 +1985,7 @@ pub async fn audit_records_list_newest_first_filtered_and_paged(store: Arc<dyn S
     // Paged five at a time, the pages join up to the whole trail.
     let (mut pages, mut after) = (Vec::new(), None);
     loop {
-        let q = AuditQuery {
-            after,
-            ..all(5)
-        };
+        let q = AuditQuery { after, ..all(5) };
         let page = store.list_audit(&p.id, &q).await.unwrap();
         assert!(page.records.len() <= 5);
         pages.extend(page.records);
@@ -2048,7 +2050,11 @@ pub async fn audit_records_list_newest_first_filtered_and_paged(store: Arc<dyn S
     assert_eq!(rest.len(), 2);
     assert!(rest.iter().all(|r| r.action == "ticket.status_changed"));
     assert_eq!(
-        store.list_audit(&other.id, &all(100)).await.unwrap().records,
+        store
+            .list_audit(&other.id, &all(100))
+            .await
+            .unwrap()
+            .records,
         vec![elsewhere]
     );
 }
@@ -2082,9 +2088,12 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
         .unwrap();
     let mut promoted = dana.clone();
     promoted.role = Role::Admin;
-    recorded(record("member.role_changed"), store.update_member(&promoted))
-        .await
-        .unwrap();
+    recorded(
+        record("member.role_changed"),
+        store.update_member(&promoted),
+    )
+    .await
+    .unwrap();
     let session = MemberSession {
         id: "ab".repeat(32),
         project_id: p.id.clone(),
@@ -2095,9 +2104,12 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
         user_agent: None,
         ip: None,
     };
-    recorded(record("member.signed_in"), store.put_member_session(&session))
-        .await
-        .unwrap();
+    recorded(
+        record("member.signed_in"),
+        store.put_member_session(&session),
+    )
+    .await
+    .unwrap();
     recorded(
         record("member.signed_out"),
         store.delete_member_session(&p.id, dana.id, &session.id),
@@ -2111,14 +2123,20 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
     recorded(record("webhook.changed"), store.update_endpoint(&e))
         .await
         .unwrap();
-    recorded(record("webhook.deleted"), store.delete_endpoint(&p.id, e.id))
-        .await
-        .unwrap();
+    recorded(
+        record("webhook.deleted"),
+        store.delete_endpoint(&p.id, e.id),
+    )
+    .await
+    .unwrap();
     let reply = canned(&p.id, "hello");
-    recorded(record("canned_reply.created"), store.create_canned_reply(&reply, 10))
-        .await
-        .unwrap()
-        .unwrap();
+    recorded(
+        record("canned_reply.created"),
+        store.create_canned_reply(&reply, 10),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     recorded(
         record("canned_reply.deleted"),
         store.delete_canned_reply(&p.id, reply.id),
@@ -2135,11 +2153,17 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
         store.clone(),
         &p.id,
         &t.slug,
-        vec![TicketWrite::Ticket(closed.clone()), TicketWrite::Audit(status)],
+        vec![
+            TicketWrite::Ticket(closed.clone()),
+            TicketWrite::Audit(status),
+        ],
     )
     .await
     .unwrap();
-    assert_eq!(store.get_ticket(&p.id, &t.slug).await.unwrap(), Some(closed));
+    assert_eq!(
+        store.get_ticket(&p.id, &t.slug).await.unwrap(),
+        Some(closed)
+    );
 
     let expected = [
         "canned_reply.created",
@@ -2176,11 +2200,18 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
     .await;
     assert!(matches!(refused, Err(StoreError::NotFound)));
     let first = canned(&p.id, "first");
-    store.create_canned_reply(&first, 10).await.unwrap().unwrap();
-    let clash = canned(&p.id, "first");
-    let refused = recorded(record("canned_reply.created"), store.create_canned_reply(&clash, 10))
+    store
+        .create_canned_reply(&first, 10)
         .await
+        .unwrap()
         .unwrap();
+    let clash = canned(&p.id, "first");
+    let refused = recorded(
+        record("canned_reply.created"),
+        store.create_canned_reply(&clash, 10),
+    )
+    .await
+    .unwrap();
     assert!(refused.is_err());
     // A change outside `recorded` carries nothing, and a record goes with one write only.
     store.update_project(&p).await.unwrap();
@@ -2199,8 +2230,18 @@ pub async fn audit_records_past_the_retention_leave_the_trail(store: Arc<dyn Sto
     use crate::audit::{AuditActor, AuditQuery};
     let p = project();
     let now = now_millis();
-    let old = audit_record(&p.id, now - Duration::days(400), AuditActor::AdminKey, "project.changed");
-    let recent = audit_record(&p.id, now - Duration::days(2), AuditActor::AdminKey, "project.changed");
+    let old = audit_record(
+        &p.id,
+        now - Duration::days(400),
+        AuditActor::AdminKey,
+        "project.changed",
+    );
+    let recent = audit_record(
+        &p.id,
+        now - Duration::days(2),
+        AuditActor::AdminKey,
+        "project.changed",
+    );
     store.record_audit(&old).await.unwrap();
     store.record_audit(&recent).await.unwrap();
     // Other cases' records share the store: prune until nothing old is left.

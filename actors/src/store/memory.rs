@@ -206,7 +206,8 @@ impl MemoryStore {
                     data.deliveries.insert(delivery_key(d), d.clone());
                 }
                 TicketWrite::Audit(r) => {
-                    data.audit.insert((r.project_id.clone(), r.cursor()), r.clone());
+                    data.audit
+                        .insert((r.project_id.clone(), r.cursor()), r.clone());
                 }
             }
         }

@@ -63,7 +63,9 @@ struct AuditValues {
 impl ScyllaStore {
     /// Keeps audit records this many days (`FLEETY_AUDIT_RETENTION_DAYS`).
     pub fn set_audit_retention_days(&self, days: u32) {
-        self.audit.retention_days.store(days.max(1), Ordering::Relaxed);
+        self.audit
+            .retention_days
+            .store(days.max(1), Ordering::Relaxed);
     }
 
     fn audit_values(&self, r: &AuditRecord) -> StoreResult<AuditValues> {
@@ -177,7 +179,9 @@ impl AuditStore for ScyllaStore {
             };
             tokio::time::timeout(LIST_DEADLINE, read)
                 .await
-                .map_err(|_| StoreError::Unavailable("reading the audit trail took too long".into()))?
+                .map_err(|_| {
+                    StoreError::Unavailable("reading the audit trail took too long".into())
+                })?
         })
         .await
     }

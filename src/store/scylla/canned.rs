@@ -8,11 +8,11 @@
 //! writers racing on one node or several, one applies per round; the others read again.
 
 use async_trait::async_trait;
-use futures_util::TryFutureExt;
 use chrono::{DateTime, Utc};
 use fleety_actors::canned::{CannedBody, CannedConflict, CannedName, CannedReply, Shortcut};
 use fleety_actors::domain::ProjectId;
 use fleety_actors::store::{canned_conflict, timed, CannedStore, StoreError, StoreResult};
+use futures_util::TryFutureExt;
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
@@ -238,22 +238,23 @@ impl CannedStore for ScyllaStore {
     ) -> StoreResult<Result<(), CannedConflict>> {
         timed("scylla", "create_canned_reply", async {
             let mut first = true;
-            let create = self.change_canned(&reply.project_id, Some(reply), |all| {
-                let again = !std::mem::replace(&mut first, false);
-                match all.iter().find(|r| r.id == reply.id) {
-                    // An earlier round's answer was lost (a timeout), but it applied.
-                    Some(stored) if again && stored == reply => Ok(Err(None)),
-                    Some(_) => Err(StoreError::Conflict),
-                    None => Ok(match canned_conflict(reply, all, Some(max)) {
-                        Some(conflict) => Err(Some(conflict)),
-                        None => Ok(Decision::Put),
-                    }),
-                }
-            })
-            .map_ok(|outcome| match outcome {
-                Ok(()) | Err(None) => Ok(()),
-                Err(Some(conflict)) => Err(conflict),
-            });
+            let create = self
+                .change_canned(&reply.project_id, Some(reply), |all| {
+                    let again = !std::mem::replace(&mut first, false);
+                    match all.iter().find(|r| r.id == reply.id) {
+                        // An earlier round's answer was lost (a timeout), but it applied.
+                        Some(stored) if again && stored == reply => Ok(Err(None)),
+                        Some(_) => Err(StoreError::Conflict),
+                        None => Ok(match canned_conflict(reply, all, Some(max)) {
+                            Some(conflict) => Err(Some(conflict)),
+                            None => Ok(Decision::Put),
+                        }),
+                    }
+                })
+                .map_ok(|outcome| match outcome {
+                    Ok(()) | Err(None) => Ok(()),
+                    Err(Some(conflict)) => Err(conflict),
+                });
             self.transaction_audited(create, refused_reply).await
         })
         .await

@@ -352,8 +352,7 @@ impl MemberStore for ScyllaStore {
                 return Err(StoreError::NotFound);
             }
             let key = (project.as_str(), member, id);
-            self.write_audited(&self.members.delete_session, key)
-                .await
+            self.write_audited(&self.members.delete_session, key).await
         })
         .await
     }
