@@ -257,9 +257,8 @@ impl AuditPage {
     pub fn scan(records: impl IntoIterator<Item = AuditRecord>, query: &AuditQuery) -> AuditPage {
         let size = query.page_size();
         let mut page = Vec::new();
-        let mut examined = 0;
         let mut last = None;
-        for r in records {
+        for (examined, r) in records.into_iter().enumerate() {
             if page.len() == size {
                 return AuditPage {
                     next: page.last().map(AuditRecord::cursor),
@@ -272,7 +271,6 @@ impl AuditPage {
                     next: last,
                 };
             }
-            examined += 1;
             last = Some(r.cursor());
             if query.matches(&r) {
                 page.push(r);

@@ -509,7 +509,10 @@ impl KbStore for MemoryStore {
     async fn delete_article(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
         let mut data = lock(&self.data);
         match data.articles.remove(&(project.clone(), id)) {
-            Some(_) => Ok(data.audit()),
+            Some(_) => {
+                data.audit();
+                Ok(())
+            }
             None => Err(StoreError::NotFound),
         }
     }
@@ -595,7 +598,10 @@ impl WebhookStore for MemoryStore {
     async fn delete_endpoint(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
         let mut data = lock(&self.data);
         match data.endpoints.remove(&(project.clone(), id)) {
-            Some(_) => Ok(data.audit()),
+            Some(_) => {
+                data.audit();
+                Ok(())
+            }
             None => Err(StoreError::NotFound),
         }
     }
@@ -786,7 +792,10 @@ impl MemberStore for MemoryStore {
         let key = (project.clone(), member, id.to_owned());
         let mut data = lock(&self.data);
         match data.member_sessions.remove(&key) {
-            Some(_) => Ok(data.audit()),
+            Some(_) => {
+                data.audit();
+                Ok(())
+            }
             None => Err(StoreError::NotFound),
         }
     }
@@ -847,7 +856,10 @@ impl CannedStore for MemoryStore {
     async fn delete_canned_reply(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
         let mut data = lock(&self.data);
         match data.canned.remove(&(project.clone(), id)) {
-            Some(_) => Ok(data.audit()),
+            Some(_) => {
+                data.audit();
+                Ok(())
+            }
             None => Err(StoreError::NotFound),
         }
     }
