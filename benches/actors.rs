@@ -192,6 +192,7 @@ async fn ticket_with_subscribers(
             allowed_origins: vec![],
             admin_key_hash: "00".repeat(32),
             assistant: Default::default(),
+            csat_disabled: false,
             created_at: now_millis(),
         })
         .await

@@ -155,6 +155,7 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     allowed_origins: vec![],
                     admin_key_hash: String::new(),
                     assistant: Default::default(),
+                    csat_disabled: false,
                     created_at: now,
                 })
                 .await
@@ -172,8 +173,10 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     source: TicketSource::Api,
                     session_id: None,
                     assignee: None,
+                    assignee_member: None,
                     tags: Default::default(),
                     visitor: None,
+                    satisfaction: None,
                 };
                 store.create_ticket(&ticket, &[]).await.unwrap();
             }

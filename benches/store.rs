@@ -54,6 +54,7 @@ fn setup(
                 allowed_origins: vec![],
                 admin_key_hash: String::new(),
                 assistant: Default::default(),
+                csat_disabled: false,
                 created_at: fleety_actors::clock::now_millis(),
             })
             .await
@@ -73,8 +74,10 @@ fn setup(
                 source: TicketSource::Api,
                 session_id: None,
                 assignee: None,
+                assignee_member: None,
                 tags: Default::default(),
                 visitor: None,
+                satisfaction: None,
             };
             store.create_ticket(&ticket, &[]).await.unwrap();
             created.push(ticket);

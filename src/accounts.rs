@@ -9,7 +9,6 @@
 //! Sign-in answers the same for an unknown email, a wrong password and a deactivated member,
 //! and does the same work for each: an unknown email is checked against a dummy hash.
 
-use fleety_actors::audit::{self, AuditActor, AuditRecord};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use fleety_actors::audit::{self, AuditActor, AuditRecord};
 use fleety_actors::clock::Clock;
 use fleety_actors::domain::ProjectId;
 use fleety_actors::member::{Member, MemberSession, MemberState};
@@ -123,13 +123,17 @@ pub fn csrf_matches(secret: &str, presented: &str) -> bool {
         .into()
 }
 
-/// How long sessions last.
+/// How long sessions and one-time links last.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionPolicy {
     /// A session unused this long ends.
     pub idle: Duration,
     /// A session ends this long after sign-in, however used.
     pub max_age: Duration,
+    /// An invitation link works this long.
+    pub invitation_ttl: Duration,
+    /// A password-reset link works this long.
+    pub reset_ttl: Duration,
 }
 
 /// A signed-in member, as a request finds it. Its `Debug` leaves the secret out.
@@ -332,6 +336,23 @@ fn client_key(ip: IpAddr) -> u128 {
     }
 }
 
+/// Sessions that ended: one (`session`), or all of a member's (`None`).
+#[derive(Debug, Clone)]
+pub struct SessionsEnded {
+    pub project: ProjectId,
+    pub member: Uuid,
+    pub session: Option<String>,
+}
+
+impl SessionsEnded {
+    /// Whether this ends the session `id` of `member` in `project`.
+    pub fn ends(&self, project: &ProjectId, member: Uuid, id: &str) -> bool {
+        &self.project == project
+            && self.member == member
+            && self.session.as_deref().is_none_or(|s| s == id)
+    }
+}
+
 /// Members' sign-in and sessions, over the store.
 pub struct Accounts {
     store: Arc<dyn MemberStore>,
@@ -343,6 +364,8 @@ pub struct Accounts {
     /// Password checks running at once at most: each holds 19 MiB while it runs, so sign-ins
     /// from many addresses at once queue here instead of filling memory.
     hash_slots: tokio::sync::Semaphore,
+    /// Sessions ended here, told to the inbox sockets of this node.
+    ended: tokio::sync::broadcast::Sender<SessionsEnded>,
 }
 
 impl Accounts {
@@ -363,6 +386,9 @@ impl Accounts {
             hash_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             ),
+            // A socket that falls this far behind closes and its inbox reconnects, rechecking
+            // its session.
+            ended: tokio::sync::broadcast::channel(256).0,
         })
     }
 
@@ -437,12 +463,26 @@ impl Accounts {
             }
             _ => member,
         };
-        self.prune(&member, now).await.map_err(SignInError::Store)?;
+        self.open_session(member, ip, user_agent)
+            .await
+            .map_err(SignInError::Store)
+    }
+
+    /// Opens a session for a member whose credentials were just checked (a sign-in, or an
+    /// accepted invitation).
+    pub async fn open_session(
+        &self,
+        member: Member,
+        ip: IpAddr,
+        user_agent: Option<String>,
+    ) -> Result<NewSession, StoreError> {
+        let now = self.now();
+        self.prune(&member, now).await?;
         let secret = new_secret(member.id);
         let max_age = chrono::Duration::from_std(self.policy.max_age).unwrap_or_default();
         let session = MemberSession {
             id: session_id(&secret),
-            project_id: project.clone(),
+            project_id: member.project_id.clone(),
             member_id: member.id,
             created_at: now,
             last_seen_at: now,
@@ -451,7 +491,7 @@ impl Accounts {
             ip: Some(ip.to_string()),
         };
         let record = AuditRecord::new(
-            project,
+            &member.project_id,
             now,
             AuditActor::Member {
                 id: member.id,
@@ -461,9 +501,7 @@ impl Accounts {
             "member.signed_in",
         )
         .target(crate::members::target(&member));
-        audit::recorded(Some(record), self.store.put_member_session(&session))
-            .await
-            .map_err(SignInError::Store)?;
+        audit::recorded(Some(record), self.store.put_member_session(&session)).await?;
         Ok(NewSession {
             member,
             session,
@@ -552,11 +590,63 @@ impl Accounts {
         }))
     }
 
-    /// Ends every session of `member`: on deactivation and on a new password.
+    /// Ends every session of `member`: on deactivation and on a new password. Their open
+    /// inboxes are told at once.
     pub async fn end_sessions(&self, member: &Member) -> Result<usize, StoreError> {
-        self.store
+        let ended = self
+            .store
             .delete_member_sessions(&member.project_id, member.id)
-            .await
+            .await;
+        // Told even when the delete failed part-way: a socket that rechecks finds out anyway.
+        self.announce(&member.project_id, member.id, None);
+        ended
+    }
+
+    /// Ends one session of a member (sign-out, or the member ending it from their list);
+    /// [`StoreError::NotFound`] if there is no such session. Its open inbox is told at once.
+    pub async fn end_session(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        self.store
+            .delete_member_session(project, member, id)
+            .await?;
+        self.announce(project, member, Some(id.to_owned()));
+        Ok(())
+    }
+
+    fn announce(&self, project: &ProjectId, member: Uuid, session: Option<String>) {
+        // No receiver (no inbox open on this node) is not an error.
+        let _ = self.ended.send(SessionsEnded {
+            project: project.clone(),
+            member,
+            session,
+        });
+    }
+
+    /// Sessions ended on this node from now on, for the inbox sockets to close theirs.
+    pub fn ended_sessions(&self) -> tokio::sync::broadcast::Receiver<SessionsEnded> {
+        self.ended.subscribe()
+    }
+
+    /// Whether a session is still live, its member active: what a socket opened with it
+    /// checks now and then, for sessions ended on another node.
+    pub async fn session_alive(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(session) = self.store.get_member_session(project, member, id).await? else {
+            return Ok(false);
+        };
+        if !self.alive(&session, self.now()) {
+            return Ok(false);
+        }
+        let member = self.store.get_member(project, member).await?;
+        Ok(member.is_some_and(|m| m.state != MemberState::Deactivated))
     }
 }
 

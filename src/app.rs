@@ -136,6 +136,8 @@ impl Application {
             crate::accounts::SessionPolicy {
                 idle: settings.auth.member_idle_timeout,
                 max_age: settings.auth.member_session_max_age,
+                invitation_ttl: settings.auth.invitation_ttl,
+                reset_ttl: settings.auth.password_reset_ttl,
             },
             settings.limits.clients,
         )?;

@@ -163,15 +163,10 @@ impl Tokens {
         Some(self.issue(sub, project, SESSION_AUDIENCE, ttl, Some(started)))
     }
 
-    /// A one-minute token that opens the agent inbox socket of `project`.
-    pub fn issue_feed(&self, project: &ProjectId) -> IssuedToken {
-        self.issue(
-            "agent".into(),
-            project,
-            FEED_AUDIENCE,
-            FEED_TOKEN_TTL_SECS,
-            None,
-        )
+    /// A one-minute token that opens the agent inbox socket of `project`. `sub` says whose
+    /// socket it is: [`feed_subject`].
+    pub fn issue_feed(&self, project: &ProjectId, sub: String) -> IssuedToken {
+        self.issue(sub, project, FEED_AUDIENCE, FEED_TOKEN_TTL_SECS, None)
     }
 
     fn verify(
@@ -232,6 +227,22 @@ impl Tokens {
     pub fn verify_feed(&self, token: &str, project: &ProjectId) -> Result<Claims, TokenError> {
         self.verify(token, FEED_AUDIENCE, project)
     }
+}
+
+/// The subject of a feed token: `agent` for the admin key, or `member:<id>:<session id>` for
+/// a member's session (the session id is a digest, not the secret), so the socket closes
+/// when that session ends.
+pub fn feed_subject(session: Option<(uuid::Uuid, &str)>) -> String {
+    match session {
+        None => "agent".into(),
+        Some((member, id)) => format!("member:{member}:{id}"),
+    }
+}
+
+/// The member session a feed token's subject names, if any.
+pub fn feed_session(sub: &str) -> Option<(uuid::Uuid, String)> {
+    let (member, id) = sub.strip_prefix("member:")?.split_once(':')?;
+    Some((uuid::Uuid::try_parse(member).ok()?, id.to_owned()))
 }
 
 /// A project's admin key: shown once at creation, stored only as a hash.
@@ -371,7 +382,7 @@ mod tests {
             t.verify_feed(&issued.token, &demo),
             Err(TokenError::Invalid)
         );
-        let feed = t.issue_feed(&demo);
+        let feed = t.issue_feed(&demo, "agent".into());
         assert_eq!(
             t.verify_session(&feed.token, &demo),
             Err(TokenError::Invalid)

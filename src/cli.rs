@@ -177,6 +177,8 @@ async fn member(command: MemberCommand, settings: Settings) -> anyhow::Result<()
         crate::accounts::SessionPolicy {
             idle: settings.auth.member_idle_timeout,
             max_age: settings.auth.member_session_max_age,
+            invitation_ttl: settings.auth.invitation_ttl,
+            reset_ttl: settings.auth.password_reset_ttl,
         },
         1,
     )?;

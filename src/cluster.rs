@@ -920,7 +920,9 @@ async fn serve_requests(inner: Arc<Inner>, tickets: Tickets, mut requests: async
     }
 }
 
-/// Reads every entry of every ticket's log, in order, into this node's subscribers and feeds.
+/// Reads every entry of every ticket's log, in order, into this node's subscribers and feeds,
+/// and the writes of the entries of projects this node has a search index of into that index
+/// (writes made on this node are indexed twice: indexing is idempotent).
 /// The ordered consumer starts again after the last entry it handed over whenever it misses
 /// one, so nothing is skipped while the stream keeps it.
 ///
@@ -974,9 +976,20 @@ async fn read_log(
         let Ok(info) = entry.info() else { continue };
         let seq = info.stream_sequence;
         position = position.max(seq);
-        let Some(key) = ticket_of(entry.subject.as_str()).filter(|k| tickets.heard(k)) else {
+        let Some(key) = ticket_of(entry.subject.as_str()) else {
             continue;
         };
+        if tickets.indexes(&key.project) {
+            match serde_json::from_slice::<LogBatch>(&entry.payload) {
+                Ok(batch) => tickets.index_logged(&key, &batch.writes),
+                Err(e) => {
+                    tracing::error!(ticket = %key, seq, error = %e, "an unreadable log entry")
+                }
+            }
+        }
+        if !tickets.heard(&key) {
+            continue;
+        }
         match serde_json::from_slice::<EntryEvents>(&entry.payload) {
             Ok(read) => tickets.deliver(&key, Some(seq), &read.events),
             Err(e) => tracing::error!(ticket = %key, seq, error = %e, "an unreadable log entry"),
@@ -1002,6 +1015,9 @@ async fn read_live(inner: Arc<Inner>, tickets: Tickets, mut live: async_nats::Su
                 continue;
             };
             if let Ok(event) = serde_json::from_slice::<LogEvent>(&message.payload) {
+                if event.kind == "ticket_created" {
+                    tickets.opened_elsewhere(&key);
+                }
                 tickets.deliver(&key, None, std::slice::from_ref(&event));
             }
         }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod api_tokens;
 pub mod app;
 pub mod auth;
 pub mod chat_client;
@@ -13,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod links;
 pub mod llm;
 pub mod members;
 pub mod metrics;

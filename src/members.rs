@@ -83,7 +83,8 @@ pub fn check_avatar(raw: &str) -> Result<String, MemberError> {
     Ok(url.to_string())
 }
 
-async fn hash(password: String) -> Result<String, MemberError> {
+/// Checks a new password's strength and hashes it, off the async threads.
+pub async fn hash(password: String) -> Result<String, MemberError> {
     if let Some(problem) = crate::accounts::password_problem(&password) {
         return Err(MemberError::Invalid(problem.into()));
     }
@@ -94,7 +95,7 @@ async fn hash(password: String) -> Result<String, MemberError> {
 }
 
 /// Whether a caller of role `by` may give someone role `role`, or change a member who has it.
-fn may_manage(by: Role, role: Role) -> bool {
+pub fn may_manage(by: Role, role: Role) -> bool {
     match by {
         Role::Owner => true,
         Role::Admin => role == Role::Agent,
@@ -103,6 +104,15 @@ fn may_manage(by: Role, role: Role) -> bool {
 }
 
 const ONLY_OWNERS: &str = "only owners add, change or deactivate owners and admins";
+
+/// Refuses a caller of role `by` who may not give role `role` (invite to it, or reset the
+/// password of someone who has it).
+pub fn check_may_give(by: Role, role: Role) -> Result<(), MemberError> {
+    match may_manage(by, role) {
+        true => Ok(()),
+        false => Err(MemberError::Forbidden(ONLY_OWNERS)),
+    }
+}
 
 /// Adds a member, invited until their first sign-in.
 pub async fn add(

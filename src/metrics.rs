@@ -51,6 +51,7 @@ pub const NAMES: &[&str] = &[
     "fleety_chat_quota_refusals_total",
     "fleety_assistant_conversations_total",
     "fleety_assistant_feedback_total",
+    "fleety_csat_ratings_total",
     "fleety_webhook_attempts_total",
     "fleety_cluster_appends_total",
     "fleety_cluster_forwards_total",
@@ -223,6 +224,10 @@ fn describe() {
     describe_counter!(
         "fleety_assistant_feedback_total",
         "Ratings visitors gave the assistant's answers, by project and rating (up, down)"
+    );
+    describe_counter!(
+        "fleety_csat_ratings_total",
+        "Satisfaction ratings visitors gave resolved tickets, by project and score (1 to 5)"
     );
 }
 

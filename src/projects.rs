@@ -78,6 +78,7 @@ impl Projects {
             allowed_origins: origins,
             admin_key_hash: auth::hash_key(&admin_key),
             assistant: Default::default(),
+            csat_disabled: false,
             created_at: fleety_actors::clock::now_millis(),
         };
         self.store.create_project(&project).await?;

@@ -28,6 +28,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         allowed_origins: vec![],
         admin_key_hash: String::new(),
         assistant: Default::default(),
+        csat_disabled: false,
         created_at: Utc::now(),
     };
     let ticket = Ticket {
@@ -42,8 +43,10 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         source: TicketSource::Api,
         session_id: None,
         assignee: None,
+        assignee_member: None,
         tags: Default::default(),
         visitor: None,
+        satisfaction: None,
     };
     let id = MessageId::next(None, Utc::now());
     let message = Message {

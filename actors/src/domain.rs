@@ -311,6 +311,37 @@ text_value!(
     AssistantGuidance, "assistant_guidance", 0, 4_000
 );
 
+text_value!(
+    /// What a visitor adds to their satisfaction rating: up to 1,000 characters; may be empty.
+    SatisfactionComment, "comment", 0, 1_000
+);
+
+/// A visitor's satisfaction with how their ticket was handled (CSAT), given once, after the
+/// ticket was resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Satisfaction {
+    /// 1 (very unhappy) to 5 (very happy).
+    #[schema(minimum = 1, maximum = 5)]
+    pub score: u8,
+    /// Empty when the visitor wrote nothing.
+    #[schema(value_type = SatisfactionComment)]
+    pub comment: SatisfactionComment,
+    #[schema(value_type = String, format = DateTime)]
+    pub rated_at: DateTime<Utc>,
+}
+
+impl Satisfaction {
+    pub const MAX_SCORE: u8 = 5;
+
+    /// Checks a score: a whole number from 1 to 5.
+    pub fn score(raw: i64) -> Result<u8, InvalidValue> {
+        match u8::try_from(raw) {
+            Ok(n @ 1..=Self::MAX_SCORE) => Ok(n),
+            _ => Err(invalid("score must be a whole number from 1 to 5")),
+        }
+    }
+}
+
 /// Who speaks or reads on a ticket: the visitor, or the project's support agents.
 #[derive(
     Debug,
@@ -416,6 +447,10 @@ pub struct Project {
     /// projects stored before it existed: the defaults.
     #[serde(default)]
     pub assistant: AssistantProfile,
+    /// Set when the project asks its visitors no satisfaction rating; projects stored before
+    /// the setting existed ask.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub csat_disabled: bool,
 }
 
 /// A project's settings for its assistant. Each text is trimmed; an empty one is unset.
@@ -608,12 +643,20 @@ pub struct Ticket {
     /// The agent the ticket is assigned to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<AgentName>,
+    /// The member the ticket is assigned to, as they were when it was assigned (`assignee` is
+    /// then their name); `None` for nobody, for a free-text assignee and for tickets assigned
+    /// before members existed. Readers show a deactivated member's tickets as unassigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee_member: Option<MessageAgent>,
     /// The agents' labels; a ticket stored before tags existed has none.
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
     pub tags: Tags,
     /// Who the visitor is, when whoever opened the ticket said; never changes afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visitor: Option<VisitorContact>,
+    /// The visitor's rating, once given; never changes afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satisfaction: Option<Box<Satisfaction>>,
 }
 
 impl Ticket {
@@ -640,9 +683,19 @@ impl Ticket {
             source,
             session_id,
             assignee: None,
+            assignee_member: None,
             tags: Tags::default(),
             visitor: None,
+            satisfaction: None,
         }
+    }
+
+    /// Whether the two versions are assigned to the same one: the same name and the same
+    /// member (two members may share a name).
+    pub fn same_assignee(&self, other: &Ticket) -> bool {
+        self.assignee == other.assignee
+            && self.assignee_member.as_ref().map(|m| m.id)
+                == other.assignee_member.as_ref().map(|m| m.id)
     }
 
     /// Roughly how many bytes of text the ticket carries, beyond its fixed-size fields.
@@ -659,6 +712,83 @@ pub struct Note {
     pub author: AgentName,
     pub content: MessageBody,
     pub created_at: DateTime<Utc>,
+}
+
+/// One change to a ticket's fields, kept with the ticket so the agents' thread can show who
+/// changed what, and when, among the messages and notes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    /// Time-ordered within the ticket, after every message and note id handed out before it.
+    pub id: MessageId,
+    pub created_at: DateTime<Utc>,
+    pub actor: Actor,
+    pub change: ActivityChange,
+}
+
+/// Who changed a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Actor {
+    /// A signed-in member, as they were when they acted.
+    Member { member: MessageAgent },
+    /// The project's admin key, which names nobody.
+    AdminKey,
+    /// The visitor: their reply reopens a resolved ticket.
+    Visitor,
+}
+
+/// What changed. Assignees are kept as the names the ticket showed, so the entry reads the
+/// same after the member is renamed or leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "field", rename_all = "snake_case")]
+pub enum ActivityChange {
+    Status {
+        from: TicketStatus,
+        to: TicketStatus,
+    },
+    Assignee {
+        from: Option<String>,
+        to: Option<String>,
+    },
+    Tags {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+}
+
+impl ActivityChange {
+    /// The entries a new version of a ticket's fields makes: one per field that changed.
+    pub fn between(before: &Ticket, after: &Ticket) -> Vec<ActivityChange> {
+        let mut out = Vec::new();
+        if before.status != after.status {
+            out.push(ActivityChange::Status {
+                from: before.status,
+                to: after.status,
+            });
+        }
+        if before.assignee != after.assignee {
+            let name = |a: &Option<AgentName>| a.as_ref().map(|n| n.as_str().to_owned());
+            out.push(ActivityChange::Assignee {
+                from: name(&before.assignee),
+                to: name(&after.assignee),
+            });
+        }
+        if before.tags != after.tags {
+            let names = |a: &Tags, b: &Tags| -> Vec<String> {
+                a.iter()
+                    .filter(|t| !b.contains(t))
+                    .map(|t| t.as_str().to_owned())
+                    .collect()
+            };
+            let added = names(&after.tags, &before.tags);
+            let removed = names(&before.tags, &after.tags);
+            // Reordering the same tags is not worth an entry.
+            if !added.is_empty() || !removed.is_empty() {
+                out.push(ActivityChange::Tags { added, removed });
+            }
+        }
+        out
+    }
 }
 
 /// One message on a ticket, as stored.
@@ -679,7 +809,8 @@ pub struct Message {
 }
 
 /// Who of a project's members wrote an agent's message: copied into the message when it is
-/// posted, so a later change of name or avatar does not rewrite what was said.
+/// posted, so a later change of name or avatar does not rewrite what was said. Also the member
+/// a ticket is assigned to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageAgent {
     /// The member's id.

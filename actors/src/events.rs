@@ -98,11 +98,18 @@ pub struct TicketSummary<'a> {
     /// The agent the ticket is assigned to; null when nobody is.
     #[schema(required = true)]
     pub assignee: Option<&'a str>,
+    /// The member the ticket is assigned to; null when nobody is, when the assignee was typed
+    /// as free text, and when the member has been deactivated (the ticket is then unassigned).
+    #[schema(required = true)]
+    pub assignee_member: Option<&'a crate::domain::MessageAgent>,
     /// The agents' labels on the ticket; empty when it has none.
     pub tags: &'a Tags,
     /// Who the visitor is, when whoever opened the ticket said; null when nobody did.
     #[schema(required = true)]
     pub visitor: Option<&'a crate::domain::VisitorContact>,
+    /// The visitor's satisfaction rating; null until they give one.
+    #[schema(required = true)]
+    pub satisfaction: Option<&'a crate::domain::Satisfaction>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
     /// The ticket's version: it moves forward with every change.
@@ -121,8 +128,10 @@ impl<'a> TicketSummary<'a> {
             status: ticket.status,
             source: ticket.source,
             assignee: ticket.assignee.as_ref().map(|a| a.as_str()),
+            assignee_member: ticket.assignee_member.as_ref(),
             tags: &ticket.tags,
             visitor: ticket.visitor.as_ref(),
+            satisfaction: ticket.satisfaction.as_deref(),
             created_at: rfc3339(ticket.created_at),
             updated_at: rfc3339(ticket.updated_at),
         }
@@ -232,6 +241,12 @@ pub struct AssignedPayload<'a> {
     pub assignee: Option<&'a str>,
     #[schema(required = true)]
     pub previous: Option<&'a str>,
+    /// The member now assigned; null for nobody or a free-text assignee.
+    #[schema(required = true)]
+    pub assignee_member: Option<&'a crate::domain::MessageAgent>,
+    /// The member assigned before; null for nobody or a free-text assignee.
+    #[schema(required = true)]
+    pub previous_member: Option<&'a crate::domain::MessageAgent>,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,
 }
@@ -241,6 +256,14 @@ pub struct AssignedPayload<'a> {
 pub struct TagsPayload<'a> {
     pub tags: &'a Tags,
     pub previous: &'a Tags,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: String,
+}
+
+/// The visitor rated the ticket (a `ticket_update`): the rating, once given.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RatedPayload<'a> {
+    pub satisfaction: &'a crate::domain::Satisfaction,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: String,
 }
@@ -263,6 +286,115 @@ impl<'a> NoteView<'a> {
             author: note.author.as_str(),
             content: note.content.as_str(),
             created_at: rfc3339(note.created_at),
+        }
+    }
+}
+
+/// One entry of a ticket's timeline: who changed its status, assignee or tags, and when.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TimelineEntry)]
+pub struct ActivityView<'a> {
+    /// Ordered with the ticket's message and note ids.
+    pub id: MessageId,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    pub actor: ActorView<'a>,
+    /// Which field changed.
+    pub field: ActivityField,
+    /// The status or assignee before: null for tags, and for a ticket that was unassigned.
+    #[schema(required = true)]
+    pub from: Option<&'a str>,
+    /// The status or assignee after: null for tags, and for a ticket now unassigned.
+    #[schema(required = true)]
+    pub to: Option<&'a str>,
+    /// The tags added; empty unless `field` is `tags`.
+    pub added: Vec<&'a str>,
+    /// The tags removed; empty unless `field` is `tags`.
+    pub removed: Vec<&'a str>,
+}
+
+/// A ticket field a timeline entry records a change of.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityField {
+    Status,
+    Assignee,
+    Tags,
+}
+
+/// Who changed a ticket.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TimelineActor)]
+pub struct ActorView<'a> {
+    pub kind: ActorKind,
+    /// What the thread shows: the member's name, "admin key" or "visitor".
+    pub name: &'a str,
+    /// The member, as they were when they acted; null for the admin key and the visitor.
+    #[schema(required = true)]
+    pub member: Option<&'a crate::domain::MessageAgent>,
+}
+
+/// Whether a member, the project's admin key or the visitor acted.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    Member,
+    AdminKey,
+    Visitor,
+}
+
+impl<'a> ActivityView<'a> {
+    pub fn new(entry: &'a crate::domain::Activity) -> Self {
+        use crate::domain::{ActivityChange, Actor};
+        let actor = match &entry.actor {
+            Actor::Member { member } => ActorView {
+                kind: ActorKind::Member,
+                name: &member.name,
+                member: Some(member),
+            },
+            Actor::AdminKey => ActorView {
+                kind: ActorKind::AdminKey,
+                name: "admin key",
+                member: None,
+            },
+            Actor::Visitor => ActorView {
+                kind: ActorKind::Visitor,
+                name: "visitor",
+                member: None,
+            },
+        };
+        let (field, from, to, added, removed) = match &entry.change {
+            ActivityChange::Status { from, to } => (
+                ActivityField::Status,
+                Some(from.as_str()),
+                Some(to.as_str()),
+                Vec::new(),
+                Vec::new(),
+            ),
+            ActivityChange::Assignee { from, to } => (
+                ActivityField::Assignee,
+                from.as_deref(),
+                to.as_deref(),
+                Vec::new(),
+                Vec::new(),
+            ),
+            ActivityChange::Tags { added, removed } => (
+                ActivityField::Tags,
+                None,
+                None,
+                added.iter().map(String::as_str).collect(),
+                removed.iter().map(String::as_str).collect(),
+            ),
+        };
+        Self {
+            id: entry.id,
+            created_at: rfc3339(entry.created_at),
+            actor,
+            field,
+            from,
+            to,
+            added,
+            removed,
         }
     }
 }

@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod audit;
 pub mod canned;
 pub mod chat;
@@ -38,6 +39,7 @@ pub mod message_id;
 pub mod registry;
 pub mod root;
 pub mod schema;
+pub mod search;
 pub mod slug;
 pub mod store;
 pub mod telemetry;

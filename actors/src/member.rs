@@ -143,6 +143,98 @@ pub struct MemberSession {
     pub ip: Option<String>,
 }
 
+/// What a personal API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Reads only (GET and HEAD).
+    Read,
+    /// Whatever its member's role allows.
+    Write,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Write => "write",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<TokenScope> {
+        match raw {
+            "read" => Some(TokenScope::Read),
+            "write" => Some(TokenScope::Write),
+            _ => None,
+        }
+    }
+}
+
+/// A member's personal API token, for integrations. The secret is shown once when the token
+/// is made and never stored: only its SHA-256 digest is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub project_id: ProjectId,
+    pub member_id: Uuid,
+    pub name: String,
+    pub scope: TokenScope,
+    /// The hex SHA-256 digest of the whole secret.
+    pub secret_hash: String,
+    pub created_at: DateTime<Utc>,
+    /// Written at most once a minute, so it is that coarse.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What a one-time link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    /// Joins the project: the invitee sets a name and a password and becomes a member.
+    Invitation,
+    /// Sets a new password for an existing member.
+    PasswordReset,
+}
+
+impl LinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Invitation => "invitation",
+            LinkKind::PasswordReset => "password_reset",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<LinkKind> {
+        match raw {
+            "invitation" => Some(LinkKind::Invitation),
+            "password_reset" => Some(LinkKind::PasswordReset),
+            _ => None,
+        }
+    }
+}
+
+/// A single-use, expiring link: an invitation or a password reset. As for sessions, the
+/// token in the link is never stored, only its SHA-256 digest, which is the link's id. Using
+/// the link deletes it, so it works once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberLink {
+    /// The hex SHA-256 digest of the link's token.
+    pub id: String,
+    pub project_id: ProjectId,
+    pub kind: LinkKind,
+    /// Normalised: the invitee's address, or the address of the member to reset.
+    pub email: String,
+    /// The role an invitation gives; for a reset, the member's role when it was made.
+    pub role: Role,
+    /// The member a reset is for; `None` for an invitation.
+    pub member_id: Option<Uuid>,
+    /// Who made it: a member, or `None` for the admin key (or, for a reset, the member's own
+    /// request).
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Longest email address accepted (RFC 5321's path limit).
 pub const MAX_EMAIL: usize = 254;
 

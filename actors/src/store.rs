@@ -18,10 +18,10 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::canned::{CannedConflict, CannedReply};
 use crate::domain::{
-    Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
-    Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
+    Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
+    Participant, Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
 };
-use crate::member::{Member, MemberSession};
+use crate::member::{ApiToken, Member, MemberLink, MemberSession};
 use crate::message_id::MessageId;
 use crate::unanswered::{Asked, UnansweredQuestion};
 use crate::webhook::{Delivery, Endpoint};
@@ -54,16 +54,41 @@ pub struct TicketQuery {
     pub status: Option<TicketStatus>,
     /// Only titles containing this, lower-cased. A search examines a bounded number of tickets
     /// per page ([`TicketQuery::scan_limit`]); a page that comes back short with a `next`
-    /// cursor has more to look at.
+    /// cursor has more to look at. The agents' `q` does not come here: it is answered by the
+    /// ticket search index ([`crate::search`]), which also searches messages.
     pub title: Option<String>,
     /// Only tickets with this tag. Searched like a title: a bounded number per page.
     pub tag: Option<Tag>,
+    /// Only tickets with this assignee. Searched like a title: a bounded number per page.
+    pub assignee: Option<AssigneeFilter>,
     /// How many tickets a title search examines per page; `None`: [`SEARCH_SCAN`].
     pub search_scan: Option<usize>,
     /// Continue after this position (exclusive), as returned in [`TicketPage::next`].
     pub after: Option<TicketCursor>,
     /// Page size; backends clamp it to 1..=100.
     pub limit: usize,
+}
+
+/// Whose tickets a listing wants. Members' states are not the store's business: the caller
+/// names the members whose tickets count as nobody's (the deactivated ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssigneeFilter {
+    /// Tickets nobody is assigned to, counting those of the members in `hidden` as such.
+    Nobody { hidden: Vec<uuid::Uuid> },
+    /// Tickets assigned to this member.
+    Member(uuid::Uuid),
+}
+
+impl AssigneeFilter {
+    pub fn matches(&self, ticket: &Ticket) -> bool {
+        let member = ticket.assignee_member.as_ref().map(|m| m.id);
+        match self {
+            AssigneeFilter::Nobody { hidden } => {
+                ticket.assignee.is_none() || member.is_some_and(|id| hidden.contains(&id))
+            }
+            AssigneeFilter::Member(id) => member == Some(*id),
+        }
+    }
 }
 
 /// A position in a project's tickets, newest first.
@@ -88,7 +113,7 @@ impl TicketQuery {
     /// Tickets one page may examine: all of them for a plain listing, a bounded number for a
     /// search.
     pub fn scan_limit(&self) -> usize {
-        match self.title.is_some() || self.tag.is_some() {
+        match self.title.is_some() || self.tag.is_some() || self.assignee.is_some() {
             true => self.search_scan.unwrap_or(SEARCH_SCAN).max(1),
             false => usize::MAX,
         }
@@ -96,15 +121,21 @@ impl TicketQuery {
 
     /// Whether `ticket` belongs in the listing.
     pub fn matches(&self, ticket: &Ticket) -> bool {
-        self.status.is_none_or(|s| s == ticket.status)
+        self.matches_fields(ticket)
             && self
                 .title
                 .as_deref()
                 .is_none_or(|needle| ticket.title.as_str().to_lowercase().contains(needle))
+    }
+
+    /// Whether `ticket` has the status and the tag the listing wants, whatever its title.
+    pub fn matches_fields(&self, ticket: &Ticket) -> bool {
+        self.status.is_none_or(|s| s == ticket.status)
             && self
                 .tag
                 .as_ref()
                 .is_none_or(|tag| ticket.tags.contains(tag))
+            && self.assignee.as_ref().is_none_or(|a| a.matches(ticket))
     }
 }
 
@@ -189,6 +220,9 @@ pub enum TicketWrite {
     },
     /// An agent's internal note. Storing the same note (same id) twice keeps one copy.
     Note(Note),
+    /// A timeline entry: who changed the ticket's fields, and how. Storing the same entry (same
+    /// id) twice keeps one copy.
+    Activity(Activity),
     /// A webhook delivery announcing a change of the batch: written with it, so the change is
     /// never acknowledged without its webhook (the outbox).
     Delivery(Delivery),
@@ -247,6 +281,8 @@ pub trait TicketStore: Send + Sync + 'static {
     async fn read_cursors(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<ReadCursor>>;
     /// The ticket's internal notes, oldest first.
     async fn list_notes(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Note>>;
+    /// The ticket's timeline entries, oldest first.
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>>;
 
     /// Makes one ticket's writes durable, in order, and calls `done` with the outcome; no task
     /// waits for it, so a backend with a writer thread answers the actor from that thread.
@@ -418,6 +454,21 @@ pub trait MemberStore: Send + Sync + 'static {
     /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn update_member(&self, member: &Member) -> StoreResult<()>;
     async fn get_member(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<Option<Member>>;
+    /// Stores a new invitation or reset link. Its id is the digest of 256 random bits, so it
+    /// is new; a backend whose rows expire on their own (CQL) keeps it until its `expires_at`.
+    async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()>;
+    async fn get_member_link(
+        &self,
+        project: &ProjectId,
+        id: &str,
+    ) -> StoreResult<Option<MemberLink>>;
+    /// Every link of the project, both kinds, in no particular order (expired ones included
+    /// until removed).
+    async fn list_member_links(&self, project: &ProjectId) -> StoreResult<Vec<MemberLink>>;
+    /// Removes a link; [`StoreError::NotFound`] if there is none. Of two deletes of one link,
+    /// on one node or several, exactly one succeeds: using a link is deleting it, so a link
+    /// is used once.
+    async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()>;
     /// The member with this normalised email.
     async fn member_by_email(
         &self,
@@ -457,6 +508,26 @@ pub trait MemberStore: Send + Sync + 'static {
         project: &ProjectId,
         member: uuid::Uuid,
     ) -> StoreResult<usize>;
+    /// Stores a new personal API token (its id is fresh); [`StoreError::Conflict`] if the
+    /// project has a token with this id.
+    async fn create_api_token(&self, token: &ApiToken) -> StoreResult<()>;
+    async fn get_api_token(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<ApiToken>>;
+    /// Every token of the project (every member's), in no particular order.
+    async fn list_api_tokens(&self, project: &ProjectId) -> StoreResult<Vec<ApiToken>>;
+    /// Notes a token's use; [`StoreError::NotFound`] if it is gone. Never brings back a
+    /// revoked token, even racing its revocation.
+    async fn touch_api_token(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Revokes a token; [`StoreError::NotFound`] if there is none.
+    async fn delete_api_token(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
 }
 
 /// Canned replies ([`crate::canned`]), per project.

@@ -91,6 +91,7 @@ async fn kit_of(
             allowed_origins: vec![],
             admin_key_hash: "00".repeat(32),
             assistant: Default::default(),
+            csat_disabled: false,
             created_at: now_millis(),
         })
         .await

@@ -33,14 +33,18 @@ pub enum EventType {
     MessageCreated,
     #[serde(rename = "ticket.assigned")]
     TicketAssigned,
+    /// The visitor rated their satisfaction with a resolved ticket.
+    #[serde(rename = "ticket.rated")]
+    TicketRated,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] = [
+    pub const ALL: [EventType; 5] = [
         EventType::TicketCreated,
         EventType::TicketStatusChanged,
         EventType::MessageCreated,
         EventType::TicketAssigned,
+        EventType::TicketRated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +53,7 @@ impl EventType {
             EventType::TicketStatusChanged => "ticket.status_changed",
             EventType::MessageCreated => "message.created",
             EventType::TicketAssigned => "ticket.assigned",
+            EventType::TicketRated => "ticket.rated",
         }
     }
 

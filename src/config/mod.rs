@@ -92,6 +92,8 @@ pub const NAMES: &[(&str, &str)] = &[
         "member_session_max_age_secs",
         "auth.member_session_max_age_secs",
     ),
+    ("invitation_ttl_secs", "auth.invitation_ttl_secs"),
+    ("password_reset_ttl_secs", "auth.password_reset_ttl_secs"),
     ("secure_cookies", "auth.secure_cookies"),
     ("public_rate_limit", "limits.public_per_minute"),
     ("session_rate_limit", "limits.sessions_per_minute"),
@@ -269,6 +271,12 @@ pub struct AuthSettings {
         with = "values::secs::positive"
     )]
     pub member_session_max_age: Duration,
+    /// An invitation link works this long.
+    #[serde(rename = "invitation_ttl_secs", with = "values::secs::positive")]
+    pub invitation_ttl: Duration,
+    /// A password-reset link works this long.
+    #[serde(rename = "password_reset_ttl_secs", with = "values::secs::positive")]
+    pub password_reset_ttl: Duration,
     /// When the session cookie is marked `Secure`.
     pub secure_cookies: SecureCookies,
 }
@@ -449,6 +457,8 @@ impl Default for Settings {
                 session_ttl: secs(300),
                 member_idle_timeout: secs(12 * 3600),
                 member_session_max_age: secs(7 * 24 * 3600),
+                invitation_ttl: secs(7 * 24 * 3600),
+                password_reset_ttl: secs(3600),
                 secure_cookies: SecureCookies::Auto,
             },
             limits: LimitSettings {

@@ -13,6 +13,8 @@
 //! | [`session_limit`] | anyone, counted per client IP by the session limiter | nothing |
 //!
 //! A member is signed in by a session secret as a bearer token, or by the session cookie; a
+//! member's personal API token, as a bearer token, acts as them too, and a `read` token is
+//! refused (403) on anything but GET and HEAD. A
 //! request that changes something and is signed in by the cookie alone must carry the
 //! session's CSRF token in `X-CSRF-Token`, or it is refused (403). On the public routes a
 //! cookie without its CSRF token is simply not looked at: the widget is a visitor there, even
@@ -36,8 +38,9 @@ use warp::{Filter, Rejection};
 use super::ratelimit::{Decision, RateLimiter};
 use super::{ApiError, Ctx};
 use crate::accounts::SignedIn;
+use crate::api_tokens::TokenCaller;
 use crate::server::RequestMeta;
-use fleety_actors::member::Role;
+use fleety_actors::member::{Member, Role, TokenScope};
 
 /// A caller of a public endpoint, once counted and checked.
 pub struct Visitor {
@@ -45,8 +48,9 @@ pub struct Visitor {
     /// Holds the project's admin key or is its signed-in member: may act as an agent, and is
     /// not counted.
     pub admin: bool,
-    /// The signed-in member, when that is who calls: an agent's message names them.
-    pub member: Option<Box<SignedIn>>,
+    /// The member who calls (signed in, or by a personal token): an agent's message names
+    /// them.
+    pub member: Option<Box<Member>>,
 }
 
 /// Who calls a project's agent routes.
@@ -56,6 +60,8 @@ pub enum Principal {
     AdminKey,
     /// A signed-in member.
     Member(Box<SignedIn>),
+    /// A member's personal API token.
+    Token(Box<TokenCaller>),
 }
 
 impl Principal {
@@ -64,13 +70,25 @@ impl Principal {
         match self {
             Principal::AdminKey => Role::Owner,
             Principal::Member(m) => m.member.role,
+            Principal::Token(t) => t.member.role,
         }
     }
 
+    /// The signed-in member, with their session; `None` for the admin key and for a token,
+    /// which have no session.
     pub fn member(&self) -> Option<&SignedIn> {
         match self {
-            Principal::AdminKey => None,
+            Principal::AdminKey | Principal::Token(_) => None,
             Principal::Member(m) => Some(m.as_ref()),
+        }
+    }
+
+    /// The member who calls, signed in or by a token; `None` for the admin key.
+    pub fn person(&self) -> Option<&Member> {
+        match self {
+            Principal::AdminKey => None,
+            Principal::Member(m) => Some(&m.member),
+            Principal::Token(t) => Some(&t.member),
         }
     }
 }
@@ -312,19 +330,33 @@ fn session_of(ctx: &Ctx, meta: &RequestMeta, project: &Project) -> Option<String
     Some(ctx.tokens.verify_session(token, &project.id).ok()?.sub)
 }
 
-/// The public route's caller, when a signed-in member of `project`: by a session secret as the
-/// bearer, or by the cookie with its CSRF token. Anything less is a visitor, not an error.
+/// The public route's caller, when a member of `project`: by a session secret or a personal
+/// token (a `read` one only to read) as the bearer, or by the cookie with its CSRF token.
+/// Anything less is a visitor, not an error.
 async fn signed_in_quietly(
     ctx: &Ctx,
     meta: &RequestMeta,
     project: &ProjectId,
-) -> Result<Option<SignedIn>, ApiError> {
+) -> Result<Option<Member>, ApiError> {
+    if let Some(bearer) = meta
+        .bearer
+        .as_deref()
+        .filter(|b| crate::api_tokens::is_api_token(b))
+    {
+        let caller = ctx.accounts.token(project, bearer).await?;
+        let caller = caller.filter(|c| c.token.scope == TokenScope::Write || meta.safe);
+        return Ok(caller.map(|c| c.member));
+    }
     let secret = match (&meta.bearer, &meta.cookie, &meta.csrf) {
         (Some(bearer), _, _) if crate::accounts::is_session_secret(bearer) => bearer,
         (None, Some(cookie), Some(csrf)) if crate::accounts::csrf_matches(cookie, csrf) => cookie,
         _ => return Ok(None),
     };
-    Ok(ctx.accounts.session(project, secret).await?)
+    Ok(ctx
+        .accounts
+        .session(project, secret)
+        .await?
+        .map(|s| s.member))
 }
 
 /// Who the request is, for `project`; `None` if it presents no credential at all.
@@ -335,6 +367,20 @@ pub async fn principal(
 ) -> Result<Option<Principal>, ApiError> {
     let ended = || ApiError::unauthorized("not signed in: the session has ended or never was");
     if let Some(bearer) = meta.bearer.as_deref() {
+        if crate::api_tokens::is_api_token(bearer) {
+            let caller = ctx.accounts.token(&project.id, bearer).await?;
+            let caller = caller.ok_or_else(|| {
+                ApiError::unauthorized(
+                    "the token is revoked, its member deactivated, or it never was",
+                )
+            })?;
+            if caller.token.scope == TokenScope::Read && !meta.safe {
+                return Err(ApiError::forbidden(
+                    "this token may only read (GET and HEAD); a write token may change things",
+                ));
+            }
+            return Ok(Some(Principal::Token(Box::new(caller))));
+        }
         if crate::accounts::is_session_secret(bearer) {
             let signed_in = ctx.accounts.session(&project.id, bearer).await?;
             let signed_in = signed_in.map(|s| Principal::Member(Box::new(s)));
@@ -449,7 +495,12 @@ pub fn session(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Session,), Error = Reje
 
 /// An agent's inbox socket, with a short-lived feed token in the query (a browser cannot set
 /// headers on a WebSocket, and the admin key must never appear in a URL).
-pub fn feed(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {
+/// The member session a feed socket was opened for: `None` for the admin key's.
+pub type FeedSession = Option<(uuid::Uuid, String)>;
+
+pub fn feed(
+    ctx: &Arc<Ctx>,
+) -> impl Filter<Extract = (Arc<Project>, FeedSession), Error = Rejection> + Clone {
     warp::query::<super::ws::FeedQuery>()
         .and(with_ctx(ctx))
         .and(warp::path::full())
@@ -460,6 +511,7 @@ pub fn feed(ctx: &Arc<Ctx>) -> impl Filter<Extract = (Arc<Project>,), Error = Re
                 check_feed(&ctx, &path, &meta, token).await.map_err(refuse)
             },
         )
+        .untuple_one()
 }
 
 async fn check_feed(
@@ -467,7 +519,7 @@ async fn check_feed(
     path: &FullPath,
     meta: &RequestMeta,
     token: Option<&str>,
-) -> Result<Arc<Project>, ApiError> {
+) -> Result<(Arc<Project>, FeedSession), ApiError> {
     let id = parse_project_id(path_project(path))?;
     let project = ctx.projects.get(&id).await?;
     let project = project.ok_or_else(|| ApiError::not_found("project not found"))?;
@@ -476,11 +528,21 @@ async fn check_feed(
             "token is required; get one from POST /v1/projects/{projectId}/feed-token",
         )
     })?;
-    ctx.tokens
+    let claims = ctx
+        .tokens
         .verify_feed(token, &project.id)
         .map_err(|e| ApiError::unauthorized(e.to_string()))?;
     meta.check_origin(&project)?;
-    Ok(project)
+    let session = crate::auth::feed_session(&claims.sub);
+    // A session that ended in the minute since its token was issued opens nothing.
+    if let Some((member, id)) = &session {
+        if !ctx.accounts.session_alive(&project.id, *member, id).await? {
+            return Err(ApiError::unauthorized(
+                "the session has ended; sign in again",
+            ));
+        }
+    }
+    Ok((project, session))
 }
 
 /// The operator, holding `FLEETY_OPERATOR_TOKEN`, for creating projects.

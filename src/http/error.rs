@@ -94,6 +94,10 @@ impl From<TicketError> for ApiError {
         match e {
             TicketError::NotFound => ApiError::not_found("ticket not found"),
             TicketError::Closed => ApiError::conflict("ticket is closed"),
+            TicketError::AlreadyRated => ApiError::conflict("this ticket was rated already"),
+            TicketError::NotResolved => {
+                ApiError::conflict("a ticket can be rated once it is resolved")
+            }
             TicketError::KeyReused => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "this Idempotency-Key was already used for a different message",

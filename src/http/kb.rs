@@ -388,6 +388,22 @@ pub async fn public_search(visitor: Visitor, ctx: Arc<Ctx>, query: SearchQuery) 
     )
 }
 
+/// GET /v1/kb/{projectId}/articles/{articleId} (public): an article as the help center shows
+/// it. Every article is searchable by anyone, so reading one whole shows nothing more.
+pub async fn public_get(id: String, visitor: Visitor, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let article = ctx
+                .system
+                .kb
+                .get(&visitor.project.id, article_id(&id)?)
+                .await?;
+            Ok(json(StatusCode::OK, &ArticleView::new(&article)))
+        }
+        .await,
+    )
+}
+
 /// One turn of a chat with the assistant.
 #[derive(Serialize, ToSchema)]
 #[schema(as = ChatTurn)]

@@ -1,5 +1,6 @@
-//! Members' endpoints: signing in and out, the caller's own identity and sessions, and the
-//! members of a project (owners and admins manage them; the operator may add them too).
+//! Members' endpoints: signing in and out, the caller's own identity and sessions, the
+//! members of a project (owners and admins manage them; the operator may add them too), and
+//! invitations and password resets (`crate::links`).
 //!
 //! Sign-in sets the session cookie (HttpOnly, SameSite=Strict, and Secure over HTTPS) and
 //! answers the session's secret, for API clients that send it as a bearer token instead, and
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use fleety_actors::domain::{Project, ProjectId};
 use fleety_actors::events::rfc3339;
-use fleety_actors::member::{Member, MemberSession, MemberState, Role};
+use fleety_actors::member::{Member, MemberLink, MemberSession, MemberState, Role};
 use fleety_actors::store::StoreError;
 use http::header::{HeaderValue, SET_COOKIE};
 use http::StatusCode;
@@ -24,6 +25,7 @@ use super::error::{json, respond};
 use super::{ApiError, Ctx, Done};
 use crate::accounts::{SignInError, COOKIE};
 use crate::config::SecureCookies;
+use crate::links::LinkError;
 use crate::members::{MemberChange, MemberError, NewMember};
 use crate::server::RequestMeta;
 
@@ -161,6 +163,12 @@ pub async fn sign_in(
         Err(SignInError::Store(e)) => return ApiError::from(e).into_response(),
         Err(SignInError::Internal(e)) => return ApiError::internal(e).into_response(),
     };
+    signed_in(&ctx, &meta, &new)
+}
+
+/// The answer that opens a session: the member, the secret and its CSRF token, and the
+/// cookie.
+fn signed_in(ctx: &Ctx, meta: &RequestMeta, new: &crate::accounts::NewSession) -> Response {
     let view = SignedInView {
         member: MemberView::from(&new.member),
         csrf_token: crate::accounts::csrf_token(&new.secret),
@@ -169,7 +177,7 @@ pub async fn sign_in(
     };
     let mut resp = json(StatusCode::OK, &view);
     let max_age = ctx.settings.auth.member_session_max_age.as_secs();
-    let set = cookie(&ctx, &meta, &new.secret, max_age);
+    let set = cookie(ctx, meta, &new.secret, max_age);
     resp.headers_mut().insert(SET_COOKIE, set);
     resp
 }
@@ -185,8 +193,9 @@ pub async fn sign_out(
         let record = super::audit::by(&principal, &meta)
             .record(&project.id, ctx.accounts.now(), "member.signed_out")
             .target(crate::members::target(&m.member));
-        let end =
-            (ctx.accounts.store()).delete_member_session(&project.id, m.member.id, &m.session.id);
+        let end = ctx
+            .accounts
+            .end_session(&project.id, m.member.id, &m.session.id);
         let ended = audit::recorded(Some(record), end).await;
         match ended {
             Ok(()) | Err(StoreError::NotFound) => {}
@@ -204,9 +213,9 @@ pub async fn sign_out(
 pub struct Me {
     /// What the caller may do; the admin key acts as an owner.
     pub role: Role,
-    /// The signed-in member; null for the admin key.
+    /// The member who calls (signed in, or by a personal token); null for the admin key.
     pub member: Option<MemberView>,
-    /// The session's CSRF token, for a member; null for the admin key.
+    /// The session's CSRF token, for a signed-in member; null for the admin key and a token.
     pub csrf_token: Option<String>,
 }
 
@@ -214,7 +223,7 @@ pub struct Me {
 pub async fn me(_project: Arc<Project>, principal: Principal) -> Response {
     let me = Me {
         role: principal.role(),
-        member: principal.member().map(|m| MemberView::from(&m.member)),
+        member: principal.person().map(MemberView::from),
         csrf_token: principal
             .member()
             .map(|m| crate::accounts::csrf_token(&m.secret)),
@@ -308,9 +317,8 @@ pub async fn revoke_session(
             let record = super::audit::by(&principal, &meta)
                 .record(&project.id, ctx.accounts.now(), "member.session_ended")
                 .target(crate::members::target(&me.member));
-            let store = ctx.accounts.store();
             let id = id.to_ascii_lowercase();
-            let end = store.delete_member_session(&project.id, me.member.id, &id);
+            let end = ctx.accounts.end_session(&project.id, me.member.id, &id);
             let deleted = audit::recorded(Some(record), end).await;
             match deleted {
                 Ok(()) => Ok(json(StatusCode::OK, &Done::new("session ended"))),
@@ -442,7 +450,8 @@ async fn apply(
     who: &AuditBy,
 ) -> Result<Response, ApiError> {
     let id = parse_member_id(id)?;
-    let by_member = principal.member().map(|m| m.member.id);
+    // A token acts as its member: nobody changes their own role or state, by token either.
+    let by_member = principal.person().map(|m| m.id);
     let member = crate::members::change(
         &ctx.accounts,
         project,
@@ -513,6 +522,274 @@ pub async fn operator_add(
                 ip: Some(meta.ip.to_string()),
             };
             add_to(&ctx, &project.id, body, Role::Owner, &who).await
+        }
+        .await,
+    )
+}
+
+impl From<LinkError> for ApiError {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::Member(e) => e.into(),
+            LinkError::Gone(why) => ApiError::new(StatusCode::GONE, why),
+            LinkError::Full => ApiError::conflict(
+                "the project has as many pending invitations as it may: revoke some first",
+            ),
+        }
+    }
+}
+
+/// Someone to invite.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvitation {
+    /// Compared without regard to case. Inviting an address again replaces its earlier
+    /// invitation.
+    #[schema(format = "email", max_length = 254)]
+    pub email: String,
+    /// `agent` when left out. Only owners invite owners and admins.
+    pub role: Option<Role>,
+}
+
+/// A pending invitation, as listed: never its token.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Invitation)]
+pub struct InvitationView {
+    /// The invitation's id (a digest of its token, which cannot be recovered from it).
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    /// The member who invited, or null for the admin key.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub invited_by: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: String,
+}
+
+impl From<&MemberLink> for InvitationView {
+    fn from(l: &MemberLink) -> Self {
+        Self {
+            id: l.id.clone(),
+            email: l.email.clone(),
+            role: l.role,
+            invited_by: l.created_by.map(|id| id.to_string()),
+            created_at: rfc3339(l.created_at),
+            expires_at: rfc3339(l.expires_at),
+        }
+    }
+}
+
+/// A new invitation and its link, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedInvitation {
+    pub invitation: InvitationView,
+    /// The single-use token; only its digest is stored.
+    pub token: String,
+    /// The inbox page that accepts it, relative to the server: hand it to the invitee.
+    pub path: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvitationList {
+    /// Newest first; expired ones are left out.
+    pub invitations: Vec<InvitationView>,
+}
+
+/// POST /v1/projects/{projectId}/invitations
+pub async fn invite(
+    project: Arc<Project>,
+    principal: Principal,
+    ctx: Arc<Ctx>,
+    body: NewInvitation,
+) -> Response {
+    respond(
+        async {
+            let by_member = principal.member().map(|m| m.member.id);
+            let issued = crate::links::invite(
+                &ctx.accounts,
+                &project.id,
+                &body.email,
+                body.role.unwrap_or(Role::Agent),
+                principal.role(),
+                by_member,
+            )
+            .await?;
+            let view = IssuedInvitation {
+                invitation: InvitationView::from(&issued.link),
+                path: issued.path(),
+                token: issued.token,
+            };
+            Ok(json(StatusCode::CREATED, &view))
+        }
+        .await,
+    )
+}
+
+/// GET /v1/projects/{projectId}/invitations
+pub async fn invitations(project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let links = crate::links::pending_invitations(&ctx.accounts, &project.id).await?;
+            let invitations = links.iter().map(InvitationView::from).collect();
+            Ok(json(StatusCode::OK, &InvitationList { invitations }))
+        }
+        .await,
+    )
+}
+
+/// DELETE /v1/projects/{projectId}/invitations/{invitationId}
+pub async fn revoke_invitation(
+    id: String,
+    project: Arc<Project>,
+    principal: Principal,
+    ctx: Arc<Ctx>,
+) -> Response {
+    respond(
+        async {
+            crate::links::revoke_invitation(&ctx.accounts, &project.id, &id, principal.role())
+                .await
+                .map_err(|e| match e {
+                    LinkError::Member(MemberError::NotFound) => {
+                        ApiError::not_found("no such invitation")
+                    }
+                    e => e.into(),
+                })?;
+            Ok(json(StatusCode::OK, &Done::new("invitation revoked")))
+        }
+        .await,
+    )
+}
+
+/// An invitation accepted.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvitation {
+    /// The token from the invitation's link.
+    #[schema(max_length = 100)]
+    pub token: String,
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    /// The same rule as any member's: at least 10 characters, of at least two kinds.
+    #[schema(min_length = 10, max_length = 256)]
+    pub password: String,
+}
+
+/// POST /v1/projects/{projectId}/join
+pub async fn accept_invitation(
+    project: Arc<Project>,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
+    body: AcceptInvitation,
+) -> Response {
+    let accepted = crate::links::accept(
+        &ctx.accounts,
+        &project.id,
+        &body.token,
+        &body.name,
+        body.password,
+        meta.ip,
+        meta.user_agent.clone(),
+    )
+    .await;
+    match accepted {
+        Ok(new) => signed_in(&ctx, &meta, &new),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// A reset asked for by address.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    #[schema(max_length = 254)]
+    pub email: String,
+}
+
+/// POST /v1/projects/{projectId}/password-reset
+pub async fn request_reset(project: Arc<Project>, ctx: Arc<Ctx>, body: ResetRequest) -> Response {
+    // The shape is checked as the schema says; that tells nothing about accounts.
+    if body.email.len() > fleety_actors::member::MAX_EMAIL {
+        return ApiError::bad_request("email must be at most 254 bytes").into_response();
+    }
+    // Looked up after answering, so neither the answer nor its time tells whether the
+    // address has an account. A bounded number at a time: beyond it a request is answered
+    // and dropped, so a flood of them cannot pile up work.
+    static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
+    if let Ok(permit) = IN_FLIGHT.try_acquire() {
+        tokio::spawn(async move {
+            let made = crate::links::request_reset(&ctx.accounts, &project.id, &body.email).await;
+            if let Err(e) = made {
+                tracing::warn!(project = %project.id, error = ?e, "a password reset request failed");
+            }
+            drop(permit);
+        });
+    }
+    json(
+        StatusCode::ACCEPTED,
+        &Done::new("if the address is a member's, a reset link is on its way"),
+    )
+}
+
+/// A reset completed.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteReset {
+    /// The token from the reset link.
+    #[schema(max_length = 100)]
+    pub token: String,
+    /// The same rule as any member's: at least 10 characters, of at least two kinds.
+    #[schema(min_length = 10, max_length = 256)]
+    pub password: String,
+}
+
+/// POST /v1/projects/{projectId}/password-reset/complete
+pub async fn complete_reset(project: Arc<Project>, ctx: Arc<Ctx>, body: CompleteReset) -> Response {
+    respond(
+        async {
+            crate::links::complete_reset(&ctx.accounts, &project.id, &body.token, body.password)
+                .await?;
+            Ok(json(
+                StatusCode::OK,
+                &Done::new("password changed; every session has ended: sign in again"),
+            ))
+        }
+        .await,
+    )
+}
+
+/// A reset link made for a member, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedReset {
+    /// The single-use token; only its digest is stored.
+    pub token: String,
+    /// The inbox page that completes it, relative to the server: hand it to the member.
+    pub path: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: String,
+}
+
+/// POST /v1/projects/{projectId}/members/{memberId}/password-reset
+pub async fn reset_member(
+    id: String,
+    project: Arc<Project>,
+    principal: Principal,
+    ctx: Arc<Ctx>,
+) -> Response {
+    respond(
+        async {
+            let id = parse_member_id(&id)?;
+            let member = ctx.accounts.store().get_member(&project.id, id).await?;
+            let member = member.ok_or_else(|| ApiError::not_found("no such member"))?;
+            let by = (principal.role(), principal.member().map(|m| m.member.id));
+            let issued = crate::links::reset_for(&ctx.accounts, &member, Some(by)).await?;
+            let view = IssuedReset {
+                path: issued.path(),
+                expires_at: rfc3339(issued.link.expires_at),
+                token: issued.token,
+            };
+            Ok(json(StatusCode::CREATED, &view))
         }
         .await,
     )

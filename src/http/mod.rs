@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod assets;
+pub mod assignees;
 pub mod assistant;
 pub mod audit;
 pub mod canned;
@@ -23,6 +24,7 @@ pub mod router;
 pub mod routes;
 pub mod session;
 pub mod tickets;
+pub mod tokens;
 pub mod unanswered;
 pub mod upgrade;
 pub mod webhooks;

@@ -10,13 +10,15 @@ use fleety_actors::domain::{
     Project, ProjectId, ProjectName, Slug, Tag, TicketStatus,
 };
 use fleety_actors::events::{rfc3339, TicketSummary};
-use fleety_actors::store::{StoreError, TicketCursor, TicketQuery};
+use fleety_actors::store::{AssigneeFilter, StoreError, TicketCursor, TicketQuery};
 use fleety_actors::MessageId;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warp::reply::Response;
 
+use super::access::Principal;
+use super::assignees::{assignable, Roster};
 use super::error::{json, respond};
 use super::{ApiError, Ctx};
 use crate::projects::parse_origins;
@@ -42,6 +44,8 @@ pub struct ProjectView<'a> {
     /// none. Never shown to visitors.
     #[schema(value_type = AssistantGuidance)]
     pub assistant_guidance: &'a str,
+    /// Whether the widget asks visitors to rate a resolved ticket (1 to 5).
+    pub csat_enabled: bool,
 }
 
 impl<'a> ProjectView<'a> {
@@ -54,6 +58,7 @@ impl<'a> ProjectView<'a> {
             assistant_name: &p.assistant.name,
             assistant_greeting: &p.assistant.greeting,
             assistant_guidance: &p.assistant.guidance,
+            csat_enabled: !p.csat_disabled,
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct UpdateProject {
     /// An empty text clears it.
     #[schema(value_type = Option<AssistantGuidance>)]
     assistant_guidance: Option<String>,
+    /// Whether the widget asks visitors to rate a resolved ticket.
+    csat_enabled: Option<bool>,
 }
 
 /// PATCH /v1/projects/{projectId}
@@ -118,6 +125,9 @@ pub async fn update(
                     .as_str()
                     .into();
             }
+            if let Some(enabled) = req.csat_enabled {
+                next.csat_disabled = !enabled;
+            }
             let (before, after) = (&project.assistant, &next.assistant);
             let record = who
                 .record(&project.id, ctx.clock.now(), "project.changed")
@@ -146,12 +156,22 @@ pub struct ListQuery {
     /// Only tickets with this status.
     #[param(value_type = Option<TicketStatus>)]
     status: Option<String>,
-    /// Only tickets whose title contains this, ignoring case.
+    /// Only tickets holding every word of this in their title, description, messages (the
+    /// visitor's, the agents' and the assistant's) or the agents' internal notes, ignoring
+    /// case; the last word also matches the start of a longer one (from three characters).
+    /// Text without any word matches no ticket. The order stays newest first, so `cursor`
+    /// pages through the matches as through the listing.
     #[param(max_length = 200)]
     q: Option<String>,
     /// Only tickets with this tag (compared exactly).
     #[param(value_type = Option<Tag>)]
     tag: Option<String>,
+    /// Only tickets assigned to: `me` (the signed-in member), `none` (nobody, or a deactivated
+    /// member), or a member's id.
+    #[param(
+        pattern = "^(me|none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
+    assignee: Option<String>,
     /// Tickets in the page (50 by default).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
@@ -188,7 +208,8 @@ pub struct ListedTicket<'a> {
 pub struct LastMessage {
     id: MessageId,
     author: Participant,
-    /// The message's first characters, whitespace runs folded to one space.
+    /// The message's first characters as plain text: its Markdown marks (bold, italics, code,
+    /// list bullets, links' addresses) left out, whitespace runs folded to one space.
     #[schema(max_length = 141)]
     preview: String,
     #[schema(value_type = String, format = DateTime)]
@@ -200,12 +221,8 @@ const PREVIEW_CHARS: usize = 140;
 
 impl LastMessage {
     fn new(m: &Message) -> Self {
-        let folded = m
-            .content
-            .as_str()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let plain = plain_text(m.content.as_str());
+        let folded = plain.split_whitespace().collect::<Vec<_>>().join(" ");
         let preview = match folded.char_indices().nth(PREVIEW_CHARS) {
             Some((cut, _)) => format!("{}…", &folded[..cut]),
             None => folded,
@@ -217,6 +234,95 @@ impl LastMessage {
             timestamp: rfc3339(m.timestamp),
         }
     }
+}
+
+/// A message's text without the marks of the Markdown subset messages render (the inbox's and
+/// widget's `shared/markdown.tsx`): a list item's bullet or number, `**bold**`, `*italics*`,
+/// `_italics_`, `` `code` `` and `[label](address)`, which keeps its label. Anything else
+/// stays as written.
+pub fn plain_text(text: &str) -> String {
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| inline_plain(without_bullet(line)))
+        .collect();
+    lines.join("\n")
+}
+
+fn without_bullet(line: &str) -> &str {
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    if indent > 3 {
+        return line;
+    }
+    let rest = &line[indent..];
+    let after = if let Some(r) = rest.strip_prefix(['-', '*']) {
+        r
+    } else {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        match (1..=9).contains(&digits) {
+            true => match rest[digits..].strip_prefix(['.', ')']) {
+                Some(r) => r,
+                None => return line,
+            },
+            false => return line,
+        }
+    };
+    match after.starts_with(char::is_whitespace) {
+        true => after.trim_start(),
+        false => line,
+    }
+}
+
+/// The text between `open` and the next `close` in `s` (past `open`), when there is some
+/// that is not blank at either end, and the rest after `close`.
+fn enclosed<'a>(s: &'a str, open: &str, close: &str) -> Option<(&'a str, &'a str)> {
+    let body = s.strip_prefix(open)?;
+    let end = body.find(close)?;
+    let inner = &body[..end];
+    let tight = !inner.is_empty()
+        && !inner.starts_with(char::is_whitespace)
+        && !inner.ends_with(char::is_whitespace);
+    tight.then(|| (inner, &body[end + close.len()..]))
+}
+
+fn inline_plain(line: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        let before = out.chars().next_back();
+        let found = match c {
+            '`' => enclosed(rest, "`", "`").map(|(inner, after)| (inner.to_owned(), after)),
+            '*' if rest.starts_with("**") => {
+                enclosed(rest, "**", "**").map(|(inner, after)| (inline_plain(inner), after))
+            }
+            '*' => enclosed(rest, "*", "*").map(|(inner, after)| (inline_plain(inner), after)),
+            '_' if !word(before) => enclosed(rest, "_", "_")
+                .filter(|(_, after)| !word(after.chars().next()))
+                .map(|(inner, after)| (inline_plain(inner), after)),
+            '[' => rest[1..].find("](").and_then(|mid| {
+                let label = &rest[1..1 + mid];
+                let target = &rest[1 + mid + 2..];
+                let end = target.find(')')?;
+                let address = &target[..end];
+                let ok = !label.is_empty()
+                    && !address.is_empty()
+                    && !address.contains(char::is_whitespace);
+                ok.then(|| (inline_plain(label), &target[end + 1..]))
+            }),
+            _ => None,
+        };
+        match found {
+            Some((text, after)) => {
+                out.push_str(&text);
+                rest = after;
+            }
+            None => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
 }
 
 /// Cursors are opaque to clients: `<created_at ms>.<slug>`.
@@ -240,7 +346,12 @@ fn decode_cursor(raw: &str) -> Option<TicketCursor> {
 }
 
 /// GET /v1/projects/{projectId}/tickets?status=&q=&tag=&limit=&cursor=
-pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery) -> Response {
+pub async fn list_tickets(
+    project: Arc<Project>,
+    principal: Principal,
+    ctx: Arc<Ctx>,
+    query: ListQuery,
+) -> Response {
     respond(
         async {
             let status = match query.status.as_deref() {
@@ -261,9 +372,9 @@ pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery
             if query.q.as_deref().is_some_and(|q| q.chars().count() > 200) {
                 return Err(ApiError::bad_request("q: at most 200 characters"));
             }
-            let title = match query.q.as_deref().map(str::trim) {
+            let text = match query.q.as_deref().map(str::trim) {
                 None | Some("") => None,
-                Some(q) => Some(q.to_lowercase()),
+                Some(q) => Some(q),
             };
             let tag = match query.tag.as_deref() {
                 Some(t) => {
@@ -271,15 +382,59 @@ pub async fn list_tickets(project: Arc<Project>, ctx: Arc<Ctx>, query: ListQuery
                 }
                 None => None,
             };
+            let roster = Roster::load(&ctx, &project.id).await?;
+            let assignee = match query.assignee.as_deref() {
+                None => None,
+                Some("none") => Some(AssigneeFilter::Nobody {
+                    hidden: roster.hidden(),
+                }),
+                Some("me") => match principal.person() {
+                    Some(member) => Some(AssigneeFilter::Member(member.id)),
+                    None => {
+                        return Err(ApiError::bad_request(
+                            "assignee: `me` needs a member (signed in or by a token); the admin key is nobody",
+                        ))
+                    }
+                },
+                Some(raw) => {
+                    let id = uuid::Uuid::try_parse(raw).map_err(|_| {
+                        ApiError::bad_request("assignee: `me`, `none` or a member's id")
+                    })?;
+                    if roster.get(id).is_none() {
+                        return Err(ApiError::bad_request(
+                            "assignee: the project has no member with this id",
+                        ));
+                    }
+                    Some(AssigneeFilter::Member(id))
+                }
+            };
+            // A deactivated member's tickets count as nobody's, so asking for theirs finds none.
+            let nobody_has = match &assignee {
+                Some(AssigneeFilter::Member(id)) => roster.get(*id).is_some_and(|m| !assignable(m)),
+                _ => false,
+            };
+            if nobody_has {
+                let body = TicketList {
+                    tickets: Vec::new(),
+                    next_cursor: None,
+                };
+                return Ok(json(StatusCode::OK, &body));
+            }
             let query = TicketQuery {
                 status,
-                title,
+                title: None,
                 tag,
+                assignee,
                 search_scan: None,
                 after,
                 limit,
             };
-            let page = ctx.system.tickets.list(&project.id, &query).await?;
+            let tickets = &ctx.system.tickets;
+            let mut page = match text {
+                Some(text) => tickets.search(&project.id, text, &query).await?,
+                None => tickets.list(&project.id, &query).await?,
+            };
+            page.tickets.iter_mut().for_each(|t| roster.show(t));
             let slugs: Vec<Slug> = page.tickets.iter().map(|t| t.slug.clone()).collect();
             let activity = ctx.system.tickets.activity(&project.id, &slugs).await?;
             let body = TicketList {
@@ -312,8 +467,17 @@ pub struct FeedToken {
 
 /// POST /v1/projects/{projectId}/feed-token: a one-minute token for the inbox socket, so the
 /// long-lived admin key never appears in a URL.
-pub async fn feed_token(project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
-    let issued = ctx.tokens.issue_feed(&project.id);
+pub async fn feed_token(
+    project: Arc<Project>,
+    principal: super::access::Principal,
+    ctx: Arc<Ctx>,
+) -> Response {
+    // A member's socket names its session, so it closes when the session ends.
+    let session = principal
+        .member()
+        .map(|m| (m.member.id, m.session.id.as_str()));
+    let sub = crate::auth::feed_subject(session);
+    let issued = ctx.tokens.issue_feed(&project.id, sub);
     let url = format!("/v1/projects/{}/feed?token={}", project.id, issued.token);
     json(
         StatusCode::OK,
@@ -398,5 +562,30 @@ mod tests {
             None
         );
         assert_eq!(decode_cursor("12.not a slug"), None);
+    }
+
+    #[test]
+    fn a_preview_leaves_the_markdown_marks_out() {
+        for (text, plain) in [
+            ("**Refund** please", "Refund please"),
+            ("it is *really* _urgent_ now", "it is really urgent now"),
+            ("run `make test` first", "run make test first"),
+            (
+                "see [the guide](https://example.com/a) now",
+                "see the guide now",
+            ),
+            ("- one\n- two\n1. three", "one\ntwo\nthree"),
+            ("**[bold link](https://x.io)**", "bold link"),
+            (
+                "snake_case_name and 2 * 3 * 4",
+                "snake_case_name and 2 * 3 * 4",
+            ),
+            ("** not bold ** and *", "** not bold ** and *"),
+            ("-5 degrees, 10.5 km", "-5 degrees, 10.5 km"),
+            ("[no address]() [x](a b)", "[no address]() [x](a b)"),
+            ("Ünïcödé **fëtt**", "Ünïcödé fëtt"),
+        ] {
+            assert_eq!(plain_text(text), plain, "{text}");
+        }
     }
 }

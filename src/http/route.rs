@@ -517,7 +517,9 @@ impl Build<'_> {
         access::session_limit(self.ctx)
     }
 
-    pub fn feed(&self) -> impl Filter<Extract = (Arc<Project>,), Error = Rejection> + Clone {
+    pub fn feed(
+        &self,
+    ) -> impl Filter<Extract = (Arc<Project>, access::FeedSession), Error = Rejection> + Clone {
         self.expect(Access::Feed);
         access::feed(self.ctx)
     }

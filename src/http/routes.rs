@@ -15,8 +15,8 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, assistant, audit, canned, chat, kb, members, openapi, projects_api, session, tickets,
-    unanswered, webhooks, ws, Ctx,
+    assets, assignees, assistant, audit, canned, chat, kb, members, openapi, projects_api, session,
+    tickets, tokens, unanswered, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
@@ -82,6 +82,7 @@ fn routes() -> Vec<Route> {
         .link("ChangeTicket", "changeTicket", &[TICKET, CREATED_SLUG])
         .link("ListNotes", "listNotes", &[TICKET, CREATED_SLUG])
         .link("AddNote", "addNote", &[TICKET, CREATED_SLUG])
+        .link("Timeline", "listTimeline", &[TICKET, CREATED_SLUG])
         .link("TicketChat", "ticketChat", &[TICKET, CREATED_SLUG]),
         Route::new(get(), "/v1/tickets/{projectId}/{slug}", "getTicket", "Read a ticket and its messages", Public, |b| {
             b.param("slug").and(b.public()).and(b.ctx()).and(b.query()).then(tickets::get).boxed()
@@ -95,7 +96,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The ticket", Json(schema::<fleety_actors::events::TicketView>))
         .refuses(404, "No such project or ticket"),
         Route::new(patch(), "/v1/tickets/{projectId}/{slug}", "changeTicket", "Change a ticket's status, its assignee, or both", Agent, |b| {
-            b.param("slug").and(b.agent()).and(b.ctx()).and(b.json()).then(tickets::change).boxed()
+            b.param("slug").and(b.member()).and(b.ctx()).and(b.json()).then(tickets::change).boxed()
         })
         .tag("agents")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -130,6 +131,19 @@ fn routes() -> Vec<Route> {
         .answers(200, "Read up to the newest message", Json(schema::<tickets::MarkedRead>))
         .refuses(403, "`reader: admin` without the admin key, or an origin the project does not allow")
         .refuses(404, "No such project or ticket"),
+        Route::new(post(), "/v1/tickets/{projectId}/{slug}/satisfaction", "rateTicket", "Rate one's satisfaction with a resolved ticket", Public, |b| {
+            b.param("slug").and(b.public()).and(b.ctx()).and(b.json()).then(tickets::rate).boxed()
+        })
+        .tag("tickets")
+        .counted_per_session()
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .describe("The visitor's CSAT rating, given once, after the ticket was resolved or closed. Sent as the `ticket.rated` webhook and told to the ticket's watchers as a `ticket_update`.")
+        .body::<tickets::RateTicket>(Limit::Standard)
+        .answers(201, "The ticket with its rating", Json(schema::<fleety_actors::events::TicketSummary>))
+        .refuses(403, "An origin the project does not allow")
+        .refuses(404, "No such project or ticket")
+        .refuses(409, "The ticket was rated already, is not resolved yet, or the project asks for no ratings"),
         Route::new(get(), "/v1/tickets/{projectId}/{slug}/ws", "ticketSocket", "A ticket's realtime events (WebSocket)", Public, |b| {
             b.param("slug").and(b.websocket()).and(b.public()).and(b.ctx()).and(b.query()).then(ws::ticket_socket).boxed()
         })
@@ -150,6 +164,15 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .query::<kb::SearchQuery>()
         .answers(200, "The best passage of each matching article, best first", Json(schema::<kb::SearchResults>)),
+        Route::new(get(), "/v1/kb/{projectId}/articles/{articleId}", "readHelpCenterArticle", "Read one help-center article", Public, |b| {
+            b.param("articleId").and(b.public()).and(b.ctx()).then(kb::public_get).boxed()
+        })
+        .tag("knowledge base")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("articleId", "The article's id, as a search result gives it.", uuid)
+        .describe("The whole article a search result points to, so a widget can show it where the matching passage is.")
+        .answers(200, "The article", Json(schema::<kb::ArticleView>))
+        .refuses(404, "No such article"),
         Route::new(post(), "/v1/chat", "chat", "Ask the assistant one question", Session, |b| {
             b.session().and(b.ctx()).and(b.json()).then(chat::prompt).boxed()
         })
@@ -194,14 +217,21 @@ fn routes() -> Vec<Route> {
         .body::<projects_api::UpdateProject>(Limit::Standard)
         .answers(200, "The project after the change", Json(schema::<projects_api::ProjectView>)),
         Route::new(get(), "/v1/projects/{projectId}/tickets", "listTickets", "List the project's tickets, newest first", Agent, |b| {
-            b.agent().and(b.ctx()).and(b.query()).then(projects_api::list_tickets).boxed()
+            b.member().and(b.ctx()).and(b.query()).then(projects_api::list_tickets).boxed()
         })
         .tag("agents")
         .param("projectId", PROJECT, schema::<ProjectId>)
         .query::<projects_api::ListQuery>()
         .answers(200, "A page of tickets, and the cursor of the next", Json(schema::<projects_api::TicketList>)),
+        Route::new(get(), "/v1/projects/{projectId}/assignees", "listAssignees", "The members tickets may be assigned to", Agent, |b| {
+            b.agent().and(b.ctx()).then(assignees::list).boxed()
+        })
+        .tag("agents")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Every member who is not deactivated, by name: what an agent picks an assignee from. Each is the `assignee_member` a ticket would carry.")
+        .answers(200, "The members, by name", Json(schema::<assignees::AssigneeList>)),
         Route::new(post(), "/v1/projects/{projectId}/feed-token", "feedToken", "A one-minute token for the inbox socket", Agent, |b| {
-            b.agent().and(b.ctx()).then(projects_api::feed_token).boxed()
+            b.member().and(b.ctx()).then(projects_api::feed_token).boxed()
         })
         .tag("realtime")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -211,7 +241,7 @@ fn routes() -> Vec<Route> {
         })
         .tag("realtime")
         .param("projectId", PROJECT, schema::<ProjectId>)
-        .describe("Upgrades to a WebSocket whose text frames are `FeedEvent`s: each ticket event, tagged with the ticket's slug, plus `ticket_created` and the agents-only `note_added`. Agents may send `{\"type\": \"typing\", \"ticket\": \"<slug>\"}`.")
+        .describe("Upgrades to a WebSocket whose text frames are `FeedEvent`s: each ticket event, tagged with the ticket's slug, plus `ticket_created` and the agents-only `note_added`. Agents may send `{\"type\": \"typing\", \"ticket\": \"<slug>\"}`. A member's socket closes with code 4401 as soon as the session its feed token came from ends (sign-out, a new password, deactivation).")
         .frames(schema::<ws::FeedEvent>)
         .answers(101, "Switching to the WebSocket protocol", Nothing),
         Route::new(get(), "/v1/projects/{projectId}/tickets/{slug}/chat", "ticketChat", "The chat with the assistant that led to a ticket", Agent, |b| {
@@ -229,6 +259,15 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .param("slug", SLUG, schema::<Slug>)
         .answers(200, "The notes, oldest first", Json(schema::<tickets::NoteList>))
+        .refuses(404, "No such ticket"),
+        Route::new(get(), "/v1/projects/{projectId}/tickets/{slug}/timeline", "listTimeline", "Who changed a ticket's status, assignee and tags, and when", Agent, |b| {
+            b.param("slug").and(b.agent()).and(b.ctx()).then(tickets::timeline).boxed()
+        })
+        .tag("agents")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .describe("The ticket's timeline, oldest first: one entry per field a change touched, naming the member who acted (or the admin key, or the visitor whose reply reopened the ticket). Entry ids order with message and note ids.")
+        .answers(200, "The timeline entries, oldest first", Json(schema::<tickets::Timeline>))
         .refuses(404, "No such ticket"),
         Route::new(post(), "/v1/projects/{projectId}/tickets/{slug}/notes", "addNote", "Add an internal note, never shown to the visitor", Agent, |b| {
             b.param("slug").and(b.agent()).and(b.ctx()).and(b.json()).then(tickets::add_note).boxed()
@@ -415,6 +454,30 @@ fn routes() -> Vec<Route> {
         .param("sessionId", "The session's id, from the listing.", schema::<String>)
         .answers(200, "Ended", Json(schema::<super::Done>))
         .refuses(404, "The caller has no such session"),
+        Route::new(get(), "/v1/projects/{projectId}/me/tokens", "listMyTokens", "The caller's personal API tokens, newest first", Agent, |b| {
+            b.member().and(b.ctx()).then(tokens::list_mine).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Never their secrets. Empty for the admin key, which is no member.")
+        .answers(200, "The tokens", Json(schema::<tokens::TokenList>)),
+        Route::new(post(), "/v1/projects/{projectId}/me/tokens", "createMyToken", "Make a personal API token", Agent, |b| {
+            b.member().and(b.ctx()).and(b.json()).then(tokens::create).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("The answer carries the token's secret, `fpt_...`, this once: send it as `Authorization: Bearer`. It acts as the member, with their role as it is at each request; a `read` token is refused (403) on anything but GET and HEAD. It stops working when revoked or when its member is deactivated. Only a signed-in member makes tokens: not a token, not the admin key.")
+        .body::<tokens::NewToken>(Limit::Standard)
+        .answers(201, "The token and its secret", Json(schema::<tokens::CreatedToken>))
+        .refuses(409, "The member holds 20 tokens already"),
+        Route::new(delete(), "/v1/projects/{projectId}/me/tokens/{tokenId}", "revokeMyToken", "Revoke one of the caller's personal API tokens", Agent, |b| {
+            b.param("tokenId").and(b.member()).and(b.ctx()).then(tokens::revoke_mine).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("tokenId", "The token's id, from the listing.", uuid)
+        .answers(200, "Revoked", Json(schema::<super::Done>))
+        .refuses(404, "The caller has no such token"),
         Route::new(get(), "/v1/projects/{projectId}/audit", "listAudit", "List the audit trail, newest first: who did what, when and from where", Admin, |b| {
             b.agent().and(b.ctx()).and(b.query()).then(audit::list).boxed()
         })
@@ -429,6 +492,67 @@ fn routes() -> Vec<Route> {
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The members, by name", Json(schema::<members::MemberList>)),
+        Route::new(post(), "/v1/projects/{projectId}/members/{memberId}/password-reset", "resetMemberPassword", "Make a password-reset link for a member", Admin, |b| {
+            b.param("memberId").and(b.member()).and(b.ctx()).then(members::reset_member).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("memberId", "The member's id.", uuid)
+        .describe("A single-use link, expiring after `FLEETY_PASSWORD_RESET_TTL_SECS`, to hand to the member; it replaces their earlier one. The token is shown in this answer only. Admins make links for agents only; anyone for themself.")
+        .answers(201, "The link", Json(schema::<members::IssuedReset>))
+        .refuses(400, "The member is deactivated")
+        .refuses(404, "No such member"),
+        Route::new(get(), "/v1/projects/{projectId}/invitations", "listInvitations", "The project's pending invitations", Admin, |b| {
+            b.agent().and(b.ctx()).then(members::invitations).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .answers(200, "The invitations, newest first", Json(schema::<members::InvitationList>)),
+        Route::new(post(), "/v1/projects/{projectId}/invitations", "inviteMember", "Invite someone by email", Admin, |b| {
+            b.member().and(b.ctx()).and(b.json()).then(members::invite).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("A single-use link, expiring after `FLEETY_INVITATION_TTL_SECS`, that lets the invitee choose a name and password and join as an active member. The token is shown in this answer only. Inviting an address again replaces its earlier invitation. Admins invite agents only.")
+        .body::<members::NewInvitation>(Limit::Standard)
+        .answers(201, "The invitation and its link", Json(schema::<members::IssuedInvitation>))
+        .refuses(409, "The address is a member's already, or the project has as many pending invitations as it may"),
+        Route::new(delete(), "/v1/projects/{projectId}/invitations/{invitationId}", "revokeInvitation", "Revoke a pending invitation", Admin, |b| {
+            b.param("invitationId").and(b.member()).and(b.ctx()).then(members::revoke_invitation).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("invitationId", "The invitation's id, from the listing.", schema::<String>)
+        .describe("Its link stops working (410). Admins revoke invitations to the agent role only.")
+        .answers(200, "Revoked", Json(schema::<super::Done>))
+        .refuses(404, "No such pending invitation"),
+        Route::new(post(), "/v1/projects/{projectId}/join", "acceptInvitation", "Accept an invitation: choose a name and password, and sign in", SignIn, |b| {
+            b.sign_in().and(b.ctx()).and(b.meta()).and(b.json()).then(members::accept_invitation).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("The invitee becomes an active member with the invitation's role and is signed in, as by `signIn`. A refused name or password leaves the link working.")
+        .body::<members::AcceptInvitation>(Limit::Standard)
+        .answers(200, "The new member and their session", Json(schema::<members::SignedInView>))
+        .refuses(409, "The address became a member's meanwhile")
+        .refuses(410, "The link was used, revoked or has expired"),
+        Route::new(post(), "/v1/projects/{projectId}/password-reset", "requestPasswordReset", "Ask for a password reset", SignIn, |b| {
+            b.sign_in().and(b.ctx()).and(b.json()).then(members::request_reset).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Answered the same, at once, whether or not the address has an account. Until the server sends email, the link made for a member is delivered to nobody: an owner or admin makes one with `resetMemberPassword` and hands it over.")
+        .body::<members::ResetRequest>(Limit::Standard)
+        .answers(202, "Taken", Json(schema::<super::Done>)),
+        Route::new(post(), "/v1/projects/{projectId}/password-reset/complete", "completePasswordReset", "Set a new password with a reset link", SignIn, |b| {
+            b.sign_in().and(b.ctx()).and(b.json()).then(members::complete_reset).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Ends every session of the member, as a password change does: they sign in again.")
+        .body::<members::CompleteReset>(Limit::Standard)
+        .answers(200, "The password is changed", Json(schema::<super::Done>))
+        .refuses(410, "The link was used or has expired"),
         Route::new(post(), "/v1/projects/{projectId}/members", "addMember", "Add a member, with a password", Admin, |b| {
             b.member().and(b.ctx()).and(b.meta()).and(b.json()).then(members::add).boxed()
         })
@@ -458,6 +582,25 @@ fn routes() -> Vec<Route> {
         .body::<members::ChangeMember>(Limit::Standard)
         .answers(200, "The member after the change", Json(schema::<members::MemberView>))
         .refuses(404, "No such member"),
+        Route::new(get(), "/v1/projects/{projectId}/members/{memberId}/tokens", "listMemberTokens", "A member's personal API tokens, newest first", Admin, |b| {
+            b.param("memberId").and(b.member()).and(b.ctx()).then(tokens::list_members).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("memberId", "The member's id.", uuid)
+        .describe("Never their secrets. Admins see agents' tokens only.")
+        .answers(200, "The tokens", Json(schema::<tokens::TokenList>))
+        .refuses(404, "No such member"),
+        Route::new(delete(), "/v1/projects/{projectId}/members/{memberId}/tokens/{tokenId}", "revokeMemberToken", "Revoke a member's personal API token", Admin, |b| {
+            b.param("memberId").and(b.param("tokenId")).and(b.member()).and(b.ctx()).then(tokens::revoke_members).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("memberId", "The member's id.", uuid)
+        .param("tokenId", "The token's id.", uuid)
+        .describe("Admins revoke agents' tokens only.")
+        .answers(200, "Revoked", Json(schema::<super::Done>))
+        .refuses(404, "No such member, or the member has no such token"),
         Route::new(get(), "/v1/projects/{projectId}/canned-replies", "listCannedReplies", "List the project's canned replies", Agent, |b| {
             b.agent().and(b.ctx()).then(canned::list).boxed()
         })
@@ -599,8 +742,10 @@ mod tests {
         ("changeTicket", Agent),
         ("postMessage", Public),
         ("markRead", Public),
+        ("rateTicket", Public),
         ("ticketSocket", Public),
         ("searchHelpCenter", Public),
+        ("readHelpCenterArticle", Public),
         ("chat", Session),
         ("chatWithTools", Session),
         ("rateAnswer", CountedSession),
@@ -608,11 +753,13 @@ mod tests {
         // The project's settings and origins.
         ("updateProject", Admin),
         ("listTickets", Agent),
+        ("listAssignees", Agent),
         ("feedToken", Agent),
         ("projectFeed", Feed),
         ("ticketChat", Agent),
         ("listNotes", Agent),
         ("addNote", Agent),
+        ("listTimeline", Agent),
         // The knowledge base: agents read it, admins write it.
         ("listArticles", Agent),
         ("createArticle", Admin),
@@ -636,11 +783,18 @@ mod tests {
         ("getMe", Agent),
         ("listMySessions", Agent),
         ("revokeMySession", Agent),
+        // Personal API tokens: each member their own; owners and admins those of whom they
+        // manage.
+        ("listMyTokens", Agent),
+        ("createMyToken", Agent),
+        ("revokeMyToken", Agent),
         ("listAudit", Admin),
         ("listMembers", Admin),
         ("addMember", Admin),
         ("getMember", Admin),
         ("updateMember", Admin),
+        ("listMemberTokens", Admin),
+        ("revokeMemberToken", Admin),
         // Canned replies: every agent inserts them, admins keep them.
         ("listCannedReplies", Agent),
         ("createCannedReply", Admin),
@@ -658,6 +812,14 @@ mod tests {
         ("widgetUi", Anyone),
         ("inboxPage", Anyone),
         ("inboxApp", Anyone),
+        // Invitations and resets follow the members' rules; using a link needs only the link.
+        ("resetMemberPassword", Admin),
+        ("listInvitations", Admin),
+        ("inviteMember", Admin),
+        ("revokeInvitation", Admin),
+        ("acceptInvitation", SignIn),
+        ("requestPasswordReset", SignIn),
+        ("completePasswordReset", SignIn),
     ];
 
     #[test]

@@ -30,6 +30,8 @@ pub struct IssuedSession {
     #[schema(value_type = ProjectId)]
     project_id: String,
     assistant: AssistantIntro,
+    /// Whether the widget asks the visitor to rate a resolved ticket (the project's setting).
+    csat_enabled: bool,
 }
 
 /// How the project's assistant introduces itself in the widget. Public: the guidance is not
@@ -74,6 +76,7 @@ pub async fn init(ctx: Arc<Ctx>, meta: Arc<RequestMeta>, req: InitSession) -> Re
                     expires_at: rfc3339(issued.expires_at),
                     project_id: project.id.to_string(),
                     assistant: AssistantIntro::of(&project),
+                    csat_enabled: !project.csat_disabled,
                 },
             ))
         }
@@ -125,6 +128,7 @@ pub async fn renew(session: Session, ctx: Arc<Ctx>) -> Response {
             expires_at: rfc3339(issued.expires_at),
             project_id: session.project.id.to_string(),
             assistant: AssistantIntro::of(&session.project),
+            csat_enabled: !session.project.csat_disabled,
         },
     )
 }

@@ -1,14 +1,16 @@
-//! Ticket endpoints: the public ones a widget calls (create, read, post, mark read) and the
+//! Ticket endpoints: the public ones a widget calls (create, read, post, mark read, rate) and the
 //! agent's status change. Each parses its input, then asks the ticket's actor.
 
 use std::sync::Arc;
 
 use fleety_actors::domain::{
-    AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project, Slug,
-    Tags, TicketSource, TicketStatus, Title,
+    Actor, AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project,
+    Slug, Tags, TicketSource, TicketStatus, Title,
 };
-use fleety_actors::domain::{Email, VisitorContact, VisitorName};
-use fleety_actors::events::{self, MessageView, NoteView, TicketSummary};
+use fleety_actors::domain::{
+    Email, Satisfaction, SatisfactionComment, VisitorContact, VisitorName,
+};
+use fleety_actors::events::{self, ActivityView, MessageView, NoteView, TicketSummary};
 use fleety_actors::ticket::{Command, MessagePage, NewTicket, TicketChange, TicketKey};
 use fleety_actors::MessageId;
 use http::StatusCode;
@@ -18,7 +20,7 @@ use utoipa::openapi::{Ref, RefOr, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 use warp::reply::Response;
 
-use super::access::Visitor;
+use super::access::{Principal, Visitor};
 use super::error::{json, json_bytes, respond};
 use super::{ApiError, Ctx};
 use crate::server::RequestMeta;
@@ -169,6 +171,7 @@ pub async fn get(slug: String, visitor: Visitor, ctx: Arc<Ctx>, query: GetQuery)
                 }
             };
             let body = ctx.system.tickets.view(&key, page).await?;
+            let body = super::assignees::show_view(&ctx, &visitor.project.id, body).await?;
             Ok(json_bytes(StatusCode::OK, body))
         }
         .await,
@@ -248,10 +251,10 @@ pub async fn post_message(
                 .member
                 .as_deref()
                 .filter(|_| author == Participant::Admin)
-                .map(|signed_in| MessageAgent {
-                    id: signed_in.member.id,
-                    name: signed_in.member.name.clone(),
-                    avatar_url: signed_in.member.avatar_url.clone(),
+                .map(|member| MessageAgent {
+                    id: member.id,
+                    name: member.name.clone(),
+                    avatar_url: member.avatar_url.clone(),
                 });
             let post = Command::Post {
                 author,
@@ -330,6 +333,9 @@ pub struct ChangeTicket {
     /// Absent: unchanged; `null`: nobody; a name: that agent.
     #[serde(default, deserialize_with = "present")]
     assignee: Option<serde_json::Value>,
+    /// Absent: unchanged; `null`: nobody; a member's id: that member, under their name.
+    #[serde(default, deserialize_with = "present")]
+    assignee_id: Option<serde_json::Value>,
     /// Absent: unchanged; a list: the ticket's tags from now on (`[]` removes them all).
     #[serde(default, deserialize_with = "present")]
     tags: Option<serde_json::Value>,
@@ -349,7 +355,22 @@ impl PartialSchema for ChangeTicket {
                     .item(ObjectBuilder::new().schema_type(Type::Null))
                     .item(Ref::from_schema_name("AgentName"))
                     .description(Some(
-                        "Absent: unchanged; `null`: nobody; a name: that agent.",
+                        "Absent: unchanged; `null`: nobody; a name: that agent, as free text (kept for existing clients; prefer `assignee_id`).",
+                    )),
+            )
+            .property(
+                "assignee_id",
+                OneOfBuilder::new()
+                    .item(ObjectBuilder::new().schema_type(Type::Null))
+                    .item(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                                utoipa::openapi::KnownFormat::Uuid,
+                            ))),
+                    )
+                    .description(Some(
+                        "Absent: unchanged; `null`: nobody; a member's id: that member, who must not be deactivated. Not with `assignee`.",
                     )),
             )
             .property("tags", {
@@ -390,6 +411,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::
 pub async fn change(
     slug: String,
     project: Arc<Project>,
+    principal: Principal,
     ctx: Arc<Ctx>,
     req: ChangeTicket,
 ) -> Response {
@@ -400,13 +422,32 @@ pub async fn change(
                 Some(s) => Some(field(TicketStatus::parse(s), "status")?),
                 None => None,
             };
-            let assignee = match req.assignee {
-                None => None,
-                Some(serde_json::Value::Null) => Some(None),
-                Some(serde_json::Value::String(name)) => {
+            let mut assignee_member = None;
+            let assignee = match (req.assignee, req.assignee_id) {
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::bad_request(
+                        "give assignee_id or assignee, not both",
+                    ))
+                }
+                (None, None) => None,
+                (Some(serde_json::Value::Null), None) | (None, Some(serde_json::Value::Null)) => {
+                    Some(None)
+                }
+                (Some(serde_json::Value::String(name)), None) => {
                     Some(Some(field(AgentName::parse(&name), "assignee")?))
                 }
-                Some(_) => return Err(ApiError::bad_request("assignee: a name or null")),
+                (Some(_), None) => return Err(ApiError::bad_request("assignee: a name or null")),
+                (None, Some(serde_json::Value::String(id))) => {
+                    let id = uuid::Uuid::try_parse(&id)
+                        .map_err(|_| ApiError::bad_request("assignee_id: a member's id or null"))?;
+                    let member = super::assignees::pick(&ctx, &project.id, id).await?;
+                    let name = super::assignees::display_name(&member.name);
+                    assignee_member = Some(super::assignees::member_ref(&member));
+                    Some(Some(name))
+                }
+                (None, Some(_)) => {
+                    return Err(ApiError::bad_request("assignee_id: a member's id or null"))
+                }
             };
             let tags = match req.tags {
                 None => None,
@@ -420,18 +461,55 @@ pub async fn change(
             };
             if status.is_none() && assignee.is_none() && tags.is_none() {
                 return Err(ApiError::bad_request(
-                    "give a status, an assignee or tags (at least one)",
+                    "give a status, an assignee (assignee_id or assignee) or tags (at least one)",
                 ));
             }
             // The fields are one change: one version of the ticket, one set of events.
+            let by = match principal.person() {
+                None => Actor::AdminKey,
+                Some(member) => Actor::Member {
+                    member: MessageAgent {
+                        id: member.id,
+                        name: member.name.clone(),
+                        avatar_url: member.avatar_url.clone(),
+                    },
+                },
+            };
             let change = TicketChange {
                 status,
                 assignee,
+                assignee_member,
                 tags,
+                by: Some(by),
             };
             let change = ctx.system.tickets.run(&key, Command::Change(change));
-            let ticket = change.await?.into_ticket()?;
+            let mut ticket = change.await?.into_ticket()?;
+            if ticket.assignee_member.is_some() {
+                super::assignees::Roster::load(&ctx, &project.id)
+                    .await?
+                    .show(&mut ticket);
+            }
             Ok(json(StatusCode::OK, &TicketSummary::new(&ticket)))
+        }
+        .await,
+    )
+}
+
+/// A ticket's timeline entries, oldest first.
+#[derive(serde::Serialize, ToSchema)]
+pub struct Timeline<'a> {
+    entries: Vec<ActivityView<'a>>,
+}
+
+/// GET /v1/projects/{projectId}/tickets/{slug}/timeline: who changed the ticket's status,
+/// assignee and tags, and when.
+pub async fn timeline(slug: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&project, &slug)?;
+            let stored = ctx.system.tickets.timeline(&key).await?;
+            let entries = stored.iter().map(ActivityView::new).collect();
+            Ok(json(StatusCode::OK, &Timeline { entries }))
         }
         .await,
     )
@@ -482,6 +560,62 @@ pub async fn add_note(
             let add = Command::AddNote { author, content };
             let note = ctx.system.tickets.run(&key, add).await?.into_note()?;
             Ok(json(StatusCode::CREATED, &NoteView::new(&note)))
+        }
+        .await,
+    )
+}
+
+/// The visitor's satisfaction rating of a resolved ticket.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateTicket {
+    /// 1 (very unhappy) to 5 (very happy), a whole number.
+    #[schema(value_type = u8, minimum = 1, maximum = 5)]
+    score: serde_json::Value,
+    /// Anything the visitor adds; absent or empty for nothing.
+    #[schema(value_type = Option<fleety_actors::domain::SatisfactionComment>)]
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// POST /v1/tickets/{projectId}/{slug}/satisfaction: the visitor rates a resolved ticket, once.
+pub async fn rate(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: RateTicket) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&visitor.project, &slug)?;
+            // A whole number, however JSON writes it: `3.0` is the integer 3, as JSON Schema says.
+            let whole = |n: &serde_json::Number| {
+                n.as_i64().or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() <= 1e9)
+                        .map(|f| f as i64)
+                })
+            };
+            let score = req
+                .score
+                .as_number()
+                .and_then(whole)
+                .ok_or_else(|| ApiError::bad_request("score must be a whole number from 1 to 5"))
+                .and_then(|n| Satisfaction::score(n).map_err(|e| ApiError::bad_request(e.0)))?;
+            let comment = SatisfactionComment::parse(req.comment.as_deref().unwrap_or(""))
+                .map_err(|e| ApiError::bad_request(e.0))?;
+            if visitor.project.csat_disabled {
+                return Err(ApiError::conflict(
+                    "this project does not ask for satisfaction ratings",
+                ));
+            }
+            let rate = ctx
+                .system
+                .tickets
+                .run(&key, Command::Rate { score, comment });
+            let ticket = rate.await?.into_ticket()?;
+            metrics::counter!(
+                "fleety_csat_ratings_total",
+                "project" => ticket.project_id.as_str().to_owned(),
+                "score" => score.to_string(),
+            )
+            .increment(1);
+            Ok(json(StatusCode::CREATED, &TicketSummary::new(&ticket)))
         }
         .await,
     )

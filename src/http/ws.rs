@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fleety_actors::domain::{Participant, Project, Slug};
+use fleety_actors::domain::{Participant, Project, ProjectId, Slug};
 use fleety_actors::events::{event_frame, slow_consumer_frame, ErrorPayload};
 use fleety_actors::ticket::{CutOff, Event, Replay, Subscription, TicketError, TicketKey};
 use fleety_actors::MessageId;
@@ -85,6 +85,11 @@ const TICKET_EVENTS: &[(&str, &str, &str)] = &[
     ),
     ("ticket_update", "TagsPayload", "The ticket's tags changed"),
     (
+        "ticket_update",
+        "RatedPayload",
+        "The visitor rated the ticket",
+    ),
+    (
         "assigned",
         "AssignedPayload",
         "The ticket's assignee changed",
@@ -101,6 +106,11 @@ const TICKET_EVENTS: &[(&str, &str, &str)] = &[
 const FEED_EVENTS: &[(&str, &str, &str)] = &[
     ("ticket_created", "TicketSummary", "A ticket was opened"),
     ("note_added", "Note", "An agent added an internal note"),
+    (
+        "timeline_entry",
+        "TimelineEntry",
+        "Someone changed the ticket's status, assignee or tags (the timeline entry)",
+    ),
 ];
 
 /// `{"type": kind, "payload": <schema>}`, and on the feed the ticket's slug.
@@ -138,12 +148,16 @@ fn frames(out: &mut Vec<(String, RefOr<Schema>)>, feed: bool) -> RefOr<Schema> {
     e::ReadReceiptPayload::schemas(out);
     out.push(("TagsPayload".into(), e::TagsPayload::schema()));
     e::TagsPayload::schemas(out);
+    out.push(("RatedPayload".into(), e::RatedPayload::schema()));
+    e::RatedPayload::schemas(out);
     out.push(("AssignedPayload".into(), e::AssignedPayload::schema()));
     out.push(("TypingPayload".into(), e::TypingPayload::schema()));
     out.push(("ErrorPayload".into(), e::ErrorPayload::schema()));
     out.push(("TicketSummary".into(), e::TicketSummary::schema()));
     e::TicketSummary::schemas(out);
     out.push(("Note".into(), e::NoteView::schema()));
+    out.push(("TimelineEntry".into(), e::ActivityView::schema()));
+    e::ActivityView::schemas(out);
     let mut one_of = OneOfBuilder::new();
     let all = TICKET_EVENTS
         .iter()
@@ -590,13 +604,63 @@ async fn resubscribe(ctx: &Ctx, key: &TicketKey, since: MessageId) -> Option<Sub
 
 /// GET /v1/projects/{projectId}/feed?token=<feed token>: every event of every ticket of the
 /// project, tagged with the ticket's slug, for an agent's inbox.
-pub async fn feed_socket(ws: WsRequest, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+pub async fn feed_socket(
+    ws: WsRequest,
+    project: Arc<Project>,
+    session: super::access::FeedSession,
+    ctx: Arc<Ctx>,
+) -> Response {
     let events = ctx.system.feeds.subscribe(&project.id);
+    // Subscribed before the upgrade, so a session ended meanwhile is not missed.
+    let ended = ctx.accounts.ended_sessions();
     let guard = ctx.sockets.token();
     let config = socket_config(&ctx.settings);
     ws.upgrade(config, move |socket| {
-        relay_feed(socket, ctx, project, events, guard)
+        let watch = SessionWatch { session, ended };
+        relay_feed(socket, ctx, project, events, watch, guard)
     })
+}
+
+/// Close code of a member's feed socket whose session ended: the inbox shows its sign-in
+/// page (4000 to 4999 are the application's own).
+const SIGNED_OUT: u16 = 4401;
+
+/// The session a member's feed socket stands on, and the news of sessions ending.
+struct SessionWatch {
+    session: super::access::FeedSession,
+    ended: broadcast::Receiver<crate::accounts::SessionsEnded>,
+}
+
+impl SessionWatch {
+    /// Resolves when the socket's session has ended on this node; never for the admin
+    /// key's socket. Falling behind the news ends it too: the inbox reconnects and its
+    /// session is checked afresh.
+    async fn ended(&mut self, project: &ProjectId) {
+        let Some((member, id)) = &self.session else {
+            return std::future::pending().await;
+        };
+        loop {
+            match self.ended.recv().await {
+                Ok(e) if e.ends(project, *member, id) => return,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+            }
+        }
+    }
+
+    /// Whether the session still stands in the store: for sessions ended on another node.
+    async fn still_alive(&self, ctx: &Ctx, project: &ProjectId) -> bool {
+        match &self.session {
+            None => true,
+            // A store that does not answer is not a sign-out.
+            Some((member, id)) => ctx
+                .accounts
+                .session_alive(project, *member, id)
+                .await
+                .unwrap_or(true),
+        }
+    }
 }
 
 async fn relay_feed(
@@ -604,10 +668,11 @@ async fn relay_feed(
     ctx: Arc<Ctx>,
     project: Arc<Project>,
     events: broadcast::Receiver<Bytes>,
+    watch: SessionWatch,
     _token: TaskTrackerToken,
 ) {
     let _open = OpenGauge::new("fleety_websockets_open", "feed");
-    match relay_feed_events(&mut socket, &ctx, &project, events).await {
+    match relay_feed_events(&mut socket, &ctx, &project, events, watch).await {
         Ok(()) | Err(Stop::Gone) => {}
         Err(Stop::Blocked) => drop_slow(socket),
     }
@@ -619,6 +684,7 @@ async fn relay_feed_events(
     ctx: &Ctx,
     project: &Project,
     mut events: broadcast::Receiver<Bytes>,
+    mut watch: SessionWatch,
 ) -> Result<(), Stop> {
     let limit = ctx.settings.ws.write_timeout;
     let hello = event_frame("subscribed", None, serde_json::json!({ "feed": "project" }));
@@ -650,7 +716,15 @@ async fn relay_feed_events(
                 if alive.silent_too_long() {
                     return Ok(());
                 }
+                if !watch.still_alive(ctx, &project.id).await {
+                    close(socket, limit, SIGNED_OUT, "signed out").await;
+                    return Ok(());
+                }
                 send(socket, limit, Message::Ping(Bytes::new())).await?;
+            }
+            _ = watch.ended(&project.id) => {
+                close(socket, limit, SIGNED_OUT, "signed out").await;
+                return Ok(());
             }
             _ = ctx.shutdown.cancelled() => {
                 close(socket, limit, GOING_AWAY, "server shutting down").await;

@@ -27,16 +27,28 @@ async fn a_real_model_streams_its_answer_through_fleety_intact() {
     assert_eq!(app.ctx.system.chats.provider(), "openai");
     let token = app.session_token().await;
 
-    let resp = app
-        .chat(
-            "/v1/chat/tools",
-            &token,
-            json!({
-                "messages": [{"role": "user", "content": "How do I reset my password?"}],
-                "enable_tool_calling": false
-            }),
-        )
-        .await;
+    // The server waits up to two minutes for a first token; the test's usual client gives up
+    // after 30 seconds, which a busy machine can exceed while the model starts.
+    let patient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let chat = |path: &str, body: serde_json::Value| {
+        patient
+            .post(app.url(path))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let resp = chat(
+        "/v1/chat/tools",
+        json!({
+            "messages": [{"role": "user", "content": "How do I reset my password?"}],
+            "enable_tool_calling": false
+        }),
+    )
+    .await
+    .expect("request sent");
     // `sse_json` checks the framing of every event and the closing `[DONE]`.
     let events = sse_json(resp).await;
     let text = delta_text(&events);
@@ -46,9 +58,9 @@ async fn a_real_model_streams_its_answer_through_fleety_intact() {
     );
     assert!(!text.trim().is_empty(), "{events:?}");
 
-    let resp = app
-        .chat("/v1/chat", &token, json!({"prompt": "Say hello."}))
-        .await;
+    let resp = chat("/v1/chat", json!({"prompt": "Say hello."}))
+        .await
+        .expect("request sent");
     let events = sse_json(resp).await;
     let text = content_text(&events);
     assert!(!text.trim().is_empty(), "{events:?}");

@@ -4,6 +4,7 @@
 mod support_cql;
 
 mod agent;
+mod assignment;
 mod assistant;
 mod audit;
 mod canned;
@@ -15,6 +16,7 @@ mod feedback;
 mod guidance;
 mod helpers;
 mod home;
+mod invitations;
 mod kb;
 mod limits_and_cors;
 mod llm_e2e;
@@ -23,9 +25,12 @@ mod metrics;
 mod openapi;
 mod persistence;
 mod realtime;
+mod satisfaction;
+mod search;
 mod security;
 mod server;
 mod session;
 mod tags;
 mod tickets;
+mod tokens;
 mod webhooks;

@@ -616,3 +616,87 @@ async fn each_role_is_refused_exactly_the_routes_above_it_over_the_whole_table()
         );
     }
 }
+
+#[tokio::test]
+async fn the_timeline_names_the_member_who_changed_a_ticket_and_the_admin_key() {
+    let app = spawn_app().await;
+    add_member(&app, "dana@example.com", "agent").await;
+    let dana = sign_in(&app, "dana@example.com").await;
+    let slug = app.create_ticket("Parcel lost").await;
+    let path = format!("/v1/tickets/demo/{slug}");
+    let resp = app
+        .http
+        .patch(app.url(&path))
+        .bearer_auth(&dana.token)
+        .json(&json!({"status": "pending", "tags": ["shipping", "vip"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = app
+        .admin_patch(&path, json!({"assignee": "Dana", "tags": ["vip"]}))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let timeline = format!("/v1/projects/demo/tickets/{slug}/timeline");
+    let resp = app
+        .http
+        .get(app.url(&timeline))
+        .bearer_auth(&dana.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let entries = body["entries"].as_array().unwrap();
+    let brief: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!([
+                e["field"],
+                e["actor"]["kind"],
+                e["actor"]["name"],
+                e["from"],
+                e["to"],
+                e["added"],
+                e["removed"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        vec![
+            json!(["status", "member", "dana", "open", "pending", [], []]),
+            json!([
+                "tags",
+                "member",
+                "dana",
+                null,
+                null,
+                ["shipping", "vip"],
+                []
+            ]),
+            json!(["assignee", "admin_key", "admin key", null, "Dana", [], []]),
+            json!([
+                "tags",
+                "admin_key",
+                "admin key",
+                null,
+                null,
+                [],
+                ["shipping"]
+            ]),
+        ]
+    );
+    assert_eq!(entries[0]["actor"]["member"]["id"], dana.member["id"]);
+    assert!(entries[2]["actor"]["member"].is_null());
+    assert!(entries.iter().all(|e| e["created_at"].as_str().is_some()));
+
+    // Agents only: the visitor cannot read it, and an unknown ticket is a 404.
+    let anonymous = app.http.get(app.url(&timeline)).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let missing = app
+        .admin_get("/v1/projects/demo/tickets/brave-lynx-777/timeline")
+        .await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}

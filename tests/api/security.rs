@@ -602,6 +602,55 @@ async fn no_secret_reaches_the_logs_the_metrics_or_an_answer_that_does_not_issue
         let req = api.req(Method::GET, &path).header(COOKIE, &cookie);
         assert_eq!(api.send(what, req).await.0, StatusCode::OK, "{what}");
     }
+    // A personal API token: made, used to read and to write, listed, refused, revoked.
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/me/tokens")
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "crm", "scope": "write"}));
+    let (status, body) = api.send("make token", req).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let made: Value = serde_json::from_str(&body).unwrap();
+    let api_token = made["secret"].as_str().unwrap().to_owned();
+    let req = api
+        .req(Method::GET, "/v1/projects/demo/me")
+        .bearer_auth(&api_token);
+    assert_eq!(api.send("token reads", req).await.0, StatusCode::OK);
+    let req = api
+        .req(Method::PATCH, "/v1/projects/demo")
+        .bearer_auth(&api_token)
+        .json(&json!({"name": "Demo by token"}));
+    assert_eq!(api.send("token writes", req).await.0, StatusCode::OK);
+    let req = api
+        .req(Method::GET, "/v1/projects/demo/me/tokens")
+        .header(COOKIE, &cookie);
+    assert_eq!(api.send("list tokens", req).await.0, StatusCode::OK);
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/me/tokens")
+        .bearer_auth(&api_token)
+        .json(&json!({"name": "child", "scope": "write"}));
+    assert_eq!(
+        api.send("token refused", req).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let req = api
+        .req(
+            Method::DELETE,
+            &format!(
+                "/v1/projects/demo/me/tokens/{}",
+                made["id"].as_str().unwrap()
+            ),
+        )
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf);
+    assert_eq!(api.send("revoke token", req).await.0, StatusCode::OK);
+    let req = api
+        .req(Method::GET, "/v1/projects/demo/me")
+        .bearer_auth(&api_token);
+    assert_eq!(
+        api.send("revoked token", req).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let req = api
         .req(Method::GET, "/v1/admin/projects/demo/members")
         .bearer_auth(LOGGED_OPERATOR);
@@ -645,6 +694,7 @@ async fn no_secret_reaches_the_logs_the_metrics_or_an_answer_that_does_not_issue
         ("the owner's session", &token, &["sign-in"][..]),
         ("the owner's CSRF token", &csrf, &["sign-in", "me"][..]),
         ("the agent's session", &agent_token, &["agent sign-in"][..]),
+        ("the personal API token", &api_token, &["make token"][..]),
         (
             "the agent's CSRF token",
             &agent_csrf,

@@ -1182,3 +1182,76 @@ async fn a_members_reply_names_the_member_everywhere_and_the_admin_keys_names_no
         ]
     );
 }
+
+#[tokio::test]
+async fn an_assignment_to_a_member_announces_the_member_and_the_one_before() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let receiver = Receiver::start().await;
+    let app = app_with_schedule("5s").await;
+    let (_hook, secret) = register(&app, &receiver.url, &["ticket.assigned"]).await;
+    let mut ids = Vec::new();
+    for (email, name) in [("dana@example.com", "Dana"), ("sam@example.com", "Sam")] {
+        let body = json!({"email": email, "name": name, "password": "correct horse battery"});
+        let resp = app.admin_post("/v1/projects/demo/members", body).await;
+        assert_eq!(resp.status(), 201);
+        let member: Value = resp.json().await.unwrap();
+        ids.push(member["id"].as_str().unwrap().to_owned());
+    }
+    let slug = app.create_ticket("Login").await;
+    let path = format!("/v1/tickets/demo/{slug}");
+    for id in &ids {
+        let resp = app.admin_patch(&path, json!({"assignee_id": id})).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let got = receiver.wait_for(2).await;
+    let mut payloads: Vec<Value> = got.iter().map(|r| verified(&secret, r)).collect();
+    payloads.sort_by_key(|p| {
+        p["data"]["ticket"]["updated_at"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    let dana = json!({"id": ids[0], "name": "Dana", "avatar_url": null});
+    let first = &payloads[0]["data"];
+    assert_eq!(first["ticket"]["assignee"], "Dana");
+    assert_eq!(first["ticket"]["assignee_member"], dana);
+    assert_eq!(
+        (&first["previous"], &first["previous_member"]),
+        (&Value::Null, &Value::Null)
+    );
+    let second = &payloads[1]["data"];
+    assert_eq!(second["ticket"]["assignee_member"]["id"], ids[1].as_str());
+    assert_eq!(
+        (&second["previous"], &second["previous_member"]),
+        (&json!("Dana"), &dana)
+    );
+}
+
+#[tokio::test]
+async fn a_rating_is_announced_as_ticket_rated_with_the_ticket_and_its_rating() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let receiver = Receiver::start().await;
+    let app = app_with_schedule("5s").await;
+    let (hook, secret) = register(&app, &receiver.url, &["ticket.rated"]).await;
+    let slug = app.create_ticket("Printer on fire").await;
+    let path = format!("/v1/tickets/demo/{slug}");
+    let resp = app.admin_patch(&path, json!({"status": "resolved"})).await;
+    assert_eq!(resp.status(), 200);
+    let rate = format!("{path}/satisfaction");
+    let resp = app
+        .post_json(&rate, json!({"score": 2, "comment": "Slow answer"}))
+        .await;
+    assert_eq!(resp.status(), 201);
+
+    let got = receiver.wait_for(1).await;
+    let payload = verified(&secret, &got[0]);
+    assert_eq!(payload["type"], "ticket.rated");
+    assert_eq!(payload["data"]["ticket"]["slug"], slug);
+    assert_eq!(payload["data"]["ticket"]["status"], "resolved");
+    assert_eq!(payload["data"]["satisfaction"]["score"], 2);
+    assert_eq!(payload["data"]["satisfaction"]["comment"], "Slow answer");
+    let log = log_until(&app, &hook, |log| {
+        log.len() == 1 && log[0]["status"] == "succeeded"
+    })
+    .await;
+    assert_eq!(log[0]["event_type"], "ticket.rated");
+}

@@ -1,7 +1,8 @@
 // A project's owner signs in to the inbox with an email and password, sees their name, adds an
 // agent on the members page; the agent signs in in a browser of their own, sees no settings
 // nor members, and is signed out for good once the owner deactivates them: their open inbox
-// goes back to the sign-in page at its next call.
+// goes back to the sign-in page at once. On their account page the owner makes a
+// personal API token, sees its secret once, uses it, and revokes it.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -78,7 +79,7 @@ test("the agent signs in elsewhere, sees tickets but no settings, and deactivati
   await agent.getByRole("status").filter({ hasText: "Live" }).waitFor();
   assert.match(await agent.locator(".bar .who").textContent(), /Eli.*agent/);
   const views = await agent.getByRole("navigation", { name: "Views" }).getByRole("button").allTextContents();
-  assert.deepEqual(views, ["Tickets", "Knowledge base"]);
+  assert.deepEqual(views, ["Tickets", "Knowledge base", "Account"]);
   // The knowledge base is theirs to read, not to write.
   await agent.getByRole("button", { name: "Knowledge base" }).click();
   await agent.getByText("Read only: owners and admins edit the knowledge base.").waitFor();
@@ -94,8 +95,44 @@ test("the agent signs in elsewhere, sees tickets but no settings, and deactivati
   // The agent's cookie no longer opens anything.
   const status = await agent.evaluate(async (id) => (await fetch(`/v1/projects/${id}/me`)).status, project.id);
   assert.equal(status, 401);
-  // The agent's open inbox finds out at its next call, and goes back to the sign-in page.
-  await agent.getByRole("button", { name: "Knowledge base" }).click();
+  // The agent's open inbox is told at once, and goes back to the sign-in page with a notice.
+  await agent.getByRole("status").filter({ hasText: "You were signed out" }).waitFor();
   await agent.getByRole("button", { name: "Use the project's admin key instead" }).waitFor();
   await context.close();
+});
+
+test("the owner makes a personal API token on the account page, sees it once, and revokes it", async () => {
+  await owner.getByRole("button", { name: "Account" }).click();
+  await owner.getByText("No tokens yet.").waitFor();
+  await owner.getByLabel("Name", { exact: true }).fill("CRM sync");
+  await owner.getByLabel("Scope", { exact: true }).selectOption("read");
+  await owner.getByRole("button", { name: "Make token" }).click();
+  const shown = owner.getByLabel("New token");
+  await shown.waitFor();
+  const secret = await shown.inputValue();
+  assert.match(secret, /^fpt_[0-9a-f]{32}_[A-Za-z0-9_-]{43}$/);
+  const row = owner.locator("table.members tr", { hasText: "CRM sync" });
+  await row.waitFor();
+  assert.match(await row.textContent(), /CRM sync.*read.*never/);
+  await shot(owner, "account-tokens");
+  // The token reads as the owner, and may not write.
+  const me = await fetch(`${server.base}/v1/projects/${project.id}/me`, { headers: { Authorization: `Bearer ${secret}` } });
+  assert.equal(me.status, 200);
+  assert.equal((await me.json()).member.email, "olga@example.com");
+  const write = await fetch(`${server.base}/v1/projects/${project.id}`, {
+    method: "PATCH",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${secret}` },
+    body: JSON.stringify({ name: "Taken" }),
+  });
+  assert.equal(write.status, 403);
+  // Once dismissed, the secret is nowhere on the page, and the list never had it.
+  await owner.getByRole("button", { name: "Done, I copied it" }).click();
+  await owner.reload();
+  await owner.getByRole("button", { name: "Account" }).click();
+  await row.waitFor();
+  assert.ok(!(await owner.content()).includes(secret));
+  await owner.getByRole("button", { name: "Revoke CRM sync" }).click();
+  await owner.getByText("No tokens yet.").waitFor();
+  const revoked = await fetch(`${server.base}/v1/projects/${project.id}/me`, { headers: { Authorization: `Bearer ${secret}` } });
+  assert.equal(revoked.status, 401);
 });

@@ -105,12 +105,12 @@ test("an agent triages 200 tickets from the keyboard", async (t) => {
   assert.deepEqual(listed.tickets.map((x) => x.slug), [slugs[TICKETS - 2]]);
 
   // Typing in the search box or the reply box is typing, not shortcuts.
-  await agent.getByLabel("Search titles").fill("");
-  await agent.getByLabel("Search titles").pressSequentially("jke?");
-  assert.equal(await agent.getByLabel("Search titles").inputValue(), "jke?");
+  await agent.getByLabel("Search tickets").fill("");
+  await agent.getByLabel("Search tickets").pressSequentially("jke?");
+  assert.equal(await agent.getByLabel("Search tickets").inputValue(), "jke?");
   assert.equal(await focused(), title(TICKETS - 2));
   assert.equal(await agent.getByRole("dialog").count(), 0);
-  await agent.getByLabel("Search titles").fill("");
+  await agent.getByLabel("Search tickets").fill("");
   await agent.keyboard.press("Escape");
   await agent.getByLabel("Reply to the visitor").pressSequentially("e j k ?");
   assert.equal(await agent.getByLabel("Reply to the visitor").inputValue(), "e j k ?");

@@ -85,7 +85,7 @@ test("an agent registers a webhook and is shown its secret once", async () => {
   assert.match(secret, /^whsec_[A-Za-z0-9+/]+=*$/);
   const row = agent.locator(".hooks li", { hasText: receiver.url });
   await row.waitFor();
-  assert.match(await row.locator(".sub").textContent(), /ticket\.created, ticket\.status_changed, message\.created$/);
+  assert.match(await row.locator(".sub").textContent(), /ticket\.created, ticket\.status_changed, message\.created, ticket\.rated$/);
   // Listed again after a reload, without the secret.
   await agent.reload();
   await agent.getByRole("button", { name: "Settings" }).click();

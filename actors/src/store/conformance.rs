@@ -41,8 +41,11 @@ macro_rules! store_conformance_tests {
             conversations_are_counted_by_outcome_over_a_time_range,
             articles_are_put_listed_replaced_and_deleted,
             notes_are_kept_per_ticket_in_order_and_a_repeat_is_one,
+            timeline_entries_are_kept_per_ticket_in_order_and_a_repeat_is_one,
             a_ticket_keeps_its_assignee,
+            a_ticket_keeps_its_assigned_member_and_a_listing_finds_it_by_them,
             a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one,
+            a_ticket_keeps_its_rating_and_a_project_its_csat_setting,
             a_title_search_finds_its_tickets_page_by_page_within_its_scan,
             webhook_endpoints_are_put_listed_replaced_and_deleted,
             deliveries_come_due_in_order_and_move_when_rescheduled,
@@ -55,8 +58,11 @@ macro_rules! store_conformance_tests {
             a_project_keeps_its_most_recently_unanswered_questions,
             a_project_keeps_its_assistant_profile,
             members_are_added_found_by_email_changed_and_listed,
+            member_links_are_kept_listed_and_deleted_once,
+            a_member_link_used_at_once_twice_is_used_once,
             members_racing_for_one_email_leave_one_member,
             member_sessions_are_kept_listed_and_ended,
+            api_tokens_are_created_touched_listed_and_revoked,
             canned_replies_are_created_listed_replaced_and_deleted,
             canned_replies_racing_never_pass_the_cap_or_share_a_shortcut,
             audit_records_list_newest_first_filtered_and_paged,
@@ -103,6 +109,7 @@ fn project() -> Project {
         allowed_origins: vec!["https://example.com".into()],
         admin_key_hash: "00".repeat(32),
         assistant: Default::default(),
+        csat_disabled: false,
         created_at: now_millis(),
     }
 }
@@ -329,7 +336,7 @@ pub async fn an_older_ticket_version_never_undoes_a_newer_one(store: Arc<dyn Sto
         t.updated_at = created.created_at + Duration::seconds(secs);
         t
     };
-    let late = version(TicketStatus::Resolved, Some("Alex Doe"), 1);
+    let late = version(TicketStatus::Closed, Some("Alex Doe"), 1);
     let newer = version(TicketStatus::Resolved, None, 2);
     for t in [&newer, &late] {
         put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
@@ -345,7 +352,7 @@ pub async fn an_older_ticket_version_never_undoes_a_newer_one(store: Arc<dyn Sto
         listed(TicketStatus::Resolved).await,
         vec![created.slug.clone()]
     );
-    assert!(listed(TicketStatus::Resolved).await.is_empty());
+    assert!(listed(TicketStatus::Closed).await.is_empty());
 
     // The same version again is a rewrite, as when a new owner replays its last log entry.
     put(
@@ -385,7 +392,7 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
             base + Duration::days(i * 2),
         );
         if i % 3 == 0 {
-            t.status = TicketStatus::Resolved;
+            t.status = TicketStatus::Closed;
         }
         store.create_ticket(&t, &[]).await.unwrap();
         created.push(t);
@@ -420,7 +427,7 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
         .list_tickets(
             &p.id,
             &TicketQuery {
-                status: Some(TicketStatus::Resolved),
+                status: Some(TicketStatus::Closed),
                 limit: 100,
                 ..TicketQuery::default()
             },
@@ -429,7 +436,7 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
         .unwrap();
     let expected_closed: Vec<Slug> = created
         .iter()
-        .filter(|t| t.status == TicketStatus::Resolved)
+        .filter(|t| t.status == TicketStatus::Closed)
         .map(|t| t.slug.clone())
         .collect();
     assert_eq!(
@@ -445,7 +452,7 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
     // A status change is reflected in the filtered listing.
     let mut reopened = created
         .iter()
-        .find(|t| t.status == TicketStatus::Resolved)
+        .find(|t| t.status == TicketStatus::Closed)
         .unwrap()
         .clone();
     reopened.status = TicketStatus::Open;
@@ -462,7 +469,7 @@ pub async fn tickets_list_newest_first_with_status_filter_and_cursor(store: Arc<
         .list_tickets(
             &p.id,
             &TicketQuery {
-                status: Some(TicketStatus::Resolved),
+                status: Some(TicketStatus::Closed),
                 limit: 100,
                 ..TicketQuery::default()
             },
@@ -1126,6 +1133,96 @@ pub async fn notes_are_kept_per_ticket_in_order_and_a_repeat_is_one(store: Arc<d
     assert!(store.list_notes(&p.id, &missing).await.unwrap().is_empty());
 }
 
+pub async fn timeline_entries_are_kept_per_ticket_in_order_and_a_repeat_is_one(
+    store: Arc<dyn Store>,
+) {
+    let p = stored_project(&store).await;
+    let t = ticket(&p.id, "swift-bear-053", now_millis());
+    let u = ticket(&p.id, "quiet-otter-001", now_millis());
+    store.create_ticket(&t, &[]).await.unwrap();
+    store.create_ticket(&u, &[]).await.unwrap();
+    let entry = |previous: Option<MessageId>, actor: Actor, change: ActivityChange| {
+        let at = now_millis();
+        Activity {
+            id: MessageId::next(previous, at),
+            created_at: at,
+            actor,
+            change,
+        }
+    };
+    let member = Actor::Member {
+        member: MessageAgent {
+            id: Uuid::new_v4(),
+            name: "Alex Doe".into(),
+            avatar_url: Some("https://example.com/alex.png".into()),
+        },
+    };
+    let status = entry(
+        None,
+        member.clone(),
+        ActivityChange::Status {
+            from: TicketStatus::Open,
+            to: TicketStatus::Pending,
+        },
+    );
+    let assignee = entry(
+        Some(status.id),
+        Actor::AdminKey,
+        ActivityChange::Assignee {
+            from: None,
+            to: Some("Alex Doe".into()),
+        },
+    );
+    let tags = entry(
+        Some(assignee.id),
+        member,
+        ActivityChange::Tags {
+            added: vec!["billing".into(), "vip".into()],
+            removed: vec!["new".into()],
+        },
+    );
+    let reopened = entry(
+        None,
+        Actor::Visitor,
+        ActivityChange::Status {
+            from: TicketStatus::Resolved,
+            to: TicketStatus::Open,
+        },
+    );
+    // Written out of order, and one twice, as a retried batch would.
+    for a in [&tags, &status, &assignee, &tags] {
+        put(&store, &p.id, &t.slug, TicketWrite::Activity(a.clone()))
+            .await
+            .unwrap();
+    }
+    put(
+        &store,
+        &p.id,
+        &u.slug,
+        TicketWrite::Activity(reopened.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.list_activity(&p.id, &t.slug).await.unwrap(),
+        vec![status, assignee, tags]
+    );
+    assert_eq!(
+        store.list_activity(&p.id, &u.slug).await.unwrap(),
+        vec![reopened]
+    );
+    // Timeline entries are neither messages nor notes.
+    let messages = store.list_messages(&p.id, &t.slug, MessageRange::all());
+    assert!(messages.await.unwrap().is_empty());
+    assert!(store.list_notes(&p.id, &t.slug).await.unwrap().is_empty());
+    let missing = Slug::parse("brave-lynx-777").unwrap();
+    assert!(store
+        .list_activity(&p.id, &missing)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 pub async fn a_ticket_keeps_its_assignee(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let mut t = ticket(&p.id, "swift-bear-053", now_millis());
@@ -1145,6 +1242,96 @@ pub async fn a_ticket_keeps_its_assignee(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(store.get_ticket(&p.id, &t.slug).await.unwrap(), Some(t));
+}
+
+pub async fn a_ticket_keeps_its_assigned_member_and_a_listing_finds_it_by_them(
+    store: Arc<dyn Store>,
+) {
+    let p = stored_project(&store).await;
+    let base = now_millis() - Duration::days(1);
+    let mut dana = ticket(&p.id, "swift-bear-053", base);
+    let mut typed = ticket(&p.id, "brave-lynx-777", base + Duration::minutes(1));
+    let nobody = ticket(&p.id, "calm-owl-123", base + Duration::minutes(2));
+    let mut sam = ticket(&p.id, "quiet-fox-456", base + Duration::minutes(3));
+    for t in [&dana, &typed, &nobody, &sam] {
+        store.create_ticket(t, &[]).await.unwrap();
+    }
+    let (dana_id, sam_id) = (Uuid::new_v4(), Uuid::new_v4());
+    let member = |id, name: &str, avatar: Option<&str>| MessageAgent {
+        id,
+        name: name.into(),
+        avatar_url: avatar.map(Into::into),
+    };
+    let assign = |t: &mut Ticket, name: &str, who: Option<MessageAgent>| {
+        t.assignee = Some(AgentName::parse(name).unwrap());
+        t.assignee_member = who;
+        t.updated_at += Duration::seconds(1);
+    };
+    assign(
+        &mut dana,
+        "Dana",
+        Some(member(dana_id, "Dana", Some("https://a.example/d.png"))),
+    );
+    assign(&mut typed, "Alex", None);
+    assign(&mut sam, "Sam", Some(member(sam_id, "Sam", None)));
+    for t in [&dana, &typed, &sam] {
+        let write = TicketWrite::Ticket(t.clone());
+        put(&store, &p.id, &t.slug, write).await.unwrap();
+        let stored = store.get_ticket(&p.id, &t.slug).await.unwrap();
+        assert_eq!(
+            stored.as_ref(),
+            Some(t),
+            "the member, avatar and all, reads back"
+        );
+    }
+    let listed = |filter: AssigneeFilter| {
+        let store = store.clone();
+        let id = p.id.clone();
+        async move {
+            let query = TicketQuery {
+                assignee: Some(filter),
+                limit: 10,
+                ..TicketQuery::default()
+            };
+            let page = store.list_tickets(&id, &query).await.unwrap();
+            page.tickets
+                .into_iter()
+                .map(|t| t.slug.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(AssigneeFilter::Member(dana_id)).await,
+        ["swift-bear-053"]
+    );
+    assert_eq!(
+        listed(AssigneeFilter::Member(Uuid::new_v4())).await,
+        Vec::<String>::new()
+    );
+    let plain_nobody = AssigneeFilter::Nobody { hidden: Vec::new() };
+    assert_eq!(
+        listed(plain_nobody).await,
+        ["calm-owl-123"],
+        "a typed name is somebody"
+    );
+    // The caller's hidden members (deactivated ones) count as nobody.
+    let sam_gone = AssigneeFilter::Nobody {
+        hidden: vec![sam_id],
+    };
+    assert_eq!(listed(sam_gone).await, ["quiet-fox-456", "calm-owl-123"]);
+
+    // Unassigned again: the member goes with the name.
+    dana.assignee = None;
+    dana.assignee_member = None;
+    dana.updated_at += Duration::seconds(1);
+    let write = TicketWrite::Ticket(dana.clone());
+    put(&store, &p.id, &dana.slug, write).await.unwrap();
+    let stored = store.get_ticket(&p.id, &dana.slug).await.unwrap();
+    assert_eq!(stored.as_ref(), Some(&dana));
+    assert_eq!(
+        listed(AssigneeFilter::Member(dana_id)).await,
+        Vec::<String>::new()
+    );
 }
 
 pub async fn a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one(store: Arc<dyn Store>) {
@@ -1181,6 +1368,75 @@ pub async fn a_ticket_keeps_its_tags_and_a_listing_finds_it_by_one(store: Arc<dy
     assert!(none.tickets.is_empty(), "tags are compared exactly");
 }
 
+pub async fn a_ticket_keeps_its_rating_and_a_project_its_csat_setting(store: Arc<dyn Store>) {
+    let mut p = stored_project(&store).await;
+    assert!(
+        !store
+            .get_project(&p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .csat_disabled
+    );
+    p.csat_disabled = true;
+    store.update_project(&p).await.unwrap();
+    assert_eq!(store.get_project(&p.id).await.unwrap().unwrap(), p);
+
+    let mut t = ticket(&p.id, "swift-bear-053", now_millis() - Duration::hours(1));
+    store.create_ticket(&t, &[]).await.unwrap();
+    let stored = store.get_ticket(&p.id, &t.slug).await.unwrap().unwrap();
+    assert_eq!(stored.satisfaction, None, "never rated: no rating");
+    t.status = TicketStatus::Resolved;
+    t.updated_at += Duration::seconds(1);
+    put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
+        .await
+        .unwrap();
+    t.updated_at += Duration::seconds(1);
+    t.satisfaction = Some(Box::new(Satisfaction {
+        score: 4,
+        comment: SatisfactionComment::parse("Quick and kind, thanks!\nWould ask again.").unwrap(),
+        rated_at: t.updated_at,
+    }));
+    put(&store, &p.id, &t.slug, TicketWrite::Ticket(t.clone()))
+        .await
+        .unwrap();
+    let stored = store.get_ticket(&p.id, &t.slug).await.unwrap();
+    assert_eq!(stored.as_ref(), Some(&t));
+    let query = TicketQuery {
+        limit: 10,
+        ..TicketQuery::default()
+    };
+    let listed = store.list_tickets(&p.id, &query).await.unwrap();
+    assert_eq!(
+        listed.tickets,
+        vec![t.clone()],
+        "the listing shows the rating"
+    );
+
+    // A rating without a comment reads back with an empty one; a later change keeps it.
+    let mut plain = ticket(&p.id, "brave-lynx-777", now_millis());
+    plain.satisfaction = Some(Box::new(Satisfaction {
+        score: 1,
+        comment: SatisfactionComment::parse("").unwrap(),
+        rated_at: plain.updated_at,
+    }));
+    store.create_ticket(&plain, &[]).await.unwrap();
+    plain.tags = Tags::parse(&["vip"]).unwrap();
+    plain.updated_at += Duration::seconds(1);
+    put(
+        &store,
+        &p.id,
+        &plain.slug,
+        TicketWrite::Ticket(plain.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &plain.slug).await.unwrap(),
+        Some(plain)
+    );
+}
+
 pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store: Arc<dyn Store>) {
     let p = stored_project(&store).await;
     let base = now_millis() - Duration::days(3);
@@ -1207,6 +1463,7 @@ pub async fn a_title_search_finds_its_tickets_page_by_page_within_its_scan(store
                 status: None,
                 title: Some("refund".into()),
                 tag: None,
+                assignee: None,
                 search_scan: scan,
                 after,
                 limit: 2,
@@ -1727,6 +1984,78 @@ pub async fn members_racing_for_one_email_leave_one_member(store: Arc<dyn Store>
     assert_eq!(found.map(|m| m.id), won.first().copied());
 }
 
+fn link(project: &ProjectId, n: u8, kind: crate::member::LinkKind) -> crate::member::MemberLink {
+    let now = now_millis();
+    crate::member::MemberLink {
+        id: format!("{n:02x}").repeat(32),
+        project_id: project.clone(),
+        kind,
+        email: format!("person{n}@example.com"),
+        role: crate::member::Role::Agent,
+        member_id: (kind == crate::member::LinkKind::PasswordReset).then(uuid::Uuid::new_v4),
+        created_by: n.is_multiple_of(2).then(uuid::Uuid::new_v4),
+        created_at: now,
+        expires_at: now + Duration::days(7),
+    }
+}
+
+pub async fn member_links_are_kept_listed_and_deleted_once(store: Arc<dyn Store>) {
+    use crate::member::LinkKind;
+    let (p, q) = (project(), project());
+    let invite = link(&p.id, 1, LinkKind::Invitation);
+    let reset = link(&p.id, 2, LinkKind::PasswordReset);
+    let elsewhere = link(&q.id, 3, LinkKind::Invitation);
+    for l in [&invite, &reset, &elsewhere] {
+        store.put_member_link(l).await.unwrap();
+    }
+    assert_eq!(
+        store.get_member_link(&p.id, &invite.id).await.unwrap(),
+        Some(invite.clone())
+    );
+    // A link is found only in its own project.
+    assert_eq!(
+        store.get_member_link(&q.id, &invite.id).await.unwrap(),
+        None
+    );
+    let mut listed = store.list_member_links(&p.id).await.unwrap();
+    listed.sort_by_key(|l| l.id.clone());
+    assert_eq!(listed, vec![invite.clone(), reset.clone()]);
+
+    store.delete_member_link(&p.id, &invite.id).await.unwrap();
+    assert!(matches!(
+        store.delete_member_link(&p.id, &invite.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.get_member_link(&p.id, &invite.id).await.unwrap(),
+        None
+    );
+    assert_eq!(store.list_member_links(&p.id).await.unwrap(), vec![reset]);
+    assert_eq!(
+        store.list_member_links(&q.id).await.unwrap(),
+        vec![elsewhere]
+    );
+}
+
+pub async fn a_member_link_used_at_once_twice_is_used_once(store: Arc<dyn Store>) {
+    let p = project();
+    let invite = link(&p.id, 4, crate::member::LinkKind::Invitation);
+    store.put_member_link(&invite).await.unwrap();
+    let uses = (0..4).map(|_| {
+        let (store, project, id) = (store.clone(), p.id.clone(), invite.id.clone());
+        tokio::spawn(async move { store.delete_member_link(&project, &id).await })
+    });
+    let mut won = 0;
+    for use_ in uses {
+        match use_.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::NotFound) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
 pub async fn member_sessions_are_kept_listed_and_ended(store: Arc<dyn Store>) {
     use crate::member::{MemberSession, Role};
     let p = project();
@@ -1927,6 +2256,69 @@ pub async fn canned_replies_racing_never_pass_the_cap_or_share_a_shortcut(store:
     let distinct = (0..4).map(|i| format!("late-{i}")).collect();
     assert_eq!(race(distinct).await, (1, 3, 0));
     assert_eq!(store.list_canned_replies(&p.id).await.unwrap().len(), CAP);
+}
+
+pub async fn api_tokens_are_created_touched_listed_and_revoked(store: Arc<dyn Store>) {
+    use crate::member::{ApiToken, Role, TokenScope};
+    let p = project();
+    let other = project();
+    let dana = member(&p.id, "dana@example.com", Role::Owner);
+    store.create_member(&dana).await.unwrap();
+    let now = now_millis();
+    let token = |project: &ProjectId, n: u8, scope| ApiToken {
+        id: Uuid::new_v4(),
+        project_id: project.clone(),
+        member_id: dana.id,
+        name: format!("integration {n}"),
+        scope,
+        secret_hash: format!("{n:02x}").repeat(32),
+        created_at: now,
+        last_used_at: None,
+    };
+    let read = token(&p.id, 1, TokenScope::Read);
+    let write = token(&p.id, 2, TokenScope::Write);
+    let elsewhere = token(&other.id, 3, TokenScope::Write);
+    for t in [&read, &write, &elsewhere] {
+        store.create_api_token(t).await.unwrap();
+    }
+    assert!(matches!(
+        store.create_api_token(&read).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.get_api_token(&p.id, read.id).await.unwrap(),
+        Some(read.clone())
+    );
+    // A token is found only in its own project.
+    assert_eq!(store.get_api_token(&other.id, read.id).await.unwrap(), None);
+
+    let later = now + Duration::minutes(3);
+    store.touch_api_token(&p.id, write.id, later).await.unwrap();
+    let touched = ApiToken {
+        last_used_at: Some(later),
+        ..write.clone()
+    };
+    let mut listed = store.list_api_tokens(&p.id).await.unwrap();
+    listed.sort_by_key(|t| t.name.clone());
+    assert_eq!(listed, vec![read.clone(), touched.clone()]);
+    assert_eq!(
+        store.list_api_tokens(&other.id).await.unwrap(),
+        vec![elsewhere.clone()]
+    );
+
+    store.delete_api_token(&p.id, read.id).await.unwrap();
+    assert!(matches!(
+        store.delete_api_token(&p.id, read.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.get_api_token(&p.id, read.id).await.unwrap(), None);
+    // A use noted after the revocation does not bring the token back.
+    assert!(matches!(
+        store.touch_api_token(&p.id, read.id, later).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.get_api_token(&p.id, read.id).await.unwrap(), None);
+    assert_eq!(store.list_api_tokens(&p.id).await.unwrap(), vec![touched]);
 }
 
 fn audit_record(

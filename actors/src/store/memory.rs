@@ -15,8 +15,10 @@ use uuid::Uuid;
 use super::*;
 use crate::audit::AuditCursor;
 use crate::canned::{CannedConflict, CannedReply};
-use crate::domain::{ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant};
-use crate::member::{Member, MemberSession};
+use crate::domain::{
+    Activity, ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant,
+};
+use crate::member::{ApiToken, Member, MemberLink, MemberSession};
 use crate::webhook::{Delivery, Endpoint};
 
 #[derive(Default)]
@@ -51,8 +53,10 @@ struct Data {
     endpoints: BTreeMap<(ProjectId, Uuid), Endpoint>,
     deliveries: BTreeMap<(ProjectId, Uuid, String), Delivery>,
     unanswered: HashMap<ProjectId, HashMap<String, UnansweredQuestion>>,
+    member_links: BTreeMap<(ProjectId, String), MemberLink>,
     members: BTreeMap<(ProjectId, Uuid), Member>,
     member_sessions: BTreeMap<(ProjectId, Uuid, String), MemberSession>,
+    api_tokens: BTreeMap<(ProjectId, Uuid), ApiToken>,
     canned: BTreeMap<(ProjectId, Uuid), CannedReply>,
     audit: BTreeMap<(ProjectId, AuditCursor), AuditRecord>,
 }
@@ -71,6 +75,7 @@ struct TicketRows {
     messages: BTreeMap<MessageId, Message>,
     cursors: BTreeMap<Participant, MessageId>,
     notes: BTreeMap<MessageId, Note>,
+    activity: BTreeMap<MessageId, Activity>,
 }
 
 type Held = (ProjectId, Slug, Vec<TicketWrite>, Done);
@@ -202,6 +207,9 @@ impl MemoryStore {
                 TicketWrite::Note(n) => {
                     rows.notes.insert(n.id, n.clone());
                 }
+                TicketWrite::Activity(a) => {
+                    rows.activity.insert(a.id, a.clone());
+                }
                 TicketWrite::Delivery(d) => {
                     data.deliveries.insert(delivery_key(d), d.clone());
                 }
@@ -265,6 +273,7 @@ impl TicketStore for MemoryStore {
             messages: messages.iter().map(|m| (m.id, m.clone())).collect(),
             cursors: BTreeMap::new(),
             notes: BTreeMap::new(),
+            activity: BTreeMap::new(),
         };
         data.tickets.insert(key, rows);
         for d in deliveries {
@@ -361,6 +370,12 @@ impl TicketStore for MemoryStore {
         let data = lock(&self.data);
         let rows = data.tickets.get(&(project.clone(), slug.clone()));
         Ok(rows.map_or_else(Vec::new, |r| r.notes.values().cloned().collect()))
+    }
+
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>> {
+        let data = lock(&self.data);
+        let rows = data.tickets.get(&(project.clone(), slug.clone()));
+        Ok(rows.map_or_else(Vec::new, |r| r.activity.values().cloned().collect()))
     }
 
     fn submit(
@@ -811,6 +826,84 @@ impl MemberStore for MemoryStore {
             .retain(|(p, m, _), _| !(p == project && *m == member));
         data.audit();
         Ok(before - data.member_sessions.len())
+    }
+
+    async fn create_api_token(&self, token: &ApiToken) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let key = (token.project_id.clone(), token.id);
+        if data.api_tokens.contains_key(&key) {
+            return Err(StoreError::Conflict);
+        }
+        data.api_tokens.insert(key, token.clone());
+        Ok(())
+    }
+
+    async fn get_api_token(&self, project: &ProjectId, id: Uuid) -> StoreResult<Option<ApiToken>> {
+        let key = (project.clone(), id);
+        Ok(lock(&self.data).api_tokens.get(&key).cloned())
+    }
+
+    async fn list_api_tokens(&self, project: &ProjectId) -> StoreResult<Vec<ApiToken>> {
+        let data = lock(&self.data);
+        let tokens = data
+            .api_tokens
+            .values()
+            .filter(|t| &t.project_id == project);
+        Ok(tokens.cloned().collect())
+    }
+
+    async fn touch_api_token(
+        &self,
+        project: &ProjectId,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let token = data
+            .api_tokens
+            .get_mut(&(project.clone(), id))
+            .ok_or(StoreError::NotFound)?;
+        token.last_used_at = Some(at);
+        Ok(())
+    }
+
+    async fn delete_api_token(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
+        match lock(&self.data).api_tokens.remove(&(project.clone(), id)) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()> {
+        let key = (link.project_id.clone(), link.id.clone());
+        lock(&self.data).member_links.insert(key, link.clone());
+        Ok(())
+    }
+
+    async fn get_member_link(
+        &self,
+        project: &ProjectId,
+        id: &str,
+    ) -> StoreResult<Option<MemberLink>> {
+        let key = (project.clone(), id.to_owned());
+        Ok(lock(&self.data).member_links.get(&key).cloned())
+    }
+
+    async fn list_member_links(&self, project: &ProjectId) -> StoreResult<Vec<MemberLink>> {
+        let data = lock(&self.data);
+        let links = data.member_links.values();
+        Ok(links
+            .filter(|l| &l.project_id == project)
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()> {
+        let key = (project.clone(), id.to_owned());
+        match lock(&self.data).member_links.remove(&key) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
     }
 }
 

@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::subscribers::Event;
 use crate::domain::{
-    AgentName, Message, Note, Participant, ReadCursor, Tags, Ticket, TicketStatus,
+    Activity, Actor, AgentName, Message, MessageAgent, Note, Participant, ReadCursor, Tags, Ticket,
+    TicketStatus,
 };
 use crate::events::{self, event_frame, ReadReceiptPayload, StatusChangePayload};
 use crate::message_id::MessageId;
@@ -35,9 +36,16 @@ pub struct TicketChange {
         deserialize_with = "present"
     )]
     pub assignee: Option<Option<AgentName>>,
+    /// The member `assignee` names, when one was picked; ignored unless `assignee` names
+    /// someone. Older nodes leave it out: a free-text assignee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee_member: Option<MessageAgent>,
     /// `None` leaves the tags as they are; a list replaces them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Tags>,
+    /// Who asks, for the ticket's timeline; a change without one leaves no entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Actor>,
 }
 
 impl TicketChange {
@@ -55,12 +63,29 @@ impl TicketChange {
         }
     }
 
+    /// Assigns the ticket to a member, under their display name.
+    pub fn member(member: MessageAgent, name: AgentName) -> Self {
+        TicketChange {
+            assignee: Some(Some(name)),
+            assignee_member: Some(member),
+            ..TicketChange::default()
+        }
+    }
+
+    pub fn by(self, actor: Actor) -> Self {
+        TicketChange {
+            by: Some(actor),
+            ..self
+        }
+    }
+
     /// Makes the change on `ticket`'s fields (its version is the caller's to set).
     pub fn apply_to(self, ticket: &mut Ticket) {
         if let Some(status) = self.status {
             ticket.status = status;
         }
         if let Some(assignee) = self.assignee {
+            ticket.assignee_member = assignee.as_ref().and(self.assignee_member);
             ticket.assignee = assignee;
         }
         if let Some(tags) = self.tags {
@@ -84,6 +109,7 @@ pub enum Change<'a> {
     Read(Participant, MessageId),
     Ticket(&'a Ticket),
     Note(&'a Note),
+    Activity(&'a Activity),
 }
 
 /// One event a change tells: to the ticket's subscribers and its project's feed, or (agents
@@ -122,6 +148,7 @@ impl<'a> Change<'a> {
             TicketWrite::ReadCursor { reader, up_to } => Some(Change::Read(*reader, *up_to)),
             TicketWrite::Ticket(ticket) => Some(Change::Ticket(ticket)),
             TicketWrite::Note(note) => Some(Change::Note(note)),
+            TicketWrite::Activity(entry) => Some(Change::Activity(entry)),
             TicketWrite::Delivery(_) | TicketWrite::Audit(_) => None,
         }
     }
@@ -168,6 +195,14 @@ impl<'a> Change<'a> {
                 ..Told::new("note_added", events::encode(&events::NoteView::new(note)))
             }],
             Change::Note(_) => Vec::new(),
+            Change::Activity(entry) if tell => vec![Told {
+                agents_only: true,
+                ..Told::new(
+                    "timeline_entry",
+                    events::encode(&events::ActivityView::new(entry)),
+                )
+            }],
+            Change::Activity(_) => Vec::new(),
         }
     }
 }
@@ -185,10 +220,12 @@ fn ticket_told(previous: &Ticket, next: &Ticket) -> Vec<Told> {
         };
         told.push(Told::new("status_change", events::encode(&payload)));
     }
-    if previous.assignee != next.assignee {
+    if !previous.same_assignee(next) {
         let payload = events::AssignedPayload {
             assignee: next.assignee.as_ref().map(AgentName::as_str),
             previous: previous.assignee.as_ref().map(AgentName::as_str),
+            assignee_member: next.assignee_member.as_ref(),
+            previous_member: previous.assignee_member.as_ref(),
             updated_at: updated_at.clone(),
         };
         told.push(Told::new("assigned", events::encode(&payload)));
@@ -197,6 +234,13 @@ fn ticket_told(previous: &Ticket, next: &Ticket) -> Vec<Told> {
         let payload = events::TagsPayload {
             tags: &next.tags,
             previous: &previous.tags,
+            updated_at: events::rfc3339(next.updated_at),
+        };
+        told.push(Told::new("ticket_update", events::encode(&payload)));
+    }
+    if let (None, Some(satisfaction)) = (&previous.satisfaction, &next.satisfaction) {
+        let payload = events::RatedPayload {
+            satisfaction,
             updated_at: events::rfc3339(next.updated_at),
         };
         told.push(Told::new("ticket_update", events::encode(&payload)));
@@ -292,6 +336,45 @@ mod tests {
         let mut unchanged = previous.clone();
         TicketChange::default().apply_to(&mut unchanged);
         assert_eq!(unchanged, previous, "a change of nothing changes nothing");
+    }
+
+    #[test]
+    fn an_assignment_to_a_member_tells_the_member_and_moving_between_namesakes_is_told() {
+        let previous = ticket();
+        let sam = |id| MessageAgent {
+            id,
+            name: "Sam".into(),
+            avatar_url: None,
+        };
+        let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let name = AgentName::parse("Sam").unwrap();
+        let mut next = previous.clone();
+        TicketChange::member(sam(first), name.clone()).apply_to(&mut next);
+        let writes = [TicketWrite::Ticket(next.clone())];
+        let told_now = told(&writes, &previous, &[], chrono::Utc::now());
+        let heard = payload(&told_now[0]);
+        assert_eq!(heard["assignee"], "Sam");
+        assert_eq!(heard["assignee_member"]["id"], first.to_string());
+        assert_eq!(heard["previous_member"], serde_json::Value::Null);
+        // Another member with the same name is another assignee.
+        let mut other = next.clone();
+        TicketChange::member(sam(second), name).apply_to(&mut other);
+        let writes = [TicketWrite::Ticket(other.clone())];
+        let told_then = told(&writes, &next, &[], chrono::Utc::now());
+        assert_eq!(told_then.len(), 1);
+        assert_eq!(
+            payload(&told_then[0])["previous_member"]["id"],
+            first.to_string()
+        );
+        // Nobody: the member goes with the name, even if a stray member came along.
+        let mut cleared = other.clone();
+        let change = TicketChange {
+            assignee: Some(None),
+            assignee_member: Some(sam(first)),
+            ..TicketChange::default()
+        };
+        change.apply_to(&mut cleared);
+        assert_eq!((cleared.assignee, cleared.assignee_member), (None, None));
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub enum Command {
         author: AgentName,
         content: MessageBody,
     },
+    /// The visitor's satisfaction rating ([`Answer::Ticket`]: the ticket after it), taken once
+    /// and only on a resolved or closed ticket; `rated_at` is the ticket's to set.
+    Rate {
+        score: u8,
+        comment: crate::domain::SatisfactionComment,
+    },
     /// Where a new subscriber, on any node, starts ([`Answer::Replay`]).
     Position,
 }
@@ -57,6 +63,7 @@ impl Command {
             Command::MarkRead { .. } => "mark_read",
             Command::Change(_) => "change",
             Command::AddNote { .. } => "add_note",
+            Command::Rate { .. } => "rate",
             Command::Position => "position",
         }
     }
@@ -216,6 +223,18 @@ mod tests {
             (
                 TicketChange::status(TicketStatus::Closed),
                 r#"{"op":"change","status":"closed"}"#,
+            ),
+            // The member picked travels with the change, so the owning node stores it.
+            (
+                TicketChange::member(
+                    crate::domain::MessageAgent {
+                        id: uuid::Uuid::nil(),
+                        name: "Sam".into(),
+                        avatar_url: None,
+                    },
+                    sam.clone(),
+                ),
+                r#"{"op":"change","assignee":"Sam","assignee_member":{"id":"00000000-0000-0000-0000-000000000000","name":"Sam","avatar_url":null}}"#,
             ),
         ] {
             let command = Command::Change(change.clone());

@@ -8,7 +8,7 @@ use ractor::RpcReplyPort;
 use super::actor::TicketState;
 use super::change::{message_created, TicketChange};
 use super::{Answer, Command, TicketError};
-use crate::domain::TicketStatus;
+use crate::domain::{Activity, ActivityChange, Actor, TicketStatus};
 use crate::domain::{
     AgentName, IdempotencyKey, Message, MessageAgent, MessageBody, Note, Participant, Ticket,
 };
@@ -62,6 +62,7 @@ impl TicketState {
             Command::MarkRead { reader } => self.mark_read(reader),
             Command::Change(change) => self.change(change),
             Command::AddNote { author, content } => self.add_note(author, content),
+            Command::Rate { score, comment } => self.rate(score, comment),
             Command::Position => self
                 .position()
                 .map(|start| Decided::Answer(Answer::Replay(start))),
@@ -104,7 +105,7 @@ impl TicketState {
         // A visitor replying to a solved ticket reopens it, owing nobody an answer.
         if author == Participant::User && self.tentative_status == TicketStatus::Resolved {
             if let Decided::Write(writes, answer) =
-                self.change(TicketChange::status(TicketStatus::Open))?
+                self.change(TicketChange::status(TicketStatus::Open).by(Actor::Visitor))?
             {
                 self.writes.push(
                     writes,
@@ -115,7 +116,12 @@ impl TicketState {
                 );
             }
         }
-        let id = MessageId::next(self.last_assigned, self.deps.clock.now());
+        // After the timeline entry of a reopening just made, too, so the thread shows the
+        // ticket reopened before the reply that reopened it.
+        let id = MessageId::next(
+            self.last_assigned.max(self.last_note),
+            self.deps.clock.now(),
+        );
         self.last_assigned = Some(id);
         let message = Message {
             id,
@@ -150,9 +156,25 @@ impl TicketState {
         // on its way to the store.
         let before = self.tentative_ticket();
         let mut next = before.clone();
+        let by = change.by.clone();
         change.apply_to(&mut next);
         next.updated_at = self.next_version(&before);
         let mut writes = vec![TicketWrite::Ticket(next.clone())];
+        if let Some(actor) = by {
+            for field in ActivityChange::between(&before, &next) {
+                // After every id handed out so far, like a note, so the thread shows each
+                // entry where it happened among the messages and notes.
+                let now = self.deps.clock.now();
+                let id = MessageId::next(self.last_assigned.max(self.last_note), now);
+                self.last_note = Some(id);
+                writes.push(TicketWrite::Activity(Activity {
+                    id,
+                    created_at: id.timestamp(),
+                    actor: actor.clone(),
+                    change: field,
+                }));
+            }
+        }
         let summary =
             || serde_json::to_value(crate::events::TicketSummary::new(&next)).unwrap_or_default();
         if before.status != next.status {
@@ -161,13 +183,46 @@ impl TicketState {
                 || serde_json::json!({ "ticket": summary(), "previous": before.status }),
             ));
         }
-        if before.assignee != next.assignee {
-            writes.extend(self.announce(
-                EventType::TicketAssigned,
-                || serde_json::json!({ "ticket": summary(), "previous": before.assignee }),
-            ));
+        if !before.same_assignee(&next) {
+            writes.extend(self.announce(EventType::TicketAssigned, || {
+                serde_json::json!({
+                    "ticket": summary(),
+                    "previous": before.assignee,
+                    "previous_member": before.assignee_member,
+                })
+            }));
         }
         self.tentative_status = next.status;
+        Ok(Decided::Write(writes, Answer::Ticket(next)))
+    }
+
+    /// The visitor's rating: once, on a solved ticket. Checked against the newest queued
+    /// version, so two ratings racing each other cannot both be taken.
+    fn rate(
+        &mut self,
+        score: u8,
+        comment: crate::domain::SatisfactionComment,
+    ) -> Result<Decided, TicketError> {
+        self.refusal()?;
+        let before = self.tentative_ticket();
+        if before.satisfaction.is_some() {
+            return Err(TicketError::AlreadyRated);
+        }
+        if !matches!(before.status, TicketStatus::Resolved | TicketStatus::Closed) {
+            return Err(TicketError::NotResolved);
+        }
+        let mut next = before.clone();
+        next.updated_at = self.next_version(&before);
+        next.satisfaction = Some(Box::new(crate::domain::Satisfaction {
+            score,
+            comment,
+            rated_at: next.updated_at,
+        }));
+        let mut writes = vec![TicketWrite::Ticket(next.clone())];
+        writes.extend(self.announce(EventType::TicketRated, || {
+            let summary = crate::events::TicketSummary::new(&next);
+            serde_json::json!({ "ticket": summary, "satisfaction": next.satisfaction })
+        }));
         Ok(Decided::Write(writes, Answer::Ticket(next)))
     }
 

@@ -24,6 +24,7 @@ pub fn weight(write: &TicketWrite) -> usize {
     match write {
         TicketWrite::Message(m) => 256 + 2 * m.content.as_str().len(),
         TicketWrite::Note(n) => 256 + 2 * n.content.as_str().len(),
+        TicketWrite::Activity(_) => 512,
         TicketWrite::Ticket(t) => 512 + t.text_len(),
         TicketWrite::Delivery(d) => 256 + d.payload.len(),
         TicketWrite::ReadCursor { .. } => 256,

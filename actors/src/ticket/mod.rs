@@ -90,6 +90,12 @@ pub enum TicketError {
     NotFound,
     #[error("ticket is closed")]
     Closed,
+    /// The visitor rated the ticket before: a rating is given once.
+    #[error("this ticket was rated already")]
+    AlreadyRated,
+    /// A rating is asked for once the ticket is solved (resolved or closed), not before.
+    #[error("a ticket is rated once it is resolved")]
+    NotResolved,
     #[error("ticket is busy, retry shortly")]
     Busy,
     /// A request with the same idempotency key is still being carried out.
@@ -249,6 +255,7 @@ impl Drop for WriterLease {
 #[derive(Clone)]
 pub struct Tickets {
     deps: TicketDeps,
+    search: crate::search::TicketSearch,
 }
 
 impl Tickets {
@@ -266,6 +273,10 @@ impl Tickets {
             config,
             cluster,
         } = setup;
+        // Every ticket write goes through the search indexes on its way to the store.
+        let search = crate::search::TicketSearch::new(store.clone());
+        let store: Arc<dyn TicketStore> =
+            Arc::new(crate::search::Indexed::new(store, search.clone()));
         let deps = TicketDeps {
             store,
             clock,
@@ -279,7 +290,7 @@ impl Tickets {
             leases: Arc::default(),
             views: Arc::default(),
         };
-        let tickets = Tickets { deps };
+        let tickets = Tickets { deps, search };
         let restarter = tickets.clone();
         let family = Family {
             kind: "ticket",
@@ -322,6 +333,20 @@ impl Tickets {
         Ok(self.deps.store.list_notes(&key.project, &key.slug).await?)
     }
 
+    /// The ticket's timeline entries, oldest first, from the store (like notes, for agents
+    /// only and not kept by the actor).
+    pub async fn timeline(
+        &self,
+        key: &TicketKey,
+    ) -> Result<Vec<crate::domain::Activity>, TicketError> {
+        self.find(key).await?;
+        Ok(self
+            .deps
+            .store
+            .list_activity(&key.project, &key.slug)
+            .await?)
+    }
+
     /// Tells the ticket's agents and subscribers that `author` is typing. Only a ticket whose
     /// actor is running hears it (someone is watching it, or just wrote): typing never
     /// activates a ticket, and is never stored.
@@ -343,6 +368,44 @@ impl Tickets {
         query: &crate::store::TicketQuery,
     ) -> Result<crate::store::TicketPage, TicketError> {
         Ok(self.deps.store.list_tickets(project, query).await?)
+    }
+
+    /// [`list`](Self::list) of the tickets holding every word of `text` in their title,
+    /// description, messages or notes, from the project's search index ([`crate::search`]).
+    pub async fn search(
+        &self,
+        project: &ProjectId,
+        text: &str,
+        query: &crate::store::TicketQuery,
+    ) -> Result<crate::store::TicketPage, TicketError> {
+        use crate::search::SearchError;
+        self.search
+            .search(project, text, query)
+            .await
+            .map_err(|e| match e {
+                SearchError::Store(e) => e.into(),
+                SearchError::Index(e) => TicketError::Internal(e),
+            })
+    }
+
+    /// Hands the writes of a ticket's log entry, made on any node, to this node's search index
+    /// of the ticket's project, if it has one. What the cluster adapter calls for the entries
+    /// it reads when [`indexes`](Self::indexes) says so.
+    pub fn index_logged(&self, key: &TicketKey, writes: &[crate::store::TicketWrite]) {
+        self.search
+            .took(&key.project, || crate::search::items_of(&key.slug, writes));
+    }
+
+    /// Whether this node keeps a search index of the project, so the writes of its tickets'
+    /// log entries must reach it ([`index_logged`](Self::index_logged)).
+    pub fn indexes(&self, project: &ProjectId) -> bool {
+        self.search.indexes(project)
+    }
+
+    /// A ticket was opened on another node: this node's search index of its project (if any)
+    /// reads it from the store.
+    pub fn opened_elsewhere(&self, key: &TicketKey) {
+        self.search.reload(&key.project, &key.slug);
     }
 
     /// What the agents' listing shows of each ticket's messages: the newest message and how

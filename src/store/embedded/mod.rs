@@ -22,10 +22,10 @@ use chrono::{DateTime, Utc};
 use fleety_actors::audit::{AuditPage, AuditQuery, AuditRecord};
 use fleety_actors::canned::{CannedConflict, CannedReply};
 use fleety_actors::domain::{
-    Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts, Participant,
-    Project, ProjectId, ReadCursor, Slug, Ticket,
+    Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
+    Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
 };
-use fleety_actors::member::{Member, MemberSession};
+use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession};
 use fleety_actors::store::{
     canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, Done, KbStore, MemberStore,
     MessageRange, ProjectStore, Store, StoreError, StoreResult, TicketCursor, TicketPage,
@@ -41,10 +41,10 @@ use tokio::sync::{oneshot, watch};
 pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
-    cursor_id, from_json, internal, Tables, ARTICLES, AUDIT, CANNED, CHAT_CONVERSATIONS,
-    CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS, MEMBER_EMAILS,
-    MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
-    UNANSWERED, WEBHOOKS,
+    cursor_id, from_json, internal, Tables, ACTIVITY, API_TOKENS, ARTICLES, AUDIT, CANNED,
+    CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS,
+    MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS,
+    TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -518,6 +518,24 @@ impl TicketStore for EmbeddedStore {
             {
                 let (_, v) = row.map_err(internal)?;
                 out.push(from_json::<Note>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>> {
+        let (project, slug) = (project.clone(), slug.clone());
+        self.read("list_activity", move |txn| {
+            let table = txn.open_table(ACTIVITY).map_err(internal)?;
+            let (p, s) = (project.as_str(), slug.as_str());
+            let mut out = Vec::new();
+            for row in table
+                .range::<(&str, &str, u64)>((p, s, 0)..=(p, s, u64::MAX))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<Activity>(v.value())?);
             }
             Ok(out)
         })
@@ -1127,6 +1145,98 @@ impl MemberStore for EmbeddedStore {
         }
         Ok(n)
     }
+
+    async fn create_api_token(&self, token: &ApiToken) -> StoreResult<()> {
+        let write = Write::PutApiToken {
+            token: token.clone(),
+            create: true,
+        };
+        self.write("create_api_token", write).await
+    }
+
+    async fn get_api_token(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<ApiToken>> {
+        let (project, id) = (project.clone(), id.to_string());
+        self.read("get_api_token", move |txn| {
+            let table = txn.open_table(API_TOKENS).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), id.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_api_tokens(&self, project: &ProjectId) -> StoreResult<Vec<ApiToken>> {
+        self.project_rows("list_api_tokens", API_TOKENS, project)
+            .await
+    }
+
+    async fn touch_api_token(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let token = self
+            .get_api_token(project, id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        // Only the last use changes; the writer refuses it if the token went meanwhile.
+        let write = Write::PutApiToken {
+            token: ApiToken {
+                last_used_at: Some(at),
+                ..token
+            },
+            create: false,
+        };
+        self.write("touch_api_token", write).await
+    }
+
+    async fn delete_api_token(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
+        let write = Write::DeleteApiToken {
+            project: project.as_str().to_owned(),
+            id: id.to_string(),
+        };
+        self.write("delete_api_token", write).await
+    }
+
+    async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()> {
+        self.write("put_member_link", Write::PutMemberLink(link.clone()))
+            .await
+    }
+
+    async fn get_member_link(
+        &self,
+        project: &ProjectId,
+        id: &str,
+    ) -> StoreResult<Option<MemberLink>> {
+        let (project, id) = (project.clone(), id.to_owned());
+        self.read("get_member_link", move |txn| {
+            let table = txn.open_table(MEMBER_LINKS).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), id.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_member_links(&self, project: &ProjectId) -> StoreResult<Vec<MemberLink>> {
+        self.project_rows("list_member_links", MEMBER_LINKS, project)
+            .await
+    }
+
+    async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()> {
+        let write = Write::DeleteMemberLink {
+            project: project.as_str().to_owned(),
+            id: id.to_owned(),
+        };
+        self.write("delete_member_link", write).await
+    }
 }
 
 #[async_trait]
@@ -1238,6 +1348,7 @@ mod tests {
             allowed_origins: vec![],
             admin_key_hash: String::new(),
             assistant: Default::default(),
+            csat_disabled: false,
             created_at: now_millis(),
         }
     }
@@ -1255,8 +1366,10 @@ mod tests {
             source: TicketSource::Api,
             session_id: None,
             assignee: None,
+            assignee_member: None,
             tags: Default::default(),
             visitor: None,
+            satisfaction: None,
         }
     }
 

@@ -31,7 +31,7 @@ use fleety_actors::canned::CannedReply;
 use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
 };
-use fleety_actors::member::{Member, MemberSession};
+use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
 use fleety_actors::unanswered::UnansweredQuestion;
 use fleety_actors::webhook::{Delivery, Endpoint};
@@ -39,8 +39,8 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
 
 use super::tables::{
-    internal, to_json, Tables, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS, MEMBER_SESSIONS,
-    PROJECTS, TICKETS, WEBHOOKS,
+    internal, to_json, Tables, API_TOKENS, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS,
+    MEMBER_LINKS, MEMBER_SESSIONS, PROJECTS, TICKETS, WEBHOOKS,
 };
 use super::wal::{self, Op, RecordBuf};
 
@@ -152,6 +152,22 @@ pub(super) enum Write {
         project: String,
         id: String,
     },
+    /// A personal API token: new (refused if its id is taken), or a change to one that must
+    /// still exist (its last use), so a revoked token never comes back.
+    PutApiToken {
+        token: ApiToken,
+        create: bool,
+    },
+    DeleteApiToken {
+        project: String,
+        id: String,
+    },
+    PutMemberLink(MemberLink),
+    /// Refused with NotFound unless the link exists: of two deletes, one wins.
+    DeleteMemberLink {
+        project: String,
+        id: String,
+    },
     /// An audit record of an event that changes nothing else (a failed sign-in).
     Audit(AuditRecord),
     /// Audit records past their retention: (project, time in ms, id).
@@ -174,6 +190,8 @@ enum Row {
     Member(String, String),
     MemberEmail(String, String),
     MemberSession(String, String, String),
+    MemberLink(String, String),
+    ApiToken(String, String),
 }
 
 /// Rows changed by groups the applier has not committed yet: whether each exists after the
@@ -512,6 +530,8 @@ impl Rows<'_> {
             Row::MemberSession(p, m, id) => {
                 found(txn, MEMBER_SESSIONS, (p.as_str(), m.as_str(), id.as_str()))
             }
+            Row::ApiToken(p, id) => found(txn, API_TOKENS, (p.as_str(), id.as_str())),
+            Row::MemberLink(p, id) => found(txn, MEMBER_LINKS, (p.as_str(), id.as_str())),
         }
     }
 
@@ -623,6 +643,7 @@ impl Rows<'_> {
                             (up_to.to_bytes().to_vec(), String::new())
                         }
                         TicketWrite::Note(n) => (to_json(n)?, String::new()),
+                        TicketWrite::Activity(a) => (to_json(a)?, String::new()),
                         TicketWrite::Delivery(d) => (to_json(d)?, d.endpoint_id.to_string()),
                         TicketWrite::Audit(r) => (to_json(r)?, r.id.to_string()),
                     };
@@ -649,6 +670,12 @@ impl Rows<'_> {
                             project,
                             slug,
                             ticks: n.id.ticks(),
+                            json,
+                        },
+                        TicketWrite::Activity(a) => Op::Activity {
+                            project,
+                            slug,
+                            ticks: a.id.ticks(),
                             json,
                         },
                         TicketWrite::Delivery(d) => delivery_op(d, endpoint, json),
@@ -830,6 +857,49 @@ impl Rows<'_> {
             }
             Write::DeleteCanned { project, id } => {
                 record.push(&Op::DeleteCanned { project, id });
+            }
+            Write::PutApiToken { token, create } => {
+                let (project, id) = (token.project_id.as_str(), token.id.to_string());
+                let row = Row::ApiToken(project.to_owned(), id.clone());
+                if self.exists(&row)? == *create {
+                    return Err(match create {
+                        true => StoreError::Conflict,
+                        false => StoreError::NotFound,
+                    });
+                }
+                record.push(&Op::ApiToken {
+                    project,
+                    id: &id,
+                    json: &to_json(token)?,
+                });
+                self.set(row, true);
+            }
+            Write::DeleteApiToken { project, id } => {
+                let row = Row::ApiToken(project.clone(), id.clone());
+                if !self.exists(&row)? {
+                    return Err(StoreError::NotFound);
+                }
+                record.push(&Op::DeleteApiToken { project, id });
+                self.set(row, false);
+            }
+            Write::PutMemberLink(l) => {
+                let project = l.project_id.as_str();
+                record.push(&Op::MemberLink {
+                    project,
+                    id: &l.id,
+                    json: &to_json(l)?,
+                });
+                self.set(Row::MemberLink(project.to_owned(), l.id.clone()), true);
+            }
+            Write::DeleteMemberLink { project, id } => {
+                let row = Row::MemberLink(project.clone(), id.clone());
+                // Decided on the writer thread, one write at a time: of two uses of a link,
+                // the second finds it gone.
+                if !self.exists(&row)? {
+                    return Err(StoreError::NotFound);
+                }
+                record.push(&Op::DeleteMemberLink { project, id });
+                self.set(row, false);
             }
             Write::Audit(r) => record.push(&AuditRow::new(r)?.op()),
             Write::DeleteAudit(keys) => {

@@ -20,6 +20,9 @@ pub(super) const READ_CURSORS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("read_cursors");
 /// (project, slug, note id ticks) -> note JSON: agents' internal notes, in order.
 pub(super) const NOTES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("notes");
+/// (project, slug, entry id ticks) -> timeline entry JSON: who changed the ticket's fields.
+pub(super) const ACTIVITY: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("ticket_activity");
 /// (project, session, turn id ticks) -> turn JSON: a chat session's transcript in order.
 pub(super) const CHAT_TURNS: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("chat_turns");
@@ -48,9 +51,16 @@ pub(super) const MEMBERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition
 /// (project, normalised email) -> member id: an email names one member per project.
 pub(super) const MEMBER_EMAILS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("member_emails");
+/// (project, token id) -> personal API token JSON (its secret's digest, never the secret).
+pub(super) const API_TOKENS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("api_tokens");
 /// (project, member id, session id) -> session JSON: a member's signed-in sessions.
 pub(super) const MEMBER_SESSIONS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("member_sessions");
+/// (project, link id) -> invitation or password-reset link JSON; the id is the digest of the
+/// link's token.
+pub(super) const MEMBER_LINKS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("member_links");
 /// (project, reply id) -> canned reply JSON.
 pub(super) const CANNED: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("canned_replies");
@@ -117,6 +127,7 @@ pub(super) struct Tables<'t> {
     by_time: redb::Table<'t, (&'static str, i64, &'static str), &'static str>,
     messages: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     notes: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
+    activity: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     cursors: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     chat: redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     conversations: redb::Table<'t, (&'static str, i64, &'static str), &'static [u8]>,
@@ -128,8 +139,10 @@ pub(super) struct Tables<'t> {
     members: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     member_emails: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     member_sessions: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
+    member_links: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     canned: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     audit: redb::Table<'t, (&'static str, i64, &'static str), &'static [u8]>,
+    api_tokens: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -141,6 +154,7 @@ impl<'t> Tables<'t> {
             by_time: txn.open_table(TICKETS_BY_TIME).map_err(internal)?,
             messages: txn.open_table(MESSAGES).map_err(internal)?,
             notes: txn.open_table(NOTES).map_err(internal)?,
+            activity: txn.open_table(ACTIVITY).map_err(internal)?,
             cursors: txn.open_table(READ_CURSORS).map_err(internal)?,
             chat: txn.open_table(CHAT_TURNS).map_err(internal)?,
             conversations: txn.open_table(CHAT_CONVERSATIONS).map_err(internal)?,
@@ -150,10 +164,12 @@ impl<'t> Tables<'t> {
             due: txn.open_table(DELIVERIES_DUE).map_err(internal)?,
             unanswered: txn.open_table(UNANSWERED).map_err(internal)?,
             members: txn.open_table(MEMBERS).map_err(internal)?,
+            member_links: txn.open_table(MEMBER_LINKS).map_err(internal)?,
             member_emails: txn.open_table(MEMBER_EMAILS).map_err(internal)?,
             member_sessions: txn.open_table(MEMBER_SESSIONS).map_err(internal)?,
             canned: txn.open_table(CANNED).map_err(internal)?,
             audit: txn.open_table(AUDIT).map_err(internal)?,
+            api_tokens: txn.open_table(API_TOKENS).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
     }
@@ -204,6 +220,16 @@ impl<'t> Tables<'t> {
                 json,
             } => {
                 self.notes
+                    .insert((project, slug, ticks), json)
+                    .map_err(internal)?;
+            }
+            Op::Activity {
+                project,
+                slug,
+                ticks,
+                json,
+            } => {
+                self.activity
                     .insert((project, slug, ticks), json)
                     .map_err(internal)?;
             }
@@ -309,6 +335,30 @@ impl<'t> Tables<'t> {
             }
             Op::Canned { project, id, json } => {
                 self.canned.insert((project, id), json).map_err(internal)?;
+            }
+            Op::ApiToken { project, id, json } => {
+                self.api_tokens
+                    .insert((project, id), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteApiToken { project, id } => {
+                return Ok(self
+                    .api_tokens
+                    .remove((project, id))
+                    .map_err(internal)?
+                    .is_some());
+            }
+            Op::MemberLink { project, id, json } => {
+                self.member_links
+                    .insert((project, id), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteMemberLink { project, id } => {
+                return Ok(self
+                    .member_links
+                    .remove((project, id))
+                    .map_err(internal)?
+                    .is_some());
             }
             Op::Audit {
                 project,

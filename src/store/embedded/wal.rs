@@ -72,6 +72,13 @@ pub enum Op<'a> {
         ticks: u64,
         json: &'a [u8],
     },
+    /// A ticket's timeline entry.
+    Activity {
+        project: &'a str,
+        slug: &'a str,
+        ticks: u64,
+        json: &'a [u8],
+    },
     Article {
         project: &'a str,
         id: &'a str,
@@ -132,6 +139,16 @@ pub enum Op<'a> {
         member: &'a str,
         id: &'a str,
     },
+    /// A member's personal API token as now written.
+    ApiToken {
+        project: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    DeleteApiToken {
+        project: &'a str,
+        id: &'a str,
+    },
     /// A canned reply as now written.
     Canned {
         project: &'a str,
@@ -139,6 +156,16 @@ pub enum Op<'a> {
         json: &'a [u8],
     },
     DeleteCanned {
+        project: &'a str,
+        id: &'a str,
+    },
+    /// An invitation or password-reset link (its id is its token's digest).
+    MemberLink {
+        project: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    DeleteMemberLink {
         project: &'a str,
         id: &'a str,
     },
@@ -278,6 +305,18 @@ impl RecordBuf {
                 b.extend_from_slice(&ticks.to_le_bytes());
                 put(b, json);
             }
+            Op::Activity {
+                project,
+                slug,
+                ticks,
+                json,
+            } => {
+                b.push(75);
+                put(b, project.as_bytes());
+                put(b, slug.as_bytes());
+                b.extend_from_slice(&ticks.to_le_bytes());
+                put(b, json);
+            }
             Op::Webhook { project, id, json } => {
                 b.push(9);
                 put(b, project.as_bytes());
@@ -352,6 +391,18 @@ impl RecordBuf {
                 put(b, member.as_bytes());
                 put(b, id.as_bytes());
             }
+            // 55 to 59 are the members' second factor and tokens (55 and 56 taken).
+            Op::ApiToken { project, id, json } => {
+                b.push(55);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteApiToken { project, id } => {
+                b.push(56);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+            }
             // 40 to 44 are the canned replies' (40 and 41 taken).
             Op::Canned { project, id, json } => {
                 b.push(40);
@@ -361,6 +412,18 @@ impl RecordBuf {
             }
             Op::DeleteCanned { project, id } => {
                 b.push(41);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+            }
+            // 50 to 54 are the invitation and reset links' (50 and 51 taken).
+            Op::MemberLink { project, id, json } => {
+                b.push(50);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteMemberLink { project, id } => {
+                b.push(51);
                 put(b, project.as_bytes());
                 put(b, id.as_bytes());
             }
@@ -660,6 +723,12 @@ impl<'a> Reader<'a> {
                 ticks: self.u64()?,
                 json: self.bytes()?,
             },
+            75 => Op::Activity {
+                project: self.str()?,
+                slug: self.str()?,
+                ticks: self.u64()?,
+                json: self.bytes()?,
+            },
             9 => Op::Webhook {
                 project: self.str()?,
                 id: self.str()?,
@@ -721,12 +790,30 @@ impl<'a> Reader<'a> {
                 member: self.str()?,
                 id: self.str()?,
             },
+            55 => Op::ApiToken {
+                project: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            56 => Op::DeleteApiToken {
+                project: self.str()?,
+                id: self.str()?,
+            },
             40 => Op::Canned {
                 project: self.str()?,
                 id: self.str()?,
                 json: self.bytes()?,
             },
             41 => Op::DeleteCanned {
+                project: self.str()?,
+                id: self.str()?,
+            },
+            50 => Op::MemberLink {
+                project: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            51 => Op::DeleteMemberLink {
                 project: self.str()?,
                 id: self.str()?,
             },
@@ -981,6 +1068,12 @@ mod tests {
                 ticks: 11,
                 json: b"{\"n\":1}",
             },
+            Op::Activity {
+                project: "p1",
+                slug: "swift-bear-053",
+                ticks: 12,
+                json: b"{\"a\":1}",
+            },
             Op::Webhook {
                 project: "p1",
                 id: "e",
@@ -1035,6 +1128,15 @@ mod tests {
                 member: "m",
                 id: "ab",
             },
+            Op::ApiToken {
+                project: "p1",
+                id: "t",
+                json: b"{}",
+            },
+            Op::DeleteApiToken {
+                project: "p1",
+                id: "t",
+            },
             Op::Canned {
                 project: "p1",
                 id: "c",
@@ -1043,6 +1145,15 @@ mod tests {
             Op::DeleteCanned {
                 project: "p1",
                 id: "c",
+            },
+            Op::MemberLink {
+                project: "p1",
+                id: "ab",
+                json: b"{}",
+            },
+            Op::DeleteMemberLink {
+                project: "p1",
+                id: "ab",
             },
             Op::Audit {
                 project: "p1",

@@ -1,14 +1,21 @@
-//! Members and their sessions (`cql/0012_members_and_sessions.cql`).
+//! Members and their sessions (`cql/0012_members_and_sessions.cql`), their invitation and
+//! password-reset links (`cql/0016_member_links.cql`), and their personal API tokens
+//! (`cql/0017_api_tokens.cql`).
 //!
 //! A create claims the member's email in `member_emails` with a lightweight transaction, then
 //! its id in `members` the same way, and gives the email back if the id was taken: two nodes
 //! adding one email at once leave one member. A change applies only to a row that exists and
-//! never touches the email. Sessions are plain writes with a TTL ending at their maximum age.
+//! never touches the email. Sessions are plain writes with a TTL ending at their maximum age;
+//! links too, with a TTL ending at their expiry, and deleting one is a lightweight transaction
+//! so a link is used once. A token's last use and its revocation are lightweight transactions on a row that must
+//! exist, so a use noted while the token is revoked cannot write it back.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::ProjectId;
-use fleety_actors::member::{Member, MemberSession, MemberState, Role};
+use fleety_actors::member::{
+    ApiToken, LinkKind, Member, MemberLink, MemberSession, MemberState, Role, TokenScope,
+};
 use fleety_actors::store::{timed, MemberStore, StoreError, StoreResult};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
@@ -17,9 +24,13 @@ use scylla::{DeserializeRow, SerializeRow};
 use uuid::Uuid;
 
 use super::{prepare, ScyllaStore, LIST_DEADLINE};
+const LINK_COLS: &str =
+    "project_id, link_id, kind, email, role, member_id, created_by, created_at, expires_at";
 
 const MEMBER_COLS: &str = "project_id, member_id, email, name, avatar_url, role, state, \
                            password_hash, created_at, updated_at";
+const TOKEN_COLS: &str =
+    "project_id, token_id, member_id, name, scope, secret_hash, created_at, last_used_at";
 const SESSION_COLS: &str =
     "project_id, member_id, session_id, created_at, last_seen_at, expires_at, user_agent, ip";
 
@@ -31,11 +42,20 @@ pub(super) struct Statements {
     update_member: PreparedStatement,
     select_member: PreparedStatement,
     select_members: PreparedStatement,
+    insert_link: PreparedStatement,
+    select_link: PreparedStatement,
+    select_links: PreparedStatement,
+    delete_link: PreparedStatement,
     upsert_session: PreparedStatement,
     select_session: PreparedStatement,
     select_sessions: PreparedStatement,
     delete_session: PreparedStatement,
     delete_sessions: PreparedStatement,
+    insert_token: PreparedStatement,
+    select_token: PreparedStatement,
+    select_tokens: PreparedStatement,
+    touch_token: PreparedStatement,
+    delete_token: PreparedStatement,
 }
 
 impl Statements {
@@ -48,6 +68,10 @@ impl Statements {
         Ok(Self {
             claim_email: p(format!("INSERT INTO {ks}.member_emails (project_id, email, member_id) VALUES (?, ?, ?) IF NOT EXISTS"), false).await?,
             release_email: p(format!("DELETE FROM {ks}.member_emails WHERE project_id = ? AND email = ? IF member_id = ?"), false).await?,
+            insert_link: p(format!("INSERT INTO {ks}.member_links ({LINK_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"), true).await?,
+            select_link: p(format!("SELECT {LINK_COLS} FROM {ks}.member_links WHERE project_id = ? AND link_id = ?"), true).await?,
+            select_links: p(format!("SELECT {LINK_COLS} FROM {ks}.member_links WHERE project_id = ?"), true).await?,
+            delete_link: p(format!("DELETE FROM {ks}.member_links WHERE project_id = ? AND link_id = ? IF EXISTS"), false).await?,
             select_email: p(format!("SELECT member_id FROM {ks}.member_emails WHERE project_id = ? AND email = ?"), true).await?,
             insert_member: p(format!("INSERT INTO {ks}.members ({MEMBER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
             update_member: p(format!("UPDATE {ks}.members SET name = ?, avatar_url = ?, role = ?, state = ?, password_hash = ?, updated_at = ? WHERE project_id = ? AND member_id = ? IF EXISTS"), false).await?,
@@ -58,6 +82,11 @@ impl Statements {
             select_sessions: p(format!("SELECT {SESSION_COLS} FROM {ks}.member_sessions WHERE project_id = ? AND member_id = ?"), true).await?,
             delete_session: p(format!("DELETE FROM {ks}.member_sessions WHERE project_id = ? AND member_id = ? AND session_id = ?"), true).await?,
             delete_sessions: p(format!("DELETE FROM {ks}.member_sessions WHERE project_id = ? AND member_id = ?"), true).await?,
+            insert_token: p(format!("INSERT INTO {ks}.api_tokens ({TOKEN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
+            select_token: p(format!("SELECT {TOKEN_COLS} FROM {ks}.api_tokens WHERE project_id = ? AND token_id = ?"), true).await?,
+            select_tokens: p(format!("SELECT {TOKEN_COLS} FROM {ks}.api_tokens WHERE project_id = ?"), true).await?,
+            touch_token: p(format!("UPDATE {ks}.api_tokens SET last_used_at = ? WHERE project_id = ? AND token_id = ? IF EXISTS"), false).await?,
+            delete_token: p(format!("DELETE FROM {ks}.api_tokens WHERE project_id = ? AND token_id = ? IF EXISTS"), false).await?,
         })
     }
 }
@@ -178,6 +207,107 @@ impl TryFrom<SessionRow> for MemberSession {
             expires_at: r.expires_at,
             user_agent: r.user_agent,
             ip: r.ip,
+        })
+    }
+}
+
+#[derive(SerializeRow)]
+struct TokenValues<'a> {
+    project_id: &'a str,
+    token_id: Uuid,
+    member_id: Uuid,
+    name: &'a str,
+    scope: &'a str,
+    secret_hash: &'a str,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(DeserializeRow)]
+struct TokenRow {
+    project_id: String,
+    token_id: Uuid,
+    member_id: Option<Uuid>,
+    name: Option<String>,
+    scope: Option<String>,
+    secret_hash: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<TokenRow> for ApiToken {
+    type Error = StoreError;
+
+    fn try_from(r: TokenRow) -> StoreResult<Self> {
+        let corrupt = |what: &str| StoreError::Internal(format!("corrupt api_tokens row: {what}"));
+        Ok(ApiToken {
+            id: r.token_id,
+            project_id: ProjectId::parse(&r.project_id).map_err(|_| corrupt("project id"))?,
+            member_id: r.member_id.ok_or_else(|| corrupt("member"))?,
+            name: r.name.unwrap_or_default(),
+            scope: r
+                .scope
+                .as_deref()
+                .and_then(TokenScope::parse)
+                .ok_or_else(|| corrupt("scope"))?,
+            secret_hash: r.secret_hash.ok_or_else(|| corrupt("secret hash"))?,
+            created_at: r.created_at.ok_or_else(|| corrupt("created_at"))?,
+            last_used_at: r.last_used_at,
+        })
+    }
+}
+
+#[derive(SerializeRow)]
+struct LinkValues<'a> {
+    project_id: &'a str,
+    link_id: &'a str,
+    kind: &'a str,
+    email: &'a str,
+    role: &'a str,
+    member_id: Option<Uuid>,
+    created_by: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    #[scylla(rename = "[ttl]")]
+    ttl: i32,
+}
+
+#[derive(DeserializeRow)]
+struct LinkRow {
+    project_id: String,
+    link_id: String,
+    kind: Option<String>,
+    email: Option<String>,
+    role: Option<String>,
+    member_id: Option<Uuid>,
+    created_by: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+impl TryFrom<LinkRow> for MemberLink {
+    type Error = StoreError;
+
+    fn try_from(r: LinkRow) -> StoreResult<Self> {
+        let bad = |what: &str| StoreError::Internal(format!("corrupt member_links row: {what}"));
+        Ok(MemberLink {
+            id: r.link_id,
+            project_id: ProjectId::parse(&r.project_id).map_err(|_| bad("project id"))?,
+            kind: r
+                .kind
+                .as_deref()
+                .and_then(LinkKind::parse)
+                .ok_or_else(|| bad("kind"))?,
+            email: r.email.ok_or_else(|| bad("email"))?,
+            role: r
+                .role
+                .as_deref()
+                .and_then(Role::parse)
+                .ok_or_else(|| bad("role"))?,
+            member_id: r.member_id,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
         })
     }
 }
@@ -368,6 +498,135 @@ impl MemberStore for ScyllaStore {
             self.write_audited(&self.members.delete_sessions, (project.as_str(), member))
                 .await?;
             Ok(n)
+        })
+        .await
+    }
+
+    async fn create_api_token(&self, t: &ApiToken) -> StoreResult<()> {
+        timed("scylla", "create_api_token", async {
+            let values = TokenValues {
+                project_id: t.project_id.as_str(),
+                token_id: t.id,
+                member_id: t.member_id,
+                name: &t.name,
+                scope: t.scope.as_str(),
+                secret_hash: &t.secret_hash,
+                created_at: t.created_at,
+                last_used_at: t.last_used_at,
+            };
+            match self.claim(&self.members.insert_token, values).await? {
+                true => Ok(()),
+                false => Err(StoreError::Conflict),
+            }
+        })
+        .await
+    }
+
+    async fn get_api_token(&self, project: &ProjectId, id: Uuid) -> StoreResult<Option<ApiToken>> {
+        timed("scylla", "get_api_token", async {
+            self.one_row::<TokenRow>(&self.members.select_token, (project.as_str(), id))
+                .await?
+                .map(ApiToken::try_from)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_api_tokens(&self, project: &ProjectId) -> StoreResult<Vec<ApiToken>> {
+        timed("scylla", "list_api_tokens", async {
+            let read = self.all_rows::<TokenRow>(&self.members.select_tokens, (project.as_str(),));
+            let rows = tokio::time::timeout(LIST_DEADLINE, read)
+                .await
+                .map_err(|_| StoreError::Unavailable("listing tokens took too long".into()))??;
+            rows.into_iter().map(ApiToken::try_from).collect()
+        })
+        .await
+    }
+
+    async fn touch_api_token(
+        &self,
+        project: &ProjectId,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        timed("scylla", "touch_api_token", async {
+            let values = (at, project.as_str(), id);
+            match self.claim(&self.members.touch_token, values).await? {
+                true => Ok(()),
+                false => Err(StoreError::NotFound),
+            }
+        })
+        .await
+    }
+
+    async fn delete_api_token(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
+        timed("scylla", "delete_api_token", async {
+            match self
+                .claim(&self.members.delete_token, (project.as_str(), id))
+                .await?
+            {
+                true => Ok(()),
+                false => Err(StoreError::NotFound),
+            }
+        })
+        .await
+    }
+
+    async fn put_member_link(&self, l: &MemberLink) -> StoreResult<()> {
+        timed("scylla", "put_member_link", async {
+            let left = (l.expires_at - Utc::now()).num_seconds();
+            let values = LinkValues {
+                project_id: l.project_id.as_str(),
+                link_id: &l.id,
+                kind: l.kind.as_str(),
+                email: &l.email,
+                role: l.role.as_str(),
+                member_id: l.member_id,
+                created_by: l.created_by,
+                created_at: l.created_at,
+                expires_at: l.expires_at,
+                // A TTL of 0 would mean forever; an expired link still gets a second.
+                ttl: i32::try_from(left.max(1)).unwrap_or(i32::MAX),
+            };
+            self.write(&self.members.insert_link, values).await
+        })
+        .await
+    }
+
+    async fn get_member_link(
+        &self,
+        project: &ProjectId,
+        id: &str,
+    ) -> StoreResult<Option<MemberLink>> {
+        timed("scylla", "get_member_link", async {
+            self.one_row::<LinkRow>(&self.members.select_link, (project.as_str(), id))
+                .await?
+                .map(MemberLink::try_from)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_member_links(&self, project: &ProjectId) -> StoreResult<Vec<MemberLink>> {
+        timed("scylla", "list_member_links", async {
+            let read = self.all_rows::<LinkRow>(&self.members.select_links, (project.as_str(),));
+            let rows = tokio::time::timeout(LIST_DEADLINE, read)
+                .await
+                .map_err(|_| StoreError::Unavailable("listing links took too long".into()))??;
+            rows.into_iter().map(MemberLink::try_from).collect()
+        })
+        .await
+    }
+
+    async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()> {
+        timed("scylla", "delete_member_link", async {
+            match self
+                .claim(&self.members.delete_link, (project.as_str(), id))
+                .await?
+            {
+                true => Ok(()),
+                false => Err(StoreError::NotFound),
+            }
         })
         .await
     }

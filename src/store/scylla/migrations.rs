@@ -82,9 +82,34 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../cql/0015_message_agent.cql"),
     ),
     (
+        16,
+        "0016_member_links",
+        include_str!("../../../cql/0016_member_links.cql"),
+    ),
+    (
+        17,
+        "0017_api_tokens",
+        include_str!("../../../cql/0017_api_tokens.cql"),
+    ),
+    (
+        18,
+        "0018_ticket_assignee_member",
+        include_str!("../../../cql/0018_ticket_assignee_member.cql"),
+    ),
+    (
         19,
         "0019_audit_log",
         include_str!("../../../cql/0019_audit_log.cql"),
+    ),
+    (
+        20,
+        "0020_satisfaction",
+        include_str!("../../../cql/0020_satisfaction.cql"),
+    ),
+    (
+        21,
+        "0021_ticket_activity",
+        include_str!("../../../cql/0021_ticket_activity.cql"),
     ),
 ];
 

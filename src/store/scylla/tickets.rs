@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fleety_actors::domain::{Message, Note, Participant, ProjectId, ReadCursor, Slug, Ticket};
+use fleety_actors::domain::{
+    Activity, Message, Note, Participant, ProjectId, ReadCursor, Slug, Ticket,
+};
 use fleety_actors::store::{
     timed, Done, MessageRange, StoreError, StoreResult, TicketPage, TicketQuery, TicketStore,
     TicketWrite,
@@ -24,7 +26,7 @@ use super::rows::{
 use super::{prepare, BoxedWrite, ScyllaStore, LIST_DEADLINE};
 
 const TICKET_COLUMNS: &str =
-    "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee, tags, visitor_name, visitor_email";
+    "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee, tags, visitor_name, visitor_email, assignee_member_id, assignee_member_name, assignee_member_avatar_url, satisfaction_score, satisfaction_comment, satisfaction_at";
 
 pub(super) struct Statements {
     insert_ticket: PreparedStatement,
@@ -36,6 +38,8 @@ pub(super) struct Statements {
     select_messages_desc: PreparedStatement,
     insert_note: PreparedStatement,
     select_notes: PreparedStatement,
+    insert_activity: PreparedStatement,
+    select_activity: PreparedStatement,
     upsert_cursor: PreparedStatement,
     select_cursors: PreparedStatement,
 }
@@ -48,10 +52,10 @@ impl Statements {
     ) -> anyhow::Result<Self> {
         let p = |cql: String, idempotent| prepare(session, consistency, cql, idempotent);
         Ok(Self {
-            insert_ticket: p(format!("INSERT INTO {ks}.tickets ({TICKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
+            insert_ticket: p(format!("INSERT INTO {ks}.tickets ({TICKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
             // Conditional on the stored version: equal writes again, older is refused. Retrying
             // it is harmless, hence idempotent.
-            update_ticket: p(format!("UPDATE {ks}.tickets SET title = ?, description = ?, status = ?, source = ?, session_id = ?, updated_at = ?, assignee = ?, tags = ? WHERE project_id = ? AND slug = ? IF updated_at <= ?"), true).await?,
+            update_ticket: p(format!("UPDATE {ks}.tickets SET title = ?, description = ?, status = ?, source = ?, session_id = ?, updated_at = ?, assignee = ?, tags = ?, assignee_member_id = ?, assignee_member_name = ?, assignee_member_avatar_url = ?, satisfaction_score = ?, satisfaction_comment = ?, satisfaction_at = ? WHERE project_id = ? AND slug = ? IF updated_at <= ?"), true).await?,
             select_ticket: p(format!("SELECT {TICKET_COLUMNS} FROM {ks}.tickets WHERE project_id = ? AND slug = ?"), true).await?,
             insert_message: p(format!("INSERT INTO {ks}.messages (project_id, slug, message_id, author, content, idempotency_key, agent_id, agent_name, agent_avatar_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), true).await?,
             delete_message: p(format!("DELETE FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id = ?"), true).await?,
@@ -59,6 +63,8 @@ impl Statements {
             select_messages_desc: p(format!("SELECT message_id, author, content, idempotency_key, agent_id, agent_name, agent_avatar_url FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id > ? AND message_id < ? ORDER BY message_id DESC LIMIT ?"), true).await?,
             insert_note: p(format!("INSERT INTO {ks}.ticket_notes (project_id, slug, note_id, author, content, created_at) VALUES (?, ?, ?, ?, ?, ?)"), true).await?,
             select_notes: p(format!("SELECT note_id, author, content, created_at FROM {ks}.ticket_notes WHERE project_id = ? AND slug = ?"), true).await?,
+            insert_activity: p(format!("INSERT INTO {ks}.ticket_activity (project_id, slug, activity_id, body) VALUES (?, ?, ?, ?)"), true).await?,
+            select_activity: p(format!("SELECT activity_id, body FROM {ks}.ticket_activity WHERE project_id = ? AND slug = ?"), true).await?,
             upsert_cursor: p(format!("INSERT INTO {ks}.read_cursors (project_id, slug, reader, up_to) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"), true).await?,
             select_cursors: p(format!("SELECT reader, up_to FROM {ks}.read_cursors WHERE project_id = ? AND slug = ?"), true).await?,
         })
@@ -79,6 +85,18 @@ impl ScyllaStore {
     async fn insert_note(&self, project: &ProjectId, slug: &Slug, n: &Note) -> StoreResult<()> {
         let values = NoteValues::new(project, slug, n);
         self.write(&self.tickets.insert_note, values).await
+    }
+
+    async fn insert_activity(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        a: &Activity,
+    ) -> StoreResult<()> {
+        let body = serde_json::to_string(a).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let id = CqlTimeuuid::from(a.id.as_uuid());
+        let values = (project.as_str(), slug.as_str(), id, body);
+        self.write(&self.tickets.insert_activity, values).await
     }
 
     /// The write's own timestamp is the message's: the newest cursor wins by itself.
@@ -139,6 +157,7 @@ impl ScyllaStore {
                     Some(Box::pin(self.upsert_cursor(project, slug, *reader, *up_to)))
                 }
                 TicketWrite::Note(n) => Some(Box::pin(self.insert_note(project, slug, n))),
+                TicketWrite::Activity(a) => Some(Box::pin(self.insert_activity(project, slug, a))),
                 TicketWrite::Delivery(d) => Some(Box::pin(self.put_delivery_rows(d, None))),
                 TicketWrite::Audit(r) => Some(Box::pin(self.insert_audit(r))),
                 TicketWrite::Ticket(_) => None,
@@ -285,6 +304,22 @@ impl TicketStore for ScyllaStore {
             let key = (project.as_str(), slug.as_str());
             let rows: Vec<NoteRow> = self.all_rows(&self.tickets.select_notes, key).await?;
             rows.into_iter().map(Note::try_from).collect()
+        })
+        .await
+    }
+
+    async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>> {
+        timed("scylla", "list_activity", async {
+            let key = (project.as_str(), slug.as_str());
+            let rows: Vec<(CqlTimeuuid, String)> =
+                self.all_rows(&self.tickets.select_activity, key).await?;
+            rows.into_iter()
+                .map(|(_, body)| {
+                    serde_json::from_str(&body).map_err(|e| {
+                        StoreError::Internal(format!("corrupt ticket_activity row: {e}"))
+                    })
+                })
+                .collect()
         })
         .await
     }

@@ -28,6 +28,7 @@ export type Ticket = Schemas["Ticket"];
 export type TicketStatus = Schemas["TicketStatus"];
 export type Message = Schemas["Message"];
 export type Note = Schemas["Note"];
+export type TimelineEntry = Schemas["TimelineEntry"];
 export type Turn = Schemas["ChatTurn"];
 export type Article = Schemas["Article"];
 export type Project = Schemas["Project"];
@@ -39,6 +40,8 @@ export type Language = Schemas["Language"];
 export type AssistantOutcomes = Schemas["AssistantOutcomes"];
 export type Role = Schemas["Role"];
 export type Member = Schemas["Member"];
+export type ApiToken = Schemas["ApiToken"];
+export type TokenScope = Schemas["TokenScope"];
 
 /** Signs a member in: the session cookie is set, and the credentials the inbox keeps. */
 export async function signIn(project: string, email: string, password: string): Promise<Credentials> {
@@ -55,7 +58,40 @@ export async function signIn(project: string, email: string, password: string): 
     memberId: signed.member.id,
   };
 }
+
+/** Accepts an invitation: the new member is signed in, as by `signIn`. */
+export async function acceptInvitation(project: string, token: string, name: string, password: string): Promise<Credentials> {
+  const signed = await json<Schemas["SignedInView"]>(`/v1/projects/${encodeURIComponent(project)}/join`, {
+    body: { token, name, password } satisfies Schemas["AcceptInvitation"],
+    cookie: true,
+  });
+  return {
+    project,
+    key: "",
+    name: signed.member.name,
+    csrf: signed.csrf_token,
+    role: signed.member.role,
+    memberId: signed.member.id,
+  };
+}
+
+/** Sets a new password with a reset link; every session of the member ends. */
+export async function completeReset(project: string, token: string, password: string): Promise<void> {
+  await json(`/v1/projects/${encodeURIComponent(project)}/password-reset/complete`, {
+    body: { token, password } satisfies Schemas["CompleteReset"],
+  });
+}
+
+/** Asks for a reset link; answered the same whether or not the address has an account. */
+export async function requestReset(project: string, email: string): Promise<void> {
+  await json(`/v1/projects/${encodeURIComponent(project)}/password-reset`, {
+    body: { email } satisfies Schemas["ResetRequest"],
+  });
+}
+
+export type Invitation = Schemas["Invitation"];
 export type CannedReply = Schemas["CannedReply"];
+export type Assignee = Schemas["MessageAgent"];
 
 export class Api {
   constructor(
@@ -119,8 +155,36 @@ export class Api {
     return this.patch<Member>(`/v1/projects/${this.p}/members/${id}`, change);
   }
 
+  invitations() {
+    return this.get<Schemas["InvitationList"]>(`/v1/projects/${this.p}/invitations`);
+  }
+
+  invite(invitation: Schemas["NewInvitation"]) {
+    return this.post<Schemas["IssuedInvitation"]>(`/v1/projects/${this.p}/invitations`, invitation);
+  }
+
+  revokeInvitation(id: string) {
+    return this.delete(`/v1/projects/${this.p}/invitations/${id}`);
+  }
+
+  resetLink(memberId: string) {
+    return this.post<Schemas["IssuedReset"]>(`/v1/projects/${this.p}/members/${memberId}/password-reset`, {});
+  }
+
   deactivateMember(id: string) {
     return this.patch<Member>(`/v1/projects/${this.p}/members/${id}`, { state: "deactivated" });
+  }
+
+  myTokens() {
+    return this.get<Schemas["TokenList"]>(`/v1/projects/${this.p}/me/tokens`);
+  }
+
+  createToken(token: Schemas["NewToken"]) {
+    return this.post<Schemas["CreatedToken"]>(`/v1/projects/${this.p}/me/tokens`, token);
+  }
+
+  revokeToken(id: string) {
+    return this.delete(`/v1/projects/${this.p}/me/tokens/${encodeURIComponent(id)}`);
   }
 
   get p() {
@@ -131,9 +195,11 @@ export class Api {
     return this.get<Project>(`/v1/projects/${this.p}`);
   }
 
-  tickets(status: string, q: string, cursor?: string, tag?: string) {
+  /** `assignee`: "me", "none", a member's id, or "" for anyone. */
+  tickets(status: string, q: string, cursor?: string, tag?: string, assignee?: string) {
     const params = new URLSearchParams({ limit: "25" });
     if (status) params.set("status", status);
+    if (assignee) params.set("assignee", assignee);
     if (q.trim()) params.set("q", q.trim());
     if (tag) params.set("tag", tag);
     if (cursor) params.set("cursor", cursor);
@@ -144,6 +210,18 @@ export class Api {
 
   ticket(slug: string) {
     return this.get<Ticket>(`/v1/tickets/${this.p}/${slug}`);
+  }
+
+  /** The newest `limit` messages older than `before` (the newest of all without it), with
+   * `next_before` while older ones exist. */
+  ticketPage(slug: string, limit: number, before?: string) {
+    const params = new URLSearchParams({ limit: String(limit) });
+    if (before) params.set("before", before);
+    return this.get<Ticket>(`/v1/tickets/${this.p}/${slug}?${params}`);
+  }
+
+  timeline(slug: string) {
+    return this.get<Schemas["Timeline"]>(`/v1/projects/${this.p}/tickets/${slug}/timeline`);
   }
 
   chat(slug: string) {
@@ -178,8 +256,19 @@ export class Api {
     return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { status } satisfies Schemas["ChangeTicket"]);
   }
 
-  assign(slug: string, assignee: string | null) {
-    return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { assignee } satisfies Schemas["ChangeTicket"]);
+  /** Assigns the ticket to a member (by id), or to nobody. */
+  assign(slug: string, memberId: string | null) {
+    return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { assignee_id: memberId } satisfies Schemas["ChangeTicket"]);
+  }
+
+  /** Assigns the ticket to a typed name: the admin key is nobody's member, so "Assign to me" names its agent. */
+  assignName(slug: string, name: string | null) {
+    return this.patch<TicketSummary>(`/v1/tickets/${this.p}/${slug}`, { assignee: name } satisfies Schemas["ChangeTicket"]);
+  }
+
+  /** The members a ticket may be assigned to. */
+  assignees() {
+    return this.get<Schemas["AssigneeList"]>(`/v1/projects/${this.p}/assignees`);
   }
 
   setTags(slug: string, tags: string[]) {
@@ -248,6 +337,11 @@ export class Api {
 
   setAssistant(assistant: Pick<Schemas["UpdateProject"], "assistant_name" | "assistant_greeting" | "assistant_guidance">) {
     return this.patch<Project>(`/v1/projects/${this.p}`, assistant satisfies Schemas["UpdateProject"]);
+  }
+
+  /** Turns the satisfaction survey (CSAT) of resolved tickets on or off. */
+  setCsat(csat_enabled: boolean) {
+    return this.patch<Project>(`/v1/projects/${this.p}`, { csat_enabled } satisfies Schemas["UpdateProject"]);
   }
 
   cannedReplies() {

@@ -5,39 +5,177 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { ApiError } from "../shared/http";
-import { Api, type Credentials, saveCredentials, savedCredentials, signIn } from "./api";
+import { AlertSettings, alertAgent } from "./alerts";
+import { acceptInvitation, Api, completeReset, type Credentials, requestReset, saveCredentials, savedCredentials, signIn } from "./api";
 import { Feed, type FeedEvent, type FeedState } from "./feed";
 import { KnowledgeBase } from "./kb";
+import { Account } from "./account";
 import { Members } from "./members";
 import { Settings } from "./settings";
 import { INBOX_CSS } from "./styles";
 import { Tickets } from "./tickets";
 
+/** An invitation or reset link's page: `#/accept?project=…&token=…` or `#/reset?…`. The
+ * token travels in the fragment, which the browser never sends to the server. */
+function linkPage(): { page: "accept" | "reset"; project: string; token: string } | undefined {
+  const match = /^#\/(accept|reset)\?(.*)$/.exec(location.hash);
+  if (!match) return undefined;
+  const params = new URLSearchParams(match[2]);
+  const project = params.get("project") ?? "";
+  const token = params.get("token") ?? "";
+  if (!project || !token) return undefined;
+  return { page: match[1] as "accept" | "reset", project, token };
+}
+
+/** Leaves a link's page: the token goes out of the address bar and the history entry. */
+function leaveLinkPage() {
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
 export function App() {
   const [creds, setCreds] = useState<Credentials | undefined>(savedCredentials);
+  const [link, setLink] = useState(linkPage);
+  const [notice, setNotice] = useState<string>();
   useEffect(() => {
     const style = document.createElement("style");
     style.textContent = INBOX_CSS;
     document.head.appendChild(style);
+    // A link opened in a tab already on the inbox changes only the fragment.
+    const follow = () => setLink(linkPage());
+    window.addEventListener("hashchange", follow);
+    return () => window.removeEventListener("hashchange", follow);
   }, []);
-  if (!creds) {
+  const signedIn = (c: Credentials) => {
+    saveCredentials(c);
+    setNotice(undefined);
+    setCreds(c);
+  };
+  const signedOut = (why?: string) => {
+    saveCredentials(undefined);
+    setNotice(why);
+    setCreds(undefined);
+  };
+  if (link?.page === "accept") {
     return (
-      <SignIn
+      <AcceptInvitation
+        project={link.project}
+        token={link.token}
         onSignedIn={(c) => {
-          saveCredentials(c);
-          setCreds(c);
+          leaveLinkPage();
+          setLink(undefined);
+          rememberSignIn("member");
+          signedIn(c);
         }}
       />
     );
   }
+  if (link?.page === "reset") {
+    return (
+      <ResetPassword
+        project={link.project}
+        token={link.token}
+        onDone={() => {
+          leaveLinkPage();
+          setLink(undefined);
+          rememberSignIn("member");
+          signedOut("Your password is changed. Sign in with it.");
+        }}
+      />
+    );
+  }
+  if (!creds) {
+    return <SignIn notice={notice} onSignedIn={signedIn} />;
+  }
   return (
     <Inbox
       creds={creds}
-      onSignOut={() => {
-        saveCredentials(undefined);
-        setCreds(undefined);
-      }}
+      onSignOut={signedOut}
     />
+  );
+}
+
+function AcceptInvitation({ project, token, onSignedIn }: { project: string; token: string; onSignedIn: (c: Credentials) => void }) {
+  const [name, setName] = useState("");
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      const creds = await acceptInvitation(project, token, name.trim(), password);
+      askForNotifications();
+      onSignedIn(creds);
+    } catch (err) {
+      setError(err instanceof ApiError && err.status < 500 ? err.message : "The server did not answer. Try again.");
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="signin">
+      <form onSubmit={submit} aria-labelledby="accept-title">
+        <h1 id="accept-title">Join {project}</h1>
+        <p class="hint">You were invited to answer this project's tickets. Choose the name your visitors and team will see, and a password.</p>
+        <label>
+          Your name
+          <input required maxLength={100} value={name} autoComplete="name" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Password
+          <input type="password" required minLength={10} autoComplete="new-password" value={password} onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
+        </label>
+        <p class="hint">At least 10 characters, of two kinds or more (lower case, upper case, digits, others).</p>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? "Joining…" : "Join and sign in"}
+        </button>
+      </form>
+    </main>
+  );
+}
+
+function ResetPassword({ project, token, onDone }: { project: string; token: string; onDone: () => void }) {
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      await completeReset(project, token, password);
+      onDone();
+    } catch (err) {
+      setError(err instanceof ApiError && err.status < 500 ? err.message : "The server did not answer. Try again.");
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="signin">
+      <form onSubmit={submit} aria-labelledby="reset-title">
+        <h1 id="reset-title">A new password</h1>
+        <label>
+          New password
+          <input type="password" required minLength={10} autoComplete="new-password" value={password} onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
+        </label>
+        <p class="hint">At least 10 characters, of two kinds or more. Every device signed in with the old one is signed out.</p>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? "Saving…" : "Set the password"}
+        </button>
+      </form>
+    </main>
   );
 }
 
@@ -67,7 +205,7 @@ function rememberSignIn(mode: "member" | "key") {
   }
 }
 
-function SignIn({ onSignedIn }: { onSignedIn: (c: Credentials) => void }) {
+function SignIn({ notice, onSignedIn }: { notice?: string; onSignedIn: (c: Credentials) => void }) {
   const [mode, setMode] = useState(lastSignIn);
   const done = (c: Credentials) => {
     rememberSignIn(c.csrf ? "member" : "key");
@@ -76,16 +214,17 @@ function SignIn({ onSignedIn }: { onSignedIn: (c: Credentials) => void }) {
   return mode === "key" ? (
     <KeySignIn onSignedIn={done} onMember={() => setMode("member")} />
   ) : (
-    <MemberSignIn onSignedIn={done} onKey={() => setMode("key")} />
+    <MemberSignIn notice={notice} onSignedIn={done} onKey={() => setMode("key")} />
   );
 }
 
-function MemberSignIn({ onSignedIn, onKey }: { onSignedIn: (c: Credentials) => void; onKey: () => void }) {
+function MemberSignIn({ notice, onSignedIn, onKey }: { notice?: string; onSignedIn: (c: Credentials) => void; onKey: () => void }) {
   const [project, setProject] = useState("");
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
+  const [forgot, setForgot] = useState(false);
   const submit = async (e: Event) => {
     e.preventDefault();
     setBusy(true);
@@ -111,6 +250,11 @@ function MemberSignIn({ onSignedIn, onKey }: { onSignedIn: (c: Credentials) => v
     <main class="signin">
       <form onSubmit={submit} aria-labelledby="signin-title">
         <h1 id="signin-title">Fleety inbox</h1>
+        {notice && (
+          <p class="notice" role="status">
+            {notice}
+          </p>
+        )}
         <label>
           Project id
           <input value={project} required onInput={(e) => setProject((e.target as HTMLInputElement).value)} />
@@ -131,6 +275,22 @@ function MemberSignIn({ onSignedIn, onKey }: { onSignedIn: (c: Credentials) => v
         <button type="submit" disabled={busy}>
           {busy ? "Signing in…" : "Sign in"}
         </button>
+        <button
+          type="button"
+          class="link"
+          onClick={async () => {
+            if (!project.trim() || !email.trim()) {
+              setError("Type the project id and your email first.");
+              return;
+            }
+            await requestReset(project.trim(), email.trim()).catch(() => undefined);
+            setError(undefined);
+            setForgot(true);
+          }}
+        >
+          Forgot your password?
+        </button>
+        {forgot && <p class="hint">Asked. Until this server sends email, an owner or admin of the project gives you a reset link from the members page.</p>}
         <button type="button" class="link" onClick={onKey}>
           Use the project's admin key instead
         </button>
@@ -195,18 +355,32 @@ function KeySignIn({ onSignedIn, onMember }: { onSignedIn: (c: Credentials) => v
 
 export type Listener = (event: FeedEvent) => void;
 
-function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void }) {
-  const api = useMemo(() => new Api(creds, onSignOut), [creds]);
-  const [view, setView] = useState<"tickets" | "kb" | "settings" | "members">("tickets");
+const SIGNED_OUT = "You were signed out: your session ended (signed out elsewhere, a new password, or your access changed).";
+
+function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: (why?: string) => void }) {
+  const api = useMemo(() => new Api(creds, () => onSignOut(SIGNED_OUT)), [creds]);
+  const [view, setView] = useState<"tickets" | "kb" | "settings" | "members" | "account">("tickets");
   // Agents answer tickets; the settings and the team are their owners' and admins'.
   const manages = api.role !== "agent";
-  const views = manages ? (["tickets", "kb", "settings", "members"] as const) : (["tickets", "kb"] as const);
-  const label = { tickets: "Tickets", kb: "Knowledge base", settings: "Settings", members: "Members" } as const;
+  const shared = manages ? (["tickets", "kb", "settings", "members"] as const) : (["tickets", "kb"] as const);
+  // A signed-in member has an account of their own; the admin key is nobody's.
+  const views = creds.memberId ? [...shared, "account" as const] : shared;
+  const label = { tickets: "Tickets", kb: "Knowledge base", settings: "Settings", members: "Members", account: "Account" } as const;
   const [feedState, setFeedState] = useState<FeedState>("connecting");
   const [unread, setUnread] = useState<Record<string, number>>({});
   const [resumes, setResumes] = useState(0);
   const listeners = useRef(new Set<Listener>());
   const open = useRef<string | undefined>(undefined);
+  // Who each ticket is assigned to, as far as the feed told or a read found: a reply alerts
+  // only the agent the ticket is assigned to.
+  const assignees = useRef(new Map<string, string | null>());
+  const assignee = async (slug: string): Promise<string | null> => {
+    const known = assignees.current.get(slug);
+    if (known !== undefined) return known;
+    const t = await api.ticket(slug);
+    assignees.current.set(slug, t.assignee ?? null);
+    return t.assignee ?? null;
+  };
   const feed = useMemo(
     () =>
       new Feed(
@@ -218,10 +392,19 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
             if (slug !== open.current || document.hidden) {
               setUnread((u) => ({ ...u, [slug]: (u[slug] ?? 0) + 1 }));
             }
-            if (document.hidden) alertAgent(`New message on ${slug}`, String(event.payload.content ?? ""));
+            if (document.visibilityState === "hidden") {
+              const content = String(event.payload.content ?? "");
+              void assignee(slug)
+                .then((who) => who === creds.name && alertAgent(`New reply on a ticket assigned to you (${slug})`, content))
+                .catch(() => undefined);
+            }
           }
-          if (event.type === "ticket_created" && document.hidden) {
+          if (event.type === "ticket_created" && event.ticket) {
+            assignees.current.set(event.ticket, event.payload.assignee ?? null);
             alertAgent("New ticket", String(event.payload.title ?? ""));
+          }
+          if (event.type === "assigned" && event.ticket) {
+            assignees.current.set(event.ticket, (event.payload.assignee as string | null) ?? null);
           }
         },
         (state, resumed) => {
@@ -229,6 +412,7 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
           // Back after a drop: reload what is on screen, so nothing sent meanwhile is missed.
           if (resumed) setResumes((n) => n + 1);
         },
+        () => onSignOut(SIGNED_OUT),
       ),
     [api],
   );
@@ -262,6 +446,7 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
         <span class={`feed ${feedState}`} role="status">
           {feedState === "live" ? "Live" : feedState === "connecting" ? "Connecting…" : "Reconnecting…"}
         </span>
+        <AlertSettings />
         <span class="who">
           {creds.name}
           {creds.role && <span class="sub"> · {creds.role}</span>}
@@ -272,7 +457,8 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
           onClick={() => {
             // Signed out here whatever the server says: the session ends there, or its cookie
             // expires.
-            api.signOut().catch(() => undefined).finally(onSignOut);
+            feed.stop();
+            api.signOut().catch(() => undefined).finally(() => onSignOut());
           }}
         >
           Sign out
@@ -296,26 +482,7 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: () => void
       {view === "kb" && <KnowledgeBase api={api} />}
       {view === "settings" && manages && <Settings api={api} />}
       {view === "members" && manages && <Members api={api} />}
+      {view === "account" && creds.memberId && <Account api={api} />}
     </div>
   );
-}
-
-/** A sound and, when allowed, a notification: for an agent whose inbox tab is hidden. */
-function alertAgent(title: string, body: string) {
-  try {
-    const audio = new AudioContext();
-    const tone = audio.createOscillator();
-    const gain = audio.createGain();
-    tone.frequency.value = 880;
-    gain.gain.setValueAtTime(0.08, audio.currentTime);
-    gain.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.3);
-    tone.connect(gain).connect(audio.destination);
-    tone.start();
-    tone.stop(audio.currentTime + 0.3);
-  } catch {
-    // No audio (a browser that blocks it until a click): the notification still shows.
-  }
-  if ("Notification" in window && Notification.permission === "granted") {
-    new Notification(title, { body: body.slice(0, 140), tag: "fleety" });
-  }
 }

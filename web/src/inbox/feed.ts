@@ -1,6 +1,7 @@
 // The project's live feed for the inbox: every ticket event, over one WebSocket opened with a
 // fresh one-minute feed token each time, reconnected with backoff and jitter. Events the
-// inbox missed while disconnected are caught up by reloading what is on screen.
+// inbox missed while disconnected are caught up by reloading what is on screen. A member's
+// socket is closed with 4401 the moment their session ends, and the inbox signs out.
 
 import type { components } from "../shared/api-types";
 import type { Api } from "./api";
@@ -9,6 +10,9 @@ import type { Api } from "./api";
 type Frame = components["schemas"]["FeedEvent"];
 /** A ticket's event: every frame but the feed's own `subscribed`, which the feed keeps. */
 export type FeedEvent = Exclude<Frame, { type: "subscribed" }>;
+
+/** The close code of a member's feed whose session ended. */
+const SIGNED_OUT = 4401;
 
 export type FeedState = "connecting" | "live" | "reconnecting";
 
@@ -22,6 +26,9 @@ export class Feed {
     private readonly api: Api,
     private readonly onEvent: (event: FeedEvent) => void,
     private readonly onState: (state: FeedState, resumed: boolean) => void,
+    /** The member's session ended (signed out elsewhere, deactivated, a new password): the
+     * server closed the socket with 4401 at once. */
+    private readonly onSignedOut: () => void = () => undefined,
   ) {}
 
   start() {
@@ -64,9 +71,14 @@ export class Feed {
       }
       this.onEvent(event);
     };
-    socket.onclose = () => {
+    socket.onclose = (closed) => {
       if (this.socket !== socket) return;
       this.socket = undefined;
+      if (closed.code === SIGNED_OUT) {
+        this.stopped = true;
+        this.onSignedOut();
+        return;
+      }
       if (!this.stopped) this.retry();
     };
   }

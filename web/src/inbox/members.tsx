@@ -1,19 +1,48 @@
-// The project's members, for its owners and admins: who they are, their role and state, a
-// form to add one, and deactivation. Admins manage agents only; the server says so if asked
-// for more, and the page shows what it said.
+// The project's members, for its owners and admins: who they are, their role and state,
+// invitations by link (made, listed, revoked), a reset link for a member, a form to add one
+// with a password, and deactivation. Admins manage agents only; the server says so if asked
+// for more, and the page shows what it said. A link is shown once, to copy: the server keeps
+// only a digest of its token.
 
 import { useEffect, useState } from "preact/hooks";
 
-import type { Api, Member, Role } from "./api";
+import type { Api, Invitation, Member, Role } from "./api";
+
+/** A link the server made, to copy and hand over. */
+function LinkOut({ label, path }: { label: string; path: string }) {
+  const url = `${location.origin}${path}`;
+  const [copied, setCopied] = useState(false);
+  return (
+    <div class="link-out">
+      <input readOnly aria-label={label} value={url} onFocus={(e) => (e.target as HTMLInputElement).select()} />
+      <button
+        type="button"
+        onClick={() =>
+          navigator.clipboard?.writeText(url).then(
+            () => setCopied(true),
+            () => undefined,
+          )
+        }
+      >
+        {copied ? "Copied" : "Copy"}
+      </button>
+    </div>
+  );
+}
 
 const ROLES: Role[] = ["agent", "admin", "owner"];
 
 export function Members({ api }: { api: Api }) {
   const [members, setMembers] = useState<Member[]>();
+  const [invitations, setInvitations] = useState<Invitation[]>([]);
   const [error, setError] = useState<string>();
+  const [reset, setReset] = useState<{ name: string; path: string }>();
   const load = () =>
-    api.members().then(
-      (list) => setMembers(list.members),
+    Promise.all([api.members(), api.invitations()]).then(
+      ([list, pending]) => {
+        setMembers(list.members);
+        setInvitations(pending.invitations);
+      },
       (e) => setError((e as Error).message),
     );
   useEffect(() => {
@@ -85,6 +114,19 @@ export function Members({ api }: { api: Api }) {
                           Deactivate {m.name}
                         </button>
                       )}
+                      {mayChange && m.state !== "deactivated" && (
+                        <button
+                          type="button"
+                          onClick={() =>
+                            act(async () => {
+                              const link = await api.resetLink(m.id);
+                              setReset({ name: m.name, path: link.path });
+                            })
+                          }
+                        >
+                          Reset link for {m.name}
+                        </button>
+                      )}
                       {mayChange && m.state === "deactivated" && (
                         <button type="button" onClick={() => act(() => api.updateMember(m.id, { state: "active" }))}>
                           Reactivate {m.name}
@@ -97,7 +139,14 @@ export function Members({ api }: { api: Api }) {
             </tbody>
           </table>
         )}
+        {reset && (
+          <div class="stack">
+            <p role="status">A password-reset link for {reset.name}, working once within the hour. Give it to them:</p>
+            <LinkOut label={`Reset link for ${reset.name}`} path={reset.path} />
+          </div>
+        )}
       </section>
+      <Invite api={api} roles={roles} invitations={invitations} onChanged={load} />
       <AddMember api={api} roles={roles} onAdded={load} />
     </div>
   );
@@ -160,6 +209,99 @@ function AddMember({ api, roles, onAdded }: { api: Api; roles: Role[]; onAdded: 
         {note && <p role="status">{note}</p>}
         <button type="submit">Add member</button>
       </form>
+    </section>
+  );
+}
+
+function Invite({ api, roles, invitations, onChanged }: { api: Api; roles: Role[]; invitations: Invitation[]; onChanged: () => Promise<unknown> }) {
+  const [email, setEmail] = useState("");
+  const [role, setRole] = useState<Role>("agent");
+  const [error, setError] = useState<string>();
+  const [made, setMade] = useState<{ email: string; path: string }>();
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    try {
+      const issued = await api.invite({ email, role });
+      setMade({ email: issued.invitation.email, path: issued.path });
+      setError(undefined);
+      setEmail("");
+      await onChanged();
+    } catch (err) {
+      setError((err as Error).message);
+      setMade(undefined);
+    }
+  };
+  const revoke = async (id: string) => {
+    try {
+      await api.revokeInvitation(id);
+      setError(undefined);
+      await onChanged();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  return (
+    <section class="card" aria-labelledby="invite-title">
+      <h2 id="invite-title">Invite someone</h2>
+      <form onSubmit={submit} class="stack">
+        <label>
+          Email to invite
+          <input type="email" required value={email} onInput={(e) => setEmail((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Role to give
+          <select value={role} onChange={(e) => setRole((e.target as HTMLSelectElement).value as Role)}>
+            {roles.map((r) => (
+              <option value={r} key={r}>
+                {r}
+              </option>
+            ))}
+          </select>
+        </label>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit">Invite</button>
+      </form>
+      {made && (
+        <div class="stack">
+          <p role="status">Invitation link for {made.email}, working once. Give it to them; it is shown only now:</p>
+          <LinkOut label={`Invitation link for ${made.email}`} path={made.path} />
+        </div>
+      )}
+      {invitations.length > 0 && (
+        <table class="members">
+          <caption>Pending invitations</caption>
+          <thead>
+            <tr>
+              <th scope="col">Email</th>
+              <th scope="col">Role</th>
+              <th scope="col">Expires</th>
+              <th scope="col">
+                <span class="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {invitations.map((i) => (
+              <tr key={i.id}>
+                <td>{i.email}</td>
+                <td>{i.role}</td>
+                <td>{new Date(i.expires_at).toLocaleString()}</td>
+                <td>
+                  {roles.includes(i.role) && (
+                    <button type="button" class="danger" onClick={() => revoke(i.id)}>
+                      Revoke invitation for {i.email}
+                    </button>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
     </section>
   );
 }

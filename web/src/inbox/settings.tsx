@@ -8,7 +8,7 @@ import type { Api, Delivery, Project, Webhook, WebhookEvent } from "./api";
 import { CannedReplies } from "./canned";
 import { AssistantOutcomesPanel } from "./outcomes";
 
-const EVENTS: WebhookEvent[] = ["ticket.created", "ticket.status_changed", "message.created", "ticket.assigned"];
+const EVENTS: WebhookEvent[] = ["ticket.created", "ticket.status_changed", "message.created", "ticket.assigned", "ticket.rated"];
 
 export function Settings({ api }: { api: Api }) {
   return (
@@ -16,6 +16,7 @@ export function Settings({ api }: { api: Api }) {
       <AssistantOutcomesPanel api={api} />
       <Assistant api={api} />
       <Origins api={api} />
+      <Satisfaction api={api} />
       <CannedReplies api={api} />
       <Webhooks api={api} />
     </div>
@@ -105,6 +106,43 @@ function Assistant({ api }: { api: Api }) {
           Save assistant
         </button>
       </form>
+    </section>
+  );
+}
+
+/** Whether the widget asks visitors to rate a resolved ticket; saved as soon as it changes. */
+function Satisfaction({ api }: { api: Api }) {
+  // Null until the saved value arrives, so the box never shows a guess.
+  const [enabled, setEnabled] = useState<boolean | null>(null);
+  const [note, setNote] = useState<string>();
+  const [error, setError] = useState<string>();
+  useEffect(() => {
+    api.project().then((p) => setEnabled(p.csat_enabled), (e) => setError((e as Error).message));
+  }, []);
+  const change = async (on: boolean) => {
+    try {
+      const p = await api.setCsat(on);
+      setEnabled(p.csat_enabled);
+      setNote(p.csat_enabled ? "Visitors are asked to rate resolved tickets." : "Visitors are not asked.");
+      setError(undefined);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  return (
+    <section class="card" aria-labelledby="csat-title">
+      <h2 id="csat-title">Satisfaction survey</h2>
+      <p class="hint">When a ticket is resolved, the widget asks the visitor once for a rating from 1 to 5 and an optional comment.</p>
+      <label class="check">
+        <input type="checkbox" checked={enabled ?? false} disabled={enabled === null} onChange={(e) => void change((e.target as HTMLInputElement).checked)} /> Ask visitors to
+        rate resolved tickets
+      </label>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      {note && !error && <p role="status">{note}</p>}
     </section>
   );
 }

@@ -26,6 +26,9 @@ input, select, textarea { border: 1px solid var(--line); border-radius: 8px; pad
 .signin { min-height: 100vh; display: grid; place-items: center; }
 .signin form { width: min(380px, 92vw); background: var(--panel); padding: 28px; border-radius: 14px; border: 1px solid var(--line); display: flex; flex-direction: column; gap: 14px; }
 .signin h1 { margin: 0 0 4px; font-size: 22px; }
+.notice { margin: 0; padding: 10px 12px; border-radius: 8px; background: #fff7e0; border: 1px solid #f0d68a; color: #5c4400; font-size: 14px; }
+.link-out { display: flex; gap: 8px; align-items: center; }
+.link-out input { flex: 1; font-family: ui-monospace, monospace; font-size: 12px; }
 label { display: flex; flex-direction: column; gap: 4px; font-weight: 600; }
 label.check, .reply-bar label, .actions label { flex-direction: row; align-items: center; gap: 6px; font-weight: normal; }
 .inbox { height: 100vh; display: flex; flex-direction: column; }
@@ -51,6 +54,13 @@ label.check, .reply-bar label, .actions label { flex-direction: row; align-items
 .ticket .sub { grid-column: 1; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .unread { grid-column: 2; justify-self: end; min-width: 22px; height: 22px; border-radius: 11px; background: #c2255c; color: #fff; font-size: 12px; font-weight: 700; text-align: center; line-height: 22px; padding: 0 6px; }
 .filters .keys { padding: 6px 10px; }
+.views { display: flex; gap: 6px; align-items: center; justify-content: space-between; }
+.view-tabs { display: flex; gap: 0; }
+.view-tabs button { border-radius: 0; padding: 4px 10px; }
+.view-tabs button:first-child { border-radius: 6px 0 0 6px; }
+.view-tabs button:last-child { border-radius: 0 6px 6px 0; }
+.view-tabs button[aria-pressed="true"] { background: var(--accent); color: #fff; border-color: var(--accent); }
+.views select { flex: 1; min-width: 0; }
 .overlay { position: fixed; inset: 0; background: rgb(0 0 0 / 0.35); display: grid; place-items: center; z-index: 10; }
 .help { background: var(--panel); border: 1px solid var(--line); border-radius: 14px; padding: 20px 24px; width: min(360px, 92vw); display: flex; flex-direction: column; gap: 10px; }
 .help h2 { margin: 0; font-size: 17px; }
@@ -69,6 +79,15 @@ kbd { font-family: ui-monospace, monospace; font-size: 12px; padding: 1px 6px; b
 .ticket-head h1 { margin: 0; font-size: 20px; }
 .actions { display: flex; align-items: center; gap: 10px; flex-wrap: wrap; }
 .assignee { color: var(--muted); }
+.alerts { position: relative; }
+.alert-settings { position: absolute; inset-inline-end: 0; top: 100%; z-index: 5; width: 280px; padding: 10px 12px; background: var(--panel); border: 1px solid var(--line); border-radius: 8px; box-shadow: 0 6px 20px rgba(0, 0, 0, 0.15); display: flex; flex-direction: column; gap: 6px; font-size: 13px; }
+.alert-settings .hint { margin: 0; }
+.notice.blocked { margin: 0; padding: 6px 8px; border-radius: 6px; background: #fff4e5; color: #6b3d00; }
+.csat { color: #8a5a00; letter-spacing: 1px; font-size: 12px; white-space: nowrap; }
+@media (prefers-color-scheme: dark) { .csat { color: #f0c060; } }
+.ticket .csat { grid-column: 1; }
+.csat-given { margin: 0 0 8px; padding: 6px 10px; border: 1px solid var(--line); border-radius: 8px; font-size: 13px; }
+.csat-given q { margin-inline-start: 6px; font-style: italic; }
 .tags, .ticket-tags, .tag-filter { display: flex; flex-wrap: wrap; align-items: center; gap: 4px; margin: 0; }
 .ticket .tags { grid-column: 1; }
 .tag { display: inline-flex; align-items: center; font-size: 11px; padding: 0 6px; border-radius: 8px; background: var(--bg); border: 1px solid var(--line); }
@@ -95,6 +114,8 @@ kbd { font-family: ui-monospace, monospace; font-size: 12px; padding: 1px 6px; b
 .msg .body a { color: var(--accent); }
 .note { align-self: flex-end; background: var(--note); border-color: var(--note-line); }
 .who { font-size: 12px; color: var(--muted); }
+.event { align-self: center; margin: 0; font-size: 12px; color: var(--muted); text-align: center; }
+.older { align-self: center; margin: 0; }
 .typing { color: var(--muted); font-style: italic; margin: 0; min-height: 1.45em; }
 .reply { display: flex; flex-direction: column; gap: 6px; }
 .reply textarea { width: 100%; resize: vertical; }

@@ -1,17 +1,25 @@
-// The ticket list (filters, search by title, a tag, paging, live, each ticket's last message and
+// The ticket list (views Mine, Unassigned and All, filters by status and assignee, the
+// server's search of titles, messages and notes as the agent types, a tag, paging, live, each
+// ticket's last message and
 // unread count, keyboard shortcuts) and the open ticket: its
-// whole history, the chat that led to it, internal notes, status, assignment, tags, and the
-// reply box.
+// history (newest page first, older pages as the agent scrolls up), the chat that led to it
+// (once: its turns are the ticket's first messages), internal notes, the timeline of status,
+// assignment and tag changes, and the reply box.
 
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
-import { Markdown } from "../shared/markdown";
-import type { Api, ListedTicket, Message, Note, Ticket, TicketStatus, TicketSummary, Turn } from "./api";
+import { Markdown, plainText } from "../shared/markdown";
+import type { Api, Assignee, ListedTicket, Message, Note, Ticket, TicketStatus, TicketSummary, TimelineEntry, Turn } from "./api";
 import type { Listener } from "./app";
 import { useCannedPicker } from "./canned";
 import type { Feed } from "./feed";
 
 const STATUSES = ["open", "pending", "resolved", "closed"];
+/** How long the agent pauses typing before the search runs. */
+const SEARCH_PAUSE_MS = 300;
+
+/** Messages per page of a ticket's history. */
+const PAGE = 50;
 
 interface Props {
   api: Api;
@@ -23,6 +31,29 @@ interface Props {
 
 type Listed = ListedTicket;
 
+/** Whose tickets the list shows: "me", "none" (unassigned), a member's id, or "" (all). */
+type Whose = string;
+
+/** Whether a ticket assigned as `a` belongs in the list of `whose`, for `me` (a member's id). */
+function belongs(whose: Whose, a: { assignee: string | null; assignee_member: Assignee | null }, me: string | undefined): boolean {
+  if (!whose) return true;
+  if (whose === "none") return a.assignee === null;
+  const id = whose === "me" ? me : whose;
+  return a.assignee_member?.id === id;
+}
+
+/** The members tickets may be assigned to, loaded once per inbox. */
+function useAssignees(api: Api): Assignee[] {
+  const [assignees, setAssignees] = useState<Assignee[]>([]);
+  useEffect(() => {
+    api
+      .assignees()
+      .then((list) => setAssignees(list.assignees))
+      .catch(() => undefined);
+  }, [api]);
+  return assignees;
+}
+
 /** When a message was sent: the time today, the date before. */
 function when(iso: string): string {
   const at = new Date(iso);
@@ -30,9 +61,9 @@ function when(iso: string): string {
   return today ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : at.toLocaleDateString([], { day: "numeric", month: "short" });
 }
 
-/** A message's start for the list, as the server makes its previews. */
+/** A message's start for the list, as the server makes its previews: plain text, not Markdown. */
 function preview(content: string): string {
-  const folded = content.split(/\s+/).filter(Boolean).join(" ");
+  const folded = plainText(content).split(/\s+/).filter(Boolean).join(" ");
   return folded.length > 140 ? `${folded.slice(0, 140)}…` : folded;
 }
 
@@ -61,6 +92,10 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
   const [query, setQuery] = useState("");
   const [applied, setApplied] = useState("");
   const [tag, setTag] = useState("");
+  // The list opens on All, as it always has; Mine is there for a signed-in member only.
+  const [whose, setWhose] = useState<Whose>("");
+  const me = api.creds.memberId;
+  const assignees = useAssignees(api);
   const [tickets, setTickets] = useState<Listed[]>([]);
   const [cursor, setCursor] = useState<string | null | undefined>(null);
   const [selected, setSelected] = useState<string>();
@@ -72,7 +107,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
 
   const load = async (more: boolean) => {
     try {
-      const page = await api.tickets(status, applied, more ? (cursor ?? undefined) : undefined, tag);
+      const page = await api.tickets(status, applied, more ? (cursor ?? undefined) : undefined, tag, whose);
       setTickets((known) => (more ? [...known, ...page.tickets] : page.tickets));
       setCursor(page.next_cursor);
       setError(undefined);
@@ -82,7 +117,22 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
   };
   useEffect(() => {
     void load(false);
-  }, [status, applied, tag, resumes]);
+  }, [status, applied, tag, whose, resumes]);
+  // The search runs once the agent pauses typing (Enter runs it at once), so each key press
+  // does not cost a request.
+  useEffect(() => {
+    if (query.trim() === applied.trim()) return;
+    const timer = setTimeout(() => setApplied(query), SEARCH_PAUSE_MS);
+    return () => clearTimeout(timer);
+  }, [query]);
+  // While searching, what the feed announces may or may not match: the server says, once a
+  // burst of events has passed.
+  const research = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  const searchAgain = () => {
+    clearTimeout(research.current);
+    research.current = setTimeout(() => void load(false), SEARCH_PAUSE_MS);
+  };
+  useEffect(() => () => clearTimeout(research.current), []);
 
   const open = (slug: string) => {
     setSelected(slug);
@@ -142,8 +192,8 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
         if (!slug) return;
         if (event.type === "ticket_created") {
           const t = event.payload;
-          const wanted =
-            (!status || t.status === status) && (!applied || t.title.toLowerCase().includes(applied.toLowerCase())) && (!tag || t.tags.includes(tag));
+          if (applied.trim()) return searchAgain();
+          const wanted = (!status || t.status === status) && (!tag || t.tags.includes(tag)) && belongs(whose, t, me);
           if (!wanted) return;
           setTickets((known) => [{ ...t, last_message: null, unread_count: 0 }, ...known.filter((k) => k.slug !== t.slug)]);
           // A ticket from the assistant arrives with its chat as messages, which the feed does
@@ -165,13 +215,19 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
         } else if (event.type === "status_change") {
           setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, status: String(event.payload.status) as TicketStatus } : k)));
         } else if (event.type === "assigned") {
-          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, assignee: event.payload.assignee ?? null } : k)));
+          const assigned = { assignee: event.payload.assignee ?? null, assignee_member: event.payload.assignee_member ?? null };
+          // A ticket assigned away from this view leaves it; one assigned into it shows at the next load.
+          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, ...assigned } : k)).filter((k) => k.slug !== slug || belongs(whose, assigned, me)));
         } else if (event.type === "ticket_update" && "tags" in event.payload) {
           const tags = event.payload.tags;
           setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, tags } : k)));
+        } else if (event.type === "ticket_update" && "satisfaction" in event.payload) {
+          const satisfaction = event.payload.satisfaction;
+          setTickets((known) => known.map((k) => (k.slug === slug ? { ...k, satisfaction } : k)));
         } else if (event.type === "new_message") {
           // The ticket moves to the top of what the agent sees as active, with its new message.
           const m = event.payload as unknown as Message;
+          if (applied.trim() && !state.current.tickets.some((k) => k.slug === slug)) return searchAgain();
           setTickets((known) => {
             const t = known.find((k) => k.slug === slug);
             if (!t) return known;
@@ -185,7 +241,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
           });
         }
       }),
-    [status, applied, tag],
+    [status, applied, tag, whose],
   );
 
   return (
@@ -212,8 +268,8 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
           </select>
           <input
             type="search"
-            placeholder="Search titles"
-            aria-label="Search titles"
+            placeholder="Search tickets"
+            aria-label="Search tickets"
             value={query}
             onInput={(e) => setQuery((e.target as HTMLInputElement).value)}
           />
@@ -221,6 +277,38 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
             ?
           </button>
         </form>
+        <div class="views">
+          <div class="view-tabs" role="group" aria-label="Whose tickets">
+            {(
+              [
+                ["me", "Mine"],
+                ["none", "Unassigned"],
+                ["", "All"],
+              ] as const
+            )
+              .filter(([v]) => v !== "me" || me)
+              .map(([v, label]) => (
+                <button type="button" key={label} aria-pressed={whose === v} onClick={() => setWhose(v)}>
+                  {label}
+                </button>
+              ))}
+          </div>
+          <label class="visually-hidden" for="assignee-filter">
+            Assignee
+          </label>
+          <select id="assignee-filter" value={whose} onChange={(e) => setWhose((e.target as HTMLSelectElement).value)}>
+            <option value="">Anyone</option>
+            {me && <option value="me">Me</option>}
+            <option value="none">Unassigned</option>
+            {assignees
+              .filter((a) => a.id !== me)
+              .map((a) => (
+                <option value={a.id} key={a.id}>
+                  {a.name}
+                </option>
+              ))}
+          </select>
+        </div>
         {tag && (
           <p class="tag-filter">
             Tagged <span class="tag">{tag}</span>{" "}
@@ -279,6 +367,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
                   {t.slug}
                   {t.assignee ? ` · ${t.assignee}` : ""}
                 </span>
+                {t.satisfaction && <Rated score={t.satisfaction.score} />}
                 {t.tags.length > 0 && (
                   <span class="tags">
                     {t.tags.map((name) => (
@@ -309,6 +398,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
           resumes={resumes}
           onSeen={() => onOpen(selected)}
           onTag={setTag}
+          assignees={assignees}
         />
       ) : (
         <section class="detail empty">Choose a ticket.</section>
@@ -347,12 +437,22 @@ interface ViewProps {
   onSeen: () => void;
   /** Shows only the tickets with this tag in the list. */
   onTag: (tag: string) => void;
+  /** Whom the ticket may be assigned to. */
+  assignees: Assignee[];
 }
 
-function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: ViewProps) {
+function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assignees }: ViewProps) {
   const [ticket, setTicket] = useState<Ticket>();
   const [turns, setTurns] = useState<Turn[]>([]);
   const [notes, setNotes] = useState<Note[]>([]);
+  const [entries, setEntries] = useState<TimelineEntry[]>([]);
+  // Where the next older page starts; undefined once the oldest message is shown.
+  const [older, setOlder] = useState<string>();
+  const loadingOlder = useRef(false);
+  // The thread's height from its bottom before older messages went in on top, to keep what
+  // the agent was reading in place.
+  const keep = useRef<number | undefined>(undefined);
+  const lastShown = useRef<string | undefined>(undefined);
   const [draft, setDraft] = useState("");
   const [asNote, setAsNote] = useState(false);
   const [visitorTyping, setVisitorTyping] = useState(false);
@@ -366,10 +466,12 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
 
   const reload = async () => {
     try {
-      const [t, chat, n] = await Promise.all([api.ticket(slug), api.chat(slug), api.notes(slug)]);
+      const [t, chat, n, tl] = await Promise.all([api.ticketPage(slug, PAGE), api.chat(slug), api.notes(slug), api.timeline(slug)]);
       setTicket(t);
+      setOlder(t.next_before ?? undefined);
       setTurns(chat.turns);
       setNotes(n.notes);
+      setEntries(tl.entries);
       setError(undefined);
       void api.markRead(slug).catch(() => undefined);
       onSeen();
@@ -381,6 +483,22 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
     void reload();
   }, [slug, resumes]);
 
+  const loadOlder = async () => {
+    if (!older || loadingOlder.current || !log.current) return;
+    loadingOlder.current = true;
+    try {
+      const page = await api.ticketPage(slug, PAGE, older);
+      if (log.current) keep.current = log.current.scrollHeight - log.current.scrollTop;
+      setTicket((t) => t && { ...t, messages: [...page.messages.filter((m) => !t.messages.some((x) => x.id === m.id)), ...t.messages] });
+      setOlder(page.next_before ?? undefined);
+    } catch (e) {
+      setError((e as Error).message);
+    } finally {
+      loadingOlder.current = false;
+    }
+  };
+  const addEntries = (more: TimelineEntry[]) =>
+    setEntries((known) => [...known, ...more.filter((e) => !known.some((k) => k.id === e.id))].sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at)));
   useEffect(
     () =>
       subscribe((event) => {
@@ -399,7 +517,9 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
         } else if (event.type === "status_change") {
           setTicket((t) => t && { ...t, status: String(p.status) as TicketStatus });
         } else if (event.type === "assigned") {
-          setTicket((t) => t && { ...t, assignee: (p.assignee as string) ?? null });
+          setTicket((t) => t && { ...t, assignee: (p.assignee as string) ?? null, assignee_member: (p.assignee_member as Assignee | null) ?? null });
+        } else if (event.type === "timeline_entry") {
+          addEntries([p as unknown as TimelineEntry]);
         } else if (event.type === "note_added") {
           const n = p as unknown as Note;
           setNotes((known) => (known.some((x) => x.id === n.id) ? known : [...known, n]));
@@ -407,6 +527,8 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
           setVisitorTyping(true);
           clearTimeout(typingTimer.current);
           typingTimer.current = setTimeout(() => setVisitorTyping(false), 5000);
+        } else if (event.type === "ticket_update" && p.satisfaction) {
+          setTicket((t) => t && { ...t, satisfaction: p.satisfaction as Ticket["satisfaction"] });
         } else if (event.type === "ticket_update" && Array.isArray(p.tags)) {
           setTicket((t) => t && { ...t, tags: p.tags as string[] });
         } else if (event.type === "ticket_update" && p.reader === "user") {
@@ -424,9 +546,21 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
     [slug],
   );
 
-  useEffect(() => {
-    if (log.current) log.current.scrollTop = log.current.scrollHeight;
-  }, [ticket?.messages.length, notes.length]);
+  // New items at the bottom scroll into view; an older page going in on top leaves the
+  // agent where they were. A first page too short to scroll brings the next one at once.
+  useLayoutEffect(() => {
+    const el = log.current;
+    if (!el || !ticket) return;
+    if (keep.current !== undefined) {
+      el.scrollTop = el.scrollHeight - keep.current;
+      keep.current = undefined;
+    } else {
+      const last = shown[shown.length - 1]?.id;
+      if (last !== lastShown.current) el.scrollTop = el.scrollHeight;
+      lastShown.current = last;
+    }
+    if (older && el.scrollHeight <= el.clientHeight) void loadOlder();
+  });
 
   const send = async (e: Event) => {
     e.preventDefault();
@@ -451,6 +585,11 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
     try {
       const t = await change;
       setTicket((known) => known && { ...known, ...t, messages: known.messages });
+      // The feed brings the entry too; asking covers an agent whose feed is reconnecting.
+      void api
+        .timeline(slug)
+        .then((tl) => addEntries(tl.entries))
+        .catch(() => undefined);
     } catch (err) {
       setError((err as Error).message);
     }
@@ -465,10 +604,23 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
     setNewTag("");
   };
 
+  // The chat that led to the ticket is its first messages: its turns show only where they
+  // are not (none, usually), once the oldest page is in.
+  const said = new Set(ticket?.messages.map((m) => m.content));
+  // The assistant's hand-off answer (the turn that opened the ticket) says only that.
+  const unsaid = older ? [] : turns.filter((turn) => !said.has(turn.content) && !turn.ticket_slug);
+  const ratings = new Map(turns.filter((turn) => turn.role === "assistant" && turn.feedback).map((turn) => [turn.content, turn.feedback]));
+  // Notes and entries older than the oldest message shown wait for its page.
+  const from = older && ticket?.messages.length ? Date.parse(ticket.messages[0].timestamp) : -Infinity;
+  const shown = ticket ? merge(ticket.messages, notes, entries).filter((item) => item.at >= from) : [];
+
   if (!ticket) {
     return <section class="detail">{error ? <p class="error">{error}</p> : "Loading…"}</section>;
   }
   const me = api.creds.name;
+  const memberId = api.creds.memberId;
+  const mine = memberId ? ticket.assignee_member?.id === memberId : ticket.assignee === me && !ticket.assignee_member;
+  const assignMe = () => (memberId ? api.assign(slug, memberId) : api.assignName(slug, me));
   return (
     <section class="detail" aria-label={`Ticket ${slug}`}>
       <header class="ticket-head">
@@ -490,16 +642,37 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
               ))}
             </select>
           </label>
-          {ticket.assignee === me ? (
+          {mine ? (
             <button type="button" onClick={() => void act(api.assign(slug, null))}>
               Unassign me
             </button>
           ) : (
-            <button type="button" onClick={() => void act(api.assign(slug, me))}>
+            <button type="button" onClick={() => void act(assignMe())}>
               Assign to me
             </button>
           )}
-          <span class="assignee">{ticket.assignee ? `Assigned to ${ticket.assignee}` : "Unassigned"}</span>
+          <label>
+            Assignee{" "}
+            <select
+              class="assignee-picker"
+              value={ticket.assignee_member?.id ?? (ticket.assignee ? "typed" : "")}
+              onChange={(e) => {
+                const id = (e.target as HTMLSelectElement).value;
+                if (id !== "typed") void act(api.assign(slug, id || null));
+              }}
+            >
+              <option value="">Unassigned</option>
+              {ticket.assignee && !ticket.assignee_member && <option value="typed">{ticket.assignee}</option>}
+              {ticket.assignee_member && !assignees.some((a) => a.id === ticket.assignee_member?.id) && (
+                <option value={ticket.assignee_member.id}>{ticket.assignee_member.name}</option>
+              )}
+              {assignees.map((a) => (
+                <option value={a.id} key={a.id}>
+                  {a.name}
+                </option>
+              ))}
+            </select>
+          </label>
         </div>
       </header>
       <form class="ticket-tags" aria-label="Tags" onSubmit={addTag}>
@@ -524,11 +697,17 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
           Tag
         </button>
       </form>
+      {ticket.satisfaction && (
+        <p class="csat-given" aria-label="The visitor's rating">
+          <Rated score={ticket.satisfaction.score} /> The visitor rated this conversation {ticket.satisfaction.score} of 5
+          {ticket.satisfaction.comment ? <q>{ticket.satisfaction.comment}</q> : ""} · {new Date(ticket.satisfaction.rated_at).toLocaleString()}
+        </p>
+      )}
       {ticket.description && <p class="description">{ticket.description}</p>}
-      {turns.length > 0 && (
+      {unsaid.length > 0 && (
         <details class="transcript">
-          <summary>The chat with the assistant ({turns.length} turns)</summary>
-          {turns.map((turn) => (
+          <summary>The chat with the assistant ({unsaid.length} turns)</summary>
+          {unsaid.map((turn) => (
             <p key={turn.id} class={`turn ${turn.role}`}>
               <strong>{turn.role === "user" ? "Visitor" : "Assistant"}:</strong> {turn.content}
               {turn.feedback && (
@@ -540,9 +719,30 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
           ))}
         </details>
       )}
-      <div class="thread" role="log" aria-live="polite" aria-label="Conversation" tabIndex={0} ref={log}>
-        {merge(ticket.messages, notes).map((item) =>
-          "author_kind" in item ? (
+      <div
+        class="thread"
+        role="log"
+        aria-live="polite"
+        aria-label="Conversation"
+        tabIndex={0}
+        ref={log}
+        onScroll={(e) => {
+          if ((e.target as HTMLElement).scrollTop < 120) void loadOlder();
+        }}
+      >
+        {older && (
+          <p class="older">
+            <button type="button" onClick={() => void loadOlder()}>
+              Earlier messages
+            </button>
+          </p>
+        )}
+        {shown.map((item) =>
+          "field" in item ? (
+            <p key={item.id} class="event">
+              {describe(item)} · <time dateTime={item.created_at}>{new Date(item.created_at).toLocaleTimeString()}</time>
+            </p>
+          ) : "author_kind" in item ? (
             <article key={item.id} class="note" aria-label="Internal note">
               <span class="who">Note · {item.author}</span>
               <p>{item.content}</p>
@@ -557,6 +757,11 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
               <div class="body">
                 <Markdown text={item.content} />
               </div>
+              {item.author === "assistant" && ratings.has(item.content) && (
+                <span class={`feedback ${ratings.get(item.content)}`} title="The visitor's rating of this answer">
+                  {ratings.get(item.content) === "up" ? "👍 Helpful" : "👎 Not helpful"}
+                </span>
+              )}
             </article>
           ),
         )}
@@ -607,12 +812,50 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag }: View
 
 type NoteItem = Note & { author_kind: "note"; at: number };
 type MessageItem = Message & { at: number };
+type EntryItem = TimelineEntry & { at: number };
 
-/** Messages and notes in one timeline. */
-function merge(messages: Message[], notes: Note[]): (NoteItem | MessageItem)[] {
-  const items: (NoteItem | MessageItem)[] = [
+/** Messages, notes and timeline entries in one thread, in the order they happened. */
+function merge(messages: Message[], notes: Note[], entries: TimelineEntry[]): (NoteItem | MessageItem | EntryItem)[] {
+  const items: (NoteItem | MessageItem | EntryItem)[] = [
     ...messages.map((m) => ({ ...m, at: Date.parse(m.timestamp) })),
     ...notes.map((n) => ({ ...n, author_kind: "note" as const, at: Date.parse(n.created_at) })),
+    ...entries.map((e) => ({ ...e, at: Date.parse(e.created_at) })),
   ];
-  return items.sort((a, b) => a.at - b.at);
+  const order = new Map(items.map((item) => [item.id, ticks(item.id)]));
+  return items.sort((a, b) => {
+    const x = order.get(a.id) ?? 0n;
+    const y = order.get(b.id) ?? 0n;
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+}
+
+/** The time in a version 1 UUID, in 100 ns steps: messages, notes and entries are ordered by
+ * it on the server, finer than the milliseconds their times show. */
+function ticks(id: string): bigint {
+  const hex = id.replace(/-/g, "");
+  if (hex.length !== 32) return 0n;
+  return (BigInt(`0x${hex.slice(13, 16)}`) << 48n) | (BigInt(`0x${hex.slice(8, 12)}`) << 32n) | BigInt(`0x${hex.slice(0, 8)}`);
+}
+
+/** A timeline entry as a sentence: who changed what. */
+function describe(e: TimelineEntry): string {
+  const who = e.actor.kind === "member" ? e.actor.name : e.actor.kind === "admin_key" ? "The admin key" : "The visitor";
+  if (e.field === "status") return `${who} changed the status from ${e.from} to ${e.to}`;
+  if (e.field === "assignee") {
+    if (!e.to) return `${who} unassigned ${e.from ?? "the ticket"}`;
+    return e.from ? `${who} reassigned the ticket from ${e.from} to ${e.to}` : `${who} assigned the ticket to ${e.to}`;
+  }
+  const parts = [];
+  if (e.added.length) parts.push(`added the tag${e.added.length > 1 ? "s" : ""} ${e.added.join(", ")}`);
+  if (e.removed.length) parts.push(`removed the tag${e.removed.length > 1 ? "s" : ""} ${e.removed.join(", ")}`);
+  return `${who} ${parts.join(" and ")}`;
+}
+
+/** A satisfaction score as five stars, the score's filled: read as "Rated n of 5". */
+function Rated({ score }: { score: number }) {
+  return (
+    <span class={`csat score-${score}`} role="img" aria-label={`Rated ${score} of 5`} title={`Rated ${score} of 5`}>
+      {"★".repeat(score) + "☆".repeat(5 - score)}
+    </span>
+  );
 }

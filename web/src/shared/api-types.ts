@@ -213,6 +213,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/kb/{projectId}/articles/{articleId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read one help-center article
+         * @description The whole article a search result points to, so a widget can show it where the matching passage is.
+         */
+        get: operations["readHelpCenterArticle"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/kb/{projectId}/search": {
         parameters: {
             query?: never;
@@ -263,6 +283,26 @@ export interface paths {
         head?: never;
         /** Change the project's name, allowed origins or assistant */
         patch: operations["updateProject"];
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/assignees": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The members tickets may be assigned to
+         * @description Every member who is not deactivated, by name: what an agent picks an assignee from. Each is the `assignee_member` a ticket would carry.
+         */
+        get: operations["listAssignees"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/v1/projects/{projectId}/assistant/outcomes": {
@@ -351,7 +391,7 @@ export interface paths {
         };
         /**
          * Every event of every ticket of the project (WebSocket)
-         * @description Upgrades to a WebSocket whose text frames are `FeedEvent`s: each ticket event, tagged with the ticket's slug, plus `ticket_created` and the agents-only `note_added`. Agents may send `{"type": "typing", "ticket": "<slug>"}`.
+         * @description Upgrades to a WebSocket whose text frames are `FeedEvent`s: each ticket event, tagged with the ticket's slug, plus `ticket_created` and the agents-only `note_added`. Agents may send `{"type": "typing", "ticket": "<slug>"}`. A member's socket closes with code 4401 as soon as the session its feed token came from ends (sign-out, a new password, deactivation).
          */
         get: operations["projectFeed"];
         put?: never;
@@ -373,6 +413,67 @@ export interface paths {
         put?: never;
         /** A one-minute token for the inbox socket */
         post: operations["feedToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The project's pending invitations */
+        get: operations["listInvitations"];
+        put?: never;
+        /**
+         * Invite someone by email
+         * @description A single-use link, expiring after `FLEETY_INVITATION_TTL_SECS`, that lets the invitee choose a name and password and join as an active member. The token is shown in this answer only. Inviting an address again replaces its earlier invitation. Admins invite agents only.
+         */
+        post: operations["inviteMember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/invitations/{invitationId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke a pending invitation
+         * @description Its link stops working (410). Admins revoke invitations to the agent role only.
+         */
+        delete: operations["revokeInvitation"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Accept an invitation: choose a name and password, and sign in
+         * @description The invitee becomes an active member with the invitation's role and is signed in, as by `signIn`. A refused name or password leaves the link working.
+         */
+        post: operations["acceptInvitation"];
         delete?: never;
         options?: never;
         head?: never;
@@ -527,6 +628,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{projectId}/me/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's personal API tokens, newest first
+         * @description Never their secrets. Empty for the admin key, which is no member.
+         */
+        get: operations["listMyTokens"];
+        put?: never;
+        /**
+         * Make a personal API token
+         * @description The answer carries the token's secret, `fpt_...`, this once: send it as `Authorization: Bearer`. It acts as the member, with their role as it is at each request; a `read` token is refused (403) on anything but GET and HEAD. It stops working when revoked or when its member is deactivated. Only a signed-in member makes tokens: not a token, not the admin key.
+         */
+        post: operations["createMyToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/me/tokens/{tokenId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke one of the caller's personal API tokens */
+        delete: operations["revokeMyToken"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{projectId}/members": {
         parameters: {
             query?: never;
@@ -567,6 +709,106 @@ export interface paths {
          * @description Members are never removed, so what they did keeps a name: `state: deactivated` deactivates one. Deactivating a member or giving them a new password ends every session of theirs. Only owners change owners and admins, or give those roles; nobody changes their own role or state.
          */
         patch: operations["updateMember"];
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/members/{memberId}/password-reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make a password-reset link for a member
+         * @description A single-use link, expiring after `FLEETY_PASSWORD_RESET_TTL_SECS`, to hand to the member; it replaces their earlier one. The token is shown in this answer only. Admins make links for agents only; anyone for themself.
+         */
+        post: operations["resetMemberPassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/members/{memberId}/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A member's personal API tokens, newest first
+         * @description Never their secrets. Admins see agents' tokens only.
+         */
+        get: operations["listMemberTokens"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/members/{memberId}/tokens/{tokenId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke a member's personal API token
+         * @description Admins revoke agents' tokens only.
+         */
+        delete: operations["revokeMemberToken"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/password-reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ask for a password reset
+         * @description Answered the same, at once, whether or not the address has an account. Until the server sends email, the link made for a member is delivered to nobody: an owner or admin makes one with `resetMemberPassword` and hands it over.
+         */
+        post: operations["requestPasswordReset"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/password-reset/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Set a new password with a reset link
+         * @description Ends every session of the member, as a password change does: they sign in again.
+         */
+        post: operations["completePasswordReset"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/v1/projects/{projectId}/sign-in": {
@@ -655,6 +897,26 @@ export interface paths {
         put?: never;
         /** Add an internal note, never shown to the visitor */
         post: operations["addNote"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/tickets/{slug}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who changed a ticket's status, assignee and tags, and when
+         * @description The ticket's timeline, oldest first: one entry per field a change touched, naming the member who acted (or the admin key, or the visitor whose reply reopened the ticket). Entry ids order with message and note ids.
+         */
+        get: operations["listTimeline"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -853,6 +1115,26 @@ export interface paths {
         patch: operations["markRead"];
         trace?: never;
     };
+    "/v1/tickets/{projectId}/{slug}/satisfaction": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rate one's satisfaction with a resolved ticket
+         * @description The visitor's CSAT rating, given once, after the ticket was resolved or closed. Sent as the `ticket.rated` webhook and told to the ticket's watchers as a `ticket_update`.
+         */
+        post: operations["rateTicket"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tickets/{projectId}/{slug}/ws": {
         parameters: {
             query?: never;
@@ -911,6 +1193,24 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description An invitation accepted. */
+        AcceptInvitation: {
+            name: string;
+            /** @description The same rule as any member's: at least 10 characters, of at least two kinds. */
+            password: string;
+            /** @description The token from the invitation's link. */
+            token: string;
+        };
+        /**
+         * @description A ticket field a timeline entry records a change of.
+         * @enum {string}
+         */
+        ActivityField: "status" | "assignee" | "tags";
+        /**
+         * @description Whether a member, the project's admin key or the visitor acted.
+         * @enum {string}
+         */
+        ActorKind: "member" | "admin_key" | "visitor";
         /** @description A member to add. */
         AddMember: {
             /**
@@ -932,6 +1232,22 @@ export interface components {
             role?: null | components["schemas"]["Role"];
         };
         AgentName: string;
+        /** @description A personal API token, as listed: never its secret. */
+        ApiToken: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: date-time
+             * @description Written at most once a minute; null if never used.
+             */
+            last_used_at?: string | null;
+            /** Format: uuid */
+            member_id: string;
+            name: string;
+            scope: components["schemas"]["TokenScope"];
+        };
         /** @description A knowledge-base article. */
         Article: {
             body: string;
@@ -967,9 +1283,15 @@ export interface components {
         /** @description A ticket's assignee changed (to nobody, when `assignee` is null). */
         AssignedPayload: {
             assignee: string | null;
+            assignee_member: null | components["schemas"]["MessageAgent"];
             previous: string | null;
+            previous_member: null | components["schemas"]["MessageAgent"];
             /** Format: date-time */
             updated_at: string;
+        };
+        /** @description The members tickets may be assigned to, by name. */
+        AssigneeList: {
+            assignees: components["schemas"]["MessageAgent"][];
         };
         AssistantGreeting: string;
         AssistantGuidance: string;
@@ -1111,8 +1433,10 @@ export interface components {
         };
         /** @description What to change on a ticket: its status, its assignee, its tags (at least one of them). */
         ChangeTicket: {
-            /** @description Absent: unchanged; `null`: nobody; a name: that agent. */
+            /** @description Absent: unchanged; `null`: nobody; a name: that agent, as free text (kept for existing clients; prefer `assignee_id`). */
             assignee?: null | components["schemas"]["AgentName"];
+            /** @description Absent: unchanged; `null`: nobody; a member's id: that member, who must not be deactivated. Not with `assignee`. */
+            assignee_id?: null | string;
             status?: components["schemas"]["TicketStatus"];
             /** @description Absent: unchanged; a list: the ticket's tags from now on (`[]` removes them all). */
             tags?: components["schemas"]["TicketTags"];
@@ -1154,6 +1478,13 @@ export interface components {
             /** @description Where the article is published, when it says: an http or https URL. */
             url?: string | null;
         };
+        /** @description A reset completed. */
+        CompleteReset: {
+            /** @description The same rule as any member's: at least 10 characters, of at least two kinds. */
+            password: string;
+            /** @description The token from the reset link. */
+            token: string;
+        };
         Conversation: components["schemas"]["ChatMessageIn"][];
         /** @description A new project; without `project_id` one is made up. */
         CreateProject: {
@@ -1171,6 +1502,11 @@ export interface components {
         CreatedProject: components["schemas"]["Project"] & {
             /** @description Shown once: only its hash is stored. */
             admin_key: string;
+        };
+        /** @description A new token, with its secret: shown this once. */
+        CreatedToken: components["schemas"]["ApiToken"] & {
+            /** @description Send it as `Authorization: Bearer <secret>`. It cannot be shown again. */
+            secret: string;
         };
         /** @description One delivery of an event to an endpoint, and how its attempts went. */
         Delivery: {
@@ -1233,7 +1569,7 @@ export interface components {
          * @description What a webhook can announce.
          * @enum {string}
          */
-        EventType: "ticket.created" | "ticket.status_changed" | "message.created" | "ticket.assigned";
+        EventType: "ticket.created" | "ticket.status_changed" | "message.created" | "ticket.assigned" | "ticket.rated";
         EventTypes: components["schemas"]["EventType"][];
         FeedEvent: {
             payload: components["schemas"]["SubscribedPayload"];
@@ -1257,6 +1593,11 @@ export interface components {
             type: "ticket_update";
         } | {
             payload: components["schemas"]["TagsPayload"];
+            ticket?: components["schemas"]["Slug"];
+            /** @enum {string} */
+            type: "ticket_update";
+        } | {
+            payload: components["schemas"]["RatedPayload"];
             ticket?: components["schemas"]["Slug"];
             /** @enum {string} */
             type: "ticket_update";
@@ -1285,6 +1626,11 @@ export interface components {
             ticket?: components["schemas"]["Slug"];
             /** @enum {string} */
             type: "note_added";
+        } | {
+            payload: components["schemas"]["TimelineEntry"];
+            ticket?: components["schemas"]["Slug"];
+            /** @enum {string} */
+            type: "timeline_entry";
         } | {
             payload: components["schemas"]["FeedSubscribedPayload"];
             /** @enum {string} */
@@ -1326,9 +1672,48 @@ export interface components {
         InitSession: {
             project_id: components["schemas"]["ProjectId"];
         };
+        /** @description A pending invitation, as listed: never its token. */
+        Invitation: {
+            /** Format: date-time */
+            created_at: string;
+            email: string;
+            /** Format: date-time */
+            expires_at: string;
+            /** @description The invitation's id (a digest of its token, which cannot be recovered from it). */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The member who invited, or null for the admin key.
+             */
+            invited_by?: string | null;
+            role: components["schemas"]["Role"];
+        };
+        InvitationList: {
+            /** @description Newest first; expired ones are left out. */
+            invitations: components["schemas"]["Invitation"][];
+        };
+        /** @description A new invitation and its link, shown this once. */
+        IssuedInvitation: {
+            invitation: components["schemas"]["Invitation"];
+            /** @description The inbox page that accepts it, relative to the server: hand it to the invitee. */
+            path: string;
+            /** @description The single-use token; only its digest is stored. */
+            token: string;
+        };
+        /** @description A reset link made for a member, shown this once. */
+        IssuedReset: {
+            /** Format: date-time */
+            expires_at: string;
+            /** @description The inbox page that completes it, relative to the server: hand it to the member. */
+            path: string;
+            /** @description The single-use token; only its digest is stored. */
+            token: string;
+        };
         /** @description A session token: a bearer token for the chat endpoints, valid until `expires_at`. */
         IssuedSession: {
             assistant: components["schemas"]["AssistantIntro"];
+            /** @description Whether the widget asks the visitor to rate a resolved ticket (the project's setting). */
+            csat_enabled: boolean;
             /** Format: date-time */
             expires_at: string;
             project_id: components["schemas"]["ProjectId"];
@@ -1344,7 +1729,10 @@ export interface components {
         LastMessage: {
             author: components["schemas"]["Participant"];
             id: components["schemas"]["MessageId"];
-            /** @description The message's first characters, whitespace runs folded to one space. */
+            /**
+             * @description The message's first characters as plain text: its Markdown marks (bold, italics, code,
+             *     list bullets, links' addresses) left out, whitespace runs folded to one space.
+             */
             preview: string;
             /** Format: date-time */
             timestamp: string;
@@ -1371,7 +1759,7 @@ export interface components {
         };
         /** @description Who the caller is. */
         Me: {
-            /** @description The session's CSRF token, for a member; null for the admin key. */
+            /** @description The session's CSRF token, for a signed-in member; null for the admin key and a token. */
             csrf_token?: string | null;
             member?: null | components["schemas"]["Member"];
             /** @description What the caller may do; the admin key acts as an owner. */
@@ -1413,7 +1801,8 @@ export interface components {
         };
         /**
          * @description Who of a project's members wrote an agent's message: copied into the message when it is
-         *     posted, so a later change of name or avatar does not rewrite what was said.
+         *     posted, so a later change of name or avatar does not rewrite what was said. Also the member
+         *     a ticket is assigned to.
          */
         MessageAgent: {
             /** @description The member's avatar, an http or https URL; null when they have none. */
@@ -1460,10 +1849,27 @@ export interface components {
             /** @description `up` or `down`; a later rating of the same answer replaces it. */
             rating: components["schemas"]["Rating"];
         };
+        /** @description Someone to invite. */
+        NewInvitation: {
+            /**
+             * Format: email
+             * @description Compared without regard to case. Inviting an address again replaces its earlier
+             *     invitation.
+             */
+            email: string;
+            role?: null | components["schemas"]["Role"];
+        };
         /** @description An internal note: which agent writes it, and what. */
         NewNote: {
             author: components["schemas"]["AgentName"];
             content: components["schemas"]["MessageBody"];
+        };
+        /** @description A token to make. */
+        NewToken: {
+            /** @description What it is for, to recognise it in the list. */
+            name: string;
+            /** @description `read`: GET and HEAD only; `write`: whatever the member's role allows. */
+            scope: components["schemas"]["TokenScope"];
         };
         /** @description Who the visitor is: either or both, each may be null or left out. */
         NewVisitor: {
@@ -1523,6 +1929,8 @@ export interface components {
             assistant_name: components["schemas"]["AssistantName"];
             /** Format: date-time */
             created_at: string;
+            /** @description Whether the widget asks visitors to rate a resolved ticket (1 to 5). */
+            csat_enabled: boolean;
             name: string;
             project_id: components["schemas"]["ProjectId"];
         };
@@ -1542,6 +1950,21 @@ export interface components {
             language?: string | null;
             prompt: components["schemas"]["ChatText"];
         };
+        /** @description The visitor's satisfaction rating of a resolved ticket. */
+        RateTicket: {
+            comment?: null | components["schemas"]["SatisfactionComment"];
+            /**
+             * Format: int32
+             * @description 1 (very unhappy) to 5 (very happy), a whole number.
+             */
+            score: number;
+        };
+        /** @description The visitor rated the ticket (a `ticket_update`): the rating, once given. */
+        RatedPayload: {
+            satisfaction: components["schemas"]["Satisfaction"];
+            /** Format: date-time */
+            updated_at: string;
+        };
         /**
          * @description A visitor's verdict on one of the assistant's answers.
          * @enum {string}
@@ -1554,12 +1977,32 @@ export interface components {
             read_at: string;
             reader: components["schemas"]["Participant"];
         };
+        /** @description A reset asked for by address. */
+        ResetRequest: {
+            email: string;
+        };
         /**
          * @description What a member may do. Ordered by power: an owner can do all an admin can, an admin all an
          *     agent can.
          * @enum {string}
          */
         Role: "agent" | "admin" | "owner";
+        /**
+         * @description A visitor's satisfaction with how their ticket was handled (CSAT), given once, after the
+         *     ticket was resolved.
+         */
+        Satisfaction: {
+            /** @description Empty when the visitor wrote nothing. */
+            comment: components["schemas"]["SatisfactionComment"];
+            /** Format: date-time */
+            rated_at: string;
+            /**
+             * Format: int32
+             * @description 1 (very unhappy) to 5 (very happy).
+             */
+            score: number;
+        };
+        SatisfactionComment: string;
         /** @description One matching article. */
         SearchHit: {
             /** Format: uuid */
@@ -1693,6 +2136,10 @@ export interface components {
             /** @enum {string} */
             type: "ticket_update";
         } | {
+            payload: components["schemas"]["RatedPayload"];
+            /** @enum {string} */
+            type: "ticket_update";
+        } | {
             payload: components["schemas"]["AssignedPayload"];
             /** @enum {string} */
             type: "assigned";
@@ -1725,12 +2172,14 @@ export interface components {
         TicketSummary: {
             /** @description The agent the ticket is assigned to; null when nobody is. */
             assignee: string | null;
+            assignee_member: null | components["schemas"]["MessageAgent"];
             /** Format: date-time */
             created_at: string;
             description: string;
             /** Format: uuid */
             id: string;
             project_id: components["schemas"]["ProjectId"];
+            satisfaction: null | components["schemas"]["Satisfaction"];
             slug: components["schemas"]["Slug"];
             source: components["schemas"]["TicketSource"];
             status: components["schemas"]["TicketStatus"];
@@ -1748,7 +2197,45 @@ export interface components {
         TicketTag: string;
         /** @description A ticket's tags, at most 20; a tag given twice is kept once. */
         TicketTags: components["schemas"]["TicketTag"][];
+        /** @description A ticket's timeline entries, oldest first. */
+        Timeline: {
+            entries: components["schemas"]["TimelineEntry"][];
+        };
+        /** @description Who changed a ticket. */
+        TimelineActor: {
+            kind: components["schemas"]["ActorKind"];
+            member: null | components["schemas"]["MessageAgent"];
+            /** @description What the thread shows: the member's name, "admin key" or "visitor". */
+            name: string;
+        };
+        /** @description One entry of a ticket's timeline: who changed its status, assignee or tags, and when. */
+        TimelineEntry: {
+            actor: components["schemas"]["TimelineActor"];
+            /** @description The tags added; empty unless `field` is `tags`. */
+            added: string[];
+            /** Format: date-time */
+            created_at: string;
+            /** @description Which field changed. */
+            field: components["schemas"]["ActivityField"];
+            /** @description The status or assignee before: null for tags, and for a ticket that was unassigned. */
+            from: string | null;
+            /** @description Ordered with the ticket's message and note ids. */
+            id: components["schemas"]["MessageId"];
+            /** @description The tags removed; empty unless `field` is `tags`. */
+            removed: string[];
+            /** @description The status or assignee after: null for tags, and for a ticket now unassigned. */
+            to: string | null;
+        };
         Title: string;
+        TokenList: {
+            /** @description Newest first. */
+            tokens: components["schemas"]["ApiToken"][];
+        };
+        /**
+         * @description What a personal API token may do.
+         * @enum {string}
+         */
+        TokenScope: "read" | "write";
         /** @description The answer `/v1/chat/tools` gives when the assistant opened a ticket. */
         ToolCall: {
             /** @description What to tell the visitor. */
@@ -1807,6 +2294,8 @@ export interface components {
             assistant_greeting?: null | components["schemas"]["AssistantGreeting"];
             assistant_guidance?: null | components["schemas"]["AssistantGuidance"];
             assistant_name?: null | components["schemas"]["AssistantName"];
+            /** @description Whether the widget asks visitors to rate a resolved ticket. */
+            csat_enabled?: boolean | null;
             name?: null | components["schemas"]["ProjectName"];
         };
         /** @description Who the visitor behind a ticket is, when the site knows: either may be missing. */
@@ -2891,6 +3380,116 @@ export interface operations {
             };
         };
     };
+    readHelpCenterArticle: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The article's id, as a search result gives it. */
+                articleId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The article */
+            200: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Article"];
+                };
+            };
+            /** @description The browser's origin is not one the project allows */
+            403: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such article */
+            404: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests from this client (see Retry-After) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     searchHelpCenter: {
         parameters: {
             query: {
@@ -3200,6 +3799,76 @@ export interface operations {
             };
             /** @description The body is not application/json */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listAssignees: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The members, by name */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AssigneeList"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3960,6 +4629,368 @@ export interface operations {
             };
             /** @description No such project */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listInvitations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The invitations, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationList"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    inviteMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewInvitation"];
+            };
+        };
+        responses: {
+            /** @description The invitation and its link */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IssuedInvitation"];
+                };
+            };
+            /** @description The body is not the JSON this operation takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The address is a member's already, or the project has as many pending invitations as it may */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    revokeInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The invitation's id, from the listing. */
+                invitationId: components["schemas"]["String"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Done"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such pending invitation */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    acceptInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AcceptInvitation"];
+            };
+        };
+        responses: {
+            /** @description The new member and their session */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignedInView"];
+                };
+            };
+            /** @description The body is not the JSON this operation takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The browser's origin is not one the project allows */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The address became a member's meanwhile */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The link was used, revoked or has expired */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4872,6 +5903,258 @@ export interface operations {
             };
         };
     };
+    listMyTokens: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tokens */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenList"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createMyToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewToken"];
+            };
+        };
+        responses: {
+            /** @description The token and its secret */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedToken"];
+                };
+            };
+            /** @description The body is not the JSON this operation takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The member holds 20 tokens already */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    revokeMyToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The token's id, from the listing. */
+                tokenId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Done"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The caller has no such token */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     listMembers: {
         parameters: {
             query?: never;
@@ -5227,6 +6510,426 @@ export interface operations {
             };
         };
     };
+    resetMemberPassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The member's id. */
+                memberId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The link */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IssuedReset"];
+                };
+            };
+            /** @description The member is deactivated */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such member */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listMemberTokens: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The member's id. */
+                memberId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tokens */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenList"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such member */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    revokeMemberToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The member's id. */
+                memberId: string;
+                /** @description The token's id. */
+                tokenId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Done"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such member, or the member has no such token */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    requestPasswordReset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ResetRequest"];
+            };
+        };
+        responses: {
+            /** @description Taken */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Done"];
+                };
+            };
+            /** @description The body is not the JSON this operation takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The browser's origin is not one the project allows */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    completePasswordReset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompleteReset"];
+            };
+        };
+        responses: {
+            /** @description The password is changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Done"];
+                };
+            };
+            /** @description The body is not the JSON this operation takes */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The browser's origin is not one the project allows */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The link was used or has expired */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     signIn: {
         parameters: {
             query?: never;
@@ -5414,10 +7117,21 @@ export interface operations {
             query?: {
                 /** @description Only tickets with this status. */
                 status?: components["schemas"]["TicketStatus"];
-                /** @description Only tickets whose title contains this, ignoring case. */
+                /**
+                 * @description Only tickets holding every word of this in their title, description, messages (the
+                 *     visitor's, the agents' and the assistant's) or the agents' internal notes, ignoring
+                 *     case; the last word also matches the start of a longer one (from three characters).
+                 *     Text without any word matches no ticket. The order stays newest first, so `cursor`
+                 *     pages through the matches as through the listing.
+                 */
                 q?: string;
                 /** @description Only tickets with this tag (compared exactly). */
                 tag?: components["schemas"]["TicketTag"];
+                /**
+                 * @description Only tickets assigned to: `me` (the signed-in member), `none` (nobody, or a deactivated
+                 *     member), or a member's id.
+                 */
+                assignee?: string;
                 /** @description Tickets in the page (50 by default). */
                 limit?: number;
                 /** @description The `next_cursor` of the page before. */
@@ -5717,6 +7431,78 @@ export interface operations {
             };
             /** @description The body is not application/json */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listTimeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The ticket's slug. */
+                slug: components["schemas"]["Slug"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The timeline entries, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Timeline"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such ticket */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7150,6 +8936,180 @@ export interface operations {
             };
             /** @description No such project or ticket */
             404: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests from this client, or from this visitor session when the request carries its session token (see Retry-After) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    rateTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The ticket's slug. */
+                slug: components["schemas"]["Slug"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RateTicket"];
+            };
+        };
+        responses: {
+            /** @description The ticket with its rating */
+            201: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketSummary"];
+                };
+            };
+            /** @description The body is not the JSON this operation takes */
+            400: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An origin the project does not allow */
+            403: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project or ticket */
+            404: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The ticket was rated already, is not resolved yet, or the project asks for no ratings */
+            409: {
                 headers: {
                     /** @description Requests allowed per window */
                     "X-RateLimit-Limit"?: number;

@@ -62,6 +62,24 @@ function inline(text: string, links = true): ComponentChildren[] {
   return out;
 }
 
+/** A message's text without its marks (bullets, bold, italics, code, links' addresses), for
+ * places that show text only, like the inbox list's preview. The server's previews follow the
+ * same rules. */
+export function plainText(text: string): string {
+  const strip = (piece: string): string =>
+    piece.replace(INLINE, (whole, code, bold, star, under, label, _target, bare) => {
+      if (code !== undefined) return code;
+      if (bold !== undefined) return strip(bold);
+      if (star !== undefined || under !== undefined) return strip(star ?? under);
+      if (label !== undefined) return strip(label);
+      return bare ?? whole;
+    });
+  return text
+    .split("\n")
+    .map((line) => strip((BULLET.exec(line) ?? NUMBER.exec(line))?.[1] ?? line))
+    .join("\n");
+}
+
 const BULLET = /^\s{0,3}[-*]\s+(.*)$/;
 const NUMBER = /^\s{0,3}\d{1,9}[.)]\s+(.*)$/;
 

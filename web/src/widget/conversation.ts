@@ -76,6 +76,8 @@ export interface State {
   unread: number;
   /** How the project's assistant introduces itself, once the server has said. */
   assistant?: Intro;
+  /** The satisfaction survey of a solved ticket: asked once; `score` once the visitor rated. */
+  survey?: { ask: boolean; score?: number; thanked?: boolean };
 }
 
 export type Intro = Schemas["AssistantIntro"];
@@ -91,6 +93,10 @@ interface Saved {
    * the ticket's opening, status changes), each after the stored message it followed. */
   lines?: { entry: Entry; after: string | null }[];
   earlier?: Entry[];
+  /** Whether the project asks for satisfaction ratings, as the last session said. */
+  csat?: boolean;
+  /** Tickets whose survey is over (rated, here or elsewhere, or dismissed): never asked again. */
+  surveyed?: string[];
 }
 
 /** Entries of earlier conversations kept in storage. */
@@ -202,9 +208,50 @@ export class Conversation {
     const kept = this.state.entries.filter((e) => !e.delivery && !(e.notice === "ticket"));
     const earlier = [...this.state.earlier, ...kept].slice(-KEPT_EARLIER);
     this.closeSocket();
-    this.saved = { v: 1, token: this.saved.token, expires: this.saved.expires, assistant: this.saved.assistant, chat: [], earlier };
+    const { token, expires, assistant, csat, surveyed } = this.saved;
+    this.saved = { v: 1, token, expires, assistant, csat, surveyed, chat: [], earlier };
     this.save();
-    this.set({ entries: [], earlier, ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, agentTyping: false });
+    this.set({ entries: [], earlier, ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, agentTyping: false, survey: undefined });
+  }
+
+  /** Rates the solved ticket (1 to 5, with an optional comment): once. */
+  async rateTicket(score: number, comment: string) {
+    const ticket = this.state.ticket;
+    if (!ticket || !this.state.survey?.ask || this.limited()) return;
+    try {
+      const rated = await json<Schemas["TicketSummary"]>(`${this.base}/v1/tickets/${this.project}/${ticket.slug}/satisfaction`, {
+        token: await this.sessionToken(),
+        body: { score, comment: comment.trim() || undefined } satisfies Schemas["RateTicket"],
+      });
+      this.surveyDone(ticket.slug, rated.satisfaction?.score ?? score, true);
+    } catch (e) {
+      // Rated already (in another tab), or the project stopped asking: the survey is over.
+      if (e instanceof ApiError && e.status === 409) this.surveyDone(ticket.slug, undefined);
+      else this.failed(e);
+    }
+  }
+
+  /** The visitor would rather not rate: the survey is not shown again for this ticket. */
+  dismissSurvey() {
+    if (this.state.ticket) this.surveyDone(this.state.ticket.slug, undefined);
+  }
+
+  private surveyDone(slug: string, score: number | undefined, thanked = false) {
+    if (!this.saved.surveyed?.includes(slug)) this.saved.surveyed = [...(this.saved.surveyed ?? []), slug].slice(-50);
+    this.save();
+    if (this.state.ticket?.slug !== slug) return;
+    const known = score ?? this.state.survey?.score;
+    this.set({ survey: { ask: false, score: known, thanked: thanked || this.state.survey?.thanked } });
+  }
+
+  /** Asks for a rating when the ticket is solved, the project asks, and this ticket's survey
+   * is not over. */
+  private askSurvey() {
+    const ticket = this.state.ticket;
+    if (!ticket || this.state.survey?.score !== undefined) return;
+    const solved = ticket.status === "resolved" || ticket.status === "closed";
+    const ask = solved && this.saved.csat !== false && !this.saved.surveyed?.includes(ticket.slug);
+    if (ask !== !!this.state.survey?.ask) this.set({ survey: { ask } });
   }
 
   /** Rates one of the assistant's answers; a second click on the other thumb changes it. */
@@ -335,6 +382,7 @@ export class Conversation {
     this.saved.token = session.token;
     this.saved.expires = Date.parse(session.expires_at);
     this.saved.assistant = session.assistant;
+    this.saved.csat = session.csat_enabled;
     this.set({ assistant: session.assistant });
     this.save();
     // While the visitor chats, the token is renewed before it runs out.
@@ -369,9 +417,15 @@ export class Conversation {
         this.saved.lines = [...(handoff ? [handoff] : []), opened].map((entry) => ({ entry, after }));
       }
       const pending = this.state.entries.filter((e) => e.delivery);
-      this.set({ entries: [...withLines(messages, this.saved.lines ?? []), ...pending], ticket: { slug, status: view.status } });
+      const score = view.satisfaction?.score;
+      this.set({
+        entries: [...withLines(messages, this.saved.lines ?? []), ...pending],
+        ticket: { slug, status: view.status },
+        survey: score === undefined ? this.state.survey : { ask: false, score },
+      });
       this.saved.ticket = { slug, status: view.status };
       this.save();
+      this.askSurvey();
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) {
         // The ticket is gone (another server, a reset): start over.
@@ -444,6 +498,8 @@ export class Conversation {
         if (this.state.ticket?.status !== String(p.status)) this.statusChanged(String(p.status));
         return;
       case "ticket_update": {
+        const rated = p.satisfaction as { score?: number } | undefined;
+        if (rated?.score && this.state.ticket) this.surveyDone(this.state.ticket.slug, rated.score);
         if (p.reader !== "admin") return;
         const upTo = String(p.last_read_message_id);
         const index = this.state.entries.findIndex((e) => e.id === upTo);
@@ -474,6 +530,7 @@ export class Conversation {
     this.set({ ticket, entries: [...this.state.entries, line] });
     if (ticket) this.saved.ticket = ticket;
     this.save();
+    this.askSurvey();
   }
 
   /** The session token, if the visitor has one still valid (it is not renewed for this). */

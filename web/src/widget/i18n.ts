@@ -33,6 +33,7 @@ const en = {
   searchPlaceholder: "Search the help center",
   search: "Search",
   noResults: "No articles found.",
+  backToResults: "Back to results",
   closedTicket: "This conversation is closed.",
   rateAnswer: "Was this answer helpful?",
   helpful: "Helpful",
@@ -45,6 +46,13 @@ const en = {
   refused: "Not sent: {reason}",
   count: "{n} / {max}",
   tooLong: "Too long: at most {max} characters.",
+  csatAsk: "How did we do?",
+  csatScore: "{n} of 5",
+  csatComment: "Anything to add? (optional)",
+  csatSend: "Send rating",
+  csatSkip: "No thanks",
+  csatThanks: "Thanks for your rating!",
+  csatGiven: "You rated this conversation {n} of 5.",
 };
 
 type Words = typeof en;
@@ -82,6 +90,7 @@ const de: Words = {
   searchPlaceholder: "Im Hilfe-Center suchen",
   search: "Suchen",
   noResults: "Keine Artikel gefunden.",
+  backToResults: "Zurück zu den Ergebnissen",
   closedTicket: "Dieses Gespräch ist geschlossen.",
   rateAnswer: "War diese Antwort hilfreich?",
   helpful: "Hilfreich",
@@ -94,6 +103,13 @@ const de: Words = {
   refused: "Nicht gesendet: {reason}",
   count: "{n} / {max}",
   tooLong: "Zu lang: höchstens {max} Zeichen.",
+  csatAsk: "Wie zufrieden waren Sie?",
+  csatScore: "{n} von 5",
+  csatComment: "Möchten Sie etwas hinzufügen? (optional)",
+  csatSend: "Bewertung senden",
+  csatSkip: "Nein, danke",
+  csatThanks: "Danke für Ihre Bewertung!",
+  csatGiven: "Sie haben dieses Gespräch mit {n} von 5 bewertet.",
 };
 
 const ar: Words = {
@@ -128,6 +144,7 @@ const ar: Words = {
   searchPlaceholder: "ابحث في مركز المساعدة",
   search: "بحث",
   noResults: "لم يتم العثور على مقالات.",
+  backToResults: "العودة إلى النتائج",
   closedTicket: "هذه المحادثة مغلقة.",
   rateAnswer: "هل كانت هذه الإجابة مفيدة؟",
   helpful: "مفيدة",
@@ -140,6 +157,13 @@ const ar: Words = {
   refused: "لم تُرسل: {reason}",
   count: "{n} / {max}",
   tooLong: "طويلة جدًا: {max} حرف على الأكثر.",
+  csatAsk: "ما مدى رضاك عن المساعدة؟",
+  csatScore: "{n} من 5",
+  csatComment: "هل تريد إضافة شيء؟ (اختياري)",
+  csatSend: "إرسال التقييم",
+  csatSkip: "لا، شكرًا",
+  csatThanks: "شكرًا على تقييمك!",
+  csatGiven: "قيّمت هذه المحادثة بـ {n} من 5.",
 };
 
 const LANGUAGES: Record<string, Words> = { en, de, ar };

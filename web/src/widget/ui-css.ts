@@ -166,6 +166,18 @@ textarea {
 .closed p { margin: 0; }
 .restart { all: unset; cursor: pointer; padding: 8px 16px; border-radius: 16px; background: var(--accent); color: #fff; font-weight: 600; }
 .restart:focus-visible, .human:focus-visible, .send:focus-visible, .rate:focus-visible, .retry:focus-visible, .search button:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
+.survey { margin: 0; padding: 12px 16px; border-top: 1px solid var(--line); display: flex; flex-direction: column; gap: 8px; }
+.survey .ask { margin: 0; font-weight: 600; }
+.survey.thanks { color: var(--muted); font-size: 13px; }
+.scores { display: flex; gap: 6px; }
+.score { all: unset; cursor: pointer; flex: 1; text-align: center; padding: 8px 0; border: 1px solid var(--line); border-radius: 10px; font-weight: 600; }
+.score[aria-checked="true"] { background: var(--accent); border-color: var(--accent); color: #fff; }
+.survey .comment { font: inherit; font-size: 16px; padding: 8px 10px; border: 1px solid var(--line); border-radius: 10px; background: var(--bg); color: var(--fg); resize: none; }
+.survey .actions { display: flex; justify-content: flex-end; gap: 8px; }
+.skip { all: unset; cursor: pointer; padding: 6px 12px; color: var(--muted); text-decoration: underline; }
+.send-rating { all: unset; cursor: pointer; padding: 6px 14px; border-radius: 14px; background: var(--accent); color: #fff; font-weight: 600; }
+.send-rating[disabled] { opacity: 0.45; cursor: default; }
+.score:focus-visible, .skip:focus-visible, .send-rating:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
 .count { margin: 0; font-size: 12px; color: var(--muted); text-align: end; }
 .count.over { color: #c92a2a; font-weight: 600; }
 .earlier { display: flex; flex-direction: column; gap: 10px; }
@@ -185,4 +197,11 @@ textarea {
 .hits { list-style: none; margin: 12px 0 0; padding: 0; display: flex; flex-direction: column; gap: 10px; }
 .hits li { padding: 10px 12px; border: 1px solid var(--line); border-radius: 12px; }
 .hits p, .empty { margin: 4px 0 0; font-size: 13px; color: var(--muted); }
+.hits button { all: unset; cursor: pointer; display: block; width: 100%; }
+.hits button:focus-visible, .article .back:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; border-radius: 6px; }
+.hits strong { color: var(--accent); }
+.article h2 { font-size: 17px; margin: 10px 0 6px; }
+.article p { margin: 0 0 10px; white-space: pre-wrap; word-break: break-word; font-size: 14px; line-height: 1.5; }
+.article p.match { background: color-mix(in srgb, var(--accent) 14%, transparent); border-inline-start: 3px solid var(--accent); padding: 4px 8px; border-radius: 4px; outline: none; }
+.article .back { all: unset; cursor: pointer; color: var(--accent); font-size: 13px; }
 `;

@@ -213,6 +213,12 @@ function Chat({ conversation, state, t, open }: { conversation: Conversation; st
           </p>
         )}
       </div>
+      {state.survey?.ask && <Survey conversation={conversation} t={t} busy={blocked} />}
+      {state.survey?.thanked && state.survey.score !== undefined && (
+        <p class="survey thanks" role="status">
+          {t("csatThanks")} {t("csatGiven", { n: state.survey.score })}
+        </p>
+      )}
       {closed ? (
         <div class="closed">
           <p>{t("closedTicket")}</p>
@@ -256,6 +262,64 @@ function Chat({ conversation, state, t, open }: { conversation: Conversation; st
         </form>
       )}
     </>
+  );
+}
+
+/** The satisfaction survey: five scores, an optional comment, and a way to decline. */
+function Survey({ conversation, t, busy }: { conversation: Conversation; t: Translator; busy: boolean }) {
+  const [score, setScore] = useState<number | undefined>();
+  const [comment, setComment] = useState("");
+  const [sending, setSending] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (score === undefined || sending) return;
+    setSending(true);
+    try {
+      await conversation.rateTicket(score, comment);
+    } finally {
+      setSending(false);
+    }
+  };
+  return (
+    <form class="survey" onSubmit={submit} aria-labelledby="fleety-csat">
+      <p id="fleety-csat" class="ask">
+        {t("csatAsk")}
+      </p>
+      <div class="scores" role="radiogroup" aria-labelledby="fleety-csat">
+        {[1, 2, 3, 4, 5].map((n) => (
+          <button
+            key={n}
+            type="button"
+            role="radio"
+            class="score"
+            aria-checked={score === n}
+            aria-label={t("csatScore", { n })}
+            onClick={() => setScore(n)}
+          >
+            {n}
+          </button>
+        ))}
+      </div>
+      {score !== undefined && (
+        <textarea
+          class="comment"
+          rows={2}
+          maxLength={1000}
+          value={comment}
+          placeholder={t("csatComment")}
+          aria-label={t("csatComment")}
+          onInput={(e) => setComment((e.target as HTMLTextAreaElement).value)}
+        />
+      )}
+      <div class="actions">
+        <button class="skip" type="button" onClick={() => conversation.dismissSurvey()}>
+          {t("csatSkip")}
+        </button>
+        <button class="send-rating" type="submit" disabled={score === undefined || sending || busy}>
+          {t("csatSend")}
+        </button>
+      </div>
+    </form>
   );
 }
 
@@ -358,11 +422,43 @@ function Thumb() {
 }
 
 type Hit = components["schemas"]["SearchHit"];
+type Article = components["schemas"]["Article"];
+
+/** The server's passages join paragraphs up to about this many characters. */
+const PASSAGE_CHARS = 700;
+
+/** The article's paragraphs, cut as the server cuts passages, and which of them is the match:
+ * the passage starts at the paragraph holding the hit's snippet, and of the paragraphs it
+ * takes, the one sharing most words with the query is where the answer is. -1 when the
+ * snippet is not found (the article changed since the search). */
+function passageIn(body: string, snippet: string, query: string): { paragraphs: string[]; match: number } {
+  const paragraphs = body
+    .replace(/\r\n/g, "\n")
+    .split("\n\n")
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const start = snippet.split("\n\n")[0].trim().slice(0, 80);
+  const first = start ? paragraphs.findIndex((p) => p.includes(start)) : -1;
+  if (first < 0) return { paragraphs, match: -1 };
+  const words = query
+    .toLowerCase()
+    .split(/[^\p{L}\p{N}]+/u)
+    .filter((w) => w.length > 2);
+  let [match, best, length] = [first, 0, 0];
+  for (let i = first; i < paragraphs.length && (i === first || length + paragraphs[i].length <= PASSAGE_CHARS); i++) {
+    length += paragraphs[i].length + 2;
+    const text = paragraphs[i].toLowerCase();
+    const score = words.filter((w) => text.includes(w)).length;
+    if (score > best) [match, best] = [i, score];
+  }
+  return { paragraphs, match };
+}
 
 function Help({ shell, t }: { shell: Shell; t: Translator }) {
   const [query, setQuery] = useState("");
   const [hits, setHits] = useState<Hit[] | undefined>();
   const [failed, setFailed] = useState(false);
+  const [open, setOpen] = useState<{ hit: Hit; article: Article; query: string }>();
   const search = async (e: Event) => {
     e.preventDefault();
     if (!query.trim()) return;
@@ -376,6 +472,31 @@ function Help({ shell, t }: { shell: Shell; t: Translator }) {
       setFailed(true);
     }
   };
+  const read = async (hit: Hit) => {
+    try {
+      const article = await json<Article>(`${shell.base}/v1/kb/${shell.project}/articles/${hit.article_id}`);
+      setOpen({ hit, article, query });
+      setFailed(false);
+    } catch {
+      setFailed(true);
+    }
+  };
+  if (open) {
+    return (
+      <ArticleView
+        article={open.article}
+        snippet={open.hit.snippet}
+        query={open.query}
+        t={t}
+        onBack={() => {
+          const id = open.hit.article_id;
+          setOpen(undefined);
+          // Back where the visitor was: on the result they opened.
+          requestAnimationFrame(() => shell.root.querySelector<HTMLElement>(`[data-article="${id}"]`)?.focus());
+        }}
+      />
+    );
+  }
   return (
     <div class="help">
       <form class="search" role="search" onSubmit={search}>
@@ -393,11 +514,47 @@ function Help({ shell, t }: { shell: Shell; t: Translator }) {
       <ul class="hits">
         {hits?.map((hit) => (
           <li key={hit.article_id}>
-            <strong>{hit.title}</strong>
-            <p>{hit.snippet}</p>
+            <button type="button" data-article={hit.article_id} onClick={() => void read(hit)}>
+              <strong>{hit.title}</strong>
+              <p>{hit.snippet}</p>
+            </button>
           </li>
         ))}
       </ul>
+    </div>
+  );
+}
+
+/** An article in the panel, scrolled to the passage the search matched, which is marked. */
+function ArticleView({ article, snippet, query, t, onBack }: { article: Article; snippet: string; query: string; t: Translator; onBack: () => void }) {
+  const { paragraphs, match: first } = passageIn(article.body, snippet, query);
+  const match = useRef<HTMLParagraphElement>(null);
+  const top = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const el = match.current;
+    if (el) {
+      el.scrollIntoView({ block: "start" });
+      el.focus({ preventScroll: true });
+    } else top.current?.focus();
+  }, [article.id]);
+  return (
+    <div class="help article" ref={top} tabIndex={-1}>
+      <button type="button" class="back" onClick={onBack}>
+        ← {t("backToResults")}
+      </button>
+      <h2>{article.title}</h2>
+      {paragraphs.map((p, i) => (
+        <p key={i} class={i === first ? "match" : undefined} ref={i === first ? match : undefined} tabIndex={i === first ? -1 : undefined}>
+          {p}
+        </p>
+      ))}
+      {article.url && (
+        <p>
+          <a href={article.url} target="_blank" rel="noopener noreferrer">
+            {article.url}
+          </a>
+        </p>
+      )}
     </div>
   );
 }

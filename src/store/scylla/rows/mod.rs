@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
     AgentName, Article, ArticleBody, ArticleTitle, ArticleUrl, AssistantProfile, ChatConversation,
     ChatRole, ChatTurn, Description, Email, IdempotencyKey, Language, Message, MessageAgent,
-    MessageBody, Note, Participant, Project, ProjectId, Rating, ReadCursor, Slug, Tag, Tags,
-    Ticket, TicketSource, TicketStatus, Title, VisitorContact, VisitorName,
+    MessageBody, Note, Participant, Project, ProjectId, Rating, ReadCursor, Satisfaction,
+    SatisfactionComment, Slug, Tag, Tags, Ticket, TicketSource, TicketStatus, Title,
+    VisitorContact, VisitorName,
 };
 use fleety_actors::store::{StoreError, StoreResult};
 use fleety_actors::MessageId;
@@ -39,6 +40,7 @@ pub(super) struct ProjectValues<'a> {
     assistant_name: &'a str,
     assistant_greeting: &'a str,
     assistant_guidance: &'a str,
+    csat_disabled: bool,
 }
 
 impl<'a> From<&'a Project> for ProjectValues<'a> {
@@ -52,6 +54,7 @@ impl<'a> From<&'a Project> for ProjectValues<'a> {
             assistant_name: &p.assistant.name,
             assistant_greeting: &p.assistant.greeting,
             assistant_guidance: &p.assistant.guidance,
+            csat_disabled: p.csat_disabled,
         }
     }
 }
@@ -67,6 +70,8 @@ pub(super) struct ProjectRow {
     assistant_name: Option<String>,
     assistant_greeting: Option<String>,
     assistant_guidance: Option<String>,
+    // Null in rows written before migration 0020: the project asks for ratings.
+    csat_disabled: Option<bool>,
 }
 
 impl TryFrom<ProjectRow> for Project {
@@ -85,6 +90,7 @@ impl TryFrom<ProjectRow> for Project {
                 greeting: r.assistant_greeting.unwrap_or_default(),
                 guidance: r.assistant_guidance.unwrap_or_default(),
             },
+            csat_disabled: r.csat_disabled.unwrap_or(false),
         })
     }
 }
@@ -113,6 +119,12 @@ pub(super) struct TicketValues<'a> {
     tags: Vec<&'a str>,
     visitor_name: Option<&'a str>,
     visitor_email: Option<&'a str>,
+    assignee_member_id: Option<Uuid>,
+    assignee_member_name: Option<&'a str>,
+    assignee_member_avatar_url: Option<&'a str>,
+    satisfaction_score: Option<i32>,
+    satisfaction_comment: Option<&'a str>,
+    satisfaction_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> From<&'a Ticket> for TicketValues<'a> {
@@ -140,6 +152,15 @@ impl<'a> From<&'a Ticket> for TicketValues<'a> {
                 .as_ref()
                 .and_then(|v| v.email.as_ref())
                 .map(|e| e.as_str()),
+            assignee_member_id: t.assignee_member.as_ref().map(|m| m.id),
+            assignee_member_name: t.assignee_member.as_ref().map(|m| m.name.as_str()),
+            assignee_member_avatar_url: t
+                .assignee_member
+                .as_ref()
+                .and_then(|m| m.avatar_url.as_deref()),
+            satisfaction_score: t.satisfaction.as_ref().map(|s| i32::from(s.score)),
+            satisfaction_comment: t.satisfaction.as_ref().map(|s| s.comment.as_str()),
+            satisfaction_at: t.satisfaction.as_ref().map(|s| s.rated_at),
         }
     }
 }
@@ -161,6 +182,12 @@ pub(super) struct TicketChange<'a> {
     updated_at: DateTime<Utc>,
     assignee: Option<&'a str>,
     tags: Vec<&'a str>,
+    assignee_member_id: Option<Uuid>,
+    assignee_member_name: Option<&'a str>,
+    assignee_member_avatar_url: Option<&'a str>,
+    satisfaction_score: Option<i32>,
+    satisfaction_comment: Option<&'a str>,
+    satisfaction_at: Option<DateTime<Utc>>,
     project_id: &'a str,
     slug: &'a str,
 }
@@ -176,6 +203,15 @@ impl<'a> From<&'a Ticket> for TicketChange<'a> {
             updated_at: t.updated_at,
             assignee: t.assignee.as_ref().map(AgentName::as_str),
             tags: tag_names(&t.tags),
+            assignee_member_id: t.assignee_member.as_ref().map(|m| m.id),
+            assignee_member_name: t.assignee_member.as_ref().map(|m| m.name.as_str()),
+            assignee_member_avatar_url: t
+                .assignee_member
+                .as_ref()
+                .and_then(|m| m.avatar_url.as_deref()),
+            satisfaction_score: t.satisfaction.as_ref().map(|s| i32::from(s.score)),
+            satisfaction_comment: t.satisfaction.as_ref().map(|s| s.comment.as_str()),
+            satisfaction_at: t.satisfaction.as_ref().map(|s| s.rated_at),
             project_id: t.project_id.as_str(),
             slug: t.slug.as_str(),
         }
@@ -200,6 +236,14 @@ pub(super) struct TicketRow {
     /// Null in rows written before migration 0014, and when the visitor's name is not known.
     visitor_name: Option<String>,
     visitor_email: Option<String>,
+    /// Null in rows written before migration 0018, and unless a member is assigned.
+    assignee_member_id: Option<Uuid>,
+    assignee_member_name: Option<String>,
+    assignee_member_avatar_url: Option<String>,
+    /// Null in rows written before migration 0020, and until the visitor rates.
+    satisfaction_score: Option<i32>,
+    satisfaction_comment: Option<String>,
+    satisfaction_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<TicketRow> for Ticket {
@@ -226,6 +270,14 @@ impl TryFrom<TicketRow> for Ticket {
                 Some(name) => Some(AgentName::parse(&name).map_err(|_| corrupt("assignee"))?),
                 None => None,
             },
+            assignee_member: match (r.assignee_member_id, r.assignee_member_name) {
+                (Some(id), Some(name)) => Some(MessageAgent {
+                    id,
+                    name,
+                    avatar_url: r.assignee_member_avatar_url,
+                }),
+                _ => None,
+            },
             tags: Tags::parse(&r.tags.unwrap_or_default()).map_err(|_| corrupt("tags"))?,
             visitor: match (r.visitor_name, r.visitor_email) {
                 (None, None) => None,
@@ -241,6 +293,19 @@ impl TryFrom<TicketRow> for Ticket {
                         None => None,
                     },
                 }),
+            },
+            satisfaction: match (r.satisfaction_score, r.satisfaction_at) {
+                (Some(score), Some(rated_at)) => Some(Box::new(Satisfaction {
+                    score: Satisfaction::score(i64::from(score))
+                        .map_err(|_| corrupt("satisfaction_score"))?,
+                    comment: SatisfactionComment::parse(
+                        r.satisfaction_comment.as_deref().unwrap_or(""),
+                    )
+                    .map_err(|_| corrupt("satisfaction_comment"))?,
+                    rated_at,
+                })),
+                (None, None) => None,
+                _ => return Err(corrupt("satisfaction")),
             },
         })
     }
