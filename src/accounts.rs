@@ -17,6 +17,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use fleety_actors::audit::{self, AuditActor, AuditRecord};
 use fleety_actors::clock::Clock;
 use fleety_actors::domain::ProjectId;
 use fleety_actors::member::{Member, MemberSession, MemberState};
@@ -489,7 +490,18 @@ impl Accounts {
             user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
             ip: Some(ip.to_string()),
         };
-        self.store.put_member_session(&session).await?;
+        let record = AuditRecord::new(
+            &member.project_id,
+            now,
+            AuditActor::Member {
+                id: member.id,
+                name: member.name.clone(),
+            },
+            Some(ip.to_string()),
+            "member.signed_in",
+        )
+        .target(crate::members::target(&member));
+        audit::recorded(Some(record), self.store.put_member_session(&session)).await?;
         Ok(NewSession {
             member,
             session,

@@ -174,6 +174,7 @@ impl Application {
             clock,
             webhook_store: store.clone(),
             canned_store: store.clone(),
+            audit_store: store.clone(),
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
             settings,
@@ -260,6 +261,12 @@ impl Application {
             ));
         }
         let webhooks = tokio::spawn(self.webhooks.run(ctx.shutdown.clone()));
+        tokio::spawn(prune_audit(
+            self.store.clone(),
+            ctx.clock.clone(),
+            ctx.settings.store.audit_retention_days,
+            ctx.shutdown.clone(),
+        ));
         // The cluster's work stops last: the actors' last batches still go to the tickets'
         // logs, and their leases are given back before the node stops answering for them.
         let cluster_stop = CancellationToken::new();
@@ -317,4 +324,35 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Deletes audit records past their retention every hour, a batch at a time (a backend whose
+/// rows expire on their own deletes none).
+async fn prune_audit(
+    store: Arc<dyn fleety_actors::store::Store>,
+    clock: Arc<dyn fleety_actors::clock::Clock>,
+    retention_days: u32,
+    shutdown: CancellationToken,
+) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+    const BATCH: usize = 1000;
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let before = clock.now() - chrono::Duration::days(i64::from(retention_days));
+        loop {
+            match store.prune_audit(before, BATCH).await {
+                Ok(n) if n == BATCH => tokio::task::yield_now().await,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning the audit trail failed");
+                    break;
+                }
+            }
+        }
+    }
 }

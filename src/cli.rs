@@ -2,6 +2,7 @@
 //! `fleety member add|list|set-role|deactivate`, `fleety chat`.
 
 use clap::{Parser, Subcommand};
+use fleety_actors::audit::AuditBy;
 use fleety_actors::domain::{ProjectId, ProjectName};
 use fleety_actors::member::{MemberState, Role};
 
@@ -200,10 +201,16 @@ async fn member(command: MemberCommand, settings: Settings) -> anyhow::Result<()
                 role: parse_role(&role)?,
                 avatar_url,
             };
-            let added =
-                crate::members::add(store.as_ref(), &project, new, Role::Owner, accounts.now())
-                    .await
-                    .map_err(failed)?;
+            let added = crate::members::add(
+                store.as_ref(),
+                &project,
+                new,
+                Role::Owner,
+                &AuditBy::operator(),
+                accounts.now(),
+            )
+            .await
+            .map_err(failed)?;
             member_json(&added)
         }
         MemberCommand::List { .. } => {
@@ -219,10 +226,17 @@ async fn member(command: MemberCommand, settings: Settings) -> anyhow::Result<()
                 role: Some(parse_role(&role)?),
                 ..MemberChange::default()
             };
-            let changed =
-                crate::members::change(&accounts, &project, found.id, change, Role::Owner, None)
-                    .await
-                    .map_err(failed)?;
+            let changed = crate::members::change(
+                &accounts,
+                &project,
+                found.id,
+                change,
+                Role::Owner,
+                None,
+                &AuditBy::operator(),
+            )
+            .await
+            .map_err(failed)?;
             member_json(&changed)
         }
         MemberCommand::Deactivate { email, .. } => {
@@ -233,10 +247,17 @@ async fn member(command: MemberCommand, settings: Settings) -> anyhow::Result<()
                 state: Some(MemberState::Deactivated),
                 ..MemberChange::default()
             };
-            let changed =
-                crate::members::change(&accounts, &project, found.id, change, Role::Owner, None)
-                    .await
-                    .map_err(failed)?;
+            let changed = crate::members::change(
+                &accounts,
+                &project,
+                found.id,
+                change,
+                Role::Owner,
+                None,
+                &AuditBy::operator(),
+            )
+            .await
+            .map_err(failed)?;
             member_json(&changed)
         }
     };

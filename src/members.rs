@@ -6,6 +6,7 @@
 //! cannot make anyone an admin or an owner. The project's admin key acts as an owner.
 
 use chrono::{DateTime, Utc};
+use fleety_actors::audit::{self, AuditBy, AuditRecord, AuditTarget};
 use fleety_actors::domain::ProjectId;
 use fleety_actors::member::{normalise_email, Member, MemberState, Role};
 use fleety_actors::store::{MemberStore, StoreError};
@@ -119,6 +120,7 @@ pub async fn add(
     project: &ProjectId,
     new: NewMember,
     by: Role,
+    who: &AuditBy,
     now: DateTime<Utc>,
 ) -> Result<Member, MemberError> {
     if !may_manage(by, new.role) {
@@ -141,7 +143,12 @@ pub async fn add(
         created_at: now,
         updated_at: now,
     };
-    match store.create_member(&member).await {
+    let record = who
+        .record(project, now, "member.added")
+        .target(target(&member))
+        .with("email", &member.email)
+        .with("role", member.role);
+    match audit::recorded(Some(record), store.create_member(&member)).await {
         Ok(()) => Ok(member),
         Err(StoreError::Conflict) => Err(MemberError::Taken),
         Err(e) => Err(e.into()),
@@ -158,6 +165,7 @@ pub async fn change(
     change: MemberChange,
     by: Role,
     by_member: Option<Uuid>,
+    who: &AuditBy,
 ) -> Result<Member, MemberError> {
     let store = accounts.store();
     let member = store
@@ -196,13 +204,50 @@ pub async fn change(
         state: change.state.unwrap_or(member.state),
         password_hash: password_hash.unwrap_or(member.password_hash.clone()),
         updated_at: accounts.now().max(member.updated_at),
-        ..member
+        ..member.clone()
     };
-    store.update_member(&changed).await?;
+    let record = change_record(who, &member, &changed, accounts.now());
+    audit::recorded(record, store.update_member(&changed)).await?;
     if ends_sessions {
         accounts.end_sessions(&changed).await?;
     }
     Ok(changed)
+}
+
+/// What a member's change is recorded as: one record naming every field that changed, its
+/// action the weightiest of them (state, then role, then password); `None` if nothing did.
+/// A new password is recorded as changed, never its hash.
+fn change_record(
+    who: &AuditBy,
+    before: &Member,
+    after: &Member,
+    now: DateTime<Utc>,
+) -> Option<AuditRecord> {
+    let action = if before.state != after.state {
+        "member.state_changed"
+    } else if before.role != after.role {
+        "member.role_changed"
+    } else if before.password_hash != after.password_hash {
+        "member.password_changed"
+    } else {
+        "member.changed"
+    };
+    let mut record = who
+        .record(&after.project_id, now, action)
+        .target(target(after))
+        .changed("name", &before.name, &after.name)
+        .changed("avatar_url", &before.avatar_url, &after.avatar_url)
+        .changed("role", before.role, after.role)
+        .changed("state", before.state, after.state);
+    if before.password_hash != after.password_hash {
+        record = record.with("password", "changed");
+    }
+    record.has_changes().then_some(record)
+}
+
+/// A member as an audit record's target.
+pub fn target(m: &Member) -> AuditTarget {
+    AuditTarget::new("member", m.id).named(&m.name)
 }
 
 /// Finds a member by email, for the command line.

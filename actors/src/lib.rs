@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod audit;
 pub mod canned;
 pub mod chat;
 pub mod clock;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::canned::{CannedConflict, CannedReply};
 use crate::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
@@ -225,6 +226,9 @@ pub enum TicketWrite {
     /// A webhook delivery announcing a change of the batch: written with it, so the change is
     /// never acknowledged without its webhook (the outbox).
     Delivery(Delivery),
+    /// The audit record of the batch's change ([`crate::audit`]): written with it, so the
+    /// change never happens without its record.
+    Audit(AuditRecord),
 }
 
 /// Projects: the tenants, with their settings.
@@ -234,6 +238,7 @@ pub trait ProjectStore: Send + Sync + 'static {
     async fn create_project(&self, project: &Project) -> StoreResult<()>;
     async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>>;
     /// Replaces the project's settings; [`StoreError::NotFound`] if it does not exist.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn update_project(&self, project: &Project) -> StoreResult<()>;
     async fn list_projects(&self) -> StoreResult<Vec<Project>>;
 }
@@ -352,8 +357,10 @@ pub trait ChatStore: Send + Sync + 'static {
 #[async_trait]
 pub trait KbStore: Send + Sync + 'static {
     /// Creates or replaces a knowledge-base article.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn put_article(&self, article: &Article) -> StoreResult<()>;
     /// [`StoreError::NotFound`] if there is no such article.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn delete_article(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
     /// Every article of a project, in no particular order.
     async fn list_articles(&self, project: &ProjectId) -> StoreResult<Vec<Article>>;
@@ -384,11 +391,14 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Creates an endpoint, unless its project has `max` endpoints already:
     /// [`StoreError::Conflict`] then. Counting and inserting are one step, so creates racing on
     /// one node or several never leave a project more than `max`.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn create_endpoint(&self, endpoint: &Endpoint, max: usize) -> StoreResult<()>;
     /// Replaces an endpoint; [`StoreError::NotFound`] if there is no such endpoint (it was
     /// deleted meanwhile: a change never brings one back, which would also pass the cap).
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
     /// [`StoreError::NotFound`] if there is no such endpoint. Its deliveries stay, as a log.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn delete_endpoint(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
     async fn list_endpoints(&self, project: &ProjectId) -> StoreResult<Vec<Endpoint>>;
     /// Every project's endpoints.
@@ -437,9 +447,11 @@ pub trait WebhookStore: Send + Sync + 'static {
 pub trait MemberStore: Send + Sync + 'static {
     /// Adds a member; [`StoreError::Conflict`] if the project has a member with this id or
     /// this email already. Checking and inserting are one step, across nodes too.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn create_member(&self, member: &Member) -> StoreResult<()>;
     /// Replaces a member's row; [`StoreError::NotFound`] if there is none. The email never
     /// changes: the stored one is kept.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn update_member(&self, member: &Member) -> StoreResult<()>;
     async fn get_member(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<Option<Member>>;
     /// Stores a new invitation or reset link. Its id is the digest of 256 random bits, so it
@@ -467,6 +479,7 @@ pub trait MemberStore: Send + Sync + 'static {
     async fn list_members(&self, project: &ProjectId) -> StoreResult<Vec<Member>>;
     /// Creates or replaces a session (a new one at sign-in; its `last_seen_at` moved on later).
     /// A backend whose rows expire on their own (CQL) keeps it until its `expires_at`.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn put_member_session(&self, session: &MemberSession) -> StoreResult<()>;
     async fn get_member_session(
         &self,
@@ -481,6 +494,7 @@ pub trait MemberStore: Send + Sync + 'static {
         member: uuid::Uuid,
     ) -> StoreResult<Vec<MemberSession>>;
     /// Ends one session; [`StoreError::NotFound`] if the member has no such session.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn delete_member_session(
         &self,
         project: &ProjectId,
@@ -488,6 +502,7 @@ pub trait MemberStore: Send + Sync + 'static {
         id: &str,
     ) -> StoreResult<()>;
     /// Ends every session of a member (deactivation, a new password); how many there were.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn delete_member_sessions(
         &self,
         project: &ProjectId,
@@ -522,6 +537,7 @@ pub trait CannedStore: Send + Sync + 'static {
     /// another of its replies has the same shortcut ([`CannedConflict::ShortcutTaken`]).
     /// Checking and inserting are one step, so creates racing on one node or several never
     /// pass the cap or share a shortcut.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn create_canned_reply(
         &self,
         reply: &CannedReply,
@@ -530,14 +546,30 @@ pub trait CannedStore: Send + Sync + 'static {
     /// Replaces a reply; [`StoreError::NotFound`] if there is no such reply (deleted
     /// meanwhile: a change never brings one back), [`CannedConflict::ShortcutTaken`] if
     /// another of the project's replies has its new shortcut.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn update_canned_reply(
         &self,
         reply: &CannedReply,
     ) -> StoreResult<Result<(), CannedConflict>>;
     /// [`StoreError::NotFound`] if there is no such reply.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn delete_canned_reply(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
     /// The project's replies, in no particular order.
     async fn list_canned_replies(&self, project: &ProjectId) -> StoreResult<Vec<CannedReply>>;
+}
+
+/// The audit trail ([`crate::audit`]). Records of changes are written by the change's own
+/// write (see [`crate::audit::recorded`]): the write methods of the other stores marked
+/// "audited" take the pending record and make it part of the same durable write.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Writes a record of an event that changes nothing else (a failed sign-in).
+    async fn record_audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    /// The project's records newest first, as [`AuditPage::scan`] pages them.
+    async fn list_audit(&self, project: &ProjectId, query: &AuditQuery) -> StoreResult<AuditPage>;
+    /// Deletes up to `limit` records older than `before`, how many it deleted. A backend
+    /// whose rows expire on their own (CQL, by TTL) deletes none and never returns such a row.
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<usize>;
 }
 
 /// What refuses saving `reply` beside the replies stored now (`stored`, of any project, the
@@ -602,6 +634,7 @@ pub trait Store:
     + UnansweredStore
     + MemberStore
     + CannedStore
+    + AuditStore
 {
     /// A short name for logs and metrics: `embedded`, `scylla`, `memory`.
     fn backend(&self) -> &'static str;

@@ -75,6 +75,7 @@ pub const NAMES: &[(&str, &str)] = &[
     ("data_dir", "store.data_dir"),
     ("store_checkpoint_ms", "store.checkpoint_ms"),
     ("store_apply_gather_ms", "store.apply_gather_ms"),
+    ("audit_retention_days", "store.audit_retention_days"),
     ("scylla_nodes", "scylla.nodes"),
     ("scylla_keyspace", "scylla.keyspace"),
     ("scylla_consistency", "scylla.consistency"),
@@ -244,6 +245,9 @@ pub struct StoreSettings {
     /// How long the embedded store's applier waits to gather more writes into one commit.
     #[serde(rename = "apply_gather_ms", with = "values::millis")]
     pub apply_gather: Duration,
+    /// Days audit records are kept.
+    #[serde(deserialize_with = "values::positive")]
+    pub audit_retention_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -443,6 +447,7 @@ impl Default for Settings {
                 data_dir: PathBuf::from("./data"),
                 checkpoint: millis(100),
                 apply_gather: millis(5),
+                audit_retention_days: fleety_actors::audit::DEFAULT_RETENTION_DAYS,
             },
             scylla: ScyllaConfig::default(),
             auth: AuthSettings {

@@ -4,6 +4,7 @@
 //! The server keeps bodies with their placeholders; the inbox fills them in when an agent
 //! inserts a reply (see `docs/web.md`), because only it knows the agent's display name.
 
+use fleety_actors::audit::{self, AuditBy, AuditTarget};
 use std::sync::Arc;
 
 use fleety_actors::canned::{
@@ -126,8 +127,18 @@ pub async fn list(project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
     )
 }
 
+/// A reply as an audit record's target.
+fn target(r: &CannedReply) -> AuditTarget {
+    AuditTarget::new("canned_reply", r.id).named(r.name.as_str())
+}
+
 /// POST /v1/projects/{projectId}/canned-replies
-pub async fn create(project: Arc<Project>, ctx: Arc<Ctx>, req: NewCannedReply) -> Response {
+pub async fn create(
+    project: Arc<Project>,
+    who: AuditBy,
+    ctx: Arc<Ctx>,
+    req: NewCannedReply,
+) -> Response {
     respond(
         async {
             let now = ctx.clock.now();
@@ -142,8 +153,15 @@ pub async fn create(project: Arc<Project>, ctx: Arc<Ctx>, req: NewCannedReply) -
             };
             // The store checks the cap and the shortcut and inserts in one step, so racing
             // creates never pass either.
-            ctx.canned_store
-                .create_canned_reply(&reply, MAX_PER_PROJECT)
+            let record = who
+                .record(&project.id, now, "canned_reply.created")
+                .target(target(&reply))
+                .with("shortcut", &reply.shortcut)
+                .with("body", &reply.body);
+            let create = ctx
+                .canned_store
+                .create_canned_reply(&reply, MAX_PER_PROJECT);
+            audit::recorded(Some(record), create)
                 .await?
                 .map_err(|c| refused(c, &reply.shortcut))?;
             Ok(json(StatusCode::CREATED, &CannedReplyView::new(&reply)))
@@ -167,12 +185,14 @@ pub async fn get(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
 pub async fn update(
     id: String,
     project: Arc<Project>,
+    who: AuditBy,
     ctx: Arc<Ctx>,
     req: CannedReplyChange,
 ) -> Response {
     respond(
         async {
             let mut r = find(&ctx, &project, &id).await?;
+            let before = r.clone();
             if let Some(name) = &req.name {
                 r.name = CannedName::parse(name).map_err(bad)?;
             }
@@ -183,7 +203,14 @@ pub async fn update(
                 r.body = CannedBody::parse(body).map_err(bad)?;
             }
             r.updated_at = ctx.clock.now().max(r.updated_at);
-            match ctx.canned_store.update_canned_reply(&r).await {
+            let record = who
+                .record(&project.id, ctx.clock.now(), "canned_reply.changed")
+                .target(target(&r))
+                .changed("name", &before.name, &r.name)
+                .changed("shortcut", &before.shortcut, &r.shortcut)
+                .changed("body", &before.body, &r.body);
+            let record = record.has_changes().then_some(record);
+            match audit::recorded(record, ctx.canned_store.update_canned_reply(&r)).await {
                 // Deleted since it was read.
                 Err(StoreError::NotFound) => return Err(not_found()),
                 other => other?.map_err(|c| refused(c, &r.shortcut))?,
@@ -195,11 +222,15 @@ pub async fn update(
 }
 
 /// DELETE /v1/projects/{projectId}/canned-replies/{replyId}
-pub async fn delete(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+pub async fn delete(id: String, project: Arc<Project>, who: AuditBy, ctx: Arc<Ctx>) -> Response {
     respond(
         async {
             let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-            match ctx.canned_store.delete_canned_reply(&project.id, id).await {
+            let record = who
+                .record(&project.id, ctx.clock.now(), "canned_reply.deleted")
+                .target(AuditTarget::new("canned_reply", id));
+            let delete = ctx.canned_store.delete_canned_reply(&project.id, id);
+            match audit::recorded(Some(record), delete).await {
                 Err(StoreError::NotFound) => return Err(not_found()),
                 other => other?,
             }

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::reply::Response;
 
+use fleety_actors::audit::{self, AuditActor, AuditBy, AuditRecord, AuditTarget};
+
 use super::access::Principal;
 use super::error::{json, respond};
 use super::{ApiError, Ctx, Done};
@@ -128,7 +130,24 @@ pub async fn sign_in(
     let new = match signed {
         Ok(new) => new,
         Err(SignInError::Refused) => {
-            return ApiError::unauthorized("wrong email or password").into_response()
+            // Written alone: a refusal changes nothing. Who was tried is the target; the
+            // password never is.
+            let email = fleety_actors::member::normalise_email(&body.email);
+            let record = AuditRecord::new(
+                &project.id,
+                ctx.accounts.now(),
+                AuditActor::Anonymous,
+                Some(meta.ip.to_string()),
+                "member.sign_in_failed",
+            );
+            let record = match email {
+                Some(email) => record.target(AuditTarget::new("email", email)),
+                None => record,
+            };
+            if let Err(e) = ctx.audit_store.record_audit(&record).await {
+                tracing::warn!(error = %e, "recording a failed sign-in failed");
+            }
+            return ApiError::unauthorized("wrong email or password").into_response();
         }
         Err(SignInError::Throttled(wait)) => {
             let mut resp = ApiError::new(
@@ -171,10 +190,13 @@ pub async fn sign_out(
     meta: Arc<RequestMeta>,
 ) -> Response {
     if let Some(m) = principal.member() {
-        let ended = ctx
+        let record = super::audit::by(&principal, &meta)
+            .record(&project.id, ctx.accounts.now(), "member.signed_out")
+            .target(crate::members::target(&m.member));
+        let end = ctx
             .accounts
-            .end_session(&project.id, m.member.id, &m.session.id)
-            .await;
+            .end_session(&project.id, m.member.id, &m.session.id);
+        let ended = audit::recorded(Some(record), end).await;
         match ended {
             Ok(()) | Err(StoreError::NotFound) => {}
             Err(e) => return ApiError::from(e).into_response(),
@@ -282,6 +304,7 @@ pub async fn revoke_session(
     project: Arc<Project>,
     principal: Principal,
     ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
 ) -> Response {
     respond(
         async {
@@ -290,10 +313,13 @@ pub async fn revoke_session(
             let Some(me) = principal.member().filter(|_| well_formed) else {
                 return Err(gone());
             };
-            let deleted = ctx
-                .accounts
-                .end_session(&project.id, me.member.id, &id.to_ascii_lowercase())
-                .await;
+            // The session's id is a digest of its secret: the record names the member only.
+            let record = super::audit::by(&principal, &meta)
+                .record(&project.id, ctx.accounts.now(), "member.session_ended")
+                .target(crate::members::target(&me.member));
+            let id = id.to_ascii_lowercase();
+            let end = ctx.accounts.end_session(&project.id, me.member.id, &id);
+            let deleted = audit::recorded(Some(record), end).await;
             match deleted {
                 Ok(()) => Ok(json(StatusCode::OK, &Done::new("session ended"))),
                 Err(StoreError::NotFound) => Err(gone()),
@@ -369,6 +395,7 @@ async fn add_to(
     project: &ProjectId,
     body: AddMember,
     by: Role,
+    who: &AuditBy,
 ) -> Result<Response, ApiError> {
     let new = NewMember {
         email: body.email,
@@ -382,6 +409,7 @@ async fn add_to(
         project,
         new,
         by,
+        who,
         ctx.accounts.now(),
     )
     .await?;
@@ -393,9 +421,11 @@ pub async fn add(
     project: Arc<Project>,
     principal: Principal,
     ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
     body: AddMember,
 ) -> Response {
-    respond(add_to(&ctx, &project.id, body, principal.role()).await)
+    let who = super::audit::by(&principal, &meta);
+    respond(add_to(&ctx, &project.id, body, principal.role(), &who).await)
 }
 
 /// GET /v1/projects/{projectId}/members/{memberId}
@@ -417,6 +447,7 @@ async fn apply(
     id: &str,
     change: MemberChange,
     principal: &Principal,
+    who: &AuditBy,
 ) -> Result<Response, ApiError> {
     let id = parse_member_id(id)?;
     // A token acts as its member: nobody changes their own role or state, by token either.
@@ -428,6 +459,7 @@ async fn apply(
         change,
         principal.role(),
         by_member,
+        who,
     )
     .await?;
     Ok(json(StatusCode::OK, &MemberView::from(&member)))
@@ -439,6 +471,7 @@ pub async fn update(
     project: Arc<Project>,
     principal: Principal,
     ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
     body: ChangeMember,
 ) -> Response {
     let change = MemberChange {
@@ -450,7 +483,8 @@ pub async fn update(
         state: body.state,
         password: body.password,
     };
-    respond(apply(&ctx, &project.id, &id, change, &principal).await)
+    let who = super::audit::by(&principal, &meta);
+    respond(apply(&ctx, &project.id, &id, change, &principal, &who).await)
 }
 
 async fn operator_project(ctx: &Ctx, raw: &str) -> Result<Arc<Project>, ApiError> {
@@ -474,11 +508,20 @@ pub async fn operator_list(project: String, ctx: Arc<Ctx>) -> Response {
 
 /// POST /v1/admin/projects/{projectId}/members: the operator adds anyone, an owner first of
 /// all.
-pub async fn operator_add(project: String, ctx: Arc<Ctx>, body: AddMember) -> Response {
+pub async fn operator_add(
+    project: String,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
+    body: AddMember,
+) -> Response {
     respond(
         async {
             let project = operator_project(&ctx, &project).await?;
-            add_to(&ctx, &project.id, body, Role::Owner).await
+            let who = AuditBy {
+                actor: AuditActor::Operator,
+                ip: Some(meta.ip.to_string()),
+            };
+            add_to(&ctx, &project.id, body, Role::Owner, &who).await
         }
         .await,
     )

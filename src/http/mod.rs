@@ -9,6 +9,7 @@ pub mod access;
 pub mod assets;
 pub mod assignees;
 pub mod assistant;
+pub mod audit;
 pub mod canned;
 pub mod chat;
 pub mod error;
@@ -63,6 +64,7 @@ pub struct Ctx {
     pub webhook_store: Arc<dyn fleety_actors::store::WebhookStore>,
     /// The projects' canned replies.
     pub canned_store: Arc<dyn fleety_actors::store::CannedStore>,
+    pub audit_store: Arc<dyn fleety_actors::store::AuditStore>,
     /// Cancelled when the server starts draining: sockets close with "going away".
     pub shutdown: CancellationToken,
     /// Long-lived sockets, so a drain can wait for them.

@@ -1,6 +1,7 @@
 //! Agent and operator endpoints: project settings, the ticket listing, the inbox feed token
 //! (agents' admin key) and project creation (the operator token).
 
+use fleety_actors::audit::{self, AuditBy, AuditTarget};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -89,7 +90,12 @@ pub struct UpdateProject {
 }
 
 /// PATCH /v1/projects/{projectId}
-pub async fn update(project: Arc<Project>, ctx: Arc<Ctx>, req: UpdateProject) -> Response {
+pub async fn update(
+    project: Arc<Project>,
+    who: AuditBy,
+    ctx: Arc<Ctx>,
+    req: UpdateProject,
+) -> Response {
     respond(
         async {
             let mut next = (*project).clone();
@@ -122,7 +128,21 @@ pub async fn update(project: Arc<Project>, ctx: Arc<Ctx>, req: UpdateProject) ->
             if let Some(enabled) = req.csat_enabled {
                 next.csat_disabled = !enabled;
             }
-            let saved = ctx.projects.update(next).await?;
+            let (before, after) = (&project.assistant, &next.assistant);
+            let record = who
+                .record(&project.id, ctx.clock.now(), "project.changed")
+                .target(AuditTarget::new("project", &project.id).named(&next.name))
+                .changed("name", &project.name, &next.name)
+                .changed(
+                    "allowed_origins",
+                    &project.allowed_origins,
+                    &next.allowed_origins,
+                )
+                .changed("assistant_name", &before.name, &after.name)
+                .changed("assistant_greeting", &before.greeting, &after.greeting)
+                .changed("assistant_guidance", &before.guidance, &after.guidance);
+            let record = record.has_changes().then_some(record);
+            let saved = audit::recorded(record, ctx.projects.update(next)).await?;
             Ok(json(StatusCode::OK, &ProjectView::new(&saved)))
         }
         .await,

@@ -476,6 +476,20 @@ impl Build<'_> {
         access::agent(self.ctx, self.least_role())
     }
 
+    /// [`member`](Self::member), with the caller as the audit records of its changes name
+    /// them ([`super::audit::by`]).
+    pub fn audited(
+        &self,
+    ) -> impl Filter<Extract = (Arc<Project>, fleety_actors::audit::AuditBy), Error = Rejection> + Clone
+    {
+        self.member()
+            .and(self.meta())
+            .map(|project, principal, meta: Arc<RequestMeta>| {
+                (project, super::audit::by(&principal, &meta))
+            })
+            .untuple_one()
+    }
+
     /// [`agent`](Self::agent), with the caller.
     pub fn member(
         &self,

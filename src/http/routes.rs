@@ -15,7 +15,7 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, assignees, assistant, canned, chat, kb, members, openapi, projects_api, session,
+    assets, assignees, assistant, audit, canned, chat, kb, members, openapi, projects_api, session,
     tickets, tokens, unanswered, webhooks, ws, Ctx,
 };
 
@@ -210,7 +210,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The project", Json(schema::<projects_api::ProjectView>)),
         Route::new(patch(), "/v1/projects/{projectId}", "updateProject", "Change the project's name, allowed origins or assistant", Admin, |b| {
-            b.agent().and(b.ctx()).and(b.json()).then(projects_api::update).boxed()
+            b.audited().and(b.ctx()).and(b.json()).then(projects_api::update).boxed()
         })
         .tag("projects")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -359,7 +359,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The endpoints, without their secrets", Json(schema::<webhooks::WebhookList>)),
         Route::new(post(), "/v1/projects/{projectId}/webhooks", "createWebhook", "Register a webhook endpoint", Admin, |b| {
-            b.agent().and(b.ctx()).and(b.json()).then(webhooks::create).boxed()
+            b.audited().and(b.ctx()).and(b.json()).then(webhooks::create).boxed()
         })
         .tag("webhooks")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -380,7 +380,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The endpoint", Json(schema::<webhooks::EndpointView>))
         .refuses(404, "No such endpoint"),
         Route::new(patch(), "/v1/projects/{projectId}/webhooks/{webhookId}", "updateWebhook", "Change a webhook endpoint's URL, events, or whether it is on", Admin, |b| {
-            b.param("webhookId").and(b.agent()).and(b.ctx()).and(b.json()).then(webhooks::update).boxed()
+            b.param("webhookId").and(b.audited()).and(b.ctx()).and(b.json()).then(webhooks::update).boxed()
         })
         .tag("webhooks")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -389,7 +389,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The endpoint after the change", Json(schema::<webhooks::EndpointView>))
         .refuses(404, "No such endpoint"),
         Route::new(delete(), "/v1/projects/{projectId}/webhooks/{webhookId}", "deleteWebhook", "Delete a webhook endpoint", Admin, |b| {
-            b.param("webhookId").and(b.agent()).and(b.ctx()).then(webhooks::delete).boxed()
+            b.param("webhookId").and(b.audited()).and(b.ctx()).then(webhooks::delete).boxed()
         })
         .tag("webhooks")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -447,7 +447,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The sessions", Json(schema::<members::SessionList>)),
         Route::new(delete(), "/v1/projects/{projectId}/me/sessions/{sessionId}", "revokeMySession", "End one of the caller's sessions", Agent, |b| {
-            b.param("sessionId").and(b.member()).and(b.ctx()).then(members::revoke_session).boxed()
+            b.param("sessionId").and(b.member()).and(b.ctx()).and(b.meta()).then(members::revoke_session).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -478,6 +478,14 @@ fn routes() -> Vec<Route> {
         .param("tokenId", "The token's id, from the listing.", uuid)
         .answers(200, "Revoked", Json(schema::<super::Done>))
         .refuses(404, "The caller has no such token"),
+        Route::new(get(), "/v1/projects/{projectId}/audit", "listAudit", "List the audit trail, newest first: who did what, when and from where", Admin, |b| {
+            b.agent().and(b.ctx()).and(b.query()).then(audit::list).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .query::<audit::AuditListQuery>()
+        .answers(200, "A page of records, and the cursor of the next", Json(schema::<audit::AuditList>))
+        .refuses(400, "A filter, the limit or the cursor is not valid"),
         Route::new(get(), "/v1/projects/{projectId}/members", "listMembers", "List the project's members", Admin, |b| {
             b.agent().and(b.ctx()).then(members::list).boxed()
         })
@@ -546,7 +554,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The password is changed", Json(schema::<super::Done>))
         .refuses(410, "The link was used or has expired"),
         Route::new(post(), "/v1/projects/{projectId}/members", "addMember", "Add a member, with a password", Admin, |b| {
-            b.member().and(b.ctx()).and(b.json()).then(members::add).boxed()
+            b.member().and(b.ctx()).and(b.meta()).and(b.json()).then(members::add).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -565,7 +573,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The member", Json(schema::<members::MemberView>))
         .refuses(404, "No such member"),
         Route::new(patch(), "/v1/projects/{projectId}/members/{memberId}", "updateMember", "Change a member's name, avatar, role, state or password", Admin, |b| {
-            b.param("memberId").and(b.member()).and(b.ctx()).and(b.json()).then(members::update).boxed()
+            b.param("memberId").and(b.member()).and(b.ctx()).and(b.meta()).and(b.json()).then(members::update).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -600,7 +608,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The replies, by shortcut", Json(schema::<canned::CannedReplyList>)),
         Route::new(post(), "/v1/projects/{projectId}/canned-replies", "createCannedReply", "Save a canned reply", Admin, |b| {
-            b.agent().and(b.ctx()).and(b.json()).then(canned::create).boxed()
+            b.audited().and(b.ctx()).and(b.json()).then(canned::create).boxed()
         })
         .tag("canned replies")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -620,7 +628,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The reply", Json(schema::<canned::CannedReplyView>))
         .refuses(404, "No such canned reply"),
         Route::new(patch(), "/v1/projects/{projectId}/canned-replies/{replyId}", "updateCannedReply", "Change a canned reply's name, shortcut or body", Admin, |b| {
-            b.param("replyId").and(b.agent()).and(b.ctx()).and(b.json()).then(canned::update).boxed()
+            b.param("replyId").and(b.audited()).and(b.ctx()).and(b.json()).then(canned::update).boxed()
         })
         .tag("canned replies")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -630,7 +638,7 @@ fn routes() -> Vec<Route> {
         .refuses(404, "No such canned reply")
         .refuses(409, "Another canned reply has this shortcut"),
         Route::new(delete(), "/v1/projects/{projectId}/canned-replies/{replyId}", "deleteCannedReply", "Delete a canned reply", Admin, |b| {
-            b.param("replyId").and(b.agent()).and(b.ctx()).then(canned::delete).boxed()
+            b.param("replyId").and(b.audited()).and(b.ctx()).then(canned::delete).boxed()
         })
         .tag("canned replies")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -653,7 +661,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The members, by name", Json(schema::<members::MemberList>))
         .refuses(404, "No such project"),
         Route::new(post(), "/v1/admin/projects/{projectId}/members", "operatorAddMember", "Add a member of any role to a project", Operator, |b| {
-            b.param("projectId").and(b.operator()).and(b.ctx()).and(b.json()).then(members::operator_add).boxed()
+            b.param("projectId").and(b.operator()).and(b.ctx()).and(b.meta()).and(b.json()).then(members::operator_add).boxed()
         })
         .tag("operators")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -780,6 +788,7 @@ mod tests {
         ("listMyTokens", Agent),
         ("createMyToken", Agent),
         ("revokeMyToken", Agent),
+        ("listAudit", Admin),
         ("listMembers", Admin),
         ("addMember", Admin),
         ("getMember", Admin),

@@ -4,6 +4,7 @@
 //! again. Turning an endpoint back on clears what the dispatcher recorded when it turned it off,
 //! and checks its URL against the address rule again.
 
+use fleety_actors::audit::{self, AuditBy, AuditTarget};
 use std::sync::Arc;
 
 use fleety_actors::domain::Project;
@@ -237,7 +238,12 @@ fn yes() -> bool {
 }
 
 /// POST /v1/projects/{projectId}/webhooks
-pub async fn create(project: Arc<Project>, ctx: Arc<Ctx>, req: NewEndpoint) -> Response {
+pub async fn create(
+    project: Arc<Project>,
+    who: AuditBy,
+    ctx: Arc<Ctx>,
+    req: NewEndpoint,
+) -> Response {
     respond(
         async {
             let url = check_url(&ctx, &req.url)?;
@@ -253,12 +259,16 @@ pub async fn create(project: Arc<Project>, ctx: Arc<Ctx>, req: NewEndpoint) -> R
                 failing_since: None,
                 created_at: ctx.clock.now(),
             };
+            // Never the signing secret.
+            let record = who
+                .record(&project.id, ctx.clock.now(), "webhook.created")
+                .target(AuditTarget::new("webhook", endpoint.id))
+                .with("url", &endpoint.url)
+                .with("events", &endpoint.events)
+                .with("enabled", endpoint.enabled);
             // The store counts and inserts in one step, so racing creates stop at the cap.
-            match ctx
-                .webhook_store
-                .create_endpoint(&endpoint, MAX_ENDPOINTS)
-                .await
-            {
+            let create = ctx.webhook_store.create_endpoint(&endpoint, MAX_ENDPOINTS);
+            match audit::recorded(Some(record), create).await {
                 Err(StoreError::Conflict) => {
                     return Err(ApiError::conflict(format!(
                         "a project may have at most {MAX_ENDPOINTS} webhooks; delete one first"
@@ -304,12 +314,14 @@ pub struct EndpointChange {
 pub async fn update(
     id: String,
     project: Arc<Project>,
+    who: AuditBy,
     ctx: Arc<Ctx>,
     req: EndpointChange,
 ) -> Response {
     respond(
         async {
             let mut e = find(&ctx, &project, &id).await?;
+            let before = e.clone();
             if let Some(url) = &req.url {
                 e.url = check_url(&ctx, url)?;
             }
@@ -332,7 +344,14 @@ pub async fn update(
                 }
                 e.enabled = enabled;
             }
-            match ctx.webhook_store.update_endpoint(&e).await {
+            let record = who
+                .record(&project.id, ctx.clock.now(), "webhook.changed")
+                .target(AuditTarget::new("webhook", e.id))
+                .changed("url", &before.url, &e.url)
+                .changed("events", &before.events, &e.events)
+                .changed("enabled", before.enabled, e.enabled);
+            let record = record.has_changes().then_some(record);
+            match audit::recorded(record, ctx.webhook_store.update_endpoint(&e)).await {
                 // Deleted since it was read.
                 Err(StoreError::NotFound) => return Err(ApiError::not_found("webhook not found")),
                 other => other?,
@@ -345,11 +364,15 @@ pub async fn update(
 }
 
 /// DELETE /v1/projects/{projectId}/webhooks/{webhookId}
-pub async fn delete(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+pub async fn delete(id: String, project: Arc<Project>, who: AuditBy, ctx: Arc<Ctx>) -> Response {
     respond(
         async {
             let id = endpoint_id(&id)?;
-            match ctx.webhook_store.delete_endpoint(&project.id, id).await {
+            let record = who
+                .record(&project.id, ctx.clock.now(), "webhook.deleted")
+                .target(AuditTarget::new("webhook", id));
+            let delete = ctx.webhook_store.delete_endpoint(&project.id, id);
+            match audit::recorded(Some(record), delete).await {
                 Err(StoreError::NotFound) => return Err(ApiError::not_found("webhook not found")),
                 other => other?,
             }

@@ -25,6 +25,7 @@ pub async fn open(
         }
         StorageBackend::Scylla => {
             let opened = scylla::ScyllaStore::open(scylla).await?;
+            opened.set_audit_retention_days(store.audit_retention_days);
             Ok(Arc::new(opened))
         }
     }

@@ -6,6 +6,7 @@ mod support_cql;
 mod agent;
 mod assignment;
 mod assistant;
+mod audit;
 mod canned;
 mod chat;
 mod chat_llm;

@@ -393,7 +393,8 @@ pub fn items_of(slug: &Slug, writes: &[TicketWrite]) -> Vec<Item> {
             TicketWrite::Note(n) => Some(Item::Note(slug.clone(), n.clone())),
             TicketWrite::ReadCursor { .. }
             | TicketWrite::Delivery(_)
-            | TicketWrite::Activity(_) => None,
+            | TicketWrite::Activity(_)
+            | TicketWrite::Audit(_) => None,
         })
         .collect()
 }

@@ -65,6 +65,9 @@ macro_rules! store_conformance_tests {
             api_tokens_are_created_touched_listed_and_revoked,
             canned_replies_are_created_listed_replaced_and_deleted,
             canned_replies_racing_never_pass_the_cap_or_share_a_shortcut,
+            audit_records_list_newest_first_filtered_and_paged,
+            a_change_and_its_audit_record_are_one_write,
+            audit_records_past_the_retention_leave_the_trail,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -2316,4 +2319,339 @@ pub async fn api_tokens_are_created_touched_listed_and_revoked(store: Arc<dyn St
     ));
     assert_eq!(store.get_api_token(&p.id, read.id).await.unwrap(), None);
     assert_eq!(store.list_api_tokens(&p.id).await.unwrap(), vec![touched]);
+}
+
+fn audit_record(
+    project: &ProjectId,
+    at: DateTime<Utc>,
+    actor: crate::audit::AuditActor,
+    action: &str,
+) -> crate::audit::AuditRecord {
+    crate::audit::AuditRecord::new(project, at, actor, Some("203.0.113.7".into()), action)
+        .target(crate::audit::AuditTarget::new("project", project.as_str()))
+        .changed("name", "Before", "After")
+}
+
+pub async fn audit_records_list_newest_first_filtered_and_paged(store: Arc<dyn Store>) {
+    use crate::audit::{AuditActor, AuditQuery};
+    let p = project();
+    let other = project();
+    let dana = AuditActor::Member {
+        id: Uuid::new_v4(),
+        name: "Dana".into(),
+    };
+    let start = now_millis() - Duration::hours(1);
+    let mut written = Vec::new();
+    for i in 0..12 {
+        let (actor, action) = match i % 3 {
+            0 => (dana.clone(), "member.signed_in"),
+            1 => (AuditActor::AdminKey, "project.changed"),
+            _ => (dana.clone(), "ticket.status_changed"),
+        };
+        let r = audit_record(&p.id, start + Duration::seconds(i), actor, action);
+        store.record_audit(&r).await.unwrap();
+        written.push(r);
+    }
+    // Two records of one millisecond both come back, in a stable order.
+    let twin = audit_record(
+        &p.id,
+        start + Duration::seconds(11),
+        dana.clone(),
+        "member.signed_out",
+    );
+    store.record_audit(&twin).await.unwrap();
+    written.push(twin);
+    let elsewhere = audit_record(&other.id, start, dana.clone(), "member.signed_in");
+    store.record_audit(&elsewhere).await.unwrap();
+
+    let mut newest_first = written.clone();
+    newest_first.sort_by_key(|r| std::cmp::Reverse(r.cursor()));
+    let all = |limit| AuditQuery {
+        limit,
+        ..Default::default()
+    };
+    let page = store.list_audit(&p.id, &all(100)).await.unwrap();
+    assert_eq!(page.records, newest_first);
+    assert_eq!(page.next, None);
+
+    // Paged five at a time, the pages join up to the whole trail.
+    let (mut pages, mut after) = (Vec::new(), None);
+    loop {
+        let q = AuditQuery { after, ..all(5) };
+        let page = store.list_audit(&p.id, &q).await.unwrap();
+        assert!(page.records.len() <= 5);
+        pages.extend(page.records);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, newest_first);
+
+    let by = |q: AuditQuery| {
+        let store = store.clone();
+        let p = p.id.clone();
+        async move { store.list_audit(&p, &q).await.unwrap().records }
+    };
+    let dana_id = dana.member_id();
+    let mine = by(AuditQuery {
+        member: dana_id,
+        ..all(100)
+    })
+    .await;
+    assert_eq!(mine.len(), 9);
+    assert!(mine.iter().all(|r| r.actor == dana));
+    let signed_in = by(AuditQuery {
+        action: Some("member.signed_in".into()),
+        ..all(100)
+    })
+    .await;
+    assert_eq!(signed_in.len(), 4);
+    let members = by(AuditQuery {
+        action: Some("member.*".into()),
+        ..all(100)
+    })
+    .await;
+    assert_eq!(members.len(), 5);
+    let recent = by(AuditQuery {
+        since: Some(start + Duration::seconds(10)),
+        ..all(100)
+    })
+    .await;
+    assert_eq!(recent, newest_first[..3].to_vec());
+    // Filters combine, and a filtered listing pages too.
+    let first = store
+        .list_audit(
+            &p.id,
+            &AuditQuery {
+                member: dana_id,
+                action: Some("ticket.status_changed".into()),
+                ..all(2)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.records.len(), 2);
+    let rest = by(AuditQuery {
+        member: dana_id,
+        action: Some("ticket.status_changed".into()),
+        after: first.next,
+        ..all(100)
+    })
+    .await;
+    assert_eq!(rest.len(), 2);
+    assert!(rest.iter().all(|r| r.action == "ticket.status_changed"));
+    assert_eq!(
+        store
+            .list_audit(&other.id, &all(100))
+            .await
+            .unwrap()
+            .records,
+        vec![elsewhere]
+    );
+}
+
+pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) {
+    use crate::audit::{recorded, AuditActor, AuditQuery};
+    use crate::member::Role;
+    let p = stored_project(&store).await;
+    let now = now_millis();
+    let record = |action: &str| Some(audit_record(&p.id, now, AuditActor::AdminKey, action));
+    let trail = || async {
+        let q = AuditQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let page = store.list_audit(&p.id, &q).await.unwrap();
+        let mut actions: Vec<String> = page.records.into_iter().map(|r| r.action).collect();
+        actions.sort();
+        actions
+    };
+
+    // Each audited write carries its record.
+    let mut renamed = p.clone();
+    renamed.name = "Renamed".into();
+    recorded(record("project.changed"), store.update_project(&renamed))
+        .await
+        .unwrap();
+    let dana = member(&p.id, "dana@example.com", Role::Agent);
+    recorded(record("member.added"), store.create_member(&dana))
+        .await
+        .unwrap();
+    let mut promoted = dana.clone();
+    promoted.role = Role::Admin;
+    recorded(
+        record("member.role_changed"),
+        store.update_member(&promoted),
+    )
+    .await
+    .unwrap();
+    let session = MemberSession {
+        id: "ab".repeat(32),
+        project_id: p.id.clone(),
+        member_id: dana.id,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + Duration::days(1),
+        user_agent: None,
+        ip: None,
+    };
+    recorded(
+        record("member.signed_in"),
+        store.put_member_session(&session),
+    )
+    .await
+    .unwrap();
+    recorded(
+        record("member.signed_out"),
+        store.delete_member_session(&p.id, dana.id, &session.id),
+    )
+    .await
+    .unwrap();
+    let e = endpoint(&p.id, "https://a.example/hook");
+    recorded(record("webhook.created"), store.create_endpoint(&e, 20))
+        .await
+        .unwrap();
+    recorded(record("webhook.changed"), store.update_endpoint(&e))
+        .await
+        .unwrap();
+    recorded(
+        record("webhook.deleted"),
+        store.delete_endpoint(&p.id, e.id),
+    )
+    .await
+    .unwrap();
+    let reply = canned(&p.id, "hello");
+    recorded(
+        record("canned_reply.created"),
+        store.create_canned_reply(&reply, 10),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    recorded(
+        record("canned_reply.deleted"),
+        store.delete_canned_reply(&p.id, reply.id),
+    )
+    .await
+    .unwrap();
+    let t = ticket(&p.id, "quiet-owl-026", now);
+    store.create_ticket(&t, &[]).await.unwrap();
+    let mut closed = t.clone();
+    closed.status = TicketStatus::Resolved;
+    closed.updated_at = now + Duration::seconds(1);
+    let status = record("ticket.status_changed").unwrap();
+    write(
+        store.clone(),
+        &p.id,
+        &t.slug,
+        vec![
+            TicketWrite::Ticket(closed.clone()),
+            TicketWrite::Audit(status),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &t.slug).await.unwrap(),
+        Some(closed)
+    );
+
+    let expected = [
+        "canned_reply.created",
+        "canned_reply.deleted",
+        "member.added",
+        "member.role_changed",
+        "member.signed_in",
+        "member.signed_out",
+        "project.changed",
+        "ticket.status_changed",
+        "webhook.changed",
+        "webhook.created",
+        "webhook.deleted",
+    ];
+    assert_eq!(trail().await, expected);
+
+    // A refused change leaves no record: neither lands.
+    let ghost = member(&p.id, "ghost@example.com", Role::Agent);
+    let refused = recorded(record("member.role_changed"), store.update_member(&ghost)).await;
+    assert!(matches!(refused, Err(StoreError::NotFound)));
+    let twin = member(&p.id, "dana@example.com", Role::Agent);
+    let refused = recorded(record("member.added"), store.create_member(&twin)).await;
+    assert!(matches!(refused, Err(StoreError::Conflict)));
+    let refused = recorded(
+        record("webhook.deleted"),
+        store.delete_endpoint(&p.id, e.id),
+    )
+    .await;
+    assert!(matches!(refused, Err(StoreError::NotFound)));
+    let refused = recorded(
+        record("member.signed_out"),
+        store.delete_member_session(&p.id, dana.id, &session.id),
+    )
+    .await;
+    assert!(matches!(refused, Err(StoreError::NotFound)));
+    let first = canned(&p.id, "first");
+    store
+        .create_canned_reply(&first, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let clash = canned(&p.id, "first");
+    let refused = recorded(
+        record("canned_reply.created"),
+        store.create_canned_reply(&clash, 10),
+    )
+    .await
+    .unwrap();
+    assert!(refused.is_err());
+    // A change outside `recorded` carries nothing, and a record goes with one write only.
+    store.update_project(&p).await.unwrap();
+    recorded(record("project.changed"), async {
+        store.update_project(&renamed).await.unwrap();
+        store.update_project(&p).await.unwrap();
+    })
+    .await;
+    let mut again = expected.to_vec();
+    again.push("project.changed");
+    again.sort();
+    assert_eq!(trail().await, again);
+}
+
+pub async fn audit_records_past_the_retention_leave_the_trail(store: Arc<dyn Store>) {
+    use crate::audit::{AuditActor, AuditQuery};
+    let p = project();
+    let now = now_millis();
+    let old = audit_record(
+        &p.id,
+        now - Duration::days(400),
+        AuditActor::AdminKey,
+        "project.changed",
+    );
+    let recent = audit_record(
+        &p.id,
+        now - Duration::days(2),
+        AuditActor::AdminKey,
+        "project.changed",
+    );
+    store.record_audit(&old).await.unwrap();
+    store.record_audit(&recent).await.unwrap();
+    // Other cases' records share the store: prune until nothing old is left.
+    while store
+        .prune_audit(now - Duration::days(365), 1000)
+        .await
+        .unwrap()
+        == 1000
+    {}
+    let q = AuditQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    let listed = store.list_audit(&p.id, &q).await.unwrap().records;
+    // A backend whose rows expire on their own has written the old one with a TTL of a
+    // second: it may still be listed for that second, never after.
+    match store.backend() {
+        "scylla" => assert!(listed.contains(&recent)),
+        _ => assert_eq!(listed, vec![recent]),
+    }
 }

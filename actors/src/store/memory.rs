@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::*;
+use crate::audit::AuditCursor;
 use crate::canned::{CannedConflict, CannedReply};
 use crate::domain::{
     Activity, ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant,
@@ -57,6 +58,16 @@ struct Data {
     member_sessions: BTreeMap<(ProjectId, Uuid, String), MemberSession>,
     api_tokens: BTreeMap<(ProjectId, Uuid), ApiToken>,
     canned: BTreeMap<(ProjectId, Uuid), CannedReply>,
+    audit: BTreeMap<(ProjectId, AuditCursor), AuditRecord>,
+}
+
+impl Data {
+    /// Writes the record pending for this change, under the same lock as the change.
+    fn audit(&mut self) {
+        if let Some(r) = crate::audit::take() {
+            self.audit.insert((r.project_id.clone(), r.cursor()), r);
+        }
+    }
 }
 
 struct TicketRows {
@@ -202,6 +213,10 @@ impl MemoryStore {
                 TicketWrite::Delivery(d) => {
                     data.deliveries.insert(delivery_key(d), d.clone());
                 }
+                TicketWrite::Audit(r) => {
+                    data.audit
+                        .insert((r.project_id.clone(), r.cursor()), r.clone());
+                }
             }
         }
         Ok(())
@@ -224,9 +239,11 @@ impl ProjectStore for MemoryStore {
     }
 
     async fn update_project(&self, project: &Project) -> StoreResult<()> {
-        match lock(&self.data).projects.get_mut(&project.id) {
+        let mut data = lock(&self.data);
+        match data.projects.get_mut(&project.id) {
             Some(stored) => {
                 *stored = project.clone();
+                data.audit();
                 Ok(())
             }
             None => Err(StoreError::NotFound),
@@ -498,13 +515,19 @@ impl ChatStore for MemoryStore {
 impl KbStore for MemoryStore {
     async fn put_article(&self, article: &Article) -> StoreResult<()> {
         let key = (article.project_id.clone(), article.id);
-        lock(&self.data).articles.insert(key, article.clone());
+        let mut data = lock(&self.data);
+        data.articles.insert(key, article.clone());
+        data.audit();
         Ok(())
     }
 
     async fn delete_article(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
-        match lock(&self.data).articles.remove(&(project.clone(), id)) {
-            Some(_) => Ok(()),
+        let mut data = lock(&self.data);
+        match data.articles.remove(&(project.clone(), id)) {
+            Some(_) => {
+                data.audit();
+                Ok(())
+            }
             None => Err(StoreError::NotFound),
         }
     }
@@ -570,14 +593,17 @@ impl WebhookStore for MemoryStore {
             return Err(StoreError::Conflict);
         }
         data.endpoints.insert(key, endpoint.clone());
+        data.audit();
         Ok(())
     }
 
     async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         let key = (endpoint.project_id.clone(), endpoint.id);
-        match lock(&self.data).endpoints.get_mut(&key) {
+        let mut data = lock(&self.data);
+        match data.endpoints.get_mut(&key) {
             Some(stored) => {
                 *stored = endpoint.clone();
+                data.audit();
                 Ok(())
             }
             None => Err(StoreError::NotFound),
@@ -585,8 +611,12 @@ impl WebhookStore for MemoryStore {
     }
 
     async fn delete_endpoint(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
-        match lock(&self.data).endpoints.remove(&(project.clone(), id)) {
-            Some(_) => Ok(()),
+        let mut data = lock(&self.data);
+        match data.endpoints.remove(&(project.clone(), id)) {
+            Some(_) => {
+                data.audit();
+                Ok(())
+            }
             None => Err(StoreError::NotFound),
         }
     }
@@ -690,6 +720,7 @@ impl MemberStore for MemoryStore {
             return Err(StoreError::Conflict);
         }
         data.members.insert(key, member.clone());
+        data.audit();
         Ok(())
     }
 
@@ -702,6 +733,7 @@ impl MemberStore for MemoryStore {
             email,
             ..member.clone()
         };
+        data.audit();
         Ok(())
     }
 
@@ -737,9 +769,9 @@ impl MemberStore for MemoryStore {
             session.member_id,
             session.id.clone(),
         );
-        lock(&self.data)
-            .member_sessions
-            .insert(key, session.clone());
+        let mut data = lock(&self.data);
+        data.member_sessions.insert(key, session.clone());
+        data.audit();
         Ok(())
     }
 
@@ -773,8 +805,12 @@ impl MemberStore for MemoryStore {
         id: &str,
     ) -> StoreResult<()> {
         let key = (project.clone(), member, id.to_owned());
-        match lock(&self.data).member_sessions.remove(&key) {
-            Some(_) => Ok(()),
+        let mut data = lock(&self.data);
+        match data.member_sessions.remove(&key) {
+            Some(_) => {
+                data.audit();
+                Ok(())
+            }
             None => Err(StoreError::NotFound),
         }
     }
@@ -788,6 +824,7 @@ impl MemberStore for MemoryStore {
         let before = data.member_sessions.len();
         data.member_sessions
             .retain(|(p, m, _), _| !(p == project && *m == member));
+        data.audit();
         Ok(before - data.member_sessions.len())
     }
 
@@ -887,6 +924,7 @@ impl CannedStore for MemoryStore {
             return Ok(Err(conflict));
         }
         data.canned.insert(key, reply.clone());
+        data.audit();
         Ok(Ok(()))
     }
 
@@ -904,12 +942,17 @@ impl CannedStore for MemoryStore {
             return Ok(Err(conflict));
         }
         data.canned.insert(key, reply.clone());
+        data.audit();
         Ok(Ok(()))
     }
 
     async fn delete_canned_reply(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
-        match lock(&self.data).canned.remove(&(project.clone(), id)) {
-            Some(_) => Ok(()),
+        let mut data = lock(&self.data);
+        match data.canned.remove(&(project.clone(), id)) {
+            Some(_) => {
+                data.audit();
+                Ok(())
+            }
             None => Err(StoreError::NotFound),
         }
     }
@@ -918,6 +961,41 @@ impl CannedStore for MemoryStore {
         let data = lock(&self.data);
         let mine = data.canned.values().filter(|r| &r.project_id == project);
         Ok(mine.cloned().collect())
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn record_audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        let key = (record.project_id.clone(), record.cursor());
+        lock(&self.data).audit.insert(key, record.clone());
+        Ok(())
+    }
+
+    async fn list_audit(&self, project: &ProjectId, query: &AuditQuery) -> StoreResult<AuditPage> {
+        let data = lock(&self.data);
+        let newest_first = data
+            .audit
+            .iter()
+            .rev()
+            .filter(|((p, c), _)| p == project && query.after.is_none_or(|a| *c < a))
+            .map(|(_, r)| r)
+            .take_while(|r| query.since.is_none_or(|s| r.at >= s))
+            .cloned();
+        Ok(AuditPage::scan(newest_first, query))
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
+        let mut data = lock(&self.data);
+        let old: Vec<_> = (data.audit.iter())
+            .filter(|(_, r)| r.at < before)
+            .map(|(k, _)| k.clone())
+            .take(limit)
+            .collect();
+        for k in &old {
+            data.audit.remove(k);
+        }
+        Ok(old.len())
     }
 }
 

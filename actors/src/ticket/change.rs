@@ -149,7 +149,7 @@ impl<'a> Change<'a> {
             TicketWrite::Ticket(ticket) => Some(Change::Ticket(ticket)),
             TicketWrite::Note(note) => Some(Change::Note(note)),
             TicketWrite::Activity(entry) => Some(Change::Activity(entry)),
-            TicketWrite::Delivery(_) => None,
+            TicketWrite::Delivery(_) | TicketWrite::Audit(_) => None,
         }
     }
 

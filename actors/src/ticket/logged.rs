@@ -28,6 +28,7 @@ pub fn weight(write: &TicketWrite) -> usize {
         TicketWrite::Ticket(t) => 512 + t.text_len(),
         TicketWrite::Delivery(d) => 256 + d.payload.len(),
         TicketWrite::ReadCursor { .. } => 256,
+        TicketWrite::Audit(r) => 512 + r.changes.to_string().len(),
     }
 }
 

@@ -176,7 +176,7 @@ impl<E> WriteQueue<E> {
         let (direct, outcome) = oneshot::channel();
         let changes = writes
             .iter()
-            .filter(|w| !matches!(w, TicketWrite::Delivery(_)))
+            .filter(|w| !matches!(w, TicketWrite::Delivery(_) | TicketWrite::Audit(_)))
             .cloned()
             .collect();
         self.in_flight = Some(InFlight {

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use fleety_actors::audit::{AuditPage, AuditQuery, AuditRecord};
 use fleety_actors::canned::{CannedConflict, CannedReply};
 use fleety_actors::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
@@ -26,7 +27,7 @@ use fleety_actors::domain::{
 };
 use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession};
 use fleety_actors::store::{
-    canned_conflict, timed, CannedStore, ChatStore, Claims, Done, KbStore, MemberStore,
+    canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, Done, KbStore, MemberStore,
     MessageRange, ProjectStore, Store, StoreError, StoreResult, TicketCursor, TicketPage,
     TicketQuery, TicketStore, TicketWrite, UnansweredStore, WebhookStore,
 };
@@ -40,7 +41,7 @@ use tokio::sync::{oneshot, watch};
 pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
-    cursor_id, from_json, internal, Tables, ACTIVITY, API_TOKENS, ARTICLES, CANNED,
+    cursor_id, from_json, internal, Tables, ACTIVITY, API_TOKENS, ARTICLES, AUDIT, CANNED,
     CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS,
     MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS,
     TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
@@ -48,7 +49,7 @@ use tables::{
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    writer: Option<std_mpsc::Sender<(Write, Reply)>>,
+    writer: Option<std_mpsc::Sender<pipeline::Queued>>,
     /// Wakes the applier for a reader; `None` only while dropping.
     nudger: Option<Nudger>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -117,10 +118,15 @@ impl EmbeddedStore {
 
     /// Queues `write` for the writer thread, which calls `reply` with the outcome.
     fn send(&self, write: Write, reply: Reply) {
+        self.send_audited(write, None, reply)
+    }
+
+    /// Queues `write` with the audit record of its change: both go in one log record.
+    fn send_audited(&self, write: Write, audit: Option<AuditRecord>, reply: Reply) {
         let Some(writer) = &self.writer else {
             return reply(Err(StoreError::Unavailable("store is closed".into())));
         };
-        if let Err(std_mpsc::SendError((_, reply))) = writer.send((write, reply)) {
+        if let Err(std_mpsc::SendError((_, _, reply))) = writer.send((write, audit, reply)) {
             reply(Err(StoreError::Unavailable(
                 "store writer has stopped".into(),
             )));
@@ -131,10 +137,22 @@ impl EmbeddedStore {
         timed("embedded", operation, self.write_untimed(write)).await
     }
 
+    /// [`write`](Self::write) of a change that carries the pending audit record
+    /// ([`fleety_actors::audit::recorded`]).
+    async fn audited(&self, operation: &'static str, write: Write) -> StoreResult<()> {
+        let audit = fleety_actors::audit::take();
+        timed("embedded", operation, self.write_with(write, audit)).await
+    }
+
     async fn write_untimed(&self, write: Write) -> StoreResult<()> {
+        self.write_with(write, None).await
+    }
+
+    async fn write_with(&self, write: Write, audit: Option<AuditRecord>) -> StoreResult<()> {
         let (tx, rx) = oneshot::channel();
-        self.send(
+        self.send_audited(
             write,
+            audit,
             Box::new(move |result| {
                 let _ = tx.send(result);
             }),
@@ -320,7 +338,7 @@ impl ProjectStore for EmbeddedStore {
             project: project.clone(),
             create: false,
         };
-        self.write("update_project", update).await
+        self.audited("update_project", update).await
     }
 
     async fn list_projects(&self) -> StoreResult<Vec<Project>> {
@@ -680,12 +698,12 @@ impl ChatStore for EmbeddedStore {
 #[async_trait]
 impl KbStore for EmbeddedStore {
     async fn put_article(&self, article: &Article) -> StoreResult<()> {
-        self.write("put_article", Write::PutArticle(article.clone()))
+        self.audited("put_article", Write::PutArticle(article.clone()))
             .await
     }
 
     async fn delete_article(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
-        self.write(
+        self.audited(
             "delete_article",
             Write::DeleteArticle {
                 project: project.clone(),
@@ -778,7 +796,7 @@ impl CannedStore for EmbeddedStore {
         if let Some(conflict) = canned_conflict(reply, &all, Some(max)) {
             return Ok(Err(conflict));
         }
-        self.write("create_canned_reply", Write::PutCanned(reply.clone()))
+        self.audited("create_canned_reply", Write::PutCanned(reply.clone()))
             .await
             .map(Ok)
     }
@@ -795,7 +813,7 @@ impl CannedStore for EmbeddedStore {
         if let Some(conflict) = canned_conflict(reply, &all, None) {
             return Ok(Err(conflict));
         }
-        self.write("update_canned_reply", Write::PutCanned(reply.clone()))
+        self.audited("update_canned_reply", Write::PutCanned(reply.clone()))
             .await
             .map(Ok)
     }
@@ -810,7 +828,7 @@ impl CannedStore for EmbeddedStore {
             project: project.as_str().to_owned(),
             id: id.to_string(),
         };
-        self.write("delete_canned_reply", write).await
+        self.audited("delete_canned_reply", write).await
     }
 
     async fn list_canned_replies(&self, project: &ProjectId) -> StoreResult<Vec<CannedReply>> {
@@ -826,11 +844,11 @@ impl WebhookStore for EmbeddedStore {
             endpoint: endpoint.clone(),
             max,
         };
-        self.write("create_endpoint", write).await
+        self.audited("create_endpoint", write).await
     }
 
     async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
-        self.write("update_endpoint", Write::PutWebhook(endpoint.clone()))
+        self.audited("update_endpoint", Write::PutWebhook(endpoint.clone()))
             .await
     }
 
@@ -839,7 +857,7 @@ impl WebhookStore for EmbeddedStore {
             project: project.clone(),
             id,
         };
-        self.write("delete_endpoint", write).await
+        self.audited("delete_endpoint", write).await
     }
 
     async fn list_endpoints(&self, project: &ProjectId) -> StoreResult<Vec<Endpoint>> {
@@ -989,7 +1007,7 @@ impl WebhookStore for EmbeddedStore {
 #[async_trait]
 impl MemberStore for EmbeddedStore {
     async fn create_member(&self, member: &Member) -> StoreResult<()> {
-        self.write("create_member", Write::CreateMember(member.clone()))
+        self.audited("create_member", Write::CreateMember(member.clone()))
             .await
     }
 
@@ -1004,7 +1022,7 @@ impl MemberStore for EmbeddedStore {
             email: stored.email,
             ..member.clone()
         };
-        self.write("update_member", Write::UpdateMember(member))
+        self.audited("update_member", Write::UpdateMember(member))
             .await
     }
 
@@ -1045,7 +1063,7 @@ impl MemberStore for EmbeddedStore {
     }
 
     async fn put_member_session(&self, session: &MemberSession) -> StoreResult<()> {
-        self.write(
+        self.audited(
             "put_member_session",
             Write::PutMemberSession(session.clone()),
         )
@@ -1107,7 +1125,7 @@ impl MemberStore for EmbeddedStore {
             keys: vec![key],
             one: true,
         };
-        self.write("delete_member_session", write).await
+        self.audited("delete_member_session", write).await
     }
 
     async fn delete_member_sessions(
@@ -1123,7 +1141,7 @@ impl MemberStore for EmbeddedStore {
         let n = keys.len();
         if n > 0 {
             let write = Write::DeleteMemberSessions { keys, one: false };
-            self.write("delete_member_sessions", write).await?;
+            self.audited("delete_member_sessions", write).await?;
         }
         Ok(n)
     }
@@ -1218,6 +1236,66 @@ impl MemberStore for EmbeddedStore {
             id: id.to_owned(),
         };
         self.write("delete_member_link", write).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for EmbeddedStore {
+    async fn record_audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        self.write("record_audit", Write::Audit(record.clone()))
+            .await
+    }
+
+    async fn list_audit(&self, project: &ProjectId, query: &AuditQuery) -> StoreResult<AuditPage> {
+        let (project, query) = (project.clone(), query.clone());
+        self.read("list_audit", move |txn| {
+            let table = txn.open_table(AUDIT).map_err(internal)?;
+            let p = project.as_str();
+            let from = query.since.map_or(i64::MIN, |s| s.timestamp_millis());
+            let (to_ms, to_id) = match &query.after {
+                Some(c) => (c.at.timestamp_millis(), c.id.to_string()),
+                None => (i64::MAX, String::new()),
+            };
+            let rows = table
+                .range::<(&str, i64, &str)>((p, from, "")..(p, to_ms, to_id.as_str()))
+                .map_err(internal)?;
+            // Read one more than a page can examine, so the page knows whether more follow.
+            let mut records = Vec::new();
+            for row in rows.rev().take(fleety_actors::audit::SCAN + 1) {
+                let (_, v) = row.map_err(internal)?;
+                records.push(from_json::<AuditRecord>(v.value())?);
+            }
+            Ok(AuditPage::scan(records, &query))
+        })
+        .await
+    }
+
+    /// Scans every record's key (a project's trail is ordered by time, the table by project),
+    /// so it runs in batches, rarely.
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
+        let cutoff = before.timestamp_millis();
+        let keys = self
+            .read("prune_audit", move |txn| {
+                let table = txn.open_table(AUDIT).map_err(internal)?;
+                let mut out = Vec::new();
+                for row in table.iter().map_err(internal)? {
+                    let (k, _) = row.map_err(internal)?;
+                    let (p, at, id) = k.value();
+                    if at < cutoff {
+                        out.push((p.to_owned(), at, id.to_owned()));
+                        if out.len() == limit {
+                            break;
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let n = keys.len();
+        if n > 0 {
+            self.write("prune_audit", Write::DeleteAudit(keys)).await?;
+        }
+        Ok(n)
     }
 }
 

@@ -26,6 +26,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use fleety_actors::audit::AuditRecord;
 use fleety_actors::canned::CannedReply;
 use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
@@ -167,9 +168,17 @@ pub(super) enum Write {
         project: String,
         id: String,
     },
+    /// An audit record of an event that changes nothing else (a failed sign-in).
+    Audit(AuditRecord),
+    /// Audit records past their retention: (project, time in ms, id).
+    DeleteAudit(Vec<(String, i64, String)>),
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
 }
+
+/// A write as queued: with the audit record of its change, if it has one, which goes in the
+/// same log record when the write is decided and is dropped with it when it is refused.
+pub(super) type Queued = (Write, Option<AuditRecord>, Reply);
 
 /// A row whose existence a decision depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -296,7 +305,7 @@ impl Nudger {
 /// The running stages, as the store holds them.
 pub(super) struct Pipeline {
     /// Where writes are queued for the writer stage.
-    pub writer: std_mpsc::Sender<(Write, Reply)>,
+    pub writer: std_mpsc::Sender<Queued>,
     pub nudger: Nudger,
     /// The writer's thread, which joins the applier once the queue closes and both finish.
     pub thread: std::thread::JoinHandle<()>,
@@ -389,7 +398,7 @@ struct Writer {
 impl Writer {
     fn run(
         &mut self,
-        queue: &std_mpsc::Receiver<(Write, Reply)>,
+        queue: &std_mpsc::Receiver<Queued>,
         to_apply: &std_mpsc::SyncSender<ToApply>,
     ) {
         let mut group = Vec::with_capacity(256);
@@ -403,7 +412,7 @@ impl Writer {
             }
             metrics::histogram!("fleety_store_group_commit_writes").record(group.len() as f64);
             if self.shared.failed.load(Ordering::Acquire) {
-                for (_, reply) in group.drain(..) {
+                for (_, _, reply) in group.drain(..) {
                     reply(Err(store_failed()));
                 }
                 continue;
@@ -418,7 +427,19 @@ impl Writer {
             };
             let replies: Vec<_> = group
                 .drain(..)
-                .map(|(write, reply)| (reply, rows.decide(&write, &mut record)))
+                .map(|(write, audit, reply)| {
+                    // Encoded before the change is decided, so that once the change is in
+                    // the record its audit record surely follows it.
+                    let audit = match audit.as_ref().map(AuditRow::new).transpose() {
+                        Ok(audit) => audit,
+                        Err(e) => return (reply, Err(e)),
+                    };
+                    let decided = rows.decide(&write, &mut record);
+                    if let (Ok(()), Some(audit)) = (&decided, audit) {
+                        record.push(&audit.op());
+                    }
+                    (reply, decided)
+                })
                 .collect();
             drop(rows);
             let mut record = record.finish();
@@ -624,6 +645,7 @@ impl Rows<'_> {
                         TicketWrite::Note(n) => (to_json(n)?, String::new()),
                         TicketWrite::Activity(a) => (to_json(a)?, String::new()),
                         TicketWrite::Delivery(d) => (to_json(d)?, d.endpoint_id.to_string()),
+                        TicketWrite::Audit(r) => (to_json(r)?, r.id.to_string()),
                     };
                     encoded.push((json, endpoint));
                 }
@@ -657,6 +679,12 @@ impl Rows<'_> {
                             json,
                         },
                         TicketWrite::Delivery(d) => delivery_op(d, endpoint, json),
+                        TicketWrite::Audit(r) => Op::Audit {
+                            project: r.project_id.as_str(),
+                            at_ms: r.at.timestamp_millis(),
+                            id: endpoint,
+                            json,
+                        },
                     });
                 }
             }
@@ -873,6 +901,16 @@ impl Rows<'_> {
                 record.push(&Op::DeleteMemberLink { project, id });
                 self.set(row, false);
             }
+            Write::Audit(r) => record.push(&AuditRow::new(r)?.op()),
+            Write::DeleteAudit(keys) => {
+                for (project, at_ms, id) in keys {
+                    record.push(&Op::DeleteAudit {
+                        project,
+                        at_ms: *at_ms,
+                        id,
+                    });
+                }
+            }
             Write::Barrier => {}
         }
         Ok(())
@@ -907,6 +945,32 @@ fn delivery_op<'a>(d: &'a Delivery, endpoint: &'a str, json: &'a [u8]) -> Op<'a>
         id: &d.id,
         due_ms: d.next_attempt_at.map(|at| at.timestamp_millis()),
         json,
+    }
+}
+
+/// An audit record, encoded for the log.
+struct AuditRow<'a> {
+    record: &'a AuditRecord,
+    id: String,
+    json: Vec<u8>,
+}
+
+impl<'a> AuditRow<'a> {
+    fn new(record: &'a AuditRecord) -> StoreResult<Self> {
+        Ok(Self {
+            record,
+            id: record.id.to_string(),
+            json: to_json(record)?,
+        })
+    }
+
+    fn op(&self) -> Op<'_> {
+        Op::Audit {
+            project: self.record.project_id.as_str(),
+            at_ms: self.record.at.timestamp_millis(),
+            id: &self.id,
+            json: &self.json,
+        }
     }
 }
 

@@ -64,6 +64,8 @@ pub(super) const MEMBER_LINKS: TableDefinition<(&str, &str), &[u8]> =
 /// (project, reply id) -> canned reply JSON.
 pub(super) const CANNED: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("canned_replies");
+/// (project, time in ms, record id) -> audit record JSON: a project's trail, oldest first.
+pub(super) const AUDIT: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("audit");
 /// The store's own bookkeeping.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest group a durable redb commit holds: replay starts after it.
@@ -139,6 +141,7 @@ pub(super) struct Tables<'t> {
     member_sessions: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     member_links: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     canned: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    audit: redb::Table<'t, (&'static str, i64, &'static str), &'static [u8]>,
     api_tokens: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
@@ -165,6 +168,7 @@ impl<'t> Tables<'t> {
             member_emails: txn.open_table(MEMBER_EMAILS).map_err(internal)?,
             member_sessions: txn.open_table(MEMBER_SESSIONS).map_err(internal)?,
             canned: txn.open_table(CANNED).map_err(internal)?,
+            audit: txn.open_table(AUDIT).map_err(internal)?,
             api_tokens: txn.open_table(API_TOKENS).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
@@ -353,6 +357,23 @@ impl<'t> Tables<'t> {
                 return Ok(self
                     .member_links
                     .remove((project, id))
+                    .map_err(internal)?
+                    .is_some());
+            }
+            Op::Audit {
+                project,
+                at_ms,
+                id,
+                json,
+            } => {
+                self.audit
+                    .insert((project, at_ms, id), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteAudit { project, at_ms, id } => {
+                return Ok(self
+                    .audit
+                    .remove((project, at_ms, id))
                     .map_err(internal)?
                     .is_some());
             }

@@ -169,6 +169,19 @@ pub enum Op<'a> {
         project: &'a str,
         id: &'a str,
     },
+    /// An audit record (issue 26); the key orders a project's trail by time.
+    Audit {
+        project: &'a str,
+        at_ms: i64,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    /// Removes an audit record past its retention.
+    DeleteAudit {
+        project: &'a str,
+        at_ms: i64,
+        id: &'a str,
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -412,6 +425,25 @@ impl RecordBuf {
             Op::DeleteMemberLink { project, id } => {
                 b.push(51);
                 put(b, project.as_bytes());
+                put(b, id.as_bytes());
+            }
+            // 65 to 69 are the audit trail's (issue 26).
+            Op::Audit {
+                project,
+                at_ms,
+                id,
+                json,
+            } => {
+                b.push(65);
+                put(b, project.as_bytes());
+                b.extend_from_slice(&(at_ms as u64).to_le_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteAudit { project, at_ms, id } => {
+                b.push(66);
+                put(b, project.as_bytes());
+                b.extend_from_slice(&(at_ms as u64).to_le_bytes());
                 put(b, id.as_bytes());
             }
             Op::DeleteDelivery {
@@ -785,6 +817,17 @@ impl<'a> Reader<'a> {
                 project: self.str()?,
                 id: self.str()?,
             },
+            65 => Op::Audit {
+                project: self.str()?,
+                at_ms: self.u64()? as i64,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            66 => Op::DeleteAudit {
+                project: self.str()?,
+                at_ms: self.u64()? as i64,
+                id: self.str()?,
+            },
             _ => return None,
         })
     }
@@ -1111,6 +1154,17 @@ mod tests {
             Op::DeleteMemberLink {
                 project: "p1",
                 id: "ab",
+            },
+            Op::Audit {
+                project: "p1",
+                at_ms: 1_700_000_000_000,
+                id: "a",
+                json: b"{}",
+            },
+            Op::DeleteAudit {
+                project: "p1",
+                at_ms: -3,
+                id: "a",
             },
         ]
     }

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use fleety_actors::canned::{CannedBody, CannedConflict, CannedName, CannedReply, Shortcut};
 use fleety_actors::domain::ProjectId;
 use fleety_actors::store::{canned_conflict, timed, CannedStore, StoreError, StoreResult};
+use futures_util::TryFutureExt;
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
@@ -223,6 +224,11 @@ impl ScyllaStore {
     }
 }
 
+/// A change of a reply refused by the store or by the project's other replies.
+fn refused_reply<T, E>(outcome: &StoreResult<Result<T, E>>) -> bool {
+    super::audit::refused(outcome) || matches!(outcome, Ok(Err(_)))
+}
+
 #[async_trait]
 impl CannedStore for ScyllaStore {
     async fn create_canned_reply(
@@ -232,23 +238,24 @@ impl CannedStore for ScyllaStore {
     ) -> StoreResult<Result<(), CannedConflict>> {
         timed("scylla", "create_canned_reply", async {
             let mut first = true;
-            self.change_canned(&reply.project_id, Some(reply), |all| {
-                let again = !std::mem::replace(&mut first, false);
-                match all.iter().find(|r| r.id == reply.id) {
-                    // An earlier round's answer was lost (a timeout), but it applied.
-                    Some(stored) if again && stored == reply => Ok(Err(None)),
-                    Some(_) => Err(StoreError::Conflict),
-                    None => Ok(match canned_conflict(reply, all, Some(max)) {
-                        Some(conflict) => Err(Some(conflict)),
-                        None => Ok(Decision::Put),
-                    }),
-                }
-            })
-            .await
-            .map(|outcome| match outcome {
-                Ok(()) | Err(None) => Ok(()),
-                Err(Some(conflict)) => Err(conflict),
-            })
+            let create = self
+                .change_canned(&reply.project_id, Some(reply), |all| {
+                    let again = !std::mem::replace(&mut first, false);
+                    match all.iter().find(|r| r.id == reply.id) {
+                        // An earlier round's answer was lost (a timeout), but it applied.
+                        Some(stored) if again && stored == reply => Ok(Err(None)),
+                        Some(_) => Err(StoreError::Conflict),
+                        None => Ok(match canned_conflict(reply, all, Some(max)) {
+                            Some(conflict) => Err(Some(conflict)),
+                            None => Ok(Decision::Put),
+                        }),
+                    }
+                })
+                .map_ok(|outcome| match outcome {
+                    Ok(()) | Err(None) => Ok(()),
+                    Err(Some(conflict)) => Err(conflict),
+                });
+            self.transaction_audited(create, refused_reply).await
         })
         .await
     }
@@ -258,7 +265,7 @@ impl CannedStore for ScyllaStore {
         reply: &CannedReply,
     ) -> StoreResult<Result<(), CannedConflict>> {
         timed("scylla", "update_canned_reply", async {
-            self.change_canned(&reply.project_id, Some(reply), |all| {
+            let update = self.change_canned(&reply.project_id, Some(reply), |all| {
                 if !all.iter().any(|r| r.id == reply.id) {
                     return Err(StoreError::NotFound);
                 }
@@ -266,8 +273,8 @@ impl CannedStore for ScyllaStore {
                     Some(conflict) => Err(conflict),
                     None => Ok(Decision::Put),
                 })
-            })
-            .await
+            });
+            self.transaction_audited(update, refused_reply).await
         })
         .await
     }
@@ -276,16 +283,18 @@ impl CannedStore for ScyllaStore {
         timed("scylla", "delete_canned_reply", async {
             let mut first = true;
             // Either way the reply is gone: deleted now, or by a round whose answer was lost.
-            self.change_canned(project, None, |all| {
-                let again = !std::mem::replace(&mut first, false);
-                match all.iter().any(|r| r.id == id) {
-                    true => Ok(Ok(Decision::Delete(id))),
-                    false if again => Ok(Err(())),
-                    false => Err(StoreError::NotFound),
-                }
-            })
-            .await
-            .map(|_deleted| ())
+            let delete = self
+                .change_canned(project, None, |all| {
+                    let again = !std::mem::replace(&mut first, false);
+                    match all.iter().any(|r| r.id == id) {
+                        true => Ok(Ok(Decision::Delete(id))),
+                        false if again => Ok(Err(())),
+                        false => Err(StoreError::NotFound),
+                    }
+                })
+                .map_ok(|_deleted| ());
+            self.transaction_audited(delete, super::audit::refused)
+                .await
         })
         .await
     }

@@ -66,7 +66,7 @@ impl ScyllaStore {
 impl KbStore for ScyllaStore {
     async fn put_article(&self, a: &Article) -> StoreResult<()> {
         timed("scylla", "put_article", async {
-            self.write(&self.kb.upsert_article, ArticleValues::from(a))
+            self.write_audited(&self.kb.upsert_article, ArticleValues::from(a))
                 .await
         })
         .await
@@ -84,7 +84,7 @@ impl KbStore for ScyllaStore {
             {
                 return Err(StoreError::NotFound);
             }
-            self.write(&self.kb.delete_article, key).await
+            self.write_audited(&self.kb.delete_article, key).await
         })
         .await
     }

@@ -324,7 +324,7 @@ impl ScyllaStore {
 #[async_trait]
 impl MemberStore for ScyllaStore {
     async fn create_member(&self, m: &Member) -> StoreResult<()> {
-        timed("scylla", "create_member", async {
+        let create = async {
             let (project, email) = (m.project_id.as_str(), m.email.as_str());
             let claimed = self
                 .claim(&self.members.claim_email, (project, email, m.id))
@@ -344,8 +344,9 @@ impl MemberStore for ScyllaStore {
                 return Err(StoreError::Conflict);
             }
             Ok(())
-        })
-        .await
+        };
+        let audited = self.transaction_audited(create, super::audit::refused);
+        timed("scylla", "create_member", audited).await
     }
 
     async fn update_member(&self, m: &Member) -> StoreResult<()> {
@@ -360,10 +361,14 @@ impl MemberStore for ScyllaStore {
                 m.project_id.as_str(),
                 m.id,
             );
-            match self.claim(&self.members.update_member, values).await? {
-                true => Ok(()),
-                false => Err(StoreError::NotFound),
-            }
+            let update = async {
+                match self.claim(&self.members.update_member, values).await? {
+                    true => Ok(()),
+                    false => Err(StoreError::NotFound),
+                }
+            };
+            self.transaction_audited(update, super::audit::refused)
+                .await
         })
         .await
     }
@@ -424,7 +429,8 @@ impl MemberStore for ScyllaStore {
                 // A TTL of 0 would mean forever; an ended session still gets a second.
                 ttl: i32::try_from(left.max(1)).unwrap_or(i32::MAX),
             };
-            self.write(&self.members.upsert_session, values).await
+            self.write_audited(&self.members.upsert_session, values)
+                .await
         })
         .await
     }
@@ -476,7 +482,7 @@ impl MemberStore for ScyllaStore {
                 return Err(StoreError::NotFound);
             }
             let key = (project.as_str(), member, id);
-            self.write(&self.members.delete_session, key).await
+            self.write_audited(&self.members.delete_session, key).await
         })
         .await
     }
@@ -489,7 +495,7 @@ impl MemberStore for ScyllaStore {
         timed("scylla", "delete_member_sessions", async {
             let n = self.list_member_sessions(project, member).await?.len();
             // The whole partition, so a session written since the count ends too.
-            self.write(&self.members.delete_sessions, (project.as_str(), member))
+            self.write_audited(&self.members.delete_sessions, (project.as_str(), member))
                 .await?;
             Ok(n)
         })

@@ -97,6 +97,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../cql/0018_ticket_assignee_member.cql"),
     ),
     (
+        19,
+        "0019_audit_log",
+        include_str!("../../../cql/0019_audit_log.cql"),
+    ),
+    (
         20,
         "0020_satisfaction",
         include_str!("../../../cql/0020_satisfaction.cql"),

@@ -12,9 +12,11 @@
 //! request timeout, which the HTTP front turns into 503.
 //!
 //! One file per aggregate prepares its statements and implements its storage trait
-//! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`], [`members`]); [`rows`]
+//! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`], [`members`],
+//! [`audit`], which also says how a change carries its audit record); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
+mod audit;
 mod canned;
 mod chat;
 mod config;
@@ -102,6 +104,7 @@ pub struct ScyllaStore {
     unanswered: unanswered::Statements,
     members: members::Statements,
     canned: canned::Statements,
+    audit: audit::Statements,
 }
 
 impl ScyllaStore {
@@ -135,6 +138,7 @@ impl ScyllaStore {
             unanswered: unanswered::Statements::prepare(&session, consistency, ks).await?,
             members: members::Statements::prepare(&session, consistency, ks).await?,
             canned: canned::Statements::prepare(&session, consistency, ks).await?,
+            audit: audit::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }

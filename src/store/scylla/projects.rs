@@ -81,7 +81,7 @@ impl ProjectStore for ScyllaStore {
             if self.get_project(&p.id).await?.is_none() {
                 return Err(StoreError::NotFound);
             }
-            self.write(&self.projects.upsert, ProjectValues::from(p))
+            self.write_audited(&self.projects.upsert, ProjectValues::from(p))
                 .await
         })
         .await

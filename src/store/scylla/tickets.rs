@@ -141,8 +141,9 @@ impl ScyllaStore {
         self.index_rows(t).await
     }
 
-    /// Messages and cursors of a batch are independent rows and go out concurrently; ticket
-    /// updates follow, in order. Everything is idempotent, so a failed batch may be retried.
+    /// Messages, cursors and audit records of a batch are independent rows and go out
+    /// concurrently; ticket updates follow, in order, so a status change never lands before
+    /// its audit record. Everything is idempotent, so a failed batch may be retried.
     async fn apply(
         &self,
         project: &ProjectId,
@@ -158,6 +159,7 @@ impl ScyllaStore {
                 TicketWrite::Note(n) => Some(Box::pin(self.insert_note(project, slug, n))),
                 TicketWrite::Activity(a) => Some(Box::pin(self.insert_activity(project, slug, a))),
                 TicketWrite::Delivery(d) => Some(Box::pin(self.put_delivery_rows(d, None))),
+                TicketWrite::Audit(r) => Some(Box::pin(self.insert_audit(r))),
                 TicketWrite::Ticket(_) => None,
             }
         });

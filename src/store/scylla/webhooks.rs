@@ -274,6 +274,7 @@ fn due_key(d: &Delivery, at: DateTime<Utc>) -> DueKey<'_> {
 impl WebhookStore for ScyllaStore {
     async fn create_endpoint(&self, endpoint: &Endpoint, max: usize) -> StoreResult<()> {
         let create = self.create_endpoint_row(endpoint, max);
+        let create = self.transaction_audited(create, super::audit::refused);
         timed("scylla", "create_endpoint", create).await
     }
 
@@ -281,10 +282,14 @@ impl WebhookStore for ScyllaStore {
     async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         timed("scylla", "update_endpoint", async {
             let values = EndpointValues::from(endpoint);
-            match self.claim(&self.webhooks.update_endpoint, values).await? {
-                true => Ok(()),
-                false => Err(StoreError::NotFound),
-            }
+            let update = async {
+                match self.claim(&self.webhooks.update_endpoint, values).await? {
+                    true => Ok(()),
+                    false => Err(StoreError::NotFound),
+                }
+            };
+            self.transaction_audited(update, super::audit::refused)
+                .await
         })
         .await
     }
@@ -292,10 +297,14 @@ impl WebhookStore for ScyllaStore {
     async fn delete_endpoint(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
         timed("scylla", "delete_endpoint", async {
             let key = (project.as_str(), id);
-            match self.claim(&self.webhooks.delete_endpoint, key).await? {
-                true => Ok(()),
-                false => Err(StoreError::NotFound),
-            }
+            let delete = async {
+                match self.claim(&self.webhooks.delete_endpoint, key).await? {
+                    true => Ok(()),
+                    false => Err(StoreError::NotFound),
+                }
+            };
+            self.transaction_audited(delete, super::audit::refused)
+                .await
         })
         .await
     }

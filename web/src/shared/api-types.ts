@@ -325,6 +325,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{projectId}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the audit trail, newest first: who did what, when and from where */
+        get: operations["listAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{projectId}/canned-replies": {
         parameters: {
             query?: never;
@@ -1317,6 +1334,63 @@ export interface components {
             resolved: number;
             /** Format: date-time */
             to: string;
+        };
+        /** @description Who acted. */
+        AuditActor: {
+            /** Format: uuid */
+            id: string;
+            /** @enum {string} */
+            kind: "member";
+            name: string;
+        } | {
+            /** @enum {string} */
+            kind: "admin_key";
+        } | {
+            /** @enum {string} */
+            kind: "operator";
+        } | {
+            /** @enum {string} */
+            kind: "anonymous";
+        };
+        /** @description A page of the trail, newest first. */
+        AuditList: {
+            /**
+             * @description Pass as `cursor` for the next page; null when there is none. A filtered page may come
+             *     back short, even empty, with a `next`: the trail is searched a bounded stretch at a
+             *     time.
+             */
+            next?: string | null;
+            records: components["schemas"]["AuditRecord"][];
+        };
+        /** @description One entry of the trail. */
+        AuditRecord: {
+            /** @description A stable dotted name: `member.signed_in`, `ticket.status_changed`, …. */
+            action: string;
+            actor: components["schemas"]["AuditActor"];
+            /**
+             * Format: date-time
+             * @description To the millisecond.
+             */
+            at: string;
+            /** @description What changed: `{"field": {"before": …, "after": …}}`, or details of the event. */
+            changes: Record<string, unknown>;
+            /**
+             * Format: uuid
+             * @description Random; orders records of the same millisecond.
+             */
+            id: string;
+            /** @description The client's address (the TCP peer, or what a trusted proxy saw). */
+            ip?: string | null;
+            project_id: string;
+            target?: null | components["schemas"]["AuditTarget"];
+        };
+        /** @description What an action was done to: `{"kind": "member", "id": "…", "name": "Dana"}`. */
+        AuditTarget: {
+            id: string;
+            /** @description `project`, `member`, `session`, `webhook`, `article`, `canned_reply`, `ticket`. */
+            kind: string;
+            /** @description A readable name (a member's name, a ticket's title), when there is one. */
+            name?: string | null;
         };
         CannedBody: string;
         CannedName: string;
@@ -3872,6 +3946,96 @@ export interface operations {
                 };
             };
             /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listAudit: {
+        parameters: {
+            query?: {
+                /** @description Only what this member did (their id). */
+                member?: string;
+                /** @description Only this action (`member.signed_in`), or every action under a prefix (`member.*`). */
+                action?: string;
+                /** @description Only records at or after this time (RFC 3339). */
+                since?: string;
+                /** @description Records per page, 50 by default. */
+                limit?: number;
+                /** @description Where to continue: the `next` of the page before. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of records, and the cursor of the next */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditList"];
+                };
+            };
+            /** @description A filter, the limit or the cursor is not valid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
             403: {
                 headers: {
                     [name: string]: unknown;

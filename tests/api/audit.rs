@@ -1,0 +1,405 @@
+//! The audit trail over real sockets (on the embedded store, or CQL with
+//! `FLEETY_TEST_BACKEND=cql`): the record each kind of action leaves, with its actor, address
+//! and changes; the listing's filters and pages; who may read it; and that no record holds a
+//! secret.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const PASSWORD: &str = "correct horse battery";
+const NEW_PASSWORD: &str = "another Horse 42";
+
+async fn add_member(app: &TestApp, email: &str, role: &str) -> Value {
+    let body = json!({"email": email, "name": email.split('@').next(), "password": PASSWORD, "role": role});
+    let resp = app.admin_post("/v1/projects/demo/members", body).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    resp.json().await.unwrap()
+}
+
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/v1/projects/demo/sign-in"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A bearer session's token.
+async fn token(app: &TestApp, email: &str) -> String {
+    let resp = sign_in(app, email, PASSWORD).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut req = app.http.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.unwrap()
+}
+
+async fn audit(app: &TestApp, token: &str, query: &str) -> Value {
+    let path = format!("/v1/projects/demo/audit{query}");
+    call(app, Method::GET, &path, token, None).await
+}
+
+/// The one record of `action` in a listing.
+fn one<'a>(list: &'a Value, action: &str) -> &'a Value {
+    let found: Vec<&Value> = list["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == action)
+        .collect();
+    assert_eq!(found.len(), 1, "{action} in {list:#}");
+    found[0]
+}
+
+#[tokio::test]
+async fn every_kind_of_action_leaves_one_record_and_none_holds_a_secret() {
+    let app = spawn_app().await;
+    let owner = add_member(&app, "dana@example.com", "owner").await;
+    let owner_id = owner["id"].as_str().unwrap().to_owned();
+    let wrong = sign_in(&app, "dana@example.com", "not the password").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let dana = token(&app, "dana@example.com").await;
+    let second = token(&app, "dana@example.com").await;
+
+    // Members: added, renamed, given a role, a password, deactivated.
+    let eli = call(
+        &app,
+        Method::POST,
+        "/v1/projects/demo/members",
+        &dana,
+        Some(json!({"email": "eli@example.com", "name": "Eli", "password": PASSWORD})),
+    )
+    .await;
+    let eli_path = format!("/v1/projects/demo/members/{}", eli["id"].as_str().unwrap());
+    call(
+        &app,
+        Method::PATCH,
+        &eli_path,
+        &dana,
+        Some(json!({"name": "Eli B"})),
+    )
+    .await;
+    call(
+        &app,
+        Method::PATCH,
+        &eli_path,
+        &dana,
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    call(
+        &app,
+        Method::PATCH,
+        &eli_path,
+        &dana,
+        Some(json!({"password": NEW_PASSWORD})),
+    )
+    .await;
+    call(
+        &app,
+        Method::PATCH,
+        &eli_path,
+        &dana,
+        Some(json!({"state": "deactivated"})),
+    )
+    .await;
+
+    // Settings: the project, a webhook, a canned reply.
+    call(
+        &app,
+        Method::PATCH,
+        "/v1/projects/demo",
+        &dana,
+        Some(json!({"name": "Renamed", "allowed_origins": ["https://shop.example.com"]})),
+    )
+    .await;
+    let hook = call(
+        &app,
+        Method::POST,
+        "/v1/projects/demo/webhooks",
+        &dana,
+        Some(json!({"url": "https://hooks.example.com/fleety", "events": ["ticket.created"]})),
+    )
+    .await;
+    let hook_secret = hook["secret"].as_str().unwrap().to_owned();
+    let hook_path = format!(
+        "/v1/projects/demo/webhooks/{}",
+        hook["id"].as_str().unwrap()
+    );
+    call(
+        &app,
+        Method::PATCH,
+        &hook_path,
+        &dana,
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    call(&app, Method::DELETE, &hook_path, &dana, None).await;
+    let reply = call(
+        &app,
+        Method::POST,
+        "/v1/projects/demo/canned-replies",
+        &dana,
+        Some(json!({"name": "Refunds", "shortcut": "refund", "body": "Refunds take five days."})),
+    )
+    .await;
+    let reply_path = format!(
+        "/v1/projects/demo/canned-replies/{}",
+        reply["id"].as_str().unwrap()
+    );
+    call(
+        &app,
+        Method::PATCH,
+        &reply_path,
+        &dana,
+        Some(json!({"body": "Refunds take a week."})),
+    )
+    .await;
+    call(&app, Method::DELETE, &reply_path, &dana, None).await;
+
+    // Sessions: one ended from the list, then sign-out.
+    let sessions = call(
+        &app,
+        Method::GET,
+        "/v1/projects/demo/me/sessions",
+        &dana,
+        None,
+    )
+    .await;
+    let current = sessions["sessions"].as_array().unwrap();
+    let other = current.iter().find(|s| s["current"] != true).unwrap();
+    let end = format!(
+        "/v1/projects/demo/me/sessions/{}",
+        other["id"].as_str().unwrap()
+    );
+    call(&app, Method::DELETE, &end, &dana, None).await;
+    call(
+        &app,
+        Method::POST,
+        "/v1/projects/demo/sign-out",
+        &dana,
+        Some(json!({})),
+    )
+    .await;
+
+    // Read as the admin key (the owner has signed out).
+    let list = audit(&app, &app.admin_key, "?limit=200").await;
+    let member = json!({"kind": "member", "id": owner_id, "name": "dana"});
+
+    let records = list["records"].as_array().unwrap();
+    let added: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "member.added")
+        .collect();
+    assert_eq!(added.len(), 2);
+    let added = *added.iter().find(|r| r["target"]["name"] == "Eli").unwrap();
+    assert_eq!(
+        added["actor"],
+        json!({"kind": "member", "id": owner_id, "name": "dana"})
+    );
+    assert_eq!(added["target"]["name"], "Eli");
+    assert_eq!(added["changes"]["role"], "agent");
+    let failed = one(&list, "member.sign_in_failed");
+    assert_eq!(failed["actor"]["kind"], "anonymous");
+    assert_eq!(
+        failed["target"],
+        json!({"kind": "email", "id": "dana@example.com"})
+    );
+    assert!(failed["ip"].as_str().is_some_and(|ip| !ip.is_empty()));
+    let signed_in: Vec<&Value> = list["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "member.signed_in")
+        .collect();
+    assert_eq!(signed_in.len(), 2);
+    assert!(signed_in.iter().all(|r| r["actor"] == member));
+    let changed = one(&list, "member.changed");
+    assert_eq!(
+        changed["changes"]["name"],
+        json!({"before": "Eli", "after": "Eli B"})
+    );
+    let role = one(&list, "member.role_changed");
+    assert_eq!(
+        role["changes"]["role"],
+        json!({"before": "agent", "after": "admin"})
+    );
+    assert_eq!(
+        one(&list, "member.password_changed")["changes"],
+        json!({"password": "changed"})
+    );
+    let state = one(&list, "member.state_changed");
+    assert_eq!(
+        state["changes"]["state"],
+        json!({"before": "invited", "after": "deactivated"})
+    );
+
+    let project = one(&list, "project.changed");
+    assert_eq!(project["actor"], member);
+    assert_eq!(project["changes"]["name"]["after"], "Renamed");
+    assert_eq!(
+        project["changes"]["allowed_origins"]["after"],
+        json!(["https://shop.example.com"])
+    );
+    assert_eq!(
+        one(&list, "webhook.created")["changes"]["url"],
+        "https://hooks.example.com/fleety"
+    );
+    assert_eq!(
+        one(&list, "webhook.changed")["changes"]["enabled"],
+        json!({"before": true, "after": false})
+    );
+    one(&list, "webhook.deleted");
+    one(&list, "canned_reply.created");
+    assert_eq!(
+        one(&list, "canned_reply.changed")["changes"]["body"]["after"],
+        "Refunds take a week."
+    );
+    one(&list, "canned_reply.deleted");
+    one(&list, "member.session_ended");
+    assert_eq!(one(&list, "member.signed_out")["actor"], member);
+
+    // The admin key's own changes name it.
+    let by_key = list["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "member.added" && r["target"]["name"] == "dana")
+        .unwrap();
+    assert_eq!(by_key["actor"], json!({"kind": "admin_key"}));
+
+    // Newest first.
+    let times: Vec<&str> = list["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["at"].as_str().unwrap())
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted);
+
+    // No secret: no password, hash, token, session id or signing secret.
+    let text = list.to_string();
+    for secret in [
+        PASSWORD,
+        NEW_PASSWORD,
+        "not the password",
+        &dana,
+        &second,
+        &hook_secret,
+        &app.admin_key,
+        "argon2",
+        other["id"].as_str().unwrap(),
+    ] {
+        assert!(!text.contains(secret), "the trail holds a secret: {secret}");
+    }
+}
+
+#[tokio::test]
+async fn the_trail_filters_pages_and_is_for_owners_and_admins_only() {
+    let app = spawn_app().await;
+    let owner = add_member(&app, "dana@example.com", "owner").await;
+    add_member(&app, "eli@example.com", "agent").await;
+    add_member(&app, "fay@example.com", "admin").await;
+    let dana = token(&app, "dana@example.com").await;
+    let eli = token(&app, "eli@example.com").await;
+    let fay = token(&app, "fay@example.com").await;
+    let before_changes = audit(&app, &dana, "?limit=1").await["records"][0]["at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for name in ["One", "Two", "Three"] {
+        call(
+            &app,
+            Method::PATCH,
+            "/v1/projects/demo",
+            &dana,
+            Some(json!({"name": name})),
+        )
+        .await;
+    }
+
+    // By member, by action or a prefix, since a time.
+    let owner_id = owner["id"].as_str().unwrap();
+    let mine = audit(&app, &fay, &format!("?member={owner_id}")).await;
+    let mine = mine["records"].as_array().unwrap();
+    assert_eq!(mine.len(), 4); // signed in, three changes
+    assert!(mine.iter().all(|r| r["actor"]["id"] == owner_id));
+    let renames = audit(&app, &dana, "?action=project.changed").await;
+    assert_eq!(renames["records"].as_array().unwrap().len(), 3);
+    assert_eq!(renames["records"][0]["changes"]["name"]["after"], "Three");
+    let members = audit(&app, &dana, "?action=member.*").await;
+    assert_eq!(members["records"].as_array().unwrap().len(), 6); // three added, three signed in
+    let since = audit(
+        &app,
+        &dana,
+        &format!("?since={}", before_changes.replace('+', "%2B")),
+    )
+    .await;
+    assert!(since["records"].as_array().unwrap().len() >= 3);
+
+    // Paged two at a time: the pages join up to the whole trail.
+    let whole = audit(&app, &dana, "?limit=200").await;
+    let (mut joined, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("?limit=2&cursor={c}"),
+            None => "?limit=2".into(),
+        };
+        let page = audit(&app, &dana, &query).await;
+        joined.extend(page["records"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(Value::Array(joined), whole["records"]);
+
+    // An agent may not read it, and bad filters are refused.
+    let resp = app
+        .http
+        .get(app.url("/v1/projects/demo/audit"))
+        .bearer_auth(&eli)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(!error_of(&resp.json().await.unwrap()).is_empty());
+    for bad in [
+        "?member=nobody",
+        "?since=yesterday",
+        "?limit=0",
+        "?limit=201",
+        "?cursor=x",
+        "?action=DROP%20TABLE",
+    ] {
+        let path = format!("/v1/projects/demo/audit{bad}");
+        let resp = app
+            .http
+            .get(app.url(&path))
+            .bearer_auth(&dana)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert!(!error_of(&resp.json().await.unwrap()).is_empty());
+    }
+}
