@@ -161,6 +161,35 @@ impl EmbeddedStore {
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
     }
 
+    /// Every row of one ticket in a table keyed by (project, slug, sequence), in order, decoded
+    /// from JSON: its notes, its timeline.
+    async fn ticket_rows<T>(
+        &self,
+        operation: &'static str,
+        table: redb::TableDefinition<'static, (&'static str, &'static str, u64), &'static [u8]>,
+        project: &ProjectId,
+        slug: &Slug,
+    ) -> StoreResult<Vec<T>>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let (project, slug) = (project.clone(), slug.clone());
+        self.read(operation, move |txn| {
+            let table = txn.open_table(table).map_err(internal)?;
+            let (p, s) = (project.as_str(), slug.as_str());
+            let mut out = Vec::new();
+            for row in table
+                .range::<(&str, &str, u64)>((p, s, 0)..=(p, s, u64::MAX))
+                .map_err(internal)?
+            {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json::<T>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Every row of `project` in a table keyed by (project, id), decoded from JSON. The ids
     /// (UUIDs in hex-and-dash form, or lowercase hex) sort between "" and "~".
     async fn project_rows<T>(
@@ -507,39 +536,12 @@ impl TicketStore for EmbeddedStore {
     }
 
     async fn list_notes(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Note>> {
-        let (project, slug) = (project.clone(), slug.clone());
-        self.read("list_notes", move |txn| {
-            let table = txn.open_table(NOTES).map_err(internal)?;
-            let (p, s) = (project.as_str(), slug.as_str());
-            let mut out = Vec::new();
-            for row in table
-                .range::<(&str, &str, u64)>((p, s, 0)..=(p, s, u64::MAX))
-                .map_err(internal)?
-            {
-                let (_, v) = row.map_err(internal)?;
-                out.push(from_json::<Note>(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.ticket_rows("list_notes", NOTES, project, slug).await
     }
 
     async fn list_activity(&self, project: &ProjectId, slug: &Slug) -> StoreResult<Vec<Activity>> {
-        let (project, slug) = (project.clone(), slug.clone());
-        self.read("list_activity", move |txn| {
-            let table = txn.open_table(ACTIVITY).map_err(internal)?;
-            let (p, s) = (project.as_str(), slug.as_str());
-            let mut out = Vec::new();
-            for row in table
-                .range::<(&str, &str, u64)>((p, s, 0)..=(p, s, u64::MAX))
-                .map_err(internal)?
-            {
-                let (_, v) = row.map_err(internal)?;
-                out.push(from_json::<Activity>(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.ticket_rows("list_activity", ACTIVITY, project, slug)
+            .await
     }
 
     /// Straight to the writer thread, which calls `done` itself once the batch is in the log.
