@@ -65,6 +65,15 @@ pub struct AuditList {
 }
 
 fn parse(q: AuditListQuery) -> Result<AuditQuery, ApiError> {
+    // A filter left empty (`?member=&action=`, as a form sends it) filters nothing.
+    let given = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let q = AuditListQuery {
+        member: given(q.member),
+        action: given(q.action),
+        since: given(q.since),
+        cursor: given(q.cursor),
+        ..q
+    };
     let member = match q.member.as_deref() {
         Some(raw) => Some(
             uuid::Uuid::parse_str(raw)

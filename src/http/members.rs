@@ -662,6 +662,24 @@ pub async fn revoke_invitation(
     )
 }
 
+/// A link's token longer than the description allows is refused as such (400), not looked up.
+fn link_token(token: &str) -> Result<(), ApiError> {
+    if token.chars().count() > 100 {
+        return Err(ApiError::bad_request("token: at most 100 characters"));
+    }
+    Ok(())
+}
+
+/// The password's length as the description states it, checked before the link is looked up,
+/// so a body the description refuses is answered 400 whatever its token; its strength is
+/// checked where it is set.
+fn link_password(password: &str) -> Result<(), ApiError> {
+    if !(10..=256).contains(&password.chars().count()) {
+        return Err(ApiError::bad_request("password: 10 to 256 characters"));
+    }
+    Ok(())
+}
+
 /// An invitation accepted.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -683,6 +701,15 @@ pub async fn accept_invitation(
     meta: Arc<RequestMeta>,
     body: AcceptInvitation,
 ) -> Response {
+    let shape = link_token(&body.token)
+        .and(link_password(&body.password))
+        .and(match body.name.chars().count() {
+            1..=100 => Ok(()),
+            _ => Err(ApiError::bad_request("name: 1 to 100 characters")),
+        });
+    if let Err(e) = shape {
+        return e.into_response();
+    }
     let accepted = crate::links::accept(
         &ctx.accounts,
         &project.id,
@@ -748,6 +775,8 @@ pub struct CompleteReset {
 pub async fn complete_reset(project: Arc<Project>, ctx: Arc<Ctx>, body: CompleteReset) -> Response {
     respond(
         async {
+            link_token(&body.token)?;
+            link_password(&body.password)?;
             crate::links::complete_reset(&ctx.accounts, &project.id, &body.token, body.password)
                 .await?;
             Ok(json(
