@@ -9,8 +9,10 @@
 //! Keeping in step: [`Indexed`] wraps the tickets' store, and every write the store has made
 //! durable is queued for the indexes of its project (while the project has one) before the
 //! writer hears it is done. A search first applies what is queued, so it finds everything
-//! whose write returned before it started, and a background task applies the queue a moment
-//! after writes arrive, so it does not grow while nobody searches. With several nodes, the
+//! whose write returned before it started, and a background task applies the queue once it
+//! holds [`APPLY_BATCH`] writes, so it does not grow while nobody searches. No timer is
+//! involved: a quiet project's few queued writes wait for its next search, and a busy one's
+//! are applied in batches, each paying for one commit of the index. With several nodes, the
 //! writes made on other nodes arrive through the tickets' log ([`crate::ticket::Tickets::index_logged`]);
 //! a ticket opened elsewhere is read from the store when its announcement arrives.
 //!
@@ -49,8 +51,8 @@ const MESSAGE_PAGE: usize = 500;
 /// Writes queued for one project's index at most; past that the index is dropped (and built
 /// again by the next search), so a flood of writes cannot grow memory without bound.
 const MAX_QUEUED: usize = 50_000;
-/// How long the background task lets writes gather before applying them.
-const APPLY_DELAY: Duration = Duration::from_millis(500);
+/// Writes queued for a project's index when the background task is asked to apply them.
+const APPLY_BATCH: usize = 256;
 /// An index not searched for this long is forgotten.
 const IDLE: Duration = Duration::from_secs(30 * 60);
 
@@ -138,18 +140,18 @@ impl TicketSearch {
         let Some(entry) = lock(&self.shared.projects).get(project).cloned() else {
             return;
         };
-        let (was_empty, overflow) = {
+        let (before, after) = {
             let mut q = lock(&entry.queued);
-            let was_empty = q.items.is_empty() && q.reload.is_empty();
+            let before = q.items.len() + q.reload.len();
             add(&mut q);
-            (was_empty, q.items.len() + q.reload.len() > MAX_QUEUED)
+            (before, q.items.len() + q.reload.len())
         };
-        if overflow {
+        if after > MAX_QUEUED {
             tracing::warn!(%project, "too many writes queued for the ticket search index; dropping it");
             self.forget(project, &entry);
-        } else if was_empty {
+        } else if before < APPLY_BATCH && after >= APPLY_BATCH {
             // A full channel means the task has plenty to do already; it comes back to this
-            // project at the latest when the next write finds the queue empty, or a search runs.
+            // project when the next write fills a batch again, or a search runs.
             let _ = self.shared.wake.try_send(project.clone());
         }
     }
@@ -217,10 +219,9 @@ impl TicketSearch {
     }
 }
 
-/// Applies the queued writes of the projects whose queue got its first write, a moment after.
+/// Applies the queued writes of the projects whose queue filled a batch.
 async fn apply_queued(shared: Weak<Shared>, mut woken: mpsc::Receiver<ProjectId>) {
     while let Some(first) = woken.recv().await {
-        tokio::time::sleep(APPLY_DELAY).await;
         let mut projects = vec![first];
         while let Ok(p) = woken.try_recv() {
             if !projects.contains(&p) {
@@ -383,6 +384,14 @@ async fn build(
     Ok(index)
 }
 
+/// Whether the index holds anything of a write.
+fn indexable(write: &TicketWrite) -> bool {
+    matches!(
+        write,
+        TicketWrite::Message(_) | TicketWrite::Ticket(_) | TicketWrite::Note(_)
+    )
+}
+
 /// What of a batch of one ticket's writes the index holds.
 pub fn items_of(slug: &Slug, writes: &[TicketWrite]) -> Vec<Item> {
     writes
@@ -475,14 +484,22 @@ impl TicketStore for Indexed {
         writes: Vec<TicketWrite>,
         done: Done,
     ) {
-        // Taken now and queued once durable: whether the project has an index is known only
-        // then (one built meanwhile may have read the store before this write landed).
-        let items = items_of(&slug, &writes);
+        // Copied only for a project indexed now. An index whose build starts before this write
+        // is durable may have read the ticket without it: the ticket is then read again.
+        let items = self
+            .search
+            .indexes(&project)
+            .then(|| items_of(&slug, &writes));
+        let reload = items.is_none() && writes.iter().any(indexable);
         let search = self.search.clone();
-        let (at, inner) = (project.clone(), self.store.clone());
+        let (at, inner, about) = (project.clone(), self.store.clone(), slug.clone());
         let done: Done = Box::new(move |result| {
-            if result.is_ok() && !items.is_empty() {
-                search.took(&at, || items);
+            if result.is_ok() {
+                match items {
+                    Some(items) if !items.is_empty() => search.took(&at, || items),
+                    _ if reload => search.reload(&at, &about),
+                    _ => {}
+                }
             }
             done(result)
         });
@@ -566,6 +583,49 @@ mod tests {
         search.reload(&project, &elsewhere.slug);
         let found = search.search(&project, "printer", &all).await.unwrap();
         assert_eq!(found.tickets.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_write_made_durable_while_the_first_build_reads_is_found_by_the_next_search() {
+        let memory = MemoryStore::new();
+        let search = TicketSearch::new(memory.clone());
+        let store = Arc::new(Indexed::new(memory.clone(), search.clone()));
+        let ticket = opened("new-owl-002", "Another");
+        store.create_ticket(&ticket, &[]).await.unwrap();
+        let project = ticket.project_id.clone();
+        let all = TicketQuery {
+            limit: 10,
+            ..TicketQuery::default()
+        };
+
+        // Submitted while the project has no index, so nothing of it is copied for one.
+        memory.hold_batches();
+        let message = Message {
+            id: MessageId::next(None, chrono::Utc::now()),
+            author: Participant::Admin,
+            content: crate::domain::MessageBody::parse("Toner replaced").unwrap(),
+            timestamp: chrono::Utc::now(),
+            idempotency_key: None,
+            agent: None,
+        };
+        let writing = tokio::spawn({
+            let (store, ticket) = (store.clone(), ticket.clone());
+            async move { submit(&store, &ticket, vec![TicketWrite::Message(message)]).await }
+        });
+        memory.holding(1).await;
+        // The first search builds the index from a store that does not have the write yet.
+        let before = search.search(&project, "toner", &all).await.unwrap();
+        assert!(before.tickets.is_empty());
+
+        memory.release();
+        writing.await.unwrap();
+        let after = search.search(&project, "toner", &all).await.unwrap();
+        assert_eq!(
+            after.tickets.len(),
+            1,
+            "the ticket is read again once its write lands"
+        );
+        assert_eq!(after.tickets[0].slug, ticket.slug);
     }
 
     fn memory_of(store: &Indexed) -> Arc<dyn TicketStore> {
