@@ -192,6 +192,28 @@ impl EmbeddedStore {
 
     /// Every row of `project` in a table keyed by (project, id), decoded from JSON. The ids
     /// (UUIDs in hex-and-dash form, or lowercase hex) sort between "" and "~".
+    /// One row of a table keyed by project and id.
+    async fn project_row<T>(
+        &self,
+        operation: &'static str,
+        table: redb::TableDefinition<'static, (&'static str, &'static str), &'static [u8]>,
+        project: &ProjectId,
+        id: String,
+    ) -> StoreResult<Option<T>>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let project = project.clone();
+        self.read(operation, move |txn| {
+            let table = txn.open_table(table).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), id.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
     async fn project_rows<T>(
         &self,
         operation: &'static str,
@@ -1029,15 +1051,8 @@ impl MemberStore for EmbeddedStore {
     }
 
     async fn get_member(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<Option<Member>> {
-        let (project, id) = (project.clone(), id.to_string());
-        self.read("get_member", move |txn| {
-            let table = txn.open_table(MEMBERS).map_err(internal)?;
-            let row = table
-                .get((project.as_str(), id.as_str()))
-                .map_err(internal)?;
-            row.map(|v| from_json(v.value())).transpose()
-        })
-        .await
+        self.project_row("get_member", MEMBERS, project, id.to_string())
+            .await
     }
 
     async fn member_by_email(
@@ -1161,15 +1176,8 @@ impl MemberStore for EmbeddedStore {
         project: &ProjectId,
         id: uuid::Uuid,
     ) -> StoreResult<Option<ApiToken>> {
-        let (project, id) = (project.clone(), id.to_string());
-        self.read("get_api_token", move |txn| {
-            let table = txn.open_table(API_TOKENS).map_err(internal)?;
-            let row = table
-                .get((project.as_str(), id.as_str()))
-                .map_err(internal)?;
-            row.map(|v| from_json(v.value())).transpose()
-        })
-        .await
+        self.project_row("get_api_token", API_TOKENS, project, id.to_string())
+            .await
     }
 
     async fn list_api_tokens(&self, project: &ProjectId) -> StoreResult<Vec<ApiToken>> {
@@ -1216,15 +1224,8 @@ impl MemberStore for EmbeddedStore {
         project: &ProjectId,
         id: &str,
     ) -> StoreResult<Option<MemberLink>> {
-        let (project, id) = (project.clone(), id.to_owned());
-        self.read("get_member_link", move |txn| {
-            let table = txn.open_table(MEMBER_LINKS).map_err(internal)?;
-            let row = table
-                .get((project.as_str(), id.as_str()))
-                .map_err(internal)?;
-            row.map(|v| from_json(v.value())).transpose()
-        })
-        .await
+        self.project_row("get_member_link", MEMBER_LINKS, project, id.to_owned())
+            .await
     }
 
     async fn list_member_links(&self, project: &ProjectId) -> StoreResult<Vec<MemberLink>> {
