@@ -214,6 +214,30 @@ impl EmbeddedStore {
         .await
     }
 
+    /// One row of a table keyed by project, owner (a webhook endpoint, a member) and id.
+    async fn owned_row<T>(
+        &self,
+        operation: &'static str,
+        table: redb::TableDefinition<
+            'static,
+            (&'static str, &'static str, &'static str),
+            &'static [u8],
+        >,
+        [project, owner, id]: [String; 3],
+    ) -> StoreResult<Option<T>>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.read(operation, move |txn| {
+            let table = txn.open_table(table).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), owner.as_str(), id.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
     async fn project_rows<T>(
         &self,
         operation: &'static str,
@@ -1016,15 +1040,12 @@ impl WebhookStore for EmbeddedStore {
         endpoint: uuid::Uuid,
         id: &str,
     ) -> StoreResult<Option<Delivery>> {
-        let (project, endpoint, id) = (project.clone(), endpoint.to_string(), id.to_owned());
-        self.read("get_delivery", move |txn| {
-            let table = txn.open_table(DELIVERIES).map_err(internal)?;
-            let row = table
-                .get((project.as_str(), endpoint.as_str(), id.as_str()))
-                .map_err(internal)?;
-            row.map(|v| from_json(v.value())).transpose()
-        })
-        .await
+        let key = [
+            project.as_str().to_owned(),
+            endpoint.to_string(),
+            id.to_owned(),
+        ];
+        self.owned_row("get_delivery", DELIVERIES, key).await
     }
 }
 
@@ -1093,15 +1114,13 @@ impl MemberStore for EmbeddedStore {
         member: uuid::Uuid,
         id: &str,
     ) -> StoreResult<Option<MemberSession>> {
-        let (project, member, id) = (project.clone(), member.to_string(), id.to_owned());
-        self.read("get_member_session", move |txn| {
-            let table = txn.open_table(MEMBER_SESSIONS).map_err(internal)?;
-            let row = table
-                .get((project.as_str(), member.as_str(), id.as_str()))
-                .map_err(internal)?;
-            row.map(|v| from_json(v.value())).transpose()
-        })
-        .await
+        let key = [
+            project.as_str().to_owned(),
+            member.to_string(),
+            id.to_owned(),
+        ];
+        self.owned_row("get_member_session", MEMBER_SESSIONS, key)
+            .await
     }
 
     async fn list_member_sessions(
