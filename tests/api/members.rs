@@ -370,39 +370,17 @@ async fn admins_manage_agents_only_and_owners_and_the_admin_key_manage_everyone(
             .send()
     };
     let new = |email: &str, role: &str| json!({"email": email, "name": "New", "password": PASSWORD, "role": role});
-    let status = |r: reqwest::Response| r.status();
-    assert_eq!(
-        status(
-            post(&ada.token, new("a2@example.com", "admin"))
-                .await
-                .unwrap()
-        ),
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        status(
-            post(&ada.token, new("a3@example.com", "agent"))
-                .await
-                .unwrap()
-        ),
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        status(
-            post(&eli.token, new("a4@example.com", "agent"))
-                .await
-                .unwrap()
-        ),
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        status(
-            post(&olga.token, new("a5@example.com", "admin"))
-                .await
-                .unwrap()
-        ),
-        StatusCode::CREATED
-    );
+    // Who may add whom: an admin adds agents but not admins, an agent adds nobody, an owner
+    // adds admins.
+    for (who, email, role, expected) in [
+        (&ada, "a2@example.com", "admin", StatusCode::FORBIDDEN),
+        (&ada, "a3@example.com", "agent", StatusCode::CREATED),
+        (&eli, "a4@example.com", "agent", StatusCode::FORBIDDEN),
+        (&olga, "a5@example.com", "admin", StatusCode::CREATED),
+    ] {
+        let resp = post(&who.token, new(email, role)).await.unwrap();
+        assert_eq!(resp.status(), expected, "{email} as {role}");
+    }
     // Validation: one clear error each.
     for (body, expected) in [
         (new("a3@EXAMPLE.com", "agent"), StatusCode::CONFLICT),
@@ -441,11 +419,10 @@ async fn admins_manage_agents_only_and_owners_and_the_admin_key_manage_everyone(
             .send()
     };
     assert_eq!(
-        status(
-            patch(&ada.token, &agent_path, json!({"role": "admin"}))
-                .await
-                .unwrap()
-        ),
+        patch(&ada.token, &agent_path, json!({"role": "admin"}))
+            .await
+            .unwrap()
+            .status(),
         StatusCode::FORBIDDEN
     );
     let renamed = patch(
@@ -462,19 +439,17 @@ async fn admins_manage_agents_only_and_owners_and_the_admin_key_manage_everyone(
         ada.member["id"].as_str().unwrap()
     );
     assert_eq!(
-        status(
-            patch(&ada.token, &ada_path, json!({"role": "owner"}))
-                .await
-                .unwrap()
-        ),
+        patch(&ada.token, &ada_path, json!({"role": "owner"}))
+            .await
+            .unwrap()
+            .status(),
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        status(
-            patch(&olga.token, &agent_path, json!({"role": "admin"}))
-                .await
-                .unwrap()
-        ),
+        patch(&olga.token, &agent_path, json!({"role": "admin"}))
+            .await
+            .unwrap()
+            .status(),
         StatusCode::OK
     );
     // The agent, now an admin, lists the members; the admin key does too.
