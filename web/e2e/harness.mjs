@@ -116,6 +116,21 @@ export async function createProject(base, origins, name = "Acme") {
 }
 
 /**
+ * Calls the API at `base` with the bearer `key`, failing the test on an error answer; the
+ * answer's JSON.
+ */
+export async function callApi(base, key, method, path, body) {
+  const r = await fetch(`${base}${path}`, {
+    method,
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${key}` },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/**
  * Serves a customer's page with the embed snippet, and CSS hostile to embedded widgets. The
  * page is on its own origin, as on a real site. It listens before the project exists, since the
  * project must allow its origin; set `project` on the returned object before a page loads it.

@@ -5,21 +5,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { browser, createProject, shot, startServer } from "./harness.mjs";
+import { browser, callApi, createProject, shot, startServer } from "./harness.mjs";
 
 let server, project, chromium;
 const slugs = {};
 
-async function call(method, path, body) {
-  const r = await fetch(`${server.base}${path}`, {
-    method,
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${project.key}` },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`);
-  return JSON.parse(text);
-}
+const call = (method, path, body) => callApi(server.base, project.key, method, path, body);
 
 before(async () => {
   server = await startServer();

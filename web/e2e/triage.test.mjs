@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { browser, createProject, shot, startServer } from "./harness.mjs";
+import { browser, callApi, createProject, shot, startServer } from "./harness.mjs";
 
 const TICKETS = 200;
 
@@ -14,16 +14,7 @@ let server, project, chromium;
 /** The tickets' slugs, oldest first: the list shows the last one first. */
 const slugs = [];
 
-async function call(method, path, body) {
-  const r = await fetch(`${server.base}${path}`, {
-    method,
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${project.key}` },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`);
-  return JSON.parse(text);
-}
+const call = (method, path, body) => callApi(server.base, project.key, method, path, body);
 
 before(async () => {
   // 0 turns the per-IP limit off: the setup makes 400 public requests in a few seconds.
