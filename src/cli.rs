@@ -159,6 +159,25 @@ fn parse_role(raw: &str) -> anyhow::Result<Role> {
     Role::parse(raw).ok_or_else(|| anyhow::anyhow!("--role: must be owner, admin or agent"))
 }
 
+/// Changes the member with `email` as the operator, who acts with an owner's rights.
+async fn change_by_email(
+    accounts: &crate::accounts::Accounts,
+    project: &ProjectId,
+    email: &str,
+    change: MemberChange,
+) -> anyhow::Result<serde_json::Value> {
+    let failed = |e: MemberError| anyhow::anyhow!("{e}");
+    let found = crate::members::by_email(accounts.store().as_ref(), project, email)
+        .await
+        .map_err(failed)?;
+    let by = AuditBy::operator();
+    let changed =
+        crate::members::change(accounts, project, found.id, change, Role::Owner, None, &by)
+            .await
+            .map_err(failed)?;
+    Ok(member_json(&changed))
+}
+
 async fn member(command: MemberCommand, settings: Settings) -> anyhow::Result<()> {
     let project = match &command {
         MemberCommand::Add { project, .. }
@@ -219,46 +238,18 @@ async fn member(command: MemberCommand, settings: Settings) -> anyhow::Result<()
             serde_json::json!({ "members": members.iter().map(member_json).collect::<Vec<_>>() })
         }
         MemberCommand::SetRole { email, role, .. } => {
-            let found = crate::members::by_email(store.as_ref(), &project, &email)
-                .await
-                .map_err(failed)?;
             let change = MemberChange {
                 role: Some(parse_role(&role)?),
                 ..MemberChange::default()
             };
-            let changed = crate::members::change(
-                &accounts,
-                &project,
-                found.id,
-                change,
-                Role::Owner,
-                None,
-                &AuditBy::operator(),
-            )
-            .await
-            .map_err(failed)?;
-            member_json(&changed)
+            change_by_email(&accounts, &project, &email, change).await?
         }
         MemberCommand::Deactivate { email, .. } => {
-            let found = crate::members::by_email(store.as_ref(), &project, &email)
-                .await
-                .map_err(failed)?;
             let change = MemberChange {
                 state: Some(MemberState::Deactivated),
                 ..MemberChange::default()
             };
-            let changed = crate::members::change(
-                &accounts,
-                &project,
-                found.id,
-                change,
-                Role::Owner,
-                None,
-                &AuditBy::operator(),
-            )
-            .await
-            .map_err(failed)?;
-            member_json(&changed)
+            change_by_email(&accounts, &project, &email, change).await?
         }
     };
     store.flush().await?;
