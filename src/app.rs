@@ -175,6 +175,7 @@ impl Application {
             webhook_store: store.clone(),
             canned_store: store.clone(),
             audit_store: store.clone(),
+            store: store.clone(),
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
             settings,

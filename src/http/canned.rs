@@ -43,7 +43,7 @@ pub struct CannedReplyView<'a> {
 }
 
 impl<'a> CannedReplyView<'a> {
-    fn new(r: &'a CannedReply) -> Self {
+    pub(super) fn new(r: &'a CannedReply) -> Self {
         Self {
             id: r.id,
             name: r.name.as_str(),

@@ -87,7 +87,7 @@ impl PartialSchema for Tags {
 impl ToSchema for Tags {}
 
 impl<'a> ArticleView<'a> {
-    fn new(a: &'a Article) -> Self {
+    pub(super) fn new(a: &'a Article) -> Self {
         Self {
             id: a.id,
             project_id: a.project_id.as_str(),
@@ -438,7 +438,7 @@ pub struct TicketChat<'a> {
 }
 
 impl<'a> TurnView<'a> {
-    fn new(t: &'a ChatTurn) -> Self {
+    pub(super) fn new(t: &'a ChatTurn) -> Self {
         Self {
             id: t.id.to_string(),
             role: t.role,

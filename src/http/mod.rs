@@ -13,6 +13,7 @@ pub mod audit;
 pub mod canned;
 pub mod chat;
 pub mod error;
+pub mod export;
 pub mod home;
 pub mod kb;
 pub mod members;
@@ -65,6 +66,8 @@ pub struct Ctx {
     /// The projects' canned replies.
     pub canned_store: Arc<dyn fleety_actors::store::CannedStore>,
     pub audit_store: Arc<dyn fleety_actors::store::AuditStore>,
+    /// Every kind of record, for the reads that span them all (the export).
+    pub store: Arc<dyn fleety_actors::store::Store>,
     /// Cancelled when the server starts draining: sockets close with "going away".
     pub shutdown: CancellationToken,
     /// Long-lived sockets, so a drain can wait for them.

@@ -326,11 +326,11 @@ fn inline_plain(line: &str) -> String {
 }
 
 /// Cursors are opaque to clients: `<created_at ms>.<slug>`.
-fn encode_cursor(c: &TicketCursor) -> String {
+pub(super) fn encode_cursor(c: &TicketCursor) -> String {
     format!("{}.{}", c.created_at.timestamp_millis(), c.slug)
 }
 
-fn decode_cursor(raw: &str) -> Option<TicketCursor> {
+pub(super) fn decode_cursor(raw: &str) -> Option<TicketCursor> {
     let (ms, slug) = raw.split_once('.')?;
     // Digits only, as the description's pattern says (`parse` would take a sign too), and at
     // most 15 of them: every such time is one chrono can hold, where 16 digits can pass its

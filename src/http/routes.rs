@@ -15,8 +15,8 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, assignees, assistant, audit, canned, chat, kb, members, openapi, projects_api, session,
-    tickets, tokens, unanswered, webhooks, ws, Ctx,
+    assets, assignees, assistant, audit, canned, chat, export, kb, members, openapi, projects_api,
+    session, tickets, tokens, unanswered, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
@@ -486,6 +486,14 @@ fn routes() -> Vec<Route> {
         .query::<audit::AuditListQuery>()
         .answers(200, "A page of records, and the cursor of the next", Json(schema::<audit::AuditList>))
         .refuses(400, "A filter, the limit or the cursor is not valid"),
+        Route::new(get(), "/v1/projects/{projectId}/export", "exportProject", "Export the project: tickets with their messages, notes, timelines and chats, the knowledge base and the settings, as JSON Lines", Admin, |b| {
+            b.agent().and(b.ctx()).and(b.query()).then(export::export).boxed()
+        })
+        .tag("projects")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .query::<export::ExportQuery>()
+        .answers(200, "One JSON object a line, streamed; the last line is `end` (see the API guide)", Other("application/jsonl"))
+        .refuses(400, "The cursor is not the cursor of a resume line"),
         Route::new(get(), "/v1/projects/{projectId}/members", "listMembers", "List the project's members", Admin, |b| {
             b.agent().and(b.ctx()).then(members::list).boxed()
         })
@@ -789,6 +797,7 @@ mod tests {
         ("createMyToken", Agent),
         ("revokeMyToken", Agent),
         ("listAudit", Admin),
+        ("exportProject", Admin),
         ("listMembers", Admin),
         ("addMember", Admin),
         ("getMember", Admin),

@@ -101,7 +101,7 @@ impl PartialSchema for WebhookUrl {
 impl ToSchema for WebhookUrl {}
 
 impl<'a> EndpointView<'a> {
-    fn new(e: &'a Endpoint) -> Self {
+    pub(super) fn new(e: &'a Endpoint) -> Self {
         Self {
             id: e.id,
             url: &e.url,
