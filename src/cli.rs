@@ -42,6 +42,19 @@ enum Command {
         #[command(subcommand)]
         command: ProjectCommand,
     },
+    /// Export a project from a running server as JSON Lines, resuming by itself when the
+    /// connection drops. The admin key (or an owner's or admin's API token) is read from the
+    /// first line of standard input.
+    Export {
+        #[arg(long)]
+        project: String,
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Where to write the export; it must not exist yet.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Manage a project's members directly in the store, with an owner's rights.
     Member {
         #[command(subcommand)]
@@ -147,6 +160,11 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Member { command } => member(command, settings).await,
+        Command::Export {
+            project,
+            server,
+            out,
+        } => crate::export_client::run(&server, &project, &out).await,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod export_client;
 pub mod http;
 pub mod links;
 pub mod llm;

@@ -53,12 +53,24 @@ pub struct ExportQuery {
 
 /// An export's position: when it started and the last ticket it finished.
 #[derive(Debug, Clone, PartialEq)]
-struct Position {
+pub struct Position {
     as_of: DateTime<Utc>,
     after: Option<TicketCursor>,
 }
 
 impl Position {
+    /// A fresh export starting `now` without a cursor, else the one the cursor continues;
+    /// `None` for a cursor that is not one.
+    pub fn of(cursor: Option<&str>, now: DateTime<Utc>) -> Option<Position> {
+        match cursor.filter(|c| !c.is_empty()) {
+            Some(raw) => Position::decode(raw),
+            None => Some(Position {
+                as_of: now,
+                after: None,
+            }),
+        }
+    }
+
     /// `<as_of ms>.<the listing's cursor of the ticket done>`.
     fn encode(as_of: DateTime<Utc>, done: &TicketCursor) -> String {
         format!(
@@ -84,31 +96,15 @@ impl Position {
 
 /// GET /v1/projects/{projectId}/export?cursor=
 pub async fn export(project: Arc<Project>, ctx: Arc<Ctx>, query: ExportQuery) -> Response {
-    let position = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
-        Some(raw) => match Position::decode(raw) {
-            Some(p) => p,
-            None => {
-                return respond(Err(ApiError::bad_request(
-                    "cursor is not the cursor of a resume line",
-                )))
-            }
-        },
-        None => Position {
-            as_of: ctx.clock.now(),
-            after: None,
-        },
-    };
-    let (tx, mut rx) = mpsc::channel::<Bytes>(BUFFERED_LINES);
-    let store = ctx.store.clone();
-    tokio::spawn(async move {
-        let lines = Lines { tx };
-        if let Err(e) = produce(&lines, store.as_ref(), &project, position).await {
-            // The answer has begun: all that is left is to say so in the stream, whose
-            // missing `end` line tells the client it is incomplete.
-            tracing::warn!(project = %project.id, error = %e, "export stopped");
-            lines.send(&json!({"type": "error", "error": "the export stopped: ask again with the last resume cursor"})).await;
+    let position = match Position::of(query.cursor.as_deref(), ctx.clock.now()) {
+        Some(p) => p,
+        None => {
+            return respond(Err(ApiError::bad_request(
+                "cursor is not the cursor of a resume line",
+            )))
         }
-    });
+    };
+    let mut rx = start(ctx.store.clone(), project, position);
     let body = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx)
             .map(|l| l.map(Ok::<_, std::convert::Infallible>))
@@ -124,6 +120,27 @@ pub async fn export(project: Arc<Project>, ctx: Arc<Ctx>, query: ExportQuery) ->
     );
     *resp.status_mut() = StatusCode::OK;
     resp
+}
+
+/// Starts exporting the project from `position`: its lines, each ending with a newline, as
+/// the reader takes them. Dropping the receiver stops the export.
+pub fn start(
+    store: Arc<dyn Store>,
+    project: Arc<Project>,
+    position: Position,
+) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel::<Bytes>(BUFFERED_LINES);
+    tokio::spawn(async move {
+        let lines = Lines { tx };
+        if let Err(e) = produce(&lines, store.as_ref(), &project, position).await {
+            // The answer has begun: all that is left is to say so in the stream, whose
+            // missing `end` line tells the reader it is incomplete.
+            tracing::warn!(project = %project.id, error = %e, "export stopped");
+            let line = json!({"type": "error", "error": "the export stopped: ask again with the last resume cursor"});
+            lines.send(&line).await;
+        }
+    });
+    rx
 }
 
 /// The lines of one export, on their way to the client.

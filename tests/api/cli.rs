@@ -267,3 +267,78 @@ async fn fleety_chat_talks_to_a_running_server_from_the_terminal() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn export_writes_a_running_servers_project_to_a_file() {
+    let app = crate::helpers::spawn_app().await;
+    let slug = app.create_ticket("Exported from the command line").await;
+    app.post_message(&slug, "Hello from the visitor").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo.jsonl");
+    let mut child = fleety(dir.path())
+        .args(["export", "--project", &app.project, "--server", &app.base])
+        .arg("--out")
+        .arg(&out)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{}", app.admin_key).unwrap();
+    }
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["type"], "export");
+    assert_eq!(lines.last().unwrap()["type"], "end");
+    assert!(lines
+        .iter()
+        .any(|l| l["type"] == "message" && l["message"]["content"] == "Hello from the visitor"));
+
+    // An existing file is never overwritten, and a wrong key is a clear failure.
+    let again = fleety(dir.path())
+        .args(["export", "--project", &app.project, "--server", &app.base])
+        .arg("--out")
+        .arg(&out)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let other = dir.path().join("other.jsonl");
+    let mut child = fleety(dir.path())
+        .args(["export", "--project", &app.project, "--server", &app.base])
+        .arg("--out")
+        .arg(&other)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "fk_wrong").unwrap();
+    }
+    let wrong = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("not the admin key"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+}
