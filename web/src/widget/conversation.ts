@@ -463,7 +463,7 @@ export class Conversation {
   async loadOlder() {
     const ticket = this.state.ticket;
     const before = this.before;
-    if (!ticket || !before || this.state.loadingOlder) return;
+    if (!ticket || !before || this.state.loadingOlder || this.limited()) return;
     this.set({ loadingOlder: true });
     try {
       const page = await json<Schemas["Ticket"]>(

@@ -163,6 +163,9 @@ function Chat({ conversation, state, t, open }: { conversation: Conversation; st
   // distance from the bottom is kept, so what they read stays where it is.
   const fromBottom = useRef<number | undefined>(undefined);
   const bottom = useRef("");
+  // How many entries there were when a short list last asked for the page before: asked once
+  // per size, so a page that fails is not asked for again and again.
+  const filled = useRef(-1);
   const last = state.entries[state.entries.length - 1];
   const newest = [last?.id, last?.content.length, last?.delivery, state.streaming, state.agentTyping, open].join("|");
   useLayoutEffect(() => {
@@ -173,7 +176,10 @@ function Chat({ conversation, state, t, open }: { conversation: Conversation; st
     bottom.current = newest;
     fromBottom.current = el.scrollHeight - el.scrollTop;
     // A first page too short to scroll brings the one before it at once.
-    if (state.older && !state.loadingOlder && el.scrollHeight <= el.clientHeight) void conversation.loadOlder();
+    if (state.older && !state.loadingOlder && el.scrollHeight <= el.clientHeight && filled.current !== state.entries.length) {
+      filled.current = state.entries.length;
+      void conversation.loadOlder();
+    }
   });
   const onScroll = () => {
     const el = list.current;
