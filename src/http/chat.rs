@@ -53,6 +53,11 @@ pub struct ToolsRequest {
     /// center's articles in it are searched first.
     #[schema(value_type = Option<String>, max_length = 35, pattern = "^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")]
     language: Option<String>,
+    /// Who the visitor is, when the page knows (the widget's `setVisitor`): kept on a ticket
+    /// the assistant opens, shown to the agents. Unverified: the page's word.
+    #[serde(default, deserialize_with = "super::tickets::object")]
+    #[schema(value_type = Option<super::tickets::NewVisitor>)]
+    visitor: Option<super::tickets::NewVisitor>,
 }
 
 /// The visitor's language, if the client gave one: a malformed tag is refused, a language the
@@ -410,11 +415,16 @@ async fn run(
     ctx: &Ctx,
     parsed: Result<(ChatMode, Vec<LlmMessage>), ApiError>,
     language: Option<&str>,
+    visitor: Option<super::tickets::NewVisitor>,
 ) -> Response {
     respond(
         async {
             let Session { key, project, .. } = session;
             let (mode, messages) = parsed?;
+            let visitor = match visitor {
+                Some(v) => v.parse()?,
+                None => None,
+            };
             let request = TurnRequest {
                 mode,
                 messages,
@@ -422,6 +432,7 @@ async fn run(
                 allowed_hosts: allowed_hosts(&project),
                 assistant: project.assistant.clone(),
                 language: visitor_language(language)?,
+                visitor,
             };
             match ctx.system.chats.turn(&key, request).await {
                 Ok(turn) => Ok(answer(mode, turn).await),
@@ -535,7 +546,7 @@ pub async fn prompt(session: Session, ctx: Arc<Ctx>, req: PromptRequest) -> Resp
             vec![LlmMessage::new(LlmRole::User, prompt)],
         )
     });
-    run(session, &ctx, parsed, req.language.as_deref()).await
+    run(session, &ctx, parsed, req.language.as_deref(), None).await
 }
 
 /// POST /v1/chat/tools
@@ -546,7 +557,7 @@ pub async fn tools(session: Session, ctx: Arc<Ctx>, req: ToolsRequest) -> Respon
         };
         (mode, messages)
     });
-    run(session, &ctx, parsed, req.language.as_deref()).await
+    run(session, &ctx, parsed, req.language.as_deref(), req.visitor).await
 }
 
 #[cfg(test)]

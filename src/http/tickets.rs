@@ -56,7 +56,7 @@ pub struct CreateTicket {
 
 /// An object only: serde would also take a struct written as an array of its fields, which the
 /// API description does not allow.
-fn object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(super) fn object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: serde::de::DeserializeOwned,
@@ -83,7 +83,7 @@ pub struct NewVisitor {
 
 impl NewVisitor {
     /// The contact to store; none when neither part is given.
-    fn parse(self) -> Result<Option<VisitorContact>, ApiError> {
+    pub(super) fn parse(self) -> Result<Option<VisitorContact>, ApiError> {
         let name = self.name.as_deref().map(VisitorName::parse).transpose();
         let email = self.email.as_deref().map(Email::parse).transpose();
         let contact = VisitorContact {

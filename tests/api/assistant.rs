@@ -435,3 +435,51 @@ async fn an_answer_cites_its_article_with_the_article_s_link() {
         .await;
     assert_eq!(resp.status(), 400);
 }
+
+#[tokio::test]
+async fn a_ticket_the_assistant_opens_keeps_the_visitor_the_page_named() {
+    let app = spawn_app().await;
+    let token = app.session_token().await;
+    let asked = json!([{"role": "user", "content": "I'd like to talk to a person, please."}]);
+    let resp = app
+        .chat(
+            "/v1/chat/tools",
+            &token,
+            json!({"messages": asked, "visitor": {"name": " Dana Scully ", "email": "dana@example.com"}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    let ticket = app.ticket(answer["ticket_slug"].as_str().unwrap()).await;
+    assert_eq!(
+        ticket["visitor"],
+        json!({"name": "Dana Scully", "email": "dana@example.com"})
+    );
+
+    // Without one the ticket has none; one the server would refuse is refused, and no ticket
+    // is opened for it.
+    let (ticket, _) = ticket_of(&app, &app.session_token().await, asked.clone()).await;
+    assert_eq!(ticket["visitor"], Value::Null);
+    let before = ticket_count(&app).await;
+    for visitor in [
+        json!({"email": "not an email"}),
+        json!({"name": "x".repeat(81)}),
+        json!(["Dana", "dana@example.com"]),
+    ] {
+        let resp = app
+            .chat(
+                "/v1/chat/tools",
+                &app.session_token().await,
+                json!({"messages": asked, "visitor": visitor}),
+            )
+            .await;
+        assert_eq!(resp.status(), 400, "{visitor}");
+        let body: Value = resp.json().await.unwrap();
+        let said = body["error"].as_str().unwrap();
+        assert!(
+            said.contains("visitor") || said.contains("expected a map"),
+            "{body}"
+        );
+    }
+    assert_eq!(ticket_count(&app).await, before);
+}

@@ -1,6 +1,7 @@
 // The built-in offline assistant in the widget, seen from both sides: a question the help center
 // cannot answer gets the offer of a person, a "yes" opens a ticket, and the agent finds it in the
-// inbox titled by the question with the assistant's note giving the reason; an answer it can give
+// inbox titled by the question with the assistant's note giving the reason (and the chat shown
+// once, as the ticket's messages, never copied into the note); an answer it can give
 // cites its article with a safe link. Screenshots go to target/e2e/.
 
 import assert from "node:assert/strict";
@@ -102,6 +103,18 @@ test("an unanswerable question gets the offer, a yes opens a ticket the inbox sh
   const text = await note.textContent();
   assert.ok(text.includes("Note · Assistant"), text);
   assert.ok(text.includes(question), `the note quotes the problem: ${text}`);
+  // The conversation shows once: as the ticket's first messages. The note sums it up without
+  // copying it, and no transcript of the chat repeats it.
+  const thread = agent.locator(".thread");
+  await thread.locator(".msg").filter({ hasText: "yes" }).last().waitFor();
+  assert.equal(await thread.locator(".msg.user").filter({ hasText: question }).count(), 1, "the question is one message");
+  assert.equal(await thread.locator(".msg.assistant").filter({ hasText: OFFER }).count(), 1, "the offer is one message");
+  assert.ok(!text.includes(OFFER) && !text.includes("couldn't find an answer"), `the note does not copy the answer: ${text}`);
+  assert.ok(!text.includes("- Visitor:"), `the note has no transcript: ${text}`);
+  assert.ok(text.includes("Summary: the visitor wrote 2 messages, the assistant answered 1 time"), text);
+  assert.equal(await agent.locator(".transcript").count(), 0, "the chat is not listed again");
+  const detail = await agent.locator(".detail").textContent();
+  assert.equal(detail.split("couldn't find an answer").length - 1, 1, "the assistant's answer shows once on the page");
   await shot(agent, "assistant-handoff-inbox");
 });
 

@@ -134,8 +134,9 @@ export async function callApi(base, key, method, path, body) {
  * Serves a customer's page with the embed snippet, and CSS hostile to embedded widgets. The
  * page is on its own origin, as on a real site. It listens before the project exists, since the
  * project must allow its origin; set `project` on the returned object before a page loads it.
+ * `script` is more of the page's own script, run before the widget's (commands to queue).
  */
-export async function startHostPage(base, { locale } = {}) {
+export async function startHostPage(base, { locale, script = "" } = {}) {
   const hostile = `
     * { all: unset !important; }
     html, body { display: block !important; font: 40px/1 "Comic Sans MS", cursive !important; color: red !important; }
@@ -147,7 +148,8 @@ export async function startHostPage(base, { locale } = {}) {
     <main><h1>Acme shop</h1><p>Our products, with hostile global CSS.</p></main>
     <script>window.Fleety = window.Fleety || []; Fleety.push(['setTheme', {color: '#0b7285'}]);
       ${locale ? `Fleety.push(['setLocale', '${locale}']);` : ""}
-      window.fleetyMessages = []; Fleety.push(['on', 'message', function (m) { window.fleetyMessages.push(m); }]);</script>
+      window.fleetyMessages = []; Fleety.push(['on', 'message', function (m) { window.fleetyMessages.push(m); }]);
+      ${script}</script>
     <script src="${base}/widget.js" data-project="${project}" async></script>
     </body></html>`;
   const server = createServer((req, res) => {

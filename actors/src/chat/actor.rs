@@ -1213,7 +1213,7 @@ impl TurnRun {
             source: TicketSource::Chat,
             session_id: Some(self.key.session.clone()),
             history,
-            visitor: None,
+            visitor: self.request.visitor.clone(),
         };
         let ticket = match self.deps.tickets.open(new).await {
             Ok(ticket) => ticket,

@@ -118,6 +118,9 @@ pub struct TurnRequest {
     /// The language the visitor writes in, when the client says: the knowledge base is
     /// searched in it first.
     pub language: Option<crate::domain::Language>,
+    /// Who the visitor is, as the page that embeds the widget says: kept on a ticket the
+    /// assistant opens, for the agents.
+    pub visitor: Option<crate::domain::VisitorContact>,
 }
 
 /// What a turn streams to its caller. It ends with `Done` or `Error`.

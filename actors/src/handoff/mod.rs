@@ -130,9 +130,10 @@ pub fn says_nothing(title: &str) -> bool {
 /// Title for a ticket with nothing substantive to go on.
 pub const FALLBACK_TITLE: &str = "Visitor asked to talk to a person";
 
-/// The note agents get with a hand-off: the reason, then the conversation in short.
+/// The note agents get with a hand-off: why, and the conversation in numbers, with the
+/// problem in the visitor's words and what they said last. Not the conversation itself: it is
+/// the ticket's first messages, which the inbox shows right beside the note.
 pub fn note(reason: Reason, conversation: &[LlmMessage]) -> String {
-    const SHOWN: usize = 8;
     const CHARS: usize = 200;
     let turns: Vec<&LlmMessage> = conversation
         .iter()
@@ -147,22 +148,22 @@ pub fn note(reason: Reason, conversation: &[LlmMessage]) -> String {
         if asked == 1 { "" } else { "s" },
         if answered == 1 { "" } else { "s" },
     );
-    if let Some(problem) = substantive(conversation) {
-        note.push_str(&format!(" The problem: \"{}\".", clip(problem, CHARS)));
+    let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let problem = substantive(conversation);
+    if let Some(problem) = problem {
+        note.push_str(&format!(
+            " The problem: \"{}\".",
+            clip(&words(problem), CHARS)
+        ));
     }
-    if turns.len() > SHOWN {
-        note.push_str(&format!("\n\nThe last {SHOWN} messages:"));
-    } else {
-        note.push_str("\n\nThe conversation:");
-    }
-    for m in &turns[turns.len().saturating_sub(SHOWN)..] {
-        let who = if m.role == LlmRole::User {
-            "Visitor"
-        } else {
-            "Assistant"
-        };
-        let text: String = m.content.split_whitespace().collect::<Vec<_>>().join(" ");
-        note.push_str(&format!("\n- {who}: {}", clip(&text, CHARS)));
+    // The words that made the hand-off (a request for a person, an outburst, a "yes"), unless
+    // they are the problem already quoted.
+    let last = turns.iter().rev().find(|m| m.role == LlmRole::User);
+    if let Some(last) = last.filter(|m| Some(m.content.trim()) != problem) {
+        note.push_str(&format!(
+            " Their last message: \"{}\".",
+            clip(&words(&last.content), CHARS)
+        ));
     }
     note
 }

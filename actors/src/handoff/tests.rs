@@ -159,7 +159,7 @@ fn the_title_comes_from_the_substantive_message() {
 }
 
 #[test]
-fn the_note_gives_the_reason_and_the_conversation_in_short() {
+fn the_note_gives_the_reason_and_a_summary_not_the_conversation() {
     let conversation = [
         user("How do I change my card?"),
         assistant("Go to Settings, then Billing."),
@@ -169,10 +169,22 @@ fn the_note_gives_the_reason_and_the_conversation_in_short() {
     assert!(written.contains("Reason: explicit request"), "{written}");
     assert!(written.contains("the visitor wrote 2 messages, the assistant answered 1 time"));
     assert!(
-        written.contains("- Visitor: How do I change my card?"),
+        written.contains("The problem: \"How do I change my card?\""),
         "{written}"
     );
-    assert!(written.contains("- Assistant: Go to Settings, then Billing."));
+    assert!(
+        written.contains("Their last message: \"That did not work, I want to talk to a human\""),
+        "{written}"
+    );
+    // The conversation is the ticket's first messages: the note does not copy it.
+    assert!(!written.contains("Go to Settings"), "{written}");
+    assert!(!written.contains("- Visitor:"), "{written}");
+    // The problem is not quoted twice when it was also the last thing said.
+    let once = note(
+        Reason::NeedsAccount,
+        &[user("I was charged twice this month")],
+    );
+    assert_eq!(once.matches("charged twice").count(), 1, "{once}");
     let long = "word ".repeat(100);
     assert!(note(Reason::NoAnswer, &[user(&long)]).contains('…'));
 }

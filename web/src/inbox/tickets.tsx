@@ -461,8 +461,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
   const log = useRef<HTMLDivElement>(null);
   const typingTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const lastTyping = useRef(0);
-  // Tickets record no visitor name yet, so {{visitor.name}} takes the picker's fallback.
-  const canned = useCannedPicker({ api, id: `canned-${slug}`, enabled: !asNote, visitor: null, setDraft });
+  const canned = useCannedPicker({ api, id: `canned-${slug}`, enabled: !asNote, visitor: ticket?.visitor?.name ?? null, setDraft });
 
   const reload = async () => {
     try {

@@ -2277,6 +2277,7 @@ export interface components {
              */
             language?: string | null;
             messages: components["schemas"]["Conversation"];
+            visitor?: null | components["schemas"]["NewVisitor"];
         };
         /** @description Someone is typing on the ticket; sent as it happens, never stored. */
         TypingPayload: {

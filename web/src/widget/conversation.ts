@@ -78,7 +78,14 @@ export interface State {
   assistant?: Intro;
   /** The satisfaction survey of a solved ticket: asked once; `score` once the visitor rated. */
   survey?: { ask: boolean; score?: number; thanked?: boolean };
+  /** The ticket has messages older than those shown, read a page at a time on request. */
+  older: boolean;
+  /** An older page is being read. */
+  loadingOlder: boolean;
 }
+
+/** Who the visitor is, as the page said (`Fleety.push(["setVisitor", {...}])`), checked. */
+export type Visitor = Schemas["NewVisitor"];
 
 export type Intro = Schemas["AssistantIntro"];
 
@@ -105,6 +112,9 @@ const KEPT_EARLIER = 60;
 /** Turns of the pre-ticket chat kept in storage and sent to the assistant. */
 const KEPT_CHAT = 40;
 const RENEW_BEFORE_MS = 60_000;
+/** Messages of a ticket read at a time: the newest page when it opens, older ones as the
+ * visitor scrolls up. */
+export const PAGE = 50;
 const MAX_BACKOFF_MS = 30_000;
 
 export class Conversation {
@@ -119,8 +129,12 @@ export class Conversation {
     refusedOrigin: false,
     earlier: [],
     unread: 0,
+    older: false,
+    loadingOlder: false,
   };
   private saved: Saved;
+  /** Where the next older page of the ticket ends (the server's `next_before`). */
+  private before?: string;
   private listeners = new Set<() => void>();
   private socket?: WebSocket;
   private attempts = 0;
@@ -142,6 +156,8 @@ export class Conversation {
     private readonly onIncoming: (entry: Entry) => void,
     /** The widget's language, for the help center's search. */
     private readonly language: () => string = () => "en",
+    /** Who the visitor is, when the page said: sent with the conversation that may open a ticket. */
+    private readonly visitor: () => Visitor | undefined = () => undefined,
   ) {
     this.storageKey = `fleety:v1:${project}`;
     this.saved = this.load();
@@ -211,7 +227,8 @@ export class Conversation {
     const { token, expires, assistant, csat, surveyed } = this.saved;
     this.saved = { v: 1, token, expires, assistant, csat, surveyed, chat: [], earlier };
     this.save();
-    this.set({ entries: [], earlier, ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, agentTyping: false, survey: undefined });
+    this.before = undefined;
+    this.set({ entries: [], earlier, ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, agentTyping: false, survey: undefined, older: false });
   }
 
   /** Rates the solved ticket (1 to 5, with an optional comment): once. */
@@ -301,7 +318,8 @@ export class Conversation {
       // Storage refused (private mode): nothing was kept.
     }
     this.saved = { v: 1, chat: [] };
-    this.set({ entries: [], earlier: [], ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0 });
+    this.before = undefined;
+    this.set({ entries: [], earlier: [], ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, older: false });
   }
 
   // ---- the assistant ----
@@ -317,7 +335,7 @@ export class Conversation {
       const token = await this.token();
       const response = await send(`${this.base}/v1/chat/tools`, {
         token,
-        body: { messages: history, enable_tool_calling: true, language: this.language() },
+        body: { messages: history, enable_tool_calling: true, language: this.language(), visitor: this.visitor() },
       });
       if ((response.headers.get("Content-Type") ?? "").includes("application/json")) {
         const call = (await response.json()) as Schemas["ToolCall"];
@@ -405,11 +423,13 @@ export class Conversation {
     this.set({ ticket });
     clearTimeout(this.renewTimer);
     try {
-      const view = await json<Schemas["Ticket"]>(`${this.base}/v1/tickets/${this.project}/${slug}`, {
+      // The newest page only: a long ticket's older messages are read as the visitor scrolls up.
+      const view = await json<Schemas["Ticket"]>(`${this.base}/v1/tickets/${this.project}/${slug}?limit=${PAGE}`, {
         token: await this.sessionToken(),
       });
       this.reached();
       const messages = view.messages.map(fromServer);
+      this.before = view.next_before ?? undefined;
       if (!known) {
         // The assistant's hand-off and the ticket's opening follow the conversation it copied.
         const after = messages.length ? messages[messages.length - 1].id : null;
@@ -419,7 +439,8 @@ export class Conversation {
       const pending = this.state.entries.filter((e) => e.delivery);
       const score = view.satisfaction?.score;
       this.set({
-        entries: [...withLines(messages, this.saved.lines ?? []), ...pending],
+        entries: [...withLines(messages, this.saved.lines ?? [], !!this.before), ...pending],
+        older: !!this.before,
         ticket: { slug, status: view.status },
         survey: score === undefined ? this.state.survey : { ask: false, score },
       });
@@ -435,6 +456,35 @@ export class Conversation {
       this.failed(e);
     }
     this.connect(false);
+  }
+
+  /** Reads the page of the ticket's messages before the oldest shown and puts it on top: once
+   * at a time, none twice (a message the socket brought meanwhile is already there). */
+  async loadOlder() {
+    const ticket = this.state.ticket;
+    const before = this.before;
+    if (!ticket || !before || this.state.loadingOlder || this.limited()) return;
+    this.set({ loadingOlder: true });
+    try {
+      const page = await json<Schemas["Ticket"]>(
+        `${this.base}/v1/tickets/${this.project}/${ticket.slug}?limit=${PAGE}&before=${encodeURIComponent(before)}`,
+        { token: await this.sessionToken() },
+      );
+      this.reached();
+      // The visitor left this ticket while the page was on its way.
+      if (this.state.ticket?.slug !== ticket.slug || this.before !== before) return;
+      this.before = page.next_before ?? undefined;
+      const known = new Set(this.state.entries.map((e) => e.id));
+      const messages = page.messages.map(fromServer).filter((m) => !known.has(m.id));
+      // The lines not shown yet are those of older pages: each goes after its message.
+      const lines = (this.saved.lines ?? []).filter((l) => !known.has(l.entry.id));
+      const above = withLines(messages, lines, !!this.before);
+      this.set({ entries: [...above, ...this.state.entries], older: !!this.before });
+    } catch (e) {
+      this.failed(e, true);
+    } finally {
+      this.set({ loadingOlder: false });
+    }
   }
 
   private connect(now: boolean) {
@@ -735,16 +785,18 @@ function stored(e: Entry): boolean {
   return !e.notice && !e.delivery && !e.id.startsWith("local-");
 }
 
-/** The ticket's messages with the lines kept beside them, each after the message it followed. */
-function withLines(messages: Entry[], lines: { entry: Entry; after: string | null }[]): Entry[] {
+/** The ticket's messages with the lines kept beside them, each after the message it followed.
+ * While older pages are still to come (`older`), a line that follows none of these messages
+ * (or none at all) belongs to an older page, and waits for it. */
+function withLines(messages: Entry[], lines: { entry: Entry; after: string | null }[], older = false): Entry[] {
   const ids = new Set(messages.map((m) => m.id));
-  const out = lines.filter((l) => l.after === null).map((l) => l.entry);
+  const out = older ? [] : lines.filter((l) => l.after === null).map((l) => l.entry);
   for (const m of messages) {
     out.push(m);
     for (const l of lines) if (l.after === m.id) out.push(l.entry);
   }
-  // A line after a message this view does not have goes last.
-  for (const l of lines) if (l.after !== null && !ids.has(l.after)) out.push(l.entry);
+  // A line after a message the ticket no longer has goes last.
+  if (!older) for (const l of lines) if (l.after !== null && !ids.has(l.after)) out.push(l.entry);
   return out;
 }
 

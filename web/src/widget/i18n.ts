@@ -53,6 +53,8 @@ const en = {
   csatSkip: "No thanks",
   csatThanks: "Thanks for your rating!",
   csatGiven: "You rated this conversation {n} of 5.",
+  loadingEarlier: "Loading earlier messages…",
+  showEarlier: "Show earlier messages",
 };
 
 type Words = typeof en;
@@ -110,6 +112,8 @@ const de: Words = {
   csatSkip: "Nein, danke",
   csatThanks: "Danke für Ihre Bewertung!",
   csatGiven: "Sie haben dieses Gespräch mit {n} von 5 bewertet.",
+  loadingEarlier: "Frühere Nachrichten werden geladen…",
+  showEarlier: "Frühere Nachrichten anzeigen",
 };
 
 const ar: Words = {
@@ -164,6 +168,8 @@ const ar: Words = {
   csatSkip: "لا، شكرًا",
   csatThanks: "شكرًا على تقييمك!",
   csatGiven: "قيّمت هذه المحادثة بـ {n} من 5.",
+  loadingEarlier: "جارٍ تحميل الرسائل السابقة…",
+  showEarlier: "عرض الرسائل السابقة",
 };
 
 const LANGUAGES: Record<string, Words> = { en, de, ar };

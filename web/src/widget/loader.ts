@@ -5,7 +5,7 @@
 // when the page is idle. It stays small because every page of the host site loads it.
 
 import { LAUNCHER_CSS } from "./launcher-css";
-import type { Command, Listener, Shell, Theme } from "./shell";
+import type { Command, Listener, Shell, Theme, Visitor } from "./shell";
 
 declare const UI_VERSION: string;
 
@@ -48,6 +48,7 @@ function start(script: HTMLScriptElement) {
     open: false,
     locale: (script.dataset.locale || navigator.language || "en").toLowerCase(),
     theme: {} as Theme,
+    visitor: undefined as Visitor | undefined,
   };
   let ui: Promise<Shell["ui"]> | undefined;
   let mounted: Shell["ui"] | undefined;
@@ -60,6 +61,9 @@ function start(script: HTMLScriptElement) {
     launcher,
     get locale() {
       return state.locale;
+    },
+    get visitor() {
+      return state.visitor;
     },
     setBadge(count) {
       badge.hidden = count <= 0;
@@ -133,6 +137,9 @@ function start(script: HTMLScriptElement) {
         return mounted?.setLocale(state.locale);
       case "setTheme":
         return applyTheme((args[0] || {}) as Theme);
+      case "setVisitor":
+        state.visitor = visitor(args[0]);
+        return;
       case "on":
         if (typeof args[1] === "function") {
           listeners.push({ event: String(args[0]), fn: args[1] as (p: unknown) => void });
@@ -158,6 +165,23 @@ function start(script: HTMLScriptElement) {
   // can light the badge.
   const idle = window.requestIdleCallback ?? ((fn: () => void) => setTimeout(fn, 1500));
   idle(() => load(), { timeout: 4000 });
+}
+
+/** The page's `{name, email}`, each kept only when the server would take it (a name of 1 to
+ * 80 characters without control characters, an email address's shape): a part it would refuse
+ * is left out with a warning, so it never fails the visitor's conversation. */
+function visitor(raw: unknown): Visitor | undefined {
+  const given = (raw ?? {}) as Record<string, unknown>;
+  const text = (key: string, ok: (v: string) => boolean) => {
+    const v = given[key];
+    if (v === undefined || v === null || v === "") return undefined;
+    if (typeof v === "string" && ok(v.trim())) return v.trim();
+    console.warn(`Fleety: setVisitor's ${key} is not valid and is left out`);
+    return undefined;
+  };
+  const name = text("name", (v) => v.length > 0 && [...v].length <= 80 && !/[\0-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/.test(v));
+  const email = text("email", (v) => v.length <= 254 && /^[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$/.test(v));
+  return name || email ? { name, email } : undefined;
 }
 
 const current = document.currentScript as HTMLScriptElement | null;

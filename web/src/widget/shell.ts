@@ -10,6 +10,12 @@ export interface Theme {
   position?: "left" | "right";
 }
 
+/** Who the visitor is, as the page knows them (`setVisitor`), checked as the server checks it. */
+export interface Visitor {
+  name?: string;
+  email?: string;
+}
+
 export interface Listener {
   event: string;
   fn: (payload: unknown) => void;
@@ -32,6 +38,8 @@ export interface Shell {
   panel: HTMLElement;
   launcher: HTMLButtonElement;
   readonly locale: string;
+  /** Who the visitor is, when the page said: sent when the conversation opens a ticket. */
+  readonly visitor: Visitor | undefined;
   setBadge(count: number): void;
   label(count: number): string;
   /** Calls the page's listeners registered with `Fleety.push(['on', event, fn])`. */

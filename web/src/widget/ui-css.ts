@@ -119,6 +119,9 @@ a.source { color: var(--accent); text-decoration: underline; }
 .rate svg { display: block; }
 .rate.down svg { transform: rotate(180deg); }
 .notice { align-self: center; margin: 0; font-size: 12px; color: var(--muted); text-align: center; }
+.older { min-height: 18px; }
+.older .link { all: unset; cursor: pointer; color: var(--accent); text-decoration: underline; }
+.older .link:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
 .typing { display: flex; gap: 4px; margin: 0; padding: 10px 12px; background: var(--bubble); border-radius: 14px; align-self: flex-start; }
 .typing span { width: 6px; height: 6px; border-radius: 50%; background: var(--muted); animation: blink 1.2s infinite; }
 .typing span:nth-child(2) { animation-delay: 0.2s; }

@@ -2,7 +2,7 @@
 // Preact inside the loader's shadow root. Loaded on first open or when the page is idle.
 
 import { render } from "preact";
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import type { components } from "../shared/api-types";
 import { json } from "../shared/http";
@@ -25,6 +25,7 @@ export function mount(shell: Shell): Ui {
       shell.emit("message", { author: entry.author, content: entry.content });
     },
     () => t.lang,
+    () => shell.visitor,
   );
   conversation.subscribe(() => shell.setBadge(conversation.state.unread));
   const draw = () => render(<Panel shell={shell} conversation={conversation} t={t} open={open} />, shell.panel);
@@ -157,11 +158,35 @@ function Chat({ conversation, state, t, open }: { conversation: Conversation; st
   const over = length > max;
 
   // The newest message is in view: as messages arrive, and when the panel opens (a hidden
-  // panel has no layout to scroll).
-  useEffect(() => {
+  // panel has no layout to scroll). Anything else that changes the list's height happens
+  // above what the visitor reads (an older page going in on top, its loading line): the
+  // distance from the bottom is kept, so what they read stays where it is.
+  const fromBottom = useRef<number | undefined>(undefined);
+  const bottom = useRef("");
+  // How many entries there were when a short list last asked for the page before: asked once
+  // per size, so a page that fails is not asked for again and again.
+  const filled = useRef(-1);
+  const last = state.entries[state.entries.length - 1];
+  const newest = [last?.id, last?.content.length, last?.delivery, state.streaming, state.agentTyping, open].join("|");
+  useLayoutEffect(() => {
     const el = list.current;
-    if (el && open) el.scrollTop = el.scrollHeight;
-  }, [state.entries, state.streaming, state.agentTyping, open]);
+    if (!el || !open) return;
+    if (newest !== bottom.current || fromBottom.current === undefined) el.scrollTop = el.scrollHeight;
+    else el.scrollTop = el.scrollHeight - fromBottom.current;
+    bottom.current = newest;
+    fromBottom.current = el.scrollHeight - el.scrollTop;
+    // A first page too short to scroll brings the one before it at once.
+    if (state.older && !state.loadingOlder && el.scrollHeight <= el.clientHeight && filled.current !== state.entries.length) {
+      filled.current = state.entries.length;
+      void conversation.loadOlder();
+    }
+  });
+  const onScroll = () => {
+    const el = list.current;
+    if (!el) return;
+    fromBottom.current = el.scrollHeight - el.scrollTop;
+    if (el.scrollTop < 150 && state.older) void conversation.loadOlder();
+  };
 
   // A message the server refused comes back to the composer, to shorten or change.
   useEffect(() => {
@@ -178,8 +203,21 @@ function Chat({ conversation, state, t, open }: { conversation: Conversation; st
   const streamingEmpty = state.streaming && state.entries[state.entries.length - 1]?.author !== "assistant";
   return (
     <>
-      <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabIndex={0} aria-label={t("chatTab")} ref={list}>
-        {state.earlier.length > 0 && (
+      <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabIndex={0} aria-label={t("chatTab")} ref={list} onScroll={onScroll}>
+        {state.loadingOlder ? (
+          <p class="notice older" role="status">
+            {t("loadingEarlier")}
+          </p>
+        ) : (
+          state.older && (
+            <p class="notice older">
+              <button class="link" type="button" onClick={() => void conversation.loadOlder()}>
+                {t("showEarlier")}
+              </button>
+            </p>
+          )
+        )}
+        {!state.older && state.earlier.length > 0 && (
           <div class="earlier" aria-label={t("earlier")}>
             <p class="notice">{t("earlier")}</p>
             {state.earlier.map((entry) => (
