@@ -8,23 +8,14 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { browser, createProject, shot, startHostPage, startServer } from "./harness.mjs";
+import { browser, callApi, createProject, shot, startHostPage, startServer } from "./harness.mjs";
 
 const MESSAGES = 300;
 const PAGE = 50;
 
 let server, project, host, chromium;
 
-async function call(method, path, body) {
-  const r = await fetch(`${server.base}${path}`, {
-    method,
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${project.key}` },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`);
-  return JSON.parse(text);
-}
+const call = (method, path, body) => callApi(server.base, project.key, method, path, body);
 
 before(async () => {
   // 0 turns the per-address limit off: the setup posts 300 messages in a few seconds.
