@@ -16,6 +16,7 @@ pub mod demo;
 pub mod http;
 pub mod links;
 pub mod llm;
+pub mod mailer;
 pub mod members;
 pub mod metrics;
 pub mod projects;
