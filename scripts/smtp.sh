@@ -82,8 +82,8 @@ case "${1:-}" in
     answering
     ;;
   env)
-    echo "FLEETY_TEST_SMTP=smtp://$USER_NAME:$PASSWORD@127.0.0.1:$PORT?tls=none"
-    echo "FLEETY_TEST_SMTP_DIR=$DIR"
+    echo "FLEETY_TEST_SMTP='smtp://$USER_NAME:$PASSWORD@127.0.0.1:$PORT?tls=none'"
+    echo "FLEETY_TEST_SMTP_DIR='$DIR'"
     ;;
   *)
     echo "usage: $0 start|stop|status|env" >&2
