@@ -2668,7 +2668,9 @@ fn email(p: &ProjectId, n: u32, due: DateTime<Utc>) -> crate::email::Email {
         format!("<p>Html {n} &amp;</p>"),
         due,
     );
-    e.thread = (n % 2 == 0).then(|| format!("<eml_{n}@example.com>"));
+    e.thread = n
+        .is_multiple_of(2)
+        .then(|| format!("<eml_{n}@example.com>"));
     e
 }
 
