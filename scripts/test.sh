@@ -17,8 +17,11 @@
 #      background from the web stage on, so it overlaps the lighter stages).
 #   5. Last, the outage test, which stops and restarts the node.
 #
-# The CQL and model tests never skip: without a node or a model server they fail, so this script
-# cannot pass without them.
+# A real SMTP server (aiosmtpd, scripts/smtp.sh, installed from PyPI into a cached virtualenv on
+# first use) runs throughout: the email API tests read what it received, on both stores.
+#
+# The CQL, SMTP and model tests never skip: without a node or a server they fail, so this
+# script cannot pass without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +30,12 @@ started_here=false
 llama_here=false
 nats_here=false
 llama_install=""
+smtp_here=false
 cleanup() {
+  if $smtp_here; then
+    bash scripts/smtp.sh stop || true
+    rm -rf "$SMTP_DIR"
+  fi
   if [ -n "$llama_install" ]; then
     # Its own process group (setsid below), so the compilers under pip stop with it.
     kill -- "-$llama_install" 2>/dev/null || true
@@ -56,6 +64,14 @@ if ! bash scripts/cassandra.sh status; then
 fi
 
 export FLEETY_TEST_CQL="127.0.0.1:$port"
+
+# An SMTP server of our own on a free port, writing to a fresh directory.
+export SMTP_DIR SMTP_PORT
+SMTP_DIR=$(mktemp -d /tmp/fleety-smtp.XXXXXX)
+SMTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+smtp_here=true
+bash scripts/smtp.sh start
+eval "$(bash scripts/smtp.sh env | sed 's/^/export /')"
 
 echo "== all tests (API tests on the embedded store)"
 cargo test --workspace --locked

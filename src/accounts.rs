@@ -366,6 +366,8 @@ pub struct Accounts {
     hash_slots: tokio::sync::Semaphore,
     /// Sessions ended here, told to the inbox sockets of this node.
     ended: tokio::sync::broadcast::Sender<SessionsEnded>,
+    /// Writes the emails that carry invitation and reset links; `None` while email is off.
+    pub mail: Option<crate::mailer::Composer>,
 }
 
 impl Accounts {
@@ -389,6 +391,7 @@ impl Accounts {
             // A socket that falls this far behind closes and its inbox reconnects, rechecking
             // its session.
             ended: tokio::sync::broadcast::channel(256).0,
+            mail: None,
         })
     }
 

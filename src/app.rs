@@ -30,6 +30,8 @@ pub struct Application {
     /// Flushed once everything has stopped.
     store: Arc<dyn Store>,
     webhooks: Arc<crate::webhooks::Dispatcher>,
+    /// Sends the email outbox; `None` while email is off.
+    mailer: Option<Arc<crate::mailer::Mailer>>,
     /// Set when several nodes serve the same tickets.
     cluster: Option<crate::cluster::NatsCluster>,
 }
@@ -130,7 +132,17 @@ impl Application {
             .load_all()
             .await
             .map_err(|e| anyhow::anyhow!("cannot read projects from the store: {e}"))?;
-        let accounts = crate::accounts::Accounts::new(
+        let outbox = fleety_actors::email::Outbox::default();
+        let mailer = crate::mailer::Mailer::new(
+            &settings.email,
+            store.clone(),
+            clock.clone(),
+            outbox.clone(),
+        )?;
+        if let Some(url) = &settings.email.smtp_url {
+            tracing::info!(smtp = %url.redacted(), "email is on");
+        }
+        let mut accounts = crate::accounts::Accounts::new(
             store.clone(),
             clock.clone(),
             crate::accounts::SessionPolicy {
@@ -141,6 +153,7 @@ impl Application {
             },
             settings.limits.clients,
         )?;
+        accounts.mail = crate::mailer::Composer::new(&settings.email, store.clone(), outbox);
         let ctx = Ctx {
             accounts,
             tokens: Tokens::new(
@@ -186,6 +199,7 @@ impl Application {
             ctx: Arc::new(ctx),
             store,
             webhooks,
+            mailer,
             cluster,
         })
     }
@@ -262,6 +276,9 @@ impl Application {
             ));
         }
         let webhooks = tokio::spawn(self.webhooks.run(ctx.shutdown.clone()));
+        if let Some(mailer) = self.mailer.clone() {
+            tokio::spawn(mailer.run(ctx.shutdown.clone()));
+        }
         tokio::spawn(prune_audit(
             self.store.clone(),
             ctx.clock.clone(),

@@ -17,6 +17,7 @@ pub mod export_client;
 pub mod http;
 pub mod links;
 pub mod llm;
+pub mod mailer;
 pub mod members;
 pub mod metrics;
 pub mod projects;

@@ -64,6 +64,8 @@ const EXPIRED: &str = "this link has expired: ask for a new one";
 pub struct Issued {
     pub link: MemberLink,
     pub token: String,
+    /// Whether an email carrying the link was written to the outbox with it.
+    pub emailed: bool,
 }
 
 impl Issued {
@@ -175,8 +177,31 @@ pub async fn invite(
         created_at: now,
         expires_at: now + ttl(accounts.policy.invitation_ttl),
     };
-    accounts.store().put_member_link(&link).await?;
-    Ok(Issued { link, token })
+    store_link(accounts, link, token, now).await
+}
+
+/// Stores a new link: with the email that carries it when email is on (one write), alone
+/// otherwise, for its maker to hand on.
+async fn store_link(
+    accounts: &Accounts,
+    link: MemberLink,
+    token: String,
+    now: DateTime<Utc>,
+) -> Result<Issued, LinkError> {
+    let mut issued = Issued {
+        link,
+        token,
+        emailed: false,
+    };
+    match &accounts.mail {
+        Some(mail) => {
+            let email = mail.link_email(&issued.link, &issued.path(), now);
+            mail.put_link(&issued.link, &email).await?;
+            issued.emailed = true;
+        }
+        None => accounts.store().put_member_link(&issued.link).await?,
+    }
+    Ok(issued)
 }
 
 /// The project's pending invitations, newest first.
@@ -324,8 +349,7 @@ pub async fn reset_for(
         created_at: now,
         expires_at: now + ttl(accounts.policy.reset_ttl),
     };
-    accounts.store().put_member_link(&link).await?;
-    Ok(Issued { link, token })
+    store_link(accounts, link, token, now).await
 }
 
 /// A reset asked for by address, from the public endpoint: a link for the member with this

@@ -29,6 +29,7 @@ pub mod canned;
 pub mod chat;
 pub mod clock;
 pub mod domain;
+pub mod email;
 pub mod events;
 pub mod feed;
 pub mod handoff;

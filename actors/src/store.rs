@@ -1,5 +1,5 @@
 //! The storage port: everything the actors persist, one trait per aggregate (projects,
-//! tickets, chat transcripts, knowledge bases, webhooks, canned replies, members and their
+//! tickets, chat transcripts, knowledge bases, webhooks, the email outbox, canned replies, members and their
 //! sessions), and [`Store`], a backend that has them all.
 //!
 //! Backends live outside this crate (the embedded redb store and the CQL store in the `fleety`
@@ -21,6 +21,7 @@ use crate::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
     Participant, Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
 };
+use crate::email::Email;
 use crate::member::{ApiToken, Member, MemberLink, MemberSession};
 use crate::message_id::MessageId;
 use crate::unanswered::{Asked, UnansweredQuestion};
@@ -442,6 +443,31 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 }
 
+/// The email outbox ([`crate::email`]).
+#[async_trait]
+pub trait EmailStore: Send + Sync + 'static {
+    /// Stores an invitation or reset link ([`MemberStore::put_member_link`]) with the email
+    /// that carries it, in one durable write: neither is stored without the other.
+    async fn put_member_link_with_email(&self, link: &MemberLink, email: &Email)
+        -> StoreResult<()>;
+    /// Creates or replaces an email. `was_due` is when it was due before this write (`None`
+    /// for a new one), so the store can find it by its new due time instead. Writing it ends
+    /// any claim on it.
+    async fn put_email(&self, email: &Email, was_due: Option<DateTime<Utc>>) -> StoreResult<()>;
+    /// Emails due at `now`, soonest first, `limit` at most.
+    async fn due_emails(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Email>>;
+    async fn get_email(&self, id: &str) -> StoreResult<Option<Email>>;
+    /// Claims the attempt of `email` due at its `next_attempt_at`, until `until`, so that of
+    /// several senders on one store only one sends it. False if another claim holds it, or if
+    /// the email has moved on since it was read.
+    async fn claim_email(
+        &self,
+        email: &Email,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+}
+
 /// A project's members and their signed-in sessions ([`crate::member`]).
 #[async_trait]
 pub trait MemberStore: Send + Sync + 'static {
@@ -608,12 +634,23 @@ impl Claims {
         until: DateTime<Utc>,
     ) -> bool {
         let still_due = current.is_some_and(|c| c.next_attempt_at == delivery.next_attempt_at);
+        self.claim_id(&delivery.id, still_due, now, until)
+    }
+
+    /// Claims the row `id` until `until` if no claim holds it at `now` and it is `still_due`.
+    pub fn claim_id(
+        &self,
+        id: &str,
+        still_due: bool,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> bool {
         let mut claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
         claims.retain(|_, ends| *ends > now);
-        if !still_due || claims.contains_key(&delivery.id) {
+        if !still_due || claims.contains_key(id) {
             return false;
         }
-        claims.insert(delivery.id.clone(), until);
+        claims.insert(id.to_owned(), until);
         true
     }
 
@@ -635,6 +672,7 @@ pub trait Store:
     + MemberStore
     + CannedStore
     + AuditStore
+    + EmailStore
 {
     /// A short name for logs and metrics: `embedded`, `scylla`, `memory`.
     fn backend(&self) -> &'static str;

@@ -26,7 +26,7 @@ use fleety_actors::webhook::RetrySchedule;
 use serde::{Deserialize, Serialize};
 
 pub use crate::store::scylla::ScyllaConfig;
-pub use values::{HttpUrl, LogFilter, NodeId, Secret, Secrets};
+pub use values::{HttpUrl, LogFilter, MailFrom, NodeId, Secret, Secrets, SmtpTls, SmtpUrl};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -135,6 +135,11 @@ pub const NAMES: &[(&str, &str)] = &[
     ("webhook_retry_schedule", "webhooks.retry_schedule"),
     ("webhook_timeout_secs", "webhooks.timeout_secs"),
     ("webhook_concurrency", "webhooks.concurrency"),
+    ("smtp_url", "email.smtp_url"),
+    ("smtp_from", "email.from"),
+    ("public_url", "email.public_url"),
+    ("email_retry_schedule", "email.retry_schedule"),
+    ("email_timeout_secs", "email.timeout_secs"),
     ("cluster_nats_url", "cluster.nats_url"),
     ("cluster_node_id", "cluster.node_id"),
     ("cluster_lease_ttl_secs", "cluster.lease_ttl_secs"),
@@ -176,6 +181,7 @@ pub struct Settings {
     pub chat: ChatSettings,
     pub tickets: TicketSettings,
     pub webhooks: WebhookSettings,
+    pub email: EmailSettings,
     pub cluster: ClusterSettings,
     pub demo: DemoSettings,
 }
@@ -362,6 +368,35 @@ pub struct WebhookSettings {
     pub concurrency: usize,
 }
 
+/// Email (issue 28): without `smtp_url` no email is sent, and the links emails would carry
+/// are shown to copy instead.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    /// `smtp://user:password@host:port?tls=starttls|tls|none`; empty: email is off.
+    #[serde(with = "values::optional_text")]
+    pub smtp_url: Option<SmtpUrl>,
+    /// The `From` of every email; required with `smtp_url`.
+    #[serde(with = "values::optional_text")]
+    pub from: Option<MailFrom>,
+    /// The server's address as people reach it (`https://support.example.com`): links in
+    /// emails start with it. Required with `smtp_url`.
+    #[serde(with = "values::optional_text")]
+    pub public_url: Option<HttpUrl>,
+    /// The waits between a failed email's attempts, written like `30s,5m,30m,2h`.
+    #[serde(with = "values::text")]
+    pub retry_schedule: RetrySchedule,
+    /// How long one SMTP conversation may take.
+    #[serde(rename = "timeout_secs", with = "values::secs::positive")]
+    pub timeout: Duration,
+}
+
+impl EmailSettings {
+    pub fn enabled(&self) -> bool {
+        self.smtp_url.is_some()
+    }
+}
+
 /// Several nodes serving the same tickets, coordinated through NATS JetStream. Off (one node)
 /// while `nats_url` is empty.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -494,6 +529,14 @@ impl Default for Settings {
                 timeout: secs(15),
                 concurrency: 16,
             },
+            email: EmailSettings {
+                smtp_url: None,
+                from: None,
+                public_url: None,
+                retry_schedule: RetrySchedule::parse("30s,5m,30m,2h,6h,12h")
+                    .expect("a valid schedule"),
+                timeout: secs(30),
+            },
             cluster: ClusterSettings {
                 nats_url: Vec::new(),
                 node_id: None,
@@ -588,6 +631,15 @@ impl Settings {
                 store.checkpoint.as_millis()
             );
             return Err(invalid("store.apply_gather_ms", why));
+        }
+        if self.email.enabled() {
+            if self.email.from.is_none() {
+                return Err(invalid("email.from", "required when smtp_url is set"));
+            }
+            if self.email.public_url.is_none() {
+                let why = "required when smtp_url is set: the links in emails start with it";
+                return Err(invalid("email.public_url", why));
+            }
         }
         if self.llm.provider == LlmProviderKind::Openai && self.llm.base_url.is_none() {
             return Err(invalid(
@@ -772,6 +824,50 @@ mod tests {
         let s = with(&[]).unwrap();
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.limits.public_per_minute, 10);
+    }
+
+    #[test]
+    fn email_settings_are_checked_at_start() {
+        let off = with(&[]).unwrap();
+        assert!(!off.email.enabled());
+        let url = "smtp://me%40x.org:p%3Ass@mail.example.com?tls=tls";
+        let needs_from = with(&[("smtp_url", url)]).unwrap_err();
+        assert!(needs_from.contains("FLEETY_SMTP_FROM"), "{needs_from}");
+        let needs_base = with(&[("smtp_url", url), ("smtp_from", "Help <help@x.org>")]);
+        assert!(needs_base.unwrap_err().contains("FLEETY_PUBLIC_URL"));
+        let on = with(&[
+            ("smtp_url", url),
+            ("smtp_from", "Help <help@x.org>"),
+            ("public_url", "https://help.x.org"),
+        ])
+        .unwrap();
+        let smtp = on.email.smtp_url.clone().unwrap();
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.tls),
+            ("mail.example.com", 465, SmtpTls::Tls)
+        );
+        let (user, password) = smtp.credentials.clone().unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("me@x.org", "p:ss"));
+        // The password never shows in what is logged.
+        assert!(!format!("{on:?}").contains("p:ss") && !format!("{on:?}").contains("p%3Ass"));
+        assert_eq!(on.email.from.unwrap().domain(), "x.org");
+        let plain: SmtpUrl = "smtp://127.0.0.1:2525?tls=none".parse().unwrap();
+        assert_eq!(
+            (plain.port, plain.tls, plain.credentials.is_none()),
+            (2525, SmtpTls::None, true)
+        );
+        let starttls: SmtpUrl = "smtp://relay".parse().unwrap();
+        assert_eq!((starttls.port, starttls.tls), (587, SmtpTls::StartTls));
+        for bad in [
+            "http://x",
+            "smtp://x?tls=maybe",
+            "smtp://u@x",
+            "smtp://x?port=2",
+            "smtp:///",
+        ] {
+            assert!(bad.parse::<SmtpUrl>().is_err(), "{bad}");
+        }
+        assert!(with(&[("smtp_from", "not an address")]).is_err());
     }
 
     #[test]

@@ -478,3 +478,142 @@ pub mod flag {
         }
     }
 }
+
+/// How the connection to the SMTP server is secured (`?tls=` of `smtp_url`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain, then `STARTTLS`, which must succeed (port 587 by default).
+    StartTls,
+    /// TLS from the first byte (port 465 by default).
+    Tls,
+    /// No encryption at all: a relay on the same host or a test server (port 25 by default).
+    None,
+}
+
+/// The SMTP server emails go out through: `smtp://user:password@host:port?tls=starttls`,
+/// `tls=tls` or `tls=none`. The password never reaches a log line: it is shown as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// The user name and password, percent-decoded.
+    pub credentials: Option<(String, Secret)>,
+    /// As written, for writing it back.
+    text: String,
+}
+
+impl FromStr for SmtpUrl {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let url = Url::parse(raw.trim())
+            .map_err(|_| "must be a URL like smtp://user:password@host:587?tls=starttls")?;
+        if url.scheme() != "smtp" {
+            return Err("must start with smtp://".into());
+        }
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err("must name a host".into()),
+        };
+        let mut tls = SmtpTls::StartTls;
+        for (key, value) in url.query_pairs() {
+            match (key.as_ref(), value.as_ref()) {
+                ("tls", "starttls") => tls = SmtpTls::StartTls,
+                ("tls", "tls") => tls = SmtpTls::Tls,
+                ("tls", "none") => tls = SmtpTls::None,
+                ("tls", other) => {
+                    return Err(format!("tls={other}: must be starttls, tls or none"))
+                }
+                (other, _) => return Err(format!("{other}: the only parameter is tls")),
+            }
+        }
+        if url.path() != "" && url.path() != "/" {
+            return Err("must have no path".into());
+        }
+        let port = url.port().unwrap_or(match tls {
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        });
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| "the user name and password must be UTF-8".to_owned())
+        };
+        let credentials = match (url.username(), url.password()) {
+            ("", None) => None,
+            (user, Some(password)) if !user.is_empty() => {
+                Some((decode(user)?, Secret::new(decode(password)?)))
+            }
+            _ => return Err("give both a user name and a password, or neither".into()),
+        };
+        Ok(Self {
+            host,
+            port,
+            tls,
+            credentials,
+            text: raw.trim().to_owned(),
+        })
+    }
+}
+
+impl SmtpUrl {
+    /// The URL with its password hidden, for logs.
+    pub fn redacted(&self) -> String {
+        let user = match &self.credentials {
+            Some((user, _)) => format!("{user}:***@"),
+            None => String::new(),
+        };
+        let tls = match self.tls {
+            SmtpTls::StartTls => "starttls",
+            SmtpTls::Tls => "tls",
+            SmtpTls::None => "none",
+        };
+        format!("smtp://{user}{}:{}?tls={tls}", self.host, self.port)
+    }
+}
+
+impl fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Written back as given: settings are written only to be read again, never logged.
+impl fmt::Display for SmtpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// An address emails come from, with or without a name: `Fleety <support@example.com>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailFrom(pub lettre::message::Mailbox);
+
+impl MailFrom {
+    /// The domain of the address: where the emails' `Message-ID`s live.
+    pub fn domain(&self) -> &str {
+        self.0.email.domain()
+    }
+}
+
+impl FromStr for MailFrom {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        raw.trim()
+            .parse()
+            .map(MailFrom)
+            .map_err(|_| "must be an email address, like Fleety <support@example.com>".into())
+    }
+}
+
+impl fmt::Display for MailFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -217,11 +217,15 @@ pub struct Me {
     pub member: Option<MemberView>,
     /// The session's CSRF token, for a signed-in member; null for the admin key and a token.
     pub csrf_token: Option<String>,
+    /// Whether this server sends email (invitations, password resets). When false, the
+    /// links those would carry are shown to copy and hand on.
+    pub email_enabled: bool,
 }
 
 /// GET /v1/projects/{projectId}/me
-pub async fn me(_project: Arc<Project>, principal: Principal) -> Response {
+pub async fn me(project: Arc<Project>, principal: Principal, ctx: Arc<Ctx>) -> Response {
     let me = Me {
+        email_enabled: crate::mailer::enabled_for(&ctx.settings.email, &project.id),
         role: principal.role(),
         member: principal.person().map(MemberView::from),
         csrf_token: principal
@@ -589,6 +593,8 @@ pub struct IssuedInvitation {
     pub token: String,
     /// The inbox page that accepts it, relative to the server: hand it to the invitee.
     pub path: String,
+    /// Whether the link was also emailed to the invitee (the server sends email).
+    pub emailed: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -619,6 +625,7 @@ pub async fn invite(
             let view = IssuedInvitation {
                 invitation: InvitationView::from(&issued.link),
                 path: issued.path(),
+                emailed: issued.emailed,
                 token: issued.token,
             };
             Ok(json(StatusCode::CREATED, &view))
@@ -797,6 +804,8 @@ pub struct IssuedReset {
     pub path: String,
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: String,
+    /// Whether the link was also emailed to the member (the server sends email).
+    pub emailed: bool,
 }
 
 /// POST /v1/projects/{projectId}/members/{memberId}/password-reset
@@ -816,6 +825,7 @@ pub async fn reset_member(
             let view = IssuedReset {
                 path: issued.path(),
                 expires_at: rfc3339(issued.link.expires_at),
+                emailed: issued.emailed,
                 token: issued.token,
             };
             Ok(json(StatusCode::CREATED, &view))

@@ -434,11 +434,11 @@ fn routes() -> Vec<Route> {
         .describe("Ends the session the request is signed in with and clears the cookie. With the admin key there is no session: only the cookie is cleared.")
         .answers(200, "Signed out", Json(schema::<super::Done>)),
         Route::new(get(), "/v1/projects/{projectId}/me", "getMe", "Who the caller is", Agent, |b| {
-            b.member().then(members::me).boxed()
+            b.member().and(b.ctx()).then(members::me).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
-        .describe("The signed-in member, their role and the session's CSRF token; for the admin key, the owner role and no member.")
+        .describe("The signed-in member, their role and the session's CSRF token; for the admin key, the owner role and no member. `email_enabled` says whether this server sends email (invitations, password resets): when it does not, links are handed on by hand.")
         .answers(200, "The caller", Json(schema::<members::Me>)),
         Route::new(get(), "/v1/projects/{projectId}/me/sessions", "listMySessions", "The caller's live sessions, newest first", Agent, |b| {
             b.member().and(b.ctx()).then(members::sessions).boxed()
@@ -506,7 +506,7 @@ fn routes() -> Vec<Route> {
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
         .param("memberId", "The member's id.", uuid)
-        .describe("A single-use link, expiring after `FLEETY_PASSWORD_RESET_TTL_SECS`, to hand to the member; it replaces their earlier one. The token is shown in this answer only. Admins make links for agents only; anyone for themself.")
+        .describe("A single-use link, expiring after `FLEETY_PASSWORD_RESET_TTL_SECS`, to hand to the member; it replaces their earlier one. The token is shown in this answer only. Admins make links for agents only; anyone for themself. When the server sends email, the link is also emailed to the member, and `emailed` is true.")
         .answers(201, "The link", Json(schema::<members::IssuedReset>))
         .refuses(400, "The member is deactivated")
         .refuses(404, "No such member"),
@@ -521,7 +521,7 @@ fn routes() -> Vec<Route> {
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
-        .describe("A single-use link, expiring after `FLEETY_INVITATION_TTL_SECS`, that lets the invitee choose a name and password and join as an active member. The token is shown in this answer only. Inviting an address again replaces its earlier invitation. Admins invite agents only.")
+        .describe("A single-use link, expiring after `FLEETY_INVITATION_TTL_SECS`, that lets the invitee choose a name and password and join as an active member. The token is shown in this answer only. Inviting an address again replaces its earlier invitation. Admins invite agents only. When the server sends email (`email_enabled` in `getMe`), the link is also emailed to the invitee, and `emailed` is true.")
         .body::<members::NewInvitation>(Limit::Standard)
         .answers(201, "The invitation and its link", Json(schema::<members::IssuedInvitation>))
         .refuses(409, "The address is a member's already, or the project has as many pending invitations as it may"),
@@ -549,7 +549,7 @@ fn routes() -> Vec<Route> {
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
-        .describe("Answered the same, at once, whether or not the address has an account. Until the server sends email, the link made for a member is delivered to nobody: an owner or admin makes one with `resetMemberPassword` and hands it over.")
+        .describe("Answered the same, at once, whether or not the address has an account. When the server sends email (`email_enabled` in `getMe`), the link is emailed to the member; when it does not, it is delivered to nobody: an owner or admin makes one with `resetMemberPassword` and hands it over.")
         .body::<members::ResetRequest>(Limit::Standard)
         .answers(202, "Taken", Json(schema::<super::Done>)),
         Route::new(post(), "/v1/projects/{projectId}/password-reset/complete", "completePasswordReset", "Set a new password with a reset link", SignIn, |b| {

@@ -11,6 +11,7 @@ mod canned;
 mod chat;
 mod chat_llm;
 mod cli;
+mod email;
 mod export;
 mod fake_llm;
 mod feedback;

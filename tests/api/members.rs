@@ -111,7 +111,7 @@ async fn a_member_signs_in_with_the_right_password_and_wrong_ones_all_answer_ali
         .unwrap();
     assert_eq!(
         me,
-        json!({"role": "owner", "member": null, "csrf_token": null})
+        json!({"role": "owner", "member": null, "csrf_token": null, "email_enabled": false})
     );
 }
 

@@ -68,6 +68,8 @@ macro_rules! store_conformance_tests {
             audit_records_list_newest_first_filtered_and_paged,
             a_change_and_its_audit_record_are_one_write,
             audit_records_past_the_retention_leave_the_trail,
+            emails_come_due_in_order_are_claimed_once_and_settle,
+            a_member_link_and_its_email_are_one_write,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -2654,4 +2656,125 @@ pub async fn audit_records_past_the_retention_leave_the_trail(store: Arc<dyn Sto
         "scylla" => assert!(listed.contains(&recent)),
         _ => assert_eq!(listed, vec![recent]),
     }
+}
+
+fn email(p: &ProjectId, n: u32, due: DateTime<Utc>) -> crate::email::Email {
+    let mut e = crate::email::Email::new(
+        p,
+        crate::email::EmailKind::Invitation,
+        &format!("to{n}@example.com"),
+        format!("Subject {n}"),
+        format!("Text {n} <&>"),
+        format!("<p>Html {n} &amp;</p>"),
+        due,
+    );
+    e.thread = n
+        .is_multiple_of(2)
+        .then(|| format!("<eml_{n}@example.com>"));
+    e
+}
+
+pub async fn emails_come_due_in_order_are_claimed_once_and_settle(store: Arc<dyn Store>) {
+    let p = project();
+    // A time of its own, far back: rows other cases (or earlier runs on a shared keyspace)
+    // left due are all later or belong to other projects.
+    let base = DateTime::from_timestamp_millis(
+        631_152_000_000 + i64::from(rand::random::<u32>() % 1_000_000) * 60_000,
+    )
+    .unwrap();
+    let emails: Vec<_> = (0..3u32)
+        .map(|n| email(&p.id, n, base + Duration::seconds(i64::from(2 - n))))
+        .collect();
+    for e in &emails {
+        store.put_email(e, None).await.unwrap();
+    }
+    let mine = |all: Vec<crate::email::Email>| {
+        all.into_iter()
+            .filter(|e| e.project_id == p.id)
+            .collect::<Vec<_>>()
+    };
+    let due = mine(
+        store
+            .due_emails(base + Duration::seconds(1), 100)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        due,
+        vec![emails[2].clone(), emails[1].clone()],
+        "soonest first, only what is due"
+    );
+    assert_eq!(
+        store
+            .due_emails(base + Duration::seconds(5), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.get_email(&emails[0].id).await.unwrap(),
+        Some(emails[0].clone())
+    );
+    assert_eq!(store.get_email("eml_none").await.unwrap(), None);
+
+    // One claim at a time; a claim on an attempt that moved on fails.
+    let now = Utc::now();
+    let until = now + Duration::seconds(30);
+    assert!(store.claim_email(&emails[2], now, until).await.unwrap());
+    assert!(!store.claim_email(&emails[2], now, until).await.unwrap());
+    // Rescheduled: found at its new time only, and the write ends the claim.
+    let mut retry = emails[2].clone();
+    retry.attempts = 1;
+    retry.last_error = Some("451 try later".into());
+    retry.next_attempt_at = Some(base + Duration::seconds(10));
+    store
+        .put_email(&retry, emails[2].next_attempt_at)
+        .await
+        .unwrap();
+    assert!(!store.claim_email(&emails[2], now, until).await.unwrap());
+    let due = mine(
+        store
+            .due_emails(base + Duration::seconds(5), 100)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(due, vec![emails[1].clone(), emails[0].clone()]);
+    assert!(store.claim_email(&retry, now, until).await.unwrap());
+
+    // Settled: no longer due, and kept without its body.
+    for e in [retry, emails[1].clone(), emails[0].clone()] {
+        let was = e.next_attempt_at;
+        let sent = e.settled(crate::email::EmailStatus::Sent, now_millis());
+        store.put_email(&sent, was).await.unwrap();
+        assert_eq!(store.get_email(&sent.id).await.unwrap(), Some(sent.clone()));
+    }
+    let due = mine(
+        store
+            .due_emails(base + Duration::seconds(60), 100)
+            .await
+            .unwrap(),
+    );
+    assert!(due.is_empty(), "{due:?}");
+}
+
+pub async fn a_member_link_and_its_email_are_one_write(store: Arc<dyn Store>) {
+    let p = project();
+    let invite = link(&p.id, 7, crate::member::LinkKind::Invitation);
+    let e = email(&p.id, 7, now_millis());
+    store.put_member_link_with_email(&invite, &e).await.unwrap();
+    assert_eq!(
+        store.get_member_link(&p.id, &invite.id).await.unwrap(),
+        Some(invite)
+    );
+    assert_eq!(store.get_email(&e.id).await.unwrap(), Some(e.clone()));
+    let due = store
+        .due_emails(now_millis() + Duration::seconds(1), 10_000)
+        .await
+        .unwrap();
+    assert!(due.iter().any(|d| d.id == e.id));
+    let sent = e
+        .clone()
+        .settled(crate::email::EmailStatus::Sent, now_millis());
+    store.put_email(&sent, e.next_attempt_at).await.unwrap();
 }

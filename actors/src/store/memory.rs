@@ -59,6 +59,7 @@ struct Data {
     api_tokens: BTreeMap<(ProjectId, Uuid), ApiToken>,
     canned: BTreeMap<(ProjectId, Uuid), CannedReply>,
     audit: BTreeMap<(ProjectId, AuditCursor), AuditRecord>,
+    emails: BTreeMap<String, crate::email::Email>,
 }
 
 impl Data {
@@ -996,6 +997,67 @@ impl AuditStore for MemoryStore {
             data.audit.remove(k);
         }
         Ok(old.len())
+    }
+}
+
+#[async_trait]
+impl EmailStore for MemoryStore {
+    async fn put_member_link_with_email(
+        &self,
+        link: &MemberLink,
+        email: &crate::email::Email,
+    ) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let key = (link.project_id.clone(), link.id.clone());
+        data.member_links.insert(key, link.clone());
+        data.emails.insert(email.id.clone(), email.clone());
+        Ok(())
+    }
+
+    async fn put_email(
+        &self,
+        email: &crate::email::Email,
+        _was_due: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        lock(&self.data)
+            .emails
+            .insert(email.id.clone(), email.clone());
+        self.claims.release(&email.id);
+        Ok(())
+    }
+
+    async fn due_emails(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::email::Email>> {
+        let data = lock(&self.data);
+        let mut due: Vec<&crate::email::Email> = data
+            .emails
+            .values()
+            .filter(|e| e.next_attempt_at.is_some_and(|at| at <= now))
+            .collect();
+        due.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
+        Ok(due.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn get_email(&self, id: &str) -> StoreResult<Option<crate::email::Email>> {
+        Ok(lock(&self.data).emails.get(id).cloned())
+    }
+
+    async fn claim_email(
+        &self,
+        email: &crate::email::Email,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let data = lock(&self.data);
+        let still_due = email.next_attempt_at.is_some()
+            && data
+                .emails
+                .get(&email.id)
+                .is_some_and(|c| c.next_attempt_at == email.next_attempt_at);
+        Ok(self.claims.claim_id(&email.id, still_due, now, until))
     }
 }
 

@@ -25,11 +25,12 @@ use fleety_actors::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
     Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
 };
+use fleety_actors::email::Email;
 use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession};
 use fleety_actors::store::{
-    canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, Done, KbStore, MemberStore,
-    MessageRange, ProjectStore, Store, StoreError, StoreResult, TicketCursor, TicketPage,
-    TicketQuery, TicketStore, TicketWrite, UnansweredStore, WebhookStore,
+    canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, Done, EmailStore, KbStore,
+    MemberStore, MessageRange, ProjectStore, Store, StoreError, StoreResult, TicketCursor,
+    TicketPage, TicketQuery, TicketStore, TicketWrite, UnansweredStore, WebhookStore,
 };
 use fleety_actors::telemetry;
 use fleety_actors::unanswered::{self, Asked, UnansweredQuestion};
@@ -42,9 +43,9 @@ pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ACTIVITY, API_TOKENS, ARTICLES, AUDIT, CANNED,
-    CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS,
-    MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS,
-    TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
+    CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, EMAILS, EMAILS_DUE,
+    MEMBERS, MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS,
+    READ_CURSORS, TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -1318,6 +1319,80 @@ impl AuditStore for EmbeddedStore {
             self.write("prune_audit", Write::DeleteAudit(keys)).await?;
         }
         Ok(n)
+    }
+}
+
+#[async_trait]
+impl EmailStore for EmbeddedStore {
+    async fn put_member_link_with_email(
+        &self,
+        link: &MemberLink,
+        email: &Email,
+    ) -> StoreResult<()> {
+        let write = Write::PutMemberLinkWithEmail(link.clone(), email.clone());
+        self.write("put_member_link_with_email", write).await
+    }
+
+    async fn put_email(
+        &self,
+        email: &Email,
+        _was_due: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> StoreResult<()> {
+        let result = self
+            .write("put_email", Write::PutEmail(email.clone()))
+            .await;
+        self.claims.release(&email.id);
+        result
+    }
+
+    async fn due_emails(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<Email>> {
+        let now = now.timestamp_millis();
+        self.read("due_emails", move |txn| {
+            let due = txn.open_table(EMAILS_DUE).map_err(internal)?;
+            let rows = txn.open_table(EMAILS).map_err(internal)?;
+            let mut out = Vec::new();
+            for entry in due
+                .range::<(i64, &str)>(..(now.saturating_add(1), ""))
+                .map_err(internal)?
+                .take(limit)
+            {
+                let (key, _) = entry.map_err(internal)?;
+                let (_, id) = key.value();
+                if let Some(row) = rows.get(id).map_err(internal)? {
+                    out.push(from_json::<Email>(row.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_email(&self, id: &str) -> StoreResult<Option<Email>> {
+        let id = id.to_owned();
+        self.read("get_email", move |txn| {
+            let rows = txn.open_table(EMAILS).map_err(internal)?;
+            rows.get(id.as_str())
+                .map_err(internal)?
+                .map(|row| from_json::<Email>(row.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn claim_email(
+        &self,
+        email: &Email,
+        now: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<bool> {
+        let current = self.get_email(&email.id).await?;
+        let still_due = email.next_attempt_at.is_some()
+            && current.is_some_and(|c| c.next_attempt_at == email.next_attempt_at);
+        Ok(self.claims.claim_id(&email.id, still_due, now, until))
     }
 }
 

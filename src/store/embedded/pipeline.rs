@@ -163,6 +163,9 @@ pub(super) enum Write {
         id: String,
     },
     PutMemberLink(MemberLink),
+    /// A link with the outbox email that carries it, in one record.
+    PutMemberLinkWithEmail(MemberLink, fleety_actors::email::Email),
+    PutEmail(fleety_actors::email::Email),
     /// Refused with NotFound unless the link exists: of two deletes, one wins.
     DeleteMemberLink {
         project: String,
@@ -891,6 +894,18 @@ impl Rows<'_> {
                 });
                 self.set(Row::MemberLink(project.to_owned(), l.id.clone()), true);
             }
+            Write::PutMemberLinkWithEmail(l, e) => {
+                let project = l.project_id.as_str();
+                let (link_json, email_json) = (to_json(l)?, to_json(e)?);
+                record.push(&Op::MemberLink {
+                    project,
+                    id: &l.id,
+                    json: &link_json,
+                });
+                record.push(&email_op(e, &email_json));
+                self.set(Row::MemberLink(project.to_owned(), l.id.clone()), true);
+            }
+            Write::PutEmail(e) => record.push(&email_op(e, &to_json(e)?)),
             Write::DeleteMemberLink { project, id } => {
                 let row = Row::MemberLink(project.clone(), id.clone());
                 // Decided on the writer thread, one write at a time: of two uses of a link,
@@ -971,6 +986,14 @@ impl<'a> AuditRow<'a> {
             id: &self.id,
             json: &self.json,
         }
+    }
+}
+
+fn email_op<'a>(e: &'a fleety_actors::email::Email, json: &'a [u8]) -> Op<'a> {
+    Op::Email {
+        id: &e.id,
+        due_ms: e.next_attempt_at.map(|at| at.timestamp_millis()),
+        json,
     }
 }
 

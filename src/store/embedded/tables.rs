@@ -66,6 +66,11 @@ pub(super) const CANNED: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("canned_replies");
 /// (project, time in ms, record id) -> audit record JSON: a project's trail, oldest first.
 pub(super) const AUDIT: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("audit");
+/// email id -> outbox email JSON.
+pub(super) const EMAILS: TableDefinition<&str, &[u8]> = TableDefinition::new("emails");
+/// (due in ms, email id): the emails waiting for an attempt, soonest first. An email has an
+/// entry exactly while it has a due time.
+pub(super) const EMAILS_DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("emails_due");
 /// The store's own bookkeeping.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest group a durable redb commit holds: replay starts after it.
@@ -143,6 +148,8 @@ pub(super) struct Tables<'t> {
     canned: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     audit: redb::Table<'t, (&'static str, i64, &'static str), &'static [u8]>,
     api_tokens: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    emails: redb::Table<'t, &'static str, &'static [u8]>,
+    emails_due: redb::Table<'t, (i64, &'static str), ()>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -170,6 +177,8 @@ impl<'t> Tables<'t> {
             canned: txn.open_table(CANNED).map_err(internal)?,
             audit: txn.open_table(AUDIT).map_err(internal)?,
             api_tokens: txn.open_table(API_TOKENS).map_err(internal)?,
+            emails: txn.open_table(EMAILS).map_err(internal)?,
+            emails_due: txn.open_table(EMAILS_DUE).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
     }
@@ -440,6 +449,22 @@ impl<'t> Tables<'t> {
                     self.due
                         .insert((due, project, endpoint, id), ())
                         .map_err(internal)?;
+                }
+            }
+            Op::Email { id, due_ms, json } => {
+                // As a delivery: the old due entry goes by the stored row.
+                let old = self.emails.insert(id, json).map_err(internal)?;
+                let was_due = match old {
+                    Some(row) => from_json::<fleety_actors::email::Email>(row.value())?
+                        .next_attempt_at
+                        .map(|at| at.timestamp_millis()),
+                    None => None,
+                };
+                if let Some(was) = was_due {
+                    self.emails_due.remove((was, id)).map_err(internal)?;
+                }
+                if let Some(due) = due_ms {
+                    self.emails_due.insert((due, id), ()).map_err(internal)?;
                 }
             }
         }

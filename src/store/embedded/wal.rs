@@ -182,6 +182,12 @@ pub enum Op<'a> {
         at_ms: i64,
         id: &'a str,
     },
+    /// An outbox email as now written, and when it is next due (`None` once settled).
+    Email {
+        id: &'a str,
+        due_ms: Option<i64>,
+        json: &'a [u8],
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -445,6 +451,14 @@ impl RecordBuf {
                 put(b, project.as_bytes());
                 b.extend_from_slice(&(at_ms as u64).to_le_bytes());
                 put(b, id.as_bytes());
+            }
+            // 85 to 89 are the email outbox's (issue 28).
+            Op::Email { id, due_ms, json } => {
+                b.push(85);
+                put(b, id.as_bytes());
+                b.push(u8::from(due_ms.is_some()));
+                b.extend_from_slice(&due_ms.unwrap_or(0).to_le_bytes());
+                put(b, json);
             }
             Op::DeleteDelivery {
                 project,
@@ -828,6 +842,19 @@ impl<'a> Reader<'a> {
                 at_ms: self.u64()? as i64,
                 id: self.str()?,
             },
+            85 => Op::Email {
+                id: self.str()?,
+                due_ms: {
+                    let present = *self.take(1)?.first()?;
+                    let due = self.u64()? as i64;
+                    match present {
+                        0 => None,
+                        1 => Some(due),
+                        _ => return None,
+                    }
+                },
+                json: self.bytes()?,
+            },
             _ => return None,
         })
     }
@@ -1101,6 +1128,16 @@ mod tests {
                 project: "p1",
                 endpoint: "e",
                 id: "msg_1",
+            },
+            Op::Email {
+                id: "eml_1",
+                due_ms: Some(7),
+                json: b"{}",
+            },
+            Op::Email {
+                id: "eml_1",
+                due_ms: None,
+                json: b"{}",
             },
             Op::Unanswered {
                 project: "p1",

@@ -42,7 +42,7 @@ pub(super) struct Statements {
     update_member: PreparedStatement,
     select_member: PreparedStatement,
     select_members: PreparedStatement,
-    insert_link: PreparedStatement,
+    pub(super) insert_link: PreparedStatement,
     select_link: PreparedStatement,
     select_links: PreparedStatement,
     delete_link: PreparedStatement,
@@ -257,8 +257,26 @@ impl TryFrom<TokenRow> for ApiToken {
     }
 }
 
+/// A link's row, living until the link expires.
+pub(super) fn link_values(l: &MemberLink) -> LinkValues<'_> {
+    let left = (l.expires_at - Utc::now()).num_seconds();
+    LinkValues {
+        project_id: l.project_id.as_str(),
+        link_id: &l.id,
+        kind: l.kind.as_str(),
+        email: &l.email,
+        role: l.role.as_str(),
+        member_id: l.member_id,
+        created_by: l.created_by,
+        created_at: l.created_at,
+        expires_at: l.expires_at,
+        // A TTL of 0 would mean forever; an expired link still gets a second.
+        ttl: i32::try_from(left.max(1)).unwrap_or(i32::MAX),
+    }
+}
+
 #[derive(SerializeRow)]
-struct LinkValues<'a> {
+pub(super) struct LinkValues<'a> {
     project_id: &'a str,
     link_id: &'a str,
     kind: &'a str,
@@ -574,21 +592,7 @@ impl MemberStore for ScyllaStore {
 
     async fn put_member_link(&self, l: &MemberLink) -> StoreResult<()> {
         timed("scylla", "put_member_link", async {
-            let left = (l.expires_at - Utc::now()).num_seconds();
-            let values = LinkValues {
-                project_id: l.project_id.as_str(),
-                link_id: &l.id,
-                kind: l.kind.as_str(),
-                email: &l.email,
-                role: l.role.as_str(),
-                member_id: l.member_id,
-                created_by: l.created_by,
-                created_at: l.created_at,
-                expires_at: l.expires_at,
-                // A TTL of 0 would mean forever; an expired link still gets a second.
-                ttl: i32::try_from(left.max(1)).unwrap_or(i32::MAX),
-            };
-            self.write(&self.members.insert_link, values).await
+            self.write(&self.members.insert_link, link_values(l)).await
         })
         .await
     }

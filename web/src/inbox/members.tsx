@@ -36,7 +36,7 @@ export function Members({ api }: { api: Api }) {
   const [members, setMembers] = useState<Member[]>();
   const [invitations, setInvitations] = useState<Invitation[]>([]);
   const [error, setError] = useState<string>();
-  const [reset, setReset] = useState<{ name: string; path: string }>();
+  const [reset, setReset] = useState<{ name: string; path: string; emailed: boolean }>();
   const load = () =>
     Promise.all([api.members(), api.invitations()]).then(
       ([list, pending]) => {
@@ -120,7 +120,7 @@ export function Members({ api }: { api: Api }) {
                           onClick={() =>
                             act(async () => {
                               const link = await api.resetLink(m.id);
-                              setReset({ name: m.name, path: link.path });
+                              setReset({ name: m.name, path: link.path, emailed: link.emailed });
                             })
                           }
                         >
@@ -141,7 +141,11 @@ export function Members({ api }: { api: Api }) {
         )}
         {reset && (
           <div class="stack">
-            <p role="status">A password-reset link for {reset.name}, working once within the hour. Give it to them:</p>
+            <p role="status">
+              {reset.emailed
+                ? `A password-reset link, working once within the hour, was emailed to ${reset.name}. It is also here, shown only now:`
+                : `A password-reset link for ${reset.name}, working once within the hour. Give it to them:`}
+            </p>
             <LinkOut label={`Reset link for ${reset.name}`} path={reset.path} />
           </div>
         )}
@@ -217,12 +221,12 @@ function Invite({ api, roles, invitations, onChanged }: { api: Api; roles: Role[
   const [email, setEmail] = useState("");
   const [role, setRole] = useState<Role>("agent");
   const [error, setError] = useState<string>();
-  const [made, setMade] = useState<{ email: string; path: string }>();
+  const [made, setMade] = useState<{ email: string; path: string; emailed: boolean }>();
   const submit = async (e: Event) => {
     e.preventDefault();
     try {
       const issued = await api.invite({ email, role });
-      setMade({ email: issued.invitation.email, path: issued.path });
+      setMade({ email: issued.invitation.email, path: issued.path, emailed: issued.emailed });
       setError(undefined);
       setEmail("");
       await onChanged();
@@ -267,7 +271,11 @@ function Invite({ api, roles, invitations, onChanged }: { api: Api; roles: Role[
       </form>
       {made && (
         <div class="stack">
-          <p role="status">Invitation link for {made.email}, working once. Give it to them; it is shown only now:</p>
+          <p role="status">
+            {made.emailed
+              ? `The invitation was emailed to ${made.email}. Its link, working once, is also here, shown only now:`
+              : `Invitation link for ${made.email}, working once. Give it to them; it is shown only now:`}
+          </p>
           <LinkOut label={`Invitation link for ${made.email}`} path={made.path} />
         </div>
       )}

@@ -448,7 +448,7 @@ export interface paths {
         put?: never;
         /**
          * Invite someone by email
-         * @description A single-use link, expiring after `FLEETY_INVITATION_TTL_SECS`, that lets the invitee choose a name and password and join as an active member. The token is shown in this answer only. Inviting an address again replaces its earlier invitation. Admins invite agents only.
+         * @description A single-use link, expiring after `FLEETY_INVITATION_TTL_SECS`, that lets the invitee choose a name and password and join as an active member. The token is shown in this answer only. Inviting an address again replaces its earlier invitation. Admins invite agents only. When the server sends email (`email_enabled` in `getMe`), the link is also emailed to the invitee, and `emailed` is true.
          */
         post: operations["inviteMember"];
         delete?: never;
@@ -600,7 +600,7 @@ export interface paths {
         };
         /**
          * Who the caller is
-         * @description The signed-in member, their role and the session's CSRF token; for the admin key, the owner role and no member.
+         * @description The signed-in member, their role and the session's CSRF token; for the admin key, the owner role and no member. `email_enabled` says whether this server sends email (invitations, password resets): when it does not, links are handed on by hand.
          */
         get: operations["getMe"];
         put?: never;
@@ -739,7 +739,7 @@ export interface paths {
         put?: never;
         /**
          * Make a password-reset link for a member
-         * @description A single-use link, expiring after `FLEETY_PASSWORD_RESET_TTL_SECS`, to hand to the member; it replaces their earlier one. The token is shown in this answer only. Admins make links for agents only; anyone for themself.
+         * @description A single-use link, expiring after `FLEETY_PASSWORD_RESET_TTL_SECS`, to hand to the member; it replaces their earlier one. The token is shown in this answer only. Admins make links for agents only; anyone for themself. When the server sends email, the link is also emailed to the member, and `emailed` is true.
          */
         post: operations["resetMemberPassword"];
         delete?: never;
@@ -799,7 +799,7 @@ export interface paths {
         put?: never;
         /**
          * Ask for a password reset
-         * @description Answered the same, at once, whether or not the address has an account. Until the server sends email, the link made for a member is delivered to nobody: an owner or admin makes one with `resetMemberPassword` and hands it over.
+         * @description Answered the same, at once, whether or not the address has an account. When the server sends email (`email_enabled` in `getMe`), the link is emailed to the member; when it does not, it is delivered to nobody: an owner or admin makes one with `resetMemberPassword` and hands it over.
          */
         post: operations["requestPasswordReset"];
         delete?: never;
@@ -1711,6 +1711,8 @@ export interface components {
         };
         /** @description A new invitation and its link, shown this once. */
         IssuedInvitation: {
+            /** @description Whether the link was also emailed to the invitee (the server sends email). */
+            emailed: boolean;
             invitation: components["schemas"]["Invitation"];
             /** @description The inbox page that accepts it, relative to the server: hand it to the invitee. */
             path: string;
@@ -1719,6 +1721,8 @@ export interface components {
         };
         /** @description A reset link made for a member, shown this once. */
         IssuedReset: {
+            /** @description Whether the link was also emailed to the member (the server sends email). */
+            emailed: boolean;
             /** Format: date-time */
             expires_at: string;
             /** @description The inbox page that completes it, relative to the server: hand it to the member. */
@@ -1778,6 +1782,11 @@ export interface components {
         Me: {
             /** @description The session's CSRF token, for a signed-in member; null for the admin key and a token. */
             csrf_token?: string | null;
+            /**
+             * @description Whether this server sends email (invitations, password resets). When false, the
+             *     links those would carry are shown to copy and hand on.
+             */
+            email_enabled: boolean;
             member?: null | components["schemas"]["Member"];
             /** @description What the caller may do; the admin key acts as an owner. */
             role: components["schemas"]["Role"];

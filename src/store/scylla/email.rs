@@ -1,0 +1,194 @@
+//! The CQL store's email outbox (`cql/0026_email_outbox.cql`): the emails, and the sharded
+//! index of those waiting for an attempt.
+//!
+//! A link and the email carrying it are one logged batch, so neither is stored without the
+//! other. A sender claims an attempt with a lightweight transaction on the email's row; writing
+//! the email puts `lease_until` back to the epoch, which ends the claim.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fleety_actors::email::{Email, RETENTION};
+use fleety_actors::member::MemberLink;
+use fleety_actors::store::{timed, EmailStore, StoreResult};
+use scylla::client::session::Session;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Consistency;
+
+use super::{execution, internal, prepare, ScyllaStore, REQUEST_TIMEOUT};
+
+/// Shards of the due index: an email's shard is fixed by its id.
+const DUE_SHARDS: i32 = 8;
+
+pub(super) struct Statements {
+    upsert: PreparedStatement,
+    select: PreparedStatement,
+    claim: PreparedStatement,
+    insert_due: PreparedStatement,
+    delete_due: PreparedStatement,
+    select_due: PreparedStatement,
+    consistency: Consistency,
+}
+
+impl Statements {
+    pub(super) async fn prepare(
+        session: &Session,
+        consistency: Consistency,
+        ks: &str,
+    ) -> anyhow::Result<Self> {
+        let p = |cql: String| prepare(session, consistency, cql, true);
+        Ok(Self {
+            // Writing the same values again is harmless, hence idempotent.
+            upsert: p(format!("INSERT INTO {ks}.email_outbox (email_id, body, next_attempt_at, lease_until) VALUES (?, ?, ?, ?) USING TTL ?")).await?,
+            select: p(format!("SELECT body FROM {ks}.email_outbox WHERE email_id = ?")).await?,
+            claim: prepare(session, consistency, format!("UPDATE {ks}.email_outbox USING TTL ? SET lease_until = ? WHERE email_id = ? IF lease_until < ? AND next_attempt_at = ?"), false).await?,
+            insert_due: p(format!("INSERT INTO {ks}.email_due (shard, due_at, email_id) VALUES (?, ?, ?)")).await?,
+            delete_due: p(format!("DELETE FROM {ks}.email_due WHERE shard = ? AND due_at = ? AND email_id = ?")).await?,
+            select_due: p(format!("SELECT due_at, email_id FROM {ks}.email_due WHERE shard = ? AND due_at <= ? LIMIT ?")).await?,
+            consistency,
+        })
+    }
+}
+
+fn shard(id: &str) -> i32 {
+    (crc32fast::hash(id.as_bytes()) % DUE_SHARDS as u32) as i32
+}
+
+/// Timestamps round-trip through CQL in milliseconds; compare them there.
+fn same_ms(a: Option<DateTime<Utc>>, b: DateTime<Utc>) -> bool {
+    a.is_some_and(|a| a.timestamp_millis() == b.timestamp_millis())
+}
+
+/// The seconds an email's row has left: until [`RETENTION`] after it was made, at least one.
+fn ttl(e: &Email) -> i32 {
+    let left = (e.created_at + RETENTION - Utc::now()).num_seconds();
+    i32::try_from(left.max(1)).unwrap_or(i32::MAX)
+}
+
+type RowValues<'a> = (&'a str, String, Option<DateTime<Utc>>, DateTime<Utc>, i32);
+
+fn row_values(e: &Email) -> StoreResult<RowValues<'_>> {
+    let body = serde_json::to_string(e).map_err(internal)?;
+    Ok((
+        e.id.as_str(),
+        body,
+        e.next_attempt_at,
+        DateTime::UNIX_EPOCH,
+        ttl(e),
+    ))
+}
+
+impl ScyllaStore {
+    async fn email_row(&self, id: &str) -> StoreResult<Option<Email>> {
+        let row = self
+            .one_row::<(Option<String>,)>(&self.email.select, (id,))
+            .await?;
+        match row {
+            Some((Some(body),)) => Ok(Some(serde_json::from_str(&body).map_err(internal)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads every shard's soonest entries, keeps those whose email is still due then, and
+    /// removes the entries that are not (left by a crash, or by an email that expired).
+    async fn due_email_rows(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Email>> {
+        let per_shard = i32::try_from(limit).unwrap_or(i32::MAX);
+        let reads = (0..DUE_SHARDS).map(|s| {
+            self.all_rows::<(DateTime<Utc>, String)>(&self.email.select_due, (s, now, per_shard))
+        });
+        let mut entries = Vec::new();
+        for rows in futures_util::future::join_all(reads).await {
+            entries.extend(rows?);
+        }
+        entries.sort();
+        entries.truncate(limit);
+        let mut out = Vec::with_capacity(entries.len());
+        for (due_at, id) in entries {
+            match self.email_row(&id).await? {
+                Some(e) if same_ms(e.next_attempt_at, due_at) => out.push(e),
+                _ => {
+                    self.write(&self.email.delete_due, (shard(&id), due_at, id.as_str()))
+                        .await?
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl EmailStore for ScyllaStore {
+    async fn put_member_link_with_email(
+        &self,
+        link: &MemberLink,
+        email: &Email,
+    ) -> StoreResult<()> {
+        timed("scylla", "put_member_link_with_email", async {
+            let mut batch = Batch::new(BatchType::Logged);
+            batch.append_statement(self.email.upsert.clone());
+            batch.append_statement(self.members.insert_link.clone());
+            batch.set_consistency(self.email.consistency);
+            batch.set_request_timeout(Some(REQUEST_TIMEOUT));
+            batch.set_is_idempotent(true);
+            let values = (row_values(email)?, super::members::link_values(link));
+            self.session
+                .batch(&batch, values)
+                .await
+                .map_err(execution)?;
+            // The due entry after the row: an entry without its row would be dropped when met,
+            // a row without its entry would wait for the next write of it.
+            if let Some(at) = email.next_attempt_at {
+                self.write(
+                    &self.email.insert_due,
+                    (shard(&email.id), at, email.id.as_str()),
+                )
+                .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_email(&self, email: &Email, was_due: Option<DateTime<Utc>>) -> StoreResult<()> {
+        timed("scylla", "put_email", async {
+            self.write(&self.email.upsert, row_values(email)?).await?;
+            let id = email.id.as_str();
+            if let Some(at) = email.next_attempt_at {
+                self.write(&self.email.insert_due, (shard(id), at, id))
+                    .await?;
+            }
+            if let Some(was) = was_due.filter(|was| !same_ms(email.next_attempt_at, *was)) {
+                self.write(&self.email.delete_due, (shard(id), was, id))
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_emails(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Email>> {
+        timed("scylla", "due_emails", self.due_email_rows(now, limit)).await
+    }
+
+    async fn get_email(&self, id: &str) -> StoreResult<Option<Email>> {
+        timed("scylla", "get_email", self.email_row(id)).await
+    }
+
+    /// A lightweight transaction: the claim applies only if no claim holds the row now and the
+    /// row is still due when the caller read it.
+    async fn claim_email(
+        &self,
+        email: &Email,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        timed("scylla", "claim_email", async {
+            let Some(due) = email.next_attempt_at else {
+                return Ok(false);
+            };
+            let values = (ttl(email), until, email.id.as_str(), now, due);
+            self.claim(&self.email.claim, values).await
+        })
+        .await
+    }
+}
