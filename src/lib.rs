@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod identity;
 pub mod links;
 pub mod llm;
 pub mod members;

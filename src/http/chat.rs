@@ -413,7 +413,11 @@ async fn run(
 ) -> Response {
     respond(
         async {
-            let Session { key, project, .. } = session;
+            let Session {
+                key,
+                project,
+                claims,
+            } = session;
             let (mode, messages) = parsed?;
             let request = TurnRequest {
                 mode,
@@ -422,6 +426,7 @@ async fn run(
                 allowed_hosts: allowed_hosts(&project),
                 assistant: project.assistant.clone(),
                 language: visitor_language(language)?,
+                contact: claims.ctc,
             };
             match ctx.system.chats.turn(&key, request).await {
                 Ok(turn) => Ok(answer(mode, turn).await),

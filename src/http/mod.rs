@@ -12,6 +12,7 @@ pub mod assistant;
 pub mod audit;
 pub mod canned;
 pub mod chat;
+pub mod contacts;
 pub mod error;
 pub mod home;
 pub mod kb;
@@ -65,6 +66,8 @@ pub struct Ctx {
     /// The projects' canned replies.
     pub canned_store: Arc<dyn fleety_actors::store::CannedStore>,
     pub audit_store: Arc<dyn fleety_actors::store::AuditStore>,
+    /// The projects' known visitors.
+    pub contact_store: Arc<dyn fleety_actors::store::ContactStore>,
     /// Cancelled when the server starts draining: sockets close with "going away".
     pub shutdown: CancellationToken,
     /// Long-lived sockets, so a drain can wait for them.

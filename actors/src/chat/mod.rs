@@ -118,6 +118,8 @@ pub struct TurnRequest {
     /// The language the visitor writes in, when the client says: the knowledge base is
     /// searched in it first.
     pub language: Option<crate::domain::Language>,
+    /// The verified contact whose session this is, if any: a ticket the turn opens is theirs.
+    pub contact: Option<crate::contact::TicketContact>,
 }
 
 /// What a turn streams to its caller. It ends with `Done` or `Error`.

@@ -14,6 +14,7 @@ fn ask(question: &str) -> TurnRequest {
         allowed_hosts: vec![],
         assistant: Default::default(),
         language: None,
+        contact: None,
     }
 }
 

@@ -182,6 +182,19 @@ pub enum Op<'a> {
         at_ms: i64,
         id: &'a str,
     },
+    /// A contact as now written (issue 28); the id is its order key.
+    Contact {
+        project: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    /// A contact's entry for a ticket it opened, recorded with the ticket's creation.
+    ContactTicket {
+        project: &'a str,
+        contact: &'a str,
+        created_ms: i64,
+        slug: &'a str,
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -445,6 +458,25 @@ impl RecordBuf {
                 put(b, project.as_bytes());
                 b.extend_from_slice(&(at_ms as u64).to_le_bytes());
                 put(b, id.as_bytes());
+            }
+            // 80 to 84 are the contacts' (issue 28; 80 and 81 taken).
+            Op::Contact { project, id, json } => {
+                b.push(80);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::ContactTicket {
+                project,
+                contact,
+                created_ms,
+                slug,
+            } => {
+                b.push(81);
+                put(b, project.as_bytes());
+                put(b, contact.as_bytes());
+                b.extend_from_slice(&(created_ms as u64).to_le_bytes());
+                put(b, slug.as_bytes());
             }
             Op::DeleteDelivery {
                 project,
@@ -828,6 +860,17 @@ impl<'a> Reader<'a> {
                 at_ms: self.u64()? as i64,
                 id: self.str()?,
             },
+            80 => Op::Contact {
+                project: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            81 => Op::ContactTicket {
+                project: self.str()?,
+                contact: self.str()?,
+                created_ms: self.u64()? as i64,
+                slug: self.str()?,
+            },
             _ => return None,
         })
     }
@@ -1165,6 +1208,17 @@ mod tests {
                 project: "p1",
                 at_ms: -3,
                 id: "a",
+            },
+            Op::Contact {
+                project: "p1",
+                id: "00000000-0000-0000-0000-000000000007",
+                json: b"{}",
+            },
+            Op::ContactTicket {
+                project: "p1",
+                contact: "00000000-0000-0000-0000-000000000007",
+                created_ms: 1_700_000_000_000,
+                slug: "swift-bear-053",
             },
         ]
     }

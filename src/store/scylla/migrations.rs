@@ -111,6 +111,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0021_ticket_activity",
         include_str!("../../../cql/0021_ticket_activity.cql"),
     ),
+    (
+        25,
+        "0025_contacts",
+        include_str!("../../../cql/0025_contacts.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

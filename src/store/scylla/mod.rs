@@ -13,13 +13,14 @@
 //!
 //! One file per aggregate prepares its statements and implements its storage trait
 //! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`], [`members`],
-//! [`audit`], which also says how a change carries its audit record); [`rows`]
+//! [`audit`], which also says how a change carries its audit record, [`contacts`]); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
 mod audit;
 mod canned;
 mod chat;
 mod config;
+mod contacts;
 mod kb;
 mod listing;
 mod members;
@@ -105,6 +106,7 @@ pub struct ScyllaStore {
     members: members::Statements,
     canned: canned::Statements,
     audit: audit::Statements,
+    contacts: contacts::Statements,
 }
 
 impl ScyllaStore {
@@ -139,6 +141,7 @@ impl ScyllaStore {
             members: members::Statements::prepare(&session, consistency, ks).await?,
             canned: canned::Statements::prepare(&session, consistency, ks).await?,
             audit: audit::Statements::prepare(&session, consistency, ks).await?,
+            contacts: contacts::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }
