@@ -170,14 +170,7 @@ impl Tokens {
         }
         let ttl = self.session_ttl_secs;
         let (sub, contact) = (claims.sub.clone(), claims.ctc.clone());
-        Some(self.issue(
-            sub,
-            project,
-            SESSION_AUDIENCE,
-            ttl,
-            Some(started),
-            contact,
-        ))
+        Some(self.issue(sub, project, SESSION_AUDIENCE, ttl, Some(started), contact))
     }
 
     /// A one-minute token that opens the agent inbox socket of `project`. `sub` says whose

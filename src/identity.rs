@@ -246,21 +246,22 @@ mod tests {
         assert!(verify_user_hash(&[old.clone(), new.clone()], "u-1", &hash).is_ok());
         assert!(verify_user_hash(&[old], "u-1", &hash.to_uppercase()).is_ok());
         assert_eq!(
-            verify_user_hash(&[new.clone()], "u-1", &hash),
+            verify_user_hash(std::slice::from_ref(&new), "u-1", &hash),
             Err(Refusal::WrongHash)
         );
         assert_eq!(
-            verify_user_hash(&[new.clone()], "u-2", &user_hash("new-secret", "u-1")),
+            verify_user_hash(
+                std::slice::from_ref(&new),
+                "u-2",
+                &user_hash("new-secret", "u-1")
+            ),
             Err(Refusal::WrongHash)
         );
         assert_eq!(
             verify_user_hash(&[new], "u-1", "not hex"),
             Err(Refusal::WrongHash)
         );
-        assert_eq!(
-            verify_user_hash(&[], "u-1", &hash),
-            Err(Refusal::NoSecret)
-        );
+        assert_eq!(verify_user_hash(&[], "u-1", &hash), Err(Refusal::NoSecret));
     }
 
     #[test]
@@ -276,10 +277,7 @@ mod tests {
         assert_eq!(v.external_id, "u-1");
         assert_eq!(v.email.as_deref(), Some("a@example.com"));
         let later = now + chrono::Duration::seconds(60 + LEEWAY_SECS + 1);
-        assert_eq!(
-            verify_token(&s, &good, &demo, later),
-            Err(Refusal::Expired)
-        );
+        assert_eq!(verify_token(&s, &good, &demo, later), Err(Refusal::Expired));
         let other = jwt(
             "the-secret",
             serde_json::json!({"sub": "u-1", "aud": "other", "exp": now.timestamp() + 60}),

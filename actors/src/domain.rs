@@ -664,7 +664,7 @@ pub struct Ticket {
     /// The contact who opened the ticket from a verified session, as they were then; never
     /// changes afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact: Option<crate::contact::TicketContact>,
+    pub contact: Option<Box<crate::contact::TicketContact>>,
 }
 
 impl Ticket {

@@ -136,7 +136,7 @@ impl<'a> TicketSummary<'a> {
             tags: &ticket.tags,
             visitor: ticket.visitor.as_ref(),
             satisfaction: ticket.satisfaction.as_deref(),
-            contact: ticket.contact.as_ref(),
+            contact: ticket.contact.as_deref(),
             created_at: rfc3339(ticket.created_at),
             updated_at: rfc3339(ticket.updated_at),
         }

@@ -565,8 +565,11 @@ pub trait ContactStore: Send + Sync + 'static {
     /// Creates or replaces a contact (found by its project and id). Of two nodes writing one
     /// contact at once, the later write stands whole.
     async fn put_contact(&self, contact: &Contact) -> StoreResult<()>;
-    async fn get_contact(&self, project: &ProjectId, id: uuid::Uuid)
-        -> StoreResult<Option<Contact>>;
+    async fn get_contact(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<Contact>>;
     /// The project's contacts in id order ([`crate::contact::order_key`]), as
     /// [`ContactQuery::page`] pages them.
     async fn list_contacts(

@@ -113,7 +113,8 @@ pub async fn identify(
                 .map_err(refused)?
         }
         (None, Some(user_id), Some(hash)) => {
-            let external_id = identity::external_id(&user_id, "identity.user_id").map_err(refused)?;
+            let external_id =
+                identity::external_id(&user_id, "identity.user_id").map_err(refused)?;
             let email = (proof.email.as_deref())
                 .map(|e| identity::email(e, "identity.email"))
                 .transpose()
@@ -267,9 +268,10 @@ pub async fn list(project: Arc<Project>, ctx: Arc<Ctx>, query: ContactsQuery) ->
                 return Err(ApiError::bad_request("limit must be between 1 and 100"));
             }
             let after = match query.cursor.as_deref() {
-                Some(raw) => Some(Uuid::try_parse(raw).map_err(|_| {
-                    ApiError::bad_request("cursor: not a cursor from this API")
-                })?),
+                Some(raw) => Some(
+                    Uuid::try_parse(raw)
+                        .map_err(|_| ApiError::bad_request("cursor: not a cursor from this API"))?,
+                ),
                 None => None,
             };
             if query.q.as_deref().is_some_and(|q| q.chars().count() > 200) {
@@ -307,8 +309,8 @@ pub async fn get(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
         async {
             let not_found = || ApiError::not_found("contact not found");
             let id = Uuid::try_parse(&id).map_err(|_| not_found())?;
-            let contact = (ctx.contact_store.get_contact(&project.id, id).await?)
-                .ok_or_else(not_found)?;
+            let contact =
+                (ctx.contact_store.get_contact(&project.id, id).await?).ok_or_else(not_found)?;
             let tickets = ctx
                 .contact_store
                 .contact_tickets(&project.id, id, CONTACT_TICKETS)

@@ -15,8 +15,8 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, assignees, assistant, audit, canned, chat, contacts, kb, members, openapi, projects_api,
-    session, tickets, tokens, unanswered, webhooks, ws, Ctx,
+    assets, assignees, assistant, audit, canned, chat, contacts, kb, members, openapi,
+    projects_api, session, tickets, tokens, unanswered, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.

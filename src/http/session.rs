@@ -11,10 +11,10 @@ use warp::reply::Response;
 
 use super::access::Session;
 use super::contacts::IdentityProof;
-use fleety_actors::contact::TicketContact;
 use super::error::{json, respond};
 use super::{ApiError, Ctx};
 use crate::server::RequestMeta;
+use fleety_actors::contact::TicketContact;
 
 /// The project a visitor's session belongs to, and who the visitor is when the customer's
 /// backend vouches for them.

@@ -54,7 +54,10 @@ async fn identified(app: &TestApp, identity: Value) -> (String, Value) {
     let resp = start(app, identity).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
-    (body["token"].as_str().unwrap().to_owned(), body["contact"].clone())
+    (
+        body["token"].as_str().unwrap().to_owned(),
+        body["contact"].clone(),
+    )
 }
 
 async fn session_tickets(app: &TestApp, token: &str) -> Value {
@@ -157,7 +160,10 @@ async fn a_wrong_hash_an_expired_or_foreign_token_is_refused() {
         (status.as_u16(), body["error"].as_str().unwrap().to_owned())
     };
     // A hash of another user, a hash with another key.
-    for hash in [user_hash(&secret, "u-2"), user_hash("not-the-secret", "u-1")] {
+    for hash in [
+        user_hash(&secret, "u-2"),
+        user_hash("not-the-secret", "u-1"),
+    ] {
         let (status, error) =
             refused(start(&app, json!({"user_id": "u-1", "user_hash": hash})).await).await;
         assert_eq!(status, 401);
@@ -176,7 +182,10 @@ async fn a_wrong_hash_an_expired_or_foreign_token_is_refused() {
             .0,
         401
     );
-    let forged = token("not-the-secret", json!({"sub": "u-1", "exp": in_minutes(5)}));
+    let forged = token(
+        "not-the-secret",
+        json!({"sub": "u-1", "exp": in_minutes(5)}),
+    );
     assert_eq!(
         refused(start(&app, json!({"token": forged})).await).await.0,
         401

@@ -52,7 +52,7 @@ impl Tickets {
         let slug = self.deps.slugs.generate();
         let mut ticket = Ticket::opened(project, slug, title, description, source, session_id, now);
         ticket.visitor = visitor;
-        ticket.contact = contact;
+        ticket.contact = contact.map(Box::new);
         // Ids minted as the ticket's actor mints them, one after the other; the actor that
         // starts later reads the newest and carries on after it.
         let mut last = None;

@@ -21,18 +21,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleety_actors::audit::{AuditPage, AuditQuery, AuditRecord};
 use fleety_actors::canned::{CannedConflict, CannedReply};
+use fleety_actors::contact::{order_key, Contact, ContactPage, ContactQuery};
 use fleety_actors::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
     Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
 };
 use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession};
 use fleety_actors::store::{
-    canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, ContactStore, Done, KbStore,
-    MemberStore,
-    MessageRange, ProjectStore, Store, StoreError, StoreResult, TicketCursor, TicketPage,
-    TicketQuery, TicketStore, TicketWrite, UnansweredStore, WebhookStore,
+    canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, ContactStore, Done,
+    KbStore, MemberStore, MessageRange, ProjectStore, Store, StoreError, StoreResult, TicketCursor,
+    TicketPage, TicketQuery, TicketStore, TicketWrite, UnansweredStore, WebhookStore,
 };
-use fleety_actors::contact::{order_key, Contact, ContactPage, ContactQuery};
 use fleety_actors::telemetry;
 use fleety_actors::unanswered::{self, Asked, UnansweredQuestion};
 use fleety_actors::webhook::{Delivery, Endpoint};
@@ -44,10 +43,9 @@ pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ACTIVITY, API_TOKENS, ARTICLES, AUDIT, CANNED,
-    CONTACTS, CONTACT_TICKETS,
-    CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, MEMBERS,
-    MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS,
-    TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
+    CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, CONTACTS, CONTACT_TICKETS, DELIVERIES,
+    DELIVERIES_DUE, MEMBERS, MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MESSAGES, META, NOTES,
+    PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -1311,7 +1309,11 @@ impl ContactStore for EmbeddedStore {
             .await
     }
 
-    async fn get_contact(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<Option<Contact>> {
+    async fn get_contact(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<Contact>> {
         let project = project.clone();
         self.read("get_contact", move |txn| {
             let table = txn.open_table(CONTACTS).map_err(internal)?;
@@ -1363,7 +1365,9 @@ impl ContactStore for EmbeddedStore {
             let (p, c) = (project.as_str(), order_key(contact));
             let mut out = Vec::new();
             let rows = index
-                .range::<(&str, &str, i64, &str)>((p, c.as_str(), i64::MIN, "")..=(p, c.as_str(), i64::MAX, "~"))
+                .range::<(&str, &str, i64, &str)>(
+                    (p, c.as_str(), i64::MIN, "")..=(p, c.as_str(), i64::MAX, "~"),
+                )
                 .map_err(internal)?
                 .rev();
             for row in rows {

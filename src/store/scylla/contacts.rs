@@ -129,12 +129,11 @@ impl ContactStore for ScyllaStore {
         timed("scylla", "contact_tickets", async {
             let limit = limit.min(MAX_CONTACT_TICKETS);
             let values = (project.as_str(), order_key(contact), limit as i32);
-            let rows: Vec<(String,)> = self
-                .all_rows(&self.contacts.select_tickets, values)
-                .await?;
-            let reads = rows.iter().filter_map(|(slug,)| Slug::parse(slug).ok()).map(
-                |slug| async move { self.get_ticket(project, &slug).await },
-            );
+            let rows: Vec<(String,)> = self.all_rows(&self.contacts.select_tickets, values).await?;
+            let reads = rows
+                .iter()
+                .filter_map(|(slug,)| Slug::parse(slug).ok())
+                .map(|slug| async move { self.get_ticket(project, &slug).await });
             let mut out = Vec::with_capacity(rows.len());
             for ticket in futures_util::future::join_all(reads).await {
                 if let Some(t) = ticket? {
