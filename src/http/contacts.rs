@@ -251,11 +251,15 @@ pub struct ContactsQuery {
     /// Only contacts whose external id, email or name contains this, ignoring case (at most
     /// 200 characters). A search examines 2,000 contacts per page: a short page with a
     /// `next_cursor` has more to look at.
+    #[param(max_length = 200)]
     q: Option<String>,
     /// Contacts per page, 1 to 100 (50 by default).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// The `next_cursor` of the previous page.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     cursor: Option<String>,
 }
 
