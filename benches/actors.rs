@@ -193,6 +193,7 @@ async fn ticket_with_subscribers(
             admin_key_hash: "00".repeat(32),
             assistant: Default::default(),
             csat_disabled: false,
+            identity_secrets: Vec::new(),
             created_at: now_millis(),
         })
         .await

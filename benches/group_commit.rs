@@ -156,6 +156,7 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     admin_key_hash: String::new(),
                     assistant: Default::default(),
                     csat_disabled: false,
+                    identity_secrets: Vec::new(),
                     created_at: now,
                 })
                 .await
@@ -177,6 +178,7 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     tags: Default::default(),
                     visitor: None,
                     satisfaction: None,
+                    contact: None,
                 };
                 store.create_ticket(&ticket, &[]).await.unwrap();
             }

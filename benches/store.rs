@@ -55,6 +55,7 @@ fn setup(
                 admin_key_hash: String::new(),
                 assistant: Default::default(),
                 csat_disabled: false,
+                identity_secrets: Vec::new(),
                 created_at: fleety_actors::clock::now_millis(),
             })
             .await
@@ -78,6 +79,7 @@ fn setup(
                 tags: Default::default(),
                 visitor: None,
                 satisfaction: None,
+                contact: None,
             };
             store.create_ticket(&ticket, &[]).await.unwrap();
             created.push(ticket);

@@ -187,6 +187,7 @@ impl Application {
             clock,
             webhook_store: store.clone(),
             canned_store: store.clone(),
+            contact_store: store.clone(),
             audit_store: store.clone(),
             store: store.clone(),
             shutdown: CancellationToken::new(),

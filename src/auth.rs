@@ -49,6 +49,10 @@ pub struct Claims {
     /// When the session began; renewed tokens keep it. Absent in feed tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sat: Option<i64>,
+    /// The verified contact the session is for (issue 28), as they were when it began;
+    /// renewed tokens keep it. Absent in anonymous sessions and feed tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctc: Option<fleety_actors::contact::TicketContact>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -113,6 +117,7 @@ impl Tokens {
         audience: &str,
         ttl_secs: i64,
         sat: Option<i64>,
+        ctc: Option<fleety_actors::contact::TicketContact>,
     ) -> IssuedToken {
         let now = self.clock.now();
         let exp = now.timestamp() + ttl_secs;
@@ -125,6 +130,7 @@ impl Tokens {
             iss: ISSUER.into(),
             aud: audience.into(),
             sat,
+            ctc,
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.kid.clone());
@@ -139,15 +145,19 @@ impl Tokens {
 
     /// A new anonymous session for `project`.
     pub fn issue_session(&self, project: &ProjectId) -> IssuedToken {
+        self.issue_contact_session(project, None)
+    }
+
+    /// A new session for `project`, naming the verified contact it is for, if any.
+    pub fn issue_contact_session(
+        &self,
+        project: &ProjectId,
+        contact: Option<fleety_actors::contact::TicketContact>,
+    ) -> IssuedToken {
         let session_id = uuid::Uuid::new_v4().to_string();
         let started = Some(self.clock.now().timestamp());
-        self.issue(
-            session_id,
-            project,
-            SESSION_AUDIENCE,
-            self.session_ttl_secs,
-            started,
-        )
+        let ttl = self.session_ttl_secs;
+        self.issue(session_id, project, SESSION_AUDIENCE, ttl, started, contact)
     }
 
     /// A fresh token for a session whose current token is still valid: same session, so its
@@ -159,14 +169,14 @@ impl Tokens {
             return None;
         }
         let ttl = self.session_ttl_secs;
-        let sub = claims.sub.clone();
-        Some(self.issue(sub, project, SESSION_AUDIENCE, ttl, Some(started)))
+        let (sub, contact) = (claims.sub.clone(), claims.ctc.clone());
+        Some(self.issue(sub, project, SESSION_AUDIENCE, ttl, Some(started), contact))
     }
 
     /// A one-minute token that opens the agent inbox socket of `project`. `sub` says whose
     /// socket it is: [`feed_subject`].
     pub fn issue_feed(&self, project: &ProjectId, sub: String) -> IssuedToken {
-        self.issue(sub, project, FEED_AUDIENCE, FEED_TOKEN_TTL_SECS, None)
+        self.issue(sub, project, FEED_AUDIENCE, FEED_TOKEN_TTL_SECS, None, None)
     }
 
     fn verify(
@@ -341,6 +351,7 @@ mod tests {
             iss: ISSUER.into(),
             aud: SESSION_AUDIENCE.into(),
             sat: None,
+            ctc: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod export_client;
 pub mod http;
+pub mod identity;
 pub mod links;
 pub mod llm;
 pub mod mailer;

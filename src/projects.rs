@@ -79,6 +79,7 @@ impl Projects {
             admin_key_hash: auth::hash_key(&admin_key),
             assistant: Default::default(),
             csat_disabled: false,
+            identity_secrets: Vec::new(),
             created_at: fleety_actors::clock::now_millis(),
         };
         self.store.create_project(&project).await?;

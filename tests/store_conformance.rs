@@ -29,6 +29,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         admin_key_hash: String::new(),
         assistant: Default::default(),
         csat_disabled: false,
+        identity_secrets: Vec::new(),
         created_at: Utc::now(),
     };
     let ticket = Ticket {
@@ -47,6 +48,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         tags: Default::default(),
         visitor: None,
         satisfaction: None,
+        contact: None,
     };
     let id = MessageId::next(None, Utc::now());
     let message = Message {

@@ -451,6 +451,10 @@ pub struct Project {
     /// the setting existed ask.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub csat_disabled: bool,
+    /// The keys that verify the project's known visitors ([`crate::contact`]), oldest first;
+    /// none until an owner creates one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_secrets: Vec<crate::contact::IdentitySecret>,
 }
 
 /// A project's settings for its assistant. Each text is trimmed; an empty one is unset.
@@ -657,6 +661,10 @@ pub struct Ticket {
     /// The visitor's rating, once given; never changes afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub satisfaction: Option<Box<Satisfaction>>,
+    /// The contact who opened the ticket from a verified session, as they were then; never
+    /// changes afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Box<crate::contact::TicketContact>>,
 }
 
 impl Ticket {
@@ -687,6 +695,7 @@ impl Ticket {
             tags: Tags::default(),
             visitor: None,
             satisfaction: None,
+            contact: None,
         }
     }
 

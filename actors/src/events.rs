@@ -110,6 +110,10 @@ pub struct TicketSummary<'a> {
     /// The visitor's satisfaction rating; null until they give one.
     #[schema(required = true)]
     pub satisfaction: Option<&'a crate::domain::Satisfaction>,
+    /// The verified contact who opened the ticket, as they were then; null when it was opened
+    /// without a verified session.
+    #[schema(required = true)]
+    pub contact: Option<&'a crate::contact::TicketContact>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: String,
     /// The ticket's version: it moves forward with every change.
@@ -132,6 +136,7 @@ impl<'a> TicketSummary<'a> {
             tags: &ticket.tags,
             visitor: ticket.visitor.as_ref(),
             satisfaction: ticket.satisfaction.as_deref(),
+            contact: ticket.contact.as_deref(),
             created_at: rfc3339(ticket.created_at),
             updated_at: rfc3339(ticket.updated_at),
         }

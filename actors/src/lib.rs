@@ -28,6 +28,7 @@ pub mod audit;
 pub mod canned;
 pub mod chat;
 pub mod clock;
+pub mod contact;
 pub mod domain;
 pub mod email;
 pub mod events;

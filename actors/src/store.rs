@@ -1,6 +1,6 @@
 //! The storage port: everything the actors persist, one trait per aggregate (projects,
-//! tickets, chat transcripts, knowledge bases, webhooks, the email outbox, canned replies, members and their
-//! sessions), and [`Store`], a backend that has them all.
+//! tickets, chat transcripts, knowledge bases, webhooks, the email outbox, canned replies,
+//! members and their sessions, contacts), and [`Store`], a backend that has them all.
 //!
 //! Backends live outside this crate (the embedded redb store and the CQL store in the `fleety`
 //! crate), beside [`memory`], the in-memory store that tests use. They are interchangeable
@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::canned::{CannedConflict, CannedReply};
+use crate::contact::{Contact, ContactPage, ContactQuery};
 use crate::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
     Participant, Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
@@ -584,6 +585,35 @@ pub trait CannedStore: Send + Sync + 'static {
     async fn list_canned_replies(&self, project: &ProjectId) -> StoreResult<Vec<CannedReply>>;
 }
 
+/// A project's contacts, its known visitors ([`crate::contact`]).
+#[async_trait]
+pub trait ContactStore: Send + Sync + 'static {
+    /// Creates or replaces a contact (found by its project and id). Of two nodes writing one
+    /// contact at once, the later write stands whole.
+    async fn put_contact(&self, contact: &Contact) -> StoreResult<()>;
+    async fn get_contact(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<Contact>>;
+    /// The project's contacts in id order ([`crate::contact::order_key`]), as
+    /// [`ContactQuery::page`] pages them.
+    async fn list_contacts(
+        &self,
+        project: &ProjectId,
+        query: &ContactQuery,
+    ) -> StoreResult<ContactPage>;
+    /// The tickets opened by a contact (those whose
+    /// [`contact`](crate::domain::Ticket::contact) names it), newest first, `limit` at most.
+    /// A ticket is among them as soon as it can be read.
+    async fn contact_tickets(
+        &self,
+        project: &ProjectId,
+        contact: uuid::Uuid,
+        limit: usize,
+    ) -> StoreResult<Vec<Ticket>>;
+}
+
 /// The audit trail ([`crate::audit`]). Records of changes are written by the change's own
 /// write (see [`crate::audit::recorded`]): the write methods of the other stores marked
 /// "audited" take the pending record and make it part of the same durable write.
@@ -673,6 +703,7 @@ pub trait Store:
     + CannedStore
     + AuditStore
     + EmailStore
+    + ContactStore
 {
     /// A short name for logs and metrics: `embedded`, `scylla`, `memory`.
     fn backend(&self) -> &'static str;

@@ -92,6 +92,7 @@ async fn kit_of(
             admin_key_hash: "00".repeat(32),
             assistant: Default::default(),
             csat_disabled: false,
+            identity_secrets: Vec::new(),
             created_at: now_millis(),
         })
         .await
@@ -126,6 +127,7 @@ impl Kit {
             session_id: None,
             history: Vec::new(),
             visitor: None,
+            contact: None,
         });
         let ticket = ticket.await.unwrap();
         TicketKey {

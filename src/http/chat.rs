@@ -419,7 +419,11 @@ async fn run(
 ) -> Response {
     respond(
         async {
-            let Session { key, project, .. } = session;
+            let Session {
+                key,
+                project,
+                claims,
+            } = session;
             let (mode, messages) = parsed?;
             let visitor = match visitor {
                 Some(v) => v.parse()?,
@@ -433,6 +437,7 @@ async fn run(
                 assistant: project.assistant.clone(),
                 language: visitor_language(language)?,
                 visitor,
+                contact: claims.ctc,
             };
             match ctx.system.chats.turn(&key, request).await {
                 Ok(turn) => Ok(answer(mode, turn).await),

@@ -12,6 +12,7 @@ pub mod assistant;
 pub mod audit;
 pub mod canned;
 pub mod chat;
+pub mod contacts;
 pub mod error;
 pub mod export;
 pub mod home;
@@ -68,6 +69,8 @@ pub struct Ctx {
     pub audit_store: Arc<dyn fleety_actors::store::AuditStore>,
     /// Every kind of record, for the reads that span them all (the export).
     pub store: Arc<dyn fleety_actors::store::Store>,
+    /// The projects' known visitors.
+    pub contact_store: Arc<dyn fleety_actors::store::ContactStore>,
     /// Cancelled when the server starts draining: sockets close with "going away".
     pub shutdown: CancellationToken,
     /// Long-lived sockets, so a drain can wait for them.

@@ -15,8 +15,8 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, assignees, assistant, audit, canned, chat, export, kb, members, openapi, projects_api,
-    session, tickets, tokens, unanswered, webhooks, ws, Ctx,
+    assets, assignees, assistant, audit, canned, chat, contacts, export, kb, members, openapi,
+    projects_api, session, tickets, tokens, unanswered, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
@@ -55,12 +55,20 @@ fn routes() -> Vec<Route> {
         .describe("A five-minute session token for the chat endpoints, for a project whose origin the browser is on.")
         .body::<session::InitSession>(Limit::Standard)
         .answers(200, "The session token", Json(schema::<session::IssuedSession>))
+        .refuses(400, "A malformed identity, or the project has no identity secret")
+        .refuses(401, "The identity does not verify: a wrong user_hash, or a token that is forged, expired or for another project")
         .refuses(404, "No such project"),
         Route::new(get(), "/v1/session", "describeSession", "Describe the caller's own session token", Session, |b| {
             b.session().then(session::describe).boxed()
         })
         .tag("sessions")
         .answers(200, "The session", Json(schema::<session::SessionInfo>)),
+        Route::new(get(), "/v1/session/tickets", "listSessionTickets", "List the identified visitor's own tickets", Session, |b| {
+            b.session().and(b.ctx()).then(contacts::session_tickets).boxed()
+        })
+        .tag("sessions")
+        .describe("For a session that names a verified contact: the contact's tickets, from any device, newest first (the newest 50). Empty for an anonymous session.")
+        .answers(200, "The contact and their tickets", Json(schema::<contacts::SessionTickets>)),
         Route::new(post(), "/v1/session/renew", "renewSession", "Renew a session token before it expires, keeping the session", CountedSession, |b| {
             b.session_limit().and(b.session()).and(b.ctx()).then(session::renew).boxed()
         })
@@ -653,6 +661,46 @@ fn routes() -> Vec<Route> {
         .param("replyId", "The reply's id.", uuid)
         .answers(200, "Deleted", Json(schema::<super::Done>))
         .refuses(404, "No such canned reply"),
+        // Known visitors: agents read contacts, owners and admins keep the identity secrets.
+        Route::new(get(), "/v1/projects/{projectId}/contacts", "listContacts", "List or search the project's contacts", Agent, |b| {
+            b.agent().and(b.ctx()).and(b.query()).then(contacts::list).boxed()
+        })
+        .tag("contacts")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .query::<contacts::ContactsQuery>()
+        .answers(200, "A page of contacts, and the cursor of the next", Json(schema::<contacts::ContactList>)),
+        Route::new(get(), "/v1/projects/{projectId}/contacts/{contactId}", "getContact", "Read a contact, with their tickets", Agent, |b| {
+            b.param("contactId").and(b.agent()).and(b.ctx()).then(contacts::get).boxed()
+        })
+        .tag("contacts")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("contactId", "The contact's id.", uuid)
+        .answers(200, "The contact and their newest tickets", Json(schema::<contacts::ContactDetail>))
+        .refuses(404, "No such contact"),
+        Route::new(get(), "/v1/projects/{projectId}/identity-secrets", "listIdentitySecrets", "List the project's identity secrets (never the secrets themselves)", Admin, |b| {
+            b.agent().then(contacts::list_secrets).boxed()
+        })
+        .tag("contacts")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .answers(200, "The secrets' ids, oldest first", Json(schema::<contacts::IdentitySecretList>)),
+        Route::new(post(), "/v1/projects/{projectId}/identity-secrets", "createIdentitySecret", "Create an identity secret", Admin, |b| {
+            b.audited().and(b.ctx()).then(contacts::create_secret).boxed()
+        })
+        .tag("contacts")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("The HMAC key with which the customer's backend vouches for its users (a user hash, or an HS256 token), shown this once. Every secret the project holds verifies: to rotate, create a new one, move the backend to it, then delete the old one. A project holds at most 3.")
+        .answers(201, "The secret, shown this once", Json(schema::<contacts::CreatedIdentitySecret>))
+        .refuses(409, "The project holds as many identity secrets as it may")
+        .link("DeleteIdentitySecret", "deleteIdentitySecret", &[TICKET, ("secretId", CREATED_ID)]),
+        Route::new(delete(), "/v1/projects/{projectId}/identity-secrets/{secretId}", "deleteIdentitySecret", "Remove an identity secret", Admin, |b| {
+            b.param("secretId").and(b.audited()).and(b.ctx()).then(contacts::delete_secret).boxed()
+        })
+        .tag("contacts")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("secretId", "The secret's id.", schema::<String>)
+        .describe("Identities vouched for with it no longer verify (on other server nodes within 30 seconds); sessions already started keep their contact until they end.")
+        .answers(200, "Removed", Json(schema::<super::Done>))
+        .refuses(404, "No such identity secret"),
         // The operator.
         Route::new(post(), "/v1/admin/projects", "createProject", "Create a project", Operator, |b| {
             b.operator().and(b.ctx()).and(b.json()).then(projects_api::create).boxed()
@@ -745,6 +793,7 @@ mod tests {
         ("initSession", SessionLimit),
         ("describeSession", Session),
         ("renewSession", CountedSession),
+        ("listSessionTickets", Session),
         ("createTicket", Public),
         ("getTicket", Public),
         ("changeTicket", Agent),
@@ -810,6 +859,13 @@ mod tests {
         ("getCannedReply", Agent),
         ("updateCannedReply", Admin),
         ("deleteCannedReply", Admin),
+        // Known visitors: every agent reads contacts; the identity secrets vouch for users,
+        // so only those who keep the project's settings see or change them.
+        ("listContacts", Agent),
+        ("getContact", Agent),
+        ("listIdentitySecrets", Admin),
+        ("createIdentitySecret", Admin),
+        ("deleteIdentitySecret", Admin),
         ("createProject", Operator),
         ("operatorListMembers", Operator),
         ("operatorAddMember", Operator),

@@ -10,15 +10,23 @@ use utoipa::ToSchema;
 use warp::reply::Response;
 
 use super::access::Session;
+use super::contacts::IdentityProof;
 use super::error::{json, respond};
 use super::{ApiError, Ctx};
 use crate::server::RequestMeta;
+use fleety_actors::contact::TicketContact;
 
-/// The project a visitor's session belongs to.
+/// The project a visitor's session belongs to, and who the visitor is when the customer's
+/// backend vouches for them.
 #[derive(Deserialize, ToSchema)]
 pub struct InitSession {
     #[schema(value_type = ProjectId)]
     project_id: String,
+    /// A known visitor: the session then names their verified contact. Left out, the session
+    /// is anonymous.
+    #[serde(default, deserialize_with = "super::tickets::object")]
+    #[schema(value_type = Option<IdentityProof>)]
+    identity: Option<IdentityProof>,
 }
 
 /// A session token: a bearer token for the chat endpoints, valid until `expires_at`.
@@ -32,6 +40,9 @@ pub struct IssuedSession {
     assistant: AssistantIntro,
     /// Whether the widget asks the visitor to rate a resolved ticket (the project's setting).
     csat_enabled: bool,
+    /// The verified contact the session is for; null for an anonymous session.
+    #[schema(required = true)]
+    contact: Option<TicketContact>,
 }
 
 /// How the project's assistant introduces itself in the widget. Public: the guidance is not
@@ -67,7 +78,13 @@ pub async fn init(ctx: Arc<Ctx>, meta: Arc<RequestMeta>, req: InitSession) -> Re
                 .await?
                 .ok_or_else(|| ApiError::not_found("project not found"))?;
             meta.check_origin(&project)?;
-            let issued = ctx.tokens.issue_session(&project.id);
+            let contact = match req.identity {
+                Some(proof) => Some(super::contacts::identify(&ctx, &project, proof).await?),
+                None => None,
+            };
+            let issued = ctx
+                .tokens
+                .issue_contact_session(&project.id, contact.clone());
             tracing::debug!(project = %project.id, session = %issued.session_id, "session started");
             Ok(json(
                 StatusCode::OK,
@@ -77,6 +94,7 @@ pub async fn init(ctx: Arc<Ctx>, meta: Arc<RequestMeta>, req: InitSession) -> Re
                     project_id: project.id.to_string(),
                     assistant: AssistantIntro::of(&project),
                     csat_enabled: !project.csat_disabled,
+                    contact,
                 },
             ))
         }
@@ -92,6 +110,9 @@ pub struct SessionInfo {
     project_id: String,
     #[schema(value_type = String, format = DateTime)]
     expires_at: String,
+    /// The verified contact the session is for; null for an anonymous session.
+    #[schema(required = true)]
+    contact: Option<TicketContact>,
 }
 
 /// GET /v1/session: describes the bearer's own session token, so a widget can tell whether it
@@ -106,6 +127,7 @@ pub async fn describe(session: Session) -> Response {
             session_id: session.key.session,
             project_id: session.project.id.to_string(),
             expires_at,
+            contact: session.claims.ctc.clone(),
         },
     )
 }
@@ -129,6 +151,7 @@ pub async fn renew(session: Session, ctx: Arc<Ctx>) -> Response {
             project_id: session.project.id.to_string(),
             assistant: AssistantIntro::of(&session.project),
             csat_enabled: !session.project.csat_disabled,
+            contact: session.claims.ctc.clone(),
         },
     )
 }

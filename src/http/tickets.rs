@@ -110,12 +110,14 @@ pub async fn create(
                 Some(v) => v.parse()?,
                 None => None,
             };
-            // A widget may send its session token: the ticket then remembers the session.
-            let session_id = meta
+            // A widget may send its session token: the ticket then remembers the session, and
+            // the verified contact it is for.
+            let (session_id, session_contact) = meta
                 .bearer
                 .as_deref()
                 .and_then(|t| ctx.tokens.verify_session(t, &visitor.project.id).ok())
-                .map(|claims| claims.sub);
+                .map(|claims| (Some(claims.sub), claims.ctc))
+                .unwrap_or_default();
             let ticket = ctx
                 .system
                 .tickets
@@ -127,6 +129,7 @@ pub async fn create(
                     session_id,
                     history: Vec::new(),
                     visitor: contact,
+                    contact: session_contact,
                 })
                 .await?;
             let view = events::TicketView::new(&ticket, [], &[]);

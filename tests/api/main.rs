@@ -18,6 +18,7 @@ mod feedback;
 mod guidance;
 mod helpers;
 mod home;
+mod identity;
 mod invitations;
 mod kb;
 mod limits_and_cors;

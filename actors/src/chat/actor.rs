@@ -1214,6 +1214,7 @@ impl TurnRun {
             session_id: Some(self.key.session.clone()),
             history,
             visitor: self.request.visitor.clone(),
+            contact: self.request.contact.clone(),
         };
         let ticket = match self.deps.tickets.open(new).await {
             Ok(ticket) => ticket,

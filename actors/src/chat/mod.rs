@@ -121,6 +121,8 @@ pub struct TurnRequest {
     /// Who the visitor is, as the page that embeds the widget says: kept on a ticket the
     /// assistant opens, for the agents.
     pub visitor: Option<crate::domain::VisitorContact>,
+    /// The verified contact whose session this is, if any: a ticket the turn opens is theirs.
+    pub contact: Option<crate::contact::TicketContact>,
 }
 
 /// What a turn streams to its caller. It ends with `Done` or `Error`.

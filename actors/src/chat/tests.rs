@@ -15,6 +15,7 @@ fn ask(question: &str) -> TurnRequest {
         assistant: Default::default(),
         language: None,
         visitor: None,
+        contact: None,
     }
 }
 

@@ -70,6 +70,10 @@ macro_rules! store_conformance_tests {
             audit_records_past_the_retention_leave_the_trail,
             emails_come_due_in_order_are_claimed_once_and_settle,
             a_member_link_and_its_email_are_one_write,
+            contacts_are_put_read_replaced_and_kept_per_project,
+            contacts_list_in_id_order_page_by_page_and_a_search_stays_within_its_scan,
+            a_contacts_tickets_come_newest_first_and_only_theirs,
+            a_project_keeps_its_identity_secrets,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -112,6 +116,7 @@ fn project() -> Project {
         admin_key_hash: "00".repeat(32),
         assistant: Default::default(),
         csat_disabled: false,
+        identity_secrets: Vec::new(),
         created_at: now_millis(),
     }
 }
@@ -2777,4 +2782,181 @@ pub async fn a_member_link_and_its_email_are_one_write(store: Arc<dyn Store>) {
         .clone()
         .settled(crate::email::EmailStatus::Sent, now_millis());
     store.put_email(&sent, e.next_attempt_at).await.unwrap();
+}
+
+fn contact(project: &ProjectId, n: u128, external_id: &str) -> crate::contact::Contact {
+    let at = now_millis();
+    crate::contact::Contact {
+        id: Uuid::from_u128(n),
+        project_id: project.clone(),
+        external_id: external_id.into(),
+        email: Some(format!("{external_id}@example.com")),
+        name: None,
+        attributes: [("plan".to_owned(), "pro".to_owned())].into(),
+        verified: true,
+        first_seen_at: at,
+        last_seen_at: at,
+    }
+}
+
+pub async fn contacts_are_put_read_replaced_and_kept_per_project(store: Arc<dyn Store>) {
+    let (p, q) = (stored_project(&store).await, stored_project(&store).await);
+    let mut ada = contact(&p.id, 7, "ada");
+    store.put_contact(&ada).await.unwrap();
+    assert_eq!(
+        store.get_contact(&p.id, ada.id).await.unwrap(),
+        Some(ada.clone())
+    );
+    // One id in another project is another contact.
+    assert_eq!(store.get_contact(&q.id, ada.id).await.unwrap(), None);
+    ada.name = Some("Ada Lovelace".into());
+    ada.attributes.clear();
+    ada.email = None;
+    ada.last_seen_at += Duration::hours(2);
+    store.put_contact(&ada).await.unwrap();
+    assert_eq!(store.get_contact(&p.id, ada.id).await.unwrap(), Some(ada));
+    let missing = Uuid::from_u128(8);
+    assert_eq!(store.get_contact(&p.id, missing).await.unwrap(), None);
+}
+
+pub async fn contacts_list_in_id_order_page_by_page_and_a_search_stays_within_its_scan(
+    store: Arc<dyn Store>,
+) {
+    use crate::contact::ContactQuery;
+    let (p, q) = (stored_project(&store).await, stored_project(&store).await);
+    let names = ["carol", "ada", "bob", "dave", "erin"];
+    for (i, name) in names.iter().enumerate() {
+        // Ids out of the names' order, so the listing's order is the ids'.
+        let n = [5u128, 1, 4, 2, 3][i] << 100;
+        store.put_contact(&contact(&p.id, n, name)).await.unwrap();
+    }
+    store
+        .put_contact(&contact(&q.id, 1 << 100, "other"))
+        .await
+        .unwrap();
+    let ids = |page: &crate::contact::ContactPage| -> Vec<String> {
+        page.contacts
+            .iter()
+            .map(|c| c.external_id.clone())
+            .collect()
+    };
+    let first = store
+        .list_contacts(
+            &p.id,
+            &ContactQuery {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), ["ada", "dave"]);
+    let second = store
+        .list_contacts(
+            &p.id,
+            &ContactQuery {
+                limit: 2,
+                after: first.next,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), ["erin", "bob"]);
+    let last = store
+        .list_contacts(
+            &p.id,
+            &ContactQuery {
+                limit: 2,
+                after: second.next,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((ids(&last), last.next), (vec!["carol".to_owned()], None));
+
+    // A search matches the external id, email or name, ignoring case.
+    let search = |q: &str, scan: Option<usize>, after: Option<Uuid>| ContactQuery {
+        q: Some(q.into()),
+        limit: 10,
+        scan,
+        after,
+    };
+    let found = store
+        .list_contacts(&p.id, &search("b@example", None, None))
+        .await
+        .unwrap();
+    assert_eq!((ids(&found), found.next), (vec!["bob".to_owned()], None));
+    // Examining two contacts per page, it finds `erin` (the third) on the second page.
+    let short = store
+        .list_contacts(&p.id, &search("erin", Some(2), None))
+        .await
+        .unwrap();
+    assert!(short.contacts.is_empty());
+    assert_eq!(short.next, Some(Uuid::from_u128(2 << 100)));
+    let then = store
+        .list_contacts(&p.id, &search("erin", Some(2), short.next))
+        .await
+        .unwrap();
+    assert_eq!(ids(&then), ["erin"]);
+}
+
+pub async fn a_contacts_tickets_come_newest_first_and_only_theirs(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let (ada, bob) = (contact(&p.id, 1, "ada"), contact(&p.id, 2, "bob"));
+    store.put_contact(&ada).await.unwrap();
+    store.put_contact(&bob).await.unwrap();
+    let start = now_millis();
+    let mut slugs = Vec::new();
+    for (i, who) in [Some(&ada), None, Some(&bob), Some(&ada), Some(&ada)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut t = ticket(
+            &p.id,
+            &format!("contact-ticket-{i:03}"),
+            start + Duration::seconds(i as i64),
+        );
+        t.contact = who.map(|c| Box::new(c.on_ticket()));
+        store.create_ticket(&t, &[]).await.unwrap();
+        slugs.push(t.slug);
+    }
+    let of = |tickets: Vec<Ticket>| -> Vec<Slug> { tickets.into_iter().map(|t| t.slug).collect() };
+    let adas = store.contact_tickets(&p.id, ada.id, 10).await.unwrap();
+    assert_eq!(adas[0].contact.as_deref(), Some(&ada.on_ticket()));
+    assert_eq!(
+        of(adas),
+        [slugs[4].clone(), slugs[3].clone(), slugs[0].clone()]
+    );
+    let newest = store.contact_tickets(&p.id, ada.id, 2).await.unwrap();
+    assert_eq!(of(newest), [slugs[4].clone(), slugs[3].clone()]);
+    let bobs = store.contact_tickets(&p.id, bob.id, 10).await.unwrap();
+    assert_eq!(of(bobs), [slugs[2].clone()]);
+    let nobody = store
+        .contact_tickets(&p.id, Uuid::from_u128(3), 10)
+        .await
+        .unwrap();
+    assert!(nobody.is_empty());
+    // The ticket keeps its contact.
+    let read = store.get_ticket(&p.id, &slugs[0]).await.unwrap().unwrap();
+    assert_eq!(read.contact.as_deref(), Some(&ada.on_ticket()));
+}
+
+pub async fn a_project_keeps_its_identity_secrets(store: Arc<dyn Store>) {
+    let mut p = stored_project(&store).await;
+    let secret = |id: &str| crate::contact::IdentitySecret {
+        id: id.into(),
+        secret: format!("secret-of-{id}"),
+        created_at: now_millis(),
+    };
+    p.identity_secrets = vec![secret("old"), secret("new")];
+    store.update_project(&p).await.unwrap();
+    assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p.clone()));
+    p.identity_secrets.remove(0);
+    store.update_project(&p).await.unwrap();
+    assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p.clone()));
+    p.identity_secrets.clear();
+    store.update_project(&p).await.unwrap();
+    assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p));
 }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::*;
 use crate::audit::AuditCursor;
 use crate::canned::{CannedConflict, CannedReply};
+use crate::contact::{order_key, Contact, ContactPage, ContactQuery};
 use crate::domain::{
     Activity, ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant,
 };
@@ -60,6 +61,8 @@ struct Data {
     canned: BTreeMap<(ProjectId, Uuid), CannedReply>,
     audit: BTreeMap<(ProjectId, AuditCursor), AuditRecord>,
     emails: BTreeMap<String, crate::email::Email>,
+    /// By project and [`order_key`].
+    contacts: BTreeMap<(ProjectId, String), Contact>,
 }
 
 impl Data {
@@ -1058,6 +1061,54 @@ impl EmailStore for MemoryStore {
                 .get(&email.id)
                 .is_some_and(|c| c.next_attempt_at == email.next_attempt_at);
         Ok(self.claims.claim_id(&email.id, still_due, now, until))
+    }
+}
+
+#[async_trait]
+impl ContactStore for MemoryStore {
+    async fn put_contact(&self, contact: &Contact) -> StoreResult<()> {
+        let key = (contact.project_id.clone(), order_key(contact.id));
+        lock(&self.data).contacts.insert(key, contact.clone());
+        Ok(())
+    }
+
+    async fn get_contact(&self, project: &ProjectId, id: Uuid) -> StoreResult<Option<Contact>> {
+        let key = (project.clone(), order_key(id));
+        Ok(lock(&self.data).contacts.get(&key).cloned())
+    }
+
+    async fn list_contacts(
+        &self,
+        project: &ProjectId,
+        query: &ContactQuery,
+    ) -> StoreResult<ContactPage> {
+        let data = lock(&self.data);
+        let after = query.after.map(order_key).unwrap_or_default();
+        let rows = data
+            .contacts
+            .range((project.clone(), after)..)
+            .take_while(|((p, _), _)| p == project)
+            .filter(|((_, k), _)| query.after.is_none_or(|a| *k != order_key(a)))
+            .map(|(_, c)| Ok(c.clone()));
+        query.page(rows)
+    }
+
+    async fn contact_tickets(
+        &self,
+        project: &ProjectId,
+        contact: Uuid,
+        limit: usize,
+    ) -> StoreResult<Vec<Ticket>> {
+        let data = lock(&self.data);
+        let mut mine: Vec<&Ticket> = data
+            .tickets
+            .values()
+            .map(|rows| &rows.ticket)
+            .filter(|t| &t.project_id == project)
+            .filter(|t| t.contact.as_ref().is_some_and(|c| c.id == contact))
+            .collect();
+        mine.sort_by(|a, b| (b.created_at, &b.slug).cmp(&(a.created_at, &a.slug)));
+        Ok(mine.into_iter().take(limit).cloned().collect())
     }
 }
 

@@ -23,6 +23,8 @@ pub struct NewTicket {
     pub history: Vec<(Participant, MessageBody)>,
     /// Who the visitor is, when the site said.
     pub visitor: Option<crate::domain::VisitorContact>,
+    /// The verified contact whose session opens the ticket, if any.
+    pub contact: Option<crate::contact::TicketContact>,
 }
 
 impl Tickets {
@@ -45,10 +47,12 @@ impl Tickets {
             session_id,
             history,
             visitor,
+            contact,
         } = new;
         let slug = self.deps.slugs.generate();
         let mut ticket = Ticket::opened(project, slug, title, description, source, session_id, now);
         ticket.visitor = visitor;
+        ticket.contact = contact.map(Box::new);
         // Ids minted as the ticket's actor mints them, one after the other; the actor that
         // starts later reads the newest and carries on after it.
         let mut last = None;

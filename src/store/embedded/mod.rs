@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleety_actors::audit::{AuditPage, AuditQuery, AuditRecord};
 use fleety_actors::canned::{CannedConflict, CannedReply};
+use fleety_actors::contact::{order_key, Contact, ContactPage, ContactQuery};
 use fleety_actors::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
     Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
@@ -28,7 +29,7 @@ use fleety_actors::domain::{
 use fleety_actors::email::Email;
 use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession};
 use fleety_actors::store::{
-    canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, Done, EmailStore, KbStore,
+    canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, ContactStore, Done, EmailStore, KbStore,
     MemberStore, MessageRange, ProjectStore, Store, StoreError, StoreResult, TicketCursor,
     TicketPage, TicketQuery, TicketStore, TicketWrite, UnansweredStore, WebhookStore,
 };
@@ -43,7 +44,7 @@ pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ACTIVITY, API_TOKENS, ARTICLES, AUDIT, CANNED,
-    CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, DELIVERIES, DELIVERIES_DUE, EMAILS, EMAILS_DUE,
+    CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, CONTACTS, CONTACT_TICKETS, DELIVERIES, DELIVERIES_DUE, EMAILS, EMAILS_DUE,
     MEMBERS, MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS,
     READ_CURSORS, TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
 };
@@ -1397,6 +1398,90 @@ impl EmailStore for EmbeddedStore {
 }
 
 #[async_trait]
+impl ContactStore for EmbeddedStore {
+    async fn put_contact(&self, contact: &Contact) -> StoreResult<()> {
+        self.write("put_contact", Write::PutContact(contact.clone()))
+            .await
+    }
+
+    async fn get_contact(
+        &self,
+        project: &ProjectId,
+        id: uuid::Uuid,
+    ) -> StoreResult<Option<Contact>> {
+        let project = project.clone();
+        self.read("get_contact", move |txn| {
+            let table = txn.open_table(CONTACTS).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), order_key(id).as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_contacts(
+        &self,
+        project: &ProjectId,
+        query: &ContactQuery,
+    ) -> StoreResult<ContactPage> {
+        let (project, query) = (project.clone(), query.clone());
+        self.read("list_contacts", move |txn| {
+            let table = txn.open_table(CONTACTS).map_err(internal)?;
+            let p = project.as_str();
+            let after = query.after.map(order_key).unwrap_or_default();
+            let lower = match query.after {
+                Some(_) => std::ops::Bound::Excluded((p, after.as_str())),
+                None => std::ops::Bound::Included((p, "")),
+            };
+            let upper = std::ops::Bound::Excluded((p, "~"));
+            let rows = table
+                .range::<(&str, &str)>((lower, upper))
+                .map_err(internal)?
+                .map(|row| {
+                    let (_, v) = row.map_err(internal)?;
+                    from_json::<Contact>(v.value())
+                });
+            query.page(rows)
+        })
+        .await
+    }
+
+    async fn contact_tickets(
+        &self,
+        project: &ProjectId,
+        contact: uuid::Uuid,
+        limit: usize,
+    ) -> StoreResult<Vec<Ticket>> {
+        let project = project.clone();
+        self.read("contact_tickets", move |txn| {
+            let index = txn.open_table(CONTACT_TICKETS).map_err(internal)?;
+            let tickets = txn.open_table(TICKETS).map_err(internal)?;
+            let (p, c) = (project.as_str(), order_key(contact));
+            let mut out = Vec::new();
+            let rows = index
+                .range::<(&str, &str, i64, &str)>(
+                    (p, c.as_str(), i64::MIN, "")..=(p, c.as_str(), i64::MAX, "~"),
+                )
+                .map_err(internal)?
+                .rev();
+            for row in rows {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, _) = row.map_err(internal)?;
+                let (_, _, _, slug) = key.value();
+                if let Some(raw) = tickets.get((p, slug)).map_err(internal)? {
+                    out.push(from_json::<Ticket>(raw.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
 impl Store for EmbeddedStore {
     fn backend(&self) -> &'static str {
         "embedded"
@@ -1446,6 +1531,7 @@ mod tests {
             admin_key_hash: String::new(),
             assistant: Default::default(),
             csat_disabled: false,
+            identity_secrets: Vec::new(),
             created_at: now_millis(),
         }
     }
@@ -1467,6 +1553,7 @@ mod tests {
             tags: Default::default(),
             visitor: None,
             satisfaction: None,
+            contact: None,
         }
     }
 

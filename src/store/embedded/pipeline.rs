@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use fleety_actors::audit::AuditRecord;
 use fleety_actors::canned::CannedReply;
+use fleety_actors::contact::{order_key, Contact};
 use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
 };
@@ -175,6 +176,8 @@ pub(super) enum Write {
     Audit(AuditRecord),
     /// Audit records past their retention: (project, time in ms, id).
     DeleteAudit(Vec<(String, i64, String)>),
+    /// Creates or replaces a contact.
+    PutContact(Contact),
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
 }
@@ -613,6 +616,15 @@ impl Rows<'_> {
                     .collect::<StoreResult<Vec<_>>>()?;
                 record.push(&ticket_op(t, &json));
                 let (project, slug) = (t.project_id.as_str(), t.slug.as_str());
+                let contact = t.contact.as_ref().map(|c| order_key(c.id));
+                if let Some(contact) = &contact {
+                    record.push(&Op::ContactTicket {
+                        project,
+                        contact,
+                        created_ms: t.created_at.timestamp_millis(),
+                        slug,
+                    });
+                }
                 for (m, json) in messages.iter().zip(&texts) {
                     record.push(&Op::Message {
                         project,
@@ -715,6 +727,13 @@ impl Rows<'_> {
                     project: project.as_str(),
                     started_ms: c.started_at.timestamp_millis(),
                     session: &c.session,
+                    json: &to_json(c)?,
+                });
+            }
+            Write::PutContact(c) => {
+                record.push(&Op::Contact {
+                    project: c.project_id.as_str(),
+                    id: &order_key(c.id),
                     json: &to_json(c)?,
                 });
             }

@@ -71,6 +71,12 @@ pub(super) const EMAILS: TableDefinition<&str, &[u8]> = TableDefinition::new("em
 /// (due in ms, email id): the emails waiting for an attempt, soonest first. An email has an
 /// entry exactly while it has a due time.
 pub(super) const EMAILS_DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("emails_due");
+/// (project, contact order key) -> contact JSON: a project's known visitors, in id order.
+pub(super) const CONTACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("contacts");
+/// (project, contact order key, ticket created_at in ms, slug): the tickets a contact opened,
+/// newest first by reverse scan.
+pub(super) const CONTACT_TICKETS: TableDefinition<(&str, &str, i64, &str), ()> =
+    TableDefinition::new("contact_tickets");
 /// The store's own bookkeeping.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest group a durable redb commit holds: replay starts after it.
@@ -147,6 +153,8 @@ pub(super) struct Tables<'t> {
     member_links: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     canned: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     audit: redb::Table<'t, (&'static str, i64, &'static str), &'static [u8]>,
+    contacts: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    contact_tickets: redb::Table<'t, (&'static str, &'static str, i64, &'static str), ()>,
     api_tokens: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     emails: redb::Table<'t, &'static str, &'static [u8]>,
     emails_due: redb::Table<'t, (i64, &'static str), ()>,
@@ -176,6 +184,8 @@ impl<'t> Tables<'t> {
             member_sessions: txn.open_table(MEMBER_SESSIONS).map_err(internal)?,
             canned: txn.open_table(CANNED).map_err(internal)?,
             audit: txn.open_table(AUDIT).map_err(internal)?,
+            contacts: txn.open_table(CONTACTS).map_err(internal)?,
+            contact_tickets: txn.open_table(CONTACT_TICKETS).map_err(internal)?,
             api_tokens: txn.open_table(API_TOKENS).map_err(internal)?,
             emails: txn.open_table(EMAILS).map_err(internal)?,
             emails_due: txn.open_table(EMAILS_DUE).map_err(internal)?,
@@ -385,6 +395,21 @@ impl<'t> Tables<'t> {
                     .remove((project, at_ms, id))
                     .map_err(internal)?
                     .is_some());
+            }
+            Op::Contact { project, id, json } => {
+                self.contacts
+                    .insert((project, id), json)
+                    .map_err(internal)?;
+            }
+            Op::ContactTicket {
+                project,
+                contact,
+                created_ms,
+                slug,
+            } => {
+                self.contact_tickets
+                    .insert((project, contact, created_ms, slug), ())
+                    .map_err(internal)?;
             }
             Op::DeleteCanned { project, id } => {
                 return Ok(self

@@ -188,6 +188,19 @@ pub enum Op<'a> {
         due_ms: Option<i64>,
         json: &'a [u8],
     },
+    /// A contact as now written (issue 28); the id is its order key.
+    Contact {
+        project: &'a str,
+        id: &'a str,
+        json: &'a [u8],
+    },
+    /// A contact's entry for a ticket it opened, recorded with the ticket's creation.
+    ContactTicket {
+        project: &'a str,
+        contact: &'a str,
+        created_ms: i64,
+        slug: &'a str,
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -459,6 +472,25 @@ impl RecordBuf {
                 b.push(u8::from(due_ms.is_some()));
                 b.extend_from_slice(&due_ms.unwrap_or(0).to_le_bytes());
                 put(b, json);
+            }
+            // 80 to 84 are the contacts' (issue 28; 80 and 81 taken).
+            Op::Contact { project, id, json } => {
+                b.push(80);
+                put(b, project.as_bytes());
+                put(b, id.as_bytes());
+                put(b, json);
+            }
+            Op::ContactTicket {
+                project,
+                contact,
+                created_ms,
+                slug,
+            } => {
+                b.push(81);
+                put(b, project.as_bytes());
+                put(b, contact.as_bytes());
+                b.extend_from_slice(&(created_ms as u64).to_le_bytes());
+                put(b, slug.as_bytes());
             }
             Op::DeleteDelivery {
                 project,
@@ -855,6 +887,17 @@ impl<'a> Reader<'a> {
                 },
                 json: self.bytes()?,
             },
+            80 => Op::Contact {
+                project: self.str()?,
+                id: self.str()?,
+                json: self.bytes()?,
+            },
+            81 => Op::ContactTicket {
+                project: self.str()?,
+                contact: self.str()?,
+                created_ms: self.u64()? as i64,
+                slug: self.str()?,
+            },
             _ => return None,
         })
     }
@@ -1202,6 +1245,17 @@ mod tests {
                 project: "p1",
                 at_ms: -3,
                 id: "a",
+            },
+            Op::Contact {
+                project: "p1",
+                id: "00000000-0000-0000-0000-000000000007",
+                json: b"{}",
+            },
+            Op::ContactTicket {
+                project: "p1",
+                contact: "00000000-0000-0000-0000-000000000007",
+                created_ms: 1_700_000_000_000,
+                slug: "swift-bear-053",
             },
         ]
     }

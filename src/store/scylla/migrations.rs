@@ -112,6 +112,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../cql/0021_ticket_activity.cql"),
     ),
     (
+        25,
+        "0025_contacts",
+        include_str!("../../../cql/0025_contacts.cql"),
+    ),
+    (
         26,
         "0026_email_outbox",
         include_str!("../../../cql/0026_email_outbox.cql"),

@@ -13,7 +13,7 @@
 //!
 //! One file per aggregate prepares its statements and implements its storage trait
 //! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`], [`members`],
-//! [`email`], [`audit`], which also says how a change carries its audit record); [`rows`]
+//! [`email`], [`audit`], which also says how a change carries its audit record, [`contacts`]); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
 mod audit;
@@ -21,6 +21,7 @@ mod canned;
 mod chat;
 mod config;
 mod email;
+mod contacts;
 mod kb;
 mod listing;
 mod members;
@@ -107,6 +108,7 @@ pub struct ScyllaStore {
     canned: canned::Statements,
     audit: audit::Statements,
     email: email::Statements,
+    contacts: contacts::Statements,
 }
 
 impl ScyllaStore {
@@ -142,6 +144,7 @@ impl ScyllaStore {
             canned: canned::Statements::prepare(&session, consistency, ks).await?,
             audit: audit::Statements::prepare(&session, consistency, ks).await?,
             email: email::Statements::prepare(&session, consistency, ks).await?,
+            contacts: contacts::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }

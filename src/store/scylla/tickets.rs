@@ -26,7 +26,7 @@ use super::rows::{
 use super::{prepare, BoxedWrite, ScyllaStore, LIST_DEADLINE};
 
 const TICKET_COLUMNS: &str =
-    "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee, tags, visitor_name, visitor_email, assignee_member_id, assignee_member_name, assignee_member_avatar_url, satisfaction_score, satisfaction_comment, satisfaction_at";
+    "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee, tags, visitor_name, visitor_email, assignee_member_id, assignee_member_name, assignee_member_avatar_url, satisfaction_score, satisfaction_comment, satisfaction_at, contact";
 
 pub(super) struct Statements {
     insert_ticket: PreparedStatement,
@@ -52,7 +52,7 @@ impl Statements {
     ) -> anyhow::Result<Self> {
         let p = |cql: String, idempotent| prepare(session, consistency, cql, idempotent);
         Ok(Self {
-            insert_ticket: p(format!("INSERT INTO {ks}.tickets ({TICKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
+            insert_ticket: p(format!("INSERT INTO {ks}.tickets ({TICKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
             // Conditional on the stored version: equal writes again, older is refused. Retrying
             // it is harmless, hence idempotent.
             update_ticket: p(format!("UPDATE {ks}.tickets SET title = ?, description = ?, status = ?, source = ?, session_id = ?, updated_at = ?, assignee = ?, tags = ?, assignee_member_id = ?, assignee_member_name = ?, assignee_member_avatar_url = ?, satisfaction_score = ?, satisfaction_comment = ?, satisfaction_at = ? WHERE project_id = ? AND slug = ? IF updated_at <= ?"), true).await?,
@@ -202,6 +202,7 @@ impl TicketStore for ScyllaStore {
                 return Err(StoreError::Conflict);
             }
             self.index_rows(t).await?;
+            self.contact_ticket_row(t).await?;
             let announce = deliveries
                 .iter()
                 .map(|d| -> BoxedWrite<'_> { Box::pin(self.put_delivery_rows(d, None)) });

@@ -42,6 +42,7 @@ export type Role = Schemas["Role"];
 export type Member = Schemas["Member"];
 export type ApiToken = Schemas["ApiToken"];
 export type TokenScope = Schemas["TokenScope"];
+export type ContactDetail = Schemas["ContactDetail"];
 
 /** Signs a member in: the session cookie is set, and the credentials the inbox keeps. */
 export async function signIn(project: string, email: string, password: string): Promise<Credentials> {
@@ -210,6 +211,11 @@ export class Api {
 
   ticket(slug: string) {
     return this.get<Ticket>(`/v1/tickets/${this.p}/${slug}`);
+  }
+
+  /** A contact, with the tickets they opened. */
+  contact(id: string) {
+    return this.get<Schemas["ContactDetail"]>(`/v1/projects/${this.p}/contacts/${encodeURIComponent(id)}`);
   }
 
   /** The newest `limit` messages older than `before` (the newest of all without it), with

@@ -86,6 +86,14 @@ kbd { font-family: ui-monospace, monospace; font-size: 12px; padding: 1px 6px; b
 .csat { color: #8a5a00; letter-spacing: 1px; font-size: 12px; white-space: nowrap; }
 @media (prefers-color-scheme: dark) { .csat { color: #f0c060; } }
 .ticket .csat { grid-column: 1; }
+.contact-card { align-self: stretch; margin: 0; padding: 10px 14px; border: 1px solid var(--line); border-radius: 10px; font-size: 13px; display: flex; flex-direction: column; gap: 4px; }
+.contact-card p { margin: 0; }
+.contact-name { display: flex; gap: 8px; align-items: center; font-size: 14px; }
+.contact-card .verified { color: #1a7f37; border: 1px solid currentColor; border-radius: 10px; padding: 0 6px; font-size: 12px; }
+.contact-email, .contact-id { color: var(--muted); }
+.contact-tickets ul { list-style: none; margin: 4px 0 0; padding: 0; display: flex; flex-direction: column; gap: 2px; }
+.contact-card .link { all: unset; cursor: pointer; color: var(--accent); text-decoration: underline; }
+.contact-card .link:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
 .csat-given { margin: 0 0 8px; padding: 6px 10px; border: 1px solid var(--line); border-radius: 8px; font-size: 13px; }
 .csat-given q { margin-inline-start: 6px; font-style: italic; }
 .tags, .ticket-tags, .tag-filter { display: flex; flex-wrap: wrap; align-items: center; gap: 4px; margin: 0; }

@@ -9,7 +9,7 @@
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import { Markdown, plainText } from "../shared/markdown";
-import type { Api, Assignee, ListedTicket, Message, Note, Ticket, TicketStatus, TicketSummary, TimelineEntry, Turn } from "./api";
+import type { Api, Assignee, ContactDetail, ListedTicket, Message, Note, Ticket, TicketStatus, TicketSummary, TimelineEntry, Turn } from "./api";
 import type { Listener } from "./app";
 import { useCannedPicker } from "./canned";
 import type { Feed } from "./feed";
@@ -399,6 +399,7 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
           onSeen={() => onOpen(selected)}
           onTag={setTag}
           assignees={assignees}
+          onOpenTicket={open}
         />
       ) : (
         <section class="detail empty">Choose a ticket.</section>
@@ -439,9 +440,11 @@ interface ViewProps {
   onTag: (tag: string) => void;
   /** Whom the ticket may be assigned to. */
   assignees: Assignee[];
+  /** Opens another ticket in the view (one of the contact's). */
+  onOpenTicket: (slug: string) => void;
 }
 
-function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assignees }: ViewProps) {
+function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assignees, onOpenTicket }: ViewProps) {
   const [ticket, setTicket] = useState<Ticket>();
   const [turns, setTurns] = useState<Turn[]>([]);
   const [notes, setNotes] = useState<Note[]>([]);
@@ -696,6 +699,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
           Tag
         </button>
       </form>
+      {ticket.contact && <ContactCard api={api} contact={ticket.contact} slug={slug} onOpen={onOpenTicket} />}
       {ticket.satisfaction && (
         <p class="csat-given" aria-label="The visitor's rating">
           <Rated score={ticket.satisfaction.score} /> The visitor rated this conversation {ticket.satisfaction.score} of 5
@@ -856,5 +860,63 @@ function Rated({ score }: { score: number }) {
     <span class={`csat score-${score}`} role="img" aria-label={`Rated ${score} of 5`} title={`Rated ${score} of 5`}>
       {"★".repeat(score) + "☆".repeat(5 - score)}
     </span>
+  );
+}
+
+interface ContactCardProps {
+  api: Api;
+  contact: NonNullable<Ticket["contact"]>;
+  slug: string;
+  onOpen: (slug: string) => void;
+}
+
+/** The known visitor behind a ticket: who the customer's backend vouched for, and their other
+ * tickets. Drawn from the ticket at once, then from the contact as it is now. */
+function ContactCard({ api, contact, slug, onOpen }: ContactCardProps) {
+  const [detail, setDetail] = useState<ContactDetail>();
+  useEffect(() => {
+    let live = true;
+    api.contact(contact.id).then(
+      (d) => live && setDetail(d),
+      () => undefined,
+    );
+    return () => {
+      live = false;
+    };
+  }, [contact.id]);
+  const name = detail?.name ?? contact.name;
+  const email = detail?.email ?? contact.email;
+  const verified = detail?.verified ?? contact.verified;
+  const others = (detail?.tickets ?? []).filter((t) => t.slug !== slug);
+  return (
+    <aside class="contact-card" aria-label="Contact">
+      <p class="contact-name">
+        <strong>{name ?? email ?? contact.external_id}</strong>
+        {verified && (
+          <span class="verified" title="The customer's backend vouched for this visitor">
+            ✓ Verified
+          </span>
+        )}
+      </p>
+      {email && <p class="contact-email">{email}</p>}
+      <p class="contact-id">
+        External id <code>{contact.external_id}</code>
+      </p>
+      {others.length > 0 && (
+        <div class="contact-tickets">
+          <p>Their other tickets</p>
+          <ul>
+            {others.map((t) => (
+              <li key={t.slug}>
+                <button type="button" class="link" onClick={() => onOpen(t.slug)}>
+                  {t.title}
+                </button>{" "}
+                <span class={`status ${t.status}`}>{t.status}</span>
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
+    </aside>
   );
 }

@@ -382,6 +382,40 @@ export interface paths {
         patch: operations["updateCannedReply"];
         trace?: never;
     };
+    "/v1/projects/{projectId}/contacts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List or search the project's contacts */
+        get: operations["listContacts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/contacts/{contactId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a contact, with their tickets */
+        get: operations["getContact"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{projectId}/export": {
         parameters: {
             query?: never;
@@ -431,6 +465,47 @@ export interface paths {
         /** A one-minute token for the inbox socket */
         post: operations["feedToken"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/identity-secrets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the project's identity secrets (never the secrets themselves) */
+        get: operations["listIdentitySecrets"];
+        put?: never;
+        /**
+         * Create an identity secret
+         * @description The HMAC key with which the customer's backend vouches for its users (a user hash, or an HS256 token), shown this once. Every secret the project holds verifies: to rotate, create a new one, move the backend to it, then delete the old one. A project holds at most 3.
+         */
+        post: operations["createIdentitySecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{projectId}/identity-secrets/{secretId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove an identity secret
+         * @description Identities vouched for with it no longer verify (on other server nodes within 30 seconds); sessions already started keep their contact until they end.
+         */
+        delete: operations["deleteIdentitySecret"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1051,6 +1126,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/session/tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the identified visitor's own tickets
+         * @description For a session that names a verified contact: the contact's tickets, from any device, newest first (the newest 50). Empty for an anonymous session.
+         */
+        get: operations["listSessionTickets"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tickets/{projectId}": {
         parameters: {
             query?: never;
@@ -1502,6 +1597,41 @@ export interface components {
             /** @description The token from the reset link. */
             token: string;
         };
+        /** @description A known visitor of the project. */
+        Contact: {
+            /** @description Custom attributes, as the customer's site last gave them. */
+            attributes: {
+                [key: string]: string;
+            };
+            /** @description Null when not known. */
+            email: string | null;
+            /** @description The customer's own id for the user. */
+            external_id: string;
+            /** Format: date-time */
+            first_seen_at: string;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: date-time
+             * @description When a session last started for the contact (updated at most hourly).
+             */
+            last_seen_at: string;
+            /** @description Null when not known. */
+            name: string | null;
+            /** @description Whether the customer's backend vouched for the contact. */
+            verified: boolean;
+        };
+        /** @description A contact with the tickets they opened. */
+        ContactDetail: components["schemas"]["Contact"] & {
+            /** @description Their tickets, newest first (the newest 50). */
+            tickets: components["schemas"]["TicketSummary"][];
+        };
+        /** @description A page of contacts. */
+        ContactList: {
+            contacts: components["schemas"]["Contact"][];
+            /** @description Pass it as `cursor` for the next page; null on the last. */
+            next_cursor: string | null;
+        };
         Conversation: components["schemas"]["ChatMessageIn"][];
         /** @description A new project; without `project_id` one is made up. */
         CreateProject: {
@@ -1514,6 +1644,14 @@ export interface components {
             description?: components["schemas"]["Description"];
             title: components["schemas"]["Title"];
             visitor?: null | components["schemas"]["NewVisitor"];
+        };
+        /** @description A new identity secret, shown this once. */
+        CreatedIdentitySecret: {
+            /** Format: date-time */
+            created_at: string;
+            id: string;
+            /** @description The HMAC key: give it to the backend that vouches for users. Not shown again. */
+            secret: string;
         };
         /** @description A new project, with its admin key. */
         CreatedProject: components["schemas"]["Project"] & {
@@ -1685,8 +1823,48 @@ export interface components {
         };
         /** @description 1 to 128 printable ASCII characters without spaces. */
         IdempotencyKey: string;
-        /** @description The project a visitor's session belongs to. */
+        /**
+         * @description Who the visitor is, as the customer's backend vouches for them: either `user_id` with
+         *     `user_hash`, or `token`. An identity that does not verify is refused (401), never trusted.
+         */
+        IdentityProof: {
+            /**
+             * @description Custom attributes of the contact: up to 20, keys of 1 to 40 letters, digits, `_`, `-`
+             *     or `.`, values of at most 200 characters. When given, they replace the stored ones.
+             */
+            attributes?: {
+                [key: string]: string;
+            } | null;
+            email?: null | components["schemas"]["Email"];
+            name?: null | components["schemas"]["VisitorName"];
+            /**
+             * @description Instead of `user_id` and `user_hash`: a JWT (HS256) signed with the identity secret,
+             *     with `sub` (the user id), `exp`, and optionally `email`, `name` and `aud` (the project
+             *     id).
+             */
+            token?: string | null;
+            /** @description `hex(HMAC-SHA256(identity secret, user_id))`, computed by the customer's backend. */
+            user_hash?: string | null;
+            /** @description The customer's own id for the user (1 to 200 characters); with `user_hash`. */
+            user_id?: string | null;
+        };
+        /** @description The project's identity secrets, oldest first: each one verifies. */
+        IdentitySecretList: {
+            identity_secrets: components["schemas"]["IdentitySecretView"][];
+        };
+        /** @description An identity secret, without the secret. */
+        IdentitySecretView: {
+            /** Format: date-time */
+            created_at: string;
+            /** @description Names the secret, to remove it. */
+            id: string;
+        };
+        /**
+         * @description The project a visitor's session belongs to, and who the visitor is when the customer's
+         *     backend vouches for them.
+         */
         InitSession: {
+            identity?: null | components["schemas"]["IdentityProof"];
             project_id: components["schemas"]["ProjectId"];
         };
         /** @description A pending invitation, as listed: never its token. */
@@ -1733,6 +1911,7 @@ export interface components {
         /** @description A session token: a bearer token for the chat endpoints, valid until `expires_at`. */
         IssuedSession: {
             assistant: components["schemas"]["AssistantIntro"];
+            contact: null | components["schemas"]["TicketContact"];
             /** @description Whether the widget asks the visitor to rate a resolved ticket (the project's setting). */
             csat_enabled: boolean;
             /** Format: date-time */
@@ -2046,6 +2225,7 @@ export interface components {
         };
         /** @description The session a token names. */
         SessionInfo: {
+            contact: null | components["schemas"]["TicketContact"];
             /** Format: date-time */
             expires_at: string;
             project_id: components["schemas"]["ProjectId"];
@@ -2054,6 +2234,12 @@ export interface components {
         SessionList: {
             /** @description Newest first. */
             sessions: components["schemas"]["SessionView"][];
+        };
+        /** @description An identified visitor's own tickets. */
+        SessionTickets: {
+            contact: null | components["schemas"]["TicketContact"];
+            /** @description The contact's tickets, newest first (the newest 50); empty for an anonymous session. */
+            tickets: components["schemas"]["TicketSummary"][];
         };
         /** @description One of the caller's sessions. */
         SessionView: {
@@ -2141,6 +2327,20 @@ export interface components {
             /** @description The turns, oldest first. */
             turns: components["schemas"]["ChatTurn"][];
         };
+        /**
+         * @description The contact a ticket was opened by, as the contact was then (the contact's own page has
+         *     them as they are now).
+         */
+        TicketContact: {
+            /** @description Null when not known. */
+            email: string | null;
+            external_id: string;
+            /** Format: uuid */
+            id: string;
+            /** @description Null when not known. */
+            name: string | null;
+            verified: boolean;
+        };
         TicketEvent: {
             payload: components["schemas"]["SubscribedPayload"];
             /** @enum {string} */
@@ -2199,6 +2399,7 @@ export interface components {
             /** @description The agent the ticket is assigned to; null when nobody is. */
             assignee: string | null;
             assignee_member: null | components["schemas"]["MessageAgent"];
+            contact: null | components["schemas"]["TicketContact"];
             /** Format: date-time */
             created_at: string;
             description: string;
@@ -3281,8 +3482,23 @@ export interface operations {
                     "application/json": components["schemas"]["IssuedSession"];
                 };
             };
-            /** @description The body is not the JSON this operation takes */
+            /** @description A malformed identity, or the project has no identity secret */
             400: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The identity does not verify: a wrong user_hash, or a token that is forged, expired or for another project */
+            401: {
                 headers: {
                     /** @description Requests allowed per window */
                     "X-RateLimit-Limit"?: number;
@@ -4538,6 +4754,168 @@ export interface operations {
             };
         };
     };
+    listContacts: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Only contacts whose external id, email or name contains this, ignoring case (at most
+                 *     200 characters). A search examines 2,000 contacts per page: a short page with a
+                 *     `next_cursor` has more to look at.
+                 */
+                q?: string;
+                /** @description Contacts per page, 1 to 100 (50 by default). */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of contacts, and the cursor of the next */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactList"];
+                };
+            };
+            /** @description A query parameter is malformed or out of range */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getContact: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The contact's id. */
+                contactId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The contact and their newest tickets */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContactDetail"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such contact */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     exportProject: {
         parameters: {
             query?: {
@@ -4737,6 +5115,227 @@ export interface operations {
                 };
             };
             /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listIdentitySecrets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The secrets' ids, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentitySecretList"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createIdentitySecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The secret, shown this once */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedIdentitySecret"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The project holds as many identity secrets as it may */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deleteIdentitySecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The secret's id. */
+                secretId: components["schemas"]["String"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Done"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such identity secret */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8390,6 +8989,64 @@ export interface operations {
                     "X-RateLimit-Remaining"?: number;
                     /** @description Seconds until the window resets */
                     "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listSessionTickets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The contact and their tickets */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionTickets"];
+                };
+            };
+            /** @description No session token, or one that is expired, forged or for another project */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The browser's origin is not one the project allows */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {

@@ -82,12 +82,20 @@ export interface State {
   older: boolean;
   /** An older page is being read. */
   loadingOlder: boolean;
+  /** An identified visitor's other tickets, newest first, as the server lists them. */
+  known?: KnownTicket[];
 }
 
 /** Who the visitor is, as the page said (`Fleety.push(["setVisitor", {...}])`), checked. */
 export type Visitor = Schemas["NewVisitor"];
 
 export type Intro = Schemas["AssistantIntro"];
+
+/** Who the page says the visitor is, as its backend vouched for them
+ * (`Fleety.push(["identify", {...}])`): `user_id` with `user_hash`, or `token`. */
+export type Identity = Schemas["IdentityProof"];
+/** One of an identified visitor's tickets, from any device. */
+export type KnownTicket = Schemas["TicketSummary"];
 
 interface Saved {
   v: 1;
@@ -104,6 +112,8 @@ interface Saved {
   csat?: boolean;
   /** Tickets whose survey is over (rated, here or elsewhere, or dismissed): never asked again. */
   surveyed?: string[];
+  /** The user the session token was issued for (their user id); absent for an anonymous one. */
+  who?: string;
 }
 
 /** Entries of earlier conversations kept in storage. */
@@ -148,6 +158,7 @@ export class Conversation {
   private lastTypingSent = 0;
   private closedByUs = false;
   private visible = false;
+  private identity?: Identity;
   private readonly storageKey: string;
 
   constructor(
@@ -197,7 +208,45 @@ export class Conversation {
     if (visible) {
       this.set({ unread: 0 });
       void this.markRead();
+      void this.refreshKnown();
     }
+  }
+
+  /** The page says who the visitor is (or, with `undefined`, that nobody is signed in). A
+   * session of someone else is left behind, with its conversation: another person may share
+   * this browser. An identity the server refuses is never trusted: the visitor stays anonymous. */
+  identify(identity: Identity | undefined) {
+    const who = identity ? whoIs(identity) : undefined;
+    this.identity = identity;
+    if (who !== this.saved.who) {
+      if (this.saved.who) this.clear();
+      // The next request starts a session for whoever is here now.
+      this.saved.token = undefined;
+      this.saved.expires = undefined;
+      this.save();
+    }
+    if (this.visible) void this.refreshKnown();
+    else if (!identity) this.set({ known: undefined });
+  }
+
+  /** Reads an identified visitor's tickets, to list those not on screen. */
+  private async refreshKnown() {
+    if (!this.identity) return;
+    try {
+      const token = await this.token();
+      if (!this.saved.who) return;
+      const list = await json<Schemas["SessionTickets"]>(`${this.base}/v1/session/tickets`, { token });
+      this.set({ known: list.tickets });
+    } catch (e) {
+      this.failed(e, true);
+    }
+  }
+
+  /** Opens one of the identified visitor's tickets; the conversation on screen moves above. */
+  async openKnown(slug: string) {
+    if (this.state.ticket?.slug === slug) return;
+    if (this.state.ticket || this.state.entries.length) this.startOver();
+    await this.openTicket(slug);
   }
 
   /** Sends what the visitor wrote: to the assistant before a ticket exists, to the ticket after. */
@@ -224,8 +273,8 @@ export class Conversation {
     const kept = this.state.entries.filter((e) => !e.delivery && !(e.notice === "ticket"));
     const earlier = [...this.state.earlier, ...kept].slice(-KEPT_EARLIER);
     this.closeSocket();
-    const { token, expires, assistant, csat, surveyed } = this.saved;
-    this.saved = { v: 1, token, expires, assistant, csat, surveyed, chat: [], earlier };
+    const { token, expires, assistant, csat, surveyed, who } = this.saved;
+    this.saved = { v: 1, token, expires, assistant, csat, surveyed, who, chat: [], earlier };
     this.save();
     this.before = undefined;
     this.set({ entries: [], earlier, ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, agentTyping: false, survey: undefined, older: false });
@@ -310,7 +359,13 @@ export class Conversation {
     clearTimeout(this.renewTimer);
   }
 
+  /** The page's visitor signed out: forget them and everything this browser kept. */
   reset() {
+    this.identity = undefined;
+    this.clear();
+  }
+
+  private clear() {
     this.closeSocket();
     try {
       localStorage.removeItem(this.storageKey);
@@ -319,7 +374,7 @@ export class Conversation {
     }
     this.saved = { v: 1, chat: [] };
     this.before = undefined;
-    this.set({ entries: [], earlier: [], ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, older: false });
+    this.set({ entries: [], earlier: [], ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, older: false, known: undefined });
   }
 
   // ---- the assistant ----
@@ -391,13 +446,29 @@ export class Conversation {
         if (!(e instanceof ApiError) || e.status !== 401) throw e;
       }
     }
+    const identity = this.identity;
+    if (identity) {
+      try {
+        const session = await json<Schemas["IssuedSession"]>(`${this.base}/v1/init-session`, {
+          body: { project_id: this.project, identity } satisfies Schemas["InitSession"],
+        });
+        return this.keepToken(session, whoIs(identity));
+      } catch (e) {
+        if (!(e instanceof ApiError) || (e.status !== 400 && e.status !== 401)) throw e;
+        // Refused: the server does not believe the page, and neither does the widget.
+        console.warn(`Fleety: identify was refused (${e.message}); the visitor stays anonymous.`);
+        this.identity = undefined;
+      }
+    }
     return this.keepToken(
       await json(`${this.base}/v1/init-session`, { body: { project_id: this.project } satisfies Schemas["InitSession"] }),
+      undefined,
     );
   }
 
-  private keepToken(session: Schemas["IssuedSession"]): string {
+  private keepToken(session: Schemas["IssuedSession"], who: string | undefined = this.saved.who): string {
     this.saved.token = session.token;
+    this.saved.who = session.contact ? who : undefined;
     this.saved.expires = Date.parse(session.expires_at);
     this.saved.assistant = session.assistant;
     this.saved.csat = session.csat_enabled;
@@ -450,7 +521,7 @@ export class Conversation {
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) {
         // The ticket is gone (another server, a reset): start over.
-        this.reset();
+        this.clear();
         return;
       }
       this.failed(e);
@@ -868,5 +939,18 @@ async function readEvents(response: Response, each: (data: unknown) => void) {
         each(JSON.parse(data));
       }
     }
+  }
+}
+
+/** Whom an identity names: its user id, or its token's `sub` (read, not checked: the server
+ * checks). */
+function whoIs(identity: Identity): string {
+  if (identity.user_id) return identity.user_id;
+  try {
+    const payload = (identity.token ?? "").split(".")[1] ?? "";
+    const sub = JSON.parse(atob(payload.replace(/-/g, "+").replace(/_/g, "/")))?.sub;
+    return typeof sub === "string" ? sub : "";
+  } catch {
+    return "";
   }
 }

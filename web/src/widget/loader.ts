@@ -5,7 +5,7 @@
 // when the page is idle. It stays small because every page of the host site loads it.
 
 import { LAUNCHER_CSS } from "./launcher-css";
-import type { Command, Listener, Shell, Theme, Visitor } from "./shell";
+import type { Command, Identity, Listener, Shell, Theme, Visitor } from "./shell";
 
 declare const UI_VERSION: string;
 
@@ -49,6 +49,7 @@ function start(script: HTMLScriptElement) {
     locale: (script.dataset.locale || navigator.language || "en").toLowerCase(),
     theme: {} as Theme,
     visitor: undefined as Visitor | undefined,
+    identity: undefined as Identity | undefined,
   };
   let ui: Promise<Shell["ui"]> | undefined;
   let mounted: Shell["ui"] | undefined;
@@ -91,6 +92,7 @@ function start(script: HTMLScriptElement) {
       mounted = m.mount(shell);
       shell.ui = mounted;
       mounted?.setLocale(state.locale);
+      if (state.identity) mounted?.identify(state.identity);
       return mounted;
     });
     return ui;
@@ -145,7 +147,18 @@ function start(script: HTMLScriptElement) {
           listeners.push({ event: String(args[0]), fn: args[1] as (p: unknown) => void });
         }
         return;
+      case "identify": {
+        const identity = args[0];
+        if (!identity || typeof identity !== "object") {
+          console.warn("Fleety: identify needs an object: {user_id, user_hash} or {token}");
+          return;
+        }
+        state.identity = identity as Identity;
+        return mounted?.identify(state.identity);
+      }
       case "reset":
+        // The page's user signed out: the next session is anonymous.
+        state.identity = undefined;
         return load().then((u) => u?.reset());
       default:
         console.warn(`Fleety: unknown command ${String(name)}`);

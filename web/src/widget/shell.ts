@@ -27,6 +27,19 @@ export interface Ui {
   closed(): void;
   setLocale(locale: string): void;
   reset(): void;
+  /** Who the page says the visitor is; `undefined` when nobody is signed in. */
+  identify(identity: Identity | undefined): void;
+}
+
+/** What `Fleety.push(["identify", {...}])` carries: `user_id` with `user_hash`, or `token`,
+ * and optionally `email`, `name` and `attributes`. */
+export interface Identity {
+  user_id?: string;
+  user_hash?: string;
+  token?: string;
+  email?: string;
+  name?: string;
+  attributes?: Record<string, string>;
 }
 
 export interface Shell {

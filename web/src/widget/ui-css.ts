@@ -184,6 +184,12 @@ textarea {
 .count { margin: 0; font-size: 12px; color: var(--muted); text-align: end; }
 .count.over { color: #c92a2a; font-weight: 600; }
 .earlier { display: flex; flex-direction: column; gap: 10px; }
+.known ul { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 6px; }
+.known button { all: unset; box-sizing: border-box; cursor: pointer; display: flex; justify-content: space-between; gap: 8px; width: 100%; padding: 8px 12px; border: 1px solid var(--line); border-radius: 10px; }
+.known button:hover { border-color: var(--accent); }
+.known button:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
+.known .title { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.known .state { color: var(--muted); font-size: 13px; flex: none; }
 .earlier .message { max-width: 85%; }
 .divider { border-top: 1px solid var(--line); padding-top: 8px; align-self: stretch; }
 .help { flex: 1; overflow-y: auto; padding: 12px 16px; }

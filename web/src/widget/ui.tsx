@@ -49,6 +49,9 @@ export function mount(shell: Shell): Ui {
     reset() {
       conversation.reset();
     },
+    identify(identity) {
+      conversation.identify(identity);
+    },
   };
 }
 
@@ -204,6 +207,7 @@ function Chat({ conversation, state, t, open }: { conversation: Conversation; st
   return (
     <>
       <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabIndex={0} aria-label={t("chatTab")} ref={list} onScroll={onScroll}>
+        {!state.older && <Known state={state} conversation={conversation} t={t} />}
         {state.loadingOlder ? (
           <p class="notice older" role="status">
             {t("loadingEarlier")}
@@ -594,5 +598,26 @@ function ArticleView({ article, snippet, query, t, onBack }: { article: Article;
         </p>
       )}
     </div>
+  );
+}
+
+/** An identified visitor's other tickets, from any device: each opens where the chat is. */
+function Known({ state, conversation, t }: { state: State; conversation: Conversation; t: Translator }) {
+  const others = (state.known ?? []).filter((k) => k.slug !== state.ticket?.slug);
+  if (others.length === 0) return null;
+  return (
+    <nav class="known" aria-label={t("yours")}>
+      <p class="notice">{t("yours")}</p>
+      <ul>
+        {others.map((k) => (
+          <li key={k.slug}>
+            <button type="button" onClick={() => void conversation.openKnown(k.slug)}>
+              <span class="title">{k.title}</span>
+              <span class="state">{statusWord(k.status, t)}</span>
+            </button>
+          </li>
+        ))}
+      </ul>
+    </nav>
   );
 }

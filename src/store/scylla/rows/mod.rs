@@ -41,6 +41,8 @@ pub(super) struct ProjectValues<'a> {
     assistant_greeting: &'a str,
     assistant_guidance: &'a str,
     csat_disabled: bool,
+    /// JSON: the secrets are read and written whole, with the project.
+    identity_secrets: Option<String>,
 }
 
 impl<'a> From<&'a Project> for ProjectValues<'a> {
@@ -55,6 +57,9 @@ impl<'a> From<&'a Project> for ProjectValues<'a> {
             assistant_greeting: &p.assistant.greeting,
             assistant_guidance: &p.assistant.guidance,
             csat_disabled: p.csat_disabled,
+            identity_secrets: (!p.identity_secrets.is_empty())
+                .then(|| serde_json::to_string(&p.identity_secrets).ok())
+                .flatten(),
         }
     }
 }
@@ -72,6 +77,8 @@ pub(super) struct ProjectRow {
     assistant_guidance: Option<String>,
     // Null in rows written before migration 0020: the project asks for ratings.
     csat_disabled: Option<bool>,
+    // Null in rows written before migration 0025, and while the project has none.
+    identity_secrets: Option<String>,
 }
 
 impl TryFrom<ProjectRow> for Project {
@@ -91,6 +98,11 @@ impl TryFrom<ProjectRow> for Project {
                 guidance: r.assistant_guidance.unwrap_or_default(),
             },
             csat_disabled: r.csat_disabled.unwrap_or(false),
+            identity_secrets: match r.identity_secrets.as_deref() {
+                Some(json) => serde_json::from_str(json)
+                    .map_err(|e| StoreError::Internal(format!("corrupt identity secrets: {e}")))?,
+                None => Vec::new(),
+            },
         })
     }
 }
@@ -125,6 +137,8 @@ pub(super) struct TicketValues<'a> {
     satisfaction_score: Option<i32>,
     satisfaction_comment: Option<&'a str>,
     satisfaction_at: Option<DateTime<Utc>>,
+    /// JSON: the contact as the ticket keeps it, written once and read whole.
+    contact: Option<String>,
 }
 
 impl<'a> From<&'a Ticket> for TicketValues<'a> {
@@ -161,6 +175,10 @@ impl<'a> From<&'a Ticket> for TicketValues<'a> {
             satisfaction_score: t.satisfaction.as_ref().map(|s| i32::from(s.score)),
             satisfaction_comment: t.satisfaction.as_ref().map(|s| s.comment.as_str()),
             satisfaction_at: t.satisfaction.as_ref().map(|s| s.rated_at),
+            contact: t
+                .contact
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c).ok()),
         }
     }
 }
@@ -244,6 +262,9 @@ pub(super) struct TicketRow {
     satisfaction_score: Option<i32>,
     satisfaction_comment: Option<String>,
     satisfaction_at: Option<DateTime<Utc>>,
+    /// Null in rows written before migration 0025, and for tickets opened without a verified
+    /// session.
+    contact: Option<String>,
 }
 
 impl TryFrom<TicketRow> for Ticket {
@@ -306,6 +327,10 @@ impl TryFrom<TicketRow> for Ticket {
                 })),
                 (None, None) => None,
                 _ => return Err(corrupt("satisfaction")),
+            },
+            contact: match r.contact.as_deref() {
+                Some(json) => Some(serde_json::from_str(json).map_err(|_| corrupt("contact"))?),
+                None => None,
             },
         })
     }
