@@ -96,7 +96,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The ticket", Json(schema::<fleety_actors::events::TicketView>))
         .refuses(404, "No such project or ticket"),
         Route::new(patch(), "/v1/tickets/{projectId}/{slug}", "changeTicket", "Change a ticket's status, its assignee, or both", Agent, |b| {
-            b.param("slug").and(b.member()).and(b.ctx()).and(b.json()).then(tickets::change).boxed()
+            b.param("slug").and(b.member()).and(b.meta()).and(b.ctx()).and(b.json()).then(tickets::change).boxed()
         })
         .tag("agents")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -270,7 +270,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The timeline entries, oldest first", Json(schema::<tickets::Timeline>))
         .refuses(404, "No such ticket"),
         Route::new(post(), "/v1/projects/{projectId}/tickets/{slug}/notes", "addNote", "Add an internal note, never shown to the visitor", Agent, |b| {
-            b.param("slug").and(b.agent()).and(b.ctx()).and(b.json()).then(tickets::add_note).boxed()
+            b.param("slug").and(b.audited()).and(b.ctx()).and(b.json()).then(tickets::add_note).boxed()
         })
         .tag("agents")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -285,7 +285,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The articles, most recently changed first", Json(schema::<kb::ArticleList>)),
         Route::new(post(), "/v1/projects/{projectId}/kb/articles", "createArticle", "Add an article to the knowledge base", Admin, |b| {
-            b.agent().and(b.ctx()).and(b.json()).then(kb::create).boxed()
+            b.audited().and(b.ctx()).and(b.json()).then(kb::create).boxed()
         })
         .tag("knowledge base")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -304,7 +304,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The article", Json(schema::<kb::ArticleView>))
         .refuses(404, "No such article"),
         Route::new(patch(), "/v1/projects/{projectId}/kb/articles/{articleId}", "updateArticle", "Change an article's title, body, tags, language or link", Admin, |b| {
-            b.param("articleId").and(b.agent()).and(b.ctx()).and(b.json()).then(kb::update).boxed()
+            b.param("articleId").and(b.audited()).and(b.ctx()).and(b.json()).then(kb::update).boxed()
         })
         .tag("knowledge base")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -313,7 +313,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The article after the change", Json(schema::<kb::ArticleView>))
         .refuses(404, "No such article"),
         Route::new(delete(), "/v1/projects/{projectId}/kb/articles/{articleId}", "deleteArticle", "Delete an article", Admin, |b| {
-            b.param("articleId").and(b.agent()).and(b.ctx()).then(kb::delete).boxed()
+            b.param("articleId").and(b.audited()).and(b.ctx()).then(kb::delete).boxed()
         })
         .tag("knowledge base")
         .param("projectId", PROJECT, schema::<ProjectId>)

@@ -10,6 +10,7 @@ use fleety_actors::domain::{
 use fleety_actors::domain::{
     Email, Satisfaction, SatisfactionComment, VisitorContact, VisitorName,
 };
+use fleety_actors::audit::{self, AuditBy};
 use fleety_actors::events::{self, ActivityView, MessageView, NoteView, TicketSummary};
 use fleety_actors::ticket::{Command, MessagePage, NewTicket, TicketChange, TicketKey};
 use fleety_actors::MessageId;
@@ -262,7 +263,10 @@ pub async fn post_message(
                 idempotency_key,
                 agent,
             };
-            let message = ctx.system.tickets.run(&key, post).await?.into_message()?;
+            // An agent's reply is recorded in the audit trail; a visitor's message is not.
+            let by = super::audit::by_visitor(&visitor, &meta).filter(|_| author == Participant::Admin);
+            let posted = audit::acting(by, ctx.system.tickets.run(&key, post));
+            let message = posted.await?.into_message()?;
             let data = MessageView::new(&message, &[]);
             Ok(json(
                 StatusCode::CREATED,
@@ -412,6 +416,7 @@ pub async fn change(
     slug: String,
     project: Arc<Project>,
     principal: Principal,
+    meta: Arc<RequestMeta>,
     ctx: Arc<Ctx>,
     req: ChangeTicket,
 ) -> Response {
@@ -482,7 +487,9 @@ pub async fn change(
                 tags,
                 by: Some(by),
             };
+            let who = super::audit::by(&principal, &meta);
             let change = ctx.system.tickets.run(&key, Command::Change(change));
+            let change = audit::acting(Some(who), change);
             let mut ticket = change.await?.into_ticket()?;
             if ticket.assignee_member.is_some() {
                 super::assignees::Roster::load(&ctx, &project.id)
@@ -549,6 +556,7 @@ pub async fn notes(slug: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Respon
 pub async fn add_note(
     slug: String,
     project: Arc<Project>,
+    who: AuditBy,
     ctx: Arc<Ctx>,
     req: NewNote,
 ) -> Response {
@@ -558,7 +566,8 @@ pub async fn add_note(
             let author = field(AgentName::parse(&req.author), "author")?;
             let content = field(MessageBody::parse(&req.content), "content")?;
             let add = Command::AddNote { author, content };
-            let note = ctx.system.tickets.run(&key, add).await?.into_note()?;
+            let note = audit::acting(Some(who), ctx.system.tickets.run(&key, add));
+            let note = note.await?.into_note()?;
             Ok(json(StatusCode::CREATED, &NoteView::new(&note)))
         }
         .await,

@@ -2339,6 +2339,7 @@ pub async fn audit_records_list_newest_first_filtered_and_paged(store: Arc<dyn S
     let dana = AuditActor::Member {
         id: Uuid::new_v4(),
         name: "Dana".into(),
+        token: None,
     };
     let start = now_millis() - Duration::hours(1);
     let mut written = Vec::new();

@@ -51,6 +51,7 @@ async fn a_failed_batch_refuses_the_writes_queued_behind_it_and_the_ticket_reloa
             idempotency_key: None,
             agent: None,
         },
+        by: None,
         reply,
     });
     f.kit.store.holding(1).await;
