@@ -1342,6 +1342,8 @@ export interface components {
             /** @enum {string} */
             kind: "member";
             name: string;
+            /** Format: uuid */
+            token?: string | null;
         } | {
             /** @enum {string} */
             kind: "admin_key";
