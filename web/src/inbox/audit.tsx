@@ -75,9 +75,9 @@ export function Audit({ api }: { api: Api }) {
         <h2 id="audit-title">Audit trail</h2>
         <p class="hint">Who did what to this project, when and from where. Message and note texts are never kept here.</p>
         <form class="audit-filters" role="search" aria-label="Filter the audit trail" onSubmit={(e) => e.preventDefault()}>
-          <label>
-            Member
-            <select value={member} onChange={(e) => setMember((e.target as HTMLSelectElement).value)}>
+          <div class="field">
+            <label for="audit-member">Member</label>
+            <select id="audit-member" value={member} onChange={(e) => setMember((e.target as HTMLSelectElement).value)}>
               <option value="">Anyone</option>
               {members.map((m) => (
                 <option value={m.id} key={m.id}>
@@ -85,21 +85,21 @@ export function Audit({ api }: { api: Api }) {
                 </option>
               ))}
             </select>
-          </label>
-          <label>
-            Action
-            <select value={action} onChange={(e) => setAction((e.target as HTMLSelectElement).value)}>
+          </div>
+          <div class="field">
+            <label for="audit-action">Action</label>
+            <select id="audit-action" value={action} onChange={(e) => setAction((e.target as HTMLSelectElement).value)}>
               {ACTIONS.map(([value, label]) => (
                 <option value={value} key={value}>
                   {label}
                 </option>
               ))}
             </select>
-          </label>
-          <label>
-            Since
-            <input type="date" value={since} onChange={(e) => setSince((e.target as HTMLInputElement).value)} />
-          </label>
+          </div>
+          <div class="field">
+            <label for="audit-since">Since</label>
+            <input id="audit-since" type="date" value={since} onChange={(e) => setSince((e.target as HTMLInputElement).value)} />
+          </div>
         </form>
         {error && (
           <p class="error" role="alert">
@@ -182,9 +182,11 @@ function shown(value: unknown): string {
   return String(value);
 }
 
-/** Each change as one line: `status: open → pending`, or a detail as `note: <id>`. */
+/** Each change as one line: `status: open → pending`, or a detail as `note: <id>`. A member's
+ * id beside their name says nothing more to a reader. */
 function changes(c: AuditRecord["changes"]): string[] {
-  return Object.entries(c).map(([field, value]) => {
+  const entries = Object.entries(c).filter(([field]) => !(field === "assignee_id" && "assignee" in c));
+  return entries.map(([field, value]) => {
     const name = field.replace("_", " ");
     if (value && typeof value === "object" && !Array.isArray(value) && "before" in value && "after" in value) {
       const { before, after } = value as { before: unknown; after: unknown };

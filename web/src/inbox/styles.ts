@@ -136,7 +136,9 @@ table.members { width: 100%; border-collapse: collapse; margin-top: 8px; }
 table.members th, table.members td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); }
 .card.audit { max-width: 1200px; }
 .audit-filters { flex-direction: row !important; flex-wrap: wrap; gap: 12px !important; align-items: end; margin-top: 8px; }
-.audit-filters label { display: flex; flex-direction: column; gap: 4px; font-size: 13px; color: var(--muted); }
+.audit-filters .field { display: flex; flex-direction: column; gap: 4px; }
+.audit-filters label { font-size: 13px; color: var(--muted); }
+.audit-filters select, .audit-filters input { height: 36px; box-sizing: border-box; }
 table.audit-log { font-size: 13px; }
 table.audit-log td { vertical-align: top; }
 table.audit-log .time, table.audit-log .ip { white-space: nowrap; color: var(--muted); font-variant-numeric: tabular-nums; }
