@@ -902,7 +902,7 @@ async fn serve_requests(inner: Arc<Inner>, tickets: Tickets, mut requests: async
                             let (cmd, by) = (f.command, f.by);
                             let run = |reply| TicketMsg::Run {
                                 cmd: cmd.clone(),
-                                by: by.clone(),
+                                by: by.clone().map(Box::new),
                                 reply,
                             };
                             let answer = tickets.call(&key, run).await;

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use fleety_actors::audit::{self, AuditBy};
 use fleety_actors::domain::{
     parse_tags, Article, ArticleBody, ArticleTitle, ArticleUrl, ChatRole, ChatTurn, Language,
     Project, Rating, MAX_ARTICLE_TAGS, MAX_ARTICLE_TAG_CHARS,
 };
-use fleety_actors::audit::{self, AuditBy};
 use fleety_actors::events::rfc3339;
 use fleety_actors::kb::{ArticleChange, KbError};
 use fleety_actors::llm::Passage;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use fleety_actors::audit::{self, AuditBy};
 use fleety_actors::domain::{
     Actor, AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project,
     Slug, Tags, TicketSource, TicketStatus, Title,
@@ -10,7 +11,6 @@ use fleety_actors::domain::{
 use fleety_actors::domain::{
     Email, Satisfaction, SatisfactionComment, VisitorContact, VisitorName,
 };
-use fleety_actors::audit::{self, AuditBy};
 use fleety_actors::events::{self, ActivityView, MessageView, NoteView, TicketSummary};
 use fleety_actors::ticket::{Command, MessagePage, NewTicket, TicketChange, TicketKey};
 use fleety_actors::MessageId;
@@ -264,7 +264,8 @@ pub async fn post_message(
                 agent,
             };
             // An agent's reply is recorded in the audit trail; a visitor's message is not.
-            let by = super::audit::by_visitor(&visitor, &meta).filter(|_| author == Participant::Admin);
+            let by =
+                super::audit::by_visitor(&visitor, &meta).filter(|_| author == Participant::Admin);
             let posted = audit::acting(by, ctx.system.tickets.run(&key, post));
             let message = posted.await?.into_message()?;
             let data = MessageView::new(&message, &[]);

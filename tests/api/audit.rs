@@ -68,7 +68,6 @@ fn one<'a>(list: &'a Value, action: &str) -> &'a Value {
     found[0]
 }
 
-
 /// A project whose owner, Dana, is signed in with a bearer session: where every test starts.
 struct Owned {
     app: TestApp,
@@ -104,12 +103,14 @@ impl Owned {
         let list = audit(&self.app, &self.token, &format!("?action={action}")).await;
         let records = list["records"].as_array().unwrap().clone();
         assert!(
-            records.iter().all(|r| action
-                .strip_suffix('*')
-                .map_or(r["action"] == action, |p| r["action"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(p))),
+            records.iter().all(
+                |r| action
+                    .strip_suffix('*')
+                    .map_or(r["action"] == action, |p| r["action"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(p))
+            ),
             "?action={action} let others through: {records:#?}"
         );
         records
@@ -640,10 +641,7 @@ async fn the_admin_key_and_a_personal_token_are_named_as_today() {
         )
         .await;
     assert_eq!(reply.status(), StatusCode::CREATED);
-    let closed = o
-        .app
-        .admin_patch(&path, json!({"status": "closed"}))
-        .await;
+    let closed = o.app.admin_patch(&path, json!({"status": "closed"})).await;
     assert_eq!(closed.status(), StatusCode::OK);
     let made = o
         .call(

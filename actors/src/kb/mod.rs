@@ -472,8 +472,9 @@ impl KnowledgeBaseActor {
                             article.url = url;
                         }
                         article.updated_at = change.at;
-                        let record = article_record(by.as_ref(), &article, "article.changed", change.at)
-                            .map(|r| article_changes(r, old, &article));
+                        let record =
+                            article_record(by.as_ref(), &article, "article.changed", change.at)
+                                .map(|r| article_changes(r, old, &article));
                         state.store_and_index(article, record).await
                     }
                 };
@@ -506,9 +507,10 @@ impl KnowledgeBaseActor {
             KbMsg::Delete { id, at, by, reply } => {
                 let result = async {
                     // Deleting an article that is not there changes nothing, and is not recorded.
-                    let record = state.articles.get(&id).and_then(|old| {
-                        article_record(by.as_ref(), old, "article.deleted", at)
-                    });
+                    let record = state
+                        .articles
+                        .get(&id)
+                        .and_then(|old| article_record(by.as_ref(), old, "article.deleted", at));
                     let delete = state.deps.store.delete_article(&state.project, id);
                     audit::recorded(record, delete).await?;
                     state.articles.remove(&id);

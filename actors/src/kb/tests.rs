@@ -38,7 +38,9 @@ async fn articles_are_kept_searched_changed_and_deleted() {
         "the index follows the change"
     );
 
-    kb.delete(&k.project, reset.id, chrono::Utc::now()).await.unwrap();
+    kb.delete(&k.project, reset.id, chrono::Utc::now())
+        .await
+        .unwrap();
     assert!(matches!(
         kb.get(&k.project, reset.id).await,
         Err(KbError::NotFound)

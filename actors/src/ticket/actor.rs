@@ -35,7 +35,7 @@ pub enum TicketMsg {
     /// `by`: who acts, when an agent does, so the change's batch holds its audit record.
     Run {
         cmd: Command,
-        by: Option<AuditBy>,
+        by: Option<Box<AuditBy>>,
         reply: Reply,
     },
     /// The ticket as JSON, with all its messages, or with a page of them.

@@ -218,7 +218,7 @@ impl Tickets {
         loop {
             let here = |reply| super::TicketMsg::Run {
                 cmd: cmd.clone(),
-                by: by.clone(),
+                by: by.clone().map(Box::new),
                 reply,
             };
             let outcome = match self.call(key, here).await {

@@ -132,7 +132,7 @@ impl Tickets {
             None => {
                 self.call(key, |reply| TicketMsg::Run {
                     cmd: cmd.clone(),
-                    by: by.clone(),
+                    by: by.clone().map(Box::new),
                     reply,
                 })
                 .await

@@ -58,8 +58,8 @@ enum Decided {
 
 impl TicketState {
     /// Carries out a command, or refuses it. `by`: who acts, when an agent does.
-    pub fn run(&mut self, command: Command, by: Option<AuditBy>, reply: Reply) {
-        let by = by.as_ref();
+    pub fn run(&mut self, command: Command, by: Option<Box<AuditBy>>, reply: Reply) {
+        let by = by.as_deref();
         let decided = match command {
             Command::Post {
                 author,
@@ -113,9 +113,10 @@ impl TicketState {
         }
         // A visitor replying to a solved ticket reopens it, owing nobody an answer.
         if author == Participant::User && self.tentative_status == TicketStatus::Resolved {
-            if let Decided::Write(writes, answer) =
-                self.change(TicketChange::status(TicketStatus::Open).by(Actor::Visitor), None)?
-            {
+            if let Decided::Write(writes, answer) = self.change(
+                TicketChange::status(TicketStatus::Open).by(Actor::Visitor),
+                None,
+            )? {
                 self.writes.push(
                     writes,
                     Owed {
