@@ -462,7 +462,7 @@ fn routes() -> Vec<Route> {
         .describe("Never their secrets. Empty for the admin key, which is no member.")
         .answers(200, "The tokens", Json(schema::<tokens::TokenList>)),
         Route::new(post(), "/v1/projects/{projectId}/me/tokens", "createMyToken", "Make a personal API token", Agent, |b| {
-            b.member().and(b.ctx()).and(b.json()).then(tokens::create).boxed()
+            b.member().and(b.meta()).and(b.ctx()).and(b.json()).then(tokens::create).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -471,7 +471,7 @@ fn routes() -> Vec<Route> {
         .answers(201, "The token and its secret", Json(schema::<tokens::CreatedToken>))
         .refuses(409, "The member holds 20 tokens already"),
         Route::new(delete(), "/v1/projects/{projectId}/me/tokens/{tokenId}", "revokeMyToken", "Revoke one of the caller's personal API tokens", Agent, |b| {
-            b.param("tokenId").and(b.member()).and(b.ctx()).then(tokens::revoke_mine).boxed()
+            b.param("tokenId").and(b.member()).and(b.meta()).and(b.ctx()).then(tokens::revoke_mine).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -592,7 +592,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The tokens", Json(schema::<tokens::TokenList>))
         .refuses(404, "No such member"),
         Route::new(delete(), "/v1/projects/{projectId}/members/{memberId}/tokens/{tokenId}", "revokeMemberToken", "Revoke a member's personal API token", Admin, |b| {
-            b.param("memberId").and(b.param("tokenId")).and(b.member()).and(b.ctx()).then(tokens::revoke_members).boxed()
+            b.param("memberId").and(b.param("tokenId")).and(b.member()).and(b.meta()).and(b.ctx()).then(tokens::revoke_members).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)

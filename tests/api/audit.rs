@@ -728,3 +728,35 @@ async fn knowledge_base_changes_are_recorded_with_the_title_never_the_body() {
     let all = audit(&o.app, &o.token, "?limit=200").await.to_string();
     assert!(!all.contains(body) && !all.contains("Within a week."));
 }
+
+#[tokio::test]
+async fn personal_tokens_made_and_revoked_are_recorded_without_their_secret() {
+    let o = Owned::new().await;
+    let made = o
+        .call(
+            Method::POST,
+            "/v1/projects/demo/me/tokens",
+            Some(json!({"name": "CRM sync", "scope": "read"})),
+        )
+        .await;
+    let id = made["id"].as_str().unwrap();
+    o.call(
+        Method::DELETE,
+        &format!("/v1/projects/demo/me/tokens/{id}"),
+        None,
+    )
+    .await;
+
+    let target = json!({"kind": "token", "id": id, "name": "CRM sync"});
+    let created = o.record("token.created").await;
+    assert_eq!(created["actor"], o.actor());
+    assert_eq!(created["target"], target);
+    assert_eq!(created["changes"], json!({"scope": "read", "member": o.id}));
+    from_here(&created);
+    let revoked = o.record("token.revoked").await;
+    assert_eq!(revoked["actor"], o.actor());
+    assert_eq!(revoked["target"], target);
+    assert_eq!(o.records("token.*").await.len(), 2);
+    let all = audit(&o.app, &o.token, "?limit=200").await.to_string();
+    assert!(!all.contains(made["secret"].as_str().unwrap()));
+}

@@ -144,7 +144,9 @@ impl TicketState {
         };
         let mut writes = vec![TicketWrite::Message(message.clone())];
         if author == Participant::Admin {
-            writes.extend(self.audited(by, "ticket.replied", |r| r.with("message", id)));
+            writes.extend(self.audited(by, "ticket.replied", id.timestamp(), |r| {
+                r.with("message", id)
+            }));
         }
         writes.extend(self.announce(EventType::MessageCreated, || {
             message_created(&self.key.project, &self.key.slug, &message)
@@ -195,21 +197,27 @@ impl TicketState {
         // One record per field that changed, as the timeline has one entry per field, so
         // each kind of change is found by its action.
         if before.status != next.status {
-            writes.extend(self.audited(audit, "ticket.status_changed", |r| {
-                r.changed("status", before.status, next.status)
-            }));
+            writes.extend(
+                self.audited(audit, "ticket.status_changed", next.updated_at, |r| {
+                    r.changed("status", before.status, next.status)
+                }),
+            );
         }
         if !before.same_assignee(&next) {
             let member = |t: &Ticket| t.assignee_member.as_ref().map(|m| m.id);
-            writes.extend(self.audited(audit, "ticket.assigned", |r| {
-                r.changed("assignee", &before.assignee, &next.assignee)
-                    .changed("assignee_id", member(&before), member(&next))
-            }));
+            writes.extend(
+                self.audited(audit, "ticket.assigned", next.updated_at, |r| {
+                    r.changed("assignee", &before.assignee, &next.assignee)
+                        .changed("assignee_id", member(&before), member(&next))
+                }),
+            );
         }
         if before.tags != next.tags {
-            writes.extend(self.audited(audit, "ticket.tags_changed", |r| {
-                r.changed("tags", &before.tags, &next.tags)
-            }));
+            writes.extend(
+                self.audited(audit, "ticket.tags_changed", next.updated_at, |r| {
+                    r.changed("tags", &before.tags, &next.tags)
+                }),
+            );
         }
         let summary =
             || serde_json::to_value(crate::events::TicketSummary::new(&next)).unwrap_or_default();
@@ -280,19 +288,23 @@ impl TicketState {
             created_at: id.timestamp(),
         };
         let mut writes = vec![TicketWrite::Note(note.clone())];
-        writes.extend(self.audited(by, "ticket.note_added", |r| r.with("note", id)));
+        writes.extend(self.audited(by, "ticket.note_added", note.created_at, |r| {
+            r.with("note", id)
+        }));
         Ok(Decided::Write(writes, Answer::Note(note)))
     }
 
-    /// The audit record of `action` on this ticket by `by`, with what `changes` adds; none
-    /// when nobody is recorded as acting (a visitor, the assistant).
+    /// The audit record of `action` on this ticket by `by` at `at` (the change's own time, so
+    /// the records of one change share it), with what `changes` adds; none when nobody is
+    /// recorded as acting (a visitor, the assistant).
     fn audited(
         &self,
         by: Option<&AuditBy>,
         action: &str,
+        at: chrono::DateTime<chrono::Utc>,
         changes: impl FnOnce(AuditRecord) -> AuditRecord,
     ) -> Option<TicketWrite> {
-        let record = by?.record(&self.key.project, self.deps.clock.now(), action);
+        let record = by?.record(&self.key.project, at, action);
         let ticket = &self.ticket;
         let target = AuditTarget::new("ticket", &self.key.slug).named(ticket.title.as_str());
         Some(TicketWrite::Audit(changes(record.target(target))))
