@@ -499,6 +499,7 @@ impl Accounts {
             AuditActor::Member {
                 id: member.id,
                 name: member.name.clone(),
+                token: None,
             },
             Some(ip.to_string()),
             "member.signed_in",

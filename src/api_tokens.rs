@@ -8,6 +8,7 @@
 //! working when it is revoked or its member is deactivated.
 
 use base64::Engine as _;
+use fleety_actors::audit::{self, AuditBy, AuditTarget};
 use fleety_actors::domain::ProjectId;
 use fleety_actors::member::{ApiToken, Member, MemberState, TokenScope};
 use fleety_actors::store::StoreError;
@@ -74,6 +75,7 @@ impl Accounts {
         member: &Member,
         name: &str,
         scope: TokenScope,
+        who: &AuditBy,
     ) -> Result<(ApiToken, String), TokenError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
@@ -111,7 +113,12 @@ impl Accounts {
             created_at: self.now(),
             last_used_at: None,
         };
-        self.store().create_api_token(&token).await?;
+        let record = who
+            .record(project, token.created_at, "token.created")
+            .target(AuditTarget::new("token", id).named(name))
+            .with("scope", scope.as_str())
+            .with("member", member.id);
+        audit::recorded(Some(record), self.store().create_api_token(&token)).await?;
         Ok((token, secret))
     }
 

@@ -81,6 +81,9 @@ struct Forwarded {
     project: ProjectId,
     slug: Slug,
     command: Command,
+    /// Who acts, for the change's audit record (absent from older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    by: Option<fleety_actors::audit::AuditBy>,
 }
 
 /// What the log's reader needs of an entry: the writes are skipped unread.
@@ -492,6 +495,7 @@ impl Cluster for Port {
         node: &str,
         key: &TicketKey,
         command: Command,
+        by: Option<fleety_actors::audit::AuditBy>,
     ) -> Result<Answer, TicketError> {
         let inner = &self.0;
         let forwarded = Forwarded {
@@ -499,6 +503,7 @@ impl Cluster for Port {
             project: key.project.clone(),
             slug: key.slug.clone(),
             command,
+            by,
         };
         let payload: Bytes = serde_json::to_vec(&forwarded)
             .map_err(|e| TicketError::Internal(format!("encoding a command: {e}")))?
@@ -894,9 +899,10 @@ async fn serve_requests(inner: Arc<Inner>, tickets: Tickets, mut requests: async
                             slug: f.slug,
                         };
                         let carried_out = once.get_or_init(|| async {
-                            let cmd = f.command;
+                            let (cmd, by) = (f.command, f.by);
                             let run = |reply| TicketMsg::Run {
                                 cmd: cmd.clone(),
+                                by: by.clone().map(Box::new),
                                 reply,
                             };
                             let answer = tickets.call(&key, run).await;

@@ -26,8 +26,14 @@ use crate::domain::ProjectId;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AuditActor {
-    /// A member, with their name at the time.
-    Member { id: Uuid, name: String },
+    /// A member, with their name at the time; `token` is the id of the personal API token
+    /// they acted by, if they did.
+    Member {
+        id: Uuid,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<Uuid>,
+    },
     /// The project's admin key.
     AdminKey,
     /// The operator: the operator API's token, or the `fleety` command line.
@@ -46,8 +52,9 @@ impl AuditActor {
 }
 
 /// Who makes a change and from where: all a record needs besides what changed. Handlers
-/// build it once per request and hand it to whatever makes the change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// build it once per request and hand it to whatever makes the change: a store write
+/// ([`recorded`]), or an actor that decides the change and its record itself ([`acting`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditBy {
     pub actor: AuditActor,
     pub ip: Option<String>,
@@ -304,6 +311,23 @@ pub fn take() -> Option<AuditRecord> {
         .try_with(|pending| pending.borrow_mut().take())
         .ok()
         .flatten()
+}
+
+tokio::task_local! {
+    static ACTING: Option<AuditBy>;
+}
+
+/// Runs `request` as done by `by`: the actors it asks for a change (a ticket's, a knowledge
+/// base's) learn who acts from [`acting_now`] and send it along with the request, so the
+/// actor, which alone knows what the change comes to (a status before and after), writes the
+/// record in the change's own batch. `None`: nobody to record (a visitor).
+pub async fn acting<F: Future>(by: Option<AuditBy>, request: F) -> F::Output {
+    ACTING.scope(by, request).await
+}
+
+/// Who acts in the request being handled ([`acting`]); `None` outside one, or for a visitor.
+pub fn acting_now() -> Option<AuditBy> {
+    ACTING.try_with(Clone::clone).ok().flatten()
 }
 
 /// Puts back a record a backend took for a write that was refused before anything was

@@ -537,6 +537,7 @@ pub trait MemberStore: Send + Sync + 'static {
     ) -> StoreResult<usize>;
     /// Stores a new personal API token (its id is fresh); [`StoreError::Conflict`] if the
     /// project has a token with this id.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn create_api_token(&self, token: &ApiToken) -> StoreResult<()>;
     async fn get_api_token(
         &self,
@@ -554,6 +555,7 @@ pub trait MemberStore: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Revokes a token; [`StoreError::NotFound`] if there is none.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn delete_api_token(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
 }
 

@@ -51,6 +51,8 @@ pub struct Visitor {
     /// The member who calls (signed in, or by a personal token): an agent's message names
     /// them.
     pub member: Option<Box<Member>>,
+    /// The personal API token the member calls by, if they do.
+    pub token: Option<uuid::Uuid>,
 }
 
 /// Who calls a project's agent routes.
@@ -291,13 +293,13 @@ pub fn public(
         // The origin's verdict first, so a refusal below is readable by an allowed page.
         let origin_allowed = project.as_ref().is_none_or(|p| meta.note_origin(p));
         // The admin key first: a request that holds it speaks for the project, not a member.
-        let (admin, member) = match &project {
-            Some(p) if meta.is_admin_of(p) => (true, None),
+        let (admin, member, token) = match &project {
+            Some(p) if meta.is_admin_of(p) => (true, None, None),
             Some(p) => match signed_in_quietly(&ctx, &meta, &p.id).await? {
-                Some(m) => (true, Some(Box::new(m))),
-                None => (false, None),
+                Some((m, token)) => (true, Some(Box::new(m)), token),
+                None => (false, None, None),
             },
-            None => (false, None),
+            None => (false, None, None),
         };
         if !admin {
             match project
@@ -319,6 +321,7 @@ pub fn public(
             project,
             admin,
             member,
+            token,
         })
     })
 }
@@ -332,12 +335,12 @@ fn session_of(ctx: &Ctx, meta: &RequestMeta, project: &Project) -> Option<String
 
 /// The public route's caller, when a member of `project`: by a session secret or a personal
 /// token (a `read` one only to read) as the bearer, or by the cookie with its CSRF token.
-/// Anything less is a visitor, not an error.
+/// Anything less is a visitor, not an error. With the token's id when a token it is.
 async fn signed_in_quietly(
     ctx: &Ctx,
     meta: &RequestMeta,
     project: &ProjectId,
-) -> Result<Option<Member>, ApiError> {
+) -> Result<Option<(Member, Option<uuid::Uuid>)>, ApiError> {
     if let Some(bearer) = meta
         .bearer
         .as_deref()
@@ -345,7 +348,7 @@ async fn signed_in_quietly(
     {
         let caller = ctx.accounts.token(project, bearer).await?;
         let caller = caller.filter(|c| c.token.scope == TokenScope::Write || meta.safe);
-        return Ok(caller.map(|c| c.member));
+        return Ok(caller.map(|c| (c.member, Some(c.token.id))));
     }
     let secret = match (&meta.bearer, &meta.cookie, &meta.csrf) {
         (Some(bearer), _, _) if crate::accounts::is_session_secret(bearer) => bearer,
@@ -356,7 +359,7 @@ async fn signed_in_quietly(
         .accounts
         .session(project, secret)
         .await?
-        .map(|s| s.member))
+        .map(|s| (s.member, None)))
 }
 
 /// Who the request is, for `project`; `None` if it presents no credential at all.

@@ -15,25 +15,50 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warp::reply::Response;
 
-use super::access::Principal;
+use super::access::{Principal, Visitor};
 use super::error::{json, respond};
 use super::{ApiError, Ctx};
 use crate::server::RequestMeta;
 
-/// Who the caller's changes are recorded as: the member or the admin key, from the client's
-/// address.
+/// Who the caller's changes are recorded as: the member (with the personal token they used,
+/// if any) or the admin key, from the client's address.
 pub fn by(principal: &Principal, meta: &RequestMeta) -> AuditBy {
-    let actor = match principal.member() {
-        Some(m) => AuditActor::Member {
+    let actor = match principal {
+        Principal::AdminKey => AuditActor::AdminKey,
+        Principal::Member(m) => AuditActor::Member {
             id: m.member.id,
             name: m.member.name.clone(),
+            token: None,
         },
-        None => AuditActor::AdminKey,
+        Principal::Token(t) => AuditActor::Member {
+            id: t.member.id,
+            name: t.member.name.clone(),
+            token: Some(t.token.id),
+        },
     };
     AuditBy {
         actor,
         ip: Some(meta.ip.to_string()),
     }
+}
+
+/// Who a public route's caller acts as, when they act as the project's agents (the admin
+/// key, or a member signed in or by a token); `None` for a visitor, whose actions the trail
+/// does not record.
+pub fn by_visitor(visitor: &Visitor, meta: &RequestMeta) -> Option<AuditBy> {
+    let actor = match (&visitor.member, visitor.admin) {
+        (Some(m), _) => AuditActor::Member {
+            id: m.id,
+            name: m.name.clone(),
+            token: visitor.token,
+        },
+        (None, true) => AuditActor::AdminKey,
+        (None, false) => return None,
+    };
+    Some(AuditBy {
+        actor,
+        ip: Some(meta.ip.to_string()),
+    })
 }
 
 /// Which records to list, and which page.

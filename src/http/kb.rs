@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use fleety_actors::audit::{self, AuditBy};
 use fleety_actors::domain::{
     parse_tags, Article, ArticleBody, ArticleTitle, ArticleUrl, ChatRole, ChatTurn, Language,
     Project, Rating, MAX_ARTICLE_TAGS, MAX_ARTICLE_TAG_CHARS,
@@ -160,7 +161,12 @@ fn article_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// POST /v1/projects/{projectId}/kb/articles
-pub async fn create(project: Arc<Project>, ctx: Arc<Ctx>, req: NewArticle) -> Response {
+pub async fn create(
+    project: Arc<Project>,
+    who: AuditBy,
+    ctx: Arc<Ctx>,
+    req: NewArticle,
+) -> Response {
     respond(
         async {
             let now = ctx.clock.now();
@@ -180,7 +186,7 @@ pub async fn create(project: Arc<Project>, ctx: Arc<Ctx>, req: NewArticle) -> Re
                     .unwrap_or_default(),
                 url: req.url.as_deref().map(url).transpose()?,
             };
-            let article = ctx.system.kb.put(article).await?;
+            let article = audit::acting(Some(who), ctx.system.kb.put(article)).await?;
             Ok(json(StatusCode::CREATED, &ArticleView::new(&article)))
         }
         .await,
@@ -214,6 +220,7 @@ pub async fn get(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
 pub async fn update(
     id: String,
     project: Arc<Project>,
+    who: AuditBy,
     ctx: Arc<Ctx>,
     req: ArticlePatch,
 ) -> Response {
@@ -246,7 +253,8 @@ pub async fn update(
                     .transpose()?,
                 at: ctx.clock.now(),
             };
-            let article = ctx.system.kb.patch(&project.id, id, change).await?;
+            let patch = ctx.system.kb.patch(&project.id, id, change);
+            let article = audit::acting(Some(who), patch).await?;
             Ok(json(StatusCode::OK, &ArticleView::new(&article)))
         }
         .await,
@@ -254,10 +262,14 @@ pub async fn update(
 }
 
 /// DELETE /v1/projects/{projectId}/kb/articles/{articleId}
-pub async fn delete(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+pub async fn delete(id: String, project: Arc<Project>, who: AuditBy, ctx: Arc<Ctx>) -> Response {
     respond(
         async {
-            ctx.system.kb.delete(&project.id, article_id(&id)?).await?;
+            let delete = ctx
+                .system
+                .kb
+                .delete(&project.id, article_id(&id)?, ctx.clock.now());
+            audit::acting(Some(who), delete).await?;
             Ok(json(StatusCode::OK, &super::Done::new("Article deleted")))
         }
         .await,

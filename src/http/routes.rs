@@ -104,7 +104,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The ticket", Json(schema::<fleety_actors::events::TicketView>))
         .refuses(404, "No such project or ticket"),
         Route::new(patch(), "/v1/tickets/{projectId}/{slug}", "changeTicket", "Change a ticket's status, its assignee, or both", Agent, |b| {
-            b.param("slug").and(b.member()).and(b.ctx()).and(b.json()).then(tickets::change).boxed()
+            b.param("slug").and(b.member()).and(b.meta()).and(b.ctx()).and(b.json()).then(tickets::change).boxed()
         })
         .tag("agents")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -278,7 +278,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The timeline entries, oldest first", Json(schema::<tickets::Timeline>))
         .refuses(404, "No such ticket"),
         Route::new(post(), "/v1/projects/{projectId}/tickets/{slug}/notes", "addNote", "Add an internal note, never shown to the visitor", Agent, |b| {
-            b.param("slug").and(b.agent()).and(b.ctx()).and(b.json()).then(tickets::add_note).boxed()
+            b.param("slug").and(b.audited()).and(b.ctx()).and(b.json()).then(tickets::add_note).boxed()
         })
         .tag("agents")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -293,7 +293,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The articles, most recently changed first", Json(schema::<kb::ArticleList>)),
         Route::new(post(), "/v1/projects/{projectId}/kb/articles", "createArticle", "Add an article to the knowledge base", Admin, |b| {
-            b.agent().and(b.ctx()).and(b.json()).then(kb::create).boxed()
+            b.audited().and(b.ctx()).and(b.json()).then(kb::create).boxed()
         })
         .tag("knowledge base")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -312,7 +312,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The article", Json(schema::<kb::ArticleView>))
         .refuses(404, "No such article"),
         Route::new(patch(), "/v1/projects/{projectId}/kb/articles/{articleId}", "updateArticle", "Change an article's title, body, tags, language or link", Admin, |b| {
-            b.param("articleId").and(b.agent()).and(b.ctx()).and(b.json()).then(kb::update).boxed()
+            b.param("articleId").and(b.audited()).and(b.ctx()).and(b.json()).then(kb::update).boxed()
         })
         .tag("knowledge base")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -321,7 +321,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The article after the change", Json(schema::<kb::ArticleView>))
         .refuses(404, "No such article"),
         Route::new(delete(), "/v1/projects/{projectId}/kb/articles/{articleId}", "deleteArticle", "Delete an article", Admin, |b| {
-            b.param("articleId").and(b.agent()).and(b.ctx()).then(kb::delete).boxed()
+            b.param("articleId").and(b.audited()).and(b.ctx()).then(kb::delete).boxed()
         })
         .tag("knowledge base")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -470,7 +470,7 @@ fn routes() -> Vec<Route> {
         .describe("Never their secrets. Empty for the admin key, which is no member.")
         .answers(200, "The tokens", Json(schema::<tokens::TokenList>)),
         Route::new(post(), "/v1/projects/{projectId}/me/tokens", "createMyToken", "Make a personal API token", Agent, |b| {
-            b.member().and(b.ctx()).and(b.json()).then(tokens::create).boxed()
+            b.member().and(b.meta()).and(b.ctx()).and(b.json()).then(tokens::create).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -479,7 +479,7 @@ fn routes() -> Vec<Route> {
         .answers(201, "The token and its secret", Json(schema::<tokens::CreatedToken>))
         .refuses(409, "The member holds 20 tokens already"),
         Route::new(delete(), "/v1/projects/{projectId}/me/tokens/{tokenId}", "revokeMyToken", "Revoke one of the caller's personal API tokens", Agent, |b| {
-            b.param("tokenId").and(b.member()).and(b.ctx()).then(tokens::revoke_mine).boxed()
+            b.param("tokenId").and(b.member()).and(b.meta()).and(b.ctx()).then(tokens::revoke_mine).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -608,7 +608,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The tokens", Json(schema::<tokens::TokenList>))
         .refuses(404, "No such member"),
         Route::new(delete(), "/v1/projects/{projectId}/members/{memberId}/tokens/{tokenId}", "revokeMemberToken", "Revoke a member's personal API token", Admin, |b| {
-            b.param("memberId").and(b.param("tokenId")).and(b.member()).and(b.ctx()).then(tokens::revoke_members).boxed()
+            b.param("memberId").and(b.param("tokenId")).and(b.member()).and(b.meta()).and(b.ctx()).then(tokens::revoke_members).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use fleety_actors::audit::{self, AuditBy};
 use fleety_actors::domain::{
     Actor, AgentName, Description, IdempotencyKey, MessageAgent, MessageBody, Participant, Project,
     Slug, Tags, TicketSource, TicketStatus, Title,
@@ -265,7 +266,11 @@ pub async fn post_message(
                 idempotency_key,
                 agent,
             };
-            let message = ctx.system.tickets.run(&key, post).await?.into_message()?;
+            // An agent's reply is recorded in the audit trail; a visitor's message is not.
+            let by =
+                super::audit::by_visitor(&visitor, &meta).filter(|_| author == Participant::Admin);
+            let posted = audit::acting(by, ctx.system.tickets.run(&key, post));
+            let message = posted.await?.into_message()?;
             let data = MessageView::new(&message, &[]);
             Ok(json(
                 StatusCode::CREATED,
@@ -415,6 +420,7 @@ pub async fn change(
     slug: String,
     project: Arc<Project>,
     principal: Principal,
+    meta: Arc<RequestMeta>,
     ctx: Arc<Ctx>,
     req: ChangeTicket,
 ) -> Response {
@@ -485,7 +491,9 @@ pub async fn change(
                 tags,
                 by: Some(by),
             };
+            let who = super::audit::by(&principal, &meta);
             let change = ctx.system.tickets.run(&key, Command::Change(change));
+            let change = audit::acting(Some(who), change);
             let mut ticket = change.await?.into_ticket()?;
             if ticket.assignee_member.is_some() {
                 super::assignees::Roster::load(&ctx, &project.id)
@@ -552,6 +560,7 @@ pub async fn notes(slug: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Respon
 pub async fn add_note(
     slug: String,
     project: Arc<Project>,
+    who: AuditBy,
     ctx: Arc<Ctx>,
     req: NewNote,
 ) -> Response {
@@ -561,7 +570,8 @@ pub async fn add_note(
             let author = field(AgentName::parse(&req.author), "author")?;
             let content = field(MessageBody::parse(&req.content), "content")?;
             let add = Command::AddNote { author, content };
-            let note = ctx.system.tickets.run(&key, add).await?.into_note()?;
+            let note = audit::acting(Some(who), ctx.system.tickets.run(&key, add));
+            let note = note.await?.into_note()?;
             Ok(json(StatusCode::CREATED, &NoteView::new(&note)))
         }
         .await,

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use fleety_actors::audit::{self, AuditBy, AuditTarget};
 use fleety_actors::domain::{Project, ProjectId};
 use fleety_actors::events::rfc3339;
 use fleety_actors::member::{ApiToken, Member, TokenScope};
@@ -21,6 +22,7 @@ use super::access::Principal;
 use super::error::{json, respond};
 use super::{ApiError, Ctx, Done};
 use crate::api_tokens::TokenError;
+use crate::server::RequestMeta;
 
 /// A personal API token, as listed: never its secret.
 #[derive(Serialize, ToSchema)]
@@ -112,20 +114,27 @@ fn parse_token_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::try_parse(raw).map_err(|_| ApiError::not_found("no such token"))
 }
 
-/// Revokes `member`'s token `id`; another member's token is not found.
+/// Revokes `member`'s token `id`, recorded as done by `who`; another member's token is not
+/// found.
 async fn revoke(
     ctx: &Ctx,
     project: &ProjectId,
     member: uuid::Uuid,
     id: &str,
+    who: AuditBy,
 ) -> Result<Response, ApiError> {
     let gone = || ApiError::not_found("no such token");
     let id = parse_token_id(id)?;
     let token = ctx.accounts.store().get_api_token(project, id).await?;
-    if token.is_none_or(|t| t.member_id != member) {
+    let Some(token) = token.filter(|t| t.member_id == member) else {
         return Err(gone());
-    }
-    match ctx.accounts.store().delete_api_token(project, id).await {
+    };
+    let record = who
+        .record(project, ctx.clock.now(), "token.revoked")
+        .target(AuditTarget::new("token", id).named(&token.name))
+        .with("member", member);
+    let delete = ctx.accounts.store().delete_api_token(project, id);
+    match audit::recorded(Some(record), delete).await {
         Ok(()) => Ok(json(StatusCode::OK, &Done::new("token revoked"))),
         Err(StoreError::NotFound) => Err(gone()),
         Err(e) => Err(e.into()),
@@ -150,13 +159,18 @@ pub async fn list_mine(project: Arc<Project>, principal: Principal, ctx: Arc<Ctx
 pub async fn create(
     _project: Arc<Project>,
     principal: Principal,
+    meta: Arc<RequestMeta>,
     ctx: Arc<Ctx>,
     body: NewToken,
 ) -> Response {
     respond(
         async {
             let me = signed_in(&principal)?;
-            let made = ctx.accounts.create_token(me, &body.name, body.scope).await;
+            let who = super::audit::by(&principal, &meta);
+            let made = ctx
+                .accounts
+                .create_token(me, &body.name, body.scope, &who)
+                .await;
             let (token, secret) = match made {
                 Ok(made) => made,
                 Err(TokenError::Invalid(why)) => return Err(ApiError::bad_request(why)),
@@ -182,6 +196,7 @@ pub async fn revoke_mine(
     id: String,
     project: Arc<Project>,
     principal: Principal,
+    meta: Arc<RequestMeta>,
     ctx: Arc<Ctx>,
 ) -> Response {
     respond(
@@ -191,7 +206,8 @@ pub async fn revoke_mine(
                 Principal::AdminKey => return Err(ApiError::not_found("no such token")),
                 _ => signed_in(&principal)?,
             };
-            revoke(&ctx, &project.id, me.id, &id).await
+            let who = super::audit::by(&principal, &meta);
+            revoke(&ctx, &project.id, me.id, &id, who).await
         }
         .await,
     )
@@ -238,12 +254,14 @@ pub async fn revoke_members(
     token: String,
     project: Arc<Project>,
     principal: Principal,
+    meta: Arc<RequestMeta>,
     ctx: Arc<Ctx>,
 ) -> Response {
     respond(
         async {
             let member = managed(&ctx, &project.id, &id, &principal).await?;
-            revoke(&ctx, &project.id, member.id, &token).await
+            let who = super::audit::by(&principal, &meta);
+            revoke(&ctx, &project.id, member.id, &token, who).await
         }
         .await,
     )

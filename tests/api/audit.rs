@@ -68,14 +68,83 @@ fn one<'a>(list: &'a Value, action: &str) -> &'a Value {
     found[0]
 }
 
+/// A project whose owner, Dana, is signed in with a bearer session: where every test starts.
+struct Owned {
+    app: TestApp,
+    /// Dana's member id.
+    id: String,
+    /// Dana's session token.
+    token: String,
+}
+
+impl Owned {
+    async fn new() -> Owned {
+        let app = spawn_app().await;
+        let owner = add_member(&app, "dana@example.com", "owner").await;
+        let token = token(&app, "dana@example.com").await;
+        Owned {
+            id: owner["id"].as_str().unwrap().to_owned(),
+            app,
+            token,
+        }
+    }
+
+    /// Dana as the trail names her.
+    fn actor(&self) -> Value {
+        json!({"kind": "member", "id": self.id, "name": "dana"})
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        call(&self.app, method, path, &self.token, body).await
+    }
+
+    /// The records `?action=` finds, read by Dana.
+    async fn records(&self, action: &str) -> Vec<Value> {
+        let list = audit(&self.app, &self.token, &format!("?action={action}")).await;
+        let records = list["records"].as_array().unwrap().clone();
+        assert!(
+            records.iter().all(
+                |r| action
+                    .strip_suffix('*')
+                    .map_or(r["action"] == action, |p| r["action"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(p))
+            ),
+            "?action={action} let others through: {records:#?}"
+        );
+        records
+    }
+
+    /// The one record `?action=` finds.
+    async fn record(&self, action: &str) -> Value {
+        let mut found = self.records(action).await;
+        assert_eq!(found.len(), 1, "{action}: {found:#?}");
+        found.remove(0)
+    }
+}
+
+/// A ticket opened by a visitor, with its slug and the record's target.
+async fn ticket(app: &TestApp, title: &str) -> (String, Value) {
+    let slug = app.create_ticket(title).await;
+    let target = json!({"kind": "ticket", "id": slug, "name": title});
+    (slug, target)
+}
+
+/// The record was made from the test's own address.
+fn from_here(record: &Value) {
+    assert_eq!(record["ip"], "127.0.0.1", "{record:#}");
+}
+
 #[tokio::test]
 async fn every_kind_of_action_leaves_one_record_and_none_holds_a_secret() {
-    let app = spawn_app().await;
-    let owner = add_member(&app, "dana@example.com", "owner").await;
-    let owner_id = owner["id"].as_str().unwrap().to_owned();
+    let Owned {
+        app,
+        id: owner_id,
+        token: dana,
+    } = Owned::new().await;
     let wrong = sign_in(&app, "dana@example.com", "not the password").await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let dana = token(&app, "dana@example.com").await;
     let second = token(&app, "dana@example.com").await;
 
     // Members: added, renamed, given a role, a password, deactivated.
@@ -315,11 +384,13 @@ async fn every_kind_of_action_leaves_one_record_and_none_holds_a_secret() {
 
 #[tokio::test]
 async fn the_trail_filters_pages_and_is_for_owners_and_admins_only() {
-    let app = spawn_app().await;
-    let owner = add_member(&app, "dana@example.com", "owner").await;
+    let Owned {
+        app,
+        id: owner_id,
+        token: dana,
+    } = Owned::new().await;
     add_member(&app, "eli@example.com", "agent").await;
     add_member(&app, "fay@example.com", "admin").await;
-    let dana = token(&app, "dana@example.com").await;
     let eli = token(&app, "eli@example.com").await;
     let fay = token(&app, "fay@example.com").await;
     let before_changes = audit(&app, &dana, "?limit=1").await["records"][0]["at"]
@@ -338,7 +409,7 @@ async fn the_trail_filters_pages_and_is_for_owners_and_admins_only() {
     }
 
     // By member, by action or a prefix, since a time.
-    let owner_id = owner["id"].as_str().unwrap();
+    let owner_id = owner_id.as_str();
     let mine = audit(&app, &fay, &format!("?member={owner_id}")).await;
     let mine = mine["records"].as_array().unwrap();
     assert_eq!(mine.len(), 4); // signed in, three changes
@@ -402,4 +473,290 @@ async fn the_trail_filters_pages_and_is_for_owners_and_admins_only() {
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
         assert!(!error_of(&resp.json().await.unwrap()).is_empty());
     }
+}
+
+#[tokio::test]
+async fn a_status_change_is_recorded_with_the_ticket_and_from_to() {
+    let o = Owned::new().await;
+    let (slug, target) = ticket(&o.app, "Refund for order 1042").await;
+    let path = format!("/v1/tickets/demo/{slug}");
+    o.call(Method::PATCH, &path, Some(json!({"status": "pending"})))
+        .await;
+
+    let r = o.record("ticket.status_changed").await;
+    assert_eq!(r["actor"], o.actor());
+    assert_eq!(r["target"], target);
+    assert_eq!(
+        r["changes"],
+        json!({"status": {"before": "open", "after": "pending"}})
+    );
+    from_here(&r);
+}
+
+#[tokio::test]
+async fn an_assignment_is_recorded_with_who_before_and_after() {
+    let o = Owned::new().await;
+    let (slug, target) = ticket(&o.app, "Cannot sign in").await;
+    let path = format!("/v1/tickets/demo/{slug}");
+    o.call(Method::PATCH, &path, Some(json!({"assignee_id": o.id})))
+        .await;
+    o.call(Method::PATCH, &path, Some(json!({"assignee": null})))
+        .await;
+
+    let records = o.records("ticket.assigned").await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    // Newest first: the unassignment, then the assignment.
+    assert!(records.iter().all(|r| r["actor"] == o.actor()));
+    assert!(records.iter().all(|r| r["target"] == target));
+    assert_eq!(
+        records[1]["changes"],
+        json!({
+            "assignee": {"before": null, "after": "dana"},
+            "assignee_id": {"before": null, "after": o.id},
+        })
+    );
+    assert_eq!(
+        records[0]["changes"],
+        json!({
+            "assignee": {"before": "dana", "after": null},
+            "assignee_id": {"before": o.id, "after": null},
+        })
+    );
+    // Only assignments: the status did not change.
+    assert!(o.records("ticket.status_changed").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_tags_change_is_recorded_and_one_patch_of_several_fields_leaves_a_record_each() {
+    let o = Owned::new().await;
+    let (slug, target) = ticket(&o.app, "Invoice address").await;
+    let path = format!("/v1/tickets/demo/{slug}");
+    o.call(Method::PATCH, &path, Some(json!({"tags": ["billing"]})))
+        .await;
+    o.call(
+        Method::PATCH,
+        &path,
+        Some(json!({"tags": ["billing", "vip"], "status": "resolved"})),
+    )
+    .await;
+
+    let tags = o.records("ticket.tags_changed").await;
+    assert_eq!(tags.len(), 2, "{tags:#?}");
+    assert_eq!(tags[0]["actor"], o.actor());
+    assert_eq!(tags[0]["target"], target);
+    assert_eq!(
+        tags[0]["changes"],
+        json!({"tags": {"before": ["billing"], "after": ["billing", "vip"]}})
+    );
+    assert_eq!(
+        tags[1]["changes"],
+        json!({"tags": {"before": [], "after": ["billing"]}})
+    );
+    let status = o.record("ticket.status_changed").await;
+    assert_eq!(status["at"], tags[0]["at"], "one change, one time");
+    // `ticket.*` finds both kinds, and nothing else.
+    assert_eq!(o.records("ticket.*").await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_note_is_recorded_by_its_id_never_its_text() {
+    let o = Owned::new().await;
+    let (slug, target) = ticket(&o.app, "Shipping delay").await;
+    let text = "The customer was rude on the phone";
+    let note = o
+        .call(
+            Method::POST,
+            &format!("/v1/projects/demo/tickets/{slug}/notes"),
+            Some(json!({"author": "Dana", "content": text})),
+        )
+        .await;
+
+    let r = o.record("ticket.note_added").await;
+    assert_eq!(r["actor"], o.actor());
+    assert_eq!(r["target"], target);
+    assert_eq!(r["changes"], json!({"note": note["id"]}));
+    from_here(&r);
+    let all = audit(&o.app, &o.token, "?limit=200").await;
+    assert!(!all.to_string().contains(text), "the trail copied a note");
+}
+
+#[tokio::test]
+async fn an_agents_reply_is_recorded_by_its_id_and_a_visitors_message_is_not() {
+    let o = Owned::new().await;
+    let (slug, target) = ticket(&o.app, "Where is my parcel").await;
+    o.app.post_message(&slug, "Hello, anyone there?").await;
+    let text = "It left our warehouse this morning";
+    let posted = o
+        .call(
+            Method::POST,
+            &format!("/v1/tickets/demo/{slug}/messages"),
+            Some(json!({"author": "admin", "content": text})),
+        )
+        .await;
+    o.app.post_message(&slug, "Thanks!").await;
+    // The visitor marking it read is not an agent's action either.
+    let read = o
+        .app
+        .patch_json(&format!("/v1/tickets/demo/{slug}/messages/read"), json!({}))
+        .await;
+    assert_eq!(read.status(), StatusCode::OK);
+
+    let r = o.record("ticket.replied").await;
+    assert_eq!(r["actor"], o.actor());
+    assert_eq!(r["target"], target);
+    assert_eq!(r["changes"], json!({"message": posted["data"]["id"]}));
+    from_here(&r);
+    assert_eq!(o.records("ticket.*").await.len(), 1);
+    let all = audit(&o.app, &o.token, "?limit=200").await;
+    assert!(!all.to_string().contains(text), "the trail copied a reply");
+}
+
+#[tokio::test]
+async fn a_satisfaction_rating_is_not_an_agents_action() {
+    let o = Owned::new().await;
+    let (slug, _) = ticket(&o.app, "Broken zipper").await;
+    let path = format!("/v1/tickets/demo/{slug}");
+    o.call(Method::PATCH, &path, Some(json!({"status": "resolved"})))
+        .await;
+    let rated = o
+        .app
+        .post_json(&format!("{path}/satisfaction"), json!({"score": 5}))
+        .await;
+    assert_eq!(rated.status(), StatusCode::CREATED);
+    let records = o.records("ticket.*").await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["action"], "ticket.status_changed");
+}
+
+#[tokio::test]
+async fn the_admin_key_and_a_personal_token_are_named_as_today() {
+    let o = Owned::new().await;
+    let (slug, target) = ticket(&o.app, "Password reset").await;
+    let path = format!("/v1/tickets/demo/{slug}");
+    let reply = o
+        .app
+        .admin_post(
+            &format!("{path}/messages"),
+            json!({"author": "admin", "content": "Done"}),
+        )
+        .await;
+    assert_eq!(reply.status(), StatusCode::CREATED);
+    let closed = o.app.admin_patch(&path, json!({"status": "closed"})).await;
+    assert_eq!(closed.status(), StatusCode::OK);
+    let made = o
+        .call(
+            Method::POST,
+            "/v1/projects/demo/me/tokens",
+            Some(json!({"name": "CRM sync", "scope": "write"})),
+        )
+        .await;
+    let secret = made["secret"].as_str().unwrap();
+    call(
+        &o.app,
+        Method::PATCH,
+        &path,
+        secret,
+        Some(json!({"tags": ["crm"]})),
+    )
+    .await;
+    let note = format!("/v1/projects/demo/tickets/{slug}/notes");
+    let body = json!({"author": "Bot", "content": "synced"});
+    call(&o.app, Method::POST, &note, secret, Some(body)).await;
+
+    let reply = o.record("ticket.replied").await;
+    assert_eq!(reply["actor"], json!({"kind": "admin_key"}));
+    let status = o.record("ticket.status_changed").await;
+    assert_eq!(status["actor"], json!({"kind": "admin_key"}));
+    assert_eq!(status["target"], target);
+    from_here(&status);
+    let mut by_token = o.actor();
+    by_token["token"] = made["id"].clone();
+    assert_eq!(o.record("ticket.tags_changed").await["actor"], by_token);
+    assert_eq!(o.record("ticket.note_added").await["actor"], by_token);
+    let all = audit(&o.app, &o.token, "?limit=200").await.to_string();
+    assert!(!all.contains(secret) && !all.contains(&o.app.admin_key));
+}
+
+#[tokio::test]
+async fn knowledge_base_changes_are_recorded_with_the_title_never_the_body() {
+    let o = Owned::new().await;
+    let body = "Refunds reach your card within five working days.";
+    let article = o
+        .call(
+            Method::POST,
+            "/v1/projects/demo/kb/articles",
+            Some(json!({"title": "Refunds", "body": body, "tags": ["billing"]})),
+        )
+        .await;
+    let id = article["id"].as_str().unwrap();
+    let path = format!("/v1/projects/demo/kb/articles/{id}");
+    o.call(
+        Method::PATCH,
+        &path,
+        Some(json!({"title": "Refunds and returns", "body": "Within a week."})),
+    )
+    .await;
+    // The admin key's change names it.
+    let deleted = o.app.admin_delete(&path).await;
+    assert_eq!(deleted.status(), StatusCode::OK);
+    let again = o.app.admin_delete(&path).await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+
+    let created = o.record("article.created").await;
+    assert_eq!(created["actor"], o.actor());
+    assert_eq!(
+        created["target"],
+        json!({"kind": "article", "id": id, "name": "Refunds"})
+    );
+    assert_eq!(created["changes"], json!({"title": "Refunds"}));
+    from_here(&created);
+    let changed = o.record("article.changed").await;
+    assert_eq!(changed["actor"], o.actor());
+    assert_eq!(changed["target"]["name"], "Refunds and returns");
+    assert_eq!(
+        changed["changes"],
+        json!({
+            "title": {"before": "Refunds", "after": "Refunds and returns"},
+            "body": "changed",
+        })
+    );
+    // Deleting what is gone is refused, and not recorded.
+    let deleted = o.record("article.deleted").await;
+    assert_eq!(deleted["actor"], json!({"kind": "admin_key"}));
+    assert_eq!(deleted["target"]["id"], id);
+    assert_eq!(o.records("article.*").await.len(), 3);
+    let all = audit(&o.app, &o.token, "?limit=200").await.to_string();
+    assert!(!all.contains(body) && !all.contains("Within a week."));
+}
+
+#[tokio::test]
+async fn personal_tokens_made_and_revoked_are_recorded_without_their_secret() {
+    let o = Owned::new().await;
+    let made = o
+        .call(
+            Method::POST,
+            "/v1/projects/demo/me/tokens",
+            Some(json!({"name": "CRM sync", "scope": "read"})),
+        )
+        .await;
+    let id = made["id"].as_str().unwrap();
+    o.call(
+        Method::DELETE,
+        &format!("/v1/projects/demo/me/tokens/{id}"),
+        None,
+    )
+    .await;
+
+    let target = json!({"kind": "token", "id": id, "name": "CRM sync"});
+    let created = o.record("token.created").await;
+    assert_eq!(created["actor"], o.actor());
+    assert_eq!(created["target"], target);
+    assert_eq!(created["changes"], json!({"scope": "read", "member": o.id}));
+    from_here(&created);
+    let revoked = o.record("token.revoked").await;
+    assert_eq!(revoked["actor"], o.actor());
+    assert_eq!(revoked["target"], target);
+    assert_eq!(o.records("token.*").await.len(), 2);
+    let all = audit(&o.app, &o.token, "?limit=200").await.to_string();
+    assert!(!all.contains(made["secret"].as_str().unwrap()));
 }

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { after, before, test } from "node:test";
 
-import { browser, createProject, shot, startServer } from "./harness.mjs";
+import { browser, createProject, shot, signIn, startServer } from "./harness.mjs";
 
 const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
@@ -71,13 +71,7 @@ before(async () => {
   const context = await chromium.newContext({ viewport: { width: 1280, height: 800 } });
   agent = await context.newPage();
   agent.on("pageerror", (e) => console.error("agent page error:", e.message));
-  await agent.goto(`${server.base}/inbox`);
-  await agent.getByRole("button", { name: "Use your email and password instead" }).click();
-  await agent.getByLabel("Project id").fill(project.id);
-  await agent.getByLabel("Email", { exact: true }).fill("eli@example.com");
-  await agent.getByLabel("Password", { exact: true }).fill(PASSWORD);
-  await agent.getByRole("button", { name: "Sign in" }).click();
-  await agent.getByRole("status").filter({ hasText: "Live" }).waitFor();
+  await signIn(agent, server.base, project.id, "eli@example.com");
 });
 
 after(async () => {

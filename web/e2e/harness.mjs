@@ -3,17 +3,19 @@
 // a host page served here, and headless Chromium (Debian's, driven by playwright-core).
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, "../..");
 export const ARTIFACTS = process.env.FLEETY_E2E_ARTIFACTS ?? join(ROOT, "target", "e2e");
-const OPERATOR = "e2e-operator-token-0123456789";
+export const OPERATOR = "e2e-operator-token-0123456789";
+export const PASSWORD = "correct horse battery";
 
 async function waitHealthy(base, child) {
   for (let i = 0; i < 600; i++) {
@@ -196,4 +198,41 @@ export function cleanup(dir) {
 export function writeArtifact(name, text) {
   mkdirSync(ARTIFACTS, { recursive: true });
   writeFileSync(join(ARTIFACTS, name), text);
+}
+
+/** Adds a member to `project` by the operator API (active at once); their id. */
+export async function addMember(base, project, { email, name, role = "agent", password = PASSWORD }) {
+  const r = await fetch(`${base}/v1/admin/projects/${project}/members`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${OPERATOR}` },
+    body: JSON.stringify({ email, name, password, role }),
+  });
+  if (r.status !== 201) throw new Error(`member: ${r.status} ${await r.text()}`);
+  return (await r.json()).id;
+}
+
+/**
+ * Signs a member in to the inbox with their email and password. With `live` (the default) it
+ * waits until the inbox is open on the live feed; without, it only submits the form (for a
+ * refusal the test then reads).
+ */
+export async function signIn(page, base, project, email, { password = PASSWORD, live = true } = {}) {
+  await page.goto(`${base}/inbox`);
+  await page.getByRole("button", { name: "Use your email and password instead" }).click();
+  await page.getByLabel("Project id").fill(project);
+  await page.getByLabel("Email", { exact: true }).fill(email);
+  await page.getByLabel("Password", { exact: true }).fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  if (live) await page.getByRole("status").filter({ hasText: "Live" }).waitFor();
+}
+
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/** The page's serious and critical accessibility violations, as axe-core finds them. */
+export async function axe(page) {
+  await page.evaluate(AXE);
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+  return result.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
 }

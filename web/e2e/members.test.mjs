@@ -7,31 +7,14 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { browser, createProject, shot, startServer } from "./harness.mjs";
-
-const OPERATOR = "e2e-operator-token-0123456789";
-const PASSWORD = "correct horse battery";
+import { addMember, browser, createProject, PASSWORD, shot, signIn, startServer } from "./harness.mjs";
 
 let server, project, chromium, owner;
-
-async function signIn(page, email, password) {
-  await page.goto(`${server.base}/inbox`);
-  await page.getByRole("button", { name: "Use your email and password instead" }).click();
-  await page.getByLabel("Project id").fill(project.id);
-  await page.getByLabel("Email", { exact: true }).fill(email);
-  await page.getByLabel("Password", { exact: true }).fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-}
 
 before(async () => {
   server = await startServer();
   project = await createProject(server.base, ["http://127.0.0.1:9"], "Team");
-  const r = await fetch(`${server.base}/v1/admin/projects/${project.id}/members`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${OPERATOR}` },
-    body: JSON.stringify({ email: "olga@example.com", name: "Olga", password: PASSWORD, role: "owner" }),
-  });
-  assert.equal(r.status, 201);
+  await addMember(server.base, project.id, { email: "olga@example.com", name: "Olga", role: "owner" });
   chromium = await browser();
   const context = await chromium.newContext({ viewport: { width: 1280, height: 800 } });
   owner = await context.newPage();
@@ -44,7 +27,7 @@ after(async () => {
 });
 
 test("a wrong password is refused, the right one signs the owner in under their name", async () => {
-  await signIn(owner, "olga@example.com", "not the password");
+  await signIn(owner, server.base, project.id, "olga@example.com", { password: "not the password", live: false });
   await owner.getByRole("alert").filter({ hasText: "do not match" }).waitFor();
   await owner.getByLabel("Password", { exact: true }).fill(PASSWORD);
   await owner.getByRole("button", { name: "Sign in" }).click();
@@ -75,8 +58,7 @@ test("the agent signs in elsewhere, sees tickets but no settings, and deactivati
   const context = await chromium.newContext({ viewport: { width: 1280, height: 800 } });
   const agent = await context.newPage();
   agent.on("pageerror", (e) => console.error("agent page error:", e.message));
-  await signIn(agent, "eli@example.com", PASSWORD);
-  await agent.getByRole("status").filter({ hasText: "Live" }).waitFor();
+  await signIn(agent, server.base, project.id, "eli@example.com");
   assert.match(await agent.locator(".bar .who").textContent(), /Eli.*agent/);
   const views = await agent.getByRole("navigation", { name: "Views" }).getByRole("button").allTextContents();
   assert.deepEqual(views, ["Tickets", "Knowledge base", "Account"]);

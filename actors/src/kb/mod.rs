@@ -5,6 +5,10 @@
 //! The store is the source of truth: an article change is made durable first, then applied to
 //! the in-memory index. An actor that fails is forgotten, and the next request rebuilds the
 //! project's index from the store.
+//!
+//! A change asked by an agent carries who asks ([`AuditBy`], from the request's
+//! [`audit::acting`]); the actor, which alone knows the article before the change, writes the
+//! audit record with it (its id and title, which fields changed, never its body).
 
 #[cfg(test)]
 mod eval;
@@ -20,6 +24,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
+use crate::audit::{self, AuditBy, AuditRecord, AuditTarget};
 use crate::domain::{Article, Language, ProjectId};
 use crate::llm::Passage;
 use crate::registry::{CallError, Family, Keeper, Registry};
@@ -109,15 +114,20 @@ pub enum KbMsg {
     Patch {
         id: Uuid,
         change: ArticleChange,
+        by: Option<AuditBy>,
         reply: RpcReplyPort<Result<Article, KbError>>,
     },
     /// Creates the article, or replaces the one with its id (keeping its creation time).
     Put {
         article: Article,
+        by: Option<AuditBy>,
         reply: RpcReplyPort<Result<Article, KbError>>,
     },
+    /// Deletes the article; `at` is when, for its audit record.
     Delete {
         id: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+        by: Option<AuditBy>,
         reply: RpcReplyPort<Result<(), KbError>>,
     },
     Tick,
@@ -247,9 +257,11 @@ impl KnowledgeBases {
         id: Uuid,
         change: ArticleChange,
     ) -> Result<Article, KbError> {
+        let by = audit::acting_now();
         self.call(project, |reply| KbMsg::Patch {
             id,
             change: change.clone(),
+            by: by.clone(),
             reply,
         })
         .await
@@ -257,16 +269,29 @@ impl KnowledgeBases {
 
     pub async fn put(&self, article: Article) -> Result<Article, KbError> {
         let project = article.project_id.clone();
+        let by = audit::acting_now();
         self.call(&project, |reply| KbMsg::Put {
             article: article.clone(),
+            by: by.clone(),
             reply,
         })
         .await
     }
 
-    pub async fn delete(&self, project: &ProjectId, id: Uuid) -> Result<(), KbError> {
-        self.call(project, |reply| KbMsg::Delete { id, reply })
-            .await
+    pub async fn delete(
+        &self,
+        project: &ProjectId,
+        id: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), KbError> {
+        let by = audit::acting_now();
+        self.call(project, |reply| KbMsg::Delete {
+            id,
+            at,
+            by: by.clone(),
+            reply,
+        })
+        .await
     }
 }
 
@@ -286,12 +311,42 @@ pub struct KbState {
 }
 
 impl KbState {
-    async fn store_and_index(&mut self, article: Article) -> Result<Article, KbError> {
-        self.deps.store.put_article(&article).await?;
+    /// Stores the article with its audit record, if any, in the same write, then indexes it.
+    async fn store_and_index(
+        &mut self,
+        article: Article,
+        record: Option<AuditRecord>,
+    ) -> Result<Article, KbError> {
+        audit::recorded(record, self.deps.store.put_article(&article)).await?;
         self.articles.insert(article.id, article.clone());
         let (index, changed) = (self.index.clone(), article.clone());
         blocking(move || Ok(index.change([&changed], [])?)).await?;
         Ok(article)
+    }
+}
+
+/// The audit record of `action` on `article` by `by`, if anyone is recorded as acting.
+fn article_record(
+    by: Option<&AuditBy>,
+    article: &Article,
+    action: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Option<AuditRecord> {
+    let target = AuditTarget::new("article", article.id).named(article.title.as_str());
+    Some(by?.record(&article.project_id, at, action).target(target))
+}
+
+/// What changed between two versions of an article, for its audit record: the body only as
+/// `"changed"`, since the trail is not a copy of the knowledge base.
+fn article_changes(record: AuditRecord, old: &Article, new: &Article) -> AuditRecord {
+    let record = record
+        .changed("title", &old.title, &new.title)
+        .changed("tags", &old.tags, &new.tags)
+        .changed("language", old.language, new.language)
+        .changed("url", &old.url, &new.url);
+    match old.body == new.body {
+        true => record,
+        false => record.with("body", "changed"),
     }
 }
 
@@ -389,7 +444,12 @@ impl KnowledgeBaseActor {
             KbMsg::Get { id, reply } => {
                 let _ = reply.send(state.articles.get(&id).cloned().ok_or(KbError::NotFound));
             }
-            KbMsg::Patch { id, change, reply } => {
+            KbMsg::Patch {
+                id,
+                change,
+                by,
+                reply,
+            } => {
                 // Applied here, the one writer of this knowledge base: a delete that came first
                 // wins, and the change cannot bring the article back.
                 let result = match state.articles.get(&id) {
@@ -412,28 +472,47 @@ impl KnowledgeBaseActor {
                             article.url = url;
                         }
                         article.updated_at = change.at;
-                        state.store_and_index(article).await
+                        let record =
+                            article_record(by.as_ref(), &article, "article.changed", change.at)
+                                .map(|r| article_changes(r, old, &article));
+                        state.store_and_index(article, record).await
                     }
                 };
                 let _ = reply.send(result);
             }
-            KbMsg::Put { mut article, reply } => {
+            KbMsg::Put {
+                mut article,
+                by,
+                reply,
+            } => {
                 let result = async {
-                    match state.articles.get(&article.id) {
-                        Some(old) => article.created_at = old.created_at,
+                    let at = article.updated_at;
+                    let record = match state.articles.get(&article.id) {
+                        Some(old) => {
+                            article.created_at = old.created_at;
+                            article_record(by.as_ref(), &article, "article.changed", at)
+                                .map(|r| article_changes(r, old, &article))
+                        }
                         None if state.articles.len() >= state.deps.config.max_articles => {
                             return Err(KbError::Full(state.deps.config.max_articles));
                         }
-                        None => {}
-                    }
-                    state.store_and_index(article).await
+                        None => article_record(by.as_ref(), &article, "article.created", at)
+                            .map(|r| r.with("title", &article.title)),
+                    };
+                    state.store_and_index(article, record).await
                 }
                 .await;
                 let _ = reply.send(result);
             }
-            KbMsg::Delete { id, reply } => {
+            KbMsg::Delete { id, at, by, reply } => {
                 let result = async {
-                    state.deps.store.delete_article(&state.project, id).await?;
+                    // Deleting an article that is not there changes nothing, and is not recorded.
+                    let record = state
+                        .articles
+                        .get(&id)
+                        .and_then(|old| article_record(by.as_ref(), old, "article.deleted", at));
+                    let delete = state.deps.store.delete_article(&state.project, id);
+                    audit::recorded(record, delete).await?;
                     state.articles.remove(&id);
                     let index = state.index.clone();
                     blocking(move || Ok(index.change([], [id])?)).await

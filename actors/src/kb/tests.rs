@@ -38,13 +38,15 @@ async fn articles_are_kept_searched_changed_and_deleted() {
         "the index follows the change"
     );
 
-    kb.delete(&k.project, reset.id).await.unwrap();
+    kb.delete(&k.project, reset.id, chrono::Utc::now())
+        .await
+        .unwrap();
     assert!(matches!(
         kb.get(&k.project, reset.id).await,
         Err(KbError::NotFound)
     ));
     assert!(matches!(
-        kb.delete(&k.project, reset.id).await,
+        kb.delete(&k.project, reset.id, chrono::Utc::now()).await,
         Err(KbError::NotFound)
     ));
     // The store holds what the actor acknowledged.

@@ -2346,6 +2346,7 @@ pub async fn audit_records_list_newest_first_filtered_and_paged(store: Arc<dyn S
     let dana = AuditActor::Member {
         id: Uuid::new_v4(),
         name: "Dana".into(),
+        token: None,
     };
     let start = now_millis() - Duration::hours(1);
     let mut written = Vec::new();
@@ -2542,6 +2543,25 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
     )
     .await
     .unwrap();
+    let key = crate::member::ApiToken {
+        id: Uuid::new_v4(),
+        project_id: p.id.clone(),
+        member_id: dana.id,
+        name: "CRM sync".into(),
+        scope: crate::member::TokenScope::Write,
+        secret_hash: "cd".repeat(32),
+        created_at: now,
+        last_used_at: None,
+    };
+    recorded(record("token.created"), store.create_api_token(&key))
+        .await
+        .unwrap();
+    recorded(
+        record("token.revoked"),
+        store.delete_api_token(&p.id, key.id),
+    )
+    .await
+    .unwrap();
     let t = ticket(&p.id, "quiet-owl-026", now);
     store.create_ticket(&t, &[]).await.unwrap();
     let mut closed = t.clone();
@@ -2573,6 +2593,8 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
         "member.signed_out",
         "project.changed",
         "ticket.status_changed",
+        "token.created",
+        "token.revoked",
         "webhook.changed",
         "webhook.created",
         "webhook.deleted",
@@ -2589,6 +2611,12 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
     let refused = recorded(
         record("webhook.deleted"),
         store.delete_endpoint(&p.id, e.id),
+    )
+    .await;
+    assert!(matches!(refused, Err(StoreError::NotFound)));
+    let refused = recorded(
+        record("token.revoked"),
+        store.delete_api_token(&p.id, key.id),
     )
     .await;
     assert!(matches!(refused, Err(StoreError::NotFound)));

@@ -839,6 +839,7 @@ impl MemberStore for MemoryStore {
             return Err(StoreError::Conflict);
         }
         data.api_tokens.insert(key, token.clone());
+        data.audit();
         Ok(())
     }
 
@@ -872,8 +873,12 @@ impl MemberStore for MemoryStore {
     }
 
     async fn delete_api_token(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
-        match lock(&self.data).api_tokens.remove(&(project.clone(), id)) {
-            Some(_) => Ok(()),
+        let mut data = lock(&self.data);
+        match data.api_tokens.remove(&(project.clone(), id)) {
+            Some(_) => {
+                data.audit();
+                Ok(())
+            }
             None => Err(StoreError::NotFound),
         }
     }

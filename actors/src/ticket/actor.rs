@@ -23,6 +23,7 @@ use super::subscribe::{subscribed_frame, Joined, Snapshot};
 use super::subscribers::{Event, Subscribers};
 use super::writes::{Settled, WriteQueue};
 use super::{Command, TicketDeps, TicketError, TicketKey, WriterLease};
+use crate::audit::AuditBy;
 use crate::domain::{Participant, ReadCursor, Ticket, TicketStatus};
 use crate::events;
 use crate::message_id::MessageId;
@@ -31,7 +32,12 @@ use crate::store::{MessageRange, TicketWrite};
 /// Every message a `TicketActor` understands.
 pub enum TicketMsg {
     /// Carry out a command; answered once its writes are durable (at once when it has none).
-    Run { cmd: Command, reply: Reply },
+    /// `by`: who acts, when an agent does, so the change's batch holds its audit record.
+    Run {
+        cmd: Command,
+        by: Option<Box<AuditBy>>,
+        reply: Reply,
+    },
     /// The ticket as JSON, with all its messages, or with a page of them.
     Get {
         page: Option<MessagePage>,
@@ -207,7 +213,7 @@ impl Actor for TicketActor {
             state.last_activity = state.deps.clock.now();
         }
         match message {
-            TicketMsg::Run { cmd, reply } => state.run(cmd, reply),
+            TicketMsg::Run { cmd, by, reply } => state.run(cmd, by, reply),
             TicketMsg::Get { page, reply } => state.get(page, reply),
             TicketMsg::Subscribe { since, reply } => drop(reply.send(Ok(state.join(since)))),
             TicketMsg::Typing { author } => state.typing(author),

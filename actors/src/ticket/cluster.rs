@@ -49,11 +49,13 @@ pub trait Cluster: Send + Sync + 'static {
     /// [`TicketError::Elsewhere`] when that node does not own it (any more), and with
     /// [`TicketError::Unreachable`] when the node is not there to take the request, so the
     /// command was certainly not carried out.
+    /// `by` is who acts ([`crate::audit::AuditBy`]), for the change's audit record.
     async fn forward(
         &self,
         node: &str,
         key: &TicketKey,
         command: Command,
+        by: Option<crate::audit::AuditBy>,
     ) -> Result<Answer, TicketError>;
 
     /// The ticket's log entries after position `after`, oldest first.
@@ -209,18 +211,20 @@ impl Tickets {
         cluster: &Arc<dyn Cluster>,
         key: &TicketKey,
         cmd: Command,
+        by: Option<crate::audit::AuditBy>,
     ) -> Result<Answer, TicketError> {
         let deadline = tokio::time::Instant::now() + self.deps.config.call_timeout;
         let mut pause = Duration::from_millis(10);
         loop {
             let here = |reply| super::TicketMsg::Run {
                 cmd: cmd.clone(),
+                by: by.clone().map(Box::new),
                 reply,
             };
             let outcome = match self.call(key, here).await {
                 Err(TicketError::Elsewhere(node)) => {
                     let _in_flight = crate::telemetry::InFlight::new("ticket_forward");
-                    cluster.forward(&node, key, cmd.clone()).await
+                    cluster.forward(&node, key, cmd.clone(), by.clone()).await
                 }
                 other => other,
             };

@@ -124,17 +124,20 @@ impl Answer {
 /// How a command reaches the ticket's actor.
 impl Tickets {
     /// Carries out a command on the ticket: here, or with several nodes on the node that owns
-    /// it.
+    /// it. Who acts comes from the request ([`crate::audit::acting`]) and goes with the
+    /// command, so the change's batch holds its audit record.
     pub async fn run(&self, key: &TicketKey, cmd: Command) -> Result<Answer, TicketError> {
+        let by = crate::audit::acting_now();
         match &self.deps.cluster {
             None => {
                 self.call(key, |reply| TicketMsg::Run {
                     cmd: cmd.clone(),
+                    by: by.clone().map(Box::new),
                     reply,
                 })
                 .await
             }
-            Some(cluster) => self.run_on_owner(cluster, key, cmd).await,
+            Some(cluster) => self.run_on_owner(cluster, key, cmd, by).await,
         }
     }
 

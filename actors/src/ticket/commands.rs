@@ -2,12 +2,19 @@
 //! its writes (with the webhook deliveries that announce them) and what its caller is owed, and
 //! queues them. A command that writes nothing is answered at once.
 //! A post with an idempotency key seen before is answered with the message it made ([`check`]).
+//!
+//! An agent's action (a reply, a note, a change of the ticket's fields) carries who acts
+//! ([`AuditBy`]), and its writes include its audit records ([`TicketWrite::Audit`]): the record
+//! goes in the same durable batch as the change, so a change cannot land without it. A record
+//! names the ticket and what changed, never a message's or a note's text (the message's or
+//! note's id instead).
 
 use ractor::RpcReplyPort;
 
 use super::actor::TicketState;
 use super::change::{message_created, TicketChange};
 use super::{Answer, Command, TicketError};
+use crate::audit::{AuditBy, AuditRecord, AuditTarget};
 use crate::domain::{Activity, ActivityChange, Actor, TicketStatus};
 use crate::domain::{
     AgentName, IdempotencyKey, Message, MessageAgent, MessageBody, Note, Participant, Ticket,
@@ -50,18 +57,19 @@ enum Decided {
 }
 
 impl TicketState {
-    /// Carries out a command, or refuses it.
-    pub fn run(&mut self, command: Command, reply: Reply) {
+    /// Carries out a command, or refuses it. `by`: who acts, when an agent does.
+    pub fn run(&mut self, command: Command, by: Option<Box<AuditBy>>, reply: Reply) {
+        let by = by.as_deref();
         let decided = match command {
             Command::Post {
                 author,
                 content,
                 idempotency_key,
                 agent,
-            } => self.post(author, content, idempotency_key, agent),
+            } => self.post(author, content, idempotency_key, agent, by),
             Command::MarkRead { reader } => self.mark_read(reader),
-            Command::Change(change) => self.change(change),
-            Command::AddNote { author, content } => self.add_note(author, content),
+            Command::Change(change) => self.change(change, by),
+            Command::AddNote { author, content } => self.add_note(author, content, by),
             Command::Rate { score, comment } => self.rate(score, comment),
             Command::Position => self
                 .position()
@@ -84,6 +92,7 @@ impl TicketState {
         content: MessageBody,
         idempotency_key: Option<IdempotencyKey>,
         agent: Option<MessageAgent>,
+        by: Option<&AuditBy>,
     ) -> Result<Decided, TicketError> {
         if let Some(key) = &idempotency_key {
             let queued = self.writes.queued().filter_map(|owed| match &owed.answer {
@@ -104,9 +113,10 @@ impl TicketState {
         }
         // A visitor replying to a solved ticket reopens it, owing nobody an answer.
         if author == Participant::User && self.tentative_status == TicketStatus::Resolved {
-            if let Decided::Write(writes, answer) =
-                self.change(TicketChange::status(TicketStatus::Open).by(Actor::Visitor))?
-            {
+            if let Decided::Write(writes, answer) = self.change(
+                TicketChange::status(TicketStatus::Open).by(Actor::Visitor),
+                None,
+            )? {
                 self.writes.push(
                     writes,
                     Owed {
@@ -133,6 +143,11 @@ impl TicketState {
             agent: agent.filter(|_| author == Participant::Admin),
         };
         let mut writes = vec![TicketWrite::Message(message.clone())];
+        if author == Participant::Admin {
+            writes.extend(self.audited(by, "ticket.replied", id.timestamp(), |r| {
+                r.with("message", id)
+            }));
+        }
         writes.extend(self.announce(EventType::MessageCreated, || {
             message_created(&self.key.project, &self.key.slug, &message)
         }));
@@ -150,7 +165,11 @@ impl TicketState {
 
     /// A change of the ticket's own fields, with its announcements: one version of the ticket,
     /// one write.
-    fn change(&mut self, change: TicketChange) -> Result<Decided, TicketError> {
+    fn change(
+        &mut self,
+        change: TicketChange,
+        audit: Option<&AuditBy>,
+    ) -> Result<Decided, TicketError> {
         self.refusal()?;
         // Built on the newest queued change, so a change never undoes another that is still
         // on its way to the store.
@@ -174,6 +193,31 @@ impl TicketState {
                     change: field,
                 }));
             }
+        }
+        // One record per field that changed, as the timeline has one entry per field, so
+        // each kind of change is found by its action.
+        if before.status != next.status {
+            writes.extend(
+                self.audited(audit, "ticket.status_changed", next.updated_at, |r| {
+                    r.changed("status", before.status, next.status)
+                }),
+            );
+        }
+        if !before.same_assignee(&next) {
+            let member = |t: &Ticket| t.assignee_member.as_ref().map(|m| m.id);
+            writes.extend(
+                self.audited(audit, "ticket.assigned", next.updated_at, |r| {
+                    r.changed("assignee", &before.assignee, &next.assignee)
+                        .changed("assignee_id", member(&before), member(&next))
+                }),
+            );
+        }
+        if before.tags != next.tags {
+            writes.extend(
+                self.audited(audit, "ticket.tags_changed", next.updated_at, |r| {
+                    r.changed("tags", &before.tags, &next.tags)
+                }),
+            );
         }
         let summary =
             || serde_json::to_value(crate::events::TicketSummary::new(&next)).unwrap_or_default();
@@ -230,6 +274,7 @@ impl TicketState {
         &mut self,
         author: AgentName,
         content: MessageBody,
+        by: Option<&AuditBy>,
     ) -> Result<Decided, TicketError> {
         self.refusal()?;
         let now = self.deps.clock.now();
@@ -242,10 +287,27 @@ impl TicketState {
             content,
             created_at: id.timestamp(),
         };
-        Ok(Decided::Write(
-            vec![TicketWrite::Note(note.clone())],
-            Answer::Note(note),
-        ))
+        let mut writes = vec![TicketWrite::Note(note.clone())];
+        writes.extend(self.audited(by, "ticket.note_added", note.created_at, |r| {
+            r.with("note", id)
+        }));
+        Ok(Decided::Write(writes, Answer::Note(note)))
+    }
+
+    /// The audit record of `action` on this ticket by `by` at `at` (the change's own time, so
+    /// the records of one change share it), with what `changes` adds; none when nobody is
+    /// recorded as acting (a visitor, the assistant).
+    fn audited(
+        &self,
+        by: Option<&AuditBy>,
+        action: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        changes: impl FnOnce(AuditRecord) -> AuditRecord,
+    ) -> Option<TicketWrite> {
+        let record = by?.record(&self.key.project, at, action);
+        let ticket = &self.ticket;
+        let target = AuditTarget::new("ticket", &self.key.slug).named(ticket.title.as_str());
+        Some(TicketWrite::Audit(changes(record.target(target))))
     }
 
     /// Why a write cannot be taken now, if it cannot: a write failed and the actor is leaving

@@ -434,6 +434,7 @@ impl Tickets {
         // on it answers what was queued before, and refuses what came after.
         let asked = |reply| TicketMsg::Run {
             cmd: Command::Position,
+            by: None,
             reply,
         };
         let _ = actor.call(asked, Some(self.deps.config.call_timeout)).await;

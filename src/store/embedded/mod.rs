@@ -1189,7 +1189,7 @@ impl MemberStore for EmbeddedStore {
             token: token.clone(),
             create: true,
         };
-        self.write("create_api_token", write).await
+        self.audited("create_api_token", write).await
     }
 
     async fn get_api_token(
@@ -1232,7 +1232,7 @@ impl MemberStore for EmbeddedStore {
             project: project.as_str().to_owned(),
             id: id.to_string(),
         };
-        self.write("delete_api_token", write).await
+        self.audited("delete_api_token", write).await
     }
 
     async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()> {

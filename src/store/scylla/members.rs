@@ -532,10 +532,14 @@ impl MemberStore for ScyllaStore {
                 created_at: t.created_at,
                 last_used_at: t.last_used_at,
             };
-            match self.claim(&self.members.insert_token, values).await? {
-                true => Ok(()),
-                false => Err(StoreError::Conflict),
-            }
+            let create = async {
+                match self.claim(&self.members.insert_token, values).await? {
+                    true => Ok(()),
+                    false => Err(StoreError::Conflict),
+                }
+            };
+            self.transaction_audited(create, super::audit::refused)
+                .await
         })
         .await
     }
@@ -579,13 +583,17 @@ impl MemberStore for ScyllaStore {
 
     async fn delete_api_token(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
         timed("scylla", "delete_api_token", async {
-            match self
-                .claim(&self.members.delete_token, (project.as_str(), id))
-                .await?
-            {
-                true => Ok(()),
-                false => Err(StoreError::NotFound),
-            }
+            let delete = async {
+                match self
+                    .claim(&self.members.delete_token, (project.as_str(), id))
+                    .await?
+                {
+                    true => Ok(()),
+                    false => Err(StoreError::NotFound),
+                }
+            };
+            self.transaction_audited(delete, super::audit::refused)
+                .await
         })
         .await
     }

@@ -38,6 +38,8 @@ export type Delivery = Schemas["Delivery"];
 export type Unanswered = Schemas["UnansweredView"];
 export type Language = Schemas["Language"];
 export type AssistantOutcomes = Schemas["AssistantOutcomes"];
+export type AuditRecord = Schemas["AuditRecord"];
+export type AuditQuery = { member?: string; action?: string; since?: string; limit?: number; cursor?: string };
 export type Role = Schemas["Role"];
 export type Member = Schemas["Member"];
 export type ApiToken = Schemas["ApiToken"];
@@ -174,6 +176,12 @@ export class Api {
 
   deactivateMember(id: string) {
     return this.patch<Member>(`/v1/projects/${this.p}/members/${id}`, { state: "deactivated" });
+  }
+
+  /** A page of the audit trail, newest first (owners and admins). */
+  audit(query: AuditQuery) {
+    const params = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]));
+    return this.get<Schemas["AuditList"]>(`/v1/projects/${this.p}/audit?${params}`);
   }
 
   myTokens() {

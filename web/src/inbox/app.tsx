@@ -10,6 +10,7 @@ import { acceptInvitation, Api, completeReset, type Credentials, requestReset, s
 import { Feed, type FeedEvent, type FeedState } from "./feed";
 import { KnowledgeBase } from "./kb";
 import { Account } from "./account";
+import { Audit } from "./audit";
 import { Members } from "./members";
 import { Settings } from "./settings";
 import { INBOX_CSS } from "./styles";
@@ -359,13 +360,14 @@ const SIGNED_OUT = "You were signed out: your session ended (signed out elsewher
 
 function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: (why?: string) => void }) {
   const api = useMemo(() => new Api(creds, () => onSignOut(SIGNED_OUT)), [creds]);
-  const [view, setView] = useState<"tickets" | "kb" | "settings" | "members" | "account">("tickets");
-  // Agents answer tickets; the settings and the team are their owners' and admins'.
+  const [view, setView] = useState<"tickets" | "kb" | "settings" | "members" | "audit" | "account">("tickets");
+  // Agents answer tickets; the settings, the team and the audit trail are their owners' and
+  // admins'.
   const manages = api.role !== "agent";
-  const shared = manages ? (["tickets", "kb", "settings", "members"] as const) : (["tickets", "kb"] as const);
+  const shared = manages ? (["tickets", "kb", "settings", "members", "audit"] as const) : (["tickets", "kb"] as const);
   // A signed-in member has an account of their own; the admin key is nobody's.
   const views = creds.memberId ? [...shared, "account" as const] : shared;
-  const label = { tickets: "Tickets", kb: "Knowledge base", settings: "Settings", members: "Members", account: "Account" } as const;
+  const label = { tickets: "Tickets", kb: "Knowledge base", settings: "Settings", members: "Members", audit: "Audit", account: "Account" } as const;
   const [feedState, setFeedState] = useState<FeedState>("connecting");
   const [unread, setUnread] = useState<Record<string, number>>({});
   const [resumes, setResumes] = useState(0);
@@ -482,6 +484,7 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: (why?: str
       {view === "kb" && <KnowledgeBase api={api} />}
       {view === "settings" && manages && <Settings api={api} />}
       {view === "members" && manages && <Members api={api} />}
+      {view === "audit" && manages && <Audit api={api} />}
       {view === "account" && creds.memberId && <Account api={api} />}
     </div>
   );

@@ -142,6 +142,17 @@ fieldset.plain { border: 0; padding: 0; margin: 0; min-width: 0; display: flex; 
 .card textarea { width: 100%; }
 table.members { width: 100%; border-collapse: collapse; margin-top: 8px; }
 table.members th, table.members td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); }
+.card.audit { max-width: 1200px; }
+.audit-filters { flex-direction: row !important; flex-wrap: wrap; gap: 12px !important; align-items: end; margin-top: 8px; }
+.audit-filters .field { display: flex; flex-direction: column; gap: 4px; }
+.audit-filters label { font-size: 13px; color: var(--muted); }
+.audit-filters select, .audit-filters input { height: 36px; box-sizing: border-box; }
+table.audit-log { font-size: 13px; }
+table.audit-log td { vertical-align: top; }
+table.audit-log .time, table.audit-log .ip { white-space: nowrap; color: var(--muted); font-variant-numeric: tabular-nums; }
+table.audit-log code { font-size: 12px; }
+table.audit-log .target { display: block; font-weight: 600; }
+table.audit-log .change { display: block; color: var(--muted); }
 fieldset { border: 1px solid var(--line); border-radius: 8px; display: flex; flex-wrap: wrap; gap: 6px 16px; }
 .hooks { list-style: none; padding: 0; display: flex; flex-direction: column; gap: 10px; }
 .hook-row { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }

@@ -1454,6 +1454,8 @@ export interface components {
             /** @enum {string} */
             kind: "member";
             name: string;
+            /** Format: uuid */
+            token?: string | null;
         } | {
             /** @enum {string} */
             kind: "admin_key";

@@ -77,7 +77,13 @@ async fn post(f: &Fixture, text: &str) -> Posted {
         agent: None,
     };
     let reply = RpcReplyPort::from(tx);
-    actor.send_message(TicketMsg::Run { cmd, reply }).unwrap();
+    actor
+        .send_message(TicketMsg::Run {
+            cmd,
+            by: None,
+            reply,
+        })
+        .unwrap();
     let (message, posted) = oneshot::channel();
     tokio::spawn(async move {
         if let Ok(answer) = rx.await {

@@ -51,6 +51,7 @@ async fn a_failed_batch_refuses_the_writes_queued_behind_it_and_the_ticket_reloa
             idempotency_key: None,
             agent: None,
         },
+        by: None,
         reply,
     });
     f.kit.store.holding(1).await;
@@ -168,4 +169,81 @@ async fn an_activation_abandoned_mid_way_leaves_no_route_behind() {
     drop(held);
     f.tickets.actor(&f.key).await.unwrap();
     assert_eq!(routes(&f), 1, "one route, to the running actor");
+}
+
+/// Who acts in [`audit_rides_in_the_changes_batch_and_fails_with_it`].
+fn dana() -> crate::audit::AuditBy {
+    crate::audit::AuditBy {
+        actor: crate::audit::AuditActor::Member {
+            id: uuid::Uuid::from_u128(7),
+            name: "Dana".into(),
+            token: None,
+        },
+        ip: Some("203.0.113.7".into()),
+    }
+}
+
+async fn trail(f: &Fixture) -> Vec<crate::audit::AuditRecord> {
+    use crate::store::AuditStore;
+    let query = crate::audit::AuditQuery {
+        limit: 50,
+        ..Default::default()
+    };
+    let page = f.kit.store.list_audit(&f.key.project, &query).await;
+    page.unwrap().records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rides_in_the_changes_batch_and_fails_with_it() {
+    use crate::domain::TicketStatus;
+    let f = fixture().await;
+    let pending = TicketChange::status(TicketStatus::Pending);
+    let run = |change: TicketChange| {
+        let tickets = f.tickets.clone();
+        let key = f.key.clone();
+        let acting = crate::audit::acting(Some(dana()), async move {
+            tickets.run(&key, Command::Change(change)).await
+        });
+        tokio::spawn(acting)
+    };
+
+    // A change that fails takes its record with it.
+    let failed = run(pending.clone());
+    f.kit.store.holding(1).await;
+    f.kit.store.fail();
+    assert!(failed.await.unwrap().is_err());
+    assert!(trail(&f).await.is_empty());
+
+    // One that lands lands with its record, in the same batch.
+    let landed = run(pending);
+    f.kit.store.holding(1).await;
+    f.kit.store.release();
+    landed.await.unwrap().unwrap();
+    assert_eq!(
+        f.kit.store.batch_sizes().last(),
+        Some(&2),
+        "the ticket and its record"
+    );
+    let records = trail(&f).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].action, "ticket.status_changed");
+    assert_eq!(records[0].actor, dana().actor);
+    assert_eq!(records[0].ip.as_deref(), Some("203.0.113.7"));
+    assert_eq!(
+        records[0].changes,
+        serde_json::json!({"status": {"before": "open", "after": "pending"}})
+    );
+
+    // Without anyone acting (a visitor, the assistant), nothing is recorded.
+    let quiet = tokio::spawn({
+        let (tickets, key) = (f.tickets.clone(), f.key.clone());
+        async move {
+            let open = TicketChange::status(TicketStatus::Open);
+            tickets.run(&key, Command::Change(open)).await
+        }
+    });
+    f.kit.store.holding(1).await;
+    f.kit.store.release();
+    quiet.await.unwrap().unwrap();
+    assert_eq!(trail(&f).await.len(), 1);
 }

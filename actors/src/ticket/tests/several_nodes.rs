@@ -82,6 +82,7 @@ impl Cluster for TwoNodes {
         _node: &str,
         _key: &TicketKey,
         command: Command,
+        _by: Option<crate::audit::AuditBy>,
     ) -> Result<Answer, TicketError> {
         let Command::Post {
             author,
