@@ -111,6 +111,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0021_ticket_activity",
         include_str!("../../../cql/0021_ticket_activity.cql"),
     ),
+    (
+        22,
+        "0022_member_totp",
+        include_str!("../../../cql/0022_member_totp.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in
