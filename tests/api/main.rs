@@ -33,4 +33,5 @@ mod session;
 mod tags;
 mod tickets;
 mod tokens;
+mod totp;
 mod webhooks;
