@@ -480,6 +480,17 @@ fn parse_member_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::try_parse(raw).map_err(|_| ApiError::not_found("no such member"))
 }
 
+/// The project's member `raw` (an id), or 404.
+pub(super) async fn member_of(
+    ctx: &Ctx,
+    project: &ProjectId,
+    raw: &str,
+) -> Result<Member, ApiError> {
+    let id = parse_member_id(raw)?;
+    let member = ctx.accounts.store().get_member(project, id).await?;
+    member.ok_or_else(|| ApiError::not_found("no such member"))
+}
+
 async fn list_of(ctx: &Ctx, project: &ProjectId) -> Result<Response, ApiError> {
     let mut members = ctx.accounts.store().list_members(project).await?;
     members.sort_by(|a, b| a.name.cmp(&b.name).then(a.email.cmp(&b.email)));
@@ -534,9 +545,7 @@ pub async fn add(
 pub async fn get(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
     respond(
         async {
-            let id = parse_member_id(&id)?;
-            let member = ctx.accounts.store().get_member(&project.id, id).await?;
-            let member = member.ok_or_else(|| ApiError::not_found("no such member"))?;
+            let member = member_of(&ctx, &project.id, &id).await?;
             Ok(json(StatusCode::OK, &MemberView::from(&member)))
         }
         .await,
@@ -910,9 +919,7 @@ pub async fn reset_member(
 ) -> Response {
     respond(
         async {
-            let id = parse_member_id(&id)?;
-            let member = ctx.accounts.store().get_member(&project.id, id).await?;
-            let member = member.ok_or_else(|| ApiError::not_found("no such member"))?;
+            let member = member_of(&ctx, &project.id, &id).await?;
             let by = (principal.role(), principal.member().map(|m| m.member.id));
             let issued = crate::links::reset_for(&ctx.accounts, &member, Some(by)).await?;
             let view = IssuedReset {
