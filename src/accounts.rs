@@ -488,7 +488,7 @@ impl Accounts {
         };
         self.open_session(member, ip, user_agent)
             .await
-            .map(crate::totp::SignedInStep::Session)
+            .map(|new| crate::totp::SignedInStep::Session(Box::new(new)))
             .map_err(SignInError::Store)
     }
 

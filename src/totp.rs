@@ -216,7 +216,7 @@ pub struct Challenge {
 
 /// What a right password opens: a session, or (TOTP on) a challenge.
 pub enum SignedInStep {
-    Session(NewSession),
+    Session(Box<NewSession>),
     SecondFactor(Challenge),
 }
 
@@ -536,10 +536,10 @@ impl Accounts {
             SecondFactor::Code(code) => (check_code(&row.secret, code, now, row.last_step), None),
             SecondFactor::RecoveryCode(code) => {
                 let hash = recovery_hash(code);
-                let found = row.recovery_hashes.iter().position(|h| {
-                    let same: bool = h.as_bytes().ct_eq(hash.as_bytes()).into();
-                    same
-                });
+                let found = row
+                    .recovery_hashes
+                    .iter()
+                    .position(|h| bool::from(h.as_bytes().ct_eq(hash.as_bytes())));
                 (None, found)
             }
         };
