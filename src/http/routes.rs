@@ -503,6 +503,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .describe("A new secret (RFC 6238: SHA-1, six digits, 30 seconds) and its `otpauth://` URI, shown this once; it replaces an enrolment not confirmed yet. Nothing changes at sign-in until `confirmMyTotp`. Only a signed-in member: a token is refused (403), the admin key has no second factor (400).")
         .answers(201, "The secret, shown this once", Json(schema::<totp::TotpEnrolment>))
+        .refuses(400, "The admin key, which is no member")
         .refuses(409, "Two-factor authentication is on already"),
         Route::new(post(), "/v1/projects/{projectId}/me/totp/confirm", "confirmMyTotp", "Turn on two-factor authentication with a first code", Agent, |b| {
             b.member().and(b.ctx()).and(b.meta()).and(b.json()).then(totp::confirm).boxed()

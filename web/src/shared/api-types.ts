@@ -6409,6 +6409,15 @@ export interface operations {
                     "application/json": components["schemas"]["TotpEnrolment"];
                 };
             };
+            /** @description The admin key, which is no member */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
             401: {
                 headers: {
