@@ -167,6 +167,11 @@ pub struct NewSession {
 pub enum SignInError {
     /// Unknown email, wrong password or a member who may not sign in: one answer for all.
     Refused,
+    /// A wrong code or recovery code at the second step (the member's, for the audit trail).
+    WrongCode(Box<Member>),
+    /// The second step's challenge is unknown, expired, used, or took too many wrong codes:
+    /// sign in again.
+    Expired,
     /// Too many failures lately, or an attempt in flight, for this account or this client:
     /// wait this long.
     Throttled(Duration),
@@ -403,7 +408,22 @@ impl Accounts {
         fleety_actors::clock::truncate_millis(self.clock.now())
     }
 
-    /// Checks an email and password and opens a session.
+    /// Checks a password against a PHC hash off the async threads, a bounded number at a time.
+    pub(crate) async fn check_password(
+        &self,
+        password: String,
+        hash: String,
+    ) -> Result<bool, String> {
+        let slot = self.hash_slots.acquire().await.map_err(|e| e.to_string())?;
+        let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(slot);
+        Ok(matches)
+    }
+
+    /// Checks an email and password and opens a session, or, for a member with a second
+    /// factor, answers the challenge to finish with ([`Accounts::sign_in_second_factor`]).
     pub async fn sign_in(
         &self,
         project: &ProjectId,
@@ -411,7 +431,7 @@ impl Accounts {
         password: &str,
         ip: IpAddr,
         user_agent: Option<String>,
-    ) -> Result<NewSession, SignInError> {
+    ) -> Result<crate::totp::SignedInStep, SignInError> {
         let email = fleety_actors::member::normalise_email(email).unwrap_or_default();
         // Held until the check's outcome is counted, below.
         let attempt = self
@@ -430,16 +450,10 @@ impl Accounts {
             .as_ref()
             .filter(|m| !m.password_hash.is_empty())
             .map_or(self.dummy_hash.clone(), |m| m.password_hash.clone());
-        let password = password.to_owned();
-        let slot = self
-            .hash_slots
-            .acquire()
+        let matches = self
+            .check_password(password.to_owned(), hash)
             .await
-            .map_err(|e| SignInError::Internal(e.to_string()))?;
-        let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .map_err(|e| SignInError::Internal(e.to_string()))?;
-        drop(slot);
+            .map_err(SignInError::Internal)?;
         let member = match member {
             Some(m) if matches && m.state != MemberState::Deactivated => m,
             _ => {
@@ -448,6 +462,15 @@ impl Accounts {
                 return Err(SignInError::Refused);
             }
         };
+        // With a second factor the sign-in is not over: the account's count stays until it is.
+        let challenge = self
+            .after_password(&member)
+            .await
+            .map_err(SignInError::Store)?;
+        if let Some(challenge) = challenge {
+            drop(attempt);
+            return Ok(crate::totp::SignedInStep::SecondFactor(challenge));
+        }
         self.throttle.succeeded(project, &email);
         drop(attempt);
         let now = self.now();
@@ -468,6 +491,7 @@ impl Accounts {
         };
         self.open_session(member, ip, user_agent)
             .await
+            .map(|new| crate::totp::SignedInStep::Session(Box::new(new)))
             .map_err(SignInError::Store)
     }
 

@@ -25,4 +25,5 @@ pub mod projects;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod totp;
 pub mod webhooks;

@@ -321,7 +321,7 @@ pub async fn reset_for(
     by: Option<(Role, Option<Uuid>)>,
 ) -> Result<Issued, LinkError> {
     if let Some((role, by_member)) = by {
-        if by_member != Some(member.id) {
+        if !crate::members::may_manage_member(role, by_member, member) {
             crate::members::check_may_give(role, member.role)?;
         }
     }

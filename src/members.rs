@@ -103,6 +103,13 @@ pub fn may_manage(by: Role, role: Role) -> bool {
     }
 }
 
+/// Whether the caller (of role `by`, and the member `by_member` if a member calls) may manage
+/// `member`: their own account always, anyone else's as [`may_manage`] says. What the member
+/// routes (changes, reset links, tokens) all check.
+pub fn may_manage_member(by: Role, by_member: Option<Uuid>, member: &Member) -> bool {
+    by_member == Some(member.id) || may_manage(by, member.role)
+}
+
 const ONLY_OWNERS: &str = "only owners add, change or deactivate owners and admins";
 
 /// Refuses a caller of role `by` who may not give role `role` (invite to it, or reset the
@@ -179,7 +186,9 @@ pub async fn change(
             "a member cannot change their own role or state",
         ));
     }
-    if !own && (!may_manage(by, member.role) || change.role.is_some_and(|r| !may_manage(by, r))) {
+    if !may_manage_member(by, by_member, &member)
+        || (!own && change.role.is_some_and(|r| !may_manage(by, r)))
+    {
         return Err(MemberError::Forbidden(ONLY_OWNERS));
     }
     if change.state == Some(MemberState::Invited) {

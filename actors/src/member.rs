@@ -235,6 +235,61 @@ pub struct MemberLink {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A member's second factor: a TOTP secret (RFC 6238), whether it is on, the newest time step
+/// a code was accepted for, the digests of the unused recovery codes, and the sign-in waiting
+/// for a code. One row per member; every write names the version it read
+/// ([`crate::store::MemberStore::put_member_totp`]), so two uses of one code, on one node or
+/// several, cannot both land.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberTotp {
+    pub project_id: ProjectId,
+    pub member_id: Uuid,
+    /// A fresh value at every write.
+    pub version: Uuid,
+    /// The shared secret, base32 (RFC 4648, no padding). Checking a code needs it, so it is
+    /// stored as is; it never leaves the server after enrolment.
+    pub secret: String,
+    /// Off while an enrolment waits for its first code.
+    pub enabled: bool,
+    /// The newest time step a code was accepted for; a code of that step or an earlier one is
+    /// refused, so a code works once.
+    pub last_step: i64,
+    /// Hex SHA-256 digests of the recovery codes not used yet.
+    pub recovery_hashes: Vec<String>,
+    /// A sign-in whose password was right, waiting for a code.
+    pub challenge: Option<TotpChallenge>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for MemberTotp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberTotp")
+            .field("project_id", &self.project_id)
+            .field("member_id", &self.member_id)
+            .field("version", &self.version)
+            .field("secret", &"<redacted>")
+            .field("enabled", &self.enabled)
+            .field("last_step", &self.last_step)
+            .field("recovery_codes", &self.recovery_hashes.len())
+            .field("challenge", &self.challenge)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// A sign-in waiting for its second factor. The challenge token is never stored: only its
+/// SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpChallenge {
+    /// The hex SHA-256 digest of the challenge token.
+    pub hash: String,
+    pub expires_at: DateTime<Utc>,
+    /// Wrong codes given for it so far.
+    pub failures: u32,
+}
+
 /// Longest email address accepted (RFC 5321's path limit).
 pub const MAX_EMAIL: usize = 254;
 

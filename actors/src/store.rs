@@ -23,7 +23,7 @@ use crate::domain::{
     Participant, Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
 };
 use crate::email::Email;
-use crate::member::{ApiToken, Member, MemberLink, MemberSession};
+use crate::member::{ApiToken, Member, MemberLink, MemberSession, MemberTotp};
 use crate::message_id::MessageId;
 use crate::unanswered::{Asked, UnansweredQuestion};
 use crate::webhook::{Delivery, Endpoint};
@@ -557,6 +557,30 @@ pub trait MemberStore: Send + Sync + 'static {
     /// Revokes a token; [`StoreError::NotFound`] if there is none.
     /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn delete_api_token(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
+    /// A member's second factor, if they have one (on, or waiting for its first code).
+    async fn get_member_totp(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+    ) -> StoreResult<Option<MemberTotp>>;
+    /// Writes a member's second factor if the stored one is still the version `expected`
+    /// names (`None`: the member has none); [`StoreError::Conflict`] otherwise. Checking and
+    /// writing are one step, across nodes too: of two writes that read one version, one lands.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
+    async fn put_member_totp(
+        &self,
+        totp: &MemberTotp,
+        expected: Option<uuid::Uuid>,
+    ) -> StoreResult<()>;
+    /// Removes a member's second factor if it is still version `expected`;
+    /// [`StoreError::NotFound`] if there is none, [`StoreError::Conflict`] if it changed.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
+    async fn delete_member_totp(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+        expected: uuid::Uuid,
+    ) -> StoreResult<()>;
 }
 
 /// Canned replies ([`crate::canned`]), per project.

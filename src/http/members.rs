@@ -28,6 +28,7 @@ use crate::config::SecureCookies;
 use crate::links::LinkError;
 use crate::members::{MemberChange, MemberError, NewMember};
 use crate::server::RequestMeta;
+use crate::totp::{SecondFactor, SignedInStep};
 
 impl From<MemberError> for ApiError {
     fn from(e: MemberError) -> Self {
@@ -128,7 +129,15 @@ pub async fn sign_in(
         )
         .await;
     let new = match signed {
-        Ok(new) => new,
+        Ok(SignedInStep::Session(new)) => new,
+        Ok(SignedInStep::SecondFactor(challenge)) => {
+            let view = SecondFactorNeeded {
+                second_factor: "totp",
+                challenge: challenge.token,
+                expires_at: rfc3339(challenge.expires_at),
+            };
+            return json(StatusCode::ACCEPTED, &view);
+        }
         Err(SignInError::Refused) => {
             // Written alone: a refusal changes nothing. Who was tried is the target; the
             // password never is.
@@ -149,7 +158,35 @@ pub async fn sign_in(
             }
             return ApiError::unauthorized("wrong email or password").into_response();
         }
-        Err(SignInError::Throttled(wait)) => {
+        Err(e) => return sign_in_refusal(&ctx, &meta, e).await,
+    };
+    signed_in(&ctx, &meta, &new)
+}
+
+/// The answer to a sign-in step that opened no session.
+async fn sign_in_refusal(ctx: &Ctx, meta: &RequestMeta, e: SignInError) -> Response {
+    match e {
+        // The password step records its own refusal, which names the email tried.
+        SignInError::Refused => ApiError::unauthorized("wrong email or password").into_response(),
+        SignInError::WrongCode(member) => {
+            let record = AuditRecord::new(
+                &member.project_id,
+                ctx.accounts.now(),
+                AuditActor::Anonymous,
+                Some(meta.ip.to_string()),
+                "member.second_factor_failed",
+            )
+            .target(crate::members::target(&member));
+            if let Err(e) = ctx.audit_store.record_audit(&record).await {
+                tracing::warn!(error = %e, "recording a failed second factor failed");
+            }
+            ApiError::unauthorized("wrong code").into_response()
+        }
+        SignInError::Expired => {
+            ApiError::unauthorized("this sign-in has expired or was used: sign in again")
+                .into_response()
+        }
+        SignInError::Throttled(wait) => {
             let mut resp = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many sign-in attempts; retry after the time in Retry-After",
@@ -158,12 +195,77 @@ pub async fn sign_in(
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            return resp;
+            resp
         }
-        Err(SignInError::Store(e)) => return ApiError::from(e).into_response(),
-        Err(SignInError::Internal(e)) => return ApiError::internal(e).into_response(),
+        SignInError::Store(e) => ApiError::from(e).into_response(),
+        SignInError::Internal(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// The password was right and the member has a second factor: finish with
+/// `signInSecondFactor`.
+#[derive(Serialize, ToSchema)]
+pub struct SecondFactorNeeded {
+    /// What to send next: `totp`, a code from the member's authenticator app (or one of their
+    /// recovery codes).
+    pub second_factor: &'static str,
+    /// Single use; send it with the code.
+    pub challenge: String,
+    /// The code must come before this.
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: String,
+}
+
+/// The second step of a sign-in: the challenge and either a code or a recovery code.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInSecondFactor {
+    /// From the answer to `signIn`.
+    #[schema(max_length = 100)]
+    pub challenge: String,
+    /// Six digits from the authenticator app.
+    #[schema(max_length = 16)]
+    pub code: Option<String>,
+    /// One of the recovery codes; it works once.
+    #[schema(max_length = 64)]
+    pub recovery_code: Option<String>,
+}
+
+/// POST /v1/projects/{projectId}/sign-in/second-factor
+pub async fn sign_in_second_factor(
+    project: Arc<Project>,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
+    body: SignInSecondFactor,
+) -> Response {
+    if body.challenge.chars().count() > 100 {
+        return ApiError::bad_request("challenge: at most 100 characters").into_response();
+    }
+    let factor = match (body.code, body.recovery_code) {
+        (Some(code), None) if code.chars().count() <= 16 => SecondFactor::Code(code),
+        (None, Some(code)) if code.chars().count() <= 64 => SecondFactor::RecoveryCode(code),
+        (Some(_), None) => {
+            return ApiError::bad_request("code: at most 16 characters").into_response()
+        }
+        (None, Some(_)) => {
+            return ApiError::bad_request("recovery_code: at most 64 characters").into_response()
+        }
+        _ => return ApiError::bad_request("give either code or recovery_code").into_response(),
     };
-    signed_in(&ctx, &meta, &new)
+    let signed = ctx
+        .accounts
+        .sign_in_second_factor(
+            &project.id,
+            &body.challenge,
+            factor,
+            meta.ip,
+            meta.user_agent.clone(),
+        )
+        .await;
+    match signed {
+        Ok(new) => signed_in(&ctx, &meta, &new),
+        Err(e) => sign_in_refusal(&ctx, &meta, e).await,
+    }
 }
 
 /// The answer that opens a session: the member, the secret and its CSRF token, and the
@@ -382,6 +484,17 @@ fn parse_member_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::try_parse(raw).map_err(|_| ApiError::not_found("no such member"))
 }
 
+/// The project's member `raw` (an id), or 404.
+pub(super) async fn member_of(
+    ctx: &Ctx,
+    project: &ProjectId,
+    raw: &str,
+) -> Result<Member, ApiError> {
+    let id = parse_member_id(raw)?;
+    let member = ctx.accounts.store().get_member(project, id).await?;
+    member.ok_or_else(|| ApiError::not_found("no such member"))
+}
+
 async fn list_of(ctx: &Ctx, project: &ProjectId) -> Result<Response, ApiError> {
     let mut members = ctx.accounts.store().list_members(project).await?;
     members.sort_by(|a, b| a.name.cmp(&b.name).then(a.email.cmp(&b.email)));
@@ -436,9 +549,7 @@ pub async fn add(
 pub async fn get(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
     respond(
         async {
-            let id = parse_member_id(&id)?;
-            let member = ctx.accounts.store().get_member(&project.id, id).await?;
-            let member = member.ok_or_else(|| ApiError::not_found("no such member"))?;
+            let member = member_of(&ctx, &project.id, &id).await?;
             Ok(json(StatusCode::OK, &MemberView::from(&member)))
         }
         .await,
@@ -817,9 +928,7 @@ pub async fn reset_member(
 ) -> Response {
     respond(
         async {
-            let id = parse_member_id(&id)?;
-            let member = ctx.accounts.store().get_member(&project.id, id).await?;
-            let member = member.ok_or_else(|| ApiError::not_found("no such member"))?;
+            let member = member_of(&ctx, &project.id, &id).await?;
             let by = (principal.role(), principal.member().map(|m| m.member.id));
             let issued = crate::links::reset_for(&ctx.accounts, &member, Some(by)).await?;
             let view = IssuedReset {

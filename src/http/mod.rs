@@ -27,6 +27,7 @@ pub mod routes;
 pub mod session;
 pub mod tickets;
 pub mod tokens;
+pub mod totp;
 pub mod unanswered;
 pub mod upgrade;
 pub mod webhooks;

@@ -16,7 +16,7 @@ use warp::Filter;
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
     assets, assignees, assistant, audit, canned, chat, contacts, export, kb, members, openapi,
-    projects_api, session, tickets, tokens, unanswered, webhooks, ws, Ctx,
+    projects_api, session, tickets, tokens, totp, unanswered, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
@@ -432,8 +432,19 @@ fn routes() -> Vec<Route> {
         .describe("Sets the session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS) and answers the session's secret, to send as a bearer token instead, and its CSRF token, to send in `X-CSRF-Token` with each cookie-signed request that changes something. An unknown email and a wrong password get the same answer. Repeated failures, per account and per client, make the next attempt wait longer (429 with Retry-After).")
         .body::<members::SignIn>(Limit::Standard)
         .answers(200, "The member and their new session", Json(schema::<members::SignedInView>))
+        .answers(202, "The password is right and the member has two-factor authentication on: no session yet; finish with `signInSecondFactor` and the challenge", Json(schema::<members::SecondFactorNeeded>))
         .refuses(401, "Wrong email or password, or a deactivated member")
         .refuses(429, "Too many failed sign-ins lately, or one still under way, for this account or from this client (see Retry-After)"),
+        Route::new(post(), "/v1/projects/{projectId}/sign-in/second-factor", "signInSecondFactor", "Finish a sign-in with a code from the authenticator app, or a recovery code", SignIn, |b| {
+            b.sign_in().and(b.ctx()).and(b.meta()).and(b.json()).then(members::sign_in_second_factor).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("The challenge from `signIn`'s 202 and either `code` (six digits; the current 30-second step or one either side, each code once) or `recovery_code` (each once). A challenge lasts five minutes and five wrong codes; wrong codes count on the brake of sign-ins. Answers as `signIn` does when it opens a session.")
+        .body::<members::SignInSecondFactor>(Limit::Standard)
+        .answers(200, "The member and their new session", Json(schema::<members::SignedInView>))
+        .refuses(401, "A wrong code, or a challenge expired, used or unknown (sign in again)")
+        .refuses(429, "Too many failed sign-ins or codes lately for this account or from this client (see Retry-After)"),
         Route::new(post(), "/v1/projects/{projectId}/sign-out", "signOut", "End the caller's session", Agent, |b| {
             b.member().and(b.ctx()).and(b.meta()).then(members::sign_out).boxed()
         })
@@ -486,6 +497,53 @@ fn routes() -> Vec<Route> {
         .param("tokenId", "The token's id, from the listing.", uuid)
         .answers(200, "Revoked", Json(schema::<super::Done>))
         .refuses(404, "The caller has no such token"),
+        Route::new(get(), "/v1/projects/{projectId}/me/totp", "getMyTotp", "Whether the caller's two-factor authentication is on", Agent, |b| {
+            b.member().and(b.ctx()).then(totp::get).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Never the secret. Off for the admin key, which is no member.")
+        .answers(200, "The caller's second factor", Json(schema::<totp::TotpView>)),
+        Route::new(post(), "/v1/projects/{projectId}/me/totp", "enrolMyTotp", "Begin turning on two-factor authentication (TOTP)", Agent, |b| {
+            b.member().and(b.ctx()).then(totp::enrol).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("A new secret (RFC 6238: SHA-1, six digits, 30 seconds) and its `otpauth://` URI, shown this once; it replaces an enrolment not confirmed yet. Nothing changes at sign-in until `confirmMyTotp`. Only a signed-in member: a token is refused (403), the admin key has no second factor (400).")
+        .answers(201, "The secret, shown this once", Json(schema::<totp::TotpEnrolment>))
+        .refuses(400, "The admin key, which is no member")
+        .refuses(409, "Two-factor authentication is on already"),
+        Route::new(post(), "/v1/projects/{projectId}/me/totp/confirm", "confirmMyTotp", "Turn on two-factor authentication with a first code", Agent, |b| {
+            b.member().and(b.ctx()).and(b.meta()).and(b.json()).then(totp::confirm).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("A code from the app the secret was given to turns it on; from then on sign-in asks for a code. Answers ten recovery codes, shown this once, each good for one sign-in without the app.")
+        .body::<totp::TotpCode>(Limit::Standard)
+        .answers(200, "On; the recovery codes, shown this once", Json(schema::<totp::RecoveryCodes>))
+        .refuses(409, "No enrolment waits, or two-factor authentication is on already"),
+        Route::new(post(), "/v1/projects/{projectId}/me/totp/disable", "disableMyTotp", "Turn off two-factor authentication", Agent, |b| {
+            b.member().and(b.ctx()).and(b.meta()).and(b.json()).then(totp::disable).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("With the member's password or a current code. Wrong ones count on the brake of sign-ins (429 with Retry-After).")
+        .body::<totp::TotpProof>(Limit::Standard)
+        .answers(200, "Off", Json(schema::<super::Done>))
+        .refuses(403, "A wrong password or code, or a token")
+        .refuses(409, "Two-factor authentication is off")
+        .refuses(429, "Too many wrong passwords or codes lately (see Retry-After)"),
+        Route::new(post(), "/v1/projects/{projectId}/me/totp/recovery-codes", "regenerateMyRecoveryCodes", "Make new recovery codes, voiding the old ones", Agent, |b| {
+            b.member().and(b.ctx()).and(b.meta()).and(b.json()).then(totp::regenerate).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("With the member's password or a current code, as for turning it off.")
+        .body::<totp::TotpProof>(Limit::Standard)
+        .answers(200, "The new recovery codes, shown this once", Json(schema::<totp::RecoveryCodes>))
+        .refuses(403, "A wrong password or code, or a token")
+        .refuses(409, "Two-factor authentication is off")
+        .refuses(429, "Too many wrong passwords or codes lately (see Retry-After)"),
         Route::new(get(), "/v1/projects/{projectId}/audit", "listAudit", "List the audit trail, newest first: who did what, when and from where", Admin, |b| {
             b.agent().and(b.ctx()).and(b.query()).then(audit::list).boxed()
         })
@@ -845,6 +903,13 @@ mod tests {
         ("listMyTokens", Agent),
         ("createMyToken", Agent),
         ("revokeMyToken", Agent),
+        // The second factor: each member their own, from a signed-in session.
+        ("getMyTotp", Agent),
+        ("enrolMyTotp", Agent),
+        ("confirmMyTotp", Agent),
+        ("disableMyTotp", Agent),
+        ("regenerateMyRecoveryCodes", Agent),
+        ("signInSecondFactor", SignIn),
         ("listAudit", Admin),
         ("exportProject", Admin),
         ("listMembers", Admin),

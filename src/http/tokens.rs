@@ -220,11 +220,9 @@ async fn managed(
     id: &str,
     principal: &Principal,
 ) -> Result<Member, ApiError> {
-    let id = uuid::Uuid::try_parse(id).map_err(|_| ApiError::not_found("no such member"))?;
-    let member = ctx.accounts.store().get_member(project, id).await?;
-    let member = member.ok_or_else(|| ApiError::not_found("no such member"))?;
-    let me = principal.person().is_some_and(|p| p.id == member.id);
-    if !me && !crate::members::may_manage(principal.role(), member.role) {
+    let member = super::members::member_of(ctx, project, id).await?;
+    let by_member = principal.person().map(|p| p.id);
+    if !crate::members::may_manage_member(principal.role(), by_member, &member) {
         return Err(ApiError::forbidden(
             "only owners see and revoke the tokens of owners and admins",
         ));

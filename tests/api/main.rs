@@ -36,4 +36,5 @@ mod session;
 mod tags;
 mod tickets;
 mod tokens;
+mod totp;
 mod webhooks;

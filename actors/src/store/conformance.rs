@@ -63,6 +63,7 @@ macro_rules! store_conformance_tests {
             members_racing_for_one_email_leave_one_member,
             member_sessions_are_kept_listed_and_ended,
             api_tokens_are_created_touched_listed_and_revoked,
+            a_second_factor_is_written_only_over_the_version_it_read,
             canned_replies_are_created_listed_replaced_and_deleted,
             canned_replies_racing_never_pass_the_cap_or_share_a_shortcut,
             audit_records_list_newest_first_filtered_and_paged,
@@ -2328,6 +2329,124 @@ pub async fn api_tokens_are_created_touched_listed_and_revoked(store: Arc<dyn St
     assert_eq!(store.list_api_tokens(&p.id).await.unwrap(), vec![touched]);
 }
 
+fn totp(project: &ProjectId, member: Uuid) -> crate::member::MemberTotp {
+    crate::member::MemberTotp {
+        project_id: project.clone(),
+        member_id: member,
+        version: Uuid::new_v4(),
+        secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into(),
+        enabled: false,
+        last_step: 0,
+        recovery_hashes: Vec::new(),
+        challenge: None,
+        created_at: now_millis(),
+        updated_at: now_millis(),
+    }
+}
+
+pub async fn a_second_factor_is_written_only_over_the_version_it_read(store: Arc<dyn Store>) {
+    use crate::member::{MemberTotp, Role, TotpChallenge};
+    let p = project();
+    let other = project();
+    let dana = member(&p.id, "dana@example.com", Role::Agent);
+    store.create_member(&dana).await.unwrap();
+    assert_eq!(store.get_member_totp(&p.id, dana.id).await.unwrap(), None);
+
+    let pending = totp(&p.id, dana.id);
+    // A first write must find none; a second create is refused.
+    store.put_member_totp(&pending, None).await.unwrap();
+    assert!(matches!(
+        store.put_member_totp(&totp(&p.id, dana.id), None).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.get_member_totp(&p.id, dana.id).await.unwrap(),
+        Some(pending.clone())
+    );
+    assert_eq!(
+        store.get_member_totp(&other.id, dana.id).await.unwrap(),
+        None
+    );
+
+    let now = now_millis();
+    let on = MemberTotp {
+        version: Uuid::new_v4(),
+        enabled: true,
+        last_step: 56_789_012,
+        recovery_hashes: vec!["ab".repeat(32), "cd".repeat(32)],
+        challenge: Some(TotpChallenge {
+            hash: "ef".repeat(32),
+            expires_at: now + Duration::minutes(5),
+            failures: 2,
+        }),
+        updated_at: now + Duration::seconds(1),
+        ..pending.clone()
+    };
+    store
+        .put_member_totp(&on, Some(pending.version))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_member_totp(&p.id, dana.id).await.unwrap(),
+        Some(on.clone())
+    );
+
+    // Two writes that read the same version: one lands, the other is refused, whichever
+    // comes first. This is what makes a code and a recovery code work once.
+    let race = |n: i64| {
+        let store = store.clone();
+        let next = MemberTotp {
+            version: Uuid::new_v4(),
+            last_step: on.last_step + n,
+            challenge: None,
+            ..on.clone()
+        };
+        let expected = on.version;
+        tokio::spawn(async move { store.put_member_totp(&next, Some(expected)).await })
+    };
+    let (a, b) = (race(1), race(2));
+    let outcomes = [a.await.unwrap(), b.await.unwrap()];
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+    assert!(outcomes
+        .iter()
+        .any(|o| matches!(o, Err(StoreError::Conflict))));
+    let landed = store
+        .get_member_totp(&p.id, dana.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(landed.last_step > on.last_step);
+    assert_eq!(landed.challenge, None);
+
+    // A delete names the version too.
+    assert!(matches!(
+        store.delete_member_totp(&p.id, dana.id, on.version).await,
+        Err(StoreError::Conflict)
+    ));
+    store
+        .delete_member_totp(&p.id, dana.id, landed.version)
+        .await
+        .unwrap();
+    assert_eq!(store.get_member_totp(&p.id, dana.id).await.unwrap(), None);
+    assert!(matches!(
+        store
+            .delete_member_totp(&p.id, dana.id, landed.version)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // A write over a version that is gone is refused; enrolling again starts from none.
+    assert!(matches!(
+        store.put_member_totp(&on, Some(landed.version)).await,
+        Err(StoreError::Conflict)
+    ));
+    let again = totp(&p.id, dana.id);
+    store.put_member_totp(&again, None).await.unwrap();
+    assert_eq!(
+        store.get_member_totp(&p.id, dana.id).await.unwrap(),
+        Some(again)
+    );
+}
+
 fn audit_record(
     project: &ProjectId,
     at: DateTime<Utc>,
@@ -2516,6 +2635,19 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
     )
     .await
     .unwrap();
+    let second = totp(&p.id, dana.id);
+    recorded(
+        record("member.totp_enabled"),
+        store.put_member_totp(&second, None),
+    )
+    .await
+    .unwrap();
+    recorded(
+        record("member.totp_disabled"),
+        store.delete_member_totp(&p.id, dana.id, second.version),
+    )
+    .await
+    .unwrap();
     let e = endpoint(&p.id, "https://a.example/hook");
     recorded(record("webhook.created"), store.create_endpoint(&e, 20))
         .await
@@ -2591,6 +2723,8 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
         "member.role_changed",
         "member.signed_in",
         "member.signed_out",
+        "member.totp_disabled",
+        "member.totp_enabled",
         "project.changed",
         "ticket.status_changed",
         "token.created",
@@ -2626,6 +2760,12 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
     )
     .await;
     assert!(matches!(refused, Err(StoreError::NotFound)));
+    let refused = recorded(
+        record("member.totp_enabled"),
+        store.put_member_totp(&second, Some(Uuid::new_v4())),
+    )
+    .await;
+    assert!(matches!(refused, Err(StoreError::Conflict)));
     let first = canned(&p.id, "first");
     store
         .create_canned_reply(&first, 10)

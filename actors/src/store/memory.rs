@@ -19,7 +19,7 @@ use crate::contact::{order_key, Contact, ContactPage, ContactQuery};
 use crate::domain::{
     Activity, ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant,
 };
-use crate::member::{ApiToken, Member, MemberLink, MemberSession};
+use crate::member::{ApiToken, Member, MemberLink, MemberSession, MemberTotp};
 use crate::webhook::{Delivery, Endpoint};
 
 #[derive(Default)]
@@ -58,6 +58,7 @@ struct Data {
     members: BTreeMap<(ProjectId, Uuid), Member>,
     member_sessions: BTreeMap<(ProjectId, Uuid, String), MemberSession>,
     api_tokens: BTreeMap<(ProjectId, Uuid), ApiToken>,
+    member_totp: BTreeMap<(ProjectId, Uuid), MemberTotp>,
     canned: BTreeMap<(ProjectId, Uuid), CannedReply>,
     audit: BTreeMap<(ProjectId, AuditCursor), AuditRecord>,
     emails: BTreeMap<String, crate::email::Email>,
@@ -881,6 +882,44 @@ impl MemberStore for MemoryStore {
             }
             None => Err(StoreError::NotFound),
         }
+    }
+
+    async fn get_member_totp(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+    ) -> StoreResult<Option<MemberTotp>> {
+        let key = (project.clone(), member);
+        Ok(lock(&self.data).member_totp.get(&key).cloned())
+    }
+
+    async fn put_member_totp(&self, totp: &MemberTotp, expected: Option<Uuid>) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let key = (totp.project_id.clone(), totp.member_id);
+        if data.member_totp.get(&key).map(|t| t.version) != expected {
+            return Err(StoreError::Conflict);
+        }
+        data.member_totp.insert(key, totp.clone());
+        data.audit();
+        Ok(())
+    }
+
+    async fn delete_member_totp(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+        expected: Uuid,
+    ) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let key = (project.clone(), member);
+        match data.member_totp.get(&key) {
+            None => return Err(StoreError::NotFound),
+            Some(t) if t.version != expected => return Err(StoreError::Conflict),
+            Some(_) => {}
+        }
+        data.member_totp.remove(&key);
+        data.audit();
+        Ok(())
     }
 
     async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()> {

@@ -27,11 +27,11 @@ use fleety_actors::domain::{
     Participant, Project, ProjectId, ReadCursor, Slug, Ticket,
 };
 use fleety_actors::email::Email;
-use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession};
+use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession, MemberTotp};
 use fleety_actors::store::{
-    canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, ContactStore, Done, EmailStore, KbStore,
-    MemberStore, MessageRange, ProjectStore, Store, StoreError, StoreResult, TicketCursor,
-    TicketPage, TicketQuery, TicketStore, TicketWrite, UnansweredStore, WebhookStore,
+    canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, ContactStore, Done,
+    EmailStore, KbStore, MemberStore, MessageRange, ProjectStore, Store, StoreError, StoreResult,
+    TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite, UnansweredStore, WebhookStore,
 };
 use fleety_actors::telemetry;
 use fleety_actors::unanswered::{self, Asked, UnansweredQuestion};
@@ -44,9 +44,10 @@ pub use pipeline::ApplyTiming;
 use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ACTIVITY, API_TOKENS, ARTICLES, AUDIT, CANNED,
-    CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, CONTACTS, CONTACT_TICKETS, DELIVERIES, DELIVERIES_DUE, EMAILS, EMAILS_DUE,
-    MEMBERS, MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MESSAGES, META, NOTES, PROJECTS,
-    READ_CURSORS, TICKETS, TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
+    CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, CONTACTS, CONTACT_TICKETS, DELIVERIES,
+    DELIVERIES_DUE, EMAILS, EMAILS_DUE, MEMBERS, MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS,
+    MEMBER_TOTP, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
+    UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -1233,6 +1234,48 @@ impl MemberStore for EmbeddedStore {
             id: id.to_string(),
         };
         self.audited("delete_api_token", write).await
+    }
+
+    async fn get_member_totp(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+    ) -> StoreResult<Option<MemberTotp>> {
+        let (project, member) = (project.clone(), member.to_string());
+        self.read("get_member_totp", move |txn| {
+            let table = txn.open_table(MEMBER_TOTP).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), member.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_member_totp(
+        &self,
+        totp: &MemberTotp,
+        expected: Option<uuid::Uuid>,
+    ) -> StoreResult<()> {
+        let write = Write::PutMemberTotp {
+            totp: totp.clone(),
+            expected,
+        };
+        self.audited("put_member_totp", write).await
+    }
+
+    async fn delete_member_totp(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+        expected: uuid::Uuid,
+    ) -> StoreResult<()> {
+        let write = Write::DeleteMemberTotp {
+            project: project.as_str().to_owned(),
+            member: member.to_string(),
+            expected,
+        };
+        self.audited("delete_member_totp", write).await
     }
 
     async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()> {

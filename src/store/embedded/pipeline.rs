@@ -32,7 +32,7 @@ use fleety_actors::contact::{order_key, Contact};
 use fleety_actors::domain::{
     Article, ChatConversation, ChatTurn, Message, Project, ProjectId, Slug, Ticket,
 };
-use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession};
+use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession, MemberTotp};
 use fleety_actors::store::{StoreError, StoreResult, TicketWrite};
 use fleety_actors::unanswered::UnansweredQuestion;
 use fleety_actors::webhook::{Delivery, Endpoint};
@@ -41,7 +41,7 @@ use tokio::sync::watch;
 
 use super::tables::{
     internal, to_json, Tables, API_TOKENS, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS,
-    MEMBER_LINKS, MEMBER_SESSIONS, PROJECTS, TICKETS, WEBHOOKS,
+    MEMBER_LINKS, MEMBER_SESSIONS, MEMBER_TOTP, PROJECTS, TICKETS, WEBHOOKS,
 };
 use super::wal::{self, Op, RecordBuf};
 
@@ -163,6 +163,18 @@ pub(super) enum Write {
         project: String,
         id: String,
     },
+    /// A member's second factor, if the stored one is still the version `expected` names
+    /// (`None`: there is none).
+    PutMemberTotp {
+        totp: MemberTotp,
+        expected: Option<uuid::Uuid>,
+    },
+    /// Removes a member's second factor if it is still version `expected`.
+    DeleteMemberTotp {
+        project: String,
+        member: String,
+        expected: uuid::Uuid,
+    },
     PutMemberLink(MemberLink),
     /// A link with the outbox email that carries it, in one record.
     PutMemberLinkWithEmail(MemberLink, fleety_actors::email::Email),
@@ -198,6 +210,10 @@ enum Row {
     MemberSession(String, String, String),
     MemberLink(String, String),
     ApiToken(String, String),
+    /// (project, member, version): whether the member's second factor is at this version
+    /// (`None`: the member has none). Every write of it names the version it replaces, so
+    /// it marks that version gone and its own there, and the overlay stays exact.
+    MemberTotp(String, String, Option<uuid::Uuid>),
 }
 
 /// Rows changed by groups the applier has not committed yet: whether each exists after the
@@ -538,6 +554,16 @@ impl Rows<'_> {
             }
             Row::ApiToken(p, id) => found(txn, API_TOKENS, (p.as_str(), id.as_str())),
             Row::MemberLink(p, id) => found(txn, MEMBER_LINKS, (p.as_str(), id.as_str())),
+            Row::MemberTotp(p, m, version) => {
+                let table = txn.open_table(MEMBER_TOTP).map_err(internal)?;
+                let row =
+                    redb::ReadableTable::get(&table, (p.as_str(), m.as_str())).map_err(internal)?;
+                let stored = match row {
+                    Some(v) => Some(super::tables::from_json::<MemberTotp>(v.value())?.version),
+                    None => None,
+                };
+                Ok(stored == *version)
+            }
         }
     }
 
@@ -903,6 +929,39 @@ impl Rows<'_> {
                 }
                 record.push(&Op::DeleteApiToken { project, id });
                 self.set(row, false);
+            }
+            Write::PutMemberTotp { totp, expected } => {
+                let (project, member) = (totp.project_id.as_str(), totp.member_id.to_string());
+                let row = |v| Row::MemberTotp(project.to_owned(), member.clone(), v);
+                // Decided on the writer thread, one write at a time: of two writes that read
+                // one version, the second finds it gone.
+                if !self.exists(&row(*expected))? {
+                    return Err(StoreError::Conflict);
+                }
+                record.push(&Op::MemberTotp {
+                    project,
+                    member: &member,
+                    json: &to_json(totp)?,
+                });
+                self.set(row(*expected), false);
+                self.set(row(None), false);
+                self.set(row(Some(totp.version)), true);
+            }
+            Write::DeleteMemberTotp {
+                project,
+                member,
+                expected,
+            } => {
+                let row = |v| Row::MemberTotp(project.clone(), member.clone(), v);
+                if !self.exists(&row(Some(*expected)))? {
+                    return Err(match self.exists(&row(None))? {
+                        true => StoreError::NotFound,
+                        false => StoreError::Conflict,
+                    });
+                }
+                record.push(&Op::DeleteMemberTotp { project, member });
+                self.set(row(Some(*expected)), false);
+                self.set(row(None), true);
             }
             Write::PutMemberLink(l) => {
                 let project = l.project_id.as_str();

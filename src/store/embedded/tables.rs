@@ -54,6 +54,10 @@ pub(super) const MEMBER_EMAILS: TableDefinition<(&str, &str), &[u8]> =
 /// (project, token id) -> personal API token JSON (its secret's digest, never the secret).
 pub(super) const API_TOKENS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("api_tokens");
+/// (project, member id) -> the member's second factor JSON (its TOTP secret, the digests of
+/// its recovery codes).
+pub(super) const MEMBER_TOTP: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("member_totp");
 /// (project, member id, session id) -> session JSON: a member's signed-in sessions.
 pub(super) const MEMBER_SESSIONS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("member_sessions");
@@ -158,6 +162,7 @@ pub(super) struct Tables<'t> {
     api_tokens: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     emails: redb::Table<'t, &'static str, &'static [u8]>,
     emails_due: redb::Table<'t, (i64, &'static str), ()>,
+    member_totp: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -189,6 +194,7 @@ impl<'t> Tables<'t> {
             api_tokens: txn.open_table(API_TOKENS).map_err(internal)?,
             emails: txn.open_table(EMAILS).map_err(internal)?,
             emails_due: txn.open_table(EMAILS_DUE).map_err(internal)?,
+            member_totp: txn.open_table(MEMBER_TOTP).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
     }
@@ -364,6 +370,22 @@ impl<'t> Tables<'t> {
                 return Ok(self
                     .api_tokens
                     .remove((project, id))
+                    .map_err(internal)?
+                    .is_some());
+            }
+            Op::MemberTotp {
+                project,
+                member,
+                json,
+            } => {
+                self.member_totp
+                    .insert((project, member), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteMemberTotp { project, member } => {
+                return Ok(self
+                    .member_totp
+                    .remove((project, member))
                     .map_err(internal)?
                     .is_some());
             }

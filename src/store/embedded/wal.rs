@@ -149,6 +149,16 @@ pub enum Op<'a> {
         project: &'a str,
         id: &'a str,
     },
+    /// A member's second factor as now written.
+    MemberTotp {
+        project: &'a str,
+        member: &'a str,
+        json: &'a [u8],
+    },
+    DeleteMemberTotp {
+        project: &'a str,
+        member: &'a str,
+    },
     /// A canned reply as now written.
     Canned {
         project: &'a str,
@@ -410,7 +420,7 @@ impl RecordBuf {
                 put(b, member.as_bytes());
                 put(b, id.as_bytes());
             }
-            // 55 to 59 are the members' second factor and tokens (55 and 56 taken).
+            // 55 to 59 are the members' second factor and tokens (55 to 58 taken).
             Op::ApiToken { project, id, json } => {
                 b.push(55);
                 put(b, project.as_bytes());
@@ -421,6 +431,21 @@ impl RecordBuf {
                 b.push(56);
                 put(b, project.as_bytes());
                 put(b, id.as_bytes());
+            }
+            Op::MemberTotp {
+                project,
+                member,
+                json,
+            } => {
+                b.push(57);
+                put(b, project.as_bytes());
+                put(b, member.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteMemberTotp { project, member } => {
+                b.push(58);
+                put(b, project.as_bytes());
+                put(b, member.as_bytes());
             }
             // 40 to 44 are the canned replies' (40 and 41 taken).
             Op::Canned { project, id, json } => {
@@ -845,6 +870,15 @@ impl<'a> Reader<'a> {
                 project: self.str()?,
                 id: self.str()?,
             },
+            57 => Op::MemberTotp {
+                project: self.str()?,
+                member: self.str()?,
+                json: self.bytes()?,
+            },
+            58 => Op::DeleteMemberTotp {
+                project: self.str()?,
+                member: self.str()?,
+            },
             40 => Op::Canned {
                 project: self.str()?,
                 id: self.str()?,
@@ -1216,6 +1250,15 @@ mod tests {
             Op::DeleteApiToken {
                 project: "p1",
                 id: "t",
+            },
+            Op::MemberTotp {
+                project: "p1",
+                member: "m",
+                json: b"{}",
+            },
+            Op::DeleteMemberTotp {
+                project: "p1",
+                member: "m",
             },
             Op::Canned {
                 project: "p1",

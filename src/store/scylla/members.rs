@@ -1,6 +1,6 @@
 //! Members and their sessions (`cql/0012_members_and_sessions.cql`), their invitation and
 //! password-reset links (`cql/0016_member_links.cql`), and their personal API tokens
-//! (`cql/0017_api_tokens.cql`).
+//! (`cql/0017_api_tokens.cql`), and their second factor (`cql/0022_member_totp.cql`).
 //!
 //! A create claims the member's email in `member_emails` with a lightweight transaction, then
 //! its id in `members` the same way, and gives the email back if the id was taken: two nodes
@@ -8,13 +8,15 @@
 //! never touches the email. Sessions are plain writes with a TTL ending at their maximum age;
 //! links too, with a TTL ending at their expiry, and deleting one is a lightweight transaction
 //! so a link is used once. A token's last use and its revocation are lightweight transactions on a row that must
-//! exist, so a use noted while the token is revoked cannot write it back.
+//! exist, so a use noted while the token is revoked cannot write it back. Every write of a
+//! second factor is a lightweight transaction on the version it read.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::ProjectId;
 use fleety_actors::member::{
-    ApiToken, LinkKind, Member, MemberLink, MemberSession, MemberState, Role, TokenScope,
+    ApiToken, LinkKind, Member, MemberLink, MemberSession, MemberState, MemberTotp, Role,
+    TokenScope, TotpChallenge,
 };
 use fleety_actors::store::{timed, MemberStore, StoreError, StoreResult};
 use scylla::client::session::Session;
@@ -31,6 +33,9 @@ const MEMBER_COLS: &str = "project_id, member_id, email, name, avatar_url, role,
                            password_hash, created_at, updated_at";
 const TOKEN_COLS: &str =
     "project_id, token_id, member_id, name, scope, secret_hash, created_at, last_used_at";
+const TOTP_COLS: &str = "project_id, member_id, version, secret, enabled, last_step, \
+                         recovery_hashes, challenge_hash, challenge_expires_at, \
+                         challenge_failures, created_at, updated_at";
 const SESSION_COLS: &str =
     "project_id, member_id, session_id, created_at, last_seen_at, expires_at, user_agent, ip";
 
@@ -56,6 +61,10 @@ pub(super) struct Statements {
     select_tokens: PreparedStatement,
     touch_token: PreparedStatement,
     delete_token: PreparedStatement,
+    insert_totp: PreparedStatement,
+    update_totp: PreparedStatement,
+    select_totp: PreparedStatement,
+    delete_totp: PreparedStatement,
 }
 
 impl Statements {
@@ -87,6 +96,10 @@ impl Statements {
             select_tokens: p(format!("SELECT {TOKEN_COLS} FROM {ks}.api_tokens WHERE project_id = ?"), true).await?,
             touch_token: p(format!("UPDATE {ks}.api_tokens SET last_used_at = ? WHERE project_id = ? AND token_id = ? IF EXISTS"), false).await?,
             delete_token: p(format!("DELETE FROM {ks}.api_tokens WHERE project_id = ? AND token_id = ? IF EXISTS"), false).await?,
+            insert_totp: p(format!("INSERT INTO {ks}.member_totp ({TOTP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
+            update_totp: p(format!("UPDATE {ks}.member_totp SET version = ?, secret = ?, enabled = ?, last_step = ?, recovery_hashes = ?, challenge_hash = ?, challenge_expires_at = ?, challenge_failures = ?, created_at = ?, updated_at = ? WHERE project_id = ? AND member_id = ? IF version = ?"), false).await?,
+            select_totp: p(format!("SELECT {TOTP_COLS} FROM {ks}.member_totp WHERE project_id = ? AND member_id = ?"), true).await?,
+            delete_totp: p(format!("DELETE FROM {ks}.member_totp WHERE project_id = ? AND member_id = ? IF version = ?"), false).await?,
         })
     }
 }
@@ -272,6 +285,86 @@ pub(super) fn link_values(l: &MemberLink) -> LinkValues<'_> {
         expires_at: l.expires_at,
         // A TTL of 0 would mean forever; an expired link still gets a second.
         ttl: i32::try_from(left.max(1)).unwrap_or(i32::MAX),
+    }
+}
+
+#[derive(SerializeRow)]
+struct TotpValues<'a> {
+    project_id: &'a str,
+    member_id: Uuid,
+    version: Uuid,
+    secret: &'a str,
+    enabled: bool,
+    last_step: i64,
+    recovery_hashes: &'a [String],
+    challenge_hash: Option<&'a str>,
+    challenge_expires_at: Option<DateTime<Utc>>,
+    challenge_failures: Option<i32>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a MemberTotp> for TotpValues<'a> {
+    fn from(t: &'a MemberTotp) -> Self {
+        let c = t.challenge.as_ref();
+        Self {
+            project_id: t.project_id.as_str(),
+            member_id: t.member_id,
+            version: t.version,
+            secret: &t.secret,
+            enabled: t.enabled,
+            last_step: t.last_step,
+            recovery_hashes: &t.recovery_hashes,
+            challenge_hash: c.map(|c| c.hash.as_str()),
+            challenge_expires_at: c.map(|c| c.expires_at),
+            challenge_failures: c.map(|c| i32::try_from(c.failures).unwrap_or(i32::MAX)),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+#[derive(DeserializeRow)]
+struct TotpRow {
+    project_id: String,
+    member_id: Uuid,
+    version: Option<Uuid>,
+    secret: Option<String>,
+    enabled: Option<bool>,
+    last_step: Option<i64>,
+    recovery_hashes: Option<Vec<String>>,
+    challenge_hash: Option<String>,
+    challenge_expires_at: Option<DateTime<Utc>>,
+    challenge_failures: Option<i32>,
+    created_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<TotpRow> for MemberTotp {
+    type Error = StoreError;
+
+    fn try_from(r: TotpRow) -> StoreResult<Self> {
+        let corrupt = |what: &str| StoreError::Internal(format!("corrupt member_totp row: {what}"));
+        let challenge = match (r.challenge_hash, r.challenge_expires_at) {
+            (Some(hash), Some(expires_at)) => Some(TotpChallenge {
+                hash,
+                expires_at,
+                failures: r.challenge_failures.unwrap_or(0).max(0) as u32,
+            }),
+            _ => None,
+        };
+        Ok(MemberTotp {
+            project_id: ProjectId::parse(&r.project_id).map_err(|_| corrupt("project id"))?,
+            member_id: r.member_id,
+            version: r.version.ok_or_else(|| corrupt("version"))?,
+            secret: r.secret.ok_or_else(|| corrupt("secret"))?,
+            enabled: r.enabled.unwrap_or(false),
+            last_step: r.last_step.unwrap_or(0),
+            recovery_hashes: r.recovery_hashes.unwrap_or_default(),
+            challenge,
+            created_at: r.created_at.ok_or_else(|| corrupt("created_at"))?,
+            updated_at: r.updated_at.ok_or_else(|| corrupt("updated_at"))?,
+        })
     }
 }
 
@@ -593,6 +686,79 @@ impl MemberStore for ScyllaStore {
                 }
             };
             self.transaction_audited(delete, super::audit::refused)
+                .await
+        })
+        .await
+    }
+
+    async fn get_member_totp(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+    ) -> StoreResult<Option<MemberTotp>> {
+        timed("scylla", "get_member_totp", async {
+            self.one_row::<TotpRow>(&self.members.select_totp, (project.as_str(), member))
+                .await?
+                .map(MemberTotp::try_from)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_member_totp(&self, t: &MemberTotp, expected: Option<Uuid>) -> StoreResult<()> {
+        timed("scylla", "put_member_totp", async {
+            let change = async {
+                let v = TotpValues::from(t);
+                let applied = match expected {
+                    None => self.claim(&self.members.insert_totp, v).await?,
+                    Some(expected) => {
+                        let values = (
+                            v.version,
+                            v.secret,
+                            v.enabled,
+                            v.last_step,
+                            v.recovery_hashes,
+                            v.challenge_hash,
+                            v.challenge_expires_at,
+                            v.challenge_failures,
+                            v.created_at,
+                            v.updated_at,
+                            v.project_id,
+                            v.member_id,
+                            expected,
+                        );
+                        self.claim(&self.members.update_totp, values).await?
+                    }
+                };
+                match applied {
+                    true => Ok(()),
+                    false => Err(StoreError::Conflict),
+                }
+            };
+            self.transaction_audited(change, super::audit::refused)
+                .await
+        })
+        .await
+    }
+
+    async fn delete_member_totp(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+        expected: Uuid,
+    ) -> StoreResult<()> {
+        timed("scylla", "delete_member_totp", async {
+            let change = async {
+                let values = (project.as_str(), member, expected);
+                if self.claim(&self.members.delete_totp, values).await? {
+                    return Ok(());
+                }
+                match self.get_member_totp(project, member).await? {
+                    None => Err(StoreError::NotFound),
+                    Some(_) => Err(StoreError::Conflict),
+                }
+            };
+            self.transaction_audited(change, super::audit::refused)
                 .await
         })
         .await

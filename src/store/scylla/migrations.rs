@@ -112,6 +112,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../cql/0021_ticket_activity.cql"),
     ),
     (
+        22,
+        "0022_member_totp",
+        include_str!("../../../cql/0022_member_totp.cql"),
+    ),
+    (
         25,
         "0025_contacts",
         include_str!("../../../cql/0025_contacts.cql"),

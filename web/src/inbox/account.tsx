@@ -1,9 +1,12 @@
-// The signed-in member's own account: their personal API tokens, for integrations. A new
-// token's secret is shown once, right after it is made; the list never has it.
+// The signed-in member's own account: two-factor authentication, and their personal API
+// tokens, for integrations. A new token's secret is shown once, right after it is made; the
+// list never has it.
 
 import { useEffect, useState } from "preact/hooks";
 
 import type { Api, ApiToken, TokenScope } from "./api";
+import { CopyOnce } from "./secret";
+import { TwoFactor } from "./totp";
 
 export function Account({ api }: { api: Api }) {
   const [tokens, setTokens] = useState<ApiToken[]>();
@@ -28,6 +31,7 @@ export function Account({ api }: { api: Api }) {
   };
   return (
     <div class="settings">
+      <TwoFactor api={api} />
       <section class="card" aria-labelledby="tokens-title">
         <h2 id="tokens-title">Personal API tokens</h2>
         <p class="hint">
@@ -43,16 +47,7 @@ export function Account({ api }: { api: Api }) {
             <p>
               Copy the token for “{made.name}” now: it will not be shown again.
             </p>
-            <input
-              aria-label="New token"
-              readOnly
-              style={{ width: "100%", fontFamily: "monospace" }}
-              value={made.secret}
-              onFocus={(e) => (e.target as HTMLInputElement).select()}
-            />
-            <button type="button" onClick={() => setMade(undefined)}>
-              Done, I copied it
-            </button>
+            <CopyOnce label="New token" value={made.secret} onDone={() => setMade(undefined)} />
           </div>
         )}
         {!tokens ? (

@@ -46,12 +46,13 @@ export type ApiToken = Schemas["ApiToken"];
 export type TokenScope = Schemas["TokenScope"];
 export type ContactDetail = Schemas["ContactDetail"];
 
-/** Signs a member in: the session cookie is set, and the credentials the inbox keeps. */
-export async function signIn(project: string, email: string, password: string): Promise<Credentials> {
-  const signed = await json<Schemas["SignedInView"]>(`/v1/projects/${encodeURIComponent(project)}/sign-in`, {
-    body: { email, password } satisfies Schemas["SignIn"],
-    cookie: true,
-  });
+/** The second step a sign-in may need: a code for this challenge. */
+export interface SecondFactor {
+  project: string;
+  challenge: string;
+}
+
+function credentialsOf(project: string, signed: Schemas["SignedInView"]): Credentials {
   return {
     project,
     key: "",
@@ -62,20 +63,41 @@ export async function signIn(project: string, email: string, password: string): 
   };
 }
 
+/** Signs a member in: the session cookie is set, and the credentials the inbox keeps; or, for
+ * a member with two-factor authentication on, the challenge to send a code with. */
+export async function signIn(project: string, email: string, password: string): Promise<Credentials | SecondFactor> {
+  const response = await send(`/v1/projects/${encodeURIComponent(project)}/sign-in`, {
+    body: { email, password } satisfies Schemas["SignIn"],
+    cookie: true,
+  });
+  if (response.status === 202) {
+    const needed = (await response.json()) as Schemas["SecondFactorNeeded"];
+    return { project, challenge: needed.challenge };
+  }
+  return credentialsOf(project, (await response.json()) as Schemas["SignedInView"]);
+}
+
+/** Finishes a sign-in with a code from the authenticator app, or a recovery code. */
+export async function signInSecondFactor(step: SecondFactor, code: string): Promise<Credentials> {
+  // Six digits are a code; anything else is a recovery code.
+  const digits = code.replace(/\s/g, "");
+  const body: Schemas["SignInSecondFactor"] = /^\d{6}$/.test(digits)
+    ? { challenge: step.challenge, code: digits }
+    : { challenge: step.challenge, recovery_code: code.trim() };
+  const signed = await json<Schemas["SignedInView"]>(`/v1/projects/${encodeURIComponent(step.project)}/sign-in/second-factor`, {
+    body,
+    cookie: true,
+  });
+  return credentialsOf(step.project, signed);
+}
+
 /** Accepts an invitation: the new member is signed in, as by `signIn`. */
 export async function acceptInvitation(project: string, token: string, name: string, password: string): Promise<Credentials> {
   const signed = await json<Schemas["SignedInView"]>(`/v1/projects/${encodeURIComponent(project)}/join`, {
     body: { token, name, password } satisfies Schemas["AcceptInvitation"],
     cookie: true,
   });
-  return {
-    project,
-    key: "",
-    name: signed.member.name,
-    csrf: signed.csrf_token,
-    role: signed.member.role,
-    memberId: signed.member.id,
-  };
+  return credentialsOf(project, signed);
 }
 
 /** Sets a new password with a reset link; every session of the member ends. */
@@ -194,6 +216,26 @@ export class Api {
 
   revokeToken(id: string) {
     return this.delete(`/v1/projects/${this.p}/me/tokens/${encodeURIComponent(id)}`);
+  }
+
+  totp() {
+    return this.get<Schemas["TotpView"]>(`/v1/projects/${this.p}/me/totp`);
+  }
+
+  enrolTotp() {
+    return this.post<Schemas["TotpEnrolment"]>(`/v1/projects/${this.p}/me/totp`, {});
+  }
+
+  confirmTotp(code: string) {
+    return this.post<Schemas["RecoveryCodes"]>(`/v1/projects/${this.p}/me/totp/confirm`, { code } satisfies Schemas["TotpCode"]);
+  }
+
+  disableTotp(proof: Schemas["TotpProof"]) {
+    return this.post(`/v1/projects/${this.p}/me/totp/disable`, proof);
+  }
+
+  regenerateRecoveryCodes(proof: Schemas["TotpProof"]) {
+    return this.post<Schemas["RecoveryCodes"]>(`/v1/projects/${this.p}/me/totp/recovery-codes`, proof);
   }
 
   get p() {

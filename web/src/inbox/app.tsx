@@ -6,7 +6,8 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { ApiError } from "../shared/http";
 import { AlertSettings, alertAgent } from "./alerts";
-import { acceptInvitation, Api, completeReset, type Credentials, requestReset, saveCredentials, savedCredentials, signIn } from "./api";
+import type { ComponentChildren } from "preact";
+import { acceptInvitation, Api, completeReset, type Credentials, requestReset, saveCredentials, savedCredentials, type SecondFactor, signIn, signInSecondFactor } from "./api";
 import { Feed, type FeedEvent, type FeedState } from "./feed";
 import { KnowledgeBase } from "./kb";
 import { Account } from "./account";
@@ -95,88 +96,104 @@ export function App() {
   );
 }
 
-function AcceptInvitation({ project, token, onSignedIn }: { project: string; token: string; onSignedIn: (c: Credentials) => void }) {
-  const [name, setName] = useState("");
-  const [password, setPassword] = useState("");
+/** The shape every sign-in page shares: a title, its fields, the error of the last try, and
+ * a submit button that says when it is busy. `run` throws to show `failed(err)`. */
+function SignInForm({
+  id,
+  title,
+  submit,
+  busy: busyLabel,
+  run,
+  failed = serverMessage,
+  children,
+  after,
+}: {
+  id: string;
+  title: string;
+  submit: string;
+  busy: string;
+  run: () => Promise<void>;
+  failed?: (err: unknown) => string;
+  children: ComponentChildren;
+  /** Below the submit button: other ways in, hints. */
+  after?: ComponentChildren;
+}) {
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
-  const submit = async (e: Event) => {
+  const onSubmit = async (e: Event) => {
     e.preventDefault();
     setBusy(true);
     setError(undefined);
     try {
-      const creds = await acceptInvitation(project, token, name.trim(), password);
-      askForNotifications();
-      onSignedIn(creds);
+      await run();
     } catch (err) {
-      setError(err instanceof ApiError && err.status < 500 ? err.message : "The server did not answer. Try again.");
+      setError(failed(err));
     } finally {
       setBusy(false);
     }
   };
   return (
     <main class="signin">
-      <form onSubmit={submit} aria-labelledby="accept-title">
-        <h1 id="accept-title">Join {project}</h1>
-        <p class="hint">You were invited to answer this project's tickets. Choose the name your visitors and team will see, and a password.</p>
-        <label>
-          Your name
-          <input required maxLength={100} value={name} autoComplete="name" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
-        </label>
-        <label>
-          Password
-          <input type="password" required minLength={10} autoComplete="new-password" value={password} onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
-        </label>
-        <p class="hint">At least 10 characters, of two kinds or more (lower case, upper case, digits, others).</p>
+      <form onSubmit={onSubmit} aria-labelledby={id}>
+        <h1 id={id}>{title}</h1>
+        {children}
         {error && (
           <p class="error" role="alert">
             {error}
           </p>
         )}
         <button type="submit" disabled={busy}>
-          {busy ? "Joining…" : "Join and sign in"}
+          {busy ? busyLabel : submit}
         </button>
+        {after}
       </form>
     </main>
   );
 }
 
-function ResetPassword({ project, token, onDone }: { project: string; token: string; onDone: () => void }) {
+/** What the server said, for a refusal; a plain retry hint when it did not answer. */
+function serverMessage(err: unknown): string {
+  return err instanceof ApiError && err.status < 500 ? err.message : "The server did not answer. Try again.";
+}
+
+function AcceptInvitation({ project, token, onSignedIn }: { project: string; token: string; onSignedIn: (c: Credentials) => void }) {
+  const [name, setName] = useState("");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState<string>();
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      await completeReset(project, token, password);
-      onDone();
-    } catch (err) {
-      setError(err instanceof ApiError && err.status < 500 ? err.message : "The server did not answer. Try again.");
-    } finally {
-      setBusy(false);
-    }
+  const run = async () => {
+    const creds = await acceptInvitation(project, token, name.trim(), password);
+    askForNotifications();
+    onSignedIn(creds);
   };
   return (
-    <main class="signin">
-      <form onSubmit={submit} aria-labelledby="reset-title">
-        <h1 id="reset-title">A new password</h1>
-        <label>
-          New password
-          <input type="password" required minLength={10} autoComplete="new-password" value={password} onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
-        </label>
-        <p class="hint">At least 10 characters, of two kinds or more. Every device signed in with the old one is signed out.</p>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        <button type="submit" disabled={busy}>
-          {busy ? "Saving…" : "Set the password"}
-        </button>
-      </form>
-    </main>
+    <SignInForm id="accept-title" title={`Join ${project}`} submit="Join and sign in" busy="Joining…" run={run}>
+      <p class="hint">You were invited to answer this project's tickets. Choose the name your visitors and team will see, and a password.</p>
+      <label>
+        Your name
+        <input required maxLength={100} value={name} autoComplete="name" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+      </label>
+      <label>
+        Password
+        <input type="password" required minLength={10} autoComplete="new-password" value={password} onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
+      </label>
+      <p class="hint">At least 10 characters, of two kinds or more (lower case, upper case, digits, others).</p>
+    </SignInForm>
+  );
+}
+
+function ResetPassword({ project, token, onDone }: { project: string; token: string; onDone: () => void }) {
+  const [password, setPassword] = useState("");
+  const run = async () => {
+    await completeReset(project, token, password);
+    onDone();
+  };
+  return (
+    <SignInForm id="reset-title" title="A new password" submit="Set the password" busy="Saving…" run={run}>
+      <label>
+        New password
+        <input type="password" required minLength={10} autoComplete="new-password" value={password} onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
+      </label>
+      <p class="hint">At least 10 characters, of two kinds or more. Every device signed in with the old one is signed out.</p>
+    </SignInForm>
   );
 }
 
@@ -223,80 +240,113 @@ function MemberSignIn({ notice, onSignedIn, onKey }: { notice?: string; onSigned
   const [project, setProject] = useState("");
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState<string>();
-  const [busy, setBusy] = useState(false);
-  const [forgot, setForgot] = useState(false);
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      const creds = await signIn(project.trim(), email.trim(), password);
+  const [forgot, setForgot] = useState<string>();
+  // The password was right and the member has a second factor: the code comes next.
+  const [step, setStep] = useState<SecondFactor>();
+  const [code, setCode] = useState("");
+  if (step) {
+    const run = async () => {
+      const creds = await signInSecondFactor(step, code);
       askForNotifications();
       onSignedIn(creds);
-    } catch (err) {
+    };
+    const failed = (err: unknown) => {
       const status = err instanceof ApiError ? err.status : 0;
-      setError(
-        status === 429
-          ? `Too many failed attempts. Try again in ${(err as ApiError).retryAfter ?? 30} seconds.`
-          : status === 401 || status === 404
-            ? "That email and password do not match."
-            : "The server did not answer. Try again.",
-      );
-    } finally {
-      setBusy(false);
+      if (status === 429) return `Too many failed attempts. Try again in ${(err as ApiError).retryAfter ?? 30} seconds.`;
+      if (status === 401 && (err as ApiError).message !== "wrong code") {
+        setStep(undefined);
+        setCode("");
+        return "That sign-in expired. Sign in again.";
+      }
+      return status === 401 ? "That code is not right." : "The server did not answer. Try again.";
+    };
+    return (
+      <SignInForm
+        id="signin-title"
+        title="Fleety inbox"
+        submit="Sign in"
+        busy="Signing in…"
+        run={run}
+        failed={failed}
+        after={
+          <button
+            type="button"
+            class="link"
+            onClick={() => {
+              setStep(undefined);
+              setCode("");
+            }}
+          >
+            Start again
+          </button>
+        }
+      >
+        <label>
+          Code from your authenticator app, or a recovery code
+          <input value={code} required autoFocus autoComplete="one-time-code" maxLength={64} onInput={(e) => setCode((e.target as HTMLInputElement).value)} />
+        </label>
+      </SignInForm>
+    );
+  }
+  const run = async () => {
+    const signed = await signIn(project.trim(), email.trim(), password);
+    if ("challenge" in signed) {
+      setPassword("");
+      setStep(signed);
+      return;
     }
+    askForNotifications();
+    onSignedIn(signed);
+  };
+  const failed = (err: unknown) => {
+    const status = err instanceof ApiError ? err.status : 0;
+    return status === 429
+      ? `Too many failed attempts. Try again in ${(err as ApiError).retryAfter ?? 30} seconds.`
+      : status === 401 || status === 404
+        ? "That email and password do not match."
+        : "The server did not answer. Try again.";
   };
   return (
-    <main class="signin">
-      <form onSubmit={submit} aria-labelledby="signin-title">
-        <h1 id="signin-title">Fleety inbox</h1>
-        {notice && (
-          <p class="notice" role="status">
-            {notice}
-          </p>
-        )}
-        <label>
-          Project id
-          <input value={project} required onInput={(e) => setProject((e.target as HTMLInputElement).value)} />
-        </label>
-        <label>
-          Email
-          <input type="email" value={email} required autoComplete="username" onInput={(e) => setEmail((e.target as HTMLInputElement).value)} />
-        </label>
-        <label>
-          Password
-          <input type="password" value={password} required autoComplete="current-password" onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
-        </label>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        <button type="submit" disabled={busy}>
-          {busy ? "Signing in…" : "Sign in"}
-        </button>
-        <button
-          type="button"
-          class="link"
-          onClick={async () => {
-            if (!project.trim() || !email.trim()) {
-              setError("Type the project id and your email first.");
-              return;
-            }
-            await requestReset(project.trim(), email.trim()).catch(() => undefined);
-            setError(undefined);
-            setForgot(true);
-          }}
-        >
-          Forgot your password?
-        </button>
-        {forgot && <p class="hint">Asked. Until this server sends email, an owner or admin of the project gives you a reset link from the members page.</p>}
-        <button type="button" class="link" onClick={onKey}>
-          Use the project's admin key instead
-        </button>
-      </form>
-    </main>
+    <SignInForm id="signin-title" title="Fleety inbox" submit="Sign in" busy="Signing in…" run={run} failed={failed} after={
+        <>
+            <button
+              type="button"
+              class="link"
+              onClick={async () => {
+                if (!project.trim() || !email.trim()) {
+                  setForgot("Type the project id and your email first.");
+                  return;
+                }
+                await requestReset(project.trim(), email.trim()).catch(() => undefined);
+                setForgot("Asked. Until this server sends email, an owner or admin of the project gives you a reset link from the members page.");
+              }}
+            >
+              Forgot your password?
+            </button>
+            {forgot && <p class="hint">{forgot}</p>}
+            <button type="button" class="link" onClick={onKey}>
+              Use the project's admin key instead
+            </button>
+        </>
+      }>
+      {notice && (
+        <p class="notice" role="status">
+          {notice}
+        </p>
+      )}
+      <label>
+        Project id
+        <input value={project} required onInput={(e) => setProject((e.target as HTMLInputElement).value)} />
+      </label>
+      <label>
+        Email
+        <input type="email" value={email} required autoComplete="username" onInput={(e) => setEmail((e.target as HTMLInputElement).value)} />
+      </label>
+      <label>
+        Password
+        <input type="password" value={password} required autoComplete="current-password" onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
+      </label>
+    </SignInForm>
   );
 }
 
@@ -304,53 +354,36 @@ function KeySignIn({ onSignedIn, onMember }: { onSignedIn: (c: Credentials) => v
   const [project, setProject] = useState("");
   const [key, setKey] = useState("");
   const [name, setName] = useState("");
-  const [error, setError] = useState<string>();
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(undefined);
+  const run = async () => {
     const creds = { project: project.trim(), key: key.trim(), name: name.trim() || "Agent" };
-    try {
-      await new Api(creds).project();
-      askForNotifications();
-      onSignedIn(creds);
-    } catch (err) {
-      setError(err instanceof ApiError && err.status < 500 ? "That project id and admin key do not match." : "The server did not answer. Try again.");
-    } finally {
-      setBusy(false);
-    }
+    await new Api(creds).project();
+    askForNotifications();
+    onSignedIn(creds);
   };
+  const failed = (err: unknown) =>
+    err instanceof ApiError && err.status < 500 ? "That project id and admin key do not match." : "The server did not answer. Try again.";
   return (
-    <main class="signin">
-      <form onSubmit={submit} aria-labelledby="signin-title">
-        <h1 id="signin-title">Fleety inbox</h1>
-        <label>
-          Project id
-          <input value={project} required autoComplete="username" onInput={(e) => setProject((e.target as HTMLInputElement).value)} />
-        </label>
-        <label>
-          Admin key
-          <input type="password" value={key} required autoComplete="current-password" onInput={(e) => setKey((e.target as HTMLInputElement).value)} />
-        </label>
-        <label>
-          Your name
-          <input value={name} placeholder="Shown on your notes and assignments" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
-        </label>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
-        <button type="submit" disabled={busy}>
-          {busy ? "Signing in…" : "Sign in"}
-        </button>
-        <p class="hint">The key stays in this tab only.</p>
-        <button type="button" class="link" onClick={onMember}>
-          Use your email and password instead
-        </button>
-      </form>
-    </main>
+    <SignInForm id="signin-title" title="Fleety inbox" submit="Sign in" busy="Signing in…" run={run} failed={failed} after={
+        <>
+            <p class="hint">The key stays in this tab only.</p>
+            <button type="button" class="link" onClick={onMember}>
+              Use your email and password instead
+            </button>
+        </>
+      }>
+      <label>
+        Project id
+        <input value={project} required autoComplete="username" onInput={(e) => setProject((e.target as HTMLInputElement).value)} />
+      </label>
+      <label>
+        Admin key
+        <input type="password" value={key} required autoComplete="current-password" onInput={(e) => setKey((e.target as HTMLInputElement).value)} />
+      </label>
+      <label>
+        Your name
+        <input value={name} placeholder="Shown on your notes and assignments" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+      </label>
+    </SignInForm>
   );
 }
 

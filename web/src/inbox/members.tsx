@@ -7,27 +7,11 @@
 import { useEffect, useState } from "preact/hooks";
 
 import type { Api, Invitation, Member, Role } from "./api";
+import { CopyOnce } from "./secret";
 
 /** A link the server made, to copy and hand over. */
 function LinkOut({ label, path }: { label: string; path: string }) {
-  const url = `${location.origin}${path}`;
-  const [copied, setCopied] = useState(false);
-  return (
-    <div class="link-out">
-      <input readOnly aria-label={label} value={url} onFocus={(e) => (e.target as HTMLInputElement).select()} />
-      <button
-        type="button"
-        onClick={() =>
-          navigator.clipboard?.writeText(url).then(
-            () => setCopied(true),
-            () => undefined,
-          )
-        }
-      >
-        {copied ? "Copied" : "Copy"}
-      </button>
-    </div>
-  );
+  return <CopyOnce label={label} value={`${location.origin}${path}`} />;
 }
 
 const ROLES: Role[] = ["agent", "admin", "owner"];
