@@ -607,6 +607,13 @@ export class Conversation {
         const message = fromServer(p as unknown as ServerMessage);
         const mine = this.state.entries.find((e) => e.id === message.id);
         if (mine) return;
+        // The visitor's own message, echoed before its POST answered: it takes the place of the
+        // entry still sending, rather than showing twice until the answer comes.
+        const sending = message.author === "user" ? this.state.entries.findIndex((e) => e.delivery === "sending" && e.content === message.content) : -1;
+        if (sending >= 0) {
+          this.set({ entries: this.state.entries.map((e, i) => (i === sending ? message : e)) });
+          return;
+        }
         this.set({ entries: [...this.state.entries, message], agentTyping: false });
         if (message.author !== "user") {
           this.onIncoming(message);
