@@ -212,7 +212,7 @@ pub struct ContactView<'a> {
 }
 
 impl<'a> ContactView<'a> {
-    fn new(c: &'a Contact) -> Self {
+    pub(super) fn new(c: &'a Contact) -> Self {
         Self {
             id: c.id,
             external_id: &c.external_id,

@@ -34,6 +34,8 @@ use super::{ApiError, Ctx};
 const BUFFERED_LINES: usize = 64;
 /// Tickets read from the store at a time.
 const TICKET_PAGE: usize = 50;
+/// Contacts read from the store at a time.
+const CONTACT_PAGE: usize = 100;
 /// Messages read from the store at a time.
 const MESSAGE_PAGE: usize = 500;
 /// Chat turns exported per ticket at most: the assistant's chats are short by design.
@@ -249,8 +251,8 @@ async fn export_all(
         .await
 }
 
-/// The project's settings, members, webhook endpoints, canned replies and articles: the
-/// views the API shows, which hold no secret.
+/// The project's settings, members, webhook endpoints, canned replies, articles and contacts
+/// (its known visitors): the views the API shows, which hold no secret.
 async fn settings(lines: &Lines, store: &dyn Store, project: &Project) -> Result<(), Stopped> {
     let id = &project.id;
     lines
@@ -281,6 +283,25 @@ async fn settings(lines: &Lines, store: &dyn Store, project: &Project) -> Result
         lines
             .line(&json!({"type": "article", "article": article}))
             .await?;
+    }
+    let mut after = None;
+    loop {
+        let query = fleety_actors::contact::ContactQuery {
+            after,
+            limit: CONTACT_PAGE,
+            ..Default::default()
+        };
+        let page = store.list_contacts(id, &query).await?;
+        for c in &page.contacts {
+            let contact = super::contacts::ContactView::new(c);
+            lines
+                .line(&json!({"type": "contact", "contact": contact}))
+                .await?;
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
     }
     Ok(())
 }

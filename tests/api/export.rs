@@ -1,6 +1,7 @@
 //! The project export: every ticket with what was written to it, the knowledge base and the
 //! settings as JSON Lines, as of the export's start, resumable, and without a secret.
 
+use fleety_actors::clock::Clock;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -54,6 +55,30 @@ async fn an_export_holds_every_ticket_with_its_thread_and_the_settings_but_no_se
         )
         .await;
     assert_eq!(status.status(), 200);
+
+    // A known visitor, and the project's identity secret, which no export may hold.
+    let created = app
+        .admin_post("/v1/projects/demo/identity-secrets", json!({}))
+        .await;
+    assert_eq!(created.status(), 201);
+    let identity_secret = created.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let at = clock.now();
+    let project = fleety_actors::domain::ProjectId::parse(&app.project).unwrap();
+    let contact = fleety_actors::contact::Contact {
+        id: uuid::Uuid::new_v4(),
+        project_id: project,
+        external_id: "u_42".into(),
+        email: Some("ada@example.com".into()),
+        name: Some("Ada".into()),
+        attributes: Default::default(),
+        verified: true,
+        first_seen_at: at,
+        last_seen_at: at,
+    };
+    app.ctx.store.put_contact(&contact).await.unwrap();
 
     let lines = export(&app, None).await;
     assert_eq!(lines[0]["type"], "export");
@@ -114,6 +139,13 @@ async fn an_export_holds_every_ticket_with_its_thread_and_the_settings_but_no_se
     let whole = serde_json::to_string(&lines).unwrap();
     assert!(!whole.contains(&app.admin_key), "the admin key is a secret");
     assert!(!whole.contains("argon2"), "no password hash");
+    assert!(
+        !whole.contains(&identity_secret),
+        "the identity secret is a secret"
+    );
+    let contacts = of_type(&lines, "contact");
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0]["contact"]["external_id"], "u_42");
 }
 
 #[tokio::test]
