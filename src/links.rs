@@ -20,6 +20,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use fleety_actors::audit::{self, AuditActor, AuditBy, AuditRecord, AuditTarget};
 use fleety_actors::domain::ProjectId;
 use fleety_actors::member::{normalise_email, LinkKind, Member, MemberLink, MemberState, Role};
 use fleety_actors::store::StoreError;
@@ -141,6 +142,7 @@ pub async fn invite(
     role: Role,
     by: Role,
     by_member: Option<Uuid>,
+    who: &AuditBy,
 ) -> Result<Issued, LinkError> {
     crate::members::check_may_give(by, role)?;
     let email = normalise_email(email)
@@ -177,7 +179,16 @@ pub async fn invite(
         created_at: now,
         expires_at: now + ttl(accounts.policy.invitation_ttl),
     };
-    store_link(accounts, link, token, now).await
+    let record = who
+        .record(project, now, "invitation.created")
+        .target(invitation_target(&link))
+        .changed("role", serde_json::Value::Null, link.role);
+    store_link(accounts, link, token, now, record).await
+}
+
+/// What an invitation record names: the invitation, by its id and the address invited.
+fn invitation_target(link: &MemberLink) -> AuditTarget {
+    AuditTarget::new("invitation", &link.id).named(&link.email)
 }
 
 /// Stores a new link: with the email that carries it when email is on (one write), alone
@@ -187,19 +198,25 @@ async fn store_link(
     link: MemberLink,
     token: String,
     now: DateTime<Utc>,
+    record: AuditRecord,
 ) -> Result<Issued, LinkError> {
     let mut issued = Issued {
         link,
         token,
         emailed: false,
     };
+    // The record goes in the link's own write, with its email when there is one.
+    let record = Some(record);
     match &accounts.mail {
         Some(mail) => {
             let email = mail.link_email(&issued.link, &issued.path(), now);
-            mail.put_link(&issued.link, &email).await?;
+            audit::recorded(record, mail.put_link(&issued.link, &email)).await?;
             issued.emailed = true;
         }
-        None => accounts.store().put_member_link(&issued.link).await?,
+        None => {
+            let put = accounts.store().put_member_link(&issued.link);
+            audit::recorded(record, put).await?
+        }
     }
     Ok(issued)
 }
@@ -222,6 +239,7 @@ pub async fn revoke_invitation(
     project: &ProjectId,
     id: &str,
     by: Role,
+    who: &AuditBy,
 ) -> Result<(), LinkError> {
     let not_found = || LinkError::Member(MemberError::NotFound);
     let well_formed = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
@@ -234,7 +252,11 @@ pub async fn revoke_invitation(
         .filter(|l| l.kind == LinkKind::Invitation)
         .ok_or_else(not_found)?;
     crate::members::check_may_give(by, link.role)?;
-    match accounts.store().delete_member_link(project, &id).await {
+    let record = who
+        .record(project, accounts.now(), "invitation.revoked")
+        .target(invitation_target(&link));
+    let delete = accounts.store().delete_member_link(project, &id);
+    match audit::recorded(Some(record), delete).await {
         Ok(()) => Ok(()),
         Err(StoreError::NotFound) => Err(not_found()),
         Err(e) => Err(e.into()),
@@ -305,7 +327,12 @@ pub async fn accept(
         created_at: now,
         updated_at: now,
     };
-    match accounts.store().create_member(&member).await {
+    // Recorded as the new member's own doing, from where they accepted.
+    let record = member_acting(&member, Some(ip.to_string()))
+        .record(project, now, "invitation.accepted")
+        .target(crate::members::target(&member))
+        .changed("role", serde_json::Value::Null, member.role);
+    match audit::recorded(Some(record), accounts.store().create_member(&member)).await {
         Ok(()) => {}
         Err(StoreError::Conflict) => return Err(MemberError::Taken.into()),
         Err(e) => return Err(e.into()),
@@ -319,6 +346,7 @@ pub async fn reset_for(
     accounts: &Accounts,
     member: &Member,
     by: Option<(Role, Option<Uuid>)>,
+    who: &AuditBy,
 ) -> Result<Issued, LinkError> {
     if let Some((role, by_member)) = by {
         if !crate::members::may_manage_member(role, by_member, member) {
@@ -349,7 +377,22 @@ pub async fn reset_for(
         created_at: now,
         expires_at: now + ttl(accounts.policy.reset_ttl),
     };
-    store_link(accounts, link, token, now).await
+    let record = who
+        .record(project, now, "member.reset_link_created")
+        .target(crate::members::target(member));
+    store_link(accounts, link, token, now, record).await
+}
+
+/// A member acting for themself, from `ip`.
+fn member_acting(member: &Member, ip: Option<String>) -> AuditBy {
+    AuditBy {
+        actor: AuditActor::Member {
+            id: member.id,
+            name: member.name.clone(),
+            token: None,
+        },
+        ip,
+    }
 }
 
 /// A reset asked for by address, from the public endpoint: a link for the member with this
@@ -359,6 +402,7 @@ pub async fn request_reset(
     accounts: &Accounts,
     project: &ProjectId,
     email: &str,
+    ip: IpAddr,
 ) -> Result<Option<Issued>, LinkError> {
     let Some(email) = normalise_email(email) else {
         return Ok(None);
@@ -366,7 +410,12 @@ pub async fn request_reset(
     let member = accounts.store().member_by_email(project, &email).await?;
     match member {
         Some(m) if m.state != MemberState::Deactivated => {
-            Ok(Some(reset_for(accounts, &m, None).await?))
+            // Nobody signed in asked: the record names the member the link is for.
+            let who = AuditBy {
+                actor: AuditActor::Anonymous,
+                ip: Some(ip.to_string()),
+            };
+            Ok(Some(reset_for(accounts, &m, None, &who).await?))
         }
         _ => Ok(None),
     }
@@ -378,6 +427,7 @@ pub async fn complete_reset(
     project: &ProjectId,
     token: &str,
     password: String,
+    ip: IpAddr,
 ) -> Result<Member, LinkError> {
     let link = live_link(accounts, project, token, LinkKind::PasswordReset).await?;
     let password_hash = crate::members::hash(password).await?;
@@ -394,7 +444,11 @@ pub async fn complete_reset(
         updated_at: accounts.now().max(member.updated_at),
         ..member
     };
-    accounts.store().update_member(&changed).await?;
+    let record = member_acting(&changed, Some(ip.to_string()))
+        .record(project, accounts.now(), "member.password_reset")
+        .target(crate::members::target(&changed));
+    let update = accounts.store().update_member(&changed);
+    audit::recorded(Some(record), update).await?;
     accounts.end_sessions(&changed).await?;
     Ok(changed)
 }

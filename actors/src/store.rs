@@ -448,7 +448,8 @@ pub trait WebhookStore: Send + Sync + 'static {
 #[async_trait]
 pub trait EmailStore: Send + Sync + 'static {
     /// Stores an invitation or reset link ([`MemberStore::put_member_link`]) with the email
-    /// that carries it, in one durable write: neither is stored without the other.
+    /// that carries it, in one durable write: neither is stored without the other. Audited:
+    /// the pending record goes in the same write.
     async fn put_member_link_with_email(&self, link: &MemberLink, email: &Email)
         -> StoreResult<()>;
     /// Creates or replaces an email. `was_due` is when it was due before this write (`None`
@@ -483,6 +484,7 @@ pub trait MemberStore: Send + Sync + 'static {
     async fn get_member(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<Option<Member>>;
     /// Stores a new invitation or reset link. Its id is the digest of 256 random bits, so it
     /// is new; a backend whose rows expire on their own (CQL) keeps it until its `expires_at`.
+    /// Audited: carries the pending record ([`crate::audit::recorded`]).
     async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()>;
     async fn get_member_link(
         &self,
@@ -495,6 +497,7 @@ pub trait MemberStore: Send + Sync + 'static {
     /// Removes a link; [`StoreError::NotFound`] if there is none. Of two deletes of one link,
     /// on one node or several, exactly one succeeds: using a link is deleting it, so a link
     /// is used once.
+    /// Audited: carries the pending record, kept only if the link was there.
     async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()>;
     /// The member with this normalised email.
     async fn member_by_email(

@@ -718,6 +718,7 @@ pub struct InvitationList {
 pub async fn invite(
     project: Arc<Project>,
     principal: Principal,
+    meta: Arc<RequestMeta>,
     ctx: Arc<Ctx>,
     body: NewInvitation,
 ) -> Response {
@@ -731,6 +732,7 @@ pub async fn invite(
                 body.role.unwrap_or(Role::Agent),
                 principal.role(),
                 by_member,
+                &super::audit::by(&principal, &meta),
             )
             .await?;
             let view = IssuedInvitation {
@@ -762,18 +764,26 @@ pub async fn revoke_invitation(
     id: String,
     project: Arc<Project>,
     principal: Principal,
+    meta: Arc<RequestMeta>,
     ctx: Arc<Ctx>,
 ) -> Response {
     respond(
         async {
-            crate::links::revoke_invitation(&ctx.accounts, &project.id, &id, principal.role())
-                .await
-                .map_err(|e| match e {
-                    LinkError::Member(MemberError::NotFound) => {
-                        ApiError::not_found("no such invitation")
-                    }
-                    e => e.into(),
-                })?;
+            let who = super::audit::by(&principal, &meta);
+            crate::links::revoke_invitation(
+                &ctx.accounts,
+                &project.id,
+                &id,
+                principal.role(),
+                &who,
+            )
+            .await
+            .map_err(|e| match e {
+                LinkError::Member(MemberError::NotFound) => {
+                    ApiError::not_found("no such invitation")
+                }
+                e => e.into(),
+            })?;
             Ok(json(StatusCode::OK, &Done::new("invitation revoked")))
         }
         .await,
@@ -853,7 +863,12 @@ pub struct ResetRequest {
 }
 
 /// POST /v1/projects/{projectId}/password-reset
-pub async fn request_reset(project: Arc<Project>, ctx: Arc<Ctx>, body: ResetRequest) -> Response {
+pub async fn request_reset(
+    project: Arc<Project>,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
+    body: ResetRequest,
+) -> Response {
     // The shape is checked as the schema says; that tells nothing about accounts.
     if body.email.len() > fleety_actors::member::MAX_EMAIL {
         return ApiError::bad_request("email must be at most 254 bytes").into_response();
@@ -864,7 +879,8 @@ pub async fn request_reset(project: Arc<Project>, ctx: Arc<Ctx>, body: ResetRequ
     static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
     if let Ok(permit) = IN_FLIGHT.try_acquire() {
         tokio::spawn(async move {
-            let made = crate::links::request_reset(&ctx.accounts, &project.id, &body.email).await;
+            let made =
+                crate::links::request_reset(&ctx.accounts, &project.id, &body.email, meta.ip).await;
             if let Err(e) = made {
                 tracing::warn!(project = %project.id, error = ?e, "a password reset request failed");
             }
@@ -890,12 +906,18 @@ pub struct CompleteReset {
 }
 
 /// POST /v1/projects/{projectId}/password-reset/complete
-pub async fn complete_reset(project: Arc<Project>, ctx: Arc<Ctx>, body: CompleteReset) -> Response {
+pub async fn complete_reset(
+    project: Arc<Project>,
+    ctx: Arc<Ctx>,
+    meta: Arc<RequestMeta>,
+    body: CompleteReset,
+) -> Response {
     respond(
         async {
             link_token(&body.token)?;
             link_password(&body.password)?;
-            crate::links::complete_reset(&ctx.accounts, &project.id, &body.token, body.password)
+            let (token, password) = (&body.token, body.password);
+            crate::links::complete_reset(&ctx.accounts, &project.id, token, password, meta.ip)
                 .await?;
             Ok(json(
                 StatusCode::OK,
@@ -924,13 +946,15 @@ pub async fn reset_member(
     id: String,
     project: Arc<Project>,
     principal: Principal,
+    meta: Arc<RequestMeta>,
     ctx: Arc<Ctx>,
 ) -> Response {
     respond(
         async {
             let member = member_of(&ctx, &project.id, &id).await?;
             let by = (principal.role(), principal.member().map(|m| m.member.id));
-            let issued = crate::links::reset_for(&ctx.accounts, &member, Some(by)).await?;
+            let who = super::audit::by(&principal, &meta);
+            let issued = crate::links::reset_for(&ctx.accounts, &member, Some(by), &who).await?;
             let view = IssuedReset {
                 path: issued.path(),
                 expires_at: rfc3339(issued.link.expires_at),

@@ -567,7 +567,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The members, by name", Json(schema::<members::MemberList>)),
         Route::new(post(), "/v1/projects/{projectId}/members/{memberId}/password-reset", "resetMemberPassword", "Make a password-reset link for a member", Admin, |b| {
-            b.param("memberId").and(b.member()).and(b.ctx()).then(members::reset_member).boxed()
+            b.param("memberId").and(b.member()).and(b.meta()).and(b.ctx()).then(members::reset_member).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -583,7 +583,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .answers(200, "The invitations, newest first", Json(schema::<members::InvitationList>)),
         Route::new(post(), "/v1/projects/{projectId}/invitations", "inviteMember", "Invite someone by email", Admin, |b| {
-            b.member().and(b.ctx()).and(b.json()).then(members::invite).boxed()
+            b.member().and(b.meta()).and(b.ctx()).and(b.json()).then(members::invite).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -592,7 +592,7 @@ fn routes() -> Vec<Route> {
         .answers(201, "The invitation and its link", Json(schema::<members::IssuedInvitation>))
         .refuses(409, "The address is a member's already, or the project has as many pending invitations as it may"),
         Route::new(delete(), "/v1/projects/{projectId}/invitations/{invitationId}", "revokeInvitation", "Revoke a pending invitation", Admin, |b| {
-            b.param("invitationId").and(b.member()).and(b.ctx()).then(members::revoke_invitation).boxed()
+            b.param("invitationId").and(b.member()).and(b.meta()).and(b.ctx()).then(members::revoke_invitation).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -611,7 +611,7 @@ fn routes() -> Vec<Route> {
         .refuses(409, "The address became a member's meanwhile")
         .refuses(410, "The link was used, revoked or has expired"),
         Route::new(post(), "/v1/projects/{projectId}/password-reset", "requestPasswordReset", "Ask for a password reset", SignIn, |b| {
-            b.sign_in().and(b.ctx()).and(b.json()).then(members::request_reset).boxed()
+            b.sign_in().and(b.ctx()).and(b.meta()).and(b.json()).then(members::request_reset).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)
@@ -619,7 +619,7 @@ fn routes() -> Vec<Route> {
         .body::<members::ResetRequest>(Limit::Standard)
         .answers(202, "Taken", Json(schema::<super::Done>)),
         Route::new(post(), "/v1/projects/{projectId}/password-reset/complete", "completePasswordReset", "Set a new password with a reset link", SignIn, |b| {
-            b.sign_in().and(b.ctx()).and(b.json()).then(members::complete_reset).boxed()
+            b.sign_in().and(b.ctx()).and(b.meta()).and(b.json()).then(members::complete_reset).boxed()
         })
         .tag("members")
         .param("projectId", PROJECT, schema::<ProjectId>)

@@ -760,3 +760,93 @@ async fn personal_tokens_made_and_revoked_are_recorded_without_their_secret() {
     let all = audit(&o.app, &o.token, "?limit=200").await.to_string();
     assert!(!all.contains(made["secret"].as_str().unwrap()));
 }
+
+#[tokio::test]
+async fn invitations_and_password_resets_are_recorded_without_their_tokens() {
+    let o = Owned::new().await;
+    // Made and revoked by Dana.
+    let first = o
+        .call(
+            Method::POST,
+            "/v1/projects/demo/invitations",
+            Some(json!({"email": "gone@example.com", "role": "agent"})),
+        )
+        .await;
+    let first_id = first["invitation"]["id"].as_str().unwrap().to_owned();
+    o.call(
+        Method::DELETE,
+        &format!("/v1/projects/demo/invitations/{first_id}"),
+        None,
+    )
+    .await;
+    let revoked = o.record("invitation.revoked").await;
+    assert_eq!(revoked["actor"], o.actor());
+    assert_eq!(
+        revoked["target"],
+        json!({"kind": "invitation", "id": first_id, "name": "gone@example.com"})
+    );
+
+    // Made by Dana, accepted by Eli: the acceptance is Eli's own doing.
+    let invited = o
+        .call(
+            Method::POST,
+            "/v1/projects/demo/invitations",
+            Some(json!({"email": "eli@example.com", "role": "agent"})),
+        )
+        .await;
+    let created = o.records("invitation.created").await;
+    assert_eq!(created.len(), 2);
+    assert!(created.iter().all(|r| r["actor"] == o.actor()));
+    assert_eq!(
+        created[0]["changes"]["role"],
+        json!({"before": null, "after": "agent"})
+    );
+    from_here(&created[0]);
+    let joined = o
+        .app
+        .http
+        .post(o.app.url("/v1/projects/demo/join"))
+        .json(&json!({"token": invited["token"], "name": "Eli", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status(), StatusCode::OK);
+    let eli: Value = joined.json().await.unwrap();
+    let eli_id = eli["member"]["id"].as_str().unwrap().to_owned();
+    let accepted = o.record("invitation.accepted").await;
+    assert_eq!(
+        accepted["actor"],
+        json!({"kind": "member", "id": eli_id, "name": "Eli"})
+    );
+    assert_eq!(accepted["target"]["id"], eli_id.as_str());
+    from_here(&accepted);
+
+    // A reset link Dana makes for Eli, and the reset Eli completes with it.
+    let reset = o
+        .call(
+            Method::POST,
+            &format!("/v1/projects/demo/members/{eli_id}/password-reset"),
+            None,
+        )
+        .await;
+    let made = o.record("member.reset_link_created").await;
+    assert_eq!(made["actor"], o.actor());
+    assert_eq!(made["target"]["id"], eli_id.as_str());
+    let done = o
+        .app
+        .http
+        .post(o.app.url("/v1/projects/demo/password-reset/complete"))
+        .json(&json!({"token": reset["token"], "password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    let completed = o.record("member.password_reset").await;
+    assert_eq!(completed["actor"]["id"], eli_id.as_str());
+    assert_eq!(completed["target"]["id"], eli_id.as_str());
+
+    let all = audit(&o.app, &o.token, "?limit=200").await.to_string();
+    for token in [&first["token"], &invited["token"], &reset["token"]] {
+        assert!(!all.contains(token.as_str().unwrap()), "no link token");
+    }
+}

@@ -2694,6 +2694,23 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
     )
     .await
     .unwrap();
+    let invite = link(&p.id, 9, crate::member::LinkKind::Invitation);
+    recorded(record("invitation.created"), store.put_member_link(&invite))
+        .await
+        .unwrap();
+    recorded(
+        record("invitation.revoked"),
+        store.delete_member_link(&p.id, &invite.id),
+    )
+    .await
+    .unwrap();
+    // A refused delete (the link is gone) leaves no record.
+    let again = recorded(
+        record("invitation.revoked"),
+        store.delete_member_link(&p.id, &invite.id),
+    )
+    .await;
+    assert!(matches!(again, Err(StoreError::NotFound)), "{again:?}");
     let t = ticket(&p.id, "quiet-owl-026", now);
     store.create_ticket(&t, &[]).await.unwrap();
     let mut closed = t.clone();
@@ -2719,6 +2736,8 @@ pub async fn a_change_and_its_audit_record_are_one_write(store: Arc<dyn Store>) 
     let expected = [
         "canned_reply.created",
         "canned_reply.deleted",
+        "invitation.created",
+        "invitation.revoked",
         "member.added",
         "member.role_changed",
         "member.signed_in",

@@ -924,7 +924,9 @@ impl MemberStore for MemoryStore {
 
     async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()> {
         let key = (link.project_id.clone(), link.id.clone());
-        lock(&self.data).member_links.insert(key, link.clone());
+        let mut data = lock(&self.data);
+        data.member_links.insert(key, link.clone());
+        data.audit();
         Ok(())
     }
 
@@ -948,8 +950,12 @@ impl MemberStore for MemoryStore {
 
     async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()> {
         let key = (project.clone(), id.to_owned());
-        match lock(&self.data).member_links.remove(&key) {
-            Some(_) => Ok(()),
+        let mut data = lock(&self.data);
+        match data.member_links.remove(&key) {
+            Some(_) => {
+                data.audit();
+                Ok(())
+            }
             None => Err(StoreError::NotFound),
         }
     }
@@ -1058,6 +1064,7 @@ impl EmailStore for MemoryStore {
         let key = (link.project_id.clone(), link.id.clone());
         data.member_links.insert(key, link.clone());
         data.emails.insert(email.id.clone(), email.clone());
+        data.audit();
         Ok(())
     }
 

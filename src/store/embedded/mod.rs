@@ -1279,7 +1279,7 @@ impl MemberStore for EmbeddedStore {
     }
 
     async fn put_member_link(&self, link: &MemberLink) -> StoreResult<()> {
-        self.write("put_member_link", Write::PutMemberLink(link.clone()))
+        self.audited("put_member_link", Write::PutMemberLink(link.clone()))
             .await
     }
 
@@ -1302,7 +1302,7 @@ impl MemberStore for EmbeddedStore {
             project: project.as_str().to_owned(),
             id: id.to_owned(),
         };
-        self.write("delete_member_link", write).await
+        self.audited("delete_member_link", write).await
     }
 }
 
@@ -1374,7 +1374,7 @@ impl EmailStore for EmbeddedStore {
         email: &Email,
     ) -> StoreResult<()> {
         let write = Write::PutMemberLinkWithEmail(link.clone(), email.clone());
-        self.write("put_member_link_with_email", write).await
+        self.audited("put_member_link_with_email", write).await
     }
 
     async fn put_email(

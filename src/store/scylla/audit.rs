@@ -25,7 +25,7 @@ use scylla::SerializeRow;
 use super::{execution, internal, paging, prepare, ScyllaStore, LIST_DEADLINE, REQUEST_TIMEOUT};
 
 pub(super) struct Statements {
-    insert: PreparedStatement,
+    pub(super) insert: PreparedStatement,
     delete: PreparedStatement,
     select: PreparedStatement,
     consistency: Consistency,
@@ -51,7 +51,7 @@ impl Statements {
 }
 
 #[derive(SerializeRow)]
-struct AuditValues {
+pub(super) struct AuditValues {
     project_id: String,
     at: DateTime<Utc>,
     record_id: String,
@@ -68,7 +68,7 @@ impl ScyllaStore {
             .store(days.max(1), Ordering::Relaxed);
     }
 
-    fn audit_values(&self, r: &AuditRecord) -> StoreResult<AuditValues> {
+    pub(super) fn audit_values(&self, r: &AuditRecord) -> StoreResult<AuditValues> {
         let days = i64::from(self.audit.retention_days.load(Ordering::Relaxed));
         let left = (r.at + chrono::Duration::days(days) - Utc::now()).num_seconds();
         Ok(AuditValues {

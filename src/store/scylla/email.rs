@@ -130,11 +130,17 @@ impl EmailStore for ScyllaStore {
             batch.set_consistency(self.email.consistency);
             batch.set_request_timeout(Some(REQUEST_TIMEOUT));
             batch.set_is_idempotent(true);
-            let values = (row_values(email)?, super::members::link_values(link));
-            self.session
-                .batch(&batch, values)
-                .await
-                .map_err(execution)?;
+            let (row, link) = (row_values(email)?, super::members::link_values(link));
+            // The audit record of the link's making, if there is one, in the same batch.
+            match fleety_actors::audit::take() {
+                Some(record) => {
+                    batch.append_statement(self.audit.insert.clone());
+                    let audit = self.audit_values(&record)?;
+                    self.session.batch(&batch, (row, link, audit)).await
+                }
+                None => self.session.batch(&batch, (row, link)).await,
+            }
+            .map_err(execution)?;
             // The due entry after the row: an entry without its row would be dropped when met,
             // a row without its entry would wait for the next write of it.
             if let Some(at) = email.next_attempt_at {

@@ -766,7 +766,8 @@ impl MemberStore for ScyllaStore {
 
     async fn put_member_link(&self, l: &MemberLink) -> StoreResult<()> {
         timed("scylla", "put_member_link", async {
-            self.write(&self.members.insert_link, link_values(l)).await
+            self.write_audited(&self.members.insert_link, link_values(l))
+                .await
         })
         .await
     }
@@ -798,13 +799,17 @@ impl MemberStore for ScyllaStore {
 
     async fn delete_member_link(&self, project: &ProjectId, id: &str) -> StoreResult<()> {
         timed("scylla", "delete_member_link", async {
-            match self
-                .claim(&self.members.delete_link, (project.as_str(), id))
-                .await?
-            {
-                true => Ok(()),
-                false => Err(StoreError::NotFound),
-            }
+            let delete = async {
+                match self
+                    .claim(&self.members.delete_link, (project.as_str(), id))
+                    .await?
+                {
+                    true => Ok(()),
+                    false => Err(StoreError::NotFound),
+                }
+            };
+            self.transaction_audited(delete, super::audit::refused)
+                .await
         })
         .await
     }
