@@ -520,7 +520,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .describe("A code from the app the secret was given to turns it on; from then on sign-in asks for a code. Answers ten recovery codes, shown this once, each good for one sign-in without the app.")
         .body::<totp::TotpCode>(Limit::Standard)
-        .answers(200, "On; the recovery codes, shown this once", Json(schema::<totp::RecoveryCodes>))
+        .answers(200, "On; the recovery codes, shown this once", Json(schema::<totp::IssuedRecoveryCodes>))
         .refuses(409, "No enrolment waits, or two-factor authentication is on already"),
         Route::new(post(), "/v1/projects/{projectId}/me/totp/disable", "disableMyTotp", "Turn off two-factor authentication", Agent, |b| {
             b.member().and(b.ctx()).and(b.meta()).and(b.json()).then(totp::disable).boxed()
@@ -540,7 +540,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .describe("With the member's password or a current code, as for turning it off.")
         .body::<totp::TotpProof>(Limit::Standard)
-        .answers(200, "The new recovery codes, shown this once", Json(schema::<totp::RecoveryCodes>))
+        .answers(200, "The new recovery codes, shown this once", Json(schema::<totp::IssuedRecoveryCodes>))
         .refuses(403, "A wrong password or code, or a token")
         .refuses(409, "Two-factor authentication is off")
         .refuses(429, "Too many wrong passwords or codes lately (see Retry-After)"),

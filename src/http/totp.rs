@@ -144,7 +144,7 @@ pub struct TotpCode {
 
 /// Recovery codes, shown this once.
 #[derive(Serialize, ToSchema)]
-pub struct RecoveryCodes {
+pub struct IssuedRecoveryCodes {
     /// Each works once in place of a code, at sign-in. Keep them somewhere safe.
     pub recovery_codes: Vec<String>,
 }
@@ -173,7 +173,7 @@ pub async fn confirm(
             .confirm_totp(me, &body.code, &who)
             .await
             .map_err(refuse)?;
-        Ok(json(StatusCode::OK, &RecoveryCodes { recovery_codes }))
+        Ok(json(StatusCode::OK, &IssuedRecoveryCodes { recovery_codes }))
     }
     .await;
     either(result)
@@ -241,7 +241,7 @@ pub async fn regenerate(
             .regenerate_recovery_codes(me, proof, meta.ip, &who)
             .await
             .map_err(refuse)?;
-        Ok(json(StatusCode::OK, &RecoveryCodes { recovery_codes }))
+        Ok(json(StatusCode::OK, &IssuedRecoveryCodes { recovery_codes }))
     }
     .await;
     either(result)

@@ -227,7 +227,7 @@ export class Api {
   }
 
   confirmTotp(code: string) {
-    return this.post<Schemas["RecoveryCodes"]>(`/v1/projects/${this.p}/me/totp/confirm`, { code } satisfies Schemas["TotpCode"]);
+    return this.post<Schemas["IssuedRecoveryCodes"]>(`/v1/projects/${this.p}/me/totp/confirm`, { code } satisfies Schemas["TotpCode"]);
   }
 
   disableTotp(proof: Schemas["TotpProof"]) {
@@ -235,7 +235,7 @@ export class Api {
   }
 
   regenerateRecoveryCodes(proof: Schemas["TotpProof"]) {
-    return this.post<Schemas["RecoveryCodes"]>(`/v1/projects/${this.p}/me/totp/recovery-codes`, proof);
+    return this.post<Schemas["IssuedRecoveryCodes"]>(`/v1/projects/${this.p}/me/totp/recovery-codes`, proof);
   }
 
   get p() {

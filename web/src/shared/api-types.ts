@@ -2003,6 +2003,11 @@ export interface components {
             /** @description The single-use token; only its digest is stored. */
             token: string;
         };
+        /** @description Recovery codes, shown this once. */
+        IssuedRecoveryCodes: {
+            /** @description Each works once in place of a code, at sign-in. Keep them somewhere safe. */
+            recovery_codes: string[];
+        };
         /** @description A reset link made for a member, shown this once. */
         IssuedReset: {
             /** @description Whether the link was also emailed to the member (the server sends email). */
@@ -2287,11 +2292,6 @@ export interface components {
             /** Format: date-time */
             read_at: string;
             reader: components["schemas"]["Participant"];
-        };
-        /** @description Recovery codes, shown this once. */
-        RecoveryCodes: {
-            /** @description Each works once in place of a code, at sign-in. Keep them somewhere safe. */
-            recovery_codes: string[];
         };
         /** @description A reset asked for by address. */
         ResetRequest: {
@@ -7208,7 +7208,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["RecoveryCodes"];
+                    "application/json": components["schemas"]["IssuedRecoveryCodes"];
                 };
             };
             /** @description The body is not the JSON this operation takes */
@@ -7439,7 +7439,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["RecoveryCodes"];
+                    "application/json": components["schemas"]["IssuedRecoveryCodes"];
                 };
             };
             /** @description The body is not the JSON this operation takes */
