@@ -64,7 +64,8 @@ impl Position {
     /// A fresh export starting `now` without a cursor, else the one the cursor continues;
     /// `None` for a cursor that is not one.
     pub fn of(cursor: Option<&str>, now: DateTime<Utc>) -> Option<Position> {
-        match cursor.filter(|c| !c.is_empty()) {
+        // An empty cursor is no cursor of a resume line, as the description's pattern says.
+        match cursor {
             Some(raw) => Position::decode(raw),
             None => Some(Position {
                 as_of: now,

@@ -173,7 +173,10 @@ pub async fn confirm(
             .confirm_totp(me, &body.code, &who)
             .await
             .map_err(refuse)?;
-        Ok(json(StatusCode::OK, &IssuedRecoveryCodes { recovery_codes }))
+        Ok(json(
+            StatusCode::OK,
+            &IssuedRecoveryCodes { recovery_codes },
+        ))
     }
     .await;
     either(result)
@@ -241,7 +244,10 @@ pub async fn regenerate(
             .regenerate_recovery_codes(me, proof, meta.ip, &who)
             .await
             .map_err(refuse)?;
-        Ok(json(StatusCode::OK, &IssuedRecoveryCodes { recovery_codes }))
+        Ok(json(
+            StatusCode::OK,
+            &IssuedRecoveryCodes { recovery_codes },
+        ))
     }
     .await;
     either(result)

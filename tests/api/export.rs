@@ -203,7 +203,7 @@ async fn a_resumed_export_continues_after_its_cursor_as_of_its_start() {
 #[tokio::test]
 async fn a_bad_cursor_is_refused_with_a_clear_error() {
     let app = spawn_app().await;
-    for cursor in ["nonsense", "1.2", "99999999999999999.1.brave-lynx-777"] {
+    for cursor in ["", "nonsense", "1.2", "99999999999999999.1.brave-lynx-777"] {
         let resp = app
             .admin_get(&format!("/v1/projects/demo/export?cursor={cursor}"))
             .await;
