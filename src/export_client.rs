@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use futures_util::StreamExt;
 
-/// Attempts after an answer that ended without its `end` line.
+/// Attempts in a row that may end without their `end` line and without a ticket more: an
+/// answer cut short after some progress is resumed at once, and one that makes none counts.
 const RETRIES: u32 = 5;
 /// A line longer than this is not one the server writes.
 const MAX_LINE: usize = 64 * 1024 * 1024;
@@ -42,6 +43,7 @@ pub async fn run(server: &str, project: &str, out: &Path) -> anyhow::Result<()> 
     let mut state = Progress::default();
     let mut failures = 0;
     loop {
+        let before = state.tickets;
         match read_once(
             &http, server, project, &key, &mut state, &mut file, &progress,
         )
@@ -52,14 +54,22 @@ pub async fn run(server: &str, project: &str, out: &Path) -> anyhow::Result<()> 
                 progress.abandon();
                 return Err(e);
             }
-            Err(Fault::CutShort(e)) if failures < RETRIES => {
-                failures += 1;
-                progress.println(format!("the export was cut short ({e}); resuming"));
-                tokio::time::sleep(Duration::from_secs(1 << failures)).await;
-            }
             Err(Fault::CutShort(e)) => {
-                progress.abandon();
-                return Err(e.context(format!("gave up after {RETRIES} attempts")));
+                // No waiting between attempts: progress resets the count, so a server that
+                // keeps cutting the stream still gets the export through, and one that is
+                // down is given up on after a few quick tries.
+                failures = if state.tickets > before {
+                    0
+                } else {
+                    failures + 1
+                };
+                if failures > RETRIES {
+                    progress.abandon();
+                    return Err(e.context(format!(
+                        "gave up after {RETRIES} attempts in a row without progress"
+                    )));
+                }
+                progress.println(format!("the export was cut short ({e}); resuming"));
             }
         }
     }
