@@ -1,6 +1,6 @@
 // The inbox's alerts while its tab is hidden: a notification and a sound for a new ticket and for
 // a reply on a ticket assigned to the agent, not for a reply on anyone else's; each switchable;
-// a notice when the browser blocks notifications. Chromium's permission is granted with
+// a notice when the browser blocks notifications; the sound switched off stays off after a reload. Chromium's permission is granted with
 // Playwright; headless Chromium never hides a page, so the page's `document.visibilityState` is
 // overridden, and the `Notification` constructor and the oscillator are wrapped to count what
 // was shown and played.
@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { browser, createProject, shot, startServer } from "./harness.mjs";
+import { axe, browser, createProject, shot, startServer } from "./harness.mjs";
 
 let server, project, chromium;
 
@@ -128,6 +128,46 @@ test("when the browser blocks notifications, the agent is told", async (t) => {
   await page.getByRole("button", { name: "Alerts ⚠" }).click();
   await page.getByText("Your browser blocks notifications from this site").waitFor();
   await shot(page, "inbox-alerts-blocked");
+  assert.deepEqual(await axe(page), []);
   await page.getByLabel("Show a notification").uncheck();
   assert.equal(await page.getByText("Your browser blocks notifications from this site").count(), 0, "the notice stays after switching off");
+});
+
+test("switching the sound off silences it, and the switch is kept across a reload", async (t) => {
+  const page = await inbox(t, { grant: true });
+  const sounds = () => page.evaluate(() => window.__sounds);
+  await page.evaluate(() => window.__hide(true));
+  await api("POST", `/v1/tickets/${project.id}`, { title: "Loud" });
+  await until("the sound", async () => (await sounds()) > 0);
+
+  await page.evaluate(() => window.__hide(false));
+  await page.getByRole("button", { name: /^Alerts/ }).click();
+  const sound = page.getByLabel("Play a sound");
+  assert.ok(await sound.isChecked());
+  await sound.uncheck();
+  await shot(page, "inbox-alerts");
+  assert.deepEqual(await axe(page), []);
+  const played = await sounds();
+  await page.evaluate(() => window.__hide(true));
+  // The notification is shown right after the sound would have played, in the same call: once
+  // it is there, a sound would have been counted.
+  await api("POST", `/v1/tickets/${project.id}`, { title: "Silent" });
+  await until("the notification", async () => (await notes(page)).some((n) => n.body === "Silent"));
+  assert.equal(await sounds(), played, "a sound played although switched off");
+
+  // After a reload the switch is still off, and still silences.
+  await page.reload();
+  await page.getByRole("status").filter({ hasText: "Live" }).waitFor();
+  await page.getByRole("button", { name: /^Alerts/ }).click();
+  assert.equal(await page.getByLabel("Play a sound").isChecked(), false);
+  assert.ok(await page.getByLabel("Show a notification").isChecked());
+  await page.evaluate(() => window.__hide(true));
+  await api("POST", `/v1/tickets/${project.id}`, { title: "Still silent" });
+  await until("the notification after the reload", async () => (await notes(page)).some((n) => n.body === "Still silent"));
+  assert.equal(await sounds(), 0, "a sound played after the reload although switched off");
+
+  // Switched back on, it plays again.
+  await page.getByLabel("Play a sound").check();
+  await api("POST", `/v1/tickets/${project.id}`, { title: "Loud again" });
+  await until("the sound switched back on", async () => (await sounds()) > 0);
 });

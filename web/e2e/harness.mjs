@@ -228,10 +228,17 @@ export async function signIn(page, base, project, email, { password = PASSWORD, 
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
-/** The page's serious and critical accessibility violations, as axe-core finds them. */
-export async function axe(page) {
+/**
+ * The page's serious and critical accessibility violations, as axe-core finds them. `include`
+ * (a selector) limits the check to that element: on a customer's page, the widget alone, since
+ * the host page's hostile CSS is not ours to judge.
+ */
+export async function axe(page, { include } = {}) {
   await page.evaluate(AXE);
-  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+  const result = await page.evaluate(
+    (include) => window.axe.run(include ? { include: [[include]] } : document, { resultTypes: ["violations"] }),
+    include,
+  );
   return result.violations
     .filter((v) => v.impact === "serious" || v.impact === "critical")
     .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { browser, shot, startServer } from "./harness.mjs";
+import { axe, browser, shot, startServer } from "./harness.mjs";
 
 let chromium;
 
@@ -63,6 +63,7 @@ test("with the demo, / is a site whose widget answers at once, with the inbox an
     await widget.locator(".typing").waitFor({ state: "hidden" });
     await shot(page, "demo-home");
     assert.deepEqual(problems, []);
+    assert.deepEqual(await axe(page), []);
 
     await page.getByRole("link", { name: "Open the inbox" }).click();
     await page.waitForURL(`${server.base}/inbox`);
@@ -85,6 +86,7 @@ test("without the demo, / names the inbox and the API reference, and embeds noth
     assert.equal(await page.locator("fleety-widget").count(), 0);
     await shot(page, "home-without-demo");
     assert.deepEqual(problems, []);
+    assert.deepEqual(await axe(page), []);
     await close();
   } finally {
     await server.stop();

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { browser, createProject, shot, startHostPage, startServer } from "./harness.mjs";
+import { axe, browser, createProject, shot, startHostPage, startServer } from "./harness.mjs";
 
 const OPERATOR = "e2e-operator-token-0123456789";
 const PASSWORD = "correct horse battery";
@@ -78,6 +78,8 @@ test("an invited agent joins by link, answers a visitor, and is signed out at on
   agent.on("pageerror", (e) => console.error("agent page error:", e.message));
   await agent.goto(link);
   await agent.getByRole("heading", { name: `Join ${project.id}` }).waitFor();
+  await shot(agent, "invite-accept");
+  assert.deepEqual(await axe(agent), []);
   await agent.getByLabel("Your name").fill("Eli Vance");
   await agent.getByLabel("Password", { exact: true }).fill("short");
   await agent.getByRole("button", { name: "Join and sign in" }).click();
@@ -115,6 +117,7 @@ test("an invited agent joins by link, answers a visitor, and is signed out at on
   await row.filter({ hasText: "active" }).waitFor();
   assert.equal(await owner.locator("table.members caption", { hasText: "Pending invitations" }).count(), 0);
   const members = await shot(owner, "members");
+  assert.deepEqual(await axe(owner), []);
   await owner.getByRole("button", { name: "Deactivate Eli Vance" }).click();
   await owner.locator("table.members tr", { hasText: "deactivated" }).waitFor();
 

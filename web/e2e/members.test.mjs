@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { addMember, browser, createProject, PASSWORD, shot, signIn, startServer } from "./harness.mjs";
+import { addMember, axe, browser, createProject, PASSWORD, shot, signIn, startServer } from "./harness.mjs";
 
 let server, project, chromium, owner;
 
@@ -52,6 +52,7 @@ test("the owner adds an agent on the members page", async () => {
   await row.waitFor();
   assert.match(await row.textContent(), /Eli.*agent.*invited/);
   await shot(owner, "members-page");
+  assert.deepEqual(await axe(owner), []);
 });
 
 test("the agent signs in elsewhere, sees tickets but no settings, and deactivation ends it", async () => {
@@ -97,6 +98,7 @@ test("the owner makes a personal API token on the account page, sees it once, an
   await row.waitFor();
   assert.match(await row.textContent(), /CRM sync.*read.*never/);
   await shot(owner, "account-tokens");
+  assert.deepEqual(await axe(owner), []);
   // The token reads as the owner, and may not write.
   const me = await fetch(`${server.base}/v1/projects/${project.id}/me`, { headers: { Authorization: `Bearer ${secret}` } });
   assert.equal(me.status, 200);

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { browser, callApi, createProject, shot, startHostPage, startServer } from "./harness.mjs";
+import { axe, browser, callApi, createProject, shot, startHostPage, startServer } from "./harness.mjs";
 
 const MESSAGES = 300;
 
@@ -129,6 +129,7 @@ test("status and tag changes show in the thread with who and when, and survive a
   // Each entry says when.
   assert.match(await thread.locator(".event time").first().getAttribute("datetime"), /^\d{4}-\d\d-\d\dT/);
   await shot(agent, "thread-timeline");
+  assert.deepEqual(await axe(agent), []);
 
   // Stored with the ticket: a reload reads them back, in the same places.
   await agent.reload();
@@ -183,6 +184,7 @@ test("a help-center result opens the article in the panel at the matching passag
   const firstLine = await article.locator("p", { hasText: "Section 1." }).boundingBox();
   assert.ok(firstLine.y + firstLine.height < panel.y, "the article's first lines are above the view");
   await shot(page, "widget-article-passage");
+  assert.deepEqual(await axe(page, { include: "fleety-widget" }), []);
 
   // Back to the results, on the one opened.
   await article.getByRole("button", { name: /Back to results/ }).click();

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { after, before, test } from "node:test";
 
-import { browser, createProject, shot, startServer } from "./harness.mjs";
+import { axe, browser, createProject, shot, startServer } from "./harness.mjs";
 
 const OPERATOR = "e2e-operator-token-0123456789";
 const PASSWORD = "correct horse battery";
@@ -85,6 +85,7 @@ test("a member turns on two-factor authentication and signs in with a code", asy
   const uri = await page.getByLabel("otpauth link").inputValue();
   assert.ok(uri.startsWith("otpauth://totp/") && uri.includes(`secret=${secret}`), uri);
   await shot(page, "totp-enrol");
+  assert.deepEqual(await axe(page), []);
   // The previous step's code: the sign-in below uses the current one, which comes after it
   // even if the clock crosses into the next step meanwhile.
   await page.getByLabel("Code from the app").fill(totp(secret, -1));
@@ -94,6 +95,7 @@ test("a member turns on two-factor authentication and signs in with a code", asy
   assert.match(codes[0], /^[a-z2-7]{4}(-[a-z2-7]{4}){3}$/);
   await page.getByText("On.").waitFor();
   await shot(page, "totp-recovery-codes");
+  assert.deepEqual(await axe(page), []);
   await page.getByRole("button", { name: "Done, I copied it" }).click();
   assert.equal(await page.getByLabel("Recovery codes").count(), 0);
   assert.match(await page.locator("#totp-title ~ form").textContent(), /10 recovery codes left/);
@@ -108,6 +110,7 @@ test("a member turns on two-factor authentication and signs in with a code", asy
   await page.getByRole("alert").filter({ hasText: "That code is not right." }).waitFor();
   await code.fill(totp(secret));
   await shot(page, "totp-sign-in");
+  assert.deepEqual(await axe(page), []);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("status").filter({ hasText: "Live" }).waitFor();
   assert.match(await page.locator(".bar .who").textContent(), /Olga/);

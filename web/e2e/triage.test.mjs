@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { browser, callApi, createProject, shot, startServer } from "./harness.mjs";
+import { axe, browser, callApi, createProject, shot, startServer } from "./harness.mjs";
 
 const TICKETS = 200;
 
@@ -70,6 +70,7 @@ test("an agent triages 200 tickets from the keyboard", async (t) => {
   assert.equal((await row(199).locator(".visitor").textContent()).trim(), "c199@example.com");
   assert.equal(await row(197).locator(".visitor").count(), 0);
   await shot(agent, "inbox-list");
+  assert.deepEqual(await axe(agent), []);
 
   const focused = () => agent.locator(".ticket.focused .title").textContent();
   // j moves down from the top, k back up.
@@ -116,6 +117,7 @@ test("an agent triages 200 tickets from the keyboard", async (t) => {
   await help.waitFor();
   for (const key of ["j", "k", "Enter", "e", "?", "Esc"]) await help.locator("kbd", { hasText: new RegExp(`^${key.replace("?", "\\?")}$`) }).waitFor();
   await shot(agent, "inbox-shortcuts");
+  assert.deepEqual(await axe(agent), []);
   // Keys pressed with the help open move nothing.
   await agent.keyboard.press("j");
   await agent.keyboard.press("Escape");
