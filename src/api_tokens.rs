@@ -8,7 +8,8 @@
 //! working when it is revoked or its member is deactivated.
 
 use base64::Engine as _;
-use fleety_actors::audit::{self, AuditBy, AuditTarget};
+use chrono::{DateTime, Utc};
+use fleety_actors::audit::{self, AuditActor, AuditBy, AuditRecord, AuditTarget};
 use fleety_actors::domain::ProjectId;
 use fleety_actors::member::{ApiToken, Member, MemberState, TokenScope};
 use fleety_actors::store::StoreError;
@@ -125,10 +126,15 @@ impl Accounts {
     /// The member a presented token stands for in `project`; `None` if it names no token of
     /// the project, does not match it, or its member is deactivated. Notes the use, at most
     /// once a minute.
+    ///
+    /// The first use in each clock hour also leaves a `token.used` record in the audit trail,
+    /// written with the touch, from `ip`: the trail tells when and whence a token was used
+    /// without a record per request.
     pub async fn token(
         &self,
         project: &ProjectId,
         secret: &str,
+        ip: Option<String>,
     ) -> Result<Option<TokenCaller>, StoreError> {
         let Some(id) = token_id(secret) else {
             return Ok(None);
@@ -155,7 +161,12 @@ impl Accounts {
             .is_none_or(|at| (now - at).num_seconds() >= TOUCH_EVERY_SECS);
         let token = match stale {
             false => token,
-            true => match self.store().touch_api_token(project, id, now).await {
+            true => match audit::recorded(
+                used_record(&token, &member, now, ip),
+                self.store().touch_api_token(project, id, now),
+            )
+            .await
+            {
                 Ok(()) => ApiToken {
                     last_used_at: Some(now),
                     ..token
@@ -169,9 +180,70 @@ impl Accounts {
     }
 }
 
+/// The `token.used` record of a use at `now`, if it is the token's first in this clock hour.
+fn used_record(
+    token: &ApiToken,
+    member: &Member,
+    now: DateTime<Utc>,
+    ip: Option<String>,
+) -> Option<AuditRecord> {
+    let hour = |at: DateTime<Utc>| at.timestamp().div_euclid(3600);
+    if token.last_used_at.is_some_and(|at| hour(at) == hour(now)) {
+        return None;
+    }
+    let by = AuditBy {
+        actor: AuditActor::Member {
+            id: member.id,
+            name: member.name.clone(),
+            token: Some(token.id),
+        },
+        ip,
+    };
+    let record = by
+        .record(&token.project_id, now, "token.used")
+        .target(AuditTarget::new("token", token.id).named(&token.name))
+        .with("scope", token.scope);
+    Some(record)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_use_is_recorded_once_a_clock_hour() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let member = Member {
+            id: Uuid::new_v4(),
+            project_id: ProjectId::parse("demo").unwrap(),
+            email: "dana@example.com".into(),
+            name: "Dana".into(),
+            avatar_url: None,
+            role: fleety_actors::member::Role::Owner,
+            state: MemberState::Active,
+            password_hash: String::new(),
+            created_at: at("2026-12-07T09:00:00Z"),
+            updated_at: at("2026-12-07T09:00:00Z"),
+        };
+        let mut token = ApiToken {
+            id: Uuid::new_v4(),
+            project_id: member.project_id.clone(),
+            member_id: member.id,
+            name: "CRM".into(),
+            scope: TokenScope::Read,
+            secret_hash: String::new(),
+            created_at: at("2026-12-07T09:00:00Z"),
+            last_used_at: None,
+        };
+        let ip = || Some("10.0.0.1".to_owned());
+        let first = used_record(&token, &member, at("2026-12-07T09:10:00Z"), ip()).unwrap();
+        assert_eq!(first.action, "token.used");
+        token.last_used_at = Some(at("2026-12-07T09:10:00Z"));
+        assert!(used_record(&token, &member, at("2026-12-07T09:59:59Z"), ip()).is_none());
+        // A new hour, even a second later.
+        token.last_used_at = Some(at("2026-12-07T09:59:59Z"));
+        assert!(used_record(&token, &member, at("2026-12-07T10:00:00Z"), ip()).is_some());
+    }
 
     #[test]
     fn a_token_names_its_id_and_only_its_own_shape_is_one() {

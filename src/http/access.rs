@@ -346,7 +346,10 @@ async fn signed_in_quietly(
         .as_deref()
         .filter(|b| crate::api_tokens::is_api_token(b))
     {
-        let caller = ctx.accounts.token(project, bearer).await?;
+        let caller = ctx
+            .accounts
+            .token(project, bearer, Some(meta.ip.to_string()))
+            .await?;
         let caller = caller.filter(|c| c.token.scope == TokenScope::Write || meta.safe);
         return Ok(caller.map(|c| (c.member, Some(c.token.id))));
     }
@@ -371,7 +374,10 @@ pub async fn principal(
     let ended = || ApiError::unauthorized("not signed in: the session has ended or never was");
     if let Some(bearer) = meta.bearer.as_deref() {
         if crate::api_tokens::is_api_token(bearer) {
-            let caller = ctx.accounts.token(&project.id, bearer).await?;
+            let caller = ctx
+                .accounts
+                .token(&project.id, bearer, Some(meta.ip.to_string()))
+                .await?;
             let caller = caller.ok_or_else(|| {
                 ApiError::unauthorized(
                     "the token is revoked, its member deactivated, or it never was",

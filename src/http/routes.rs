@@ -414,7 +414,7 @@ fn routes() -> Vec<Route> {
         .answers(200, "The deliveries", Json(schema::<webhooks::DeliveryList>))
         .refuses(404, "No such endpoint"),
         Route::new(post(), "/v1/projects/{projectId}/webhooks/{webhookId}/deliveries/{deliveryId}/replay", "replayDelivery", "Send a delivery again, with its id and body", Admin, |b| {
-            b.param("webhookId").and(b.param("deliveryId")).and(b.agent()).and(b.ctx()).then(webhooks::replay).boxed()
+            b.param("webhookId").and(b.param("deliveryId")).and(b.audited()).and(b.ctx()).then(webhooks::replay).boxed()
         })
         .tag("webhooks")
         .param("projectId", PROJECT, schema::<ProjectId>)

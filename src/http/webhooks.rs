@@ -427,6 +427,7 @@ pub async fn replay(
     id: String,
     delivery: String,
     project: Arc<Project>,
+    who: AuditBy,
     ctx: Arc<Ctx>,
 ) -> Response {
     respond(
@@ -449,7 +450,13 @@ pub async fn replay(
                 next_attempt_at: Some(ctx.clock.now()),
                 ..d
             };
-            ctx.webhook_store.put_delivery(&again, was_due).await?;
+            let record = who
+                .record(&project.id, ctx.clock.now(), "webhook.delivery_replayed")
+                .target(AuditTarget::new("webhook", e.id))
+                .with("delivery", &again.id)
+                .with("event", again.event.as_str());
+            let put = ctx.webhook_store.put_delivery(&again, was_due);
+            audit::recorded(Some(record), put).await?;
             ctx.system.hooks.wake();
             Ok(json(StatusCode::ACCEPTED, &DeliveryView::new(&again)))
         }

@@ -730,6 +730,47 @@ async fn knowledge_base_changes_are_recorded_with_the_title_never_the_body() {
 }
 
 #[tokio::test]
+async fn the_assistants_guidance_and_identity_secrets_are_recorded_never_the_secret() {
+    let o = Owned::new().await;
+    let guidance = "Answer in a friendly tone and never promise refunds.";
+    o.call(
+        Method::PATCH,
+        "/v1/projects/demo",
+        Some(json!({"assistant_guidance": guidance})),
+    )
+    .await;
+    let changed = o.record("project.changed").await;
+    assert_eq!(changed["actor"], o.actor());
+    assert_eq!(changed["changes"]["assistant_guidance"]["after"], guidance);
+    from_here(&changed);
+
+    let made = o
+        .call(
+            Method::POST,
+            "/v1/projects/demo/identity-secrets",
+            Some(json!({})),
+        )
+        .await;
+    let id = made["id"].as_str().unwrap();
+    let secret = made["secret"].as_str().unwrap();
+    let path = format!("/v1/projects/demo/identity-secrets/{id}");
+    o.call(Method::DELETE, &path, None).await;
+    // Removing what is gone is refused, and not recorded.
+    let again = o.app.admin_delete(&path).await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+
+    let created = o.record("identity_secret.created").await;
+    assert_eq!(created["actor"], o.actor());
+    assert_eq!(created["target"]["kind"], "identity_secret");
+    assert_eq!(created["target"]["id"], id);
+    let deleted = o.record("identity_secret.deleted").await;
+    assert_eq!(deleted["target"]["id"], id);
+    from_here(&deleted);
+    let all = audit(&o.app, &o.token, "?limit=200").await.to_string();
+    assert!(!all.contains(secret), "the secret is in the trail");
+}
+
+#[tokio::test]
 async fn personal_tokens_made_and_revoked_are_recorded_without_their_secret() {
     let o = Owned::new().await;
     let made = o
@@ -740,6 +781,18 @@ async fn personal_tokens_made_and_revoked_are_recorded_without_their_secret() {
         )
         .await;
     let id = made["id"].as_str().unwrap();
+    // Used three times within the hour: one `token.used` record.
+    for _ in 0..3 {
+        let secret = made["secret"].as_str().unwrap();
+        call(
+            &o.app,
+            Method::GET,
+            "/v1/projects/demo/tickets",
+            secret,
+            None,
+        )
+        .await;
+    }
     o.call(
         Method::DELETE,
         &format!("/v1/projects/demo/me/tokens/{id}"),
@@ -748,6 +801,14 @@ async fn personal_tokens_made_and_revoked_are_recorded_without_their_secret() {
     .await;
 
     let target = json!({"kind": "token", "id": id, "name": "CRM sync"});
+    let used = o.record("token.used").await;
+    assert_eq!(
+        used["actor"],
+        json!({"kind": "member", "id": o.id, "name": "dana", "token": id})
+    );
+    assert_eq!(used["target"], target);
+    assert_eq!(used["changes"], json!({"scope": "read"}));
+    from_here(&used);
     let created = o.record("token.created").await;
     assert_eq!(created["actor"], o.actor());
     assert_eq!(created["target"], target);
@@ -756,7 +817,7 @@ async fn personal_tokens_made_and_revoked_are_recorded_without_their_secret() {
     let revoked = o.record("token.revoked").await;
     assert_eq!(revoked["actor"], o.actor());
     assert_eq!(revoked["target"], target);
-    assert_eq!(o.records("token.*").await.len(), 2);
+    assert_eq!(o.records("token.*").await.len(), 3);
     let all = audit(&o.app, &o.token, "?limit=200").await.to_string();
     assert!(!all.contains(made["secret"].as_str().unwrap()));
 }

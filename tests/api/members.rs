@@ -303,6 +303,55 @@ async fn sessions_are_listed_revoked_and_end_on_sign_out_deactivation_and_a_new_
 }
 
 #[tokio::test]
+async fn a_session_ends_when_left_idle_and_at_its_maximum_age_however_used() {
+    let clock = manual_clock();
+    let app = spawn_clocked(&clock, |s| {
+        s.auth.member_idle_timeout = std::time::Duration::from_secs(30 * 60);
+        s.auth.member_session_max_age = std::time::Duration::from_secs(2 * 3600);
+    })
+    .await;
+    add_member(&app, "dana@example.com", "owner").await;
+    let me = "/v1/projects/demo/me";
+    let minutes = chrono::Duration::minutes;
+
+    // Each use within the idle timeout moves it on; a longer silence ends the session.
+    let idle = sign_in(&app, "dana@example.com").await;
+    for _ in 0..2 {
+        clock.advance(minutes(29));
+        assert_eq!(
+            bearer(&app, reqwest::Method::GET, me, &idle.token).await,
+            StatusCode::OK
+        );
+    }
+    clock.advance(minutes(31));
+    assert_eq!(
+        bearer(&app, reqwest::Method::GET, me, &idle.token).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Used every 20 minutes, a session still ends two hours after sign-in.
+    let busy = sign_in(&app, "dana@example.com").await;
+    for _ in 0..5 {
+        clock.advance(minutes(20));
+        assert_eq!(
+            bearer(&app, reqwest::Method::GET, me, &busy.token).await,
+            StatusCode::OK
+        );
+    }
+    clock.advance(minutes(20));
+    assert_eq!(
+        bearer(&app, reqwest::Method::GET, me, &busy.token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Signing in again is the way back.
+    let again = sign_in(&app, "dana@example.com").await;
+    assert_eq!(
+        bearer(&app, reqwest::Method::GET, me, &again.token).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn failed_sign_ins_make_the_account_and_the_client_wait_longer() {
     let clock = manual_clock();
     let app = spawn_clocked(&clock, |s| s.limits.trusted_proxies = 1).await;

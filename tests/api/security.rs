@@ -540,6 +540,32 @@ async fn no_secret_reaches_the_logs_the_metrics_or_an_answer_that_does_not_issue
     let body: Value = serde_json::from_str(&body).unwrap();
     let agent_token = body["token"].as_str().unwrap().to_owned();
     let agent_csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    // The agent turns on a second factor: its secret and recovery codes are issued once.
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/me/totp")
+        .bearer_auth(&agent_token)
+        .json(&json!({}));
+    let (status, body) = api.send("totp begin", req).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let totp_secret = serde_json::from_str::<Value>(&body).unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = totp_code(&totp_secret, chrono::Utc::now(), 0);
+    let req = api
+        .req(Method::POST, "/v1/projects/demo/me/totp/confirm")
+        .bearer_auth(&agent_token)
+        .json(&json!({"code": code}));
+    let (status, body) = api.send("totp confirm", req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let recovery_codes: Vec<String> = serde_json::from_str::<Value>(&body).unwrap()
+        ["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(recovery_codes.len(), 10);
     // An agent refused somewhere, and a forged cookie request: errors must not echo anything.
     let req = api
         .req(Method::GET, "/v1/projects/demo/members")
@@ -710,7 +736,11 @@ async fn no_secret_reaches_the_logs_the_metrics_or_an_answer_that_does_not_issue
             );
         }
     }
-    for (name, secret, issuers) in issued {
+    let totp = [("the TOTP secret", totp_secret.as_str(), &["totp begin"][..])];
+    let recovery = recovery_codes
+        .iter()
+        .map(|c| ("a recovery code", c.as_str(), &["totp confirm"][..]));
+    for (name, secret, issuers) in issued.into_iter().chain(totp).chain(recovery) {
         assert!(!log.contains(secret), "{name} is in the log");
         for (what, answer) in &api.seen {
             if !issuers.contains(&what.as_str()) {

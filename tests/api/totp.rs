@@ -7,7 +7,6 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use fleety_actors::clock::{Clock, ManualClock};
-use hmac::{Hmac, Mac};
 use reqwest::header::SET_COOKIE;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -16,18 +15,9 @@ use crate::helpers::*;
 
 const PASSWORD: &str = "correct horse battery";
 
-/// RFC 6238 with SHA-1, six digits and 30-second steps: the code for `offset` steps from now.
+/// The code for `offset` steps from the clock's now.
 fn code(secret: &str, clock: &ManualClock, offset: i64) -> String {
-    let key = data_encoding::BASE32_NOPAD
-        .decode(secret.as_bytes())
-        .unwrap();
-    let step = clock.now().timestamp().div_euclid(30) + offset;
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap();
-    mac.update(&step.to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let at = usize::from(h[19] & 0x0f);
-    let bin = u32::from_be_bytes([h[at] & 0x7f, h[at + 1], h[at + 2], h[at + 3]]);
-    format!("{:06}", bin % 1_000_000)
+    totp_code(secret, clock.now(), offset)
 }
 
 /// A fresh client address for each request, so only the account's count of failures is in

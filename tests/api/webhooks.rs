@@ -593,6 +593,23 @@ async fn an_endpoint_that_keeps_failing_is_disabled_and_a_replay_sends_again() {
     let log = log_until(&app, &hook, |log| log[0]["status"] == "succeeded").await;
     assert_eq!(log[0]["attempts"], 1);
     assert_eq!(log[0]["last_status"], 204);
+
+    // The replay that was sent is in the audit trail, once (the refused one is not), and
+    // the payload it sent again is not.
+    let trail: Value = app
+        .admin_get("/v1/projects/demo/audit?action=webhook.delivery_replayed")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let records = trail["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{trail}");
+    assert_eq!(records[0]["actor"]["kind"], "admin_key");
+    assert_eq!(records[0]["target"]["kind"], "webhook");
+    assert_eq!(records[0]["target"]["id"], hook.as_str());
+    assert_eq!(records[0]["changes"]["delivery"], log[0]["id"]);
+    assert_eq!(records[0]["changes"]["event"], "ticket.created");
+    assert!(!records[0].to_string().contains("\"data\""));
 }
 
 #[tokio::test]

@@ -641,9 +641,11 @@ impl WebhookStore for MemoryStore {
         delivery: &Delivery,
         _was_due: Option<DateTime<Utc>>,
     ) -> StoreResult<()> {
-        lock(&self.data)
-            .deliveries
+        let mut data = lock(&self.data);
+        data.deliveries
             .insert(delivery_key(delivery), delivery.clone());
+        data.audit();
+        drop(data);
         self.claims.release(&delivery.id);
         Ok(())
     }
@@ -870,6 +872,7 @@ impl MemberStore for MemoryStore {
             .get_mut(&(project.clone(), id))
             .ok_or(StoreError::NotFound)?;
         token.last_used_at = Some(at);
+        data.audit();
         Ok(())
     }
 

@@ -934,7 +934,8 @@ impl WebhookStore for EmbeddedStore {
         delivery: &Delivery,
         _was_due: Option<chrono::DateTime<chrono::Utc>>,
     ) -> StoreResult<()> {
-        self.write("put_delivery", Write::PutDelivery(delivery.clone()))
+        // A replay carries its audit record; the sender's own writes carry none.
+        self.audited("put_delivery", Write::PutDelivery(delivery.clone()))
             .await?;
         self.claims.release(&delivery.id);
         Ok(())
@@ -1225,7 +1226,8 @@ impl MemberStore for EmbeddedStore {
             },
             create: false,
         };
-        self.write("touch_api_token", write).await
+        // The first use in an hour carries its `token.used` record.
+        self.audited("touch_api_token", write).await
     }
 
     async fn delete_api_token(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {

@@ -666,10 +666,14 @@ impl MemberStore for ScyllaStore {
     ) -> StoreResult<()> {
         timed("scylla", "touch_api_token", async {
             let values = (at, project.as_str(), id);
-            match self.claim(&self.members.touch_token, values).await? {
-                true => Ok(()),
-                false => Err(StoreError::NotFound),
-            }
+            // The first use in an hour carries its `token.used` record.
+            let touch = async {
+                match self.claim(&self.members.touch_token, values).await? {
+                    true => Ok(()),
+                    false => Err(StoreError::NotFound),
+                }
+            };
+            self.transaction_audited(touch, super::audit::refused).await
         })
         .await
     }

@@ -330,7 +330,11 @@ impl WebhookStore for ScyllaStore {
         timed(
             "scylla",
             "put_delivery",
-            self.put_delivery_rows(delivery, was_due),
+            // A replay carries its audit record; the sender's own writes carry none.
+            self.transaction_audited(
+                self.put_delivery_rows(delivery, was_due),
+                super::audit::refused,
+            ),
         )
         .await
     }
