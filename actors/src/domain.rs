@@ -462,9 +462,7 @@ pub struct Project {
 }
 
 /// How a project's tickets are guarded on the public endpoints.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TicketAccess {
     /// Whoever knows a ticket's slug may read and write it (the seed's rule).
@@ -488,9 +486,7 @@ impl TicketAccess {
         match raw {
             "slug" => Ok(TicketAccess::Slug),
             "session" => Ok(TicketAccess::Session),
-            _ => Err(invalid(
-                "ticket_access must be \"slug\" or \"session\"",
-            )),
+            _ => Err(invalid("ticket_access must be \"slug\" or \"session\"")),
         }
     }
 

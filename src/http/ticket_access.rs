@@ -68,8 +68,10 @@ pub fn key_for_opener(
     session: Option<&Claims>,
 ) -> Option<String> {
     let contact = session.is_some_and(|s| s.ctc.as_ref().is_some_and(|c| c.verified));
-    (project.ticket_access == TicketAccess::Session && !contact)
-        .then(|| ctx.tokens.ticket_key(&project.id, ticket.slug.as_str(), ticket.id))
+    (project.ticket_access == TicketAccess::Session && !contact).then(|| {
+        ctx.tokens
+            .ticket_key(&project.id, ticket.slug.as_str(), ticket.id)
+    })
 }
 
 #[cfg(test)]

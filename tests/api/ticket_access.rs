@@ -58,7 +58,11 @@ async fn knock(app: &TestApp, slug: &str, holds: Holds<'_>) -> Vec<(u16, String)
 /// The socket's answer: 101 when it opens (then its first frame is `subscribed`), or the refused
 /// upgrade's status and body.
 async fn knock_socket(app: &TestApp, slug: &str, holds: Holds<'_>) -> (u16, String) {
-    let url = format!("{}{}", app.ws_base, app.at(&format!("/v1/tickets/demo/{slug}/ws")));
+    let url = format!(
+        "{}{}",
+        app.ws_base,
+        app.at(&format!("/v1/tickets/demo/{slug}/ws"))
+    );
     let mut request = url.into_client_request().unwrap();
     let offered = match holds {
         Holds::Nothing => None,
@@ -130,7 +134,12 @@ async fn contact_session(app: &TestApp, secret: &str, user_id: &str) -> String {
 #[tokio::test]
 async fn the_setting_is_slug_by_default_and_refuses_anything_but_slug_or_session() {
     let app = spawn_app().await;
-    let project: Value = app.admin_get("/v1/projects/demo").await.json().await.unwrap();
+    let project: Value = app
+        .admin_get("/v1/projects/demo")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(project["ticket_access"], "slug");
     for bad in [json!("public"), json!(""), json!(1), json!("SESSION")] {
         let resp = app
@@ -140,10 +149,23 @@ async fn the_setting_is_slug_by_default_and_refuses_anything_but_slug_or_session
         let body: Value = resp.json().await.unwrap();
         assert!(!error_of(&body).is_empty());
     }
-    let project: Value = app.admin_get("/v1/projects/demo").await.json().await.unwrap();
-    assert_eq!(project["ticket_access"], "slug", "a refused change changes nothing");
+    let project: Value = app
+        .admin_get("/v1/projects/demo")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        project["ticket_access"], "slug",
+        "a refused change changes nothing"
+    );
     set_access(&app, "session").await;
-    let project: Value = app.admin_get("/v1/projects/demo").await.json().await.unwrap();
+    let project: Value = app
+        .admin_get("/v1/projects/demo")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(project["ticket_access"], "session");
     // A visitor cannot change it.
     let resp = app
@@ -163,10 +185,17 @@ async fn in_session_mode_a_guessed_slug_or_a_stranger_gets_what_an_unknown_slug_
 
     // What a slug that names nothing answers, with nothing and with a session.
     let unknown = knock(&app, GUESSED, Holds::Nothing).await;
-    assert!(unknown.iter().all(|(status, _)| *status == 404), "{unknown:?}");
+    assert!(
+        unknown.iter().all(|(status, _)| *status == 404),
+        "{unknown:?}"
+    );
     let stranger = app.session_token().await;
     let forged = "ftk_0000000000000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    for holds in [Holds::Nothing, Holds::Session(&stranger), Holds::Key(forged)] {
+    for holds in [
+        Holds::Nothing,
+        Holds::Session(&stranger),
+        Holds::Key(forged),
+    ] {
         assert_eq!(knock(&app, &slug, holds).await, unknown);
         assert_eq!(
             knock_socket(&app, &slug, holds).await,
@@ -193,11 +222,19 @@ async fn in_session_mode_a_guessed_slug_or_a_stranger_gets_what_an_unknown_slug_
         )
         .await;
     assert_eq!(rate.status(), rate_unknown.status());
-    assert_eq!(rate.text().await.unwrap(), rate_unknown.text().await.unwrap());
+    assert_eq!(
+        rate.text().await.unwrap(),
+        rate_unknown.text().await.unwrap()
+    );
 
     // Nothing was posted, nothing was created.
     assert_eq!(messages(&app, &slug).await, before);
-    assert_eq!(app.admin_get(&format!("/v1/tickets/demo/{GUESSED}")).await.status(), 404);
+    assert_eq!(
+        app.admin_get(&format!("/v1/tickets/demo/{GUESSED}"))
+            .await
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
@@ -213,17 +250,31 @@ async fn in_session_mode_the_opener_its_contact_its_key_and_the_agents_get_in() 
         [200, 201, 200],
         "{ok:?}"
     );
-    assert_eq!(knock_socket(&app, &slug, Holds::Session(&owner)).await.0, 101);
+    assert_eq!(
+        knock_socket(&app, &slug, Holds::Session(&owner)).await.0,
+        101
+    );
 
     // Opened without a session: the key, shown once, stands in for it.
     let (keyed, key) = open(&app, Holds::Nothing).await;
     let key = key.expect("a ticket key");
     assert!(key.starts_with("ftk_"), "{key}");
     let ok = knock(&app, &keyed, Holds::Key(&key)).await;
-    assert_eq!(ok.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [200, 201, 200]);
+    assert_eq!(
+        ok.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [200, 201, 200]
+    );
     assert_eq!(knock_socket(&app, &keyed, Holds::Key(&key)).await.0, 101);
-    let view: Value = app.admin_get(&format!("/v1/tickets/demo/{keyed}")).await.json().await.unwrap();
-    assert!(view.get("ticket_key").is_none(), "the key is never shown again");
+    let view: Value = app
+        .admin_get(&format!("/v1/tickets/demo/{keyed}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        view.get("ticket_key").is_none(),
+        "the key is never shown again"
+    );
 
     // A verified contact: a second session of the same contact gets in, another contact not.
     let secret: Value = app
@@ -239,14 +290,25 @@ async fn in_session_mode_the_opener_its_contact_its_key_and_the_agents_get_in() 
     let second = contact_session(&app, secret, "u-7").await;
     assert_ne!(first, second);
     let ok = knock(&app, &theirs, Holds::Session(&second)).await;
-    assert_eq!(ok.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [200, 201, 200]);
-    assert_eq!(knock_socket(&app, &theirs, Holds::Session(&second)).await.0, 101);
+    assert_eq!(
+        ok.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [200, 201, 200]
+    );
+    assert_eq!(
+        knock_socket(&app, &theirs, Holds::Session(&second)).await.0,
+        101
+    );
     let someone_else = contact_session(&app, secret, "u-8").await;
     let refused = knock(&app, &theirs, Holds::Session(&someone_else)).await;
     assert_eq!(refused, knock(&app, GUESSED, Holds::Nothing).await);
 
     // The agents: the admin key reads, replies and subscribes.
-    assert_eq!(app.admin_get(&format!("/v1/tickets/demo/{theirs}")).await.status(), 200);
+    assert_eq!(
+        app.admin_get(&format!("/v1/tickets/demo/{theirs}"))
+            .await
+            .status(),
+        200
+    );
     let reply = app
         .admin_post(
             &format!("/v1/tickets/demo/{theirs}/messages"),
@@ -272,7 +334,10 @@ async fn in_slug_mode_anyone_with_the_slug_gets_in_as_before() {
     let stranger = app.session_token().await;
     for holds in [Holds::Nothing, Holds::Session(&stranger)] {
         let ok = knock(&app, &slug, holds).await;
-        assert_eq!(ok.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [200, 201, 200]);
+        assert_eq!(
+            ok.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            [200, 201, 200]
+        );
         assert_eq!(knock_socket(&app, &slug, holds).await.0, 101);
     }
     // Switching back from session mode opens the tickets to their slugs again.

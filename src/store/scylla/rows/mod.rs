@@ -109,7 +109,9 @@ impl TryFrom<ProjectRow> for Project {
             },
             ticket_access: match r.ticket_access.as_deref() {
                 None => TicketAccess::Slug,
-                Some(raw) => TicketAccess::parse(raw).map_err(|_| corrupt("project", "ticket_access"))?,
+                Some(raw) => {
+                    TicketAccess::parse(raw).map_err(|_| corrupt("project", "ticket_access"))?
+                }
             },
         })
     }
