@@ -346,3 +346,47 @@ async fn in_slug_mode_anyone_with_the_slug_gets_in_as_before() {
     set_access(&app, "slug").await;
     assert_eq!(knock(&app, &slug, Holds::Nothing).await[0].0, 200);
 }
+
+#[tokio::test]
+async fn in_session_mode_the_assistants_hand_off_gives_an_anonymous_visitor_the_tickets_key() {
+    let app = spawn_app().await;
+    set_access(&app, "session").await;
+    let owner = app.session_token().await;
+    let resp = app
+        .chat(
+            "/v1/chat/tools",
+            &owner,
+            json!({"messages": [{"role": "user", "content": "I want to talk to a human"}],
+                   "enable_tool_calling": true}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["type"], "tool_call", "{answer}");
+    let slug = answer["ticket_slug"].as_str().unwrap();
+    let key = answer["ticket_key"].as_str().expect("a ticket key");
+
+    let unknown = knock(&app, GUESSED, Holds::Nothing).await;
+    assert_eq!(knock(&app, slug, Holds::Nothing).await, unknown);
+    for holds in [Holds::Session(&owner), Holds::Key(key)] {
+        let ok = knock(&app, slug, holds).await;
+        assert_eq!(
+            ok.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            [200, 201, 200]
+        );
+    }
+
+    // In slug mode the hand-off keeps the seed's answer, without a key.
+    set_access(&app, "slug").await;
+    let resp = app
+        .chat(
+            "/v1/chat/tools",
+            &app.session_token().await,
+            json!({"messages": [{"role": "user", "content": "I want to talk to a human"}],
+                   "enable_tool_calling": true}),
+        )
+        .await;
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["type"], "tool_call", "{answer}");
+    assert!(answer.get("ticket_key").is_none(), "{answer}");
+}
