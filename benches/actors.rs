@@ -194,6 +194,7 @@ async fn ticket_with_subscribers(
             assistant: Default::default(),
             csat_disabled: false,
             identity_secrets: Vec::new(),
+            ticket_access: Default::default(),
             created_at: now_millis(),
         })
         .await

@@ -157,6 +157,7 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     assistant: Default::default(),
                     csat_disabled: false,
                     identity_secrets: Vec::new(),
+                    ticket_access: Default::default(),
                     created_at: now,
                 })
                 .await

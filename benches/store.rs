@@ -56,6 +56,7 @@ fn setup(
                 assistant: Default::default(),
                 csat_disabled: false,
                 identity_secrets: Vec::new(),
+                ticket_access: Default::default(),
                 created_at: fleety_actors::clock::now_millis(),
             })
             .await

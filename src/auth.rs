@@ -79,6 +79,8 @@ pub struct Tokens {
     encoding: EncodingKey,
     /// Every key that verifies, by its key id: the current one and the previous ones.
     decoding: HashMap<String, DecodingKey>,
+    /// The same secrets by key id, for the ticket keys' HMAC.
+    macs: HashMap<String, Vec<u8>>,
     session_ttl_secs: i64,
     clock: Arc<dyn Clock>,
 }
@@ -101,10 +103,15 @@ impl Tokens {
             .chain(previous.iter().copied())
             .map(|s| (key_id(s), DecodingKey::from_secret(s)))
             .collect();
+        let macs = std::iter::once(secret)
+            .chain(previous.iter().copied())
+            .map(|s| (key_id(s), s.to_vec()))
+            .collect();
         Self {
             kid: key_id(secret),
             encoding: EncodingKey::from_secret(secret),
             decoding,
+            macs,
             session_ttl_secs: session_ttl_secs as i64,
             clock,
         }
@@ -237,6 +244,62 @@ impl Tokens {
     pub fn verify_feed(&self, token: &str, project: &ProjectId) -> Result<Claims, TokenError> {
         self.verify(token, FEED_AUDIENCE, project)
     }
+
+    /// The ticket key of a ticket: `ftk_<key id>.<HMAC>`, signed with the current secret over
+    /// the project, the slug and the ticket's id (so a slug used again after an erasure is
+    /// another ticket with another key). Nothing is stored: the server recomputes it.
+    pub fn ticket_key(&self, project: &ProjectId, slug: &str, ticket: uuid::Uuid) -> String {
+        let mac = self
+            .macs
+            .get(&self.kid)
+            .map(|secret| ticket_mac(secret, project, slug, ticket))
+            .unwrap_or_default();
+        format!("{TICKET_KEY_PREFIX}{}.{}", self.kid, b64(&mac))
+    }
+
+    /// Whether `presented` is the ticket key of this ticket, signed with a secret we still
+    /// hold; compared in constant time.
+    pub fn ticket_key_matches(
+        &self,
+        presented: &str,
+        project: &ProjectId,
+        slug: &str,
+        ticket: uuid::Uuid,
+    ) -> bool {
+        let Some((kid, mac)) = presented
+            .strip_prefix(TICKET_KEY_PREFIX)
+            .and_then(|rest| rest.split_once('.'))
+        else {
+            return false;
+        };
+        let Some(secret) = self.macs.get(kid) else {
+            return false;
+        };
+        let expected = b64(&ticket_mac(secret, project, slug, ticket));
+        expected.as_bytes().ct_eq(mac.as_bytes()).into()
+    }
+}
+
+const TICKET_KEY_PREFIX: &str = "ftk_";
+
+fn ticket_mac(secret: &[u8], project: &ProjectId, slug: &str, ticket: uuid::Uuid) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    // An HMAC takes a key of any length.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return Vec::new();
+    };
+    // Separated from every other use of the secret, and each part from the next.
+    for part in ["fleety-ticket-key", project.as_str(), slug] {
+        mac.update(part.as_bytes());
+        mac.update(&[0]);
+    }
+    mac.update(ticket.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The subject of a feed token: `agent` for the admin key, or `member:<id>:<session id>` for
@@ -326,6 +389,29 @@ pub fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ticket_key_opens_its_own_ticket_only_and_survives_a_rotation() {
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let old = Tokens::new(&[7u8; 32], &[], 300, clock.clone());
+        let project = ProjectId::parse("acme").unwrap();
+        let other = ProjectId::parse("other").unwrap();
+        let id = uuid::Uuid::new_v4();
+        let key = old.ticket_key(&project, "swift-bear-053", id);
+        assert!(key.starts_with("ftk_"));
+        assert!(old.ticket_key_matches(&key, &project, "swift-bear-053", id));
+        assert!(!old.ticket_key_matches(&key, &project, "swift-bear-054", id));
+        assert!(!old.ticket_key_matches(&key, &other, "swift-bear-053", id));
+        assert!(!old.ticket_key_matches(&key, &project, "swift-bear-053", uuid::Uuid::new_v4()));
+        assert!(!old.ticket_key_matches("ftk_nothing", &project, "swift-bear-053", id));
+        let tampered = format!("{}A", &key[..key.len() - 1]);
+        assert!(!old.ticket_key_matches(&tampered, &project, "swift-bear-053", id));
+        // Rotated: the previous secret still opens what it signed, until it is removed.
+        let rotated = Tokens::new(&[9u8; 32], &[&[7u8; 32]], 300, clock.clone());
+        assert!(rotated.ticket_key_matches(&key, &project, "swift-bear-053", id));
+        let removed = Tokens::new(&[9u8; 32], &[], 300, clock);
+        assert!(!removed.ticket_key_matches(&key, &project, "swift-bear-053", id));
+    }
     use fleety_actors::clock::ManualClock;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";

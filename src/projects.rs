@@ -80,6 +80,7 @@ impl Projects {
             assistant: Default::default(),
             csat_disabled: false,
             identity_secrets: Vec::new(),
+            ticket_access: Default::default(),
             created_at: fleety_actors::clock::now_millis(),
         };
         self.store.create_project(&project).await?;

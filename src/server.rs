@@ -380,6 +380,9 @@ pub struct RequestMeta {
     pub bearer: Option<String>,
     pub content_type: Option<String>,
     pub idempotency_key: Option<String>,
+    /// A ticket key (`X-Ticket-Key`, or on a WebSocket the `fleety.key.` subprotocol): opens
+    /// one ticket of a project whose tickets need the session that opened them.
+    pub ticket_key: Option<String>,
     /// A member's session secret, from the session cookie.
     pub cookie: Option<String>,
     /// The `X-CSRF-Token` header.
@@ -423,6 +426,8 @@ impl RequestMeta {
             bearer,
             content_type: text(http::header::CONTENT_TYPE),
             idempotency_key: text(http::header::HeaderName::from_static("idempotency-key")),
+            ticket_key: text(http::header::HeaderName::from_static("x-ticket-key"))
+                .or_else(|| crate::http::upgrade::protocol_ticket_key(headers)),
             cookie: session_cookie(headers),
             csrf: text(http::header::HeaderName::from_static("x-csrf-token")),
             user_agent: text(http::header::USER_AGENT),

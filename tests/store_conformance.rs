@@ -30,6 +30,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         assistant: Default::default(),
         csat_disabled: false,
         identity_secrets: Vec::new(),
+        ticket_access: Default::default(),
         created_at: Utc::now(),
     };
     let ticket = Ticket {

@@ -455,6 +455,44 @@ pub struct Project {
     /// none until an owner creates one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identity_secrets: Vec<crate::contact::IdentitySecret>,
+    /// Who may read and write the project's tickets through the public endpoints; projects
+    /// stored before the setting existed keep the slug rule.
+    #[serde(default, skip_serializing_if = "TicketAccess::is_slug")]
+    pub ticket_access: TicketAccess,
+}
+
+/// How a project's tickets are guarded on the public endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketAccess {
+    /// Whoever knows a ticket's slug may read and write it (the seed's rule).
+    #[default]
+    Slug,
+    /// Only the session that opened a ticket, the sessions of its verified contact, the
+    /// holder of its ticket key and the project's agents; anyone else is told the ticket
+    /// does not exist.
+    Session,
+}
+
+impl TicketAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketAccess::Slug => "slug",
+            TicketAccess::Session => "session",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "slug" => Ok(TicketAccess::Slug),
+            "session" => Ok(TicketAccess::Session),
+            _ => Err(invalid("ticket_access must be \"slug\" or \"session\"")),
+        }
+    }
+
+    pub fn is_slug(&self) -> bool {
+        *self == TicketAccess::Slug
+    }
 }
 
 /// A project's settings for its assistant. Each text is trimmed; an empty one is unset.

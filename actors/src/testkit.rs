@@ -93,6 +93,7 @@ async fn kit_of(
             assistant: Default::default(),
             csat_disabled: false,
             identity_secrets: Vec::new(),
+            ticket_access: Default::default(),
             created_at: now_millis(),
         })
         .await

@@ -53,6 +53,11 @@ pub struct Visitor {
     pub member: Option<Box<Member>>,
     /// The personal API token the member calls by, if they do.
     pub token: Option<uuid::Uuid>,
+    /// The visitor's session, when the bearer is a valid session token of the project.
+    pub session: Option<Box<crate::auth::Claims>>,
+    /// The ticket key the request carries, unchecked: [`super::ticket_access`] checks it
+    /// against the ticket.
+    pub ticket_key: Option<String>,
 }
 
 /// Who calls a project's agent routes.
@@ -301,15 +306,12 @@ pub fn public(
             },
             None => (false, None, None),
         };
+        let session = project.as_ref().and_then(|p| session_of(&ctx, &meta, p));
         if !admin {
-            match project
-                .as_ref()
-                .filter(|_| per_session)
-                .and_then(|p| session_of(&ctx, &meta, p))
-            {
-                Some(session) => {
-                    meta.count_by(&ctx.visitor_limit, "visitor", |l| l.check_session(&session))?
-                }
+            match session.as_ref().filter(|_| per_session) {
+                Some(session) => meta.count_by(&ctx.visitor_limit, "visitor", |l| {
+                    l.check_session(&session.sub)
+                })?,
                 None => meta.count(&ctx.public_limit, "public")?,
             }
         }
@@ -322,15 +324,17 @@ pub fn public(
             admin,
             member,
             token,
+            session: session.map(Box::new),
+            ticket_key: meta.ticket_key.clone(),
         })
     })
 }
 
-/// The session id of the request's bearer, when it is a valid session token of `project`. Any
+/// The session of the request's bearer, when it is a valid session token of `project`. Any
 /// other bearer (none, expired, forged, another project's) leaves the request counted per IP.
-fn session_of(ctx: &Ctx, meta: &RequestMeta, project: &Project) -> Option<String> {
+fn session_of(ctx: &Ctx, meta: &RequestMeta, project: &Project) -> Option<crate::auth::Claims> {
     let token = meta.bearer.as_deref()?;
-    Some(ctx.tokens.verify_session(token, &project.id).ok()?.sub)
+    ctx.tokens.verify_session(token, &project.id).ok()
 }
 
 /// The public route's caller, when a member of `project`: by a session secret or a personal

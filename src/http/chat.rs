@@ -135,6 +135,11 @@ pub struct ToolCallAnswer<'a> {
     ticket_slug: &'a str,
     /// The id of this answer, to rate it by (`POST /v1/chat/turns/{turnId}/feedback`).
     turn_id: String,
+    /// Only when the project's `ticket_access` is `session` and the session names no verified
+    /// contact: the ticket's key, shown this once, which opens the ticket after this session
+    /// has ended (see `createTicket`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ticket_key: Option<String>,
 }
 
 /// One server-sent event of a chat answer: `data` is a JSON frame (its schema given by
@@ -437,10 +442,15 @@ async fn run(
                 assistant: project.assistant.clone(),
                 language: visitor_language(language)?,
                 visitor,
-                contact: claims.ctc,
+                contact: claims.ctc.clone(),
+            };
+            let opener = Opener {
+                ctx,
+                project: &project,
+                claims: &claims,
             };
             match ctx.system.chats.turn(&key, request).await {
-                Ok(turn) => Ok(answer(mode, turn).await),
+                Ok(turn) => Ok(answer(mode, turn, opener).await),
                 Err(e) => Ok(error_response(e)),
             }
         }
@@ -450,7 +460,30 @@ async fn run(
 
 /// Waits for the turn's first event, then answers: text starts an SSE stream; a ticket opened
 /// before any text is a JSON `tool_call` answer; an error before anything is an error answer.
-async fn answer(mode: ChatMode, mut turn: Turn) -> Response {
+/// Who a ticket the assistant opens is for: what its ticket key needs.
+struct Opener<'a> {
+    ctx: &'a Ctx,
+    project: &'a fleety_actors::domain::Project,
+    claims: &'a crate::auth::Claims,
+}
+
+impl Opener<'_> {
+    async fn ticket_key(&self, slug: &fleety_actors::domain::Slug) -> Option<String> {
+        if self.project.ticket_access.is_slug() {
+            return None;
+        }
+        let key = fleety_actors::ticket::TicketKey {
+            project: self.project.id.clone(),
+            slug: slug.clone(),
+        };
+        // The ticket was stored before the assistant said so; a failed read leaves the visitor
+        // with its session, which opens the ticket for as long as it lasts.
+        let ticket = self.ctx.system.tickets.find(&key).await.ok()?;
+        super::ticket_access::key_for_opener(self.ctx, self.project, &ticket, Some(self.claims))
+    }
+}
+
+async fn answer(mode: ChatMode, mut turn: Turn, opener: Opener<'_>) -> Response {
     let first = loop {
         match turn.events.recv().await {
             // Nothing meaningful yet: keep waiting (the turn holds back leading whitespace).
@@ -463,6 +496,7 @@ async fn answer(mode: ChatMode, mut turn: Turn) -> Response {
             if matches!(mode, ChatMode::Conversation { .. }) =>
         {
             // The visitor has the answer: dropping the turn ends the model's stream.
+            let ticket_key = opener.ticket_key(&slug).await;
             return json(
                 StatusCode::OK,
                 &ToolCallAnswer {
@@ -470,6 +504,7 @@ async fn answer(mode: ChatMode, mut turn: Turn) -> Response {
                     message: &message,
                     ticket_slug: slug.as_str(),
                     turn_id: turn.answer.to_string(),
+                    ticket_key,
                 },
             );
         }

@@ -25,6 +25,7 @@ pub mod route;
 pub mod router;
 pub mod routes;
 pub mod session;
+pub mod ticket_access;
 pub mod tickets;
 pub mod tokens;
 pub mod totp;

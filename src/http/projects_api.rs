@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
     AssistantGreeting, AssistantGuidance, AssistantName, InvalidValue, Message, Participant,
-    Project, ProjectId, ProjectName, Slug, Tag, TicketStatus,
+    Project, ProjectId, ProjectName, Slug, Tag, TicketAccess, TicketStatus,
 };
 use fleety_actors::events::{rfc3339, TicketSummary};
 use fleety_actors::store::{AssigneeFilter, StoreError, TicketCursor, TicketQuery};
@@ -46,6 +46,10 @@ pub struct ProjectView<'a> {
     pub assistant_guidance: &'a str,
     /// Whether the widget asks visitors to rate a resolved ticket (1 to 5).
     pub csat_enabled: bool,
+    /// Who may read and write a ticket on the public endpoints: `slug`, whoever knows its
+    /// slug; `session`, only the session that opened it, its verified contact's sessions,
+    /// the holder of its ticket key and the agents.
+    pub ticket_access: TicketAccess,
 }
 
 impl<'a> ProjectView<'a> {
@@ -59,6 +63,7 @@ impl<'a> ProjectView<'a> {
             assistant_greeting: &p.assistant.greeting,
             assistant_guidance: &p.assistant.guidance,
             csat_enabled: !p.csat_disabled,
+            ticket_access: p.ticket_access,
         }
     }
 }
@@ -87,6 +92,9 @@ pub struct UpdateProject {
     assistant_guidance: Option<String>,
     /// Whether the widget asks visitors to rate a resolved ticket.
     csat_enabled: Option<bool>,
+    /// `slug` or `session` (see the project's `ticket_access`).
+    #[schema(value_type = Option<TicketAccess>)]
+    ticket_access: Option<String>,
 }
 
 /// PATCH /v1/projects/{projectId}
@@ -128,6 +136,9 @@ pub async fn update(
             if let Some(enabled) = req.csat_enabled {
                 next.csat_disabled = !enabled;
             }
+            if let Some(access) = req.ticket_access.as_deref() {
+                next.ticket_access = TicketAccess::parse(access).map_err(bad)?;
+            }
             let (before, after) = (&project.assistant, &next.assistant);
             let record = who
                 .record(&project.id, ctx.clock.now(), "project.changed")
@@ -140,7 +151,12 @@ pub async fn update(
                 )
                 .changed("assistant_name", &before.name, &after.name)
                 .changed("assistant_greeting", &before.greeting, &after.greeting)
-                .changed("assistant_guidance", &before.guidance, &after.guidance);
+                .changed("assistant_guidance", &before.guidance, &after.guidance)
+                .changed(
+                    "ticket_access",
+                    project.ticket_access.as_str(),
+                    next.ticket_access.as_str(),
+                );
             let record = record.has_changes().then_some(record);
             let saved = audit::recorded(record, ctx.projects.update(next)).await?;
             Ok(json(StatusCode::OK, &ProjectView::new(&saved)))

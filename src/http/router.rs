@@ -270,7 +270,7 @@ async fn preflight(
     h.insert(http::header::ACCESS_CONTROL_ALLOW_METHODS, allow.0);
     h.insert(
         http::header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Content-Type, Authorization, Idempotency-Key"),
+        HeaderValue::from_static("Content-Type, Authorization, Idempotency-Key, X-Ticket-Key"),
     );
     h.insert(
         http::header::ACCESS_CONTROL_MAX_AGE,

@@ -95,13 +95,39 @@ impl NewVisitor {
     }
 }
 
+/// A new ticket, and the key that opens it when the project's tickets need one.
+#[derive(serde::Serialize, ToSchema)]
+pub struct CreatedTicket<'a> {
+    #[serde(flatten)]
+    ticket: events::TicketView<'a>,
+    /// Only when the project's `ticket_access` is `session` and no verified contact opened the
+    /// ticket: the credential that opens it from now on, shown this once. Send it as
+    /// `X-Ticket-Key` (on the socket, as the subprotocol `fleety.key.<key>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ticket_key: Option<String>,
+}
+
+/// A ticket key, as the ticket's creation handed it out.
+pub struct TicketKeyHeader;
+
+impl PartialSchema for TicketKeyHeader {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^ftk_[0-9a-f]{16}\\.[A-Za-z0-9_-]{43}$"))
+            .description(Some(
+                "The `ticket_key` the ticket's creation answered with. Only looked at when the project's `ticket_access` is `session`; a wrong key is treated as none.",
+            ))
+            .into()
+    }
+}
+impl ToSchema for TicketKeyHeader {}
+
+/// How a ticket route documents the key.
+pub const TICKET_KEY_DOC: &str = "Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`.";
+
 /// POST /v1/tickets/{projectId}
-pub async fn create(
-    visitor: Visitor,
-    ctx: Arc<Ctx>,
-    meta: Arc<RequestMeta>,
-    req: CreateTicket,
-) -> Response {
+pub async fn create(visitor: Visitor, ctx: Arc<Ctx>, req: CreateTicket) -> Response {
     respond(
         async {
             let title = Title::parse(&req.title).map_err(|e| ApiError::bad_request(e.0))?;
@@ -113,12 +139,9 @@ pub async fn create(
             };
             // A widget may send its session token: the ticket then remembers the session, and
             // the verified contact it is for.
-            let (session_id, session_contact) = meta
-                .bearer
-                .as_deref()
-                .and_then(|t| ctx.tokens.verify_session(t, &visitor.project.id).ok())
-                .map(|claims| (Some(claims.sub), claims.ctc))
-                .unwrap_or_default();
+            let session = visitor.session.as_deref();
+            let session_id = session.map(|c| c.sub.clone());
+            let session_contact = session.and_then(|c| c.ctc.clone());
             let ticket = ctx
                 .system
                 .tickets
@@ -133,7 +156,12 @@ pub async fn create(
                     contact: session_contact,
                 })
                 .await?;
-            let view = events::TicketView::new(&ticket, [], &[]);
+            let ticket_key =
+                super::ticket_access::key_for_opener(&ctx, &visitor.project, &ticket, session);
+            let view = CreatedTicket {
+                ticket: events::TicketView::new(&ticket, [], &[]),
+                ticket_key,
+            };
             Ok(json(StatusCode::CREATED, &view))
         }
         .await,
@@ -174,6 +202,7 @@ pub async fn get(slug: String, visitor: Visitor, ctx: Arc<Ctx>, query: GetQuery)
                     Some(MessagePage { limit, before })
                 }
             };
+            super::ticket_access::admit(&ctx, &visitor, &key).await?;
             let body = ctx.system.tickets.view(&key, page).await?;
             let body = super::assignees::show_view(&ctx, &visitor.project.id, body).await?;
             Ok(json_bytes(StatusCode::OK, body))
@@ -267,6 +296,7 @@ pub async fn post_message(
                 agent,
             };
             // An agent's reply is recorded in the audit trail; a visitor's message is not.
+            super::ticket_access::admit(&ctx, &visitor, &key).await?;
             let by =
                 super::audit::by_visitor(&visitor, &meta).filter(|_| author == Participant::Admin);
             let posted = audit::acting(by, ctx.system.tickets.run(&key, post));
@@ -317,6 +347,7 @@ pub async fn mark_read(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: MarkR
         async {
             let key = ticket_key(&visitor.project, &slug)?;
             let reader = participant(&req.reader, "reader", &visitor)?;
+            super::ticket_access::admit(&ctx, &visitor, &key).await?;
             let read = ctx.system.tickets.run(&key, Command::MarkRead { reader });
             let up_to = read.await?.into_read()?;
             Ok(json(
@@ -617,6 +648,7 @@ pub async fn rate(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: RateTicket
                     "this project does not ask for satisfaction ratings",
                 ));
             }
+            super::ticket_access::admit(&ctx, &visitor, &key).await?;
             let rate = ctx
                 .system
                 .tickets

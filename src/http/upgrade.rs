@@ -79,15 +79,26 @@ pub struct WsRequest {
 /// browser requires of a server when it offers subprotocols.
 pub const PROTOCOL: &str = "fleety";
 const BEARER_PROTOCOL: &str = "fleety.bearer.";
+/// A ticket key, offered the same way: `fleety.key.{key}`.
+const KEY_PROTOCOL: &str = "fleety.key.";
 
 /// The bearer token offered as a `fleety.bearer.{token}` subprotocol, if any.
 pub fn protocol_bearer(headers: &HeaderMap) -> Option<String> {
+    offered(headers, BEARER_PROTOCOL)
+}
+
+/// The ticket key offered as a `fleety.key.{key}` subprotocol, if any.
+pub fn protocol_ticket_key(headers: &HeaderMap) -> Option<String> {
+    offered(headers, KEY_PROTOCOL)
+}
+
+fn offered(headers: &HeaderMap, prefix: &str) -> Option<String> {
     headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL))
+        .find_map(|p| p.trim().strip_prefix(prefix))
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
 }

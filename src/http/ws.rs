@@ -227,6 +227,7 @@ pub async fn ticket_socket(
                 ),
                 None => None,
             };
+            super::ticket_access::admit(&ctx, &visitor, &key).await?;
             let subscription = ctx.system.tickets.subscribe(&key, since).await?;
             let token = ctx.sockets.token();
             let ctx3 = ctx.clone();

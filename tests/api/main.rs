@@ -34,6 +34,7 @@ mod security;
 mod server;
 mod session;
 mod tags;
+mod ticket_access;
 mod tickets;
 mod tokens;
 mod totp;

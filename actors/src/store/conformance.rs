@@ -75,6 +75,7 @@ macro_rules! store_conformance_tests {
             contacts_list_in_id_order_page_by_page_and_a_search_stays_within_its_scan,
             a_contacts_tickets_come_newest_first_and_only_theirs,
             a_project_keeps_its_identity_secrets,
+            a_project_keeps_its_ticket_access_and_a_ticket_who_opened_it,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -118,6 +119,7 @@ fn project() -> Project {
         assistant: Default::default(),
         csat_disabled: false,
         identity_secrets: Vec::new(),
+        ticket_access: Default::default(),
         created_at: now_millis(),
     }
 }
@@ -3146,4 +3148,34 @@ pub async fn a_project_keeps_its_identity_secrets(store: Arc<dyn Store>) {
     p.identity_secrets.clear();
     store.update_project(&p).await.unwrap();
     assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p));
+}
+
+/// `session` access checks a ticket against the session and the verified contact that opened
+/// it: both must come back as written, with the project's setting.
+pub async fn a_project_keeps_its_ticket_access_and_a_ticket_who_opened_it(store: Arc<dyn Store>) {
+    use crate::domain::TicketAccess;
+    let mut p = stored_project(&store).await;
+    let stored = store.get_project(&p.id).await.unwrap().unwrap();
+    assert_eq!(stored.ticket_access, TicketAccess::Slug, "the default");
+    p.ticket_access = TicketAccess::Session;
+    store.update_project(&p).await.unwrap();
+    assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p.clone()));
+    assert!(store.list_projects().await.unwrap().contains(&p));
+    p.ticket_access = TicketAccess::Slug;
+    store.update_project(&p).await.unwrap();
+    assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p.clone()));
+
+    let mut t = ticket(&p.id, "quiet-heron-417", now_millis());
+    t.session_id = Some("session-that-opened-it".into());
+    t.contact = Some(Box::new(crate::contact::TicketContact {
+        id: uuid::Uuid::new_v4(),
+        external_id: "user-42".into(),
+        name: None,
+        email: None,
+        verified: true,
+    }));
+    store.create_ticket(&t, &[]).await.unwrap();
+    let read = store.get_ticket(&p.id, &t.slug).await.unwrap().unwrap();
+    assert_eq!(read.session_id, t.session_id);
+    assert_eq!(read.contact, t.contact);
 }

@@ -1577,6 +1577,7 @@ mod tests {
             assistant: Default::default(),
             csat_disabled: false,
             identity_secrets: Vec::new(),
+            ticket_access: Default::default(),
             created_at: now_millis(),
         }
     }

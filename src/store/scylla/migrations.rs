@@ -126,6 +126,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0026_email_outbox",
         include_str!("../../../cql/0026_email_outbox.cql"),
     ),
+    (
+        29,
+        "0029_ticket_access",
+        include_str!("../../../cql/0029_ticket_access.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

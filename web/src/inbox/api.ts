@@ -396,6 +396,10 @@ export class Api {
   }
 
   /** Turns the satisfaction survey (CSAT) of resolved tickets on or off. */
+  setTicketAccess(ticket_access: Project["ticket_access"]) {
+    return this.patch<Project>(`/v1/projects/${this.p}`, { ticket_access } satisfies Schemas["UpdateProject"]);
+  }
+
   setCsat(csat_enabled: boolean) {
     return this.patch<Project>(`/v1/projects/${this.p}`, { csat_enabled } satisfies Schemas["UpdateProject"]);
   }

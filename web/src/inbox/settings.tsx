@@ -17,6 +17,7 @@ export function Settings({ api }: { api: Api }) {
       <Assistant api={api} />
       <Origins api={api} />
       <Satisfaction api={api} />
+      <TicketAccess api={api} />
       <CannedReplies api={api} />
       <Webhooks api={api} />
     </div>
@@ -136,6 +137,55 @@ function Satisfaction({ api }: { api: Api }) {
       <label class="check">
         <input type="checkbox" checked={enabled ?? false} disabled={enabled === null} onChange={(e) => void change((e.target as HTMLInputElement).checked)} /> Ask visitors to
         rate resolved tickets
+      </label>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      {note && !error && <p role="status">{note}</p>}
+    </section>
+  );
+}
+
+type Access = Project["ticket_access"];
+
+const ACCESS_NOTES: Record<Access, string> = {
+  slug: "Anyone who has a ticket's link can read and answer it.",
+  session: "Only the visitor who opened a ticket (and agents) can read and answer it.",
+};
+
+/** Who may read and write a ticket on the public endpoints; saved as soon as it changes. */
+function TicketAccess({ api }: { api: Api }) {
+  const [access, setAccess] = useState<Access | null>(null);
+  const [note, setNote] = useState<string>();
+  const [error, setError] = useState<string>();
+  useEffect(() => {
+    api.project().then((p) => setAccess(p.ticket_access), (e) => setError((e as Error).message));
+  }, []);
+  const change = async (next: Access) => {
+    try {
+      const p = await api.setTicketAccess(next);
+      setAccess(p.ticket_access);
+      setNote(`Saved. ${ACCESS_NOTES[p.ticket_access]}`);
+      setError(undefined);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  return (
+    <section class="card" aria-labelledby="access-title">
+      <h2 id="access-title">Ticket access</h2>
+      <p class="hint">
+        Who can open a ticket from outside the inbox. With “Only its visitor”, a guessed or leaked ticket link shows nothing: the widget that opened the ticket keeps
+        working, and a verified visitor sees their tickets on any device.
+      </p>
+      <label>
+        Visitors reach a ticket by{" "}
+        <select value={access ?? ""} disabled={access === null} onChange={(e) => void change((e.target as HTMLSelectElement).value as Access)}>
+          <option value="slug">its link (slug)</option>
+          <option value="session">only its visitor (session)</option>
+        </select>
       </label>
       {error && (
         <p class="error" role="alert">

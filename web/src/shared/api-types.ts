@@ -1261,7 +1261,7 @@ export interface paths {
         put?: never;
         /**
          * Open a ticket
-         * @description With a session token as the bearer, the ticket remembers the visitor's session.
+         * @description With a session token as the bearer, the ticket remembers the visitor's session. When the project's `ticket_access` is `session`, the answer carries a `ticket_key` unless a verified contact's session opened the ticket.
          */
         post: operations["createTicket"];
         delete?: never;
@@ -1764,6 +1764,15 @@ export interface components {
             /** @description Shown once: only its hash is stored. */
             admin_key: string;
         };
+        /** @description A new ticket, and the key that opens it when the project's tickets need one. */
+        CreatedTicket: components["schemas"]["Ticket"] & {
+            /**
+             * @description Only when the project's `ticket_access` is `session` and no verified contact opened the
+             *     ticket: the credential that opens it from now on, shown this once. Send it as
+             *     `X-Ticket-Key` (on the socket, as the subprotocol `fleety.key.<key>`).
+             */
+            ticket_key?: string | null;
+        };
         /** @description A new token, with its secret: shown this once. */
         CreatedToken: components["schemas"]["ApiToken"] & {
             /** @description Send it as `Authorization: Bearer <secret>`. It cannot be shown again. */
@@ -2249,6 +2258,12 @@ export interface components {
             csat_enabled: boolean;
             name: string;
             project_id: components["schemas"]["ProjectId"];
+            /**
+             * @description Who may read and write a ticket on the public endpoints: `slug`, whoever knows its
+             *     slug; `session`, only the session that opened it, its verified contact's sessions,
+             *     the holder of its ticket key and the agents.
+             */
+            ticket_access: components["schemas"]["TicketAccess"];
         };
         /** @description A project's id: 1 to 64 letters, digits, '_' or '-'. */
         ProjectId: string;
@@ -2457,6 +2472,11 @@ export interface components {
             messages: components["schemas"]["Message"][];
             next_before?: null | components["schemas"]["MessageId"];
         };
+        /**
+         * @description How a project's tickets are guarded on the public endpoints.
+         * @enum {string}
+         */
+        TicketAccess: "slug" | "session";
         /** @description The chat that led to a ticket. */
         TicketChat: {
             /** @description The visitor's session; null when the ticket was not opened from a chat. */
@@ -2516,6 +2536,8 @@ export interface components {
             /** @enum {string} */
             type: "error";
         };
+        /** @description The `ticket_key` the ticket's creation answered with. Only looked at when the project's `ticket_access` is `session`; a wrong key is treated as none. */
+        TicketKeyHeader: string;
         /** @description A page of tickets, newest first. */
         TicketList: {
             /** @description Pass it as `cursor` for the next page; null on the last. */
@@ -2605,6 +2627,12 @@ export interface components {
         ToolCall: {
             /** @description What to tell the visitor. */
             message: string;
+            /**
+             * @description Only when the project's `ticket_access` is `session` and the session names no verified
+             *     contact: the ticket's key, shown this once, which opens the ticket after this session
+             *     has ended (see `createTicket`).
+             */
+            ticket_key?: string | null;
             ticket_slug: components["schemas"]["Slug"];
             /** @description The id of this answer, to rate it by (`POST /v1/chat/turns/{turnId}/feedback`). */
             turn_id: string;
@@ -2690,6 +2718,7 @@ export interface components {
             /** @description Whether the widget asks visitors to rate a resolved ticket. */
             csat_enabled?: boolean | null;
             name?: null | components["schemas"]["ProjectName"];
+            ticket_access?: null | components["schemas"]["TicketAccess"];
         };
         /** @description Who the visitor behind a ticket is, when the site knows: either may be missing. */
         VisitorContact: {
@@ -9879,7 +9908,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Ticket"];
+                    "application/json": components["schemas"]["CreatedTicket"];
                 };
             };
             /** @description The body is not the JSON this operation takes */
@@ -10016,7 +10045,10 @@ export interface operations {
                 /** @description Only messages older than this one. */
                 before?: components["schemas"]["MessageId"];
             };
-            header?: never;
+            header?: {
+                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
+                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
+            };
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];
@@ -10245,6 +10277,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
+                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
                 /** @description Names this request, so a retry of it is not carried out twice. */
                 "Idempotency-Key"?: components["schemas"]["IdempotencyKey"];
             };
@@ -10436,7 +10470,10 @@ export interface operations {
     markRead: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
+                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
+            };
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];
@@ -10595,7 +10632,10 @@ export interface operations {
     rateTicket: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
+                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
+            };
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];
@@ -10772,7 +10812,10 @@ export interface operations {
                 /** @description The newest message the client has: the socket first sends every message after it. */
                 since?: components["schemas"]["MessageId"];
             };
-            header?: never;
+            header?: {
+                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
+                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
+            };
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];

@@ -114,7 +114,13 @@ interface Saved {
   surveyed?: string[];
   /** The user the session token was issued for (their user id); absent for an anonymous one. */
   who?: string;
+  /** Ticket keys by slug: a project whose tickets need the session that opened them hands one
+   * out with a ticket an anonymous session opens, and it outlives that session. */
+  keys?: Record<string, string>;
 }
+
+/** Ticket keys kept: the newest ones. */
+const KEPT_KEYS = 20;
 
 /** Entries of earlier conversations kept in storage. */
 const KEPT_EARLIER = 60;
@@ -273,8 +279,8 @@ export class Conversation {
     const kept = this.state.entries.filter((e) => !e.delivery && !(e.notice === "ticket"));
     const earlier = [...this.state.earlier, ...kept].slice(-KEPT_EARLIER);
     this.closeSocket();
-    const { token, expires, assistant, csat, surveyed, who } = this.saved;
-    this.saved = { v: 1, token, expires, assistant, csat, surveyed, who, chat: [], earlier };
+    const { token, expires, assistant, csat, surveyed, who, keys } = this.saved;
+    this.saved = { v: 1, token, expires, assistant, csat, surveyed, who, keys, chat: [], earlier };
     this.save();
     this.before = undefined;
     this.set({ entries: [], earlier, ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, agentTyping: false, survey: undefined, older: false });
@@ -286,7 +292,7 @@ export class Conversation {
     if (!ticket || !this.state.survey?.ask || this.limited()) return;
     try {
       const rated = await json<Schemas["TicketSummary"]>(`${this.base}/v1/tickets/${this.project}/${ticket.slug}/satisfaction`, {
-        token: await this.sessionToken(),
+        ...(await this.access(ticket.slug)),
         body: { score, comment: comment.trim() || undefined } satisfies Schemas["RateTicket"],
       });
       this.surveyDone(ticket.slug, rated.satisfaction?.score ?? score, true);
@@ -397,6 +403,7 @@ export class Conversation {
         this.reached();
         const handoff: Entry = { ...answer, content: call.message, turn: call.turn_id };
         this.set({ entries: [...this.state.entries, handoff] });
+        if (call.ticket_key) this.keepKey(call.ticket_slug, call.ticket_key);
         await this.openTicket(call.ticket_slug, handoff);
         return;
       }
@@ -495,9 +502,7 @@ export class Conversation {
     clearTimeout(this.renewTimer);
     try {
       // The newest page only: a long ticket's older messages are read as the visitor scrolls up.
-      const view = await json<Schemas["Ticket"]>(`${this.base}/v1/tickets/${this.project}/${slug}?limit=${PAGE}`, {
-        token: await this.sessionToken(),
-      });
+      const view = await json<Schemas["Ticket"]>(`${this.base}/v1/tickets/${this.project}/${slug}?limit=${PAGE}`, await this.access(slug));
       this.reached();
       const messages = view.messages.map(fromServer);
       this.before = view.next_before ?? undefined;
@@ -539,7 +544,7 @@ export class Conversation {
     try {
       const page = await json<Schemas["Ticket"]>(
         `${this.base}/v1/tickets/${this.project}/${ticket.slug}?limit=${PAGE}&before=${encodeURIComponent(before)}`,
-        { token: await this.sessionToken() },
+        await this.access(ticket.slug),
       );
       this.reached();
       // The visitor left this ticket while the page was on its way.
@@ -564,18 +569,24 @@ export class Conversation {
     clearTimeout(this.reconnectTimer);
     const delay = now || this.attempts === 0 ? 0 : backoff(this.attempts);
     this.set({ connection: this.attempts === 0 ? "connecting" : "reconnecting" });
-    this.reconnectTimer = setTimeout(() => this.open(ticket.slug), delay);
+    this.reconnectTimer = setTimeout(() => void this.open(ticket.slug), delay);
   }
 
-  private open(slug: string) {
+  private async open(slug: string) {
+    // A project may let only the ticket's own session (or its key) subscribe: the socket gets
+    // a token that is valid now, renewed if need be.
+    const { token, headers } = await this.access(slug);
+    if (this.socket || this.state.ticket?.slug !== slug) return;
+    const key = headers?.["X-Ticket-Key"];
     const last = [...this.state.entries].reverse().find((e) => !e.delivery && !e.notice && !e.id.startsWith("local-"));
     const since = last ? `?since=${encodeURIComponent(last.id)}` : "";
     const url = `${this.base.replace(/^http/, "ws")}/v1/tickets/${this.project}/${slug}/ws${since}`;
     this.closedByUs = false;
     // A browser cannot set headers on a socket: the session token (which counts the visitor's
-    // requests per session, not per address) goes as a subprotocol, never in the URL.
-    const token = this.saved.token && (this.saved.expires ?? 0) > Date.now() ? this.saved.token : undefined;
-    const socket = new WebSocket(url, token ? ["fleety", `fleety.bearer.${token}`] : undefined);
+    // requests per session, not per address) and the ticket's key go as subprotocols, never in
+    // the URL.
+    const offered = [...(token ? [`fleety.bearer.${token}`] : []), ...(key ? [`fleety.key.${key}`] : [])];
+    const socket = new WebSocket(url, offered.length ? ["fleety", ...offered] : undefined);
     this.socket = socket;
     socket.onmessage = (event) => this.onEvent(JSON.parse(String(event.data)));
     socket.onclose = () => {
@@ -661,6 +672,19 @@ export class Conversation {
     this.askSurvey();
   }
 
+  /** What a ticket's calls carry: the session token, and the ticket's key when one was given. */
+  private async access(slug: string): Promise<{ token?: string; headers?: Record<string, string> }> {
+    const key = this.saved.keys?.[slug];
+    return { token: await this.sessionToken(), headers: key ? { "X-Ticket-Key": key } : undefined };
+  }
+
+  /** Keeps a ticket's key: the server shows it once. */
+  private keepKey(slug: string, key: string) {
+    const kept = Object.entries({ ...this.saved.keys, [slug]: key }).slice(-KEPT_KEYS);
+    this.saved.keys = Object.fromEntries(kept);
+    this.save();
+  }
+
   /** The session token, if the visitor has one still valid (it is not renewed for this). */
   private async sessionToken(): Promise<string | undefined> {
     const { token, expires } = this.saved;
@@ -679,12 +703,13 @@ export class Conversation {
       this.update(entry.id, () => entry);
     }
     try {
+      const { token, headers } = await this.access(ticket.slug);
       const stored = await json<Schemas["PostedMessage"]>(
         `${this.base}/v1/tickets/${this.project}/${ticket.slug}/messages`,
         {
-          token: await this.sessionToken(),
+          token,
           body: { author: "user", content: entry.content } satisfies Schemas["PostMessage"],
-          headers: { "Idempotency-Key": entry.key ?? randomKey() },
+          headers: { ...headers, "Idempotency-Key": entry.key ?? randomKey() },
         },
       );
       const message = fromServer(stored.data);
@@ -728,7 +753,7 @@ export class Conversation {
     try {
       await send(`${this.base}/v1/tickets/${this.project}/${ticket.slug}/messages/read`, {
         method: "PATCH",
-        token: await this.sessionToken(),
+        ...(await this.access(ticket.slug)),
         body: { reader: "user" } satisfies Schemas["MarkRead"],
       });
     } catch (e) {

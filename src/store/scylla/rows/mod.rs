@@ -10,7 +10,7 @@ use fleety_actors::domain::{
     AgentName, Article, ArticleBody, ArticleTitle, ArticleUrl, AssistantProfile, ChatConversation,
     ChatRole, ChatTurn, Description, Email, IdempotencyKey, Language, Message, MessageAgent,
     MessageBody, Note, Participant, Project, ProjectId, Rating, ReadCursor, Satisfaction,
-    SatisfactionComment, Slug, Tag, Tags, Ticket, TicketSource, TicketStatus, Title,
+    SatisfactionComment, Slug, Tag, Tags, Ticket, TicketAccess, TicketSource, TicketStatus, Title,
     VisitorContact, VisitorName,
 };
 use fleety_actors::store::{StoreError, StoreResult};
@@ -43,6 +43,7 @@ pub(super) struct ProjectValues<'a> {
     csat_disabled: bool,
     /// JSON: the secrets are read and written whole, with the project.
     identity_secrets: Option<String>,
+    ticket_access: &'static str,
 }
 
 impl<'a> From<&'a Project> for ProjectValues<'a> {
@@ -60,6 +61,7 @@ impl<'a> From<&'a Project> for ProjectValues<'a> {
             identity_secrets: (!p.identity_secrets.is_empty())
                 .then(|| serde_json::to_string(&p.identity_secrets).ok())
                 .flatten(),
+            ticket_access: p.ticket_access.as_str(),
         }
     }
 }
@@ -79,6 +81,8 @@ pub(super) struct ProjectRow {
     csat_disabled: Option<bool>,
     // Null in rows written before migration 0025, and while the project has none.
     identity_secrets: Option<String>,
+    // Null in rows written before migration 0029: the slug rule.
+    ticket_access: Option<String>,
 }
 
 impl TryFrom<ProjectRow> for Project {
@@ -102,6 +106,12 @@ impl TryFrom<ProjectRow> for Project {
                 Some(json) => serde_json::from_str(json)
                     .map_err(|e| StoreError::Internal(format!("corrupt identity secrets: {e}")))?,
                 None => Vec::new(),
+            },
+            ticket_access: match r.ticket_access.as_deref() {
+                None => TicketAccess::Slug,
+                Some(raw) => {
+                    TicketAccess::parse(raw).map_err(|_| corrupt("project", "ticket_access"))?
+                }
             },
         })
     }
