@@ -126,6 +126,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0026_email_outbox",
         include_str!("../../../cql/0026_email_outbox.cql"),
     ),
+    (
+        28,
+        "0028_inbound_mail",
+        include_str!("../../../cql/0028_inbound_mail.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in
