@@ -12,7 +12,7 @@ use fleety_actors::audit::{self, AuditActor, AuditBy};
 use fleety_actors::domain::{IdempotencyKey, MessageAgent, MessageBody, Participant, Project};
 use fleety_actors::inbound_mail::InboundMail;
 use fleety_actors::member::{normalise_email, MemberState};
-use fleety_actors::ticket::{Command, TicketKey};
+use fleety_actors::ticket::{Command, TicketError, TicketKey};
 use fleety_actors::MessageId;
 use http::StatusCode;
 use utoipa::ToSchema;
@@ -105,8 +105,19 @@ pub async fn receive(ctx: Arc<Ctx>, meta: Arc<RequestMeta>, raw: Bytes) -> Respo
                 project: project.id.clone(),
                 slug: token.slug.clone(),
             };
-            let posted = audit::acting(by, ctx.system.tickets.run(&ticket, post));
-            let message = posted.await?.into_message()?;
+            let posted = audit::acting(by, ctx.system.tickets.run(&ticket, post)).await;
+            let message = match posted.and_then(|answer| answer.into_message()) {
+                Ok(message) => message,
+                // The same mail's other delivery is being posted: this one is a retry's to
+                // make, which the mail server does on a 5xx.
+                Err(TicketError::InProgress) => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "this email is being posted by another delivery; retry shortly",
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            };
             let record = InboundMail {
                 project_id: project.id.clone(),
                 slug: token.slug.clone(),

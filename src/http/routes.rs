@@ -769,7 +769,7 @@ fn routes() -> Vec<Route> {
         .answers(201, "The reply was posted", Json(schema::<inbound::ReplyReceived>))
         .answers(200, "This mail was posted before; nothing new was posted", Json(schema::<inbound::ReplyReceived>))
         .refuses(404, "No reply address of this server among the recipients, a forged or altered token, or a ticket that no longer exists")
-        .refuses(409, "The ticket is closed, or this mail is being posted right now")
+        .refuses(409, "The ticket is closed")
         .refuses(422, "The email has no text part, no text of its own once the quoted history and signature are left out, or more than a message may hold"),
         // The operator.
         Route::new(post(), "/v1/admin/projects", "createProject", "Create a project", Operator, |b| {
