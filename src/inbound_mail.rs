@@ -25,12 +25,10 @@ pub struct Mail {
     pub text: Option<String>,
 }
 
-/// Parses a raw message; none when it is not one (nothing that reads as headers).
+/// Parses a raw message; none when it is not one: the parser is lenient, so a body that names
+/// neither a sender nor a recipient is not taken for a message.
 pub fn read(raw: &[u8]) -> Option<Mail> {
     let message = MessageParser::default().parse(raw)?;
-    if message.headers().is_empty() {
-        return None;
-    }
     let mut recipients = Vec::new();
     for name in ["Delivered-To", "X-Original-To", "To", "Cc"] {
         for header in message.headers() {
@@ -50,6 +48,9 @@ pub fn read(raw: &[u8]) -> Option<Mail> {
         .map(str::trim)
         .filter(|id| !id.is_empty())
         .map(str::to_owned);
+    if from.is_none() && recipients.is_empty() {
+        return None;
+    }
     let text = message.body_text(0).map(|t| t.into_owned());
     Some(Mail {
         recipients,
@@ -262,5 +263,6 @@ mod tests {
         let image = b"From: s@x.org\r\nTo: t@x.org\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n";
         assert_eq!(read(image).unwrap().text, None);
         assert!(read(b"").is_none());
+        assert!(read(b"this is not an email").is_none());
     }
 }
