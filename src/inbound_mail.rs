@@ -130,7 +130,10 @@ fn ends_the_reply(line: &str, next: &[&str]) -> bool {
     if ATTRIBUTION_STARTS.iter().any(|s| lower.starts_with(s)) {
         let mut joined = lower.clone();
         for l in next.iter().take(2) {
-            if ATTRIBUTION_ENDS.iter().any(|e| joined.trim_end().ends_with(e)) {
+            if ATTRIBUTION_ENDS
+                .iter()
+                .any(|e| joined.trim_end().ends_with(e))
+            {
                 break;
             }
             joined.push(' ');
@@ -199,7 +202,8 @@ mod tests {
     fn outlook_history_is_dropped() {
         let block = "It still crashes.\r\nSee the log below.\r\n\r\n________________________________\r\nFrom: Acme Support <reply+x@replies.acme.com>\r\nSent: Monday, December 7, 2026 10:04 AM\r\nTo: Sam <sam@example.com>\r\nSubject: Re: The app crashes\r\n\r\nCould you try restarting the app?\r\n";
         assert_eq!(strip(block), "It still crashes.\nSee the log below.");
-        let original = "Fine now.\n\n-----Original Message-----\nFrom: Acme\nSent: today\n\nold text\n";
+        let original =
+            "Fine now.\n\n-----Original Message-----\nFrom: Acme\nSent: today\n\nold text\n";
         assert_eq!(strip(original), "Fine now.");
         let bold = "Done.\n\n*From:* Acme Support\n*Sent:* Monday\n*To:* Sam\n\nold\n";
         assert_eq!(strip(bold), "Done.");
@@ -224,13 +228,17 @@ mod tests {
     #[test]
     fn what_the_sender_wrote_is_kept_as_written() {
         // A line that only mentions writing, a dash list, a "from:" in a sentence stay.
-        let text = "On Monday I wrote the report.\n- first\n-- not a delimiter\nThe mail from: my boss\n";
+        let text =
+            "On Monday I wrote the report.\n- first\n-- not a delimiter\nThe mail from: my boss\n";
         assert_eq!(strip(text), text.trim_end());
         // Inline quotes are dropped, the answers between them kept.
         let inline = "> Which version?\n2.3.1\n> Which phone?\nA Pixel 8\n";
         assert_eq!(strip(inline), "2.3.1\nA Pixel 8");
         // Only history is nothing.
-        assert_eq!(strip("\n\nOn Mon, Dec 7, 2026 Dana <d@x.org> wrote:\n> hi\n"), "");
+        assert_eq!(
+            strip("\n\nOn Mon, Dec 7, 2026 Dana <d@x.org> wrote:\n> hi\n"),
+            ""
+        );
         assert_eq!(strip("Sent from my iPhone"), "");
     }
 

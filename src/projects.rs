@@ -51,7 +51,11 @@ impl Projects {
         &self,
         wanted: impl Fn(&ProjectId) -> bool,
     ) -> Result<Option<Arc<Project>>, StoreError> {
-        let cached = self.cache.iter().find(|e| wanted(e.key())).map(|e| e.key().clone());
+        let cached = self
+            .cache
+            .iter()
+            .find(|e| wanted(e.key()))
+            .map(|e| e.key().clone());
         if let Some(id) = cached {
             return self.get(&id).await;
         }

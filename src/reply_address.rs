@@ -51,7 +51,13 @@ impl ReplyToken {
 }
 
 fn project_ref(project: &ProjectId) -> [u8; PROJECT_REF] {
-    let digest = Sha256::digest([b"fleety-reply-project:".as_slice(), project.as_str().as_bytes()].concat());
+    let digest = Sha256::digest(
+        [
+            b"fleety-reply-project:".as_slice(),
+            project.as_str().as_bytes(),
+        ]
+        .concat(),
+    );
     let mut out = [0; PROJECT_REF];
     out.copy_from_slice(&digest[..PROJECT_REF]);
     out
@@ -96,7 +102,9 @@ impl ReplyAddresses {
     fn token(&self, project: &ProjectId, slug: &Slug) -> Option<String> {
         let mut tag = [0u8; TAG_LEN];
         tag[..PROJECT_REF].copy_from_slice(&project_ref(project));
-        let signed = mac(self.secrets.first()?, project, slug)?.finalize().into_bytes();
+        let signed = mac(self.secrets.first()?, project, slug)?
+            .finalize()
+            .into_bytes();
         tag[PROJECT_REF..].copy_from_slice(&signed[..MAC_LEN]);
         let tag = BASE32_NOPAD.encode(&tag).to_ascii_lowercase();
         Some(format!("{}.{tag}", slug.as_str()))
@@ -208,7 +216,9 @@ mod tests {
         assert!(flipped.is_none_or(|t| !addresses().verify(&t, &p)));
         // Signed with another secret.
         let foreign = ReplyAddresses::new(Some("mail.example.com"), OLD, &[]);
-        let token = addresses().parse(&foreign.reply_to(&p, &s).unwrap()).unwrap();
+        let token = addresses()
+            .parse(&foreign.reply_to(&p, &s).unwrap())
+            .unwrap();
         assert!(!addresses().verify(&token, &p));
     }
 

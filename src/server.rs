@@ -427,7 +427,9 @@ impl RequestMeta {
                 .decode(encoded.trim())
                 .ok()?;
             let decoded = String::from_utf8(decoded).ok()?;
-            decoded.split_once(':').map(|(_, password)| password.to_owned())
+            decoded
+                .split_once(':')
+                .map(|(_, password)| password.to_owned())
         });
         let host = text(http::header::HOST);
         let origin = text(http::header::ORIGIN).filter(|o| !same_origin(o, host.as_deref()));

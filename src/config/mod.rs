@@ -26,7 +26,9 @@ use fleety_actors::webhook::RetrySchedule;
 use serde::{Deserialize, Serialize};
 
 pub use crate::store::scylla::ScyllaConfig;
-pub use values::{HttpUrl, LogFilter, MailDomain, MailFrom, NodeId, Secret, Secrets, SmtpTls, SmtpUrl};
+pub use values::{
+    HttpUrl, LogFilter, MailDomain, MailFrom, NodeId, Secret, Secrets, SmtpTls, SmtpUrl,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -891,8 +893,14 @@ mod tests {
         assert_eq!(off.email.reply_domain, None);
         let secret = "a-long-inbound-secret";
         let needs_secret = with(&[("reply_domain", "replies.x.org")]).unwrap_err();
-        assert!(needs_secret.contains("FLEETY_INBOUND_EMAIL_SECRET"), "{needs_secret}");
-        let on = with(&[("reply_domain", "Replies.X.org"), ("inbound_email_secret", secret)]);
+        assert!(
+            needs_secret.contains("FLEETY_INBOUND_EMAIL_SECRET"),
+            "{needs_secret}"
+        );
+        let on = with(&[
+            ("reply_domain", "Replies.X.org"),
+            ("inbound_email_secret", secret),
+        ]);
         let on = on.unwrap();
         assert_eq!(on.email.reply_domain.unwrap().as_str(), "replies.x.org");
         assert!(!format!("{:?}", on.email.inbound_secret).contains(secret));

@@ -183,7 +183,11 @@ async fn mail_without_text_or_too_large_is_refused_and_creates_nothing() {
     assert!(error_of(&body).contains("text part"), "{body}");
 
     let only_history = "\nOn Mon, Dec 7, 2026 at 10:04 AM Acme <a@b.example> wrote:\n> hi\n";
-    let resp = deliver(&app, mail("sam@example.com", &to, &message_id(), only_history)).await;
+    let resp = deliver(
+        &app,
+        mail("sam@example.com", &to, &message_id(), only_history),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     let huge = mail(
@@ -229,8 +233,14 @@ async fn only_the_mail_server_with_the_inbound_secret_may_deliver() {
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
     let wrong = send(Some(("bearer", "not-the-inbound-secret")), "message/rfc822");
     assert_eq!(wrong.await.unwrap().status(), StatusCode::UNAUTHORIZED);
-    let wrong_basic = send(Some(("postfix", "not-the-inbound-secret")), "message/rfc822");
-    assert_eq!(wrong_basic.await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let wrong_basic = send(
+        Some(("postfix", "not-the-inbound-secret")),
+        "message/rfc822",
+    );
+    assert_eq!(
+        wrong_basic.await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     let not_mail = send(Some(("bearer", SECRET)), "application/json");
     assert_eq!(
         not_mail.await.unwrap().status(),
@@ -249,7 +259,11 @@ async fn without_a_reply_domain_there_is_no_reply_address_and_nothing_is_receive
     let slug = app.create_ticket("Off").await;
     let key = app.key(&slug);
     assert_eq!(app.ctx.replies.reply_to(&key.project, &key.slug), None);
-    let resp = deliver(&app, mail("s@example.com", "x@y.example", &message_id(), "hi")).await;
+    let resp = deliver(
+        &app,
+        mail("s@example.com", "x@y.example", &message_id(), "hi"),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let body: Value = resp.json().await.unwrap();
     assert!(error_of(&body).contains("FLEETY_REPLY_DOMAIN"), "{body}");

@@ -3176,7 +3176,10 @@ pub async fn inbound_mail_is_kept_per_ticket_and_key(store: Arc<dyn Store>) {
     assert_eq!(store.get_inbound_mail(&p.id, &b, key).await.unwrap(), None);
     assert_eq!(store.get_inbound_mail(&q.id, &a, key).await.unwrap(), None);
     let other = "0".repeat(64);
-    assert_eq!(store.get_inbound_mail(&p.id, &a, &other).await.unwrap(), None);
+    assert_eq!(
+        store.get_inbound_mail(&p.id, &a, &other).await.unwrap(),
+        None
+    );
     // Recorded again (a retry that raced the first), it names the message it names.
     store.put_inbound_mail(&mail).await.unwrap();
     assert_eq!(

@@ -30,8 +30,9 @@ use fleety_actors::email::Email;
 use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession, MemberTotp};
 use fleety_actors::store::{
     canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, ContactStore, Done,
-    EmailStore, InboundMailStore, KbStore, MemberStore, MessageRange, ProjectStore, Store, StoreError, StoreResult,
-    TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite, UnansweredStore, WebhookStore,
+    EmailStore, InboundMailStore, KbStore, MemberStore, MessageRange, ProjectStore, Store,
+    StoreError, StoreResult, TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite,
+    UnansweredStore, WebhookStore,
 };
 use fleety_actors::telemetry;
 use fleety_actors::unanswered::{self, Asked, UnansweredQuestion};
@@ -45,10 +46,9 @@ use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ACTIVITY, API_TOKENS, ARTICLES, AUDIT, CANNED,
     CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, CONTACTS, CONTACT_TICKETS, DELIVERIES,
-    INBOUND_MAIL,
-    DELIVERIES_DUE, EMAILS, EMAILS_DUE, MEMBERS, MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS,
-    MEMBER_TOTP, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
-    UNANSWERED, WEBHOOKS,
+    DELIVERIES_DUE, EMAILS, EMAILS_DUE, INBOUND_MAIL, MEMBERS, MEMBER_EMAILS, MEMBER_LINKS,
+    MEMBER_SESSIONS, MEMBER_TOTP, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS,
+    TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
