@@ -154,19 +154,27 @@ impl Application {
             settings.limits.clients,
         )?;
         accounts.mail = crate::mailer::Composer::new(&settings.email, store.clone(), outbox);
+        let previous_secrets: Vec<&[u8]> = settings
+            .auth
+            .jwt_previous_secrets
+            .iter()
+            .map(|s| s.expose().as_bytes())
+            .collect();
+        let replies = crate::reply_address::ReplyAddresses::new(
+            settings.email.reply_domain.as_ref().map(|d| d.as_str()),
+            &secret,
+            &previous_secrets,
+        );
+        let tokens = Tokens::new(
+            &secret,
+            &previous_secrets,
+            settings.auth.session_ttl.as_secs(),
+            clock.clone(),
+        );
         let ctx = Ctx {
             accounts,
-            tokens: Tokens::new(
-                &secret,
-                &settings
-                    .auth
-                    .jwt_previous_secrets
-                    .iter()
-                    .map(|s| s.expose().as_bytes())
-                    .collect::<Vec<_>>(),
-                settings.auth.session_ttl.as_secs(),
-                clock.clone(),
-            ),
+            tokens,
+            replies,
             public_limit: RateLimiter::new(
                 settings.limits.public_per_minute,
                 settings.limits.clients,

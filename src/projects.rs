@@ -45,6 +45,27 @@ impl Projects {
         Ok(n)
     }
 
+    /// The project `wanted` picks, among those cached, then (if none is) among all the store
+    /// holds: for what names a project only by a digest of its id (a reply address).
+    pub async fn find(
+        &self,
+        wanted: impl Fn(&ProjectId) -> bool,
+    ) -> Result<Option<Arc<Project>>, StoreError> {
+        let cached = self
+            .cache
+            .iter()
+            .find(|e| wanted(e.key()))
+            .map(|e| e.key().clone());
+        if let Some(id) = cached {
+            return self.get(&id).await;
+        }
+        let all = self.store.list_projects().await?;
+        match all.into_iter().find(|p| wanted(&p.id)) {
+            Some(p) => self.get(&p.id).await,
+            None => Ok(None),
+        }
+    }
+
     pub async fn get(&self, id: &ProjectId) -> Result<Option<Arc<Project>>, StoreError> {
         if let Some(entry) = self.cache.get(id) {
             if entry.1.elapsed() < REFRESH {

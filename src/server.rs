@@ -378,6 +378,8 @@ pub struct RequestMeta {
     /// the server's own pages (the inbox), which are not cross-origin.
     pub origin: Option<String>,
     pub bearer: Option<String>,
+    /// The password of basic authentication (`Authorization: Basic`), its user name dropped.
+    pub basic_password: Option<String>,
     pub content_type: Option<String>,
     pub idempotency_key: Option<String>,
     /// A ticket key (`X-Ticket-Key`, or on a WebSocket the `fleety.key.` subprotocol): opens
@@ -418,12 +420,27 @@ impl RequestMeta {
                     .then(|| token.trim().to_owned())
             })
             .or_else(|| crate::http::upgrade::protocol_bearer(headers));
+        let basic_password = text(http::header::AUTHORIZATION).and_then(|v| {
+            use base64::Engine;
+            let (scheme, encoded) = v.split_once(' ')?;
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return None;
+            }
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()?;
+            let decoded = String::from_utf8(decoded).ok()?;
+            decoded
+                .split_once(':')
+                .map(|(_, password)| password.to_owned())
+        });
         let host = text(http::header::HOST);
         let origin = text(http::header::ORIGIN).filter(|o| !same_origin(o, host.as_deref()));
         RequestMeta {
             ip: client_ip(peer_ip, headers, trusted_proxies),
             origin,
             bearer,
+            basic_password,
             content_type: text(http::header::CONTENT_TYPE),
             idempotency_key: text(http::header::HeaderName::from_static("idempotency-key")),
             ticket_key: text(http::header::HeaderName::from_static("x-ticket-key"))

@@ -34,6 +34,7 @@ pub mod email;
 pub mod events;
 pub mod feed;
 pub mod handoff;
+pub mod inbound_mail;
 pub mod kb;
 pub mod llm;
 pub mod member;

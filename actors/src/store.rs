@@ -1,6 +1,6 @@
 //! The storage port: everything the actors persist, one trait per aggregate (projects,
 //! tickets, chat transcripts, knowledge bases, webhooks, the email outbox, canned replies,
-//! members and their sessions, contacts), and [`Store`], a backend that has them all.
+//! members and their sessions, contacts, replies by email), and [`Store`], a backend that has them all.
 //!
 //! Backends live outside this crate (the embedded redb store and the CQL store in the `fleety`
 //! crate), beside [`memory`], the in-memory store that tests use. They are interchangeable
@@ -23,6 +23,7 @@ use crate::domain::{
     Participant, Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
 };
 use crate::email::Email;
+use crate::inbound_mail::InboundMail;
 use crate::member::{ApiToken, Member, MemberLink, MemberSession, MemberTotp};
 use crate::message_id::MessageId;
 use crate::unanswered::{Asked, UnansweredQuestion};
@@ -643,6 +644,21 @@ pub trait ContactStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<Ticket>>;
 }
 
+/// Replies by email that were posted ([`crate::inbound_mail`]).
+#[async_trait]
+pub trait InboundMailStore: Send + Sync + 'static {
+    /// Records that a mail was posted; a mail with the same project, ticket and key is
+    /// replaced (a second record of one mail names the same message).
+    async fn put_inbound_mail(&self, mail: &InboundMail) -> StoreResult<()>;
+    /// The record of the mail `key` on the ticket, if it was posted there.
+    async fn get_inbound_mail(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        key: &str,
+    ) -> StoreResult<Option<InboundMail>>;
+}
+
 /// The audit trail ([`crate::audit`]). Records of changes are written by the change's own
 /// write (see [`crate::audit::recorded`]): the write methods of the other stores marked
 /// "audited" take the pending record and make it part of the same durable write.
@@ -733,6 +749,7 @@ pub trait Store:
     + AuditStore
     + EmailStore
     + ContactStore
+    + InboundMailStore
 {
     /// A short name for logs and metrics: `embedded`, `scylla`, `memory`.
     fn backend(&self) -> &'static str;

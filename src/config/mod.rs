@@ -26,7 +26,9 @@ use fleety_actors::webhook::RetrySchedule;
 use serde::{Deserialize, Serialize};
 
 pub use crate::store::scylla::ScyllaConfig;
-pub use values::{HttpUrl, LogFilter, MailFrom, NodeId, Secret, Secrets, SmtpTls, SmtpUrl};
+pub use values::{
+    HttpUrl, LogFilter, MailDomain, MailFrom, NodeId, Secret, Secrets, SmtpTls, SmtpUrl,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -140,6 +142,8 @@ pub const NAMES: &[(&str, &str)] = &[
     ("public_url", "email.public_url"),
     ("email_retry_schedule", "email.retry_schedule"),
     ("email_timeout_secs", "email.timeout_secs"),
+    ("reply_domain", "email.reply_domain"),
+    ("inbound_email_secret", "email.inbound_secret"),
     ("cluster_nats_url", "cluster.nats_url"),
     ("cluster_node_id", "cluster.node_id"),
     ("cluster_lease_ttl_secs", "cluster.lease_ttl_secs"),
@@ -389,6 +393,13 @@ pub struct EmailSettings {
     /// How long one SMTP conversation may take.
     #[serde(rename = "timeout_secs", with = "values::secs::positive")]
     pub timeout: Duration,
+    /// Where replies by email are received (`reply+TOKEN@<domain>`); none: reply by email is
+    /// off.
+    #[serde(with = "values::optional_text")]
+    pub reply_domain: Option<MailDomain>,
+    /// What the mail server presents to the inbound endpoint (bearer or basic password).
+    #[serde(deserialize_with = "values::secret_of_at_least::<16, _>")]
+    pub inbound_secret: Secret,
 }
 
 impl EmailSettings {
@@ -536,6 +547,8 @@ impl Default for Settings {
                 retry_schedule: RetrySchedule::parse("30s,5m,30m,2h,6h,12h")
                     .expect("a valid schedule"),
                 timeout: secs(30),
+                reply_domain: None,
+                inbound_secret: Secret::default(),
             },
             cluster: ClusterSettings {
                 nats_url: Vec::new(),
@@ -640,6 +653,10 @@ impl Settings {
                 let why = "required when smtp_url is set: the links in emails start with it";
                 return Err(invalid("email.public_url", why));
             }
+        }
+        if self.email.reply_domain.is_some() && self.email.inbound_secret.is_empty() {
+            let why = "required when reply_domain is set: the mail server presents it";
+            return Err(invalid("email.inbound_secret", why));
         }
         if self.llm.provider == LlmProviderKind::Openai && self.llm.base_url.is_none() {
             return Err(invalid(
@@ -868,6 +885,31 @@ mod tests {
             assert!(bad.parse::<SmtpUrl>().is_err(), "{bad}");
         }
         assert!(with(&[("smtp_from", "not an address")]).is_err());
+    }
+
+    #[test]
+    fn reply_by_email_needs_a_domain_and_the_inbound_secret() {
+        let off = with(&[]).unwrap();
+        assert_eq!(off.email.reply_domain, None);
+        let secret = "a-long-inbound-secret";
+        let needs_secret = with(&[("reply_domain", "replies.x.org")]).unwrap_err();
+        assert!(
+            needs_secret.contains("FLEETY_INBOUND_EMAIL_SECRET"),
+            "{needs_secret}"
+        );
+        let on = with(&[
+            ("reply_domain", "Replies.X.org"),
+            ("inbound_email_secret", secret),
+        ]);
+        let on = on.unwrap();
+        assert_eq!(on.email.reply_domain.unwrap().as_str(), "replies.x.org");
+        assert!(!format!("{:?}", on.email.inbound_secret).contains(secret));
+        for bad in ["x", "not a domain", "-x.org", "a..b"] {
+            let err = with(&[("reply_domain", bad), ("inbound_email_secret", secret)]);
+            assert!(err.unwrap_err().contains("FLEETY_REPLY_DOMAIN"), "{bad}");
+        }
+        let short = with(&[("inbound_email_secret", "short")]).unwrap_err();
+        assert!(short.contains("FLEETY_INBOUND_EMAIL_SECRET"), "{short}");
     }
 
     #[test]

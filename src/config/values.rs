@@ -617,3 +617,36 @@ impl fmt::Display for MailFrom {
         self.0.fmt(f)
     }
 }
+
+/// A mail domain (`replies.example.com`): letters, digits, `-` and dots, stored lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailDomain(String);
+
+impl MailDomain {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for MailDomain {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let domain = raw.trim().to_ascii_lowercase();
+        let label = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        let ok = domain.len() <= 253 && domain.contains('.') && domain.split('.').all(label);
+        ok.then_some(MailDomain(domain))
+            .ok_or_else(|| "must be a mail domain, like replies.example.com".into())
+    }
+}
+
+impl fmt::Display for MailDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -114,6 +114,7 @@ pub fn least_role(access: super::route::Access) -> Option<Role> {
         | Access::CountedSession
         | Access::Feed
         | Access::Operator
+        | Access::MailServer
         | Access::SignIn => None,
     }
 }
@@ -574,6 +575,28 @@ pub fn operator(ctx: &Arc<Ctx>) -> impl Filter<Extract = (), Error = Rejection> 
         };
         if !crate::auth::secret_matches(presented, expected) {
             return Err(ApiError::forbidden("invalid operator token"));
+        }
+        Ok(())
+    })
+    .untuple_one()
+}
+
+/// The mail server handing over a reply by email, holding `FLEETY_INBOUND_EMAIL_SECRET` as a
+/// bearer token or as the password of basic authentication (any user name), which is what
+/// mail servers' HTTP hooks and providers' forwards can send.
+pub fn mail_server(ctx: &Arc<Ctx>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    guard(ctx, |ctx, _path, meta| async move {
+        let expected = ctx.settings.email.inbound_secret.expose();
+        if expected.is_empty() || !ctx.replies.enabled() {
+            return Err(ApiError::forbidden(
+                "reply by email is off; set FLEETY_REPLY_DOMAIN and FLEETY_INBOUND_EMAIL_SECRET to enable it",
+            ));
+        }
+        let presented = meta.bearer.as_deref().or(meta.basic_password.as_deref());
+        if !presented.is_some_and(|p| crate::auth::secret_matches(p, expected)) {
+            return Err(ApiError::unauthorized(
+                "this endpoint needs the inbound email secret, as a bearer token or a basic password",
+            ));
         }
         Ok(())
     })

@@ -16,6 +16,7 @@ pub mod contacts;
 pub mod error;
 pub mod export;
 pub mod home;
+pub mod inbound;
 pub mod kb;
 pub mod members;
 pub mod openapi;
@@ -73,6 +74,8 @@ pub struct Ctx {
     pub store: Arc<dyn fleety_actors::store::Store>,
     /// The projects' known visitors.
     pub contact_store: Arc<dyn fleety_actors::store::ContactStore>,
+    /// The tickets' reply-by-email addresses.
+    pub replies: crate::reply_address::ReplyAddresses,
     /// Cancelled when the server starts draining: sockets close with "going away".
     pub shutdown: CancellationToken,
     /// Long-lived sockets, so a drain can wait for them.

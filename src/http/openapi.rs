@@ -29,7 +29,7 @@ use utoipa::openapi::{
 };
 use warp::reply::Response;
 
-use super::route::{schema, Access, Content, Route, Schemas};
+use super::route::{schema, Access, Content, Media, Route, Schemas, MAIL_MEDIA};
 use super::routes::table;
 
 /// The document, as served.
@@ -197,6 +197,21 @@ fn shared_refusals(route: &Route) -> Vec<(u16, &'static str)> {
             out.push((401, "No bearer token: this needs the operator token"));
             out.push((403, "Not the operator token, or the operator API is off"));
         }
+        Access::MailServer => {
+            out.push((401, "No inbound email secret, or a wrong one"));
+            out.push((
+                403,
+                "Reply by email is off (no FLEETY_REPLY_DOMAIN or FLEETY_INBOUND_EMAIL_SECRET)",
+            ));
+        }
+    }
+    if route.has_mail_body() {
+        out.push((400, "The body is not an email message"));
+        out.push((413, "The message is larger than 10 MiB"));
+        out.push((
+            415,
+            "The body is not message/rfc822 or application/octet-stream",
+        ));
     }
     if route.query.is_some() {
         out.push((400, "A query parameter is malformed or out of range"));
@@ -252,6 +267,7 @@ fn security(route: &Route) -> Vec<SecurityRequirement> {
         Access::SignIn => Vec::new(),
         Access::Feed => vec![scheme("feedToken")],
         Access::Operator => vec![scheme("operatorToken")],
+        Access::MailServer => vec![scheme("inboundSecret"), scheme("inboundBasic")],
     }
 }
 
@@ -303,20 +319,23 @@ fn operation(route: &Route, schemas: &mut Schemas) -> utoipa::openapi::path::Ope
         );
     }
     if let Some(body) = &route.body {
-        op = op.request_body(Some(
-            RequestBodyBuilder::new()
-                .required(Some(match body.optional {
-                    true => Required::False,
-                    false => Required::True,
-                }))
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some((body.schema)(schemas)))
-                        .build(),
-                )
-                .build(),
-        ));
+        let media: &[&str] = match body.media {
+            Media::Json => &["application/json"],
+            Media::Mail => MAIL_MEDIA,
+        };
+        let mut request = RequestBodyBuilder::new().required(Some(match body.optional {
+            true => Required::False,
+            false => Required::True,
+        }));
+        for mime in media {
+            request = request.content(
+                *mime,
+                ContentBuilder::new()
+                    .schema(Some((body.schema)(schemas)))
+                    .build(),
+            );
+        }
+        op = op.request_body(Some(request.build()));
     }
     let counted = matches!(
         route.access,
@@ -445,6 +464,21 @@ fn build() -> OpenApi {
         .security_scheme(
             "operatorToken",
             bearer("The operator token (FLEETY_OPERATOR_TOKEN)"),
+        )
+        .security_scheme(
+            "inboundSecret",
+            bearer("The inbound email secret (FLEETY_INBOUND_EMAIL_SECRET)"),
+        )
+        .security_scheme(
+            "inboundBasic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "The inbound email secret (FLEETY_INBOUND_EMAIL_SECRET) as the password; any user name",
+                    ))
+                    .build(),
+            ),
         )
         .security_scheme(
             "feedToken",

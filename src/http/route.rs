@@ -88,6 +88,8 @@ pub enum Access {
     Feed,
     /// The operator token.
     Operator,
+    /// The mail server, with the inbound email secret (`FLEETY_INBOUND_EMAIL_SECRET`).
+    MailServer,
 }
 
 /// How large a route's body may be.
@@ -103,13 +105,36 @@ pub enum Limit {
 /// if larger).
 pub const LARGE_BODY_BYTES: u64 = 256 * 1024;
 
-/// A route's JSON request body.
+/// A route's request body: JSON, or a raw email message.
 pub struct Body {
     pub schema: SchemaFn,
     pub limit: Limit,
     /// An empty body stands for the type's default.
     pub optional: bool,
+    pub media: Media,
     ty: TypeId,
+}
+
+/// What a body is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Media {
+    /// A JSON object (`application/json`).
+    Json,
+    /// A raw RFC 5322 message, as a mail server pipes it ([`MAIL_MEDIA`]), up to
+    /// [`crate::inbound_mail::MAX_MESSAGE_BYTES`].
+    Mail,
+}
+
+/// The content types a raw email message may come as.
+pub const MAIL_MEDIA: &[&str] = &["message/rfc822", "application/octet-stream"];
+
+/// A raw message, as a string of bytes.
+pub fn binary(_: &mut Schemas) -> RefOr<Schema> {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+        .into()
 }
 
 /// What an answer carries.
@@ -263,7 +288,20 @@ impl Route {
             schema: schema::<T>,
             limit,
             optional: false,
+            media: Media::Json,
             ty: TypeId::of::<T>(),
+        });
+        self
+    }
+
+    /// A raw email message as the body ([`Media::Mail`]).
+    pub fn mail_body(mut self) -> Self {
+        self.body = Some(Body {
+            schema: binary,
+            limit: Limit::Standard,
+            optional: false,
+            media: Media::Mail,
+            ty: TypeId::of::<Bytes>(),
         });
         self
     }
@@ -274,6 +312,7 @@ impl Route {
             schema: schema::<T>,
             limit: Limit::Standard,
             optional: true,
+            media: Media::Json,
             ty: TypeId::of::<T>(),
         });
         self
@@ -335,7 +374,12 @@ impl Route {
 
     /// Whether the route reads a JSON body.
     pub fn has_body(&self) -> bool {
-        self.body.is_some()
+        self.body.as_ref().is_some_and(|b| b.media == Media::Json)
+    }
+
+    /// Whether the route reads a raw email message.
+    pub fn has_mail_body(&self) -> bool {
+        self.body.as_ref().is_some_and(|b| b.media == Media::Mail)
     }
 }
 
@@ -400,6 +444,33 @@ impl Build<'_> {
                     )))
                 })
             })
+    }
+
+    /// The raw email message: refused with 413 past
+    /// [`MAX_MESSAGE_BYTES`](crate::inbound_mail::MAX_MESSAGE_BYTES), 415 unless its content
+    /// type is one of [`MAIL_MEDIA`].
+    pub fn mail(&self) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+        assert!(
+            self.route.has_mail_body(),
+            "{} {} reads a message its description does not name",
+            self.route.method,
+            self.route.path
+        );
+        self.meta()
+            .and_then(|meta: Arc<RequestMeta>| async move {
+                let mime = meta.content_type.as_deref().unwrap_or("");
+                let mime = mime.split(';').next().unwrap_or("").trim();
+                if MAIL_MEDIA.iter().any(|m| mime.eq_ignore_ascii_case(m)) {
+                    Ok(())
+                } else {
+                    Err(warp::reject::custom(Refused(ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "Content-Type must be message/rfc822 or application/octet-stream",
+                    ))))
+                }
+            })
+            .untuple_one()
+            .and(read_body(crate::inbound_mail::MAX_MESSAGE_BYTES))
     }
 
     /// A JSON body that may be left out: an empty one stands for `T::default()`.
@@ -527,6 +598,11 @@ impl Build<'_> {
     pub fn operator(&self) -> impl Filter<Extract = (), Error = Rejection> + Clone {
         self.expect(Access::Operator);
         access::operator(self.ctx)
+    }
+
+    pub fn mail_server(&self) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+        self.expect(Access::MailServer);
+        access::mail_server(self.ctx)
     }
 
     /// A WebSocket handshake; anything else is refused with 400.

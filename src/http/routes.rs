@@ -15,8 +15,8 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, assignees, assistant, audit, canned, chat, contacts, export, kb, members, openapi,
-    projects_api, session, tickets, tokens, totp, unanswered, webhooks, ws, Ctx,
+    assets, assignees, assistant, audit, canned, chat, contacts, export, inbound, kb, members,
+    openapi, projects_api, session, tickets, tokens, totp, unanswered, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
@@ -764,6 +764,18 @@ fn routes() -> Vec<Route> {
         .describe("Identities vouched for with it no longer verify (on other server nodes within 30 seconds); sessions already started keep their contact until they end.")
         .answers(200, "Removed", Json(schema::<super::Done>))
         .refuses(404, "No such identity secret"),
+        // The mail server, handing over replies by email.
+        Route::new(post(), "/v1/inbound/email", "receiveEmail", "Post a reply by email on its ticket", MailServer, |b| {
+            b.mail_server().and(b.ctx()).and(b.meta()).and(b.mail()).then(inbound::receive).boxed()
+        })
+        .tag("email")
+        .describe("The raw RFC 5322 message, as a mail server pipes it or a provider forwards it, sent to a ticket's reply address (`reply+TOKEN@FLEETY_REPLY_DOMAIN`, found in Delivered-To, X-Original-To, To or Cc). The text part (or the HTML part as text) without the quoted history and the signature is posted as the visitor's message, or as the agent's when From is the address of one of the project's members. The same mail (by Message-ID) delivered again posts nothing and is answered 200.")
+        .mail_body()
+        .answers(201, "The reply was posted", Json(schema::<inbound::ReplyReceived>))
+        .answers(200, "This mail was posted before; nothing new was posted", Json(schema::<inbound::ReplyReceived>))
+        .refuses(404, "No reply address of this server among the recipients, a forged or altered token, or a ticket that no longer exists")
+        .refuses(409, "The ticket is closed")
+        .refuses(422, "The email has no text part, no text of its own once the quoted history and signature are left out, or more than a message may hold"),
         // The operator.
         Route::new(post(), "/v1/admin/projects", "createProject", "Create a project", Operator, |b| {
             b.operator().and(b.ctx()).and(b.json()).then(projects_api::create).boxed()
@@ -936,6 +948,9 @@ mod tests {
         ("listIdentitySecrets", Admin),
         ("createIdentitySecret", Admin),
         ("deleteIdentitySecret", Admin),
+        // The mail server posts replies by email with its own secret; the reply address's
+        // signed token names the ticket.
+        ("receiveEmail", MailServer),
         ("createProject", Operator),
         ("operatorListMembers", Operator),
         ("operatorAddMember", Operator),

@@ -19,6 +19,7 @@ mod guidance;
 mod helpers;
 mod home;
 mod identity;
+mod inbound_email;
 mod invitations;
 mod kb;
 mod limits_and_cors;

@@ -76,6 +76,7 @@ macro_rules! store_conformance_tests {
             a_contacts_tickets_come_newest_first_and_only_theirs,
             a_project_keeps_its_identity_secrets,
             a_project_keeps_its_ticket_access_and_a_ticket_who_opened_it,
+            inbound_mail_is_kept_per_ticket_and_key,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -3178,4 +3179,43 @@ pub async fn a_project_keeps_its_ticket_access_and_a_ticket_who_opened_it(store:
     let read = store.get_ticket(&p.id, &t.slug).await.unwrap().unwrap();
     assert_eq!(read.session_id, t.session_id);
     assert_eq!(read.contact, t.contact);
+}
+
+pub async fn inbound_mail_is_kept_per_ticket_and_key(store: Arc<dyn Store>) {
+    use crate::inbound_mail::InboundMail;
+    let (p, q) = (stored_project(&store).await, stored_project(&store).await);
+    let (a, b) = (
+        Slug::parse("swift-bear-001").unwrap(),
+        Slug::parse("swift-bear-002").unwrap(),
+    );
+    let now = now_millis();
+    let key = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let mail = InboundMail {
+        project_id: p.id.clone(),
+        slug: a.clone(),
+        key: key.into(),
+        message_id: MessageId::next(None, now),
+        received_at: now,
+    };
+    assert_eq!(store.get_inbound_mail(&p.id, &a, key).await.unwrap(), None);
+    store.put_inbound_mail(&mail).await.unwrap();
+    assert_eq!(
+        store.get_inbound_mail(&p.id, &a, key).await.unwrap(),
+        Some(mail.clone())
+    );
+    // The same mail is another on another ticket, in another project, and another key is
+    // another mail.
+    assert_eq!(store.get_inbound_mail(&p.id, &b, key).await.unwrap(), None);
+    assert_eq!(store.get_inbound_mail(&q.id, &a, key).await.unwrap(), None);
+    let other = "0".repeat(64);
+    assert_eq!(
+        store.get_inbound_mail(&p.id, &a, &other).await.unwrap(),
+        None
+    );
+    // Recorded again (a retry that raced the first), it names the message it names.
+    store.put_inbound_mail(&mail).await.unwrap();
+    assert_eq!(
+        store.get_inbound_mail(&p.id, &a, key).await.unwrap(),
+        Some(mail)
+    );
 }

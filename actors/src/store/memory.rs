@@ -64,6 +64,7 @@ struct Data {
     emails: BTreeMap<String, crate::email::Email>,
     /// By project and [`order_key`].
     contacts: BTreeMap<(ProjectId, String), Contact>,
+    inbound_mail: HashMap<(ProjectId, Slug, String), crate::inbound_mail::InboundMail>,
 }
 
 impl Data {
@@ -1163,6 +1164,25 @@ impl ContactStore for MemoryStore {
             .collect();
         mine.sort_by(|a, b| (b.created_at, &b.slug).cmp(&(a.created_at, &a.slug)));
         Ok(mine.into_iter().take(limit).cloned().collect())
+    }
+}
+
+#[async_trait]
+impl InboundMailStore for MemoryStore {
+    async fn put_inbound_mail(&self, mail: &crate::inbound_mail::InboundMail) -> StoreResult<()> {
+        let key = (mail.project_id.clone(), mail.slug.clone(), mail.key.clone());
+        lock(&self.data).inbound_mail.insert(key, mail.clone());
+        Ok(())
+    }
+
+    async fn get_inbound_mail(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        key: &str,
+    ) -> StoreResult<Option<crate::inbound_mail::InboundMail>> {
+        let key = (project.clone(), slug.clone(), key.to_owned());
+        Ok(lock(&self.data).inbound_mail.get(&key).cloned())
     }
 }
 

@@ -30,8 +30,9 @@ use fleety_actors::email::Email;
 use fleety_actors::member::{ApiToken, Member, MemberLink, MemberSession, MemberTotp};
 use fleety_actors::store::{
     canned_conflict, timed, AuditStore, CannedStore, ChatStore, Claims, ContactStore, Done,
-    EmailStore, KbStore, MemberStore, MessageRange, ProjectStore, Store, StoreError, StoreResult,
-    TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite, UnansweredStore, WebhookStore,
+    EmailStore, InboundMailStore, KbStore, MemberStore, MessageRange, ProjectStore, Store,
+    StoreError, StoreResult, TicketCursor, TicketPage, TicketQuery, TicketStore, TicketWrite,
+    UnansweredStore, WebhookStore,
 };
 use fleety_actors::telemetry;
 use fleety_actors::unanswered::{self, Asked, UnansweredQuestion};
@@ -45,9 +46,9 @@ use pipeline::{Nudger, Reply, Shared, Write};
 use tables::{
     cursor_id, from_json, internal, Tables, ACTIVITY, API_TOKENS, ARTICLES, AUDIT, CANNED,
     CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, CONTACTS, CONTACT_TICKETS, DELIVERIES,
-    DELIVERIES_DUE, EMAILS, EMAILS_DUE, MEMBERS, MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS,
-    MEMBER_TOTP, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS, TICKETS_BY_TIME,
-    UNANSWERED, WEBHOOKS,
+    DELIVERIES_DUE, EMAILS, EMAILS_DUE, INBOUND_MAIL, MEMBERS, MEMBER_EMAILS, MEMBER_LINKS,
+    MEMBER_SESSIONS, MEMBER_TOTP, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS,
+    TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -1439,6 +1440,34 @@ impl EmailStore for EmbeddedStore {
         let still_due = email.next_attempt_at.is_some()
             && current.is_some_and(|c| c.next_attempt_at == email.next_attempt_at);
         Ok(self.claims.claim_id(&email.id, still_due, now, until))
+    }
+}
+
+#[async_trait]
+impl InboundMailStore for EmbeddedStore {
+    async fn put_inbound_mail(
+        &self,
+        mail: &fleety_actors::inbound_mail::InboundMail,
+    ) -> StoreResult<()> {
+        self.write("put_inbound_mail", Write::PutInboundMail(mail.clone()))
+            .await
+    }
+
+    async fn get_inbound_mail(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+        key: &str,
+    ) -> StoreResult<Option<fleety_actors::inbound_mail::InboundMail>> {
+        let (project, slug, key) = (project.clone(), slug.clone(), key.to_owned());
+        self.read("get_inbound_mail", move |txn| {
+            let table = txn.open_table(INBOUND_MAIL).map_err(internal)?;
+            let row = table
+                .get((project.as_str(), slug.as_str(), key.as_str()))
+                .map_err(internal)?;
+            row.map(|v| from_json(v.value())).transpose()
+        })
+        .await
     }
 }
 

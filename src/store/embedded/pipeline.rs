@@ -190,6 +190,8 @@ pub(super) enum Write {
     DeleteAudit(Vec<(String, i64, String)>),
     /// Creates or replaces a contact.
     PutContact(Contact),
+    /// Records a reply by email that was posted.
+    PutInboundMail(fleety_actors::inbound_mail::InboundMail),
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
 }
@@ -761,6 +763,14 @@ impl Rows<'_> {
                     project: c.project_id.as_str(),
                     id: &order_key(c.id),
                     json: &to_json(c)?,
+                });
+            }
+            Write::PutInboundMail(m) => {
+                record.push(&Op::InboundMail {
+                    project: m.project_id.as_str(),
+                    slug: m.slug.as_str(),
+                    key: &m.key,
+                    json: &to_json(m)?,
                 });
             }
             Write::PutArticle(a) => {

@@ -82,6 +82,9 @@ pub(super) const CONTACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinitio
 pub(super) const CONTACT_TICKETS: TableDefinition<(&str, &str, i64, &str), ()> =
     TableDefinition::new("contact_tickets");
 /// The store's own bookkeeping.
+/// (project, slug, mail key) -> the record of a reply by email posted on the ticket.
+pub(super) const INBOUND_MAIL: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("inbound_mail");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest group a durable redb commit holds: replay starts after it.
 pub(super) const CHECKPOINT_KEY: &str = "log_checkpoint";
@@ -159,6 +162,7 @@ pub(super) struct Tables<'t> {
     audit: redb::Table<'t, (&'static str, i64, &'static str), &'static [u8]>,
     contacts: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     contact_tickets: redb::Table<'t, (&'static str, &'static str, i64, &'static str), ()>,
+    inbound_mail: redb::Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     api_tokens: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     emails: redb::Table<'t, &'static str, &'static [u8]>,
     emails_due: redb::Table<'t, (i64, &'static str), ()>,
@@ -191,6 +195,7 @@ impl<'t> Tables<'t> {
             audit: txn.open_table(AUDIT).map_err(internal)?,
             contacts: txn.open_table(CONTACTS).map_err(internal)?,
             contact_tickets: txn.open_table(CONTACT_TICKETS).map_err(internal)?,
+            inbound_mail: txn.open_table(INBOUND_MAIL).map_err(internal)?,
             api_tokens: txn.open_table(API_TOKENS).map_err(internal)?,
             emails: txn.open_table(EMAILS).map_err(internal)?,
             emails_due: txn.open_table(EMAILS_DUE).map_err(internal)?,
@@ -431,6 +436,16 @@ impl<'t> Tables<'t> {
             } => {
                 self.contact_tickets
                     .insert((project, contact, created_ms, slug), ())
+                    .map_err(internal)?;
+            }
+            Op::InboundMail {
+                project,
+                slug,
+                key,
+                json,
+            } => {
+                self.inbound_mail
+                    .insert((project, slug, key), json)
                     .map_err(internal)?;
             }
             Op::DeleteCanned { project, id } => {

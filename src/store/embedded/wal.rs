@@ -211,6 +211,13 @@ pub enum Op<'a> {
         created_ms: i64,
         slug: &'a str,
     },
+    /// A reply by email that was posted on a ticket, by its mail's key.
+    InboundMail {
+        project: &'a str,
+        slug: &'a str,
+        key: &'a str,
+        json: &'a [u8],
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -490,7 +497,7 @@ impl RecordBuf {
                 b.extend_from_slice(&(at_ms as u64).to_le_bytes());
                 put(b, id.as_bytes());
             }
-            // 85 to 89 are the email outbox's (issue 28).
+            // 85 to 88 are the email outbox's (issue 28).
             Op::Email { id, due_ms, json } => {
                 b.push(85);
                 put(b, id.as_bytes());
@@ -516,6 +523,19 @@ impl RecordBuf {
                 put(b, contact.as_bytes());
                 b.extend_from_slice(&(created_ms as u64).to_le_bytes());
                 put(b, slug.as_bytes());
+            }
+            // 89 to 91 are the replies by email's (issue 28; 89 taken).
+            Op::InboundMail {
+                project,
+                slug,
+                key,
+                json,
+            } => {
+                b.push(89);
+                put(b, project.as_bytes());
+                put(b, slug.as_bytes());
+                put(b, key.as_bytes());
+                put(b, json);
             }
             Op::DeleteDelivery {
                 project,
@@ -932,6 +952,12 @@ impl<'a> Reader<'a> {
                 created_ms: self.u64()? as i64,
                 slug: self.str()?,
             },
+            89 => Op::InboundMail {
+                project: self.str()?,
+                slug: self.str()?,
+                key: self.str()?,
+                json: self.bytes()?,
+            },
             _ => return None,
         })
     }
@@ -1299,6 +1325,12 @@ mod tests {
                 contact: "00000000-0000-0000-0000-000000000007",
                 created_ms: 1_700_000_000_000,
                 slug: "swift-bear-053",
+            },
+            Op::InboundMail {
+                project: "p1",
+                slug: "swift-bear-053",
+                key: "9f86d081",
+                json: b"{}",
             },
         ]
     }

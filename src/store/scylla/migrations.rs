@@ -127,6 +127,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../cql/0026_email_outbox.cql"),
     ),
     (
+        28,
+        "0028_inbound_mail",
+        include_str!("../../../cql/0028_inbound_mail.cql"),
+    ),
+    (
         29,
         "0029_ticket_access",
         include_str!("../../../cql/0029_ticket_access.cql"),

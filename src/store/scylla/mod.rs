@@ -13,7 +13,7 @@
 //!
 //! One file per aggregate prepares its statements and implements its storage trait
 //! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`], [`members`],
-//! [`email`], [`audit`], which also says how a change carries its audit record, [`contacts`]); [`rows`]
+//! [`email`], [`audit`], which also says how a change carries its audit record, [`contacts`], [`inbound_mail`]); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
 mod audit;
@@ -22,6 +22,7 @@ mod chat;
 mod config;
 mod contacts;
 mod email;
+mod inbound_mail;
 mod kb;
 mod listing;
 mod members;
@@ -109,6 +110,7 @@ pub struct ScyllaStore {
     audit: audit::Statements,
     email: email::Statements,
     contacts: contacts::Statements,
+    inbound_mail: inbound_mail::Statements,
 }
 
 impl ScyllaStore {
@@ -145,6 +147,7 @@ impl ScyllaStore {
             audit: audit::Statements::prepare(&session, consistency, ks).await?,
             email: email::Statements::prepare(&session, consistency, ks).await?,
             contacts: contacts::Statements::prepare(&session, consistency, ks).await?,
+            inbound_mail: inbound_mail::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }

@@ -193,6 +193,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/inbound/email": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Post a reply by email on its ticket
+         * @description The raw RFC 5322 message, as a mail server pipes it or a provider forwards it, sent to a ticket's reply address (`reply+TOKEN@FLEETY_REPLY_DOMAIN`, found in Delivered-To, X-Original-To, To or Cc). The text part (or the HTML part as text) without the quoted history and the signature is posted as the visitor's message, or as the agent's when From is the address of one of the project's members. The same mail (by Message-ID) delivered again posts nothing and is answered 200.
+         */
+        post: operations["receiveEmail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/init-session": {
         parameters: {
             query?: never;
@@ -2308,6 +2328,19 @@ export interface components {
             read_at: string;
             reader: components["schemas"]["Participant"];
         };
+        /** @description A reply by email, posted on its ticket. */
+        ReplyReceived: {
+            /** @description This mail was posted before; nothing new was posted. */
+            duplicate: boolean;
+            /** @description "Reply posted", or "Reply already posted" for a mail delivered again. */
+            message: string;
+            /** @description The message the reply was posted as. */
+            message_id: components["schemas"]["MessageId"];
+            /** @description The project of the ticket. */
+            project_id: string;
+            /** @description The ticket the reply was posted on. */
+            slug: string;
+        };
         /** @description A reset asked for by address. */
         ResetRequest: {
             email: string;
@@ -3640,6 +3673,132 @@ export interface operations {
                     "X-RateLimit-Remaining"?: number;
                     /** @description Seconds until the window resets */
                     "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    receiveEmail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+                "message/rfc822": string;
+            };
+        };
+        responses: {
+            /** @description This mail was posted before; nothing new was posted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplyReceived"];
+                };
+            };
+            /** @description The reply was posted */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplyReceived"];
+                };
+            };
+            /** @description The body is not an email message */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No inbound email secret, or a wrong one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Reply by email is off (no FLEETY_REPLY_DOMAIN or FLEETY_INBOUND_EMAIL_SECRET) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No reply address of this server among the recipients, a forged or altered token, or a ticket that no longer exists */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The ticket is closed */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The message is larger than 10 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not message/rfc822 or application/octet-stream */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The email has no text part, no text of its own once the quoted history and signature are left out, or more than a message may hold */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
