@@ -101,7 +101,7 @@ test("the inbox: the list, a thread and the settings", async (t) => {
   await page.getByRole("heading", { name: "Parcel arrived damaged" }).waitFor();
   const thread = page.locator(".thread");
   await page.getByRole("button", { name: "Assign to me" }).click();
-  await thread.locator(".event", { hasText: "assigned the ticket to Olga Petrova" }).waitFor();
+  await thread.locator(".event", { hasText: "Olga Petrova took the ticket" }).waitFor();
   await page.getByLabel("Add a tag").fill("refund");
   await page.getByRole("button", { name: "Tag", exact: true }).click();
   await thread.locator(".event", { hasText: "added the tag refund" }).waitFor();

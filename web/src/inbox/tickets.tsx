@@ -846,6 +846,9 @@ function describe(e: TimelineEntry): string {
   if (e.field === "status") return `${who} changed the status from ${e.from} to ${e.to}`;
   if (e.field === "assignee") {
     if (!e.to) return `${who} unassigned ${e.from ?? "the ticket"}`;
+    // "Assign to me" reads as taking the ticket, not as assigning it to oneself by name.
+    const self = e.actor.kind === "member" && e.actor.name === e.to;
+    if (self) return e.from ? `${who} took the ticket from ${e.from}` : `${who} took the ticket`;
     return e.from ? `${who} reassigned the ticket from ${e.from} to ${e.to}` : `${who} assigned the ticket to ${e.to}`;
   }
   const parts = [];
