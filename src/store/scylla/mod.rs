@@ -13,7 +13,8 @@
 //!
 //! One file per aggregate prepares its statements and implements its storage trait
 //! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`], [`members`],
-//! [`email`], [`audit`], which also says how a change carries its audit record, [`contacts`]); [`rows`]
+//! [`email`], [`audit`], which also says how a change carries its audit record, [`contacts`],
+//! [`erase`]); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
 mod audit;
@@ -22,6 +23,7 @@ mod chat;
 mod config;
 mod contacts;
 mod email;
+mod erase;
 mod kb;
 mod listing;
 mod members;
@@ -109,6 +111,7 @@ pub struct ScyllaStore {
     audit: audit::Statements,
     email: email::Statements,
     contacts: contacts::Statements,
+    erase: erase::Statements,
 }
 
 impl ScyllaStore {
@@ -145,6 +148,7 @@ impl ScyllaStore {
             audit: audit::Statements::prepare(&session, consistency, ks).await?,
             email: email::Statements::prepare(&session, consistency, ks).await?,
             contacts: contacts::Statements::prepare(&session, consistency, ks).await?,
+            erase: erase::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }
