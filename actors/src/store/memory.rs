@@ -412,6 +412,11 @@ impl TicketStore for MemoryStore {
         }
         data.deliveries
             .retain(|(p, _, _), d| !(p == project && d.concerns_ticket(slug.as_str())));
+        for ((p, _), record) in data.audit.iter_mut() {
+            if p == project {
+                crate::audit::redact_ticket(record, slug.as_str());
+            }
+        }
         Ok(rows.is_some())
     }
 

@@ -613,6 +613,25 @@ impl<'t> Tables<'t> {
                 deliveries.push((endpoint.to_owned(), id.to_owned()));
             }
         }
+        // The trail keeps its records of the ticket, without the title they name it by.
+        let mut redacted = Vec::new();
+        for row in self
+            .audit
+            .range::<(&str, i64, &str)>((project, i64::MIN, "")..=(project, i64::MAX, "~"))
+            .map_err(internal)?
+        {
+            let (k, v) = row.map_err(internal)?;
+            let mut record = from_json::<fleety_actors::audit::AuditRecord>(v.value())?;
+            if fleety_actors::audit::redact_ticket(&mut record, slug) {
+                let (_, at, id) = k.value();
+                redacted.push((at, id.to_owned(), to_json(&record)?));
+            }
+        }
+        for (at, id, json) in redacted {
+            self.audit
+                .insert((project, at, id.as_str()), json.as_slice())
+                .map_err(internal)?;
+        }
         for (endpoint, id) in deliveries {
             self.apply(&Op::DeleteDelivery {
                 project,

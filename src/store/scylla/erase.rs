@@ -24,6 +24,8 @@ pub(super) struct Statements {
     select_deliveries: PreparedStatement,
     delete_delivery: PreparedStatement,
     delete_due: PreparedStatement,
+    select_audit: PreparedStatement,
+    update_audit: PreparedStatement,
     insert_erasure: PreparedStatement,
     delete_erasure: PreparedStatement,
     select_erasures: PreparedStatement,
@@ -75,6 +77,14 @@ impl Statements {
                 "DELETE FROM {ks}.webhook_due WHERE shard = ? AND due_at = ? AND project_id = ? AND endpoint_id = ? AND delivery_id = ?"
             ))
             .await?,
+            select_audit: p(format!(
+                "SELECT at, record_id, body, TTL(body) FROM {ks}.audit_log WHERE project_id = ?"
+            ))
+            .await?,
+            update_audit: p(format!(
+                "UPDATE {ks}.audit_log USING TTL ? SET body = ? WHERE project_id = ? AND at = ? AND record_id = ?"
+            ))
+            .await?,
             insert_erasure: p(format!(
                 "INSERT INTO {ks}.erasures (shard, project_id, slug, body) VALUES (0, ?, ?, ?)"
             ))
@@ -115,6 +125,21 @@ impl ScyllaStore {
                 self.write(&self.erase.delete_delivery, (p, endpoint.id, &id))
                     .await?;
             }
+        }
+        // The trail keeps its records of the ticket, without the title they name it by, for
+        // the rest of their time to live.
+        type AuditRow = (DateTime<Utc>, String, Option<String>, Option<i32>);
+        let rows: Vec<AuditRow> = self.all_rows(&self.erase.select_audit, (p,)).await?;
+        for (at, id, body, ttl) in rows {
+            let Some(body) = body else { continue };
+            let mut record: fleety_actors::audit::AuditRecord =
+                serde_json::from_str(&body).map_err(corrupt)?;
+            if !fleety_actors::audit::redact_ticket(&mut record, s) {
+                continue;
+            }
+            let body = serde_json::to_string(&record).map_err(corrupt)?;
+            let values = (ttl.unwrap_or(0), body, p, at, id);
+            self.write(&self.erase.update_audit, values).await?;
         }
         for st in &self.erase.by_slug {
             self.write(st, (p, s)).await?;
