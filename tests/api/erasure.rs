@@ -178,13 +178,7 @@ async fn an_erased_ticket_leaves_its_words_in_no_answer_and_no_file_and_its_sock
     // The marker is where the test looks before the erasure: a place the test could not see
     // would make it pass by skipping.
     let before = answers(&app, &slug, &hook, &marker).await;
-    for place in [
-        "/notes:",
-        "/chat:",
-        "/export:",
-        "/deliveries:",
-        "q=MARKER:",
-    ] {
+    for place in ["/notes:", "/chat:", "/export:", "/deliveries:", "q=MARKER:"] {
         let line = before.lines().find(|l| l.contains(place)).unwrap();
         assert!(line.contains(&marker), "before: {line}");
     }
@@ -249,7 +243,10 @@ async fn an_erased_ticket_leaves_its_words_in_no_answer_and_no_file_and_its_sock
 
     let after = answers(&app, &slug, &hook, &marker).await;
     assert!(!after.contains(&marker), "{after}");
-    assert!(after.contains("kept words"), "the other ticket stays: {after}");
+    assert!(
+        after.contains("kept words"),
+        "the other ticket stays: {after}"
+    );
     // The audit trail has the erasure, by slug.
     let audit: Value = app
         .admin_get("/v1/projects/demo/audit")
@@ -303,7 +300,10 @@ async fn an_erasure_cut_short_by_a_stop_is_finished_on_start_before_the_ticket_i
         404
     );
     let pending = app.ctx.store.pending_erasures().await.unwrap();
-    assert!(!pending.iter().any(|e| e.project_id == project), "{pending:?}");
+    assert!(
+        !pending.iter().any(|e| e.project_id == project),
+        "{pending:?}"
+    );
     let export = app
         .admin_get("/v1/projects/demo/export")
         .await

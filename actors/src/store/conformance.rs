@@ -3232,10 +3232,13 @@ pub async fn an_erased_ticket_leaves_no_row_and_the_others_keep_theirs(store: Ar
     let chat = store.list_chat_turns(pid, &gone_session, 10).await.unwrap();
     assert!(chat.is_empty());
     let listed = store
-        .list_tickets(pid, &TicketQuery {
-            limit: 100,
-            ..TicketQuery::default()
-        })
+        .list_tickets(
+            pid,
+            &TicketQuery {
+                limit: 100,
+                ..TicketQuery::default()
+            },
+        )
         .await
         .unwrap();
     let slugs: Vec<&Slug> = listed.tickets.iter().map(|t| &t.slug).collect();
@@ -3247,7 +3250,7 @@ pub async fn an_erased_ticket_leaves_no_row_and_the_others_keep_theirs(store: Ar
         .into_iter()
         .map(|t| t.slug)
         .collect();
-    assert_eq!(adas, [kept.slug.clone()]);
+    assert_eq!(adas, std::slice::from_ref(&kept.slug));
     let log = store.list_deliveries(pid, e.id, 10).await.unwrap();
     assert_eq!(log.len(), 2, "{log:?}");
     assert!(log.iter().all(|d| d.concerns_ticket(kept.slug.as_str())));

@@ -458,9 +458,8 @@ impl Tickets {
         store.delete_erasure(&key.project, &key.slug).await?;
         drop(lease);
         if let Some(feed) = self.deps.feeds.sender(&key.project) {
-            let payload = crate::events::encode(&crate::events::TicketDeletedPayload {
-                slug: &key.slug,
-            });
+            let payload =
+                crate::events::encode(&crate::events::TicketDeletedPayload { slug: &key.slug });
             let _ = feed.send(crate::events::envelope(
                 "ticket_deleted",
                 Some(&key.slug),

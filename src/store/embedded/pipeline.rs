@@ -193,11 +193,17 @@ pub(super) enum Write {
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
     /// Erases a ticket and every row carrying its words, in one record.
-    EraseTicket { project: ProjectId, slug: Slug },
+    EraseTicket {
+        project: ProjectId,
+        slug: Slug,
+    },
     /// An erasure begun.
     PutErasure(fleety_actors::store::Erasure),
     /// An erasure finished.
-    DeleteErasure { project: ProjectId, slug: Slug },
+    DeleteErasure {
+        project: ProjectId,
+        slug: Slug,
+    },
     /// Removes the words of everything erased so far from the files: answered once redb's
     /// free pages and the log hold none of them (see `Writer::scrub`).
     Scrub,

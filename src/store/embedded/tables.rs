@@ -506,7 +506,11 @@ impl<'t> Tables<'t> {
                 }
             }
             Op::EraseTicket { project, slug } => return self.erase_ticket(project, slug),
-            Op::Erasure { project, slug, json } => {
+            Op::Erasure {
+                project,
+                slug,
+                json,
+            } => {
                 self.erasures
                     .insert((project, slug), json)
                     .map_err(internal)?;

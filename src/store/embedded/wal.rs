@@ -213,7 +213,10 @@ pub enum Op<'a> {
     },
     /// Erases a ticket and every row carrying its words (see `Tables::erase_ticket`). Names
     /// the ticket only: the record of an erasure holds nothing of what it erases.
-    EraseTicket { project: &'a str, slug: &'a str },
+    EraseTicket {
+        project: &'a str,
+        slug: &'a str,
+    },
     /// An erasure begun (the JSON `Erasure`).
     Erasure {
         project: &'a str,
@@ -221,7 +224,10 @@ pub enum Op<'a> {
         json: &'a [u8],
     },
     /// An erasure finished.
-    DeleteErasure { project: &'a str, slug: &'a str },
+    DeleteErasure {
+        project: &'a str,
+        slug: &'a str,
+    },
 }
 
 /// A record's header: its payload's length and checksum.

@@ -39,7 +39,12 @@ impl Statements {
     ) -> anyhow::Result<Self> {
         let p = |cql: String| prepare(session, consistency, cql, true);
         let mut by_slug = Vec::new();
-        for table in ["messages", "ticket_notes", "ticket_activity", "read_cursors"] {
+        for table in [
+            "messages",
+            "ticket_notes",
+            "ticket_activity",
+            "read_cursors",
+        ] {
             by_slug.push(
                 p(format!(
                     "DELETE FROM {ks}.{table} WHERE project_id = ? AND slug = ?"
