@@ -127,6 +127,17 @@ impl Application {
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the actor system: {e}"))?;
+        // An erasure a stop cut short is finished before anything is served, so no request
+        // ever sees part of an erased ticket.
+        let finished = system.tickets.finish_erasures().await.map_err(|e| {
+            anyhow::anyhow!("cannot finish the erasures begun before the stop: {e}")
+        })?;
+        if finished > 0 {
+            tracing::info!(
+                erasures = finished,
+                "finished erasures begun before the stop"
+            );
+        }
         let projects = Projects::new(store.clone());
         projects
             .load_all()

@@ -306,6 +306,18 @@ pub async fn recorded<F: Future>(record: Option<AuditRecord>, change: F) -> F::O
 
 /// The record pending for the write being made, if any; it is taken, so a second write of
 /// the same change does not record it again. Called by store backends.
+/// Takes the ticket's title out of a record naming the ticket `slug` (its target's name), as
+/// the ticket's erasure must: the title is the ticket's content. Whether it changed anything.
+pub fn redact_ticket(record: &mut AuditRecord, slug: &str) -> bool {
+    match &mut record.target {
+        Some(t) if t.kind == "ticket" && t.id == slug && t.name.is_some() => {
+            t.name = None;
+            true
+        }
+        _ => false,
+    }
+}
+
 pub fn take() -> Option<AuditRecord> {
     PENDING
         .try_with(|pending| pending.borrow_mut().take())

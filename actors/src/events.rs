@@ -410,6 +410,14 @@ pub struct TypingPayload {
     pub author: Participant,
 }
 
+/// The ticket was erased: the last event of its sockets, which the server then closes, and on
+/// the project feed the word to drop it from the inbox.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketDeletedPayload<'a> {
+    #[schema(value_type = crate::domain::Slug)]
+    pub slug: &'a Slug,
+}
+
 /// Why the server is about to close the socket.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorPayload<'a> {

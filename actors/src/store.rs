@@ -304,6 +304,33 @@ pub trait TicketStore: Send + Sync + 'static {
         writes: Vec<TicketWrite>,
         done: Done,
     );
+
+    /// Erases the ticket and everything that carries its words ([`crate::ticket::Tickets::erase`]): its row
+    /// and listing entries, messages, notes, timeline, read cursors, the transcript of the chat
+    /// session that opened it, and the webhook deliveries about it. Whether the ticket's row was
+    /// there. Idempotent, and complete even after an earlier call stopped halfway: what is
+    /// left of the ticket is found by its slug, not through its row. Returns once the rows are
+    /// gone from every read and, where the backend can, from its files (see
+    /// `docs/operations.md`, Data protection). The caller has stopped every writer of the
+    /// ticket first.
+    async fn erase_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<bool>;
+    /// Notes that the ticket is being erased, before any of it is, so that a restart finishes
+    /// the erasure ([`pending_erasures`](TicketStore::pending_erasures)). Writing it again
+    /// keeps one.
+    async fn put_erasure(&self, erasure: &Erasure) -> StoreResult<()>;
+    /// Forgets an erasure once done; nothing happens if there is none.
+    async fn delete_erasure(&self, project: &ProjectId, slug: &Slug) -> StoreResult<()>;
+    /// Erasures begun and not finished, of every project, in no particular order.
+    async fn pending_erasures(&self) -> StoreResult<Vec<Erasure>>;
+}
+
+/// A ticket erasure that has begun: the intent written before any of the ticket is erased.
+/// Names the ticket only, never its content.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Erasure {
+    pub project_id: ProjectId,
+    pub slug: Slug,
+    pub requested_at: DateTime<Utc>,
 }
 
 /// Chat transcripts: the turns of each anonymous session with the assistant.

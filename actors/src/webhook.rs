@@ -141,6 +141,26 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
 }
 
+impl Delivery {
+    /// Whether the delivery announces something of the ticket `slug`: the deliveries an
+    /// erasure of the ticket removes ([`payload_concerns_ticket`]).
+    pub fn concerns_ticket(&self, slug: &str) -> bool {
+        payload_concerns_ticket(&self.payload, slug)
+    }
+}
+
+/// Whether a delivery's payload announces something of the ticket `slug`: its `data` names
+/// the ticket as `slug` (a ticket's own events) or `ticket_slug` (its messages').
+pub fn payload_concerns_ticket(payload: &str, slug: &str) -> bool {
+    let Ok(payload) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return false;
+    };
+    let data = &payload["data"];
+    [&data["slug"], &data["ticket_slug"]]
+        .iter()
+        .any(|v| v.as_str() == Some(slug))
+}
+
 /// The smallest delivery id made at `at` or later: ids sort by when they were made.
 pub fn first_id_at(at: DateTime<Utc>) -> String {
     format!(

@@ -113,6 +113,15 @@ fn routes() -> Vec<Route> {
         .body::<tickets::ChangeTicket>(Limit::Standard)
         .answers(200, "The ticket after the change", Json(schema::<fleety_actors::events::TicketSummary>))
         .refuses(404, "No such ticket"),
+        Route::new(delete(), "/v1/projects/{projectId}/tickets/{slug}", "eraseTicket", "Erase a ticket and everything that carries its words", Admin, |b| {
+            b.param("slug").and(b.audited()).and(b.ctx()).then(tickets::erase).boxed()
+        })
+        .tag("agents")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .describe("Erases the ticket, its messages, internal notes and timeline, the assistant transcript of the chat that opened it, its entries in the ticket search index and the webhook deliveries about it. Its open sockets get a last `ticket_deleted` event and are closed; afterwards the ticket is unknown (404) to every request. On the embedded store the words are gone from the data directory's files when this answers. Recorded in the audit trail by slug only. A second DELETE of the same ticket answers 404.")
+        .answers(200, "Erased", Json(schema::<super::Done>))
+        .refuses(404, "No such ticket (or it was erased already)"),
         Route::new(post(), "/v1/tickets/{projectId}/{slug}/messages", "postMessage", "Post a message to a ticket", Public, |b| {
             b.param("slug").and(b.public()).and(b.ctx()).and(b.meta()).and(b.json()).then(tickets::post_message).boxed()
         })
@@ -898,6 +907,7 @@ mod tests {
         ("getArticle", Agent),
         ("updateArticle", Admin),
         ("deleteArticle", Admin),
+        ("eraseTicket", Admin),
         ("searchArticles", Agent),
         ("listUnansweredQuestions", Agent),
         ("dismissUnansweredQuestion", Admin),

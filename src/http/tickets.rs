@@ -445,6 +445,29 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::
     serde_json::Value::deserialize(d).map(Some)
 }
 
+/// DELETE /v1/projects/{projectId}/tickets/{slug} (owner, admin or the admin key): erases the
+/// ticket everywhere ([`fleety_actors::ticket::Tickets::erase`]). A ticket that is not there
+/// (never was, or was erased already) is a 404, so a repeated DELETE answers 404.
+pub async fn erase(slug: String, project: Arc<Project>, who: AuditBy, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let key = ticket_key(&project, &slug)?;
+            if !ctx.system.tickets.erase(&key).await? {
+                return Err(ApiError::not_found("ticket not found"));
+            }
+            // Named by its slug only: the title is the ticket's content.
+            let record = who
+                .record(&project.id, ctx.clock.now(), "ticket.deleted")
+                .target(fleety_actors::audit::AuditTarget::new("ticket", &key.slug));
+            if let Err(e) = ctx.audit_store.record_audit(&record).await {
+                tracing::warn!(ticket = %key, error = %e, "recording a ticket's erasure failed");
+            }
+            Ok(json(StatusCode::OK, &super::Done::new("Ticket erased")))
+        }
+        .await,
+    )
+}
+
 /// PATCH /v1/tickets/{projectId}/{slug} (admin key): change the ticket's status, its assignee,
 /// or both.
 pub async fn change(

@@ -36,8 +36,11 @@ use super::error::respond;
 use super::tickets::ticket_key;
 use super::{ApiError, Ctx};
 
-/// Close codes (RFC 6455): going away, policy violation, try again later.
+/// Close codes (RFC 6455): normal, going away, policy violation, try again later.
+const NORMAL: u16 = 1000;
 const GOING_AWAY: u16 = 1001;
+/// How the frame of a ticket's last event starts.
+const TICKET_DELETED: &[u8] = b"{\"type\":\"ticket_deleted\"";
 const POLICY: u16 = 1008;
 const TRY_AGAIN: u16 = 1013;
 
@@ -96,6 +99,11 @@ const TICKET_EVENTS: &[(&str, &str, &str)] = &[
     ),
     ("typing", "TypingPayload", "Someone is typing; never stored"),
     (
+        "ticket_deleted",
+        "TicketDeletedPayload",
+        "The ticket was erased: its own socket is closed after this event, and the feed drops it",
+    ),
+    (
         "error",
         "ErrorPayload",
         "Sent before the server closes the socket",
@@ -152,6 +160,10 @@ fn frames(out: &mut Vec<(String, RefOr<Schema>)>, feed: bool) -> RefOr<Schema> {
     e::RatedPayload::schemas(out);
     out.push(("AssignedPayload".into(), e::AssignedPayload::schema()));
     out.push(("TypingPayload".into(), e::TypingPayload::schema()));
+    out.push((
+        "TicketDeletedPayload".into(),
+        e::TicketDeletedPayload::schema(),
+    ));
     out.push(("ErrorPayload".into(), e::ErrorPayload::schema()));
     out.push(("TicketSummary".into(), e::TicketSummary::schema()));
     e::TicketSummary::schemas(out);
@@ -488,16 +500,23 @@ async fn relay_ticket_events(
                 Some(event) => {
                     // Everything already queued goes out in one write: under load a socket
                     // wakes to several events, and a syscall per frame is most of the cost.
+                    let erased = &mut false;
                     let mut seen = |event: Arc<Event>| {
                         if event.message_id.is_some() {
                             *last_seen = event.message_id;
                         }
+                        *erased |= event.frame.starts_with(TICKET_DELETED);
                         event.frame.clone()
                     };
                     let first = seen(event);
                     let fresh = |e: &Arc<Event>| e.seq.is_none_or(|s| s > skip_through);
                     let more = || events.try_recv().ok().filter(fresh).map(&mut seen);
                     unless_cut(&cut_off, send_frames(socket, limit, first, more)).await?;
+                    if *erased {
+                        // The ticket's last event: nothing comes after it.
+                        close(socket, limit, NORMAL, "ticket deleted").await;
+                        return Ok(());
+                    }
                 }
                 None if cut_off.is_cut() => return Err(Stop::Blocked),
                 None => {

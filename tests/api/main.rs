@@ -12,6 +12,7 @@ mod chat;
 mod chat_llm;
 mod cli;
 mod email;
+mod erasure;
 mod export;
 mod fake_llm;
 mod feedback;

@@ -136,6 +136,13 @@ impl TicketSearch {
         self.queue(project, |q| q.reload.push(slug.clone()));
     }
 
+    /// Drops the project's index, if this node has one: after an erasure, so no entry of the
+    /// erased ticket outlives it in memory. The next search builds the index afresh from the
+    /// store, which no longer holds the ticket.
+    pub fn drop_index(&self, project: &ProjectId) {
+        lock(&self.shared.projects).remove(project);
+    }
+
     fn queue(&self, project: &ProjectId, add: impl FnOnce(&mut Queued)) {
         let Some(entry) = lock(&self.shared.projects).get(project).cloned() else {
             return;
@@ -504,6 +511,27 @@ impl TicketStore for Indexed {
             done(result)
         });
         inner.submit(project, slug, writes, done);
+    }
+
+    async fn erase_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<bool> {
+        // Before and after: a search between the two would rebuild from a store still
+        // holding part of the ticket.
+        self.search.drop_index(project);
+        let erased = self.store.erase_ticket(project, slug).await;
+        self.search.drop_index(project);
+        erased
+    }
+
+    async fn put_erasure(&self, erasure: &crate::store::Erasure) -> StoreResult<()> {
+        self.store.put_erasure(erasure).await
+    }
+
+    async fn delete_erasure(&self, project: &ProjectId, slug: &Slug) -> StoreResult<()> {
+        self.store.delete_erasure(project, slug).await
+    }
+
+    async fn pending_erasures(&self) -> StoreResult<Vec<crate::store::Erasure>> {
+        self.store.pending_erasures().await
     }
 }
 

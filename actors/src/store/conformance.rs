@@ -77,6 +77,8 @@ macro_rules! store_conformance_tests {
             a_project_keeps_its_identity_secrets,
             a_project_keeps_its_ticket_access_and_a_ticket_who_opened_it,
             inbound_mail_is_kept_per_ticket_and_key,
+            an_erased_ticket_leaves_no_row_and_the_others_keep_theirs,
+            erasures_are_noted_listed_and_forgotten,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -3218,4 +3220,172 @@ pub async fn inbound_mail_is_kept_per_ticket_and_key(store: Arc<dyn Store>) {
         store.get_inbound_mail(&p.id, &a, key).await.unwrap(),
         Some(mail)
     );
+}
+
+/// A ticket with every kind of row an erasure must find: messages, a note, a timeline entry,
+/// a read cursor, a contact, the chat that opened it, webhook deliveries about it and an audit
+/// record naming it by its title.
+async fn ticket_with_everything(
+    store: &Arc<dyn Store>,
+    p: &ProjectId,
+    e: &crate::webhook::Endpoint,
+    slug: &str,
+    contact: &crate::contact::Contact,
+) -> (Ticket, String) {
+    let session = Uuid::new_v4().to_string();
+    let mut t = ticket(p, slug, now_millis());
+    t.session_id = Some(session.clone());
+    t.contact = Some(Box::new(contact.on_ticket()));
+    let summary = serde_json::json!({ "slug": slug, "title": "Cannot log in" });
+    let created = crate::webhook::Delivery::new(
+        e,
+        crate::webhook::EventType::TicketCreated,
+        &summary,
+        now_millis(),
+    );
+    let ms = messages(2);
+    store
+        .create_ticket_with_history(&t, &ms[..1], &[created])
+        .await
+        .unwrap();
+    let told = serde_json::json!({ "ticket_slug": slug, "message": { "content": "message 1" } });
+    let posted = crate::webhook::Delivery::new(
+        e,
+        crate::webhook::EventType::MessageCreated,
+        &told,
+        now_millis(),
+    );
+    let record = crate::audit::AuditRecord::new(
+        p,
+        now_millis(),
+        crate::audit::AuditActor::AdminKey,
+        None,
+        "ticket.note_added",
+    )
+    .target(crate::audit::AuditTarget::new("ticket", slug).named("Cannot log in"));
+    let batch = vec![
+        TicketWrite::Message(ms[1].clone()),
+        TicketWrite::Delivery(posted),
+        TicketWrite::Note(note(None, "Alex", "Secret remark")),
+        TicketWrite::Audit(record),
+        cursor(Participant::Admin, ms[1].id),
+    ];
+    write(store.clone(), p, &t.slug, batch).await.unwrap();
+    store
+        .append_chat_turns(p, &session, &[turn(None, ChatRole::User, "I need help")])
+        .await
+        .unwrap();
+    (t, session)
+}
+
+pub async fn an_erased_ticket_leaves_no_row_and_the_others_keep_theirs(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let e = endpoint(&p.id, "https://a.example/hook");
+    store.create_endpoint(&e, 20).await.unwrap();
+    let ada = contact(&p.id, 1, "ada");
+    store.put_contact(&ada).await.unwrap();
+    let (gone, gone_session) =
+        ticket_with_everything(&store, &p.id, &e, "erased-ticket-001", &ada).await;
+    let (kept, kept_session) =
+        ticket_with_everything(&store, &p.id, &e, "kept-ticket-002", &ada).await;
+
+    assert!(store.erase_ticket(&p.id, &gone.slug).await.unwrap());
+
+    let (pid, slug) = (&p.id, &gone.slug);
+    assert_eq!(store.get_ticket(pid, slug).await.unwrap(), None);
+    let left = store
+        .list_messages(pid, slug, MessageRange::all())
+        .await
+        .unwrap();
+    assert!(left.is_empty());
+    assert!(store.list_notes(pid, slug).await.unwrap().is_empty());
+    assert!(store.list_activity(pid, slug).await.unwrap().is_empty());
+    assert!(store.read_cursors(pid, slug).await.unwrap().is_empty());
+    let chat = store.list_chat_turns(pid, &gone_session, 10).await.unwrap();
+    assert!(chat.is_empty());
+    let listed = store
+        .list_tickets(
+            pid,
+            &TicketQuery {
+                limit: 100,
+                ..TicketQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let slugs: Vec<&Slug> = listed.tickets.iter().map(|t| &t.slug).collect();
+    assert_eq!(slugs, [&kept.slug]);
+    let adas: Vec<Slug> = store
+        .contact_tickets(pid, ada.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.slug)
+        .collect();
+    assert_eq!(adas, std::slice::from_ref(&kept.slug));
+    let log = store.list_deliveries(pid, e.id, 10).await.unwrap();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log.iter().all(|d| d.concerns_ticket(kept.slug.as_str())));
+    // The trail still names the erased ticket, by slug only; the kept one keeps its title.
+    let all = crate::audit::AuditQuery {
+        member: None,
+        action: None,
+        since: None,
+        after: None,
+        limit: 100,
+    };
+    let trail = store.list_audit(pid, &all).await.unwrap().records;
+    let named = |s: &Slug| {
+        trail
+            .iter()
+            .find(|r| r.target.as_ref().is_some_and(|t| t.id == s.as_str()))
+            .and_then(|r| r.target.as_ref().unwrap().name.clone())
+    };
+    assert_eq!(named(&gone.slug), None);
+    assert_eq!(named(&kept.slug), Some("Cannot log in".to_owned()));
+
+    // The other ticket has all it had.
+    let kept_messages = store
+        .list_messages(pid, &kept.slug, MessageRange::all())
+        .await
+        .unwrap();
+    assert_eq!(kept_messages.len(), 2);
+    assert_eq!(store.list_notes(pid, &kept.slug).await.unwrap().len(), 1);
+    assert_eq!(store.read_cursors(pid, &kept.slug).await.unwrap().len(), 1);
+    let kept_chat = store.list_chat_turns(pid, &kept_session, 10).await.unwrap();
+    assert_eq!(kept_chat.len(), 1);
+
+    // Erasing again finds nothing, and the slug is free for a new ticket.
+    assert!(!store.erase_ticket(pid, slug).await.unwrap());
+    let again = ticket(pid, slug.as_str(), now_millis());
+    store.create_ticket(&again, &[]).await.unwrap();
+    let fresh = store
+        .list_messages(pid, slug, MessageRange::all())
+        .await
+        .unwrap();
+    assert!(fresh.is_empty());
+}
+
+pub async fn erasures_are_noted_listed_and_forgotten(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let erasure = |slug: &str| Erasure {
+        project_id: p.id.clone(),
+        slug: Slug::parse(slug).unwrap(),
+        requested_at: now_millis(),
+    };
+    let (a, b) = (erasure("erased-ticket-001"), erasure("erased-ticket-002"));
+    for e in [&a, &a, &b] {
+        store.put_erasure(e).await.unwrap();
+    }
+    let mine = |all: Vec<Erasure>| -> Vec<Erasure> {
+        let mut mine: Vec<Erasure> = all.into_iter().filter(|e| e.project_id == p.id).collect();
+        mine.sort_by(|x, y| x.slug.as_str().cmp(y.slug.as_str()));
+        mine
+    };
+    let pending = mine(store.pending_erasures().await.unwrap());
+    assert_eq!(pending, [a.clone(), b.clone()]);
+    store.delete_erasure(&p.id, &a.slug).await.unwrap();
+    // Forgetting one that is gone is no error.
+    store.delete_erasure(&p.id, &a.slug).await.unwrap();
+    assert_eq!(mine(store.pending_erasures().await.unwrap()), [b]);
 }

@@ -65,6 +65,7 @@ struct Data {
     /// By project and [`order_key`].
     contacts: BTreeMap<(ProjectId, String), Contact>,
     inbound_mail: HashMap<(ProjectId, Slug, String), crate::inbound_mail::InboundMail>,
+    erasures: BTreeMap<(ProjectId, Slug), Erasure>,
 }
 
 impl Data {
@@ -401,6 +402,40 @@ impl TicketStore for MemoryStore {
         }
         drop(gate);
         done(self.apply(&project, &slug, &writes));
+    }
+
+    async fn erase_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<bool> {
+        let mut data = lock(&self.data);
+        let rows = data.tickets.remove(&(project.clone(), slug.clone()));
+        if let Some(session) = rows.as_ref().and_then(|r| r.ticket.session_id.clone()) {
+            // The session's conversation row stays: it holds counts for reporting, no words.
+            data.turns.remove(&(project.clone(), session));
+        }
+        data.deliveries
+            .retain(|(p, _, _), d| !(p == project && d.concerns_ticket(slug.as_str())));
+        for ((p, _), record) in data.audit.iter_mut() {
+            if p == project {
+                crate::audit::redact_ticket(record, slug.as_str());
+            }
+        }
+        Ok(rows.is_some())
+    }
+
+    async fn put_erasure(&self, erasure: &Erasure) -> StoreResult<()> {
+        let key = (erasure.project_id.clone(), erasure.slug.clone());
+        lock(&self.data).erasures.insert(key, erasure.clone());
+        Ok(())
+    }
+
+    async fn delete_erasure(&self, project: &ProjectId, slug: &Slug) -> StoreResult<()> {
+        lock(&self.data)
+            .erasures
+            .remove(&(project.clone(), slug.clone()));
+        Ok(())
+    }
+
+    async fn pending_erasures(&self) -> StoreResult<Vec<Erasure>> {
+        Ok(lock(&self.data).erasures.values().cloned().collect())
     }
 }
 

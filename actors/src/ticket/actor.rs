@@ -56,6 +56,10 @@ pub enum TicketMsg {
     Persisted { through: u64, outcome: Outcome },
     /// Periodic housekeeping: prune gone subscribers, passivate when idle.
     Tick,
+    /// The ticket is being erased ([`Tickets::erase`](super::Tickets::erase)): tell the
+    /// subscribers `ticket_deleted`, take no more requests, and stop once the writes taken
+    /// in are settled.
+    Erase,
     /// Fail on purpose, so tests can watch the supervisor restart the actor.
     #[cfg(any(test, feature = "testing"))]
     Crash,
@@ -71,6 +75,7 @@ impl TicketMsg {
             TicketMsg::Typing { .. } => "typing",
             TicketMsg::Persisted { .. } => "persisted",
             TicketMsg::Tick => "tick",
+            TicketMsg::Erase => "erase",
             #[cfg(any(test, feature = "testing"))]
             TicketMsg::Crash => "crash",
         }
@@ -85,7 +90,13 @@ pub(super) async fn activate(
     deps: &TicketDeps,
     key: &TicketKey,
 ) -> Result<ActorRef<TicketMsg>, TicketError> {
+    if deps.erasing.contains_key(key) {
+        return Err(TicketError::NotFound);
+    }
     let lease = WriterLease::take(deps, key).await?;
+    if deps.erasing.contains_key(key) {
+        return Err(TicketError::NotFound);
+    }
     let durability = super::durability::for_ticket(deps, key).await?;
     let ticket = deps.store.get_ticket(&key.project, &key.slug).await?;
     let args = TicketArgs {
@@ -221,6 +232,7 @@ impl Actor for TicketActor {
                 state.persisted(&myself, through, outcome)?
             }
             TicketMsg::Tick => state.tick(&myself)?,
+            TicketMsg::Erase => state.erase(&myself)?,
             #[cfg(any(test, feature = "testing"))]
             TicketMsg::Crash => return Err("crash requested by a test".into()),
         }
@@ -413,6 +425,20 @@ impl TicketState {
         self.deps.registry.unroute(&self.key, &myself.get_cell());
         myself.drain()?;
         Ok(())
+    }
+
+    /// The last event of the ticket's subscribers; its sockets close once they have sent it
+    /// and their queue ends with the actor.
+    fn erase(&mut self, myself: &ActorRef<TicketMsg>) -> Result<(), ActorProcessingErr> {
+        let payload = events::encode(&events::TicketDeletedPayload {
+            slug: &self.key.slug,
+        });
+        self.subscribers.offer(Event {
+            frame: events::envelope("ticket_deleted", None, &payload),
+            message_id: None,
+            seq: None,
+        });
+        self.leave(myself, "the ticket is being erased")
     }
 
     fn tick(&mut self, myself: &ActorRef<TicketMsg>) -> Result<(), ActorProcessingErr> {

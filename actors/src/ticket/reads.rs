@@ -65,6 +65,9 @@ impl Tickets {
         key: &TicketKey,
         page: Option<MessagePage>,
     ) -> Result<Bytes, TicketError> {
+        if self.erasing(key) {
+            return Err(TicketError::NotFound);
+        }
         if self.deps.cluster.is_none() {
             if let Some(view) = page.is_none().then(|| self.deps.views.get(key)).flatten() {
                 return Ok(view.value().clone());

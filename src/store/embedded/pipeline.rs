@@ -194,6 +194,21 @@ pub(super) enum Write {
     PutInboundMail(fleety_actors::inbound_mail::InboundMail),
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
+    /// Erases a ticket and every row carrying its words, in one record.
+    EraseTicket {
+        project: ProjectId,
+        slug: Slug,
+    },
+    /// An erasure begun.
+    PutErasure(fleety_actors::store::Erasure),
+    /// An erasure finished.
+    DeleteErasure {
+        project: ProjectId,
+        slug: Slug,
+    },
+    /// Removes the words of everything erased so far from the files: answered once redb's
+    /// free pages and the log hold none of them (see `Writer::scrub`).
+    Scrub,
 }
 
 /// A write as queued: with the audit record of its change, if it has one, which goes in the
@@ -359,6 +374,7 @@ impl Default for ApplyTiming {
 /// Starts the two stages after group `last`.
 pub(super) fn start(
     db: Arc<Database>,
+    path: std::path::PathBuf,
     log: wal::Log,
     last: u64,
     timing: ApplyTiming,
@@ -385,6 +401,7 @@ pub(super) fn start(
     let (writer, queue) = std_mpsc::channel();
     let mut stage = Writer {
         db,
+        path,
         log,
         shared: shared.clone(),
         seq: last,
@@ -413,6 +430,8 @@ pub(super) fn start(
 /// so groups grow with the load.
 struct Writer {
     db: Arc<Database>,
+    /// redb's file, whose length bounds its free space.
+    path: std::path::PathBuf,
     log: wal::Log,
     shared: Arc<Shared>,
     /// The newest group number handed out.
@@ -442,6 +461,16 @@ impl Writer {
                 continue;
             }
             self.seq += 1;
+            // A scrub is answered after its group, once the files hold none of what was
+            // erased before it.
+            let mut scrubs = Vec::new();
+            group.retain_mut(|(write, _, reply)| {
+                if !matches!(write, Write::Scrub) {
+                    return true;
+                }
+                scrubs.push(std::mem::replace(reply, Box::new(|_| {})));
+                false
+            });
             let mut record = RecordBuf::new(self.seq);
             let mut rows = Rows {
                 overlay: self.shared.overlay(),
@@ -495,7 +524,50 @@ impl Writer {
                 // applier would otherwise find it only at its next look.
                 self.shared.wake_gatherer();
             }
+            if !scrubs.is_empty() {
+                let scrubbed = self.scrub();
+                if let Err(e) = &scrubbed {
+                    tracing::error!(error = %e, "cannot scrub the store's files after an erasure");
+                }
+                for reply in scrubs {
+                    reply(scrubbed.clone());
+                }
+            }
         }
+    }
+
+    /// Leaves nothing of the rows erased so far in the files. Once a checkpoint holds every
+    /// group up to this one, redb's free pages (where erased rows may linger) are overwritten
+    /// by filling a scratch table with zeros and emptying it again, and every log segment is
+    /// overwritten with zeros and the log begun afresh. Writes wait meanwhile: erasures are
+    /// rare, and a write logged during the scrub would be zeroed with the rest.
+    fn scrub(&mut self) -> StoreResult<()> {
+        let started = Instant::now();
+        // The applier checkpoints at least every `checkpoint_every` while it holds commits the
+        // log alone makes durable, so this wait is short.
+        while self.shared.checkpointed.load(Ordering::Acquire) < self.seq {
+            if self.shared.failed.load(Ordering::Acquire) {
+                return Err(store_failed());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(StoreError::Unavailable(
+                    "no checkpoint came to scrub the store's files".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Twice: pages the first round's commits free (and pages still pinned by a reader
+        // during the first) are overwritten by the second.
+        for _ in 0..2 {
+            overwrite_free_pages(&self.db, &self.path)?;
+        }
+        self.log.scrub(self.seq + 1).map_err(|e| {
+            // The log's files are in an unknown state: refuse writes until a restart.
+            self.shared.failed.store(true, Ordering::Release);
+            internal(e)
+        })?;
+        metrics::histogram!("fleety_store_scrub_seconds").record(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     /// Makes `record` durable in the log; nothing to do for a group that changed nothing.
@@ -1014,10 +1086,56 @@ impl Rows<'_> {
                     });
                 }
             }
-            Write::Barrier => {}
+            Write::Barrier | Write::Scrub => {}
+            Write::EraseTicket { project, slug } => {
+                record.push(&Op::EraseTicket {
+                    project: project.as_str(),
+                    slug: slug.as_str(),
+                });
+                self.set(Self::ticket_row(project, slug), false);
+            }
+            Write::PutErasure(e) => {
+                record.push(&Op::Erasure {
+                    project: e.project_id.as_str(),
+                    slug: e.slug.as_str(),
+                    json: &to_json(e)?,
+                });
+            }
+            Write::DeleteErasure { project, slug } => {
+                record.push(&Op::DeleteErasure {
+                    project: project.as_str(),
+                    slug: slug.as_str(),
+                });
+            }
         }
         Ok(())
     }
+}
+
+/// Writes zeros over redb's free pages: a scratch table is filled with zero-filled values
+/// as large as the file's free space and more, in a durable commit (redb allocates from its
+/// free pages before it grows the file), then emptied in another.
+fn overwrite_free_pages(db: &Database, path: &std::path::Path) -> StoreResult<()> {
+    use super::tables::SCRUB;
+    const VALUE: usize = 1024;
+    let txn = db.begin_write().map_err(internal)?;
+    let stats = txn.stats().map_err(internal)?;
+    let used = stats.allocated_pages() * stats.page_size() as u64;
+    let len = std::fs::metadata(path).map_or(used, |m| m.len());
+    // Free space plus a margin for the pages of partly filled regions and the filler's own
+    // branch pages.
+    let fill = len.saturating_sub(used) + (1 << 20);
+    {
+        let mut table = txn.open_table(SCRUB).map_err(internal)?;
+        let zeros = [0u8; VALUE];
+        for i in 0..fill.div_ceil(VALUE as u64) {
+            table.insert(i, zeros.as_slice()).map_err(internal)?;
+        }
+    }
+    txn.commit().map_err(internal)?;
+    let txn = db.begin_write().map_err(internal)?;
+    txn.delete_table(SCRUB).map_err(internal)?;
+    txn.commit().map_err(internal)
 }
 
 /// A delivery encoded for the log.

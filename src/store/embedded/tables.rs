@@ -85,6 +85,11 @@ pub(super) const CONTACT_TICKETS: TableDefinition<(&str, &str, i64, &str), ()> =
 /// (project, slug, mail key) -> the record of a reply by email posted on the ticket.
 pub(super) const INBOUND_MAIL: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("inbound_mail");
+/// Ticket erasures begun and not finished: (project, slug) to the JSON `Erasure`.
+pub(super) const ERASURES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("erasures");
+/// Filled with zeros and emptied again after an erasure, so the pages the erased rows leave
+/// free are overwritten (see `pipeline::Writer::scrub`).
+pub(super) const SCRUB: TableDefinition<u64, &[u8]> = TableDefinition::new("scrub");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest group a durable redb commit holds: replay starts after it.
 pub(super) const CHECKPOINT_KEY: &str = "log_checkpoint";
@@ -167,6 +172,7 @@ pub(super) struct Tables<'t> {
     emails: redb::Table<'t, &'static str, &'static [u8]>,
     emails_due: redb::Table<'t, (i64, &'static str), ()>,
     member_totp: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    erasures: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -200,6 +206,7 @@ impl<'t> Tables<'t> {
             emails: txn.open_table(EMAILS).map_err(internal)?,
             emails_due: txn.open_table(EMAILS_DUE).map_err(internal)?,
             member_totp: txn.open_table(MEMBER_TOTP).map_err(internal)?,
+            erasures: txn.open_table(ERASURES).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
     }
@@ -513,6 +520,23 @@ impl<'t> Tables<'t> {
                         .map_err(internal)?;
                 }
             }
+            Op::EraseTicket { project, slug } => return self.erase_ticket(project, slug),
+            Op::Erasure {
+                project,
+                slug,
+                json,
+            } => {
+                self.erasures
+                    .insert((project, slug), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteErasure { project, slug } => {
+                return Ok(self
+                    .erasures
+                    .remove((project, slug))
+                    .map_err(internal)?
+                    .is_some());
+            }
             Op::Email { id, due_ms, json } => {
                 // As a delivery: the old due entry goes by the stored row.
                 let old = self.emails.insert(id, json).map_err(internal)?;
@@ -531,5 +555,109 @@ impl<'t> Tables<'t> {
             }
         }
         Ok(true)
+    }
+
+    /// Removes every row of the ticket and every row carrying its words; whether its row was
+    /// there. Rows keyed by the slug go by their key whether or not the ticket's row is still
+    /// there; the chat transcript is found through the row.
+    fn erase_ticket(&mut self, project: &str, slug: &str) -> StoreResult<bool> {
+        let ticket = match self.tickets.remove((project, slug)).map_err(internal)? {
+            Some(row) => Some(from_json::<fleety_actors::domain::Ticket>(row.value())?),
+            None => None,
+        };
+        if let Some(t) = &ticket {
+            let created = t.created_at.timestamp_millis();
+            self.by_time
+                .remove((project, created, slug))
+                .map_err(internal)?;
+            if let Some(contact) = &t.contact {
+                let contact = contact.id.to_string();
+                self.contact_tickets
+                    .remove((project, contact.as_str(), created, slug))
+                    .map_err(internal)?;
+            }
+            if let Some(session) = &t.session_id {
+                let s = session.as_str();
+                let mut turns = Vec::new();
+                for row in self
+                    .chat
+                    .range::<(&str, &str, u64)>((project, s, 0)..=(project, s, u64::MAX))
+                    .map_err(internal)?
+                {
+                    turns.push(row.map_err(internal)?.0.value().2);
+                }
+                for ticks in turns {
+                    self.chat.remove((project, s, ticks)).map_err(internal)?;
+                }
+                // The session's conversation row stays: it holds counts for reporting, no
+                // words.
+            }
+        }
+        for table in [&mut self.messages, &mut self.notes, &mut self.activity] {
+            let mut ticks = Vec::new();
+            for row in table
+                .range::<(&str, &str, u64)>((project, slug, 0)..=(project, slug, u64::MAX))
+                .map_err(internal)?
+            {
+                ticks.push(row.map_err(internal)?.0.value().2);
+            }
+            for t in ticks {
+                table.remove((project, slug, t)).map_err(internal)?;
+            }
+        }
+        let mut readers = Vec::new();
+        for row in self
+            .cursors
+            .range::<(&str, &str, &str)>((project, slug, "")..=(project, slug, "~"))
+            .map_err(internal)?
+        {
+            readers.push(row.map_err(internal)?.0.value().2.to_owned());
+        }
+        for reader in readers {
+            self.cursors
+                .remove((project, slug, reader.as_str()))
+                .map_err(internal)?;
+        }
+        // Deliveries are keyed by endpoint, not ticket: the project's are read to find them.
+        let mut deliveries = Vec::new();
+        for row in self
+            .deliveries
+            .range::<(&str, &str, &str)>((project, "", "")..=(project, "~", "~"))
+            .map_err(internal)?
+        {
+            let (k, v) = row.map_err(internal)?;
+            let d = from_json::<Delivery>(v.value())?;
+            if d.concerns_ticket(slug) {
+                let (_, endpoint, id) = k.value();
+                deliveries.push((endpoint.to_owned(), id.to_owned()));
+            }
+        }
+        // The trail keeps its records of the ticket, without the title they name it by.
+        let mut redacted = Vec::new();
+        for row in self
+            .audit
+            .range::<(&str, i64, &str)>((project, i64::MIN, "")..=(project, i64::MAX, "~"))
+            .map_err(internal)?
+        {
+            let (k, v) = row.map_err(internal)?;
+            let mut record = from_json::<fleety_actors::audit::AuditRecord>(v.value())?;
+            if fleety_actors::audit::redact_ticket(&mut record, slug) {
+                let (_, at, id) = k.value();
+                redacted.push((at, id.to_owned(), to_json(&record)?));
+            }
+        }
+        for (at, id, json) in redacted {
+            self.audit
+                .insert((project, at, id.as_str()), json.as_slice())
+                .map_err(internal)?;
+        }
+        for (endpoint, id) in deliveries {
+            self.apply(&Op::DeleteDelivery {
+                project,
+                endpoint: &endpoint,
+                id: &id,
+            })?;
+        }
+        Ok(ticket.is_some())
     }
 }

@@ -218,6 +218,23 @@ pub enum Op<'a> {
         key: &'a str,
         json: &'a [u8],
     },
+    /// Erases a ticket and every row carrying its words (see `Tables::erase_ticket`). Names
+    /// the ticket only: the record of an erasure holds nothing of what it erases.
+    EraseTicket {
+        project: &'a str,
+        slug: &'a str,
+    },
+    /// An erasure begun (the JSON `Erasure`).
+    Erasure {
+        project: &'a str,
+        slug: &'a str,
+        json: &'a [u8],
+    },
+    /// An erasure finished.
+    DeleteErasure {
+        project: &'a str,
+        slug: &'a str,
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -536,6 +553,26 @@ impl RecordBuf {
                 put(b, slug.as_bytes());
                 put(b, key.as_bytes());
                 put(b, json);
+            }
+            Op::EraseTicket { project, slug } => {
+                b.push(52);
+                put(b, project.as_bytes());
+                put(b, slug.as_bytes());
+            }
+            Op::Erasure {
+                project,
+                slug,
+                json,
+            } => {
+                b.push(53);
+                put(b, project.as_bytes());
+                put(b, slug.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteErasure { project, slug } => {
+                b.push(54);
+                put(b, project.as_bytes());
+                put(b, slug.as_bytes());
             }
             Op::DeleteDelivery {
                 project,
@@ -958,6 +995,19 @@ impl<'a> Reader<'a> {
                 key: self.str()?,
                 json: self.bytes()?,
             },
+            52 => Op::EraseTicket {
+                project: self.str()?,
+                slug: self.str()?,
+            },
+            53 => Op::Erasure {
+                project: self.str()?,
+                slug: self.str()?,
+                json: self.bytes()?,
+            },
+            54 => Op::DeleteErasure {
+                project: self.str()?,
+                slug: self.str()?,
+            },
             _ => return None,
         })
     }
@@ -1140,6 +1190,50 @@ impl Log {
     pub fn sync(&mut self) -> io::Result<()> {
         self.current.file.sync_data()
     }
+
+    /// Overwrites every byte of every segment with zeros and starts the log afresh for
+    /// records from `next_seq` on: an erasure's way to leave none of the erased rows in the
+    /// log, stale records of a reused file included. The caller has made every group before
+    /// `next_seq` durable elsewhere (a checkpoint), so nothing the log held is needed. A crash
+    /// midway leaves zeroed files, which hold no record, beside records all checkpointed.
+    pub fn scrub(&mut self, next_seq: u64) -> io::Result<()> {
+        if let Some(old) = self.previous.take() {
+            zero(&old.file)?;
+            std::fs::remove_file(&old.path)?;
+        }
+        // Any other file in the directory (none is expected) goes too.
+        for (_, other) in segments(&self.dir)? {
+            if other != self.current.path {
+                let file = File::options().write(true).open(&other)?;
+                zero(&file)?;
+                std::fs::remove_file(&other)?;
+            }
+        }
+        zero(&self.current.file)?;
+        let path = segment_path(&self.dir, next_seq);
+        if path != self.current.path {
+            std::fs::rename(&self.current.path, &path)?;
+        }
+        sync_dir(&self.dir)?;
+        let file = self.current.file.try_clone()?;
+        self.current = Segment::begin(path, file, next_seq, 0)?;
+        self.written = 0;
+        self.current.file.sync_data()
+    }
+}
+
+/// Writes zeros over the whole of `file` and syncs them.
+fn zero(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_data()
 }
 
 #[cfg(test)]

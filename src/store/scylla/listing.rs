@@ -136,7 +136,7 @@ impl ScyllaStore {
 }
 
 /// The month a ticket is listed under: `YYYY-MM`, which sorts like time.
-fn bucket(t: DateTime<Utc>) -> String {
+pub(super) fn bucket(t: DateTime<Utc>) -> String {
     format!("{:04}-{:02}", t.year(), t.month())
 }
 

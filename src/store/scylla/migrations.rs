@@ -136,6 +136,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0029_ticket_access",
         include_str!("../../../cql/0029_ticket_access.cql"),
     ),
+    (
+        30,
+        "0030_ticket_erasure",
+        include_str!("../../../cql/0030_ticket_erasure.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

@@ -13,7 +13,8 @@
 //!
 //! One file per aggregate prepares its statements and implements its storage trait
 //! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`], [`members`],
-//! [`email`], [`audit`], which also says how a change carries its audit record, [`contacts`], [`inbound_mail`]); [`rows`]
+//! [`email`], [`audit`], which also says how a change carries its audit record, [`contacts`],
+//! [`inbound_mail`], [`erase`]); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
 mod audit;
@@ -23,6 +24,7 @@ mod config;
 mod contacts;
 mod email;
 mod inbound_mail;
+mod erase;
 mod kb;
 mod listing;
 mod members;
@@ -111,6 +113,7 @@ pub struct ScyllaStore {
     email: email::Statements,
     contacts: contacts::Statements,
     inbound_mail: inbound_mail::Statements,
+    erase: erase::Statements,
 }
 
 impl ScyllaStore {
@@ -148,6 +151,7 @@ impl ScyllaStore {
             email: email::Statements::prepare(&session, consistency, ks).await?,
             contacts: contacts::Statements::prepare(&session, consistency, ks).await?,
             inbound_mail: inbound_mail::Statements::prepare(&session, consistency, ks).await?,
+            erase: erase::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }

@@ -346,4 +346,25 @@ impl TicketStore for ScyllaStore {
             done(timed("scylla", "apply", apply).await);
         });
     }
+
+    async fn erase_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<bool> {
+        timed("scylla", "erase_ticket", self.erase(project, slug)).await
+    }
+
+    async fn put_erasure(&self, erasure: &fleety_actors::store::Erasure) -> StoreResult<()> {
+        timed("scylla", "put_erasure", self.put_erasure_row(erasure)).await
+    }
+
+    async fn delete_erasure(&self, project: &ProjectId, slug: &Slug) -> StoreResult<()> {
+        timed(
+            "scylla",
+            "delete_erasure",
+            self.delete_erasure_row(project, slug),
+        )
+        .await
+    }
+
+    async fn pending_erasures(&self) -> StoreResult<Vec<fleety_actors::store::Erasure>> {
+        timed("scylla", "pending_erasures", self.erasure_rows()).await
+    }
 }

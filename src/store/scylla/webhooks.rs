@@ -93,7 +93,7 @@ impl Statements {
     }
 }
 
-fn shard(delivery_id: &str) -> i32 {
+pub(super) fn shard(delivery_id: &str) -> i32 {
     (crc32fast::hash(delivery_id.as_bytes()) % DUE_SHARDS as u32) as i32
 }
 

@@ -1084,6 +1084,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{projectId}/tickets/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Erase a ticket and everything that carries its words
+         * @description Erases the ticket, its messages, internal notes and timeline, the assistant transcript of the chat that opened it, its entries in the ticket search index and the webhook deliveries about it. Its open sockets get a last `ticket_deleted` event and are closed; afterwards the ticket is unknown (404) to every request. On the embedded store the words are gone from the data directory's files when this answers. Recorded in the audit trail by slug only. A second DELETE of the same ticket answers 404.
+         */
+        delete: operations["eraseTicket"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{projectId}/tickets/{slug}/chat": {
         parameters: {
             query?: never;
@@ -1902,6 +1922,11 @@ export interface components {
             /** @enum {string} */
             type: "typing";
         } | {
+            payload: components["schemas"]["TicketDeletedPayload"];
+            ticket?: components["schemas"]["Slug"];
+            /** @enum {string} */
+            type: "ticket_deleted";
+        } | {
             payload: components["schemas"]["ErrorPayload"];
             ticket?: components["schemas"]["Slug"];
             /** @enum {string} */
@@ -2532,6 +2557,13 @@ export interface components {
             name: string | null;
             verified: boolean;
         };
+        /**
+         * @description The ticket was erased: the last event of its sockets, which the server then closes, and on
+         *     the project feed the word to drop it from the inbox.
+         */
+        TicketDeletedPayload: {
+            slug: components["schemas"]["Slug"];
+        };
         TicketEvent: {
             payload: components["schemas"]["SubscribedPayload"];
             /** @enum {string} */
@@ -2564,6 +2596,10 @@ export interface components {
             payload: components["schemas"]["TypingPayload"];
             /** @enum {string} */
             type: "typing";
+        } | {
+            payload: components["schemas"]["TicketDeletedPayload"];
+            /** @enum {string} */
+            type: "ticket_deleted";
         } | {
             payload: components["schemas"]["ErrorPayload"];
             /** @enum {string} */
@@ -8875,6 +8911,78 @@ export interface operations {
                 };
             };
             /** @description No such project */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    eraseTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The ticket's slug. */
+                slug: components["schemas"]["Slug"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Erased */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Done"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such ticket (or it was erased already) */
             404: {
                 headers: {
                     [name: string]: unknown;
