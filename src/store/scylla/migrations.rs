@@ -126,6 +126,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0026_email_outbox",
         include_str!("../../../cql/0026_email_outbox.cql"),
     ),
+    (
+        27,
+        "0027_visitor_mail",
+        include_str!("../../../cql/0027_visitor_mail.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in
