@@ -153,7 +153,28 @@ impl Application {
             },
             settings.limits.clients,
         )?;
-        accounts.mail = crate::mailer::Composer::new(&settings.email, store.clone(), outbox);
+        accounts.mail =
+            crate::mailer::Composer::new(&settings.email, store.clone(), outbox.clone());
+        let visitor_mail = crate::visitor_mail::VisitorMailer::new(
+            &settings.email,
+            store.clone(),
+            clock.clone(),
+            Tokens::new(
+                &secret,
+                &settings
+                    .auth
+                    .jwt_previous_secrets
+                    .iter()
+                    .map(|s| s.expose().as_bytes())
+                    .collect::<Vec<_>>(),
+                settings.auth.session_ttl.as_secs(),
+                clock.clone(),
+            ),
+            outbox,
+        );
+        if let (Some(mailer), Some(v)) = (&mailer, &visitor_mail) {
+            mailer.compose_for_visitors(v.clone());
+        }
         let ctx = Ctx {
             accounts,
             tokens: Tokens::new(
@@ -188,6 +209,7 @@ impl Application {
             webhook_store: store.clone(),
             canned_store: store.clone(),
             contact_store: store.clone(),
+            visitor_mail,
             audit_store: store.clone(),
             store: store.clone(),
             shutdown: CancellationToken::new(),

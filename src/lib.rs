@@ -19,6 +19,7 @@ pub mod identity;
 pub mod links;
 pub mod llm;
 pub mod mailer;
+pub mod visitor_mail;
 pub mod members;
 pub mod metrics;
 pub mod projects;

@@ -34,6 +34,9 @@ pub struct VisitorMail {
     /// The visitor asked for no more email about this ticket; final.
     #[serde(default)]
     pub unsubscribed: bool,
+    /// The language the visitor's widget last read the ticket in (`en`, `de`, `ar`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -46,6 +49,7 @@ impl VisitorMail {
             sent_through: None,
             first_email: None,
             unsubscribed: false,
+            lang: None,
             updated_at: now,
         }
     }
@@ -70,11 +74,27 @@ pub fn replied(
     Some(mail)
 }
 
-/// What to write when the visitor read the ticket (or opened its socket): the waiting email
-/// is cancelled. `None` when none waits.
-pub fn read(current: Option<VisitorMail>, now: DateTime<Utc>) -> Option<VisitorMail> {
-    let mut mail = current.filter(|m| m.due_at.is_some())?;
+/// What to write when the visitor read the ticket (or opened its socket), in `lang` when
+/// their request said: the waiting email is cancelled, and later ones speak their language.
+/// `None` when nothing changes.
+pub fn read(
+    current: Option<VisitorMail>,
+    project: &ProjectId,
+    slug: &Slug,
+    lang: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<VisitorMail> {
+    let waits = current.as_ref().is_some_and(|m| m.due_at.is_some());
+    let new_lang =
+        lang.filter(|l| current.as_ref().is_none_or(|m| m.lang.as_deref() != Some(*l)));
+    if !waits && new_lang.is_none() {
+        return None;
+    }
+    let mut mail = current.unwrap_or_else(|| VisitorMail::fresh(project, slug, now));
     mail.due_at = None;
+    if let Some(l) = new_lang {
+        mail.lang = Some(l.to_owned());
+    }
     mail.updated_at = now;
     Some(mail)
 }
@@ -174,10 +194,14 @@ mod tests {
             replied(Some(first.clone()), &p, &s, now + wait / 2, wait),
             None
         );
-        let cancelled = read(Some(first.clone()), now).unwrap();
+        let cancelled = read(Some(first.clone()), &p, &s, None, now).unwrap();
         assert_eq!(cancelled.due_at, None);
-        assert_eq!(read(Some(cancelled.clone()), now), None);
-        assert_eq!(read(None, now), None);
+        assert_eq!(read(Some(cancelled.clone()), &p, &s, None, now), None);
+        assert_eq!(read(None, &p, &s, None, now), None);
+        // A language is kept once, and changes only when the visitor's does.
+        let de = read(Some(cancelled), &p, &s, Some("de"), now).unwrap();
+        assert_eq!(de.lang.as_deref(), Some("de"));
+        assert_eq!(read(Some(de), &p, &s, Some("de"), now), None);
         // After an email, the next reply starts a new burst that threads under the first.
         let done = sent(first, "eml_a", MessageId::next(None, now), now);
         let again = replied(Some(done), &p, &s, now, wait).unwrap();

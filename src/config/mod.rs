@@ -140,6 +140,7 @@ pub const NAMES: &[(&str, &str)] = &[
     ("public_url", "email.public_url"),
     ("email_retry_schedule", "email.retry_schedule"),
     ("email_timeout_secs", "email.timeout_secs"),
+    ("visitor_email_after_secs", "email.visitor_after_secs"),
     ("cluster_nats_url", "cluster.nats_url"),
     ("cluster_node_id", "cluster.node_id"),
     ("cluster_lease_ttl_secs", "cluster.lease_ttl_secs"),
@@ -389,6 +390,10 @@ pub struct EmailSettings {
     /// How long one SMTP conversation may take.
     #[serde(rename = "timeout_secs", with = "values::secs::positive")]
     pub timeout: Duration,
+    /// How long after an agent's reply the visitor, if they have not read it nor had the
+    /// ticket open since, is emailed the replies they missed.
+    #[serde(rename = "visitor_after_secs", with = "values::secs::positive")]
+    pub visitor_after: Duration,
 }
 
 impl EmailSettings {
@@ -536,6 +541,7 @@ impl Default for Settings {
                 retry_schedule: RetrySchedule::parse("30s,5m,30m,2h,6h,12h")
                     .expect("a valid schedule"),
                 timeout: secs(30),
+                visitor_after: secs(120),
             },
             cluster: ClusterSettings {
                 nats_url: Vec::new(),

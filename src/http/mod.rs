@@ -30,6 +30,7 @@ pub mod tokens;
 pub mod totp;
 pub mod unanswered;
 pub mod upgrade;
+pub mod visitor_email;
 pub mod webhooks;
 pub mod ws;
 
@@ -72,6 +73,8 @@ pub struct Ctx {
     pub store: Arc<dyn fleety_actors::store::Store>,
     /// The projects' known visitors.
     pub contact_store: Arc<dyn fleety_actors::store::ContactStore>,
+    /// Emails to visitors after agents reply; `None` while email is off.
+    pub visitor_mail: Option<Arc<crate::visitor_mail::VisitorMailer>>,
     /// Cancelled when the server starts draining: sockets close with "going away".
     pub shutdown: CancellationToken,
     /// Long-lived sockets, so a drain can wait for them.

@@ -37,4 +37,5 @@ mod tags;
 mod tickets;
 mod tokens;
 mod totp;
+mod visitor_email;
 mod webhooks;

@@ -2984,6 +2984,7 @@ fn visitor_mail(
         sent_through: None,
         first_email: None,
         unsubscribed: false,
+        lang: Some("de".into()),
         updated_at: now_millis(),
     }
 }
