@@ -76,7 +76,7 @@ async fn a_visitor_who_left_gets_one_email_per_burst_threaded_with_a_link_and_an
     let note = app
         .admin_post(
             &format!("/v1/projects/demo/tickets/{slug}/notes"),
-            json!({ "content": "secret internal note" }),
+            json!({ "author": "Sam", "content": "secret internal note" }),
         )
         .await;
     assert!(note.status().is_success(), "{}", note.status());
