@@ -427,7 +427,7 @@ mod tests {
 
     #[test]
     fn a_letter_carries_every_reply_escaped_in_html_and_both_links() {
-        let now = Utc::now();
+        let now = chrono::Utc::now();
         let m = Message {
             id: MessageId::next(None, now),
             author: Participant::Admin,
