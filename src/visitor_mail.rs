@@ -199,7 +199,11 @@ pub struct Watching {
 
 impl Drop for Watching {
     fn drop(&mut self) {
-        let mut open = self.mailer.watching.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self
+            .mailer
+            .watching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(n) = open.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {

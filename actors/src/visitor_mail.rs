@@ -85,8 +85,11 @@ pub fn read(
     now: DateTime<Utc>,
 ) -> Option<VisitorMail> {
     let waits = current.as_ref().is_some_and(|m| m.due_at.is_some());
-    let new_lang =
-        lang.filter(|l| current.as_ref().is_none_or(|m| m.lang.as_deref() != Some(*l)));
+    let new_lang = lang.filter(|l| {
+        current
+            .as_ref()
+            .is_none_or(|m| m.lang.as_deref() != Some(*l))
+    });
     if !waits && new_lang.is_none() {
         return None;
     }
@@ -223,9 +226,18 @@ mod tests {
         let d = msg(Some(c.id), Participant::Admin, now);
         let all = vec![a.clone(), b.clone(), c.clone(), d.clone()];
         let ids = |v: Vec<&Message>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
-        assert_eq!(ids(unread_replies(&all, None, None)), vec![a.id, c.id, d.id]);
-        assert_eq!(ids(unread_replies(&all, Some(b.id), None)), vec![c.id, d.id]);
-        assert_eq!(ids(unread_replies(&all, Some(a.id), Some(c.id))), vec![d.id]);
+        assert_eq!(
+            ids(unread_replies(&all, None, None)),
+            vec![a.id, c.id, d.id]
+        );
+        assert_eq!(
+            ids(unread_replies(&all, Some(b.id), None)),
+            vec![c.id, d.id]
+        );
+        assert_eq!(
+            ids(unread_replies(&all, Some(a.id), Some(c.id))),
+            vec![d.id]
+        );
         assert!(unread_replies(&all, Some(d.id), None).is_empty());
     }
 

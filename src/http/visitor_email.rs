@@ -33,8 +33,8 @@ fn ticket_of(claims: Result<Claims, TokenError>) -> Result<(ProjectId, Slug), Ap
         TokenError::Expired => ApiError::unauthorized("the link has expired"),
         _ => ApiError::unauthorized("the link is not valid"),
     })?;
-    let project =
-        ProjectId::parse(&claims.pid).map_err(|_| ApiError::unauthorized("the link is not valid"))?;
+    let project = ProjectId::parse(&claims.pid)
+        .map_err(|_| ApiError::unauthorized("the link is not valid"))?;
     let slug =
         Slug::parse(&claims.sub).map_err(|_| ApiError::unauthorized("the link is not valid"))?;
     Ok((project, slug))
@@ -49,7 +49,10 @@ fn page(body: String) -> Response {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // The token is in the address: keep it out of other sites' logs.
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     resp
 }
 

@@ -87,8 +87,12 @@ async fn a_visitor_who_left_gets_one_email_per_burst_threaded_with_a_link_and_an
     assert!(first.text.contains("First <b>answer</b>") && first.text.contains("Second answer"));
     assert!(!first.text.contains("secret") && !first.html.contains("secret"));
     assert!(first.html.contains("First &lt;b&gt;answer&lt;/b&gt;"));
-    assert!(first.headers.contains("List-Unsubscribe: <https://help.fleety.test/v1/email/unsubscribe?token="));
-    assert!(first.headers.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+    assert!(first
+        .headers
+        .contains("List-Unsubscribe: <https://help.fleety.test/v1/email/unsubscribe?token="));
+    assert!(first
+        .headers
+        .contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
     assert!(!first.headers.contains("In-Reply-To"));
 
     // The next burst threads under the first email.
@@ -101,18 +105,27 @@ async fn a_visitor_who_left_gets_one_email_per_burst_threaded_with_a_link_and_an
     let second = crate::email::parse(&crate::email::received(&dir, &to)[1]);
     assert!(second.text.contains("Third answer") && !second.text.contains("First"));
     let root = format!("<{}>", first.message_id);
-    assert!(second.headers.contains(&format!("In-Reply-To: {root}")), "{}", second.headers);
+    assert!(
+        second.headers.contains(&format!("In-Reply-To: {root}")),
+        "{}",
+        second.headers
+    );
     assert!(second.headers.contains(&format!("References: {root}")));
 
     // The link opens the conversation: a page loading the widget on that ticket.
-    let page = reqwest::get(local(&app, &link_in(&second.text, "/v1/email/conversation")))
-        .await
-        .unwrap();
+    let page = reqwest::get(local(
+        &app,
+        &link_in(&second.text, "/v1/email/conversation"),
+    ))
+    .await
+    .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let body = page.text().await.unwrap();
     assert!(body.contains(&format!("[\"openTicket\",\"{slug}\"]")) || body.contains(&slug));
     assert!(body.contains("/widget.js"));
-    let forged = reqwest::get(app.url("/v1/email/conversation?token=forged")).await.unwrap();
+    let forged = reqwest::get(app.url("/v1/email/conversation?token=forged"))
+        .await
+        .unwrap();
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
 
     // One click unsubscribes (RFC 8058), and nothing more is sent about the ticket.
@@ -174,7 +187,9 @@ async fn an_email_due_across_a_restart_is_sent_once() {
     let app = spawn_with(options).await;
     clock.advance(Duration::seconds(121));
     let raw = crate::email::the_email(&dir, &to).await;
-    assert!(crate::email::parse(&raw).text.contains("Before the restart"));
+    assert!(crate::email::parse(&raw)
+        .text
+        .contains("Before the restart"));
     // Rounds after it find nothing more to send.
     let other = crate::email::address("after");
     let later = ticket_for(&app, &other).await;

@@ -3058,7 +3058,9 @@ pub async fn visitor_mails_come_due_in_order_and_an_email_rides_with_its_record(
         vec![later.clone()]
     );
     // Settled, so the outbox does not send it from a shared keyspace's later runs.
-    let settled = e.clone().settled(crate::email::EmailStatus::Sent, now_millis());
+    let settled = e
+        .clone()
+        .settled(crate::email::EmailStatus::Sent, now_millis());
     store.put_email(&settled, e.next_attempt_at).await.unwrap();
     let mut off = later.clone();
     off.due_at = None;

@@ -1150,7 +1150,9 @@ impl EmailStore for MemoryStore {
             .values()
             .filter(|m| m.due_at.is_some_and(|at| at <= now))
             .collect();
-        due.sort_by(|a, b| (a.due_at, &a.project_id, &a.slug).cmp(&(b.due_at, &b.project_id, &b.slug)));
+        due.sort_by(|a, b| {
+            (a.due_at, &a.project_id, &a.slug).cmp(&(b.due_at, &b.project_id, &b.slug))
+        });
         Ok(due.into_iter().take(limit).cloned().collect())
     }
 }

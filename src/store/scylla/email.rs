@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{ProjectId, Slug};
 use fleety_actors::email::{Email, RETENTION};
-use fleety_actors::visitor_mail::VisitorMail;
 use fleety_actors::member::MemberLink;
 use fleety_actors::store::{timed, EmailStore, StoreResult};
+use fleety_actors::visitor_mail::VisitorMail;
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
@@ -97,11 +97,7 @@ fn visitor_shard(project: &ProjectId, slug: &Slug) -> i32 {
 }
 
 impl ScyllaStore {
-    async fn visitor_row(
-        &self,
-        project: &str,
-        slug: &str,
-    ) -> StoreResult<Option<VisitorMail>> {
+    async fn visitor_row(&self, project: &str, slug: &str) -> StoreResult<Option<VisitorMail>> {
         let row = self
             .one_row::<(Option<String>,)>(&self.email.select_visitor, (project, slug))
             .await?;
