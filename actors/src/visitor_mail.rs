@@ -118,11 +118,11 @@ pub fn unsubscribed(
 
 /// The agents' replies the visitor has not read and no email carried yet, oldest first.
 /// Internal notes are not messages, so they never appear here.
-pub fn unread_replies<'a>(
-    messages: &'a [Message],
+pub fn unread_replies(
+    messages: &[Message],
     visitor_read: Option<MessageId>,
     sent_through: Option<MessageId>,
-) -> Vec<&'a Message> {
+) -> Vec<&Message> {
     let after = visitor_read.max(sent_through);
     messages
         .iter()
