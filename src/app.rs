@@ -164,7 +164,8 @@ impl Application {
             },
             settings.limits.clients,
         )?;
-        accounts.mail = crate::mailer::Composer::new(&settings.email, store.clone(), outbox);
+        accounts.mail =
+            crate::mailer::Composer::new(&settings.email, store.clone(), outbox.clone());
         let previous_secrets: Vec<&[u8]> = settings
             .auth
             .jwt_previous_secrets
@@ -182,6 +183,21 @@ impl Application {
             settings.auth.session_ttl.as_secs(),
             clock.clone(),
         );
+        let visitor_mail = crate::visitor_mail::VisitorMailer::new(
+            &settings.email,
+            store.clone(),
+            clock.clone(),
+            Tokens::new(
+                &secret,
+                &previous_secrets,
+                settings.auth.session_ttl.as_secs(),
+                clock.clone(),
+            ),
+            outbox,
+        );
+        if let (Some(mailer), Some(v)) = (&mailer, &visitor_mail) {
+            mailer.compose_for_visitors(v.clone());
+        }
         let ctx = Ctx {
             accounts,
             tokens,
@@ -207,6 +223,7 @@ impl Application {
             webhook_store: store.clone(),
             canned_store: store.clone(),
             contact_store: store.clone(),
+            visitor_mail,
             audit_store: store.clone(),
             store: store.clone(),
             shutdown: CancellationToken::new(),

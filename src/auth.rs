@@ -26,6 +26,13 @@ use subtle::ConstantTimeEq;
 const ISSUER: &str = "fleety";
 const SESSION_AUDIENCE: &str = "fleety-session";
 const FEED_AUDIENCE: &str = "fleety-feed";
+const VISITOR_LINK_AUDIENCE: &str = "fleety-visitor-link";
+const UNSUBSCRIBE_AUDIENCE: &str = "fleety-unsubscribe";
+/// The link in a visitor's email opens the conversation for this long.
+pub const VISITOR_LINK_TTL_SECS: i64 = 7 * 24 * 3600;
+/// An email's unsubscribe link works for this long: mail is read late, and unsubscribing
+/// from a ticket gives nothing away.
+pub const UNSUBSCRIBE_TTL_SECS: i64 = 90 * 24 * 3600;
 const LEEWAY_SECS: u64 = 5;
 /// Feed tokens only have to survive the moment between asking for one and opening the socket.
 pub const FEED_TOKEN_TTL_SECS: i64 = 60;
@@ -230,6 +237,28 @@ impl Tokens {
             return Err(TokenError::NotYetValid);
         }
         Ok(claims)
+    }
+
+    /// The signed link of a visitor's email back to ticket `slug` (its subject).
+    pub fn issue_visitor_link(&self, project: &ProjectId, slug: &str) -> IssuedToken {
+        let ttl = VISITOR_LINK_TTL_SECS;
+        self.issue(slug.into(), project, VISITOR_LINK_AUDIENCE, ttl, None, None)
+    }
+
+    /// The signed one-click unsubscribe from the emails about ticket `slug`.
+    pub fn issue_unsubscribe(&self, project: &ProjectId, slug: &str) -> IssuedToken {
+        let ttl = UNSUBSCRIBE_TTL_SECS;
+        self.issue(slug.into(), project, UNSUBSCRIBE_AUDIENCE, ttl, None, None)
+    }
+
+    /// A visitor-link token, for the project and ticket it names.
+    pub fn verify_visitor_link(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_any_project(token, VISITOR_LINK_AUDIENCE)
+    }
+
+    /// An unsubscribe token, for the project and ticket it names.
+    pub fn verify_unsubscribe(&self, token: &str) -> Result<Claims, TokenError> {
+        self.verify_any_project(token, UNSUBSCRIBE_AUDIENCE)
     }
 
     /// A session token for whichever project it names (used to describe the token itself).

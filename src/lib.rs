@@ -28,4 +28,5 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod totp;
+pub mod visitor_mail;
 pub mod webhooks;

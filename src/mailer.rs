@@ -19,6 +19,7 @@ use fleety_actors::email::{escape_html, Email, EmailKind, EmailStatus, Outbox};
 use fleety_actors::member::MemberLink;
 use fleety_actors::store::{EmailStore, StoreResult};
 use fleety_actors::webhook::RetrySchedule;
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -166,6 +167,8 @@ pub struct Mailer {
     outbox: Outbox,
     /// How long a claim on an attempt lasts: the SMTP conversation and room to record it.
     claim_for: chrono::TimeDelta,
+    /// Composes the visitors' due emails at the start of each round, once set.
+    visitor: std::sync::OnceLock<Arc<crate::visitor_mail::VisitorMailer>>,
 }
 
 impl Mailer {
@@ -190,6 +193,7 @@ impl Mailer {
             outbox,
             claim_for: chrono::TimeDelta::from_std(claim_for)
                 .unwrap_or(chrono::TimeDelta::minutes(5)),
+            visitor: std::sync::OnceLock::new(),
         })))
     }
 
@@ -213,6 +217,13 @@ impl Mailer {
             builder = builder
                 .in_reply_to(thread.clone())
                 .references(thread.clone());
+        }
+        // Every other header is the email's own list, so a new one (a `Reply-To`, say) is
+        // added where the email is composed.
+        for (name, value) in &e.headers {
+            let name = HeaderName::new_from_ascii(name.clone())
+                .map_err(|_| format!("not a header name: {name}"))?;
+            builder = builder.raw_header(HeaderValue::new(name, value.clone()));
         }
         builder
             .multipart(MultiPart::alternative_plain_html(
@@ -239,8 +250,16 @@ impl Mailer {
         }
     }
 
+    /// Has each round compose the visitors' due emails first.
+    pub fn compose_for_visitors(&self, visitor: Arc<crate::visitor_mail::VisitorMailer>) {
+        let _ = self.visitor.set(visitor);
+    }
+
     /// Sends what is due now, one email at a time.
     async fn round(&self) {
+        if let Some(visitor) = self.visitor.get() {
+            visitor.compose_due().await;
+        }
         loop {
             let due = match self.store.due_emails(self.clock.now(), ROUND).await {
                 Ok(due) => due,

@@ -983,3 +983,87 @@ async fn a_write_from_a_node_that_lost_its_ticket_is_refused_by_the_log() {
         .await
         .expect("the new owner appends");
 }
+
+#[tokio::test]
+#[ignore = "needs three nats-servers; scripts/test.sh runs it with --ignored"]
+async fn a_member_signed_in_on_one_node_is_signed_in_on_every_node_until_signing_out() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let fleet = Fleet::start("members").await;
+    let project = fleet.project.clone();
+    let url =
+        |i: usize, path: &str| format!("{}/v1/projects/{project}{path}", fleet.node(i).base());
+    let password = "correct horse battery";
+    let added = fleet
+        .http
+        .post(url(0, "/members"))
+        .bearer_auth(&fleet.admin_key)
+        .json(&json!({"email": "dana@example.com", "name": "Dana", "password": password, "role": "agent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201, "the admin key adds a member on node 0");
+    let signed = fleet
+        .http
+        .post(url(1, "/sign-in"))
+        .json(&json!({"email": "dana@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200, "she signs in on node 1");
+    let session = signed.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me = |i: usize| fleet.http.get(url(i, "/me")).bearer_auth(&session).send();
+    for i in 0..3 {
+        let resp = me(i).await.unwrap();
+        assert_eq!(resp.status(), 200, "node {i} accepts the session");
+        assert_eq!(resp.json::<Value>().await.unwrap()["name"], "Dana");
+    }
+    // Her reply through node 2 names her, as read from node 0.
+    let slug = fleet.open_ticket(0, "Which plan?").await;
+    let reply = fleet
+        .http
+        .post(format!(
+            "{}/v1/tickets/{project}/{slug}/messages",
+            fleet.node(2).base()
+        ))
+        .bearer_auth(&session)
+        .json(&json!({"content": "The yearly one.", "author": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 201, "node 2 takes her reply");
+    let ticket: Value = fleet
+        .http
+        .get(format!(
+            "{}/v1/tickets/{project}/{slug}",
+            fleet.node(0).base()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let last = ticket["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["agent"]["name"], "Dana", "{ticket}");
+    // Signed out on node 2: no node accepts the session any more.
+    let out = fleet
+        .http
+        .post(url(2, "/sign-out"))
+        .bearer_auth(&session)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    for i in 0..3 {
+        assert_eq!(me(i).await.unwrap().status(), 401, "node {i} refuses it");
+    }
+}

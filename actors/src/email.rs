@@ -24,6 +24,8 @@ pub const RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
 pub enum EmailKind {
     Invitation,
     PasswordReset,
+    /// Agents' replies the visitor has not read ([`crate::visitor_mail`]).
+    VisitorReply,
 }
 
 /// Where an email stands.
@@ -55,6 +57,10 @@ pub struct Email {
     /// clients thread them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<String>,
+    /// Headers of its own beyond the standard ones, as name and value (`List-Unsubscribe`);
+    /// cleared once settled, as they may carry a signed link.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
     pub status: EmailStatus,
     pub attempts: u32,
     /// When it is due; `None` once settled.
@@ -88,6 +94,7 @@ impl Email {
             text,
             html,
             thread: None,
+            headers: Vec::new(),
             status: EmailStatus::Pending,
             attempts: 0,
             next_attempt_at: Some(now),
@@ -103,6 +110,7 @@ impl Email {
         self.next_attempt_at = None;
         self.text.clear();
         self.html.clear();
+        self.headers.clear();
         if status == EmailStatus::Sent {
             self.sent_at = Some(at);
         }

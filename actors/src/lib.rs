@@ -50,6 +50,7 @@ pub mod telemetry;
 mod testkit;
 pub mod ticket;
 pub mod unanswered;
+pub mod visitor_mail;
 pub mod webhook;
 
 pub use message_id::MessageId;

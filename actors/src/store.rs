@@ -27,6 +27,7 @@ use crate::inbound_mail::InboundMail;
 use crate::member::{ApiToken, Member, MemberLink, MemberSession, MemberTotp};
 use crate::message_id::MessageId;
 use crate::unanswered::{Asked, UnansweredQuestion};
+use crate::visitor_mail::VisitorMail;
 use crate::webhook::{Delivery, Endpoint};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -496,6 +497,29 @@ pub trait EmailStore: Send + Sync + 'static {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> StoreResult<bool>;
+
+    /// A ticket's email state towards its visitor ([`crate::visitor_mail`]).
+    async fn get_visitor_mail(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+    ) -> StoreResult<Option<VisitorMail>>;
+    /// Creates or replaces a ticket's visitor-mail record, with `email` (the burst's email) in
+    /// the same durable write when there is one: neither is stored without the other.
+    /// `was_due` is when the record was due before this write, so the store finds it by its
+    /// new due time instead.
+    async fn put_visitor_mail(
+        &self,
+        mail: &VisitorMail,
+        was_due: Option<DateTime<Utc>>,
+        email: Option<&Email>,
+    ) -> StoreResult<()>;
+    /// Visitor-mail records due at `now`, soonest first, `limit` at most.
+    async fn due_visitor_mails(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<VisitorMail>>;
 }
 
 /// A project's members and their signed-in sessions ([`crate::member`]).

@@ -144,6 +144,7 @@ pub const NAMES: &[(&str, &str)] = &[
     ("email_timeout_secs", "email.timeout_secs"),
     ("reply_domain", "email.reply_domain"),
     ("inbound_email_secret", "email.inbound_secret"),
+    ("visitor_email_after_secs", "email.visitor_after_secs"),
     ("cluster_nats_url", "cluster.nats_url"),
     ("cluster_node_id", "cluster.node_id"),
     ("cluster_lease_ttl_secs", "cluster.lease_ttl_secs"),
@@ -400,6 +401,10 @@ pub struct EmailSettings {
     /// What the mail server presents to the inbound endpoint (bearer or basic password).
     #[serde(deserialize_with = "values::secret_of_at_least::<16, _>")]
     pub inbound_secret: Secret,
+    /// How long after an agent's reply the visitor, if they have not read it nor had the
+    /// ticket open since, is emailed the replies they missed.
+    #[serde(rename = "visitor_after_secs", with = "values::secs::positive")]
+    pub visitor_after: Duration,
 }
 
 impl EmailSettings {
@@ -549,6 +554,7 @@ impl Default for Settings {
                 timeout: secs(30),
                 reply_domain: None,
                 inbound_secret: Secret::default(),
+                visitor_after: secs(120),
             },
             cluster: ClusterSettings {
                 nats_url: Vec::new(),

@@ -32,6 +32,7 @@ pub mod tokens;
 pub mod totp;
 pub mod unanswered;
 pub mod upgrade;
+pub mod visitor_email;
 pub mod webhooks;
 pub mod ws;
 
@@ -76,6 +77,8 @@ pub struct Ctx {
     pub contact_store: Arc<dyn fleety_actors::store::ContactStore>,
     /// The tickets' reply-by-email addresses.
     pub replies: crate::reply_address::ReplyAddresses,
+    /// Emails to visitors after agents reply; `None` while email is off.
+    pub visitor_mail: Option<Arc<crate::visitor_mail::VisitorMailer>>,
     /// Cancelled when the server starts draining: sockets close with "going away".
     pub shutdown: CancellationToken,
     /// Long-lived sockets, so a drain can wait for them.

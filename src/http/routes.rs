@@ -16,7 +16,8 @@ use warp::Filter;
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
     assets, assignees, assistant, audit, canned, chat, contacts, export, inbound, kb, members,
-    openapi, projects_api, session, tickets, tokens, totp, unanswered, webhooks, ws, Ctx,
+    openapi, projects_api, session, tickets, tokens, totp, unanswered, visitor_email, webhooks,
+    ws, Ctx,
 };
 
 /// The routes, built once.
@@ -139,7 +140,8 @@ fn routes() -> Vec<Route> {
         .refuses(409, "The ticket is closed, or a request with this Idempotency-Key is still in progress")
         .refuses(422, "This Idempotency-Key was used for a different message"),
         Route::new(patch(), "/v1/tickets/{projectId}/{slug}/messages/read", "markRead", "Mark every message of a ticket read", Public, |b| {
-            b.param("slug").and(b.public()).and(b.ctx()).and(b.optional_json()).then(tickets::mark_read).boxed()
+            let language = warp::header::optional::<String>("accept-language");
+            b.param("slug").and(b.public()).and(b.ctx()).and(language).and(b.optional_json()).then(tickets::mark_read).boxed()
         })
         .tag("tickets")
         .counted_per_session()
@@ -166,7 +168,8 @@ fn routes() -> Vec<Route> {
         .refuses(404, "No such project or ticket")
         .refuses(409, "The ticket was rated already, is not resolved yet, or the project asks for no ratings"),
         Route::new(get(), "/v1/tickets/{projectId}/{slug}/ws", "ticketSocket", "A ticket's realtime events (WebSocket)", Public, |b| {
-            b.param("slug").and(b.websocket()).and(b.public()).and(b.ctx()).and(b.query()).then(ws::ticket_socket).boxed()
+            let language = warp::header::optional::<String>("accept-language");
+            b.param("slug").and(b.websocket()).and(b.public()).and(b.ctx()).and(language).and(b.query()).then(ws::ticket_socket).boxed()
         })
         .tag("realtime")
         .counted_per_session()
@@ -816,6 +819,36 @@ fn routes() -> Vec<Route> {
         })
         .tag("server")
         .answers(200, "The OpenAPI document", Json(object)),
+        // The links of a visitor's email: the signed token is the credential.
+        Route::new(get(), "/v1/email/conversation", "openEmailConversation", "Open a ticket's conversation from a visitor's email", Anyone, |b| {
+            b.ctx().and(b.query()).then(visitor_email::conversation).boxed()
+        })
+        .tag("email")
+        .describe("The link of an email sent to a visitor after agents replied: with a valid, unexpired token (7 days), a page that loads the project's widget on that ticket's conversation.")
+        .query::<visitor_email::TokenQuery>()
+        .answers(200, "The page", Other("text/html; charset=utf-8"))
+        .refuses(400, "No token")
+        .refuses(401, "The token is forged or expired")
+        .refuses(404, "The ticket no longer exists"),
+        Route::new(get(), "/v1/email/unsubscribe", "unsubscribeEmailPage", "Confirm unsubscribing from a ticket's emails", Anyone, |b| {
+            b.ctx().and(b.query()).then(visitor_email::unsubscribe_page).boxed()
+        })
+        .tag("email")
+        .describe("A page with one button that unsubscribes (a POST): following the link alone changes nothing, so mail scanners unsubscribe nobody.")
+        .query::<visitor_email::TokenQuery>()
+        .answers(200, "The page", Other("text/html; charset=utf-8"))
+        .refuses(400, "No token")
+        .refuses(401, "The token is forged or expired"),
+        Route::new(post(), "/v1/email/unsubscribe", "unsubscribeEmail", "Unsubscribe from a ticket's emails (one click, RFC 8058)", Anyone, |b| {
+            b.ctx().and(b.query()).then(visitor_email::unsubscribe).boxed()
+        })
+        .tag("email")
+        .describe("The `List-Unsubscribe` address of a visitor's email, which mail clients POST `List-Unsubscribe=One-Click` to (the body is not needed). The visitor gets no more email about that ticket.")
+        .query::<visitor_email::TokenQuery>()
+        .answers(200, "Unsubscribed", Json(schema::<super::Done>))
+        .refuses(400, "No token")
+        .refuses(401, "The token is forged or expired")
+        .refuses(404, "This server sends no email"),
         Route::new(get(), "/healthz", "health", "Liveness", Anyone, |_| {
             warp::any().map(super::health).boxed()
         })
@@ -965,6 +998,9 @@ mod tests {
         ("operatorListMembers", Operator),
         ("operatorAddMember", Operator),
         ("home", Anyone),
+        ("openEmailConversation", Anyone),
+        ("unsubscribeEmailPage", Anyone),
+        ("unsubscribeEmail", Anyone),
         ("openapi", Anyone),
         ("health", Anyone),
         ("metrics", Anyone),

@@ -301,6 +301,14 @@ pub async fn post_message(
                 super::audit::by_visitor(&visitor, &meta).filter(|_| author == Participant::Admin);
             let posted = audit::acting(by, ctx.system.tickets.run(&key, post));
             let message = posted.await?.into_message()?;
+            if author == Participant::Admin {
+                if let Some(mail) = &ctx.visitor_mail {
+                    // The reply stands either way; a burst not started only means no email.
+                    if let Err(e) = mail.replied(&key.project, &key.slug).await {
+                        tracing::warn!(error = %e, "starting a visitor email failed");
+                    }
+                }
+            }
             let data = MessageView::new(&message, &[]);
             Ok(json(
                 StatusCode::CREATED,
@@ -342,7 +350,13 @@ pub struct MarkedRead {
 }
 
 /// PATCH /v1/tickets/{projectId}/{slug}/messages/read
-pub async fn mark_read(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: MarkRead) -> Response {
+pub async fn mark_read(
+    slug: String,
+    visitor: Visitor,
+    ctx: Arc<Ctx>,
+    language: Option<String>,
+    req: MarkRead,
+) -> Response {
     respond(
         async {
             let key = ticket_key(&visitor.project, &slug)?;
@@ -350,6 +364,14 @@ pub async fn mark_read(slug: String, visitor: Visitor, ctx: Arc<Ctx>, req: MarkR
             super::ticket_access::admit(&ctx, &visitor, &key).await?;
             let read = ctx.system.tickets.run(&key, Command::MarkRead { reader });
             let up_to = read.await?.into_read()?;
+            if reader == Participant::User {
+                if let Some(mail) = &ctx.visitor_mail {
+                    let lang = language.as_deref();
+                    if let Err(e) = mail.read(&key.project, &key.slug, lang).await {
+                        tracing::warn!(error = %e, "cancelling a visitor email failed");
+                    }
+                }
+            }
             Ok(json(
                 StatusCode::OK,
                 &MarkedRead {

@@ -227,6 +227,7 @@ pub async fn ticket_socket(
     ws: WsRequest,
     visitor: Visitor,
     ctx: Arc<Ctx>,
+    language: Option<String>,
     query: TicketSocketQuery,
 ) -> Response {
     respond(
@@ -241,13 +242,24 @@ pub async fn ticket_socket(
             };
             super::ticket_access::admit(&ctx, &visitor, &key).await?;
             let subscription = ctx.system.tickets.subscribe(&key, since).await?;
+            // A visitor with the ticket open is reading it: no email waits while they are.
+            let watching = match (&ctx.visitor_mail, visitor.admin) {
+                (Some(mail), false) => {
+                    let lang = language.as_deref();
+                    if let Err(e) = mail.read(&key.project, &key.slug, lang).await {
+                        tracing::warn!(error = %e, "cancelling a visitor email failed");
+                    }
+                    Some(mail.watch(&key.project, &key.slug))
+                }
+                _ => None,
+            };
             let token = ctx.sockets.token();
             let ctx3 = ctx.clone();
             let config = socket_config(&ctx.settings);
             // Straight to the async fn: an async block here would keep its own copy of every
             // argument beside the relay's for as long as the socket lives.
             Ok(ws.upgrade(config, move |socket| {
-                relay_ticket(socket, ctx3, key, subscription, since, token)
+                relay_ticket(socket, ctx3, key, subscription, since, (token, watching))
             }))
         }
         .await,
@@ -454,7 +466,8 @@ async fn relay_ticket(
     key: TicketKey,
     subscription: Subscription,
     since: Option<MessageId>,
-    _token: TaskTrackerToken,
+    // Held for as long as the socket lives.
+    _held: (TaskTrackerToken, Option<crate::visitor_mail::Watching>),
 ) {
     let _open = OpenGauge::new("fleety_websockets_open", "ticket");
     // The client has everything up to `since`, or (without it) everything before it joined.

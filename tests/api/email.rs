@@ -14,7 +14,7 @@ use crate::helpers::*;
 const PASSWORD: &str = "correct horse battery";
 
 /// The SMTP server's URL and where its messages land, or `None` to skip (said on purpose).
-fn smtp() -> Option<(String, PathBuf)> {
+pub fn smtp() -> Option<(String, PathBuf)> {
     let url = std::env::var("FLEETY_TEST_SMTP").unwrap_or_else(|_| {
         panic!(
             "FLEETY_TEST_SMTP is not set: the email tests need an SMTP server. Run the whole \
@@ -47,12 +47,12 @@ async fn spawn_mailing(url: &str) -> TestApp {
 }
 
 /// A unique address, so a test finds its own messages among every test's.
-fn address(who: &str) -> String {
+pub fn address(who: &str) -> String {
     format!("{who}-{}@example.com", uuid::Uuid::new_v4().simple())
 }
 
 /// The raw messages received for `to` so far.
-fn received(dir: &PathBuf, to: &str) -> Vec<Vec<u8>> {
+pub fn received(dir: &PathBuf, to: &str) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -82,7 +82,7 @@ fn received(dir: &PathBuf, to: &str) -> Vec<Vec<u8>> {
 }
 
 /// Waits for the first message to `to`.
-async fn the_email(dir: &PathBuf, to: &str) -> Vec<u8> {
+pub async fn the_email(dir: &PathBuf, to: &str) -> Vec<u8> {
     eventually(&format!("an email to {to}"), async || {
         !received(dir, to).is_empty()
     })
@@ -90,14 +90,14 @@ async fn the_email(dir: &PathBuf, to: &str) -> Vec<u8> {
     received(dir, to).remove(0)
 }
 
-struct Parsed {
-    headers: String,
-    text: String,
-    html: String,
-    message_id: String,
+pub struct Parsed {
+    pub headers: String,
+    pub text: String,
+    pub html: String,
+    pub message_id: String,
 }
 
-fn parse(raw: &[u8]) -> Parsed {
+pub fn parse(raw: &[u8]) -> Parsed {
     let m = mail_parser::MessageParser::default()
         .parse(raw)
         .expect("a well-formed message");

@@ -40,4 +40,5 @@ mod ticket_access;
 mod tickets;
 mod tokens;
 mod totp;
+mod visitor_email;
 mod webhooks;

@@ -71,6 +71,7 @@ macro_rules! store_conformance_tests {
             audit_records_past_the_retention_leave_the_trail,
             emails_come_due_in_order_are_claimed_once_and_settle,
             a_member_link_and_its_email_are_one_write,
+            visitor_mails_come_due_in_order_and_an_email_rides_with_its_record,
             contacts_are_put_read_replaced_and_kept_per_project,
             contacts_list_in_id_order_page_by_page_and_a_search_stays_within_its_scan,
             a_contacts_tickets_come_newest_first_and_only_theirs,
@@ -2974,6 +2975,104 @@ pub async fn a_member_link_and_its_email_are_one_write(store: Arc<dyn Store>) {
         .clone()
         .settled(crate::email::EmailStatus::Sent, now_millis());
     store.put_email(&sent, e.next_attempt_at).await.unwrap();
+}
+
+fn visitor_mail(
+    p: &ProjectId,
+    slug: &str,
+    due: Option<DateTime<Utc>>,
+) -> crate::visitor_mail::VisitorMail {
+    crate::visitor_mail::VisitorMail {
+        project_id: p.clone(),
+        slug: Slug::parse(slug).unwrap(),
+        due_at: due,
+        sent_through: None,
+        first_email: None,
+        unsubscribed: false,
+        lang: Some("de".into()),
+        updated_at: now_millis(),
+    }
+}
+
+pub async fn visitor_mails_come_due_in_order_and_an_email_rides_with_its_record(
+    store: Arc<dyn Store>,
+) {
+    let p = project();
+    // A time of its own, far back, as for the outbox's emails.
+    let base = DateTime::from_timestamp_millis(
+        631_152_000_000 + i64::from(rand::random::<u32>() % 1_000_000) * 60_000,
+    )
+    .unwrap();
+    let a = visitor_mail(&p.id, "brave-lynx-001", Some(base + Duration::seconds(2)));
+    let b = visitor_mail(&p.id, "brave-lynx-002", Some(base + Duration::seconds(1)));
+    let c = visitor_mail(&p.id, "brave-lynx-003", None);
+    for m in [&a, &b, &c] {
+        store.put_visitor_mail(m, None, None).await.unwrap();
+    }
+    let mine = |all: Vec<crate::visitor_mail::VisitorMail>| {
+        all.into_iter()
+            .filter(|m| m.project_id == p.id)
+            .collect::<Vec<_>>()
+    };
+    let due = |at| {
+        let store = store.clone();
+        async move { store.due_visitor_mails(at, 1000).await.unwrap() }
+    };
+    assert_eq!(
+        mine(due(base + Duration::milliseconds(1500)).await),
+        vec![b.clone()]
+    );
+    assert_eq!(
+        mine(due(base + Duration::seconds(5)).await),
+        vec![b.clone(), a.clone()],
+        "soonest first, never one that waits for nothing"
+    );
+    assert_eq!(
+        store.get_visitor_mail(&p.id, &c.slug).await.unwrap(),
+        Some(c.clone())
+    );
+    let none = Slug::parse("brave-lynx-999").unwrap();
+    assert_eq!(store.get_visitor_mail(&p.id, &none).await.unwrap(), None);
+
+    // Sent: the record no longer waits and the email is in the outbox, from one write.
+    let mut e = email(&p.id, 9, base + Duration::seconds(2));
+    e.kind = crate::email::EmailKind::VisitorReply;
+    e.id = crate::visitor_mail::email_id(&p.id, &a.slug, a.due_at.unwrap());
+    e.headers = vec![("List-Unsubscribe".into(), "<https://x.org/u?t=1>".into())];
+    let through = crate::message_id::MessageId::next(None, base);
+    let done = crate::visitor_mail::sent(a.clone(), &e.id, through, now_millis());
+    store
+        .put_visitor_mail(&done, a.due_at, Some(&e))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_visitor_mail(&p.id, &a.slug).await.unwrap(),
+        Some(done)
+    );
+    assert_eq!(store.get_email(&e.id).await.unwrap(), Some(e.clone()));
+    // Moved later: found at its new time only.
+    let mut later = b.clone();
+    later.due_at = Some(base + Duration::seconds(10));
+    store
+        .put_visitor_mail(&later, b.due_at, None)
+        .await
+        .unwrap();
+    assert!(mine(due(base + Duration::seconds(5)).await).is_empty());
+    assert_eq!(
+        mine(due(base + Duration::seconds(10)).await),
+        vec![later.clone()]
+    );
+    // Settled, so the outbox does not send it from a shared keyspace's later runs.
+    let settled = e
+        .clone()
+        .settled(crate::email::EmailStatus::Sent, now_millis());
+    store.put_email(&settled, e.next_attempt_at).await.unwrap();
+    let mut off = later.clone();
+    off.due_at = None;
+    store
+        .put_visitor_mail(&off, later.due_at, None)
+        .await
+        .unwrap();
 }
 
 fn contact(project: &ProjectId, n: u128, external_id: &str) -> crate::contact::Contact {

@@ -62,6 +62,7 @@ struct Data {
     canned: BTreeMap<(ProjectId, Uuid), CannedReply>,
     audit: BTreeMap<(ProjectId, AuditCursor), AuditRecord>,
     emails: BTreeMap<String, crate::email::Email>,
+    visitor_mails: BTreeMap<(ProjectId, Slug), VisitorMail>,
     /// By project and [`order_key`].
     contacts: BTreeMap<(ProjectId, String), Contact>,
     inbound_mail: HashMap<(ProjectId, Slug, String), crate::inbound_mail::InboundMail>,
@@ -1151,6 +1152,47 @@ impl EmailStore for MemoryStore {
                 .get(&email.id)
                 .is_some_and(|c| c.next_attempt_at == email.next_attempt_at);
         Ok(self.claims.claim_id(&email.id, still_due, now, until))
+    }
+
+    async fn get_visitor_mail(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+    ) -> StoreResult<Option<VisitorMail>> {
+        let key = (project.clone(), slug.clone());
+        Ok(lock(&self.data).visitor_mails.get(&key).cloned())
+    }
+
+    async fn put_visitor_mail(
+        &self,
+        mail: &VisitorMail,
+        _was_due: Option<DateTime<Utc>>,
+        email: Option<&crate::email::Email>,
+    ) -> StoreResult<()> {
+        let mut data = lock(&self.data);
+        let key = (mail.project_id.clone(), mail.slug.clone());
+        data.visitor_mails.insert(key, mail.clone());
+        if let Some(e) = email {
+            data.emails.insert(e.id.clone(), e.clone());
+        }
+        Ok(())
+    }
+
+    async fn due_visitor_mails(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<VisitorMail>> {
+        let data = lock(&self.data);
+        let mut due: Vec<&VisitorMail> = data
+            .visitor_mails
+            .values()
+            .filter(|m| m.due_at.is_some_and(|at| at <= now))
+            .collect();
+        due.sort_by(|a, b| {
+            (a.due_at, &a.project_id, &a.slug).cmp(&(b.due_at, &b.project_id, &b.slug))
+        });
+        Ok(due.into_iter().take(limit).cloned().collect())
     }
 }
 

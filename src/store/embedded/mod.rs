@@ -36,6 +36,7 @@ use fleety_actors::store::{
 };
 use fleety_actors::telemetry;
 use fleety_actors::unanswered::{self, Asked, UnansweredQuestion};
+use fleety_actors::visitor_mail::VisitorMail;
 use fleety_actors::webhook::{Delivery, Endpoint};
 use fleety_actors::MessageId;
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -48,7 +49,7 @@ use tables::{
     CHAT_CONVERSATIONS, CHAT_TURNS, CHECKPOINT_KEY, CONTACTS, CONTACT_TICKETS, DELIVERIES,
     DELIVERIES_DUE, EMAILS, EMAILS_DUE, INBOUND_MAIL, MEMBERS, MEMBER_EMAILS, MEMBER_LINKS,
     MEMBER_SESSIONS, MEMBER_TOTP, MESSAGES, META, NOTES, PROJECTS, READ_CURSORS, TICKETS,
-    TICKETS_BY_TIME, UNANSWERED, WEBHOOKS,
+    TICKETS_BY_TIME, UNANSWERED, VISITOR_MAILS, VISITOR_MAILS_DUE, WEBHOOKS,
 };
 
 pub struct EmbeddedStore {
@@ -1480,6 +1481,58 @@ impl EmailStore for EmbeddedStore {
         let still_due = email.next_attempt_at.is_some()
             && current.is_some_and(|c| c.next_attempt_at == email.next_attempt_at);
         Ok(self.claims.claim_id(&email.id, still_due, now, until))
+    }
+
+    async fn get_visitor_mail(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+    ) -> StoreResult<Option<VisitorMail>> {
+        let (project, slug) = (project.clone(), slug.clone());
+        self.read("get_visitor_mail", move |txn| {
+            let rows = txn.open_table(VISITOR_MAILS).map_err(internal)?;
+            rows.get((project.as_str(), slug.as_str()))
+                .map_err(internal)?
+                .map(|row| from_json::<VisitorMail>(row.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_visitor_mail(
+        &self,
+        mail: &VisitorMail,
+        _was_due: Option<chrono::DateTime<chrono::Utc>>,
+        email: Option<&Email>,
+    ) -> StoreResult<()> {
+        let write = Write::PutVisitorMail(mail.clone(), email.cloned());
+        self.write("put_visitor_mail", write).await
+    }
+
+    async fn due_visitor_mails(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<VisitorMail>> {
+        let now = now.timestamp_millis();
+        self.read("due_visitor_mails", move |txn| {
+            let due = txn.open_table(VISITOR_MAILS_DUE).map_err(internal)?;
+            let rows = txn.open_table(VISITOR_MAILS).map_err(internal)?;
+            let mut out = Vec::new();
+            for entry in due
+                .range::<(i64, &str, &str)>(..(now.saturating_add(1), "", ""))
+                .map_err(internal)?
+                .take(limit)
+            {
+                let (key, _) = entry.map_err(internal)?;
+                let (_, project, slug) = key.value();
+                if let Some(row) = rows.get((project, slug)).map_err(internal)? {
+                    out.push(from_json::<VisitorMail>(row.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 

@@ -179,6 +179,12 @@ pub(super) enum Write {
     /// A link with the outbox email that carries it, in one record.
     PutMemberLinkWithEmail(MemberLink, fleety_actors::email::Email),
     PutEmail(fleety_actors::email::Email),
+    /// A ticket's visitor-mail record, with the email of its burst when there is one, in one
+    /// record.
+    PutVisitorMail(
+        fleety_actors::visitor_mail::VisitorMail,
+        Option<fleety_actors::email::Email>,
+    ),
     /// Refused with NotFound unless the link exists: of two deletes, one wins.
     DeleteMemberLink {
         project: String,
@@ -1066,6 +1072,18 @@ impl Rows<'_> {
                 self.set(Row::MemberLink(project.to_owned(), l.id.clone()), true);
             }
             Write::PutEmail(e) => record.push(&email_op(e, &to_json(e)?)),
+            Write::PutVisitorMail(m, e) => {
+                let json = to_json(m)?;
+                record.push(&Op::VisitorMail {
+                    project: m.project_id.as_str(),
+                    slug: m.slug.as_str(),
+                    due_ms: m.due_at.map(|at| at.timestamp_millis()),
+                    json: &json,
+                });
+                if let Some(e) = e {
+                    record.push(&email_op(e, &to_json(e)?));
+                }
+            }
             Write::DeleteMemberLink { project, id } => {
                 let row = Row::MemberLink(project.clone(), id.clone());
                 // Decided on the writer thread, one write at a time: of two uses of a link,

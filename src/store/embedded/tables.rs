@@ -75,6 +75,13 @@ pub(super) const EMAILS: TableDefinition<&str, &[u8]> = TableDefinition::new("em
 /// (due in ms, email id): the emails waiting for an attempt, soonest first. An email has an
 /// entry exactly while it has a due time.
 pub(super) const EMAILS_DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("emails_due");
+/// (project, slug) -> the ticket's visitor-mail record JSON.
+pub(super) const VISITOR_MAILS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("visitor_mails");
+/// (due in ms, project, slug): the visitor-mail records whose email waits, soonest first. A
+/// record has an entry exactly while it has a due time.
+pub(super) const VISITOR_MAILS_DUE: TableDefinition<(i64, &str, &str), ()> =
+    TableDefinition::new("visitor_mails_due");
 /// (project, contact order key) -> contact JSON: a project's known visitors, in id order.
 pub(super) const CONTACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("contacts");
 /// (project, contact order key, ticket created_at in ms, slug): the tickets a contact opened,
@@ -171,6 +178,8 @@ pub(super) struct Tables<'t> {
     api_tokens: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     emails: redb::Table<'t, &'static str, &'static [u8]>,
     emails_due: redb::Table<'t, (i64, &'static str), ()>,
+    visitor_mails: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    visitor_mails_due: redb::Table<'t, (i64, &'static str, &'static str), ()>,
     member_totp: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     erasures: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
@@ -205,6 +214,8 @@ impl<'t> Tables<'t> {
             api_tokens: txn.open_table(API_TOKENS).map_err(internal)?,
             emails: txn.open_table(EMAILS).map_err(internal)?,
             emails_due: txn.open_table(EMAILS_DUE).map_err(internal)?,
+            visitor_mails: txn.open_table(VISITOR_MAILS).map_err(internal)?,
+            visitor_mails_due: txn.open_table(VISITOR_MAILS_DUE).map_err(internal)?,
             member_totp: txn.open_table(MEMBER_TOTP).map_err(internal)?,
             erasures: txn.open_table(ERASURES).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
@@ -551,6 +562,35 @@ impl<'t> Tables<'t> {
                 }
                 if let Some(due) = due_ms {
                     self.emails_due.insert((due, id), ()).map_err(internal)?;
+                }
+            }
+            Op::VisitorMail {
+                project,
+                slug,
+                due_ms,
+                json,
+            } => {
+                let old = self
+                    .visitor_mails
+                    .insert((project, slug), json)
+                    .map_err(internal)?;
+                let was_due = match old {
+                    Some(row) => {
+                        from_json::<fleety_actors::visitor_mail::VisitorMail>(row.value())?
+                            .due_at
+                            .map(|at| at.timestamp_millis())
+                    }
+                    None => None,
+                };
+                if let Some(was) = was_due {
+                    self.visitor_mails_due
+                        .remove((was, project, slug))
+                        .map_err(internal)?;
+                }
+                if let Some(due) = due_ms {
+                    self.visitor_mails_due
+                        .insert((due, project, slug), ())
+                        .map_err(internal)?;
                 }
             }
         }

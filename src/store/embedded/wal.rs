@@ -198,6 +198,14 @@ pub enum Op<'a> {
         due_ms: Option<i64>,
         json: &'a [u8],
     },
+    /// A ticket's visitor-mail record as now written, and when it is due (`None` while no
+    /// email waits).
+    VisitorMail {
+        project: &'a str,
+        slug: &'a str,
+        due_ms: Option<i64>,
+        json: &'a [u8],
+    },
     /// A contact as now written (issue 28); the id is its order key.
     Contact {
         project: &'a str,
@@ -518,6 +526,20 @@ impl RecordBuf {
             Op::Email { id, due_ms, json } => {
                 b.push(85);
                 put(b, id.as_bytes());
+                b.push(u8::from(due_ms.is_some()));
+                b.extend_from_slice(&due_ms.unwrap_or(0).to_le_bytes());
+                put(b, json);
+            }
+            // 86 to 88 are the visitor mails' (issue 28; 86 taken).
+            Op::VisitorMail {
+                project,
+                slug,
+                due_ms,
+                json,
+            } => {
+                b.push(86);
+                put(b, project.as_bytes());
+                put(b, slug.as_bytes());
                 b.push(u8::from(due_ms.is_some()));
                 b.extend_from_slice(&due_ms.unwrap_or(0).to_le_bytes());
                 put(b, json);
@@ -978,6 +1000,20 @@ impl<'a> Reader<'a> {
                 },
                 json: self.bytes()?,
             },
+            86 => Op::VisitorMail {
+                project: self.str()?,
+                slug: self.str()?,
+                due_ms: {
+                    let present = *self.take(1)?.first()?;
+                    let due = self.u64()? as i64;
+                    match present {
+                        0 => None,
+                        1 => Some(due),
+                        _ => return None,
+                    }
+                },
+                json: self.bytes()?,
+            },
             80 => Op::Contact {
                 project: self.str()?,
                 id: self.str()?,
@@ -1333,6 +1369,18 @@ mod tests {
             },
             Op::Email {
                 id: "eml_1",
+                due_ms: None,
+                json: b"{}",
+            },
+            Op::VisitorMail {
+                project: "p1",
+                slug: "swift-bear-053",
+                due_ms: Some(9),
+                json: b"{}",
+            },
+            Op::VisitorMail {
+                project: "p1",
+                slug: "swift-bear-053",
                 due_ms: None,
                 json: b"{}",
             },

@@ -1,5 +1,6 @@
 //! The CQL store's email outbox (`cql/0026_email_outbox.cql`): the emails, and the sharded
-//! index of those waiting for an attempt.
+//! index of those waiting for an attempt; and the tickets' visitor-mail records
+//! (`cql/0027_visitor_mail.cql`) with their own sharded due index.
 //!
 //! A link and the email carrying it are one logged batch, so neither is stored without the
 //! other. A sender claims an attempt with a lightweight transaction on the email's row; writing
@@ -7,9 +8,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use fleety_actors::domain::{ProjectId, Slug};
 use fleety_actors::email::{Email, RETENTION};
 use fleety_actors::member::MemberLink;
 use fleety_actors::store::{timed, EmailStore, StoreResult};
+use fleety_actors::visitor_mail::VisitorMail;
 use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
@@ -27,6 +30,11 @@ pub(super) struct Statements {
     insert_due: PreparedStatement,
     delete_due: PreparedStatement,
     select_due: PreparedStatement,
+    upsert_visitor: PreparedStatement,
+    select_visitor: PreparedStatement,
+    insert_visitor_due: PreparedStatement,
+    delete_visitor_due: PreparedStatement,
+    select_visitor_due: PreparedStatement,
     consistency: Consistency,
 }
 
@@ -45,6 +53,11 @@ impl Statements {
             insert_due: p(format!("INSERT INTO {ks}.email_due (shard, due_at, email_id) VALUES (?, ?, ?)")).await?,
             delete_due: p(format!("DELETE FROM {ks}.email_due WHERE shard = ? AND due_at = ? AND email_id = ?")).await?,
             select_due: p(format!("SELECT due_at, email_id FROM {ks}.email_due WHERE shard = ? AND due_at <= ? LIMIT ?")).await?,
+            upsert_visitor: p(format!("INSERT INTO {ks}.visitor_mail (project_id, slug, body, due_at) VALUES (?, ?, ?, ?)")).await?,
+            select_visitor: p(format!("SELECT body FROM {ks}.visitor_mail WHERE project_id = ? AND slug = ?")).await?,
+            insert_visitor_due: p(format!("INSERT INTO {ks}.visitor_mail_due (shard, due_at, project_id, slug) VALUES (?, ?, ?, ?)")).await?,
+            delete_visitor_due: p(format!("DELETE FROM {ks}.visitor_mail_due WHERE shard = ? AND due_at = ? AND project_id = ? AND slug = ?")).await?,
+            select_visitor_due: p(format!("SELECT due_at, project_id, slug FROM {ks}.visitor_mail_due WHERE shard = ? AND due_at <= ? LIMIT ?")).await?,
             consistency,
         })
     }
@@ -78,7 +91,55 @@ fn row_values(e: &Email) -> StoreResult<RowValues<'_>> {
     ))
 }
 
+fn visitor_shard(project: &ProjectId, slug: &Slug) -> i32 {
+    let key = format!("{}/{}", project.as_str(), slug.as_str());
+    shard(&key)
+}
+
 impl ScyllaStore {
+    async fn visitor_row(&self, project: &str, slug: &str) -> StoreResult<Option<VisitorMail>> {
+        let row = self
+            .one_row::<(Option<String>,)>(&self.email.select_visitor, (project, slug))
+            .await?;
+        match row {
+            Some((Some(body),)) => Ok(Some(serde_json::from_str(&body).map_err(internal)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// As [`Self::due_email_rows`], for the visitor-mail records.
+    async fn due_visitor_rows(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<VisitorMail>> {
+        let per_shard = i32::try_from(limit).unwrap_or(i32::MAX);
+        let reads = (0..DUE_SHARDS).map(|s| {
+            self.all_rows::<(DateTime<Utc>, String, String)>(
+                &self.email.select_visitor_due,
+                (s, now, per_shard),
+            )
+        });
+        let mut entries = Vec::new();
+        for rows in futures_util::future::join_all(reads).await {
+            entries.extend(rows?);
+        }
+        entries.sort();
+        entries.truncate(limit);
+        let mut out = Vec::with_capacity(entries.len());
+        for (due_at, project, slug) in entries {
+            match self.visitor_row(&project, &slug).await? {
+                Some(m) if same_ms(m.due_at, due_at) => out.push(m),
+                _ => {
+                    let s = shard(&format!("{project}/{slug}"));
+                    let values = (s, due_at, project.as_str(), slug.as_str());
+                    self.write(&self.email.delete_visitor_due, values).await?
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn email_row(&self, id: &str) -> StoreResult<Option<Email>> {
         let row = self
             .one_row::<(Option<String>,)>(&self.email.select, (id,))
@@ -195,6 +256,77 @@ impl EmailStore for ScyllaStore {
             let values = (ttl(email), until, email.id.as_str(), now, due);
             self.claim(&self.email.claim, values).await
         })
+        .await
+    }
+
+    async fn get_visitor_mail(
+        &self,
+        project: &ProjectId,
+        slug: &Slug,
+    ) -> StoreResult<Option<VisitorMail>> {
+        timed(
+            "scylla",
+            "get_visitor_mail",
+            self.visitor_row(project.as_str(), slug.as_str()),
+        )
+        .await
+    }
+
+    /// With an email, the record and the email are one logged batch; the due entries follow,
+    /// as for the outbox's emails.
+    async fn put_visitor_mail(
+        &self,
+        mail: &VisitorMail,
+        was_due: Option<DateTime<Utc>>,
+        email: Option<&Email>,
+    ) -> StoreResult<()> {
+        timed("scylla", "put_visitor_mail", async {
+            let (project, slug) = (mail.project_id.as_str(), mail.slug.as_str());
+            let body = serde_json::to_string(mail).map_err(internal)?;
+            let record = (project, slug, body, mail.due_at);
+            match email {
+                Some(e) => {
+                    let mut batch = Batch::new(BatchType::Logged);
+                    batch.append_statement(self.email.upsert_visitor.clone());
+                    batch.append_statement(self.email.upsert.clone());
+                    batch.set_consistency(self.email.consistency);
+                    batch.set_request_timeout(Some(REQUEST_TIMEOUT));
+                    batch.set_is_idempotent(true);
+                    self.session
+                        .batch(&batch, (record, row_values(e)?))
+                        .await
+                        .map_err(execution)?;
+                    if let Some(at) = e.next_attempt_at {
+                        self.write(&self.email.insert_due, (shard(&e.id), at, e.id.as_str()))
+                            .await?;
+                    }
+                }
+                None => self.write(&self.email.upsert_visitor, record).await?,
+            }
+            let s = visitor_shard(&mail.project_id, &mail.slug);
+            if let Some(at) = mail.due_at {
+                self.write(&self.email.insert_visitor_due, (s, at, project, slug))
+                    .await?;
+            }
+            if let Some(was) = was_due.filter(|was| !same_ms(mail.due_at, *was)) {
+                self.write(&self.email.delete_visitor_due, (s, was, project, slug))
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_visitor_mails(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<VisitorMail>> {
+        timed(
+            "scylla",
+            "due_visitor_mails",
+            self.due_visitor_rows(now, limit),
+        )
         .await
     }
 }

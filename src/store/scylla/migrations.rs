@@ -127,6 +127,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../cql/0026_email_outbox.cql"),
     ),
     (
+        27,
+        "0027_visitor_mail",
+        include_str!("../../../cql/0027_visitor_mail.cql"),
+    ),
+    (
         28,
         "0028_inbound_mail",
         include_str!("../../../cql/0028_inbound_mail.cql"),

@@ -193,20 +193,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/inbound/email": {
+    "/v1/email/conversation": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * Open a ticket's conversation from a visitor's email
+         * @description The link of an email sent to a visitor after agents replied: with a valid, unexpired token (7 days), a page that loads the project's widget on that ticket's conversation.
+         */
+        get: operations["openEmailConversation"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/email/unsubscribe": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Confirm unsubscribing from a ticket's emails
+         * @description A page with one button that unsubscribes (a POST): following the link alone changes nothing, so mail scanners unsubscribe nobody.
+         */
+        get: operations["unsubscribeEmailPage"];
         put?: never;
         /**
-         * Post a reply by email on its ticket
-         * @description The raw RFC 5322 message, as a mail server pipes it or a provider forwards it, sent to a ticket's reply address (`reply+TOKEN@FLEETY_REPLY_DOMAIN`, found in Delivered-To, X-Original-To, To or Cc). The text part (or the HTML part as text) without the quoted history and the signature is posted as the visitor's message, or as the agent's when From is the address of one of the project's members. The same mail (by Message-ID) delivered again posts nothing and is answered 200.
+         * Unsubscribe from a ticket's emails (one click, RFC 8058)
+         * @description The `List-Unsubscribe` address of a visitor's email, which mail clients POST `List-Unsubscribe=One-Click` to (the body is not needed). The visitor gets no more email about that ticket.
          */
-        post: operations["receiveEmail"];
+        post: operations["unsubscribeEmail"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1084,26 +1108,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/projects/{projectId}/tickets/{slug}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        /**
-         * Erase a ticket and everything that carries its words
-         * @description Erases the ticket, its messages, internal notes and timeline, the assistant transcript of the chat that opened it, its entries in the ticket search index and the webhook deliveries about it. Its open sockets get a last `ticket_deleted` event and are closed; afterwards the ticket is unknown (404) to every request. On the embedded store the words are gone from the data directory's files when this answers. Recorded in the audit trail by slug only. A second DELETE of the same ticket answers 404.
-         */
-        delete: operations["eraseTicket"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/v1/projects/{projectId}/tickets/{slug}/chat": {
         parameters: {
             query?: never;
@@ -1301,7 +1305,7 @@ export interface paths {
         put?: never;
         /**
          * Open a ticket
-         * @description With a session token as the bearer, the ticket remembers the visitor's session. When the project's `ticket_access` is `session`, the answer carries a `ticket_key` unless a verified contact's session opened the ticket.
+         * @description With a session token as the bearer, the ticket remembers the visitor's session.
          */
         post: operations["createTicket"];
         delete?: never;
@@ -1804,15 +1808,6 @@ export interface components {
             /** @description Shown once: only its hash is stored. */
             admin_key: string;
         };
-        /** @description A new ticket, and the key that opens it when the project's tickets need one. */
-        CreatedTicket: components["schemas"]["Ticket"] & {
-            /**
-             * @description Only when the project's `ticket_access` is `session` and no verified contact opened the
-             *     ticket: the credential that opens it from now on, shown this once. Send it as
-             *     `X-Ticket-Key` (on the socket, as the subprotocol `fleety.key.<key>`).
-             */
-            ticket_key?: string | null;
-        };
         /** @description A new token, with its secret: shown this once. */
         CreatedToken: components["schemas"]["ApiToken"] & {
             /** @description Send it as `Authorization: Bearer <secret>`. It cannot be shown again. */
@@ -1921,11 +1916,6 @@ export interface components {
             ticket?: components["schemas"]["Slug"];
             /** @enum {string} */
             type: "typing";
-        } | {
-            payload: components["schemas"]["TicketDeletedPayload"];
-            ticket?: components["schemas"]["Slug"];
-            /** @enum {string} */
-            type: "ticket_deleted";
         } | {
             payload: components["schemas"]["ErrorPayload"];
             ticket?: components["schemas"]["Slug"];
@@ -2303,12 +2293,6 @@ export interface components {
             csat_enabled: boolean;
             name: string;
             project_id: components["schemas"]["ProjectId"];
-            /**
-             * @description Who may read and write a ticket on the public endpoints: `slug`, whoever knows its
-             *     slug; `session`, only the session that opened it, its verified contact's sessions,
-             *     the holder of its ticket key and the agents.
-             */
-            ticket_access: components["schemas"]["TicketAccess"];
         };
         /** @description A project's id: 1 to 64 letters, digits, '_' or '-'. */
         ProjectId: string;
@@ -2352,19 +2336,6 @@ export interface components {
             /** Format: date-time */
             read_at: string;
             reader: components["schemas"]["Participant"];
-        };
-        /** @description A reply by email, posted on its ticket. */
-        ReplyReceived: {
-            /** @description This mail was posted before; nothing new was posted. */
-            duplicate: boolean;
-            /** @description "Reply posted", or "Reply already posted" for a mail delivered again. */
-            message: string;
-            /** @description The message the reply was posted as. */
-            message_id: components["schemas"]["MessageId"];
-            /** @description The project of the ticket. */
-            project_id: string;
-            /** @description The ticket the reply was posted on. */
-            slug: string;
         };
         /** @description A reset asked for by address. */
         ResetRequest: {
@@ -2530,11 +2501,6 @@ export interface components {
             messages: components["schemas"]["Message"][];
             next_before?: null | components["schemas"]["MessageId"];
         };
-        /**
-         * @description How a project's tickets are guarded on the public endpoints.
-         * @enum {string}
-         */
-        TicketAccess: "slug" | "session";
         /** @description The chat that led to a ticket. */
         TicketChat: {
             /** @description The visitor's session; null when the ticket was not opened from a chat. */
@@ -2556,13 +2522,6 @@ export interface components {
             /** @description Null when not known. */
             name: string | null;
             verified: boolean;
-        };
-        /**
-         * @description The ticket was erased: the last event of its sockets, which the server then closes, and on
-         *     the project feed the word to drop it from the inbox.
-         */
-        TicketDeletedPayload: {
-            slug: components["schemas"]["Slug"];
         };
         TicketEvent: {
             payload: components["schemas"]["SubscribedPayload"];
@@ -2597,16 +2556,10 @@ export interface components {
             /** @enum {string} */
             type: "typing";
         } | {
-            payload: components["schemas"]["TicketDeletedPayload"];
-            /** @enum {string} */
-            type: "ticket_deleted";
-        } | {
             payload: components["schemas"]["ErrorPayload"];
             /** @enum {string} */
             type: "error";
         };
-        /** @description The `ticket_key` the ticket's creation answered with. Only looked at when the project's `ticket_access` is `session`; a wrong key is treated as none. */
-        TicketKeyHeader: string;
         /** @description A page of tickets, newest first. */
         TicketList: {
             /** @description Pass it as `cursor` for the next page; null on the last. */
@@ -2696,12 +2649,6 @@ export interface components {
         ToolCall: {
             /** @description What to tell the visitor. */
             message: string;
-            /**
-             * @description Only when the project's `ticket_access` is `session` and the session names no verified
-             *     contact: the ticket's key, shown this once, which opens the ticket after this session
-             *     has ended (see `createTicket`).
-             */
-            ticket_key?: string | null;
             ticket_slug: components["schemas"]["Slug"];
             /** @description The id of this answer, to rate it by (`POST /v1/chat/turns/{turnId}/feedback`). */
             turn_id: string;
@@ -2787,7 +2734,6 @@ export interface components {
             /** @description Whether the widget asks visitors to rate a resolved ticket. */
             csat_enabled?: boolean | null;
             name?: null | components["schemas"]["ProjectName"];
-            ticket_access?: null | components["schemas"]["TicketAccess"];
         };
         /** @description Who the visitor behind a ticket is, when the site knows: either may be missing. */
         VisitorContact: {
@@ -3717,39 +3663,28 @@ export interface operations {
             };
         };
     };
-    receiveEmail: {
+    openEmailConversation: {
         parameters: {
-            query?: never;
+            query: {
+                /** @description The token the email's link carries. */
+                token: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
-        requestBody: {
-            content: {
-                "application/octet-stream": string;
-                "message/rfc822": string;
-            };
-        };
+        requestBody?: never;
         responses: {
-            /** @description This mail was posted before; nothing new was posted */
+            /** @description The page */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ReplyReceived"];
+                    "text/html; charset=utf-8": string;
                 };
             };
-            /** @description The reply was posted */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ReplyReceived"];
-                };
-            };
-            /** @description The body is not an email message */
+            /** @description No token */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3758,7 +3693,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description No inbound email secret, or a wrong one */
+            /** @description The token is forged or expired */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3767,16 +3702,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Reply by email is off (no FLEETY_REPLY_DOMAIN or FLEETY_INBOUND_EMAIL_SECRET) */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description No reply address of this server among the recipients, a forged or altered token, or a ticket that no longer exists */
+            /** @description The ticket no longer exists */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3785,8 +3711,42 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The ticket is closed */
-            409: {
+            /** @description The server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    unsubscribeEmailPage: {
+        parameters: {
+            query: {
+                /** @description The token the email's link carries. */
+                token: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html; charset=utf-8": string;
+                };
+            };
+            /** @description No token */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3794,8 +3754,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The message is larger than 10 MiB */
-            413: {
+            /** @description The token is forged or expired */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3803,8 +3763,42 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The body is not message/rfc822 or application/octet-stream */
-            415: {
+            /** @description The server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    unsubscribeEmail: {
+        parameters: {
+            query: {
+                /** @description The token the email's link carries. */
+                token: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Unsubscribed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Done"];
+                };
+            };
+            /** @description No token */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3812,8 +3806,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The email has no text part, no text of its own once the quoted history and signature are left out, or more than a message may hold */
-            422: {
+            /** @description The token is forged or expired */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3821,8 +3815,8 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The server failed; nothing about it is told to the client */
-            500: {
+            /** @description This server sends no email */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3830,7 +3824,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            /** @description The server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -8941,78 +8935,6 @@ export interface operations {
             };
         };
     };
-    eraseTicket: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The project's id. */
-                projectId: components["schemas"]["ProjectId"];
-                /** @description The ticket's slug. */
-                slug: components["schemas"]["Slug"];
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Erased */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Done"];
-                };
-            };
-            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description No such ticket (or it was erased already) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description The server failed; nothing about it is told to the client */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
-            503: {
-                headers: {
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-        };
-    };
     ticketChat: {
         parameters: {
             query?: never;
@@ -10175,7 +10097,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["CreatedTicket"];
+                    "application/json": components["schemas"]["Ticket"];
                 };
             };
             /** @description The body is not the JSON this operation takes */
@@ -10312,10 +10234,7 @@ export interface operations {
                 /** @description Only messages older than this one. */
                 before?: components["schemas"]["MessageId"];
             };
-            header?: {
-                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
-                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
-            };
+            header?: never;
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];
@@ -10544,8 +10463,6 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
-                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
                 /** @description Names this request, so a retry of it is not carried out twice. */
                 "Idempotency-Key"?: components["schemas"]["IdempotencyKey"];
             };
@@ -10737,10 +10654,7 @@ export interface operations {
     markRead: {
         parameters: {
             query?: never;
-            header?: {
-                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
-                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
-            };
+            header?: never;
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];
@@ -10899,10 +10813,7 @@ export interface operations {
     rateTicket: {
         parameters: {
             query?: never;
-            header?: {
-                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
-                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
-            };
+            header?: never;
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];
@@ -11079,10 +10990,7 @@ export interface operations {
                 /** @description The newest message the client has: the socket first sends every message after it. */
                 since?: components["schemas"]["MessageId"];
             };
-            header?: {
-                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
-                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
-            };
+            header?: never;
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];

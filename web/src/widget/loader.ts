@@ -156,6 +156,13 @@ function start(script: HTMLScriptElement) {
         state.identity = identity as Identity;
         return mounted?.identify(state.identity);
       }
+      case "openTicket": {
+        // The page behind a visitor's email link: that ticket's conversation, shown at once.
+        const slug = String(args[0] || "");
+        if (!slug) return;
+        setOpen(true);
+        return load().then((u) => u?.openTicket(slug));
+      }
       case "reset":
         // The page's user signed out: the next session is anonymous.
         state.identity = undefined;

@@ -29,6 +29,8 @@ export interface Ui {
   reset(): void;
   /** Who the page says the visitor is; `undefined` when nobody is signed in. */
   identify(identity: Identity | undefined): void;
+  /** Shows the conversation of ticket `slug` (the link of a visitor's email). */
+  openTicket(slug: string): void;
 }
 
 /** What `Fleety.push(["identify", {...}])` carries: `user_id` with `user_hash`, or `token`,

@@ -52,6 +52,9 @@ export function mount(shell: Shell): Ui {
     identify(identity) {
       conversation.identify(identity);
     },
+    openTicket(slug) {
+      void conversation.openKnown(slug);
+    },
   };
 }
 
