@@ -55,6 +55,21 @@ fn word(rank: usize) -> String {
     out
 }
 
+/// The `i`th ticket's slug, shaped as slugs are (`word-word-NNN`): the thousands spelled in
+/// letters in the first word, the rest as the number.
+fn slug(i: usize) -> Slug {
+    let mut thousands = i / 1000;
+    let mut word = String::from("bench");
+    loop {
+        word.push((b'a' + (thousands % 26) as u8) as char);
+        thousands /= 26;
+        if thousands == 0 {
+            break;
+        }
+    }
+    Slug::parse(&format!("{word}-ticket-{:03}", i % 1000)).unwrap()
+}
+
 fn sentence(draw: &mut Draw, words: usize) -> String {
     (0..words)
         .map(|_| word(draw.rank()))
@@ -71,7 +86,7 @@ fn tickets() -> Vec<(Ticket, Vec<Message>)> {
             let created = start + chrono::Duration::seconds(i as i64);
             let mut ticket = Ticket::opened(
                 project.clone(),
-                Slug::parse(&format!("bench-ticket-{i:06}")).unwrap(),
+                slug(i),
                 Title::parse(&sentence(&mut draw, 4)).unwrap(),
                 Description::parse("").unwrap(),
                 TicketSource::Api,

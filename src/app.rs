@@ -194,6 +194,7 @@ impl Application {
                 clock.clone(),
             ),
             outbox,
+            replies.clone(),
         );
         if let (Some(mailer), Some(v)) = (&mailer, &visitor_mail) {
             mailer.compose_for_visitors(v.clone());

@@ -27,6 +27,7 @@ const TAG_LEN: usize = PROJECT_REF + MAC_LEN;
 const MAX_LOCAL_PART: usize = 64;
 
 /// Makes and reads reply addresses. Off (makes none, reads none) without a reply domain.
+#[derive(Clone)]
 pub struct ReplyAddresses {
     /// Lowercase.
     domain: Option<String>,

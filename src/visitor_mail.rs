@@ -15,6 +15,7 @@
 //! - Nothing is sent without an address (the ticket's verified contact's email, else the one
 //!   the visitor gave), without SMTP, or after the visitor unsubscribed from the ticket.
 
+use crate::reply_address::ReplyAddresses;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -187,6 +188,8 @@ pub struct VisitorMailer {
     /// Where the `Message-ID`s live: the `From` address's domain (as the sender names them).
     domain: String,
     outbox: Outbox,
+    /// The tickets' reply addresses, for the emails' `Reply-To` when reply by email is on.
+    replies: ReplyAddresses,
     /// Visitor sockets open on this node, per ticket: a burst due while one is open waits.
     watching: Mutex<HashMap<(ProjectId, Slug), usize>>,
 }
@@ -221,6 +224,7 @@ impl VisitorMailer {
         clock: Arc<dyn Clock>,
         tokens: Tokens,
         outbox: Outbox,
+        replies: ReplyAddresses,
     ) -> Option<Arc<VisitorMailer>> {
         let (Some(public_url), Some(from), true) =
             (&settings.public_url, &settings.from, settings.enabled())
@@ -235,6 +239,7 @@ impl VisitorMailer {
             public_url: public_url.to_string().trim_end_matches('/').to_owned(),
             domain: from.domain().to_owned(),
             outbox,
+            replies,
             watching: Mutex::new(HashMap::new()),
         }))
     }
@@ -388,11 +393,27 @@ impl VisitorMailer {
             now,
         );
         email.id = rules::email_id(&project, &slug, due_at);
+        // Every node's sender composes the bursts that come due, so another may have written
+        // this one (its id is fixed by the burst) and even sent it already: writing it again
+        // would put a sent email back in the queue. Only the record is moved on then. Two
+        // nodes composing the same burst in the same moment can still both write it; it is
+        // then sent twice with one Message-ID, which mail clients drop.
+        if self.store.get_email(&email.id).await?.is_some() {
+            let done = rules::sent(mail, &email.id, last, now);
+            self.store
+                .put_visitor_mail(&done, Some(due_at), None)
+                .await?;
+            return Ok(false);
+        }
         email.thread = mail
             .first_email
             .as_ref()
             .map(|id| format!("<{id}@{}>", self.domain));
         email.headers = list_unsubscribe(&unsub);
+        // A reply to the email lands on the ticket (`POST /v1/inbound/email`).
+        if let Some(reply_to) = self.replies.reply_to(&project, &slug) {
+            email.headers.push(("Reply-To".to_owned(), reply_to));
+        }
         let done = rules::sent(mail, &email.id, last, now);
         self.store
             .put_visitor_mail(&done, Some(due_at), Some(&email))

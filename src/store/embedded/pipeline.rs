@@ -1135,18 +1135,21 @@ impl Rows<'_> {
 /// free pages before it grows the file), then emptied in another.
 fn overwrite_free_pages(db: &Database, path: &std::path::Path) -> StoreResult<()> {
     use super::tables::SCRUB;
-    const VALUE: usize = 1024;
     let txn = db.begin_write().map_err(internal)?;
     let stats = txn.stats().map_err(internal)?;
-    let used = stats.allocated_pages() * stats.page_size() as u64;
+    let page = stats.page_size() as u64;
+    let used = stats.allocated_pages() * page;
     let len = std::fs::metadata(path).map_or(used, |m| m.len());
-    // Free space plus a margin for the pages of partly filled regions and the filler's own
-    // branch pages.
-    let fill = len.saturating_sub(used) + (1 << 20);
+    // One value a page: more than half a page, so no leaf holds two, and less than a page
+    // less the leaf's header and the key, so none needs two pages (a lone free page would be
+    // left out). A free page each, plus a margin for partly filled regions and the filler's
+    // own branch pages.
+    let value = (page - 96) as usize;
+    let pages = len.saturating_sub(used).div_ceil(page) + 256;
     {
         let mut table = txn.open_table(SCRUB).map_err(internal)?;
-        let zeros = [0u8; VALUE];
-        for i in 0..fill.div_ceil(VALUE as u64) {
+        let zeros = vec![0u8; value];
+        for i in 0..pages {
             table.insert(i, zeros.as_slice()).map_err(internal)?;
         }
     }

@@ -237,6 +237,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/inbound/email": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Post a reply by email on its ticket
+         * @description The raw RFC 5322 message, as a mail server pipes it or a provider forwards it, sent to a ticket's reply address (`reply+TOKEN@FLEETY_REPLY_DOMAIN`, found in Delivered-To, X-Original-To, To or Cc). The text part (or the HTML part as text) without the quoted history and the signature is posted as the visitor's message, or as the agent's when From is the address of one of the project's members. The same mail (by Message-ID) delivered again posts nothing and is answered 200.
+         */
+        post: operations["receiveEmail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/init-session": {
         parameters: {
             query?: never;
@@ -1108,6 +1128,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{projectId}/tickets/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Erase a ticket and everything that carries its words
+         * @description Erases the ticket, its messages, internal notes and timeline, the assistant transcript of the chat that opened it, its entries in the ticket search index and the webhook deliveries about it. Its open sockets get a last `ticket_deleted` event and are closed; afterwards the ticket is unknown (404) to every request. On the embedded store the words are gone from the data directory's files when this answers. Recorded in the audit trail by slug only. A second DELETE of the same ticket answers 404.
+         */
+        delete: operations["eraseTicket"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{projectId}/tickets/{slug}/chat": {
         parameters: {
             query?: never;
@@ -1305,7 +1345,7 @@ export interface paths {
         put?: never;
         /**
          * Open a ticket
-         * @description With a session token as the bearer, the ticket remembers the visitor's session.
+         * @description With a session token as the bearer, the ticket remembers the visitor's session. When the project's `ticket_access` is `session`, the answer carries a `ticket_key` unless a verified contact's session opened the ticket.
          */
         post: operations["createTicket"];
         delete?: never;
@@ -1808,6 +1848,15 @@ export interface components {
             /** @description Shown once: only its hash is stored. */
             admin_key: string;
         };
+        /** @description A new ticket, and the key that opens it when the project's tickets need one. */
+        CreatedTicket: components["schemas"]["Ticket"] & {
+            /**
+             * @description Only when the project's `ticket_access` is `session` and no verified contact opened the
+             *     ticket: the credential that opens it from now on, shown this once. Send it as
+             *     `X-Ticket-Key` (on the socket, as the subprotocol `fleety.key.<key>`).
+             */
+            ticket_key?: string | null;
+        };
         /** @description A new token, with its secret: shown this once. */
         CreatedToken: components["schemas"]["ApiToken"] & {
             /** @description Send it as `Authorization: Bearer <secret>`. It cannot be shown again. */
@@ -1916,6 +1965,11 @@ export interface components {
             ticket?: components["schemas"]["Slug"];
             /** @enum {string} */
             type: "typing";
+        } | {
+            payload: components["schemas"]["TicketDeletedPayload"];
+            ticket?: components["schemas"]["Slug"];
+            /** @enum {string} */
+            type: "ticket_deleted";
         } | {
             payload: components["schemas"]["ErrorPayload"];
             ticket?: components["schemas"]["Slug"];
@@ -2293,6 +2347,12 @@ export interface components {
             csat_enabled: boolean;
             name: string;
             project_id: components["schemas"]["ProjectId"];
+            /**
+             * @description Who may read and write a ticket on the public endpoints: `slug`, whoever knows its
+             *     slug; `session`, only the session that opened it, its verified contact's sessions,
+             *     the holder of its ticket key and the agents.
+             */
+            ticket_access: components["schemas"]["TicketAccess"];
         };
         /** @description A project's id: 1 to 64 letters, digits, '_' or '-'. */
         ProjectId: string;
@@ -2336,6 +2396,19 @@ export interface components {
             /** Format: date-time */
             read_at: string;
             reader: components["schemas"]["Participant"];
+        };
+        /** @description A reply by email, posted on its ticket. */
+        ReplyReceived: {
+            /** @description This mail was posted before; nothing new was posted. */
+            duplicate: boolean;
+            /** @description "Reply posted", or "Reply already posted" for a mail delivered again. */
+            message: string;
+            /** @description The message the reply was posted as. */
+            message_id: components["schemas"]["MessageId"];
+            /** @description The project of the ticket. */
+            project_id: string;
+            /** @description The ticket the reply was posted on. */
+            slug: string;
         };
         /** @description A reset asked for by address. */
         ResetRequest: {
@@ -2501,6 +2574,11 @@ export interface components {
             messages: components["schemas"]["Message"][];
             next_before?: null | components["schemas"]["MessageId"];
         };
+        /**
+         * @description How a project's tickets are guarded on the public endpoints.
+         * @enum {string}
+         */
+        TicketAccess: "slug" | "session";
         /** @description The chat that led to a ticket. */
         TicketChat: {
             /** @description The visitor's session; null when the ticket was not opened from a chat. */
@@ -2522,6 +2600,13 @@ export interface components {
             /** @description Null when not known. */
             name: string | null;
             verified: boolean;
+        };
+        /**
+         * @description The ticket was erased: the last event of its sockets, which the server then closes, and on
+         *     the project feed the word to drop it from the inbox.
+         */
+        TicketDeletedPayload: {
+            slug: components["schemas"]["Slug"];
         };
         TicketEvent: {
             payload: components["schemas"]["SubscribedPayload"];
@@ -2556,10 +2641,16 @@ export interface components {
             /** @enum {string} */
             type: "typing";
         } | {
+            payload: components["schemas"]["TicketDeletedPayload"];
+            /** @enum {string} */
+            type: "ticket_deleted";
+        } | {
             payload: components["schemas"]["ErrorPayload"];
             /** @enum {string} */
             type: "error";
         };
+        /** @description The `ticket_key` the ticket's creation answered with. Only looked at when the project's `ticket_access` is `session`; a wrong key is treated as none. */
+        TicketKeyHeader: string;
         /** @description A page of tickets, newest first. */
         TicketList: {
             /** @description Pass it as `cursor` for the next page; null on the last. */
@@ -2649,6 +2740,12 @@ export interface components {
         ToolCall: {
             /** @description What to tell the visitor. */
             message: string;
+            /**
+             * @description Only when the project's `ticket_access` is `session` and the session names no verified
+             *     contact: the ticket's key, shown this once, which opens the ticket after this session
+             *     has ended (see `createTicket`).
+             */
+            ticket_key?: string | null;
             ticket_slug: components["schemas"]["Slug"];
             /** @description The id of this answer, to rate it by (`POST /v1/chat/turns/{turnId}/feedback`). */
             turn_id: string;
@@ -2734,6 +2831,7 @@ export interface components {
             /** @description Whether the widget asks visitors to rate a resolved ticket. */
             csat_enabled?: boolean | null;
             name?: null | components["schemas"]["ProjectName"];
+            ticket_access?: null | components["schemas"]["TicketAccess"];
         };
         /** @description Who the visitor behind a ticket is, when the site knows: either may be missing. */
         VisitorContact: {
@@ -3825,6 +3923,132 @@ export interface operations {
                 };
             };
             /** @description The server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    receiveEmail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+                "message/rfc822": string;
+            };
+        };
+        responses: {
+            /** @description This mail was posted before; nothing new was posted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplyReceived"];
+                };
+            };
+            /** @description The reply was posted */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplyReceived"];
+                };
+            };
+            /** @description The body is not an email message */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No inbound email secret, or a wrong one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Reply by email is off (no FLEETY_REPLY_DOMAIN or FLEETY_INBOUND_EMAIL_SECRET) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No reply address of this server among the recipients, a forged or altered token, or a ticket that no longer exists */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The ticket is closed */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The message is larger than 10 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not message/rfc822 or application/octet-stream */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The email has no text part, no text of its own once the quoted history and signature are left out, or more than a message may hold */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
             503: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -8935,6 +9159,78 @@ export interface operations {
             };
         };
     };
+    eraseTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The ticket's slug. */
+                slug: components["schemas"]["Slug"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Erased */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Done"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such ticket (or it was erased already) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     ticketChat: {
         parameters: {
             query?: never;
@@ -10097,7 +10393,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Ticket"];
+                    "application/json": components["schemas"]["CreatedTicket"];
                 };
             };
             /** @description The body is not the JSON this operation takes */
@@ -10234,7 +10530,10 @@ export interface operations {
                 /** @description Only messages older than this one. */
                 before?: components["schemas"]["MessageId"];
             };
-            header?: never;
+            header?: {
+                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
+                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
+            };
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];
@@ -10463,6 +10762,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
+                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
                 /** @description Names this request, so a retry of it is not carried out twice. */
                 "Idempotency-Key"?: components["schemas"]["IdempotencyKey"];
             };
@@ -10654,7 +10955,10 @@ export interface operations {
     markRead: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
+                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
+            };
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];
@@ -10813,7 +11117,10 @@ export interface operations {
     rateTicket: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
+                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
+            };
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];
@@ -10990,7 +11297,10 @@ export interface operations {
                 /** @description The newest message the client has: the socket first sends every message after it. */
                 since?: components["schemas"]["MessageId"];
             };
-            header?: never;
+            header?: {
+                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
+                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
+            };
             path: {
                 /** @description The project's id. */
                 projectId: components["schemas"]["ProjectId"];
