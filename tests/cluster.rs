@@ -1018,7 +1018,10 @@ async fn a_member_signed_in_on_one_node_is_signed_in_on_every_node_until_signing
     for i in 0..3 {
         let resp = me(i).await.unwrap();
         assert_eq!(resp.status(), 200, "node {i} accepts the session");
-        assert_eq!(resp.json::<Value>().await.unwrap()["name"], "Dana");
+        assert_eq!(
+            resp.json::<Value>().await.unwrap()["member"]["name"],
+            "Dana"
+        );
     }
     // Her reply through node 2 names her, as read from node 0.
     let slug = fleet.open_ticket(0, "Which plan?").await;
