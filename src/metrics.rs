@@ -55,6 +55,9 @@ pub const NAMES: &[&str] = &[
     "fleety_webhook_attempts_total",
     "fleety_cluster_appends_total",
     "fleety_cluster_forwards_total",
+    "fleety_email_attempts_total",
+    "fleety_visitor_emails_total",
+    "fleety_store_scrub_seconds",
 ];
 
 /// The process's recorder, installed on first use.
@@ -228,6 +231,19 @@ fn describe() {
     describe_counter!(
         "fleety_csat_ratings_total",
         "Satisfaction ratings visitors gave resolved tickets, by project and score (1 to 5)"
+    );
+    describe_counter!(
+        "fleety_email_attempts_total",
+        "Attempts to hand an outbox email to the SMTP server, by outcome (sent, retry, failed)"
+    );
+    describe_counter!(
+        "fleety_visitor_emails_total",
+        "Emails to visitors composed from a burst of agent replies they had not read"
+    );
+    describe_histogram!(
+        "fleety_store_scrub_seconds",
+        Unit::Seconds,
+        "Embedded store: the scrub of free pages and the log after a ticket's erasure"
     );
 }
 
