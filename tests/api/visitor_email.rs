@@ -57,6 +57,23 @@ fn link_in(text: &str, path: &str) -> String {
         .unwrap_or_else(|| panic!("no {path} link in {text}"))
 }
 
+/// A mailing server on `clock`, on CQL in a keyspace of its own. Every server that mails
+/// composes the bursts due by its own clock, and each test's server has a clock of its own: on
+/// the run's shared keyspace, a server whose clock a test moved far ahead would compose this
+/// test's email and date it by that clock, past what this test's server will ever reach. The
+/// nodes of one deployment share one clock, so this is the tests' own hazard.
+async fn spawn_alone(clock: &fleety_actors::clock::ManualClock, url: &str) -> TestApp {
+    static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut options = Options {
+        clock: std::sync::Arc::new(clock.clone()),
+        keyspace: Some(format!("fleety_vmail_{}_{n}", std::process::id())),
+        ..Options::default()
+    };
+    settings(url)(&mut options.settings);
+    spawn_with(options).await
+}
+
 /// The same link, on the server under test.
 fn local(app: &TestApp, link: &str) -> String {
     app.url(link.trim_start_matches("https://help.fleety.test"))
@@ -66,7 +83,7 @@ fn local(app: &TestApp, link: &str) -> String {
 async fn a_visitor_who_left_gets_one_email_per_burst_threaded_with_a_link_and_an_unsubscribe() {
     let Some((url, dir)) = smtp() else { return };
     let clock = manual_clock();
-    let app = spawn_clocked(&clock, settings(&url)).await;
+    let app = spawn_alone(&clock, &url).await;
     let to = crate::email::address("visitor");
     let slug = ticket_for(&app, &to).await;
 
@@ -159,7 +176,7 @@ async fn a_visitor_who_left_gets_one_email_per_burst_threaded_with_a_link_and_an
 async fn a_reply_read_before_its_email_is_due_sends_nothing() {
     let Some((url, dir)) = smtp() else { return };
     let clock = manual_clock();
-    let app = spawn_clocked(&clock, settings(&url)).await;
+    let app = spawn_alone(&clock, &url).await;
     let to = crate::email::address("reader");
     let slug = ticket_for(&app, &to).await;
     agent_says(&app, &slug, "An answer").await;
@@ -181,7 +198,7 @@ async fn a_reply_read_before_its_email_is_due_sends_nothing() {
 async fn an_email_due_across_a_restart_is_sent_once() {
     let Some((url, dir)) = smtp() else { return };
     let clock = manual_clock();
-    let app = spawn_clocked(&clock, settings(&url)).await;
+    let app = spawn_alone(&clock, &url).await;
     let to = crate::email::address("restart");
     let slug = ticket_for(&app, &to).await;
     agent_says(&app, &slug, "Before the restart").await;

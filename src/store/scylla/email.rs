@@ -25,6 +25,8 @@ const DUE_SHARDS: i32 = 8;
 
 pub(super) struct Statements {
     upsert: PreparedStatement,
+    /// The email of a visitor's burst, written by one composer only.
+    create: PreparedStatement,
     select: PreparedStatement,
     claim: PreparedStatement,
     insert_due: PreparedStatement,
@@ -48,6 +50,7 @@ impl Statements {
         Ok(Self {
             // Writing the same values again is harmless, hence idempotent.
             upsert: p(format!("INSERT INTO {ks}.email_outbox (email_id, body, next_attempt_at, lease_until) VALUES (?, ?, ?, ?) USING TTL ?")).await?,
+            create: prepare(session, consistency, format!("INSERT INTO {ks}.email_outbox (email_id, body, next_attempt_at, lease_until) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?"), false).await?,
             select: p(format!("SELECT body FROM {ks}.email_outbox WHERE email_id = ?")).await?,
             claim: prepare(session, consistency, format!("UPDATE {ks}.email_outbox USING TTL ? SET lease_until = ? WHERE email_id = ? IF lease_until < ? AND next_attempt_at = ?"), false).await?,
             insert_due: p(format!("INSERT INTO {ks}.email_due (shard, due_at, email_id) VALUES (?, ?, ?)")).await?,
@@ -284,25 +287,20 @@ impl EmailStore for ScyllaStore {
             let (project, slug) = (mail.project_id.as_str(), mail.slug.as_str());
             let body = serde_json::to_string(mail).map_err(internal)?;
             let record = (project, slug, body, mail.due_at);
-            match email {
-                Some(e) => {
-                    let mut batch = Batch::new(BatchType::Logged);
-                    batch.append_statement(self.email.upsert_visitor.clone());
-                    batch.append_statement(self.email.upsert.clone());
-                    batch.set_consistency(self.email.consistency);
-                    batch.set_request_timeout(Some(REQUEST_TIMEOUT));
-                    batch.set_is_idempotent(true);
-                    self.session
-                        .batch(&batch, (record, row_values(e)?))
-                        .await
-                        .map_err(execution)?;
+            // Every node composes the bursts that come due, so two may write one burst's
+            // email: only the first goes in (a lightweight transaction), so an email already
+            // sent is never put back in the queue. The record follows; a crash between the two
+            // leaves the record due, and the next composer finds the email made and only moves
+            // the record on.
+            if let Some(e) = email {
+                if self.claim(&self.email.create, row_values(e)?).await? {
                     if let Some(at) = e.next_attempt_at {
                         self.write(&self.email.insert_due, (shard(&e.id), at, e.id.as_str()))
                             .await?;
                     }
                 }
-                None => self.write(&self.email.upsert_visitor, record).await?,
             }
+            self.write(&self.email.upsert_visitor, record).await?;
             let s = visitor_shard(&mail.project_id, &mail.slug);
             if let Some(at) = mail.due_at {
                 self.write(&self.email.insert_visitor_due, (s, at, project, slug))
