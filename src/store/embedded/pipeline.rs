@@ -255,6 +255,8 @@ pub(super) struct Shared {
     /// Record bytes handed to the applier and not yet applied.
     queued_bytes: Mutex<usize>,
     applied_some: Condvar,
+    /// Told when `checkpointed` moves (under `queued_bytes`' lock, so no waiter misses it).
+    checkpoint_made: Condvar,
     /// The newest group a reader waits for the applier to commit.
     wanted: AtomicU64,
     /// A nudge is on its way to the applier; readers need not send another.
@@ -272,6 +274,7 @@ impl Shared {
             failed: AtomicBool::new(false),
             queued_bytes: Mutex::new(0),
             applied_some: Condvar::new(),
+            checkpoint_made: Condvar::new(),
             wanted: AtomicU64::new(last),
             nudged: AtomicBool::new(false),
             gatherer: OnceLock::new(),
@@ -301,6 +304,33 @@ impl Shared {
         let mut queued = self.queued_bytes.lock().unwrap_or_else(|e| e.into_inner());
         *queued = queued.saturating_sub(bytes);
         self.applied_some.notify_all();
+    }
+
+    /// Notes that a durable redb commit holds every group up to `newest`.
+    fn checkpointed(&self, newest: u64) {
+        self.checkpointed.store(newest, Ordering::Release);
+        let _held = self.queued_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        self.checkpoint_made.notify_all();
+    }
+
+    /// Waits until a durable redb commit holds group `seq`. False if `deadline` passes or a
+    /// stage fails first.
+    fn wait_checkpointed(&self, seq: u64, deadline: Instant) -> bool {
+        let mut held = self.queued_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while self.checkpointed.load(Ordering::Acquire) < seq {
+            let now = Instant::now();
+            if self.failed.load(Ordering::Acquire) || now >= deadline {
+                return false;
+            }
+            // Timed, so a failure that makes no checkpoint is still noticed.
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            held = self
+                .checkpoint_made
+                .wait_timeout(held, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
     }
 
     /// The newest acknowledged group: a read that starts now must see it.
@@ -551,16 +581,16 @@ impl Writer {
         let started = Instant::now();
         // The applier checkpoints at least every `checkpoint_every` while it holds commits the
         // log alone makes durable, so this wait is short.
-        while self.shared.checkpointed.load(Ordering::Acquire) < self.seq {
+        if !self
+            .shared
+            .wait_checkpointed(self.seq, started + Duration::from_secs(60))
+        {
             if self.shared.failed.load(Ordering::Acquire) {
                 return Err(store_failed());
             }
-            if started.elapsed() > Duration::from_secs(60) {
-                return Err(StoreError::Unavailable(
-                    "no checkpoint came to scrub the store's files".into(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(5));
+            return Err(StoreError::Unavailable(
+                "no checkpoint came to scrub the store's files".into(),
+            ));
         }
         // Twice: pages the first round's commits free (and pages still pinned by a reader
         // during the first) are overwritten by the second.
@@ -1410,7 +1440,7 @@ impl Applier {
                 metrics::histogram!("fleety_store_checkpoint_seconds")
                     .record(started.elapsed().as_secs_f64());
                 let newest = batch.last().map_or(self.last_applied, |(seq, _)| *seq);
-                self.shared.checkpointed.store(newest, Ordering::Release);
+                self.shared.checkpointed(newest);
                 self.dirty_since = None;
                 self.applied_bytes = 0;
                 Ok(())
