@@ -195,6 +195,7 @@ async fn ticket_with_subscribers(
             csat_disabled: false,
             identity_secrets: Vec::new(),
             ticket_access: Default::default(),
+            retention: Default::default(),
             created_at: now_millis(),
         })
         .await

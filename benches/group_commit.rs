@@ -158,6 +158,7 @@ async fn run(variant: Variant, writers: usize, per_writer: usize) -> Outcome {
                     csat_disabled: false,
                     identity_secrets: Vec::new(),
                     ticket_access: Default::default(),
+                    retention: Default::default(),
                     created_at: now,
                 })
                 .await

@@ -57,6 +57,7 @@ fn setup(
                 csat_disabled: false,
                 identity_secrets: Vec::new(),
                 ticket_access: Default::default(),
+                retention: Default::default(),
                 created_at: fleety_actors::clock::now_millis(),
             })
             .await

@@ -317,6 +317,15 @@ impl Application {
         if let Some(mailer) = self.mailer.clone() {
             tokio::spawn(mailer.run(ctx.shutdown.clone()));
         }
+        if self.cluster.is_none() {
+            let retention = crate::retention::Retention::new(
+                self.store.clone(),
+                ctx.system.tickets.clone(),
+                ctx.clock.clone(),
+                ctx.settings.tickets.retention_every,
+            );
+            tokio::spawn(retention.run(ctx.shutdown.clone()));
+        }
         tokio::spawn(prune_audit(
             self.store.clone(),
             ctx.clock.clone(),

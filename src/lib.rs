@@ -24,6 +24,7 @@ pub mod members;
 pub mod metrics;
 pub mod projects;
 pub mod reply_address;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod telemetry;

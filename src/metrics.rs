@@ -58,6 +58,8 @@ pub const NAMES: &[&str] = &[
     "fleety_email_attempts_total",
     "fleety_visitor_emails_total",
     "fleety_store_scrub_seconds",
+    "fleety_retention_rounds_total",
+    "fleety_retention_erased_total",
 ];
 
 /// The process's recorder, installed on first use.
@@ -244,6 +246,14 @@ fn describe() {
         "fleety_store_scrub_seconds",
         Unit::Seconds,
         "Embedded store: the scrub of free pages and the log after a ticket's erasure"
+    );
+    describe_counter!(
+        "fleety_retention_rounds_total",
+        "Rounds of applying the projects' retention settings"
+    );
+    describe_counter!(
+        "fleety_retention_erased_total",
+        "What retention erased, by kind (ticket)"
     );
 }
 

@@ -102,6 +102,7 @@ impl Projects {
             csat_disabled: false,
             identity_secrets: Vec::new(),
             ticket_access: Default::default(),
+            retention: Default::default(),
             created_at: fleety_actors::clock::now_millis(),
         };
         self.store.create_project(&project).await?;

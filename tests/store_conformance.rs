@@ -31,6 +31,7 @@ async fn acknowledged_writes_survive_reopening_the_database() {
         csat_disabled: false,
         identity_secrets: Vec::new(),
         ticket_access: Default::default(),
+        retention: Default::default(),
         created_at: Utc::now(),
     };
     let ticket = Ticket {

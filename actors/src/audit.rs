@@ -40,6 +40,8 @@ pub enum AuditActor {
     Operator,
     /// Someone not signed in (a failed sign-in): who they claimed to be is the target.
     Anonymous,
+    /// The server itself, applying the project's retention setting.
+    Retention,
 }
 
 impl AuditActor {

@@ -459,6 +459,38 @@ pub struct Project {
     /// stored before the setting existed keep the slug rule.
     #[serde(default, skip_serializing_if = "TicketAccess::is_slug")]
     pub ticket_access: TicketAccess,
+    /// How long finished tickets are kept; projects stored before the setting existed keep
+    /// them for good.
+    #[serde(default, skip_serializing_if = "Retention::keeps_all")]
+    pub retention: Retention,
+}
+
+/// How long a project keeps its data (issue 29): what the server erases by itself, in the
+/// background, once it is old enough. Nothing by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Retention {
+    /// Erase a ticket once it has been resolved or closed, with no change since, for this
+    /// many days (1 to 3650); null keeps tickets for good.
+    #[serde(default)]
+    #[schema(required = true, minimum = 1, maximum = 3650)]
+    pub tickets_after_days: Option<u32>,
+}
+
+impl Retention {
+    /// The longest a setting may ask for: ten years.
+    pub const MAX_DAYS: u32 = 3650;
+
+    pub fn keeps_all(&self) -> bool {
+        self.tickets_after_days.is_none()
+    }
+
+    /// A number of days as a setting: 1 to [`Retention::MAX_DAYS`].
+    pub fn days(n: i64) -> Result<u32, InvalidValue> {
+        u32::try_from(n)
+            .ok()
+            .filter(|d| (1..=Self::MAX_DAYS).contains(d))
+            .ok_or_else(|| InvalidValue(format!("days: 1 to {}", Self::MAX_DAYS)))
+    }
 }
 
 /// How a project's tickets are guarded on the public endpoints.

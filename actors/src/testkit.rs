@@ -94,6 +94,7 @@ async fn kit_of(
             csat_disabled: false,
             identity_secrets: Vec::new(),
             ticket_access: Default::default(),
+            retention: Default::default(),
             created_at: now_millis(),
         })
         .await

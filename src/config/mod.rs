@@ -133,6 +133,7 @@ pub const NAMES: &[(&str, &str)] = &[
     ),
     ("chat_max_sessions", "chat.max_sessions"),
     ("ticket_idle_secs", "tickets.idle_secs"),
+    ("retention_every_secs", "tickets.retention_every_secs"),
     ("webhook_allow_private", "webhooks.allow_private"),
     ("webhook_retry_schedule", "webhooks.retry_schedule"),
     ("webhook_timeout_secs", "webhooks.timeout_secs"),
@@ -353,6 +354,9 @@ pub struct TicketSettings {
     /// How long a ticket's actor stays without traffic before it stops.
     #[serde(rename = "idle_secs", with = "values::secs::positive")]
     pub idle: Duration,
+    /// How often the projects' retention settings are applied (`crate::retention`).
+    #[serde(rename = "retention_every_secs", with = "values::secs::positive")]
+    pub retention_every: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -538,7 +542,10 @@ impl Default for Settings {
                 project_tickets_per_hour: 100,
                 max_sessions: 100_000,
             },
-            tickets: TicketSettings { idle: secs(120) },
+            tickets: TicketSettings {
+                idle: secs(120),
+                retention_every: secs(600),
+            },
             webhooks: WebhookSettings {
                 allow_private: false,
                 retry_schedule: RetrySchedule::default(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{
     AssistantGreeting, AssistantGuidance, AssistantName, InvalidValue, Message, Participant,
-    Project, ProjectId, ProjectName, Slug, Tag, TicketAccess, TicketStatus,
+    Project, ProjectId, ProjectName, Retention, Slug, Tag, TicketAccess, TicketStatus,
 };
 use fleety_actors::events::{rfc3339, TicketSummary};
 use fleety_actors::store::{AssigneeFilter, StoreError, TicketCursor, TicketQuery};
@@ -50,6 +50,8 @@ pub struct ProjectView<'a> {
     /// slug; `session`, only the session that opened it, its verified contact's sessions,
     /// the holder of its ticket key and the agents.
     pub ticket_access: TicketAccess,
+    /// What the server erases by itself once it is old enough.
+    pub retention: Retention,
 }
 
 impl<'a> ProjectView<'a> {
@@ -64,6 +66,7 @@ impl<'a> ProjectView<'a> {
             assistant_guidance: &p.assistant.guidance,
             csat_enabled: !p.csat_disabled,
             ticket_access: p.ticket_access,
+            retention: p.retention,
         }
     }
 }
@@ -95,6 +98,24 @@ pub struct UpdateProject {
     /// `slug` or `session` (see the project's `ticket_access`).
     #[schema(value_type = Option<TicketAccess>)]
     ticket_access: Option<String>,
+    /// The parts of the retention setting to change.
+    retention: Option<RetentionChange>,
+}
+
+/// A change to the retention setting; what is left out stays as it is.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionChange {
+    /// Days (1 to 3650) a ticket stays resolved or closed before it is erased; null keeps
+    /// tickets for good.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<u32>, nullable = true, minimum = 1, maximum = 3650)]
+    tickets_after_days: Option<Option<i64>>,
+}
+
+/// A field that is there, even as `null`: `Some(None)`; left out, `None` (by `default`).
+fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 /// PATCH /v1/projects/{projectId}
@@ -139,6 +160,12 @@ pub async fn update(
             if let Some(access) = req.ticket_access.as_deref() {
                 next.ticket_access = TicketAccess::parse(access).map_err(bad)?;
             }
+            if let Some(Some(days)) = req.retention.map(|r| r.tickets_after_days) {
+                next.retention.tickets_after_days =
+                    days.map(Retention::days).transpose().map_err(|e| {
+                        ApiError::bad_request(format!("retention.tickets_after_{}", e.0))
+                    })?;
+            }
             let (before, after) = (&project.assistant, &next.assistant);
             let record = who
                 .record(&project.id, ctx.clock.now(), "project.changed")
@@ -156,6 +183,11 @@ pub async fn update(
                     "ticket_access",
                     project.ticket_access.as_str(),
                     next.ticket_access.as_str(),
+                )
+                .changed(
+                    "retention.tickets_after_days",
+                    project.retention.tickets_after_days,
+                    next.retention.tickets_after_days,
                 );
             let record = record.has_changes().then_some(record);
             let saved = audit::recorded(record, ctx.projects.update(next)).await?;

@@ -30,6 +30,7 @@ mod metrics;
 mod openapi;
 mod persistence;
 mod realtime;
+mod retention;
 mod satisfaction;
 mod search;
 mod security;

@@ -77,6 +77,7 @@ macro_rules! store_conformance_tests {
             a_contacts_tickets_come_newest_first_and_only_theirs,
             a_project_keeps_its_identity_secrets,
             a_project_keeps_its_ticket_access_and_a_ticket_who_opened_it,
+            a_project_keeps_its_retention,
             inbound_mail_is_kept_per_ticket_and_key,
             an_erased_ticket_leaves_no_row_and_the_others_keep_theirs,
             erasures_are_noted_listed_and_forgotten,
@@ -124,6 +125,7 @@ fn project() -> Project {
         csat_disabled: false,
         identity_secrets: Vec::new(),
         ticket_access: Default::default(),
+        retention: Default::default(),
         created_at: now_millis(),
     }
 }
@@ -3250,6 +3252,20 @@ pub async fn a_project_keeps_its_identity_secrets(store: Arc<dyn Store>) {
     p.identity_secrets.clear();
     store.update_project(&p).await.unwrap();
     assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p));
+}
+
+/// The retention setting comes back as written, and clearing it keeps everything again.
+pub async fn a_project_keeps_its_retention(store: Arc<dyn Store>) {
+    let mut p = stored_project(&store).await;
+    let stored = store.get_project(&p.id).await.unwrap().unwrap();
+    assert!(stored.retention.keeps_all(), "the default keeps everything");
+    p.retention.tickets_after_days = Some(30);
+    store.update_project(&p).await.unwrap();
+    assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p.clone()));
+    assert!(store.list_projects().await.unwrap().contains(&p));
+    p.retention.tickets_after_days = None;
+    store.update_project(&p).await.unwrap();
+    assert_eq!(store.get_project(&p.id).await.unwrap(), Some(p.clone()));
 }
 
 /// `session` access checks a ticket against the session and the verified contact that opened

@@ -1700,6 +1700,7 @@ mod tests {
             csat_disabled: false,
             identity_secrets: Vec::new(),
             ticket_access: Default::default(),
+            retention: Default::default(),
             created_at: now_millis(),
         }
     }

@@ -146,6 +146,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0030_ticket_erasure",
         include_str!("../../../cql/0030_ticket_erasure.cql"),
     ),
+    (
+        34,
+        "0034_retention",
+        include_str!("../../../cql/0034_retention.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

@@ -12,7 +12,7 @@ use super::{prepare, ScyllaStore};
 
 const COLUMNS: &str = "project_id, name, allowed_origins, admin_key_hash, created_at, \
                        assistant_name, assistant_greeting, assistant_guidance, csat_disabled, \
-                       identity_secrets, ticket_access";
+                       identity_secrets, ticket_access, retention";
 
 pub(super) struct Statements {
     insert: PreparedStatement,
@@ -31,13 +31,13 @@ impl Statements {
         Ok(Self {
             insert: p(
                 format!(
-                    "INSERT INTO {ks}.projects ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+                    "INSERT INTO {ks}.projects ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
                 ),
                 false,
             )
             .await?,
             upsert: p(
-                format!("INSERT INTO {ks}.projects ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                format!("INSERT INTO {ks}.projects ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                 true,
             )
             .await?,

@@ -400,6 +400,11 @@ export class Api {
     return this.patch<Project>(`/v1/projects/${this.p}`, { ticket_access } satisfies Schemas["UpdateProject"]);
   }
 
+  /** Days a finished ticket is kept before it is erased; null keeps tickets for good. */
+  setRetention(tickets_after_days: number | null) {
+    return this.patch<Project>(`/v1/projects/${this.p}`, { retention: { tickets_after_days } } satisfies Schemas["UpdateProject"]);
+  }
+
   setCsat(csat_enabled: boolean) {
     return this.patch<Project>(`/v1/projects/${this.p}`, { csat_enabled } satisfies Schemas["UpdateProject"]);
   }

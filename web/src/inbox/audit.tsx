@@ -166,6 +166,8 @@ function actor(a: AuditRecord["actor"]): string {
       return "Admin key";
     case "operator":
       return "Operator";
+    case "retention":
+      return "Retention (automatic)";
     default:
       return "Someone not signed in";
   }

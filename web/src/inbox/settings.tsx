@@ -18,6 +18,7 @@ export function Settings({ api }: { api: Api }) {
       <Origins api={api} />
       <Satisfaction api={api} />
       <TicketAccess api={api} />
+      <Retention api={api} />
       <CannedReplies api={api} />
       <Webhooks api={api} />
     </div>
@@ -193,6 +194,56 @@ function TicketAccess({ api }: { api: Api }) {
         </p>
       )}
       {note && !error && <p role="status">{note}</p>}
+    </section>
+  );
+}
+
+/** How long finished tickets are kept before the server erases them. */
+function Retention({ api }: { api: Api }) {
+  // Null until the saved value arrives; "" keeps tickets for good.
+  const [days, setDays] = useState<string | null>(null);
+  const [note, setNote] = useState<string>();
+  const [error, setError] = useState<string>();
+  const shown = (p: Project) => (p.retention.tickets_after_days == null ? "" : String(p.retention.tickets_after_days));
+  useEffect(() => {
+    api.project().then((p) => setDays(shown(p)), (e) => setError((e as Error).message));
+  }, []);
+  const save = async (e: Event) => {
+    e.preventDefault();
+    if (days === null) return;
+    try {
+      const p = await api.setRetention(days.trim() === "" ? null : Number(days));
+      setDays(shown(p));
+      const kept = p.retention.tickets_after_days;
+      setNote(kept == null ? "Saved. Tickets are kept for good." : `Saved. Tickets resolved or closed for ${kept} days are erased.`);
+      setError(undefined);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  return (
+    <section class="card" aria-labelledby="retention-title">
+      <h2 id="retention-title">Data retention</h2>
+      <p class="hint">
+        Tickets resolved or closed for longer than this, with no change since, are erased for good with their messages, notes and assistant transcript, as an
+        admin’s “Erase” would. Leave it empty to keep every ticket.
+      </p>
+      <form onSubmit={save}>
+        <label>
+          Erase finished tickets after{" "}
+          <input type="number" min={1} max={3650} inputMode="numeric" value={days ?? ""} disabled={days === null} onInput={(e) => setDays((e.target as HTMLInputElement).value)} />{" "}
+          days
+        </label>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        {note && !error && <p role="status">{note}</p>}
+        <button type="submit" disabled={days === null}>
+          Save retention
+        </button>
+      </form>
     </section>
   );
 }

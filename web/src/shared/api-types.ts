@@ -1653,6 +1653,9 @@ export interface components {
         } | {
             /** @enum {string} */
             kind: "anonymous";
+        } | {
+            /** @enum {string} */
+            kind: "retention";
         };
         /** @description A page of the trail, newest first. */
         AuditList: {
@@ -2347,6 +2350,8 @@ export interface components {
             csat_enabled: boolean;
             name: string;
             project_id: components["schemas"]["ProjectId"];
+            /** @description What the server erases by itself once it is old enough. */
+            retention: components["schemas"]["Retention"];
             /**
              * @description Who may read and write a ticket on the public endpoints: `slug`, whoever knows its
              *     slug; `session`, only the session that opened it, its verified contact's sessions,
@@ -2413,6 +2418,27 @@ export interface components {
         /** @description A reset asked for by address. */
         ResetRequest: {
             email: string;
+        };
+        /**
+         * @description How long a project keeps its data (issue 29): what the server erases by itself, in the
+         *     background, once it is old enough. Nothing by default.
+         */
+        Retention: {
+            /**
+             * Format: int32
+             * @description Erase a ticket once it has been resolved or closed, with no change since, for this
+             *     many days (1 to 3650); null keeps tickets for good.
+             */
+            tickets_after_days: number | null;
+        };
+        /** @description A change to the retention setting; what is left out stays as it is. */
+        RetentionChange: {
+            /**
+             * Format: int32
+             * @description Days (1 to 3650) a ticket stays resolved or closed before it is erased; null keeps
+             *     tickets for good.
+             */
+            tickets_after_days?: number | null;
         };
         /**
          * @description What a member may do. Ordered by power: an owner can do all an admin can, an admin all an
@@ -2831,6 +2857,7 @@ export interface components {
             /** @description Whether the widget asks visitors to rate a resolved ticket. */
             csat_enabled?: boolean | null;
             name?: null | components["schemas"]["ProjectName"];
+            retention?: null | components["schemas"]["RetentionChange"];
             ticket_access?: null | components["schemas"]["TicketAccess"];
         };
         /** @description Who the visitor behind a ticket is, when the site knows: either may be missing. */

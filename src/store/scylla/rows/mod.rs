@@ -44,6 +44,7 @@ pub(super) struct ProjectValues<'a> {
     /// JSON: the secrets are read and written whole, with the project.
     identity_secrets: Option<String>,
     ticket_access: &'static str,
+    retention: Option<String>,
 }
 
 impl<'a> From<&'a Project> for ProjectValues<'a> {
@@ -62,6 +63,9 @@ impl<'a> From<&'a Project> for ProjectValues<'a> {
                 .then(|| serde_json::to_string(&p.identity_secrets).ok())
                 .flatten(),
             ticket_access: p.ticket_access.as_str(),
+            retention: (!p.retention.keeps_all())
+                .then(|| serde_json::to_string(&p.retention).ok())
+                .flatten(),
         }
     }
 }
@@ -83,6 +87,8 @@ pub(super) struct ProjectRow {
     identity_secrets: Option<String>,
     // Null in rows written before migration 0029: the slug rule.
     ticket_access: Option<String>,
+    // Null in rows written before migration 0034, and while the project keeps everything.
+    retention: Option<String>,
 }
 
 impl TryFrom<ProjectRow> for Project {
@@ -111,6 +117,12 @@ impl TryFrom<ProjectRow> for Project {
                 None => TicketAccess::Slug,
                 Some(raw) => {
                     TicketAccess::parse(raw).map_err(|_| corrupt("project", "ticket_access"))?
+                }
+            },
+            retention: match r.retention.as_deref() {
+                None => Default::default(),
+                Some(json) => {
+                    serde_json::from_str(json).map_err(|_| corrupt("project", "retention"))?
                 }
             },
         })
