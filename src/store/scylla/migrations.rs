@@ -146,6 +146,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0030_ticket_erasure",
         include_str!("../../../cql/0030_ticket_erasure.cql"),
     ),
+    (
+        33,
+        "0033_contact_erasure",
+        include_str!("../../../cql/0033_contact_erasure.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in
