@@ -12,6 +12,7 @@ mod chat;
 mod chat_llm;
 mod cli;
 mod email;
+mod contact_erasure;
 mod erasure;
 mod export;
 mod fake_llm;
