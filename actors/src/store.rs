@@ -713,8 +713,7 @@ pub trait ContactStore: Send + Sync + 'static {
     /// finishes the erasure. Writing it again keeps one.
     async fn put_contact_erasure(&self, erasure: &ContactErasure) -> StoreResult<()>;
     /// Forgets a contact erasure once done; nothing happens if there is none.
-    async fn delete_contact_erasure(&self, project: &ProjectId, id: uuid::Uuid)
-        -> StoreResult<()>;
+    async fn delete_contact_erasure(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
     /// Contact erasures begun and not finished, of every project, in no particular order.
     async fn pending_contact_erasures(&self) -> StoreResult<Vec<ContactErasure>>;
 }

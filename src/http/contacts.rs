@@ -338,10 +338,15 @@ pub async fn erase(id: String, project: Arc<Project>, who: AuditBy, ctx: Arc<Ctx
             let not_found = || ApiError::not_found("contact not found");
             let id = Uuid::try_parse(&id).map_err(|_| not_found())?;
             let (tickets, store) = (&ctx.system.tickets, ctx.contact_store.as_ref());
-            let erased =
-                fleety_actors::contact_erasure::erase(tickets, store, ctx.clock.as_ref(), &project.id, id)
-                    .await?
-                    .ok_or_else(not_found)?;
+            let erased = fleety_actors::contact_erasure::erase(
+                tickets,
+                store,
+                ctx.clock.as_ref(),
+                &project.id,
+                id,
+            )
+            .await?
+            .ok_or_else(not_found)?;
             // Ids and counts only: the contact's name and email are what was erased.
             let mut record = who
                 .record(&project.id, ctx.clock.now(), "contact.erased")

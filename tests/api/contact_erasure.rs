@@ -49,7 +49,13 @@ async fn form_ticket(app: &TestApp, token: &str, marker: &str) -> String {
 }
 
 /// Every answer about the contact and its tickets, concatenated.
-async fn contact_answers(app: &TestApp, contact: &str, slugs: &[&str], hook: &str, marker: &str) -> String {
+async fn contact_answers(
+    app: &TestApp,
+    contact: &str,
+    slugs: &[&str],
+    hook: &str,
+    marker: &str,
+) -> String {
     let mut all = String::new();
     for slug in slugs {
         all.push_str(&answers(app, slug, hook, marker).await);
@@ -76,7 +82,8 @@ async fn an_erased_contact_leaves_its_words_in_no_answer_file_or_table_and_other
     let form_slug = form_ticket(&app, &token, &marker).await;
     // Another contact's ticket and an anonymous one, kept.
     let other = "u-kept";
-    let proof = json!({"user_id": other, "user_hash": user_hash(&secret, other), "name": "Kept Person"});
+    let proof =
+        json!({"user_id": other, "user_hash": user_hash(&secret, other), "name": "Kept Person"});
     let (other_token, other_contact) = identified(&app, proof).await;
     let other_slug = form_ticket(&app, &other_token, "kept words").await;
     let anonymous = app.create_ticket("Anonymous ticket").await;
@@ -84,13 +91,22 @@ async fn an_erased_contact_leaves_its_words_in_no_answer_file_or_table_and_other
 
     let slugs = [chat_slug.as_str(), form_slug.as_str()];
     let before = contact_answers(&app, &contact, &slugs, &hook, &marker).await;
-    for place in ["/notes:", "/chat:", "/deliveries:", "/contacts:", "/contacts?q=MARKER:"] {
+    for place in [
+        "/notes:",
+        "/chat:",
+        "/deliveries:",
+        "/contacts:",
+        "/contacts?q=MARKER:",
+    ] {
         let line = before.lines().find(|l| l.contains(place)).unwrap();
         assert!(line.contains(&marker), "before: {line}");
     }
     let detail = format!("/contacts/{contact}:");
     let line = before.lines().find(|l| l.contains(&detail)).unwrap();
-    assert!(line.contains(&form_slug) && line.contains(&chat_slug), "{line}");
+    assert!(
+        line.contains(&form_slug) && line.contains(&chat_slug),
+        "{line}"
+    );
 
     // A delivery's first attempt, begun before the erasure and written back after it, would
     // bring its row back (a known race of the ticket erasure, docs/operations.md): the
@@ -130,23 +146,48 @@ async fn an_erased_contact_leaves_its_words_in_no_answer_file_or_table_and_other
     assert_eq!(app.admin_delete(&path).await.status(), 404);
     let stranger = format!("/v1/projects/demo/contacts/{}", uuid::Uuid::new_v4());
     assert_eq!(app.admin_delete(&stranger).await.status(), 404);
-    assert_eq!(app.admin_delete("/v1/projects/demo/contacts/not-an-id").await.status(), 404);
+    assert_eq!(
+        app.admin_delete("/v1/projects/demo/contacts/not-an-id")
+            .await
+            .status(),
+        404
+    );
 
     let after = contact_answers(&app, &contact, &slugs, &hook, &marker).await;
     assert!(!after.contains(&marker), "{after}");
-    assert!(after.contains(&other_slug) && after.contains("Kept Person"), "{after}");
-    let export = app.admin_get("/v1/projects/demo/export").await.text().await.unwrap();
+    assert!(
+        after.contains(&other_slug) && after.contains("Kept Person"),
+        "{after}"
+    );
+    let export = app
+        .admin_get("/v1/projects/demo/export")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(export.contains("kept words") && export.contains("anonymous words"));
     let other_detail: Value = app
-        .admin_get(&format!("/v1/projects/demo/contacts/{}", other_contact["id"].as_str().unwrap()))
+        .admin_get(&format!(
+            "/v1/projects/demo/contacts/{}",
+            other_contact["id"].as_str().unwrap()
+        ))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(other_detail["tickets"][0]["slug"], other_slug.as_str(), "{other_detail}");
+    assert_eq!(
+        other_detail["tickets"][0]["slug"],
+        other_slug.as_str(),
+        "{other_detail}"
+    );
 
     // The trail has the erasure by the contact's id, with counts and nothing else.
-    let audit: Value = app.admin_get("/v1/projects/demo/audit").await.json().await.unwrap();
+    let audit: Value = app
+        .admin_get("/v1/projects/demo/audit")
+        .await
+        .json()
+        .await
+        .unwrap();
     let erased = audit["records"]
         .as_array()
         .unwrap()
@@ -190,12 +231,18 @@ async fn a_contact_erasure_cut_short_by_a_stop_is_finished_on_start() {
     }
 
     let app = spawn_with(restart.options()).await;
-    let status = app.get(&format!("/v1/tickets/demo/{form_slug}")).await.status();
+    let status = app
+        .get(&format!("/v1/tickets/demo/{form_slug}"))
+        .await
+        .status();
     assert_eq!(status, 404);
     let path = format!("/v1/projects/demo/contacts/{contact}");
     assert_eq!(app.admin_get(&path).await.status(), 404);
     let pending = app.ctx.store.pending_contact_erasures().await.unwrap();
-    assert!(!pending.iter().any(|e| e.project_id == project), "{pending:?}");
+    assert!(
+        !pending.iter().any(|e| e.project_id == project),
+        "{pending:?}"
+    );
     let left = stored(app.dir.path(), &app.keyspace, &marker).await;
     assert!(left.is_empty(), "the marker is still stored in {left:?}");
 }

@@ -17,8 +17,8 @@ use super::*;
 use crate::domain::*;
 
 mod contact_erasure;
-pub use contact_erasure::*;
 use crate::slug::SlugGenerator;
+pub use contact_erasure::*;
 
 /// Expands to one `#[tokio::test]` per conformance case, each calling `$factory` for its store.
 #[macro_export]

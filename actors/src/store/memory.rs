@@ -1251,7 +1251,9 @@ impl ContactStore for MemoryStore {
 
     async fn put_contact_erasure(&self, erasure: &ContactErasure) -> StoreResult<()> {
         let key = (erasure.project_id.clone(), erasure.contact_id);
-        lock(&self.data).contact_erasures.insert(key, erasure.clone());
+        lock(&self.data)
+            .contact_erasures
+            .insert(key, erasure.clone());
         Ok(())
     }
 
@@ -1263,7 +1265,11 @@ impl ContactStore for MemoryStore {
     }
 
     async fn pending_contact_erasures(&self) -> StoreResult<Vec<ContactErasure>> {
-        Ok(lock(&self.data).contact_erasures.values().cloned().collect())
+        Ok(lock(&self.data)
+            .contact_erasures
+            .values()
+            .cloned()
+            .collect())
     }
 }
 

@@ -41,7 +41,11 @@ impl Tickets {
     /// call for all of them, so the embedded store takes the words out of its files once (a
     /// contact's erasure: [`crate::contact_erasure`]). Each ticket's intent is stored first
     /// and removed last, as for one ticket. How many of the tickets were there.
-    pub async fn erase_all(&self, project: &ProjectId, slugs: &[Slug]) -> Result<usize, TicketError> {
+    pub async fn erase_all(
+        &self,
+        project: &ProjectId,
+        slugs: &[Slug],
+    ) -> Result<usize, TicketError> {
         let keys: Vec<TicketKey> = slugs
             .iter()
             .map(|slug| TicketKey {
@@ -59,7 +63,11 @@ impl Tickets {
         erased
     }
 
-    async fn erase_marked(&self, project: &ProjectId, keys: &[TicketKey]) -> Result<usize, TicketError> {
+    async fn erase_marked(
+        &self,
+        project: &ProjectId,
+        keys: &[TicketKey],
+    ) -> Result<usize, TicketError> {
         let store = &self.deps.store;
         let mut leases = Vec::with_capacity(keys.len());
         for key in keys {

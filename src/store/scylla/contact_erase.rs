@@ -59,12 +59,17 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl ScyllaStore {
-    pub(super) async fn erase_contact_rows(&self, project: &ProjectId, id: Uuid) -> StoreResult<bool> {
+    pub(super) async fn erase_contact_rows(
+        &self,
+        project: &ProjectId,
+        id: Uuid,
+    ) -> StoreResult<bool> {
         let existed = self.get_contact(project, id).await?.is_some();
         let values = (project.as_str(), order_key(id));
         self.write(&self.contact_erase.delete_tickets, values.clone())
             .await?;
-        self.write(&self.contact_erase.delete_contact, values).await?;
+        self.write(&self.contact_erase.delete_contact, values)
+            .await?;
         Ok(existed)
     }
 

@@ -148,7 +148,12 @@ impl ContactStore for ScyllaStore {
     }
 
     async fn erase_contact(&self, project: &ProjectId, id: Uuid) -> StoreResult<bool> {
-        timed("scylla", "erase_contact", self.erase_contact_rows(project, id)).await
+        timed(
+            "scylla",
+            "erase_contact",
+            self.erase_contact_rows(project, id),
+        )
+        .await
     }
 
     async fn put_contact_erasure(
@@ -167,6 +172,11 @@ impl ContactStore for ScyllaStore {
     async fn pending_contact_erasures(
         &self,
     ) -> StoreResult<Vec<fleety_actors::contact::ContactErasure>> {
-        timed("scylla", "pending_contact_erasures", self.contact_erasure_rows()).await
+        timed(
+            "scylla",
+            "pending_contact_erasures",
+            self.contact_erasure_rows(),
+        )
+        .await
     }
 }

@@ -45,9 +45,16 @@ pub async fn a_contacts_erasure_takes_its_tickets_and_record_and_leaves_the_othe
         .unwrap()
         .is_empty());
     assert_eq!(store.get_contact(pid, ada.id).await.unwrap(), None);
-    assert!(store.contact_tickets(pid, ada.id, 10).await.unwrap().is_empty());
+    assert!(store
+        .contact_tickets(pid, ada.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let log = store.list_deliveries(pid, e.id, 10).await.unwrap();
-    assert!(log.iter().all(|d| d.concerns_ticket(kept.slug.as_str())), "{log:?}");
+    assert!(
+        log.iter().all(|d| d.concerns_ticket(kept.slug.as_str())),
+        "{log:?}"
+    );
 
     // The other contact keeps their record and ticket, whole.
     let all = ContactQuery {
@@ -97,8 +104,14 @@ pub async fn contact_erasures_are_noted_listed_and_forgotten(store: Arc<dyn Stor
     };
     let pending = mine(store.pending_contact_erasures().await.unwrap());
     assert_eq!(pending, [a.clone(), b.clone()]);
-    store.delete_contact_erasure(&p.id, a.contact_id).await.unwrap();
+    store
+        .delete_contact_erasure(&p.id, a.contact_id)
+        .await
+        .unwrap();
     // Forgetting one that is gone is no error.
-    store.delete_contact_erasure(&p.id, a.contact_id).await.unwrap();
+    store
+        .delete_contact_erasure(&p.id, a.contact_id)
+        .await
+        .unwrap();
     assert_eq!(mine(store.pending_contact_erasures().await.unwrap()), [b]);
 }
