@@ -62,7 +62,7 @@ pub async fn a_contacts_erasure_takes_its_tickets_and_record_and_leaves_the_othe
         ..ContactQuery::default()
     };
     let listed = store.list_contacts(pid, &all).await.unwrap().contacts;
-    assert_eq!(listed, [bob.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&bob));
     let bobs: Vec<Slug> = store
         .contact_tickets(pid, bob.id, 10)
         .await
@@ -70,7 +70,7 @@ pub async fn a_contacts_erasure_takes_its_tickets_and_record_and_leaves_the_othe
         .into_iter()
         .map(|t| t.slug)
         .collect();
-    assert_eq!(bobs, [kept.slug.clone()]);
+    assert_eq!(bobs, std::slice::from_ref(&kept.slug));
     let kept_messages = store
         .list_messages(pid, &kept.slug, MessageRange::all())
         .await
