@@ -138,6 +138,18 @@ impl Application {
                 "finished erasures begun before the stop"
             );
         }
+        let contacts: Arc<dyn fleety_actors::store::ContactStore> = store.clone();
+        let finished = fleety_actors::contact_erasure::finish(&system.tickets, contacts.as_ref())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot finish the contact erasures begun before the stop: {e}")
+            })?;
+        if finished > 0 {
+            tracing::info!(
+                erasures = finished,
+                "finished contact erasures begun before the stop"
+            );
+        }
         let projects = Projects::new(store.clone());
         projects
             .load_all()

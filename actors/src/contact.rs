@@ -157,6 +157,15 @@ pub struct ContactPage {
     pub next: Option<Uuid>,
 }
 
+/// A contact erasure that has begun ([`crate::contact_erasure`]): the intent written before any
+/// of the contact is erased, so a restart finishes it. Names the contact only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactErasure {
+    pub project_id: ProjectId,
+    pub contact_id: Uuid,
+    pub requested_at: DateTime<Utc>,
+}
+
 /// The order contacts are listed in: their ids' text (lowercase, hyphenated), which every
 /// backend sorts alike.
 pub fn order_key(id: Uuid) -> String {

@@ -29,6 +29,7 @@ pub mod canned;
 pub mod chat;
 pub mod clock;
 pub mod contact;
+pub mod contact_erasure;
 pub mod domain;
 pub mod email;
 pub mod events;

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::canned::{CannedConflict, CannedReply};
-use crate::contact::{Contact, ContactPage, ContactQuery};
+use crate::contact::{Contact, ContactErasure, ContactPage, ContactQuery};
 use crate::domain::{
     Activity, Article, ChatConversation, ChatTurn, ChatUsage, Message, Note, OutcomeCounts,
     Participant, Project, ProjectId, ReadCursor, Slug, Tag, Ticket, TicketStatus,
@@ -315,6 +315,16 @@ pub trait TicketStore: Send + Sync + 'static {
     /// `docs/operations.md`, Data protection). The caller has stopped every writer of the
     /// ticket first.
     async fn erase_ticket(&self, project: &ProjectId, slug: &Slug) -> StoreResult<bool>;
+    /// Erases several tickets of the project as [`erase_ticket`](TicketStore::erase_ticket)
+    /// does each, so that a backend which removes erased words from its files does that once
+    /// for all of them (a contact's erasure). How many of the tickets' rows were there.
+    async fn erase_tickets(&self, project: &ProjectId, slugs: &[Slug]) -> StoreResult<usize> {
+        let mut erased = 0;
+        for slug in slugs {
+            erased += usize::from(self.erase_ticket(project, slug).await?);
+        }
+        Ok(erased)
+    }
     /// Notes that the ticket is being erased, before any of it is, so that a restart finishes
     /// the erasure ([`pending_erasures`](TicketStore::pending_erasures)). Writing it again
     /// keeps one.
@@ -693,6 +703,19 @@ pub trait ContactStore: Send + Sync + 'static {
         contact: uuid::Uuid,
         limit: usize,
     ) -> StoreResult<Vec<Ticket>>;
+    /// Erases the contact's row and what is left of its ticket index
+    /// ([`contact_tickets`](ContactStore::contact_tickets)); the tickets themselves are erased
+    /// before, through [`TicketStore::erase_tickets`]. Whether the contact's row was there.
+    /// Idempotent. Returns once the row is gone from every read and, where the backend can,
+    /// from its files (`docs/operations.md`, Data protection).
+    async fn erase_contact(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<bool>;
+    /// Notes that the contact is being erased, before any of it is, so that a restart
+    /// finishes the erasure. Writing it again keeps one.
+    async fn put_contact_erasure(&self, erasure: &ContactErasure) -> StoreResult<()>;
+    /// Forgets a contact erasure once done; nothing happens if there is none.
+    async fn delete_contact_erasure(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()>;
+    /// Contact erasures begun and not finished, of every project, in no particular order.
+    async fn pending_contact_erasures(&self) -> StoreResult<Vec<ContactErasure>>;
 }
 
 /// Replies by email that were posted ([`crate::inbound_mail`]).

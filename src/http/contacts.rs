@@ -329,6 +329,38 @@ pub async fn get(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
     )
 }
 
+/// DELETE /v1/projects/{projectId}/contacts/{contactId} (owner, admin or the admin key):
+/// erases the contact and every ticket it opened ([`fleety_actors::contact_erasure`]). A
+/// contact that is not there (never was, or was erased already) is a 404, as for a ticket.
+pub async fn erase(id: String, project: Arc<Project>, who: AuditBy, ctx: Arc<Ctx>) -> Response {
+    respond(
+        async {
+            let not_found = || ApiError::not_found("contact not found");
+            let id = Uuid::try_parse(&id).map_err(|_| not_found())?;
+            let (tickets, store) = (&ctx.system.tickets, ctx.contact_store.as_ref());
+            let erased = fleety_actors::contact_erasure::erase(
+                tickets,
+                store,
+                ctx.clock.as_ref(),
+                &project.id,
+                id,
+            )
+            .await?
+            .ok_or_else(not_found)?;
+            // Ids and counts only: the contact's name and email are what was erased.
+            let mut record = who
+                .record(&project.id, ctx.clock.now(), "contact.erased")
+                .target(AuditTarget::new("contact", id));
+            record.changes = serde_json::json!({ "tickets": erased.tickets });
+            if let Err(e) = ctx.audit_store.record_audit(&record).await {
+                tracing::warn!(contact = %id, error = %e, "recording a contact's erasure failed");
+            }
+            Ok(json(StatusCode::OK, &super::Done::new("Contact erased")))
+        }
+        .await,
+    )
+}
+
 /// An identified visitor's own tickets.
 #[derive(Serialize, ToSchema)]
 pub struct SessionTickets<'a> {

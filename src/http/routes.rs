@@ -752,6 +752,15 @@ fn routes() -> Vec<Route> {
         .param("contactId", "The contact's id.", uuid)
         .answers(200, "The contact and their newest tickets", Json(schema::<contacts::ContactDetail>))
         .refuses(404, "No such contact"),
+        Route::new(delete(), "/v1/projects/{projectId}/contacts/{contactId}", "eraseContact", "Erase a contact and every ticket they opened", Admin, |b| {
+            b.param("contactId").and(b.audited()).and(b.ctx()).then(contacts::erase).boxed()
+        })
+        .tag("contacts")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("contactId", "The contact's id.", uuid)
+        .describe("Erases every ticket the contact opened, each as `DELETE /v1/projects/{projectId}/tickets/{slug}` erases one (messages, notes, timeline, the assistant transcript of the chat that opened it, search index entries, webhook deliveries; its sockets get `ticket_deleted`), then the contact's record (external id, name, email, attributes). A chat with the assistant that opened no ticket is not linked to the contact and is not erased. On the embedded store the words are gone from the data directory's files when this answers. Recorded in the audit trail as `contact.erased` by the contact's id, with the number of tickets erased. A server stopped halfway finishes the erasure on start. A second DELETE answers 404; a contact whose customer backend vouches for them again later is a new record.")
+        .answers(200, "Erased", Json(schema::<super::Done>))
+        .refuses(404, "No such contact (or it was erased already)"),
         Route::new(get(), "/v1/projects/{projectId}/identity-secrets", "listIdentitySecrets", "List the project's identity secrets (never the secrets themselves)", Admin, |b| {
             b.agent().then(contacts::list_secrets).boxed()
         })
@@ -988,6 +997,7 @@ mod tests {
         // so only those who keep the project's settings see or change them.
         ("listContacts", Agent),
         ("getContact", Agent),
+        ("eraseContact", Admin),
         ("listIdentitySecrets", Admin),
         ("createIdentitySecret", Admin),
         ("deleteIdentitySecret", Admin),

@@ -10,13 +10,13 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 
-fn marker() -> String {
+pub(crate) fn marker() -> String {
     format!("zqxmark{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A server whose webhooks may call 127.0.0.1 (the endpoint below is a closed port, so every
 /// delivery stays in the outbox with its payload) and retry only after an hour.
-async fn app() -> TestApp {
+pub(crate) async fn app() -> TestApp {
     let mut options = Options::default();
     options.settings.webhooks.allow_private = true;
     options.settings.webhooks.retry_schedule = "1h".parse().expect("a retry schedule");
@@ -26,6 +26,12 @@ async fn app() -> TestApp {
 /// A ticket opened from a chat, carrying `marker` in its chat, its messages, its note and the
 /// webhook deliveries announcing them; its slug and the webhook's id.
 async fn marked_ticket(app: &TestApp, marker: &str) -> (String, String) {
+    let token = app.session_token().await;
+    marked_ticket_as(app, marker, &token).await
+}
+
+/// As [`marked_ticket`], with the chat in the session `token` (a contact's, say).
+pub(crate) async fn marked_ticket_as(app: &TestApp, marker: &str, token: &str) -> (String, String) {
     let resp = app
         .admin_post(
             "/v1/projects/demo/webhooks",
@@ -37,7 +43,6 @@ async fn marked_ticket(app: &TestApp, marker: &str) -> (String, String) {
         .as_str()
         .unwrap()
         .to_owned();
-    let token = app.session_token().await;
     let conversation = json!([
         {"role": "user", "content": format!("My invoice {marker} is wrong")},
         {"role": "assistant", "content": "Invoices are under Billing."},
@@ -46,7 +51,7 @@ async fn marked_ticket(app: &TestApp, marker: &str) -> (String, String) {
     let resp = app
         .chat(
             "/v1/chat/tools",
-            &token,
+            token,
             json!({"messages": conversation, "enable_tool_calling": true}),
         )
         .await;
@@ -78,7 +83,7 @@ async fn marked_ticket(app: &TestApp, marker: &str) -> (String, String) {
 }
 
 /// Every API answer an agent could find the marker in, concatenated.
-async fn answers(app: &TestApp, slug: &str, hook: &str, marker: &str) -> String {
+pub(crate) async fn answers(app: &TestApp, slug: &str, hook: &str, marker: &str) -> String {
     let mut all = String::new();
     for path in [
         format!("/v1/tickets/demo/{slug}"),
@@ -101,7 +106,7 @@ async fn answers(app: &TestApp, slug: &str, hook: &str, marker: &str) -> String 
 }
 
 /// Whether any file under `dir` holds `needle`.
-fn on_disk(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+pub(crate) fn on_disk(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -118,7 +123,7 @@ fn on_disk(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
 }
 
 /// Every row of every table of the keyspace holding `needle`, as `table: row`.
-async fn in_keyspace(keyspace: &str, needle: &str) -> Vec<String> {
+pub(crate) async fn in_keyspace(keyspace: &str, needle: &str) -> Vec<String> {
     let config = crate::support_cql::config(keyspace);
     let session = fleety::store::scylla::connect(&config).await.unwrap();
     let tables: Vec<(String,)> = session
@@ -155,7 +160,7 @@ async fn in_keyspace(keyspace: &str, needle: &str) -> Vec<String> {
 }
 
 /// Where the marker is stored: files of the data directory, or rows of the keyspace.
-async fn stored(app_dir: &std::path::Path, keyspace: &str, marker: &str) -> Vec<String> {
+pub(crate) async fn stored(app_dir: &std::path::Path, keyspace: &str, marker: &str) -> Vec<String> {
     if cql_backend() {
         in_keyspace(keyspace, marker).await
     } else {

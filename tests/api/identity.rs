@@ -9,7 +9,7 @@ use sha2::Sha256;
 use crate::helpers::*;
 
 /// What the customer's backend computes: hex(HMAC-SHA256(secret, user id)).
-fn user_hash(secret: &str, user_id: &str) -> String {
+pub(crate) fn user_hash(secret: &str, user_id: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(user_id.as_bytes());
     mac.finalize()
@@ -29,7 +29,7 @@ fn in_minutes(n: i64) -> i64 {
 }
 
 /// Creates an identity secret for the demo project: (its id, the secret).
-async fn new_secret(app: &TestApp) -> (String, String) {
+pub(crate) async fn new_secret(app: &TestApp) -> (String, String) {
     let resp = app
         .admin_post("/v1/projects/demo/identity-secrets", json!({}))
         .await;
@@ -41,7 +41,7 @@ async fn new_secret(app: &TestApp) -> (String, String) {
     )
 }
 
-async fn start(app: &TestApp, identity: Value) -> reqwest::Response {
+pub(crate) async fn start(app: &TestApp, identity: Value) -> reqwest::Response {
     app.post_json(
         "/v1/init-session",
         json!({"project_id": "demo", "identity": identity}),
@@ -50,7 +50,7 @@ async fn start(app: &TestApp, identity: Value) -> reqwest::Response {
 }
 
 /// A verified session's token and the contact it names.
-async fn identified(app: &TestApp, identity: Value) -> (String, Value) {
+pub(crate) async fn identified(app: &TestApp, identity: Value) -> (String, Value) {
     let resp = start(app, identity).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();

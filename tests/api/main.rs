@@ -11,6 +11,7 @@ mod canned;
 mod chat;
 mod chat_llm;
 mod cli;
+mod contact_erasure;
 mod email;
 mod erasure;
 mod export;

@@ -522,6 +522,13 @@ impl TicketStore for Indexed {
         erased
     }
 
+    async fn erase_tickets(&self, project: &ProjectId, slugs: &[Slug]) -> StoreResult<usize> {
+        self.search.drop_index(project);
+        let erased = self.store.erase_tickets(project, slugs).await;
+        self.search.drop_index(project);
+        erased
+    }
+
     async fn put_erasure(&self, erasure: &crate::store::Erasure) -> StoreResult<()> {
         self.store.put_erasure(erasure).await
     }

@@ -15,7 +15,10 @@ use uuid::Uuid;
 
 use super::*;
 use crate::domain::*;
+
+mod contact_erasure;
 use crate::slug::SlugGenerator;
+pub use contact_erasure::*;
 
 /// Expands to one `#[tokio::test]` per conformance case, each calling `$factory` for its store.
 #[macro_export]
@@ -81,6 +84,8 @@ macro_rules! store_conformance_tests {
             inbound_mail_is_kept_per_ticket_and_key,
             an_erased_ticket_leaves_no_row_and_the_others_keep_theirs,
             erasures_are_noted_listed_and_forgotten,
+            a_contacts_erasure_takes_its_tickets_and_record_and_leaves_the_others,
+            contact_erasures_are_noted_listed_and_forgotten,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::*;
 use crate::audit::AuditCursor;
 use crate::canned::{CannedConflict, CannedReply};
-use crate::contact::{order_key, Contact, ContactPage, ContactQuery};
+use crate::contact::{order_key, Contact, ContactErasure, ContactPage, ContactQuery};
 use crate::domain::{
     Activity, ChatConversation, ChatTurn, ChatUsage, Note, OutcomeCounts, Participant,
 };
@@ -67,6 +67,7 @@ struct Data {
     contacts: BTreeMap<(ProjectId, String), Contact>,
     inbound_mail: HashMap<(ProjectId, Slug, String), crate::inbound_mail::InboundMail>,
     erasures: BTreeMap<(ProjectId, Slug), Erasure>,
+    contact_erasures: BTreeMap<(ProjectId, Uuid), ContactErasure>,
 }
 
 impl Data {
@@ -1241,6 +1242,34 @@ impl ContactStore for MemoryStore {
             .collect();
         mine.sort_by(|a, b| (b.created_at, &b.slug).cmp(&(a.created_at, &a.slug)));
         Ok(mine.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn erase_contact(&self, project: &ProjectId, id: Uuid) -> StoreResult<bool> {
+        let key = (project.clone(), order_key(id));
+        Ok(lock(&self.data).contacts.remove(&key).is_some())
+    }
+
+    async fn put_contact_erasure(&self, erasure: &ContactErasure) -> StoreResult<()> {
+        let key = (erasure.project_id.clone(), erasure.contact_id);
+        lock(&self.data)
+            .contact_erasures
+            .insert(key, erasure.clone());
+        Ok(())
+    }
+
+    async fn delete_contact_erasure(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
+        lock(&self.data)
+            .contact_erasures
+            .remove(&(project.clone(), id));
+        Ok(())
+    }
+
+    async fn pending_contact_erasures(&self) -> StoreResult<Vec<ContactErasure>> {
+        Ok(lock(&self.data)
+            .contact_erasures
+            .values()
+            .cloned()
+            .collect())
     }
 }
 

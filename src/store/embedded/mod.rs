@@ -632,6 +632,21 @@ impl TicketStore for EmbeddedStore {
         Ok(existed)
     }
 
+    async fn erase_tickets(&self, project: &ProjectId, slugs: &[Slug]) -> StoreResult<usize> {
+        let mut existed = 0;
+        for slug in slugs {
+            existed += usize::from(self.get_ticket(project, slug).await?.is_some());
+            let erase = Write::EraseTicket {
+                project: project.clone(),
+                slug: slug.clone(),
+            };
+            self.write("erase_ticket", erase).await?;
+        }
+        // One scrub for all of them: it takes out of the files everything erased so far.
+        self.write("scrub", Write::Scrub).await?;
+        Ok(existed)
+    }
+
     async fn put_erasure(&self, erasure: &fleety_actors::store::Erasure) -> StoreResult<()> {
         self.write("put_erasure", Write::PutErasure(erasure.clone()))
             .await
@@ -1641,6 +1656,48 @@ impl ContactStore for EmbeddedStore {
                 if let Some(raw) = tickets.get((p, slug)).map_err(internal)? {
                     out.push(from_json::<Ticket>(raw.value())?);
                 }
+            }
+            Ok(out)
+        })
+        .await
+    }
+    async fn erase_contact(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<bool> {
+        let existed = self.get_contact(project, id).await?.is_some();
+        let erase = Write::EraseContact {
+            project: project.clone(),
+            contact: id,
+        };
+        self.write("erase_contact", erase).await?;
+        // As for a ticket: scrubbed even when nothing was found, for a retry after a crash.
+        self.write("scrub", Write::Scrub).await?;
+        Ok(existed)
+    }
+
+    async fn put_contact_erasure(
+        &self,
+        erasure: &fleety_actors::contact::ContactErasure,
+    ) -> StoreResult<()> {
+        let put = Write::PutContactErasure(erasure.clone());
+        self.write("put_contact_erasure", put).await
+    }
+
+    async fn delete_contact_erasure(&self, project: &ProjectId, id: uuid::Uuid) -> StoreResult<()> {
+        let delete = Write::DeleteContactErasure {
+            project: project.clone(),
+            contact: id,
+        };
+        self.write("delete_contact_erasure", delete).await
+    }
+
+    async fn pending_contact_erasures(
+        &self,
+    ) -> StoreResult<Vec<fleety_actors::contact::ContactErasure>> {
+        self.read("pending_contact_erasures", move |txn| {
+            let table = txn.open_table(tables::CONTACT_ERASURES).map_err(internal)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(internal)? {
+                let (_, v) = row.map_err(internal)?;
+                out.push(from_json(v.value())?);
             }
             Ok(out)
         })

@@ -212,6 +212,18 @@ pub(super) enum Write {
         project: ProjectId,
         slug: Slug,
     },
+    /// Erases a contact's row and its ticket index, in one record.
+    EraseContact {
+        project: ProjectId,
+        contact: uuid::Uuid,
+    },
+    /// A contact erasure begun.
+    PutContactErasure(fleety_actors::contact::ContactErasure),
+    /// A contact erasure finished.
+    DeleteContactErasure {
+        project: ProjectId,
+        contact: uuid::Uuid,
+    },
     /// Removes the words of everything erased so far from the files: answered once redb's
     /// free pages and the log hold none of them (see `Writer::scrub`).
     Scrub,
@@ -1153,6 +1165,25 @@ impl Rows<'_> {
                 record.push(&Op::DeleteErasure {
                     project: project.as_str(),
                     slug: slug.as_str(),
+                });
+            }
+            Write::EraseContact { project, contact } => {
+                record.push(&Op::EraseContact {
+                    project: project.as_str(),
+                    contact: &order_key(*contact),
+                });
+            }
+            Write::PutContactErasure(e) => {
+                record.push(&Op::ContactErasure {
+                    project: e.project_id.as_str(),
+                    contact: &order_key(e.contact_id),
+                    json: &to_json(e)?,
+                });
+            }
+            Write::DeleteContactErasure { project, contact } => {
+                record.push(&Op::DeleteContactErasure {
+                    project: project.as_str(),
+                    contact: &order_key(*contact),
                 });
             }
         }

@@ -94,6 +94,10 @@ pub(super) const INBOUND_MAIL: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("inbound_mail");
 /// Ticket erasures begun and not finished: (project, slug) to the JSON `Erasure`.
 pub(super) const ERASURES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("erasures");
+/// Contact erasures begun and not finished: (project, contact order key) to the JSON
+/// `ContactErasure`.
+pub(super) const CONTACT_ERASURES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("contact_erasures");
 /// Filled with zeros and emptied again after an erasure, so the pages the erased rows leave
 /// free are overwritten (see `pipeline::Writer::scrub`).
 pub(super) const SCRUB: TableDefinition<u64, &[u8]> = TableDefinition::new("scrub");
@@ -182,6 +186,7 @@ pub(super) struct Tables<'t> {
     visitor_mails_due: redb::Table<'t, (i64, &'static str, &'static str), ()>,
     member_totp: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     erasures: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    contact_erasures: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
 
@@ -218,6 +223,7 @@ impl<'t> Tables<'t> {
             visitor_mails_due: txn.open_table(VISITOR_MAILS_DUE).map_err(internal)?,
             member_totp: txn.open_table(MEMBER_TOTP).map_err(internal)?,
             erasures: txn.open_table(ERASURES).map_err(internal)?,
+            contact_erasures: txn.open_table(CONTACT_ERASURES).map_err(internal)?,
             meta: txn.open_table(META).map_err(internal)?,
         })
     }
@@ -548,6 +554,23 @@ impl<'t> Tables<'t> {
                     .map_err(internal)?
                     .is_some());
             }
+            Op::EraseContact { project, contact } => return self.erase_contact(project, contact),
+            Op::ContactErasure {
+                project,
+                contact,
+                json,
+            } => {
+                self.contact_erasures
+                    .insert((project, contact), json)
+                    .map_err(internal)?;
+            }
+            Op::DeleteContactErasure { project, contact } => {
+                return Ok(self
+                    .contact_erasures
+                    .remove((project, contact))
+                    .map_err(internal)?
+                    .is_some());
+            }
             Op::Email { id, due_ms, json } => {
                 // As a delivery: the old due entry goes by the stored row.
                 let old = self.emails.insert(id, json).map_err(internal)?;
@@ -699,5 +722,33 @@ impl<'t> Tables<'t> {
             })?;
         }
         Ok(ticket.is_some())
+    }
+
+    /// Removes the contact's row and every entry left in its ticket index (the tickets went
+    /// before, each by its own erasure); whether the row was there.
+    fn erase_contact(&mut self, project: &str, contact: &str) -> StoreResult<bool> {
+        let existed = self
+            .contacts
+            .remove((project, contact))
+            .map_err(internal)?
+            .is_some();
+        let mut entries = Vec::new();
+        for row in self
+            .contact_tickets
+            .range::<(&str, &str, i64, &str)>(
+                (project, contact, i64::MIN, "")..=(project, contact, i64::MAX, "~"),
+            )
+            .map_err(internal)?
+        {
+            let (k, _) = row.map_err(internal)?;
+            let (_, _, created, slug) = k.value();
+            entries.push((created, slug.to_owned()));
+        }
+        for (created, slug) in entries {
+            self.contact_tickets
+                .remove((project, contact, created, slug.as_str()))
+                .map_err(internal)?;
+        }
+        Ok(existed)
     }
 }

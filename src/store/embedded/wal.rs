@@ -243,6 +243,23 @@ pub enum Op<'a> {
         project: &'a str,
         slug: &'a str,
     },
+    /// Erases a contact's row and its ticket index (see `Tables::erase_contact`); by the
+    /// contact's order key.
+    EraseContact {
+        project: &'a str,
+        contact: &'a str,
+    },
+    /// A contact erasure begun (the JSON `ContactErasure`).
+    ContactErasure {
+        project: &'a str,
+        contact: &'a str,
+        json: &'a [u8],
+    },
+    /// A contact erasure finished.
+    DeleteContactErasure {
+        project: &'a str,
+        contact: &'a str,
+    },
 }
 
 /// A record's header: its payload's length and checksum.
@@ -595,6 +612,27 @@ impl RecordBuf {
                 b.push(54);
                 put(b, project.as_bytes());
                 put(b, slug.as_bytes());
+            }
+            // 59 to 64 are the contact erasure's (issue 29).
+            Op::EraseContact { project, contact } => {
+                b.push(59);
+                put(b, project.as_bytes());
+                put(b, contact.as_bytes());
+            }
+            Op::ContactErasure {
+                project,
+                contact,
+                json,
+            } => {
+                b.push(60);
+                put(b, project.as_bytes());
+                put(b, contact.as_bytes());
+                put(b, json);
+            }
+            Op::DeleteContactErasure { project, contact } => {
+                b.push(61);
+                put(b, project.as_bytes());
+                put(b, contact.as_bytes());
             }
             Op::DeleteDelivery {
                 project,
@@ -1043,6 +1081,19 @@ impl<'a> Reader<'a> {
             54 => Op::DeleteErasure {
                 project: self.str()?,
                 slug: self.str()?,
+            },
+            59 => Op::EraseContact {
+                project: self.str()?,
+                contact: self.str()?,
+            },
+            60 => Op::ContactErasure {
+                project: self.str()?,
+                contact: self.str()?,
+                json: self.bytes()?,
+            },
+            61 => Op::DeleteContactErasure {
+                project: self.str()?,
+                contact: self.str()?,
             },
             _ => return None,
         })

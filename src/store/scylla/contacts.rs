@@ -146,4 +146,37 @@ impl ContactStore for ScyllaStore {
         })
         .await
     }
+
+    async fn erase_contact(&self, project: &ProjectId, id: Uuid) -> StoreResult<bool> {
+        timed(
+            "scylla",
+            "erase_contact",
+            self.erase_contact_rows(project, id),
+        )
+        .await
+    }
+
+    async fn put_contact_erasure(
+        &self,
+        erasure: &fleety_actors::contact::ContactErasure,
+    ) -> StoreResult<()> {
+        let put = self.put_contact_erasure_row(erasure);
+        timed("scylla", "put_contact_erasure", put).await
+    }
+
+    async fn delete_contact_erasure(&self, project: &ProjectId, id: Uuid) -> StoreResult<()> {
+        let delete = self.delete_contact_erasure_row(project, id);
+        timed("scylla", "delete_contact_erasure", delete).await
+    }
+
+    async fn pending_contact_erasures(
+        &self,
+    ) -> StoreResult<Vec<fleety_actors::contact::ContactErasure>> {
+        timed(
+            "scylla",
+            "pending_contact_erasures",
+            self.contact_erasure_rows(),
+        )
+        .await
+    }
 }

@@ -147,6 +147,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../cql/0030_ticket_erasure.cql"),
     ),
     (
+        33,
+        "0033_contact_erasure",
+        include_str!("../../../cql/0033_contact_erasure.cql"),
+    ),
+    (
         34,
         "0034_retention",
         include_str!("../../../cql/0034_retention.cql"),

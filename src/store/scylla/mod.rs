@@ -14,13 +14,14 @@
 //! One file per aggregate prepares its statements and implements its storage trait
 //! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`], [`members`],
 //! [`email`], [`audit`], which also says how a change carries its audit record, [`contacts`],
-//! [`inbound_mail`], [`erase`]); [`rows`]
+//! [`inbound_mail`], [`erase`], [`contact_erase`]); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
 mod audit;
 mod canned;
 mod chat;
 mod config;
+mod contact_erase;
 mod contacts;
 mod email;
 mod erase;
@@ -114,6 +115,7 @@ pub struct ScyllaStore {
     contacts: contacts::Statements,
     inbound_mail: inbound_mail::Statements,
     erase: erase::Statements,
+    contact_erase: contact_erase::Statements,
 }
 
 impl ScyllaStore {
@@ -152,6 +154,7 @@ impl ScyllaStore {
             contacts: contacts::Statements::prepare(&session, consistency, ks).await?,
             inbound_mail: inbound_mail::Statements::prepare(&session, consistency, ks).await?,
             erase: erase::Statements::prepare(&session, consistency, ks).await?,
+            contact_erase: contact_erase::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }

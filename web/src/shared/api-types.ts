@@ -474,7 +474,11 @@ export interface paths {
         get: operations["getContact"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Erase a contact and every ticket they opened
+         * @description Erases every ticket the contact opened, each as `DELETE /v1/projects/{projectId}/tickets/{slug}` erases one (messages, notes, timeline, the assistant transcript of the chat that opened it, search index entries, webhook deliveries; its sockets get `ticket_deleted`), then the contact's record (external id, name, email, attributes). A chat with the assistant that opened no ticket is not linked to the contact and is not erased. On the embedded store the words are gone from the data directory's files when this answers. Recorded in the audit trail as `contact.erased` by the contact's id, with the number of tickets erased. A server stopped halfway finishes the erasure on start. A second DELETE answers 404; a contact whose customer backend vouches for them again later is a new record.
+         */
+        delete: operations["eraseContact"];
         options?: never;
         head?: never;
         patch?: never;
@@ -5520,6 +5524,78 @@ export interface operations {
                 };
             };
             /** @description No such contact */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    eraseContact: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The contact's id. */
+                contactId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Erased */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Done"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such contact (or it was erased already) */
             404: {
                 headers: {
                     [name: string]: unknown;
