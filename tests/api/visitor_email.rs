@@ -62,7 +62,7 @@ fn link_in(text: &str, path: &str) -> String {
 /// the run's shared keyspace, a server whose clock a test moved far ahead would compose this
 /// test's email and date it by that clock, past what this test's server will ever reach. The
 /// nodes of one deployment share one clock, so this is the tests' own hazard.
-async fn spawn_alone(clock: &fleety_actors::clock::ManualClock, url: &str) -> TestApp {
+pub(crate) async fn spawn_alone(clock: &fleety_actors::clock::ManualClock, url: &str) -> TestApp {
     static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut options = Options {

@@ -51,6 +51,13 @@ pub enum Command {
         score: u8,
         comment: crate::domain::SatisfactionComment,
     },
+    /// The address the visitor wants replies emailed to, from the widget's "get replies by
+    /// email" field; `None` removes it ([`Answer::Ticket`]: the ticket after it). Stored on
+    /// the ticket's visitor marked unverified; refused when the ticket's verified contact has
+    /// an address.
+    SetVisitorEmail {
+        email: Option<crate::domain::Email>,
+    },
     /// Where a new subscriber, on any node, starts ([`Answer::Replay`]).
     Position,
 }
@@ -64,6 +71,7 @@ impl Command {
             Command::Change(_) => "change",
             Command::AddNote { .. } => "add_note",
             Command::Rate { .. } => "rate",
+            Command::SetVisitorEmail { .. } => "set_visitor_email",
             Command::Position => "position",
         }
     }

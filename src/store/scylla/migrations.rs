@@ -146,6 +146,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0030_ticket_erasure",
         include_str!("../../../cql/0030_ticket_erasure.cql"),
     ),
+    (
+        32,
+        "0032_visitor_email_unverified",
+        include_str!("../../../cql/0032_visitor_email_unverified.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in
