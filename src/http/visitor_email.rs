@@ -65,11 +65,15 @@ pub async fn conversation(ctx: Arc<Ctx>, query: TokenQuery) -> Response {
             if found.is_none() {
                 return Err(ApiError::not_found("no such ticket"));
             }
-            // Both values are of plain shapes already; escaped and JSON-encoded all the same.
-            let slug_js = serde_json::to_string(slug.as_str()).unwrap_or_default();
+            // Both values are of plain shapes already; encoded for where each goes all the
+            // same. Inside a script element HTML entities are not decoded, so the slug is a JSON
+            // string there, with `<` escaped so that no `</script>` can end the element.
+            let slug_js = serde_json::to_string(slug.as_str())
+                .unwrap_or_default()
+                .replace('<', "\\u003c");
             let body = format!(
                 "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Support</title></head><body><script>window.Fleety=[[\"openTicket\",{}]];</script><script src=\"/widget.js\" data-project=\"{}\" async></script></body></html>",
-                escape_html(&slug_js),
+                slug_js,
                 escape_html(project.as_str()),
             );
             Ok(page(body))
