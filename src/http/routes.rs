@@ -16,8 +16,8 @@ use warp::Filter;
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
     assets, assignees, assistant, audit, canned, chat, contacts, export, inbound, kb, members,
-    openapi, projects_api, session, tickets, tokens, totp, unanswered, visitor_address, visitor_email, webhooks, ws,
-    Ctx,
+    openapi, projects_api, session, tickets, tokens, totp, unanswered, visitor_address,
+    visitor_email, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
@@ -847,10 +847,11 @@ fn routes() -> Vec<Route> {
         .refuses(401, "The token is forged or expired")
         .refuses(404, "The ticket no longer exists"),
         Route::new(get(), "/v1/email/unsubscribe", "unsubscribeEmailPage", "Confirm unsubscribing from a ticket's emails", Anyone, |b| {
-            b.ctx().and(b.query()).then(visitor_email::unsubscribe_page).boxed()
+            let language = warp::header::optional::<String>("accept-language");
+            b.ctx().and(language).and(b.query()).then(visitor_email::unsubscribe_page).boxed()
         })
         .tag("email")
-        .describe("A page with one button that unsubscribes (a POST): following the link alone changes nothing, so mail scanners unsubscribe nobody.")
+        .describe("A page with one button that unsubscribes (a POST), in the language of the browser's `Accept-Language` among those the emails speak (English otherwise): following the link alone changes nothing, so mail scanners unsubscribe nobody.")
         .query::<visitor_email::TokenQuery>()
         .answers(200, "The page", Other("text/html; charset=utf-8"))
         .refuses(400, "No token")

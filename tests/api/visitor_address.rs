@@ -10,12 +10,7 @@ use sha2::Sha256;
 
 use crate::helpers::*;
 
-async fn put_email(
-    app: &TestApp,
-    slug: &str,
-    bearer: Option<&str>,
-    body: Value,
-) -> (u16, Value) {
+async fn put_email(app: &TestApp, slug: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = app
         .http
         .put(app.url(&format!("/v1/tickets/demo/{slug}/visitor-email")))
@@ -91,7 +86,8 @@ async fn a_good_address_is_stored_unverified_and_a_bad_one_is_refused() {
         body["visitor"],
         json!({"name": "Bo", "email": "bo@example.net", "email_unverified": true})
     );
-    let (status, body) = put_email(&app, "quiet-otter-404", None, json!({"email": "x@y.org"})).await;
+    let (status, body) =
+        put_email(&app, "quiet-otter-404", None, json!({"email": "x@y.org"})).await;
     assert_eq!(status, 404, "{body}");
 }
 
@@ -116,18 +112,37 @@ async fn in_session_mode_a_stranger_gets_404_and_changes_nothing() {
     let slug = body["slug"].as_str().unwrap().to_owned();
 
     let stranger = app.session_token().await;
-    let (status, body) =
-        put_email(&app, &slug, Some(&stranger), json!({"email": "thief@example.org"})).await;
+    let (status, body) = put_email(
+        &app,
+        &slug,
+        Some(&stranger),
+        json!({"email": "thief@example.org"}),
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
-    let (unknown, unknown_body) =
-        put_email(&app, "quiet-otter-404", Some(&stranger), json!({"email": "thief@example.org"}))
-            .await;
-    assert_eq!((status, &body), (unknown, &unknown_body), "the same as no ticket at all");
+    let (unknown, unknown_body) = put_email(
+        &app,
+        "quiet-otter-404",
+        Some(&stranger),
+        json!({"email": "thief@example.org"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body),
+        (unknown, &unknown_body),
+        "the same as no ticket at all"
+    );
     let (status, _) = put_email(&app, &slug, None, json!({"email": "thief@example.org"})).await;
     assert_eq!(status, 404);
     assert_eq!(visitor_of(&app, &slug).await, Value::Null);
 
-    let (status, _) = put_email(&app, &slug, Some(&owner), json!({"email": "me@example.org"})).await;
+    let (status, _) = put_email(
+        &app,
+        &slug,
+        Some(&owner),
+        json!({"email": "me@example.org"}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(visitor_of(&app, &slug).await["email"], "me@example.org");
 }
@@ -172,8 +187,13 @@ async fn a_verified_contacts_address_is_never_replaced() {
         .unwrap();
     let body: Value = resp.json().await.unwrap();
     let slug = body["slug"].as_str().unwrap();
-    let (status, body) =
-        put_email(&app, slug, Some(session), json!({"email": "other@example.org"})).await;
+    let (status, body) = put_email(
+        &app,
+        slug,
+        Some(session),
+        json!({"email": "other@example.org"}),
+    )
+    .await;
     assert_eq!(status, 409, "{body}");
     assert!(error_of(&body).contains("verified"));
     assert_eq!(visitor_of(&app, slug).await, Value::Null);

@@ -154,6 +154,17 @@ async fn a_visitor_who_left_gets_one_email_per_burst_threaded_with_a_link_and_an
 
     // One click unsubscribes (RFC 8058), and nothing more is sent about the ticket.
     let unsub = local(&app, &link_in(&second.text, "/v1/email/unsubscribe"));
+    // Its page, in the browser's language, only shows the button.
+    let page = reqwest::Client::new()
+        .get(&unsub)
+        .header("accept-language", "de-AT, en;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("lang=\"de\"") && html.contains("Keine E-Mails mehr zu dieser"));
+    assert!(html.contains("method=\"post\" action=\"/v1/email/unsubscribe?token="));
     let resp = reqwest::Client::new()
         .post(&unsub)
         .header("content-type", "application/x-www-form-urlencoded")

@@ -160,6 +160,18 @@ test("a visitor who gives an address in the widget gets the replies by email, wi
   assert.deepEqual(await axe(visitor.page, { include: "fleety-widget" }), []);
   await shot(visitor.page, "visitor-email-given");
 
+  // The agents see the address, marked unverified.
+  const agent = await page(t, "agent", { viewport: { width: 1280, height: 800 } });
+  await agent.page.goto(`${server.base}/inbox`);
+  await agent.page.getByLabel("Project id").fill(project.id);
+  await agent.page.getByLabel("Admin key").fill(project.key);
+  await agent.page.getByLabel("Your name").fill("Alex");
+  await agent.page.getByRole("button", { name: "Sign in" }).click();
+  await agent.page.locator(".ticket", { hasText: slug }).click();
+  await agent.page.locator(".ticket-head .sub", { hasText: `${to} (unverified)` }).waitFor();
+  await shot(agent.page, "visitor-email-inbox");
+  await agent.context.close();
+
   // The visitor leaves; an agent answers: one email, to that address, with both links.
   await visitor.context.close();
   await reply(slug, "Your refund is on its way");
@@ -192,8 +204,10 @@ test("a visitor who gives an address in the widget gets the replies by email, wi
   const leaver = await page(t, "leaver", { viewport: { width: 900, height: 600 } });
   await leaver.page.goto(link(second.text, "/v1/email/unsubscribe"));
   await shot(leaver.page, "visitor-email-unsubscribe");
+  await leaver.page.getByRole("heading", { name: "Emails about this conversation" }).waitFor();
   await leaver.page.getByRole("button", { name: "Stop emails about this conversation" }).click();
-  await leaver.page.getByText(/Unsubscribed from this conversation's emails/).waitFor();
+  await leaver.page.getByRole("status").filter({ hasText: "you will get no more emails about this conversation" }).waitFor();
+  assert.deepEqual(await axe(leaver.page), []);
   await shot(leaver.page, "visitor-email-unsubscribed");
 
   // A later reply sends nothing: another ticket's email, from a reply made after it, arrives

@@ -55,9 +55,7 @@ pub enum Command {
     /// email" field; `None` removes it ([`Answer::Ticket`]: the ticket after it). Stored on
     /// the ticket's visitor marked unverified; refused when the ticket's verified contact has
     /// an address.
-    SetVisitorEmail {
-        email: Option<crate::domain::Email>,
-    },
+    SetVisitorEmail { email: Option<crate::domain::Email> },
     /// Where a new subscriber, on any node, starts ([`Answer::Replay`]).
     Position,
 }

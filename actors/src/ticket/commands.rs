@@ -279,7 +279,11 @@ impl TicketState {
     ) -> Result<Decided, TicketError> {
         self.refusal()?;
         let before = self.tentative_ticket();
-        if before.contact.as_ref().is_some_and(|c| c.verified && c.email.is_some()) {
+        if before
+            .contact
+            .as_ref()
+            .is_some_and(|c| c.verified && c.email.is_some())
+        {
             return Err(TicketError::VerifiedEmail);
         }
         let name = before.visitor.as_ref().and_then(|v| v.name.clone());

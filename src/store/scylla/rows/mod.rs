@@ -250,8 +250,16 @@ impl<'a> From<&'a Ticket> for TicketChange<'a> {
             satisfaction_score: t.satisfaction.as_ref().map(|s| i32::from(s.score)),
             satisfaction_comment: t.satisfaction.as_ref().map(|s| s.comment.as_str()),
             satisfaction_at: t.satisfaction.as_ref().map(|s| s.rated_at),
-            visitor_name: t.visitor.as_ref().and_then(|v| v.name.as_ref()).map(|n| n.as_str()),
-            visitor_email: t.visitor.as_ref().and_then(|v| v.email.as_ref()).map(|e| e.as_str()),
+            visitor_name: t
+                .visitor
+                .as_ref()
+                .and_then(|v| v.name.as_ref())
+                .map(|n| n.as_str()),
+            visitor_email: t
+                .visitor
+                .as_ref()
+                .and_then(|v| v.email.as_ref())
+                .map(|e| e.as_str()),
             visitor_email_unverified: email_unverified(t),
             project_id: t.project_id.as_str(),
             slug: t.slug.as_str(),
