@@ -222,7 +222,7 @@ export interface paths {
         };
         /**
          * Confirm unsubscribing from a ticket's emails
-         * @description A page with one button that unsubscribes (a POST): following the link alone changes nothing, so mail scanners unsubscribe nobody.
+         * @description A page with one button that unsubscribes (a POST), in the language of the browser's `Accept-Language` among those the emails speak (English otherwise): following the link alone changes nothing, so mail scanners unsubscribe nobody.
          */
         get: operations["unsubscribeEmailPage"];
         put?: never;
@@ -2861,9 +2861,9 @@ export interface components {
         VisitorContact: {
             email: null | components["schemas"]["Email"];
             /**
-             * @description True when the visitor typed `email` into the widget's "get replies by email" field
+             * @description `true` when the visitor typed `email` into the widget's "get replies by email" field
              *     after the ticket was opened (`PUT …/visitor-email`): nobody checked that it is theirs.
-             *     False for an address given when the ticket was opened, and without an address.
+             *     Left out for an address given when the ticket was opened, and without an address.
              */
             email_unverified?: boolean;
             name: null | components["schemas"]["VisitorName"];
