@@ -176,7 +176,7 @@ fn routes() -> Vec<Route> {
         .param("projectId", PROJECT, schema::<ProjectId>)
         .param("slug", SLUG, schema::<Slug>)
         .header::<tickets::TicketKeyHeader>("X-Ticket-Key", tickets::TICKET_KEY_DOC)
-        .describe("The widget's optional \"get replies by email\" field: when an agent replies and the visitor is away, the replies they have not read are emailed to this address. Stored on the ticket's visitor with `email_unverified: true`, since nobody checked it; null removes it. Told to the ticket's watchers as a `ticket_update`.")
+        .describe("The widget's optional \"get replies by email\" field: when an agent replies and the visitor is away, the replies they have not read are emailed to this address. Stored on the ticket's visitor with `email_unverified: true`, since nobody checked it; null removes it. Agents see it when they next read the ticket: it is no event on the ticket's socket or the agents' feed.")
         .body::<visitor_address::SetVisitorEmail>(Limit::Standard)
         .answers(200, "The ticket with the visitor's address", Json(schema::<fleety_actors::events::TicketSummary>))
         .refuses(400, "Not an email address, or `email` missing")

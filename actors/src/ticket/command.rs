@@ -81,7 +81,8 @@ impl Command {
 pub enum Answer {
     Message(Message),
     Read(Option<MessageId>),
-    Ticket(Ticket),
+    /// Boxed: a ticket is several times the size of the other answers.
+    Ticket(Box<Ticket>),
     Note(Note),
     Replay(Snapshot),
 }
@@ -103,7 +104,7 @@ impl Answer {
 
     pub fn into_ticket(self) -> Result<Ticket, TicketError> {
         match self {
-            Answer::Ticket(t) => Ok(t),
+            Answer::Ticket(t) => Ok(*t),
             other => Err(other.mismatch()),
         }
     }

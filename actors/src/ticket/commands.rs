@@ -238,7 +238,7 @@ impl TicketState {
             }));
         }
         self.tentative_status = next.status;
-        Ok(Decided::Write(writes, Answer::Ticket(next)))
+        Ok(Decided::Write(writes, Answer::Ticket(Box::new(next))))
     }
 
     /// The visitor's rating: once, on a solved ticket. Checked against the newest queued
@@ -268,7 +268,7 @@ impl TicketState {
             let summary = crate::events::TicketSummary::new(&next);
             serde_json::json!({ "ticket": summary, "satisfaction": next.satisfaction })
         }));
-        Ok(Decided::Write(writes, Answer::Ticket(next)))
+        Ok(Decided::Write(writes, Answer::Ticket(Box::new(next))))
     }
 
     /// The visitor's own address for replies, unverified. The same address again changes
@@ -293,13 +293,13 @@ impl TicketState {
             email,
         });
         if visitor == before.visitor {
-            return Ok(Decided::Answer(Answer::Ticket(before.clone())));
+            return Ok(Decided::Answer(Answer::Ticket(Box::new(before))));
         }
         let mut next = before.clone();
         next.updated_at = self.next_version(&before);
         next.visitor = visitor;
         let writes = vec![TicketWrite::Ticket(next.clone())];
-        Ok(Decided::Write(writes, Answer::Ticket(next)))
+        Ok(Decided::Write(writes, Answer::Ticket(Box::new(next))))
     }
 
     fn add_note(
@@ -374,7 +374,7 @@ impl TicketState {
             .queued()
             .rev()
             .find_map(|owed| match &owed.answer {
-                Answer::Ticket(t) => Some(t),
+                Answer::Ticket(t) => Some(&**t),
                 _ => None,
             });
         queued.unwrap_or(&self.ticket).clone()

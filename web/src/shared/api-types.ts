@@ -1445,7 +1445,7 @@ export interface paths {
         get?: never;
         /**
          * Give, change or remove the address replies are emailed to
-         * @description The widget's optional "get replies by email" field: when an agent replies and the visitor is away, the replies they have not read are emailed to this address. Stored on the ticket's visitor with `email_unverified: true`, since nobody checked it; null removes it. Told to the ticket's watchers as a `ticket_update`.
+         * @description The widget's optional "get replies by email" field: when an agent replies and the visitor is away, the replies they have not read are emailed to this address. Stored on the ticket's visitor with `email_unverified: true`, since nobody checked it; null removes it. Agents see it when they next read the ticket: it is no event on the ticket's socket or the agents' feed.
          */
         put: operations["setVisitorEmail"];
         post?: never;
