@@ -6,7 +6,10 @@
 #   scripts/web.sh check    typecheck, build, and fail if web/dist differs from the committed
 #                           build (it must be reproducible, and committed)
 #   scripts/web.sh test     the browser tests in headless Chromium against target/debug/fleety
-#                           (or FLEETY_BIN); installs Debian's chromium first if it is missing
+#                           (or FLEETY_BIN); installs Debian's chromium first if it is missing.
+#                           The visitor-email tests read what a real SMTP server received: the
+#                           one FLEETY_TEST_SMTP / FLEETY_TEST_SMTP_DIR name (scripts/test.sh
+#                           sets them), else one started here (scripts/smtp.sh) and stopped after.
 #
 # Node and npm come with the machine; Chromium comes from Debian's packages (never a browser
 # download by a test tool). Screenshots and other artefacts go to target/e2e/.
@@ -47,6 +50,14 @@ case "${1:-}" in
     install
     ensure_chromium
     export CHROMIUM="${CHROMIUM:-$(type -P chromium)}"
+    if [ -z "${FLEETY_TEST_SMTP:-}" ]; then
+      export SMTP_DIR SMTP_PORT
+      SMTP_DIR=$(mktemp -d /tmp/fleety-smtp.XXXXXX)
+      SMTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      trap 'bash ../scripts/smtp.sh stop || true; rm -rf "$SMTP_DIR"' EXIT
+      bash ../scripts/smtp.sh start
+      eval "$(bash ../scripts/smtp.sh env | sed 's/^/export /')"
+    fi
     node --test e2e/
     ;;
   *)

@@ -285,6 +285,11 @@ pub struct VisitorContact {
     /// Null when not known.
     #[schema(required = true)]
     pub email: Option<Email>,
+    /// `true` when the visitor typed `email` into the widget's "get replies by email" field
+    /// after the ticket was opened (`PUT …/visitor-email`): nobody checked that it is theirs.
+    /// Left out for an address given when the ticket was opened, and without an address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub email_unverified: bool,
 }
 
 text_value!(

@@ -95,6 +95,9 @@ impl From<TicketError> for ApiError {
             TicketError::NotFound => ApiError::not_found("ticket not found"),
             TicketError::Closed => ApiError::conflict("ticket is closed"),
             TicketError::AlreadyRated => ApiError::conflict("this ticket was rated already"),
+            TicketError::VerifiedEmail => ApiError::conflict(
+                "replies go to the email address of the ticket's verified contact",
+            ),
             TicketError::NotResolved => {
                 ApiError::conflict("a ticket can be rated once it is resolved")
             }

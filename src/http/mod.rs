@@ -32,6 +32,7 @@ pub mod tokens;
 pub mod totp;
 pub mod unanswered;
 pub mod upgrade;
+pub mod visitor_address;
 pub mod visitor_email;
 pub mod webhooks;
 pub mod ws;

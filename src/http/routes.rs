@@ -16,8 +16,8 @@ use warp::Filter;
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
     assets, assignees, assistant, audit, canned, chat, contacts, export, inbound, kb, members,
-    openapi, projects_api, session, tickets, tokens, totp, unanswered, visitor_email, webhooks, ws,
-    Ctx,
+    openapi, projects_api, session, tickets, tokens, totp, unanswered, visitor_address,
+    visitor_email, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
@@ -46,6 +46,7 @@ fn routes() -> Vec<Route> {
     let get = || Method::GET;
     let post = || Method::POST;
     let patch = || Method::PATCH;
+    let put = || Method::PUT;
     let delete = || Method::DELETE;
     vec![
         // The public API a widget calls.
@@ -167,6 +168,21 @@ fn routes() -> Vec<Route> {
         .refuses(403, "An origin the project does not allow")
         .refuses(404, "No such project or ticket")
         .refuses(409, "The ticket was rated already, is not resolved yet, or the project asks for no ratings"),
+        Route::new(put(), "/v1/tickets/{projectId}/{slug}/visitor-email", "setVisitorEmail", "Give, change or remove the address replies are emailed to", Public, |b| {
+            b.param("slug").and(b.public()).and(b.ctx()).and(b.json()).then(visitor_address::set).boxed()
+        })
+        .tag("tickets")
+        .counted_per_session()
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("slug", SLUG, schema::<Slug>)
+        .header::<tickets::TicketKeyHeader>("X-Ticket-Key", tickets::TICKET_KEY_DOC)
+        .describe("The widget's optional \"get replies by email\" field: when an agent replies and the visitor is away, the replies they have not read are emailed to this address. Stored on the ticket's visitor with `email_unverified: true`, since nobody checked it; null removes it. Agents see it when they next read the ticket: it is no event on the ticket's socket or the agents' feed.")
+        .body::<visitor_address::SetVisitorEmail>(Limit::Standard)
+        .answers(200, "The ticket with the visitor's address", Json(schema::<fleety_actors::events::TicketSummary>))
+        .refuses(400, "Not an email address, or `email` missing")
+        .refuses(403, "An origin the project does not allow")
+        .refuses(404, "No such project or ticket")
+        .refuses(409, "The ticket's verified contact has an email address, which replies go to"),
         Route::new(get(), "/v1/tickets/{projectId}/{slug}/ws", "ticketSocket", "A ticket's realtime events (WebSocket)", Public, |b| {
             let language = warp::header::optional::<String>("accept-language");
             b.param("slug").and(b.websocket()).and(b.public()).and(b.ctx()).and(language).and(b.query()).then(ws::ticket_socket).boxed()
@@ -840,10 +856,11 @@ fn routes() -> Vec<Route> {
         .refuses(401, "The token is forged or expired")
         .refuses(404, "The ticket no longer exists"),
         Route::new(get(), "/v1/email/unsubscribe", "unsubscribeEmailPage", "Confirm unsubscribing from a ticket's emails", Anyone, |b| {
-            b.ctx().and(b.query()).then(visitor_email::unsubscribe_page).boxed()
+            let language = warp::header::optional::<String>("accept-language");
+            b.ctx().and(language).and(b.query()).then(visitor_email::unsubscribe_page).boxed()
         })
         .tag("email")
-        .describe("A page with one button that unsubscribes (a POST): following the link alone changes nothing, so mail scanners unsubscribe nobody.")
+        .describe("A page with one button that unsubscribes (a POST), in the language of the browser's `Accept-Language` among those the emails speak (English otherwise): following the link alone changes nothing, so mail scanners unsubscribe nobody.")
         .query::<visitor_email::TokenQuery>()
         .answers(200, "The page", Other("text/html; charset=utf-8"))
         .refuses(400, "No token")
@@ -926,6 +943,7 @@ mod tests {
         ("postMessage", Public),
         ("markRead", Public),
         ("rateTicket", Public),
+        ("setVisitorEmail", Public),
         ("ticketSocket", Public),
         ("searchHelpCenter", Public),
         ("readHelpCenterArticle", Public),

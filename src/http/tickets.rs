@@ -90,6 +90,7 @@ impl NewVisitor {
         let contact = VisitorContact {
             name: name.map_err(|e| ApiError::bad_request(e.0))?,
             email: email.map_err(|e| ApiError::bad_request(e.0))?,
+            email_unverified: false,
         };
         Ok((contact.name.is_some() || contact.email.is_some()).then_some(contact))
     }

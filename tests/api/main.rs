@@ -42,5 +42,6 @@ mod ticket_access;
 mod tickets;
 mod tokens;
 mod totp;
+mod visitor_address;
 mod visitor_email;
 mod webhooks;

@@ -62,7 +62,7 @@ fn link_in(text: &str, path: &str) -> String {
 /// the run's shared keyspace, a server whose clock a test moved far ahead would compose this
 /// test's email and date it by that clock, past what this test's server will ever reach. The
 /// nodes of one deployment share one clock, so this is the tests' own hazard.
-async fn spawn_alone(clock: &fleety_actors::clock::ManualClock, url: &str) -> TestApp {
+pub(crate) async fn spawn_alone(clock: &fleety_actors::clock::ManualClock, url: &str) -> TestApp {
     static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut options = Options {
@@ -143,7 +143,9 @@ async fn a_visitor_who_left_gets_one_email_per_burst_threaded_with_a_link_and_an
     .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let body = page.text().await.unwrap();
-    assert!(body.contains(&format!("[\"openTicket\",\"{slug}\"]")) || body.contains(&slug));
+    // A script element decodes no HTML entities: the command is plain JSON there.
+    let command = format!("window.Fleety=[[\"openTicket\",\"{slug}\"]]");
+    assert!(body.contains(&command), "{body}");
     assert!(body.contains("/widget.js"));
     let forged = reqwest::get(app.url("/v1/email/conversation?token=forged"))
         .await
@@ -152,6 +154,17 @@ async fn a_visitor_who_left_gets_one_email_per_burst_threaded_with_a_link_and_an
 
     // One click unsubscribes (RFC 8058), and nothing more is sent about the ticket.
     let unsub = local(&app, &link_in(&second.text, "/v1/email/unsubscribe"));
+    // Its page, in the browser's language, only shows the button.
+    let page = reqwest::Client::new()
+        .get(&unsub)
+        .header("accept-language", "de-AT, en;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("lang=\"de\"") && html.contains("Keine E-Mails mehr zu dieser"));
+    assert!(html.contains("method=\"post\" action=\"/v1/email/unsubscribe?token="));
     let resp = reqwest::Client::new()
         .post(&unsub)
         .header("content-type", "application/x-www-form-urlencoded")

@@ -28,6 +28,7 @@ macro_rules! store_conformance_tests {
             projects_are_created_read_updated_and_listed,
             a_project_id_can_be_claimed_once,
             tickets_are_created_and_read_back,
+            a_visitor_email_given_later_is_kept_marked_unverified,
             a_slug_can_be_claimed_once_per_project,
             ticket_updates_persist_and_missing_tickets_are_reported,
             an_older_ticket_version_never_undoes_a_newer_one,
@@ -240,6 +241,7 @@ pub async fn tickets_are_created_and_read_back(store: Arc<dyn Store>) {
     t.visitor = Some(crate::domain::VisitorContact {
         name: Some(crate::domain::VisitorName::parse("Ada Lovelace").unwrap()),
         email: Some(crate::domain::Email::parse("ada@example.org").unwrap()),
+        email_unverified: false,
     });
     store.create_ticket(&t, &[]).await.unwrap();
     assert_eq!(
@@ -251,6 +253,7 @@ pub async fn tickets_are_created_and_read_back(store: Arc<dyn Store>) {
     by_email.visitor = Some(crate::domain::VisitorContact {
         name: None,
         email: Some(crate::domain::Email::parse("b@example.com").unwrap()),
+        email_unverified: false,
     });
     store.create_ticket(&by_email, &[]).await.unwrap();
     assert_eq!(
@@ -259,6 +262,44 @@ pub async fn tickets_are_created_and_read_back(store: Arc<dyn Store>) {
     );
     let other = Slug::parse("quiet-otter-001").unwrap();
     assert_eq!(store.get_ticket(&p.id, &other).await.unwrap(), None);
+}
+
+/// The widget's "get replies by email" field: a ticket change gives, changes and removes the
+/// visitor's address, marked unverified, beside a name given at the opening.
+pub async fn a_visitor_email_given_later_is_kept_marked_unverified(store: Arc<dyn Store>) {
+    let p = stored_project(&store).await;
+    let mut t = ticket(&p.id, "amber-crane-017", now_millis());
+    t.visitor = Some(crate::domain::VisitorContact {
+        name: Some(crate::domain::VisitorName::parse("Ada").unwrap()),
+        email: None,
+        email_unverified: false,
+    });
+    store.create_ticket(&t, &[]).await.unwrap();
+    let mut given = t.clone();
+    given.updated_at = t.updated_at + Duration::seconds(1);
+    given.visitor = Some(crate::domain::VisitorContact {
+        name: Some(crate::domain::VisitorName::parse("Ada").unwrap()),
+        email: Some(crate::domain::Email::parse("ada@example.org").unwrap()),
+        email_unverified: true,
+    });
+    put(&store, &p.id, &t.slug, TicketWrite::Ticket(given.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &t.slug).await.unwrap(),
+        Some(given.clone())
+    );
+    // Removed again, with no name either: no visitor at all.
+    let mut removed = given.clone();
+    removed.updated_at = given.updated_at + Duration::seconds(1);
+    removed.visitor = None;
+    put(&store, &p.id, &t.slug, TicketWrite::Ticket(removed.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_ticket(&p.id, &t.slug).await.unwrap(),
+        Some(removed)
+    );
 }
 
 pub async fn a_slug_can_be_claimed_once_per_project(store: Arc<dyn Store>) {

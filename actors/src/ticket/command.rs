@@ -51,6 +51,11 @@ pub enum Command {
         score: u8,
         comment: crate::domain::SatisfactionComment,
     },
+    /// The address the visitor wants replies emailed to, from the widget's "get replies by
+    /// email" field; `None` removes it ([`Answer::Ticket`]: the ticket after it). Stored on
+    /// the ticket's visitor marked unverified; refused when the ticket's verified contact has
+    /// an address.
+    SetVisitorEmail { email: Option<crate::domain::Email> },
     /// Where a new subscriber, on any node, starts ([`Answer::Replay`]).
     Position,
 }
@@ -64,6 +69,7 @@ impl Command {
             Command::Change(_) => "change",
             Command::AddNote { .. } => "add_note",
             Command::Rate { .. } => "rate",
+            Command::SetVisitorEmail { .. } => "set_visitor_email",
             Command::Position => "position",
         }
     }
@@ -75,7 +81,8 @@ impl Command {
 pub enum Answer {
     Message(Message),
     Read(Option<MessageId>),
-    Ticket(Ticket),
+    /// Boxed: a ticket is several times the size of the other answers.
+    Ticket(Box<Ticket>),
     Note(Note),
     Replay(Snapshot),
 }
@@ -97,7 +104,7 @@ impl Answer {
 
     pub fn into_ticket(self) -> Result<Ticket, TicketError> {
         match self {
-            Answer::Ticket(t) => Ok(t),
+            Answer::Ticket(t) => Ok(*t),
             other => Err(other.mismatch()),
         }
     }

@@ -71,6 +71,7 @@ impl TicketState {
             Command::Change(change) => self.change(change, by),
             Command::AddNote { author, content } => self.add_note(author, content, by),
             Command::Rate { score, comment } => self.rate(score, comment),
+            Command::SetVisitorEmail { email } => self.set_visitor_email(email),
             Command::Position => self
                 .position()
                 .map(|start| Decided::Answer(Answer::Replay(start))),
@@ -237,7 +238,7 @@ impl TicketState {
             }));
         }
         self.tentative_status = next.status;
-        Ok(Decided::Write(writes, Answer::Ticket(next)))
+        Ok(Decided::Write(writes, Answer::Ticket(Box::new(next))))
     }
 
     /// The visitor's rating: once, on a solved ticket. Checked against the newest queued
@@ -267,7 +268,38 @@ impl TicketState {
             let summary = crate::events::TicketSummary::new(&next);
             serde_json::json!({ "ticket": summary, "satisfaction": next.satisfaction })
         }));
-        Ok(Decided::Write(writes, Answer::Ticket(next)))
+        Ok(Decided::Write(writes, Answer::Ticket(Box::new(next))))
+    }
+
+    /// The visitor's own address for replies, unverified. The same address again changes
+    /// nothing; a verified contact's address is never replaced.
+    fn set_visitor_email(
+        &mut self,
+        email: Option<crate::domain::Email>,
+    ) -> Result<Decided, TicketError> {
+        self.refusal()?;
+        let before = self.tentative_ticket();
+        if before
+            .contact
+            .as_ref()
+            .is_some_and(|c| c.verified && c.email.is_some())
+        {
+            return Err(TicketError::VerifiedEmail);
+        }
+        let name = before.visitor.as_ref().and_then(|v| v.name.clone());
+        let visitor = (name.is_some() || email.is_some()).then(|| crate::domain::VisitorContact {
+            name,
+            email_unverified: email.is_some(),
+            email,
+        });
+        if visitor == before.visitor {
+            return Ok(Decided::Answer(Answer::Ticket(Box::new(before))));
+        }
+        let mut next = before.clone();
+        next.updated_at = self.next_version(&before);
+        next.visitor = visitor;
+        let writes = vec![TicketWrite::Ticket(next.clone())];
+        Ok(Decided::Write(writes, Answer::Ticket(Box::new(next))))
     }
 
     fn add_note(
@@ -342,7 +374,7 @@ impl TicketState {
             .queued()
             .rev()
             .find_map(|owed| match &owed.answer {
-                Answer::Ticket(t) => Some(t),
+                Answer::Ticket(t) => Some(&**t),
                 _ => None,
             });
         queued.unwrap_or(&self.ticket).clone()

@@ -20,6 +20,9 @@ pub enum TicketError {
     /// A rating is asked for once the ticket is solved (resolved or closed), not before.
     #[error("a ticket is rated once it is resolved")]
     NotResolved,
+    /// The ticket's verified contact has an address: the visitor cannot replace it.
+    #[error("replies go to the ticket's verified email address")]
+    VerifiedEmail,
     #[error("ticket is busy, retry shortly")]
     Busy,
     /// A request with the same idempotency key is still being carried out.

@@ -147,6 +147,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../cql/0030_ticket_erasure.cql"),
     ),
     (
+        32,
+        "0032_visitor_email_unverified",
+        include_str!("../../../cql/0032_visitor_email_unverified.cql"),
+    ),
+    (
         33,
         "0033_contact_erasure",
         include_str!("../../../cql/0033_contact_erasure.cql"),

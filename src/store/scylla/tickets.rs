@@ -26,7 +26,7 @@ use super::rows::{
 use super::{prepare, BoxedWrite, ScyllaStore, LIST_DEADLINE};
 
 const TICKET_COLUMNS: &str =
-    "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee, tags, visitor_name, visitor_email, assignee_member_id, assignee_member_name, assignee_member_avatar_url, satisfaction_score, satisfaction_comment, satisfaction_at, contact";
+    "project_id, slug, id, title, description, status, source, session_id, created_at, updated_at, assignee, tags, visitor_name, visitor_email, assignee_member_id, assignee_member_name, assignee_member_avatar_url, satisfaction_score, satisfaction_comment, satisfaction_at, contact, visitor_email_unverified";
 
 pub(super) struct Statements {
     insert_ticket: PreparedStatement,
@@ -52,10 +52,10 @@ impl Statements {
     ) -> anyhow::Result<Self> {
         let p = |cql: String, idempotent| prepare(session, consistency, cql, idempotent);
         Ok(Self {
-            insert_ticket: p(format!("INSERT INTO {ks}.tickets ({TICKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
+            insert_ticket: p(format!("INSERT INTO {ks}.tickets ({TICKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"), false).await?,
             // Conditional on the stored version: equal writes again, older is refused. Retrying
             // it is harmless, hence idempotent.
-            update_ticket: p(format!("UPDATE {ks}.tickets SET title = ?, description = ?, status = ?, source = ?, session_id = ?, updated_at = ?, assignee = ?, tags = ?, assignee_member_id = ?, assignee_member_name = ?, assignee_member_avatar_url = ?, satisfaction_score = ?, satisfaction_comment = ?, satisfaction_at = ? WHERE project_id = ? AND slug = ? IF updated_at <= ?"), true).await?,
+            update_ticket: p(format!("UPDATE {ks}.tickets SET title = ?, description = ?, status = ?, source = ?, session_id = ?, updated_at = ?, assignee = ?, tags = ?, assignee_member_id = ?, assignee_member_name = ?, assignee_member_avatar_url = ?, satisfaction_score = ?, satisfaction_comment = ?, satisfaction_at = ?, visitor_name = ?, visitor_email = ?, visitor_email_unverified = ? WHERE project_id = ? AND slug = ? IF updated_at <= ?"), true).await?,
             select_ticket: p(format!("SELECT {TICKET_COLUMNS} FROM {ks}.tickets WHERE project_id = ? AND slug = ?"), true).await?,
             insert_message: p(format!("INSERT INTO {ks}.messages (project_id, slug, message_id, author, content, idempotency_key, agent_id, agent_name, agent_avatar_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), true).await?,
             delete_message: p(format!("DELETE FROM {ks}.messages WHERE project_id = ? AND slug = ? AND message_id = ?"), true).await?,

@@ -72,6 +72,14 @@ function visitorName(v: NonNullable<TicketSummary["visitor"]>): string {
   return v.name ?? v.email ?? "";
 }
 
+/** The visitor in a ticket's header: name and email, the email marked when the visitor typed it
+ * into the widget's "get replies by email" field, which nobody checked. */
+function visitorLine(v: NonNullable<TicketSummary["visitor"]>): string {
+  const mark = v.email_unverified ? " (unverified)" : "";
+  if (!v.email) return v.name ?? "";
+  return v.name ? `${v.name} <${v.email}>${mark}` : `${v.email}${mark}`;
+}
+
 /** Where a key press belongs to what the agent is typing, not to the list's shortcuts. */
 function typing(target: EventTarget | null): boolean {
   if (!(target instanceof HTMLElement)) return false;
@@ -629,7 +637,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
         <div>
           <h1>{ticket.title}</h1>
           <p class="sub">
-            {ticket.visitor ? `${visitorName(ticket.visitor)}${ticket.visitor.name && ticket.visitor.email ? ` <${ticket.visitor.email}>` : ""} · ` : ""}
+            {ticket.visitor ? `${visitorLine(ticket.visitor)} · ` : ""}
             {slug} · {ticket.source === "chat" ? "from the assistant" : "from the API"} · opened {new Date(ticket.created_at).toLocaleString()}
           </p>
         </div>

@@ -222,7 +222,7 @@ export interface paths {
         };
         /**
          * Confirm unsubscribing from a ticket's emails
-         * @description A page with one button that unsubscribes (a POST): following the link alone changes nothing, so mail scanners unsubscribe nobody.
+         * @description A page with one button that unsubscribes (a POST), in the language of the browser's `Accept-Language` among those the emails speak (English otherwise): following the link alone changes nothing, so mail scanners unsubscribe nobody.
          */
         get: operations["unsubscribeEmailPage"];
         put?: never;
@@ -1439,6 +1439,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tickets/{projectId}/{slug}/visitor-email": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Give, change or remove the address replies are emailed to
+         * @description The widget's optional "get replies by email" field: when an agent replies and the visitor is away, the replies they have not read are emailed to this address. Stored on the ticket's visitor with `email_unverified: true`, since nobody checked it; null removes it. Agents see it when they next read the ticket: it is no event on the ticket's socket or the agents' feed.
+         */
+        put: operations["setVisitorEmail"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tickets/{projectId}/{slug}/ws": {
         parameters: {
             query?: never;
@@ -2532,6 +2552,10 @@ export interface components {
             last_seen_at: string;
             user_agent?: string | null;
         };
+        /** @description The visitor's address for replies. */
+        SetVisitorEmail: {
+            email: null | components["schemas"]["Email"];
+        };
         Shortcut: string;
         /** @description An email and a password. */
         SignIn: {
@@ -2867,6 +2891,12 @@ export interface components {
         /** @description Who the visitor behind a ticket is, when the site knows: either may be missing. */
         VisitorContact: {
             email: null | components["schemas"]["Email"];
+            /**
+             * @description `true` when the visitor typed `email` into the widget's "get replies by email" field
+             *     after the ticket was opened (`PUT …/visitor-email`): nobody checked that it is theirs.
+             *     Left out for an address given when the ticket was opened, and without an address.
+             */
+            email_unverified?: boolean;
             name: null | components["schemas"]["VisitorName"];
         };
         VisitorName: string;
@@ -11299,6 +11329,183 @@ export interface operations {
                 };
             };
             /** @description The ticket was rated already, is not resolved yet, or the project asks for no ratings */
+            409: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json */
+            415: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests from this client, or from this visitor session when the request carries its session token (see Retry-After) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    setVisitorEmail: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Opens the ticket without its session when the project's `ticket_access` is `session` (from the ticket's creation). On the WebSocket, offer it as the subprotocol `fleety.key.<key>`. */
+                "X-Ticket-Key"?: components["schemas"]["TicketKeyHeader"];
+            };
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+                /** @description The ticket's slug. */
+                slug: components["schemas"]["Slug"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetVisitorEmail"];
+            };
+        };
+        responses: {
+            /** @description The ticket with the visitor's address */
+            200: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketSummary"];
+                };
+            };
+            /** @description Not an email address, or `email` missing */
+            400: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An origin the project does not allow */
+            403: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project or ticket */
+            404: {
+                headers: {
+                    /** @description Requests allowed per window */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in this window */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The ticket's verified contact has an email address, which replies go to */
             409: {
                 headers: {
                     /** @description Requests allowed per window */

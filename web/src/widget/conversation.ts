@@ -84,6 +84,9 @@ export interface State {
   loadingOlder: boolean;
   /** An identified visitor's other tickets, newest first, as the server lists them. */
   known?: KnownTicket[];
+  /** Where the ticket's replies are emailed while the visitor is away, once the ticket is read:
+   * a verified contact's address (`verified`, not changed here) or the one the visitor gave. */
+  replyTo?: { address?: string; verified: boolean };
 }
 
 /** Who the visitor is, as the page said (`Fleety.push(["setVisitor", {...}])`), checked. */
@@ -117,6 +120,8 @@ interface Saved {
   /** Ticket keys by slug: a project whose tickets need the session that opened them hands one
    * out with a ticket an anonymous session opens, and it outlives that session. */
   keys?: Record<string, string>;
+  /** Tickets whose "get replies by email" offer the visitor dismissed. */
+  noEmail?: string[];
 }
 
 /** Ticket keys kept: the newest ones. */
@@ -283,7 +288,7 @@ export class Conversation {
     this.saved = { v: 1, token, expires, assistant, csat, surveyed, who, keys, chat: [], earlier };
     this.save();
     this.before = undefined;
-    this.set({ entries: [], earlier, ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, agentTyping: false, survey: undefined, older: false });
+    this.set({ entries: [], earlier, ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, agentTyping: false, survey: undefined, older: false, replyTo: undefined });
   }
 
   /** Rates the solved ticket (1 to 5, with an optional comment): once. */
@@ -301,6 +306,42 @@ export class Conversation {
       if (e instanceof ApiError && e.status === 409) this.surveyDone(ticket.slug, undefined);
       else this.failed(e);
     }
+  }
+
+  /** Gives, changes or (with null) removes the address the ticket's replies are emailed to.
+   * Resolves to `"invalid"` when the server refused the address, else to nothing. */
+  async setReplyEmail(address: string | null): Promise<"invalid" | undefined> {
+    const ticket = this.state.ticket;
+    if (!ticket || this.limited()) return undefined;
+    try {
+      const changed = await json<Schemas["TicketSummary"]>(`${this.base}/v1/tickets/${this.project}/${ticket.slug}/visitor-email`, {
+        ...(await this.access(ticket.slug)),
+        method: "PUT",
+        body: { email: address } satisfies Schemas["SetVisitorEmail"],
+      });
+      this.set({ replyTo: replyTo(changed) });
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 400) return "invalid";
+      // A verified contact's address took over (another tab identified the visitor): show it.
+      if (e instanceof ApiError && e.status === 409) this.set({ replyTo: { ...this.state.replyTo, verified: true } });
+      else this.failed(e);
+    }
+    return undefined;
+  }
+
+  /** Whether the visitor dismissed the "get replies by email" offer of the open ticket. */
+  emailDismissed(): boolean {
+    const slug = this.state.ticket?.slug;
+    return !!slug && !!this.saved.noEmail?.includes(slug);
+  }
+
+  /** The visitor wants no email: the offer is not shown again for this ticket. */
+  dismissReplyEmail() {
+    const slug = this.state.ticket?.slug;
+    if (!slug) return;
+    this.saved.noEmail = [...(this.saved.noEmail ?? []).filter((s) => s !== slug), slug].slice(-50);
+    this.save();
+    this.set({});
   }
 
   /** The visitor would rather not rate: the survey is not shown again for this ticket. */
@@ -380,7 +421,7 @@ export class Conversation {
     }
     this.saved = { v: 1, chat: [] };
     this.before = undefined;
-    this.set({ entries: [], earlier: [], ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, older: false, known: undefined });
+    this.set({ entries: [], earlier: [], ticket: undefined, connection: "idle", streaming: false, error: undefined, unread: 0, older: false, known: undefined, replyTo: undefined });
   }
 
   // ---- the assistant ----
@@ -519,6 +560,7 @@ export class Conversation {
         older: !!this.before,
         ticket: { slug, status: view.status },
         survey: score === undefined ? this.state.survey : { ask: false, score },
+        replyTo: replyTo(view),
       });
       this.saved.ticket = { slug, status: view.status };
       this.save();
@@ -865,7 +907,7 @@ export class Conversation {
     } else if (!slug) {
       // The other tab left the ticket (a new conversation, a reset): so does this one.
       if (this.state.ticket) this.closeSocket();
-      this.set({ entries: [...saved.chat], earlier: saved.earlier ?? [], ticket: undefined, connection: "idle" });
+      this.set({ entries: [...saved.chat], earlier: saved.earlier ?? [], ticket: undefined, connection: "idle", replyTo: undefined });
     }
   }
 
@@ -884,6 +926,13 @@ export class Conversation {
 }
 
 /** Whether an entry is a message the server stores (not a local line or an unsent message). */
+/** Where a ticket's replies are emailed: its verified contact's address, else the visitor's. */
+function replyTo(view: Schemas["TicketSummary"]): State["replyTo"] {
+  const contact = view.contact;
+  if (contact?.verified && contact.email) return { address: contact.email, verified: true };
+  return { address: view.visitor?.email ?? undefined, verified: false };
+}
+
 function stored(e: Entry): boolean {
   return !e.notice && !e.delivery && !e.id.startsWith("local-");
 }

@@ -56,6 +56,18 @@ const en = {
   csatGiven: "You rated this conversation {n} of 5.",
   loadingEarlier: "Loading earlier messages…",
   showEarlier: "Show earlier messages",
+  emailAsk: "Get replies by email (optional)",
+  emailPlaceholder: "you@example.com",
+  emailSave: "Save",
+  emailDismiss: "No thanks",
+  emailTo: "Replies also go to",
+  emailUnverified: "unverified",
+  emailChange: "Change email",
+  emailRemove: "Remove",
+  emailCancel: "Cancel",
+  emailInvalid: "That doesn't look like an email address.",
+  emailSaved: "Saved. We'll email replies you miss to {address}.",
+  emailRemoved: "Removed. We won't email replies.",
 };
 
 type Words = typeof en;
@@ -116,6 +128,18 @@ const de: Words = {
   csatGiven: "Sie haben dieses Gespräch mit {n} von 5 bewertet.",
   loadingEarlier: "Frühere Nachrichten werden geladen…",
   showEarlier: "Frühere Nachrichten anzeigen",
+  emailAsk: "Antworten per E-Mail erhalten (optional)",
+  emailPlaceholder: "sie@beispiel.de",
+  emailSave: "Speichern",
+  emailDismiss: "Nein, danke",
+  emailTo: "Antworten gehen auch an",
+  emailUnverified: "nicht bestätigt",
+  emailChange: "E-Mail ändern",
+  emailRemove: "Entfernen",
+  emailCancel: "Abbrechen",
+  emailInvalid: "Das sieht nicht wie eine E-Mail-Adresse aus.",
+  emailSaved: "Gespeichert. Verpasste Antworten senden wir an {address}.",
+  emailRemoved: "Entfernt. Wir senden keine Antworten per E-Mail.",
 };
 
 const ar: Words = {
@@ -173,6 +197,18 @@ const ar: Words = {
   csatGiven: "قيّمت هذه المحادثة بـ {n} من 5.",
   loadingEarlier: "جارٍ تحميل الرسائل السابقة…",
   showEarlier: "عرض الرسائل السابقة",
+  emailAsk: "تلقَّ الردود عبر البريد الإلكتروني (اختياري)",
+  emailPlaceholder: "you@example.com",
+  emailSave: "حفظ",
+  emailDismiss: "لا، شكرًا",
+  emailTo: "تُرسل الردود أيضًا إلى",
+  emailUnverified: "غير مؤكَّد",
+  emailChange: "تغيير البريد",
+  emailRemove: "إزالة",
+  emailCancel: "إلغاء",
+  emailInvalid: "لا يبدو هذا عنوان بريد إلكتروني.",
+  emailSaved: "تم الحفظ. سنرسل الردود التي تفوتك إلى {address}.",
+  emailRemoved: "تمت الإزالة. لن نرسل الردود بالبريد.",
 };
 
 const LANGUAGES: Record<string, Words> = { en, de, ar };

@@ -181,6 +181,22 @@ textarea {
 .send-rating { all: unset; cursor: pointer; padding: 6px 14px; border-radius: 14px; background: var(--accent); color: #fff; font-weight: 600; }
 .send-rating[disabled] { opacity: 0.45; cursor: default; }
 .score:focus-visible, .skip:focus-visible, .send-rating:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
+.reply-email { margin: 0; padding: 8px 16px; border-top: 1px solid var(--line); display: flex; flex-direction: column; gap: 6px; font-size: 13px; }
+.reply-email label { font-weight: 600; }
+.reply-email .to { margin: 0; overflow-wrap: anywhere; }
+.reply-email .unverified { color: var(--muted); }
+.reply-email .row { align-items: center; }
+.reply-email input { flex: 1; min-width: 0; font-size: 16px; padding: 6px 10px; border: 1px solid var(--line); border-radius: 10px; background: var(--bg); color: var(--fg); }
+.reply-email input[aria-invalid="true"] { border-color: #c92a2a; }
+.reply-email .problem { margin: 0; color: #c92a2a; }
+.reply-email .actions { display: flex; gap: 12px; }
+.reply-email .link { all: unset; cursor: pointer; align-self: flex-start; color: var(--accent); text-decoration: underline; }
+.reply-email .link[disabled] { opacity: 0.5; cursor: default; }
+.save-email { all: unset; cursor: pointer; padding: 6px 14px; border-radius: 10px; background: var(--accent); color: #fff; font-weight: 600; }
+.save-email[disabled] { opacity: 0.45; cursor: default; }
+.reply-email .link:focus-visible, .save-email:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
+.email-said { margin: 0; color: var(--muted); }
+.email-said:empty { display: none; }
 .count { margin: 0; font-size: 12px; color: var(--muted); text-align: end; }
 .count.over { color: #c92a2a; font-weight: 600; }
 .earlier { display: flex; flex-direction: column; gap: 10px; }

@@ -7,6 +7,7 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { components } from "../shared/api-types";
 import { json } from "../shared/http";
 import { Markdown } from "../shared/markdown";
+import { EmailOffer } from "./email-offer";
 import { chars, Conversation, type Entry, type Rating, type State } from "./conversation";
 import { translator, type Translator } from "./i18n";
 import type { Shell, Ui } from "./shell";
@@ -264,6 +265,7 @@ function Chat({ conversation, state, t, open }: { conversation: Conversation; st
           {t("csatThanks")} {t("csatGiven", { n: state.survey.score })}
         </p>
       )}
+      {state.ticket && !closed && <EmailOffer conversation={conversation} state={state} t={t} />}
       {closed ? (
         <div class="closed">
           <p>{t("closedTicket")}</p>

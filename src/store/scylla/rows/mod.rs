@@ -161,6 +161,7 @@ pub(super) struct TicketValues<'a> {
     satisfaction_at: Option<DateTime<Utc>>,
     /// JSON: the contact as the ticket keeps it, written once and read whole.
     contact: Option<String>,
+    visitor_email_unverified: bool,
 }
 
 impl<'a> From<&'a Ticket> for TicketValues<'a> {
@@ -201,8 +202,13 @@ impl<'a> From<&'a Ticket> for TicketValues<'a> {
                 .contact
                 .as_ref()
                 .and_then(|c| serde_json::to_string(c).ok()),
+            visitor_email_unverified: email_unverified(t),
         }
     }
+}
+
+fn email_unverified(t: &Ticket) -> bool {
+    t.visitor.as_ref().is_some_and(|v| v.email_unverified)
 }
 
 /// A ticket's tags as the `tags` column holds them.
@@ -228,6 +234,10 @@ pub(super) struct TicketChange<'a> {
     satisfaction_score: Option<i32>,
     satisfaction_comment: Option<&'a str>,
     satisfaction_at: Option<DateTime<Utc>>,
+    /// The visitor's address may change after the opening (`PUT …/visitor-email`).
+    visitor_name: Option<&'a str>,
+    visitor_email: Option<&'a str>,
+    visitor_email_unverified: bool,
     project_id: &'a str,
     slug: &'a str,
 }
@@ -252,6 +262,17 @@ impl<'a> From<&'a Ticket> for TicketChange<'a> {
             satisfaction_score: t.satisfaction.as_ref().map(|s| i32::from(s.score)),
             satisfaction_comment: t.satisfaction.as_ref().map(|s| s.comment.as_str()),
             satisfaction_at: t.satisfaction.as_ref().map(|s| s.rated_at),
+            visitor_name: t
+                .visitor
+                .as_ref()
+                .and_then(|v| v.name.as_ref())
+                .map(|n| n.as_str()),
+            visitor_email: t
+                .visitor
+                .as_ref()
+                .and_then(|v| v.email.as_ref())
+                .map(|e| e.as_str()),
+            visitor_email_unverified: email_unverified(t),
             project_id: t.project_id.as_str(),
             slug: t.slug.as_str(),
         }
@@ -287,6 +308,8 @@ pub(super) struct TicketRow {
     /// Null in rows written before migration 0025, and for tickets opened without a verified
     /// session.
     contact: Option<String>,
+    /// Null in rows written before migration 0032.
+    visitor_email_unverified: Option<bool>,
 }
 
 impl TryFrom<TicketRow> for Ticket {
@@ -335,6 +358,7 @@ impl TryFrom<TicketRow> for Ticket {
                         Some(e) => Some(Email::parse(&e).map_err(|_| corrupt("visitor_email"))?),
                         None => None,
                     },
+                    email_unverified: r.visitor_email_unverified.unwrap_or(false),
                 }),
             },
             satisfaction: match (r.satisfaction_score, r.satisfaction_at) {
