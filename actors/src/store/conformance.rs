@@ -17,6 +17,9 @@ use super::*;
 use crate::domain::*;
 use crate::slug::SlugGenerator;
 
+mod agent_mail;
+pub use agent_mail::*;
+
 /// Expands to one `#[tokio::test]` per conformance case, each calling `$factory` for its store.
 #[macro_export]
 macro_rules! store_conformance_tests {
@@ -80,6 +83,8 @@ macro_rules! store_conformance_tests {
             inbound_mail_is_kept_per_ticket_and_key,
             an_erased_ticket_leaves_no_row_and_the_others_keep_theirs,
             erasures_are_noted_listed_and_forgotten,
+            notification_prefs_are_kept_per_member_and_project,
+            an_email_created_twice_is_stored_once_and_never_requeued,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

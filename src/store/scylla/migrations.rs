@@ -146,6 +146,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0030_ticket_erasure",
         include_str!("../../../cql/0030_ticket_erasure.cql"),
     ),
+    (
+        31,
+        "0031_agent_mail",
+        include_str!("../../../cql/0031_agent_mail.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in
