@@ -28,5 +28,6 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod totp;
+pub mod agent_mail;
 pub mod visitor_mail;
 pub mod webhooks;
