@@ -43,7 +43,14 @@ pub struct Letter {
 /// The email about `event` on the ticket titled `title`: a lead, the ticket's first words
 /// when there are some, a link to it in the inbox and one to the switches; both parts, every
 /// value escaped in the HTML one.
-pub fn letter(event: Event, project: &str, title: &str, body: &str, link: &str, prefs: &str) -> Letter {
+pub fn letter(
+    event: Event,
+    project: &str,
+    title: &str,
+    body: &str,
+    link: &str,
+    prefs: &str,
+) -> Letter {
     let (subject, lead, why) = match event {
         Event::NewTicket => (
             format!("[{project}] New ticket: {title}"),
@@ -62,7 +69,10 @@ pub fn letter(event: Event, project: &str, title: &str, body: &str, link: &str, 
         ),
     };
     let mut text = format!("{lead}\n\n");
-    let mut html = format!("<!doctype html><html lang=\"en\"><body><p>{}</p>", escape_html(&lead));
+    let mut html = format!(
+        "<!doctype html><html lang=\"en\"><body><p>{}</p>",
+        escape_html(&lead)
+    );
     if !body.is_empty() {
         text.push_str(&format!("{body}\n\n"));
         html.push_str(&format!(
@@ -79,7 +89,11 @@ pub fn letter(event: Event, project: &str, title: &str, body: &str, link: &str, 
         escape_html(why),
         escape_html(prefs),
     ));
-    Letter { subject, text, html }
+    Letter {
+        subject,
+        text,
+        html,
+    }
 }
 
 /// Composes the emails to agents; present only while email is on.
@@ -121,7 +135,11 @@ impl AgentMailer {
     pub fn links(&self, project: &ProjectId, slug: &Slug) -> (String, String) {
         let p = project.as_str();
         (
-            format!("{}/inbox#/ticket?project={p}&slug={}", self.public_url, slug.as_str()),
+            format!(
+                "{}/inbox#/ticket?project={p}&slug={}",
+                self.public_url,
+                slug.as_str()
+            ),
             format!("{}/inbox#/account?project={p}", self.public_url),
         )
     }
@@ -161,7 +179,8 @@ impl AgentMailer {
             let now = self.clock.now();
             let members = [member];
             let prefs: Vec<_> = prefs.into_iter().collect();
-            let Some(m) = rules::recipients(Event::Assigned, &members, &prefs, by, now).pop() else {
+            let Some(m) = rules::recipients(Event::Assigned, &members, &prefs, by, now).pop()
+            else {
                 return Ok(false);
             };
             let version = ticket.updated_at.timestamp_millis();
@@ -193,7 +212,14 @@ impl AgentMailer {
         }
         let (project, slug) = (&ticket.project_id, &ticket.slug);
         let (link, prefs) = self.links(project, slug);
-        let l = letter(event, project.as_str(), ticket.title.as_str(), body, &link, &prefs);
+        let l = letter(
+            event,
+            project.as_str(),
+            ticket.title.as_str(),
+            body,
+            &link,
+            &prefs,
+        );
         let kind = match event {
             Event::NewTicket => EmailKind::AgentNewTicket,
             Event::Assigned => EmailKind::AgentAssigned,
@@ -238,11 +264,17 @@ mod tests {
         );
         assert_eq!(l.subject, "[acme] New ticket: Login <fails> & \"more\"");
         assert!(l.text.contains("I tried <script>x</script>"));
-        assert!(l.text.contains("https://h/inbox#/ticket?project=acme&slug=a"));
+        assert!(l
+            .text
+            .contains("https://h/inbox#/ticket?project=acme&slug=a"));
         assert!(!l.html.contains("<script>") && !l.html.contains("<fails>"));
         assert!(l.html.contains("I tried &lt;script&gt;x&lt;/script&gt;"));
-        assert!(l.html.contains("Login &lt;fails&gt; &amp; &quot;more&quot;"));
-        assert!(l.html.contains("href=\"https://h/inbox#/ticket?project=acme&amp;slug=a\""));
+        assert!(l
+            .html
+            .contains("Login &lt;fails&gt; &amp; &quot;more&quot;"));
+        assert!(l
+            .html
+            .contains("href=\"https://h/inbox#/ticket?project=acme&amp;slug=a\""));
         let a = letter(Event::Assigned, "acme", "T", "", "l", "p");
         assert_eq!(a.subject, "[acme] Assigned to you: T");
         assert!(!a.html.contains("<blockquote"));

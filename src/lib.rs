@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod agent_mail;
 pub mod api_tokens;
 pub mod app;
 pub mod auth;
@@ -28,6 +29,5 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod totp;
-pub mod agent_mail;
 pub mod visitor_mail;
 pub mod webhooks;

@@ -88,8 +88,9 @@ pub fn recipients<'m>(
         .filter(|m| Some(m.id) != except)
         .filter(|m| {
             let stored = prefs.iter().find(|p| p.member_id == m.id);
-            let prefs =
-                stored.cloned().unwrap_or_else(|| NotificationPrefs::defaults(&m.project_id, m.id, now));
+            let prefs = stored
+                .cloned()
+                .unwrap_or_else(|| NotificationPrefs::defaults(&m.project_id, m.id, now));
             event.wanted(&prefs)
         })
         .collect()
@@ -97,7 +98,13 @@ pub fn recipients<'m>(
 
 /// The outbox id of an email about `event` on a ticket to `member`; `version` tells apart two
 /// emails of one kind (an assignment's ticket version, a burst's due time).
-pub fn email_id(event: Event, project: &ProjectId, slug: &Slug, member: Uuid, version: i64) -> String {
+pub fn email_id(
+    event: Event,
+    project: &ProjectId,
+    slug: &Slug,
+    member: Uuid,
+    version: i64,
+) -> String {
     let key = format!(
         "agent\u{0}{}\u{0}{}\u{0}{}\u{0}{member}\u{0}{version}",
         event.tag(),
@@ -148,7 +155,10 @@ mod tests {
         let ids = |v: Vec<&Member>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
         // New tickets: off by default, so only b, who switched it on.
         let prefs = vec![on.clone()];
-        assert_eq!(ids(recipients(Event::NewTicket, &members, &prefs, None, now)), vec![b.id]);
+        assert_eq!(
+            ids(recipients(Event::NewTicket, &members, &prefs, None, now)),
+            vec![b.id]
+        );
         assert!(recipients(Event::NewTicket, &members, &prefs, Some(b.id), now).is_empty());
         // Assignment: on by default; b's stored switches keep it on, a's defaults too.
         assert_eq!(
@@ -174,6 +184,9 @@ mod tests {
         assert_ne!(id, email_id(Event::Assigned, &p, &s, m, 6));
         assert_ne!(id, email_id(Event::NewTicket, &p, &s, m, 5));
         assert_ne!(id, email_id(Event::Assigned, &p, &s, Uuid::from_u128(8), 5));
-        assert_eq!(thread_root(&p, &s, m), email_id(Event::NewTicket, &p, &s, m, 0));
+        assert_eq!(
+            thread_root(&p, &s, m),
+            email_id(Event::NewTicket, &p, &s, m, 0)
+        );
     }
 }

@@ -49,8 +49,12 @@ fn me(principal: &Principal) -> Result<&Member, ApiError> {
 }
 
 async fn current(ctx: &Ctx, me: &Member) -> Result<NotificationPrefs, ApiError> {
-    let stored = ctx.store.get_notification_prefs(&me.project_id, me.id).await?;
-    Ok(stored.unwrap_or_else(|| NotificationPrefs::defaults(&me.project_id, me.id, ctx.clock.now())))
+    let stored = ctx
+        .store
+        .get_notification_prefs(&me.project_id, me.id)
+        .await?;
+    Ok(stored
+        .unwrap_or_else(|| NotificationPrefs::defaults(&me.project_id, me.id, ctx.clock.now())))
 }
 
 fn view(ctx: &Ctx, prefs: &NotificationPrefs) -> NotificationsView {

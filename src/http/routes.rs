@@ -16,8 +16,8 @@ use warp::Filter;
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
     assets, assignees, assistant, audit, canned, chat, contacts, export, inbound, kb, members,
-    notifications, openapi, projects_api, session, tickets, tokens, totp, unanswered, visitor_email, webhooks, ws,
-    Ctx,
+    notifications, openapi, projects_api, session, tickets, tokens, totp, unanswered,
+    visitor_email, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.

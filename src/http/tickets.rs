@@ -581,9 +581,11 @@ pub async fn change(
             let change = audit::acting(Some(who), change);
             let mut ticket = change.await?.into_ticket()?;
             if let (Some(mail), Some(before)) = (&ctx.agent_mail, before) {
-                let id = |t: &fleety_actors::domain::Ticket| t.assignee_member.as_ref().map(|m| m.id);
+                let id =
+                    |t: &fleety_actors::domain::Ticket| t.assignee_member.as_ref().map(|m| m.id);
                 if id(&before) != id(&ticket) {
-                    mail.ticket_assigned(&ticket, principal.person().map(|m| m.id)).await;
+                    mail.ticket_assigned(&ticket, principal.person().map(|m| m.id))
+                        .await;
                 }
             }
             if ticket.assignee_member.is_some() {

@@ -51,7 +51,13 @@ async fn member(app: &TestApp, email: &str) -> (String, String) {
     (id, token)
 }
 
-async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut req = app.http.request(method, app.url(path)).bearer_auth(token);
     if let Some(body) = body {
         req = req.json(&body);
@@ -70,7 +76,10 @@ async fn switch(app: &TestApp, token: &str, body: Value) -> Value {
 
 async fn public_ticket(app: &TestApp, title: &str) -> String {
     let resp = app
-        .post_json("/v1/tickets/demo", json!({"title": title, "description": "It <i>broke</i> & more"}))
+        .post_json(
+            "/v1/tickets/demo",
+            json!({"title": title, "description": "It <i>broke</i> & more"}),
+        )
         .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     resp.json::<Value>().await.unwrap()["slug"]
@@ -108,7 +117,11 @@ fn subject(p: &crate::email::Parsed) -> String {
         .find_map(|l| l.strip_prefix("Subject: "))
         .unwrap_or_default();
     assert!(whole.starts_with("[demo"), "{whole}");
-    whole.split_once("] ").map(|(_, s)| s).unwrap_or_default().to_owned()
+    whole
+        .split_once("] ")
+        .map(|(_, s)| s)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -123,10 +136,17 @@ async fn switches_default_change_and_are_refused_when_wrong() {
         json!({"new_ticket": false, "assigned": true, "visitor_reply": true, "email_enabled": false})
     );
     let got = switch(&app, &token, json!({"new_ticket": true, "assigned": false})).await;
-    assert_eq!((got["new_ticket"].as_bool(), got["assigned"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(
+        (got["new_ticket"].as_bool(), got["assigned"].as_bool()),
+        (Some(true), Some(false))
+    );
     let (_, again) = call(&app, &token, Method::GET, path, None).await;
     assert_eq!(again, got, "kept");
-    for bad in [json!({}), json!({"sound": true}), json!({"new_ticket": "yes"})] {
+    for bad in [
+        json!({}),
+        json!({"sound": true}),
+        json!({"new_ticket": "yes"}),
+    ] {
         let (status, body) = call(&app, &token, Method::PATCH, path, Some(bad.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(body["error"].is_string());
@@ -139,7 +159,10 @@ async fn switches_default_change_and_are_refused_when_wrong() {
 async fn a_new_ticket_emails_the_members_who_switched_it_on_but_never_its_author() {
     let Some((url, dir)) = smtp() else { return };
     let app = mailing(&url).await;
-    let (a_addr, b_addr) = (crate::email::address("eager"), crate::email::address("quiet"));
+    let (a_addr, b_addr) = (
+        crate::email::address("eager"),
+        crate::email::address("quiet"),
+    );
     let (a, a_token) = member(&app, &a_addr).await;
     let (b, _) = member(&app, &b_addr).await;
     switch(&app, &a_token, json!({"new_ticket": true})).await;
@@ -149,10 +172,14 @@ async fn a_new_ticket_emails_the_members_who_switched_it_on_but_never_its_author
     assert_eq!(subject(&first[0]), "New ticket: First <b>one</b>");
     assert!(first[0].text.contains("It <i>broke</i> & more"));
     assert!(first[0].html.contains("First &lt;b&gt;one&lt;/b&gt;"));
-    assert!(first[0].html.contains("It &lt;i&gt;broke&lt;/i&gt; &amp; more"));
+    assert!(first[0]
+        .html
+        .contains("It &lt;i&gt;broke&lt;/i&gt; &amp; more"));
     assert!(!first[0].html.contains("<b>one"));
     let link = format!("&slug={one}");
-    assert!(first[0].text.contains("Open the ticket: https://help.fleety.test/inbox#/ticket?project=demo"));
+    assert!(first[0]
+        .text
+        .contains("Open the ticket: https://help.fleety.test/inbox#/ticket?project=demo"));
     assert!(first[0].text.contains(&link), "{}", first[0].text);
     assert!(!first[0].headers.contains("List-Unsubscribe"));
 
@@ -196,7 +223,14 @@ async fn an_assignment_emails_the_assignee_threaded_but_not_when_they_take_it() 
     // Dana takes it herself: no email. Sam hands it back to her: one, threaded.
     assign(&app, Some(&dana_token), &slug, &dana).await;
     let path = format!("/v1/tickets/demo/{slug}");
-    let (status, _) = call(&app, &sam_token, Method::PATCH, &path, Some(json!({"assignee_id": null}))).await;
+    let (status, _) = call(
+        &app,
+        &sam_token,
+        Method::PATCH,
+        &path,
+        Some(json!({"assignee_id": null})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assign(&app, Some(&sam_token), &slug, &dana).await;
     let got = emails(&dir, &d_addr, 1).await;
@@ -206,10 +240,24 @@ async fn an_assignment_emails_the_assignee_threaded_but_not_when_they_take_it() 
     assert!(e.headers.contains("In-Reply-To: <eml_"), "{}", e.headers);
     assert!(e.headers.contains("References: <eml_"));
     // A status change keeps the assignee: no second email. Turned off: none for the next.
-    let (status, _) = call(&app, &sam_token, Method::PATCH, &path, Some(json!({"status": "pending"}))).await;
+    let (status, _) = call(
+        &app,
+        &sam_token,
+        Method::PATCH,
+        &path,
+        Some(json!({"status": "pending"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     switch(&app, &dana_token, json!({"assigned": false})).await;
-    let (status, _) = call(&app, &sam_token, Method::PATCH, &path, Some(json!({"assignee_id": null}))).await;
+    let (status, _) = call(
+        &app,
+        &sam_token,
+        Method::PATCH,
+        &path,
+        Some(json!({"assignee_id": null})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assign(&app, Some(&sam_token), &slug, &dana).await;
     switch(&app, &dana_token, json!({"assigned": true})).await;

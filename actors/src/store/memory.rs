@@ -1216,7 +1216,9 @@ impl EmailStore for MemoryStore {
 
     async fn put_notification_prefs(&self, prefs: &NotificationPrefs) -> StoreResult<()> {
         let key = (prefs.project_id.clone(), prefs.member_id);
-        lock(&self.data).notification_prefs.insert(key, prefs.clone());
+        lock(&self.data)
+            .notification_prefs
+            .insert(key, prefs.clone());
         Ok(())
     }
 

@@ -53,7 +53,10 @@ impl EmbeddedStore {
             let p = project.as_str();
             // Member ids are UUIDs in hex-and-dash form, which sort between "" and "~".
             let mut out = Vec::new();
-            for row in rows.range::<(&str, &str)>((p, "")..(p, "~")).map_err(internal)? {
+            for row in rows
+                .range::<(&str, &str)>((p, "")..(p, "~"))
+                .map_err(internal)?
+            {
                 let (_, value) = row.map_err(internal)?;
                 out.push(from_json::<NotificationPrefs>(value.value())?);
             }

@@ -40,8 +40,8 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
 
 use super::tables::{
-    internal, to_json, Tables, API_TOKENS, ARTICLES, CHECKPOINT_KEY, EMAILS, MEMBERS, MEMBER_EMAILS,
-    MEMBER_LINKS, MEMBER_SESSIONS, MEMBER_TOTP, PROJECTS, TICKETS, WEBHOOKS,
+    internal, to_json, Tables, API_TOKENS, ARTICLES, CHECKPOINT_KEY, EMAILS, MEMBERS,
+    MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MEMBER_TOTP, PROJECTS, TICKETS, WEBHOOKS,
 };
 use super::wal::{self, Op, RecordBuf};
 

@@ -48,7 +48,7 @@ impl ScyllaStore {
             let row = self
                 .one_row::<(Option<String>,)>(st, (project.as_str(), member))
                 .await?;
-            Ok(parse(row.and_then(|(b,)| b))?)
+            parse(row.and_then(|(b,)| b))
         })
         .await
     }

@@ -336,8 +336,11 @@ impl EmailStore for ScyllaStore {
                 return Ok(false);
             }
             if let Some(at) = email.next_attempt_at {
-                self.write(&self.email.insert_due, (shard(&email.id), at, email.id.as_str()))
-                    .await?;
+                self.write(
+                    &self.email.insert_due,
+                    (shard(&email.id), at, email.id.as_str()),
+                )
+                .await?;
             }
             Ok(true)
         })

@@ -15,7 +15,11 @@ pub async fn notification_prefs_are_kept_per_member_and_project(store: Arc<dyn S
     let (p, q) = (project(), project());
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     assert_eq!(store.get_notification_prefs(&p.id, a).await.unwrap(), None);
-    assert!(store.list_notification_prefs(&p.id).await.unwrap().is_empty());
+    assert!(store
+        .list_notification_prefs(&p.id)
+        .await
+        .unwrap()
+        .is_empty());
     let mut pa = NotificationPrefs::defaults(&p.id, a, now_millis());
     pa.new_ticket = true;
     let mut pb = NotificationPrefs::defaults(&p.id, b, now_millis());
@@ -64,12 +68,17 @@ pub async fn an_email_created_twice_is_stored_once_and_never_requeued(store: Arc
     let due = store.due_emails(base, 10_000).await.unwrap();
     assert!(due.iter().any(|d| d.id == e.id), "a created email is due");
     // Sent, then created again (a retry, another node): it stays sent and is not due.
-    let sent = e.clone().settled(crate::email::EmailStatus::Sent, now_millis());
+    let sent = e
+        .clone()
+        .settled(crate::email::EmailStatus::Sent, now_millis());
     store.put_email(&sent, e.next_attempt_at).await.unwrap();
     let mut retry = e.clone();
     retry.subject = "another".into();
     assert!(!store.create_email(&retry).await.unwrap());
     assert_eq!(store.get_email(&e.id).await.unwrap(), Some(sent));
     let due = store.due_emails(base, 10_000).await.unwrap();
-    assert!(due.iter().all(|d| d.id != e.id), "a sent email is not queued again");
+    assert!(
+        due.iter().all(|d| d.id != e.id),
+        "a sent email is not queued again"
+    );
 }
