@@ -205,6 +205,13 @@ impl Application {
                 settings.auth.session_ttl.as_secs(),
                 clock.clone(),
             ),
+            outbox.clone(),
+            replies.clone(),
+        );
+        let agent_mail = crate::agent_mail::AgentMailer::new(
+            &settings.email,
+            store.clone(),
+            clock.clone(),
             outbox,
             replies.clone(),
         );
@@ -237,6 +244,7 @@ impl Application {
             canned_store: store.clone(),
             contact_store: store.clone(),
             visitor_mail,
+            agent_mail,
             audit_store: store.clone(),
             store: store.clone(),
             shutdown: CancellationToken::new(),

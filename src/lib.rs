@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod agent_mail;
 pub mod api_tokens;
 pub mod app;
 pub mod auth;

@@ -57,6 +57,7 @@ pub const NAMES: &[&str] = &[
     "fleety_cluster_forwards_total",
     "fleety_email_attempts_total",
     "fleety_visitor_emails_total",
+    "fleety_agent_emails_total",
     "fleety_store_scrub_seconds",
     "fleety_retention_rounds_total",
     "fleety_retention_erased_total",
@@ -241,6 +242,10 @@ fn describe() {
     describe_counter!(
         "fleety_visitor_emails_total",
         "Emails to visitors composed from a burst of agent replies they had not read"
+    );
+    describe_counter!(
+        "fleety_agent_emails_total",
+        "Emails to agents written to the outbox, by kind (new_ticket, assigned)"
     );
     describe_histogram!(
         "fleety_store_scrub_seconds",

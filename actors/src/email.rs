@@ -26,6 +26,12 @@ pub enum EmailKind {
     PasswordReset,
     /// Agents' replies the visitor has not read ([`crate::visitor_mail`]).
     VisitorReply,
+    /// A new ticket, to a member who asked for them ([`crate::agent_mail`]).
+    AgentNewTicket,
+    /// A ticket someone else assigned to the member.
+    AgentAssigned,
+    /// The visitor wrote on a ticket assigned to the member while they were away.
+    AgentVisitorReply,
 }
 
 /// Where an email stands.

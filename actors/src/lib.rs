@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent_mail;
 pub mod analysis;
 pub mod audit;
 pub mod canned;

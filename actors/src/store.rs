@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::agent_mail::NotificationPrefs;
 use crate::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::canned::{CannedConflict, CannedReply};
 use crate::contact::{Contact, ContactErasure, ContactPage, ContactQuery};
@@ -530,6 +531,27 @@ pub trait EmailStore: Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: usize,
     ) -> StoreResult<Vec<VisitorMail>>;
+
+    /// Stores an email whose id is fixed by what it is about ([`crate::agent_mail`]) unless
+    /// one with its id is stored already: false then, and the stored one is left as it is, so
+    /// an email already sent is never queued again. Checking and inserting are one step,
+    /// across nodes too.
+    async fn create_email(&self, email: &Email) -> StoreResult<bool>;
+
+    /// A member's email switches in a project ([`crate::agent_mail`]); `None` until the member
+    /// first changes them.
+    async fn get_notification_prefs(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+    ) -> StoreResult<Option<NotificationPrefs>>;
+    /// Creates or replaces a member's switches.
+    async fn put_notification_prefs(&self, prefs: &NotificationPrefs) -> StoreResult<()>;
+    /// Every stored member's switches in a project, in no particular order.
+    async fn list_notification_prefs(
+        &self,
+        project: &ProjectId,
+    ) -> StoreResult<Vec<NotificationPrefs>>;
 }
 
 /// A project's members and their signed-in sessions ([`crate::member`]).

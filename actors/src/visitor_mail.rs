@@ -176,6 +176,11 @@ pub fn email_id(project: &ProjectId, slug: &Slug, due_at: DateTime<Utc>) -> Stri
         slug.as_str(),
         due_at.timestamp_millis()
     );
+    hashed_id(&key)
+}
+
+/// An outbox id fixed by `key`: the same on every node and build.
+pub fn hashed_id(key: &str) -> String {
     format!(
         "eml_{:016x}{:016x}",
         fnv1a(0xcbf2_9ce4_8422_2325, key.as_bytes()),

@@ -19,6 +19,7 @@ pub mod home;
 pub mod inbound;
 pub mod kb;
 pub mod members;
+pub mod notifications;
 pub mod openapi;
 pub mod projects_api;
 pub mod ratelimit;
@@ -80,6 +81,8 @@ pub struct Ctx {
     pub replies: crate::reply_address::ReplyAddresses,
     /// Emails to visitors after agents reply; `None` while email is off.
     pub visitor_mail: Option<Arc<crate::visitor_mail::VisitorMailer>>,
+    /// Writes the emails to agents; `None` while email is off.
+    pub agent_mail: Option<Arc<crate::agent_mail::AgentMailer>>,
     /// Cancelled when the server starts draining: sockets close with "going away".
     pub shutdown: CancellationToken,
     /// Long-lived sockets, so a drain can wait for them.

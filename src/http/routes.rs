@@ -16,7 +16,8 @@ use warp::Filter;
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
     assets, assignees, assistant, audit, canned, chat, contacts, export, inbound, kb, members,
-    openapi, projects_api, session, tickets, tokens, totp, unanswered, visitor_address,
+    notifications, openapi, projects_api, session, tickets, tokens, totp, unanswered,
+    visitor_address,
     visitor_email, webhooks, ws, Ctx,
 };
 
@@ -530,6 +531,23 @@ fn routes() -> Vec<Route> {
         .param("tokenId", "The token's id, from the listing.", uuid)
         .answers(200, "Revoked", Json(schema::<super::Done>))
         .refuses(404, "The caller has no such token"),
+        Route::new(get(), "/v1/projects/{projectId}/me/notifications", "getMyNotifications", "Which emails the caller receives", Agent, |b| {
+            b.member().and(b.ctx()).then(notifications::get).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("The caller's email switches in this project: a new ticket (off until turned on), a ticket someone else assigned to them, a visitor's message on their ticket while they are away from the inbox (both on until turned off). The switches are the way to stop these emails, which carry no unsubscribe link. The admin key is no member (400).")
+        .answers(200, "The caller's switches", Json(schema::<notifications::NotificationsView>))
+        .refuses(400, "The admin key, which is no member"),
+        Route::new(patch(), "/v1/projects/{projectId}/me/notifications", "updateMyNotifications", "Change which emails the caller receives", Agent, |b| {
+            b.member().and(b.ctx()).and(b.json()).then(notifications::change).boxed()
+        })
+        .tag("members")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .describe("Switches left out stay as they are; at least one is given. Answers all of them.")
+        .body::<notifications::NotificationsChange>(Limit::Standard)
+        .answers(200, "The caller's switches", Json(schema::<notifications::NotificationsView>))
+        .refuses(400, "No switch given, or the admin key, which is no member"),
         Route::new(get(), "/v1/projects/{projectId}/me/totp", "getMyTotp", "Whether the caller's two-factor authentication is on", Agent, |b| {
             b.member().and(b.ctx()).then(totp::get).boxed()
         })
@@ -990,6 +1008,9 @@ mod tests {
         ("listMyTokens", Agent),
         ("createMyToken", Agent),
         ("revokeMyToken", Agent),
+        // Email switches: each member their own.
+        ("getMyNotifications", Agent),
+        ("updateMyNotifications", Agent),
         // The second factor: each member their own, from a signed-in session.
         ("getMyTotp", Agent),
         ("enrolMyTotp", Agent),

@@ -157,6 +157,10 @@ pub async fn create(visitor: Visitor, ctx: Arc<Ctx>, req: CreateTicket) -> Respo
                     contact: session_contact,
                 })
                 .await?;
+            if let Some(mail) = &ctx.agent_mail {
+                let by = visitor.member.as_ref().map(|m| m.id);
+                mail.ticket_created(&ticket, by).await;
+            }
             let ticket_key =
                 super::ticket_access::key_for_opener(&ctx, &visitor.project, &ticket, session);
             let view = CreatedTicket {
@@ -568,10 +572,23 @@ pub async fn change(
                 tags,
                 by: Some(by),
             };
+            // The assignee before, to tell an assignment from a change that keeps it.
+            let before = match (&ctx.agent_mail, &change.assignee) {
+                (Some(_), Some(_)) => Some(ctx.system.tickets.find(&key).await?),
+                _ => None,
+            };
             let who = super::audit::by(&principal, &meta);
             let change = ctx.system.tickets.run(&key, Command::Change(change));
             let change = audit::acting(Some(who), change);
             let mut ticket = change.await?.into_ticket()?;
+            if let (Some(mail), Some(before)) = (&ctx.agent_mail, before) {
+                let id =
+                    |t: &fleety_actors::domain::Ticket| t.assignee_member.as_ref().map(|m| m.id);
+                if id(&before) != id(&ticket) {
+                    mail.ticket_assigned(&ticket, principal.person().map(|m| m.id))
+                        .await;
+                }
+            }
             if ticket.assignee_member.is_some() {
                 super::assignees::Roster::load(&ctx, &project.id)
                     .await?

@@ -4,6 +4,7 @@
 mod support_cql;
 
 mod agent;
+mod agent_email;
 mod assignment;
 mod assistant;
 mod audit;

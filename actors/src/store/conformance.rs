@@ -20,6 +20,9 @@ mod contact_erasure;
 use crate::slug::SlugGenerator;
 pub use contact_erasure::*;
 
+mod agent_mail;
+pub use agent_mail::*;
+
 /// Expands to one `#[tokio::test]` per conformance case, each calling `$factory` for its store.
 #[macro_export]
 macro_rules! store_conformance_tests {
@@ -87,6 +90,8 @@ macro_rules! store_conformance_tests {
             erasures_are_noted_listed_and_forgotten,
             a_contacts_erasure_takes_its_tickets_and_record_and_leaves_the_others,
             contact_erasures_are_noted_listed_and_forgotten,
+            notification_prefs_are_kept_per_member_and_project,
+            an_email_created_twice_is_stored_once_and_never_requeued,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -63,6 +63,7 @@ struct Data {
     audit: BTreeMap<(ProjectId, AuditCursor), AuditRecord>,
     emails: BTreeMap<String, crate::email::Email>,
     visitor_mails: BTreeMap<(ProjectId, Slug), VisitorMail>,
+    notification_prefs: BTreeMap<(ProjectId, Uuid), NotificationPrefs>,
     /// By project and [`order_key`].
     contacts: BTreeMap<(ProjectId, String), Contact>,
     inbound_mail: HashMap<(ProjectId, Slug, String), crate::inbound_mail::InboundMail>,
@@ -1194,6 +1195,44 @@ impl EmailStore for MemoryStore {
             (a.due_at, &a.project_id, &a.slug).cmp(&(b.due_at, &b.project_id, &b.slug))
         });
         Ok(due.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn create_email(&self, email: &crate::email::Email) -> StoreResult<bool> {
+        let mut data = lock(&self.data);
+        if data.emails.contains_key(&email.id) {
+            return Ok(false);
+        }
+        data.emails.insert(email.id.clone(), email.clone());
+        Ok(true)
+    }
+
+    async fn get_notification_prefs(
+        &self,
+        project: &ProjectId,
+        member: Uuid,
+    ) -> StoreResult<Option<NotificationPrefs>> {
+        let key = (project.clone(), member);
+        Ok(lock(&self.data).notification_prefs.get(&key).cloned())
+    }
+
+    async fn put_notification_prefs(&self, prefs: &NotificationPrefs) -> StoreResult<()> {
+        let key = (prefs.project_id.clone(), prefs.member_id);
+        lock(&self.data)
+            .notification_prefs
+            .insert(key, prefs.clone());
+        Ok(())
+    }
+
+    async fn list_notification_prefs(
+        &self,
+        project: &ProjectId,
+    ) -> StoreResult<Vec<NotificationPrefs>> {
+        let data = lock(&self.data);
+        Ok(data
+            .notification_prefs
+            .range((project.clone(), Uuid::nil())..=(project.clone(), Uuid::max()))
+            .map(|(_, p)| p.clone())
+            .collect())
     }
 }
 

@@ -9,6 +9,7 @@
 //! Reads run concurrently on the blocking pool, once redb holds every write acknowledged before
 //! the read began.
 
+mod notifications;
 mod pipeline;
 mod tables;
 mod wal;
@@ -1548,6 +1549,32 @@ impl EmailStore for EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn create_email(&self, email: &Email) -> StoreResult<bool> {
+        self.create_email_row(email).await
+    }
+
+    async fn get_notification_prefs(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+    ) -> StoreResult<Option<fleety_actors::agent_mail::NotificationPrefs>> {
+        self.notification_prefs(project, member).await
+    }
+
+    async fn put_notification_prefs(
+        &self,
+        prefs: &fleety_actors::agent_mail::NotificationPrefs,
+    ) -> StoreResult<()> {
+        self.put_prefs(prefs).await
+    }
+
+    async fn list_notification_prefs(
+        &self,
+        project: &ProjectId,
+    ) -> StoreResult<Vec<fleety_actors::agent_mail::NotificationPrefs>> {
+        self.project_prefs(project).await
     }
 }
 

@@ -40,8 +40,8 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
 
 use super::tables::{
-    internal, to_json, Tables, API_TOKENS, ARTICLES, CHECKPOINT_KEY, MEMBERS, MEMBER_EMAILS,
-    MEMBER_LINKS, MEMBER_SESSIONS, MEMBER_TOTP, PROJECTS, TICKETS, WEBHOOKS,
+    internal, to_json, Tables, API_TOKENS, ARTICLES, CHECKPOINT_KEY, EMAILS, MEMBERS,
+    MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MEMBER_TOTP, PROJECTS, TICKETS, WEBHOOKS,
 };
 use super::wal::{self, Op, RecordBuf};
 
@@ -198,6 +198,10 @@ pub(super) enum Write {
     PutContact(Contact),
     /// Records a reply by email that was posted.
     PutInboundMail(fleety_actors::inbound_mail::InboundMail),
+    /// An email, unless one with its id is stored: refused with Conflict then.
+    CreateEmail(fleety_actors::email::Email),
+    /// Creates or replaces a member's notification switches.
+    PutNotificationPrefs(fleety_actors::agent_mail::NotificationPrefs),
     /// Nothing to write: answered once everything queued before it is durable.
     Barrier,
     /// Erases a ticket and every row carrying its words, in one record.
@@ -249,6 +253,8 @@ enum Row {
     /// (`None`: the member has none). Every write of it names the version it replaces, so
     /// it marks that version gone and its own there, and the overlay stays exact.
     MemberTotp(String, String, Option<uuid::Uuid>),
+    /// An outbox email, by id.
+    Email(String),
 }
 
 /// Rows changed by groups the applier has not committed yet: whether each exists after the
@@ -676,6 +682,7 @@ impl Rows<'_> {
             }
             Row::ApiToken(p, id) => found(txn, API_TOKENS, (p.as_str(), id.as_str())),
             Row::MemberLink(p, id) => found(txn, MEMBER_LINKS, (p.as_str(), id.as_str())),
+            Row::Email(id) => found(txn, EMAILS, id.as_str()),
             Row::MemberTotp(p, m, version) => {
                 let table = txn.open_table(MEMBER_TOTP).map_err(internal)?;
                 let row =
@@ -1113,7 +1120,27 @@ impl Rows<'_> {
                 record.push(&email_op(e, &email_json));
                 self.set(Row::MemberLink(project.to_owned(), l.id.clone()), true);
             }
-            Write::PutEmail(e) => record.push(&email_op(e, &to_json(e)?)),
+            Write::PutEmail(e) => {
+                record.push(&email_op(e, &to_json(e)?));
+                self.set(Row::Email(e.id.clone()), true);
+            }
+            Write::CreateEmail(e) => {
+                // Decided on the writer thread, one write at a time: of two creations of one
+                // email, the second finds it there.
+                let row = Row::Email(e.id.clone());
+                if self.exists(&row)? {
+                    return Err(StoreError::Conflict);
+                }
+                record.push(&email_op(e, &to_json(e)?));
+                self.set(row, true);
+            }
+            Write::PutNotificationPrefs(n) => {
+                record.push(&Op::NotificationPrefs {
+                    project: n.project_id.as_str(),
+                    member: &n.member_id.to_string(),
+                    json: &to_json(n)?,
+                });
+            }
             Write::PutVisitorMail(m, e) => {
                 let json = to_json(m)?;
                 record.push(&Op::VisitorMail {

@@ -82,6 +82,9 @@ pub(super) const VISITOR_MAILS: TableDefinition<(&str, &str), &[u8]> =
 /// record has an entry exactly while it has a due time.
 pub(super) const VISITOR_MAILS_DUE: TableDefinition<(i64, &str, &str), ()> =
     TableDefinition::new("visitor_mails_due");
+/// (project, member id) -> the member's notification switches JSON ([`fleety_actors::agent_mail`]).
+pub(super) const NOTIFICATION_PREFS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("notification_prefs");
 /// (project, contact order key) -> contact JSON: a project's known visitors, in id order.
 pub(super) const CONTACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("contacts");
 /// (project, contact order key, ticket created_at in ms, slug): the tickets a contact opened,
@@ -184,6 +187,7 @@ pub(super) struct Tables<'t> {
     emails_due: redb::Table<'t, (i64, &'static str), ()>,
     visitor_mails: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     visitor_mails_due: redb::Table<'t, (i64, &'static str, &'static str), ()>,
+    notification_prefs: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     member_totp: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     erasures: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     contact_erasures: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
@@ -221,6 +225,7 @@ impl<'t> Tables<'t> {
             emails_due: txn.open_table(EMAILS_DUE).map_err(internal)?,
             visitor_mails: txn.open_table(VISITOR_MAILS).map_err(internal)?,
             visitor_mails_due: txn.open_table(VISITOR_MAILS_DUE).map_err(internal)?,
+            notification_prefs: txn.open_table(NOTIFICATION_PREFS).map_err(internal)?,
             member_totp: txn.open_table(MEMBER_TOTP).map_err(internal)?,
             erasures: txn.open_table(ERASURES).map_err(internal)?,
             contact_erasures: txn.open_table(CONTACT_ERASURES).map_err(internal)?,
@@ -460,6 +465,15 @@ impl<'t> Tables<'t> {
             } => {
                 self.contact_tickets
                     .insert((project, contact, created_ms, slug), ())
+                    .map_err(internal)?;
+            }
+            Op::NotificationPrefs {
+                project,
+                member,
+                json,
+            } => {
+                self.notification_prefs
+                    .insert((project, member), json)
                     .map_err(internal)?;
             }
             Op::InboundMail {

@@ -219,6 +219,12 @@ pub enum Op<'a> {
         created_ms: i64,
         slug: &'a str,
     },
+    /// A member's notification switches as now written (issue 28).
+    NotificationPrefs {
+        project: &'a str,
+        member: &'a str,
+        json: &'a [u8],
+    },
     /// A reply by email that was posted on a ticket, by its mail's key.
     InboundMail {
         project: &'a str,
@@ -580,7 +586,18 @@ impl RecordBuf {
                 b.extend_from_slice(&(created_ms as u64).to_le_bytes());
                 put(b, slug.as_bytes());
             }
-            // 89 to 91 are the replies by email's (issue 28; 89 taken).
+            // 90 to 92 are the emails to agents' (issue 28; 90 taken).
+            Op::NotificationPrefs {
+                project,
+                member,
+                json,
+            } => {
+                b.push(90);
+                put(b, project.as_bytes());
+                put(b, member.as_bytes());
+                put(b, json);
+            }
+            // 89 is the replies by email's (issue 28).
             Op::InboundMail {
                 project,
                 slug,
@@ -1063,6 +1080,11 @@ impl<'a> Reader<'a> {
                 created_ms: self.u64()? as i64,
                 slug: self.str()?,
             },
+            90 => Op::NotificationPrefs {
+                project: self.str()?,
+                member: self.str()?,
+                json: self.bytes()?,
+            },
             89 => Op::InboundMail {
                 project: self.str()?,
                 slug: self.str()?,
@@ -1523,6 +1545,11 @@ mod tests {
                 project: "p1",
                 slug: "swift-bear-053",
                 key: "9f86d081",
+                json: b"{}",
+            },
+            Op::NotificationPrefs {
+                project: "p1",
+                member: "00000000-0000-0000-0000-000000000007",
                 json: b"{}",
             },
         ]

@@ -327,4 +327,45 @@ impl EmailStore for ScyllaStore {
         )
         .await
     }
+
+    /// A lightweight transaction, so of two nodes creating one email only one queues it;
+    /// the due entry follows the row, as for the visitors' emails.
+    async fn create_email(&self, email: &Email) -> StoreResult<bool> {
+        timed("scylla", "create_email", async {
+            if !self.claim(&self.email.create, row_values(email)?).await? {
+                return Ok(false);
+            }
+            if let Some(at) = email.next_attempt_at {
+                self.write(
+                    &self.email.insert_due,
+                    (shard(&email.id), at, email.id.as_str()),
+                )
+                .await?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn get_notification_prefs(
+        &self,
+        project: &ProjectId,
+        member: uuid::Uuid,
+    ) -> StoreResult<Option<fleety_actors::agent_mail::NotificationPrefs>> {
+        self.notification_prefs(project, member).await
+    }
+
+    async fn put_notification_prefs(
+        &self,
+        prefs: &fleety_actors::agent_mail::NotificationPrefs,
+    ) -> StoreResult<()> {
+        self.put_prefs(prefs).await
+    }
+
+    async fn list_notification_prefs(
+        &self,
+        project: &ProjectId,
+    ) -> StoreResult<Vec<fleety_actors::agent_mail::NotificationPrefs>> {
+        self.project_prefs(project).await
+    }
 }

@@ -147,6 +147,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../cql/0030_ticket_erasure.cql"),
     ),
     (
+        31,
+        "0031_agent_mail",
+        include_str!("../../../cql/0031_agent_mail.cql"),
+    ),
+    (
         32,
         "0032_visitor_email_unverified",
         include_str!("../../../cql/0032_visitor_email_unverified.cql"),

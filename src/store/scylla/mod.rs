@@ -17,6 +17,7 @@
 //! [`inbound_mail`], [`erase`], [`contact_erase`]); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
+mod agent_mail;
 mod audit;
 mod canned;
 mod chat;
@@ -112,6 +113,7 @@ pub struct ScyllaStore {
     canned: canned::Statements,
     audit: audit::Statements,
     email: email::Statements,
+    agent_mail: agent_mail::Statements,
     contacts: contacts::Statements,
     inbound_mail: inbound_mail::Statements,
     erase: erase::Statements,
@@ -151,6 +153,7 @@ impl ScyllaStore {
             canned: canned::Statements::prepare(&session, consistency, ks).await?,
             audit: audit::Statements::prepare(&session, consistency, ks).await?,
             email: email::Statements::prepare(&session, consistency, ks).await?,
+            agent_mail: agent_mail::Statements::prepare(&session, consistency, ks).await?,
             contacts: contacts::Statements::prepare(&session, consistency, ks).await?,
             inbound_mail: inbound_mail::Statements::prepare(&session, consistency, ks).await?,
             erase: erase::Statements::prepare(&session, consistency, ks).await?,

@@ -1,4 +1,5 @@
-// The signed-in member's own account: two-factor authentication, and their personal API
+// The signed-in member's own account: which emails they receive, two-factor authentication,
+// and their personal API
 // tokens, for integrations. A new token's secret is shown once, right after it is made; the
 // list never has it.
 
@@ -6,6 +7,7 @@ import { useEffect, useState } from "preact/hooks";
 
 import type { Api, ApiToken, TokenScope } from "./api";
 import { CopyOnce } from "./secret";
+import { EmailSwitches } from "./notifications";
 import { TwoFactor } from "./totp";
 
 export function Account({ api }: { api: Api }) {
@@ -31,6 +33,7 @@ export function Account({ api }: { api: Api }) {
   };
   return (
     <div class="settings">
+      <EmailSwitches api={api} />
       <TwoFactor api={api} />
       <section class="card" aria-labelledby="tokens-title">
         <h2 id="tokens-title">Personal API tokens</h2>

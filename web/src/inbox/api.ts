@@ -218,6 +218,14 @@ export class Api {
     return this.delete(`/v1/projects/${this.p}/me/tokens/${encodeURIComponent(id)}`);
   }
 
+  notifications() {
+    return this.get<Schemas["NotificationsView"]>(`/v1/projects/${this.p}/me/notifications`);
+  }
+
+  setNotifications(change: Schemas["NotificationsChange"]) {
+    return this.patch<Schemas["NotificationsView"]>(`/v1/projects/${this.p}/me/notifications`, change);
+  }
+
   totp() {
     return this.get<Schemas["TotpView"]>(`/v1/projects/${this.p}/me/totp`);
   }

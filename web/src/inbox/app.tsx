@@ -29,6 +29,18 @@ function linkPage(): { page: "accept" | "reset"; project: string; token: string 
   return { page: match[1] as "accept" | "reset", project, token };
 }
 
+/** Where an email to an agent points: `#/ticket?project=…&slug=…` (a ticket) or
+ * `#/account?project=…` (the email switches), for the project signed in to. The fragment is
+ * cleared once read. */
+function emailLink(project: string): { ticket?: string; account?: boolean } {
+  const match = /^#\/(ticket|account)\?(.*)$/.exec(location.hash);
+  if (!match) return {};
+  const params = new URLSearchParams(match[2]);
+  if (params.get("project") !== project) return {};
+  history.replaceState(null, "", location.pathname + location.search);
+  return match[1] === "ticket" ? { ticket: params.get("slug") ?? undefined } : { account: true };
+}
+
 /** Leaves a link's page: the token goes out of the address bar and the history entry. */
 function leaveLinkPage() {
   history.replaceState(null, "", location.pathname + location.search);
@@ -393,7 +405,8 @@ const SIGNED_OUT = "You were signed out: your session ended (signed out elsewher
 
 function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: (why?: string) => void }) {
   const api = useMemo(() => new Api(creds, () => onSignOut(SIGNED_OUT)), [creds]);
-  const [view, setView] = useState<"tickets" | "kb" | "settings" | "members" | "audit" | "account">("tickets");
+  const [link] = useState(() => emailLink(creds.project));
+  const [view, setView] = useState<"tickets" | "kb" | "settings" | "members" | "audit" | "account">(link.account && creds.memberId ? "account" : "tickets");
   // Agents answer tickets; the settings, the team and the audit trail are their owners' and
   // admins'.
   const manages = api.role !== "agent";
@@ -505,6 +518,7 @@ function Inbox({ creds, onSignOut }: { creds: Credentials; onSignOut: (why?: str
           feed={feed}
           subscribe={subscribe}
           resumes={resumes}
+          initial={link.ticket}
           onOpen={(slug) => {
             open.current = slug;
             setUnread((u) => {

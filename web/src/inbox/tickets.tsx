@@ -27,6 +27,8 @@ interface Props {
   subscribe: (l: Listener) => () => void;
   resumes: number;
   onOpen: (slug: string) => void;
+  /** A ticket to open at once: an email's link named it. */
+  initial?: string;
 }
 
 type Listed = ListedTicket;
@@ -95,7 +97,7 @@ const SHORTCUTS: [string, string][] = [
   ["Esc", "Close this help"],
 ];
 
-export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
+export function Tickets({ api, feed, subscribe, resumes, onOpen, initial }: Props) {
   const [status, setStatus] = useState("");
   const [query, setQuery] = useState("");
   const [applied, setApplied] = useState("");
@@ -142,6 +144,9 @@ export function Tickets({ api, feed, subscribe, resumes, onOpen }: Props) {
   };
   useEffect(() => () => clearTimeout(research.current), []);
 
+  useEffect(() => {
+    if (initial) open(initial);
+  }, [initial]);
   const open = (slug: string) => {
     setSelected(slug);
     setFocused(slug);
