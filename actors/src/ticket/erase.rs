@@ -44,6 +44,8 @@ impl Tickets {
             requested_at: self.deps.clock.now(),
         };
         store.put_erasure(&intent).await?;
+        // This and the next are the moments the crash tests (tests/api/crash_erasure.rs) kill at.
+        tracing::debug!(ticket = %key, "erasure intent stored");
         self.deps.views.remove(key);
         if let Some(actor) = self.deps.registry.running(key) {
             let _ = actor.send_message(TicketMsg::Erase);
@@ -52,6 +54,7 @@ impl Tickets {
         // is free, nothing more is written to the ticket.
         let lease = WriterLease::take(&self.deps, key).await?;
         let existed = store.erase_ticket(&key.project, &key.slug).await?;
+        tracing::debug!(ticket = %key, "ticket rows erased");
         store.delete_erasure(&key.project, &key.slug).await?;
         drop(lease);
         if let Some(feed) = self.deps.feeds.sender(&key.project) {
