@@ -330,7 +330,9 @@ impl Mailer {
         match self.store.put_email(&next, was_due).await {
             // What the crash tests (tests/api/crash_email.rs) wait for before they kill: from
             // here on, a restart never sends this attempt again.
-            Ok(()) => tracing::debug!(email = %next.id, status = ?next.status, "email attempt recorded"),
+            Ok(()) => {
+                tracing::debug!(email = %next.id, status = ?next.status, "email attempt recorded")
+            }
             // The claim runs out and the email is tried again.
             Err(err) => tracing::warn!(error = %err, "recording an email's attempt failed"),
         }

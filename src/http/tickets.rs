@@ -304,7 +304,10 @@ pub async fn post_message(
             // the email (issue 28), while a burst with no reply to carry just ends without one.
             // After: a burst that came due and ended while the reply was being written (only
             // with a wait shorter than the write) is started again; otherwise it is a no-op.
-            let mail = ctx.visitor_mail.as_ref().filter(|_| author == Participant::Admin);
+            let mail = ctx
+                .visitor_mail
+                .as_ref()
+                .filter(|_| author == Participant::Admin);
             if let Some(mail) = mail {
                 mail_replied(mail, &key).await;
             }

@@ -229,12 +229,14 @@ async fn once_each(smtp: &Smtp, place: &Place, attempts: impl Fn(&str) -> u32) -
     ids.sort();
     let before = ids.len();
     ids.dedup();
-    assert_eq!(ids.len(), before, "a message was accepted twice: {accepted:#?}");
+    assert_eq!(
+        ids.len(),
+        before,
+        "a message was accepted twice: {accepted:#?}"
+    );
     let store = place.open().await;
     for id in &ids {
-        let outbox_id = id
-            .trim_start_matches('<')
-            .trim_end_matches("@fleety.test>");
+        let outbox_id = id.trim_start_matches('<').trim_end_matches("@fleety.test>");
         let email = store.get_email(outbox_id).await.unwrap();
         let email = email.unwrap_or_else(|| panic!("{id} is in no outbox"));
         assert_eq!(email.status, EmailStatus::Sent, "{email:#?}");

@@ -60,7 +60,10 @@ impl Admin<'_> {
 
     async fn delete(&self, slug: &str) -> u16 {
         let resp = client()
-            .delete(self.server.url(&format!("/v1/projects/demo/tickets/{slug}")))
+            .delete(
+                self.server
+                    .url(&format!("/v1/projects/demo/tickets/{slug}")),
+            )
             .bearer_auth(self.key)
             .send()
             .await;
@@ -91,7 +94,10 @@ impl Admin<'_> {
     /// A ticket with three messages and a note, each carrying `word`; `chat`: opened from a
     /// chat with the assistant, whose transcript carries it too.
     async fn ticket(&self, n: usize, chat: bool) -> Ticket {
-        let word = format!("crashword{n}x{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let word = format!(
+            "crashword{n}x{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let (slug, mut messages) = if chat {
             let session: Value = client()
                 .post(self.server.url("/v1/init-session"))
@@ -138,8 +144,11 @@ impl Admin<'_> {
             messages.push(content);
         }
         let path = format!("/v1/projects/demo/tickets/{slug}/notes");
-        self.post(&path, json!({"author": "Dana", "content": format!("note {word}")}))
-            .await;
+        self.post(
+            &path,
+            json!({"author": "Dana", "content": format!("note {word}")}),
+        )
+        .await;
         if chat {
             // The transcript is written after the chat's answer.
             let path = format!("/v1/projects/demo/tickets/{slug}/chat");
@@ -163,11 +172,17 @@ impl Admin<'_> {
         let (status, body) = self.get(&format!("/v1/tickets/demo/{slug}")).await;
         let got = contents(&body);
         let mut seen = vec![(status, "ticket", status == 200 && got == t.messages)];
-        let (status, body) = self.get(&format!("/v1/projects/demo/tickets/{slug}/notes")).await;
-        let note = body["notes"].to_string().contains(&format!("note {}", t.word));
+        let (status, body) = self
+            .get(&format!("/v1/projects/demo/tickets/{slug}/notes"))
+            .await;
+        let note = body["notes"]
+            .to_string()
+            .contains(&format!("note {}", t.word));
         seen.push((status, "notes", status == 200 && note));
         if t.chat {
-            let (status, body) = self.get(&format!("/v1/projects/demo/tickets/{slug}/chat")).await;
+            let (status, body) = self
+                .get(&format!("/v1/projects/demo/tickets/{slug}/chat"))
+                .await;
             let chat = body.to_string().contains(&t.word);
             seen.push((status, "chat", status == 200 && chat));
         }
@@ -178,7 +193,11 @@ impl Admin<'_> {
             .get(&format!("/v1/projects/demo/tickets?q={}", t.word))
             .await;
         let found = slugs(&found);
-        seen.push((if found.is_empty() { 404 } else { 200 }, "search", found == [slug.clone()]));
+        seen.push((
+            if found.is_empty() { 404 } else { 200 },
+            "search",
+            found == [slug.clone()],
+        ));
         let whole = seen.iter().all(|(status, _, full)| *status == 200 && *full);
         let gone = seen.iter().all(|(status, _, _)| *status == 404);
         assert!(
@@ -193,14 +212,22 @@ impl Admin<'_> {
 fn contents(ticket: &Value) -> Vec<String> {
     ticket["messages"]
         .as_array()
-        .map(|ms| ms.iter().map(|m| m["content"].as_str().unwrap_or("").to_owned()).collect())
+        .map(|ms| {
+            ms.iter()
+                .map(|m| m["content"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn slugs(page: &Value) -> Vec<String> {
     page["tickets"]
         .as_array()
-        .map(|ts| ts.iter().map(|t| t["slug"].as_str().unwrap().to_owned()).collect())
+        .map(|ts| {
+            ts.iter()
+                .map(|t| t["slug"].as_str().unwrap().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -222,7 +249,10 @@ async fn a_kill_during_erasure_five_times_leaves_each_ticket_whole_or_gone() {
     let key = key.expect("the first start prints the admin key");
     let mut tickets = Vec::new();
     {
-        let admin = Admin { server: &server, key: &key };
+        let admin = Admin {
+            server: &server,
+            key: &key,
+        };
         for n in 0..8 {
             tickets.push(admin.ticket(n, n % 3 == 0).await);
         }
@@ -239,7 +269,10 @@ async fn a_kill_during_erasure_five_times_leaves_each_ticket_whole_or_gone() {
     let mut next = 0;
     for moment in moments {
         let running = server.take().unwrap();
-        let admin = Admin { server: &running, key: &key };
+        let admin = Admin {
+            server: &running,
+            key: &key,
+        };
         // The tickets whose erasure the kill cut short: whole or gone, either may be.
         let mut cut = Vec::new();
         let mut _unanswered = None;
@@ -256,8 +289,18 @@ async fn a_kill_during_erasure_five_times_leaves_each_ticket_whole_or_gone() {
                 next += 1;
                 // Answered only if the kill came after the answer was written.
                 let status = tokio::spawn({
-                    let (url, key) = (running.url(&format!("/v1/projects/demo/tickets/{slug}")), key.clone());
-                    async move { client().delete(url).bearer_auth(key).send().await.map(|r| r.status()) }
+                    let (url, key) = (
+                        running.url(&format!("/v1/projects/demo/tickets/{slug}")),
+                        key.clone(),
+                    );
+                    async move {
+                        client()
+                            .delete(url)
+                            .bearer_auth(key)
+                            .send()
+                            .await
+                            .map(|r| r.status())
+                    }
                 });
                 running.await_logged(message, 1).await;
                 if let Ok(Ok(status)) = status.await {
@@ -279,7 +322,10 @@ async fn a_kill_during_erasure_five_times_leaves_each_ticket_whole_or_gone() {
         running.kill();
 
         let (restarted, _) = RealServer::start(&place, &env);
-        let admin = Admin { server: &restarted, key: &key };
+        let admin = Admin {
+            server: &restarted,
+            key: &key,
+        };
         for t in &tickets {
             let whole = admin.whole(t).await;
             assert!(
@@ -303,7 +349,10 @@ async fn a_kill_during_erasure_five_times_leaves_each_ticket_whole_or_gone() {
     }
     // The tickets no round touched are whole after five kills.
     let running = server.take().unwrap();
-    let admin = Admin { server: &running, key: &key };
+    let admin = Admin {
+        server: &running,
+        key: &key,
+    };
     for t in &tickets[next..] {
         assert!(admin.whole(t).await, "{} was never erased", t.slug);
     }

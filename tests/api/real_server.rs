@@ -138,7 +138,10 @@ impl RealServer {
         }
         let Some(base) = base else {
             let _ = child.lock().unwrap().kill();
-            panic!("the server never said where it listens: {:#?}", logs.lock().unwrap());
+            panic!(
+                "the server never said where it listens: {:#?}",
+                logs.lock().unwrap()
+            );
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
@@ -214,7 +217,10 @@ pub async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() 
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never happened: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
