@@ -304,15 +304,22 @@ pub async fn post_message(
             super::ticket_access::admit(&ctx, &visitor, &key).await?;
             let by =
                 super::audit::by_visitor(&visitor, &meta).filter(|_| author == Participant::Admin);
+            // An agent's reply starts the visitor's email burst both before and after it is
+            // written. Before: a crash between the reply's write and the burst's would lose
+            // the email (issue 28), while a burst with no reply to carry just ends without one.
+            // After: a burst that came due and ended while the reply was being written (only
+            // with a wait shorter than the write) is started again; otherwise it is a no-op.
+            let mail = ctx
+                .visitor_mail
+                .as_ref()
+                .filter(|_| author == Participant::Admin);
+            if let Some(mail) = mail {
+                mail_replied(mail, &key).await;
+            }
             let posted = audit::acting(by, ctx.system.tickets.run(&key, post));
             let message = posted.await?.into_message()?;
-            if author == Participant::Admin {
-                if let Some(mail) = &ctx.visitor_mail {
-                    // The reply stands either way; a burst not started only means no email.
-                    if let Err(e) = mail.replied(&key.project, &key.slug).await {
-                        tracing::warn!(error = %e, "starting a visitor email failed");
-                    }
-                }
+            if let Some(mail) = mail {
+                mail_replied(mail, &key).await;
             }
             let data = MessageView::new(&message, &[]);
             Ok(json(
@@ -325,6 +332,14 @@ pub async fn post_message(
         }
         .await,
     )
+}
+
+/// Starts the visitor's email burst after an agent's reply. The reply stands either way; a
+/// burst not started only means no email.
+async fn mail_replied(mail: &crate::visitor_mail::VisitorMailer, key: &TicketKey) {
+    if let Err(e) = mail.replied(&key.project, &key.slug).await {
+        tracing::warn!(error = %e, "starting a visitor email failed");
+    }
 }
 
 /// Who read the ticket.

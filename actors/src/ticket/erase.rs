@@ -77,6 +77,9 @@ impl Tickets {
                 requested_at: self.deps.clock.now(),
             };
             store.put_erasure(&intent).await?;
+            // This and "ticket rows erased" are moments the crash tests
+            // (tests/api/crash_erasure.rs) kill at.
+            tracing::debug!(ticket = %key, "erasure intent stored");
             self.deps.views.remove(key);
             if let Some(actor) = self.deps.registry.running(key) {
                 let _ = actor.send_message(TicketMsg::Erase);
@@ -87,6 +90,9 @@ impl Tickets {
         }
         let slugs: Vec<Slug> = keys.iter().map(|k| k.slug.clone()).collect();
         let erased = store.erase_tickets(project, &slugs).await?;
+        for key in keys {
+            tracing::debug!(ticket = %key, "ticket rows erased");
+        }
         for key in keys {
             store.delete_erasure(&key.project, &key.slug).await?;
         }
