@@ -17,8 +17,7 @@ use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
     assets, assignees, assistant, audit, canned, chat, contacts, export, inbound, kb, members,
     notifications, openapi, projects_api, session, tickets, tokens, totp, unanswered,
-    visitor_address,
-    visitor_email, webhooks, ws, Ctx,
+    visitor_address, visitor_email, webhooks, ws, Ctx,
 };
 
 /// The routes, built once.
