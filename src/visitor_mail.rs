@@ -7,9 +7,7 @@
 //!   is due join it.
 //! - The visitor reading the ticket (`PATCH …/messages/read` as the visitor) or opening its
 //!   socket cancels it. A burst that comes due while a visitor socket of the ticket is open on
-//!   this node waits another while instead. What a visitor socket on any node delivers is
-//!   recorded (`sent_through`, at the node's next sender round), so with several nodes a
-//!   burst composed on another node leaves out what the visitor already saw live.
+//!   this node waits another while instead.
 //! - When it comes due (the outbox sender's round, on the injected clock), the replies the
 //!   visitor has not read and no email carried become one email, written to the outbox in the
 //!   same durable write that ends the burst. Its id is fixed by the burst, so a composition
@@ -25,7 +23,6 @@ use chrono::TimeDelta;
 use fleety_actors::clock::Clock;
 use fleety_actors::domain::{Message, Participant, ProjectId, Slug, Ticket};
 use fleety_actors::email::{escape_html, Email, EmailKind, Outbox};
-use fleety_actors::message_id::MessageId;
 use fleety_actors::store::{MessageRange, Store, StoreResult};
 use fleety_actors::visitor_mail::{self as rules, VisitorMail};
 
@@ -195,9 +192,6 @@ pub struct VisitorMailer {
     replies: ReplyAddresses,
     /// Visitor sockets open on this node, per ticket: a burst due while one is open waits.
     watching: Mutex<HashMap<(ProjectId, Slug), usize>>,
-    /// The newest message this node's visitor sockets delivered, per ticket, not yet
-    /// recorded: each sender round writes them, at most once per ticket.
-    delivered: Mutex<HashMap<(ProjectId, Slug), MessageId>>,
 }
 
 /// A visitor socket counted while it lives.
@@ -206,22 +200,13 @@ pub struct Watching {
     key: (ProjectId, Slug),
 }
 
-impl Watching {
-    /// The socket sent the visitor the ticket's messages up to `through`.
-    pub fn delivered(&self, through: MessageId) {
-        let mut pending = lock(&self.mailer.delivered);
-        let newest = pending.entry(self.key.clone()).or_insert(through);
-        *newest = (*newest).max(through);
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Drop for Watching {
     fn drop(&mut self) {
-        let mut open = lock(&self.mailer.watching);
+        let mut open = self
+            .mailer
+            .watching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(n) = open.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
@@ -256,7 +241,6 @@ impl VisitorMailer {
             outbox,
             replies,
             watching: Mutex::new(HashMap::new()),
-            delivered: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -298,7 +282,12 @@ impl VisitorMailer {
     /// Counts a visitor socket on the ticket until the guard drops.
     pub fn watch(self: &Arc<Self>, project: &ProjectId, slug: &Slug) -> Watching {
         let key = (project.clone(), slug.clone());
-        *lock(&self.watching).entry(key.clone()).or_default() += 1;
+        *self
+            .watching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default() += 1;
         Watching {
             mailer: self.clone(),
             key,
@@ -306,7 +295,10 @@ impl VisitorMailer {
     }
 
     fn watched(&self, project: &ProjectId, slug: &Slug) -> bool {
-        lock(&self.watching).contains_key(&(project.clone(), slug.clone()))
+        self.watching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&(project.clone(), slug.clone()))
     }
 
     /// The link back to the conversation, and the one-click unsubscribe.
@@ -319,30 +311,8 @@ impl VisitorMailer {
         )
     }
 
-    /// Records what this node's visitor sockets delivered since the last round, so that no
-    /// node's composer emails it.
-    async fn record_delivered(&self) {
-        let pending = std::mem::take(&mut *lock(&self.delivered));
-        for ((project, slug), through) in pending {
-            let write = async {
-                let current = self.store.get_visitor_mail(&project, &slug).await?;
-                let was = current.as_ref().and_then(|m| m.due_at);
-                let now = self.clock.now();
-                match rules::delivered(current, &project, &slug, through, now) {
-                    Some(next) => self.store.put_visitor_mail(&next, was, None).await,
-                    None => Ok(()),
-                }
-            };
-            if let Err(e) = write.await {
-                // At worst the visitor gets an email of a reply they saw live.
-                tracing::warn!(error = %e, "recording what a visitor socket delivered failed");
-            }
-        }
-    }
-
     /// Composes the emails of the bursts due now; the outbox sender calls it each round.
     pub async fn compose_due(&self) {
-        self.record_delivered().await;
         let due = match self.store.due_visitor_mails(self.clock.now(), ROUND).await {
             Ok(due) => due,
             Err(e) => {
@@ -469,6 +439,7 @@ pub fn list_unsubscribe(url: &str) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use fleety_actors::domain::MessageBody;
+    use fleety_actors::message_id::MessageId;
 
     #[test]
     fn a_language_is_the_first_the_widget_speaks_else_english() {

@@ -99,8 +99,6 @@ impl Drop for Node {
 struct Fleet {
     nodes: Vec<Option<Node>>,
     keyspace: String,
-    /// Settings every node of this fleet gets beside the common ones.
-    extra_env: Vec<(String, String)>,
     http: reqwest::Client,
     project: String,
     admin_key: String,
@@ -108,20 +106,12 @@ struct Fleet {
 
 impl Fleet {
     async fn start(name: &str) -> Fleet {
-        Fleet::start_with(name, &[]).await
-    }
-
-    async fn start_with(name: &str, extra_env: &[(&str, &str)]) -> Fleet {
         let keyspace = format!("fleety_cluster_{name}_{}", std::process::id());
         // Migrated once, here, rather than by three nodes at once.
         drop(support_cql::store(&keyspace).await);
         let mut fleet = Fleet {
             nodes: Vec::new(),
             keyspace,
-            extra_env: extra_env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
             // Idle connections are let go before the server's 10 s header timeout closes them.
             http: reqwest::Client::builder()
                 .pool_idle_timeout(Duration::from_secs(5))
@@ -174,7 +164,6 @@ impl Fleet {
             .env("FLEETY_CLUSTER_NODE_ID", name)
             .env("FLEETY_CLUSTER_LEASE_TTL_SECS", LEASE_TTL.to_string())
             .env("FLEETY_LOG", "info")
-            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -1080,138 +1069,4 @@ async fn a_member_signed_in_on_one_node_is_signed_in_on_every_node_until_signing
     for i in 0..3 {
         assert_eq!(me(i).await.unwrap().status(), 401, "node {i} refuses it");
     }
-}
-
-/// The raw messages the test SMTP server (scripts/smtp.sh, `FLEETY_TEST_SMTP`) received for
-/// `to`, as their text parts.
-fn emails_to(dir: &str, to: &str) -> Vec<String> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    names.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|x| x == "json"));
-    names.sort();
-    names
-        .into_iter()
-        .filter(|envelope| {
-            std::fs::read_to_string(envelope)
-                .ok()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .is_some_and(|env| {
-                    env["to"]
-                        .as_array()
-                        .is_some_and(|t| t.iter().any(|a| a == to))
-                })
-        })
-        .filter_map(|envelope| std::fs::read(envelope.with_extension("eml")).ok())
-        .map(|raw| {
-            let parsed = mail_parser::MessageParser::default().parse(&raw[..]);
-            parsed
-                .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-#[tokio::test]
-#[ignore = "needs three nats-servers and an SMTP server; scripts/test.sh runs it with --ignored"]
-async fn a_reply_the_visitor_saw_live_on_another_node_is_never_emailed() {
-    let smtp = std::env::var("FLEETY_TEST_SMTP").expect("FLEETY_TEST_SMTP: scripts/smtp.sh env");
-    let dir = std::env::var("FLEETY_TEST_SMTP_DIR").expect("FLEETY_TEST_SMTP_DIR");
-    let _turn = ONE_AT_A_TIME.lock().await;
-    // Long enough that the node holding the socket records what it delivered (at its sender's
-    // next round, within a second) before any node composes the burst.
-    let fleet = Fleet::start_with(
-        "vmail",
-        &[
-            ("FLEETY_SMTP_URL", smtp.as_str()),
-            ("FLEETY_SMTP_FROM", "Fleety Support <support@fleety.test>"),
-            ("FLEETY_PUBLIC_URL", "https://help.fleety.test/"),
-            ("FLEETY_VISITOR_EMAIL_AFTER_SECS", "5"),
-        ],
-    )
-    .await;
-    let to = format!("visitor-{}@example.com", uuid::Uuid::new_v4().simple());
-    let opened = fleet
-        .http
-        .post(format!(
-            "{}/v1/tickets/{}",
-            fleet.node(0).base(),
-            fleet.project
-        ))
-        .json(
-            &json!({ "title": "Where is my invoice?", "description": "details",
-                       "visitor": { "name": "Ada", "email": to } }),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(opened.status(), 201);
-    let slug = opened.json::<Value>().await.unwrap()["slug"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-
-    // The visitor's tab is open on node 0; the agents answer through nodes 1 and 2, so the
-    // bursts start there and any node may compose them.
-    let mut visitor = fleet.subscribe(0, &slug, None).await;
-    fleet.post(1, &slug, "seen-live-1").await.unwrap();
-    fleet.post(2, &slug, "seen-live-2").await.unwrap();
-    let live = collect_messages(&mut visitor, 2, Duration::from_secs(15)).await;
-    assert_eq!(live.len(), 2, "the visitor's socket shows both replies");
-    visitor.close(None).await.unwrap();
-    drop(visitor);
-    // Node 0 has let the socket go once its gauge says no ticket socket is open: a reply
-    // after that cannot reach the visitor live.
-    let gauge = format!("{}/metrics", fleet.node(0).base());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = fleet
-            .http
-            .get(&gauge)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let open = text
-            .lines()
-            .find(|l| l.starts_with("fleety_websockets_open{kind=\"ticket\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
-        if open == Some(0.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node 0 still holds the socket: {open:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    fleet
-        .post(2, &slug, "after-the-visitor-left")
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let emails = loop {
-        let emails = emails_to(&dir, &to);
-        if emails.iter().any(|t| t.contains("after-the-visitor-left")) {
-            break emails;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no email of the later reply: {emails:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(
-        emails.len(),
-        1,
-        "one email, of the one reply not seen: {emails:?}"
-    );
-    assert!(
-        !emails[0].contains("seen-live"),
-        "what the socket delivered is not emailed: {}",
-        emails[0]
-    );
 }

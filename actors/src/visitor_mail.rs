@@ -25,9 +25,7 @@ pub struct VisitorMail {
     /// When the email of the current burst is due; `None` while none waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<DateTime<Utc>>,
-    /// The newest message the visitor has had without reading the ticket: carried by an
-    /// email, or delivered live to a socket of theirs (on any node). Later emails start
-    /// after it.
+    /// The newest agent reply an email carried: later emails start after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_through: Option<MessageId>,
     /// The outbox id of the first email sent about the ticket: later ones answer it.
@@ -100,26 +98,6 @@ pub fn read(
     if let Some(l) = new_lang {
         mail.lang = Some(l.to_owned());
     }
-    mail.updated_at = now;
-    Some(mail)
-}
-
-/// What to write when a visitor socket (on any node) delivered the ticket's messages up to
-/// `through`: they need no email. `None` when the record already says so or nothing will be
-/// sent. Written even when no burst waits yet, since the reply's burst may be written just
-/// after its delivery.
-pub fn delivered(
-    current: Option<VisitorMail>,
-    project: &ProjectId,
-    slug: &Slug,
-    through: MessageId,
-    now: DateTime<Utc>,
-) -> Option<VisitorMail> {
-    let mut mail = current.unwrap_or_else(|| VisitorMail::fresh(project, slug, now));
-    if mail.unsubscribed || mail.sent_through >= Some(through) {
-        return None;
-    }
-    mail.sent_through = Some(through);
     mail.updated_at = now;
     Some(mail)
 }
@@ -266,34 +244,6 @@ mod tests {
             vec![d.id]
         );
         assert!(unread_replies(&all, Some(d.id), None).is_empty());
-    }
-
-    #[test]
-    fn what_a_socket_delivered_is_never_emailed_and_the_mark_only_moves_forward() {
-        let p = ProjectId::parse("acme").unwrap();
-        let s = Slug::parse("brave-lynx-001").unwrap();
-        let now = Utc::now();
-        let a = msg(None, Participant::Admin, now);
-        let b = msg(Some(a.id), Participant::Admin, now);
-        // Delivered before the reply's burst was written: the burst then finds nothing unread.
-        let seen = delivered(None, &p, &s, a.id, now).unwrap();
-        assert_eq!(seen.sent_through, Some(a.id));
-        let burst = replied(Some(seen), &p, &s, now, TimeDelta::minutes(2)).unwrap();
-        let all = [a.clone()];
-        assert!(unread_replies(&all, None, burst.sent_through).is_empty());
-        // A later delivery moves it on; an older one (another node, late) changes nothing.
-        let later = delivered(Some(burst), &p, &s, b.id, now).unwrap();
-        assert!(
-            later.due_at.is_some(),
-            "the burst still waits, with nothing left to send"
-        );
-        assert_eq!(delivered(Some(later.clone()), &p, &s, a.id, now), None);
-        assert_eq!(delivered(Some(later.clone()), &p, &s, b.id, now), None);
-        let off = unsubscribed(Some(later), &p, &s, now);
-        assert_eq!(
-            delivered(Some(off), &p, &s, MessageId::next(Some(b.id), now), now),
-            None
-        );
     }
 
     #[test]

@@ -467,22 +467,12 @@ async fn relay_ticket(
     subscription: Subscription,
     since: Option<MessageId>,
     // Held for as long as the socket lives.
-    held: (TaskTrackerToken, Option<crate::visitor_mail::Watching>),
+    _held: (TaskTrackerToken, Option<crate::visitor_mail::Watching>),
 ) {
     let _open = OpenGauge::new("fleety_websockets_open", "ticket");
     // The client has everything up to `since`, or (without it) everything before it joined.
     let mut last_seen = since.or(subscription.last_message_id);
-    let watching = held.1.as_ref();
-    match relay_ticket_events(
-        &mut socket,
-        &ctx,
-        &key,
-        subscription,
-        &mut last_seen,
-        watching,
-    )
-    .await
-    {
+    match relay_ticket_events(&mut socket, &ctx, &key, subscription, &mut last_seen).await {
         Ok(()) | Err(Stop::Gone) => {}
         Err(Stop::Blocked) => drop_slow(socket),
     }
@@ -495,19 +485,8 @@ async fn relay_ticket_events(
     key: &TicketKey,
     subscription: Subscription,
     last_seen: &mut Option<MessageId>,
-    // A visitor's socket while email is on: what it delivers needs no email.
-    watching: Option<&crate::visitor_mail::Watching>,
 ) -> Result<(), Stop> {
     let limit = ctx.settings.ws.write_timeout;
-    let mut told = None;
-    let mut tell = |seen: Option<MessageId>| {
-        if let (Some(w), Some(id)) = (watching, seen) {
-            if told < Some(id) {
-                told = Some(id);
-                w.delivered(id);
-            }
-        }
-    };
     let Subscription {
         subscribed,
         replay,
@@ -524,7 +503,6 @@ async fn relay_ticket_events(
         Box::pin(send_replay(socket, limit, replay, last_seen)),
     )
     .await?;
-    tell(*last_seen);
     let mut alive = Liveness::new(ctx.settings.ws.ping_interval);
     let mut last_typing: Option<Instant> = None;
     loop {
@@ -547,7 +525,6 @@ async fn relay_ticket_events(
                     let fresh = |e: &Arc<Event>| e.seq.is_none_or(|s| s > skip_through);
                     let more = || events.try_recv().ok().filter(fresh).map(&mut seen);
                     unless_cut(&cut_off, send_frames(socket, limit, first, more)).await?;
-                    tell(*last_seen);
                     if *erased {
                         // The ticket's last event: nothing comes after it.
                         close(socket, limit, NORMAL, "ticket deleted").await;
@@ -575,7 +552,6 @@ async fn relay_ticket_events(
                     // which may have changed while it was being restarted.
                     unless_cut(&cut_off, send_frame(socket, limit, &next.subscribed)).await?;
                     unless_cut(&cut_off, Box::pin(send_replay(socket, limit, next.replay, last_seen))).await?;
-                    tell(*last_seen);
                 }
             },
             _ = cut_off.cut_off() => return Err(Stop::Blocked),
