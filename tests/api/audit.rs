@@ -354,12 +354,13 @@ async fn every_kind_of_action_leaves_one_record_and_none_holds_a_secret() {
         .unwrap();
     assert_eq!(by_key["actor"], json!({"kind": "admin_key"}));
 
-    // Newest first.
-    let times: Vec<&str> = list["records"]
+    // Newest first. Compared as times: a time on a whole second is written without a
+    // fraction ("…59Z"), which sorts after "…59.108Z" as text.
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = list["records"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["at"].as_str().unwrap())
+        .map(|r| chrono::DateTime::parse_from_rfc3339(r["at"].as_str().unwrap()).unwrap())
         .collect();
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| b.cmp(a));
