@@ -113,9 +113,22 @@ pub struct RetentionChange {
     tickets_after_days: Option<Option<i64>>,
 }
 
-/// A field that is there, even as `null`: `Some(None)`; left out, `None` (by `default`).
+/// A field that is there, even as `null`: `Some(None)`; left out, `None` (by `default`). A
+/// whole number written with a fraction (`30.0`) is that number, as JSON Schema counts it an
+/// integer.
 fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(d).map(Some)
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(Some(None));
+    };
+    let whole = n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+            .map(|f| f as i64)
+    });
+    match whole {
+        Some(days) => Ok(Some(Some(days))),
+        None => Err(serde::de::Error::custom("a whole number of days")),
+    }
 }
 
 /// PATCH /v1/projects/{projectId}

@@ -66,7 +66,7 @@ async fn the_setting_is_checked_shown_and_cleared() {
     let set = app
         .admin_patch(
             "/v1/projects/demo",
-            json!({"retention": {"tickets_after_days": 30}}),
+            json!({"retention": {"tickets_after_days": 30.0}}),
         )
         .await;
     assert_eq!(set.status(), 200);
