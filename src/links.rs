@@ -354,10 +354,9 @@ pub async fn reset_for(
         }
     }
     if member.state == MemberState::Deactivated {
-        return Err(MemberError::Invalid(
-            "the member is deactivated: reactivate them first".into(),
-        )
-        .into());
+        return Err(
+            MemberError::Deactivated("the member is deactivated: reactivate them first").into(),
+        );
     }
     let project = &member.project_id;
     let now = accounts.now();

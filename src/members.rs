@@ -24,6 +24,9 @@ pub enum MemberError {
     NotFound,
     /// The email belongs to another member already.
     Taken,
+    /// The member is deactivated, and the request needs them active: a state conflict, which
+    /// the same request may pass once they are reactivated.
+    Deactivated(&'static str),
     Store(StoreError),
     Internal(String),
 }
@@ -280,6 +283,7 @@ impl std::fmt::Display for MemberError {
             MemberError::Forbidden(why) => f.write_str(why),
             MemberError::NotFound => f.write_str("no such member"),
             MemberError::Taken => f.write_str("the project has a member with this email"),
+            MemberError::Deactivated(why) => f.write_str(why),
             MemberError::Store(e) => write!(f, "{e}"),
             MemberError::Internal(e) => write!(f, "{e}"),
         }

@@ -37,6 +37,7 @@ impl From<MemberError> for ApiError {
             MemberError::Forbidden(why) => ApiError::forbidden(why),
             MemberError::NotFound => ApiError::not_found("no such member"),
             MemberError::Taken => ApiError::conflict("the project has a member with this email"),
+            MemberError::Deactivated(why) => ApiError::conflict(why),
             MemberError::Store(e) => e.into(),
             MemberError::Internal(e) => ApiError::internal(e),
         }

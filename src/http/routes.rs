@@ -624,8 +624,8 @@ fn routes() -> Vec<Route> {
         .param("memberId", "The member's id.", uuid)
         .describe("A single-use link, expiring after `FLEETY_PASSWORD_RESET_TTL_SECS`, to hand to the member; it replaces their earlier one. The token is shown in this answer only. Admins make links for agents only; anyone for themself. When the server sends email, the link is also emailed to the member, and `emailed` is true.")
         .answers(201, "The link", Json(schema::<members::IssuedReset>))
-        .refuses(400, "The member is deactivated")
-        .refuses(404, "No such member"),
+        .refuses(404, "No such member")
+        .refuses(409, "The member is deactivated"),
         Route::new(get(), "/v1/projects/{projectId}/invitations", "listInvitations", "The project's pending invitations", Admin, |b| {
             b.agent().and(b.ctx()).then(members::invitations).boxed()
         })

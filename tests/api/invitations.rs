@@ -255,8 +255,28 @@ async fn admins_invite_and_revoke_agents_only_and_agents_neither() {
         "/v1/projects/demo/members/{}/password-reset",
         owner["id"].as_str().unwrap()
     );
-    let resp = with_bearer(&app, post, &reset, &ada, None).await;
+    let resp = with_bearer(&app, post.clone(), &reset, &ada, None).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // A deactivated member gets no link until reactivated: a conflict with their state, not a
+    // bad request (schemathesis sent a valid request and was refused with 400).
+    let eli_path = format!("/v1/projects/demo/members/{}", eli["id"].as_str().unwrap());
+    let eli_reset = format!("{eli_path}/password-reset");
+    let resp = app
+        .admin_patch(&eli_path, json!({"state": "deactivated"}))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = with_bearer(&app, post.clone(), &eli_reset, &ada, None).await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("reactivate"),
+        "{body}"
+    );
+    let resp = app.admin_patch(&eli_path, json!({"state": "active"})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = with_bearer(&app, post, &eli_reset, &ada, None).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
 }
 
 #[tokio::test]

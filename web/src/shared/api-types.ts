@@ -8721,15 +8721,6 @@ export interface operations {
                     "application/json": components["schemas"]["IssuedReset"];
                 };
             };
-            /** @description The member is deactivated */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
             /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
             401: {
                 headers: {
@@ -8750,6 +8741,15 @@ export interface operations {
             };
             /** @description No such member */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The member is deactivated */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
