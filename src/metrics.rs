@@ -250,7 +250,7 @@ fn describe() {
     describe_histogram!(
         "fleety_store_scrub_seconds",
         Unit::Seconds,
-        "Embedded store: the scrub of free pages and the log after a ticket's erasure"
+        "Embedded store: the rewrite of the data file and the log after a ticket's erasure"
     );
     describe_counter!(
         "fleety_retention_rounds_total",

@@ -11,6 +11,7 @@
 
 mod notifications;
 mod pipeline;
+mod rewrite;
 mod tables;
 mod wal;
 
@@ -54,7 +55,7 @@ use tables::{
 };
 
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    db: Arc<rewrite::DbCell>,
     writer: Option<std_mpsc::Sender<pipeline::Queued>>,
     /// Wakes the applier for a reader; `None` only while dropping.
     nudger: Option<Nudger>,
@@ -96,6 +97,12 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
         let path = dir.join("fleety.redb");
+        rewrite::recover_files(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot finish an interrupted rewrite of {}: {e}",
+                path.display()
+            )
+        })?;
         let db = Database::create(&path)
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
         // Create every table up front so readers never meet a missing one.
@@ -107,7 +114,7 @@ impl EmbeddedStore {
         let last = recover(&db, &wal_dir)?;
         let log = wal::Log::start(&wal_dir, last + 1)
             .map_err(|e| anyhow::anyhow!("cannot start the log in {}: {e}", wal_dir.display()))?;
-        let db = Arc::new(db);
+        let db = rewrite::DbCell::new(db);
         let pipeline = pipeline::start(db.clone(), path, log, last, timing)?;
         Ok(Self {
             db,
@@ -295,7 +302,7 @@ impl EmbeddedStore {
                 .await
                 .map_err(|_| pipeline::store_failed())?;
         }
-        let db = self.db.clone();
+        let db = self.db.get();
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read().map_err(internal)?;
             f(&txn)

@@ -39,6 +39,7 @@ use fleety_actors::webhook::{Delivery, Endpoint};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use tokio::sync::watch;
 
+use super::rewrite::DbCell;
 use super::tables::{
     internal, to_json, Tables, API_TOKENS, ARTICLES, CHECKPOINT_KEY, EMAILS, MEMBERS,
     MEMBER_EMAILS, MEMBER_LINKS, MEMBER_SESSIONS, MEMBER_TOTP, PROJECTS, TICKETS, WEBHOOKS,
@@ -229,7 +230,7 @@ pub(super) enum Write {
         contact: uuid::Uuid,
     },
     /// Removes the words of everything erased so far from the files: answered once redb's
-    /// free pages and the log hold none of them (see `Writer::scrub`).
+    /// file and the log hold none of them (see `Writer::scrub`).
     Scrub,
 }
 
@@ -427,7 +428,7 @@ impl Default for ApplyTiming {
 
 /// Starts the two stages after group `last`.
 pub(super) fn start(
-    db: Arc<Database>,
+    db: Arc<DbCell>,
     path: std::path::PathBuf,
     log: wal::Log,
     last: u64,
@@ -483,8 +484,8 @@ pub(super) fn start(
 /// to the applier. Writes that arrive during a sync wait in the queue and form the next group,
 /// so groups grow with the load.
 struct Writer {
-    db: Arc<Database>,
-    /// redb's file, whose length bounds its free space.
+    db: Arc<DbCell>,
+    /// redb's file, rewritten by a scrub.
     path: std::path::PathBuf,
     log: wal::Log,
     shared: Arc<Shared>,
@@ -526,9 +527,10 @@ impl Writer {
                 false
             });
             let mut record = RecordBuf::new(self.seq);
+            let db = self.db.get();
             let mut rows = Rows {
                 overlay: self.shared.overlay(),
-                db: &self.db,
+                db: &db,
                 txn: None,
                 seq: self.seq,
             };
@@ -548,7 +550,10 @@ impl Writer {
                     (reply, decided)
                 })
                 .collect();
+            // A scrub after this group replaces the database, and waits for every holder of
+            // the old one to let go.
             drop(rows);
+            drop(db);
             let mut record = record.finish();
             if let Err(e) = self.append(&mut record) {
                 // After a failed fsync the kernel may have dropped the pages: nothing since the
@@ -591,10 +596,10 @@ impl Writer {
     }
 
     /// Leaves nothing of the rows erased so far in the files. Once a checkpoint holds every
-    /// group up to this one, redb's free pages (where erased rows may linger) are overwritten
-    /// by filling a scratch table with zeros and emptying it again, and every log segment is
-    /// overwritten with zeros and the log begun afresh. Writes wait meanwhile: erasures are
-    /// rare, and a write logged during the scrub would be zeroed with the rest.
+    /// group up to this one, redb's file is rewritten with only its live rows (its free pages
+    /// are where erased rows linger; see `rewrite`), and every log segment is overwritten with
+    /// zeros and the log begun afresh. Writes wait meanwhile: erasures are rare, and a write
+    /// logged during the scrub would be zeroed with the rest.
     fn scrub(&mut self) -> StoreResult<()> {
         let started = Instant::now();
         // The applier checkpoints at least every `checkpoint_every` while it holds commits the
@@ -610,12 +615,7 @@ impl Writer {
                 "no checkpoint came to scrub the store's files".into(),
             ));
         }
-        // Twice: pages the first round's commits free (and pages still pinned by a reader
-        // during the first) are overwritten by the second.
-        for _ in 0..2 {
-            overwrite_free_pages(&self.db, &self.path)?;
-        }
-        give_back_free_tail(&self.db, &self.path)?;
+        super::rewrite::rewrite(&self.db, &self.path)?;
         self.log.scrub(self.seq + 1).map_err(|e| {
             // The log's files are in an unknown state: refuse writes until a restart.
             self.shared.failed.store(true, Ordering::Release);
@@ -1219,60 +1219,6 @@ impl Rows<'_> {
     }
 }
 
-/// Writes zeros over redb's free pages: a scratch table is filled with zero-filled values
-/// as large as the file's free space and more, in a durable commit (redb allocates from its
-/// free pages before it grows the file), then emptied in another.
-fn overwrite_free_pages(db: &Database, path: &std::path::Path) -> StoreResult<()> {
-    use super::tables::SCRUB;
-    let txn = db.begin_write().map_err(internal)?;
-    let stats = txn.stats().map_err(internal)?;
-    let page = stats.page_size() as u64;
-    let used = stats.allocated_pages() * page;
-    let len = std::fs::metadata(path).map_or(used, |m| m.len());
-    // One value a page: more than half a page, so no leaf holds two, and less than a page
-    // less the leaf's header and the key, so none needs two pages (a lone free page would be
-    // left out). A free page each, plus a margin for partly filled regions and the filler's
-    // own branch pages.
-    let value = (page - 96) as usize;
-    let pages = len.saturating_sub(used).div_ceil(page) + 256;
-    {
-        let mut table = txn.open_table(SCRUB).map_err(internal)?;
-        let zeros = vec![0u8; value];
-        for i in 0..pages {
-            table.insert(i, zeros.as_slice()).map_err(internal)?;
-        }
-    }
-    txn.commit().map_err(internal)?;
-    let txn = db.begin_write().map_err(internal)?;
-    txn.delete_table(SCRUB).map_err(internal)?;
-    txn.commit().map_err(internal)
-}
-
-/// Gives back some of what a scrub grew the file by. The filler runs past the free space (its
-/// margin, and the pages its commit needs), and redb grows a one-region file by doubling it:
-/// each pass doubled the file, so every erasure left it four times as large and the next
-/// erasure four times as slow (found by tests/api/crash_erasure.rs). redb returns trailing
-/// free space at a commit, half of it while it is at least half the file, so empty commits
-/// after the scrub shrink it while they can. This only slows the growth (about twice a
-/// scrub instead of four times); the filler stopping exactly at the free space is the fix.
-fn give_back_free_tail(db: &Database, path: &std::path::Path) -> StoreResult<()> {
-    let mut len = std::fs::metadata(path).map_err(internal)?.len();
-    for round in 0..64 {
-        db.begin_write()
-            .map_err(internal)?
-            .commit()
-            .map_err(internal)?;
-        let now = std::fs::metadata(path).map_err(internal)?.len();
-        // The first commits process the filler's freed pages; after them, one that shrinks
-        // nothing ends it.
-        if now >= len && round > 2 {
-            break;
-        }
-        len = now;
-    }
-    Ok(())
-}
-
 /// A delivery encoded for the log.
 struct DeliveryRow<'a> {
     delivery: &'a Delivery,
@@ -1349,7 +1295,7 @@ fn ticket_op<'a>(t: &'a Ticket, json: &'a [u8]) -> Op<'a> {
 }
 
 struct Applier {
-    db: Arc<Database>,
+    db: Arc<DbCell>,
     shared: Arc<Shared>,
     applied: watch::Sender<u64>,
     timing: ApplyTiming,
@@ -1490,7 +1436,8 @@ impl Applier {
 
     /// Applies `batch` in one redb commit, durable for a checkpoint.
     fn commit(&self, batch: &[(u64, Vec<u8>)], durable: bool) -> StoreResult<()> {
-        let mut txn = self.db.begin_write().map_err(internal)?;
+        let _commits = self.db.commits();
+        let mut txn = self.db.get().begin_write().map_err(internal)?;
         if !durable {
             txn.set_durability(Durability::None).map_err(internal)?;
         }
@@ -1544,7 +1491,7 @@ mod tests {
         dir: &std::path::Path,
         last: u64,
     ) -> (Applier, Nudger, std_mpsc::Receiver<ToApply>) {
-        let db = Arc::new(Database::create(dir.join("t.redb")).unwrap());
+        let db = DbCell::new(Database::create(dir.join("t.redb")).unwrap());
         let shared = Arc::new(Shared::new(last));
         let (tx, queue) = std_mpsc::sync_channel(16);
         let never = Duration::from_secs(3600);

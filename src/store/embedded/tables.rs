@@ -101,9 +101,6 @@ pub(super) const ERASURES: TableDefinition<(&str, &str), &[u8]> = TableDefinitio
 /// `ContactErasure`.
 pub(super) const CONTACT_ERASURES: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("contact_erasures");
-/// Filled with zeros and emptied again after an erasure, so the pages the erased rows leave
-/// free are overwritten (see `pipeline::Writer::scrub`).
-pub(super) const SCRUB: TableDefinition<u64, &[u8]> = TableDefinition::new("scrub");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest group a durable redb commit holds: replay starts after it.
 pub(super) const CHECKPOINT_KEY: &str = "log_checkpoint";
