@@ -12,6 +12,10 @@
 //! Memory stays bounded whatever the project's size: a producer task reads the store a page at
 //! a time and hands lines to the answer through a small channel, so it waits while the client
 //! reads slowly, and stops when the client goes.
+//!
+//! One person's data (the answer to an access request) has its own export,
+//! `GET /v1/projects/{projectId}/contacts/{contactId}/export`: the contact and every ticket
+//! they opened, each as in the project's export, with no resume cursor.
 
 use std::sync::Arc;
 
@@ -38,6 +42,8 @@ const TICKET_PAGE: usize = 50;
 const CONTACT_PAGE: usize = 100;
 /// Messages read from the store at a time.
 const MESSAGE_PAGE: usize = 500;
+/// A contact's tickets exported at most; the `end` line says when there were more.
+const CONTACT_TICKETS: usize = 10_000;
 /// Chat turns exported per ticket at most: the assistant's chats are short by design.
 const CHAT_TURNS: usize = 500;
 /// The version of the line format, in the first line.
@@ -107,7 +113,74 @@ pub async fn export(project: Arc<Project>, ctx: Arc<Ctx>, query: ExportQuery) ->
             )))
         }
     };
-    let mut rx = start(ctx.store.clone(), project, position);
+    streamed(start(ctx.store.clone(), project, position))
+}
+
+/// GET /v1/projects/{projectId}/contacts/{contactId}/export
+pub async fn export_contact(id: String, project: Arc<Project>, ctx: Arc<Ctx>) -> Response {
+    let not_found = || respond(Err(ApiError::not_found("contact not found")));
+    let Ok(id) = uuid::Uuid::try_parse(&id) else {
+        return not_found();
+    };
+    let contact = match ctx.contact_store.get_contact(&project.id, id).await {
+        Ok(Some(contact)) => contact,
+        Ok(None) => return not_found(),
+        Err(e) => return respond(Err(e.into())),
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(BUFFERED_LINES);
+    let (store, as_of) = (ctx.store.clone(), ctx.clock.now());
+    tokio::spawn(async move {
+        let lines = Lines { tx };
+        let outcome = contact_lines(&lines, store.as_ref(), &project, &contact, as_of).await;
+        if let Err(Stopped::Store(e)) = outcome {
+            tracing::warn!(project = %project.id, error = %e, "contact export stopped");
+            let line = json!({"type": "error", "error": "the export stopped: ask again"});
+            lines.send(&line).await;
+        }
+    });
+    streamed(rx)
+}
+
+/// The contact and each ticket they opened up to `as_of`, newest first.
+async fn contact_lines(
+    lines: &Lines,
+    store: &dyn Store,
+    project: &Project,
+    contact: &fleety_actors::contact::Contact,
+    as_of: DateTime<Utc>,
+) -> Result<(), Stopped> {
+    lines
+        .line(&json!({
+            "type": "export",
+            "format": FORMAT,
+            "project_id": project.id.as_str(),
+            "contact_id": contact.id,
+            "as_of": fleety_actors::events::rfc3339(as_of),
+            "resumed": false,
+        }))
+        .await?;
+    let view = super::contacts::ContactView::new(contact);
+    lines
+        .line(&json!({"type": "contact", "contact": view}))
+        .await?;
+    // One more than exported, to tell whether there were more.
+    let mut tickets = store
+        .contact_tickets(&project.id, contact.id, CONTACT_TICKETS + 1)
+        .await?;
+    let more = tickets.len() > CONTACT_TICKETS;
+    tickets.truncate(CONTACT_TICKETS);
+    let mut exported = 0u64;
+    for ticket in tickets.iter().filter(|t| written_by(t.created_at, as_of)) {
+        one_ticket(lines, store, ticket, as_of).await?;
+        exported += 1;
+    }
+    lines
+        .line(&json!({"type": "end", "tickets": exported, "more_tickets": more}))
+        .await
+}
+
+/// A streamed JSON Lines answer of the lines `rx` yields.
+fn streamed(mut rx: mpsc::Receiver<Bytes>) -> Response {
     let body = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx)
             .map(|l| l.map(Ok::<_, std::convert::Infallible>))

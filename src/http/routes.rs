@@ -785,6 +785,15 @@ fn routes() -> Vec<Route> {
         .param("contactId", "The contact's id.", uuid)
         .answers(200, "The contact and their newest tickets", Json(schema::<contacts::ContactDetail>))
         .refuses(404, "No such contact"),
+        Route::new(get(), "/v1/projects/{projectId}/contacts/{contactId}/export", "exportContact", "Export one contact's data: the contact and every ticket they opened, as JSON Lines", Admin, |b| {
+            b.param("contactId").and(b.agent()).and(b.ctx()).then(export::export_contact).boxed()
+        })
+        .tag("contacts")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .param("contactId", "The contact's id.", uuid)
+        .describe("For a person's request to see their data: the contact, then each ticket they opened with its messages, internal notes, timeline and assistant chat, as in `exportProject`, as of the request's start. The last line is `end`, with `more_tickets` true when the contact has more than 10,000 tickets and only the newest were exported.")
+        .answers(200, "One JSON object a line, streamed; the last line is `end`", Other("application/jsonl"))
+        .refuses(404, "No such contact"),
         Route::new(delete(), "/v1/projects/{projectId}/contacts/{contactId}", "eraseContact", "Erase a contact and every ticket they opened", Admin, |b| {
             b.param("contactId").and(b.audited()).and(b.ctx()).then(contacts::erase).boxed()
         })
@@ -1019,6 +1028,7 @@ mod tests {
         ("signInSecondFactor", SignIn),
         ("listAudit", Admin),
         ("exportProject", Admin),
+        ("exportContact", Admin),
         ("listMembers", Admin),
         ("addMember", Admin),
         ("getMember", Admin),

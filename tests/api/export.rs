@@ -257,3 +257,94 @@ async fn a_large_project_is_exported_page_by_page_with_nothing_twice_or_missing(
     assert_eq!(replies, expected, "every message once, in order");
     assert_eq!(lines.last().unwrap()["tickets"], 61);
 }
+
+/// A ticket opened from the widget's form by the session `token` names; its slug.
+async fn ticket_as(app: &TestApp, token: &str, title: &str) -> String {
+    let resp = app
+        .http
+        .post(app.url("/v1/tickets/demo"))
+        .bearer_auth(token)
+        .json(&json!({"title": title}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    body["slug"].as_str().unwrap().to_owned()
+}
+
+/// An access request (issue 29): one person's data, and no one else's.
+#[tokio::test]
+async fn a_contact_export_holds_the_contact_and_their_tickets_and_nobody_elses() {
+    use crate::identity::{identified, new_secret, user_hash};
+    let app = spawn_app().await;
+    let (_, secret) = new_secret(&app).await;
+    let proof = |user: &str| {
+        json!({
+            "user_id": user,
+            "user_hash": user_hash(&secret, user),
+            "name": format!("Name {user}"),
+            "email": format!("{user}@example.com"),
+        })
+    };
+    let (ada, contact) = identified(&app, proof("ada")).await;
+    let (bob, _) = identified(&app, proof("bob")).await;
+    let first = ticket_as(&app, &ada, "Invoice question").await;
+    let second = ticket_as(&app, &ada, "Login trouble").await;
+    let other = ticket_as(&app, &bob, "Bob's own matter").await;
+    app.post_message(&first, "my invoice number is 4711").await;
+    app.post_message(&other, "bob's words").await;
+    let resp = app
+        .admin_post(
+            &format!("/v1/projects/demo/tickets/{second}/notes"),
+            json!({"author": "Dana", "content": "called her back"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+
+    let id = contact["id"].as_str().unwrap();
+    let resp = app
+        .admin_get(&format!("/v1/projects/demo/contacts/{id}/export"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/jsonl");
+    let text = resp.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines[0]["type"], "export");
+    assert_eq!(lines[0]["contact_id"], id);
+    assert_eq!(lines[1]["type"], "contact");
+    assert_eq!(lines[1]["contact"]["id"], id);
+    assert_eq!(lines[1]["contact"]["email"], "ada@example.com");
+    let mut tickets: Vec<&str> = of_type(&lines, "ticket")
+        .iter()
+        .map(|l| l["ticket"]["slug"].as_str().unwrap())
+        .collect();
+    tickets.sort_unstable();
+    let mut mine = vec![first.as_str(), second.as_str()];
+    mine.sort_unstable();
+    assert_eq!(tickets, mine);
+    assert!(of_type(&lines, "message")
+        .iter()
+        .any(|l| l["message"]["content"] == "my invoice number is 4711"));
+    assert_eq!(
+        of_type(&lines, "note")[0]["note"]["content"],
+        "called her back"
+    );
+    assert!(!text.contains(&other) && !text.contains("bob"), "{text}");
+    let end = lines.last().unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["tickets"], 2);
+    assert_eq!(end["more_tickets"], false);
+
+    for missing in [uuid::Uuid::new_v4().to_string(), "not-an-id".to_owned()] {
+        let resp = app
+            .admin_get(&format!("/v1/projects/demo/contacts/{missing}/export"))
+            .await;
+        assert_eq!(resp.status(), 404);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "contact not found");
+    }
+}
