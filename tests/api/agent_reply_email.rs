@@ -2,7 +2,9 @@
 //! (issue 28), and the new-ticket email of a hand-off, through the real SMTP server of
 //! `email.rs`, on the manual clock: a burst's due time is reached by moving the clock, never
 //! by waiting for it. That an email was not sent is read from the email that was: a burst
-//! wrongly kept would have quoted the earlier messages, or arrived before it.
+//! wrongly kept would have quoted the earlier messages, or arrived before it (a burst due
+//! in the same round as another member's is composed with it, so that one's arrival tells
+//! the round has run).
 
 use chrono::Duration;
 use reqwest::StatusCode;
@@ -149,10 +151,17 @@ async fn no_email_while_the_assignee_is_in_the_inbox_opens_it_in_time_or_switche
     let app = mailing(&clock, &url).await;
     let (addr, token, slug) = assignee(&app, "present", "Slow page").await;
 
-    // In the inbox: the visitor's message is seen there, no email.
+    let (witness, _, elsewhere) = assignee(&app, "witness", "Elsewhere").await;
+
+    // In the inbox: the visitor's message is seen there, no email. An away colleague's burst
+    // of the same moment is composed in the same round as this one would be: once theirs
+    // arrived, a wrongly kept burst of this member's has been written and sent before anything
+    // later is.
     let inbox = open_inbox(&app, &token).await;
     app.post_message(&slug, "seen live").await;
+    app.post_message(&elsewhere, "for the witness").await;
     clock.advance(Duration::seconds(PAST_THE_WAIT));
+    emails(&dir, &witness, 1).await;
     close_inbox(inbox).await;
     // Away, but back in the inbox before the wait ends: no email.
     app.post_message(&slug, "seen on coming back").await;
