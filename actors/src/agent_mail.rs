@@ -212,13 +212,20 @@ mod tests {
         let mut many = Vec::new();
         let mut prev = None;
         for i in 0..12 {
-            let text = if i == 11 { "x".repeat(QUOTED_CHARS + 5) } else { format!("m{i}") };
+            let text = if i == 11 {
+                "x".repeat(QUOTED_CHARS + 5)
+            } else {
+                format!("m{i}")
+            };
             let m = msg(prev, Participant::User, &text);
             prev = Some(m.id);
             many.push(m);
         }
         let (quote, newest) = away_quote(&many, many[0].id, None).unwrap();
-        assert!(quote.starts_with("(2 earlier messages not shown)\n\nm2\n\n"), "{quote}");
+        assert!(
+            quote.starts_with("(2 earlier messages not shown)\n\nm2\n\n"),
+            "{quote}"
+        );
         assert!(!quote.contains("m1\n"));
         assert!(quote.ends_with(&format!("{}…", "x".repeat(QUOTED_CHARS))));
         assert_eq!(newest, many[11].id);

@@ -88,8 +88,7 @@ impl AgentMailer {
         let key = (project.clone(), member);
         let mut away = self.lock();
         *away.inbox.entry(key.clone()).or_default() += 1;
-        away
-            .waiting
+        away.waiting
             .retain(|(p, _, m), _| !(p == project && *m == member));
         drop(away);
         InInbox {

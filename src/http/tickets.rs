@@ -322,7 +322,9 @@ pub async fn post_message(
                 mail_replied(mail, &key).await;
             }
             if let Some(agents) = &ctx.agent_mail {
-                agents.posted(&key.project, &key.slug, author, message.id).await;
+                agents
+                    .posted(&key.project, &key.slug, author, message.id)
+                    .await;
             }
             let data = MessageView::new(&message, &[]);
             Ok(json(

@@ -104,27 +104,38 @@ async fn an_away_assignee_gets_one_email_per_burst_of_the_visitors_messages_thre
     let (addr, _, slug) = assignee(&app, "away", "Login <fails>").await;
 
     // Two messages in one burst, one of them a reply by email: one email with both.
-    app.post_message(&slug, "It still <b>fails</b> & more").await;
+    app.post_message(&slug, "It still <b>fails</b> & more")
+        .await;
     clock.advance(Duration::seconds(60));
     reply_by_email(&app, &slug, "Here is the error: 500").await;
     clock.advance(Duration::seconds(PAST_THE_WAIT - 60));
     let got = emails(&dir, &addr, 1).await;
     let first = &got[0];
     assert_eq!(subject(first), "New message: Login <fails>");
-    assert!(first.text.contains("It still <b>fails</b> & more"), "{}", first.text);
+    assert!(
+        first.text.contains("It still <b>fails</b> & more"),
+        "{}",
+        first.text
+    );
     assert!(first.text.contains("Here is the error: 500"));
-    assert!(!first.text.contains("details"), "the description is not the visitor's reply");
+    assert!(
+        !first.text.contains("details"),
+        "the description is not the visitor's reply"
+    );
     assert!(first
         .html
         .contains("It still &lt;b&gt;fails&lt;/b&gt; &amp; more"));
     assert!(!first.html.contains("<b>fails"));
-    assert!(first.text.contains(&format!(
-        "Open the ticket: https://help.fleety.test/inbox#/ticket?project="
-    )));
+    assert!(first
+        .text
+        .contains("Open the ticket: https://help.fleety.test/inbox#/ticket?project="));
     assert!(first.text.contains(&format!("&slug={slug}")));
     // Threaded under the member's thread of the ticket, answerable by email.
     let root = header(first, "In-Reply-To").to_owned();
-    assert!(root.starts_with("<eml_") && root.ends_with("@fleety.test>"), "{root}");
+    assert!(
+        root.starts_with("<eml_") && root.ends_with("@fleety.test>"),
+        "{root}"
+    );
     assert_eq!(header(first, "References"), root);
     assert!(header(first, "Reply-To").contains(&format!("@{DOMAIN}")));
     assert!(!first.headers.contains("List-Unsubscribe"));
@@ -138,7 +149,11 @@ async fn an_away_assignee_gets_one_email_per_burst_of_the_visitors_messages_thre
         .find(|p| p.message_id != first.message_id)
         .unwrap();
     assert!(second.text.contains("Any news?"), "{}", second.text);
-    assert!(!second.text.contains("Here is the error"), "{}", second.text);
+    assert!(
+        !second.text.contains("Here is the error"),
+        "{}",
+        second.text
+    );
     assert_eq!(header(second, "In-Reply-To"), root);
 }
 
@@ -247,6 +262,14 @@ async fn a_ticket_the_assistant_hands_off_emails_the_members_who_want_new_ticket
     assert_eq!(answer["type"], "tool_call", "{answer}");
     let slug = answer["ticket_slug"].as_str().unwrap();
     let got = emails(&dir, &addr, 1).await;
-    assert!(subject(&got[0]).starts_with("New ticket: "), "{}", subject(&got[0]));
-    assert!(got[0].text.contains(&format!("&slug={slug}")), "{}", got[0].text);
+    assert!(
+        subject(&got[0]).starts_with("New ticket: "),
+        "{}",
+        subject(&got[0])
+    );
+    assert!(
+        got[0].text.contains(&format!("&slug={slug}")),
+        "{}",
+        got[0].text
+    );
 }
