@@ -1,10 +1,10 @@
-//! Emails to agents (issue 28): owns which member is emailed about a new ticket or an
-//! assignment, and what the email says. The switches and the rules of who and under which id
+//! Emails to agents (issue 28): owns which member is emailed about a new ticket, an
+//! assignment or a visitor's reply while they are away, and what the email says. The switches and the rules of who and under which id
 //! live in `fleety_actors::agent_mail`; this reads the members and their switches, composes
 //! the emails and puts them in the outbox.
 //!
-//! - A new ticket (opened by a visitor, by the API or by a hand-off from the assistant):
-//!   one email to each active member with `new_ticket` on, never to the member who opened it.
+//! - A new ticket (opened by a visitor, by the API, or by a hand-off from the assistant,
+//!   which tells of it through [`rules::TicketOpened`]): one email to each active member with `new_ticket` on, never to the member who opened it.
 //! - An assignment made by someone else (not a member taking the ticket themselves): one
 //!   email to the assignee while their `assigned` switch is on.
 //!
@@ -16,7 +16,7 @@
 //!
 //! - A visitor's message on a ticket assigned to a member who is away from the inbox: one
 //!   email per burst of the visitor's messages, due `FLEETY_AGENT_EMAIL_AFTER_SECS` after the
-//!   first (see [`away`]).
+//!   first (see `src/agent_mail/away.rs`).
 //!
 //! Agents' emails are in English. Each carries a link to the ticket in the inbox, threads
 //! with the member's other emails about the ticket, and, when reply by email is on, the
