@@ -1,10 +1,10 @@
-//! Emails to agents (issue 28): owns which member is emailed about a new ticket or an
-//! assignment, and what the email says. The switches and the rules of who and under which id
+//! Emails to agents (issue 28): owns which member is emailed about a new ticket, an
+//! assignment or a visitor's reply while they are away, and what the email says. The switches and the rules of who and under which id
 //! live in `fleety_actors::agent_mail`; this reads the members and their switches, composes
 //! the emails and puts them in the outbox.
 //!
-//! - A new ticket (opened by a visitor, by the API or by a hand-off from the assistant):
-//!   one email to each active member with `new_ticket` on, never to the member who opened it.
+//! - A new ticket (opened by a visitor, by the API, or by a hand-off from the assistant,
+//!   which tells of it through [`rules::TicketOpened`]): one email to each active member with `new_ticket` on, never to the member who opened it.
 //! - An assignment made by someone else (not a member taking the ticket themselves): one
 //!   email to the assignee while their `assigned` switch is on.
 //!
@@ -14,13 +14,22 @@
 //! written right after the change is durable, as the visitors' bursts are: a crash in
 //! between (a few milliseconds) loses that one email; it never sends one twice.
 //!
+//! - A visitor's message on a ticket assigned to a member who is away from the inbox: one
+//!   email per burst of the visitor's messages, due `FLEETY_AGENT_EMAIL_AFTER_SECS` after the
+//!   first (see `src/agent_mail/away.rs`).
+//!
 //! Agents' emails are in English. Each carries a link to the ticket in the inbox, threads
 //! with the member's other emails about the ticket, and, when reply by email is on, the
 //! ticket's `Reply-To`: answering from the mail client posts the reply as the member. They
 //! carry no `List-Unsubscribe`: the member's switches in the inbox are the way to stop them.
 
-use std::sync::Arc;
+mod away;
 
+pub use away::InInbox;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::TimeDelta;
 use fleety_actors::agent_mail::{self as rules, Event};
 use fleety_actors::clock::Clock;
 use fleety_actors::domain::{ProjectId, Slug, Ticket};
@@ -105,6 +114,10 @@ pub struct AgentMailer {
     domain: String,
     outbox: Outbox,
     replies: ReplyAddresses,
+    /// How long a visitor's burst waits for its assignee before it is emailed.
+    wait: TimeDelta,
+    /// The bursts waiting and the members in the inbox, on this node.
+    away: Mutex<away::Away>,
 }
 
 impl AgentMailer {
@@ -128,6 +141,8 @@ impl AgentMailer {
             domain: from.domain().to_owned(),
             outbox,
             replies,
+            wait: TimeDelta::from_std(settings.agent_after).unwrap_or(TimeDelta::minutes(2)),
+            away: Mutex::default(),
         }))
     }
 
@@ -245,6 +260,13 @@ impl AgentMailer {
             metrics::counter!("fleety_agent_emails_total", "kind" => kind).increment(1);
         }
         Ok(created)
+    }
+}
+
+#[async_trait::async_trait]
+impl rules::TicketOpened for AgentMailer {
+    async fn ticket_opened(&self, ticket: &Ticket, by: Option<Uuid>) {
+        self.ticket_created(ticket, by).await;
     }
 }
 

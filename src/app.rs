@@ -218,6 +218,12 @@ impl Application {
         if let (Some(mailer), Some(v)) = (&mailer, &visitor_mail) {
             mailer.compose_for_visitors(v.clone());
         }
+        if let (Some(mailer), Some(a)) = (&mailer, &agent_mail) {
+            mailer.compose_for_agents(a.clone());
+        }
+        if let Some(a) = &agent_mail {
+            system.chats.on_ticket_opened(a.clone());
+        }
         let ctx = Ctx {
             accounts,
             tokens,

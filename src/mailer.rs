@@ -169,6 +169,8 @@ pub struct Mailer {
     claim_for: chrono::TimeDelta,
     /// Composes the visitors' due emails at the start of each round, once set.
     visitor: std::sync::OnceLock<Arc<crate::visitor_mail::VisitorMailer>>,
+    /// Composes the agents' due visitor-reply emails at the start of each round, once set.
+    agents: std::sync::OnceLock<Arc<crate::agent_mail::AgentMailer>>,
 }
 
 impl Mailer {
@@ -194,6 +196,7 @@ impl Mailer {
             claim_for: chrono::TimeDelta::from_std(claim_for)
                 .unwrap_or(chrono::TimeDelta::minutes(5)),
             visitor: std::sync::OnceLock::new(),
+            agents: std::sync::OnceLock::new(),
         })))
     }
 
@@ -255,10 +258,18 @@ impl Mailer {
         let _ = self.visitor.set(visitor);
     }
 
+    /// Has each round compose the agents' due visitor-reply emails first.
+    pub fn compose_for_agents(&self, agents: Arc<crate::agent_mail::AgentMailer>) {
+        let _ = self.agents.set(agents);
+    }
+
     /// Sends what is due now, one email at a time.
     async fn round(&self) {
         if let Some(visitor) = self.visitor.get() {
             visitor.compose_due().await;
+        }
+        if let Some(agents) = self.agents.get() {
+            agents.compose_due().await;
         }
         loop {
             let due = match self.store.due_emails(self.clock.now(), ROUND).await {

@@ -7,15 +7,21 @@
 //! desk every member would get every ticket; `assigned` and `visitor_reply` are on.
 //!
 //! An email's id is fixed by what it is about (the event, the ticket, the member and, for an
-//! assignment, the ticket's version), so writing it again after a retry or on another node
-//! names the same email, which the outbox then keeps once.
+//! assignment, the ticket's version; for a visitor's reply, the newest message it quotes), so
+//! writing it again after a retry or on another node names the same email, which the outbox
+//! then keeps once.
+//!
+//! A visitor's reply is emailed to the ticket's assignee only while they are away from the
+//! inbox, once per burst of the visitor's messages: [`away_quote`] says which messages the
+//! email carries and how much of them.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{ProjectId, Slug};
+use crate::domain::{Message, Participant, ProjectId, Slug, Ticket};
 use crate::member::{Member, MemberState};
+use crate::message_id::MessageId;
 
 /// One member's email switches in one project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,10 +127,110 @@ pub fn thread_root(project: &ProjectId, slug: &Slug, member: Uuid) -> String {
     email_id(Event::NewTicket, project, slug, member, 0)
 }
 
+/// Told of every ticket opened, whoever opened it (the API, a visitor, the assistant's
+/// hand-off), so the members who asked for new tickets hear of each one the same way.
+#[async_trait::async_trait]
+pub trait TicketOpened: Send + Sync {
+    /// `by` is the member who opened it, who is not told of their own ticket.
+    async fn ticket_opened(&self, ticket: &Ticket, by: Option<Uuid>);
+}
+
+/// The visitor's messages one away email quotes at most: the newest ones, so a long burst
+/// still makes a short email.
+pub const QUOTED_MESSAGES: usize = 10;
+/// Characters of one quoted message at most.
+pub const QUOTED_CHARS: usize = 1_000;
+
+/// What an email to an away assignee quotes: the visitor's messages of the burst (from
+/// `first` on) that the agents have not read (after `agents_read`), the newest
+/// [`QUOTED_MESSAGES`] of them each clipped to [`QUOTED_CHARS`], oldest first, with a line
+/// for those left out; and the newest message's id, which names the email. `None` when no
+/// such message is left: someone read them, or they were erased.
+pub fn away_quote(
+    messages: &[Message],
+    first: MessageId,
+    agents_read: Option<MessageId>,
+) -> Option<(String, MessageId)> {
+    let unread: Vec<&Message> = messages
+        .iter()
+        .filter(|m| m.author == Participant::User && m.id >= first)
+        .filter(|m| agents_read.is_none_or(|r| m.id > r))
+        .collect();
+    let newest = unread.last()?.id;
+    let left_out = unread.len().saturating_sub(QUOTED_MESSAGES);
+    let mut parts: Vec<String> = Vec::new();
+    if left_out > 0 {
+        parts.push(format!("({left_out} earlier messages not shown)"));
+    }
+    for m in &unread[left_out..] {
+        let text = m.content.as_str();
+        match text.char_indices().nth(QUOTED_CHARS) {
+            Some((cut, _)) => parts.push(format!("{}…", &text[..cut])),
+            None => parts.push(text.to_owned()),
+        }
+    }
+    Some((parts.join("\n\n"), newest))
+}
+
+/// The version that names an away email: its newest quoted message's, unique in the ticket.
+pub fn away_version(newest: MessageId) -> i64 {
+    newest.ticks() as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MessageBody;
     use crate::member::Role;
+
+    fn msg(prev: Option<MessageId>, author: Participant, text: &str) -> Message {
+        let now = Utc::now();
+        Message {
+            id: MessageId::next(prev, now),
+            author,
+            content: MessageBody::parse(text).unwrap(),
+            timestamp: now,
+            idempotency_key: None,
+            agent: None,
+        }
+    }
+
+    #[test]
+    fn an_away_email_quotes_the_bursts_unread_visitor_messages_bounded() {
+        let a = msg(None, Participant::User, "before the burst");
+        let b = msg(Some(a.id), Participant::User, "first <of> burst");
+        let c = msg(Some(b.id), Participant::Admin, "an agent's answer");
+        let d = msg(Some(c.id), Participant::User, "second");
+        let all = vec![a.clone(), b.clone(), c.clone(), d.clone()];
+        let (quote, newest) = away_quote(&all, b.id, None).unwrap();
+        assert_eq!(quote, "first <of> burst\n\nsecond");
+        assert_eq!(newest, d.id);
+        // What the agents read is not quoted; all of it read, nothing is sent.
+        assert_eq!(away_quote(&all, b.id, Some(b.id)).unwrap().0, "second");
+        assert_eq!(away_quote(&all, b.id, Some(d.id)), None);
+        // A long burst: the newest ten, each clipped, and a line for the rest.
+        let mut many = Vec::new();
+        let mut prev = None;
+        for i in 0..12 {
+            let text = if i == 11 {
+                "x".repeat(QUOTED_CHARS + 5)
+            } else {
+                format!("m{i}")
+            };
+            let m = msg(prev, Participant::User, &text);
+            prev = Some(m.id);
+            many.push(m);
+        }
+        let (quote, newest) = away_quote(&many, many[0].id, None).unwrap();
+        assert!(
+            quote.starts_with("(2 earlier messages not shown)\n\nm2\n\n"),
+            "{quote}"
+        );
+        assert!(!quote.contains("m1\n"));
+        assert!(quote.ends_with(&format!("{}…", "x".repeat(QUOTED_CHARS))));
+        assert_eq!(newest, many[11].id);
+        assert_ne!(away_version(many[10].id), away_version(many[11].id));
+    }
 
     fn member(project: &ProjectId, email: &str, state: MemberState) -> Member {
         let now = Utc::now();

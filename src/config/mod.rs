@@ -146,6 +146,7 @@ pub const NAMES: &[(&str, &str)] = &[
     ("reply_domain", "email.reply_domain"),
     ("inbound_email_secret", "email.inbound_secret"),
     ("visitor_email_after_secs", "email.visitor_after_secs"),
+    ("agent_email_after_secs", "email.agent_after_secs"),
     ("cluster_nats_url", "cluster.nats_url"),
     ("cluster_node_id", "cluster.node_id"),
     ("cluster_lease_ttl_secs", "cluster.lease_ttl_secs"),
@@ -409,6 +410,10 @@ pub struct EmailSettings {
     /// ticket open since, is emailed the replies they missed.
     #[serde(rename = "visitor_after_secs", with = "values::secs::positive")]
     pub visitor_after: Duration,
+    /// How long after a visitor's message the ticket's assignee, if they have not been in the
+    /// inbox nor read it since, is emailed the visitor's messages they missed.
+    #[serde(rename = "agent_after_secs", with = "values::secs::positive")]
+    pub agent_after: Duration,
 }
 
 impl EmailSettings {
@@ -562,6 +567,7 @@ impl Default for Settings {
                 reply_domain: None,
                 inbound_secret: Secret::default(),
                 visitor_after: secs(120),
+                agent_after: secs(120),
             },
             cluster: ClusterSettings {
                 nats_url: Vec::new(),

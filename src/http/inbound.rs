@@ -126,6 +126,11 @@ pub async fn receive(ctx: Arc<Ctx>, meta: Arc<RequestMeta>, raw: Bytes) -> Respo
                 received_at: fleety_actors::clock::truncate_millis(ctx.clock.now()),
             };
             ctx.store.put_inbound_mail(&record).await?;
+            if let Some(agents) = &ctx.agent_mail {
+                agents
+                    .posted(&project.id, &token.slug, author, message.id)
+                    .await;
+            }
             tracing::info!(
                 project = %project.id.as_str(),
                 ticket = %token.slug.as_str(),

@@ -321,6 +321,11 @@ pub async fn post_message(
             if let Some(mail) = mail {
                 mail_replied(mail, &key).await;
             }
+            if let Some(agents) = &ctx.agent_mail {
+                agents
+                    .posted(&key.project, &key.slug, author, message.id)
+                    .await;
+            }
             let data = MessageView::new(&message, &[]);
             Ok(json(
                 StatusCode::CREATED,

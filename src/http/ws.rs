@@ -648,9 +648,14 @@ pub async fn feed_socket(
     let ended = ctx.accounts.ended_sessions();
     let guard = ctx.sockets.token();
     let config = socket_config(&ctx.settings);
+    // A member's feed is the inbox open: no visitor-reply email waits for them meanwhile.
+    let in_inbox = match (&ctx.agent_mail, &session) {
+        (Some(mail), Some((member, _))) => Some(mail.enter_inbox(&project.id, *member)),
+        _ => None,
+    };
     ws.upgrade(config, move |socket| {
         let watch = SessionWatch { session, ended };
-        relay_feed(socket, ctx, project, events, watch, guard)
+        relay_feed(socket, ctx, project, events, watch, (guard, in_inbox))
     })
 }
 
@@ -702,7 +707,8 @@ async fn relay_feed(
     project: Arc<Project>,
     events: broadcast::Receiver<Bytes>,
     watch: SessionWatch,
-    _token: TaskTrackerToken,
+    // Held for as long as the socket lives.
+    _held: (TaskTrackerToken, Option<crate::agent_mail::InInbox>),
 ) {
     let _open = OpenGauge::new("fleety_websockets_open", "feed");
     match relay_feed_events(&mut socket, &ctx, &project, events, watch).await {

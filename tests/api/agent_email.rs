@@ -28,7 +28,7 @@ async fn mailing(url: &str) -> TestApp {
 }
 
 /// A member of `demo` who signed in: their id and bearer token.
-async fn member(app: &TestApp, email: &str) -> (String, String) {
+pub(crate) async fn member(app: &TestApp, email: &str) -> (String, String) {
     let body = json!({"email": email, "name": "Dana", "password": PASSWORD, "role": "agent"});
     let resp = app.admin_post("/v1/projects/demo/members", body).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
@@ -51,7 +51,7 @@ async fn member(app: &TestApp, email: &str) -> (String, String) {
     (id, token)
 }
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     token: &str,
     method: Method,
@@ -67,14 +67,14 @@ async fn call(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn switch(app: &TestApp, token: &str, body: Value) -> Value {
+pub(crate) async fn switch(app: &TestApp, token: &str, body: Value) -> Value {
     let path = "/v1/projects/demo/me/notifications";
     let (status, answer) = call(app, token, Method::PATCH, path, Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     answer
 }
 
-async fn public_ticket(app: &TestApp, title: &str) -> String {
+pub(crate) async fn public_ticket(app: &TestApp, title: &str) -> String {
     let resp = app
         .post_json(
             "/v1/tickets/demo",
@@ -88,7 +88,7 @@ async fn public_ticket(app: &TestApp, title: &str) -> String {
         .to_owned()
 }
 
-async fn assign(app: &TestApp, token: Option<&str>, slug: &str, to: &str) {
+pub(crate) async fn assign(app: &TestApp, token: Option<&str>, slug: &str, to: &str) {
     let path = format!("/v1/tickets/demo/{slug}");
     let body = json!({"assignee_id": to});
     let status = match token {
@@ -99,7 +99,7 @@ async fn assign(app: &TestApp, token: Option<&str>, slug: &str, to: &str) {
 }
 
 /// Waits until `to` has received `n` emails, and answers them parsed.
-async fn emails(dir: &PathBuf, to: &str, n: usize) -> Vec<crate::email::Parsed> {
+pub(crate) async fn emails(dir: &PathBuf, to: &str, n: usize) -> Vec<crate::email::Parsed> {
     eventually(&format!("{n} emails to {to}"), async || {
         crate::email::received(dir, to).len() >= n
     })
@@ -110,7 +110,7 @@ async fn emails(dir: &PathBuf, to: &str, n: usize) -> Vec<crate::email::Parsed> 
 }
 
 /// The subject after its `[project] ` (on CQL each test's `demo` has an id of its own).
-fn subject(p: &crate::email::Parsed) -> String {
+pub(crate) fn subject(p: &crate::email::Parsed) -> String {
     let whole = p
         .headers
         .lines()

@@ -5,6 +5,7 @@ mod support_cql;
 
 mod agent;
 mod agent_email;
+mod agent_reply_email;
 mod assignment;
 mod assistant;
 mod audit;

@@ -1224,6 +1224,10 @@ impl TurnRun {
             }
         };
         self.add_note(&ticket.slug, reason).await;
+        // No member opened it: every member who asked for new tickets hears of it.
+        if let Some(hook) = self.deps.opened.get() {
+            hook.ticket_opened(&ticket, None).await;
+        }
         let mut message = format!(
             "I've created a support ticket for you ({}). A member of our support team will \
              reply there.",

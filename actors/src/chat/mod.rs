@@ -207,6 +207,8 @@ pub struct ChatDeps {
     pub kb: KnowledgeBases,
     pub tickets: Tickets,
     pub config: Arc<ChatConfig>,
+    /// Told of each ticket a hand-off opens, once the server sets it (the agents' emails).
+    pub opened: Arc<std::sync::OnceLock<Arc<dyn crate::agent_mail::TicketOpened>>>,
     projects: Arc<DashMap<ProjectId, quota::ProjectWindows>>,
     registry: Arc<Registry<SessionKey, actor::ChatMsg>>,
     outcomes: Arc<outcome::Outcomes>,
@@ -250,6 +252,7 @@ impl Chats {
                 kb: args.kb,
                 tickets: args.tickets,
                 config: Arc::new(args.config),
+                opened: Arc::default(),
                 projects: Arc::default(),
                 registry: Arc::default(),
                 tasks: TaskTracker::new(),
@@ -262,6 +265,11 @@ impl Chats {
         };
         Keeper::start(family, parent).await?;
         Ok(chats)
+    }
+
+    /// Has every ticket a hand-off opens told to `hook`, as the API's new tickets are.
+    pub fn on_ticket_opened(&self, hook: Arc<dyn crate::agent_mail::TicketOpened>) {
+        let _ = self.deps.opened.set(hook);
     }
 
     /// Waits for the running turns to end and store their transcripts, for up to `grace`:
