@@ -562,6 +562,8 @@ impl Dispatcher {
         if let Some(e) = endpoint_change {
             self.save_endpoint(e).await?;
         }
+        // A delivery whose ticket was erased while the attempt was under way is removed
+        // instead (see `WebhookStore::put_delivery`).
         self.store.put_delivery(&next, was_due).await?;
         if let Some(at) = next.next_attempt_at {
             self.expect(at);

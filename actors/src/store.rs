@@ -446,7 +446,11 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Every project's endpoints.
     async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>>;
     /// Creates or replaces a delivery. `was_due` is when it was due before this write (`None`
-    /// for a new one), so the store can find it by its new due time instead.
+    /// for a new one), so the store can find it by its new due time instead. An update
+    /// (`was_due` given) of a delivery that announces a ticket ([`Delivery::ticket`]) no
+    /// longer stored removes the delivery instead: an attempt under way while the ticket was
+    /// erased writes nothing back (issue 29), and an announcement of a ticket that never came
+    /// leaves the log.
     async fn put_delivery(
         &self,
         delivery: &Delivery,

@@ -147,6 +147,15 @@ impl Delivery {
     pub fn concerns_ticket(&self, slug: &str) -> bool {
         payload_concerns_ticket(&self.payload, slug)
     }
+
+    /// The slug of the ticket the delivery announces something of, if its payload names one.
+    pub fn ticket(&self) -> Option<String> {
+        let payload = serde_json::from_str::<serde_json::Value>(&self.payload).ok()?;
+        let data = &payload["data"];
+        [&data["slug"], &data["ticket_slug"]]
+            .iter()
+            .find_map(|v| v.as_str().map(str::to_owned))
+    }
 }
 
 /// Whether a delivery's payload announces something of the ticket `slug`: its `data` names

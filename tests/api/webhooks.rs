@@ -830,11 +830,11 @@ async fn a_message_announced_for_a_ticket_that_never_came_is_not_sent() {
         .await
         .unwrap();
 
-    let log = log_until(&app, &hook, |log| log[0]["status"] != "pending").await;
-    assert_eq!(log[0]["id"], orphan.id.as_str());
-    assert_eq!(log[0]["status"], "failed");
-    assert_eq!(log[0]["attempts"], 0, "never sent");
-    assert!(receiver.got().is_empty());
+    // Its outcome, dropped unsent, is not written back for a ticket that is not there: the
+    // delivery leaves the log instead (as one does whose ticket is erased during an attempt).
+    // It was stored (the write above), so only the dispatcher's outcome can take it out.
+    log_until(&app, &hook, |log| log.is_empty()).await;
+    assert!(receiver.got().is_empty(), "never sent");
 }
 
 #[tokio::test]

@@ -23,6 +23,9 @@ pub use contact_erasure::*;
 mod agent_mail;
 pub use agent_mail::*;
 
+mod delivery_erasure;
+pub use delivery_erasure::*;
+
 /// Expands to one `#[tokio::test]` per conformance case, each calling `$factory` for its store.
 #[macro_export]
 macro_rules! store_conformance_tests {
@@ -58,6 +61,7 @@ macro_rules! store_conformance_tests {
             deliveries_come_due_in_order_and_move_when_rescheduled,
             deliveries_ride_with_the_changes_they_announce,
             a_delivery_is_claimed_by_one_dispatcher_at_a_time,
+            an_erased_tickets_delivery_is_not_written_back_by_its_attempt,
             deliveries_past_the_retention_leave_the_log,
             creates_racing_for_a_projects_last_endpoints_never_pass_its_cap,
             a_ticket_created_with_its_history_reads_back_whole,

@@ -678,11 +678,24 @@ impl WebhookStore for MemoryStore {
     async fn put_delivery(
         &self,
         delivery: &Delivery,
-        _was_due: Option<DateTime<Utc>>,
+        was_due: Option<DateTime<Utc>>,
     ) -> StoreResult<()> {
         let mut data = lock(&self.data);
-        data.deliveries
-            .insert(delivery_key(delivery), delivery.clone());
+        let gone = |slug: String| {
+            Slug::parse(&slug).map_or(true, |s| {
+                !data.tickets.contains_key(&(delivery.project_id.clone(), s))
+            })
+        };
+        if delivery
+            .ticket()
+            .filter(|_| was_due.is_some())
+            .is_some_and(gone)
+        {
+            data.deliveries.remove(&delivery_key(delivery));
+        } else {
+            data.deliveries
+                .insert(delivery_key(delivery), delivery.clone());
+        }
         data.audit();
         drop(data);
         self.claims.release(&delivery.id);

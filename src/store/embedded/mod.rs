@@ -993,15 +993,16 @@ impl WebhookStore for EmbeddedStore {
         .await
     }
 
-    /// The old due entry is found from the stored row ([`tables`]), so `was_due` is not needed.
+    /// The old due entry is found from the stored row ([`tables`]); `was_due` only tells an
+    /// attempt's outcome from a new delivery.
     async fn put_delivery(
         &self,
         delivery: &Delivery,
-        _was_due: Option<chrono::DateTime<chrono::Utc>>,
+        was_due: Option<chrono::DateTime<chrono::Utc>>,
     ) -> StoreResult<()> {
         // A replay carries its audit record; the sender's own writes carry none.
-        self.audited("put_delivery", Write::PutDelivery(delivery.clone()))
-            .await?;
+        let write = Write::PutDelivery(delivery.clone(), was_due.is_some());
+        self.audited("put_delivery", write).await?;
         self.claims.release(&delivery.id);
         Ok(())
     }

@@ -127,7 +127,8 @@ pub(super) enum Write {
         project: ProjectId,
         id: uuid::Uuid,
     },
-    PutDelivery(Delivery),
+    /// A delivery, and whether it replaces one read before (an attempt's outcome).
+    PutDelivery(Delivery, bool),
     /// Deliveries past the log's retention: (project, endpoint, delivery id).
     DeleteDeliveries(Vec<(String, String, String)>),
     /// Questions the assistant could not answer: entries to put, then (project, id) of
@@ -976,7 +977,24 @@ impl Rows<'_> {
                 });
                 self.set(row, false);
             }
-            Write::PutDelivery(d) => record.push(&DeliveryRow::new(d)?.op()),
+            Write::PutDelivery(d, update) => {
+                // An erasure sets its ticket's row gone when it is decided: an attempt that
+                // was under way then finds it gone here, and the delivery is removed instead
+                // of written back (as is the announcement of a ticket that never came).
+                if let Some(slug) = d.ticket().filter(|_| *update) {
+                    let ticket = Row::Ticket(d.project_id.as_str().to_owned(), slug);
+                    if !self.exists(&ticket)? {
+                        let endpoint = d.endpoint_id.to_string();
+                        record.push(&Op::DeleteDelivery {
+                            project: d.project_id.as_str(),
+                            endpoint: &endpoint,
+                            id: &d.id,
+                        });
+                        return Ok(());
+                    }
+                }
+                record.push(&DeliveryRow::new(d)?.op())
+            }
             Write::DeleteDeliveries(keys) => {
                 for (project, endpoint, id) in keys {
                     record.push(&Op::DeleteDelivery {

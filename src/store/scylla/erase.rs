@@ -111,26 +111,7 @@ impl ScyllaStore {
     pub(super) async fn erase(&self, project: &ProjectId, slug: &Slug) -> StoreResult<bool> {
         let (p, s) = (project.as_str(), slug.as_str());
         let ticket = self.get_ticket(project, slug).await?;
-        // Deliveries of the project's endpoints that announce the ticket. Those of endpoints
-        // deleted before cannot be listed; their rows expire with the log (30 days).
-        for endpoint in self.list_endpoints(project).await? {
-            let rows: Vec<(String, Option<String>, Option<DateTime<Utc>>)> = self
-                .all_rows(&self.erase.select_deliveries, (p, endpoint.id))
-                .await?;
-            for (id, payload, due) in rows {
-                let payload = payload.unwrap_or_default();
-                if !fleety_actors::webhook::payload_concerns_ticket(&payload, s) {
-                    continue;
-                }
-                if let Some(due) = due {
-                    let shard = super::webhooks::shard(&id);
-                    self.write(&self.erase.delete_due, (shard, due, p, endpoint.id, &id))
-                        .await?;
-                }
-                self.write(&self.erase.delete_delivery, (p, endpoint.id, &id))
-                    .await?;
-            }
-        }
+        self.erase_deliveries(project, slug).await?;
         // The trail keeps its records of the ticket, without the title they name it by, for
         // the rest of their time to live.
         type AuditRow = (DateTime<Utc>, String, Option<String>, Option<i32>);
@@ -168,7 +149,35 @@ impl ScyllaStore {
             .await?;
         }
         self.write(&self.erase.delete_ticket, (p, s)).await?;
+        // Once more after the ticket's row: a delivery whose attempt was under way wrote it
+        // back after the first sweep, or finds the ticket gone and takes it back itself.
+        self.erase_deliveries(project, slug).await?;
         Ok(true)
+    }
+
+    /// Deliveries of the project's endpoints that announce the ticket. Those of endpoints
+    /// deleted before cannot be listed; their rows expire with the log (30 days).
+    async fn erase_deliveries(&self, project: &ProjectId, slug: &Slug) -> StoreResult<()> {
+        let (p, s) = (project.as_str(), slug.as_str());
+        for endpoint in self.list_endpoints(project).await? {
+            let rows: Vec<(String, Option<String>, Option<DateTime<Utc>>)> = self
+                .all_rows(&self.erase.select_deliveries, (p, endpoint.id))
+                .await?;
+            for (id, payload, due) in rows {
+                let payload = payload.unwrap_or_default();
+                if !fleety_actors::webhook::payload_concerns_ticket(&payload, s) {
+                    continue;
+                }
+                if let Some(due) = due {
+                    let shard = super::webhooks::shard(&id);
+                    self.write(&self.erase.delete_due, (shard, due, p, endpoint.id, &id))
+                        .await?;
+                }
+                self.write(&self.erase.delete_delivery, (p, endpoint.id, &id))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn put_erasure_row(&self, e: &Erasure) -> StoreResult<()> {

@@ -202,6 +202,26 @@ impl ScyllaStore {
         Ok(())
     }
 
+    /// Checked after the write of an attempt's outcome: an erasure deletes the ticket's row
+    /// and then sweeps its deliveries once more, so a write it did not sweep finds the ticket
+    /// gone here, and is taken back (issue 29: an attempt under way during the erasure).
+    async fn taken_back_if_erased(&self, d: &Delivery) -> StoreResult<()> {
+        let Some(slug) = d.ticket() else {
+            return Ok(());
+        };
+        let gone = match fleety_actors::domain::Slug::parse(&slug) {
+            Ok(slug) => {
+                use fleety_actors::store::TicketStore;
+                self.get_ticket(&d.project_id, &slug).await?.is_none()
+            }
+            Err(_) => true,
+        };
+        if gone {
+            self.delete_new_delivery(d).await?;
+        }
+        Ok(())
+    }
+
     /// Takes back a new delivery (the announcement of a ticket whose slug turned out taken).
     pub(super) async fn delete_new_delivery(&self, d: &Delivery) -> StoreResult<()> {
         if let Some(at) = d.next_attempt_at {
@@ -332,7 +352,13 @@ impl WebhookStore for ScyllaStore {
             "put_delivery",
             // A replay carries its audit record; the sender's own writes carry none.
             self.transaction_audited(
-                self.put_delivery_rows(delivery, was_due),
+                async {
+                    self.put_delivery_rows(delivery, was_due).await?;
+                    if was_due.is_some() {
+                        self.taken_back_if_erased(delivery).await?;
+                    }
+                    Ok(())
+                },
                 super::audit::refused,
             ),
         )
