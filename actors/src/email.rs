@@ -7,13 +7,17 @@
 //! email can go out twice) carries the same `Message-ID`, which mail clients and servers use to
 //! drop the copy. A stored email holds its body only until it is settled: once sent or given up
 //! the body is cleared, so the links it carried do not stay at rest.
+//!
+//! An email about a ticket names it ([`Email::ticket`]): the ticket's erasure erases its emails,
+//! sent or not, as their subjects and bodies quote it. Owners and admins list the outbox
+//! (`GET /v1/projects/{projectId}/emails`) newest first, as [`EmailPage`]s.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ProjectId;
+use crate::domain::{ProjectId, Slug};
 
 /// How long a settled email stays stored (CQL rows expire then; the others keep it).
 pub const RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
@@ -42,8 +46,10 @@ pub enum EmailStatus {
     Pending,
     /// The SMTP server accepted it.
     Sent,
-    /// Every attempt failed, or the server refused it for good.
+    /// The mail server refused it for good, or it could not be built.
     Failed,
+    /// Every retry failed: no attempt is left.
+    GivenUp,
 }
 
 /// One email owed to one address, with what became of its attempts.
@@ -52,6 +58,10 @@ pub struct Email {
     /// `eml_` and hex: the same on every attempt, and the local part of its `Message-ID`.
     pub id: String,
     pub project_id: ProjectId,
+    /// The ticket it is about, erased with it; `None` for an email about no ticket (and for
+    /// emails stored before emails named their ticket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<Slug>,
     pub kind: EmailKind,
     pub to: String,
     pub subject: String,
@@ -94,6 +104,7 @@ impl Email {
         Email {
             id: format!("eml_{micros:016x}{:016x}", rand::random::<u64>()),
             project_id: project.clone(),
+            ticket: None,
             kind,
             to: to.to_owned(),
             subject,
@@ -121,6 +132,89 @@ impl Email {
             self.sent_at = Some(at);
         }
         self
+    }
+}
+
+/// A position in a project's outbox, newest first: an email's making and id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EmailCursor {
+    /// Milliseconds, as every backend orders by.
+    pub at_ms: i64,
+    pub id: String,
+}
+
+impl EmailCursor {
+    pub fn of(e: &Email) -> EmailCursor {
+        EmailCursor {
+            at_ms: e.created_at.timestamp_millis(),
+            id: e.id.clone(),
+        }
+    }
+
+    /// `<millis>_<id>`, as the API hands it out.
+    pub fn encode(&self) -> String {
+        format!("{}_{}", self.at_ms, self.id)
+    }
+
+    pub fn decode(raw: &str) -> Option<EmailCursor> {
+        let (ms, id) = raw.split_once('_')?;
+        let valid = id.len() <= 64
+            && id.starts_with("eml_")
+            && id[4..].bytes().all(|b| b.is_ascii_alphanumeric());
+        let at_ms = ms.parse().ok()?;
+        valid.then(|| EmailCursor {
+            at_ms,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// The most emails one page holds.
+pub const MAX_PAGE: usize = 100;
+
+/// Which of a project's emails to list.
+#[derive(Debug, Clone, Default)]
+pub struct EmailQuery {
+    /// Only the emails about this ticket.
+    pub ticket: Option<Slug>,
+    /// Continue after this position (exclusive), as returned in [`EmailPage::next`].
+    pub after: Option<EmailCursor>,
+    /// Page size; backends clamp it to 1..=[`MAX_PAGE`].
+    pub limit: usize,
+}
+
+impl EmailQuery {
+    pub fn page_size(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE)
+    }
+
+    /// Whether `e` belongs in the listing, wherever the page starts.
+    pub fn matches(&self, project: &ProjectId, e: &Email) -> bool {
+        &e.project_id == project
+            && self.ticket.as_ref().is_none_or(|t| e.ticket.as_ref() == Some(t))
+            && self.after.as_ref().is_none_or(|c| EmailCursor::of(e) < *c)
+    }
+}
+
+/// A page of a project's emails, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct EmailPage {
+    pub emails: Vec<Email>,
+    /// Where the next page starts; `None` at the end.
+    pub next: Option<EmailCursor>,
+}
+
+impl EmailPage {
+    /// The page of `query` from emails of the listing, newest first, already after its cursor:
+    /// one more than a page tells there is a next.
+    pub fn of(mut emails: Vec<Email>, query: &EmailQuery) -> EmailPage {
+        let size = query.page_size();
+        let more = emails.len() > size;
+        emails.truncate(size);
+        EmailPage {
+            next: more.then(|| emails.last().map(EmailCursor::of)).flatten(),
+            emails,
+        }
     }
 }
 

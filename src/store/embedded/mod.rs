@@ -100,7 +100,9 @@ impl EmbeddedStore {
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
         // Create every table up front so readers never meet a missing one.
         let txn = db.begin_write()?;
-        Tables::open(&txn).map_err(anyhow::Error::msg)?;
+        Tables::open(&txn)
+            .and_then(|mut t| t.index_stored_emails())
+            .map_err(anyhow::Error::msg)?;
         txn.commit()?;
 
         let wal_dir = dir.join("wal");
@@ -1447,6 +1449,18 @@ impl EmailStore for EmbeddedStore {
             .await;
         self.claims.release(&email.id);
         result
+    }
+
+    async fn list_emails(
+        &self,
+        project: &ProjectId,
+        query: &fleety_actors::email::EmailQuery,
+    ) -> StoreResult<fleety_actors::email::EmailPage> {
+        let (project, query) = (project.clone(), query.clone());
+        self.read("list_emails", move |txn| {
+            tables::emails::list(txn, project.as_str(), &query)
+        })
+        .await
     }
 
     async fn due_emails(
