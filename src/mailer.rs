@@ -406,6 +406,24 @@ mod tests {
         s
     }
 
+    #[test]
+    fn the_listing_shows_a_failure_in_general_words_only() {
+        let refused = "the mail server refused the email for good (SMTP 550)";
+        assert_eq!(public_error(refused), refused);
+        assert_eq!(
+            public_error("the mail server could not be reached"),
+            "the mail server could not be reached"
+        );
+        // What an earlier version stored: the server's own words, which may name hosts.
+        for raw in [
+            "permanent error (550): 5.1.1 <x@mx.internal.example> unknown",
+            "Connection error: Connection refused (os error 111)",
+            "the mail server refused the email for good (SMTP 550)\nsecret",
+        ] {
+            assert_eq!(public_error(raw), "the attempt failed", "{raw}");
+        }
+    }
+
     #[tokio::test]
     async fn a_link_email_has_both_parts_escaped_and_an_id_that_threads() {
         let store = fleety_actors::store::memory::MemoryStore::new();

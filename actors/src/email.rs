@@ -23,7 +23,7 @@ use crate::domain::{ProjectId, Slug};
 pub const RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 /// Why an email is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailKind {
     Invitation,
@@ -39,8 +39,8 @@ pub enum EmailKind {
 }
 
 /// Where an email stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum EmailStatus {
     /// Waiting for its next attempt.
     Pending,

@@ -10,6 +10,7 @@ pub mod assets;
 pub mod assignees;
 pub mod assistant;
 pub mod audit;
+pub mod emails;
 pub mod canned;
 pub mod chat;
 pub mod contacts;
