@@ -89,7 +89,7 @@ function useEmails(api: Api, ticket?: string) {
 export function EmailOutbox({ api }: { api: Api }) {
   const { emails, enabled, next, error, busy, load } = useEmails(api);
   return (
-    <section class="card audit" aria-labelledby="outbox-title">
+    <section class="card" aria-labelledby="outbox-title">
       <h2 id="outbox-title">Email</h2>
       {enabled === false && (
         <p class="notice" role="status">
