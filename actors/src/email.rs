@@ -191,7 +191,10 @@ impl EmailQuery {
     /// Whether `e` belongs in the listing, wherever the page starts.
     pub fn matches(&self, project: &ProjectId, e: &Email) -> bool {
         &e.project_id == project
-            && self.ticket.as_ref().is_none_or(|t| e.ticket.as_ref() == Some(t))
+            && self
+                .ticket
+                .as_ref()
+                .is_none_or(|t| e.ticket.as_ref() == Some(t))
             && self.after.as_ref().is_none_or(|c| EmailCursor::of(e) < *c)
     }
 }

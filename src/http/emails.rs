@@ -100,7 +100,8 @@ fn parse(q: EmailListQuery) -> Result<EmailQuery, ApiError> {
     }
     let after = match given(q.cursor) {
         Some(raw) => Some(
-            EmailCursor::decode(&raw).ok_or_else(|| ApiError::bad_request("cursor is not valid"))?,
+            EmailCursor::decode(&raw)
+                .ok_or_else(|| ApiError::bad_request("cursor is not valid"))?,
         ),
         None => None,
     };

@@ -15,8 +15,8 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, assignees, assistant, audit, canned, chat, contacts, emails, export, inbound, kb, members,
-    notifications, openapi, projects_api, session, tickets, tokens, totp, unanswered,
+    assets, assignees, assistant, audit, canned, chat, contacts, emails, export, inbound, kb,
+    members, notifications, openapi, projects_api, session, tickets, tokens, totp, unanswered,
     visitor_address, visitor_email, webhooks, ws, Ctx,
 };
 

@@ -3,7 +3,7 @@
 //! in no file of the data directory (embedded) or in no table of the keyspace (CQL).
 
 use fleety_actors::domain::{ProjectId, Slug};
-use fleety_actors::store::{EmailStore, Erasure, TicketStore};
+use fleety_actors::store::{Erasure, TicketStore};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -60,7 +60,11 @@ pub(crate) async fn marked_email(app: &TestApp, slug: &str, marker: &str, token:
         .send()
         .await
         .unwrap();
-    assert!([200, 409].contains(&resp.status().as_u16()), "{}", resp.status());
+    assert!(
+        [200, 409].contains(&resp.status().as_u16()),
+        "{}",
+        resp.status()
+    );
     let resp = app
         .admin_post(
             &format!("/v1/tickets/demo/{slug}/messages"),

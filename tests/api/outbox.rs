@@ -83,10 +83,7 @@ async fn the_outbox_lists_newest_first_by_page_and_ticket_for_owners_and_admins_
         .admin_post("/v1/projects/demo/invitations", json!({"email": invited}))
         .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let (ada, bob) = (
-        crate::email::address("ada"),
-        crate::email::address("bob"),
-    );
+    let (ada, bob) = (crate::email::address("ada"), crate::email::address("bob"));
     let first = ticket_for(&app, &ada).await;
     agent_says(&app, &first, "Your parcel left today").await;
     crate::email::the_email(&dir, &ada).await;
@@ -108,14 +105,21 @@ async fn the_outbox_lists_newest_first_by_page_and_ticket_for_owners_and_admins_
     assert_eq!(all["next"], Value::Null);
     let list = all["emails"].as_array().unwrap();
     let to: Vec<&str> = list.iter().map(|e| e["to"].as_str().unwrap()).collect();
-    assert_eq!(to, [bob.as_str(), ada.as_str(), invited.as_str()], "newest first");
+    assert_eq!(
+        to,
+        [bob.as_str(), ada.as_str(), invited.as_str()],
+        "newest first"
+    );
     let kinds: Vec<&str> = list.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["visitor_reply", "visitor_reply", "invitation"]);
     assert_eq!(list[0]["ticket"], second.as_str());
     assert_eq!(list[2]["ticket"], Value::Null);
     for e in list {
         assert_eq!(e["attempts"], 1, "{e}");
-        assert!(e["sent_at"].is_string() && e["next_attempt_at"].is_null(), "{e}");
+        assert!(
+            e["sent_at"].is_string() && e["next_attempt_at"].is_null(),
+            "{e}"
+        );
         assert!(e["last_error"].is_null(), "{e}");
         // Never the body, nor the signed links it carried.
         assert!(e.get("text").is_none() && e.get("html").is_none(), "{e}");
@@ -129,7 +133,13 @@ async fn the_outbox_lists_newest_first_by_page_and_ticket_for_owners_and_admins_
         let (status, page) = emails(&app, None, &query).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         assert!(page["emails"].as_array().unwrap().len() <= 1);
-        seen.extend(page["emails"].as_array().unwrap().iter().map(|e| e["id"].clone()));
+        seen.extend(
+            page["emails"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].clone()),
+        );
         match page["next"].as_str() {
             Some(next) => query = format!("?limit=1&cursor={next}"),
             None => break,
@@ -189,7 +199,6 @@ async fn without_smtp_nothing_is_queued_and_the_outbox_says_so() {
     assert_eq!(body["next"], Value::Null);
 
     // An email left from a time the server sent email stays pending, never tried.
-    use fleety_actors::store::EmailStore;
     let project = fleety_actors::domain::ProjectId::parse(&app.project).unwrap();
     let mut left = fleety_actors::email::Email::new(
         &project,

@@ -3394,7 +3394,11 @@ pub async fn inbound_mail_is_kept_per_ticket_and_key(store: Arc<dyn Store>) {
 
 /// The emails about a ticket an erasure must find: a visitor's burst waiting to be sent, and
 /// an agent's email already sent (its subject still names the ticket). Their ids.
-pub(super) async fn ticket_emails(store: &Arc<dyn Store>, p: &ProjectId, slug: &Slug) -> [String; 2] {
+pub(super) async fn ticket_emails(
+    store: &Arc<dyn Store>,
+    p: &ProjectId,
+    slug: &Slug,
+) -> [String; 2] {
     let now = now_millis();
     let mut burst = crate::email::Email::new(
         p,
@@ -3481,7 +3485,11 @@ async fn ticket_with_everything(
 }
 
 /// The ids of the project's emails about `slug`, as the outbox lists them.
-pub(super) async fn emails_about(store: &Arc<dyn Store>, p: &ProjectId, slug: &Slug) -> Vec<String> {
+pub(super) async fn emails_about(
+    store: &Arc<dyn Store>,
+    p: &ProjectId,
+    slug: &Slug,
+) -> Vec<String> {
     let query = crate::email::EmailQuery {
         ticket: Some(slug.clone()),
         after: None,

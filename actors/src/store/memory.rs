@@ -81,9 +81,10 @@ impl Data {
 
     /// Whether the ticket an email is about is stored: an email of an erased ticket is not.
     fn ticket_stored(&self, e: &crate::email::Email) -> bool {
-        e.ticket
-            .as_ref()
-            .is_none_or(|s| self.tickets.contains_key(&(e.project_id.clone(), s.clone())))
+        e.ticket.as_ref().is_none_or(|s| {
+            self.tickets
+                .contains_key(&(e.project_id.clone(), s.clone()))
+        })
     }
 }
 

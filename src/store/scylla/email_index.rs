@@ -119,8 +119,7 @@ impl ScyllaStore {
     pub(super) async fn erase_emails(&self, project: &ProjectId, slug: &Slug) -> StoreResult<()> {
         let (p, s) = (project.as_str(), slug.as_str());
         let st = &self.email_index;
-        let entries: Vec<(DateTime<Utc>, String)> =
-            self.all_rows(&st.ticket_all, (p, s)).await?;
+        let entries: Vec<(DateTime<Utc>, String)> = self.all_rows(&st.ticket_all, (p, s)).await?;
         for (at, id) in entries {
             match self.email_row(&id).await? {
                 Some(e) => self.delete_email(&e).await?,

@@ -86,7 +86,12 @@ pub async fn emails_list_newest_first_per_ticket_and_page_by_page(store: Arc<dyn
         after: None,
         limit: 10,
     };
-    assert!(store.list_emails(&p.id, &q).await.unwrap().emails.is_empty());
+    assert!(store
+        .list_emails(&p.id, &q)
+        .await
+        .unwrap()
+        .emails
+        .is_empty());
 }
 
 pub async fn an_erased_tickets_email_is_never_made_or_written_back(store: Arc<dyn Store>) {
@@ -101,9 +106,7 @@ pub async fn an_erased_tickets_email_is_never_made_or_written_back(store: Arc<dy
     // The sender read it before the erasure, and records its attempt after.
     assert!(store.erase_ticket(&p.id, &slug).await.unwrap());
     assert_eq!(store.get_email(&burst).await.unwrap(), None);
-    let sent = pending
-        .clone()
-        .settled(EmailStatus::Sent, now_millis());
+    let sent = pending.clone().settled(EmailStatus::Sent, now_millis());
     let late = store.put_email(&sent, pending.next_attempt_at).await;
     assert!(matches!(late, Err(StoreError::NotFound)), "{late:?}");
     assert_eq!(store.get_email(&burst).await.unwrap(), None);
