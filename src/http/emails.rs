@@ -22,11 +22,13 @@ use super::{ApiError, Ctx};
 #[serde(deny_unknown_fields)]
 pub struct EmailListQuery {
     /// Only the emails about this ticket (its slug).
+    #[param(pattern = "^([a-z]{1,16}-[a-z]{1,16}-[0-9]{3})?$")]
     ticket: Option<String>,
     /// Emails per page, 50 by default.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// Where to continue: the `next` of the page before.
+    #[param(pattern = "^(-?[0-9]{1,18}_eml_[A-Za-z0-9]{1,60})?$")]
     cursor: Option<String>,
 }
 
