@@ -1889,6 +1889,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn emails_stored_before_the_outbox_was_listed_are_indexed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = project();
+        let email = fleety_actors::email::Email::new(
+            &p.id,
+            fleety_actors::email::EmailKind::Invitation,
+            "a@example.com",
+            "Join".into(),
+            "t".into(),
+            "h".into(),
+            now_millis(),
+        );
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            store.put_email(&email, None).await.unwrap();
+        }
+        // What a store of an earlier version holds: the email, no listing entry, and no log
+        // to replay (it stopped cleanly).
+        {
+            let db = Database::open(dir.path().join("fleety.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(tables::emails::EMAILS_BY_PROJECT).unwrap();
+            txn.commit().unwrap();
+        }
+        std::fs::remove_dir_all(dir.path().join("wal")).unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let query = fleety_actors::email::EmailQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        let page = store.list_emails(&p.id, &query).await.unwrap();
+        assert_eq!(page.emails, vec![email]);
+    }
+
+    #[tokio::test]
     async fn acknowledged_writes_come_back_from_the_log_after_a_crash() {
         let (live, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let store = EmbeddedStore::open_with(live.path(), checkpoint_every(NEVER)).unwrap();
