@@ -125,11 +125,11 @@ export function EmailOutbox({ api }: { api: Api }) {
       )}
       <div class="log-bar">
         <button type="button" disabled={busy} onClick={() => load()}>
-          Refresh
+          Reload emails
         </button>
         {next && (
           <button type="button" disabled={busy} onClick={() => load(next)}>
-            {busy ? "Loading…" : "Older"}
+            {busy ? "Loading…" : "Older emails"}
           </button>
         )}
       </div>
