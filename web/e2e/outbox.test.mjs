@@ -1,7 +1,8 @@
 // The email outbox in the inbox (issue 28), as an admin checks it: on a server that sends
 // email (through the SMTP sink of scripts/smtp.sh; FLEETY_TEST_SMTP and FLEETY_TEST_SMTP_DIR,
 // which scripts/web.sh test sets), Settings' Email card lists the emails sent, and a ticket's
-// side panel its own; on a server without SMTP, the card says plainly that nothing is sent.
+// side panel its own; on a server whose SMTP server cannot be reached, a waiting email shows
+// why in general words; on a server without SMTP, the card says plainly that nothing is sent.
 // Screenshots go to target/e2e/.
 
 import assert from "node:assert/strict";
@@ -12,7 +13,7 @@ import { axe, browser, callApi, createProject, shot, startServer } from "./harne
 const SMTP = process.env.FLEETY_TEST_SMTP;
 const DIR = process.env.FLEETY_TEST_SMTP_DIR;
 
-let mailing, silent, chromium;
+let mailing, unreachable, silent, chromium;
 
 before(async () => {
   if (!SMTP || !DIR) {
@@ -27,6 +28,15 @@ before(async () => {
       FLEETY_VISITOR_EMAIL_AFTER_SECS: "1",
     },
   });
+  // A closed port: every attempt fails to connect, and the next is an hour away.
+  unreachable = await startServer({
+    env: {
+      FLEETY_SMTP_URL: "smtp://127.0.0.1:9?tls=none",
+      FLEETY_SMTP_FROM: "Acme Support <support@acme.test>",
+      FLEETY_PUBLIC_URL: "https://help.acme.test",
+      FLEETY_EMAIL_RETRY_SCHEDULE: "1h",
+    },
+  });
   silent = await startServer();
   chromium = await browser();
 });
@@ -34,6 +44,7 @@ before(async () => {
 after(async () => {
   await chromium?.close();
   await mailing?.stop();
+  await unreachable?.stop();
   await silent?.stop();
 });
 
@@ -98,6 +109,28 @@ test("with SMTP, the Email card lists what was sent and a ticket shows its own e
   await side.waitFor();
   assert.match(await side.innerText(), /Sent\s+Replies to the visitor to ada-/);
   await shot(page, "outbox-ticket");
+  assert.deepEqual(await axe(page), []);
+});
+
+test("an email the mail server could not take shows why, in general words", async (t) => {
+  const project = await createProject(unreachable.base, ["http://127.0.0.1:9"], "Down");
+  const admin = (method, path, body) => callApi(unreachable.base, project.key, method, path, body);
+  await admin("POST", `/v1/projects/${project.id}/invitations`, { email: "fay@example.com" });
+  await until("the first attempt recorded", async () => {
+    const page = await admin("GET", `/v1/projects/${project.id}/emails`);
+    return page.emails.length === 1 && page.emails[0].attempts === 1;
+  });
+  const page = await inbox(t, unreachable, project);
+  await page.getByRole("button", { name: "Settings" }).click();
+  const card = page.getByRole("region", { name: "Email" });
+  const row = card.getByRole("row").filter({ hasText: "fay@example.com" });
+  await row.waitFor();
+  const text = await row.innerText();
+  assert.match(text, /Waiting/);
+  assert.match(text, /Not sent after 1 try, next try .*: the mail server could not be reached/);
+  assert.doesNotMatch(text, /127\.0\.0\.1|refused \(os error/);
+  await card.scrollIntoViewIfNeeded();
+  await shot(page, "outbox-settings-unreachable");
   assert.deepEqual(await axe(page), []);
 });
 
