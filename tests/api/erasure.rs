@@ -38,6 +38,20 @@ pub(crate) async fn app() -> TestApp {
     spawn_with(options).await
 }
 
+/// Drops the keyspace of its own an [`app`] had on CQL, once its server stopped, so the test
+/// node does not fill with them.
+pub(crate) async fn drop_keyspace(keyspace: &str) {
+    if cql_backend() {
+        let session = fleety::store::scylla::connect(&crate::support_cql::config(keyspace))
+            .await
+            .expect("connect to the CQL node");
+        session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ())
+            .await
+            .expect("drop the test keyspace");
+    }
+}
+
 /// The ticket's emails as the outbox lists them.
 pub(crate) async fn emails_of(app: &TestApp, slug: &str) -> Vec<Value> {
     let resp = app
@@ -363,6 +377,7 @@ async fn an_erased_ticket_leaves_its_words_in_no_answer_and_no_file_and_its_sock
     let restart = app.stop().await;
     let left = stored(restart.dir.path(), &restart.keyspace, &marker).await;
     assert!(left.is_empty(), "after a stop, the marker is in {left:?}");
+    drop_keyspace(&restart.keyspace).await;
 }
 
 #[tokio::test]
@@ -408,4 +423,5 @@ async fn an_erasure_cut_short_by_a_stop_is_finished_on_start_before_the_ticket_i
     assert!(!export.contains(&marker), "{export}");
     let left = stored(app.dir.path(), &app.keyspace, &marker).await;
     assert!(left.is_empty(), "the marker is still stored in {left:?}");
+    drop_keyspace(&app.stop().await.keyspace).await;
 }
