@@ -259,6 +259,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_email_stored_before_emails_named_their_ticket_reads_back_without_one() {
+        let stored = r#"{"id":"eml_1","project_id":"acme","kind":"visitor_reply","to":"a@example.com","subject":"s","text":"","html":"","status":"failed","attempts":3,"last_error":"x","created_at":"2026-12-01T10:00:00Z"}"#;
+        let e: Email = serde_json::from_str(stored).unwrap();
+        assert_eq!(e.ticket, None);
+        assert_eq!(e.status, EmailStatus::Failed);
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(!json.contains("ticket"), "{json}");
+        let mut about = e;
+        about.ticket = Some(Slug::parse("brave-lynx-001").unwrap());
+        about.status = EmailStatus::GivenUp;
+        let json = serde_json::to_string(&about).unwrap();
+        assert!(
+            json.contains(r#""ticket":"brave-lynx-001""#)
+                && json.contains(r#""status":"given_up""#)
+        );
+        assert_eq!(serde_json::from_str::<Email>(&json).unwrap(), about);
+    }
+
+    #[test]
+    fn a_cursor_reads_back_and_refuses_what_is_not_one() {
+        let c = EmailCursor {
+            at_ms: 1_796_000_000_000,
+            id: "eml_00ab".into(),
+        };
+        assert_eq!(EmailCursor::decode(&c.encode()), Some(c));
+        for bad in [
+            "",
+            "12",
+            "x_eml_1",
+            "12_eml_!",
+            "12_other",
+            "99999999999999999999_eml_1",
+        ] {
+            assert_eq!(EmailCursor::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn a_settled_email_keeps_no_body_and_is_not_due() {
         let p = ProjectId::parse("acme").unwrap();
         let now = Utc::now();
