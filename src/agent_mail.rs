@@ -243,6 +243,7 @@ impl AgentMailer {
         let now = self.clock.now();
         let mut email = Email::new(project, kind, &member.email, l.subject, l.text, l.html, now);
         email.id = rules::email_id(event, project, slug, member.id, version);
+        email.ticket = Some(slug.clone());
         let root = rules::thread_root(project, slug, member.id);
         if email.id != root {
             email.thread = Some(format!("<{root}@{}>", self.domain));

@@ -303,8 +303,16 @@ impl Mailer {
             Err(why) => Outcome::Permanent(why),
             Ok(message) => match self.transport.send(message).await {
                 Ok(_) => Outcome::Sent,
-                Err(err) if err.is_permanent() => Outcome::Permanent(err.to_string()),
-                Err(err) => Outcome::Temporary(err.to_string()),
+                Err(err) => {
+                    // The whole error goes to the log; the email keeps only what owners and
+                    // admins may read of it in the outbox's listing.
+                    tracing::info!(email = %e.id, error = %err, "an email attempt failed");
+                    if err.is_permanent() {
+                        Outcome::Permanent(reason(&err))
+                    } else {
+                        Outcome::Temporary(reason(&err))
+                    }
+                }
             },
         };
         let was_due = e.next_attempt_at;
@@ -334,7 +342,7 @@ impl Mailer {
                         next.next_attempt_at = Some(now + wait);
                         next
                     }
-                    None => next.settled(EmailStatus::Failed, now),
+                    None => next.settled(EmailStatus::GivenUp, now),
                 }
             }
         };
@@ -344,9 +352,49 @@ impl Mailer {
             Ok(()) => {
                 tracing::debug!(email = %next.id, status = ?next.status, "email attempt recorded")
             }
+            // Its ticket was erased while it was sent: it stays erased.
+            Err(fleety_actors::store::StoreError::NotFound) => {
+                tracing::debug!(email = %next.id, "an email's ticket was erased during its attempt")
+            }
             // The claim runs out and the email is tried again.
             Err(err) => tracing::warn!(error = %err, "recording an email's attempt failed"),
         }
+    }
+}
+
+/// Why an attempt failed, as the outbox's listing shows it: what kind of failure and the
+/// SMTP code, never the server's own words (which may name hosts or internal addresses).
+fn reason(err: &lettre::transport::smtp::Error) -> String {
+    match err.status() {
+        Some(code) if err.is_permanent() => {
+            format!("the mail server refused the email for good (SMTP {code})")
+        }
+        Some(code) => format!("the mail server asked to try again later (SMTP {code})"),
+        None if err.is_timeout() => "the mail server did not answer in time".to_owned(),
+        None if err.is_tls() => "the TLS connection to the mail server failed".to_owned(),
+        None => "the mail server could not be reached".to_owned(),
+    }
+}
+
+/// What of a stored `last_error` the outbox's listing shows: the reasons [`reason`] writes,
+/// and the one for an email that cannot be built; anything else (an email stored by an
+/// earlier version, which kept the server's words) as a plain failure.
+pub fn public_error(stored: &str) -> String {
+    const SHOWN: [&str; 6] = [
+        "the mail server refused the email for good (SMTP ",
+        "the mail server asked to try again later (SMTP ",
+        "the mail server did not answer in time",
+        "the TLS connection to the mail server failed",
+        "the mail server could not be reached",
+        "the recipient is not an email address",
+    ];
+    let safe = stored.len() <= 120
+        && SHOWN.iter().any(|s| stored.starts_with(s))
+        && stored.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    if safe {
+        stored.to_owned()
+    } else {
+        "the attempt failed".to_owned()
     }
 }
 
@@ -367,6 +415,24 @@ mod tests {
         s.from = Some("Fleety <help@example.org>".parse().unwrap());
         s.public_url = Some("https://help.example.org/".parse().unwrap());
         s
+    }
+
+    #[test]
+    fn the_listing_shows_a_failure_in_general_words_only() {
+        let refused = "the mail server refused the email for good (SMTP 550)";
+        assert_eq!(public_error(refused), refused);
+        assert_eq!(
+            public_error("the mail server could not be reached"),
+            "the mail server could not be reached"
+        );
+        // What an earlier version stored: the server's own words, which may name hosts.
+        for raw in [
+            "permanent error (550): 5.1.1 <x@mx.internal.example> unknown",
+            "Connection error: Connection refused (os error 111)",
+            "the mail server refused the email for good (SMTP 550)\nsecret",
+        ] {
+            assert_eq!(public_error(raw), "the attempt failed", "{raw}");
+        }
     }
 
     #[tokio::test]

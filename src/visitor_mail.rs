@@ -393,6 +393,7 @@ impl VisitorMailer {
             now,
         );
         email.id = rules::email_id(&project, &slug, due_at);
+        email.ticket = Some(slug.clone());
         // Every node's sender composes the bursts that come due, so another may have written
         // this one (its id is fixed by the burst) and even sent it already: writing it again
         // would put a sent email back in the queue. Only the record is moved on then. Two

@@ -7,19 +7,23 @@
 //! email can go out twice) carries the same `Message-ID`, which mail clients and servers use to
 //! drop the copy. A stored email holds its body only until it is settled: once sent or given up
 //! the body is cleared, so the links it carried do not stay at rest.
+//!
+//! An email about a ticket names it ([`Email::ticket`]): the ticket's erasure erases its emails,
+//! sent or not, as their subjects and bodies quote it. Owners and admins list the outbox
+//! (`GET /v1/projects/{projectId}/emails`) newest first, as [`EmailPage`]s.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ProjectId;
+use crate::domain::{ProjectId, Slug};
 
 /// How long a settled email stays stored (CQL rows expire then; the others keep it).
 pub const RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 /// Why an email is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailKind {
     Invitation,
@@ -35,15 +39,17 @@ pub enum EmailKind {
 }
 
 /// Where an email stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum EmailStatus {
     /// Waiting for its next attempt.
     Pending,
     /// The SMTP server accepted it.
     Sent,
-    /// Every attempt failed, or the server refused it for good.
+    /// The mail server refused it for good, or it could not be built.
     Failed,
+    /// Every retry failed: no attempt is left.
+    GivenUp,
 }
 
 /// One email owed to one address, with what became of its attempts.
@@ -52,6 +58,10 @@ pub struct Email {
     /// `eml_` and hex: the same on every attempt, and the local part of its `Message-ID`.
     pub id: String,
     pub project_id: ProjectId,
+    /// The ticket it is about, erased with it; `None` for an email about no ticket (and for
+    /// emails stored before emails named their ticket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<Slug>,
     pub kind: EmailKind,
     pub to: String,
     pub subject: String,
@@ -94,6 +104,7 @@ impl Email {
         Email {
             id: format!("eml_{micros:016x}{:016x}", rand::random::<u64>()),
             project_id: project.clone(),
+            ticket: None,
             kind,
             to: to.to_owned(),
             subject,
@@ -121,6 +132,92 @@ impl Email {
             self.sent_at = Some(at);
         }
         self
+    }
+}
+
+/// A position in a project's outbox, newest first: an email's making and id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EmailCursor {
+    /// Milliseconds, as every backend orders by.
+    pub at_ms: i64,
+    pub id: String,
+}
+
+impl EmailCursor {
+    pub fn of(e: &Email) -> EmailCursor {
+        EmailCursor {
+            at_ms: e.created_at.timestamp_millis(),
+            id: e.id.clone(),
+        }
+    }
+
+    /// `<millis>_<id>`, as the API hands it out.
+    pub fn encode(&self) -> String {
+        format!("{}_{}", self.at_ms, self.id)
+    }
+
+    pub fn decode(raw: &str) -> Option<EmailCursor> {
+        let (ms, id) = raw.split_once('_')?;
+        let valid = id.len() <= 64
+            && id.starts_with("eml_")
+            && id[4..].bytes().all(|b| b.is_ascii_alphanumeric());
+        let at_ms = ms.parse().ok()?;
+        valid.then(|| EmailCursor {
+            at_ms,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// The most emails one page holds.
+pub const MAX_PAGE: usize = 100;
+
+/// Which of a project's emails to list.
+#[derive(Debug, Clone, Default)]
+pub struct EmailQuery {
+    /// Only the emails about this ticket.
+    pub ticket: Option<Slug>,
+    /// Continue after this position (exclusive), as returned in [`EmailPage::next`].
+    pub after: Option<EmailCursor>,
+    /// Page size; backends clamp it to 1..=[`MAX_PAGE`].
+    pub limit: usize,
+}
+
+impl EmailQuery {
+    pub fn page_size(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE)
+    }
+
+    /// Whether `e` belongs in the listing, wherever the page starts.
+    pub fn matches(&self, project: &ProjectId, e: &Email) -> bool {
+        &e.project_id == project
+            && self
+                .ticket
+                .as_ref()
+                .is_none_or(|t| e.ticket.as_ref() == Some(t))
+            && self.after.as_ref().is_none_or(|c| EmailCursor::of(e) < *c)
+    }
+}
+
+/// A page of a project's emails, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct EmailPage {
+    pub emails: Vec<Email>,
+    /// Where the next page starts; `None` at the end.
+    pub next: Option<EmailCursor>,
+}
+
+impl EmailPage {
+    /// The page of `query` from emails of the listing, newest first, already after its cursor:
+    /// one more than a page tells there is a next.
+    pub fn of(mut emails: Vec<Email>, query: &EmailQuery) -> EmailPage {
+        let size = query.page_size();
+        let more = emails.len() > size;
+        emails.truncate(size);
+        EmailPage {
+            next: more.then(|| emails.last().map(EmailCursor::of)).flatten(),
+            emails,
+        }
     }
 }
 
@@ -160,6 +257,44 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_email_stored_before_emails_named_their_ticket_reads_back_without_one() {
+        let stored = r#"{"id":"eml_1","project_id":"acme","kind":"visitor_reply","to":"a@example.com","subject":"s","text":"","html":"","status":"failed","attempts":3,"last_error":"x","created_at":"2026-12-01T10:00:00Z"}"#;
+        let e: Email = serde_json::from_str(stored).unwrap();
+        assert_eq!(e.ticket, None);
+        assert_eq!(e.status, EmailStatus::Failed);
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(!json.contains("ticket"), "{json}");
+        let mut about = e;
+        about.ticket = Some(Slug::parse("brave-lynx-001").unwrap());
+        about.status = EmailStatus::GivenUp;
+        let json = serde_json::to_string(&about).unwrap();
+        assert!(
+            json.contains(r#""ticket":"brave-lynx-001""#)
+                && json.contains(r#""status":"given_up""#)
+        );
+        assert_eq!(serde_json::from_str::<Email>(&json).unwrap(), about);
+    }
+
+    #[test]
+    fn a_cursor_reads_back_and_refuses_what_is_not_one() {
+        let c = EmailCursor {
+            at_ms: 1_796_000_000_000,
+            id: "eml_00ab".into(),
+        };
+        assert_eq!(EmailCursor::decode(&c.encode()), Some(c));
+        for bad in [
+            "",
+            "12",
+            "x_eml_1",
+            "12_eml_!",
+            "12_other",
+            "99999999999999999999_eml_1",
+        ] {
+            assert_eq!(EmailCursor::decode(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn a_settled_email_keeps_no_body_and_is_not_due() {

@@ -309,7 +309,8 @@ pub trait TicketStore: Send + Sync + 'static {
 
     /// Erases the ticket and everything that carries its words ([`crate::ticket::Tickets::erase`]): its row
     /// and listing entries, messages, notes, timeline, read cursors, the transcript of the chat
-    /// session that opened it, and the webhook deliveries about it. Whether the ticket's row was
+    /// session that opened it, the webhook deliveries about it, and the outbox's emails about
+    /// it ([`Email::ticket`]), sent or not. Whether the ticket's row was
     /// there. Idempotent, and complete even after an earlier call stopped halfway: what is
     /// left of the ticket is found by its slug, not through its row. Returns once the rows are
     /// gone from every read and, where the backend can, from its files (see
@@ -499,7 +500,21 @@ pub trait EmailStore: Send + Sync + 'static {
     /// Creates or replaces an email. `was_due` is when it was due before this write (`None`
     /// for a new one), so the store can find it by its new due time instead. Writing it ends
     /// any claim on it.
+    ///
+    /// An email about a ticket ([`Email::ticket`]) is made by
+    /// [`create_email`](EmailStore::create_email) or
+    /// [`put_visitor_mail`](EmailStore::put_visitor_mail) and only replaced here: if it is no
+    /// longer stored (its ticket was erased, by [`TicketStore::erase_ticket`]), nothing is
+    /// written and this fails with [`StoreError::NotFound`], so an attempt under way during
+    /// the erasure never writes the email back.
     async fn put_email(&self, email: &Email, was_due: Option<DateTime<Utc>>) -> StoreResult<()>;
+    /// The project's emails newest first (by when they were made, then id), as
+    /// [`EmailPage::of`](crate::email::EmailPage::of) pages them.
+    async fn list_emails(
+        &self,
+        project: &ProjectId,
+        query: &crate::email::EmailQuery,
+    ) -> StoreResult<crate::email::EmailPage>;
     /// Emails due at `now`, soonest first, `limit` at most.
     async fn due_emails(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Email>>;
     async fn get_email(&self, id: &str) -> StoreResult<Option<Email>>;
@@ -520,7 +535,8 @@ pub trait EmailStore: Send + Sync + 'static {
         slug: &Slug,
     ) -> StoreResult<Option<VisitorMail>>;
     /// Creates or replaces a ticket's visitor-mail record, with `email` (the burst's email) in
-    /// the same durable write when there is one: neither is stored without the other.
+    /// the same durable write when there is one: neither is stored without the other. The
+    /// email is left out if its ticket is no longer stored (erased while it was composed).
     /// `was_due` is when the record was due before this write, so the store finds it by its
     /// new due time instead.
     async fn put_visitor_mail(
@@ -539,7 +555,8 @@ pub trait EmailStore: Send + Sync + 'static {
     /// Stores an email whose id is fixed by what it is about ([`crate::agent_mail`]) unless
     /// one with its id is stored already: false then, and the stored one is left as it is, so
     /// an email already sent is never queued again. Checking and inserting are one step,
-    /// across nodes too.
+    /// across nodes too. False as well, storing nothing, for an email about a ticket that is
+    /// no longer stored (erased while the email was composed).
     async fn create_email(&self, email: &Email) -> StoreResult<bool>;
 
     /// A member's email switches in a project ([`crate::agent_mail`]); `None` until the member

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod canned;
 pub mod chat;
 pub mod contacts;
+pub mod emails;
 pub mod error;
 pub mod export;
 pub mod home;

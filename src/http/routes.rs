@@ -15,8 +15,8 @@ use warp::Filter;
 
 use super::route::{object, schema, uuid, Access, Build, Content, Limit, Route};
 use super::{
-    assets, assignees, assistant, audit, canned, chat, contacts, export, inbound, kb, members,
-    notifications, openapi, projects_api, session, tickets, tokens, totp, unanswered,
+    assets, assignees, assistant, audit, canned, chat, contacts, emails, export, inbound, kb,
+    members, notifications, openapi, projects_api, session, tickets, tokens, totp, unanswered,
     visitor_address, visitor_email, webhooks, ws, Ctx,
 };
 
@@ -602,6 +602,15 @@ fn routes() -> Vec<Route> {
         .query::<audit::AuditListQuery>()
         .answers(200, "A page of records, and the cursor of the next", Json(schema::<audit::AuditList>))
         .refuses(400, "A filter, the limit or the cursor is not valid"),
+        Route::new(get(), "/v1/projects/{projectId}/emails", "listEmails", "List the email outbox, newest first: what the server emails and what became of it", Admin, |b| {
+            b.agent().and(b.ctx()).and(b.query()).then(emails::list).boxed()
+        })
+        .tag("email")
+        .param("projectId", PROJECT, schema::<ProjectId>)
+        .query::<emails::EmailListQuery>()
+        .describe("Each email the server owes or sent in the project (invitations, password resets, visitors' reply bursts, agents' ticket emails): its kind, recipient, subject, ticket, status, attempts and next attempt, why its last attempt failed (in general words and the SMTP code, never the server's own), and when it was made and sent. Never its body or links. `email_enabled` says whether this server sends email at all: without SMTP nothing is written here, and an email left from a time it did stays `pending`. An erased ticket's emails are erased with it. Emails are kept 30 days on ScyllaDB.")
+        .answers(200, "A page of emails, and the cursor of the next", Json(schema::<emails::EmailList>))
+        .refuses(400, "The ticket, the limit or the cursor is not valid"),
         Route::new(get(), "/v1/projects/{projectId}/export", "exportProject", "Export the project: tickets with their messages, notes, timelines and chats, the knowledge base and the settings, as JSON Lines", Admin, |b| {
             b.agent().and(b.ctx()).and(b.query()).then(export::export).boxed()
         })
@@ -1027,6 +1036,8 @@ mod tests {
         ("regenerateMyRecoveryCodes", Agent),
         ("signInSecondFactor", SignIn),
         ("listAudit", Admin),
+        // The outbox names every recipient and subject of the project: admins only.
+        ("listEmails", Admin),
         ("exportProject", Admin),
         ("exportContact", Admin),
         ("listMembers", Admin),

@@ -9,7 +9,7 @@ use fleety_actors::domain::ProjectId;
 use fleety_actors::store::ContactStore;
 use serde_json::{json, Value};
 
-use crate::erasure::{answers, app, marked_ticket_as, marker, stored};
+use crate::erasure::{answers, app, drop_keyspace, emails_of, marked_ticket_as, marker, stored};
 use crate::helpers::*;
 use crate::identity::{identified, new_secret, user_hash};
 
@@ -101,6 +101,10 @@ async fn an_erased_contact_leaves_its_words_in_no_answer_file_or_table_and_other
         let line = before.lines().find(|l| l.contains(place)).unwrap();
         assert!(line.contains(&marker), "before: {line}");
     }
+    // The visitor's email went to the contact's verified address, which holds the marker.
+    let emails = emails_of(&app, &chat_slug).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert!(emails[0]["to"].as_str().unwrap().contains(&marker));
     let detail = format!("/contacts/{contact}:");
     let line = before.lines().find(|l| l.contains(&detail)).unwrap();
     assert!(
@@ -155,6 +159,7 @@ async fn an_erased_contact_leaves_its_words_in_no_answer_file_or_table_and_other
 
     let after = contact_answers(&app, &contact, &slugs, &hook, &marker).await;
     assert!(!after.contains(&marker), "{after}");
+    assert!(emails_of(&app, &chat_slug).await.is_empty());
     assert!(
         after.contains(&other_slug) && after.contains("Kept Person"),
         "{after}"
@@ -203,6 +208,7 @@ async fn an_erased_contact_leaves_its_words_in_no_answer_file_or_table_and_other
     let restart = app.stop().await;
     let left = stored(restart.dir.path(), &restart.keyspace, &marker).await;
     assert!(left.is_empty(), "after a stop, the marker is in {left:?}");
+    drop_keyspace(&restart.keyspace).await;
 }
 
 #[tokio::test]
@@ -245,4 +251,5 @@ async fn a_contact_erasure_cut_short_by_a_stop_is_finished_on_start() {
     );
     let left = stored(app.dir.path(), &app.keyspace, &marker).await;
     assert!(left.is_empty(), "the marker is still stored in {left:?}");
+    drop_keyspace(&app.stop().await.keyspace).await;
 }

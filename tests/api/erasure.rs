@@ -15,12 +15,93 @@ pub(crate) fn marker() -> String {
 }
 
 /// A server whose webhooks may call 127.0.0.1 (the endpoint below is a closed port, so every
-/// delivery stays in the outbox with its payload) and retry only after an hour.
+/// delivery stays in the outbox with its payload) and retry only after an hour; and whose
+/// emails go to a closed port too, at once after an agent's reply, so a visitor's email
+/// stays in the outbox with its body, retried only after an hour. On CQL in a keyspace of
+/// its own: a server that sends email sends every project's in its keyspace, and would
+/// fail other tests' emails.
 pub(crate) async fn app() -> TestApp {
-    let mut options = Options::default();
+    static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut options = Options {
+        keyspace: Some(format!("fleety_erase_{}_{n}", std::process::id())),
+        ..Options::default()
+    };
     options.settings.webhooks.allow_private = true;
     options.settings.webhooks.retry_schedule = "1h".parse().expect("a retry schedule");
+    let email = &mut options.settings.email;
+    email.smtp_url = Some("smtp://127.0.0.1:9?tls=none".parse().expect("an SMTP URL"));
+    email.from = Some("Fleety <support@fleety.test>".parse().expect("an address"));
+    email.public_url = Some("https://help.fleety.test/".parse().expect("a URL"));
+    email.retry_schedule = "1h".parse().expect("a retry schedule");
+    email.visitor_after = std::time::Duration::ZERO;
     spawn_with(options).await
+}
+
+/// Drops the keyspace of its own an [`app`] had on CQL, once its server stopped, so the test
+/// node does not fill with them.
+pub(crate) async fn drop_keyspace(keyspace: &str) {
+    if cql_backend() {
+        let session = fleety::store::scylla::connect(&crate::support_cql::config(keyspace))
+            .await
+            .expect("connect to the CQL node");
+        session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ())
+            .await
+            .expect("drop the test keyspace");
+    }
+}
+
+/// The ticket's emails as the outbox lists them.
+pub(crate) async fn emails_of(app: &TestApp, slug: &str) -> Vec<Value> {
+    let resp = app
+        .admin_get(&format!("/v1/projects/demo/emails?ticket={slug}"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    body["emails"].as_array().unwrap().clone()
+}
+
+/// Has the visitor of `slug` given an address (when no verified contact has one) and an agent
+/// reply with `marker`, and waits for the email carrying it: its first attempt failed (the
+/// port is closed), so it is pending, its body stored, for an hour. Its id.
+pub(crate) async fn marked_email(app: &TestApp, slug: &str, marker: &str, token: &str) -> String {
+    let resp = app
+        .http
+        .put(app.url(&format!("/v1/tickets/demo/{slug}/visitor-email")))
+        .bearer_auth(token)
+        .json(&json!({"email": "visitor@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        [200, 409].contains(&resp.status().as_u16()),
+        "{}",
+        resp.status()
+    );
+    let resp = app
+        .admin_post(
+            &format!("/v1/tickets/demo/{slug}/messages"),
+            json!({"author": "admin", "content": format!("agent reply about {marker}")}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let mut id = String::new();
+    eventually("the visitor's email is tried once", async || {
+        let emails = emails_of(app, slug).await;
+        match emails.iter().find(|e| e["kind"] == "visitor_reply") {
+            Some(e) if e["attempts"].as_u64() >= Some(1) => {
+                assert_eq!(e["status"], "pending", "{e}");
+                id = e["id"].as_str().unwrap().to_owned();
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    let stored = app.ctx.store.get_email(&id).await.unwrap().unwrap();
+    assert!(stored.text.contains(marker), "{stored:?}");
+    id
 }
 
 /// A ticket opened from a chat, carrying `marker` in its chat, its messages, its note and the
@@ -61,6 +142,7 @@ pub(crate) async fn marked_ticket_as(app: &TestApp, marker: &str, token: &str) -
         .unwrap()
         .to_owned();
     app.post_message(&slug, &format!("still {marker}")).await;
+    marked_email(app, &slug, marker, token).await;
     let resp = app
         .admin_post(
             &format!("/v1/projects/demo/tickets/{slug}/notes"),
@@ -95,6 +177,8 @@ pub(crate) async fn answers(app: &TestApp, slug: &str, hook: &str, marker: &str)
         "/v1/projects/demo/export".to_owned(),
         format!("/v1/projects/demo/webhooks/{hook}/deliveries"),
         "/v1/projects/demo/audit".to_owned(),
+        "/v1/projects/demo/emails".to_owned(),
+        format!("/v1/projects/demo/emails?ticket={slug}"),
     ] {
         let resp = app.admin_get(&path).await;
         let body = resp.text().await.unwrap().replace('\n', " ");
@@ -194,6 +278,23 @@ async fn an_erased_ticket_leaves_its_words_in_no_answer_and_no_file_and_its_sock
             .is_empty());
     }
 
+    let emails = emails_of(&app, &slug).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    let email = emails[0]["id"].as_str().unwrap().to_owned();
+    // Its subject names the ticket by its title (which holds the marker), but the listing
+    // never shows the body, nor the closed port's details.
+    let listed = emails[0].to_string();
+    assert!(listed.contains(&marker), "{listed}");
+    assert!(
+        !listed.contains("agent reply about") && !listed.contains("127.0.0.1"),
+        "{listed}"
+    );
+    assert!(emails[0].get("text").is_none() && emails[0].get("html").is_none());
+    assert_eq!(
+        emails[0]["last_error"], "the mail server could not be reached",
+        "{listed}"
+    );
+
     let mut socket = app.connect(&format!("/v1/tickets/demo/{slug}/ws")).await;
     assert_eq!(next_event(&mut socket).await["type"], "subscribed");
     let mut feed = app.connect_feed().await;
@@ -248,6 +349,9 @@ async fn an_erased_ticket_leaves_its_words_in_no_answer_and_no_file_and_its_sock
 
     let after = answers(&app, &slug, &hook, &marker).await;
     assert!(!after.contains(&marker), "{after}");
+    // Its pending email is gone, from the outbox's listing and by id.
+    assert!(emails_of(&app, &slug).await.is_empty());
+    assert_eq!(app.ctx.store.get_email(&email).await.unwrap(), None);
     assert!(
         after.contains("kept words"),
         "the other ticket stays: {after}"
@@ -273,6 +377,7 @@ async fn an_erased_ticket_leaves_its_words_in_no_answer_and_no_file_and_its_sock
     let restart = app.stop().await;
     let left = stored(restart.dir.path(), &restart.keyspace, &marker).await;
     assert!(left.is_empty(), "after a stop, the marker is in {left:?}");
+    drop_keyspace(&restart.keyspace).await;
 }
 
 #[tokio::test]
@@ -318,4 +423,5 @@ async fn an_erasure_cut_short_by_a_stop_is_finished_on_start_before_the_ticket_i
     assert!(!export.contains(&marker), "{export}");
     let left = stored(app.dir.path(), &app.keyspace, &marker).await;
     assert!(left.is_empty(), "the marker is still stored in {left:?}");
+    drop_keyspace(&app.stop().await.keyspace).await;
 }

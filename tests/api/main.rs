@@ -33,6 +33,7 @@ mod llm_e2e;
 mod members;
 mod metrics;
 mod openapi;
+mod outbox;
 mod persistence;
 mod real_server;
 mod realtime;

@@ -22,6 +22,8 @@ pub use contact_erasure::*;
 
 mod agent_mail;
 pub use agent_mail::*;
+mod email_listing;
+pub use email_listing::*;
 
 mod delivery_erasure;
 pub use delivery_erasure::*;
@@ -96,6 +98,8 @@ macro_rules! store_conformance_tests {
             contact_erasures_are_noted_listed_and_forgotten,
             notification_prefs_are_kept_per_member_and_project,
             an_email_created_twice_is_stored_once_and_never_requeued,
+            emails_list_newest_first_per_ticket_and_page_by_page,
+            an_erased_tickets_email_is_never_made_or_written_back,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -3392,9 +3396,44 @@ pub async fn inbound_mail_is_kept_per_ticket_and_key(store: Arc<dyn Store>) {
     );
 }
 
+/// The emails about a ticket an erasure must find: a visitor's burst waiting to be sent, and
+/// an agent's email already sent (its subject still names the ticket). Their ids.
+pub(super) async fn ticket_emails(
+    store: &Arc<dyn Store>,
+    p: &ProjectId,
+    slug: &Slug,
+) -> [String; 2] {
+    let now = now_millis();
+    let mut burst = crate::email::Email::new(
+        p,
+        crate::email::EmailKind::VisitorReply,
+        "visitor@example.com",
+        "New reply about “Cannot log in”".into(),
+        "message 1".into(),
+        "<p>message 1</p>".into(),
+        now,
+    );
+    burst.ticket = Some(slug.clone());
+    let mut told = crate::email::Email::new(
+        p,
+        crate::email::EmailKind::AgentNewTicket,
+        "agent@example.com",
+        "[acme] New ticket: Cannot log in".into(),
+        "message 1".into(),
+        "<p>message 1</p>".into(),
+        now,
+    );
+    told.ticket = Some(slug.clone());
+    assert!(store.create_email(&burst).await.unwrap());
+    assert!(store.create_email(&told).await.unwrap());
+    let sent = told.clone().settled(crate::email::EmailStatus::Sent, now);
+    store.put_email(&sent, told.next_attempt_at).await.unwrap();
+    [burst.id, told.id]
+}
+
 /// A ticket with every kind of row an erasure must find: messages, a note, a timeline entry,
-/// a read cursor, a contact, the chat that opened it, webhook deliveries about it and an audit
-/// record naming it by its title.
+/// a read cursor, a contact, the chat that opened it, webhook deliveries about it, an audit
+/// record naming it by its title, and emails about it ([`ticket_emails`]).
 async fn ticket_with_everything(
     store: &Arc<dyn Store>,
     p: &ProjectId,
@@ -3445,7 +3484,23 @@ async fn ticket_with_everything(
         .append_chat_turns(p, &session, &[turn(None, ChatRole::User, "I need help")])
         .await
         .unwrap();
+    ticket_emails(store, p, &t.slug).await;
     (t, session)
+}
+
+/// The ids of the project's emails about `slug`, as the outbox lists them.
+pub(super) async fn emails_about(
+    store: &Arc<dyn Store>,
+    p: &ProjectId,
+    slug: &Slug,
+) -> Vec<String> {
+    let query = crate::email::EmailQuery {
+        ticket: Some(slug.clone()),
+        after: None,
+        limit: 100,
+    };
+    let page = store.list_emails(p, &query).await.unwrap();
+    page.emails.into_iter().map(|e| e.id).collect()
 }
 
 pub async fn an_erased_ticket_leaves_no_row_and_the_others_keep_theirs(store: Arc<dyn Store>) {
@@ -3513,6 +3568,17 @@ pub async fn an_erased_ticket_leaves_no_row_and_the_others_keep_theirs(store: Ar
     };
     assert_eq!(named(&gone.slug), None);
     assert_eq!(named(&kept.slug), Some("Cannot log in".to_owned()));
+    // Its emails are gone, sent or not, from the listing and by id; the other's stay.
+    assert!(emails_about(&store, pid, slug).await.is_empty());
+    let kept_emails = emails_about(&store, pid, &kept.slug).await;
+    assert_eq!(kept_emails.len(), 2);
+    let everything = crate::email::EmailQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    let listed = store.list_emails(pid, &everything).await.unwrap().emails;
+    assert!(listed.iter().all(|m| m.ticket.as_ref() == Some(&kept.slug)));
+    assert_eq!(listed.len(), 2);
 
     // The other ticket has all it had.
     let kept_messages = store

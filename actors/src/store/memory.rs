@@ -78,6 +78,14 @@ impl Data {
             self.audit.insert((r.project_id.clone(), r.cursor()), r);
         }
     }
+
+    /// Whether the ticket an email is about is stored: an email of an erased ticket is not.
+    fn ticket_stored(&self, e: &crate::email::Email) -> bool {
+        e.ticket.as_ref().is_none_or(|s| {
+            self.tickets
+                .contains_key(&(e.project_id.clone(), s.clone()))
+        })
+    }
 }
 
 struct TicketRows {
@@ -416,6 +424,8 @@ impl TicketStore for MemoryStore {
         }
         data.deliveries
             .retain(|(p, _, _), d| !(p == project && d.concerns_ticket(slug.as_str())));
+        data.emails
+            .retain(|_, e| !(&e.project_id == project && e.ticket.as_ref() == Some(slug)));
         for ((p, _), record) in data.audit.iter_mut() {
             if p == project {
                 crate::audit::redact_ticket(record, slug.as_str());
@@ -1128,11 +1138,32 @@ impl EmailStore for MemoryStore {
         email: &crate::email::Email,
         _was_due: Option<DateTime<Utc>>,
     ) -> StoreResult<()> {
-        lock(&self.data)
-            .emails
-            .insert(email.id.clone(), email.clone());
+        let mut data = lock(&self.data);
+        if email.ticket.is_some() && !data.emails.contains_key(&email.id) {
+            return Err(StoreError::NotFound);
+        }
+        data.emails.insert(email.id.clone(), email.clone());
+        drop(data);
         self.claims.release(&email.id);
         Ok(())
+    }
+
+    async fn list_emails(
+        &self,
+        project: &ProjectId,
+        query: &crate::email::EmailQuery,
+    ) -> StoreResult<crate::email::EmailPage> {
+        use crate::email::EmailCursor;
+        let data = lock(&self.data);
+        let mut emails: Vec<crate::email::Email> = data
+            .emails
+            .values()
+            .filter(|e| query.matches(project, e))
+            .cloned()
+            .collect();
+        emails.sort_by_key(|e| std::cmp::Reverse(EmailCursor::of(e)));
+        emails.truncate(query.page_size() + 1);
+        Ok(crate::email::EmailPage::of(emails, query))
     }
 
     async fn due_emails(
@@ -1187,7 +1218,7 @@ impl EmailStore for MemoryStore {
         let mut data = lock(&self.data);
         let key = (mail.project_id.clone(), mail.slug.clone());
         data.visitor_mails.insert(key, mail.clone());
-        if let Some(e) = email {
+        if let Some(e) = email.filter(|e| data.ticket_stored(e)) {
             data.emails.insert(e.id.clone(), e.clone());
         }
         Ok(())
@@ -1212,7 +1243,7 @@ impl EmailStore for MemoryStore {
 
     async fn create_email(&self, email: &crate::email::Email) -> StoreResult<bool> {
         let mut data = lock(&self.data);
-        if data.emails.contains_key(&email.id) {
+        if data.emails.contains_key(&email.id) || !data.ticket_stored(email) {
             return Ok(false);
         }
         data.emails.insert(email.id.clone(), email.clone());

@@ -107,7 +107,9 @@ impl EmbeddedStore {
             .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
         // Create every table up front so readers never meet a missing one.
         let txn = db.begin_write()?;
-        Tables::open(&txn).map_err(anyhow::Error::msg)?;
+        Tables::open(&txn)
+            .and_then(|mut t| t.index_stored_emails())
+            .map_err(anyhow::Error::msg)?;
         txn.commit()?;
 
         let wal_dir = dir.join("wal");
@@ -1457,6 +1459,18 @@ impl EmailStore for EmbeddedStore {
         result
     }
 
+    async fn list_emails(
+        &self,
+        project: &ProjectId,
+        query: &fleety_actors::email::EmailQuery,
+    ) -> StoreResult<fleety_actors::email::EmailPage> {
+        let (project, query) = (project.clone(), query.clone());
+        self.read("list_emails", move |txn| {
+            tables::emails::list(txn, project.as_str(), &query)
+        })
+        .await
+    }
+
     async fn due_emails(
         &self,
         now: chrono::DateTime<chrono::Utc>,
@@ -1880,6 +1894,41 @@ mod tests {
         let db = Database::open(dir.join("fleety.redb")).unwrap();
         let txn = db.begin_read().unwrap();
         redb::ReadableTableMetadata::len(&txn.open_table(MESSAGES).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn emails_stored_before_the_outbox_was_listed_are_indexed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = project();
+        let email = fleety_actors::email::Email::new(
+            &p.id,
+            fleety_actors::email::EmailKind::Invitation,
+            "a@example.com",
+            "Join".into(),
+            "t".into(),
+            "h".into(),
+            now_millis(),
+        );
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            store.put_email(&email, None).await.unwrap();
+        }
+        // What a store of an earlier version holds: the email, no listing entry, and no log
+        // to replay (it stopped cleanly).
+        {
+            let db = Database::open(dir.path().join("fleety.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(tables::emails::EMAILS_BY_PROJECT).unwrap();
+            txn.commit().unwrap();
+        }
+        std::fs::remove_dir_all(dir.path().join("wal")).unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let query = fleety_actors::email::EmailQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        let page = store.list_emails(&p.id, &query).await.unwrap();
+        assert_eq!(page.emails, vec![email]);
     }
 
     #[tokio::test]

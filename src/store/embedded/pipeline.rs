@@ -728,6 +728,14 @@ impl Rows<'_> {
         self.overlay.insert(row, (exists, self.seq));
     }
 
+    /// Whether the ticket an email is about is stored (as of the writes decided so far).
+    fn ticket_stored(&mut self, e: &fleety_actors::email::Email) -> StoreResult<bool> {
+        match &e.ticket {
+            Some(slug) => self.exists(&Self::ticket_row(&e.project_id, slug)),
+            None => Ok(true),
+        }
+    }
+
     fn ticket_row(project: &ProjectId, slug: &Slug) -> Row {
         Row::Ticket(project.as_str().to_owned(), slug.as_str().to_owned())
     }
@@ -1140,14 +1148,23 @@ impl Rows<'_> {
                 self.set(Row::MemberLink(project.to_owned(), l.id.clone()), true);
             }
             Write::PutEmail(e) => {
+                // An email about a ticket is only replaced, while its ticket is stored: the
+                // erasure's write sets the ticket's row gone before its emails' removal is
+                // applied, so an attempt recorded after it finds the ticket gone here.
+                if e.ticket.is_some()
+                    && !(self.exists(&Row::Email(e.id.clone()))? && self.ticket_stored(e)?)
+                {
+                    return Err(StoreError::NotFound);
+                }
                 record.push(&email_op(e, &to_json(e)?));
                 self.set(Row::Email(e.id.clone()), true);
             }
             Write::CreateEmail(e) => {
                 // Decided on the writer thread, one write at a time: of two creations of one
-                // email, the second finds it there.
+                // email, the second finds it there; an email composed while its ticket was
+                // erased finds the ticket gone.
                 let row = Row::Email(e.id.clone());
-                if self.exists(&row)? {
+                if self.exists(&row)? || !self.ticket_stored(e)? {
                     return Err(StoreError::Conflict);
                 }
                 record.push(&email_op(e, &to_json(e)?));
@@ -1169,7 +1186,10 @@ impl Rows<'_> {
                     json: &json,
                 });
                 if let Some(e) = e {
-                    record.push(&email_op(e, &to_json(e)?));
+                    if self.ticket_stored(e)? {
+                        record.push(&email_op(e, &to_json(e)?));
+                        self.set(Row::Email(e.id.clone()), true);
+                    }
                 }
             }
             Write::DeleteMemberLink { project, id } => {

@@ -27,6 +27,7 @@ use redb::{
     TypeName, Value,
 };
 
+use super::tables::emails::{EMAILS_BY_PROJECT, EMAILS_BY_TICKET};
 use super::tables::*;
 
 /// The live database, replaced whole by a rewrite. Readers and writers take the current one
@@ -321,9 +322,10 @@ enum AnyTable {
     Timed(TableDefinition<'static, (&'static str, i64, &'static str), &'static [u8]>),
     TimedSlug(TableDefinition<'static, (&'static str, i64, &'static str), &'static str>),
     DeliveryDue(TableDefinition<'static, (i64, &'static str, &'static str, &'static str), ()>),
-    ContactTicket(TableDefinition<'static, (&'static str, &'static str, i64, &'static str), ()>),
+    PairTimedIndex(TableDefinition<'static, (&'static str, &'static str, i64, &'static str), ()>),
     EmailDue(TableDefinition<'static, (i64, &'static str), ()>),
     MailDue(TableDefinition<'static, (i64, &'static str, &'static str), ()>),
+    TimedIndex(TableDefinition<'static, (&'static str, i64, &'static str), ()>),
     Meta(TableDefinition<'static, &'static str, u64>),
 }
 
@@ -337,9 +339,10 @@ impl AnyTable {
             AnyTable::Timed(t) => t.name().to_string(),
             AnyTable::TimedSlug(t) => t.name().to_string(),
             AnyTable::DeliveryDue(t) => t.name().to_string(),
-            AnyTable::ContactTicket(t) => t.name().to_string(),
+            AnyTable::PairTimedIndex(t) => t.name().to_string(),
             AnyTable::EmailDue(t) => t.name().to_string(),
             AnyTable::MailDue(t) => t.name().to_string(),
+            AnyTable::TimedIndex(t) => t.name().to_string(),
             AnyTable::Meta(t) => t.name().to_string(),
         }
     }
@@ -354,9 +357,10 @@ fn copy_any(from: &redb::ReadTransaction, to: &Database, table: AnyTable) -> Sto
         AnyTable::Timed(t) => copy_table(from, to, t),
         AnyTable::TimedSlug(t) => copy_table(from, to, t),
         AnyTable::DeliveryDue(t) => copy_table(from, to, t),
-        AnyTable::ContactTicket(t) => copy_table(from, to, t),
+        AnyTable::PairTimedIndex(t) => copy_table(from, to, t),
         AnyTable::EmailDue(t) => copy_table(from, to, t),
         AnyTable::MailDue(t) => copy_table(from, to, t),
+        AnyTable::TimedIndex(t) => copy_table(from, to, t),
         AnyTable::Meta(t) => copy_table(from, to, t),
     }
 }
@@ -389,11 +393,13 @@ fn all_tables() -> Vec<AnyTable> {
         Timed(AUDIT),
         Bytes(EMAILS),
         EmailDue(EMAILS_DUE),
+        TimedIndex(EMAILS_BY_PROJECT),
+        PairTimedIndex(EMAILS_BY_TICKET),
         Pair(VISITOR_MAILS),
         MailDue(VISITOR_MAILS_DUE),
         Pair(NOTIFICATION_PREFS),
         Pair(CONTACTS),
-        ContactTicket(CONTACT_TICKETS),
+        PairTimedIndex(CONTACT_TICKETS),
         Triple(INBOUND_MAIL),
         Pair(ERASURES),
         Pair(CONTACT_ERASURES),

@@ -7,6 +7,9 @@ use redb::{ReadableTable, TableDefinition};
 
 use super::wal::Op;
 
+pub(super) mod emails;
+use emails::{EMAILS_BY_PROJECT, EMAILS_BY_TICKET};
+
 pub(super) const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
 pub(super) const TICKETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tickets");
 /// (project, created_at in ms, slug) -> status: the agent listing, newest first by reverse scan.
@@ -182,6 +185,8 @@ pub(super) struct Tables<'t> {
     api_tokens: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     emails: redb::Table<'t, &'static str, &'static [u8]>,
     emails_due: redb::Table<'t, (i64, &'static str), ()>,
+    emails_by_project: redb::Table<'t, (&'static str, i64, &'static str), ()>,
+    emails_by_ticket: redb::Table<'t, (&'static str, &'static str, i64, &'static str), ()>,
     visitor_mails: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     visitor_mails_due: redb::Table<'t, (i64, &'static str, &'static str), ()>,
     notification_prefs: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
@@ -220,6 +225,8 @@ impl<'t> Tables<'t> {
             api_tokens: txn.open_table(API_TOKENS).map_err(internal)?,
             emails: txn.open_table(EMAILS).map_err(internal)?,
             emails_due: txn.open_table(EMAILS_DUE).map_err(internal)?,
+            emails_by_project: txn.open_table(EMAILS_BY_PROJECT).map_err(internal)?,
+            emails_by_ticket: txn.open_table(EMAILS_BY_TICKET).map_err(internal)?,
             visitor_mails: txn.open_table(VISITOR_MAILS).map_err(internal)?,
             visitor_mails_due: txn.open_table(VISITOR_MAILS_DUE).map_err(internal)?,
             notification_prefs: txn.open_table(NOTIFICATION_PREFS).map_err(internal)?,
@@ -584,8 +591,7 @@ impl<'t> Tables<'t> {
             }
             Op::Email { id, due_ms, json } => {
                 // As a delivery: the old due entry goes by the stored row.
-                let old = self.emails.insert(id, json).map_err(internal)?;
-                let was_due = match old {
+                let was_due = match self.emails.insert(id, json).map_err(internal)? {
                     Some(row) => from_json::<fleety_actors::email::Email>(row.value())?
                         .next_attempt_at
                         .map(|at| at.timestamp_millis()),
@@ -597,6 +603,7 @@ impl<'t> Tables<'t> {
                 if let Some(due) = due_ms {
                     self.emails_due.insert((due, id), ()).map_err(internal)?;
                 }
+                self.index_email(&from_json(json)?)?;
             }
             Op::VisitorMail {
                 project,
@@ -732,6 +739,7 @@ impl<'t> Tables<'t> {
                 id: &id,
             })?;
         }
+        self.erase_emails(project, slug)?;
         Ok(ticket.is_some())
     }
 

@@ -66,7 +66,7 @@ impl Statements {
     }
 }
 
-fn shard(id: &str) -> i32 {
+pub(super) fn shard(id: &str) -> i32 {
     (crc32fast::hash(id.as_bytes()) % DUE_SHARDS as u32) as i32
 }
 
@@ -143,7 +143,7 @@ impl ScyllaStore {
         Ok(out)
     }
 
-    async fn email_row(&self, id: &str) -> StoreResult<Option<Email>> {
+    pub(super) async fn email_row(&self, id: &str) -> StoreResult<Option<Email>> {
         let row = self
             .one_row::<(Option<String>,)>(&self.email.select, (id,))
             .await?;
@@ -180,6 +180,33 @@ impl ScyllaStore {
     }
 }
 
+impl ScyllaStore {
+    /// Makes an email unless one with its id is stored (a lightweight transaction), its
+    /// entries first and its due entry after; an email about a ticket only while the ticket
+    /// is stored (see [`super::email_index`]). Whether it was made now.
+    async fn create_email_row(&self, email: &Email) -> StoreResult<bool> {
+        if !self.email_ticket_stored(email).await? {
+            return Ok(false);
+        }
+        self.index_email(email).await?;
+        if !self.claim(&self.email.create, row_values(email)?).await? {
+            return Ok(false);
+        }
+        if !self.email_ticket_stored(email).await? {
+            self.delete_email(email).await?;
+            return Ok(false);
+        }
+        if let Some(at) = email.next_attempt_at {
+            self.write(
+                &self.email.insert_due,
+                (shard(&email.id), at, email.id.as_str()),
+            )
+            .await?;
+        }
+        Ok(true)
+    }
+}
+
 #[async_trait]
 impl EmailStore for ScyllaStore {
     async fn put_member_link_with_email(
@@ -188,6 +215,7 @@ impl EmailStore for ScyllaStore {
         email: &Email,
     ) -> StoreResult<()> {
         timed("scylla", "put_member_link_with_email", async {
+            self.index_email(email).await?;
             let mut batch = Batch::new(BatchType::Logged);
             batch.append_statement(self.email.upsert.clone());
             batch.append_statement(self.members.insert_link.clone());
@@ -221,7 +249,16 @@ impl EmailStore for ScyllaStore {
 
     async fn put_email(&self, email: &Email, was_due: Option<DateTime<Utc>>) -> StoreResult<()> {
         timed("scylla", "put_email", async {
-            self.write(&self.email.upsert, row_values(email)?).await?;
+            if email.ticket.is_some() {
+                // Only replaced, and only while stored: an erasure deletes the row with a
+                // lightweight transaction too, so of the two the later one wins for good.
+                if !self.update_email_row(row_values(email)?).await? {
+                    return Err(fleety_actors::store::StoreError::NotFound);
+                }
+            } else {
+                self.index_email(email).await?;
+                self.write(&self.email.upsert, row_values(email)?).await?;
+            }
             let id = email.id.as_str();
             if let Some(at) = email.next_attempt_at {
                 self.write(&self.email.insert_due, (shard(id), at, id))
@@ -234,6 +271,14 @@ impl EmailStore for ScyllaStore {
             Ok(())
         })
         .await
+    }
+
+    async fn list_emails(
+        &self,
+        project: &ProjectId,
+        query: &fleety_actors::email::EmailQuery,
+    ) -> StoreResult<fleety_actors::email::EmailPage> {
+        timed("scylla", "list_emails", self.email_page(project, query)).await
     }
 
     async fn due_emails(&self, now: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Email>> {
@@ -293,12 +338,7 @@ impl EmailStore for ScyllaStore {
             // leaves the record due, and the next composer finds the email made and only moves
             // the record on.
             if let Some(e) = email {
-                if self.claim(&self.email.create, row_values(e)?).await? {
-                    if let Some(at) = e.next_attempt_at {
-                        self.write(&self.email.insert_due, (shard(&e.id), at, e.id.as_str()))
-                            .await?;
-                    }
-                }
+                self.create_email_row(e).await?;
             }
             self.write(&self.email.upsert_visitor, record).await?;
             let s = visitor_shard(&mail.project_id, &mail.slug);
@@ -331,20 +371,7 @@ impl EmailStore for ScyllaStore {
     /// A lightweight transaction, so of two nodes creating one email only one queues it;
     /// the due entry follows the row, as for the visitors' emails.
     async fn create_email(&self, email: &Email) -> StoreResult<bool> {
-        timed("scylla", "create_email", async {
-            if !self.claim(&self.email.create, row_values(email)?).await? {
-                return Ok(false);
-            }
-            if let Some(at) = email.next_attempt_at {
-                self.write(
-                    &self.email.insert_due,
-                    (shard(&email.id), at, email.id.as_str()),
-                )
-                .await?;
-            }
-            Ok(true)
-        })
-        .await
+        timed("scylla", "create_email", self.create_email_row(email)).await
     }
 
     async fn get_notification_prefs(

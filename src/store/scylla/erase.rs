@@ -3,8 +3,9 @@
 //!
 //! No CQL write spans the partitions involved, so the order makes a crash safe: everything
 //! found through the ticket's slug goes first, then what is found through its row (the chat
-//! transcript, the listing and contact entries), and the row last. Until then a retry finds
-//! all it needs; the erasure's intent, written before, makes the server retry on start.
+//! transcript, the listing and contact entries), then the row, and the emails about the ticket
+//! (found through the slug again) after it. Until then a retry finds all it needs; the
+//! erasure's intent, written before, makes the server retry on start.
 
 use chrono::{DateTime, Utc};
 use fleety_actors::domain::{ProjectId, Slug};
@@ -131,6 +132,7 @@ impl ScyllaStore {
             self.write(st, (p, s)).await?;
         }
         let Some(t) = ticket else {
+            self.erase_emails(project, slug).await?;
             return Ok(false);
         };
         if let Some(session) = &t.session_id {
@@ -152,6 +154,10 @@ impl ScyllaStore {
         // Once more after the ticket's row: a delivery whose attempt was under way wrote it
         // back after the first sweep, or finds the ticket gone and takes it back itself.
         self.erase_deliveries(project, slug).await?;
+        // The emails after the row: one made while this ran checks the row after it is
+        // stored, and deletes itself if the row is gone (see `email_index`); one that found
+        // the row is in the index read now.
+        self.erase_emails(project, slug).await?;
         Ok(true)
     }
 

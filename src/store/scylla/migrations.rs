@@ -166,6 +166,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0034_retention",
         include_str!("../../../cql/0034_retention.cql"),
     ),
+    (
+        36,
+        "0036_email_listing",
+        include_str!("../../../cql/0036_email_listing.cql"),
+    ),
 ];
 
 /// Creates the keyspace if it is missing and applies every migration not yet recorded in

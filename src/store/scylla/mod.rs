@@ -14,7 +14,7 @@
 //! One file per aggregate prepares its statements and implements its storage trait
 //! ([`projects`], [`tickets`] with its [`listing`], [`chat`], [`kb`], [`webhooks`], [`members`],
 //! [`email`], [`audit`], which also says how a change carries its audit record, [`contacts`],
-//! [`inbound_mail`], [`erase`], [`contact_erase`]); [`rows`]
+//! [`inbound_mail`], [`erase`], [`contact_erase`], [`email_index`]); [`rows`]
 //! holds the rows they bind and decode, [`config`] the settings and [`migrations`] the schema.
 
 mod agent_mail;
@@ -25,6 +25,7 @@ mod config;
 mod contact_erase;
 mod contacts;
 mod email;
+mod email_index;
 mod erase;
 mod inbound_mail;
 mod kb;
@@ -118,6 +119,7 @@ pub struct ScyllaStore {
     inbound_mail: inbound_mail::Statements,
     erase: erase::Statements,
     contact_erase: contact_erase::Statements,
+    email_index: email_index::Statements,
 }
 
 impl ScyllaStore {
@@ -158,6 +160,7 @@ impl ScyllaStore {
             inbound_mail: inbound_mail::Statements::prepare(&session, consistency, ks).await?,
             erase: erase::Statements::prepare(&session, consistency, ks).await?,
             contact_erase: contact_erase::Statements::prepare(&session, consistency, ks).await?,
+            email_index: email_index::Statements::prepare(&session, consistency, ks).await?,
             session: Arc::new(session),
         })
     }

@@ -39,6 +39,8 @@ export type Unanswered = Schemas["UnansweredView"];
 export type Language = Schemas["Language"];
 export type AssistantOutcomes = Schemas["AssistantOutcomes"];
 export type AuditRecord = Schemas["AuditRecord"];
+export type OutboxEmail = Schemas["EmailView"];
+export type EmailQuery = { ticket?: string; limit?: number; cursor?: string };
 export type AuditQuery = { member?: string; action?: string; since?: string; limit?: number; cursor?: string };
 export type Role = Schemas["Role"];
 export type Member = Schemas["Member"];
@@ -198,6 +200,12 @@ export class Api {
 
   deactivateMember(id: string) {
     return this.patch<Member>(`/v1/projects/${this.p}/members/${id}`, { state: "deactivated" });
+  }
+
+  /** A page of the email outbox, newest first (owners and admins). */
+  emails(query: EmailQuery) {
+    const params = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]));
+    return this.get<Schemas["EmailList"]>(`/v1/projects/${this.p}/emails?${params}`);
   }
 
   /** A page of the audit trail, newest first (owners and admins). */

@@ -1,11 +1,12 @@
 // The project's settings an agent manages: the assistant's name, greeting and guidance, the
-// origins the widget may run on, the canned replies, and the webhook endpoints with their
-// delivery logs.
+// origins the widget may run on, the canned replies, the webhook endpoints with their
+// delivery logs, and the email outbox.
 
 import { useEffect, useState } from "preact/hooks";
 
 import type { Api, Delivery, Project, Webhook, WebhookEvent } from "./api";
 import { CannedReplies } from "./canned";
+import { EmailOutbox } from "./outbox";
 import { AssistantOutcomesPanel } from "./outcomes";
 
 const EVENTS: WebhookEvent[] = ["ticket.created", "ticket.status_changed", "message.created", "ticket.assigned", "ticket.rated"];
@@ -21,6 +22,7 @@ export function Settings({ api }: { api: Api }) {
       <Retention api={api} />
       <CannedReplies api={api} />
       <Webhooks api={api} />
+      <EmailOutbox api={api} />
     </div>
   );
 }

@@ -177,6 +177,10 @@ fieldset { border: 1px solid var(--line); border-radius: 8px; display: flex; fle
 .canned-picker .hint { margin: 4px 8px; }
 .canned-list { list-style: none; padding: 0; display: flex; flex-direction: column; gap: 10px; }
 .canned-list .sub { margin: 2px 0 0; white-space: pre-wrap; }
+.mail { font-size: 11px; padding: 0 6px; border-radius: 8px; border: 1px solid currentColor; }
+.mail.sent { color: #1a7f37; } .mail.pending { color: #8a5a00; } .mail.failed, .mail.given_up { color: #b42318; }
+table.outbox .change { display: block; }
+.ticket-emails { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 4px; }
 .deliveries th, .deliveries td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); }
 @media (max-width: 760px) {
   .tickets, .kb { grid-template-columns: 1fr; }

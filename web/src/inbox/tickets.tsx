@@ -13,6 +13,7 @@ import type { Api, Assignee, ContactDetail, ListedTicket, Message, Note, Ticket,
 import type { Listener } from "./app";
 import { useCannedPicker } from "./canned";
 import type { Feed } from "./feed";
+import { TicketEmails } from "./outbox";
 
 const STATUSES = ["open", "pending", "resolved", "closed"];
 /** How long the agent pauses typing before the search runs. */
@@ -713,6 +714,7 @@ function TicketView({ api, feed, slug, subscribe, resumes, onSeen, onTag, assign
         </button>
       </form>
       {ticket.contact && <ContactCard api={api} contact={ticket.contact} slug={slug} onOpen={onOpenTicket} />}
+      {api.role !== "agent" && <TicketEmails api={api} slug={slug} />}
       {ticket.satisfaction && (
         <p class="csat-given" aria-label="The visitor's rating">
           <Rated score={ticket.satisfaction.score} /> The visitor rated this conversation {ticket.satisfaction.score} of 5

@@ -504,6 +504,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{projectId}/emails": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the email outbox, newest first: what the server emails and what became of it
+         * @description Each email the server owes or sent in the project (invitations, password resets, visitors' reply bursts, agents' ticket emails): its kind, recipient, subject, ticket, status, attempts and next attempt, why its last attempt failed (in general words and the SMTP code, never the server's own), and when it was made and sent. Never its body or links. `email_enabled` says whether this server sends email at all: without SMTP nothing is written here, and an email left from a time it did stays `pending`. An erased ticket's emails are erased with it. Emails are kept 30 days on ScyllaDB.
+         */
+        get: operations["listEmails"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{projectId}/export": {
         parameters: {
             query?: never;
@@ -1972,6 +1992,59 @@ export interface components {
         };
         /** @description An email address, checked for its shape only */
         Email: string;
+        /**
+         * @description Why an email is sent.
+         * @enum {string}
+         */
+        EmailKind: "invitation" | "password_reset" | "visitor_reply" | "agent_new_ticket" | "agent_assigned" | "agent_visitor_reply";
+        /** @description A page of the outbox, newest first. */
+        EmailList: {
+            /**
+             * @description Whether this server sends email (SMTP is configured). When it does not, nothing is
+             *     written to the outbox, and an email left from a time it did stays `pending`.
+             */
+            email_enabled: boolean;
+            emails: components["schemas"]["EmailView"][];
+            /** @description Pass as `cursor` for the next page; null when there is none. */
+            next?: string | null;
+        };
+        /**
+         * @description Where an email stands.
+         * @enum {string}
+         */
+        EmailStatus: "pending" | "sent" | "failed" | "given_up";
+        /** @description One email, without its body. */
+        EmailView: {
+            /**
+             * Format: int32
+             * @description Attempts made so far.
+             */
+            attempts: number;
+            /** Format: date-time */
+            created_at: string;
+            /** @description `eml_` and hex; also the local part of its `Message-ID`. */
+            id: string;
+            kind: components["schemas"]["EmailKind"];
+            /** @description Why the last attempt failed, in general words with the SMTP code when there is one. */
+            last_error?: string | null;
+            /**
+             * Format: date-time
+             * @description When the next attempt is due; null once settled.
+             */
+            next_attempt_at?: string | null;
+            /** Format: date-time */
+            sent_at?: string | null;
+            /**
+             * @description `pending` (waiting for its first or next attempt), `sent` (the mail server accepted
+             *     it), `failed` (the mail server refused it for good) or `given_up` (every retry failed).
+             */
+            status: components["schemas"]["EmailStatus"];
+            subject: string;
+            /** @description The slug of the ticket it is about, if any. */
+            ticket?: string | null;
+            /** @description The recipient's address. */
+            to: string;
+        };
         /**
          * @description What to change on an endpoint; what is left out stays as it is. Turning an endpoint back on
          *     clears what the server recorded when it turned it off.
@@ -5768,6 +5841,92 @@ export interface operations {
                 };
             };
             /** @description No such contact */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The server failed; nothing about it is told to the client */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A store or a ticket is briefly unavailable, or the server holds as many connections as it may: retry after Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listEmails: {
+        parameters: {
+            query?: {
+                /** @description Only the emails about this ticket (its slug). */
+                ticket?: string;
+                /** @description Emails per page, 50 by default. */
+                limit?: number;
+                /** @description Where to continue: the `next` of the page before. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The project's id. */
+                projectId: components["schemas"]["ProjectId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of emails, and the cursor of the next */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EmailList"];
+                };
+            };
+            /** @description The ticket, the limit or the cursor is not valid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No credential, or a member's session that has ended: this needs the project's admin key or a member's session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not the project's admin key nor an owner or admin, a cookie-signed request without its X-CSRF-Token, or an origin the project does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such project */
             404: {
                 headers: {
                     [name: string]: unknown;

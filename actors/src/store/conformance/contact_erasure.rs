@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{contact, endpoint, stored_project, ticket_with_everything};
+use super::{contact, emails_about, endpoint, stored_project, ticket_with_everything};
 use crate::clock::now_millis;
 use crate::contact::{ContactErasure, ContactQuery};
 use crate::domain::Slug;
@@ -38,7 +38,9 @@ pub async fn a_contacts_erasure_takes_its_tickets_and_record_and_leaves_the_othe
         let left = store.list_messages(pid, slug, MessageRange::all()).await;
         assert!(left.unwrap().is_empty());
         assert!(store.list_notes(pid, slug).await.unwrap().is_empty());
+        assert!(emails_about(&store, pid, slug).await.is_empty());
     }
+    assert_eq!(emails_about(&store, pid, &kept.slug).await.len(), 2);
     assert!(store
         .list_chat_turns(pid, &one_session, 10)
         .await
