@@ -25,7 +25,8 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::real_server::{client, until, Place, RealServer};
+use crate::helpers::until;
+use crate::real_server::{client, Place, RealServer};
 
 /// A message the SMTP server received: its recipient and `Message-ID`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::real_server::{client, until, Place, RealServer};
+use crate::helpers::until;
+use crate::real_server::{client, Place, RealServer};
 
 struct Ticket {
     slug: String,

@@ -423,16 +423,28 @@ where
 }
 
 /// Waits until `done` holds: for effects that land on their own time (a ticket's ticker
-/// passivating it, a closed socket's task ending). A condition, not a timing: it checks every
-/// 20 ms and gives up after 20 s.
+/// passivating it, a closed socket's task ending). A condition, not a timing: see [`until`].
 pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    for _ in 0..1000 {
-        if done().await {
-            return;
+    until(what, Duration::from_secs(20), async || {
+        done().await.then_some(())
+    })
+    .await
+}
+
+/// Waits until `check` gives a value: a condition polled every 20 ms, never a timing. `limit`
+/// only bounds a test that would otherwise hang (an email held by a claim waits for it).
+pub async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("never happened: {what}");
 }
 
 pub fn error_of(body: &Value) -> &str {

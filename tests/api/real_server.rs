@@ -12,7 +12,7 @@ use std::time::Duration;
 use fleety_actors::store::Store;
 use serde_json::Value;
 
-use crate::helpers::cql_backend;
+use crate::helpers::{cql_backend, until};
 
 /// Where a server's data lives across its restarts.
 pub enum Place {
@@ -206,22 +206,6 @@ impl Drop for RealServer {
         let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
         let _ = child.kill();
         let _ = child.wait();
-    }
-}
-
-/// Waits until `check` gives a value; a condition polled every 20 ms, never a timing. `limit`
-/// only bounds a test that would otherwise hang (an email held by a claim waits for it).
-pub async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
