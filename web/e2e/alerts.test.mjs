@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { axe, browser, createProject, shot, startServer } from "./harness.mjs";
+import { axe, browser, createProject, shot, startServer, until } from "./harness.mjs";
 
 let server, project, chromium;
 
@@ -78,14 +78,6 @@ async function inbox(t, { grant, deny = false }) {
 }
 
 const notes = (page) => page.evaluate(() => window.__notes);
-
-async function until(what, check) {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 test("a hidden inbox notifies of new tickets and of replies on the agent's own tickets only", async (t) => {
   const page = await inbox(t, { grant: true });

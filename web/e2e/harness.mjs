@@ -17,18 +17,33 @@ export const ARTIFACTS = process.env.FLEETY_E2E_ARTIFACTS ?? join(ROOT, "target"
 export const OPERATOR = "e2e-operator-token-0123456789";
 export const PASSWORD = "correct horse battery";
 
-async function waitHealthy(base, child) {
-  for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) throw new Error(`fleety exited with ${child.exitCode}`);
-    try {
-      const r = await fetch(`${base}/healthz`);
-      if (r.ok) return;
-    } catch {
-      // Not listening yet.
-    }
+/**
+ * Waits until `check` gives a value, and returns it: for what lands outside the page (an email
+ * in the SMTP sink's directory, a server answering). A condition checked every 100 ms, never a
+ * timing; `tries` only bounds a test that would otherwise hang.
+ */
+export async function until(what, check, tries = 300) {
+  for (let i = 0; i < tries; i++) {
+    const found = await check();
+    if (found) return found;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error("fleety did not become healthy");
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+async function waitHealthy(base, child) {
+  await until(
+    "fleety to become healthy",
+    async () => {
+      if (child.exitCode !== null) throw new Error(`fleety exited with ${child.exitCode}`);
+      try {
+        return (await fetch(`${base}/healthz`)).ok;
+      } catch {
+        return false; // Not listening yet.
+      }
+    },
+    600,
+  );
 }
 
 /** The port in a starting server's banner ("Fleety is listening on http://host:port"). */

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { axe, browser, callApi, createProject, shot, startServer } from "./harness.mjs";
+import { axe, browser, callApi, createProject, shot, startServer, until } from "./harness.mjs";
 
 const SMTP = process.env.FLEETY_TEST_SMTP;
 const DIR = process.env.FLEETY_TEST_SMTP_DIR;
@@ -61,15 +61,6 @@ async function inbox(t, server, project) {
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("status").filter({ hasText: "Live" }).waitFor();
   return page;
-}
-
-async function until(what, check) {
-  for (let i = 0; i < 200; i++) {
-    const found = await check();
-    if (found) return found;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 test("with SMTP, the Email card lists what was sent and a ticket shows its own emails", async (t) => {

@@ -14,7 +14,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { axe, browser, callApi, createProject, shot, startHostPage, startServer } from "./harness.mjs";
+import { axe, browser, callApi, createProject, shot, startHostPage, startServer, until } from "./harness.mjs";
 
 const SMTP = process.env.FLEETY_TEST_SMTP;
 const DIR = process.env.FLEETY_TEST_SMTP_DIR;
@@ -83,13 +83,11 @@ function emailsTo(to) {
 }
 
 /** Waits until `count` emails to `to` arrived; all of them. */
-async function waitForEmails(to, count) {
-  for (let i = 0; i < 300; i++) {
+function waitForEmails(to, count) {
+  return until(`email #${count} to ${to}`, () => {
     const got = emailsTo(to);
-    if (got.length >= count) return got;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`no email #${count} to ${to}`);
+    return got.length >= count ? got : null;
+  });
 }
 
 /** A message's headers (unfolded) and its text part, decoded. */
