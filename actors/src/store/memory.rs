@@ -696,11 +696,7 @@ impl WebhookStore for MemoryStore {
                 !data.tickets.contains_key(&(delivery.project_id.clone(), s))
             })
         };
-        if delivery
-            .ticket()
-            .filter(|_| was_due.is_some())
-            .is_some_and(gone)
-        {
+        if was_due.is_some() && delivery.ticket().is_some_and(gone) {
             data.deliveries.remove(&delivery_key(delivery));
         } else {
             data.deliveries

@@ -989,7 +989,7 @@ impl Rows<'_> {
                 // An erasure sets its ticket's row gone when it is decided: an attempt that
                 // was under way then finds it gone here, and the delivery is removed instead
                 // of written back (as is the announcement of a ticket that never came).
-                if let Some(slug) = d.ticket().filter(|_| *update) {
+                if let Some(slug) = update.then(|| d.ticket()).flatten() {
                     let ticket = Row::Ticket(d.project_id.as_str().to_owned(), slug);
                     if !self.exists(&ticket)? {
                         let endpoint = d.endpoint_id.to_string();
